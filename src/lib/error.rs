@@ -1,0 +1,222 @@
+//! The library's typed error.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::layout::LayoutError;
+use crate::peer::PeerState;
+use crate::region::RegionError;
+
+/// Which way a ring carries messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// From a guest to the host.
+    GuestToHost,
+    /// From the host to a guest.
+    HostToGuest,
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::GuestToHost => "guest-to-host",
+            Direction::HostToGuest => "host-to-guest",
+        })
+    }
+}
+
+/// Everything that can go wrong with a segment.
+///
+/// Errors that a caller may simply retry later (a full ring, an exhausted
+/// pool, a timeout) answer true to [`Error::is_retryable`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system call on the segment file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The path is a symbolic link; segments are never opened through one.
+    #[error("{}: is a symbolic link; refusing to follow it", path.display())]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The path is not a regular file.
+    #[error("{}: not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file is too small to hold a segment header.
+    #[error("{}: file is {len} bytes, smaller than a segment header ({min} bytes)", path.display())]
+    TooSmall {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+        /// The least a segment can be.
+        min: u64,
+    },
+    /// The file is larger than this machine can map.
+    #[error("{}: file of {len} bytes is too large to map", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        len: u64,
+    },
+    /// The file shrank after it was mapped.
+    #[error("{}: segment file was truncated to {len} bytes under us (mapped {mapped})", path.display())]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Its length now.
+        len: u64,
+        /// The length mapped.
+        mapped: u64,
+    },
+    /// Another file now stands at the path that was mapped.
+    #[error("{}: segment file was replaced by another file", path.display())]
+    Replaced {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The file that was mapped has been deleted.
+    #[error("{}: segment file was removed", path.display())]
+    Removed {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A bounds-checked access was refused.
+    #[error("{0}")]
+    Region(#[from] RegionError),
+    /// The configuration cannot be laid out.
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
+    /// The file does not start with the segment magic.
+    #[error("not a shmhub segment (magic {magic:#018x})")]
+    NotASegment {
+        /// The first eight bytes, as a little-endian number.
+        magic: u64,
+    },
+    /// The file has a zero magic: its creator has not finished initializing it.
+    #[error(
+        "segment is not ready (no magic yet: still being created, or creation was interrupted)"
+    )]
+    NotReady,
+    /// The segment was written by another format version.
+    #[error(
+        "segment format version {found} is not supported (this build reads version {expected})"
+    )]
+    VersionMismatch {
+        /// The version in the file.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
+    /// A header field is inconsistent with the file or with the other fields.
+    #[error("corrupt segment header: {field} = {value}: {reason}")]
+    CorruptHeader {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// Why it cannot be right.
+        reason: String,
+    },
+    /// A value read from the segment (a state, an index, a descriptor) is
+    /// not one the protocol allows.
+    #[error("corrupt segment: {0}")]
+    Corrupt(String),
+    /// Every peer entry is taken.
+    #[error("hub is full: all {max_guests} guest entries are taken")]
+    HubFull {
+        /// How many guests the segment allows.
+        max_guests: u32,
+    },
+    /// The peer id is outside `1..=max_guests`.
+    #[error("peer id {peer_id} is out of range (this segment has guests 1..={max_guests})")]
+    InvalidPeerId {
+        /// The id asked for.
+        peer_id: u32,
+        /// The largest valid id.
+        max_guests: u32,
+    },
+    /// The peer entry is not in the state the operation needs.
+    #[error("peer {peer_id} is {state}, not {expected}")]
+    PeerState {
+        /// The peer.
+        peer_id: u8,
+        /// What it is.
+        state: PeerState,
+        /// What it had to be.
+        expected: &'static str,
+    },
+    /// Another process holds this role (a ring end or a peer entry).
+    #[error("{what} is in use by another process")]
+    Busy {
+        /// The role, in words.
+        what: String,
+    },
+    /// The payload is larger than the segment's max payload.
+    #[error("payload of {len} bytes exceeds the max payload of {max} bytes")]
+    PayloadTooLarge {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// The ring has no free descriptor (retryable).
+    #[error("{direction} ring of peer {peer_id} is full")]
+    RingFull {
+        /// The guest the ring belongs to.
+        peer_id: u8,
+        /// Which of its two rings.
+        direction: Direction,
+    },
+    /// The sender's slot pool has no free slot (retryable).
+    #[error("slot pool of {owner} has no free slot")]
+    PoolExhausted {
+        /// Whose pool: "host" or "peer N".
+        owner: String,
+    },
+    /// A received descriptor does not check out; nothing was read through it.
+    #[error("bad descriptor from {from}: {reason}")]
+    BadDescriptor {
+        /// Who sent it.
+        from: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The host has said goodbye.
+    #[error("the host has left the segment")]
+    HostGone,
+    /// The guest has left or died.
+    #[error("peer {peer_id} has left the segment")]
+    PeerGone {
+        /// The guest.
+        peer_id: u8,
+    },
+    /// Waiting ran out of time (retryable).
+    #[error("timed out")]
+    Timeout,
+}
+
+impl Error {
+    /// Whether trying the same operation later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::RingFull { .. } | Error::PoolExhausted { .. } | Error::Timeout
+        )
+    }
+}
+
+/// Short for `Result<T, shmhub::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

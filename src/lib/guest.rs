@@ -1,0 +1,477 @@
+//! A guest: claims a peer entry, then talks to the host over its two rings.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::desc::Frame;
+use crate::error::{Direction, Error, Result};
+use crate::header::HeaderInfo;
+use crate::host::PeerId;
+use crate::layout::{SegmentConfig, SegmentLayout};
+use crate::liveness::{self, HostStatus};
+use crate::peer::PeerState;
+use crate::region::Region;
+use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
+use crate::sys::{self, ByteLock};
+use crate::wait::{WaitStrategy, deadline_after};
+
+/// How often a waiting guest checks whether the host process still lives.
+const HOST_CHECK_NS: u64 = 100_000_000;
+
+/// The guest side of a segment.
+///
+/// ```
+/// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+///
+/// let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+/// let mut guest = ShmGuest::attach(host.region()).unwrap();
+/// host.send(guest.peer_id(), Frame::new(MsgDesc::default(), vec![1u8; 1000])).unwrap();
+/// assert_eq!(guest.recv().unwrap().payload(), &[1u8; 1000][..]);
+/// ```
+#[derive(Debug)]
+pub struct ShmGuest {
+    seg: Segment,
+    peer_id: u8,
+    epoch: u32,
+    /// Set when this guest claimed its entry: dropping it detaches.
+    owned: bool,
+    locks: RoleLocks,
+    _presence: Option<ByteLock>,
+    head_cache: u32,
+    tail_cache: u32,
+    pool_hint: u32,
+    strategy: WaitStrategy,
+    last_beat_ns: u64,
+    last_host_check_ns: u64,
+}
+
+enum Claim {
+    AnyEmpty,
+    Reserved(u8),
+}
+
+impl ShmGuest {
+    /// Attaches to the segment in `region` (heap, or a mapping the caller
+    /// keeps), claiming the first Empty entry.
+    pub fn attach(region: Region) -> Result<Self> {
+        Self::claim(Segment::open(ShmBacking::Region(region))?, Claim::AnyEmpty)
+    }
+
+    /// Attaches to the segment in `region` in the entry the host reserved.
+    pub fn attach_with_id(region: Region, peer_id: PeerId) -> Result<Self> {
+        Self::claim(
+            Segment::open(ShmBacking::Region(region))?,
+            Claim::Reserved(peer_id),
+        )
+    }
+
+    /// Maps the segment file at `path`, validates it, and claims the first
+    /// Empty entry.
+    ///
+    /// shm[impl shm.file.attach]
+    pub fn attach_path<P: AsRef<Path>>(path: P) -> Result<Self> {
+        Self::claim(Segment::open_path(path.as_ref())?, Claim::AnyEmpty)
+    }
+
+    /// Maps the segment file at `path` and takes the entry `peer_id`, which
+    /// the host must have reserved ([`crate::ShmHost::reserve_peer`]).
+    ///
+    /// shm[impl shm.peer.reserve]
+    pub fn attach_path_with_id<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
+        Self::claim(Segment::open_path(path.as_ref())?, Claim::Reserved(peer_id))
+    }
+
+    /// Acts as guest `peer_id`, an entry already Attached (typically claimed
+    /// earlier for scripted use), without owning it: dropping it does not
+    /// detach. Each ring end is locked on first use, so two processes never
+    /// send (or receive) as the same guest at once.
+    pub fn resume<P: AsRef<Path>>(path: P, peer_id: u32) -> Result<Self> {
+        let seg = Segment::open_path(path.as_ref())?;
+        let p = seg.guest_id(peer_id)?;
+        let state = seg.peer(p).state()?;
+        if state != PeerState::Attached {
+            return Err(Error::PeerState {
+                peer_id: p,
+                state,
+                expected: "attached",
+            });
+        }
+        let epoch = seg.peer(p).epoch()?;
+        Ok(Self::new(seg, p, epoch, false, None))
+    }
+
+    fn new(seg: Segment, peer_id: u8, epoch: u32, owned: bool, presence: Option<ByteLock>) -> Self {
+        let head_cache = seg
+            .ring(peer_id, Direction::GuestToHost)
+            .state()
+            .map(|s| s.head)
+            .unwrap_or(0);
+        let tail_cache = seg
+            .ring(peer_id, Direction::HostToGuest)
+            .state()
+            .map(|s| s.head)
+            .unwrap_or(0);
+        ShmGuest {
+            seg,
+            peer_id,
+            epoch,
+            owned,
+            locks: RoleLocks::default(),
+            _presence: presence,
+            head_cache,
+            tail_cache,
+            pool_hint: 0,
+            strategy: WaitStrategy::default(),
+            last_beat_ns: sys::monotonic_ns(),
+            last_host_check_ns: 0,
+        }
+    }
+
+    /// Claims an entry, holding its presence lock (file-backed segments).
+    ///
+    /// shm[impl shm.peer.claim]
+    fn claim(seg: Segment, claim: Claim) -> Result<Self> {
+        let max_guests = seg.layout.config.max_guests;
+        let candidates: Vec<u8> = match claim {
+            Claim::AnyEmpty => (1..=max_guests as u8).collect(),
+            Claim::Reserved(p) => vec![seg.guest_id(p.into())?],
+        };
+        for p in candidates {
+            let presence = match seg.file() {
+                Some(file) => match ByteLock::try_lock(file, lock_byte::guest_presence(p)) {
+                    Ok(Some(lock)) => Some(lock),
+                    _ => continue,
+                },
+                None => None,
+            };
+            let peer = seg.peer(p);
+            let claimed = match claim {
+                Claim::Reserved(_) => peer.transition(PeerState::Reserved, PeerState::Attached)?,
+                Claim::AnyEmpty => {
+                    peer.transition(PeerState::Empty, PeerState::Attached)?
+                        || (seg.ring(p, Direction::GuestToHost).state()?.is_empty()
+                            && peer.transition(PeerState::Goodbye, PeerState::Attached)?)
+                }
+            };
+            if claimed {
+                let epoch = peer.record_claim(Some(sys::current_pid()), presence.is_some())?;
+                return Ok(Self::new(seg, p, epoch, true, presence));
+            }
+        }
+        match claim {
+            Claim::AnyEmpty => Err(Error::HubFull { max_guests }),
+            Claim::Reserved(p) => Err(Error::PeerState {
+                peer_id: p,
+                state: seg.peer(p).state()?,
+                expected: "reserved",
+            }),
+        }
+    }
+
+    /// This guest's id.
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The epoch of this guest's claim.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The segment's layout.
+    pub fn layout(&self) -> &SegmentLayout {
+        &self.seg.layout
+    }
+
+    /// The segment's configuration.
+    pub fn config(&self) -> &SegmentConfig {
+        &self.seg.layout.config
+    }
+
+    /// The segment file, if file-backed.
+    pub fn path(&self) -> Option<&Path> {
+        self.seg.path()
+    }
+
+    /// The header as it is now.
+    pub fn header(&self) -> Result<HeaderInfo> {
+        self.seg.header()
+    }
+
+    /// Sets how this guest waits (default: adaptive).
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Whether the host is there, gone, or dead.
+    pub fn host_status(&self) -> Result<HostStatus> {
+        let h = self.seg.header()?;
+        let file = self.seg.file().map(|f| &**f);
+        Ok(liveness::judge_host(
+            h.host_goodbye,
+            h.host_pid,
+            h.host_start_time,
+            file,
+        ))
+    }
+
+    /// Checks that the segment file is still the one mapped, at full length.
+    pub fn check_file(&self) -> Result<()> {
+        match self.seg.backing.mmap() {
+            Some(m) => m.check_unchanged(),
+            None => Ok(()),
+        }
+    }
+
+    /// Refreshes this guest's heartbeat.
+    pub fn beat(&mut self) -> Result<()> {
+        self.last_beat_ns = sys::monotonic_ns();
+        self.seg.peer(self.peer_id).beat()
+    }
+
+    /// Fails if this guest's entry was reclaimed or re-claimed by another.
+    fn check_still_mine(seg: &Segment, p: u8, epoch: u32) -> Result<()> {
+        let peer = seg.peer(p);
+        if peer.state()? != PeerState::Attached || peer.epoch()? != epoch {
+            return Err(Error::PeerGone { peer_id: p });
+        }
+        Ok(())
+    }
+
+    /// Sends `frame` to the host without waiting: a full ring or an
+    /// exhausted pool is a retryable error and nothing is sent.
+    pub fn send(&mut self, frame: Frame) -> Result<()> {
+        self.send_inner(&frame, None)
+    }
+
+    /// Sends `frame` to the host, waiting up to `timeout` for room and a
+    /// free slot (`None`: as long as it takes).
+    pub fn send_timeout(&mut self, frame: &Frame, timeout: Option<Duration>) -> Result<()> {
+        let deadline =
+            deadline_after(timeout).or(Some(Instant::now() + Duration::from_secs(3_153_600_000)));
+        self.send_inner(frame, deadline)
+    }
+
+    fn send_inner(&mut self, frame: &Frame, deadline: Option<Instant>) -> Result<()> {
+        let p = self.peer_id;
+        let what = || format!("the sending end of peer {p}");
+        self.locks.ensure(
+            &self.seg,
+            lock_byte::ring_end(p, End::GuestToHostProducer),
+            deadline,
+            what,
+        )?;
+        Self::check_still_mine(&self.seg, p, self.epoch)?;
+        if self.seg.host_goodbye()? {
+            return Err(Error::HostGone);
+        }
+        let mut waiter = Waiter::new(
+            &self.seg,
+            p,
+            self.epoch,
+            &mut self.last_beat_ns,
+            &mut self.last_host_check_ns,
+        );
+        self.seg.send_frame(
+            p,
+            Direction::GuestToHost,
+            frame,
+            &mut self.head_cache,
+            &mut self.pool_hint,
+            self.strategy,
+            deadline,
+            &mut || waiter.check(),
+        )
+    }
+
+    /// Receives the next message if one is queued.
+    pub fn try_recv(&mut self) -> Result<Option<Frame>> {
+        self.lock_receiving_end(None)?;
+        self.pop()
+    }
+
+    /// Receives the next message, waiting as long as it takes. Fails with
+    /// [`Error::HostGone`] once the host has left and nothing is queued.
+    pub fn recv(&mut self) -> Result<Frame> {
+        loop {
+            if let Some(frame) = self.recv_timeout(None)? {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Receives the next message, waiting up to `timeout` (`None`: until one
+    /// comes). `Ok(None)` when the time ran out.
+    pub fn recv_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>> {
+        let deadline = deadline_after(timeout);
+        self.lock_receiving_end(deadline)?;
+        loop {
+            if let Some(frame) = self.pop()? {
+                return Ok(Some(frame));
+            }
+            let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
+            let seen = ring.state()?.tail;
+            if let Some(frame) = self.pop()? {
+                return Ok(Some(frame));
+            }
+            let mut waiter = Waiter::new(
+                &self.seg,
+                self.peer_id,
+                self.epoch,
+                &mut self.last_beat_ns,
+                &mut self.last_host_check_ns,
+            );
+            let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
+            if !ring.wait_for_data(seen, self.strategy, deadline, &mut || waiter.check())? {
+                return Ok(None);
+            }
+        }
+    }
+
+    fn lock_receiving_end(&mut self, deadline: Option<Instant>) -> Result<()> {
+        let p = self.peer_id;
+        let what = || format!("the receiving end of peer {p}");
+        self.locks.ensure(
+            &self.seg,
+            lock_byte::ring_end(p, End::HostToGuestConsumer),
+            deadline,
+            what,
+        )
+    }
+
+    fn pop(&mut self) -> Result<Option<Frame>> {
+        let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
+        match ring.pop(&mut self.tail_cache)? {
+            Some(bytes) => self
+                .seg
+                .decode(self.peer_id, Direction::HostToGuest, &bytes)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Leaves the entry Attached with no process holding it, so that later
+    /// commands can act as this guest ([`ShmGuest::resume`]); returns the
+    /// peer id and epoch.
+    pub fn release_to_script(mut self) -> Result<(PeerId, u32)> {
+        Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
+        self.seg.peer(self.peer_id).set_holder(None, false)?;
+        self.owned = false;
+        Ok((self.peer_id, self.epoch))
+    }
+
+    /// Detaches: drops what the host sent and this guest did not read
+    /// (returning those slots), returns every slot this guest holds, and
+    /// frees the entry (or leaves it in Goodbye until the host has read
+    /// what this guest sent). Dropping an owned guest does the same.
+    ///
+    /// shm[impl shm.peer.detach]
+    pub fn detach(mut self) -> Result<()> {
+        self.owned = false;
+        self.detach_inner()
+    }
+
+    /// Detaches guest `peer_id` of the segment at `path`, an entry claimed
+    /// for scripted use; refused while a live process holds it.
+    pub fn release<P: AsRef<Path>>(path: P, peer_id: u32) -> Result<()> {
+        let guest = Self::resume(path, peer_id)?;
+        let entry = guest.seg.peer(guest.peer_id).snapshot()?;
+        let file = guest.seg.file().map(|f| &**f);
+        let status = liveness::judge_peer(
+            &entry,
+            file,
+            guest.seg.layout.config.heartbeat_interval_ms,
+            sys::monotonic_ns(),
+        );
+        if status == liveness::HolderStatus::Alive || status == liveness::HolderStatus::Stale {
+            return Err(Error::Busy {
+                what: format!("peer {} (held by pid {})", entry.peer_id, entry.pid),
+            });
+        }
+        guest.detach()
+    }
+
+    fn detach_inner(&mut self) -> Result<()> {
+        let p = self.peer_id;
+        Self::check_still_mine(&self.seg, p, self.epoch)?;
+        if self.lock_receiving_end(None).is_ok() {
+            let ring = self.seg.ring(p, Direction::HostToGuest);
+            for desc in ring.drain()? {
+                self.seg.discard(p, Direction::HostToGuest, &desc)?;
+            }
+        }
+        self.seg.pool(0).free_held_by(p)?;
+        self.seg.pool(p).free_held_by(p)?;
+        let peer = self.seg.peer(p);
+        peer.set_holder(None, false)?;
+        let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();
+        let next = if outbound_empty {
+            PeerState::Empty
+        } else {
+            PeerState::Goodbye
+        };
+        peer.transition(PeerState::Attached, next)?;
+        self.seg.ring_host_doorbell()?;
+        Ok(())
+    }
+}
+
+impl Drop for ShmGuest {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = self.detach_inner();
+        }
+    }
+}
+
+/// What a waiting guest checks between naps: its entry is still its own,
+/// the host has not left or died, and its heartbeat is fresh.
+struct Waiter<'a> {
+    seg: &'a Segment,
+    peer_id: u8,
+    epoch: u32,
+    last_beat_ns: &'a mut u64,
+    last_host_check_ns: &'a mut u64,
+}
+
+impl<'a> Waiter<'a> {
+    fn new(
+        seg: &'a Segment,
+        peer_id: u8,
+        epoch: u32,
+        last_beat_ns: &'a mut u64,
+        last_host_check_ns: &'a mut u64,
+    ) -> Self {
+        Waiter {
+            seg,
+            peer_id,
+            epoch,
+            last_beat_ns,
+            last_host_check_ns,
+        }
+    }
+
+    fn check(&mut self) -> Result<()> {
+        if self.seg.host_goodbye()? {
+            return Err(Error::HostGone);
+        }
+        ShmGuest::check_still_mine(self.seg, self.peer_id, self.epoch)?;
+        let now = sys::monotonic_ns();
+        let interval_ns = u64::from(self.seg.layout.config.heartbeat_interval_ms) * 1_000_000;
+        if interval_ns > 0 && now.saturating_sub(*self.last_beat_ns) >= interval_ns {
+            *self.last_beat_ns = now;
+            self.seg.peer(self.peer_id).beat()?;
+        }
+        if now.saturating_sub(*self.last_host_check_ns) >= HOST_CHECK_NS {
+            *self.last_host_check_ns = now;
+            let h = self.seg.header()?;
+            let file = self.seg.file().map(|f| &**f);
+            if liveness::judge_host(h.host_goodbye, h.host_pid, h.host_start_time, file)
+                == HostStatus::Dead
+            {
+                return Err(Error::HostGone);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,363 @@
+//! The segment header: what a segment is, how it is laid out, and the
+//! host's live state.
+//!
+//! shm[impl shm.header.layout]
+
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::layout::{HEADER_SIZE, SegmentConfig, SegmentLayout};
+use crate::region::Region;
+use crate::sys;
+
+/// The first eight bytes of every segment: `SHMHUB` followed by 0x00 0x01.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMHUB\x00\x01");
+/// The format version this build reads and writes.
+pub const VERSION: u32 = 1;
+
+/// Byte offsets of the header fields.
+pub mod field {
+    /// `u64`: [`super::MAGIC`], written last.
+    pub const MAGIC: u64 = 0;
+    /// `u32`: format version.
+    pub const VERSION: u64 = 8;
+    /// `u32`: header size (256).
+    pub const HEADER_SIZE: u64 = 12;
+    /// `u64`: total segment size.
+    pub const TOTAL_SIZE: u64 = 16;
+    /// `u32`: max guests.
+    pub const MAX_GUESTS: u64 = 24;
+    /// `u32`: ring capacity.
+    pub const RING_CAPACITY: u64 = 28;
+    /// `u32`: slot size.
+    pub const SLOT_SIZE: u64 = 32;
+    /// `u32`: slots per pool.
+    pub const SLOTS_PER_POOL: u64 = 36;
+    /// `u32`: max payload.
+    pub const MAX_PAYLOAD: u64 = 40;
+    /// `u32`: heartbeat interval in ms (0 = off).
+    pub const HEARTBEAT_MS: u64 = 44;
+    /// `u64`: offset of the peer table.
+    pub const PEER_TABLE_OFFSET: u64 = 48;
+    /// `u64`: offset of the rings.
+    pub const RINGS_OFFSET: u64 = 56;
+    /// `u64`: size of one ring.
+    pub const RING_SIZE: u64 = 64;
+    /// `u64`: offset of the pools.
+    pub const POOLS_OFFSET: u64 = 72;
+    /// `u64`: bytes between pools.
+    pub const POOL_STRIDE: u64 = 80;
+    /// `u64`: offset of slot data inside a pool.
+    pub const POOL_DATA_OFFSET: u64 = 88;
+    /// `u64`: creation time, ns since the Unix epoch.
+    pub const CREATED_UNIX_NS: u64 = 96;
+    /// `u64`: random number chosen at creation, telling segments apart.
+    pub const NONCE: u64 = 104;
+    /// `u32`: non-zero once the host has said goodbye.
+    pub const HOST_GOODBYE: u64 = 128;
+    /// `u32`: pid of the host process (0 = none).
+    pub const HOST_PID: u64 = 132;
+    /// `u64`: host heartbeat, `CLOCK_MONOTONIC` ns.
+    pub const HOST_HEARTBEAT_NS: u64 = 136;
+    /// `u64`: start time of the host process, in clock ticks since boot.
+    pub const HOST_START_TIME: u64 = 144;
+    /// `u32`: non-zero while the host sleeps waiting for any guest.
+    pub const HOST_WAITING: u64 = 152;
+    /// `u32`: bumped by guests to wake a sleeping host (its own cache line).
+    pub const HOST_DOORBELL: u64 = 192;
+}
+
+/// Everything the header says, validated.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeaderInfo {
+    /// Format version.
+    pub version: u32,
+    /// The layout, recomputed from the configuration and checked against
+    /// every stored offset.
+    pub layout: SegmentLayout,
+    /// Creation time, ns since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Random number chosen at creation.
+    pub nonce: u64,
+    /// Whether the host has said goodbye.
+    pub host_goodbye: bool,
+    /// Host pid (0: no host process is recorded).
+    pub host_pid: u32,
+    /// Host process start time (clock ticks since boot; 0 = unknown).
+    pub host_start_time: u64,
+    /// Host heartbeat (`CLOCK_MONOTONIC` ns; 0 = never).
+    pub host_heartbeat_ns: u64,
+}
+
+/// Writes every header field but the magic.
+pub(crate) fn write(region: &Region, layout: &SegmentLayout, host_pid: u32) -> Result<()> {
+    let c = &layout.config;
+    region.store_u32(field::VERSION, VERSION, Ordering::Relaxed)?;
+    region.store_u32(field::HEADER_SIZE, HEADER_SIZE as u32, Ordering::Relaxed)?;
+    region.store_u64(field::TOTAL_SIZE, layout.total_size, Ordering::Relaxed)?;
+    region.store_u32(field::MAX_GUESTS, c.max_guests, Ordering::Relaxed)?;
+    region.store_u32(field::RING_CAPACITY, c.ring_capacity, Ordering::Relaxed)?;
+    region.store_u32(field::SLOT_SIZE, c.slot_size, Ordering::Relaxed)?;
+    region.store_u32(field::SLOTS_PER_POOL, c.slots_per_pool, Ordering::Relaxed)?;
+    region.store_u32(field::MAX_PAYLOAD, c.max_payload, Ordering::Relaxed)?;
+    region.store_u32(
+        field::HEARTBEAT_MS,
+        c.heartbeat_interval_ms,
+        Ordering::Relaxed,
+    )?;
+    region.store_u64(
+        field::PEER_TABLE_OFFSET,
+        layout.peer_table_offset,
+        Ordering::Relaxed,
+    )?;
+    region.store_u64(field::RINGS_OFFSET, layout.rings_offset, Ordering::Relaxed)?;
+    region.store_u64(field::RING_SIZE, layout.ring_size, Ordering::Relaxed)?;
+    region.store_u64(field::POOLS_OFFSET, layout.pools_offset, Ordering::Relaxed)?;
+    region.store_u64(field::POOL_STRIDE, layout.pool_stride, Ordering::Relaxed)?;
+    region.store_u64(
+        field::POOL_DATA_OFFSET,
+        layout.pool_data_offset,
+        Ordering::Relaxed,
+    )?;
+    let now = sys::unix_ns();
+    region.store_u64(field::CREATED_UNIX_NS, now, Ordering::Relaxed)?;
+    region.store_u64(field::NONCE, nonce(now), Ordering::Relaxed)?;
+    region.store_u32(field::HOST_GOODBYE, 0, Ordering::Relaxed)?;
+    region.store_u32(field::HOST_PID, host_pid, Ordering::Relaxed)?;
+    region.store_u64(
+        field::HOST_START_TIME,
+        sys::process_start_time(host_pid),
+        Ordering::Relaxed,
+    )?;
+    region.store_u64(
+        field::HOST_HEARTBEAT_NS,
+        sys::monotonic_ns(),
+        Ordering::Relaxed,
+    )?;
+    Ok(())
+}
+
+/// Publishes the segment: the magic, with release ordering, after
+/// everything else is written.
+///
+/// shm[impl shm.file.magic-last]
+pub(crate) fn publish(region: &Region) -> Result<()> {
+    region.store_u64(field::MAGIC, MAGIC, Ordering::Release)?;
+    Ok(())
+}
+
+fn nonce(now: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now);
+    h.write_u32(sys::current_pid());
+    h.finish() | 1
+}
+
+fn corrupt(field: &'static str, value: u64, reason: impl Into<String>) -> Error {
+    Error::CorruptHeader {
+        field,
+        value,
+        reason: reason.into(),
+    }
+}
+
+/// Reads and validates the header against the region it sits in.
+///
+/// Checks, in order: the magic (acquire; zero means not ready), the
+/// version, the header size, the total size against the region length,
+/// every configuration limit, and every stored offset against the layout
+/// the configuration implies. Nothing past the header is touched.
+///
+/// shm[impl shm.file.attach]
+/// shm[impl shm.header.validate]
+pub fn read(region: &Region) -> Result<HeaderInfo> {
+    if (region.len() as u64) < HEADER_SIZE {
+        return Err(corrupt(
+            "total_size",
+            region.len() as u64,
+            "the file is smaller than a header",
+        ));
+    }
+    let magic = region.load_u64(field::MAGIC, Ordering::Acquire)?;
+    if magic == 0 {
+        return Err(Error::NotReady);
+    }
+    if magic != MAGIC {
+        return Err(Error::NotASegment { magic });
+    }
+    let u32_at = |off| region.load_u32(off, Ordering::Relaxed);
+    let u64_at = |off| region.load_u64(off, Ordering::Relaxed);
+    let version = u32_at(field::VERSION)?;
+    if version != VERSION {
+        return Err(Error::VersionMismatch {
+            found: version,
+            expected: VERSION,
+        });
+    }
+    let header_size = u32_at(field::HEADER_SIZE)?;
+    if u64::from(header_size) != HEADER_SIZE {
+        return Err(corrupt(
+            "header_size",
+            header_size.into(),
+            format!("must be {HEADER_SIZE}"),
+        ));
+    }
+    let total_size = u64_at(field::TOTAL_SIZE)?;
+    if total_size != region.len() as u64 {
+        return Err(corrupt(
+            "total_size",
+            total_size,
+            format!("the file is {} bytes", region.len()),
+        ));
+    }
+    let config = SegmentConfig {
+        max_guests: u32_at(field::MAX_GUESTS)?,
+        ring_capacity: u32_at(field::RING_CAPACITY)?,
+        slot_size: u32_at(field::SLOT_SIZE)?,
+        slots_per_pool: u32_at(field::SLOTS_PER_POOL)?,
+        max_payload: u32_at(field::MAX_PAYLOAD)?,
+        heartbeat_interval_ms: u32_at(field::HEARTBEAT_MS)?,
+    };
+    let layout = config
+        .layout()
+        .map_err(|e| corrupt(e.field, e.value, e.reason))?;
+    let stored = [
+        ("total_size", total_size, layout.total_size),
+        (
+            "peer_table_offset",
+            u64_at(field::PEER_TABLE_OFFSET)?,
+            layout.peer_table_offset,
+        ),
+        (
+            "rings_offset",
+            u64_at(field::RINGS_OFFSET)?,
+            layout.rings_offset,
+        ),
+        ("ring_size", u64_at(field::RING_SIZE)?, layout.ring_size),
+        (
+            "pools_offset",
+            u64_at(field::POOLS_OFFSET)?,
+            layout.pools_offset,
+        ),
+        (
+            "pool_stride",
+            u64_at(field::POOL_STRIDE)?,
+            layout.pool_stride,
+        ),
+        (
+            "pool_data_offset",
+            u64_at(field::POOL_DATA_OFFSET)?,
+            layout.pool_data_offset,
+        ),
+    ];
+    for (name, found, expected) in stored {
+        if found != expected {
+            return Err(corrupt(
+                name,
+                found,
+                format!("the configuration implies {expected}"),
+            ));
+        }
+    }
+    let goodbye = u32_at(field::HOST_GOODBYE)?;
+    if goodbye > 1 {
+        return Err(corrupt("host_goodbye", goodbye.into(), "must be 0 or 1"));
+    }
+    Ok(HeaderInfo {
+        version,
+        layout,
+        created_unix_ns: u64_at(field::CREATED_UNIX_NS)?,
+        nonce: u64_at(field::NONCE)?,
+        host_goodbye: goodbye == 1,
+        host_pid: u32_at(field::HOST_PID)?,
+        host_start_time: u64_at(field::HOST_START_TIME)?,
+        host_heartbeat_ns: u64_at(field::HOST_HEARTBEAT_NS)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::HeapRegion;
+
+    fn fresh(config: SegmentConfig) -> Region {
+        let layout = config.layout().unwrap();
+        let region = HeapRegion::new_zeroed(layout.total_size as usize)
+            .unwrap()
+            .region();
+        write(&region, &layout, 1234).unwrap();
+        region
+    }
+
+    #[test]
+    fn header_without_magic_is_not_ready() {
+        let region = fresh(SegmentConfig::default());
+        assert!(matches!(read(&region), Err(Error::NotReady)));
+        publish(&region).unwrap();
+        let info = read(&region).unwrap();
+        assert_eq!(info.layout.config, SegmentConfig::default());
+        assert_eq!(info.host_pid, 1234);
+    }
+
+    #[test]
+    fn wrong_magic_and_version_are_named() {
+        let region = fresh(SegmentConfig::default());
+        publish(&region).unwrap();
+        region
+            .store_u32(field::VERSION, 9, Ordering::Relaxed)
+            .unwrap();
+        assert!(matches!(
+            read(&region),
+            Err(Error::VersionMismatch {
+                found: 9,
+                expected: VERSION
+            })
+        ));
+        region
+            .store_u64(field::MAGIC, 0x1234, Ordering::Relaxed)
+            .unwrap();
+        assert!(matches!(
+            read(&region),
+            Err(Error::NotASegment { magic: 0x1234 })
+        ));
+    }
+
+    #[test]
+    fn every_offset_is_checked() {
+        let offsets = [
+            field::TOTAL_SIZE,
+            field::PEER_TABLE_OFFSET,
+            field::RINGS_OFFSET,
+            field::RING_SIZE,
+            field::POOLS_OFFSET,
+            field::POOL_STRIDE,
+            field::POOL_DATA_OFFSET,
+        ];
+        for off in offsets {
+            let region = fresh(SegmentConfig::default());
+            publish(&region).unwrap();
+            let was = region.load_u64(off, Ordering::Relaxed).unwrap();
+            region.store_u64(off, was + 64, Ordering::Relaxed).unwrap();
+            assert!(
+                matches!(read(&region), Err(Error::CorruptHeader { .. })),
+                "offset {off}"
+            );
+        }
+    }
+
+    #[test]
+    fn config_limits_are_checked() {
+        let region = fresh(SegmentConfig::default());
+        publish(&region).unwrap();
+        region
+            .store_u32(field::RING_CAPACITY, 3, Ordering::Relaxed)
+            .unwrap();
+        match read(&region) {
+            Err(Error::CorruptHeader { field, value, .. }) => {
+                assert_eq!((field, value), ("ring_capacity", 3));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

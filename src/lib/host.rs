@@ -1,0 +1,599 @@
+//! The host: creates a segment, sends to guests and receives from them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::desc::Frame;
+use crate::error::{Direction, Error, Result};
+use crate::header::{self, HeaderInfo};
+use crate::layout::{SegmentConfig, SegmentLayout};
+use crate::liveness::{self, HolderStatus};
+use crate::mmap::{FileMode, MmapRegion};
+use crate::peer::{PeerEntry, PeerState};
+use crate::region::{HeapRegion, Region};
+use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
+use crate::sys::{self, ByteLock};
+use crate::wait::{Backoff, WaitStrategy, deadline_after};
+
+/// A guest's id: `1..=max_guests` (the host has none).
+pub type PeerId = u8;
+
+/// The host side of a segment.
+///
+/// ```
+/// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("doc.shm");
+/// let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+/// let mut guest = ShmGuest::attach_path(&path).unwrap();
+///
+/// guest.send(Frame::new(MsgDesc::default(), b"ping".to_vec())).unwrap();
+/// let (from, frame) = host.try_recv().unwrap().unwrap();
+/// assert_eq!((from, frame.payload()), (guest.peer_id(), &b"ping"[..]));
+/// ```
+#[derive(Debug)]
+pub struct ShmHost {
+    seg: Segment,
+    /// Set when this host created the file: dropping it says goodbye and
+    /// deletes the file.
+    owns_segment: bool,
+    locks: RoleLocks,
+    _presence: Option<ByteLock>,
+    head_cache: Vec<u32>,
+    tail_cache: Vec<u32>,
+    pool_hint: u32,
+    next_peer: u8,
+    strategy: WaitStrategy,
+    any_locked: bool,
+}
+
+/// Options for [`ShmHost::create_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CreateOptions {
+    /// Permission bits of the new file.
+    pub mode: FileMode,
+}
+
+impl ShmHost {
+    /// Creates a file-backed segment at `path` (which must not exist) and
+    /// becomes its host. Dropping the host deletes the file.
+    ///
+    /// shm[impl shm.file.create]
+    pub fn create<P: AsRef<Path>>(path: P, config: SegmentConfig) -> Result<Self> {
+        Self::create_with(path, config, CreateOptions::default())
+    }
+
+    /// [`ShmHost::create`] with options (file mode).
+    pub fn create_with<P: AsRef<Path>>(
+        path: P,
+        config: SegmentConfig,
+        options: CreateOptions,
+    ) -> Result<Self> {
+        let layout = config.layout()?;
+        let size = usize::try_from(layout.total_size).map_err(|_| {
+            Error::Layout(crate::layout::LayoutError {
+                field: "total_size",
+                value: layout.total_size,
+                reason: "does not fit this machine's address space",
+            })
+        })?;
+        let path = path.as_ref();
+        let mmap = MmapRegion::create_with_mode(path, size, options.mode)?;
+        let presence = ByteLock::try_lock(mmap.file(), lock_byte::HOST_PRESENCE)
+            .ok()
+            .flatten();
+        let host = Self::initialize(ShmBacking::Mmap(mmap), layout);
+        match host {
+            Ok(mut host) => {
+                host._presence = presence;
+                Ok(host)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Creates a heap-backed segment (one process; for tests).
+    pub fn create_heap(config: SegmentConfig) -> Result<Self> {
+        let layout = config.layout()?;
+        let heap = HeapRegion::new_zeroed(layout.total_size as usize)?;
+        Self::initialize(ShmBacking::Heap(heap), layout)
+    }
+
+    /// Writes the header into fresh, zeroed memory and publishes it. The
+    /// peer table, rings and pools need no writes: all-zero is their
+    /// initial state (entries Empty, rings empty, every slot free).
+    fn initialize(backing: ShmBacking, layout: SegmentLayout) -> Result<Self> {
+        let region = backing.region();
+        header::write(&region, &layout, sys::current_pid())?;
+        header::publish(&region)?;
+        let seg = Segment::open(backing)?;
+        Ok(Self::with_segment(seg, true))
+    }
+
+    fn with_segment(seg: Segment, owns_segment: bool) -> Self {
+        let guests = seg.layout.config.max_guests as usize;
+        let mut host = ShmHost {
+            seg,
+            owns_segment,
+            locks: RoleLocks::default(),
+            _presence: None,
+            head_cache: vec![0; guests],
+            tail_cache: vec![0; guests],
+            pool_hint: 0,
+            next_peer: 1,
+            strategy: WaitStrategy::default(),
+            any_locked: false,
+        };
+        for p in 1..=guests as u8 {
+            let h2g = host.seg.ring(p, Direction::HostToGuest).state();
+            let g2h = host.seg.ring(p, Direction::GuestToHost).state();
+            if let (Ok(h2g), Ok(g2h)) = (h2g, g2h) {
+                host.head_cache[p as usize - 1] = h2g.head;
+                host.tail_cache[p as usize - 1] = g2h.head;
+            }
+        }
+        host
+    }
+
+    /// Acts as the host of an existing segment without owning it: dropping
+    /// it neither says goodbye nor deletes the file. For tools that send,
+    /// receive or clean up on a segment another process created.
+    pub fn open<P: AsRef<Path>>(path: P) -> Result<Self> {
+        let seg = Segment::open_path(path.as_ref())?;
+        Ok(Self::with_segment(seg, false))
+    }
+
+    /// Acts as host on a region supplied by the caller, without owning it.
+    pub fn open_region(region: Region) -> Result<Self> {
+        let seg = Segment::open(ShmBacking::Region(region))?;
+        Ok(Self::with_segment(seg, false))
+    }
+
+    /// Leaves the segment in place with no host process recorded, for
+    /// later commands to use; returns its path (if file-backed).
+    pub fn persist(mut self) -> Result<Option<PathBuf>> {
+        self.seg
+            .region
+            .store_u32(header::field::HOST_PID, 0, Ordering::Release)?;
+        self.seg
+            .region
+            .store_u64(header::field::HOST_START_TIME, 0, Ordering::Release)?;
+        self.owns_segment = false;
+        Ok(self.path().map(Path::to_path_buf))
+    }
+
+    /// Records the calling process as the segment's host (for a tool that
+    /// takes over a persisted segment), holding the host presence lock.
+    pub fn take_over(&mut self) -> Result<()> {
+        if let Some(file) = self.seg.file() {
+            match ByteLock::try_lock(file, lock_byte::HOST_PRESENCE) {
+                Ok(Some(lock)) => self._presence = Some(lock),
+                Ok(None) => {
+                    return Err(Error::Busy {
+                        what: "the host role".into(),
+                    });
+                }
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: self.seg.path().map(Path::to_path_buf).unwrap_or_default(),
+                        source,
+                    });
+                }
+            }
+        }
+        let pid = sys::current_pid();
+        let r = &self.seg.region;
+        r.store_u32(header::field::HOST_GOODBYE, 0, Ordering::Release)?;
+        r.store_u32(header::field::HOST_PID, pid, Ordering::Release)?;
+        r.store_u64(
+            header::field::HOST_START_TIME,
+            sys::process_start_time(pid),
+            Ordering::Release,
+        )?;
+        r.store_u64(
+            header::field::HOST_HEARTBEAT_NS,
+            sys::monotonic_ns(),
+            Ordering::Release,
+        )?;
+        self.owns_segment = true;
+        Ok(())
+    }
+
+    /// The segment's layout.
+    pub fn layout(&self) -> &SegmentLayout {
+        &self.seg.layout
+    }
+
+    /// The segment's configuration.
+    pub fn config(&self) -> &SegmentConfig {
+        &self.seg.layout.config
+    }
+
+    /// The segment file, if file-backed.
+    pub fn path(&self) -> Option<&Path> {
+        self.seg.path()
+    }
+
+    /// A view of the whole segment (for [`crate::ShmGuest::attach`]).
+    pub fn region(&self) -> Region {
+        self.seg.region.clone()
+    }
+
+    /// The header as it is now.
+    pub fn header(&self) -> Result<HeaderInfo> {
+        self.seg.header()
+    }
+
+    /// Sets how this host waits (default: adaptive).
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Checks that the segment file is still the one mapped, at full length.
+    pub fn check_file(&self) -> Result<()> {
+        match self.seg.backing.mmap() {
+            Some(m) => m.check_unchanged(),
+            None => Ok(()),
+        }
+    }
+
+    /// Refreshes the host heartbeat.
+    pub fn beat(&self) -> Result<()> {
+        self.seg.region.store_u64(
+            header::field::HOST_HEARTBEAT_NS,
+            sys::monotonic_ns(),
+            Ordering::Release,
+        )?;
+        Ok(())
+    }
+
+    /// A snapshot of every peer entry.
+    pub fn peers(&self) -> Result<Vec<PeerEntry>> {
+        (1..=self.seg.layout.config.max_guests as u8)
+            .map(|p| self.seg.peer(p).snapshot())
+            .collect()
+    }
+
+    /// Sets an Empty entry aside for a guest the host is about to start;
+    /// that guest attaches with [`crate::ShmGuest::attach_path_with_id`].
+    ///
+    /// shm[impl shm.peer.reserve]
+    pub fn reserve_peer(&mut self) -> Result<PeerId> {
+        for p in 1..=self.seg.layout.config.max_guests as u8 {
+            if self
+                .seg
+                .peer(p)
+                .transition(PeerState::Empty, PeerState::Reserved)?
+            {
+                self.seg.peer(p).set_holder(None, false)?;
+                return Ok(p);
+            }
+        }
+        Err(Error::HubFull {
+            max_guests: self.seg.layout.config.max_guests,
+        })
+    }
+
+    /// Returns a Reserved entry to Empty (the guest was never started).
+    pub fn release_peer(&mut self, peer_id: PeerId) -> Result<()> {
+        let p = self.seg.guest_id(peer_id.into())?;
+        if self
+            .seg
+            .peer(p)
+            .transition(PeerState::Reserved, PeerState::Empty)?
+        {
+            Ok(())
+        } else {
+            Err(Error::PeerState {
+                peer_id: p,
+                state: self.seg.peer(p).state()?,
+                expected: "reserved",
+            })
+        }
+    }
+
+    fn lock_end(&mut self, p: u8, end: End, deadline: Option<Instant>) -> Result<()> {
+        let what = || {
+            let role = match end {
+                End::HostToGuestProducer => "sending end",
+                _ => "receiving end",
+            };
+            format!("the host's {role} for peer {p}")
+        };
+        self.locks
+            .ensure(&self.seg, lock_byte::ring_end(p, end), deadline, what)
+    }
+
+    /// Sends `frame` to guest `peer_id` without waiting: a full ring or an
+    /// exhausted pool is a retryable error and nothing is sent.
+    ///
+    /// shm[impl shm.send.backpressure]
+    pub fn send(&mut self, peer_id: PeerId, frame: Frame) -> Result<()> {
+        self.send_inner(peer_id, &frame, None)
+    }
+
+    /// Sends `frame` to guest `peer_id`, waiting up to `timeout` for room
+    /// in the ring and a free slot (`None`: as long as it takes).
+    pub fn send_timeout(
+        &mut self,
+        peer_id: PeerId,
+        frame: &Frame,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let deadline = deadline_after(timeout).or(Some(far_future()));
+        self.send_inner(peer_id, frame, deadline)
+    }
+
+    fn send_inner(
+        &mut self,
+        peer_id: PeerId,
+        frame: &Frame,
+        deadline: Option<Instant>,
+    ) -> Result<()> {
+        let p = self.seg.guest_id(peer_id.into())?;
+        self.lock_end(p, End::HostToGuestProducer, deadline)?;
+        let peer = self.seg.peer(p);
+        let state = peer.state()?;
+        if !matches!(state, PeerState::Attached | PeerState::Reserved) {
+            return Err(Error::PeerState {
+                peer_id: p,
+                state,
+                expected: "attached or reserved",
+            });
+        }
+        let epoch = peer.epoch()?;
+        let seg = &self.seg;
+        let mut stop = || -> Result<()> {
+            let now = seg.peer(p);
+            if !matches!(now.state()?, PeerState::Attached | PeerState::Reserved)
+                || now.epoch()? != epoch
+            {
+                return Err(Error::PeerGone { peer_id: p });
+            }
+            Ok(())
+        };
+        seg.send_frame(
+            p,
+            Direction::HostToGuest,
+            frame,
+            &mut self.head_cache[p as usize - 1],
+            &mut self.pool_hint,
+            self.strategy,
+            deadline,
+            &mut stop,
+        )
+    }
+
+    /// Receives the next message from guest `peer_id`, if one is queued.
+    pub fn try_recv_from(&mut self, peer_id: PeerId) -> Result<Option<Frame>> {
+        let p = self.seg.guest_id(peer_id.into())?;
+        self.lock_end(p, End::GuestToHostConsumer, None)?;
+        self.pop_from(p)
+    }
+
+    /// Receives the next message from guest `peer_id`, waiting up to
+    /// `timeout` (`None`: until one comes). `Ok(None)` when the time ran out;
+    /// [`Error::PeerGone`] when the guest left and nothing more is queued.
+    pub fn recv_from_timeout(
+        &mut self,
+        peer_id: PeerId,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Frame>> {
+        let p = self.seg.guest_id(peer_id.into())?;
+        let deadline = deadline_after(timeout);
+        self.lock_end(p, End::GuestToHostConsumer, deadline)?;
+        loop {
+            if let Some(frame) = self.pop_from(p)? {
+                return Ok(Some(frame));
+            }
+            let seen = self.seg.ring(p, Direction::GuestToHost).state()?.tail;
+            if let Some(frame) = self.pop_from(p)? {
+                return Ok(Some(frame));
+            }
+            let seg = &self.seg;
+            let mut stop = || -> Result<()> {
+                match seg.peer(p).state()? {
+                    PeerState::Attached | PeerState::Reserved => Ok(()),
+                    _ if seg.ring(p, Direction::GuestToHost).state()?.is_empty() => {
+                        Err(Error::PeerGone { peer_id: p })
+                    }
+                    _ => Ok(()),
+                }
+            };
+            let ring = seg.ring(p, Direction::GuestToHost);
+            if !ring.wait_for_data(seen, self.strategy, deadline, &mut stop)? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Pops and decodes one message from guest `p`; finishes a guest's
+    /// goodbye once everything it sent has been read.
+    fn pop_from(&mut self, p: u8) -> Result<Option<Frame>> {
+        let ring = self.seg.ring(p, Direction::GuestToHost);
+        match ring.pop(&mut self.tail_cache[p as usize - 1])? {
+            Some(bytes) => self.seg.decode(p, Direction::GuestToHost, &bytes).map(Some),
+            None => {
+                let peer = self.seg.peer(p);
+                if peer.state()? == PeerState::Goodbye {
+                    peer.transition(PeerState::Goodbye, PeerState::Empty)?;
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    fn lock_all_receiving_ends(&mut self, deadline: Option<Instant>) -> Result<()> {
+        if self.any_locked {
+            return Ok(());
+        }
+        for p in 1..=self.seg.layout.config.max_guests as u8 {
+            self.lock_end(p, End::GuestToHostConsumer, deadline)?;
+        }
+        self.any_locked = true;
+        Ok(())
+    }
+
+    /// Receives the next message from any guest, if one is queued. Guests
+    /// are served round-robin, so a busy guest cannot starve the others.
+    ///
+    /// shm[impl shm.host.fair]
+    pub fn try_recv(&mut self) -> Result<Option<(PeerId, Frame)>> {
+        self.lock_all_receiving_ends(None)?;
+        self.poll_all()
+    }
+
+    fn poll_all(&mut self) -> Result<Option<(PeerId, Frame)>> {
+        let guests = self.seg.layout.config.max_guests as u8;
+        for i in 0..guests {
+            let p = (self.next_peer - 1 + i) % guests + 1;
+            if let Some(frame) = self.pop_from(p)? {
+                self.next_peer = p % guests + 1;
+                return Ok(Some((p, frame)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Receives the next message from any guest, waiting up to `timeout`
+    /// (`None`: until one comes). `Ok(None)` when the time ran out.
+    pub fn recv_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<(PeerId, Frame)>> {
+        let deadline = deadline_after(timeout);
+        self.lock_all_receiving_ends(deadline)?;
+        let region = self.seg.region.clone();
+        let bell = region.atomic_u32(header::field::HOST_DOORBELL)?;
+        let waiting = region.atomic_u32(header::field::HOST_WAITING)?;
+        let mut backoff = Backoff::new(self.strategy);
+        loop {
+            let seen = bell.load(Ordering::Acquire);
+            if let Some(found) = self.poll_all()? {
+                return Ok(Some(found));
+            }
+            match backoff.next_step(deadline) {
+                None => return Ok(None),
+                Some(Some(sleep)) => {
+                    waiting.store(1, Ordering::Relaxed);
+                    std::sync::atomic::fence(Ordering::SeqCst);
+                    let empty = (1..=self.seg.layout.config.max_guests as u8).all(|p| {
+                        self.seg
+                            .ring(p, Direction::GuestToHost)
+                            .state()
+                            .map(|s| s.is_empty())
+                            .unwrap_or(false)
+                    });
+                    if empty {
+                        sys::futex_wait(bell, seen, Some(sleep));
+                    }
+                    waiting.store(0, Ordering::Relaxed);
+                }
+                Some(None) => {}
+            }
+        }
+    }
+
+    /// Finds guests whose holding process is gone (or, with heartbeats on,
+    /// has stopped beating) and reclaims their entries: both rings emptied,
+    /// every slot they held or were sent returned, entry Empty (the epoch
+    /// moves on at the next attach). Unowned (scripted) entries are left
+    /// alone. Returns the reclaimed peer ids.
+    ///
+    /// shm[impl shm.peer.reclaim]
+    pub fn reclaim_dead(&mut self) -> Result<Vec<PeerId>> {
+        let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
+        let mut reclaimed = Vec::new();
+        for p in 1..=self.seg.layout.config.max_guests as u8 {
+            let entry = self.seg.peer(p).snapshot()?;
+            let file = self.seg.file().map(|f| &**f);
+            let status = liveness::judge_peer(&entry, file, heartbeat, sys::monotonic_ns());
+            if matches!(status, HolderStatus::Dead | HolderStatus::Stale)
+                && self.reclaim_one(p, entry.epoch)?
+            {
+                reclaimed.push(p);
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    fn reclaim_one(&mut self, p: u8, epoch: u32) -> Result<bool> {
+        // Hold both of the guest's ring ends so no other process acts as
+        // that guest while its rings are emptied; skip it if one does.
+        let mut guest_ends = RoleLocks::default();
+        for end in [End::GuestToHostProducer, End::HostToGuestConsumer] {
+            if guest_ends
+                .ensure(&self.seg, lock_byte::ring_end(p, end), None, String::new)
+                .is_err()
+            {
+                return Ok(false);
+            }
+        }
+        if self.lock_end(p, End::GuestToHostConsumer, None).is_err()
+            || self.lock_end(p, End::HostToGuestProducer, None).is_err()
+        {
+            return Ok(false);
+        }
+        let peer = self.seg.peer(p);
+        if peer.epoch()? != epoch || !peer.transition(PeerState::Attached, PeerState::Goodbye)? {
+            return Ok(false);
+        }
+        for direction in [Direction::HostToGuest, Direction::GuestToHost] {
+            let ring = self.seg.ring(p, direction);
+            for desc in ring.drain()? {
+                self.seg.discard(p, direction, &desc)?;
+            }
+            ring.clear_waiting()?;
+        }
+        for pool in 0..=self.seg.layout.config.max_guests as u8 {
+            self.seg.pool(pool).free_held_by(p)?;
+        }
+        let h2g = self.seg.ring(p, Direction::HostToGuest).state()?;
+        let g2h = self.seg.ring(p, Direction::GuestToHost).state()?;
+        self.head_cache[p as usize - 1] = h2g.head;
+        self.tail_cache[p as usize - 1] = g2h.head;
+        peer.set_holder(None, false)?;
+        peer.set_state(PeerState::Empty)?;
+        Ok(true)
+    }
+
+    /// Says goodbye: guests see the host has left once they have read what
+    /// it sent, and sleepers are woken to notice.
+    ///
+    /// shm[impl shm.host.goodbye]
+    pub fn shutdown(&mut self) -> Result<()> {
+        self.seg
+            .region
+            .store_u32(header::field::HOST_GOODBYE, 1, Ordering::Release)?;
+        for p in 1..=self.seg.layout.config.max_guests as u8 {
+            self.seg.ring(p, Direction::HostToGuest).wake_all()?;
+            self.seg.ring(p, Direction::GuestToHost).wake_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+impl Drop for ShmHost {
+    /// The host that created the segment says goodbye and deletes its file.
+    ///
+    /// shm[impl shm.file.cleanup]
+    fn drop(&mut self) {
+        if !self.owns_segment {
+            return;
+        }
+        let _ = self.shutdown();
+        if let Some(m) = self.seg.backing.mmap() {
+            // Delete only the file that was mapped, not one that has since
+            // replaced it at the same path.
+            if let Ok(()) | Err(Error::Truncated { .. }) = m.check_unchanged() {
+                let _ = std::fs::remove_file(m.path());
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! A read-only look at a segment: header, peers, rings and pools.
+//!
+//! The file is opened and mapped read-only, so nothing here can change it,
+//! and it works on a segment other processes are using.
+//!
+//! shm[impl shm.inspect.read-only]
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Direction, Result};
+use crate::header::{self, HeaderInfo};
+use crate::layout::HEADER_SIZE;
+use crate::liveness::{self, HolderStatus, HostStatus};
+use crate::mmap::MmapRegion;
+use crate::peer::{Peer, PeerEntry};
+use crate::pool::{Pool, PoolUsage};
+use crate::region::Region;
+use crate::ring::{Ring, RingState};
+use crate::sys;
+
+/// One peer entry with its liveness and ring fill.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerReport {
+    /// The entry as stored.
+    #[serde(flatten)]
+    pub entry: PeerEntry,
+    /// Whether its holder lives.
+    pub holder: HolderStatus,
+    /// Age of the last heartbeat in milliseconds (`None`: never beat).
+    pub heartbeat_age_ms: Option<u64>,
+    /// The guest-to-host ring.
+    pub to_host: RingState,
+    /// The host-to-guest ring.
+    pub to_guest: RingState,
+}
+
+/// One slot pool's usage.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PoolReport {
+    /// Whose pool: "host" or "peer N".
+    pub owner: String,
+    /// Bytes per slot.
+    pub slot_size: u32,
+    /// Counts of used and free slots.
+    #[serde(flatten)]
+    pub usage: PoolUsage,
+}
+
+/// Everything `inspect` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SegmentReport {
+    /// The file.
+    pub path: PathBuf,
+    /// The header.
+    pub header: HeaderInfo,
+    /// Whether the host process lives.
+    pub host: HostStatus,
+    /// Every peer entry.
+    pub peers: Vec<PeerReport>,
+    /// Every pool (host first).
+    pub pools: Vec<PoolReport>,
+}
+
+/// Opens `path` read-only and reports on it. A file that is not a valid
+/// segment is an error naming what is wrong.
+pub fn inspect_path(path: &Path) -> Result<SegmentReport> {
+    let mmap = MmapRegion::open_read_only(path, HEADER_SIZE)?;
+    let report = inspect_region(&mmap.region(), Some(mmap.file()))?;
+    Ok(SegmentReport {
+        path: path.to_path_buf(),
+        ..report
+    })
+}
+
+/// Reports on a segment in `region`; `file` (if any) is used to test the
+/// liveness locks.
+pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<SegmentReport> {
+    let header = header::read(region)?;
+    let layout = header.layout;
+    let now = sys::monotonic_ns();
+    let host = liveness::judge_host(
+        header.host_goodbye,
+        header.host_pid,
+        header.host_start_time,
+        file,
+    );
+    let mut peers = Vec::new();
+    for p in 1..=layout.config.max_guests as u8 {
+        let entry = Peer::new(region, &layout, p).snapshot()?;
+        let ring = |direction| {
+            let base = match direction {
+                Direction::GuestToHost => layout.guest_to_host_ring(p),
+                Direction::HostToGuest => layout.host_to_guest_ring(p),
+            };
+            Ring::new(region, base, layout.config.ring_capacity).state()
+        };
+        peers.push(PeerReport {
+            holder: liveness::judge_peer(&entry, file, layout.config.heartbeat_interval_ms, now),
+            heartbeat_age_ms: (entry.heartbeat_ns != 0)
+                .then(|| now.saturating_sub(entry.heartbeat_ns) / 1_000_000),
+            to_host: ring(Direction::GuestToHost)?,
+            to_guest: ring(Direction::HostToGuest)?,
+            entry,
+        });
+    }
+    let mut pools = Vec::new();
+    for index in 0..=layout.config.max_guests as u8 {
+        pools.push(PoolReport {
+            owner: if index == 0 {
+                "host".into()
+            } else {
+                format!("peer {index}")
+            },
+            slot_size: layout.config.slot_size,
+            usage: Pool::new(region, &layout, index).usage()?,
+        });
+    }
+    Ok(SegmentReport {
+        path: PathBuf::new(),
+        header,
+        host,
+        peers,
+        pools,
+    })
+}

@@ -1,0 +1,401 @@
+//! Segment configuration and the byte layout computed from it.
+//!
+//! Every region of a segment sits at an offset computed here with checked
+//! arithmetic; the same function lays out a new segment and re-derives the
+//! layout of an existing one from its header, so that attach can compare
+//! what the header claims with what the configuration implies.
+
+use crate::desc::DESC_SIZE;
+
+/// Alignment of every region: one cache line.
+pub const CACHE_LINE: u64 = 64;
+/// Size of the segment header.
+pub const HEADER_SIZE: u64 = 256;
+/// Size of one peer-table entry.
+pub const PEER_ENTRY_SIZE: u64 = 64;
+/// Size of a ring's control block (producer line + consumer line).
+pub const RING_HEADER_SIZE: u64 = 128;
+/// Size of a slot pool's control block.
+pub const POOL_HEADER_SIZE: u64 = 64;
+/// Size of one slot's metadata (generation, holder, length).
+pub const SLOT_META_SIZE: u64 = 16;
+/// Segments are sized in whole pages.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Largest number of guests a segment can have.
+pub const MAX_GUESTS: u32 = 255;
+/// Largest ring capacity (descriptors per ring).
+pub const MAX_RING_CAPACITY: u32 = 1 << 16;
+/// Smallest ring capacity.
+pub const MIN_RING_CAPACITY: u32 = 2;
+/// Smallest slot size; slot sizes are multiples of it.
+pub const MIN_SLOT_SIZE: u32 = 64;
+/// Largest slot size (1 GiB).
+pub const MAX_SLOT_SIZE: u32 = 1 << 30;
+/// Largest number of slots in one pool.
+pub const MAX_SLOTS_PER_POOL: u32 = 1 << 16;
+/// Largest heartbeat interval (one hour).
+pub const MAX_HEARTBEAT_MS: u32 = 3_600_000;
+/// Largest total segment size (64 GiB).
+pub const MAX_TOTAL_SIZE: u64 = 64 << 30;
+
+/// The sizes a segment is made with.
+///
+/// ```
+/// use shmhub::SegmentConfig;
+///
+/// let config = SegmentConfig { max_guests: 4, ..SegmentConfig::default() };
+/// let layout = config.layout().unwrap();
+/// assert!(layout.total_size >= 4 * 2 * 64 * config.ring_capacity as u64);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SegmentConfig {
+    /// How many guests can attach at once (`1..=255`).
+    pub max_guests: u32,
+    /// Descriptors per ring; a power of two.
+    pub ring_capacity: u32,
+    /// Bytes per slot; a multiple of 64.
+    pub slot_size: u32,
+    /// Slots in each pool (the host's and each guest's).
+    pub slots_per_pool: u32,
+    /// Largest payload a message may carry; at most `slot_size`.
+    pub max_payload: u32,
+    /// How often held guests refresh their heartbeat, in milliseconds;
+    /// 0 turns heartbeats off (liveness is then judged by process only).
+    pub heartbeat_interval_ms: u32,
+}
+
+impl Default for SegmentConfig {
+    /// 8 guests, 256-entry rings, 64 slots of 64 KiB per pool: about 37 MiB
+    /// of address space, of which a fresh segment touches a few pages.
+    fn default() -> Self {
+        SegmentConfig {
+            max_guests: 8,
+            ring_capacity: 256,
+            slot_size: 64 * 1024,
+            slots_per_pool: 64,
+            max_payload: 64 * 1024,
+            heartbeat_interval_ms: 1000,
+        }
+    }
+}
+
+/// A configuration that cannot be laid out, naming the field and value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} = {value}: {reason}")]
+pub struct LayoutError {
+    /// The offending field.
+    pub field: &'static str,
+    /// Its value.
+    pub value: u64,
+    /// What it must be instead.
+    pub reason: &'static str,
+}
+
+fn invalid(field: &'static str, value: u64, reason: &'static str) -> LayoutError {
+    LayoutError {
+        field,
+        value,
+        reason,
+    }
+}
+
+/// Where every region of a segment lives, in bytes from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SegmentLayout {
+    /// The configuration this layout was computed from.
+    pub config: SegmentConfig,
+    /// Offset of the peer table.
+    pub peer_table_offset: u64,
+    /// Offset of guest 1's ring pair; guest `p`'s is at
+    /// `rings_offset + (p - 1) * ring_pair_stride`.
+    pub rings_offset: u64,
+    /// Size of one ring (control block and descriptors).
+    pub ring_size: u64,
+    /// Bytes between two guests' ring pairs.
+    pub ring_pair_stride: u64,
+    /// Offset of the host's pool; pool `i` (0 = host, `p` = guest `p`) is at
+    /// `pools_offset + i * pool_stride`.
+    pub pools_offset: u64,
+    /// Bytes between two pools.
+    pub pool_stride: u64,
+    /// Offset of the free bitmap inside a pool.
+    pub pool_bitmap_offset: u64,
+    /// Offset of the slot metadata inside a pool.
+    pub pool_meta_offset: u64,
+    /// Offset of the slot data inside a pool.
+    pub pool_data_offset: u64,
+    /// Total segment size (a whole number of pages).
+    pub total_size: u64,
+}
+
+fn align_up(value: u64, align: u64) -> Option<u64> {
+    value.checked_add(align - 1).map(|v| v / align * align)
+}
+
+impl SegmentConfig {
+    /// Checks every limit and computes the layout.
+    pub fn layout(&self) -> Result<SegmentLayout, LayoutError> {
+        let c = *self;
+        if c.max_guests == 0 || c.max_guests > MAX_GUESTS {
+            return Err(invalid(
+                "max_guests",
+                c.max_guests.into(),
+                "must be 1..=255",
+            ));
+        }
+        if !c.ring_capacity.is_power_of_two()
+            || c.ring_capacity < MIN_RING_CAPACITY
+            || c.ring_capacity > MAX_RING_CAPACITY
+        {
+            return Err(invalid(
+                "ring_capacity",
+                c.ring_capacity.into(),
+                "must be a power of two in 2..=65536",
+            ));
+        }
+        if c.slot_size < MIN_SLOT_SIZE
+            || c.slot_size > MAX_SLOT_SIZE
+            || c.slot_size % MIN_SLOT_SIZE != 0
+        {
+            return Err(invalid(
+                "slot_size",
+                c.slot_size.into(),
+                "must be a multiple of 64 in 64..=1GiB",
+            ));
+        }
+        if c.slots_per_pool == 0 || c.slots_per_pool > MAX_SLOTS_PER_POOL {
+            return Err(invalid(
+                "slots_per_pool",
+                c.slots_per_pool.into(),
+                "must be 1..=65536",
+            ));
+        }
+        if c.max_payload == 0 || c.max_payload > c.slot_size {
+            return Err(invalid(
+                "max_payload",
+                c.max_payload.into(),
+                "must be 1..=slot_size",
+            ));
+        }
+        if c.heartbeat_interval_ms > MAX_HEARTBEAT_MS {
+            return Err(invalid(
+                "heartbeat_interval_ms",
+                c.heartbeat_interval_ms.into(),
+                "must be at most 3600000 (one hour); 0 turns heartbeats off",
+            ));
+        }
+        let too_big = || invalid("total_size", u64::MAX, "the segment would exceed 64 GiB");
+        let guests = u64::from(c.max_guests);
+        let slots = u64::from(c.slots_per_pool);
+
+        let peer_table_offset = HEADER_SIZE;
+        let rings_offset = align_up(peer_table_offset + guests * PEER_ENTRY_SIZE, CACHE_LINE)
+            .ok_or_else(too_big)?;
+        let ring_size = RING_HEADER_SIZE + u64::from(c.ring_capacity) * DESC_SIZE as u64;
+        let ring_pair_stride = 2 * ring_size;
+        let pools_offset = guests
+            .checked_mul(ring_pair_stride)
+            .and_then(|r| r.checked_add(rings_offset))
+            .and_then(|end| align_up(end, PAGE_SIZE))
+            .ok_or_else(too_big)?;
+        let bitmap_words = slots.div_ceil(64);
+        let pool_bitmap_offset = POOL_HEADER_SIZE;
+        let pool_meta_offset =
+            align_up(pool_bitmap_offset + bitmap_words * 8, CACHE_LINE).ok_or_else(too_big)?;
+        let pool_data_offset =
+            align_up(pool_meta_offset + slots * SLOT_META_SIZE, CACHE_LINE).ok_or_else(too_big)?;
+        let pool_stride = slots
+            .checked_mul(u64::from(c.slot_size))
+            .and_then(|d| d.checked_add(pool_data_offset))
+            .and_then(|end| align_up(end, CACHE_LINE))
+            .ok_or_else(too_big)?;
+        let total_size = (guests + 1)
+            .checked_mul(pool_stride)
+            .and_then(|p| p.checked_add(pools_offset))
+            .and_then(|end| align_up(end, PAGE_SIZE))
+            .ok_or_else(too_big)?;
+        if total_size > MAX_TOTAL_SIZE {
+            return Err(invalid(
+                "total_size",
+                total_size,
+                "the segment would exceed 64 GiB",
+            ));
+        }
+        Ok(SegmentLayout {
+            config: c,
+            peer_table_offset,
+            rings_offset,
+            ring_size,
+            ring_pair_stride,
+            pools_offset,
+            pool_stride,
+            pool_bitmap_offset,
+            pool_meta_offset,
+            pool_data_offset,
+            total_size,
+        })
+    }
+}
+
+impl SegmentLayout {
+    /// Offset of guest `peer_id`'s peer-table entry (`peer_id` in `1..=max_guests`).
+    pub fn peer_entry(&self, peer_id: u8) -> u64 {
+        self.peer_table_offset + u64::from(peer_id - 1) * PEER_ENTRY_SIZE
+    }
+
+    /// Offset of the ring guest `peer_id` sends to the host on.
+    pub fn guest_to_host_ring(&self, peer_id: u8) -> u64 {
+        self.rings_offset + u64::from(peer_id - 1) * self.ring_pair_stride
+    }
+
+    /// Offset of the ring the host sends to guest `peer_id` on.
+    pub fn host_to_guest_ring(&self, peer_id: u8) -> u64 {
+        self.guest_to_host_ring(peer_id) + self.ring_size
+    }
+
+    /// Offset of pool `index` (0 = the host's, `p` = guest `p`'s).
+    pub fn pool(&self, index: u8) -> u64 {
+        self.pools_offset + u64::from(index) * self.pool_stride
+    }
+
+    /// Whether `peer_id` names a guest of this segment.
+    pub fn is_guest(&self, peer_id: u32) -> bool {
+        (1..=self.config.max_guests).contains(&peer_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_layout_is_aligned_and_ordered() {
+        let l = SegmentConfig::default().layout().unwrap();
+        assert_eq!(l.total_size % PAGE_SIZE, 0);
+        for off in [
+            l.peer_table_offset,
+            l.rings_offset,
+            l.pools_offset,
+            l.pool_stride,
+            l.pool_data_offset,
+        ] {
+            assert_eq!(off % CACHE_LINE, 0, "{off}");
+        }
+        assert!(l.peer_table_offset >= HEADER_SIZE);
+        assert!(l.rings_offset >= l.peer_table_offset + 8 * PEER_ENTRY_SIZE);
+        assert!(l.pools_offset >= l.host_to_guest_ring(8) + l.ring_size);
+        assert!(l.total_size >= l.pool(8) + l.pool_stride);
+    }
+
+    #[test]
+    fn every_limit_names_its_field() {
+        let base = SegmentConfig::default();
+        let cases = [
+            (
+                SegmentConfig {
+                    max_guests: 0,
+                    ..base
+                },
+                "max_guests",
+            ),
+            (
+                SegmentConfig {
+                    max_guests: 256,
+                    ..base
+                },
+                "max_guests",
+            ),
+            (
+                SegmentConfig {
+                    ring_capacity: 100,
+                    ..base
+                },
+                "ring_capacity",
+            ),
+            (
+                SegmentConfig {
+                    ring_capacity: 1,
+                    ..base
+                },
+                "ring_capacity",
+            ),
+            (
+                SegmentConfig {
+                    ring_capacity: 1 << 17,
+                    ..base
+                },
+                "ring_capacity",
+            ),
+            (
+                SegmentConfig {
+                    slot_size: 100,
+                    ..base
+                },
+                "slot_size",
+            ),
+            (
+                SegmentConfig {
+                    slot_size: 0,
+                    ..base
+                },
+                "slot_size",
+            ),
+            (
+                SegmentConfig {
+                    slots_per_pool: 0,
+                    ..base
+                },
+                "slots_per_pool",
+            ),
+            (
+                SegmentConfig {
+                    max_payload: 0,
+                    ..base
+                },
+                "max_payload",
+            ),
+            (
+                SegmentConfig {
+                    max_payload: base.slot_size + 1,
+                    ..base
+                },
+                "max_payload",
+            ),
+            (
+                SegmentConfig {
+                    heartbeat_interval_ms: u32::MAX,
+                    ..base
+                },
+                "heartbeat_interval_ms",
+            ),
+            (
+                SegmentConfig {
+                    max_guests: 255,
+                    slot_size: 1 << 30,
+                    max_payload: 1 << 30,
+                    slots_per_pool: 1 << 16,
+                    ..base
+                },
+                "total_size",
+            ),
+        ];
+        for (config, field) in cases {
+            assert_eq!(config.layout().unwrap_err().field, field, "{config:?}");
+        }
+    }
+
+    #[test]
+    fn largest_ring_and_guest_counts_lay_out() {
+        let config = SegmentConfig {
+            max_guests: 255,
+            ring_capacity: MAX_RING_CAPACITY,
+            slot_size: 64,
+            slots_per_pool: 1,
+            max_payload: 64,
+            heartbeat_interval_ms: 0,
+        };
+        let l = config.layout().unwrap();
+        assert!(l.total_size <= MAX_TOTAL_SIZE);
+    }
+}

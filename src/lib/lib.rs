@@ -1,0 +1,87 @@
+//! Shared-memory IPC segments: one host and up to 255 guests talking
+//! through one memory-mapped file.
+//!
+//! ```
+//! use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, msg_type};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("quickstart.shm");
+//!
+//! // The host creates the segment file; guests attach to it by path.
+//! let mut host = ShmHost::create(&path, SegmentConfig::default())?;
+//! let mut guest = ShmGuest::attach_path(&path)?;
+//!
+//! // Small payloads travel inside the 64-byte descriptor...
+//! host.send(guest.peer_id(), Frame::new(MsgDesc::new(msg_type::DATA, 1), b"hello".to_vec()))?;
+//! assert_eq!(guest.recv()?.payload(), b"hello");
+//!
+//! // ...larger ones in a slot of the sender's pool, freed by the receiver.
+//! let big = vec![7u8; 10_000];
+//! guest.send(Frame::new(MsgDesc::new(msg_type::DATA, 2), big.clone()))?;
+//! let (from, frame) = host.try_recv()?.expect("a message is queued");
+//! assert_eq!((from, frame.payload()), (guest.peer_id(), &big[..]));
+//!
+//! drop(guest);
+//! drop(host); // the host deletes the file it created
+//! assert!(!path.exists());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Layout
+//!
+//! A segment is a header, a peer table (one entry per guest), a pair of
+//! single-producer single-consumer descriptor rings per guest, and slot
+//! pools (the host's and one per guest). Every part lives at an offset
+//! recorded in the header; attaching validates every one of them against
+//! the file before touching anything else. `docs/spec.md` gives the byte
+//! layout and the rules.
+//!
+//! # Safety
+//!
+//! All access to shared memory goes through [`Region`], which checks every
+//! offset and length; the bytes of a segment are untrusted input, validated
+//! before use. `unsafe` lives in `region.rs` (forming pointers from checked
+//! offsets), `mmap.rs` (wrapping the mapping) and `sys.rs` (system calls).
+
+#![warn(missing_docs)]
+
+mod desc;
+mod error;
+mod guest;
+pub mod header;
+mod host;
+mod inspect;
+mod layout;
+mod liveness;
+mod mmap;
+mod path;
+pub mod peer;
+pub mod pool;
+mod region;
+mod remove;
+pub mod ring;
+mod segment;
+pub mod sys;
+mod wait;
+
+pub use desc::{DESC_SIZE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type};
+pub use error::{Direction, Error, Result};
+pub use guest::ShmGuest;
+pub use header::{HeaderInfo, MAGIC, VERSION};
+pub use host::{CreateOptions, PeerId, ShmHost};
+pub use inspect::{PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
+pub use layout::{
+    CACHE_LINE, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY, MAX_SLOT_SIZE,
+    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PEER_ENTRY_SIZE, SegmentConfig,
+    SegmentLayout,
+};
+pub use liveness::{HolderStatus, HostStatus};
+pub use mmap::{FileIdentity, FileMode, MmapRegion};
+pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
+pub use peer::{PeerEntry, PeerState};
+pub use pool::PoolUsage;
+pub use region::{HeapRegion, Region, RegionError};
+pub use remove::{RemoveOptions, RemoveReport, remove_segment};
+pub use ring::RingState;
+pub use segment::{ShmBacking, lock_byte};
+pub use wait::WaitStrategy;

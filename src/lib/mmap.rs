@@ -1,0 +1,383 @@
+//! File-backed shared mappings.
+//!
+//! A thin wrapper over `memmap2`'s raw mapping: the file is opened without
+//! following symlinks, created exclusively with an exact mode, and mapped
+//! `MAP_SHARED` so that every process mapping it sees the same bytes.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::region::{Backing, Region};
+
+/// File permission bits for a new segment file.
+///
+/// shm[impl shm.file.permissions]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FileMode {
+    /// `0600`: owner read/write only (the default).
+    #[default]
+    OwnerOnly,
+    /// `0660`: owner and group read/write, for guests running as another
+    /// user of the same group.
+    OwnerAndGroup,
+}
+
+impl FileMode {
+    /// The permission bits.
+    pub fn bits(self) -> u32 {
+        match self {
+            FileMode::OwnerOnly => 0o600,
+            FileMode::OwnerAndGroup => 0o660,
+        }
+    }
+}
+
+struct MappedFile {
+    _map: memmap2::MmapRaw,
+}
+impl Backing for MappedFile {}
+
+/// A file mapped `MAP_SHARED`, with the [`Region`] that views it.
+///
+/// ```
+/// use shmhub::MmapRegion;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("demo.shm");
+/// let created = MmapRegion::create(&path, 4096).unwrap();
+/// created.region().write(0, b"hi").unwrap();
+///
+/// let attached = MmapRegion::attach(&path).unwrap();
+/// let mut buf = [0u8; 2];
+/// attached.region().read(0, &mut buf).unwrap();
+/// assert_eq!(&buf, b"hi");
+/// ```
+pub struct MmapRegion {
+    region: Region,
+    file: Arc<File>,
+    path: PathBuf,
+    identity: FileIdentity,
+}
+
+impl fmt::Debug for MmapRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MmapRegion")
+            .field("path", &self.path)
+            .field("len", &self.region.len())
+            .field("writable", &self.region.is_writable())
+            .finish()
+    }
+}
+
+/// Device and inode of a file: tells whether a path still names the file
+/// that was mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    /// Device number.
+    pub dev: u64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+impl FileIdentity {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+fn io_error(path: &Path, source: io::Error) -> Error {
+    if source.raw_os_error() == Some(libc::ELOOP) {
+        return Error::Symlink {
+            path: path.to_path_buf(),
+        };
+    }
+    Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl MmapRegion {
+    /// Creates a new file of `size` bytes with mode `0600` and maps it.
+    ///
+    /// Fails if anything exists at `path` (a symlink included).
+    ///
+    /// shm[impl shm.file.create]
+    pub fn create(path: &Path, size: usize) -> Result<Self, Error> {
+        Self::create_with_mode(path, size, FileMode::default())
+    }
+
+    /// Creates a new file of `size` bytes with the given mode, whatever the
+    /// umask, and maps it shared.
+    ///
+    /// shm[impl shm.file.permissions]
+    /// shm[impl shm.file.mmap-posix]
+    pub fn create_with_mode(path: &Path, size: usize, mode: FileMode) -> Result<Self, Error> {
+        if size == 0 {
+            return Err(Error::Region(crate::region::RegionError::Empty));
+        }
+        // O_EXCL with O_CREAT never follows a symlink at the final component
+        // and never opens an existing file.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(mode.bits())
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        let result = (|| {
+            // The umask may have cleared bits of `mode`; set them exactly.
+            file.set_permissions(std::fs::Permissions::from_mode(mode.bits()))?;
+            // A new file is all zeroes: extending it allocates nothing on
+            // tmpfs, so creation costs the same for any size.
+            file.set_len(size as u64)?;
+            Ok::<_, io::Error>(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(path);
+            return Err(io_error(path, e));
+        }
+        match Self::map(file, path, size, true) {
+            Ok(region) => Ok(region),
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens an existing file read/write (never through a symlink) and maps
+    /// all of it shared.
+    ///
+    /// Fails if the file is not a regular file or is smaller than
+    /// `min_len` bytes.
+    pub fn attach_min(path: &Path, min_len: u64) -> Result<Self, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        Self::map_existing(file, path, min_len, true)
+    }
+
+    /// Opens an existing file read/write and maps it shared.
+    ///
+    /// shm[impl shm.file.attach]
+    pub fn attach(path: &Path) -> Result<Self, Error> {
+        Self::attach_min(path, 1)
+    }
+
+    /// Opens an existing file read-only and maps it read-only: for looking
+    /// at a segment without any chance of changing it.
+    pub fn open_read_only(path: &Path, min_len: u64) -> Result<Self, Error> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| io_error(path, e))?;
+        Self::map_existing(file, path, min_len, false)
+    }
+
+    fn map_existing(file: File, path: &Path, min_len: u64, writable: bool) -> Result<Self, Error> {
+        let meta = file.metadata().map_err(|e| io_error(path, e))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        let len = meta.len();
+        if len < min_len.max(1) {
+            return Err(Error::TooSmall {
+                path: path.to_path_buf(),
+                len,
+                min: min_len.max(1),
+            });
+        }
+        let size = usize::try_from(len).map_err(|_| Error::TooLarge {
+            path: path.to_path_buf(),
+            len,
+        })?;
+        Self::map(file, path, size, writable)
+    }
+
+    fn map(file: File, path: &Path, size: usize, writable: bool) -> Result<Self, Error> {
+        let meta = file.metadata().map_err(|e| io_error(path, e))?;
+        let mut options = memmap2::MmapOptions::new();
+        options.len(size);
+        let map = if writable {
+            options.map_raw(&file)
+        } else {
+            options.map_raw_read_only(&file)
+        }
+        .map_err(|e| io_error(path, e))?;
+        let ptr = NonNull::new(map.as_mut_ptr())
+            .ok_or_else(|| io_error(path, io::Error::other("mmap returned a null pointer")))?;
+        let backing: Arc<dyn Backing> = Arc::new(MappedFile { _map: map });
+        // SAFETY: memmap2 mapped exactly `size` bytes at `ptr`, shared, with
+        // write access iff `writable`; the mapping is unmapped only when the
+        // MappedFile drops, which happens after the last Region clone drops.
+        let region = unsafe { Region::from_backing(backing, ptr, size, writable) };
+        Ok(MmapRegion {
+            region,
+            file: Arc::new(file),
+            path: path.to_path_buf(),
+            identity: FileIdentity::of(&meta),
+        })
+    }
+
+    /// A view of the whole mapping; it keeps the mapping alive.
+    pub fn region(&self) -> Region {
+        self.region.clone()
+    }
+
+    /// The path the file was opened at.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The open file behind the mapping.
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// Device and inode of the mapped file.
+    pub fn identity(&self) -> FileIdentity {
+        self.identity
+    }
+
+    /// Whether the file is still as it was mapped: same length, and the
+    /// path still names it. A truncated file would fault on access; a
+    /// replaced or deleted one no longer reaches other processes.
+    pub fn check_unchanged(&self) -> Result<(), Error> {
+        let meta = self.file.metadata().map_err(|e| io_error(&self.path, e))?;
+        if meta.len() < self.region.len() as u64 {
+            return Err(Error::Truncated {
+                path: self.path.clone(),
+                len: meta.len(),
+                mapped: self.region.len() as u64,
+            });
+        }
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(now) if FileIdentity::of(&now) == self.identity => Ok(()),
+            Ok(_) => Err(Error::Replaced {
+                path: self.path.clone(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::Removed {
+                path: self.path.clone(),
+            }),
+            Err(e) => Err(io_error(&self.path, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_refuses_existing_file_and_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.shm");
+        std::fs::write(&path, b"precious").unwrap();
+        assert!(matches!(
+            MmapRegion::create(&path, 4096),
+            Err(Error::Io { .. })
+        ));
+        assert_eq!(std::fs::read(&path).unwrap(), b"precious");
+
+        let link = dir.path().join("link.shm");
+        std::os::unix::fs::symlink(dir.path().join("target.shm"), &link).unwrap();
+        assert!(MmapRegion::create(&link, 4096).is_err());
+        assert!(!dir.path().join("target.shm").exists());
+    }
+
+    #[test]
+    fn attach_refuses_symlink_and_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.shm");
+        let _created = MmapRegion::create(&path, 4096).unwrap();
+        let link = dir.path().join("link.shm");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(matches!(
+            MmapRegion::attach(&link),
+            Err(Error::Symlink { .. })
+        ));
+        assert!(matches!(
+            MmapRegion::attach(dir.path()),
+            Err(Error::Io { .. }) | Err(Error::NotAFile { .. })
+        ));
+    }
+
+    #[test]
+    fn mode_is_exact_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        for (mode, bits) in [
+            (FileMode::OwnerOnly, 0o600),
+            (FileMode::OwnerAndGroup, 0o660),
+        ] {
+            let path = dir.path().join(format!("{bits:o}.shm"));
+            // SAFETY: umask only changes this process's file-creation mask.
+            let old = unsafe { libc::umask(0o077) };
+            let created = MmapRegion::create_with_mode(&path, 4096, mode);
+            // SAFETY: as above, restoring the previous mask.
+            unsafe { libc::umask(old) };
+            created.unwrap();
+            let got = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(got, bits);
+        }
+    }
+
+    #[test]
+    fn read_only_mapping_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ro.shm");
+        let _created = MmapRegion::create(&path, 4096).unwrap();
+        let ro = MmapRegion::open_read_only(&path, 1).unwrap();
+        assert!(ro.region().write(0, b"x").is_err());
+        assert!(ro.region().atomic_u32(0).is_err());
+        assert_eq!(
+            ro.region()
+                .load_u32(0, std::sync::atomic::Ordering::Relaxed)
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn truncation_and_replacement_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.shm");
+        let created = MmapRegion::create(&path, 8192).unwrap();
+        created.check_unchanged().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        assert!(matches!(
+            created.check_unchanged(),
+            Err(Error::Truncated { .. })
+        ));
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, vec![0u8; 8192]).unwrap();
+        let again = MmapRegion::attach(&path).unwrap();
+        again.check_unchanged().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            again.check_unchanged(),
+            Err(Error::Removed { .. })
+        ));
+    }
+}

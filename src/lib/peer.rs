@@ -1,0 +1,280 @@
+//! The peer table: one 64-byte entry per possible guest.
+//!
+//! shm[impl shm.peer.table]
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+
+use crate::error::{Error, Result};
+use crate::layout::SegmentLayout;
+use crate::region::Region;
+use crate::sys;
+
+/// Byte offsets inside a peer entry.
+pub mod field {
+    /// `u32`: [`super::PeerState`].
+    pub const STATE: u64 = 0;
+    /// `u32`: number of attaches this entry has seen.
+    pub const EPOCH: u64 = 4;
+    /// `u32`: pid of the process holding the entry (0 = none).
+    pub const PID: u64 = 8;
+    /// `u32`: [`super::FLAG_HELD`] when a process holds the entry.
+    pub const FLAGS: u64 = 12;
+    /// `u64`: heartbeat, `CLOCK_MONOTONIC` ns (0 = never).
+    pub const HEARTBEAT_NS: u64 = 16;
+    /// `u64`: start time of the holding process (clock ticks since boot).
+    pub const START_TIME: u64 = 24;
+    /// `u64`: when the entry was last claimed, ns since the Unix epoch.
+    pub const CLAIMED_UNIX_NS: u64 = 32;
+}
+
+/// Entry flag: a running process holds the entry (and its pid is recorded).
+/// Without it, an Attached entry was claimed for scripted use and belongs to
+/// no process.
+pub const FLAG_HELD: u32 = 1;
+/// Entry flag: the holder also holds the entry's presence lock on the
+/// segment file, so the lock (not the pid) tells whether it lives.
+pub const FLAG_LOCKED: u32 = 2;
+
+/// The state of a peer entry.
+///
+/// shm[impl shm.peer.states]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// Free: any guest may claim it.
+    Empty,
+    /// Set aside by the host for a guest it is about to spawn.
+    Reserved,
+    /// A guest is attached.
+    Attached,
+    /// The guest has left; the host may still read what it sent.
+    Goodbye,
+}
+
+impl PeerState {
+    /// The stored value.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            PeerState::Empty => 0,
+            PeerState::Reserved => 1,
+            PeerState::Attached => 2,
+            PeerState::Goodbye => 3,
+        }
+    }
+
+    /// Parses a stored value; anything else is corruption.
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            0 => PeerState::Empty,
+            1 => PeerState::Reserved,
+            2 => PeerState::Attached,
+            3 => PeerState::Goodbye,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PeerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerState::Empty => "empty",
+            PeerState::Reserved => "reserved",
+            PeerState::Attached => "attached",
+            PeerState::Goodbye => "goodbye",
+        })
+    }
+}
+
+/// A snapshot of one peer entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PeerEntry {
+    /// The guest's id (1-based).
+    pub peer_id: u8,
+    /// Its state.
+    pub state: PeerState,
+    /// How many times the entry has been claimed.
+    pub epoch: u32,
+    /// Pid of the holding process (0 = none).
+    pub pid: u32,
+    /// Whether a process holds the entry (false for scripted claims).
+    pub held: bool,
+    /// Whether the holder keeps the entry's presence lock.
+    pub locked: bool,
+    /// Last heartbeat (`CLOCK_MONOTONIC` ns; 0 = never).
+    pub heartbeat_ns: u64,
+    /// Start time of the holding process (clock ticks since boot).
+    pub start_time: u64,
+    /// When the entry was last claimed (ns since the Unix epoch).
+    pub claimed_unix_ns: u64,
+}
+
+/// A view of one peer entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer<'a> {
+    region: &'a Region,
+    base: u64,
+    peer_id: u8,
+}
+
+impl<'a> Peer<'a> {
+    pub(crate) fn new(region: &'a Region, layout: &SegmentLayout, peer_id: u8) -> Self {
+        Peer {
+            region,
+            base: layout.peer_entry(peer_id),
+            peer_id,
+        }
+    }
+
+    /// The current state; an unknown value is corruption.
+    pub(crate) fn state(&self) -> Result<PeerState> {
+        let raw = self
+            .region
+            .load_u32(self.base + field::STATE, Ordering::Acquire)?;
+        PeerState::from_u32(raw)
+            .ok_or_else(|| Error::Corrupt(format!("peer {} has unknown state {raw}", self.peer_id)))
+    }
+
+    /// Atomically moves the entry from `from` to `to`; false if it was not `from`.
+    pub(crate) fn transition(&self, from: PeerState, to: PeerState) -> Result<bool> {
+        Ok(self
+            .region
+            .atomic_u32(self.base + field::STATE)?
+            .compare_exchange(
+                from.to_u32(),
+                to.to_u32(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok())
+    }
+
+    /// Sets the state unconditionally (release).
+    pub(crate) fn set_state(&self, to: PeerState) -> Result<()> {
+        self.region
+            .store_u32(self.base + field::STATE, to.to_u32(), Ordering::Release)?;
+        Ok(())
+    }
+
+    pub(crate) fn epoch(&self) -> Result<u32> {
+        Ok(self
+            .region
+            .load_u32(self.base + field::EPOCH, Ordering::Acquire)?)
+    }
+
+    /// Records a new claim: bumps the epoch and sets the holder.
+    /// Returns the new epoch.
+    pub(crate) fn record_claim(&self, holder: Option<u32>, locked: bool) -> Result<u32> {
+        let epoch = self
+            .region
+            .atomic_u32(self.base + field::EPOCH)?
+            .fetch_add(1, Ordering::AcqRel)
+            .wrapping_add(1);
+        self.set_holder(holder, locked)?;
+        self.region.store_u64(
+            self.base + field::CLAIMED_UNIX_NS,
+            sys::unix_ns(),
+            Ordering::Relaxed,
+        )?;
+        Ok(epoch)
+    }
+
+    /// Records who holds the entry: `Some(pid)` for a running process,
+    /// `None` for a scripted claim that belongs to no process. `locked`
+    /// says the holder keeps the entry's presence lock.
+    pub(crate) fn set_holder(&self, holder: Option<u32>, locked: bool) -> Result<()> {
+        let (pid, flags, start) = match holder {
+            Some(pid) => (
+                pid,
+                FLAG_HELD | if locked { FLAG_LOCKED } else { 0 },
+                sys::process_start_time(pid),
+            ),
+            None => (0, 0, 0),
+        };
+        self.region
+            .store_u32(self.base + field::PID, pid, Ordering::Relaxed)?;
+        self.region
+            .store_u64(self.base + field::START_TIME, start, Ordering::Relaxed)?;
+        self.region
+            .store_u32(self.base + field::FLAGS, flags, Ordering::Release)?;
+        self.beat()
+    }
+
+    /// Refreshes the heartbeat.
+    pub(crate) fn beat(&self) -> Result<()> {
+        self.region.store_u64(
+            self.base + field::HEARTBEAT_NS,
+            sys::monotonic_ns(),
+            Ordering::Release,
+        )?;
+        Ok(())
+    }
+
+    /// Reads the whole entry (works on read-only regions).
+    pub(crate) fn snapshot(&self) -> Result<PeerEntry> {
+        let u32_at = |f| self.region.load_u32(self.base + f, Ordering::Acquire);
+        let u64_at = |f| self.region.load_u64(self.base + f, Ordering::Acquire);
+        Ok(PeerEntry {
+            peer_id: self.peer_id,
+            state: self.state()?,
+            epoch: u32_at(field::EPOCH)?,
+            pid: u32_at(field::PID)?,
+            held: u32_at(field::FLAGS)? & FLAG_HELD != 0,
+            locked: u32_at(field::FLAGS)? & FLAG_LOCKED != 0,
+            heartbeat_ns: u64_at(field::HEARTBEAT_NS)?,
+            start_time: u64_at(field::START_TIME)?,
+            claimed_unix_ns: u64_at(field::CLAIMED_UNIX_NS)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HeapRegion, SegmentConfig};
+
+    #[test]
+    fn states_round_trip_and_unknown_is_corrupt() {
+        for s in [
+            PeerState::Empty,
+            PeerState::Reserved,
+            PeerState::Attached,
+            PeerState::Goodbye,
+        ] {
+            assert_eq!(PeerState::from_u32(s.to_u32()), Some(s));
+        }
+        let layout = SegmentConfig::default().layout().unwrap();
+        let region = HeapRegion::new_zeroed(layout.total_size as usize)
+            .unwrap()
+            .region();
+        let peer = Peer::new(&region, &layout, 2);
+        assert_eq!(peer.state().unwrap(), PeerState::Empty);
+        region
+            .store_u32(layout.peer_entry(2), 77, Ordering::Relaxed)
+            .unwrap();
+        assert!(matches!(peer.state(), Err(Error::Corrupt(_))));
+    }
+
+    #[test]
+    fn claims_bump_the_epoch_and_transition_is_exclusive() {
+        let layout = SegmentConfig::default().layout().unwrap();
+        let region = HeapRegion::new_zeroed(layout.total_size as usize)
+            .unwrap()
+            .region();
+        let peer = Peer::new(&region, &layout, 1);
+        assert!(
+            peer.transition(PeerState::Empty, PeerState::Attached)
+                .unwrap()
+        );
+        assert!(
+            !peer
+                .transition(PeerState::Empty, PeerState::Attached)
+                .unwrap()
+        );
+        assert_eq!(peer.record_claim(Some(42), true).unwrap(), 1);
+        assert!(peer.snapshot().unwrap().locked);
+        assert_eq!(peer.record_claim(None, false).unwrap(), 2);
+        let snap = peer.snapshot().unwrap();
+        assert_eq!((snap.epoch, snap.pid, snap.held), (2, 0, false));
+    }
+}

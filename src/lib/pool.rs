@@ -1,0 +1,474 @@
+//! Slot pools: fixed-size payload slots allocated by compare-and-swap on a
+//! free bitmap.
+//!
+//! Each slot has metadata: a generation, bumped on every allocation and
+//! repeated in the descriptor that carries the slot, and a holder, the peer
+//! responsible for freeing it (the allocator until it sends the slot, then
+//! the receiver). A descriptor whose generation does not match, or a slot
+//! not allocated or not held by its receiver, is refused before any byte of
+//! it is read.
+//!
+//! shm[impl shm.pool.bitmap]
+
+use std::sync::atomic::{Ordering, fence};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::layout::{SLOT_META_SIZE, SegmentLayout};
+use crate::region::Region;
+use crate::sys;
+use crate::wait::{Backoff, WaitStrategy};
+
+/// Byte offsets in a pool's control block and slot metadata.
+pub mod field {
+    /// `u32`: bumped on every free (the word sleepers wait on).
+    pub const RELEASES: u64 = 0;
+    /// `u32`: number of processes sleeping for a free slot.
+    pub const WAITERS: u64 = 4;
+    /// Slot metadata `u32`: generation.
+    pub const SLOT_GENERATION: u64 = 0;
+    /// Slot metadata `u32`: holder code (0 = none, 1 = host, 1 + p = guest p).
+    pub const SLOT_HOLDER: u64 = 4;
+}
+
+/// Who must free a slot, as stored in its metadata.
+pub(crate) fn holder_code(peer: u8) -> u32 {
+    u32::from(peer) + 1
+}
+
+/// A view of one pool in a region. Pool 0 is the host's, pool `p` guest `p`'s.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pool<'a> {
+    region: &'a Region,
+    layout: &'a SegmentLayout,
+    index: u8,
+    base: u64,
+}
+
+/// Usage of one pool, for inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct PoolUsage {
+    /// Slots in the pool.
+    pub slots: u32,
+    /// Slots allocated.
+    pub used: u32,
+    /// Slots free.
+    pub free: u32,
+}
+
+impl<'a> Pool<'a> {
+    pub(crate) fn new(region: &'a Region, layout: &'a SegmentLayout, index: u8) -> Self {
+        Pool {
+            region,
+            layout,
+            index,
+            base: layout.pool(index),
+        }
+    }
+
+    fn slots(&self) -> u32 {
+        self.layout.config.slots_per_pool
+    }
+
+    fn words(&self) -> u32 {
+        self.slots().div_ceil(64)
+    }
+
+    fn word_offset(&self, word: u32) -> u64 {
+        self.base + self.layout.pool_bitmap_offset + u64::from(word) * 8
+    }
+
+    fn meta_offset(&self, slot: u32) -> u64 {
+        self.base + self.layout.pool_meta_offset + u64::from(slot) * SLOT_META_SIZE
+    }
+
+    /// Offset of a slot's first data byte.
+    pub(crate) fn data_offset(&self, slot: u32) -> u64 {
+        self.base
+            + self.layout.pool_data_offset
+            + u64::from(slot) * u64::from(self.layout.config.slot_size)
+    }
+
+    /// Bits of `word` that stand for real slots (the last word may be partial).
+    fn valid_bits(&self, word: u32) -> u64 {
+        let remaining = self.slots() - word * 64;
+        if remaining >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << remaining) - 1
+        }
+    }
+
+    fn owner_name(&self) -> String {
+        if self.index == 0 {
+            "host".to_string()
+        } else {
+            format!("peer {}", self.index)
+        }
+    }
+
+    /// Allocates a free slot for `holder` (a peer id, 0 = host), starting the
+    /// search at `*hint`. Returns the slot index and its new generation.
+    pub(crate) fn try_alloc(&self, holder: u8, hint: &mut u32) -> Result<Option<(u32, u32)>> {
+        let words = self.words();
+        let start = *hint % words;
+        for i in 0..words {
+            let word_index = (start + i) % words;
+            let word = self.region.atomic_u64(self.word_offset(word_index))?;
+            let valid = self.valid_bits(word_index);
+            let mut current = word.load(Ordering::Relaxed);
+            while current & valid != valid {
+                let bit = (!current & valid).trailing_zeros();
+                match word.compare_exchange_weak(
+                    current,
+                    current | (1 << bit),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        let slot = word_index * 64 + bit;
+                        let meta = self.meta_offset(slot);
+                        let generation = self
+                            .region
+                            .atomic_u32(meta + field::SLOT_GENERATION)?
+                            .fetch_add(1, Ordering::AcqRel)
+                            .wrapping_add(1);
+                        self.region.store_u32(
+                            meta + field::SLOT_HOLDER,
+                            holder_code(holder),
+                            Ordering::Release,
+                        )?;
+                        *hint = word_index;
+                        return Ok(Some((slot, generation)));
+                    }
+                    Err(now) => current = now,
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Allocates a slot, waiting (per `strategy`) until `deadline` for one to
+    /// be freed. `stop` is polled while waiting and may end the wait.
+    pub(crate) fn alloc(
+        &self,
+        holder: u8,
+        hint: &mut u32,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        stop: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<(u32, u32)> {
+        let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
+        let waiters = self.region.atomic_u32(self.base + field::WAITERS)?;
+        let mut backoff = Backoff::new(strategy);
+        loop {
+            let seen = releases.load(Ordering::Acquire);
+            if let Some(found) = self.try_alloc(holder, hint)? {
+                return Ok(found);
+            }
+            stop()?;
+            match backoff.next_step(deadline) {
+                None => {
+                    return Err(Error::PoolExhausted {
+                        owner: self.owner_name(),
+                    });
+                }
+                Some(Some(sleep)) => {
+                    waiters.fetch_add(1, Ordering::SeqCst);
+                    if releases.load(Ordering::SeqCst) == seen {
+                        sys::futex_wait(releases, seen, Some(sleep));
+                    }
+                    waiters.fetch_sub(1, Ordering::SeqCst);
+                }
+                Some(None) => {}
+            }
+        }
+    }
+
+    /// Hands a slot to `holder` (the receiver), before the descriptor that
+    /// names it is published.
+    pub(crate) fn set_holder(&self, slot: u32, holder: u8) -> Result<()> {
+        self.region.store_u32(
+            self.meta_offset(slot) + field::SLOT_HOLDER,
+            holder_code(holder),
+            Ordering::Release,
+        )?;
+        Ok(())
+    }
+
+    /// Checks that `slot` at `generation` is allocated and held by
+    /// `receiver`, and that `offset..offset+len` fits in it; returns the
+    /// offset of its payload in the region.
+    pub(crate) fn validate(
+        &self,
+        slot: u32,
+        generation: u32,
+        receiver: u8,
+        offset: u32,
+        len: u32,
+    ) -> std::result::Result<u64, String> {
+        if slot >= self.slots() {
+            return Err(format!(
+                "slot index {slot} is outside the pool of {} slots",
+                self.slots()
+            ));
+        }
+        let end = u64::from(offset) + u64::from(len);
+        if end > u64::from(self.layout.config.slot_size) {
+            return Err(format!(
+                "payload {offset}+{len} does not fit a slot of {} bytes",
+                self.layout.config.slot_size
+            ));
+        }
+        let meta = self.meta_offset(slot);
+        let word = self
+            .region
+            .load_u64(self.word_offset(slot / 64), Ordering::Acquire)
+            .map_err(|e| e.to_string())?;
+        if word & (1 << (slot % 64)) == 0 {
+            return Err(format!(
+                "slot {slot} of {} is not allocated",
+                self.owner_name()
+            ));
+        }
+        let current = self
+            .region
+            .load_u32(meta + field::SLOT_GENERATION, Ordering::Acquire)
+            .map_err(|e| e.to_string())?;
+        if current != generation {
+            return Err(format!(
+                "slot {slot} has generation {current}, the descriptor says {generation} (stale or forged)"
+            ));
+        }
+        let holder = self
+            .region
+            .load_u32(meta + field::SLOT_HOLDER, Ordering::Acquire)
+            .map_err(|e| e.to_string())?;
+        if holder != holder_code(receiver) {
+            return Err(format!(
+                "slot {slot} is not held by its receiver (holder code {holder})"
+            ));
+        }
+        Ok(self.data_offset(slot) + u64::from(offset))
+    }
+
+    /// Returns a slot to the pool if it is still allocated at `generation`.
+    /// Returns whether it was freed (false: already freed or reallocated).
+    pub(crate) fn free(&self, slot: u32, generation: u32) -> Result<bool> {
+        if slot >= self.slots() {
+            return Ok(false);
+        }
+        let meta = self.meta_offset(slot);
+        if self
+            .region
+            .load_u32(meta + field::SLOT_GENERATION, Ordering::Acquire)?
+            != generation
+        {
+            return Ok(false);
+        }
+        self.region
+            .store_u32(meta + field::SLOT_HOLDER, 0, Ordering::Relaxed)?;
+        let mask = 1u64 << (slot % 64);
+        let before = self
+            .region
+            .atomic_u64(self.word_offset(slot / 64))?
+            .fetch_and(!mask, Ordering::Release);
+        if before & mask == 0 {
+            return Ok(false);
+        }
+        self.region
+            .atomic_u32(self.base + field::RELEASES)?
+            .fetch_add(1, Ordering::Release);
+        fence(Ordering::SeqCst);
+        if self
+            .region
+            .load_u32(self.base + field::WAITERS, Ordering::Relaxed)?
+            != 0
+        {
+            sys::futex_wake_all(self.region.atomic_u32(self.base + field::RELEASES)?);
+        }
+        Ok(true)
+    }
+
+    /// Frees every allocated slot whose holder is `peer`; returns how many.
+    pub(crate) fn free_held_by(&self, peer: u8) -> Result<u32> {
+        let mut freed = 0;
+        for slot in 0..self.slots() {
+            let meta = self.meta_offset(slot);
+            if self
+                .region
+                .load_u32(meta + field::SLOT_HOLDER, Ordering::Acquire)?
+                != holder_code(peer)
+            {
+                continue;
+            }
+            let generation = self
+                .region
+                .load_u32(meta + field::SLOT_GENERATION, Ordering::Acquire)?;
+            if self.free(slot, generation)? {
+                freed += 1;
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Counts used and free slots (works on read-only regions).
+    pub(crate) fn usage(&self) -> Result<PoolUsage> {
+        let mut used = 0;
+        for w in 0..self.words() {
+            let word = self
+                .region
+                .load_u64(self.word_offset(w), Ordering::Acquire)?;
+            used += (word & self.valid_bits(w)).count_ones();
+        }
+        Ok(PoolUsage {
+            slots: self.slots(),
+            used,
+            free: self.slots() - used,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HeapRegion, SegmentConfig};
+
+    fn setup(slots: u32) -> (Region, SegmentLayout) {
+        let config = SegmentConfig {
+            max_guests: 1,
+            slots_per_pool: slots,
+            slot_size: 128,
+            max_payload: 128,
+            ..SegmentConfig::default()
+        };
+        let layout = config.layout().unwrap();
+        let region = HeapRegion::new_zeroed(layout.total_size as usize)
+            .unwrap()
+            .region();
+        (region, layout)
+    }
+
+    #[test]
+    fn allocates_every_slot_once_then_reports_exhaustion() {
+        let (region, layout) = setup(70);
+        let pool = Pool::new(&region, &layout, 0);
+        let mut hint = 0;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..70 {
+            let (slot, generation) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+            assert!(slot < 70);
+            assert_eq!(generation, 1);
+            assert!(seen.insert(slot));
+        }
+        assert_eq!(pool.try_alloc(0, &mut hint).unwrap(), None);
+        assert_eq!(
+            pool.usage().unwrap(),
+            PoolUsage {
+                slots: 70,
+                used: 70,
+                free: 0
+            }
+        );
+        let err = pool.alloc(
+            0,
+            &mut hint,
+            WaitStrategy::Block,
+            Some(Instant::now()),
+            &mut || Ok(()),
+        );
+        assert!(matches!(err, Err(Error::PoolExhausted { .. })));
+    }
+
+    #[test]
+    fn generation_is_bumped_on_each_allocation_and_checked_on_free() {
+        let (region, layout) = setup(1);
+        let pool = Pool::new(&region, &layout, 1);
+        let mut hint = 0;
+        let (slot, g1) = pool.try_alloc(1, &mut hint).unwrap().unwrap();
+        assert!(
+            !pool.free(slot, g1 + 1).unwrap(),
+            "wrong generation must not free"
+        );
+        assert!(pool.free(slot, g1).unwrap());
+        assert!(
+            !pool.free(slot, g1).unwrap(),
+            "double free must not free twice"
+        );
+        let (_, g2) = pool.try_alloc(1, &mut hint).unwrap().unwrap();
+        assert_eq!(g2, g1 + 1);
+        assert!(
+            !pool.free(slot, g1).unwrap(),
+            "stale generation must not free the new allocation"
+        );
+    }
+
+    #[test]
+    fn validate_refuses_bad_descriptors() {
+        let (region, layout) = setup(4);
+        let pool = Pool::new(&region, &layout, 0);
+        let mut hint = 0;
+        let (slot, generation) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+        pool.set_holder(slot, 3).unwrap();
+        assert!(pool.validate(slot, generation, 3, 0, 128).is_ok());
+        assert!(
+            pool.validate(slot, generation, 3, 64, 65).is_err(),
+            "past the slot end"
+        );
+        assert!(
+            pool.validate(slot, generation, 3, u32::MAX, u32::MAX)
+                .is_err(),
+            "overflow"
+        );
+        assert!(
+            pool.validate(slot, generation + 1, 3, 0, 1).is_err(),
+            "stale generation"
+        );
+        assert!(
+            pool.validate(slot, generation, 2, 0, 1).is_err(),
+            "wrong receiver"
+        );
+        assert!(
+            pool.validate(9, generation, 3, 0, 1).is_err(),
+            "index out of range"
+        );
+        assert!(
+            pool.validate(slot + 1, 0, 3, 0, 1).is_err(),
+            "not allocated"
+        );
+    }
+
+    #[test]
+    fn free_held_by_returns_only_that_holders_slots() {
+        let (region, layout) = setup(8);
+        let pool = Pool::new(&region, &layout, 0);
+        let mut hint = 0;
+        for _ in 0..3 {
+            let (slot, _) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+            pool.set_holder(slot, 5).unwrap();
+        }
+        pool.try_alloc(0, &mut hint).unwrap().unwrap();
+        assert_eq!(pool.free_held_by(5).unwrap(), 3);
+        assert_eq!(pool.usage().unwrap().used, 1);
+    }
+
+    #[test]
+    fn waiting_allocator_gets_the_freed_slot() {
+        let (region, layout) = setup(1);
+        let pool = Pool::new(&region, &layout, 0);
+        let mut hint = 0;
+        let (slot, generation) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+        let other = region.clone();
+        let waiter = std::thread::spawn(move || {
+            let pool = Pool::new(&other, &layout, 0);
+            let deadline = Instant::now() + std::time::Duration::from_secs(20);
+            pool.alloc(0, &mut 0, WaitStrategy::Block, Some(deadline), &mut || {
+                Ok(())
+            })
+            .unwrap()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(pool.free(slot, generation).unwrap());
+        assert_eq!(waiter.join().unwrap(), (slot, generation + 1));
+    }
+}

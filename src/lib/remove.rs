@@ -1,0 +1,164 @@
+//! Removing a segment: ask everyone to leave, wait, delete.
+//!
+//! shm[impl shm.file.remove]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::error::{Direction, Error, Result};
+use crate::header;
+use crate::layout::HEADER_SIZE;
+use crate::liveness::{self, HolderStatus, HostStatus};
+use crate::mmap::MmapRegion;
+use crate::peer::Peer;
+use crate::ring::Ring;
+use crate::sys;
+
+/// How [`remove_segment`] behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct RemoveOptions {
+    /// Delete even if live guests are still attached when the time is up,
+    /// or if the header (past a valid magic) is damaged.
+    pub force: bool,
+    /// How long to wait for live guests and a live host to leave.
+    pub timeout: Duration,
+}
+
+/// What [`remove_segment`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RemoveReport {
+    /// The file.
+    pub path: PathBuf,
+    /// Whether the file was deleted by the host that held it (as opposed
+    /// to by this call).
+    pub removed_by_host: bool,
+    /// Live guests still attached when it was deleted (only with force).
+    pub abandoned: Vec<u8>,
+    /// How long it waited.
+    pub waited_ms: u64,
+}
+
+/// Live holders of a segment: guests whose process runs, and the host if
+/// its process runs.
+fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>, bool)> {
+    let h = header::read(region)?;
+    let layout = h.layout;
+    let now = sys::monotonic_ns();
+    let mut guests = Vec::new();
+    for p in 1..=layout.config.max_guests as u8 {
+        let entry = Peer::new(region, &layout, p).snapshot()?;
+        let status =
+            liveness::judge_peer(&entry, Some(file), layout.config.heartbeat_interval_ms, now);
+        if matches!(status, HolderStatus::Alive | HolderStatus::Stale) {
+            guests.push(p);
+        }
+    }
+    let host_alive = sys::ByteLock::is_locked(file, crate::segment::lock_byte::HOST_PRESENCE)
+        .unwrap_or(false)
+        && liveness::judge_host(false, h.host_pid, h.host_start_time, Some(file))
+            == HostStatus::Alive;
+    Ok((guests, host_alive))
+}
+
+/// Removes the segment at `path`: sets the host goodbye flag, wakes every
+/// sleeper, waits up to the timeout for live guests (and a live host) to
+/// leave, then deletes the file. `on_wait` is called with the live guests
+/// each time it waits.
+///
+/// Refuses (changing nothing) a symlink, a file that is not a segment
+/// (even with force), and, without force, a segment whose live guests did
+/// not leave in time.
+pub fn remove_segment(
+    path: &Path,
+    options: RemoveOptions,
+    on_wait: &mut dyn FnMut(&[u8]),
+) -> Result<RemoveReport> {
+    let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
+    let region = mmap.region();
+    let start = Instant::now();
+    let info = match header::read(&region) {
+        Ok(info) => Some(info),
+        Err(e @ (Error::NotASegment { .. } | Error::NotReady | Error::Region(_))) => return Err(e),
+        Err(_) if options.force => None,
+        Err(e) => return Err(e),
+    };
+    let mut report = RemoveReport {
+        path: path.to_path_buf(),
+        removed_by_host: false,
+        abandoned: Vec::new(),
+        waited_ms: 0,
+    };
+    if let Some(info) = info {
+        let was_goodbye = info.host_goodbye;
+        region.store_u32(header::field::HOST_GOODBYE, 1, Ordering::Release)?;
+        wake_everyone(&region, &info.layout)?;
+        let deadline = start + options.timeout;
+        loop {
+            if matches!(
+                mmap.check_unchanged(),
+                Err(Error::Removed { .. } | Error::Replaced { .. })
+            ) {
+                report.removed_by_host = true;
+                report.waited_ms = start.elapsed().as_millis() as u64;
+                return Ok(report);
+            }
+            let (guests, host_alive) = live_holders(&region, mmap.file())?;
+            if guests.is_empty() && !host_alive {
+                break;
+            }
+            if Instant::now() >= deadline {
+                if options.force {
+                    report.abandoned = guests;
+                    break;
+                }
+                if !was_goodbye {
+                    region.store_u32(header::field::HOST_GOODBYE, 0, Ordering::Release)?;
+                }
+                let who: Vec<String> = guests.iter().map(|p| format!("peer {p}")).collect();
+                let mut what = String::new();
+                if host_alive {
+                    what.push_str("the host");
+                    if !who.is_empty() {
+                        what.push_str(" and ");
+                    }
+                }
+                what.push_str(&who.join(", "));
+                return Err(Error::Busy {
+                    what: format!(
+                        "segment (still attached after {:?}: {what})",
+                        options.timeout
+                    ),
+                });
+            }
+            on_wait(&guests);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    mmap.check_unchanged().or_else(|e| match e {
+        Error::Truncated { .. } => Ok(()),
+        e => Err(e),
+    })?;
+    std::fs::remove_file(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    report.waited_ms = start.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn wake_everyone(region: &crate::Region, layout: &crate::SegmentLayout) -> Result<()> {
+    for p in 1..=layout.config.max_guests as u8 {
+        for direction in [Direction::GuestToHost, Direction::HostToGuest] {
+            let base = match direction {
+                Direction::GuestToHost => layout.guest_to_host_ring(p),
+                Direction::HostToGuest => layout.host_to_guest_ring(p),
+            };
+            Ring::new(region, base, layout.config.ring_capacity).wake_all()?;
+        }
+    }
+    let bell = region.atomic_u32(header::field::HOST_DOORBELL)?;
+    bell.fetch_add(1, Ordering::Release);
+    sys::futex_wake_all(bell);
+    Ok(())
+}

@@ -1,0 +1,411 @@
+//! What the host and the guests share: the mapped segment, its validated
+//! layout, the role locks of one process, and the code that turns frames
+//! into descriptors and back.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::desc::{DESC_SIZE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc};
+use crate::error::{Direction, Error, Result};
+use crate::header::{self, HeaderInfo};
+use crate::layout::{HEADER_SIZE, SegmentLayout};
+use crate::mmap::MmapRegion;
+use crate::peer::Peer;
+use crate::pool::Pool;
+use crate::region::{HeapRegion, Region};
+use crate::ring::Ring;
+use crate::sys::{self, ByteLock};
+use crate::wait::WaitStrategy;
+
+/// The memory a host or guest owns; the mapping lives as long as it does.
+#[derive(Debug)]
+pub enum ShmBacking {
+    /// Heap memory (one process; tests).
+    Heap(HeapRegion),
+    /// A shared file mapping.
+    Mmap(MmapRegion),
+    /// A region supplied by the caller (kept alive by its reference count).
+    Region(Region),
+}
+
+impl ShmBacking {
+    /// The view of the whole backing.
+    pub fn region(&self) -> Region {
+        match self {
+            ShmBacking::Heap(h) => h.region(),
+            ShmBacking::Mmap(m) => m.region(),
+            ShmBacking::Region(r) => r.clone(),
+        }
+    }
+
+    /// The file mapping, if this backing is one.
+    pub fn mmap(&self) -> Option<&MmapRegion> {
+        match self {
+            ShmBacking::Mmap(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// Byte numbers of the advisory locks that stand for roles. They lie far
+/// past the end of any segment, so they never cover real bytes.
+///
+/// shm[impl shm.lock.roles]
+pub mod lock_byte {
+    const BASE: u64 = 1 << 40;
+    const KIND_STRIDE: u64 = 1024;
+
+    /// Which end of which ring a lock stands for.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum End {
+        /// The host sending to a guest.
+        HostToGuestProducer,
+        /// A guest receiving from the host.
+        HostToGuestConsumer,
+        /// A guest sending to the host.
+        GuestToHostProducer,
+        /// The host receiving from a guest.
+        GuestToHostConsumer,
+    }
+
+    /// A process that holds the segment's host role (held while it lives).
+    pub const HOST_PRESENCE: u64 = BASE;
+
+    /// A process that holds guest `peer`'s entry (held while it lives).
+    pub fn guest_presence(peer: u8) -> u64 {
+        BASE + u64::from(peer)
+    }
+
+    /// One end of one of guest `peer`'s rings.
+    pub fn ring_end(peer: u8, end: End) -> u64 {
+        let kind = match end {
+            End::HostToGuestProducer => 1,
+            End::HostToGuestConsumer => 2,
+            End::GuestToHostProducer => 3,
+            End::GuestToHostConsumer => 4,
+        };
+        BASE + kind * KIND_STRIDE + u64::from(peer)
+    }
+}
+
+/// The role locks one host or guest holds, taken on first use.
+#[derive(Debug, Default)]
+pub(crate) struct RoleLocks {
+    held: HashMap<u64, ByteLock>,
+}
+
+impl RoleLocks {
+    /// Takes the lock on `byte` unless already held; waits until `deadline`
+    /// for another process to release it (no deadline: try once).
+    pub(crate) fn ensure(
+        &mut self,
+        seg: &Segment,
+        byte: u64,
+        deadline: Option<Instant>,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        if self.held.contains_key(&byte) {
+            return Ok(());
+        }
+        let Some(mmap) = seg.backing.mmap() else {
+            // Heap and caller-supplied regions live in one process, whose
+            // `&mut self` methods already serialize each role.
+            return Ok(());
+        };
+        loop {
+            let taken = ByteLock::try_lock(mmap.file(), byte).map_err(|source| Error::Io {
+                path: mmap.path().to_path_buf(),
+                source,
+            })?;
+            if let Some(lock) = taken {
+                self.held.insert(byte, lock);
+                return Ok(());
+            }
+            match deadline {
+                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(2)),
+                _ => return Err(Error::Busy { what: what() }),
+            }
+        }
+    }
+}
+
+/// A mapped, validated segment.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) backing: ShmBacking,
+    pub(crate) region: Region,
+    pub(crate) layout: SegmentLayout,
+}
+
+impl Segment {
+    /// Validates the header of `backing` and wraps it.
+    pub(crate) fn open(backing: ShmBacking) -> Result<Self> {
+        let region = backing.region();
+        let info = header::read(&region)?;
+        if !region.is_writable() {
+            return Err(Error::Region(crate::region::RegionError::ReadOnly));
+        }
+        Ok(Segment {
+            backing,
+            region,
+            layout: info.layout,
+        })
+    }
+
+    /// Maps the file at `path` read/write and validates it.
+    pub(crate) fn open_path(path: &Path) -> Result<Self> {
+        let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
+        Self::open(ShmBacking::Mmap(mmap))
+    }
+
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.backing.mmap().map(|m| m.path())
+    }
+
+    pub(crate) fn file(&self) -> Option<&Arc<File>> {
+        self.backing.mmap().map(|m| m.file())
+    }
+
+    pub(crate) fn header(&self) -> Result<HeaderInfo> {
+        header::read(&self.region)
+    }
+
+    pub(crate) fn host_goodbye(&self) -> Result<bool> {
+        Ok(self
+            .region
+            .load_u32(header::field::HOST_GOODBYE, Ordering::Acquire)?
+            != 0)
+    }
+
+    /// Converts a user-supplied guest id, checking its range.
+    pub(crate) fn guest_id(&self, peer_id: u32) -> Result<u8> {
+        if self.layout.is_guest(peer_id) {
+            Ok(peer_id as u8)
+        } else {
+            Err(Error::InvalidPeerId {
+                peer_id,
+                max_guests: self.layout.config.max_guests,
+            })
+        }
+    }
+
+    pub(crate) fn peer(&self, peer_id: u8) -> Peer<'_> {
+        Peer::new(&self.region, &self.layout, peer_id)
+    }
+
+    pub(crate) fn ring(&self, peer_id: u8, direction: Direction) -> Ring<'_> {
+        let base = match direction {
+            Direction::GuestToHost => self.layout.guest_to_host_ring(peer_id),
+            Direction::HostToGuest => self.layout.host_to_guest_ring(peer_id),
+        };
+        Ring::new(&self.region, base, self.layout.config.ring_capacity)
+    }
+
+    pub(crate) fn pool(&self, index: u8) -> Pool<'_> {
+        Pool::new(&self.region, &self.layout, index)
+    }
+
+    /// Wakes a host sleeping in a receive from any guest.
+    pub(crate) fn ring_host_doorbell(&self) -> Result<()> {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self
+            .region
+            .load_u32(header::field::HOST_WAITING, Ordering::Relaxed)?
+            != 0
+        {
+            let bell = self.region.atomic_u32(header::field::HOST_DOORBELL)?;
+            bell.fetch_add(1, Ordering::Release);
+            sys::futex_wake_all(bell);
+        }
+        Ok(())
+    }
+
+    /// Sends `frame` from `sender` (0 = host) to `receiver` on `direction`'s
+    /// ring of `guest`, waiting for room and for a slot until `deadline`
+    /// (no deadline: do not wait).
+    ///
+    /// shm[impl shm.send.placement]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_frame(
+        &self,
+        guest: u8,
+        direction: Direction,
+        frame: &Frame,
+        cached_head: &mut u32,
+        pool_hint: &mut u32,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        stop: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let (sender, receiver) = match direction {
+            Direction::GuestToHost => (guest, 0),
+            Direction::HostToGuest => (0, guest),
+        };
+        let payload = frame.payload();
+        if payload.len() > self.layout.config.max_payload as usize {
+            return Err(Error::PayloadTooLarge {
+                len: payload.len(),
+                max: self.layout.config.max_payload,
+            });
+        }
+        let ring = self.ring(guest, direction);
+        // Room first, so that a slot is never taken for a message that
+        // cannot be queued.
+        loop {
+            let state = ring.state()?;
+            let queued = state.len().ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "{direction} ring of peer {guest} has inconsistent indices"
+                ))
+            })?;
+            if queued < state.capacity {
+                break;
+            }
+            if deadline.is_none() || !ring.wait_for_space(state.head, strategy, deadline, stop)? {
+                return Err(Error::RingFull {
+                    peer_id: guest,
+                    direction,
+                });
+            }
+        }
+        let mut desc = frame.desc;
+        desc.payload_len = payload.len() as u32;
+        let mut slot = None;
+        if payload.len() <= INLINE_CAPACITY {
+            desc.flags &= !FLAG_SLOT;
+            desc.inline = [0; INLINE_CAPACITY];
+            desc.inline[..payload.len()].copy_from_slice(payload);
+            desc.slot_index = 0;
+            desc.slot_generation = 0;
+            desc.slot_offset = 0;
+        } else {
+            let pool = self.pool(sender);
+            let (index, generation) = match deadline {
+                None => pool
+                    .try_alloc(sender, pool_hint)?
+                    .ok_or_else(|| Error::PoolExhausted {
+                        owner: if sender == 0 {
+                            "host".into()
+                        } else {
+                            format!("peer {sender}")
+                        },
+                    })?,
+                Some(_) => pool.alloc(sender, pool_hint, strategy, deadline, stop)?,
+            };
+            slot = Some((index, generation));
+            let written = self
+                .region
+                .write(pool.data_offset(index), payload)
+                .map_err(Error::from)
+                .and_then(|()| pool.set_holder(index, receiver));
+            if let Err(e) = written {
+                pool.free(index, generation)?;
+                return Err(e);
+            }
+            desc.flags |= FLAG_SLOT;
+            desc.inline = [0; INLINE_CAPACITY];
+            desc.slot_index = index;
+            desc.slot_generation = generation;
+            desc.slot_offset = 0;
+        }
+        match ring.push_batch(cached_head, &[desc.to_bytes()]) {
+            Ok(true) => {}
+            other => {
+                if let Some((index, generation)) = slot {
+                    self.pool(sender).free(index, generation)?;
+                }
+                other?;
+                return Err(Error::RingFull {
+                    peer_id: guest,
+                    direction,
+                });
+            }
+        }
+        if direction == Direction::GuestToHost {
+            self.ring_host_doorbell()?;
+        }
+        Ok(())
+    }
+
+    /// Turns a received descriptor into a frame: validates it, copies the
+    /// payload out and frees its slot. A descriptor that does not check out
+    /// is an error and nothing is read through it.
+    ///
+    /// shm[impl shm.recv.validate]
+    pub(crate) fn decode(
+        &self,
+        guest: u8,
+        direction: Direction,
+        bytes: &[u8; DESC_SIZE],
+    ) -> Result<Frame> {
+        let (sender, receiver) = match direction {
+            Direction::GuestToHost => (guest, 0),
+            Direction::HostToGuest => (0, guest),
+        };
+        let bad = |reason: String| Error::BadDescriptor {
+            from: if sender == 0 {
+                "host".into()
+            } else {
+                format!("peer {sender}")
+            },
+            reason,
+        };
+        let desc = MsgDesc::from_bytes(bytes);
+        if desc.flags & !KNOWN_FLAGS != 0 {
+            return Err(bad(format!("unknown flags {:#06x}", desc.flags)));
+        }
+        let len = desc.payload_len;
+        if len > self.layout.config.max_payload {
+            return Err(bad(format!(
+                "payload length {len} exceeds the max payload {}",
+                self.layout.config.max_payload
+            )));
+        }
+        if !desc.is_slot() {
+            if len as usize > INLINE_CAPACITY {
+                return Err(bad(format!(
+                    "inline payload length {len} exceeds {INLINE_CAPACITY}"
+                )));
+            }
+            return Ok(Frame::new(desc, desc.inline[..len as usize].to_vec()));
+        }
+        let pool = self.pool(sender);
+        let offset = pool
+            .validate(
+                desc.slot_index,
+                desc.slot_generation,
+                receiver,
+                desc.slot_offset,
+                len,
+            )
+            .map_err(bad)?;
+        let mut payload = vec![0u8; len as usize];
+        self.region.read(offset, &mut payload)?;
+        pool.free(desc.slot_index, desc.slot_generation)?;
+        Ok(Frame::new(desc, payload))
+    }
+
+    /// Frees the slot a descriptor names without reading it (when a ring is
+    /// drained on leaving or reclaiming). Invalid descriptors are skipped.
+    pub(crate) fn discard(
+        &self,
+        guest: u8,
+        direction: Direction,
+        bytes: &[u8; DESC_SIZE],
+    ) -> Result<()> {
+        let desc = MsgDesc::from_bytes(bytes);
+        if desc.is_slot() {
+            let sender = match direction {
+                Direction::GuestToHost => guest,
+                Direction::HostToGuest => 0,
+            };
+            self.pool(sender)
+                .free(desc.slot_index, desc.slot_generation)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! Thin, documented wrappers over the operating-system calls the segment
+//! protocol needs: clocks, process liveness, futexes and advisory locks.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+/// Nanoseconds on `CLOCK_MONOTONIC`, which on Linux is one clock for every
+/// process of the machine, so heartbeats written by one process can be
+/// compared with the time read by another.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid, owned `ts`.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// Nanoseconds since the Unix epoch (wall clock), for creation times.
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// This process's id.
+pub fn current_pid() -> u32 {
+    std::process::id()
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), or 0 where that cannot be read. Stored beside a pid so
+/// that a recycled pid is not mistaken for the process that wrote it.
+pub fn process_start_time(pid: u32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0;
+    };
+    // The command name (field 2) is in parentheses and may contain spaces;
+    // the fields after the last ')' are plain numbers.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+        return 0;
+    };
+    rest.split_whitespace()
+        .nth(19)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether a process is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Liveness {
+    /// The process exists (and, where known, started when recorded).
+    Alive,
+    /// No such process, or the pid now belongs to a newer process.
+    Dead,
+    /// No process is recorded.
+    NoProcess,
+}
+
+/// Judges whether the process recorded as `pid` (started at `start_time`,
+/// 0 if unknown) still runs.
+pub fn process_liveness(pid: u32, start_time: u64) -> Liveness {
+    if pid == 0 {
+        return Liveness::NoProcess;
+    }
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return Liveness::Dead;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only reports whether the
+    // pid exists and may be signalled.
+    let rc = unsafe { libc::kill(pid_t, 0) };
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return Liveness::Dead;
+    }
+    if start_time != 0 {
+        let now = process_start_time(pid);
+        if now != 0 && now != start_time {
+            return Liveness::Dead;
+        }
+    }
+    Liveness::Alive
+}
+
+/// Sleeps until `word` no longer holds `expected`, a wake arrives, or
+/// `timeout` passes; may also return early for no reason (callers re-check).
+///
+/// The futex is not private: the word lives in memory shared between
+/// processes, and wakes must reach them all.
+#[cfg(target_os = "linux")]
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned 4-byte atomic for the duration of
+    // the call; FUTEX_WAIT only reads it and compares with `expected`; the
+    // timespec (if any) outlives the call. Spurious returns are harmless.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+        );
+    }
+}
+
+/// Wakes every process sleeping in [`futex_wait`] on `word`.
+#[cfg(target_os = "linux")]
+pub fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key; it does not access
+    // memory. `word` is valid for the duration of the call.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
+/// Polling fallback where there is no futex: sleep a little.
+#[cfg(not(target_os = "linux"))]
+pub fn futex_wait(_word: &AtomicU32, _expected: u32, timeout: Option<Duration>) {
+    std::thread::sleep(
+        timeout
+            .unwrap_or(Duration::from_millis(1))
+            .min(Duration::from_millis(1)),
+    );
+}
+
+/// Polling fallback where there is no futex: sleepers poll, nothing to do.
+#[cfg(not(target_os = "linux"))]
+pub fn futex_wake_all(_word: &AtomicU32) {}
+
+/// An advisory write lock on one byte of a file, released on drop.
+///
+/// Open-file-description locks (`F_OFD_SETLK`) belong to the open file, not
+/// to the process: two opens in one process exclude each other like two
+/// processes do, and the kernel drops them when the process dies, so a
+/// killed holder never leaves a role locked. The locked byte need not exist:
+/// roles are numbered far past the end of the file.
+#[derive(Debug)]
+pub struct ByteLock {
+    file: std::sync::Arc<File>,
+    byte: u64,
+}
+
+fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
+    // SAFETY: flock is plain old data; all-zero is a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    fl
+}
+
+impl ByteLock {
+    /// Takes the lock without waiting; `Ok(None)` if another open file holds it.
+    pub fn try_lock(file: &std::sync::Arc<File>, byte: u64) -> std::io::Result<Option<ByteLock>> {
+        let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+        // SAFETY: fcntl with F_OFD_SETLK reads the flock we own; the fd is
+        // open for as long as `file` lives.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+        if rc == 0 {
+            return Ok(Some(ByteLock {
+                file: file.clone(),
+                byte,
+            }));
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(None),
+            _ => Err(err),
+        }
+    }
+
+    /// Whether some open file holds a lock on `byte`; works on a file
+    /// opened read-only and takes nothing.
+    pub fn is_locked(file: &File, byte: u64) -> std::io::Result<bool> {
+        let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
+        // SAFETY: F_OFD_GETLK reads and rewrites the flock we own.
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+    }
+}
+
+impl Drop for ByteLock {
+    fn drop(&mut self) {
+        let mut fl = ofd_flock(libc::F_UNLCK as libc::c_short, self.byte);
+        // SAFETY: as in try_lock; unlocking a byte we hold cannot fail in a
+        // way that matters (closing the file releases it anyway).
+        unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn start_time_of_self_is_known_and_stable() {
+        let pid = current_pid();
+        let t = process_start_time(pid);
+        assert_ne!(t, 0);
+        assert_eq!(process_liveness(pid, t), Liveness::Alive);
+        assert_eq!(process_liveness(pid, t + 1), Liveness::Dead);
+        assert_eq!(process_liveness(0, 0), Liveness::NoProcess);
+    }
+
+    #[test]
+    fn exited_child_is_dead() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert_eq!(process_liveness(pid, 0), Liveness::Dead);
+    }
+
+    #[test]
+    fn byte_locks_exclude_other_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        std::fs::write(&path, b"").unwrap();
+        let a = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap(),
+        );
+        let b = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap(),
+        );
+        let ro = File::open(&path).unwrap();
+        let far = 1u64 << 40;
+        let held = ByteLock::try_lock(&a, far).unwrap().expect("first lock");
+        assert!(ByteLock::try_lock(&b, far).unwrap().is_none());
+        assert!(ByteLock::is_locked(&ro, far).unwrap());
+        assert!(ByteLock::try_lock(&b, far + 1).unwrap().is_some());
+        drop(held);
+        assert!(!ByteLock::is_locked(&ro, far).unwrap());
+        assert!(ByteLock::try_lock(&b, far).unwrap().is_some());
+    }
+
+    #[test]
+    fn futex_wait_returns_on_timeout_and_on_changed_value() {
+        let word = AtomicU32::new(5);
+        let start = std::time::Instant::now();
+        futex_wait(&word, 5, Some(Duration::from_millis(20)));
+        assert!(start.elapsed() >= Duration::from_millis(10));
+        // A value that already differs returns at once.
+        let start = std::time::Instant::now();
+        futex_wait(&word, 6, Some(Duration::from_secs(10)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,544 @@
+//! Integration tests of the segment library on temporary file-backed
+//! segments (and heap segments where the file does not matter).
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use shmhub::{
+    Error, FileMode, Frame, HeapRegion, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig,
+    ShmGuest, ShmHost, msg_type,
+};
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn data(id: u64, payload: &[u8]) -> Frame {
+    Frame::new(MsgDesc::new(msg_type::DATA, id), payload.to_vec())
+}
+
+// The seed's first test, as it writes it (with a concrete MsgDesc).
+// shm[verify shm.file.create]
+// shm[verify shm.file.attach]
+// shm[verify shm.file.mmap-posix]
+#[test]
+fn test_file_backed_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.shm");
+
+    // Host creates segment
+    let config = SegmentConfig::default();
+    let mut host = ShmHost::create(&path, config).unwrap();
+
+    // Guest attaches
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+
+    // Send message host -> guest
+    let frame = Frame::new_inline(
+        MsgDesc {
+            msg_type: msg_type::DATA,
+            id: 1,
+            ..MsgDesc::default()
+        },
+        b"hello",
+    );
+    host.send(guest.peer_id(), frame.clone()).unwrap();
+
+    // Guest receives
+    let received = guest.recv().unwrap();
+    assert_eq!(received.payload(), frame.payload());
+}
+
+// The seed's second test, as it writes it.
+// shm[verify shm.file.cleanup]
+#[test]
+fn test_segment_cleanup_on_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.shm");
+
+    {
+        let _host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+        assert!(path.exists());
+    }
+
+    // File should be deleted after host is dropped
+    assert!(!path.exists());
+}
+
+// shm[verify shm.send.placement]
+// shm[verify shm.recv.validate]
+#[test]
+fn both_directions_inline_and_slot_up_to_max_payload() {
+    let dir = tmp();
+    let path = dir.path().join("both.shm");
+    let config = SegmentConfig {
+        slot_size: 8192,
+        max_payload: 8192,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    let sizes = [
+        0,
+        1,
+        INLINE_CAPACITY - 1,
+        INLINE_CAPACITY,
+        INLINE_CAPACITY + 1,
+        4096,
+        8191,
+        8192,
+    ];
+    for (i, &len) in sizes.iter().enumerate() {
+        let payload: Vec<u8> = (0..len).map(|b| (b * 7 + i) as u8).collect();
+        host.send(guest.peer_id(), data(i as u64, &payload))
+            .unwrap();
+        let got = guest.recv().unwrap();
+        assert_eq!(got.payload(), &payload[..], "host->guest len {len}");
+        assert_eq!(got.desc.id, i as u64);
+        assert_eq!(got.desc.is_slot(), len > INLINE_CAPACITY);
+
+        guest.send(data(100 + i as u64, &payload)).unwrap();
+        let (from, got) = host.try_recv().unwrap().unwrap();
+        assert_eq!(from, guest.peer_id());
+        assert_eq!(got.payload(), &payload[..], "guest->host len {len}");
+    }
+    // Every slot went back to its pool.
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert!(
+        report.pools.iter().all(|p| p.usage.used == 0),
+        "{:?}",
+        report.pools
+    );
+}
+
+#[test]
+fn payload_over_max_is_refused_before_anything_is_written() {
+    let mut host = ShmHost::create_heap(SegmentConfig {
+        max_payload: 1000,
+        ..SegmentConfig::default()
+    })
+    .unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let err = host
+        .send(guest.peer_id(), data(1, &[0u8; 1001]))
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::PayloadTooLarge {
+            len: 1001,
+            max: 1000
+        }
+    ));
+    assert!(guest.try_recv().unwrap().is_none());
+}
+
+// shm[verify shm.send.backpressure]
+// shm[verify shm.ring.spsc]
+#[test]
+fn full_ring_is_backpressure_not_overwrite() {
+    let config = SegmentConfig {
+        ring_capacity: 4,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    for i in 0..4 {
+        host.send(guest.peer_id(), data(i, b"x")).unwrap();
+    }
+    let err = host.send(guest.peer_id(), data(99, b"x")).unwrap_err();
+    assert!(
+        matches!(err, Error::RingFull { .. }) && err.is_retryable(),
+        "{err}"
+    );
+    let err = host
+        .send_timeout(
+            guest.peer_id(),
+            &data(99, b"x"),
+            Some(Duration::from_millis(20)),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::RingFull { .. }));
+    for i in 0..4 {
+        assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, i);
+    }
+    assert!(guest.try_recv().unwrap().is_none());
+}
+
+// shm[verify shm.pool.bitmap]
+#[test]
+fn exhausted_pool_is_retryable_and_nothing_leaks() {
+    let config = SegmentConfig {
+        slots_per_pool: 2,
+        slot_size: 256,
+        max_payload: 256,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    host.send(guest.peer_id(), data(1, &[1u8; 100])).unwrap();
+    host.send(guest.peer_id(), data(2, &[2u8; 100])).unwrap();
+    let err = host
+        .send(guest.peer_id(), data(3, &[3u8; 100]))
+        .unwrap_err();
+    assert!(matches!(err, Error::PoolExhausted { .. }) && err.is_retryable());
+    // Inline messages still go through while the pool is empty.
+    host.send(guest.peer_id(), data(4, b"tiny")).unwrap();
+    assert_eq!(guest.recv().unwrap().payload(), &[1u8; 100][..]);
+    host.send(guest.peer_id(), data(5, &[5u8; 100])).unwrap();
+    let ids: Vec<u64> = (0..3).map(|_| guest.recv().unwrap().desc.id).collect();
+    assert_eq!(ids, [2, 4, 5]);
+    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    assert_eq!(report.pools[0].usage.used, 0);
+}
+
+#[test]
+fn several_guests_each_get_their_own_messages_and_host_is_fair() {
+    let dir = tmp();
+    let path = dir.path().join("many.shm");
+    let mut host = ShmHost::create(
+        &path,
+        SegmentConfig {
+            max_guests: 4,
+            ..SegmentConfig::default()
+        },
+    )
+    .unwrap();
+    let mut guests: Vec<ShmGuest> = (0..4)
+        .map(|_| ShmGuest::attach_path(&path).unwrap())
+        .collect();
+    let ids: Vec<u8> = guests.iter().map(|g| g.peer_id()).collect();
+    assert_eq!(ids, [1, 2, 3, 4]);
+    assert!(matches!(
+        ShmGuest::attach_path(&path),
+        Err(Error::HubFull { max_guests: 4 })
+    ));
+    for g in &guests {
+        let p = g.peer_id();
+        host.send(p, data(u64::from(p), &vec![p; 100])).unwrap();
+    }
+    for g in &mut guests {
+        let got = g.recv().unwrap();
+        assert_eq!(got.desc.id, u64::from(g.peer_id()));
+        assert_eq!(got.payload(), &vec![g.peer_id(); 100][..]);
+    }
+    // Guest 1 floods, the others send one each: the host still serves
+    // every guest within one round.
+    for i in 0..10 {
+        guests[0].send(data(i, b"flood")).unwrap();
+    }
+    for g in &mut guests[1..] {
+        g.send(data(0, b"one")).unwrap();
+    }
+    let first_four: Vec<u8> = (0..4)
+        .map(|_| host.try_recv().unwrap().unwrap().0)
+        .collect();
+    let mut sorted = first_four.clone();
+    sorted.sort();
+    assert_eq!(sorted, [1, 2, 3, 4], "round-robin order was {first_four:?}");
+}
+
+// shm[verify shm.peer.reserve]
+// shm[verify shm.peer.states]
+#[test]
+fn reserved_id_attach_takes_only_a_reserved_entry() {
+    let dir = tmp();
+    let path = dir.path().join("reserve.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let reserved = host.reserve_peer().unwrap();
+    assert_eq!(reserved, 1);
+    // A plain attach skips the reserved entry.
+    let plain = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(plain.peer_id(), 2);
+    // Not reserved: refused, naming the state.
+    match ShmGuest::attach_path_with_id(&path, 3) {
+        Err(Error::PeerState {
+            peer_id: 3,
+            state: PeerState::Empty,
+            expected: "reserved",
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    match ShmGuest::attach_path_with_id(&path, 2) {
+        Err(Error::PeerState {
+            state: PeerState::Attached,
+            ..
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        ShmGuest::attach_path_with_id(&path, 0),
+        Err(Error::InvalidPeerId { .. })
+    ));
+    assert!(matches!(
+        ShmGuest::attach_path_with_id(&path, 9),
+        Err(Error::InvalidPeerId { .. })
+    ));
+    // The host may send before the reserved guest arrives.
+    host.send(reserved, data(7, b"welcome")).unwrap();
+    let mut spawned = ShmGuest::attach_path_with_id(&path, reserved).unwrap();
+    assert_eq!(spawned.peer_id(), reserved);
+    assert_eq!(spawned.recv().unwrap().payload(), b"welcome");
+    // Release returns a reserved entry.
+    let again = host.reserve_peer().unwrap();
+    host.release_peer(again).unwrap();
+    assert!(host.release_peer(again).is_err());
+}
+
+#[test]
+fn attach_to_missing_empty_foreign_or_unready_files_fails_clearly() {
+    let dir = tmp();
+    let missing = dir.path().join("missing.shm");
+    assert!(matches!(
+        ShmGuest::attach_path(&missing),
+        Err(Error::Io { .. })
+    ));
+
+    let empty = dir.path().join("empty.shm");
+    std::fs::write(&empty, b"").unwrap();
+    assert!(matches!(
+        ShmGuest::attach_path(&empty),
+        Err(Error::TooSmall { len: 0, .. })
+    ));
+
+    let foreign = dir.path().join("foreign.shm");
+    std::fs::write(&foreign, vec![0xABu8; 8192]).unwrap();
+    assert!(matches!(
+        ShmGuest::attach_path(&foreign),
+        Err(Error::NotASegment { .. })
+    ));
+
+    // A segment whose creator never wrote the magic is not ready.
+    let unready = dir.path().join("unready.shm");
+    let layout = SegmentConfig::default().layout().unwrap();
+    let f = std::fs::File::create(&unready).unwrap();
+    f.set_len(layout.total_size).unwrap();
+    assert!(matches!(
+        ShmGuest::attach_path(&unready),
+        Err(Error::NotReady)
+    ));
+
+    // Wrong version: named.
+    let path = dir.path().join("v.shm");
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8] = 99;
+    let other = dir.path().join("v2.shm");
+    std::fs::write(&other, &bytes).unwrap();
+    match ShmGuest::attach_path(&other) {
+        Err(e @ Error::VersionMismatch { found: 99, .. }) => assert!(e.to_string().contains("99")),
+        other => panic!("{other:?}"),
+    }
+    drop(host);
+}
+
+// shm[verify shm.file.permissions]
+#[test]
+fn created_file_mode_is_0600_or_0660_on_request() {
+    let dir = tmp();
+    let a = dir.path().join("a.shm");
+    let b = dir.path().join("b.shm");
+    let _ha = ShmHost::create(&a, SegmentConfig::default()).unwrap();
+    let opts = shmhub::CreateOptions {
+        mode: FileMode::OwnerAndGroup,
+    };
+    let _hb = ShmHost::create_with(&b, SegmentConfig::default(), opts).unwrap();
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(&b).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+}
+
+#[test]
+fn create_refuses_an_existing_file_and_leaves_it_alone() {
+    let dir = tmp();
+    let path = dir.path().join("exists.shm");
+    std::fs::write(&path, b"keep me").unwrap();
+    assert!(ShmHost::create(&path, SegmentConfig::default()).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+}
+
+// shm[verify shm.peer.detach]
+// shm[verify shm.peer.claim]
+#[test]
+fn detach_frees_the_entry_and_its_slots_and_epoch_moves_on() {
+    let dir = tmp();
+    let path = dir.path().join("detach.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let guest = ShmGuest::attach_path(&path).unwrap();
+    let (p, epoch) = (guest.peer_id(), guest.epoch());
+    // Unread slot messages from the host are returned when the guest leaves.
+    host.send(p, data(1, &[9u8; 500])).unwrap();
+    host.send(p, data(2, &[9u8; 500])).unwrap();
+    drop(guest);
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert_eq!(report.peers[0].entry.state, PeerState::Empty);
+    assert_eq!(report.pools[0].usage.used, 0);
+    let again = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(again.peer_id(), p);
+    assert_eq!(again.epoch(), epoch + 1);
+}
+
+// shm[verify shm.host.goodbye]
+#[test]
+fn guest_sees_host_goodbye_after_reading_what_was_sent() {
+    let dir = tmp();
+    let path = dir.path().join("bye.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    host.send(guest.peer_id(), data(1, b"last words")).unwrap();
+    drop(host);
+    assert!(!path.exists());
+    assert_eq!(guest.recv().unwrap().payload(), b"last words");
+    assert!(matches!(guest.recv(), Err(Error::HostGone)));
+    assert!(matches!(
+        guest.send(data(2, b"anyone?")),
+        Err(Error::HostGone)
+    ));
+}
+
+#[test]
+fn host_reads_what_a_departed_guest_sent_then_entry_is_free() {
+    let dir = tmp();
+    let path = dir.path().join("leftover.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    let p = guest.peer_id();
+    guest.send(data(1, &[4u8; 300])).unwrap();
+    drop(guest);
+    assert_eq!(host.peers().unwrap()[0].state, PeerState::Goodbye);
+    assert_eq!(
+        host.try_recv_from(p).unwrap().unwrap().payload(),
+        &[4u8; 300][..]
+    );
+    assert!(host.try_recv_from(p).unwrap().is_none());
+    assert_eq!(host.peers().unwrap()[0].state, PeerState::Empty);
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert!(report.pools.iter().all(|p| p.usage.used == 0));
+}
+
+// shm[verify shm.recv.validate]
+#[test]
+fn forged_descriptors_are_refused_without_reading() {
+    let mut host = ShmHost::create_heap(SegmentConfig {
+        slot_size: 256,
+        max_payload: 256,
+        ..SegmentConfig::default()
+    })
+    .unwrap();
+    let region = host.region();
+    let mut guest = ShmGuest::attach(region.clone()).unwrap();
+    let layout = *host.layout();
+    let ring = layout.host_to_guest_ring(guest.peer_id());
+    // Send a real slot message, then corrupt its descriptor in place.
+    let corruptions: [(usize, &[u8]); 5] = [
+        (2, &[0x80, 0]),          // unknown flag
+        (4, &[0xFF, 0xFF, 0, 0]), // length over max payload
+        (20, &[0xFF, 0, 0, 0]),   // slot index out of range
+        (24, &[0x77, 0, 0, 0]),   // stale generation
+        (28, &[0xF0, 0, 0, 0]),   // offset past the slot
+    ];
+    for (at, bytes) in corruptions {
+        host.send(guest.peer_id(), data(1, &[1u8; 200])).unwrap();
+        let index = region
+            .load_u32(ring, std::sync::atomic::Ordering::Acquire)
+            .unwrap()
+            .wrapping_sub(1);
+        let desc_at = ring + 128 + u64::from(index % layout.config.ring_capacity) * 64;
+        region.write(desc_at + at as u64, bytes).unwrap();
+        let err = guest.try_recv().unwrap_err();
+        assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
+    }
+    // The guest keeps working after refusing them.
+    host.send(guest.peer_id(), data(2, b"fine")).unwrap();
+    assert_eq!(guest.try_recv().unwrap().unwrap().payload(), b"fine");
+}
+
+#[test]
+fn heap_regions_carry_a_whole_segment() {
+    let config = SegmentConfig::default();
+    let layout = config.layout().unwrap();
+    let heap = HeapRegion::new_zeroed(layout.total_size as usize).unwrap();
+    // A region with no segment in it is not ready.
+    assert!(matches!(
+        ShmGuest::attach(heap.region()),
+        Err(Error::NotReady)
+    ));
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    guest.send(data(3, &[8u8; 5000])).unwrap();
+    assert_eq!(
+        host.recv_timeout(Some(Duration::from_secs(5)))
+            .unwrap()
+            .unwrap()
+            .1
+            .payload(),
+        &[8u8; 5000][..]
+    );
+}
+
+#[test]
+fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
+    let dir = tmp();
+    let path = dir.path().join("persist.shm");
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    host.persist().unwrap();
+    assert!(path.exists());
+    let (p, _epoch) = ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert_eq!(report.peers[0].entry.state, PeerState::Attached);
+    assert_eq!(report.peers[0].holder, shmhub::HolderStatus::Unowned);
+    let mut as_host = ShmHost::open(&path).unwrap();
+    as_host.send(p, data(1, &[3u8; 900])).unwrap();
+    drop(as_host);
+    assert!(
+        path.exists(),
+        "a host that only opened the segment does not delete it"
+    );
+    let mut as_guest = ShmGuest::resume(&path, p.into()).unwrap();
+    assert_eq!(as_guest.recv().unwrap().payload(), &[3u8; 900][..]);
+    drop(as_guest);
+    assert_eq!(
+        shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
+        PeerState::Attached
+    );
+    ShmGuest::release(&path, p.into()).unwrap();
+    assert_eq!(
+        shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
+        PeerState::Empty
+    );
+}
+
+// shm[verify shm.lock.roles]
+#[test]
+fn two_openers_cannot_take_the_same_ring_end() {
+    let dir = tmp();
+    let path = dir.path().join("roles.shm");
+    ShmHost::create(&path, SegmentConfig::default())
+        .unwrap()
+        .persist()
+        .unwrap();
+    let (p, _) = ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    let mut a = ShmHost::open(&path).unwrap();
+    let mut b = ShmHost::open(&path).unwrap();
+    a.send(p, data(1, b"a")).unwrap();
+    assert!(matches!(b.send(p, data(2, b"b")), Err(Error::Busy { .. })));
+    drop(a);
+    b.send(p, data(2, b"b")).unwrap();
+    let mut g1 = ShmGuest::resume(&path, p.into()).unwrap();
+    let mut g2 = ShmGuest::resume(&path, p.into()).unwrap();
+    assert_eq!(g1.try_recv().unwrap().unwrap().payload(), b"a");
+    assert!(matches!(g2.try_recv(), Err(Error::Busy { .. })));
+    // Different ends of the same guest do not conflict.
+    g2.send(data(3, b"up")).unwrap();
+    std::fs::remove_file(&path).unwrap();
+}
