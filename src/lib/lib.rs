@@ -45,6 +45,12 @@
 
 #![warn(missing_docs)]
 
+// shm[impl shm.file.mmap-windows]
+#[cfg(not(unix))]
+compile_error!(
+    "shmhub maps segments with POSIX mmap (MAP_SHARED) and has no Windows (CreateFileMapping) backend"
+);
+
 mod desc;
 mod error;
 mod guest;

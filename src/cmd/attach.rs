@@ -1,0 +1,80 @@
+//! `shmhub attach`: claim a guest entry, optionally stay attached.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::json;
+use shmhub::ShmGuest;
+
+use super::common::{Role, parse_peer_id, seg_err};
+use super::output::MessagePrinter;
+use super::{Outcome, segment_path, signals};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub attach demo                 # prints the claimed peer id, e.g. 1
+  shmhub attach demo --peer-id 3     # take entry 3, reserved by the host
+  shmhub attach demo --hold --json   # stay attached, print what the host sends";
+
+/// Arguments of `shmhub attach`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// Take this entry, which the host must have reserved.
+    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
+    pub peer_id: Option<u8>,
+    /// Stay attached until SIGINT/SIGTERM (or the host leaves), printing
+    /// what the host sends; then detach.
+    #[arg(long)]
+    pub hold: bool,
+    /// Print JSON: {"peer_id":N,"epoch":E}, then one object per message.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub attach`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    if args.hold {
+        signals::catch_termination();
+        signals::guard_sigbus(&path);
+    }
+    let guest = match args.peer_id {
+        Some(id) => ShmGuest::attach_path_with_id(&path, id),
+        None => ShmGuest::attach_path(&path),
+    }
+    .map_err(|e| seg_err(&path, e))?;
+    let (peer_id, epoch) = (guest.peer_id(), guest.epoch());
+    if args.json {
+        println!("{}", json!({ "peer_id": peer_id, "epoch": epoch }));
+    } else {
+        println!("{peer_id}");
+    }
+    if !args.hold {
+        guest.release_to_script().map_err(|e| seg_err(&path, e))?;
+        return Ok(Outcome::Done);
+    }
+    hold(guest, &path, args.json)
+}
+
+fn hold(mut guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
+    let mut printer = MessagePrinter::new(json, None)?;
+    let me = Role::Guest(guest.peer_id().into());
+    while !signals::terminate_requested() {
+        guest.check_file().map_err(|e| seg_err(path, e))?;
+        match guest.recv_timeout(Some(Duration::from_millis(100))) {
+            Ok(Some(frame)) => printer.print(Role::Host, me, &frame)?,
+            Ok(None) => {}
+            Err(shmhub::Error::HostGone) => {
+                eprintln!("{}: the host has left; detaching", path.display());
+                break;
+            }
+            Err(e @ shmhub::Error::BadDescriptor { .. }) => eprintln!("warning: {}: {e}", path.display()),
+            Err(e) => return Err(seg_err(path, e)),
+        }
+    }
+    guest.detach().map_err(|e| seg_err(path, e))?;
+    Ok(Outcome::Done)
+}

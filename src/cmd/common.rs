@@ -1,0 +1,223 @@
+//! Argument parsers and helpers shared by the subcommands.
+
+use std::fmt;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// An error that ends the command with exit code 3 (timed out).
+#[derive(Debug)]
+pub struct TimedOut(pub String);
+
+impl fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// Prefixes a library error with the segment path, unless it names the
+/// path already.
+pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
+    use shmhub::Error as E;
+    match e {
+        E::Io { .. }
+        | E::Symlink { .. }
+        | E::NotAFile { .. }
+        | E::TooSmall { .. }
+        | E::TooLarge { .. }
+        | E::Truncated { .. }
+        | E::Replaced { .. }
+        | E::Removed { .. } => anyhow!(e),
+        E::RingFull { .. } | E::PoolExhausted { .. } | E::Timeout => {
+            anyhow!(TimedOut(format!("{}: {e}", path.display())))
+        }
+        e => anyhow!("{}: {e}", path.display()),
+    }
+}
+
+/// Parses a byte size: `4096`, `4KiB`, `4K`, `1MiB`, `1M`, `2GiB` (binary units).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!("{text:?} is not a size (try 4096, 4KiB, 1MiB)"));
+    }
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is too large"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" | "b" => 1,
+        "K" | "k" | "KiB" | "kiB" | "KB" | "kB" => 1 << 10,
+        "M" | "m" | "MiB" | "MB" => 1 << 20,
+        "G" | "g" | "GiB" | "GB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?} in {text:?} (use B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too large"))
+}
+
+/// Parses a size that must fit in a `u32`.
+pub fn parse_size_u32(text: &str) -> Result<u32, String> {
+    let n = parse_size(text)?;
+    u32::try_from(n).map_err(|_| format!("{text:?} is too large (at most 4GiB - 1)"))
+}
+
+/// Parses a duration: `0`, `250ms`, `5s`, `2m`, `1h`, or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 500ms, 5s, 2m)"))?;
+    let secs = match unit.trim() {
+        "" | "s" | "sec" => value,
+        "ms" => value / 1000.0,
+        "us" => value / 1e6,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => return Err(format!("unknown duration unit {other:?} in {text:?} (use ms, s, m, h)")),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a message type: a name (`data`, `request`, ...) or a number.
+pub fn parse_msg_type(text: &str) -> Result<u16, String> {
+    if let Some((_, v)) = shmhub::msg_type::NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(text)) {
+        return Ok(*v);
+    }
+    text.parse().map_err(|_| {
+        let names: Vec<&str> = shmhub::msg_type::NAMES.iter().map(|(n, _)| *n).collect();
+        format!("{text:?} is not a message type (a number 0..=65535 or one of {})", names.join(", "))
+    })
+}
+
+/// Who a command acts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The host.
+    Host,
+    /// Guest N.
+    Guest(u32),
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Role::Host => f.write_str("host"),
+            Role::Guest(n) => write!(f, "peer {n}"),
+        }
+    }
+}
+
+/// Parses `--as`: `host` or a peer id.
+pub fn parse_role(text: &str) -> Result<Role, String> {
+    if text.eq_ignore_ascii_case("host") {
+        return Ok(Role::Host);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if (1..=255).contains(&n) => Ok(Role::Guest(n)),
+        _ => Err(format!("{text:?} is not a role: use 'host' or a peer id 1..=255")),
+    }
+}
+
+/// Parses a peer id `1..=255`.
+pub fn parse_peer_id(text: &str) -> Result<u8, String> {
+    match text.parse::<u8>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a peer id (1..=255)")),
+    }
+}
+
+/// Whether progress should be drawn (stderr is a terminal).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
+
+/// A progress bar for `total` steps on stderr, hidden unless stderr is a
+/// terminal.
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    if !stderr_is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}
+
+/// A spinner on stderr, hidden unless stderr is a terminal.
+pub fn spinner(what: &str) -> ProgressBar {
+    if !stderr_is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_message(what.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+/// Human form of a byte count: `512 B`, `4.0 KiB`, `37.1 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert!(parse_size("abc").is_err());
+        assert!(parse_size("4XB").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size_u32("4GiB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn roles_and_types() {
+        assert_eq!(parse_role("host"), Ok(Role::Host));
+        assert_eq!(parse_role("3"), Ok(Role::Guest(3)));
+        assert!(parse_role("0").is_err());
+        assert!(parse_role("256").is_err());
+        assert_eq!(parse_msg_type("request"), Ok(2));
+        assert_eq!(parse_msg_type("700"), Ok(700));
+        assert!(parse_msg_type("nope").is_err());
+    }
+
+    #[test]
+    fn human() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(4096), "4.0 KiB");
+    }
+}

@@ -1,0 +1,161 @@
+//! `shmhub create`: make a segment, optionally stay as its host.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::json;
+use shmhub::{CreateOptions, FileMode, RemoveOptions, SegmentConfig, ShmHost};
+
+use super::common::{Role, human_bytes, parse_size_u32, seg_err};
+use super::output::MessagePrinter;
+use super::{Outcome, segment_path, signals};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub create demo
+  shmhub create /dev/shm/app.shm --max-guests 4 --slot-size 1MiB --slots 16
+  shmhub create demo --force --hold        # replace, then serve until Ctrl-C";
+
+/// Arguments of `shmhub create`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// How many guests can attach at once (1..=255).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub max_guests: u32,
+    /// Descriptors per ring (a power of two, 2..=65536).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub ring_size: u32,
+    /// Bytes per payload slot (a multiple of 64): 4096, 64KiB, 1MiB.
+    #[arg(long, default_value = "64KiB", value_parser = parse_size_u32, value_name = "SIZE")]
+    pub slot_size: u32,
+    /// Slots in each pool (the host's and each guest's).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub slots: u32,
+    /// Largest payload (default: the slot size).
+    #[arg(long, value_parser = parse_size_u32, value_name = "SIZE")]
+    pub max_payload: Option<u32>,
+    /// Heartbeat interval of held guests in milliseconds (0: off).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub heartbeat_ms: u32,
+    /// File mode: 600 (owner only) or 660 (owner and group).
+    #[arg(long, default_value = "600", value_parser = ["600", "660"])]
+    pub mode: String,
+    /// Replace an existing segment (never a file that is not one).
+    #[arg(long)]
+    pub force: bool,
+    /// Stay running as the host until SIGINT/SIGTERM: print what guests
+    /// send, reclaim dead guests, then say goodbye and delete the file.
+    #[arg(long)]
+    pub hold: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub create`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    let config = SegmentConfig {
+        max_guests: args.max_guests,
+        ring_capacity: args.ring_size,
+        slot_size: args.slot_size,
+        slots_per_pool: args.slots,
+        max_payload: args.max_payload.unwrap_or(args.slot_size),
+        heartbeat_interval_ms: args.heartbeat_ms,
+    };
+    // Refuse a bad configuration before touching any file.
+    let layout = config.layout().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mode = if args.mode == "660" { FileMode::OwnerAndGroup } else { FileMode::OwnerOnly };
+    if args.force {
+        replace_existing(&path)?;
+    }
+    if args.hold {
+        signals::catch_termination();
+        signals::guard_sigbus(&path);
+    }
+    let host = ShmHost::create_with(&path, config, CreateOptions { mode }).map_err(|e| seg_err(&path, e))?;
+    if args.json {
+        let value = json!({
+            "path": path,
+            "total_size": layout.total_size,
+            "mode": format!("0{}", args.mode),
+            "config": config,
+            "hold": args.hold,
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "created {}: {}, {} guests, rings of {}, {} slots of {} per pool, max payload {}, heartbeat {}, mode 0{}",
+            path.display(),
+            human_bytes(layout.total_size),
+            config.max_guests,
+            config.ring_capacity,
+            config.slots_per_pool,
+            human_bytes(config.slot_size.into()),
+            human_bytes(config.max_payload.into()),
+            if config.heartbeat_interval_ms == 0 { "off".to_string() } else { format!("{} ms", config.heartbeat_interval_ms) },
+            args.mode
+        );
+    }
+    if !args.hold {
+        host.persist().map_err(|e| seg_err(&path, e))?;
+        return Ok(Outcome::Done);
+    }
+    serve(host, &path, args.json)
+}
+
+/// Removes an existing segment at `path` so that it can be created anew.
+fn replace_existing(path: &Path) -> anyhow::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("{}", path.display())),
+        Ok(meta) if meta.file_type().is_symlink() => {
+            bail!("{}: is a symbolic link; refusing to replace it", path.display())
+        }
+        Ok(_) => {
+            let options = RemoveOptions {
+                force: true,
+                timeout: Duration::from_secs(2),
+            };
+            shmhub::remove_segment(path, options, &mut |_| {})
+                .map_err(|e| seg_err(path, e))
+                .with_context(|| "refusing to replace it")?;
+            Ok(())
+        }
+    }
+}
+
+/// Acts as the host until told to stop; the host's drop says goodbye and
+/// deletes the file.
+fn serve(mut host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
+    let mut printer = MessagePrinter::new(json, None)?;
+    let mut last_housekeeping = Instant::now();
+    while !signals::terminate_requested() {
+        host.check_file().map_err(|e| seg_err(path, e))?;
+        if host.header().map_err(|e| seg_err(path, e))?.host_goodbye {
+            eprintln!("{}: asked to leave (rm); cleaning up", path.display());
+            break;
+        }
+        match host.recv_timeout(Some(Duration::from_millis(100))) {
+            Ok(Some((peer, frame))) => printer.print(Role::Guest(peer.into()), Role::Host, &frame)?,
+            Ok(None) => {}
+            Err(e @ shmhub::Error::BadDescriptor { .. }) => eprintln!("warning: {}: {e}", path.display()),
+            Err(e) => return Err(seg_err(path, e)),
+        }
+        if last_housekeeping.elapsed() >= Duration::from_millis(500) {
+            last_housekeeping = Instant::now();
+            host.beat().map_err(|e| seg_err(path, e))?;
+            let reclaimed = host.reclaim_dead().map_err(|e| seg_err(path, e))?;
+            if !reclaimed.is_empty() {
+                eprintln!("{}: reclaimed dead peer(s) {reclaimed:?}", path.display());
+            }
+        }
+    }
+    drop(host);
+    eprintln!("{}: goodbye; removed", path.display());
+    Ok(Outcome::Done)
+}

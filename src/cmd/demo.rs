@@ -1,0 +1,109 @@
+//! `shmhub demo`: the whole system end to end on a temporary segment, with
+//! nothing set up beforehand.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
+
+use super::common::{human_bytes, seg_err};
+use super::{Outcome, inspect};
+
+/// Arguments of `shmhub demo`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  shmhub demo")]
+pub struct Args {
+    /// Segment to use (default: a fresh name under /dev/shm, removed at the end).
+    #[arg(long, value_name = "SEGMENT")]
+    pub segment: Option<String>,
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `shmhub demo`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let name = args.segment.unwrap_or_else(|| format!("shmhub-demo-{}", std::process::id()));
+    let path = super::segment_path(&name)?;
+    let config = SegmentConfig { max_guests: 4, ..SegmentConfig::default() };
+    let mut host = ShmHost::create(&path, config).map_err(|e| seg_err(&path, e))?;
+    println!("1. created {} ({}) as host, pid {}", path.display(), human_bytes(host.layout().total_size), std::process::id());
+
+    let peer = host.reserve_peer().map_err(|e| seg_err(&path, e))?;
+    let exe = std::env::current_exe().context("locating the shmhub binary")?;
+    let child = Command::new(exe)
+        .arg("guest-echo")
+        .arg(&path)
+        .arg("--peer-id")
+        .arg(peer.to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .context("starting the guest process")?;
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.peers().map_err(|e| seg_err(&path, e))?[usize::from(peer) - 1].state != PeerState::Attached {
+        if let Some(status) = child.0.try_wait()? {
+            bail!("the guest process exited early ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("the guest process did not attach within 10s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("2. guest process pid {} attached as peer {peer} (reserved entry)", child.0.id());
+
+    let inline = b"hello from the host".to_vec();
+    let slot: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
+    for (i, payload) in [inline, slot].into_iter().enumerate() {
+        let frame = Frame::new(MsgDesc::new(msg_type::REQUEST, i as u64), payload);
+        let started = Instant::now();
+        host.send_timeout(peer, &frame, Some(Duration::from_secs(5))).map_err(|e| seg_err(&path, e))?;
+        let echoed = host
+            .recv_from_timeout(peer, Some(Duration::from_secs(5)))
+            .map_err(|e| seg_err(&path, e))?
+            .context("the guest did not answer within 5s")?;
+        if echoed.payload() != frame.payload() || echoed.desc.id != frame.desc.id {
+            bail!("the echo of message {i} differs from what was sent");
+        }
+        println!(
+            "{}. {} bytes host -> guest -> host ({}), intact, round trip {:?}",
+            3 + i,
+            frame.payload().len(),
+            if frame.fits_inline() { "inline in the descriptor" } else { "through a slot of each side's pool" },
+            started.elapsed()
+        );
+    }
+
+    println!("5. inspect while both are attached:");
+    let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
+    inspect::print_tables(&report, false);
+
+    drop(host);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait()? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            bail!("the guest did not leave within 10s of the host's goodbye");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if !status.success() {
+        bail!("the guest process failed ({status})");
+    }
+    if path.exists() {
+        bail!("{}: still exists after the host left", path.display());
+    }
+    println!("6. host said goodbye; the guest left ({status}); {} removed", path.display());
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,37 @@
+//! `shmhub detach`: release a guest entry claimed for scripted use.
+
+use serde_json::json;
+use shmhub::ShmGuest;
+
+use super::common::{parse_peer_id, seg_err};
+use super::{Outcome, segment_path};
+
+const EXAMPLES: &str = "\
+Examples:
+  id=$(shmhub attach demo)
+  shmhub send demo --as \"$id\" hello
+  shmhub detach demo --peer-id \"$id\"";
+
+/// Arguments of `shmhub detach`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// The entry to release (refused while a live process holds it).
+    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
+    pub peer_id: u8,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub detach`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    ShmGuest::release(&path, args.peer_id.into()).map_err(|e| seg_err(&path, e))?;
+    if args.json {
+        println!("{}", json!({ "detached": args.peer_id }));
+    }
+    Ok(Outcome::Done)
+}

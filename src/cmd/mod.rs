@@ -1,0 +1,115 @@
+//! The `shmhub` command: argument definitions and dispatch. Each
+//! subcommand lives in its own file with its arguments, its calls into the
+//! library and its printing.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub mod attach;
+pub mod common;
+pub mod completions;
+pub mod create;
+pub mod demo;
+pub mod detach;
+pub mod guest_echo;
+pub mod inspect;
+pub mod output;
+pub mod reclaim;
+pub mod recv;
+pub mod rm;
+pub mod send;
+pub mod signals;
+
+/// How a command ended, beyond success and error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Exit 0.
+    Done,
+    /// Exit 3: timed out, or nothing to receive.
+    TimedOut,
+}
+
+/// Exit code for errors.
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code for timeouts and empty receives.
+pub const EXIT_TIMEOUT: i32 = 3;
+
+const AFTER_HELP: &str = "\
+SEGMENT is a path (anything containing '/'), or a bare name that resolves to
+/dev/shm/NAME (the temporary directory where /dev/shm is missing; override
+with SHMHUB_SHM_DIR).
+
+Exit codes:
+  0  done
+  1  error (one line on stderr starting with 'error:')
+  2  usage error
+  3  timed out, or nothing to receive
+
+Example session:
+  shmhub create demo --slot-size 4KiB
+  shmhub attach demo                       # prints the peer id, e.g. 1
+  shmhub send demo --as host --to 1 hello
+  shmhub recv demo --as 1                  # prints hello
+  shmhub inspect demo
+  shmhub rm demo";
+
+/// Create, attach to, message through, inspect and remove shared-memory
+/// IPC segments.
+#[derive(Debug, Parser)]
+#[command(name = "shmhub", version, about, after_help = AFTER_HELP, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and initialize a segment.
+    Create(create::Args),
+    /// Claim a guest entry and print its peer id.
+    Attach(attach::Args),
+    /// Send messages as the host or as a guest.
+    Send(send::Args),
+    /// Receive messages as the host or as a guest.
+    Recv(recv::Args),
+    /// Show header, peers, rings and pools (read-only).
+    Inspect(inspect::Args),
+    /// Ask everyone to leave, then delete the segment file.
+    Rm(rm::Args),
+    /// Release a guest entry claimed for scripted use.
+    Detach(detach::Args),
+    /// Reclaim the entries of guests whose process died.
+    Reclaim(reclaim::Args),
+    /// Show everything working end to end on a temporary segment.
+    Demo(demo::Args),
+    /// Print shell completions.
+    Completions(completions::Args),
+    /// Internal: a guest that echoes every message back (used by demo and bench).
+    #[command(hide = true)]
+    GuestEcho(guest_echo::Args),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    match cli.command {
+        Command::Create(args) => create::run(args),
+        Command::Attach(args) => attach::run(args),
+        Command::Send(args) => send::run(args),
+        Command::Recv(args) => recv::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Rm(args) => rm::run(args),
+        Command::Detach(args) => detach::run(args),
+        Command::Reclaim(args) => reclaim::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Completions(args) => completions::run(args),
+        Command::GuestEcho(args) => guest_echo::run(args),
+    }
+}
+
+/// A resolved SEGMENT argument.
+pub fn segment_path(arg: &str) -> anyhow::Result<PathBuf> {
+    Ok(shmhub::resolve_segment(arg)?)
+}

@@ -1,0 +1,72 @@
+//! Printing received messages, shared by `recv`, `create --hold` and
+//! `attach --hold`.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use shmhub::Frame;
+
+use super::common::Role;
+
+/// Where and how received messages are written.
+pub struct MessagePrinter {
+    json: bool,
+    output: Option<File>,
+}
+
+fn role_value(role: Role) -> Value {
+    match role {
+        Role::Host => json!("host"),
+        Role::Guest(n) => json!(n),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl MessagePrinter {
+    /// Prints to stdout (JSON lines when `json`); payload bytes go to
+    /// `output` instead, when given (created, or truncated if it exists).
+    pub fn new(json: bool, output: Option<&Path>) -> anyhow::Result<Self> {
+        let output = output
+            .map(|p| File::create(p).with_context(|| format!("{}: cannot open for writing", p.display())))
+            .transpose()?;
+        Ok(MessagePrinter { json, output })
+    }
+
+    /// Writes one message.
+    pub fn print(&mut self, from: Role, to: Role, frame: &Frame) -> anyhow::Result<()> {
+        let payload = frame.payload();
+        if let Some(file) = &mut self.output {
+            file.write_all(payload).context("writing the output file")?;
+        }
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            let d = &frame.desc;
+            let mut obj = json!({
+                "from": role_value(from),
+                "to": role_value(to),
+                "msg_type": d.msg_type,
+                "msg_type_name": shmhub::msg_type::name(d.msg_type),
+                "id": d.id,
+                "method_id": d.method_id,
+                "len": payload.len(),
+                "placement": if d.is_slot() { "slot" } else { "inline" },
+                "payload_hex": hex(payload),
+            });
+            if let Ok(text) = std::str::from_utf8(payload) {
+                obj["payload_utf8"] = json!(text);
+            }
+            writeln!(out, "{obj}")?;
+        } else if self.output.is_none() {
+            out.write_all(payload)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+}

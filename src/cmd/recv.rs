@@ -1,0 +1,134 @@
+//! `shmhub recv`: receive messages as the host or as a guest.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use shmhub::{Frame, ShmGuest, ShmHost};
+
+use super::common::{Role, parse_duration, parse_peer_id, parse_role, seg_err};
+use super::output::MessagePrinter;
+use super::{Outcome, segment_path, signals};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub recv demo --as 1                        # one message for guest 1
+  shmhub recv demo --as host --from 2 --count 10
+  shmhub recv demo --as host --follow --json     # every message, until Ctrl-C
+  shmhub recv demo --as 1 --timeout 0            # only what is already queued";
+
+/// Arguments of `shmhub recv`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// Receive as `host` or as guest N.
+    #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
+    pub role: Role,
+    /// With --as host: only from guest N (default: any guest, fairly).
+    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
+    pub from: Option<u8>,
+    /// How many messages to receive (exit 3 if fewer arrive in time).
+    #[arg(long, default_value_t = 1, value_name = "K", conflicts_with = "follow")]
+    pub count: u64,
+    /// How long to wait for each message; 0 takes only what is queued.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
+    /// Keep receiving until SIGINT/SIGTERM (or the host leaves).
+    #[arg(long)]
+    pub follow: bool,
+    /// Write the payload bytes to this file instead of standard output.
+    #[arg(long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Print one JSON object per message.
+    #[arg(long)]
+    pub json: bool,
+}
+
+enum Receiver {
+    Host(ShmHost, Option<u8>),
+    Guest(ShmGuest),
+}
+
+impl Receiver {
+    /// The next message and who sent it; `None` if none came in `timeout`.
+    fn next(&mut self, timeout: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
+        let zero = timeout.is_zero();
+        match self {
+            Receiver::Host(host, Some(from)) => {
+                let frame = if zero { host.try_recv_from(*from)? } else { host.recv_from_timeout(*from, Some(timeout))? };
+                Ok(frame.map(|f| (Role::Guest((*from).into()), f)))
+            }
+            Receiver::Host(host, None) => {
+                let got = if zero { host.try_recv()? } else { host.recv_timeout(Some(timeout))? };
+                Ok(got.map(|(p, f)| (Role::Guest(p.into()), f)))
+            }
+            Receiver::Guest(guest) => {
+                let frame = if zero { guest.try_recv()? } else { guest.recv_timeout(Some(timeout))? };
+                Ok(frame.map(|f| (Role::Host, f)))
+            }
+        }
+    }
+
+    fn check_file(&self) -> shmhub::Result<()> {
+        match self {
+            Receiver::Host(host, _) => host.check_file(),
+            Receiver::Guest(guest) => guest.check_file(),
+        }
+    }
+}
+
+/// Runs `shmhub recv`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    let opened = match (args.role, args.from) {
+        (Role::Host, from) => ShmHost::open(&path).map(|h| Receiver::Host(h, from)),
+        (Role::Guest(_), Some(_)) => bail!("--from goes with --as host; a guest receives from the host"),
+        (Role::Guest(n), None) => ShmGuest::resume(&path, n).map(Receiver::Guest),
+    };
+    let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
+    let mut printer = MessagePrinter::new(args.json, args.output.as_deref())?;
+    if args.follow {
+        signals::catch_termination();
+        signals::guard_sigbus(&path);
+        return follow(&mut receiver, &mut printer, args.role, &path);
+    }
+    let mut received = 0;
+    while received < args.count {
+        match receiver.next(args.timeout) {
+            Ok(Some((from, frame))) => {
+                printer.print(from, args.role, &frame)?;
+                received += 1;
+            }
+            Ok(None) => break,
+            Err(shmhub::Error::HostGone | shmhub::Error::PeerGone { .. }) if received > 0 => break,
+            Err(e) => return Err(seg_err(&path, e)),
+        }
+    }
+    Ok(if received == args.count { Outcome::Done } else { Outcome::TimedOut })
+}
+
+fn follow(receiver: &mut Receiver, printer: &mut MessagePrinter, me: Role, path: &Path) -> anyhow::Result<Outcome> {
+    let mut last_check = Instant::now();
+    while !signals::terminate_requested() {
+        if last_check.elapsed() >= Duration::from_millis(200) {
+            last_check = Instant::now();
+            receiver.check_file().map_err(|e| seg_err(path, e))?;
+        }
+        match receiver.next(Duration::from_millis(100)) {
+            Ok(Some((from, frame))) => printer.print(from, me, &frame)?,
+            Ok(None) => {}
+            Err(shmhub::Error::HostGone) => {
+                eprintln!("{}: the host has left", path.display());
+                break;
+            }
+            Err(e @ shmhub::Error::BadDescriptor { .. }) => eprintln!("warning: {}: {e}", path.display()),
+            Err(e) => return Err(seg_err(path, e)),
+        }
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,62 @@
+//! `shmhub rm`: ask everyone to leave, then delete the segment file.
+
+use std::time::Duration;
+
+use serde_json::json;
+use shmhub::RemoveOptions;
+
+use super::common::{parse_duration, seg_err, spinner};
+use super::{Outcome, segment_path};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub rm demo
+  shmhub rm demo --timeout 30s     # give live guests longer to leave
+  shmhub rm demo --force           # delete even if live guests stay";
+
+/// Arguments of `shmhub rm`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// Delete even if live guests are still attached after the timeout, or
+    /// the header is damaged (a file that is not a segment is never deleted).
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait for live guests and a live host to leave.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Duration,
+    /// Print a JSON summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub rm`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    let options = RemoveOptions {
+        force: args.force,
+        timeout: args.timeout,
+    };
+    let mut bar = None;
+    let report = shmhub::remove_segment(&path, options, &mut |live| {
+        let bar = bar.get_or_insert_with(|| spinner("waiting for guests to leave"));
+        bar.set_message(format!("waiting for {} live guest(s) to leave: {live:?}", live.len()));
+    })
+    .map_err(|e| seg_err(&path, e));
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    if args.json {
+        println!("{}", json!(report));
+    } else if !report.abandoned.is_empty() {
+        eprintln!(
+            "{}: removed; live guest(s) {:?} were still attached (--force)",
+            path.display(),
+            report.abandoned
+        );
+    }
+    Ok(Outcome::Done)
+}
