@@ -71,7 +71,9 @@ fn hold(mut guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome>
                 eprintln!("{}: the host has left; detaching", path.display());
                 break;
             }
-            Err(e @ shmhub::Error::BadDescriptor { .. }) => eprintln!("warning: {}: {e}", path.display()),
+            Err(e @ shmhub::Error::BadDescriptor { .. }) => {
+                eprintln!("warning: {}: {e}", path.display())
+            }
             Err(e) => return Err(seg_err(path, e)),
         }
     }

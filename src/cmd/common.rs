@@ -48,15 +48,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     if digits.is_empty() {
         return Err(format!("{text:?} is not a size (try 4096, 4KiB, 1MiB)"));
     }
-    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is too large"))?;
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is too large"))?;
     let mult: u64 = match unit.trim() {
         "" | "B" | "b" => 1,
         "K" | "k" | "KiB" | "kiB" | "KB" | "kB" => 1 << 10,
         "M" | "m" | "MiB" | "MB" => 1 << 20,
         "G" | "g" | "GiB" | "GB" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} in {text:?} (use B, KiB, MiB, GiB)")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} in {text:?} (use B, KiB, MiB, GiB)"
+            ));
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{text:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Parses a size that must fit in a `u32`.
@@ -68,7 +75,9 @@ pub fn parse_size_u32(text: &str) -> Result<u32, String> {
 /// Parses a duration: `0`, `250ms`, `5s`, `2m`, `1h`, or a plain number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
     let value: f64 = number
         .parse()
@@ -79,7 +88,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "us" => value / 1e6,
         "m" | "min" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("unknown duration unit {other:?} in {text:?} (use ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} in {text:?} (use ms, s, m, h)"
+            ));
+        }
     };
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(format!("{text:?} is out of range"));
@@ -89,12 +102,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses a message type: a name (`data`, `request`, ...) or a number.
 pub fn parse_msg_type(text: &str) -> Result<u16, String> {
-    if let Some((_, v)) = shmhub::msg_type::NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(text)) {
+    if let Some((_, v)) = shmhub::msg_type::NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(text))
+    {
         return Ok(*v);
     }
     text.parse().map_err(|_| {
         let names: Vec<&str> = shmhub::msg_type::NAMES.iter().map(|(n, _)| *n).collect();
-        format!("{text:?} is not a message type (a number 0..=65535 or one of {})", names.join(", "))
+        format!(
+            "{text:?} is not a message type (a number 0..=65535 or one of {})",
+            names.join(", ")
+        )
     })
 }
 
@@ -123,7 +142,9 @@ pub fn parse_role(text: &str) -> Result<Role, String> {
     }
     match text.parse::<u32>() {
         Ok(n) if (1..=255).contains(&n) => Ok(Role::Guest(n)),
-        _ => Err(format!("{text:?} is not a role: use 'host' or a peer id 1..=255")),
+        _ => Err(format!(
+            "{text:?} is not a role: use 'host' or a peer id 1..=255"
+        )),
     }
 }
 
@@ -160,7 +181,10 @@ pub fn spinner(what: &str) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     bar.set_message(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
@@ -175,7 +199,11 @@ pub fn human_bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

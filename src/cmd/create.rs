@@ -68,8 +68,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         heartbeat_interval_ms: args.heartbeat_ms,
     };
     // Refuse a bad configuration before touching any file.
-    let layout = config.layout().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let mode = if args.mode == "660" { FileMode::OwnerAndGroup } else { FileMode::OwnerOnly };
+    let layout = config
+        .layout()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mode = if args.mode == "660" {
+        FileMode::OwnerAndGroup
+    } else {
+        FileMode::OwnerOnly
+    };
     if args.force {
         replace_existing(&path)?;
     }
@@ -77,7 +83,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         signals::catch_termination();
         signals::guard_sigbus(&path);
     }
-    let host = ShmHost::create_with(&path, config, CreateOptions { mode }).map_err(|e| seg_err(&path, e))?;
+    let host = ShmHost::create_with(&path, config, CreateOptions { mode })
+        .map_err(|e| seg_err(&path, e))?;
     if args.json {
         let value = json!({
             "path": path,
@@ -97,7 +104,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             config.slots_per_pool,
             human_bytes(config.slot_size.into()),
             human_bytes(config.max_payload.into()),
-            if config.heartbeat_interval_ms == 0 { "off".to_string() } else { format!("{} ms", config.heartbeat_interval_ms) },
+            if config.heartbeat_interval_ms == 0 {
+                "off".to_string()
+            } else {
+                format!("{} ms", config.heartbeat_interval_ms)
+            },
             args.mode
         );
     }
@@ -114,7 +125,10 @@ fn replace_existing(path: &Path) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("{}", path.display())),
         Ok(meta) if meta.file_type().is_symlink() => {
-            bail!("{}: is a symbolic link; refusing to replace it", path.display())
+            bail!(
+                "{}: is a symbolic link; refusing to replace it",
+                path.display()
+            )
         }
         Ok(_) => {
             let options = RemoveOptions {
@@ -141,9 +155,13 @@ fn serve(mut host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> 
             break;
         }
         match host.recv_timeout(Some(Duration::from_millis(100))) {
-            Ok(Some((peer, frame))) => printer.print(Role::Guest(peer.into()), Role::Host, &frame)?,
+            Ok(Some((peer, frame))) => {
+                printer.print(Role::Guest(peer.into()), Role::Host, &frame)?
+            }
             Ok(None) => {}
-            Err(e @ shmhub::Error::BadDescriptor { .. }) => eprintln!("warning: {}: {e}", path.display()),
+            Err(e @ shmhub::Error::BadDescriptor { .. }) => {
+                eprintln!("warning: {}: {e}", path.display())
+            }
             Err(e) => return Err(seg_err(path, e)),
         }
         if last_housekeeping.elapsed() >= Duration::from_millis(500) {

@@ -32,11 +32,21 @@ impl Drop for KillOnDrop {
 
 /// Runs `shmhub demo`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let name = args.segment.unwrap_or_else(|| format!("shmhub-demo-{}", std::process::id()));
+    let name = args
+        .segment
+        .unwrap_or_else(|| format!("shmhub-demo-{}", std::process::id()));
     let path = super::segment_path(&name)?;
-    let config = SegmentConfig { max_guests: 4, ..SegmentConfig::default() };
+    let config = SegmentConfig {
+        max_guests: 4,
+        ..SegmentConfig::default()
+    };
     let mut host = ShmHost::create(&path, config).map_err(|e| seg_err(&path, e))?;
-    println!("1. created {} ({}) as host, pid {}", path.display(), human_bytes(host.layout().total_size), std::process::id());
+    println!(
+        "1. created {} ({}) as host, pid {}",
+        path.display(),
+        human_bytes(host.layout().total_size),
+        std::process::id()
+    );
 
     let peer = host.reserve_peer().map_err(|e| seg_err(&path, e))?;
     let exe = std::env::current_exe().context("locating the shmhub binary")?;
@@ -50,7 +60,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .context("starting the guest process")?;
     let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peers().map_err(|e| seg_err(&path, e))?[usize::from(peer) - 1].state != PeerState::Attached {
+    while host.peers().map_err(|e| seg_err(&path, e))?[usize::from(peer) - 1].state
+        != PeerState::Attached
+    {
         if let Some(status) = child.0.try_wait()? {
             bail!("the guest process exited early ({status})");
         }
@@ -59,14 +71,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    println!("2. guest process pid {} attached as peer {peer} (reserved entry)", child.0.id());
+    println!(
+        "2. guest process pid {} attached as peer {peer} (reserved entry)",
+        child.0.id()
+    );
 
     let inline = b"hello from the host".to_vec();
     let slot: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
     for (i, payload) in [inline, slot].into_iter().enumerate() {
         let frame = Frame::new(MsgDesc::new(msg_type::REQUEST, i as u64), payload);
         let started = Instant::now();
-        host.send_timeout(peer, &frame, Some(Duration::from_secs(5))).map_err(|e| seg_err(&path, e))?;
+        host.send_timeout(peer, &frame, Some(Duration::from_secs(5)))
+            .map_err(|e| seg_err(&path, e))?;
         let echoed = host
             .recv_from_timeout(peer, Some(Duration::from_secs(5)))
             .map_err(|e| seg_err(&path, e))?
@@ -78,7 +94,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             "{}. {} bytes host -> guest -> host ({}), intact, round trip {:?}",
             3 + i,
             frame.payload().len(),
-            if frame.fits_inline() { "inline in the descriptor" } else { "through a slot of each side's pool" },
+            if frame.fits_inline() {
+                "inline in the descriptor"
+            } else {
+                "through a slot of each side's pool"
+            },
             started.elapsed()
         );
     }
@@ -104,6 +124,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if path.exists() {
         bail!("{}: still exists after the host left", path.display());
     }
-    println!("6. host said goodbye; the guest left ({status}); {} removed", path.display());
+    println!(
+        "6. host said goodbye; the guest left ({status}); {} removed",
+        path.display()
+    );
     Ok(Outcome::Done)
 }

@@ -28,14 +28,17 @@ pub fn parse_strategy(text: &str) -> Result<WaitStrategy, String> {
         "spin" => Ok(WaitStrategy::Spin),
         "block" => Ok(WaitStrategy::Block),
         "adaptive" => Ok(WaitStrategy::Adaptive),
-        _ => Err(format!("{text:?} is not a wait strategy (spin, block, adaptive)")),
+        _ => Err(format!(
+            "{text:?} is not a wait strategy (spin, block, adaptive)"
+        )),
     }
 }
 
 /// Runs `shmhub guest-echo`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
-    let mut guest = ShmGuest::attach_path_with_id(&path, args.peer_id).map_err(|e| seg_err(&path, e))?;
+    let mut guest =
+        ShmGuest::attach_path_with_id(&path, args.peer_id).map_err(|e| seg_err(&path, e))?;
     guest.set_wait_strategy(args.wait);
     loop {
         match guest.recv_timeout(Some(Duration::from_secs(1))) {

@@ -103,12 +103,25 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
     let c = &h.layout.config;
     let mut header = table(&["header", "value"]);
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(h.created_unix_ns);
-    let age = std::time::SystemTime::now().duration_since(created).unwrap_or_default();
-    let host = if h.host_pid == 0 { r.host.to_string() } else { format!("pid {} ({})", h.host_pid, r.host) };
+    let age = std::time::SystemTime::now()
+        .duration_since(created)
+        .unwrap_or_default();
+    let host = if h.host_pid == 0 {
+        r.host.to_string()
+    } else {
+        format!("pid {} ({})", h.host_pid, r.host)
+    };
     let rows: Vec<(&str, String)> = vec![
         ("path", r.path.display().to_string()),
         ("version", h.version.to_string()),
-        ("total size", format!("{} ({} bytes)", human_bytes(h.layout.total_size), h.layout.total_size)),
+        (
+            "total size",
+            format!(
+                "{} ({} bytes)",
+                human_bytes(h.layout.total_size),
+                h.layout.total_size
+            ),
+        ),
         ("created", format!("{}s ago", age.as_secs())),
         ("host", host),
         ("max guests", c.max_guests.to_string()),
@@ -118,7 +131,11 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
         ("max payload", human_bytes(c.max_payload.into())),
         (
             "heartbeat",
-            if c.heartbeat_interval_ms == 0 { "off".into() } else { format!("{} ms", c.heartbeat_interval_ms) },
+            if c.heartbeat_interval_ms == 0 {
+                "off".into()
+            } else {
+                format!("{} ms", c.heartbeat_interval_ms)
+            },
         ),
     ];
     for (k, v) in rows {
@@ -126,10 +143,20 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
     }
     println!("{header}");
 
-    let mut peers = table(&["peer", "state", "epoch", "holder pid", "holder", "heartbeat age", "to host", "to guest"]);
+    let mut peers = table(&[
+        "peer",
+        "state",
+        "epoch",
+        "holder pid",
+        "holder",
+        "heartbeat age",
+        "to host",
+        "to guest",
+    ]);
     let mut hidden = 0;
     for p in &r.peers {
-        let idle = p.entry.state == PeerState::Empty && p.to_host.is_empty() && p.to_guest.is_empty();
+        let idle =
+            p.entry.state == PeerState::Empty && p.to_host.is_empty() && p.to_guest.is_empty();
         if idle && !all {
             hidden += 1;
             continue;
@@ -138,7 +165,11 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
             p.entry.peer_id.to_string(),
             p.entry.state.to_string(),
             p.entry.epoch.to_string(),
-            if p.entry.pid == 0 { "-".into() } else { p.entry.pid.to_string() },
+            if p.entry.pid == 0 {
+                "-".into()
+            } else {
+                p.entry.pid.to_string()
+            },
             match p.holder {
                 HolderStatus::Unowned => "none (scripted)".into(),
                 other => other.to_string(),
@@ -160,7 +191,9 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
     for p in &r.pools {
         let owner_idle = p.owner != "host"
             && p.usage.used == 0
-            && r.peers.iter().any(|e| format!("peer {}", e.entry.peer_id) == p.owner && e.entry.state == PeerState::Empty);
+            && r.peers.iter().any(|e| {
+                format!("peer {}", e.entry.peer_id) == p.owner && e.entry.state == PeerState::Empty
+            });
         if owner_idle && !all {
             continue;
         }

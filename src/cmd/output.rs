@@ -33,7 +33,9 @@ impl MessagePrinter {
     /// `output` instead, when given (created, or truncated if it exists).
     pub fn new(json: bool, output: Option<&Path>) -> anyhow::Result<Self> {
         let output = output
-            .map(|p| File::create(p).with_context(|| format!("{}: cannot open for writing", p.display())))
+            .map(|p| {
+                File::create(p).with_context(|| format!("{}: cannot open for writing", p.display()))
+            })
             .transpose()?;
         Ok(MessagePrinter { json, output })
     }

@@ -57,15 +57,27 @@ impl Receiver {
         let zero = timeout.is_zero();
         match self {
             Receiver::Host(host, Some(from)) => {
-                let frame = if zero { host.try_recv_from(*from)? } else { host.recv_from_timeout(*from, Some(timeout))? };
+                let frame = if zero {
+                    host.try_recv_from(*from)?
+                } else {
+                    host.recv_from_timeout(*from, Some(timeout))?
+                };
                 Ok(frame.map(|f| (Role::Guest((*from).into()), f)))
             }
             Receiver::Host(host, None) => {
-                let got = if zero { host.try_recv()? } else { host.recv_timeout(Some(timeout))? };
+                let got = if zero {
+                    host.try_recv()?
+                } else {
+                    host.recv_timeout(Some(timeout))?
+                };
                 Ok(got.map(|(p, f)| (Role::Guest(p.into()), f)))
             }
             Receiver::Guest(guest) => {
-                let frame = if zero { guest.try_recv()? } else { guest.recv_timeout(Some(timeout))? };
+                let frame = if zero {
+                    guest.try_recv()?
+                } else {
+                    guest.recv_timeout(Some(timeout))?
+                };
                 Ok(frame.map(|f| (Role::Host, f)))
             }
         }
@@ -87,7 +99,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let opened = match (args.role, args.from) {
         (Role::Host, from) => ShmHost::open(&path).map(|h| Receiver::Host(h, from)),
-        (Role::Guest(_), Some(_)) => bail!("--from goes with --as host; a guest receives from the host"),
+        (Role::Guest(_), Some(_)) => {
+            bail!("--from goes with --as host; a guest receives from the host")
+        }
         (Role::Guest(n), None) => ShmGuest::resume(&path, n).map(Receiver::Guest),
     };
     let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
@@ -109,10 +123,19 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Err(e) => return Err(seg_err(&path, e)),
         }
     }
-    Ok(if received == args.count { Outcome::Done } else { Outcome::TimedOut })
+    Ok(if received == args.count {
+        Outcome::Done
+    } else {
+        Outcome::TimedOut
+    })
 }
 
-fn follow(receiver: &mut Receiver, printer: &mut MessagePrinter, me: Role, path: &Path) -> anyhow::Result<Outcome> {
+fn follow(
+    receiver: &mut Receiver,
+    printer: &mut MessagePrinter,
+    me: Role,
+    path: &Path,
+) -> anyhow::Result<Outcome> {
     let mut last_check = Instant::now();
     while !signals::terminate_requested() {
         if last_check.elapsed() >= Duration::from_millis(200) {
@@ -126,7 +149,9 @@ fn follow(receiver: &mut Receiver, printer: &mut MessagePrinter, me: Role, path:
                 eprintln!("{}: the host has left", path.display());
                 break;
             }
-            Err(e @ shmhub::Error::BadDescriptor { .. }) => eprintln!("warning: {}: {e}", path.display()),
+            Err(e @ shmhub::Error::BadDescriptor { .. }) => {
+                eprintln!("warning: {}: {e}", path.display())
+            }
             Err(e) => return Err(seg_err(path, e)),
         }
     }

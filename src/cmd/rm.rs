@@ -42,7 +42,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut bar = None;
     let report = shmhub::remove_segment(&path, options, &mut |live| {
         let bar = bar.get_or_insert_with(|| spinner("waiting for guests to leave"));
-        bar.set_message(format!("waiting for {} live guest(s) to leave: {live:?}", live.len()));
+        bar.set_message(format!(
+            "waiting for {} live guest(s) to leave: {live:?}",
+            live.len()
+        ));
     })
     .map_err(|e| seg_err(&path, e));
     if let Some(bar) = bar {

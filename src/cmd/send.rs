@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{Frame, MsgDesc, ShmGuest, ShmHost};
 
-use super::common::{Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, progress_bar, seg_err};
+use super::common::{
+    Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, progress_bar, seg_err,
+};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\
@@ -84,7 +86,9 @@ fn read_payload(args: &Args) -> anyhow::Result<Vec<u8>> {
     match args.message.as_deref() {
         Some("-") => {
             let mut buf = Vec::new();
-            std::io::stdin().read_to_end(&mut buf).context("reading standard input")?;
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("reading standard input")?;
             Ok(buf)
         }
         Some(text) => Ok(text.as_bytes().to_vec()),
@@ -99,9 +103,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         bail!("--count must be at least 1");
     }
     let (to, opened) = match (args.role, args.to) {
-        (Role::Host, Some(to)) => (Role::Guest(to.into()), ShmHost::open(&path).map(|h| Sender::Host(h, to))),
+        (Role::Host, Some(to)) => (
+            Role::Guest(to.into()),
+            ShmHost::open(&path).map(|h| Sender::Host(h, to)),
+        ),
         (Role::Host, None) => bail!("--as host needs --to N (the guest to send to)"),
-        (Role::Guest(_), Some(_)) => bail!("--to goes with --as host; a guest always sends to the host"),
+        (Role::Guest(_), Some(_)) => {
+            bail!("--to goes with --as host; a guest always sends to the host")
+        }
         (Role::Guest(n), None) => (Role::Host, ShmGuest::resume(&path, n).map(Sender::Guest)),
     };
     let payload = read_payload(&args)?;
@@ -115,9 +124,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             sender.max_payload()
         );
     }
-    let bar = if args.count > 1 { Some(progress_bar(args.count, "sending")) } else { None };
+    let bar = if args.count > 1 {
+        Some(progress_bar(args.count, "sending"))
+    } else {
+        None
+    };
     let mut sent = 0u64;
-    let mut frame = Frame::new(MsgDesc { msg_type: args.msg_type, method_id: args.method, ..MsgDesc::default() }, payload);
+    let mut frame = Frame::new(
+        MsgDesc {
+            msg_type: args.msg_type,
+            method_id: args.method,
+            ..MsgDesc::default()
+        },
+        payload,
+    );
     for i in 0..args.count {
         frame.desc.id = args.id.wrapping_add(i);
         if let Err(e) = sender.send(&frame, args.timeout) {
@@ -125,7 +145,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 bar.abandon();
             }
             let err = seg_err(&path, e);
-            return Err(if sent > 0 { err.context(format!("sent {sent} of {} messages", args.count)) } else { err });
+            return Err(if sent > 0 {
+                err.context(format!("sent {sent} of {} messages", args.count))
+            } else {
+                err
+            });
         }
         sent += 1;
         if let Some(bar) = &bar {

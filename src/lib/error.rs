@@ -34,12 +34,12 @@ impl std::fmt::Display for Direction {
 #[non_exhaustive]
 pub enum Error {
     /// An operating-system call on the segment file failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file concerned.
         path: PathBuf,
         /// What the OS said.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The path is a symbolic link; segments are never opened through one.
     #[error("{}: is a symbolic link; refusing to follow it", path.display())]

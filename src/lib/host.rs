@@ -178,10 +178,10 @@ impl ShmHost {
                         what: "the host role".into(),
                     });
                 }
-                Err(source) => {
+                Err(cause) => {
                     return Err(Error::Io {
                         path: self.seg.path().map(Path::to_path_buf).unwrap_or_default(),
-                        source,
+                        cause,
                     });
                 }
             }

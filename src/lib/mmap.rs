@@ -94,15 +94,15 @@ impl FileIdentity {
     }
 }
 
-fn io_error(path: &Path, source: io::Error) -> Error {
-    if source.raw_os_error() == Some(libc::ELOOP) {
+fn io_error(path: &Path, cause: io::Error) -> Error {
+    if cause.raw_os_error() == Some(libc::ELOOP) {
         return Error::Symlink {
             path: path.to_path_buf(),
         };
     }
     Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

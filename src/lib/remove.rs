@@ -139,9 +139,9 @@ pub fn remove_segment(
         Error::Truncated { .. } => Ok(()),
         e => Err(e),
     })?;
-    std::fs::remove_file(path).map_err(|source| Error::Io {
+    std::fs::remove_file(path).map_err(|cause| Error::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     report.waited_ms = start.elapsed().as_millis() as u64;
     Ok(report)

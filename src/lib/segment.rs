@@ -117,9 +117,9 @@ impl RoleLocks {
             return Ok(());
         };
         loop {
-            let taken = ByteLock::try_lock(mmap.file(), byte).map_err(|source| Error::Io {
+            let taken = ByteLock::try_lock(mmap.file(), byte).map_err(|cause| Error::Io {
                 path: mmap.path().to_path_buf(),
-                source,
+                cause,
             })?;
             if let Some(lock) = taken {
                 self.held.insert(byte, lock);
