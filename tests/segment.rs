@@ -447,7 +447,7 @@ fn forged_descriptors_are_refused_without_reading() {
             .load_u32(ring, std::sync::atomic::Ordering::Acquire)
             .unwrap()
             .wrapping_sub(1);
-        let desc_at = ring + 128 + u64::from(index % layout.config.ring_capacity) * 64;
+        let desc_at = ring + shmhub::RING_HEADER_SIZE + u64::from(index % layout.config.ring_capacity) * 64;
         region.write(desc_at + at as u64, bytes).unwrap();
         let err = guest.try_recv().unwrap_err();
         assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
@@ -541,4 +541,79 @@ fn two_openers_cannot_take_the_same_ring_end() {
     // Different ends of the same guest do not conflict.
     g2.send(data(3, b"up")).unwrap();
     std::fs::remove_file(&path).unwrap();
+}
+
+// shm[verify shm.send.zero-copy]
+// shm[verify shm.recv.zero-copy]
+#[test]
+fn loaned_slots_carry_payloads_written_in_place_both_ways() {
+    let mut host = ShmHost::create_heap(SegmentConfig { slots_per_pool: 2, ..SegmentConfig::default() }).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let p = guest.peer_id();
+    let mut loan = host.loan(p, 10_000, Some(Duration::from_secs(1))).unwrap();
+    for (i, b) in loan.as_mut_slice().iter_mut().enumerate() {
+        *b = (i % 253) as u8;
+    }
+    loan.desc.id = 77;
+    host.commit(p, loan).unwrap();
+    {
+        let received = guest.recv_in_place(Some(Duration::from_secs(1))).unwrap().unwrap();
+        assert_eq!(received.desc().id, 77);
+        assert_eq!(received.payload().len(), 10_000);
+        assert!(received.payload().iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+        let usage = shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage;
+        assert_eq!(usage.used, 1, "the slot stays lent while the payload is read in place");
+    }
+    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+
+    // A loan dropped without commit gives its slot back and sends nothing.
+    let dropped = guest.loan(500, None).unwrap();
+    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[1].usage.used, 1);
+    drop(dropped);
+    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[1].usage.used, 0);
+    assert!(host.try_recv().unwrap().is_none());
+
+    let mut up = guest.loan(3, None).unwrap();
+    up.as_mut_slice().copy_from_slice(b"abc");
+    guest.commit(up).unwrap();
+    let got = host.recv_from_in_place(p, Some(Duration::from_secs(1))).unwrap().unwrap();
+    assert_eq!(got.payload(), b"abc");
+    assert!(got.desc().is_slot());
+    // A loan larger than the max payload is refused.
+    assert!(matches!(guest.loan(1 << 20, None), Err(Error::PayloadTooLarge { .. })));
+}
+
+// shm[verify shm.send.batch]
+#[test]
+fn batches_keep_order_and_wait_out_a_full_ring() {
+    let config = SegmentConfig { ring_capacity: 8, slots_per_pool: 4, ..SegmentConfig::default() };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let p = guest.peer_id();
+    let frames: Vec<Frame> =
+        (0..20u64).map(|i| data(i, &vec![i as u8; if i % 3 == 0 { 100 } else { 8 }])).collect();
+    // Only 8 fit, and only 4 of the slot messages: a zero timeout sends what fits now.
+    let sent = host.send_batch(p, &frames, Some(Duration::ZERO)).unwrap();
+    assert!(sent > 0 && sent <= 8, "sent {sent}");
+    let mut ids = Vec::new();
+    while guest.recv_batch(5, Some(Duration::ZERO), |r| ids.push(r.desc().id)).unwrap() > 0 {}
+    assert_eq!(ids, (0..sent as u64).collect::<Vec<_>>());
+    // With a receiver draining concurrently, the whole batch goes through in order.
+    let region = host.region();
+    let consumer = std::thread::spawn(move || {
+        let mut guest = guest;
+        let mut got = Vec::new();
+        while got.len() < 20 - sent {
+            guest
+                .recv_batch(32, Some(Duration::from_secs(10)), |r| {
+                    assert!(r.payload().iter().all(|&b| b == r.desc().id as u8));
+                    got.push(r.desc().id)
+                })
+                .unwrap();
+        }
+        got
+    });
+    assert_eq!(host.send_batch(p, &frames[sent..], Some(Duration::from_secs(10))).unwrap(), 20 - sent);
+    assert_eq!(consumer.join().unwrap(), (sent as u64..20).collect::<Vec<_>>());
+    assert!(shmhub::inspect_region(&region, None).unwrap().pools.iter().all(|p| p.usage.used == 0));
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::desc::Frame;
+use crate::desc::{DESC_SIZE, Frame};
 use crate::error::{Direction, Error, Result};
 use crate::header::HeaderInfo;
 use crate::host::PeerId;
@@ -13,7 +13,12 @@ use crate::peer::PeerState;
 use crate::region::Region;
 use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
 use crate::sys::{self, ByteLock};
-use crate::wait::{WaitStrategy, deadline_after};
+use crate::wait::{WaitStrategy, deadline_after, far_future};
+use crate::zerocopy::{Received, SlotLoan};
+
+/// Most descriptors taken from a ring in one batch.
+const RECV_BATCH: usize = 32;
+
 
 /// How often a waiting guest checks whether the host process still lives.
 const HOST_CHECK_NS: u64 = 100_000_000;
@@ -252,42 +257,65 @@ impl ShmGuest {
         self.send_inner(frame, deadline)
     }
 
-    fn send_inner(&mut self, frame: &Frame, deadline: Option<Instant>) -> Result<()> {
+    /// Runs a send operation as this guest: takes the sending end's lock,
+    /// checks the entry is still this guest's and the host is there, and
+    /// hands `op` a stop check for its waits.
+    fn sending<T>(
+        &mut self,
+        deadline: Option<Instant>,
+        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut dyn FnMut() -> Result<()>) -> Result<T>,
+    ) -> Result<T> {
         let p = self.peer_id;
         let what = || format!("the sending end of peer {p}");
-        self.locks.ensure(
-            &self.seg,
-            lock_byte::ring_end(p, End::GuestToHostProducer),
-            deadline,
-            what,
-        )?;
+        self.locks
+            .ensure(&self.seg, lock_byte::ring_end(p, End::GuestToHostProducer), deadline, what)?;
         Self::check_still_mine(&self.seg, p, self.epoch)?;
         if self.seg.host_goodbye()? {
             return Err(Error::HostGone);
         }
-        let mut waiter = Waiter::new(
-            &self.seg,
-            p,
-            self.epoch,
-            &mut self.last_beat_ns,
-            &mut self.last_host_check_ns,
-        );
-        self.seg.send_frame(
-            p,
-            Direction::GuestToHost,
-            frame,
-            &mut self.head_cache,
-            &mut self.pool_hint,
-            self.strategy,
-            deadline,
-            &mut || waiter.check(),
-        )
+        let mut waiter = Waiter::new(&self.seg, p, self.epoch, &mut self.last_beat_ns, &mut self.last_host_check_ns);
+        op(&self.seg, p, &mut self.head_cache, &mut self.pool_hint, self.strategy, &mut || waiter.check())
+    }
+
+    fn send_inner(&mut self, frame: &Frame, deadline: Option<Instant>) -> Result<()> {
+        self.sending(deadline, |seg, p, head, hint, strategy, stop| {
+            seg.send_frame(p, Direction::GuestToHost, frame, head, hint, strategy, deadline, stop)
+        })
+    }
+
+    /// Sends `frames` to the host in order, publishing as many descriptors
+    /// at once as the ring has room for. Waits up to `timeout` for room and
+    /// slots (`None`: as long as it takes); returns how many were sent.
+    ///
+    /// shm[impl shm.send.batch]
+    pub fn send_batch(&mut self, frames: &[Frame], timeout: Option<Duration>) -> Result<usize> {
+        let deadline = deadline_after(timeout).or(Some(far_future()));
+        self.sending(deadline, |seg, p, head, hint, strategy, stop| {
+            seg.send_frames(p, Direction::GuestToHost, frames, head, hint, strategy, deadline, stop)
+        })
+    }
+
+    /// Lends a slot of this guest's pool for a `len`-byte payload to the
+    /// host, once the ring has room; write the payload in place, then
+    /// [`ShmGuest::commit`]. Waits up to `timeout` (`None`: as long as it takes).
+    ///
+    /// shm[impl shm.send.zero-copy]
+    pub fn loan(&mut self, len: usize, timeout: Option<Duration>) -> Result<SlotLoan> {
+        let deadline = deadline_after(timeout).or(Some(far_future()));
+        self.sending(deadline, |seg, p, head, hint, strategy, stop| {
+            seg.loan(p, Direction::GuestToHost, len, head, hint, strategy, deadline, stop)
+        })
+    }
+
+    /// Sends a loaned slot to the host.
+    pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
+        self.sending(None, |seg, p, head, _, _, _| seg.commit(p, Direction::GuestToHost, loan, head))
     }
 
     /// Receives the next message if one is queued.
     pub fn try_recv(&mut self) -> Result<Option<Frame>> {
         self.lock_receiving_end(None)?;
-        self.pop()
+        Ok(self.pop()?.map(Received::into_frame))
     }
 
     /// Receives the next message, waiting as long as it takes. Fails with
@@ -303,49 +331,81 @@ impl ShmGuest {
     /// Receives the next message, waiting up to `timeout` (`None`: until one
     /// comes). `Ok(None)` when the time ran out.
     pub fn recv_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>> {
+        Ok(self.recv_in_place(timeout)?.map(Received::into_frame))
+    }
+
+    /// Like [`ShmGuest::recv_timeout`], but the payload stays in its slot
+    /// until the returned value is dropped.
+    ///
+    /// shm[impl shm.recv.zero-copy]
+    pub fn recv_in_place(&mut self, timeout: Option<Duration>) -> Result<Option<Received>> {
         let deadline = deadline_after(timeout);
         self.lock_receiving_end(deadline)?;
         loop {
-            if let Some(frame) = self.pop()? {
-                return Ok(Some(frame));
+            if let Some(received) = self.pop()? {
+                return Ok(Some(received));
             }
-            let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-            let seen = ring.state()?.tail;
-            if let Some(frame) = self.pop()? {
-                return Ok(Some(frame));
-            }
-            let mut waiter = Waiter::new(
-                &self.seg,
-                self.peer_id,
-                self.epoch,
-                &mut self.last_beat_ns,
-                &mut self.last_host_check_ns,
-            );
-            let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-            if !ring.wait_for_data(seen, self.strategy, deadline, &mut || waiter.check())? {
+            if !self.wait(deadline)? {
                 return Ok(None);
             }
         }
     }
 
+    /// Receives up to `max` queued messages at once (one index update for
+    /// all of them), waiting up to `timeout` for the first; `handle` gets
+    /// each with its payload in place. Returns how many.
+    pub fn recv_batch(&mut self, max: usize, timeout: Option<Duration>, mut handle: impl FnMut(Received)) -> Result<usize> {
+        let deadline = deadline_after(timeout);
+        self.lock_receiving_end(deadline)?;
+        loop {
+            let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
+            let want = max.clamp(1, RECV_BATCH);
+            let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
+            let n = ring.pop_batch(&mut self.tail_cache, &mut batch[..want])?;
+            if n > 0 {
+                let mut first_error = None;
+                for desc in &batch[..n] {
+                    match self.seg.decode_in_place(self.peer_id, Direction::HostToGuest, desc) {
+                        Ok(received) => handle(received),
+                        Err(e) => first_error = first_error.or(Some(e)),
+                    }
+                }
+                return first_error.map_or(Ok(n), Err);
+            }
+            if !self.wait(deadline)? {
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Waits until the host-to-guest ring has something; false on timeout.
+    fn wait(&mut self, deadline: Option<Instant>) -> Result<bool> {
+        let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
+        let state = ring.state()?;
+        if !state.is_empty() {
+            return Ok(true);
+        }
+        let mut waiter = Waiter::new(
+            &self.seg,
+            self.peer_id,
+            self.epoch,
+            &mut self.last_beat_ns,
+            &mut self.last_host_check_ns,
+        );
+        ring.wait_for_data(state.tail, self.strategy, deadline, &mut || waiter.check())
+    }
+
     fn lock_receiving_end(&mut self, deadline: Option<Instant>) -> Result<()> {
         let p = self.peer_id;
         let what = || format!("the receiving end of peer {p}");
-        self.locks.ensure(
-            &self.seg,
-            lock_byte::ring_end(p, End::HostToGuestConsumer),
-            deadline,
-            what,
-        )
+        self.locks
+            .ensure(&self.seg, lock_byte::ring_end(p, End::HostToGuestConsumer), deadline, what)
     }
 
-    fn pop(&mut self) -> Result<Option<Frame>> {
+    fn pop(&mut self) -> Result<Option<Received>> {
         let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
         match ring.pop(&mut self.tail_cache)? {
-            Some(bytes) => self
-                .seg
-                .decode(self.peer_id, Direction::HostToGuest, &bytes)
-                .map(Some),
+            Some(bytes) => self.seg.decode_in_place(self.peer_id, Direction::HostToGuest, &bytes).map(Some),
             None => Ok(None),
         }
     }

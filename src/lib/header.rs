@@ -61,10 +61,12 @@ pub mod field {
     pub const HOST_HEARTBEAT_NS: u64 = 136;
     /// `u64`: start time of the host process, in clock ticks since boot.
     pub const HOST_START_TIME: u64 = 144;
-    /// `u32`: non-zero while the host sleeps waiting for any guest.
-    pub const HOST_WAITING: u64 = 152;
-    /// `u32`: bumped by guests to wake a sleeping host (its own cache line).
+    /// `u32`: bumped by guests to wake a sleeping host (its own cache line,
+    /// apart from the host's live fields).
     pub const HOST_DOORBELL: u64 = 192;
+    /// `u32`: non-zero while the host sleeps waiting for any guest; read by
+    /// guests after every send, written by the host only when it sleeps.
+    pub const HOST_WAITING: u64 = 196;
 }
 
 /// Everything the header says, validated.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::desc::Frame;
+use crate::desc::{DESC_SIZE, Frame};
 use crate::error::{Direction, Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{SegmentConfig, SegmentLayout};
@@ -14,7 +14,11 @@ use crate::peer::{PeerEntry, PeerState};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
 use crate::sys::{self, ByteLock};
-use crate::wait::{Backoff, WaitStrategy, deadline_after};
+use crate::wait::{Backoff, WaitStrategy, deadline_after, far_future};
+use crate::zerocopy::{Received, SlotLoan};
+
+/// Most descriptors taken from a ring in one batch.
+const RECV_BATCH: usize = 32;
 
 /// A guest's id: `1..=max_guests` (the host has none).
 pub type PeerId = u8;
@@ -329,12 +333,15 @@ impl ShmHost {
         self.send_inner(peer_id, frame, deadline)
     }
 
-    fn send_inner(
+    /// Runs a send operation as the host towards guest `peer_id`: takes the
+    /// sending end's lock, checks that the entry accepts messages, and hands
+    /// `op` a stop check that ends any wait if the guest goes away.
+    fn sending<T>(
         &mut self,
         peer_id: PeerId,
-        frame: &Frame,
         deadline: Option<Instant>,
-    ) -> Result<()> {
+        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut dyn FnMut() -> Result<()>) -> Result<T>,
+    ) -> Result<T> {
         let p = self.seg.guest_id(peer_id.into())?;
         self.lock_end(p, End::HostToGuestProducer, deadline)?;
         let peer = self.seg.peer(p);
@@ -350,23 +357,48 @@ impl ShmHost {
         let seg = &self.seg;
         let mut stop = || -> Result<()> {
             let now = seg.peer(p);
-            if !matches!(now.state()?, PeerState::Attached | PeerState::Reserved)
-                || now.epoch()? != epoch
-            {
+            if !matches!(now.state()?, PeerState::Attached | PeerState::Reserved) || now.epoch()? != epoch {
                 return Err(Error::PeerGone { peer_id: p });
             }
             Ok(())
         };
-        seg.send_frame(
-            p,
-            Direction::HostToGuest,
-            frame,
-            &mut self.head_cache[p as usize - 1],
-            &mut self.pool_hint,
-            self.strategy,
-            deadline,
-            &mut stop,
-        )
+        op(seg, p, &mut self.head_cache[p as usize - 1], &mut self.pool_hint, self.strategy, &mut stop)
+    }
+
+    fn send_inner(&mut self, peer_id: PeerId, frame: &Frame, deadline: Option<Instant>) -> Result<()> {
+        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, stop| {
+            seg.send_frame(p, Direction::HostToGuest, frame, head, hint, strategy, deadline, stop)
+        })
+    }
+
+    /// Sends `frames` to guest `peer_id` in order, publishing as many
+    /// descriptors at once as the ring has room for (one index update and
+    /// at most one wake per batch). Waits up to `timeout` for room and slots
+    /// (`None`: as long as it takes); returns how many were sent.
+    ///
+    /// shm[impl shm.send.batch]
+    pub fn send_batch(&mut self, peer_id: PeerId, frames: &[Frame], timeout: Option<Duration>) -> Result<usize> {
+        let deadline = deadline_after(timeout).or(Some(far_future()));
+        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, stop| {
+            seg.send_frames(p, Direction::HostToGuest, frames, head, hint, strategy, deadline, stop)
+        })
+    }
+
+    /// Lends a slot of the host's pool for a `len`-byte payload to guest
+    /// `peer_id`, once its ring has room; write the payload in place, then
+    /// [`ShmHost::commit`]. Waits up to `timeout` (`None`: as long as it takes).
+    ///
+    /// shm[impl shm.send.zero-copy]
+    pub fn loan(&mut self, peer_id: PeerId, len: usize, timeout: Option<Duration>) -> Result<SlotLoan> {
+        let deadline = deadline_after(timeout).or(Some(far_future()));
+        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, stop| {
+            seg.loan(p, Direction::HostToGuest, len, head, hint, strategy, deadline, stop)
+        })
+    }
+
+    /// Sends a loaned slot to guest `peer_id` (the guest the loan was made for).
+    pub fn commit(&mut self, peer_id: PeerId, loan: SlotLoan) -> Result<()> {
+        self.sending(peer_id, None, |seg, p, head, _, _, _| seg.commit(p, Direction::HostToGuest, loan, head))
     }
 
     /// Receives the next message from guest `peer_id`, if one is queued.
@@ -379,45 +411,86 @@ impl ShmHost {
     /// Receives the next message from guest `peer_id`, waiting up to
     /// `timeout` (`None`: until one comes). `Ok(None)` when the time ran out;
     /// [`Error::PeerGone`] when the guest left and nothing more is queued.
-    pub fn recv_from_timeout(
-        &mut self,
-        peer_id: PeerId,
-        timeout: Option<Duration>,
-    ) -> Result<Option<Frame>> {
+    pub fn recv_from_timeout(&mut self, peer_id: PeerId, timeout: Option<Duration>) -> Result<Option<Frame>> {
+        Ok(self.recv_from_in_place(peer_id, timeout)?.map(Received::into_frame))
+    }
+
+    /// Like [`ShmHost::recv_from_timeout`], but the payload stays in its
+    /// slot until the returned value is dropped.
+    ///
+    /// shm[impl shm.recv.zero-copy]
+    pub fn recv_from_in_place(&mut self, peer_id: PeerId, timeout: Option<Duration>) -> Result<Option<Received>> {
         let p = self.seg.guest_id(peer_id.into())?;
         let deadline = deadline_after(timeout);
         self.lock_end(p, End::GuestToHostConsumer, deadline)?;
         loop {
-            if let Some(frame) = self.pop_from(p)? {
-                return Ok(Some(frame));
+            if let Some(received) = self.pop_in_place(p)? {
+                return Ok(Some(received));
             }
-            let seen = self.seg.ring(p, Direction::GuestToHost).state()?.tail;
-            if let Some(frame) = self.pop_from(p)? {
-                return Ok(Some(frame));
-            }
-            let seg = &self.seg;
-            let mut stop = || -> Result<()> {
-                match seg.peer(p).state()? {
-                    PeerState::Attached | PeerState::Reserved => Ok(()),
-                    _ if seg.ring(p, Direction::GuestToHost).state()?.is_empty() => {
-                        Err(Error::PeerGone { peer_id: p })
-                    }
-                    _ => Ok(()),
-                }
-            };
-            let ring = seg.ring(p, Direction::GuestToHost);
-            if !ring.wait_for_data(seen, self.strategy, deadline, &mut stop)? {
+            if !self.wait_from(p, deadline)? {
                 return Ok(None);
             }
         }
     }
 
-    /// Pops and decodes one message from guest `p`; finishes a guest's
-    /// goodbye once everything it sent has been read.
-    fn pop_from(&mut self, p: u8) -> Result<Option<Frame>> {
+    /// Receives up to `max` queued messages from guest `peer_id` at once
+    /// (one index update for all of them), waiting up to `timeout` for the
+    /// first; `handle` gets each with its payload in place. Returns how many.
+    pub fn recv_batch_from(
+        &mut self,
+        peer_id: PeerId,
+        max: usize,
+        timeout: Option<Duration>,
+        mut handle: impl FnMut(Received),
+    ) -> Result<usize> {
+        let p = self.seg.guest_id(peer_id.into())?;
+        let deadline = deadline_after(timeout);
+        self.lock_end(p, End::GuestToHostConsumer, deadline)?;
+        loop {
+            let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
+            let want = max.clamp(1, RECV_BATCH);
+            let ring = self.seg.ring(p, Direction::GuestToHost);
+            let n = ring.pop_batch(&mut self.tail_cache[p as usize - 1], &mut batch[..want])?;
+            if n > 0 {
+                let mut first_error = None;
+                for desc in &batch[..n] {
+                    match self.seg.decode_in_place(p, Direction::GuestToHost, desc) {
+                        Ok(received) => handle(received),
+                        Err(e) => first_error = first_error.or(Some(e)),
+                    }
+                }
+                return first_error.map_or(Ok(n), Err);
+            }
+            if !self.wait_from(p, deadline)? {
+                return Ok(0);
+            }
+        }
+    }
+
+    /// Waits until guest `p`'s ring has something to read; false on timeout.
+    fn wait_from(&mut self, p: u8, deadline: Option<Instant>) -> Result<bool> {
+        let ring = self.seg.ring(p, Direction::GuestToHost);
+        let state = ring.state()?;
+        if !state.is_empty() {
+            return Ok(true);
+        }
+        let seg = &self.seg;
+        let mut stop = || -> Result<()> {
+            match seg.peer(p).state()? {
+                PeerState::Attached | PeerState::Reserved => Ok(()),
+                _ if seg.ring(p, Direction::GuestToHost).state()?.is_empty() => Err(Error::PeerGone { peer_id: p }),
+                _ => Ok(()),
+            }
+        };
+        ring.wait_for_data(state.tail, self.strategy, deadline, &mut stop)
+    }
+
+    /// Pops one message from guest `p`, payload in place; finishes a
+    /// guest's goodbye once everything it sent has been read.
+    fn pop_in_place(&mut self, p: u8) -> Result<Option<Received>> {
         let ring = self.seg.ring(p, Direction::GuestToHost);
         match ring.pop(&mut self.tail_cache[p as usize - 1])? {
-            Some(bytes) => self.seg.decode(p, Direction::GuestToHost, &bytes).map(Some),
+            Some(bytes) => self.seg.decode_in_place(p, Direction::GuestToHost, &bytes).map(Some),
             None => {
                 let peer = self.seg.peer(p);
                 if peer.state()? == PeerState::Goodbye {
@@ -426,6 +499,10 @@ impl ShmHost {
                 Ok(None)
             }
         }
+    }
+
+    fn pop_from(&mut self, p: u8) -> Result<Option<Frame>> {
+        Ok(self.pop_in_place(p)?.map(Received::into_frame))
     }
 
     fn lock_all_receiving_ends(&mut self, deadline: Option<Instant>) -> Result<()> {
@@ -575,9 +652,6 @@ impl ShmHost {
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
 
 impl Drop for ShmHost {
     /// The host that created the segment says goodbye and deletes its file.

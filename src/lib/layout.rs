@@ -13,8 +13,9 @@ pub const CACHE_LINE: u64 = 64;
 pub const HEADER_SIZE: u64 = 256;
 /// Size of one peer-table entry.
 pub const PEER_ENTRY_SIZE: u64 = 64;
-/// Size of a ring's control block (producer line + consumer line).
-pub const RING_HEADER_SIZE: u64 = 128;
+/// Size of a ring's control block: the producer's line, the consumer's
+/// line, and a line of waiting flags.
+pub const RING_HEADER_SIZE: u64 = 192;
 /// Size of a slot pool's control block.
 pub const POOL_HEADER_SIZE: u64 = 64;
 /// Size of one slot's metadata (generation, holder, length).

@@ -69,6 +69,7 @@ pub mod ring;
 mod segment;
 pub mod sys;
 mod wait;
+mod zerocopy;
 
 pub use desc::{DESC_SIZE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type};
 pub use error::{Direction, Error, Result};
@@ -78,8 +79,8 @@ pub use host::{CreateOptions, PeerId, ShmHost};
 pub use inspect::{PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
 pub use layout::{
     CACHE_LINE, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY, MAX_SLOT_SIZE,
-    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PEER_ENTRY_SIZE, SegmentConfig,
-    SegmentLayout,
+    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE, POOL_HEADER_SIZE,
+    RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout,
 };
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, MmapRegion};
@@ -91,3 +92,4 @@ pub use remove::{RemoveOptions, RemoveReport, remove_segment};
 pub use ring::RingState;
 pub use segment::{ShmBacking, lock_byte};
 pub use wait::WaitStrategy;
+pub use zerocopy::{Received, SlotLoan};

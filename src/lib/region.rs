@@ -250,6 +250,35 @@ impl Region {
         Ok(())
     }
 
+    /// A shared slice of `len` bytes at `offset` (bounds checked).
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, no one may write the range: the caller must
+    /// own it by protocol (a received slot before it is freed).
+    pub(crate) unsafe fn bytes(&self, offset: u64, len: u64) -> Result<&[u8], RegionError> {
+        let at = self.check(offset, len, 1)?;
+        // SAFETY: the range is inside the mapping (checked), which lives as
+        // long as `self`; the caller guarantees nobody writes it meanwhile.
+        Ok(unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(at), len as usize) })
+    }
+
+    /// A mutable slice of `len` bytes at `offset` (bounds checked).
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, no one else may read or write the range: the
+    /// caller must own it exclusively (a slot lent and not yet published)
+    /// and must not make a second slice of it.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn bytes_mut(&self, offset: u64, len: u64) -> Result<&mut [u8], RegionError> {
+        self.check_writable()?;
+        let at = self.check(offset, len, 1)?;
+        // SAFETY: in bounds of a writable mapping (checked); exclusivity is
+        // the caller's guarantee.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), len as usize) })
+    }
+
     /// Fills `len` bytes at `offset` with zero.
     pub fn zero(&self, offset: u64, len: u64) -> Result<(), RegionError> {
         self.check_writable()?;

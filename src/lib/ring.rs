@@ -1,10 +1,14 @@
 //! Single-producer single-consumer descriptor rings.
 //!
-//! A ring is a control block of two cache lines followed by `capacity`
+//! A ring is a control block of three cache lines followed by `capacity`
 //! 64-byte descriptors. The producer's line holds the tail (next index to
-//! write) and the producer's waiting flag; the consumer's line holds the head
-//! (next index to read) and the consumer's waiting flag; no line holds a
-//! field written by both sides. Indices are free-running `u32`s: the number
+//! write), the consumer's line the head (next index to read); the third
+//! line holds the two waiting flags, written only by a side about to sleep
+//! and read by the other after each publication, so that in the common case
+//! (nobody sleeps) it stays shared in both caches. No line holds fields
+//! written by both sides on every message, and each side keeps a private
+//! copy of the other's index, re-reading it only when its copy says the
+//! ring is full (producer) or empty (consumer). Indices are free-running `u32`s: the number
 //! of queued descriptors is `tail - head` (wrapping), which is never more
 //! than the capacity unless the segment is corrupt.
 //!
@@ -24,12 +28,12 @@ use crate::wait::{Backoff, WaitStrategy};
 pub mod field {
     /// `u32`: next index the producer writes (producer's cache line).
     pub const TAIL: u64 = 0;
-    /// `u32`: non-zero while the producer sleeps waiting for space.
-    pub const PRODUCER_WAITING: u64 = 4;
     /// `u32`: next index the consumer reads (consumer's cache line).
     pub const HEAD: u64 = 64;
+    /// `u32`: non-zero while the producer sleeps waiting for space.
+    pub const PRODUCER_WAITING: u64 = 128;
     /// `u32`: non-zero while the consumer sleeps waiting for data.
-    pub const CONSUMER_WAITING: u64 = 68;
+    pub const CONSUMER_WAITING: u64 = 132;
 }
 
 /// A view of one ring in a region.
@@ -98,43 +102,40 @@ impl<'a> Ring<'a> {
         })
     }
 
+    /// Producer: whether `wanted` more descriptors fit. `cached_head` is the
+    /// producer's private copy of the consumer's index; the shared head is
+    /// read (and the copy refreshed) only when the copy says there is no room.
+    pub(crate) fn has_room(&self, cached_head: &mut u32, wanted: u32) -> Result<bool> {
+        if wanted > self.capacity {
+            return Ok(false);
+        }
+        let tail = self.region.load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
+        if tail.wrapping_sub(*cached_head) <= self.capacity - wanted {
+            return Ok(true);
+        }
+        let head = self.region.load_u32(self.base + field::HEAD, Ordering::Acquire)?;
+        if tail.wrapping_sub(head) > self.capacity {
+            return Err(self.corrupt(head, tail));
+        }
+        *cached_head = head;
+        Ok(tail.wrapping_sub(head) <= self.capacity - wanted)
+    }
+
     /// Producer: appends descriptors if there is room for all of them,
-    /// publishing them with one release store. `cached_head` is the
-    /// producer's private copy of the consumer's index.
+    /// publishing them with one release store.
     ///
     /// Returns false (nothing written) if the ring lacks room.
-    pub(crate) fn push_batch(
-        &self,
-        cached_head: &mut u32,
-        descs: &[[u8; DESC_SIZE]],
-    ) -> Result<bool> {
-        let tail = self
-            .region
-            .load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
-        let wanted = descs.len() as u32;
-        if tail.wrapping_sub(*cached_head) > self.capacity - wanted.min(self.capacity)
-            || wanted > self.capacity
-        {
-            let head = self
-                .region
-                .load_u32(self.base + field::HEAD, Ordering::Acquire)?;
-            if tail.wrapping_sub(head) > self.capacity {
-                return Err(self.corrupt(head, tail));
-            }
-            *cached_head = head;
-            if wanted > self.capacity || tail.wrapping_sub(head) > self.capacity - wanted {
-                return Ok(false);
-            }
+    pub(crate) fn push_batch(&self, cached_head: &mut u32, descs: &[[u8; DESC_SIZE]]) -> Result<bool> {
+        let wanted = u32::try_from(descs.len()).unwrap_or(u32::MAX);
+        if !self.has_room(cached_head, wanted)? {
+            return Ok(false);
         }
+        let tail = self.region.load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
         for (i, desc) in descs.iter().enumerate() {
-            self.region
-                .write(self.slot_offset(tail.wrapping_add(i as u32)), desc)?;
+            self.region.write(self.slot_offset(tail.wrapping_add(i as u32)), desc)?;
         }
-        self.region.store_u32(
-            self.base + field::TAIL,
-            tail.wrapping_add(wanted),
-            Ordering::Release,
-        )?;
+        self.region
+            .store_u32(self.base + field::TAIL, tail.wrapping_add(wanted), Ordering::Release)?;
         self.wake_if_waiting(field::CONSUMER_WAITING, field::TAIL)?;
         Ok(true)
     }
@@ -142,31 +143,34 @@ impl<'a> Ring<'a> {
     /// Consumer: takes the descriptor at the head, if any. `cached_tail` is
     /// the consumer's private copy of the producer's index.
     pub(crate) fn pop(&self, cached_tail: &mut u32) -> Result<Option<[u8; DESC_SIZE]>> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        let mut one = [[0u8; DESC_SIZE]; 1];
+        Ok((self.pop_batch(cached_tail, &mut one)? == 1).then_some(one[0]))
+    }
+
+    /// Consumer: takes up to `out.len()` descriptors, copying them out and
+    /// publishing the new head once. Returns how many were taken.
+    pub(crate) fn pop_batch(&self, cached_tail: &mut u32, out: &mut [[u8; DESC_SIZE]]) -> Result<usize> {
+        let head = self.region.load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         if head == *cached_tail || cached_tail.wrapping_sub(head) > self.capacity {
-            let tail = self
-                .region
-                .load_u32(self.base + field::TAIL, Ordering::Acquire)?;
+            let tail = self.region.load_u32(self.base + field::TAIL, Ordering::Acquire)?;
             if tail.wrapping_sub(head) > self.capacity {
                 return Err(self.corrupt(head, tail));
             }
             *cached_tail = tail;
-            if tail == head {
-                return Ok(None);
-            }
         }
-        let mut desc = [0u8; DESC_SIZE];
-        self.region.read(self.slot_offset(head), &mut desc)?;
-        // The descriptor is copied out, so the producer may reuse its place.
-        self.region.store_u32(
-            self.base + field::HEAD,
-            head.wrapping_add(1),
-            Ordering::Release,
-        )?;
+        let available = cached_tail.wrapping_sub(head) as usize;
+        let count = available.min(out.len());
+        if count == 0 {
+            return Ok(0);
+        }
+        for (i, desc) in out[..count].iter_mut().enumerate() {
+            self.region.read(self.slot_offset(head.wrapping_add(i as u32)), desc)?;
+        }
+        // The descriptors are copied out, so the producer may reuse their places.
+        self.region
+            .store_u32(self.base + field::HEAD, head.wrapping_add(count as u32), Ordering::Release)?;
         self.wake_if_waiting(field::PRODUCER_WAITING, field::HEAD)?;
-        Ok(Some(desc))
+        Ok(count)
     }
 
     /// After publishing `index_field`, wakes the other side if it said it

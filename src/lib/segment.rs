@@ -20,6 +20,7 @@ use crate::region::{HeapRegion, Region};
 use crate::ring::Ring;
 use crate::sys::{self, ByteLock};
 use crate::wait::WaitStrategy;
+use crate::zerocopy::{Received, SlotLoan, SlotRef};
 
 /// The memory a host or guest owns; the mapping lives as long as it does.
 #[derive(Debug)]
@@ -224,9 +225,139 @@ impl Segment {
         Ok(())
     }
 
-    /// Sends `frame` from `sender` (0 = host) to `receiver` on `direction`'s
-    /// ring of `guest`, waiting for room and for a slot until `deadline`
-    /// (no deadline: do not wait).
+    /// The sender and receiver of `direction`'s ring of `guest` (0 = host).
+    fn ends(guest: u8, direction: Direction) -> (u8, u8) {
+        match direction {
+            Direction::GuestToHost => (guest, 0),
+            Direction::HostToGuest => (0, guest),
+        }
+    }
+
+    fn check_payload_len(&self, len: usize) -> Result<()> {
+        if len > self.layout.config.max_payload as usize {
+            return Err(Error::PayloadTooLarge {
+                len,
+                max: self.layout.config.max_payload,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits until `direction`'s ring of `guest` has room for one more
+    /// descriptor (no deadline: do not wait).
+    fn wait_for_room(
+        &self,
+        guest: u8,
+        direction: Direction,
+        cached_head: &mut u32,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        stop: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<()> {
+        let ring = self.ring(guest, direction);
+        while !ring.has_room(cached_head, 1)? {
+            let seen_head = *cached_head;
+            if deadline.is_none() || !ring.wait_for_space(seen_head, strategy, deadline, stop)? {
+                return Err(Error::RingFull {
+                    peer_id: guest,
+                    direction,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocates a slot of `sender`'s pool (waiting until `deadline`, if any).
+    fn alloc_slot(
+        &self,
+        sender: u8,
+        pool_hint: &mut u32,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        stop: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<(u32, u32)> {
+        let pool = self.pool(sender);
+        match deadline {
+            None => pool.try_alloc(sender, pool_hint)?.ok_or_else(|| Error::PoolExhausted {
+                owner: if sender == 0 { "host".into() } else { format!("peer {sender}") },
+            }),
+            Some(_) => pool.alloc(sender, pool_hint, strategy, deadline, stop),
+        }
+    }
+
+    /// Builds the descriptor for `frame`, copying its payload inline or into
+    /// a newly allocated slot handed to the receiver. Returns the
+    /// descriptor and the slot (to free if it cannot be published).
+    #[allow(clippy::too_many_arguments)]
+    fn encode(
+        &self,
+        guest: u8,
+        direction: Direction,
+        frame: &Frame,
+        pool_hint: &mut u32,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        stop: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<(MsgDesc, Option<(u32, u32)>)> {
+        let (sender, receiver) = Self::ends(guest, direction);
+        let payload = frame.payload();
+        let mut desc = frame.desc;
+        desc.payload_len = payload.len() as u32;
+        desc.inline = [0; INLINE_CAPACITY];
+        desc.slot_offset = 0;
+        if payload.len() <= INLINE_CAPACITY {
+            desc.flags &= !FLAG_SLOT;
+            desc.inline[..payload.len()].copy_from_slice(payload);
+            desc.slot_index = 0;
+            desc.slot_generation = 0;
+            return Ok((desc, None));
+        }
+        let (index, generation) = self.alloc_slot(sender, pool_hint, strategy, deadline, stop)?;
+        let pool = self.pool(sender);
+        let written = self
+            .region
+            .write(pool.data_offset(index), payload)
+            .map_err(Error::from)
+            .and_then(|()| pool.set_holder(index, receiver));
+        if let Err(e) = written {
+            pool.free(index, generation)?;
+            return Err(e);
+        }
+        desc.flags |= FLAG_SLOT;
+        desc.slot_index = index;
+        desc.slot_generation = generation;
+        Ok((desc, Some((index, generation))))
+    }
+
+    /// Publishes encoded descriptors; on failure frees their slots.
+    fn publish(
+        &self,
+        guest: u8,
+        direction: Direction,
+        cached_head: &mut u32,
+        descs: &[[u8; DESC_SIZE]],
+        slots: &[(u32, u32)],
+    ) -> Result<()> {
+        let (sender, _) = Self::ends(guest, direction);
+        let pushed = self.ring(guest, direction).push_batch(cached_head, descs);
+        if !matches!(pushed, Ok(true)) {
+            for &(index, generation) in slots {
+                self.pool(sender).free(index, generation)?;
+            }
+            pushed?;
+            return Err(Error::RingFull {
+                peer_id: guest,
+                direction,
+            });
+        }
+        if direction == Direction::GuestToHost {
+            self.ring_host_doorbell()?;
+        }
+        Ok(())
+    }
+
+    /// Sends `frame` on `direction`'s ring of `guest`, waiting for room and
+    /// for a slot until `deadline` (no deadline: do not wait).
     ///
     /// shm[impl shm.send.placement]
     #[allow(clippy::too_many_arguments)]
@@ -241,117 +372,135 @@ impl Segment {
         deadline: Option<Instant>,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
-        let (sender, receiver) = match direction {
-            Direction::GuestToHost => (guest, 0),
-            Direction::HostToGuest => (0, guest),
-        };
-        let payload = frame.payload();
-        if payload.len() > self.layout.config.max_payload as usize {
-            return Err(Error::PayloadTooLarge {
-                len: payload.len(),
-                max: self.layout.config.max_payload,
-            });
-        }
-        let ring = self.ring(guest, direction);
+        self.check_payload_len(frame.payload().len())?;
         // Room first, so that a slot is never taken for a message that
         // cannot be queued.
-        loop {
-            let state = ring.state()?;
-            let queued = state.len().ok_or_else(|| {
-                Error::Corrupt(format!(
-                    "{direction} ring of peer {guest} has inconsistent indices"
-                ))
-            })?;
-            if queued < state.capacity {
-                break;
-            }
-            if deadline.is_none() || !ring.wait_for_space(state.head, strategy, deadline, stop)? {
-                return Err(Error::RingFull {
-                    peer_id: guest,
-                    direction,
-                });
-            }
-        }
-        let mut desc = frame.desc;
-        desc.payload_len = payload.len() as u32;
-        let mut slot = None;
-        if payload.len() <= INLINE_CAPACITY {
-            desc.flags &= !FLAG_SLOT;
-            desc.inline = [0; INLINE_CAPACITY];
-            desc.inline[..payload.len()].copy_from_slice(payload);
-            desc.slot_index = 0;
-            desc.slot_generation = 0;
-            desc.slot_offset = 0;
-        } else {
-            let pool = self.pool(sender);
-            let (index, generation) = match deadline {
-                None => pool
-                    .try_alloc(sender, pool_hint)?
-                    .ok_or_else(|| Error::PoolExhausted {
-                        owner: if sender == 0 {
-                            "host".into()
-                        } else {
-                            format!("peer {sender}")
-                        },
-                    })?,
-                Some(_) => pool.alloc(sender, pool_hint, strategy, deadline, stop)?,
-            };
-            slot = Some((index, generation));
-            let written = self
-                .region
-                .write(pool.data_offset(index), payload)
-                .map_err(Error::from)
-                .and_then(|()| pool.set_holder(index, receiver));
-            if let Err(e) = written {
-                pool.free(index, generation)?;
-                return Err(e);
-            }
-            desc.flags |= FLAG_SLOT;
-            desc.inline = [0; INLINE_CAPACITY];
-            desc.slot_index = index;
-            desc.slot_generation = generation;
-            desc.slot_offset = 0;
-        }
-        match ring.push_batch(cached_head, &[desc.to_bytes()]) {
-            Ok(true) => {}
-            other => {
-                if let Some((index, generation)) = slot {
-                    self.pool(sender).free(index, generation)?;
-                }
-                other?;
-                return Err(Error::RingFull {
-                    peer_id: guest,
-                    direction,
-                });
-            }
-        }
-        if direction == Direction::GuestToHost {
-            self.ring_host_doorbell()?;
-        }
-        Ok(())
+        self.wait_for_room(guest, direction, cached_head, strategy, deadline, stop)?;
+        let (desc, slot) = self.encode(guest, direction, frame, pool_hint, strategy, deadline, stop)?;
+        self.publish(guest, direction, cached_head, &[desc.to_bytes()], slot.as_slice())
     }
 
-    /// Turns a received descriptor into a frame: validates it, copies the
-    /// payload out and frees its slot. A descriptor that does not check out
-    /// is an error and nothing is read through it.
-    ///
-    /// shm[impl shm.recv.validate]
-    pub(crate) fn decode(
+    /// Sends `frames` in order, publishing as many descriptors at a time as
+    /// the ring has room for. Every payload is checked before anything is
+    /// sent. Returns how many were sent: all of them, or fewer if `deadline`
+    /// passed while waiting for room or slots.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_frames(
         &self,
         guest: u8,
         direction: Direction,
-        bytes: &[u8; DESC_SIZE],
-    ) -> Result<Frame> {
-        let (sender, receiver) = match direction {
-            Direction::GuestToHost => (guest, 0),
-            Direction::HostToGuest => (0, guest),
-        };
+        frames: &[Frame],
+        cached_head: &mut u32,
+        pool_hint: &mut u32,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        stop: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<usize> {
+        for frame in frames {
+            self.check_payload_len(frame.payload().len())?;
+        }
+        let ring = self.ring(guest, direction);
+        let capacity = self.layout.config.ring_capacity as usize;
+        let mut descs = Vec::with_capacity(frames.len().min(capacity));
+        let mut slots = Vec::new();
+        let mut sent = 0;
+        while sent < frames.len() {
+            match self.wait_for_room(guest, direction, cached_head, strategy, deadline, stop) {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() && sent > 0 => return Ok(sent),
+                Err(e) => return Err(e),
+            }
+            let state = ring.state()?;
+            let room = (state.capacity - state.len().unwrap_or(state.capacity)) as usize;
+            descs.clear();
+            slots.clear();
+            for frame in &frames[sent..sent + room.max(1).min(frames.len() - sent)] {
+                match self.encode(guest, direction, frame, pool_hint, strategy, deadline, stop) {
+                    Ok((desc, slot)) => {
+                        descs.push(desc.to_bytes());
+                        slots.extend(slot);
+                    }
+                    Err(e) if e.is_retryable() && !descs.is_empty() => break,
+                    Err(e) => {
+                        for &(index, generation) in &slots {
+                            self.pool(Self::ends(guest, direction).0).free(index, generation)?;
+                        }
+                        if e.is_retryable() && sent > 0 {
+                            return Ok(sent);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            self.publish(guest, direction, cached_head, &descs, &slots)?;
+            sent += descs.len();
+        }
+        Ok(sent)
+    }
+
+    /// Lends a slot of the sender's pool for a payload of `len` bytes,
+    /// after making sure the ring has room for its descriptor.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn loan(
+        &self,
+        guest: u8,
+        direction: Direction,
+        len: usize,
+        cached_head: &mut u32,
+        pool_hint: &mut u32,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        stop: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<SlotLoan> {
+        self.check_payload_len(len)?;
+        self.wait_for_room(guest, direction, cached_head, strategy, deadline, stop)?;
+        let (sender, _) = Self::ends(guest, direction);
+        let (slot, generation) = self.alloc_slot(sender, pool_hint, strategy, deadline, stop)?;
+        Ok(SlotLoan {
+            region: self.region.clone(),
+            layout: self.layout,
+            pool: sender,
+            slot,
+            generation,
+            data_offset: self.pool(sender).data_offset(slot),
+            len,
+            desc: MsgDesc::default(),
+            committed: false,
+        })
+    }
+
+    /// Publishes a loaned slot to the receiver.
+    pub(crate) fn commit(&self, guest: u8, direction: Direction, mut loan: SlotLoan, cached_head: &mut u32) -> Result<()> {
+        let (sender, receiver) = Self::ends(guest, direction);
+        if loan.pool != sender || loan.region.len() != self.region.len() {
+            return Err(Error::Corrupt(format!(
+                "slot loan from pool {} committed on {direction} ring of peer {guest}",
+                loan.pool
+            )));
+        }
+        self.pool(sender).set_holder(loan.slot, receiver)?;
+        let mut desc = loan.desc;
+        desc.flags |= FLAG_SLOT;
+        desc.payload_len = loan.len as u32;
+        desc.slot_index = loan.slot;
+        desc.slot_generation = loan.generation;
+        desc.slot_offset = 0;
+        desc.inline = [0; INLINE_CAPACITY];
+        // From here the loan's slot belongs to the receiver (or, if the
+        // publication fails, is freed by `publish`).
+        loan.committed = true;
+        self.publish(guest, direction, cached_head, &[desc.to_bytes()], &[(loan.slot, loan.generation)])
+    }
+
+    /// Validates a received descriptor and returns the message with its
+    /// payload left in place. A descriptor that does not check out is an
+    /// error and nothing is read through it.
+    ///
+    /// shm[impl shm.recv.validate]
+    pub(crate) fn decode_in_place(&self, guest: u8, direction: Direction, bytes: &[u8; DESC_SIZE]) -> Result<Received> {
+        let (sender, receiver) = Self::ends(guest, direction);
         let bad = |reason: String| Error::BadDescriptor {
-            from: if sender == 0 {
-                "host".into()
-            } else {
-                format!("peer {sender}")
-            },
+            from: if sender == 0 { "host".into() } else { format!("peer {sender}") },
             reason,
         };
         let desc = MsgDesc::from_bytes(bytes);
@@ -367,26 +516,21 @@ impl Segment {
         }
         if !desc.is_slot() {
             if len as usize > INLINE_CAPACITY {
-                return Err(bad(format!(
-                    "inline payload length {len} exceeds {INLINE_CAPACITY}"
-                )));
+                return Err(bad(format!("inline payload length {len} exceeds {INLINE_CAPACITY}")));
             }
-            return Ok(Frame::new(desc, desc.inline[..len as usize].to_vec()));
+            return Ok(Received::new(self.region.clone(), self.layout, desc, None));
         }
-        let pool = self.pool(sender);
-        let offset = pool
-            .validate(
-                desc.slot_index,
-                desc.slot_generation,
-                receiver,
-                desc.slot_offset,
-                len,
-            )
+        let offset = self
+            .pool(sender)
+            .validate(desc.slot_index, desc.slot_generation, receiver, desc.slot_offset, len)
             .map_err(bad)?;
-        let mut payload = vec![0u8; len as usize];
-        self.region.read(offset, &mut payload)?;
-        pool.free(desc.slot_index, desc.slot_generation)?;
-        Ok(Frame::new(desc, payload))
+        let slot = SlotRef {
+            pool: sender,
+            slot: desc.slot_index,
+            generation: desc.slot_generation,
+            offset,
+        };
+        Ok(Received::new(self.region.clone(), self.layout, desc, Some(slot)))
     }
 
     /// Frees the slot a descriptor names without reading it (when a ring is

@@ -65,6 +65,11 @@ impl Backoff {
     }
 }
 
+/// A deadline no wait reaches (about a century away).
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
 /// A deadline `timeout` from now; `None` waits forever.
 pub fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|t| Instant::now().checked_add(t))

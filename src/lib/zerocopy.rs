@@ -1,0 +1,156 @@
+//! Zero-copy sending and receiving: a sender writes its payload straight
+//! into a slot it has been lent, and a receiver reads the payload where it
+//! lies, freeing the slot when it is done.
+
+use std::fmt;
+
+use crate::desc::{INLINE_CAPACITY, MsgDesc};
+use crate::layout::SegmentLayout;
+use crate::pool::Pool;
+use crate::region::Region;
+
+/// Where a received payload lies in a slot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SlotRef {
+    pub(crate) pool: u8,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) offset: u64,
+}
+
+/// A received message whose payload is read in place. Its slot (if any) goes
+/// back to the sender's pool when this is dropped.
+///
+/// ```
+/// use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+/// use std::time::Duration;
+///
+/// let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+/// let mut guest = ShmGuest::attach(host.region()).unwrap();
+/// let mut loan = host.loan(guest.peer_id(), 4096, None).unwrap();
+/// loan.as_mut_slice().fill(7);
+/// host.commit(guest.peer_id(), loan).unwrap();
+///
+/// let received = guest.recv_in_place(Some(Duration::from_secs(1))).unwrap().unwrap();
+/// assert!(received.payload().iter().all(|&b| b == 7));
+/// ```
+pub struct Received {
+    region: Region,
+    layout: SegmentLayout,
+    desc: MsgDesc,
+    slot: Option<SlotRef>,
+}
+
+impl fmt::Debug for Received {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Received")
+            .field("desc", &self.desc)
+            .field("in_slot", &self.slot.is_some())
+            .finish()
+    }
+}
+
+impl Received {
+    pub(crate) fn new(region: Region, layout: SegmentLayout, desc: MsgDesc, slot: Option<SlotRef>) -> Self {
+        Received {
+            region,
+            layout,
+            desc,
+            slot,
+        }
+    }
+
+    /// The descriptor (type, id, method, placement).
+    pub fn desc(&self) -> &MsgDesc {
+        &self.desc
+    }
+
+    /// The payload, where it lies.
+    pub fn payload(&self) -> &[u8] {
+        let len = self.desc.payload_len as usize;
+        match self.slot {
+            None => &self.desc.inline[..len.min(INLINE_CAPACITY)],
+            // SAFETY: the slot was validated when this was received (in
+            // bounds, allocated at this generation, held by the receiver);
+            // until this value drops and frees it, the protocol gives the
+            // receiver sole use of the slot: its sender wrote it before
+            // publishing and does not touch it again.
+            Some(s) => unsafe { self.region.bytes(s.offset, len as u64) }.unwrap_or(&[]),
+        }
+    }
+
+    /// Copies the message out into a [`crate::Frame`] and frees the slot.
+    pub fn into_frame(self) -> crate::Frame {
+        crate::Frame::new(self.desc, self.payload().to_vec())
+    }
+}
+
+impl Drop for Received {
+    fn drop(&mut self) {
+        if let Some(s) = self.slot.take() {
+            let _ = Pool::new(&self.region, &self.layout, s.pool).free(s.slot, s.generation);
+        }
+    }
+}
+
+/// A slot lent to a sender: write the payload in place with
+/// [`SlotLoan::as_mut_slice`], then commit it with `ShmHost::commit` or
+/// `ShmGuest::commit`. Dropped without committing, the slot goes back to
+/// the pool.
+pub struct SlotLoan {
+    pub(crate) region: Region,
+    pub(crate) layout: SegmentLayout,
+    pub(crate) pool: u8,
+    pub(crate) slot: u32,
+    pub(crate) generation: u32,
+    pub(crate) data_offset: u64,
+    pub(crate) len: usize,
+    /// The descriptor to send (type, id, method); placement is filled in on commit.
+    pub desc: MsgDesc,
+    pub(crate) committed: bool,
+}
+
+impl fmt::Debug for SlotLoan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SlotLoan")
+            .field("pool", &self.pool)
+            .field("slot", &self.slot)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl SlotLoan {
+    /// The payload bytes to fill (as many as were asked for).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the slot's bit was claimed by compare-and-swap for this
+        // loan alone and nothing about it is published yet, so no other
+        // process or reference reads or writes these bytes until commit;
+        // `&mut self` keeps this the only slice. The range was checked
+        // against the slot size when the loan was made.
+        unsafe { self.region.bytes_mut(self.data_offset, self.len as u64) }.unwrap_or(&mut [])
+    }
+
+    /// Payload length that will be sent.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Shortens the payload to `len` bytes (no effect if longer).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl Drop for SlotLoan {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = Pool::new(&self.region, &self.layout, self.pool).free(self.slot, self.generation);
+        }
+    }
+}
