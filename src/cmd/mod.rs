@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 pub mod attach;
+pub mod bench;
+pub mod bench_peer;
 pub mod common;
 pub mod completions;
 pub mod create;
@@ -85,11 +87,16 @@ pub enum Command {
     Reclaim(reclaim::Args),
     /// Show everything working end to end on a temporary segment.
     Demo(demo::Args),
+    /// Measure round trips and throughput against sockets, pipes and memcpy.
+    Bench(bench::Args),
     /// Print shell completions.
     Completions(completions::Args),
     /// Internal: a guest that echoes every message back (used by demo and bench).
     #[command(hide = true)]
     GuestEcho(guest_echo::Args),
+    /// Internal: the second process of `bench`.
+    #[command(hide = true)]
+    BenchPeer(bench_peer::Args),
 }
 
 /// Runs the parsed command.
@@ -104,8 +111,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Detach(args) => detach::run(args),
         Command::Reclaim(args) => reclaim::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Completions(args) => completions::run(args),
         Command::GuestEcho(args) => guest_echo::run(args),
+        Command::BenchPeer(args) => bench_peer::run(args),
     }
 }
 

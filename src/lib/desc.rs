@@ -202,6 +202,7 @@ impl Frame {
 mod tests {
     use super::*;
 
+    // shm[verify shm.send.placement]
     #[test]
     fn wire_form_round_trips_every_field() {
         let mut desc = MsgDesc {
@@ -221,6 +222,7 @@ mod tests {
         assert_eq!(desc.to_bytes()[0..2], [0xEF, 0xBE]);
     }
 
+    // shm[verify shm.send.placement]
     #[test]
     fn frame_records_length_and_placement() {
         let small = Frame::new_inline(MsgDesc::default(), b"hello");

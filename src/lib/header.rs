@@ -292,6 +292,7 @@ mod tests {
         region
     }
 
+    // shm[verify shm.file.magic-last]
     #[test]
     fn header_without_magic_is_not_ready() {
         let region = fresh(SegmentConfig::default());
@@ -302,6 +303,7 @@ mod tests {
         assert_eq!(info.host_pid, 1234);
     }
 
+    // shm[verify shm.header.validate]
     #[test]
     fn wrong_magic_and_version_are_named() {
         let region = fresh(SegmentConfig::default());
@@ -325,6 +327,7 @@ mod tests {
         ));
     }
 
+    // shm[verify shm.header.validate]
     #[test]
     fn every_offset_is_checked() {
         let offsets = [
@@ -348,6 +351,7 @@ mod tests {
         }
     }
 
+    // shm[verify shm.header.validate]
     #[test]
     fn config_limits_are_checked() {
         let region = fresh(SegmentConfig::default());

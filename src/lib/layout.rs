@@ -272,6 +272,7 @@ impl SegmentLayout {
 mod tests {
     use super::*;
 
+    // shm[verify shm.header.layout]
     #[test]
     fn default_layout_is_aligned_and_ordered() {
         let l = SegmentConfig::default().layout().unwrap();
@@ -291,6 +292,7 @@ mod tests {
         assert!(l.total_size >= l.pool(8) + l.pool_stride);
     }
 
+    // shm[verify shm.header.validate]
     #[test]
     fn every_limit_names_its_field() {
         let base = SegmentConfig::default();
@@ -388,6 +390,7 @@ mod tests {
         }
     }
 
+    // shm[verify shm.header.layout]
     #[test]
     fn largest_ring_and_guest_counts_lay_out() {
         let config = SegmentConfig {

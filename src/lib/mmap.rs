@@ -285,6 +285,7 @@ impl MmapRegion {
 mod tests {
     use super::*;
 
+    // shm[verify shm.file.create]
     #[test]
     fn create_refuses_existing_file_and_symlink() {
         let dir = tempfile::tempdir().unwrap();
@@ -302,6 +303,7 @@ mod tests {
         assert!(!dir.path().join("target.shm").exists());
     }
 
+    // shm[verify shm.file.attach]
     #[test]
     fn attach_refuses_symlink_and_directory() {
         let dir = tempfile::tempdir().unwrap();
@@ -319,6 +321,7 @@ mod tests {
         ));
     }
 
+    // shm[verify shm.file.permissions]
     #[test]
     fn mode_is_exact_whatever_the_umask() {
         let dir = tempfile::tempdir().unwrap();
@@ -338,6 +341,7 @@ mod tests {
         }
     }
 
+    // shm[verify shm.inspect.read-only]
     #[test]
     fn read_only_mapping_refuses_writes() {
         let dir = tempfile::tempdir().unwrap();
@@ -354,6 +358,7 @@ mod tests {
         );
     }
 
+    // shm[verify shm.file.mmap-posix]
     #[test]
     fn truncation_and_replacement_are_detected() {
         let dir = tempfile::tempdir().unwrap();

@@ -68,6 +68,7 @@ pub fn resolve_segment(arg: &str) -> Result<PathBuf, NameError> {
 mod tests {
     use super::*;
 
+    // shm[verify shm.file.path]
     #[test]
     fn bare_names_stay_in_the_shm_dir() {
         let resolved = resolve_segment("app.shm").unwrap();
@@ -78,6 +79,7 @@ mod tests {
         assert!(resolve_segment(&"x".repeat(256)).is_err());
     }
 
+    // shm[verify shm.file.path]
     #[test]
     fn paths_are_kept_as_given() {
         assert_eq!(

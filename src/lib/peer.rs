@@ -233,6 +233,7 @@ mod tests {
     use super::*;
     use crate::{HeapRegion, SegmentConfig};
 
+    // shm[verify shm.peer.states]
     #[test]
     fn states_round_trip_and_unknown_is_corrupt() {
         for s in [
@@ -255,6 +256,8 @@ mod tests {
         assert!(matches!(peer.state(), Err(Error::Corrupt(_))));
     }
 
+    // shm[verify shm.peer.claim]
+    // shm[verify shm.peer.states]
     #[test]
     fn claims_bump_the_epoch_and_transition_is_exclusive() {
         let layout = SegmentConfig::default().layout().unwrap();

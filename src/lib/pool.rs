@@ -349,6 +349,7 @@ mod tests {
         (region, layout)
     }
 
+    // shm[verify shm.pool.bitmap]
     #[test]
     fn allocates_every_slot_once_then_reports_exhaustion() {
         let (region, layout) = setup(70);
@@ -380,6 +381,7 @@ mod tests {
         assert!(matches!(err, Err(Error::PoolExhausted { .. })));
     }
 
+    // shm[verify shm.pool.bitmap]
     #[test]
     fn generation_is_bumped_on_each_allocation_and_checked_on_free() {
         let (region, layout) = setup(1);
@@ -403,6 +405,8 @@ mod tests {
         );
     }
 
+    // shm[verify shm.pool.bitmap]
+    // shm[verify shm.recv.validate]
     #[test]
     fn validate_refuses_bad_descriptors() {
         let (region, layout) = setup(4);
@@ -438,6 +442,7 @@ mod tests {
         );
     }
 
+    // shm[verify shm.pool.bitmap]
     #[test]
     fn free_held_by_returns_only_that_holders_slots() {
         let (region, layout) = setup(8);
@@ -452,6 +457,7 @@ mod tests {
         assert_eq!(pool.usage().unwrap().used, 1);
     }
 
+    // shm[verify shm.pool.bitmap]
     #[test]
     fn waiting_allocator_gets_the_freed_slot() {
         let (region, layout) = setup(1);

@@ -305,6 +305,7 @@ mod tests {
         [n; DESC_SIZE]
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn fifo_until_full_then_refuses() {
         let region = ring_region(4);
@@ -321,6 +322,7 @@ mod tests {
         assert_eq!(ring.pop(&mut tail_cache).unwrap(), None);
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn indices_wrap_around_u32() {
         let region = ring_region(2);
@@ -343,6 +345,7 @@ mod tests {
         }
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn batch_larger_than_room_writes_nothing() {
         let region = ring_region(4);
@@ -361,6 +364,7 @@ mod tests {
         assert_eq!(ring.state().unwrap().tail, 3);
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn corrupt_indices_are_an_error_not_a_read() {
         let region = ring_region(4);
@@ -376,6 +380,7 @@ mod tests {
         assert_eq!(ring.state().unwrap().len(), None);
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn waiting_consumer_is_woken_by_producer() {
         let region = ring_region(4);
@@ -392,6 +397,7 @@ mod tests {
         assert!(waiter.join().unwrap());
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn wait_times_out_when_nothing_comes() {
         let region = ring_region(4);

@@ -144,6 +144,35 @@ pub fn futex_wait(_word: &AtomicU32, _expected: u32, timeout: Option<Duration>) 
 #[cfg(not(target_os = "linux"))]
 pub fn futex_wake_all(_word: &AtomicU32) {}
 
+/// Number of CPUs this process may run on.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Pins the calling thread to `cpu` (benchmarks keep each process on its own
+/// core). Returns false if the kernel refused.
+#[cfg(target_os = "linux")]
+pub fn pin_to_cpu(cpu: usize) -> bool {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside
+    // the set we own, and sched_setaffinity reads it for the call (pid 0 is
+    // the calling thread).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        if cpu >= libc::CPU_SETSIZE as usize {
+            return false;
+        }
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Where there is no affinity call, pinning does nothing.
+#[cfg(not(target_os = "linux"))]
+pub fn pin_to_cpu(_cpu: usize) -> bool {
+    false
+}
+
 /// An advisory write lock on one byte of a file, released on drop.
 ///
 /// Open-file-description locks (`F_OFD_SETLK`) belong to the open file, not

@@ -79,6 +79,7 @@ pub fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
 mod tests {
     use super::*;
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn adaptive_spins_then_sleeps() {
         let mut b = Backoff::new(WaitStrategy::Adaptive);
@@ -88,6 +89,7 @@ mod tests {
         assert_eq!(b.next_step(None), Some(Some(MAX_SLEEP)));
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn passed_deadline_stops_every_strategy() {
         let past = Instant::now() - Duration::from_millis(1);
@@ -100,6 +102,7 @@ mod tests {
         }
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn block_sleeps_no_longer_than_the_deadline() {
         let mut b = Backoff::new(WaitStrategy::Block);

@@ -1,0 +1,207 @@
+//! `shmhub bench-peer` (hidden): the second process of `shmhub bench`. It
+//! echoes or swallows what the benchmark sends over one transport: a
+//! segment, a Unix socket, a pipe, or a bare shared cache line.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use shmhub::{Frame, MmapRegion, Received, ShmGuest, WaitStrategy, sys};
+
+use super::common::{parse_peer_id, seg_err};
+use super::guest_echo::parse_strategy;
+use super::{Outcome, segment_path};
+
+/// Method id: send the message straight back.
+pub const ECHO: u32 = 1;
+/// Method id: read every byte, count it, send nothing back.
+pub const SINK: u32 = 2;
+/// Method id: answer with the count and byte sum of sunk messages, then reset them.
+pub const REPORT: u32 = 3;
+/// Method id: switch wait strategy (0 spin, 1 block, 2 adaptive, in the id).
+pub const SET_WAIT: u32 = 4;
+/// Method id: exit.
+pub const EXIT: u32 = 5;
+/// Value that stops the cache-line bouncer.
+pub const CACHELINE_STOP: u64 = u64::MAX;
+/// Offset of the bounced word in the cache-line file.
+pub const CACHELINE_OFFSET: u64 = 64;
+
+/// Which transport the peer serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// A shmhub segment, as a reserved guest.
+    Shm,
+    /// A Unix stream socket on standard input.
+    Socket,
+    /// Standard input and standard output pipes.
+    Pipe,
+    /// One cache line in a shared file, bounced with no ring at all.
+    Cacheline,
+}
+
+/// Arguments of `shmhub bench-peer`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The transport.
+    #[arg(value_enum)]
+    pub transport: Transport,
+    /// Segment (shm) or shared file (cacheline).
+    #[arg(long)]
+    pub segment: Option<String>,
+    /// Reserved entry to take (shm).
+    #[arg(long, value_parser = parse_peer_id)]
+    pub peer_id: Option<u8>,
+    /// Initial wait strategy (shm).
+    #[arg(long, default_value = "adaptive", value_parser = parse_strategy)]
+    pub wait: WaitStrategy,
+    /// Pin this process to a CPU.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+}
+
+/// Runs `shmhub bench-peer`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    if let Some(cpu) = args.cpu {
+        sys::pin_to_cpu(cpu);
+    }
+    match args.transport {
+        Transport::Shm => serve_shm(&args),
+        Transport::Socket => {
+            let fd = std::io::stdin().as_fd().try_clone_to_owned().context("duplicating the socket")?;
+            let socket = File::from(fd);
+            serve_stream(socket.try_clone()?, socket)
+        }
+        Transport::Pipe => serve_stream(std::io::stdin().lock(), std::io::stdout().lock()),
+        Transport::Cacheline => serve_cacheline(&args),
+    }
+}
+
+/// Adds up a payload's bytes (so that every byte is read).
+pub fn byte_sum(bytes: &[u8]) -> u64 {
+    bytes.iter().map(|&b| u64::from(b)).sum()
+}
+
+fn strategy_from_id(id: u64) -> WaitStrategy {
+    match id {
+        0 => WaitStrategy::Spin,
+        1 => WaitStrategy::Block,
+        _ => WaitStrategy::Adaptive,
+    }
+}
+
+fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
+    let Some(segment) = &args.segment else { bail!("--segment is required") };
+    let Some(peer_id) = args.peer_id else { bail!("--peer-id is required") };
+    let path = segment_path(segment)?;
+    let mut guest = ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
+    guest.set_wait_strategy(args.wait);
+    let (mut count, mut sum) = (0u64, 0u64);
+    let mut pending: Vec<Received> = Vec::with_capacity(64);
+    loop {
+        let got = guest.recv_batch(32, Some(Duration::from_millis(200)), |r| {
+            if r.desc().method_id == SINK {
+                count += 1;
+                sum = sum.wrapping_add(byte_sum(r.payload()));
+            } else {
+                pending.push(r);
+            }
+        });
+        match got {
+            Ok(_) => {}
+            Err(shmhub::Error::HostGone) => return Ok(Outcome::Done),
+            Err(e) => return Err(seg_err(&path, e)),
+        }
+        for r in pending.drain(..) {
+            let desc = *r.desc();
+            match desc.method_id {
+                ECHO if r.payload().len() <= shmhub::INLINE_CAPACITY => {
+                    let frame = Frame::new(desc, r.payload().to_vec());
+                    drop(r);
+                    guest.send_timeout(&frame, None).map_err(|e| seg_err(&path, e))?;
+                }
+                ECHO => {
+                    let mut loan = guest.loan(r.payload().len(), None).map_err(|e| seg_err(&path, e))?;
+                    loan.as_mut_slice().copy_from_slice(r.payload());
+                    loan.desc = desc;
+                    drop(r);
+                    guest.commit(loan).map_err(|e| seg_err(&path, e))?;
+                }
+                REPORT => {
+                    let mut payload = count.to_le_bytes().to_vec();
+                    payload.extend_from_slice(&sum.to_le_bytes());
+                    (count, sum) = (0, 0);
+                    guest.send_timeout(&Frame::new(desc, payload), None).map_err(|e| seg_err(&path, e))?;
+                }
+                SET_WAIT => guest.set_wait_strategy(strategy_from_id(desc.id)),
+                EXIT => return Ok(Outcome::Done),
+                other => bail!("unknown benchmark method {other}"),
+            }
+        }
+    }
+}
+
+/// Serves the stream protocol: each message is an 8-byte header (length,
+/// method; little-endian u32s) and its payload.
+fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome> {
+    let mut input = BufReader::with_capacity(1 << 18, input);
+    let mut output = BufWriter::with_capacity(1 << 16, output);
+    let mut payload = Vec::new();
+    let (mut count, mut sum) = (0u64, 0u64);
+    loop {
+        let mut header = [0u8; 8];
+        match input.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Outcome::Done),
+            Err(e) => return Err(e.into()),
+        }
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let method = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        payload.resize(len, 0);
+        input.read_exact(&mut payload)?;
+        match method {
+            SINK => {
+                count += 1;
+                sum = sum.wrapping_add(byte_sum(&payload));
+            }
+            ECHO => {
+                output.write_all(&header)?;
+                output.write_all(&payload)?;
+                output.flush()?;
+            }
+            REPORT => {
+                output.write_all(&16u32.to_le_bytes())?;
+                output.write_all(&REPORT.to_le_bytes())?;
+                output.write_all(&count.to_le_bytes())?;
+                output.write_all(&sum.to_le_bytes())?;
+                output.flush()?;
+                (count, sum) = (0, 0);
+            }
+            EXIT => return Ok(Outcome::Done),
+            other => bail!("unknown benchmark method {other}"),
+        }
+    }
+}
+
+/// Bounces one cache line: whenever the word is odd, make it even.
+fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
+    let Some(segment) = &args.segment else { bail!("--segment is required") };
+    let path = segment_path(segment)?;
+    let map = MmapRegion::attach(&path).map_err(|e| seg_err(&path, e))?;
+    let region = map.region();
+    let word = region.atomic_u64(CACHELINE_OFFSET).map_err(|e| seg_err(&path, e.into()))?;
+    loop {
+        let v = word.load(Ordering::Acquire);
+        if v == CACHELINE_STOP {
+            return Ok(Outcome::Done);
+        }
+        if v % 2 == 1 {
+            word.store(v + 1, Ordering::Release);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
