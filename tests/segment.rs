@@ -111,6 +111,7 @@ fn both_directions_inline_and_slot_up_to_max_payload() {
     );
 }
 
+// shm[verify shm.send.placement]
 #[test]
 fn payload_over_max_is_refused_before_anything_is_written() {
     let mut host = ShmHost::create_heap(SegmentConfig {
@@ -191,6 +192,8 @@ fn exhausted_pool_is_retryable_and_nothing_leaks() {
     assert_eq!(report.pools[0].usage.used, 0);
 }
 
+// shm[verify shm.host.fair]
+// shm[verify shm.peer.claim]
 #[test]
 fn several_guests_each_get_their_own_messages_and_host_is_fair() {
     let dir = tmp();
@@ -284,6 +287,9 @@ fn reserved_id_attach_takes_only_a_reserved_entry() {
     assert!(host.release_peer(again).is_err());
 }
 
+// shm[verify shm.file.attach]
+// shm[verify shm.header.validate]
+// shm[verify shm.file.magic-last]
 #[test]
 fn attach_to_missing_empty_foreign_or_unready_files_fails_clearly() {
     let dir = tmp();
@@ -352,6 +358,7 @@ fn created_file_mode_is_0600_or_0660_on_request() {
     );
 }
 
+// shm[verify shm.file.create]
 #[test]
 fn create_refuses_an_existing_file_and_leaves_it_alone() {
     let dir = tmp();
@@ -400,6 +407,8 @@ fn guest_sees_host_goodbye_after_reading_what_was_sent() {
     ));
 }
 
+// shm[verify shm.peer.detach]
+// shm[verify shm.peer.states]
 #[test]
 fn host_reads_what_a_departed_guest_sent_then_entry_is_free() {
     let dir = tmp();
@@ -457,6 +466,7 @@ fn forged_descriptors_are_refused_without_reading() {
     assert_eq!(guest.try_recv().unwrap().unwrap().payload(), b"fine");
 }
 
+// shm[verify shm.file.magic-last]
 #[test]
 fn heap_regions_carry_a_whole_segment() {
     let config = SegmentConfig::default();
@@ -480,6 +490,8 @@ fn heap_regions_carry_a_whole_segment() {
     );
 }
 
+// shm[verify shm.file.cleanup]
+// shm[verify shm.peer.detach]
 #[test]
 fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
     let dir = tmp();

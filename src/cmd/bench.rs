@@ -334,7 +334,8 @@ fn bench_shm(
         max_guests: 1,
         ring_capacity: 1024,
         slot_size,
-        slots_per_pool: 16,
+        // Few slots keep the working set of large payloads in cache.
+        slots_per_pool: 8,
         max_payload: slot_size,
         heartbeat_interval_ms: 0,
     };

@@ -80,9 +80,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
 }
 
-/// Adds up a payload's bytes (so that every byte is read).
+/// Adds up a payload's bytes (so that every byte is read). Chunks of up to
+/// 16 MiB bytes sum into a `u32` without overflow, which vectorizes well.
 pub fn byte_sum(bytes: &[u8]) -> u64 {
-    bytes.iter().map(|&b| u64::from(b)).sum()
+    bytes
+        .chunks(1 << 16)
+        .map(|chunk| u64::from(chunk.iter().map(|&b| u32::from(b)).sum::<u32>()))
+        .sum()
 }
 
 fn strategy_from_id(id: u64) -> WaitStrategy {
@@ -119,9 +123,7 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
             let desc = *r.desc();
             match desc.method_id {
                 ECHO if r.payload().len() <= shmhub::INLINE_CAPACITY => {
-                    let frame = Frame::new(desc, r.payload().to_vec());
-                    drop(r);
-                    guest.send_timeout(&frame, None).map_err(|e| seg_err(&path, e))?;
+                    guest.send_with(desc, r.payload(), None).map_err(|e| seg_err(&path, e))?;
                 }
                 ECHO => {
                     let mut loan = guest.loan(r.payload().len(), None).map_err(|e| seg_err(&path, e))?;

@@ -1,9 +1,9 @@
 //! A guest: claims a peer entry, then talks to the host over its two rings.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::desc::{DESC_SIZE, Frame};
+use crate::desc::{DESC_SIZE, Frame, MsgDesc};
 use crate::error::{Direction, Error, Result};
 use crate::header::HeaderInfo;
 use crate::host::PeerId;
@@ -13,7 +13,7 @@ use crate::peer::PeerState;
 use crate::region::Region;
 use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
 use crate::sys::{self, ByteLock};
-use crate::wait::{WaitStrategy, deadline_after, far_future};
+use crate::wait::{Deadline, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan};
 
 /// Most descriptors taken from a ring in one batch.
@@ -246,15 +246,14 @@ impl ShmGuest {
     /// Sends `frame` to the host without waiting: a full ring or an
     /// exhausted pool is a retryable error and nothing is sent.
     pub fn send(&mut self, frame: Frame) -> Result<()> {
-        self.send_inner(&frame, None)
+        self.send_inner((frame.desc, frame.payload()), &mut Deadline::no_wait())
     }
 
     /// Sends `frame` to the host, waiting up to `timeout` for room and a
     /// free slot (`None`: as long as it takes).
     pub fn send_timeout(&mut self, frame: &Frame, timeout: Option<Duration>) -> Result<()> {
-        let deadline =
-            deadline_after(timeout).or(Some(Instant::now() + Duration::from_secs(3_153_600_000)));
-        self.send_inner(frame, deadline)
+        let mut deadline = Deadline::after(timeout);
+        self.send_inner((frame.desc, frame.payload()), &mut deadline)
     }
 
     /// Runs a send operation as this guest: takes the sending end's lock,
@@ -262,8 +261,8 @@ impl ShmGuest {
     /// hands `op` a stop check for its waits.
     fn sending<T>(
         &mut self,
-        deadline: Option<Instant>,
-        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut dyn FnMut() -> Result<()>) -> Result<T>,
+        deadline: &mut Deadline,
+        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut Deadline, &mut dyn FnMut() -> Result<()>) -> Result<T>,
     ) -> Result<T> {
         let p = self.peer_id;
         let what = || format!("the sending end of peer {p}");
@@ -273,14 +272,21 @@ impl ShmGuest {
         if self.seg.host_goodbye()? {
             return Err(Error::HostGone);
         }
+        self.beat_if_due()?;
         let mut waiter = Waiter::new(&self.seg, p, self.epoch, &mut self.last_beat_ns, &mut self.last_host_check_ns);
-        op(&self.seg, p, &mut self.head_cache, &mut self.pool_hint, self.strategy, &mut || waiter.check())
+        op(&self.seg, p, &mut self.head_cache, &mut self.pool_hint, self.strategy, deadline, &mut || waiter.check())
     }
 
-    fn send_inner(&mut self, frame: &Frame, deadline: Option<Instant>) -> Result<()> {
-        self.sending(deadline, |seg, p, head, hint, strategy, stop| {
-            seg.send_frame(p, Direction::GuestToHost, frame, head, hint, strategy, deadline, stop)
+    fn send_inner(&mut self, message: (MsgDesc, &[u8]), deadline: &mut Deadline) -> Result<()> {
+        self.sending(deadline, |seg, p, head, hint, strategy, deadline, stop| {
+            seg.send_frame(p, Direction::GuestToHost, message, head, hint, strategy, deadline, stop)
         })
+    }
+
+    /// Sends a message given as a descriptor and a borrowed payload (no
+    /// [`Frame`] to build), waiting up to `timeout` like [`ShmGuest::send_timeout`].
+    pub fn send_with(&mut self, desc: MsgDesc, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.send_inner((desc, payload), &mut Deadline::after(timeout))
     }
 
     /// Sends `frames` to the host in order, publishing as many descriptors
@@ -289,8 +295,8 @@ impl ShmGuest {
     ///
     /// shm[impl shm.send.batch]
     pub fn send_batch(&mut self, frames: &[Frame], timeout: Option<Duration>) -> Result<usize> {
-        let deadline = deadline_after(timeout).or(Some(far_future()));
-        self.sending(deadline, |seg, p, head, hint, strategy, stop| {
+        let mut deadline = Deadline::after(timeout);
+        self.sending(&mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
             seg.send_frames(p, Direction::GuestToHost, frames, head, hint, strategy, deadline, stop)
         })
     }
@@ -301,20 +307,20 @@ impl ShmGuest {
     ///
     /// shm[impl shm.send.zero-copy]
     pub fn loan(&mut self, len: usize, timeout: Option<Duration>) -> Result<SlotLoan> {
-        let deadline = deadline_after(timeout).or(Some(far_future()));
-        self.sending(deadline, |seg, p, head, hint, strategy, stop| {
+        let mut deadline = Deadline::after(timeout);
+        self.sending(&mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
             seg.loan(p, Direction::GuestToHost, len, head, hint, strategy, deadline, stop)
         })
     }
 
     /// Sends a loaned slot to the host.
     pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
-        self.sending(None, |seg, p, head, _, _, _| seg.commit(p, Direction::GuestToHost, loan, head))
+        self.sending(&mut Deadline::no_wait(), |seg, p, head, _, _, _, _| seg.commit(p, Direction::GuestToHost, loan, head))
     }
 
     /// Receives the next message if one is queued.
     pub fn try_recv(&mut self) -> Result<Option<Frame>> {
-        self.lock_receiving_end(None)?;
+        self.lock_receiving_end(&mut Deadline::no_wait())?;
         Ok(self.pop()?.map(Received::into_frame))
     }
 
@@ -339,13 +345,13 @@ impl ShmGuest {
     ///
     /// shm[impl shm.recv.zero-copy]
     pub fn recv_in_place(&mut self, timeout: Option<Duration>) -> Result<Option<Received>> {
-        let deadline = deadline_after(timeout);
-        self.lock_receiving_end(deadline)?;
+        let mut deadline = Deadline::after(timeout);
+        self.lock_receiving_end(&mut deadline)?;
         loop {
             if let Some(received) = self.pop()? {
                 return Ok(Some(received));
             }
-            if !self.wait(deadline)? {
+            if !self.wait(&mut deadline)? {
                 return Ok(None);
             }
         }
@@ -355,8 +361,8 @@ impl ShmGuest {
     /// all of them), waiting up to `timeout` for the first; `handle` gets
     /// each with its payload in place. Returns how many.
     pub fn recv_batch(&mut self, max: usize, timeout: Option<Duration>, mut handle: impl FnMut(Received)) -> Result<usize> {
-        let deadline = deadline_after(timeout);
-        self.lock_receiving_end(deadline)?;
+        let mut deadline = Deadline::after(timeout);
+        self.lock_receiving_end(&mut deadline)?;
         loop {
             let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
             let want = max.clamp(1, RECV_BATCH);
@@ -372,14 +378,14 @@ impl ShmGuest {
                 }
                 return first_error.map_or(Ok(n), Err);
             }
-            if !self.wait(deadline)? {
+            if !self.wait(&mut deadline)? {
                 return Ok(0);
             }
         }
     }
 
     /// Waits until the host-to-guest ring has something; false on timeout.
-    fn wait(&mut self, deadline: Option<Instant>) -> Result<bool> {
+    fn wait(&mut self, deadline: &mut Deadline) -> Result<bool> {
         let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
         let state = ring.state()?;
         if !state.is_empty() {
@@ -395,14 +401,26 @@ impl ShmGuest {
         ring.wait_for_data(state.tail, self.strategy, deadline, &mut || waiter.check())
     }
 
-    fn lock_receiving_end(&mut self, deadline: Option<Instant>) -> Result<()> {
+    fn lock_receiving_end(&mut self, deadline: &mut Deadline) -> Result<()> {
         let p = self.peer_id;
         let what = || format!("the receiving end of peer {p}");
         self.locks
             .ensure(&self.seg, lock_byte::ring_end(p, End::HostToGuestConsumer), deadline, what)
     }
 
+    /// With heartbeats on, refreshes the heartbeat once an interval has
+    /// passed, so a guest that is busy sending and receiving (and never
+    /// waits) still beats.
+    fn beat_if_due(&mut self) -> Result<()> {
+        let interval_ns = u64::from(self.seg.layout.config.heartbeat_interval_ms) * 1_000_000;
+        if interval_ns > 0 && sys::monotonic_ns().saturating_sub(self.last_beat_ns) >= interval_ns {
+            self.beat()?;
+        }
+        Ok(())
+    }
+
     fn pop(&mut self) -> Result<Option<Received>> {
+        self.beat_if_due()?;
         let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
         match ring.pop(&mut self.tail_cache)? {
             Some(bytes) => self.seg.decode_in_place(self.peer_id, Direction::HostToGuest, &bytes).map(Some),
@@ -454,7 +472,7 @@ impl ShmGuest {
     fn detach_inner(&mut self) -> Result<()> {
         let p = self.peer_id;
         Self::check_still_mine(&self.seg, p, self.epoch)?;
-        if self.lock_receiving_end(None).is_ok() {
+        if self.lock_receiving_end(&mut Deadline::no_wait()).is_ok() {
             let ring = self.seg.ring(p, Direction::HostToGuest);
             for desc in ring.drain()? {
                 self.seg.discard(p, Direction::HostToGuest, &desc)?;

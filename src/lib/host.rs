@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::desc::{DESC_SIZE, Frame};
+use crate::desc::{DESC_SIZE, Frame, MsgDesc};
 use crate::error::{Direction, Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{SegmentConfig, SegmentLayout};
@@ -14,7 +14,7 @@ use crate::peer::{PeerEntry, PeerState};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
 use crate::sys::{self, ByteLock};
-use crate::wait::{Backoff, WaitStrategy, deadline_after, far_future};
+use crate::wait::{Backoff, Deadline, Step, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan};
 
 /// Most descriptors taken from a ring in one batch.
@@ -301,7 +301,7 @@ impl ShmHost {
         }
     }
 
-    fn lock_end(&mut self, p: u8, end: End, deadline: Option<Instant>) -> Result<()> {
+    fn lock_end(&mut self, p: u8, end: End, deadline: &mut Deadline) -> Result<()> {
         let what = || {
             let role = match end {
                 End::HostToGuestProducer => "sending end",
@@ -318,7 +318,7 @@ impl ShmHost {
     ///
     /// shm[impl shm.send.backpressure]
     pub fn send(&mut self, peer_id: PeerId, frame: Frame) -> Result<()> {
-        self.send_inner(peer_id, &frame, None)
+        self.send_inner(peer_id, (frame.desc, frame.payload()), &mut Deadline::no_wait())
     }
 
     /// Sends `frame` to guest `peer_id`, waiting up to `timeout` for room
@@ -329,8 +329,8 @@ impl ShmHost {
         frame: &Frame,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let deadline = deadline_after(timeout).or(Some(far_future()));
-        self.send_inner(peer_id, frame, deadline)
+        let mut deadline = Deadline::after(timeout);
+        self.send_inner(peer_id, (frame.desc, frame.payload()), &mut deadline)
     }
 
     /// Runs a send operation as the host towards guest `peer_id`: takes the
@@ -339,8 +339,8 @@ impl ShmHost {
     fn sending<T>(
         &mut self,
         peer_id: PeerId,
-        deadline: Option<Instant>,
-        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut dyn FnMut() -> Result<()>) -> Result<T>,
+        deadline: &mut Deadline,
+        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut Deadline, &mut dyn FnMut() -> Result<()>) -> Result<T>,
     ) -> Result<T> {
         let p = self.seg.guest_id(peer_id.into())?;
         self.lock_end(p, End::HostToGuestProducer, deadline)?;
@@ -353,22 +353,22 @@ impl ShmHost {
                 expected: "attached or reserved",
             });
         }
-        let epoch = peer.epoch()?;
+        let mut watch = PeerWatch::new(p, peer.epoch()?);
         let seg = &self.seg;
-        let mut stop = || -> Result<()> {
-            let now = seg.peer(p);
-            if !matches!(now.state()?, PeerState::Attached | PeerState::Reserved) || now.epoch()? != epoch {
-                return Err(Error::PeerGone { peer_id: p });
-            }
-            Ok(())
-        };
-        op(seg, p, &mut self.head_cache[p as usize - 1], &mut self.pool_hint, self.strategy, &mut stop)
+        let mut stop = || watch.check(seg, true);
+        op(seg, p, &mut self.head_cache[p as usize - 1], &mut self.pool_hint, self.strategy, deadline, &mut stop)
     }
 
-    fn send_inner(&mut self, peer_id: PeerId, frame: &Frame, deadline: Option<Instant>) -> Result<()> {
-        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, stop| {
-            seg.send_frame(p, Direction::HostToGuest, frame, head, hint, strategy, deadline, stop)
+    fn send_inner(&mut self, peer_id: PeerId, message: (MsgDesc, &[u8]), deadline: &mut Deadline) -> Result<()> {
+        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, deadline, stop| {
+            seg.send_frame(p, Direction::HostToGuest, message, head, hint, strategy, deadline, stop)
         })
+    }
+
+    /// Sends a message given as a descriptor and a borrowed payload (no
+    /// [`Frame`] to build), waiting up to `timeout` like [`ShmHost::send_timeout`].
+    pub fn send_with(&mut self, peer_id: PeerId, desc: MsgDesc, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+        self.send_inner(peer_id, (desc, payload), &mut Deadline::after(timeout))
     }
 
     /// Sends `frames` to guest `peer_id` in order, publishing as many
@@ -378,8 +378,8 @@ impl ShmHost {
     ///
     /// shm[impl shm.send.batch]
     pub fn send_batch(&mut self, peer_id: PeerId, frames: &[Frame], timeout: Option<Duration>) -> Result<usize> {
-        let deadline = deadline_after(timeout).or(Some(far_future()));
-        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, stop| {
+        let mut deadline = Deadline::after(timeout);
+        self.sending(peer_id, &mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
             seg.send_frames(p, Direction::HostToGuest, frames, head, hint, strategy, deadline, stop)
         })
     }
@@ -390,21 +390,21 @@ impl ShmHost {
     ///
     /// shm[impl shm.send.zero-copy]
     pub fn loan(&mut self, peer_id: PeerId, len: usize, timeout: Option<Duration>) -> Result<SlotLoan> {
-        let deadline = deadline_after(timeout).or(Some(far_future()));
-        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, stop| {
+        let mut deadline = Deadline::after(timeout);
+        self.sending(peer_id, &mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
             seg.loan(p, Direction::HostToGuest, len, head, hint, strategy, deadline, stop)
         })
     }
 
     /// Sends a loaned slot to guest `peer_id` (the guest the loan was made for).
     pub fn commit(&mut self, peer_id: PeerId, loan: SlotLoan) -> Result<()> {
-        self.sending(peer_id, None, |seg, p, head, _, _, _| seg.commit(p, Direction::HostToGuest, loan, head))
+        self.sending(peer_id, &mut Deadline::no_wait(), |seg, p, head, _, _, _, _| seg.commit(p, Direction::HostToGuest, loan, head))
     }
 
     /// Receives the next message from guest `peer_id`, if one is queued.
     pub fn try_recv_from(&mut self, peer_id: PeerId) -> Result<Option<Frame>> {
         let p = self.seg.guest_id(peer_id.into())?;
-        self.lock_end(p, End::GuestToHostConsumer, None)?;
+        self.lock_end(p, End::GuestToHostConsumer, &mut Deadline::no_wait())?;
         self.pop_from(p)
     }
 
@@ -421,13 +421,13 @@ impl ShmHost {
     /// shm[impl shm.recv.zero-copy]
     pub fn recv_from_in_place(&mut self, peer_id: PeerId, timeout: Option<Duration>) -> Result<Option<Received>> {
         let p = self.seg.guest_id(peer_id.into())?;
-        let deadline = deadline_after(timeout);
-        self.lock_end(p, End::GuestToHostConsumer, deadline)?;
+        let mut deadline = Deadline::after(timeout);
+        self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
         loop {
             if let Some(received) = self.pop_in_place(p)? {
                 return Ok(Some(received));
             }
-            if !self.wait_from(p, deadline)? {
+            if !self.wait_from(p, &mut deadline)? {
                 return Ok(None);
             }
         }
@@ -444,8 +444,8 @@ impl ShmHost {
         mut handle: impl FnMut(Received),
     ) -> Result<usize> {
         let p = self.seg.guest_id(peer_id.into())?;
-        let deadline = deadline_after(timeout);
-        self.lock_end(p, End::GuestToHostConsumer, deadline)?;
+        let mut deadline = Deadline::after(timeout);
+        self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
         loop {
             let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
             let want = max.clamp(1, RECV_BATCH);
@@ -461,27 +461,22 @@ impl ShmHost {
                 }
                 return first_error.map_or(Ok(n), Err);
             }
-            if !self.wait_from(p, deadline)? {
+            if !self.wait_from(p, &mut deadline)? {
                 return Ok(0);
             }
         }
     }
 
     /// Waits until guest `p`'s ring has something to read; false on timeout.
-    fn wait_from(&mut self, p: u8, deadline: Option<Instant>) -> Result<bool> {
+    fn wait_from(&mut self, p: u8, deadline: &mut Deadline) -> Result<bool> {
         let ring = self.seg.ring(p, Direction::GuestToHost);
         let state = ring.state()?;
         if !state.is_empty() {
             return Ok(true);
         }
         let seg = &self.seg;
-        let mut stop = || -> Result<()> {
-            match seg.peer(p).state()? {
-                PeerState::Attached | PeerState::Reserved => Ok(()),
-                _ if seg.ring(p, Direction::GuestToHost).state()?.is_empty() => Err(Error::PeerGone { peer_id: p }),
-                _ => Ok(()),
-            }
-        };
+        let mut watch = PeerWatch::new(p, seg.peer(p).epoch()?);
+        let mut stop = || watch.check(seg, false);
         ring.wait_for_data(state.tail, self.strategy, deadline, &mut stop)
     }
 
@@ -505,7 +500,7 @@ impl ShmHost {
         Ok(self.pop_in_place(p)?.map(Received::into_frame))
     }
 
-    fn lock_all_receiving_ends(&mut self, deadline: Option<Instant>) -> Result<()> {
+    fn lock_all_receiving_ends(&mut self, deadline: &mut Deadline) -> Result<()> {
         if self.any_locked {
             return Ok(());
         }
@@ -521,7 +516,7 @@ impl ShmHost {
     ///
     /// shm[impl shm.host.fair]
     pub fn try_recv(&mut self) -> Result<Option<(PeerId, Frame)>> {
-        self.lock_all_receiving_ends(None)?;
+        self.lock_all_receiving_ends(&mut Deadline::no_wait())?;
         self.poll_all()
     }
 
@@ -540,8 +535,8 @@ impl ShmHost {
     /// Receives the next message from any guest, waiting up to `timeout`
     /// (`None`: until one comes). `Ok(None)` when the time ran out.
     pub fn recv_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<(PeerId, Frame)>> {
-        let deadline = deadline_after(timeout);
-        self.lock_all_receiving_ends(deadline)?;
+        let mut deadline = Deadline::after(timeout);
+        self.lock_all_receiving_ends(&mut deadline)?;
         let region = self.seg.region.clone();
         let bell = region.atomic_u32(header::field::HOST_DOORBELL)?;
         let waiting = region.atomic_u32(header::field::HOST_WAITING)?;
@@ -551,24 +546,24 @@ impl ShmHost {
             if let Some(found) = self.poll_all()? {
                 return Ok(Some(found));
             }
-            match backoff.next_step(deadline) {
-                None => return Ok(None),
-                Some(Some(sleep)) => {
-                    waiting.store(1, Ordering::Relaxed);
-                    std::sync::atomic::fence(Ordering::SeqCst);
-                    let empty = (1..=self.seg.layout.config.max_guests as u8).all(|p| {
-                        self.seg
-                            .ring(p, Direction::GuestToHost)
-                            .state()
-                            .map(|s| s.is_empty())
-                            .unwrap_or(false)
-                    });
+            match backoff.next_step(&mut deadline) {
+                Step::Again | Step::Check => {}
+                Step::Expired => return Ok(None),
+                Step::Sleep(sleep) => {
+                    // Set the flag with a full barrier, then look at every
+                    // ring once more: a guest that published before this
+                    // look is seen; one that publishes after it sees the
+                    // flag and rings the bell (see `ring_host_doorbell`).
+                    waiting.swap(1, Ordering::SeqCst);
+                    let mut empty = true;
+                    for p in 1..=self.seg.layout.config.max_guests as u8 {
+                        empty &= self.seg.ring(p, Direction::GuestToHost).is_empty_now()?;
+                    }
                     if empty {
                         sys::futex_wait(bell, seen, Some(sleep));
                     }
                     waiting.store(0, Ordering::Relaxed);
                 }
-                Some(None) => {}
             }
         }
     }
@@ -602,14 +597,14 @@ impl ShmHost {
         let mut guest_ends = RoleLocks::default();
         for end in [End::GuestToHostProducer, End::HostToGuestConsumer] {
             if guest_ends
-                .ensure(&self.seg, lock_byte::ring_end(p, end), None, String::new)
+                .ensure(&self.seg, lock_byte::ring_end(p, end), &mut Deadline::no_wait(), String::new)
                 .is_err()
             {
                 return Ok(false);
             }
         }
-        if self.lock_end(p, End::GuestToHostConsumer, None).is_err()
-            || self.lock_end(p, End::HostToGuestProducer, None).is_err()
+        if self.lock_end(p, End::GuestToHostConsumer, &mut Deadline::no_wait()).is_err()
+            || self.lock_end(p, End::HostToGuestProducer, &mut Deadline::no_wait()).is_err()
         {
             return Ok(false);
         }
@@ -627,6 +622,7 @@ impl ShmHost {
         for pool in 0..=self.seg.layout.config.max_guests as u8 {
             self.seg.pool(pool).free_held_by(p)?;
         }
+        self.seg.pool(p).clear_waiters()?;
         let h2g = self.seg.ring(p, Direction::HostToGuest).state()?;
         let g2h = self.seg.ring(p, Direction::GuestToHost).state()?;
         self.head_cache[p as usize - 1] = h2g.head;
@@ -652,6 +648,54 @@ impl ShmHost {
     }
 }
 
+
+/// What a waiting host checks about one guest between naps: the entry is
+/// still the one it was, and (every 100 ms) its holder still lives.
+struct PeerWatch {
+    peer_id: u8,
+    epoch: u32,
+    last_liveness_ns: u64,
+}
+
+impl PeerWatch {
+    fn new(peer_id: u8, epoch: u32) -> Self {
+        PeerWatch {
+            peer_id,
+            epoch,
+            last_liveness_ns: sys::monotonic_ns(),
+        }
+    }
+
+    /// Fails with [`Error::PeerGone`] once the guest has gone: for a sender
+    /// (`sending`), as soon as the entry is neither Attached nor Reserved or
+    /// was claimed again; for a receiver, once also nothing is left to read.
+    /// A guest whose process died counts as gone either way.
+    fn check(&mut self, seg: &Segment, sending: bool) -> Result<()> {
+        let p = self.peer_id;
+        let gone = Err(Error::PeerGone { peer_id: p });
+        let peer = seg.peer(p);
+        let present = matches!(peer.state()?, PeerState::Attached | PeerState::Reserved) && peer.epoch()? == self.epoch;
+        if !present {
+            if sending || seg.ring(p, Direction::GuestToHost).state()?.is_empty() {
+                return gone;
+            }
+            return Ok(());
+        }
+        let now = sys::monotonic_ns();
+        if now.saturating_sub(self.last_liveness_ns) >= 100_000_000 {
+            self.last_liveness_ns = now;
+            let entry = peer.snapshot()?;
+            let file = seg.file().map(|f| &**f);
+            let status = liveness::judge_peer(&entry, file, seg.layout.config.heartbeat_interval_ms, now);
+            if status == HolderStatus::Dead
+                && (sending || seg.ring(p, Direction::GuestToHost).state()?.is_empty())
+            {
+                return gone;
+            }
+        }
+        Ok(())
+    }
+}
 
 impl Drop for ShmHost {
     /// The host that created the segment says goodbye and deletes its file.

@@ -10,14 +10,13 @@
 //!
 //! shm[impl shm.pool.bitmap]
 
-use std::sync::atomic::{Ordering, fence};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
 use crate::layout::{SLOT_META_SIZE, SegmentLayout};
 use crate::region::Region;
 use crate::sys;
-use crate::wait::{Backoff, WaitStrategy};
+use crate::wait::{Backoff, Deadline, Step, WaitStrategy};
 
 /// Byte offsets in a pool's control block and slot metadata.
 pub mod field {
@@ -155,32 +154,38 @@ impl<'a> Pool<'a> {
         holder: u8,
         hint: &mut u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<(u32, u32)> {
         let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
         let waiters = self.region.atomic_u32(self.base + field::WAITERS)?;
         let mut backoff = Backoff::new(strategy);
         loop {
-            let seen = releases.load(Ordering::Acquire);
             if let Some(found) = self.try_alloc(holder, hint)? {
                 return Ok(found);
             }
-            stop()?;
+            // Only a waiter reads the release counter, so that allocations
+            // that find a slot do not pull the freer's cache line.
+            let seen = releases.load(Ordering::SeqCst);
+            if let Some(found) = self.try_alloc(holder, hint)? {
+                return Ok(found);
+            }
             match backoff.next_step(deadline) {
-                None => {
+                Step::Again => {}
+                Step::Check => stop()?,
+                Step::Expired => {
                     return Err(Error::PoolExhausted {
                         owner: self.owner_name(),
                     });
                 }
-                Some(Some(sleep)) => {
+                Step::Sleep(sleep) => {
+                    stop()?;
                     waiters.fetch_add(1, Ordering::SeqCst);
                     if releases.load(Ordering::SeqCst) == seen {
                         sys::futex_wait(releases, seen, Some(sleep));
                     }
                     waiters.fetch_sub(1, Ordering::SeqCst);
                 }
-                Some(None) => {}
             }
         }
     }
@@ -276,18 +281,27 @@ impl<'a> Pool<'a> {
         if before & mask == 0 {
             return Ok(false);
         }
+        // A sequentially consistent increment, then the waiter count: pairs
+        // with the waiter's increment-then-read in `alloc`, so a wake is
+        // never lost and never made when nobody sleeps.
         self.region
             .atomic_u32(self.base + field::RELEASES)?
-            .fetch_add(1, Ordering::Release);
-        fence(Ordering::SeqCst);
+            .fetch_add(1, Ordering::SeqCst);
         if self
             .region
-            .load_u32(self.base + field::WAITERS, Ordering::Relaxed)?
+            .load_u32(self.base + field::WAITERS, Ordering::SeqCst)?
             != 0
         {
             sys::futex_wake_all(self.region.atomic_u32(self.base + field::RELEASES)?);
         }
         Ok(true)
+    }
+
+    /// Clears the waiter count (a process that died asleep leaves it set,
+    /// which would only cost needless wake calls).
+    pub(crate) fn clear_waiters(&self) -> Result<()> {
+        self.region.store_u32(self.base + field::WAITERS, 0, Ordering::Relaxed)?;
+        Ok(())
     }
 
     /// Frees every allocated slot whose holder is `peer`; returns how many.
@@ -375,7 +389,7 @@ mod tests {
             0,
             &mut hint,
             WaitStrategy::Block,
-            Some(Instant::now()),
+            &mut Deadline::no_wait(),
             &mut || Ok(()),
         );
         assert!(matches!(err, Err(Error::PoolExhausted { .. })));
@@ -467,8 +481,8 @@ mod tests {
         let other = region.clone();
         let waiter = std::thread::spawn(move || {
             let pool = Pool::new(&other, &layout, 0);
-            let deadline = Instant::now() + std::time::Duration::from_secs(20);
-            pool.alloc(0, &mut 0, WaitStrategy::Block, Some(deadline), &mut || {
+            let mut deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
+            pool.alloc(0, &mut 0, WaitStrategy::Block, &mut deadline, &mut || {
                 Ok(())
             })
             .unwrap()

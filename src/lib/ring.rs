@@ -14,15 +14,14 @@
 //!
 //! shm[impl shm.ring.spsc]
 
-use std::sync::atomic::{Ordering, fence};
-use std::time::Instant;
+use std::sync::atomic::Ordering;
 
 use crate::desc::DESC_SIZE;
 use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::Region;
 use crate::sys;
-use crate::wait::{Backoff, WaitStrategy};
+use crate::wait::{Backoff, Deadline, Step, WaitStrategy};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -102,6 +101,14 @@ impl<'a> Ring<'a> {
         })
     }
 
+    /// Whether the ring is empty, with both indices read sequentially
+    /// consistently (for the host's sleep handshake across many rings).
+    pub(crate) fn is_empty_now(&self) -> Result<bool> {
+        let tail = self.region.load_u32(self.base + field::TAIL, Ordering::SeqCst)?;
+        let head = self.region.load_u32(self.base + field::HEAD, Ordering::SeqCst)?;
+        Ok(tail == head)
+    }
+
     /// Producer: whether `wanted` more descriptors fit. `cached_head` is the
     /// producer's private copy of the consumer's index; the shared head is
     /// read (and the copy refreshed) only when the copy says there is no room.
@@ -134,9 +141,7 @@ impl<'a> Ring<'a> {
         for (i, desc) in descs.iter().enumerate() {
             self.region.write(self.slot_offset(tail.wrapping_add(i as u32)), desc)?;
         }
-        self.region
-            .store_u32(self.base + field::TAIL, tail.wrapping_add(wanted), Ordering::Release)?;
-        self.wake_if_waiting(field::CONSUMER_WAITING, field::TAIL)?;
+        self.publish_index(field::TAIL, tail.wrapping_add(wanted), field::CONSUMER_WAITING)?;
         Ok(true)
     }
 
@@ -167,23 +172,22 @@ impl<'a> Ring<'a> {
             self.region.read(self.slot_offset(head.wrapping_add(i as u32)), desc)?;
         }
         // The descriptors are copied out, so the producer may reuse their places.
-        self.region
-            .store_u32(self.base + field::HEAD, head.wrapping_add(count as u32), Ordering::Release)?;
-        self.wake_if_waiting(field::PRODUCER_WAITING, field::HEAD)?;
+        self.publish_index(field::HEAD, head.wrapping_add(count as u32), field::PRODUCER_WAITING)?;
         Ok(count)
     }
 
-    /// After publishing `index_field`, wakes the other side if it said it
-    /// sleeps. The SeqCst fence pairs with the one in [`Ring::wait`]: either
-    /// the sleeper sees the new index before sleeping, or we see its flag.
-    fn wake_if_waiting(&self, flag_field: u64, index_field: u64) -> Result<()> {
-        fence(Ordering::SeqCst);
-        if self
-            .region
-            .load_u32(self.base + flag_field, Ordering::Relaxed)?
-            != 0
-        {
-            sys::futex_wake_all(self.region.atomic_u32(self.base + index_field)?);
+    /// Publishes a new value of `index_field` and wakes the other side if
+    /// it said it sleeps. The index is swapped in (a sequentially consistent
+    /// read-modify-write, a full barrier) and the flag read after it; the
+    /// sleeper sets its flag the same way before its last look at the index
+    /// ([`Ring::wait`]), so either the sleeper sees the new index, or the
+    /// publisher sees the flag and makes the wake call. Nobody asleep: no
+    /// system call.
+    fn publish_index(&self, index_field: u64, value: u32, flag_field: u64) -> Result<()> {
+        let index = self.region.atomic_u32(self.base + index_field)?;
+        index.swap(value, Ordering::SeqCst);
+        if self.region.load_u32(self.base + flag_field, Ordering::SeqCst)? != 0 {
+            sys::futex_wake_all(index);
         }
         Ok(())
     }
@@ -194,17 +198,10 @@ impl<'a> Ring<'a> {
         &self,
         seen_tail: u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<bool> {
-        self.wait(
-            field::TAIL,
-            field::CONSUMER_WAITING,
-            seen_tail,
-            strategy,
-            deadline,
-            stop,
-        )
+        self.wait(field::TAIL, field::CONSUMER_WAITING, seen_tail, strategy, deadline, stop)
     }
 
     /// Producer: waits until the head moves past `seen_head`.
@@ -212,17 +209,10 @@ impl<'a> Ring<'a> {
         &self,
         seen_head: u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<bool> {
-        self.wait(
-            field::HEAD,
-            field::PRODUCER_WAITING,
-            seen_head,
-            strategy,
-            deadline,
-            stop,
-        )
+        self.wait(field::HEAD, field::PRODUCER_WAITING, seen_head, strategy, deadline, stop)
     }
 
     fn wait(
@@ -231,7 +221,7 @@ impl<'a> Ring<'a> {
         flag_field: u64,
         seen: u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<bool> {
         let index = self.region.atomic_u32(self.base + index_field)?;
@@ -241,18 +231,18 @@ impl<'a> Ring<'a> {
             if index.load(Ordering::Acquire) != seen {
                 return Ok(true);
             }
-            stop()?;
             match backoff.next_step(deadline) {
-                None => return Ok(false),
-                Some(Some(sleep)) => {
-                    flag.store(1, Ordering::Relaxed);
-                    fence(Ordering::SeqCst);
-                    if index.load(Ordering::Relaxed) == seen {
+                Step::Again => {}
+                Step::Check => stop()?,
+                Step::Expired => return Ok(false),
+                Step::Sleep(sleep) => {
+                    stop()?;
+                    flag.swap(1, Ordering::SeqCst);
+                    if index.load(Ordering::SeqCst) == seen {
                         sys::futex_wait(index, seen, Some(sleep));
                     }
                     flag.store(0, Ordering::Relaxed);
                 }
-                Some(None) => {}
             }
         }
     }
@@ -387,8 +377,8 @@ mod tests {
         let consumer_region = region.clone();
         let waiter = std::thread::spawn(move || {
             let ring = Ring::new(&consumer_region, 0, 4);
-            let deadline = Instant::now() + std::time::Duration::from_secs(20);
-            ring.wait_for_data(0, WaitStrategy::Block, Some(deadline), &mut || Ok(()))
+            let mut deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
+            ring.wait_for_data(0, WaitStrategy::Block, &mut deadline, &mut || Ok(()))
                 .unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -402,10 +392,10 @@ mod tests {
     fn wait_times_out_when_nothing_comes() {
         let region = ring_region(4);
         let ring = Ring::new(&region, 0, 4);
-        let deadline = Instant::now() + std::time::Duration::from_millis(30);
+        let mut deadline = Deadline::after(Some(std::time::Duration::from_millis(30)));
         assert!(
             !ring
-                .wait_for_data(0, WaitStrategy::Adaptive, Some(deadline), &mut || Ok(()))
+                .wait_for_data(0, WaitStrategy::Adaptive, &mut deadline, &mut || Ok(()))
                 .unwrap()
         );
     }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::desc::{DESC_SIZE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc};
 use crate::error::{Direction, Error, Result};
@@ -19,7 +19,7 @@ use crate::pool::Pool;
 use crate::region::{HeapRegion, Region};
 use crate::ring::Ring;
 use crate::sys::{self, ByteLock};
-use crate::wait::WaitStrategy;
+use crate::wait::{Deadline, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan, SlotRef};
 
 /// The memory a host or guest owns; the mapping lives as long as it does.
@@ -93,10 +93,31 @@ pub mod lock_byte {
     }
 }
 
+/// Hashes a lock byte number as itself: the keys are small distinct
+/// integers chosen by this crate, so no hashing is needed on the hot path.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// The role locks one host or guest holds, taken on first use.
 #[derive(Debug, Default)]
 pub(crate) struct RoleLocks {
-    held: HashMap<u64, ByteLock>,
+    held: HashMap<u64, ByteLock, std::hash::BuildHasherDefault<IdentityHasher>>,
 }
 
 impl RoleLocks {
@@ -106,17 +127,17 @@ impl RoleLocks {
         &mut self,
         seg: &Segment,
         byte: u64,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
-        if self.held.contains_key(&byte) {
-            return Ok(());
-        }
         let Some(mmap) = seg.backing.mmap() else {
             // Heap and caller-supplied regions live in one process, whose
             // `&mut self` methods already serialize each role.
             return Ok(());
         };
+        if self.held.contains_key(&byte) {
+            return Ok(());
+        }
         loop {
             let taken = ByteLock::try_lock(mmap.file(), byte).map_err(|cause| Error::Io {
                 path: mmap.path().to_path_buf(),
@@ -126,10 +147,10 @@ impl RoleLocks {
                 self.held.insert(byte, lock);
                 return Ok(());
             }
-            match deadline {
-                Some(d) if Instant::now() < d => std::thread::sleep(Duration::from_millis(2)),
-                _ => return Err(Error::Busy { what: what() }),
+            if deadline.passed() {
+                return Err(Error::Busy { what: what() });
             }
+            std::thread::sleep(Duration::from_millis(2));
         }
     }
 }
@@ -211,11 +232,14 @@ impl Segment {
     }
 
     /// Wakes a host sleeping in a receive from any guest.
+    ///
+    /// Called right after a guest publishes its tail with a sequentially
+    /// consistent swap; the host sets its waiting flag the same way before
+    /// its last look at the rings, so one of the two sees the other.
     pub(crate) fn ring_host_doorbell(&self) -> Result<()> {
-        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .region
-            .load_u32(header::field::HOST_WAITING, Ordering::Relaxed)?
+            .load_u32(header::field::HOST_WAITING, Ordering::SeqCst)?
             != 0
         {
             let bell = self.region.atomic_u32(header::field::HOST_DOORBELL)?;
@@ -251,13 +275,13 @@ impl Segment {
         direction: Direction,
         cached_head: &mut u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
         let ring = self.ring(guest, direction);
         while !ring.has_room(cached_head, 1)? {
             let seen_head = *cached_head;
-            if deadline.is_none() || !ring.wait_for_space(seen_head, strategy, deadline, stop)? {
+            if !ring.wait_for_space(seen_head, strategy, deadline, stop)? {
                 return Err(Error::RingFull {
                     peer_id: guest,
                     direction,
@@ -273,16 +297,11 @@ impl Segment {
         sender: u8,
         pool_hint: &mut u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<(u32, u32)> {
         let pool = self.pool(sender);
-        match deadline {
-            None => pool.try_alloc(sender, pool_hint)?.ok_or_else(|| Error::PoolExhausted {
-                owner: if sender == 0 { "host".into() } else { format!("peer {sender}") },
-            }),
-            Some(_) => pool.alloc(sender, pool_hint, strategy, deadline, stop),
-        }
+        pool.alloc(sender, pool_hint, strategy, deadline, stop)
     }
 
     /// Builds the descriptor for `frame`, copying its payload inline or into
@@ -293,15 +312,14 @@ impl Segment {
         &self,
         guest: u8,
         direction: Direction,
-        frame: &Frame,
+        (desc, payload): (MsgDesc, &[u8]),
         pool_hint: &mut u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<(MsgDesc, Option<(u32, u32)>)> {
         let (sender, receiver) = Self::ends(guest, direction);
-        let payload = frame.payload();
-        let mut desc = frame.desc;
+        let mut desc = desc;
         desc.payload_len = payload.len() as u32;
         desc.inline = [0; INLINE_CAPACITY];
         desc.slot_offset = 0;
@@ -356,7 +374,7 @@ impl Segment {
         Ok(())
     }
 
-    /// Sends `frame` on `direction`'s ring of `guest`, waiting for room and
+    /// Sends a message (descriptor and payload) on `direction`'s ring of `guest`, waiting for room and
     /// for a slot until `deadline` (no deadline: do not wait).
     ///
     /// shm[impl shm.send.placement]
@@ -365,18 +383,18 @@ impl Segment {
         &self,
         guest: u8,
         direction: Direction,
-        frame: &Frame,
+        message: (MsgDesc, &[u8]),
         cached_head: &mut u32,
         pool_hint: &mut u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<()> {
-        self.check_payload_len(frame.payload().len())?;
+        self.check_payload_len(message.1.len())?;
         // Room first, so that a slot is never taken for a message that
         // cannot be queued.
         self.wait_for_room(guest, direction, cached_head, strategy, deadline, stop)?;
-        let (desc, slot) = self.encode(guest, direction, frame, pool_hint, strategy, deadline, stop)?;
+        let (desc, slot) = self.encode(guest, direction, message, pool_hint, strategy, deadline, stop)?;
         self.publish(guest, direction, cached_head, &[desc.to_bytes()], slot.as_slice())
     }
 
@@ -393,7 +411,7 @@ impl Segment {
         cached_head: &mut u32,
         pool_hint: &mut u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<usize> {
         for frame in frames {
@@ -415,7 +433,7 @@ impl Segment {
             descs.clear();
             slots.clear();
             for frame in &frames[sent..sent + room.max(1).min(frames.len() - sent)] {
-                match self.encode(guest, direction, frame, pool_hint, strategy, deadline, stop) {
+                match self.encode(guest, direction, (frame.desc, frame.payload()), pool_hint, strategy, deadline, stop) {
                     Ok((desc, slot)) => {
                         descs.push(desc.to_bytes());
                         slots.extend(slot);
@@ -449,7 +467,7 @@ impl Segment {
         cached_head: &mut u32,
         pool_hint: &mut u32,
         strategy: WaitStrategy,
-        deadline: Option<Instant>,
+        deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<SlotLoan> {
         self.check_payload_len(len)?;

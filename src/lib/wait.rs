@@ -19,8 +19,65 @@ pub enum WaitStrategy {
 /// Longest single sleep, so that waiters re-check goodbye flags and
 /// liveness even when no wake arrives.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
-const SPIN_STEPS: u32 = 200;
+const SPIN_STEPS: u32 = 2000;
 const YIELD_STEPS: u32 = 20;
+/// While spinning, the clock and the stop check are consulted only every
+/// this many steps: the spin loop itself only re-reads one index.
+const CHECK_EVERY: u32 = 64;
+
+/// How long a wait may last. The clock starts at the first wait, so an
+/// operation that never has to wait never reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Deadline {
+    timeout: Option<Duration>,
+    at: Option<Instant>,
+}
+
+impl Deadline {
+    /// Do not wait at all.
+    pub(crate) fn no_wait() -> Self {
+        Deadline::after(Some(Duration::ZERO))
+    }
+
+    /// Wait up to `timeout` (`None`: without limit).
+    pub(crate) fn after(timeout: Option<Duration>) -> Self {
+        Deadline { timeout, at: None }
+    }
+
+    /// Whether this deadline forbids waiting.
+    pub(crate) fn is_no_wait(&self) -> bool {
+        self.timeout == Some(Duration::ZERO)
+    }
+
+    /// Time left (`None`: no limit); starts the clock on first use.
+    pub(crate) fn remaining(&mut self) -> Option<Duration> {
+        let timeout = self.timeout?;
+        if timeout.is_zero() {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        let at = *self.at.get_or_insert_with(|| now.checked_add(timeout).unwrap_or(now + Duration::from_secs(1 << 32)));
+        Some(at.saturating_duration_since(now))
+    }
+
+    /// Whether the time is up.
+    pub(crate) fn passed(&mut self) -> bool {
+        self.remaining() == Some(Duration::ZERO)
+    }
+}
+
+/// What a waiter does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Re-check the condition right away (spinning or yielding).
+    Again,
+    /// Run the stop check, then re-check the condition.
+    Check,
+    /// Run the stop check, then sleep on the futex for at most this long.
+    Sleep(Duration),
+    /// The deadline has passed.
+    Expired,
+}
 
 /// One waiter's progress through spinning, yielding and sleeping.
 #[derive(Debug)]
@@ -34,82 +91,75 @@ impl Backoff {
         Backoff { strategy, step: 0 }
     }
 
-    /// What to do next: `None` when the deadline has passed, `Some(None)`
-    /// after spinning or yielding once (re-check now), `Some(Some(d))` to
-    /// sleep on the futex for at most `d`.
-    pub(crate) fn next_step(&mut self, deadline: Option<Instant>) -> Option<Option<Duration>> {
-        let now = Instant::now();
-        let remaining = match deadline {
-            Some(d) if now >= d => return None,
-            Some(d) => d - now,
-            None => Duration::MAX,
+    /// What to do next.
+    pub(crate) fn next_step(&mut self, deadline: &mut Deadline) -> Step {
+        self.step = self.step.wrapping_add(1);
+        let spinning = match self.strategy {
+            WaitStrategy::Spin => true,
+            WaitStrategy::Block => false,
+            WaitStrategy::Adaptive => self.step <= SPIN_STEPS + YIELD_STEPS,
         };
-        self.step = self.step.saturating_add(1);
-        let sleep = Some(Some(remaining.min(MAX_SLEEP)));
-        match self.strategy {
-            WaitStrategy::Spin => {
-                std::hint::spin_loop();
-                Some(None)
-            }
-            WaitStrategy::Block => sleep,
-            WaitStrategy::Adaptive if self.step <= SPIN_STEPS => {
-                std::hint::spin_loop();
-                Some(None)
-            }
-            WaitStrategy::Adaptive if self.step <= SPIN_STEPS + YIELD_STEPS => {
+        if spinning && self.step % CHECK_EVERY != 1 && !deadline.is_no_wait() {
+            if self.strategy == WaitStrategy::Adaptive && self.step > SPIN_STEPS {
                 std::thread::yield_now();
-                Some(None)
+            } else {
+                std::hint::spin_loop();
             }
-            WaitStrategy::Adaptive => sleep,
+            return Step::Again;
         }
+        let remaining = deadline.remaining().unwrap_or(Duration::MAX);
+        if remaining.is_zero() {
+            return Step::Expired;
+        }
+        if spinning { Step::Check } else { Step::Sleep(remaining.min(MAX_SLEEP)) }
     }
-}
-
-/// A deadline no wait reaches (about a century away).
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
-
-/// A deadline `timeout` from now; `None` waits forever.
-pub fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // shm[verify shm.ring.spsc]
     #[test]
     fn adaptive_spins_then_sleeps() {
         let mut b = Backoff::new(WaitStrategy::Adaptive);
+        let mut forever = Deadline::after(None);
+        let mut checks = 0;
         for _ in 0..SPIN_STEPS + YIELD_STEPS {
-            assert_eq!(b.next_step(None), Some(None));
+            match b.next_step(&mut forever) {
+                Step::Again => {}
+                Step::Check => checks += 1,
+                other => panic!("{other:?}"),
+            }
         }
-        assert_eq!(b.next_step(None), Some(Some(MAX_SLEEP)));
+        assert!(checks >= (SPIN_STEPS + YIELD_STEPS) / CHECK_EVERY);
+        assert_eq!(b.next_step(&mut forever), Step::Sleep(MAX_SLEEP));
     }
 
-    // shm[verify shm.ring.spsc]
     #[test]
-    fn passed_deadline_stops_every_strategy() {
-        let past = Instant::now() - Duration::from_millis(1);
-        for s in [
-            WaitStrategy::Spin,
-            WaitStrategy::Block,
-            WaitStrategy::Adaptive,
-        ] {
-            assert_eq!(Backoff::new(s).next_step(Some(past)), None);
+    fn no_wait_expires_at_once_for_every_strategy() {
+        for s in [WaitStrategy::Spin, WaitStrategy::Block, WaitStrategy::Adaptive] {
+            assert_eq!(Backoff::new(s).next_step(&mut Deadline::no_wait()), Step::Expired);
         }
     }
 
-    // shm[verify shm.ring.spsc]
     #[test]
     fn block_sleeps_no_longer_than_the_deadline() {
         let mut b = Backoff::new(WaitStrategy::Block);
-        let soon = Instant::now() + Duration::from_millis(5);
-        match b.next_step(Some(soon)) {
-            Some(Some(d)) => assert!(d <= Duration::from_millis(5)),
+        let mut soon = Deadline::after(Some(Duration::from_millis(5)));
+        match b.next_step(&mut soon) {
+            Step::Sleep(d) => assert!(d <= Duration::from_millis(5)),
             other => panic!("{other:?}"),
         }
+        std::thread::sleep(Duration::from_millis(6));
+        assert_eq!(b.next_step(&mut soon), Step::Expired);
+    }
+
+    #[test]
+    fn the_clock_starts_at_the_first_wait() {
+        let mut d = Deadline::after(Some(Duration::from_millis(20)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(!d.passed(), "time before the first wait does not count");
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(d.passed());
     }
 }

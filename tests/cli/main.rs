@@ -1,1 +1,19 @@
+//! End-to-end tests of the `shmhub` command: every subcommand and flag of
+//! the CLI contract, its documented errors and exit codes, a shell-style
+//! session, held processes receiving live, and real signals.
+//!
+//! Every test works in its own temporary directory (bare names resolve
+//! there through `SHMHUB_SHM_DIR`), every invocation is bounded in time,
+//! and held processes are killed if a test fails.
 
+mod common;
+
+mod attach;
+mod create;
+mod extra;
+mod held;
+mod inspect;
+mod recv;
+mod rm;
+mod send;
+mod session;

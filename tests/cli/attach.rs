@@ -1,0 +1,146 @@
+//! `shmhub attach` without --hold (held guests are in `held.rs`), and
+//! `shmhub detach`.
+
+use crate::common::*;
+
+#[test]
+fn prints_the_peer_id_alone() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    for want in ["1\n", "2\n", "3\n"] {
+        let r = env.ok(&["attach", "seg"]);
+        assert_eq!(r.stdout, want);
+        assert!(r.stderr.is_empty(), "{:?}", r.stderr);
+    }
+}
+
+#[test]
+fn json_prints_peer_id_and_epoch() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let v = env.ok(&["attach", "seg", "--json"]).json();
+    let obj = v.as_object().expect("object");
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["epoch", "peer_id"], "{v}");
+    assert_eq!(v["peer_id"], 1);
+    assert_eq!(v["epoch"], 1);
+    // The epoch counts attaches of the entry.
+    env.ok(&["detach", "seg", "--peer-id", "1"]);
+    let v = env.ok(&["attach", "seg", "--json"]).json();
+    assert_eq!(v["peer_id"], 1);
+    assert_eq!(v["epoch"], 2);
+    assert_eq!(peer(&env.inspect("seg"), 1)["epoch"], 2);
+}
+
+#[test]
+fn without_hold_the_claim_stays_as_scripted() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    assert_eq!(env.attach("seg"), 1);
+    let report = env.inspect("seg");
+    let p = peer(&report, 1);
+    assert_eq!(p["state"], "attached");
+    assert_eq!(p["holder"], "unowned");
+    assert_eq!(peer(&report, 2)["state"], "empty");
+    let text = env.ok(&["inspect", "seg"]).stdout;
+    let row = text
+        .lines()
+        .find(|l| l.contains("attached"))
+        .unwrap_or_else(|| panic!("no attached row in\n{text}"));
+    assert!(row.contains("none (scripted)"), "{row}");
+    // Still there for the next command: a scripted guest can send and receive.
+    env.ok(&["send", "seg", "--as", "1", "still here"]);
+    assert_eq!(
+        env.ok(&["recv", "seg", "--as", "host"]).stdout,
+        "still here\n"
+    );
+}
+
+#[test]
+fn a_full_hub_is_refused_and_nothing_changes() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "2"]);
+    env.attach("seg");
+    env.attach("seg");
+    let before = std::fs::read(env.path("seg")).unwrap();
+    let r = env.run(&["attach", "seg"]);
+    r.error(&[&env.path("seg").display().to_string(), "full"]);
+    assert!(r.stdout.is_empty());
+    env.run(&["attach", "seg", "--hold"]).error(&["full"]);
+    assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
+}
+
+#[test]
+fn peer_id_must_name_a_reserved_entry() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    let before = std::fs::read(env.path("seg")).unwrap();
+    let path = env.path("seg").display().to_string();
+    // Empty (not reserved), already attached, out of range for this segment.
+    for (id, needle) in [("2", "peer 2"), ("1", "peer 1"), ("5", "5"), ("255", "255")] {
+        let r = env.run(&["attach", "seg", "--peer-id", id]);
+        r.error(&[&path, needle]);
+        assert!(r.stdout.is_empty());
+        env.run(&["attach", "seg", "--peer-id", id, "--hold"])
+            .code(1);
+    }
+    assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
+    for id in ["0", "256", "x", "-1"] {
+        env.run(&["attach", "seg", "--peer-id", id]).usage();
+    }
+}
+
+#[test]
+fn missing_and_foreign_files_are_refused_untouched() {
+    let env = Env::new();
+    env.run(&["attach", "nope"])
+        .error(&[&env.path("nope").display().to_string()]);
+    assert!(!env.path("nope").exists());
+    for name in non_segments(env.dir()) {
+        let before = std::fs::read(env.path(name)).unwrap();
+        env.run(&["attach", name])
+            .error(&[&env.path(name).display().to_string()]);
+        assert_eq!(std::fs::read(env.path(name)).unwrap(), before);
+    }
+    env.run(&["attach"]).usage();
+}
+
+#[test]
+fn detach_releases_a_scripted_claim() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    env.attach("seg");
+    let r = env.ok(&["detach", "seg", "--peer-id", "1"]);
+    assert!(r.stdout.is_empty(), "{:?}", r.stdout);
+    let report = env.inspect("seg");
+    assert_eq!(peer(&report, 1)["state"], "empty");
+    assert_eq!(peer(&report, 2)["state"], "attached");
+    assert_eq!(
+        env.ok(&["detach", "seg", "--peer-id", "2", "--json"])
+            .json(),
+        serde_json::json!({"detached": 2})
+    );
+    assert_eq!(peer(&env.inspect("seg"), 2)["state"], "empty");
+    // The freed entry is claimed again first.
+    assert_eq!(env.attach("seg"), 1);
+}
+
+#[test]
+fn detach_of_an_entry_that_is_not_attached_is_an_error() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let before = std::fs::read(env.path("seg")).unwrap();
+    let path = env.path("seg").display().to_string();
+    env.run(&["detach", "seg", "--peer-id", "1"])
+        .error(&[&path, "peer 1"]);
+    env.run(&["detach", "seg", "--peer-id", "9"])
+        .error(&[&path]);
+    assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
+    env.run(&["detach", "seg"]).usage();
+    env.run(&["detach", "seg", "--peer-id", "0"]).usage();
+    env.run(&["detach", "missing", "--peer-id", "1"])
+        .error(&["missing"]);
+}

@@ -1,0 +1,531 @@
+//! Shared helpers: an isolated environment per test, bounded runs of the
+//! binary, held (long-running) processes that are always killed, and small
+//! JSON accessors for `inspect --json`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_shmhub");
+
+/// Upper bound for any single non-held invocation.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Upper bound for waiting on a held process (a line, an exit).
+pub const HELD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Small segment flags: keep files tiny so tests stay fast.
+pub const SMALL: &[&str] = &[
+    "--max-guests",
+    "4",
+    "--ring-size",
+    "8",
+    "--slot-size",
+    "4KiB",
+    "--slots",
+    "4",
+];
+
+/// A payload that needs a slot (more than 32 bytes).
+pub fn slot_msg(tag: &str) -> String {
+    format!(
+        "{tag}: {}",
+        "this payload is longer than thirty-two bytes ".repeat(2)
+    )
+}
+
+/// One test's private world: a temporary directory that bare segment
+/// names resolve in (`SHMHUB_SHM_DIR`) and that is the working directory
+/// of every invocation.
+pub struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("shmhub-cli-")
+            .tempdir()
+            .expect("tempdir");
+        Env { dir }
+    }
+
+    /// The directory bare names resolve in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Where bare name `name` resolves.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir().join(name)
+    }
+
+    /// Names of the entries in the directory, sorted.
+    pub fn listing(&self) -> Vec<String> {
+        listing(self.dir())
+    }
+
+    /// A bounded command for the binary, isolated in this environment.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::new(BIN);
+        c.env("SHMHUB_SHM_DIR", self.dir())
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(self.dir())
+            .timeout(CMD_TIMEOUT);
+        c
+    }
+
+    /// Runs the binary with `args` (stdin empty) and captures everything.
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from_cmd(self.cmd().args(args), args)
+    }
+
+    /// Runs the binary with `args` and `stdin` as standard input.
+    pub fn run_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> Run {
+        Run::from_cmd(self.cmd().args(args).write_stdin(stdin.into()), args)
+    }
+
+    /// Runs and requires exit 0.
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        r.code(0);
+        r
+    }
+
+    /// Creates a small segment under bare name `name` (plus `extra` flags).
+    pub fn small(&self, name: &str, extra: &[&str]) -> PathBuf {
+        let mut args = vec!["create", name];
+        // SMALL's flags, except those `extra` sets (clap refuses repeats).
+        for pair in SMALL.chunks(2) {
+            if !extra.contains(&pair[0]) {
+                args.extend_from_slice(pair);
+            }
+        }
+        args.extend_from_slice(extra);
+        self.ok(&args);
+        let path = self.path(name);
+        assert!(path.is_file(), "{} was not created", path.display());
+        path
+    }
+
+    /// `attach SEGMENT` (scripted claim); returns the peer id.
+    pub fn attach(&self, seg: &str) -> u64 {
+        let r = self.ok(&["attach", seg]);
+        r.stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("attach printed {:?}", r.stdout))
+    }
+
+    /// `inspect SEGMENT --json`, parsed.
+    pub fn inspect(&self, seg: &str) -> Value {
+        self.ok(&["inspect", seg, "--json"]).json()
+    }
+
+    /// Starts a held process (stdin closed, stdout/stderr captured).
+    pub fn spawn(&self, args: &[&str]) -> Held {
+        let mut c = std::process::Command::new(BIN);
+        c.args(args)
+            .env("SHMHUB_SHM_DIR", self.dir())
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(self.dir());
+        Held::spawn(c, args)
+    }
+}
+
+/// Names of the entries in `dir`, sorted.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            e.expect("dir entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The result of one finished invocation.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    pub status: ExitStatus,
+    pub stdout_bytes: Vec<u8>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    fn from_cmd(cmd: &mut assert_cmd::Command, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("running shmhub {args:?}: {e}"));
+        Run {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stdout_bytes: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Requires exit code `code`.
+    #[track_caller]
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.status.code(),
+            Some(code),
+            "shmhub {:?}: expected exit {code}, got {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+            self.args,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Requires exit 1 with exactly one stderr line, starting with
+    /// `error:`, that contains every one of `needles`.
+    #[track_caller]
+    pub fn error(&self, needles: &[&str]) -> &Self {
+        self.code(1);
+        self.error_line(needles)
+    }
+
+    /// Requires one stderr line starting with `error:` containing `needles`
+    /// (whatever the exit code).
+    #[track_caller]
+    pub fn error_line(&self, needles: &[&str]) -> &Self {
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "shmhub {:?}: expected one stderr line, got {:?}",
+            self.args,
+            self.stderr
+        );
+        assert!(
+            lines[0].starts_with("error: "),
+            "shmhub {:?}: stderr {:?} does not start with 'error: '",
+            self.args,
+            lines[0]
+        );
+        for n in needles {
+            assert!(
+                lines[0].contains(n),
+                "shmhub {:?}: stderr {:?} does not mention {n:?}",
+                self.args,
+                lines[0]
+            );
+        }
+        self
+    }
+
+    /// Requires a clap usage error: exit 2 and `error:` on stderr.
+    #[track_caller]
+    pub fn usage(&self) -> &Self {
+        self.code(2);
+        assert!(
+            self.stderr.starts_with("error:"),
+            "shmhub {:?}: usage error stderr {:?}",
+            self.args,
+            self.stderr
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "shmhub {:?}: usage error printed {:?}",
+            self.args,
+            self.stdout
+        );
+        self
+    }
+
+    /// Stdout as one JSON document.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "shmhub {:?}: stdout is not one JSON document ({e}): {:?}",
+                self.args, self.stdout
+            )
+        })
+    }
+
+    /// Stdout as JSON lines.
+    #[track_caller]
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|e| {
+                    panic!("shmhub {:?}: line {l:?} is not JSON ({e})", self.args)
+                })
+            })
+            .collect()
+    }
+}
+
+/// A running `shmhub` process that is killed (and reaped) if the test
+/// ends before it does. Its stdout is read line by line on a thread and
+/// its stderr collected on another, so reads never block the test.
+pub struct Held {
+    pub args: Vec<String>,
+    child: Child,
+    lines: Receiver<String>,
+    /// Every stdout line seen so far (in order).
+    pub seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    status: Option<ExitStatus>,
+}
+
+impl Held {
+    fn spawn(mut c: std::process::Command, args: &[&str]) -> Held {
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning shmhub {args:?}: {e}"));
+        let stdout = child.stdout.take().expect("stdout");
+        let mut stderr_pipe = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        let out_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                match line {
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let err_reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stderr_pipe.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n])),
+                }
+            }
+        });
+        Held {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+            readers: vec![out_reader, err_reader],
+            status: None,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The next stdout line, waiting at most [`HELD_TIMEOUT`]; panics (the
+    /// guard then kills the process) if none comes.
+    #[track_caller]
+    pub fn line(&mut self) -> String {
+        let deadline = Instant::now() + HELD_TIMEOUT;
+        match self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            Ok(l) => {
+                self.seen.push(l.clone());
+                l
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                panic!(
+                    "shmhub {:?}: no stdout line within {HELD_TIMEOUT:?}; seen {:?}; stderr {:?}",
+                    self.args,
+                    self.seen,
+                    self.stderr()
+                )
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                let status = self.child.try_wait().ok().flatten();
+                panic!(
+                    "shmhub {:?}: stdout closed (status {status:?}) while a line was expected; seen {:?}; stderr {:?}",
+                    self.args,
+                    self.seen,
+                    self.stderr()
+                )
+            }
+        }
+    }
+
+    /// The next stdout line as JSON.
+    #[track_caller]
+    pub fn json_line(&mut self) -> Value {
+        let l = self.line();
+        serde_json::from_str(&l)
+            .unwrap_or_else(|e| panic!("shmhub {:?}: line {l:?} is not JSON ({e})", self.args))
+    }
+
+    /// Sends a real signal.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.child.id());
+    }
+
+    /// Whether it has exited (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait");
+        }
+        self.status
+    }
+
+    /// Waits (at most [`HELD_TIMEOUT`]) for it to exit, then collects the
+    /// rest of its stdout lines into `seen`.
+    #[track_caller]
+    pub fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + HELD_TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.exited() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "shmhub {:?}: still running after {HELD_TIMEOUT:?}; seen {:?}; stderr {:?}",
+                    self.args,
+                    self.seen,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        status
+    }
+
+    /// Waits for exit and requires exit code 0.
+    #[track_caller]
+    pub fn wait_ok(&mut self) {
+        let status = self.wait();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "shmhub {:?}: expected exit 0, got {status:?}; stdout {:?}; stderr {:?}",
+            self.args,
+            self.seen,
+            self.stderr()
+        );
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.exited().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `f` every 10 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `inspect --json` entry of peer `id`.
+#[track_caller]
+pub fn peer(report: &Value, id: u64) -> &Value {
+    let p = &report["peers"][(id - 1) as usize];
+    assert_eq!(
+        p["peer_id"], id,
+        "peers[] is not indexed by peer id: {report}"
+    );
+    p
+}
+
+/// `inspect --json` pool owned by `owner` ("host" or "peer N").
+#[track_caller]
+pub fn pool<'a>(report: &'a Value, owner: &str) -> &'a Value {
+    report["pools"]
+        .as_array()
+        .expect("pools array")
+        .iter()
+        .find(|p| p["owner"] == owner)
+        .unwrap_or_else(|| panic!("no pool {owner:?} in {report}"))
+}
+
+/// Total slots in use over every pool.
+pub fn pools_used(report: &Value) -> u64 {
+    report["pools"]
+        .as_array()
+        .expect("pools array")
+        .iter()
+        .map(|p| p["used"].as_u64().expect("used"))
+        .sum()
+}
+
+/// Fill level of a peer's ring ("to_host" or "to_guest").
+#[track_caller]
+pub fn ring_len(report: &Value, id: u64, ring: &str) -> u64 {
+    peer(report, id)[ring]["len"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("peer {id} {ring} len in {report}"))
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Bytes that are not UTF-8 and that cover every byte value.
+pub fn binary_payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 + 0x80) as u8).collect()
+}
+
+/// Makes files that are not segments, each kind in `dir`; returns their names.
+pub fn non_segments(dir: &Path) -> Vec<&'static str> {
+    std::fs::write(dir.join("text"), b"this is a text file, not a segment\n").unwrap();
+    std::fs::write(dir.join("random"), binary_payload(100_000)).unwrap();
+    std::fs::write(dir.join("zeros"), vec![0u8; 100_000]).unwrap();
+    std::fs::write(dir.join("empty"), b"").unwrap();
+    vec!["text", "random", "zeros", "empty"]
+}

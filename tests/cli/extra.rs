@@ -1,0 +1,251 @@
+//! `reclaim`, `demo`, `completions`, help/version, and process-level
+//! behaviour shared by every command.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Stdio;
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn reclaim_prints_the_ids_of_dead_guests() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    // Guest 1: scripted (never reclaimed); guest 2: held and alive;
+    // guest 3: held, then killed with SIGKILL (no cleanup).
+    env.attach("seg");
+    let mut alive = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(alive.line(), "2");
+    let mut doomed = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(doomed.line(), "3");
+    env.ok(&[
+        "send",
+        "seg",
+        "--as",
+        "host",
+        "--to",
+        "3",
+        &slot_msg("read"),
+    ]);
+    assert_eq!(doomed.line(), slot_msg("read"));
+    doomed.signal(libc::SIGSTOP);
+    env.ok(&[
+        "send",
+        "seg",
+        "--as",
+        "host",
+        "--to",
+        "3",
+        &slot_msg("never read"),
+    ]);
+    doomed.signal(libc::SIGKILL);
+    doomed.wait();
+    assert_eq!(peer(&env.inspect("seg"), 3)["holder"], "dead");
+
+    let r = env.ok(&["reclaim", "seg"]);
+    assert_eq!(r.stdout, "3\n");
+    let report = env.inspect("seg");
+    assert_eq!(peer(&report, 3)["state"], "empty");
+    assert_eq!(ring_len(&report, 3, "to_guest"), 0, "its rings are reset");
+    assert_eq!(pool(&report, "host")["used"], 0, "slots it held are freed");
+    assert_eq!(
+        peer(&report, 1)["state"],
+        "attached",
+        "scripted claims are never reclaimed"
+    );
+    assert_eq!(
+        peer(&report, 2)["state"],
+        "attached",
+        "live guests are never reclaimed"
+    );
+    // Nothing more to reclaim.
+    assert_eq!(env.ok(&["reclaim", "seg"]).stdout, "");
+    assert_eq!(
+        env.ok(&["reclaim", "seg", "--json"]).json(),
+        json!({"reclaimed": []})
+    );
+    // --json lists them.
+    let mut doomed = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(doomed.line(), "3");
+    doomed.signal(libc::SIGKILL);
+    doomed.wait();
+    assert_eq!(
+        env.ok(&["reclaim", "seg", "--json"]).json(),
+        json!({"reclaimed": [3]})
+    );
+    // The entry can be claimed again.
+    assert_eq!(env.attach("seg"), 3);
+    alive.signal(libc::SIGINT);
+    alive.wait_ok();
+}
+
+#[test]
+fn detach_refuses_an_entry_a_live_process_holds() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let mut guest = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(guest.line(), "1");
+    env.run(&["detach", "seg", "--peer-id", "1"])
+        .error(&[&env.path("seg").display().to_string()]);
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "attached");
+    // And the holder still works.
+    env.ok(&["send", "seg", "--as", "host", "--to", "1", "ok"]);
+    assert_eq!(guest.line(), "ok");
+    guest.signal(libc::SIGINT);
+    guest.wait_ok();
+}
+
+#[test]
+fn reclaim_errors() {
+    let env = Env::new();
+    env.run(&["reclaim", "missing"])
+        .error(&[&env.path("missing").display().to_string()]);
+    for name in non_segments(env.dir()) {
+        let before = std::fs::read(env.path(name)).unwrap();
+        env.run(&["reclaim", name])
+            .error(&[&env.path(name).display().to_string()]);
+        assert_eq!(std::fs::read(env.path(name)).unwrap(), before);
+    }
+    env.run(&["reclaim"]).usage();
+}
+
+#[test]
+fn demo_runs_end_to_end_and_leaves_nothing_behind() {
+    let env = Env::new();
+    let r = env.ok(&["demo"]);
+    assert!(r.stdout.contains("removed"), "{}", r.stdout);
+    assert!(env.listing().is_empty(), "demo left {:?}", env.listing());
+}
+
+#[test]
+fn demo_with_a_named_segment_removes_it_too() {
+    let env = Env::new();
+    std::fs::write(env.path("unrelated"), b"keep me").unwrap();
+    env.ok(&["demo", "--segment", "mydemo"]);
+    assert_eq!(env.listing(), ["unrelated"]);
+    assert_eq!(std::fs::read(env.path("unrelated")).unwrap(), b"keep me");
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let r = env.ok(&["completions", shell]);
+        assert!(r.stdout.contains("shmhub"), "{shell}");
+        for sub in [
+            "create", "attach", "send", "recv", "inspect", "rm", "detach", "reclaim",
+        ] {
+            assert!(r.stdout.contains(sub), "{shell} completions lack {sub}");
+        }
+    }
+    // The bash script is valid bash.
+    let script = env.ok(&["completions", "bash"]).stdout;
+    let file = env.dir().join("c.bash");
+    std::fs::write(&file, script).unwrap();
+    let st = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .status();
+    if let Ok(st) = st {
+        assert!(st.success(), "bash -n rejected the completion script");
+    }
+    env.run(&["completions", "tcsh"]).usage();
+    env.run(&["completions"]).usage();
+}
+
+#[test]
+fn help_version_and_usage() {
+    let env = Env::new();
+    let r = env.ok(&["--help"]);
+    for sub in [
+        "create",
+        "attach",
+        "send",
+        "recv",
+        "inspect",
+        "rm",
+        "Exit codes",
+    ] {
+        assert!(r.stdout.contains(sub), "--help lacks {sub}");
+    }
+    for sub in [
+        "create",
+        "attach",
+        "send",
+        "recv",
+        "inspect",
+        "rm",
+        "detach",
+        "reclaim",
+        "demo",
+        "completions",
+    ] {
+        let r = env.ok(&[sub, "--help"]);
+        assert!(r.stdout.contains("Usage"), "{sub} --help");
+    }
+    assert!(env.ok(&["--version"]).stdout.starts_with("shmhub "));
+    env.run(&[]).code(2);
+    env.run(&["frobnicate"]).usage();
+}
+
+/// Runs `args` with stdout a pipe whose read end is already closed.
+fn run_into_closed_pipe(env: &Env, args: &[&str]) -> std::process::Output {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills two fds that we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds are fresh and owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    let mut c = std::process::Command::new(BIN);
+    c.args(args)
+        .env("SHMHUB_SHM_DIR", env.dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let deadline = std::time::Instant::now() + CMD_TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+#[ignore = "BUG: printing to a closed pipe (`shmhub inspect seg | head -1`) panics with 'failed printing to stdout: Broken pipe' (exit 101)"]
+fn a_closed_stdout_is_not_a_crash() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    for args in [
+        &["inspect", "seg"][..],
+        &["inspect", "seg", "--json"],
+        &["completions", "bash"],
+        &["create", "other"],
+    ] {
+        let out = run_into_closed_pipe(&env, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn error_lines_do_not_repeat_the_cause() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    for args in [
+        &["create", "seg"][..],
+        &["rm", "missing"],
+        &["create", "dir/x"],
+    ] {
+        let r = env.run(args);
+        r.code(1);
+        let line = r.stderr.trim_end();
+        let cause = line.rsplit(": ").next().unwrap();
+        assert_eq!(line.matches(cause).count(), 1, "{args:?}: {line:?}");
+    }
+}

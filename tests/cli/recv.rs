@@ -1,0 +1,319 @@
+//! `shmhub recv` (the --follow case is in `held.rs`).
+
+use std::time::Duration;
+
+use crate::common::*;
+
+#[test]
+fn text_prints_payload_and_newline() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    let long = slot_msg("long");
+    env.ok(&["send", "seg", "--as", "host", "--to", "1", "hello"]);
+    env.ok(&["send", "seg", "--as", "host", "--to", "1", &long]);
+    let r = env.ok(&["recv", "seg", "--as", "1"]);
+    assert_eq!(r.stdout, "hello\n");
+    assert!(r.stderr.is_empty(), "{:?}", r.stderr);
+    assert_eq!(
+        env.ok(&["recv", "seg", "--as", "1"]).stdout,
+        format!("{long}\n")
+    );
+    // As the host.
+    env.ok(&["send", "seg", "--as", "1", "to the host"]);
+    assert_eq!(
+        env.ok(&["recv", "seg", "--as", "host"]).stdout,
+        "to the host\n"
+    );
+}
+
+#[test]
+fn json_has_one_object_per_message_with_every_field() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    env.attach("seg");
+    let long = slot_msg("json");
+    env.ok(&[
+        "send",
+        "seg",
+        "--as",
+        "2",
+        "--msg-type",
+        "response",
+        "--id",
+        "42",
+        "--method",
+        "9",
+        &long,
+    ]);
+    let r = env.ok(&["recv", "seg", "--as", "host", "--json"]);
+    assert_eq!(r.stdout.lines().count(), 1);
+    let v = r.json();
+    assert_eq!(v["from"], 2);
+    assert_eq!(v["to"], "host");
+    assert_eq!(v["msg_type"], 3);
+    assert_eq!(v["msg_type_name"], "response");
+    assert_eq!(v["id"], 42);
+    assert_eq!(v["method_id"], 9);
+    assert_eq!(v["len"], long.len());
+    assert_eq!(v["placement"], "slot");
+    assert_eq!(v["payload_hex"], hex(long.as_bytes()));
+    assert_eq!(v["payload_utf8"], long);
+    // Bytes that are not UTF-8: hex only.
+    let data = binary_payload(20);
+    let file = env.dir().join("bin");
+    std::fs::write(&file, &data).unwrap();
+    env.ok(&[
+        "send",
+        "seg",
+        "--as",
+        "host",
+        "--to",
+        "2",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let v = env.ok(&["recv", "seg", "--as", "2", "--json"]).json();
+    assert_eq!(v["from"], "host");
+    assert_eq!(v["to"], 2);
+    assert_eq!(v["placement"], "inline");
+    assert_eq!(v["payload_hex"], hex(&data));
+    assert!(v.get("payload_utf8").is_none(), "{v}");
+}
+
+#[test]
+fn output_writes_the_payload_bytes_to_a_file() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    let data = binary_payload(4096);
+    let file = env.dir().join("in");
+    std::fs::write(&file, &data).unwrap();
+    env.ok(&["send", "seg", "--as", "1", "--file", file.to_str().unwrap()]);
+    let out = env.dir().join("out");
+    std::fs::write(
+        &out,
+        b"old contents that must be replaced, longer than none",
+    )
+    .unwrap();
+    let r = env.ok(&[
+        "recv",
+        "seg",
+        "--as",
+        "host",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(r.stdout.is_empty(), "{:?}", r.stdout);
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    // Without --output, text mode writes the raw bytes and a newline.
+    env.ok(&["send", "seg", "--as", "1", "--file", file.to_str().unwrap()]);
+    let r = env.ok(&["recv", "seg", "--as", "host"]);
+    assert_eq!(r.stdout_bytes, [&data[..], b"\n"].concat());
+    // With --json the payload still goes to the file and the object to stdout.
+    env.ok(&["send", "seg", "--as", "1", "abc"]);
+    let out2 = env.dir().join("out2");
+    let v = env
+        .ok(&[
+            "recv",
+            "seg",
+            "--as",
+            "host",
+            "--output",
+            out2.to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(v["len"], 3);
+    assert_eq!(std::fs::read(&out2).unwrap(), b"abc");
+    // An output that cannot be written is an error naming it.
+    env.ok(&["send", "seg", "--as", "1", "abc"]);
+    let bad = env.dir().join("no/such/dir/out");
+    env.run(&[
+        "recv",
+        "seg",
+        "--as",
+        "host",
+        "--output",
+        bad.to_str().unwrap(),
+    ])
+    .error(&["no/such/dir/out"]);
+}
+
+#[test]
+fn nothing_to_receive_prints_nothing_and_exits_3() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    for role in [
+        &["--as", "1"][..],
+        &["--as", "host"],
+        &["--as", "host", "--from", "1"],
+    ] {
+        let mut args = vec!["recv", "seg"];
+        args.extend_from_slice(role);
+        // --timeout 0 does not wait.
+        let mut now = args.clone();
+        now.extend_from_slice(&["--timeout", "0"]);
+        let r = env.run(&now);
+        r.code(3);
+        assert!(r.stdout.is_empty(), "{now:?}: {:?}", r.stdout);
+        assert!(
+            r.elapsed < Duration::from_secs(2),
+            "{now:?} took {:?}",
+            r.elapsed
+        );
+        // A timeout waits that long.
+        let mut wait = args.clone();
+        wait.extend_from_slice(&["--timeout", "200ms", "--json"]);
+        let r = env.run(&wait);
+        r.code(3);
+        assert!(r.stdout.is_empty(), "{wait:?}: {:?}", r.stdout);
+        assert!(
+            r.elapsed >= Duration::from_millis(200),
+            "{wait:?} returned after {:?}",
+            r.elapsed
+        );
+        assert!(
+            r.elapsed < Duration::from_secs(5),
+            "{wait:?} took {:?}",
+            r.elapsed
+        );
+    }
+}
+
+#[test]
+fn count_receives_k_and_exits_3_when_fewer_arrive() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    env.ok(&[
+        "send", "seg", "--as", "host", "--to", "1", "m", "--count", "4", "--id", "1",
+    ]);
+    let got = env
+        .ok(&["recv", "seg", "--as", "1", "--count", "3", "--json"])
+        .json_lines();
+    assert_eq!(
+        got.iter()
+            .map(|m| m["id"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let r = env.run(&[
+        "recv",
+        "seg",
+        "--as",
+        "1",
+        "--count",
+        "3",
+        "--timeout",
+        "100ms",
+    ]);
+    r.code(3);
+    assert_eq!(r.stdout, "m\n", "what did arrive is printed");
+    env.run(&["recv", "seg", "--as", "1", "--count", "0"])
+        .code(1);
+    env.run(&["recv", "seg", "--as", "1", "--count", "2", "--follow"])
+        .usage();
+}
+
+#[test]
+fn host_receives_from_any_guest_or_only_from_one() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    env.attach("seg");
+    env.ok(&["send", "seg", "--as", "1", "from one"]);
+    env.ok(&["send", "seg", "--as", "2", "from two"]);
+    let v = env
+        .ok(&["recv", "seg", "--as", "host", "--from", "2", "--json"])
+        .json();
+    assert_eq!(
+        (v["from"].as_u64(), v["payload_utf8"].as_str()),
+        (Some(2), Some("from two"))
+    );
+    let report = env.inspect("seg");
+    assert_eq!(
+        ring_len(&report, 1, "to_host"),
+        1,
+        "--from 2 left guest 1's message alone"
+    );
+    assert_eq!(ring_len(&report, 2, "to_host"), 0);
+    env.run(&[
+        "recv",
+        "seg",
+        "--as",
+        "host",
+        "--from",
+        "2",
+        "--timeout",
+        "0",
+    ])
+    .code(3);
+    env.ok(&["send", "seg", "--as", "2", "again"]);
+    let got = env
+        .ok(&["recv", "seg", "--as", "host", "--count", "2", "--json"])
+        .json_lines();
+    let mut from: Vec<u64> = got.iter().map(|m| m["from"].as_u64().unwrap()).collect();
+    from.sort();
+    assert_eq!(from, [1, 2]);
+}
+
+#[test]
+fn receiving_frees_the_slots() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    let long = slot_msg("free");
+    env.ok(&[
+        "send", "seg", "--as", "host", "--to", "1", &long, "--count", "3",
+    ]);
+    env.ok(&["send", "seg", "--as", "1", &long, "--count", "4"]);
+    let report = env.inspect("seg");
+    assert_eq!(pool(&report, "host")["used"], 3);
+    assert_eq!(pool(&report, "host")["free"], 1);
+    assert_eq!(pool(&report, "peer 1")["used"], 4);
+    assert_eq!(pool(&report, "peer 1")["free"], 0);
+    env.ok(&["recv", "seg", "--as", "1", "--count", "3"]);
+    env.ok(&["recv", "seg", "--as", "host", "--count", "4", "--json"]);
+    let report = env.inspect("seg");
+    for owner in ["host", "peer 1"] {
+        assert_eq!(pool(&report, owner)["used"], 0, "{owner}");
+        assert_eq!(pool(&report, owner)["free"], 4, "{owner}");
+    }
+    assert_eq!(ring_len(&report, 1, "to_host"), 0);
+    assert_eq!(ring_len(&report, 1, "to_guest"), 0);
+}
+
+#[test]
+fn role_errors() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    let path = env.path("seg").display().to_string();
+    env.run(&["recv", "seg", "--as", "3"])
+        .error(&[&path, "peer 3"]);
+    let r = env.run(&["recv", "seg", "--as", "1", "--from", "1"]);
+    assert!(
+        matches!(r.status.code(), Some(1 | 2)) && r.stderr.starts_with("error:"),
+        "{r:?}"
+    );
+    for args in [
+        &["recv", "seg"][..],
+        &["recv", "seg", "--as", "0"],
+        &["recv", "seg", "--as", "nobody"],
+        &["recv", "seg", "--as", "host", "--from", "0"],
+        &["recv", "seg", "--as", "1", "--timeout", "-1s"],
+    ] {
+        env.run(args).usage();
+    }
+    env.run(&["recv", "missing", "--as", "1"])
+        .error(&[&env.path("missing").display().to_string()]);
+    for name in non_segments(env.dir()) {
+        let before = std::fs::read(env.path(name)).unwrap();
+        env.run(&["recv", name, "--as", "host", "--timeout", "0"])
+            .error(&[&env.path(name).display().to_string()]);
+        assert_eq!(std::fs::read(env.path(name)).unwrap(), before);
+    }
+}

@@ -1,0 +1,894 @@
+//! Integration tests in which a real second process takes part.
+//!
+//! The test binary re-executes itself (`std::env::current_exe()`) to run
+//! only [`child_entry`], with `SHMHUB_TEST_CHILD` naming the role the child
+//! plays and `SHMHUB_TEST_PATH` / `SHMHUB_TEST_DIR` naming the segment and a
+//! scratch directory. In a normal run `child_entry` returns at once. A child
+//! reports success with exit status 0 and anything else with a non-zero
+//! status and a message on stderr, which the parent shows when it fails.
+//!
+//! Nothing here waits without a deadline: the parent kills a child that
+//! overstays, and every child arms a watchdog that ends it regardless.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use shmhub::{
+    Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, SegmentReport,
+    ShmGuest, ShmHost, WaitStrategy, msg_type,
+};
+
+const ROLE_ENV: &str = "SHMHUB_TEST_CHILD";
+const PATH_ENV: &str = "SHMHUB_TEST_PATH";
+const DIR_ENV: &str = "SHMHUB_TEST_DIR";
+const PEER_ENV: &str = "SHMHUB_TEST_PEER";
+const EPOCH_ENV: &str = "SHMHUB_TEST_EPOCH";
+const STRATEGY_ENV: &str = "SHMHUB_TEST_STRATEGY";
+
+/// How long any single wait (a message, a child's signal, its exit) may take.
+const WAIT: Duration = Duration::from_secs(5);
+/// A child that is still running after this long ends itself.
+const CHILD_WATCHDOG: Duration = Duration::from_secs(20);
+/// Exit status of a child ended by its watchdog.
+const WATCHDOG_STATUS: i32 = 97;
+
+/// Payload sizes of the exchange test: empty, small inline, the largest
+/// inline, the smallest slot, a mid-size slot and a full 64 KiB slot.
+const SIZES: [usize; 6] = [0, 5, INLINE_CAPACITY, INLINE_CAPACITY + 1, 1000, 65536];
+const EXCHANGE_COUNT: u64 = 200;
+/// Id of the message that ends the exchange.
+const DONE_ID: u64 = u64::MAX;
+
+// ---------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------
+
+/// The deterministic payload of message `i` of the exchange.
+fn exchange_payload(i: u64) -> Vec<u8> {
+    let len = SIZES[(i % SIZES.len() as u64) as usize];
+    (0..len)
+        .map(|j| (i as usize * 131 + j * 7 + (j >> 8) + 1) as u8)
+        .collect()
+}
+
+/// A payload of `len` bytes seeded by `seed`.
+fn seeded(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|j| seed.wrapping_mul(31).wrapping_add(j as u8))
+        .collect()
+}
+
+fn frame(msg_type: u16, id: u64, method_id: u32, payload: Vec<u8>) -> Frame {
+    Frame::new(
+        MsgDesc {
+            msg_type,
+            id,
+            method_id,
+            ..MsgDesc::default()
+        },
+        payload,
+    )
+}
+
+/// Checks every field a receiver can see against what was sent.
+fn check_frame(
+    got: &Frame,
+    msg_type: u16,
+    id: u64,
+    method_id: u32,
+    payload: &[u8],
+) -> anyhow::Result<()> {
+    ensure!(
+        got.desc.id == id,
+        "expected message id {id}, got {} (order broken or message lost)",
+        got.desc.id
+    );
+    ensure!(
+        got.desc.msg_type == msg_type,
+        "message {id}: type {} instead of {msg_type}",
+        got.desc.msg_type
+    );
+    ensure!(
+        got.desc.method_id == method_id,
+        "message {id}: method {} instead of {method_id}",
+        got.desc.method_id
+    );
+    ensure!(
+        got.payload().len() == payload.len(),
+        "message {id}: {} payload bytes instead of {}",
+        got.payload().len(),
+        payload.len()
+    );
+    if let Some(at) = got.payload().iter().zip(payload).position(|(a, b)| a != b) {
+        bail!("message {id}: payload differs at byte {at}");
+    }
+    ensure!(
+        got.desc.is_slot() == (payload.len() > INLINE_CAPACITY),
+        "message {id} of {} bytes: placement is_slot = {}",
+        payload.len(),
+        got.desc.is_slot()
+    );
+    Ok(())
+}
+
+fn pools_used(report: &SegmentReport) -> Vec<(String, u32)> {
+    report
+        .pools
+        .iter()
+        .filter(|p| p.usage.used != 0)
+        .map(|p| (p.owner.clone(), p.usage.used))
+        .collect()
+}
+
+fn all_slots_free(path: &Path) -> anyhow::Result<()> {
+    let report = shmhub::inspect_path(path).context("inspect")?;
+    let used = pools_used(&report);
+    ensure!(used.is_empty(), "slots still in use: {used:?}");
+    Ok(())
+}
+
+/// Creates `dir/name` with `contents` atomically (write, then rename), so
+/// that a reader never sees it half-written.
+fn signal(dir: &Path, name: &str, contents: &str) -> anyhow::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, contents).context("write signal file")?;
+    std::fs::rename(&tmp, dir.join(name)).context("publish signal file")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The parent's side: spawning, watching and reaping children
+// ---------------------------------------------------------------------------
+
+/// A child process running one role; killed and reaped on drop, so a failed
+/// test never leaves it behind.
+struct Child {
+    role: String,
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Child {
+    /// Starts the test binary again, running only `child_entry` in `role`.
+    fn spawn(role: &str, path: &Path, dir: &Path, env: &[(&str, String)]) -> Child {
+        let stamp = format!(
+            "{role}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let out = dir.join(format!("{stamp}.stdout"));
+        let err = dir.join(format!("{stamp}.stderr"));
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(ROLE_ENV, role)
+            .env(PATH_ENV, path)
+            .env(DIR_ENV, dir)
+            .stdin(Stdio::null())
+            .stdout(File::create(&out).unwrap())
+            .stderr(File::create(&err).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn the test binary as a child");
+        Child {
+            role: role.to_string(),
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            out,
+            err,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// What the child wrote, for failure messages.
+    fn output(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!(
+            "--- child `{}` stdout ---\n{}--- child `{}` stderr ---\n{}",
+            self.role,
+            read(&self.out),
+            self.role,
+            read(&self.err)
+        )
+    }
+
+    /// Kills the child (if running), reaps it and panics with `msg` and its
+    /// output.
+    fn fail(&mut self, msg: &str) -> ! {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        panic!("{msg}\n{}", self.output());
+    }
+
+    /// Fails if the child has already exited (it was meant to keep running).
+    fn check_running(&mut self) {
+        let status = self.child.as_mut().unwrap().try_wait().unwrap();
+        if let Some(status) = status {
+            self.child = None;
+            panic!(
+                "child `{}` exited early with {status}\n{}",
+                self.role,
+                self.output()
+            );
+        }
+    }
+
+    /// Waits until the child has created `dir/name`; returns its contents.
+    fn await_signal(&mut self, name: &str) -> String {
+        let file = self.dir.join(name);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(s) = std::fs::read_to_string(&file) {
+                return s;
+            }
+            self.check_running();
+            if Instant::now() >= deadline {
+                self.fail(&format!("child `{}` never signalled `{name}`", self.role));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits (with a deadline) for the child to exit; returns its status.
+    fn wait(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!("child `{}` did not exit in time", self.role));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits for the child to exit and asserts it succeeded.
+    fn expect_success(&mut self) {
+        let status = self.wait();
+        assert!(
+            status.success(),
+            "child `{}` failed with {status}\n{}",
+            self.role,
+            self.output()
+        );
+    }
+
+    /// SIGKILLs the child and reaps it.
+    fn kill(&mut self) -> ExitStatus {
+        let mut c = self.child.take().unwrap();
+        c.kill().expect("SIGKILL the child");
+        c.wait().expect("reap the killed child")
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Receives one message on the host, failing (with the child's output)
+/// after [`WAIT`].
+fn host_recv(host: &mut ShmHost, child: &mut Child) -> (u8, Frame) {
+    match host.recv_timeout(Some(WAIT)) {
+        Ok(Some(m)) => m,
+        Ok(None) => child.fail("host: no message from the child in time"),
+        Err(e) => child.fail(&format!("host: receive failed: {e}")),
+    }
+}
+
+fn host_send(host: &mut ShmHost, peer: u8, f: &Frame, child: &mut Child) {
+    if let Err(e) = host.send_timeout(peer, f, Some(WAIT)) {
+        child.fail(&format!("host: send of message {} failed: {e}", f.desc.id));
+    }
+}
+
+fn peer_report(path: &Path, peer: u8) -> shmhub::PeerReport {
+    let report = shmhub::inspect_path(path).unwrap();
+    report.peers[peer as usize - 1].clone()
+}
+
+// ---------------------------------------------------------------------------
+// The child's side
+// ---------------------------------------------------------------------------
+
+/// Runs a child role when this binary was started as a child; otherwise
+/// (a normal test run) does nothing.
+#[test]
+fn child_entry() {
+    let Ok(role) = std::env::var(ROLE_ENV) else {
+        return;
+    };
+    // Whatever happens, a child never outlives its test by much.
+    std::thread::spawn(|| {
+        std::thread::sleep(CHILD_WATCHDOG);
+        eprintln!("child watchdog: still running after {CHILD_WATCHDOG:?}; exiting");
+        std::process::exit(WATCHDOG_STATUS);
+    });
+    let result = run_child(&role);
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("child `{role}` failed: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+struct ChildEnv {
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+fn env_var(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set"))
+}
+
+fn run_child(role: &str) -> anyhow::Result<()> {
+    let env = ChildEnv {
+        path: env_var(PATH_ENV)?.into(),
+        dir: env_var(DIR_ENV)?.into(),
+    };
+    match role {
+        "echo" => child_echo(&env),
+        "hoard" => child_hoard(&env),
+        "reattach" => child_reattach(&env),
+        "idle" => child_idle(&env),
+        "sleeper" => child_sleeper(&env),
+        "host" => child_host(&env),
+        other => bail!("unknown role {other}"),
+    }
+}
+
+fn recv_within(guest: &mut ShmGuest, what: &str) -> anyhow::Result<Frame> {
+    guest
+        .recv_timeout(Some(WAIT))
+        .with_context(|| format!("receive {what}"))?
+        .with_context(|| format!("timed out waiting for {what}"))
+}
+
+/// Test 1's guest: attaches in the reserved entry, checks every message and
+/// echoes it, then checks that every slot is free.
+fn child_echo(env: &ChildEnv) -> anyhow::Result<()> {
+    let peer: u8 = env_var(PEER_ENV)?.parse()?;
+    let mut guest = ShmGuest::attach_path_with_id(&env.path, peer).context("attach")?;
+    ensure!(guest.peer_id() == peer, "attached as {}", guest.peer_id());
+    for i in 0..EXCHANGE_COUNT {
+        let got = recv_within(&mut guest, &format!("message {i}"))?;
+        let payload = exchange_payload(i);
+        check_frame(&got, msg_type::DATA, i, (i * 3) as u32, &payload)?;
+        let echo = frame(msg_type::RESPONSE, i, (i * 3) as u32, got.into_payload());
+        guest
+            .send_timeout(&echo, Some(WAIT))
+            .with_context(|| format!("echo {i}"))?;
+    }
+    let done = recv_within(&mut guest, "the done message")?;
+    check_frame(&done, msg_type::DATA, DONE_ID, 0, b"done")?;
+    // The host has read every echo before it sent "done", and this side
+    // has read everything the host sent.
+    all_slots_free(&env.path)?;
+    guest.detach().context("detach")?;
+    Ok(())
+}
+
+/// Test 2's first guest: leaves messages unread both ways, then waits to
+/// be killed.
+fn child_hoard(env: &ChildEnv) -> anyhow::Result<()> {
+    let mut guest = ShmGuest::attach_path(&env.path).context("attach")?;
+    for i in 0..5u8 {
+        guest
+            .send_timeout(
+                &frame(msg_type::DATA, i.into(), 0, seeded(i, 1000)),
+                Some(WAIT),
+            )
+            .context("send slot message")?;
+    }
+    for i in 5..7u8 {
+        guest
+            .send_timeout(&frame(msg_type::DATA, i.into(), 0, vec![i; 3]), Some(WAIT))
+            .context("send inline message")?;
+    }
+    signal(&env.dir, "hoarded", &guest.peer_id().to_string())?;
+    // Receives nothing: the host's messages (and their slots) pile up
+    // until this process is killed.
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Test 2's second guest: takes the reclaimed entry, then exchanges an
+/// inline and a slot message each way.
+fn child_reattach(env: &ChildEnv) -> anyhow::Result<()> {
+    let peer: u8 = env_var(PEER_ENV)?.parse()?;
+    let epoch: u32 = env_var(EPOCH_ENV)?.parse()?;
+    let mut guest = ShmGuest::attach_path(&env.path).context("attach")?;
+    ensure!(
+        guest.peer_id() == peer,
+        "attached as peer {}, expected the reclaimed peer {peer}",
+        guest.peer_id()
+    );
+    ensure!(
+        guest.epoch() == epoch,
+        "epoch {}, expected {epoch}",
+        guest.epoch()
+    );
+    signal(&env.dir, "reattached", "")?;
+    let small = recv_within(&mut guest, "the inline message")?;
+    check_frame(&small, msg_type::REQUEST, 1, 7, b"hi guest")?;
+    let big = recv_within(&mut guest, "the slot message")?;
+    check_frame(&big, msg_type::REQUEST, 2, 7, &seeded(2, 5000))?;
+    guest
+        .send_timeout(
+            &frame(msg_type::RESPONSE, 1, 7, b"hi host".to_vec()),
+            Some(WAIT),
+        )
+        .context("send inline reply")?;
+    guest
+        .send_timeout(
+            &frame(msg_type::RESPONSE, 2, 7, seeded(3, 6000)),
+            Some(WAIT),
+        )
+        .context("send slot reply")?;
+    let bye = recv_within(&mut guest, "the goodbye message")?;
+    check_frame(&bye, msg_type::DATA, DONE_ID, 0, b"bye")?;
+    guest.detach().context("detach")?;
+    Ok(())
+}
+
+/// Test 3's guest: attaches, then waits (beating) until told to quit.
+fn child_idle(env: &ChildEnv) -> anyhow::Result<()> {
+    let mut guest = ShmGuest::attach_path(&env.path).context("attach")?;
+    signal(&env.dir, "idle", &guest.peer_id().to_string())?;
+    let quit = recv_within(&mut guest, "the quit message")?;
+    check_frame(&quit, msg_type::DATA, DONE_ID, 0, b"quit")?;
+    guest.detach().context("detach")?;
+    Ok(())
+}
+
+/// Test 4's guest: blocks in `recv`, answers, blocks again and must be
+/// woken by the host's goodbye.
+fn child_sleeper(env: &ChildEnv) -> anyhow::Result<()> {
+    let strategy = match env_var(STRATEGY_ENV)?.as_str() {
+        "block" => WaitStrategy::Block,
+        "adaptive" => WaitStrategy::Adaptive,
+        other => bail!("unknown strategy {other}"),
+    };
+    let mut guest = ShmGuest::attach_path(&env.path).context("attach")?;
+    guest.set_wait_strategy(strategy);
+    signal(&env.dir, "sleeping", &guest.peer_id().to_string())?;
+    let started = Instant::now();
+    let got = guest.recv().context("first recv")?;
+    check_frame(&got, msg_type::REQUEST, 1, 0, &seeded(9, 1000))?;
+    // The host waits ~100 ms before sending, so this recv really slept.
+    ensure!(
+        started.elapsed() >= Duration::from_millis(50),
+        "recv returned after only {:?}",
+        started.elapsed()
+    );
+    guest
+        .send_timeout(
+            &frame(msg_type::RESPONSE, 1, 0, b"awake".to_vec()),
+            Some(WAIT),
+        )
+        .context("reply")?;
+    match guest.recv() {
+        Err(Error::HostGone) => {}
+        Err(e) => bail!("second recv failed with {e:?} ({e}), not HostGone"),
+        Ok(f) => bail!(
+            "second recv returned message {} instead of HostGone",
+            f.desc.id
+        ),
+    }
+    ensure!(
+        guest.host_status()? == shmhub::HostStatus::Gone,
+        "host status is {}",
+        guest.host_status()?
+    );
+    drop(guest);
+    Ok(())
+}
+
+/// Test 5's host: creates the segment, then waits to be killed.
+fn child_host(env: &ChildEnv) -> anyhow::Result<()> {
+    let config = SegmentConfig {
+        max_guests: 2,
+        ring_capacity: 16,
+        slot_size: 4096,
+        max_payload: 4096,
+        slots_per_pool: 8,
+        ..SegmentConfig::default()
+    };
+    let _host = ShmHost::create(&env.path, config).context("create")?;
+    signal(&env.dir, "hosting", "")?;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+// ---------------------------------------------------------------------------
+
+// shm[verify shm.file.mmap-posix]
+// shm[verify shm.file.attach]
+#[test]
+fn host_and_guest_process_exchange_inline_and_slot_messages_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exchange.shm");
+    let config = SegmentConfig {
+        slot_size: 64 * 1024,
+        max_payload: 64 * 1024,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let peer = host.reserve_peer().unwrap();
+    let mut child = Child::spawn("echo", &path, dir.path(), &[(PEER_ENV, peer.to_string())]);
+
+    // Send everything, draining echoes whenever the ring or the pool is
+    // full, so neither side waits for the other forever.
+    let mut next_echo = 0u64;
+    let check_echo = |next_echo: &mut u64, from: u8, got: Frame, child: &mut Child| {
+        if from != peer {
+            child.fail(&format!("echo from peer {from}, expected {peer}"));
+        }
+        let i = *next_echo;
+        if let Err(e) = check_frame(
+            &got,
+            msg_type::RESPONSE,
+            i,
+            (i * 3) as u32,
+            &exchange_payload(i),
+        ) {
+            child.fail(&format!("host: bad echo: {e:#}"));
+        }
+        *next_echo += 1;
+    };
+    for i in 0..EXCHANGE_COUNT {
+        let msg = frame(msg_type::DATA, i, (i * 3) as u32, exchange_payload(i));
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match host.send(peer, msg.clone()) {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() => {}
+                Err(e) => child.fail(&format!("host: send {i} failed: {e}")),
+            }
+            if Instant::now() >= deadline {
+                child.fail(&format!("host: could not send message {i} in time"));
+            }
+            // No room: take an echo (freeing one of the guest's slots so
+            // it can go on), waiting briefly for one to come.
+            match host.recv_timeout(Some(Duration::from_millis(1))) {
+                Ok(Some((from, got))) => check_echo(&mut next_echo, from, got, &mut child),
+                Ok(None) => {}
+                Err(e) => child.fail(&format!("host: receive failed: {e}")),
+            }
+        }
+        while let Some((from, got)) = host.try_recv().unwrap() {
+            check_echo(&mut next_echo, from, got, &mut child);
+        }
+    }
+    while next_echo < EXCHANGE_COUNT {
+        let (from, got) = host_recv(&mut host, &mut child);
+        check_echo(&mut next_echo, from, got, &mut child);
+    }
+    assert!(host.try_recv().unwrap().is_none(), "more echoes than sent");
+
+    // Every slot of both pools went back.
+    if let Err(e) = all_slots_free(&path) {
+        child.fail(&format!("host side: {e:#}"));
+    }
+    let done = frame(msg_type::DATA, DONE_ID, 0, b"done".to_vec());
+    host_send(&mut host, peer, &done, &mut child);
+    child.expect_success();
+
+    let entry = peer_report(&path, peer);
+    assert_eq!(entry.entry.state, PeerState::Empty, "{entry:?}");
+    all_slots_free(&path).unwrap();
+    drop(host);
+    assert!(!path.exists());
+}
+
+// shm[verify shm.peer.reclaim]
+// shm[verify shm.peer.liveness]
+#[test]
+fn killed_guest_is_detected_and_reclaimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reclaim.shm");
+    let config = SegmentConfig {
+        max_guests: 4,
+        ring_capacity: 16,
+        slot_size: 8192,
+        max_payload: 8192,
+        slots_per_pool: 16,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let mut child = Child::spawn("hoard", &path, dir.path(), &[]);
+    let peer: u8 = child.await_signal("hoarded").parse().unwrap();
+
+    // The host sends the guest slot messages it will never read.
+    for i in 0..4u8 {
+        let f = frame(msg_type::DATA, i.into(), 0, seeded(i, 2000));
+        host_send(&mut host, peer, &f, &mut child);
+    }
+    host_send(
+        &mut host,
+        peer,
+        &frame(msg_type::DATA, 4, 0, b"inline".to_vec()),
+        &mut child,
+    );
+
+    let before = shmhub::inspect_path(&path).unwrap();
+    let entry = &before.peers[peer as usize - 1];
+    assert_eq!(entry.entry.state, PeerState::Attached);
+    assert_eq!(entry.entry.pid, child.pid());
+    assert_eq!(entry.holder, HolderStatus::Alive, "{entry:?}");
+    assert_eq!(entry.to_host.len(), Some(7), "{entry:?}");
+    assert_eq!(entry.to_guest.len(), Some(5), "{entry:?}");
+    assert_eq!(before.pools[0].usage.used, 4, "{:?}", before.pools);
+    assert_eq!(
+        before.pools[peer as usize].usage.used, 5,
+        "{:?}",
+        before.pools
+    );
+    let old_epoch = entry.entry.epoch;
+
+    // SIGKILL: no destructor runs, nothing is detached.
+    let status = child.kill();
+    assert!(!status.success());
+
+    let dead = peer_report(&path, peer);
+    assert_eq!(dead.entry.state, PeerState::Attached, "{dead:?}");
+    assert_eq!(dead.holder, HolderStatus::Dead, "{dead:?}");
+
+    assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
+
+    let after = shmhub::inspect_path(&path).unwrap();
+    assert!(pools_used(&after).is_empty(), "{:?}", pools_used(&after));
+    let entry = &after.peers[peer as usize - 1];
+    assert_eq!(entry.entry.state, PeerState::Empty, "{entry:?}");
+    assert_eq!(entry.holder, HolderStatus::Vacant, "{entry:?}");
+    assert!(entry.to_host.is_empty(), "{entry:?}");
+    assert!(entry.to_guest.is_empty(), "{entry:?}");
+    assert_eq!(entry.entry.epoch, old_epoch, "the epoch moves on at attach");
+    // Nothing is left for the host to read, and nobody to send to.
+    assert!(host.try_recv().unwrap().is_none());
+    let err = host
+        .send(peer, frame(msg_type::DATA, 9, 0, b"x".to_vec()))
+        .unwrap_err();
+    assert!(matches!(err, Error::PeerState { .. }), "{err}");
+    // A second sweep finds nothing more.
+    assert!(host.reclaim_dead().unwrap().is_empty());
+
+    // A new process takes the same entry, one epoch on, and it works.
+    let mut child = Child::spawn(
+        "reattach",
+        &path,
+        dir.path(),
+        &[
+            (PEER_ENV, peer.to_string()),
+            (EPOCH_ENV, (old_epoch + 1).to_string()),
+        ],
+    );
+    child.await_signal("reattached");
+    let entry = peer_report(&path, peer);
+    assert_eq!(entry.entry.epoch, old_epoch + 1);
+    assert_eq!(entry.entry.pid, child.pid());
+    assert_eq!(entry.holder, HolderStatus::Alive);
+
+    host_send(
+        &mut host,
+        peer,
+        &frame(msg_type::REQUEST, 1, 7, b"hi guest".to_vec()),
+        &mut child,
+    );
+    host_send(
+        &mut host,
+        peer,
+        &frame(msg_type::REQUEST, 2, 7, seeded(2, 5000)),
+        &mut child,
+    );
+    for (id, payload) in [(1, b"hi host".to_vec()), (2, seeded(3, 6000))] {
+        let (from, got) = host_recv(&mut host, &mut child);
+        assert_eq!(from, peer);
+        if let Err(e) = check_frame(&got, msg_type::RESPONSE, id, 7, &payload) {
+            child.fail(&format!("host: bad reply: {e:#}"));
+        }
+    }
+    host_send(
+        &mut host,
+        peer,
+        &frame(msg_type::DATA, DONE_ID, 0, b"bye".to_vec()),
+        &mut child,
+    );
+    child.expect_success();
+
+    let end = shmhub::inspect_path(&path).unwrap();
+    assert!(pools_used(&end).is_empty(), "{:?}", pools_used(&end));
+    assert_eq!(end.peers[peer as usize - 1].entry.state, PeerState::Empty);
+}
+
+// shm[verify shm.peer.liveness]
+#[test]
+fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alive.shm");
+    let mut config = SegmentConfig {
+        max_guests: 4,
+        ring_capacity: 16,
+        slot_size: 4096,
+        max_payload: 4096,
+        slots_per_pool: 8,
+        ..SegmentConfig::default()
+    };
+    // Heartbeats on: a holder that stops beating for a second is stale.
+    config.heartbeat_interval_ms = 100;
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let mut child = Child::spawn("idle", &path, dir.path(), &[]);
+    let live: u8 = child.await_signal("idle").parse().unwrap();
+
+    let entry = peer_report(&path, live);
+    assert_eq!(entry.entry.state, PeerState::Attached);
+    assert_eq!(entry.entry.pid, child.pid());
+    assert_eq!(entry.holder, HolderStatus::Alive, "{entry:?}");
+    assert!(host.reclaim_dead().unwrap().is_empty());
+
+    // An entry claimed for scripted use belongs to no process.
+    let scripted = ShmGuest::attach_path(&path).unwrap();
+    let (unowned, epoch) = scripted.release_to_script().unwrap();
+    assert_ne!(unowned, live);
+    let entry = peer_report(&path, unowned);
+    assert_eq!(entry.entry.state, PeerState::Attached);
+    assert_eq!(entry.holder, HolderStatus::Unowned, "{entry:?}");
+
+    assert!(host.reclaim_dead().unwrap().is_empty());
+
+    // Past the stale threshold (three intervals, at least one second): the
+    // child, waiting in recv, has kept beating; the unowned entry, which
+    // nobody beats for, is still only unowned.
+    std::thread::sleep(Duration::from_millis(1200));
+    child.check_running();
+    assert!(host.reclaim_dead().unwrap().is_empty());
+    let report = shmhub::inspect_path(&path).unwrap();
+    let u = &report.peers[unowned as usize - 1];
+    assert_eq!(
+        (u.entry.state, u.entry.epoch, u.holder),
+        (PeerState::Attached, epoch, HolderStatus::Unowned)
+    );
+    let l = &report.peers[live as usize - 1];
+    assert_eq!(
+        (l.entry.state, l.holder),
+        (PeerState::Attached, HolderStatus::Alive),
+        "{l:?}"
+    );
+    assert!(l.heartbeat_age_ms.is_some_and(|age| age < 1000), "{l:?}");
+
+    // The live child still works and leaves cleanly.
+    host_send(
+        &mut host,
+        live,
+        &frame(msg_type::DATA, DONE_ID, 0, b"quit".to_vec()),
+        &mut child,
+    );
+    child.expect_success();
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert_eq!(
+        report.peers[live as usize - 1].entry.state,
+        PeerState::Empty
+    );
+    assert_eq!(
+        report.peers[unowned as usize - 1].holder,
+        HolderStatus::Unowned
+    );
+    // The scripted entry goes only when released explicitly.
+    assert!(host.reclaim_dead().unwrap().is_empty());
+    ShmGuest::release(&path, unowned.into()).unwrap();
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert_eq!(
+        report.peers[unowned as usize - 1].entry.state,
+        PeerState::Empty
+    );
+}
+
+// shm[verify shm.host.goodbye]
+#[test]
+fn guest_blocked_in_recv_is_woken_by_host_message_and_by_goodbye() {
+    for strategy in ["block", "adaptive"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(format!("wake-{strategy}.shm"));
+        let config = SegmentConfig {
+            max_guests: 2,
+            ring_capacity: 16,
+            slot_size: 4096,
+            max_payload: 4096,
+            slots_per_pool: 8,
+            ..SegmentConfig::default()
+        };
+        let mut host = ShmHost::create(&path, config).unwrap();
+        let mut child = Child::spawn(
+            "sleeper",
+            &path,
+            dir.path(),
+            &[(STRATEGY_ENV, strategy.to_string())],
+        );
+        let peer: u8 = child.await_signal("sleeping").parse().unwrap();
+
+        std::thread::sleep(Duration::from_millis(100));
+        child.check_running();
+        host_send(
+            &mut host,
+            peer,
+            &frame(msg_type::REQUEST, 1, 0, seeded(9, 1000)),
+            &mut child,
+        );
+        let (from, got) = host_recv(&mut host, &mut child);
+        assert_eq!(from, peer);
+        if let Err(e) = check_frame(&got, msg_type::RESPONSE, 1, 0, b"awake") {
+            child.fail(&format!("{strategy}: bad reply: {e:#}"));
+        }
+
+        // Let the child go back to sleep, then leave: goodbye and delete.
+        std::thread::sleep(Duration::from_millis(100));
+        child.check_running();
+        drop(host);
+        assert!(!path.exists());
+        child.expect_success();
+    }
+}
+
+// A host killed with SIGKILL says no goodbye and deletes nothing; a guest
+// blocked in recv must still find out, not sleep forever.
+// shm[verify shm.peer.liveness]
+#[test]
+fn guest_blocked_in_recv_notices_a_killed_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orphan.shm");
+    let mut child = Child::spawn("host", &path, dir.path(), &[]);
+    child.await_signal("hosting");
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    guest.set_wait_strategy(WaitStrategy::Block);
+    assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Alive);
+
+    // Kill the host while this guest sleeps in recv.
+    let (status, outcome, waited) = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            child.kill()
+        });
+        let started = Instant::now();
+        let outcome = guest.recv_timeout(Some(WAIT));
+        (killer.join().unwrap(), outcome, started.elapsed())
+    });
+    assert!(!status.success());
+    match outcome {
+        Err(Error::HostGone) => {}
+        other => panic!("recv after the host was killed: {other:?}"),
+    }
+    assert!(
+        waited >= Duration::from_millis(50) && waited < Duration::from_secs(2),
+        "recv returned after {waited:?}"
+    );
+    assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Dead);
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert_eq!(report.host, shmhub::HostStatus::Dead);
+    // The crashed host's file stays behind, for cleanup to find.
+    drop(guest);
+    assert!(path.exists());
+}
