@@ -4,14 +4,22 @@ mod cmd;
 
 use clap::Parser;
 
+use cmd::common::{TimedOut, UsageError, is_broken_pipe};
+
 fn main() {
     let cli = cmd::Cli::parse();
     let code = match cmd::run(cli) {
         Ok(cmd::Outcome::Done) => 0,
         Ok(cmd::Outcome::TimedOut) => cmd::EXIT_TIMEOUT,
+        // The reader of our output went away (`shmhub inspect x | head -1`):
+        // nothing is wrong with the segment, and nobody is left to tell.
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.chain().any(|c| c.is::<cmd::common::TimedOut>()) {
+            if e.chain().any(|c| c.is::<UsageError>()) {
+                eprintln!("For more information, try '--help'.");
+                cmd::EXIT_USAGE
+            } else if e.chain().any(|c| c.is::<TimedOut>()) {
                 cmd::EXIT_TIMEOUT
             } else {
                 cmd::EXIT_ERROR

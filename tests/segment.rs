@@ -217,7 +217,7 @@ fn several_guests_each_get_their_own_messages_and_host_is_fair() {
     ));
     for g in &guests {
         let p = g.peer_id();
-        host.send(p, data(u64::from(p), &vec![p; 100])).unwrap();
+        host.send(p, data(u64::from(p), &[p; 100])).unwrap();
     }
     for g in &mut guests {
         let got = g.recv().unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::ShmGuest;
 
-use super::common::{Role, parse_peer_id, seg_err};
+use super::common::{Role, parse_peer_id, seg_err, print_line};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -41,26 +41,37 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         signals::catch_termination();
         signals::guard_sigbus(&path);
     }
-    let guest = match args.peer_id {
+    let mut guest = match args.peer_id {
         Some(id) => ShmGuest::attach_path_with_id(&path, id),
         None => ShmGuest::attach_path(&path),
     }
     .map_err(|e| seg_err(&path, e))?;
+    if args.hold {
+        // Receive as this guest from the moment its id is printed.
+        guest.take_receiving_role(Some(Duration::ZERO)).map_err(|e| seg_err(&path, e))?;
+    }
     let (peer_id, epoch) = (guest.peer_id(), guest.epoch());
-    if args.json {
-        println!("{}", json!({ "peer_id": peer_id, "epoch": epoch }));
+    // Leave the claim in place before printing, so that a closed standard
+    // output cannot undo it.
+    let guest = if args.hold {
+        Some(guest)
     } else {
-        println!("{peer_id}");
-    }
-    if !args.hold {
         guest.release_to_script().map_err(|e| seg_err(&path, e))?;
-        return Ok(Outcome::Done);
+        None
+    };
+    if args.json {
+        print_line(json!({ "peer_id": peer_id, "epoch": epoch }))?;
+    } else {
+        print_line(peer_id)?;
     }
+    let Some(guest) = guest else {
+        return Ok(Outcome::Done);
+    };
     hold(guest, &path, args.json)
 }
 
 fn hold(mut guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let mut printer = MessagePrinter::new(json, None)?;
+    let mut printer = MessagePrinter::new(path, json, None)?;
     let me = Role::Guest(guest.peer_id().into());
     while !signals::terminate_requested() {
         guest.check_file().map_err(|e| seg_err(path, e))?;

@@ -17,7 +17,7 @@ use serde_json::json;
 use shmhub::{Frame, MmapRegion, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type, sys};
 
 use super::bench_peer::{CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, REPORT, SET_WAIT, SINK};
-use super::common::{human_bytes, parse_size, progress_bar, seg_err};
+use super::common::{human_bytes, parse_size, progress_bar, seg_err, print_line};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\
@@ -200,10 +200,10 @@ fn peer_command(transport: &str, pin: Option<usize>) -> anyhow::Result<Command> 
 /// Runs `shmhub bench`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.sizes.is_empty() || args.sizes.iter().any(|&s| s == 0 || s > (256 << 20)) {
-        bail!("--sizes must be between 1 byte and 256MiB each");
+        crate::usage!("--sizes must be between 1 byte and 256MiB each");
     }
     if !(args.scale > 0.0 && args.scale <= 1000.0) {
-        bail!("--scale must be in (0, 1000]");
+        crate::usage!("--scale must be in (0, 1000]");
     }
     let plan = Plan {
         sizes: args.sizes.iter().map(|&s| s as usize).collect(),
@@ -244,9 +244,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             "results": results,
             "targets": targets,
         });
-        println!("{doc}");
+        print_line(doc)?;
     } else {
-        print_report(&results, &targets, cpus, pin);
+        print_report(&results, &targets, cpus, pin)?;
     }
     Ok(Outcome::Done)
 }
@@ -581,8 +581,8 @@ fn rate_text(per_s: f64) -> String {
     if per_s >= 1e6 { format!("{:.2} M/s", per_s / 1e6) } else { format!("{:.1} k/s", per_s / 1e3) }
 }
 
-fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned: bool) {
-    println!("shmhub bench: {cpus} CPUs{}", if pinned { ", processes pinned to CPUs 0 and 1" } else { "" });
+fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned: bool) -> anyhow::Result<()> {
+    print_line(format_args!("shmhub bench: {cpus} CPUs{}", if pinned { ", processes pinned to CPUs 0 and 1" } else { "" }))?;
     let mut table = Table::new();
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
@@ -611,7 +611,7 @@ fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned
         ];
         table.add_row(row);
     }
-    println!("{table}");
+    print_line(table)?;
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED).set_header(vec!["target", "ratio", "needed", "met"]);
     for target in targets {
@@ -622,5 +622,6 @@ fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned
             if target.met { "yes".into() } else { "no".into() },
         ]);
     }
-    println!("{t}");
+    print_line(t)?;
+    Ok(())
 }

@@ -98,8 +98,8 @@ fn strategy_from_id(id: u64) -> WaitStrategy {
 }
 
 fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
-    let Some(segment) = &args.segment else { bail!("--segment is required") };
-    let Some(peer_id) = args.peer_id else { bail!("--peer-id is required") };
+    let Some(segment) = &args.segment else { crate::usage!("--segment is required") };
+    let Some(peer_id) = args.peer_id else { crate::usage!("--peer-id is required") };
     let path = segment_path(segment)?;
     let mut guest = ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
     guest.set_wait_strategy(args.wait);
@@ -190,7 +190,7 @@ fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome>
 
 /// Bounces one cache line: whenever the word is odd, make it even.
 fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
-    let Some(segment) = &args.segment else { bail!("--segment is required") };
+    let Some(segment) = &args.segment else { crate::usage!("--segment is required") };
     let path = segment_path(segment)?;
     let map = MmapRegion::attach(&path).map_err(|e| seg_err(&path, e))?;
     let region = map.region();

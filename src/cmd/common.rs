@@ -20,6 +20,43 @@ impl fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
+/// An error in how the command was called: exit code 2, like the
+/// argument parser's own errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns early with a [`UsageError`].
+#[macro_export]
+macro_rules! usage {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::cmd::common::UsageError(format!($($arg)*))))
+    };
+}
+
+/// Writes one line to standard output. A closed output (`| head`) comes
+/// back as an error that ends the command quietly, never as a panic.
+pub fn print_line(text: impl fmt::Display) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether an error is standard output having been closed by its reader.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
 /// Prefixes a library error with the segment path, unless it names the
 /// path already.
 pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {

@@ -1,5 +1,7 @@
 //! `shmhub completions`: shell completion scripts.
 
+use std::io::Write;
+
 use clap::CommandFactory;
 use clap_complete::Shell;
 
@@ -16,6 +18,12 @@ pub struct Args {
 /// Runs `shmhub completions`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut cmd = Cli::command();
-    clap_complete::generate(args.shell, &mut cmd, "shmhub", &mut std::io::stdout());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "shmhub", &mut script);
+    // Written here rather than by the generator, so that a closed standard
+    // output is an error we handle, not a panic in the generator.
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
     Ok(Outcome::Done)
 }

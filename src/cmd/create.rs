@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{CreateOptions, FileMode, RemoveOptions, SegmentConfig, ShmHost};
 
-use super::common::{Role, human_bytes, parse_size_u32, seg_err};
+use super::common::{Role, human_bytes, parse_size_u32, seg_err, print_line};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -85,6 +85,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let host = ShmHost::create_with(&path, config, CreateOptions { mode })
         .map_err(|e| seg_err(&path, e))?;
+    // Persist before printing: a closed standard output must not cost the
+    // segment that was just made.
+    let mut host = host;
+    let host = if args.hold {
+        // Receive as the host from the moment the segment is announced.
+        host.take_receiving_role(Some(Duration::ZERO)).map_err(|e| seg_err(&path, e))?;
+        Some(host)
+    } else {
+        host.persist().map_err(|e| seg_err(&path, e))?;
+        None
+    };
     if args.json {
         let value = json!({
             "path": path,
@@ -93,9 +104,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             "config": config,
             "hold": args.hold,
         });
-        println!("{value}");
+        print_line(value)?;
     } else {
-        println!(
+        print_line(format_args!(
             "created {}: {}, {} guests, rings of {}, {} slots of {} per pool, max payload {}, heartbeat {}, mode 0{}",
             path.display(),
             human_bytes(layout.total_size),
@@ -110,13 +121,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 format!("{} ms", config.heartbeat_interval_ms)
             },
             args.mode
-        );
+        ))?;
     }
-    if !args.hold {
-        host.persist().map_err(|e| seg_err(&path, e))?;
-        return Ok(Outcome::Done);
+    match host {
+        Some(host) => serve(host, &path, args.json),
+        None => Ok(Outcome::Done),
     }
-    serve(host, &path, args.json)
 }
 
 /// Removes an existing segment at `path` so that it can be created anew.
@@ -146,7 +156,7 @@ fn replace_existing(path: &Path) -> anyhow::Result<()> {
 /// Acts as the host until told to stop; the host's drop says goodbye and
 /// deletes the file.
 fn serve(mut host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let mut printer = MessagePrinter::new(json, None)?;
+    let mut printer = MessagePrinter::new(path, json, None)?;
     let mut last_housekeeping = Instant::now();
     while !signals::terminate_requested() {
         host.check_file().map_err(|e| seg_err(path, e))?;

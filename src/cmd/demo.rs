@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
 
-use super::common::{human_bytes, seg_err};
+use super::common::{human_bytes, seg_err, print_line};
 use super::{Outcome, inspect};
 
 /// Arguments of `shmhub demo`.
@@ -41,12 +41,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ..SegmentConfig::default()
     };
     let mut host = ShmHost::create(&path, config).map_err(|e| seg_err(&path, e))?;
-    println!(
+    print_line(format_args!(
         "1. created {} ({}) as host, pid {}",
         path.display(),
         human_bytes(host.layout().total_size),
         std::process::id()
-    );
+    ))?;
 
     let peer = host.reserve_peer().map_err(|e| seg_err(&path, e))?;
     let exe = std::env::current_exe().context("locating the shmhub binary")?;
@@ -71,10 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    println!(
+    print_line(format_args!(
         "2. guest process pid {} attached as peer {peer} (reserved entry)",
         child.0.id()
-    );
+    ))?;
 
     let inline = b"hello from the host".to_vec();
     let slot: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         if echoed.payload() != frame.payload() || echoed.desc.id != frame.desc.id {
             bail!("the echo of message {i} differs from what was sent");
         }
-        println!(
+        print_line(format_args!(
             "{}. {} bytes host -> guest -> host ({}), intact, round trip {:?}",
             3 + i,
             frame.payload().len(),
@@ -100,12 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 "through a slot of each side's pool"
             },
             started.elapsed()
-        );
+        ))?;
     }
 
-    println!("5. inspect while both are attached:");
+    print_line(format_args!("5. inspect while both are attached:"))?;
     let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
-    inspect::print_tables(&report, false);
+    inspect::print_tables(&report, false)?;
 
     drop(host);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -124,9 +124,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if path.exists() {
         bail!("{}: still exists after the host left", path.display());
     }
-    println!(
+    print_line(format_args!(
         "6. host said goodbye; the guest left ({status}); {} removed",
         path.display()
-    );
+    ))?;
     Ok(Outcome::Done)
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 use shmhub::ShmGuest;
 
-use super::common::{parse_peer_id, seg_err};
+use super::common::{parse_peer_id, seg_err, print_line};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\
@@ -31,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     ShmGuest::release(&path, args.peer_id.into()).map_err(|e| seg_err(&path, e))?;
     if args.json {
-        println!("{}", json!({ "detached": args.peer_id }));
+        print_line(json!({ "detached": args.peer_id }))?;
     }
     Ok(Outcome::Done)
 }

@@ -4,7 +4,7 @@ use comfy_table::{Cell, ContentArrangement, Table, presets};
 use serde_json::json;
 use shmhub::{HolderStatus, PeerState, RingState, SegmentReport};
 
-use super::common::{human_bytes, seg_err};
+use super::common::{human_bytes, seg_err, print_line};
 use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
@@ -33,9 +33,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     signals::guard_sigbus(&path);
     let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
     if args.json {
-        println!("{}", to_json(&report));
+        print_line(to_json(&report))?;
     } else {
-        print_tables(&report, args.all);
+        print_tables(&report, args.all)?;
     }
     Ok(Outcome::Done)
 }
@@ -98,7 +98,7 @@ fn fill(ring: &RingState) -> String {
     }
 }
 
-pub fn print_tables(r: &SegmentReport, all: bool) {
+pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
     let h = &r.header;
     let c = &h.layout.config;
     let mut header = table(&["header", "value"]);
@@ -141,7 +141,7 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
     for (k, v) in rows {
         header.add_row(vec![k.to_string(), v]);
     }
-    println!("{header}");
+    print_line(header)?;
 
     let mut peers = table(&[
         "peer",
@@ -182,9 +182,9 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
             fill(&p.to_guest),
         ]);
     }
-    println!("{peers}");
+    print_line(peers)?;
     if hidden > 0 {
-        println!("({hidden} empty entries hidden; --all shows them)");
+        print_line(format_args!("({hidden} empty entries hidden; --all shows them)"))?;
     }
 
     let mut pools = table(&["pool", "slot size", "used", "free"]);
@@ -204,5 +204,6 @@ pub fn print_tables(r: &SegmentReport, all: bool) {
             p.usage.free.to_string(),
         ]);
     }
-    println!("{pools}");
+    print_line(pools)?;
+    Ok(())
 }

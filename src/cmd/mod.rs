@@ -34,6 +34,8 @@ pub enum Outcome {
 
 /// Exit code for errors.
 pub const EXIT_ERROR: i32 = 1;
+/// Exit code for usage errors (the argument parser uses it too).
+pub const EXIT_USAGE: i32 = 2;
 /// Exit code for timeouts and empty receives.
 pub const EXIT_TIMEOUT: i32 = 3;
 

@@ -15,6 +15,7 @@ use super::common::Role;
 pub struct MessagePrinter {
     json: bool,
     output: Option<File>,
+    segment: std::path::PathBuf,
 }
 
 fn role_value(role: Role) -> Value {
@@ -31,17 +32,33 @@ fn hex(bytes: &[u8]) -> String {
 impl MessagePrinter {
     /// Prints to stdout (JSON lines when `json`); payload bytes go to
     /// `output` instead, when given (created, or truncated if it exists).
-    pub fn new(json: bool, output: Option<&Path>) -> anyhow::Result<Self> {
+    pub fn new(segment: &Path, json: bool, output: Option<&Path>) -> anyhow::Result<Self> {
         let output = output
             .map(|p| {
                 File::create(p).with_context(|| format!("{}: cannot open for writing", p.display()))
             })
             .transpose()?;
-        Ok(MessagePrinter { json, output })
+        Ok(MessagePrinter {
+            json,
+            output,
+            segment: segment.to_path_buf(),
+        })
     }
 
-    /// Writes one message.
+    /// Writes one message. A failed write says which message was lost: it
+    /// has already been taken off its ring.
     pub fn print(&mut self, from: Role, to: Role, frame: &Frame) -> anyhow::Result<()> {
+        self.write(from, to, frame).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: message id {} ({} bytes) from {from} was received but could not be written out: {e}",
+                self.segment.display(),
+                frame.desc.id,
+                frame.payload().len()
+            )
+        })
+    }
+
+    fn write(&mut self, from: Role, to: Role, frame: &Frame) -> anyhow::Result<()> {
         let payload = frame.payload();
         if let Some(file) = &mut self.output {
             file.write_all(payload).context("writing the output file")?;

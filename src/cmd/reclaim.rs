@@ -3,7 +3,7 @@
 use serde_json::json;
 use shmhub::ShmHost;
 
-use super::common::seg_err;
+use super::common::{seg_err, print_line};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\
@@ -28,10 +28,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut host = ShmHost::open(&path).map_err(|e| seg_err(&path, e))?;
     let reclaimed = host.reclaim_dead().map_err(|e| seg_err(&path, e))?;
     if args.json {
-        println!("{}", json!({ "reclaimed": reclaimed }));
+        print_line(json!({ "reclaimed": reclaimed }))?;
     } else {
         for p in reclaimed {
-            println!("{p}");
+            print_line(p)?;
         }
     }
     Ok(Outcome::Done)

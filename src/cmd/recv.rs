@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
 use shmhub::{Frame, ShmGuest, ShmHost};
 
 use super::common::{Role, parse_duration, parse_peer_id, parse_role, seg_err};
@@ -95,17 +94,17 @@ impl Receiver {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     if args.count == 0 {
-        bail!("--count must be at least 1");
+        crate::usage!("--count must be at least 1");
     }
     let opened = match (args.role, args.from) {
         (Role::Host, from) => ShmHost::open(&path).map(|h| Receiver::Host(h, from)),
         (Role::Guest(_), Some(_)) => {
-            bail!("--from goes with --as host; a guest receives from the host")
+            crate::usage!("--from goes with --as host; a guest receives from the host")
         }
         (Role::Guest(n), None) => ShmGuest::resume(&path, n).map(Receiver::Guest),
     };
     let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
-    let mut printer = MessagePrinter::new(args.json, args.output.as_deref())?;
+    let mut printer = MessagePrinter::new(&path, args.json, args.output.as_deref())?;
     if args.follow {
         signals::catch_termination();
         signals::guard_sigbus(&path);

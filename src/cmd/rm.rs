@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::RemoveOptions;
 
-use super::common::{parse_duration, seg_err, spinner};
+use super::common::{parse_duration, seg_err, spinner, print_line};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let report = report?;
     if args.json {
-        println!("{}", json!(report));
+        print_line(json!(report))?;
     } else if !report.abandoned.is_empty() {
         eprintln!(
             "{}: removed; live guest(s) {:?} were still attached (--force)",

@@ -9,7 +9,7 @@ use serde_json::json;
 use shmhub::{Frame, MsgDesc, ShmGuest, ShmHost};
 
 use super::common::{
-    Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, progress_bar, seg_err,
+    Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, progress_bar, seg_err, print_line,
 };
 use super::{Outcome, segment_path};
 
@@ -92,7 +92,7 @@ fn read_payload(args: &Args) -> anyhow::Result<Vec<u8>> {
             Ok(buf)
         }
         Some(text) => Ok(text.as_bytes().to_vec()),
-        None => bail!("no payload: give MESSAGE, --file PATH, or - for standard input"),
+        None => crate::usage!("no payload: give MESSAGE, --file PATH, or - for standard input"),
     }
 }
 
@@ -100,16 +100,16 @@ fn read_payload(args: &Args) -> anyhow::Result<Vec<u8>> {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     if args.count == 0 {
-        bail!("--count must be at least 1");
+        crate::usage!("--count must be at least 1");
     }
     let (to, opened) = match (args.role, args.to) {
         (Role::Host, Some(to)) => (
             Role::Guest(to.into()),
             ShmHost::open(&path).map(|h| Sender::Host(h, to)),
         ),
-        (Role::Host, None) => bail!("--as host needs --to N (the guest to send to)"),
+        (Role::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),
         (Role::Guest(_), Some(_)) => {
-            bail!("--to goes with --as host; a guest always sends to the host")
+            crate::usage!("--to goes with --as host; a guest always sends to the host")
         }
         (Role::Guest(n), None) => (Role::Host, ShmGuest::resume(&path, n).map(Sender::Guest)),
     };
@@ -169,10 +169,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Role::Host => json!("host"),
             Role::Guest(n) => json!(n),
         };
-        println!(
-            "{}",
-            json!({ "from": from_value, "to": to_value, "sent": sent, "len": len, "placement": if frame.fits_inline() { "inline" } else { "slot" } })
-        );
+        print_line(json!({ "from": from_value, "to": to_value, "sent": sent, "len": len, "placement": if frame.fits_inline() { "inline" } else { "slot" } })
+        )?;
     }
     Ok(Outcome::Done)
 }

@@ -318,6 +318,13 @@ impl ShmGuest {
         self.sending(&mut Deadline::no_wait(), |seg, p, head, _, _, _, _| seg.commit(p, Direction::GuestToHost, loan, head))
     }
 
+    /// Takes this guest's receiving role now rather than at the first
+    /// receive, so that no other process can receive as this guest from
+    /// here on; waits up to `timeout` for a process that holds it.
+    pub fn take_receiving_role(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.lock_receiving_end(&mut Deadline::after(timeout))
+    }
+
     /// Receives the next message if one is queued.
     pub fn try_recv(&mut self) -> Result<Option<Frame>> {
         self.lock_receiving_end(&mut Deadline::no_wait())?;

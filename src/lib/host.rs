@@ -511,6 +511,13 @@ impl ShmHost {
         Ok(())
     }
 
+    /// Takes the host's receiving role for every guest now rather than at
+    /// the first receive, so that no other process receives as the host
+    /// from here on; waits up to `timeout` for a process that holds one.
+    pub fn take_receiving_role(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.lock_all_receiving_ends(&mut Deadline::after(timeout))
+    }
+
     /// Receives the next message from any guest, if one is queued. Guests
     /// are served round-robin, so a busy guest cannot starve the others.
     ///

@@ -216,7 +216,6 @@ fn run_into_closed_pipe(env: &Env, args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-#[ignore = "BUG: printing to a closed pipe (`shmhub inspect seg | head -1`) panics with 'failed printing to stdout: Broken pipe' (exit 101)"]
 fn a_closed_stdout_is_not_a_crash() {
     let env = Env::new();
     env.small("seg", &[]);

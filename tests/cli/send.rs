@@ -403,7 +403,6 @@ fn role_and_target_errors() {
 }
 
 #[test]
-#[ignore = "BUG: role/flag combinations that the synopsis forbids exit 1 (after parsing) instead of the usage-error code 2"]
 fn role_combination_errors_are_usage_errors() {
     let env = Env::new();
     env.small("seg", &[]);
