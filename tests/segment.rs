@@ -444,7 +444,7 @@ fn forged_descriptors_are_refused_without_reading() {
     let ring = layout.host_to_guest_ring(guest.peer_id());
     // Send a real slot message, then corrupt its descriptor in place.
     let corruptions: [(usize, &[u8]); 5] = [
-        (2, &[0x80, 0]),          // unknown flag
+        (2, &[0x80]),                // unknown flag (bit 15 of the flags is the ring's phase)
         (4, &[0xFF, 0xFF, 0, 0]), // length over max payload
         (20, &[0xFF, 0, 0, 0]),   // slot index out of range
         (24, &[0x77, 0, 0, 0]),   // stale generation

@@ -7,7 +7,12 @@ pub const INLINE_CAPACITY: usize = 32;
 
 /// Descriptor flag: the payload lives in a slot of the sender's pool.
 pub const FLAG_SLOT: u16 = 1;
-/// Flag bits this version knows; any other bit makes a descriptor invalid.
+/// Descriptor flag reserved for the ring: the phase bit that tells a new
+/// descriptor from one left by the previous lap. Whatever a sender puts in
+/// it is overwritten, and receivers never see it set.
+pub const FLAG_PHASE: u16 = 0x8000;
+/// Flag bits this version knows (the phase bit aside); any other bit makes
+/// a descriptor invalid.
 pub const KNOWN_FLAGS: u16 = FLAG_SLOT;
 
 /// Well-known message types. Applications may use any other value.

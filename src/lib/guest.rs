@@ -43,7 +43,6 @@ pub struct ShmGuest {
     locks: RoleLocks,
     _presence: Option<ByteLock>,
     head_cache: u32,
-    tail_cache: u32,
     pool_hint: u32,
     strategy: WaitStrategy,
     last_beat_ns: u64,
@@ -111,11 +110,6 @@ impl ShmGuest {
             .state()
             .map(|s| s.head)
             .unwrap_or(0);
-        let tail_cache = seg
-            .ring(peer_id, Direction::HostToGuest)
-            .state()
-            .map(|s| s.head)
-            .unwrap_or(0);
         ShmGuest {
             seg,
             peer_id,
@@ -124,7 +118,6 @@ impl ShmGuest {
             locks: RoleLocks::default(),
             _presence: presence,
             head_cache,
-            tail_cache,
             pool_hint: 0,
             strategy: WaitStrategy::default(),
             last_beat_ns: sys::monotonic_ns(),
@@ -374,7 +367,7 @@ impl ShmGuest {
             let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
             let want = max.clamp(1, RECV_BATCH);
             let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-            let n = ring.pop_batch(&mut self.tail_cache, &mut batch[..want])?;
+            let n = ring.pop_batch(&mut batch[..want])?;
             if n > 0 {
                 let mut first_error = None;
                 for desc in &batch[..n] {
@@ -394,8 +387,7 @@ impl ShmGuest {
     /// Waits until the host-to-guest ring has something; false on timeout.
     fn wait(&mut self, deadline: &mut Deadline) -> Result<bool> {
         let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-        let state = ring.state()?;
-        if !state.is_empty() {
+        if ring.has_data()? {
             return Ok(true);
         }
         let mut waiter = Waiter::new(
@@ -405,7 +397,7 @@ impl ShmGuest {
             &mut self.last_beat_ns,
             &mut self.last_host_check_ns,
         );
-        ring.wait_for_data(state.tail, self.strategy, deadline, &mut || waiter.check())
+        ring.wait_for_data(self.strategy, deadline, &mut || waiter.check())
     }
 
     fn lock_receiving_end(&mut self, deadline: &mut Deadline) -> Result<()> {
@@ -429,7 +421,7 @@ impl ShmGuest {
     fn pop(&mut self) -> Result<Option<Received>> {
         self.beat_if_due()?;
         let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-        match ring.pop(&mut self.tail_cache)? {
+        match ring.pop()? {
             Some(bytes) => self.seg.decode_in_place(self.peer_id, Direction::HostToGuest, &bytes).map(Some),
             None => Ok(None),
         }

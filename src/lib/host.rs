@@ -46,7 +46,6 @@ pub struct ShmHost {
     locks: RoleLocks,
     _presence: Option<ByteLock>,
     head_cache: Vec<u32>,
-    tail_cache: Vec<u32>,
     pool_hint: u32,
     next_peer: u8,
     strategy: WaitStrategy,
@@ -127,7 +126,6 @@ impl ShmHost {
             locks: RoleLocks::default(),
             _presence: None,
             head_cache: vec![0; guests],
-            tail_cache: vec![0; guests],
             pool_hint: 0,
             next_peer: 1,
             strategy: WaitStrategy::default(),
@@ -135,10 +133,8 @@ impl ShmHost {
         };
         for p in 1..=guests as u8 {
             let h2g = host.seg.ring(p, Direction::HostToGuest).state();
-            let g2h = host.seg.ring(p, Direction::GuestToHost).state();
-            if let (Ok(h2g), Ok(g2h)) = (h2g, g2h) {
+            if let Ok(h2g) = h2g {
                 host.head_cache[p as usize - 1] = h2g.head;
-                host.tail_cache[p as usize - 1] = g2h.head;
             }
         }
         host
@@ -450,7 +446,7 @@ impl ShmHost {
             let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
             let want = max.clamp(1, RECV_BATCH);
             let ring = self.seg.ring(p, Direction::GuestToHost);
-            let n = ring.pop_batch(&mut self.tail_cache[p as usize - 1], &mut batch[..want])?;
+            let n = ring.pop_batch(&mut batch[..want])?;
             if n > 0 {
                 let mut first_error = None;
                 for desc in &batch[..n] {
@@ -470,21 +466,20 @@ impl ShmHost {
     /// Waits until guest `p`'s ring has something to read; false on timeout.
     fn wait_from(&mut self, p: u8, deadline: &mut Deadline) -> Result<bool> {
         let ring = self.seg.ring(p, Direction::GuestToHost);
-        let state = ring.state()?;
-        if !state.is_empty() {
+        if ring.has_data()? {
             return Ok(true);
         }
         let seg = &self.seg;
         let mut watch = PeerWatch::new(p, seg.peer(p).epoch()?);
         let mut stop = || watch.check(seg, false);
-        ring.wait_for_data(state.tail, self.strategy, deadline, &mut stop)
+        ring.wait_for_data(self.strategy, deadline, &mut stop)
     }
 
     /// Pops one message from guest `p`, payload in place; finishes a
     /// guest's goodbye once everything it sent has been read.
     fn pop_in_place(&mut self, p: u8) -> Result<Option<Received>> {
         let ring = self.seg.ring(p, Direction::GuestToHost);
-        match ring.pop(&mut self.tail_cache[p as usize - 1])? {
+        match ring.pop()? {
             Some(bytes) => self.seg.decode_in_place(p, Direction::GuestToHost, &bytes).map(Some),
             None => {
                 let peer = self.seg.peer(p);
@@ -626,14 +621,19 @@ impl ShmHost {
             }
             ring.clear_waiting()?;
         }
+        // The dead guest produced on this ring: it may have died between
+        // writing descriptors and publishing the tail.
+        self.seg.ring(p, Direction::GuestToHost).settle_tail()?;
         for pool in 0..=self.seg.layout.config.max_guests as u8 {
             self.seg.pool(pool).free_held_by(p)?;
         }
+        // Whatever is still allocated in the dead guest's own pool was
+        // either taken by it and never sent, or sent and already read by
+        // the host: all of it goes back.
+        self.seg.pool(p).free_all()?;
         self.seg.pool(p).clear_waiters()?;
         let h2g = self.seg.ring(p, Direction::HostToGuest).state()?;
-        let g2h = self.seg.ring(p, Direction::GuestToHost).state()?;
         self.head_cache[p as usize - 1] = h2g.head;
-        self.tail_cache[p as usize - 1] = g2h.head;
         peer.set_holder(None, false)?;
         peer.set_state(PeerState::Empty)?;
         Ok(true)
@@ -666,10 +666,12 @@ struct PeerWatch {
 
 impl PeerWatch {
     fn new(peer_id: u8, epoch: u32) -> Self {
+        // The clock is first read at the first check, so that an operation
+        // that never waits never reads it.
         PeerWatch {
             peer_id,
             epoch,
-            last_liveness_ns: sys::monotonic_ns(),
+            last_liveness_ns: 0,
         }
     }
 
@@ -689,7 +691,9 @@ impl PeerWatch {
             return Ok(());
         }
         let now = sys::monotonic_ns();
-        if now.saturating_sub(self.last_liveness_ns) >= 100_000_000 {
+        if self.last_liveness_ns == 0 {
+            self.last_liveness_ns = now;
+        } else if now.saturating_sub(self.last_liveness_ns) >= 100_000_000 {
             self.last_liveness_ns = now;
             let entry = peer.snapshot()?;
             let file = seg.file().map(|f| &**f);

@@ -71,7 +71,7 @@ pub mod sys;
 mod wait;
 mod zerocopy;
 
-pub use desc::{DESC_SIZE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type};
+pub use desc::{DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type};
 pub use error::{Direction, Error, Result};
 pub use guest::ShmGuest;
 pub use header::{HeaderInfo, MAGIC, VERSION};

@@ -326,6 +326,20 @@ impl<'a> Pool<'a> {
         Ok(freed)
     }
 
+    /// Frees every allocated slot; returns how many.
+    pub(crate) fn free_all(&self) -> Result<u32> {
+        let mut freed = 0;
+        for slot in 0..self.slots() {
+            let generation = self
+                .region
+                .load_u32(self.meta_offset(slot) + field::SLOT_GENERATION, Ordering::Acquire)?;
+            if self.free(slot, generation)? {
+                freed += 1;
+            }
+        }
+        Ok(freed)
+    }
+
     /// Counts used and free slots (works on read-only regions).
     pub(crate) fn usage(&self) -> Result<PoolUsage> {
         let mut used = 0;

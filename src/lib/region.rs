@@ -150,6 +150,7 @@ impl Region {
 
     /// Checks that `offset..offset+len` lies inside the region and that
     /// `offset` is a multiple of `align`; returns the offset as `usize`.
+    #[inline]
     fn check(&self, offset: u64, len: u64, align: u64) -> Result<usize, RegionError> {
         let out_of_bounds = RegionError::OutOfBounds {
             offset,
@@ -167,6 +168,7 @@ impl Region {
         Ok(offset as usize)
     }
 
+    #[inline]
     fn check_writable(&self) -> Result<(), RegionError> {
         if self.writable {
             Ok(())
@@ -178,6 +180,7 @@ impl Region {
     /// The `AtomicU32` at `offset`, for reads and writes.
     ///
     /// Fails on a read-only region, out of bounds or misaligned.
+    #[inline]
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32, RegionError> {
         self.check_writable()?;
         let at = self.check(offset, 4, 4)?;
@@ -190,6 +193,7 @@ impl Region {
     }
 
     /// The `AtomicU64` at `offset`, for reads and writes.
+    #[inline]
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64, RegionError> {
         self.check_writable()?;
         let at = self.check(offset, 8, 8)?;
@@ -198,6 +202,7 @@ impl Region {
     }
 
     /// Atomically loads the `u32` at `offset`; works on read-only regions.
+    #[inline]
     pub fn load_u32(&self, offset: u64, order: Ordering) -> Result<u32, RegionError> {
         let at = self.check(offset, 4, 4)?;
         // SAFETY: in bounds and aligned (checked). An atomic load only reads,
@@ -206,6 +211,7 @@ impl Region {
     }
 
     /// Atomically loads the `u64` at `offset`; works on read-only regions.
+    #[inline]
     pub fn load_u64(&self, offset: u64, order: Ordering) -> Result<u64, RegionError> {
         let at = self.check(offset, 8, 8)?;
         // SAFETY: as in load_u32, with 8 bytes and 8-byte alignment.
@@ -213,12 +219,14 @@ impl Region {
     }
 
     /// Stores `value` at `offset` with the given ordering.
+    #[inline]
     pub fn store_u32(&self, offset: u64, value: u32, order: Ordering) -> Result<(), RegionError> {
         self.atomic_u32(offset)?.store(value, order);
         Ok(())
     }
 
     /// Stores `value` at `offset` with the given ordering.
+    #[inline]
     pub fn store_u64(&self, offset: u64, value: u64, order: Ordering) -> Result<(), RegionError> {
         self.atomic_u64(offset)?.store(value, order);
         Ok(())
@@ -277,6 +285,30 @@ impl Region {
         // SAFETY: in bounds of a writable mapping (checked); exclusivity is
         // the caller's guarantee.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), len as usize) })
+    }
+
+    /// Copies `N` bytes at `offset` into an array; a fixed size lets the
+    /// copy compile to a few vector moves (descriptors on the hot path).
+    #[inline]
+    pub fn read_array<const N: usize>(&self, offset: u64) -> Result<[u8; N], RegionError> {
+        let at = self.check(offset, N as u64, 1)?;
+        let mut out = [0u8; N];
+        // SAFETY: as in `read`: in bounds (checked), plain bytes, distinct
+        // destination.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(at), out.as_mut_ptr(), N) };
+        Ok(out)
+    }
+
+    /// Copies an `N`-byte array into the region at `offset` (fixed size,
+    /// like [`Region::read_array`]).
+    #[inline]
+    pub fn write_array<const N: usize>(&self, offset: u64, src: &[u8; N]) -> Result<(), RegionError> {
+        self.check_writable()?;
+        let at = self.check(offset, N as u64, 1)?;
+        // SAFETY: as in `write`: in bounds of a writable mapping (checked),
+        // distinct source.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(at), N) };
+        Ok(())
     }
 
     /// Fills `len` bytes at `offset` with zero.

@@ -76,6 +76,14 @@ pub mod lock_byte {
     /// A process that holds the segment's host role (held while it lives).
     pub const HOST_PRESENCE: u64 = BASE;
 
+    /// How many role bytes there are (five kinds of 1024).
+    pub(crate) const COUNT: usize = 5 * KIND_STRIDE as usize;
+
+    /// The position of a role byte among [`COUNT`], if it is one.
+    pub(crate) fn index(byte: u64) -> Option<usize> {
+        byte.checked_sub(BASE).map(|i| i as usize).filter(|&i| i < COUNT)
+    }
+
     /// A process that holds guest `peer`'s entry (held while it lives).
     pub fn guest_presence(peer: u8) -> u64 {
         BASE + u64::from(peer)
@@ -115,9 +123,20 @@ impl std::hash::Hasher for IdentityHasher {
 }
 
 /// The role locks one host or guest holds, taken on first use.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RoleLocks {
     held: HashMap<u64, ByteLock, std::hash::BuildHasherDefault<IdentityHasher>>,
+    /// One bit per role byte: the check on every send and receive.
+    held_bits: [u64; lock_byte::COUNT / 64],
+}
+
+impl Default for RoleLocks {
+    fn default() -> Self {
+        RoleLocks {
+            held: HashMap::default(),
+            held_bits: [0; lock_byte::COUNT / 64],
+        }
+    }
 }
 
 impl RoleLocks {
@@ -130,6 +149,12 @@ impl RoleLocks {
         deadline: &mut Deadline,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
+        let bit = lock_byte::index(byte);
+        if let Some(i) = bit {
+            if self.held_bits[i / 64] & (1 << (i % 64)) != 0 {
+                return Ok(());
+            }
+        }
         let Some(mmap) = seg.backing.mmap() else {
             // Heap and caller-supplied regions live in one process, whose
             // `&mut self` methods already serialize each role.
@@ -145,6 +170,9 @@ impl RoleLocks {
             })?;
             if let Some(lock) = taken {
                 self.held.insert(byte, lock);
+                if let Some(i) = bit {
+                    self.held_bits[i / 64] |= 1 << (i % 64);
+                }
                 return Ok(());
             }
             if deadline.passed() {
@@ -536,7 +564,7 @@ impl Segment {
             if len as usize > INLINE_CAPACITY {
                 return Err(bad(format!("inline payload length {len} exceeds {INLINE_CAPACITY}")));
             }
-            return Ok(Received::new(self.region.clone(), self.layout, desc, None));
+            return Ok(Received::inline(desc));
         }
         let offset = self
             .pool(sender)
@@ -548,7 +576,7 @@ impl Segment {
             generation: desc.slot_generation,
             offset,
         };
-        Ok(Received::new(self.region.clone(), self.layout, desc, Some(slot)))
+        Ok(Received::in_slot(self.region.clone(), self.layout, desc, slot))
     }
 
     /// Frees the slot a descriptor names without reading it (when a ring is

@@ -35,28 +35,39 @@ pub(crate) struct SlotRef {
 /// assert!(received.payload().iter().all(|&b| b == 7));
 /// ```
 pub struct Received {
+    desc: MsgDesc,
+    /// Set for payloads in a slot; inline messages need nothing more than
+    /// their descriptor (and cost no reference count or copy of the layout).
+    lease: Option<Box<Lease>>,
+}
+
+/// A received slot: the mapping, where the slot is, and how to free it.
+struct Lease {
     region: Region,
     layout: SegmentLayout,
-    desc: MsgDesc,
-    slot: Option<SlotRef>,
+    slot: SlotRef,
 }
 
 impl fmt::Debug for Received {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Received")
             .field("desc", &self.desc)
-            .field("in_slot", &self.slot.is_some())
+            .field("in_slot", &self.lease.is_some())
             .finish()
     }
 }
 
 impl Received {
-    pub(crate) fn new(region: Region, layout: SegmentLayout, desc: MsgDesc, slot: Option<SlotRef>) -> Self {
+    /// A message whose payload is inline in its descriptor.
+    pub(crate) fn inline(desc: MsgDesc) -> Self {
+        Received { desc, lease: None }
+    }
+
+    /// A message whose payload lies in a slot, freed when this drops.
+    pub(crate) fn in_slot(region: Region, layout: SegmentLayout, desc: MsgDesc, slot: SlotRef) -> Self {
         Received {
-            region,
-            layout,
             desc,
-            slot,
+            lease: Some(Box::new(Lease { region, layout, slot })),
         }
     }
 
@@ -68,14 +79,14 @@ impl Received {
     /// The payload, where it lies.
     pub fn payload(&self) -> &[u8] {
         let len = self.desc.payload_len as usize;
-        match self.slot {
+        match &self.lease {
             None => &self.desc.inline[..len.min(INLINE_CAPACITY)],
             // SAFETY: the slot was validated when this was received (in
             // bounds, allocated at this generation, held by the receiver);
             // until this value drops and frees it, the protocol gives the
             // receiver sole use of the slot: its sender wrote it before
             // publishing and does not touch it again.
-            Some(s) => unsafe { self.region.bytes(s.offset, len as u64) }.unwrap_or(&[]),
+            Some(lease) => unsafe { lease.region.bytes(lease.slot.offset, len as u64) }.unwrap_or(&[]),
         }
     }
 
@@ -87,8 +98,9 @@ impl Received {
 
 impl Drop for Received {
     fn drop(&mut self) {
-        if let Some(s) = self.slot.take() {
-            let _ = Pool::new(&self.region, &self.layout, s.pool).free(s.slot, s.generation);
+        if let Some(lease) = self.lease.take() {
+            let s = lease.slot;
+            let _ = Pool::new(&lease.region, &lease.layout, s.pool).free(s.slot, s.generation);
         }
     }
 }
