@@ -346,6 +346,7 @@ mod tests {
         d
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn fifo_until_full_then_refuses() {
         let region = ring_region(4);
@@ -363,6 +364,7 @@ mod tests {
         assert!(ring.is_empty_now().unwrap());
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn indices_and_phases_wrap_around_u32() {
         let region = ring_region(2);
@@ -385,6 +387,7 @@ mod tests {
         }
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn batch_larger_than_room_writes_nothing() {
         let region = ring_region(4);
@@ -399,6 +402,7 @@ mod tests {
         assert_eq!(&out[..3], &[desc(1), desc(2), desc(3)]);
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn corrupt_indices_are_an_error_not_a_read() {
         let region = ring_region(4);
@@ -410,6 +414,7 @@ mod tests {
         assert_eq!(ring.pop().unwrap(), None);
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn a_consumer_a_moment_ahead_of_the_tail_reads_as_empty() {
         let state = RingState { head: 5, tail: 3, capacity: 4 };
@@ -418,6 +423,7 @@ mod tests {
         assert_eq!(state.len(), None);
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn settle_tail_realigns_after_a_dead_producer() {
         let region = ring_region(4);
@@ -432,6 +438,7 @@ mod tests {
         assert_eq!(ring.pop().unwrap(), Some(desc(3)));
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn waiting_consumer_is_woken_by_producer() {
         let region = ring_region(4);
@@ -447,6 +454,7 @@ mod tests {
         assert!(waiter.join().unwrap());
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn wait_times_out_when_nothing_comes() {
         let region = ring_region(4);

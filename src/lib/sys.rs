@@ -261,6 +261,7 @@ mod tests {
         assert_eq!(process_liveness(pid, 0), Liveness::Dead);
     }
 
+    // shm[verify shm.lock.roles]
     #[test]
     fn byte_locks_exclude_other_opens() {
         let dir = tempfile::tempdir().unwrap();

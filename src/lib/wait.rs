@@ -119,6 +119,7 @@ impl Backoff {
 mod tests {
     use super::*;
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn adaptive_spins_then_sleeps() {
         let mut b = Backoff::new(WaitStrategy::Adaptive);
@@ -135,6 +136,7 @@ mod tests {
         assert_eq!(b.next_step(&mut forever), Step::Sleep(MAX_SLEEP));
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn no_wait_expires_at_once_for_every_strategy() {
         for s in [WaitStrategy::Spin, WaitStrategy::Block, WaitStrategy::Adaptive] {
@@ -142,6 +144,7 @@ mod tests {
         }
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn block_sleeps_no_longer_than_the_deadline() {
         let mut b = Backoff::new(WaitStrategy::Block);
@@ -154,6 +157,7 @@ mod tests {
         assert_eq!(b.next_step(&mut soon), Step::Expired);
     }
 
+    // shm[verify shm.ring.spsc]
     #[test]
     fn the_clock_starts_at_the_first_wait() {
         let mut d = Deadline::after(Some(Duration::from_millis(20)));
