@@ -629,3 +629,80 @@ fn batches_keep_order_and_wait_out_a_full_ring() {
     assert_eq!(consumer.join().unwrap(), (sent as u64..20).collect::<Vec<_>>());
     assert!(shmhub::inspect_region(&region, None).unwrap().pools.iter().all(|p| p.usage.used == 0));
 }
+
+#[test]
+fn application_flag_bits_are_the_library_s_and_never_strand_a_message() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let desc = MsgDesc { flags: 0x7FF0, ..MsgDesc::new(msg_type::DATA, 5) };
+    host.send(guest.peer_id(), Frame::new(desc, vec![1u8; 500])).unwrap();
+    let got = guest.try_recv().unwrap().unwrap();
+    assert_eq!(got.payload(), &[1u8; 500][..]);
+    assert_eq!(got.desc.flags, shmhub::FLAG_SLOT);
+    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+}
+
+#[test]
+fn releasing_a_reserved_entry_drops_what_was_sent_ahead() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let p = host.reserve_peer().unwrap();
+    host.send(p, data(1, &[2u8; 700])).unwrap();
+    host.release_peer(p).unwrap();
+    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+    let mut next = ShmGuest::attach(host.region()).unwrap();
+    assert_eq!(next.peer_id(), p);
+    assert!(next.try_recv().unwrap().is_none(), "the next guest does not get the old message");
+}
+
+#[test]
+fn a_payload_read_in_place_stays_put_after_its_guest_detaches() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let p = guest.peer_id();
+    host.send(p, data(1, &[9u8; 4000])).unwrap();
+    let held = guest.recv_in_place(Some(Duration::from_secs(1))).unwrap().unwrap();
+    drop(guest);
+    // The host reuses its pool: the lent slot is not among the free ones.
+    let mut next = ShmGuest::attach(host.region()).unwrap();
+    for i in 0..63 {
+        host.send(next.peer_id(), data(i, &[3u8; 4000])).unwrap();
+    }
+    assert!(held.payload().iter().all(|&b| b == 9));
+    drop(held);
+    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 63);
+    while next.try_recv().unwrap().is_some() {}
+    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+}
+
+#[test]
+fn a_host_waiting_on_a_reserved_entry_gets_the_guest_it_reserved_it_for() {
+    let dir = tmp();
+    let path = dir.path().join("reserved-wait.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let p = host.reserve_peer().unwrap();
+    let child_path = path.clone();
+    let guest = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut guest = ShmGuest::attach_path_with_id(&child_path, p).unwrap();
+        guest.send(data(7, b"arrived")).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    });
+    let got = host.recv_from_timeout(p, Some(Duration::from_secs(10))).unwrap().unwrap();
+    assert_eq!(got.payload(), b"arrived");
+    guest.join().unwrap();
+}
+
+#[test]
+fn a_descriptor_with_a_bad_length_gives_its_real_slot_back() {
+    let mut host = ShmHost::create_heap(SegmentConfig { slot_size: 256, max_payload: 256, ..SegmentConfig::default() })
+        .unwrap();
+    let region = host.region();
+    let mut guest = ShmGuest::attach(region.clone()).unwrap();
+    let layout = *host.layout();
+    host.send(guest.peer_id(), data(1, &[1u8; 200])).unwrap();
+    let ring = layout.host_to_guest_ring(guest.peer_id());
+    // Offset 28: the slot offset, pushed past the slot's end.
+    region.write(ring + shmhub::RING_HEADER_SIZE + 28, &[0xF0, 0, 0, 0]).unwrap();
+    assert!(matches!(guest.try_recv(), Err(Error::BadDescriptor { .. })));
+    assert_eq!(shmhub::inspect_region(&region, None).unwrap().pools[0].usage.used, 0);
+}

@@ -335,7 +335,7 @@ fn bench_shm(
         ring_capacity: 1024,
         slot_size,
         // Few slots keep the working set of large payloads in cache.
-        slots_per_pool: 8,
+        slots_per_pool: 4,
         max_payload: slot_size,
         heartbeat_interval_ms: 0,
     };

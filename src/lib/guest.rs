@@ -135,9 +135,24 @@ impl ShmGuest {
             Claim::Reserved(p) => vec![seg.guest_id(p.into())?],
         };
         for p in candidates {
+            if let Claim::Reserved(_) = claim {
+                let state = seg.peer(p).state()?;
+                if state != PeerState::Reserved {
+                    return Err(Error::PeerState {
+                        peer_id: p,
+                        state,
+                        expected: "reserved",
+                    });
+                }
+            }
             let presence = match seg.file() {
                 Some(file) => match ByteLock::try_lock(file, lock_byte::guest_presence(p)) {
                     Ok(Some(lock)) => Some(lock),
+                    _ if matches!(claim, Claim::Reserved(_)) => {
+                        return Err(Error::Busy {
+                            what: format!("peer {p} (a live process still holds its entry)"),
+                        });
+                    }
                     _ => continue,
                 },
                 None => None,
@@ -364,6 +379,7 @@ impl ShmGuest {
         let mut deadline = Deadline::after(timeout);
         self.lock_receiving_end(&mut deadline)?;
         loop {
+            Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
             let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
             let want = max.clamp(1, RECV_BATCH);
             let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
@@ -419,6 +435,7 @@ impl ShmGuest {
     }
 
     fn pop(&mut self) -> Result<Option<Received>> {
+        Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
         self.beat_if_due()?;
         let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
         match ring.pop()? {
@@ -477,8 +494,11 @@ impl ShmGuest {
                 self.seg.discard(p, Direction::HostToGuest, &desc)?;
             }
         }
-        self.seg.pool(0).free_held_by(p)?;
-        self.seg.pool(p).free_held_by(p)?;
+        // Slots still lent out in this process (in-place receives, loans)
+        // are freed by their owners when they drop.
+        let leases = &self.seg.leases;
+        self.seg.pool(0).free_held_by(p, &|slot| leases.contains(0, slot))?;
+        self.seg.pool(p).free_held_by(p, &|slot| leases.contains(p, slot))?;
         let peer = self.seg.peer(p);
         peer.set_holder(None, false)?;
         let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();

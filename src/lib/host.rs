@@ -287,6 +287,12 @@ impl ShmHost {
             .peer(p)
             .transition(PeerState::Reserved, PeerState::Empty)?
         {
+            // Messages sent ahead to the guest that never came are dropped,
+            // so that the next guest of this entry does not get them.
+            let ring = self.seg.ring(p, Direction::HostToGuest);
+            for desc in ring.drain()? {
+                self.seg.discard(p, Direction::HostToGuest, &desc)?;
+            }
             Ok(())
         } else {
             Err(Error::PeerState {
@@ -349,7 +355,7 @@ impl ShmHost {
                 expected: "attached or reserved",
             });
         }
-        let mut watch = PeerWatch::new(p, peer.epoch()?);
+        let mut watch = PeerWatch::new(&self.seg, p)?;
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
         op(seg, p, &mut self.head_cache[p as usize - 1], &mut self.pool_hint, self.strategy, deadline, &mut stop)
@@ -457,6 +463,7 @@ impl ShmHost {
                 }
                 return first_error.map_or(Ok(n), Err);
             }
+            self.finish_goodbye(p)?;
             if !self.wait_from(p, &mut deadline)? {
                 return Ok(0);
             }
@@ -470,7 +477,7 @@ impl ShmHost {
             return Ok(true);
         }
         let seg = &self.seg;
-        let mut watch = PeerWatch::new(p, seg.peer(p).epoch()?);
+        let mut watch = PeerWatch::new(seg, p)?;
         let mut stop = || watch.check(seg, false);
         ring.wait_for_data(self.strategy, deadline, &mut stop)
     }
@@ -482,13 +489,20 @@ impl ShmHost {
         match ring.pop()? {
             Some(bytes) => self.seg.decode_in_place(p, Direction::GuestToHost, &bytes).map(Some),
             None => {
-                let peer = self.seg.peer(p);
-                if peer.state()? == PeerState::Goodbye {
-                    peer.transition(PeerState::Goodbye, PeerState::Empty)?;
-                }
+                self.finish_goodbye(p)?;
                 Ok(None)
             }
         }
+    }
+
+    /// Once a departed guest's messages have all been read, its entry is
+    /// free for the next guest.
+    fn finish_goodbye(&self, p: u8) -> Result<()> {
+        let peer = self.seg.peer(p);
+        if peer.state()? == PeerState::Goodbye {
+            peer.transition(PeerState::Goodbye, PeerState::Empty)?;
+        }
+        Ok(())
     }
 
     fn pop_from(&mut self, p: u8) -> Result<Option<Frame>> {
@@ -625,12 +639,14 @@ impl ShmHost {
         // writing descriptors and publishing the tail.
         self.seg.ring(p, Direction::GuestToHost).settle_tail()?;
         for pool in 0..=self.seg.layout.config.max_guests as u8 {
-            self.seg.pool(pool).free_held_by(p)?;
+            let leases = &self.seg.leases;
+            self.seg.pool(pool).free_held_by(p, &|slot| leases.contains(pool, slot))?;
         }
         // Whatever is still allocated in the dead guest's own pool was
         // either taken by it and never sent, or sent and already read by
         // the host: all of it goes back.
-        self.seg.pool(p).free_all()?;
+        let leases = &self.seg.leases;
+        self.seg.pool(p).free_all(&|slot| leases.contains(p, slot))?;
         self.seg.pool(p).clear_waiters()?;
         let h2g = self.seg.ring(p, Direction::HostToGuest).state()?;
         self.head_cache[p as usize - 1] = h2g.head;
@@ -661,18 +677,23 @@ impl ShmHost {
 struct PeerWatch {
     peer_id: u8,
     epoch: u32,
+    /// The entry was Reserved when the wait began: the guest it was
+    /// reserved for attaching (one epoch later) is the same guest.
+    reserved: bool,
     last_liveness_ns: u64,
 }
 
 impl PeerWatch {
-    fn new(peer_id: u8, epoch: u32) -> Self {
+    fn new(seg: &Segment, peer_id: u8) -> Result<Self> {
+        let peer = seg.peer(peer_id);
         // The clock is first read at the first check, so that an operation
         // that never waits never reads it.
-        PeerWatch {
+        Ok(PeerWatch {
             peer_id,
-            epoch,
+            reserved: peer.state()? == PeerState::Reserved,
+            epoch: peer.epoch()?,
             last_liveness_ns: 0,
-        }
+        })
     }
 
     /// Fails with [`Error::PeerGone`] once the guest has gone: for a sender
@@ -683,9 +704,14 @@ impl PeerWatch {
         let p = self.peer_id;
         let gone = Err(Error::PeerGone { peer_id: p });
         let peer = seg.peer(p);
-        let present = matches!(peer.state()?, PeerState::Attached | PeerState::Reserved) && peer.epoch()? == self.epoch;
+        let (state, epoch) = (peer.state()?, peer.epoch()?);
+        if self.reserved && state == PeerState::Attached && epoch == self.epoch.wrapping_add(1) {
+            self.reserved = false;
+            self.epoch = epoch;
+        }
+        let present = matches!(state, PeerState::Attached | PeerState::Reserved) && epoch == self.epoch;
         if !present {
-            if sending || seg.ring(p, Direction::GuestToHost).state()?.is_empty() {
+            if sending || !seg.ring(p, Direction::GuestToHost).has_data()? {
                 return gone;
             }
             return Ok(());
@@ -698,8 +724,7 @@ impl PeerWatch {
             let entry = peer.snapshot()?;
             let file = seg.file().map(|f| &**f);
             let status = liveness::judge_peer(&entry, file, seg.layout.config.heartbeat_interval_ms, now);
-            if status == HolderStatus::Dead
-                && (sending || seg.ring(p, Direction::GuestToHost).state()?.is_empty())
+            if status == HolderStatus::Dead && (sending || !seg.ring(p, Direction::GuestToHost).has_data()?)
             {
                 return gone;
             }

@@ -304,10 +304,30 @@ impl<'a> Pool<'a> {
         Ok(())
     }
 
-    /// Frees every allocated slot whose holder is `peer`; returns how many.
-    pub(crate) fn free_held_by(&self, peer: u8) -> Result<u32> {
+    /// Frees `slot` if it is allocated at `generation` and held by `peer`
+    /// (a descriptor that named it was refused, but the slot is really the
+    /// receiver's).
+    pub(crate) fn free_if_held_by(&self, slot: u32, generation: u32, peer: u8) -> Result<bool> {
+        if slot >= self.slots() {
+            return Ok(false);
+        }
+        let holder = self
+            .region
+            .load_u32(self.meta_offset(slot) + field::SLOT_HOLDER, Ordering::Acquire)?;
+        if holder != holder_code(peer) {
+            return Ok(false);
+        }
+        self.free(slot, generation)
+    }
+
+    /// Frees every allocated slot whose holder is `peer`, except those
+    /// `keep` names (lent out in this process); returns how many.
+    pub(crate) fn free_held_by(&self, peer: u8, keep: &dyn Fn(u32) -> bool) -> Result<u32> {
         let mut freed = 0;
         for slot in 0..self.slots() {
+            if keep(slot) {
+                continue;
+            }
             let meta = self.meta_offset(slot);
             if self
                 .region
@@ -326,10 +346,13 @@ impl<'a> Pool<'a> {
         Ok(freed)
     }
 
-    /// Frees every allocated slot; returns how many.
-    pub(crate) fn free_all(&self) -> Result<u32> {
+    /// Frees every allocated slot except those `keep` names; returns how many.
+    pub(crate) fn free_all(&self, keep: &dyn Fn(u32) -> bool) -> Result<u32> {
         let mut freed = 0;
         for slot in 0..self.slots() {
+            if keep(slot) {
+                continue;
+            }
             let generation = self
                 .region
                 .load_u32(self.meta_offset(slot) + field::SLOT_GENERATION, Ordering::Acquire)?;
@@ -481,7 +504,7 @@ mod tests {
             pool.set_holder(slot, 5).unwrap();
         }
         pool.try_alloc(0, &mut hint).unwrap().unwrap();
-        assert_eq!(pool.free_held_by(5).unwrap(), 3);
+        assert_eq!(pool.free_held_by(5, &|_| false).unwrap(), 3);
         assert_eq!(pool.usage().unwrap().used, 1);
     }
 

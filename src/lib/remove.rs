@@ -135,14 +135,26 @@ pub fn remove_segment(
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-    mmap.check_unchanged().or_else(|e| match e {
-        Error::Truncated { .. } => Ok(()),
-        e => Err(e),
-    })?;
-    std::fs::remove_file(path).map_err(|cause| Error::Io {
-        path: path.to_path_buf(),
-        cause,
-    })?;
+    match mmap.check_unchanged() {
+        Ok(()) | Err(Error::Truncated { .. }) => {}
+        // The host deleted it while we were looking.
+        Err(Error::Removed { .. }) => {
+            report.removed_by_host = true;
+            report.waited_ms = start.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+        Err(e) => return Err(e),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => report.removed_by_host = true,
+        Err(cause) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                cause,
+            });
+        }
+    }
     report.waited_ms = start.elapsed().as_millis() as u64;
     Ok(report)
 }

@@ -20,7 +20,7 @@ use crate::region::{HeapRegion, Region};
 use crate::ring::Ring;
 use crate::sys::{self, ByteLock};
 use crate::wait::{Deadline, WaitStrategy};
-use crate::zerocopy::{Received, SlotLoan, SlotRef};
+use crate::zerocopy::{Leases, Received, SlotLoan, SlotRef};
 
 /// The memory a host or guest owns; the mapping lives as long as it does.
 #[derive(Debug)]
@@ -189,6 +189,8 @@ pub(crate) struct Segment {
     pub(crate) backing: ShmBacking,
     pub(crate) region: Region,
     pub(crate) layout: SegmentLayout,
+    /// Slots this process has lent out from this segment.
+    pub(crate) leases: Arc<Leases>,
 }
 
 impl Segment {
@@ -203,6 +205,7 @@ impl Segment {
             backing,
             region,
             layout: info.layout,
+            leases: Arc::default(),
         })
     }
 
@@ -352,7 +355,7 @@ impl Segment {
         desc.inline = [0; INLINE_CAPACITY];
         desc.slot_offset = 0;
         if payload.len() <= INLINE_CAPACITY {
-            desc.flags &= !FLAG_SLOT;
+            desc.flags = 0;
             desc.inline[..payload.len()].copy_from_slice(payload);
             desc.slot_index = 0;
             desc.slot_generation = 0;
@@ -369,7 +372,7 @@ impl Segment {
             pool.free(index, generation)?;
             return Err(e);
         }
-        desc.flags |= FLAG_SLOT;
+        desc.flags = FLAG_SLOT;
         desc.slot_index = index;
         desc.slot_generation = generation;
         Ok((desc, Some((index, generation))))
@@ -512,7 +515,9 @@ impl Segment {
             len,
             desc: MsgDesc::default(),
             committed: false,
-        })
+            leases: self.leases.clone(),
+        }
+        .register())
     }
 
     /// Publishes a loaned slot to the receiver.
@@ -526,7 +531,7 @@ impl Segment {
         }
         self.pool(sender).set_holder(loan.slot, receiver)?;
         let mut desc = loan.desc;
-        desc.flags |= FLAG_SLOT;
+        desc.flags = FLAG_SLOT;
         desc.payload_len = loan.len as u32;
         desc.slot_index = loan.slot;
         desc.slot_generation = loan.generation;
@@ -566,17 +571,23 @@ impl Segment {
             }
             return Ok(Received::inline(desc));
         }
-        let offset = self
-            .pool(sender)
-            .validate(desc.slot_index, desc.slot_generation, receiver, desc.slot_offset, len)
-            .map_err(bad)?;
+        let pool = self.pool(sender);
+        let offset = match pool.validate(desc.slot_index, desc.slot_generation, receiver, desc.slot_offset, len) {
+            Ok(offset) => offset,
+            Err(reason) => {
+                // A slot that is really this receiver's, named with a bad
+                // offset or length, goes back rather than leaking.
+                pool.free_if_held_by(desc.slot_index, desc.slot_generation, receiver)?;
+                return Err(bad(reason));
+            }
+        };
         let slot = SlotRef {
             pool: sender,
             slot: desc.slot_index,
             generation: desc.slot_generation,
             offset,
         };
-        Ok(Received::in_slot(self.region.clone(), self.layout, desc, slot))
+        Ok(Received::in_slot(self.region.clone(), self.layout, desc, slot, self.leases.clone()))
     }
 
     /// Frees the slot a descriptor names without reading it (when a ring is

@@ -2,12 +2,43 @@
 //! into a slot it has been lent, and a receiver reads the payload where it
 //! lies, freeing the slot when it is done.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use crate::desc::{INLINE_CAPACITY, MsgDesc};
 use crate::layout::SegmentLayout;
 use crate::pool::Pool;
 use crate::region::Region;
+
+/// The slots this process has lent out (in-place receives not yet dropped,
+/// loans not yet committed), shared by a host or guest and every lease it
+/// made. Leaving or reclaiming returns every slot a peer holds except
+/// these: their owners still read or write them, and free them themselves
+/// when they drop.
+#[derive(Debug, Default)]
+pub(crate) struct Leases {
+    held: Mutex<HashSet<(u8, u32)>>,
+}
+
+impl Leases {
+    fn add(&self, pool: u8, slot: u32) {
+        if let Ok(mut held) = self.held.lock() {
+            held.insert((pool, slot));
+        }
+    }
+
+    fn remove(&self, pool: u8, slot: u32) {
+        if let Ok(mut held) = self.held.lock() {
+            held.remove(&(pool, slot));
+        }
+    }
+
+    /// Whether slot `slot` of pool `pool` is lent out in this process.
+    pub(crate) fn contains(&self, pool: u8, slot: u32) -> bool {
+        self.held.lock().map(|held| held.contains(&(pool, slot))).unwrap_or(true)
+    }
+}
 
 /// Where a received payload lies in a slot.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +77,7 @@ struct Lease {
     region: Region,
     layout: SegmentLayout,
     slot: SlotRef,
+    leases: Arc<Leases>,
 }
 
 impl fmt::Debug for Received {
@@ -64,10 +96,22 @@ impl Received {
     }
 
     /// A message whose payload lies in a slot, freed when this drops.
-    pub(crate) fn in_slot(region: Region, layout: SegmentLayout, desc: MsgDesc, slot: SlotRef) -> Self {
+    pub(crate) fn in_slot(
+        region: Region,
+        layout: SegmentLayout,
+        desc: MsgDesc,
+        slot: SlotRef,
+        leases: Arc<Leases>,
+    ) -> Self {
+        leases.add(slot.pool, slot.slot);
         Received {
             desc,
-            lease: Some(Box::new(Lease { region, layout, slot })),
+            lease: Some(Box::new(Lease {
+                region,
+                layout,
+                slot,
+                leases,
+            })),
         }
     }
 
@@ -101,6 +145,7 @@ impl Drop for Received {
         if let Some(lease) = self.lease.take() {
             let s = lease.slot;
             let _ = Pool::new(&lease.region, &lease.layout, s.pool).free(s.slot, s.generation);
+            lease.leases.remove(s.pool, s.slot);
         }
     }
 }
@@ -120,6 +165,7 @@ pub struct SlotLoan {
     /// The descriptor to send (type, id, method); placement is filled in on commit.
     pub desc: MsgDesc,
     pub(crate) committed: bool,
+    pub(crate) leases: Arc<Leases>,
 }
 
 impl fmt::Debug for SlotLoan {
@@ -133,6 +179,11 @@ impl fmt::Debug for SlotLoan {
 }
 
 impl SlotLoan {
+    pub(crate) fn register(self) -> Self {
+        self.leases.add(self.pool, self.slot);
+        self
+    }
+
     /// The payload bytes to fill (as many as were asked for).
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: the slot's bit was claimed by compare-and-swap for this
@@ -164,5 +215,6 @@ impl Drop for SlotLoan {
         if !self.committed {
             let _ = Pool::new(&self.region, &self.layout, self.pool).free(self.slot, self.generation);
         }
+        self.leases.remove(self.pool, self.slot);
     }
 }
