@@ -9,6 +9,7 @@
 mod common;
 
 mod attach;
+mod bench;
 mod create;
 mod extra;
 mod held;

@@ -1,0 +1,59 @@
+//! `shmhub bench`: it runs end to end with tiny iteration counts and
+//! reports sane values. How fast anything is, is not a test's business.
+
+use crate::common::Env;
+
+#[test]
+fn quick_bench_reports_every_transport_and_size_with_sane_values() {
+    let env = Env::new();
+    let report = env.ok(&["bench", "--quick", "--json", "--sizes", "32,4KiB,64KiB"]).json();
+    let results = report["results"].as_array().unwrap();
+    for (kind, transport) in [
+        ("copy", "memcpy"),
+        ("round_trip", "cache line (floor)"),
+        ("round_trip", "shm spin"),
+        ("round_trip", "shm block"),
+        ("round_trip", "shm adaptive"),
+        ("stream", "shm spin"),
+        ("round_trip", "unix socket"),
+        ("stream", "unix socket"),
+        ("round_trip", "pipe"),
+        ("stream", "pipe"),
+    ] {
+        let rows: Vec<_> =
+            results.iter().filter(|r| r["kind"] == kind && r["transport"] == transport).collect();
+        assert!(!rows.is_empty(), "no {kind} row for {transport}");
+        for r in rows {
+            assert!(r["iterations"].as_u64().unwrap() > 0, "{r}");
+            assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0, "{r}");
+            if kind != "stream" {
+                let (p50, p99) = (r["p50_ns"].as_f64().unwrap(), r["p99_ns"].as_f64().unwrap());
+                assert!(p50 > 0.0 && p99 >= p50, "{r}");
+            }
+        }
+    }
+    for size in [32, 4096, 65536] {
+        assert!(
+            results.iter().any(|r| r["transport"] == "shm spin" && r["kind"] == "stream" && r["size"] == size),
+            "no stream row for {size} bytes"
+        );
+    }
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 4, "the 1 MiB target needs a 1 MiB size: {targets:?}");
+    for t in targets {
+        let ratio = t["ratio"].as_f64().unwrap();
+        assert!(ratio.is_finite() && ratio > 0.0, "{t}");
+    }
+    // The benchmark cleans up after itself.
+    assert!(env.listing().is_empty(), "{:?}", env.listing());
+}
+
+#[test]
+fn quick_bench_prints_tables_and_refuses_bad_sizes() {
+    let env = Env::new();
+    let out = env.ok(&["bench", "--quick", "--sizes", "32"]).stdout.clone();
+    assert!(out.contains("cache line (floor)") && out.contains("unix socket") && out.contains("target"), "{out}");
+    env.run(&["bench", "--sizes", "0"]).usage();
+    env.run(&["bench", "--sizes", "lots"]).usage();
+    env.run(&["bench", "--scale", "0"]).usage();
+}
