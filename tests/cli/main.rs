@@ -11,6 +11,7 @@ mod common;
 mod attach;
 mod bench;
 mod create;
+mod dead_host;
 mod extra;
 mod held;
 mod inspect;

@@ -1,0 +1,52 @@
+//! A host that dies without saying goodbye: guests and `inspect` can tell,
+//! and `create --force` and `rm` clean up after it.
+
+use std::time::Duration;
+
+use crate::common::Env;
+
+fn killed_host(env: &Env, name: &str) {
+    let mut host = env.spawn(&["create", name, "--hold", "--max-guests", "2", "--slot-size", "4KiB"]);
+    assert!(host.line().starts_with("created "));
+    host.signal(libc::SIGKILL);
+    host.wait();
+    assert!(env.path(name).exists(), "a killed host leaves its file behind");
+}
+
+#[test]
+fn inspect_and_a_held_guest_tell_that_the_host_died() {
+    let env = Env::new();
+    let mut host = env.spawn(&["create", "seg", "--hold", "--max-guests", "2"]);
+    assert!(host.line().starts_with("created "));
+    let mut guest = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(guest.line(), "1");
+    assert_eq!(env.inspect("seg")["host"], "alive");
+    host.signal(libc::SIGKILL);
+    host.wait();
+    assert_eq!(env.inspect("seg")["host"], "dead");
+    // The held guest notices within its host check interval and leaves.
+    guest.wait_ok();
+    assert!(guest.stderr().contains("the host has left"), "{}", guest.stderr());
+    assert_eq!(env.inspect("seg")["peers"][0]["state"], "empty");
+}
+
+#[test]
+fn rm_removes_a_segment_whose_host_died_without_waiting() {
+    let env = Env::new();
+    killed_host(&env, "seg");
+    let started = std::time::Instant::now();
+    env.ok(&["rm", "seg", "--timeout", "10s"]);
+    assert!(started.elapsed() < Duration::from_secs(5), "rm waited for a dead host");
+    assert!(!env.path("seg").exists());
+}
+
+#[test]
+fn create_force_replaces_a_segment_whose_host_died() {
+    let env = Env::new();
+    killed_host(&env, "seg");
+    // A guest that was attached when the host died is gone too.
+    env.ok(&["create", "seg", "--force", "--max-guests", "3"]);
+    let report = env.inspect("seg");
+    assert_eq!(report["header"]["max_guests"], 3);
+    assert_eq!(report["host"], "no_process");
+}
