@@ -130,7 +130,9 @@ impl<'a> Ring<'a> {
     pub(crate) fn is_empty_now(&self) -> Result<bool> {
         let head = self.region.load_u32(self.base + field::HEAD, Ordering::SeqCst)?;
         let tail = self.region.load_u32(self.base + field::TAIL, Ordering::SeqCst)?;
-        Ok(!RingState { head, tail, capacity: self.capacity }.len().is_some_and(|n| n > 0) && !self.is_new(head)?)
+        // Inconsistent indices count as empty here: the phase decides.
+        let queued = RingState { head, tail, capacity: self.capacity }.len().unwrap_or(0);
+        Ok(queued == 0 && !self.is_new(head)?)
     }
 
     /// Producer: whether `wanted` more descriptors fit. `cached_head` is the
