@@ -706,3 +706,33 @@ fn a_descriptor_with_a_bad_length_gives_its_real_slot_back() {
     assert!(matches!(guest.try_recv(), Err(Error::BadDescriptor { .. })));
     assert_eq!(shmhub::inspect_region(&region, None).unwrap().pools[0].usage.used, 0);
 }
+
+// Creating a segment writes only its header: a fresh 4 GiB segment takes
+// (almost) no memory or disk, on tmpfs where there is one.
+#[test]
+fn a_fresh_huge_segment_occupies_almost_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm").unwrap()
+    } else {
+        tmp()
+    };
+    let path = dir.path().join("huge.shm");
+    let config = SegmentConfig {
+        max_guests: 1,
+        ring_capacity: 64,
+        slot_size: 1 << 30,
+        slots_per_pool: 2,
+        max_payload: 4096,
+        heartbeat_interval_ms: 0,
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let meta = std::fs::metadata(&path).unwrap();
+    assert!(meta.len() >= 4 << 30, "{}", meta.len());
+    let occupied = meta.blocks() * 512;
+    assert!(occupied * 100 < meta.len(), "a fresh {} byte segment occupies {occupied} bytes", meta.len());
+    // And it works: a message crosses it.
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    host.send(guest.peer_id(), data(1, &[5u8; 100])).unwrap();
+    assert_eq!(guest.recv().unwrap().payload(), &[5u8; 100][..]);
+}

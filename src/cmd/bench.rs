@@ -220,6 +220,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&name)?;
     let modes = [WaitStrategy::Spin, WaitStrategy::Block, WaitStrategy::Adaptive];
     let phases = plan.sizes.len() as u64 * (1 + modes.len() as u64 + 1 + 2 + 2) + 1;
+    // (segment creation is quick and not counted as a phase)
     let bar = progress_bar(phases, "benchmarking");
 
     let mut results = Vec::new();
@@ -228,6 +229,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         results.push(bench_memcpy(size, &plan));
         bar.inc(1);
     }
+    bar.set_message("creating segments");
+    results.extend(bench_create(&path, &plan)?);
     bar.set_message("cache line floor");
     results.push(bench_cacheline(&path, &plan, peer_cpu)?);
     bar.inc(1);
@@ -307,6 +310,50 @@ fn bench_cacheline(path: &Path, plan: &Plan, peer_cpu: Option<usize>) -> anyhow:
     drop(map);
     let _ = std::fs::remove_file(&file);
     result
+}
+
+/// Sizes of the segments whose creation is timed: 1 MiB and 4 GiB.
+const CREATE_SMALL: u64 = 1 << 20;
+const CREATE_HUGE: u64 = 4 << 30;
+
+/// A configuration whose segment is `total` bytes plus a few pages of
+/// header, rings and metadata: two pools (the host's and one guest's)
+/// carry nearly all of it.
+fn create_config(total: u64) -> SegmentConfig {
+    let per_pool = total / 2;
+    let slot_size = per_pool.min(u64::from(shmhub::MAX_SLOT_SIZE)) as u32;
+    SegmentConfig {
+        max_guests: 1,
+        ring_capacity: 64,
+        slot_size,
+        slots_per_pool: (per_pool / u64::from(slot_size)) as u32,
+        max_payload: 64,
+        heartbeat_interval_ms: 0,
+    }
+}
+
+/// Times creating (and removing) a small and a huge segment: creation
+/// writes only the header, so the two should cost about the same.
+fn bench_create(path: &Path, plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
+    let mut results = Vec::new();
+    let rounds = if plan.quick { 3 } else { 15 };
+    for total in [CREATE_SMALL, CREATE_HUGE] {
+        let config = create_config(total);
+        let file = PathBuf::from(format!("{}.create", path.display()));
+        let mut samples = Vec::with_capacity(rounds);
+        let mut size = 0;
+        for _ in 0..rounds {
+            let start = Instant::now();
+            let host = ShmHost::create(&file, config).map_err(|e| seg_err(&file, e))?;
+            samples.push(start.elapsed().as_nanos() as u64);
+            size = host.layout().total_size;
+            drop(host);
+        }
+        let mut m = round_trip_result("create segment", size as usize, samples);
+        m.kind = "create";
+        results.push(m);
+    }
+    Ok(results)
 }
 
 fn strategy_name(s: WaitStrategy) -> &'static str {
@@ -560,6 +607,16 @@ fn judge(results: &[Measurement]) -> Vec<Target> {
         let ratio = shm / sock.max(1e-9);
         targets.push(Target { name: "32 B stream msgs/s, spin / unix socket", ratio, needed: ">= 50", met: ratio >= 50.0 });
     }
+    let created = |size: u64| {
+        results
+            .iter()
+            .find(|m| m.kind == "create" && (m.size as f64 / size as f64 - 1.0).abs() < 0.1)
+            .and_then(|m| m.p50_ns)
+    };
+    if let (Some(small), Some(huge)) = (created(CREATE_SMALL), created(CREATE_HUGE)) {
+        let ratio = huge / small.max(1.0);
+        targets.push(Target { name: "create p50, 4 GiB / 1 MiB", ratio, needed: "<= 3", met: ratio <= 3.0 });
+    }
     let mib = 1 << 20;
     if let (Some(shm), Some(copy)) = (find(results, "stream", "shm spin", mib), find(results, "copy", "memcpy", mib)) {
         let ratio = shm.bytes_per_s / copy.bytes_per_s.max(1e-9);
@@ -606,7 +663,8 @@ fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned
             Cell::new(ns(m.p99_ns)).set_alignment(CellAlignment::Right),
             Cell::new(ns(m.p999_ns)).set_alignment(CellAlignment::Right),
             Cell::new(rate_text(m.msgs_per_s)).set_alignment(CellAlignment::Right),
-            Cell::new(format!("{}/s", human_bytes(m.bytes_per_s as u64))).set_alignment(CellAlignment::Right),
+            Cell::new(if m.kind == "create" { "-".to_string() } else { format!("{}/s", human_bytes(m.bytes_per_s as u64)) })
+                .set_alignment(CellAlignment::Right),
             Cell::new(versus).set_alignment(CellAlignment::Right),
         ];
         table.add_row(row);
