@@ -736,3 +736,34 @@ fn a_fresh_huge_segment_occupies_almost_nothing() {
     host.send(guest.peer_id(), data(1, &[5u8; 100])).unwrap();
     assert_eq!(guest.recv().unwrap().payload(), &[5u8; 100][..]);
 }
+
+// A batch with more slot messages than free slots publishes what it has
+// placed before waiting for more, so a concurrent receiver can free them.
+#[test]
+fn a_batch_larger_than_the_pool_goes_through_with_a_concurrent_receiver() {
+    let config = SegmentConfig {
+        max_guests: 1,
+        ring_capacity: 16,
+        slot_size: 4096,
+        max_payload: 4096,
+        slots_per_pool: 4,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let p = guest.peer_id();
+    let reader = std::thread::spawn(move || {
+        let mut ids = Vec::new();
+        while ids.len() < 8 {
+            if let Some(f) = guest.recv_timeout(Some(Duration::from_secs(10))).unwrap() {
+                ids.push(f.desc.id);
+            }
+        }
+        ids
+    });
+    let frames: Vec<Frame> = (0..8).map(|i| data(i, &[i as u8; 100])).collect();
+    let started = std::time::Instant::now();
+    assert_eq!(host.send_batch(p, &frames, Some(Duration::from_secs(10))).unwrap(), 8);
+    assert!(started.elapsed() < Duration::from_secs(5), "the batch waited for its own unpublished slots");
+    assert_eq!(reader.join().unwrap(), (0..8).collect::<Vec<_>>());
+}

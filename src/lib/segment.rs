@@ -464,7 +464,12 @@ impl Segment {
             descs.clear();
             slots.clear();
             for frame in &frames[sent..sent + room.max(1).min(frames.len() - sent)] {
-                match self.encode(guest, direction, (frame.desc, frame.payload()), pool_hint, strategy, deadline, stop) {
+                // Only the first frame of a round may wait for a slot: the
+                // receiver frees slots only after it sees messages, so what
+                // is already placed is published before waiting for more.
+                let mut no_wait = Deadline::no_wait();
+                let wait: &mut Deadline = if descs.is_empty() { deadline } else { &mut no_wait };
+                match self.encode(guest, direction, (frame.desc, frame.payload()), pool_hint, strategy, wait, stop) {
                     Ok((desc, slot)) => {
                         descs.push(desc.to_bytes());
                         slots.extend(slot);
