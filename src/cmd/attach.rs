@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::ShmGuest;
 
-use super::common::{Role, parse_peer_id, seg_err, print_line};
+use super::common::{held_error, Role, parse_peer_id, seg_err, print_line};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -85,7 +85,7 @@ fn hold(mut guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome>
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
                 eprintln!("warning: {}: {e}", path.display())
             }
-            Err(e) => return Err(seg_err(path, e)),
+            Err(e) => return Err(held_error(path, guest.check_file(), e)),
         }
     }
     guest.detach().map_err(|e| seg_err(path, e))?;

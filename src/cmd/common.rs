@@ -77,6 +77,16 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
     }
 }
 
+/// The error that ends a held command: when the segment file itself has
+/// changed (truncated, replaced, removed), that is the cause to report,
+/// whatever the operation that tripped over it said.
+pub fn held_error(path: &Path, file_check: shmhub::Result<()>, e: shmhub::Error) -> anyhow::Error {
+    match file_check {
+        Err(changed) => seg_err(path, changed),
+        Ok(()) => seg_err(path, e),
+    }
+}
+
 /// Parses a byte size: `4096`, `4KiB`, `4K`, `1MiB`, `1M`, `2GiB` (binary units).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();

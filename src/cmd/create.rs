@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{CreateOptions, FileMode, RemoveOptions, SegmentConfig, ShmHost};
 
-use super::common::{Role, human_bytes, parse_size_u32, seg_err, print_line};
+use super::common::{held_error, Role, human_bytes, parse_size_u32, seg_err, print_line};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -172,7 +172,7 @@ fn serve(mut host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> 
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
                 eprintln!("warning: {}: {e}", path.display())
             }
-            Err(e) => return Err(seg_err(path, e)),
+            Err(e) => return Err(held_error(path, host.check_file(), e)),
         }
         if last_housekeeping.elapsed() >= Duration::from_millis(500) {
             last_housekeeping = Instant::now();

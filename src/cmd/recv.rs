@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use shmhub::{Frame, ShmGuest, ShmHost};
 
-use super::common::{Role, parse_duration, parse_peer_id, parse_role, seg_err};
+use super::common::{held_error, Role, parse_duration, parse_peer_id, parse_role, seg_err};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -151,7 +151,7 @@ fn follow(
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
                 eprintln!("warning: {}: {e}", path.display())
             }
-            Err(e) => return Err(seg_err(path, e)),
+            Err(e) => return Err(held_error(path, receiver.check_file(), e)),
         }
     }
     Ok(Outcome::Done)

@@ -90,49 +90,27 @@ pub fn remove_segment(
         waited_ms: 0,
     };
     if let Some(info) = info {
+        // Read every peer entry before changing anything: a segment whose
+        // peer table cannot be judged is refused untouched.
+        live_holders(&region, mmap.file())?;
         let was_goodbye = info.host_goodbye;
         region.store_u32(header::field::HOST_GOODBYE, 1, Ordering::Release)?;
         wake_everyone(&region, &info.layout)?;
-        let deadline = start + options.timeout;
-        loop {
-            if matches!(
-                mmap.check_unchanged(),
-                Err(Error::Removed { .. } | Error::Replaced { .. })
-            ) {
+        let waited = wait_for_leavers(&region, &mmap, options, start, &mut report, on_wait);
+        match waited {
+            Ok(true) => {
                 report.removed_by_host = true;
                 report.waited_ms = start.elapsed().as_millis() as u64;
                 return Ok(report);
             }
-            let (guests, host_alive) = live_holders(&region, mmap.file())?;
-            if guests.is_empty() && !host_alive {
-                break;
-            }
-            if Instant::now() >= deadline {
-                if options.force {
-                    report.abandoned = guests;
-                    break;
-                }
+            Ok(false) => {}
+            Err(e) => {
+                // Refused: the segment is left as it was found.
                 if !was_goodbye {
                     region.store_u32(header::field::HOST_GOODBYE, 0, Ordering::Release)?;
                 }
-                let who: Vec<String> = guests.iter().map(|p| format!("peer {p}")).collect();
-                let mut what = String::new();
-                if host_alive {
-                    what.push_str("the host");
-                    if !who.is_empty() {
-                        what.push_str(" and ");
-                    }
-                }
-                what.push_str(&who.join(", "));
-                return Err(Error::Busy {
-                    what: format!(
-                        "segment (still attached after {:?}: {what})",
-                        options.timeout
-                    ),
-                });
+                return Err(e);
             }
-            on_wait(&guests);
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
     match mmap.check_unchanged() {
@@ -159,6 +137,51 @@ pub fn remove_segment(
     Ok(report)
 }
 
+/// Waits until no live guest and no live host remain (or, with force, the
+/// time is up). Returns true if the host deleted the file meanwhile.
+fn wait_for_leavers(
+    region: &crate::Region,
+    mmap: &MmapRegion,
+    options: RemoveOptions,
+    start: Instant,
+    report: &mut RemoveReport,
+    on_wait: &mut dyn FnMut(&[u8]),
+) -> Result<bool> {
+    let deadline = start + options.timeout;
+    loop {
+        if matches!(mmap.check_unchanged(), Err(Error::Removed { .. } | Error::Replaced { .. })) {
+            return Ok(true);
+        }
+        let (guests, host_alive) = live_holders(region, mmap.file())?;
+        if guests.is_empty() && !host_alive {
+            return Ok(false);
+        }
+        if Instant::now() >= deadline {
+            if options.force {
+                report.abandoned = guests;
+                return Ok(false);
+            }
+            let who: Vec<String> = guests.iter().map(|p| format!("peer {p}")).collect();
+            let mut what = String::new();
+            if host_alive {
+                what.push_str("the host");
+                if !who.is_empty() {
+                    what.push_str(" and ");
+                }
+            }
+            what.push_str(&who.join(", "));
+            return Err(Error::Busy {
+                what: format!("segment (still attached after {:?}: {what})", options.timeout),
+            });
+        }
+        on_wait(&guests);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Wakes every sleeper (guests on their rings, the host on its doorbell) so
+/// that it notices the goodbye flag. Nothing but the flag is written: a
+/// wake does not need the word to change.
 fn wake_everyone(region: &crate::Region, layout: &crate::SegmentLayout) -> Result<()> {
     for p in 1..=layout.config.max_guests as u8 {
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
@@ -169,8 +192,6 @@ fn wake_everyone(region: &crate::Region, layout: &crate::SegmentLayout) -> Resul
             Ring::new(region, base, layout.config.ring_capacity).wake_all()?;
         }
     }
-    let bell = region.atomic_u32(header::field::HOST_DOORBELL)?;
-    bell.fetch_add(1, Ordering::Release);
-    sys::futex_wake_all(bell);
+    sys::futex_wake_all(region.atomic_u32(header::field::HOST_DOORBELL)?);
     Ok(())
 }
