@@ -15,13 +15,25 @@ fn main() {
     let n = 1_000_000;
     let t = Instant::now();
     for _ in 0..n {
-        host.send_with(p, desc, &payload, Some(Duration::from_secs(1))).unwrap();
-        let r = guest.recv_in_place(Some(Duration::from_secs(1))).unwrap().unwrap();
+        host.send_with(p, desc, &payload, Some(Duration::from_secs(1)))
+            .unwrap();
+        let r = guest
+            .recv_in_place(Some(Duration::from_secs(1)))
+            .unwrap()
+            .unwrap();
         std::hint::black_box(r.payload());
         drop(r);
-        guest.send_with(desc, &payload, Some(Duration::from_secs(1))).unwrap();
-        let r = host.recv_from_in_place(p, Some(Duration::from_secs(1))).unwrap().unwrap();
+        guest
+            .send_with(desc, &payload, Some(Duration::from_secs(1)))
+            .unwrap();
+        let r = host
+            .recv_from_in_place(p, Some(Duration::from_secs(1)))
+            .unwrap()
+            .unwrap();
         std::hint::black_box(r.payload());
     }
-    println!("{:?} per round trip (4 operations, one thread)", t.elapsed() / n);
+    println!(
+        "{:?} per round trip (4 operations, one thread)",
+        t.elapsed() / n
+    );
 }

@@ -920,8 +920,15 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
 // shm[verify shm.file.mmap-windows]
 #[test]
 fn non_unix_targets_are_refused_at_compile_time() {
-    let lib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib/lib.rs")).unwrap();
-    let guard = lib.find("#[cfg(not(unix))]").expect("a #[cfg(not(unix))] guard in src/lib/lib.rs");
+    let lib =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib/lib.rs")).unwrap();
+    let guard = lib
+        .find("#[cfg(not(unix))]")
+        .expect("a #[cfg(not(unix))] guard in src/lib/lib.rs");
     let after = lib[guard + "#[cfg(not(unix))]".len()..].trim_start();
-    assert!(after.starts_with("compile_error!"), "the guard must be a compile_error!, found {:?}", &after[..40.min(after.len())]);
+    assert!(
+        after.starts_with("compile_error!"),
+        "the guard must be a compile_error!, found {:?}",
+        &after[..40.min(after.len())]
+    );
 }

@@ -444,7 +444,7 @@ fn forged_descriptors_are_refused_without_reading() {
     let ring = layout.host_to_guest_ring(guest.peer_id());
     // Send a real slot message, then corrupt its descriptor in place.
     let corruptions: [(usize, &[u8]); 5] = [
-        (2, &[0x80]),                // unknown flag (bit 15 of the flags is the ring's phase)
+        (2, &[0x80]),             // unknown flag (bit 15 of the flags is the ring's phase)
         (4, &[0xFF, 0xFF, 0, 0]), // length over max payload
         (20, &[0xFF, 0, 0, 0]),   // slot index out of range
         (24, &[0x77, 0, 0, 0]),   // stale generation
@@ -456,7 +456,8 @@ fn forged_descriptors_are_refused_without_reading() {
             .load_u32(ring, std::sync::atomic::Ordering::Acquire)
             .unwrap()
             .wrapping_sub(1);
-        let desc_at = ring + shmhub::RING_HEADER_SIZE + u64::from(index % layout.config.ring_capacity) * 64;
+        let desc_at =
+            ring + shmhub::RING_HEADER_SIZE + u64::from(index % layout.config.ring_capacity) * 64;
         region.write(desc_at + at as u64, bytes).unwrap();
         let err = guest.try_recv().unwrap_err();
         assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
@@ -559,7 +560,11 @@ fn two_openers_cannot_take_the_same_ring_end() {
 // shm[verify shm.recv.zero-copy]
 #[test]
 fn loaned_slots_carry_payloads_written_in_place_both_ways() {
-    let mut host = ShmHost::create_heap(SegmentConfig { slots_per_pool: 2, ..SegmentConfig::default() }).unwrap();
+    let mut host = ShmHost::create_heap(SegmentConfig {
+        slots_per_pool: 2,
+        ..SegmentConfig::default()
+    })
+    .unwrap();
     let mut guest = ShmGuest::attach(host.region()).unwrap();
     let p = guest.peer_id();
     let mut loan = host.loan(p, 10_000, Some(Duration::from_secs(1))).unwrap();
@@ -569,46 +574,88 @@ fn loaned_slots_carry_payloads_written_in_place_both_ways() {
     loan.desc.id = 77;
     host.commit(p, loan).unwrap();
     {
-        let received = guest.recv_in_place(Some(Duration::from_secs(1))).unwrap().unwrap();
+        let received = guest
+            .recv_in_place(Some(Duration::from_secs(1)))
+            .unwrap()
+            .unwrap();
         assert_eq!(received.desc().id, 77);
         assert_eq!(received.payload().len(), 10_000);
-        assert!(received.payload().iter().enumerate().all(|(i, &b)| b == (i % 253) as u8));
+        assert!(
+            received
+                .payload()
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 253) as u8)
+        );
         let usage = shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage;
-        assert_eq!(usage.used, 1, "the slot stays lent while the payload is read in place");
+        assert_eq!(
+            usage.used, 1,
+            "the slot stays lent while the payload is read in place"
+        );
     }
-    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
 
     // A loan dropped without commit gives its slot back and sends nothing.
     let dropped = guest.loan(500, None).unwrap();
-    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[1].usage.used, 1);
+    assert_eq!(
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[1]
+            .usage
+            .used,
+        1
+    );
     drop(dropped);
-    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[1].usage.used, 0);
+    assert_eq!(
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[1]
+            .usage
+            .used,
+        0
+    );
     assert!(host.try_recv().unwrap().is_none());
 
     let mut up = guest.loan(3, None).unwrap();
     up.as_mut_slice().copy_from_slice(b"abc");
     guest.commit(up).unwrap();
-    let got = host.recv_from_in_place(p, Some(Duration::from_secs(1))).unwrap().unwrap();
+    let got = host
+        .recv_from_in_place(p, Some(Duration::from_secs(1)))
+        .unwrap()
+        .unwrap();
     assert_eq!(got.payload(), b"abc");
     assert!(got.desc().is_slot());
     // A loan larger than the max payload is refused.
-    assert!(matches!(guest.loan(1 << 20, None), Err(Error::PayloadTooLarge { .. })));
+    assert!(matches!(
+        guest.loan(1 << 20, None),
+        Err(Error::PayloadTooLarge { .. })
+    ));
 }
 
 // shm[verify shm.send.batch]
 #[test]
 fn batches_keep_order_and_wait_out_a_full_ring() {
-    let config = SegmentConfig { ring_capacity: 8, slots_per_pool: 4, ..SegmentConfig::default() };
+    let config = SegmentConfig {
+        ring_capacity: 8,
+        slots_per_pool: 4,
+        ..SegmentConfig::default()
+    };
     let mut host = ShmHost::create_heap(config).unwrap();
     let mut guest = ShmGuest::attach(host.region()).unwrap();
     let p = guest.peer_id();
-    let frames: Vec<Frame> =
-        (0..20u64).map(|i| data(i, &vec![i as u8; if i % 3 == 0 { 100 } else { 8 }])).collect();
+    let frames: Vec<Frame> = (0..20u64)
+        .map(|i| data(i, &vec![i as u8; if i % 3 == 0 { 100 } else { 8 }]))
+        .collect();
     // Only 8 fit, and only 4 of the slot messages: a zero timeout sends what fits now.
     let sent = host.send_batch(p, &frames, Some(Duration::ZERO)).unwrap();
     assert!(sent > 0 && sent <= 8, "sent {sent}");
     let mut ids = Vec::new();
-    while guest.recv_batch(5, Some(Duration::ZERO), |r| ids.push(r.desc().id)).unwrap() > 0 {}
+    while guest
+        .recv_batch(5, Some(Duration::ZERO), |r| ids.push(r.desc().id))
+        .unwrap()
+        > 0
+    {}
     assert_eq!(ids, (0..sent as u64).collect::<Vec<_>>());
     // With a receiver draining concurrently, the whole batch goes through in order.
     let region = host.region();
@@ -625,21 +672,43 @@ fn batches_keep_order_and_wait_out_a_full_ring() {
         }
         got
     });
-    assert_eq!(host.send_batch(p, &frames[sent..], Some(Duration::from_secs(10))).unwrap(), 20 - sent);
-    assert_eq!(consumer.join().unwrap(), (sent as u64..20).collect::<Vec<_>>());
-    assert!(shmhub::inspect_region(&region, None).unwrap().pools.iter().all(|p| p.usage.used == 0));
+    assert_eq!(
+        host.send_batch(p, &frames[sent..], Some(Duration::from_secs(10)))
+            .unwrap(),
+        20 - sent
+    );
+    assert_eq!(
+        consumer.join().unwrap(),
+        (sent as u64..20).collect::<Vec<_>>()
+    );
+    assert!(
+        shmhub::inspect_region(&region, None)
+            .unwrap()
+            .pools
+            .iter()
+            .all(|p| p.usage.used == 0)
+    );
 }
 
 #[test]
 fn application_flag_bits_are_the_library_s_and_never_strand_a_message() {
     let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
     let mut guest = ShmGuest::attach(host.region()).unwrap();
-    let desc = MsgDesc { flags: 0x7FF0, ..MsgDesc::new(msg_type::DATA, 5) };
-    host.send(guest.peer_id(), Frame::new(desc, vec![1u8; 500])).unwrap();
+    let desc = MsgDesc {
+        flags: 0x7FF0,
+        ..MsgDesc::new(msg_type::DATA, 5)
+    };
+    host.send(guest.peer_id(), Frame::new(desc, vec![1u8; 500]))
+        .unwrap();
     let got = guest.try_recv().unwrap().unwrap();
     assert_eq!(got.payload(), &[1u8; 500][..]);
     assert_eq!(got.desc.flags, shmhub::FLAG_SLOT);
-    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
 }
 
 #[test]
@@ -648,10 +717,18 @@ fn releasing_a_reserved_entry_drops_what_was_sent_ahead() {
     let p = host.reserve_peer().unwrap();
     host.send(p, data(1, &[2u8; 700])).unwrap();
     host.release_peer(p).unwrap();
-    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
     let mut next = ShmGuest::attach(host.region()).unwrap();
     assert_eq!(next.peer_id(), p);
-    assert!(next.try_recv().unwrap().is_none(), "the next guest does not get the old message");
+    assert!(
+        next.try_recv().unwrap().is_none(),
+        "the next guest does not get the old message"
+    );
 }
 
 #[test]
@@ -660,7 +737,10 @@ fn a_payload_read_in_place_stays_put_after_its_guest_detaches() {
     let mut guest = ShmGuest::attach(host.region()).unwrap();
     let p = guest.peer_id();
     host.send(p, data(1, &[9u8; 4000])).unwrap();
-    let held = guest.recv_in_place(Some(Duration::from_secs(1))).unwrap().unwrap();
+    let held = guest
+        .recv_in_place(Some(Duration::from_secs(1)))
+        .unwrap()
+        .unwrap();
     drop(guest);
     // The host reuses its pool: the lent slot is not among the free ones.
     let mut next = ShmGuest::attach(host.region()).unwrap();
@@ -669,9 +749,19 @@ fn a_payload_read_in_place_stays_put_after_its_guest_detaches() {
     }
     assert!(held.payload().iter().all(|&b| b == 9));
     drop(held);
-    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 63);
+    assert_eq!(
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+            .usage
+            .used,
+        63
+    );
     while next.try_recv().unwrap().is_some() {}
-    assert_eq!(shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
 }
 
 #[test]
@@ -687,24 +777,38 @@ fn a_host_waiting_on_a_reserved_entry_gets_the_guest_it_reserved_it_for() {
         guest.send(data(7, b"arrived")).unwrap();
         std::thread::sleep(Duration::from_millis(200));
     });
-    let got = host.recv_from_timeout(p, Some(Duration::from_secs(10))).unwrap().unwrap();
+    let got = host
+        .recv_from_timeout(p, Some(Duration::from_secs(10)))
+        .unwrap()
+        .unwrap();
     assert_eq!(got.payload(), b"arrived");
     guest.join().unwrap();
 }
 
 #[test]
 fn a_descriptor_with_a_bad_length_gives_its_real_slot_back() {
-    let mut host = ShmHost::create_heap(SegmentConfig { slot_size: 256, max_payload: 256, ..SegmentConfig::default() })
-        .unwrap();
+    let mut host = ShmHost::create_heap(SegmentConfig {
+        slot_size: 256,
+        max_payload: 256,
+        ..SegmentConfig::default()
+    })
+    .unwrap();
     let region = host.region();
     let mut guest = ShmGuest::attach(region.clone()).unwrap();
     let layout = *host.layout();
     host.send(guest.peer_id(), data(1, &[1u8; 200])).unwrap();
     let ring = layout.host_to_guest_ring(guest.peer_id());
     // Offset 28: the slot offset, pushed past the slot's end.
-    region.write(ring + shmhub::RING_HEADER_SIZE + 28, &[0xF0, 0, 0, 0]).unwrap();
+    region
+        .write(ring + shmhub::RING_HEADER_SIZE + 28, &[0xF0, 0, 0, 0])
+        .unwrap();
     assert!(matches!(guest.try_recv(), Err(Error::BadDescriptor { .. })));
-    assert_eq!(shmhub::inspect_region(&region, None).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::inspect_region(&region, None).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
 }
 
 // Creating a segment writes only its header: a fresh 4 GiB segment takes
@@ -730,7 +834,11 @@ fn a_fresh_huge_segment_occupies_almost_nothing() {
     let meta = std::fs::metadata(&path).unwrap();
     assert!(meta.len() >= 4 << 30, "{}", meta.len());
     let occupied = meta.blocks() * 512;
-    assert!(occupied * 100 < meta.len(), "a fresh {} byte segment occupies {occupied} bytes", meta.len());
+    assert!(
+        occupied * 100 < meta.len(),
+        "a fresh {} byte segment occupies {occupied} bytes",
+        meta.len()
+    );
     // And it works: a message crosses it.
     let mut guest = ShmGuest::attach_path(&path).unwrap();
     host.send(guest.peer_id(), data(1, &[5u8; 100])).unwrap();
@@ -763,7 +871,14 @@ fn a_batch_larger_than_the_pool_goes_through_with_a_concurrent_receiver() {
     });
     let frames: Vec<Frame> = (0..8).map(|i| data(i, &[i as u8; 100])).collect();
     let started = std::time::Instant::now();
-    assert_eq!(host.send_batch(p, &frames, Some(Duration::from_secs(10))).unwrap(), 8);
-    assert!(started.elapsed() < Duration::from_secs(5), "the batch waited for its own unpublished slots");
+    assert_eq!(
+        host.send_batch(p, &frames, Some(Duration::from_secs(10)))
+            .unwrap(),
+        8
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the batch waited for its own unpublished slots"
+    );
     assert_eq!(reader.join().unwrap(), (0..8).collect::<Vec<_>>());
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::ShmGuest;
 
-use super::common::{held_error, Role, parse_peer_id, seg_err, print_line};
+use super::common::{Role, held_error, parse_peer_id, print_line, seg_err};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -48,7 +48,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     .map_err(|e| seg_err(&path, e))?;
     if args.hold {
         // Receive as this guest from the moment its id is printed.
-        guest.take_receiving_role(Some(Duration::ZERO)).map_err(|e| seg_err(&path, e))?;
+        guest
+            .take_receiving_role(Some(Duration::ZERO))
+            .map_err(|e| seg_err(&path, e))?;
     }
     let (peer_id, epoch) = (guest.peer_id(), guest.epoch());
     // Leave the claim in place before printing, so that a closed standard

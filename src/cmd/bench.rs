@@ -14,10 +14,12 @@ use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use serde_json::json;
-use shmhub::{Frame, MmapRegion, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type, sys};
+use shmhub::{
+    Frame, MmapRegion, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type, sys,
+};
 
 use super::bench_peer::{CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, REPORT, SET_WAIT, SINK};
-use super::common::{human_bytes, parse_size, progress_bar, seg_err, print_line};
+use super::common::{human_bytes, parse_size, print_line, progress_bar, seg_err};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\
@@ -114,7 +116,11 @@ impl Plan {
     }
 
     fn count(&self, base: f64) -> u64 {
-        if self.quick { (base / 1000.0).clamp(5.0, 200.0) as u64 } else { (base * self.scale).max(5.0) as u64 }
+        if self.quick {
+            (base / 1000.0).clamp(5.0, 200.0) as u64
+        } else {
+            (base * self.scale).max(5.0) as u64
+        }
     }
 }
 
@@ -129,7 +135,11 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn round_trip_result(transport: &str, size: usize, mut samples: Vec<u64>) -> Measurement {
     samples.sort_unstable();
     let total: u64 = samples.iter().sum();
-    let per_s = if total == 0 { 0.0 } else { samples.len() as f64 / (total as f64 / 1e9) };
+    let per_s = if total == 0 {
+        0.0
+    } else {
+        samples.len() as f64 / (total as f64 / 1e9)
+    };
     Measurement {
         kind: "round_trip",
         transport: transport.to_string(),
@@ -212,13 +222,24 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let cpus = sys::available_cpus();
     let pin = !args.no_pin && cpus >= 2;
-    let (host_cpu, peer_cpu) = if pin { (Some(0), Some(1)) } else { (None, None) };
+    let (host_cpu, peer_cpu) = if pin {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
     if let Some(cpu) = host_cpu {
         sys::pin_to_cpu(cpu);
     }
-    let name = args.segment.clone().unwrap_or_else(|| format!("shmhub-bench-{}", std::process::id()));
+    let name = args
+        .segment
+        .clone()
+        .unwrap_or_else(|| format!("shmhub-bench-{}", std::process::id()));
     let path = segment_path(&name)?;
-    let modes = [WaitStrategy::Spin, WaitStrategy::Block, WaitStrategy::Adaptive];
+    let modes = [
+        WaitStrategy::Spin,
+        WaitStrategy::Block,
+        WaitStrategy::Adaptive,
+    ];
     let phases = plan.sizes.len() as u64 * (1 + modes.len() as u64 + 1 + 2 + 2) + 1;
     // (segment creation is quick and not counted as a phase)
     let bar = progress_bar(phases, "benchmarking");
@@ -235,7 +256,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     results.push(bench_cacheline(&path, &plan, peer_cpu)?);
     bar.inc(1);
     results.extend(bench_shm(&path, &plan, &modes, peer_cpu, &bar)?);
-    results.extend(bench_stream_transport("unix socket", &plan, peer_cpu, &bar)?);
+    results.extend(bench_stream_transport(
+        "unix socket",
+        &plan,
+        peer_cpu,
+        &bar,
+    )?);
     results.extend(bench_stream_transport("pipe", &plan, peer_cpu, &bar)?);
     bar.finish_and_clear();
 
@@ -271,12 +297,18 @@ fn bench_memcpy(size: usize, plan: &Plan) -> Measurement {
     m
 }
 
-fn bench_cacheline(path: &Path, plan: &Plan, peer_cpu: Option<usize>) -> anyhow::Result<Measurement> {
+fn bench_cacheline(
+    path: &Path,
+    plan: &Plan,
+    peer_cpu: Option<usize>,
+) -> anyhow::Result<Measurement> {
     let file = PathBuf::from(format!("{}.line", path.display()));
     let map = MmapRegion::create(&file, 4096).map_err(|e| seg_err(&file, e))?;
     let result = (|| {
         let region = map.region();
-        let word = region.atomic_u64(CACHELINE_OFFSET).map_err(|e| seg_err(&file, e.into()))?;
+        let word = region
+            .atomic_u64(CACHELINE_OFFSET)
+            .map_err(|e| seg_err(&file, e.into()))?;
         let peer = Peer(
             peer_command("cacheline", peer_cpu)?
                 .arg("--segment")
@@ -365,7 +397,15 @@ fn strategy_name(s: WaitStrategy) -> &'static str {
 }
 
 fn control(method: u32, id: u64) -> Frame {
-    Frame::new(MsgDesc { msg_type: msg_type::REQUEST, method_id: method, id, ..MsgDesc::default() }, Vec::new())
+    Frame::new(
+        MsgDesc {
+            msg_type: msg_type::REQUEST,
+            method_id: method,
+            id,
+            ..MsgDesc::default()
+        },
+        Vec::new(),
+    )
 }
 
 fn bench_shm(
@@ -414,13 +454,23 @@ fn bench_shm(
             WaitStrategy::Block => 1,
             WaitStrategy::Adaptive => 2,
         };
-        host.send_timeout(peer_id, &control(SET_WAIT, id), timeout).map_err(|e| seg_err(path, e))?;
+        host.send_timeout(peer_id, &control(SET_WAIT, id), timeout)
+            .map_err(|e| seg_err(path, e))?;
         let transport = format!("shm {}", strategy_name(mode));
         for &size in &plan.sizes {
-            bar.set_message(format!("{transport} round trip {}", human_bytes(size as u64)));
+            bar.set_message(format!(
+                "{transport} round trip {}",
+                human_bytes(size as u64)
+            ));
             let rounds = plan.round_trips(size);
             let mut samples = Vec::with_capacity(rounds as usize);
-            let inline = Frame::new(MsgDesc { method_id: ECHO, ..MsgDesc::default() }, vec![0x42u8; size]);
+            let inline = Frame::new(
+                MsgDesc {
+                    method_id: ECHO,
+                    ..MsgDesc::default()
+                },
+                vec![0x42u8; size],
+            );
             for i in 0..rounds + rounds / 10 {
                 let start = Instant::now();
                 if inline.fits_inline() {
@@ -438,7 +488,11 @@ fn bench_shm(
                     .map_err(|e| seg_err(path, e))?
                     .context("the benchmark guest did not answer")?;
                 if echo.payload().len() != size {
-                    bail!("echo of {} bytes came back with {}", size, echo.payload().len());
+                    bail!(
+                        "echo of {} bytes came back with {}",
+                        size,
+                        echo.payload().len()
+                    );
                 }
                 drop(echo);
                 if i >= rounds / 10 {
@@ -451,7 +505,8 @@ fn bench_shm(
     }
     // One-way streaming, spinning on both sides.
     host.set_wait_strategy(WaitStrategy::Spin);
-    host.send_timeout(peer_id, &control(SET_WAIT, 0), timeout).map_err(|e| seg_err(path, e))?;
+    host.send_timeout(peer_id, &control(SET_WAIT, 0), timeout)
+        .map_err(|e| seg_err(path, e))?;
     for &size in &plan.sizes {
         bar.set_message(format!("shm stream {}", human_bytes(size as u64)));
         let messages = plan.stream_messages(size);
@@ -459,22 +514,35 @@ fn bench_shm(
         let start = Instant::now();
         if size <= shmhub::INLINE_CAPACITY {
             let batch: Vec<Frame> = (0..64)
-                .map(|_| Frame::new(MsgDesc { method_id: SINK, ..MsgDesc::default() }, vec![value; size]))
+                .map(|_| {
+                    Frame::new(
+                        MsgDesc {
+                            method_id: SINK,
+                            ..MsgDesc::default()
+                        },
+                        vec![value; size],
+                    )
+                })
                 .collect();
             let mut sent = 0u64;
             while sent < messages {
                 let n = (messages - sent).min(batch.len() as u64) as usize;
-                sent += host.send_batch(peer_id, &batch[..n], timeout).map_err(|e| seg_err(path, e))? as u64;
+                sent += host
+                    .send_batch(peer_id, &batch[..n], timeout)
+                    .map_err(|e| seg_err(path, e))? as u64;
             }
         } else {
             for _ in 0..messages {
-                let mut loan = host.loan(peer_id, size, timeout).map_err(|e| seg_err(path, e))?;
+                let mut loan = host
+                    .loan(peer_id, size, timeout)
+                    .map_err(|e| seg_err(path, e))?;
                 loan.as_mut_slice().fill(value);
                 loan.desc.method_id = SINK;
                 host.commit(peer_id, loan).map_err(|e| seg_err(path, e))?;
             }
         }
-        host.send_timeout(peer_id, &control(REPORT, 0), timeout).map_err(|e| seg_err(path, e))?;
+        host.send_timeout(peer_id, &control(REPORT, 0), timeout)
+            .map_err(|e| seg_err(path, e))?;
         let report = host
             .recv_from_timeout(peer_id, timeout)
             .map_err(|e| seg_err(path, e))?
@@ -484,7 +552,8 @@ fn bench_shm(
         results.push(stream_result("shm spin", size, messages, elapsed));
         bar.inc(1);
     }
-    host.send_timeout(peer_id, &control(EXIT, 0), timeout).map_err(|e| seg_err(path, e))?;
+    host.send_timeout(peer_id, &control(EXIT, 0), timeout)
+        .map_err(|e| seg_err(path, e))?;
     peer.finish("segment")?;
     drop(host);
     Ok(results)
@@ -496,9 +565,13 @@ fn check_report(payload: &[u8], messages: u64, size: usize, value: u8) -> anyhow
     }
     let count = u64::from_le_bytes(payload[..8].try_into()?);
     let sum = u64::from_le_bytes(payload[8..].try_into()?);
-    let expected = messages.wrapping_mul(size as u64).wrapping_mul(u64::from(value));
+    let expected = messages
+        .wrapping_mul(size as u64)
+        .wrapping_mul(u64::from(value));
     if count != messages || sum != expected {
-        bail!("the receiver saw {count} messages summing to {sum}; sent {messages} summing to {expected}");
+        bail!(
+            "the receiver saw {count} messages summing to {sum}; sent {messages} summing to {expected}"
+        );
     }
     Ok(())
 }
@@ -516,26 +589,30 @@ fn bench_stream_transport(
     peer_cpu: Option<usize>,
     bar: &ProgressBar,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let (peer, mut writer, mut reader): (Peer, Box<dyn Write>, Box<dyn Read>) = if transport == "pipe" {
-        let mut child = peer_command("pipe", peer_cpu)?
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the pipe benchmark peer")?;
-        let stdin = child.stdin.take().context("the pipe peer has no stdin")?;
-        let stdout = child.stdout.take().context("the pipe peer has no stdout")?;
-        (Peer(child), Box::new(stdin), Box::new(stdout))
-    } else {
-        let (ours, theirs) = UnixStream::pair().context("creating a socket pair")?;
-        let child = peer_command("socket", peer_cpu)?
-            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-            .spawn()
-            .context("starting the socket benchmark peer")?;
-        (Peer(child), Box::new(ours.try_clone()?), Box::new(ours))
-    };
+    let (peer, mut writer, mut reader): (Peer, Box<dyn Write>, Box<dyn Read>) =
+        if transport == "pipe" {
+            let mut child = peer_command("pipe", peer_cpu)?
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("starting the pipe benchmark peer")?;
+            let stdin = child.stdin.take().context("the pipe peer has no stdin")?;
+            let stdout = child.stdout.take().context("the pipe peer has no stdout")?;
+            (Peer(child), Box::new(stdin), Box::new(stdout))
+        } else {
+            let (ours, theirs) = UnixStream::pair().context("creating a socket pair")?;
+            let child = peer_command("socket", peer_cpu)?
+                .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+                .spawn()
+                .context("starting the socket benchmark peer")?;
+            (Peer(child), Box::new(ours.try_clone()?), Box::new(ours))
+        };
     let mut results = Vec::new();
     for &size in &plan.sizes {
-        bar.set_message(format!("{transport} round trip {}", human_bytes(size as u64)));
+        bar.set_message(format!(
+            "{transport} round trip {}",
+            human_bytes(size as u64)
+        ));
         let rounds = plan.round_trips(size);
         let mut message = header(size, ECHO).to_vec();
         message.resize(8 + size, 0x42);
@@ -579,8 +656,15 @@ fn bench_stream_transport(
     Ok(results)
 }
 
-fn find<'a>(results: &'a [Measurement], kind: &str, transport: &str, size: u64) -> Option<&'a Measurement> {
-    results.iter().find(|m| m.kind == kind && m.transport == transport && m.size == size)
+fn find<'a>(
+    results: &'a [Measurement],
+    kind: &str,
+    transport: &str,
+    size: u64,
+) -> Option<&'a Measurement> {
+    results
+        .iter()
+        .find(|m| m.kind == kind && m.transport == transport && m.size == size)
 }
 
 fn judge(results: &[Measurement]) -> Vec<Target> {
@@ -593,19 +677,42 @@ fn judge(results: &[Measurement]) -> Vec<Target> {
     let socket = p50("round_trip", "unix socket", 32);
     if let (Some(spin), Some(floor)) = (spin, floor) {
         let ratio = spin / floor.max(1.0);
-        targets.push(Target { name: "32 B round trip p50, spin / cache-line floor", ratio, needed: "<= 2.5", met: ratio <= 2.5 });
+        targets.push(Target {
+            name: "32 B round trip p50, spin / cache-line floor",
+            ratio,
+            needed: "<= 2.5",
+            met: ratio <= 2.5,
+        });
     }
     if let (Some(spin), Some(socket)) = (spin, socket) {
         let ratio = socket / spin.max(1.0);
-        targets.push(Target { name: "32 B round trip p50, unix socket / spin", ratio, needed: ">= 50", met: ratio >= 50.0 });
+        targets.push(Target {
+            name: "32 B round trip p50, unix socket / spin",
+            ratio,
+            needed: ">= 50",
+            met: ratio >= 50.0,
+        });
     }
     if let (Some(block), Some(socket)) = (block, socket) {
         let ratio = block / socket.max(1.0);
-        targets.push(Target { name: "32 B round trip p50, block / unix socket", ratio, needed: "<= 1", met: ratio <= 1.0 });
+        targets.push(Target {
+            name: "32 B round trip p50, block / unix socket",
+            ratio,
+            needed: "<= 1",
+            met: ratio <= 1.0,
+        });
     }
-    if let (Some(shm), Some(sock)) = (rate("stream", "shm spin", 32), rate("stream", "unix socket", 32)) {
+    if let (Some(shm), Some(sock)) = (
+        rate("stream", "shm spin", 32),
+        rate("stream", "unix socket", 32),
+    ) {
         let ratio = shm / sock.max(1e-9);
-        targets.push(Target { name: "32 B stream msgs/s, spin / unix socket", ratio, needed: ">= 50", met: ratio >= 50.0 });
+        targets.push(Target {
+            name: "32 B stream msgs/s, spin / unix socket",
+            ratio,
+            needed: ">= 50",
+            met: ratio >= 50.0,
+        });
     }
     let created = |size: u64| {
         results
@@ -615,12 +722,25 @@ fn judge(results: &[Measurement]) -> Vec<Target> {
     };
     if let (Some(small), Some(huge)) = (created(CREATE_SMALL), created(CREATE_HUGE)) {
         let ratio = huge / small.max(1.0);
-        targets.push(Target { name: "create p50, 4 GiB / 1 MiB", ratio, needed: "<= 3", met: ratio <= 3.0 });
+        targets.push(Target {
+            name: "create p50, 4 GiB / 1 MiB",
+            ratio,
+            needed: "<= 3",
+            met: ratio <= 3.0,
+        });
     }
     let mib = 1 << 20;
-    if let (Some(shm), Some(copy)) = (find(results, "stream", "shm spin", mib), find(results, "copy", "memcpy", mib)) {
+    if let (Some(shm), Some(copy)) = (
+        find(results, "stream", "shm spin", mib),
+        find(results, "copy", "memcpy", mib),
+    ) {
         let ratio = shm.bytes_per_s / copy.bytes_per_s.max(1e-9);
-        targets.push(Target { name: "1 MiB stream bytes/s, spin / memcpy", ratio, needed: ">= 0.5", met: ratio >= 0.5 });
+        targets.push(Target {
+            name: "1 MiB stream bytes/s, spin / memcpy",
+            ratio,
+            needed: ">= 0.5",
+            met: ratio >= 0.5,
+        });
     }
     targets
 }
@@ -635,16 +755,42 @@ fn ns(value: Option<f64>) -> String {
 }
 
 fn rate_text(per_s: f64) -> String {
-    if per_s >= 1e6 { format!("{:.2} M/s", per_s / 1e6) } else { format!("{:.1} k/s", per_s / 1e3) }
+    if per_s >= 1e6 {
+        format!("{:.2} M/s", per_s / 1e6)
+    } else {
+        format!("{:.1} k/s", per_s / 1e3)
+    }
 }
 
-fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned: bool) -> anyhow::Result<()> {
-    print_line(format_args!("shmhub bench: {cpus} CPUs{}", if pinned { ", processes pinned to CPUs 0 and 1" } else { "" }))?;
+fn print_report(
+    results: &[Measurement],
+    targets: &[Target],
+    cpus: usize,
+    pinned: bool,
+) -> anyhow::Result<()> {
+    print_line(format_args!(
+        "shmhub bench: {cpus} CPUs{}",
+        if pinned {
+            ", processes pinned to CPUs 0 and 1"
+        } else {
+            ""
+        }
+    ))?;
     let mut table = Table::new();
     table
         .load_style(presets::UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec!["kind", "transport", "size", "p50", "p99", "p99.9", "msgs/s", "bytes/s", "vs socket"]);
+        .set_header(vec![
+            "kind",
+            "transport",
+            "size",
+            "p50",
+            "p99",
+            "p99.9",
+            "msgs/s",
+            "bytes/s",
+            "vs socket",
+        ]);
     for m in results {
         let socket = find(results, m.kind, "unix socket", m.size);
         let versus = match (m.kind, socket) {
@@ -652,7 +798,9 @@ fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned
                 (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x faster", a / b),
                 _ => "-".into(),
             },
-            ("stream", Some(s)) if s.msgs_per_s > 0.0 => format!("{:.1}x", m.msgs_per_s / s.msgs_per_s),
+            ("stream", Some(s)) if s.msgs_per_s > 0.0 => {
+                format!("{:.1}x", m.msgs_per_s / s.msgs_per_s)
+            }
             _ => "-".into(),
         };
         let row = vec![
@@ -663,21 +811,30 @@ fn print_report(results: &[Measurement], targets: &[Target], cpus: usize, pinned
             Cell::new(ns(m.p99_ns)).set_alignment(CellAlignment::Right),
             Cell::new(ns(m.p999_ns)).set_alignment(CellAlignment::Right),
             Cell::new(rate_text(m.msgs_per_s)).set_alignment(CellAlignment::Right),
-            Cell::new(if m.kind == "create" { "-".to_string() } else { format!("{}/s", human_bytes(m.bytes_per_s as u64)) })
-                .set_alignment(CellAlignment::Right),
+            Cell::new(if m.kind == "create" {
+                "-".to_string()
+            } else {
+                format!("{}/s", human_bytes(m.bytes_per_s as u64))
+            })
+            .set_alignment(CellAlignment::Right),
             Cell::new(versus).set_alignment(CellAlignment::Right),
         ];
         table.add_row(row);
     }
     print_line(table)?;
     let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED).set_header(vec!["target", "ratio", "needed", "met"]);
+    t.load_style(presets::UTF8_FULL_CONDENSED)
+        .set_header(vec!["target", "ratio", "needed", "met"]);
     for target in targets {
         t.add_row(vec![
             target.name.to_string(),
             format!("{:.2}", target.ratio),
             target.needed.to_string(),
-            if target.met { "yes".into() } else { "no".into() },
+            if target.met {
+                "yes".into()
+            } else {
+                "no".into()
+            },
         ]);
     }
     print_line(t)?;

@@ -71,7 +71,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     match args.transport {
         Transport::Shm => serve_shm(&args),
         Transport::Socket => {
-            let fd = std::io::stdin().as_fd().try_clone_to_owned().context("duplicating the socket")?;
+            let fd = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .context("duplicating the socket")?;
             let socket = File::from(fd);
             serve_stream(socket.try_clone()?, socket)
         }
@@ -98,8 +101,12 @@ fn strategy_from_id(id: u64) -> WaitStrategy {
 }
 
 fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
-    let Some(segment) = &args.segment else { crate::usage!("--segment is required") };
-    let Some(peer_id) = args.peer_id else { crate::usage!("--peer-id is required") };
+    let Some(segment) = &args.segment else {
+        crate::usage!("--segment is required")
+    };
+    let Some(peer_id) = args.peer_id else {
+        crate::usage!("--peer-id is required")
+    };
     let path = segment_path(segment)?;
     let mut guest = ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
     guest.set_wait_strategy(args.wait);
@@ -123,10 +130,14 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
             let desc = *r.desc();
             match desc.method_id {
                 ECHO if r.payload().len() <= shmhub::INLINE_CAPACITY => {
-                    guest.send_with(desc, r.payload(), None).map_err(|e| seg_err(&path, e))?;
+                    guest
+                        .send_with(desc, r.payload(), None)
+                        .map_err(|e| seg_err(&path, e))?;
                 }
                 ECHO => {
-                    let mut loan = guest.loan(r.payload().len(), None).map_err(|e| seg_err(&path, e))?;
+                    let mut loan = guest
+                        .loan(r.payload().len(), None)
+                        .map_err(|e| seg_err(&path, e))?;
                     loan.as_mut_slice().copy_from_slice(r.payload());
                     loan.desc = desc;
                     drop(r);
@@ -136,7 +147,9 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
                     let mut payload = count.to_le_bytes().to_vec();
                     payload.extend_from_slice(&sum.to_le_bytes());
                     (count, sum) = (0, 0);
-                    guest.send_timeout(&Frame::new(desc, payload), None).map_err(|e| seg_err(&path, e))?;
+                    guest
+                        .send_timeout(&Frame::new(desc, payload), None)
+                        .map_err(|e| seg_err(&path, e))?;
                 }
                 SET_WAIT => guest.set_wait_strategy(strategy_from_id(desc.id)),
                 EXIT => return Ok(Outcome::Done),
@@ -190,11 +203,15 @@ fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome>
 
 /// Bounces one cache line: whenever the word is odd, make it even.
 fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
-    let Some(segment) = &args.segment else { crate::usage!("--segment is required") };
+    let Some(segment) = &args.segment else {
+        crate::usage!("--segment is required")
+    };
     let path = segment_path(segment)?;
     let map = MmapRegion::attach(&path).map_err(|e| seg_err(&path, e))?;
     let region = map.region();
-    let word = region.atomic_u64(CACHELINE_OFFSET).map_err(|e| seg_err(&path, e.into()))?;
+    let word = region
+        .atomic_u64(CACHELINE_OFFSET)
+        .map_err(|e| seg_err(&path, e.into()))?;
     loop {
         let v = word.load(Ordering::Acquire);
         if v == CACHELINE_STOP {

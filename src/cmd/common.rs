@@ -53,8 +53,10 @@ pub fn print_line(text: impl fmt::Display) -> anyhow::Result<()> {
 
 /// Whether an error is standard output having been closed by its reader.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prefixes a library error with the segment path, unless it names the

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{CreateOptions, FileMode, RemoveOptions, SegmentConfig, ShmHost};
 
-use super::common::{held_error, Role, human_bytes, parse_size_u32, seg_err, print_line};
+use super::common::{Role, held_error, human_bytes, parse_size_u32, print_line, seg_err};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -90,7 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut host = host;
     let host = if args.hold {
         // Receive as the host from the moment the segment is announced.
-        host.take_receiving_role(Some(Duration::ZERO)).map_err(|e| seg_err(&path, e))?;
+        host.take_receiving_role(Some(Duration::ZERO))
+            .map_err(|e| seg_err(&path, e))?;
         Some(host)
     } else {
         host.persist().map_err(|e| seg_err(&path, e))?;

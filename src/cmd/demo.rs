@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
 
-use super::common::{human_bytes, seg_err, print_line};
+use super::common::{human_bytes, print_line, seg_err};
 use super::{Outcome, inspect};
 
 /// Arguments of `shmhub demo`.

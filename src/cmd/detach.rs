@@ -3,7 +3,7 @@
 use serde_json::json;
 use shmhub::ShmGuest;
 
-use super::common::{parse_peer_id, seg_err, print_line};
+use super::common::{parse_peer_id, print_line, seg_err};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\

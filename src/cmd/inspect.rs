@@ -4,7 +4,7 @@ use comfy_table::{Cell, ContentArrangement, Table, presets};
 use serde_json::json;
 use shmhub::{HolderStatus, PeerState, RingState, SegmentReport};
 
-use super::common::{human_bytes, seg_err, print_line};
+use super::common::{human_bytes, print_line, seg_err};
 use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
@@ -184,7 +184,9 @@ pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
     }
     print_line(peers)?;
     if hidden > 0 {
-        print_line(format_args!("({hidden} empty entries hidden; --all shows them)"))?;
+        print_line(format_args!(
+            "({hidden} empty entries hidden; --all shows them)"
+        ))?;
     }
 
     let mut pools = table(&["pool", "slot size", "used", "free"]);

@@ -3,7 +3,7 @@
 use serde_json::json;
 use shmhub::ShmHost;
 
-use super::common::{seg_err, print_line};
+use super::common::{print_line, seg_err};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\

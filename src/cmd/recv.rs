@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use shmhub::{Frame, ShmGuest, ShmHost};
 
-use super::common::{held_error, Role, parse_duration, parse_peer_id, parse_role, seg_err};
+use super::common::{Role, held_error, parse_duration, parse_peer_id, parse_role, seg_err};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::RemoveOptions;
 
-use super::common::{parse_duration, seg_err, spinner, print_line};
+use super::common::{parse_duration, print_line, seg_err, spinner};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\

@@ -9,7 +9,8 @@ use serde_json::json;
 use shmhub::{Frame, MsgDesc, ShmGuest, ShmHost};
 
 use super::common::{
-    Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, progress_bar, seg_err, print_line,
+    Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, print_line, progress_bar,
+    seg_err,
 };
 use super::{Outcome, segment_path};
 
@@ -169,7 +170,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Role::Host => json!("host"),
             Role::Guest(n) => json!(n),
         };
-        print_line(json!({ "from": from_value, "to": to_value, "sent": sent, "len": len, "placement": if frame.fits_inline() { "inline" } else { "slot" } })
+        print_line(
+            json!({ "from": from_value, "to": to_value, "sent": sent, "len": len, "placement": if frame.fits_inline() { "inline" } else { "slot" } }),
         )?;
     }
     Ok(Outcome::Done)

@@ -19,7 +19,6 @@ use crate::zerocopy::{Received, SlotLoan};
 /// Most descriptors taken from a ring in one batch.
 const RECV_BATCH: usize = 32;
 
-
 /// How often a waiting guest checks whether the host process still lives.
 const HOST_CHECK_NS: u64 = 100_000_000;
 
@@ -270,30 +269,70 @@ impl ShmGuest {
     fn sending<T>(
         &mut self,
         deadline: &mut Deadline,
-        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut Deadline, &mut dyn FnMut() -> Result<()>) -> Result<T>,
+        op: impl FnOnce(
+            &Segment,
+            u8,
+            &mut u32,
+            &mut u32,
+            WaitStrategy,
+            &mut Deadline,
+            &mut dyn FnMut() -> Result<()>,
+        ) -> Result<T>,
     ) -> Result<T> {
         let p = self.peer_id;
         let what = || format!("the sending end of peer {p}");
-        self.locks
-            .ensure(&self.seg, lock_byte::ring_end(p, End::GuestToHostProducer), deadline, what)?;
+        self.locks.ensure(
+            &self.seg,
+            lock_byte::ring_end(p, End::GuestToHostProducer),
+            deadline,
+            what,
+        )?;
         Self::check_still_mine(&self.seg, p, self.epoch)?;
         if self.seg.host_goodbye()? {
             return Err(Error::HostGone);
         }
         self.beat_if_due()?;
-        let mut waiter = Waiter::new(&self.seg, p, self.epoch, &mut self.last_beat_ns, &mut self.last_host_check_ns);
-        op(&self.seg, p, &mut self.head_cache, &mut self.pool_hint, self.strategy, deadline, &mut || waiter.check())
+        let mut waiter = Waiter::new(
+            &self.seg,
+            p,
+            self.epoch,
+            &mut self.last_beat_ns,
+            &mut self.last_host_check_ns,
+        );
+        op(
+            &self.seg,
+            p,
+            &mut self.head_cache,
+            &mut self.pool_hint,
+            self.strategy,
+            deadline,
+            &mut || waiter.check(),
+        )
     }
 
     fn send_inner(&mut self, message: (MsgDesc, &[u8]), deadline: &mut Deadline) -> Result<()> {
         self.sending(deadline, |seg, p, head, hint, strategy, deadline, stop| {
-            seg.send_frame(p, Direction::GuestToHost, message, head, hint, strategy, deadline, stop)
+            seg.send_frame(
+                p,
+                Direction::GuestToHost,
+                message,
+                head,
+                hint,
+                strategy,
+                deadline,
+                stop,
+            )
         })
     }
 
     /// Sends a message given as a descriptor and a borrowed payload (no
     /// [`Frame`] to build), waiting up to `timeout` like [`ShmGuest::send_timeout`].
-    pub fn send_with(&mut self, desc: MsgDesc, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+    pub fn send_with(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<()> {
         self.send_inner((desc, payload), &mut Deadline::after(timeout))
     }
 
@@ -304,9 +343,21 @@ impl ShmGuest {
     /// shm[impl shm.send.batch]
     pub fn send_batch(&mut self, frames: &[Frame], timeout: Option<Duration>) -> Result<usize> {
         let mut deadline = Deadline::after(timeout);
-        self.sending(&mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
-            seg.send_frames(p, Direction::GuestToHost, frames, head, hint, strategy, deadline, stop)
-        })
+        self.sending(
+            &mut deadline,
+            |seg, p, head, hint, strategy, deadline, stop| {
+                seg.send_frames(
+                    p,
+                    Direction::GuestToHost,
+                    frames,
+                    head,
+                    hint,
+                    strategy,
+                    deadline,
+                    stop,
+                )
+            },
+        )
     }
 
     /// Lends a slot of this guest's pool for a `len`-byte payload to the
@@ -316,14 +367,28 @@ impl ShmGuest {
     /// shm[impl shm.send.zero-copy]
     pub fn loan(&mut self, len: usize, timeout: Option<Duration>) -> Result<SlotLoan> {
         let mut deadline = Deadline::after(timeout);
-        self.sending(&mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
-            seg.loan(p, Direction::GuestToHost, len, head, hint, strategy, deadline, stop)
-        })
+        self.sending(
+            &mut deadline,
+            |seg, p, head, hint, strategy, deadline, stop| {
+                seg.loan(
+                    p,
+                    Direction::GuestToHost,
+                    len,
+                    head,
+                    hint,
+                    strategy,
+                    deadline,
+                    stop,
+                )
+            },
+        )
     }
 
     /// Sends a loaned slot to the host.
     pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
-        self.sending(&mut Deadline::no_wait(), |seg, p, head, _, _, _, _| seg.commit(p, Direction::GuestToHost, loan, head))
+        self.sending(&mut Deadline::no_wait(), |seg, p, head, _, _, _, _| {
+            seg.commit(p, Direction::GuestToHost, loan, head)
+        })
     }
 
     /// Takes this guest's receiving role now rather than at the first
@@ -375,7 +440,12 @@ impl ShmGuest {
     /// Receives up to `max` queued messages at once (one index update for
     /// all of them), waiting up to `timeout` for the first; `handle` gets
     /// each with its payload in place. Returns how many.
-    pub fn recv_batch(&mut self, max: usize, timeout: Option<Duration>, mut handle: impl FnMut(Received)) -> Result<usize> {
+    pub fn recv_batch(
+        &mut self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut handle: impl FnMut(Received),
+    ) -> Result<usize> {
         let mut deadline = Deadline::after(timeout);
         self.lock_receiving_end(&mut deadline)?;
         loop {
@@ -387,7 +457,10 @@ impl ShmGuest {
             if n > 0 {
                 let mut first_error = None;
                 for desc in &batch[..n] {
-                    match self.seg.decode_in_place(self.peer_id, Direction::HostToGuest, desc) {
+                    match self
+                        .seg
+                        .decode_in_place(self.peer_id, Direction::HostToGuest, desc)
+                    {
                         Ok(received) => handle(received),
                         Err(e) => first_error = first_error.or(Some(e)),
                     }
@@ -419,8 +492,12 @@ impl ShmGuest {
     fn lock_receiving_end(&mut self, deadline: &mut Deadline) -> Result<()> {
         let p = self.peer_id;
         let what = || format!("the receiving end of peer {p}");
-        self.locks
-            .ensure(&self.seg, lock_byte::ring_end(p, End::HostToGuestConsumer), deadline, what)
+        self.locks.ensure(
+            &self.seg,
+            lock_byte::ring_end(p, End::HostToGuestConsumer),
+            deadline,
+            what,
+        )
     }
 
     /// With heartbeats on, refreshes the heartbeat once an interval has
@@ -439,7 +516,10 @@ impl ShmGuest {
         self.beat_if_due()?;
         let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
         match ring.pop()? {
-            Some(bytes) => self.seg.decode_in_place(self.peer_id, Direction::HostToGuest, &bytes).map(Some),
+            Some(bytes) => self
+                .seg
+                .decode_in_place(self.peer_id, Direction::HostToGuest, &bytes)
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -497,8 +577,12 @@ impl ShmGuest {
         // Slots still lent out in this process (in-place receives, loans)
         // are freed by their owners when they drop.
         let leases = &self.seg.leases;
-        self.seg.pool(0).free_held_by(p, &|slot| leases.contains(0, slot))?;
-        self.seg.pool(p).free_held_by(p, &|slot| leases.contains(p, slot))?;
+        self.seg
+            .pool(0)
+            .free_held_by(p, &|slot| leases.contains(0, slot))?;
+        self.seg
+            .pool(p)
+            .free_held_by(p, &|slot| leases.contains(p, slot))?;
         let peer = self.seg.peer(p);
         peer.set_holder(None, false)?;
         let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();

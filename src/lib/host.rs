@@ -320,7 +320,11 @@ impl ShmHost {
     ///
     /// shm[impl shm.send.backpressure]
     pub fn send(&mut self, peer_id: PeerId, frame: Frame) -> Result<()> {
-        self.send_inner(peer_id, (frame.desc, frame.payload()), &mut Deadline::no_wait())
+        self.send_inner(
+            peer_id,
+            (frame.desc, frame.payload()),
+            &mut Deadline::no_wait(),
+        )
     }
 
     /// Sends `frame` to guest `peer_id`, waiting up to `timeout` for room
@@ -342,7 +346,15 @@ impl ShmHost {
         &mut self,
         peer_id: PeerId,
         deadline: &mut Deadline,
-        op: impl FnOnce(&Segment, u8, &mut u32, &mut u32, WaitStrategy, &mut Deadline, &mut dyn FnMut() -> Result<()>) -> Result<T>,
+        op: impl FnOnce(
+            &Segment,
+            u8,
+            &mut u32,
+            &mut u32,
+            WaitStrategy,
+            &mut Deadline,
+            &mut dyn FnMut() -> Result<()>,
+        ) -> Result<T>,
     ) -> Result<T> {
         let p = self.seg.guest_id(peer_id.into())?;
         self.lock_end(p, End::HostToGuestProducer, deadline)?;
@@ -358,18 +370,50 @@ impl ShmHost {
         let mut watch = PeerWatch::new(&self.seg, p)?;
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
-        op(seg, p, &mut self.head_cache[p as usize - 1], &mut self.pool_hint, self.strategy, deadline, &mut stop)
+        op(
+            seg,
+            p,
+            &mut self.head_cache[p as usize - 1],
+            &mut self.pool_hint,
+            self.strategy,
+            deadline,
+            &mut stop,
+        )
     }
 
-    fn send_inner(&mut self, peer_id: PeerId, message: (MsgDesc, &[u8]), deadline: &mut Deadline) -> Result<()> {
-        self.sending(peer_id, deadline, |seg, p, head, hint, strategy, deadline, stop| {
-            seg.send_frame(p, Direction::HostToGuest, message, head, hint, strategy, deadline, stop)
-        })
+    fn send_inner(
+        &mut self,
+        peer_id: PeerId,
+        message: (MsgDesc, &[u8]),
+        deadline: &mut Deadline,
+    ) -> Result<()> {
+        self.sending(
+            peer_id,
+            deadline,
+            |seg, p, head, hint, strategy, deadline, stop| {
+                seg.send_frame(
+                    p,
+                    Direction::HostToGuest,
+                    message,
+                    head,
+                    hint,
+                    strategy,
+                    deadline,
+                    stop,
+                )
+            },
+        )
     }
 
     /// Sends a message given as a descriptor and a borrowed payload (no
     /// [`Frame`] to build), waiting up to `timeout` like [`ShmHost::send_timeout`].
-    pub fn send_with(&mut self, peer_id: PeerId, desc: MsgDesc, payload: &[u8], timeout: Option<Duration>) -> Result<()> {
+    pub fn send_with(
+        &mut self,
+        peer_id: PeerId,
+        desc: MsgDesc,
+        payload: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<()> {
         self.send_inner(peer_id, (desc, payload), &mut Deadline::after(timeout))
     }
 
@@ -379,11 +423,29 @@ impl ShmHost {
     /// (`None`: as long as it takes); returns how many were sent.
     ///
     /// shm[impl shm.send.batch]
-    pub fn send_batch(&mut self, peer_id: PeerId, frames: &[Frame], timeout: Option<Duration>) -> Result<usize> {
+    pub fn send_batch(
+        &mut self,
+        peer_id: PeerId,
+        frames: &[Frame],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
         let mut deadline = Deadline::after(timeout);
-        self.sending(peer_id, &mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
-            seg.send_frames(p, Direction::HostToGuest, frames, head, hint, strategy, deadline, stop)
-        })
+        self.sending(
+            peer_id,
+            &mut deadline,
+            |seg, p, head, hint, strategy, deadline, stop| {
+                seg.send_frames(
+                    p,
+                    Direction::HostToGuest,
+                    frames,
+                    head,
+                    hint,
+                    strategy,
+                    deadline,
+                    stop,
+                )
+            },
+        )
     }
 
     /// Lends a slot of the host's pool for a `len`-byte payload to guest
@@ -391,16 +453,38 @@ impl ShmHost {
     /// [`ShmHost::commit`]. Waits up to `timeout` (`None`: as long as it takes).
     ///
     /// shm[impl shm.send.zero-copy]
-    pub fn loan(&mut self, peer_id: PeerId, len: usize, timeout: Option<Duration>) -> Result<SlotLoan> {
+    pub fn loan(
+        &mut self,
+        peer_id: PeerId,
+        len: usize,
+        timeout: Option<Duration>,
+    ) -> Result<SlotLoan> {
         let mut deadline = Deadline::after(timeout);
-        self.sending(peer_id, &mut deadline, |seg, p, head, hint, strategy, deadline, stop| {
-            seg.loan(p, Direction::HostToGuest, len, head, hint, strategy, deadline, stop)
-        })
+        self.sending(
+            peer_id,
+            &mut deadline,
+            |seg, p, head, hint, strategy, deadline, stop| {
+                seg.loan(
+                    p,
+                    Direction::HostToGuest,
+                    len,
+                    head,
+                    hint,
+                    strategy,
+                    deadline,
+                    stop,
+                )
+            },
+        )
     }
 
     /// Sends a loaned slot to guest `peer_id` (the guest the loan was made for).
     pub fn commit(&mut self, peer_id: PeerId, loan: SlotLoan) -> Result<()> {
-        self.sending(peer_id, &mut Deadline::no_wait(), |seg, p, head, _, _, _, _| seg.commit(p, Direction::HostToGuest, loan, head))
+        self.sending(
+            peer_id,
+            &mut Deadline::no_wait(),
+            |seg, p, head, _, _, _, _| seg.commit(p, Direction::HostToGuest, loan, head),
+        )
     }
 
     /// Receives the next message from guest `peer_id`, if one is queued.
@@ -413,15 +497,25 @@ impl ShmHost {
     /// Receives the next message from guest `peer_id`, waiting up to
     /// `timeout` (`None`: until one comes). `Ok(None)` when the time ran out;
     /// [`Error::PeerGone`] when the guest left and nothing more is queued.
-    pub fn recv_from_timeout(&mut self, peer_id: PeerId, timeout: Option<Duration>) -> Result<Option<Frame>> {
-        Ok(self.recv_from_in_place(peer_id, timeout)?.map(Received::into_frame))
+    pub fn recv_from_timeout(
+        &mut self,
+        peer_id: PeerId,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Frame>> {
+        Ok(self
+            .recv_from_in_place(peer_id, timeout)?
+            .map(Received::into_frame))
     }
 
     /// Like [`ShmHost::recv_from_timeout`], but the payload stays in its
     /// slot until the returned value is dropped.
     ///
     /// shm[impl shm.recv.zero-copy]
-    pub fn recv_from_in_place(&mut self, peer_id: PeerId, timeout: Option<Duration>) -> Result<Option<Received>> {
+    pub fn recv_from_in_place(
+        &mut self,
+        peer_id: PeerId,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Received>> {
         let p = self.seg.guest_id(peer_id.into())?;
         let mut deadline = Deadline::after(timeout);
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
@@ -487,7 +581,10 @@ impl ShmHost {
     fn pop_in_place(&mut self, p: u8) -> Result<Option<Received>> {
         let ring = self.seg.ring(p, Direction::GuestToHost);
         match ring.pop()? {
-            Some(bytes) => self.seg.decode_in_place(p, Direction::GuestToHost, &bytes).map(Some),
+            Some(bytes) => self
+                .seg
+                .decode_in_place(p, Direction::GuestToHost, &bytes)
+                .map(Some),
             None => {
                 self.finish_goodbye(p)?;
                 Ok(None)
@@ -613,14 +710,23 @@ impl ShmHost {
         let mut guest_ends = RoleLocks::default();
         for end in [End::GuestToHostProducer, End::HostToGuestConsumer] {
             if guest_ends
-                .ensure(&self.seg, lock_byte::ring_end(p, end), &mut Deadline::no_wait(), String::new)
+                .ensure(
+                    &self.seg,
+                    lock_byte::ring_end(p, end),
+                    &mut Deadline::no_wait(),
+                    String::new,
+                )
                 .is_err()
             {
                 return Ok(false);
             }
         }
-        if self.lock_end(p, End::GuestToHostConsumer, &mut Deadline::no_wait()).is_err()
-            || self.lock_end(p, End::HostToGuestProducer, &mut Deadline::no_wait()).is_err()
+        if self
+            .lock_end(p, End::GuestToHostConsumer, &mut Deadline::no_wait())
+            .is_err()
+            || self
+                .lock_end(p, End::HostToGuestProducer, &mut Deadline::no_wait())
+                .is_err()
         {
             return Ok(false);
         }
@@ -640,13 +746,17 @@ impl ShmHost {
         self.seg.ring(p, Direction::GuestToHost).settle_tail()?;
         for pool in 0..=self.seg.layout.config.max_guests as u8 {
             let leases = &self.seg.leases;
-            self.seg.pool(pool).free_held_by(p, &|slot| leases.contains(pool, slot))?;
+            self.seg
+                .pool(pool)
+                .free_held_by(p, &|slot| leases.contains(pool, slot))?;
         }
         // Whatever is still allocated in the dead guest's own pool was
         // either taken by it and never sent, or sent and already read by
         // the host: all of it goes back.
         let leases = &self.seg.leases;
-        self.seg.pool(p).free_all(&|slot| leases.contains(p, slot))?;
+        self.seg
+            .pool(p)
+            .free_all(&|slot| leases.contains(p, slot))?;
         self.seg.pool(p).clear_waiters()?;
         let h2g = self.seg.ring(p, Direction::HostToGuest).state()?;
         self.head_cache[p as usize - 1] = h2g.head;
@@ -670,7 +780,6 @@ impl ShmHost {
         Ok(())
     }
 }
-
 
 /// What a waiting host checks about one guest between naps: the entry is
 /// still the one it was, and (every 100 ms) its holder still lives.
@@ -709,7 +818,8 @@ impl PeerWatch {
             self.reserved = false;
             self.epoch = epoch;
         }
-        let present = matches!(state, PeerState::Attached | PeerState::Reserved) && epoch == self.epoch;
+        let present =
+            matches!(state, PeerState::Attached | PeerState::Reserved) && epoch == self.epoch;
         if !present {
             if sending || !seg.ring(p, Direction::GuestToHost).has_data()? {
                 return gone;
@@ -723,8 +833,10 @@ impl PeerWatch {
             self.last_liveness_ns = now;
             let entry = peer.snapshot()?;
             let file = seg.file().map(|f| &**f);
-            let status = liveness::judge_peer(&entry, file, seg.layout.config.heartbeat_interval_ms, now);
-            if status == HolderStatus::Dead && (sending || !seg.ring(p, Direction::GuestToHost).has_data()?)
+            let status =
+                liveness::judge_peer(&entry, file, seg.layout.config.heartbeat_interval_ms, now);
+            if status == HolderStatus::Dead
+                && (sending || !seg.ring(p, Direction::GuestToHost).has_data()?)
             {
                 return gone;
             }

@@ -300,7 +300,8 @@ impl<'a> Pool<'a> {
     /// Clears the waiter count (a process that died asleep leaves it set,
     /// which would only cost needless wake calls).
     pub(crate) fn clear_waiters(&self) -> Result<()> {
-        self.region.store_u32(self.base + field::WAITERS, 0, Ordering::Relaxed)?;
+        self.region
+            .store_u32(self.base + field::WAITERS, 0, Ordering::Relaxed)?;
         Ok(())
     }
 
@@ -311,9 +312,10 @@ impl<'a> Pool<'a> {
         if slot >= self.slots() {
             return Ok(false);
         }
-        let holder = self
-            .region
-            .load_u32(self.meta_offset(slot) + field::SLOT_HOLDER, Ordering::Acquire)?;
+        let holder = self.region.load_u32(
+            self.meta_offset(slot) + field::SLOT_HOLDER,
+            Ordering::Acquire,
+        )?;
         if holder != holder_code(peer) {
             return Ok(false);
         }
@@ -353,9 +355,10 @@ impl<'a> Pool<'a> {
             if keep(slot) {
                 continue;
             }
-            let generation = self
-                .region
-                .load_u32(self.meta_offset(slot) + field::SLOT_GENERATION, Ordering::Acquire)?;
+            let generation = self.region.load_u32(
+                self.meta_offset(slot) + field::SLOT_GENERATION,
+                Ordering::Acquire,
+            )?;
             if self.free(slot, generation)? {
                 freed += 1;
             }
@@ -519,9 +522,13 @@ mod tests {
         let waiter = std::thread::spawn(move || {
             let pool = Pool::new(&other, &layout, 0);
             let mut deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
-            pool.alloc(0, &mut 0, WaitStrategy::Block, &mut deadline, &mut || {
-                Ok(())
-            })
+            pool.alloc(
+                0,
+                &mut 0,
+                WaitStrategy::Block,
+                &mut deadline,
+                &mut || Ok(()),
+            )
             .unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));

@@ -149,7 +149,10 @@ fn wait_for_leavers(
 ) -> Result<bool> {
     let deadline = start + options.timeout;
     loop {
-        if matches!(mmap.check_unchanged(), Err(Error::Removed { .. } | Error::Replaced { .. })) {
+        if matches!(
+            mmap.check_unchanged(),
+            Err(Error::Removed { .. } | Error::Replaced { .. })
+        ) {
             return Ok(true);
         }
         let (guests, host_alive) = live_holders(region, mmap.file())?;
@@ -171,7 +174,10 @@ fn wait_for_leavers(
             }
             what.push_str(&who.join(", "));
             return Err(Error::Busy {
-                what: format!("segment (still attached after {:?}: {what})", options.timeout),
+                what: format!(
+                    "segment (still attached after {:?}: {what})",
+                    options.timeout
+                ),
             });
         }
         on_wait(&guests);

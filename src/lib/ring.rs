@@ -94,7 +94,11 @@ impl<'a> Ring<'a> {
 
     /// The phase bit a descriptor written at `index` carries.
     fn phase(&self, index: u32) -> u32 {
-        if (index / self.capacity) % 2 == 0 { u32::from(FLAG_PHASE) << 16 } else { 0 }
+        if (index / self.capacity) % 2 == 0 {
+            u32::from(FLAG_PHASE) << 16
+        } else {
+            0
+        }
     }
 
     fn corrupt(&self, head: u32, tail: u32) -> Error {
@@ -107,20 +111,28 @@ impl<'a> Ring<'a> {
     /// Reads both indices (works on read-only regions).
     pub(crate) fn state(&self) -> Result<RingState> {
         Ok(RingState {
-            head: self.region.load_u32(self.base + field::HEAD, Ordering::Acquire)?,
-            tail: self.region.load_u32(self.base + field::TAIL, Ordering::Acquire)?,
+            head: self
+                .region
+                .load_u32(self.base + field::HEAD, Ordering::Acquire)?,
+            tail: self
+                .region
+                .load_u32(self.base + field::TAIL, Ordering::Acquire)?,
             capacity: self.capacity,
         })
     }
 
     /// Consumer: whether the descriptor at the head is new.
     pub(crate) fn has_data(&self) -> Result<bool> {
-        let head = self.region.load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         self.is_new(head)
     }
 
     fn is_new(&self, index: u32) -> Result<bool> {
-        let word = self.region.load_u32(self.slot_offset(index), Ordering::Acquire)?;
+        let word = self
+            .region
+            .load_u32(self.slot_offset(index), Ordering::Acquire)?;
         Ok(word & (u32::from(FLAG_PHASE) << 16) == self.phase(index))
     }
 
@@ -128,10 +140,20 @@ impl<'a> Ring<'a> {
     /// consistent loads (for the host's sleep handshake across many rings:
     /// see `ShmHost::recv_timeout`).
     pub(crate) fn is_empty_now(&self) -> Result<bool> {
-        let head = self.region.load_u32(self.base + field::HEAD, Ordering::SeqCst)?;
-        let tail = self.region.load_u32(self.base + field::TAIL, Ordering::SeqCst)?;
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::SeqCst)?;
+        let tail = self
+            .region
+            .load_u32(self.base + field::TAIL, Ordering::SeqCst)?;
         // Inconsistent indices count as empty here: the phase decides.
-        let queued = RingState { head, tail, capacity: self.capacity }.len().unwrap_or(0);
+        let queued = RingState {
+            head,
+            tail,
+            capacity: self.capacity,
+        }
+        .len()
+        .unwrap_or(0);
         Ok(queued == 0 && !self.is_new(head)?)
     }
 
@@ -142,11 +164,15 @@ impl<'a> Ring<'a> {
         if wanted > self.capacity {
             return Ok(false);
         }
-        let tail = self.region.load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
+        let tail = self
+            .region
+            .load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
         if tail.wrapping_sub(*cached_head) <= self.capacity - wanted {
             return Ok(true);
         }
-        let head = self.region.load_u32(self.base + field::HEAD, Ordering::Acquire)?;
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Acquire)?;
         if tail.wrapping_sub(head) > self.capacity {
             return Err(self.corrupt(head, tail));
         }
@@ -159,12 +185,18 @@ impl<'a> Ring<'a> {
     /// release ordering; the tail follows once for the whole batch.
     ///
     /// Returns false (nothing written) if the ring lacks room.
-    pub(crate) fn push_batch(&self, cached_head: &mut u32, descs: &[[u8; DESC_SIZE]]) -> Result<bool> {
+    pub(crate) fn push_batch(
+        &self,
+        cached_head: &mut u32,
+        descs: &[[u8; DESC_SIZE]],
+    ) -> Result<bool> {
         let wanted = u32::try_from(descs.len()).unwrap_or(u32::MAX);
         if !self.has_room(cached_head, wanted)? {
             return Ok(false);
         }
-        let tail = self.region.load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
+        let tail = self
+            .region
+            .load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
         for (i, desc) in descs.iter().enumerate() {
             let index = tail.wrapping_add(i as u32);
             let at = self.slot_offset(index);
@@ -174,7 +206,11 @@ impl<'a> Ring<'a> {
             let first = (first & !(u32::from(FLAG_PHASE) << 16)) | self.phase(index);
             self.region.store_u32(at, first, Ordering::Release)?;
         }
-        self.publish_index(field::TAIL, tail.wrapping_add(wanted), field::CONSUMER_WAITING)?;
+        self.publish_index(
+            field::TAIL,
+            tail.wrapping_add(wanted),
+            field::CONSUMER_WAITING,
+        )?;
         Ok(true)
     }
 
@@ -188,7 +224,9 @@ impl<'a> Ring<'a> {
     /// (phase bit cleared) and publishing the new head once. Returns how
     /// many were taken.
     pub(crate) fn pop_batch(&self, out: &mut [[u8; DESC_SIZE]]) -> Result<usize> {
-        let head = self.region.load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let mut count = 0;
         while count < out.len() {
             let index = head.wrapping_add(count as u32);
@@ -204,7 +242,11 @@ impl<'a> Ring<'a> {
         }
         if count > 0 {
             // The descriptors are copied out, so the producer may reuse their places.
-            self.publish_index(field::HEAD, head.wrapping_add(count as u32), field::PRODUCER_WAITING)?;
+            self.publish_index(
+                field::HEAD,
+                head.wrapping_add(count as u32),
+                field::PRODUCER_WAITING,
+            )?;
         }
         Ok(count)
     }
@@ -218,7 +260,11 @@ impl<'a> Ring<'a> {
     fn publish_index(&self, index_field: u64, value: u32, flag_field: u64) -> Result<()> {
         let index = self.region.atomic_u32(self.base + index_field)?;
         index.swap(value, Ordering::SeqCst);
-        if self.region.load_u32(self.base + flag_field, Ordering::SeqCst)? != 0 {
+        if self
+            .region
+            .load_u32(self.base + flag_field, Ordering::SeqCst)?
+            != 0
+        {
             sys::futex_wake_all(index);
         }
         Ok(())
@@ -232,13 +278,25 @@ impl<'a> Ring<'a> {
         deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<bool> {
-        let head = self.region.load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let tail = self.region.atomic_u32(self.base + field::TAIL)?;
         let done = || self.is_new(head);
         // A tail that moved means a publication is under way or done: do
         // not sleep (the descriptor's phase shows up at once).
-        let quiet = || -> Result<bool> { Ok(!self.is_new(head)? && tail.load(Ordering::SeqCst) == head) };
-        self.wait(field::TAIL, field::CONSUMER_WAITING, head, strategy, deadline, stop, &done, &quiet)
+        let quiet =
+            || -> Result<bool> { Ok(!self.is_new(head)? && tail.load(Ordering::SeqCst) == head) };
+        self.wait(
+            field::TAIL,
+            field::CONSUMER_WAITING,
+            head,
+            strategy,
+            deadline,
+            stop,
+            &done,
+            &quiet,
+        )
     }
 
     /// Producer: waits until the head moves past `seen_head`.
@@ -252,7 +310,16 @@ impl<'a> Ring<'a> {
         let head = self.region.atomic_u32(self.base + field::HEAD)?;
         let done = || -> Result<bool> { Ok(head.load(Ordering::Acquire) != seen_head) };
         let quiet = || -> Result<bool> { Ok(head.load(Ordering::SeqCst) == seen_head) };
-        self.wait(field::HEAD, field::PRODUCER_WAITING, seen_head, strategy, deadline, stop, &done, &quiet)
+        self.wait(
+            field::HEAD,
+            field::PRODUCER_WAITING,
+            seen_head,
+            strategy,
+            deadline,
+            stop,
+            &done,
+            &quiet,
+        )
     }
 
     /// Waits until `done` holds. To sleep, sets `flag_field` with a full
@@ -310,15 +377,20 @@ impl<'a> Ring<'a> {
     /// that the next producer starts where the consumer stands (a producer
     /// that died mid-batch may have left either one behind).
     pub(crate) fn settle_tail(&self) -> Result<()> {
-        let head = self.region.load_u32(self.base + field::HEAD, Ordering::Acquire)?;
-        self.region.store_u32(self.base + field::TAIL, head, Ordering::Release)?;
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Acquire)?;
+        self.region
+            .store_u32(self.base + field::TAIL, head, Ordering::Release)?;
         Ok(())
     }
 
     /// Clears both waiting flags (a dead process may have left one set).
     pub(crate) fn clear_waiting(&self) -> Result<()> {
-        self.region.store_u32(self.base + field::PRODUCER_WAITING, 0, Ordering::Relaxed)?;
-        self.region.store_u32(self.base + field::CONSUMER_WAITING, 0, Ordering::Relaxed)?;
+        self.region
+            .store_u32(self.base + field::PRODUCER_WAITING, 0, Ordering::Relaxed)?;
+        self.region
+            .store_u32(self.base + field::CONSUMER_WAITING, 0, Ordering::Relaxed)?;
         Ok(())
     }
 
@@ -370,18 +442,31 @@ mod tests {
     #[test]
     fn indices_and_phases_wrap_around_u32() {
         let region = ring_region(2);
-        region.store_u32(field::HEAD, u32::MAX - 5, Ordering::Relaxed).unwrap();
-        region.store_u32(field::TAIL, u32::MAX - 5, Ordering::Relaxed).unwrap();
+        region
+            .store_u32(field::HEAD, u32::MAX - 5, Ordering::Relaxed)
+            .unwrap();
+        region
+            .store_u32(field::TAIL, u32::MAX - 5, Ordering::Relaxed)
+            .unwrap();
         // Descriptors left by the lap before must not look new: write the
         // phase that lap had.
         let ring = Ring::new(&region, 0, 2);
         for i in 0..2u32 {
             let index = (u32::MAX - 5).wrapping_add(i).wrapping_sub(2);
-            region.store_u32(ring.slot_offset(index), ring.phase(index), Ordering::Relaxed).unwrap();
+            region
+                .store_u32(
+                    ring.slot_offset(index),
+                    ring.phase(index),
+                    Ordering::Relaxed,
+                )
+                .unwrap();
         }
         let mut head_cache = u32::MAX - 5;
         for round in 0..10u8 {
-            assert!(ring.push_batch(&mut head_cache, &[desc(round), desc(round + 100)]).unwrap());
+            assert!(
+                ring.push_batch(&mut head_cache, &[desc(round), desc(round + 100)])
+                    .unwrap()
+            );
             assert!(!ring.push_batch(&mut head_cache, &[desc(0)]).unwrap());
             assert_eq!(ring.pop().unwrap(), Some(desc(round)));
             assert_eq!(ring.pop().unwrap(), Some(desc(round + 100)));
@@ -395,8 +480,15 @@ mod tests {
         let region = ring_region(4);
         let ring = Ring::new(&region, 0, 4);
         let mut head_cache = 0;
-        assert!(ring.push_batch(&mut head_cache, &[desc(1), desc(2), desc(3)]).unwrap());
-        assert!(!ring.push_batch(&mut head_cache, &[desc(4), desc(5)]).unwrap());
+        assert!(
+            ring.push_batch(&mut head_cache, &[desc(1), desc(2), desc(3)])
+                .unwrap()
+        );
+        assert!(
+            !ring
+                .push_batch(&mut head_cache, &[desc(4), desc(5)])
+                .unwrap()
+        );
         assert!(!ring.push_batch(&mut head_cache, &[desc(0); 5]).unwrap());
         assert_eq!(ring.state().unwrap().tail, 3);
         let mut out = [[0u8; DESC_SIZE]; 8];
@@ -408,9 +500,14 @@ mod tests {
     #[test]
     fn corrupt_indices_are_an_error_not_a_read() {
         let region = ring_region(4);
-        region.store_u32(field::TAIL, 1000, Ordering::Relaxed).unwrap();
+        region
+            .store_u32(field::TAIL, 1000, Ordering::Relaxed)
+            .unwrap();
         let ring = Ring::new(&region, 0, 4);
-        assert!(matches!(ring.push_batch(&mut 0, &[desc(1)]), Err(Error::Corrupt(_))));
+        assert!(matches!(
+            ring.push_batch(&mut 0, &[desc(1)]),
+            Err(Error::Corrupt(_))
+        ));
         assert_eq!(ring.state().unwrap().len(), None);
         // The consumer only trusts phases: nothing new is there.
         assert_eq!(ring.pop().unwrap(), None);
@@ -419,9 +516,17 @@ mod tests {
     // shm[verify shm.ring.spsc]
     #[test]
     fn a_consumer_a_moment_ahead_of_the_tail_reads_as_empty() {
-        let state = RingState { head: 5, tail: 3, capacity: 4 };
+        let state = RingState {
+            head: 5,
+            tail: 3,
+            capacity: 4,
+        };
         assert_eq!(state.len(), Some(0));
-        let state = RingState { head: 50, tail: 3, capacity: 4 };
+        let state = RingState {
+            head: 50,
+            tail: 3,
+            capacity: 4,
+        };
         assert_eq!(state.len(), None);
     }
 
@@ -435,7 +540,14 @@ mod tests {
         region.store_u32(field::TAIL, 4, Ordering::Relaxed).unwrap();
         assert_eq!(ring.drain().unwrap().len(), 2);
         ring.settle_tail().unwrap();
-        assert_eq!(ring.state().unwrap(), RingState { head: 2, tail: 2, capacity: 4 });
+        assert_eq!(
+            ring.state().unwrap(),
+            RingState {
+                head: 2,
+                tail: 2,
+                capacity: 4
+            }
+        );
         assert!(ring.push_batch(&mut 2, &[desc(3)]).unwrap());
         assert_eq!(ring.pop().unwrap(), Some(desc(3)));
     }
@@ -448,7 +560,8 @@ mod tests {
         let waiter = std::thread::spawn(move || {
             let ring = Ring::new(&consumer_region, 0, 4);
             let mut deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
-            ring.wait_for_data(WaitStrategy::Block, &mut deadline, &mut || Ok(())).unwrap()
+            ring.wait_for_data(WaitStrategy::Block, &mut deadline, &mut || Ok(()))
+                .unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         let ring = Ring::new(&region, 0, 4);
@@ -462,6 +575,10 @@ mod tests {
         let region = ring_region(4);
         let ring = Ring::new(&region, 0, 4);
         let mut deadline = Deadline::after(Some(std::time::Duration::from_millis(30)));
-        assert!(!ring.wait_for_data(WaitStrategy::Adaptive, &mut deadline, &mut || Ok(())).unwrap());
+        assert!(
+            !ring
+                .wait_for_data(WaitStrategy::Adaptive, &mut deadline, &mut || Ok(()))
+                .unwrap()
+        );
     }
 }

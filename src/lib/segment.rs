@@ -81,7 +81,9 @@ pub mod lock_byte {
 
     /// The position of a role byte among [`COUNT`], if it is one.
     pub(crate) fn index(byte: u64) -> Option<usize> {
-        byte.checked_sub(BASE).map(|i| i as usize).filter(|&i| i < COUNT)
+        byte.checked_sub(BASE)
+            .map(|i| i as usize)
+            .filter(|&i| i < COUNT)
     }
 
     /// A process that holds guest `peer`'s entry (held while it lives).
@@ -425,8 +427,16 @@ impl Segment {
         // Room first, so that a slot is never taken for a message that
         // cannot be queued.
         self.wait_for_room(guest, direction, cached_head, strategy, deadline, stop)?;
-        let (desc, slot) = self.encode(guest, direction, message, pool_hint, strategy, deadline, stop)?;
-        self.publish(guest, direction, cached_head, &[desc.to_bytes()], slot.as_slice())
+        let (desc, slot) = self.encode(
+            guest, direction, message, pool_hint, strategy, deadline, stop,
+        )?;
+        self.publish(
+            guest,
+            direction,
+            cached_head,
+            &[desc.to_bytes()],
+            slot.as_slice(),
+        )
     }
 
     /// Sends `frames` in order, publishing as many descriptors at a time as
@@ -468,8 +478,20 @@ impl Segment {
                 // receiver frees slots only after it sees messages, so what
                 // is already placed is published before waiting for more.
                 let mut no_wait = Deadline::no_wait();
-                let wait: &mut Deadline = if descs.is_empty() { deadline } else { &mut no_wait };
-                match self.encode(guest, direction, (frame.desc, frame.payload()), pool_hint, strategy, wait, stop) {
+                let wait: &mut Deadline = if descs.is_empty() {
+                    deadline
+                } else {
+                    &mut no_wait
+                };
+                match self.encode(
+                    guest,
+                    direction,
+                    (frame.desc, frame.payload()),
+                    pool_hint,
+                    strategy,
+                    wait,
+                    stop,
+                ) {
                     Ok((desc, slot)) => {
                         descs.push(desc.to_bytes());
                         slots.extend(slot);
@@ -477,7 +499,8 @@ impl Segment {
                     Err(e) if e.is_retryable() && !descs.is_empty() => break,
                     Err(e) => {
                         for &(index, generation) in &slots {
-                            self.pool(Self::ends(guest, direction).0).free(index, generation)?;
+                            self.pool(Self::ends(guest, direction).0)
+                                .free(index, generation)?;
                         }
                         if e.is_retryable() && sent > 0 {
                             return Ok(sent);
@@ -526,7 +549,13 @@ impl Segment {
     }
 
     /// Publishes a loaned slot to the receiver.
-    pub(crate) fn commit(&self, guest: u8, direction: Direction, mut loan: SlotLoan, cached_head: &mut u32) -> Result<()> {
+    pub(crate) fn commit(
+        &self,
+        guest: u8,
+        direction: Direction,
+        mut loan: SlotLoan,
+        cached_head: &mut u32,
+    ) -> Result<()> {
         let (sender, receiver) = Self::ends(guest, direction);
         if loan.pool != sender || loan.region.len() != self.region.len() {
             return Err(Error::Corrupt(format!(
@@ -545,7 +574,13 @@ impl Segment {
         // From here the loan's slot belongs to the receiver (or, if the
         // publication fails, is freed by `publish`).
         loan.committed = true;
-        self.publish(guest, direction, cached_head, &[desc.to_bytes()], &[(loan.slot, loan.generation)])
+        self.publish(
+            guest,
+            direction,
+            cached_head,
+            &[desc.to_bytes()],
+            &[(loan.slot, loan.generation)],
+        )
     }
 
     /// Validates a received descriptor and returns the message with its
@@ -553,10 +588,19 @@ impl Segment {
     /// error and nothing is read through it.
     ///
     /// shm[impl shm.recv.validate]
-    pub(crate) fn decode_in_place(&self, guest: u8, direction: Direction, bytes: &[u8; DESC_SIZE]) -> Result<Received> {
+    pub(crate) fn decode_in_place(
+        &self,
+        guest: u8,
+        direction: Direction,
+        bytes: &[u8; DESC_SIZE],
+    ) -> Result<Received> {
         let (sender, receiver) = Self::ends(guest, direction);
         let bad = |reason: String| Error::BadDescriptor {
-            from: if sender == 0 { "host".into() } else { format!("peer {sender}") },
+            from: if sender == 0 {
+                "host".into()
+            } else {
+                format!("peer {sender}")
+            },
             reason,
         };
         let desc = MsgDesc::from_bytes(bytes);
@@ -572,12 +616,20 @@ impl Segment {
         }
         if !desc.is_slot() {
             if len as usize > INLINE_CAPACITY {
-                return Err(bad(format!("inline payload length {len} exceeds {INLINE_CAPACITY}")));
+                return Err(bad(format!(
+                    "inline payload length {len} exceeds {INLINE_CAPACITY}"
+                )));
             }
             return Ok(Received::inline(desc));
         }
         let pool = self.pool(sender);
-        let offset = match pool.validate(desc.slot_index, desc.slot_generation, receiver, desc.slot_offset, len) {
+        let offset = match pool.validate(
+            desc.slot_index,
+            desc.slot_generation,
+            receiver,
+            desc.slot_offset,
+            len,
+        ) {
             Ok(offset) => offset,
             Err(reason) => {
                 // A slot that is really this receiver's, named with a bad
@@ -592,7 +644,13 @@ impl Segment {
             generation: desc.slot_generation,
             offset,
         };
-        Ok(Received::in_slot(self.region.clone(), self.layout, desc, slot, self.leases.clone()))
+        Ok(Received::in_slot(
+            self.region.clone(),
+            self.layout,
+            desc,
+            slot,
+            self.leases.clone(),
+        ))
     }
 
     /// Frees the slot a descriptor names without reading it (when a ring is

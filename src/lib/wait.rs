@@ -56,7 +56,10 @@ impl Deadline {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        let at = *self.at.get_or_insert_with(|| now.checked_add(timeout).unwrap_or(now + Duration::from_secs(1 << 32)));
+        let at = *self.at.get_or_insert_with(|| {
+            now.checked_add(timeout)
+                .unwrap_or(now + Duration::from_secs(1 << 32))
+        });
         Some(at.saturating_duration_since(now))
     }
 
@@ -114,7 +117,11 @@ impl Backoff {
         if remaining.is_zero() {
             return Step::Expired;
         }
-        if spinning { Step::Check } else { Step::Sleep(remaining.min(MAX_SLEEP)) }
+        if spinning {
+            Step::Check
+        } else {
+            Step::Sleep(remaining.min(MAX_SLEEP))
+        }
     }
 }
 
@@ -142,8 +149,15 @@ mod tests {
     // shm[verify shm.ring.spsc]
     #[test]
     fn no_wait_expires_at_once_for_every_strategy() {
-        for s in [WaitStrategy::Spin, WaitStrategy::Block, WaitStrategy::Adaptive] {
-            assert_eq!(Backoff::new(s).next_step(&mut Deadline::no_wait()), Step::Expired);
+        for s in [
+            WaitStrategy::Spin,
+            WaitStrategy::Block,
+            WaitStrategy::Adaptive,
+        ] {
+            assert_eq!(
+                Backoff::new(s).next_step(&mut Deadline::no_wait()),
+                Step::Expired
+            );
         }
     }
 

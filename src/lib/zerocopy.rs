@@ -36,7 +36,10 @@ impl Leases {
 
     /// Whether slot `slot` of pool `pool` is lent out in this process.
     pub(crate) fn contains(&self, pool: u8, slot: u32) -> bool {
-        self.held.lock().map(|held| held.contains(&(pool, slot))).unwrap_or(true)
+        self.held
+            .lock()
+            .map(|held| held.contains(&(pool, slot)))
+            .unwrap_or(true)
     }
 }
 
@@ -130,7 +133,9 @@ impl Received {
             // until this value drops and frees it, the protocol gives the
             // receiver sole use of the slot: its sender wrote it before
             // publishing and does not touch it again.
-            Some(lease) => unsafe { lease.region.bytes(lease.slot.offset, len as u64) }.unwrap_or(&[]),
+            Some(lease) => {
+                unsafe { lease.region.bytes(lease.slot.offset, len as u64) }.unwrap_or(&[])
+            }
         }
     }
 
@@ -213,7 +218,8 @@ impl SlotLoan {
 impl Drop for SlotLoan {
     fn drop(&mut self) {
         if !self.committed {
-            let _ = Pool::new(&self.region, &self.layout, self.pool).free(self.slot, self.generation);
+            let _ =
+                Pool::new(&self.region, &self.layout, self.pool).free(self.slot, self.generation);
         }
         self.leases.remove(self.pool, self.slot);
     }

@@ -6,7 +6,9 @@ use crate::common::Env;
 #[test]
 fn quick_bench_reports_every_transport_and_size_with_sane_values() {
     let env = Env::new();
-    let report = env.ok(&["bench", "--quick", "--json", "--sizes", "32,4KiB,64KiB"]).json();
+    let report = env
+        .ok(&["bench", "--quick", "--json", "--sizes", "32,4KiB,64KiB"])
+        .json();
     let results = report["results"].as_array().unwrap();
     for (kind, transport) in [
         ("copy", "memcpy"),
@@ -20,8 +22,10 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         ("round_trip", "pipe"),
         ("stream", "pipe"),
     ] {
-        let rows: Vec<_> =
-            results.iter().filter(|r| r["kind"] == kind && r["transport"] == transport).collect();
+        let rows: Vec<_> = results
+            .iter()
+            .filter(|r| r["kind"] == kind && r["transport"] == transport)
+            .collect();
         assert!(!rows.is_empty(), "no {kind} row for {transport}");
         for r in rows {
             assert!(r["iterations"].as_u64().unwrap() > 0, "{r}");
@@ -34,7 +38,9 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
     }
     for size in [32, 4096, 65536] {
         assert!(
-            results.iter().any(|r| r["transport"] == "shm spin" && r["kind"] == "stream" && r["size"] == size),
+            results.iter().any(|r| r["transport"] == "shm spin"
+                && r["kind"] == "stream"
+                && r["size"] == size),
             "no stream row for {size} bytes"
         );
     }
@@ -54,8 +60,14 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
 #[test]
 fn quick_bench_prints_tables_and_refuses_bad_sizes() {
     let env = Env::new();
-    let out = env.ok(&["bench", "--quick", "--sizes", "32"]).stdout.clone();
-    assert!(out.contains("cache line (floor)") && out.contains("unix socket") && out.contains("target"), "{out}");
+    let out = env
+        .ok(&["bench", "--quick", "--sizes", "32"])
+        .stdout
+        .clone();
+    assert!(
+        out.contains("cache line (floor)") && out.contains("unix socket") && out.contains("target"),
+        "{out}"
+    );
     env.run(&["bench", "--sizes", "0"]).usage();
     env.run(&["bench", "--sizes", "lots"]).usage();
     env.run(&["bench", "--scale", "0"]).usage();

@@ -6,11 +6,22 @@ use std::time::Duration;
 use crate::common::Env;
 
 fn killed_host(env: &Env, name: &str) {
-    let mut host = env.spawn(&["create", name, "--hold", "--max-guests", "2", "--slot-size", "4KiB"]);
+    let mut host = env.spawn(&[
+        "create",
+        name,
+        "--hold",
+        "--max-guests",
+        "2",
+        "--slot-size",
+        "4KiB",
+    ]);
     assert!(host.line().starts_with("created "));
     host.signal(libc::SIGKILL);
     host.wait();
-    assert!(env.path(name).exists(), "a killed host leaves its file behind");
+    assert!(
+        env.path(name).exists(),
+        "a killed host leaves its file behind"
+    );
 }
 
 #[test]
@@ -26,7 +37,11 @@ fn inspect_and_a_held_guest_tell_that_the_host_died() {
     assert_eq!(env.inspect("seg")["host"], "dead");
     // The held guest notices within its host check interval and leaves.
     guest.wait_ok();
-    assert!(guest.stderr().contains("the host has left"), "{}", guest.stderr());
+    assert!(
+        guest.stderr().contains("the host has left"),
+        "{}",
+        guest.stderr()
+    );
     assert_eq!(env.inspect("seg")["peers"][0]["state"], "empty");
 }
 
@@ -36,7 +51,10 @@ fn rm_removes_a_segment_whose_host_died_without_waiting() {
     killed_host(&env, "seg");
     let started = std::time::Instant::now();
     env.ok(&["rm", "seg", "--timeout", "10s"]);
-    assert!(started.elapsed() < Duration::from_secs(5), "rm waited for a dead host");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "rm waited for a dead host"
+    );
     assert!(!env.path("seg").exists());
 }
 
