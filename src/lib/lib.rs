@@ -59,6 +59,8 @@ mod host;
 mod inspect;
 mod layout;
 mod liveness;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod mmap;
 mod path;
 pub mod peer;
@@ -67,6 +69,7 @@ mod region;
 mod remove;
 pub mod ring;
 mod segment;
+pub(crate) mod sync;
 pub mod sys;
 mod wait;
 mod zerocopy;

@@ -5,12 +5,19 @@
 //! of atomics against their size) before any pointer is formed. The memory
 //! behind a region is kept alive by reference counting, so a `Region` can
 //! never outlive what it points into.
+//!
+//! Under `cfg(loom)` (model checking, see `loom_tests.rs`) a region does not
+//! touch its memory after creation: it keeps a *shadow* of it made of loom
+//! atomics (see `shadow`), so that loom sees, schedules and checks every
+//! access the ring and pool code makes.
 
 use std::alloc::{self, Layout};
 use std::fmt;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::sync::atomic::{AtomicU32, AtomicU64};
 
 /// Page alignment used for heap regions, so that they behave like mappings.
 const HEAP_ALIGN: usize = 4096;
@@ -91,9 +98,14 @@ impl Drop for HeapAlloc {
 #[derive(Clone)]
 pub struct Region {
     _backing: Arc<dyn Backing>,
+    // Under loom, only read when the shadow is made (and by tests).
+    #[cfg_attr(loom, allow(dead_code))]
     ptr: NonNull<u8>,
     len: usize,
     writable: bool,
+    /// Under loom, the model of the memory that every access goes to.
+    #[cfg(loom)]
+    shadow: Arc<shadow::Shadow>,
 }
 
 // SAFETY: Region only hands out atomics (which are Sync) and copies bytes in
@@ -126,6 +138,9 @@ impl Region {
         writable: bool,
     ) -> Self {
         Region {
+            // SAFETY: the caller guarantees ptr..ptr+len is readable now.
+            #[cfg(loom)]
+            shadow: Arc::new(unsafe { shadow::Shadow::new(ptr, len) }),
             _backing: backing,
             ptr,
             len,
@@ -181,33 +196,32 @@ impl Region {
     ///
     /// Fails on a read-only region, out of bounds or misaligned.
     #[inline]
+    #[cfg_attr(loom, allow(private_interfaces))]
     pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32, RegionError> {
         self.check_writable()?;
         let at = self.check(offset, 4, 4)?;
-        // SAFETY: at..at+4 is inside the mapping (checked above) and 4-byte
-        // aligned (the base is page-aligned and `at` is a multiple of 4). The
-        // mapping lives as long as `self` (the Arc), which bounds the returned
-        // reference. AtomicU32 tolerates concurrent access from other
-        // processes, and every bit pattern is a valid u32.
-        Ok(unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(at).cast::<u32>()) })
+        // SAFETY: at..at+4 is inside the region and `at` is a multiple of 4
+        // (checked above); the region is writable (checked above).
+        Ok(unsafe { self.u32_at(at) })
     }
 
     /// The `AtomicU64` at `offset`, for reads and writes.
     #[inline]
+    #[cfg_attr(loom, allow(private_interfaces))]
     pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64, RegionError> {
         self.check_writable()?;
         let at = self.check(offset, 8, 8)?;
         // SAFETY: as in atomic_u32, with 8 bytes and 8-byte alignment.
-        Ok(unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(at).cast::<u64>()) })
+        Ok(unsafe { self.u64_at(at) })
     }
 
     /// Atomically loads the `u32` at `offset`; works on read-only regions.
     #[inline]
     pub fn load_u32(&self, offset: u64, order: Ordering) -> Result<u32, RegionError> {
         let at = self.check(offset, 4, 4)?;
-        // SAFETY: in bounds and aligned (checked). An atomic load only reads,
-        // so it is valid on a read-only mapping too.
-        Ok(unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(at).cast::<u32>()) }.load(order))
+        // SAFETY: in bounds and aligned (checked). The atomic is only loaded
+        // from, which is valid on a read-only mapping too.
+        Ok(unsafe { self.u32_at(at) }.load(order))
     }
 
     /// Atomically loads the `u64` at `offset`; works on read-only regions.
@@ -215,7 +229,7 @@ impl Region {
     pub fn load_u64(&self, offset: u64, order: Ordering) -> Result<u64, RegionError> {
         let at = self.check(offset, 8, 8)?;
         // SAFETY: as in load_u32, with 8 bytes and 8-byte alignment.
-        Ok(unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(at).cast::<u64>()) }.load(order))
+        Ok(unsafe { self.u64_at(at) }.load(order))
     }
 
     /// Stores `value` at `offset` with the given ordering.
@@ -235,14 +249,8 @@ impl Region {
     /// Copies `dst.len()` bytes starting at `offset` into `dst`.
     pub fn read(&self, offset: u64, dst: &mut [u8]) -> Result<(), RegionError> {
         let at = self.check(offset, dst.len() as u64, 1)?;
-        // SAFETY: the source range is inside the mapping (checked); `dst` is a
-        // distinct Rust allocation, so the ranges cannot overlap. Bytes have
-        // no invalid values, so whatever another process wrote is a valid u8;
-        // the protocol (ring publication, slot ownership) orders these reads
-        // after the writer is done, and callers validate what they read.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(at), dst.as_mut_ptr(), dst.len())
-        };
+        // SAFETY: the source range is inside the region (checked).
+        unsafe { self.copy_out(at, dst) };
         Ok(())
     }
 
@@ -250,12 +258,121 @@ impl Region {
     pub fn write(&self, offset: u64, src: &[u8]) -> Result<(), RegionError> {
         self.check_writable()?;
         let at = self.check(offset, src.len() as u64, 1)?;
-        // SAFETY: the destination range is inside a writable mapping
-        // (checked); `src` is a distinct Rust allocation, so no overlap.
+        // SAFETY: the destination range is inside a writable region (checked).
+        unsafe { self.copy_in(at, src) };
+        Ok(())
+    }
+
+    /// Copies `N` bytes at `offset` into an array; a fixed size lets the
+    /// copy compile to a few vector moves (descriptors on the hot path).
+    #[inline]
+    pub fn read_array<const N: usize>(&self, offset: u64) -> Result<[u8; N], RegionError> {
+        let at = self.check(offset, N as u64, 1)?;
+        let mut out = [0u8; N];
+        // SAFETY: as in `read`: the source range is inside the region (checked).
+        unsafe { self.copy_out(at, &mut out) };
+        Ok(out)
+    }
+
+    /// Copies an `N`-byte array into the region at `offset` (fixed size,
+    /// like [`Region::read_array`]).
+    #[inline]
+    pub fn write_array<const N: usize>(&self, offset: u64, src: &[u8; N]) -> Result<(), RegionError> {
+        self.check_writable()?;
+        let at = self.check(offset, N as u64, 1)?;
+        // SAFETY: as in `write`: in bounds of a writable region (checked).
+        unsafe { self.copy_in(at, src) };
+        Ok(())
+    }
+
+    /// Fills `len` bytes at `offset` with zero.
+    pub fn zero(&self, offset: u64, len: u64) -> Result<(), RegionError> {
+        self.check_writable()?;
+        let at = self.check(offset, len, 1)?;
+        // SAFETY: the range is inside a writable region (checked).
+        unsafe { self.fill_zero(at, len as usize) };
+        Ok(())
+    }
+}
+
+/// The memory accesses themselves, on the mapping (normal builds).
+///
+/// Every function takes a byte offset `at` (and a length) that the caller
+/// has checked against the region; they are `unsafe` because they rely on
+/// that check.
+#[cfg(not(loom))]
+impl Region {
+    /// The `AtomicU32` at byte `at`.
+    ///
+    /// # Safety
+    ///
+    /// `at..at+4` must be inside the region and `at` a multiple of 4. On a
+    /// read-only region the caller may only load through the result.
+    #[inline]
+    unsafe fn u32_at(&self, at: usize) -> &AtomicU32 {
+        // SAFETY: at..at+4 is inside the mapping (the caller's guarantee) and
+        // 4-byte aligned (the base is page-aligned and `at` is a multiple of
+        // 4). The mapping lives as long as `self` (the Arc), which bounds the
+        // returned reference. AtomicU32 tolerates concurrent access from
+        // other processes, and every bit pattern is a valid u32. Only loads
+        // go through it on a read-only mapping (the caller's guarantee).
+        unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(at).cast::<u32>()) }
+    }
+
+    /// The `AtomicU64` at byte `at`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Region::u32_at`], with 8 bytes and 8-byte alignment.
+    #[inline]
+    unsafe fn u64_at(&self, at: usize) -> &AtomicU64 {
+        // SAFETY: as in u32_at, with 8 bytes and 8-byte alignment.
+        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(at).cast::<u64>()) }
+    }
+
+    /// Copies the bytes at `at..at+dst.len()` into `dst`.
+    ///
+    /// # Safety
+    ///
+    /// The range must be inside the region.
+    #[inline]
+    unsafe fn copy_out(&self, at: usize, dst: &mut [u8]) {
+        // SAFETY: the source range is inside the mapping (the caller's
+        // guarantee); `dst` is a distinct Rust allocation, so the ranges
+        // cannot overlap. Bytes have no invalid values, so whatever another
+        // process wrote is a valid u8; the protocol (ring publication, slot
+        // ownership) orders these reads after the writer is done, and
+        // callers validate what they read.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(at), dst.as_mut_ptr(), dst.len())
+        };
+    }
+
+    /// Copies `src` to `at..at+src.len()`.
+    ///
+    /// # Safety
+    ///
+    /// The range must be inside the region, and the region writable.
+    #[inline]
+    unsafe fn copy_in(&self, at: usize, src: &[u8]) {
+        // SAFETY: the destination range is inside a writable mapping (the
+        // caller's guarantee); `src` is a distinct Rust allocation, so no
+        // overlap.
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(at), src.len())
         };
-        Ok(())
+    }
+
+    /// Fills `at..at+len` with zero.
+    ///
+    /// # Safety
+    ///
+    /// The range must be inside the region, and the region writable.
+    #[inline]
+    unsafe fn fill_zero(&self, at: usize, len: usize) {
+        // SAFETY: the range is inside a writable mapping (the caller's
+        // guarantee).
+        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(at), 0, len) };
     }
 
     /// A shared slice of `len` bytes at `offset` (bounds checked).
@@ -286,38 +403,232 @@ impl Region {
         // the caller's guarantee.
         Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(at), len as usize) })
     }
+}
 
-    /// Copies `N` bytes at `offset` into an array; a fixed size lets the
-    /// copy compile to a few vector moves (descriptors on the hot path).
-    #[inline]
-    pub fn read_array<const N: usize>(&self, offset: u64) -> Result<[u8; N], RegionError> {
-        let at = self.check(offset, N as u64, 1)?;
-        let mut out = [0u8; N];
-        // SAFETY: as in `read`: in bounds (checked), plain bytes, distinct
-        // destination.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.as_ptr().add(at), out.as_mut_ptr(), N) };
-        Ok(out)
+/// The memory accesses under loom: every one goes to the shadow (see
+/// `shadow`). They are `unsafe` only to have the same signatures as in
+/// normal builds; the shadow checks its indices itself.
+#[cfg(loom)]
+impl Region {
+    /// # Safety
+    ///
+    /// None needed under loom (see the normal build for the contract).
+    unsafe fn u32_at(&self, at: usize) -> &AtomicU32 {
+        self.shadow.u32_at(at)
     }
 
-    /// Copies an `N`-byte array into the region at `offset` (fixed size,
-    /// like [`Region::read_array`]).
-    #[inline]
-    pub fn write_array<const N: usize>(&self, offset: u64, src: &[u8; N]) -> Result<(), RegionError> {
-        self.check_writable()?;
-        let at = self.check(offset, N as u64, 1)?;
-        // SAFETY: as in `write`: in bounds of a writable mapping (checked),
-        // distinct source.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.as_ptr().add(at), N) };
-        Ok(())
+    /// # Safety
+    ///
+    /// None needed under loom (see the normal build for the contract).
+    unsafe fn u64_at(&self, at: usize) -> &AtomicU64 {
+        self.shadow.u64_at(at)
     }
 
-    /// Fills `len` bytes at `offset` with zero.
-    pub fn zero(&self, offset: u64, len: u64) -> Result<(), RegionError> {
-        self.check_writable()?;
-        let at = self.check(offset, len, 1)?;
-        // SAFETY: the range is inside a writable mapping (checked).
-        unsafe { std::ptr::write_bytes(self.ptr.as_ptr().add(at), 0, len as usize) };
-        Ok(())
+    /// # Safety
+    ///
+    /// None needed under loom (see the normal build for the contract).
+    unsafe fn copy_out(&self, at: usize, dst: &mut [u8]) {
+        self.shadow.read(at, dst);
+    }
+
+    /// # Safety
+    ///
+    /// None needed under loom (see the normal build for the contract).
+    unsafe fn copy_in(&self, at: usize, src: &[u8]) {
+        self.shadow.write(at, src);
+    }
+
+    /// # Safety
+    ///
+    /// None needed under loom (see the normal build for the contract).
+    unsafe fn fill_zero(&self, at: usize, len: usize) {
+        self.shadow.zero(at, len);
+    }
+
+    /// Not modelled under loom: a slice would bypass the shadow. (The ring
+    /// and the pool do not use it; zero-copy payloads do.)
+    ///
+    /// # Safety
+    ///
+    /// As in normal builds.
+    pub(crate) unsafe fn bytes(&self, _offset: u64, _len: u64) -> Result<&[u8], RegionError> {
+        unimplemented!("Region::bytes is not modelled under loom")
+    }
+
+    /// Not modelled under loom, like [`Region::bytes`].
+    ///
+    /// # Safety
+    ///
+    /// As in normal builds.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn bytes_mut(
+        &self,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<&mut [u8], RegionError> {
+        unimplemented!("Region::bytes_mut is not modelled under loom")
+    }
+}
+
+/// The loom model of a region's memory.
+///
+/// Loom can only check accesses to its own atomics and cells, so under
+/// `cfg(loom)` a region copies its memory, when it is created, into:
+///
+/// - one loom `AtomicU32` per 4-byte word and one loom `AtomicU64` per
+///   8-byte word. The 32-bit and 64-bit views are **separate** objects:
+///   this models memory faithfully only because every location of a
+///   segment is accessed with a single width (the pool bitmap words as
+///   `u64`, every other field as `u32` or as bytes). The shadow enforces
+///   that assumption: it records the width each word is used with and
+///   panics on a second, different width.
+/// - byte copies (`read`, `write`, `read_array`, `write_array`, `zero`),
+///   which become per-word relaxed loads and stores of the 32-bit atomics;
+///   a partial word is written with two atomic read-modify-writes
+///   (`fetch_and` then `fetch_or`), which leave the word's other bytes
+///   alone. Relaxed because a byte copy orders nothing; and each word also
+///   has a loom `UnsafeCell` that byte copies *access* (read or write),
+///   without dereferencing it, so that loom reports a byte copy that races
+///   with another one (two non-atomic accesses, at least one a write, not
+///   ordered by happens-before): e.g. a producer rewriting a descriptor the
+///   consumer is still copying out.
+///
+/// All the loom objects are created up front, in the thread that creates
+/// the region (loom requires an object's creation to happen-before every
+/// access to it). That costs three objects per word, so loom regions should
+/// be small (a ring, a pool): each `SeqCst` fence visits every atomic.
+#[cfg(loom)]
+mod shadow {
+    use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+    use crate::sync::atomic::{AtomicU32, AtomicU64};
+
+    /// Which width a word has been used with (see [`Shadow`]).
+    const UNUSED: u8 = 0;
+    const NARROW: u8 = 4;
+    const WIDE: u8 = 8;
+
+    pub(super) struct Shadow {
+        /// One per 4-byte word (the last one may be partial).
+        u32s: Box<[AtomicU32]>,
+        /// One per whole 8-byte word.
+        u64s: Box<[AtomicU64]>,
+        /// Race detection for byte copies, one per 4-byte word.
+        cells: Box<[loom::cell::UnsafeCell<()>]>,
+        /// The width each 4-byte word was used with: not loom state, only
+        /// a check of the single-width assumption.
+        widths: Box<[AtomicU8]>,
+    }
+
+    // SAFETY: the only field that is not Sync is `cells`, whose loom
+    // `UnsafeCell`s hold `()` and are never dereferenced: `with` and
+    // `with_mut` are only called to record an access, which updates loom's
+    // own bookkeeping (and loom runs one model thread at a time).
+    unsafe impl Sync for Shadow {}
+
+    impl Shadow {
+        /// A shadow of `len` bytes at `ptr`, holding their current values.
+        ///
+        /// # Safety
+        ///
+        /// `ptr..ptr+len` must be valid for reads.
+        pub(super) unsafe fn new(ptr: NonNull<u8>, len: usize) -> Shadow {
+            let mut bytes = vec![0u8; len.div_ceil(8) * 8];
+            // SAFETY: the source is valid for `len` reads (the caller's
+            // guarantee); `bytes` is a distinct allocation of at least `len`.
+            unsafe { std::ptr::copy_nonoverlapping(ptr.as_ptr(), bytes.as_mut_ptr(), len) };
+            let word = |i: usize| u32::from_ne_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
+            let dword = |i: usize| u64::from_ne_bytes(bytes[8 * i..8 * i + 8].try_into().unwrap());
+            let words = len.div_ceil(4);
+            Shadow {
+                u32s: (0..words).map(|i| AtomicU32::new(word(i))).collect(),
+                u64s: (0..len / 8).map(|i| AtomicU64::new(dword(i))).collect(),
+                cells: (0..words)
+                    .map(|_| loom::cell::UnsafeCell::new(()))
+                    .collect(),
+                widths: (0..words).map(|_| AtomicU8::new(UNUSED)).collect(),
+            }
+        }
+
+        /// Records that word `w` is used with `width`; panics if it was
+        /// used with the other one.
+        fn claim(&self, w: usize, width: u8) {
+            let before = self.widths[w].swap(width, Relaxed);
+            assert!(
+                before == UNUSED || before == width,
+                "byte {} of a region is accessed both as {before}-byte and as {width}-byte \
+                 memory, which the loom shadow does not model",
+                4 * w
+            );
+        }
+
+        pub(super) fn u32_at(&self, at: usize) -> &AtomicU32 {
+            assert_eq!(at % 4, 0);
+            self.claim(at / 4, NARROW);
+            &self.u32s[at / 4]
+        }
+
+        pub(super) fn u64_at(&self, at: usize) -> &AtomicU64 {
+            assert_eq!(at % 8, 0);
+            self.claim(at / 4, WIDE);
+            self.claim(at / 4 + 1, WIDE);
+            &self.u64s[at / 8]
+        }
+
+        /// The words covering `at..at+len`: for each, its index and the
+        /// range of its bytes (0..4) inside the copy.
+        fn words(at: usize, len: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+            let end = at + len;
+            (at / 4..end.div_ceil(4)).map(move |w| {
+                let lo = at.max(4 * w) - 4 * w;
+                let hi = end.min(4 * w + 4) - 4 * w;
+                (w, lo, hi)
+            })
+        }
+
+        pub(super) fn read(&self, at: usize, dst: &mut [u8]) {
+            let mut pos = 0;
+            for (w, lo, hi) in Self::words(at, dst.len()) {
+                self.claim(w, NARROW);
+                self.cells[w].with(|_| ());
+                let bytes = self.u32s[w].load(Relaxed).to_ne_bytes();
+                dst[pos..pos + hi - lo].copy_from_slice(&bytes[lo..hi]);
+                pos += hi - lo;
+            }
+        }
+
+        pub(super) fn write(&self, at: usize, src: &[u8]) {
+            let mut pos = 0;
+            for (w, lo, hi) in Self::words(at, src.len()) {
+                self.write_word(w, lo, hi, &src[pos..pos + hi - lo]);
+                pos += hi - lo;
+            }
+        }
+
+        pub(super) fn zero(&self, at: usize, len: usize) {
+            for (w, lo, hi) in Self::words(at, len) {
+                self.write_word(w, lo, hi, &[0; 4][..hi - lo]);
+            }
+        }
+
+        /// Writes `src` to bytes `lo..hi` of word `w`.
+        fn write_word(&self, w: usize, lo: usize, hi: usize, src: &[u8]) {
+            self.claim(w, NARROW);
+            self.cells[w].with_mut(|_| ());
+            let mut bytes = [0u8; 4];
+            let mut mask = [0u8; 4];
+            bytes[lo..hi].copy_from_slice(src);
+            mask[lo..hi].fill(0xFF);
+            let (value, mask) = (u32::from_ne_bytes(bytes), u32::from_ne_bytes(mask));
+            let word = &self.u32s[w];
+            if mask == u32::MAX {
+                word.store(value, Relaxed);
+            } else {
+                word.fetch_and(!mask, Relaxed);
+                word.fetch_or(value, Relaxed);
+            }
+        }
     }
 }
 

@@ -3,8 +3,12 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
+#[cfg(not(loom))]
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+#[cfg(loom)]
+use crate::sync::atomic::AtomicU32;
 
 /// Nanoseconds on `CLOCK_MONOTONIC`, which on Linux is one clock for every
 /// process of the machine, so heartbeats written by one process can be
@@ -97,7 +101,7 @@ pub fn process_liveness(pid: u32, start_time: u64) -> Liveness {
 ///
 /// The futex is not private: the word lives in memory shared between
 /// processes, and wakes must reach them all.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -121,7 +125,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
 }
 
 /// Wakes every process sleeping in [`futex_wait`] on `word`.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(loom)))]
 pub fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key; it does not access
     // memory. `word` is valid for the duration of the call.
@@ -131,7 +135,7 @@ pub fn futex_wake_all(word: &AtomicU32) {
 }
 
 /// Polling fallback where there is no futex: sleep a little.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(not(target_os = "linux"), not(loom)))]
 pub fn futex_wait(_word: &AtomicU32, _expected: u32, timeout: Option<Duration>) {
     std::thread::sleep(
         timeout
@@ -141,8 +145,24 @@ pub fn futex_wait(_word: &AtomicU32, _expected: u32, timeout: Option<Duration>) 
 }
 
 /// Polling fallback where there is no futex: sleepers poll, nothing to do.
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(not(target_os = "linux"), not(loom)))]
 pub fn futex_wake_all(_word: &AtomicU32) {}
+
+/// Under loom: a model of the futex (see `sync::futex_wait`). The caller
+/// sleeps until [`futex_wake_all`] on the same word if it holds `expected`;
+/// the timeout is not modelled, so a lost wake-up is a loom deadlock.
+#[cfg(loom)]
+#[allow(private_interfaces)]
+pub fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+    crate::sync::futex_wait(word, expected);
+}
+
+/// Under loom: wakes the loom threads asleep in [`futex_wait`] on `word`.
+#[cfg(loom)]
+#[allow(private_interfaces)]
+pub fn futex_wake_all(word: &AtomicU32) {
+    crate::sync::futex_wake_all(word);
+}
 
 /// Number of CPUs this process may run on.
 pub fn available_cpus() -> usize {
