@@ -702,7 +702,7 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
                         put_u32(b, d + SLOT_INDEX, 0);
                         let sender = if dir == "to-host" { p } else { 0 };
                         let meta = layout.pool(sender) + layout.pool_meta_offset;
-                        let g0 = get_u32(b, meta + plf::SLOT_GENERATION);
+                        let g0 = get_u32(b, meta + plf::SLOT_STATE);
                         put_u32(b, d + SLOT_GEN, g0);
                     },
                 );
@@ -773,20 +773,20 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
                 m.add(
                     format!("pool {pool} slot {slot} generation {g}"),
                     cli && g == 0,
-                    |b| put_u32(b, meta + plf::SLOT_GENERATION, g),
+                    |b| put_u32(b, meta + plf::SLOT_STATE, g),
                 );
             }
             m.add(
                 format!("pool {pool} slot {slot} generation + 1"),
                 false,
                 |b| {
-                    let g = get_u32(b, meta + plf::SLOT_GENERATION);
-                    put_u32(b, meta + plf::SLOT_GENERATION, g.wrapping_add(1))
+                    let g = get_u32(b, meta + plf::SLOT_STATE);
+                    put_u32(b, meta + plf::SLOT_STATE, g.wrapping_add(1))
                 },
             );
             for h in [0u32, 1, 2, 7, u32::MAX] {
                 m.add(format!("pool {pool} slot {slot} holder {h}"), false, |b| {
-                    put_u32(b, meta + plf::SLOT_HOLDER, h)
+                    put_u32(b, meta + plf::SLOT_STATE + 4, h)
                 });
             }
         }

@@ -491,7 +491,6 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
 
 // shm[verify shm.pool.bitmap]
 #[test]
-#[ignore = "finds a race in Pool::free: a stale free between a reallocation's bitmap CAS and its generation bump frees the new allocation"]
 fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
     // A holder frees its slot, then frees it again by mistake (or a
     // clean-up frees it with the generation it read earlier), while

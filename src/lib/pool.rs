@@ -24,10 +24,24 @@ pub mod field {
     pub const RELEASES: u64 = 0;
     /// `u32`: number of processes sleeping for a free slot.
     pub const WAITERS: u64 = 4;
-    /// Slot metadata `u32`: generation.
-    pub const SLOT_GENERATION: u64 = 0;
-    /// Slot metadata `u32`: holder code (0 = none, 1 = host, 1 + p = guest p).
-    pub const SLOT_HOLDER: u64 = 4;
+    /// Slot metadata `u64`: the slot's state word, generation in the low
+    /// 32 bits, holder code in the high 32 (0 = none, 1 = host, 1 + p =
+    /// guest p). One word, so that a free claims the slot with a single
+    /// compare-and-swap on both: a stale free can never take a slot that
+    /// has since been allocated again.
+    pub const SLOT_STATE: u64 = 0;
+}
+
+fn pack(generation: u32, holder: u32) -> u64 {
+    u64::from(generation) | (u64::from(holder) << 32)
+}
+
+fn generation_of(state: u64) -> u32 {
+    state as u32
+}
+
+fn holder_of(state: u64) -> u32 {
+    (state >> 32) as u32
 }
 
 /// Who must free a slot, as stored in its metadata.
@@ -126,17 +140,12 @@ impl<'a> Pool<'a> {
                 ) {
                     Ok(_) => {
                         let slot = word_index * 64 + bit;
-                        let meta = self.meta_offset(slot);
-                        let generation = self
-                            .region
-                            .atomic_u32(meta + field::SLOT_GENERATION)?
-                            .fetch_add(1, Ordering::AcqRel)
-                            .wrapping_add(1);
-                        self.region.store_u32(
-                            meta + field::SLOT_HOLDER,
-                            holder_code(holder),
-                            Ordering::Release,
-                        )?;
+                        // The bit is ours: nobody else writes the state word
+                        // until we publish a holder (a stale free finds
+                        // holder 0 and gives up).
+                        let state = self.region.atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
+                        let generation = generation_of(state.load(Ordering::Acquire)).wrapping_add(1);
+                        state.store(pack(generation, holder_code(holder)), Ordering::Release);
                         *hint = word_index;
                         return Ok(Some((slot, generation)));
                     }
@@ -193,12 +202,16 @@ impl<'a> Pool<'a> {
     /// Hands a slot to `holder` (the receiver), before the descriptor that
     /// names it is published.
     pub(crate) fn set_holder(&self, slot: u32, holder: u8) -> Result<()> {
-        self.region.store_u32(
-            self.meta_offset(slot) + field::SLOT_HOLDER,
-            holder_code(holder),
-            Ordering::Release,
-        )?;
+        let state = self.region.atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
+        let generation = generation_of(state.load(Ordering::Acquire));
+        state.store(pack(generation, holder_code(holder)), Ordering::Release);
         Ok(())
+    }
+
+    /// The generation and holder code of `slot` (works on read-only regions).
+    fn state(&self, slot: u32) -> Result<(u32, u32)> {
+        let state = self.region.load_u64(self.meta_offset(slot) + field::SLOT_STATE, Ordering::Acquire)?;
+        Ok((generation_of(state), holder_of(state)))
     }
 
     /// Checks that `slot` at `generation` is allocated and held by
@@ -225,7 +238,6 @@ impl<'a> Pool<'a> {
                 self.layout.config.slot_size
             ));
         }
-        let meta = self.meta_offset(slot);
         let word = self
             .region
             .load_u64(self.word_offset(slot / 64), Ordering::Acquire)
@@ -236,19 +248,12 @@ impl<'a> Pool<'a> {
                 self.owner_name()
             ));
         }
-        let current = self
-            .region
-            .load_u32(meta + field::SLOT_GENERATION, Ordering::Acquire)
-            .map_err(|e| e.to_string())?;
+        let (current, holder) = self.state(slot).map_err(|e| e.to_string())?;
         if current != generation {
             return Err(format!(
                 "slot {slot} has generation {current}, the descriptor says {generation} (stale or forged)"
             ));
         }
-        let holder = self
-            .region
-            .load_u32(meta + field::SLOT_HOLDER, Ordering::Acquire)
-            .map_err(|e| e.to_string())?;
         if holder != holder_code(receiver) {
             return Err(format!(
                 "slot {slot} is not held by its receiver (holder code {holder})"
@@ -263,16 +268,26 @@ impl<'a> Pool<'a> {
         if slot >= self.slots() {
             return Ok(false);
         }
-        let meta = self.meta_offset(slot);
-        if self
-            .region
-            .load_u32(meta + field::SLOT_GENERATION, Ordering::Acquire)?
-            != generation
-        {
-            return Ok(false);
+        // Claim the slot: (generation, some holder) -> (generation, none),
+        // in one step. Already freed (no holder), or allocated again (a
+        // newer generation): nothing to do.
+        let state = self.region.atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
+        let mut current = state.load(Ordering::Acquire);
+        loop {
+            if generation_of(current) != generation || holder_of(current) == 0 {
+                return Ok(false);
+            }
+            match state.compare_exchange_weak(current, pack(generation, 0), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
-        self.region
-            .store_u32(meta + field::SLOT_HOLDER, 0, Ordering::Relaxed)?;
+        self.release_bit(slot)
+    }
+
+    /// Clears `slot`'s bit and wakes sleeping allocators; false if the bit
+    /// was already clear.
+    fn release_bit(&self, slot: u32) -> Result<bool> {
         let mask = 1u64 << (slot % 64);
         let before = self
             .region
@@ -312,11 +327,7 @@ impl<'a> Pool<'a> {
         if slot >= self.slots() {
             return Ok(false);
         }
-        let holder = self.region.load_u32(
-            self.meta_offset(slot) + field::SLOT_HOLDER,
-            Ordering::Acquire,
-        )?;
-        if holder != holder_code(peer) {
+        if self.state(slot)?.1 != holder_code(peer) {
             return Ok(false);
         }
         self.free(slot, generation)
@@ -330,17 +341,10 @@ impl<'a> Pool<'a> {
             if keep(slot) {
                 continue;
             }
-            let meta = self.meta_offset(slot);
-            if self
-                .region
-                .load_u32(meta + field::SLOT_HOLDER, Ordering::Acquire)?
-                != holder_code(peer)
-            {
+            let (generation, holder) = self.state(slot)?;
+            if holder != holder_code(peer) {
                 continue;
             }
-            let generation = self
-                .region
-                .load_u32(meta + field::SLOT_GENERATION, Ordering::Acquire)?;
             if self.free(slot, generation)? {
                 freed += 1;
             }
@@ -348,18 +352,19 @@ impl<'a> Pool<'a> {
         Ok(freed)
     }
 
-    /// Frees every allocated slot except those `keep` names; returns how many.
+    /// Frees every allocated slot except those `keep` names; returns how
+    /// many. Only for the pool of a dead guest, its only allocator: a slot
+    /// whose bit is set with no holder was being allocated when the guest
+    /// died, and is cleared too.
     pub(crate) fn free_all(&self, keep: &dyn Fn(u32) -> bool) -> Result<u32> {
         let mut freed = 0;
         for slot in 0..self.slots() {
             if keep(slot) {
                 continue;
             }
-            let generation = self.region.load_u32(
-                self.meta_offset(slot) + field::SLOT_GENERATION,
-                Ordering::Acquire,
-            )?;
-            if self.free(slot, generation)? {
+            let (generation, holder) = self.state(slot)?;
+            let done = if holder == 0 { self.release_bit(slot)? } else { self.free(slot, generation)? };
+            if done {
                 freed += 1;
             }
         }
