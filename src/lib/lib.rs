@@ -74,7 +74,9 @@ pub mod sys;
 mod wait;
 mod zerocopy;
 
-pub use desc::{DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type};
+pub use desc::{
+    DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type,
+};
 pub use error::{Direction, Error, Result};
 pub use guest::ShmGuest;
 pub use header::{HeaderInfo, MAGIC, VERSION};
@@ -82,8 +84,8 @@ pub use host::{CreateOptions, PeerId, ShmHost};
 pub use inspect::{PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
 pub use layout::{
     CACHE_LINE, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY, MAX_SLOT_SIZE,
-    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE, POOL_HEADER_SIZE,
-    RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout,
+    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
+    POOL_HEADER_SIZE, RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout,
 };
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, MmapRegion};

@@ -143,8 +143,11 @@ impl<'a> Pool<'a> {
                         // The bit is ours: nobody else writes the state word
                         // until we publish a holder (a stale free finds
                         // holder 0 and gives up).
-                        let state = self.region.atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
-                        let generation = generation_of(state.load(Ordering::Acquire)).wrapping_add(1);
+                        let state = self
+                            .region
+                            .atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
+                        let generation =
+                            generation_of(state.load(Ordering::Acquire)).wrapping_add(1);
                         state.store(pack(generation, holder_code(holder)), Ordering::Release);
                         *hint = word_index;
                         return Ok(Some((slot, generation)));
@@ -202,7 +205,9 @@ impl<'a> Pool<'a> {
     /// Hands a slot to `holder` (the receiver), before the descriptor that
     /// names it is published.
     pub(crate) fn set_holder(&self, slot: u32, holder: u8) -> Result<()> {
-        let state = self.region.atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
+        let state = self
+            .region
+            .atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
         let generation = generation_of(state.load(Ordering::Acquire));
         state.store(pack(generation, holder_code(holder)), Ordering::Release);
         Ok(())
@@ -210,7 +215,10 @@ impl<'a> Pool<'a> {
 
     /// The generation and holder code of `slot` (works on read-only regions).
     fn state(&self, slot: u32) -> Result<(u32, u32)> {
-        let state = self.region.load_u64(self.meta_offset(slot) + field::SLOT_STATE, Ordering::Acquire)?;
+        let state = self.region.load_u64(
+            self.meta_offset(slot) + field::SLOT_STATE,
+            Ordering::Acquire,
+        )?;
         Ok((generation_of(state), holder_of(state)))
     }
 
@@ -271,13 +279,20 @@ impl<'a> Pool<'a> {
         // Claim the slot: (generation, some holder) -> (generation, none),
         // in one step. Already freed (no holder), or allocated again (a
         // newer generation): nothing to do.
-        let state = self.region.atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
+        let state = self
+            .region
+            .atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
         let mut current = state.load(Ordering::Acquire);
         loop {
             if generation_of(current) != generation || holder_of(current) == 0 {
                 return Ok(false);
             }
-            match state.compare_exchange_weak(current, pack(generation, 0), Ordering::AcqRel, Ordering::Acquire) {
+            match state.compare_exchange_weak(
+                current,
+                pack(generation, 0),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => break,
                 Err(now) => current = now,
             }
@@ -363,7 +378,11 @@ impl<'a> Pool<'a> {
                 continue;
             }
             let (generation, holder) = self.state(slot)?;
-            let done = if holder == 0 { self.release_bit(slot)? } else { self.free(slot, generation)? };
+            let done = if holder == 0 {
+                self.release_bit(slot)?
+            } else {
+                self.free(slot, generation)?
+            };
             if done {
                 freed += 1;
             }

@@ -277,7 +277,11 @@ impl Region {
     /// Copies an `N`-byte array into the region at `offset` (fixed size,
     /// like [`Region::read_array`]).
     #[inline]
-    pub fn write_array<const N: usize>(&self, offset: u64, src: &[u8; N]) -> Result<(), RegionError> {
+    pub fn write_array<const N: usize>(
+        &self,
+        offset: u64,
+        src: &[u8; N],
+    ) -> Result<(), RegionError> {
         self.check_writable()?;
         let at = self.check(offset, N as u64, 1)?;
         // SAFETY: as in `write`: in bounds of a writable region (checked).
