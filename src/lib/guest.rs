@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::desc::{DESC_SIZE, Frame, MsgDesc};
+use crate::desc::{Frame, MsgDesc};
 use crate::error::{Direction, Error, Result};
 use crate::header::HeaderInfo;
 use crate::host::PeerId;
@@ -15,9 +15,6 @@ use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
 use crate::sys::{self, ByteLock};
 use crate::wait::{Deadline, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan};
-
-/// Most descriptors taken from a ring in one batch.
-const RECV_BATCH: usize = 32;
 
 /// How often a waiting guest checks whether the host process still lives.
 const HOST_CHECK_NS: u64 = 100_000_000;
@@ -450,22 +447,11 @@ impl ShmGuest {
         self.lock_receiving_end(&mut deadline)?;
         loop {
             Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
-            let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
-            let want = max.clamp(1, RECV_BATCH);
-            let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-            let n = ring.pop_batch(&mut batch[..want])?;
+            let n = self
+                .seg
+                .take_batch(self.peer_id, Direction::HostToGuest, max, &mut handle)?;
             if n > 0 {
-                let mut first_error = None;
-                for desc in &batch[..n] {
-                    match self
-                        .seg
-                        .decode_in_place(self.peer_id, Direction::HostToGuest, desc)
-                    {
-                        Ok(received) => handle(received),
-                        Err(e) => first_error = first_error.or(Some(e)),
-                    }
-                }
-                return first_error.map_or(Ok(n), Err);
+                return Ok(n);
             }
             if !self.wait(&mut deadline)? {
                 return Ok(0);

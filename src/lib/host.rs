@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::desc::{DESC_SIZE, Frame, MsgDesc};
+use crate::desc::{Frame, MsgDesc};
 use crate::error::{Direction, Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{SegmentConfig, SegmentLayout};
@@ -16,9 +16,6 @@ use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
 use crate::sys::{self, ByteLock};
 use crate::wait::{Backoff, Deadline, Step, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan};
-
-/// Most descriptors taken from a ring in one batch.
-const RECV_BATCH: usize = 32;
 
 /// A guest's id: `1..=max_guests` (the host has none).
 pub type PeerId = u8;
@@ -543,19 +540,11 @@ impl ShmHost {
         let mut deadline = Deadline::after(timeout);
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
         loop {
-            let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
-            let want = max.clamp(1, RECV_BATCH);
-            let ring = self.seg.ring(p, Direction::GuestToHost);
-            let n = ring.pop_batch(&mut batch[..want])?;
+            let n = self
+                .seg
+                .take_batch(p, Direction::GuestToHost, max, &mut handle)?;
             if n > 0 {
-                let mut first_error = None;
-                for desc in &batch[..n] {
-                    match self.seg.decode_in_place(p, Direction::GuestToHost, desc) {
-                        Ok(received) => handle(received),
-                        Err(e) => first_error = first_error.or(Some(e)),
-                    }
-                }
-                return first_error.map_or(Ok(n), Err);
+                return Ok(n);
             }
             self.finish_goodbye(p)?;
             if !self.wait_from(p, &mut deadline)? {

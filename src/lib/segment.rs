@@ -22,6 +22,9 @@ use crate::sys::{self, ByteLock};
 use crate::wait::{Deadline, WaitStrategy};
 use crate::zerocopy::{Leases, Received, SlotLoan, SlotRef};
 
+/// Most descriptors taken from a ring in one batch.
+pub(crate) const RECV_BATCH: usize = 32;
+
 /// The memory a host or guest owns; the mapping lives as long as it does.
 #[derive(Debug)]
 pub enum ShmBacking {
@@ -651,6 +654,32 @@ impl Segment {
             slot,
             self.leases.clone(),
         ))
+    }
+
+    /// Takes up to `max` (at most [`RECV_BATCH`], at least one) new
+    /// descriptors from `direction`'s ring of `guest` with one head update
+    /// and hands each valid message, payload in place, to `handle`. If any
+    /// descriptor was bad, the first such error is returned after the valid
+    /// ones were handed over. Returns how many descriptors were taken.
+    pub(crate) fn take_batch(
+        &self,
+        guest: u8,
+        direction: Direction,
+        max: usize,
+        handle: &mut dyn FnMut(Received),
+    ) -> Result<usize> {
+        let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
+        let n = self
+            .ring(guest, direction)
+            .pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)])?;
+        let mut first_error = None;
+        for desc in &batch[..n] {
+            match self.decode_in_place(guest, direction, desc) {
+                Ok(received) => handle(received),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(n), Err)
     }
 
     /// Frees the slot a descriptor names without reading it (when a ring is
