@@ -282,15 +282,25 @@ impl<'a> Ring<'a> {
             .region
             .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let tail = self.region.atomic_u32(self.base + field::TAIL)?;
+        let capacity = self.capacity;
         let done = || self.is_new(head);
-        // A tail that moved means a publication is under way or done: do
-        // not sleep (the descriptor's phase shows up at once).
-        let quiet =
-            || -> Result<bool> { Ok(!self.is_new(head)? && tail.load(Ordering::SeqCst) == head) };
+        // What to sleep on, if anything: the tail's current value, as long
+        // as no publication has come in. A tail ahead of the head means one
+        // has (its phase shows up at once): no sleep. A tail behind the
+        // head means the consumer took descriptors a moment before the
+        // producer published the tail that covers them: sleep until the
+        // tail changes, which the next publication does.
+        let quiet = || -> Result<Option<u32>> {
+            if self.is_new(head)? {
+                return Ok(None);
+            }
+            let now = tail.load(Ordering::SeqCst);
+            let ahead = now.wrapping_sub(head);
+            Ok((ahead == 0 || ahead > capacity).then_some(now))
+        };
         self.wait(
             field::TAIL,
             field::CONSUMER_WAITING,
-            head,
             strategy,
             deadline,
             stop,
@@ -309,11 +319,12 @@ impl<'a> Ring<'a> {
     ) -> Result<bool> {
         let head = self.region.atomic_u32(self.base + field::HEAD)?;
         let done = || -> Result<bool> { Ok(head.load(Ordering::Acquire) != seen_head) };
-        let quiet = || -> Result<bool> { Ok(head.load(Ordering::SeqCst) == seen_head) };
+        let quiet = || -> Result<Option<u32>> {
+            Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
+        };
         self.wait(
             field::HEAD,
             field::PRODUCER_WAITING,
-            seen_head,
             strategy,
             deadline,
             stop,
@@ -323,19 +334,19 @@ impl<'a> Ring<'a> {
     }
 
     /// Waits until `done` holds. To sleep, sets `flag_field` with a full
-    /// barrier, then sleeps on the futex of `index_field` (while it holds
-    /// `expected`) only if `quiet` says nothing has happened meanwhile.
+    /// barrier, then asks `quiet` whether nothing has happened meanwhile
+    /// and, if so, sleeps on the futex of `index_field` as long as it holds
+    /// the value `quiet` returned.
     #[allow(clippy::too_many_arguments)]
     fn wait(
         &self,
         index_field: u64,
         flag_field: u64,
-        expected: u32,
         strategy: WaitStrategy,
         deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
         done: &dyn Fn() -> Result<bool>,
-        quiet: &dyn Fn() -> Result<bool>,
+        quiet: &dyn Fn() -> Result<Option<u32>>,
     ) -> Result<bool> {
         let index = self.region.atomic_u32(self.base + index_field)?;
         let flag = self.region.atomic_u32(self.base + flag_field)?;
@@ -351,7 +362,7 @@ impl<'a> Ring<'a> {
                 Step::Sleep(sleep) => {
                     stop()?;
                     flag.swap(1, Ordering::SeqCst);
-                    if quiet()? {
+                    if let Some(expected) = quiet()? {
                         sys::futex_wait(index, expected, Some(sleep));
                     }
                     flag.store(0, Ordering::Relaxed);
