@@ -45,6 +45,11 @@
 
 #![warn(missing_docs)]
 
+// Header and control fields are stored in the machine's byte order, which
+// the format defines as little-endian (docs/spec.md).
+#[cfg(target_endian = "big")]
+compile_error!("shmhub segments are little-endian; big-endian targets are not supported");
+
 // shm[impl shm.file.mmap-windows]
 #[cfg(not(unix))]
 compile_error!(
