@@ -83,11 +83,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         signals::catch_termination();
         signals::guard_sigbus(&path);
     }
-    let host = ShmHost::create_with(&path, config, CreateOptions { mode })
+    let mut host = ShmHost::create_with(&path, config, CreateOptions { mode })
         .map_err(|e| seg_err(&path, e))?;
     // Persist before printing: a closed standard output must not cost the
     // segment that was just made.
-    let mut host = host;
     let host = if args.hold {
         // Receive as the host from the moment the segment is announced.
         host.take_receiving_role(Some(Duration::ZERO))
