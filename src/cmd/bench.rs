@@ -388,14 +388,6 @@ fn bench_create(path: &Path, plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     Ok(results)
 }
 
-fn strategy_name(s: WaitStrategy) -> &'static str {
-    match s {
-        WaitStrategy::Spin => "spin",
-        WaitStrategy::Block => "block",
-        WaitStrategy::Adaptive => "adaptive",
-    }
-}
-
 fn control(method: u32, id: u64) -> Frame {
     Frame::new(
         MsgDesc {
@@ -449,14 +441,13 @@ fn bench_shm(
     let mut results = Vec::new();
     for &mode in modes {
         host.set_wait_strategy(mode);
-        let id = match mode {
-            WaitStrategy::Spin => 0,
-            WaitStrategy::Block => 1,
-            WaitStrategy::Adaptive => 2,
-        };
+        let id = WaitStrategy::ALL
+            .iter()
+            .position(|&s| s == mode)
+            .unwrap_or(0) as u64;
         host.send_timeout(peer_id, &control(SET_WAIT, id), timeout)
             .map_err(|e| seg_err(path, e))?;
-        let transport = format!("shm {}", strategy_name(mode));
+        let transport = format!("shm {}", mode.name());
         for &size in &plan.sizes {
             bar.set_message(format!(
                 "{transport} round trip {}",

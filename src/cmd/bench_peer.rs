@@ -21,7 +21,7 @@ pub const ECHO: u32 = 1;
 pub const SINK: u32 = 2;
 /// Method id: answer with the count and byte sum of sunk messages, then reset them.
 pub const REPORT: u32 = 3;
-/// Method id: switch wait strategy (0 spin, 1 block, 2 adaptive, in the id).
+/// Method id: switch wait strategy (its index in `WaitStrategy::ALL`, in the id).
 pub const SET_WAIT: u32 = 4;
 /// Method id: exit.
 pub const EXIT: u32 = 5;
@@ -92,14 +92,6 @@ pub fn byte_sum(bytes: &[u8]) -> u64 {
         .sum()
 }
 
-fn strategy_from_id(id: u64) -> WaitStrategy {
-    match id {
-        0 => WaitStrategy::Spin,
-        1 => WaitStrategy::Block,
-        _ => WaitStrategy::Adaptive,
-    }
-}
-
 fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
     let Some(segment) = &args.segment else {
         crate::usage!("--segment is required")
@@ -151,7 +143,10 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
                         .send_timeout(&Frame::new(desc, payload), None)
                         .map_err(|e| seg_err(&path, e))?;
                 }
-                SET_WAIT => guest.set_wait_strategy(strategy_from_id(desc.id)),
+                SET_WAIT => {
+                    let strategy = WaitStrategy::ALL.get(desc.id as usize).copied();
+                    guest.set_wait_strategy(strategy.unwrap_or_default());
+                }
                 EXIT => return Ok(Outcome::Done),
                 other => bail!("unknown benchmark method {other}"),
             }

@@ -160,7 +160,7 @@ fn serve(mut host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> 
     let mut last_housekeeping = Instant::now();
     while !signals::terminate_requested() {
         host.check_file().map_err(|e| seg_err(path, e))?;
-        if host.header().map_err(|e| seg_err(path, e))?.host_goodbye {
+        if host.goodbye_requested().map_err(|e| seg_err(path, e))? {
             eprintln!("{}: asked to leave (rm); cleaning up", path.display());
             break;
         }

@@ -24,14 +24,7 @@ pub struct Args {
 
 /// Parses a wait strategy name.
 pub fn parse_strategy(text: &str) -> Result<WaitStrategy, String> {
-    match text {
-        "spin" => Ok(WaitStrategy::Spin),
-        "block" => Ok(WaitStrategy::Block),
-        "adaptive" => Ok(WaitStrategy::Adaptive),
-        _ => Err(format!(
-            "{text:?} is not a wait strategy (spin, block, adaptive)"
-        )),
-    }
+    text.parse()
 }
 
 /// Runs `shmhub guest-echo`.

@@ -164,43 +164,6 @@ impl ShmHost {
         Ok(self.path().map(Path::to_path_buf))
     }
 
-    /// Records the calling process as the segment's host (for a tool that
-    /// takes over a persisted segment), holding the host presence lock.
-    pub fn take_over(&mut self) -> Result<()> {
-        if let Some(file) = self.seg.file() {
-            match ByteLock::try_lock(file, lock_byte::HOST_PRESENCE) {
-                Ok(Some(lock)) => self._presence = Some(lock),
-                Ok(None) => {
-                    return Err(Error::Busy {
-                        what: "the host role".into(),
-                    });
-                }
-                Err(cause) => {
-                    return Err(Error::Io {
-                        path: self.seg.path().map(Path::to_path_buf).unwrap_or_default(),
-                        cause,
-                    });
-                }
-            }
-        }
-        let pid = sys::current_pid();
-        let r = &self.seg.region;
-        r.store_u32(header::field::HOST_GOODBYE, 0, Ordering::Release)?;
-        r.store_u32(header::field::HOST_PID, pid, Ordering::Release)?;
-        r.store_u64(
-            header::field::HOST_START_TIME,
-            sys::process_start_time(pid),
-            Ordering::Release,
-        )?;
-        r.store_u64(
-            header::field::HOST_HEARTBEAT_NS,
-            sys::monotonic_ns(),
-            Ordering::Release,
-        )?;
-        self.owns_segment = true;
-        Ok(())
-    }
-
     /// The segment's layout.
     pub fn layout(&self) -> &SegmentLayout {
         &self.seg.layout
@@ -224,6 +187,12 @@ impl ShmHost {
     /// The header as it is now.
     pub fn header(&self) -> Result<HeaderInfo> {
         self.seg.header()
+    }
+
+    /// Whether the goodbye flag is set: another process (such as `rm`) has
+    /// asked the host to leave. One load, unlike [`ShmHost::header`].
+    pub fn goodbye_requested(&self) -> Result<bool> {
+        self.seg.host_goodbye()
     }
 
     /// Sets how this host waits (default: adaptive).
@@ -364,7 +333,7 @@ impl ShmHost {
                 expected: "attached or reserved",
             });
         }
-        let mut watch = PeerWatch::new(&self.seg, p)?;
+        let mut watch = PeerWatch::new(p, state, peer.epoch()?);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
         op(
@@ -560,7 +529,8 @@ impl ShmHost {
             return Ok(true);
         }
         let seg = &self.seg;
-        let mut watch = PeerWatch::new(seg, p)?;
+        let peer = seg.peer(p);
+        let mut watch = PeerWatch::new(p, peer.state()?, peer.epoch()?);
         let mut stop = || watch.check(seg, false);
         ring.wait_for_data(self.strategy, deadline, &mut stop)
     }
@@ -782,16 +752,17 @@ struct PeerWatch {
 }
 
 impl PeerWatch {
-    fn new(seg: &Segment, peer_id: u8) -> Result<Self> {
-        let peer = seg.peer(peer_id);
+    /// Watches `peer_id`, whose entry was read as `state` at `epoch` when
+    /// the operation began.
+    fn new(peer_id: u8, state: PeerState, epoch: u32) -> Self {
         // The clock is first read at the first check, so that an operation
         // that never waits never reads it.
-        Ok(PeerWatch {
+        PeerWatch {
             peer_id,
-            reserved: peer.state()? == PeerState::Reserved,
-            epoch: peer.epoch()?,
+            reserved: state == PeerState::Reserved,
+            epoch,
             last_liveness_ns: 0,
-        })
+        }
     }
 
     /// Fails with [`Error::PeerGone`] once the guest has gone: for a sender

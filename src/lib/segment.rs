@@ -2,7 +2,6 @@
 //! layout, the role locks of one process, and the code that turns frames
 //! into descriptors and back.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
@@ -106,45 +105,33 @@ pub mod lock_byte {
     }
 }
 
-/// Hashes a lock byte number as itself: the keys are small distinct
-/// integers chosen by this crate, so no hashing is needed on the hot path.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct IdentityHasher(u64);
-
-impl std::hash::Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 /// The role locks one host or guest holds, taken on first use.
 #[derive(Debug)]
 pub(crate) struct RoleLocks {
-    held: HashMap<u64, ByteLock, std::hash::BuildHasherDefault<IdentityHasher>>,
-    /// One bit per role byte: the check on every send and receive.
+    /// The lock guards, kept for as long as the roles are held.
+    held: Vec<(u64, ByteLock)>,
+    /// One bit per role byte (`lock_byte::index`): the check made on every
+    /// send and receive.
     held_bits: [u64; lock_byte::COUNT / 64],
 }
 
 impl Default for RoleLocks {
     fn default() -> Self {
         RoleLocks {
-            held: HashMap::default(),
+            held: Vec::new(),
             held_bits: [0; lock_byte::COUNT / 64],
         }
     }
 }
 
 impl RoleLocks {
+    fn holds(&self, byte: u64) -> bool {
+        match lock_byte::index(byte) {
+            Some(i) => self.held_bits[i / 64] & (1 << (i % 64)) != 0,
+            None => self.held.iter().any(|(b, _)| *b == byte),
+        }
+    }
+
     /// Takes the lock on `byte` unless already held; waits until `deadline`
     /// for another process to release it (no deadline: try once).
     pub(crate) fn ensure(
@@ -154,28 +141,22 @@ impl RoleLocks {
         deadline: &mut Deadline,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
-        let bit = lock_byte::index(byte);
-        if let Some(i) = bit {
-            if self.held_bits[i / 64] & (1 << (i % 64)) != 0 {
-                return Ok(());
-            }
+        if self.holds(byte) {
+            return Ok(());
         }
         let Some(mmap) = seg.backing.mmap() else {
             // Heap and caller-supplied regions live in one process, whose
             // `&mut self` methods already serialize each role.
             return Ok(());
         };
-        if self.held.contains_key(&byte) {
-            return Ok(());
-        }
         loop {
             let taken = ByteLock::try_lock(mmap.file(), byte).map_err(|cause| Error::Io {
                 path: mmap.path().to_path_buf(),
                 cause,
             })?;
             if let Some(lock) = taken {
-                self.held.insert(byte, lock);
-                if let Some(i) = bit {
+                self.held.push((byte, lock));
+                if let Some(i) = lock_byte::index(byte) {
                     self.held_bits[i / 64] |= 1 << (i % 64);
                 }
                 return Ok(());

@@ -16,6 +16,37 @@ pub enum WaitStrategy {
     Adaptive,
 }
 
+impl WaitStrategy {
+    /// Every strategy, in a fixed order (also their wire numbering in the
+    /// benchmark's control messages).
+    pub const ALL: [WaitStrategy; 3] = [
+        WaitStrategy::Spin,
+        WaitStrategy::Block,
+        WaitStrategy::Adaptive,
+    ];
+
+    /// The strategy's name: `spin`, `block` or `adaptive`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WaitStrategy::Spin => "spin",
+            WaitStrategy::Block => "block",
+            WaitStrategy::Adaptive => "adaptive",
+        }
+    }
+}
+
+impl std::str::FromStr for WaitStrategy {
+    type Err = String;
+
+    /// Parses a name given by [`WaitStrategy::name`].
+    fn from_str(text: &str) -> Result<Self, String> {
+        WaitStrategy::ALL
+            .into_iter()
+            .find(|s| s.name() == text)
+            .ok_or_else(|| format!("{text:?} is not a wait strategy (spin, block, adaptive)"))
+    }
+}
+
 /// Longest single sleep, so that waiters re-check goodbye flags and
 /// liveness even when no wake arrives.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
