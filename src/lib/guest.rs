@@ -253,6 +253,12 @@ impl ShmGuest {
         self.send_inner((frame.desc, frame.payload()), &mut Deadline::no_wait())
     }
 
+    /// Sends `frame` to the host without waiting: a full ring or an
+    /// exhausted pool is a retryable error and nothing is sent.
+    pub fn try_send(&mut self, frame: &Frame) -> Result<()> {
+        self.send_inner((frame.desc, frame.payload()), &mut Deadline::no_wait())
+    }
+
     /// Sends `frame` to the host, waiting up to `timeout` for room and a
     /// free slot (`None`: as long as it takes).
     pub fn send_timeout(&mut self, frame: &Frame, timeout: Option<Duration>) -> Result<()> {

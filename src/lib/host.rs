@@ -293,6 +293,16 @@ impl ShmHost {
         )
     }
 
+    /// Sends `frame` to guest `peer_id` without waiting: a full ring or an
+    /// exhausted pool is a retryable error and nothing is sent.
+    pub fn try_send(&mut self, peer_id: PeerId, frame: &Frame) -> Result<()> {
+        self.send_inner(
+            peer_id,
+            (frame.desc, frame.payload()),
+            &mut Deadline::no_wait(),
+        )
+    }
+
     /// Sends `frame` to guest `peer_id`, waiting up to `timeout` for room
     /// in the ring and a free slot (`None`: as long as it takes).
     pub fn send_timeout(
