@@ -1028,7 +1028,7 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
         },
     );
     run("ShmGuest::resume", &mut |p| {
-        for id in [0u32, 1, 2, 3, 4, 5, 6, 256] {
+        for id in [0u8, 1, 2, 3, 4, 5, 6, 255] {
             match ShmGuest::resume(p, id) {
                 Err(_) => {}
                 Ok(mut g) => guest_session(&mut g),

@@ -146,7 +146,7 @@ fn full_ring_is_backpressure_not_overwrite() {
     for i in 0..4 {
         host.send(guest.peer_id(), data(i, b"x")).unwrap();
     }
-    let err = host.send(guest.peer_id(), data(99, b"x")).unwrap_err();
+    let err = host.try_send(guest.peer_id(), data(99, b"x")).unwrap_err();
     assert!(
         matches!(err, Error::RingFull { .. }) && err.is_retryable(),
         "{err}"
@@ -179,7 +179,7 @@ fn exhausted_pool_is_retryable_and_nothing_leaks() {
     host.send(guest.peer_id(), data(1, &[1u8; 100])).unwrap();
     host.send(guest.peer_id(), data(2, &[2u8; 100])).unwrap();
     let err = host
-        .send(guest.peer_id(), data(3, &[3u8; 100]))
+        .try_send(guest.peer_id(), data(3, &[3u8; 100]))
         .unwrap_err();
     assert!(matches!(err, Error::PoolExhausted { .. }) && err.is_retryable());
     // Inline messages still go through while the pool is empty.

@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 fn hold(mut guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
     let mut printer = MessagePrinter::new(path, json, None)?;
-    let me = Role::Guest(guest.peer_id().into());
+    let me = Role::Guest(guest.peer_id());
     while !signals::terminate_requested() {
         guest.check_file().map_err(|e| seg_err(path, e))?;
         match guest.recv_timeout(Some(Duration::from_millis(100))) {

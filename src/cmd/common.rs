@@ -172,7 +172,7 @@ pub enum Role {
     /// The host.
     Host,
     /// Guest N.
-    Guest(u32),
+    Guest(shmhub::PeerId),
 }
 
 impl fmt::Display for Role {
@@ -189,8 +189,8 @@ pub fn parse_role(text: &str) -> Result<Role, String> {
     if text.eq_ignore_ascii_case("host") {
         return Ok(Role::Host);
     }
-    match text.parse::<u32>() {
-        Ok(n) if (1..=255).contains(&n) => Ok(Role::Guest(n)),
+    match text.parse::<shmhub::PeerId>() {
+        Ok(n) if n >= 1 => Ok(Role::Guest(n)),
         _ => Err(format!(
             "{text:?} is not a role: use 'host' or a peer id 1..=255"
         )),

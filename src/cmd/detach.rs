@@ -29,7 +29,7 @@ pub struct Args {
 /// Runs `shmhub detach`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
-    ShmGuest::release(&path, args.peer_id.into()).map_err(|e| seg_err(&path, e))?;
+    ShmGuest::release(&path, args.peer_id).map_err(|e| seg_err(&path, e))?;
     if args.json {
         print_line(json!({ "detached": args.peer_id }))?;
     }

@@ -61,7 +61,7 @@ impl Receiver {
                 } else {
                     host.recv_from_timeout(*from, Some(timeout))?
                 };
-                Ok(frame.map(|f| (Role::Guest((*from).into()), f)))
+                Ok(frame.map(|f| (Role::Guest(*from), f)))
             }
             Receiver::Host(host, None) => {
                 let got = if zero {
@@ -69,7 +69,7 @@ impl Receiver {
                 } else {
                     host.recv_timeout(Some(timeout))?
                 };
-                Ok(got.map(|(p, f)| (Role::Guest(p.into()), f)))
+                Ok(got.map(|(p, f)| (Role::Guest(p), f)))
             }
             Receiver::Guest(guest) => {
                 let frame = if zero {

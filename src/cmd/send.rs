@@ -105,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let (to, opened) = match (args.role, args.to) {
         (Role::Host, Some(to)) => (
-            Role::Guest(to.into()),
+            Role::Guest(to),
             ShmHost::open(&path).map(|h| Sender::Host(h, to)),
         ),
         (Role::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),

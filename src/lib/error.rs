@@ -3,28 +3,9 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::layout::LayoutError;
+use crate::layout::{Direction, LayoutError};
 use crate::peer::PeerState;
 use crate::region::RegionError;
-
-/// Which way a ring carries messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// From a guest to the host.
-    GuestToHost,
-    /// From the host to a guest.
-    HostToGuest,
-}
-
-impl std::fmt::Display for Direction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Direction::GuestToHost => "guest-to-host",
-            Direction::HostToGuest => "host-to-guest",
-        })
-    }
-}
 
 /// Everything that can go wrong with a segment.
 ///
@@ -144,7 +125,7 @@ pub enum Error {
     #[error("peer id {peer_id} is out of range (this segment has guests 1..={max_guests})")]
     InvalidPeerId {
         /// The id asked for.
-        peer_id: u32,
+        peer_id: u8,
         /// The largest valid id.
         max_guests: u32,
     },

@@ -1,19 +1,23 @@
-//! A guest: claims a peer entry, then talks to the host over its two rings.
+//! A guest: claims a peer entry, then talks to the host over its two
+//! rings, a sending end ([`Producer`]) and a receiving end ([`Consumer`]).
 
+use std::borrow::Borrow;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::consumer::Consumer;
 use crate::desc::{Frame, MsgDesc};
-use crate::error::{Direction, Error, Result};
+use crate::error::{Error, Result};
 use crate::header::HeaderInfo;
-use crate::host::PeerId;
-use crate::layout::{SegmentConfig, SegmentLayout};
+use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HostStatus};
-use crate::peer::PeerState;
+use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
+use crate::peer::{PeerId, PeerState};
+use crate::producer::Producer;
 use crate::region::Region;
-use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
-use crate::sys::{self, ByteLock};
-use crate::wait::{Deadline, WaitStrategy};
+use crate::segment::{Segment, ShmBacking};
+use crate::sys;
+use crate::wait::{Deadline, Stop, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan};
 
 /// How often a waiting guest checks whether the host process still lives.
@@ -38,9 +42,8 @@ pub struct ShmGuest {
     owned: bool,
     locks: RoleLocks,
     _presence: Option<ByteLock>,
-    head_cache: u32,
-    pool_hint: u32,
-    strategy: WaitStrategy,
+    to_host: Producer,
+    from_host: Consumer,
     last_beat_ns: u64,
     last_host_check_ns: u64,
 }
@@ -85,7 +88,7 @@ impl ShmGuest {
     /// earlier for scripted use), without owning it: dropping it does not
     /// detach. Each ring end is locked on first use, so two processes never
     /// send (or receive) as the same guest at once.
-    pub fn resume<P: AsRef<Path>>(path: P, peer_id: u32) -> Result<Self> {
+    pub fn resume<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
         let seg = Segment::open_path(path.as_ref())?;
         let p = seg.guest_id(peer_id)?;
         let state = seg.peer(p).state()?;
@@ -101,21 +104,15 @@ impl ShmGuest {
     }
 
     fn new(seg: Segment, peer_id: u8, epoch: u32, owned: bool, presence: Option<ByteLock>) -> Self {
-        let head_cache = seg
-            .ring(peer_id, Direction::GuestToHost)
-            .state()
-            .map(|s| s.head)
-            .unwrap_or(0);
         ShmGuest {
+            locks: seg.role_locks(),
+            to_host: seg.producer(peer_id, Direction::GuestToHost),
+            from_host: seg.consumer(peer_id, Direction::HostToGuest),
             seg,
             peer_id,
             epoch,
             owned,
-            locks: RoleLocks::default(),
             _presence: presence,
-            head_cache,
-            pool_hint: 0,
-            strategy: WaitStrategy::default(),
             last_beat_ns: sys::monotonic_ns(),
             last_host_check_ns: 0,
         }
@@ -127,8 +124,8 @@ impl ShmGuest {
     fn claim(seg: Segment, claim: Claim) -> Result<Self> {
         let max_guests = seg.layout.config.max_guests;
         let candidates: Vec<u8> = match claim {
-            Claim::AnyEmpty => (1..=max_guests as u8).collect(),
-            Claim::Reserved(p) => vec![seg.guest_id(p.into())?],
+            Claim::AnyEmpty => seg.layout.guests().collect(),
+            Claim::Reserved(p) => vec![seg.guest_id(p)?],
         };
         for p in candidates {
             if let Claim::Reserved(_) = claim {
@@ -141,8 +138,8 @@ impl ShmGuest {
                     });
                 }
             }
-            let presence = match seg.file() {
-                Some(file) => match ByteLock::try_lock(file, lock_byte::guest_presence(p)) {
+            let presence = match seg.backing.mmap() {
+                Some(mmap) => match ByteLock::try_lock(mmap.file(), lock_byte::guest_presence(p)) {
                     Ok(Some(lock)) => Some(lock),
                     _ if matches!(claim, Claim::Reserved(_)) => {
                         return Err(Error::Busy {
@@ -209,27 +206,29 @@ impl ShmGuest {
 
     /// Sets how this guest waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.strategy = strategy;
+        self.to_host.set_strategy(strategy);
+        self.from_host.set_strategy(strategy);
     }
 
     /// Whether the host is there, gone, or dead.
     pub fn host_status(&self) -> Result<HostStatus> {
         let h = self.seg.header()?;
-        let file = self.seg.file().map(|f| &**f);
         Ok(liveness::judge_host(
             h.host_goodbye,
             h.host_pid,
             h.host_start_time,
-            file,
+            self.seg.file(),
         ))
     }
 
     /// Checks that the segment file is still the one mapped, at full length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`], [`Error::Replaced`] or [`Error::Removed`] when
+    /// another process changed the file; [`Error::Io`] if it cannot be read.
     pub fn check_file(&self) -> Result<()> {
-        match self.seg.backing.mmap() {
-            Some(m) => m.check_unchanged(),
-            None => Ok(()),
-        }
+        self.seg.check_file()
     }
 
     /// Refreshes this guest's heartbeat.
@@ -247,49 +246,102 @@ impl ShmGuest {
         Ok(())
     }
 
-    /// Sends `frame` to the host without waiting: a full ring or an
-    /// exhausted pool is a retryable error and nothing is sent.
-    pub fn send(&mut self, frame: Frame) -> Result<()> {
-        self.send_inner((frame.desc, frame.payload()), &mut Deadline::no_wait())
+    /// Sends `frame` to the host, waiting as long as it takes for room in
+    /// the ring and, for a payload larger than a descriptor's inline bytes,
+    /// a free slot of this guest's pool. The frame may be given by value or
+    /// by reference.
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// guest.send(Frame::new(MsgDesc::default(), vec![5u8; 300]))?;
+    /// assert_eq!(host.recv_from(guest.peer_id())?.payload(), &[5u8; 300][..]);
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::PayloadTooLarge`] before anything is written;
+    /// - [`Error::HostGone`] when the host has left or died (also while
+    ///   this waits), [`Error::PeerGone`] when this guest's entry was
+    ///   reclaimed or taken by another;
+    /// - [`Error::Busy`] at once when another process sends as this guest.
+    ///
+    /// shm[impl shm.send.backpressure]
+    pub fn send(&mut self, frame: impl Borrow<Frame>) -> Result<()> {
+        let frame = frame.borrow();
+        self.send_message(frame.desc, frame.payload(), &mut Deadline::after(None))
     }
 
-    /// Sends `frame` to the host without waiting: a full ring or an
-    /// exhausted pool is a retryable error and nothing is sent.
-    pub fn try_send(&mut self, frame: &Frame) -> Result<()> {
-        self.send_inner((frame.desc, frame.payload()), &mut Deadline::no_wait())
+    /// Sends `frame` to the host without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::send`], and the retryable [`Error::RingFull`] or
+    /// [`Error::PoolExhausted`] (nothing sent) where `send` would wait.
+    pub fn try_send(&mut self, frame: impl Borrow<Frame>) -> Result<()> {
+        let frame = frame.borrow();
+        self.send_message(frame.desc, frame.payload(), &mut Deadline::no_wait())
     }
 
     /// Sends `frame` to the host, waiting up to `timeout` for room and a
-    /// free slot (`None`: as long as it takes).
-    pub fn send_timeout(&mut self, frame: &Frame, timeout: Option<Duration>) -> Result<()> {
-        let mut deadline = Deadline::after(timeout);
-        self.send_inner((frame.desc, frame.payload()), &mut deadline)
+    /// free slot (`None`: as long as it takes; zero: not at all).
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::try_send`]: [`Error::RingFull`] or
+    /// [`Error::PoolExhausted`] mean the time ran out and nothing was sent.
+    pub fn send_timeout(
+        &mut self,
+        frame: impl Borrow<Frame>,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<()> {
+        let frame = frame.borrow();
+        let mut deadline = Deadline::after(timeout.into());
+        self.send_message(frame.desc, frame.payload(), &mut deadline)
     }
 
-    /// Runs a send operation as this guest: takes the sending end's lock,
-    /// checks the entry is still this guest's and the host is there, and
-    /// hands `op` a stop check for its waits.
+    /// Sends a message given as a descriptor and a borrowed payload (no
+    /// [`Frame`] to build), waiting up to `timeout` like
+    /// [`ShmGuest::send_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::send_timeout`].
+    pub fn send_with(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<()> {
+        self.send_message(desc, payload, &mut Deadline::after(timeout.into()))
+    }
+
+    fn send_message(&mut self, desc: MsgDesc, payload: &[u8], deadline: &mut Deadline) -> Result<()> {
+        self.sending(deadline, |end, deadline, stop| {
+            end.send(desc, payload, deadline, stop)
+        })
+    }
+
+    /// Runs a send operation as this guest: takes the sending role (waited
+    /// for within the deadline, never without one), checks the entry is
+    /// still this guest's and the host is there, and hands `op` the sending
+    /// end and a stop check for its waits.
     fn sending<T>(
         &mut self,
         deadline: &mut Deadline,
-        op: impl FnOnce(
-            &Segment,
-            u8,
-            &mut u32,
-            &mut u32,
-            WaitStrategy,
-            &mut Deadline,
-            &mut dyn FnMut() -> Result<()>,
-        ) -> Result<T>,
+        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>) -> Result<T>,
     ) -> Result<T> {
         let p = self.peer_id;
         let what = || format!("the sending end of peer {p}");
-        self.locks.ensure(
-            &self.seg,
-            lock_byte::ring_end(p, End::GuestToHostProducer),
-            deadline,
-            what,
-        )?;
+        let byte = lock_byte::ring_end(p, End::GuestToHostProducer);
+        if deadline.is_unlimited() {
+            self.locks.ensure(byte, &mut Deadline::no_wait(), what)?;
+        } else {
+            self.locks.ensure(byte, deadline, what)?;
+        }
         Self::check_still_mine(&self.seg, p, self.epoch)?;
         if self.seg.host_goodbye()? {
             return Err(Error::HostGone);
@@ -302,113 +354,103 @@ impl ShmGuest {
             &mut self.last_beat_ns,
             &mut self.last_host_check_ns,
         );
-        op(
-            &self.seg,
-            p,
-            &mut self.head_cache,
-            &mut self.pool_hint,
-            self.strategy,
-            deadline,
-            &mut || waiter.check(),
-        )
-    }
-
-    fn send_inner(&mut self, message: (MsgDesc, &[u8]), deadline: &mut Deadline) -> Result<()> {
-        self.sending(deadline, |seg, p, head, hint, strategy, deadline, stop| {
-            seg.send_frame(
-                p,
-                Direction::GuestToHost,
-                message,
-                head,
-                hint,
-                strategy,
-                deadline,
-                stop,
-            )
-        })
-    }
-
-    /// Sends a message given as a descriptor and a borrowed payload (no
-    /// [`Frame`] to build), waiting up to `timeout` like [`ShmGuest::send_timeout`].
-    pub fn send_with(
-        &mut self,
-        desc: MsgDesc,
-        payload: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        self.send_inner((desc, payload), &mut Deadline::after(timeout))
+        op(&mut self.to_host, deadline, &mut || waiter.check())
     }
 
     /// Sends `frames` to the host in order, publishing as many descriptors
     /// at once as the ring has room for. Waits up to `timeout` for room and
     /// slots (`None`: as long as it takes); returns how many were sent.
     ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::send_timeout`]; an oversized frame anywhere in the
+    /// batch is refused before anything is sent.
+    ///
     /// shm[impl shm.send.batch]
-    pub fn send_batch(&mut self, frames: &[Frame], timeout: Option<Duration>) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout);
-        self.sending(
-            &mut deadline,
-            |seg, p, head, hint, strategy, deadline, stop| {
-                seg.send_frames(
-                    p,
-                    Direction::GuestToHost,
-                    frames,
-                    head,
-                    hint,
-                    strategy,
-                    deadline,
-                    stop,
-                )
-            },
-        )
+    pub fn send_batch(
+        &mut self,
+        frames: &[Frame],
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<usize> {
+        let mut deadline = Deadline::after(timeout.into());
+        self.sending(&mut deadline, |end, deadline, stop| {
+            end.send_batch(frames, deadline, stop)
+        })
     }
 
     /// Lends a slot of this guest's pool for a `len`-byte payload to the
     /// host, once the ring has room; write the payload in place, then
-    /// [`ShmGuest::commit`]. Waits up to `timeout` (`None`: as long as it takes).
+    /// [`ShmGuest::commit`]. Waits up to `timeout` (`None`: as long as it
+    /// takes).
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::send_timeout`].
     ///
     /// shm[impl shm.send.zero-copy]
-    pub fn loan(&mut self, len: usize, timeout: Option<Duration>) -> Result<SlotLoan> {
-        let mut deadline = Deadline::after(timeout);
-        self.sending(
-            &mut deadline,
-            |seg, p, head, hint, strategy, deadline, stop| {
-                seg.loan(
-                    p,
-                    Direction::GuestToHost,
-                    len,
-                    head,
-                    hint,
-                    strategy,
-                    deadline,
-                    stop,
-                )
-            },
-        )
+    pub fn loan(&mut self, len: usize, timeout: impl Into<Option<Duration>>) -> Result<SlotLoan> {
+        let mut deadline = Deadline::after(timeout.into());
+        self.sending(&mut deadline, |end, deadline, stop| {
+            end.loan(len, deadline, stop)
+        })
     }
 
     /// Sends a loaned slot to the host.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for a loan made by another sender or segment;
+    /// [`Error::HostGone`] or [`Error::PeerGone`] as for a send (the slot
+    /// goes back to the pool).
     pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
-        self.sending(&mut Deadline::no_wait(), |seg, p, head, _, _, _, _| {
-            seg.commit(p, Direction::GuestToHost, loan, head)
-        })
+        self.sending(&mut Deadline::no_wait(), |end, _, _| end.commit(loan))
     }
 
     /// Takes this guest's receiving role now rather than at the first
     /// receive, so that no other process can receive as this guest from
     /// here on; waits up to `timeout` for a process that holds it.
-    pub fn take_receiving_role(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.lock_receiving_end(&mut Deadline::after(timeout))
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] if another process still holds it when the time is up.
+    pub fn take_receiving_role(&mut self, timeout: impl Into<Option<Duration>>) -> Result<()> {
+        self.lock_receiving_end(&mut Deadline::after(timeout.into()))
     }
 
     /// Receives the next message if one is queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::recv`], but an empty ring is `Ok(None)` even after
+    /// the host has left.
     pub fn try_recv(&mut self) -> Result<Option<Frame>> {
         self.lock_receiving_end(&mut Deadline::no_wait())?;
         Ok(self.pop()?.map(Received::into_frame))
     }
 
-    /// Receives the next message, waiting as long as it takes. Fails with
-    /// [`Error::HostGone`] once the host has left and nothing is queued.
+    /// Receives the next message, waiting as long as it takes.
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// host.send(guest.peer_id(), Frame::new(MsgDesc::default(), b"last".to_vec()))?;
+    /// host.shutdown()?;
+    /// // What the host sent before leaving is still delivered...
+    /// assert_eq!(guest.recv()?.payload(), b"last");
+    /// // ...then its departure is the answer.
+    /// assert!(matches!(guest.recv(), Err(shmhub::Error::HostGone)));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HostGone`] once the host has left (or died) and nothing is
+    /// queued; [`Error::PeerGone`] if this guest's entry was reclaimed;
+    /// [`Error::BadDescriptor`] for a message that fails validation (it is
+    /// dropped, the next one can be received); [`Error::Busy`] when another
+    /// process receives as this guest.
     pub fn recv(&mut self) -> Result<Frame> {
         loop {
             if let Some(frame) = self.recv_timeout(None)? {
@@ -419,16 +461,30 @@ impl ShmGuest {
 
     /// Receives the next message, waiting up to `timeout` (`None`: until one
     /// comes). `Ok(None)` when the time ran out.
-    pub fn recv_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<Frame>> {
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::recv`].
+    pub fn recv_timeout(
+        &mut self,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<Option<Frame>> {
         Ok(self.recv_in_place(timeout)?.map(Received::into_frame))
     }
 
     /// Like [`ShmGuest::recv_timeout`], but the payload stays in its slot
     /// until the returned value is dropped.
     ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::recv`].
+    ///
     /// shm[impl shm.recv.zero-copy]
-    pub fn recv_in_place(&mut self, timeout: Option<Duration>) -> Result<Option<Received>> {
-        let mut deadline = Deadline::after(timeout);
+    pub fn recv_in_place(
+        &mut self,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<Option<Received>> {
+        let mut deadline = Deadline::after(timeout.into());
         self.lock_receiving_end(&mut deadline)?;
         loop {
             if let Some(received) = self.pop()? {
@@ -443,19 +499,22 @@ impl ShmGuest {
     /// Receives up to `max` queued messages at once (one index update for
     /// all of them), waiting up to `timeout` for the first; `handle` gets
     /// each with its payload in place. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmGuest::recv`]; a bad descriptor in the batch is reported
+    /// after the good ones were handed over.
     pub fn recv_batch(
         &mut self,
         max: usize,
-        timeout: Option<Duration>,
+        timeout: impl Into<Option<Duration>>,
         mut handle: impl FnMut(Received),
     ) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout);
+        let mut deadline = Deadline::after(timeout.into());
         self.lock_receiving_end(&mut deadline)?;
         loop {
             Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
-            let n = self
-                .seg
-                .take_batch(self.peer_id, Direction::HostToGuest, max, &mut handle)?;
+            let n = self.from_host.recv_batch(max, &mut handle)?;
             if n > 0 {
                 return Ok(n);
             }
@@ -467,8 +526,7 @@ impl ShmGuest {
 
     /// Waits until the host-to-guest ring has something; false on timeout.
     fn wait(&mut self, deadline: &mut Deadline) -> Result<bool> {
-        let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-        if ring.has_data()? {
+        if self.from_host.has_data()? {
             return Ok(true);
         }
         let mut waiter = Waiter::new(
@@ -478,18 +536,15 @@ impl ShmGuest {
             &mut self.last_beat_ns,
             &mut self.last_host_check_ns,
         );
-        ring.wait_for_data(self.strategy, deadline, &mut || waiter.check())
+        self.from_host
+            .wait_for_data(deadline, &mut || waiter.check())
     }
 
     fn lock_receiving_end(&mut self, deadline: &mut Deadline) -> Result<()> {
         let p = self.peer_id;
         let what = || format!("the receiving end of peer {p}");
-        self.locks.ensure(
-            &self.seg,
-            lock_byte::ring_end(p, End::HostToGuestConsumer),
-            deadline,
-            what,
-        )
+        self.locks
+            .ensure(lock_byte::ring_end(p, End::HostToGuestConsumer), deadline, what)
     }
 
     /// With heartbeats on, refreshes the heartbeat once an interval has
@@ -506,14 +561,7 @@ impl ShmGuest {
     fn pop(&mut self) -> Result<Option<Received>> {
         Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
         self.beat_if_due()?;
-        let ring = self.seg.ring(self.peer_id, Direction::HostToGuest);
-        match ring.pop()? {
-            Some(bytes) => self
-                .seg
-                .decode_in_place(self.peer_id, Direction::HostToGuest, &bytes)
-                .map(Some),
-            None => Ok(None),
-        }
+        self.from_host.try_recv()
     }
 
     /// Leaves the entry Attached with no process holding it, so that later
@@ -539,13 +587,12 @@ impl ShmGuest {
 
     /// Detaches guest `peer_id` of the segment at `path`, an entry claimed
     /// for scripted use; refused while a live process holds it.
-    pub fn release<P: AsRef<Path>>(path: P, peer_id: u32) -> Result<()> {
+    pub fn release<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<()> {
         let guest = Self::resume(path, peer_id)?;
         let entry = guest.seg.peer(guest.peer_id).snapshot()?;
-        let file = guest.seg.file().map(|f| &**f);
         let status = liveness::judge_peer(
             &entry,
-            file,
+            guest.seg.file(),
             guest.seg.layout.config.heartbeat_interval_ms,
             sys::monotonic_ns(),
         );
@@ -561,20 +608,11 @@ impl ShmGuest {
         let p = self.peer_id;
         Self::check_still_mine(&self.seg, p, self.epoch)?;
         if self.lock_receiving_end(&mut Deadline::no_wait()).is_ok() {
-            let ring = self.seg.ring(p, Direction::HostToGuest);
-            for desc in ring.drain()? {
-                self.seg.discard(p, Direction::HostToGuest, &desc)?;
-            }
+            self.from_host.discard_all()?;
         }
         // Slots still lent out in this process (in-place receives, loans)
         // are freed by their owners when they drop.
-        let leases = &self.seg.leases;
-        self.seg
-            .pool(0)
-            .free_held_by(p, &|slot| leases.contains(0, slot))?;
-        self.seg
-            .pool(p)
-            .free_held_by(p, &|slot| leases.contains(p, slot))?;
+        self.seg.free_slots_held_by(p, [0, p].into_iter())?;
         let peer = self.seg.peer(p);
         peer.set_holder(None, false)?;
         let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();
@@ -584,7 +622,7 @@ impl ShmGuest {
             PeerState::Goodbye
         };
         peer.transition(PeerState::Attached, next)?;
-        self.seg.ring_host_doorbell()?;
+        crate::header::wake_host(&self.seg.region)?;
         Ok(())
     }
 }
@@ -638,8 +676,7 @@ impl<'a> Waiter<'a> {
         if now.saturating_sub(*self.last_host_check_ns) >= HOST_CHECK_NS {
             *self.last_host_check_ns = now;
             let h = self.seg.header()?;
-            let file = self.seg.file().map(|f| &**f);
-            if liveness::judge_host(h.host_goodbye, h.host_pid, h.host_start_time, file)
+            if liveness::judge_host(h.host_goodbye, h.host_pid, h.host_start_time, self.seg.file())
                 == HostStatus::Dead
             {
                 return Err(Error::HostGone);

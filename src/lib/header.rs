@@ -70,7 +70,8 @@ pub mod field {
 }
 
 /// Everything the header says, validated.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct HeaderInfo {
     /// Format version.
     pub version: u32,
@@ -145,6 +146,22 @@ pub(crate) fn write(region: &Region, layout: &SegmentLayout, host_pid: u32) -> R
 /// shm[impl shm.file.magic-last]
 pub(crate) fn publish(region: &Region) -> Result<()> {
     region.store_u64(field::MAGIC, MAGIC, Ordering::Release)?;
+    Ok(())
+}
+
+/// Wakes a host asleep in a receive from any guest, if it sleeps.
+///
+/// Called by a guest right after it publishes its tail with a sequentially
+/// consistent swap; the host announces itself in `HOST_WAITING` the same
+/// way before its last look at the rings (the handshake in `wait.rs`), so
+/// one of the two sees the other. The doorbell is bumped only then, so a
+/// guest sending to an awake host writes nothing here.
+pub(crate) fn wake_host(region: &Region) -> Result<()> {
+    if region.load_u32(field::HOST_WAITING, Ordering::SeqCst)? != 0 {
+        let bell = region.atomic_u32(field::HOST_DOORBELL)?;
+        bell.fetch_add(1, Ordering::Release);
+        sys::futex_wake_all(bell);
+    }
     Ok(())
 }
 

@@ -1,24 +1,31 @@
 //! The host: creates a segment, sends to guests and receives from them.
+//!
+//! The host has a sending end ([`Producer`]) towards every guest and a
+//! receiving end ([`Consumer`]) from every guest; its methods take the role
+//! lock of the end they use (so no other process acts as the host there at
+//! the same time), check the guest's entry, and hand the end a stop check
+//! that ends any wait once that guest is gone.
 
+use std::borrow::Borrow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::consumer::Consumer;
 use crate::desc::{Frame, MsgDesc};
-use crate::error::{Direction, Error, Result};
+use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
-use crate::layout::{SegmentConfig, SegmentLayout};
+use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HolderStatus};
+use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion};
-use crate::peer::{PeerEntry, PeerState};
+use crate::peer::{PeerEntry, PeerId, PeerState};
+use crate::producer::Producer;
 use crate::region::{HeapRegion, Region};
-use crate::segment::{RoleLocks, Segment, ShmBacking, lock_byte, lock_byte::End};
-use crate::sys::{self, ByteLock};
-use crate::wait::{Backoff, Deadline, Step, WaitStrategy};
+use crate::segment::{Segment, ShmBacking};
+use crate::sys;
+use crate::wait::{Announce, Backoff, Deadline, Step, Stop, WaitStrategy, sleep_unless};
 use crate::zerocopy::{Received, SlotLoan};
-
-/// A guest's id: `1..=max_guests` (the host has none).
-pub type PeerId = u8;
 
 /// The host side of a segment.
 ///
@@ -42,11 +49,15 @@ pub struct ShmHost {
     owns_segment: bool,
     locks: RoleLocks,
     _presence: Option<ByteLock>,
-    head_cache: Vec<u32>,
-    pool_hint: u32,
+    /// The sending end towards each guest (guest `p` at `p - 1`).
+    to_guests: Vec<Producer>,
+    /// The receiving end from each guest (guest `p` at `p - 1`).
+    from_guests: Vec<Consumer>,
+    /// Where the next receive from any guest starts looking (round-robin).
     next_peer: u8,
     strategy: WaitStrategy,
-    any_locked: bool,
+    /// Whether the receiving role for every guest is already held.
+    receiving_all: bool,
 }
 
 /// Options for [`ShmHost::create_with`].
@@ -116,25 +127,27 @@ impl ShmHost {
     }
 
     fn with_segment(seg: Segment, owns_segment: bool) -> Self {
-        let guests = seg.layout.config.max_guests as usize;
-        let mut host = ShmHost {
+        let to_guests = seg
+            .layout
+            .guests()
+            .map(|p| seg.producer(p, Direction::HostToGuest))
+            .collect();
+        let from_guests = seg
+            .layout
+            .guests()
+            .map(|p| seg.consumer(p, Direction::GuestToHost))
+            .collect();
+        ShmHost {
+            locks: seg.role_locks(),
             seg,
             owns_segment,
-            locks: RoleLocks::default(),
             _presence: None,
-            head_cache: vec![0; guests],
-            pool_hint: 0,
+            to_guests,
+            from_guests,
             next_peer: 1,
             strategy: WaitStrategy::default(),
-            any_locked: false,
-        };
-        for p in 1..=guests as u8 {
-            let h2g = host.seg.ring(p, Direction::HostToGuest).state();
-            if let Ok(h2g) = h2g {
-                host.head_cache[p as usize - 1] = h2g.head;
-            }
+            receiving_all: false,
         }
-        host
     }
 
     /// Acts as the host of an existing segment without owning it: dropping
@@ -198,14 +211,22 @@ impl ShmHost {
     /// Sets how this host waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.strategy = strategy;
+        for end in &mut self.to_guests {
+            end.set_strategy(strategy);
+        }
+        for end in &mut self.from_guests {
+            end.set_strategy(strategy);
+        }
     }
 
     /// Checks that the segment file is still the one mapped, at full length.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Truncated`], [`Error::Replaced`] or [`Error::Removed`] when
+    /// another process changed the file; [`Error::Io`] if it cannot be read.
     pub fn check_file(&self) -> Result<()> {
-        match self.seg.backing.mmap() {
-            Some(m) => m.check_unchanged(),
-            None => Ok(()),
-        }
+        self.seg.check_file()
     }
 
     /// Refreshes the host heartbeat.
@@ -220,17 +241,39 @@ impl ShmHost {
 
     /// A snapshot of every peer entry.
     pub fn peers(&self) -> Result<Vec<PeerEntry>> {
-        (1..=self.seg.layout.config.max_guests as u8)
+        self.seg
+            .layout
+            .guests()
             .map(|p| self.seg.peer(p).snapshot())
             .collect()
     }
 
     /// Sets an Empty entry aside for a guest the host is about to start;
     /// that guest attaches with [`crate::ShmGuest::attach_path_with_id`].
+    /// Messages sent to the entry meanwhile wait in its ring.
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("reserve.shm");
+    /// let mut host = ShmHost::create(&path, SegmentConfig::default())?;
+    /// let id = host.reserve_peer()?;
+    /// host.try_send(id, Frame::new(MsgDesc::default(), b"welcome".to_vec()))?;
+    ///
+    /// // In the child process, given `path` and `id`:
+    /// let mut guest = ShmGuest::attach_path_with_id(&path, id)?;
+    /// assert_eq!(guest.recv()?.payload(), b"welcome");
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HubFull`] when no entry is Empty.
     ///
     /// shm[impl shm.peer.reserve]
     pub fn reserve_peer(&mut self) -> Result<PeerId> {
-        for p in 1..=self.seg.layout.config.max_guests as u8 {
+        for p in self.seg.layout.guests() {
             if self
                 .seg
                 .peer(p)
@@ -247,7 +290,7 @@ impl ShmHost {
 
     /// Returns a Reserved entry to Empty (the guest was never started).
     pub fn release_peer(&mut self, peer_id: PeerId) -> Result<()> {
-        let p = self.seg.guest_id(peer_id.into())?;
+        let p = self.seg.guest_id(peer_id)?;
         if self
             .seg
             .peer(p)
@@ -255,10 +298,9 @@ impl ShmHost {
         {
             // Messages sent ahead to the guest that never came are dropped,
             // so that the next guest of this entry does not get them.
-            let ring = self.seg.ring(p, Direction::HostToGuest);
-            for desc in ring.drain()? {
-                self.seg.discard(p, Direction::HostToGuest, &desc)?;
-            }
+            self.seg
+                .consumer(p, Direction::HostToGuest)
+                .discard_all()?;
             Ok(())
         } else {
             Err(Error::PeerState {
@@ -278,62 +320,144 @@ impl ShmHost {
             format!("the host's {role} for peer {p}")
         };
         self.locks
-            .ensure(&self.seg, lock_byte::ring_end(p, end), deadline, what)
+            .ensure(lock_byte::ring_end(p, end), deadline, what)
     }
 
-    /// Sends `frame` to guest `peer_id` without waiting: a full ring or an
-    /// exhausted pool is a retryable error and nothing is sent.
+    /// Sends `frame` to guest `peer_id`, waiting as long as it takes for
+    /// room in the guest's ring and, for a payload larger than a
+    /// descriptor's inline bytes, a free slot of the host's pool. The frame
+    /// may be given by value or by reference; its payload is copied into
+    /// the segment either way.
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// let frame = Frame::new(MsgDesc::default(), vec![3u8; 1000]);
+    /// host.send(guest.peer_id(), &frame)?;
+    /// assert_eq!(guest.recv()?.payload(), frame.payload());
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::PayloadTooLarge`] before anything is written;
+    /// - [`Error::PeerGone`] when the guest leaves or dies while this waits,
+    ///   [`Error::PeerState`] when its entry is neither attached nor reserved;
+    /// - [`Error::Busy`] at once when another process sends as the host to
+    ///   this guest (a role conflict is not waited out);
+    /// - [`Error::InvalidPeerId`], or a corrupt-segment error.
     ///
     /// shm[impl shm.send.backpressure]
-    pub fn send(&mut self, peer_id: PeerId, frame: Frame) -> Result<()> {
-        self.send_inner(
-            peer_id,
-            (frame.desc, frame.payload()),
-            &mut Deadline::no_wait(),
-        )
+    pub fn send(&mut self, peer_id: PeerId, frame: impl Borrow<Frame>) -> Result<()> {
+        let frame = frame.borrow();
+        self.send_message(peer_id, frame.desc, frame.payload(), &mut Deadline::after(None))
     }
 
-    /// Sends `frame` to guest `peer_id` without waiting: a full ring or an
-    /// exhausted pool is a retryable error and nothing is sent.
-    pub fn try_send(&mut self, peer_id: PeerId, frame: &Frame) -> Result<()> {
-        self.send_inner(
-            peer_id,
-            (frame.desc, frame.payload()),
-            &mut Deadline::no_wait(),
-        )
+    /// Sends `frame` to guest `peer_id` without waiting.
+    ///
+    /// ```
+    /// use shmhub::{Error, Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let config = SegmentConfig { ring_capacity: 2, ..SegmentConfig::default() };
+    /// let mut host = ShmHost::create_heap(config)?;
+    /// let guest = ShmGuest::attach(host.region())?;
+    /// let ping = Frame::new(MsgDesc::default(), b"ping".to_vec());
+    /// host.try_send(guest.peer_id(), &ping)?;
+    /// host.try_send(guest.peer_id(), &ping)?;
+    /// let full = host.try_send(guest.peer_id(), &ping).unwrap_err();
+    /// assert!(matches!(full, Error::RingFull { .. }) && full.is_retryable());
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::send`], and the retryable [`Error::RingFull`] or
+    /// [`Error::PoolExhausted`] (nothing sent) where `send` would wait;
+    /// [`Error::Busy`] if another process holds this sending role.
+    pub fn try_send(&mut self, peer_id: PeerId, frame: impl Borrow<Frame>) -> Result<()> {
+        let frame = frame.borrow();
+        self.send_message(peer_id, frame.desc, frame.payload(), &mut Deadline::no_wait())
     }
 
     /// Sends `frame` to guest `peer_id`, waiting up to `timeout` for room
-    /// in the ring and a free slot (`None`: as long as it takes).
+    /// and a slot (`None`: as long as it takes; zero: not at all).
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::try_send`]; [`Error::RingFull`] or
+    /// [`Error::PoolExhausted`] mean the time ran out and nothing was sent.
+    /// A sending role held by another process is waited for within the
+    /// same time.
     pub fn send_timeout(
         &mut self,
         peer_id: PeerId,
-        frame: &Frame,
-        timeout: Option<Duration>,
+        frame: impl Borrow<Frame>,
+        timeout: impl Into<Option<Duration>>,
     ) -> Result<()> {
-        let mut deadline = Deadline::after(timeout);
-        self.send_inner(peer_id, (frame.desc, frame.payload()), &mut deadline)
+        let frame = frame.borrow();
+        let mut deadline = Deadline::after(timeout.into());
+        self.send_message(peer_id, frame.desc, frame.payload(), &mut deadline)
+    }
+
+    /// Sends a message given as a descriptor and a borrowed payload, with
+    /// no [`Frame`] to build, waiting up to `timeout` like
+    /// [`ShmHost::send_timeout`].
+    ///
+    /// ```
+    /// use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost, msg_type};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// let buffer = [9u8; 200];
+    /// host.send_with(guest.peer_id(), MsgDesc::new(msg_type::DATA, 7), &buffer, None)?;
+    /// assert_eq!(guest.recv()?.payload(), &buffer[..]);
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::send_timeout`].
+    pub fn send_with(
+        &mut self,
+        peer_id: PeerId,
+        desc: MsgDesc,
+        payload: &[u8],
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<()> {
+        self.send_message(peer_id, desc, payload, &mut Deadline::after(timeout.into()))
+    }
+
+    fn send_message(
+        &mut self,
+        peer_id: PeerId,
+        desc: MsgDesc,
+        payload: &[u8],
+        deadline: &mut Deadline,
+    ) -> Result<()> {
+        self.sending(peer_id, deadline, |end, deadline, stop| {
+            end.send(desc, payload, deadline, stop)
+        })
     }
 
     /// Runs a send operation as the host towards guest `peer_id`: takes the
-    /// sending end's lock, checks that the entry accepts messages, and hands
-    /// `op` a stop check that ends any wait if the guest goes away.
+    /// sending role, checks that the entry accepts messages, and hands `op`
+    /// the sending end and a stop check that ends any wait once the guest
+    /// is gone. The role is waited for within the deadline, but never
+    /// without one: a role another process keeps is not backpressure.
     fn sending<T>(
         &mut self,
         peer_id: PeerId,
         deadline: &mut Deadline,
-        op: impl FnOnce(
-            &Segment,
-            u8,
-            &mut u32,
-            &mut u32,
-            WaitStrategy,
-            &mut Deadline,
-            &mut dyn FnMut() -> Result<()>,
-        ) -> Result<T>,
+        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>) -> Result<T>,
     ) -> Result<T> {
-        let p = self.seg.guest_id(peer_id.into())?;
-        self.lock_end(p, End::HostToGuestProducer, deadline)?;
+        let p = self.seg.guest_id(peer_id)?;
+        if deadline.is_unlimited() {
+            self.lock_end(p, End::HostToGuestProducer, &mut Deadline::no_wait())?;
+        } else {
+            self.lock_end(p, End::HostToGuestProducer, deadline)?;
+        }
         let peer = self.seg.peer(p);
         let state = peer.state()?;
         if !matches!(state, PeerState::Attached | PeerState::Reserved) {
@@ -346,137 +470,120 @@ impl ShmHost {
         let mut watch = PeerWatch::new(p, state, peer.epoch()?);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
-        op(
-            seg,
-            p,
-            &mut self.head_cache[p as usize - 1],
-            &mut self.pool_hint,
-            self.strategy,
-            deadline,
-            &mut stop,
-        )
-    }
-
-    fn send_inner(
-        &mut self,
-        peer_id: PeerId,
-        message: (MsgDesc, &[u8]),
-        deadline: &mut Deadline,
-    ) -> Result<()> {
-        self.sending(
-            peer_id,
-            deadline,
-            |seg, p, head, hint, strategy, deadline, stop| {
-                seg.send_frame(
-                    p,
-                    Direction::HostToGuest,
-                    message,
-                    head,
-                    hint,
-                    strategy,
-                    deadline,
-                    stop,
-                )
-            },
-        )
-    }
-
-    /// Sends a message given as a descriptor and a borrowed payload (no
-    /// [`Frame`] to build), waiting up to `timeout` like [`ShmHost::send_timeout`].
-    pub fn send_with(
-        &mut self,
-        peer_id: PeerId,
-        desc: MsgDesc,
-        payload: &[u8],
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        self.send_inner(peer_id, (desc, payload), &mut Deadline::after(timeout))
+        op(&mut self.to_guests[usize::from(p) - 1], deadline, &mut stop)
     }
 
     /// Sends `frames` to guest `peer_id` in order, publishing as many
     /// descriptors at once as the ring has room for (one index update and
     /// at most one wake per batch). Waits up to `timeout` for room and slots
-    /// (`None`: as long as it takes); returns how many were sent.
+    /// (`None`: as long as it takes); returns how many were sent, fewer
+    /// than all only if the time ran out.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::send_timeout`]; an oversized frame anywhere in the
+    /// batch is refused before anything is sent.
     ///
     /// shm[impl shm.send.batch]
     pub fn send_batch(
         &mut self,
         peer_id: PeerId,
         frames: &[Frame],
-        timeout: Option<Duration>,
+        timeout: impl Into<Option<Duration>>,
     ) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout);
-        self.sending(
-            peer_id,
-            &mut deadline,
-            |seg, p, head, hint, strategy, deadline, stop| {
-                seg.send_frames(
-                    p,
-                    Direction::HostToGuest,
-                    frames,
-                    head,
-                    hint,
-                    strategy,
-                    deadline,
-                    stop,
-                )
-            },
-        )
+        let mut deadline = Deadline::after(timeout.into());
+        self.sending(peer_id, &mut deadline, |end, deadline, stop| {
+            end.send_batch(frames, deadline, stop)
+        })
     }
 
     /// Lends a slot of the host's pool for a `len`-byte payload to guest
     /// `peer_id`, once its ring has room; write the payload in place, then
-    /// [`ShmHost::commit`]. Waits up to `timeout` (`None`: as long as it takes).
+    /// [`ShmHost::commit`]. Waits up to `timeout` (`None`: as long as it
+    /// takes). A loan dropped without a commit gives its slot back.
+    ///
+    /// ```
+    /// use shmhub::{SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// let mut loan = host.loan(guest.peer_id(), 4096, None)?;
+    /// loan.as_mut_slice().fill(0xAB);
+    /// host.commit(guest.peer_id(), loan)?;
+    /// assert!(guest.recv()?.payload().iter().all(|&b| b == 0xAB));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::send_timeout`].
     ///
     /// shm[impl shm.send.zero-copy]
     pub fn loan(
         &mut self,
         peer_id: PeerId,
         len: usize,
-        timeout: Option<Duration>,
+        timeout: impl Into<Option<Duration>>,
     ) -> Result<SlotLoan> {
-        let mut deadline = Deadline::after(timeout);
-        self.sending(
-            peer_id,
-            &mut deadline,
-            |seg, p, head, hint, strategy, deadline, stop| {
-                seg.loan(
-                    p,
-                    Direction::HostToGuest,
-                    len,
-                    head,
-                    hint,
-                    strategy,
-                    deadline,
-                    stop,
-                )
-            },
-        )
+        let mut deadline = Deadline::after(timeout.into());
+        self.sending(peer_id, &mut deadline, |end, deadline, stop| {
+            end.loan(len, deadline, stop)
+        })
     }
 
-    /// Sends a loaned slot to guest `peer_id` (the guest the loan was made for).
+    /// Sends a loaned slot to guest `peer_id` (the guest it was lent for).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] for a loan made by another sender or segment;
+    /// [`Error::PeerGone`] or [`Error::PeerState`] if the guest has left
+    /// (the slot goes back to the pool); [`Error::RingFull`] only if the
+    /// ring was filled behind the loan's back.
     pub fn commit(&mut self, peer_id: PeerId, loan: SlotLoan) -> Result<()> {
-        self.sending(
-            peer_id,
-            &mut Deadline::no_wait(),
-            |seg, p, head, _, _, _, _| seg.commit(p, Direction::HostToGuest, loan, head),
-        )
+        self.sending(peer_id, &mut Deadline::no_wait(), |end, _, _| {
+            end.commit(loan)
+        })
+    }
+
+    /// Receives the next message from guest `peer_id`, waiting as long as
+    /// it takes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PeerGone`] once the guest has left (or died) and nothing
+    /// it sent is left to read; [`Error::BadDescriptor`] for a message that
+    /// fails validation (it is dropped, the next one can be received);
+    /// [`Error::Busy`] when another process receives as the host from this
+    /// guest.
+    pub fn recv_from(&mut self, peer_id: PeerId) -> Result<Frame> {
+        loop {
+            if let Some(frame) = self.recv_from_timeout(peer_id, None)? {
+                return Ok(frame);
+            }
+        }
     }
 
     /// Receives the next message from guest `peer_id`, if one is queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::recv_from`], but an empty ring is `Ok(None)`.
     pub fn try_recv_from(&mut self, peer_id: PeerId) -> Result<Option<Frame>> {
-        let p = self.seg.guest_id(peer_id.into())?;
+        let p = self.seg.guest_id(peer_id)?;
         self.lock_end(p, End::GuestToHostConsumer, &mut Deadline::no_wait())?;
-        self.pop_from(p)
+        Ok(self.pop_in_place(p)?.map(Received::into_frame))
     }
 
     /// Receives the next message from guest `peer_id`, waiting up to
-    /// `timeout` (`None`: until one comes). `Ok(None)` when the time ran out;
-    /// [`Error::PeerGone`] when the guest left and nothing more is queued.
+    /// `timeout` (`None`: until one comes). `Ok(None)` when the time ran out.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::recv_from`].
     pub fn recv_from_timeout(
         &mut self,
         peer_id: PeerId,
-        timeout: Option<Duration>,
+        timeout: impl Into<Option<Duration>>,
     ) -> Result<Option<Frame>> {
         Ok(self
             .recv_from_in_place(peer_id, timeout)?
@@ -486,14 +593,18 @@ impl ShmHost {
     /// Like [`ShmHost::recv_from_timeout`], but the payload stays in its
     /// slot until the returned value is dropped.
     ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::recv_from`].
+    ///
     /// shm[impl shm.recv.zero-copy]
     pub fn recv_from_in_place(
         &mut self,
         peer_id: PeerId,
-        timeout: Option<Duration>,
+        timeout: impl Into<Option<Duration>>,
     ) -> Result<Option<Received>> {
-        let p = self.seg.guest_id(peer_id.into())?;
-        let mut deadline = Deadline::after(timeout);
+        let p = self.seg.guest_id(peer_id)?;
+        let mut deadline = Deadline::after(timeout.into());
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
         loop {
             if let Some(received) = self.pop_in_place(p)? {
@@ -508,20 +619,23 @@ impl ShmHost {
     /// Receives up to `max` queued messages from guest `peer_id` at once
     /// (one index update for all of them), waiting up to `timeout` for the
     /// first; `handle` gets each with its payload in place. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::recv_from`]; a bad descriptor in the batch is reported
+    /// after the good ones were handed over.
     pub fn recv_batch_from(
         &mut self,
         peer_id: PeerId,
         max: usize,
-        timeout: Option<Duration>,
+        timeout: impl Into<Option<Duration>>,
         mut handle: impl FnMut(Received),
     ) -> Result<usize> {
-        let p = self.seg.guest_id(peer_id.into())?;
-        let mut deadline = Deadline::after(timeout);
+        let p = self.seg.guest_id(peer_id)?;
+        let mut deadline = Deadline::after(timeout.into());
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
         loop {
-            let n = self
-                .seg
-                .take_batch(p, Direction::GuestToHost, max, &mut handle)?;
+            let n = self.from_guests[usize::from(p) - 1].recv_batch(max, &mut handle)?;
             if n > 0 {
                 return Ok(n);
             }
@@ -534,31 +648,25 @@ impl ShmHost {
 
     /// Waits until guest `p`'s ring has something to read; false on timeout.
     fn wait_from(&mut self, p: u8, deadline: &mut Deadline) -> Result<bool> {
-        let ring = self.seg.ring(p, Direction::GuestToHost);
-        if ring.has_data()? {
+        let end = &self.from_guests[usize::from(p) - 1];
+        if end.has_data()? {
             return Ok(true);
         }
         let seg = &self.seg;
         let peer = seg.peer(p);
         let mut watch = PeerWatch::new(p, peer.state()?, peer.epoch()?);
         let mut stop = || watch.check(seg, false);
-        ring.wait_for_data(self.strategy, deadline, &mut stop)
+        end.wait_for_data(deadline, &mut stop)
     }
 
-    /// Pops one message from guest `p`, payload in place; finishes a
+    /// Takes one message from guest `p`, payload in place; finishes a
     /// guest's goodbye once everything it sent has been read.
     fn pop_in_place(&mut self, p: u8) -> Result<Option<Received>> {
-        let ring = self.seg.ring(p, Direction::GuestToHost);
-        match ring.pop()? {
-            Some(bytes) => self
-                .seg
-                .decode_in_place(p, Direction::GuestToHost, &bytes)
-                .map(Some),
-            None => {
-                self.finish_goodbye(p)?;
-                Ok(None)
-            }
+        let received = self.from_guests[usize::from(p) - 1].try_recv()?;
+        if received.is_none() {
+            self.finish_goodbye(p)?;
         }
+        Ok(received)
     }
 
     /// Once a departed guest's messages have all been read, its entry is
@@ -571,30 +679,60 @@ impl ShmHost {
         Ok(())
     }
 
-    fn pop_from(&mut self, p: u8) -> Result<Option<Frame>> {
-        Ok(self.pop_in_place(p)?.map(Received::into_frame))
-    }
-
     fn lock_all_receiving_ends(&mut self, deadline: &mut Deadline) -> Result<()> {
-        if self.any_locked {
+        if self.receiving_all {
             return Ok(());
         }
-        for p in 1..=self.seg.layout.config.max_guests as u8 {
+        for p in self.seg.layout.guests() {
             self.lock_end(p, End::GuestToHostConsumer, deadline)?;
         }
-        self.any_locked = true;
+        self.receiving_all = true;
         Ok(())
     }
 
     /// Takes the host's receiving role for every guest now rather than at
     /// the first receive, so that no other process receives as the host
     /// from here on; waits up to `timeout` for a process that holds one.
-    pub fn take_receiving_role(&mut self, timeout: Option<Duration>) -> Result<()> {
-        self.lock_all_receiving_ends(&mut Deadline::after(timeout))
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] if another process still holds one when the time is up.
+    pub fn take_receiving_role(&mut self, timeout: impl Into<Option<Duration>>) -> Result<()> {
+        self.lock_all_receiving_ends(&mut Deadline::after(timeout.into()))
     }
 
-    /// Receives the next message from any guest, if one is queued. Guests
-    /// are served round-robin, so a busy guest cannot starve the others.
+    /// Receives the next message from any guest, waiting as long as it
+    /// takes. Guests are served round-robin, so a busy guest cannot starve
+    /// the others.
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// guest.send(Frame::new(MsgDesc::default(), b"hi".to_vec()))?;
+    /// let (from, frame) = host.recv()?;
+    /// assert_eq!((from, frame.payload()), (guest.peer_id(), &b"hi"[..]));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadDescriptor`] for a message that fails validation (it is
+    /// dropped); [`Error::Busy`] when another process receives as the host.
+    pub fn recv(&mut self) -> Result<(PeerId, Frame)> {
+        loop {
+            if let Some(found) = self.recv_timeout(None)? {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// Receives the next message from any guest, if one is queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::recv`].
     ///
     /// shm[impl shm.host.fair]
     pub fn try_recv(&mut self) -> Result<Option<(PeerId, Frame)>> {
@@ -606,9 +744,9 @@ impl ShmHost {
         let guests = self.seg.layout.config.max_guests as u8;
         for i in 0..guests {
             let p = (self.next_peer - 1 + i) % guests + 1;
-            if let Some(frame) = self.pop_from(p)? {
+            if let Some(received) = self.pop_in_place(p)? {
                 self.next_peer = p % guests + 1;
-                return Ok(Some((p, frame)));
+                return Ok(Some((p, received.into_frame())));
             }
         }
         Ok(None)
@@ -616,8 +754,15 @@ impl ShmHost {
 
     /// Receives the next message from any guest, waiting up to `timeout`
     /// (`None`: until one comes). `Ok(None)` when the time ran out.
-    pub fn recv_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<(PeerId, Frame)>> {
-        let mut deadline = Deadline::after(timeout);
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::recv`].
+    pub fn recv_timeout(
+        &mut self,
+        timeout: impl Into<Option<Duration>>,
+    ) -> Result<Option<(PeerId, Frame)>> {
+        let mut deadline = Deadline::after(timeout.into());
         self.lock_all_receiving_ends(&mut deadline)?;
         let region = self.seg.region.clone();
         let bell = region.atomic_u32(header::field::HOST_DOORBELL)?;
@@ -631,20 +776,21 @@ impl ShmHost {
             match backoff.next_step(&mut deadline) {
                 Step::Again | Step::Check => {}
                 Step::Expired => return Ok(None),
-                Step::Sleep(sleep) => {
-                    // Set the flag with a full barrier, then look at every
-                    // ring once more: a guest that published before this
-                    // look is seen; one that publishes after it sees the
-                    // flag and rings the bell (see `ring_host_doorbell`).
-                    waiting.swap(1, Ordering::SeqCst);
-                    let mut empty = true;
-                    for p in 1..=self.seg.layout.config.max_guests as u8 {
-                        empty &= self.seg.ring(p, Direction::GuestToHost).is_empty_now()?;
-                    }
-                    if empty {
-                        sys::futex_wait(bell, seen, Some(sleep));
-                    }
-                    waiting.store(0, Ordering::Relaxed);
+                Step::Sleep(nap) => {
+                    // One look at every ring after announcing the sleep: a
+                    // guest that published before it is seen; one that
+                    // publishes after it sees the announcement and rings
+                    // the bell (`header::wake_host`).
+                    let rings = &self.from_guests;
+                    let quiet = || {
+                        for end in rings {
+                            if !end.is_empty_now()? {
+                                return Ok(None);
+                            }
+                        }
+                        Ok(Some(seen))
+                    };
+                    sleep_unless(Announce::Flag(waiting), bell, nap, quiet)?;
                 }
             }
         }
@@ -656,14 +802,29 @@ impl ShmHost {
     /// moves on at the next attach). Unowned (scripted) entries are left
     /// alone. Returns the reclaimed peer ids.
     ///
+    /// ```
+    /// use shmhub::{SegmentConfig, ShmHost};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let mut host = ShmHost::create(dir.path().join("r.shm"), SegmentConfig::default())?;
+    /// // Nobody has attached, so nobody is dead.
+    /// assert!(host.reclaim_dead()?.is_empty());
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A corrupt-segment error if an entry, ring or pool cannot be read; an
+    /// entry whose roles another live process holds is skipped, not an error.
+    ///
     /// shm[impl shm.peer.reclaim]
     pub fn reclaim_dead(&mut self) -> Result<Vec<PeerId>> {
         let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
         let mut reclaimed = Vec::new();
-        for p in 1..=self.seg.layout.config.max_guests as u8 {
+        for p in self.seg.layout.guests() {
             let entry = self.seg.peer(p).snapshot()?;
-            let file = self.seg.file().map(|f| &**f);
-            let status = liveness::judge_peer(&entry, file, heartbeat, sys::monotonic_ns());
+            let status =
+                liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
             if matches!(status, HolderStatus::Dead | HolderStatus::Stale)
                 && self.reclaim_one(p, entry.epoch)?
             {
@@ -676,11 +837,10 @@ impl ShmHost {
     fn reclaim_one(&mut self, p: u8, epoch: u32) -> Result<bool> {
         // Hold both of the guest's ring ends so no other process acts as
         // that guest while its rings are emptied; skip it if one does.
-        let mut guest_ends = RoleLocks::default();
+        let mut guest_ends = self.seg.role_locks();
         for end in [End::GuestToHostProducer, End::HostToGuestConsumer] {
             if guest_ends
                 .ensure(
-                    &self.seg,
                     lock_byte::ring_end(p, end),
                     &mut Deadline::no_wait(),
                     String::new,
@@ -703,22 +863,18 @@ impl ShmHost {
         if peer.epoch()? != epoch || !peer.transition(PeerState::Attached, PeerState::Goodbye)? {
             return Ok(false);
         }
+        self.seg
+            .consumer(p, Direction::HostToGuest)
+            .discard_all()?;
+        self.from_guests[usize::from(p) - 1].discard_all()?;
         for direction in [Direction::HostToGuest, Direction::GuestToHost] {
-            let ring = self.seg.ring(p, direction);
-            for desc in ring.drain()? {
-                self.seg.discard(p, direction, &desc)?;
-            }
-            ring.clear_waiting()?;
+            self.seg.ring(p, direction).clear_waiting()?;
         }
         // The dead guest produced on this ring: it may have died between
         // writing descriptors and publishing the tail.
         self.seg.ring(p, Direction::GuestToHost).settle_tail()?;
-        for pool in 0..=self.seg.layout.config.max_guests as u8 {
-            let leases = &self.seg.leases;
-            self.seg
-                .pool(pool)
-                .free_held_by(p, &|slot| leases.contains(pool, slot))?;
-        }
+        self.seg
+            .free_slots_held_by(p, 0..=self.seg.layout.config.max_guests as u8)?;
         // Whatever is still allocated in the dead guest's own pool was
         // either taken by it and never sent, or sent and already read by
         // the host: all of it goes back.
@@ -727,8 +883,7 @@ impl ShmHost {
             .pool(p)
             .free_all(&|slot| leases.contains(p, slot))?;
         self.seg.pool(p).clear_waiters()?;
-        let h2g = self.seg.ring(p, Direction::HostToGuest).state()?;
-        self.head_cache[p as usize - 1] = h2g.head;
+        self.to_guests[usize::from(p) - 1].resync();
         peer.set_holder(None, false)?;
         peer.set_state(PeerState::Empty)?;
         Ok(true)
@@ -742,7 +897,7 @@ impl ShmHost {
         self.seg
             .region
             .store_u32(header::field::HOST_GOODBYE, 1, Ordering::Release)?;
-        for p in 1..=self.seg.layout.config.max_guests as u8 {
+        for p in self.seg.layout.guests() {
             self.seg.ring(p, Direction::HostToGuest).wake_all()?;
             self.seg.ring(p, Direction::GuestToHost).wake_all()?;
         }
@@ -802,9 +957,12 @@ impl PeerWatch {
         } else if now.saturating_sub(self.last_liveness_ns) >= 100_000_000 {
             self.last_liveness_ns = now;
             let entry = peer.snapshot()?;
-            let file = seg.file().map(|f| &**f);
-            let status =
-                liveness::judge_peer(&entry, file, seg.layout.config.heartbeat_interval_ms, now);
+            let status = liveness::judge_peer(
+                &entry,
+                seg.file(),
+                seg.layout.config.heartbeat_interval_ms,
+                now,
+            );
             if status == HolderStatus::Dead
                 && (sending || !seg.ring(p, Direction::GuestToHost).has_data()?)
             {

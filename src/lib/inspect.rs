@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Direction, Result};
+use crate::error::Result;
 use crate::header::{self, HeaderInfo};
-use crate::layout::HEADER_SIZE;
+use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::mmap::MmapRegion;
 use crate::peer::{Peer, PeerEntry};
@@ -19,10 +19,11 @@ use crate::ring::{Ring, RingState};
 use crate::sys;
 
 /// One peer entry with its liveness and ring fill.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PeerReport {
     /// The entry as stored.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub entry: PeerEntry,
     /// Whether its holder lives.
     pub holder: HolderStatus,
@@ -35,19 +36,21 @@ pub struct PeerReport {
 }
 
 /// One slot pool's usage.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PoolReport {
     /// Whose pool: "host" or "peer N".
     pub owner: String,
     /// Bytes per slot.
     pub slot_size: u32,
     /// Counts of used and free slots.
-    #[serde(flatten)]
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub usage: PoolUsage,
 }
 
 /// Everything `inspect` shows.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentReport {
     /// The file.
     pub path: PathBuf,
@@ -85,14 +88,10 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         file,
     );
     let mut peers = Vec::new();
-    for p in 1..=layout.config.max_guests as u8 {
+    for p in layout.guests() {
         let entry = Peer::new(region, &layout, p).snapshot()?;
         let ring = |direction| {
-            let base = match direction {
-                Direction::GuestToHost => layout.guest_to_host_ring(p),
-                Direction::HostToGuest => layout.host_to_guest_ring(p),
-            };
-            Ring::new(region, base, layout.config.ring_capacity).state()
+            Ring::new(region, layout.ring(p, direction), layout.config.ring_capacity).state()
         };
         peers.push(PeerReport {
             holder: liveness::judge_peer(&entry, file, layout.config.heartbeat_interval_ms, now),
@@ -106,11 +105,7 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
     let mut pools = Vec::new();
     for index in 0..=layout.config.max_guests as u8 {
         pools.push(PoolReport {
-            owner: if index == 0 {
-                "host".into()
-            } else {
-                format!("peer {index}")
-            },
+            owner: party_name(index),
             slot_size: layout.config.slot_size,
             usage: Pool::new(region, &layout, index).usage()?,
         });

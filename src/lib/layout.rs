@@ -49,7 +49,8 @@ pub const MAX_TOTAL_SIZE: u64 = 64 << 30;
 /// let layout = config.layout().unwrap();
 /// assert!(layout.total_size >= 4 * 2 * 64 * config.ring_capacity as u64);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentConfig {
     /// How many guests can attach at once (`1..=255`).
     pub max_guests: u32,
@@ -103,8 +104,55 @@ fn invalid(field: &'static str, value: u64, reason: &'static str) -> LayoutError
     }
 }
 
+/// Which way a ring carries messages. Every guest has one ring each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum Direction {
+    /// From a guest to the host.
+    GuestToHost,
+    /// From the host to a guest.
+    HostToGuest,
+}
+
+impl Direction {
+    /// The sender and the receiver of guest `guest`'s ring this way, as
+    /// party numbers (0 = the host, `p` = guest `p`).
+    pub fn ends(self, guest: u8) -> (u8, u8) {
+        match self {
+            Direction::GuestToHost => (guest, 0),
+            Direction::HostToGuest => (0, guest),
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::GuestToHost => "guest-to-host",
+            Direction::HostToGuest => "host-to-guest",
+        })
+    }
+}
+
+/// The name of a party of a segment by its number, as pools and slot
+/// holders are numbered: 0 is `host`, `p` is `peer p`.
+///
+/// ```
+/// assert_eq!(shmhub::party_name(0), "host");
+/// assert_eq!(shmhub::party_name(3), "peer 3");
+/// ```
+pub fn party_name(party: u8) -> String {
+    if party == 0 {
+        "host".to_string()
+    } else {
+        format!("peer {party}")
+    }
+}
+
 /// Where every region of a segment lives, in bytes from its start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentLayout {
     /// The configuration this layout was computed from.
     pub config: SegmentConfig,
@@ -257,14 +305,28 @@ impl SegmentLayout {
         self.guest_to_host_ring(peer_id) + self.ring_size
     }
 
+    /// Offset of guest `peer_id`'s ring that carries messages `direction`.
+    pub fn ring(&self, peer_id: u8, direction: Direction) -> u64 {
+        match direction {
+            Direction::GuestToHost => self.guest_to_host_ring(peer_id),
+            Direction::HostToGuest => self.host_to_guest_ring(peer_id),
+        }
+    }
+
     /// Offset of pool `index` (0 = the host's, `p` = guest `p`'s).
     pub fn pool(&self, index: u8) -> u64 {
         self.pools_offset + u64::from(index) * self.pool_stride
     }
 
     /// Whether `peer_id` names a guest of this segment.
-    pub fn is_guest(&self, peer_id: u32) -> bool {
-        (1..=self.config.max_guests).contains(&peer_id)
+    pub fn is_guest(&self, peer_id: u8) -> bool {
+        (1..=self.config.max_guests).contains(&u32::from(peer_id))
+    }
+
+    /// The guests' ids, `1..=max_guests`.
+    pub fn guests(&self) -> std::ops::RangeInclusive<u8> {
+        // max_guests was validated to be at most 255 when this layout was made.
+        1..=self.config.max_guests.min(u32::from(u8::MAX)) as u8
     }
 }
 

@@ -56,25 +56,34 @@ compile_error!(
     "shmhub maps segments with POSIX mmap (MAP_SHARED) and has no Windows (CreateFileMapping) backend"
 );
 
+mod codec;
+mod consumer;
 mod desc;
 mod error;
 mod guest;
+#[doc(hidden)]
 pub mod header;
 mod host;
 mod inspect;
 mod layout;
 mod liveness;
+mod locks;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod mmap;
 mod path;
+#[doc(hidden)]
 pub mod peer;
+#[doc(hidden)]
 pub mod pool;
+mod producer;
 mod region;
 mod remove;
+#[doc(hidden)]
 pub mod ring;
 mod segment;
 pub(crate) mod sync;
+#[doc(hidden)]
 pub mod sys;
 mod wait;
 mod zerocopy;
@@ -82,24 +91,24 @@ mod zerocopy;
 pub use desc::{
     DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type,
 };
-pub use error::{Direction, Error, Result};
+pub use error::{Error, Result};
 pub use guest::ShmGuest;
 pub use header::{HeaderInfo, MAGIC, VERSION};
-pub use host::{CreateOptions, PeerId, ShmHost};
+pub use host::{CreateOptions, ShmHost};
 pub use inspect::{PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
 pub use layout::{
-    CACHE_LINE, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY, MAX_SLOT_SIZE,
-    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
-    POOL_HEADER_SIZE, RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout,
+    CACHE_LINE, Direction, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY,
+    MAX_SLOT_SIZE, MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
+    POOL_HEADER_SIZE, RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout, party_name,
 };
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, MmapRegion};
 pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
-pub use peer::{PeerEntry, PeerState};
+pub use peer::{PeerEntry, PeerId, PeerState};
 pub use pool::PoolUsage;
 pub use region::{HeapRegion, Region, RegionError};
 pub use remove::{RemoveOptions, RemoveReport, remove_segment};
 pub use ring::RingState;
-pub use segment::{ShmBacking, lock_byte};
+pub use segment::ShmBacking;
 pub use wait::WaitStrategy;
 pub use zerocopy::{Received, SlotLoan};

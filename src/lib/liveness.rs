@@ -10,12 +10,13 @@
 use std::fs::File;
 
 use crate::peer::{PeerEntry, PeerState};
-use crate::segment::lock_byte;
-use crate::sys::{self, ByteLock, Liveness};
+use crate::locks::{ByteLock, lock_byte};
+use crate::sys::{self, Liveness};
 
 /// Who holds a peer entry, and whether they still live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum HolderStatus {
     /// Nobody holds the entry (empty, reserved or left).
     Vacant,
@@ -85,8 +86,9 @@ pub fn judge_peer(
 }
 
 /// Whether the segment's host process lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum HostStatus {
     /// No host process is recorded (made by a command that exited, for
     /// scripted use).

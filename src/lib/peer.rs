@@ -10,6 +10,10 @@ use crate::layout::SegmentLayout;
 use crate::region::Region;
 use crate::sys;
 
+/// A guest's id: `1..=max_guests` (the host has none). Pools and slot
+/// holders number the host 0, so a guest's id is also its party number.
+pub type PeerId = u8;
+
 /// Byte offsets inside a peer entry.
 pub mod field {
     /// `u32`: [`super::PeerState`].
@@ -39,8 +43,9 @@ pub const FLAG_LOCKED: u32 = 2;
 /// The state of a peer entry.
 ///
 /// shm[impl shm.peer.states]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum PeerState {
     /// Free: any guest may claim it.
     Empty,
@@ -87,7 +92,8 @@ impl fmt::Display for PeerState {
 }
 
 /// A snapshot of one peer entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PeerEntry {
     /// The guest's id (1-based).
     pub peer_id: u8,
@@ -214,13 +220,16 @@ impl<'a> Peer<'a> {
     pub(crate) fn snapshot(&self) -> Result<PeerEntry> {
         let u32_at = |f| self.region.load_u32(self.base + f, Ordering::Acquire);
         let u64_at = |f| self.region.load_u64(self.base + f, Ordering::Acquire);
+        // One load of the flags for both bits: another process may change
+        // them between two loads.
+        let flags = u32_at(field::FLAGS)?;
         Ok(PeerEntry {
             peer_id: self.peer_id,
             state: self.state()?,
             epoch: u32_at(field::EPOCH)?,
             pid: u32_at(field::PID)?,
-            held: u32_at(field::FLAGS)? & FLAG_HELD != 0,
-            locked: u32_at(field::FLAGS)? & FLAG_LOCKED != 0,
+            held: flags & FLAG_HELD != 0,
+            locked: flags & FLAG_LOCKED != 0,
             heartbeat_ns: u64_at(field::HEARTBEAT_NS)?,
             start_time: u64_at(field::START_TIME)?,
             claimed_unix_ns: u64_at(field::CLAIMED_UNIX_NS)?,

@@ -13,10 +13,11 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, Result};
-use crate::layout::{SLOT_META_SIZE, SegmentLayout};
+use std::cell::Cell;
+
+use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
 use crate::region::Region;
-use crate::sys;
-use crate::wait::{Backoff, Deadline, Step, WaitStrategy};
+use crate::wait::{Announce, Deadline, WaitStrategy, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets in a pool's control block and slot metadata.
 pub mod field {
@@ -59,7 +60,8 @@ pub(crate) struct Pool<'a> {
 }
 
 /// Usage of one pool, for inspection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PoolUsage {
     /// Slots in the pool.
     pub slots: u32,
@@ -77,6 +79,21 @@ impl<'a> Pool<'a> {
             index,
             base: layout.pool(index),
         }
+    }
+
+    /// The region the pool lies in.
+    pub(crate) fn region(&self) -> &'a Region {
+        self.region
+    }
+
+    /// The layout of the segment the pool belongs to.
+    pub(crate) fn layout(&self) -> &'a SegmentLayout {
+        self.layout
+    }
+
+    /// Whose pool this is (0 = the host's, `p` = guest `p`'s).
+    pub(crate) fn index(&self) -> u8 {
+        self.index
     }
 
     fn slots(&self) -> u32 {
@@ -109,14 +126,6 @@ impl<'a> Pool<'a> {
             u64::MAX
         } else {
             (1u64 << remaining) - 1
-        }
-    }
-
-    fn owner_name(&self) -> String {
-        if self.index == 0 {
-            "host".to_string()
-        } else {
-            format!("peer {}", self.index)
         }
     }
 
@@ -171,35 +180,30 @@ impl<'a> Pool<'a> {
     ) -> Result<(u32, u32)> {
         let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
         let waiters = self.region.atomic_u32(self.base + field::WAITERS)?;
-        let mut backoff = Backoff::new(strategy);
-        loop {
-            if let Some(found) = self.try_alloc(holder, hint)? {
-                return Ok(found);
+        // The release count seen just before the last failed search: a
+        // sleeper sleeps only while no slot has been freed since.
+        let seen = Cell::new(0);
+        let search_from = Cell::new(*hint);
+        let ready = || {
+            let mut at = search_from.get();
+            let mut found = self.try_alloc(holder, &mut at)?;
+            if found.is_none() {
+                // Only a waiter reads the release counter, so that
+                // allocations that find a slot do not pull the freer's
+                // cache line.
+                seen.set(releases.load(Ordering::SeqCst));
+                found = self.try_alloc(holder, &mut at)?;
             }
-            // Only a waiter reads the release counter, so that allocations
-            // that find a slot do not pull the freer's cache line.
-            let seen = releases.load(Ordering::SeqCst);
-            if let Some(found) = self.try_alloc(holder, hint)? {
-                return Ok(found);
-            }
-            match backoff.next_step(deadline) {
-                Step::Again => {}
-                Step::Check => stop()?,
-                Step::Expired => {
-                    return Err(Error::PoolExhausted {
-                        owner: self.owner_name(),
-                    });
-                }
-                Step::Sleep(sleep) => {
-                    stop()?;
-                    waiters.fetch_add(1, Ordering::SeqCst);
-                    if releases.load(Ordering::SeqCst) == seen {
-                        sys::futex_wait(releases, seen, Some(sleep));
-                    }
-                    waiters.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-        }
+            search_from.set(at);
+            Ok(found)
+        };
+        let quiet = || Ok((releases.load(Ordering::SeqCst) == seen.get()).then_some(seen.get()));
+        let sleep = |nap| sleep_unless(Announce::Count(waiters), releases, nap, quiet);
+        let found = wait_until(strategy, deadline, stop, ready, sleep);
+        *hint = search_from.get();
+        found?.ok_or_else(|| Error::PoolExhausted {
+            owner: party_name(self.index),
+        })
     }
 
     /// Hands a slot to `holder` (the receiver), before the descriptor that
@@ -253,7 +257,7 @@ impl<'a> Pool<'a> {
         if word & (1 << (slot % 64)) == 0 {
             return Err(format!(
                 "slot {slot} of {} is not allocated",
-                self.owner_name()
+                party_name(self.index)
             ));
         }
         let (current, holder) = self.state(slot).map_err(|e| e.to_string())?;
@@ -314,16 +318,9 @@ impl<'a> Pool<'a> {
         // A sequentially consistent increment, then the waiter count: pairs
         // with the waiter's increment-then-read in `alloc`, so a wake is
         // never lost and never made when nobody sleeps.
-        self.region
-            .atomic_u32(self.base + field::RELEASES)?
-            .fetch_add(1, Ordering::SeqCst);
-        if self
-            .region
-            .load_u32(self.base + field::WAITERS, Ordering::SeqCst)?
-            != 0
-        {
-            sys::futex_wake_all(self.region.atomic_u32(self.base + field::RELEASES)?);
-        }
+        let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
+        releases.fetch_add(1, Ordering::SeqCst);
+        wake_sleepers(self.region.atomic_u32(self.base + field::WAITERS)?, releases);
         Ok(true)
     }
 

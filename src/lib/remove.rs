@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::error::{Direction, Error, Result};
+use crate::error::{Error, Result};
+use crate::layout::Direction;
 use crate::header;
 use crate::layout::HEADER_SIZE;
 use crate::liveness::{self, HolderStatus, HostStatus};
+use crate::locks::{ByteLock, lock_byte};
 use crate::mmap::MmapRegion;
 use crate::peer::Peer;
 use crate::ring::Ring;
@@ -26,7 +28,8 @@ pub struct RemoveOptions {
 }
 
 /// What [`remove_segment`] did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RemoveReport {
     /// The file.
     pub path: PathBuf,
@@ -46,7 +49,7 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
     let layout = h.layout;
     let now = sys::monotonic_ns();
     let mut guests = Vec::new();
-    for p in 1..=layout.config.max_guests as u8 {
+    for p in layout.guests() {
         let entry = Peer::new(region, &layout, p).snapshot()?;
         let status =
             liveness::judge_peer(&entry, Some(file), layout.config.heartbeat_interval_ms, now);
@@ -54,7 +57,7 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
             guests.push(p);
         }
     }
-    let host_alive = sys::ByteLock::is_locked(file, crate::segment::lock_byte::HOST_PRESENCE)
+    let host_alive = ByteLock::is_locked(file, lock_byte::HOST_PRESENCE)
         .unwrap_or(false)
         && liveness::judge_host(false, h.host_pid, h.host_start_time, Some(file))
             == HostStatus::Alive;
@@ -189,13 +192,9 @@ fn wait_for_leavers(
 /// that it notices the goodbye flag. Nothing but the flag is written: a
 /// wake does not need the word to change.
 fn wake_everyone(region: &crate::Region, layout: &crate::SegmentLayout) -> Result<()> {
-    for p in 1..=layout.config.max_guests as u8 {
+    for p in layout.guests() {
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
-            let base = match direction {
-                Direction::GuestToHost => layout.guest_to_host_ring(p),
-                Direction::HostToGuest => layout.host_to_guest_ring(p),
-            };
-            Ring::new(region, base, layout.config.ring_capacity).wake_all()?;
+            Ring::new(region, layout.ring(p, direction), layout.config.ring_capacity).wake_all()?;
         }
     }
     sys::futex_wake_all(region.atomic_u32(header::field::HOST_DOORBELL)?);

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::Region;
 use crate::sys;
-use crate::wait::{Backoff, Deadline, Step, WaitStrategy};
+use crate::wait::{Announce, Deadline, WaitStrategy, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -47,7 +47,8 @@ pub(crate) struct Ring<'a> {
 }
 
 /// Indices read from a ring, for inspection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RingState {
     /// Next index the consumer reads.
     pub head: u32,
@@ -253,20 +254,12 @@ impl<'a> Ring<'a> {
 
     /// Publishes a new value of `index_field` and wakes the other side if
     /// it said it sleeps. The index is swapped in (a sequentially consistent
-    /// read-modify-write, a full barrier) and the flag read after it; the
-    /// sleeper sets its flag the same way before its last look ([`Ring::wait`]),
-    /// so either the sleeper sees the new index, or the publisher sees the
-    /// flag and makes the wake call. Nobody asleep: no system call.
+    /// read-modify-write, a full barrier) and the flag read after it: the
+    /// waking half of the handshake in `wait.rs`.
     fn publish_index(&self, index_field: u64, value: u32, flag_field: u64) -> Result<()> {
         let index = self.region.atomic_u32(self.base + index_field)?;
         index.swap(value, Ordering::SeqCst);
-        if self
-            .region
-            .load_u32(self.base + flag_field, Ordering::SeqCst)?
-            != 0
-        {
-            sys::futex_wake_all(index);
-        }
+        wake_sleepers(self.region.atomic_u32(self.base + flag_field)?, index);
         Ok(())
     }
 
@@ -283,7 +276,6 @@ impl<'a> Ring<'a> {
             .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let tail = self.region.atomic_u32(self.base + field::TAIL)?;
         let capacity = self.capacity;
-        let done = || self.is_new(head);
         // What to sleep on, if anything: the tail's current value, as long
         // as no publication has come in. A tail ahead of the head means one
         // has (its phase shows up at once): no sleep. A tail behind the
@@ -298,15 +290,10 @@ impl<'a> Ring<'a> {
             let ahead = now.wrapping_sub(head);
             Ok((ahead == 0 || ahead > capacity).then_some(now))
         };
-        self.wait(
-            field::TAIL,
-            field::CONSUMER_WAITING,
-            strategy,
-            deadline,
-            stop,
-            &done,
-            &quiet,
-        )
+        let flag = self.region.atomic_u32(self.base + field::CONSUMER_WAITING)?;
+        let ready = || Ok(self.is_new(head)?.then_some(()));
+        let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, &quiet);
+        Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
     }
 
     /// Producer: waits until the head moves past `seen_head`.
@@ -318,57 +305,13 @@ impl<'a> Ring<'a> {
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<bool> {
         let head = self.region.atomic_u32(self.base + field::HEAD)?;
-        let done = || -> Result<bool> { Ok(head.load(Ordering::Acquire) != seen_head) };
         let quiet = || -> Result<Option<u32>> {
             Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
         };
-        self.wait(
-            field::HEAD,
-            field::PRODUCER_WAITING,
-            strategy,
-            deadline,
-            stop,
-            &done,
-            &quiet,
-        )
-    }
-
-    /// Waits until `done` holds. To sleep, sets `flag_field` with a full
-    /// barrier, then asks `quiet` whether nothing has happened meanwhile
-    /// and, if so, sleeps on the futex of `index_field` as long as it holds
-    /// the value `quiet` returned.
-    #[allow(clippy::too_many_arguments)]
-    fn wait(
-        &self,
-        index_field: u64,
-        flag_field: u64,
-        strategy: WaitStrategy,
-        deadline: &mut Deadline,
-        stop: &mut dyn FnMut() -> Result<()>,
-        done: &dyn Fn() -> Result<bool>,
-        quiet: &dyn Fn() -> Result<Option<u32>>,
-    ) -> Result<bool> {
-        let index = self.region.atomic_u32(self.base + index_field)?;
-        let flag = self.region.atomic_u32(self.base + flag_field)?;
-        let mut backoff = Backoff::new(strategy);
-        loop {
-            if done()? {
-                return Ok(true);
-            }
-            match backoff.next_step(deadline) {
-                Step::Again => {}
-                Step::Check => stop()?,
-                Step::Expired => return Ok(false),
-                Step::Sleep(sleep) => {
-                    stop()?;
-                    flag.swap(1, Ordering::SeqCst);
-                    if let Some(expected) = quiet()? {
-                        sys::futex_wait(index, expected, Some(sleep));
-                    }
-                    flag.store(0, Ordering::Relaxed);
-                }
-            }
-        }
+        let flag = self.region.atomic_u32(self.base + field::PRODUCER_WAITING)?;
+        let ready = || Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
+        let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, &quiet);
+        Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
     }
 
     /// Consumer side: takes every new descriptor (when the peer is gone),

@@ -1,8 +1,7 @@
 //! Thin, documented wrappers over the operating-system calls the segment
-//! protocol needs: clocks, process liveness, futexes and advisory locks.
+//! protocol needs: clocks, process liveness, futexes and CPU affinity (the
+//! advisory locks are in `locks.rs`).
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
 #[cfg(not(loom))]
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
@@ -60,8 +59,9 @@ pub fn process_start_time(pid: u32) -> u64 {
 }
 
 /// Whether a process is running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum Liveness {
     /// The process exists (and, where known, started when recorded).
     Alive,
@@ -193,75 +193,9 @@ pub fn pin_to_cpu(_cpu: usize) -> bool {
     false
 }
 
-/// An advisory write lock on one byte of a file, released on drop.
-///
-/// Open-file-description locks (`F_OFD_SETLK`) belong to the open file, not
-/// to the process: two opens in one process exclude each other like two
-/// processes do, and the kernel drops them when the process dies, so a
-/// killed holder never leaves a role locked. The locked byte need not exist:
-/// roles are numbered far past the end of the file.
-#[derive(Debug)]
-pub struct ByteLock {
-    file: std::sync::Arc<File>,
-    byte: u64,
-}
-
-fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
-    // SAFETY: flock is plain old data; all-zero is a valid value.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = kind;
-    fl.l_whence = libc::SEEK_SET as libc::c_short;
-    fl.l_start = byte as libc::off_t;
-    fl.l_len = 1;
-    fl
-}
-
-impl ByteLock {
-    /// Takes the lock without waiting; `Ok(None)` if another open file holds it.
-    pub fn try_lock(file: &std::sync::Arc<File>, byte: u64) -> std::io::Result<Option<ByteLock>> {
-        let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
-        // SAFETY: fcntl with F_OFD_SETLK reads the flock we own; the fd is
-        // open for as long as `file` lives.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
-        if rc == 0 {
-            return Ok(Some(ByteLock {
-                file: file.clone(),
-                byte,
-            }));
-        }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(None),
-            _ => Err(err),
-        }
-    }
-
-    /// Whether some open file holds a lock on `byte`; works on a file
-    /// opened read-only and takes nothing.
-    pub fn is_locked(file: &File, byte: u64) -> std::io::Result<bool> {
-        let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
-        // SAFETY: F_OFD_GETLK reads and rewrites the flock we own.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
-    }
-}
-
-impl Drop for ByteLock {
-    fn drop(&mut self) {
-        let mut fl = ofd_flock(libc::F_UNLCK as libc::c_short, self.byte);
-        // SAFETY: as in try_lock; unlocking a byte we hold cannot fail in a
-        // way that matters (closing the file releases it anyway).
-        unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn start_time_of_self_is_known_and_stable() {
@@ -279,37 +213,6 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert_eq!(process_liveness(pid, 0), Liveness::Dead);
-    }
-
-    // shm[verify shm.lock.roles]
-    #[test]
-    fn byte_locks_exclude_other_opens() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        std::fs::write(&path, b"").unwrap();
-        let a = Arc::new(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .unwrap(),
-        );
-        let b = Arc::new(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .unwrap(),
-        );
-        let ro = File::open(&path).unwrap();
-        let far = 1u64 << 40;
-        let held = ByteLock::try_lock(&a, far).unwrap().expect("first lock");
-        assert!(ByteLock::try_lock(&b, far).unwrap().is_none());
-        assert!(ByteLock::is_locked(&ro, far).unwrap());
-        assert!(ByteLock::try_lock(&b, far + 1).unwrap().is_some());
-        drop(held);
-        assert!(!ByteLock::is_locked(&ro, far).unwrap());
-        assert!(ByteLock::try_lock(&b, far).unwrap().is_some());
     }
 
     #[test]

@@ -1,11 +1,31 @@
 //! How a side that cannot proceed (nothing to read, no room to write, no
 //! free slot) waits for the other side.
+//!
+//! Every wait in the library has the same two parts:
+//!
+//! - a *loop* ([`wait_until`]) that re-checks its condition while spinning,
+//!   yielding or sleeping per the [`WaitStrategy`], runs a stop check (has
+//!   the other side gone?) between naps, and gives up at a [`Deadline`];
+//! - a *handshake* ([`sleep_unless`] and [`wake_sleepers`]) that makes
+//!   sleeping safe: the sleeper announces itself with a sequentially
+//!   consistent write, looks once more, and only then sleeps on a futex
+//!   word; the other side changes that word with a sequentially consistent
+//!   write, then reads the announcement and makes the wake call only when
+//!   someone sleeps. Each side writes, then reads what the other wrote, so
+//!   at least one of them sees the other: no wake-up is lost, and nobody
+//!   pays for a system call when nobody sleeps.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::error::Result;
+use crate::sync::atomic::AtomicU32;
+use crate::sys;
+
 /// How to wait for the other side of a ring or pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum WaitStrategy {
     /// Busy-poll: lowest latency, one core burnt per waiter.
     Spin,
@@ -73,6 +93,11 @@ impl Deadline {
     /// Wait up to `timeout` (`None`: without limit).
     pub(crate) fn after(timeout: Option<Duration>) -> Self {
         Deadline { timeout, at: None }
+    }
+
+    /// Whether this deadline sets no limit at all.
+    pub(crate) fn is_unlimited(&self) -> bool {
+        self.timeout.is_none()
     }
 
     /// Whether this deadline forbids waiting.
@@ -153,6 +178,87 @@ impl Backoff {
         } else {
             Step::Sleep(remaining.min(MAX_SLEEP))
         }
+    }
+}
+
+/// What a wait may be stopped by: called between naps, it fails once the
+/// other side is gone, and its error becomes the operation's result.
+pub(crate) type Stop<'a> = &'a mut dyn FnMut() -> Result<()>;
+
+/// Waits until `ready` yields a value, the `deadline` passes (`Ok(None)`),
+/// or `stop` fails. `sleep` is called to sleep for at most the given time
+/// once spinning is over; it should use [`sleep_unless`].
+pub(crate) fn wait_until<T>(
+    strategy: WaitStrategy,
+    deadline: &mut Deadline,
+    stop: Stop<'_>,
+    mut ready: impl FnMut() -> Result<Option<T>>,
+    mut sleep: impl FnMut(Duration) -> Result<()>,
+) -> Result<Option<T>> {
+    let mut backoff = Backoff::new(strategy);
+    loop {
+        if let Some(value) = ready()? {
+            return Ok(Some(value));
+        }
+        match backoff.next_step(deadline) {
+            Step::Again => {}
+            Step::Check => stop()?,
+            Step::Expired => return Ok(None),
+            Step::Sleep(nap) => {
+                stop()?;
+                sleep(nap)?;
+            }
+        }
+    }
+}
+
+/// How a sleeper tells the other side that it sleeps.
+#[derive(Clone, Copy)]
+pub(crate) enum Announce<'a> {
+    /// A flag that only one sleeper ever sets (a ring end, the host).
+    Flag(&'a AtomicU32),
+    /// A count of sleepers, for words many may sleep on (a pool).
+    Count(&'a AtomicU32),
+}
+
+/// The sleeping half of the handshake: announces the sleeper, asks `quiet`
+/// whether nothing has happened since the caller last looked (it returns
+/// the value `word` must still hold to sleep, or `None` to go on at once),
+/// sleeps on `word` for at most `nap`, and withdraws the announcement.
+pub(crate) fn sleep_unless(
+    announce: Announce<'_>,
+    word: &AtomicU32,
+    nap: Duration,
+    quiet: impl FnOnce() -> Result<Option<u32>>,
+) -> Result<()> {
+    match announce {
+        Announce::Flag(flag) => {
+            flag.swap(1, Ordering::SeqCst);
+        }
+        Announce::Count(count) => {
+            count.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let looked = quiet();
+    if let Ok(Some(expected)) = looked {
+        sys::futex_wait(word, expected, Some(nap));
+    }
+    match announce {
+        // Nobody else writes a one-sleeper flag: a plain store will do.
+        Announce::Flag(flag) => flag.store(0, Ordering::Relaxed),
+        Announce::Count(count) => {
+            count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    looked.map(drop)
+}
+
+/// The waking half of the handshake, called after the caller changed
+/// `word` with a sequentially consistent write: wakes whoever sleeps on
+/// `word` if `announced` says anyone does.
+pub(crate) fn wake_sleepers(announced: &AtomicU32, word: &AtomicU32) {
+    if announced.load(Ordering::SeqCst) != 0 {
+        sys::futex_wake_all(word);
     }
 }
 

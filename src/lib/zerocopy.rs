@@ -184,9 +184,28 @@ impl fmt::Debug for SlotLoan {
 }
 
 impl SlotLoan {
-    pub(crate) fn register(self) -> Self {
-        self.leases.add(self.pool, self.slot);
-        self
+    /// Lends `len` bytes of slot `slot` of `pool`, just allocated at
+    /// `generation`, and records the lease in `leases`.
+    pub(crate) fn new(
+        pool: &Pool<'_>,
+        slot: u32,
+        generation: u32,
+        len: usize,
+        leases: Arc<Leases>,
+    ) -> Self {
+        leases.add(pool.index(), slot);
+        SlotLoan {
+            region: pool.region().clone(),
+            layout: *pool.layout(),
+            pool: pool.index(),
+            slot,
+            generation,
+            data_offset: pool.data_offset(slot),
+            len,
+            desc: MsgDesc::default(),
+            committed: false,
+            leases,
+        }
     }
 
     /// The payload bytes to fill (as many as were asked for).

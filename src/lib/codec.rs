@@ -1,0 +1,119 @@
+//! Turning a message into a descriptor and back: where its payload
+//! travels (inline or in a slot of the sender's pool), and the checks a
+//! received descriptor must pass before anything is read through it.
+
+use std::sync::Arc;
+
+use crate::desc::{DESC_SIZE, FLAG_SLOT, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc};
+use crate::error::{Error, Result};
+use crate::layout::party_name;
+use crate::pool::Pool;
+use crate::zerocopy::{Leases, Received, SlotRef};
+
+/// `desc` carrying `payload` (at most [`INLINE_CAPACITY`] bytes) in its
+/// inline bytes. Every placement field is set, so nothing the application
+/// left in them travels.
+///
+/// shm[impl shm.send.placement]
+pub(crate) fn inline(desc: MsgDesc, payload: &[u8]) -> MsgDesc {
+    debug_assert!(payload.len() <= INLINE_CAPACITY);
+    let mut desc = desc;
+    desc.flags = 0;
+    desc.payload_len = payload.len() as u32;
+    desc.slot_index = 0;
+    desc.slot_generation = 0;
+    desc.slot_offset = 0;
+    desc.inline = [0; INLINE_CAPACITY];
+    desc.inline[..payload.len()].copy_from_slice(payload);
+    desc
+}
+
+/// `desc` naming `len` bytes at the start of slot `slot` (allocated at
+/// `generation`) of the sender's pool.
+pub(crate) fn in_slot(desc: MsgDesc, len: usize, slot: u32, generation: u32) -> MsgDesc {
+    let mut desc = desc;
+    desc.flags = FLAG_SLOT;
+    desc.payload_len = len as u32;
+    desc.slot_index = slot;
+    desc.slot_generation = generation;
+    desc.slot_offset = 0;
+    desc.inline = [0; INLINE_CAPACITY];
+    desc
+}
+
+/// Validates a descriptor that `receiver` took from a ring whose sender
+/// owns `pool`, and returns the message with its payload left in place.
+/// A descriptor that does not check out is an error and nothing is read
+/// through it; the descriptor bytes were copied out of the ring, so what
+/// was checked is what is used.
+///
+/// shm[impl shm.recv.validate]
+pub(crate) fn decode(
+    pool: &Pool<'_>,
+    receiver: u8,
+    bytes: &[u8; DESC_SIZE],
+    leases: &Arc<Leases>,
+) -> Result<Received> {
+    let bad = |reason: String| Error::BadDescriptor {
+        from: party_name(pool.index()),
+        reason,
+    };
+    let desc = MsgDesc::from_bytes(bytes);
+    if desc.flags & !KNOWN_FLAGS != 0 {
+        return Err(bad(format!("unknown flags {:#06x}", desc.flags)));
+    }
+    let len = desc.payload_len;
+    let max_payload = pool.layout().config.max_payload;
+    if len > max_payload {
+        return Err(bad(format!(
+            "payload length {len} exceeds the max payload {max_payload}"
+        )));
+    }
+    if !desc.is_slot() {
+        if len as usize > INLINE_CAPACITY {
+            return Err(bad(format!(
+                "inline payload length {len} exceeds {INLINE_CAPACITY}"
+            )));
+        }
+        return Ok(Received::inline(desc));
+    }
+    let offset = match pool.validate(
+        desc.slot_index,
+        desc.slot_generation,
+        receiver,
+        desc.slot_offset,
+        len,
+    ) {
+        Ok(offset) => offset,
+        Err(reason) => {
+            // A slot that is really this receiver's, named with a bad
+            // offset or length, goes back rather than leaking.
+            pool.free_if_held_by(desc.slot_index, desc.slot_generation, receiver)?;
+            return Err(bad(reason));
+        }
+    };
+    let slot = SlotRef {
+        pool: pool.index(),
+        slot: desc.slot_index,
+        generation: desc.slot_generation,
+        offset,
+    };
+    Ok(Received::in_slot(
+        pool.region().clone(),
+        *pool.layout(),
+        desc,
+        slot,
+        leases.clone(),
+    ))
+}
+
+/// Frees the slot a descriptor names, without reading it (a ring drained
+/// because its receiver left or died). A descriptor naming a slot that is
+/// not allocated at its generation frees nothing.
+pub(crate) fn discard(pool: &Pool<'_>, bytes: &[u8; DESC_SIZE]) -> Result<()> {
+    let desc = MsgDesc::from_bytes(bytes);
+    if desc.is_slot() {
+        pool.free(desc.slot_index, desc.slot_generation)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The receiving end of one ring: takes descriptors off it, checks them,
+//! and lends out their payloads.
+
+use std::sync::Arc;
+
+use crate::codec;
+use crate::desc::DESC_SIZE;
+use crate::error::Result;
+use crate::layout::{Direction, SegmentLayout};
+use crate::pool::Pool;
+use crate::region::Region;
+use crate::ring::Ring;
+use crate::wait::{Deadline, Stop, WaitStrategy};
+use crate::zerocopy::{Leases, Received};
+
+/// Most descriptors taken from a ring in one batch.
+pub(crate) const RECV_BATCH: usize = 32;
+
+/// The receiving end of guest `guest`'s ring in `direction`.
+///
+/// It caches nothing of the producer's: each descriptor carries a phase
+/// bit that says whether it is new, so the consumer reads the descriptor
+/// at its head and never the producer's index.
+#[derive(Debug)]
+pub(crate) struct Consumer {
+    region: Region,
+    layout: SegmentLayout,
+    guest: u8,
+    direction: Direction,
+    ring_base: u64,
+    strategy: WaitStrategy,
+    leases: Arc<Leases>,
+}
+
+impl Consumer {
+    /// The receiving end of guest `guest`'s ring in `direction`.
+    pub(crate) fn new(
+        region: Region,
+        layout: SegmentLayout,
+        guest: u8,
+        direction: Direction,
+        leases: Arc<Leases>,
+    ) -> Self {
+        Consumer {
+            ring_base: layout.ring(guest, direction),
+            region,
+            layout,
+            guest,
+            direction,
+            strategy: WaitStrategy::default(),
+            leases,
+        }
+    }
+
+    /// Sets how this end waits.
+    pub(crate) fn set_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity)
+    }
+
+    /// The sender's pool, where slot payloads come from.
+    fn pool(&self) -> Pool<'_> {
+        Pool::new(&self.region, &self.layout, self.direction.ends(self.guest).0)
+    }
+
+    /// Takes the next message, if one is queued, payload in place.
+    pub(crate) fn try_recv(&self) -> Result<Option<Received>> {
+        match self.ring().pop()? {
+            Some(bytes) => self.decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn decode(&self, bytes: &[u8; DESC_SIZE]) -> Result<Received> {
+        let receiver = self.direction.ends(self.guest).1;
+        codec::decode(&self.pool(), receiver, bytes, &self.leases)
+    }
+
+    /// Takes up to `max` (at most [`RECV_BATCH`], at least one) new
+    /// descriptors with one head update and hands each valid message,
+    /// payload in place, to `handle`. If any descriptor was bad, the first
+    /// such error is returned after the valid ones were handed over.
+    /// Returns how many descriptors were taken.
+    pub(crate) fn recv_batch(&self, max: usize, handle: &mut dyn FnMut(Received)) -> Result<usize> {
+        let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
+        let n = self.ring().pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)])?;
+        let mut first_error = None;
+        for desc in &batch[..n] {
+            match self.decode(desc) {
+                Ok(received) => handle(received),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        first_error.map_or(Ok(n), Err)
+    }
+
+    /// Whether a new descriptor is at the head.
+    pub(crate) fn has_data(&self) -> Result<bool> {
+        self.ring().has_data()
+    }
+
+    /// Whether nothing is there to read, judged with sequentially
+    /// consistent loads (the host's sleep handshake across many rings).
+    pub(crate) fn is_empty_now(&self) -> Result<bool> {
+        self.ring().is_empty_now()
+    }
+
+    /// Waits until there is something to read, `stop` fails, or `deadline`
+    /// passes; returns whether there is.
+    pub(crate) fn wait_for_data(&self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<bool> {
+        self.ring().wait_for_data(self.strategy, deadline, stop)
+    }
+
+    /// Takes everything queued without reading it, freeing the slots the
+    /// descriptors name (the receiver left, or the entry is being reset).
+    /// Returns how many descriptors were dropped.
+    pub(crate) fn discard_all(&self) -> Result<usize> {
+        let pool = self.pool();
+        let drained = self.ring().drain()?;
+        for desc in &drained {
+            codec::discard(&pool, desc)?;
+        }
+        Ok(drained.len())
+    }
+}

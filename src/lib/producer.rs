@@ -1,0 +1,295 @@
+//! The sending end of one ring: the ring, the sender's pool its larger
+//! payloads travel in, and what a sender remembers between sends.
+
+use std::sync::Arc;
+
+use crate::codec;
+use crate::desc::{DESC_SIZE, Frame, INLINE_CAPACITY, MsgDesc};
+use crate::error::{Error, Result};
+use crate::header;
+use crate::layout::{Direction, SegmentLayout};
+use crate::pool::Pool;
+use crate::region::Region;
+use crate::ring::Ring;
+use crate::wait::{Deadline, Stop, WaitStrategy};
+use crate::zerocopy::{Leases, SlotLoan};
+
+/// The sending end of guest `guest`'s ring in `direction`.
+///
+/// One process at a time acts as a producer (the role locks see to that
+/// across processes), so the cached index and the pool hint are private
+/// to it.
+#[derive(Debug)]
+pub(crate) struct Producer {
+    region: Region,
+    layout: SegmentLayout,
+    guest: u8,
+    direction: Direction,
+    ring_base: u64,
+    /// The consumer's head as this producer last read it. It may be stale,
+    /// but only behind: the consumer alone moves the head, and only
+    /// forward. So the producer may think the ring fuller than it is (and
+    /// then reads the shared head again), never emptier; while the copy
+    /// says there is room, the consumer's cache line is not touched.
+    cached_head: u32,
+    /// Where the last slot was found; the next search starts there.
+    pool_hint: u32,
+    strategy: WaitStrategy,
+    leases: Arc<Leases>,
+}
+
+impl Producer {
+    /// The sending end of guest `guest`'s ring in `direction`, picking up
+    /// the consumer's head as it is now.
+    pub(crate) fn new(
+        region: Region,
+        layout: SegmentLayout,
+        guest: u8,
+        direction: Direction,
+        leases: Arc<Leases>,
+    ) -> Self {
+        let mut producer = Producer {
+            ring_base: layout.ring(guest, direction),
+            region,
+            layout,
+            guest,
+            direction,
+            cached_head: 0,
+            pool_hint: 0,
+            strategy: WaitStrategy::default(),
+            leases,
+        };
+        producer.resync();
+        producer
+    }
+
+    /// Sets how this end waits.
+    pub(crate) fn set_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+    }
+
+    /// Re-reads the consumer's head (after the ring was reset under this
+    /// producer, as reclaiming a dead guest does). An unreadable ring
+    /// leaves the copy at 0: the next send reads the head again anyway.
+    pub(crate) fn resync(&mut self) {
+        if let Ok(state) = self.ring().state() {
+            self.cached_head = state.head;
+        }
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity)
+    }
+
+    /// The sender's pool.
+    fn pool(&self) -> Pool<'_> {
+        Pool::new(&self.region, &self.layout, self.direction.ends(self.guest).0)
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        let max = self.layout.config.max_payload;
+        if len > max as usize {
+            return Err(Error::PayloadTooLarge { len, max });
+        }
+        Ok(())
+    }
+
+    fn ring_full(&self) -> Error {
+        Error::RingFull {
+            peer_id: self.guest,
+            direction: self.direction,
+        }
+    }
+
+    /// Waits until the ring has room for one more descriptor.
+    fn wait_for_room(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<()> {
+        let ring = Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity);
+        while !ring.has_room(&mut self.cached_head, 1)? {
+            if !ring.wait_for_space(self.cached_head, self.strategy, deadline, stop)? {
+                return Err(self.ring_full());
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocates a slot of the sender's pool, waiting until `deadline`.
+    fn alloc(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<(u32, u32)> {
+        let pool = Pool::new(&self.region, &self.layout, self.direction.ends(self.guest).0);
+        let sender = pool.index();
+        pool.alloc(sender, &mut self.pool_hint, self.strategy, deadline, stop)
+    }
+
+    /// The descriptor for a message, its payload copied inline or into a
+    /// newly allocated slot handed to the receiver; also the slot, to free
+    /// if the descriptor cannot be published.
+    fn encode(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+    ) -> Result<(MsgDesc, Option<(u32, u32)>)> {
+        if payload.len() <= INLINE_CAPACITY {
+            return Ok((codec::inline(desc, payload), None));
+        }
+        let (slot, generation) = self.alloc(deadline, stop)?;
+        let pool = self.pool();
+        let receiver = self.direction.ends(self.guest).1;
+        let written = self
+            .region
+            .write(pool.data_offset(slot), payload)
+            .map_err(Error::from)
+            .and_then(|()| pool.set_holder(slot, receiver));
+        if let Err(e) = written {
+            pool.free(slot, generation)?;
+            return Err(e);
+        }
+        Ok((
+            codec::in_slot(desc, payload.len(), slot, generation),
+            Some((slot, generation)),
+        ))
+    }
+
+    /// Frees slots that were placed but will not be published.
+    fn free_slots(&self, slots: &[(u32, u32)]) -> Result<()> {
+        let pool = self.pool();
+        for &(slot, generation) in slots {
+            pool.free(slot, generation)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes encoded descriptors; on failure frees their slots.
+    fn publish(&mut self, descs: &[[u8; DESC_SIZE]], slots: &[(u32, u32)]) -> Result<()> {
+        let ring = Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity);
+        let pushed = ring.push_batch(&mut self.cached_head, descs);
+        if !matches!(pushed, Ok(true)) {
+            self.free_slots(slots)?;
+            pushed?;
+            return Err(self.ring_full());
+        }
+        if self.direction == Direction::GuestToHost {
+            // The host may sleep on all its rings at once, not on this one.
+            header::wake_host(&self.region)?;
+        }
+        Ok(())
+    }
+
+    /// Sends one message, waiting until `deadline` for room in the ring
+    /// and then for a slot.
+    ///
+    /// shm[impl shm.send.placement]
+    pub(crate) fn send(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+    ) -> Result<()> {
+        self.check_len(payload.len())?;
+        // Room first, so that a slot is never taken for a message that
+        // cannot be queued.
+        self.wait_for_room(deadline, stop)?;
+        let (desc, slot) = self.encode(desc, payload, deadline, stop)?;
+        self.publish(&[desc.to_bytes()], slot.as_slice())
+    }
+
+    /// Sends `frames` in order, publishing as many descriptors at a time as
+    /// the ring has room for. Every payload is checked before anything is
+    /// sent. Returns how many were sent: all of them, or fewer if `deadline`
+    /// passed while waiting for room or slots.
+    ///
+    /// shm[impl shm.send.batch]
+    pub(crate) fn send_batch(
+        &mut self,
+        frames: &[Frame],
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+    ) -> Result<usize> {
+        for frame in frames {
+            self.check_len(frame.payload().len())?;
+        }
+        let capacity = self.layout.config.ring_capacity as usize;
+        let mut descs = Vec::with_capacity(frames.len().min(capacity));
+        let mut slots = Vec::new();
+        let mut sent = 0;
+        while sent < frames.len() {
+            match self.wait_for_room(deadline, stop) {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() && sent > 0 => return Ok(sent),
+                Err(e) => return Err(e),
+            }
+            let state = self.ring().state()?;
+            let room = (state.capacity - state.len().unwrap_or(state.capacity)) as usize;
+            descs.clear();
+            slots.clear();
+            for frame in &frames[sent..sent + room.max(1).min(frames.len() - sent)] {
+                // Only the first frame of a round may wait for a slot: the
+                // receiver frees slots only after it sees messages, so what
+                // is already placed is published before waiting for more.
+                let mut no_wait = Deadline::no_wait();
+                let wait: &mut Deadline = if descs.is_empty() {
+                    deadline
+                } else {
+                    &mut no_wait
+                };
+                match self.encode(frame.desc, frame.payload(), wait, stop) {
+                    Ok((desc, slot)) => {
+                        descs.push(desc.to_bytes());
+                        slots.extend(slot);
+                    }
+                    Err(e) if e.is_retryable() && !descs.is_empty() => break,
+                    Err(e) => {
+                        self.free_slots(&slots)?;
+                        if e.is_retryable() && sent > 0 {
+                            return Ok(sent);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            self.publish(&descs, &slots)?;
+            sent += descs.len();
+        }
+        Ok(sent)
+    }
+
+    /// Lends a slot of the sender's pool for a payload of `len` bytes,
+    /// after making sure the ring has room for its descriptor.
+    ///
+    /// shm[impl shm.send.zero-copy]
+    pub(crate) fn loan(
+        &mut self,
+        len: usize,
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+    ) -> Result<SlotLoan> {
+        self.check_len(len)?;
+        self.wait_for_room(deadline, stop)?;
+        let (slot, generation) = self.alloc(deadline, stop)?;
+        Ok(SlotLoan::new(
+            &self.pool(),
+            slot,
+            generation,
+            len,
+            self.leases.clone(),
+        ))
+    }
+
+    /// Publishes a loaned slot to the receiver.
+    pub(crate) fn commit(&mut self, mut loan: SlotLoan) -> Result<()> {
+        let (sender, receiver) = self.direction.ends(self.guest);
+        if loan.pool != sender || loan.region.len() != self.region.len() {
+            return Err(Error::Corrupt(format!(
+                "slot loan from pool {} committed on {} ring of peer {}",
+                loan.pool, self.direction, self.guest
+            )));
+        }
+        self.pool().set_holder(loan.slot, receiver)?;
+        let desc = codec::in_slot(loan.desc, loan.len, loan.slot, loan.generation);
+        // From here the loan's slot belongs to the receiver (or, if the
+        // publication fails, is freed by `publish`).
+        loan.committed = true;
+        self.publish(&[desc.to_bytes()], &[(loan.slot, loan.generation)])
+    }
+}
