@@ -32,10 +32,10 @@
 //! word writes. Inputs that once crashed the fuzz target (`fuzz/`) are
 //! replayed too.
 
-use std::fs::File;
+mod support;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -48,6 +48,7 @@ use shmhub::{
     DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, HeapRegion, MsgDesc, RING_HEADER_SIZE, SLOT_META_SIZE,
     SegmentConfig, SegmentLayout, ShmGuest, ShmHost, msg_type,
 };
+use support::Child;
 
 /// The base segment: five guests (one of each state, and a free entry),
 /// 8-entry rings, 66 slots of 128 bytes per pool (two bitmap words, the
@@ -1239,8 +1240,6 @@ fn library_survives_every_mutation() {
 // The command
 // ---------------------------------------------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmhub");
-
 struct Outcome {
     code: Option<i32>,
     signal: Option<i32>,
@@ -1248,35 +1247,21 @@ struct Outcome {
     timed_out: bool,
 }
 
+/// Runs `shmhub args` in `dir`, killing it after [`CLI_BOUND`]: a command
+/// that hangs is one of the outcomes checked, not a failure of the run.
 fn run_bounded(dir: &Path, args: &[&str]) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
-    let out_path = dir.join("cli.stdout");
-    let err_path = dir.join("cli.stderr");
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("SHMHUB_SHM_DIR", dir)
-        .env_remove("RUST_BACKTRACE")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).unwrap())
-        .stderr(File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawn shmhub");
-    let started = Instant::now();
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break (status, false);
-        }
-        if started.elapsed() > CLI_BOUND {
-            let _ = child.kill();
-            break (child.wait().expect("wait"), true);
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let command = support::cli_command(dir, args);
+    // Every run in `dir` overwrites the last one's output files.
+    let mut child = Child::start(format!("shmhub {args:?}"), command, dir, "cli");
+    let (status, timed_out) = match child.wait_until(Instant::now() + CLI_BOUND) {
+        Ok(status) => (status, false),
+        Err(_) => (child.kill(), true),
     };
     Outcome {
         code: status.code(),
         signal: status.signal(),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        stderr: child.stderr(),
         timed_out,
     }
 }
