@@ -374,7 +374,7 @@ fn host_and_guest_process_exchange_inline_and_slot_messages_both_ways() {
         let msg = frame(msg_type::DATA, i, (i * 3) as u32, exchange_payload(i));
         let deadline = Instant::now() + WAIT;
         loop {
-            match host.send(peer, msg.clone()) {
+            match host.try_send(peer, &msg) {
                 Ok(()) => break,
                 Err(e) if e.is_retryable() => {}
                 Err(e) => child.fail(&format!("host: send {i} failed: {e}")),
@@ -481,7 +481,7 @@ fn killed_guest_is_detected_and_reclaimed() {
     // Nothing is left for the host to read, and nobody to send to.
     assert!(host.try_recv().unwrap().is_none());
     let err = host
-        .send(peer, frame(msg_type::DATA, 9, 0, b"x".to_vec()))
+        .try_send(peer, &frame(msg_type::DATA, 9, 0, b"x".to_vec()))
         .unwrap_err();
     assert!(matches!(err, Error::PeerState { .. }), "{err}");
     // A second sweep finds nothing more.

@@ -20,10 +20,10 @@
 //!
 //! Each side runs one thread that interleaves sending and receiving (a
 //! `ShmHost` or `ShmGuest` is used through `&mut self`), with short waits
-//! only, so neither side can block the other for long. Sends rotate through
-//! `send`, `send_timeout`, `send_with`, `send_batch` and `loan` + `commit`;
-//! receives through `try_recv`, `recv_timeout`, `recv_*_in_place` and
-//! `recv_batch*`. A full ring or an exhausted pool is counted and retried,
+//! only, so neither side can block the other for long. Sends rotate
+//! through `try_send`, `send_timeout`, `send_with`, `send_batch` and
+//! `loan` + `commit`; receives through `try_recv`, `recv_timeout`,
+//! `recv_*_in_place` and `recv_batch*`. A full ring or an exhausted pool is counted and retried,
 //! never treated as an error.
 //!
 //! Three runs, one at a time (each loads both cores of a small machine):
@@ -96,7 +96,7 @@ const G2H: u8 = 2;
 
 /// The send APIs, in the order of [`TxStats::by_api`].
 const TX_APIS: [&str; 5] = [
-    "send",
+    "try_send",
     "send_timeout",
     "send_with",
     "send_batch",
@@ -287,7 +287,7 @@ struct TxStats {
     timed_out: u64,
     /// `send_batch` calls that sent only part of their frames in time.
     partial_batches: u64,
-    /// Messages a non-waiting `send` refused (full ring or no slot) and a
+    /// Messages a non-waiting `try_send` refused (full ring or no slot) and a
     /// following `send_timeout` then sent: backpressure waited out.
     waited_out: u64,
     /// Messages sent through each API of [`TX_APIS`].
@@ -471,7 +471,7 @@ impl Pacer {
 
 /// The send operations both sides have.
 trait Sender {
-    fn try_send(&mut self, frame: Frame) -> shmhub::Result<()>;
+    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()>;
     fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()>;
     fn send_with(&mut self, desc: MsgDesc, payload: &[u8], wait: Duration) -> shmhub::Result<()>;
     fn send_batch(&mut self, frames: &[Frame], wait: Duration) -> shmhub::Result<usize>;
@@ -486,8 +486,8 @@ struct HostTo<'a> {
 }
 
 impl Sender for HostTo<'_> {
-    fn try_send(&mut self, frame: Frame) -> shmhub::Result<()> {
-        self.host.send(self.peer, frame)
+    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()> {
+        self.host.try_send(self.peer, frame)
     }
     fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()> {
         self.host.send_timeout(self.peer, frame, Some(wait))
@@ -507,8 +507,8 @@ impl Sender for HostTo<'_> {
 }
 
 impl Sender for ShmGuest {
-    fn try_send(&mut self, frame: Frame) -> shmhub::Result<()> {
-        self.send(frame)
+    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()> {
+        ShmGuest::try_send(self, frame)
     }
     fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()> {
         ShmGuest::send_timeout(self, frame, Some(wait))
@@ -587,12 +587,12 @@ impl TxStream {
                 _ => 1,
             };
             let result = match api {
-                0 => tx.try_send(self.frame(seq)).map(|()| 1),
+                0 => tx.try_send(&self.frame(seq)).map(|()| 1),
                 1 => {
                     // Try without waiting first; when that is refused, wait
                     // for room and a slot.
                     let frame = self.frame(seq);
-                    match tx.try_send(frame.clone()) {
+                    match tx.try_send(&frame) {
                         Ok(()) => Ok(1),
                         Err(e) if e.is_retryable() => {
                             self.refused(seq, e)?;
