@@ -8,18 +8,19 @@
 //! Every command is a real process of the binary, started on a segment in
 //! a temporary directory (bare names resolve there through
 //! `SHMHUB_SHM_DIR`). Every wait is bounded, and children are killed when
-//! a test fails.
+//! a test fails (the process harness of `tests/support`).
 
-use std::fs::{File, OpenOptions};
+mod support;
+
+use std::fs::OpenOptions;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use shmhub::{SegmentConfig, ShmHost};
+use support::Child;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmhub");
 /// Name of the segment under test (a bare name: resolved in the directory).
 const SEG: &str = "seg";
 /// How long a held command may take to get ready, and to exit once its
@@ -55,20 +56,11 @@ impl Env {
         self.dir.path().join(SEG)
     }
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BIN);
-        c.args(args)
-            .env("SHMHUB_SHM_DIR", self.dir.path())
-            .env_remove("RUST_BACKTRACE")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Runs a short command to completion (bounded) and requires exit 0.
+    /// Runs a short command to completion (bounded) and requires exit 0;
+    /// returns its stdout.
     fn ok(&self, args: &[&str]) -> String {
         let mut held = self.spawn(args);
-        let status = held.wait_exit(BOUND);
+        let status = held.wait(BOUND);
         assert_eq!(
             status.code(),
             Some(0),
@@ -78,103 +70,22 @@ impl Env {
         held.stdout()
     }
 
-    /// Starts a command with stdout and stderr going to files.
-    fn spawn(&self, args: &[&str]) -> Held {
+    /// Starts a command, its output in files of its own.
+    fn spawn(&self, args: &[&str]) -> Child {
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let n = RUNS.fetch_add(1, Ordering::Relaxed);
-        let out = self.dir.path().join(format!("out.{n}.stdout"));
-        let err = self.dir.path().join(format!("out.{n}.stderr"));
-        let child = self
-            .command(args)
-            .stdout(File::create(&out).unwrap())
-            .stderr(File::create(&err).unwrap())
-            .spawn()
-            .expect("spawn shmhub");
-        Held {
-            args: args.iter().map(|s| s.to_string()).collect(),
-            child: Some(child),
-            out,
-            err,
-        }
-    }
-}
-
-/// A running command; killed and reaped if the test ends first.
-struct Held {
-    args: Vec<String>,
-    child: Option<Child>,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Held {
-    fn stdout(&self) -> String {
-        std::fs::read_to_string(&self.out).unwrap_or_default()
+        self.spawn_to(&format!("out.{n}"), args)
     }
 
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.err).unwrap_or_default()
-    }
-
-    /// Waits until stdout contains `needle`; fails if the command exits
-    /// first or `BOUND` passes.
-    fn wait_for_output(&mut self, needle: &str) {
-        let start = Instant::now();
-        loop {
-            if self.stdout().contains(needle) {
-                return;
-            }
-            let child = self.child.as_mut().unwrap();
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "shmhub {:?} exited ({status:?}) before printing {needle:?}; stdout {:?}, stderr {:?}",
-                    self.args,
-                    self.stdout(),
-                    self.stderr()
-                );
-            }
-            assert!(
-                start.elapsed() < BOUND,
-                "shmhub {:?} did not print {needle:?} within {BOUND:?}; stdout {:?}, stderr {:?}",
-                self.args,
-                self.stdout(),
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits for the exit; kills the command and fails after `bound`.
-    fn wait_exit(&mut self, bound: Duration) -> ExitStatus {
-        let start = Instant::now();
-        let child = self.child.as_mut().unwrap();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            if start.elapsed() > bound {
-                let _ = child.kill();
-                let status = child.wait();
-                self.child = None;
-                panic!(
-                    "shmhub {:?} still running {bound:?} after its file changed (killed: {status:?}); stdout {:?}, stderr {:?}",
-                    self.args,
-                    self.stdout(),
-                    self.stderr()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// Starts a command, its output in `files.stdout` and `files.stderr`.
+    fn spawn_to(&self, files: &str, args: &[&str]) -> Child {
+        let dir = self.dir.path();
+        Child::start(
+            format!("shmhub {args:?}"),
+            support::cli_command(dir, args),
+            dir,
+            files,
+        )
     }
 }
 
@@ -274,23 +185,23 @@ fn with_small<'a>(args: &[&'a str]) -> Vec<&'a str> {
 
 /// Starts `holder` on a fresh segment `SEG` in `env` and waits until it is
 /// in its loop (it printed what it prints first, or a message sent to it).
-fn start(env: &Env, holder: Holder) -> Held {
+fn start(env: &Env, holder: Holder) -> Child {
     match holder {
         Holder::CreateHold => {
             let mut held = env.spawn(&with_small(&["create", SEG, "--hold"]));
-            held.wait_for_output("created");
+            held.await_output("created", BOUND);
             // It serves: a guest's message reaches it.
             let peer = env.ok(&["attach", SEG]);
             env.ok(&["send", SEG, "--as", peer.trim(), "ready"]);
-            held.wait_for_output("ready");
+            held.await_output("ready", BOUND);
             held
         }
         Holder::AttachHold => {
             env.ok(&with_small(&["create", SEG]));
             let mut held = env.spawn(&["attach", SEG, "--hold"]);
-            held.wait_for_output("1");
+            held.await_output("1", BOUND);
             env.ok(&["send", SEG, "--as", "host", "--to", "1", "ready"]);
-            held.wait_for_output("ready");
+            held.await_output("ready", BOUND);
             held
         }
         Holder::RecvFollowHost => {
@@ -298,7 +209,7 @@ fn start(env: &Env, holder: Holder) -> Held {
             let peer = env.ok(&["attach", SEG]);
             let mut held = env.spawn(&["recv", SEG, "--as", "host", "--follow"]);
             env.ok(&["send", SEG, "--as", peer.trim(), "ready"]);
-            held.wait_for_output("ready");
+            held.await_output("ready", BOUND);
             held
         }
         Holder::RecvFollowGuest => {
@@ -306,7 +217,7 @@ fn start(env: &Env, holder: Holder) -> Held {
             let peer = env.ok(&["attach", SEG]);
             let mut held = env.spawn(&["recv", SEG, "--as", peer.trim(), "--follow"]);
             env.ok(&["send", SEG, "--as", "host", "--to", peer.trim(), "ready"]);
-            held.wait_for_output("ready");
+            held.await_output("ready", BOUND);
             held
         }
     }
@@ -321,7 +232,7 @@ fn scenario(holder: Holder, change: Change) -> Result<(), String> {
     let path = env.path();
     let started = Instant::now();
     let replacement = apply(change, &path, env.dir.path());
-    let status = held.wait_exit(BOUND);
+    let status = held.wait(BOUND);
     let elapsed = started.elapsed();
     let stderr = held.stderr();
     let what = format!("{holder:?} after {change:?}");
@@ -443,8 +354,9 @@ fn inspect_racing_truncation_exits_0_or_1() {
     let mut problems = Vec::new();
     while runs < 200 && started.elapsed() < Duration::from_secs(5) {
         runs += 1;
-        let mut held = env.spawn(&["inspect", SEG, "--json"]);
-        let status = held.wait_exit(BOUND);
+        // Each run overwrites the last one's output files.
+        let mut held = env.spawn_to("inspect", &["inspect", SEG, "--json"]);
+        let status = held.wait(BOUND);
         let stderr = held.stderr();
         match status.code() {
             Some(0) => ok += 1,
@@ -461,8 +373,6 @@ fn inspect_racing_truncation_exits_0_or_1() {
             }
             _ => problems.push(format!("{status:?}: {stderr:?}")),
         }
-        let _ = std::fs::remove_file(&held.out);
-        let _ = std::fs::remove_file(&held.err);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let cuts = cutter.join().unwrap();

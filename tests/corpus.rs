@@ -32,10 +32,10 @@
 //! word writes. Inputs that once crashed the fuzz target (`fuzz/`) are
 //! replayed too.
 
-use std::fs::File;
+mod support;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -48,6 +48,7 @@ use shmhub::{
     DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, HeapRegion, MsgDesc, RING_HEADER_SIZE, SLOT_META_SIZE,
     SegmentConfig, SegmentLayout, ShmGuest, ShmHost, msg_type,
 };
+use support::Child;
 
 /// The base segment: five guests (one of each state, and a free entry),
 /// 8-entry rings, 66 slots of 128 bytes per pool (two bitmap words, the
@@ -131,36 +132,40 @@ fn build_base(path: &Path) -> Vec<u8> {
 
     // Peer 2's rings go round more than once.
     for i in 0..11u64 {
-        g2.send(frame(i, &payload(i as u8, 40))).expect("g2 send");
+        g2.try_send(&frame(i, &payload(i as u8, 40)))
+            .expect("g2 send");
         host.try_recv_from(2).expect("host recv").expect("queued");
-        host.send(2, frame(i, &payload(i as u8, 8)))
+        host.try_send(2, &frame(i, &payload(i as u8, 8)))
             .expect("host send");
         g2.try_recv().expect("g2 recv").expect("queued");
     }
 
     // Host to peer 1: inline, a slot in the second bitmap word, a full slot.
-    host.send(1, frame(100, b"host to one, inline"))
+    host.try_send(1, &frame(100, b"host to one, inline"))
         .expect("send");
     let loans: Vec<_> = (0..64)
         .map(|_| host.loan(1, 100, None).expect("loan"))
         .collect();
-    host.send(1, frame(101, &payload(1, 100))).expect("send");
+    host.try_send(1, &frame(101, &payload(1, 100)))
+        .expect("send");
     drop(loans);
-    host.send(1, frame(102, &payload(2, 128))).expect("send");
-    host.send(1, frame(103, b"")).expect("send");
+    host.try_send(1, &frame(102, &payload(2, 128)))
+        .expect("send");
+    host.try_send(1, &frame(103, b"")).expect("send");
 
     // Host to peer 2: a slot and an inline message.
-    host.send(2, frame(200, &payload(3, 33))).expect("send");
-    host.send(2, frame(201, b"to two")).expect("send");
+    host.try_send(2, &frame(200, &payload(3, 33)))
+        .expect("send");
+    host.try_send(2, &frame(201, b"to two")).expect("send");
 
     // Peers to the host.
-    g1.send(frame(110, b"one to host")).expect("send");
-    g1.send(frame(111, &payload(4, 64))).expect("send");
-    g1.send(frame(112, &payload(5, 128))).expect("send");
-    g2.send(frame(210, &payload(6, 90))).expect("send");
-    g2.send(frame(211, b"two to host")).expect("send");
-    g3.send(frame(310, &payload(7, 50))).expect("send");
-    g3.send(frame(311, b"three")).expect("send");
+    g1.try_send(&frame(110, b"one to host")).expect("send");
+    g1.try_send(&frame(111, &payload(4, 64))).expect("send");
+    g1.try_send(&frame(112, &payload(5, 128))).expect("send");
+    g2.try_send(&frame(210, &payload(6, 90))).expect("send");
+    g2.try_send(&frame(211, b"two to host")).expect("send");
+    g3.try_send(&frame(310, &payload(7, 50))).expect("send");
+    g3.try_send(&frame(311, b"three")).expect("send");
 
     g1.release_to_script().expect("release 1");
     g2.release_to_script().expect("release 2");
@@ -924,8 +929,8 @@ fn host_session(host: &mut ShmHost) {
         drain(|| host.try_recv_from(p));
     }
     for p in 1..=guests {
-        let _ = host.send(p, frame(1, b"inline"));
-        let _ = host.send(p, frame(2, &payload(9, 100)));
+        let _ = host.try_send(p, &frame(1, b"inline"));
+        let _ = host.try_send(p, &frame(2, &payload(9, 100)));
         let _ = host.recv_batch_from(p, 8, Some(Duration::ZERO), |r| {
             let _ = r.payload().len();
         });
@@ -938,8 +943,8 @@ fn guest_session(guest: &mut ShmGuest) {
     let _ = guest.header();
     let _ = guest.host_status();
     drain(|| guest.try_recv());
-    let _ = guest.send(frame(1, b"inline"));
-    let _ = guest.send(frame(2, &payload(8, 100)));
+    let _ = guest.try_send(&frame(1, b"inline"));
+    let _ = guest.try_send(&frame(2, &payload(8, 100)));
     let _ = guest.recv_batch(8, Some(Duration::ZERO), |r| {
         let _ = r.payload().len();
     });
@@ -1239,8 +1244,6 @@ fn library_survives_every_mutation() {
 // The command
 // ---------------------------------------------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_shmhub");
-
 struct Outcome {
     code: Option<i32>,
     signal: Option<i32>,
@@ -1248,35 +1251,21 @@ struct Outcome {
     timed_out: bool,
 }
 
+/// Runs `shmhub args` in `dir`, killing it after [`CLI_BOUND`]: a command
+/// that hangs is one of the outcomes checked, not a failure of the run.
 fn run_bounded(dir: &Path, args: &[&str]) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
-    let out_path = dir.join("cli.stdout");
-    let err_path = dir.join("cli.stderr");
-    let mut child = Command::new(BIN)
-        .args(args)
-        .env("SHMHUB_SHM_DIR", dir)
-        .env_remove("RUST_BACKTRACE")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(File::create(&out_path).unwrap())
-        .stderr(File::create(&err_path).unwrap())
-        .spawn()
-        .expect("spawn shmhub");
-    let started = Instant::now();
-    let (status, timed_out) = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break (status, false);
-        }
-        if started.elapsed() > CLI_BOUND {
-            let _ = child.kill();
-            break (child.wait().expect("wait"), true);
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let command = support::cli_command(dir, args);
+    // Every run in `dir` overwrites the last one's output files.
+    let mut child = Child::start(format!("shmhub {args:?}"), command, dir, "cli");
+    let (status, timed_out) = match child.wait_until(Instant::now() + CLI_BOUND) {
+        Ok(status) => (status, false),
+        Err(_) => (child.kill(), true),
     };
     Outcome {
         code: status.code(),
         signal: status.signal(),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        stderr: child.stderr(),
         timed_out,
     }
 }
@@ -1421,10 +1410,10 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
         for i in 0..guests {
             let mut g = ShmGuest::attach(region.clone()).expect("attach");
             let p = g.peer_id();
-            let _ = host.send(p, frame(u64::from(p), b"hi"));
-            let _ = host.send(p, frame(u64::from(p) + 10, &payload(p, 40)));
-            let _ = g.send(frame(20, &payload(i as u8, 50)));
-            let _ = g.send(frame(21, b"inline"));
+            let _ = host.try_send(p, &frame(u64::from(p), b"hi"));
+            let _ = host.try_send(p, &frame(u64::from(p) + 10, &payload(p, 40)));
+            let _ = g.try_send(&frame(20, &payload(i as u8, 50)));
+            let _ = g.try_send(&frame(21, b"inline"));
             attached.push(g);
         }
         if guests == 3 {

@@ -1,18 +1,15 @@
-//! Integration tests in which a real second process takes part.
+//! Integration tests in which a real second process takes part: a guest
+//! and a host in different processes, a process killed mid-way.
 //!
-//! The test binary re-executes itself (`std::env::current_exe()`) to run
-//! only [`child_entry`], with `SHMHUB_TEST_CHILD` naming the role the child
-//! plays and `SHMHUB_TEST_PATH` / `SHMHUB_TEST_DIR` naming the segment and a
-//! scratch directory. In a normal run `child_entry` returns at once. A child
-//! reports success with exit status 0 and anything else with a non-zero
-//! status and a message on stderr, which the parent shows when it fails.
-//!
-//! Nothing here waits without a deadline: the parent kills a child that
-//! overstays, and every child arms a watchdog that ends it regardless.
+//! The children are this test binary run again through the harness of
+//! `tests/support` ([`Child::spawn`]), each in one of the roles that
+//! [`child_entry`] dispatches. Nothing here waits without a deadline
+//! ([`WAIT`]): the parent kills a child that overstays, and every child
+//! arms a watchdog ([`CHILD_WATCHDOG`]) that ends it regardless.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+mod support;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -20,10 +17,8 @@ use shmhub::{
     Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, SegmentReport,
     ShmGuest, ShmHost, WaitStrategy, msg_type,
 };
+use support::{Child, ChildEnv, signal};
 
-const ROLE_ENV: &str = "SHMHUB_TEST_CHILD";
-const PATH_ENV: &str = "SHMHUB_TEST_PATH";
-const DIR_ENV: &str = "SHMHUB_TEST_DIR";
 const PEER_ENV: &str = "SHMHUB_TEST_PEER";
 const EPOCH_ENV: &str = "SHMHUB_TEST_EPOCH";
 const STRATEGY_ENV: &str = "SHMHUB_TEST_STRATEGY";
@@ -32,8 +27,6 @@ const STRATEGY_ENV: &str = "SHMHUB_TEST_STRATEGY";
 const WAIT: Duration = Duration::from_secs(5);
 /// A child that is still running after this long ends itself.
 const CHILD_WATCHDOG: Duration = Duration::from_secs(20);
-/// Exit status of a child ended by its watchdog.
-const WATCHDOG_STATUS: i32 = 97;
 
 /// Payload sizes of the exchange test: empty, small inline, the largest
 /// inline, the smallest slot, a mid-size slot and a full 64 KiB slot.
@@ -130,159 +123,9 @@ fn all_slots_free(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates `dir/name` with `contents` atomically (write, then rename), so
-/// that a reader never sees it half-written.
-fn signal(dir: &Path, name: &str, contents: &str) -> anyhow::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    std::fs::write(&tmp, contents).context("write signal file")?;
-    std::fs::rename(&tmp, dir.join(name)).context("publish signal file")?;
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------
-// The parent's side: spawning, watching and reaping children
+// The parent's side
 // ---------------------------------------------------------------------------
-
-/// A child process running one role; killed and reaped on drop, so a failed
-/// test never leaves it behind.
-struct Child {
-    role: String,
-    child: Option<std::process::Child>,
-    dir: PathBuf,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Child {
-    /// Starts the test binary again, running only `child_entry` in `role`.
-    fn spawn(role: &str, path: &Path, dir: &Path, env: &[(&str, String)]) -> Child {
-        let stamp = format!(
-            "{role}-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let out = dir.join(format!("{stamp}.stdout"));
-        let err = dir.join(format!("{stamp}.stderr"));
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, role)
-            .env(PATH_ENV, path)
-            .env(DIR_ENV, dir)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).unwrap())
-            .stderr(File::create(&err).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("spawn the test binary as a child");
-        Child {
-            role: role.to_string(),
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            out,
-            err,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
-    }
-
-    /// What the child wrote, for failure messages.
-    fn output(&self) -> String {
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-        format!(
-            "--- child `{}` stdout ---\n{}--- child `{}` stderr ---\n{}",
-            self.role,
-            read(&self.out),
-            self.role,
-            read(&self.err)
-        )
-    }
-
-    /// Kills the child (if running), reaps it and panics with `msg` and its
-    /// output.
-    fn fail(&mut self, msg: &str) -> ! {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        panic!("{msg}\n{}", self.output());
-    }
-
-    /// Fails if the child has already exited (it was meant to keep running).
-    fn check_running(&mut self) {
-        let status = self.child.as_mut().unwrap().try_wait().unwrap();
-        if let Some(status) = status {
-            self.child = None;
-            panic!(
-                "child `{}` exited early with {status}\n{}",
-                self.role,
-                self.output()
-            );
-        }
-    }
-
-    /// Waits until the child has created `dir/name`; returns its contents.
-    fn await_signal(&mut self, name: &str) -> String {
-        let file = self.dir.join(name);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&file) {
-                return s;
-            }
-            self.check_running();
-            if Instant::now() >= deadline {
-                self.fail(&format!("child `{}` never signalled `{name}`", self.role));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Waits (with a deadline) for the child to exit; returns its status.
-    fn wait(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() >= deadline {
-                self.fail(&format!("child `{}` did not exit in time", self.role));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Waits for the child to exit and asserts it succeeded.
-    fn expect_success(&mut self) {
-        let status = self.wait();
-        assert!(
-            status.success(),
-            "child `{}` failed with {status}\n{}",
-            self.role,
-            self.output()
-        );
-    }
-
-    /// SIGKILLs the child and reaps it.
-    fn kill(&mut self) -> ExitStatus {
-        let mut c = self.child.take().unwrap();
-        c.kill().expect("SIGKILL the child");
-        c.wait().expect("reap the killed child")
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Receives one message on the host, failing (with the child's output)
 /// after [`WAIT`].
@@ -313,48 +156,15 @@ fn peer_report(path: &Path, peer: u8) -> shmhub::PeerReport {
 /// (a normal test run) does nothing.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
-        return;
-    };
-    // Whatever happens, a child never outlives its test by much.
-    std::thread::spawn(|| {
-        std::thread::sleep(CHILD_WATCHDOG);
-        eprintln!("child watchdog: still running after {CHILD_WATCHDOG:?}; exiting");
-        std::process::exit(WATCHDOG_STATUS);
-    });
-    let result = run_child(&role);
-    match result {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("child `{role}` failed: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
-struct ChildEnv {
-    path: PathBuf,
-    dir: PathBuf,
-}
-
-fn env_var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
-}
-
-fn run_child(role: &str) -> anyhow::Result<()> {
-    let env = ChildEnv {
-        path: env_var(PATH_ENV)?.into(),
-        dir: env_var(DIR_ENV)?.into(),
-    };
-    match role {
-        "echo" => child_echo(&env),
-        "hoard" => child_hoard(&env),
-        "reattach" => child_reattach(&env),
-        "idle" => child_idle(&env),
-        "sleeper" => child_sleeper(&env),
-        "host" => child_host(&env),
+    support::child_main(CHILD_WATCHDOG, |role, env| match role {
+        "echo" => child_echo(env),
+        "hoard" => child_hoard(env),
+        "reattach" => child_reattach(env),
+        "idle" => child_idle(env),
+        "sleeper" => child_sleeper(env),
+        "host" => child_host(env),
         other => bail!("unknown role {other}"),
-    }
+    });
 }
 
 fn recv_within(guest: &mut ShmGuest, what: &str) -> anyhow::Result<Frame> {
@@ -367,7 +177,7 @@ fn recv_within(guest: &mut ShmGuest, what: &str) -> anyhow::Result<Frame> {
 /// Test 1's guest: attaches in the reserved entry, checks every message and
 /// echoes it, then checks that every slot is free.
 fn child_echo(env: &ChildEnv) -> anyhow::Result<()> {
-    let peer: u8 = env_var(PEER_ENV)?.parse()?;
+    let peer: u8 = env.parse(PEER_ENV)?;
     let mut guest = ShmGuest::attach_path_with_id(&env.path, peer).context("attach")?;
     ensure!(guest.peer_id() == peer, "attached as {}", guest.peer_id());
     for i in 0..EXCHANGE_COUNT {
@@ -416,8 +226,8 @@ fn child_hoard(env: &ChildEnv) -> anyhow::Result<()> {
 /// Test 2's second guest: takes the reclaimed entry, then exchanges an
 /// inline and a slot message each way.
 fn child_reattach(env: &ChildEnv) -> anyhow::Result<()> {
-    let peer: u8 = env_var(PEER_ENV)?.parse()?;
-    let epoch: u32 = env_var(EPOCH_ENV)?.parse()?;
+    let peer: u8 = env.parse(PEER_ENV)?;
+    let epoch: u32 = env.parse(EPOCH_ENV)?;
     let mut guest = ShmGuest::attach_path(&env.path).context("attach")?;
     ensure!(
         guest.peer_id() == peer,
@@ -465,7 +275,7 @@ fn child_idle(env: &ChildEnv) -> anyhow::Result<()> {
 /// Test 4's guest: blocks in `recv`, answers, blocks again and must be
 /// woken by the host's goodbye.
 fn child_sleeper(env: &ChildEnv) -> anyhow::Result<()> {
-    let strategy = match env_var(STRATEGY_ENV)?.as_str() {
+    let strategy = match env.var(STRATEGY_ENV)?.as_str() {
         "block" => WaitStrategy::Block,
         "adaptive" => WaitStrategy::Adaptive,
         other => bail!("unknown strategy {other}"),
@@ -564,7 +374,7 @@ fn host_and_guest_process_exchange_inline_and_slot_messages_both_ways() {
         let msg = frame(msg_type::DATA, i, (i * 3) as u32, exchange_payload(i));
         let deadline = Instant::now() + WAIT;
         loop {
-            match host.send(peer, msg.clone()) {
+            match host.try_send(peer, &msg) {
                 Ok(()) => break,
                 Err(e) if e.is_retryable() => {}
                 Err(e) => child.fail(&format!("host: send {i} failed: {e}")),
@@ -596,7 +406,7 @@ fn host_and_guest_process_exchange_inline_and_slot_messages_both_ways() {
     }
     let done = frame(msg_type::DATA, DONE_ID, 0, b"done".to_vec());
     host_send(&mut host, peer, &done, &mut child);
-    child.expect_success();
+    child.expect_success(WAIT);
 
     let entry = peer_report(&path, peer);
     assert_eq!(entry.entry.state, PeerState::Empty, "{entry:?}");
@@ -621,7 +431,7 @@ fn killed_guest_is_detected_and_reclaimed() {
     };
     let mut host = ShmHost::create(&path, config).unwrap();
     let mut child = Child::spawn("hoard", &path, dir.path(), &[]);
-    let peer: u8 = child.await_signal("hoarded").parse().unwrap();
+    let peer: u8 = child.await_signal("hoarded", WAIT).parse().unwrap();
 
     // The host sends the guest slot messages it will never read.
     for i in 0..4u8 {
@@ -671,7 +481,7 @@ fn killed_guest_is_detected_and_reclaimed() {
     // Nothing is left for the host to read, and nobody to send to.
     assert!(host.try_recv().unwrap().is_none());
     let err = host
-        .send(peer, frame(msg_type::DATA, 9, 0, b"x".to_vec()))
+        .try_send(peer, &frame(msg_type::DATA, 9, 0, b"x".to_vec()))
         .unwrap_err();
     assert!(matches!(err, Error::PeerState { .. }), "{err}");
     // A second sweep finds nothing more.
@@ -687,7 +497,7 @@ fn killed_guest_is_detected_and_reclaimed() {
             (EPOCH_ENV, (old_epoch + 1).to_string()),
         ],
     );
-    child.await_signal("reattached");
+    child.await_signal("reattached", WAIT);
     let entry = peer_report(&path, peer);
     assert_eq!(entry.entry.epoch, old_epoch + 1);
     assert_eq!(entry.entry.pid, child.pid());
@@ -718,7 +528,7 @@ fn killed_guest_is_detected_and_reclaimed() {
         &frame(msg_type::DATA, DONE_ID, 0, b"bye".to_vec()),
         &mut child,
     );
-    child.expect_success();
+    child.expect_success(WAIT);
 
     let end = shmhub::inspect_path(&path).unwrap();
     assert!(pools_used(&end).is_empty(), "{:?}", pools_used(&end));
@@ -742,7 +552,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     config.heartbeat_interval_ms = 100;
     let mut host = ShmHost::create(&path, config).unwrap();
     let mut child = Child::spawn("idle", &path, dir.path(), &[]);
-    let live: u8 = child.await_signal("idle").parse().unwrap();
+    let live: u8 = child.await_signal("idle", WAIT).parse().unwrap();
 
     let entry = peer_report(&path, live);
     assert_eq!(entry.entry.state, PeerState::Attached);
@@ -787,7 +597,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
         &frame(msg_type::DATA, DONE_ID, 0, b"quit".to_vec()),
         &mut child,
     );
-    child.expect_success();
+    child.expect_success(WAIT);
     let report = shmhub::inspect_path(&path).unwrap();
     assert_eq!(
         report.peers[live as usize - 1].entry.state,
@@ -828,7 +638,7 @@ fn guest_blocked_in_recv_is_woken_by_host_message_and_by_goodbye() {
             dir.path(),
             &[(STRATEGY_ENV, strategy.to_string())],
         );
-        let peer: u8 = child.await_signal("sleeping").parse().unwrap();
+        let peer: u8 = child.await_signal("sleeping", WAIT).parse().unwrap();
 
         std::thread::sleep(Duration::from_millis(100));
         child.check_running();
@@ -849,7 +659,7 @@ fn guest_blocked_in_recv_is_woken_by_host_message_and_by_goodbye() {
         child.check_running();
         drop(host);
         assert!(!path.exists());
-        child.expect_success();
+        child.expect_success(WAIT);
     }
 }
 
@@ -861,7 +671,7 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("orphan.shm");
     let mut child = Child::spawn("host", &path, dir.path(), &[]);
-    child.await_signal("hosting");
+    child.await_signal("hosting", WAIT);
     let mut guest = ShmGuest::attach_path(&path).unwrap();
     guest.set_wait_strategy(WaitStrategy::Block);
     assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Alive);

@@ -5,8 +5,8 @@
 //! The parent process is the host. It creates a small segment (rings of
 //! [`RING`] descriptors, [`SLOTS`] slots of 4 KiB per pool) so that full rings
 //! and exhausted pools really happen, reserves [`GUESTS`] entries, and starts
-//! one guest process per entry by re-executing this test binary to run only
-//! [`child_entry`] (the pattern of `tests/cross_process.rs`).
+//! one guest process per entry by re-running this test binary through the
+//! harness of `tests/support` ([`Child::spawn`], [`child_entry`]).
 //!
 //! Every message of a stream (one guest, one direction) carries:
 //! - `id` = its sequence number, `0..N`;
@@ -20,10 +20,10 @@
 //!
 //! Each side runs one thread that interleaves sending and receiving (a
 //! `ShmHost` or `ShmGuest` is used through `&mut self`), with short waits
-//! only, so neither side can block the other for long. Sends rotate through
-//! `send`, `send_timeout`, `send_with`, `send_batch` and `loan` + `commit`;
-//! receives through `try_recv`, `recv_timeout`, `recv_*_in_place` and
-//! `recv_batch*`. A full ring or an exhausted pool is counted and retried,
+//! only, so neither side can block the other for long. Sends rotate
+//! through `try_send`, `send_timeout`, `send_with`, `send_batch` and
+//! `loan` + `commit`; receives through `try_recv`, `recv_timeout`,
+//! `recv_*_in_place` and `recv_batch*`. A full ring or an exhausted pool is counted and retried,
 //! never treated as an error.
 //!
 //! Three runs, one at a time (each loads both cores of a small machine):
@@ -49,9 +49,9 @@
 //! a side that makes no progress for [`STALL`] fails, children arm a
 //! watchdog, and the parent kills its children when it fails.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+mod support;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -61,12 +61,10 @@ use anyhow::{Context, bail, ensure};
 use shmhub::{
     Error, Frame, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest, ShmHost, SlotLoan,
 };
+use support::{Child, ChildEnv, fail_all, signal};
 
-const ROLE_ENV: &str = "SHMHUB_STRESS_CHILD";
-const PATH_ENV: &str = "SHMHUB_STRESS_PATH";
-const DIR_ENV: &str = "SHMHUB_STRESS_DIR";
-const PEER_ENV: &str = "SHMHUB_STRESS_PEER";
-const PROFILE_ENV: &str = "SHMHUB_STRESS_PROFILE";
+const PEER_ENV: &str = "SHMHUB_TEST_PEER";
+const PROFILE_ENV: &str = "SHMHUB_TEST_PROFILE";
 
 /// Guest processes per run.
 const GUESTS: u8 = 3;
@@ -91,8 +89,6 @@ const CHILD_WAIT: Duration = Duration::from_secs(10);
 /// itself when the host process is gone or when it makes no progress for
 /// [`STALL`].
 const CHILD_WATCHDOG: Duration = Duration::from_secs(600);
-/// Exit status of a child ended by its watchdog.
-const WATCHDOG_STATUS: i32 = 97;
 
 /// Direction codes, mixed into the payload seed and the message type.
 const H2G: u8 = 1;
@@ -100,7 +96,7 @@ const G2H: u8 = 2;
 
 /// The send APIs, in the order of [`TxStats::by_api`].
 const TX_APIS: [&str; 5] = [
-    "send",
+    "try_send",
     "send_timeout",
     "send_with",
     "send_batch",
@@ -291,7 +287,7 @@ struct TxStats {
     timed_out: u64,
     /// `send_batch` calls that sent only part of their frames in time.
     partial_batches: u64,
-    /// Messages a non-waiting `send` refused (full ring or no slot) and a
+    /// Messages a non-waiting `try_send` refused (full ring or no slot) and a
     /// following `send_timeout` then sent: backpressure waited out.
     waited_out: u64,
     /// Messages sent through each API of [`TX_APIS`].
@@ -475,7 +471,7 @@ impl Pacer {
 
 /// The send operations both sides have.
 trait Sender {
-    fn try_send(&mut self, frame: Frame) -> shmhub::Result<()>;
+    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()>;
     fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()>;
     fn send_with(&mut self, desc: MsgDesc, payload: &[u8], wait: Duration) -> shmhub::Result<()>;
     fn send_batch(&mut self, frames: &[Frame], wait: Duration) -> shmhub::Result<usize>;
@@ -490,8 +486,8 @@ struct HostTo<'a> {
 }
 
 impl Sender for HostTo<'_> {
-    fn try_send(&mut self, frame: Frame) -> shmhub::Result<()> {
-        self.host.send(self.peer, frame)
+    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()> {
+        self.host.try_send(self.peer, frame)
     }
     fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()> {
         self.host.send_timeout(self.peer, frame, Some(wait))
@@ -511,8 +507,8 @@ impl Sender for HostTo<'_> {
 }
 
 impl Sender for ShmGuest {
-    fn try_send(&mut self, frame: Frame) -> shmhub::Result<()> {
-        self.send(frame)
+    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()> {
+        ShmGuest::try_send(self, frame)
     }
     fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()> {
         ShmGuest::send_timeout(self, frame, Some(wait))
@@ -591,12 +587,12 @@ impl TxStream {
                 _ => 1,
             };
             let result = match api {
-                0 => tx.try_send(self.frame(seq)).map(|()| 1),
+                0 => tx.try_send(&self.frame(seq)).map(|()| 1),
                 1 => {
                     // Try without waiting first; when that is refused, wait
                     // for room and a slot.
                     let frame = self.frame(seq);
-                    match tx.try_send(frame.clone()) {
+                    match tx.try_send(&frame) {
                         Ok(()) => Ok(1),
                         Err(e) if e.is_retryable() => {
                             self.refused(seq, e)?;
@@ -828,29 +824,10 @@ fn run_host(
 /// (a normal test run) does nothing.
 #[test]
 fn child_entry() {
-    let Ok(role) = std::env::var(ROLE_ENV) else {
-        return;
-    };
-    std::thread::spawn(|| {
-        std::thread::sleep(CHILD_WATCHDOG);
-        eprintln!("child watchdog: still running after {CHILD_WATCHDOG:?}; exiting");
-        std::process::exit(WATCHDOG_STATUS);
+    support::child_main(CHILD_WATCHDOG, |role, env| match role {
+        "guest" => run_guest(env),
+        other => bail!("unknown role {other}"),
     });
-    let result = match role.as_str() {
-        "guest" => run_guest(),
-        other => Err(anyhow::anyhow!("unknown role {other}")),
-    };
-    match result {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            eprintln!("child `{role}` failed: {e:#}");
-            std::process::exit(1);
-        }
-    }
-}
-
-fn env_var(name: &str) -> anyhow::Result<String> {
-    std::env::var(name).with_context(|| format!("{name} is not set"))
 }
 
 /// Takes up to [`BUDGET`] messages from the host with one receive API per
@@ -911,14 +888,12 @@ fn guest_receive(
     Ok(got)
 }
 
-fn run_guest() -> anyhow::Result<()> {
-    let path = PathBuf::from(env_var(PATH_ENV)?);
-    let dir = PathBuf::from(env_var(DIR_ENV)?);
-    let peer: u8 = env_var(PEER_ENV)?.parse()?;
-    let profile = profile(&env_var(PROFILE_ENV)?)?;
+fn run_guest(env: &ChildEnv) -> anyhow::Result<()> {
+    let peer: u8 = env.parse(PEER_ENV)?;
+    let profile = profile(&env.var(PROFILE_ENV)?)?;
     let n = profile.per_guest;
     let started = Instant::now();
-    let mut guest = ShmGuest::attach_path_with_id(&path, peer).context("attach")?;
+    let mut guest = ShmGuest::attach_path_with_id(&env.path, peer).context("attach")?;
     ensure!(guest.peer_id() == peer, "attached as {}", guest.peer_id());
 
     let mut tx = TxStream::new(peer, G2H, n);
@@ -980,9 +955,7 @@ fn run_guest() -> anyhow::Result<()> {
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     let json = serde_json::to_string_pretty(&report)?;
-    let tmp = dir.join(format!("guest-{peer}.json.tmp"));
-    std::fs::write(&tmp, json).context("write report")?;
-    std::fs::rename(&tmp, dir.join(format!("guest-{peer}.json"))).context("publish report")?;
+    signal(&env.dir, &format!("guest-{peer}.json"), &json).context("report")?;
     let rx = &report.stream.rx;
     ensure!(
         rx.lost + rx.duplicated + rx.unexpected + rx.corrupted == 0,
@@ -994,109 +967,8 @@ fn run_guest() -> anyhow::Result<()> {
 }
 
 // ---------------------------------------------------------------------------
-// The parent's side: children, the monitor, one run
+// The parent's side: the monitor, one run
 // ---------------------------------------------------------------------------
-
-/// A guest process; killed and reaped on drop, so a failed test never
-/// leaves it behind.
-struct Child {
-    peer: u8,
-    child: Option<std::process::Child>,
-    status: Option<ExitStatus>,
-    out: PathBuf,
-    err: PathBuf,
-}
-
-impl Child {
-    fn spawn(peer: u8, path: &Path, dir: &Path, profile: &Profile) -> Child {
-        let out = dir.join(format!("guest-{peer}.stdout"));
-        let err = dir.join(format!("guest-{peer}.stderr"));
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-            .env(ROLE_ENV, "guest")
-            .env(PATH_ENV, path)
-            .env(DIR_ENV, dir)
-            .env(PEER_ENV, peer.to_string())
-            .env(PROFILE_ENV, profile.name)
-            .stdin(Stdio::null())
-            .stdout(File::create(&out).unwrap())
-            .stderr(File::create(&err).unwrap())
-            .spawn()
-            .expect("spawn the test binary as a guest");
-        Child {
-            peer,
-            child: Some(child),
-            status: None,
-            out,
-            err,
-        }
-    }
-
-    fn output(&self) -> String {
-        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-        format!(
-            "--- guest {} ({:?}) stdout ---\n{}--- guest {} stderr ---\n{}",
-            self.peer,
-            self.status,
-            read(&self.out),
-            self.peer,
-            read(&self.err)
-        )
-    }
-
-    /// Fails if the child has exited unsuccessfully (exiting successfully
-    /// early is fine: it may finish before the host has read all it sent).
-    fn check(&mut self) -> anyhow::Result<()> {
-        if let Some(c) = self.child.as_mut() {
-            if let Some(status) = c.try_wait()? {
-                self.child = None;
-                self.status = Some(status);
-            }
-        }
-        match self.status {
-            Some(status) if !status.success() => {
-                bail!("guest {} exited with {status}", self.peer)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Waits (with a deadline) for the child to exit; returns its status.
-    fn wait(&mut self, deadline: Instant) -> anyhow::Result<ExitStatus> {
-        loop {
-            self.check().ok();
-            if let Some(status) = self.status {
-                return Ok(status);
-            }
-            if Instant::now() >= deadline {
-                bail!("guest {} did not exit in time", self.peer);
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            self.status = c.wait().ok();
-        }
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Kills every child and panics with `msg` and their output.
-fn fail(children: &mut [Child], msg: &str) -> ! {
-    for c in children.iter_mut() {
-        c.kill();
-    }
-    let outputs: Vec<String> = children.iter().map(Child::output).collect();
-    panic!("{msg}\n{}", outputs.join("\n"));
-}
 
 /// What a thread sampling the segment with `inspect_path` saw while a run
 /// went on: the fullest each ring and pool ever was.
@@ -1253,7 +1125,13 @@ fn run(profile: Profile) -> RunOutcome {
     let guests: Vec<u8> = (0..GUESTS).map(|_| host.reserve_peer().unwrap()).collect();
     let mut children: Vec<Child> = guests
         .iter()
-        .map(|&g| Child::spawn(g, &path, dir.path(), &profile))
+        .map(|&g| {
+            let env = [
+                (PEER_ENV, g.to_string()),
+                (PROFILE_ENV, profile.name.to_string()),
+            ];
+            Child::spawn("guest", &path, dir.path(), &env).named(format!("guest {g}"))
+        })
         .collect();
 
     // Start once every guest has attached, so that the exchange runs with
@@ -1268,23 +1146,23 @@ fn run(profile: Profile) -> RunOutcome {
             break;
         }
         for c in children.iter_mut() {
-            if let Err(e) = c.check() {
-                fail(&mut children, &format!("before attaching: {e:#}"));
+            if let Err(e) = c.check_not_failed() {
+                fail_all(&mut children, &format!("before attaching: {e:#}"));
             }
         }
         if Instant::now() >= deadline {
-            fail(&mut children, "the guests did not all attach in time");
+            fail_all(&mut children, "the guests did not all attach in time");
         }
         std::thread::sleep(Duration::from_millis(2));
     }
 
     let monitor = Monitor::start(path.clone());
     let outcome = run_host(&mut host, &profile, &guests, &mut || {
-        children.iter_mut().try_for_each(Child::check)
+        children.iter_mut().try_for_each(Child::check_not_failed)
     });
     let outcome = match outcome {
         Ok(outcome) => outcome,
-        Err(e) => fail(&mut children, &format!("host: {e:#}")),
+        Err(e) => fail_all(&mut children, &format!("host: {e:#}")),
     };
 
     // The counts, both ways: the host's, then each child's own, which it
@@ -1299,7 +1177,7 @@ fn run(profile: Profile) -> RunOutcome {
     let deadline = Instant::now() + CHILD_WAIT;
     let mut reports = Vec::new();
     for (i, &g) in guests.iter().enumerate() {
-        match children[i].wait(deadline) {
+        match children[i].wait_until(deadline) {
             Ok(status) if status.success() => {}
             Ok(status) => problems.push(format!("guest {g} exited with {status}")),
             Err(e) => problems.push(format!("{e:#}")),
@@ -1326,7 +1204,7 @@ fn run(profile: Profile) -> RunOutcome {
     }
     let observed = monitor.finish();
     if !problems.is_empty() {
-        fail(&mut children, &problems.join("\n"));
+        fail_all(&mut children, &problems.join("\n"));
     }
 
     // Nothing more to read (this also lets the host finish the goodbye of

@@ -1,0 +1,344 @@
+//! The segment as a file: bare names resolved in the shm directory (and
+//! `SHMHUB_SHM_DIR`), removal with and without force, read-only
+//! inspection that changes nothing, and the platforms the mapping exists
+//! on.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure};
+use shmhub::{
+    Error, PeerState, SegmentConfig, ShmGuest, ShmHost, inspect_path, remove_segment,
+    resolve_segment, shm_dir,
+};
+use support::fixtures::{data, remove_options, tmp, unix_ns};
+use support::{Child, ChildEnv};
+
+/// How long the child of [`shm_dir_env_overrides_the_default`] may take.
+const CHILD_WAIT: Duration = Duration::from_secs(10);
+/// A child still running after this long ends itself.
+const CHILD_WATCHDOG: Duration = Duration::from_secs(20);
+
+/// A copy of `src` at a new path in the same directory, for corrupting.
+fn copy_to(src: &Path, name: &str) -> PathBuf {
+    let dst = src.with_file_name(name);
+    std::fs::write(&dst, std::fs::read(src).unwrap()).unwrap();
+    dst
+}
+
+// ---------------------------------------------------------------------------
+// Paths
+// ---------------------------------------------------------------------------
+
+// shm[verify shm.file.path]
+#[test]
+fn bare_names_resolve_in_the_shm_dir_and_paths_are_kept() {
+    let expected_dir = match std::env::var_os("SHMHUB_SHM_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
+        None => std::env::temp_dir(),
+    };
+    assert_eq!(shm_dir(), expected_dir);
+    assert_eq!(
+        resolve_segment("app.shm").unwrap(),
+        expected_dir.join("app.shm")
+    );
+    for kept in ["./a.shm", "/tmp/x/y.shm", "../up.shm", "dir/"] {
+        assert_eq!(resolve_segment(kept).unwrap(), PathBuf::from(kept));
+    }
+    let long = "n".repeat(256);
+    for refused in ["", ".", "..", "a\0b", "/tmp/a\0b", long.as_str()] {
+        assert!(resolve_segment(refused).is_err(), "{refused:?}");
+    }
+    assert!(resolve_segment(&"n".repeat(255)).is_ok());
+
+    // A bare name is usable end to end: the file lands in the directory.
+    let name = format!("shmhub-files-{}-{}.shm", std::process::id(), unix_ns());
+    let path = resolve_segment(&name).unwrap();
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    assert!(expected_dir.join(&name).is_file());
+    let guest = ShmGuest::attach_path(resolve_segment(&name).unwrap()).unwrap();
+    drop(guest);
+    drop(host);
+    assert!(!expected_dir.join(&name).exists());
+}
+
+/// Runs a child role when this binary was started as a child (by
+/// [`shm_dir_env_overrides_the_default`]); does nothing in a normal run.
+#[test]
+fn child_entry() {
+    support::child_main(CHILD_WATCHDOG, |role, env| match role {
+        "bare-name" => child_bare_name(env),
+        other => bail!("unknown role {other}"),
+    });
+}
+
+/// In a process whose environment sets the shm directory to `env.dir`:
+/// the bare name `child.shm` resolves to `env.path`, and a segment is
+/// created there.
+fn child_bare_name(env: &ChildEnv) -> anyhow::Result<()> {
+    ensure!(shm_dir() == env.dir, "shm_dir() is {}", shm_dir().display());
+    let path = resolve_segment("child.shm")?;
+    ensure!(path == env.path, "child.shm resolves to {}", path.display());
+    ShmHost::create(&path, SegmentConfig::default())?.persist()?;
+    Ok(())
+}
+
+// shm[verify shm.file.path]
+#[test]
+fn shm_dir_env_overrides_the_default() {
+    let dir = tmp();
+    let made = dir.path().join("child.shm");
+    let shm_dir = dir.path().to_str().unwrap().to_string();
+    let mut child = Child::spawn(
+        "bare-name",
+        &made,
+        dir.path(),
+        &[("SHMHUB_SHM_DIR", shm_dir)],
+    );
+    child.expect_success(CHILD_WAIT);
+    // The child created its segment by bare name inside the directory.
+    assert!(made.is_file());
+    remove_segment(&made, remove_options(false, 1000), &mut |_| {}).unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// Removal
+// ---------------------------------------------------------------------------
+
+// shm[verify shm.file.remove]
+#[test]
+fn remove_refuses_what_is_not_a_segment_even_with_force() {
+    let dir = tmp();
+    let foreign = dir.path().join("foreign.bin");
+    std::fs::write(&foreign, vec![0xABu8; 8192]).unwrap();
+    let zeros = dir.path().join("zeros.bin");
+    std::fs::write(&zeros, vec![0u8; 8192]).unwrap();
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, b"not a segment").unwrap();
+    for force in [false, true] {
+        let opts = remove_options(force, 0);
+        assert!(matches!(
+            remove_segment(&foreign, opts, &mut |_| {}),
+            Err(Error::NotASegment { .. })
+        ));
+        assert!(matches!(
+            remove_segment(&zeros, opts, &mut |_| {}),
+            Err(Error::NotReady)
+        ));
+        assert!(matches!(
+            remove_segment(&small, opts, &mut |_| {}),
+            Err(Error::TooSmall { .. })
+        ));
+        assert!(matches!(
+            remove_segment(dir.path(), opts, &mut |_| {}),
+            Err(Error::Io { .. } | Error::NotAFile { .. })
+        ));
+    }
+    assert_eq!(std::fs::read(&foreign).unwrap(), vec![0xABu8; 8192]);
+    assert_eq!(std::fs::read(&zeros).unwrap(), vec![0u8; 8192]);
+    assert_eq!(std::fs::read(&small).unwrap(), b"not a segment");
+
+    // A symlink is refused, and neither it nor its target is removed.
+    let seg = dir.path().join("real.shm");
+    ShmHost::create(&seg, SegmentConfig::default())
+        .unwrap()
+        .persist()
+        .unwrap();
+    let link = dir.path().join("link.shm");
+    std::os::unix::fs::symlink(&seg, &link).unwrap();
+    assert!(matches!(
+        remove_segment(&link, remove_options(true, 0), &mut |_| {}),
+        Err(Error::Symlink { .. })
+    ));
+    assert!(link.symlink_metadata().is_ok() && seg.is_file());
+    assert!(!inspect_path(&seg).unwrap().header.host_goodbye);
+}
+
+// shm[verify shm.file.remove]
+#[test]
+fn remove_deletes_a_segment_nobody_holds() {
+    let dir = tmp();
+    let path = dir.path().join("idle.shm");
+    ShmHost::create(&path, SegmentConfig::default())
+        .unwrap()
+        .persist()
+        .unwrap();
+    // A scripted guest belongs to no process: it does not hold the file.
+    ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    let mut waits = 0;
+    let report = remove_segment(&path, remove_options(false, 1000), &mut |_| waits += 1).unwrap();
+    assert!(!path.exists());
+    assert!(!report.removed_by_host);
+    assert!(report.abandoned.is_empty());
+    assert_eq!(waits, 0);
+}
+
+// shm[verify shm.file.remove]
+#[test]
+fn remove_waits_for_live_guests_and_gives_up_or_forces() {
+    let dir = tmp();
+    let path = dir.path().join("busy.shm");
+    ShmHost::create(&path, SegmentConfig::default())
+        .unwrap()
+        .persist()
+        .unwrap();
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    let p = guest.peer_id();
+
+    // Without force: it waits, then gives up, naming the guest, and takes
+    // its goodbye back.
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let err = remove_segment(&path, remove_options(false, 100), &mut |g| {
+        seen.push(g.to_vec())
+    })
+    .unwrap_err();
+    assert!(start.elapsed() >= Duration::from_millis(100));
+    match &err {
+        Error::Busy { what } => assert!(what.contains(&format!("peer {p}")), "{what}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!seen.is_empty() && seen.iter().all(|g| g == &[p]));
+    assert!(path.exists());
+    assert!(!inspect_path(&path).unwrap().header.host_goodbye);
+    guest.try_send(&data(1, b"still here")).unwrap();
+
+    // With force: deleted anyway, the guest reported as abandoned, and the
+    // guest sees the goodbye.
+    let report = remove_segment(&path, remove_options(true, 100), &mut |_| {}).unwrap();
+    assert!(!path.exists());
+    assert_eq!(report.abandoned, [p]);
+    assert!(matches!(
+        guest.try_send(&data(2, b"hello?")),
+        Err(Error::HostGone)
+    ));
+}
+
+// shm[verify shm.file.remove]
+#[test]
+fn remove_lets_a_live_host_delete_its_own_file() {
+    let dir = tmp();
+    let path = dir.path().join("hosted.shm");
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let remover_path = path.clone();
+    let remover = std::thread::spawn(move || {
+        remove_segment(&remover_path, remove_options(false, 10_000), &mut |_| {})
+    });
+    // The host is alive (presence lock and pid): the remover waits, and
+    // has asked it to leave.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !host.header().unwrap().host_goodbye {
+        assert!(Instant::now() < deadline, "the remover never said goodbye");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(path.exists() && !remover.is_finished());
+    drop(host);
+    let report = remover.join().unwrap().unwrap();
+    assert!(report.removed_by_host);
+    assert!(!path.exists());
+}
+
+// shm[verify shm.file.remove]
+#[test]
+fn remove_deletes_a_damaged_segment_only_with_force() {
+    let dir = tmp();
+    let path = dir.path().join("v.shm");
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let copy = copy_to(&path, "v2.shm");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    bytes[8] = 2;
+    std::fs::write(&copy, &bytes).unwrap();
+    assert!(matches!(
+        remove_segment(&copy, remove_options(false, 0), &mut |_| {}),
+        Err(Error::VersionMismatch { found: 2, .. })
+    ));
+    assert_eq!(std::fs::read(&copy).unwrap(), bytes);
+    remove_segment(&copy, remove_options(true, 0), &mut |_| {}).unwrap();
+    assert!(!copy.exists());
+    drop(host);
+}
+
+// ---------------------------------------------------------------------------
+// Inspection
+// ---------------------------------------------------------------------------
+
+// shm[verify shm.inspect.read-only]
+#[test]
+fn inspect_reads_a_read_only_file_and_changes_nothing() {
+    let dir = tmp();
+    let path = dir.path().join("ro.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    let p = guest.peer_id();
+    guest.try_send(&data(1, &[5u8; 300])).unwrap();
+    host.try_send(p, &data(2, &[6u8; 300])).unwrap();
+    drop(guest); // leaves its message behind: the entry is in Goodbye
+    let other = ShmGuest::attach_path(&path).unwrap();
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let report = inspect_path(&path).unwrap();
+    let again = inspect_path(&path).unwrap();
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "inspect wrote to the file"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o400
+    );
+
+    let first = &report.peers[usize::from(p) - 1];
+    assert_eq!(first.entry.state, PeerState::Goodbye);
+    assert_eq!(first.to_host.len(), Some(1));
+    assert_eq!(first.to_guest.len(), Some(0), "detach drained it");
+    assert_eq!(report.pools[usize::from(p)].usage.used, 1);
+    assert_eq!(report.pools[0].usage.used, 0);
+    let second = &report.peers[usize::from(other.peer_id()) - 1];
+    assert_eq!(second.entry.state, PeerState::Attached);
+    assert_eq!(second.holder, shmhub::HolderStatus::Alive);
+    assert_eq!(report.host, shmhub::HostStatus::Alive);
+    // Inspecting twice sees the same: it completed no goodbye.
+    assert_eq!(
+        again.peers[usize::from(p) - 1].entry.state,
+        PeerState::Goodbye
+    );
+
+    // It took no lock: a new guest and the host still act on every role.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (from, frame) = host.try_recv().unwrap().unwrap();
+    assert_eq!((from, frame.payload()), (p, &[5u8; 300][..]));
+    drop(other);
+}
+
+// ---------------------------------------------------------------------------
+// Platforms
+// ---------------------------------------------------------------------------
+
+// This build cannot run on Windows, so the rule (no Windows backend: the
+// crate refuses to compile there rather than misbehave) is checked on the
+// source: the guard must sit in the crate root and be a compile error.
+// shm[verify shm.file.mmap-windows]
+#[test]
+fn non_unix_targets_are_refused_at_compile_time() {
+    let lib =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib/lib.rs")).unwrap();
+    let guard = lib
+        .find("#[cfg(not(unix))]")
+        .expect("a #[cfg(not(unix))] guard in src/lib/lib.rs");
+    let after = lib[guard + "#[cfg(not(unix))]".len()..].trim_start();
+    assert!(
+        after.starts_with("compile_error!"),
+        "the guard must be a compile_error!, found {:?}",
+        &after[..40.min(after.len())]
+    );
+}

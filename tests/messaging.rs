@@ -1,0 +1,201 @@
+//! Sending and receiving beyond the basics of `tests/segment.rs`: the
+//! host serving its guests round-robin, batches that go whole or not at
+//! all, slot loans committed by the pool's owner only, and batch and
+//! in-place receives that hand over good messages around a bad one.
+//!
+//! Heap segments: nothing here depends on the file.
+
+mod support;
+
+use std::time::Duration;
+
+use shmhub::{Error, MsgDesc, SegmentConfig, ShmGuest, ShmHost, msg_type};
+use support::fixtures::data;
+
+// ---------------------------------------------------------------------------
+// Fairness
+// ---------------------------------------------------------------------------
+
+// shm[verify shm.host.fair]
+#[test]
+fn host_serves_guests_round_robin() {
+    let mut host = ShmHost::create_heap(SegmentConfig {
+        max_guests: 4,
+        ..SegmentConfig::default()
+    })
+    .unwrap();
+    let mut guests: Vec<ShmGuest> = (0..3)
+        .map(|_| ShmGuest::attach(host.region()).unwrap())
+        .collect();
+    for g in &mut guests {
+        for i in 0..5 {
+            g.try_send(&data(i, &[g.peer_id(); 40])).unwrap();
+        }
+    }
+    let mut order = Vec::new();
+    while let Some((from, frame)) = host.try_recv().unwrap() {
+        assert_eq!(frame.payload(), &[from; 40][..]);
+        order.push((from, frame.desc.id));
+    }
+    let expected: Vec<(u8, u64)> = (0..5).flat_map(|i| [(1, i), (2, i), (3, i)]).collect();
+    assert_eq!(order, expected);
+
+    // A flooding guest does not starve a quiet one: the quiet guest's
+    // messages come within one round (max_guests receives) each.
+    for i in 0..20 {
+        guests[0].try_send(&data(100 + i, b"flood")).unwrap();
+    }
+    guests[2].try_send(&data(200, b"quiet")).unwrap();
+    guests[2].try_send(&data(201, b"quiet")).unwrap();
+    let mut order = Vec::new();
+    while let Some((from, _)) = host.try_recv().unwrap() {
+        order.push(from);
+    }
+    let quiet: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, from)| **from == 3)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(quiet.len(), 2);
+    assert!(quiet[0] < 4 && quiet[1] - quiet[0] <= 4, "{order:?}");
+    assert_eq!(order.len(), 22);
+}
+
+// ---------------------------------------------------------------------------
+// Batches and zero-copy
+// ---------------------------------------------------------------------------
+
+// shm[verify shm.send.batch]
+#[test]
+fn a_batch_with_an_oversized_frame_sends_nothing() {
+    let mut host = ShmHost::create_heap(SegmentConfig {
+        max_payload: 1000,
+        ..SegmentConfig::default()
+    })
+    .unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let frames = [
+        data(1, b"small"),
+        data(2, &[2u8; 500]),
+        data(3, &[3u8; 1001]),
+    ];
+    assert!(matches!(
+        host.send_batch(guest.peer_id(), &frames, Some(Duration::ZERO)),
+        Err(Error::PayloadTooLarge { len: 1001, .. })
+    ));
+    assert!(matches!(
+        guest.send_batch(&frames, None),
+        Err(Error::PayloadTooLarge { len: 1001, .. })
+    ));
+    assert!(guest.try_recv().unwrap().is_none());
+    assert!(host.try_recv().unwrap().is_none());
+    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    assert!(report.pools.iter().all(|p| p.usage.used == 0));
+    // Without the oversized frame, all go, in order, in one round.
+    assert_eq!(
+        host.send_batch(guest.peer_id(), &frames[..2], None)
+            .unwrap(),
+        2
+    );
+    let state = shmhub::inspect_region(&host.region(), None).unwrap().peers[0].to_guest;
+    assert_eq!((state.head, state.tail), (0, 2));
+    assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 1);
+    assert_eq!(
+        guest.try_recv().unwrap().unwrap().payload(),
+        &[2u8; 500][..]
+    );
+}
+
+// shm[verify shm.send.zero-copy]
+#[test]
+fn a_loan_is_committed_only_by_the_sender_whose_pool_lent_it() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let p = guest.peer_id();
+    let used = |host: &ShmHost, pool: usize| {
+        shmhub::inspect_region(&host.region(), None).unwrap().pools[pool]
+            .usage
+            .used
+    };
+    // The guest's loan comes from the guest's pool; the host cannot send it.
+    let loan = guest.loan(100, None).unwrap();
+    assert_eq!(used(&host, usize::from(p)), 1);
+    assert!(matches!(host.commit(p, loan), Err(Error::Corrupt(_))));
+    assert_eq!(used(&host, usize::from(p)), 0, "the refused loan was freed");
+    assert!(guest.try_recv().unwrap().is_none());
+
+    // A short loan still travels in a slot, with the descriptor the
+    // application filled in, and only the bytes kept by truncate.
+    let mut loan = host.loan(p, 64, None).unwrap();
+    assert_eq!(loan.len(), 64);
+    loan.as_mut_slice()[..3].copy_from_slice(b"hey");
+    loan.truncate(3);
+    loan.desc = MsgDesc {
+        msg_type: msg_type::REQUEST,
+        id: 9,
+        method_id: 4,
+        ..MsgDesc::default()
+    };
+    host.commit(p, loan).unwrap();
+    let got = guest.try_recv().unwrap().unwrap();
+    assert!(got.desc.is_slot());
+    assert_eq!(
+        (got.desc.msg_type, got.desc.id, got.desc.method_id),
+        (msg_type::REQUEST, 9, 4)
+    );
+    assert_eq!(got.payload(), b"hey");
+    assert_eq!(used(&host, 0), 0);
+}
+
+// shm[verify shm.recv.zero-copy]
+// shm[verify shm.recv.validate]
+#[test]
+fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let region = host.region();
+    let layout = *host.layout();
+    let mut guest = ShmGuest::attach(region.clone()).unwrap();
+    let p = guest.peer_id();
+    for i in 0..3u8 {
+        host.try_send(p, &data(u64::from(i), &[i; 200])).unwrap();
+    }
+    // Forge the second descriptor's generation.
+    let ring = layout.host_to_guest_ring(p);
+    let second = ring + shmhub::RING_HEADER_SIZE + 64;
+    region.write(second + 24, &[0x77, 0, 0, 0]).unwrap();
+    let mut got = Vec::new();
+    let err = guest
+        .recv_batch(8, Some(Duration::ZERO), |r| {
+            got.push((r.desc().id, r.payload().to_vec()))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
+    assert_eq!(got, [(0, vec![0u8; 200]), (2, vec![2u8; 200])]);
+    // The good slots went back when their Received values were dropped;
+    // the forged descriptor's slot was not freed through it.
+    let report = shmhub::inspect_region(&region, None).unwrap();
+    assert_eq!(report.pools[0].usage.used, 1);
+    assert_eq!(report.peers[0].to_guest.len(), Some(0));
+
+    // In place: the slot stays allocated while the Received lives.
+    host.try_send(p, &data(5, &[5u8; 300])).unwrap();
+    let received = guest
+        .recv_in_place(Some(Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.payload(), &[5u8; 300][..]);
+    assert_eq!(
+        shmhub::inspect_region(&region, None).unwrap().pools[0]
+            .usage
+            .used,
+        2
+    );
+    drop(received);
+    assert_eq!(
+        shmhub::inspect_region(&region, None).unwrap().pools[0]
+            .usage
+            .used,
+        1
+    );
+}
