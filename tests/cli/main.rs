@@ -12,6 +12,7 @@ mod attach;
 mod bench;
 mod create;
 mod dead_host;
+mod docs_flags;
 mod extra;
 mod held;
 mod inspect;
