@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use shmhub::{Frame, MmapRegion, Received, ShmGuest, WaitStrategy, sys};
 
-use super::common::{parse_peer_id, seg_err};
-use super::guest_echo::parse_strategy;
-use super::{Outcome, segment_path};
+use crate::cmd::common::{parse_peer_id, seg_err};
+use crate::cmd::guest_echo::parse_strategy;
+use crate::cmd::{Outcome, segment_path};
 
 /// Method id: send the message straight back.
 pub const ECHO: u32 = 1;

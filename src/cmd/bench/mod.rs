@@ -18,9 +18,11 @@ use shmhub::{
     Frame, MmapRegion, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type, sys,
 };
 
-use super::bench_peer::{CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, REPORT, SET_WAIT, SINK};
 use super::common::{human_bytes, parse_size, print_line, progress_bar, seg_err};
 use super::{Outcome, segment_path};
+use peer::{CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, REPORT, SET_WAIT, SINK};
+
+pub mod peer;
 
 const EXAMPLES: &str = "\
 Examples:
