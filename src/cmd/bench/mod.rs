@@ -20,9 +20,13 @@ use shmhub::{
 
 use super::common::{human_bytes, parse_size, print_line, progress_bar, seg_err};
 use super::{Outcome, segment_path};
-use peer::{CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, REPORT, SET_WAIT, SINK};
+use protocol::{
+    CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, PeerTransport, REPORT, SET_WAIT, SINK, header,
+    parse_report, wait_id,
+};
 
 pub mod peer;
+mod protocol;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -200,9 +204,9 @@ impl Peer {
     }
 }
 
-fn peer_command(transport: &str, pin: Option<usize>) -> anyhow::Result<Command> {
+fn peer_command(transport: PeerTransport, pin: Option<usize>) -> anyhow::Result<Command> {
     let mut cmd = Command::new(std::env::current_exe().context("locating the shmhub binary")?);
-    cmd.arg("bench-peer").arg(transport);
+    cmd.arg("bench-peer").arg(transport.arg());
     if let Some(cpu) = pin {
         cmd.arg("--cpu").arg(cpu.to_string());
     }
@@ -312,7 +316,7 @@ fn bench_cacheline(
             .atomic_u64(CACHELINE_OFFSET)
             .map_err(|e| seg_err(&file, e.into()))?;
         let peer = Peer(
-            peer_command("cacheline", peer_cpu)?
+            peer_command(PeerTransport::Cacheline, peer_cpu)?
                 .arg("--segment")
                 .arg(&file)
                 .stdin(Stdio::null())
@@ -423,7 +427,7 @@ fn bench_shm(
     let mut host = ShmHost::create(path, config).map_err(|e| seg_err(path, e))?;
     let peer_id = host.reserve_peer().map_err(|e| seg_err(path, e))?;
     let peer = Peer(
-        peer_command("shm", peer_cpu)?
+        peer_command(PeerTransport::Shm, peer_cpu)?
             .arg("--segment")
             .arg(path)
             .arg("--peer-id")
@@ -443,11 +447,7 @@ fn bench_shm(
     let mut results = Vec::new();
     for &mode in modes {
         host.set_wait_strategy(mode);
-        let id = WaitStrategy::ALL
-            .iter()
-            .position(|&s| s == mode)
-            .unwrap_or(0) as u64;
-        host.send_timeout(peer_id, &control(SET_WAIT, id), timeout)
+        host.send_timeout(peer_id, &control(SET_WAIT, wait_id(mode)), timeout)
             .map_err(|e| seg_err(path, e))?;
         let transport = format!("shm {}", mode.name());
         for &size in &plan.sizes {
@@ -553,11 +553,7 @@ fn bench_shm(
 }
 
 fn check_report(payload: &[u8], messages: u64, size: usize, value: u8) -> anyhow::Result<()> {
-    if payload.len() != 16 {
-        bail!("malformed benchmark report ({} bytes)", payload.len());
-    }
-    let count = u64::from_le_bytes(payload[..8].try_into()?);
-    let sum = u64::from_le_bytes(payload[8..].try_into()?);
+    let (count, sum) = parse_report(payload)?;
     let expected = messages
         .wrapping_mul(size as u64)
         .wrapping_mul(u64::from(value));
@@ -569,13 +565,6 @@ fn check_report(payload: &[u8], messages: u64, size: usize, value: u8) -> anyhow
     Ok(())
 }
 
-fn header(len: usize, method: u32) -> [u8; 8] {
-    let mut h = [0u8; 8];
-    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
-    h[4..].copy_from_slice(&method.to_le_bytes());
-    h
-}
-
 fn bench_stream_transport(
     transport: &str,
     plan: &Plan,
@@ -584,7 +573,7 @@ fn bench_stream_transport(
 ) -> anyhow::Result<Vec<Measurement>> {
     let (peer, mut writer, mut reader): (Peer, Box<dyn Write>, Box<dyn Read>) =
         if transport == "pipe" {
-            let mut child = peer_command("pipe", peer_cpu)?
+            let mut child = peer_command(PeerTransport::Pipe, peer_cpu)?
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .spawn()
@@ -594,7 +583,7 @@ fn bench_stream_transport(
             (Peer(child), Box::new(stdin), Box::new(stdout))
         } else {
             let (ours, theirs) = UnixStream::pair().context("creating a socket pair")?;
-            let child = peer_command("socket", peer_cpu)?
+            let child = peer_command(PeerTransport::Socket, peer_cpu)?
                 .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
                 .spawn()
                 .context("starting the socket benchmark peer")?;
