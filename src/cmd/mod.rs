@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 pub mod attach;
 pub mod bench;
-pub mod bench_peer;
+pub use bench::peer as bench_peer;
 pub mod common;
 pub mod completions;
 pub mod create;

@@ -11,44 +11,20 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use shmhub::{Frame, MmapRegion, Received, ShmGuest, WaitStrategy, sys};
 
-use super::common::{parse_peer_id, seg_err};
-use super::guest_echo::parse_strategy;
-use super::{Outcome, segment_path};
-
-/// Method id: send the message straight back.
-pub const ECHO: u32 = 1;
-/// Method id: read every byte, count it, send nothing back.
-pub const SINK: u32 = 2;
-/// Method id: answer with the count and byte sum of sunk messages, then reset them.
-pub const REPORT: u32 = 3;
-/// Method id: switch wait strategy (its index in `WaitStrategy::ALL`, in the id).
-pub const SET_WAIT: u32 = 4;
-/// Method id: exit.
-pub const EXIT: u32 = 5;
-/// Value that stops the cache-line bouncer.
-pub const CACHELINE_STOP: u64 = u64::MAX;
-/// Offset of the bounced word in the cache-line file.
-pub const CACHELINE_OFFSET: u64 = 64;
-
-/// Which transport the peer serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Transport {
-    /// A shmhub segment, as a reserved guest.
-    Shm,
-    /// A Unix stream socket on standard input.
-    Socket,
-    /// Standard input and standard output pipes.
-    Pipe,
-    /// One cache line in a shared file, bounced with no ring at all.
-    Cacheline,
-}
+use super::protocol::{
+    CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, HEADER_LEN, PeerTransport, REPORT, REPORT_LEN,
+    SET_WAIT, SINK, header, parse_header, report, wait_strategy,
+};
+use crate::cmd::common::{parse_peer_id, seg_err};
+use crate::cmd::guest_echo::parse_strategy;
+use crate::cmd::{Outcome, segment_path};
 
 /// Arguments of `shmhub bench-peer`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The transport.
     #[arg(value_enum)]
-    pub transport: Transport,
+    pub transport: PeerTransport,
     /// Segment (shm) or shared file (cacheline).
     #[arg(long)]
     pub segment: Option<String>,
@@ -69,8 +45,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         sys::pin_to_cpu(cpu);
     }
     match args.transport {
-        Transport::Shm => serve_shm(&args),
-        Transport::Socket => {
+        PeerTransport::Shm => serve_shm(&args),
+        PeerTransport::Socket => {
             let fd = std::io::stdin()
                 .as_fd()
                 .try_clone_to_owned()
@@ -78,8 +54,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             let socket = File::from(fd);
             serve_stream(socket.try_clone()?, socket)
         }
-        Transport::Pipe => serve_stream(std::io::stdin().lock(), std::io::stdout().lock()),
-        Transport::Cacheline => serve_cacheline(&args),
+        PeerTransport::Pipe => serve_stream(std::io::stdin().lock(), std::io::stdout().lock()),
+        PeerTransport::Cacheline => serve_cacheline(&args),
     }
 }
 
@@ -92,6 +68,10 @@ pub fn byte_sum(bytes: &[u8]) -> u64 {
         .sum()
 }
 
+/// Serves a segment as the reserved guest until told to exit or the host
+/// leaves. Sunk messages are counted inside the batch, costing no copy;
+/// the rest wait for the batch to end, since answering needs the guest
+/// that the batch holds.
 fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
     let Some(segment) = &args.segment else {
         crate::usage!("--segment is required")
@@ -136,16 +116,14 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
                     guest.commit(loan).map_err(|e| seg_err(&path, e))?;
                 }
                 REPORT => {
-                    let mut payload = count.to_le_bytes().to_vec();
-                    payload.extend_from_slice(&sum.to_le_bytes());
+                    let payload = report(count, sum).to_vec();
                     (count, sum) = (0, 0);
                     guest
                         .send_timeout(&Frame::new(desc, payload), None)
                         .map_err(|e| seg_err(&path, e))?;
                 }
                 SET_WAIT => {
-                    let strategy = WaitStrategy::ALL.get(desc.id as usize).copied();
-                    guest.set_wait_strategy(strategy.unwrap_or_default());
+                    guest.set_wait_strategy(wait_strategy(desc.id));
                 }
                 EXIT => return Ok(Outcome::Done),
                 other => bail!("unknown benchmark method {other}"),
@@ -162,14 +140,13 @@ fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome>
     let mut payload = Vec::new();
     let (mut count, mut sum) = (0u64, 0u64);
     loop {
-        let mut header = [0u8; 8];
-        match input.read_exact(&mut header) {
+        let mut head = [0u8; HEADER_LEN];
+        match input.read_exact(&mut head) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(Outcome::Done),
             Err(e) => return Err(e.into()),
         }
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let method = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let (len, method) = parse_header(&head);
         payload.resize(len, 0);
         input.read_exact(&mut payload)?;
         match method {
@@ -178,15 +155,13 @@ fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome>
                 sum = sum.wrapping_add(byte_sum(&payload));
             }
             ECHO => {
-                output.write_all(&header)?;
+                output.write_all(&head)?;
                 output.write_all(&payload)?;
                 output.flush()?;
             }
             REPORT => {
-                output.write_all(&16u32.to_le_bytes())?;
-                output.write_all(&REPORT.to_le_bytes())?;
-                output.write_all(&count.to_le_bytes())?;
-                output.write_all(&sum.to_le_bytes())?;
+                output.write_all(&header(REPORT_LEN, REPORT))?;
+                output.write_all(&report(count, sum))?;
                 output.flush()?;
                 (count, sum) = (0, 0);
             }

@@ -1,0 +1,218 @@
+//! One measured line: what was measured (kind, transport, size), what came
+//! out, and how raw timings become one. Transports write these; the judge
+//! and the report only read them, so this file sits below all three.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+use shmhub::WaitStrategy;
+
+/// What a line measures. Its snake-case name is both the table's text and
+/// the JSON value, which scripts match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A message out and its echo back, timed together.
+    RoundTrip,
+    /// Many messages one way, timed until the receiver confirms them all.
+    Stream,
+    /// One memcpy, the ceiling any transport of bytes is held against.
+    Copy,
+    /// Creating (and removing) a segment.
+    Create,
+}
+
+impl Kind {
+    /// The name the table prints; the unit test below holds it to the
+    /// JSON's so the two outputs cannot disagree.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::RoundTrip => "round_trip",
+            Kind::Stream => "stream",
+            Kind::Copy => "copy",
+            Kind::Create => "create",
+        }
+    }
+}
+
+/// Table cells take anything displayable.
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What carried the bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// No second process: a copy within one.
+    Memcpy,
+    /// No transfer: the segment's creation itself.
+    CreateSegment,
+    /// One bare shared cache line: the floor under any shared-memory round trip.
+    Cacheline,
+    /// A shmhub segment, with both sides waiting this way.
+    Shm(WaitStrategy),
+    /// A Unix stream socket pair.
+    UnixSocket,
+    /// A pair of pipes.
+    Pipe,
+}
+
+/// The label is the table's text and the JSON value alike, unchanged from
+/// when transports were plain strings.
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Memcpy => f.write_str("memcpy"),
+            Transport::CreateSegment => f.write_str("create segment"),
+            Transport::Cacheline => f.write_str("cache line (floor)"),
+            Transport::Shm(strategy) => write!(f, "shm {}", strategy.name()),
+            Transport::UnixSocket => f.write_str("unix socket"),
+            Transport::Pipe => f.write_str("pipe"),
+        }
+    }
+}
+
+/// Serialized as its label, so the JSON carries the same text as the table.
+impl Serialize for Transport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// One measured line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// Round trip, stream, copy or create.
+    pub kind: Kind,
+    /// What carried the bytes.
+    pub transport: Transport,
+    /// Payload bytes.
+    pub size: u64,
+    /// Iterations measured.
+    pub iterations: u64,
+    /// Round-trip (or copy) percentiles, in nanoseconds.
+    pub p50_ns: Option<f64>,
+    /// 99th percentile.
+    pub p99_ns: Option<f64>,
+    /// 99.9th percentile.
+    pub p999_ns: Option<f64>,
+    /// Messages (or copies) per second.
+    pub msgs_per_s: f64,
+    /// Payload bytes per second.
+    pub bytes_per_s: f64,
+}
+
+impl Measurement {
+    /// A line from one timing per iteration, in nanoseconds: percentiles
+    /// need every sample, not just the total.
+    pub fn from_samples(
+        kind: Kind,
+        transport: Transport,
+        size: usize,
+        mut samples: Vec<u64>,
+    ) -> Self {
+        samples.sort_unstable();
+        let total: u64 = samples.iter().sum();
+        let per_s = if total == 0 {
+            0.0
+        } else {
+            samples.len() as f64 / (total as f64 / 1e9)
+        };
+        Measurement {
+            kind,
+            transport,
+            size: size as u64,
+            iterations: samples.len() as u64,
+            p50_ns: Some(percentile(&samples, 50.0)),
+            p99_ns: Some(percentile(&samples, 99.0)),
+            p999_ns: Some(percentile(&samples, 99.9)),
+            msgs_per_s: per_s,
+            bytes_per_s: per_s * size as f64,
+        }
+    }
+
+    /// A stream line: messages in flight overlap, so only the total time
+    /// means anything and there are no percentiles.
+    pub fn stream(transport: Transport, size: usize, messages: u64, elapsed: Duration) -> Self {
+        let per_s = messages as f64 / elapsed.as_secs_f64().max(1e-9);
+        Measurement {
+            kind: Kind::Stream,
+            transport,
+            size: size as u64,
+            iterations: messages,
+            p50_ns: None,
+            p99_ns: None,
+            p999_ns: None,
+            msgs_per_s: per_s,
+            bytes_per_s: per_s * size as f64,
+        }
+    }
+}
+
+/// The nearest-rank percentile `p` (0 to 100) of sorted samples; 0 when
+/// there are none, so that an empty run reports rather than panics.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)] as f64
+}
+
+/// The line for `kind` over `transport` at `size` bytes, if the run has
+/// one: ratios compare lines of the same kind and size.
+pub fn find(
+    results: &[Measurement],
+    kind: Kind,
+    transport: Transport,
+    size: u64,
+) -> Option<&Measurement> {
+    results
+        .iter()
+        .find(|m| m.kind == kind && m.transport == transport && m.size == size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Scripts read the JSON and people read the table: both must say the
+    /// same names as before kinds and transports became enums.
+    #[test]
+    fn names_in_json_match_the_table_and_the_old_strings() {
+        for (kind, name) in [
+            (Kind::RoundTrip, "round_trip"),
+            (Kind::Stream, "stream"),
+            (Kind::Copy, "copy"),
+            (Kind::Create, "create"),
+        ] {
+            assert_eq!(kind.to_string(), name);
+            assert_eq!(serde_json::to_value(kind).unwrap(), name);
+        }
+        for (transport, name) in [
+            (Transport::Memcpy, "memcpy"),
+            (Transport::CreateSegment, "create segment"),
+            (Transport::Cacheline, "cache line (floor)"),
+            (Transport::Shm(WaitStrategy::Spin), "shm spin"),
+            (Transport::Shm(WaitStrategy::Block), "shm block"),
+            (Transport::Shm(WaitStrategy::Adaptive), "shm adaptive"),
+            (Transport::UnixSocket, "unix socket"),
+            (Transport::Pipe, "pipe"),
+        ] {
+            assert_eq!(transport.to_string(), name);
+            assert_eq!(serde_json::to_value(transport).unwrap(), name);
+        }
+    }
+
+    /// Nearest rank on an odd count picks the middle sample, and an empty
+    /// run reports zero rather than panicking.
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        assert_eq!(percentile(&[1, 2, 3, 4, 5], 50.0), 3.0);
+        assert_eq!(percentile(&[1, 2, 3, 4, 5], 99.9), 5.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+    }
+}

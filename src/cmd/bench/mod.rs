@@ -1,0 +1,117 @@
+//! `shmhub bench`: round trips and one-way throughput through a segment,
+//! measured in one run beside a Unix socket pair, a pipe, a bare shared
+//! cache line (the floor) and memcpy, and reported as ratios.
+//!
+//! The files form floors, each using only those below it: `protocol`,
+//! `plan` and `measurement` at the bottom; `peer` (the second process) and
+//! `transports` (the measuring side) on top of them; `judge`, then
+//! `report`, reading only measurements; and this file, which runs them in
+//! order.
+
+mod judge;
+mod measurement;
+pub mod peer;
+mod plan;
+mod protocol;
+mod report;
+mod transports;
+
+use indicatif::ProgressBar;
+use shmhub::sys;
+
+use super::Outcome;
+use super::common::{human_bytes, parse_size, progress_bar};
+use judge::judge;
+use measurement::Measurement;
+use plan::Plan;
+use transports::stream::Stream;
+use transports::{Progress, cacheline, create, memcpy, shm, stream};
+
+/// Shown after `--help`: the runs people reach for first.
+const EXAMPLES: &str = "\
+Examples:
+  shmhub bench                      # the full run (about a minute)
+  shmhub bench --quick --json       # a tiny run, for scripts
+  shmhub bench --sizes 32,64KiB --scale 3";
+
+/// Arguments of `shmhub bench`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Payload sizes, comma-separated.
+    #[arg(long, default_value = "32,4KiB,64KiB,1MiB", value_delimiter = ',', value_parser = parse_size)]
+    pub sizes: Vec<u64>,
+    /// Multiply every iteration count by this.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Tiny iteration counts: checks that everything runs, measures little.
+    #[arg(long)]
+    pub quick: bool,
+    /// Create the benchmark segment here (default: a fresh name under /dev/shm).
+    #[arg(long, value_name = "SEGMENT")]
+    pub segment: Option<String>,
+    /// Do not pin the two processes to separate CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub bench`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let plan = Plan::new(
+        &args.sizes,
+        args.scale,
+        args.quick,
+        args.segment.as_deref(),
+        args.no_pin,
+    )?;
+    if let Some(cpu) = plan.host_cpu() {
+        sys::pin_to_cpu(cpu);
+    }
+    let results = measure(&plan)?;
+    let targets = judge(&results);
+    if args.json {
+        report::print_json(&results, &targets, &plan)?;
+    } else {
+        report::print_tables(&results, &targets, &plan)?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// Every measurement of the plan, in the order the report lists them,
+/// with a progress bar on a terminal since a full run takes a while.
+fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
+    let bar = progress_bar(plan.phases(), "benchmarking");
+    let mut results = Vec::new();
+    for &size in &plan.sizes {
+        bar.begin(format!("memcpy {}", human_bytes(size as u64)));
+        results.push(memcpy::measure(size, plan));
+        bar.done();
+    }
+    // Not a phase of the bar's count: creation is over in a moment.
+    bar.begin("creating segments".into());
+    results.extend(create::measure(plan)?);
+    bar.begin("cache line floor".into());
+    results.push(cacheline::measure(plan)?);
+    bar.done();
+    results.extend(shm::measure(plan, &bar)?);
+    for transport in Stream::ALL {
+        results.extend(stream::measure(transport, plan, &bar)?);
+    }
+    bar.finish_and_clear();
+    Ok(results)
+}
+
+/// The transports tell their steps to the bar, which draws them only on a
+/// terminal.
+impl Progress for ProgressBar {
+    fn begin(&self, what: String) {
+        self.set_message(what);
+    }
+
+    fn done(&self) {
+        self.inc(1);
+    }
+}

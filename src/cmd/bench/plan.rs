@@ -1,0 +1,144 @@
+//! What one `bench` run measures and how hard: the payload sizes, the
+//! iteration counts, the files it may create and where the two processes
+//! run. Everything is settled here before the first measurement, so a bad
+//! argument fails at once rather than a minute in.
+
+use std::path::PathBuf;
+
+use shmhub::{WaitStrategy, sys};
+
+use crate::cmd::segment_path;
+
+/// The small one of the two segments whose creation is timed (1 MiB).
+pub const CREATE_SMALL: u64 = 1 << 20;
+/// The huge one (4 GiB): creation writes only the header, so it should cost
+/// about what the small one does, and the two sizes are far apart to show it.
+pub const CREATE_HUGE: u64 = 4 << 30;
+
+/// The wait strategies the segment's round trips are measured with, in the
+/// order the report lists them.
+pub const WAIT_MODES: [WaitStrategy; 3] = [
+    WaitStrategy::Spin,
+    WaitStrategy::Block,
+    WaitStrategy::Adaptive,
+];
+
+/// Largest payload size accepted. The benchmark segment holds four slots of
+/// the largest size in each of its two pools, so this keeps it within 2 GiB.
+const MAX_SIZE: u64 = 256 << 20;
+
+/// A checked, complete description of one run.
+#[derive(Debug)]
+pub struct Plan {
+    /// Payload sizes, each measured over every transport.
+    pub sizes: Vec<usize>,
+    /// Factor on every iteration count (ignored when `quick`).
+    pub scale: f64,
+    /// Tiny counts: a check that everything runs, not a measurement.
+    pub quick: bool,
+    /// The benchmark segment; the cache-line and creation files sit beside it.
+    pub segment: PathBuf,
+    /// CPUs this process may run on.
+    pub cpus: usize,
+    /// Whether the two processes get a CPU each: without two CPUs, pinning
+    /// would put both on one and measure the scheduler.
+    pub pinned: bool,
+}
+
+impl Plan {
+    /// Checks the arguments of `shmhub bench` and settles the run.
+    /// `segment` defaults to a name of this process's own, so that two runs
+    /// at once do not collide.
+    pub fn new(
+        sizes: &[u64],
+        scale: f64,
+        quick: bool,
+        segment: Option<&str>,
+        no_pin: bool,
+    ) -> anyhow::Result<Plan> {
+        if sizes.is_empty() || sizes.iter().any(|&s| s == 0 || s > MAX_SIZE) {
+            crate::usage!("--sizes must be between 1 byte and 256MiB each");
+        }
+        if !(scale > 0.0 && scale <= 1000.0) {
+            crate::usage!("--scale must be in (0, 1000]");
+        }
+        let cpus = sys::available_cpus();
+        let name = segment.map_or_else(
+            || format!("shmhub-bench-{}", std::process::id()),
+            str::to_owned,
+        );
+        Ok(Plan {
+            sizes: sizes.iter().map(|&s| s as usize).collect(),
+            scale,
+            quick,
+            segment: segment_path(&name)?,
+            cpus,
+            pinned: !no_pin && cpus >= 2,
+        })
+    }
+
+    /// The CPU this process should run on, if pinned.
+    pub fn host_cpu(&self) -> Option<usize> {
+        self.pinned.then_some(0)
+    }
+
+    /// The CPU the second process should run on, if pinned: not the host's,
+    /// so that both can spin at once.
+    pub fn peer_cpu(&self) -> Option<usize> {
+        self.pinned.then_some(1)
+    }
+
+    /// Round trips measured at `size` bytes: fewer for big payloads, whose
+    /// round trips each take long enough to time well.
+    pub fn round_trips(&self, size: usize) -> u64 {
+        let base = match size {
+            0..=64 => 20_000.0,
+            65..=8192 => 10_000.0,
+            8193..=131_072 => 2_000.0,
+            _ => 300.0,
+        };
+        self.count(base)
+    }
+
+    /// Messages streamed at `size` bytes: many more than round trips, since
+    /// only the total time of a stream is measured.
+    pub fn stream_messages(&self, size: usize) -> u64 {
+        let base = match size {
+            0..=64 => 1_000_000.0,
+            65..=8192 => 100_000.0,
+            8193..=131_072 => 10_000.0,
+            _ => 1_000.0,
+        };
+        self.count(base)
+    }
+
+    /// Copies timed at `size` bytes: as many as streamed messages, and at
+    /// least enough for the percentiles to mean something.
+    pub fn copies(&self, size: usize) -> u64 {
+        self.stream_messages(size).max(10)
+    }
+
+    /// Times each segment is created: creation is slow next to a message,
+    /// so a few suffice.
+    pub fn creations(&self) -> usize {
+        if self.quick { 3 } else { 15 }
+    }
+
+    /// Steps the progress bar counts: per size, memcpy, a round trip per
+    /// wait mode, the segment stream, and a round trip and a stream over the
+    /// socket and over the pipe; then the cache line once. (Segment creation
+    /// is quick and not counted.)
+    pub fn phases(&self) -> u64 {
+        self.sizes.len() as u64 * (1 + WAIT_MODES.len() as u64 + 1 + 2 + 2) + 1
+    }
+
+    /// Scales a base count, never below five iterations (nor, when quick,
+    /// above two hundred).
+    fn count(&self, base: f64) -> u64 {
+        if self.quick {
+            (base / 1000.0).clamp(5.0, 200.0) as u64
+        } else {
+            (base * self.scale).max(5.0) as u64
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The measuring side: each file here times one transport and hands back
+//! `Measurement`s. Nothing here prints; how far a run has got is told
+//! through [`Progress`], and the caller decides how to show it. This file
+//! holds what the transports with a second process share.
+
+use std::fmt;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use super::protocol::{PeerTransport, parse_report};
+
+pub mod cacheline;
+pub mod create;
+pub mod memcpy;
+pub mod shm;
+pub mod stream;
+
+/// Where a transport reports its progress, so that measuring stays apart
+/// from drawing (and a run without a terminal draws nothing).
+pub trait Progress {
+    /// A step starts; `what` names it for a person watching.
+    fn begin(&self, what: String);
+    /// The current step is done.
+    fn done(&self);
+}
+
+/// The second process of a measurement. It is killed when dropped unless
+/// it already exited, so that an error halfway leaves no peer behind.
+pub struct PeerProcess(pub Child);
+
+/// Kills a peer that is still running: see [`PeerProcess`].
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl PeerProcess {
+    /// Waits for a peer that was told to exit. Its exit status is the only
+    /// word on whether it saw what was sent, so a failure fails the run, and
+    /// a peer stuck for ten seconds counts as one.
+    pub fn finish(mut self, what: impl fmt::Display) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.0.try_wait()? {
+                if !status.success() {
+                    bail!("the {what} benchmark peer failed ({status})");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the {what} benchmark peer did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+/// The command that starts this same binary as the peer for `transport`,
+/// on `cpu` if given; the caller adds what its transport needs.
+pub fn peer_command(transport: PeerTransport, cpu: Option<usize>) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(std::env::current_exe().context("locating the shmhub binary")?);
+    cmd.arg("bench-peer").arg(transport.arg());
+    if let Some(cpu) = cpu {
+        cmd.arg("--cpu").arg(cpu.to_string());
+    }
+    Ok(cmd)
+}
+
+/// Checks the peer's report against what was sent: a stream is only
+/// measured if every message arrived whole, byte sum and all.
+pub fn check_report(payload: &[u8], messages: u64, size: usize, value: u8) -> anyhow::Result<()> {
+    let (count, sum) = parse_report(payload)?;
+    let expected = messages
+        .wrapping_mul(size as u64)
+        .wrapping_mul(u64::from(value));
+    if count != messages || sum != expected {
+        bail!(
+            "the receiver saw {count} messages summing to {sum}; sent {messages} summing to {expected}"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Round trips and one-way streams through a real segment, to a guest in a
+//! second process: what `bench` is for.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type};
+
+use super::{PeerProcess, Progress, check_report, peer_command};
+use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
+use crate::cmd::bench::plan::{Plan, WAIT_MODES};
+use crate::cmd::bench::protocol::{ECHO, EXIT, PeerTransport, REPORT, SET_WAIT, SINK, wait_id};
+use crate::cmd::common::{human_bytes, seg_err};
+
+/// A payload-less request for the peer itself rather than a message to echo
+/// or sink.
+fn control(method: u32, id: u64) -> Frame {
+    Frame::new(
+        MsgDesc {
+            msg_type: msg_type::REQUEST,
+            method_id: method,
+            id,
+            ..MsgDesc::default()
+        },
+        Vec::new(),
+    )
+}
+
+/// Creates the plan's segment with slots for its largest size, starts the
+/// peer on a reserved entry, then times round trips under every wait mode
+/// and a spinning stream, at every size. One segment and one peer serve
+/// them all, so setup does not count.
+pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measurement>> {
+    let path = plan.segment.as_path();
+    let largest = plan.sizes.iter().copied().max().unwrap_or(64);
+    let slot_size = (largest.div_ceil(64) * 64).max(64) as u32;
+    let config = SegmentConfig {
+        max_guests: 1,
+        ring_capacity: 1024,
+        slot_size,
+        // Few slots keep the working set of large payloads in cache.
+        slots_per_pool: 4,
+        max_payload: slot_size,
+        heartbeat_interval_ms: 0,
+    };
+    let mut host = ShmHost::create(path, config).map_err(|e| seg_err(path, e))?;
+    let peer_id = host.reserve_peer().map_err(|e| seg_err(path, e))?;
+    let peer = PeerProcess(
+        peer_command(PeerTransport::Shm, plan.peer_cpu())?
+            .arg("--segment")
+            .arg(path)
+            .arg("--peer-id")
+            .arg(peer_id.to_string())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting the segment benchmark peer")?,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.peers().map_err(|e| seg_err(path, e))?[0].state != PeerState::Attached {
+        if Instant::now() > deadline {
+            bail!("the benchmark guest did not attach");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let timeout = Some(Duration::from_secs(30));
+    let mut results = Vec::new();
+    for mode in WAIT_MODES {
+        host.set_wait_strategy(mode);
+        host.send_timeout(peer_id, &control(SET_WAIT, wait_id(mode)), timeout)
+            .map_err(|e| seg_err(path, e))?;
+        let transport = Transport::Shm(mode);
+        for &size in &plan.sizes {
+            progress.begin(format!(
+                "{transport} round trip {}",
+                human_bytes(size as u64)
+            ));
+            let rounds = plan.round_trips(size);
+            let mut samples = Vec::with_capacity(rounds as usize);
+            let inline = Frame::new(
+                MsgDesc {
+                    method_id: ECHO,
+                    ..MsgDesc::default()
+                },
+                vec![0x42u8; size],
+            );
+            // The first tenth goes untimed: it pays for the cold start (caches,
+            // first page touches, the peer getting going).
+            for i in 0..rounds + rounds / 10 {
+                let start = Instant::now();
+                if inline.fits_inline() {
+                    host.send_timeout(peer_id, &inline, timeout)
+                } else {
+                    host.loan(peer_id, size, timeout).and_then(|mut loan| {
+                        loan.as_mut_slice().fill(i as u8);
+                        loan.desc.method_id = ECHO;
+                        host.commit(peer_id, loan)
+                    })
+                }
+                .map_err(|e| seg_err(path, e))?;
+                let echo = host
+                    .recv_from_in_place(peer_id, timeout)
+                    .map_err(|e| seg_err(path, e))?
+                    .context("the benchmark guest did not answer")?;
+                if echo.payload().len() != size {
+                    bail!(
+                        "echo of {} bytes came back with {}",
+                        size,
+                        echo.payload().len()
+                    );
+                }
+                drop(echo);
+                if i >= rounds / 10 {
+                    samples.push(start.elapsed().as_nanos() as u64);
+                }
+            }
+            results.push(Measurement::from_samples(
+                Kind::RoundTrip,
+                transport,
+                size,
+                samples,
+            ));
+            progress.done();
+        }
+    }
+    // One-way streaming, spinning on both sides.
+    host.set_wait_strategy(WaitStrategy::Spin);
+    host.send_timeout(
+        peer_id,
+        &control(SET_WAIT, wait_id(WaitStrategy::Spin)),
+        timeout,
+    )
+    .map_err(|e| seg_err(path, e))?;
+    for &size in &plan.sizes {
+        progress.begin(format!("shm stream {}", human_bytes(size as u64)));
+        let messages = plan.stream_messages(size);
+        let value = 7u8;
+        let start = Instant::now();
+        if size <= shmhub::INLINE_CAPACITY {
+            let batch: Vec<Frame> = (0..64)
+                .map(|_| {
+                    Frame::new(
+                        MsgDesc {
+                            method_id: SINK,
+                            ..MsgDesc::default()
+                        },
+                        vec![value; size],
+                    )
+                })
+                .collect();
+            let mut sent = 0u64;
+            while sent < messages {
+                let n = (messages - sent).min(batch.len() as u64) as usize;
+                sent += host
+                    .send_batch(peer_id, &batch[..n], timeout)
+                    .map_err(|e| seg_err(path, e))? as u64;
+            }
+        } else {
+            for _ in 0..messages {
+                let mut loan = host
+                    .loan(peer_id, size, timeout)
+                    .map_err(|e| seg_err(path, e))?;
+                loan.as_mut_slice().fill(value);
+                loan.desc.method_id = SINK;
+                host.commit(peer_id, loan).map_err(|e| seg_err(path, e))?;
+            }
+        }
+        host.send_timeout(peer_id, &control(REPORT, 0), timeout)
+            .map_err(|e| seg_err(path, e))?;
+        let report = host
+            .recv_from_timeout(peer_id, timeout)
+            .map_err(|e| seg_err(path, e))?
+            .context("the benchmark guest did not report")?;
+        let elapsed = start.elapsed();
+        check_report(report.payload(), messages, size, value)?;
+        results.push(Measurement::stream(
+            Transport::Shm(WaitStrategy::Spin),
+            size,
+            messages,
+            elapsed,
+        ));
+        progress.done();
+    }
+    host.send_timeout(peer_id, &control(EXIT, 0), timeout)
+        .map_err(|e| seg_err(path, e))?;
+    peer.finish("segment")?;
+    drop(host);
+    Ok(results)
+}
