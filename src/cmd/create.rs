@@ -165,9 +165,7 @@ fn serve(mut host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> 
             break;
         }
         match host.recv_timeout(Some(Duration::from_millis(100))) {
-            Ok(Some((peer, frame))) => {
-                printer.print(Role::Guest(peer), Role::Host, &frame)?
-            }
+            Ok(Some((peer, frame))) => printer.print(Role::Guest(peer), Role::Host, &frame)?,
             Ok(None) => {}
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
                 eprintln!("warning: {}: {e}", path.display())

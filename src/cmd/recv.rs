@@ -47,7 +47,7 @@ pub struct Args {
 
 enum Receiver {
     Host(ShmHost, Option<u8>),
-    Guest(ShmGuest),
+    Guest(Box<ShmGuest>),
 }
 
 impl Receiver {
@@ -101,7 +101,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (Role::Guest(_), Some(_)) => {
             crate::usage!("--from goes with --as host; a guest receives from the host")
         }
-        (Role::Guest(n), None) => ShmGuest::resume(&path, n).map(Receiver::Guest),
+        (Role::Guest(n), None) => ShmGuest::resume(&path, n).map(|g| Receiver::Guest(Box::new(g))),
     };
     let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
     let mut printer = MessagePrinter::new(&path, args.json, args.output.as_deref())?;

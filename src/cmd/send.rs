@@ -61,7 +61,7 @@ pub struct Args {
 
 enum Sender {
     Host(ShmHost, u8),
-    Guest(ShmGuest),
+    Guest(Box<ShmGuest>),
 }
 
 impl Sender {
@@ -112,7 +112,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (Role::Guest(_), Some(_)) => {
             crate::usage!("--to goes with --as host; a guest always sends to the host")
         }
-        (Role::Guest(n), None) => (Role::Host, ShmGuest::resume(&path, n).map(Sender::Guest)),
+        (Role::Guest(n), None) => (
+            Role::Host,
+            ShmGuest::resume(&path, n).map(|g| Sender::Guest(Box::new(g))),
+        ),
     };
     let payload = read_payload(&args)?;
     let mut sender = opened.map_err(|e| seg_err(&path, e))?;

@@ -58,12 +58,20 @@ impl Consumer {
     }
 
     fn ring(&self) -> Ring<'_> {
-        Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity)
+        Ring::new(
+            &self.region,
+            self.ring_base,
+            self.layout.config.ring_capacity,
+        )
     }
 
     /// The sender's pool, where slot payloads come from.
     fn pool(&self) -> Pool<'_> {
-        Pool::new(&self.region, &self.layout, self.direction.ends(self.guest).0)
+        Pool::new(
+            &self.region,
+            &self.layout,
+            self.direction.ends(self.guest).0,
+        )
     }
 
     /// Takes the next message, if one is queued, payload in place.
@@ -86,7 +94,9 @@ impl Consumer {
     /// Returns how many descriptors were taken.
     pub(crate) fn recv_batch(&self, max: usize, handle: &mut dyn FnMut(Received)) -> Result<usize> {
         let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
-        let n = self.ring().pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)])?;
+        let n = self
+            .ring()
+            .pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)])?;
         let mut first_error = None;
         for desc in &batch[..n] {
             match self.decode(desc) {

@@ -319,7 +319,12 @@ impl ShmGuest {
         self.send_message(desc, payload, &mut Deadline::after(timeout.into()))
     }
 
-    fn send_message(&mut self, desc: MsgDesc, payload: &[u8], deadline: &mut Deadline) -> Result<()> {
+    fn send_message(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        deadline: &mut Deadline,
+    ) -> Result<()> {
         self.sending(deadline, |end, deadline, stop| {
             end.send(desc, payload, deadline, stop)
         })
@@ -465,10 +470,7 @@ impl ShmGuest {
     /// # Errors
     ///
     /// As [`ShmGuest::recv`].
-    pub fn recv_timeout(
-        &mut self,
-        timeout: impl Into<Option<Duration>>,
-    ) -> Result<Option<Frame>> {
+    pub fn recv_timeout(&mut self, timeout: impl Into<Option<Duration>>) -> Result<Option<Frame>> {
         Ok(self.recv_in_place(timeout)?.map(Received::into_frame))
     }
 
@@ -543,8 +545,11 @@ impl ShmGuest {
     fn lock_receiving_end(&mut self, deadline: &mut Deadline) -> Result<()> {
         let p = self.peer_id;
         let what = || format!("the receiving end of peer {p}");
-        self.locks
-            .ensure(lock_byte::ring_end(p, End::HostToGuestConsumer), deadline, what)
+        self.locks.ensure(
+            lock_byte::ring_end(p, End::HostToGuestConsumer),
+            deadline,
+            what,
+        )
     }
 
     /// With heartbeats on, refreshes the heartbeat once an interval has
@@ -676,8 +681,12 @@ impl<'a> Waiter<'a> {
         if now.saturating_sub(*self.last_host_check_ns) >= HOST_CHECK_NS {
             *self.last_host_check_ns = now;
             let h = self.seg.header()?;
-            if liveness::judge_host(h.host_goodbye, h.host_pid, h.host_start_time, self.seg.file())
-                == HostStatus::Dead
+            if liveness::judge_host(
+                h.host_goodbye,
+                h.host_pid,
+                h.host_start_time,
+                self.seg.file(),
+            ) == HostStatus::Dead
             {
                 return Err(Error::HostGone);
             }

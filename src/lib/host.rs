@@ -264,7 +264,7 @@ impl ShmHost {
     /// // In the child process, given `path` and `id`:
     /// let mut guest = ShmGuest::attach_path_with_id(&path, id)?;
     /// assert_eq!(guest.recv()?.payload(), b"welcome");
-    /// # Ok::<(), shmhub::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
@@ -298,9 +298,7 @@ impl ShmHost {
         {
             // Messages sent ahead to the guest that never came are dropped,
             // so that the next guest of this entry does not get them.
-            self.seg
-                .consumer(p, Direction::HostToGuest)
-                .discard_all()?;
+            self.seg.consumer(p, Direction::HostToGuest).discard_all()?;
             Ok(())
         } else {
             Err(Error::PeerState {
@@ -352,7 +350,12 @@ impl ShmHost {
     /// shm[impl shm.send.backpressure]
     pub fn send(&mut self, peer_id: PeerId, frame: impl Borrow<Frame>) -> Result<()> {
         let frame = frame.borrow();
-        self.send_message(peer_id, frame.desc, frame.payload(), &mut Deadline::after(None))
+        self.send_message(
+            peer_id,
+            frame.desc,
+            frame.payload(),
+            &mut Deadline::after(None),
+        )
     }
 
     /// Sends `frame` to guest `peer_id` without waiting.
@@ -378,7 +381,12 @@ impl ShmHost {
     /// [`Error::Busy`] if another process holds this sending role.
     pub fn try_send(&mut self, peer_id: PeerId, frame: impl Borrow<Frame>) -> Result<()> {
         let frame = frame.borrow();
-        self.send_message(peer_id, frame.desc, frame.payload(), &mut Deadline::no_wait())
+        self.send_message(
+            peer_id,
+            frame.desc,
+            frame.payload(),
+            &mut Deadline::no_wait(),
+        )
     }
 
     /// Sends `frame` to guest `peer_id`, waiting up to `timeout` for room
@@ -809,7 +817,7 @@ impl ShmHost {
     /// let mut host = ShmHost::create(dir.path().join("r.shm"), SegmentConfig::default())?;
     /// // Nobody has attached, so nobody is dead.
     /// assert!(host.reclaim_dead()?.is_empty());
-    /// # Ok::<(), shmhub::Error>(())
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
     /// # Errors
@@ -863,9 +871,7 @@ impl ShmHost {
         if peer.epoch()? != epoch || !peer.transition(PeerState::Attached, PeerState::Goodbye)? {
             return Ok(false);
         }
-        self.seg
-            .consumer(p, Direction::HostToGuest)
-            .discard_all()?;
+        self.seg.consumer(p, Direction::HostToGuest).discard_all()?;
         self.from_guests[usize::from(p) - 1].discard_all()?;
         for direction in [Direction::HostToGuest, Direction::GuestToHost] {
             self.seg.ring(p, direction).clear_waiting()?;

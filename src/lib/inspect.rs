@@ -91,7 +91,12 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
     for p in layout.guests() {
         let entry = Peer::new(region, &layout, p).snapshot()?;
         let ring = |direction| {
-            Ring::new(region, layout.ring(p, direction), layout.config.ring_capacity).state()
+            Ring::new(
+                region,
+                layout.ring(p, direction),
+                layout.config.ring_capacity,
+            )
+            .state()
         };
         peers.push(PeerReport {
             holder: liveness::judge_peer(&entry, file, layout.config.heartbeat_interval_ms, now),

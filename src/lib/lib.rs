@@ -97,8 +97,8 @@ pub use header::{HeaderInfo, MAGIC, VERSION};
 pub use host::{CreateOptions, ShmHost};
 pub use inspect::{PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
 pub use layout::{
-    CACHE_LINE, Direction, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY,
-    MAX_SLOT_SIZE, MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
+    CACHE_LINE, Direction, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY, MAX_SLOT_SIZE,
+    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
     POOL_HEADER_SIZE, RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout, party_name,
 };
 pub use liveness::{HolderStatus, HostStatus};

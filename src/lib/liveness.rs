@@ -9,8 +9,8 @@
 
 use std::fs::File;
 
-use crate::peer::{PeerEntry, PeerState};
 use crate::locks::{ByteLock, lock_byte};
+use crate::peer::{PeerEntry, PeerState};
 use crate::sys::{self, Liveness};
 
 /// Who holds a peer entry, and whether they still live.

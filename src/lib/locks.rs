@@ -231,5 +231,4 @@ mod tests {
         assert!(!ByteLock::is_locked(&ro, far).unwrap());
         assert!(ByteLock::try_lock(&b, far).unwrap().is_some());
     }
-
 }

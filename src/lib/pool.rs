@@ -320,7 +320,10 @@ impl<'a> Pool<'a> {
         // never lost and never made when nobody sleeps.
         let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
         releases.fetch_add(1, Ordering::SeqCst);
-        wake_sleepers(self.region.atomic_u32(self.base + field::WAITERS)?, releases);
+        wake_sleepers(
+            self.region.atomic_u32(self.base + field::WAITERS)?,
+            releases,
+        );
         Ok(true)
     }
 

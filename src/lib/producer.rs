@@ -78,12 +78,20 @@ impl Producer {
     }
 
     fn ring(&self) -> Ring<'_> {
-        Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity)
+        Ring::new(
+            &self.region,
+            self.ring_base,
+            self.layout.config.ring_capacity,
+        )
     }
 
     /// The sender's pool.
     fn pool(&self) -> Pool<'_> {
-        Pool::new(&self.region, &self.layout, self.direction.ends(self.guest).0)
+        Pool::new(
+            &self.region,
+            &self.layout,
+            self.direction.ends(self.guest).0,
+        )
     }
 
     fn check_len(&self, len: usize) -> Result<()> {
@@ -103,7 +111,11 @@ impl Producer {
 
     /// Waits until the ring has room for one more descriptor.
     fn wait_for_room(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<()> {
-        let ring = Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity);
+        let ring = Ring::new(
+            &self.region,
+            self.ring_base,
+            self.layout.config.ring_capacity,
+        );
         while !ring.has_room(&mut self.cached_head, 1)? {
             if !ring.wait_for_space(self.cached_head, self.strategy, deadline, stop)? {
                 return Err(self.ring_full());
@@ -114,7 +126,11 @@ impl Producer {
 
     /// Allocates a slot of the sender's pool, waiting until `deadline`.
     fn alloc(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<(u32, u32)> {
-        let pool = Pool::new(&self.region, &self.layout, self.direction.ends(self.guest).0);
+        let pool = Pool::new(
+            &self.region,
+            &self.layout,
+            self.direction.ends(self.guest).0,
+        );
         let sender = pool.index();
         pool.alloc(sender, &mut self.pool_hint, self.strategy, deadline, stop)
     }
@@ -161,7 +177,11 @@ impl Producer {
 
     /// Publishes encoded descriptors; on failure frees their slots.
     fn publish(&mut self, descs: &[[u8; DESC_SIZE]], slots: &[(u32, u32)]) -> Result<()> {
-        let ring = Ring::new(&self.region, self.ring_base, self.layout.config.ring_capacity);
+        let ring = Ring::new(
+            &self.region,
+            self.ring_base,
+            self.layout.config.ring_capacity,
+        );
         let pushed = ring.push_batch(&mut self.cached_head, descs);
         if !matches!(pushed, Ok(true)) {
             self.free_slots(slots)?;

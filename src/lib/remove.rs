@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::layout::Direction;
 use crate::header;
+use crate::layout::Direction;
 use crate::layout::HEADER_SIZE;
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::locks::{ByteLock, lock_byte};
@@ -57,8 +57,7 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
             guests.push(p);
         }
     }
-    let host_alive = ByteLock::is_locked(file, lock_byte::HOST_PRESENCE)
-        .unwrap_or(false)
+    let host_alive = ByteLock::is_locked(file, lock_byte::HOST_PRESENCE).unwrap_or(false)
         && liveness::judge_host(false, h.host_pid, h.host_start_time, Some(file))
             == HostStatus::Alive;
     Ok((guests, host_alive))
@@ -194,7 +193,12 @@ fn wait_for_leavers(
 fn wake_everyone(region: &crate::Region, layout: &crate::SegmentLayout) -> Result<()> {
     for p in layout.guests() {
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
-            Ring::new(region, layout.ring(p, direction), layout.config.ring_capacity).wake_all()?;
+            Ring::new(
+                region,
+                layout.ring(p, direction),
+                layout.config.ring_capacity,
+            )
+            .wake_all()?;
         }
     }
     sys::futex_wake_all(region.atomic_u32(header::field::HOST_DOORBELL)?);

@@ -290,9 +290,11 @@ impl<'a> Ring<'a> {
             let ahead = now.wrapping_sub(head);
             Ok((ahead == 0 || ahead > capacity).then_some(now))
         };
-        let flag = self.region.atomic_u32(self.base + field::CONSUMER_WAITING)?;
+        let flag = self
+            .region
+            .atomic_u32(self.base + field::CONSUMER_WAITING)?;
         let ready = || Ok(self.is_new(head)?.then_some(()));
-        let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, &quiet);
+        let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, quiet);
         Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
     }
 
@@ -308,9 +310,11 @@ impl<'a> Ring<'a> {
         let quiet = || -> Result<Option<u32>> {
             Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
         };
-        let flag = self.region.atomic_u32(self.base + field::PRODUCER_WAITING)?;
+        let flag = self
+            .region
+            .atomic_u32(self.base + field::PRODUCER_WAITING)?;
         let ready = || Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
-        let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, &quiet);
+        let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, quiet);
         Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
     }
 

@@ -170,7 +170,11 @@ impl Segment {
 
     /// Frees every slot `party` holds in any pool, except those lent out
     /// in this process (their owners free them when they drop).
-    pub(crate) fn free_slots_held_by(&self, party: u8, pools: impl Iterator<Item = u8>) -> Result<()> {
+    pub(crate) fn free_slots_held_by(
+        &self,
+        party: u8,
+        pools: impl Iterator<Item = u8>,
+    ) -> Result<()> {
         for pool in pools {
             let leases = &self.leases;
             self.pool(pool)

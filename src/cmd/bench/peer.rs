@@ -119,7 +119,7 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
                     let payload = report(count, sum).to_vec();
                     (count, sum) = (0, 0);
                     guest
-                        .send_timeout(&Frame::new(desc, payload), None)
+                        .send_timeout(Frame::new(desc, payload), None)
                         .map_err(|e| seg_err(&path, e))?;
                 }
                 SET_WAIT => {

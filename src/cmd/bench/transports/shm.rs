@@ -67,7 +67,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     let mut results = Vec::new();
     for mode in WAIT_MODES {
         host.set_wait_strategy(mode);
-        host.send_timeout(peer_id, &control(SET_WAIT, wait_id(mode)), timeout)
+        host.send_timeout(peer_id, control(SET_WAIT, wait_id(mode)), timeout)
             .map_err(|e| seg_err(path, e))?;
         let transport = Transport::Shm(mode);
         for &size in &plan.sizes {
@@ -127,7 +127,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     host.set_wait_strategy(WaitStrategy::Spin);
     host.send_timeout(
         peer_id,
-        &control(SET_WAIT, wait_id(WaitStrategy::Spin)),
+        control(SET_WAIT, wait_id(WaitStrategy::Spin)),
         timeout,
     )
     .map_err(|e| seg_err(path, e))?;
@@ -165,7 +165,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                 host.commit(peer_id, loan).map_err(|e| seg_err(path, e))?;
             }
         }
-        host.send_timeout(peer_id, &control(REPORT, 0), timeout)
+        host.send_timeout(peer_id, control(REPORT, 0), timeout)
             .map_err(|e| seg_err(path, e))?;
         let report = host
             .recv_from_timeout(peer_id, timeout)
@@ -181,7 +181,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
         ));
         progress.done();
     }
-    host.send_timeout(peer_id, &control(EXIT, 0), timeout)
+    host.send_timeout(peer_id, control(EXIT, 0), timeout)
         .map_err(|e| seg_err(path, e))?;
     peer.finish("segment")?;
     drop(host);
