@@ -132,40 +132,39 @@ fn build_base(path: &Path) -> Vec<u8> {
 
     // Peer 2's rings go round more than once.
     for i in 0..11u64 {
-        g2.try_send(&frame(i, &payload(i as u8, 40)))
+        g2.try_send(frame(i, &payload(i as u8, 40)))
             .expect("g2 send");
         host.try_recv_from(2).expect("host recv").expect("queued");
-        host.try_send(2, &frame(i, &payload(i as u8, 8)))
+        host.try_send(2, frame(i, &payload(i as u8, 8)))
             .expect("host send");
         g2.try_recv().expect("g2 recv").expect("queued");
     }
 
     // Host to peer 1: inline, a slot in the second bitmap word, a full slot.
-    host.try_send(1, &frame(100, b"host to one, inline"))
+    host.try_send(1, frame(100, b"host to one, inline"))
         .expect("send");
     let loans: Vec<_> = (0..64)
         .map(|_| host.loan(1, 100, None).expect("loan"))
         .collect();
-    host.try_send(1, &frame(101, &payload(1, 100)))
+    host.try_send(1, frame(101, &payload(1, 100)))
         .expect("send");
     drop(loans);
-    host.try_send(1, &frame(102, &payload(2, 128)))
+    host.try_send(1, frame(102, &payload(2, 128)))
         .expect("send");
-    host.try_send(1, &frame(103, b"")).expect("send");
+    host.try_send(1, frame(103, b"")).expect("send");
 
     // Host to peer 2: a slot and an inline message.
-    host.try_send(2, &frame(200, &payload(3, 33)))
-        .expect("send");
-    host.try_send(2, &frame(201, b"to two")).expect("send");
+    host.try_send(2, frame(200, &payload(3, 33))).expect("send");
+    host.try_send(2, frame(201, b"to two")).expect("send");
 
     // Peers to the host.
-    g1.try_send(&frame(110, b"one to host")).expect("send");
-    g1.try_send(&frame(111, &payload(4, 64))).expect("send");
-    g1.try_send(&frame(112, &payload(5, 128))).expect("send");
-    g2.try_send(&frame(210, &payload(6, 90))).expect("send");
-    g2.try_send(&frame(211, b"two to host")).expect("send");
-    g3.try_send(&frame(310, &payload(7, 50))).expect("send");
-    g3.try_send(&frame(311, b"three")).expect("send");
+    g1.try_send(frame(110, b"one to host")).expect("send");
+    g1.try_send(frame(111, &payload(4, 64))).expect("send");
+    g1.try_send(frame(112, &payload(5, 128))).expect("send");
+    g2.try_send(frame(210, &payload(6, 90))).expect("send");
+    g2.try_send(frame(211, b"two to host")).expect("send");
+    g3.try_send(frame(310, &payload(7, 50))).expect("send");
+    g3.try_send(frame(311, b"three")).expect("send");
 
     g1.release_to_script().expect("release 1");
     g2.release_to_script().expect("release 2");
@@ -929,8 +928,8 @@ fn host_session(host: &mut ShmHost) {
         drain(|| host.try_recv_from(p));
     }
     for p in 1..=guests {
-        let _ = host.try_send(p, &frame(1, b"inline"));
-        let _ = host.try_send(p, &frame(2, &payload(9, 100)));
+        let _ = host.try_send(p, frame(1, b"inline"));
+        let _ = host.try_send(p, frame(2, &payload(9, 100)));
         let _ = host.recv_batch_from(p, 8, Some(Duration::ZERO), |r| {
             let _ = r.payload().len();
         });
@@ -943,8 +942,8 @@ fn guest_session(guest: &mut ShmGuest) {
     let _ = guest.header();
     let _ = guest.host_status();
     drain(|| guest.try_recv());
-    let _ = guest.try_send(&frame(1, b"inline"));
-    let _ = guest.try_send(&frame(2, &payload(8, 100)));
+    let _ = guest.try_send(frame(1, b"inline"));
+    let _ = guest.try_send(frame(2, &payload(8, 100)));
     let _ = guest.recv_batch(8, Some(Duration::ZERO), |r| {
         let _ = r.payload().len();
     });
@@ -1410,10 +1409,10 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
         for i in 0..guests {
             let mut g = ShmGuest::attach(region.clone()).expect("attach");
             let p = g.peer_id();
-            let _ = host.try_send(p, &frame(u64::from(p), b"hi"));
-            let _ = host.try_send(p, &frame(u64::from(p) + 10, &payload(p, 40)));
-            let _ = g.try_send(&frame(20, &payload(i as u8, 50)));
-            let _ = g.try_send(&frame(21, b"inline"));
+            let _ = host.try_send(p, frame(u64::from(p), b"hi"));
+            let _ = host.try_send(p, frame(u64::from(p) + 10, &payload(p, 40)));
+            let _ = g.try_send(frame(20, &payload(i as u8, 50)));
+            let _ = g.try_send(frame(21, b"inline"));
             attached.push(g);
         }
         if guests == 3 {

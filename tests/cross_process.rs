@@ -205,14 +205,14 @@ fn child_hoard(env: &ChildEnv) -> anyhow::Result<()> {
     for i in 0..5u8 {
         guest
             .send_timeout(
-                &frame(msg_type::DATA, i.into(), 0, seeded(i, 1000)),
+                frame(msg_type::DATA, i.into(), 0, seeded(i, 1000)),
                 Some(WAIT),
             )
             .context("send slot message")?;
     }
     for i in 5..7u8 {
         guest
-            .send_timeout(&frame(msg_type::DATA, i.into(), 0, vec![i; 3]), Some(WAIT))
+            .send_timeout(frame(msg_type::DATA, i.into(), 0, vec![i; 3]), Some(WAIT))
             .context("send inline message")?;
     }
     signal(&env.dir, "hoarded", &guest.peer_id().to_string())?;
@@ -246,15 +246,12 @@ fn child_reattach(env: &ChildEnv) -> anyhow::Result<()> {
     check_frame(&big, msg_type::REQUEST, 2, 7, &seeded(2, 5000))?;
     guest
         .send_timeout(
-            &frame(msg_type::RESPONSE, 1, 7, b"hi host".to_vec()),
+            frame(msg_type::RESPONSE, 1, 7, b"hi host".to_vec()),
             Some(WAIT),
         )
         .context("send inline reply")?;
     guest
-        .send_timeout(
-            &frame(msg_type::RESPONSE, 2, 7, seeded(3, 6000)),
-            Some(WAIT),
-        )
+        .send_timeout(frame(msg_type::RESPONSE, 2, 7, seeded(3, 6000)), Some(WAIT))
         .context("send slot reply")?;
     let bye = recv_within(&mut guest, "the goodbye message")?;
     check_frame(&bye, msg_type::DATA, DONE_ID, 0, b"bye")?;
@@ -294,7 +291,7 @@ fn child_sleeper(env: &ChildEnv) -> anyhow::Result<()> {
     );
     guest
         .send_timeout(
-            &frame(msg_type::RESPONSE, 1, 0, b"awake".to_vec()),
+            frame(msg_type::RESPONSE, 1, 0, b"awake".to_vec()),
             Some(WAIT),
         )
         .context("reply")?;
@@ -481,7 +478,7 @@ fn killed_guest_is_detected_and_reclaimed() {
     // Nothing is left for the host to read, and nobody to send to.
     assert!(host.try_recv().unwrap().is_none());
     let err = host
-        .try_send(peer, &frame(msg_type::DATA, 9, 0, b"x".to_vec()))
+        .try_send(peer, frame(msg_type::DATA, 9, 0, b"x".to_vec()))
         .unwrap_err();
     assert!(matches!(err, Error::PeerState { .. }), "{err}");
     // A second sweep finds nothing more.
@@ -609,7 +606,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     );
     // The scripted entry goes only when released explicitly.
     assert!(host.reclaim_dead().unwrap().is_empty());
-    ShmGuest::release(&path, unowned.into()).unwrap();
+    ShmGuest::release(&path, unowned).unwrap();
     let report = shmhub::inspect_path(&path).unwrap();
     assert_eq!(
         report.peers[unowned as usize - 1].entry.state,

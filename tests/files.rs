@@ -208,7 +208,7 @@ fn remove_waits_for_live_guests_and_gives_up_or_forces() {
     assert!(!seen.is_empty() && seen.iter().all(|g| g == &[p]));
     assert!(path.exists());
     assert!(!inspect_path(&path).unwrap().header.host_goodbye);
-    guest.try_send(&data(1, b"still here")).unwrap();
+    guest.try_send(data(1, b"still here")).unwrap();
 
     // With force: deleted anyway, the guest reported as abandoned, and the
     // guest sees the goodbye.
@@ -216,7 +216,7 @@ fn remove_waits_for_live_guests_and_gives_up_or_forces() {
     assert!(!path.exists());
     assert_eq!(report.abandoned, [p]);
     assert!(matches!(
-        guest.try_send(&data(2, b"hello?")),
+        guest.try_send(data(2, b"hello?")),
         Err(Error::HostGone)
     ));
 }
@@ -278,8 +278,8 @@ fn inspect_reads_a_read_only_file_and_changes_nothing() {
     let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
     let mut guest = ShmGuest::attach_path(&path).unwrap();
     let p = guest.peer_id();
-    guest.try_send(&data(1, &[5u8; 300])).unwrap();
-    host.try_send(p, &data(2, &[6u8; 300])).unwrap();
+    guest.try_send(data(1, &[5u8; 300])).unwrap();
+    host.try_send(p, data(2, &[6u8; 300])).unwrap();
     drop(guest); // leaves its message behind: the entry is in Goodbye
     let other = ShmGuest::attach_path(&path).unwrap();
 

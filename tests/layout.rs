@@ -378,7 +378,7 @@ fn peer_entries_are_64_bytes_one_per_guest_from_peer_id_1() {
     // Ids outside 1..=max_guests are refused.
     for bad in [0u8, 4, 255] {
         assert!(matches!(
-            host.try_send(bad, &data(1, b"x")),
+            host.try_send(bad, data(1, b"x")),
             Err(Error::InvalidPeerId { .. })
         ));
         assert!(matches!(

@@ -29,7 +29,7 @@ fn host_serves_guests_round_robin() {
         .collect();
     for g in &mut guests {
         for i in 0..5 {
-            g.try_send(&data(i, &[g.peer_id(); 40])).unwrap();
+            g.try_send(data(i, &[g.peer_id(); 40])).unwrap();
         }
     }
     let mut order = Vec::new();
@@ -43,10 +43,10 @@ fn host_serves_guests_round_robin() {
     // A flooding guest does not starve a quiet one: the quiet guest's
     // messages come within one round (max_guests receives) each.
     for i in 0..20 {
-        guests[0].try_send(&data(100 + i, b"flood")).unwrap();
+        guests[0].try_send(data(100 + i, b"flood")).unwrap();
     }
-    guests[2].try_send(&data(200, b"quiet")).unwrap();
-    guests[2].try_send(&data(201, b"quiet")).unwrap();
+    guests[2].try_send(data(200, b"quiet")).unwrap();
+    guests[2].try_send(data(201, b"quiet")).unwrap();
     let mut order = Vec::new();
     while let Some((from, _)) = host.try_recv().unwrap() {
         order.push(from);
@@ -158,7 +158,7 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     let mut guest = ShmGuest::attach(region.clone()).unwrap();
     let p = guest.peer_id();
     for i in 0..3u8 {
-        host.try_send(p, &data(u64::from(i), &[i; 200])).unwrap();
+        host.try_send(p, data(u64::from(i), &[i; 200])).unwrap();
     }
     // Forge the second descriptor's generation.
     let ring = layout.host_to_guest_ring(p);
@@ -179,7 +179,7 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     assert_eq!(report.peers[0].to_guest.len(), Some(0));
 
     // In place: the slot stays allocated while the Received lives.
-    host.try_send(p, &data(5, &[5u8; 300])).unwrap();
+    host.try_send(p, data(5, &[5u8; 300])).unwrap();
     let received = guest
         .recv_in_place(Some(Duration::from_secs(5)))
         .unwrap()

@@ -154,7 +154,7 @@ fn full_ring_is_backpressure_not_overwrite() {
     let err = host
         .send_timeout(
             guest.peer_id(),
-            &data(99, b"x"),
+            data(99, b"x"),
             Some(Duration::from_millis(20)),
         )
         .unwrap_err();
@@ -514,14 +514,14 @@ fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
         path.exists(),
         "a host that only opened the segment does not delete it"
     );
-    let mut as_guest = ShmGuest::resume(&path, p.into()).unwrap();
+    let mut as_guest = ShmGuest::resume(&path, p).unwrap();
     assert_eq!(as_guest.recv().unwrap().payload(), &[3u8; 900][..]);
     drop(as_guest);
     assert_eq!(
         shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
         PeerState::Attached
     );
-    ShmGuest::release(&path, p.into()).unwrap();
+    ShmGuest::release(&path, p).unwrap();
     assert_eq!(
         shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
         PeerState::Empty
@@ -547,8 +547,8 @@ fn two_openers_cannot_take_the_same_ring_end() {
     assert!(matches!(b.send(p, data(2, b"b")), Err(Error::Busy { .. })));
     drop(a);
     b.send(p, data(2, b"b")).unwrap();
-    let mut g1 = ShmGuest::resume(&path, p.into()).unwrap();
-    let mut g2 = ShmGuest::resume(&path, p.into()).unwrap();
+    let mut g1 = ShmGuest::resume(&path, p).unwrap();
+    let mut g2 = ShmGuest::resume(&path, p).unwrap();
     assert_eq!(g1.try_recv().unwrap().unwrap().payload(), b"a");
     assert!(matches!(g2.try_recv(), Err(Error::Busy { .. })));
     // Different ends of the same guest do not conflict.

@@ -46,7 +46,7 @@ pub struct Args {
 }
 
 enum Receiver {
-    Host(ShmHost, Option<u8>),
+    Host(Box<ShmHost>, Option<u8>),
     Guest(Box<ShmGuest>),
 }
 
@@ -97,7 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         crate::usage!("--count must be at least 1");
     }
     let opened = match (args.role, args.from) {
-        (Role::Host, from) => ShmHost::open(&path).map(|h| Receiver::Host(h, from)),
+        (Role::Host, from) => ShmHost::open(&path).map(|h| Receiver::Host(Box::new(h), from)),
         (Role::Guest(_), Some(_)) => {
             crate::usage!("--from goes with --as host; a guest receives from the host")
         }

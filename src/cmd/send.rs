@@ -60,7 +60,7 @@ pub struct Args {
 }
 
 enum Sender {
-    Host(ShmHost, u8),
+    Host(Box<ShmHost>, u8),
     Guest(Box<ShmGuest>),
 }
 
@@ -106,7 +106,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (to, opened) = match (args.role, args.to) {
         (Role::Host, Some(to)) => (
             Role::Guest(to),
-            ShmHost::open(&path).map(|h| Sender::Host(h, to)),
+            ShmHost::open(&path).map(|h| Sender::Host(Box::new(h), to)),
         ),
         (Role::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),
         (Role::Guest(_), Some(_)) => {
