@@ -39,11 +39,23 @@
 //! # Safety
 //!
 //! All access to shared memory goes through [`Region`], which checks every
-//! offset and length; the bytes of a segment are untrusted input, validated
-//! before use. `unsafe` lives in `region.rs` (forming pointers from checked
-//! offsets), `mmap.rs` (wrapping the mapping) and `sys.rs` (system calls).
-
-#![warn(missing_docs)]
+//! offset and length; the bytes of a segment are untrusted input, copied
+//! out once and validated before use. `unsafe` lives in a few small places,
+//! each block with a `SAFETY:` comment (a lint refuses one without):
+//!
+//! - `region.rs`: forming pointers, atomics and slices from checked offsets;
+//! - `mmap.rs`: wrapping memmap2's mapping in a [`Region`];
+//! - `zerocopy.rs`: lending a received slot ([`Received::payload`]) or a
+//!   loaned one ([`SlotLoan::as_mut_slice`]) as a slice;
+//! - `sys.rs` and `locks.rs`: system calls (clocks, `kill(pid, 0)`, futexes,
+//!   CPU affinity, `fcntl` record locks);
+//! - in the command, not the library: `src/cmd/signals.rs` (signal handlers).
+//!
+//! A payload lent in place points into memory that another process could
+//! write if it broke the protocol; [`Received`] says what that means for a
+//! caller.
+//!
+#![deny(missing_docs)]
 
 // Header and control fields are stored in the machine's byte order, which
 // the format defines as little-endian (docs/spec.md).

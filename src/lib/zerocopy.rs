@@ -55,6 +55,32 @@ pub(crate) struct SlotRef {
 /// A received message whose payload is read in place. Its slot (if any) goes
 /// back to the sender's pool when this is dropped.
 ///
+/// # Shared memory
+///
+/// [`Received::payload`] lends a `&[u8]` that points into the segment's
+/// shared mapping, not into memory this process owns. The protocol gives
+/// the receiver sole use of the slot until it is dropped: the sender
+/// wrote the payload before publishing it and never touches it again. But
+/// the library cannot stop another process that maps the same file from
+/// breaking the protocol and writing those bytes while the slice lives,
+/// just as [`memmap2`](https://docs.rs/memmap2) cannot stop another process
+/// from writing a mapped file. So, as with any mapping shared with other
+/// processes:
+///
+/// - treat the payload as input from the sender, not as trusted data, and
+///   where a value must not change between two reads (a length checked,
+///   then used), copy it out first ([`Received::into_frame`] copies the
+///   whole payload);
+/// - a process that does write them breaks the rule Rust assumes for every
+///   `&[u8]` (nobody writes while it is borrowed), as a writer does for any
+///   mapping shared with it: the compiler may assume the bytes are stable,
+///   and reads may see torn or changing data. They stay inside the slot,
+///   whose bounds were checked against the mapping when it was received.
+///
+/// Everything the library itself decides on (descriptors, indices, slot
+/// states, header fields) is copied out of the segment once and validated
+/// before use; the payload is the only shared memory lent to the caller.
+///
 /// ```
 /// use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost};
 /// use std::time::Duration;
@@ -128,13 +154,16 @@ impl Received {
         let len = self.desc.payload_len as usize;
         match &self.lease {
             None => &self.desc.inline[..len.min(INLINE_CAPACITY)],
-            // SAFETY: the slot was validated when this was received (in
-            // bounds, allocated at this generation, held by the receiver);
-            // until this value drops and frees it, the protocol gives the
-            // receiver sole use of the slot: its sender wrote it before
-            // publishing and does not touch it again.
             Some(lease) => {
-                unsafe { lease.region.bytes(lease.slot.offset, len as u64) }.unwrap_or(&[])
+                // SAFETY: the slot was validated when this was received (in
+                // bounds, allocated at this generation, held by this
+                // receiver); until this value drops and frees it, the
+                // protocol gives the receiver sole use of the slot: its
+                // sender wrote it before publishing and does not touch it
+                // again. A process that breaks the protocol can still write
+                // it: see "Shared memory" on this type.
+                let bytes = unsafe { lease.region.bytes(lease.slot.offset, len as u64) };
+                bytes.unwrap_or(&[])
             }
         }
     }
@@ -159,6 +188,12 @@ impl Drop for Received {
 /// [`SlotLoan::as_mut_slice`], then commit it with `ShmHost::commit` or
 /// `ShmGuest::commit`. Dropped without committing, the slot goes back to
 /// the pool.
+///
+/// Like [`Received::payload`], [`SlotLoan::as_mut_slice`] lends memory in
+/// the shared mapping: until the commit, no process that follows the
+/// protocol reads or writes the slot, but one that breaks it can (see
+/// "Shared memory" on [`Received`]). Write the payload, commit, and do not
+/// rely on reading back what was written.
 pub struct SlotLoan {
     pub(crate) region: Region,
     pub(crate) layout: SegmentLayout,
