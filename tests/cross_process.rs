@@ -699,3 +699,71 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
     drop(guest);
     assert!(path.exists());
 }
+
+// A host waiting in a send to a guest whose ring is full must find out
+// when that guest's process dies, and so must a guest waiting to send to
+// a host that dies: `send` waits only while the other side is there.
+// shm[verify shm.send.backpressure]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_send_waiting_for_room_ends_when_the_receiver_process_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck.shm");
+    let config = SegmentConfig {
+        max_guests: 2,
+        ring_capacity: 8,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    // A guest that sends a few messages, then never receives.
+    let mut child = Child::spawn("hoard", &path, dir.path(), &[]);
+    let peer: u8 = child.await_signal("hoarded", WAIT).parse().unwrap();
+    let filler = frame(msg_type::DATA, 0, 0, b"x".to_vec());
+    while host.try_send(peer, &filler).is_ok() {}
+
+    let (status, outcome, waited) = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            child.kill()
+        });
+        let started = Instant::now();
+        let outcome = host.send(peer, &filler);
+        (killer.join().unwrap(), outcome, started.elapsed())
+    });
+    assert!(!status.success());
+    assert!(
+        matches!(outcome, Err(Error::PeerGone { peer_id }) if peer_id == peer),
+        "send after the guest was killed: {outcome:?}"
+    );
+    assert!(waited < WAIT, "send returned after {waited:?}");
+    assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
+}
+
+// shm[verify shm.send.backpressure]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_guest_send_waiting_for_room_ends_when_the_host_process_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stuck-host.shm");
+    let mut child = Child::spawn("host", &path, dir.path(), &[]);
+    child.await_signal("hosting", WAIT);
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    let filler = frame(msg_type::DATA, 0, 0, b"x".to_vec());
+    while guest.try_send(&filler).is_ok() {}
+
+    let (status, outcome, waited) = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            child.kill()
+        });
+        let started = Instant::now();
+        let outcome = guest.send(&filler);
+        (killer.join().unwrap(), outcome, started.elapsed())
+    });
+    assert!(!status.success());
+    assert!(
+        matches!(outcome, Err(Error::HostGone)),
+        "send after the host was killed: {outcome:?}"
+    );
+    assert!(waited < WAIT, "send returned after {waited:?}");
+}

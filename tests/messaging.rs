@@ -199,3 +199,104 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
         1
     );
 }
+
+// ---------------------------------------------------------------------------
+// Waiting and non-waiting calls (std::sync::mpsc conventions)
+// ---------------------------------------------------------------------------
+
+// shm[verify shm.send.backpressure]
+#[test]
+fn send_waits_for_room_and_slots_until_the_receiver_drains() {
+    let config = SegmentConfig {
+        ring_capacity: 2,
+        slots_per_pool: 2,
+        slot_size: 256,
+        max_payload: 256,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    let peer = guest.peer_id();
+    const COUNT: u64 = 40;
+    let receiver = std::thread::spawn(move || {
+        let mut ids = Vec::new();
+        while ids.len() < COUNT as usize {
+            std::thread::sleep(Duration::from_millis(1));
+            match guest.recv_timeout(Duration::from_secs(10)).unwrap() {
+                Some(frame) => ids.push((frame.desc.id, frame.payload().len())),
+                None => panic!("nothing arrived within 10 s"),
+            }
+        }
+        ids
+    });
+    // Every other message needs a slot: with two slots and a ring of two,
+    // the sender waits for room or a slot most of the time.
+    for id in 0..COUNT {
+        let len = if id % 2 == 0 { 200 } else { 3 };
+        host.send(peer, data(id, &vec![id as u8; len])).unwrap();
+    }
+    let got = receiver.join().unwrap();
+    let want: Vec<(u64, usize)> = (0..COUNT)
+        .map(|id| (id, if id % 2 == 0 { 200 } else { 3 }))
+        .collect();
+    assert_eq!(got, want);
+    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    assert_eq!(report.pools[0].usage.used, 0);
+}
+
+// shm[verify shm.send.backpressure]
+// shm[verify shm.host.goodbye]
+#[test]
+fn a_guest_waiting_to_send_is_told_when_the_host_says_goodbye() {
+    let config = SegmentConfig {
+        ring_capacity: 2,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    guest.try_send(data(1, b"a")).unwrap();
+    guest.try_send(data(2, b"b")).unwrap();
+    assert!(matches!(
+        guest.try_send(data(3, b"c")),
+        Err(Error::RingFull { .. })
+    ));
+    let leaver = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        host.shutdown().unwrap();
+        host
+    });
+    let outcome = guest.send(data(3, b"c"));
+    let host = leaver.join().unwrap();
+    assert!(matches!(outcome, Err(Error::HostGone)), "{outcome:?}");
+    drop(host);
+}
+
+#[test]
+fn the_host_waits_for_a_message_from_any_guest_and_from_one() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let mut first = ShmGuest::attach(host.region()).unwrap();
+    let mut second = ShmGuest::attach(host.region()).unwrap();
+    let (p1, p2) = (first.peer_id(), second.peer_id());
+    let senders = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        second.send(data(2, b"from the second")).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        first.send(data(1, b"from the first")).unwrap();
+        first.detach().unwrap();
+        second
+    });
+    let (from, frame) = host.recv().unwrap();
+    assert_eq!((from, frame.payload()), (p2, &b"from the second"[..]));
+    let frame = host.recv_from(p1).unwrap();
+    assert_eq!(frame.payload(), b"from the first");
+    // The first guest has left and everything it sent was read.
+    assert!(matches!(host.recv_from(p1), Err(Error::PeerGone { peer_id }) if peer_id == p1));
+    let _second = senders.join().unwrap();
+    // A plain Duration is a timeout as well as an Option of one.
+    assert!(
+        host.recv_timeout(Duration::from_millis(10))
+            .unwrap()
+            .is_none()
+    );
+    assert!(host.try_recv().unwrap().is_none());
+}

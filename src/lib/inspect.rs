@@ -64,8 +64,37 @@ pub struct SegmentReport {
     pub pools: Vec<PoolReport>,
 }
 
-/// Opens `path` read-only and reports on it. A file that is not a valid
-/// segment is an error naming what is wrong.
+/// Opens `path` read-only and reports on it: header, every peer entry with
+/// its holder's liveness and ring fill, every pool's usage. The file is
+/// opened and mapped read-only, so nothing in it can change.
+///
+/// ```
+/// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost, inspect_path};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("look.shm");
+/// let host = ShmHost::create(&path, SegmentConfig::default())?;
+/// let guest = ShmGuest::attach_path(&path)?;
+///
+/// let report = inspect_path(&path)?;
+/// let entry = &report.peers[usize::from(guest.peer_id()) - 1];
+/// assert_eq!(entry.holder, HolderStatus::Alive);
+/// assert_eq!(report.pools[0].usage.used, 0);
+/// # drop((guest, host));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// A file that is not a valid segment is an error naming what is wrong:
+/// [`Error::NotASegment`](crate::Error::NotASegment),
+/// [`Error::NotReady`](crate::Error::NotReady),
+/// [`Error::VersionMismatch`](crate::Error::VersionMismatch),
+/// [`Error::CorruptHeader`](crate::Error::CorruptHeader) (naming the field),
+/// [`Error::Corrupt`](crate::Error::Corrupt) for a bad entry state;
+/// [`Error::Io`](crate::Error::Io), [`Error::NotAFile`](crate::Error::NotAFile),
+/// [`Error::TooSmall`](crate::Error::TooSmall) or
+/// [`Error::Symlink`](crate::Error::Symlink) for what is at the path.
 pub fn inspect_path(path: &Path) -> Result<SegmentReport> {
     let mmap = MmapRegion::open_read_only(path, HEADER_SIZE)?;
     let report = inspect_region(&mmap.region(), Some(mmap.file()))?;

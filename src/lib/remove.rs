@@ -68,9 +68,27 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
 /// leave, then deletes the file. `on_wait` is called with the live guests
 /// each time it waits.
 ///
-/// Refuses (changing nothing) a symlink, a file that is not a segment
-/// (even with force), and, without force, a segment whose live guests did
-/// not leave in time.
+/// ```
+/// use shmhub::{RemoveOptions, SegmentConfig, ShmHost, remove_segment};
+/// use std::time::Duration;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("gone.shm");
+/// ShmHost::create(&path, SegmentConfig::default())?.persist()?;
+///
+/// let options = RemoveOptions { force: false, timeout: Duration::from_secs(1) };
+/// let report = remove_segment(&path, options, &mut |_| {})?;
+/// assert!(!path.exists() && report.abandoned.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// Refuses, changing nothing: a symlink ([`Error::Symlink`]), a file that
+/// is not a segment even with force ([`Error::NotASegment`],
+/// [`Error::NotReady`], [`Error::TooSmall`], ...), a damaged header without
+/// force ([`Error::CorruptHeader`]), and, without force, a segment whose
+/// live guests or host did not leave in time ([`Error::Busy`], naming them).
 pub fn remove_segment(
     path: &Path,
     options: RemoveOptions,
