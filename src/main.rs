@@ -4,7 +4,7 @@ mod cmd;
 
 use clap::Parser;
 
-use cmd::common::{TimedOut, UsageError, is_broken_pipe};
+use cmd::common::{Interrupted, TimedOut, UsageError, is_broken_pipe};
 
 fn main() {
     let cli = cmd::Cli::parse();
@@ -21,6 +21,10 @@ fn main() {
                 cmd::EXIT_USAGE
             } else if e.chain().any(|c| c.is::<TimedOut>()) {
                 cmd::EXIT_TIMEOUT
+            } else if let Some(Interrupted(signal)) =
+                e.chain().find_map(|c| c.downcast_ref::<Interrupted>())
+            {
+                128 + signal
             } else {
                 cmd::EXIT_ERROR
             }

@@ -672,6 +672,7 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
     let mut guest = ShmGuest::attach_path(&path).unwrap();
     guest.set_wait_strategy(WaitStrategy::Block);
     assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Alive);
+    let status_pid = child.pid();
 
     // Kill the host while this guest sleeps in recv.
     let (status, outcome, waited) = std::thread::scope(|s| {
@@ -685,7 +686,7 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
     });
     assert!(!status.success());
     match outcome {
-        Err(Error::HostGone) => {}
+        Err(Error::HostDied { pid }) if pid == status_pid => {}
         other => panic!("recv after the host was killed: {other:?}"),
     }
     assert!(
@@ -748,6 +749,7 @@ fn a_guest_send_waiting_for_room_ends_when_the_host_process_dies() {
     let mut child = Child::spawn("host", &path, dir.path(), &[]);
     child.await_signal("hosting", WAIT);
     let mut guest = ShmGuest::attach_path(&path).unwrap();
+    let host_pid = child.pid();
     let filler = frame(msg_type::DATA, 0, 0, b"x".to_vec());
     while guest.try_send(&filler).is_ok() {}
 
@@ -762,7 +764,7 @@ fn a_guest_send_waiting_for_room_ends_when_the_host_process_dies() {
     });
     assert!(!status.success());
     assert!(
-        matches!(outcome, Err(Error::HostGone)),
+        matches!(outcome, Err(Error::HostDied { pid }) if pid == host_pid),
         "send after the host was killed: {outcome:?}"
     );
     assert!(waited < WAIT, "send returned after {waited:?}");

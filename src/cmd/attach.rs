@@ -3,10 +3,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::bail;
 use serde_json::json;
-use shmhub::ShmGuest;
+use shmhub::{Frame, ShmGuest};
 
-use super::common::{Role, held_error, parse_peer_id, print_line, seg_err};
+use super::common::{Role, parse_peer_id, print_line, seg_err};
+use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -25,8 +27,8 @@ pub struct Args {
     /// Take this entry, which the host must have reserved.
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: Option<u8>,
-    /// Stay attached until SIGINT/SIGTERM (or the host leaves), printing
-    /// what the host sends; then detach.
+    /// Stay attached until SIGINT, SIGTERM or SIGHUP (or the host leaves),
+    /// printing what the host sends; then detach.
     #[arg(long)]
     pub hold: bool,
     /// Print JSON: {"peer_id":N,"epoch":E}, then one object per message.
@@ -72,24 +74,40 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     hold(guest, &path, args.json)
 }
 
-fn hold(mut guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
+/// A held guest, as the receive loop sees it.
+struct HeldGuest(ShmGuest);
+
+impl Receiver for HeldGuest {
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
+        Ok(self.0.recv_timeout(wait)?.map(|frame| (Role::Host, frame)))
+    }
+
+    fn check_file(&self) -> shmhub::Result<()> {
+        self.0.check_file()
+    }
+}
+
+/// Receives as the guest until stopped, then detaches. On an error (the
+/// host died, the file changed) the guest is dropped, which detaches too.
+fn hold(guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
     let mut printer = MessagePrinter::new(path, json, None)?;
     let me = Role::Guest(guest.peer_id());
-    while !signals::terminate_requested() {
-        guest.check_file().map_err(|e| seg_err(path, e))?;
-        match guest.recv_timeout(Some(Duration::from_millis(100))) {
-            Ok(Some(frame)) => printer.print(Role::Host, me, &frame)?,
-            Ok(None) => {}
-            Err(shmhub::Error::HostGone) => {
-                eprintln!("{}: the host has left; detaching", path.display());
-                break;
-            }
-            Err(e @ shmhub::Error::BadDescriptor { .. }) => {
-                eprintln!("warning: {}: {e}", path.display())
-            }
-            Err(e) => return Err(held_error(path, guest.check_file(), e)),
+    let mut held = HeldGuest(guest);
+    match receive_until_stopped(&mut held, &mut printer, me, path, None)? {
+        Stopped::HostLeft => {
+            eprintln!("{}: the host has left; detaching", path.display())
         }
+        Stopped::PeerLeft(peer) => bail!(
+            "{}: peer {peer} is no longer this process's entry (reclaimed or released by another process)",
+            path.display()
+        ),
+        Stopped::Signal(signal) => eprintln!(
+            "{}: {} received; detaching",
+            path.display(),
+            signals::name(signal)
+        ),
+        Stopped::Idle(_) | Stopped::Asked(_) => {}
     }
-    guest.detach().map_err(|e| seg_err(path, e))?;
+    held.0.detach().map_err(|e| seg_err(path, e))?;
     Ok(Outcome::Done)
 }

@@ -20,6 +20,23 @@ impl fmt::Display for TimedOut {
 
 impl std::error::Error for TimedOut {}
 
+/// A termination signal (SIGINT, SIGTERM, SIGHUP) stopped a waiting
+/// command before it was done: exit code 128 + the signal number, as a
+/// shell reports a process killed by it.
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "interrupted by {}", super::signals::name(self.0))
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// How long one wait lasts before a waiting command looks at signals again.
+pub const WAIT_SLICE: Duration = Duration::from_millis(100);
+
 /// An error in how the command was called: exit code 2, like the
 /// argument parser's own errors.
 #[derive(Debug)]
@@ -76,6 +93,16 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
             anyhow!(TimedOut(format!("{}: {e}", path.display())))
         }
         e => anyhow!("{}: {e}", path.display()),
+    }
+}
+
+/// Like [`seg_err`], for a command that waited up to its `--timeout`: a
+/// role that another process still held when the time was up is a timeout
+/// too (exit 3), so that scripts that retry on 3 catch it.
+pub fn seg_err_timed(path: &Path, e: shmhub::Error) -> anyhow::Error {
+    match e {
+        shmhub::Error::Busy { .. } => anyhow!(TimedOut(format!("{}: {e}", path.display()))),
+        e => seg_err(path, e),
     }
 }
 
@@ -181,6 +208,14 @@ impl fmt::Display for Role {
             Role::Host => f.write_str("host"),
             Role::Guest(n) => write!(f, "peer {n}"),
         }
+    }
+}
+
+/// A role as JSON: `"host"` or the peer id.
+pub fn role_value(role: Role) -> serde_json::Value {
+    match role {
+        Role::Host => serde_json::json!("host"),
+        Role::Guest(n) => serde_json::json!(n),
     }
 }
 

@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{CreateOptions, FileMode, RemoveOptions, SegmentConfig, ShmHost};
+use shmhub::{CreateOptions, FileMode, Frame, RemoveOptions, SegmentConfig, ShmHost};
 
-use super::common::{Role, held_error, human_bytes, parse_size_u32, print_line, seg_err};
+use super::common::{Role, human_bytes, parse_size_u32, print_line, seg_err};
+use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
 
@@ -47,8 +48,9 @@ pub struct Args {
     /// Replace an existing segment (never a file that is not one).
     #[arg(long)]
     pub force: bool,
-    /// Stay running as the host until SIGINT/SIGTERM: print what guests
-    /// send, reclaim dead guests, then say goodbye and delete the file.
+    /// Stay running as the host until SIGINT, SIGTERM or SIGHUP (or `rm`):
+    /// print what guests send, reclaim dead guests, then say goodbye and
+    /// delete the file.
     #[arg(long)]
     pub hold: bool,
     /// Print JSON.
@@ -153,35 +155,65 @@ fn replace_existing(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Acts as the host until told to stop; the host's drop says goodbye and
-/// deletes the file.
-fn serve(mut host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let mut printer = MessagePrinter::new(path, json, None)?;
-    let mut last_housekeeping = Instant::now();
-    while !signals::terminate_requested() {
-        host.check_file().map_err(|e| seg_err(path, e))?;
-        if host.goodbye_requested().map_err(|e| seg_err(path, e))? {
-            eprintln!("{}: asked to leave (rm); cleaning up", path.display());
-            break;
+/// A held host, as the receive loop sees it: receives from any guest,
+/// and between receives notices `rm`'s goodbye request, beats, and
+/// reclaims dead guests.
+struct HeldHost {
+    host: ShmHost,
+    last_housekeeping: Instant,
+}
+
+impl Receiver for HeldHost {
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
+        Ok(self
+            .host
+            .recv_timeout(wait)?
+            .map(|(peer, frame)| (Role::Guest(peer), frame)))
+    }
+
+    fn check_file(&self) -> shmhub::Result<()> {
+        self.host.check_file()
+    }
+
+    fn tend(&mut self, path: &Path) -> anyhow::Result<Option<&'static str>> {
+        if self
+            .host
+            .goodbye_requested()
+            .map_err(|e| seg_err(path, e))?
+        {
+            return Ok(Some("asked to leave (rm); cleaning up"));
         }
-        match host.recv_timeout(Some(Duration::from_millis(100))) {
-            Ok(Some((peer, frame))) => printer.print(Role::Guest(peer), Role::Host, &frame)?,
-            Ok(None) => {}
-            Err(e @ shmhub::Error::BadDescriptor { .. }) => {
-                eprintln!("warning: {}: {e}", path.display())
-            }
-            Err(e) => return Err(held_error(path, host.check_file(), e)),
-        }
-        if last_housekeeping.elapsed() >= Duration::from_millis(500) {
-            last_housekeeping = Instant::now();
-            host.beat().map_err(|e| seg_err(path, e))?;
-            let reclaimed = host.reclaim_dead().map_err(|e| seg_err(path, e))?;
+        if self.last_housekeeping.elapsed() >= Duration::from_millis(500) {
+            self.last_housekeeping = Instant::now();
+            self.host.beat().map_err(|e| seg_err(path, e))?;
+            let reclaimed = self.host.reclaim_dead().map_err(|e| seg_err(path, e))?;
             if !reclaimed.is_empty() {
                 eprintln!("{}: reclaimed dead peer(s) {reclaimed:?}", path.display());
             }
         }
+        Ok(None)
     }
-    drop(host);
+}
+
+/// Acts as the host until told to stop; the host's drop says goodbye and
+/// deletes the file.
+fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
+    let mut printer = MessagePrinter::new(path, json, None)?;
+    let mut held = HeldHost {
+        host,
+        last_housekeeping: Instant::now(),
+    };
+    match receive_until_stopped(&mut held, &mut printer, Role::Host, path, None)? {
+        Stopped::Asked(reason) => eprintln!("{}: {reason}", path.display()),
+        Stopped::Signal(signal) => eprintln!(
+            "{}: {} received; cleaning up",
+            path.display(),
+            signals::name(signal)
+        ),
+        // A host receives from every guest: guests leaving does not end it.
+        Stopped::HostLeft | Stopped::PeerLeft(_) | Stopped::Idle(_) => {}
+    }
+    drop(held);
     eprintln!("{}: goodbye; removed", path.display());
     Ok(Outcome::Done)
 }

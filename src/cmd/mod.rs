@@ -15,6 +15,7 @@ pub mod create;
 pub mod demo;
 pub mod detach;
 pub mod guest_echo;
+pub mod held;
 pub mod inspect;
 pub mod output;
 pub mod reclaim;

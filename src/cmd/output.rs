@@ -6,23 +6,16 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use serde_json::{Value, json};
+use serde_json::json;
 use shmhub::Frame;
 
-use super::common::Role;
+use super::common::{Role, role_value};
 
 /// Where and how received messages are written.
 pub struct MessagePrinter {
     json: bool,
     output: Option<File>,
     segment: std::path::PathBuf,
-}
-
-fn role_value(role: Role) -> Value {
-    match role {
-        Role::Host => json!("host"),
-        Role::Guest(n) => json!(n),
-    }
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -3,11 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmhub::{Frame, ShmGuest, ShmHost};
+use shmhub::{Frame, PeerState, ShmGuest, ShmHost};
 
-use super::common::{Role, held_error, parse_duration, parse_peer_id, parse_role, seg_err};
+use super::common::{
+    Interrupted, Role, WAIT_SLICE, parse_duration, parse_peer_id, parse_role, seg_err,
+};
+use super::held::{self, Stopped};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
+
+/// How long `recv` waits for each message unless told otherwise.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const EXAMPLES: &str = "\
 Examples:
@@ -31,10 +37,12 @@ pub struct Args {
     /// How many messages to receive (exit 3 if fewer arrive in time).
     #[arg(long, default_value_t = 1, value_name = "K", conflicts_with = "follow")]
     pub count: u64,
-    /// How long to wait for each message; 0 takes only what is queued.
-    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
-    pub timeout: Duration,
-    /// Keep receiving until SIGINT/SIGTERM (or the host leaves).
+    /// How long to wait for each message (default 5s); 0 takes only what
+    /// is queued. With --follow: the longest gap allowed between two
+    /// messages (default: no limit); a longer silence ends with exit 3.
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Option<Duration>,
+    /// Keep receiving until SIGINT, SIGTERM or SIGHUP (or the host leaves).
     #[arg(long)]
     pub follow: bool,
     /// Write the payload bytes to this file instead of standard output.
@@ -81,6 +89,12 @@ impl Receiver {
             }
         }
     }
+}
+
+impl held::Receiver for Receiver {
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
+        Receiver::next(self, wait)
+    }
 
     fn check_file(&self) -> shmhub::Result<()> {
         match self {
@@ -104,20 +118,35 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         (Role::Guest(n), None) => ShmGuest::resume(&path, n).map(|g| Receiver::Guest(Box::new(g))),
     };
     let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
+    if let Receiver::Host(host, Some(from)) = &receiver {
+        // The same answer whatever the timeout, and the same as `send --to`.
+        refuse_empty_entry(host, *from).map_err(|e| seg_err(&path, e))?;
+    }
     let mut printer = MessagePrinter::new(&path, args.json, args.output.as_deref())?;
     if args.follow {
         signals::catch_termination();
         signals::guard_sigbus(&path);
-        return follow(&mut receiver, &mut printer, args.role, &path);
+        return follow(&mut receiver, &mut printer, args.role, &path, args.timeout);
     }
+    signals::catch_termination();
+    let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut received = 0;
     while received < args.count {
-        match receiver.next(args.timeout) {
+        match next_within(&mut receiver, timeout) {
             Ok(Some((from, frame))) => {
                 printer.print(from, args.role, &frame)?;
                 received += 1;
             }
-            Ok(None) => break,
+            Ok(None) => {
+                if let Some(signal) = signals::received() {
+                    return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
+                        "{}: received {received} of {} messages",
+                        path.display(),
+                        args.count
+                    )));
+                }
+                break;
+            }
             Err(shmhub::Error::HostGone | shmhub::Error::PeerGone { .. }) if received > 0 => break,
             Err(e) => return Err(seg_err(&path, e)),
         }
@@ -129,30 +158,65 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Refuses to receive from an Empty entry (nothing can come from it).
+fn refuse_empty_entry(host: &ShmHost, from: u8) -> shmhub::Result<()> {
+    let peers = host.peers()?;
+    let Some(entry) = peers.get(usize::from(from) - 1) else {
+        return Err(shmhub::Error::InvalidPeerId {
+            peer_id: from,
+            max_guests: host.config().max_guests,
+        });
+    };
+    if entry.state == PeerState::Empty {
+        return Err(shmhub::Error::PeerState {
+            peer_id: from,
+            state: entry.state,
+            expected: "attached or reserved",
+        });
+    }
+    Ok(())
+}
+
+/// The next message within `timeout`, waiting in slices so that a
+/// termination signal is noticed; `None` when the time ran out or a signal
+/// arrived.
+fn next_within(
+    receiver: &mut Receiver,
+    timeout: Duration,
+) -> shmhub::Result<Option<(Role, Frame)>> {
+    let start = Instant::now();
+    loop {
+        if signals::terminate_requested() {
+            return Ok(None);
+        }
+        let left = timeout.saturating_sub(start.elapsed());
+        match receiver.next(left.min(WAIT_SLICE))? {
+            Some(message) => return Ok(Some(message)),
+            None if left <= WAIT_SLICE => return Ok(None),
+            None => {}
+        }
+    }
+}
+
 fn follow(
     receiver: &mut Receiver,
     printer: &mut MessagePrinter,
     me: Role,
     path: &Path,
+    idle_limit: Option<Duration>,
 ) -> anyhow::Result<Outcome> {
-    let mut last_check = Instant::now();
-    while !signals::terminate_requested() {
-        if last_check.elapsed() >= Duration::from_millis(200) {
-            last_check = Instant::now();
-            receiver.check_file().map_err(|e| seg_err(path, e))?;
-        }
-        match receiver.next(Duration::from_millis(100)) {
-            Ok(Some((from, frame))) => printer.print(from, me, &frame)?,
-            Ok(None) => {}
-            Err(shmhub::Error::HostGone) => {
+    Ok(
+        match held::receive_until_stopped(receiver, printer, me, path, idle_limit)? {
+            Stopped::HostLeft => {
                 eprintln!("{}: the host has left", path.display());
-                break;
+                Outcome::Done
             }
-            Err(e @ shmhub::Error::BadDescriptor { .. }) => {
-                eprintln!("warning: {}: {e}", path.display())
+            Stopped::PeerLeft(peer) => {
+                eprintln!("{}: peer {peer} has left", path.display());
+                Outcome::Done
             }
-            Err(e) => return Err(held_error(path, receiver.check_file(), e)),
-        }
-    }
-    Ok(Outcome::Done)
+            Stopped::Idle(_) => Outcome::TimedOut,
+            Stopped::Signal(_) | Stopped::Asked(_) => Outcome::Done,
+        },
+    )
 }

@@ -1,18 +1,19 @@
 //! `shmhub send`: send messages as the host or as a guest.
 
+use std::fs::File;
 use std::io::Read;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{Frame, MsgDesc, ShmGuest, ShmHost};
+use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
 
 use super::common::{
-    Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, print_line, progress_bar,
-    seg_err,
+    Interrupted, Role, WAIT_SLICE, parse_duration, parse_msg_type, parse_peer_id, parse_role,
+    print_line, progress_bar, role_value, seg_err, seg_err_timed,
 };
-use super::{Outcome, segment_path};
+use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -67,8 +68,8 @@ enum Sender {
 impl Sender {
     fn send(&mut self, frame: &Frame, timeout: Duration) -> shmhub::Result<()> {
         match self {
-            Sender::Host(host, to) => host.send_timeout(*to, frame, Some(timeout)),
-            Sender::Guest(guest) => guest.send_timeout(frame, Some(timeout)),
+            Sender::Host(host, to) => host.send_timeout(*to, frame, timeout),
+            Sender::Guest(guest) => guest.send_timeout(frame, timeout),
         }
     }
 
@@ -78,23 +79,80 @@ impl Sender {
             Sender::Guest(guest) => guest.config().max_payload,
         }
     }
+
+    /// Sends `frame`, waiting up to `timeout` in slices so that a signal is
+    /// noticed between them. A sending role another process holds is waited
+    /// out like a full ring. `Ok(false)`: a termination signal arrived and
+    /// nothing was sent.
+    fn send_within(&mut self, frame: &Frame, timeout: Duration) -> shmhub::Result<bool> {
+        let start = Instant::now();
+        loop {
+            if signals::terminate_requested() {
+                return Ok(false);
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            match self.send(frame, left.min(WAIT_SLICE)) {
+                Ok(()) => return Ok(true),
+                Err(e) if waitable(&e) && left > WAIT_SLICE => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
-fn read_payload(args: &Args) -> anyhow::Result<Vec<u8>> {
+/// Whether a failed send may succeed if tried again within the timeout.
+fn waitable(e: &shmhub::Error) -> bool {
+    e.is_retryable() || matches!(e, shmhub::Error::Busy { .. })
+}
+
+/// Reads the payload, never more than `max + 1` bytes: a larger one is
+/// refused without being read whole (a regular file by its size), so that
+/// `--file /dev/zero` or `yes | shmhub send ... -` ends at once, in bounded
+/// memory.
+fn read_payload(args: &Args, max: u32, segment: &Path) -> anyhow::Result<Vec<u8>> {
+    let too_large = |len: String| {
+        anyhow::anyhow!(
+            "{}: payload of {len} exceeds the segment's max payload of {max} bytes",
+            segment.display(),
+        )
+    };
+    let limit = u64::from(max) + 1;
+    let mut buf = Vec::new();
     if let Some(file) = &args.file {
-        return std::fs::read(file).with_context(|| format!("{}: cannot read", file.display()));
-    }
-    match args.message.as_deref() {
-        Some("-") => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .context("reading standard input")?;
-            Ok(buf)
+        let opened =
+            File::open(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let meta = opened
+            .metadata()
+            .with_context(|| format!("{}: cannot read", file.display()))?;
+        if meta.is_dir() {
+            bail!("{}: cannot read: is a directory", file.display());
         }
-        Some(text) => Ok(text.as_bytes().to_vec()),
-        None => crate::usage!("no payload: give MESSAGE, --file PATH, or - for standard input"),
+        if meta.is_file() && meta.len() > u64::from(max) {
+            return Err(too_large(format!("{} bytes", meta.len())));
+        }
+        opened
+            .take(limit)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("{}: cannot read", file.display()))?;
+    } else {
+        match args.message.as_deref() {
+            Some("-") => {
+                std::io::stdin()
+                    .lock()
+                    .take(limit)
+                    .read_to_end(&mut buf)
+                    .context("reading standard input")?;
+            }
+            Some(text) => buf = text.as_bytes().to_vec(),
+            None => {
+                crate::usage!("no payload: give MESSAGE, --file PATH, or - for standard input")
+            }
+        }
     }
+    if buf.len() > max as usize {
+        return Err(too_large(format!("more than {max} bytes")));
+    }
+    Ok(buf)
 }
 
 /// Runs `shmhub send`.
@@ -102,6 +160,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     if args.count == 0 {
         crate::usage!("--count must be at least 1");
+    }
+    if args.id.checked_add(args.count - 1).is_none() {
+        crate::usage!(
+            "--id {} with --count {} would run past the largest message id {}",
+            args.id,
+            args.count,
+            u64::MAX
+        );
     }
     let (to, opened) = match (args.role, args.to) {
         (Role::Host, Some(to)) => (
@@ -117,22 +183,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             ShmGuest::resume(&path, n).map(|g| Sender::Guest(Box::new(g))),
         ),
     };
-    let payload = read_payload(&args)?;
     let mut sender = opened.map_err(|e| seg_err(&path, e))?;
     // Refuse an oversized payload before anything is written.
-    if payload.len() > sender.max_payload() as usize {
-        bail!(
-            "{}: payload of {} bytes exceeds the segment's max payload of {} bytes",
-            path.display(),
-            payload.len(),
-            sender.max_payload()
-        );
+    let payload = read_payload(&args, sender.max_payload(), &path)?;
+    if let Sender::Host(host, to) = &sender {
+        refuse_dead_guest(host, *to, &path)?;
     }
-    let bar = if args.count > 1 {
-        Some(progress_bar(args.count, "sending"))
-    } else {
-        None
-    };
+    signals::catch_termination();
+    let bar = (args.count > 1).then(|| progress_bar(args.count, "sending"));
     let mut sent = 0u64;
     let mut frame = Frame::new(
         MsgDesc {
@@ -142,18 +200,34 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         },
         payload,
     );
+    let of_count = |sent: u64| format!("sent {sent} of {} messages", args.count);
     for i in 0..args.count {
-        frame.desc.id = args.id.wrapping_add(i);
-        if let Err(e) = sender.send(&frame, args.timeout) {
+        frame.desc.id = args.id + i;
+        let outcome = sender.send_within(&frame, args.timeout);
+        if !matches!(outcome, Ok(true)) {
+            // The bar goes before any message, so the error has its own line.
             if let Some(bar) = &bar {
-                bar.abandon();
+                bar.finish_and_clear();
             }
-            let err = seg_err(&path, e);
-            return Err(if sent > 0 {
-                err.context(format!("sent {sent} of {} messages", args.count))
-            } else {
-                err
-            });
+        }
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => {
+                let signal = signals::received().unwrap_or(libc::SIGINT);
+                return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
+                    "{}: {}",
+                    path.display(),
+                    of_count(sent)
+                )));
+            }
+            Err(e) => {
+                let err = seg_err_timed(&path, e);
+                return Err(if sent > 0 {
+                    err.context(of_count(sent))
+                } else {
+                    err
+                });
+            }
         }
         sent += 1;
         if let Some(bar) = &bar {
@@ -165,17 +239,31 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let len = frame.payload().len();
     if args.json {
-        let to_value = match to {
-            Role::Host => json!("host"),
-            Role::Guest(n) => json!(n),
-        };
-        let from_value = match args.role {
-            Role::Host => json!("host"),
-            Role::Guest(n) => json!(n),
-        };
-        print_line(
-            json!({ "from": from_value, "to": to_value, "sent": sent, "len": len, "placement": if frame.fits_inline() { "inline" } else { "slot" } }),
-        )?;
+        print_line(json!({
+            "from": role_value(args.role),
+            "to": role_value(to),
+            "sent": sent,
+            "len": len,
+            "placement": if frame.fits_inline() { "inline" } else { "slot" },
+        }))?;
     }
     Ok(Outcome::Done)
+}
+
+/// Refuses to send to a guest whose holding process is dead: nobody would
+/// ever read the message, and its slot would stay taken until a reclaim.
+fn refuse_dead_guest(host: &ShmHost, to: u8, path: &Path) -> anyhow::Result<()> {
+    if host.holder_status(to).map_err(|e| seg_err(path, e))? == HolderStatus::Dead {
+        let pid = host
+            .peers()
+            .ok()
+            .and_then(|peers| peers.get(usize::from(to) - 1).map(|e| e.pid))
+            .unwrap_or(0);
+        bail!(
+            "{}: peer {to}'s process {pid} is dead: nothing would read the message; `shmhub reclaim {}` frees its entry",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
 }

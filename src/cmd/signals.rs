@@ -1,20 +1,28 @@
-//! Process signals for long-running commands: SIGINT/SIGTERM end a held
-//! command cleanly; SIGBUS (the mapped file shrank under us) ends it with a
-//! clear message and exit 1 instead of a crash.
+//! Process signals for the commands.
+//!
+//! - SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session)
+//!   set a flag instead of killing the process, so that a held or waiting
+//!   command stops at its next check and cleans up: a held host deletes its
+//!   file, a held guest releases its entry, a send never leaves a slot
+//!   half-sent.
+//! - SIGBUS (a page of the mapped file could not be reached: the file was
+//!   truncated, or the file system is full) ends the command with one
+//!   `error: PATH: cause` line and exit 1 instead of a crash.
 
 use std::path::Path;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
-static TERMINATE: AtomicBool = AtomicBool::new(false);
+/// The termination signal that arrived (0: none yet).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static SIGBUS_MESSAGE: OnceLock<Vec<u8>> = OnceLock::new();
 
-extern "C" fn on_terminate(_signal: libc::c_int) {
-    TERMINATE.store(true, Ordering::SeqCst);
+extern "C" fn on_terminate(signal: libc::c_int) {
+    SIGNAL.store(signal, Ordering::SeqCst);
 }
 
 extern "C" fn on_sigbus(_signal: libc::c_int) {
-    let fallback: &[u8] = b"error: segment file was truncated under us (SIGBUS)\n";
+    let fallback: &[u8] = b"error: a mapped segment file could not be read (SIGBUS)\n";
     let msg = SIGBUS_MESSAGE.get().map_or(fallback, Vec::as_slice);
     // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is a
     // static byte buffer that is never freed or mutated after being set.
@@ -37,16 +45,35 @@ fn install(signal: libc::c_int, handler: extern "C" fn(libc::c_int)) {
     }
 }
 
-/// Makes SIGINT and SIGTERM set a flag (see [`terminate_requested`])
-/// instead of killing the process, so held commands can clean up.
+/// Makes SIGINT, SIGTERM and SIGHUP set a flag (see [`received`]) instead
+/// of killing the process, so that held and waiting commands can clean up.
 pub fn catch_termination() {
-    install(libc::SIGINT, on_terminate);
-    install(libc::SIGTERM, on_terminate);
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        install(signal, on_terminate);
+    }
 }
 
-/// Whether SIGINT or SIGTERM has arrived.
+/// The termination signal that has arrived, if any.
+pub fn received() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// Whether SIGINT, SIGTERM or SIGHUP has arrived.
 pub fn terminate_requested() -> bool {
-    TERMINATE.load(Ordering::SeqCst)
+    received().is_some()
+}
+
+/// The name of a termination signal, for messages.
+pub fn name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
 }
 
 /// Turns a SIGBUS (an access past the end of a mapped file that another

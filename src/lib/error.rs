@@ -178,6 +178,13 @@ pub enum Error {
     /// The host has said goodbye.
     #[error("the host has left the segment")]
     HostGone,
+    /// The host process died without saying goodbye (it crashed or was
+    /// killed); its segment stays behind until someone removes it.
+    #[error("host process {pid} died without saying goodbye")]
+    HostDied {
+        /// The host's process id, as recorded in the header.
+        pid: u32,
+    },
     /// The guest has left or died.
     #[error("peer {peer_id} has left the segment")]
     PeerGone {

@@ -264,9 +264,10 @@ impl ShmGuest {
     /// # Errors
     ///
     /// - [`Error::PayloadTooLarge`] before anything is written;
-    /// - [`Error::HostGone`] when the host has left or died (also while
-    ///   this waits), [`Error::PeerGone`] when this guest's entry was
-    ///   reclaimed or taken by another;
+    /// - [`Error::HostGone`] when the host has said goodbye,
+    ///   [`Error::HostDied`] when its process died while this waits;
+    ///   [`Error::PeerGone`] when this guest's entry was reclaimed or taken
+    ///   by another;
     /// - [`Error::Busy`] at once when another process sends as this guest.
     ///
     /// shm[impl shm.send.backpressure]
@@ -451,8 +452,9 @@ impl ShmGuest {
     ///
     /// # Errors
     ///
-    /// [`Error::HostGone`] once the host has left (or died) and nothing is
-    /// queued; [`Error::PeerGone`] if this guest's entry was reclaimed;
+    /// [`Error::HostGone`] once the host has said goodbye and nothing is
+    /// queued, [`Error::HostDied`] once its process has died (checked at
+    /// most every 100 ms while waiting); [`Error::PeerGone`] if this guest's entry was reclaimed;
     /// [`Error::BadDescriptor`] for a message that fails validation (it is
     /// dropped, the next one can be received); [`Error::Busy`] when another
     /// process receives as this guest.
@@ -688,7 +690,7 @@ impl<'a> Waiter<'a> {
                 self.seg.file(),
             ) == HostStatus::Dead
             {
-                return Err(Error::HostGone);
+                return Err(Error::HostDied { pid: h.host_pid });
             }
         }
         Ok(())

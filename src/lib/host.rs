@@ -248,6 +248,24 @@ impl ShmHost {
             .collect()
     }
 
+    /// Whether the holder of guest `peer_id`'s entry lives, judged as
+    /// [`ShmHost::reclaim_dead`] judges it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPeerId`], or a corrupt-segment error for an entry
+    /// that cannot be read.
+    pub fn holder_status(&self, peer_id: PeerId) -> Result<HolderStatus> {
+        let p = self.seg.guest_id(peer_id)?;
+        let entry = self.seg.peer(p).snapshot()?;
+        Ok(liveness::judge_peer(
+            &entry,
+            self.seg.file(),
+            self.seg.layout.config.heartbeat_interval_ms,
+            sys::monotonic_ns(),
+        ))
+    }
+
     /// Sets an Empty entry aside for a guest the host is about to start;
     /// that guest attaches with [`crate::ShmGuest::attach_path_with_id`].
     /// Messages sent to the entry meanwhile wait in its ring.
@@ -559,7 +577,8 @@ impl ShmHost {
     /// # Errors
     ///
     /// [`Error::PeerGone`] once the guest has left (or died) and nothing
-    /// it sent is left to read; [`Error::BadDescriptor`] for a message that
+    /// it sent is left to read, [`Error::PeerState`] at once if its entry
+    /// is Empty with nothing queued; [`Error::BadDescriptor`] for a message that
     /// fails validation (it is dropped, the next one can be received);
     /// [`Error::Busy`] when another process receives as the host from this
     /// guest.
@@ -614,6 +633,7 @@ impl ShmHost {
         let p = self.seg.guest_id(peer_id)?;
         let mut deadline = Deadline::after(timeout.into());
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
+        self.refuse_empty_entry(p)?;
         loop {
             if let Some(received) = self.pop_in_place(p)? {
                 return Ok(Some(received));
@@ -642,6 +662,7 @@ impl ShmHost {
         let p = self.seg.guest_id(peer_id)?;
         let mut deadline = Deadline::after(timeout.into());
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
+        self.refuse_empty_entry(p)?;
         loop {
             let n = self.from_guests[usize::from(p) - 1].recv_batch(max, &mut handle)?;
             if n > 0 {
@@ -652,6 +673,21 @@ impl ShmHost {
                 return Ok(0);
             }
         }
+    }
+
+    /// A wait to receive from an entry nobody holds and nothing is queued
+    /// in would only end with its timeout: refuse it as a send to it is
+    /// refused.
+    fn refuse_empty_entry(&self, p: u8) -> Result<()> {
+        let state = self.seg.peer(p).state()?;
+        if state == PeerState::Empty && !self.from_guests[usize::from(p) - 1].has_data()? {
+            return Err(Error::PeerState {
+                peer_id: p,
+                state,
+                expected: "attached or reserved",
+            });
+        }
+        Ok(())
     }
 
     /// Waits until guest `p`'s ring has something to read; false on timeout.

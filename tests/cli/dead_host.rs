@@ -32,15 +32,18 @@ fn inspect_and_a_held_guest_tell_that_the_host_died() {
     let mut guest = env.spawn(&["attach", "seg", "--hold"]);
     assert_eq!(guest.line(), "1");
     assert_eq!(env.inspect("seg")["host"], "alive");
+    let host_pid = host.pid();
     host.signal(libc::SIGKILL);
     host.wait();
     assert_eq!(env.inspect("seg")["host"], "dead");
-    // The held guest notices within its host check interval and leaves.
-    guest.wait_ok();
+    // The held guest notices within its host check interval, tells a crash
+    // from a goodbye (exit 1, naming the dead process), and still releases
+    // its entry.
+    assert_eq!(guest.wait().code(), Some(1));
+    let stderr = guest.stderr();
     assert!(
-        guest.stderr().contains("the host has left"),
-        "{}",
-        guest.stderr()
+        stderr.contains(&format!("host process {host_pid} died")) && stderr.lines().count() == 1,
+        "{stderr}"
     );
     assert_eq!(env.inspect("seg")["peers"][0]["state"], "empty");
 }

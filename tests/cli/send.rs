@@ -251,8 +251,9 @@ fn payload_over_max_payload_is_refused_before_anything_is_written() {
         r.error(&[&path, "101", "100"]);
         assert!(r.stdout.is_empty());
     }
+    // Standard input is read no further than one byte past the limit.
     env.run_stdin(&["send", "seg", "--as", "1", "-"], vec![1u8; 4097])
-        .error(&[&path, "4097"]);
+        .error(&[&path, "more than 100 bytes"]);
     // Nothing queued, no slot taken: the file is byte for byte the same.
     assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
     // Exactly max payload goes through.
