@@ -116,7 +116,10 @@ pub fn held_error(path: &Path, file_check: shmhub::Result<()>, e: shmhub::Error)
     }
 }
 
-/// Parses a byte size: `4096`, `4KiB`, `4K`, `1MiB`, `1M`, `2GiB` (binary units).
+/// Parses a byte size: a whole number, optionally followed by a unit.
+/// Units are binary and case-insensitive: `k`, `kb` and `kib` all mean
+/// 1024 bytes, and likewise `m`, `g` and `t`; `b` (or nothing) means bytes.
+/// So `4096`, `4k`, `4KiB` and `4KB` are the same size.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -127,18 +130,21 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{text:?} is too large"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" | "b" => 1,
-        "K" | "k" | "KiB" | "kiB" | "KB" | "kB" => 1 << 10,
-        "M" | "m" | "MiB" | "MB" => 1 << 20,
-        "G" | "g" | "GiB" | "GB" => 1 << 30,
-        other => {
+    let unit = unit.trim().to_ascii_lowercase();
+    let shift = match unit.as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
             return Err(format!(
-                "unknown size unit {other:?} in {text:?} (use B, KiB, MiB, GiB)"
+                "unknown size unit {:?} in {text:?} (use B, KiB, MiB, GiB or TiB; K, KB and KiB all mean 1024 bytes)",
+                unit
             ));
         }
     };
-    n.checked_mul(mult)
+    n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
@@ -300,6 +306,11 @@ mod tests {
         assert_eq!(parse_size("4KiB"), Ok(4096));
         assert_eq!(parse_size("1MiB"), Ok(1 << 20));
         assert_eq!(parse_size("2G"), Ok(2 << 30));
+        for same in ["4096", "4k", "4K", "4kb", "4KB", "4kib", "4KiB", "4 KiB"] {
+            assert_eq!(parse_size(same), Ok(4096), "{same}");
+        }
+        assert_eq!(parse_size("1t"), Ok(1 << 40));
+        assert_eq!(parse_size("3MB"), Ok(3 << 20));
         assert!(parse_size("abc").is_err());
         assert!(parse_size("4XB").is_err());
         assert!(parse_size("99999999999999999999").is_err());
