@@ -1055,7 +1055,7 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
         match shmhub::remove_segment(p, options, &mut |_| {}) {
             Ok(_) => None,
             Err(e) => {
-                // A refusal, even after giving up on live holders (`Busy`),
+                // A refusal, even after giving up on live holders (`StillAttached`),
                 // leaves the file as it was (shm.file.remove).
                 let now = read_or_gone(p)?;
                 (now != bytes).then(|| {

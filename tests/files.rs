@@ -202,7 +202,14 @@ fn remove_waits_for_live_guests_and_gives_up_or_forces() {
     .unwrap_err();
     assert!(start.elapsed() >= Duration::from_millis(100));
     match &err {
-        Error::Busy { what } => assert!(what.contains(&format!("peer {p}")), "{what}"),
+        Error::StillAttached { host, peers, .. } => {
+            assert_eq!((*host, peers.as_slice()), (false, &[p][..]));
+            assert!(
+                err.to_string()
+                    .contains(&format!("peer {p} is still attached")),
+                "{err}"
+            );
+        }
         other => panic!("{other:?}"),
     }
     assert!(!seen.is_empty() && seen.iter().all(|g| g == &[p]));

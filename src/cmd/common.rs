@@ -81,6 +81,9 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
     use shmhub::Error as E;
     match e {
+        E::Io { path, cause } if cause.kind() == std::io::ErrorKind::PermissionDenied => {
+            anyhow!("{}: {cause}{}", path.display(), who_may_use(&path))
+        }
         E::Io { .. }
         | E::Symlink { .. }
         | E::NotAFile { .. }
@@ -94,6 +97,37 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
         }
         e => anyhow!("{}: {e}", path.display()),
     }
+}
+
+/// Who may use the file at `path`, for a permission error: its mode and
+/// owner, e.g. ` (mode 0600, owner root)`; empty if it cannot be read.
+fn who_may_use(path: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return String::new();
+    };
+    format!(
+        " (mode {:04o}, owner {}, group {})",
+        meta.mode() & 0o7777,
+        account_name("/etc/passwd", meta.uid()),
+        account_name("/etc/group", meta.gid()),
+    )
+}
+
+/// The name of user or group `id` from a passwd-format file, or the number
+/// where it has none.
+fn account_name(database: &str, id: u32) -> String {
+    let id_text = id.to_string();
+    std::fs::read_to_string(database)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                (fields.nth(1)? == id_text).then(|| name.to_string())
+            })
+        })
+        .unwrap_or(id_text)
 }
 
 /// Like [`seg_err`], for a command that waited up to its `--timeout`: a

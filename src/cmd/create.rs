@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{CreateOptions, FileMode, Frame, RemoveOptions, SegmentConfig, ShmHost};
+use shmhub::{CreateOptions, FileMode, Frame, HolderStatus, RemoveOptions, SegmentConfig, ShmHost};
 
 use super::common::{Role, human_bytes, parse_size_u32, print_line, seg_err};
 use super::held::{Receiver, Stopped, receive_until_stopped};
@@ -161,6 +161,23 @@ fn replace_existing(path: &Path) -> anyhow::Result<()> {
 struct HeldHost {
     host: ShmHost,
     last_housekeeping: Instant,
+    /// Live guests named in the last "waiting for ... to leave" line.
+    waiting_for: Vec<u8>,
+}
+
+impl HeldHost {
+    /// Guests whose holding process still runs (stale ones too: alive but
+    /// silent), which `rm` waits for as well.
+    fn live_guests(&self) -> shmhub::Result<Vec<u8>> {
+        let mut live = Vec::new();
+        for entry in self.host.peers()? {
+            let status = self.host.holder_status(entry.peer_id)?;
+            if matches!(status, HolderStatus::Alive | HolderStatus::Stale) {
+                live.push(entry.peer_id);
+            }
+        }
+        Ok(live)
+    }
 }
 
 impl Receiver for HeldHost {
@@ -175,13 +192,33 @@ impl Receiver for HeldHost {
         self.host.check_file()
     }
 
+    /// `rm` asks the host to leave by setting the goodbye flag. The host
+    /// leaves (deleting its file) once no live guest remains, the same rule
+    /// `rm` applies without a host: while one stays, it serves on, and if
+    /// `rm` gives up and takes the request back, it simply goes on.
     fn tend(&mut self, path: &Path) -> anyhow::Result<Option<&'static str>> {
         if self
             .host
             .goodbye_requested()
             .map_err(|e| seg_err(path, e))?
         {
-            return Ok(Some("asked to leave (rm); cleaning up"));
+            if matches!(self.host.check_file(), Err(shmhub::Error::Removed { .. })) {
+                return Ok(Some("removed by rm --force; leaving"));
+            }
+            let live = self.live_guests().map_err(|e| seg_err(path, e))?;
+            if live.is_empty() {
+                return Ok(Some("asked to leave (rm); cleaning up"));
+            }
+            if live != self.waiting_for {
+                eprintln!(
+                    "{}: asked to leave (rm); waiting for live peer(s) {live:?} to leave first",
+                    path.display()
+                );
+                self.waiting_for = live;
+            }
+        } else if !self.waiting_for.is_empty() {
+            eprintln!("{}: rm gave up; serving on", path.display());
+            self.waiting_for.clear();
         }
         if self.last_housekeeping.elapsed() >= Duration::from_millis(500) {
             self.last_housekeeping = Instant::now();
@@ -202,6 +239,7 @@ fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
     let mut held = HeldHost {
         host,
         last_housekeeping: Instant::now(),
+        waiting_for: Vec::new(),
     };
     match receive_until_stopped(&mut held, &mut printer, Role::Host, path, None)? {
         Stopped::Asked(reason) => eprintln!("{}: {reason}", path.display()),

@@ -70,12 +70,14 @@ pub fn receive_until_stopped(
         if let Some(signal) = signals::received() {
             return Ok(Stopped::Signal(signal));
         }
+        // The receiver's own reasons first: a host that `rm --force`
+        // removed leaves quietly rather than as a changed file.
+        if let Some(reason) = receiver.tend(path)? {
+            return Ok(Stopped::Asked(reason));
+        }
         if last_file_check.elapsed() >= FILE_CHECK {
             last_file_check = Instant::now();
             receiver.check_file().map_err(|e| seg_err(path, e))?;
-        }
-        if let Some(reason) = receiver.tend(path)? {
-            return Ok(Stopped::Asked(reason));
         }
         let wait = match idle_limit {
             Some(limit) => limit.saturating_sub(last_message.elapsed()).min(SLICE),

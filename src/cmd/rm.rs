@@ -1,5 +1,6 @@
 //! `shmhub rm`: ask everyone to leave, then delete the segment file.
 
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
@@ -32,6 +33,20 @@ pub struct Args {
     pub json: bool,
 }
 
+/// The error of a refused `rm`, with what the user can do about it.
+fn explain_refusal(path: &Path, e: shmhub::Error) -> anyhow::Error {
+    use shmhub::Error as E;
+    let hint = match &e {
+        E::StillAttached { .. } => "; --force deletes it anyway",
+        E::CorruptHeader { .. } => "; --force deletes a damaged segment",
+        E::NotASegment { .. } | E::NotReady | E::TooSmall { .. } | E::NotAFile { .. } => {
+            "; shmhub never deletes a file that is not a segment (use rm(1) if you mean to)"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("{:#}{hint}", seg_err(path, e))
+}
+
 /// Runs `shmhub rm`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
@@ -47,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             live.len()
         ));
     })
-    .map_err(|e| seg_err(&path, e));
+    .map_err(|e| explain_refusal(&path, e));
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

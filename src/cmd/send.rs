@@ -10,8 +10,8 @@ use serde_json::json;
 use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
 
 use super::common::{
-    Interrupted, Role, WAIT_SLICE, parse_duration, parse_msg_type, parse_peer_id, parse_role,
-    print_line, progress_bar, role_value, seg_err, seg_err_timed,
+    Interrupted, Role, TimedOut, WAIT_SLICE, parse_duration, parse_msg_type, parse_peer_id,
+    parse_role, print_line, progress_bar, role_value, seg_err, seg_err_timed,
 };
 use super::{Outcome, segment_path, signals};
 
@@ -223,7 +223,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Err(e) => {
                 let err = seg_err_timed(&path, e);
                 return Err(if sent > 0 {
-                    err.context(of_count(sent))
+                    // The path and cause first, then how far it got.
+                    let text = format!("{err:#} ({})", of_count(sent));
+                    match err.downcast::<TimedOut>() {
+                        Ok(_) => anyhow::Error::new(TimedOut(text)),
+                        Err(_) => anyhow::anyhow!(text),
+                    }
                 } else {
                     err
                 });

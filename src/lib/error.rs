@@ -145,6 +145,17 @@ pub enum Error {
         /// The role, in words.
         what: String,
     },
+    /// Live holders did not leave a segment that was asked to go
+    /// ([`crate::remove_segment`] without force).
+    #[error("{} still attached after {waited:?}", holders(*host, peers))]
+    StillAttached {
+        /// How long removal waited.
+        waited: std::time::Duration,
+        /// Whether the host process was still there.
+        host: bool,
+        /// The live guests that stayed.
+        peers: Vec<u8>,
+    },
     /// The payload is larger than the segment's max payload.
     #[error("payload of {len} bytes exceeds the max payload of {max} bytes")]
     PayloadTooLarge {
@@ -194,6 +205,22 @@ pub enum Error {
     /// Waiting ran out of time (retryable).
     #[error("timed out")]
     Timeout,
+}
+
+/// "the host and peers 1, 2", for [`Error::StillAttached`].
+fn holders(host: bool, peers: &[u8]) -> String {
+    let ids: Vec<String> = peers.iter().map(u8::to_string).collect();
+    let guests = match ids.len() {
+        0 => String::new(),
+        1 => format!("peer {}", ids[0]),
+        _ => format!("peers {}", ids.join(", ")),
+    };
+    match (host, guests.is_empty()) {
+        (true, true) => "the host is".to_string(),
+        (true, false) => format!("the host and {guests} are"),
+        (false, _) if ids.len() == 1 => format!("{guests} is"),
+        (false, _) => format!("{guests} are"),
+    }
 }
 
 impl Error {

@@ -88,7 +88,7 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
 /// is not a segment even with force ([`Error::NotASegment`],
 /// [`Error::NotReady`], [`Error::TooSmall`], ...), a damaged header without
 /// force ([`Error::CorruptHeader`]), and, without force, a segment whose
-/// live guests or host did not leave in time ([`Error::Busy`], naming them).
+/// live guests or host did not leave in time ([`Error::StillAttached`], naming them).
 pub fn remove_segment(
     path: &Path,
     options: RemoveOptions,
@@ -184,20 +184,10 @@ fn wait_for_leavers(
                 report.abandoned = guests;
                 return Ok(false);
             }
-            let who: Vec<String> = guests.iter().map(|p| format!("peer {p}")).collect();
-            let mut what = String::new();
-            if host_alive {
-                what.push_str("the host");
-                if !who.is_empty() {
-                    what.push_str(" and ");
-                }
-            }
-            what.push_str(&who.join(", "));
-            return Err(Error::Busy {
-                what: format!(
-                    "segment (still attached after {:?}: {what})",
-                    options.timeout
-                ),
+            return Err(Error::StillAttached {
+                waited: options.timeout,
+                host: host_alive,
+                peers: guests,
             });
         }
         on_wait(&guests);

@@ -92,6 +92,20 @@ impl Env {
         Run::from_cmd(self.cmd().args(args).write_stdin(stdin.into()), args)
     }
 
+    /// Runs `sh -c script` in this environment, with `$SHMHUB` naming the
+    /// binary: for pipelines and resource limits.
+    pub fn shell(&self, script: &str) -> Run {
+        let mut c = assert_cmd::Command::new("sh");
+        c.arg("-c")
+            .arg(script)
+            .env("SHMHUB", BIN)
+            .env("SHMHUB_SHM_DIR", self.dir())
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(self.dir())
+            .timeout(CMD_TIMEOUT);
+        Run::from_cmd(&mut c, &["sh", "-c", script])
+    }
+
     /// Runs and requires exit 0.
     pub fn ok(&self, args: &[&str]) -> Run {
         let r = self.run(args);

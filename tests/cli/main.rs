@@ -16,6 +16,7 @@ mod docs_flags;
 mod extra;
 mod held;
 mod inspect;
+mod new_user;
 mod recv;
 mod rm;
 mod send;

@@ -62,7 +62,7 @@ fn a_live_guest_that_stays_makes_rm_fail_unless_forced() {
     // A stopped process is alive but cannot leave.
     guest.signal(libc::SIGSTOP);
     let r = env.run(&["rm", "seg", "--timeout", "300ms"]);
-    r.error(&[&env.path("seg").display().to_string()]);
+    r.error(&[&env.path("seg").display().to_string(), "--force"]);
     assert!(
         r.elapsed >= Duration::from_millis(300),
         "gave up after {:?}",
@@ -78,6 +78,45 @@ fn a_live_guest_that_stays_makes_rm_fail_unless_forced() {
     guest.signal(libc::SIGCONT);
 }
 
+// One rule with or without a held host: rm deletes the segment once no
+// live guest remains. A held host asked to leave waits for its live guests
+// too, and serves on if rm gives up.
+#[test]
+fn a_live_guest_that_stays_makes_rm_fail_with_a_held_host_too() {
+    let env = Env::new();
+    let mut host = env.spawn(&["create", "seg", "--hold", "--max-guests", "2"]);
+    assert!(host.line().starts_with("created "));
+    let mut stuck = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(stuck.line(), "1");
+    stuck.signal(libc::SIGSTOP);
+    let r = env.run(&["rm", "seg", "--timeout", "500ms"]);
+    r.error(&[
+        &env.path("seg").display().to_string(),
+        "peer 1",
+        "still attached",
+        "--force",
+    ]);
+    assert!(env.path("seg").is_file(), "refused rm must keep the file");
+    // The host took the refusal back and goes on serving.
+    assert!(host.exited().is_none(), "the held host left");
+    let report = env.inspect("seg");
+    assert_eq!(report["host"], "alive");
+    assert_eq!(report["header"]["host_goodbye"], false);
+    let id = env.attach("seg");
+    env.ok(&["send", "seg", "--as", &id.to_string(), "still served"]);
+    assert_eq!(host.line(), "still served");
+    // --force deletes it, and the host leaves quietly.
+    env.ok(&["rm", "seg", "--timeout", "200ms", "--force"]);
+    assert!(!env.path("seg").exists());
+    host.wait_ok();
+    assert!(
+        host.stderr().contains("removed by rm --force"),
+        "{}",
+        host.stderr()
+    );
+    stuck.signal(libc::SIGCONT);
+}
+
 #[test]
 fn a_file_that_is_not_a_segment_is_never_deleted() {
     let env = Env::new();
@@ -89,7 +128,11 @@ fn a_file_that_is_not_a_segment_is_never_deleted() {
             &["rm", name, "--force", "--json"],
         ] {
             let r = env.run(args);
-            r.error(&[&env.path(name).display().to_string()]);
+            r.error(&[
+                &env.path(name).display().to_string(),
+                "never deletes a file that is not a segment",
+                "rm(1)",
+            ]);
             assert!(r.stdout.is_empty(), "{args:?}: {:?}", r.stdout);
             assert_eq!(
                 std::fs::read(env.path(name)).unwrap(),
