@@ -7,6 +7,7 @@ use shmhub::{Frame, PeerState, ShmGuest, ShmHost};
 
 use super::common::{
     Interrupted, Role, WAIT_SLICE, parse_duration, parse_peer_id, parse_role, seg_err,
+    seg_err_timed,
 };
 use super::held::{self, Stopped};
 use super::output::MessagePrinter;
@@ -148,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 break;
             }
             Err(shmhub::Error::HostGone | shmhub::Error::PeerGone { .. }) if received > 0 => break,
-            Err(e) => return Err(seg_err(&path, e)),
+            Err(e) => return Err(seg_err_timed(&path, e)),
         }
     }
     Ok(if received == args.count {
@@ -179,7 +180,7 @@ fn refuse_empty_entry(host: &ShmHost, from: u8) -> shmhub::Result<()> {
 
 /// The next message within `timeout`, waiting in slices so that a
 /// termination signal is noticed; `None` when the time ran out or a signal
-/// arrived.
+/// arrived. A role still busy when the time is up is [`shmhub::Error::Busy`].
 fn next_within(
     receiver: &mut Receiver,
     timeout: Duration,
@@ -190,10 +191,13 @@ fn next_within(
             return Ok(None);
         }
         let left = timeout.saturating_sub(start.elapsed());
-        match receiver.next(left.min(WAIT_SLICE))? {
-            Some(message) => return Ok(Some(message)),
-            None if left <= WAIT_SLICE => return Ok(None),
-            None => {}
+        match receiver.next(left.min(WAIT_SLICE)) {
+            Ok(Some(message)) => return Ok(Some(message)),
+            Ok(None) if left <= WAIT_SLICE => return Ok(None),
+            Ok(None) => {}
+            // A receiving role another process holds is waited out too.
+            Err(shmhub::Error::Busy { .. }) if left > WAIT_SLICE => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -321,11 +321,14 @@ fn a_receiving_end_in_use_by_a_live_process_is_not_shared() {
     assert_eq!(guest.line(), "1");
     let path = env.path("seg").display().to_string();
     // Each ring has a single consumer: the held guest and the held host own
-    // theirs, so a second receiver is refused instead of racing them.
+    // theirs, so a second receiver is refused instead of racing them: a
+    // role still busy when its --timeout is up is a timeout (exit 3).
     env.run(&["recv", "seg", "--as", "1", "--timeout", "0"])
-        .error(&[&path]);
+        .code(3)
+        .error_line(&[&path, "in use by another process"]);
     env.run(&["recv", "seg", "--as", "host", "--timeout", "0"])
-        .error(&[&path]);
+        .code(3)
+        .error_line(&[&path, "in use by another process"]);
     env.run(&[
         "recv",
         "seg",
@@ -336,7 +339,8 @@ fn a_receiving_end_in_use_by_a_live_process_is_not_shared() {
         "--timeout",
         "0",
     ])
-    .error(&[&path]);
+    .code(3)
+    .error_line(&[&path, "in use by another process"]);
     // Nothing was taken from them.
     env.ok(&["send", "seg", "--as", "host", "--to", "1", "for the guest"]);
     assert_eq!(guest.line(), "for the guest");

@@ -13,6 +13,7 @@ mod bench;
 mod create;
 mod dead_host;
 mod docs_flags;
+mod error_classes;
 mod extra;
 mod held;
 mod inspect;
