@@ -163,6 +163,7 @@ fn child_entry() {
         "idle" => child_idle(env),
         "sleeper" => child_sleeper(env),
         "host" => child_host(env),
+        "judge" => child_judge(env),
         other => bail!("unknown role {other}"),
     });
 }
@@ -327,6 +328,17 @@ fn child_host(env: &ChildEnv) -> anyhow::Result<()> {
     loop {
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Reports, from another process, how `inspect` judges the host and each
+/// guest: "host=alive 1=alive 2=-".
+fn child_judge(env: &ChildEnv) -> anyhow::Result<()> {
+    let report = shmhub::inspect_path(&env.path).context("inspect")?;
+    let mut verdict = format!("host={}", report.host);
+    for peer in &report.peers {
+        verdict.push_str(&format!(" {}={}", peer.entry.peer_id, peer.holder));
+    }
+    signal(&env.dir, "judged", &verdict)
 }
 
 // ---------------------------------------------------------------------------
@@ -768,4 +780,42 @@ fn a_guest_send_waiting_for_room_ends_when_the_host_process_dies() {
         "send after the host was killed: {outcome:?}"
     );
     assert!(waited < WAIT, "send returned after {waited:?}");
+}
+
+// A host and a guest in one process keep their roles while other handles
+// of the same file come and go in that process: with POSIX record locks
+// (the portable path) closing any descriptor of the file would otherwise
+// drop every lock the process holds on it.
+// shm[verify shm.lock.portable]
+// shm[verify shm.lock.roles]
+#[test]
+fn roles_in_one_process_survive_other_handles_closing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("same-process.shm");
+    let config = SegmentConfig {
+        max_guests: 2,
+        ..SegmentConfig::default()
+    };
+    let host = ShmHost::create(&path, config).unwrap();
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    guest.take_receiving_role(None).unwrap();
+    for _ in 0..3 {
+        // Another guest of this process comes and goes (opening, locking,
+        // unlocking and closing the file), and so does a read-only look.
+        drop(ShmGuest::attach_path(&path).unwrap());
+        drop(shmhub::inspect_path(&path).unwrap());
+        drop(ShmHost::open(&path).unwrap());
+    }
+    // A second handle in this process cannot take a role the first holds.
+    let mut again = ShmGuest::resume(&path, guest.peer_id()).unwrap();
+    assert!(matches!(again.try_recv(), Err(Error::Busy { .. })));
+    drop(again);
+
+    let mut judge = Child::spawn("judge", &path, dir.path(), &[]);
+    let verdict = judge.await_signal("judged", WAIT);
+    judge.expect_success(WAIT);
+    assert_eq!(verdict, "host=alive 1=alive 2=-");
+    drop(guest);
+    drop(host);
+    assert!(!path.exists());
 }

@@ -139,15 +139,17 @@ impl ShmGuest {
                 }
             }
             let presence = match seg.backing.mmap() {
-                Some(mmap) => match ByteLock::try_lock(mmap.file(), lock_byte::guest_presence(p)) {
-                    Ok(Some(lock)) => Some(lock),
-                    _ if matches!(claim, Claim::Reserved(_)) => {
-                        return Err(Error::Busy {
-                            what: format!("peer {p} (a live process still holds its entry)"),
-                        });
+                Some(mmap) => {
+                    match ByteLock::try_lock(mmap.segment_file(), lock_byte::guest_presence(p)) {
+                        Ok(Some(lock)) => Some(lock),
+                        _ if matches!(claim, Claim::Reserved(_)) => {
+                            return Err(Error::Busy {
+                                what: format!("peer {p} (a live process still holds its entry)"),
+                            });
+                        }
+                        _ => continue,
                     }
-                    _ => continue,
-                },
+                }
                 None => None,
             };
             let peer = seg.peer(p);

@@ -92,7 +92,7 @@ impl ShmHost {
         })?;
         let path = path.as_ref();
         let mmap = MmapRegion::create_with_mode(path, size, options.mode)?;
-        let presence = ByteLock::try_lock(mmap.file(), lock_byte::HOST_PRESENCE)
+        let presence = ByteLock::try_lock(mmap.segment_file(), lock_byte::HOST_PRESENCE)
             .ok()
             .flatten();
         let host = Self::initialize(ShmBacking::Mmap(mmap), layout);

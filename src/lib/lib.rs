@@ -72,6 +72,7 @@ mod codec;
 mod consumer;
 mod desc;
 mod error;
+mod file;
 mod guest;
 #[doc(hidden)]
 pub mod header;

@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::file::SegmentFile;
+#[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+use crate::file::process_locks;
 use crate::wait::Deadline;
 
 /// Byte numbers of the advisory locks that stand for roles.
@@ -65,20 +68,23 @@ pub(crate) mod lock_byte {
     }
 }
 
-/// An advisory write lock on one byte of a file, released on drop.
+/// An advisory write lock on one byte of a segment file, released on drop.
 ///
-/// Open-file-description locks (`F_OFD_SETLK`) belong to the open file, not
-/// to the process: two opens in one process exclude each other like two
-/// processes do, and the kernel drops them when the process dies, so a
-/// killed holder never leaves a role locked. The locked byte need not exist:
-/// roles are numbered far past the end of the file.
+/// The locked byte need not exist: roles are numbered far past the end of
+/// the file. The kernel drops a process's locks when it dies, so a killed
+/// holder never leaves a role locked. How the exclusion is made depends on
+/// the platform (see `file.rs`): open-file-description locks on Linux,
+/// POSIX record locks plus a per-process table elsewhere; either way, two
+/// holders never share a byte, whether they are two processes or two
+/// handles in one process.
 #[derive(Debug)]
 pub(crate) struct ByteLock {
-    file: Arc<File>,
+    file: Arc<SegmentFile>,
     byte: u64,
 }
 
-fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
+/// A `flock` request for one byte.
+fn one_byte(kind: libc::c_short, byte: u64) -> libc::flock {
     // SAFETY: flock is plain old data; all-zero is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
     fl.l_type = kind;
@@ -88,45 +94,106 @@ fn ofd_flock(kind: libc::c_short, byte: u64) -> libc::flock {
     fl
 }
 
+/// Runs `fcntl(file, command, &mut fl)`.
+fn fcntl_lock(file: &File, command: libc::c_int, fl: &mut libc::flock) -> std::io::Result<()> {
+    // SAFETY: the lock commands only read (and, for a query, rewrite) the
+    // flock we own for the duration of the call; the descriptor is open for
+    // as long as `file` is borrowed.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), command, fl as *mut libc::flock) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Whether an `fcntl` lock error means "another holder has it".
+fn is_conflict(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES))
+}
+
+/// The lock commands: open-file-description locks on Linux.
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
+mod commands {
+    pub(super) const SET: libc::c_int = libc::F_OFD_SETLK;
+    pub(super) const GET: libc::c_int = libc::F_OFD_GETLK;
+}
+
+/// The lock commands: POSIX record locks everywhere else.
+#[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+mod commands {
+    pub(super) const SET: libc::c_int = libc::F_SETLK;
+    pub(super) const GET: libc::c_int = libc::F_GETLK;
+}
+
 impl ByteLock {
-    /// Takes the lock without waiting; `Ok(None)` if another open file holds it.
-    pub fn try_lock(file: &Arc<File>, byte: u64) -> std::io::Result<Option<ByteLock>> {
-        let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
-        // SAFETY: fcntl with F_OFD_SETLK reads the flock we own; the fd is
-        // open for as long as `file` lives.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
-        if rc == 0 {
-            return Ok(Some(ByteLock {
-                file: file.clone(),
-                byte,
-            }));
+    /// Takes the lock without waiting; `Ok(None)` if another holder has it.
+    /// A handle takes a byte once ([`RoleLocks`] remembers what it holds).
+    pub(crate) fn try_lock(
+        file: &Arc<SegmentFile>,
+        byte: u64,
+    ) -> std::io::Result<Option<ByteLock>> {
+        // POSIX locks: the process table says whether another handle of
+        // this process holds the byte, and is held across the system call
+        // so that two threads cannot both take it.
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        let mut table = process_locks::table();
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        if process_locks::inode(&mut table, file.key())
+            .locked
+            .contains(&byte)
+        {
+            return Ok(None);
         }
-        let err = std::io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EACCES) => Ok(None),
-            _ => Err(err),
+        let mut fl = one_byte(libc::F_WRLCK as libc::c_short, byte);
+        match fcntl_lock(file, commands::SET, &mut fl) {
+            Ok(()) => {}
+            Err(e) if is_conflict(&e) => return Ok(None),
+            Err(e) => return Err(e),
         }
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        process_locks::inode(&mut table, file.key())
+            .locked
+            .insert(byte);
+        Ok(Some(ByteLock {
+            file: file.clone(),
+            byte,
+        }))
     }
 
-    /// Whether some open file holds a lock on `byte`; works on a file
+    /// Whether some holder has a lock on `byte` of `file`; works on a file
     /// opened read-only and takes nothing.
-    pub fn is_locked(file: &File, byte: u64) -> std::io::Result<bool> {
-        let mut fl = ofd_flock(libc::F_WRLCK as libc::c_short, byte);
-        // SAFETY: F_OFD_GETLK reads and rewrites the flock we own.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
+    pub(crate) fn is_locked(file: &File, byte: u64) -> std::io::Result<bool> {
+        // POSIX locks: a lock of this very process does not show in a
+        // query (it would not conflict with itself); the table knows it.
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        {
+            let key = crate::file::FileKey::of(file)?;
+            let mut table = process_locks::table();
+            if process_locks::inode(&mut table, key).locked.contains(&byte) {
+                return Ok(true);
+            }
         }
+        let mut fl = one_byte(libc::F_WRLCK as libc::c_short, byte);
+        fcntl_lock(file, commands::GET, &mut fl)?;
         Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
     }
 }
 
 impl Drop for ByteLock {
     fn drop(&mut self) {
-        let mut fl = ofd_flock(libc::F_UNLCK as libc::c_short, self.byte);
-        // SAFETY: as in try_lock; unlocking a byte we hold cannot fail in a
-        // way that matters (closing the file releases it anyway).
-        unsafe { libc::fcntl(self.file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        let mut table = process_locks::table();
+        let mut fl = one_byte(libc::F_UNLCK as libc::c_short, self.byte);
+        // Unlocking a byte this holder has cannot fail in a way that
+        // matters: closing the file, or the process ending, releases it too.
+        let _ = fcntl_lock(&self.file, commands::SET, &mut fl);
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        {
+            let to_close = process_locks::released(&mut table, self.file.key(), self.byte);
+            drop(table);
+            drop(to_close);
+        }
     }
 }
 
@@ -137,7 +204,7 @@ pub(crate) struct RoleLocks {
     /// The segment file and its path (for errors); `None` for heap and
     /// caller-supplied regions, which live in one process whose `&mut self`
     /// methods already serialize each role.
-    file: Option<(Arc<File>, PathBuf)>,
+    file: Option<(Arc<SegmentFile>, PathBuf)>,
     /// The lock guards, kept for as long as the roles are held.
     held: Vec<(u64, ByteLock)>,
     /// One bit per role byte (`lock_byte::index`): the check made on every
@@ -147,7 +214,7 @@ pub(crate) struct RoleLocks {
 
 impl RoleLocks {
     /// No roles yet, on `file` (if file-backed).
-    pub(crate) fn new(file: Option<(Arc<File>, PathBuf)>) -> Self {
+    pub(crate) fn new(file: Option<(Arc<SegmentFile>, PathBuf)>) -> Self {
         RoleLocks {
             file,
             held: Vec::new(),
@@ -201,34 +268,87 @@ impl RoleLocks {
 mod tests {
     use super::*;
 
+    const FAR: u64 = 1 << 40;
+
+    fn open(path: &std::path::Path) -> Arc<SegmentFile> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap();
+        Arc::new(SegmentFile::new(file, true).unwrap())
+    }
+
+    /// Whether another process finds `byte` of `path` locked: a POSIX lock
+    /// attempt from python3, which conflicts with both kinds of lock.
+    fn locked_elsewhere(path: &std::path::Path, byte: u64) -> bool {
+        let script = format!(
+            "import fcntl, os, sys\n\
+             fd = os.open(sys.argv[1], os.O_RDWR)\n\
+             try:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, {byte})\n\
+             except OSError:\n    sys.exit(3)\n"
+        );
+        let status = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(path)
+            .status()
+            .expect("python3 runs");
+        match status.code() {
+            Some(0) => false,
+            Some(3) => true,
+            other => panic!("the lock probe failed: {other:?}"),
+        }
+    }
+
     // shm[verify shm.lock.roles]
     #[test]
-    fn byte_locks_exclude_other_opens() {
+    fn byte_locks_exclude_other_handles_and_processes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lock");
         std::fs::write(&path, b"").unwrap();
-        let a = Arc::new(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .unwrap(),
-        );
-        let b = Arc::new(
-            std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .unwrap(),
-        );
+        let (a, b) = (open(&path), open(&path));
         let ro = File::open(&path).unwrap();
-        let far = 1u64 << 40;
-        let held = ByteLock::try_lock(&a, far).unwrap().expect("first lock");
-        assert!(ByteLock::try_lock(&b, far).unwrap().is_none());
-        assert!(ByteLock::is_locked(&ro, far).unwrap());
-        assert!(ByteLock::try_lock(&b, far + 1).unwrap().is_some());
+        let held = ByteLock::try_lock(&a, FAR).unwrap().expect("first lock");
+        assert!(ByteLock::try_lock(&b, FAR).unwrap().is_none());
+        assert!(ByteLock::is_locked(&ro, FAR).unwrap());
+        assert!(locked_elsewhere(&path, FAR));
+        let next = ByteLock::try_lock(&b, FAR + 1)
+            .unwrap()
+            .expect("another byte");
         drop(held);
-        assert!(!ByteLock::is_locked(&ro, far).unwrap());
-        assert!(ByteLock::try_lock(&b, far).unwrap().is_some());
+        assert!(!ByteLock::is_locked(&ro, FAR).unwrap());
+        assert!(!locked_elsewhere(&path, FAR));
+        assert!(locked_elsewhere(&path, FAR + 1));
+        assert!(ByteLock::try_lock(&b, FAR).unwrap().is_some());
+        drop(next);
+    }
+
+    // A POSIX record lock would be dropped by closing any descriptor of the
+    // file: segment files are parked instead while a lock is held.
+    // shm[verify shm.lock.portable]
+    #[test]
+    fn closing_another_handle_of_the_file_keeps_the_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        std::fs::write(&path, b"").unwrap();
+        let holder = open(&path);
+        let held = ByteLock::try_lock(&holder, FAR).unwrap().expect("lock");
+        for _ in 0..3 {
+            drop(open(&path));
+        }
+        assert!(
+            locked_elsewhere(&path, FAR),
+            "closing a handle dropped the lock"
+        );
+        // A parked descriptor is used again rather than a new one opened.
+        let key = holder.key();
+        if let Some(reused) = SegmentFile::reuse(key, true) {
+            assert_eq!(reused.key(), key);
+        }
+        drop(held);
+        assert!(!locked_elsewhere(&path, FAR));
+        // Nothing is parked once no lock is held.
+        assert!(SegmentFile::reuse(key, false).is_none());
     }
 }

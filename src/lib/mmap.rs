@@ -13,6 +13,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::error::Error;
+use crate::file::{FileKey, SegmentFile};
 use crate::region::{Backing, Region};
 
 /// File permission bits for a new segment file.
@@ -60,7 +61,7 @@ impl Backing for MappedFile {}
 /// ```
 pub struct MmapRegion {
     region: Region,
-    file: Arc<File>,
+    file: Arc<SegmentFile>,
     path: PathBuf,
     identity: FileIdentity,
 }
@@ -92,6 +93,26 @@ impl FileIdentity {
             ino: meta.ino(),
         }
     }
+}
+
+/// Opens the existing file at `path` (never through a symlink), for
+/// writing too if `writable`; where this process has parked a descriptor
+/// of that very file (see `file.rs`), that one is used instead.
+fn open_existing(path: &Path, writable: bool) -> Result<SegmentFile, Error> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_file() {
+            if let Some(file) = SegmentFile::reuse(FileKey::of_meta(&meta), writable) {
+                return Ok(file);
+            }
+        }
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| io_error(path, e))?;
+    SegmentFile::new(file, writable).map_err(|e| io_error(path, e))
 }
 
 fn io_error(path: &Path, cause: io::Error) -> Error {
@@ -147,7 +168,10 @@ impl MmapRegion {
             let _ = std::fs::remove_file(path);
             return Err(io_error(path, e));
         }
-        match Self::map(file, path, size, true) {
+        let mapped = SegmentFile::new(file, true)
+            .map_err(|e| io_error(path, e))
+            .and_then(|file| Self::map(file, path, size, true));
+        match mapped {
             Ok(region) => Ok(region),
             Err(e) => {
                 let _ = std::fs::remove_file(path);
@@ -162,12 +186,7 @@ impl MmapRegion {
     /// Fails if the file is not a regular file or is smaller than
     /// `min_len` bytes.
     pub fn attach_min(path: &Path, min_len: u64) -> Result<Self, Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| io_error(path, e))?;
+        let file = open_existing(path, true)?;
         Self::map_existing(file, path, min_len, true)
     }
 
@@ -181,15 +200,16 @@ impl MmapRegion {
     /// Opens an existing file read-only and maps it read-only: for looking
     /// at a segment without any chance of changing it.
     pub fn open_read_only(path: &Path, min_len: u64) -> Result<Self, Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| io_error(path, e))?;
+        let file = open_existing(path, false)?;
         Self::map_existing(file, path, min_len, false)
     }
 
-    fn map_existing(file: File, path: &Path, min_len: u64, writable: bool) -> Result<Self, Error> {
+    fn map_existing(
+        file: SegmentFile,
+        path: &Path,
+        min_len: u64,
+        writable: bool,
+    ) -> Result<Self, Error> {
         let meta = file.metadata().map_err(|e| io_error(path, e))?;
         if !meta.file_type().is_file() {
             return Err(Error::NotAFile {
@@ -211,14 +231,14 @@ impl MmapRegion {
         Self::map(file, path, size, writable)
     }
 
-    fn map(file: File, path: &Path, size: usize, writable: bool) -> Result<Self, Error> {
+    fn map(file: SegmentFile, path: &Path, size: usize, writable: bool) -> Result<Self, Error> {
         let meta = file.metadata().map_err(|e| io_error(path, e))?;
         let mut options = memmap2::MmapOptions::new();
         options.len(size);
         let map = if writable {
-            options.map_raw(&file)
+            options.map_raw(&*file)
         } else {
-            options.map_raw_read_only(&file)
+            options.map_raw_read_only(&*file)
         }
         .map_err(|e| io_error(path, e))?;
         let ptr = NonNull::new(map.as_mut_ptr())
@@ -247,7 +267,18 @@ impl MmapRegion {
     }
 
     /// The open file behind the mapping.
-    pub fn file(&self) -> &Arc<File> {
+    ///
+    /// Where role locks are POSIX record locks (macOS), closing any
+    /// descriptor of a segment file drops every lock this process holds on
+    /// it: do not open the file yourself while a host or guest of this
+    /// process uses it; the library's own opens keep the locks (see
+    /// `docs/spec.md`, `shm.lock.portable`).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The open file, shared with the role locks taken on it.
+    pub(crate) fn segment_file(&self) -> &Arc<SegmentFile> {
         &self.file
     }
 

@@ -87,7 +87,7 @@ impl Segment {
     }
 
     pub(crate) fn file(&self) -> Option<&File> {
-        self.backing.mmap().map(|m| &**m.file())
+        self.backing.mmap().map(|m| m.file())
     }
 
     /// A fresh set of role locks on this segment's file.
@@ -95,7 +95,7 @@ impl Segment {
         RoleLocks::new(
             self.backing
                 .mmap()
-                .map(|m| (m.file().clone(), PathBuf::from(m.path()))),
+                .map(|m| (m.segment_file().clone(), PathBuf::from(m.path()))),
         )
     }
 

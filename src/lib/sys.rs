@@ -40,9 +40,11 @@ pub fn current_pid() -> u32 {
     std::process::id()
 }
 
-/// When process `pid` started, in clock ticks since boot (field 22 of
-/// `/proc/PID/stat`), or 0 where that cannot be read. Stored beside a pid so
-/// that a recycled pid is not mistaken for the process that wrote it.
+/// When process `pid` started, or 0 where that cannot be read. Stored
+/// beside a pid so that a recycled pid is not mistaken for the process
+/// that wrote it. On Linux: clock ticks since boot (field 22 of
+/// `/proc/PID/stat`).
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
 pub fn process_start_time(pid: u32) -> u64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
@@ -56,6 +58,43 @@ pub fn process_start_time(pid: u32) -> u64 {
         .nth(19)
         .and_then(|f| f.parse().ok())
         .unwrap_or(0)
+}
+
+/// When process `pid` started, or 0 where that cannot be read. On macOS:
+/// microseconds since the Unix epoch, from `proc_pidinfo`.
+#[cfg(target_os = "macos")]
+pub fn process_start_time(pid: u32) -> u64 {
+    let Ok(pid) = libc::c_int::try_from(pid) else {
+        return 0;
+    };
+    // SAFETY: proc_bsdinfo is plain old data; all-zero is a valid value.
+    let mut info: libc::proc_bsdinfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: proc_pidinfo writes at most `size` bytes into `info`, which
+    // we own and which is exactly that large.
+    let written = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            (&mut info as *mut libc::proc_bsdinfo).cast(),
+            size,
+        )
+    };
+    if written != size {
+        return 0;
+    }
+    info.pbi_start_tvsec
+        .saturating_mul(1_000_000)
+        .saturating_add(info.pbi_start_tvusec)
+}
+
+/// Where a start time cannot be read (and on Linux built with
+/// `--cfg shmhub_portable`, which tests this path): 0, "unknown". Liveness
+/// then rests on the role locks and on whether the pid exists.
+#[cfg(not(any(all(target_os = "linux", not(shmhub_portable)), target_os = "macos")))]
+pub fn process_start_time(_pid: u32) -> u64 {
+    0
 }
 
 /// Whether a process is running.
@@ -101,7 +140,7 @@ pub fn process_liveness(pid: u32, start_time: u64) -> Liveness {
 ///
 /// The futex is not private: the word lives in memory shared between
 /// processes, and wakes must reach them all.
-#[cfg(all(target_os = "linux", not(loom)))]
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -125,7 +164,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
 }
 
 /// Wakes every process sleeping in [`futex_wait`] on `word`.
-#[cfg(all(target_os = "linux", not(loom)))]
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 pub fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key; it does not access
     // memory. `word` is valid for the duration of the call.
@@ -134,18 +173,29 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
-/// Polling fallback where there is no futex: sleep a little.
-#[cfg(all(not(target_os = "linux"), not(loom)))]
-pub fn futex_wait(_word: &AtomicU32, _expected: u32, timeout: Option<Duration>) {
-    std::thread::sleep(
-        timeout
-            .unwrap_or(Duration::from_millis(1))
-            .min(Duration::from_millis(1)),
-    );
+/// Where there is no futex (macOS, and Linux built with
+/// `--cfg shmhub_portable`): polls `word` until it no longer holds
+/// `expected` or `timeout` passes, sleeping a little longer each time (up
+/// to 1 ms), so a change is noticed within about a millisecond without a
+/// wake call.
+#[cfg(all(any(not(target_os = "linux"), shmhub_portable), not(loom)))]
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    use std::sync::atomic::Ordering;
+    let start = std::time::Instant::now();
+    let limit = timeout.unwrap_or(Duration::MAX);
+    let mut nap = Duration::from_micros(20);
+    while word.load(Ordering::Acquire) == expected {
+        let left = limit.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(nap.min(left));
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
 }
 
-/// Polling fallback where there is no futex: sleepers poll, nothing to do.
-#[cfg(all(not(target_os = "linux"), not(loom)))]
+/// Where there is no futex, sleepers poll the word: nothing to wake.
+#[cfg(all(any(not(target_os = "linux"), shmhub_portable), not(loom)))]
 pub fn futex_wake_all(_word: &AtomicU32) {}
 
 /// Under loom: a model of the futex (see `sync::futex_wait`). The caller
@@ -171,7 +221,7 @@ pub fn available_cpus() -> usize {
 
 /// Pins the calling thread to `cpu` (benchmarks keep each process on its own
 /// core). Returns false if the kernel refused.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
 pub fn pin_to_cpu(cpu: usize) -> bool {
     // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside
     // the set we own, and sched_setaffinity reads it for the call (pid 0 is
@@ -188,7 +238,7 @@ pub fn pin_to_cpu(cpu: usize) -> bool {
 }
 
 /// Where there is no affinity call, pinning does nothing.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
 pub fn pin_to_cpu(_cpu: usize) -> bool {
     false
 }
@@ -197,6 +247,7 @@ pub fn pin_to_cpu(_cpu: usize) -> bool {
 mod tests {
     use super::*;
 
+    #[cfg(all(target_os = "linux", not(shmhub_portable)))]
     #[test]
     fn start_time_of_self_is_known_and_stable() {
         let pid = current_pid();
