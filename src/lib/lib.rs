@@ -72,6 +72,7 @@ mod codec;
 mod consumer;
 mod desc;
 mod error;
+mod events;
 mod file;
 mod guest;
 #[doc(hidden)]
@@ -79,6 +80,7 @@ pub mod header;
 mod host;
 mod inspect;
 mod layout;
+mod listing;
 mod liveness;
 mod locks;
 #[cfg(all(test, loom))]
@@ -105,6 +107,7 @@ pub use desc::{
     DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type,
 };
 pub use error::{Error, Result};
+pub use events::{EntryLook, Event, Look, changes};
 pub use guest::ShmGuest;
 pub use header::{HeaderInfo, MAGIC, VERSION};
 pub use host::{CreateOptions, ShmHost};
@@ -114,13 +117,16 @@ pub use layout::{
     MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
     POOL_HEADER_SIZE, RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout, party_name,
 };
+pub use listing::{
+    Collected, GuestCounts, Listing, SegmentSummary, Skipped, collect_garbage, list_segments,
+};
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, MmapRegion};
 pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
 pub use peer::{PeerEntry, PeerId, PeerState};
 pub use pool::PoolUsage;
 pub use region::{HeapRegion, Region, RegionError};
-pub use remove::{RemoveOptions, RemoveReport, remove_segment};
+pub use remove::{RemoveOptions, RemoveReport, remove_segment, remove_unused_segment};
 pub use ring::RingState;
 pub use segment::ShmBacking;
 pub use wait::WaitStrategy;

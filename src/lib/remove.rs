@@ -157,6 +157,60 @@ pub fn remove_segment(
     Ok(report)
 }
 
+/// Removes the segment at `path` only if nobody can use it any more: no
+/// live host and no live (or stale) guest. Unlike [`remove_segment`] it
+/// asks nobody to leave: a segment with a live holder is refused before
+/// anything in it is changed. For collecting the segments that crashes left
+/// behind.
+///
+/// # Errors
+///
+/// [`Error::StillAttached`] (nothing changed) when a live holder is there;
+/// the errors of [`remove_segment`] for what is not a segment.
+pub fn remove_unused_segment(path: &Path) -> Result<RemoveReport> {
+    let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
+    let region = mmap.region();
+    let info = header::read(&region)?;
+    let refuse = |(peers, host): (Vec<u8>, bool)| -> Result<()> {
+        if host || !peers.is_empty() {
+            return Err(Error::StillAttached {
+                waited: Duration::ZERO,
+                host,
+                peers,
+            });
+        }
+        Ok(())
+    };
+    refuse(live_holders(&region, mmap.file())?)?;
+    // A guest attaching at this very moment sees the host gone, and one
+    // that attached between the look above and this flag is caught by the
+    // look below; either way the file is deleted only with nobody in it.
+    let was_goodbye = info.host_goodbye;
+    region.store_u32(header::field::HOST_GOODBYE, 1, Ordering::Release)?;
+    if let Err(e) = refuse(live_holders(&region, mmap.file())?) {
+        if !was_goodbye {
+            region.store_u32(header::field::HOST_GOODBYE, 0, Ordering::Release)?;
+        }
+        return Err(e);
+    }
+    let removed_by_host = match std::fs::remove_file(path) {
+        Ok(()) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(cause) => {
+            return Err(Error::Io {
+                path: path.to_path_buf(),
+                cause,
+            });
+        }
+    };
+    Ok(RemoveReport {
+        path: path.to_path_buf(),
+        removed_by_host,
+        abandoned: Vec::new(),
+        waited_ms: 0,
+    })
+}
+
 /// Waits until no live guest and no live host remain (or, with force, the
 /// time is up). Returns true if the host deleted the file meanwhile.
 fn wait_for_leavers(

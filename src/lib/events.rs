@@ -1,0 +1,293 @@
+//! What changed in a segment between two looks at it: a guest attached,
+//! detached, said goodbye or died, an entry was reserved or reclaimed, the
+//! host left or died. For `shmhub events`, which looks every interval.
+//!
+//! Looks are read-only ([`crate::inspect_path`]), so a watcher never
+//! changes what it watches. Between two looks several things can happen;
+//! each change is told from the states, epochs and holders the two looks
+//! saw (an entry claimed and left again within one interval is not seen).
+
+use crate::inspect::SegmentReport;
+use crate::liveness::{HolderStatus, HostStatus};
+use crate::peer::{PeerId, PeerState};
+
+/// One guest entry as a look saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryLook {
+    /// The entry's state.
+    pub state: PeerState,
+    /// How many times it has been claimed.
+    pub epoch: u32,
+    /// Its holder's pid (0: none).
+    pub pid: u32,
+    /// Whether its holder lives.
+    pub holder: HolderStatus,
+}
+
+/// A segment as a look saw it: the host and every guest entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Look {
+    /// Whether the host lives.
+    pub host: HostStatus,
+    /// The host's pid (0: none recorded).
+    pub host_pid: u32,
+    /// Every guest entry, guest `p` at `p - 1`.
+    pub entries: Vec<EntryLook>,
+}
+
+impl Look {
+    /// What an inspection saw.
+    pub fn of(report: &SegmentReport) -> Self {
+        Look {
+            host: report.host,
+            host_pid: report.header.host_pid,
+            entries: report
+                .peers
+                .iter()
+                .map(|p| EntryLook {
+                    state: p.entry.state,
+                    epoch: p.entry.epoch,
+                    pid: p.entry.pid,
+                    holder: p.holder,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A change between two looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(
+        tag = "event",
+        rename_all = "snake_case",
+        rename_all_fields = "snake_case"
+    )
+)]
+pub enum Event {
+    /// A guest claimed an entry (`pid` 0: a scripted claim, no process).
+    Attached {
+        /// The entry.
+        peer: PeerId,
+        /// The claiming process.
+        pid: u32,
+        /// The claim's epoch.
+        epoch: u32,
+    },
+    /// A guest left its entry, which is free again.
+    Detached {
+        /// The entry.
+        peer: PeerId,
+    },
+    /// A guest left while the host still had its messages to read; the
+    /// entry is free once they are read.
+    SaidGoodbye {
+        /// The entry.
+        peer: PeerId,
+    },
+    /// The host set an entry aside for a guest about to start.
+    Reserved {
+        /// The entry.
+        peer: PeerId,
+    },
+    /// A reservation was given back without a guest attaching.
+    Released {
+        /// The entry.
+        peer: PeerId,
+    },
+    /// A guest's process died; its entry waits to be reclaimed.
+    HolderDied {
+        /// The entry.
+        peer: PeerId,
+        /// The dead process.
+        pid: u32,
+    },
+    /// A guest's process runs but has stopped beating.
+    HolderStale {
+        /// The entry.
+        peer: PeerId,
+        /// The silent process.
+        pid: u32,
+    },
+    /// The entry of a dead guest was reclaimed and is free again.
+    Reclaimed {
+        /// The entry.
+        peer: PeerId,
+    },
+    /// The host said goodbye.
+    HostLeft,
+    /// The host's process died without saying goodbye.
+    HostDied {
+        /// The dead process.
+        pid: u32,
+    },
+    /// The segment file was removed (or replaced by another file).
+    Removed,
+}
+
+/// The changes from `before` to `after` (two looks at the same segment),
+/// host first, then entries in order.
+pub fn changes(before: &Look, after: &Look) -> Vec<Event> {
+    let mut events = Vec::new();
+    if before.host != after.host {
+        match after.host {
+            HostStatus::Gone => events.push(Event::HostLeft),
+            HostStatus::Dead => events.push(Event::HostDied {
+                pid: after.host_pid,
+            }),
+            HostStatus::Alive | HostStatus::NoProcess => {}
+        }
+    }
+    for (i, (b, a)) in before.entries.iter().zip(&after.entries).enumerate() {
+        let peer = (i + 1) as PeerId;
+        entry_changes(peer, b, a, &mut events);
+    }
+    events
+}
+
+fn entry_changes(peer: PeerId, b: &EntryLook, a: &EntryLook, events: &mut Vec<Event>) {
+    use PeerState::{Attached, Empty, Goodbye, Reserved};
+    let occupied = |s: PeerState| matches!(s, Attached | Goodbye);
+    let departure = |events: &mut Vec<Event>| {
+        events.push(if b.holder == HolderStatus::Dead {
+            Event::Reclaimed { peer }
+        } else {
+            Event::Detached { peer }
+        })
+    };
+    if a.epoch != b.epoch {
+        // Claimed again since: whoever held it before is gone.
+        if occupied(b.state) {
+            departure(events);
+        }
+        if a.state == Attached {
+            events.push(Event::Attached {
+                peer,
+                pid: a.pid,
+                epoch: a.epoch,
+            });
+        }
+        return;
+    }
+    match (b.state, a.state) {
+        (Empty, Reserved) => events.push(Event::Reserved { peer }),
+        (Reserved, Empty) => events.push(Event::Released { peer }),
+        (Attached, Goodbye) if b.holder == HolderStatus::Dead => {}
+        (Attached, Goodbye) => events.push(Event::SaidGoodbye { peer }),
+        (Attached | Goodbye, Empty) => departure(events),
+        (Attached, Attached) if a.holder != b.holder => match a.holder {
+            HolderStatus::Dead => events.push(Event::HolderDied { peer, pid: a.pid }),
+            HolderStatus::Stale => events.push(Event::HolderStale { peer, pid: a.pid }),
+            _ => {}
+        },
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(state: PeerState, epoch: u32, pid: u32, holder: HolderStatus) -> EntryLook {
+        EntryLook {
+            state,
+            epoch,
+            pid,
+            holder,
+        }
+    }
+
+    fn look(host: HostStatus, entries: Vec<EntryLook>) -> Look {
+        Look {
+            host,
+            host_pid: 10,
+            entries,
+        }
+    }
+
+    #[test]
+    fn each_transition_is_one_event() {
+        use HolderStatus::*;
+        use PeerState::*;
+        let empty = entry(Empty, 0, 0, Vacant);
+        let attached = entry(Attached, 1, 42, Alive);
+        let dead = entry(Attached, 1, 42, Dead);
+        let cases = [
+            (
+                empty,
+                attached,
+                vec![Event::Attached {
+                    peer: 1,
+                    pid: 42,
+                    epoch: 1,
+                }],
+            ),
+            (
+                attached,
+                entry(Empty, 1, 0, Vacant),
+                vec![Event::Detached { peer: 1 }],
+            ),
+            (
+                attached,
+                entry(Goodbye, 1, 0, Vacant),
+                vec![Event::SaidGoodbye { peer: 1 }],
+            ),
+            (attached, dead, vec![Event::HolderDied { peer: 1, pid: 42 }]),
+            (
+                attached,
+                entry(Attached, 1, 42, Stale),
+                vec![Event::HolderStale { peer: 1, pid: 42 }],
+            ),
+            (
+                dead,
+                entry(Empty, 1, 0, Vacant),
+                vec![Event::Reclaimed { peer: 1 }],
+            ),
+            (
+                empty,
+                entry(Reserved, 0, 0, Vacant),
+                vec![Event::Reserved { peer: 1 }],
+            ),
+            (
+                entry(Reserved, 0, 0, Vacant),
+                empty,
+                vec![Event::Released { peer: 1 }],
+            ),
+            (
+                dead,
+                entry(Attached, 2, 7, Alive),
+                vec![
+                    Event::Reclaimed { peer: 1 },
+                    Event::Attached {
+                        peer: 1,
+                        pid: 7,
+                        epoch: 2,
+                    },
+                ],
+            ),
+            (attached, attached, vec![]),
+        ];
+        for (before, after, want) in cases {
+            let got = changes(
+                &look(HostStatus::Alive, vec![before]),
+                &look(HostStatus::Alive, vec![after]),
+            );
+            assert_eq!(got, want, "{before:?} -> {after:?}");
+        }
+    }
+
+    #[test]
+    fn the_host_leaving_or_dying_is_told_apart() {
+        let alive = look(HostStatus::Alive, vec![]);
+        assert_eq!(
+            changes(&alive, &look(HostStatus::Gone, vec![])),
+            [Event::HostLeft]
+        );
+        assert_eq!(
+            changes(&alive, &look(HostStatus::Dead, vec![])),
+            [Event::HostDied { pid: 10 }]
+        );
+    }
+}

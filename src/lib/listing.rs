@@ -1,0 +1,230 @@
+//! Every segment in a directory, judged at a glance (`shmhub ls`), and the
+//! removal of those nobody can use any more (`shmhub gc`).
+//!
+//! Files are only ever opened read-only to be listed; a file that is not a
+//! regular file (a FIFO, a device, a socket, a directory, a symbolic link)
+//! is never opened at all, so nothing can block or change.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::inspect::{SegmentReport, inspect_path};
+use crate::layout::HEADER_SIZE;
+use crate::liveness::{HolderStatus, HostStatus};
+use crate::peer::PeerState;
+use crate::remove::{RemoveReport, remove_unused_segment};
+
+/// How many guest entries of a segment are in each condition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct GuestCounts {
+    /// Held by a running process.
+    pub live: u32,
+    /// Held by a process that is gone.
+    pub dead: u32,
+    /// Held by a process that runs but has stopped beating.
+    pub stale: u32,
+    /// Claimed for scripted use (no process).
+    pub scripted: u32,
+    /// Set aside by the host for a guest about to start.
+    pub reserved: u32,
+}
+
+/// One segment as `ls` shows it.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct SegmentSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was created, ns since the Unix epoch.
+    pub created_unix_ns: u64,
+    /// Whether its host lives.
+    pub host: HostStatus,
+    /// The host's pid (0: none recorded).
+    pub host_pid: u32,
+    /// Its guest entries by condition.
+    pub guests: GuestCounts,
+    /// Messages queued in all its rings.
+    pub queued: u64,
+    /// Slots in use, over all pools.
+    pub slots_used: u64,
+    /// Slots in all pools.
+    pub slots_total: u64,
+}
+
+impl SegmentSummary {
+    /// Sums up an inspection.
+    pub fn of(report: &SegmentReport) -> Self {
+        let mut guests = GuestCounts::default();
+        let mut queued = 0u64;
+        for peer in &report.peers {
+            match (peer.entry.state, peer.holder) {
+                (PeerState::Reserved, _) => guests.reserved += 1,
+                (_, HolderStatus::Alive) => guests.live += 1,
+                (_, HolderStatus::Dead) => guests.dead += 1,
+                (_, HolderStatus::Stale) => guests.stale += 1,
+                (_, HolderStatus::Unowned) => guests.scripted += 1,
+                (_, HolderStatus::Vacant) => {}
+            }
+            for ring in [peer.to_host, peer.to_guest] {
+                queued += u64::from(ring.len().unwrap_or(0));
+            }
+        }
+        SegmentSummary {
+            path: report.path.clone(),
+            size: report.header.layout.total_size,
+            created_unix_ns: report.header.created_unix_ns,
+            host: report.host,
+            host_pid: report.header.host_pid,
+            guests,
+            queued,
+            slots_used: report.pools.iter().map(|p| u64::from(p.usage.used)).sum(),
+            slots_total: report.pools.iter().map(|p| u64::from(p.usage.slots)).sum(),
+        }
+    }
+
+    /// Whether nobody can use the segment any more: its host is dead,
+    /// absent or gone, and no guest is live (or stale: alive but silent).
+    /// Such a segment is what `gc` removes.
+    pub fn is_orphaned(&self) -> bool {
+        self.host != HostStatus::Alive && self.guests.live == 0 && self.guests.stale == 0
+    }
+}
+
+/// A file of the directory that is not listed, and why.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it is not listed ("not a regular file", "not a shmhub
+    /// segment", "segment is not ready", a permission error, ...).
+    pub reason: String,
+}
+
+/// The segments of a directory, and the files skipped.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Listing {
+    /// Every segment, by path.
+    pub segments: Vec<SegmentSummary>,
+    /// Every other entry, by path.
+    pub skipped: Vec<Skipped>,
+}
+
+/// Lists the segments in `dir`, opening each regular file read-only and
+/// changing nothing.
+///
+/// ```
+/// use shmhub::{SegmentConfig, ShmHost, list_segments};
+///
+/// let dir = tempfile::tempdir()?;
+/// let _host = ShmHost::create(dir.path().join("a.shm"), SegmentConfig::default())?;
+/// std::fs::write(dir.path().join("notes.txt"), "not a segment")?;
+/// let listing = list_segments(dir.path())?;
+/// assert_eq!(listing.segments.len(), 1);
+/// assert_eq!(listing.skipped.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Io`] if the directory cannot be read; a file that cannot be
+/// judged is skipped, not an error.
+pub fn list_segments(dir: &Path) -> Result<Listing> {
+    let io = |cause| Error::Io {
+        path: dir.to_path_buf(),
+        cause,
+    };
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()
+        .map_err(io)?;
+    paths.sort();
+    let mut listing = Listing::default();
+    for path in paths {
+        let skip = |reason: String| Skipped {
+            path: path.clone(),
+            reason,
+        };
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            // Gone since the directory was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => {
+                listing.skipped.push(skip(e.to_string()));
+                continue;
+            }
+        };
+        let kind = meta.file_type();
+        if !kind.is_file() {
+            let what = if kind.is_symlink() {
+                "a symbolic link"
+            } else if kind.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            listing.skipped.push(skip(what.to_string()));
+            continue;
+        }
+        if meta.len() < HEADER_SIZE {
+            listing
+                .skipped
+                .push(skip("smaller than a segment header".to_string()));
+            continue;
+        }
+        match inspect_path(&path) {
+            Ok(report) => listing.segments.push(SegmentSummary::of(&report)),
+            Err(Error::Removed { .. }) => {}
+            Err(e) => listing.skipped.push(skip(e.to_string())),
+        }
+    }
+    Ok(listing)
+}
+
+/// What [`collect_garbage`] did with one orphaned segment.
+#[derive(Debug)]
+pub enum Collected {
+    /// Removed (or, with a dry run, would be).
+    Removed(RemoveReport),
+    /// Kept: a live holder appeared, or it could not be removed.
+    Kept {
+        /// The segment.
+        path: PathBuf,
+        /// Why.
+        error: Error,
+    },
+}
+
+/// Removes the orphaned segments of `listing` (see
+/// [`SegmentSummary::is_orphaned`]), each only if, looked at again, nobody
+/// can use it ([`crate::remove_unused_segment`]); with `dry_run`, removes
+/// nothing and reports what it would remove.
+pub fn collect_garbage(listing: &Listing, dry_run: bool) -> Vec<Collected> {
+    listing
+        .segments
+        .iter()
+        .filter(|s| s.is_orphaned())
+        .map(|s| {
+            if dry_run {
+                return Collected::Removed(RemoveReport {
+                    path: s.path.clone(),
+                    removed_by_host: false,
+                    abandoned: Vec::new(),
+                    waited_ms: 0,
+                });
+            }
+            match remove_unused_segment(&s.path) {
+                Ok(report) => Collected::Removed(report),
+                Err(error) => Collected::Kept {
+                    path: s.path.clone(),
+                    error,
+                },
+            }
+        })
+        .collect()
+}
