@@ -112,7 +112,7 @@ fn pools_used(report: &SegmentReport) -> Vec<(String, u32)> {
         .pools
         .iter()
         .filter(|p| p.usage.used != 0)
-        .map(|p| (p.owner.clone(), p.usage.used))
+        .map(|p| (p.owner_name.clone(), p.usage.used))
         .collect()
 }
 

@@ -1229,7 +1229,7 @@ fn run(profile: Profile) -> RunOutcome {
         assert_eq!(
             pool.usage.used, 0,
             "{} still uses slots: {pool:?}",
-            pool.owner
+            pool.owner_name
         );
     }
     drop(host);

@@ -3,13 +3,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{anyhow, bail};
 use serde_json::json;
-use shmhub::{Frame, ShmGuest};
+use shmhub::{
+    Frame, HolderStatus, PeerState, ReclaimReport, SegmentReport, ShmGuest, ShmHost, SkipReason,
+};
 
 use super::common::{Role, parse_peer_id, print_line, seg_err};
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
+use super::reclaim::scripted_hint;
 use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
@@ -44,10 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         signals::guard_sigbus(&path);
     }
     let mut guest = match args.peer_id {
-        Some(id) => ShmGuest::attach_path_with_id(&path, id),
-        None => ShmGuest::attach_path(&path),
-    }
-    .map_err(|e| seg_err(&path, e))?;
+        Some(id) => ShmGuest::attach_path_with_id(&path, id).map_err(|e| seg_err(&path, e))?,
+        None => attach_any(&path, &args.segment)?,
+    };
     if args.hold {
         // Receive as this guest from the moment its id is printed.
         guest
@@ -72,6 +74,84 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Done);
     };
     hold(guest, &path, args.json)
+}
+
+/// Claims any free entry. On a full hub, first reclaims the entries whose
+/// holder died, as `shmhub reclaim` would (saying so on stderr); if none
+/// can be, the error names every entry's holder and how to free a
+/// scripted claim.
+fn attach_any(path: &Path, segment: &str) -> anyhow::Result<ShmGuest> {
+    let full = match ShmGuest::attach_path(path) {
+        Err(e @ shmhub::Error::HubFull { .. }) => e,
+        other => return other.map_err(|e| seg_err(path, e)),
+    };
+    let before = shmhub::inspect_path(path).map_err(|e| seg_err(path, e))?;
+    // The host's role locks taken to reclaim are let go before attaching.
+    let report = ShmHost::open(path)
+        .and_then(|mut host| host.reclaim_dead_report())
+        .map_err(|e| seg_err(path, e))?;
+    for &p in &report.reclaimed {
+        eprintln!(
+            "{}: the hub was full; reclaimed peer {p} ({})",
+            path.display(),
+            holder_of(&before, p, None)
+        );
+    }
+    let full = if report.reclaimed.is_empty() {
+        full
+    } else {
+        match ShmGuest::attach_path(path) {
+            // Another process took the freed entries first.
+            Err(e @ shmhub::Error::HubFull { .. }) => e,
+            other => return other.map_err(|e| seg_err(path, e)),
+        }
+    };
+    let now = shmhub::inspect_path(path).map_err(|e| seg_err(path, e))?;
+    let holders: Vec<String> = now
+        .peers
+        .iter()
+        .filter(|p| p.entry.state != PeerState::Empty)
+        .map(|p| {
+            let id = p.entry.peer_id;
+            format!("peer {id} ({})", holder_of(&now, id, Some(&report)))
+        })
+        .collect();
+    let scripted: Vec<u8> = now
+        .peers
+        .iter()
+        .filter(|p| p.holder == HolderStatus::Unowned)
+        .map(|p| p.entry.peer_id)
+        .collect();
+    let hint = scripted_hint(segment, &scripted)
+        .map(|h| format!("; {h}"))
+        .unwrap_or_default();
+    Err(anyhow!(
+        "{}: {full}: {}{hint}",
+        path.display(),
+        holders.join(", ")
+    ))
+}
+
+/// Who holds entry `id` in words: `scripted`, `pid N, alive`, `reserved`,
+/// ... With a reclaim `report`, an entry it left alone for a reason other
+/// than being scripted or alive says that reason instead.
+fn holder_of(r: &SegmentReport, id: u8, report: Option<&ReclaimReport>) -> String {
+    let Some(p) = r.peers.iter().find(|p| p.entry.peer_id == id) else {
+        return "gone".into();
+    };
+    let skipped = report
+        .and_then(|rep| rep.skipped.iter().find(|s| s.peer == id))
+        .filter(|s| !matches!(s.reason, SkipReason::Alive | SkipReason::Scripted));
+    let status = match (skipped, p.entry.state) {
+        (Some(s), PeerState::Attached) => s.to_string(),
+        (None, PeerState::Attached) => p.holder.to_string(),
+        (_, state) => state.to_string(),
+    };
+    if p.entry.held && p.entry.pid != 0 {
+        format!("pid {}, {status}", p.entry.pid)
+    } else {
+        status
+    }
 }
 
 /// A held guest, as the receive loop sees it.

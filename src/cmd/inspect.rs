@@ -1,11 +1,10 @@
 //! `shmhub inspect`: a read-only dump of a segment.
 
-use comfy_table::{Cell, ContentArrangement, Table, presets};
 use serde_json::json;
-use shmhub::{HolderStatus, PeerState, RingState, SegmentReport};
+use shmhub::{PeerState, RingState, SegmentReport};
 
 use super::common::{human_bytes, print_line, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::{Outcome, segment_path, signals, table};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -83,14 +82,6 @@ fn ring_json(ring: &RingState) -> serde_json::Value {
     json!({ "head": ring.head, "tail": ring.tail, "capacity": ring.capacity, "len": ring.len() })
 }
 
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().map(Cell::new));
-    t
-}
-
 fn fill(ring: &RingState) -> String {
     match ring.len() {
         Some(n) => format!("{n}/{}", ring.capacity),
@@ -101,7 +92,7 @@ fn fill(ring: &RingState) -> String {
 pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
     let h = &r.header;
     let c = &h.layout.config;
-    let mut header = table(&["header", "value"]);
+    let mut header = table::new(["header", "value"]);
     let created = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(h.created_unix_ns);
     let age = std::time::SystemTime::now()
         .duration_since(created)
@@ -141,9 +132,9 @@ pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
     for (k, v) in rows {
         header.add_row(vec![k.to_string(), v]);
     }
-    print_line(header)?;
+    table::print(header)?;
 
-    let mut peers = table(&[
+    let mut peers = table::new([
         "peer",
         "state",
         "epoch",
@@ -170,42 +161,39 @@ pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
             } else {
                 p.entry.pid.to_string()
             },
-            match p.holder {
-                HolderStatus::Unowned => "none (scripted)".into(),
-                other => other.to_string(),
-            },
-            match (p.entry.held, p.heartbeat_age_ms) {
-                (true, Some(ms)) => format!("{:.1}s", ms as f64 / 1000.0),
-                _ => "-".into(),
-            },
+            p.holder.to_string(),
+            // Blank where nobody beats: heartbeats off, or no process.
+            p.heartbeat_age_ms
+                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_default(),
             fill(&p.to_host),
             fill(&p.to_guest),
         ]);
     }
-    print_line(peers)?;
+    table::print(peers)?;
     if hidden > 0 {
+        let entries = if hidden == 1 { "entry" } else { "entries" };
         print_line(format_args!(
-            "({hidden} empty entries hidden; --all shows them)"
+            "({hidden} empty {entries} hidden; --all shows them)"
         ))?;
     }
 
-    let mut pools = table(&["pool", "slot size", "used", "free"]);
+    let mut pools = table::new(["pool", "slot size", "used", "free"]);
     for p in &r.pools {
-        let owner_idle = p.owner != "host"
+        let owner_idle = p.owner != 0
             && p.usage.used == 0
-            && r.peers.iter().any(|e| {
-                format!("peer {}", e.entry.peer_id) == p.owner && e.entry.state == PeerState::Empty
-            });
+            && r.peers
+                .iter()
+                .any(|e| e.entry.peer_id == p.owner && e.entry.state == PeerState::Empty);
         if owner_idle && !all {
             continue;
         }
         pools.add_row(vec![
-            p.owner.clone(),
+            p.owner_name.clone(),
             human_bytes(p.slot_size.into()),
             p.usage.used.to_string(),
             p.usage.free.to_string(),
         ]);
     }
-    print_line(pools)?;
-    Ok(())
+    table::print(pools)
 }

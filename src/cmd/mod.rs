@@ -23,6 +23,7 @@ pub mod recv;
 pub mod rm;
 pub mod send;
 pub mod signals;
+pub mod table;
 
 /// How a command ended, beyond success and error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,14 +1,16 @@
-//! `shmhub reclaim`: reclaim the entries of guests whose process died.
+//! `shmhub reclaim`: reclaim the entries of guests whose process died, and
+//! say why every other entry was left alone.
 
 use serde_json::json;
-use shmhub::ShmHost;
+use shmhub::{ShmHost, SkipReason, Skipped};
 
 use super::common::{print_line, seg_err};
 use super::{Outcome, segment_path};
 
 const EXAMPLES: &str = "\
 Examples:
-  shmhub reclaim demo          # prints the reclaimed peer ids, one per line
+  shmhub reclaim demo          # prints the reclaimed peer ids, one per line;
+                               # on stderr, each entry left alone and why
   shmhub reclaim demo --json";
 
 /// Arguments of `shmhub reclaim`.
@@ -17,7 +19,7 @@ Examples:
 pub struct Args {
     /// Segment path, or a bare name under /dev/shm.
     pub segment: String,
-    /// Print JSON: {"reclaimed":[ids]}.
+    /// Print JSON: {"reclaimed":[ids],"skipped":[{"peer","holder","reason","code"}]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -26,13 +28,68 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     let mut host = ShmHost::open(&path).map_err(|e| seg_err(&path, e))?;
-    let reclaimed = host.reclaim_dead().map_err(|e| seg_err(&path, e))?;
+    let report = host.reclaim_dead_report().map_err(|e| seg_err(&path, e))?;
     if args.json {
-        print_line(json!({ "reclaimed": reclaimed }))?;
+        let skipped: Vec<_> = report.skipped.iter().map(skipped_json).collect();
+        print_line(json!({ "reclaimed": report.reclaimed, "skipped": skipped }))?;
     } else {
-        for p in reclaimed {
+        // Standard output stays the reclaimed ids alone, for scripts.
+        for s in &report.skipped {
+            eprintln!("{}: skipped peer {}: {s}", path.display(), s.peer);
+        }
+        let scripted: Vec<u8> = report
+            .skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::Scripted)
+            .map(|s| s.peer)
+            .collect();
+        if let Some(hint) = scripted_hint(&args.segment, &scripted) {
+            eprintln!("{}: {hint}", path.display());
+        }
+        for p in report.reclaimed {
             print_line(p)?;
         }
     }
     Ok(Outcome::Done)
+}
+
+/// One skipped entry: why in words, and as a stable code.
+fn skipped_json(s: &Skipped) -> serde_json::Value {
+    json!({
+        "peer": s.peer,
+        "holder": s.holder,
+        "reason": s.to_string(),
+        "code": s.reason,
+    })
+}
+
+/// How to free the scripted claims `ids` of `segment` (as the user named
+/// it), if there are any, such as: free the scripted claim with
+/// `shmhub detach SEGMENT --peer-id 1`.
+pub fn scripted_hint(segment: &str, ids: &[u8]) -> Option<String> {
+    let detach = format!("shmhub detach {} --peer-id", shell_word(segment));
+    match ids {
+        [] => None,
+        [one] => Some(format!("free the scripted claim with `{detach} {one}`")),
+        many => {
+            let ids: Vec<String> = many.iter().map(u8::to_string).collect();
+            Some(format!(
+                "free a scripted claim with `{detach} N` (N = {})",
+                ids.join(", ")
+            ))
+        }
+    }
+}
+
+/// `word` as one shell word: as it is when it needs no quoting.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./+:@,=%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }

@@ -21,6 +21,7 @@ use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion};
 use crate::peer::{PeerEntry, PeerId, PeerState};
 use crate::producer::Producer;
+use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{Segment, ShmBacking};
 use crate::sys;
@@ -844,7 +845,8 @@ impl ShmHost {
     /// has stopped beating) and reclaims their entries: both rings emptied,
     /// every slot they held or were sent returned, entry Empty (the epoch
     /// moves on at the next attach). Unowned (scripted) entries are left
-    /// alone. Returns the reclaimed peer ids.
+    /// alone. Returns the reclaimed peer ids; [`ShmHost::reclaim_dead_report`]
+    /// also says why each other entry was left alone.
     ///
     /// ```
     /// use shmhub::{SegmentConfig, ShmHost};
@@ -860,25 +862,77 @@ impl ShmHost {
     ///
     /// A corrupt-segment error if an entry, ring or pool cannot be read; an
     /// entry whose roles another live process holds is skipped, not an error.
-    ///
-    /// shm[impl shm.peer.reclaim]
     pub fn reclaim_dead(&mut self) -> Result<Vec<PeerId>> {
-        let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
-        let mut reclaimed = Vec::new();
-        for p in self.seg.layout.guests() {
-            let entry = self.seg.peer(p).snapshot()?;
-            let status =
-                liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
-            if matches!(status, HolderStatus::Dead | HolderStatus::Stale)
-                && self.reclaim_one(p, entry.epoch)?
-            {
-                reclaimed.push(p);
-            }
-        }
-        Ok(reclaimed)
+        Ok(self.reclaim_dead_report()?.reclaimed)
     }
 
-    fn reclaim_one(&mut self, p: u8, epoch: u32) -> Result<bool> {
+    /// [`ShmHost::reclaim_dead`], reporting every entry that is not Empty:
+    /// those it reclaimed, and those it left alone with why
+    /// ([`SkipReason`]). A stale guest whose process still holds its role
+    /// locks (a stopped process, say) is left alone: its rings cannot be
+    /// emptied safely under it.
+    ///
+    /// ```
+    /// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost, SkipReason, Skipped};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("why.shm");
+    /// let mut host = ShmHost::create(&path, SegmentConfig::default())?;
+    /// let guest = ShmGuest::attach_path(&path)?; // alive: this process holds it
+    /// let report = host.reclaim_dead_report()?;
+    /// assert!(report.reclaimed.is_empty());
+    /// assert_eq!(
+    ///     report.skipped,
+    ///     [Skipped { peer: guest.peer_id(), holder: HolderStatus::Alive, reason: SkipReason::Alive }]
+    /// );
+    /// # drop(guest);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::reclaim_dead`].
+    ///
+    /// shm[impl shm.peer.reclaim]
+    pub fn reclaim_dead_report(&mut self) -> Result<ReclaimReport> {
+        let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
+        let mut report = ReclaimReport::default();
+        for p in self.seg.layout.guests() {
+            let entry = self.seg.peer(p).snapshot()?;
+            let holder =
+                liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
+            let skip = match (entry.state, holder) {
+                (PeerState::Empty, _) => continue,
+                (PeerState::Reserved, _) => Some(SkipReason::Reserved),
+                (PeerState::Goodbye, _) => Some(SkipReason::Leaving),
+                (PeerState::Attached, HolderStatus::Dead | HolderStatus::Stale) => {
+                    self.reclaim_one(p, entry.epoch, holder)?
+                }
+                (PeerState::Attached, HolderStatus::Unowned) => Some(SkipReason::Scripted),
+                (PeerState::Attached, HolderStatus::Alive) => Some(SkipReason::Alive),
+                // An Attached entry is never judged vacant.
+                (PeerState::Attached, HolderStatus::Vacant) => Some(SkipReason::Changed),
+            };
+            match skip {
+                None => report.reclaimed.push(p),
+                Some(reason) => report.skipped.push(Skipped {
+                    peer: p,
+                    holder,
+                    reason,
+                }),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reclaims guest `p`, judged dead or stale (`holder`) at `epoch`;
+    /// `Some(reason)` when it has to be left alone.
+    fn reclaim_one(
+        &mut self,
+        p: u8,
+        epoch: u32,
+        holder: HolderStatus,
+    ) -> Result<Option<SkipReason>> {
         // Hold both of the guest's ring ends so no other process acts as
         // that guest while its rings are emptied; skip it if one does.
         let mut guest_ends = self.seg.role_locks();
@@ -891,7 +945,11 @@ impl ShmHost {
                 )
                 .is_err()
             {
-                return Ok(false);
+                // A stale holder lives: the locks are most likely its own.
+                return Ok(Some(match holder {
+                    HolderStatus::Stale => SkipReason::StaleHoldsRoles,
+                    _ => SkipReason::DeadRolesInUse,
+                }));
             }
         }
         if self
@@ -901,11 +959,11 @@ impl ShmHost {
                 .lock_end(p, End::HostToGuestProducer, &mut Deadline::no_wait())
                 .is_err()
         {
-            return Ok(false);
+            return Ok(Some(SkipReason::HostRolesInUse));
         }
         let peer = self.seg.peer(p);
         if peer.epoch()? != epoch || !peer.transition(PeerState::Attached, PeerState::Goodbye)? {
-            return Ok(false);
+            return Ok(Some(SkipReason::Changed));
         }
         self.seg.consumer(p, Direction::HostToGuest).discard_all()?;
         self.from_guests[usize::from(p) - 1].discard_all()?;
@@ -928,7 +986,7 @@ impl ShmHost {
         self.to_guests[usize::from(p) - 1].resync();
         peer.set_holder(None, false)?;
         peer.set_state(PeerState::Empty)?;
-        Ok(true)
+        Ok(None)
     }
 
     /// Says goodbye: guests see the host has left once they have read what

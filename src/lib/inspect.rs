@@ -12,7 +12,7 @@ use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::mmap::MmapRegion;
-use crate::peer::{Peer, PeerEntry};
+use crate::peer::{Peer, PeerEntry, PeerState};
 use crate::pool::{Pool, PoolUsage};
 use crate::region::Region;
 use crate::ring::{Ring, RingState};
@@ -27,7 +27,9 @@ pub struct PeerReport {
     pub entry: PeerEntry,
     /// Whether its holder lives.
     pub holder: HolderStatus,
-    /// Age of the last heartbeat in milliseconds (`None`: never beat).
+    /// Age of the holder's last heartbeat in milliseconds; `None` when
+    /// heartbeats are off, when no process holds the entry (empty, reserved,
+    /// left, or a scripted claim) or when it never beat.
     pub heartbeat_age_ms: Option<u64>,
     /// The guest-to-host ring.
     pub to_host: RingState,
@@ -39,8 +41,10 @@ pub struct PeerReport {
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PoolReport {
-    /// Whose pool: "host" or "peer N".
-    pub owner: String,
+    /// Whose pool: 0 for the host's, `N` for guest `N`'s.
+    pub owner: u8,
+    /// The same owner in words: "host" or "peer N" ([`party_name`]).
+    pub owner_name: String,
     /// Bytes per slot.
     pub slot_size: u32,
     /// Counts of used and free slots.
@@ -129,7 +133,10 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         };
         peers.push(PeerReport {
             holder: liveness::judge_peer(&entry, file, layout.config.heartbeat_interval_ms, now),
-            heartbeat_age_ms: (entry.heartbeat_ns != 0)
+            heartbeat_age_ms: (layout.config.heartbeat_interval_ms != 0
+                && entry.state == PeerState::Attached
+                && entry.held
+                && entry.heartbeat_ns != 0)
                 .then(|| now.saturating_sub(entry.heartbeat_ns) / 1_000_000),
             to_host: ring(Direction::GuestToHost)?,
             to_guest: ring(Direction::HostToGuest)?,
@@ -139,7 +146,8 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
     let mut pools = Vec::new();
     for index in 0..=layout.config.max_guests as u8 {
         pools.push(PoolReport {
-            owner: party_name(index),
+            owner: index,
+            owner_name: party_name(index),
             slot_size: layout.config.slot_size,
             usage: Pool::new(region, &layout, index).usage()?,
         });

@@ -92,6 +92,7 @@ pub mod peer;
 #[doc(hidden)]
 pub mod pool;
 mod producer;
+mod reclaim;
 mod region;
 mod remove;
 #[doc(hidden)]
@@ -125,6 +126,7 @@ pub use mmap::{FileIdentity, FileMode, MmapRegion};
 pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
 pub use peer::{PeerEntry, PeerId, PeerState};
 pub use pool::PoolUsage;
+pub use reclaim::{ReclaimReport, SkipReason, Skipped};
 pub use region::{HeapRegion, Region, RegionError};
 pub use remove::{RemoveOptions, RemoveReport, remove_segment, remove_unused_segment};
 pub use ring::RingState;

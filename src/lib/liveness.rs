@@ -14,14 +14,21 @@ use crate::peer::{PeerEntry, PeerState};
 use crate::sys::{self, Liveness};
 
 /// Who holds a peer entry, and whether they still live.
+///
+/// It prints ([`Display`](std::fmt::Display)) as `no process`, `scripted`,
+/// `alive`, `dead` or `stale`, and serializes as the same words in snake
+/// case (`no_process`, `scripted`, ...), so that a table and a JSON
+/// document say the same thing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum HolderStatus {
-    /// Nobody holds the entry (empty, reserved or left).
+    /// Nobody holds the entry (empty, reserved or left): `no process`.
+    #[cfg_attr(feature = "serde", serde(rename = "no_process"))]
     Vacant,
     /// Claimed for scripted use: it belongs to no process and is never
-    /// reclaimed as dead, only released explicitly.
+    /// reclaimed as dead, only released explicitly. Prints as `scripted`.
+    #[cfg_attr(feature = "serde", serde(rename = "scripted"))]
     Unowned,
     /// The holding process runs (and beats, when heartbeats are on).
     Alive,
@@ -35,8 +42,8 @@ pub enum HolderStatus {
 impl std::fmt::Display for HolderStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            HolderStatus::Vacant => "-",
-            HolderStatus::Unowned => "unowned",
+            HolderStatus::Vacant => "no process",
+            HolderStatus::Unowned => "scripted",
             HolderStatus::Alive => "alive",
             HolderStatus::Dead => "dead",
             HolderStatus::Stale => "stale",

@@ -41,14 +41,14 @@ fn without_hold_the_claim_stays_as_scripted() {
     let report = env.inspect("seg");
     let p = peer(&report, 1);
     assert_eq!(p["state"], "attached");
-    assert_eq!(p["holder"], "unowned");
+    assert_eq!(p["holder"], "scripted");
     assert_eq!(peer(&report, 2)["state"], "empty");
     let text = env.ok(&["inspect", "seg"]).stdout;
     let row = text
         .lines()
         .find(|l| l.contains("attached"))
         .unwrap_or_else(|| panic!("no attached row in\n{text}"));
-    assert!(row.contains("none (scripted)"), "{row}");
+    assert!(row.contains("scripted"), "{row}");
     // Still there for the next command: a scripted guest can send and receive.
     env.ok(&["send", "seg", "--as", "1", "still here"]);
     assert_eq!(
@@ -143,4 +143,64 @@ fn detach_of_an_entry_that_is_not_attached_is_an_error() {
     env.run(&["detach", "seg", "--peer-id", "0"]).usage();
     env.run(&["detach", "missing", "--peer-id", "1"])
         .error(&["missing"]);
+}
+
+#[test]
+fn a_full_hub_reclaims_entries_whose_holder_died_then_attaches() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "2"]);
+    let mut alive = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(alive.line(), "1");
+    let (id, pid) = env.attach_then_kill("seg");
+    assert_eq!(id, 2);
+    assert_eq!(peer(&env.inspect("seg"), 2)["holder"], "dead");
+
+    // No `reclaim` needed: attach reclaims the dead holder's entry itself.
+    let r = env.ok(&["attach", "seg"]);
+    assert_eq!(r.stdout, "2\n");
+    let said = format!("reclaimed peer 2 (pid {pid}, dead)");
+    assert!(r.stderr.contains(&said), "{:?}", r.stderr);
+    let report = env.inspect("seg");
+    let p = peer(&report, 2);
+    assert_eq!(p["state"], "attached");
+    assert_eq!(p["holder"], "scripted");
+    assert_eq!(p["epoch"], 2, "a new claim of the entry");
+    let p = peer(&report, 1);
+    assert_eq!(p["holder"], "alive", "a live holder is never reclaimed");
+
+    // Every holder alive (or scripted): refused, naming them and how to
+    // free a scripted claim.
+    let before = std::fs::read(env.path("seg")).unwrap();
+    let r = env.run(&["attach", "seg"]);
+    let live = format!("peer 1 (pid {}, alive)", alive.pid());
+    r.error(&[
+        &env.path("seg").display().to_string(),
+        "hub is full",
+        &live,
+        "peer 2 (scripted)",
+        "`shmhub detach seg --peer-id 2`",
+    ]);
+    assert!(r.stdout.is_empty(), "{:?}", r.stdout);
+    assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
+    // The command it names frees the entry.
+    env.ok(&["detach", "seg", "--peer-id", "2"]);
+    assert_eq!(env.attach("seg"), 2);
+    alive.signal(libc::SIGTERM);
+    alive.wait_ok();
+}
+
+#[test]
+fn a_held_attach_on_a_full_hub_reclaims_too() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "1"]);
+    env.attach_then_kill("seg");
+    let mut held = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(held.line(), "1");
+    let msg = "to the new holder";
+    env.ok(&["send", "seg", "--as", "host", "--to", "1", msg]);
+    assert_eq!(held.line(), msg);
+    held.signal(libc::SIGTERM);
+    held.wait_ok();
+    let said = held.stderr();
+    assert!(said.contains("reclaimed peer 1"), "{said:?}");
 }

@@ -1,7 +1,7 @@
 //! `shmhub bench`: it runs end to end with tiny iteration counts and
 //! reports sane values. How fast anything is, is not a test's business.
 
-use crate::common::Env;
+use crate::common::{Env, assert_well_formed, cell_lines, tables};
 
 #[test]
 fn quick_bench_reports_every_transport_and_size_with_sane_values() {
@@ -71,4 +71,88 @@ fn quick_bench_prints_tables_and_refuses_bad_sizes() {
     env.run(&["bench", "--sizes", "0"]).usage();
     env.run(&["bench", "--sizes", "lots"]).usage();
     env.run(&["bench", "--scale", "0"]).usage();
+}
+
+/// Whether `label`, a "vs socket" cell, says what its number means: "-",
+/// "baseline" (the socket's own lines), "same", or "N.Nx faster" /
+/// "N.Nx slower" with N.N above 1.
+fn says_faster_or_slower(label: &str) -> bool {
+    if ["-", "baseline", "same"].contains(&label) {
+        return true;
+    }
+    let Some((number, word)) = label.split_once("x ") else {
+        return false;
+    };
+    number.parse::<f64>().is_ok_and(|n| n > 1.0) && ["faster", "slower"].contains(&word)
+}
+
+#[test]
+fn tables_keep_rows_whole_on_narrow_terminals_and_ratios_say_faster_or_slower() {
+    let env = Env::new();
+    let names: Vec<String> = env
+        .ok(&["bench", "--quick", "--json", "--sizes", "32", "--no-pin"])
+        .json()["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    for cols in [0u16, 60] {
+        let r = env.in_terminal(cols, &["bench", "--quick", "--sizes", "32", "--no-pin"]);
+        r.code(0);
+        let drawn = tables(&r.stdout);
+        assert_eq!(drawn.len(), 2, "stty cols {cols}:\n{}", r.stdout);
+        for t in &drawn {
+            assert_well_formed(t);
+        }
+        // Results: too wide for either terminal without splitting words,
+        // so printed without a limit: one line per row.
+        let results = cell_lines(&drawn[0]);
+        assert_eq!(
+            results[0][8], "vs socket",
+            "stty cols {cols}:\n{}",
+            r.stdout
+        );
+        for row in &results[1..] {
+            assert!(
+                !row[0].is_empty(),
+                "stty cols {cols}: a wrapped row in\n{}",
+                r.stdout
+            );
+            assert!(
+                says_faster_or_slower(&row[8]),
+                "{:?} in\n{}",
+                row[8],
+                r.stdout
+            );
+        }
+        assert!(
+            results
+                .iter()
+                .any(|row| row[8].ends_with("faster") || row[8].ends_with("slower"))
+        );
+        // Targets: a row may wrap, between words only.
+        let mut rows: Vec<String> = Vec::new();
+        for line in &cell_lines(&drawn[1])[1..] {
+            if line[3].is_empty() {
+                let last = rows
+                    .last_mut()
+                    .expect("a continuation line starts the table");
+                last.push(' ');
+                last.push_str(&line[0]);
+            } else {
+                rows.push(line[0].clone());
+            }
+        }
+        assert_eq!(rows, names, "stty cols {cols}:\n{}", r.stdout);
+        if cols > 0 {
+            assert!(
+                drawn[1]
+                    .iter()
+                    .all(|l| l.chars().count() <= usize::from(cols)),
+                "{}",
+                r.stdout
+            );
+        }
+    }
 }

@@ -143,6 +143,51 @@ impl Env {
         self.ok(&["inspect", seg, "--json"]).json()
     }
 
+    /// Runs the binary with `args` with its standard output on a
+    /// pseudo-terminal `cols` columns wide, as `docker exec -t` or a CI
+    /// runner gives it (0: a terminal that reports no width), through
+    /// util-linux `script`. Standard error goes to a file (so progress bars
+    /// stay out of stdout) and is read back into `stderr`; line ends are
+    /// `\n`, as on a pipe.
+    pub fn in_terminal(&self, cols: u16, args: &[&str]) -> Run {
+        let stderr = tempfile::NamedTempFile::new().expect("stderr file");
+        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let words: Vec<String> = std::iter::once(BIN)
+            .chain(args.iter().copied())
+            .map(quote)
+            .collect();
+        let shell = format!(
+            "stty cols {cols} && exec {} 2>{}",
+            words.join(" "),
+            quote(stderr.path().to_str().expect("UTF-8 temp path"))
+        );
+        let mut c = assert_cmd::Command::new("script");
+        c.args(["-q", "-e", "-c", &shell, "/dev/null"])
+            .env("SHMHUB_SHM_DIR", self.dir())
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(self.dir())
+            .timeout(CMD_TIMEOUT);
+        let mut run = Run::from_cmd(&mut c, args);
+        run.stdout = run.stdout.replace("\r\n", "\n");
+        run.stdout_bytes = run.stdout.clone().into_bytes();
+        run.stderr = std::fs::read_to_string(stderr.path()).expect("reading stderr");
+        run
+    }
+
+    /// Runs `attach SEGMENT --hold`, reads the peer id it claims, then
+    /// kills it with SIGKILL (no cleanup): its entry stays Attached with a
+    /// dead holder. Returns the peer id and the dead process's pid.
+    pub fn attach_then_kill(&self, seg: &str) -> (u64, u32) {
+        let mut guest = self.spawn(&["attach", seg, "--hold"]);
+        let line = guest.line();
+        let id = line
+            .parse()
+            .unwrap_or_else(|_| panic!("attach --hold printed {line:?}"));
+        guest.signal(libc::SIGKILL);
+        guest.wait();
+        (id, guest.pid())
+    }
+
     /// Starts a held process (stdin closed, stdout/stderr captured).
     pub fn spawn(&self, args: &[&str]) -> Held {
         let mut c = std::process::Command::new(BIN);
@@ -496,15 +541,21 @@ pub fn peer(report: &Value, id: u64) -> &Value {
     p
 }
 
-/// `inspect --json` pool owned by `owner` ("host" or "peer N").
+/// `inspect --json` pool owned by `owner` ("host" or "peer N", its
+/// `owner_name`; its `owner` is the number, 0 for the host).
 #[track_caller]
 pub fn pool<'a>(report: &'a Value, owner: &str) -> &'a Value {
-    report["pools"]
+    let p = report["pools"]
         .as_array()
         .expect("pools array")
         .iter()
-        .find(|p| p["owner"] == owner)
-        .unwrap_or_else(|| panic!("no pool {owner:?} in {report}"))
+        .find(|p| p["owner_name"] == owner)
+        .unwrap_or_else(|| panic!("no pool {owner:?} in {report}"));
+    let number = owner
+        .strip_prefix("peer ")
+        .map_or(0, |n| n.parse().unwrap());
+    assert_eq!(p["owner"], number, "owner of pool {owner:?}: {p}");
+    p
 }
 
 /// Total slots in use over every pool.
@@ -542,4 +593,96 @@ pub fn non_segments(dir: &Path) -> Vec<&'static str> {
     std::fs::write(dir.join("zeros"), vec![0u8; 100_000]).unwrap();
     std::fs::write(dir.join("empty"), b"").unwrap();
     vec!["text", "random", "zeros", "empty"]
+}
+
+/// The tables in `text` (as the command draws them), each as its lines
+/// from the top border to the bottom one.
+pub fn tables(text: &str) -> Vec<Vec<&str>> {
+    let mut tables = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        if line.starts_with('┌') {
+            current = Some(Vec::new());
+        }
+        if let Some(t) = current.as_mut() {
+            t.push(line);
+        }
+        if line.starts_with('└') {
+            tables.extend(current.take());
+        }
+    }
+    tables
+}
+
+/// The content lines of a table (not its borders), each split into its
+/// cells' text, trimmed.
+pub fn cell_lines(table: &[&str]) -> Vec<Vec<String>> {
+    table
+        .iter()
+        .filter(|l| l.starts_with('│'))
+        .map(|l| {
+            l.trim_start_matches('│')
+                .trim_end_matches('│')
+                .split('┆')
+                .map(|c| c.trim().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Checks that `table` is drawn whole: every line as wide as the others,
+/// and each a border line or a line of cells, all with as many cells.
+#[track_caller]
+pub fn assert_well_formed(table: &[&str]) {
+    let width = table[0].chars().count();
+    let cells = cell_lines(table).first().map_or(0, Vec::len);
+    for line in table {
+        assert_eq!(
+            line.chars().count(),
+            width,
+            "ragged line {line:?} in\n{}",
+            table.join("\n")
+        );
+        let ends = (line.chars().next(), line.chars().last());
+        assert!(
+            matches!(
+                ends,
+                (Some('┌'), Some('┐'))
+                    | (Some('│'), Some('│'))
+                    | (Some('╞'), Some('╡'))
+                    | (Some('└'), Some('┘'))
+            ),
+            "garbled line {line:?} in\n{}",
+            table.join("\n")
+        );
+    }
+    for line in cell_lines(table) {
+        assert_eq!(line.len(), cells, "{line:?} in\n{}", table.join("\n"));
+    }
+}
+
+/// Every word in the cells of `table`, sorted, with each run of digits
+/// written `N` (so that ages and pids compare between runs).
+pub fn cell_words(table: &[&str]) -> Vec<String> {
+    let mut words: Vec<String> = cell_lines(table)
+        .iter()
+        .flatten()
+        .flat_map(|cell| cell.split_whitespace().map(digits_as_n).collect::<Vec<_>>())
+        .collect();
+    words.sort();
+    words
+}
+
+fn digits_as_n(word: &str) -> String {
+    let mut out = String::new();
+    for c in word.chars() {
+        if c.is_ascii_digit() {
+            if !out.ends_with('N') {
+                out.push('N');
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -59,25 +59,90 @@ fn reclaim_prints_the_ids_of_dead_guests() {
         "attached",
         "live guests are never reclaimed"
     );
-    // Nothing more to reclaim.
+    // Nothing more to reclaim; what is left alone is said, and why.
     assert_eq!(env.ok(&["reclaim", "seg"]).stdout, "");
+    let v = env.ok(&["reclaim", "seg", "--json"]).json();
+    assert_eq!(v["reclaimed"], json!([]), "{v}");
+    let skipped: Vec<_> = v["skipped"]
+        .as_array()
+        .expect("skipped")
+        .iter()
+        .map(|s| (s["peer"].clone(), s["code"].clone()))
+        .collect();
     assert_eq!(
-        env.ok(&["reclaim", "seg", "--json"]).json(),
-        json!({"reclaimed": []})
+        skipped,
+        [(json!(1), json!("scripted")), (json!(2), json!("alive"))],
+        "{v}"
     );
     // --json lists them.
-    let mut doomed = env.spawn(&["attach", "seg", "--hold"]);
-    assert_eq!(doomed.line(), "3");
-    doomed.signal(libc::SIGKILL);
-    doomed.wait();
+    assert_eq!(env.attach_then_kill("seg").0, 3);
     assert_eq!(
-        env.ok(&["reclaim", "seg", "--json"]).json(),
-        json!({"reclaimed": [3]})
+        env.ok(&["reclaim", "seg", "--json"]).json()["reclaimed"],
+        json!([3])
     );
     // The entry can be claimed again.
     assert_eq!(env.attach("seg"), 3);
     alive.signal(libc::SIGINT);
     alive.wait_ok();
+}
+
+#[test]
+fn reclaim_says_why_it_leaves_a_stopped_stale_guest_alone() {
+    let env = Env::new();
+    env.small("seg", &["--heartbeat-ms", "200"]);
+    env.attach("seg");
+    let mut stopped = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(stopped.line(), "2");
+    let holder_becomes = |status: &str| {
+        let holder = || peer(&env.inspect("seg"), 2)["holder"].clone();
+        wait_until(std::time::Duration::from_secs(5), || holder() == status)
+    };
+    stopped.signal(libc::SIGSTOP);
+    // Stale once its heartbeat is three intervals (at least a second) old.
+    assert!(holder_becomes("stale"), "{}", env.inspect("seg"));
+    let before = std::fs::read(env.path("seg")).unwrap();
+
+    let v = env.ok(&["reclaim", "seg", "--json"]).json();
+    assert_eq!(
+        v,
+        json!({
+            "reclaimed": [],
+            "skipped": [
+                {"peer": 1, "holder": "scripted", "code": "scripted",
+                 "reason": "scripted; belongs to no process, freed only when released"},
+                {"peer": 2, "holder": "stale", "code": "stale_holds_roles",
+                 "reason": "stale but alive; holds its role locks"},
+            ]
+        })
+    );
+    // In text, stdout stays the reclaimed ids (none); stderr says why.
+    let r = env.ok(&["reclaim", "seg"]);
+    assert_eq!(r.stdout, "");
+    for needle in [
+        "skipped peer 1: scripted",
+        "skipped peer 2: stale but alive; holds its role locks",
+        "`shmhub detach seg --peer-id 1`",
+    ] {
+        assert!(
+            r.stderr.contains(needle),
+            "stderr lacks {needle:?}: {:?}",
+            r.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read(env.path("seg")).unwrap(),
+        before,
+        "nothing was reclaimed"
+    );
+
+    // Resumed, the guest beats again and still holds its entry.
+    stopped.signal(libc::SIGCONT);
+    assert!(holder_becomes("alive"), "{}", env.inspect("seg"));
+    let msg = "still yours";
+    env.ok(&["send", "seg", "--as", "host", "--to", "2", msg]);
+    assert_eq!(stopped.line(), msg);
+    stopped.signal(libc::SIGTERM);
+    stopped.wait_ok();
 }
 
 #[test]

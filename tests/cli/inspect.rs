@@ -37,7 +37,7 @@ fn tables_show_header_peers_and_pools() {
         "holder",
         "to host",
         "to guest",
-        "none (scripted)",
+        "scripted",
         "3/8",
         "2/8",
         "pool",
@@ -115,7 +115,7 @@ fn json_is_one_document_with_header_peers_pools_and_host() {
             p1["holder"].as_str(),
             p1["epoch"].as_u64()
         ),
-        (Some("attached"), Some("unowned"), Some(1))
+        (Some("attached"), Some("scripted"), Some(1))
     );
     assert_eq!(
         (
@@ -132,9 +132,13 @@ fn json_is_one_document_with_header_peers_pools_and_host() {
     assert_eq!(peer(&v, 3)["epoch"], 0);
     let pools = v["pools"].as_array().expect("pools");
     assert_eq!(pools.len(), 5, "host + one per guest");
-    assert_eq!(pools[0]["owner"], "host");
-    for p in pools {
-        for key in ["owner", "slot_size", "slots", "used", "free"] {
+    assert_eq!(
+        (&pools[0]["owner"], &pools[0]["owner_name"]),
+        (&0.into(), &"host".into())
+    );
+    for (i, p) in pools.iter().enumerate() {
+        assert_eq!(p["owner"], i as u64, "{p}");
+        for key in ["owner", "owner_name", "slot_size", "slots", "used", "free"] {
             assert!(p.get(key).is_some(), "pool lacks {key}: {p}");
         }
         assert_eq!(p["slots"], 4);
@@ -311,4 +315,143 @@ fn non_segments_are_errors_and_untouched() {
     env.run(&["inspect", "dir"])
         .error(&[&env.path("dir").display().to_string()]);
     env.run(&["inspect"]).usage();
+}
+
+/// A segment whose peer table is wider than 60 columns: a scripted guest,
+/// a held one (pid, heartbeat age) and empty entries. Returns the held
+/// guest.
+fn wide(env: &Env) -> Held {
+    env.small("seg", &["--heartbeat-ms", "200"]);
+    env.attach("seg");
+    let mut held = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(held.line(), "2");
+    held
+}
+
+#[test]
+fn tables_keep_words_whole_on_a_narrow_or_widthless_terminal() {
+    let env = Env::new();
+    let mut held = wide(&env);
+    let args = ["inspect", "seg", "--all"];
+    // Through a pipe: no width limit, every row on one line.
+    let piped = env.ok(&args).stdout.clone();
+    let natural = tables(&piped);
+    assert_eq!(natural.len(), 3, "{piped}");
+    for cols in [0u16, 60] {
+        let r = env.in_terminal(cols, &args);
+        r.code(0);
+        let drawn = tables(&r.stdout);
+        assert_eq!(
+            drawn.len(),
+            natural.len(),
+            "stty cols {cols}:\n{}",
+            r.stdout
+        );
+        for (t, n) in drawn.iter().zip(&natural) {
+            let shown = t.join("\n");
+            assert_well_formed(t);
+            // No word split: the same words as through the pipe.
+            assert_eq!(
+                cell_words(t),
+                cell_words(n),
+                "stty cols {cols}: words split in\n{shown}"
+            );
+            // 0 columns: no limit. 60: within the terminal when the table
+            // fits it without splitting a word, else no limit.
+            let fits = t.iter().all(|l| l.chars().count() <= usize::from(cols));
+            if cols == 0 || !fits {
+                assert_eq!(
+                    t.len(),
+                    n.len(),
+                    "stty cols {cols}: rows wrapped in\n{shown}"
+                );
+            }
+        }
+    }
+    held.signal(libc::SIGTERM);
+    held.wait_ok();
+}
+
+/// The row of peer `id` in `inspect --all`'s peer table, by column name.
+fn peer_row(text: &str, id: u64) -> std::collections::BTreeMap<String, String> {
+    let all = tables(text);
+    let peers = all
+        .iter()
+        .find(|t| cell_lines(t)[0][0] == "peer")
+        .unwrap_or_else(|| panic!("no peer table in\n{text}"));
+    let lines = cell_lines(peers);
+    let row = lines
+        .iter()
+        .find(|l| l[0] == id.to_string())
+        .unwrap_or_else(|| panic!("no row for peer {id} in\n{text}"));
+    lines[0].iter().cloned().zip(row.iter().cloned()).collect()
+}
+
+#[test]
+fn tables_and_json_use_the_same_words() {
+    let env = Env::new();
+    // Heartbeats on: 1 scripted, 2 held and alive, 3 held and killed
+    // (dead), 4 empty.
+    env.small("seg", &["--heartbeat-ms", "200"]);
+    env.attach("seg");
+    let mut alive = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(alive.line(), "2");
+    assert_eq!(env.attach_then_kill("seg").0, 3);
+    let text = env.ok(&["inspect", "seg", "--all"]).stdout.clone();
+    let v = env.inspect("seg");
+    for (id, holder, beats) in [
+        (1, "scripted", false),
+        (2, "alive", true),
+        (3, "dead", true),
+        (4, "no_process", false),
+    ] {
+        let p = peer(&v, id);
+        let row = peer_row(&text, id);
+        assert_eq!(p["holder"], holder, "{p}");
+        assert_eq!(
+            row["holder"],
+            holder.replace('_', " "),
+            "peer {id}:\n{text}"
+        );
+        // A heartbeat age only where a process holds the entry.
+        assert_eq!(p["heartbeat_age_ms"].is_u64(), beats, "{p}");
+        assert_eq!(
+            !row["heartbeat age"].is_empty(),
+            beats,
+            "peer {id}:\n{text}"
+        );
+    }
+    // A pool's owner is a number (0 = the host) and a name.
+    let pools = v["pools"].as_array().expect("pools");
+    for (i, p) in pools.iter().enumerate() {
+        let name = if i == 0 {
+            "host".to_string()
+        } else {
+            format!("peer {i}")
+        };
+        assert_eq!(
+            (&p["owner"], p["owner_name"].as_str()),
+            (&i.into(), Some(&name[..])),
+            "{p}"
+        );
+        assert!(text.contains(&format!("│ {name} ")), "pool {name}:\n{text}");
+    }
+    alive.signal(libc::SIGTERM);
+    alive.wait_ok();
+
+    // Heartbeats off: a held guest has no heartbeat age to show.
+    env.small("quiet", &[]);
+    let mut held = env.spawn(&["attach", "quiet", "--hold"]);
+    assert_eq!(held.line(), "1");
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let p = peer(&env.inspect("quiet"), 1).clone();
+    assert_eq!(
+        (p["holder"].as_str(), p["heartbeat_age_ms"].is_null()),
+        (Some("alive"), true),
+        "{p}"
+    );
+    let text = env.ok(&["inspect", "quiet"]).stdout.clone();
+    assert_eq!(peer_row(&text, 1)["heartbeat age"], "", "{text}");
+    held.signal(libc::SIGTERM);
+    held.wait_ok();
 }

@@ -1,13 +1,14 @@
 //! Printing a run: two tables for people, or one JSON document for
 //! scripts. Only this file (and the progress bar) writes while `bench` runs.
 
-use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
+use comfy_table::{Cell, CellAlignment};
 use serde_json::json;
 
 use super::judge::Target;
 use super::measurement::{Kind, Measurement, Transport, find};
 use super::plan::Plan;
 use crate::cmd::common::{human_bytes, print_line};
+use crate::cmd::table;
 
 /// A time in the unit that keeps it readable; `-` where a line has none.
 fn ns(value: Option<f64>) -> String {
@@ -30,18 +31,46 @@ fn rate_text(per_s: f64) -> String {
 
 /// How a line compares with the Unix socket's line of the same kind and
 /// size, the transport most programs would use instead: latency for round
-/// trips, rate for streams, nothing for the rest.
+/// trips, rate for streams, nothing for the rest (nor for the socket's own
+/// lines, which are what the others are compared with).
 fn versus_socket(m: &Measurement, results: &[Measurement]) -> String {
+    if m.transport == Transport::UnixSocket {
+        return "baseline".into();
+    }
     let socket = find(results, m.kind, Transport::UnixSocket, m.size);
     match (m.kind, socket) {
+        // A round trip is faster when it takes less time than the socket's.
         (Kind::RoundTrip, Some(s)) => match (s.p50_ns, m.p50_ns) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x faster", a / b),
+            (Some(socket_ns), Some(ns)) => speed(socket_ns, ns),
             _ => "-".into(),
         },
-        (Kind::Stream, Some(s)) if s.msgs_per_s > 0.0 => {
-            format!("{:.1}x", m.msgs_per_s / s.msgs_per_s)
-        }
+        // A stream is faster when it moves more messages per second.
+        (Kind::Stream, Some(s)) => speed(m.msgs_per_s, s.msgs_per_s),
         _ => "-".into(),
+    }
+}
+
+/// `ratio` = `better / worse` in words: "2.5x faster", "1.6x slower" (the
+/// number always at least 1), or "same" when it rounds to 1.0x either way.
+fn speed(better: f64, worse: f64) -> String {
+    if !(better > 0.0 && worse > 0.0 && better.is_finite() && worse.is_finite()) {
+        return "-".into();
+    }
+    let ratio = better / worse;
+    if ratio >= 1.0 {
+        let text = format!("{ratio:.1}");
+        if text == "1.0" {
+            "same".into()
+        } else {
+            format!("{text}x faster")
+        }
+    } else {
+        let text = format!("{:.1}", 1.0 / ratio);
+        if text == "1.0" {
+            "same".into()
+        } else {
+            format!("{text}x slower")
+        }
     }
 }
 
@@ -60,21 +89,17 @@ pub fn print_tables(
             ""
         }
     ))?;
-    let mut table = Table::new();
-    table
-        .load_style(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(vec![
-            "kind",
-            "transport",
-            "size",
-            "p50",
-            "p99",
-            "p99.9",
-            "msgs/s",
-            "bytes/s",
-            "vs socket",
-        ]);
+    let mut results_table = table::new([
+        "kind",
+        "transport",
+        "size",
+        "p50",
+        "p99",
+        "p99.9",
+        "msgs/s",
+        "bytes/s",
+        "vs socket",
+    ]);
     for m in results {
         let row = vec![
             Cell::new(m.kind),
@@ -92,12 +117,10 @@ pub fn print_tables(
             .set_alignment(CellAlignment::Right),
             Cell::new(versus_socket(m, results)).set_alignment(CellAlignment::Right),
         ];
-        table.add_row(row);
+        results_table.add_row(row);
     }
-    print_line(table)?;
-    let mut t = Table::new();
-    t.load_style(presets::UTF8_FULL_CONDENSED)
-        .set_header(vec!["target", "ratio", "needed", "met"]);
+    table::print(results_table)?;
+    let mut t = table::new(["target", "ratio", "needed", "met"]);
     for target in targets {
         t.add_row(vec![
             target.name.to_string(),
@@ -110,8 +133,7 @@ pub fn print_tables(
             },
         ]);
     }
-    print_line(t)?;
-    Ok(())
+    table::print(t)
 }
 
 /// Prints the run as one line of JSON, with the machine it ran on, since
@@ -124,4 +146,21 @@ pub fn print_json(results: &[Measurement], targets: &[Target], plan: &Plan) -> a
         "targets": targets,
     });
     print_line(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::speed;
+
+    #[test]
+    fn speed_says_faster_or_slower_with_a_ratio_of_at_least_one() {
+        assert_eq!(speed(10.0, 4.0), "2.5x faster");
+        assert_eq!(speed(4.0, 10.0), "2.5x slower");
+        assert_eq!(speed(0.8, 1.0), "1.2x slower");
+        assert_eq!(speed(1.0, 1.0), "same");
+        assert_eq!(speed(1.02, 1.0), "same");
+        assert_eq!(speed(1.0, 1.04), "same");
+        assert_eq!(speed(0.0, 1.0), "-");
+        assert_eq!(speed(1.0, 0.0), "-");
+    }
 }
