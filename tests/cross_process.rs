@@ -483,7 +483,7 @@ fn killed_guest_is_detected_and_reclaimed() {
     assert!(pools_used(&after).is_empty(), "{:?}", pools_used(&after));
     let entry = &after.peers[peer as usize - 1];
     assert_eq!(entry.entry.state, PeerState::Empty, "{entry:?}");
-    assert_eq!(entry.holder, HolderStatus::Vacant, "{entry:?}");
+    assert_eq!(entry.holder, HolderStatus::NoProcess, "{entry:?}");
     assert!(entry.to_host.is_empty(), "{entry:?}");
     assert!(entry.to_guest.is_empty(), "{entry:?}");
     assert_eq!(entry.entry.epoch, old_epoch, "the epoch moves on at attach");
@@ -575,7 +575,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     assert_ne!(unowned, live);
     let entry = peer_report(&path, unowned);
     assert_eq!(entry.entry.state, PeerState::Attached);
-    assert_eq!(entry.holder, HolderStatus::Unowned, "{entry:?}");
+    assert_eq!(entry.holder, HolderStatus::Scripted, "{entry:?}");
 
     assert!(host.reclaim_dead().unwrap().is_empty());
 
@@ -589,7 +589,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     let u = &report.peers[unowned as usize - 1];
     assert_eq!(
         (u.entry.state, u.entry.epoch, u.holder),
-        (PeerState::Attached, epoch, HolderStatus::Unowned)
+        (PeerState::Attached, epoch, HolderStatus::Scripted)
     );
     let l = &report.peers[live as usize - 1];
     assert_eq!(
@@ -614,7 +614,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     );
     assert_eq!(
         report.peers[unowned as usize - 1].holder,
-        HolderStatus::Unowned
+        HolderStatus::Scripted
     );
     // The scripted entry goes only when released explicitly.
     assert!(host.reclaim_dead().unwrap().is_empty());
@@ -814,7 +814,7 @@ fn roles_in_one_process_survive_other_handles_closing() {
     let mut judge = Child::spawn("judge", &path, dir.path(), &[]);
     let verdict = judge.await_signal("judged", WAIT);
     judge.expect_success(WAIT);
-    assert_eq!(verdict, "host=alive 1=alive 2=-");
+    assert_eq!(verdict, "host=alive 1=alive 2=no process");
     drop(guest);
     drop(host);
     assert!(!path.exists());

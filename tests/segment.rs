@@ -506,7 +506,7 @@ fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
         .unwrap();
     let report = shmhub::inspect_path(&path).unwrap();
     assert_eq!(report.peers[0].entry.state, PeerState::Attached);
-    assert_eq!(report.peers[0].holder, shmhub::HolderStatus::Unowned);
+    assert_eq!(report.peers[0].holder, shmhub::HolderStatus::Scripted);
     let mut as_host = ShmHost::open(&path).unwrap();
     as_host.send(p, data(1, &[3u8; 900])).unwrap();
     drop(as_host);

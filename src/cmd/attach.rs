@@ -119,7 +119,7 @@ fn attach_any(path: &Path, segment: &str) -> anyhow::Result<ShmGuest> {
     let scripted: Vec<u8> = now
         .peers
         .iter()
-        .filter(|p| p.holder == HolderStatus::Unowned)
+        .filter(|p| p.holder == HolderStatus::Scripted)
         .map(|p| p.entry.peer_id)
         .collect();
     let hint = scripted_hint(segment, &scripted)

@@ -211,7 +211,7 @@ mod tests {
     fn each_transition_is_one_event() {
         use HolderStatus::*;
         use PeerState::*;
-        let empty = entry(Empty, 0, 0, Vacant);
+        let empty = entry(Empty, 0, 0, NoProcess);
         let attached = entry(Attached, 1, 42, Alive);
         let dead = entry(Attached, 1, 42, Dead);
         let cases = [
@@ -226,12 +226,12 @@ mod tests {
             ),
             (
                 attached,
-                entry(Empty, 1, 0, Vacant),
+                entry(Empty, 1, 0, NoProcess),
                 vec![Event::Detached { peer: 1 }],
             ),
             (
                 attached,
-                entry(Goodbye, 1, 0, Vacant),
+                entry(Goodbye, 1, 0, NoProcess),
                 vec![Event::SaidGoodbye { peer: 1 }],
             ),
             (attached, dead, vec![Event::HolderDied { peer: 1, pid: 42 }]),
@@ -242,16 +242,16 @@ mod tests {
             ),
             (
                 dead,
-                entry(Empty, 1, 0, Vacant),
+                entry(Empty, 1, 0, NoProcess),
                 vec![Event::Reclaimed { peer: 1 }],
             ),
             (
                 empty,
-                entry(Reserved, 0, 0, Vacant),
+                entry(Reserved, 0, 0, NoProcess),
                 vec![Event::Reserved { peer: 1 }],
             ),
             (
-                entry(Reserved, 0, 0, Vacant),
+                entry(Reserved, 0, 0, NoProcess),
                 empty,
                 vec![Event::Released { peer: 1 }],
             ),

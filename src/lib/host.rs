@@ -578,8 +578,9 @@ impl ShmHost {
     /// # Errors
     ///
     /// [`Error::PeerGone`] once the guest has left (or died) and nothing
-    /// it sent is left to read, [`Error::PeerState`] at once if its entry
-    /// is Empty with nothing queued; [`Error::BadDescriptor`] for a message that
+    /// it sent is left to read (at once if its entry is Empty again),
+    /// [`Error::PeerState`] at once for an entry nobody ever held;
+    /// [`Error::BadDescriptor`] for a message that
     /// fails validation (it is dropped, the next one can be received);
     /// [`Error::Busy`] when another process receives as the host from this
     /// guest.
@@ -680,8 +681,14 @@ impl ShmHost {
     /// in would only end with its timeout: refuse it as a send to it is
     /// refused.
     fn refuse_empty_entry(&self, p: u8) -> Result<()> {
-        let state = self.seg.peer(p).state()?;
+        let peer = self.seg.peer(p);
+        let state = peer.state()?;
         if state == PeerState::Empty && !self.from_guests[usize::from(p) - 1].has_data()? {
+            // An entry a guest has held has seen it leave; one never held
+            // is just empty.
+            if peer.epoch()? > 0 {
+                return Err(Error::PeerGone { peer_id: p });
+            }
             return Err(Error::PeerState {
                 peer_id: p,
                 state,
@@ -844,7 +851,7 @@ impl ShmHost {
     /// Finds guests whose holding process is gone (or, with heartbeats on,
     /// has stopped beating) and reclaims their entries: both rings emptied,
     /// every slot they held or were sent returned, entry Empty (the epoch
-    /// moves on at the next attach). Unowned (scripted) entries are left
+    /// moves on at the next attach). Scripted (scripted) entries are left
     /// alone. Returns the reclaimed peer ids; [`ShmHost::reclaim_dead_report`]
     /// also says why each other entry was left alone.
     ///
@@ -908,10 +915,10 @@ impl ShmHost {
                 (PeerState::Attached, HolderStatus::Dead | HolderStatus::Stale) => {
                     self.reclaim_one(p, entry.epoch, holder)?
                 }
-                (PeerState::Attached, HolderStatus::Unowned) => Some(SkipReason::Scripted),
+                (PeerState::Attached, HolderStatus::Scripted) => Some(SkipReason::Scripted),
                 (PeerState::Attached, HolderStatus::Alive) => Some(SkipReason::Alive),
                 // An Attached entry is never judged vacant.
-                (PeerState::Attached, HolderStatus::Vacant) => Some(SkipReason::Changed),
+                (PeerState::Attached, HolderStatus::NoProcess) => Some(SkipReason::Changed),
             };
             match skip {
                 None => report.reclaimed.push(p),

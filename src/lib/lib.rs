@@ -119,7 +119,7 @@ pub use layout::{
     POOL_HEADER_SIZE, RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout, party_name,
 };
 pub use listing::{
-    Collected, GuestCounts, Listing, SegmentSummary, Skipped, collect_garbage, list_segments,
+    Collected, GuestCounts, Listing, SegmentSummary, Unlisted, collect_garbage, list_segments,
 };
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, MmapRegion};

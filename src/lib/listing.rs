@@ -65,8 +65,8 @@ impl SegmentSummary {
                 (_, HolderStatus::Alive) => guests.live += 1,
                 (_, HolderStatus::Dead) => guests.dead += 1,
                 (_, HolderStatus::Stale) => guests.stale += 1,
-                (_, HolderStatus::Unowned) => guests.scripted += 1,
-                (_, HolderStatus::Vacant) => {}
+                (_, HolderStatus::Scripted) => guests.scripted += 1,
+                (_, HolderStatus::NoProcess) => {}
             }
             for ring in [peer.to_host, peer.to_guest] {
                 queued += u64::from(ring.len().unwrap_or(0));
@@ -96,7 +96,7 @@ impl SegmentSummary {
 /// A file of the directory that is not listed, and why.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
-pub struct Skipped {
+pub struct Unlisted {
     /// The file.
     pub path: PathBuf,
     /// Why it is not listed ("not a regular file", "not a shmhub
@@ -104,14 +104,14 @@ pub struct Skipped {
     pub reason: String,
 }
 
-/// The segments of a directory, and the files skipped.
+/// The segments of a directory, and the files that are not listed.
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Listing {
     /// Every segment, by path.
     pub segments: Vec<SegmentSummary>,
     /// Every other entry, by path.
-    pub skipped: Vec<Skipped>,
+    pub unlisted: Vec<Unlisted>,
 }
 
 /// Lists the segments in `dir`, opening each regular file read-only and
@@ -125,7 +125,7 @@ pub struct Listing {
 /// std::fs::write(dir.path().join("notes.txt"), "not a segment")?;
 /// let listing = list_segments(dir.path())?;
 /// assert_eq!(listing.segments.len(), 1);
-/// assert_eq!(listing.skipped.len(), 1);
+/// assert_eq!(listing.unlisted.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
@@ -146,7 +146,7 @@ pub fn list_segments(dir: &Path) -> Result<Listing> {
     paths.sort();
     let mut listing = Listing::default();
     for path in paths {
-        let skip = |reason: String| Skipped {
+        let skip = |reason: String| Unlisted {
             path: path.clone(),
             reason,
         };
@@ -155,7 +155,7 @@ pub fn list_segments(dir: &Path) -> Result<Listing> {
             // Gone since the directory was read.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                listing.skipped.push(skip(e.to_string()));
+                listing.unlisted.push(skip(e.to_string()));
                 continue;
             }
         };
@@ -168,19 +168,19 @@ pub fn list_segments(dir: &Path) -> Result<Listing> {
             } else {
                 "not a regular file"
             };
-            listing.skipped.push(skip(what.to_string()));
+            listing.unlisted.push(skip(what.to_string()));
             continue;
         }
         if meta.len() < HEADER_SIZE {
             listing
-                .skipped
+                .unlisted
                 .push(skip("smaller than a segment header".to_string()));
             continue;
         }
         match inspect_path(&path) {
             Ok(report) => listing.segments.push(SegmentSummary::of(&report)),
             Err(Error::Removed { .. }) => {}
-            Err(e) => listing.skipped.push(skip(e.to_string())),
+            Err(e) => listing.unlisted.push(skip(e.to_string())),
         }
     }
     Ok(listing)

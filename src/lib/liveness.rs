@@ -24,12 +24,10 @@ use crate::sys::{self, Liveness};
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum HolderStatus {
     /// Nobody holds the entry (empty, reserved or left): `no process`.
-    #[cfg_attr(feature = "serde", serde(rename = "no_process"))]
-    Vacant,
+    NoProcess,
     /// Claimed for scripted use: it belongs to no process and is never
     /// reclaimed as dead, only released explicitly. Prints as `scripted`.
-    #[cfg_attr(feature = "serde", serde(rename = "scripted"))]
-    Unowned,
+    Scripted,
     /// The holding process runs (and beats, when heartbeats are on).
     Alive,
     /// The holding process is gone.
@@ -42,8 +40,8 @@ pub enum HolderStatus {
 impl std::fmt::Display for HolderStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            HolderStatus::Vacant => "no process",
-            HolderStatus::Unowned => "scripted",
+            HolderStatus::NoProcess => "no process",
+            HolderStatus::Scripted => "scripted",
             HolderStatus::Alive => "alive",
             HolderStatus::Dead => "dead",
             HolderStatus::Stale => "stale",
@@ -69,10 +67,10 @@ pub fn judge_peer(
     now_ns: u64,
 ) -> HolderStatus {
     if !matches!(entry.state, PeerState::Attached) {
-        return HolderStatus::Vacant;
+        return HolderStatus::NoProcess;
     }
     if !entry.held {
-        return HolderStatus::Unowned;
+        return HolderStatus::Scripted;
     }
     let by_lock = if entry.locked {
         lock_says_alive(file, lock_byte::guest_presence(entry.peer_id))

@@ -27,7 +27,7 @@ pub struct ReclaimReport {
 pub struct Skipped {
     /// The guest whose entry it is.
     pub peer: PeerId,
-    /// How its holder was judged ([`HolderStatus::Vacant`] for an entry
+    /// How its holder was judged ([`HolderStatus::NoProcess`] for an entry
     /// that is reserved or left).
     pub holder: HolderStatus,
     /// Why it was not reclaimed.
