@@ -11,6 +11,7 @@ fn main() {
     let code = match cmd::run(cli) {
         Ok(cmd::Outcome::Done) => 0,
         Ok(cmd::Outcome::TimedOut) => cmd::EXIT_TIMEOUT,
+        Ok(cmd::Outcome::Exit(code)) => code,
         // The reader of our output went away (`shmhub inspect x | head -1`):
         // nothing is wrong with the segment, and nobody is left to tell.
         Err(e) if is_broken_pipe(&e) => 0,

@@ -1,7 +1,9 @@
 //! `shmhub guest-echo` (hidden): a guest process that sends every message
 //! it receives straight back, until the host leaves. `demo` and `bench`
-//! spawn it as their second process.
+//! spawn it as their second process; without a segment it attaches from
+//! the environment `shmhub spawn` gives it.
 
+use std::path::Path;
 use std::time::Duration;
 
 use shmhub::{ShmGuest, WaitStrategy};
@@ -12,11 +14,12 @@ use super::{Outcome, segment_path};
 /// Arguments of `shmhub guest-echo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Segment path.
-    pub segment: String,
+    /// Segment path (default: $SHMHUB_SEGMENT, with $SHMHUB_PEER_ID).
+    #[arg(requires = "peer_id")]
+    pub segment: Option<String>,
     /// The reserved entry to take.
     #[arg(long, value_parser = parse_peer_id)]
-    pub peer_id: u8,
+    pub peer_id: Option<u8>,
     /// How to wait: spin, block or adaptive.
     #[arg(long, default_value = "adaptive", value_parser = parse_strategy)]
     pub wait: WaitStrategy,
@@ -29,9 +32,19 @@ pub fn parse_strategy(text: &str) -> Result<WaitStrategy, String> {
 
 /// Runs `shmhub guest-echo`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    let mut guest =
-        ShmGuest::attach_path_with_id(&path, args.peer_id).map_err(|e| seg_err(&path, e))?;
+    let (mut guest, path) = match (&args.segment, args.peer_id) {
+        (Some(segment), Some(peer_id)) => {
+            let path = segment_path(segment)?;
+            let guest = ShmGuest::attach_path_with_id(&path, peer_id)
+                .map_err(|e| seg_err(&path, e))?;
+            (guest, path)
+        }
+        _ => {
+            let guest = ShmGuest::attach_from_env()?;
+            let path = guest.path().map(Path::to_path_buf).unwrap_or_default();
+            (guest, path)
+        }
+    };
     guest.set_wait_strategy(args.wait);
     loop {
         match guest.recv_timeout(Some(Duration::from_secs(1))) {

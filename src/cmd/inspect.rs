@@ -3,13 +3,14 @@
 use serde_json::json;
 use shmhub::{PeerState, RingState, SegmentReport};
 
-use super::common::{human_bytes, print_line, seg_err};
+use super::common::{human_bytes, parse_duration, print_line, seg_err};
 use super::{Outcome, segment_path, signals, table};
 
 const EXAMPLES: &str = "\
 Examples:
   shmhub inspect demo
   shmhub inspect demo --all                 # include empty peer entries
+  shmhub inspect demo --watch --interval 500ms
   shmhub inspect /dev/shm/app.shm --json | jq '.peers[] | select(.state == \"attached\")'";
 
 /// Arguments of `shmhub inspect`.
@@ -21,15 +22,26 @@ pub struct Args {
     /// Show empty peer entries and unused pools too.
     #[arg(long)]
     pub all: bool,
-    /// Print one JSON document (always includes every entry).
+    /// Print one JSON document (always includes every entry); with
+    /// --watch, one per interval.
     #[arg(long)]
     pub json: bool,
+    /// Keep watching: redraw every interval with messages per second on
+    /// each ring and holder changes, until SIGINT, SIGTERM or SIGHUP.
+    #[arg(long)]
+    pub watch: bool,
+    /// How often --watch looks.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR", requires = "watch")]
+    pub interval: std::time::Duration,
 }
 
 /// Runs `shmhub inspect`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
+    if args.watch {
+        return super::watch::run(&path, args.interval, args.all, args.json);
+    }
     let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
     if args.json {
         print_line(to_json(&report))?;
@@ -39,7 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-fn to_json(r: &SegmentReport) -> serde_json::Value {
+/// The report as `--json` prints it.
+pub fn to_json(r: &SegmentReport) -> serde_json::Value {
     let h = &r.header;
     let l = &h.layout;
     json!({
@@ -89,7 +102,49 @@ fn fill(ring: &RingState) -> String {
     }
 }
 
+/// Prints `r` as tables (`all`: empty entries and idle pools too).
 pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
+    for part in tables(r, all, None) {
+        match part {
+            Part::Table(t) => table::print(t)?,
+            Part::Note(note) => print_line(note)?,
+        }
+    }
+    Ok(())
+}
+
+/// A piece of `inspect`'s output.
+pub enum Part {
+    /// A table, laid out when printed.
+    Table(comfy_table::Table),
+    /// A line of text.
+    Note(String),
+}
+
+/// What `--watch` adds to the tables: messages per second on each ring
+/// (guest `p` at `p - 1`: to the host, to the guest), and whether to
+/// colour holders.
+pub struct Live {
+    /// Messages per second on each guest's two rings.
+    pub rates: Vec<(f64, f64)>,
+    /// Dead holders in red, stale ones in yellow.
+    pub colour: bool,
+}
+
+/// A holder's status as a cell: coloured when `colour`.
+fn holder_cell(status: shmhub::HolderStatus, colour: bool) -> comfy_table::Cell {
+    use comfy_table::{Cell, Color};
+    let cell = Cell::new(status);
+    match (colour, status) {
+        (true, shmhub::HolderStatus::Dead) => cell.fg(Color::Red),
+        (true, shmhub::HolderStatus::Stale) => cell.fg(Color::Yellow),
+        _ => cell,
+    }
+}
+
+/// `r` as tables and notes, with rates and colours when `live`.
+pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
+    let mut parts = Vec::new();
     let h = &r.header;
     let c = &h.layout.config;
     let mut header = table::new(["header", "value"]);
@@ -132,9 +187,9 @@ pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
     for (k, v) in rows {
         header.add_row(vec![k.to_string(), v]);
     }
-    table::print(header)?;
+    parts.push(Part::Table(header));
 
-    let mut peers = table::new([
+    let mut columns = vec![
         "peer",
         "state",
         "epoch",
@@ -143,39 +198,52 @@ pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
         "heartbeat age",
         "to host",
         "to guest",
-    ]);
+    ];
+    if live.is_some() {
+        columns.extend(["to host/s", "to guest/s"]);
+    }
+    let mut peers = table::new(columns);
+    let colour = live.is_some_and(|l| l.colour);
     let mut hidden = 0;
-    for p in &r.peers {
+    for (i, p) in r.peers.iter().enumerate() {
         let idle =
             p.entry.state == PeerState::Empty && p.to_host.is_empty() && p.to_guest.is_empty();
         if idle && !all {
             hidden += 1;
             continue;
         }
-        peers.add_row(vec![
-            p.entry.peer_id.to_string(),
-            p.entry.state.to_string(),
-            p.entry.epoch.to_string(),
-            if p.entry.pid == 0 {
+        let mut row = vec![
+            comfy_table::Cell::new(p.entry.peer_id),
+            comfy_table::Cell::new(p.entry.state),
+            comfy_table::Cell::new(p.entry.epoch),
+            comfy_table::Cell::new(if p.entry.pid == 0 {
                 "-".into()
             } else {
                 p.entry.pid.to_string()
-            },
-            p.holder.to_string(),
+            }),
+            holder_cell(p.holder, colour),
             // Blank where nobody beats: heartbeats off, or no process.
-            p.heartbeat_age_ms
-                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
-                .unwrap_or_default(),
-            fill(&p.to_host),
-            fill(&p.to_guest),
-        ]);
+            comfy_table::Cell::new(
+                p.heartbeat_age_ms
+                    .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                    .unwrap_or_default(),
+            ),
+            comfy_table::Cell::new(fill(&p.to_host)),
+            comfy_table::Cell::new(fill(&p.to_guest)),
+        ];
+        if let Some(live) = live {
+            let (up, down) = live.rates.get(i).copied().unwrap_or_default();
+            row.push(comfy_table::Cell::new(format!("{up:.0}")));
+            row.push(comfy_table::Cell::new(format!("{down:.0}")));
+        }
+        peers.add_row(row);
     }
-    table::print(peers)?;
+    parts.push(Part::Table(peers));
     if hidden > 0 {
         let entries = if hidden == 1 { "entry" } else { "entries" };
-        print_line(format_args!(
+        parts.push(Part::Note(format!(
             "({hidden} empty {entries} hidden; --all shows them)"
-        ))?;
+        )));
     }
 
     let mut pools = table::new(["pool", "slot size", "used", "free"]);
@@ -195,5 +263,6 @@ pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
             p.usage.free.to_string(),
         ]);
     }
-    table::print(pools)
+    parts.push(Part::Table(pools));
+    parts
 }

@@ -14,14 +14,19 @@ pub mod completions;
 pub mod create;
 pub mod demo;
 pub mod detach;
+pub mod events;
+pub mod gc;
 pub mod guest_echo;
 pub mod held;
 pub mod inspect;
+pub mod ls;
 pub mod output;
 pub mod reclaim;
 pub mod recv;
 pub mod rm;
 pub mod send;
+pub mod watch;
+pub mod spawn;
 pub mod signals;
 pub mod table;
 
@@ -32,6 +37,8 @@ pub enum Outcome {
     Done,
     /// Exit 3: timed out, or nothing to receive.
     TimedOut,
+    /// Exit with this code (`spawn` passes on its program's status).
+    Exit(i32),
 }
 
 /// Exit code for errors.
@@ -87,6 +94,14 @@ pub enum Command {
     Rm(rm::Args),
     /// Release a guest entry claimed for scripted use.
     Detach(detach::Args),
+    /// List every segment, with host and guest liveness.
+    Ls(ls::Args),
+    /// Remove the segments nobody can use any more.
+    Gc(gc::Args),
+    /// Stream what happens to a segment: attaches, deaths, reclaims.
+    Events(events::Args),
+    /// Run a guest program on an entry reserved for it.
+    Spawn(spawn::Args),
     /// Reclaim the entries of guests whose process died.
     Reclaim(reclaim::Args),
     /// Show everything working end to end on a temporary segment.
@@ -113,6 +128,10 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Inspect(args) => inspect::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Detach(args) => detach::run(args),
+        Command::Ls(args) => ls::run(args),
+        Command::Gc(args) => gc::run(args),
+        Command::Events(args) => events::run(args),
+        Command::Spawn(args) => spawn::run(args),
         Command::Reclaim(args) => reclaim::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),

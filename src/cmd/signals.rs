@@ -66,6 +66,20 @@ pub fn terminate_requested() -> bool {
     received().is_some()
 }
 
+/// Sleeps for `duration`, looking for a termination signal every 100 ms;
+/// true if one came.
+pub fn sleep_unless_signalled(duration: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < duration {
+        if terminate_requested() {
+            return true;
+        }
+        let left = duration.saturating_sub(start.elapsed());
+        std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
+    }
+    terminate_requested()
+}
+
 /// The name of a termination signal, for messages.
 pub fn name(signal: i32) -> &'static str {
     match signal {

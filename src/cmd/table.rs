@@ -21,9 +21,15 @@ pub fn new<T: Into<Cell>>(header: impl IntoIterator<Item = T>) -> Table {
 
 /// Lays `table` out for where it is going (see the module docs), then
 /// prints it.
-pub fn print(mut table: Table) -> anyhow::Result<()> {
+pub fn print(table: Table) -> anyhow::Result<()> {
+    print_line(render(table))
+}
+
+/// Lays `table` out for where it is going (see the module docs) and
+/// renders it.
+pub fn render(mut table: Table) -> String {
     fit(&mut table);
-    print_line(table)
+    table.to_string()
 }
 
 /// Chooses the layout: fitted to the terminal when it is wide enough to

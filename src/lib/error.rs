@@ -202,6 +202,20 @@ pub enum Error {
         /// The guest.
         peer_id: u8,
     },
+    /// An environment variable the library reads is missing or malformed.
+    #[error("{var} {reason}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The operation is not possible on this kind of segment.
+    #[error("{what}")]
+    Unsupported {
+        /// What cannot be done, and why.
+        what: &'static str,
+    },
     /// Waiting ran out of time (retryable).
     #[error("timed out")]
     Timeout,

@@ -293,18 +293,24 @@ impl ShmHost {
     /// shm[impl shm.peer.reserve]
     pub fn reserve_peer(&mut self) -> Result<PeerId> {
         for p in self.seg.layout.guests() {
-            if self
-                .seg
-                .peer(p)
-                .transition(PeerState::Empty, PeerState::Reserved)?
-            {
-                self.seg.peer(p).set_holder(None, false)?;
+            if self.try_reserve(p)? {
                 return Ok(p);
             }
         }
         Err(Error::HubFull {
             max_guests: self.seg.layout.config.max_guests,
         })
+    }
+
+    /// Moves entry `p` from Empty to Reserved; false if it was not Empty.
+    pub(crate) fn try_reserve(&mut self, p: PeerId) -> Result<bool> {
+        let p = self.seg.guest_id(p)?;
+        let peer = self.seg.peer(p);
+        if !peer.transition(PeerState::Empty, PeerState::Reserved)? {
+            return Ok(false);
+        }
+        peer.set_holder(None, false)?;
+        Ok(true)
     }
 
     /// Returns a Reserved entry to Empty (the guest was never started).

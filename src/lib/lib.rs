@@ -98,6 +98,7 @@ mod remove;
 #[doc(hidden)]
 pub mod ring;
 mod segment;
+mod spawn;
 pub(crate) mod sync;
 #[doc(hidden)]
 pub mod sys;
@@ -131,5 +132,6 @@ pub use region::{HeapRegion, Region, RegionError};
 pub use remove::{RemoveOptions, RemoveReport, remove_segment, remove_unused_segment};
 pub use ring::RingState;
 pub use segment::ShmBacking;
+pub use spawn::{PEER_ID_ENV, SEGMENT_ENV, SpawnTicket};
 pub use wait::WaitStrategy;
 pub use zerocopy::{Received, SlotLoan};

@@ -1,0 +1,156 @@
+//! `shmhub events`: a stream of what happens to a segment (guests
+//! attaching, leaving, dying, entries reserved and reclaimed, the host
+//! leaving or dying, the file removed), one line per event.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shmhub::{Event, FileIdentity, Look};
+
+use super::common::{parse_duration, print_line, seg_err};
+use super::{Outcome, segment_path, signals};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub events demo                        # until Ctrl-C
+  shmhub events demo --json | jq -c 'select(.event == \"holder_died\")'
+  shmhub events demo --count 1 --timeout 30s   # wait for the next event (exit 3 if none)";
+
+/// Arguments of `shmhub events`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// How often to look at the segment.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DUR")]
+    pub interval: Duration,
+    /// Stop after this many events (exit 0).
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop when this long passes without an event (exit 3).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR")]
+    pub timeout: Option<Duration>,
+    /// Print one JSON object per event.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub events`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    if args.count == Some(0) {
+        crate::usage!("--count must be at least 1");
+    }
+    if args.interval.is_zero() {
+        crate::usage!("--interval must be more than 0");
+    }
+    signals::catch_termination();
+    signals::guard_sigbus(&path);
+    let first = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
+    let identity = identity_of(&path);
+    let mut before = Look::of(&first);
+    let mut told = 0u64;
+    let mut last_event = Instant::now();
+    loop {
+        if signals::sleep_unless_signalled(args.interval) {
+            // A signal is the way to end a stream: not an error.
+            return Ok(Outcome::Done);
+        }
+        let after = match look_again(&path, identity) {
+            Some(report) => Look::of(&report?),
+            None => {
+                tell(&path, Event::Removed, args.json)?;
+                return Ok(Outcome::Done);
+            }
+        };
+        for event in shmhub::changes(&before, &after) {
+            tell(&path, event, args.json)?;
+            told += 1;
+            last_event = Instant::now();
+            if args.count == Some(told) {
+                return Ok(Outcome::Done);
+            }
+        }
+        before = after;
+        if args.timeout.is_some_and(|t| last_event.elapsed() >= t) {
+            return Ok(Outcome::TimedOut);
+        }
+    }
+}
+
+
+fn identity_of(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| FileIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+}
+
+/// Looks at the segment again; `None` once the file at the path is gone
+/// or is another file.
+fn look_again(
+    path: &Path,
+    identity: Option<FileIdentity>,
+) -> Option<anyhow::Result<shmhub::SegmentReport>> {
+    if identity_of(path) != identity {
+        return None;
+    }
+    match shmhub::inspect_path(path) {
+        Err(shmhub::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+            None
+        }
+        other => Some(other.map_err(|e| seg_err(path, e))),
+    }
+}
+
+/// Prints one event, with the time it was seen.
+fn tell(path: &Path, event: Event, as_json: bool) -> anyhow::Result<()> {
+    let now = shmhub::sys::unix_ns();
+    if as_json {
+        let mut value = json!(event);
+        value["time_unix_ms"] = json!(now / 1_000_000);
+        value["segment"] = json!(path);
+        return print_line(value);
+    }
+    print_line(format_args!("{} {}", clock(now), describe(event)))
+}
+
+/// `hh:mm:ss.mmm` (UTC) of a Unix time in ns.
+fn clock(unix_ns: u64) -> String {
+    let ms = unix_ns / 1_000_000;
+    let secs = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000
+    )
+}
+
+/// An event in words.
+pub fn describe(event: Event) -> String {
+    match event {
+        Event::Attached { peer, pid: 0, .. } => format!("peer {peer} attached (scripted)"),
+        Event::Attached { peer, pid, .. } => format!("peer {peer} attached (pid {pid})"),
+        Event::Detached { peer } => format!("peer {peer} detached"),
+        Event::SaidGoodbye { peer } => {
+            format!("peer {peer} said goodbye (the host has its messages to read)")
+        }
+        Event::Reserved { peer } => format!("peer {peer} reserved by the host"),
+        Event::Released { peer } => format!("peer {peer} released (never attached)"),
+        Event::HolderDied { peer, pid } => format!("peer {peer} died (pid {pid})"),
+        Event::HolderStale { peer, pid } => {
+            format!("peer {peer} stale (pid {pid} runs but stopped beating)")
+        }
+        Event::Reclaimed { peer } => format!("peer {peer} reclaimed"),
+        Event::HostLeft => "the host said goodbye".to_string(),
+        Event::HostDied { pid } => format!("the host died (pid {pid})"),
+        Event::Removed => "the segment was removed".to_string(),
+    }
+}

@@ -1,0 +1,67 @@
+//! `shmhub gc`: remove the segments nobody can use any more.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+use shmhub::Collected;
+
+use super::common::print_line;
+use super::ls::list_all;
+use super::Outcome;
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub gc --dry-run             # what would go
+  shmhub gc                       # remove them
+  shmhub gc /run/app --json";
+
+/// Arguments of `shmhub gc`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Directories to clean (default: the segment directory, $SHMHUB_SHM_DIR
+    /// or /dev/shm).
+    #[arg(value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Say what would be removed; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON document: {"removed":[paths],"kept":[{"path","reason"}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub gc`: removes every segment whose host is dead, absent or
+/// gone and whose guests are all dead or scripted, each only after looking
+/// again that nobody uses it. Files that are not segments are never
+/// touched.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let listing = list_all(&args.dirs)?;
+    let mut removed = Vec::new();
+    let mut kept = Vec::new();
+    for outcome in shmhub::collect_garbage(&listing, args.dry_run) {
+        match outcome {
+            Collected::Removed(report) => removed.push(report.path),
+            Collected::Kept { path, error } => kept.push((path, error.to_string())),
+        }
+    }
+    if args.json {
+        print_line(json!({
+            "dry_run": args.dry_run,
+            "removed": removed,
+            "kept": kept
+                .iter()
+                .map(|(path, reason)| json!({ "path": path, "reason": reason }))
+                .collect::<Vec<_>>(),
+        }))?;
+    } else {
+        let verb = if args.dry_run { "would remove" } else { "removed" };
+        for path in &removed {
+            print_line(format_args!("{verb} {}", path.display()))?;
+        }
+        for (path, reason) in &kept {
+            eprintln!("kept {}: {reason}", path.display());
+        }
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,182 @@
+//! `shmhub ls`: every segment on the machine (or in the directories
+//! given), with host and guest liveness, messages queued and slots in use.
+
+use std::path::PathBuf;
+
+use comfy_table::{Cell, CellAlignment};
+use serde_json::json;
+use shmhub::{HostStatus, Listing, SegmentSummary};
+
+use super::common::{human_bytes, print_line};
+use super::{Outcome, table};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub ls                       # segments in /dev/shm (or $SHMHUB_SHM_DIR)
+  shmhub ls --dead                # only those whose host is dead or absent
+  shmhub ls /run/app --json | jq -r '.segments[].path'";
+
+/// Arguments of `shmhub ls`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Directories to list (default: the segment directory, $SHMHUB_SHM_DIR
+    /// or /dev/shm).
+    #[arg(value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Only segments whose host is dead or absent.
+    #[arg(long)]
+    pub dead: bool,
+    /// Name every file that was not listed, and why.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The directories to look in: those given, or the segment directory.
+pub fn directories(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    if dirs.is_empty() {
+        vec![shmhub::shm_dir()]
+    } else {
+        dirs.to_vec()
+    }
+}
+
+/// Lists every directory of `dirs` into one listing.
+pub fn list_all(dirs: &[PathBuf]) -> anyhow::Result<Listing> {
+    let mut all = Listing::default();
+    for dir in directories(dirs) {
+        let listing = shmhub::list_segments(&dir)?;
+        all.segments.extend(listing.segments);
+        all.unlisted.extend(listing.unlisted);
+    }
+    Ok(all)
+}
+
+/// Runs `shmhub ls`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let mut listing = list_all(&args.dirs)?;
+    if args.dead {
+        listing
+            .segments
+            .retain(|s| matches!(s.host, HostStatus::Dead | HostStatus::NoProcess));
+    }
+    if args.json {
+        print_line(json!({
+            "segments": listing.segments.iter().map(summary_json).collect::<Vec<_>>(),
+            "unlisted": listing.unlisted,
+        }))?;
+        return Ok(Outcome::Done);
+    }
+    if !listing.segments.is_empty() {
+        print_table(&listing.segments)?;
+    } else {
+        eprintln!("no segments");
+    }
+    if !listing.unlisted.is_empty() {
+        if args.verbose {
+            for u in &listing.unlisted {
+                eprintln!("not listed: {}: {}", u.path.display(), u.reason);
+            }
+        } else {
+            eprintln!(
+                "{} other file(s) not listed (not segments, not readable, or not ready); --verbose names them",
+                listing.unlisted.len()
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// One segment as JSON.
+fn summary_json(s: &SegmentSummary) -> serde_json::Value {
+    json!({
+        "path": s.path,
+        "size": s.size,
+        "age_s": age_secs(s),
+        "host": s.host,
+        "host_pid": s.host_pid,
+        "guests": s.guests,
+        "queued": s.queued,
+        "slots_used": s.slots_used,
+        "slots_total": s.slots_total,
+        "orphaned": s.is_orphaned(),
+    })
+}
+
+fn age_secs(s: &SegmentSummary) -> u64 {
+    shmhub::sys::unix_ns().saturating_sub(s.created_unix_ns) / 1_000_000_000
+}
+
+/// An age as people read it: `42s`, `17m`, `3h`, `5d`.
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// The host column: `alive (pid 42)`, `dead (pid 42)`, `none`, `goodbye`.
+fn host_text(s: &SegmentSummary) -> String {
+    match s.host {
+        HostStatus::Alive => format!("alive (pid {})", s.host_pid),
+        HostStatus::Dead => format!("dead (pid {})", s.host_pid),
+        HostStatus::NoProcess => "none".to_string(),
+        HostStatus::Gone => "goodbye".to_string(),
+    }
+}
+
+/// The guests column: the non-zero counts, `2 live, 1 dead`, or `-`.
+fn guests_text(s: &SegmentSummary) -> String {
+    let g = &s.guests;
+    let parts: Vec<String> = [
+        (g.live, "live"),
+        (g.dead, "dead"),
+        (g.stale, "stale"),
+        (g.scripted, "scripted"),
+        (g.reserved, "reserved"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    if parts.is_empty() {
+        "-".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
+    let mut t = table::new(["segment", "size", "age", "host", "guests", "queued", "slots"]);
+    for s in segments {
+        t.add_row(vec![
+            Cell::new(s.path.display()),
+            Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
+            Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),
+            Cell::new(host_text(s)),
+            Cell::new(guests_text(s)),
+            Cell::new(s.queued).set_alignment(CellAlignment::Right),
+            Cell::new(format!("{}/{}", s.slots_used, s.slots_total))
+                .set_alignment(CellAlignment::Right),
+        ]);
+    }
+    table::print(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(human_age(5), "5s");
+        assert_eq!(human_age(600), "10m");
+        assert_eq!(human_age(3 * 3600), "3h");
+        assert_eq!(human_age(9 * 86400), "9d");
+    }
+}

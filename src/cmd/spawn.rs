@@ -1,0 +1,142 @@
+//! `shmhub spawn`: run a real guest program under a segment, on an entry
+//! reserved for it.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use shmhub::{HolderStatus, PeerState, ShmHost, SpawnTicket};
+
+use super::common::{WAIT_SLICE, parse_duration, parse_peer_id, seg_err};
+use super::{Outcome, segment_path, signals};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub spawn demo -- ./plugin --verbose
+  shmhub spawn demo --peer-id 3 -- ./plugin --segment {segment} --peer {peer}
+  shmhub spawn demo --attach-timeout 30s -- python3 plugin.py";
+
+/// Arguments of `shmhub spawn`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// Reserve this entry (it must be empty) instead of the first empty one.
+    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
+    pub peer_id: Option<u8>,
+    /// How long the program has to attach before its reservation is given
+    /// back (it keeps running).
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
+    pub attach_timeout: Duration,
+    /// The program and its arguments; `{segment}` and `{peer}` in them are
+    /// replaced by the segment's absolute path and the entry's id.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Runs `shmhub spawn`: reserves an entry, runs the program with
+/// `SHMHUB_SEGMENT` and `SHMHUB_PEER_ID` in its environment, waits for it
+/// and exits with its status (128 + N if signal N ended it). A reservation
+/// the program never claims is given back; an entry whose program died
+/// while attached is reclaimed.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    signals::guard_sigbus(&path);
+    let mut host = ShmHost::open(&path).map_err(|e| seg_err(&path, e))?;
+    let ticket = match args.peer_id {
+        Some(id) => host.spawn_ticket_with_id(id),
+        None => host.spawn_ticket(),
+    }
+    .map_err(|e| seg_err(&path, e))?;
+    let peer = ticket.peer_id();
+    let (program, rest) = args
+        .command
+        .split_first()
+        .expect("clap requires a command");
+    let child = Command::new(program)
+        .args(rest.iter().map(|arg| fill_in(arg, &ticket)))
+        .envs(ticket.env())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        // The ticket drops here: the reservation goes back.
+        Err(e) => anyhow::bail!(
+            "{}: cannot run {}: {e} (entry {peer} released)",
+            path.display(),
+            Path::new(program).display()
+        ),
+    };
+    signals::catch_termination();
+    let status = supervise(&mut child, ticket, &mut host, &path, args.attach_timeout)?;
+    Ok(match (status.code(), status.signal()) {
+        (Some(0), _) => Outcome::Done,
+        (Some(code), _) => Outcome::Exit(code),
+        (None, Some(signal)) => Outcome::Exit(128 + signal),
+        (None, None) => Outcome::Exit(1),
+    })
+}
+
+/// Replaces `{segment}` and `{peer}` in one argument.
+fn fill_in(arg: &OsString, ticket: &SpawnTicket) -> OsString {
+    match arg.to_str() {
+        Some(text) if text.contains("{segment}") || text.contains("{peer}") => text
+            .replace("{segment}", &ticket.segment().display().to_string())
+            .replace("{peer}", &ticket.peer_id().to_string())
+            .into(),
+        _ => arg.clone(),
+    }
+}
+
+/// Waits for the child, passing termination signals on to it; gives the
+/// reservation back if the child does not claim it in time, and reclaims
+/// the entry if the child dies holding it.
+fn supervise(
+    child: &mut Child,
+    ticket: SpawnTicket,
+    host: &mut ShmHost,
+    path: &Path,
+    attach_timeout: Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let peer = ticket.peer_id();
+    let started = Instant::now();
+    let mut ticket = Some(ticket);
+    let mut forwarded = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if let Some(signal) = signals::received().filter(|_| !forwarded) {
+            forwarded = true;
+            // SAFETY: kill only sends a signal to the child we started and
+            // have not reaped (try_wait above saw it running).
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        }
+        if let Some(t) = &ticket {
+            if t.claimed().map_err(|e| seg_err(path, e))? {
+                ticket = None;
+            } else if started.elapsed() >= attach_timeout {
+                eprintln!(
+                    "{}: the program did not attach within {attach_timeout:?}; entry {peer} released",
+                    path.display()
+                );
+                ticket = None;
+            }
+        }
+        std::thread::sleep(WAIT_SLICE.min(Duration::from_millis(20)));
+    };
+    // Not attached: dropping the ticket gives the reservation back.
+    drop(ticket);
+    let entry = host.peers().map_err(|e| seg_err(path, e))?[usize::from(peer) - 1];
+    if entry.state == PeerState::Attached
+        && host.holder_status(peer).map_err(|e| seg_err(path, e))? == HolderStatus::Dead
+    {
+        let report = host.reclaim_dead_report().map_err(|e| seg_err(path, e))?;
+        if report.reclaimed.contains(&peer) {
+            eprintln!("{}: the program died attached; entry {peer} reclaimed", path.display());
+        }
+    }
+    Ok(status)
+}

@@ -1,0 +1,117 @@
+//! `shmhub inspect SEGMENT --watch`: the tables redrawn every interval,
+//! with messages per second on each ring and the holder changes since the
+//! last frame; JSON Lines when asked or when output is not a terminal.
+//!
+//! It only ever looks (read-only, like `inspect`), so watching changes
+//! nothing.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use shmhub::{Event, Look, SegmentReport};
+
+use super::Outcome;
+use super::common::{print_line, seg_err};
+use super::events::describe;
+use super::inspect::{Live, Part, tables, to_json};
+use super::{signals, table};
+
+/// Watches the segment at `path` until a termination signal (exit 0), its
+/// removal (exit 0, with a note) or an error (exit 1).
+pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Result<Outcome> {
+    if interval.is_zero() {
+        crate::usage!("--interval must be more than 0");
+    }
+    signals::catch_termination();
+    let terminal = std::io::stdout().is_terminal();
+    let as_json = json || !terminal;
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let mut previous: Option<(SegmentReport, Instant)> = None;
+    loop {
+        let report = match shmhub::inspect_path(path) {
+            Ok(report) => report,
+            Err(shmhub::Error::Io { cause, .. })
+                if cause.kind() == std::io::ErrorKind::NotFound && previous.is_some() =>
+            {
+                eprintln!("{}: the segment was removed", path.display());
+                return Ok(Outcome::Done);
+            }
+            Err(e) => return Err(seg_err(path, e)),
+        };
+        let now = Instant::now();
+        let (rates, changes) = match &previous {
+            Some((before, at)) => (
+                rates(before, &report, now.duration_since(*at)),
+                shmhub::changes(&Look::of(before), &Look::of(&report)),
+            ),
+            None => (vec![(0.0, 0.0); report.peers.len()], Vec::new()),
+        };
+        if as_json {
+            print_line(frame_json(&report, &rates, &changes))?;
+        } else {
+            draw(&report, all, Live { rates, colour }, &changes)?;
+        }
+        previous = Some((report, now));
+        if signals::sleep_unless_signalled(interval) {
+            return Ok(Outcome::Done);
+        }
+    }
+}
+
+/// Messages per second on each guest's two rings (to the host, to the
+/// guest), from how far each tail moved in `elapsed`.
+fn rates(before: &SegmentReport, after: &SegmentReport, elapsed: Duration) -> Vec<(f64, f64)> {
+    let secs = elapsed.as_secs_f64().max(1e-3);
+    before
+        .peers
+        .iter()
+        .zip(&after.peers)
+        .map(|(b, a)| {
+            let moved = |x: u32, y: u32| f64::from(y.wrapping_sub(x)) / secs;
+            (
+                moved(b.to_host.tail, a.to_host.tail),
+                moved(b.to_guest.tail, a.to_guest.tail),
+            )
+        })
+        .collect()
+}
+
+/// One JSON Lines frame.
+fn frame_json(report: &SegmentReport, rates: &[(f64, f64)], changes: &[Event]) -> serde_json::Value {
+    let mut frame = to_json(report);
+    frame["time_unix_ms"] = json!(shmhub::sys::unix_ns() / 1_000_000);
+    frame["rates"] = rates
+        .iter()
+        .enumerate()
+        .map(|(i, (up, down))| json!({ "peer_id": i + 1, "to_host_per_s": up, "to_guest_per_s": down }))
+        .collect();
+    frame["changes"] = json!(changes);
+    frame
+}
+
+/// Redraws the terminal in place: cursor home, the frame, clear the rest.
+fn draw(report: &SegmentReport, all: bool, live: Live, changes: &[Event]) -> anyhow::Result<()> {
+    let mut text = String::from("\x1b[H");
+    for part in tables(report, all, Some(&live)) {
+        let block = match part {
+            Part::Table(t) => table::render(t),
+            Part::Note(note) => note,
+        };
+        // Each line clears what the last frame left to its right.
+        for line in block.lines() {
+            text.push_str(line);
+            text.push_str("\x1b[K\n");
+        }
+    }
+    for event in changes {
+        text.push_str(&format!("change: {}\x1b[K\n", describe(*event)));
+    }
+    text.push_str("\x1b[J");
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
