@@ -85,8 +85,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         signals::catch_termination();
         signals::guard_sigbus(&path);
     }
-    let mut host = ShmHost::create_with(&path, config, CreateOptions { mode })
-        .map_err(|e| seg_err(&path, e))?;
+    let mut host = ShmHost::create_with(
+        &path,
+        config,
+        CreateOptions {
+            mode,
+            ..CreateOptions::default()
+        },
+    )
+    .map_err(|e| seg_err(&path, e))?;
     // Persist before printing: a closed standard output must not cost the
     // segment that was just made.
     let host = if args.hold {
