@@ -7,7 +7,7 @@ use std::time::Duration;
 use shmhub::{ShmGuest, WaitStrategy};
 
 use super::common::{parse_peer_id, seg_err};
-use super::{Outcome, segment_path};
+use super::{Outcome, segment_path, signals};
 
 /// Arguments of `shmhub guest-echo`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +30,7 @@ pub fn parse_strategy(text: &str) -> Result<WaitStrategy, String> {
 /// Runs `shmhub guest-echo`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
+    signals::guard_sigbus(&path);
     let mut guest =
         ShmGuest::attach_path_with_id(&path, args.peer_id).map_err(|e| seg_err(&path, e))?;
     guest.set_wait_strategy(args.wait);

@@ -104,6 +104,10 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    // Whatever the command, a fault on a mapped file is reported, never
+    // died of; commands that map a segment name it with
+    // `signals::guard_sigbus` before mapping it.
+    signals::catch_faults();
     match cli.command {
         Command::Create(args) => create::run(args),
         Command::Attach(args) => attach::run(args),

@@ -14,6 +14,7 @@ mod create;
 mod dead_host;
 mod docs_flags;
 mod extra;
+mod full_fs;
 mod held;
 mod inspect;
 mod recv;
