@@ -328,6 +328,51 @@ fn inspect_reads_a_read_only_file_and_changes_nothing() {
 }
 
 // ---------------------------------------------------------------------------
+// Space on the file system
+// ---------------------------------------------------------------------------
+
+/// Blocks allocated to the file at `path`, in bytes.
+fn allocated(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+// A sparse segment has its header's page reserved (writing the header can
+// never fault); a preallocated one every page; a segment is usable either way.
+// shm[verify shm.file.create]
+#[test]
+fn preallocated_segments_have_every_page() {
+    let dir = tmp();
+    let config = SegmentConfig {
+        max_guests: 2,
+        slot_size: 4096,
+        slots_per_pool: 16,
+        max_payload: 4096,
+        ..SegmentConfig::default()
+    };
+    let sparse = dir.path().join("sparse.shm");
+    let host = ShmHost::create(&sparse, config).unwrap();
+    let len = host.layout().total_size;
+    assert!(allocated(&sparse) >= 4096, "the header's page is reserved");
+    assert!(allocated(&sparse) < len, "the rest is left sparse");
+
+    let full = dir.path().join("full.shm");
+    let options = shmhub::CreateOptions {
+        preallocate: true,
+        ..Default::default()
+    };
+    let mut host = ShmHost::create_with(&full, config, options).unwrap();
+    assert!(allocated(&full) >= len, "{} of {len}", allocated(&full));
+    let mut guest = ShmGuest::attach_path(&full).unwrap();
+    host.send(
+        guest.peer_id(),
+        shmhub::Frame::new(Default::default(), vec![7; 4096]),
+    )
+    .unwrap();
+    assert_eq!(guest.recv().unwrap().payload(), &[7; 4096][..]);
+}
+
+// ---------------------------------------------------------------------------
 // Platforms
 // ---------------------------------------------------------------------------
 

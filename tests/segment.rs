@@ -346,6 +346,7 @@ fn created_file_mode_is_0600_or_0660_on_request() {
     let _ha = ShmHost::create(&a, SegmentConfig::default()).unwrap();
     let opts = shmhub::CreateOptions {
         mode: FileMode::OwnerAndGroup,
+        ..Default::default()
     };
     let _hb = ShmHost::create_with(&b, SegmentConfig::default(), opts).unwrap();
     assert_eq!(

@@ -42,9 +42,9 @@ pub struct Args {
 /// Runs `shmhub attach`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
+    signals::guard_sigbus(&path);
     if args.hold {
         signals::catch_termination();
-        signals::guard_sigbus(&path);
     }
     let mut guest = match args.peer_id {
         Some(id) => ShmGuest::attach_path_with_id(&path, id).map_err(|e| seg_err(&path, e))?,

@@ -84,6 +84,11 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
         E::Io { path, cause } if cause.kind() == std::io::ErrorKind::PermissionDenied => {
             anyhow!("{}: {cause}{}", path.display(), who_may_use(&path))
         }
+        E::NoSpace { path, needed } => anyhow!(
+            "{}: no space left on the file system for {}",
+            path.display(),
+            human_bytes(needed)
+        ),
         E::Io { .. }
         | E::Symlink { .. }
         | E::NotAFile { .. }
@@ -128,6 +133,67 @@ fn account_name(database: &str, id: u32) -> String {
             })
         })
         .unwrap_or(id_text)
+}
+
+/// What is already at a path where a segment was to be created.
+pub struct Existing {
+    /// In words, following "PATH: already exists": `: a segment whose
+    /// host (pid 7) is alive`, ` and is not a regular file`, ...
+    pub what: String,
+    /// The `shmhub rm` that removes it, if it is a segment (one that
+    /// `create --force` replaces); `None`: shmhub never deletes it.
+    pub rm: Option<&'static str>,
+}
+
+/// Looks at what is at `path` (read-only, never blocking): a segment, and
+/// whether its host lives; a damaged segment; or something that is not a
+/// segment at all.
+pub fn existing(path: &Path) -> Existing {
+    use shmhub::{Error as E, HostStatus};
+    let (what, rm) = match shmhub::inspect_path(path) {
+        Ok(report) => {
+            let pid = report.header.host_pid;
+            let host = match report.host {
+                HostStatus::Alive => format!("whose host (pid {pid}) is alive"),
+                HostStatus::Dead => format!("whose host (pid {pid}) is dead"),
+                HostStatus::Gone => "whose host has left (goodbye)".to_string(),
+                HostStatus::NoProcess => "with no host process (a plain create)".to_string(),
+            };
+            (format!(": a segment {host}"), Some("rm"))
+        }
+        Err(e @ (E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. })) => {
+            (format!(": a damaged segment ({e})"), Some("rm --force"))
+        }
+        Err(E::Symlink { .. }) => (" and is a symbolic link".to_string(), None),
+        Err(E::NotAFile { .. }) => (" and is not a regular file".to_string(), None),
+        Err(E::TooSmall { len, .. }) => (
+            format!(" and is not a shmhub segment (a file of {len} bytes)"),
+            None,
+        ),
+        Err(e @ (E::NotASegment { .. } | E::NotReady)) => {
+            (format!(" and is not a shmhub segment ({e})"), None)
+        }
+        Err(E::Io { cause, .. }) => (format!(" ({cause})"), None),
+        Err(e) => (format!(" ({e})"), None),
+    };
+    Existing { what, rm }
+}
+
+/// The error for a path that a new segment cannot be created at because
+/// something is already there: what that is (see [`existing`]), then what
+/// to do: for `create`, `--force` and `rm` where they apply; for the
+/// commands that make a segment of their own, another name.
+pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
+    let shown = path.display();
+    let Existing { what, rm } = existing(path);
+    let advice = match (create, rm) {
+        (true, Some(rm)) => format!(
+            "--force replaces it (asking its host and guests to leave), `shmhub {rm} {shown}` removes it"
+        ),
+        (true, None) => "it is never replaced, not even with --force".to_string(),
+        (false, _) => "choose another --segment".to_string(),
+    };
+    anyhow!("{shown}: already exists{what}; {advice}")
 }
 
 /// Like [`seg_err`], for a command that waited up to its `--timeout`: a
@@ -316,7 +382,7 @@ pub fn spinner(what: &str) -> ProgressBar {
 
 /// Human form of a byte count: `512 B`, `4.0 KiB`, `37.1 MiB`.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut value = n as f64;
     let mut unit = 0;
     while value >= 1024.0 && unit < UNITS.len() - 1 {

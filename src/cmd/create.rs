@@ -3,11 +3,16 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use serde_json::json;
-use shmhub::{CreateOptions, FileMode, Frame, HolderStatus, RemoveOptions, SegmentConfig, ShmHost};
+use shmhub::{
+    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, RemoveOptions, SegmentConfig,
+    ShmHost, sys,
+};
 
-use super::common::{Role, human_bytes, parse_size_u32, print_line, seg_err};
+use super::common::{
+    Role, UsageError, already_exists, existing, human_bytes, parse_size_u32, print_line, seg_err,
+};
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::{Outcome, segment_path, signals};
@@ -16,7 +21,8 @@ const EXAMPLES: &str = "\
 Examples:
   shmhub create demo
   shmhub create /dev/shm/app.shm --max-guests 4 --slot-size 1MiB --slots 16
-  shmhub create demo --force --hold        # replace, then serve until Ctrl-C";
+  shmhub create demo --force --hold        # replace, then serve until Ctrl-C
+  shmhub create big --slot-size 1MiB --preallocate   # reserve every page now";
 
 /// Arguments of `shmhub create`.
 #[derive(Debug, clap::Args)]
@@ -48,6 +54,16 @@ pub struct Args {
     /// Replace an existing segment (never a file that is not one).
     #[arg(long)]
     pub force: bool,
+    /// Create the segment even if it is larger than the free space of its
+    /// file system (its pages are allocated as they are first touched; one
+    /// touched when the space has run out cannot be, and the command
+    /// touching it fails).
+    #[arg(long, conflicts_with = "preallocate")]
+    pub sparse: bool,
+    /// Reserve every page of the segment now (fallocate), so that no later
+    /// write can fail for want of space; fails if it does not fit.
+    #[arg(long)]
+    pub preallocate: bool,
     /// Stay running as the host until SIGINT, SIGTERM or SIGHUP (or `rm`):
     /// print what guests send, reclaim dead guests, then say goodbye and
     /// delete the file.
@@ -72,21 +88,55 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     // Refuse a bad configuration before touching any file.
     let layout = config
         .layout()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| invalid_config(&config, args.max_payload.is_some(), e))?;
     let mode = if args.mode == "660" {
         FileMode::OwnerAndGroup
     } else {
         FileMode::OwnerOnly
     };
-    if args.force {
-        replace_existing(&path)?;
+    // A file already there is looked at (and, with --force, mapped to ask
+    // its users to leave): a fault on it names it.
+    signals::guard_sigbus(&path);
+    // What is in the way is said first (a file --force would not replace
+    // either), then whether the segment fits.
+    if std::fs::symlink_metadata(&path).is_ok() && !(args.force && existing(&path).rm.is_some()) {
+        return Err(already_exists(&path, true));
     }
+    if !args.sparse && !args.preallocate {
+        check_free_space(&path, layout.total_size, args.force)?;
+    }
+    let replaced = args.force && replace_existing(&path)?;
     if args.hold {
         signals::catch_termination();
+    }
+    // Now the new file, which does not exist yet.
+    signals::guard_sigbus(&path);
+    let options = CreateOptions {
+        mode,
+        preallocate: args.preallocate,
+    };
+    let mut host = ShmHost::create_with(&path, config, options).map_err(|e| {
+        let e = match e {
+            shmhub::Error::Io { cause, .. }
+                if cause.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                already_exists(&path, true)
+            }
+            shmhub::Error::NoSpace { needed, .. } => no_space(&path, needed, args.preallocate),
+            e => seg_err(&path, e),
+        };
+        if replaced {
+            anyhow!("{e:#} (the segment --force replaced was removed)")
+        } else {
+            e
+        }
+    })?;
+    if args.hold {
+        // The held host deletes its file when it ends, by a fault too.
+        signals::guard_sigbus_owned(&path);
+    } else {
         signals::guard_sigbus(&path);
     }
-    let mut host = ShmHost::create_with(&path, config, CreateOptions { mode })
-        .map_err(|e| seg_err(&path, e))?;
     // Persist before printing: a closed standard output must not cost the
     // segment that was just made.
     let host = if args.hold {
@@ -131,10 +181,151 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
 }
 
-/// Removes an existing segment at `path` so that it can be created anew.
-fn replace_existing(path: &Path) -> anyhow::Result<()> {
+/// A configuration the library cannot lay out, as a usage error (exit 2)
+/// naming the flag and its value as given, sizes in binary units.
+/// `payload_given`: whether `--max-payload` was (else it is the slot size).
+fn invalid_config(config: &SegmentConfig, payload_given: bool, e: LayoutError) -> anyhow::Error {
+    let message = match e.field {
+        "max_guests" => format!(
+            "--max-guests {}: must be from 1 to {}",
+            e.value,
+            shmhub::MAX_GUESTS
+        ),
+        "ring_capacity" => format!(
+            "--ring-size {}: must be a power of two from 2 to {}",
+            e.value,
+            shmhub::MAX_RING_CAPACITY
+        ),
+        "slot_size" => format!(
+            "--slot-size {}: must be a multiple of {} bytes from {} B to {}",
+            size_value(e.value),
+            shmhub::MIN_SLOT_SIZE,
+            shmhub::MIN_SLOT_SIZE,
+            human_bytes(shmhub::MAX_SLOT_SIZE.into())
+        ),
+        "slots_per_pool" => format!(
+            "--slots {}: must be from 1 to {}",
+            e.value,
+            shmhub::MAX_SLOTS_PER_POOL
+        ),
+        "max_payload" if payload_given => format!(
+            "--max-payload {}: must be from 1 byte to the slot size ({})",
+            size_value(e.value),
+            human_bytes(config.slot_size.into())
+        ),
+        "heartbeat_interval_ms" => format!("--heartbeat-ms {}: {}", e.value, e.reason),
+        "total_size" => {
+            // The pools are nearly all of it: max-guests + 1 of them, each
+            // slots x slot-size bytes (every factor was checked above, so
+            // this cannot overflow). The layout's own total may have.
+            let pools = (u64::from(config.max_guests) + 1)
+                * u64::from(config.slots_per_pool)
+                * u64::from(config.slot_size);
+            let size = if e.value == u64::MAX {
+                format!("more than {}", human_bytes(pools))
+            } else {
+                human_bytes(e.value)
+            };
+            format!(
+                "--max-guests {}, --slots {} and --slot-size {}: the segment would be {size} \
+                 (max-guests + 1 pools of slots x slot-size), over the {} limit",
+                config.max_guests,
+                config.slots_per_pool,
+                size_value(config.slot_size.into()),
+                human_bytes(shmhub::MAX_TOTAL_SIZE)
+            )
+        }
+        field => format!("{field} = {}: {}", e.value, e.reason),
+    };
+    anyhow::Error::new(UsageError(message))
+}
+
+/// A size flag's value: as a plain number below 1 KiB (as it was most
+/// likely typed), else in binary units, with the exact bytes when the
+/// units round it.
+fn size_value(bytes: u64) -> String {
+    if bytes < 1024 {
+        return bytes.to_string();
+    }
+    let unit = 1u64 << (10 * (bytes.ilog2() / 10));
+    if bytes % unit == 0 {
+        human_bytes(bytes)
+    } else {
+        format!("{} ({bytes} bytes)", human_bytes(bytes))
+    }
+}
+
+/// Refuses a segment larger than the free space of the file system it
+/// would live on (see [`short_of_space`]). A segment that `--force`
+/// replaces gives its own space back first.
+fn check_free_space(path: &Path, size: u64, replacing: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mut reclaimable = 0;
+    if replacing {
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if meta.file_type().is_file() {
+                reclaimable = meta.blocks().saturating_mul(512);
+            }
+        }
+    }
+    if let Some(free) = short_of_space(path, size, reclaimable) {
+        bail!(
+            "{}: the segment would be {}, more than the {} free on its file system; \
+             a command touching a page beyond the free space would fail: make it smaller \
+             (--max-guests, --slots, --slot-size), free some space, or create it anyway with --sparse",
+            path.display(),
+            human_bytes(size),
+            human_bytes(free),
+        );
+    }
+    Ok(())
+}
+
+/// The directory a segment file at `path` lives in.
+fn directory_of(path: &Path) -> std::path::PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
+}
+
+/// The free space of the file system a segment of `size` bytes would be
+/// created on at `path`, if the segment is larger than that (counting
+/// `reclaimable` bytes that creating it frees first); `None` if it fits or
+/// the free space cannot be told. A sparse segment larger than its free
+/// space cannot have all its pages: the first one touched after the space
+/// has run out faults (SIGBUS) in whichever process touches it.
+fn short_of_space(path: &Path, size: u64, reclaimable: u64) -> Option<u64> {
+    let free = shmhub::sys::available_space(&directory_of(path))
+        .ok()?
+        .saturating_add(reclaimable);
+    (size > free).then_some(free)
+}
+
+/// The file system had too little space for what creation reserves (the
+/// whole segment with `--preallocate`, else its first page); the library
+/// removed the file again.
+fn no_space(path: &Path, needed: u64, preallocate: bool) -> anyhow::Error {
+    let free = sys::available_space(&directory_of(path))
+        .map(|free| format!("{} free", human_bytes(free)))
+        .unwrap_or_else(|_| "free space unknown".to_string());
+    let what = if preallocate {
+        "--preallocate reserves all of it"
+    } else {
+        "its first page"
+    };
+    anyhow!(
+        "{}: no space left on the file system for {} ({what}; {free}); nothing was created",
+        path.display(),
+        human_bytes(needed)
+    )
+}
+
+/// Removes an existing segment at `path` so that it can be created anew;
+/// returns whether there was one.
+fn replace_existing(path: &Path) -> anyhow::Result<bool> {
     match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e).with_context(|| format!("{}", path.display())),
         Ok(meta) if meta.file_type().is_symlink() => {
             bail!(
@@ -150,7 +341,7 @@ fn replace_existing(path: &Path) -> anyhow::Result<()> {
             shmhub::remove_segment(path, options, &mut |_| {})
                 .map_err(|e| seg_err(path, e))
                 .with_context(|| "refusing to replace it")?;
-            Ok(())
+            Ok(true)
         }
     }
 }

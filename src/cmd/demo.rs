@@ -5,10 +5,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
+use shmhub::{CreateOptions, Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
 
-use super::common::{human_bytes, print_line, seg_err};
-use super::{Outcome, inspect};
+use super::common::{already_exists, human_bytes, print_line, seg_err};
+use super::{Outcome, inspect, signals};
 
 /// Arguments of `shmhub demo`.
 #[derive(Debug, clap::Args)]
@@ -40,7 +40,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         max_guests: 4,
         ..SegmentConfig::default()
     };
-    let mut host = ShmHost::create(&path, config).map_err(|e| seg_err(&path, e))?;
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Err(already_exists(&path, false));
+    }
+    // Reserve every page: a file system without room for the demo fails
+    // here, before the guest process starts, instead of faulting later.
+    let options = CreateOptions {
+        preallocate: true,
+        ..CreateOptions::default()
+    };
+    signals::guard_sigbus(&path);
+    let mut host = ShmHost::create_with(&path, config, options).map_err(|e| seg_err(&path, e))?;
+    signals::guard_sigbus_owned(&path);
     print_line(format_args!(
         "1. created {} ({}) as host, pid {}",
         path.display(),

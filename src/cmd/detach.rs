@@ -4,7 +4,7 @@ use serde_json::json;
 use shmhub::ShmGuest;
 
 use super::common::{parse_peer_id, print_line, seg_err};
-use super::{Outcome, segment_path};
+use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -29,6 +29,7 @@ pub struct Args {
 /// Runs `shmhub detach`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
+    signals::guard_sigbus(&path);
     ShmGuest::release(&path, args.peer_id).map_err(|e| seg_err(&path, e))?;
     if args.json {
         print_line(json!({ "detached": args.peer_id }))?;

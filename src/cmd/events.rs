@@ -80,15 +80,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
 }
 
-
 fn identity_of(path: &Path) -> Option<FileIdentity> {
     use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path)
-        .ok()
-        .map(|m| FileIdentity {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+    std::fs::symlink_metadata(path).ok().map(|m| FileIdentity {
+        dev: m.dev(),
+        ino: m.ino(),
+    })
 }
 
 /// Looks at the segment again; `None` once the file at the path is gone

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use serde_json::json;
 use shmhub::Collected;
 
+use super::Outcome;
 use super::common::print_line;
 use super::ls::list_all;
-use super::Outcome;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -55,7 +55,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .collect::<Vec<_>>(),
         }))?;
     } else {
-        let verb = if args.dry_run { "would remove" } else { "removed" };
+        let verb = if args.dry_run {
+            "would remove"
+        } else {
+            "removed"
+        };
         for path in &removed {
             print_line(format_args!("{verb} {}", path.display()))?;
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use shmhub::{ShmGuest, WaitStrategy};
 
 use super::common::{parse_peer_id, seg_err};
-use super::{Outcome, segment_path};
+use super::{Outcome, segment_path, signals};
 
 /// Arguments of `shmhub guest-echo`.
 #[derive(Debug, clap::Args)]
@@ -35,13 +35,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (mut guest, path) = match (&args.segment, args.peer_id) {
         (Some(segment), Some(peer_id)) => {
             let path = segment_path(segment)?;
-            let guest = ShmGuest::attach_path_with_id(&path, peer_id)
-                .map_err(|e| seg_err(&path, e))?;
+            signals::guard_sigbus(&path);
+            let guest =
+                ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
             (guest, path)
         }
         _ => {
             let guest = ShmGuest::attach_from_env()?;
             let path = guest.path().map(Path::to_path_buf).unwrap_or_default();
+            signals::guard_sigbus(&path);
             (guest, path)
         }
     };

@@ -106,7 +106,7 @@ fn fill(ring: &RingState) -> String {
 pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
     for part in tables(r, all, None) {
         match part {
-            Part::Table(t) => table::print(t)?,
+            Part::Table(t) => table::print(*t)?,
             Part::Note(note) => print_line(note)?,
         }
     }
@@ -116,7 +116,7 @@ pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
 /// A piece of `inspect`'s output.
 pub enum Part {
     /// A table, laid out when printed.
-    Table(comfy_table::Table),
+    Table(Box<comfy_table::Table>),
     /// A line of text.
     Note(String),
 }
@@ -187,7 +187,7 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
     for (k, v) in rows {
         header.add_row(vec![k.to_string(), v]);
     }
-    parts.push(Part::Table(header));
+    parts.push(Part::Table(Box::new(header)));
 
     let mut columns = vec![
         "peer",
@@ -238,7 +238,7 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
         }
         peers.add_row(row);
     }
-    parts.push(Part::Table(peers));
+    parts.push(Part::Table(Box::new(peers)));
     if hidden > 0 {
         let entries = if hidden == 1 { "entry" } else { "entries" };
         parts.push(Part::Note(format!(
@@ -263,6 +263,6 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
             p.usage.free.to_string(),
         ]);
     }
-    parts.push(Part::Table(pools));
+    parts.push(Part::Table(Box::new(pools)));
     parts
 }

@@ -152,7 +152,9 @@ fn guests_text(s: &SegmentSummary) -> String {
 }
 
 fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
-    let mut t = table::new(["segment", "size", "age", "host", "guests", "queued", "slots"]);
+    let mut t = table::new([
+        "segment", "size", "age", "host", "guests", "queued", "slots",
+    ]);
     for s in segments {
         t.add_row(vec![
             Cell::new(s.path.display()),

@@ -25,10 +25,10 @@ pub mod reclaim;
 pub mod recv;
 pub mod rm;
 pub mod send;
-pub mod watch;
-pub mod spawn;
 pub mod signals;
+pub mod spawn;
 pub mod table;
+pub mod watch;
 
 /// How a command ended, beyond success and error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +120,10 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
+    // Whatever the command, a fault on a mapped file is reported, never
+    // died of; commands that map a segment name it with
+    // `signals::guard_sigbus` before mapping it.
+    signals::catch_faults();
     match cli.command {
         Command::Create(args) => create::run(args),
         Command::Attach(args) => attach::run(args),

@@ -5,7 +5,7 @@ use serde_json::json;
 use shmhub::{ShmHost, SkipReason, Skipped};
 
 use super::common::{print_line, seg_err};
-use super::{Outcome, segment_path};
+use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -27,6 +27,7 @@ pub struct Args {
 /// Runs `shmhub reclaim`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
+    signals::guard_sigbus(&path);
     let mut host = ShmHost::open(&path).map_err(|e| seg_err(&path, e))?;
     let report = host.reclaim_dead_report().map_err(|e| seg_err(&path, e))?;
     if args.json {

@@ -111,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.count == 0 {
         crate::usage!("--count must be at least 1");
     }
+    signals::guard_sigbus(&path);
     let opened = match (args.role, args.from) {
         (Role::Host, from) => ShmHost::open(&path).map(|h| Receiver::Host(Box::new(h), from)),
         (Role::Guest(_), Some(_)) => {
@@ -126,7 +127,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut printer = MessagePrinter::new(&path, args.json, args.output.as_deref())?;
     if args.follow {
         signals::catch_termination();
-        signals::guard_sigbus(&path);
         return follow(&mut receiver, &mut printer, args.role, &path, args.timeout);
     }
     signals::catch_termination();

@@ -7,7 +7,7 @@ use serde_json::json;
 use shmhub::RemoveOptions;
 
 use super::common::{parse_duration, print_line, seg_err, spinner};
-use super::{Outcome, segment_path};
+use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -50,6 +50,7 @@ fn explain_refusal(path: &Path, e: shmhub::Error) -> anyhow::Error {
 /// Runs `shmhub rm`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
+    signals::guard_sigbus(&path);
     let options = RemoveOptions {
         force: args.force,
         timeout: args.timeout,

@@ -169,6 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             u64::MAX
         );
     }
+    signals::guard_sigbus(&path);
     let (to, opened) = match (args.role, args.to) {
         (Role::Host, Some(to)) => (
             Role::Guest(to),

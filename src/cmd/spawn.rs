@@ -15,7 +15,7 @@ use super::{Outcome, segment_path, signals};
 const EXAMPLES: &str = "\
 Examples:
   shmhub spawn demo -- ./plugin --verbose
-  shmhub spawn demo --peer-id 3 -- ./plugin --segment {segment} --peer {peer}
+  shmhub spawn demo --peer-id 3 -- ./plugin {segment} {peer}
   shmhub spawn demo --attach-timeout 30s -- python3 plugin.py";
 
 /// Arguments of `shmhub spawn`.
@@ -52,10 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     .map_err(|e| seg_err(&path, e))?;
     let peer = ticket.peer_id();
-    let (program, rest) = args
-        .command
-        .split_first()
-        .expect("clap requires a command");
+    let (program, rest) = args.command.split_first().expect("clap requires a command");
     let child = Command::new(program)
         .args(rest.iter().map(|arg| fill_in(arg, &ticket)))
         .envs(ticket.env())
@@ -135,7 +132,10 @@ fn supervise(
     {
         let report = host.reclaim_dead_report().map_err(|e| seg_err(path, e))?;
         if report.reclaimed.contains(&peer) {
-            eprintln!("{}: the program died attached; entry {peer} reclaimed", path.display());
+            eprintln!(
+                "{}: the program died attached; entry {peer} reclaimed",
+                path.display()
+            );
         }
     }
     Ok(status)

@@ -79,7 +79,11 @@ fn rates(before: &SegmentReport, after: &SegmentReport, elapsed: Duration) -> Ve
 }
 
 /// One JSON Lines frame.
-fn frame_json(report: &SegmentReport, rates: &[(f64, f64)], changes: &[Event]) -> serde_json::Value {
+fn frame_json(
+    report: &SegmentReport,
+    rates: &[(f64, f64)],
+    changes: &[Event],
+) -> serde_json::Value {
     let mut frame = to_json(report);
     frame["time_unix_ms"] = json!(shmhub::sys::unix_ns() / 1_000_000);
     frame["rates"] = rates
@@ -96,7 +100,7 @@ fn draw(report: &SegmentReport, all: bool, live: Live, changes: &[Event]) -> any
     let mut text = String::from("\x1b[H");
     for part in tables(report, all, Some(&live)) {
         let block = match part {
-            Part::Table(t) => table::render(t),
+            Part::Table(t) => table::render(*t),
             Part::Note(note) => note,
         };
         // Each line clears what the last frame left to its right.
@@ -114,4 +118,3 @@ fn draw(report: &SegmentReport, all: bool, live: Live, changes: &[Event]) -> any
     out.flush()?;
     Ok(())
 }
-

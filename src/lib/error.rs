@@ -52,6 +52,16 @@ pub enum Error {
         /// Its length.
         len: u64,
     },
+    /// The file system has no room for the pages of a new segment file
+    /// that was to be preallocated ([`crate::CreateOptions::preallocate`]);
+    /// the file was deleted again.
+    #[error("{}: no space left on the file system for {needed} bytes", path.display())]
+    NoSpace {
+        /// The file that could not be allocated (no longer exists).
+        path: PathBuf,
+        /// The bytes it needed.
+        needed: u64,
+    },
     /// The file shrank after it was mapped.
     #[error("{}: segment file was truncated to {len} bytes under us (mapped {mapped})", path.display())]
     Truncated {

@@ -168,6 +168,8 @@ fn entry_changes(peer: PeerId, b: &EntryLook, a: &EntryLook, events: &mut Vec<Ev
                 pid: a.pid,
                 epoch: a.epoch,
             });
+            // Attached and already dead (or silent) by this look.
+            holder_change(peer, HolderStatus::Alive, a, events);
         }
         return;
     }
@@ -177,11 +179,19 @@ fn entry_changes(peer: PeerId, b: &EntryLook, a: &EntryLook, events: &mut Vec<Ev
         (Attached, Goodbye) if b.holder == HolderStatus::Dead => {}
         (Attached, Goodbye) => events.push(Event::SaidGoodbye { peer }),
         (Attached | Goodbye, Empty) => departure(events),
-        (Attached, Attached) if a.holder != b.holder => match a.holder {
-            HolderStatus::Dead => events.push(Event::HolderDied { peer, pid: a.pid }),
-            HolderStatus::Stale => events.push(Event::HolderStale { peer, pid: a.pid }),
-            _ => {}
-        },
+        (Attached, Attached) => holder_change(peer, b.holder, a, events),
+        _ => {}
+    }
+}
+
+/// The holder of an attached entry died or went stale since it was `was`.
+fn holder_change(peer: PeerId, was: HolderStatus, now: &EntryLook, events: &mut Vec<Event>) {
+    if now.holder == was {
+        return;
+    }
+    match now.holder {
+        HolderStatus::Dead => events.push(Event::HolderDied { peer, pid: now.pid }),
+        HolderStatus::Stale => events.push(Event::HolderStale { peer, pid: now.pid }),
         _ => {}
     }
 }
@@ -268,6 +278,18 @@ mod tests {
                 ],
             ),
             (attached, attached, vec![]),
+            (
+                empty,
+                dead,
+                vec![
+                    Event::Attached {
+                        peer: 1,
+                        pid: 42,
+                        epoch: 1,
+                    },
+                    Event::HolderDied { peer: 1, pid: 42 },
+                ],
+            ),
         ];
         for (before, after, want) in cases {
             let got = changes(

@@ -66,6 +66,17 @@ pub struct ShmHost {
 pub struct CreateOptions {
     /// Permission bits of the new file.
     pub mode: FileMode,
+    /// Reserve every page of the file on its file system when creating it
+    /// (`posix_fallocate`), instead of leaving it sparse.
+    ///
+    /// A sparse segment costs nothing until its pages are touched, but on a
+    /// file system that fills up (a tmpfs such as `/dev/shm` included),
+    /// touching a page that was never written raises SIGBUS in whichever
+    /// process touches it. A preallocated one costs its whole size at once,
+    /// and creation fails with [`Error::NoSpace`] (the file deleted again)
+    /// if it does not fit; later accesses cannot fault for want of space.
+    /// Default: `false` (sparse).
+    pub preallocate: bool,
 }
 
 impl ShmHost {
@@ -77,7 +88,7 @@ impl ShmHost {
         Self::create_with(path, config, CreateOptions::default())
     }
 
-    /// [`ShmHost::create`] with options (file mode).
+    /// [`ShmHost::create`] with options (file mode, preallocation).
     pub fn create_with<P: AsRef<Path>>(
         path: P,
         config: SegmentConfig,
@@ -92,7 +103,11 @@ impl ShmHost {
             })
         })?;
         let path = path.as_ref();
-        let mmap = MmapRegion::create_with_mode(path, size, options.mode)?;
+        let mmap = if options.preallocate {
+            MmapRegion::create_preallocated(path, size, options.mode)?
+        } else {
+            MmapRegion::create_with_mode(path, size, options.mode)?
+        };
         let presence = ByteLock::try_lock(mmap.segment_file(), lock_byte::HOST_PRESENCE)
             .ok()
             .flatten();

@@ -106,12 +106,7 @@ fn open_existing(path: &Path, writable: bool) -> Result<SegmentFile, Error> {
             }
         }
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(writable)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| io_error(path, e))?;
+    let file = open_regular(path, writable)?;
     SegmentFile::new(file, writable).map_err(|e| io_error(path, e))
 }
 
@@ -127,6 +122,100 @@ fn io_error(path: &Path, cause: io::Error) -> Error {
     }
 }
 
+/// Opens an existing regular file for mapping, never through a symlink and
+/// never blocking.
+///
+/// `O_NONBLOCK` keeps `open` itself from waiting: opening a FIFO that has
+/// no writer, or some devices, would otherwise block forever. The file type
+/// is checked with `fstat` before anything else, and anything but a regular
+/// file is [`Error::NotAFile`]. For a regular file the flag is then cleared,
+/// so the descriptor behaves exactly as one opened without it.
+///
+/// shm[impl shm.file.attach]
+fn open_regular(path: &Path, writable: bool) -> Result<File, Error> {
+    let not_a_file = || Error::NotAFile {
+        path: path.to_path_buf(),
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| {
+            // A socket cannot be opened at all (ENXIO): its type is the
+            // cause worth reporting. A directory keeps its own error.
+            let special = std::fs::symlink_metadata(path).is_ok_and(|m| {
+                let t = m.file_type();
+                !(t.is_file() || t.is_dir() || t.is_symlink())
+            });
+            if special {
+                not_a_file()
+            } else {
+                io_error(path, e)
+            }
+        })?;
+    let meta = file.metadata().map_err(|e| io_error(path, e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_a_file());
+    }
+    clear_nonblocking(&file).map_err(|e| io_error(path, e))?;
+    Ok(file)
+}
+
+/// Clears `O_NONBLOCK` on an open file.
+fn clear_nonblocking(file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: F_GETFL only reads the status flags of `fd`, which `file`
+    // keeps open for the call.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if flags & libc::O_NONBLOCK != 0 {
+        // SAFETY: F_SETFL changes only the status flags of `fd`, open for
+        // the call; no memory is passed.
+        let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reserves the first `len` bytes of `file` on its file system, so that
+/// touching any page of a mapping of it cannot fail for want of space.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    loop {
+        // SAFETY: posix_fallocate works on the descriptor `file` keeps open
+        // for the call; no memory is passed. It returns an error number
+        // rather than setting errno.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, len) } {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            errno => return Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
+
+/// Reserves the first `len` bytes of `file` by writing zeroes over them
+/// (where `posix_fallocate` is not available).
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeroes = vec![0u8; 1 << 16];
+    let mut offset = 0;
+    while offset < len {
+        let n = (len - offset).min(zeroes.len() as u64) as usize;
+        file.write_all_at(&zeroes[..n], offset)?;
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 impl MmapRegion {
     /// Creates a new file of `size` bytes with mode `0600` and maps it.
     ///
@@ -138,11 +227,37 @@ impl MmapRegion {
     }
 
     /// Creates a new file of `size` bytes with the given mode, whatever the
-    /// umask, and maps it shared.
+    /// umask, and maps it shared. The file is sparse: only its first page
+    /// is allocated now (so that writing a header there cannot fault), the
+    /// others as they are first touched (see
+    /// [`MmapRegion::create_preallocated`]). A file system without room for
+    /// that first page is [`Error::NoSpace`], and the file is deleted again.
     ///
     /// shm[impl shm.file.permissions]
     /// shm[impl shm.file.mmap-posix]
     pub fn create_with_mode(path: &Path, size: usize, mode: FileMode) -> Result<Self, Error> {
+        Self::create_file(path, size, mode, false)
+    }
+
+    /// Like [`MmapRegion::create_with_mode`], but reserves every page of the
+    /// file before mapping it (`posix_fallocate`), so that no later access
+    /// can fault for want of space (a sparse file on a full tmpfs raises
+    /// SIGBUS when a new page is touched).
+    ///
+    /// If the file system cannot hold `size` bytes, the file is deleted
+    /// again and the error is [`Error::NoSpace`].
+    ///
+    /// shm[impl shm.file.create]
+    pub fn create_preallocated(path: &Path, size: usize, mode: FileMode) -> Result<Self, Error> {
+        Self::create_file(path, size, mode, true)
+    }
+
+    fn create_file(
+        path: &Path,
+        size: usize,
+        mode: FileMode,
+        preallocate: bool,
+    ) -> Result<Self, Error> {
         if size == 0 {
             return Err(Error::Region(crate::region::RegionError::Empty));
         }
@@ -158,15 +273,37 @@ impl MmapRegion {
             .map_err(|e| io_error(path, e))?;
         let result = (|| {
             // The umask may have cleared bits of `mode`; set them exactly.
-            file.set_permissions(std::fs::Permissions::from_mode(mode.bits()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode.bits()))
+                .map_err(|e| io_error(path, e))?;
             // A new file is all zeroes: extending it allocates nothing on
             // tmpfs, so creation costs the same for any size.
-            file.set_len(size as u64)?;
-            Ok::<_, io::Error>(())
+            file.set_len(size as u64).map_err(|e| io_error(path, e))?;
+            // Reserve the first page (where a segment's header is written)
+            // or, preallocating, all of them: writing a page that a full
+            // file system cannot back would fault instead of failing.
+            let reserve = if preallocate {
+                size as u64
+            } else {
+                (size as u64).min(crate::layout::PAGE_SIZE)
+            };
+            match allocate(&file, reserve) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+                    return Err(Error::NoSpace {
+                        path: path.to_path_buf(),
+                        needed: reserve,
+                    });
+                }
+                // A file system that cannot allocate ahead (the first page
+                // is only a precaution) is left to allocate on touch.
+                Err(_) if !preallocate => {}
+                Err(e) => return Err(io_error(path, e)),
+            }
+            Ok::<_, Error>(())
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(path);
-            return Err(io_error(path, e));
+            return Err(e);
         }
         let mapped = SegmentFile::new(file, true)
             .map_err(|e| io_error(path, e))
@@ -183,8 +320,8 @@ impl MmapRegion {
     /// Opens an existing file read/write (never through a symlink) and maps
     /// all of it shared.
     ///
-    /// Fails if the file is not a regular file or is smaller than
-    /// `min_len` bytes.
+    /// Fails if the file is not a regular file (at once: a FIFO or a device
+    /// is never waited on) or is smaller than `min_len` bytes.
     pub fn attach_min(path: &Path, min_len: u64) -> Result<Self, Error> {
         let file = open_existing(path, true)?;
         Self::map_existing(file, path, min_len, true)
@@ -211,11 +348,6 @@ impl MmapRegion {
         writable: bool,
     ) -> Result<Self, Error> {
         let meta = file.metadata().map_err(|e| io_error(path, e))?;
-        if !meta.file_type().is_file() {
-            return Err(Error::NotAFile {
-                path: path.to_path_buf(),
-            });
-        }
         let len = meta.len();
         if len < min_len.max(1) {
             return Err(Error::TooSmall {
@@ -350,6 +482,57 @@ mod tests {
             MmapRegion::attach(dir.path()),
             Err(Error::Io { .. }) | Err(Error::NotAFile { .. })
         ));
+    }
+
+    // A FIFO with no writer (whose plain open blocks forever), a character
+    // device and a socket are refused at once, and a regular file keeps no
+    // trace of the non-blocking open.
+    // shm[verify shm.file.attach]
+    #[test]
+    fn special_files_are_refused_without_blocking() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        let socket = dir.path().join("socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let paths = [fifo, socket, "/dev/zero".into()];
+        std::thread::spawn(move || {
+            for path in &paths {
+                let read_only = MmapRegion::open_read_only(path, 1);
+                let read_write = MmapRegion::attach(path);
+                let _ = done.send((path.clone(), read_only.err(), read_write.err()));
+            }
+        });
+        for _ in 0..3 {
+            let (path, read_only, read_write) = finished
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .expect("opening a special file did not return within 5 s");
+            assert!(
+                matches!(read_only, Some(Error::NotAFile { .. })),
+                "{path:?}: {read_only:?}"
+            );
+            assert!(
+                matches!(read_write, Some(Error::NotAFile { .. })),
+                "{path:?}: {read_write:?}"
+            );
+        }
+
+        let path = dir.path().join("plain.shm");
+        let _created = MmapRegion::create(&path, 4096).unwrap();
+        for opened in [
+            MmapRegion::attach(&path).unwrap(),
+            MmapRegion::open_read_only(&path, 1).unwrap(),
+        ] {
+            use std::os::fd::AsRawFd;
+            // SAFETY: F_GETFL only reads the flags of a descriptor `opened`
+            // keeps open.
+            let flags = unsafe { libc::fcntl(opened.file().as_raw_fd(), libc::F_GETFL) };
+            assert_eq!(flags & libc::O_NONBLOCK, 0);
+        }
     }
 
     // shm[verify shm.file.permissions]

@@ -219,6 +219,27 @@ pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Bytes an unprivileged process may still allocate on the file system
+/// holding `path` (`statvfs`: available blocks times the fragment size).
+/// A segment file larger than this is sparse beyond what its file system
+/// can hold: touching its last pages would fail (SIGBUS on tmpfs).
+pub fn available_space(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: statvfs is plain data, so all zeroes is a valid value.
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c_path` is a NUL-terminated string and `stats` a valid,
+    // owned statvfs that the call fills in; both outlive the call.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // Both are 32 bits wide on some targets, 64 on others.
+    #[allow(clippy::useless_conversion)]
+    let (blocks, block_size) = (u64::from(stats.f_bavail), u64::from(stats.f_frsize));
+    Ok(blocks.saturating_mul(block_size))
+}
+
 /// Pins the calling thread to `cpu` (benchmarks keep each process on its own
 /// core). Returns false if the kernel refused.
 #[cfg(all(target_os = "linux", not(shmhub_portable)))]
@@ -264,6 +285,13 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert_eq!(process_liveness(pid, 0), Liveness::Dead);
+    }
+
+    #[test]
+    fn available_space_of_the_temporary_directory() {
+        let dir = std::env::temp_dir();
+        assert!(available_space(&dir).is_ok());
+        assert!(available_space(&dir.join("no such directory here")).is_err());
     }
 
     #[test]

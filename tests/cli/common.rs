@@ -57,6 +57,17 @@ impl Env {
         Env { dir }
     }
 
+    /// An environment whose directory is made inside `parent` (a file
+    /// system the test mounted, say); it must be dropped before `parent`
+    /// goes away.
+    pub fn inside(parent: &Path) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("shmhub-cli-")
+            .tempdir_in(parent)
+            .expect("tempdir");
+        Env { dir }
+    }
+
     /// The directory bare names resolve in.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -19,8 +19,8 @@ mod transports;
 use indicatif::ProgressBar;
 use shmhub::sys;
 
-use super::Outcome;
 use super::common::{human_bytes, parse_size, progress_bar};
+use super::{Outcome, signals};
 use judge::judge;
 use measurement::Measurement;
 use plan::Plan;
@@ -67,6 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         args.segment.as_deref(),
         args.no_pin,
     )?;
+    // The segment does not exist yet; a fault on it (or on the scratch
+    // files beside it, on the same file system) is a full file system.
+    signals::guard_sigbus(&plan.segment);
     if let Some(cpu) = plan.host_cpu() {
         sys::pin_to_cpu(cpu);
     }

@@ -17,7 +17,7 @@ use super::protocol::{
 };
 use crate::cmd::common::{parse_peer_id, seg_err};
 use crate::cmd::guest_echo::parse_strategy;
-use crate::cmd::{Outcome, segment_path};
+use crate::cmd::{Outcome, segment_path, signals};
 
 /// Arguments of `shmhub bench-peer`.
 #[derive(Debug, clap::Args)]
@@ -80,6 +80,7 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
         crate::usage!("--peer-id is required")
     };
     let path = segment_path(segment)?;
+    signals::guard_sigbus(&path);
     let mut guest = ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
     guest.set_wait_strategy(args.wait);
     let (mut count, mut sum) = (0u64, 0u64);
@@ -177,6 +178,7 @@ fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
         crate::usage!("--segment is required")
     };
     let path = segment_path(segment)?;
+    signals::guard_sigbus(&path);
     let map = MmapRegion::attach(&path).map_err(|e| seg_err(&path, e))?;
     let region = map.region();
     let word = region

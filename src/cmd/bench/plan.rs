@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use shmhub::{WaitStrategy, sys};
 
+use crate::cmd::common::already_exists;
 use crate::cmd::segment_path;
 
 /// The small one of the two segments whose creation is timed (1 MiB).
@@ -67,11 +68,15 @@ impl Plan {
             || format!("shmhub-bench-{}", std::process::id()),
             str::to_owned,
         );
+        let segment = segment_path(&name)?;
+        if std::fs::symlink_metadata(&segment).is_ok() {
+            return Err(already_exists(&segment, false));
+        }
         Ok(Plan {
             sizes: sizes.iter().map(|&s| s as usize).collect(),
             scale,
             quick,
-            segment: segment_path(&name)?,
+            segment,
             cpus,
             pinned: !no_pin && cpus >= 2,
         })

@@ -5,7 +5,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type};
+use shmhub::{
+    CreateOptions, Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type,
+};
 
 use super::{PeerProcess, Progress, check_report, peer_command};
 use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
@@ -44,7 +46,15 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
         max_payload: slot_size,
         heartbeat_interval_ms: 0,
     };
-    let mut host = ShmHost::create(path, config).map_err(|e| seg_err(path, e))?;
+    // Every page is written during the run: reserve them now, so that a
+    // file system without room fails here, cleanly, rather than faulting
+    // in the middle of a measurement.
+    let options = CreateOptions {
+        preallocate: true,
+        ..CreateOptions::default()
+    };
+    let mut host = ShmHost::create_with(path, config, options).map_err(|e| seg_err(path, e))?;
+    crate::cmd::signals::guard_sigbus_owned(path);
     let peer_id = host.reserve_peer().map_err(|e| seg_err(path, e))?;
     let peer = PeerProcess(
         peer_command(PeerTransport::Shm, plan.peer_cpu())?

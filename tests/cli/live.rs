@@ -1,0 +1,337 @@
+//! Debugging live segments: `ls`, `gc`, `inspect --watch`, `events` and
+//! `spawn`, with real processes. The three that only look (`ls`, `watch`,
+//! `events`) are checked to leave the file's bytes exactly as they were.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A segment nobody is in (host: none, guests: scripted claims), whose
+/// bytes stay the same unless someone writes them.
+fn idle_segment(env: &Env, name: &str) -> Vec<u8> {
+    env.small(name, &[]);
+    env.attach(name);
+    std::fs::read(env.path(name)).unwrap()
+}
+
+fn segment_row<'a>(listing: &'a Value, env: &Env, name: &str) -> &'a Value {
+    let path = env.path(name).display().to_string();
+    listing["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["path"] == path.as_str())
+        .unwrap_or_else(|| panic!("{name} not listed: {listing}"))
+}
+
+#[test]
+fn ls_lists_segments_with_their_liveness_and_skips_everything_else() {
+    let env = Env::new();
+    let before = idle_segment(&env, "idle");
+    let mut host = env.spawn(&["create", "live", "--hold", "--max-guests", "4"]);
+    assert!(host.line().starts_with("created "));
+    let (dead_peer, _) = env.attach_then_kill("live");
+    let mut guest = env.spawn(&["attach", "live", "--hold"]);
+    let live_peer = guest.line();
+    assert_ne!(live_peer, dead_peer.to_string());
+    env.ok(&[
+        "send", "live", "--as", "host", "--to", &live_peer, "queued?",
+    ]);
+    std::fs::write(env.path("notes.txt"), "not a segment").unwrap();
+    std::fs::write(env.path("zeros"), vec![0u8; 4096]).unwrap();
+    std::fs::create_dir(env.path("dir")).unwrap();
+    let fifo = env.path("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path we own for the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+
+    let r = env.ok(&["ls", "--json"]);
+    assert!(
+        r.elapsed < Duration::from_secs(5),
+        "a FIFO blocked the listing"
+    );
+    let listing = r.json();
+    let idle = segment_row(&listing, &env, "idle");
+    assert_eq!(idle["host"], "no_process");
+    assert_eq!(idle["guests"]["scripted"], 1);
+    assert_eq!(idle["orphaned"], true);
+    let live = segment_row(&listing, &env, "live");
+    assert_eq!(live["host"], "alive");
+    assert_eq!(live["host_pid"], host.pid());
+    assert_eq!(live["orphaned"], false);
+    // The held host may already have reclaimed the dead guest.
+    let guests = &live["guests"];
+    assert_eq!(guests["live"], 1, "{live}");
+    assert!(guests["dead"] == 1 || guests["dead"] == 0, "{live}");
+    let unlisted: Vec<&str> = listing["unlisted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(unlisted.len(), 4, "{listing}");
+
+    // Text: one row per segment, and one footer line for the rest.
+    let text = env.ok(&["ls"]);
+    assert!(text.stdout.contains("alive (pid"), "{}", text.stdout);
+    assert!(
+        text.stderr.contains("4 other file(s) not listed"),
+        "{}",
+        text.stderr
+    );
+    let verbose = env.ok(&["ls", "--verbose"]);
+    for name in ["notes.txt", "zeros", "dir", "fifo"] {
+        assert!(verbose.stderr.contains(name), "{}", verbose.stderr);
+    }
+    // --dead: the held host's segment is not among them.
+    let dead = env.ok(&["ls", "--dead", "--json"]).json();
+    let paths: Vec<&str> = dead["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, [env.path("idle").display().to_string()]);
+    // Listing is looking: nothing changed.
+    assert_eq!(std::fs::read(env.path("idle")).unwrap(), before);
+    guest.signal(libc::SIGTERM);
+    guest.wait_ok();
+    host.signal(libc::SIGTERM);
+    host.wait_ok();
+}
+
+#[test]
+fn gc_removes_what_nobody_can_use_and_nothing_else() {
+    let env = Env::new();
+    // Orphaned: a host that died, its only guest dead too.
+    let mut dead_host = env.spawn(&["create", "orphan", "--hold", "--max-guests", "2"]);
+    assert!(dead_host.line().starts_with("created "));
+    env.attach_then_kill("orphan");
+    dead_host.signal(libc::SIGKILL);
+    dead_host.wait();
+    // Orphaned: a plain create with a scripted claim.
+    idle_segment(&env, "scripted");
+    // In use: a live guest on a segment whose host is gone.
+    env.small("used", &[]);
+    let mut guest = env.spawn(&["attach", "used", "--hold"]);
+    assert_eq!(guest.line(), "1");
+    std::fs::write(env.path("notes.txt"), "not a segment").unwrap();
+
+    let dry = env.ok(&["gc", "--dry-run"]);
+    assert!(dry.stdout.contains("would remove"), "{}", dry.stdout);
+    assert_eq!(env.listing(), ["notes.txt", "orphan", "scripted", "used"]);
+
+    let r = env.ok(&["gc", "--json"]).json();
+    let mut removed: Vec<String> = r["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_string())
+        .collect();
+    removed.sort();
+    assert_eq!(
+        removed,
+        [
+            env.path("orphan").display().to_string(),
+            env.path("scripted").display().to_string()
+        ]
+    );
+    assert_eq!(env.listing(), ["notes.txt", "used"]);
+    // The live guest never noticed.
+    env.ok(&["send", "used", "--as", "host", "--to", "1", "still here"]);
+    assert_eq!(guest.line(), "still here");
+    guest.signal(libc::SIGTERM);
+    guest.wait_ok();
+    // Once it has gone, the segment is garbage too.
+    let again = env.ok(&["gc"]);
+    assert!(again.stdout.contains("removed"), "{}", again.stdout);
+    assert_eq!(env.listing(), ["notes.txt"]);
+}
+
+#[test]
+fn watch_writes_json_lines_with_rates_and_changes_and_changes_nothing() {
+    let env = Env::new();
+    let before = idle_segment(&env, "quiet");
+    let mut watch = env.spawn(&["inspect", "quiet", "--watch", "--interval", "100ms"]);
+    let frames: Vec<Value> = (0..3).map(|_| watch.json_line()).collect();
+    for frame in &frames {
+        assert!(frame["time_unix_ms"].as_u64().is_some(), "{frame}");
+        assert_eq!(frame["rates"][0]["to_guest_per_s"], 0.0);
+        assert_eq!(frame["changes"], serde_json::json!([]));
+    }
+    watch.signal(libc::SIGTERM);
+    watch.wait_ok();
+    assert_eq!(std::fs::read(env.path("quiet")).unwrap(), before);
+
+    // Traffic shows as a rate; a death shows as a change; removal ends it.
+    env.small("busy", &[]);
+    let id = env.attach("busy").to_string();
+    let mut watch = env.spawn(&["inspect", "busy", "--watch", "--interval", "300ms"]);
+    watch.json_line();
+    env.ok(&[
+        "send", "busy", "--as", "host", "--to", &id, "--count", "3", "x",
+    ]);
+    let frame = watch.json_line();
+    let rate = frame["rates"][0]["to_guest_per_s"].as_f64().unwrap();
+    assert!(rate > 0.0, "{frame}");
+    let mut dying = env.spawn(&["attach", "busy", "--hold"]);
+    let dying_id: u64 = dying.line().parse().unwrap();
+    dying.signal(libc::SIGKILL);
+    dying.wait();
+    let died = (0..10).map(|_| watch.json_line()).find(|f| {
+        f["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["event"] == "holder_died" && c["peer"] == dying_id)
+    });
+    assert!(died.is_some(), "the death never showed");
+    std::fs::remove_file(env.path("busy")).unwrap();
+    watch.wait_ok();
+    assert!(watch.stderr().contains("removed"), "{}", watch.stderr());
+}
+
+#[test]
+fn watch_on_a_terminal_redraws_in_place() {
+    let env = Env::new();
+    idle_segment(&env, "seg");
+    let r = env.shell(
+        "script -qec 'timeout -s INT 1 $SHMHUB inspect seg --watch --interval 200ms' /dev/null",
+    );
+    // Several frames, each starting at the top left, none scrolling.
+    let homes = r.stdout.matches("\u{1b}[H").count();
+    assert!(homes >= 3, "{homes} frames: {:?}", r.stdout);
+    assert!(r.stdout.contains("to guest/s"), "{:?}", r.stdout);
+}
+
+#[test]
+fn events_tell_attaches_deaths_reclaims_and_removal() {
+    let env = Env::new();
+    let before = idle_segment(&env, "quiet");
+    // Nothing happens: --timeout ends with exit 3, and the file is as it was.
+    let r = env.run(&[
+        "events",
+        "quiet",
+        "--timeout",
+        "300ms",
+        "--interval",
+        "50ms",
+    ]);
+    r.code(3);
+    assert_eq!(std::fs::read(env.path("quiet")).unwrap(), before);
+
+    let mut host = env.spawn(&["create", "seg", "--hold", "--max-guests", "2"]);
+    assert!(host.line().starts_with("created "));
+    let mut events = env.spawn(&["events", "seg", "--json", "--interval", "50ms"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let scripted = env.attach("seg");
+    let mut guest = env.spawn(&["attach", "seg", "--hold"]);
+    let held: u64 = guest.line().parse().unwrap();
+    let pid = guest.pid();
+    guest.signal(libc::SIGKILL);
+    guest.wait();
+    let mut seen = Vec::new();
+    let mut want = |event: Value| loop {
+        let got = events.json_line();
+        seen.push(got.clone());
+        let matches = event.as_object().unwrap().iter().all(|(k, v)| &got[k] == v);
+        if matches {
+            assert!(got["time_unix_ms"].as_u64().is_some());
+            return;
+        }
+        assert!(seen.len() < 20, "never saw {event}: {seen:?}");
+    };
+    want(serde_json::json!({"event": "attached", "peer": scripted, "pid": 0}));
+    want(serde_json::json!({"event": "attached", "peer": held, "pid": pid}));
+    want(serde_json::json!({"event": "holder_died", "peer": held}));
+    want(serde_json::json!({"event": "reclaimed", "peer": held}));
+    env.ok(&["detach", "seg", "--peer-id", &scripted.to_string()]);
+    want(serde_json::json!({"event": "detached", "peer": scripted}));
+    host.signal(libc::SIGKILL);
+    host.wait();
+    want(serde_json::json!({"event": "host_died", "pid": host.pid()}));
+    std::fs::remove_file(env.path("seg")).unwrap();
+    want(serde_json::json!({"event": "removed"}));
+    events.wait_ok();
+
+    // --count: the next event, then exit 0.
+    idle_segment(&env, "next");
+    let mut one = env.spawn(&["events", "next", "--count", "1", "--timeout", "10s"]);
+    std::thread::sleep(Duration::from_millis(200));
+    env.attach("next");
+    assert!(one.line().contains("attached (scripted)"));
+    one.wait_ok();
+}
+
+#[test]
+fn spawn_runs_a_guest_program_on_a_reserved_entry() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    // A program that attaches from its environment and echoes.
+    let mut echo = env.spawn(&["spawn", "seg", "--", BIN, "guest-echo"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        peer(&env.inspect("seg"), 1)["state"] == "attached"
+    }));
+    let entry = env.inspect("seg");
+    assert_ne!(
+        peer(&entry, 1)["pid"],
+        echo.pid(),
+        "the program holds it, not spawn"
+    );
+    env.ok(&["send", "seg", "--as", "host", "--to", "1", "ping"]);
+    let back = env.ok(&["recv", "seg", "--as", "host", "--from", "1"]);
+    assert_eq!(back.stdout, "ping\n");
+    // The host leaving ends the program (exit 0), and spawn with it.
+    env.ok(&["rm", "seg"]);
+    echo.wait_ok();
+
+    // A program that never attaches: the entry goes back; its status is
+    // spawn's, and {segment}/{peer} were filled in.
+    env.small("seg", &[]);
+    let r = env.run(&[
+        "spawn",
+        "seg",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$SHMHUB_PEER_ID {peer} {segment}\"; exit 7",
+    ]);
+    r.code(7);
+    let seg = env.path("seg").display().to_string();
+    assert_eq!(r.stdout.trim(), format!("1 1 {seg}"));
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+
+    // A program killed while attached: its entry is reclaimed, its slots
+    // freed, and spawn exits 128 + 9.
+    let mut doomed = env.spawn(&["spawn", "seg", "--", BIN, "guest-echo"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        peer(&env.inspect("seg"), 1)["state"] == "attached"
+    }));
+    env.ok(&[
+        "send",
+        "seg",
+        "--as",
+        "host",
+        "--to",
+        "1",
+        &slot_msg("echoed into its pool"),
+    ]);
+    let pid = peer(&env.inspect("seg"), 1)["pid"].as_u64().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        ring_len(&env.inspect("seg"), 1, "to_host") == 1
+    }));
+    // SAFETY: kill sends SIGKILL to the program spawn started.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(doomed.wait().code(), Some(128 + libc::SIGKILL));
+    assert!(doomed.stderr().contains("reclaimed"), "{}", doomed.stderr());
+    let after = env.inspect("seg");
+    assert_eq!(peer(&after, 1)["state"], "empty");
+    assert_eq!(pools_used(&after), 0);
+
+    // A program that does not exist: a clear error, the entry given back.
+    env.run(&["spawn", "seg", "--", "/no/such/program"])
+        .error(&[&seg, "/no/such/program", "released"]);
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+}
