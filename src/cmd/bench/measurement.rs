@@ -21,6 +21,8 @@ pub enum Kind {
     Copy,
     /// Creating (and removing) a segment.
     Create,
+    /// Listing a directory of segments (`size` is how many).
+    List,
 }
 
 impl Kind {
@@ -32,6 +34,7 @@ impl Kind {
             Kind::Stream => "stream",
             Kind::Copy => "copy",
             Kind::Create => "create",
+            Kind::List => "list",
         }
     }
 }
@@ -50,6 +53,11 @@ pub enum Transport {
     Memcpy,
     /// No transfer: the segment's creation itself.
     CreateSegment,
+    /// `shmhub ls`'s listing of a directory of segments.
+    ListSegments,
+    /// The least any listing does: read the directory, stat each file and
+    /// read its header.
+    ReadHeaders,
     /// One bare shared cache line: the floor under any shared-memory round trip.
     Cacheline,
     /// A shmhub segment, with both sides waiting this way.
@@ -67,6 +75,8 @@ impl fmt::Display for Transport {
         match self {
             Transport::Memcpy => f.write_str("memcpy"),
             Transport::CreateSegment => f.write_str("create segment"),
+            Transport::ListSegments => f.write_str("ls segments"),
+            Transport::ReadHeaders => f.write_str("read headers (floor)"),
             Transport::Cacheline => f.write_str("cache line (floor)"),
             Transport::Shm(strategy) => write!(f, "shm {}", strategy.name()),
             Transport::UnixSocket => f.write_str("unix socket"),
@@ -188,6 +198,7 @@ mod tests {
             (Kind::Stream, "stream"),
             (Kind::Copy, "copy"),
             (Kind::Create, "create"),
+            (Kind::List, "list"),
         ] {
             assert_eq!(kind.to_string(), name);
             assert_eq!(serde_json::to_value(kind).unwrap(), name);
@@ -195,6 +206,8 @@ mod tests {
         for (transport, name) in [
             (Transport::Memcpy, "memcpy"),
             (Transport::CreateSegment, "create segment"),
+            (Transport::ListSegments, "ls segments"),
+            (Transport::ReadHeaders, "read headers (floor)"),
             (Transport::Cacheline, "cache line (floor)"),
             (Transport::Shm(WaitStrategy::Spin), "shm spin"),
             (Transport::Shm(WaitStrategy::Block), "shm block"),

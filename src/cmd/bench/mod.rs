@@ -25,7 +25,7 @@ use judge::judge;
 use measurement::Measurement;
 use plan::Plan;
 use transports::stream::Stream;
-use transports::{Progress, cacheline, create, memcpy, shm, stream};
+use transports::{Progress, cacheline, create, listing, memcpy, shm, stream};
 
 /// Shown after `--help`: the runs people reach for first.
 const EXAMPLES: &str = "\
@@ -96,6 +96,8 @@ fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     // Not a phase of the bar's count: creation is over in a moment.
     bar.begin("creating segments".into());
     results.extend(create::measure(plan)?);
+    bar.begin("listing segments".into());
+    results.extend(listing::measure(plan)?);
     bar.begin("cache line floor".into());
     results.push(cacheline::measure(plan)?);
     bar.done();

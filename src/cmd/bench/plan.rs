@@ -16,6 +16,10 @@ pub const CREATE_SMALL: u64 = 1 << 20;
 /// about what the small one does, and the two sizes are far apart to show it.
 pub const CREATE_HUGE: u64 = 4 << 30;
 
+/// How many segments the listing is timed on (`shmhub ls`'s budget is
+/// 50 ms for this many).
+pub const LIST_SEGMENTS: usize = 100;
+
 /// The wait strategies the segment's round trips are measured with, in the
 /// order the report lists them.
 pub const WAIT_MODES: [WaitStrategy; 3] = [

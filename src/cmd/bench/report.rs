@@ -104,14 +104,18 @@ pub fn print_tables(
         let row = vec![
             Cell::new(m.kind),
             Cell::new(m.transport),
-            Cell::new(human_bytes(m.size)).set_alignment(CellAlignment::Right),
+            Cell::new(match m.kind {
+                Kind::List => format!("{} segments", m.size),
+                _ => human_bytes(m.size),
+            })
+            .set_alignment(CellAlignment::Right),
             Cell::new(ns(m.p50_ns)).set_alignment(CellAlignment::Right),
             Cell::new(ns(m.p99_ns)).set_alignment(CellAlignment::Right),
             Cell::new(ns(m.p999_ns)).set_alignment(CellAlignment::Right),
             Cell::new(rate_text(m.msgs_per_s)).set_alignment(CellAlignment::Right),
             // Creating a segment moves no bytes: its size is not a payload.
             Cell::new(match m.kind {
-                Kind::Create => "-".to_string(),
+                Kind::Create | Kind::List => "-".to_string(),
                 _ => format!("{}/s", human_bytes(m.bytes_per_s as u64)),
             })
             .set_alignment(CellAlignment::Right),

@@ -13,6 +13,7 @@ use super::protocol::{PeerTransport, parse_report};
 
 pub mod cacheline;
 pub mod create;
+pub mod listing;
 pub mod memcpy;
 pub mod shm;
 pub mod stream;
