@@ -1,6 +1,8 @@
 //! `shmhub bench`: it runs end to end with tiny iteration counts and
 //! reports sane values. How fast anything is, is not a test's business.
 
+use serde_json::Value;
+
 use crate::common::{Env, assert_well_formed, cell_lines, tables};
 
 #[test]
@@ -45,10 +47,14 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         );
     }
     let targets = report["targets"].as_array().unwrap();
-    // Four ratio targets, plus creation (4 GiB vs 1 MiB); the 1 MiB stream
-    // target needs a 1 MiB size, which this run leaves out.
-    assert_eq!(targets.len(), 5, "{targets:?}");
+    // Four ratio targets, plus creation (4 GiB vs 1 MiB) and the listing
+    // budget; the 1 MiB stream target needs a 1 MiB size, which this run
+    // leaves out.
+    assert_eq!(targets.len(), 6, "{targets:?}");
     assert_eq!(results.iter().filter(|r| r["kind"] == "create").count(), 2);
+    let listed: Vec<&Value> = results.iter().filter(|r| r["kind"] == "list").collect();
+    assert_eq!(listed.len(), 2, "ls and its floor");
+    assert!(listed.iter().all(|r| r["size"] == 100), "{listed:?}");
     for t in targets {
         let ratio = t["ratio"].as_f64().unwrap();
         assert!(ratio.is_finite() && ratio > 0.0, "{t}");
