@@ -1049,6 +1049,7 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
     );
     run("remove_segment", &mut |p| {
         let options = shmhub::RemoveOptions {
+            allow_foreign_owner: false,
             force: false,
             timeout: Duration::ZERO,
         };

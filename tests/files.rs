@@ -394,3 +394,48 @@ fn non_unix_targets_are_refused_at_compile_time() {
         &after[..40.min(after.len())]
     );
 }
+
+/// Gives the file at `path` to user `nobody` (and `gid`) with `mode`;
+/// false where that needs root and this is not.
+fn give_away(path: &Path, gid: u32, mode: u32) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: changing a file's owner needs root");
+        return false;
+    }
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: chown reads the NUL-terminated path we own for the call.
+    assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, gid) }, 0);
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    true
+}
+
+// shm[verify shm.file.owner]
+#[test]
+fn a_segment_another_user_owns_is_trusted_only_when_shared_or_allowed() {
+    let dir = tmp();
+    let path = dir.path().join("squatted.shm");
+    ShmHost::create(&path, SegmentConfig::default())
+        .unwrap()
+        .persist()
+        .unwrap();
+    if !give_away(&path, 65534, 0o600) {
+        return;
+    }
+    match ShmGuest::attach_path(&path) {
+        Err(Error::ForeignOwner { uid, mode, .. }) => assert_eq!((uid, mode), (65534, 0o600)),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(ShmHost::open(&path), Err(Error::ForeignOwner { .. })));
+    let report = inspect_path(&path).unwrap();
+    assert_eq!(report.owner.map(|o| o.uid), Some(65534));
+    let allowed = shmhub::OpenOptions::new().allow_foreign_owner(true);
+    let guest = allowed.attach(&path).unwrap();
+    drop(guest);
+    // Shared with a group this process is in (root's), on purpose: 0660.
+    give_away(&path, 0, 0o660);
+    drop(ShmGuest::attach_path(&path).unwrap());
+    // The same group, but not shared on purpose: refused.
+    give_away(&path, 0, 0o640);
+    assert!(matches!(ShmGuest::attach_path(&path), Err(Error::ForeignOwner { .. })));
+}

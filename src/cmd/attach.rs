@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 use serde_json::json;
 use shmhub::{
-    Frame, HolderStatus, PeerState, ReclaimReport, SegmentReport, ShmGuest, ShmHost, SkipReason,
+    Frame, HolderStatus, OpenOptions, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason,
 };
 
 use super::common::{Role, parse_peer_id, print_line, seg_err};
@@ -34,9 +34,18 @@ pub struct Args {
     /// printing what the host sends; then detach.
     #[arg(long)]
     pub hold: bool,
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
     /// Print JSON: {"peer_id":N,"epoch":E}, then one object per message.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How to open the segment, per `--allow-foreign-owner`.
+fn opener(args: &Args) -> OpenOptions {
+    OpenOptions::new().allow_foreign_owner(args.allow_foreign_owner)
 }
 
 /// Runs `shmhub attach`.
@@ -47,8 +56,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         signals::catch_termination();
     }
     let mut guest = match args.peer_id {
-        Some(id) => ShmGuest::attach_path_with_id(&path, id).map_err(|e| seg_err(&path, e))?,
-        None => attach_any(&path, &args.segment)?,
+        Some(id) => opener(&args)
+            .attach_with_id(&path, id)
+            .map_err(|e| seg_err(&path, e))?,
+        None => attach_any(&path, &args.segment, opener(&args))?,
     };
     if args.hold {
         // Receive as this guest from the moment its id is printed.
@@ -80,14 +91,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// holder died, as `shmhub reclaim` would (saying so on stderr); if none
 /// can be, the error names every entry's holder and how to free a
 /// scripted claim.
-fn attach_any(path: &Path, segment: &str) -> anyhow::Result<ShmGuest> {
-    let full = match ShmGuest::attach_path(path) {
+fn attach_any(path: &Path, segment: &str, opener: OpenOptions) -> anyhow::Result<ShmGuest> {
+    let full = match opener.attach(path) {
         Err(e @ shmhub::Error::HubFull { .. }) => e,
         other => return other.map_err(|e| seg_err(path, e)),
     };
     let before = shmhub::inspect_path(path).map_err(|e| seg_err(path, e))?;
     // The host's role locks taken to reclaim are let go before attaching.
-    let report = ShmHost::open(path)
+    let report = opener
+        .open_host(path)
         .and_then(|mut host| host.reclaim_dead_report())
         .map_err(|e| seg_err(path, e))?;
     for &p in &report.reclaimed {
@@ -100,7 +112,7 @@ fn attach_any(path: &Path, segment: &str) -> anyhow::Result<ShmGuest> {
     let full = if report.reclaimed.is_empty() {
         full
     } else {
-        match ShmGuest::attach_path(path) {
+        match opener.attach(path) {
             // Another process took the freed entries first.
             Err(e @ shmhub::Error::HubFull { .. }) => e,
             other => return other.map_err(|e| seg_err(path, e)),

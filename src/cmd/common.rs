@@ -84,6 +84,12 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
         E::Io { path, cause } if cause.kind() == std::io::ErrorKind::PermissionDenied => {
             anyhow!("{}: {cause}{}", path.display(), who_may_use(&path))
         }
+        E::ForeignOwner { path, .. } => anyhow!(
+            "{}: owned by another user{}: refusing to trust a segment another user controls \
+             (a squatter could be waiting for guests' data); --allow-foreign-owner opens it anyway",
+            path.display(),
+            who_may_use(&path)
+        ),
         E::NoSpace { path, needed } => anyhow!(
             "{}: no space left on the file system for {}",
             path.display(),
@@ -104,6 +110,16 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
     }
 }
 
+/// The owner of a file as people read it: `alice:staff 0600`.
+pub fn owner_text(owner: &shmhub::FileOwner) -> String {
+    format!(
+        "{}:{} {:04o}",
+        account_name("/etc/passwd", owner.uid),
+        account_name("/etc/group", owner.gid),
+        owner.mode
+    )
+}
+
 /// Who may use the file at `path`, for a permission error: its mode and
 /// owner, e.g. ` (mode 0600, owner root)`; empty if it cannot be read.
 fn who_may_use(path: &Path) -> String {
@@ -121,7 +137,7 @@ fn who_may_use(path: &Path) -> String {
 
 /// The name of user or group `id` from a passwd-format file, or the number
 /// where it has none.
-fn account_name(database: &str, id: u32) -> String {
+pub fn account_name(database: &str, id: u32) -> String {
     let id_text = id.to_string();
     std::fs::read_to_string(database)
         .ok()

@@ -335,6 +335,7 @@ fn replace_existing(path: &Path) -> anyhow::Result<bool> {
         }
         Ok(_) => {
             let options = RemoveOptions {
+                allow_foreign_owner: false,
                 force: true,
                 timeout: Duration::from_secs(2),
             };

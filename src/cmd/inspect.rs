@@ -3,7 +3,7 @@
 use serde_json::json;
 use shmhub::{PeerState, RingState, SegmentReport};
 
-use super::common::{human_bytes, parse_duration, print_line, seg_err};
+use super::common::{human_bytes, owner_text, parse_duration, print_line, seg_err};
 use super::{Outcome, segment_path, signals, table};
 
 const EXAMPLES: &str = "\
@@ -57,6 +57,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
     let l = &h.layout;
     json!({
         "path": r.path,
+        "owner": r.owner,
         "header": {
             "version": h.version,
             "total_size": l.total_size,
@@ -159,6 +160,13 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
     };
     let rows: Vec<(&str, String)> = vec![
         ("path", r.path.display().to_string()),
+        (
+            "owner",
+            r.owner
+                .as_ref()
+                .map(owner_text)
+                .unwrap_or_else(|| "-".into()),
+        ),
         ("version", h.version.to_string()),
         (
             "total size",

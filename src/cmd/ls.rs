@@ -7,7 +7,7 @@ use comfy_table::{Cell, CellAlignment};
 use serde_json::json;
 use shmhub::{HostStatus, Listing, SegmentSummary};
 
-use super::common::{human_bytes, print_line};
+use super::common::{human_bytes, owner_text, print_line};
 use super::{Outcome, table};
 
 const EXAMPLES: &str = "\
@@ -102,6 +102,7 @@ fn summary_json(s: &SegmentSummary) -> serde_json::Value {
         "queued": s.queued,
         "slots_used": s.slots_used,
         "slots_total": s.slots_total,
+        "owner": s.owner,
         "orphaned": s.is_orphaned(),
     })
 }
@@ -153,11 +154,12 @@ fn guests_text(s: &SegmentSummary) -> String {
 
 fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
     let mut t = table::new([
-        "segment", "size", "age", "host", "guests", "queued", "slots",
+        "segment", "owner", "size", "age", "host", "guests", "queued", "slots",
     ]);
     for s in segments {
         t.add_row(vec![
             Cell::new(s.path.display()),
+            Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
             Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
             Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),
             Cell::new(host_text(s)),

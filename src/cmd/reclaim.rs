@@ -2,7 +2,7 @@
 //! say why every other entry was left alone.
 
 use serde_json::json;
-use shmhub::{ShmHost, SkipReason, Skipped};
+use shmhub::{SkipReason, Skipped};
 
 use super::common::{print_line, seg_err};
 use super::{Outcome, segment_path, signals};
@@ -19,6 +19,10 @@ Examples:
 pub struct Args {
     /// Segment path, or a bare name under /dev/shm.
     pub segment: String,
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
     /// Print JSON: {"reclaimed":[ids],"skipped":[{"peer","holder","reason","code"}]}.
     #[arg(long)]
     pub json: bool,
@@ -28,7 +32,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
-    let mut host = ShmHost::open(&path).map_err(|e| seg_err(&path, e))?;
+    let mut host = shmhub::OpenOptions::new()
+        .allow_foreign_owner(args.allow_foreign_owner)
+        .open_host(&path)
+        .map_err(|e| seg_err(&path, e))?;
     let report = host.reclaim_dead_report().map_err(|e| seg_err(&path, e))?;
     if args.json {
         let skipped: Vec<_> = report.skipped.iter().map(skipped_json).collect();

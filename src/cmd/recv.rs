@@ -49,6 +49,10 @@ pub struct Args {
     /// Write the payload bytes to this file instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
     /// Print one JSON object per message.
     #[arg(long)]
     pub json: bool,
@@ -112,12 +116,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         crate::usage!("--count must be at least 1");
     }
     signals::guard_sigbus(&path);
+    let opener = shmhub::OpenOptions::new().allow_foreign_owner(args.allow_foreign_owner);
     let opened = match (args.role, args.from) {
-        (Role::Host, from) => ShmHost::open(&path).map(|h| Receiver::Host(Box::new(h), from)),
+        (Role::Host, from) => opener
+            .open_host(&path)
+            .map(|h| Receiver::Host(Box::new(h), from)),
         (Role::Guest(_), Some(_)) => {
             crate::usage!("--from goes with --as host; a guest receives from the host")
         }
-        (Role::Guest(n), None) => ShmGuest::resume(&path, n).map(|g| Receiver::Guest(Box::new(g))),
+        (Role::Guest(n), None) => opener
+            .resume(&path, n)
+            .map(|g| Receiver::Guest(Box::new(g))),
     };
     let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
     if let Receiver::Host(host, Some(from)) = &receiver {

@@ -28,6 +28,10 @@ pub struct Args {
     /// How long to wait for live guests and a live host to leave.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -52,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
     let options = RemoveOptions {
+        allow_foreign_owner: args.allow_foreign_owner,
         force: args.force,
         timeout: args.timeout,
     };

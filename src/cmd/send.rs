@@ -55,6 +55,10 @@ pub struct Args {
     /// How long to wait for room in a full ring or a free slot (then exit 3).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -170,10 +174,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         );
     }
     signals::guard_sigbus(&path);
+    let opener = shmhub::OpenOptions::new().allow_foreign_owner(args.allow_foreign_owner);
     let (to, opened) = match (args.role, args.to) {
         (Role::Host, Some(to)) => (
             Role::Guest(to),
-            ShmHost::open(&path).map(|h| Sender::Host(Box::new(h), to)),
+            opener
+                .open_host(&path)
+                .map(|h| Sender::Host(Box::new(h), to)),
         ),
         (Role::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),
         (Role::Guest(_), Some(_)) => {
@@ -181,7 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         (Role::Guest(n), None) => (
             Role::Host,
-            ShmGuest::resume(&path, n).map(|g| Sender::Guest(Box::new(g))),
+            opener.resume(&path, n).map(|g| Sender::Guest(Box::new(g))),
         ),
     };
     let mut sender = opened.map_err(|e| seg_err(&path, e))?;

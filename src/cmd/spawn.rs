@@ -31,6 +31,10 @@ pub struct Args {
     /// back (it keeps running).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub attach_timeout: Duration,
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
     /// The program and its arguments; `{segment}` and `{peer}` in them are
     /// replaced by the segment's absolute path and the entry's id.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -45,7 +49,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
-    let mut host = ShmHost::open(&path).map_err(|e| seg_err(&path, e))?;
+    let mut host = shmhub::OpenOptions::new()
+        .allow_foreign_owner(args.allow_foreign_owner)
+        .open_host(&path)
+        .map_err(|e| seg_err(&path, e))?;
     let ticket = match args.peer_id {
         Some(id) => host.spawn_ticket_with_id(id),
         None => host.spawn_ticket(),

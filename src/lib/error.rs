@@ -28,6 +28,20 @@ pub enum Error {
         /// The link.
         path: PathBuf,
     },
+    /// The segment file belongs to another user (not root), and is not a
+    /// 0660 file of a group this process is in: it could be a squatter's.
+    #[error(
+        "{}: owned by user {uid} (mode {mode:04o}), not by this user: refusing to trust a segment another user controls",
+        path.display()
+    )]
+    ForeignOwner {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The path is not a regular file.
     #[error("{}: not a regular file", path.display())]
     NotAFile {

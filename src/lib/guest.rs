@@ -73,7 +73,7 @@ impl ShmGuest {
     ///
     /// shm[impl shm.file.attach]
     pub fn attach_path<P: AsRef<Path>>(path: P) -> Result<Self> {
-        Self::claim(Segment::open_path(path.as_ref())?, Claim::AnyEmpty)
+        Self::claim(Segment::open_path(path.as_ref(), false)?, Claim::AnyEmpty)
     }
 
     /// Maps the segment file at `path` and takes the entry `peer_id`, which
@@ -81,7 +81,10 @@ impl ShmGuest {
     ///
     /// shm[impl shm.peer.reserve]
     pub fn attach_path_with_id<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
-        Self::claim(Segment::open_path(path.as_ref())?, Claim::Reserved(peer_id))
+        Self::claim(
+            Segment::open_path(path.as_ref(), false)?,
+            Claim::Reserved(peer_id),
+        )
     }
 
     /// Acts as guest `peer_id`, an entry already Attached (typically claimed
@@ -89,7 +92,33 @@ impl ShmGuest {
     /// detach. Each ring end is locked on first use, so two processes never
     /// send (or receive) as the same guest at once.
     pub fn resume<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
-        let seg = Segment::open_path(path.as_ref())?;
+        Self::resume_opened(Segment::open_path(path.as_ref(), false)?, peer_id)
+    }
+
+    /// [`ShmGuest::attach_path`] (or, with `peer_id`, [`ShmGuest::attach_path_with_id`])
+    /// with the owner check as `allow_foreign_owner` says (see [`crate::OpenOptions`]).
+    pub(crate) fn attach_path_trusting(
+        path: &Path,
+        peer_id: Option<PeerId>,
+        allow_foreign_owner: bool,
+    ) -> Result<Self> {
+        let seg = Segment::open_path(path, allow_foreign_owner)?;
+        match peer_id {
+            Some(p) => Self::claim(seg, Claim::Reserved(p)),
+            None => Self::claim(seg, Claim::AnyEmpty),
+        }
+    }
+
+    /// [`ShmGuest::resume`] with the owner check as `allow_foreign_owner` says.
+    pub(crate) fn resume_trusting(
+        path: &Path,
+        peer_id: PeerId,
+        allow_foreign_owner: bool,
+    ) -> Result<Self> {
+        Self::resume_opened(Segment::open_path(path, allow_foreign_owner)?, peer_id)
+    }
+
+    fn resume_opened(seg: Segment, peer_id: PeerId) -> Result<Self> {
         let p = seg.guest_id(peer_id)?;
         let state = seg.peer(p).state()?;
         if state != PeerState::Attached {
@@ -597,7 +626,19 @@ impl ShmGuest {
     /// Detaches guest `peer_id` of the segment at `path`, an entry claimed
     /// for scripted use; refused while a live process holds it.
     pub fn release<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<()> {
-        let guest = Self::resume(path, peer_id)?;
+        Self::release_resumed(Self::resume(path, peer_id)?)
+    }
+
+    /// [`ShmGuest::release`] with the owner check as `allow_foreign_owner` says.
+    pub(crate) fn release_trusting(
+        path: &Path,
+        peer_id: PeerId,
+        allow_foreign_owner: bool,
+    ) -> Result<()> {
+        Self::release_resumed(Self::resume_trusting(path, peer_id, allow_foreign_owner)?)
+    }
+
+    fn release_resumed(guest: ShmGuest) -> Result<()> {
         let entry = guest.seg.peer(guest.peer_id).snapshot()?;
         let status = liveness::judge_peer(
             &entry,

@@ -170,7 +170,13 @@ impl ShmHost {
     /// it neither says goodbye nor deletes the file. For tools that send,
     /// receive or clean up on a segment another process created.
     pub fn open<P: AsRef<Path>>(path: P) -> Result<Self> {
-        let seg = Segment::open_path(path.as_ref())?;
+        Self::open_trusting(path.as_ref(), false)
+    }
+
+    /// [`ShmHost::open`] with the owner check as `allow_foreign_owner` says
+    /// (see [`crate::OpenOptions`]).
+    pub(crate) fn open_trusting(path: &Path, allow_foreign_owner: bool) -> Result<Self> {
+        let seg = Segment::open_path(path, allow_foreign_owner)?;
         Ok(Self::with_segment(seg, false))
     }
 

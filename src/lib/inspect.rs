@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{self, HolderStatus, HostStatus};
-use crate::mmap::MmapRegion;
+use crate::mmap::{FileOwner, MmapRegion};
 use crate::peer::{Peer, PeerEntry, PeerState};
 use crate::pool::{Pool, PoolUsage};
 use crate::region::Region;
@@ -66,6 +66,8 @@ pub struct SegmentReport {
     pub peers: Vec<PeerReport>,
     /// Every pool (host first).
     pub pools: Vec<PoolReport>,
+    /// Who owns the file and its mode (`None` for a region with no file).
+    pub owner: Option<FileOwner>,
 }
 
 /// Opens `path` read-only and reports on it: header, every peer entry with
@@ -104,6 +106,7 @@ pub fn inspect_path(path: &Path) -> Result<SegmentReport> {
     let report = inspect_region(&mmap.region(), Some(mmap.file()))?;
     Ok(SegmentReport {
         path: path.to_path_buf(),
+        owner: Some(mmap.owner()),
         ..report
     })
 }
@@ -158,5 +161,6 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         host,
         peers,
         pools,
+        owner: None,
     })
 }

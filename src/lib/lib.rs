@@ -86,6 +86,7 @@ mod locks;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod mmap;
+mod open;
 mod path;
 #[doc(hidden)]
 pub mod peer;
@@ -123,7 +124,8 @@ pub use listing::{
     Collected, GuestCounts, Listing, SegmentSummary, Unlisted, collect_garbage, list_segments,
 };
 pub use liveness::{HolderStatus, HostStatus};
-pub use mmap::{FileIdentity, FileMode, MmapRegion};
+pub use mmap::{FileIdentity, FileMode, FileOwner, MmapRegion};
+pub use open::OpenOptions;
 pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
 pub use peer::{PeerEntry, PeerId, PeerState};
 pub use pool::PoolUsage;

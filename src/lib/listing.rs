@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::inspect::{SegmentReport, inspect_path};
 use crate::layout::HEADER_SIZE;
 use crate::liveness::{HolderStatus, HostStatus};
+use crate::mmap::FileOwner;
 use crate::peer::PeerState;
 use crate::remove::{RemoveReport, remove_unused_segment};
 
@@ -52,6 +53,8 @@ pub struct SegmentSummary {
     pub slots_used: u64,
     /// Slots in all pools.
     pub slots_total: u64,
+    /// Who owns the file, and its mode.
+    pub owner: Option<FileOwner>,
 }
 
 impl SegmentSummary {
@@ -82,6 +85,7 @@ impl SegmentSummary {
             queued,
             slots_used: report.pools.iter().map(|p| u64::from(p.usage.used)).sum(),
             slots_total: report.pools.iter().map(|p| u64::from(p.usage.slots)).sum(),
+            owner: report.owner,
         }
     }
 

@@ -64,6 +64,43 @@ pub struct MmapRegion {
     file: Arc<SegmentFile>,
     path: PathBuf,
     identity: FileIdentity,
+    owner: FileOwner,
+}
+
+/// Who owns a file, and its permission bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct FileOwner {
+    /// The owning user.
+    pub uid: u32,
+    /// The owning group.
+    pub gid: u32,
+    /// The permission bits (`0o600`, `0o660`, ...).
+    pub mode: u32,
+}
+
+impl FileOwner {
+    /// The owner of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        FileOwner {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode() & 0o7777,
+        }
+    }
+
+    /// Whether this process may trust a segment file with this owner: one
+    /// it or root owns, or one shared with a group it is in on purpose
+    /// (mode 0660). Another local user could have made any other file at
+    /// the expected name and be waiting for guests to send it their data.
+    ///
+    /// shm[impl shm.file.owner]
+    pub fn is_trusted(&self) -> bool {
+        let me = crate::sys::effective_uid();
+        self.uid == me
+            || self.uid == 0
+            || (self.mode & 0o777 == 0o660 && crate::sys::in_group(self.gid))
+    }
 }
 
 impl fmt::Debug for MmapRegion {
@@ -385,6 +422,7 @@ impl MmapRegion {
             file: Arc::new(file),
             path: path.to_path_buf(),
             identity: FileIdentity::of(&meta),
+            owner: FileOwner::of(&meta),
         })
     }
 
@@ -412,6 +450,28 @@ impl MmapRegion {
     /// The open file, shared with the role locks taken on it.
     pub(crate) fn segment_file(&self) -> &Arc<SegmentFile> {
         &self.file
+    }
+
+    /// Who owned the file, and its mode, when it was opened.
+    pub fn owner(&self) -> FileOwner {
+        self.owner
+    }
+
+    /// Refuses the file unless this process may trust its owner
+    /// ([`FileOwner::is_trusted`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ForeignOwner`], naming the owner and the mode.
+    pub fn check_owner(&self) -> Result<(), Error> {
+        if self.owner.is_trusted() {
+            return Ok(());
+        }
+        Err(Error::ForeignOwner {
+            path: self.path.clone(),
+            uid: self.owner.uid,
+            mode: self.owner.mode,
+        })
     }
 
     /// Device and inode of the mapped file.

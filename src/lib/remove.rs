@@ -20,11 +20,25 @@ use crate::sys;
 /// How [`remove_segment`] behaves.
 #[derive(Debug, Clone, Copy)]
 pub struct RemoveOptions {
+    /// Remove a segment another user owns (see [`crate::OpenOptions`]):
+    /// refused by default.
+    pub allow_foreign_owner: bool,
     /// Delete even if live guests are still attached when the time is up,
     /// or if the header (past a valid magic) is damaged.
     pub force: bool,
     /// How long to wait for live guests and a live host to leave.
     pub timeout: Duration,
+}
+
+impl Default for RemoveOptions {
+    /// Not forced, a 5 s wait, another user's segment refused.
+    fn default() -> Self {
+        RemoveOptions {
+            allow_foreign_owner: false,
+            force: false,
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// What [`remove_segment`] did.
@@ -95,6 +109,9 @@ pub fn remove_segment(
     on_wait: &mut dyn FnMut(&[u8]),
 ) -> Result<RemoveReport> {
     let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
+    if !options.allow_foreign_owner {
+        mmap.check_owner()?;
+    }
     let region = mmap.region();
     let start = Instant::now();
     let info = match header::read(&region) {
@@ -169,6 +186,7 @@ pub fn remove_segment(
 /// the errors of [`remove_segment`] for what is not a segment.
 pub fn remove_unused_segment(path: &Path) -> Result<RemoveReport> {
     let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
+    mmap.check_owner()?;
     let region = mmap.region();
     let info = header::read(&region)?;
     let refuse = |(peers, host): (Vec<u8>, bool)| -> Result<()> {

@@ -76,9 +76,13 @@ impl Segment {
         })
     }
 
-    /// Maps the file at `path` read/write and validates it.
-    pub(crate) fn open_path(path: &Path) -> Result<Self> {
+    /// Maps the file at `path` read/write and validates it; refuses a file
+    /// another user owns unless `allow_foreign_owner`.
+    pub(crate) fn open_path(path: &Path, allow_foreign_owner: bool) -> Result<Self> {
         let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
+        if !allow_foreign_owner {
+            mmap.check_owner()?;
+        }
         Self::open(ShmBacking::Mmap(mmap))
     }
 

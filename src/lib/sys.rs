@@ -40,6 +40,33 @@ pub fn current_pid() -> u32 {
     std::process::id()
 }
 
+/// This process's effective user id.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether this process is in group `gid` (its effective group or one of
+/// its supplementary groups).
+pub fn in_group(gid: u32) -> bool {
+    // SAFETY: getegid has no preconditions and cannot fail.
+    if unsafe { libc::getegid() } == gid {
+        return true;
+    }
+    // SAFETY: with a size of 0, getgroups writes nothing and returns how
+    // many supplementary groups there are.
+    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    let Ok(len) = usize::try_from(count) else {
+        return false;
+    };
+    let mut groups: Vec<libc::gid_t> = vec![0; len];
+    // SAFETY: the buffer holds `count` gid_t values, and getgroups writes
+    // at most that many (returning how many it wrote).
+    let written = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
+    let written = usize::try_from(written).unwrap_or(0).min(len);
+    groups[..written].contains(&gid)
+}
+
 /// When process `pid` started, or 0 where that cannot be read. Stored
 /// beside a pid so that a recycled pid is not mistaken for the process
 /// that wrote it. On Linux: clock ticks since boot (field 22 of

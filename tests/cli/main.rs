@@ -20,6 +20,7 @@ mod held;
 mod inspect;
 mod live;
 mod new_user;
+mod ownership;
 mod recv;
 mod rm;
 mod send;

@@ -26,6 +26,7 @@ pub fn unix_ns() -> u64 {
 /// Options of `remove_segment`.
 pub fn remove_options(force: bool, timeout_ms: u64) -> RemoveOptions {
     RemoveOptions {
+        allow_foreign_owner: false,
         force,
         timeout: Duration::from_millis(timeout_ms),
     }
