@@ -90,7 +90,7 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
 /// let path = dir.path().join("gone.shm");
 /// ShmHost::create(&path, SegmentConfig::default())?.persist()?;
 ///
-/// let options = RemoveOptions { force: false, timeout: Duration::from_secs(1) };
+/// let options = RemoveOptions { timeout: Duration::from_secs(1), ..RemoveOptions::default() };
 /// let report = remove_segment(&path, options, &mut |_| {})?;
 /// assert!(!path.exists() && report.abandoned.is_empty());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
