@@ -43,8 +43,8 @@ fn host_session(host: &mut ShmHost) {
         let _ = host.recv_batch_from(p, 8, Some(Duration::ZERO), |r| {
             let _ = r.payload().iter().map(|&b| u32::from(b)).sum::<u32>();
         });
-        let _ = host.send(p, frame(1, 5));
-        let _ = host.send(p, frame(2, 100));
+        let _ = host.try_send(p, frame(1, 5));
+        let _ = host.try_send(p, frame(2, 100));
     }
     let _ = host.reclaim_dead();
     let _ = host.try_recv();
@@ -64,8 +64,8 @@ fn guest_session(guest: &mut ShmGuest) {
     let _ = guest.recv_batch(8, Some(Duration::ZERO), |r| {
         let _ = r.payload().iter().map(|&b| u32::from(b)).sum::<u32>();
     });
-    let _ = guest.send(frame(3, 7));
-    let _ = guest.send(frame(4, 90));
+    let _ = guest.try_send(frame(3, 7));
+    let _ = guest.try_send(frame(4, 90));
 }
 
 pub fn exercise(region: Region) {

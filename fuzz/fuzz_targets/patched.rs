@@ -30,15 +30,15 @@ fn build(config: SegmentConfig) -> Vec<u8> {
     let mut g1 = ShmGuest::attach(region.clone()).expect("attach 1");
     let mut g2 = ShmGuest::attach(region.clone()).expect("attach 2");
     for i in 0..5 {
-        let _ = g1.send(frame(i, 3));
+        let _ = g1.try_send(frame(i, 3));
         let _ = host.try_recv_from(1);
-        let _ = host.send(1, frame(i, 40));
+        let _ = host.try_send(1, frame(i, 40));
         let _ = g1.try_recv();
     }
-    let _ = host.send(1, frame(10, 5));
-    let _ = host.send(1, frame(11, 60));
-    let _ = g1.send(frame(12, 50));
-    let _ = g1.send(frame(13, 0));
+    let _ = host.try_send(1, frame(10, 5));
+    let _ = host.try_send(1, frame(11, 60));
+    let _ = g1.try_send(frame(12, 50));
+    let _ = g1.try_send(frame(13, 0));
     let _ = g2.send(frame(20, 64));
     let _ = g2.send(frame(21, 1));
     let _ = g2.detach();
