@@ -9,7 +9,7 @@ use shmhub::{
     Frame, HolderStatus, OpenOptions, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason,
 };
 
-use super::common::{Role, parse_peer_id, print_line, seg_err};
+use super::common::{Role, Trust, parse_peer_id, print_line, seg_err};
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::reclaim::scripted_hint;
@@ -34,18 +34,12 @@ pub struct Args {
     /// printing what the host sends; then detach.
     #[arg(long)]
     pub hold: bool,
-    /// Open the segment even if another user owns it (not root, nor a
-    /// 0660 file of one of your groups): for someone who really means it.
-    #[arg(long)]
-    pub allow_foreign_owner: bool,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
     /// Print JSON: {"peer_id":N,"epoch":E}, then one object per message.
     #[arg(long)]
     pub json: bool,
-}
-
-/// How to open the segment, per `--allow-foreign-owner`.
-fn opener(args: &Args) -> OpenOptions {
-    OpenOptions::new().allow_foreign_owner(args.allow_foreign_owner)
 }
 
 /// Runs `shmhub attach`.
@@ -56,10 +50,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         signals::catch_termination();
     }
     let mut guest = match args.peer_id {
-        Some(id) => opener(&args)
+        Some(id) => args
+            .trust
+            .opener()
             .attach_with_id(&path, id)
             .map_err(|e| seg_err(&path, e))?,
-        None => attach_any(&path, &args.segment, opener(&args))?,
+        None => attach_any(&path, &args.segment, args.trust.opener())?,
     };
     if args.hold {
         // Receive as this guest from the moment its id is printed.

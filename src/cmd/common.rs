@@ -315,6 +315,23 @@ pub fn parse_msg_type(text: &str) -> Result<u16, String> {
     })
 }
 
+/// The flag that says whom a command trusts, shared by every command that
+/// opens a segment to use it.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Trust {
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
+}
+
+impl Trust {
+    /// How to open the segment.
+    pub fn opener(&self) -> shmhub::OpenOptions {
+        shmhub::OpenOptions::new().allow_foreign_owner(self.allow_foreign_owner)
+    }
+}
+
 /// Who a command acts as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

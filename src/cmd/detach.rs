@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::common::{parse_peer_id, print_line, seg_err};
+use super::common::{Trust, parse_peer_id, print_line, seg_err};
 use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
@@ -20,10 +20,9 @@ pub struct Args {
     /// The entry to release (refused while a live process holds it).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: u8,
-    /// Open the segment even if another user owns it (not root, nor a
-    /// 0660 file of one of your groups): for someone who really means it.
-    #[arg(long)]
-    pub allow_foreign_owner: bool,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -33,8 +32,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
-    shmhub::OpenOptions::new()
-        .allow_foreign_owner(args.allow_foreign_owner)
+    args.trust
+        .opener()
         .release(&path, args.peer_id)
         .map_err(|e| seg_err(&path, e))?;
     if args.json {

@@ -1,13 +1,11 @@
 //! `shmhub gc`: remove the segments nobody can use any more.
 
-use std::path::PathBuf;
-
 use serde_json::json;
 use shmhub::Collected;
 
 use super::Outcome;
 use super::common::print_line;
-use super::ls::list_all;
+use super::ls::{Dirs, list_all};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -19,10 +17,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Directories to clean (default: the segment directory, $SHMHUB_SHM_DIR
-    /// or /dev/shm).
-    #[arg(value_name = "DIR")]
-    pub dirs: Vec<PathBuf>,
+    /// Where to look.
+    #[command(flatten)]
+    pub dirs: Dirs,
     /// Say what would be removed; remove nothing.
     #[arg(long)]
     pub dry_run: bool,

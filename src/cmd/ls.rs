@@ -20,10 +20,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Directories to list (default: the segment directory, $SHMHUB_SHM_DIR
-    /// or /dev/shm).
-    #[arg(value_name = "DIR")]
-    pub dirs: Vec<PathBuf>,
+    /// Where to look.
+    #[command(flatten)]
+    pub dirs: Dirs,
     /// Only segments whose host is dead or absent.
     #[arg(long)]
     pub dead: bool,
@@ -35,19 +34,30 @@ pub struct Args {
     pub json: bool,
 }
 
-/// The directories to look in: those given, or the segment directory.
-pub fn directories(dirs: &[PathBuf]) -> Vec<PathBuf> {
-    if dirs.is_empty() {
-        vec![shmhub::shm_dir()]
-    } else {
-        dirs.to_vec()
+/// The directories `ls` and `gc` look in.
+#[derive(Debug, clap::Args)]
+pub struct Dirs {
+    /// Directories to look in (default: the segment directory,
+    /// $SHMHUB_SHM_DIR or /dev/shm).
+    #[arg(value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Dirs {
+    /// The directories given, or the segment directory.
+    fn resolved(&self) -> Vec<PathBuf> {
+        if self.dirs.is_empty() {
+            vec![shmhub::shm_dir()]
+        } else {
+            self.dirs.clone()
+        }
     }
 }
 
 /// Lists every directory of `dirs` into one listing.
-pub fn list_all(dirs: &[PathBuf]) -> anyhow::Result<Listing> {
+pub fn list_all(dirs: &Dirs) -> anyhow::Result<Listing> {
     let mut all = Listing::default();
-    for dir in directories(dirs) {
+    for dir in dirs.resolved() {
         let listing = shmhub::list_segments(&dir)?;
         all.segments.extend(listing.segments);
         all.unlisted.extend(listing.unlisted);

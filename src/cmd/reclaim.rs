@@ -4,7 +4,7 @@
 use serde_json::json;
 use shmhub::{SkipReason, Skipped};
 
-use super::common::{print_line, seg_err};
+use super::common::{Trust, print_line, seg_err};
 use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
@@ -19,10 +19,9 @@ Examples:
 pub struct Args {
     /// Segment path, or a bare name under /dev/shm.
     pub segment: String,
-    /// Open the segment even if another user owns it (not root, nor a
-    /// 0660 file of one of your groups): for someone who really means it.
-    #[arg(long)]
-    pub allow_foreign_owner: bool,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
     /// Print JSON: {"reclaimed":[ids],"skipped":[{"peer","holder","reason","code"}]}.
     #[arg(long)]
     pub json: bool,
@@ -32,8 +31,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
-    let mut host = shmhub::OpenOptions::new()
-        .allow_foreign_owner(args.allow_foreign_owner)
+    let mut host = args
+        .trust
+        .opener()
         .open_host(&path)
         .map_err(|e| seg_err(&path, e))?;
     let report = host.reclaim_dead_report().map_err(|e| seg_err(&path, e))?;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use shmhub::{Frame, PeerState, ShmGuest, ShmHost};
 
 use super::common::{
-    Interrupted, Role, WAIT_SLICE, parse_duration, parse_peer_id, parse_role, seg_err,
+    Interrupted, Role, Trust, WAIT_SLICE, parse_duration, parse_peer_id, parse_role, seg_err,
     seg_err_timed,
 };
 use super::held::{self, Stopped};
@@ -49,10 +49,9 @@ pub struct Args {
     /// Write the payload bytes to this file instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Open the segment even if another user owns it (not root, nor a
-    /// 0660 file of one of your groups): for someone who really means it.
-    #[arg(long)]
-    pub allow_foreign_owner: bool,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
     /// Print one JSON object per message.
     #[arg(long)]
     pub json: bool,
@@ -116,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         crate::usage!("--count must be at least 1");
     }
     signals::guard_sigbus(&path);
-    let opener = shmhub::OpenOptions::new().allow_foreign_owner(args.allow_foreign_owner);
+    let opener = args.trust.opener();
     let opened = match (args.role, args.from) {
         (Role::Host, from) => opener
             .open_host(&path)

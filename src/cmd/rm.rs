@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::RemoveOptions;
 
-use super::common::{parse_duration, print_line, seg_err, spinner};
+use super::common::{Trust, parse_duration, print_line, seg_err, spinner};
 use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
@@ -28,10 +28,9 @@ pub struct Args {
     /// How long to wait for live guests and a live host to leave.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
-    /// Open the segment even if another user owns it (not root, nor a
-    /// 0660 file of one of your groups): for someone who really means it.
-    #[arg(long)]
-    pub allow_foreign_owner: bool,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -56,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
     let options = RemoveOptions {
-        allow_foreign_owner: args.allow_foreign_owner,
+        allow_foreign_owner: args.trust.allow_foreign_owner,
         force: args.force,
         timeout: args.timeout,
     };

@@ -10,7 +10,7 @@ use serde_json::json;
 use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
 
 use super::common::{
-    Interrupted, Role, TimedOut, WAIT_SLICE, parse_duration, parse_msg_type, parse_peer_id,
+    Interrupted, Role, TimedOut, Trust, WAIT_SLICE, parse_duration, parse_msg_type, parse_peer_id,
     parse_role, print_line, progress_bar, role_value, seg_err, seg_err_timed,
 };
 use super::{Outcome, segment_path, signals};
@@ -55,10 +55,9 @@ pub struct Args {
     /// How long to wait for room in a full ring or a free slot (then exit 3).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
-    /// Open the segment even if another user owns it (not root, nor a
-    /// 0660 file of one of your groups): for someone who really means it.
-    #[arg(long)]
-    pub allow_foreign_owner: bool,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
@@ -174,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         );
     }
     signals::guard_sigbus(&path);
-    let opener = shmhub::OpenOptions::new().allow_foreign_owner(args.allow_foreign_owner);
+    let opener = args.trust.opener();
     let (to, opened) = match (args.role, args.to) {
         (Role::Host, Some(to)) => (
             Role::Guest(to),

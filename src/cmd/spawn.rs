@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use shmhub::{HolderStatus, PeerState, ShmHost, SpawnTicket};
 
-use super::common::{WAIT_SLICE, parse_duration, parse_peer_id, seg_err};
+use super::common::{Trust, WAIT_SLICE, parse_duration, parse_peer_id, seg_err};
 use super::{Outcome, segment_path, signals};
 
 const EXAMPLES: &str = "\
@@ -31,10 +31,9 @@ pub struct Args {
     /// back (it keeps running).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub attach_timeout: Duration,
-    /// Open the segment even if another user owns it (not root, nor a
-    /// 0660 file of one of your groups): for someone who really means it.
-    #[arg(long)]
-    pub allow_foreign_owner: bool,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
     /// The program and its arguments; `{segment}` and `{peer}` in them are
     /// replaced by the segment's absolute path and the entry's id.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -49,8 +48,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
-    let mut host = shmhub::OpenOptions::new()
-        .allow_foreign_owner(args.allow_foreign_owner)
+    let mut host = args
+        .trust
+        .opener()
         .open_host(&path)
         .map_err(|e| seg_err(&path, e))?;
     let ticket = match args.peer_id {
