@@ -426,7 +426,10 @@ fn a_segment_another_user_owns_is_trusted_only_when_shared_or_allowed() {
         Err(Error::ForeignOwner { uid, mode, .. }) => assert_eq!((uid, mode), (65534, 0o600)),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(ShmHost::open(&path), Err(Error::ForeignOwner { .. })));
+    assert!(matches!(
+        ShmHost::open(&path),
+        Err(Error::ForeignOwner { .. })
+    ));
     let report = inspect_path(&path).unwrap();
     assert_eq!(report.owner.map(|o| o.uid), Some(65534));
     let allowed = shmhub::OpenOptions::new().allow_foreign_owner(true);
@@ -437,5 +440,8 @@ fn a_segment_another_user_owns_is_trusted_only_when_shared_or_allowed() {
     drop(ShmGuest::attach_path(&path).unwrap());
     // The same group, but not shared on purpose: refused.
     give_away(&path, 0, 0o640);
-    assert!(matches!(ShmGuest::attach_path(&path), Err(Error::ForeignOwner { .. })));
+    assert!(matches!(
+        ShmGuest::attach_path(&path),
+        Err(Error::ForeignOwner { .. })
+    ));
 }

@@ -5,7 +5,7 @@ use comfy_table::{Cell, CellAlignment};
 use serde_json::json;
 
 use super::judge::Target;
-use super::measurement::{Kind, Measurement, Transport, find};
+use super::measurement::{Kind, Measurement, Transport, find, floor_of};
 use super::plan::Plan;
 use crate::cmd::common::{human_bytes, print_line};
 use crate::cmd::table;
@@ -46,6 +46,25 @@ fn versus_socket(m: &Measurement, results: &[Measurement]) -> String {
         },
         // A stream is faster when it moves more messages per second.
         (Kind::Stream, Some(s)) => speed(m.msgs_per_s, s.msgs_per_s),
+        _ => "-".into(),
+    }
+}
+
+/// How a line compares with the floor under it (see `floor_of`), in the
+/// same words as [`versus_socket`]: "floor" on the floors' own lines, "-"
+/// where there is none.
+fn versus_floor(m: &Measurement, results: &[Measurement]) -> String {
+    if m.transport.is_floor() {
+        return "floor".into();
+    }
+    let floor = floor_of(m.kind, m.transport, m.size)
+        .and_then(|(transport, size)| find(results, m.kind, transport, size));
+    match (m.kind, floor) {
+        (Kind::RoundTrip, Some(f)) => match (f.p50_ns, m.p50_ns) {
+            (Some(floor_ns), Some(ns)) => speed(floor_ns, ns),
+            _ => "-".into(),
+        },
+        (Kind::Stream, Some(f)) => speed(m.msgs_per_s, f.msgs_per_s),
         _ => "-".into(),
     }
 }
@@ -99,6 +118,7 @@ pub fn print_tables(
         "msgs/s",
         "bytes/s",
         "vs socket",
+        "vs floor",
     ]);
     for m in results {
         let row = vec![
@@ -120,6 +140,7 @@ pub fn print_tables(
             })
             .set_alignment(CellAlignment::Right),
             Cell::new(versus_socket(m, results)).set_alignment(CellAlignment::Right),
+            Cell::new(versus_floor(m, results)).set_alignment(CellAlignment::Right),
         ];
         results_table.add_row(row);
     }

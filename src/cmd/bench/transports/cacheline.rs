@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use shmhub::MmapRegion;
 
 use super::{PeerProcess, peer_command};
-use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
+use crate::cmd::bench::measurement::{CACHELINE_SIZE, Kind, Measurement, Transport};
 use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{CACHELINE_OFFSET, CACHELINE_STOP, PeerTransport};
 use crate::cmd::common::seg_err;
@@ -60,7 +60,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
         Ok(Measurement::from_samples(
             Kind::RoundTrip,
             Transport::Cacheline,
-            64,
+            CACHELINE_SIZE as usize,
             samples,
         ))
     })();

@@ -13,8 +13,11 @@ use super::protocol::{PeerTransport, parse_report};
 
 pub mod cacheline;
 pub mod create;
+#[cfg(target_os = "linux")]
+pub mod futex;
 pub mod listing;
 pub mod memcpy;
+pub mod ring;
 pub mod shm;
 pub mod stream;
 
