@@ -152,7 +152,10 @@ pub fn spin_until(word: &AtomicU64, ready: impl Fn(u64) -> bool) -> Option<u64> 
 /// Sleeps in the kernel while `word` holds `expected`, for at most
 /// `timeout`; may return early for no reason (callers re-check). The
 /// futex is not private: the word lives in a file both processes map, and
-/// a private futex is keyed on one process's address space.
+/// a private futex is keyed on one process's address space. This is the
+/// system call itself rather than `shmhub::sys::futex_wait`, which a build
+/// with `--cfg shmhub_portable` turns into polling: the floor must be the
+/// kernel's wake-up in every build.
 #[cfg(target_os = "linux")]
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
     let ts = libc::timespec {

@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -97,18 +98,25 @@ impl Sunk {
     }
 }
 
+/// The file named by `--segment` (a segment, or a floor's shared file),
+/// with a SIGBUS on it made an error message about it.
+fn shared_path(args: &Args) -> anyhow::Result<PathBuf> {
+    let Some(segment) = &args.segment else {
+        crate::usage!("--segment is required")
+    };
+    let path = segment_path(segment)?;
+    signals::guard_sigbus(&path);
+    Ok(path)
+}
+
 /// Serves a segment as the reserved guest until told to exit or the host
 /// leaves, receiving in batches or (after `RECV_MODE` 1) one message per
 /// call.
 fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
-    let Some(segment) = &args.segment else {
-        crate::usage!("--segment is required")
-    };
     let Some(peer_id) = args.peer_id else {
         crate::usage!("--peer-id is required")
     };
-    let path = segment_path(segment)?;
-    signals::guard_sigbus(&path);
+    let path = shared_path(args)?;
     let mut guest = ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
     guest.set_wait_strategy(args.wait);
     let mut sunk = Sunk::default();
@@ -207,11 +215,7 @@ fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome>
 
 /// Bounces one cache line: whenever the word is odd, make it even.
 fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
-    let Some(segment) = &args.segment else {
-        crate::usage!("--segment is required")
-    };
-    let path = segment_path(segment)?;
-    signals::guard_sigbus(&path);
+    let path = shared_path(args)?;
     let map = MmapRegion::attach(&path).map_err(|e| seg_err(&path, e))?;
     let region = map.region();
     let word = region
@@ -235,11 +239,7 @@ fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
 /// every byte of each in place (as the segment's peer sums a received
 /// slot), and answers with their count and sum.
 fn serve_ring(args: &Args) -> anyhow::Result<Outcome> {
-    let Some(segment) = &args.segment else {
-        crate::usage!("--segment is required")
-    };
-    let path = segment_path(segment)?;
-    signals::guard_sigbus(&path);
+    let path = shared_path(args)?;
     let file = SharedFile::open(&path)?;
     let command = file.u64_at(RING_COMMAND);
     let mut done = 0u64;
@@ -297,11 +297,7 @@ fn serve_futex(args: &Args) -> anyhow::Result<Outcome> {
     use super::floor::{STALL, futex_wait, futex_wake};
     use super::protocol::{FUTEX_PING, FUTEX_PONG, FUTEX_STOP};
 
-    let Some(segment) = &args.segment else {
-        crate::usage!("--segment is required")
-    };
-    let path = segment_path(segment)?;
-    signals::guard_sigbus(&path);
+    let path = shared_path(args)?;
     let file = SharedFile::open(&path)?;
     let (ping, pong) = (file.u32_at(FUTEX_PING), file.u32_at(FUTEX_PONG));
     let mut seen = 0u32;

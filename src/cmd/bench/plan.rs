@@ -41,7 +41,8 @@ pub struct Plan {
     pub scale: f64,
     /// Tiny counts: a check that everything runs, not a measurement.
     pub quick: bool,
-    /// The benchmark segment; the cache-line and creation files sit beside it.
+    /// The benchmark segment; the floors' files and the creation and
+    /// listing scratch files sit beside it.
     pub segment: PathBuf,
     /// CPUs this process may run on.
     pub cpus: usize,

@@ -30,41 +30,37 @@ fn rate_text(per_s: f64) -> String {
 }
 
 /// How a line compares with the Unix socket's line of the same kind and
-/// size, the transport most programs would use instead: latency for round
-/// trips, rate for streams, nothing for the rest (nor for the socket's own
-/// lines, which are what the others are compared with).
+/// size, the transport most programs would use instead (nothing for the
+/// socket's own lines, which are what the others are compared with).
 fn versus_socket(m: &Measurement, results: &[Measurement]) -> String {
     if m.transport == Transport::UnixSocket {
         return "baseline".into();
     }
-    let socket = find(results, m.kind, Transport::UnixSocket, m.size);
-    match (m.kind, socket) {
-        // A round trip is faster when it takes less time than the socket's.
-        (Kind::RoundTrip, Some(s)) => match (s.p50_ns, m.p50_ns) {
-            (Some(socket_ns), Some(ns)) => speed(socket_ns, ns),
-            _ => "-".into(),
-        },
-        // A stream is faster when it moves more messages per second.
-        (Kind::Stream, Some(s)) => speed(m.msgs_per_s, s.msgs_per_s),
-        _ => "-".into(),
-    }
+    versus(m, find(results, m.kind, Transport::UnixSocket, m.size))
 }
 
-/// How a line compares with the floor under it (see `floor_of`), in the
-/// same words as [`versus_socket`]: "floor" on the floors' own lines, "-"
-/// where there is none.
+/// How a line compares with the floor under it (see `floor_of`): "floor"
+/// on the floors' own lines, "-" where there is none.
 fn versus_floor(m: &Measurement, results: &[Measurement]) -> String {
     if m.transport.is_floor() {
         return "floor".into();
     }
     let floor = floor_of(m.kind, m.transport, m.size)
         .and_then(|(transport, size)| find(results, m.kind, transport, size));
-    match (m.kind, floor) {
-        (Kind::RoundTrip, Some(f)) => match (f.p50_ns, m.p50_ns) {
-            (Some(floor_ns), Some(ns)) => speed(floor_ns, ns),
+    versus(m, floor)
+}
+
+/// How a line compares with `base`, in words: latency for round trips,
+/// rate for streams, nothing for the rest (nor without a `base`).
+fn versus(m: &Measurement, base: Option<&Measurement>) -> String {
+    match (m.kind, base) {
+        // A round trip is faster when it takes less time than the base's.
+        (Kind::RoundTrip, Some(b)) => match (b.p50_ns, m.p50_ns) {
+            (Some(base_ns), Some(ns)) => speed(base_ns, ns),
             _ => "-".into(),
         },
-        (Kind::Stream, Some(f)) => speed(m.msgs_per_s, f.msgs_per_s),
+        // A stream is faster when it moves more messages per second.
+        (Kind::Stream, Some(b)) => speed(m.msgs_per_s, b.msgs_per_s),
         _ => "-".into(),
     }
 }

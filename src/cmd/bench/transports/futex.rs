@@ -6,13 +6,12 @@
 //! there is no futex to measure.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use super::{PeerProcess, peer_command};
+use super::spawn_floor_peer;
 use crate::cmd::bench::floor::{STALL, SharedFile, futex_wait, futex_wake};
 use crate::cmd::bench::measurement::{FUTEX_SIZE, Kind, Measurement, Transport};
 use crate::cmd::bench::plan::Plan;
@@ -28,14 +27,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
     let file = SharedFile::create(&path, 4096)?;
     let result = (|| {
         let (ping, pong) = (file.u32_at(FUTEX_PING), file.u32_at(FUTEX_PONG));
-        let peer = PeerProcess(
-            peer_command(PeerTransport::Futex, plan.peer_cpu())?
-                .arg("--segment")
-                .arg(&path)
-                .stdin(Stdio::null())
-                .spawn()
-                .context("starting the futex floor's peer")?,
-        );
+        let peer = spawn_floor_peer(PeerTransport::Futex, plan, &path)?;
         let rounds = plan.round_trips(32);
         let mut samples = Vec::with_capacity(rounds as usize);
         // The first tenth goes untimed: it pays for the cold start (the

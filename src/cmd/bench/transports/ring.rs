@@ -6,13 +6,12 @@
 //! line is what its ring and pool cost.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use super::{PeerProcess, Progress, check_report, peer_command};
+use super::{Progress, check_report, spawn_floor_peer};
 use crate::cmd::bench::floor::{SharedFile, spin_until};
 use crate::cmd::bench::measurement::{Measurement, Transport};
 use crate::cmd::bench::plan::Plan;
@@ -46,14 +45,7 @@ fn run(
     plan: &Plan,
     progress: &dyn Progress,
 ) -> anyhow::Result<Vec<Measurement>> {
-    let peer = PeerProcess(
-        peer_command(PeerTransport::Ring, plan.peer_cpu())?
-            .arg("--segment")
-            .arg(path)
-            .stdin(Stdio::null())
-            .spawn()
-            .context("starting the stream floor's reader")?,
-    );
+    let peer = spawn_floor_peer(PeerTransport::Ring, plan, path)?;
     let mut ring = Writer {
         file,
         seqs: (0..MAX_RING_DEPTH)
