@@ -17,7 +17,7 @@ pub enum Kind {
     RoundTrip,
     /// Many messages one way, timed until the receiver confirms them all.
     Stream,
-    /// One memcpy, the ceiling any transport of bytes is held against.
+    /// One memcpy within one process, for comparison.
     Copy,
     /// Creating (and removing) a segment.
     Create,
