@@ -12,18 +12,25 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         .ok(&["bench", "--quick", "--json", "--sizes", "32,4KiB,64KiB"])
         .json();
     let results = report["results"].as_array().unwrap();
-    for (kind, transport) in [
+    let mut lines = vec![
         ("copy", "memcpy"),
         ("round_trip", "cache line (floor)"),
+        ("stream", "ring (floor)"),
         ("round_trip", "shm spin"),
         ("round_trip", "shm block"),
         ("round_trip", "shm adaptive"),
         ("stream", "shm spin"),
+        ("stream", "shm spin (unbatched)"),
         ("round_trip", "unix socket"),
         ("stream", "unix socket"),
         ("round_trip", "pipe"),
         ("stream", "pipe"),
-    ] {
+    ];
+    // The blocking floor is two futex wakes: Linux has the only futex.
+    if cfg!(target_os = "linux") {
+        lines.push(("round_trip", "futex (floor)"));
+    }
+    for (kind, transport) in lines {
         let rows: Vec<_> = results
             .iter()
             .filter(|r| r["kind"] == kind && r["transport"] == transport)
@@ -39,18 +46,37 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         }
     }
     for size in [32, 4096, 65536] {
-        assert!(
-            results.iter().any(|r| r["transport"] == "shm spin"
-                && r["kind"] == "stream"
-                && r["size"] == size),
-            "no stream row for {size} bytes"
-        );
+        for transport in ["shm spin", "ring (floor)"] {
+            assert!(
+                results.iter().any(|r| r["transport"] == transport
+                    && r["kind"] == "stream"
+                    && r["size"] == size),
+                "no {transport} stream row for {size} bytes"
+            );
+        }
     }
+    // Single sends are timed only where a message fits in a descriptor.
+    let unbatched: Vec<&Value> = results
+        .iter()
+        .filter(|r| r["transport"] == "shm spin (unbatched)")
+        .collect();
+    assert_eq!(unbatched.len(), 1, "{unbatched:?}");
+    assert_eq!(unbatched[0]["size"], 32);
     let targets = report["targets"].as_array().unwrap();
-    // Four ratio targets, plus creation (4 GiB vs 1 MiB) and the listing
-    // budget; the 1 MiB stream target needs a 1 MiB size, which this run
-    // leaves out.
-    assert_eq!(targets.len(), 6, "{targets:?}");
+    // Against the floors: four 32 B round-trip targets (spin over the
+    // cache line, spin's p99 over its p50, block over the futex floor
+    // where there are futexes, adaptive over spin) and four streams over
+    // the ring floor (32 B batched and unbatched, 4 KiB, 64 KiB); plus
+    // creation (4 GiB vs 1 MiB) and the listing budget. The 1 MiB stream
+    // target needs a 1 MiB size, which this run leaves out, so it is left
+    // out too.
+    let names: Vec<&str> = targets
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let expected = if cfg!(target_os = "linux") { 10 } else { 9 };
+    assert_eq!(targets.len(), expected, "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("1 MiB")), "{names:?}");
     assert_eq!(results.iter().filter(|r| r["kind"] == "create").count(), 2);
     let listed: Vec<&Value> = results.iter().filter(|r| r["kind"] == "list").collect();
     assert_eq!(listed.len(), 2, "ls and its floor");
@@ -58,6 +84,12 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
     for t in targets {
         let ratio = t["ratio"].as_f64().unwrap();
         assert!(ratio.is_finite() && ratio > 0.0, "{t}");
+        let needed = t["needed"].as_str().unwrap();
+        assert!(
+            needed.starts_with("<= ") || needed.starts_with(">= "),
+            "{t}"
+        );
+        assert!(t["met"].is_boolean(), "{t}");
     }
     // The benchmark cleans up after itself.
     assert!(env.listing().is_empty(), "{:?}", env.listing());
@@ -70,20 +102,24 @@ fn quick_bench_prints_tables_and_refuses_bad_sizes() {
         .ok(&["bench", "--quick", "--sizes", "32"])
         .stdout
         .clone();
-    assert!(
-        out.contains("cache line (floor)") && out.contains("unix socket") && out.contains("target"),
-        "{out}"
-    );
+    for line in [
+        "cache line (floor)",
+        "ring (floor)",
+        "unix socket",
+        "target",
+    ] {
+        assert!(out.contains(line), "no {line:?} in\n{out}");
+    }
     env.run(&["bench", "--sizes", "0"]).usage();
     env.run(&["bench", "--sizes", "lots"]).usage();
     env.run(&["bench", "--scale", "0"]).usage();
 }
 
-/// Whether `label`, a "vs socket" cell, says what its number means: "-",
-/// "baseline" (the socket's own lines), "same", or "N.Nx faster" /
-/// "N.Nx slower" with N.N above 1.
+/// Whether `label`, a "vs socket" or "vs floor" cell, says what its number
+/// means: "-", "baseline" (the socket's own lines), "floor" (the floors'
+/// own), "same", or "N.Nx faster" / "N.Nx slower" with N.N above 1.
 fn says_faster_or_slower(label: &str) -> bool {
-    if ["-", "baseline", "same"].contains(&label) {
+    if ["-", "baseline", "floor", "same"].contains(&label) {
         return true;
     }
     let Some((number, word)) = label.split_once("x ") else {
@@ -115,7 +151,8 @@ fn tables_keep_rows_whole_on_narrow_terminals_and_ratios_say_faster_or_slower() 
         // so printed without a limit: one line per row.
         let results = cell_lines(&drawn[0]);
         assert_eq!(
-            results[0][8], "vs socket",
+            results[0][8..],
+            ["vs socket", "vs floor"],
             "stty cols {cols}:\n{}",
             r.stdout
         );
@@ -125,18 +162,17 @@ fn tables_keep_rows_whole_on_narrow_terminals_and_ratios_say_faster_or_slower() 
                 "stty cols {cols}: a wrapped row in\n{}",
                 r.stdout
             );
+            for cell in &row[8..] {
+                assert!(says_faster_or_slower(cell), "{cell:?} in\n{}", r.stdout);
+            }
+        }
+        for column in [8, 9] {
             assert!(
-                says_faster_or_slower(&row[8]),
-                "{:?} in\n{}",
-                row[8],
-                r.stdout
+                results
+                    .iter()
+                    .any(|row| row[column].ends_with("faster") || row[column].ends_with("slower"))
             );
         }
-        assert!(
-            results
-                .iter()
-                .any(|row| row[8].ends_with("faster") || row[8].ends_with("slower"))
-        );
         // Targets: a row may wrap, between words only.
         let mut rows: Vec<String> = Vec::new();
         for line in &cell_lines(&drawn[1])[1..] {

@@ -17,7 +17,7 @@ pub enum Kind {
     RoundTrip,
     /// Many messages one way, timed until the receiver confirms them all.
     Stream,
-    /// One memcpy, the ceiling any transport of bytes is held against.
+    /// One memcpy within one process, for comparison.
     Copy,
     /// Creating (and removing) a segment.
     Create,
@@ -60,8 +60,18 @@ pub enum Transport {
     ReadHeaders,
     /// One bare shared cache line: the floor under any shared-memory round trip.
     Cacheline,
+    /// An ideal ring of fixed buffers in a shared file, with no pool and no
+    /// descriptor: the floor under any shared-memory stream.
+    RingFloor,
+    /// Two futex wakes per round trip: the floor under any round trip that
+    /// sleeps.
+    #[cfg(target_os = "linux")]
+    FutexFloor,
     /// A shmhub segment, with both sides waiting this way.
     Shm(WaitStrategy),
+    /// A shmhub segment, spinning, with one send and one receive per
+    /// message where [`Transport::Shm`] streams small messages in batches.
+    ShmUnbatched,
     /// A Unix stream socket pair.
     UnixSocket,
     /// A pair of pipes.
@@ -78,7 +88,11 @@ impl fmt::Display for Transport {
             Transport::ListSegments => f.write_str("ls segments"),
             Transport::ReadHeaders => f.write_str("read headers (floor)"),
             Transport::Cacheline => f.write_str("cache line (floor)"),
+            Transport::RingFloor => f.write_str("ring (floor)"),
+            #[cfg(target_os = "linux")]
+            Transport::FutexFloor => f.write_str("futex (floor)"),
             Transport::Shm(strategy) => write!(f, "shm {}", strategy.name()),
+            Transport::ShmUnbatched => f.write_str("shm spin (unbatched)"),
             Transport::UnixSocket => f.write_str("unix socket"),
             Transport::Pipe => f.write_str("pipe"),
         }
@@ -91,6 +105,24 @@ impl Serialize for Transport {
         serializer.collect_str(self)
     }
 }
+
+impl Transport {
+    /// Whether this is one of the floors, which the report compares the
+    /// other lines with.
+    pub fn is_floor(self) -> bool {
+        match self {
+            Transport::Cacheline | Transport::RingFloor => true,
+            #[cfg(target_os = "linux")]
+            Transport::FutexFloor => true,
+            _ => false,
+        }
+    }
+}
+
+/// Payload bytes of the cache-line floor's line: the line it bounces.
+pub const CACHELINE_SIZE: u64 = 64;
+/// Payload bytes of the blocking floor's line: the word each way.
+pub const FUTEX_SIZE: u64 = 4;
 
 /// One measured line.
 #[derive(Debug, Clone, Serialize)]
@@ -172,6 +204,32 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)] as f64
 }
 
+/// The floor line a line of `kind` over `transport` at `size` bytes is
+/// held against, if it has one: for a stream, the ring of the same size;
+/// for a round trip of a message that fits in a descriptor, the bounced
+/// cache line when both sides spin, the futex round trip when they sleep
+/// (the segment in block mode, a socket, a pipe). Larger round trips and
+/// the rest have no floor.
+pub fn floor_of(kind: Kind, transport: Transport, size: u64) -> Option<(Transport, u64)> {
+    if transport.is_floor() {
+        return None;
+    }
+    match kind {
+        Kind::Stream => Some((Transport::RingFloor, size)),
+        Kind::RoundTrip if size <= shmhub::INLINE_CAPACITY as u64 => match transport {
+            Transport::Shm(WaitStrategy::Spin | WaitStrategy::Adaptive) => {
+                Some((Transport::Cacheline, CACHELINE_SIZE))
+            }
+            #[cfg(target_os = "linux")]
+            Transport::Shm(WaitStrategy::Block) | Transport::UnixSocket | Transport::Pipe => {
+                Some((Transport::FutexFloor, FUTEX_SIZE))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// The line for `kind` over `transport` at `size` bytes, if the run has
 /// one: ratios compare lines of the same kind and size.
 pub fn find(
@@ -209,7 +267,11 @@ mod tests {
             (Transport::ListSegments, "ls segments"),
             (Transport::ReadHeaders, "read headers (floor)"),
             (Transport::Cacheline, "cache line (floor)"),
+            (Transport::RingFloor, "ring (floor)"),
+            #[cfg(target_os = "linux")]
+            (Transport::FutexFloor, "futex (floor)"),
             (Transport::Shm(WaitStrategy::Spin), "shm spin"),
+            (Transport::ShmUnbatched, "shm spin (unbatched)"),
             (Transport::Shm(WaitStrategy::Block), "shm block"),
             (Transport::Shm(WaitStrategy::Adaptive), "shm adaptive"),
             (Transport::UnixSocket, "unix socket"),

@@ -1,13 +1,15 @@
 //! `shmhub bench`: round trips and one-way throughput through a segment,
-//! measured in one run beside a Unix socket pair, a pipe, a bare shared
-//! cache line (the floor) and memcpy, and reported as ratios.
+//! measured in one run beside the floors (a bare shared cache line, an
+//! ideal ring of fixed buffers, two futex wakes), a Unix socket pair, a
+//! pipe and memcpy, and reported as ratios to the floors.
 //!
-//! The files form floors, each using only those below it: `protocol`,
-//! `plan` and `measurement` at the bottom; `peer` (the second process) and
-//! `transports` (the measuring side) on top of them; `judge`, then
-//! `report`, reading only measurements; and this file, which runs them in
-//! order.
+//! The files form layers, each using only those below it: `protocol`,
+//! `plan`, `measurement` and `floor` (the floors' shared memory) at the
+//! bottom; `peer` (the second process) and `transports` (the measuring
+//! side) on top of them; `judge`, then `report`, reading only
+//! measurements; and this file, which runs them in order.
 
+mod floor;
 mod judge;
 mod measurement;
 pub mod peer;
@@ -25,7 +27,7 @@ use judge::judge;
 use measurement::Measurement;
 use plan::Plan;
 use transports::stream::Stream;
-use transports::{Progress, cacheline, create, listing, memcpy, shm, stream};
+use transports::{Progress, cacheline, create, listing, memcpy, ring, shm, stream};
 
 /// Shown after `--help`: the runs people reach for first.
 const EXAMPLES: &str = "\
@@ -101,6 +103,13 @@ fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     bar.begin("cache line floor".into());
     results.push(cacheline::measure(plan)?);
     bar.done();
+    #[cfg(target_os = "linux")]
+    {
+        bar.begin("futex floor".into());
+        results.push(transports::futex::measure(plan)?);
+        bar.done();
+    }
+    results.extend(ring::measure(plan, &bar)?);
     results.extend(shm::measure(plan, &bar)?);
     for transport in Stream::ALL {
         results.extend(stream::measure(transport, plan, &bar)?);

@@ -41,7 +41,8 @@ pub struct Plan {
     pub scale: f64,
     /// Tiny counts: a check that everything runs, not a measurement.
     pub quick: bool,
-    /// The benchmark segment; the cache-line and creation files sit beside it.
+    /// The benchmark segment; the floors' files and the creation and
+    /// listing scratch files sit beside it.
     pub segment: PathBuf,
     /// CPUs this process may run on.
     pub cpus: usize,
@@ -134,11 +135,20 @@ impl Plan {
     }
 
     /// Steps the progress bar counts: per size, memcpy, a round trip per
-    /// wait mode, the segment stream, and a round trip and a stream over the
-    /// socket and over the pipe; then the cache line once. (Segment creation
-    /// is quick and not counted.)
+    /// wait mode, the segment stream, the ring floor's stream, and a round
+    /// trip and a stream over the socket and over the pipe; per size that
+    /// fits in a descriptor, the unbatched segment stream; then the cache
+    /// line and (on Linux) the futex floor once each. (Segment creation and
+    /// listing are quick and not counted.)
     pub fn phases(&self) -> u64 {
-        self.sizes.len() as u64 * (1 + WAIT_MODES.len() as u64 + 1 + 2 + 2) + 1
+        let per_size = 1 + WAIT_MODES.len() as u64 + 1 + 1 + 2 + 2;
+        let inline = self
+            .sizes
+            .iter()
+            .filter(|&&s| s <= shmhub::INLINE_CAPACITY)
+            .count() as u64;
+        let floors = if cfg!(target_os = "linux") { 2 } else { 1 };
+        self.sizes.len() as u64 * per_size + inline + floors
     }
 
     /// Scales a base count, never below five iterations (nor, when quick,

@@ -15,10 +15,74 @@ pub const REPORT: u32 = 3;
 pub const SET_WAIT: u32 = 4;
 /// Method id: exit.
 pub const EXIT: u32 = 5;
+/// Method id: receive one message per call from now on (id 1), or in
+/// batches again (id 0), so that a stream can be timed without batching on
+/// either side.
+pub const RECV_MODE: u32 = 6;
 /// Value that stops the cache-line bouncer.
 pub const CACHELINE_STOP: u64 = u64::MAX;
 /// Offset of the bounced word in the cache-line file.
 pub const CACHELINE_OFFSET: u64 = 64;
+
+/// The stream floor's file starts with a command line: the command's
+/// number (counting from 1; [`RING_STOP`] to exit), then the payload size,
+/// the message count and the ring's depth, each a `u64`.
+pub const RING_COMMAND: usize = 0;
+/// Then a reply line: the number of the last command done, then the count
+/// and byte sum of the messages it read.
+pub const RING_REPLY: usize = 64;
+/// Then one sequence word per buffer, each on its own cache line. For
+/// message `n` in buffer `n % depth`, lap `l = n / depth`, the word goes
+/// `2l` (free: the writer may fill it), `2l + 1` (published: the reader may
+/// sum it), `2l + 2` (read: free for the next lap). The file starts as
+/// zeroes, and the writer zeroes the words again before each command.
+pub const RING_SEQS: usize = 4096;
+/// Then the buffers, each [`ring_stride`] bytes.
+pub const RING_BUFFERS: usize = RING_SEQS + MAX_RING_DEPTH * 64;
+/// Buffers in the stream floor's ring, as many as descriptors a batch of
+/// the segment's stream publishes.
+pub const MAX_RING_DEPTH: usize = 64;
+/// The ring holds fewer buffers of payloads so large that 64 of them would
+/// pass this, so that `--sizes 256MiB` does not need 16 GiB.
+const RING_MAX_BYTES: usize = 256 << 20;
+/// Command number that stops the stream floor's reader.
+pub const RING_STOP: u64 = u64::MAX;
+
+// The command's four words, the reply's three and the sequence words each
+// stay within their own lines.
+const _: () = assert!(RING_COMMAND + 32 <= RING_REPLY && RING_REPLY + 24 <= RING_SEQS);
+
+/// Bytes between two buffers of `size`: whole cache lines, so that no two
+/// buffers share one, as no two descriptors or slots of a segment do.
+pub fn ring_stride(size: usize) -> usize {
+    size.div_ceil(64).max(1) * 64
+}
+
+/// Buffers in the ring for payloads of `size`: [`MAX_RING_DEPTH`], or
+/// fewer (never under two) for payloads over 4 MiB.
+pub fn ring_depth(size: usize) -> usize {
+    (RING_MAX_BYTES / ring_stride(size)).clamp(2, MAX_RING_DEPTH)
+}
+
+/// Bytes of a stream floor file that can hold payloads of every size in
+/// `sizes`.
+pub fn ring_file_len(sizes: &[usize]) -> usize {
+    let buffers = sizes
+        .iter()
+        .map(|&s| ring_depth(s) * ring_stride(s))
+        .max()
+        .unwrap_or(0);
+    RING_BUFFERS + buffers
+}
+
+/// Offset of the word the blocking floor's measuring side writes (and
+/// wakes the peer on): the round trip's number, or [`FUTEX_STOP`].
+pub const FUTEX_PING: usize = 0;
+/// Offset of the word the peer answers with (and wakes the measuring side
+/// on), on a cache line of its own.
+pub const FUTEX_PONG: usize = 64;
+/// Value of the ping word that stops the blocking floor's peer.
+pub const FUTEX_STOP: u32 = u32::MAX;
 
 /// Bytes ahead of every payload on a byte stream, which (unlike a segment)
 /// keeps no message boundaries: the payload length, then the method id.
@@ -37,6 +101,13 @@ pub enum PeerTransport {
     Pipe,
     /// One cache line in a shared file, bounced with no ring at all.
     Cacheline,
+    /// The reader of the stream floor: a ring of fixed buffers in a shared
+    /// file, with no pool and no descriptor.
+    Ring,
+    /// The blocking floor: a word each way in a shared file, each side
+    /// sleeping on a futex.
+    #[cfg(target_os = "linux")]
+    Futex,
 }
 
 impl PeerTransport {
@@ -48,6 +119,9 @@ impl PeerTransport {
             PeerTransport::Socket => "socket",
             PeerTransport::Pipe => "pipe",
             PeerTransport::Cacheline => "cacheline",
+            PeerTransport::Ring => "ring",
+            #[cfg(target_os = "linux")]
+            PeerTransport::Futex => "futex",
         }
     }
 }
@@ -130,5 +204,19 @@ mod tests {
         for strategy in WaitStrategy::ALL {
             assert_eq!(wait_strategy(wait_id(strategy)), strategy);
         }
+    }
+
+    /// The ring keeps 64 buffers up to 4 MiB, fewer above, and its file
+    /// holds the largest ring of the run after the sequence words.
+    #[test]
+    fn ring_buffers_fit_the_file() {
+        assert_eq!(ring_stride(32), 64);
+        assert_eq!(ring_stride(4096), 4096);
+        assert_eq!(ring_depth(32), 64);
+        assert_eq!(ring_depth(1 << 20), 64);
+        assert_eq!(ring_depth(16 << 20), 16);
+        assert_eq!(ring_depth(256 << 20), 2);
+        assert_eq!(RING_BUFFERS, 8192);
+        assert_eq!(ring_file_len(&[32, 4096]), 8192 + 64 * 4096);
     }
 }

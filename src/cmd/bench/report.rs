@@ -5,7 +5,7 @@ use comfy_table::{Cell, CellAlignment};
 use serde_json::json;
 
 use super::judge::Target;
-use super::measurement::{Kind, Measurement, Transport, find};
+use super::measurement::{Kind, Measurement, Transport, find, floor_of};
 use super::plan::Plan;
 use crate::cmd::common::{human_bytes, print_line};
 use crate::cmd::table;
@@ -30,22 +30,37 @@ fn rate_text(per_s: f64) -> String {
 }
 
 /// How a line compares with the Unix socket's line of the same kind and
-/// size, the transport most programs would use instead: latency for round
-/// trips, rate for streams, nothing for the rest (nor for the socket's own
-/// lines, which are what the others are compared with).
+/// size, the transport most programs would use instead (nothing for the
+/// socket's own lines, which are what the others are compared with).
 fn versus_socket(m: &Measurement, results: &[Measurement]) -> String {
     if m.transport == Transport::UnixSocket {
         return "baseline".into();
     }
-    let socket = find(results, m.kind, Transport::UnixSocket, m.size);
-    match (m.kind, socket) {
-        // A round trip is faster when it takes less time than the socket's.
-        (Kind::RoundTrip, Some(s)) => match (s.p50_ns, m.p50_ns) {
-            (Some(socket_ns), Some(ns)) => speed(socket_ns, ns),
+    versus(m, find(results, m.kind, Transport::UnixSocket, m.size))
+}
+
+/// How a line compares with the floor under it (see `floor_of`): "floor"
+/// on the floors' own lines, "-" where there is none.
+fn versus_floor(m: &Measurement, results: &[Measurement]) -> String {
+    if m.transport.is_floor() {
+        return "floor".into();
+    }
+    let floor = floor_of(m.kind, m.transport, m.size)
+        .and_then(|(transport, size)| find(results, m.kind, transport, size));
+    versus(m, floor)
+}
+
+/// How a line compares with `base`, in words: latency for round trips,
+/// rate for streams, nothing for the rest (nor without a `base`).
+fn versus(m: &Measurement, base: Option<&Measurement>) -> String {
+    match (m.kind, base) {
+        // A round trip is faster when it takes less time than the base's.
+        (Kind::RoundTrip, Some(b)) => match (b.p50_ns, m.p50_ns) {
+            (Some(base_ns), Some(ns)) => speed(base_ns, ns),
             _ => "-".into(),
         },
         // A stream is faster when it moves more messages per second.
-        (Kind::Stream, Some(s)) => speed(m.msgs_per_s, s.msgs_per_s),
+        (Kind::Stream, Some(b)) => speed(m.msgs_per_s, b.msgs_per_s),
         _ => "-".into(),
     }
 }
@@ -99,6 +114,7 @@ pub fn print_tables(
         "msgs/s",
         "bytes/s",
         "vs socket",
+        "vs floor",
     ]);
     for m in results {
         let row = vec![
@@ -120,6 +136,7 @@ pub fn print_tables(
             })
             .set_alignment(CellAlignment::Right),
             Cell::new(versus_socket(m, results)).set_alignment(CellAlignment::Right),
+            Cell::new(versus_floor(m, results)).set_alignment(CellAlignment::Right),
         ];
         results_table.add_row(row);
     }

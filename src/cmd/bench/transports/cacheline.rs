@@ -3,15 +3,14 @@
 //! the segment's spinning round trip is judged against.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use shmhub::MmapRegion;
 
-use super::{PeerProcess, peer_command};
-use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
+use super::spawn_floor_peer;
+use crate::cmd::bench::measurement::{CACHELINE_SIZE, Kind, Measurement, Transport};
 use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{CACHELINE_OFFSET, CACHELINE_STOP, PeerTransport};
 use crate::cmd::common::seg_err;
@@ -27,14 +26,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
         let word = region
             .atomic_u64(CACHELINE_OFFSET)
             .map_err(|e| seg_err(&file, e.into()))?;
-        let peer = PeerProcess(
-            peer_command(PeerTransport::Cacheline, plan.peer_cpu())?
-                .arg("--segment")
-                .arg(&file)
-                .stdin(Stdio::null())
-                .spawn()
-                .context("starting the cache-line peer")?,
-        );
+        let peer = spawn_floor_peer(PeerTransport::Cacheline, plan, &file)?;
         let rounds = plan.round_trips(32);
         let mut samples = Vec::with_capacity(rounds as usize);
         let mut value = 0u64;
@@ -60,7 +52,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
         Ok(Measurement::from_samples(
             Kind::RoundTrip,
             Transport::Cacheline,
-            64,
+            CACHELINE_SIZE as usize,
             samples,
         ))
     })();

@@ -4,17 +4,22 @@
 //! holds what the transports with a second process share.
 
 use std::fmt;
-use std::process::{Child, Command};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use super::plan::Plan;
 use super::protocol::{PeerTransport, parse_report};
 
 pub mod cacheline;
 pub mod create;
+#[cfg(target_os = "linux")]
+pub mod futex;
 pub mod listing;
 pub mod memcpy;
+pub mod ring;
 pub mod shm;
 pub mod stream;
 
@@ -71,6 +76,22 @@ pub fn peer_command(transport: PeerTransport, cpu: Option<usize>) -> anyhow::Res
         cmd.arg("--cpu").arg(cpu.to_string());
     }
     Ok(cmd)
+}
+
+/// Starts the peer of a floor, which shares with this side only the file
+/// at `path`.
+pub fn spawn_floor_peer(
+    transport: PeerTransport,
+    plan: &Plan,
+    path: &Path,
+) -> anyhow::Result<PeerProcess> {
+    let child = peer_command(transport, plan.peer_cpu())?
+        .arg("--segment")
+        .arg(path)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting the {} floor's peer", transport.arg()))?;
+    Ok(PeerProcess(child))
 }
 
 /// Checks the peer's report against what was sent: a stream is only

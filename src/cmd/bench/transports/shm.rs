@@ -1,18 +1,23 @@
 //! Round trips and one-way streams through a real segment, to a guest in a
-//! second process: what `bench` is for.
+//! second process: what `bench` is for. Small messages stream both in
+//! batches and one by one.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use shmhub::{
-    CreateOptions, Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type,
+    CreateOptions, Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, WaitStrategy,
+    msg_type,
 };
 
 use super::{PeerProcess, Progress, check_report, peer_command};
 use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
 use crate::cmd::bench::plan::{Plan, WAIT_MODES};
-use crate::cmd::bench::protocol::{ECHO, EXIT, PeerTransport, REPORT, SET_WAIT, SINK, wait_id};
+use crate::cmd::bench::protocol::{
+    ECHO, EXIT, PeerTransport, RECV_MODE, REPORT, SET_WAIT, SINK, wait_id,
+};
 use crate::cmd::common::{human_bytes, seg_err};
 
 /// A payload-less request for the peer itself rather than a message to echo
@@ -143,57 +148,120 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     .map_err(|e| seg_err(path, e))?;
     for &size in &plan.sizes {
         progress.begin(format!("shm stream {}", human_bytes(size as u64)));
-        let messages = plan.stream_messages(size);
-        let value = 7u8;
-        let start = Instant::now();
-        if size <= shmhub::INLINE_CAPACITY {
-            let batch: Vec<Frame> = (0..64)
-                .map(|_| {
-                    Frame::new(
-                        MsgDesc {
-                            method_id: SINK,
-                            ..MsgDesc::default()
-                        },
-                        vec![value; size],
-                    )
-                })
-                .collect();
-            let mut sent = 0u64;
-            while sent < messages {
-                let n = (messages - sent).min(batch.len() as u64) as usize;
-                sent += host
-                    .send_batch(peer_id, &batch[..n], timeout)
-                    .map_err(|e| seg_err(path, e))? as u64;
-            }
-        } else {
-            for _ in 0..messages {
-                let mut loan = host
-                    .loan(peer_id, size, timeout)
-                    .map_err(|e| seg_err(path, e))?;
-                loan.as_mut_slice().fill(value);
-                loan.desc.method_id = SINK;
-                host.commit(peer_id, loan).map_err(|e| seg_err(path, e))?;
-            }
-        }
-        host.send_timeout(peer_id, control(REPORT, 0), timeout)
-            .map_err(|e| seg_err(path, e))?;
-        let report = host
-            .recv_from_timeout(peer_id, timeout)
-            .map_err(|e| seg_err(path, e))?
-            .context("the benchmark guest did not report")?;
-        let elapsed = start.elapsed();
-        check_report(report.payload(), messages, size, value)?;
-        results.push(Measurement::stream(
-            Transport::Shm(WaitStrategy::Spin),
-            size,
-            messages,
-            elapsed,
-        ));
+        results.push(stream(&mut host, peer_id, size, plan, Batching::Batched)?);
         progress.done();
+        if size <= shmhub::INLINE_CAPACITY {
+            progress.begin(format!(
+                "{} stream {}",
+                Transport::ShmUnbatched,
+                human_bytes(size as u64)
+            ));
+            results.push(stream(&mut host, peer_id, size, plan, Batching::Single)?);
+            progress.done();
+        }
     }
     host.send_timeout(peer_id, control(EXIT, 0), timeout)
         .map_err(|e| seg_err(path, e))?;
     peer.finish("segment")?;
     drop(host);
     Ok(results)
+}
+
+/// How a stream of messages small enough for a descriptor is sent and
+/// received. (Larger ones are always loaned, filled and committed one by
+/// one, and received in batches.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batching {
+    /// Batches of 64 sends, received up to 32 at a time: the fastest way.
+    Batched,
+    /// One `send_timeout` and one receive per message: the simplest way.
+    Single,
+}
+
+/// Streams the plan's count of `size`-byte messages to the peer, which
+/// sums every byte, and times them until its report of their count and sum
+/// comes back (and is checked).
+fn stream(
+    host: &mut ShmHost,
+    peer_id: PeerId,
+    size: usize,
+    plan: &Plan,
+    batching: Batching,
+) -> anyhow::Result<Measurement> {
+    let path = plan.segment.as_path();
+    let timeout = Some(Duration::from_secs(30));
+    let messages = plan.stream_messages(size);
+    let value = 7u8;
+    let inline = size <= shmhub::INLINE_CAPACITY;
+    let single = batching == Batching::Single && inline;
+    // Messages that fit in a descriptor are sent from these frames, the
+    // payload copied into the descriptor on each send; larger ones are
+    // filled in place in a loaned slot.
+    let sink = Frame::new(
+        MsgDesc {
+            method_id: SINK,
+            ..MsgDesc::default()
+        },
+        vec![value; if inline { size } else { 0 }],
+    );
+    let batch = if inline && !single {
+        vec![sink.clone(); 64]
+    } else {
+        Vec::new()
+    };
+    if single {
+        // The report that follows comes back only once the peer has
+        // switched, so no message of the stream is received in a batch.
+        host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
+            .map_err(|e| seg_err(path, e))?;
+        sunk_report(host, peer_id, path)?;
+    }
+    let start = Instant::now();
+    if single {
+        for _ in 0..messages {
+            host.send_timeout(peer_id, &sink, timeout)
+                .map_err(|e| seg_err(path, e))?;
+        }
+    } else if inline {
+        let mut sent = 0u64;
+        while sent < messages {
+            let n = (messages - sent).min(batch.len() as u64) as usize;
+            sent += host
+                .send_batch(peer_id, &batch[..n], timeout)
+                .map_err(|e| seg_err(path, e))? as u64;
+        }
+    } else {
+        for _ in 0..messages {
+            let mut loan = host
+                .loan(peer_id, size, timeout)
+                .map_err(|e| seg_err(path, e))?;
+            loan.as_mut_slice().fill(value);
+            loan.desc.method_id = SINK;
+            host.commit(peer_id, loan).map_err(|e| seg_err(path, e))?;
+        }
+    }
+    let report = sunk_report(host, peer_id, path)?;
+    let elapsed = start.elapsed();
+    check_report(report.payload(), messages, size, value)?;
+    if single {
+        host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
+            .map_err(|e| seg_err(path, e))?;
+    }
+    let transport = if single {
+        Transport::ShmUnbatched
+    } else {
+        Transport::Shm(WaitStrategy::Spin)
+    };
+    Ok(Measurement::stream(transport, size, messages, elapsed))
+}
+
+/// Asks the peer for the count and sum of what it sank since the last
+/// report, and waits for the answer.
+fn sunk_report(host: &mut ShmHost, peer_id: PeerId, path: &Path) -> anyhow::Result<Frame> {
+    let timeout = Some(Duration::from_secs(30));
+    host.send_timeout(peer_id, control(REPORT, 0), timeout)
+        .map_err(|e| seg_err(path, e))?;
+    host.recv_from_timeout(peer_id, timeout)
+        .map_err(|e| seg_err(path, e))?
+        .context("the benchmark guest did not report")
 }

@@ -1,0 +1,67 @@
+//! The blocking floor: a round trip of two futex wakes between the same two
+//! processes, with a word each way in a shared file and each side asleep in
+//! `FUTEX_WAIT` until the other wakes it. Nothing else happens per round
+//! trip, so what a sleeping round trip (the segment in block mode, a
+//! socket, a pipe) costs beyond this line is its own. Linux only: elsewhere
+//! there is no futex to measure.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use super::spawn_floor_peer;
+use crate::cmd::bench::floor::{STALL, SharedFile, futex_wait, futex_wake};
+use crate::cmd::bench::measurement::{FUTEX_SIZE, Kind, Measurement, Transport};
+use crate::cmd::bench::plan::Plan;
+use crate::cmd::bench::protocol::{FUTEX_PING, FUTEX_PONG, FUTEX_STOP, PeerTransport};
+
+/// Times round trips of the futex words in a file beside the plan's
+/// segment, as many as the segment's 32 B round trips: this side writes
+/// the round trip's number to the ping word and wakes the peer, which
+/// writes it back to the pong word and wakes this side. The file is
+/// removed whatever happens.
+pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
+    let path = PathBuf::from(format!("{}.futex", plan.segment.display()));
+    let file = SharedFile::create(&path, 4096)?;
+    let result = (|| {
+        let (ping, pong) = (file.u32_at(FUTEX_PING), file.u32_at(FUTEX_PONG));
+        let peer = spawn_floor_peer(PeerTransport::Futex, plan, &path)?;
+        let rounds = plan.round_trips(32);
+        let mut samples = Vec::with_capacity(rounds as usize);
+        // The first tenth goes untimed: it pays for the cold start (the
+        // peer getting going, its first sleep).
+        for i in 0..rounds + rounds / 10 {
+            let number = (i + 1) as u32;
+            let start = Instant::now();
+            ping.store(number, Ordering::Release);
+            futex_wake(ping);
+            loop {
+                let seen = pong.load(Ordering::Acquire);
+                if seen == number {
+                    break;
+                }
+                if start.elapsed() > STALL {
+                    bail!("the futex floor's peer stopped answering");
+                }
+                futex_wait(pong, seen, Duration::from_millis(100));
+            }
+            if i >= rounds / 10 {
+                samples.push(start.elapsed().as_nanos() as u64);
+            }
+        }
+        ping.store(FUTEX_STOP, Ordering::Release);
+        futex_wake(ping);
+        peer.finish(Transport::FutexFloor)?;
+        Ok(Measurement::from_samples(
+            Kind::RoundTrip,
+            Transport::FutexFloor,
+            FUTEX_SIZE as usize,
+            samples,
+        ))
+    })();
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    result
+}
