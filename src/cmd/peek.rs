@@ -63,15 +63,22 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// A ring in words: `peer 1 to guest (host -> peer 1)`.
-pub fn ring_name(peer: u8, direction: Direction) -> String {
-    let (from, to) = direction.ends(peer);
+/// A ring in a few words: `peer 1 to guest`.
+pub fn ring_label(peer: u8, direction: Direction) -> String {
     let way = match direction {
         Direction::GuestToHost => "to host",
         Direction::HostToGuest => "to guest",
     };
+    format!("peer {peer} {way}")
+}
+
+/// A ring in words, with who sends and who receives:
+/// `peer 1 to guest (host -> peer 1)`.
+fn ring_name(peer: u8, direction: Direction) -> String {
+    let (from, to) = direction.ends(peer);
     format!(
-        "peer {peer} {way} ({} -> {})",
+        "{} ({} -> {})",
+        ring_label(peer, direction),
         party_name(from),
         party_name(to)
     )

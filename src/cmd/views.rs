@@ -8,7 +8,7 @@ use shmhub::{FieldStatus, RawDump, SlotHolder, SlotReport, SlotsReport, party_na
 
 use super::common::{print_line, seg_err};
 use super::inspect::bad_entries;
-use super::peek::ring_name;
+use super::peek::ring_label;
 use super::{Outcome, table};
 
 /// Prints every allocated slot (`inspect --slots`); exit 1 after printing
@@ -64,7 +64,7 @@ fn slot_row(s: &SlotReport) -> Vec<String> {
     };
     let queued = s
         .queued
-        .map(|q| format!("{} #{}", ring_name(q.peer, q.direction), q.position))
+        .map(|q| format!("{} #{}", ring_label(q.peer, q.direction), q.position))
         .unwrap_or_default();
     vec![
         s.pool_name.clone(),

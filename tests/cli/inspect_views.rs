@@ -82,7 +82,7 @@ fn slots_name_their_holder_and_the_message_that_names_them() {
     let text = env.ok(&["inspect", "seg", "--slots"]).stdout.clone();
     for needle in [
         "receiver peer 1",
-        "peer 1 to guest (host -> peer 1) #0",
+        "peer 1 to guest #0",
         "1 allocated, 0 look leaked",
     ] {
         assert!(text.contains(needle), "--slots lacks {needle:?}:\n{text}");
