@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.slots {
         return super::views::slots(&path, args.json);
     }
-    let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
+    let report = shmhub::inspect_path(&path).map_err(|e| view_err(&path, e))?;
     if args.json {
         print_line(to_json(&report))?;
     } else {
@@ -67,6 +67,25 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     bad_entries(&path, &report.bad_peers)?;
     Ok(Outcome::Done)
+}
+
+/// Like [`seg_err`], for a read-only view refused by a damaged segment:
+/// says that `inspect --raw` still shows it.
+pub fn view_err(path: &std::path::Path, e: shmhub::Error) -> anyhow::Error {
+    use shmhub::Error as E;
+    let damaged = matches!(
+        e,
+        E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. }
+    );
+    let e = seg_err(path, e);
+    if damaged {
+        anyhow::anyhow!(
+            "{e}; `shmhub inspect {} --raw` shows it field by field",
+            path.display()
+        )
+    } else {
+        e
+    }
 }
 
 /// The error that ends a look at a segment with entries that could not be

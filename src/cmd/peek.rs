@@ -2,7 +2,8 @@
 
 use shmhub::{Direction, PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
 
-use super::common::{parse_peer_id, print_line, seg_err};
+use super::common::{parse_peer_id, print_line};
+use super::inspect::view_err;
 use super::{Outcome, segment_path, signals, table};
 
 const EXAMPLES: &str = "\
@@ -54,7 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }),
         limit: args.limit,
     };
-    let report = shmhub::peek_path(&path, &options).map_err(|e| seg_err(&path, e))?;
+    let report = shmhub::peek_path(&path, &options).map_err(|e| view_err(&path, e))?;
     if args.json {
         print_line(serde_json::to_value(&report)?)?;
     } else {

@@ -7,14 +7,14 @@ use anyhow::anyhow;
 use shmhub::{FieldStatus, RawDump, SlotHolder, SlotReport, SlotsReport, party_name};
 
 use super::common::{print_line, seg_err};
-use super::inspect::bad_entries;
+use super::inspect::{bad_entries, view_err};
 use super::peek::ring_label;
 use super::{Outcome, table};
 
 /// Prints every allocated slot (`inspect --slots`); exit 1 after printing
 /// if some peer entry could not be read.
 pub fn slots(path: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let report = shmhub::inspect_slots(path).map_err(|e| seg_err(path, e))?;
+    let report = shmhub::inspect_slots(path).map_err(|e| view_err(path, e))?;
     if json {
         print_line(serde_json::to_value(&report)?)?;
     } else {

@@ -385,6 +385,17 @@ fn raw_dumps_what_the_normal_path_refuses() {
         let r = env.run(&["inspect", name]);
         r.error(&[]);
         assert!(r.stdout.is_empty(), "{name}: {}", r.stdout);
+        // A damaged segment's error points at --raw (not so a file that is
+        // no segment at all).
+        let hint = format!(
+            "`shmhub inspect {} --raw` shows it",
+            env.path(name).display()
+        );
+        let damaged = ["version", "layout", "config", "cut"].contains(&name);
+        assert_eq!(r.stderr.contains(&hint), damaged, "{name}: {}", r.stderr);
+        let p = env.run(&["peek", name]);
+        p.error(&[]);
+        assert_eq!(p.stderr.contains(&hint), damaged, "{name}: {}", p.stderr);
     }
     // Not a file: refused as every command refuses it.
     std::fs::create_dir(env.path("dir")).unwrap();
