@@ -7,19 +7,22 @@
 //! bitmap word of a pool), then the host persists it. Each mutation is
 //! written to a fresh file and then:
 //!
-//! * the library (`inspect_path`, `ShmGuest::attach_path`, `ShmHost::open`
-//!   with `try_recv`/`try_recv_from`/sends/`reclaim_dead`, `ShmGuest::resume`
-//!   with `try_recv`, and the same on a `HeapRegion` copy) must return `Ok`
-//!   or `Err`: never panic (each call runs under `catch_unwind`, naming the
-//!   mutation and call that panicked), never crash the process, never hang
-//!   (each mutation has a time bound). A refused open, attach or resume
-//!   leaves the bytes unchanged; inspection never changes them.
-//! * the command (`inspect`, `inspect --json`, `attach`, `recv --as host
-//!   --timeout 0`, `recv --as 1 --timeout 0`, `rm`), on a representative
-//!   subset: exit 0, 1 or 3 (never 101, never a signal), `error:` first on
-//!   stderr when it fails, the file's bytes unchanged when it refused it,
-//!   and never any change from `inspect`. `SHMHUB_CORPUS_FULL_CLI=1` runs
-//!   the command on every mutation instead (about 30 s more).
+//! * the library (`inspect_path`, the read-only views `peek_path`,
+//!   `inspect_slots` and `inspect_raw`, `ShmGuest::attach_path`,
+//!   `ShmHost::open` with `try_recv`/`try_recv_from`/sends/`reclaim_dead`,
+//!   `ShmGuest::resume` with `try_recv`, and the same on a `HeapRegion`
+//!   copy) must return `Ok` or `Err`: never panic (each call runs under
+//!   `catch_unwind`, naming the mutation and call that panicked), never
+//!   crash the process, never hang (each mutation has a time bound). A
+//!   refused open, attach or resume leaves the bytes unchanged; inspection
+//!   and the views never change them, and `inspect_raw` dumps every file.
+//! * the command (`inspect`, `inspect --json`, `peek`, `inspect --slots`,
+//!   `inspect --raw`, `attach`, `recv --as host --timeout 0`, `recv --as 1
+//!   --timeout 0`, `rm`), on a representative subset: exit 0, 1 or 3
+//!   (never 101, never a signal), `error:` first on stderr when it fails,
+//!   the file's bytes unchanged when it refused it, and never any change
+//!   from `inspect` or `peek`. `SHMHUB_CORPUS_FULL_CLI=1` runs the command
+//!   on every mutation instead (about a minute more).
 //!
 //! Mutations: every header field set to 0, to the maximum of its width, to
 //! its value plus and minus one and to seeded pseudo-random values; whole
@@ -877,6 +880,8 @@ fn read_or_gone(path: &Path) -> Option<Vec<u8>> {
 #[derive(Default)]
 struct Tally {
     inspected: AtomicUsize,
+    peeked: AtomicUsize,
+    dumped: AtomicUsize,
     opened: AtomicUsize,
     received: AtomicUsize,
     bad_descriptors: AtomicUsize,
@@ -886,6 +891,8 @@ struct Tally {
 
 static TALLY: Tally = Tally {
     inspected: AtomicUsize::new(0),
+    peeked: AtomicUsize::new(0),
+    dumped: AtomicUsize::new(0),
     opened: AtomicUsize::new(0),
     received: AtomicUsize::new(0),
     bad_descriptors: AtomicUsize::new(0),
@@ -994,6 +1001,35 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
             _ => Some(format!("inspect changed the file (result {:?})", r.is_ok())),
         }
     });
+    run("read-only views", &mut |p| {
+        let mut seen = Vec::new();
+        let options = [None, Some(1), Some(5)].map(|peer| shmhub::PeekOptions {
+            peer,
+            ..Default::default()
+        });
+        for o in &options {
+            if let Ok(report) = shmhub::peek_path(p, o) {
+                count(&TALLY.peeked);
+                let _ = serde_json::to_string(&report);
+            }
+        }
+        seen.push(("peek_path", read_or_gone(p)));
+        if let Ok(report) = shmhub::inspect_slots(p) {
+            let _ = serde_json::to_string(&report);
+        }
+        seen.push(("inspect_slots", read_or_gone(p)));
+        match shmhub::inspect_raw(p) {
+            Ok(dump) => {
+                count(&TALLY.dumped);
+                let _ = serde_json::to_string(&dump);
+            }
+            Err(e) => return Some(format!("inspect_raw failed on a regular file: {e}")),
+        }
+        seen.push(("inspect_raw", read_or_gone(p)));
+        seen.into_iter().find_map(|(what, now)| {
+            (now.as_deref() != Some(bytes)).then(|| format!("{what} changed the file"))
+        })
+    });
     run("attach_path", &mut |p| match ShmGuest::attach_path(p) {
         Err(e) => unchanged(p, "attach_path", &e),
         Ok(mut g) => {
@@ -1076,6 +1112,8 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
         let region = heap.region();
         region.write(0, bytes).expect("heap write");
         let _ = shmhub::inspect_region(&region, None);
+        let _ = shmhub::peek_region(&region, &shmhub::PeekOptions::default());
+        let _ = shmhub::inspect_slots_region(&region, None);
         if let Ok(mut g) = ShmGuest::attach(region.clone()) {
             guest_session(&mut g);
         }
@@ -1213,10 +1251,13 @@ fn library_survives_every_mutation() {
     worker.join().expect("worker");
     let t = |c: &AtomicUsize| c.load(Ordering::Relaxed);
     eprintln!(
-        "library: {count} mutations in {:.1}s; inspected {}, opened as host {}, \
-         messages received {}, bad descriptors {}, corrupt {}, other errors {}",
+        "library: {count} mutations in {:.1}s; inspected {}, peeked {}, dumped {}, \
+         opened as host {}, messages received {}, bad descriptors {}, corrupt {}, \
+         other errors {}",
         started.elapsed().as_secs_f64(),
         t(&TALLY.inspected),
+        t(&TALLY.peeked),
+        t(&TALLY.dumped),
         t(&TALLY.opened),
         t(&TALLY.received),
         t(&TALLY.bad_descriptors),
@@ -1232,6 +1273,12 @@ fn library_survives_every_mutation() {
         "too few bad descriptors met"
     );
     assert!(t(&TALLY.corrupt) > 20, "too few corrupt entries met");
+    assert!(t(&TALLY.peeked) > count, "too few mutations peeked at");
+    // (The fuzz seeds, checked at the same time, count too.)
+    assert!(
+        t(&TALLY.dumped) >= count,
+        "inspect_raw dumps every regular file"
+    );
     assert!(
         problems.is_empty(),
         "{} problem(s) in {count} mutations:\n{}",
@@ -1273,9 +1320,12 @@ fn run_bounded(dir: &Path, args: &[&str]) -> Outcome {
 fn cli_checks(dir: &Path, m: &Mutation) -> Vec<String> {
     let path = dir.join("cli.shm");
     let p = path.to_str().unwrap();
-    let commands: [&[&str]; 6] = [
+    let commands: [&[&str]; 9] = [
         &["inspect", p],
         &["inspect", p, "--json"],
+        &["peek", p],
+        &["inspect", p, "--slots"],
+        &["inspect", p, "--raw"],
         &["attach", p],
         &["recv", p, "--as", "host", "--timeout", "0"],
         &["recv", p, "--as", "1", "--timeout", "0"],
@@ -1310,7 +1360,8 @@ fn cli_checks(dir: &Path, m: &Mutation) -> Vec<String> {
                 out.stderr
             ));
         }
-        let inspect = args[0] == "inspect";
+        // Every view is read-only: inspect (and its --slots and --raw) and peek.
+        let inspect = args[0] == "inspect" || args[0] == "peek";
         // A bad descriptor is consumed from its ring by design
         // (shm.recv.validate): that receive changed the file on purpose.
         let bad_message = out.stderr.contains("bad descriptor");

@@ -103,7 +103,7 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
         | E::Truncated { .. }
         | E::Replaced { .. }
         | E::Removed { .. } => anyhow!(e),
-        E::RingFull { .. } | E::PoolExhausted { .. } | E::Timeout => {
+        E::RingFull { .. } | E::PoolExhausted { .. } | E::Timeout | E::Changing { .. } => {
             anyhow!(TimedOut(format!("{}: {e}", path.display())))
         }
         e => anyhow!("{}: {e}", path.display()),
@@ -166,7 +166,8 @@ pub struct Existing {
 /// segment at all.
 pub fn existing(path: &Path) -> Existing {
     use shmhub::{Error as E, HostStatus};
-    let (what, rm) = match shmhub::inspect_path(path) {
+    let report = shmhub::inspect_path(path).and_then(shmhub::SegmentReport::require_all_entries);
+    let (what, rm) = match report {
         Ok(report) => {
             let pid = report.header.host_pid;
             let host = match report.host {

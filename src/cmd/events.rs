@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     signals::catch_termination();
     signals::guard_sigbus(&path);
-    let first = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
+    let first = inspect_every_entry(&path).map_err(|e| seg_err(&path, e))?;
     let identity = identity_of(&path);
     let mut before = Look::of(&first);
     let mut told = 0u64;
@@ -97,12 +97,19 @@ fn look_again(
     if identity_of(path) != identity {
         return None;
     }
-    match shmhub::inspect_path(path) {
+    match inspect_every_entry(path) {
         Err(shmhub::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
             None
         }
         other => Some(other.map_err(|e| seg_err(path, e))),
     }
+}
+
+/// Inspects the segment, requiring every entry to be readable: looks are
+/// compared entry by entry, so an entry missing from one would shift the
+/// comparison.
+pub fn inspect_every_entry(path: &Path) -> shmhub::Result<shmhub::SegmentReport> {
+    shmhub::inspect_path(path).and_then(shmhub::SegmentReport::require_all_entries)
 }
 
 /// Prints one event, with the time it was seen.

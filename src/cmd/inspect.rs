@@ -1,7 +1,7 @@
 //! `shmhub inspect`: a read-only dump of a segment.
 
 use serde_json::json;
-use shmhub::{PeerState, RingState, SegmentReport};
+use shmhub::{BadPeer, PeerState, RingState, SegmentReport};
 
 use super::common::{human_bytes, owner_text, parse_duration, print_line, seg_err};
 use super::{Outcome, segment_path, signals, table};
@@ -11,6 +11,8 @@ Examples:
   shmhub inspect demo
   shmhub inspect demo --all                 # include empty peer entries
   shmhub inspect demo --watch --interval 500ms
+  shmhub inspect demo --slots               # who holds each slot; leaked ones flagged
+  shmhub inspect demo --raw                 # every field, even of a damaged file
   shmhub inspect /dev/shm/app.shm --json | jq '.peers[] | select(.state == \"attached\")'";
 
 /// Arguments of `shmhub inspect`.
@@ -33,6 +35,15 @@ pub struct Args {
     /// How often --watch looks.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR", requires = "watch")]
     pub interval: std::time::Duration,
+    /// List every allocated slot of every pool: generation, holder, the
+    /// queued message naming it, and `leaked?` where nothing will free it.
+    #[arg(long, conflicts_with_all = ["all", "watch", "raw"])]
+    pub slots: bool,
+    /// Dump every header field, peer entry, ring control word and pool
+    /// word with its offset, raw and decoded value and `ok` or `invalid`;
+    /// works on damaged and truncated files (exit 1 if anything is wrong).
+    #[arg(long, conflicts_with_all = ["all", "watch"])]
+    pub raw: bool,
 }
 
 /// Runs `shmhub inspect`.
@@ -42,13 +53,58 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.watch {
         return super::watch::run(&path, args.interval, args.all, args.json);
     }
-    let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
+    if args.raw {
+        return super::views::raw(&path, args.json);
+    }
+    if args.slots {
+        return super::views::slots(&path, args.json);
+    }
+    let report = shmhub::inspect_path(&path).map_err(|e| view_err(&path, e))?;
     if args.json {
         print_line(to_json(&report))?;
     } else {
         print_tables(&report, args.all)?;
     }
+    bad_entries(&path, &report.bad_peers)?;
     Ok(Outcome::Done)
+}
+
+/// Like [`seg_err`], for a read-only view refused by a damaged segment:
+/// says that `inspect --raw` still shows it.
+pub fn view_err(path: &std::path::Path, e: shmhub::Error) -> anyhow::Error {
+    use shmhub::Error as E;
+    let damaged = matches!(
+        e,
+        E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. }
+    );
+    let e = seg_err(path, e);
+    if damaged {
+        anyhow::anyhow!(
+            "{e}; `shmhub inspect {} --raw` shows it field by field",
+            path.display()
+        )
+    } else {
+        e
+    }
+}
+
+/// The error that ends a look at a segment with entries that could not be
+/// read, after what could be read was printed: exit 1.
+pub fn bad_entries(path: &std::path::Path, bad: &[BadPeer]) -> anyhow::Result<()> {
+    let Some(first) = bad.first() else {
+        return Ok(());
+    };
+    let others = match bad.len() {
+        1 => String::new(),
+        n => format!(" and {} other entries", n - 1),
+    };
+    Err(anyhow::anyhow!(
+        "{}: corrupt segment: {}{others}; the entries that could be read are shown, \
+         `shmhub inspect {} --raw` shows every field",
+        path.display(),
+        first.reason,
+        path.display()
+    ))
 }
 
 /// The report as `--json` prints it.
@@ -87,6 +143,13 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
             "heartbeat_age_ms": p.heartbeat_age_ms,
             "to_host": ring_json(&p.to_host),
             "to_guest": ring_json(&p.to_guest),
+        })).collect::<Vec<_>>(),
+        "bad_peers": r.bad_peers.iter().map(|b| json!({
+            "peer_id": b.peer_id,
+            "raw_state": b.raw_state,
+            "reason": b.reason,
+            "to_host": ring_json(&b.to_host),
+            "to_guest": ring_json(&b.to_guest),
         })).collect::<Vec<_>>(),
         "pools": r.pools,
     })
@@ -213,6 +276,30 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
     let mut peers = table::new(columns);
     let colour = live.is_some_and(|l| l.colour);
     let mut hidden = 0;
+    // Rows by peer id: the entries read, and those that could not be.
+    let mut rows: Vec<(u8, Vec<comfy_table::Cell>)> = r
+        .bad_peers
+        .iter()
+        .map(|b| {
+            let mut row: Vec<comfy_table::Cell> = [
+                b.peer_id.to_string(),
+                format!("invalid ({})", b.raw_state),
+                "?".into(),
+                "?".into(),
+                "?".into(),
+                String::new(),
+                fill(&b.to_host),
+                fill(&b.to_guest),
+            ]
+            .into_iter()
+            .map(comfy_table::Cell::new)
+            .collect();
+            if live.is_some() {
+                row.extend([comfy_table::Cell::new(""), comfy_table::Cell::new("")]);
+            }
+            (b.peer_id, row)
+        })
+        .collect();
     for (i, p) in r.peers.iter().enumerate() {
         let idle =
             p.entry.state == PeerState::Empty && p.to_host.is_empty() && p.to_guest.is_empty();
@@ -244,9 +331,19 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
             row.push(comfy_table::Cell::new(format!("{up:.0}")));
             row.push(comfy_table::Cell::new(format!("{down:.0}")));
         }
+        rows.push((p.entry.peer_id, row));
+    }
+    rows.sort_by_key(|(id, _)| *id);
+    for (_, row) in rows {
         peers.add_row(row);
     }
     parts.push(Part::Table(Box::new(peers)));
+    for b in &r.bad_peers {
+        parts.push(Part::Note(format!(
+            "({}; --raw shows every field)",
+            b.reason
+        )));
+    }
     if hidden > 0 {
         let entries = if hidden == 1 { "entry" } else { "entries" };
         parts.push(Part::Note(format!(

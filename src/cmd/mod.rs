@@ -21,6 +21,7 @@ pub mod held;
 pub mod inspect;
 pub mod ls;
 pub mod output;
+pub mod peek;
 pub mod reclaim;
 pub mod recv;
 pub mod rm;
@@ -28,6 +29,7 @@ pub mod send;
 pub mod signals;
 pub mod spawn;
 pub mod table;
+pub mod views;
 pub mod watch;
 
 /// How a command ended, beyond success and error.
@@ -57,7 +59,8 @@ Exit codes:
   0  done
   1  error (one line on stderr starting with 'error:')
   2  usage error
-  3  timed out, or nothing to receive
+  3  timed out, nothing to receive, or (peek, inspect --slots) the segment
+     changed while it was read: try again
 
 Example session:
   shmhub create demo --slot-size 4KiB
@@ -90,6 +93,8 @@ pub enum Command {
     Recv(recv::Args),
     /// Show header, peers, rings and pools (read-only).
     Inspect(inspect::Args),
+    /// Show the messages queued in rings without taking them (read-only).
+    Peek(peek::Args),
     /// Ask everyone to leave, then delete the segment file.
     Rm(rm::Args),
     /// Release a guest entry claimed for scripted use.
@@ -130,6 +135,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Send(args) => send::run(args),
         Command::Recv(args) => recv::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Peek(args) => peek::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Detach(args) => detach::run(args),
         Command::Ls(args) => ls::run(args),

@@ -30,7 +30,8 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
     let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut previous: Option<(SegmentReport, Instant)> = None;
     loop {
-        let report = match shmhub::inspect_path(path) {
+        // Frames are compared entry by entry: every entry must be readable.
+        let report = match super::events::inspect_every_entry(path) {
             Ok(report) => report,
             Err(shmhub::Error::Io { cause, .. })
                 if cause.kind() == std::io::ErrorKind::NotFound && previous.is_some() =>

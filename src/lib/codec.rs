@@ -41,11 +41,81 @@ pub(crate) fn in_slot(desc: MsgDesc, len: usize, slot: u32, generation: u32) -> 
     desc
 }
 
+/// Where a descriptor that passed [`check`] has its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    /// In the descriptor's inline bytes.
+    Inline,
+    /// In the sender's pool, starting at this offset of the region.
+    Slot {
+        /// Offset of the payload's first byte in the region.
+        offset: u64,
+    },
+}
+
+/// Why [`check`] refused a descriptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// What is wrong, in words.
+    pub(crate) reason: String,
+    /// The flags and length were fine and the slot checks refused it: the
+    /// slot it names may really be the receiver's.
+    pub(crate) by_slot: bool,
+}
+
+/// The checks of `shm.recv.validate` on a descriptor that `receiver` finds
+/// in a ring whose sender owns `pool`, in order: flags, length, inline
+/// length, then the slot (index, offset and length, bitmap bit,
+/// generation, holder). It only reads: receiving acts on the verdict
+/// ([`decode`]), and inspection shows it.
+///
+/// shm[impl shm.recv.validate]
+pub(crate) fn check(
+    pool: &Pool<'_>,
+    receiver: u8,
+    desc: &MsgDesc,
+) -> std::result::Result<Placement, Refusal> {
+    let refuse = |reason: String| Refusal {
+        reason,
+        by_slot: false,
+    };
+    if desc.flags & !KNOWN_FLAGS != 0 {
+        return Err(refuse(format!("unknown flags {:#06x}", desc.flags)));
+    }
+    let len = desc.payload_len;
+    let max_payload = pool.layout().config.max_payload;
+    if len > max_payload {
+        return Err(refuse(format!(
+            "payload length {len} exceeds the max payload {max_payload}"
+        )));
+    }
+    if !desc.is_slot() {
+        if len as usize > INLINE_CAPACITY {
+            return Err(refuse(format!(
+                "inline payload length {len} exceeds {INLINE_CAPACITY}"
+            )));
+        }
+        return Ok(Placement::Inline);
+    }
+    pool.validate(
+        desc.slot_index,
+        desc.slot_generation,
+        receiver,
+        desc.slot_offset,
+        len,
+    )
+    .map(|offset| Placement::Slot { offset })
+    .map_err(|reason| Refusal {
+        reason,
+        by_slot: true,
+    })
+}
+
 /// Validates a descriptor that `receiver` took from a ring whose sender
-/// owns `pool`, and returns the message with its payload left in place.
-/// A descriptor that does not check out is an error and nothing is read
-/// through it; the descriptor bytes were copied out of the ring, so what
-/// was checked is what is used.
+/// owns `pool` ([`check`]), and returns the message with its payload left
+/// in place. A descriptor that does not check out is an error and nothing
+/// is read through it; the descriptor bytes were copied out of the ring, so
+/// what was checked is what is used.
 ///
 /// shm[impl shm.recv.validate]
 pub(crate) fn decode(
@@ -54,42 +124,20 @@ pub(crate) fn decode(
     bytes: &[u8; DESC_SIZE],
     leases: &Arc<Leases>,
 ) -> Result<Received> {
-    let bad = |reason: String| Error::BadDescriptor {
-        from: party_name(pool.index()),
-        reason,
-    };
     let desc = MsgDesc::from_bytes(bytes);
-    if desc.flags & !KNOWN_FLAGS != 0 {
-        return Err(bad(format!("unknown flags {:#06x}", desc.flags)));
-    }
-    let len = desc.payload_len;
-    let max_payload = pool.layout().config.max_payload;
-    if len > max_payload {
-        return Err(bad(format!(
-            "payload length {len} exceeds the max payload {max_payload}"
-        )));
-    }
-    if !desc.is_slot() {
-        if len as usize > INLINE_CAPACITY {
-            return Err(bad(format!(
-                "inline payload length {len} exceeds {INLINE_CAPACITY}"
-            )));
-        }
-        return Ok(Received::inline(desc));
-    }
-    let offset = match pool.validate(
-        desc.slot_index,
-        desc.slot_generation,
-        receiver,
-        desc.slot_offset,
-        len,
-    ) {
-        Ok(offset) => offset,
-        Err(reason) => {
-            // A slot that is really this receiver's, named with a bad
-            // offset or length, goes back rather than leaking.
-            pool.free_if_held_by(desc.slot_index, desc.slot_generation, receiver)?;
-            return Err(bad(reason));
+    let offset = match check(pool, receiver, &desc) {
+        Ok(Placement::Inline) => return Ok(Received::inline(desc)),
+        Ok(Placement::Slot { offset }) => offset,
+        Err(refusal) => {
+            if refusal.by_slot {
+                // A slot that is really this receiver's, named with a bad
+                // offset or length, goes back rather than leaking.
+                pool.free_if_held_by(desc.slot_index, desc.slot_generation, receiver)?;
+            }
+            return Err(Error::BadDescriptor {
+                from: party_name(pool.index()),
+                reason: refusal.reason,
+            });
         }
     };
     let slot = SlotRef {

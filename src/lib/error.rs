@@ -243,6 +243,16 @@ pub enum Error {
     /// Waiting ran out of time (retryable).
     #[error("timed out")]
     Timeout,
+    /// A read-only view found what it was reading change under it, every
+    /// time it tried, and shows nothing rather than a mix of before and
+    /// after (retryable).
+    #[error("{what} changed while reading ({tries} tries); try again")]
+    Changing {
+        /// What kept changing, in words.
+        what: String,
+        /// How many times it was read.
+        tries: u32,
+    },
 }
 
 /// "the host and peers 1, 2", for [`Error::StillAttached`].
@@ -266,7 +276,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::RingFull { .. } | Error::PoolExhausted { .. } | Error::Timeout
+            Error::RingFull { .. }
+                | Error::PoolExhausted { .. }
+                | Error::Timeout
+                | Error::Changing { .. }
         )
     }
 }

@@ -181,6 +181,110 @@ fn corrupt(field: &'static str, value: u64, reason: impl Into<String>) -> Error 
     }
 }
 
+/// The magic's rule (`shm.file.magic-last`): zero means not ready, any
+/// other value but [`MAGIC`] is not a segment.
+pub(crate) fn check_magic(magic: u64) -> Result<()> {
+    match magic {
+        MAGIC => Ok(()),
+        0 => Err(Error::NotReady),
+        magic => Err(Error::NotASegment { magic }),
+    }
+}
+
+/// The version this build reads.
+pub(crate) fn check_version(version: u32) -> Result<()> {
+    if version == VERSION {
+        Ok(())
+    } else {
+        Err(Error::VersionMismatch {
+            found: version,
+            expected: VERSION,
+        })
+    }
+}
+
+/// The stored header size.
+pub(crate) fn check_header_size(header_size: u32) -> Result<()> {
+    if u64::from(header_size) == HEADER_SIZE {
+        Ok(())
+    } else {
+        Err(corrupt(
+            "header_size",
+            header_size.into(),
+            format!("must be {HEADER_SIZE}"),
+        ))
+    }
+}
+
+/// The stored total size against the length of the file (or mapping).
+pub(crate) fn check_total_size(total_size: u64, file_len: u64) -> Result<()> {
+    if total_size == file_len {
+        Ok(())
+    } else {
+        Err(corrupt(
+            "total_size",
+            total_size,
+            format!("the file is {file_len} bytes"),
+        ))
+    }
+}
+
+/// The host's goodbye flag: 0 or 1.
+pub(crate) fn check_goodbye(goodbye: u32) -> Result<()> {
+    if goodbye <= 1 {
+        Ok(())
+    } else {
+        Err(corrupt("host_goodbye", goodbye.into(), "must be 0 or 1"))
+    }
+}
+
+/// The stored configuration, read with `u32_at` (a field's offset to its
+/// value).
+pub(crate) fn stored_config<E>(
+    u32_at: impl Fn(u64) -> std::result::Result<u32, E>,
+) -> std::result::Result<SegmentConfig, E> {
+    Ok(SegmentConfig {
+        max_guests: u32_at(field::MAX_GUESTS)?,
+        ring_capacity: u32_at(field::RING_CAPACITY)?,
+        slot_size: u32_at(field::SLOT_SIZE)?,
+        slots_per_pool: u32_at(field::SLOTS_PER_POOL)?,
+        max_payload: u32_at(field::MAX_PAYLOAD)?,
+        heartbeat_interval_ms: u32_at(field::HEARTBEAT_MS)?,
+    })
+}
+
+/// A layout field the header stores: its name, its offset, and what the
+/// layout says it must be.
+pub(crate) type StoredField = (&'static str, u64, fn(&SegmentLayout) -> u64);
+
+/// The layout fields the header stores.
+pub(crate) const STORED_LAYOUT: [StoredField; 7] = [
+    ("total_size", field::TOTAL_SIZE, |l| l.total_size),
+    ("peer_table_offset", field::PEER_TABLE_OFFSET, |l| {
+        l.peer_table_offset
+    }),
+    ("rings_offset", field::RINGS_OFFSET, |l| l.rings_offset),
+    ("ring_size", field::RING_SIZE, |l| l.ring_size),
+    ("pools_offset", field::POOLS_OFFSET, |l| l.pools_offset),
+    ("pool_stride", field::POOL_STRIDE, |l| l.pool_stride),
+    ("pool_data_offset", field::POOL_DATA_OFFSET, |l| {
+        l.pool_data_offset
+    }),
+];
+
+/// A stored layout field against what the configuration implies.
+pub(crate) fn check_stored(name: &'static str, found: u64, expected: u64) -> Result<()> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(corrupt(
+            name,
+            found,
+            format!("the configuration implies {expected}"),
+        ))
+    }
+}
+
 /// Reads and validates the header against the region it sits in.
 ///
 /// Checks, in order: the magic (acquire; zero means not ready), the
@@ -198,91 +302,21 @@ pub fn read(region: &Region) -> Result<HeaderInfo> {
             "the file is smaller than a header",
         ));
     }
-    let magic = region.load_u64(field::MAGIC, Ordering::Acquire)?;
-    if magic == 0 {
-        return Err(Error::NotReady);
-    }
-    if magic != MAGIC {
-        return Err(Error::NotASegment { magic });
-    }
+    check_magic(region.load_u64(field::MAGIC, Ordering::Acquire)?)?;
     let u32_at = |off| region.load_u32(off, Ordering::Relaxed);
     let u64_at = |off| region.load_u64(off, Ordering::Relaxed);
     let version = u32_at(field::VERSION)?;
-    if version != VERSION {
-        return Err(Error::VersionMismatch {
-            found: version,
-            expected: VERSION,
-        });
-    }
-    let header_size = u32_at(field::HEADER_SIZE)?;
-    if u64::from(header_size) != HEADER_SIZE {
-        return Err(corrupt(
-            "header_size",
-            header_size.into(),
-            format!("must be {HEADER_SIZE}"),
-        ));
-    }
-    let total_size = u64_at(field::TOTAL_SIZE)?;
-    if total_size != region.len() as u64 {
-        return Err(corrupt(
-            "total_size",
-            total_size,
-            format!("the file is {} bytes", region.len()),
-        ));
-    }
-    let config = SegmentConfig {
-        max_guests: u32_at(field::MAX_GUESTS)?,
-        ring_capacity: u32_at(field::RING_CAPACITY)?,
-        slot_size: u32_at(field::SLOT_SIZE)?,
-        slots_per_pool: u32_at(field::SLOTS_PER_POOL)?,
-        max_payload: u32_at(field::MAX_PAYLOAD)?,
-        heartbeat_interval_ms: u32_at(field::HEARTBEAT_MS)?,
-    };
-    let layout = config
+    check_version(version)?;
+    check_header_size(u32_at(field::HEADER_SIZE)?)?;
+    check_total_size(u64_at(field::TOTAL_SIZE)?, region.len() as u64)?;
+    let layout = stored_config(u32_at)?
         .layout()
         .map_err(|e| corrupt(e.field, e.value, e.reason))?;
-    let stored = [
-        ("total_size", total_size, layout.total_size),
-        (
-            "peer_table_offset",
-            u64_at(field::PEER_TABLE_OFFSET)?,
-            layout.peer_table_offset,
-        ),
-        (
-            "rings_offset",
-            u64_at(field::RINGS_OFFSET)?,
-            layout.rings_offset,
-        ),
-        ("ring_size", u64_at(field::RING_SIZE)?, layout.ring_size),
-        (
-            "pools_offset",
-            u64_at(field::POOLS_OFFSET)?,
-            layout.pools_offset,
-        ),
-        (
-            "pool_stride",
-            u64_at(field::POOL_STRIDE)?,
-            layout.pool_stride,
-        ),
-        (
-            "pool_data_offset",
-            u64_at(field::POOL_DATA_OFFSET)?,
-            layout.pool_data_offset,
-        ),
-    ];
-    for (name, found, expected) in stored {
-        if found != expected {
-            return Err(corrupt(
-                name,
-                found,
-                format!("the configuration implies {expected}"),
-            ));
-        }
+    for (name, at, expected) in STORED_LAYOUT {
+        check_stored(name, u64_at(at)?, expected(&layout))?;
     }
     let goodbye = u32_at(field::HOST_GOODBYE)?;
-    if goodbye > 1 {
-        return Err(corrupt("host_goodbye", goodbye.into(), "must be 0 or 1"));
-    }
+    check_goodbye(goodbye)?;
     Ok(HeaderInfo {
         version,
         layout,

@@ -7,12 +7,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::mmap::{FileOwner, MmapRegion};
-use crate::peer::{Peer, PeerEntry, PeerState};
+use crate::peer::{self, Peer, PeerEntry, PeerState};
 use crate::pool::{Pool, PoolUsage};
 use crate::region::Region;
 use crate::ring::{Ring, RingState};
@@ -52,6 +52,23 @@ pub struct PoolReport {
     pub usage: PoolUsage,
 }
 
+/// A peer entry that cannot be read as one: its state is none the
+/// protocol knows (`shm.peer.states`). Its rings are still read.
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct BadPeer {
+    /// The guest the entry belongs to.
+    pub peer_id: u8,
+    /// The state word as stored.
+    pub raw_state: u32,
+    /// What is wrong with it.
+    pub reason: String,
+    /// The guest-to-host ring.
+    pub to_host: RingState,
+    /// The host-to-guest ring.
+    pub to_guest: RingState,
+}
+
 /// Everything `inspect` shows.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -62,12 +79,41 @@ pub struct SegmentReport {
     pub header: HeaderInfo,
     /// Whether the host process lives.
     pub host: HostStatus,
-    /// Every peer entry.
+    /// Every peer entry that could be read, in peer order: all of them
+    /// unless `bad_peers` lists some ([`SegmentReport::peer`] finds one by
+    /// id).
     pub peers: Vec<PeerReport>,
+    /// The entries that could not be read (an unknown state), in peer
+    /// order; empty for a sound segment.
+    pub bad_peers: Vec<BadPeer>,
     /// Every pool (host first).
     pub pools: Vec<PoolReport>,
     /// Who owns the file and its mode (`None` for a region with no file).
     pub owner: Option<FileOwner>,
+}
+
+impl SegmentReport {
+    /// The entry of guest `peer_id`, unless it is missing from `peers`
+    /// (out of range, or listed in `bad_peers`).
+    pub fn peer(&self, peer_id: u8) -> Option<&PeerReport> {
+        self.peers.iter().find(|p| p.entry.peer_id == peer_id)
+    }
+
+    /// The report, if every entry could be read; else an error naming the
+    /// first that could not. For callers that need every entry (one
+    /// missing from `peers` would shift what they compare):
+    /// `inspect_path(path).and_then(SegmentReport::require_all_entries)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`](crate::Error::Corrupt), naming the entry and its
+    /// state.
+    pub fn require_all_entries(self) -> Result<Self> {
+        match self.bad_peers.first() {
+            Some(bad) => Err(peer::unknown_state(bad.peer_id, bad.raw_state)),
+            None => Ok(self),
+        }
+    }
 }
 
 /// Opens `path` read-only and reports on it: header, every peer entry with
@@ -96,8 +142,10 @@ pub struct SegmentReport {
 /// [`Error::NotASegment`](crate::Error::NotASegment),
 /// [`Error::NotReady`](crate::Error::NotReady),
 /// [`Error::VersionMismatch`](crate::Error::VersionMismatch),
-/// [`Error::CorruptHeader`](crate::Error::CorruptHeader) (naming the field),
-/// [`Error::Corrupt`](crate::Error::Corrupt) for a bad entry state;
+/// [`Error::CorruptHeader`](crate::Error::CorruptHeader) (naming the field);
+/// an entry with an unknown state is not an error but is reported in
+/// [`SegmentReport::bad_peers`] ([`SegmentReport::require_all_entries`]
+/// makes it one);
 /// [`Error::Io`](crate::Error::Io), [`Error::NotAFile`](crate::Error::NotAFile),
 /// [`Error::TooSmall`](crate::Error::TooSmall) or
 /// [`Error::Symlink`](crate::Error::Symlink) for what is at the path.
@@ -124,8 +172,8 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         file,
     );
     let mut peers = Vec::new();
+    let mut bad_peers = Vec::new();
     for p in layout.guests() {
-        let entry = Peer::new(region, &layout, p).snapshot()?;
         let ring = |direction| {
             Ring::new(
                 region,
@@ -133,6 +181,21 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
                 layout.config.ring_capacity,
             )
             .state()
+        };
+        let peer = Peer::new(region, &layout, p);
+        let entry = match peer.snapshot() {
+            Ok(entry) => entry,
+            Err(Error::Corrupt(reason)) => {
+                bad_peers.push(BadPeer {
+                    peer_id: p,
+                    raw_state: peer.raw_state()?,
+                    reason,
+                    to_host: ring(Direction::GuestToHost)?,
+                    to_guest: ring(Direction::HostToGuest)?,
+                });
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         peers.push(PeerReport {
             holder: liveness::judge_peer(&entry, file, layout.config.heartbeat_interval_ms, now),
@@ -160,6 +223,7 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         header,
         host,
         peers,
+        bad_peers,
         pools,
         owner: None,
     })

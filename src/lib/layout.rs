@@ -185,11 +185,15 @@ fn align_up(value: u64, align: u64) -> Option<u64> {
 }
 
 impl SegmentConfig {
-    /// Checks every limit and computes the layout.
-    pub fn layout(&self) -> Result<SegmentLayout, LayoutError> {
+    /// Every field outside its limit (section Layout of `docs/spec.md`),
+    /// each judged on its own, in field order; empty when all are within.
+    /// The total size is judged by [`SegmentConfig::layout`], which needs
+    /// every field valid.
+    pub(crate) fn limit_errors(&self) -> Vec<LayoutError> {
         let c = *self;
+        let mut errors = Vec::new();
         if c.max_guests == 0 || c.max_guests > MAX_GUESTS {
-            return Err(invalid(
+            errors.push(invalid(
                 "max_guests",
                 c.max_guests.into(),
                 "must be 1..=255",
@@ -199,7 +203,7 @@ impl SegmentConfig {
             || c.ring_capacity < MIN_RING_CAPACITY
             || c.ring_capacity > MAX_RING_CAPACITY
         {
-            return Err(invalid(
+            errors.push(invalid(
                 "ring_capacity",
                 c.ring_capacity.into(),
                 "must be a power of two in 2..=65536",
@@ -209,32 +213,41 @@ impl SegmentConfig {
             || c.slot_size > MAX_SLOT_SIZE
             || c.slot_size % MIN_SLOT_SIZE != 0
         {
-            return Err(invalid(
+            errors.push(invalid(
                 "slot_size",
                 c.slot_size.into(),
                 "must be a multiple of 64 in 64..=1GiB",
             ));
         }
         if c.slots_per_pool == 0 || c.slots_per_pool > MAX_SLOTS_PER_POOL {
-            return Err(invalid(
+            errors.push(invalid(
                 "slots_per_pool",
                 c.slots_per_pool.into(),
                 "must be 1..=65536",
             ));
         }
         if c.max_payload == 0 || c.max_payload > c.slot_size {
-            return Err(invalid(
+            errors.push(invalid(
                 "max_payload",
                 c.max_payload.into(),
                 "must be 1..=slot_size",
             ));
         }
         if c.heartbeat_interval_ms > MAX_HEARTBEAT_MS {
-            return Err(invalid(
+            errors.push(invalid(
                 "heartbeat_interval_ms",
                 c.heartbeat_interval_ms.into(),
                 "must be at most 3600000 (one hour); 0 turns heartbeats off",
             ));
+        }
+        errors
+    }
+
+    /// Checks every limit and computes the layout.
+    pub fn layout(&self) -> Result<SegmentLayout, LayoutError> {
+        let c = *self;
+        if let Some(first) = self.limit_errors().into_iter().next() {
+            return Err(first);
         }
         let too_big = || invalid("total_size", u64::MAX, "the segment would exceed 64 GiB");
         let guests = u64::from(c.max_guests);

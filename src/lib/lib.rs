@@ -88,17 +88,20 @@ mod loom_tests;
 mod mmap;
 mod open;
 mod path;
+mod peek;
 #[doc(hidden)]
 pub mod peer;
 #[doc(hidden)]
 pub mod pool;
 mod producer;
+mod raw;
 mod reclaim;
 mod region;
 mod remove;
 #[doc(hidden)]
 pub mod ring;
 mod segment;
+mod slots;
 mod spawn;
 pub(crate) mod sync;
 #[doc(hidden)]
@@ -114,7 +117,7 @@ pub use events::{EntryLook, Event, Look, changes};
 pub use guest::ShmGuest;
 pub use header::{HeaderInfo, MAGIC, VERSION};
 pub use host::{CreateOptions, ShmHost};
-pub use inspect::{PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
+pub use inspect::{BadPeer, PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
 pub use layout::{
     CACHE_LINE, Direction, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY, MAX_SLOT_SIZE,
     MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
@@ -127,13 +130,21 @@ pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, FileOwner, MmapRegion};
 pub use open::OpenOptions;
 pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
+pub use peek::{
+    PREVIEW_BYTES, PeekOptions, PeekReport, Placement, Preview, QueuedMessage, RingPeek, SlotPlace,
+    peek_path, peek_region,
+};
 pub use peer::{PeerEntry, PeerId, PeerState};
 pub use pool::PoolUsage;
+pub use raw::{FieldStatus, RawDump, RawField, RawSection, inspect_raw};
 pub use reclaim::{ReclaimReport, SkipReason, Skipped};
 pub use region::{HeapRegion, Region, RegionError};
 pub use remove::{RemoveOptions, RemoveReport, remove_segment, remove_unused_segment};
 pub use ring::RingState;
 pub use segment::ShmBacking;
+pub use slots::{
+    QueuedAt, SlotHolder, SlotReport, SlotsReport, inspect_slots, inspect_slots_region,
+};
 pub use spawn::{PEER_ID_ENV, SEGMENT_ENV, SpawnTicket};
 pub use wait::WaitStrategy;
 pub use zerocopy::{Received, SlotLoan};

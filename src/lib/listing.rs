@@ -181,7 +181,9 @@ pub fn list_segments(dir: &Path) -> Result<Listing> {
                 .push(skip("smaller than a segment header".to_string()));
             continue;
         }
-        match inspect_path(&path) {
+        // A segment with an entry that cannot be read is damaged: listed
+        // with the reason, not summed up as if that entry were empty.
+        match inspect_path(&path).and_then(SegmentReport::require_all_entries) {
             Ok(report) => listing.segments.push(SegmentSummary::of(&report)),
             Err(Error::Removed { .. }) => {}
             Err(e) => listing.unlisted.push(skip(e.to_string())),

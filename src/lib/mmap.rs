@@ -378,6 +378,13 @@ impl MmapRegion {
         Self::map_existing(file, path, min_len, false)
     }
 
+    /// Opens an existing file read-only without mapping it, for reading
+    /// with `pread` only the bytes it really has (never through a symlink;
+    /// anything but a regular file is refused at once).
+    pub(crate) fn open_unmapped(path: &Path) -> Result<SegmentFile, Error> {
+        open_existing(path, false)
+    }
+
     fn map_existing(
         file: SegmentFile,
         path: &Path,

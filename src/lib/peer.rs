@@ -115,6 +115,14 @@ pub struct PeerEntry {
     pub claimed_unix_ns: u64,
 }
 
+/// The error for entry `peer_id` holding state `raw`, which is none the
+/// protocol knows (`shm.peer.states`).
+pub(crate) fn unknown_state(peer_id: u8, raw: u32) -> Error {
+    Error::Corrupt(format!(
+        "peer {peer_id} has unknown state {raw} (known: 0 empty, 1 reserved, 2 attached, 3 goodbye)"
+    ))
+}
+
 /// A view of one peer entry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer<'a> {
@@ -132,13 +140,18 @@ impl<'a> Peer<'a> {
         }
     }
 
+    /// The stored state word, whatever it holds (works on read-only
+    /// regions).
+    pub(crate) fn raw_state(&self) -> Result<u32> {
+        Ok(self
+            .region
+            .load_u32(self.base + field::STATE, Ordering::Acquire)?)
+    }
+
     /// The current state; an unknown value is corruption.
     pub(crate) fn state(&self) -> Result<PeerState> {
-        let raw = self
-            .region
-            .load_u32(self.base + field::STATE, Ordering::Acquire)?;
-        PeerState::from_u32(raw)
-            .ok_or_else(|| Error::Corrupt(format!("peer {} has unknown state {raw}", self.peer_id)))
+        let raw = self.raw_state()?;
+        PeerState::from_u32(raw).ok_or_else(|| unknown_state(self.peer_id, raw))
     }
 
     /// Atomically moves the entry from `from` to `to`; false if it was not `from`.

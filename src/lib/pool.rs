@@ -50,6 +50,35 @@ pub(crate) fn holder_code(peer: u8) -> u32 {
     u32::from(peer) + 1
 }
 
+/// The party a stored holder code names (0 = the host, `p` = guest `p`);
+/// `None` for 0 (no holder) and for codes no party has.
+pub(crate) fn holder_party(code: u32) -> Option<u8> {
+    code.checked_sub(1).and_then(|p| u8::try_from(p).ok())
+}
+
+/// Bits of bitmap word `word` that stand for real slots of a pool of
+/// `slots` slots (the last word may be partial; a word past the last has
+/// none).
+pub(crate) fn valid_bits(slots: u32, word: u32) -> u64 {
+    let remaining = slots.saturating_sub(word.saturating_mul(64));
+    if remaining >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << remaining) - 1
+    }
+}
+
+/// One allocated slot as read from its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotState {
+    /// The slot's index in its pool.
+    pub(crate) slot: u32,
+    /// Its generation.
+    pub(crate) generation: u32,
+    /// Its holder code (0 none, 1 host, `1 + p` guest `p`).
+    pub(crate) holder: u32,
+}
+
 /// A view of one pool in a region. Pool 0 is the host's, pool `p` guest `p`'s.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pool<'a> {
@@ -121,12 +150,7 @@ impl<'a> Pool<'a> {
 
     /// Bits of `word` that stand for real slots (the last word may be partial).
     fn valid_bits(&self, word: u32) -> u64 {
-        let remaining = self.slots() - word * 64;
-        if remaining >= 64 {
-            u64::MAX
-        } else {
-            (1u64 << remaining) - 1
-        }
+        valid_bits(self.slots(), word)
     }
 
     /// Allocates a free slot for `holder` (a peer id, 0 = host), starting the
@@ -388,6 +412,48 @@ impl<'a> Pool<'a> {
             }
         }
         Ok(freed)
+    }
+
+    /// Whether `slot`'s bitmap bit is set, and its state word, each loaded
+    /// once (works on read-only regions): what a reader compares before and
+    /// after to tell whether the slot changed meanwhile. `None` for a slot
+    /// index outside the pool.
+    pub(crate) fn slot_word(&self, slot: u32) -> Result<Option<(bool, u64)>> {
+        if slot >= self.slots() {
+            return Ok(None);
+        }
+        let word = self
+            .region
+            .load_u64(self.word_offset(slot / 64), Ordering::Acquire)?;
+        let state = self.region.load_u64(
+            self.meta_offset(slot) + field::SLOT_STATE,
+            Ordering::Acquire,
+        )?;
+        Ok(Some((word & (1 << (slot % 64)) != 0, state)))
+    }
+
+    /// Every slot whose bitmap bit is set, in slot order, with its
+    /// generation and holder (works on read-only regions). Bits past the
+    /// last slot stand for nothing and are not read as slots.
+    pub(crate) fn allocated(&self) -> Result<Vec<SlotState>> {
+        let mut out = Vec::new();
+        for w in 0..self.words() {
+            let mut bits = self
+                .region
+                .load_u64(self.word_offset(w), Ordering::Acquire)?
+                & self.valid_bits(w);
+            while bits != 0 {
+                let slot = w * 64 + bits.trailing_zeros();
+                bits &= bits - 1;
+                let (generation, holder) = self.state(slot)?;
+                out.push(SlotState {
+                    slot,
+                    generation,
+                    holder,
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Counts used and free slots (works on read-only regions).

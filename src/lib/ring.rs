@@ -221,6 +221,36 @@ impl<'a> Ring<'a> {
         Ok((self.pop_batch(&mut one)? == 1).then_some(one[0]))
     }
 
+    /// The descriptor at `index`, copied out with its phase bit cleared, if
+    /// it is new (it carries the phase of its index); `None` otherwise. It
+    /// only reads, so it works on read-only regions: the consumer takes
+    /// descriptors through it, and inspection looks at them without taking
+    /// them.
+    pub(crate) fn read_new(&self, index: u32) -> Result<Option<[u8; DESC_SIZE]>> {
+        let at = self.slot_offset(index);
+        let first = self.region.load_u32(at, Ordering::Acquire)?;
+        if first & (u32::from(FLAG_PHASE) << 16) != self.phase(index) {
+            return Ok(None);
+        }
+        let mut desc = [0u8; DESC_SIZE];
+        desc[..4].copy_from_slice(&(first & !(u32::from(FLAG_PHASE) << 16)).to_le_bytes());
+        desc[4..].copy_from_slice(&self.region.read_array::<{ DESC_SIZE - 4 }>(at + 4)?);
+        Ok(Some(desc))
+    }
+
+    /// The consumer's index, loaded with acquire ordering (works on
+    /// read-only regions).
+    pub(crate) fn head(&self) -> Result<u32> {
+        Ok(self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Acquire)?)
+    }
+
+    /// Descriptors the ring holds.
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
     /// Consumer: takes up to `out.len()` new descriptors, copying them out
     /// (phase bit cleared) and publishing the new head once. Returns how
     /// many were taken.
@@ -230,15 +260,10 @@ impl<'a> Ring<'a> {
             .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let mut count = 0;
         while count < out.len() {
-            let index = head.wrapping_add(count as u32);
-            let at = self.slot_offset(index);
-            let first = self.region.load_u32(at, Ordering::Acquire)?;
-            if first & (u32::from(FLAG_PHASE) << 16) != self.phase(index) {
+            let Some(desc) = self.read_new(head.wrapping_add(count as u32))? else {
                 break;
-            }
-            let desc = &mut out[count];
-            desc[..4].copy_from_slice(&(first & !(u32::from(FLAG_PHASE) << 16)).to_le_bytes());
-            desc[4..].copy_from_slice(&self.region.read_array::<{ DESC_SIZE - 4 }>(at + 4)?);
+            };
+            out[count] = desc;
             count += 1;
         }
         if count > 0 {

@@ -154,6 +154,42 @@ impl Env {
         self.ok(&["inspect", seg, "--json"]).json()
     }
 
+    /// Runs the binary with `args` as a process that has no right to
+    /// write the file at `path`, so that its success proves it wrote
+    /// nothing there, even while other processes keep changing the file:
+    /// the kernel refuses such a process any open for writing, and a
+    /// mapping of a descriptor opened read-only cannot be made writable.
+    /// That takes root, whom file modes do not bind: the command runs as
+    /// the unprivileged user 65534, with the file made readable to all
+    /// (0644) and its directory searchable (0755); processes that opened
+    /// the file before keep their access. Not as root, it is a plain run
+    /// (the second value is false): only the comparison of the file's
+    /// bytes on an idle segment then shows that nothing was written.
+    pub fn run_unable_to_write(&self, path: &Path, args: &[&str]) -> (Run, bool) {
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return (self.run(args), false);
+        }
+        let mode = |p: &Path, m: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(m))
+                .unwrap_or_else(|e| panic!("chmod {m:o} {}: {e}", p.display()))
+        };
+        mode(self.dir(), 0o755);
+        mode(path, 0o644);
+        let mut c = std::process::Command::new(BIN);
+        c.args(args)
+            .env("SHMHUB_SHM_DIR", self.dir())
+            .env_remove("RUST_BACKTRACE")
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534);
+        let mut cmd = assert_cmd::Command::from_std(c);
+        cmd.timeout(CMD_TIMEOUT);
+        (Run::from_cmd(&mut cmd, args), true)
+    }
+
     /// Runs the binary with `args` with its standard output on a
     /// pseudo-terminal `cols` columns wide, as `docker exec -t` or a CI
     /// runner gives it (0: a terminal that reports no width), through

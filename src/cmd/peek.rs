@@ -1,0 +1,169 @@
+//! `shmhub peek`: the messages queued in rings, without taking them.
+
+use shmhub::{Direction, PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
+
+use super::common::{parse_peer_id, print_line};
+use super::inspect::view_err;
+use super::{Outcome, segment_path, signals, table};
+
+const EXAMPLES: &str = "\
+Examples:
+  shmhub peek demo                              # every ring that holds something
+  shmhub peek demo --peer 1 --direction to-guest --limit 5
+  shmhub peek demo --json | jq '.rings[].messages[] | select(.problem)'";
+
+/// Which way a ring carries messages, as `--direction` takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Way {
+    /// From a guest to the host.
+    ToHost,
+    /// From the host to a guest.
+    ToGuest,
+}
+
+/// Arguments of `shmhub peek`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// Only guest N's rings, shown even when empty (default: every ring
+    /// that holds something).
+    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
+    pub peer: Option<u8>,
+    /// Only the rings carrying messages this way (default: both).
+    #[arg(long, value_enum, value_name = "to-host|to-guest")]
+    pub direction: Option<Way>,
+    /// List at most N messages of each ring, from its head (the count of
+    /// queued messages stays exact).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Print one JSON document.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `shmhub peek`.
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let path = segment_path(&args.segment)?;
+    signals::guard_sigbus(&path);
+    let options = PeekOptions {
+        peer: args.peer,
+        direction: args.direction.map(|way| match way {
+            Way::ToHost => Direction::GuestToHost,
+            Way::ToGuest => Direction::HostToGuest,
+        }),
+        limit: args.limit,
+    };
+    let report = shmhub::peek_path(&path, &options).map_err(|e| view_err(&path, e))?;
+    if args.json {
+        print_line(serde_json::to_value(&report)?)?;
+    } else {
+        print_text(&report, args.limit)?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// A ring in a few words: `peer 1 to guest`.
+pub fn ring_label(peer: u8, direction: Direction) -> String {
+    let way = match direction {
+        Direction::GuestToHost => "to host",
+        Direction::HostToGuest => "to guest",
+    };
+    format!("peer {peer} {way}")
+}
+
+/// A ring in words, with who sends and who receives:
+/// `peer 1 to guest (host -> peer 1)`.
+fn ring_name(peer: u8, direction: Direction) -> String {
+    let (from, to) = direction.ends(peer);
+    format!(
+        "{} ({} -> {})",
+        ring_label(peer, direction),
+        party_name(from),
+        party_name(to)
+    )
+}
+
+fn print_text(report: &PeekReport, limit: Option<usize>) -> anyhow::Result<()> {
+    if report.rings.is_empty() {
+        return print_line("nothing is queued in any ring");
+    }
+    for ring in &report.rings {
+        print_ring(ring, limit)?;
+    }
+    Ok(())
+}
+
+fn print_ring(ring: &RingPeek, limit: Option<usize>) -> anyhow::Result<()> {
+    print_line(format!(
+        "{}: {} queued (head {}, tail {}, capacity {})",
+        ring_name(ring.peer, ring.direction),
+        ring.queued,
+        ring.head,
+        ring.tail,
+        ring.capacity
+    ))?;
+    if !ring.messages.is_empty() {
+        let mut t = table::new([
+            "position",
+            "id",
+            "type",
+            "method",
+            "flags",
+            "len",
+            "placement",
+            "preview",
+        ]);
+        for m in &ring.messages {
+            t.add_row(row(m));
+        }
+        table::print(t)?;
+    }
+    let hidden = ring.queued as usize - ring.messages.len();
+    if hidden > 0 {
+        print_line(format!(
+            "({hidden} more not listed; --limit {} lists at most that many per ring)",
+            limit.unwrap_or_default()
+        ))?;
+    }
+    Ok(())
+}
+
+/// One message as table cells.
+fn row(m: &QueuedMessage) -> Vec<String> {
+    let kind = match m.msg_type_name {
+        Some(name) => format!("{name} ({})", m.msg_type),
+        None => m.msg_type.to_string(),
+    };
+    let placement = match m.slot {
+        None => "inline".to_string(),
+        Some(s) if s.offset == 0 => format!("slot {} gen {}", s.index, s.generation),
+        Some(s) => format!("slot {} gen {} +{}", s.index, s.generation, s.offset),
+    };
+    let preview = match (&m.problem, &m.preview) {
+        (Some(reason), _) => format!("invalid: {reason}"),
+        (None, Some(p)) => {
+            let shown = match &p.text {
+                Some(text) => format!("{text:?}"),
+                None => format!("hex {}", p.hex),
+            };
+            if p.truncated {
+                format!("{shown}...")
+            } else {
+                shown
+            }
+        }
+        (None, None) => String::new(),
+    };
+    vec![
+        m.position.to_string(),
+        m.id.to_string(),
+        kind,
+        m.method_id.to_string(),
+        format!("{:#06x}", m.flags),
+        m.len.to_string(),
+        placement,
+        preview,
+    ]
+}
