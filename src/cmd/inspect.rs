@@ -32,9 +32,9 @@ pub struct Args {
     /// each ring and holder changes, until SIGINT, SIGTERM or SIGHUP.
     #[arg(long)]
     pub watch: bool,
-    /// How often --watch looks.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DUR", requires = "watch")]
-    pub interval: std::time::Duration,
+    /// How often --watch looks (default 1s).
+    #[arg(long, value_parser = parse_duration, value_name = "DUR", requires = "watch")]
+    pub interval: Option<std::time::Duration>,
     /// List every allocated slot of every pool: generation, holder, the
     /// queued message naming it, and `leaked?` where nothing will free it.
     #[arg(long, conflicts_with_all = ["all", "watch", "raw"])]
@@ -51,7 +51,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let path = segment_path(&args.segment)?;
     signals::guard_sigbus(&path);
     if args.watch {
-        return super::watch::run(&path, args.interval, args.all, args.json);
+        let interval = args.interval.unwrap_or(std::time::Duration::from_secs(1));
+        return super::watch::run(&path, interval, args.all, args.json);
     }
     if args.raw {
         return super::views::raw(&path, args.json);

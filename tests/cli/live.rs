@@ -154,6 +154,8 @@ fn gc_removes_what_nobody_can_use_and_nothing_else() {
 fn watch_writes_json_lines_with_rates_and_changes_and_changes_nothing() {
     let env = Env::new();
     let before = idle_segment(&env, "quiet");
+    // An interval means nothing without --watch.
+    env.run(&["inspect", "quiet", "--interval", "1s"]).usage();
     let mut watch = env.spawn(&["inspect", "quiet", "--watch", "--interval", "100ms"]);
     let frames: Vec<Value> = (0..3).map(|_| watch.json_line()).collect();
     for frame in &frames {
