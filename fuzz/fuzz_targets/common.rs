@@ -68,8 +68,21 @@ fn guest_session(guest: &mut ShmGuest) {
     let _ = guest.try_send(frame(4, 90));
 }
 
+/// The read-only views: whatever the bytes, they report or refuse.
+fn look(region: &Region) {
+    let _ = shmhub::inspect_region(region, None);
+    let _ = shmhub::peek_region(region, &shmhub::PeekOptions::default());
+    let limited = shmhub::PeekOptions {
+        peer: Some(1),
+        limit: Some(3),
+        ..shmhub::PeekOptions::default()
+    };
+    let _ = shmhub::peek_region(region, &limited);
+    let _ = shmhub::inspect_slots_region(region, None);
+}
+
 pub fn exercise(region: Region) {
-    let _ = shmhub::inspect_region(&region, None);
+    look(&region);
     if let Ok(mut guest) = ShmGuest::attach(region.clone()) {
         guest_session(&mut guest);
         let _ = guest.detach();
@@ -82,5 +95,5 @@ pub fn exercise(region: Region) {
             guest_session(&mut guest);
         }
     }
-    let _ = shmhub::inspect_region(&region, None);
+    look(&region);
 }
