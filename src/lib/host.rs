@@ -20,7 +20,7 @@ use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion};
 use crate::peer::{PeerEntry, PeerId, PeerState};
-use crate::producer::Producer;
+use crate::producer::{Present, Producer};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{Segment, ShmBacking};
 use crate::sys;
@@ -298,6 +298,9 @@ impl ShmHost {
                 .transition(PeerState::Empty, PeerState::Reserved)?
             {
                 self.seg.peer(p).set_holder(None, false)?;
+                // What waits in the ring was sent to an earlier guest of
+                // the entry; the guest to come gets only what is sent now.
+                self.seg.drop_stale_to_guest(p)?;
                 return Ok(p);
             }
         }
@@ -462,8 +465,8 @@ impl ShmHost {
         payload: &[u8],
         deadline: &mut Deadline,
     ) -> Result<()> {
-        self.sending(peer_id, deadline, |end, deadline, stop| {
-            end.send(desc, payload, deadline, stop)
+        self.sending(peer_id, deadline, |end, deadline, stop, present| {
+            end.send(desc, payload, deadline, stop, present)
         })
     }
 
@@ -476,7 +479,7 @@ impl ShmHost {
         &mut self,
         peer_id: PeerId,
         deadline: &mut Deadline,
-        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>) -> Result<T>,
+        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>, Present<'_>) -> Result<T>,
     ) -> Result<T> {
         let p = self.seg.guest_id(peer_id)?;
         if deadline.is_unlimited() {
@@ -493,10 +496,13 @@ impl ShmHost {
                 expected: "attached or reserved",
             });
         }
-        let mut watch = PeerWatch::new(p, state, peer.epoch()?);
+        let epoch = peer.epoch()?;
+        let mut watch = PeerWatch::new(p, state, epoch);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
-        op(&mut self.to_guests[usize::from(p) - 1], deadline, &mut stop)
+        let mut present = |published| PeerWatch::still_there(seg, p, state, epoch, published);
+        let end = &mut self.to_guests[usize::from(p) - 1];
+        op(end, deadline, &mut stop, &mut present)
     }
 
     /// Sends `frames` to guest `peer_id` in order, publishing as many
@@ -518,8 +524,8 @@ impl ShmHost {
         timeout: impl Into<Option<Duration>>,
     ) -> Result<usize> {
         let mut deadline = Deadline::after(timeout.into());
-        self.sending(peer_id, &mut deadline, |end, deadline, stop| {
-            end.send_batch(frames, deadline, stop)
+        self.sending(peer_id, &mut deadline, |end, deadline, stop, present| {
+            end.send_batch(frames, deadline, stop, present)
         })
     }
 
@@ -552,7 +558,7 @@ impl ShmHost {
         timeout: impl Into<Option<Duration>>,
     ) -> Result<SlotLoan> {
         let mut deadline = Deadline::after(timeout.into());
-        self.sending(peer_id, &mut deadline, |end, deadline, stop| {
+        self.sending(peer_id, &mut deadline, |end, deadline, stop, _| {
             end.loan(len, deadline, stop)
         })
     }
@@ -566,8 +572,8 @@ impl ShmHost {
     /// (the slot goes back to the pool); [`Error::RingFull`] only if the
     /// ring was filled behind the loan's back.
     pub fn commit(&mut self, peer_id: PeerId, loan: SlotLoan) -> Result<()> {
-        self.sending(peer_id, &mut Deadline::no_wait(), |end, _, _| {
-            end.commit(loan)
+        self.sending(peer_id, &mut Deadline::no_wait(), |end, _, _, present| {
+            end.commit(loan, present)
         })
     }
 
@@ -969,6 +975,41 @@ impl PeerWatch {
             reserved: state == PeerState::Reserved,
             epoch,
             last_liveness_ns: 0,
+        }
+    }
+
+    /// For a send to guest `peer_id` that found its entry `state` at
+    /// `epoch`: fails with [`Error::PeerGone`] if the guest it is for (the
+    /// one it found, or, for a reservation, the guest that attaches to it,
+    /// one epoch later) has left. Asked just before publishing, when the
+    /// entry must still hold that guest, and just after (`published`),
+    /// when only that guest's departure with nobody in the entry since
+    /// counts: a guest that claimed the entry in between may already read
+    /// what was published. The loads are sequentially consistent, and so
+    /// are a departing guest's move of its entry and its look at its ring
+    /// right after (`ShmGuest::detach`), and a claiming guest's move and
+    /// look (`Segment::drop_stale_to_guest`): either that guest drops what
+    /// was published, or the sender sees the entry has moved.
+    fn still_there(
+        seg: &Segment,
+        peer_id: u8,
+        state: PeerState,
+        epoch: u32,
+        published: bool,
+    ) -> Result<()> {
+        let (now, now_epoch) = seg.peer(peer_id).state_and_epoch_now()?;
+        let here = matches!(now, PeerState::Attached | PeerState::Reserved);
+        let ours = now_epoch == epoch
+            || (state == PeerState::Reserved && now_epoch == epoch.wrapping_add(1));
+        let present = if published {
+            here || !ours
+        } else {
+            here && ours
+        };
+        if present {
+            Ok(())
+        } else {
+            Err(Error::PeerGone { peer_id })
         }
     }
 

@@ -122,6 +122,13 @@ impl<'a> Ring<'a> {
         })
     }
 
+    /// Producer: its own index, the next one it writes.
+    pub(crate) fn tail(&self) -> Result<u32> {
+        Ok(self
+            .region
+            .load_u32(self.base + field::TAIL, Ordering::Relaxed)?)
+    }
+
     /// Consumer: whether the descriptor at the head is new.
     pub(crate) fn has_data(&self) -> Result<bool> {
         let head = self
