@@ -740,6 +740,73 @@ fn a_send_waiting_for_room_ends_when_the_receiver_process_dies() {
     assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
 }
 
+// A host that waits in short slices (as `shmhub send` and `recv` do, 100
+// ms at a time) must notice a dead guest as well as one long wait does:
+// its holder is judged every 100 ms counted across calls, not within one.
+// (It used to be judged only once 100 ms had passed inside a single call,
+// so such a host waited out its whole timeout on a dead guest.)
+// shm[verify shm.send.backpressure]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_host_waiting_in_short_slices_notices_a_dead_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slices.shm");
+    let config = SegmentConfig {
+        max_guests: 2,
+        ring_capacity: 8,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    host.set_wait_strategy(WaitStrategy::Block);
+    let mut child = Child::spawn("hoard", &path, dir.path(), &[]);
+    let peer: u8 = child.await_signal("hoarded", WAIT).parse().unwrap();
+    let filler = frame(msg_type::DATA, 0, 0, b"x".to_vec());
+    while host.try_send(peer, &filler).is_ok() {}
+    assert!(!child.kill().success());
+    let slice = Duration::from_millis(50);
+    let started = Instant::now();
+    let sent = loop {
+        match host.send_timeout(peer, &filler, slice) {
+            Err(e) if e.is_retryable() && started.elapsed() < WAIT => {}
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(sent, Err(Error::PeerGone { peer_id }) if peer_id == peer),
+        "a send in slices after the guest died: {sent:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The same for a receive, once what the guest sent has been read.
+    for _ in 0..7 {
+        host.try_recv_from(peer)
+            .unwrap()
+            .expect("what the guest sent");
+    }
+    let started = Instant::now();
+    let got = loop {
+        match host.recv_from_timeout(peer, slice) {
+            Ok(None) if started.elapsed() < WAIT => {}
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(got, Err(Error::PeerGone { peer_id }) if peer_id == peer),
+        "a receive in slices from the dead guest: {got:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
+}
+
 // shm[verify shm.send.backpressure]
 // shm[verify shm.peer.liveness]
 #[test]

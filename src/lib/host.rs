@@ -58,6 +58,10 @@ pub struct ShmHost {
     strategy: WaitStrategy,
     /// Whether the receiving role for every guest is already held.
     receiving_all: bool,
+    /// When each guest's holder was last judged alive by a waiting call
+    /// (`CLOCK_MONOTONIC` ns, 0 = never; guest `p` at `p - 1`): kept across
+    /// calls, so that a host waiting in short slices still looks.
+    liveness_judged: Vec<u64>,
 }
 
 /// Options for [`ShmHost::create_with`].
@@ -137,6 +141,7 @@ impl ShmHost {
             .guests()
             .map(|p| seg.consumer(p, Direction::GuestToHost))
             .collect();
+        let seg_guests = seg.layout.guests().len();
         ShmHost {
             locks: seg.role_locks(),
             seg,
@@ -147,6 +152,7 @@ impl ShmHost {
             next_peer: 1,
             strategy: WaitStrategy::default(),
             receiving_all: false,
+            liveness_judged: vec![0; seg_guests],
         }
     }
 
@@ -497,7 +503,8 @@ impl ShmHost {
             });
         }
         let epoch = peer.epoch()?;
-        let mut watch = PeerWatch::new(p, state, epoch);
+        let judged = &mut self.liveness_judged[usize::from(p) - 1];
+        let mut watch = PeerWatch::new(p, state, epoch, judged);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
         let mut present = |published| PeerWatch::still_there(seg, p, state, epoch, published);
@@ -704,7 +711,8 @@ impl ShmHost {
         }
         let seg = &self.seg;
         let peer = seg.peer(p);
-        let mut watch = PeerWatch::new(p, peer.state()?, peer.epoch()?);
+        let judged = &mut self.liveness_judged[usize::from(p) - 1];
+        let mut watch = PeerWatch::new(p, peer.state()?, peer.epoch()?, judged);
         let mut stop = || watch.check(seg, false);
         end.wait_for_data(deadline, &mut stop)
     }
@@ -955,26 +963,27 @@ impl ShmHost {
 
 /// What a waiting host checks about one guest between naps: the entry is
 /// still the one it was, and (every 100 ms) its holder still lives.
-struct PeerWatch {
+struct PeerWatch<'a> {
     peer_id: u8,
     epoch: u32,
     /// The entry was Reserved when the wait began: the guest it was
     /// reserved for attaching (one epoch later) is the same guest.
     reserved: bool,
-    last_liveness_ns: u64,
+    /// When the holder was last judged ([`ShmHost`] keeps it across calls).
+    judged_ns: &'a mut u64,
 }
 
-impl PeerWatch {
+impl<'a> PeerWatch<'a> {
     /// Watches `peer_id`, whose entry was read as `state` at `epoch` when
-    /// the operation began.
-    fn new(peer_id: u8, state: PeerState, epoch: u32) -> Self {
+    /// the operation began; its holder was last judged at `judged_ns`.
+    fn new(peer_id: u8, state: PeerState, epoch: u32, judged_ns: &'a mut u64) -> Self {
         // The clock is first read at the first check, so that an operation
         // that never waits never reads it.
         PeerWatch {
             peer_id,
             reserved: state == PeerState::Reserved,
             epoch,
-            last_liveness_ns: 0,
+            judged_ns,
         }
     }
 
@@ -1034,11 +1043,11 @@ impl PeerWatch {
             }
             return Ok(());
         }
+        // Every 100 ms at most, counted across calls: a host that waits in
+        // slices of 100 ms or less (as the command does) still looks.
         let now = sys::monotonic_ns();
-        if self.last_liveness_ns == 0 {
-            self.last_liveness_ns = now;
-        } else if now.saturating_sub(self.last_liveness_ns) >= 100_000_000 {
-            self.last_liveness_ns = now;
+        if now.saturating_sub(*self.judged_ns) >= 100_000_000 {
+            *self.judged_ns = now;
             let entry = peer.snapshot()?;
             let status = liveness::judge_peer(
                 &entry,
