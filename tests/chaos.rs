@@ -112,10 +112,10 @@ const ROUND_DEADLINE: Duration = Duration::from_secs(90);
 const ARM_LIMIT: Duration = Duration::from_secs(3);
 /// How long children get to attach, to leave and to exit.
 const CHILD_WAIT: Duration = Duration::from_secs(10);
-/// A child still running after this long ends itself (a last resort: a
-/// chaos guest fails on its own when the host dies, a host child is always
-/// killed by its test).
-const CHILD_WATCHDOG: Duration = Duration::from_secs(900);
+/// A child still running after this long (per round) ends itself (a last
+/// resort: a chaos guest fails on its own when the host dies, a host child
+/// is always killed by its test).
+const CHILD_WATCHDOG: Duration = Duration::from_secs(600);
 
 /// Direction codes, part of a message's type and payload seed.
 const H2G: u8 = 1;
@@ -520,7 +520,7 @@ fn send_turn(
 /// (a normal test run) does nothing.
 #[test]
 fn child_entry() {
-    support::child_main(CHILD_WATCHDOG, |role, env| match role {
+    support::child_main(CHILD_WATCHDOG * rounds() as u32, |role, env| match role {
         "guest" => run_chaos_guest(env),
         "host" => run_host_child(env),
         "host-guest" => run_host_chaos_guest(env),
@@ -1841,6 +1841,11 @@ fn print_guest_summary(chaos: &GuestChaos, elapsed: Duration) {
 // Host chaos: the host child and its guests
 // ---------------------------------------------------------------------------
 
+/// How long the calls of host chaos guests may wait (ms): longer than
+/// [`ARM_LIMIT`] and the bound on noticing the host's death together, so
+/// that a parked guest is still in the call it parked in when it notices.
+const PARKED_WAIT_MS: u64 = 6000;
+
 /// Which guest of the host chaos test waits for what once the host
 /// freezes (guest ids are the entries the host reserves, 1..=4).
 const RECV_PARKED: u8 = 1;
@@ -1938,11 +1943,12 @@ fn run_host_child(env: &ChildEnv) -> anyhow::Result<()> {
 /// A guest of the host chaos test: exchanges its stream until the host
 /// dies, then reports the call that said so, and when.
 fn run_host_chaos_guest(env: &ChildEnv) -> anyhow::Result<()> {
-    // Long waits: a guest the host stops serving stays in one call until
+    // Long waits, well past the time the test gives the guests to park
+    // (ARM_LIMIT): a guest the host stops serving stays in one call until
     // the host's death ends it.
     let waits = Waits {
-        send: (1000, 1000),
-        recv: (1000, 1000),
+        send: (PARKED_WAIT_MS, PARKED_WAIT_MS),
+        recv: (PARKED_WAIT_MS, PARKED_WAIT_MS),
         hold_loans: false,
     };
     let mut run = GuestRun::attach(env, waits)?;
