@@ -799,6 +799,8 @@ const RING_TAIL: u64 = 0;
 const RING_HEAD: u64 = 64;
 const RING_PRODUCER_WAITING: u64 = 128;
 const RING_CONSUMER_WAITING: u64 = 132;
+/// The descriptors, 64 bytes each, after the control block.
+const RING_DESCS: u64 = 192;
 /// Pool control block: the count of sleeping allocators.
 const POOL_WAITERS: u64 = 4;
 /// Header: the host's sleep flag.
@@ -808,6 +810,20 @@ const ENTRY_STATE: u64 = 0;
 /// Slot metadata: 16 bytes per slot, the state word first (generation in
 /// the low half, holder code in the high half: 1 + p for guest p).
 const SLOT_META: u64 = 16;
+
+/// What a departed guest's entry may still hold until it is next taken
+/// (whose claim or reservation drops it all; checked then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MayLeave {
+    /// Nothing (a reclaimed entry; the end of a run).
+    Nothing,
+    /// Descriptors in its to-guest ring that hold no slot: host sends that
+    /// raced its departure (the host freed their slots).
+    Descriptors,
+    /// Those descriptors and the host slots they name: the guest died in
+    /// the middle of its detach, before its last look at the ring.
+    SlotsWaiting,
+}
 
 /// Reads words of a segment file with `pread` (the bytes of the shared
 /// mapping), independently of any library view.
@@ -890,16 +906,35 @@ impl Peek {
         self.u32_at(self.layout.peer_entry(p) + ENTRY_STATE)
     }
 
+    /// The host slots named by the descriptors waiting in guest `p`'s
+    /// to-guest ring (descriptor: flags at 2, slot index at 20).
+    fn slots_waiting_for(&self, p: u8) -> Vec<(u8, u32)> {
+        let ring = self.ring(p, H2G);
+        let (head, tail) = (self.u32_at(ring + RING_HEAD), self.u32_at(ring + RING_TAIL));
+        let mut named = Vec::new();
+        let mut i = head;
+        while i != tail && tail.wrapping_sub(i) <= RING {
+            let desc = ring + RING_DESCS + u64::from(i % RING) * 64;
+            let mut flags = [0u8; 2];
+            self.file
+                .read_exact_at(&mut flags, desc + 2)
+                .expect("pread");
+            if u16::from_le_bytes(flags) & shmhub::FLAG_SLOT != 0 {
+                named.push((0, self.u32_at(desc + 20)));
+            }
+            i = i.wrapping_add(1);
+        }
+        named
+    }
+
     /// Everything guest `p` could have left behind: what is wrong, if
-    /// anything, with its entry after a reclaim or a departure. With
-    /// `stranded_ok`, descriptors left in its to-guest ring are not wrong
-    /// (a host send that raced its departure; they hold no slot, and the
-    /// entry's next claim drops them).
-    fn leftovers(&self, p: u8, stranded_ok: bool) -> Vec<String> {
+    /// anything, with its entry after a reclaim or a departure, given what
+    /// a departure may leave (`may`).
+    fn leftovers(&self, p: u8, may: MayLeave) -> Vec<String> {
         let mut wrong = Vec::new();
         for dir in [G2H, H2G] {
             let name = if dir == G2H { "to-host" } else { "to-guest" };
-            if self.ring_fill(p, dir) != 0 && !(stranded_ok && dir == H2G) {
+            if self.ring_fill(p, dir) != 0 && !(may != MayLeave::Nothing && dir == H2G) {
                 wrong.push(format!("{name} ring holds {}", self.ring_fill(p, dir)));
             }
             let flags = (self.producer_waiting(p, dir), self.consumer_waiting(p, dir));
@@ -913,7 +948,11 @@ impl Peek {
         if self.pool_waiters(p) != 0 {
             wrong.push(format!("its pool has {} waiters", self.pool_waiters(p)));
         }
-        let held = self.held_by(p);
+        let mut held = self.held_by(p);
+        if may == MayLeave::SlotsWaiting {
+            let waiting = self.slots_waiting_for(p);
+            held.retain(|s| !waiting.contains(s));
+        }
         if !held.is_empty() {
             wrong.push(format!("it still holds slots (pool, slot) {held:?}"));
         }
@@ -929,7 +968,7 @@ impl Peek {
             if self.entry_state(p) != 0 {
                 wrong.push(format!("entry {p} is in state {}", self.entry_state(p)));
             }
-            for w in self.leftovers(p, false) {
+            for w in self.leftovers(p, MayLeave::Nothing) {
                 wrong.push(format!("guest {p}: {w}"));
             }
         }
@@ -1442,7 +1481,7 @@ impl GuestChaos {
             );
             self.fail(&msg);
         }
-        let left = self.peek.leftovers(p, false);
+        let left = self.peek.leftovers(p, MayLeave::Nothing);
         if attached && (!left.is_empty() || self.peek.entry_state(p) != 0) {
             let msg = format!(
                 "guest {p} (stream {id}) killed {} and reclaimed, but: {left:?}, entry state {}",
@@ -1527,7 +1566,15 @@ impl GuestChaos {
                 )),
                 _ => {}
             }
-            let left = self.peek.leftovers(p, true);
+            // A guest that left cleanly looked at its ring after leaving,
+            // or the host saw it gone and freed the slots; one killed in
+            // the middle of its detach may have missed that last look.
+            let may = if fate == Fate::Killed {
+                MayLeave::SlotsWaiting
+            } else {
+                MayLeave::Descriptors
+            };
+            let left = self.peek.leftovers(p, may);
             if !left.is_empty() {
                 self.fail(&format!("stream {id} departed ({fate:?}), but: {left:?}"));
             }
@@ -1886,8 +1933,9 @@ fn run_host_child(env: &ChildEnv) -> anyhow::Result<()> {
         hold_loans: false,
     };
     for turn in 0u64.. {
-        if turn % 32 == 0 {
-            frozen = freeze.exists();
+        if turn % 32 == 0 && !frozen && freeze.exists() {
+            frozen = true;
+            signal(&env.dir, "frozen", "")?;
         }
         if heartbeat > 0 && last_beat.elapsed() >= Duration::from_millis(u64::from(heartbeat)) {
             host.beat()?;
@@ -2022,6 +2070,8 @@ fn host_kill_round(
     let peek = Peek::open(path);
     if parked {
         signal(dir, "freeze", "").unwrap();
+        // The host has stopped serving them before their waits can count.
+        children[0].await_signal("frozen", CHILD_WAIT);
         let deadline = Instant::now() + ARM_LIMIT;
         loop {
             let recv = peek.consumer_waiting(RECV_PARKED, H2G) != 0;
@@ -2093,6 +2143,7 @@ fn host_kill_round(
             );
         }
         std::fs::remove_file(dir.join("freeze")).unwrap();
+        std::fs::remove_file(dir.join("frozen")).unwrap();
     }
     std::fs::remove_file(dir.join("hosting")).unwrap();
     // The crashed host's file is left: inspect says so, and the guests
