@@ -637,7 +637,6 @@ impl ShmGuest {
         // are freed by their owners when they drop.
         self.seg.free_slots_held_by(p, [0, p].into_iter())?;
         let peer = self.seg.peer(p);
-        peer.set_holder(None, false)?;
         let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();
         let next = if outbound_empty {
             PeerState::Empty
@@ -655,6 +654,12 @@ impl ShmGuest {
         if receiving && self._presence.is_some() && !self.from_host.is_empty_now()? {
             self.from_host.discard_all()?;
         }
+        // The holder goes only now: a guest killed before the move leaves
+        // its entry Attached to a dead holder, which the host reclaims; one
+        // cleared before the move would look like a scripted claim, which
+        // is never reclaimed. (The presence lock keeps a new guest, and so
+        // a new holder, out until this one is gone.)
+        peer.set_holder(None, false)?;
         crate::header::wake_host(&self.seg.region)?;
         Ok(())
     }
