@@ -484,7 +484,9 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
 /// a bad descriptor, and the slots of messages stranded in a departed
 /// guest's ring go back at once. (Before the fix, a send that found the
 /// guest attached and published after its detach drained the ring was
-/// delivered to the next guest, or named a slot the detach had freed.)
+/// delivered to the next guest, or named a slot the detach had freed; and
+/// a detach freed the slot of a host send still under way, which, when that
+/// send went on to the next guest, arrived as a bad descriptor.)
 // shm[verify shm.peer.detach]
 // shm[verify shm.send.placement]
 #[test]
@@ -533,7 +535,7 @@ fn a_host_send_racing_a_detach_never_reaches_the_next_guest() {
         })
     };
     let mut wrong = Vec::new();
-    for _ in 0..2000 {
+    for _ in 0..4000 {
         let mut guest = ShmGuest::attach_path(&path).unwrap();
         let epoch = guest.epoch();
         current.store(epoch, SeqCst);

@@ -603,8 +603,8 @@ impl ShmGuest {
     ///
     /// shm[impl shm.peer.detach]
     pub fn detach(mut self) -> Result<()> {
-        self.owned = false;
-        self.detach_inner()
+        let claimed = std::mem::replace(&mut self.owned, false);
+        self.detach_inner(claimed)
     }
 
     /// Detaches guest `peer_id` of the segment at `path`, an entry claimed
@@ -626,7 +626,9 @@ impl ShmGuest {
         guest.detach()
     }
 
-    fn detach_inner(&mut self) -> Result<()> {
+    /// `claimed`: this guest claimed the entry itself (rather than
+    /// resuming one claimed for scripts).
+    fn detach_inner(&mut self, claimed: bool) -> Result<()> {
         let p = self.peer_id;
         Self::check_still_mine(&self.seg, p, self.epoch)?;
         let receiving = self.lock_receiving_end(&mut Deadline::no_wait()).is_ok();
@@ -634,8 +636,15 @@ impl ShmGuest {
             self.from_host.discard_all()?;
         }
         // Slots still lent out in this process (in-place receives, loans)
-        // are freed by their owners when they drop.
-        self.seg.free_slots_held_by(p, [0, p].into_iter())?;
+        // are freed by their owners when they drop. The host's slots held
+        // for a guest that claimed its entry itself are named by what the
+        // drain took, or lent out, or in flight: a host send that placed
+        // one may yet publish it (to this guest's successor, if it raced
+        // the whole detach and the next claim), so they are left alone. An
+        // entry used by scripts may hold some that a killed command never
+        // freed.
+        let pools: &[u8] = if claimed { &[p] } else { &[0, p] };
+        self.seg.free_slots_held_by(p, pools.iter().copied())?;
         let peer = self.seg.peer(p);
         let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();
         let next = if outbound_empty {
@@ -668,7 +677,7 @@ impl ShmGuest {
 impl Drop for ShmGuest {
     fn drop(&mut self) {
         if self.owned {
-            let _ = self.detach_inner();
+            let _ = self.detach_inner(true);
         }
     }
 }
