@@ -729,6 +729,24 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
     assert!(path.exists());
 }
 
+/// A host (rings of 8) and a guest process that has sent it a few messages
+/// and never receives ("hoard"), its ring from the host filled with
+/// `filler`: the host, the child, its peer id and the filler.
+fn host_with_a_full_hoarder(dir: &Path, name: &str) -> (ShmHost, Child, u8, Frame) {
+    let path = dir.join(name);
+    let config = SegmentConfig {
+        max_guests: 2,
+        ring_capacity: 8,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let mut child = Child::spawn("hoard", &path, dir, &[]);
+    let peer: u8 = child.await_signal("hoarded", WAIT).parse().unwrap();
+    let filler = frame(msg_type::DATA, 0, 0, b"x".to_vec());
+    while host.try_send(peer, &filler).is_ok() {}
+    (host, child, peer, filler)
+}
+
 // A host waiting in a send to a guest whose ring is full must find out
 // when that guest's process dies, and so must a guest waiting to send to
 // a host that dies: `send` waits only while the other side is there.
@@ -737,18 +755,7 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
 #[test]
 fn a_send_waiting_for_room_ends_when_the_receiver_process_dies() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("stuck.shm");
-    let config = SegmentConfig {
-        max_guests: 2,
-        ring_capacity: 8,
-        ..SegmentConfig::default()
-    };
-    let mut host = ShmHost::create(&path, config).unwrap();
-    // A guest that sends a few messages, then never receives.
-    let mut child = Child::spawn("hoard", &path, dir.path(), &[]);
-    let peer: u8 = child.await_signal("hoarded", WAIT).parse().unwrap();
-    let filler = frame(msg_type::DATA, 0, 0, b"x".to_vec());
-    while host.try_send(peer, &filler).is_ok() {}
+    let (mut host, mut child, peer, filler) = host_with_a_full_hoarder(dir.path(), "stuck.shm");
 
     let (status, outcome, waited) = std::thread::scope(|s| {
         let killer = s.spawn(|| {
@@ -765,6 +772,58 @@ fn a_send_waiting_for_room_ends_when_the_receiver_process_dies() {
         "send after the guest was killed: {outcome:?}"
     );
     assert!(waited < WAIT, "send returned after {waited:?}");
+    assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
+}
+
+// A host that waits in short slices (as `shmhub send` and `recv` do, 100
+// ms at a time) must notice a dead guest as well as one long wait does:
+// its holder is judged every 100 ms counted across calls, not within one.
+// (It used to be judged only once 100 ms had passed inside a single call,
+// so such a host waited out its whole timeout on a dead guest.)
+// shm[verify shm.send.backpressure]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_host_waiting_in_short_slices_notices_a_dead_guest() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut host, mut child, peer, filler) = host_with_a_full_hoarder(dir.path(), "slices.shm");
+    host.set_wait_strategy(WaitStrategy::Block);
+    assert!(!child.kill().success());
+    // Calls of 50 ms, repeated while they only time out, must end with the
+    // guest gone within a second.
+    let slice = Duration::from_millis(50);
+    let gone_within_a_second = |what: &str, mut call: Box<dyn FnMut() -> Option<Error> + '_>| {
+        let started = Instant::now();
+        let error = loop {
+            match call() {
+                None if started.elapsed() < WAIT => {}
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(error, Some(Error::PeerGone { peer_id }) if peer_id == peer)
+                && started.elapsed() < Duration::from_secs(1),
+            "{what} in slices after the guest died: {error:?} after {:?}",
+            started.elapsed()
+        );
+    };
+    gone_within_a_second(
+        "a send",
+        Box::new(|| {
+            host.send_timeout(peer, &filler, slice)
+                .err()
+                .filter(|e| !e.is_retryable())
+        }),
+    );
+    // The same for a receive, once what the guest sent has been read.
+    for _ in 0..7 {
+        host.try_recv_from(peer)
+            .unwrap()
+            .expect("what the guest sent");
+    }
+    gone_within_a_second(
+        "a receive",
+        Box::new(|| host.recv_from_timeout(peer, slice).err()),
+    );
     assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
 }
 

@@ -430,6 +430,214 @@ fn host_reads_what_a_departed_guest_sent_then_entry_is_free() {
     assert!(report.pools.iter().all(|p| p.usage.used == 0));
 }
 
+/// What a host send racing a guest's departure could leave: a free entry
+/// whose host-to-guest ring still holds messages (one naming a host slot
+/// held for the departed guest). Made here by a scripted guest that goes
+/// without reading; the next guest of the entry, plain or reserved, must
+/// get none of them, and the slot goes back.
+// shm[verify shm.peer.claim]
+// shm[verify shm.peer.reserve]
+#[test]
+fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
+    let dir = tmp();
+    let path = dir.path().join("stale.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let leave_behind = |host: &mut ShmHost| {
+        let (p, _) = ShmGuest::attach_path(&path)
+            .unwrap()
+            .release_to_script()
+            .unwrap();
+        host.send(p, data(1, &[7u8; 500])).unwrap();
+        host.send(p, data(2, b"for the last guest")).unwrap();
+        let state = host.layout().peer_entry(p);
+        host.region()
+            .store_u32(state, 0, std::sync::atomic::Ordering::Release)
+            .unwrap();
+        let report = shmhub::inspect_path(&path).unwrap();
+        assert_eq!(report.peers[usize::from(p) - 1].to_guest.len(), Some(2));
+        assert_eq!(report.pools[0].usage.used, 1);
+        p
+    };
+    // A plain attach drops them.
+    let p = leave_behind(&mut host);
+    let mut next = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(next.peer_id(), p);
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert!(report.peers[usize::from(p) - 1].to_guest.is_empty());
+    assert_eq!(report.pools[0].usage.used, 0);
+    assert!(next.try_recv().unwrap().is_none());
+    host.send(p, data(3, b"for you")).unwrap();
+    assert_eq!(next.try_recv().unwrap().unwrap().desc.id, 3);
+    next.detach().unwrap();
+    // So does a reservation; what the host sends ahead then is kept.
+    let p = leave_behind(&mut host);
+    assert_eq!(host.reserve_peer().unwrap(), p);
+    assert_eq!(shmhub::inspect_path(&path).unwrap().pools[0].usage.used, 0);
+    host.send(p, data(4, b"sent ahead")).unwrap();
+    let mut reserved = ShmGuest::attach_path_with_id(&path, p).unwrap();
+    assert_eq!(reserved.try_recv().unwrap().unwrap().desc.id, 4);
+    assert!(reserved.try_recv().unwrap().is_none());
+}
+
+/// A host sending without pause to a guest that attaches, receives a
+/// little and detaches, over and over: no message whose send ended while
+/// one guest held the entry ever reaches the next one, none is refused as
+/// a bad descriptor, and the slots of messages stranded in a departed
+/// guest's ring go back at once. (Before the fix, a send that found the
+/// guest attached and published after its detach drained the ring was
+/// delivered to the next guest, or named a slot the detach had freed; and
+/// a detach freed the slot of a host send still under way, which, when that
+/// send went on to the next guest, arrived as a bad descriptor.)
+// shm[verify shm.peer.detach]
+// shm[verify shm.send.placement]
+#[test]
+fn a_host_send_racing_a_detach_never_reaches_the_next_guest() {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::SeqCst};
+    use std::sync::{Arc, Mutex};
+
+    let dir = tmp();
+    let path = dir.path().join("race.shm");
+    let config = SegmentConfig {
+        max_guests: 1,
+        ring_capacity: 8,
+        slot_size: 128,
+        max_payload: 128,
+        slots_per_pool: 4,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    // The epoch of the guest attached now, 0 between guests. A message
+    // carries, in `method_id`, the value before its send; a send during
+    // which it did not change ran within one guest's tenure.
+    let current = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let straddled = Arc::new(Mutex::new(HashSet::new()));
+    let sender = {
+        let (current, stop, straddled) = (current.clone(), stop.clone(), straddled.clone());
+        std::thread::spawn(move || {
+            let mut id = 0u64;
+            while !stop.load(SeqCst) {
+                id += 1;
+                let label = current.load(SeqCst);
+                let len = if id % 2 == 0 { 100 } else { 8 };
+                let desc = MsgDesc {
+                    id,
+                    method_id: label,
+                    ..MsgDesc::new(msg_type::DATA, id)
+                };
+                let sent =
+                    host.send_with(1, desc, &[id as u8; 100][..len], Duration::from_millis(1));
+                if sent.is_ok() && current.load(SeqCst) != label {
+                    straddled.lock().unwrap().insert(id);
+                }
+            }
+            host
+        })
+    };
+    let mut wrong = Vec::new();
+    for _ in 0..4000 {
+        let mut guest = ShmGuest::attach_path(&path).unwrap();
+        let epoch = guest.epoch();
+        current.store(epoch, SeqCst);
+        for _ in 0..3 {
+            match guest.recv_timeout(Duration::from_millis(1)) {
+                Ok(Some(f)) if f.desc.method_id != epoch && f.desc.method_id != 0 => {
+                    wrong.push((f.desc.id, f.desc.method_id, epoch));
+                }
+                Ok(_) => {}
+                Err(e) => panic!("guest {epoch}: {e}"),
+            }
+        }
+        guest.detach().unwrap();
+        current.store(0, SeqCst);
+    }
+    stop.store(true, SeqCst);
+    let host = sender.join().unwrap();
+    let straddled = straddled.lock().unwrap();
+    wrong.retain(|(id, _, _)| !straddled.contains(id));
+    assert!(
+        wrong.is_empty(),
+        "(id, sent during guest, received by guest): {wrong:?}"
+    );
+    // Whatever a send left in the last guest's ring holds no slot, and the
+    // next claim drops it.
+    assert_eq!(shmhub::inspect_path(&path).unwrap().pools[0].usage.used, 0);
+    let _next = ShmGuest::attach_path(&path).unwrap();
+    let report = shmhub::inspect_path(&path).unwrap();
+    assert!(report.peers[0].to_guest.is_empty(), "{report:?}");
+    drop(host);
+}
+
+/// A guest killed at any moment of its detach must leave its entry either
+/// Attached to its (dead) holder, which the host reclaims, or left: never
+/// Attached with no holder, which passes for a scripted claim and is never
+/// reclaimed. A kill cannot be aimed at the instant between two stores, but
+/// the state itself can be watched for: a thread reading the entry while
+/// guests detach never sees it Attached without `HELD`. (The detach used to
+/// clear its holder before leaving Attached; a chaos run killed a guest in
+/// between and its entry was lost.)
+// shm[verify shm.peer.detach]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_detaching_guest_never_looks_like_a_scripted_claim() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+    let dir = tmp();
+    let path = dir.path().join("detaching.shm");
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let (region, entry) = (host.region(), host.layout().peer_entry(1));
+    // Odd while a guest detaches; the watcher counts only what it read
+    // within one detach (the count unchanged around its reads): a claim,
+    // before it records its holder, is Attached with none for a moment.
+    let cycle = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, looks) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let watcher = {
+        let (cycle, stop, seen, looks) = (cycle.clone(), stop.clone(), seen.clone(), looks.clone());
+        std::thread::spawn(move || {
+            while !stop.load(SeqCst) {
+                let before = cycle.load(SeqCst);
+                if before % 2 == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                // The holder's flags first, then the state: a holder cleared
+                // by then and an entry still Attached is the state to avoid.
+                let flags = region
+                    .load_u32(entry + shmhub::peer::field::FLAGS, SeqCst)
+                    .unwrap();
+                let state = region
+                    .load_u32(entry + shmhub::peer::field::STATE, SeqCst)
+                    .unwrap();
+                if cycle.load(SeqCst) != before {
+                    continue;
+                }
+                looks.fetch_add(1, SeqCst);
+                if state == PeerState::Attached.to_u32() && flags & shmhub::peer::FLAG_HELD == 0 {
+                    seen.fetch_add(1, SeqCst);
+                }
+            }
+        })
+    };
+    for _ in 0..500 {
+        let guest = ShmGuest::attach_path(&path).unwrap();
+        cycle.fetch_add(1, SeqCst);
+        guest.detach().unwrap();
+        cycle.fetch_add(1, SeqCst);
+    }
+    stop.store(true, SeqCst);
+    watcher.join().unwrap();
+    assert!(looks.load(SeqCst) > 0);
+    assert_eq!(
+        seen.load(SeqCst),
+        0,
+        "an entry was seen Attached with no holder while its guest detached"
+    );
+    drop(host);
+}
+
 // shm[verify shm.recv.validate]
 #[test]
 fn forged_descriptors_are_refused_without_reading() {

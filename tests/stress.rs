@@ -58,9 +58,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use shmhub::{
-    Error, Frame, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest, ShmHost, SlotLoan,
-};
+use shmhub::{Error, Frame, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest, ShmHost};
+use support::traffic::{HostTo, Sender, fill_seeded, fnv1a, splitmix};
 use support::{Child, ChildEnv, fail_all, signal};
 
 const PEER_ENV: &str = "SHMHUB_TEST_PEER";
@@ -194,14 +193,6 @@ fn config() -> SegmentConfig {
 // Messages: sizes, bytes, checksum
 // ---------------------------------------------------------------------------
 
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn seed(guest: u8, dir: u8, seq: u64) -> u64 {
     (u64::from(guest) << 56) | (u64::from(dir) << 48) | seq
 }
@@ -232,27 +223,13 @@ fn msg_len(guest: u8, dir: u8, seq: u64) -> usize {
 
 /// Fills `buf` with the payload bytes of message `seq`.
 fn fill(guest: u8, dir: u8, seq: u64, buf: &mut [u8]) {
-    let mut state = seed(guest, dir, seq);
-    for chunk in buf.chunks_mut(8) {
-        let word = splitmix(&mut state).to_le_bytes();
-        chunk.copy_from_slice(&word[..chunk.len()]);
-    }
+    fill_seeded(seed(guest, dir, seq), buf);
 }
 
 fn payload(guest: u8, dir: u8, seq: u64) -> Vec<u8> {
     let mut buf = vec![0; msg_len(guest, dir, seq)];
     fill(guest, dir, seq, &mut buf);
     buf
-}
-
-/// 32-bit FNV-1a.
-fn fnv1a(bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811C_9DC5;
-    for &b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
 }
 
 fn desc(dir: u8, seq: u64, payload: &[u8]) -> MsgDesc {
@@ -468,64 +445,6 @@ impl Pacer {
 // ---------------------------------------------------------------------------
 // Sending: one stream, through every send API
 // ---------------------------------------------------------------------------
-
-/// The send operations both sides have.
-trait Sender {
-    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()>;
-    fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()>;
-    fn send_with(&mut self, desc: MsgDesc, payload: &[u8], wait: Duration) -> shmhub::Result<()>;
-    fn send_batch(&mut self, frames: &[Frame], wait: Duration) -> shmhub::Result<usize>;
-    fn loan(&mut self, len: usize, wait: Duration) -> shmhub::Result<SlotLoan>;
-    fn commit(&mut self, loan: SlotLoan) -> shmhub::Result<()>;
-}
-
-/// The host sending to one guest.
-struct HostTo<'a> {
-    host: &'a mut ShmHost,
-    peer: u8,
-}
-
-impl Sender for HostTo<'_> {
-    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()> {
-        self.host.try_send(self.peer, frame)
-    }
-    fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()> {
-        self.host.send_timeout(self.peer, frame, Some(wait))
-    }
-    fn send_with(&mut self, desc: MsgDesc, payload: &[u8], wait: Duration) -> shmhub::Result<()> {
-        self.host.send_with(self.peer, desc, payload, Some(wait))
-    }
-    fn send_batch(&mut self, frames: &[Frame], wait: Duration) -> shmhub::Result<usize> {
-        self.host.send_batch(self.peer, frames, Some(wait))
-    }
-    fn loan(&mut self, len: usize, wait: Duration) -> shmhub::Result<SlotLoan> {
-        self.host.loan(self.peer, len, Some(wait))
-    }
-    fn commit(&mut self, loan: SlotLoan) -> shmhub::Result<()> {
-        self.host.commit(self.peer, loan)
-    }
-}
-
-impl Sender for ShmGuest {
-    fn try_send(&mut self, frame: &Frame) -> shmhub::Result<()> {
-        ShmGuest::try_send(self, frame)
-    }
-    fn send_timeout(&mut self, frame: &Frame, wait: Duration) -> shmhub::Result<()> {
-        ShmGuest::send_timeout(self, frame, Some(wait))
-    }
-    fn send_with(&mut self, desc: MsgDesc, payload: &[u8], wait: Duration) -> shmhub::Result<()> {
-        ShmGuest::send_with(self, desc, payload, Some(wait))
-    }
-    fn send_batch(&mut self, frames: &[Frame], wait: Duration) -> shmhub::Result<usize> {
-        ShmGuest::send_batch(self, frames, Some(wait))
-    }
-    fn loan(&mut self, len: usize, wait: Duration) -> shmhub::Result<SlotLoan> {
-        ShmGuest::loan(self, len, Some(wait))
-    }
-    fn commit(&mut self, loan: SlotLoan) -> shmhub::Result<()> {
-        ShmGuest::commit(self, loan)
-    }
-}
 
 /// The sending half of one stream.
 struct TxStream {

@@ -129,10 +129,6 @@ impl Consumer {
     /// Returns how many descriptors were dropped.
     pub(crate) fn discard_all(&self) -> Result<usize> {
         let pool = self.pool();
-        let drained = self.ring().drain()?;
-        for desc in &drained {
-            codec::discard(&pool, desc)?;
-        }
-        Ok(drained.len())
+        self.ring().drain(|desc| codec::discard(&pool, desc))
     }
 }

@@ -13,7 +13,7 @@ use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HostStatus};
 use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::peer::{PeerId, PeerState};
-use crate::producer::Producer;
+use crate::producer::{Present, Producer};
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};
 use crate::sys;
@@ -192,6 +192,12 @@ impl ShmGuest {
             };
             if claimed {
                 let epoch = peer.record_claim(Some(sys::current_pid()), presence.is_some())?;
+                if let Claim::AnyEmpty = claim {
+                    // Nothing in the host-to-guest ring of a free entry is
+                    // for this guest (a reserved one keeps what the host
+                    // sent ahead).
+                    seg.drop_stale_to_guest(p)?;
+                }
                 return Ok(Self::new(seg, p, epoch, true, presence));
             }
         }
@@ -357,8 +363,8 @@ impl ShmGuest {
         payload: &[u8],
         deadline: &mut Deadline,
     ) -> Result<()> {
-        self.sending(deadline, |end, deadline, stop| {
-            end.send(desc, payload, deadline, stop)
+        self.sending(deadline, |end, deadline, stop, present| {
+            end.send(desc, payload, deadline, stop, present)
         })
     }
 
@@ -369,7 +375,7 @@ impl ShmGuest {
     fn sending<T>(
         &mut self,
         deadline: &mut Deadline,
-        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>) -> Result<T>,
+        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>, Present<'_>) -> Result<T>,
     ) -> Result<T> {
         let p = self.peer_id;
         let what = || format!("the sending end of peer {p}");
@@ -391,7 +397,14 @@ impl ShmGuest {
             &mut self.last_beat_ns,
             &mut self.last_host_check_ns,
         );
-        op(&mut self.to_host, deadline, &mut || waiter.check())
+        // The host does not move away under a send as a guest can: nothing
+        // to look at after publishing.
+        op(
+            &mut self.to_host,
+            deadline,
+            &mut || waiter.check(),
+            &mut |_| Ok(()),
+        )
     }
 
     /// Sends `frames` to the host in order, publishing as many descriptors
@@ -410,8 +423,8 @@ impl ShmGuest {
         timeout: impl Into<Option<Duration>>,
     ) -> Result<usize> {
         let mut deadline = Deadline::after(timeout.into());
-        self.sending(&mut deadline, |end, deadline, stop| {
-            end.send_batch(frames, deadline, stop)
+        self.sending(&mut deadline, |end, deadline, stop, present| {
+            end.send_batch(frames, deadline, stop, present)
         })
     }
 
@@ -427,7 +440,7 @@ impl ShmGuest {
     /// shm[impl shm.send.zero-copy]
     pub fn loan(&mut self, len: usize, timeout: impl Into<Option<Duration>>) -> Result<SlotLoan> {
         let mut deadline = Deadline::after(timeout.into());
-        self.sending(&mut deadline, |end, deadline, stop| {
+        self.sending(&mut deadline, |end, deadline, stop, _| {
             end.loan(len, deadline, stop)
         })
     }
@@ -440,7 +453,9 @@ impl ShmGuest {
     /// [`Error::HostGone`] or [`Error::PeerGone`] as for a send (the slot
     /// goes back to the pool).
     pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
-        self.sending(&mut Deadline::no_wait(), |end, _, _| end.commit(loan))
+        self.sending(&mut Deadline::no_wait(), |end, _, _, present| {
+            end.commit(loan, present)
+        })
     }
 
     /// Takes this guest's receiving role now rather than at the first
@@ -619,8 +634,8 @@ impl ShmGuest {
     ///
     /// shm[impl shm.peer.detach]
     pub fn detach(mut self) -> Result<()> {
-        self.owned = false;
-        self.detach_inner()
+        let claimed = std::mem::replace(&mut self.owned, false);
+        self.detach_inner(claimed)
     }
 
     /// Detaches guest `peer_id` of the segment at `path`, an entry claimed
@@ -654,17 +669,26 @@ impl ShmGuest {
         guest.detach()
     }
 
-    fn detach_inner(&mut self) -> Result<()> {
+    /// `claimed`: this guest claimed the entry itself (rather than
+    /// resuming one claimed for scripts).
+    fn detach_inner(&mut self, claimed: bool) -> Result<()> {
         let p = self.peer_id;
         Self::check_still_mine(&self.seg, p, self.epoch)?;
-        if self.lock_receiving_end(&mut Deadline::no_wait()).is_ok() {
+        let receiving = self.lock_receiving_end(&mut Deadline::no_wait()).is_ok();
+        if receiving {
             self.from_host.discard_all()?;
         }
         // Slots still lent out in this process (in-place receives, loans)
-        // are freed by their owners when they drop.
-        self.seg.free_slots_held_by(p, [0, p].into_iter())?;
+        // are freed by their owners when they drop. The host's slots held
+        // for a guest that claimed its entry itself are named by what the
+        // drain took, or lent out, or in flight: a host send that placed
+        // one may yet publish it (to this guest's successor, if it raced
+        // the whole detach and the next claim), so they are left alone. An
+        // entry used by scripts may hold some that a killed command never
+        // freed.
+        let pools: &[u8] = if claimed { &[p] } else { &[0, p] };
+        self.seg.free_slots_held_by(p, pools.iter().copied())?;
         let peer = self.seg.peer(p);
-        peer.set_holder(None, false)?;
         let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();
         let next = if outbound_empty {
             PeerState::Empty
@@ -672,6 +696,22 @@ impl ShmGuest {
             PeerState::Goodbye
         };
         peer.transition(PeerState::Attached, next)?;
+        // A host send that found the entry Attached just before the move
+        // may have published after the drain above. Its sender looks at
+        // the entry right after publishing and this looks at the ring
+        // right after the move, both sequentially consistent: either this
+        // sees the message and drops it (with its slot), or the host sees
+        // the entry gone and frees the slot itself. The presence lock keeps
+        // any new guest (and its receiving end) out meanwhile.
+        if receiving && self._presence.is_some() && !self.from_host.is_empty_now()? {
+            self.from_host.discard_all()?;
+        }
+        // The holder goes only now: a guest killed before the move leaves
+        // its entry Attached to a dead holder, which the host reclaims; one
+        // cleared before the move would look like a scripted claim, which
+        // is never reclaimed. (The presence lock keeps a new guest, and so
+        // a new holder, out until this one is gone.)
+        peer.set_holder(None, false)?;
         crate::header::wake_host(&self.seg.region)?;
         Ok(())
     }
@@ -680,7 +720,7 @@ impl ShmGuest {
 impl Drop for ShmGuest {
     fn drop(&mut self) {
         if self.owned {
-            let _ = self.detach_inner();
+            let _ = self.detach_inner(true);
         }
     }
 }

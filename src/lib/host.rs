@@ -20,7 +20,7 @@ use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion};
 use crate::peer::{PeerEntry, PeerId, PeerState};
-use crate::producer::Producer;
+use crate::producer::{Present, Producer};
 use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{Segment, ShmBacking};
@@ -59,6 +59,10 @@ pub struct ShmHost {
     strategy: WaitStrategy,
     /// Whether the receiving role for every guest is already held.
     receiving_all: bool,
+    /// When each guest's holder was last judged alive by a waiting call
+    /// (`CLOCK_MONOTONIC` ns, 0 = never; guest `p` at `p - 1`): kept across
+    /// calls, so that a host waiting in short slices still looks.
+    liveness_judged: Vec<u64>,
 }
 
 /// Options for [`ShmHost::create_with`].
@@ -153,6 +157,7 @@ impl ShmHost {
             .guests()
             .map(|p| seg.consumer(p, Direction::GuestToHost))
             .collect();
+        let seg_guests = seg.layout.guests().len();
         ShmHost {
             locks: seg.role_locks(),
             seg,
@@ -163,6 +168,7 @@ impl ShmHost {
             next_peer: 1,
             strategy: WaitStrategy::default(),
             receiving_all: false,
+            liveness_judged: vec![0; seg_guests],
         }
     }
 
@@ -331,6 +337,9 @@ impl ShmHost {
             return Ok(false);
         }
         peer.set_holder(None, false)?;
+        // What waits in the ring was sent to an earlier guest of the
+        // entry; the guest to come gets only what is sent now.
+        self.seg.drop_stale_to_guest(p)?;
         Ok(true)
     }
 
@@ -490,8 +499,8 @@ impl ShmHost {
         payload: &[u8],
         deadline: &mut Deadline,
     ) -> Result<()> {
-        self.sending(peer_id, deadline, |end, deadline, stop| {
-            end.send(desc, payload, deadline, stop)
+        self.sending(peer_id, deadline, |end, deadline, stop, present| {
+            end.send(desc, payload, deadline, stop, present)
         })
     }
 
@@ -504,7 +513,7 @@ impl ShmHost {
         &mut self,
         peer_id: PeerId,
         deadline: &mut Deadline,
-        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>) -> Result<T>,
+        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>, Present<'_>) -> Result<T>,
     ) -> Result<T> {
         let p = self.seg.guest_id(peer_id)?;
         if deadline.is_unlimited() {
@@ -521,10 +530,14 @@ impl ShmHost {
                 expected: "attached or reserved",
             });
         }
-        let mut watch = PeerWatch::new(p, state, peer.epoch()?);
+        let epoch = peer.epoch()?;
+        let judged = &mut self.liveness_judged[usize::from(p) - 1];
+        let mut watch = PeerWatch::new(p, state, epoch, judged);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
-        op(&mut self.to_guests[usize::from(p) - 1], deadline, &mut stop)
+        let mut present = |published| PeerWatch::still_there(seg, p, state, epoch, published);
+        let end = &mut self.to_guests[usize::from(p) - 1];
+        op(end, deadline, &mut stop, &mut present)
     }
 
     /// Sends `frames` to guest `peer_id` in order, publishing as many
@@ -546,8 +559,8 @@ impl ShmHost {
         timeout: impl Into<Option<Duration>>,
     ) -> Result<usize> {
         let mut deadline = Deadline::after(timeout.into());
-        self.sending(peer_id, &mut deadline, |end, deadline, stop| {
-            end.send_batch(frames, deadline, stop)
+        self.sending(peer_id, &mut deadline, |end, deadline, stop, present| {
+            end.send_batch(frames, deadline, stop, present)
         })
     }
 
@@ -580,7 +593,7 @@ impl ShmHost {
         timeout: impl Into<Option<Duration>>,
     ) -> Result<SlotLoan> {
         let mut deadline = Deadline::after(timeout.into());
-        self.sending(peer_id, &mut deadline, |end, deadline, stop| {
+        self.sending(peer_id, &mut deadline, |end, deadline, stop, _| {
             end.loan(len, deadline, stop)
         })
     }
@@ -594,8 +607,8 @@ impl ShmHost {
     /// (the slot goes back to the pool); [`Error::RingFull`] only if the
     /// ring was filled behind the loan's back.
     pub fn commit(&mut self, peer_id: PeerId, loan: SlotLoan) -> Result<()> {
-        self.sending(peer_id, &mut Deadline::no_wait(), |end, _, _| {
-            end.commit(loan)
+        self.sending(peer_id, &mut Deadline::no_wait(), |end, _, _, present| {
+            end.commit(loan, present)
         })
     }
 
@@ -733,7 +746,8 @@ impl ShmHost {
         }
         let seg = &self.seg;
         let peer = seg.peer(p);
-        let mut watch = PeerWatch::new(p, peer.state()?, peer.epoch()?);
+        let judged = &mut self.liveness_judged[usize::from(p) - 1];
+        let mut watch = PeerWatch::new(p, peer.state()?, peer.epoch()?, judged);
         let mut stop = || watch.check(seg, false);
         end.wait_for_data(deadline, &mut stop)
     }
@@ -1041,26 +1055,62 @@ impl ShmHost {
 
 /// What a waiting host checks about one guest between naps: the entry is
 /// still the one it was, and (every 100 ms) its holder still lives.
-struct PeerWatch {
+struct PeerWatch<'a> {
     peer_id: u8,
     epoch: u32,
     /// The entry was Reserved when the wait began: the guest it was
     /// reserved for attaching (one epoch later) is the same guest.
     reserved: bool,
-    last_liveness_ns: u64,
+    /// When the holder was last judged ([`ShmHost`] keeps it across calls).
+    judged_ns: &'a mut u64,
 }
 
-impl PeerWatch {
+impl<'a> PeerWatch<'a> {
     /// Watches `peer_id`, whose entry was read as `state` at `epoch` when
-    /// the operation began.
-    fn new(peer_id: u8, state: PeerState, epoch: u32) -> Self {
+    /// the operation began; its holder was last judged at `judged_ns`.
+    fn new(peer_id: u8, state: PeerState, epoch: u32, judged_ns: &'a mut u64) -> Self {
         // The clock is first read at the first check, so that an operation
         // that never waits never reads it.
         PeerWatch {
             peer_id,
             reserved: state == PeerState::Reserved,
             epoch,
-            last_liveness_ns: 0,
+            judged_ns,
+        }
+    }
+
+    /// For a send to guest `peer_id` that found its entry `state` at
+    /// `epoch`: fails with [`Error::PeerGone`] if the guest it is for (the
+    /// one it found, or, for a reservation, the guest that attaches to it,
+    /// one epoch later) has left. Asked just before publishing, when the
+    /// entry must still hold that guest, and just after (`published`),
+    /// when only that guest's departure with nobody in the entry since
+    /// counts: a guest that claimed the entry in between may already read
+    /// what was published. The loads are sequentially consistent, and so
+    /// are a departing guest's move of its entry and its look at its ring
+    /// right after (`ShmGuest::detach`), and a claiming guest's move and
+    /// look (`Segment::drop_stale_to_guest`): either that guest drops what
+    /// was published, or the sender sees the entry has moved.
+    fn still_there(
+        seg: &Segment,
+        peer_id: u8,
+        state: PeerState,
+        epoch: u32,
+        published: bool,
+    ) -> Result<()> {
+        let (now, now_epoch) = seg.peer(peer_id).state_and_epoch_now()?;
+        let here = matches!(now, PeerState::Attached | PeerState::Reserved);
+        let ours = now_epoch == epoch
+            || (state == PeerState::Reserved && now_epoch == epoch.wrapping_add(1));
+        let present = if published {
+            here || !ours
+        } else {
+            here && ours
+        };
+        if present {
+            Ok(())
+        } else {
+            Err(Error::PeerGone { peer_id })
         }
     }
 
@@ -1085,11 +1135,11 @@ impl PeerWatch {
             }
             return Ok(());
         }
+        // Every 100 ms at most, counted across calls: a host that waits in
+        // slices of 100 ms or less (as the command does) still looks.
         let now = sys::monotonic_ns();
-        if self.last_liveness_ns == 0 {
-            self.last_liveness_ns = now;
-        } else if now.saturating_sub(self.last_liveness_ns) >= 100_000_000 {
-            self.last_liveness_ns = now;
+        if now.saturating_sub(*self.judged_ns) >= 100_000_000 {
+            *self.judged_ns = now;
             let entry = peer.snapshot()?;
             let status = liveness::judge_peer(
                 &entry,

@@ -154,7 +154,10 @@ impl<'a> Peer<'a> {
         PeerState::from_u32(raw).ok_or_else(|| unknown_state(self.peer_id, raw))
     }
 
-    /// Atomically moves the entry from `from` to `to`; false if it was not `from`.
+    /// Atomically moves the entry from `from` to `to`; false if it was not
+    /// `from`. Sequentially consistent on success: a departing guest's
+    /// move, then its look at its ring, pairs with a sender's publication,
+    /// then its look at the entry ([`Peer::state_and_epoch_now`]).
     pub(crate) fn transition(&self, from: PeerState, to: PeerState) -> Result<bool> {
         Ok(self
             .region
@@ -162,10 +165,25 @@ impl<'a> Peer<'a> {
             .compare_exchange(
                 from.to_u32(),
                 to.to_u32(),
-                Ordering::AcqRel,
+                Ordering::SeqCst,
                 Ordering::Acquire,
             )
             .is_ok())
+    }
+
+    /// The state and the epoch, loaded with sequential consistency (a
+    /// sender's look right after it published; see [`Peer::transition`]).
+    pub(crate) fn state_and_epoch_now(&self) -> Result<(PeerState, u32)> {
+        let raw = self
+            .region
+            .load_u32(self.base + field::STATE, Ordering::SeqCst)?;
+        let state = PeerState::from_u32(raw).ok_or_else(|| {
+            Error::Corrupt(format!("peer {} has unknown state {raw}", self.peer_id))
+        })?;
+        let epoch = self
+            .region
+            .load_u32(self.base + field::EPOCH, Ordering::SeqCst)?;
+        Ok((state, epoch))
     }
 
     /// Sets the state unconditionally (release).

@@ -14,6 +14,11 @@ use crate::ring::Ring;
 use crate::wait::{Deadline, Stop, WaitStrategy};
 use crate::zerocopy::{Leases, SlotLoan};
 
+/// Whether the receiver of a publication is still there, asked just before
+/// (`false`) and just after (`true`) it: an error if not, which becomes the
+/// send's result.
+pub(crate) type Present<'a> = &'a mut dyn FnMut(bool) -> Result<()>;
+
 /// The sending end of guest `guest`'s ring in `direction`.
 ///
 /// One process at a time acts as a producer (the role locks see to that
@@ -176,12 +181,31 @@ impl Producer {
     }
 
     /// Publishes encoded descriptors; on failure frees their slots.
-    fn publish(&mut self, descs: &[[u8; DESC_SIZE]], slots: &[(u32, u32)]) -> Result<()> {
+    ///
+    /// `present` is asked just before publishing (`false`), so that a
+    /// send that waited or copied a large payload does not publish to a
+    /// guest that has left meanwhile, and again just after (`true`): a
+    /// guest that left in between, with nobody in its entry since, took
+    /// what it took before leaving (or dropped it, leaving), and will never
+    /// read the rest. The slots of descriptors it did not take (the head
+    /// is not past them) go back at once, and then the error is the result;
+    /// those descriptors are dropped when the entry is next taken.
+    fn publish(
+        &mut self,
+        descs: &[[u8; DESC_SIZE]],
+        slots: &[(u32, u32)],
+        present: Present<'_>,
+    ) -> Result<()> {
         let ring = Ring::new(
             &self.region,
             self.ring_base,
             self.layout.config.ring_capacity,
         );
+        if let Err(e) = present(false) {
+            self.free_slots(slots)?;
+            return Err(e);
+        }
+        let start = ring.tail()?;
         let pushed = ring.push_batch(&mut self.cached_head, descs);
         if !matches!(pushed, Ok(true)) {
             self.free_slots(slots)?;
@@ -192,7 +216,22 @@ impl Producer {
             // The host may sleep on all its rings at once, not on this one.
             header::wake_host(&self.region)?;
         }
-        Ok(())
+        let Err(gone) = present(true) else {
+            return Ok(());
+        };
+        let head = self.ring().state()?.head;
+        let taken = match head.wrapping_sub(start) {
+            d if d as usize <= descs.len() => d as usize,
+            _ => 0,
+        };
+        if taken == descs.len() {
+            return Ok(());
+        }
+        let pool = self.pool();
+        for desc in &descs[taken..] {
+            codec::discard(&pool, desc)?;
+        }
+        Err(gone)
     }
 
     /// Sends one message, waiting until `deadline` for room in the ring
@@ -205,13 +244,14 @@ impl Producer {
         payload: &[u8],
         deadline: &mut Deadline,
         stop: Stop<'_>,
+        present: Present<'_>,
     ) -> Result<()> {
         self.check_len(payload.len())?;
         // Room first, so that a slot is never taken for a message that
         // cannot be queued.
         self.wait_for_room(deadline, stop)?;
         let (desc, slot) = self.encode(desc, payload, deadline, stop)?;
-        self.publish(&[desc.to_bytes()], slot.as_slice())
+        self.publish(&[desc.to_bytes()], slot.as_slice(), present)
     }
 
     /// Sends `frames` in order, publishing as many descriptors at a time as
@@ -225,6 +265,7 @@ impl Producer {
         frames: &[Frame],
         deadline: &mut Deadline,
         stop: Stop<'_>,
+        present: Present<'_>,
     ) -> Result<usize> {
         for frame in frames {
             self.check_len(frame.payload().len())?;
@@ -268,7 +309,7 @@ impl Producer {
                     }
                 }
             }
-            self.publish(&descs, &slots)?;
+            self.publish(&descs, &slots, present)?;
             sent += descs.len();
         }
         Ok(sent)
@@ -297,7 +338,7 @@ impl Producer {
     }
 
     /// Publishes a loaned slot to the receiver.
-    pub(crate) fn commit(&mut self, mut loan: SlotLoan) -> Result<()> {
+    pub(crate) fn commit(&mut self, mut loan: SlotLoan, present: Present<'_>) -> Result<()> {
         let (sender, receiver) = self.direction.ends(self.guest);
         if loan.pool != sender || loan.region.len() != self.region.len() {
             return Err(Error::Corrupt(format!(
@@ -310,6 +351,6 @@ impl Producer {
         // From here the loan's slot belongs to the receiver (or, if the
         // publication fails, is freed by `publish`).
         loan.committed = true;
-        self.publish(&[desc.to_bytes()], &[(loan.slot, loan.generation)])
+        self.publish(&[desc.to_bytes()], &[(loan.slot, loan.generation)], present)
     }
 }

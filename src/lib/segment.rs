@@ -11,7 +11,7 @@ use crate::consumer::Consumer;
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
-use crate::locks::RoleLocks;
+use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::mmap::MmapRegion;
 use crate::peer::{Peer, PeerId};
 use crate::pool::Pool;
@@ -170,6 +170,36 @@ impl Segment {
             direction,
             self.leases.clone(),
         )
+    }
+
+    /// Drops whatever waits in guest `p`'s host-to-guest ring, freeing the
+    /// slots its descriptors name, as the entry passes to a new guest: it
+    /// was sent to an earlier guest of the entry, by a host send that found
+    /// that guest attached just before it left. Skipped (0) while another
+    /// process holds that ring's receiving role. Returns how many were
+    /// dropped.
+    ///
+    /// The receiving role is taken only for the drain, on this segment's
+    /// own open file: the caller must not hold it through that file
+    /// already (releasing the drain's lock would release the caller's).
+    pub(crate) fn drop_stale_to_guest(&self, p: u8) -> Result<usize> {
+        let _receiving = match self.backing.mmap() {
+            Some(m) => {
+                let byte = lock_byte::ring_end(p, End::HostToGuestConsumer);
+                match ByteLock::try_lock(m.segment_file(), byte) {
+                    Ok(Some(lock)) => Some(lock),
+                    _ => return Ok(0),
+                }
+            }
+            None => None,
+        };
+        let end = self.consumer(p, Direction::HostToGuest);
+        // A sequentially consistent look first: it pairs with a host's look
+        // at the entry right after it published (see `ShmHost::sending`).
+        if end.is_empty_now()? {
+            return Ok(0);
+        }
+        end.discard_all()
     }
 
     /// Frees every slot `party` holds in any pool, except those lent out

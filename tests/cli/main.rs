@@ -10,6 +10,7 @@ mod common;
 
 mod attach;
 mod bench;
+mod chaos;
 mod create;
 mod dead_host;
 mod docs_flags;

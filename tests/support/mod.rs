@@ -15,12 +15,15 @@
 //! it is dropped (so a failing test leaves no process behind), and every
 //! re-run child arms a watchdog that ends it regardless.
 //!
-//! [`fixtures`] holds the small builders that the library tests share.
+//! [`fixtures`] holds the small builders that the library tests share;
+//! [`traffic`] the seeded payloads, checksum and send trait of the load
+//! tests.
 
 // Each test crate uses only part of this module.
 #![allow(dead_code)]
 
 pub mod fixtures;
+pub mod traffic;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
