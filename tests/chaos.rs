@@ -2152,8 +2152,11 @@ fn host_kill_round(
     let report = shmhub::inspect_path(path).expect("inspect the abandoned segment");
     assert_eq!(report.host, HostStatus::Dead);
     assert!(
-        report.peers.iter().all(|p| p.holder == HolderStatus::NoProcess
-            && matches!(p.entry.state, PeerState::Empty | PeerState::Goodbye)),
+        report
+            .peers
+            .iter()
+            .all(|p| p.holder == HolderStatus::NoProcess
+                && matches!(p.entry.state, PeerState::Empty | PeerState::Goodbye)),
         "{:?}",
         report.peers
     );

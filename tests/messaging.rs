@@ -300,3 +300,148 @@ fn the_host_waits_for_a_message_from_any_guest_and_from_one() {
     );
     assert!(host.try_recv().unwrap().is_none());
 }
+
+// ---------------------------------------------------------------------------
+// The host's slots, shared fairly
+// ---------------------------------------------------------------------------
+
+// A guest that stops receiving holds at most its share of the host's
+// slots; the host's sends to the others go on.
+// shm[verify shm.pool.share]
+#[test]
+fn a_stalled_guest_holds_only_its_share_and_the_others_go_on() {
+    let config = SegmentConfig {
+        slots_per_pool: 8,
+        slot_size: 256,
+        max_payload: 256,
+        ring_capacity: 64,
+        max_guests: 2,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let stalled = ShmGuest::attach(host.region()).unwrap();
+    let mut busy = ShmGuest::attach(host.region()).unwrap();
+    let (p1, p2) = (stalled.peer_id(), busy.peer_id());
+    // Two entries in use: a fair share of 8 / 2.
+    for i in 0..4 {
+        host.try_send(p1, data(i, &[1u8; 200])).unwrap();
+    }
+    match host.try_send(p1, data(4, &[1u8; 200])) {
+        Err(e @ Error::ShareExhausted { peer_id, share: 4 }) if peer_id == p1 => {
+            assert!(e.is_retryable());
+            assert!(
+                e.to_string()
+                    .contains("holds its share of the host's slots (4)"),
+                "{e}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // With time to wait, it waits for the stalled guest, then says so.
+    let late = host.send_timeout(p1, data(4, &[1u8; 200]), Duration::from_millis(30));
+    assert!(
+        matches!(late, Err(Error::ShareExhausted { .. })),
+        "{late:?}"
+    );
+    // Inline messages need no slot: they still go.
+    host.try_send(p1, data(5, b"small")).unwrap();
+
+    const COUNT: u64 = 10_000;
+    let receiver = std::thread::spawn(move || {
+        for i in 0..COUNT {
+            let frame = busy.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+            assert_eq!((frame.desc.id, frame.payload().len()), (i, 200));
+        }
+        busy
+    });
+    for i in 0..COUNT {
+        host.send(p2, data(i, &[2u8; 200])).unwrap();
+    }
+    let _busy = receiver.join().unwrap();
+    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    assert_eq!(report.host_slot_share, 4);
+    let held: Vec<u32> = report
+        .peers
+        .iter()
+        .map(|p| p.entry.host_slots_held)
+        .collect();
+    assert_eq!(held, [4, 0], "the stalled guest keeps its share, no more");
+    assert_eq!(report.pools[0].usage.used, 4);
+    drop(stalled);
+    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    assert_eq!(report.pools[0].usage.used, 0, "its detach gave them back");
+    assert_eq!(report.peers[0].entry.host_slots_held, 0);
+}
+
+// A guest's own pool serves only its sends: one that cannot send (the
+// host reads nobody's messages from it) takes nothing from another.
+// shm[verify shm.pool.share]
+#[test]
+fn a_guest_whose_pool_is_full_takes_nothing_from_another() {
+    let config = SegmentConfig {
+        slots_per_pool: 2,
+        slot_size: 256,
+        max_payload: 256,
+        max_guests: 2,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let mut full = ShmGuest::attach(host.region()).unwrap();
+    let mut other = ShmGuest::attach(host.region()).unwrap();
+    full.try_send(data(1, &[1u8; 100])).unwrap();
+    full.try_send(data(2, &[1u8; 100])).unwrap();
+    assert!(matches!(
+        full.try_send(data(3, &[1u8; 100])),
+        Err(Error::PoolExhausted { .. })
+    ));
+    for i in 0..100 {
+        other.try_send(data(i, &[2u8; 100])).unwrap();
+        assert_eq!(
+            host.try_recv_from(other.peer_id())
+                .unwrap()
+                .unwrap()
+                .desc
+                .id,
+            i
+        );
+    }
+}
+
+// A fixed share, recorded in the header at creation.
+// shm[verify shm.pool.share]
+#[test]
+fn a_fixed_share_is_recorded_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("share.shm");
+    let config = SegmentConfig {
+        slots_per_pool: 8,
+        slot_size: 256,
+        max_payload: 256,
+        ..SegmentConfig::default()
+    };
+    let too_many = shmhub::CreateOptions {
+        host_slots_per_guest: 9,
+        ..shmhub::CreateOptions::default()
+    };
+    assert!(matches!(
+        ShmHost::create_with(&path, config, too_many),
+        Err(Error::Layout(_))
+    ));
+    assert!(!path.exists());
+    let options = shmhub::CreateOptions {
+        host_slots_per_guest: 2,
+        ..shmhub::CreateOptions::default()
+    };
+    let mut host = ShmHost::create_with(&path, config, options).unwrap();
+    let guest = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(host.header().unwrap().host_slots_per_guest, 2);
+    host.try_send(guest.peer_id(), data(1, &[0u8; 100]))
+        .unwrap();
+    host.try_send(guest.peer_id(), data(2, &[0u8; 100]))
+        .unwrap();
+    assert!(matches!(
+        host.try_send(guest.peer_id(), data(3, &[0u8; 100])),
+        Err(Error::ShareExhausted { share: 2, .. })
+    ));
+    assert_eq!(shmhub::inspect_path(&path).unwrap().host_slot_share, 2);
+}

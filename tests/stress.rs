@@ -260,6 +260,9 @@ struct TxStats {
     ring_full: u64,
     /// Refusals and timeouts because the pool had no free slot.
     pool_exhausted: u64,
+    /// Refusals and timeouts because the receiver held its share of the
+    /// host's slots (host sends only).
+    share_exhausted: u64,
     /// Other retryable refusals.
     timed_out: u64,
     /// `send_batch` calls that sent only part of their frames in time.
@@ -480,6 +483,7 @@ impl TxStream {
         match e {
             Error::RingFull { .. } => self.stats.ring_full += 1,
             Error::PoolExhausted { .. } => self.stats.pool_exhausted += 1,
+            Error::ShareExhausted { .. } => self.stats.share_exhausted += 1,
             e if e.is_retryable() => self.stats.timed_out += 1,
             e => bail!(
                 "guest {} {}: sending message {seq} failed: {e} ({e:?})",
@@ -909,6 +913,11 @@ struct Observed {
     host_pool_exhausted: u64,
     /// Samples with some guest's pool exhausted.
     guest_pool_exhausted: u64,
+    /// Per guest, the most host slots it was counted holding.
+    max_host_slots_held: Vec<u32>,
+    /// Samples where a guest was counted holding more host slots than its
+    /// share (`shm.pool.share`).
+    over_share: u64,
 }
 
 /// Samples the segment every millisecond until dropped or stopped.
@@ -927,6 +936,7 @@ impl Monitor {
                 max_to_guest: vec![0; guests],
                 max_to_host: vec![0; guests],
                 max_pool_used: vec![0; guests + 1],
+                max_host_slots_held: vec![0; guests],
                 ..Observed::default()
             };
             while !flag.load(Ordering::Relaxed) {
@@ -941,6 +951,9 @@ impl Monitor {
                             seen.max_to_host[i] = seen.max_to_host[i].max(to_host);
                             to_guest_full |= to_guest == RING;
                             to_host_full |= to_host == RING;
+                            let held = p.entry.host_slots_held;
+                            seen.max_host_slots_held[i] = seen.max_host_slots_held[i].max(held);
+                            seen.over_share += u64::from(held > report.host_slot_share);
                         }
                         seen.full_to_guest += u64::from(to_guest_full);
                         seen.full_to_host += u64::from(to_host_full);
@@ -1151,6 +1164,17 @@ fn run(profile: Profile) -> RunOutcome {
             pool.owner_name
         );
     }
+    // Every guest's count of the host's slots is back to 0, and no sample
+    // saw one over its share.
+    assert!(
+        report.peers.iter().all(|p| p.entry.host_slots_held == 0),
+        "host slots still counted: {:?}",
+        report.peers
+    );
+    assert_eq!(
+        observed.over_share, 0,
+        "a guest held more than its share: {observed:?}"
+    );
     drop(host);
     assert!(!path.exists(), "the host removes its segment file");
 
@@ -1256,15 +1280,22 @@ fn slow_guests_make_the_host_wait_out_full_rings_and_an_exhausted_pool() {
         ob.full_to_guest > 0 && ob.max_to_guest.contains(&RING),
         "no host-to-guest ring was ever seen full: {ob:?}"
     );
+    // Each slow guest is held to its share of the host's slots (6 / 3):
+    // together they can still take the whole pool.
+    let share = SLOTS / u32::from(GUESTS);
     assert!(
-        ob.host_pool_exhausted > 0 && ob.max_pool_used[0] == SLOTS,
-        "the host's pool was never seen exhausted: {ob:?}"
+        ob.max_host_slots_held.contains(&share),
+        "no guest was ever seen holding its share: {ob:?}"
+    );
+    assert!(
+        ob.max_host_slots_held.iter().all(|&held| held <= share),
+        "a guest held more than its share: {ob:?}"
     );
     let tx = |f: fn(&TxStats) -> u64| o.host.streams.iter().map(|s| f(&s.tx)).sum::<u64>();
     assert!(tx(|t| t.ring_full) > 0, "the host never met a full ring");
     assert!(
-        tx(|t| t.pool_exhausted) > 0,
-        "the host never met an exhausted pool"
+        tx(|t| t.pool_exhausted + t.share_exhausted) > 0,
+        "the host never met an exhausted pool or share"
     );
     assert!(
         tx(|t| t.waited_out) > 0,

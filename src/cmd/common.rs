@@ -103,7 +103,11 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
         | E::Truncated { .. }
         | E::Replaced { .. }
         | E::Removed { .. } => anyhow!(e),
-        E::RingFull { .. } | E::PoolExhausted { .. } | E::Timeout | E::Changing { .. } => {
+        E::RingFull { .. }
+        | E::PoolExhausted { .. }
+        | E::ShareExhausted { .. }
+        | E::Timeout
+        | E::Changing { .. } => {
             anyhow!(TimedOut(format!("{}: {e}", path.display())))
         }
         e => anyhow!("{}: {e}", path.display()),

@@ -48,6 +48,10 @@ pub struct Args {
     /// Heartbeat interval of held guests in milliseconds (0: off).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub heartbeat_ms: u32,
+    /// How many of the host's slots one guest may hold at once (default:
+    /// the fair share, the host's pool divided among the guests in use).
+    #[arg(long, value_name = "N")]
+    pub host_slots_per_guest: Option<u32>,
     /// File mode: 600 (owner only) or 660 (owner and group).
     #[arg(long, default_value = "600", value_parser = ["600", "660"])]
     pub mode: String,
@@ -89,6 +93,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let layout = config
         .layout()
         .map_err(|e| invalid_config(&config, args.max_payload.is_some(), e))?;
+    let share = args.host_slots_per_guest.unwrap_or(0);
+    if args.host_slots_per_guest.is_some() && !(1..=config.slots_per_pool).contains(&share) {
+        crate::usage!(
+            "--host-slots-per-guest {share}: must be from 1 to the {} slots of a pool",
+            config.slots_per_pool
+        );
+    }
     let mode = if args.mode == "660" {
         FileMode::OwnerAndGroup
     } else {
@@ -114,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let options = CreateOptions {
         mode,
         preallocate: args.preallocate,
+        host_slots_per_guest: share,
     };
     let mut host = ShmHost::create_with(&path, config, options).map_err(|e| {
         let e = match e {

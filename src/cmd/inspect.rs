@@ -124,6 +124,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
             "slots_per_pool": l.config.slots_per_pool,
             "max_payload": l.config.max_payload,
             "heartbeat_interval_ms": l.config.heartbeat_interval_ms,
+            "host_slots_per_guest": h.host_slots_per_guest,
             "peer_table_offset": l.peer_table_offset,
             "rings_offset": l.rings_offset,
             "ring_size": l.ring_size,
@@ -142,6 +143,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
             "held": p.entry.held,
             "holder": p.holder,
             "heartbeat_age_ms": p.heartbeat_age_ms,
+            "host_slots_held": p.entry.host_slots_held,
             "to_host": ring_json(&p.to_host),
             "to_guest": ring_json(&p.to_guest),
         })).collect::<Vec<_>>(),
@@ -153,6 +155,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
             "to_guest": ring_json(&b.to_guest),
         })).collect::<Vec<_>>(),
         "pools": r.pools,
+        "host_slot_share": r.host_slot_share,
     })
 }
 
@@ -248,6 +251,14 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
         ("slots per pool", c.slots_per_pool.to_string()),
         ("max payload", human_bytes(c.max_payload.into())),
         (
+            "host slots per guest",
+            if h.host_slots_per_guest == 0 {
+                format!("{} (the fair share)", r.host_slot_share)
+            } else {
+                h.host_slots_per_guest.to_string()
+            },
+        ),
+        (
             "heartbeat",
             if c.heartbeat_interval_ms == 0 {
                 "off".into()
@@ -270,6 +281,7 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
         "heartbeat age",
         "to host",
         "to guest",
+        "host slots",
     ];
     if live.is_some() {
         columns.extend(["to host/s", "to guest/s"]);
@@ -291,6 +303,7 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
                 String::new(),
                 fill(&b.to_host),
                 fill(&b.to_guest),
+                "?".into(),
             ]
             .into_iter()
             .map(comfy_table::Cell::new)
@@ -326,6 +339,8 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
             ),
             comfy_table::Cell::new(fill(&p.to_host)),
             comfy_table::Cell::new(fill(&p.to_guest)),
+            // The host's slots it holds, of its share.
+            comfy_table::Cell::new(format!("{}/{}", p.entry.host_slots_held, r.host_slot_share)),
         ];
         if let Some(live) = live {
             let (up, down) = live.rates.get(i).copied().unwrap_or_default();

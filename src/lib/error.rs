@@ -202,6 +202,15 @@ pub enum Error {
         /// Whose pool: "host" or "peer N".
         owner: String,
     },
+    /// The guest holds as many of the host's slots as its share allows
+    /// (retryable: it frees them as it receives).
+    #[error("peer {peer_id} holds its share of the host's slots ({share})")]
+    ShareExhausted {
+        /// The receiving guest.
+        peer_id: u8,
+        /// Its share.
+        share: u32,
+    },
     /// A received descriptor does not check out; nothing was read through it.
     #[error("bad descriptor from {from}: {reason}")]
     BadDescriptor {
@@ -278,6 +287,7 @@ impl Error {
             self,
             Error::RingFull { .. }
                 | Error::PoolExhausted { .. }
+                | Error::ShareExhausted { .. }
                 | Error::Timeout
                 | Error::Changing { .. }
         )

@@ -197,6 +197,7 @@ impl ShmGuest {
                     // for this guest (a reserved one keeps what the host
                     // sent ahead).
                     seg.drop_stale_to_guest(p)?;
+                    seg.pool(0).recount_held(p)?;
                 }
                 return Ok(Self::new(seg, p, epoch, true, presence));
             }

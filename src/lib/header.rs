@@ -53,6 +53,10 @@ pub mod field {
     pub const CREATED_UNIX_NS: u64 = 96;
     /// `u64`: random number chosen at creation, telling segments apart.
     pub const NONCE: u64 = 104;
+    /// `u32`: how many of the host's slots one guest may hold at once
+    /// (0: the fair share, the host's pool divided among the entries in
+    /// use; see `shm.pool.share`).
+    pub const HOST_SLOTS_PER_GUEST: u64 = 112;
     /// `u32`: non-zero once the host has said goodbye.
     pub const HOST_GOODBYE: u64 = 128;
     /// `u32`: pid of the host process (0 = none).
@@ -90,10 +94,18 @@ pub struct HeaderInfo {
     pub host_start_time: u64,
     /// Host heartbeat (`CLOCK_MONOTONIC` ns; 0 = never).
     pub host_heartbeat_ns: u64,
+    /// How many of the host's slots one guest may hold at once; 0: the
+    /// fair share (the pool divided among the entries in use).
+    pub host_slots_per_guest: u32,
 }
 
 /// Writes every header field but the magic.
-pub(crate) fn write(region: &Region, layout: &SegmentLayout, host_pid: u32) -> Result<()> {
+pub(crate) fn write(
+    region: &Region,
+    layout: &SegmentLayout,
+    host_pid: u32,
+    host_slots_per_guest: u32,
+) -> Result<()> {
     let c = &layout.config;
     region.store_u32(field::VERSION, VERSION, Ordering::Relaxed)?;
     region.store_u32(field::HEADER_SIZE, HEADER_SIZE as u32, Ordering::Relaxed)?;
@@ -125,6 +137,11 @@ pub(crate) fn write(region: &Region, layout: &SegmentLayout, host_pid: u32) -> R
     let now = sys::unix_ns();
     region.store_u64(field::CREATED_UNIX_NS, now, Ordering::Relaxed)?;
     region.store_u64(field::NONCE, nonce(now), Ordering::Relaxed)?;
+    region.store_u32(
+        field::HOST_SLOTS_PER_GUEST,
+        host_slots_per_guest,
+        Ordering::Relaxed,
+    )?;
     region.store_u32(field::HOST_GOODBYE, 0, Ordering::Relaxed)?;
     region.store_u32(field::HOST_PID, host_pid, Ordering::Relaxed)?;
     region.store_u64(
@@ -317,6 +334,8 @@ pub fn read(region: &Region) -> Result<HeaderInfo> {
     }
     let goodbye = u32_at(field::HOST_GOODBYE)?;
     check_goodbye(goodbye)?;
+    let host_slots_per_guest = u32_at(field::HOST_SLOTS_PER_GUEST)?;
+    check_share(host_slots_per_guest, &layout)?;
     Ok(HeaderInfo {
         version,
         layout,
@@ -326,7 +345,23 @@ pub fn read(region: &Region) -> Result<HeaderInfo> {
         host_pid: u32_at(field::HOST_PID)?,
         host_start_time: u64_at(field::HOST_START_TIME)?,
         host_heartbeat_ns: u64_at(field::HOST_HEARTBEAT_NS)?,
+        host_slots_per_guest,
     })
+}
+
+/// Checks the host-slot share: 0 (fair share) or at most the pool.
+pub(crate) fn check_share(share: u32, layout: &SegmentLayout) -> Result<()> {
+    if share > layout.config.slots_per_pool {
+        return Err(corrupt(
+            "host_slots_per_guest",
+            share.into(),
+            format!(
+                "more than the {} slots of the host's pool",
+                layout.config.slots_per_pool
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -339,7 +374,7 @@ mod tests {
         let region = HeapRegion::new_zeroed(layout.total_size as usize)
             .unwrap()
             .region();
-        write(&region, &layout, 1234).unwrap();
+        write(&region, &layout, 1234, 0).unwrap();
         region
     }
 

@@ -81,6 +81,12 @@ pub struct CreateOptions {
     /// if it does not fit; later accesses cannot fault for want of space.
     /// Default: `false` (sparse).
     pub preallocate: bool,
+    /// How many of the host's slots one guest may hold at once, so that a
+    /// guest that stops receiving cannot take the whole pool from the
+    /// others (`shm.pool.share`). 0 (the default): the fair share, the
+    /// pool divided among the entries in use, at least 1. Recorded in the
+    /// header; at most `slots_per_pool`.
+    pub host_slots_per_guest: u32,
 }
 
 impl ShmHost {
@@ -99,6 +105,13 @@ impl ShmHost {
         options: CreateOptions,
     ) -> Result<Self> {
         let layout = config.layout()?;
+        if options.host_slots_per_guest > config.slots_per_pool {
+            return Err(Error::Layout(crate::layout::LayoutError {
+                field: "host_slots_per_guest",
+                value: options.host_slots_per_guest.into(),
+                reason: "must be at most slots_per_pool (0: the fair share)",
+            }));
+        }
         let size = usize::try_from(layout.total_size).map_err(|_| {
             Error::Layout(crate::layout::LayoutError {
                 field: "total_size",
@@ -115,7 +128,7 @@ impl ShmHost {
         let presence = ByteLock::try_lock(mmap.segment_file(), lock_byte::HOST_PRESENCE)
             .ok()
             .flatten();
-        let host = Self::initialize(ShmBacking::Mmap(mmap), layout);
+        let host = Self::initialize(ShmBacking::Mmap(mmap), layout, options.host_slots_per_guest);
         match host {
             Ok(mut host) => {
                 host._presence = presence;
@@ -132,15 +145,15 @@ impl ShmHost {
     pub fn create_heap(config: SegmentConfig) -> Result<Self> {
         let layout = config.layout()?;
         let heap = HeapRegion::new_zeroed(layout.total_size as usize)?;
-        Self::initialize(ShmBacking::Heap(heap), layout)
+        Self::initialize(ShmBacking::Heap(heap), layout, 0)
     }
 
     /// Writes the header into fresh, zeroed memory and publishes it. The
     /// peer table, rings and pools need no writes: all-zero is their
     /// initial state (entries Empty, rings empty, every slot free).
-    fn initialize(backing: ShmBacking, layout: SegmentLayout) -> Result<Self> {
+    fn initialize(backing: ShmBacking, layout: SegmentLayout, share: u32) -> Result<Self> {
         let region = backing.region();
-        header::write(&region, &layout, sys::current_pid())?;
+        header::write(&region, &layout, sys::current_pid(), share)?;
         header::publish(&region)?;
         let seg = Segment::open(backing)?;
         Ok(Self::with_segment(seg, true))
@@ -340,6 +353,7 @@ impl ShmHost {
         // What waits in the ring was sent to an earlier guest of the
         // entry; the guest to come gets only what is sent now.
         self.seg.drop_stale_to_guest(p)?;
+        self.seg.pool(0).recount_held(p)?;
         Ok(true)
     }
 
@@ -1031,6 +1045,7 @@ impl ShmHost {
             .pool(p)
             .free_all(&|slot| leases.contains(p, slot))?;
         self.seg.pool(p).clear_waiters()?;
+        self.seg.pool(0).recount_held(p)?;
         self.to_guests[usize::from(p) - 1].resync();
         peer.set_holder(None, false)?;
         peer.set_state(PeerState::Empty)?;

@@ -13,7 +13,7 @@ use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::mmap::{FileOwner, MmapRegion};
 use crate::peer::{self, Peer, PeerEntry, PeerState};
-use crate::pool::{Pool, PoolUsage};
+use crate::pool::{Pool, PoolUsage, host_share};
 use crate::region::Region;
 use crate::ring::{Ring, RingState};
 use crate::sys;
@@ -90,6 +90,10 @@ pub struct SegmentReport {
     pub pools: Vec<PoolReport>,
     /// Who owns the file and its mode (`None` for a region with no file).
     pub owner: Option<FileOwner>,
+    /// How many of the host's slots one guest may hold now: the header's
+    /// fixed share, or the fair share among the entries in use (each
+    /// entry's `host_slots_held` says how many it holds).
+    pub host_slot_share: u32,
 }
 
 impl SegmentReport {
@@ -218,6 +222,8 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
             usage: Pool::new(region, &layout, index).usage()?,
         });
     }
+    // A bad entry makes the fair share unknowable; the fixed one stands.
+    let host_slot_share = host_share(region, &layout, header.host_slots_per_guest).unwrap_or(0);
     Ok(SegmentReport {
         path: PathBuf::new(),
         header,
@@ -226,5 +232,6 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         bad_peers,
         pools,
         owner: None,
+        host_slot_share,
     })
 }

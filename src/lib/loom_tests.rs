@@ -31,8 +31,8 @@ use std::sync::atomic::Ordering;
 use loom::thread;
 
 use crate::desc::DESC_SIZE;
-use crate::layout::{RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
-use crate::pool::Pool;
+use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
+use crate::pool::{Cap, Pool};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
 use crate::wait::{Deadline, WaitStrategy};
@@ -293,12 +293,15 @@ fn pool_region(slots: u32) -> (Region, SegmentLayout) {
         heartbeat_interval_ms: 0,
     };
     let real = config.layout().unwrap();
+    // The pool first, then the one peer entry (whose count of the host's
+    // slots it holds the pool keeps).
     let layout = SegmentLayout {
         pools_offset: 0,
-        total_size: real.pool_stride,
+        peer_table_offset: real.pool_stride,
+        total_size: real.pool_stride + PEER_ENTRY_SIZE,
         ..real
     };
-    let region = HeapRegion::new_zeroed(layout.pool_stride as usize)
+    let region = HeapRegion::new_zeroed(layout.total_size as usize)
         .unwrap()
         .region();
     (region, layout)
@@ -445,6 +448,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
                         WaitStrategy::Block,
                         &mut deadline,
                         &mut yield_then_go_on,
+                        None,
                     )
                     .unwrap();
                 pool_mem.write(pool.data_offset(slot), b"payload!").unwrap();
@@ -526,5 +530,53 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
             "the new allocation was freed"
         );
         assert!(pool.validate(slot, generation + 1, 1, 0, 1).is_ok());
+    });
+}
+
+// shm[verify shm.pool.share]
+#[test]
+fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
+    // Two free slots but a share of one for guest 1. The host hands guest 1
+    // a slot, then asks for another for it: that allocation must wait (in
+    // the real `Pool::alloc`, `Block`, no deadline) until guest 1 frees the
+    // first, and the free's wake must reach it (a lost wake is a loom
+    // deadlock). The count never exceeds the share.
+    check(Some(3), || {
+        let (pool_mem, layout) = pool_region(2);
+        let pool = Pool::new(&pool_mem, &layout, 0);
+        let limit = || Ok(1);
+        let cap = Cap {
+            receiver: 1,
+            floor: 1,
+            limit: &limit,
+        };
+        let alloc = || {
+            let mut deadline = Deadline::after(None);
+            pool.alloc(
+                0,
+                &mut 0,
+                WaitStrategy::Block,
+                &mut deadline,
+                &mut yield_then_go_on,
+                Some(&cap),
+            )
+            .unwrap()
+        };
+        let (first, generation) = alloc();
+        pool.set_holder(first, 1).unwrap();
+        let receiver = {
+            let pool_mem = pool_mem.clone();
+            thread::spawn(move || {
+                let pool = Pool::new(&pool_mem, &layout, 0);
+                assert!(pool.held(1).unwrap() <= 1, "over its share");
+                assert!(pool.free(first, generation).unwrap());
+            })
+        };
+        let (second, _) = alloc();
+        assert_eq!(pool.held(1).unwrap(), 0, "allocated while at the share");
+        pool.set_holder(second, 1).unwrap();
+        assert_eq!(pool.held(1).unwrap(), 1);
+        receiver.join().unwrap();
+        assert_eq!(pool.held(1).unwrap(), 1);
     });
 }

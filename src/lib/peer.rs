@@ -30,6 +30,10 @@ pub mod field {
     pub const START_TIME: u64 = 24;
     /// `u64`: when the entry was last claimed, ns since the Unix epoch.
     pub const CLAIMED_UNIX_NS: u64 = 32;
+    /// `u32`: how many of the host's slots this guest holds (handed to it
+    /// and not yet freed): counted up by the host as it hands one over,
+    /// down by whoever frees it (`shm.pool.share`).
+    pub const HOST_SLOTS_HELD: u64 = 40;
 }
 
 /// Entry flag: a running process holds the entry (and its pid is recorded).
@@ -113,6 +117,8 @@ pub struct PeerEntry {
     pub start_time: u64,
     /// When the entry was last claimed (ns since the Unix epoch).
     pub claimed_unix_ns: u64,
+    /// How many of the host's slots the guest holds.
+    pub host_slots_held: u32,
 }
 
 /// The error for entry `peer_id` holding state `raw`, which is none the
@@ -264,6 +270,7 @@ impl<'a> Peer<'a> {
             heartbeat_ns: u64_at(field::HEARTBEAT_NS)?,
             start_time: u64_at(field::START_TIME)?,
             claimed_unix_ns: u64_at(field::CLAIMED_UNIX_NS)?,
+            host_slots_held: u32_at(field::HOST_SLOTS_HELD)?,
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use std::cell::Cell;
 
 use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
+use crate::peer::{Peer, PeerState};
 use crate::region::Region;
 use crate::wait::{Announce, Deadline, WaitStrategy, sleep_unless, wait_until, wake_sleepers};
 
@@ -77,6 +78,46 @@ pub(crate) struct SlotState {
     pub(crate) generation: u32,
     /// Its holder code (0 none, 1 host, `1 + p` guest `p`).
     pub(crate) holder: u32,
+}
+
+/// The host's slots one guest may hold now: the fixed share if the header
+/// sets one, else the pool divided among the entries in use (attached,
+/// reserved, or leaving with messages unread), at least 1.
+///
+/// shm[impl shm.pool.share]
+pub(crate) fn host_share(region: &Region, layout: &SegmentLayout, fixed: u32) -> Result<u32> {
+    if fixed > 0 {
+        return Ok(fixed);
+    }
+    let mut in_use = 0u32;
+    for p in layout.guests() {
+        if Peer::new(region, layout, p).state()? != PeerState::Empty {
+            in_use += 1;
+        }
+    }
+    Ok((layout.config.slots_per_pool / in_use.max(1)).max(1))
+}
+
+/// The least share a guest can have: below it there is no need to look
+/// at the peer table.
+pub(crate) fn least_host_share(layout: &SegmentLayout, fixed: u32) -> u32 {
+    if fixed > 0 {
+        fixed
+    } else {
+        (layout.config.slots_per_pool / layout.config.max_guests.max(1)).max(1)
+    }
+}
+
+/// A limit on how many of the host's slots one receiver may hold, so that
+/// a receiver that stops freeing cannot take the pool from the others.
+pub(crate) struct Cap<'a> {
+    /// The receiving guest.
+    pub(crate) receiver: u8,
+    /// A count below which the receiver is under any share it can have:
+    /// below it, [`Cap::limit`] is not asked (it may read the peer table).
+    pub(crate) floor: u32,
+    /// The receiver's share now.
+    pub(crate) limit: &'a dyn Fn() -> Result<u32>,
 }
 
 /// A view of one pool in a region. Pool 0 is the host's, pool `p` guest `p`'s.
@@ -192,8 +233,31 @@ impl<'a> Pool<'a> {
         Ok(None)
     }
 
+    /// The word that counts the host's slots guest `peer` holds (see
+    /// [`Cap`]); `None` for another pool, or a code that is no guest.
+    fn held_by(&self, holder: u32) -> Result<Option<&crate::sync::atomic::AtomicU32>> {
+        let peer = holder.wrapping_sub(1);
+        if self.index != 0 || !self.layout.is_guest(peer.try_into().unwrap_or(0)) {
+            return Ok(None);
+        }
+        let at = self.layout.peer_entry(peer as u8) + crate::peer::field::HOST_SLOTS_HELD;
+        Ok(Some(self.region.atomic_u32(at)?))
+    }
+
+    /// How many of the host's slots guest `peer` holds (0 for another pool).
+    pub(crate) fn held(&self, peer: u8) -> Result<u32> {
+        Ok(self
+            .held_by(holder_code(peer))?
+            .map_or(0, |held| held.load(Ordering::Acquire)))
+    }
+
     /// Allocates a slot, waiting (per `strategy`) until `deadline` for one to
-    /// be freed. `stop` is polled while waiting and may end the wait.
+    /// be freed. `stop` is polled while waiting and may end the wait. With a
+    /// `cap`, no slot is taken while its receiver holds its share: the
+    /// allocation waits for that receiver to free one, as it would for an
+    /// exhausted pool.
+    ///
+    /// shm[impl shm.pool.share]
     pub(crate) fn alloc(
         &self,
         holder: u8,
@@ -201,6 +265,7 @@ impl<'a> Pool<'a> {
         strategy: WaitStrategy,
         deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
+        cap: Option<&Cap<'_>>,
     ) -> Result<(u32, u32)> {
         let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
         let waiters = self.region.atomic_u32(self.base + field::WAITERS)?;
@@ -208,7 +273,23 @@ impl<'a> Pool<'a> {
         // sleeper sleeps only while no slot has been freed since.
         let seen = Cell::new(0);
         let search_from = Cell::new(*hint);
+        // The share the receiver was found holding, when that stopped it.
+        let capped = Cell::new(None);
         let ready = || {
+            if let Some(cap) = cap {
+                // Read the release count first: a free after the look at
+                // the receiver's count moves it, and no sleep follows.
+                seen.set(releases.load(Ordering::SeqCst));
+                let held = self.held(cap.receiver)?;
+                if held >= cap.floor {
+                    let limit = (cap.limit)()?;
+                    if held >= limit {
+                        capped.set(Some(limit));
+                        return Ok(None);
+                    }
+                }
+                capped.set(None);
+            }
             let mut at = search_from.get();
             let mut found = self.try_alloc(holder, &mut at)?;
             if found.is_none() {
@@ -225,8 +306,14 @@ impl<'a> Pool<'a> {
         let sleep = |nap| sleep_unless(Announce::Count(waiters), releases, nap, quiet);
         let found = wait_until(strategy, deadline, stop, ready, sleep);
         *hint = search_from.get();
-        found?.ok_or_else(|| Error::PoolExhausted {
-            owner: party_name(self.index),
+        found?.ok_or_else(|| match (capped.get(), cap) {
+            (Some(share), Some(cap)) => Error::ShareExhausted {
+                peer_id: cap.receiver,
+                share,
+            },
+            _ => Error::PoolExhausted {
+                owner: party_name(self.index),
+            },
         })
     }
 
@@ -237,6 +324,11 @@ impl<'a> Pool<'a> {
             .region
             .atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
         let generation = generation_of(state.load(Ordering::Acquire));
+        // Counted before the slot is the receiver's: the count may run
+        // ahead of the slots a receiver holds, never behind.
+        if let Some(held) = self.held_by(holder_code(holder))? {
+            held.fetch_add(1, Ordering::AcqRel);
+        }
         state.store(pack(generation, holder_code(holder)), Ordering::Release);
         Ok(())
     }
@@ -325,6 +417,18 @@ impl<'a> Pool<'a> {
                 Err(now) => current = now,
             }
         }
+        // The slot was this holder's: one fewer counts against its share
+        // (before the bit goes, so that an allocator woken by the release
+        // sees the count down). A count already at 0 (a corrupt word) stays.
+        if let Some(held) = self.held_by(holder_of(current))? {
+            let mut n = held.load(Ordering::Acquire);
+            while n > 0 {
+                match held.compare_exchange(n, n - 1, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break,
+                    Err(now) => n = now,
+                }
+            }
+        }
         self.release_bit(slot)
     }
 
@@ -349,6 +453,29 @@ impl<'a> Pool<'a> {
             releases,
         );
         Ok(true)
+    }
+
+    /// Sets the count of the host's slots guest `peer` holds to what the
+    /// slots' holders say (a process killed between freeing a slot and
+    /// counting it down leaves the count one too high). Only while nobody
+    /// hands `peer` a slot: its entry is being reclaimed or claimed anew.
+    pub(crate) fn recount_held(&self, peer: u8) -> Result<()> {
+        let Some(held) = self.held_by(holder_code(peer))? else {
+            return Ok(());
+        };
+        // A count of 0 is never too high; the scan reads every slot's
+        // metadata, which costs pages a fresh pool has not touched yet.
+        if held.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        let mut count = 0;
+        for slot in 0..self.slots() {
+            if self.state(slot)?.1 == holder_code(peer) {
+                count += 1;
+            }
+        }
+        held.store(count, Ordering::Release);
+        Ok(())
     }
 
     /// Clears the waiter count (a process that died asleep leaves it set,
@@ -521,6 +648,7 @@ mod tests {
             WaitStrategy::Block,
             &mut Deadline::no_wait(),
             &mut || Ok(()),
+            None,
         );
         assert!(matches!(err, Err(Error::PoolExhausted { .. })));
     }
@@ -618,6 +746,7 @@ mod tests {
                 WaitStrategy::Block,
                 &mut deadline,
                 &mut || Ok(()),
+                None,
             )
             .unwrap()
         });

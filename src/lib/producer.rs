@@ -8,7 +8,7 @@ use crate::desc::{DESC_SIZE, Frame, INLINE_CAPACITY, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header;
 use crate::layout::{Direction, SegmentLayout};
-use crate::pool::Pool;
+use crate::pool::{Cap, Pool, host_share, least_host_share};
 use crate::region::Region;
 use crate::ring::Ring;
 use crate::wait::{Deadline, Stop, WaitStrategy};
@@ -41,6 +41,10 @@ pub(crate) struct Producer {
     pool_hint: u32,
     strategy: WaitStrategy,
     leases: Arc<Leases>,
+    /// For the host's sends: how many of its slots one guest may hold (0:
+    /// the fair share), so that a guest that stops receiving cannot take
+    /// the pool from the others.
+    host_slots_per_guest: u32,
 }
 
 impl Producer {
@@ -52,8 +56,10 @@ impl Producer {
         guest: u8,
         direction: Direction,
         leases: Arc<Leases>,
+        host_slots_per_guest: u32,
     ) -> Self {
         let mut producer = Producer {
+            host_slots_per_guest,
             ring_base: layout.ring(guest, direction),
             region,
             layout,
@@ -129,7 +135,8 @@ impl Producer {
         Ok(())
     }
 
-    /// Allocates a slot of the sender's pool, waiting until `deadline`.
+    /// Allocates a slot of the sender's pool, waiting until `deadline`;
+    /// the host's sends also wait while the guest holds its share.
     fn alloc(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<(u32, u32)> {
         let pool = Pool::new(
             &self.region,
@@ -137,7 +144,30 @@ impl Producer {
             self.direction.ends(self.guest).0,
         );
         let sender = pool.index();
-        pool.alloc(sender, &mut self.pool_hint, self.strategy, deadline, stop)
+        if self.direction == Direction::GuestToHost {
+            return pool.alloc(
+                sender,
+                &mut self.pool_hint,
+                self.strategy,
+                deadline,
+                stop,
+                None,
+            );
+        }
+        let limit = || host_share(&self.region, &self.layout, self.host_slots_per_guest);
+        let cap = Cap {
+            receiver: self.guest,
+            floor: least_host_share(&self.layout, self.host_slots_per_guest),
+            limit: &limit,
+        };
+        pool.alloc(
+            sender,
+            &mut self.pool_hint,
+            self.strategy,
+            deadline,
+            stop,
+            Some(&cap),
+        )
     }
 
     /// The descriptor for a message, its payload copied inline or into a

@@ -374,19 +374,19 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Reserved bytes `range` of the section (a multiple of 8 long): zero
+    /// Reserved bytes `range` of the section (a multiple of 4 long): zero
     /// in a new segment and never written (the spec's conventions).
     fn reserved(&mut self, range: std::ops::Range<u64>) {
         let mut words = range
             .clone()
-            .step_by(8)
-            .map_while(|at| self.span.u64(self.base + at).map(|v| (at, v)))
+            .step_by(4)
+            .map_while(|at| self.span.u32(self.base + at).map(|v| (at, u64::from(v))))
             .peekable();
         if words.peek().is_none() {
             return;
         }
         let present: Vec<(u64, u64)> = words.collect();
-        let size = present.len() as u64 * 8;
+        let size = present.len() as u64 * 4;
         let name = format!("reserved {}..{}", range.start, range.start + size);
         match present.iter().find(|(_, v)| *v != 0) {
             None => self.push(range.start, size, &name, 0, "zero".into(), Check::Ok),
@@ -493,7 +493,19 @@ fn header_section(
     f.u64(hf::NONCE, "nonce", |v| {
         plain(if v % 2 == 1 { "odd" } else { "even" })
     });
-    f.reserved(112..128);
+    f.u32(hf::HOST_SLOTS_PER_GUEST, "host_slots_per_guest", |v| {
+        let decoded = if v == 0 {
+            "the fair share".to_string()
+        } else {
+            count(v, "slot")
+        };
+        let check = match &layout_ok {
+            Ok(l) => Check::of(header::check_share(v, l)),
+            Err(why) => Check::Unchecked(why.clone()),
+        };
+        (decoded, check)
+    });
+    f.reserved(116..128);
     f.u32(hf::HOST_GOODBYE, "host_goodbye", |v| {
         let decoded = match v {
             0 => "no",
@@ -534,7 +546,10 @@ fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
     f.u64(pf::CLAIMED_UNIX_NS, "claimed_unix_ns", |v| {
         plain(if v == 0 { "never".into() } else { utc(v) })
     });
-    f.reserved(40..PEER_ENTRY_SIZE);
+    f.u32(pf::HOST_SLOTS_HELD, "host_slots_held", |v| {
+        plain(format!("{} of the host's", count(v, "slot")))
+    });
+    f.reserved(44..PEER_ENTRY_SIZE);
     f.into_section(format!("peer {p}"))
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct Segment {
     pub(crate) layout: SegmentLayout,
     /// Slots this process has lent out from this segment.
     pub(crate) leases: Arc<Leases>,
+    /// The header's host-slot share per guest (0: the fair share).
+    pub(crate) host_slots_per_guest: u32,
 }
 
 impl Segment {
@@ -73,6 +75,7 @@ impl Segment {
             region,
             layout: info.layout,
             leases: Arc::default(),
+            host_slots_per_guest: info.host_slots_per_guest,
         })
     }
 
@@ -158,6 +161,7 @@ impl Segment {
             guest,
             direction,
             self.leases.clone(),
+            self.host_slots_per_guest,
         )
     }
 

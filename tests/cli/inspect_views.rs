@@ -366,14 +366,15 @@ fn raw_dumps_what_the_normal_path_refuses() {
     );
     let empty = env.run(&["inspect", "empty", "--raw"]);
     empty.error(&["the file is 0 bytes"]);
-    // A configuration that does not lay out: offsets unchecked, and no
-    // rings or pools located from it.
+    // A configuration that does not lay out: the six stored offsets and
+    // the host-slot share (judged against the pool) unchecked, and no rings
+    // or pools located from it.
     let v = env.run(&["inspect", "config", "--raw", "--json"]).json();
     let unchecked = all_fields(&v)
         .iter()
         .filter(|(_, f)| f["status"] == "unchecked")
         .count();
-    assert_eq!(unchecked, 6, "{v}");
+    assert_eq!(unchecked, 7, "{v}");
     assert!(
         !all_fields(&v).iter().any(|(s, _)| s.contains(" to ")),
         "{v}"
