@@ -306,15 +306,22 @@ impl<'a> Pool<'a> {
         let sleep = |nap| sleep_unless(Announce::Count(waiters), releases, nap, quiet);
         let found = wait_until(strategy, deadline, stop, ready, sleep);
         *hint = search_from.get();
-        found?.ok_or_else(|| match (capped.get(), cap) {
-            (Some(share), Some(cap)) => Error::ShareExhausted {
-                peer_id: cap.receiver,
-                share,
-            },
-            _ => Error::PoolExhausted {
-                owner: party_name(self.index),
-            },
-        })
+        let exhausted = || Error::PoolExhausted {
+            owner: party_name(self.index),
+        };
+        match (found?, capped.get(), cap) {
+            (Some(found), _, _) => Ok(found),
+            // The share is what stopped it only while free slots remain: a
+            // full pool (a lone guest's share is the whole pool) is said as
+            // such.
+            (None, Some(share), Some(cap)) if self.usage()?.free > 0 => {
+                Err(Error::ShareExhausted {
+                    peer_id: cap.receiver,
+                    share,
+                })
+            }
+            (None, _, _) => Err(exhausted()),
+        }
     }
 
     /// Hands a slot to `holder` (the receiver), before the descriptor that
