@@ -638,6 +638,77 @@ fn a_detaching_guest_never_looks_like_a_scripted_claim() {
     drop(host);
 }
 
+/// A guest killed at any moment of its detach must leave its entry either
+/// Attached to its (dead) holder, which the host reclaims, or left: never
+/// Attached with no holder, which passes for a scripted claim and is never
+/// reclaimed. A kill cannot be aimed at the instant between two stores, but
+/// the state itself can be watched for: a thread reading the entry while
+/// guests detach never sees it Attached without `HELD`. (The detach used to
+/// clear its holder before leaving Attached; a chaos run killed a guest in
+/// between and its entry was lost.)
+// shm[verify shm.peer.detach]
+// shm[verify shm.peer.liveness]
+#[test]
+fn an_attaching_guest_never_looks_like_a_scripted_claim() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+    let dir = tmp();
+    let path = dir.path().join("attaching.shm");
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let (region, entry) = (host.region(), host.layout().peer_entry(1));
+    // Odd while a guest attaches; the watcher counts only what it read
+    // within one attach (the count unchanged around its reads). A guest
+    // records itself as holder before its entry is Attached, so one killed
+    // at any point of its attach is judged by its presence lock and
+    // reclaimed, never taken for a scripted claim.
+    let cycle = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, looks) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let watcher = {
+        let (cycle, stop, seen, looks) = (cycle.clone(), stop.clone(), seen.clone(), looks.clone());
+        std::thread::spawn(move || {
+            while !stop.load(SeqCst) {
+                let before = cycle.load(SeqCst);
+                if before % 2 == 0 {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                // The state first, then the holder's flags: an entry already
+                // Attached must have its holder recorded by then.
+                let state = region
+                    .load_u32(entry + shmhub::peer::field::STATE, SeqCst)
+                    .unwrap();
+                let flags = region
+                    .load_u32(entry + shmhub::peer::field::FLAGS, SeqCst)
+                    .unwrap();
+                if cycle.load(SeqCst) != before {
+                    continue;
+                }
+                looks.fetch_add(1, SeqCst);
+                if state == PeerState::Attached.to_u32() && flags & shmhub::peer::FLAG_HELD == 0 {
+                    seen.fetch_add(1, SeqCst);
+                }
+            }
+        })
+    };
+    for _ in 0..500 {
+        cycle.fetch_add(1, SeqCst);
+        let guest = ShmGuest::attach_path(&path).unwrap();
+        cycle.fetch_add(1, SeqCst);
+        guest.detach().unwrap();
+    }
+    stop.store(true, SeqCst);
+    watcher.join().unwrap();
+    assert!(looks.load(SeqCst) > 0);
+    assert_eq!(
+        seen.load(SeqCst),
+        0,
+        "an entry was seen Attached with no holder while its guest attached"
+    );
+    drop(host);
+}
+
 // shm[verify shm.recv.validate]
 #[test]
 fn forged_descriptors_are_refused_without_reading() {

@@ -182,6 +182,15 @@ impl ShmGuest {
                 None => None,
             };
             let peer = seg.peer(p);
+            if presence.is_some() {
+                // Recorded before the entry is Attached, so that a guest
+                // killed right after the change is judged by its (then
+                // released) presence lock and reclaimed, instead of
+                // looking like a scripted claim. Nobody else writes the
+                // holder of an entry whose presence lock we hold; one that
+                // is not Attached is judged by nobody.
+                peer.set_holder(Some(sys::current_pid()), true)?;
+            }
             let claimed = match claim {
                 Claim::Reserved(_) => peer.transition(PeerState::Reserved, PeerState::Attached)?,
                 Claim::AnyEmpty => {
