@@ -48,6 +48,7 @@ pub struct ShmGuest {
     last_host_check_ns: u64,
 }
 
+#[derive(Clone, Copy)]
 enum Claim {
     AnyEmpty,
     Reserved(u8),
@@ -182,13 +183,24 @@ impl ShmGuest {
                 None => None,
             };
             let peer = seg.peer(p);
+            let claimable = match (claim, peer.state()?) {
+                (Claim::Reserved(_), state) => state == PeerState::Reserved,
+                (Claim::AnyEmpty, PeerState::Empty) => true,
+                (Claim::AnyEmpty, PeerState::Goodbye) => {
+                    seg.ring(p, Direction::GuestToHost).state()?.is_empty()
+                }
+                (Claim::AnyEmpty, _) => false,
+            };
+            if !claimable {
+                continue;
+            }
             if presence.is_some() {
                 // Recorded before the entry is Attached, so that a guest
                 // killed right after the change is judged by its (then
                 // released) presence lock and reclaimed, instead of
-                // looking like a scripted claim. Nobody else writes the
-                // holder of an entry whose presence lock we hold; one that
-                // is not Attached is judged by nobody.
+                // looking like a scripted claim. An entry that is not
+                // Attached is judged by nobody, and only a claim (which
+                // needs the presence lock we hold) makes it Attached.
                 peer.set_holder(Some(sys::current_pid()), true)?;
             }
             let claimed = match claim {
