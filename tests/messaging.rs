@@ -125,6 +125,17 @@ fn a_loan_is_committed_only_by_the_sender_whose_pool_lent_it() {
     assert_eq!(used(&host, usize::from(p)), 0, "the refused loan was freed");
     assert!(guest.try_recv().unwrap().is_none());
 
+    // A loan from another segment's host pool (the same pool number) is
+    // refused too, and goes back to the pool that lent it.
+    let mut other = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let other_guest = ShmGuest::attach(other.region()).unwrap();
+    let foreign = other.loan(other_guest.peer_id(), 100, None).unwrap();
+    assert_eq!(used(&other, 0), 1);
+    assert!(matches!(host.commit(p, foreign), Err(Error::Corrupt(_))));
+    assert_eq!(used(&other, 0), 0, "the refused loan went back to its pool");
+    assert_eq!(used(&host, 0), 0, "nothing was taken from this pool");
+    assert!(guest.try_recv().unwrap().is_none());
+
     // A short loan still travels in a slot, with the descriptor the
     // application filled in, and only the bytes kept by truncate.
     let mut loan = host.loan(p, 64, None).unwrap();

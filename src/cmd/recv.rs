@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmhub::{Frame, PeerState, ShmGuest, ShmHost};
+use shmhub::{Frame, PeerEntry, PeerState, ShmGuest, ShmHost};
 
 use super::common::{
     Interrupted, Role, Trust, WAIT_SLICE, parse_duration, parse_peer_id, parse_role, seg_err,
@@ -128,9 +128,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .map(|g| Receiver::Guest(Box::new(g))),
     };
     let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
-    if let Receiver::Host(host, Some(from)) = &receiver {
-        // The same answer whatever the timeout, and the same as `send --to`.
-        refuse_empty_entry(host, *from).map_err(|e| seg_err(&path, e))?;
+    if let Receiver::Host(host, from) = &receiver {
+        // Every entry is read, and a corrupt one refused, before any is
+        // touched: receiving frees the entries of departed guests whose
+        // messages are all read as it goes.
+        let peers = host.peers().map_err(|e| seg_err(&path, e))?;
+        if let Some(from) = from {
+            // The same answer whatever the timeout, and the same as `send --to`.
+            refuse_empty_entry(&peers, host.config().max_guests, *from)
+                .map_err(|e| seg_err(&path, e))?;
+        }
     }
     let mut printer = MessagePrinter::new(&path, args.json, args.output.as_deref())?;
     if args.follow {
@@ -168,12 +175,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// Refuses to receive from an Empty entry (nothing can come from it).
-fn refuse_empty_entry(host: &ShmHost, from: u8) -> shmhub::Result<()> {
-    let peers = host.peers()?;
+fn refuse_empty_entry(peers: &[PeerEntry], max_guests: u32, from: u8) -> shmhub::Result<()> {
     let Some(entry) = peers.get(usize::from(from) - 1) else {
         return Err(shmhub::Error::InvalidPeerId {
             peer_id: from,
-            max_guests: host.config().max_guests,
+            max_guests,
         });
     };
     if entry.state == PeerState::Empty {

@@ -146,13 +146,7 @@ pub(crate) fn decode(
         generation: desc.slot_generation,
         offset,
     };
-    Ok(Received::in_slot(
-        pool.region().clone(),
-        *pool.layout(),
-        desc,
-        slot,
-        leases.clone(),
-    ))
+    Ok(Received::in_slot(desc, slot, leases.clone()))
 }
 
 /// Frees the slot a descriptor names, without reading it (a ring drained

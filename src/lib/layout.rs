@@ -267,12 +267,16 @@ impl SegmentConfig {
         let pool_bitmap_offset = POOL_HEADER_SIZE;
         let pool_meta_offset =
             align_up(pool_bitmap_offset + bitmap_words * 8, CACHE_LINE).ok_or_else(too_big)?;
+        // Slot data starts on a page, and so does every pool: a slot never
+        // straddles more pages than its size needs, which keeps the
+        // hardware prefetcher (it stops at page boundaries) streaming
+        // through a payload.
         let pool_data_offset =
-            align_up(pool_meta_offset + slots * SLOT_META_SIZE, CACHE_LINE).ok_or_else(too_big)?;
+            align_up(pool_meta_offset + slots * SLOT_META_SIZE, PAGE_SIZE).ok_or_else(too_big)?;
         let pool_stride = slots
             .checked_mul(u64::from(c.slot_size))
             .and_then(|d| d.checked_add(pool_data_offset))
-            .and_then(|end| align_up(end, CACHE_LINE))
+            .and_then(|end| align_up(end, PAGE_SIZE))
             .ok_or_else(too_big)?;
         let total_size = (guests + 1)
             .checked_mul(pool_stride)

@@ -275,17 +275,25 @@ impl<'a> Pool<'a> {
         let search_from = Cell::new(*hint);
         // The share the receiver was found holding, when that stopped it.
         let capped = Cell::new(None);
+        // A share as large as the pool never stops an allocation (the pool
+        // runs out first): then the receiver's count is not read at all,
+        // and its cache line stays with the processes that count.
+        let cap = cap.filter(|cap| cap.floor < self.slots());
         let ready = || {
             if let Some(cap) = cap {
-                // Read the release count first: a free after the look at
-                // the receiver's count moves it, and no sleep follows.
-                seen.set(releases.load(Ordering::SeqCst));
-                let held = self.held(cap.receiver)?;
-                if held >= cap.floor {
-                    let limit = (cap.limit)()?;
-                    if held >= limit {
-                        capped.set(Some(limit));
-                        return Ok(None);
+                // Below its least share the receiver cannot be capped: one
+                // look at its count, no more. At or above it, read the
+                // release count first, then the count again: a free after
+                // that look moves the release count, and no sleep follows.
+                if self.held(cap.receiver)? >= cap.floor {
+                    seen.set(releases.load(Ordering::SeqCst));
+                    let held = self.held(cap.receiver)?;
+                    if held >= cap.floor {
+                        let limit = (cap.limit)()?;
+                        if held >= limit {
+                            capped.set(Some(limit));
+                            return Ok(None);
+                        }
                     }
                 }
                 capped.set(None);

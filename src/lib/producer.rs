@@ -370,9 +370,9 @@ impl Producer {
     /// Publishes a loaned slot to the receiver.
     pub(crate) fn commit(&mut self, mut loan: SlotLoan, present: Present<'_>) -> Result<()> {
         let (sender, receiver) = self.direction.ends(self.guest);
-        if loan.pool != sender || loan.region.len() != self.region.len() {
+        if loan.pool != sender || !Arc::ptr_eq(&loan.leases, &self.leases) {
             return Err(Error::Corrupt(format!(
-                "slot loan from pool {} committed on {} ring of peer {}",
+                "a slot loan from pool {} of another sender or segment was committed on the {} ring of peer {}",
                 loan.pool, self.direction, self.guest
             )));
         }

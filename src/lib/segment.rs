@@ -72,9 +72,9 @@ impl Segment {
         }
         Ok(Segment {
             backing,
+            leases: Arc::new(Leases::new(region.clone(), info.layout)),
             region,
             layout: info.layout,
-            leases: Arc::default(),
             host_slots_per_guest: info.host_slots_per_guest,
         })
     }

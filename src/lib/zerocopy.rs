@@ -2,9 +2,9 @@
 //! into a slot it has been lent, and a receiver reads the payload where it
 //! lies, freeing the slot when it is done.
 
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::desc::{INLINE_CAPACITY, MsgDesc};
 use crate::layout::SegmentLayout;
@@ -16,30 +16,69 @@ use crate::region::Region;
 /// made. Leaving or reclaiming returns every slot a peer holds except
 /// these: their owners still read or write them, and free them themselves
 /// when they drop.
-#[derive(Debug, Default)]
+///
+/// One bit per slot, a bitset per pool made at the pool's first lease:
+/// marking and unmarking a slot is one atomic operation on memory private
+/// to this process, with no lock and no hashing on the path of every
+/// message. It also keeps the mapping the slots lie in, so that a lease
+/// needs nothing but a reference to it (no allocation per message).
+#[derive(Debug)]
 pub(crate) struct Leases {
-    held: Mutex<HashSet<(u8, u32)>>,
+    region: Region,
+    layout: SegmentLayout,
+    slots_per_pool: u32,
+    pools: Box<[OnceLock<Box<[AtomicU64]>>]>,
 }
 
 impl Leases {
+    /// Room for the slots of every pool of `layout`, which lie in `region`.
+    pub(crate) fn new(region: Region, layout: SegmentLayout) -> Self {
+        Leases {
+            region,
+            layout,
+            slots_per_pool: layout.config.slots_per_pool,
+            pools: (0..=layout.config.max_guests)
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    /// The word and bit of slot `slot` of pool `pool`, making the pool's
+    /// bitset if `make`; `None` for a slot outside the layout (or not yet
+    /// made).
+    fn bit(&self, pool: u8, slot: u32, make: bool) -> Option<(&AtomicU64, u64)> {
+        if slot >= self.slots_per_pool {
+            return None;
+        }
+        let cell = self.pools.get(usize::from(pool))?;
+        let words = match cell.get() {
+            Some(words) => words,
+            None if make => cell.get_or_init(|| {
+                (0..self.slots_per_pool.div_ceil(64))
+                    .map(|_| AtomicU64::new(0))
+                    .collect()
+            }),
+            None => return None,
+        };
+        Some((&words[(slot / 64) as usize], 1 << (slot % 64)))
+    }
+
     fn add(&self, pool: u8, slot: u32) {
-        if let Ok(mut held) = self.held.lock() {
-            held.insert((pool, slot));
+        if let Some((word, bit)) = self.bit(pool, slot, true) {
+            word.fetch_or(bit, Ordering::Relaxed);
         }
     }
 
     fn remove(&self, pool: u8, slot: u32) {
-        if let Ok(mut held) = self.held.lock() {
-            held.remove(&(pool, slot));
+        if let Some((word, bit)) = self.bit(pool, slot, false) {
+            word.fetch_and(!bit, Ordering::Relaxed);
         }
     }
 
     /// Whether slot `slot` of pool `pool` is lent out in this process.
     pub(crate) fn contains(&self, pool: u8, slot: u32) -> bool {
-        self.held
-            .lock()
-            .map(|held| held.contains(&(pool, slot)))
-            .unwrap_or(true)
+        self.bit(pool, slot, false)
+            .is_some_and(|(word, bit)| word.load(Ordering::Relaxed) & bit != 0)
     }
 }
 
@@ -97,14 +136,13 @@ pub(crate) struct SlotRef {
 pub struct Received {
     desc: MsgDesc,
     /// Set for payloads in a slot; inline messages need nothing more than
-    /// their descriptor (and cost no reference count or copy of the layout).
-    lease: Option<Box<Lease>>,
+    /// their descriptor (and cost no reference count).
+    lease: Option<Lease>,
 }
 
-/// A received slot: the mapping, where the slot is, and how to free it.
+/// A received slot: where it is, and the record (with the mapping) it is
+/// lent out in.
 struct Lease {
-    region: Region,
-    layout: SegmentLayout,
     slot: SlotRef,
     leases: Arc<Leases>,
 }
@@ -125,22 +163,11 @@ impl Received {
     }
 
     /// A message whose payload lies in a slot, freed when this drops.
-    pub(crate) fn in_slot(
-        region: Region,
-        layout: SegmentLayout,
-        desc: MsgDesc,
-        slot: SlotRef,
-        leases: Arc<Leases>,
-    ) -> Self {
+    pub(crate) fn in_slot(desc: MsgDesc, slot: SlotRef, leases: Arc<Leases>) -> Self {
         leases.add(slot.pool, slot.slot);
         Received {
             desc,
-            lease: Some(Box::new(Lease {
-                region,
-                layout,
-                slot,
-                leases,
-            })),
+            lease: Some(Lease { slot, leases }),
         }
     }
 
@@ -162,7 +189,7 @@ impl Received {
                 // sender wrote it before publishing and does not touch it
                 // again. A process that breaks the protocol can still write
                 // it: see "Shared memory" on this type.
-                let bytes = unsafe { lease.region.bytes(lease.slot.offset, len as u64) };
+                let bytes = unsafe { lease.leases.region.bytes(lease.slot.offset, len as u64) };
                 bytes.unwrap_or(&[])
             }
         }
@@ -177,9 +204,9 @@ impl Received {
 impl Drop for Received {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
-            let s = lease.slot;
-            let _ = Pool::new(&lease.region, &lease.layout, s.pool).free(s.slot, s.generation);
-            lease.leases.remove(s.pool, s.slot);
+            let (s, leases) = (lease.slot, &lease.leases);
+            let _ = Pool::new(&leases.region, &leases.layout, s.pool).free(s.slot, s.generation);
+            leases.remove(s.pool, s.slot);
         }
     }
 }
@@ -195,8 +222,6 @@ impl Drop for Received {
 /// "Shared memory" on [`Received`]). Write the payload, commit, and do not
 /// rely on reading back what was written.
 pub struct SlotLoan {
-    pub(crate) region: Region,
-    pub(crate) layout: SegmentLayout,
     pub(crate) pool: u8,
     pub(crate) slot: u32,
     pub(crate) generation: u32,
@@ -230,8 +255,6 @@ impl SlotLoan {
     ) -> Self {
         leases.add(pool.index(), slot);
         SlotLoan {
-            region: pool.region().clone(),
-            layout: *pool.layout(),
             pool: pool.index(),
             slot,
             generation,
@@ -250,7 +273,12 @@ impl SlotLoan {
         // process or reference reads or writes these bytes until commit;
         // `&mut self` keeps this the only slice. The range was checked
         // against the slot size when the loan was made.
-        unsafe { self.region.bytes_mut(self.data_offset, self.len as u64) }.unwrap_or(&mut [])
+        unsafe {
+            self.leases
+                .region
+                .bytes_mut(self.data_offset, self.len as u64)
+        }
+        .unwrap_or(&mut [])
     }
 
     /// Payload length that will be sent.
@@ -272,8 +300,8 @@ impl SlotLoan {
 impl Drop for SlotLoan {
     fn drop(&mut self) {
         if !self.committed {
-            let _ =
-                Pool::new(&self.region, &self.layout, self.pool).free(self.slot, self.generation);
+            let _ = Pool::new(&self.leases.region, &self.leases.layout, self.pool)
+                .free(self.slot, self.generation);
         }
         self.leases.remove(self.pool, self.slot);
     }
