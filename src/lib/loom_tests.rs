@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use loom::thread;
 
 use crate::desc::DESC_SIZE;
-use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
+use crate::layout::{RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
 use crate::pool::{Cap, Pool};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
@@ -293,12 +293,12 @@ fn pool_region(slots: u32) -> (Region, SegmentLayout) {
         heartbeat_interval_ms: 0,
     };
     let real = config.layout().unwrap();
-    // The pool first, then the one peer entry (whose count of the host's
-    // slots it holds the pool keeps).
+    // The pool first, then the one guest's rings (whose control blocks
+    // count the host's slots it holds).
     let layout = SegmentLayout {
         pools_offset: 0,
-        peer_table_offset: real.pool_stride,
-        total_size: real.pool_stride + PEER_ENTRY_SIZE,
+        rings_offset: real.pool_stride,
+        total_size: real.pool_stride + real.ring_pair_stride,
         ..real
     };
     let region = HeapRegion::new_zeroed(layout.total_size as usize)
@@ -545,10 +545,12 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
         let (pool_mem, layout) = pool_region(2);
         let pool = Pool::new(&pool_mem, &layout, 0);
         let limit = || Ok(1);
+        let returned_seen = std::cell::Cell::new(0);
         let cap = Cap {
             receiver: 1,
             floor: 1,
             limit: &limit,
+            returned_seen: &returned_seen,
         };
         let alloc = || {
             let mut deadline = Deadline::after(None);

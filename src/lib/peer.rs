@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
 use crate::region::Region;
-use crate::sys;
+use crate::{ring, sys};
 
 /// A guest's id: `1..=max_guests` (the host has none). Pools and slot
 /// holders number the host 0, so a guest's id is also its party number.
@@ -30,10 +30,6 @@ pub mod field {
     pub const START_TIME: u64 = 24;
     /// `u64`: when the entry was last claimed, ns since the Unix epoch.
     pub const CLAIMED_UNIX_NS: u64 = 32;
-    /// `u32`: how many of the host's slots this guest holds (handed to it
-    /// and not yet freed): counted up by the host as it hands one over,
-    /// down by whoever frees it (`shm.pool.share`).
-    pub const HOST_SLOTS_HELD: u64 = 40;
 }
 
 /// Entry flag: a running process holds the entry (and its pid is recorded).
@@ -117,7 +113,8 @@ pub struct PeerEntry {
     pub start_time: u64,
     /// When the entry was last claimed (ns since the Unix epoch).
     pub claimed_unix_ns: u64,
-    /// How many of the host's slots the guest holds.
+    /// How many of the host's slots the guest holds (counted in its
+    /// host-to-guest ring, `shm.pool.share`).
     pub host_slots_held: u32,
 }
 
@@ -134,6 +131,9 @@ pub(crate) fn unknown_state(peer_id: u8, raw: u32) -> Error {
 pub(crate) struct Peer<'a> {
     region: &'a Region,
     base: u64,
+    /// The guest's host-to-guest ring, where the host's slots it holds
+    /// are counted.
+    to_guest_ring: u64,
     peer_id: u8,
 }
 
@@ -142,6 +142,7 @@ impl<'a> Peer<'a> {
         Peer {
             region,
             base: layout.peer_entry(peer_id),
+            to_guest_ring: layout.host_to_guest_ring(peer_id),
             peer_id,
         }
     }
@@ -270,7 +271,7 @@ impl<'a> Peer<'a> {
             heartbeat_ns: u64_at(field::HEARTBEAT_NS)?,
             start_time: u64_at(field::START_TIME)?,
             claimed_unix_ns: u64_at(field::CLAIMED_UNIX_NS)?,
-            host_slots_held: u32_at(field::HOST_SLOTS_HELD)?,
+            host_slots_held: ring::host_slots_held(self.region, self.to_guest_ring)?,
         })
     }
 }

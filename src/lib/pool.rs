@@ -18,6 +18,8 @@ use std::cell::Cell;
 use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
 use crate::peer::{Peer, PeerState};
 use crate::region::Region;
+use crate::ring::field as ring_field;
+use crate::sync::atomic::AtomicU32;
 use crate::wait::{Announce, Deadline, WaitStrategy, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets in a pool's control block and slot metadata.
@@ -118,6 +120,11 @@ pub(crate) struct Cap<'a> {
     pub(crate) floor: u32,
     /// The receiver's share now.
     pub(crate) limit: &'a dyn Fn() -> Result<u32>,
+    /// The receiver's count of returned slots as the sender last read it
+    /// (see [`crate::ring::field::HOST_SLOTS_RETURNED`]): the count only
+    /// grows, so with it the sender bounds what the receiver holds without
+    /// reading the receiver's cache line.
+    pub(crate) returned_seen: &'a Cell<u32>,
 }
 
 /// A view of one pool in a region. Pool 0 is the host's, pool `p` guest `p`'s.
@@ -233,22 +240,37 @@ impl<'a> Pool<'a> {
         Ok(None)
     }
 
-    /// The word that counts the host's slots guest `peer` holds (see
-    /// [`Cap`]); `None` for another pool, or a code that is no guest.
-    fn held_by(&self, holder: u32) -> Result<Option<&crate::sync::atomic::AtomicU32>> {
-        let peer = holder.wrapping_sub(1);
-        if self.index != 0 || !self.layout.is_guest(peer.try_into().unwrap_or(0)) {
+    /// The two words that count the host's slots guest `holder - 1`
+    /// holds (see [`Cap`]), handed and returned, in that guest's
+    /// host-to-guest ring; `None` for another pool, or a code that is no
+    /// guest.
+    fn host_slot_counters(&self, holder: u32) -> Result<Option<(&AtomicU32, &AtomicU32)>> {
+        let Some(peer) = holder_party(holder) else {
+            return Ok(None);
+        };
+        if self.index != 0 || !self.layout.is_guest(peer) {
             return Ok(None);
         }
-        let at = self.layout.peer_entry(peer as u8) + crate::peer::field::HOST_SLOTS_HELD;
-        Ok(Some(self.region.atomic_u32(at)?))
+        let ring = self.layout.host_to_guest_ring(peer);
+        Ok(Some((
+            self.region
+                .atomic_u32(ring + ring_field::HOST_SLOTS_HANDED)?,
+            self.region
+                .atomic_u32(ring + ring_field::HOST_SLOTS_RETURNED)?,
+        )))
     }
 
-    /// How many of the host's slots guest `peer` holds (0 for another pool).
+    /// How many of the host's slots guest `peer` holds (0 for another
+    /// pool). A count above the pool's size can only come from a damaged
+    /// counter and is read as 0: the share then lets sends through, never
+    /// blocks them for good, until the next recount.
+    #[cfg(all(loom, test))]
     pub(crate) fn held(&self, peer: u8) -> Result<u32> {
-        Ok(self
-            .held_by(holder_code(peer))?
-            .map_or(0, |held| held.load(Ordering::Acquire)))
+        if self.index != 0 || !self.layout.is_guest(peer) {
+            return Ok(0);
+        }
+        let held = crate::ring::host_slots_held(self.region, self.layout.host_to_guest_ring(peer))?;
+        Ok(if held > self.slots() { 0 } else { held })
     }
 
     /// Allocates a slot, waiting (per `strategy`) until `deadline` for one to
@@ -276,19 +298,31 @@ impl<'a> Pool<'a> {
         // The share the receiver was found holding, when that stopped it.
         let capped = Cell::new(None);
         // A share as large as the pool never stops an allocation (the pool
-        // runs out first): then the receiver's count is not read at all,
-        // and its cache line stays with the processes that count.
+        // runs out first): then the receiver's count is not read at all.
         let cap = cap.filter(|cap| cap.floor < self.slots());
+        let counters = match cap {
+            Some(cap) => self.host_slot_counters(holder_code(cap.receiver))?,
+            None => None,
+        };
         let ready = || {
-            if let Some(cap) = cap {
-                // Below its least share the receiver cannot be capped: one
-                // look at its count, no more. At or above it, read the
-                // release count first, then the count again: a free after
-                // that look moves the release count, and no sleep follows.
-                if self.held(cap.receiver)? >= cap.floor {
+            if let (Some(cap), Some((handed, returned))) = (cap, counters) {
+                // The host alone hands slots over, so `handed` is its own
+                // line; with the last `returned` it saw (never ahead of the
+                // real one) it bounds the receiver's count from above.
+                // Only at the least share the receiver could have is the
+                // receiver's line read: the release count first, then the
+                // count, so that a free after that look moves the release
+                // count, and no sleep follows.
+                let bound = handed
+                    .load(Ordering::Relaxed)
+                    .wrapping_sub(cap.returned_seen.get());
+                if bound >= cap.floor {
                     seen.set(releases.load(Ordering::SeqCst));
-                    let held = self.held(cap.receiver)?;
-                    if held >= cap.floor {
+                    let now_returned = returned.load(Ordering::Acquire);
+                    cap.returned_seen.set(now_returned);
+                    let held = handed.load(Ordering::Acquire).wrapping_sub(now_returned);
+                    // Above the pool's size: a damaged counter, read as 0.
+                    if held >= cap.floor && held <= self.slots() {
                         let limit = (cap.limit)()?;
                         if held >= limit {
                             capped.set(Some(limit));
@@ -341,8 +375,8 @@ impl<'a> Pool<'a> {
         let generation = generation_of(state.load(Ordering::Acquire));
         // Counted before the slot is the receiver's: the count may run
         // ahead of the slots a receiver holds, never behind.
-        if let Some(held) = self.held_by(holder_code(holder))? {
-            held.fetch_add(1, Ordering::AcqRel);
+        if let Some((handed, _)) = self.host_slot_counters(holder_code(holder))? {
+            handed.fetch_add(1, Ordering::AcqRel);
         }
         state.store(pack(generation, holder_code(holder)), Ordering::Release);
         Ok(())
@@ -434,15 +468,9 @@ impl<'a> Pool<'a> {
         }
         // The slot was this holder's: one fewer counts against its share
         // (before the bit goes, so that an allocator woken by the release
-        // sees the count down). A count already at 0 (a corrupt word) stays.
-        if let Some(held) = self.held_by(holder_of(current))? {
-            let mut n = held.load(Ordering::Acquire);
-            while n > 0 {
-                match held.compare_exchange(n, n - 1, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => break,
-                    Err(now) => n = now,
-                }
-            }
+        // sees the count down).
+        if let Some((_, returned)) = self.host_slot_counters(holder_of(current))? {
+            returned.fetch_add(1, Ordering::AcqRel);
         }
         self.release_bit(slot)
     }
@@ -472,24 +500,25 @@ impl<'a> Pool<'a> {
 
     /// Sets the count of the host's slots guest `peer` holds to what the
     /// slots' holders say (a process killed between freeing a slot and
-    /// counting it down leaves the count one too high). Only while nobody
+    /// counting it leaves the count one too high). Only while nobody
     /// hands `peer` a slot: its entry is being reclaimed or claimed anew.
     pub(crate) fn recount_held(&self, peer: u8) -> Result<()> {
-        let Some(held) = self.held_by(holder_code(peer))? else {
+        let Some((handed, returned)) = self.host_slot_counters(holder_code(peer))? else {
             return Ok(());
         };
         // A count of 0 is never too high; the scan reads every slot's
         // metadata, which costs pages a fresh pool has not touched yet.
-        if held.load(Ordering::Acquire) == 0 {
+        let handed_now = handed.load(Ordering::Acquire);
+        if handed_now == returned.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut count = 0;
+        let mut count = 0u32;
         for slot in 0..self.slots() {
             if self.state(slot)?.1 == holder_code(peer) {
                 count += 1;
             }
         }
-        held.store(count, Ordering::Release);
+        returned.store(handed_now.wrapping_sub(count), Ordering::Release);
         Ok(())
     }
 

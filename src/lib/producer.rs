@@ -1,7 +1,9 @@
 //! The sending end of one ring: the ring, the sender's pool its larger
 //! payloads travel in, and what a sender remembers between sends.
 
+use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use crate::codec;
 use crate::desc::{DESC_SIZE, Frame, INLINE_CAPACITY, MsgDesc};
@@ -10,7 +12,7 @@ use crate::header;
 use crate::layout::{Direction, SegmentLayout};
 use crate::pool::{Cap, Pool, host_share, least_host_share};
 use crate::region::Region;
-use crate::ring::Ring;
+use crate::ring::{Ring, field as ring_field};
 use crate::wait::{Deadline, Stop, WaitStrategy};
 use crate::zerocopy::{Leases, SlotLoan};
 
@@ -45,6 +47,9 @@ pub(crate) struct Producer {
     /// the fair share), so that a guest that stops receiving cannot take
     /// the pool from the others.
     host_slots_per_guest: u32,
+    /// For the host's sends: the guest's count of returned slots as last
+    /// read (see [`Cap::returned_seen`]).
+    host_slots_returned_seen: u32,
 }
 
 impl Producer {
@@ -69,6 +74,7 @@ impl Producer {
             pool_hint: 0,
             strategy: WaitStrategy::default(),
             leases,
+            host_slots_returned_seen: 0,
         };
         producer.resync();
         producer
@@ -85,6 +91,12 @@ impl Producer {
     pub(crate) fn resync(&mut self) {
         if let Ok(state) = self.ring().state() {
             self.cached_head = state.head;
+        }
+        if let Ok(returned) = self.region.load_u32(
+            self.ring_base + ring_field::HOST_SLOTS_RETURNED,
+            Ordering::Acquire,
+        ) {
+            self.host_slots_returned_seen = returned;
         }
     }
 
@@ -159,6 +171,7 @@ impl Producer {
             receiver: self.guest,
             floor: least_host_share(&self.layout, self.host_slots_per_guest),
             limit: &limit,
+            returned_seen: Cell::from_mut(&mut self.host_slots_returned_seen),
         };
         pool.alloc(
             sender,

@@ -546,10 +546,7 @@ fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
     f.u64(pf::CLAIMED_UNIX_NS, "claimed_unix_ns", |v| {
         plain(if v == 0 { "never".into() } else { utc(v) })
     });
-    f.u32(pf::HOST_SLOTS_HELD, "host_slots_held", |v| {
-        plain(format!("{} of the host's", count(v, "slot")))
-    });
-    f.reserved(44..PEER_ENTRY_SIZE);
+    f.reserved(40..PEER_ENTRY_SIZE);
     f.into_section(format!("peer {p}"))
 }
 
@@ -583,9 +580,23 @@ fn ring_section(
             ),
         }
     });
+    let to_guest = direction == Direction::HostToGuest;
+    if to_guest {
+        f.u32(rf::HOST_SLOTS_HANDED, "host_slots_handed", |v| {
+            plain(format!(
+                "{} of the host's handed to the guest",
+                count(v, "slot")
+            ))
+        });
+    }
     f.u32(rf::HEAD, "head", |v| {
         plain(format!("index {v} (at {} of {capacity})", v % capacity))
     });
+    if to_guest {
+        f.u32(rf::HOST_SLOTS_RETURNED, "host_slots_returned", |v| {
+            plain(format!("{} of those freed", count(v, "slot")))
+        });
+    }
     f.u32(rf::PRODUCER_WAITING, "producer_waiting", |v| {
         plain(waiting_text(v))
     });
