@@ -953,7 +953,8 @@ impl Monitor {
                             to_host_full |= to_host == RING;
                             let held = p.entry.host_slots_held;
                             seen.max_host_slots_held[i] = seen.max_host_slots_held[i].max(held);
-                            seen.over_share += u64::from(held > report.host_slot_share);
+                            seen.over_share +=
+                                u64::from(report.host_slot_share.is_some_and(|share| held > share));
                         }
                         seen.full_to_guest += u64::from(to_guest_full);
                         seen.full_to_host += u64::from(to_host_full);

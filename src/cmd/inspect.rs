@@ -253,7 +253,10 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
         (
             "host slots per guest",
             if h.host_slots_per_guest == 0 {
-                format!("{} (the fair share)", r.host_slot_share)
+                match r.host_slot_share {
+                    Some(share) => format!("{share} (the fair share)"),
+                    None => "? (the fair share; an entry cannot be read)".into(),
+                }
             } else {
                 h.host_slots_per_guest.to_string()
             },
@@ -340,7 +343,11 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
             comfy_table::Cell::new(fill(&p.to_host)),
             comfy_table::Cell::new(fill(&p.to_guest)),
             // The host's slots it holds, of its share.
-            comfy_table::Cell::new(format!("{}/{}", p.entry.host_slots_held, r.host_slot_share)),
+            comfy_table::Cell::new(format!(
+                "{}/{}",
+                p.entry.host_slots_held,
+                r.host_slot_share.map_or("?".into(), |s| s.to_string())
+            )),
         ];
         if let Some(live) = live {
             let (up, down) = live.rates.get(i).copied().unwrap_or_default();

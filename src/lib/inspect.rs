@@ -92,8 +92,9 @@ pub struct SegmentReport {
     pub owner: Option<FileOwner>,
     /// How many of the host's slots one guest may hold now: the header's
     /// fixed share, or the fair share among the entries in use (each
-    /// entry's `host_slots_held` says how many it holds).
-    pub host_slot_share: u32,
+    /// entry's `host_slots_held` says how many it holds); `None` when the
+    /// fair share cannot be worked out (an entry that cannot be read).
+    pub host_slot_share: Option<u32>,
 }
 
 impl SegmentReport {
@@ -223,7 +224,7 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         });
     }
     // A bad entry makes the fair share unknowable; the fixed one stands.
-    let host_slot_share = host_share(region, &layout, header.host_slots_per_guest).unwrap_or(0);
+    let host_slot_share = host_share(region, &layout, header.host_slots_per_guest).ok();
     Ok(SegmentReport {
         path: PathBuf::new(),
         header,
