@@ -164,7 +164,6 @@ impl Backoff {
                 // The spin hint (PAUSE on x86) costs up to ~140 cycles, which
                 // is added to the latency of noticing the other side; pure
                 // spinning asks for the lowest latency, so it re-checks at once.
-                WaitStrategy::Spin => {}
                 _ => std::hint::spin_loop(),
             }
             return Step::Again;
