@@ -1,0 +1,111 @@
+//! Round trips of one 32-byte inline message between two threads pinned to
+//! two CPUs, both spinning, for profiling (`perf record -g`) and for quick
+//! before/after comparisons of the round-trip path: the host sends, the
+//! guest echoes what it received in place, the host receives in place.
+//! Prints p50 and p99 of `COUNT` timed round trips, and the same for one
+//! cache line bounced between the same two threads (the floor).
+//!
+//! `cargo run --release --example round_trip_profile -- COUNT` (default
+//! 200,000)
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost, WaitStrategy, sys};
+
+fn percentiles(mut samples: Vec<u64>) -> (u64, u64) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+    (at(0.5), at(0.99))
+}
+
+/// One cache line bounced: the main thread writes odd numbers, the other
+/// answers with the next even one.
+fn cache_line_floor(count: u64) -> (u64, u64) {
+    #[repr(align(64))]
+    struct Line(AtomicU64);
+    let line = std::sync::Arc::new(Line(AtomicU64::new(0)));
+    let other = line.clone();
+    let total = (count + count / 10) * 2;
+    let echo = std::thread::spawn(move || {
+        sys::pin_to_cpu(1);
+        let mut want = 1;
+        while want < total {
+            while other.0.load(Ordering::Acquire) != want {
+                std::hint::spin_loop();
+            }
+            other.0.store(want + 1, Ordering::Release);
+            want += 2;
+        }
+    });
+    sys::pin_to_cpu(0);
+    let mut samples = Vec::with_capacity(count as usize);
+    let mut value = 1;
+    for i in 0..count + count / 10 {
+        let start = Instant::now();
+        line.0.store(value, Ordering::Release);
+        while line.0.load(Ordering::Acquire) != value + 1 {
+            std::hint::spin_loop();
+        }
+        value += 2;
+        if i >= count / 10 {
+            samples.push(start.elapsed().as_nanos() as u64);
+        }
+    }
+    echo.join().expect("the echo thread panicked");
+    percentiles(samples)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let count: u64 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let path = std::env::temp_dir().join(format!("rt-profile-{}.shm", std::process::id()));
+    let mut host = ShmHost::create(&path, SegmentConfig::default())?;
+    host.set_wait_strategy(WaitStrategy::Spin);
+    let peer = host.reserve_peer()?;
+    let guest_path = path.clone();
+    let total = count + count / 10;
+    let echo = std::thread::spawn(move || -> Result<(), shmhub::Error> {
+        sys::pin_to_cpu(1);
+        let mut guest = ShmGuest::attach_path_with_id(&guest_path, peer)?;
+        guest.set_wait_strategy(WaitStrategy::Spin);
+        for _ in 0..total {
+            let Some(r) = guest.recv_in_place(Some(Duration::from_secs(5)))? else {
+                return Err(shmhub::Error::Timeout);
+            };
+            let desc = *r.desc();
+            guest.send_with(desc, r.payload(), None)?;
+        }
+        Ok(())
+    });
+    sys::pin_to_cpu(0);
+    while host.peers()?[0].state != shmhub::PeerState::Attached {
+        std::thread::yield_now();
+    }
+    let payload = [0x42u8; 32];
+    let mut samples = Vec::with_capacity(count as usize);
+    for i in 0..total {
+        let start = Instant::now();
+        host.send_with(peer, MsgDesc::new(1, i), &payload, None)?;
+        let back = host
+            .recv_from_in_place(peer, Some(Duration::from_secs(5)))?
+            .ok_or("the echo did not come back")?;
+        if back.payload() != payload {
+            return Err("the echo came back changed".into());
+        }
+        drop(back);
+        if i >= count / 10 {
+            samples.push(start.elapsed().as_nanos() as u64);
+        }
+    }
+    echo.join().map_err(|_| "the echo thread panicked")??;
+    let (p50, p99) = percentiles(samples);
+    let (floor50, floor99) = cache_line_floor(count);
+    println!(
+        "segment p50 {p50} ns, p99 {p99} ns; cache line p50 {floor50} ns, p99 {floor99} ns; \
+         p50 ratio {:.2}",
+        p50 as f64 / floor50 as f64
+    );
+    Ok(())
+}
