@@ -3,11 +3,13 @@
 //! filled in place through a loan (or, for inline sizes, one `send_with`
 //! each), and the guest receives each in place and sums its bytes.
 //!
-//! `cargo run --release --example stream_profile -- SIZE COUNT` (defaults:
-//! 4096 bytes, 2,000,000 messages)
+//! `cargo run --release --example stream_profile -- SIZE COUNT [batched]`
+//! (defaults: 4096 bytes, 2,000,000 messages). With `batched`, inline
+//! sizes go as `bench`'s batched stream does: 64 frames per `send_batch`,
+//! up to 32 taken per `recv_batch`.
 use std::time::{Duration, Instant};
 
-use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost, WaitStrategy, sys};
+use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, WaitStrategy, sys};
 
 /// Sums every byte, as `shmhub bench`'s receiver does (u32 lanes: it
 /// vectorizes).
@@ -25,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or(2_000_000);
+    let batched = args.next().as_deref() == Some("batched");
     let path = std::env::temp_dir().join(format!("stream-profile-{}.shm", std::process::id()));
     let config = SegmentConfig {
         max_guests: 1,
@@ -45,6 +48,16 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mut sum = 0u64;
         let mut got = 0;
         while got < count {
+            if batched {
+                let n = guest.recv_batch(32, Duration::from_secs(5), |r| {
+                    sum = sum.wrapping_add(byte_sum(r.payload()));
+                })?;
+                if n == 0 {
+                    return Err(shmhub::Error::Timeout);
+                }
+                got += n as u64;
+                continue;
+            }
             let Some(r) = guest.recv_in_place(Duration::from_secs(5))? else {
                 return Err(shmhub::Error::Timeout);
             };
@@ -59,7 +72,18 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     let start = Instant::now();
     let inline = [1u8; 32];
+    if batched && size <= 32 {
+        let frames = vec![Frame::new(MsgDesc::new(1, 0), inline[..size].to_vec()); 64];
+        let mut sent = 0u64;
+        while sent < count {
+            let n = (count - sent).min(frames.len() as u64) as usize;
+            sent += host.send_batch(peer, &frames[..n], None)? as u64;
+        }
+    }
     for i in 0..count {
+        if batched && size <= 32 {
+            break;
+        }
         if size <= 32 {
             host.send_with(peer, MsgDesc::new(1, i), &inline[..size], None)?;
         } else {

@@ -103,7 +103,9 @@ impl RingState {
 }
 
 impl<'a> Ring<'a> {
+    /// `capacity` is a power of two (`SegmentLayout` refuses any other).
     pub(crate) fn new(region: &'a Region, base: u64, capacity: u32) -> Self {
+        debug_assert!(capacity.is_power_of_two());
         Ring {
             region,
             base,
@@ -115,9 +117,11 @@ impl<'a> Ring<'a> {
         self.base + RING_HEADER_SIZE + u64::from(index & (self.capacity - 1)) * DESC_SIZE as u64
     }
 
-    /// The phase bit a descriptor written at `index` carries.
+    /// The phase bit a descriptor written at `index` carries: set on even
+    /// laps (`index / capacity` even, which for a power of two is the
+    /// capacity's bit of the index clear: a mask, not a division).
     fn phase(&self, index: u32) -> u32 {
-        if (index / self.capacity) % 2 == 0 {
+        if index & self.capacity == 0 {
             u32::from(FLAG_PHASE) << 16
         } else {
             0
