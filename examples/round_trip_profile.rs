@@ -5,12 +5,21 @@
 //! Prints p50 and p99 of `COUNT` timed round trips, and the same for one
 //! cache line bounced between the same two threads (the floor).
 //!
-//! `cargo run --release --example round_trip_profile -- COUNT` (default
-//! 200,000)
+//! With `legs`, both threads also read the clock between the steps, and the
+//! medians of the four legs are printed: the host's send, from the start
+//! of that send until the guest has the message, the guest's echo send,
+//! and from the end of that send until the host has the echo. Each leg
+//! includes one clock read (about 20 ns), so the round trip itself is
+//! slower in that mode.
+//!
+//! `cargo run --release --example round_trip_profile -- COUNT [legs]`
+//! (default 200,000)
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost, WaitStrategy, sys};
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn percentiles(mut samples: Vec<u64>) -> (u64, u64) {
     samples.sort_unstable();
@@ -55,29 +64,38 @@ fn cache_line_floor(count: u64) -> (u64, u64) {
     percentiles(samples)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let count: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
+/// Nanoseconds since a common start, read by either thread.
+fn since(start: Instant) -> i64 {
+    start.elapsed().as_nanos() as i64
+}
+
+/// The segment's round trips: their durations, and with `legs` the times
+/// of the steps of each (host: send start, send end, echo in hand; guest:
+/// message in hand, echo sent).
+fn segment_round_trips(count: u64, legs: bool) -> Result<(Vec<u64>, Vec<[i64; 5]>), Error> {
     let path = std::env::temp_dir().join(format!("rt-profile-{}.shm", std::process::id()));
     let mut host = ShmHost::create(&path, SegmentConfig::default())?;
     host.set_wait_strategy(WaitStrategy::Spin);
     let peer = host.reserve_peer()?;
-    let guest_path = path.clone();
     let total = count + count / 10;
-    let echo = std::thread::spawn(move || -> Result<(), shmhub::Error> {
+    let clock = Instant::now();
+    let echo = std::thread::spawn(move || -> Result<Vec<[i64; 2]>, shmhub::Error> {
         sys::pin_to_cpu(1);
-        let mut guest = ShmGuest::attach_path_with_id(&guest_path, peer)?;
+        let mut guest = ShmGuest::attach_path_with_id(&path, peer)?;
         guest.set_wait_strategy(WaitStrategy::Spin);
+        let mut marks = Vec::with_capacity(if legs { total as usize } else { 0 });
         for _ in 0..total {
             let Some(r) = guest.recv_in_place(Some(Duration::from_secs(5)))? else {
                 return Err(shmhub::Error::Timeout);
             };
+            let got = if legs { since(clock) } else { 0 };
             let desc = *r.desc();
             guest.send_with(desc, r.payload(), None)?;
+            if legs {
+                marks.push([got, since(clock)]);
+            }
         }
-        Ok(())
+        Ok(marks)
     });
     sys::pin_to_cpu(0);
     while host.peers()?[0].state != shmhub::PeerState::Attached {
@@ -85,9 +103,11 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     let payload = [0x42u8; 32];
     let mut samples = Vec::with_capacity(count as usize);
+    let mut host_marks = Vec::with_capacity(if legs { total as usize } else { 0 });
     for i in 0..total {
         let start = Instant::now();
         host.send_with(peer, MsgDesc::new(1, i), &payload, None)?;
+        let sent = if legs { since(clock) } else { 0 };
         let back = host
             .recv_from_in_place(peer, Some(Duration::from_secs(5)))?
             .ok_or("the echo did not come back")?;
@@ -95,11 +115,43 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             return Err("the echo came back changed".into());
         }
         drop(back);
+        if legs {
+            let started = start.duration_since(clock).as_nanos() as i64;
+            host_marks.push([started, sent, since(clock)]);
+        }
         if i >= count / 10 {
             samples.push(start.elapsed().as_nanos() as u64);
         }
     }
-    echo.join().map_err(|_| "the echo thread panicked")??;
+    let guest_marks = echo.join().map_err(|_| "the echo thread panicked")??;
+    let steps = host_marks
+        .iter()
+        .zip(&guest_marks)
+        .skip((count / 10) as usize)
+        .map(|(h, g)| [h[0], h[1], g[0], g[1], h[2]])
+        .collect();
+    Ok((samples, steps))
+}
+
+fn main() -> Result<(), Error> {
+    let mut args = std::env::args().skip(1);
+    let count: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let legs = args.next().as_deref() == Some("legs");
+    let (samples, steps) = segment_round_trips(count, legs)?;
+    if legs {
+        let names = [
+            "host send",
+            "host send start -> guest has it",
+            "guest echo send",
+            "guest echo sent -> host has it",
+        ];
+        let spans = [(0, 1), (0, 2), (2, 3), (3, 4)];
+        for (name, (from, to)) in names.into_iter().zip(spans) {
+            let mut leg: Vec<i64> = steps.iter().map(|s| s[to] - s[from]).collect();
+            leg.sort_unstable();
+            println!("{name}: p50 {} ns", leg[leg.len() / 2]);
+        }
+    }
     let (p50, p99) = percentiles(samples);
     let (floor50, floor99) = cache_line_floor(count);
     println!(
