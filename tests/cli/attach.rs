@@ -169,7 +169,10 @@ fn a_full_hub_reclaims_entries_whose_holder_died_then_attaches() {
     assert_eq!(p["holder"], "alive", "a live holder is never reclaimed");
 
     // Every holder alive (or scripted): refused, naming them and how to
-    // free a scripted claim.
+    // free a scripted claim. The live holder is frozen while the file is
+    // compared: asleep in its receive, it sets and clears its waiting flag
+    // around every nap, which is its own writing, not the refused attach's.
+    alive.freeze();
     let before = std::fs::read(env.path("seg")).unwrap();
     let r = env.run(&["attach", "seg"]);
     let live = format!("peer 1 (pid {}, alive)", alive.pid());
@@ -182,6 +185,7 @@ fn a_full_hub_reclaims_entries_whose_holder_died_then_attaches() {
     ]);
     assert!(r.stdout.is_empty(), "{:?}", r.stdout);
     assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
+    alive.thaw();
     // The command it names frees the entry.
     env.ok(&["detach", "seg", "--peer-id", "2"]);
     assert_eq!(env.attach("seg"), 2);

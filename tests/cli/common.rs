@@ -503,6 +503,35 @@ impl Held {
         assert_eq!(rc, 0, "kill({}, {signal}) failed", self.child.id());
     }
 
+    /// Stops it with SIGSTOP and returns once it has stopped, so that it
+    /// writes nothing (not even the waiting flag it sets and clears around
+    /// each nap) until [`Held::thaw`].
+    #[track_caller]
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+        let mut status = 0;
+        // SAFETY: waitpid(2) with WUNTRACED on our unreaped child only
+        // reports (and does not reap) it once it has stopped.
+        let rc =
+            unsafe { libc::waitpid(self.child.id() as libc::pid_t, &mut status, libc::WUNTRACED) };
+        assert_eq!(
+            rc,
+            self.child.id() as libc::pid_t,
+            "waitpid on {:?}",
+            self.args
+        );
+        assert!(
+            libc::WIFSTOPPED(status),
+            "shmhub {:?} did not stop: {status:#x}",
+            self.args
+        );
+    }
+
+    /// Lets a frozen process go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
     /// Whether it has exited (without waiting).
     pub fn exited(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {

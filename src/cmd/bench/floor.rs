@@ -7,7 +7,9 @@
 
 use std::fs::OpenOptions;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+#[cfg(target_os = "linux")]
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -86,7 +88,9 @@ impl SharedFile {
         unsafe { AtomicU64::from_ptr(ptr) }
     }
 
-    /// The `u32` at `offset` (a multiple of 4), as an atomic.
+    /// The `u32` at `offset` (a multiple of 4), as an atomic (the futex
+    /// floor's words; there is no futex elsewhere).
+    #[cfg(target_os = "linux")]
     pub fn u32_at(&self, offset: usize) -> &AtomicU32 {
         let ptr = self.at(offset, 4, 4).cast::<u32>();
         // SAFETY: as in `u64_at`, with 4 bytes and 4-byte alignment.

@@ -122,6 +122,7 @@ impl Transport {
 /// Payload bytes of the cache-line floor's line: the line it bounces.
 pub const CACHELINE_SIZE: u64 = 64;
 /// Payload bytes of the blocking floor's line: the word each way.
+#[cfg(target_os = "linux")]
 pub const FUTEX_SIZE: u64 = 4;
 
 /// One measured line.

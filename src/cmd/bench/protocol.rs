@@ -77,11 +77,14 @@ pub fn ring_file_len(sizes: &[usize]) -> usize {
 
 /// Offset of the word the blocking floor's measuring side writes (and
 /// wakes the peer on): the round trip's number, or [`FUTEX_STOP`].
+#[cfg(target_os = "linux")]
 pub const FUTEX_PING: usize = 0;
 /// Offset of the word the peer answers with (and wakes the measuring side
 /// on), on a cache line of its own.
+#[cfg(target_os = "linux")]
 pub const FUTEX_PONG: usize = 64;
 /// Value of the ping word that stops the blocking floor's peer.
+#[cfg(target_os = "linux")]
 pub const FUTEX_STOP: u32 = u32::MAX;
 
 /// Bytes ahead of every payload on a byte stream, which (unlike a segment)
