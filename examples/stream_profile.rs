@@ -4,9 +4,9 @@
 //! each), and the guest receives each in place and sums its bytes.
 //!
 //! `cargo run --release --example stream_profile -- SIZE COUNT [batched]`
-//! (defaults: 4096 bytes, 2,000,000 messages). With `batched`, inline
-//! sizes go as `bench`'s batched stream does: 64 frames per `send_batch`,
-//! up to 32 taken per `recv_batch`.
+//! (defaults: 4096 bytes, 2,000,000 messages). With `batched`, the guest
+//! takes up to 32 messages per `recv_batch`, and inline sizes are sent 64
+//! frames per `send_batch`, as `bench`'s batched stream does.
 use std::time::{Duration, Instant};
 
 use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, WaitStrategy, sys};
@@ -79,18 +79,16 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             let n = (count - sent).min(frames.len() as u64) as usize;
             sent += host.send_batch(peer, &frames[..n], None)? as u64;
         }
-    }
-    for i in 0..count {
-        if batched && size <= 32 {
-            break;
-        }
-        if size <= 32 {
-            host.send_with(peer, MsgDesc::new(1, i), &inline[..size], None)?;
-        } else {
-            let mut loan = host.loan(peer, size, None)?;
-            loan.as_mut_slice().fill(i as u8);
-            loan.desc = MsgDesc::new(1, i);
-            host.commit(peer, loan)?;
+    } else {
+        for i in 0..count {
+            if size <= 32 {
+                host.send_with(peer, MsgDesc::new(1, i), &inline[..size], None)?;
+            } else {
+                let mut loan = host.loan(peer, size, None)?;
+                loan.as_mut_slice().fill(i as u8);
+                loan.desc = MsgDesc::new(1, i);
+                host.commit(peer, loan)?;
+            }
         }
     }
     let sum = receiver.join().map_err(|_| "the receiver panicked")??;
