@@ -621,15 +621,26 @@ fn a_detaching_guest_never_looks_like_a_scripted_claim() {
             }
         })
     };
-    for _ in 0..500 {
+    // At least 500 detaches, and on until the watcher has looked inside
+    // some (on a busy machine it may not run during the first ones), for
+    // at most 30 s.
+    let started = std::time::Instant::now();
+    let mut detaches = 0;
+    while detaches < 500
+        || (looks.load(SeqCst) < 100 && started.elapsed() < std::time::Duration::from_secs(30))
+    {
         let guest = ShmGuest::attach_path(&path).unwrap();
         cycle.fetch_add(1, SeqCst);
         guest.detach().unwrap();
         cycle.fetch_add(1, SeqCst);
+        detaches += 1;
     }
     stop.store(true, SeqCst);
     watcher.join().unwrap();
-    assert!(looks.load(SeqCst) > 0);
+    assert!(
+        looks.load(SeqCst) > 0,
+        "the watcher never looked inside a detach in {detaches} detaches"
+    );
     assert_eq!(
         seen.load(SeqCst),
         0,
