@@ -703,15 +703,25 @@ fn an_attaching_guest_never_looks_like_a_scripted_claim() {
             }
         })
     };
-    for _ in 0..500 {
+    // As in the detach test: at least 500 attaches, and on until the
+    // watcher has looked inside some, for at most 30 s.
+    let started = std::time::Instant::now();
+    let mut attaches = 0;
+    while attaches < 500
+        || (looks.load(SeqCst) < 100 && started.elapsed() < std::time::Duration::from_secs(30))
+    {
         cycle.fetch_add(1, SeqCst);
         let guest = ShmGuest::attach_path(&path).unwrap();
         cycle.fetch_add(1, SeqCst);
         guest.detach().unwrap();
+        attaches += 1;
     }
     stop.store(true, SeqCst);
     watcher.join().unwrap();
-    assert!(looks.load(SeqCst) > 0);
+    assert!(
+        looks.load(SeqCst) > 0,
+        "the watcher never looked inside an attach in {attaches} attaches"
+    );
     assert_eq!(
         seen.load(SeqCst),
         0,
