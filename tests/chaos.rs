@@ -2074,7 +2074,14 @@ fn host_kill_round(
         children[0].await_signal("frozen", CHILD_WAIT);
         let deadline = Instant::now() + ARM_LIMIT;
         loop {
-            let recv = peek.consumer_waiting(RECV_PARKED, H2G) != 0;
+            // Nothing queued for it first, then its flag: a flag read before
+            // it could still be that of a nap that the last message sent
+            // before the freeze is about to end (on the portable build a
+            // sleeper notices a wake only at its next poll). With nothing
+            // queued and the host frozen, a guest whose flag is up after
+            // that stays in its receive.
+            let recv = peek.ring_fill(RECV_PARKED, H2G) == 0
+                && peek.consumer_waiting(RECV_PARKED, H2G) != 0;
             let ring = peek.producer_waiting(RING_PARKED, G2H) != 0
                 && peek.ring_fill(RING_PARKED, G2H) == RING;
             let pool = peek.pool_waiters(POOL_PARKED) != 0 && peek.pool_used(POOL_PARKED) == SLOTS;
