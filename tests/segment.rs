@@ -581,118 +581,70 @@ fn a_host_send_racing_a_detach_never_reaches_the_next_guest() {
 // shm[verify shm.peer.liveness]
 #[test]
 fn a_detaching_guest_never_looks_like_a_scripted_claim() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
-
-    let dir = tmp();
-    let path = dir.path().join("detaching.shm");
-    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
-    let (region, entry) = (host.region(), host.layout().peer_entry(1));
-    // Odd while a guest detaches; the watcher counts only what it read
-    // within one detach (the count unchanged around its reads): a claim,
-    // before it records its holder, is Attached with none for a moment.
-    let cycle = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, looks) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let watcher = {
-        let (cycle, stop, seen, looks) = (cycle.clone(), stop.clone(), seen.clone(), looks.clone());
-        std::thread::spawn(move || {
-            while !stop.load(SeqCst) {
-                let before = cycle.load(SeqCst);
-                if before % 2 == 0 {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                // The holder's flags first, then the state: a holder cleared
-                // by then and an entry still Attached is the state to avoid.
-                let flags = region
-                    .load_u32(entry + shmhub::peer::field::FLAGS, SeqCst)
-                    .unwrap();
-                let state = region
-                    .load_u32(entry + shmhub::peer::field::STATE, SeqCst)
-                    .unwrap();
-                if cycle.load(SeqCst) != before {
-                    continue;
-                }
-                looks.fetch_add(1, SeqCst);
-                if state == PeerState::Attached.to_u32() && flags & shmhub::peer::FLAG_HELD == 0 {
-                    seen.fetch_add(1, SeqCst);
-                }
-            }
-        })
-    };
-    // At least 500 detaches, and on until the watcher has looked inside
-    // some (on a busy machine it may not run during the first ones), for
-    // at most 30 s.
-    let started = std::time::Instant::now();
-    let mut detaches = 0;
-    while detaches < 500
-        || (looks.load(SeqCst) < 100 && started.elapsed() < std::time::Duration::from_secs(30))
-    {
-        let guest = ShmGuest::attach_path(&path).unwrap();
-        cycle.fetch_add(1, SeqCst);
-        guest.detach().unwrap();
-        cycle.fetch_add(1, SeqCst);
-        detaches += 1;
-    }
-    stop.store(true, SeqCst);
-    watcher.join().unwrap();
-    assert!(
-        looks.load(SeqCst) > 0,
-        "the watcher never looked inside a detach in {detaches} detaches"
-    );
-    assert_eq!(
-        seen.load(SeqCst),
-        0,
-        "an entry was seen Attached with no holder while its guest detached"
-    );
-    drop(host);
+    never_attached_without_holder(Watched::Detach);
 }
 
-/// A guest killed at any moment of its detach must leave its entry either
-/// Attached to its (dead) holder, which the host reclaims, or left: never
-/// Attached with no holder, which passes for a scripted claim and is never
-/// reclaimed. A kill cannot be aimed at the instant between two stores, but
-/// the state itself can be watched for: a thread reading the entry while
-/// guests detach never sees it Attached without `HELD`. (The detach used to
-/// clear its holder before leaving Attached; a chaos run killed a guest in
-/// between and its entry was lost.)
+/// The same for a guest killed at any point of its attach: it records
+/// itself as holder before its entry is Attached, so it is judged by its
+/// presence lock and reclaimed, never taken for a scripted claim.
 // shm[verify shm.peer.detach]
 // shm[verify shm.peer.liveness]
 #[test]
 fn an_attaching_guest_never_looks_like_a_scripted_claim() {
+    never_attached_without_holder(Watched::Attach);
+}
+
+/// Which half of a claim-and-release cycle the watcher looks inside.
+#[derive(Clone, Copy, PartialEq)]
+enum Watched {
+    Attach,
+    Detach,
+}
+
+/// Attaches and detaches guests over and over while a thread reads entry 1
+/// inside each `watched` call (a counter is odd during it, and a read
+/// counts only if the counter did not move around it), and fails if the
+/// entry was ever seen Attached with no holder. Runs at least 500 cycles,
+/// and on until the watcher has looked inside some (on a busy machine it
+/// may not run during the first ones), for at most 30 s.
+fn never_attached_without_holder(watched: Watched) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
+    let (a, word) = match watched {
+        Watched::Attach => ("an", "attach"),
+        Watched::Detach => ("a", "detach"),
+    };
     let dir = tmp();
-    let path = dir.path().join("attaching.shm");
+    let path = dir.path().join(format!("{word}ing.shm"));
     let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
     let (region, entry) = (host.region(), host.layout().peer_entry(1));
-    // Odd while a guest attaches; the watcher counts only what it read
-    // within one attach (the count unchanged around its reads). A guest
-    // records itself as holder before its entry is Attached, so one killed
-    // at any point of its attach is judged by its presence lock and
-    // reclaimed, never taken for a scripted claim.
     let cycle = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (seen, looks) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let watcher = {
         let (cycle, stop, seen, looks) = (cycle.clone(), stop.clone(), seen.clone(), looks.clone());
         std::thread::spawn(move || {
+            let read = |field| region.load_u32(entry + field, SeqCst).unwrap();
             while !stop.load(SeqCst) {
                 let before = cycle.load(SeqCst);
                 if before % 2 == 0 {
                     std::hint::spin_loop();
                     continue;
                 }
-                // The state first, then the holder's flags: an entry already
-                // Attached must have its holder recorded by then.
-                let state = region
-                    .load_u32(entry + shmhub::peer::field::STATE, SeqCst)
-                    .unwrap();
-                let flags = region
-                    .load_u32(entry + shmhub::peer::field::FLAGS, SeqCst)
-                    .unwrap();
+                // The field the call writes last is read first: a detach
+                // clears the holder after leaving Attached, an attach
+                // records it before entering Attached.
+                let (state, flags) = match watched {
+                    Watched::Attach => {
+                        let state = read(shmhub::peer::field::STATE);
+                        (state, read(shmhub::peer::field::FLAGS))
+                    }
+                    Watched::Detach => {
+                        let flags = read(shmhub::peer::field::FLAGS);
+                        (read(shmhub::peer::field::STATE), flags)
+                    }
+                };
                 if cycle.load(SeqCst) != before {
                     continue;
                 }
@@ -703,29 +655,32 @@ fn an_attaching_guest_never_looks_like_a_scripted_claim() {
             }
         })
     };
-    // As in the detach test: at least 500 attaches, and on until the
-    // watcher has looked inside some, for at most 30 s.
     let started = std::time::Instant::now();
-    let mut attaches = 0;
-    while attaches < 500
+    let mut cycles = 0;
+    while cycles < 500
         || (looks.load(SeqCst) < 100 && started.elapsed() < std::time::Duration::from_secs(30))
     {
-        cycle.fetch_add(1, SeqCst);
+        if watched == Watched::Attach {
+            cycle.fetch_add(1, SeqCst);
+        }
         let guest = ShmGuest::attach_path(&path).unwrap();
         cycle.fetch_add(1, SeqCst);
         guest.detach().unwrap();
-        attaches += 1;
+        if watched == Watched::Detach {
+            cycle.fetch_add(1, SeqCst);
+        }
+        cycles += 1;
     }
     stop.store(true, SeqCst);
     watcher.join().unwrap();
     assert!(
         looks.load(SeqCst) > 0,
-        "the watcher never looked inside an attach in {attaches} attaches"
+        "the watcher never looked inside {a} {word} in {cycles} {word}es"
     );
     assert_eq!(
         seen.load(SeqCst),
         0,
-        "an entry was seen Attached with no holder while its guest attached"
+        "an entry was seen Attached with no holder while its guest {word}ed"
     );
     drop(host);
 }

@@ -364,7 +364,7 @@ impl<'a> Ring<'a> {
         let flag = self
             .region
             .atomic_u32(self.base + field::CONSUMER_WAITING)?;
-        let ready = || Ok(self.is_new(head)?.then_some(()));
+        let ready = |_| Ok(self.is_new(head)?.then_some(()));
         let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, quiet);
         Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
     }
@@ -384,7 +384,7 @@ impl<'a> Ring<'a> {
         let flag = self
             .region
             .atomic_u32(self.base + field::PRODUCER_WAITING)?;
-        let ready = || Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
+        let ready = |_| Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
         let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, quiet);
         Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
     }

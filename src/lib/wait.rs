@@ -150,6 +150,16 @@ impl Backoff {
         Backoff { strategy, step: 0 }
     }
 
+    /// Whether the step after the current look may be a sleep: what a
+    /// waiter needs to read (the value it would sleep on) only then.
+    pub(crate) fn may_sleep_next(&self) -> bool {
+        match self.strategy {
+            WaitStrategy::Spin => false,
+            WaitStrategy::Block => true,
+            WaitStrategy::Adaptive => self.step.wrapping_add(1) > SPIN_STEPS + YIELD_STEPS,
+        }
+    }
+
     /// What to do next.
     pub(crate) fn next_step(&mut self, deadline: &mut Deadline) -> Step {
         self.step = self.step.wrapping_add(1);
@@ -186,18 +196,20 @@ impl Backoff {
 pub(crate) type Stop<'a> = &'a mut dyn FnMut() -> Result<()>;
 
 /// Waits until `ready` yields a value, the `deadline` passes (`Ok(None)`),
-/// or `stop` fails. `sleep` is called to sleep for at most the given time
-/// once spinning is over; it should use [`sleep_unless`].
+/// or `stop` fails. `ready` is told whether a sleep may follow this look
+/// (see [`Backoff::may_sleep_next`]), so that it reads what a sleep needs
+/// only then. `sleep` is called to sleep for at most the given time once
+/// spinning is over; it should use [`sleep_unless`].
 pub(crate) fn wait_until<T>(
     strategy: WaitStrategy,
     deadline: &mut Deadline,
     stop: Stop<'_>,
-    mut ready: impl FnMut() -> Result<Option<T>>,
+    mut ready: impl FnMut(bool) -> Result<Option<T>>,
     mut sleep: impl FnMut(Duration) -> Result<()>,
 ) -> Result<Option<T>> {
     let mut backoff = Backoff::new(strategy);
     loop {
-        if let Some(value) = ready()? {
+        if let Some(value) = ready(backoff.may_sleep_next())? {
             return Ok(Some(value));
         }
         match backoff.next_step(deadline) {
@@ -281,6 +293,26 @@ mod tests {
         }
         assert!(checks >= (SPIN_STEPS + YIELD_STEPS) / CHECK_EVERY);
         assert_eq!(b.next_step(&mut forever), Step::Sleep(MAX_SLEEP));
+    }
+
+    // A waiter reads what it sleeps on only when told a sleep may follow:
+    // every sleep must have been announced by the look before it.
+    // shm[verify shm.ring.spsc]
+    #[test]
+    fn every_sleep_is_announced_by_the_look_before_it() {
+        for s in WaitStrategy::ALL {
+            let mut b = Backoff::new(s);
+            let mut forever = Deadline::after(None);
+            let mut sleeps = 0;
+            for _ in 0..3 * (SPIN_STEPS + YIELD_STEPS) {
+                let announced = b.may_sleep_next();
+                if let Step::Sleep(_) = b.next_step(&mut forever) {
+                    assert!(announced, "{s:?} slept unannounced");
+                    sleeps += 1;
+                }
+            }
+            assert_eq!(sleeps > 0, s != WaitStrategy::Spin, "{s:?}");
+        }
     }
 
     // shm[verify shm.ring.spsc]

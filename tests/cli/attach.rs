@@ -201,7 +201,7 @@ fn a_held_attach_on_a_full_hub_reclaims_too() {
     let mut held = env.spawn(&["attach", "seg", "--hold"]);
     assert_eq!(held.line(), "1");
     let msg = "to the new holder";
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", msg]);
+    env.send_as_host("seg", "1", msg);
     assert_eq!(held.line(), msg);
     held.signal(libc::SIGTERM);
     held.wait_ok();

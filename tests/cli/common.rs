@@ -124,6 +124,11 @@ impl Env {
         r
     }
 
+    /// `shmhub send SEG --as host --to PEER PAYLOAD`, which must succeed.
+    pub fn send_as_host(&self, seg: &str, peer: &str, payload: &str) -> Run {
+        self.ok(&["send", seg, "--as", "host", "--to", peer, payload])
+    }
+
     /// Creates a small segment under bare name `name` (plus `extra` flags).
     pub fn small(&self, name: &str, extra: &[&str]) -> PathBuf {
         let mut args = vec!["create", name];

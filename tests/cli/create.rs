@@ -312,15 +312,7 @@ fn force_replaces_an_existing_segment() {
     let env = Env::new();
     env.small("seg", &["--max-guests", "2"]);
     env.attach("seg");
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "1",
-        &slot_msg("stale"),
-    ]);
+    env.send_as_host("seg", "1", &slot_msg("stale"));
     let v = env
         .ok(&[
             "create",

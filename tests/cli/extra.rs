@@ -19,26 +19,10 @@ fn reclaim_prints_the_ids_of_dead_guests() {
     assert_eq!(alive.line(), "2");
     let mut doomed = env.spawn(&["attach", "seg", "--hold"]);
     assert_eq!(doomed.line(), "3");
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "3",
-        &slot_msg("read"),
-    ]);
+    env.send_as_host("seg", "3", &slot_msg("read"));
     assert_eq!(doomed.line(), slot_msg("read"));
     doomed.signal(libc::SIGSTOP);
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "3",
-        &slot_msg("never read"),
-    ]);
+    env.send_as_host("seg", "3", &slot_msg("never read"));
     doomed.signal(libc::SIGKILL);
     doomed.wait();
     assert_eq!(peer(&env.inspect("seg"), 3)["holder"], "dead");
@@ -139,7 +123,7 @@ fn reclaim_says_why_it_leaves_a_stopped_stale_guest_alone() {
     stopped.signal(libc::SIGCONT);
     assert!(holder_becomes("alive"), "{}", env.inspect("seg"));
     let msg = "still yours";
-    env.ok(&["send", "seg", "--as", "host", "--to", "2", msg]);
+    env.send_as_host("seg", "2", msg);
     assert_eq!(stopped.line(), msg);
     stopped.signal(libc::SIGTERM);
     stopped.wait_ok();
@@ -155,7 +139,7 @@ fn detach_refuses_an_entry_a_live_process_holds() {
         .error(&[&env.path("seg").display().to_string()]);
     assert_eq!(peer(&env.inspect("seg"), 1)["state"], "attached");
     // And the holder still works.
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "ok"]);
+    env.send_as_host("seg", "1", "ok");
     assert_eq!(guest.line(), "ok");
     guest.signal(libc::SIGINT);
     guest.wait_ok();

@@ -199,7 +199,7 @@ fn preallocate_reserves_every_page_or_creates_nothing() {
     assert_eq!(env.attach("seg"), 1);
     let slot = "p".repeat(4096);
     for _ in 0..4 {
-        env.ok(&["send", "seg", "--as", "host", "--to", "1", &slot]);
+        env.send_as_host("seg", "1", &slot);
         env.ok(&["send", "seg", "--as", "1", &slot]);
     }
     env.ok(&["inspect", "seg"]);
@@ -281,7 +281,7 @@ fn a_full_file_system_is_one_error_line_for_every_command() {
 
     // With space again, the same segment works.
     std::fs::remove_file(filler).unwrap();
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", &slot]);
+    env.send_as_host("seg", "1", &slot);
     env.ok(&["inspect", "seg"]);
     env.ok(&["rm", "seg"]);
 }

@@ -188,15 +188,7 @@ fn held_host_and_held_guest_talk_and_the_guest_leaves_when_the_host_does() {
     let mut host = hold_host(&env, false);
     let mut guest = env.spawn(&["attach", "seg", "--hold"]);
     assert_eq!(guest.line(), "1");
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "1",
-        &slot_msg("down"),
-    ]);
+    env.send_as_host("seg", "1", &slot_msg("down"));
     assert_eq!(guest.line(), slot_msg("down"));
     env.ok(&["send", "seg", "--as", "1", "up"]);
     assert_eq!(host.line(), "up");
@@ -245,21 +237,13 @@ fn recv_follow_prints_messages_sent_meanwhile_and_sigint_exits_0() {
     env.attach("seg");
     // One message already queued: once it is printed, the follower is in
     // its loop (and handles signals).
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "queued before"]);
+    env.send_as_host("seg", "1", "queued before");
     let mut follower = env.spawn(&["recv", "seg", "--as", "1", "--follow"]);
     assert_eq!(follower.line(), "queued before");
     let long = slot_msg("follow");
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "1",
-        "while following",
-    ]);
+    env.send_as_host("seg", "1", "while following");
     assert_eq!(follower.line(), "while following");
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", &long]);
+    env.send_as_host("seg", "1", &long);
     assert_eq!(follower.line(), long);
     env.ok(&[
         "send", "seg", "--as", "host", "--to", "1", "n", "--count", "5",
@@ -304,7 +288,7 @@ fn recv_follow_as_a_guest_ends_when_the_host_leaves() {
     let env = Env::new();
     let mut host = hold_host(&env, false);
     env.attach("seg");
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "first"]);
+    env.send_as_host("seg", "1", "first");
     let mut follower = env.spawn(&["recv", "seg", "--as", "1", "--follow"]);
     assert_eq!(follower.line(), "first");
     host.signal(libc::SIGTERM);
@@ -342,7 +326,7 @@ fn a_receiving_end_in_use_by_a_live_process_is_not_shared() {
     .code(3)
     .error_line(&[&path, "in use by another process"]);
     // Nothing was taken from them.
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "for the guest"]);
+    env.send_as_host("seg", "1", "for the guest");
     assert_eq!(guest.line(), "for the guest");
     env.ok(&["send", "seg", "--as", "1", "for the host"]);
     assert_eq!(host.line(), "for the host");

@@ -12,8 +12,8 @@ fn busy(env: &Env) {
     env.attach("seg");
     env.attach("seg");
     env.ok(&["detach", "seg", "--peer-id", "2"]);
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "inline"]);
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", &slot_msg("a")]);
+    env.send_as_host("seg", "1", "inline");
+    env.send_as_host("seg", "1", &slot_msg("a"));
     env.ok(&["send", "seg", "--as", "1", &slot_msg("b"), "--count", "3"]);
 }
 
@@ -278,7 +278,7 @@ fn works_while_other_processes_use_the_segment() {
     assert!(p["heartbeat_age_ms"].as_u64().is_some(), "{p}");
     // Both keep working after being inspected, and inspect (text) works too.
     env.ok(&["inspect", "seg"]);
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "still working"]);
+    env.send_as_host("seg", "1", "still working");
     assert_eq!(guest.line(), "still working");
     guest.signal(libc::SIGTERM);
     guest.wait_ok();

@@ -99,15 +99,7 @@ fn slots_name_their_holder_and_the_message_that_names_them() {
         "held by a live receiver: {s:?}"
     );
 
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "2",
-        &slot_msg("for 2"),
-    ]);
+    env.send_as_host("seg", "2", &slot_msg("for 2"));
     let s = slots(&env, "seg");
     assert_eq!(s.len(), 2, "{s:?}");
     let for_2 = s.iter().find(|s| s["holder_party"] == 2).unwrap();
@@ -133,7 +125,7 @@ fn raw_dumps_every_field_of_a_sound_segment_as_ok() {
     let env = Env::new();
     let path = env.small("seg", &[]);
     env.attach("seg");
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", &slot_msg("raw")]);
+    env.send_as_host("seg", "1", &slot_msg("raw"));
     let len = std::fs::metadata(&path).unwrap().len();
     let v = env.ok(&["inspect", "seg", "--raw", "--json"]).json();
     assert_eq!(
@@ -483,15 +475,7 @@ fn no_view_changes_the_file() {
     let env = Env::new();
     let path = env.small("seg", &[]);
     env.attach("seg");
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "1",
-        &slot_msg("kept"),
-    ]);
+    env.send_as_host("seg", "1", &slot_msg("kept"));
     env.ok(&["send", "seg", "--as", "1", "inline"]);
     let before = std::fs::read(&path).unwrap();
     let meta = std::fs::metadata(&path).unwrap();
@@ -546,16 +530,8 @@ fn views_hold_up_in_pipes_and_on_narrow_terminals() {
     let env = Env::new();
     env.small("seg", &[]);
     env.attach("seg");
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "1",
-        &slot_msg("narrow terminals wrap long previews"),
-    ]);
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "short"]);
+    env.send_as_host("seg", "1", &slot_msg("narrow terminals wrap long previews"));
+    env.send_as_host("seg", "1", "short");
     let views: [&[&str]; 3] = [
         &["peek", "seg"],
         &["inspect", "seg", "--slots"],

@@ -140,7 +140,7 @@ fn gc_removes_what_nobody_can_use_and_nothing_else() {
     );
     assert_eq!(env.listing(), ["notes.txt", "used"]);
     // The live guest never noticed.
-    env.ok(&["send", "used", "--as", "host", "--to", "1", "still here"]);
+    env.send_as_host("used", "1", "still here");
     assert_eq!(guest.line(), "still here");
     guest.signal(libc::SIGTERM);
     guest.wait_ok();
@@ -282,7 +282,7 @@ fn spawn_runs_a_guest_program_on_a_reserved_entry() {
         echo.pid(),
         "the program holds it, not spawn"
     );
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "ping"]);
+    env.send_as_host("seg", "1", "ping");
     let back = env.ok(&["recv", "seg", "--as", "host", "--from", "1"]);
     assert_eq!(back.stdout, "ping\n");
     // The host leaving ends the program (exit 0), and spawn with it.
@@ -311,15 +311,7 @@ fn spawn_runs_a_guest_program_on_a_reserved_entry() {
     assert!(wait_until(Duration::from_secs(10), || {
         peer(&env.inspect("seg"), 1)["state"] == "attached"
     }));
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "1",
-        &slot_msg("echoed into its pool"),
-    ]);
+    env.send_as_host("seg", "1", &slot_msg("echoed into its pool"));
     let pid = peer(&env.inspect("seg"), 1)["pid"].as_u64().unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
         ring_len(&env.inspect("seg"), 1, "to_host") == 1

@@ -226,7 +226,7 @@ fn a_message_that_will_be_refused_is_listed_with_the_reason() {
     env.attach("seg");
     let long = slot_msg("b");
     for payload in ["one", &long, "three"] {
-        env.ok(&["send", "seg", "--as", "host", "--to", "1", payload]);
+        env.send_as_host("seg", "1", payload);
     }
     // Forge two of the three queued descriptors: an unknown flag bit on
     // the first (its phase bit kept), a stale generation on the second.

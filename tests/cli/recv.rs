@@ -10,8 +10,8 @@ fn text_prints_payload_and_newline() {
     env.small("seg", &[]);
     env.attach("seg");
     let long = slot_msg("long");
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "hello"]);
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", &long]);
+    env.send_as_host("seg", "1", "hello");
+    env.send_as_host("seg", "1", &long);
     let r = env.ok(&["recv", "seg", "--as", "1"]);
     assert_eq!(r.stdout, "hello\n");
     assert!(r.stderr.is_empty(), "{:?}", r.stderr);

@@ -26,15 +26,7 @@ fn scripted_guests_and_queued_messages_do_not_block_removal() {
     env.small("seg", &[]);
     env.attach("seg");
     env.attach("seg");
-    env.ok(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        "1",
-        &slot_msg("left behind"),
-    ]);
+    env.send_as_host("seg", "1", &slot_msg("left behind"));
     env.ok(&["send", "seg", "--as", "2", "left behind"]);
     let r = env.ok(&["rm", "seg", "--timeout", "2s"]);
     assert!(r.elapsed < Duration::from_secs(2), "took {:?}", r.elapsed);

@@ -57,7 +57,7 @@ fn json_summary_and_quiet_text() {
     let env = Env::new();
     env.small("seg", &[]);
     env.attach("seg");
-    let r = env.ok(&["send", "seg", "--as", "host", "--to", "1", "hello"]);
+    let r = env.send_as_host("seg", "1", "hello");
     assert!(r.stdout.is_empty() && r.stderr.is_empty(), "{r:?}");
     let v = env
         .ok(&[
@@ -276,8 +276,8 @@ fn full_ring_waits_for_timeout_then_exits_3() {
     let env = Env::new();
     env.small("seg", &["--ring-size", "2"]);
     env.attach("seg");
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "one"]);
-    env.ok(&["send", "seg", "--as", "host", "--to", "1", "two"]);
+    env.send_as_host("seg", "1", "one");
+    env.send_as_host("seg", "1", "two");
     let r = env.run(&[
         "send",
         "seg",
