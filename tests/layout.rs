@@ -64,7 +64,7 @@ fn header_fields_sit_at_their_documented_offsets() {
     let pools = align(rings + g * 2 * ring_size, 4096);
     let words = s.div_ceil(64);
     let meta = align(64 + 8 * words, 64);
-    let data_off = align(meta + 16 * s, 4096);
+    let data_off = align(meta + 64 * s, 4096);
     let stride = align(data_off + s * z, 4096);
     let total = align(pools + (g + 1) * stride, 4096);
     assert_eq!(bytes.len() as u64, total);
@@ -182,7 +182,7 @@ fn every_region_is_cache_line_aligned_and_the_pools_and_slot_data_page_aligned()
         assert_eq!(l.pool_data_offset % 4096, 0, "{config:?}");
         assert_eq!(l.pool_stride % 4096, 0, "{config:?}");
         assert!(l.pool_meta_offset >= 64 + 8 * u64::from(config.slots_per_pool).div_ceil(64));
-        assert!(l.pool_data_offset >= l.pool_meta_offset + 16 * u64::from(config.slots_per_pool));
+        assert!(l.pool_data_offset >= l.pool_meta_offset + 64 * u64::from(config.slots_per_pool));
     }
     // The default configuration's numbers, as the spec's table gives them.
     let l = SegmentConfig::default().layout().unwrap();
@@ -196,7 +196,7 @@ fn every_region_is_cache_line_aligned_and_the_pools_and_slot_data_page_aligned()
             l.pool_stride,
             l.total_size
         ),
-        (768, 16_576, 266_240, 128, 4_096, 4_198_400, 38_051_840)
+        (768, 16_576, 266_240, 128, 8_192, 4_202_496, 38_088_704)
     );
     assert_eq!(SegmentConfig::default().heartbeat_interval_ms, 0);
 }

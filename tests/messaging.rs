@@ -211,6 +211,91 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     );
 }
 
+/// Slots in use in the host's pool, as inspection reads them.
+fn host_slots_used(region: &shmhub::Region) -> u32 {
+    shmhub::inspect_region(region, None).unwrap().pools[0]
+        .usage
+        .used
+}
+
+// shm[verify shm.pool.batch-free]
+#[test]
+fn a_batch_frees_the_slots_dropped_in_its_handler_when_it_returns() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let region = host.region();
+    let mut guest = ShmGuest::attach(region.clone()).unwrap();
+    let p = guest.peer_id();
+    for i in 0..6u8 {
+        host.try_send(p, data(u64::from(i), &[i; 200])).unwrap();
+    }
+    // A message taken in an earlier receive, dropped inside the handler.
+    let earlier = guest.recv_in_place(Some(Duration::ZERO)).unwrap().unwrap();
+    let mut earlier = Some(earlier);
+    let mut kept = Vec::new();
+    let mut used_in_handler = Vec::new();
+    let taken = guest
+        .recv_batch(8, Some(Duration::ZERO), |r| {
+            match r.desc().id {
+                // Kept past the batch: freed only when it is dropped.
+                1 => kept.push(r),
+                // Dropped on another thread: freed at once.
+                2 => std::thread::spawn(move || drop(r)).join().unwrap(),
+                _ => drop(r),
+            }
+            drop(earlier.take());
+            used_in_handler.push(host_slots_used(&region));
+        })
+        .unwrap();
+    assert_eq!(taken, 5);
+    // The first handler call keeps message 1 and drops the earlier message
+    // 0 (put off: 6 in use), message 2 goes at once (5), and the drops of
+    // 3 to 5 are put off too.
+    assert_eq!(used_in_handler, [6, 5, 5, 5, 5]);
+    // As the batch returns, messages 0, 3, 4 and 5 go back together; the
+    // kept one stays until it is dropped.
+    assert_eq!(host_slots_used(&region), 1);
+    assert_eq!(kept[0].payload(), &[1u8; 200][..]);
+    drop(kept);
+    assert_eq!(host_slots_used(&region), 0);
+
+    // A batch on another segment inside the handler keeps its own list:
+    // its slots go back as it returns, this batch's as this one does.
+    let mut other_host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let other_region = other_host.region();
+    let mut other_guest = ShmGuest::attach(other_region.clone()).unwrap();
+    for i in 0..3u8 {
+        host.try_send(p, data(u64::from(i), &[i; 200])).unwrap();
+        other_host
+            .try_send(other_guest.peer_id(), data(u64::from(i), &[i; 200]))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    guest
+        .recv_batch(8, Some(Duration::ZERO), |r| {
+            drop(r);
+            if seen.is_empty() {
+                other_guest
+                    .recv_batch(8, Some(Duration::ZERO), drop)
+                    .unwrap();
+            }
+            seen.push((host_slots_used(&region), host_slots_used(&other_region)));
+        })
+        .unwrap();
+    assert_eq!(seen, [(3, 0), (3, 0), (3, 0)]);
+    assert_eq!(host_slots_used(&region), 0);
+
+    // A lone message is freed as it is dropped, as by an in-place receive.
+    host.try_send(p, data(9, &[9u8; 200])).unwrap();
+    let mut used = None;
+    guest
+        .recv_batch(8, Some(Duration::ZERO), |r| {
+            drop(r);
+            used = Some(host_slots_used(&region));
+        })
+        .unwrap();
+    assert_eq!(used, Some(0));
+}
+
 // ---------------------------------------------------------------------------
 // Waiting and non-waiting calls (std::sync::mpsc conventions)
 // ---------------------------------------------------------------------------

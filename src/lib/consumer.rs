@@ -11,7 +11,7 @@ use crate::pool::Pool;
 use crate::region::Region;
 use crate::ring::Ring;
 use crate::wait::{Deadline, Stop, WaitStrategy};
-use crate::zerocopy::{Leases, Received};
+use crate::zerocopy::{BatchFrees, Leases, Received};
 
 /// Most descriptors taken from a ring in one batch.
 pub(crate) const RECV_BATCH: usize = 32;
@@ -97,6 +97,10 @@ impl Consumer {
         let n = self
             .ring()
             .pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)])?;
+        // The slots of messages the handler drops go back together when
+        // this returns (a lone message's at once).
+        let sender = self.direction.ends(self.guest).0;
+        let _frees = (n > 1).then(|| BatchFrees::start(&self.leases, sender));
         let mut first_error = None;
         for desc in &batch[..n] {
             match self.decode(desc) {

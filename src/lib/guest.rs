@@ -572,6 +572,11 @@ impl ShmGuest {
     /// all of them), waiting up to `timeout` for the first; `handle` gets
     /// each with its payload in place. Returns how many.
     ///
+    /// The slots of messages `handle` drops (on this thread) go back to the
+    /// host's pool together as this returns, not one by one: the pool's
+    /// bitmap changes once per batch rather than once per message. A
+    /// message kept past the batch is freed when it is dropped, as always.
+    ///
     /// # Errors
     ///
     /// As [`ShmGuest::recv`]; a bad descriptor in the batch is reported

@@ -704,6 +704,10 @@ impl ShmHost {
     /// (one index update for all of them), waiting up to `timeout` for the
     /// first; `handle` gets each with its payload in place. Returns how many.
     ///
+    /// The slots of messages `handle` drops (on this thread) go back to the
+    /// guest's pool together as this returns, not one by one; a message
+    /// kept past the batch is freed when it is dropped.
+    ///
     /// # Errors
     ///
     /// As [`ShmHost::recv_from`]; a bad descriptor in the batch is reported

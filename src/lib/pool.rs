@@ -446,12 +446,53 @@ impl<'a> Pool<'a> {
     /// Returns a slot to the pool if it is still allocated at `generation`.
     /// Returns whether it was freed (false: already freed or reallocated).
     pub(crate) fn free(&self, slot: u32, generation: u32) -> Result<bool> {
+        if !self.claim(slot, generation)? {
+            return Ok(false);
+        }
+        Ok(self.release_bits(slot / 64, 1 << (slot % 64))? == 1)
+    }
+
+    /// Returns several slots to the pool, each if it is still allocated at
+    /// its generation: each is claimed, and the bits of each run of claimed
+    /// slots in the same bitmap word are cleared with one read-modify-write,
+    /// after which the release count moves once. A receiver that frees a
+    /// batch of slots so takes the bitmap's line from an allocator once per
+    /// run, not once per slot. Returns how many were freed.
+    ///
+    /// shm[impl shm.pool.batch-free]
+    pub(crate) fn free_many(&self, slots: &[(u32, u32)]) -> Result<u32> {
+        let mut freed = 0;
+        let mut word = None;
+        let mut mask = 0u64;
+        for &(slot, generation) in slots {
+            if !self.claim(slot, generation)? {
+                continue;
+            }
+            if word != Some(slot / 64) {
+                if let Some(w) = word {
+                    freed += self.release_bits(w, mask)?;
+                }
+                word = Some(slot / 64);
+                mask = 0;
+            }
+            mask |= 1 << (slot % 64);
+        }
+        if let Some(w) = word {
+            freed += self.release_bits(w, mask)?;
+        }
+        Ok(freed)
+    }
+
+    /// Claims `slot` for freeing if it is allocated at `generation`: its
+    /// state goes from (generation, some holder) to (generation, none), in
+    /// one step, and the holder's count of the host's slots goes down.
+    /// False if it was already freed (no holder) or allocated again (a
+    /// newer generation): nothing to do. Its bit is still set afterwards:
+    /// [`Pool::release_bits`] clears it.
+    fn claim(&self, slot: u32, generation: u32) -> Result<bool> {
         if slot >= self.slots() {
             return Ok(false);
         }
-        // Claim the slot: (generation, some holder) -> (generation, none),
-        // in one step. Already freed (no holder), or allocated again (a
-        // newer generation): nothing to do.
         let state = self
             .region
             .atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
@@ -476,19 +517,19 @@ impl<'a> Pool<'a> {
         if let Some((_, returned)) = self.host_slot_counters(holder_of(current))? {
             returned.fetch_add(1, Ordering::AcqRel);
         }
-        self.release_bit(slot)
+        Ok(true)
     }
 
-    /// Clears `slot`'s bit and wakes sleeping allocators; false if the bit
-    /// was already clear.
-    fn release_bit(&self, slot: u32) -> Result<bool> {
-        let mask = 1u64 << (slot % 64);
+    /// Clears the bits `mask` of bitmap word `word` and wakes sleeping
+    /// allocators; returns how many of them were set.
+    fn release_bits(&self, word: u32, mask: u64) -> Result<u32> {
         let before = self
             .region
-            .atomic_u64(self.word_offset(slot / 64))?
+            .atomic_u64(self.word_offset(word))?
             .fetch_and(!mask, Ordering::Release);
-        if before & mask == 0 {
-            return Ok(false);
+        let cleared = (before & mask).count_ones();
+        if cleared == 0 {
+            return Ok(0);
         }
         // A sequentially consistent increment, then the waiter count: pairs
         // with the waiter's increment-then-read in `alloc`, so a wake is
@@ -499,7 +540,7 @@ impl<'a> Pool<'a> {
             self.region.atomic_u32(self.base + field::WAITERS)?,
             releases,
         );
-        Ok(true)
+        Ok(cleared)
     }
 
     /// Sets the count of the host's slots guest `peer` holds to what the
@@ -578,7 +619,7 @@ impl<'a> Pool<'a> {
             }
             let (generation, holder) = self.state(slot)?;
             let done = if holder == 0 {
-                self.release_bit(slot)?
+                self.release_bits(slot / 64, 1 << (slot % 64))? == 1
             } else {
                 self.free(slot, generation)?
             };
@@ -666,6 +707,55 @@ mod tests {
             .unwrap()
             .region();
         (region, layout)
+    }
+
+    // shm[verify shm.pool.batch-free]
+    #[test]
+    fn a_batch_free_clears_each_word_once_and_skips_stale_slots() {
+        let (region, layout) = setup(70);
+        let pool = Pool::new(&region, &layout, 0);
+        let mut hint = 0;
+        let all: Vec<(u32, u32)> = (0..70)
+            .map(|_| pool.try_alloc(0, &mut hint).unwrap().unwrap())
+            .collect();
+        for &(slot, _) in &all {
+            pool.set_holder(slot, 1).unwrap();
+        }
+        let releases = || region.load_u32(layout.pool(0) + field::RELEASES, Ordering::SeqCst);
+        // Slots of both bitmap words, out of order, one of them stale (a
+        // generation it no longer has) and one already freed.
+        let (gone, stale) = (all[5], all[6]);
+        assert!(pool.free(gone.0, gone.1).unwrap());
+        let before = releases().unwrap();
+        let batch = [
+            all[3],
+            all[65],
+            all[4],
+            (stale.0, stale.1 + 1),
+            gone,
+            all[69],
+            all[0],
+        ];
+        assert_eq!(pool.free_many(&batch).unwrap(), 5);
+        // Runs of one word each: [3], [65], [4], [69], [0] after the
+        // skipped ones, so the count moved once per run, not per slot.
+        assert_eq!(releases().unwrap(), before + 5);
+        assert_eq!(pool.usage().unwrap().used, 70 - 6);
+        for slot in [0, 3, 4, 5, 65, 69] {
+            assert_eq!(pool.state(slot).unwrap().1, 0, "slot {slot} has no holder");
+        }
+        assert_eq!(pool.state(stale.0).unwrap(), (stale.1, holder_code(1)));
+        // One run for a whole word: one release for four slots.
+        let before = releases().unwrap();
+        assert_eq!(
+            pool.free_many(&[all[7], all[8], all[9], all[10]]).unwrap(),
+            4
+        );
+        assert_eq!(releases().unwrap(), before + 1);
+        assert_eq!(pool.usage().unwrap().used, 70 - 10);
+        // Nothing to free: the count stays.
+        assert_eq!(pool.free_many(&[all[7], (999, 1)]).unwrap(), 0);
+        assert_eq!(releases().unwrap(), before + 1);
     }
 
     // shm[verify shm.pool.bitmap]

@@ -2,6 +2,7 @@
 //! into a slot it has been lent, and a receiver reads the payload where it
 //! lies, freeing the slot when it is done.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -92,7 +93,8 @@ pub(crate) struct SlotRef {
 }
 
 /// A received message whose payload is read in place. Its slot (if any) goes
-/// back to the sender's pool when this is dropped.
+/// back to the sender's pool when this is dropped (or, dropped inside a
+/// batch receive's handler, when that batch receive returns).
 ///
 /// # Shared memory
 ///
@@ -205,8 +207,128 @@ impl Drop for Received {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
             let (s, leases) = (lease.slot, &lease.leases);
-            let _ = Pool::new(&leases.region, &leases.layout, s.pool).free(s.slot, s.generation);
-            leases.remove(s.pool, s.slot);
+            if !BatchFrees::put_off(leases, s) {
+                let _ =
+                    Pool::new(&leases.region, &leases.layout, s.pool).free(s.slot, s.generation);
+                leases.remove(s.pool, s.slot);
+            }
+        }
+    }
+}
+
+/// Most frees one batch receive puts off (as many as it takes messages).
+const PUT_OFF_MAX: usize = 32;
+
+/// The frees a batch receive on this thread has put off so far.
+struct PutOff {
+    /// Whose leases they are (only compared, never followed).
+    leases: *const Leases,
+    /// The pool their slots belong to.
+    pool: u8,
+    /// Each slot and its generation.
+    slots: [(u32, u32); PUT_OFF_MAX],
+    len: usize,
+}
+
+thread_local! {
+    /// The innermost batch receive running on this thread, if any.
+    static PUT_OFF: RefCell<Option<PutOff>> = const { RefCell::new(None) };
+}
+
+/// While a batch receive hands out its messages, the slots of those
+/// dropped on its thread go back to the pool together when it ends,
+/// rather than one by one: one read-modify-write of the pool's bitmap per
+/// batch ([`Pool::free_many`]), where the sender, allocating, takes the
+/// bitmap's cache line after every one. Until then each stays marked in
+/// [`Leases`], as a slot still lent out. A received message dropped on
+/// another thread, or from another pool or segment, is freed at once.
+///
+/// shm[impl shm.pool.batch-free]
+pub(crate) struct BatchFrees<'a> {
+    leases: &'a Leases,
+    pool: u8,
+    /// Whether this batch's record was put in place (a thread being torn
+    /// down has none to put it in: then nothing is put off).
+    started: bool,
+    /// The batch this one runs inside (a receive from a handler), put back
+    /// when this one ends.
+    outer: Option<PutOff>,
+}
+
+impl<'a> BatchFrees<'a> {
+    /// Starts putting off frees of `pool`'s slots lent through `leases`.
+    pub(crate) fn start(leases: &'a Arc<Leases>, pool: u8) -> Self {
+        let mine = PutOff {
+            leases: Arc::as_ptr(leases),
+            pool,
+            slots: [(0, 0); PUT_OFF_MAX],
+            len: 0,
+        };
+        let swapped = PUT_OFF.try_with(|cell| {
+            cell.try_borrow_mut()
+                .map(|mut current| current.replace(mine))
+                .ok()
+        });
+        let (started, outer) = match swapped {
+            Ok(Some(outer)) => (true, outer),
+            _ => (false, None),
+        };
+        BatchFrees {
+            leases,
+            pool,
+            started,
+            outer,
+        }
+    }
+
+    /// Records the free of `slot` for the end of the batch running on this
+    /// thread, if there is one for its pool and leases and it has room;
+    /// false if the caller must free it now.
+    fn put_off(leases: &Arc<Leases>, slot: SlotRef) -> bool {
+        PUT_OFF
+            .try_with(|cell| {
+                let Ok(mut current) = cell.try_borrow_mut() else {
+                    return false;
+                };
+                match current.as_mut() {
+                    Some(p)
+                        if std::ptr::eq(p.leases, Arc::as_ptr(leases))
+                            && p.pool == slot.pool
+                            && p.len < PUT_OFF_MAX =>
+                    {
+                        p.slots[p.len] = (slot.slot, slot.generation);
+                        p.len += 1;
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for BatchFrees<'_> {
+    fn drop(&mut self) {
+        if !self.started {
+            return;
+        }
+        let outer = self.outer.take();
+        let mine = PUT_OFF
+            .try_with(|cell| {
+                cell.try_borrow_mut()
+                    .ok()
+                    .and_then(|mut p| std::mem::replace(&mut *p, outer))
+            })
+            .ok()
+            .flatten();
+        let Some(mine) = mine else {
+            return;
+        };
+        let slots = &mine.slots[..mine.len];
+        let leases = self.leases;
+        let _ = Pool::new(&leases.region, &leases.layout, self.pool).free_many(slots);
+        for &(slot, _) in slots {
+            leases.remove(self.pool, slot);
         }
     }
 }

@@ -133,9 +133,9 @@ fn create_refuses_a_segment_larger_than_its_free_space() {
     };
     let env = &small.env;
     let path = env.path("seg").display().to_string();
-    // 2.5 MiB on a 1 MiB file system: both sizes named, in binary units.
+    // 2.6 MiB on a 1 MiB file system: both sizes named, in binary units.
     env.run(&["create", "seg", "--slot-size", "4KiB"])
-        .error(&[&path, "2.5 MiB", "1.0 MiB", "--sparse"]);
+        .error(&[&path, "2.6 MiB", "1.0 MiB", "--sparse"]);
     assert!(env.listing().is_empty(), "left {:?}", env.listing());
     // The 36 GiB segment, held or not.
     for hold in [&[][..], &["--hold"]] {
@@ -146,7 +146,7 @@ fn create_refuses_a_segment_larger_than_its_free_space() {
     }
     // --sparse creates it anyway, and says how large it is.
     let r = env.ok(&["create", "seg", "--slot-size", "4KiB", "--sparse"]);
-    assert!(r.stdout.contains("2.5 MiB"), "{:?}", r.stdout);
+    assert!(r.stdout.contains("2.6 MiB"), "{:?}", r.stdout);
     // A segment that fits needs no flag; --sparse and --preallocate
     // contradict each other.
     env.ok(&[
@@ -172,7 +172,7 @@ fn preallocate_reserves_every_page_or_creates_nothing() {
     let env = &small.env;
     let path = env.path("seg").display().to_string();
     env.run(&["create", "seg", "--slot-size", "4KiB", "--preallocate"])
-        .error(&[&path, "no space left on the file system for 2.5 MiB"]);
+        .error(&[&path, "no space left on the file system for 2.6 MiB"]);
     assert!(env.listing().is_empty(), "left {:?}", env.listing());
 
     // One that fits is allocated in full...
@@ -214,7 +214,7 @@ fn a_full_file_system_is_one_error_line_for_every_command() {
         return;
     };
     let env = &small.env;
-    // 2.5 MiB, which fits in 4 MiB, until the space is taken.
+    // 2.6 MiB, which fits in 4 MiB, until the space is taken.
     env.ok(&["create", "seg", "--slot-size", "4KiB"]);
     assert_eq!(env.attach("seg"), 1);
     let filler = fill(env.dir());
