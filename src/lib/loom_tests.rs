@@ -385,6 +385,51 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
     });
 }
 
+// shm[verify shm.pool.batch-free]
+#[test]
+fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
+    // Three slots: the receiver holds two and frees them in one batch while
+    // the allocator (holding the third) allocates as slots come back. The
+    // allocator gets only freed slots, each at its next generation, never
+    // one still in use (the receiver writes its slots until the batch
+    // free), and afterwards the pool accounts for every slot.
+    check(None, || {
+        let (region, layout) = pool_region(3);
+        let pool = Pool::new(&region, &layout, 0);
+        let held: Vec<(u32, u32)> = (0..2)
+            .map(|_| pool.try_alloc(1, &mut 0).unwrap().unwrap())
+            .collect();
+        let (third, _) = pool.try_alloc(2, &mut 0).unwrap().unwrap();
+        let allocator = {
+            let region = region.clone();
+            thread::spawn(move || {
+                let pool = Pool::new(&region, &layout, 0);
+                let mut got = Vec::new();
+                for _ in 0..2 {
+                    if let Some((slot, generation)) = pool.try_alloc(2, &mut 0).unwrap() {
+                        use_slot(&pool, &region, slot, 2);
+                        got.push((slot, generation));
+                    }
+                }
+                got
+            })
+        };
+        for &(slot, _) in &held {
+            use_slot(&pool, &region, slot, 1);
+        }
+        assert_eq!(pool.free_many(&held).unwrap(), 2);
+        let got = allocator.join().unwrap();
+        for &(slot, generation) in &got {
+            assert_ne!(slot, third, "the allocator's own slot was handed out again");
+            assert_eq!(
+                generation, 2,
+                "slot {slot} came back at its next generation"
+            );
+        }
+        assert_eq!(pool.usage().unwrap().used, 1 + got.len() as u32);
+    });
+}
+
 // shm[verify shm.pool.bitmap]
 #[test]
 fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
