@@ -260,15 +260,23 @@ impl<'a> Ring<'a> {
     /// descriptors through it, and inspection looks at them without taking
     /// them.
     pub(crate) fn read_new(&self, index: u32) -> Result<Option<[u8; DESC_SIZE]>> {
+        let mut desc = [0u8; DESC_SIZE];
+        Ok(self.read_new_into(index, &mut desc)?.then_some(desc))
+    }
+
+    /// [`Ring::read_new`] into `out`: whether the descriptor at `index` is
+    /// new, and if so, copied into `out`. The copy goes straight to its
+    /// place: through a returned array, the consumer's hot loop spent as
+    /// long shuffling the bytes on the stack as waiting for the line.
+    fn read_new_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
         let at = self.slot_offset(index);
         let first = self.region.load_u32(at, Ordering::Acquire)?;
         if first & (u32::from(FLAG_PHASE) << 16) != self.phase(index) {
-            return Ok(None);
+            return Ok(false);
         }
-        let mut desc = [0u8; DESC_SIZE];
-        desc[..4].copy_from_slice(&(first & !(u32::from(FLAG_PHASE) << 16)).to_le_bytes());
-        desc[4..].copy_from_slice(&self.region.read_array::<{ DESC_SIZE - 4 }>(at + 4)?);
-        Ok(Some(desc))
+        self.region.read(at + 4, &mut out[4..])?;
+        out[..4].copy_from_slice(&(first & !(u32::from(FLAG_PHASE) << 16)).to_le_bytes());
+        Ok(true)
     }
 
     /// The consumer's index, loaded with acquire ordering (works on
@@ -304,11 +312,10 @@ impl<'a> Ring<'a> {
             .region
             .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let mut count = 0;
-        while count < out.len() {
-            let Some(desc) = self.read_new(head.wrapping_add(count as u32))? else {
+        for place in out.iter_mut() {
+            if !self.read_new_into(head.wrapping_add(count as u32), place)? {
                 break;
-            };
-            out[count] = desc;
+            }
             count += 1;
         }
         Ok((head, count))
