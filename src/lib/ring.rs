@@ -234,8 +234,7 @@ impl<'a> Ring<'a> {
         for (i, desc) in descs.iter().enumerate() {
             let index = tail.wrapping_add(i as u32);
             let at = self.slot_offset(index);
-            let body: [u8; DESC_SIZE - 4] = std::array::from_fn(|i| desc[i + 4]);
-            self.region.write_array(at + 4, &body)?;
+            self.region.write(at + 4, &desc[4..])?;
             let first = u32::from_le_bytes([desc[0], desc[1], desc[2], desc[3]]);
             let first = (first & !(u32::from(FLAG_PHASE) << 16)) | self.phase(index);
             self.region.store_u32(at, first, Ordering::Release)?;
