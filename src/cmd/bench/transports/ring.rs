@@ -24,16 +24,37 @@ use crate::cmd::common::human_bytes;
 /// The byte every payload is filled with, as in the segment's stream.
 const VALUE: u8 = 7;
 
-/// Times the stream floor at every size of the plan, with one reader for
-/// all of them, in a file beside the plan's segment that is removed
-/// whatever happens.
+/// How many times the floor is timed, each in a new file with a new
+/// reader; the fastest run of each size is the floor. On these shared VMs
+/// about one file in eight runs the whole 32 B stream at a third of the
+/// ring's speed, and keeps doing so for as long as it is mapped (three
+/// readers in turn on one file were all slow), and a floor is what the
+/// machine does at best.
+const READERS: usize = 3;
+
+/// Times the stream floor at every size of the plan [`READERS`] times,
+/// each time in a new file beside the plan's segment (removed whatever
+/// happens) with a new reader; keeps the fastest run of each size.
 pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measurement>> {
     let path = PathBuf::from(format!("{}.ring", plan.segment.display()));
-    let file = SharedFile::create(&path, ring_file_len(&plan.sizes))?;
-    let result = run(&file, &path, plan, progress);
-    drop(file);
-    let _ = std::fs::remove_file(&path);
-    result
+    let mut fastest: Vec<Measurement> = Vec::new();
+    for _ in 0..READERS {
+        let file = SharedFile::create(&path, ring_file_len(&plan.sizes))?;
+        let runs = run(&file, &path, plan, progress);
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        let runs = runs?;
+        if fastest.is_empty() {
+            fastest = runs;
+            continue;
+        }
+        for (best, run) in fastest.iter_mut().zip(runs) {
+            if run.msgs_per_s > best.msgs_per_s {
+                *best = run;
+            }
+        }
+    }
+    Ok(fastest)
 }
 
 /// Starts the reader, then streams each size twice: a warm-up (the first
