@@ -15,6 +15,7 @@ use crate::zerocopy::{Leases, Received, SlotRef};
 /// left in them travels.
 ///
 /// shm[impl shm.send.placement]
+#[inline(always)]
 pub(crate) fn inline(desc: MsgDesc, payload: &[u8]) -> MsgDesc {
     debug_assert!(payload.len() <= INLINE_CAPACITY);
     let mut desc = desc;
@@ -30,6 +31,7 @@ pub(crate) fn inline(desc: MsgDesc, payload: &[u8]) -> MsgDesc {
 
 /// `desc` naming `len` bytes at the start of slot `slot` (allocated at
 /// `generation`) of the sender's pool.
+#[inline(always)]
 pub(crate) fn in_slot(desc: MsgDesc, len: usize, slot: u32, generation: u32) -> MsgDesc {
     let mut desc = desc;
     desc.flags = FLAG_SLOT;

@@ -116,6 +116,7 @@ impl MsgDesc {
     }
 
     /// The little-endian wire form.
+    #[inline(always)]
     pub fn to_bytes(&self) -> [u8; DESC_SIZE] {
         let mut b = [0u8; DESC_SIZE];
         b[0..2].copy_from_slice(&self.msg_type.to_le_bytes());
@@ -132,6 +133,7 @@ impl MsgDesc {
 
     /// Parses the wire form. Every bit pattern parses; whether the result
     /// makes sense is checked when it is received.
+    #[inline(always)]
     pub fn from_bytes(b: &[u8; DESC_SIZE]) -> Self {
         let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
         let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);

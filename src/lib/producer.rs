@@ -186,6 +186,11 @@ impl Producer {
     /// The descriptor for a message, its payload copied inline or into a
     /// newly allocated slot handed to the receiver; also the slot, to free
     /// if the descriptor cannot be published.
+    // Inlined into the send loops, with the codec's builders and
+    // `to_bytes`: a descriptor returned through memory was read back wider
+    // than its fields were written, a store-forwarding stall per message
+    // (single 32 B sends gained about 7 %).
+    #[inline(always)]
     fn encode(
         &mut self,
         desc: MsgDesc,
