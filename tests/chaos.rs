@@ -608,7 +608,7 @@ impl GuestRun {
             ShmGuest::attach_path_with_id(&env.path, peer)
         }
         .context("attach")?;
-        // Mostly futex sleeps; now and then the default (spin, yield, sleep).
+        // Mostly futex sleeps; now and then the default (spin, then sleep).
         guest.set_wait_strategy(if rng.chance(1, 4) {
             WaitStrategy::Adaptive
         } else {

@@ -4,7 +4,7 @@
 //! Every wait in the library has the same two parts:
 //!
 //! - a *loop* ([`wait_until`]) that re-checks its condition while spinning,
-//!   yielding or sleeping per the [`WaitStrategy`], runs a stop check (has
+//!   or sleeping per the [`WaitStrategy`], runs a stop check (has
 //!   the other side gone?) between naps, and gives up at a [`Deadline`];
 //! - a *handshake* ([`sleep_unless`] and [`wake_sleepers`]) that makes
 //!   sleeping safe: the sleeper announces itself with a sequentially
@@ -31,7 +31,7 @@ pub enum WaitStrategy {
     Spin,
     /// Sleep on a futex at once: no CPU while idle, a wake syscall per message.
     Block,
-    /// Spin briefly, then yield, then sleep on a futex (the default).
+    /// Spin briefly, then sleep on a futex (the default).
     #[default]
     Adaptive,
 }
@@ -70,8 +70,13 @@ impl std::str::FromStr for WaitStrategy {
 /// Longest single sleep, so that waiters re-check goodbye flags and
 /// liveness even when no wake arrives.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Looks an adaptive waiter spins for before it sleeps. It does not yield
+/// in between: on a busy machine a waiter that yields stays runnable and
+/// takes the CPU from the very process it waits for, one time slice per
+/// yield (20 yields made the stress tests twelve times slower beside two
+/// busy loops: 198 s against 16 s), where a sleeper leaves it the CPU and
+/// is woken when there is something to do.
 const SPIN_STEPS: u32 = 2000;
-const YIELD_STEPS: u32 = 20;
 /// While spinning, the clock and the stop check are consulted only every
 /// this many steps, the first time after this many: the spin loop itself
 /// only re-reads one index, and a wait that ends within them (a spinning
@@ -131,7 +136,7 @@ impl Deadline {
 /// What a waiter does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
-    /// Re-check the condition right away (spinning or yielding).
+    /// Re-check the condition right away (spinning).
     Again,
     /// Run the stop check, then re-check the condition.
     Check,
@@ -141,7 +146,7 @@ pub(crate) enum Step {
     Expired,
 }
 
-/// One waiter's progress through spinning, yielding and sleeping.
+/// One waiter's progress through spinning and sleeping.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     strategy: WaitStrategy,
@@ -159,7 +164,7 @@ impl Backoff {
         match self.strategy {
             WaitStrategy::Spin => false,
             WaitStrategy::Block => true,
-            WaitStrategy::Adaptive => self.step.wrapping_add(1) > SPIN_STEPS + YIELD_STEPS,
+            WaitStrategy::Adaptive => self.step.wrapping_add(1) > SPIN_STEPS,
         }
     }
 
@@ -169,17 +174,14 @@ impl Backoff {
         let spinning = match self.strategy {
             WaitStrategy::Spin => true,
             WaitStrategy::Block => false,
-            WaitStrategy::Adaptive => self.step <= SPIN_STEPS + YIELD_STEPS,
+            WaitStrategy::Adaptive => self.step <= SPIN_STEPS,
         };
         if spinning && self.step % CHECK_EVERY != 0 && !deadline.is_no_wait() {
-            match self.strategy {
-                WaitStrategy::Adaptive if self.step > SPIN_STEPS => std::thread::yield_now(),
-                // The spin hint (PAUSE on x86) spaces the looks at the line
-                // being waited on, so that its writer loses it less often:
-                // the 4 KiB stream gained about 8 % and the round trip
-                // nothing measurable was lost (docs/benchmarks.md).
-                _ => std::hint::spin_loop(),
-            }
+            // The spin hint (PAUSE on x86) spaces the looks at the line
+            // being waited on, so that its writer loses it less often: the
+            // 4 KiB stream gained about 8 % and the round trip nothing
+            // measurable was lost (docs/benchmarks.md).
+            std::hint::spin_loop();
             return Step::Again;
         }
         let remaining = deadline.remaining().unwrap_or(Duration::MAX);
@@ -287,14 +289,14 @@ mod tests {
         let mut b = Backoff::new(WaitStrategy::Adaptive);
         let mut forever = Deadline::after(None);
         let mut checks = 0;
-        for _ in 0..SPIN_STEPS + YIELD_STEPS {
+        for _ in 0..SPIN_STEPS {
             match b.next_step(&mut forever) {
                 Step::Again => {}
                 Step::Check => checks += 1,
                 other => panic!("{other:?}"),
             }
         }
-        assert!(checks >= (SPIN_STEPS + YIELD_STEPS) / CHECK_EVERY);
+        assert!(checks >= SPIN_STEPS / CHECK_EVERY);
         assert_eq!(b.next_step(&mut forever), Step::Sleep(MAX_SLEEP));
     }
 
@@ -307,7 +309,7 @@ mod tests {
             let mut b = Backoff::new(s);
             let mut forever = Deadline::after(None);
             let mut sleeps = 0;
-            for _ in 0..3 * (SPIN_STEPS + YIELD_STEPS) {
+            for _ in 0..3 * SPIN_STEPS {
                 let announced = b.may_sleep_next();
                 if let Step::Sleep(_) = b.next_step(&mut forever) {
                     assert!(announced, "{s:?} slept unannounced");
