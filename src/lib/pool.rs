@@ -449,7 +449,7 @@ impl<'a> Pool<'a> {
         if !self.claim(slot, generation)? {
             return Ok(false);
         }
-        Ok(self.release_bits(slot / 64, 1 << (slot % 64))? == 1)
+        self.release_bit(slot)
     }
 
     /// Returns several slots to the pool, each if it is still allocated at
@@ -518,6 +518,12 @@ impl<'a> Pool<'a> {
             returned.fetch_add(1, Ordering::AcqRel);
         }
         Ok(true)
+    }
+
+    /// Clears `slot`'s bit and wakes sleeping allocators; false if the bit
+    /// was already clear.
+    fn release_bit(&self, slot: u32) -> Result<bool> {
+        Ok(self.release_bits(slot / 64, 1 << (slot % 64))? == 1)
     }
 
     /// Clears the bits `mask` of bitmap word `word` and wakes sleeping
@@ -619,7 +625,7 @@ impl<'a> Pool<'a> {
             }
             let (generation, holder) = self.state(slot)?;
             let done = if holder == 0 {
-                self.release_bits(slot / 64, 1 << (slot % 64))? == 1
+                self.release_bit(slot)?
             } else {
                 self.free(slot, generation)?
             };
