@@ -643,6 +643,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
 }
 
 // shm[verify shm.host.goodbye]
+// shm[verify shm.ring.wake]
 #[test]
 fn guest_blocked_in_recv_is_woken_by_host_message_and_by_goodbye() {
     for strategy in ["block", "adaptive"] {

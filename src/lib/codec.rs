@@ -120,6 +120,10 @@ pub(crate) fn check(
 /// what was checked is what is used.
 ///
 /// shm[impl shm.recv.validate]
+// The common case, a descriptor with no flags and an inline length
+// (exactly what `check` finds `Placement::Inline`), is decided inline in
+// the receive call; everything else goes through `decode_checked`.
+#[inline(always)]
 pub(crate) fn decode(
     pool: &Pool<'_>,
     receiver: u8,
@@ -127,6 +131,22 @@ pub(crate) fn decode(
     leases: &Arc<Leases>,
 ) -> Result<Received> {
     let desc = MsgDesc::from_bytes(bytes);
+    let len = desc.payload_len;
+    if desc.flags == 0 && len as usize <= INLINE_CAPACITY && len <= pool.layout().config.max_payload
+    {
+        return Ok(Received::inline(desc));
+    }
+    decode_checked(pool, receiver, desc, leases)
+}
+
+/// [`decode`] of any descriptor: [`check`], then the message.
+#[inline(never)]
+fn decode_checked(
+    pool: &Pool<'_>,
+    receiver: u8,
+    desc: MsgDesc,
+    leases: &Arc<Leases>,
+) -> Result<Received> {
     let offset = match check(pool, receiver, &desc) {
         Ok(Placement::Inline) => return Ok(Received::inline(desc)),
         Ok(Placement::Slot { offset }) => offset,

@@ -57,6 +57,7 @@ impl Consumer {
         self.strategy = strategy;
     }
 
+    #[inline(always)]
     fn ring(&self) -> Ring<'_> {
         Ring::new(
             &self.region,
@@ -66,6 +67,7 @@ impl Consumer {
     }
 
     /// The sender's pool, where slot payloads come from.
+    #[inline(always)]
     fn pool(&self) -> Pool<'_> {
         Pool::new(
             &self.region,
@@ -75,13 +77,19 @@ impl Consumer {
     }
 
     /// Takes the next message, if one is queued, payload in place.
+    // Inlined into the receive calls: a received message passed up through
+    // calls is copied at each, and the copies are stores on the path of
+    // every round trip.
+    #[inline(always)]
     pub(crate) fn try_recv(&self) -> Result<Option<Received>> {
-        match self.ring().pop()? {
-            Some(bytes) => self.decode(&bytes).map(Some),
-            None => Ok(None),
+        let mut bytes = [0u8; DESC_SIZE];
+        if !self.ring().pop_into(&mut bytes)? {
+            return Ok(None);
         }
+        self.decode(&bytes).map(Some)
     }
 
+    #[inline(always)]
     fn decode(&self, bytes: &[u8; DESC_SIZE]) -> Result<Received> {
         let receiver = self.direction.ends(self.guest).1;
         codec::decode(&self.pool(), receiver, bytes, &self.leases)

@@ -17,7 +17,7 @@ use crate::producer::{Present, Producer};
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};
 use crate::sys;
-use crate::wait::{Deadline, Stop, WaitStrategy};
+use crate::wait::{Deadline, Stop, WaitStrategy, fence_publishers_or_wait};
 use crate::zerocopy::{Received, SlotLoan};
 
 /// How often a waiting guest checks whether the host process still lives.
@@ -297,6 +297,7 @@ impl ShmGuest {
     }
 
     /// Fails if this guest's entry was reclaimed or re-claimed by another.
+    #[inline]
     fn check_still_mine(seg: &Segment, p: u8, epoch: u32) -> Result<()> {
         let peer = seg.peer(p);
         if peer.state()? != PeerState::Attached || peer.epoch()? != epoch {
@@ -394,6 +395,7 @@ impl ShmGuest {
     /// for within the deadline, never without one), checks the entry is
     /// still this guest's and the host is there, and hands `op` the sending
     /// end and a stop check for its waits.
+    #[inline]
     fn sending<T>(
         &mut self,
         deadline: &mut Deadline,
@@ -617,6 +619,7 @@ impl ShmGuest {
             .wait_for_data(deadline, &mut || waiter.check())
     }
 
+    #[inline]
     fn lock_receiving_end(&mut self, deadline: &mut Deadline) -> Result<()> {
         let p = self.peer_id;
         let what = || format!("the receiving end of peer {p}");
@@ -630,6 +633,7 @@ impl ShmGuest {
     /// With heartbeats on, refreshes the heartbeat once an interval has
     /// passed, so a guest that is busy sending and receiving (and never
     /// waits) still beats.
+    #[inline]
     fn beat_if_due(&mut self) -> Result<()> {
         let interval_ns = u64::from(self.seg.layout.config.heartbeat_interval_ms) * 1_000_000;
         if interval_ns > 0 && sys::monotonic_ns().saturating_sub(self.last_beat_ns) >= interval_ns {
@@ -638,6 +642,7 @@ impl ShmGuest {
         Ok(())
     }
 
+    #[inline(always)]
     fn pop(&mut self) -> Result<Option<Received>> {
         Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
         self.beat_if_due()?;
@@ -730,7 +735,11 @@ impl ShmGuest {
         // sees the message and drops it (with its slot), or the host sees
         // the entry gone and frees the slot itself. The presence lock keeps
         // any new guest (and its receiving end) out meanwhile.
-        if receiving && self._presence.is_some() && !self.from_host.is_empty_now()? {
+        // (The host may publish without a fence: the barrier stands in.)
+        if receiving && self._presence.is_some() && {
+            fence_publishers_or_wait();
+            !self.from_host.is_empty_now()?
+        } {
             self.from_host.discard_all()?;
         }
         // The holder goes only now: a guest killed before the move leaves

@@ -24,6 +24,7 @@ use crate::producer::{Present, Producer};
 use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{Segment, ShmBacking};
+use crate::sync::atomic::AtomicU32;
 use crate::sys;
 use crate::wait::{Announce, Backoff, Deadline, Step, Stop, WaitStrategy, sleep_unless};
 use crate::zerocopy::{Received, SlotLoan};
@@ -378,6 +379,7 @@ impl ShmHost {
         }
     }
 
+    #[inline]
     fn lock_end(&mut self, p: u8, end: End, deadline: &mut Deadline) -> Result<()> {
         let what = || {
             let role = match end {
@@ -523,6 +525,7 @@ impl ShmHost {
     /// the sending end and a stop check that ends any wait once the guest
     /// is gone. The role is waited for within the deadline, but never
     /// without one: a role another process keeps is not backpressure.
+    #[inline(always)]
     fn sending<T>(
         &mut self,
         peer_id: PeerId,
@@ -549,7 +552,8 @@ impl ShmHost {
         let mut watch = PeerWatch::new(p, state, epoch, judged);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
-        let mut present = |published| PeerWatch::still_there(seg, p, state, epoch, published);
+        let words = peer.state_and_epoch_words()?;
+        let mut present = |published| PeerWatch::still_there(words, p, state, epoch, published);
         let end = &mut self.to_guests[usize::from(p) - 1];
         op(end, deadline, &mut stop, &mut present)
     }
@@ -738,6 +742,7 @@ impl ShmHost {
     /// A wait to receive from an entry nobody holds and nothing is queued
     /// in would only end with its timeout: refuse it as a send to it is
     /// refused.
+    #[inline]
     fn refuse_empty_entry(&self, p: u8) -> Result<()> {
         let peer = self.seg.peer(p);
         let state = peer.state()?;
@@ -772,6 +777,7 @@ impl ShmHost {
 
     /// Takes one message from guest `p`, payload in place; finishes a
     /// guest's goodbye once everything it sent has been read.
+    #[inline(always)]
     fn pop_in_place(&mut self, p: u8) -> Result<Option<Received>> {
         let received = self.from_guests[usize::from(p) - 1].try_recv()?;
         if received.is_none() {
@@ -1110,15 +1116,21 @@ impl<'a> PeerWatch<'a> {
     /// right after (`ShmGuest::detach`), and a claiming guest's move and
     /// look (`Segment::drop_stale_to_guest`): either that guest drops what
     /// was published, or the sender sees the entry has moved.
+    ///
+    /// `words` are the entry's state and epoch words
+    /// ([`Peer::state_and_epoch_words`]), looked up once per send: this
+    /// runs twice on every one.
+    #[inline(always)]
     fn still_there(
-        seg: &Segment,
+        words: (&AtomicU32, &AtomicU32),
         peer_id: u8,
         state: PeerState,
         epoch: u32,
         published: bool,
     ) -> Result<()> {
-        let (now, now_epoch) = seg.peer(peer_id).state_and_epoch_now()?;
-        let here = matches!(now, PeerState::Attached | PeerState::Reserved);
+        let now = words.0.load(Ordering::SeqCst);
+        let now_epoch = words.1.load(Ordering::SeqCst);
+        let here = now == PeerState::Attached.to_u32() || now == PeerState::Reserved.to_u32();
         let ours = now_epoch == epoch
             || (state == PeerState::Reserved && now_epoch == epoch.wrapping_add(1));
         let present = if published {
@@ -1126,10 +1138,20 @@ impl<'a> PeerWatch<'a> {
         } else {
             here && ours
         };
-        if present {
+        if present && (here || PeerState::from_u32(now).is_some()) {
             Ok(())
         } else {
-            Err(Error::PeerGone { peer_id })
+            Err(Self::not_there(peer_id, now))
+        }
+    }
+
+    /// Why [`PeerWatch::still_there`] said no: the guest left, or its
+    /// entry holds no state at all.
+    #[cold]
+    fn not_there(peer_id: u8, state: u32) -> Error {
+        match PeerState::from_u32(state) {
+            Some(_) => Error::PeerGone { peer_id },
+            None => Error::Corrupt(format!("peer {peer_id} has unknown state {state}")),
         }
     }
 

@@ -222,6 +222,7 @@ impl RoleLocks {
         }
     }
 
+    #[inline]
     fn holds(&self, byte: u64) -> bool {
         match lock_byte::index(byte) {
             Some(i) => self.held_bits[i / 64] & (1 << (i % 64)) != 0,
@@ -232,6 +233,9 @@ impl RoleLocks {
     /// Takes the lock on `byte` unless already held; waits until `deadline`
     /// for another process to release it. `what` names the role for the
     /// [`Error::Busy`] it fails with when the time is up.
+    // Every send and receive asks: the answer is nearly always yes, a bit
+    // test inlined into the caller; taking the lock is out of line.
+    #[inline]
     pub(crate) fn ensure(
         &mut self,
         byte: u64,
@@ -241,6 +245,18 @@ impl RoleLocks {
         if self.holds(byte) {
             return Ok(());
         }
+        self.take(byte, deadline, what)
+    }
+
+    /// [`RoleLocks::ensure`] for a role not yet held.
+    #[cold]
+    #[inline(never)]
+    fn take(
+        &mut self,
+        byte: u64,
+        deadline: &mut Deadline,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
         let Some((file, path)) = &self.file else {
             return Ok(());
         };

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 
+use crate::sync::atomic::AtomicU32;
+
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
 use crate::region::Region;
@@ -149,6 +151,7 @@ impl<'a> Peer<'a> {
 
     /// The stored state word, whatever it holds (works on read-only
     /// regions).
+    #[inline]
     pub(crate) fn raw_state(&self) -> Result<u32> {
         Ok(self
             .region
@@ -156,6 +159,7 @@ impl<'a> Peer<'a> {
     }
 
     /// The current state; an unknown value is corruption.
+    #[inline]
     pub(crate) fn state(&self) -> Result<PeerState> {
         let raw = self.raw_state()?;
         PeerState::from_u32(raw).ok_or_else(|| unknown_state(self.peer_id, raw))
@@ -164,7 +168,7 @@ impl<'a> Peer<'a> {
     /// Atomically moves the entry from `from` to `to`; false if it was not
     /// `from`. Sequentially consistent on success: a departing guest's
     /// move, then its look at its ring, pairs with a sender's publication,
-    /// then its look at the entry ([`Peer::state_and_epoch_now`]).
+    /// then its look at the entry ([`Peer::state_and_epoch_words`]).
     pub(crate) fn transition(&self, from: PeerState, to: PeerState) -> Result<bool> {
         Ok(self
             .region
@@ -178,19 +182,15 @@ impl<'a> Peer<'a> {
             .is_ok())
     }
 
-    /// The state and the epoch, loaded with sequential consistency (a
-    /// sender's look right after it published; see [`Peer::transition`]).
-    pub(crate) fn state_and_epoch_now(&self) -> Result<(PeerState, u32)> {
-        let raw = self
-            .region
-            .load_u32(self.base + field::STATE, Ordering::SeqCst)?;
-        let state = PeerState::from_u32(raw).ok_or_else(|| {
-            Error::Corrupt(format!("peer {} has unknown state {raw}", self.peer_id))
-        })?;
-        let epoch = self
-            .region
-            .load_u32(self.base + field::EPOCH, Ordering::SeqCst)?;
-        Ok((state, epoch))
+    /// The state word and the epoch word, for a sender that looks at both
+    /// just before and just after each publication, with sequentially
+    /// consistent loads (see [`Peer::transition`]); the bounds are checked
+    /// once, here.
+    pub(crate) fn state_and_epoch_words(&self) -> Result<(&'a AtomicU32, &'a AtomicU32)> {
+        Ok((
+            self.region.atomic_u32(self.base + field::STATE)?,
+            self.region.atomic_u32(self.base + field::EPOCH)?,
+        ))
     }
 
     /// Sets the state unconditionally (release).
@@ -200,6 +200,7 @@ impl<'a> Peer<'a> {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn epoch(&self) -> Result<u32> {
         Ok(self
             .region

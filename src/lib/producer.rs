@@ -100,6 +100,7 @@ impl Producer {
         }
     }
 
+    #[inline(always)]
     fn ring(&self) -> Ring<'_> {
         Ring::new(
             &self.region,
@@ -133,6 +134,7 @@ impl Producer {
     }
 
     /// Waits until the ring has room for one more descriptor.
+    #[inline(never)]
     fn wait_for_room(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<()> {
         let ring = Ring::new(
             &self.region,
@@ -264,9 +266,17 @@ impl Producer {
             // The host may sleep on all its rings at once, not on this one.
             header::wake_host(&self.region)?;
         }
-        let Err(gone) = present(true) else {
-            return Ok(());
-        };
+        match present(true) {
+            Ok(()) => Ok(()),
+            Err(gone) => self.withdraw(start, descs, gone),
+        }
+    }
+
+    /// After `descs` were published from ring index `start` and the
+    /// receiver turned out `gone`: frees the slots of those it did not
+    /// take, and fails with `gone` unless it took them all.
+    #[cold]
+    fn withdraw(&self, start: u32, descs: &[[u8; DESC_SIZE]], gone: Error) -> Result<()> {
         let head = self.ring().state()?.head;
         let taken = match head.wrapping_sub(start) {
             d if d as usize <= descs.len() => d as usize,
@@ -286,6 +296,11 @@ impl Producer {
     /// and then for a slot.
     ///
     /// shm[impl shm.send.placement]
+    // Inlined into the callers' send functions, with the inline-payload
+    // path below: every call, every prologue and every descriptor passed
+    // through memory is stores, and a send whose descriptor store waits
+    // for its cache line holds all of them up behind it.
+    #[inline(always)]
     pub(crate) fn send(
         &mut self,
         desc: MsgDesc,
@@ -295,6 +310,51 @@ impl Producer {
         present: Present<'_>,
     ) -> Result<()> {
         self.check_len(payload.len())?;
+        if payload.len() <= INLINE_CAPACITY {
+            return self.send_inline(desc, payload, deadline, stop, present);
+        }
+        self.send_in_slot(desc, payload, deadline, stop, present)
+    }
+
+    /// [`Producer::send`] of a payload that fits in the descriptor: the
+    /// room check against the cached head, the descriptor built and
+    /// written into its ring entry, the tail published.
+    #[inline(always)]
+    fn send_inline(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+        present: Present<'_>,
+    ) -> Result<()> {
+        let tail = self.ring().tail()?;
+        if !self.ring().fits_one(tail, self.cached_head) {
+            self.wait_for_room(deadline, stop)?;
+        }
+        present(false)?;
+        let bytes = codec::inline(desc, payload).to_bytes();
+        self.ring().push_one(tail, &bytes)?;
+        if self.direction == Direction::GuestToHost {
+            // The host may sleep on all its rings at once, not on this one.
+            header::wake_host(&self.region)?;
+        }
+        match present(true) {
+            Ok(()) => Ok(()),
+            Err(gone) => self.withdraw(tail, &[bytes], gone),
+        }
+    }
+
+    /// [`Producer::send`] of a payload that travels in a slot.
+    #[inline(never)]
+    fn send_in_slot(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+        present: Present<'_>,
+    ) -> Result<()> {
         // Room first, so that a slot is never taken for a message that
         // cannot be queued.
         self.wait_for_room(deadline, stop)?;

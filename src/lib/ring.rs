@@ -24,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::{Region, RegionError};
 use crate::sys;
-use crate::wait::{Announce, Deadline, WaitStrategy, sleep_unless, wait_until, wake_sleepers};
+use crate::wait::{
+    Announce, Deadline, WaitStrategy, publish_unfenced, sleep_unless, wait_until, wake_sleepers,
+};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -149,6 +151,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Producer: its own index, the next one it writes.
+    #[inline(always)]
     pub(crate) fn tail(&self) -> Result<u32> {
         Ok(self
             .region
@@ -232,12 +235,7 @@ impl<'a> Ring<'a> {
             .region
             .load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
         for (i, desc) in descs.iter().enumerate() {
-            let index = tail.wrapping_add(i as u32);
-            let at = self.slot_offset(index);
-            self.region.write(at + 4, &desc[4..])?;
-            let first = u32::from_le_bytes([desc[0], desc[1], desc[2], desc[3]]);
-            let first = (first & !(u32::from(FLAG_PHASE) << 16)) | self.phase(index);
-            self.region.store_u32(at, first, Ordering::Release)?;
+            self.put(tail.wrapping_add(i as u32), desc)?;
         }
         self.publish_index(
             field::TAIL,
@@ -247,10 +245,55 @@ impl<'a> Ring<'a> {
         Ok(true)
     }
 
+    /// Producer: whether one more descriptor fits after `tail` (the
+    /// producer's own index), judged by the producer's copy of the head
+    /// alone; `false` means look at the shared head ([`Ring::has_room`]).
+    #[inline(always)]
+    pub(crate) fn fits_one(&self, tail: u32, cached_head: u32) -> bool {
+        tail.wrapping_sub(cached_head) < self.capacity
+    }
+
+    /// Producer: appends one descriptor at `tail`, which the caller has
+    /// made sure has room ([`Ring::fits_one`] or [`Ring::has_room`]), and
+    /// publishes it as [`Ring::push_batch`] does.
+    #[inline(always)]
+    pub(crate) fn push_one(&self, tail: u32, desc: &[u8; DESC_SIZE]) -> Result<()> {
+        self.put(tail, desc)?;
+        self.publish_index(field::TAIL, tail.wrapping_add(1), field::CONSUMER_WAITING)
+    }
+
+    /// Producer: writes `desc` into entry `index` with the phase of that
+    /// index: bytes 4..64 first, then the first word with release
+    /// ordering, which makes the entry new to the consumer.
+    #[inline(always)]
+    fn put(&self, index: u32, desc: &[u8; DESC_SIZE]) -> Result<()> {
+        let at = self.slot_offset(index);
+        self.region.write(at + 4, &desc[4..])?;
+        let first = u32::from_le_bytes([desc[0], desc[1], desc[2], desc[3]]);
+        let first = (first & !(u32::from(FLAG_PHASE) << 16)) | self.phase(index);
+        self.region.store_u32(at, first, Ordering::Release)?;
+        Ok(())
+    }
+
     /// Consumer: takes the descriptor at the head, if any.
+    #[cfg(test)]
     pub(crate) fn pop(&self) -> Result<Option<[u8; DESC_SIZE]>> {
-        let mut one = [[0u8; DESC_SIZE]; 1];
-        Ok((self.pop_batch(&mut one)? == 1).then_some(one[0]))
+        let mut desc = [0u8; DESC_SIZE];
+        Ok(self.pop_into(&mut desc)?.then_some(desc))
+    }
+
+    /// Consumer: takes the descriptor at the head into `out`, if there is
+    /// a new one; returns whether there was.
+    #[inline(always)]
+    pub(crate) fn pop_into(&self, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        if !self.read_new_into(head, out)? {
+            return Ok(false);
+        }
+        self.advance(head, 1)?;
+        Ok(true)
     }
 
     /// The descriptor at `index`, copied out with its phase bit cleared, if
@@ -267,6 +310,7 @@ impl<'a> Ring<'a> {
     /// new, and if so, copied into `out`. The copy goes straight to its
     /// place: through a returned array, the consumer's hot loop spent as
     /// long shuffling the bytes on the stack as waiting for the line.
+    #[inline(always)]
     fn read_new_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
         let at = self.slot_offset(index);
         let first = self.region.load_u32(at, Ordering::Acquire)?;
@@ -321,6 +365,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Consumer: takes the `count` descriptors from `head` on.
+    #[inline(always)]
     fn advance(&self, head: u32, count: usize) -> Result<()> {
         self.publish_index(
             field::HEAD,
@@ -330,12 +375,13 @@ impl<'a> Ring<'a> {
     }
 
     /// Publishes a new value of `index_field` and wakes the other side if
-    /// it said it sleeps. The index is swapped in (a sequentially consistent
-    /// read-modify-write, a full barrier) and the flag read after it: the
-    /// waking half of the handshake in `wait.rs`.
+    /// it said it sleeps: the index is written with [`publish_unfenced`]
+    /// and the flag read after it, the waking half of the handshake in
+    /// `wait.rs`.
+    #[inline(always)]
     fn publish_index(&self, index_field: u64, value: u32, flag_field: u64) -> Result<()> {
         let index = self.region.atomic_u32(self.base + index_field)?;
-        index.swap(value, Ordering::SeqCst);
+        publish_unfenced(index, value);
         wake_sleepers(self.region.atomic_u32(self.base + flag_field)?, index);
         Ok(())
     }

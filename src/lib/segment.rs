@@ -18,6 +18,7 @@ use crate::pool::Pool;
 use crate::producer::Producer;
 use crate::region::{HeapRegion, Region, RegionError};
 use crate::ring::Ring;
+use crate::wait::fence_publishers_or_wait;
 use crate::zerocopy::Leases;
 
 /// The memory a host or guest owns; the mapping lives as long as it does.
@@ -198,8 +199,10 @@ impl Segment {
             None => None,
         };
         let end = self.consumer(p, Direction::HostToGuest);
-        // A sequentially consistent look first: it pairs with a host's look
-        // at the entry right after it published (see `ShmHost::sending`).
+        // A sequentially consistent look first, after a barrier on every
+        // publisher: it pairs with a host's look at the entry right after
+        // it published (see `ShmHost::sending`).
+        fence_publishers_or_wait();
         if end.is_empty_now()? {
             return Ok(0);
         }

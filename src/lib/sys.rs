@@ -241,6 +241,88 @@ pub fn futex_wake_all(word: &AtomicU32) {
     crate::sync::futex_wake_all(word);
 }
 
+/// Linux `membarrier(2)`: the heavy half of an asymmetric fence between
+/// processes. A publisher of a ring index leaves out the store-load fence
+/// its wake-up check would otherwise need (a locked instruction that waits
+/// for the index's, and the descriptor's, cache lines to be owned), and
+/// each side that depends on that order (a sleeper after announcing
+/// itself, a departing or arriving guest after moving its entry) runs a
+/// barrier on every such publisher instead: rare operations pay for the
+/// common one.
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+mod membarrier {
+    use std::sync::OnceLock;
+
+    const QUERY: libc::c_long = 0;
+    const GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
+    const REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
+
+    fn call(cmd: libc::c_long) -> libc::c_long {
+        // SAFETY: membarrier takes two integers (command, flags) and a CPU
+        // id that these commands ignore; it touches no memory of ours.
+        unsafe {
+            libc::syscall(
+                libc::SYS_membarrier,
+                cmd,
+                0 as libc::c_long,
+                0 as libc::c_long,
+            )
+        }
+    }
+
+    /// The kernel's answer to `QUERY`, asked once: whether the two
+    /// commands are there (a seccomp filter or an old kernel may refuse).
+    fn supported() -> bool {
+        static SUPPORTED: OnceLock<bool> = OnceLock::new();
+        *SUPPORTED.get_or_init(|| {
+            let both = GLOBAL_EXPEDITED | REGISTER_GLOBAL_EXPEDITED;
+            let commands = call(QUERY);
+            commands >= 0 && commands & both == both
+        })
+    }
+
+    pub(super) fn registered() -> bool {
+        static REGISTERED: OnceLock<bool> = OnceLock::new();
+        *REGISTERED.get_or_init(|| supported() && call(REGISTER_GLOBAL_EXPEDITED) == 0)
+    }
+
+    pub(super) fn fence_publishers() -> bool {
+        supported() && call(GLOBAL_EXPEDITED) == 0
+    }
+}
+
+/// Whether this process publishes ring indices without a store-load fence
+/// (see `membarrier` above): true once it is registered for the barriers
+/// that sleepers run, which is tried once, on first use.
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+#[inline]
+pub(crate) fn publishes_without_fence() -> bool {
+    membarrier::registered()
+}
+
+/// Runs a full memory barrier on every running thread of every process
+/// that publishes without a fence. False if the kernel refused, in which
+/// case the caller cannot rely on such publishers' order and must not
+/// sleep long on it.
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+pub(crate) fn fence_publishers() -> bool {
+    membarrier::fence_publishers()
+}
+
+/// Elsewhere (and under loom, which models the fenced protocol) every
+/// publication is fenced.
+#[cfg(not(all(target_os = "linux", not(shmhub_portable), not(loom))))]
+#[inline]
+pub(crate) fn publishes_without_fence() -> bool {
+    false
+}
+
+/// Elsewhere nobody publishes without a fence: nothing to do.
+#[cfg(not(all(target_os = "linux", not(shmhub_portable), not(loom))))]
+pub(crate) fn fence_publishers() -> bool {
+    true
+}
+
 /// Number of CPUs this process may run on.
 pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -256,6 +256,13 @@ pub(crate) fn sleep_unless(
             count.fetch_add(1, Ordering::SeqCst);
         }
     }
+    // A publisher may leave out its store-load fence (see
+    // `publish_unfenced`): this barrier stands in for it.
+    let nap = if fence_publishers() {
+        nap
+    } else {
+        nap.min(UNFENCED_NAP)
+    };
     let looked = quiet();
     if let Ok(Some(expected)) = looked {
         sys::futex_wait(word, expected, Some(nap));
@@ -270,9 +277,55 @@ pub(crate) fn sleep_unless(
     looked.map(drop)
 }
 
+/// How long a sleeper naps at most when the kernel refused the barrier
+/// that stands in for publishers' fences: a wake-up it may miss then costs
+/// it this long at most.
+const UNFENCED_NAP: Duration = Duration::from_millis(1);
+
+/// Publishes `value` in `word` for a side that may sleep on it (a ring
+/// index) and then reads what says whether that side sleeps. The two need
+/// a store-load fence between them, or the read may pass the write and a
+/// wake-up be lost; with `membarrier` on Linux, this process leaves the
+/// fence out (a plain release store) and every side that depends on the
+/// order runs [`fence_publishers`] instead. Elsewhere the write is a
+/// sequentially consistent swap, a full fence.
+///
+/// shm[impl shm.ring.wake]
+#[inline(always)]
+pub(crate) fn publish_unfenced(word: &AtomicU32, value: u32) {
+    if sys::publishes_without_fence() {
+        word.store(value, Ordering::Release);
+        // Keeps the compiler from moving the caller's next reads above the
+        // store; the processor's reordering is what the barrier covers.
+        std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    } else {
+        word.swap(value, Ordering::SeqCst);
+    }
+}
+
+/// The other half of [`publish_unfenced`]: called after the caller's
+/// sequentially consistent write (a sleeper's announcement, a guest's move
+/// of its entry) and before its look at what publishers write, it orders
+/// every publisher as a fence of its own would. False if the kernel
+/// refused; the caller then cannot rely on that order, and a sleeper naps
+/// briefly instead (a departing guest waits a moment before its look).
+pub(crate) fn fence_publishers() -> bool {
+    sys::fence_publishers()
+}
+
+/// [`fence_publishers`] for a look that must see every publication made
+/// before the caller's write: when the kernel refuses the barrier, waits
+/// long enough for any store already made to reach memory (store buffers
+/// drain in microseconds) before the caller looks.
+pub(crate) fn fence_publishers_or_wait() {
+    if !fence_publishers() {
+        std::thread::sleep(UNFENCED_NAP);
+    }
+}
+
 /// The waking half of the handshake, called after the caller changed
-/// `word` with a sequentially consistent write: wakes whoever sleeps on
-/// `word` if `announced` says anyone does.
+/// `word` with [`publish_unfenced`] or a sequentially consistent write:
+/// wakes whoever sleeps on `word` if `announced` says anyone does.
 pub(crate) fn wake_sleepers(announced: &AtomicU32, word: &AtomicU32) {
     if announced.load(Ordering::SeqCst) != 0 {
         sys::futex_wake_all(word);
@@ -282,6 +335,19 @@ pub(crate) fn wake_sleepers(announced: &AtomicU32, word: &AtomicU32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Where the kernel offers `membarrier`, a process publishes without a
+    // fence, and the barrier that stands in for it runs.
+    // shm[verify shm.ring.wake]
+    #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+    #[test]
+    fn publishers_leave_the_fence_to_the_barrier_where_the_kernel_has_one() {
+        assert!(sys::publishes_without_fence());
+        assert!(fence_publishers());
+        let word = AtomicU32::new(0);
+        publish_unfenced(&word, 7);
+        assert_eq!(word.load(Ordering::Acquire), 7);
+    }
 
     // shm[verify shm.ring.spsc]
     #[test]
