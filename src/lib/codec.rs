@@ -127,10 +127,9 @@ pub(crate) fn check(
 pub(crate) fn decode(
     pool: &Pool<'_>,
     receiver: u8,
-    bytes: &[u8; DESC_SIZE],
+    desc: MsgDesc,
     leases: &Arc<Leases>,
 ) -> Result<Received> {
-    let desc = MsgDesc::from_bytes(bytes);
     let len = desc.payload_len;
     if desc.flags == 0 && len as usize <= INLINE_CAPACITY && len <= pool.layout().config.max_payload
     {

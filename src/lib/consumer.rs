@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::codec;
-use crate::desc::DESC_SIZE;
+use crate::desc::{DESC_SIZE, MsgDesc};
 use crate::error::Result;
 use crate::layout::{Direction, SegmentLayout};
 use crate::pool::Pool;
@@ -83,16 +83,16 @@ impl Consumer {
     #[inline(always)]
     pub(crate) fn try_recv(&self) -> Result<Option<Received>> {
         let mut bytes = [0u8; DESC_SIZE];
-        if !self.ring().pop_into(&mut bytes)? {
+        if !self.ring().pop_raw_into(&mut bytes)? {
             return Ok(None);
         }
-        self.decode(&bytes).map(Some)
+        self.decode(MsgDesc::from_ring_bytes(&bytes)).map(Some)
     }
 
     #[inline(always)]
-    fn decode(&self, bytes: &[u8; DESC_SIZE]) -> Result<Received> {
+    fn decode(&self, desc: MsgDesc) -> Result<Received> {
         let receiver = self.direction.ends(self.guest).1;
-        codec::decode(&self.pool(), receiver, bytes, &self.leases)
+        codec::decode(&self.pool(), receiver, desc, &self.leases)
     }
 
     /// Takes up to `max` (at most [`RECV_BATCH`], at least one) new
@@ -111,7 +111,7 @@ impl Consumer {
         let _frees = (n > 1).then(|| BatchFrees::start(&self.leases, sender));
         let mut first_error = None;
         for desc in &batch[..n] {
-            match self.decode(desc) {
+            match self.decode(MsgDesc::from_bytes(desc)) {
                 Ok(received) => handle(received),
                 Err(e) => first_error = first_error.or(Some(e)),
             }

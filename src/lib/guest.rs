@@ -561,8 +561,12 @@ impl ShmGuest {
         let mut deadline = Deadline::after(timeout.into());
         self.lock_receiving_end(&mut deadline)?;
         loop {
-            if let Some(received) = self.pop()? {
-                return Ok(Some(received));
+            // The result goes back whole, not taken apart and rebuilt: a
+            // message moved between two layouts is copied across the
+            // stores that just built it, and waits for them.
+            match self.pop() {
+                Ok(None) => {}
+                taken => return taken,
             }
             if !self.wait(&mut deadline)? {
                 return Ok(None);

@@ -45,6 +45,8 @@
 //!
 //! - `region.rs`: forming pointers, atomics and slices from checked offsets;
 //! - `mmap.rs`: wrapping memmap2's mapping in a [`Region`];
+//! - `desc.rs`: reading a descriptor taken off a ring as the plain-integer
+//!   struct it is laid out as (little-endian targets);
 //! - `zerocopy.rs`: lending a received slot ([`Received::payload`]) or a
 //!   loaned one ([`SlotLoan::as_mut_slice`]) as a slice;
 //! - `sys.rs` and `locks.rs`: system calls (clocks, `kill(pid, 0)`, futexes,

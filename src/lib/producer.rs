@@ -328,9 +328,10 @@ impl Producer {
         stop: Stop<'_>,
         present: Present<'_>,
     ) -> Result<()> {
-        let tail = self.ring().tail()?;
+        let mut tail = self.ring().tail()?;
         if !self.ring().fits_one(tail, self.cached_head) {
             self.wait_for_room(deadline, stop)?;
+            tail = self.ring().tail()?;
         }
         present(false)?;
         let bytes = codec::inline(desc, payload).to_bytes();

@@ -278,20 +278,28 @@ impl<'a> Ring<'a> {
     /// Consumer: takes the descriptor at the head, if any.
     #[cfg(test)]
     pub(crate) fn pop(&self) -> Result<Option<[u8; DESC_SIZE]>> {
-        let mut desc = [0u8; DESC_SIZE];
-        Ok(self.pop_into(&mut desc)?.then_some(desc))
+        let mut one = [[0u8; DESC_SIZE]; 1];
+        Ok((self.pop_batch(&mut one)? == 1).then_some(one[0]))
     }
 
-    /// Consumer: takes the descriptor at the head into `out`, if there is
-    /// a new one; returns whether there was.
+    /// Consumer: takes the descriptor at the head into `out` as the ring
+    /// holds it, phase bit included (`MsgDesc::from_ring_bytes` clears
+    /// it), if it is new; returns whether it was. The whole entry is copied
+    /// in one piece, so that the descriptor built from it is read back
+    /// from whole stores.
     #[inline(always)]
-    pub(crate) fn pop_into(&self, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
+    pub(crate) fn pop_raw_into(&self, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
         let head = self
             .region
             .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
-        if !self.read_new_into(head, out)? {
+        let at = self.slot_offset(head);
+        let first = self.region.load_u32(at, Ordering::Acquire)?;
+        if first & (u32::from(FLAG_PHASE) << 16) != self.phase(head) {
             return Ok(false);
         }
+        // The first word is read again with the rest: the producer does
+        // not touch this entry again until the head has moved past it.
+        self.region.read(at, out)?;
         self.advance(head, 1)?;
         Ok(true)
     }
