@@ -82,6 +82,11 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     }
     let timeout = Some(Duration::from_secs(30));
     let mut results = Vec::new();
+    // Round trips are answered one at a time: the peer takes each message
+    // with one receive call (`recv_in_place`), as an echo server would,
+    // rather than asking for a batch that never holds more than one.
+    host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
+        .map_err(|e| seg_err(path, e))?;
     for mode in WAIT_MODES {
         host.set_wait_strategy(mode);
         host.send_timeout(peer_id, control(SET_WAIT, wait_id(mode)), timeout)
@@ -140,6 +145,8 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
             progress.done();
         }
     }
+    host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
+        .map_err(|e| seg_err(path, e))?;
     // One-way streaming, spinning on both sides.
     host.set_wait_strategy(WaitStrategy::Spin);
     host.send_timeout(
