@@ -739,12 +739,13 @@ impl ShmGuest {
         // sees the message and drops it (with its slot), or the host sees
         // the entry gone and frees the slot itself. The presence lock keeps
         // any new guest (and its receiving end) out meanwhile.
-        // (The host may publish without a fence: the barrier stands in.)
-        if receiving && self._presence.is_some() && {
+        if receiving && self._presence.is_some() {
+            // The host may publish without a fence (`shm.ring.wake`): this
+            // barrier stands in for it, between the move and the look.
             fence_publishers_or_wait();
-            !self.from_host.is_empty_now()?
-        } {
-            self.from_host.discard_all()?;
+            if !self.from_host.is_empty_now()? {
+                self.from_host.discard_all()?;
+            }
         }
         // The holder goes only now: a guest killed before the move leaves
         // its entry Attached to a dead holder, which the host reclaims; one

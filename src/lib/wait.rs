@@ -339,7 +339,7 @@ mod tests {
     // Where the kernel offers `membarrier`, a process publishes without a
     // fence, and the barrier that stands in for it runs.
     // shm[verify shm.ring.wake]
-    #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     #[test]
     fn publishers_leave_the_fence_to_the_barrier_where_the_kernel_has_one() {
         assert!(sys::publishes_without_fence());
