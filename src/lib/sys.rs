@@ -272,7 +272,7 @@ mod membarrier {
 
     /// The kernel's answer to `QUERY`, asked once: whether the two
     /// commands are there (a seccomp filter or an old kernel may refuse).
-    fn supported() -> bool {
+    pub(super) fn supported() -> bool {
         static SUPPORTED: OnceLock<bool> = OnceLock::new();
         *SUPPORTED.get_or_init(|| {
             let both = GLOBAL_EXPEDITED | REGISTER_GLOBAL_EXPEDITED;
@@ -298,6 +298,13 @@ mod membarrier {
 #[inline]
 pub(crate) fn publishes_without_fence() -> bool {
     membarrier::registered()
+}
+
+/// Whether the kernel offers the two `membarrier` commands this needs (a
+/// seccomp filter or an old kernel may not); asked once.
+#[cfg(all(test, target_os = "linux", not(shmhub_portable), not(loom)))]
+pub(crate) fn membarrier_supported() -> bool {
+    membarrier::supported()
 }
 
 /// Runs a full memory barrier on every running thread of every process
