@@ -10,7 +10,7 @@ use crate::layout::{Direction, SegmentLayout};
 use crate::pool::Pool;
 use crate::region::Region;
 use crate::ring::Ring;
-use crate::wait::{Deadline, Stop, WaitStrategy};
+use crate::wait::{Deadline, Stop, WaitStrategy, fence_publishers_or_wait};
 use crate::zerocopy::{BatchFrees, Leases, Received};
 
 /// Most descriptors taken from a ring in one batch.
@@ -128,6 +128,15 @@ impl Consumer {
     /// consistent loads (the host's sleep handshake across many rings).
     pub(crate) fn is_empty_now(&self) -> Result<bool> {
         self.ring().is_empty_now()
+    }
+
+    /// [`Consumer::is_empty_now`] for a guest that has just moved its
+    /// entry (leaving it, or claiming it): a producer may publish without
+    /// a fence (`shm.ring.wake`), so the publishers' barrier runs first,
+    /// where that producer's fence would have been.
+    pub(crate) fn is_empty_after_move(&self) -> Result<bool> {
+        fence_publishers_or_wait();
+        self.is_empty_now()
     }
 
     /// Waits until there is something to read, `stop` fails, or `deadline`

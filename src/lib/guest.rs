@@ -17,7 +17,7 @@ use crate::producer::{Present, Producer};
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};
 use crate::sys;
-use crate::wait::{Deadline, Stop, WaitStrategy, fence_publishers_or_wait};
+use crate::wait::{Deadline, Stop, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan};
 
 /// How often a waiting guest checks whether the host process still lives.
@@ -739,13 +739,8 @@ impl ShmGuest {
         // sees the message and drops it (with its slot), or the host sees
         // the entry gone and frees the slot itself. The presence lock keeps
         // any new guest (and its receiving end) out meanwhile.
-        if receiving && self._presence.is_some() {
-            // The host may publish without a fence (`shm.ring.wake`): this
-            // barrier stands in for it, between the move and the look.
-            fence_publishers_or_wait();
-            if !self.from_host.is_empty_now()? {
-                self.from_host.discard_all()?;
-            }
+        if receiving && self._presence.is_some() && !self.from_host.is_empty_after_move()? {
+            self.from_host.discard_all()?;
         }
         // The holder goes only now: a guest killed before the move leaves
         // its entry Attached to a dead holder, which the host reclaims; one

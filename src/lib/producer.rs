@@ -262,8 +262,16 @@ impl Producer {
             pushed?;
             return Err(self.ring_full());
         }
+        self.published(start, descs, present)
+    }
+
+    /// After `descs` went out from ring index `start`: rings the host's
+    /// doorbell for a guest's send (the host may sleep on all its rings at
+    /// once, not on this one), then asks `present` whether the receiver is
+    /// still there, and if not, takes back what it did not take.
+    #[inline(always)]
+    fn published(&self, start: u32, descs: &[[u8; DESC_SIZE]], present: Present<'_>) -> Result<()> {
         if self.direction == Direction::GuestToHost {
-            // The host may sleep on all its rings at once, not on this one.
             header::wake_host(&self.region)?;
         }
         match present(true) {
@@ -293,13 +301,16 @@ impl Producer {
     }
 
     /// Sends one message, waiting until `deadline` for room in the ring
-    /// and then for a slot.
+    /// and then for a slot. A payload that fits in the descriptor takes
+    /// the path here: the room check against the cached head, the
+    /// descriptor built and written into its ring entry, the tail
+    /// published.
     ///
     /// shm[impl shm.send.placement]
-    // Inlined into the callers' send functions, with the inline-payload
-    // path below: every call, every prologue and every descriptor passed
-    // through memory is stores, and a send whose descriptor store waits
-    // for its cache line holds all of them up behind it.
+    // Inlined into the callers' send functions, the slot path kept out of
+    // line: every call, every prologue and every descriptor passed through
+    // memory is stores, and a send whose descriptor store waits for its
+    // cache line holds all of them up behind it.
     #[inline(always)]
     pub(crate) fn send(
         &mut self,
@@ -310,24 +321,9 @@ impl Producer {
         present: Present<'_>,
     ) -> Result<()> {
         self.check_len(payload.len())?;
-        if payload.len() <= INLINE_CAPACITY {
-            return self.send_inline(desc, payload, deadline, stop, present);
+        if payload.len() > INLINE_CAPACITY {
+            return self.send_in_slot(desc, payload, deadline, stop, present);
         }
-        self.send_in_slot(desc, payload, deadline, stop, present)
-    }
-
-    /// [`Producer::send`] of a payload that fits in the descriptor: the
-    /// room check against the cached head, the descriptor built and
-    /// written into its ring entry, the tail published.
-    #[inline(always)]
-    fn send_inline(
-        &mut self,
-        desc: MsgDesc,
-        payload: &[u8],
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
-        present: Present<'_>,
-    ) -> Result<()> {
         let mut tail = self.ring().tail()?;
         if !self.ring().fits_one(tail, self.cached_head) {
             self.wait_for_room(deadline, stop)?;
@@ -336,14 +332,7 @@ impl Producer {
         present(false)?;
         let bytes = codec::inline(desc, payload).to_bytes();
         self.ring().push_one(tail, &bytes)?;
-        if self.direction == Direction::GuestToHost {
-            // The host may sleep on all its rings at once, not on this one.
-            header::wake_host(&self.region)?;
-        }
-        match present(true) {
-            Ok(()) => Ok(()),
-            Err(gone) => self.withdraw(tail, &[bytes], gone),
-        }
+        self.published(tail, &[bytes], present)
     }
 
     /// [`Producer::send`] of a payload that travels in a slot.

@@ -62,6 +62,9 @@ pub(crate) fn host_slots_held(
     Ok(handed.wrapping_sub(returned))
 }
 
+/// The phase bit in a descriptor's first 32-bit word (bit 15 of its flags).
+const PHASE_BIT: u32 = (FLAG_PHASE as u32) << 16;
+
 /// A view of one ring in a region.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Ring<'a> {
@@ -124,7 +127,7 @@ impl<'a> Ring<'a> {
     /// capacity's bit of the index clear: a mask, not a division).
     fn phase(&self, index: u32) -> u32 {
         if index & self.capacity == 0 {
-            u32::from(FLAG_PHASE) << 16
+            PHASE_BIT
         } else {
             0
         }
@@ -166,11 +169,18 @@ impl<'a> Ring<'a> {
         self.is_new(head)
     }
 
+    /// Whether `first`, the first word of the descriptor at `index`,
+    /// carries that index's phase: whether the descriptor is new.
+    #[inline(always)]
+    fn carries_phase(&self, first: u32, index: u32) -> bool {
+        first & PHASE_BIT == self.phase(index)
+    }
+
     fn is_new(&self, index: u32) -> Result<bool> {
         let word = self
             .region
             .load_u32(self.slot_offset(index), Ordering::Acquire)?;
-        Ok(word & (u32::from(FLAG_PHASE) << 16) == self.phase(index))
+        Ok(self.carries_phase(word, index))
     }
 
     /// Whether nothing is there to read, judged with sequentially
@@ -270,7 +280,7 @@ impl<'a> Ring<'a> {
         let at = self.slot_offset(index);
         self.region.write(at + 4, &desc[4..])?;
         let first = u32::from_le_bytes([desc[0], desc[1], desc[2], desc[3]]);
-        let first = (first & !(u32::from(FLAG_PHASE) << 16)) | self.phase(index);
+        let first = (first & !PHASE_BIT) | self.phase(index);
         self.region.store_u32(at, first, Ordering::Release)?;
         Ok(())
     }
@@ -294,7 +304,7 @@ impl<'a> Ring<'a> {
             .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let at = self.slot_offset(head);
         let first = self.region.load_u32(at, Ordering::Acquire)?;
-        if first & (u32::from(FLAG_PHASE) << 16) != self.phase(head) {
+        if !self.carries_phase(first, head) {
             return Ok(false);
         }
         // The first word is read again with the rest: the producer does
@@ -322,11 +332,11 @@ impl<'a> Ring<'a> {
     fn read_new_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
         let at = self.slot_offset(index);
         let first = self.region.load_u32(at, Ordering::Acquire)?;
-        if first & (u32::from(FLAG_PHASE) << 16) != self.phase(index) {
+        if !self.carries_phase(first, index) {
             return Ok(false);
         }
         self.region.read(at + 4, &mut out[4..])?;
-        out[..4].copy_from_slice(&(first & !(u32::from(FLAG_PHASE) << 16)).to_le_bytes());
+        out[..4].copy_from_slice(&(first & !PHASE_BIT).to_le_bytes());
         Ok(true)
     }
 

@@ -18,7 +18,6 @@ use crate::pool::Pool;
 use crate::producer::Producer;
 use crate::region::{HeapRegion, Region, RegionError};
 use crate::ring::Ring;
-use crate::wait::fence_publishers_or_wait;
 use crate::zerocopy::Leases;
 
 /// The memory a host or guest owns; the mapping lives as long as it does.
@@ -202,8 +201,7 @@ impl Segment {
         // A sequentially consistent look first, after a barrier on every
         // publisher: it pairs with a host's look at the entry right after
         // it published (see `ShmHost::sending`).
-        fence_publishers_or_wait();
-        if end.is_empty_now()? {
+        if end.is_empty_after_move()? {
             return Ok(0);
         }
         end.discard_all()

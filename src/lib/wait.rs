@@ -258,7 +258,7 @@ pub(crate) fn sleep_unless(
     }
     // A publisher may leave out its store-load fence (see
     // `publish_unfenced`): this barrier stands in for it.
-    let nap = if fence_publishers() {
+    let nap = if sys::fence_publishers() {
         nap
     } else {
         nap.min(UNFENCED_NAP)
@@ -287,7 +287,7 @@ const UNFENCED_NAP: Duration = Duration::from_millis(1);
 /// a store-load fence between them, or the read may pass the write and a
 /// wake-up be lost; with `membarrier` on Linux, this process leaves the
 /// fence out (a plain release store) and every side that depends on the
-/// order runs [`fence_publishers`] instead. Elsewhere the write is a
+/// order runs [`sys::fence_publishers`] instead. Elsewhere the write is a
 /// sequentially consistent swap, a full fence.
 ///
 /// shm[impl shm.ring.wake]
@@ -303,22 +303,14 @@ pub(crate) fn publish_unfenced(word: &AtomicU32, value: u32) {
     }
 }
 
-/// The other half of [`publish_unfenced`]: called after the caller's
-/// sequentially consistent write (a sleeper's announcement, a guest's move
-/// of its entry) and before its look at what publishers write, it orders
-/// every publisher as a fence of its own would. False if the kernel
-/// refused; the caller then cannot rely on that order, and a sleeper naps
-/// briefly instead (a departing guest waits a moment before its look).
-pub(crate) fn fence_publishers() -> bool {
-    sys::fence_publishers()
-}
-
-/// [`fence_publishers`] for a look that must see every publication made
-/// before the caller's write: when the kernel refuses the barrier, waits
-/// long enough for any store already made to reach memory (store buffers
-/// drain in microseconds) before the caller looks.
+/// The other half of [`publish_unfenced`], for a look that must see every
+/// publication made before the caller's sequentially consistent write (a
+/// guest's move of its entry): [`sys::fence_publishers`], which orders
+/// every publisher as a fence of its own would; when the kernel refuses
+/// it, waits long enough for any store already made to reach memory
+/// (store buffers drain in microseconds) before the caller looks.
 pub(crate) fn fence_publishers_or_wait() {
-    if !fence_publishers() {
+    if !sys::fence_publishers() {
         std::thread::sleep(UNFENCED_NAP);
     }
 }
@@ -345,7 +337,7 @@ mod tests {
     fn publishers_leave_the_fence_to_the_barrier_where_the_kernel_has_one() {
         let offered = sys::membarrier_supported();
         assert_eq!(sys::publishes_without_fence(), offered);
-        assert_eq!(fence_publishers(), offered);
+        assert_eq!(sys::fence_publishers(), offered);
         let word = AtomicU32::new(0);
         publish_unfenced(&word, 7);
         assert_eq!(word.load(Ordering::Acquire), 7);
