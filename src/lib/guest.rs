@@ -121,7 +121,7 @@ impl ShmGuest {
 
     fn resume_opened(seg: Segment, peer_id: PeerId) -> Result<Self> {
         let p = seg.guest_id(peer_id)?;
-        let state = seg.peer(p).state()?;
+        let (state, epoch) = seg.peer(p).state_and_epoch()?;
         if state != PeerState::Attached {
             return Err(Error::PeerState {
                 peer_id: p,
@@ -129,7 +129,6 @@ impl ShmGuest {
                 expected: "attached",
             });
         }
-        let epoch = seg.peer(p).epoch()?;
         Ok(Self::new(seg, p, epoch, false, None))
     }
 
@@ -204,15 +203,17 @@ impl ShmGuest {
                 peer.set_holder(Some(sys::current_pid()), true)?;
             }
             let claimed = match claim {
-                Claim::Reserved(_) => peer.transition(PeerState::Reserved, PeerState::Attached)?,
-                Claim::AnyEmpty => {
-                    peer.transition(PeerState::Empty, PeerState::Attached)?
-                        || (seg.ring(p, Direction::GuestToHost).state()?.is_empty()
-                            && peer.transition(PeerState::Goodbye, PeerState::Attached)?)
-                }
+                Claim::Reserved(_) => peer.claim(PeerState::Reserved)?,
+                Claim::AnyEmpty => match peer.claim(PeerState::Empty)? {
+                    Some(epoch) => Some(epoch),
+                    None if seg.ring(p, Direction::GuestToHost).state()?.is_empty() => {
+                        peer.claim(PeerState::Goodbye)?
+                    }
+                    None => None,
+                },
             };
-            if claimed {
-                let epoch = peer.record_claim(Some(sys::current_pid()), presence.is_some())?;
+            if let Some(epoch) = claimed {
+                peer.record_claim(Some(sys::current_pid()), presence.is_some())?;
                 if let Claim::AnyEmpty = claim {
                     // Nothing in the host-to-guest ring of a free entry is
                     // for this guest (a reserved one keeps what the host
@@ -299,8 +300,7 @@ impl ShmGuest {
     /// Fails if this guest's entry was reclaimed or re-claimed by another.
     #[inline]
     fn check_still_mine(seg: &Segment, p: u8, epoch: u32) -> Result<()> {
-        let peer = seg.peer(p);
-        if peer.state()? != PeerState::Attached || peer.epoch()? != epoch {
+        if seg.peer(p).state_and_epoch()? != (PeerState::Attached, epoch) {
             return Err(Error::PeerGone { peer_id: p });
         }
         Ok(())

@@ -19,12 +19,12 @@ use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion};
-use crate::peer::{PeerEntry, PeerId, PeerState};
+use crate::peer::{self, PeerEntry, PeerId, PeerState};
 use crate::producer::{Present, Producer};
 use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{Segment, ShmBacking};
-use crate::sync::atomic::AtomicU32;
+use crate::sync::atomic::AtomicU64;
 use crate::sys;
 use crate::wait::{Announce, Backoff, Deadline, Step, Stop, WaitStrategy, sleep_unless};
 use crate::zerocopy::{Received, SlotLoan};
@@ -539,7 +539,7 @@ impl ShmHost {
             self.lock_end(p, End::HostToGuestProducer, deadline)?;
         }
         let peer = self.seg.peer(p);
-        let state = peer.state()?;
+        let (state, epoch) = peer.state_and_epoch()?;
         if !matches!(state, PeerState::Attached | PeerState::Reserved) {
             return Err(Error::PeerState {
                 peer_id: p,
@@ -547,13 +547,12 @@ impl ShmHost {
                 expected: "attached or reserved",
             });
         }
-        let epoch = peer.epoch()?;
         let judged = &mut self.liveness_judged[usize::from(p) - 1];
         let mut watch = PeerWatch::new(p, state, epoch, judged);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
-        let words = peer.state_and_epoch_words()?;
-        let mut present = |published| PeerWatch::still_there(words, p, state, epoch, published);
+        let word = peer.state_and_epoch_word()?;
+        let mut present = |published| PeerWatch::still_there(word, p, state, epoch, published);
         let end = &mut self.to_guests[usize::from(p) - 1];
         op(end, deadline, &mut stop, &mut present)
     }
@@ -770,7 +769,8 @@ impl ShmHost {
         let seg = &self.seg;
         let peer = seg.peer(p);
         let judged = &mut self.liveness_judged[usize::from(p) - 1];
-        let mut watch = PeerWatch::new(p, peer.state()?, peer.epoch()?, judged);
+        let (state, epoch) = peer.state_and_epoch()?;
+        let mut watch = PeerWatch::new(p, state, epoch, judged);
         let mut stop = || watch.check(seg, false);
         end.wait_for_data(deadline, &mut stop)
     }
@@ -1034,7 +1034,7 @@ impl ShmHost {
             return Ok(Some(SkipReason::HostRolesInUse));
         }
         let peer = self.seg.peer(p);
-        if peer.epoch()? != epoch || !peer.transition(PeerState::Attached, PeerState::Goodbye)? {
+        if !peer.transition_at(epoch, PeerState::Attached, PeerState::Goodbye)? {
             return Ok(Some(SkipReason::Changed));
         }
         self.seg.consumer(p, Direction::HostToGuest).discard_all()?;
@@ -1117,19 +1117,19 @@ impl<'a> PeerWatch<'a> {
     /// look (`Segment::drop_stale_to_guest`): either that guest drops what
     /// was published, or the sender sees the entry has moved.
     ///
-    /// `words` are the entry's state and epoch words
-    /// ([`Peer::state_and_epoch_words`]), looked up once per send: this
-    /// runs twice on every one.
+    /// `word` is the entry's state-and-epoch word
+    /// ([`Peer::state_and_epoch_word`]), looked up once per send: this
+    /// runs twice on every one. One load reads both halves, so a claim
+    /// (which moves the state and the epoch together) is seen whole.
     #[inline(always)]
     fn still_there(
-        words: (&AtomicU32, &AtomicU32),
+        word: &AtomicU64,
         peer_id: u8,
         state: PeerState,
         epoch: u32,
         published: bool,
     ) -> Result<()> {
-        let now = words.0.load(Ordering::SeqCst);
-        let now_epoch = words.1.load(Ordering::SeqCst);
+        let (now, now_epoch) = peer::split(word.load(Ordering::SeqCst));
         let here = now == PeerState::Attached.to_u32() || now == PeerState::Reserved.to_u32();
         let ours = now_epoch == epoch
             || (state == PeerState::Reserved && now_epoch == epoch.wrapping_add(1));
@@ -1163,7 +1163,7 @@ impl<'a> PeerWatch<'a> {
         let p = self.peer_id;
         let gone = Err(Error::PeerGone { peer_id: p });
         let peer = seg.peer(p);
-        let (state, epoch) = (peer.state()?, peer.epoch()?);
+        let (state, epoch) = peer.state_and_epoch()?;
         if self.reserved && state == PeerState::Attached && epoch == self.epoch.wrapping_add(1) {
             self.reserved = false;
             self.epoch = epoch;

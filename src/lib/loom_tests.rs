@@ -31,7 +31,8 @@ use std::sync::atomic::Ordering;
 use loom::thread;
 
 use crate::desc::DESC_SIZE;
-use crate::layout::{RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
+use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
+use crate::peer::{Peer, PeerState, split};
 use crate::pool::{Cap, Pool};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
@@ -625,5 +626,71 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
         assert_eq!(pool.held(1).unwrap(), 1);
         receiver.join().unwrap();
         assert_eq!(pool.held(1).unwrap(), 1);
+    });
+}
+
+// ---------------------------------------------------------------- peers
+
+/// A region holding just one peer entry (guest 1's), at offset 0.
+fn peer_region() -> (Region, SegmentLayout) {
+    let config = SegmentConfig {
+        max_guests: 1,
+        ring_capacity: CAPACITY,
+        slot_size: 64,
+        slots_per_pool: 1,
+        max_payload: 64,
+        heartbeat_interval_ms: 0,
+    };
+    let layout = SegmentLayout {
+        peer_table_offset: 0,
+        total_size: PEER_ENTRY_SIZE,
+        ..config.layout().unwrap()
+    };
+    let region = HeapRegion::new_zeroed(PEER_ENTRY_SIZE as usize)
+        .unwrap()
+        .region();
+    (region, layout)
+}
+
+// shm[verify shm.peer.claim]
+#[test]
+fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
+    // A host that reserved guest 1's entry sends to it while the guest
+    // claims it. The host looks at the entry when its send starts and
+    // again before it publishes (as `ShmHost::sending` and
+    // `PeerWatch::still_there` do). Whatever it saw first, the second look
+    // must find the same guest: the reservation or the guest that claimed
+    // it, one epoch later. With the state and the epoch moved by two
+    // separate stores, a look between them saw the entry Attached at the
+    // old epoch, and the next look took the claim's epoch for another
+    // guest's (`PeerGone` from a send to a guest that had just attached).
+    check(None, || {
+        let (region, layout) = peer_region();
+        let peer = Peer::new(&region, &layout, 1);
+        assert!(
+            peer.transition(PeerState::Empty, PeerState::Reserved)
+                .unwrap()
+        );
+        let host = {
+            let region = region.clone();
+            thread::spawn(move || {
+                let peer = Peer::new(&region, &layout, 1);
+                let first = peer.state_and_epoch().unwrap();
+                let word = peer.state_and_epoch_word().unwrap();
+                let (state, epoch) = split(word.load(Ordering::SeqCst));
+                let second = (PeerState::from_u32(state).unwrap(), epoch);
+                match first {
+                    (PeerState::Reserved, 0) => assert!(matches!(
+                        second,
+                        (PeerState::Reserved, 0) | (PeerState::Attached, 1)
+                    )),
+                    (PeerState::Attached, 1) => assert_eq!(second, (PeerState::Attached, 1)),
+                    other => panic!("the entry was seen as {other:?}"),
+                }
+            })
+        };
+        assert_eq!(peer.claim(PeerState::Reserved).unwrap(), Some(1));
+        host.join().unwrap();
+        assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Attached, 1));
     });
 }

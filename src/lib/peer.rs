@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 
-use crate::sync::atomic::AtomicU32;
+use crate::sync::atomic::AtomicU64;
 
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
@@ -128,6 +128,18 @@ pub(crate) fn unknown_state(peer_id: u8, raw: u32) -> Error {
     ))
 }
 
+/// A loaded state-and-epoch word taken apart: (state, epoch).
+#[inline(always)]
+pub(crate) fn split(pair: u64) -> (u32, u32) {
+    (pair as u32, (pair >> 32) as u32)
+}
+
+/// The state-and-epoch word holding `state` at `epoch`.
+#[inline(always)]
+fn join(state: u32, epoch: u32) -> u64 {
+    u64::from(state) | (u64::from(epoch) << 32)
+}
+
 /// A view of one peer entry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer<'a> {
@@ -149,79 +161,138 @@ impl<'a> Peer<'a> {
         }
     }
 
+    /// The entry's state and epoch as one word: the state in the low half,
+    /// the epoch in the high half (`shm.peer.table`). Every look at either
+    /// and every change of either is one access to this word, so that
+    /// nobody sees a claimed entry with the epoch of the claim before.
+    #[inline]
+    fn pair(&self) -> Result<&'a AtomicU64> {
+        Ok(self.region.atomic_u64(self.base + field::STATE)?)
+    }
+
+    /// The stored state word, whatever it holds, and the epoch, loaded
+    /// together (works on read-only regions).
+    #[inline]
+    pub(crate) fn raw_state_and_epoch(&self) -> Result<(u32, u32)> {
+        Ok(split(
+            self.region
+                .load_u64(self.base + field::STATE, Ordering::Acquire)?,
+        ))
+    }
+
     /// The stored state word, whatever it holds (works on read-only
     /// regions).
     #[inline]
     pub(crate) fn raw_state(&self) -> Result<u32> {
-        Ok(self
-            .region
-            .load_u32(self.base + field::STATE, Ordering::Acquire)?)
+        Ok(self.raw_state_and_epoch()?.0)
     }
 
     /// The current state; an unknown value is corruption.
     #[inline]
     pub(crate) fn state(&self) -> Result<PeerState> {
-        let raw = self.raw_state()?;
-        PeerState::from_u32(raw).ok_or_else(|| unknown_state(self.peer_id, raw))
+        Ok(self.state_and_epoch()?.0)
     }
 
-    /// Atomically moves the entry from `from` to `to`; false if it was not
-    /// `from`. Sequentially consistent on success: a departing guest's
-    /// move, then its look at its ring, pairs with a sender's publication,
-    /// then its look at the entry ([`Peer::state_and_epoch_words`]).
-    pub(crate) fn transition(&self, from: PeerState, to: PeerState) -> Result<bool> {
-        Ok(self
-            .region
-            .atomic_u32(self.base + field::STATE)?
-            .compare_exchange(
-                from.to_u32(),
-                to.to_u32(),
-                Ordering::SeqCst,
-                Ordering::Acquire,
-            )
-            .is_ok())
-    }
-
-    /// The state word and the epoch word, for a sender that looks at both
-    /// just before and just after each publication, with sequentially
-    /// consistent loads (see [`Peer::transition`]); the bounds are checked
-    /// once, here.
-    pub(crate) fn state_and_epoch_words(&self) -> Result<(&'a AtomicU32, &'a AtomicU32)> {
-        Ok((
-            self.region.atomic_u32(self.base + field::STATE)?,
-            self.region.atomic_u32(self.base + field::EPOCH)?,
-        ))
-    }
-
-    /// Sets the state unconditionally (release).
-    pub(crate) fn set_state(&self, to: PeerState) -> Result<()> {
-        self.region
-            .store_u32(self.base + field::STATE, to.to_u32(), Ordering::Release)?;
-        Ok(())
+    /// The current state and the epoch it holds at (one load); an unknown
+    /// state is corruption.
+    #[inline]
+    pub(crate) fn state_and_epoch(&self) -> Result<(PeerState, u32)> {
+        let (raw, epoch) = self.raw_state_and_epoch()?;
+        let state = PeerState::from_u32(raw).ok_or_else(|| unknown_state(self.peer_id, raw))?;
+        Ok((state, epoch))
     }
 
     #[inline]
     pub(crate) fn epoch(&self) -> Result<u32> {
-        Ok(self
-            .region
-            .load_u32(self.base + field::EPOCH, Ordering::Acquire)?)
+        Ok(self.raw_state_and_epoch()?.1)
     }
 
-    /// Records a new claim: bumps the epoch and sets the holder.
-    /// Returns the new epoch.
-    pub(crate) fn record_claim(&self, holder: Option<u32>, locked: bool) -> Result<u32> {
-        let epoch = self
-            .region
-            .atomic_u32(self.base + field::EPOCH)?
-            .fetch_add(1, Ordering::AcqRel)
-            .wrapping_add(1);
+    /// Atomically moves the entry from `from` to `to`, at whatever epoch it
+    /// holds; false if it was not `from`. Sequentially consistent on
+    /// success: a departing guest's move, then its look at its ring, pairs
+    /// with a sender's publication, then its look at the entry
+    /// ([`Peer::state_and_epoch_word`]).
+    pub(crate) fn transition(&self, from: PeerState, to: PeerState) -> Result<bool> {
+        self.compare_and_move(from, None, to, |epoch| epoch)
+    }
+
+    /// [`Peer::transition`], only if the entry still holds at `epoch`.
+    pub(crate) fn transition_at(&self, epoch: u32, from: PeerState, to: PeerState) -> Result<bool> {
+        self.compare_and_move(from, Some(epoch), to, |epoch| epoch)
+    }
+
+    /// Claims the entry: moves it from `from` to Attached and bumps the
+    /// epoch in the same compare-and-swap. Returns the new epoch, which
+    /// identifies this claim, or `None` if the entry was not `from`.
+    pub(crate) fn claim(&self, from: PeerState) -> Result<Option<u32>> {
+        let mut claimed = None;
+        let moved = self.compare_and_move(from, None, PeerState::Attached, |epoch| {
+            let next = epoch.wrapping_add(1);
+            claimed = Some(next);
+            next
+        })?;
+        Ok(claimed.filter(|_| moved))
+    }
+
+    /// The one compare-and-swap behind every move: from `from` (at
+    /// `at_epoch`, if given) to `to`, at the epoch `next_epoch` makes of
+    /// the current one. A failure that found the entry still `from` (at
+    /// that epoch) cannot happen with a strong compare-and-swap unless the
+    /// word changed under it, so it tries again with what it found.
+    fn compare_and_move(
+        &self,
+        from: PeerState,
+        at_epoch: Option<u32>,
+        to: PeerState,
+        mut next_epoch: impl FnMut(u32) -> u32,
+    ) -> Result<bool> {
+        let pair = self.pair()?;
+        let mut current = pair.load(Ordering::Acquire);
+        loop {
+            let (state, epoch) = split(current);
+            if state != from.to_u32() || at_epoch.is_some_and(|at| at != epoch) {
+                return Ok(false);
+            }
+            let wanted = join(to.to_u32(), next_epoch(epoch));
+            match pair.compare_exchange(current, wanted, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => return Ok(true),
+                Err(found) => current = found,
+            }
+        }
+    }
+
+    /// The state-and-epoch word, for a sender that looks at both just
+    /// before and just after each publication, with sequentially consistent
+    /// loads (see [`Peer::transition`]); the bounds are checked once, here.
+    /// [`split`] takes a loaded value apart.
+    pub(crate) fn state_and_epoch_word(&self) -> Result<&'a AtomicU64> {
+        self.pair()
+    }
+
+    /// Sets the state, keeping the epoch (release).
+    pub(crate) fn set_state(&self, to: PeerState) -> Result<()> {
+        let pair = self.pair()?;
+        let mut current = pair.load(Ordering::Relaxed);
+        loop {
+            let wanted = join(to.to_u32(), split(current).1);
+            match pair.compare_exchange_weak(current, wanted, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(found) => current = found,
+            }
+        }
+    }
+
+    /// Records the claim just made ([`Peer::claim`]): the holder and the
+    /// time.
+    pub(crate) fn record_claim(&self, holder: Option<u32>, locked: bool) -> Result<()> {
         self.set_holder(holder, locked)?;
         self.region.store_u64(
             self.base + field::CLAIMED_UNIX_NS,
             sys::unix_ns(),
             Ordering::Relaxed,
         )?;
-        Ok(epoch)
+        Ok(())
     }
 
     /// Records who holds the entry: `Some(pid)` for a running process,
@@ -262,10 +333,11 @@ impl<'a> Peer<'a> {
         // One load of the flags for both bits: another process may change
         // them between two loads.
         let flags = u32_at(field::FLAGS)?;
+        let (state, epoch) = self.state_and_epoch()?;
         Ok(PeerEntry {
             peer_id: self.peer_id,
-            state: self.state()?,
-            epoch: u32_at(field::EPOCH)?,
+            state,
+            epoch,
             pid: u32_at(field::PID)?,
             held: flags & FLAG_HELD != 0,
             locked: flags & FLAG_LOCKED != 0,
@@ -314,19 +386,34 @@ mod tests {
             .unwrap()
             .region();
         let peer = Peer::new(&region, &layout, 1);
-        assert!(
-            peer.transition(PeerState::Empty, PeerState::Attached)
-                .unwrap()
-        );
+        assert_eq!(peer.claim(PeerState::Empty).unwrap(), Some(1));
+        assert_eq!(peer.claim(PeerState::Empty).unwrap(), None);
+        assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Attached, 1));
+        peer.record_claim(Some(42), true).unwrap();
+        assert!(peer.snapshot().unwrap().locked);
+        // Moves keep the epoch; a move at an epoch the entry no longer
+        // holds is refused.
         assert!(
             !peer
-                .transition(PeerState::Empty, PeerState::Attached)
+                .transition_at(0, PeerState::Attached, PeerState::Goodbye)
                 .unwrap()
         );
-        assert_eq!(peer.record_claim(Some(42), true).unwrap(), 1);
-        assert!(peer.snapshot().unwrap().locked);
-        assert_eq!(peer.record_claim(None, false).unwrap(), 2);
+        assert!(
+            peer.transition_at(1, PeerState::Attached, PeerState::Goodbye)
+                .unwrap()
+        );
+        assert!(
+            peer.transition(PeerState::Goodbye, PeerState::Reserved)
+                .unwrap()
+        );
+        assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Reserved, 1));
+        assert_eq!(peer.claim(PeerState::Reserved).unwrap(), Some(2));
+        peer.record_claim(None, false).unwrap();
+        peer.set_state(PeerState::Empty).unwrap();
         let snap = peer.snapshot().unwrap();
-        assert_eq!((snap.epoch, snap.pid, snap.held), (2, 0, false));
+        assert_eq!(
+            (snap.state, snap.epoch, snap.pid, snap.held),
+            (PeerState::Empty, 2, 0, false)
+        );
     }
 }

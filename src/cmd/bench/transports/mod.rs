@@ -47,6 +47,23 @@ impl Drop for PeerProcess {
 }
 
 impl PeerProcess {
+    /// Runs `body`, the measuring side's part. If it fails after the peer
+    /// has already ended, the error says how the peer ended: a peer that
+    /// exited or was killed is often why, and dropping it reaps it without
+    /// a word.
+    pub fn beside<T>(
+        &mut self,
+        what: impl fmt::Display,
+        body: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        body().map_err(|e| match self.0.try_wait() {
+            Ok(Some(status)) => {
+                e.context(format!("the {what} benchmark peer had ended ({status})"))
+            }
+            _ => e,
+        })
+    }
+
     /// Waits for a peer that was told to exit. Its exit status is the only
     /// word on whether it saw what was sent, so a failure fails the run, and
     /// a peer stuck for ten seconds counts as one.

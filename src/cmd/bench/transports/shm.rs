@@ -63,7 +63,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     let mut host = ShmHost::create_with(path, config, options).map_err(|e| seg_err(path, e))?;
     crate::cmd::signals::guard_sigbus_owned(path);
     let peer_id = host.reserve_peer().map_err(|e| seg_err(path, e))?;
-    let peer = PeerProcess(
+    let mut peer = PeerProcess(
         peer_command(PeerTransport::Shm, plan.peer_cpu())?
             .arg("--segment")
             .arg(path)
@@ -73,104 +73,107 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
             .spawn()
             .context("starting the segment benchmark peer")?,
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peers().map_err(|e| seg_err(path, e))?[0].state != PeerState::Attached {
-        if Instant::now() > deadline {
-            bail!("the benchmark guest did not attach");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let timeout = Some(Duration::from_secs(30));
-    let mut results = Vec::new();
-    // Round trips are answered one at a time: the peer takes each message
-    // with one receive call (`recv_in_place`), as an echo server would,
-    // rather than asking for a batch that never holds more than one.
-    host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
-        .map_err(|e| seg_err(path, e))?;
-    for mode in WAIT_MODES {
-        host.set_wait_strategy(mode);
-        host.send_timeout(peer_id, control(SET_WAIT, wait_id(mode)), timeout)
-            .map_err(|e| seg_err(path, e))?;
-        let transport = Transport::Shm(mode);
-        for &size in &plan.sizes {
-            progress.begin(format!(
-                "{transport} round trip {}",
-                human_bytes(size as u64)
-            ));
-            let rounds = plan.round_trips(size);
-            let mut samples = Vec::with_capacity(rounds as usize);
-            let inline = Frame::new(
-                MsgDesc {
-                    method_id: ECHO,
-                    ..MsgDesc::default()
-                },
-                vec![0x42u8; size],
-            );
-            // The first tenth goes untimed: it pays for the cold start (caches,
-            // first page touches, the peer getting going).
-            for i in 0..rounds + rounds / 10 {
-                let start = Instant::now();
-                if inline.fits_inline() {
-                    host.send_timeout(peer_id, &inline, timeout)
-                } else {
-                    host.loan(peer_id, size, timeout).and_then(|mut loan| {
-                        loan.as_mut_slice().fill(i as u8);
-                        loan.desc.method_id = ECHO;
-                        host.commit(peer_id, loan)
-                    })
-                }
-                .map_err(|e| seg_err(path, e))?;
-                let echo = host
-                    .recv_from_in_place(peer_id, timeout)
-                    .map_err(|e| seg_err(path, e))?
-                    .context("the benchmark guest did not answer")?;
-                if echo.payload().len() != size {
-                    bail!(
-                        "echo of {} bytes came back with {}",
-                        size,
-                        echo.payload().len()
-                    );
-                }
-                drop(echo);
-                if i >= rounds / 10 {
-                    samples.push(start.elapsed().as_nanos() as u64);
-                }
+    let results = peer.beside("segment", || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while host.peers().map_err(|e| seg_err(path, e))?[0].state != PeerState::Attached {
+            if Instant::now() > deadline {
+                bail!("the benchmark guest did not attach");
             }
-            results.push(Measurement::from_samples(
-                Kind::RoundTrip,
-                transport,
-                size,
-                samples,
-            ));
-            progress.done();
+            std::thread::sleep(Duration::from_millis(2));
         }
-    }
-    host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
-        .map_err(|e| seg_err(path, e))?;
-    // One-way streaming, spinning on both sides.
-    host.set_wait_strategy(WaitStrategy::Spin);
-    host.send_timeout(
-        peer_id,
-        control(SET_WAIT, wait_id(WaitStrategy::Spin)),
-        timeout,
-    )
-    .map_err(|e| seg_err(path, e))?;
-    for &size in &plan.sizes {
-        progress.begin(format!("shm stream {}", human_bytes(size as u64)));
-        results.push(stream(&mut host, peer_id, size, plan, Batching::Batched)?);
-        progress.done();
-        if size <= shmhub::INLINE_CAPACITY {
-            progress.begin(format!(
-                "{} stream {}",
-                Transport::ShmUnbatched,
-                human_bytes(size as u64)
-            ));
-            results.push(stream(&mut host, peer_id, size, plan, Batching::Single)?);
-            progress.done();
+        let timeout = Some(Duration::from_secs(30));
+        let mut results = Vec::new();
+        // Round trips are answered one at a time: the peer takes each message
+        // with one receive call (`recv_in_place`), as an echo server would,
+        // rather than asking for a batch that never holds more than one.
+        host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
+            .map_err(|e| seg_err(path, e))?;
+        for mode in WAIT_MODES {
+            host.set_wait_strategy(mode);
+            host.send_timeout(peer_id, control(SET_WAIT, wait_id(mode)), timeout)
+                .map_err(|e| seg_err(path, e))?;
+            let transport = Transport::Shm(mode);
+            for &size in &plan.sizes {
+                progress.begin(format!(
+                    "{transport} round trip {}",
+                    human_bytes(size as u64)
+                ));
+                let rounds = plan.round_trips(size);
+                let mut samples = Vec::with_capacity(rounds as usize);
+                let inline = Frame::new(
+                    MsgDesc {
+                        method_id: ECHO,
+                        ..MsgDesc::default()
+                    },
+                    vec![0x42u8; size],
+                );
+                // The first tenth goes untimed: it pays for the cold start (caches,
+                // first page touches, the peer getting going).
+                for i in 0..rounds + rounds / 10 {
+                    let start = Instant::now();
+                    if inline.fits_inline() {
+                        host.send_timeout(peer_id, &inline, timeout)
+                    } else {
+                        host.loan(peer_id, size, timeout).and_then(|mut loan| {
+                            loan.as_mut_slice().fill(i as u8);
+                            loan.desc.method_id = ECHO;
+                            host.commit(peer_id, loan)
+                        })
+                    }
+                    .map_err(|e| seg_err(path, e))?;
+                    let echo = host
+                        .recv_from_in_place(peer_id, timeout)
+                        .map_err(|e| seg_err(path, e))?
+                        .context("the benchmark guest did not answer")?;
+                    if echo.payload().len() != size {
+                        bail!(
+                            "echo of {} bytes came back with {}",
+                            size,
+                            echo.payload().len()
+                        );
+                    }
+                    drop(echo);
+                    if i >= rounds / 10 {
+                        samples.push(start.elapsed().as_nanos() as u64);
+                    }
+                }
+                results.push(Measurement::from_samples(
+                    Kind::RoundTrip,
+                    transport,
+                    size,
+                    samples,
+                ));
+                progress.done();
+            }
         }
-    }
-    host.send_timeout(peer_id, control(EXIT, 0), timeout)
+        host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
+            .map_err(|e| seg_err(path, e))?;
+        // One-way streaming, spinning on both sides.
+        host.set_wait_strategy(WaitStrategy::Spin);
+        host.send_timeout(
+            peer_id,
+            control(SET_WAIT, wait_id(WaitStrategy::Spin)),
+            timeout,
+        )
         .map_err(|e| seg_err(path, e))?;
+        for &size in &plan.sizes {
+            progress.begin(format!("shm stream {}", human_bytes(size as u64)));
+            results.push(stream(&mut host, peer_id, size, plan, Batching::Batched)?);
+            progress.done();
+            if size <= shmhub::INLINE_CAPACITY {
+                progress.begin(format!(
+                    "{} stream {}",
+                    Transport::ShmUnbatched,
+                    human_bytes(size as u64)
+                ));
+                results.push(stream(&mut host, peer_id, size, plan, Batching::Single)?);
+                progress.done();
+            }
+        }
+        host.send_timeout(peer_id, control(EXIT, 0), timeout)
+            .map_err(|e| seg_err(path, e))?;
+        Ok(results)
+    })?;
     peer.finish("segment")?;
     drop(host);
     Ok(results)
