@@ -145,6 +145,18 @@ impl Consumer {
         self.ring().wait_for_data(self.strategy, deadline, stop)
     }
 
+    /// Waits until a message comes, `stop` fails, or `deadline` passes,
+    /// and takes it, payload in place, in the same look that sees it.
+    #[inline(always)]
+    pub(crate) fn recv_waiting(
+        &self,
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+    ) -> Result<Option<Received>> {
+        self.ring()
+            .wait_to_take(self.strategy, deadline, stop, || self.try_recv())
+    }
+
     /// Takes everything queued without reading it, freeing the slots the
     /// descriptors name (the receiver left, or the entry is being reset).
     /// Returns how many descriptors were dropped.

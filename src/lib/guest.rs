@@ -560,18 +560,24 @@ impl ShmGuest {
     ) -> Result<Option<Received>> {
         let mut deadline = Deadline::after(timeout.into());
         self.lock_receiving_end(&mut deadline)?;
-        loop {
-            // The result goes back whole, not taken apart and rebuilt: a
-            // message moved between two layouts is copied across the
-            // stores that just built it, and waits for them.
-            match self.pop() {
-                Ok(None) => {}
-                taken => return taken,
-            }
-            if !self.wait(&mut deadline)? {
-                return Ok(None);
-            }
+        // The result goes back whole, not taken apart and rebuilt: a
+        // message moved between two layouts is copied across the stores
+        // that just built it, and waits for them.
+        match self.pop() {
+            Ok(None) => {}
+            taken => return taken,
         }
+        // The entry was just found ours; while this waits, the wait's
+        // checks look at it again between naps (`Waiter::check`).
+        let mut waiter = Waiter::new(
+            &self.seg,
+            self.peer_id,
+            self.epoch,
+            &mut self.last_beat_ns,
+            &mut self.last_host_check_ns,
+        );
+        self.from_host
+            .recv_waiting(&mut deadline, &mut || waiter.check())
     }
 
     /// Receives up to `max` queued messages at once (one index update for

@@ -693,14 +693,15 @@ impl ShmHost {
         let mut deadline = Deadline::after(timeout.into());
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
         self.refuse_empty_entry(p)?;
-        loop {
-            if let Some(received) = self.pop_in_place(p)? {
-                return Ok(Some(received));
-            }
-            if !self.wait_from(p, &mut deadline)? {
-                return Ok(None);
-            }
+        if let Some(received) = self.pop_in_place(p)? {
+            return Ok(Some(received));
         }
+        let seg = &self.seg;
+        let judged = &mut self.liveness_judged[usize::from(p) - 1];
+        let (state, epoch) = seg.peer(p).state_and_epoch()?;
+        let mut watch = PeerWatch::new(p, state, epoch, judged);
+        self.from_guests[usize::from(p) - 1]
+            .recv_waiting(&mut deadline, &mut || watch.check(seg, false))
     }
 
     /// Receives up to `max` queued messages from guest `peer_id` at once

@@ -196,15 +196,30 @@ fn yield_then_go_on() -> crate::error::Result<()> {
     Ok(())
 }
 
-/// Consumer: waits for (with the real `wait_for_data`, `Block` strategy,
-/// no deadline) and pops `count` descriptors, one at a time.
+/// Consumer: takes `count` descriptors one at a time, waiting (`Block`
+/// strategy, no deadline) with the real waits in turn: `wait_to_take`,
+/// whose looks take the descriptor themselves (as `recv_in_place` waits),
+/// and `wait_for_data`, after which the descriptor is popped (as
+/// `recv_batch` waits).
 fn consume_blocking(ring: &Ring<'_>, count: usize) -> Vec<[u8; DESC_SIZE]> {
     let mut got = Vec::new();
     while got.len() < count {
+        let mut deadline = Deadline::after(None);
+        if got.len() % 2 == 0 {
+            let taken = ring
+                .wait_to_take(
+                    WaitStrategy::Block,
+                    &mut deadline,
+                    &mut yield_then_go_on,
+                    || ring.pop(),
+                )
+                .unwrap();
+            got.push(taken.expect("a wait without a deadline ended empty"));
+            continue;
+        }
         match ring.pop().unwrap() {
             Some(d) => got.push(d),
             None => {
-                let mut deadline = Deadline::after(None);
                 assert!(
                     ring.wait_for_data(WaitStrategy::Block, &mut deadline, &mut yield_then_go_on)
                         .unwrap()
@@ -215,7 +230,8 @@ fn consume_blocking(ring: &Ring<'_>, count: usize) -> Vec<[u8; DESC_SIZE]> {
     got
 }
 
-/// The real blocking waits: the consumer sleeps in `wait_for_data` and,
+/// The real blocking waits: the consumer sleeps in `wait_to_take` or
+/// `wait_for_data` and,
 /// with `producer_waits`, the producer in `wait_for_space` (as
 /// `Segment::wait_for_room` does), both with `WaitStrategy::Block` and no
 /// deadline, which go straight to the flag-and-futex handshake without

@@ -415,6 +415,28 @@ impl<'a> Ring<'a> {
         let head = self
             .region
             .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        let seen = self.wait_to_take(strategy, deadline, stop, || {
+            Ok(self.is_new(head)?.then_some(()))
+        })?;
+        Ok(seen.is_some())
+    }
+
+    /// Consumer: waits until `take` takes something off this ring, `stop`
+    /// says to stop, or `deadline` passes; returns what `take` took. `take`
+    /// is each look of the wait, so a descriptor is taken by the very look
+    /// that sees it, not seen, then looked at again. It must not move the
+    /// head unless it returns something.
+    #[inline(always)]
+    pub(crate) fn wait_to_take<T>(
+        &self,
+        strategy: WaitStrategy,
+        deadline: &mut Deadline,
+        stop: &mut dyn FnMut() -> Result<()>,
+        mut take: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let head = self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let tail = self.region.atomic_u32(self.base + field::TAIL)?;
         let capacity = self.capacity;
         // What to sleep on, if anything: the tail's current value, as long
@@ -434,9 +456,8 @@ impl<'a> Ring<'a> {
         let flag = self
             .region
             .atomic_u32(self.base + field::CONSUMER_WAITING)?;
-        let ready = |_| Ok(self.is_new(head)?.then_some(()));
         let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, quiet);
-        Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
+        wait_until(strategy, deadline, stop, |_| take(), sleep)
     }
 
     /// Producer: waits until the head moves past `seen_head`.

@@ -256,13 +256,16 @@ pub(crate) fn sleep_unless(
             count.fetch_add(1, Ordering::SeqCst);
         }
     }
-    // A publisher may leave out its store-load fence (see
-    // `publish_unfenced`): this barrier stands in for it.
-    let nap = if sys::fence_publishers() {
-        nap
-    } else {
-        nap.min(UNFENCED_NAP)
+    // The words a flag announces a sleeper on (ring indices, the host's
+    // doorbell) are published by `publish_unfenced`, which may leave out
+    // the store-load fence: this barrier stands in for it. A count's word
+    // (a pool's `releases`) is bumped by a sequentially consistent
+    // read-modify-write, a full fence of its own, and needs no stand-in.
+    let fenced = match announce {
+        Announce::Flag(_) => sys::fence_publishers(),
+        Announce::Count(_) => true,
     };
+    let nap = if fenced { nap } else { nap.min(UNFENCED_NAP) };
     let looked = quiet();
     if let Ok(Some(expected)) = looked {
         sys::futex_wait(word, expected, Some(nap));
