@@ -365,6 +365,24 @@ fn child_hold_received(env: &ChildEnv) -> anyhow::Result<()> {
 // shm[verify shm.file.attach]
 #[test]
 fn host_and_guest_process_exchange_inline_and_slot_messages_both_ways() {
+    exchange_with_echo_child(&[]);
+}
+
+// The guest behaves as on a kernel that refuses `membarrier`: it publishes
+// with a fence and, asleep or detaching, does not count on the barrier,
+// while this host publishes without one. Nothing may be lost or left
+// behind either way.
+// shm[verify shm.ring.wake]
+#[test]
+fn the_exchange_holds_with_a_guest_that_the_kernel_refuses_the_barrier() {
+    exchange_with_echo_child(&[(shmhub::sys::NO_MEMBARRIER_ENV, "1".to_string())]);
+}
+
+/// The exchange: the host sends `EXCHANGE_COUNT` messages of every size to
+/// an echoing guest process (started with `child_env` besides its peer
+/// id), checks every echo, and finds every slot back and the entry free
+/// once the guest has detached.
+fn exchange_with_echo_child(child_env: &[(&str, String)]) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("exchange.shm");
     let config = SegmentConfig {
@@ -374,7 +392,9 @@ fn host_and_guest_process_exchange_inline_and_slot_messages_both_ways() {
     };
     let mut host = ShmHost::create(&path, config).unwrap();
     let peer = host.reserve_peer().unwrap();
-    let mut child = Child::spawn("echo", &path, dir.path(), &[(PEER_ENV, peer.to_string())]);
+    let mut env = vec![(PEER_ENV, peer.to_string())];
+    env.extend_from_slice(child_env);
+    let mut child = Child::spawn("echo", &path, dir.path(), &env);
 
     // Send everything, draining echoes whenever the ring or the pool is
     // full, so neither side waits for the other forever.
@@ -646,7 +666,15 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
 // shm[verify shm.ring.wake]
 #[test]
 fn guest_blocked_in_recv_is_woken_by_host_message_and_by_goodbye() {
-    for strategy in ["block", "adaptive"] {
+    // The second time round, the guest behaves as on a kernel that
+    // refuses `membarrier`: it naps instead of counting on the barrier,
+    // while this host publishes without a fence.
+    let refused = [(shmhub::sys::NO_MEMBARRIER_ENV, "1".to_string())];
+    for (strategy, extra_env) in [
+        ("block", &[][..]),
+        ("adaptive", &[][..]),
+        ("block", &refused[..]),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(format!("wake-{strategy}.shm"));
         let config = SegmentConfig {
@@ -658,12 +686,9 @@ fn guest_blocked_in_recv_is_woken_by_host_message_and_by_goodbye() {
             ..SegmentConfig::default()
         };
         let mut host = ShmHost::create(&path, config).unwrap();
-        let mut child = Child::spawn(
-            "sleeper",
-            &path,
-            dir.path(),
-            &[(STRATEGY_ENV, strategy.to_string())],
-        );
+        let mut env = vec![(STRATEGY_ENV, strategy.to_string())];
+        env.extend_from_slice(extra_env);
+        let mut child = Child::spawn("sleeper", &path, dir.path(), &env);
         let peer: u8 = child.await_signal("sleeping", WAIT).parse().unwrap();
 
         std::thread::sleep(Duration::from_millis(100));

@@ -272,9 +272,14 @@ mod membarrier {
 
     /// The kernel's answer to `QUERY`, asked once: whether the two
     /// commands are there (a seccomp filter or an old kernel may refuse).
+    /// A process started with [`super::NO_MEMBARRIER_ENV`] set to `1`
+    /// takes them as refused without asking.
     pub(super) fn supported() -> bool {
         static SUPPORTED: OnceLock<bool> = OnceLock::new();
         *SUPPORTED.get_or_init(|| {
+            if std::env::var_os(super::NO_MEMBARRIER_ENV).is_some_and(|v| v == "1") {
+                return false;
+            }
             let both = GLOBAL_EXPEDITED | REGISTER_GLOBAL_EXPEDITED;
             let commands = call(QUERY);
             commands >= 0 && commands & both == both
@@ -290,6 +295,15 @@ mod membarrier {
         supported() && call(GLOBAL_EXPEDITED) == 0
     }
 }
+
+/// The environment variable that, set to `1`, makes a Linux process
+/// behave as on a kernel that refuses `membarrier` (`shm.ring.wake`): it
+/// publishes every ring index with a fence and, when it sleeps or moves
+/// its entry, does not count on the barrier (it naps at most 1 ms, and
+/// waits 1 ms before it looks). Set it in processes that share segments
+/// with processes that never run the barrier, such as the portable build
+/// (`--cfg shmhub_portable`) on Linux; read once, on first use.
+pub const NO_MEMBARRIER_ENV: &str = "SHMHUB_NO_MEMBARRIER";
 
 /// Whether this process publishes ring indices without a store-load fence
 /// (see `membarrier` above): true once it is registered for the barriers
