@@ -744,12 +744,11 @@ impl ShmHost {
     /// refused.
     #[inline]
     fn refuse_empty_entry(&self, p: u8) -> Result<()> {
-        let peer = self.seg.peer(p);
-        let state = peer.state()?;
+        let (state, epoch) = self.seg.peer(p).state_and_epoch()?;
         if state == PeerState::Empty && !self.from_guests[usize::from(p) - 1].has_data()? {
             // An entry a guest has held has seen it leave; one never held
             // is just empty.
-            if peer.epoch()? > 0 {
+            if epoch > 0 {
                 return Err(Error::PeerGone { peer_id: p });
             }
             return Err(Error::PeerState {

@@ -202,11 +202,6 @@ impl<'a> Peer<'a> {
         Ok((state, epoch))
     }
 
-    #[inline]
-    pub(crate) fn epoch(&self) -> Result<u32> {
-        Ok(self.raw_state_and_epoch()?.1)
-    }
-
     /// Atomically moves the entry from `from` to `to`, at whatever epoch it
     /// holds; false if it was not `from`. Sequentially consistent on
     /// success: a departing guest's move, then its look at its ring, pairs
