@@ -422,13 +422,8 @@ impl ShmGuest {
             &mut self.last_host_check_ns,
         );
         // The host does not move away under a send as a guest can: nothing
-        // to look at after publishing.
-        op(
-            &mut self.to_host,
-            deadline,
-            &mut || waiter.check(),
-            &mut |_| Ok(()),
-        )
+        // to look at around the publication.
+        op(&mut self.to_host, deadline, &mut || waiter.check(), None)
     }
 
     /// Sends `frames` to the host in order, publishing as many descriptors

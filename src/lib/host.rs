@@ -19,12 +19,11 @@ use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion};
-use crate::peer::{self, PeerEntry, PeerId, PeerState};
+use crate::peer::{PeerEntry, PeerId, PeerState, Presence};
 use crate::producer::{Present, Producer};
 use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{Segment, ShmBacking};
-use crate::sync::atomic::AtomicU64;
 use crate::sys;
 use crate::wait::{Announce, Backoff, Deadline, Step, Stop, WaitStrategy, sleep_unless};
 use crate::zerocopy::{Received, SlotLoan};
@@ -551,10 +550,9 @@ impl ShmHost {
         let mut watch = PeerWatch::new(p, state, epoch, judged);
         let seg = &self.seg;
         let mut stop = || watch.check(seg, true);
-        let word = peer.state_and_epoch_word()?;
-        let mut present = |published| PeerWatch::still_there(word, p, state, epoch, published);
+        let present = Some(Presence::new(&peer, state, epoch)?);
         let end = &mut self.to_guests[usize::from(p) - 1];
-        op(end, deadline, &mut stop, &mut present)
+        op(end, deadline, &mut stop, present)
     }
 
     /// Sends `frames` to guest `peer_id` in order, publishing as many
@@ -1101,57 +1099,6 @@ impl<'a> PeerWatch<'a> {
             reserved: state == PeerState::Reserved,
             epoch,
             judged_ns,
-        }
-    }
-
-    /// For a send to guest `peer_id` that found its entry `state` at
-    /// `epoch`: fails with [`Error::PeerGone`] if the guest it is for (the
-    /// one it found, or, for a reservation, the guest that attaches to it,
-    /// one epoch later) has left. Asked just before publishing, when the
-    /// entry must still hold that guest, and just after (`published`),
-    /// when only that guest's departure with nobody in the entry since
-    /// counts: a guest that claimed the entry in between may already read
-    /// what was published. The loads are sequentially consistent, and so
-    /// are a departing guest's move of its entry and its look at its ring
-    /// right after (`ShmGuest::detach`), and a claiming guest's move and
-    /// look (`Segment::drop_stale_to_guest`): either that guest drops what
-    /// was published, or the sender sees the entry has moved.
-    ///
-    /// `word` is the entry's state-and-epoch word
-    /// ([`Peer::state_and_epoch_word`]), looked up once per send: this
-    /// runs twice on every one. One load reads both halves, so a claim
-    /// (which moves the state and the epoch together) is seen whole.
-    #[inline(always)]
-    fn still_there(
-        word: &AtomicU64,
-        peer_id: u8,
-        state: PeerState,
-        epoch: u32,
-        published: bool,
-    ) -> Result<()> {
-        let (now, now_epoch) = peer::split(word.load(Ordering::SeqCst));
-        let here = now == PeerState::Attached.to_u32() || now == PeerState::Reserved.to_u32();
-        let ours = now_epoch == epoch
-            || (state == PeerState::Reserved && now_epoch == epoch.wrapping_add(1));
-        let present = if published {
-            here || !ours
-        } else {
-            here && ours
-        };
-        if present && (here || PeerState::from_u32(now).is_some()) {
-            Ok(())
-        } else {
-            Err(Self::not_there(peer_id, now))
-        }
-    }
-
-    /// Why [`PeerWatch::still_there`] said no: the guest left, or its
-    /// entry holds no state at all.
-    #[cold]
-    fn not_there(peer_id: u8, state: u32) -> Error {
-        match PeerState::from_u32(state) {
-            Some(_) => Error::PeerGone { peer_id },
-            None => Error::Corrupt(format!("peer {peer_id} has unknown state {state}")),
         }
     }
 

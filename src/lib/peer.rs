@@ -206,7 +206,7 @@ impl<'a> Peer<'a> {
     /// holds; false if it was not `from`. Sequentially consistent on
     /// success: a departing guest's move, then its look at its ring, pairs
     /// with a sender's publication, then its look at the entry
-    /// ([`Peer::state_and_epoch_word`]).
+    /// ([`Presence::check`]).
     pub(crate) fn transition(&self, from: PeerState, to: PeerState) -> Result<bool> {
         self.compare_and_move(from, None, to, |epoch| epoch)
     }
@@ -231,9 +231,8 @@ impl<'a> Peer<'a> {
 
     /// The one compare-and-swap behind every move: from `from` (at
     /// `at_epoch`, if given) to `to`, at the epoch `next_epoch` makes of
-    /// the current one. A failure that found the entry still `from` (at
-    /// that epoch) cannot happen with a strong compare-and-swap unless the
-    /// word changed under it, so it tries again with what it found.
+    /// the current one. The swap fails only if the word changed since it
+    /// was read; the new value is then judged afresh.
     fn compare_and_move(
         &self,
         from: PeerState,
@@ -254,14 +253,6 @@ impl<'a> Peer<'a> {
                 Err(found) => current = found,
             }
         }
-    }
-
-    /// The state-and-epoch word, for a sender that looks at both just
-    /// before and just after each publication, with sequentially consistent
-    /// loads (see [`Peer::transition`]); the bounds are checked once, here.
-    /// [`split`] takes a loaded value apart.
-    pub(crate) fn state_and_epoch_word(&self) -> Result<&'a AtomicU64> {
-        self.pair()
     }
 
     /// Sets the state, keeping the epoch (release).
@@ -341,6 +332,72 @@ impl<'a> Peer<'a> {
             claimed_unix_ns: u64_at(field::CLAIMED_UNIX_NS)?,
             host_slots_held: ring::host_slots_held(self.region, self.to_guest_ring)?,
         })
+    }
+}
+
+/// What a send to a guest found in the guest's entry, to look at again
+/// just before and just after it publishes (`shm.send.placement`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Presence<'a> {
+    /// The entry's state-and-epoch word, bounds-checked once per send.
+    word: &'a AtomicU64,
+    peer_id: u8,
+    /// The state the send found: Attached or Reserved.
+    state: PeerState,
+    /// The epoch it found.
+    epoch: u32,
+}
+
+impl<'a> Presence<'a> {
+    /// For a send that found `peer`'s entry `state` at `epoch`.
+    pub(crate) fn new(peer: &Peer<'a>, state: PeerState, epoch: u32) -> Result<Self> {
+        Ok(Presence {
+            word: peer.pair()?,
+            peer_id: peer.peer_id,
+            state,
+            epoch,
+        })
+    }
+
+    /// Fails with [`Error::PeerGone`] if the guest the send is for (the
+    /// one it found, or, for a reservation, the guest that attaches to it,
+    /// one epoch later) has left. Asked just before publishing, when the
+    /// entry must still hold that guest, and just after (`published`),
+    /// when only that guest's departure with nobody in the entry since
+    /// counts: a guest that claimed the entry in between may already read
+    /// what was published. The load is sequentially consistent, and so are
+    /// a departing guest's move of its entry and its look at its ring right
+    /// after (`ShmGuest::detach`), and a claiming guest's move and look
+    /// (`Segment::drop_stale_to_guest`): either that guest drops what was
+    /// published, or the sender sees the entry has moved. One load reads
+    /// state and epoch together, so a claim (which moves both at once) is
+    /// seen whole.
+    #[inline(always)]
+    pub(crate) fn check(&self, published: bool) -> Result<()> {
+        let (now, now_epoch) = split(self.word.load(Ordering::SeqCst));
+        let here = now == PeerState::Attached.to_u32() || now == PeerState::Reserved.to_u32();
+        let ours = now_epoch == self.epoch
+            || (self.state == PeerState::Reserved && now_epoch == self.epoch.wrapping_add(1));
+        let present = if published {
+            here || !ours
+        } else {
+            here && ours
+        };
+        if present && (here || PeerState::from_u32(now).is_some()) {
+            Ok(())
+        } else {
+            Err(not_there(self.peer_id, now))
+        }
+    }
+}
+
+/// Why [`Presence::check`] said no: the guest left, or its entry holds no
+/// state at all.
+#[cold]
+fn not_there(peer_id: u8, state: u32) -> Error {
+    match PeerState::from_u32(state) {
+        Some(_) => Error::PeerGone { peer_id },
+        None => unknown_state(peer_id, state),
     }
 }
 

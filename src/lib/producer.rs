@@ -10,6 +10,7 @@ use crate::desc::{DESC_SIZE, Frame, INLINE_CAPACITY, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header;
 use crate::layout::{Direction, SegmentLayout};
+use crate::peer::Presence;
 use crate::pool::{Cap, Pool, host_share, least_host_share};
 use crate::region::Region;
 use crate::ring::{Ring, field as ring_field};
@@ -18,8 +19,19 @@ use crate::zerocopy::{Leases, SlotLoan};
 
 /// Whether the receiver of a publication is still there, asked just before
 /// (`false`) and just after (`true`) it: an error if not, which becomes the
-/// send's result.
-pub(crate) type Present<'a> = &'a mut dyn FnMut(bool) -> Result<()>;
+/// send's result. `None` for the host, which does not move away under a
+/// send as a guest can.
+pub(crate) type Present<'a> = Option<Presence<'a>>;
+
+/// Asks `present`, if there is one, whether the receiver is still there
+/// (`published`: after the publication).
+#[inline(always)]
+fn look(present: Present<'_>, published: bool) -> Result<()> {
+    match present {
+        Some(presence) => presence.check(published),
+        None => Ok(()),
+    }
+}
 
 /// The sending end of guest `guest`'s ring in `direction`.
 ///
@@ -251,7 +263,7 @@ impl Producer {
             self.ring_base,
             self.layout.config.ring_capacity,
         );
-        if let Err(e) = present(false) {
+        if let Err(e) = look(present, false) {
             self.free_slots(slots)?;
             return Err(e);
         }
@@ -274,7 +286,7 @@ impl Producer {
         if self.direction == Direction::GuestToHost {
             header::wake_host(&self.region)?;
         }
-        match present(true) {
+        match look(present, true) {
             Ok(()) => Ok(()),
             Err(gone) => self.withdraw(start, descs, gone),
         }
@@ -329,7 +341,7 @@ impl Producer {
             self.wait_for_room(deadline, stop)?;
             tail = self.ring().tail()?;
         }
-        present(false)?;
+        look(present, false)?;
         let bytes = codec::inline(desc, payload).to_bytes();
         self.ring().push_one(tail, &bytes)?;
         self.published(tail, &[bytes], present)
