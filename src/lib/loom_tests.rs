@@ -32,7 +32,7 @@ use loom::thread;
 
 use crate::desc::DESC_SIZE;
 use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
-use crate::peer::{Peer, PeerState, split};
+use crate::peer::{Peer, PeerState, Presence};
 use crate::pool::{Cap, Pool};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
@@ -673,13 +673,13 @@ fn peer_region() -> (Region, SegmentLayout) {
 fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
     // A host that reserved guest 1's entry sends to it while the guest
     // claims it. The host looks at the entry when its send starts and
-    // again before it publishes (as `ShmHost::sending` and
-    // `PeerWatch::still_there` do). Whatever it saw first, the second look
-    // must find the same guest: the reservation or the guest that claimed
-    // it, one epoch later. With the state and the epoch moved by two
-    // separate stores, a look between them saw the entry Attached at the
-    // old epoch, and the next look took the claim's epoch for another
-    // guest's (`PeerGone` from a send to a guest that had just attached).
+    // again before it publishes (`ShmHost::sending`, `Presence::check`).
+    // Whatever it saw first, the second look must find the same guest:
+    // the reservation or the guest that claimed it, one epoch later. With
+    // the state and the epoch moved by two separate stores, a look between
+    // them saw the entry Attached at the old epoch, and the next look took
+    // the claim's epoch for another guest's (`PeerGone` from a send to a
+    // guest that had just attached).
     check(None, || {
         let (region, layout) = peer_region();
         let peer = Peer::new(&region, &layout, 1);
@@ -691,18 +691,20 @@ fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
             let region = region.clone();
             thread::spawn(move || {
                 let peer = Peer::new(&region, &layout, 1);
-                let first = peer.state_and_epoch().unwrap();
-                let word = peer.state_and_epoch_word().unwrap();
-                let (state, epoch) = split(word.load(Ordering::SeqCst));
-                let second = (PeerState::from_u32(state).unwrap(), epoch);
-                match first {
-                    (PeerState::Reserved, 0) => assert!(matches!(
-                        second,
+                let (state, epoch) = peer.state_and_epoch().unwrap();
+                assert!(
+                    matches!(
+                        (state, epoch),
                         (PeerState::Reserved, 0) | (PeerState::Attached, 1)
-                    )),
-                    (PeerState::Attached, 1) => assert_eq!(second, (PeerState::Attached, 1)),
-                    other => panic!("the entry was seen as {other:?}"),
-                }
+                    ),
+                    "the entry was seen as {state:?} at epoch {epoch}"
+                );
+                // The look before publishing: the guest found, or the one
+                // the reservation was for, must still be there.
+                Presence::new(&peer, state, epoch)
+                    .unwrap()
+                    .check(false)
+                    .expect("the guest that had just attached was taken for another");
             })
         };
         assert_eq!(peer.claim(PeerState::Reserved).unwrap(), Some(1));
