@@ -182,11 +182,27 @@ impl ShmGuest {
                 None => None,
             };
             let peer = seg.peer(p);
-            let claimable = match (claim, peer.state()?) {
+            // A plain claim takes the receiving role of the entry's
+            // host-to-guest ring first, to drop what waits there. A reclaim
+            // holds that role from its first step to its last, and moves
+            // the entry through Goodbye: a Goodbye entry whose role another
+            // process holds may be under reclaim, whose last step stores
+            // Empty over whatever claimed it, so it is skipped.
+            // (Only for an entry that may be claimed: a live or scripted
+            // guest's process may be about to take that role itself.)
+            let state = peer.state()?;
+            let receiving = match (claim, state) {
+                (Claim::AnyEmpty, PeerState::Empty | PeerState::Goodbye) => {
+                    seg.take_receiving_role(p)
+                }
+                _ => None,
+            };
+            let role_free = receiving.is_some() || seg.backing.mmap().is_none();
+            let claimable = match (claim, state) {
                 (Claim::Reserved(_), state) => state == PeerState::Reserved,
                 (Claim::AnyEmpty, PeerState::Empty) => true,
                 (Claim::AnyEmpty, PeerState::Goodbye) => {
-                    seg.ring(p, Direction::GuestToHost).state()?.is_empty()
+                    role_free && seg.ring(p, Direction::GuestToHost).state()?.is_empty()
                 }
                 (Claim::AnyEmpty, _) => false,
             };
@@ -206,7 +222,9 @@ impl ShmGuest {
                 Claim::Reserved(_) => peer.claim(PeerState::Reserved)?,
                 Claim::AnyEmpty => match peer.claim(PeerState::Empty)? {
                     Some(epoch) => Some(epoch),
-                    None if seg.ring(p, Direction::GuestToHost).state()?.is_empty() => {
+                    None if role_free
+                        && seg.ring(p, Direction::GuestToHost).state()?.is_empty() =>
+                    {
                         peer.claim(PeerState::Goodbye)?
                     }
                     None => None,
@@ -217,8 +235,12 @@ impl ShmGuest {
                 if let Claim::AnyEmpty = claim {
                     // Nothing in the host-to-guest ring of a free entry is
                     // for this guest (a reserved one keeps what the host
-                    // sent ahead).
-                    seg.drop_stale_to_guest(p)?;
+                    // sent ahead). Left as it is while another process
+                    // holds the ring's receiving role.
+                    if role_free {
+                        seg.drain_stale_to_guest(p)?;
+                    }
+                    drop(receiving);
                     seg.pool(0).recount_held(p)?;
                 }
                 return Ok(Self::new(seg, p, epoch, true, presence));
@@ -814,5 +836,47 @@ impl<'a> Waiter<'a> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::host::ShmHost;
+
+    // A reclaim holds the receiving role of the entry's host-to-guest ring
+    // from its first step to its last and moves the entry through Goodbye
+    // (its guest-to-host ring drained): a plain claim must leave such an
+    // entry alone, or the reclaim's last step stores Empty over the guest
+    // that claimed it.
+    // shm[verify shm.peer.claim]
+    #[test]
+    fn a_plain_claim_leaves_a_goodbye_entry_whose_receiving_role_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claim.shm");
+        let config = SegmentConfig {
+            max_guests: 2,
+            ..SegmentConfig::default()
+        };
+        let _host = ShmHost::create(&path, config).unwrap();
+        // Another open file (a reclaiming host's) midway through a reclaim
+        // of guest 1.
+        let reclaimer = Segment::open_path(&path, false).unwrap();
+        assert!(
+            reclaimer
+                .peer(1)
+                .transition(PeerState::Empty, PeerState::Goodbye)
+                .unwrap()
+        );
+        let role = reclaimer.take_receiving_role(1).expect("the role is free");
+        let second = ShmGuest::attach_path(&path).unwrap();
+        assert_eq!(second.peer_id(), 2, "the entry under reclaim was claimed");
+        assert_eq!(reclaimer.peer(1).state().unwrap(), PeerState::Goodbye);
+        // Once the role is let go, the Goodbye entry with nothing left to
+        // read is free to claim again.
+        drop(role);
+        let first = ShmGuest::attach_path(&path).unwrap();
+        assert_eq!(first.peer_id(), 1);
+        drop((first, second));
     }
 }

@@ -1056,7 +1056,10 @@ impl ShmHost {
         self.seg.pool(0).recount_held(p)?;
         self.to_guests[usize::from(p) - 1].resync();
         peer.set_holder(None, false)?;
-        peer.set_state(PeerState::Empty)?;
+        // A compare-and-swap like every other move: a plain claim cannot
+        // take the entry while this holds its receiving role (see
+        // `ShmGuest::claim`), and if anything else moved it, it stays.
+        peer.transition_at(epoch, PeerState::Goodbye, PeerState::Empty)?;
         Ok(None)
     }
 

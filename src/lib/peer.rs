@@ -255,20 +255,6 @@ impl<'a> Peer<'a> {
         }
     }
 
-    /// Sets the state, keeping the epoch (release).
-    pub(crate) fn set_state(&self, to: PeerState) -> Result<()> {
-        let pair = self.pair()?;
-        let mut current = pair.load(Ordering::Relaxed);
-        loop {
-            let wanted = join(to.to_u32(), split(current).1);
-            match pair.compare_exchange_weak(current, wanted, Ordering::Release, Ordering::Relaxed)
-            {
-                Ok(_) => return Ok(()),
-                Err(found) => current = found,
-            }
-        }
-    }
-
     /// Records the claim just made ([`Peer::claim`]): the holder and the
     /// time.
     pub(crate) fn record_claim(&self, holder: Option<u32>, locked: bool) -> Result<()> {
@@ -461,7 +447,10 @@ mod tests {
         assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Reserved, 1));
         assert_eq!(peer.claim(PeerState::Reserved).unwrap(), Some(2));
         peer.record_claim(None, false).unwrap();
-        peer.set_state(PeerState::Empty).unwrap();
+        assert!(
+            peer.transition(PeerState::Attached, PeerState::Empty)
+                .unwrap()
+        );
         let snap = peer.snapshot().unwrap();
         assert_eq!(
             (snap.state, snap.epoch, snap.pid, snap.held),

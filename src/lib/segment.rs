@@ -188,15 +188,28 @@ impl Segment {
     /// already (releasing the drain's lock would release the caller's).
     pub(crate) fn drop_stale_to_guest(&self, p: u8) -> Result<usize> {
         let _receiving = match self.backing.mmap() {
-            Some(m) => {
-                let byte = lock_byte::ring_end(p, End::HostToGuestConsumer);
-                match ByteLock::try_lock(m.segment_file(), byte) {
-                    Ok(Some(lock)) => Some(lock),
-                    _ => return Ok(0),
-                }
-            }
+            Some(_) => match self.take_receiving_role(p) {
+                Some(lock) => Some(lock),
+                None => return Ok(0),
+            },
             None => None,
         };
+        self.drain_stale_to_guest(p)
+    }
+
+    /// Takes the receiving role of guest `p`'s host-to-guest ring on this
+    /// segment's own open file, without waiting; `None` if another holder
+    /// has it (or the segment has no file).
+    pub(crate) fn take_receiving_role(&self, p: u8) -> Option<ByteLock> {
+        let byte = lock_byte::ring_end(p, End::HostToGuestConsumer);
+        ByteLock::try_lock(self.backing.mmap()?.segment_file(), byte)
+            .ok()
+            .flatten()
+    }
+
+    /// [`Segment::drop_stale_to_guest`] for a caller that holds the
+    /// receiving role already (or a segment without a file).
+    pub(crate) fn drain_stale_to_guest(&self, p: u8) -> Result<usize> {
         let end = self.consumer(p, Direction::HostToGuest);
         // A sequentially consistent look first, after a barrier on every
         // publisher: it pairs with a host's look at the entry right after
