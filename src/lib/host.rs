@@ -342,9 +342,20 @@ impl ShmHost {
         })
     }
 
-    /// Moves entry `p` from Empty to Reserved; false if it was not Empty.
+    /// Moves entry `p` from Empty to Reserved; false if it was not Empty,
+    /// or if another process holds its presence lock: a guest in the middle
+    /// of claiming it, whose holder record the reservation would clear.
     pub(crate) fn try_reserve(&mut self, p: PeerId) -> Result<bool> {
         let p = self.seg.guest_id(p)?;
+        let _presence = match self.seg.backing.mmap() {
+            Some(mmap) => {
+                match ByteLock::try_lock(mmap.segment_file(), lock_byte::guest_presence(p)) {
+                    Ok(Some(lock)) => Some(lock),
+                    _ => return Ok(false),
+                }
+            }
+            None => None,
+        };
         let peer = self.seg.peer(p);
         if !peer.transition(PeerState::Empty, PeerState::Reserved)? {
             return Ok(false);
@@ -1164,5 +1175,35 @@ impl Drop for ShmHost {
                 let _ = std::fs::remove_file(m.path());
             }
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    // A guest in the middle of claiming an Empty entry holds its presence
+    // lock and has recorded itself as holder; a reservation of that entry
+    // would clear the record, so the host reserves another.
+    // shm[verify shm.peer.reserve]
+    #[test]
+    fn a_reservation_leaves_an_entry_whose_presence_lock_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reserve.shm");
+        let config = SegmentConfig {
+            max_guests: 2,
+            ..SegmentConfig::default()
+        };
+        let mut host = ShmHost::create(&path, config).unwrap();
+        let claimer = Segment::open_path(&path, false).unwrap();
+        let file = claimer.backing.mmap().unwrap().segment_file();
+        let presence = ByteLock::try_lock(file, lock_byte::guest_presence(1))
+            .unwrap()
+            .expect("the lock is free");
+        assert_eq!(host.reserve_peer().unwrap(), 2);
+        assert_eq!(claimer.peer(1).state().unwrap(), PeerState::Empty);
+        drop(presence);
+        host.release_peer(2).unwrap();
+        assert_eq!(host.reserve_peer().unwrap(), 1);
     }
 }

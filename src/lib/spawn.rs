@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::guest::ShmGuest;
 use crate::host::ShmHost;
-use crate::peer::PeerId;
+use crate::peer::{PeerId, PeerState};
 
 /// The environment variable that names the segment file (an absolute path).
 pub const SEGMENT_ENV: &str = "SHMHUB_SEGMENT";
@@ -184,9 +184,16 @@ impl ShmHost {
         if self.try_reserve(peer_id)? {
             return Ok(());
         }
+        let state = self.peers()?[usize::from(peer_id) - 1].state;
+        if state == PeerState::Empty {
+            // Empty, but a guest is in the middle of claiming it.
+            return Err(Error::Busy {
+                what: format!("peer {peer_id} (a guest is attaching to it)"),
+            });
+        }
         Err(Error::PeerState {
             peer_id,
-            state: self.peers()?[usize::from(peer_id) - 1].state,
+            state,
             expected: "empty",
         })
     }
