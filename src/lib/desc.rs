@@ -139,29 +139,21 @@ impl MsgDesc {
     // (built field by field, every copy waited on store forwarding).
     #[inline(always)]
     pub(crate) fn from_ring_bytes(b: &[u8; DESC_SIZE]) -> Self {
-        #[cfg(target_endian = "little")]
-        {
-            // Word by word, through a mask that clears the phase bit alone:
-            // the compiler makes this four 16-byte loads, ANDs and stores.
-            let mut mask = [u32::MAX; DESC_SIZE / 4];
-            mask[0] = !(u32::from(FLAG_PHASE) << 16);
-            let mut words = [0u32; DESC_SIZE / 4];
-            for ((word, bytes), mask) in words.iter_mut().zip(b.chunks_exact(4)).zip(mask) {
-                *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & mask;
-            }
-            // SAFETY: `MsgDesc` is `repr(C)`, 64 bytes of integers and
-            // bytes with no padding (its fields add up to the 64 bytes
-            // asserted above its definition), so every bit pattern is a
-            // valid value; on a little-endian target its in-memory form is
-            // the wire form, which is what the words hold, in order.
-            unsafe { std::mem::transmute::<[u32; DESC_SIZE / 4], MsgDesc>(words) }
+        // Word by word, through a mask that clears the phase bit alone: the
+        // compiler makes this four 16-byte loads, ANDs and stores.
+        let mut mask = [u32::MAX; DESC_SIZE / 4];
+        mask[0] = !(u32::from(FLAG_PHASE) << 16);
+        let mut words = [0u32; DESC_SIZE / 4];
+        for ((word, bytes), mask) in words.iter_mut().zip(b.chunks_exact(4)).zip(mask) {
+            *word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) & mask;
         }
-        #[cfg(not(target_endian = "little"))]
-        {
-            let mut desc = MsgDesc::from_bytes(b);
-            desc.flags &= !FLAG_PHASE;
-            desc
-        }
+        // SAFETY: `MsgDesc` is `repr(C)`, 64 bytes of integers and bytes
+        // with no padding (its fields add up to the 64 bytes asserted above
+        // its definition), so every bit pattern is a valid value; on a
+        // little-endian target (the only kind the crate builds for, see
+        // lib.rs) its in-memory form is the wire form, which is what the
+        // words hold, in order.
+        unsafe { std::mem::transmute::<[u32; DESC_SIZE / 4], MsgDesc>(words) }
     }
 
     /// Parses the wire form. Every bit pattern parses; whether the result

@@ -44,6 +44,14 @@ pub struct ShmGuest {
     _presence: Option<ByteLock>,
     to_host: Producer,
     from_host: Consumer,
+    clocks: Clocks,
+}
+
+/// When this guest last beat and last judged its host
+/// (`CLOCK_MONOTONIC` ns): kept across calls, so that a guest that waits
+/// in short calls still beats and still notices a dead host.
+#[derive(Debug)]
+struct Clocks {
     last_beat_ns: u64,
     last_host_check_ns: u64,
 }
@@ -142,8 +150,10 @@ impl ShmGuest {
             epoch,
             owned,
             _presence: presence,
-            last_beat_ns: sys::monotonic_ns(),
-            last_host_check_ns: 0,
+            clocks: Clocks {
+                last_beat_ns: sys::monotonic_ns(),
+                last_host_check_ns: 0,
+            },
         }
     }
 
@@ -167,19 +177,14 @@ impl ShmGuest {
                     });
                 }
             }
-            let presence = match seg.backing.mmap() {
-                Some(mmap) => {
-                    match ByteLock::try_lock(mmap.segment_file(), lock_byte::guest_presence(p)) {
-                        Ok(Some(lock)) => Some(lock),
-                        _ if matches!(claim, Claim::Reserved(_)) => {
-                            return Err(Error::Busy {
-                                what: format!("peer {p} (a live process still holds its entry)"),
-                            });
-                        }
-                        _ => continue,
-                    }
+            let presence = match seg.try_take(lock_byte::guest_presence(p)) {
+                Ok(lock) => lock,
+                Err(_) if matches!(claim, Claim::Reserved(_)) => {
+                    return Err(Error::Busy {
+                        what: format!("peer {p} (a live process still holds its entry)"),
+                    });
                 }
-                None => None,
+                Err(_) => continue,
             };
             let peer = seg.peer(p);
             // A plain claim takes the receiving role of the entry's
@@ -193,11 +198,11 @@ impl ShmGuest {
             let state = peer.state()?;
             let receiving = match (claim, state) {
                 (Claim::AnyEmpty, PeerState::Empty | PeerState::Goodbye) => {
-                    seg.take_receiving_role(p)
+                    seg.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer))
                 }
-                _ => None,
+                _ => Ok(None),
             };
-            let role_free = receiving.is_some() || seg.backing.mmap().is_none();
+            let role_free = receiving.is_ok();
             let claimable = match (claim, state) {
                 (Claim::Reserved(_), state) => state == PeerState::Reserved,
                 (Claim::AnyEmpty, PeerState::Empty) => true,
@@ -315,7 +320,7 @@ impl ShmGuest {
 
     /// Refreshes this guest's heartbeat.
     pub fn beat(&mut self) -> Result<()> {
-        self.last_beat_ns = sys::monotonic_ns();
+        self.clocks.last_beat_ns = sys::monotonic_ns();
         self.seg.peer(self.peer_id).beat()
     }
 
@@ -436,13 +441,7 @@ impl ShmGuest {
             return Err(Error::HostGone);
         }
         self.beat_if_due()?;
-        let mut waiter = Waiter::new(
-            &self.seg,
-            p,
-            self.epoch,
-            &mut self.last_beat_ns,
-            &mut self.last_host_check_ns,
-        );
+        let mut waiter = Waiter::new(&self.seg, p, self.epoch, &mut self.clocks);
         // The host does not move away under a send as a guest can: nothing
         // to look at around the publication.
         op(&mut self.to_host, deadline, &mut || waiter.check(), None)
@@ -586,13 +585,7 @@ impl ShmGuest {
         }
         // The entry was just found ours; while this waits, the wait's
         // checks look at it again between naps (`Waiter::check`).
-        let mut waiter = Waiter::new(
-            &self.seg,
-            self.peer_id,
-            self.epoch,
-            &mut self.last_beat_ns,
-            &mut self.last_host_check_ns,
-        );
+        let mut waiter = Waiter::new(&self.seg, self.peer_id, self.epoch, &mut self.clocks);
         self.from_host
             .recv_waiting(&mut deadline, &mut || waiter.check())
     }
@@ -635,13 +628,7 @@ impl ShmGuest {
         if self.from_host.has_data()? {
             return Ok(true);
         }
-        let mut waiter = Waiter::new(
-            &self.seg,
-            self.peer_id,
-            self.epoch,
-            &mut self.last_beat_ns,
-            &mut self.last_host_check_ns,
-        );
+        let mut waiter = Waiter::new(&self.seg, self.peer_id, self.epoch, &mut self.clocks);
         self.from_host
             .wait_for_data(deadline, &mut || waiter.check())
     }
@@ -663,7 +650,9 @@ impl ShmGuest {
     #[inline]
     fn beat_if_due(&mut self) -> Result<()> {
         let interval_ns = u64::from(self.seg.layout.config.heartbeat_interval_ms) * 1_000_000;
-        if interval_ns > 0 && sys::monotonic_ns().saturating_sub(self.last_beat_ns) >= interval_ns {
+        if interval_ns > 0
+            && sys::monotonic_ns().saturating_sub(self.clocks.last_beat_ns) >= interval_ns
+        {
             self.beat()?;
         }
         Ok(())
@@ -790,24 +779,16 @@ struct Waiter<'a> {
     seg: &'a Segment,
     peer_id: u8,
     epoch: u32,
-    last_beat_ns: &'a mut u64,
-    last_host_check_ns: &'a mut u64,
+    clocks: &'a mut Clocks,
 }
 
 impl<'a> Waiter<'a> {
-    fn new(
-        seg: &'a Segment,
-        peer_id: u8,
-        epoch: u32,
-        last_beat_ns: &'a mut u64,
-        last_host_check_ns: &'a mut u64,
-    ) -> Self {
+    fn new(seg: &'a Segment, peer_id: u8, epoch: u32, clocks: &'a mut Clocks) -> Self {
         Waiter {
             seg,
             peer_id,
             epoch,
-            last_beat_ns,
-            last_host_check_ns,
+            clocks,
         }
     }
 
@@ -818,12 +799,12 @@ impl<'a> Waiter<'a> {
         ShmGuest::check_still_mine(self.seg, self.peer_id, self.epoch)?;
         let now = sys::monotonic_ns();
         let interval_ns = u64::from(self.seg.layout.config.heartbeat_interval_ms) * 1_000_000;
-        if interval_ns > 0 && now.saturating_sub(*self.last_beat_ns) >= interval_ns {
-            *self.last_beat_ns = now;
+        if interval_ns > 0 && now.saturating_sub(self.clocks.last_beat_ns) >= interval_ns {
+            self.clocks.last_beat_ns = now;
             self.seg.peer(self.peer_id).beat()?;
         }
-        if now.saturating_sub(*self.last_host_check_ns) >= HOST_CHECK_NS {
-            *self.last_host_check_ns = now;
+        if now.saturating_sub(self.clocks.last_host_check_ns) >= HOST_CHECK_NS {
+            self.clocks.last_host_check_ns = now;
             let h = self.seg.header()?;
             if liveness::judge_host(
                 h.host_goodbye,
@@ -868,7 +849,9 @@ mod tests {
                 .transition(PeerState::Empty, PeerState::Goodbye)
                 .unwrap()
         );
-        let role = reclaimer.take_receiving_role(1).expect("the role is free");
+        let role = reclaimer
+            .try_take(lock_byte::ring_end(1, End::HostToGuestConsumer))
+            .expect("the role is free");
         let second = ShmGuest::attach_path(&path).unwrap();
         assert_eq!(second.peer_id(), 2, "the entry under reclaim was claimed");
         assert_eq!(reclaimer.peer(1).state().unwrap(), PeerState::Goodbye);

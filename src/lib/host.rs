@@ -347,14 +347,8 @@ impl ShmHost {
     /// of claiming it, whose holder record the reservation would clear.
     pub(crate) fn try_reserve(&mut self, p: PeerId) -> Result<bool> {
         let p = self.seg.guest_id(p)?;
-        let _presence = match self.seg.backing.mmap() {
-            Some(mmap) => {
-                match ByteLock::try_lock(mmap.segment_file(), lock_byte::guest_presence(p)) {
-                    Ok(Some(lock)) => Some(lock),
-                    _ => return Ok(false),
-                }
-            }
-            None => None,
+        let Ok(_presence) = self.seg.try_take(lock_byte::guest_presence(p)) else {
+            return Ok(false);
         };
         let peer = self.seg.peer(p);
         if !peer.transition(PeerState::Empty, PeerState::Reserved)? {
@@ -705,12 +699,8 @@ impl ShmHost {
         if let Some(received) = self.pop_in_place(p)? {
             return Ok(Some(received));
         }
-        let seg = &self.seg;
-        let judged = &mut self.liveness_judged[usize::from(p) - 1];
-        let (state, epoch) = seg.peer(p).state_and_epoch()?;
-        let mut watch = PeerWatch::new(p, state, epoch, judged);
-        self.from_guests[usize::from(p) - 1]
-            .recv_waiting(&mut deadline, &mut || watch.check(seg, false))
+        let (end, seg, mut watch) = self.receiving_from(p)?;
+        end.recv_waiting(&mut deadline, &mut || watch.check(seg, false))
     }
 
     /// Receives up to `max` queued messages from guest `peer_id` at once
@@ -771,17 +761,20 @@ impl ShmHost {
 
     /// Waits until guest `p`'s ring has something to read; false on timeout.
     fn wait_from(&mut self, p: u8, deadline: &mut Deadline) -> Result<bool> {
-        let end = &self.from_guests[usize::from(p) - 1];
-        if end.has_data()? {
+        if self.from_guests[usize::from(p) - 1].has_data()? {
             return Ok(true);
         }
-        let seg = &self.seg;
-        let peer = seg.peer(p);
+        let (end, seg, mut watch) = self.receiving_from(p)?;
+        end.wait_for_data(deadline, &mut || watch.check(seg, false))
+    }
+
+    /// The receiving end of guest `p`'s ring, and a watch on the guest for
+    /// the stop check of a wait on it (the entry as it is now).
+    fn receiving_from(&mut self, p: u8) -> Result<(&Consumer, &Segment, PeerWatch<'_>)> {
+        let (state, epoch) = self.seg.peer(p).state_and_epoch()?;
         let judged = &mut self.liveness_judged[usize::from(p) - 1];
-        let (state, epoch) = peer.state_and_epoch()?;
-        let mut watch = PeerWatch::new(p, state, epoch, judged);
-        let mut stop = || watch.check(seg, false);
-        end.wait_for_data(deadline, &mut stop)
+        let watch = PeerWatch::new(p, state, epoch, judged);
+        Ok((&self.from_guests[usize::from(p) - 1], &self.seg, watch))
     }
 
     /// Takes one message from guest `p`, payload in place; finishes a

@@ -163,9 +163,7 @@ impl<'a> Ring<'a> {
 
     /// Consumer: whether the descriptor at the head is new.
     pub(crate) fn has_data(&self) -> Result<bool> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        let head = self.consumer_head()?;
         self.is_new(head)
     }
 
@@ -299,18 +297,26 @@ impl<'a> Ring<'a> {
     /// from whole stores.
     #[inline(always)]
     pub(crate) fn pop_raw_into(&self, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
-        let at = self.slot_offset(head);
+        let head = self.consumer_head()?;
+        if !self.read_raw_into(head, out)? {
+            return Ok(false);
+        }
+        self.advance(head, 1)?;
+        Ok(true)
+    }
+
+    /// Whether the descriptor at `index` is new, and if so, copied whole
+    /// into `out` as the ring holds it, phase bit included.
+    #[inline(always)]
+    fn read_raw_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
+        let at = self.slot_offset(index);
         let first = self.region.load_u32(at, Ordering::Acquire)?;
-        if !self.carries_phase(first, head) {
+        if !self.carries_phase(first, index) {
             return Ok(false);
         }
         // The first word is read again with the rest: the producer does
         // not touch this entry again until the head has moved past it.
         self.region.read(at, out)?;
-        self.advance(head, 1)?;
         Ok(true)
     }
 
@@ -330,13 +336,11 @@ impl<'a> Ring<'a> {
     /// long shuffling the bytes on the stack as waiting for the line.
     #[inline(always)]
     fn read_new_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
-        let at = self.slot_offset(index);
-        let first = self.region.load_u32(at, Ordering::Acquire)?;
-        if !self.carries_phase(first, index) {
+        if !self.read_raw_into(index, out)? {
             return Ok(false);
         }
-        self.region.read(at + 4, &mut out[4..])?;
-        out[..4].copy_from_slice(&(first & !PHASE_BIT).to_le_bytes());
+        // The phase bit is the top bit of the first word's last byte.
+        out[3] &= !(PHASE_BIT >> 24) as u8;
         Ok(true)
     }
 
@@ -369,9 +373,7 @@ impl<'a> Ring<'a> {
     /// (phase bit cleared) without taking them. Returns the head and how
     /// many were copied.
     fn peek_batch(&self, out: &mut [[u8; DESC_SIZE]]) -> Result<(u32, usize)> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
+        let head = self.consumer_head()?;
         let mut count = 0;
         for place in out.iter_mut() {
             if !self.read_new_into(head.wrapping_add(count as u32), place)? {
@@ -412,10 +414,8 @@ impl<'a> Ring<'a> {
         deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
     ) -> Result<bool> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
-        let seen = self.wait_to_take(strategy, deadline, stop, || {
+        let head = self.consumer_head()?;
+        let seen = self.wait_at(head, strategy, deadline, stop, || {
             Ok(self.is_new(head)?.then_some(()))
         })?;
         Ok(seen.is_some())
@@ -432,11 +432,30 @@ impl<'a> Ring<'a> {
         strategy: WaitStrategy,
         deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
+        take: impl FnMut() -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        self.wait_at(self.consumer_head()?, strategy, deadline, stop, take)
+    }
+
+    /// The consumer's own index, as the consumer reads it.
+    #[inline(always)]
+    fn consumer_head(&self) -> Result<u32> {
+        Ok(self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?)
+    }
+
+    /// The wait of [`Ring::wait_to_take`] for a consumer whose head is
+    /// `head`.
+    #[inline(always)]
+    fn wait_at<T>(
+        &self,
+        head: u32,
+        strategy: WaitStrategy,
+        deadline: &mut Deadline,
+        stop: &mut dyn FnMut() -> Result<()>,
         mut take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?;
         let tail = self.region.atomic_u32(self.base + field::TAIL)?;
         let capacity = self.capacity;
         // What to sleep on, if anything: the tail's current value, as long

@@ -20,6 +20,11 @@ use crate::region::{HeapRegion, Region, RegionError};
 use crate::ring::Ring;
 use crate::zerocopy::Leases;
 
+/// [`Segment::try_take`] could not take a lock: another open file holds it
+/// (or the lock could not be asked about, which counts the same).
+#[derive(Debug)]
+pub(crate) struct HeldElsewhere;
+
 /// The memory a host or guest owns; the mapping lives as long as it does.
 #[derive(Debug)]
 pub enum ShmBacking {
@@ -187,24 +192,27 @@ impl Segment {
     /// own open file: the caller must not hold it through that file
     /// already (releasing the drain's lock would release the caller's).
     pub(crate) fn drop_stale_to_guest(&self, p: u8) -> Result<usize> {
-        let _receiving = match self.backing.mmap() {
-            Some(_) => match self.take_receiving_role(p) {
-                Some(lock) => Some(lock),
-                None => return Ok(0),
-            },
-            None => None,
+        let Ok(_receiving) = self.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer)) else {
+            return Ok(0);
         };
         self.drain_stale_to_guest(p)
     }
 
-    /// Takes the receiving role of guest `p`'s host-to-guest ring on this
-    /// segment's own open file, without waiting; `None` if another holder
-    /// has it (or the segment has no file).
-    pub(crate) fn take_receiving_role(&self, p: u8) -> Option<ByteLock> {
-        let byte = lock_byte::ring_end(p, End::HostToGuestConsumer);
-        ByteLock::try_lock(self.backing.mmap()?.segment_file(), byte)
-            .ok()
-            .flatten()
+    /// Takes the lock on `byte` (a role or a presence) on this segment's
+    /// own open file, without waiting: `Ok(Some)` with it, `Ok(None)` for a
+    /// segment without a file (nothing to lock, nobody else to fear), or
+    /// [`HeldElsewhere`].
+    pub(crate) fn try_take(
+        &self,
+        byte: u64,
+    ) -> std::result::Result<Option<ByteLock>, HeldElsewhere> {
+        match self.backing.mmap() {
+            None => Ok(None),
+            Some(mmap) => match ByteLock::try_lock(mmap.segment_file(), byte) {
+                Ok(Some(lock)) => Ok(Some(lock)),
+                _ => Err(HeldElsewhere),
+            },
+        }
     }
 
     /// [`Segment::drop_stale_to_guest`] for a caller that holds the
