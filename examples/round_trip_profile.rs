@@ -3,7 +3,8 @@
 //! before/after comparisons of the round-trip path: the host sends, the
 //! guest echoes what it received in place, the host receives in place.
 //! Prints p50 and p99 of `COUNT` timed round trips, and the same for one
-//! cache line bounced between the same two threads (the floor).
+//! cache line per round trip bounced between the same two threads (the
+//! floor, taking turns on 64 lines as `bench`'s does).
 //!
 //! With `legs`, both threads also read the clock between the steps, and the
 //! medians of the four legs are printed: the host's send, from the start
@@ -27,36 +28,38 @@ fn percentiles(mut samples: Vec<u64>) -> (u64, u64) {
     (at(0.5), at(0.99))
 }
 
-/// One cache line bounced: the main thread writes odd numbers, the other
-/// answers with the next even one.
+/// One cache line bounced per round trip, taking turns on 64 lines as
+/// `bench`'s floor does (what a line costs depends on where its address
+/// lands in the shared cache): the main thread writes odd numbers, the
+/// other answers with the next even one.
 fn cache_line_floor(count: u64) -> (u64, u64) {
     #[repr(align(64))]
     struct Line(AtomicU64);
-    let line = std::sync::Arc::new(Line(AtomicU64::new(0)));
-    let other = line.clone();
-    let total = (count + count / 10) * 2;
+    const LINES: usize = 64;
+    let lines: std::sync::Arc<Vec<Line>> =
+        std::sync::Arc::new((0..LINES).map(|_| Line(AtomicU64::new(0))).collect());
+    let other = lines.clone();
+    let rounds = count + count / 10;
     let echo = std::thread::spawn(move || {
         sys::pin_to_cpu(1);
-        let mut want = 1;
-        while want < total {
-            while other.0.load(Ordering::Acquire) != want {
+        for (round, line) in (0..rounds).zip(other.iter().cycle()) {
+            let want = 2 * round + 1;
+            while line.0.load(Ordering::Acquire) != want {
                 std::hint::spin_loop();
             }
-            other.0.store(want + 1, Ordering::Release);
-            want += 2;
+            line.0.store(want + 1, Ordering::Release);
         }
     });
     sys::pin_to_cpu(0);
     let mut samples = Vec::with_capacity(count as usize);
-    let mut value = 1;
-    for i in 0..count + count / 10 {
+    for (round, line) in (0..rounds).zip(lines.iter().cycle()) {
+        let value = 2 * round + 1;
         let start = Instant::now();
         line.0.store(value, Ordering::Release);
         while line.0.load(Ordering::Acquire) != value + 1 {
             std::hint::spin_loop();
         }
-        value += 2;
-        if i >= count / 10 {
+        if round >= count / 10 {
             samples.push(start.elapsed().as_nanos() as u64);
         }
     }

@@ -15,9 +15,9 @@ use shmhub::{Frame, MmapRegion, Received, ShmGuest, WaitStrategy, sys};
 
 use super::floor::{SharedFile, spin_until};
 use super::protocol::{
-    CACHELINE_OFFSET, CACHELINE_STOP, ECHO, EXIT, HEADER_LEN, MAX_RING_DEPTH, PeerTransport,
+    CACHELINE_LINES, CACHELINE_STOP, ECHO, EXIT, HEADER_LEN, MAX_RING_DEPTH, PeerTransport,
     RECV_MODE, REPORT, REPORT_LEN, RING_BUFFERS, RING_COMMAND, RING_REPLY, RING_SEQS, RING_STOP,
-    SET_WAIT, SINK, header, parse_header, report, ring_stride, wait_strategy,
+    SET_WAIT, SINK, cacheline_offset, header, parse_header, report, ring_stride, wait_strategy,
 };
 use crate::cmd::common::{parse_peer_id, seg_err};
 use crate::cmd::guest_echo::parse_strategy;
@@ -213,25 +213,30 @@ fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome>
     }
 }
 
-/// Bounces one cache line: whenever the word is odd, make it even.
+/// Bounces the cache-line floor's lines: on round trip `n`, waits until
+/// the word of line `n % CACHELINE_LINES` is odd, then makes it even.
 fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
     let path = shared_path(args)?;
     let map = MmapRegion::attach(&path).map_err(|e| seg_err(&path, e))?;
     let region = map.region();
-    let word = region
-        .atomic_u64(CACHELINE_OFFSET)
+    let words = (0..CACHELINE_LINES)
+        .map(|line| region.atomic_u64(cacheline_offset(line)))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| seg_err(&path, e.into()))?;
-    loop {
-        let v = word.load(Ordering::Acquire);
-        if v == CACHELINE_STOP {
-            return Ok(Outcome::Done);
-        }
-        if v % 2 == 1 {
-            word.store(v + 1, Ordering::Release);
-        } else {
+    for word in words.iter().cycle() {
+        loop {
+            let v = word.load(Ordering::Acquire);
+            if v == CACHELINE_STOP {
+                return Ok(Outcome::Done);
+            }
+            if v % 2 == 1 {
+                word.store(v + 1, Ordering::Release);
+                break;
+            }
             std::hint::spin_loop();
         }
     }
+    bail!("the cache-line floor has no lines")
 }
 
 /// The reader of the stream floor: for each command the measuring side

@@ -21,8 +21,19 @@ pub const EXIT: u32 = 5;
 pub const RECV_MODE: u32 = 6;
 /// Value that stops the cache-line bouncer.
 pub const CACHELINE_STOP: u64 = u64::MAX;
-/// Offset of the bounced word in the cache-line file.
-pub const CACHELINE_OFFSET: u64 = 64;
+/// Lines the cache-line floor takes turns on, one per round trip, each a
+/// word at the start of its own 64 bytes of the file: how long a line
+/// takes to cross depends on where its address lands in the CPU's shared
+/// cache (180 to 250 ns per line on the machines this was measured on,
+/// steady for each line), and a ring's entries sample that spread, so the
+/// floor samples it too. 64 lines (one page) stay in the first-level
+/// cache of each side, as one line does.
+pub const CACHELINE_LINES: u64 = 64;
+
+/// Offset in the cache-line file of the word round trip `round` bounces.
+pub fn cacheline_offset(round: u64) -> u64 {
+    (round % CACHELINE_LINES) * 64
+}
 
 /// The stream floor's file starts with a command line: the command's
 /// number (counting from 1; [`RING_STOP`] to exit), then the payload size,
