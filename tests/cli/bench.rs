@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::common::{Env, assert_well_formed, cell_lines, tables};
+use std::time::Duration;
+
+use crate::common::{Env, assert_well_formed, cell_lines, tables, wait_until};
 
 #[test]
 fn quick_bench_reports_every_transport_and_size_with_sane_values() {
@@ -196,5 +198,59 @@ fn tables_keep_rows_whole_on_narrow_terminals_and_ratios_say_faster_or_slower() 
                 r.stdout
             );
         }
+    }
+}
+
+/// Pids of the `bench-peer` processes whose command line names `dir`.
+fn peers_in(dir: &std::path::Path) -> Vec<u32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("bench-peer") && c.contains(&dir)
+            })
+        })
+        .collect()
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_signal_stops_the_run_and_leaves_no_file_and_no_peer() {
+    for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGHUP, "SIGHUP")] {
+        let env = Env::new();
+        // Long enough that the signal lands mid-run, with a peer running.
+        let mut bench = env.spawn(&["bench", "--sizes", "32", "--scale", "20", "--no-pin"]);
+        assert!(
+            wait_until(Duration::from_secs(10), || !peers_in(env.dir()).is_empty()),
+            "no benchmark peer started; stderr {:?}",
+            bench.stderr()
+        );
+        bench.signal(signal);
+        let status = bench.wait();
+        assert_eq!(status.code(), Some(128 + signal), "{}", bench.stderr());
+        let stderr = bench.stderr();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{stderr:?}");
+        assert!(lines[0].starts_with("error: "), "{stderr:?}");
+        assert!(
+            lines[0].contains(&env.dir().to_string_lossy().into_owned()),
+            "{stderr:?}"
+        );
+        assert!(
+            lines[0].ends_with(&format!("interrupted by {name}")),
+            "{stderr:?}"
+        );
+        // The segment and every scratch file are gone, and so is the peer.
+        assert!(env.listing().is_empty(), "{:?}", env.listing());
+        assert!(
+            wait_until(Duration::from_secs(5), || peers_in(env.dir()).is_empty()),
+            "peers left: {:?}",
+            peers_in(env.dir())
+        );
     }
 }

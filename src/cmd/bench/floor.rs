@@ -17,6 +17,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use shmhub::{FileMode, MmapRegion};
 
 use crate::cmd::common::seg_err;
+use crate::cmd::signals;
 
 /// How long a floor waits for the other side before it takes it for dead:
 /// every wait of a floor is a message or two long, so this is only ever
@@ -132,7 +133,8 @@ impl SharedFile {
 
 /// Spins until `word` holds a value `ready` accepts, as a floor's side
 /// does between two messages, and returns it; `None` if none came within
-/// [`STALL`]. The clock is read only every few thousand spins, so that a
+/// [`STALL`], or once a termination signal has arrived (only the
+/// measuring side catches them). The clock is read only every few thousand spins, so that a
 /// wait that ends at once costs one load and nothing else.
 pub fn spin_until(word: &AtomicU64, ready: impl Fn(u64) -> bool) -> Option<u64> {
     let mut deadline = None;
@@ -145,6 +147,9 @@ pub fn spin_until(word: &AtomicU64, ready: impl Fn(u64) -> bool) -> Option<u64> 
         std::hint::spin_loop();
         spins = spins.wrapping_add(1);
         if spins % 4096 == 0 {
+            if signals::received().is_some() {
+                return None;
+            }
             let now = Instant::now();
             if now > *deadline.get_or_insert(now + STALL) {
                 return None;

@@ -21,7 +21,7 @@ mod transports;
 use indicatif::ProgressBar;
 use shmhub::sys;
 
-use super::common::{human_bytes, parse_size, progress_bar};
+use super::common::{Interrupted, human_bytes, parse_size, progress_bar};
 use super::{Outcome, signals};
 use judge::judge;
 use measurement::Measurement;
@@ -72,10 +72,20 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     // The segment does not exist yet; a fault on it (or on the scratch
     // files beside it, on the same file system) is a full file system.
     signals::guard_sigbus(&plan.segment);
+    // A signal stops the run between two steps, and everything it made
+    // (the segment, the scratch files, the peer processes) goes as after
+    // any other error, instead of staying behind in /dev/shm.
+    signals::catch_termination();
     if let Some(cpu) = plan.host_cpu() {
         sys::pin_to_cpu(cpu);
     }
-    let results = measure(&plan)?;
+    let results = measure(&plan).map_err(|e| match signals::received() {
+        // What failed then (a peer that took the same signal from the
+        // terminal, or a step that was refused) is the signal's doing.
+        Some(signal) => anyhow::Error::new(Interrupted(signal))
+            .context(format!("{}: benchmark stopped", plan.segment.display())),
+        None => e,
+    })?;
     let targets = judge(&results);
     if args.json {
         report::print_json(&results, &targets, &plan)?;
@@ -91,21 +101,21 @@ fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     let bar = progress_bar(plan.phases(), "benchmarking");
     let mut results = Vec::new();
     for &size in &plan.sizes {
-        bar.begin(format!("memcpy {}", human_bytes(size as u64)));
+        bar.begin(format!("memcpy {}", human_bytes(size as u64)))?;
         results.push(memcpy::measure(size, plan));
         bar.done();
     }
     // Not a phase of the bar's count: creation is over in a moment.
-    bar.begin("creating segments".into());
+    bar.begin("creating segments".into())?;
     results.extend(create::measure(plan)?);
-    bar.begin("listing segments".into());
+    bar.begin("listing segments".into())?;
     results.extend(listing::measure(plan)?);
-    bar.begin("cache line floor".into());
+    bar.begin("cache line floor".into())?;
     results.push(cacheline::measure(plan)?);
     bar.done();
     #[cfg(target_os = "linux")]
     {
-        bar.begin("futex floor".into());
+        bar.begin("futex floor".into())?;
         results.push(transports::futex::measure(plan)?);
         bar.done();
     }
@@ -121,8 +131,12 @@ fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
 /// The transports tell their steps to the bar, which draws them only on a
 /// terminal.
 impl Progress for ProgressBar {
-    fn begin(&self, what: String) {
+    fn begin(&self, what: String) -> anyhow::Result<()> {
+        if let Some(signal) = signals::received() {
+            return Err(Interrupted(signal).into());
+        }
         self.set_message(what);
+        Ok(())
     }
 
     fn done(&self) {

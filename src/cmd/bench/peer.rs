@@ -224,16 +224,13 @@ fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| seg_err(&path, e.into()))?;
     for word in words.iter().cycle() {
-        loop {
-            let v = word.load(Ordering::Acquire);
-            if v == CACHELINE_STOP {
-                return Ok(Outcome::Done);
-            }
-            if v % 2 == 1 {
-                word.store(v + 1, Ordering::Release);
-                break;
-            }
-            std::hint::spin_loop();
+        // Odd: this side's turn. A measuring side that went away (killed,
+        // say) leaves the word as it was: give up after a stall rather
+        // than spin on as an orphan.
+        match spin_until(word, |v| v % 2 == 1) {
+            Some(CACHELINE_STOP) => return Ok(Outcome::Done),
+            Some(v) => word.store(v + 1, Ordering::Release),
+            None => bail!("the cache-line floor's measuring side stopped"),
         }
     }
     bail!("the cache-line floor has no lines")

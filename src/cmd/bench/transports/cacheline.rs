@@ -6,12 +6,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::bail;
 use shmhub::MmapRegion;
 
 use super::spawn_floor_peer;
+use crate::cmd::bench::floor::spin_until;
 use crate::cmd::bench::measurement::{CACHELINE_SIZE, Kind, Measurement, Transport};
 use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{
@@ -42,12 +43,8 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
             let word = words[(i % CACHELINE_LINES) as usize];
             let start = Instant::now();
             word.store(value + 1, Ordering::Release);
-            let spin_deadline = start + Duration::from_secs(10);
-            while word.load(Ordering::Acquire) != value + 2 {
-                std::hint::spin_loop();
-                if Instant::now() > spin_deadline {
-                    bail!("the cache-line peer stopped answering");
-                }
+            if spin_until(word, |v| v == value + 2).is_none() {
+                bail!("the cache-line peer stopped answering");
             }
             value += 2;
             if i >= rounds / 10 {

@@ -16,6 +16,7 @@ use crate::cmd::bench::floor::{STALL, SharedFile, futex_wait, futex_wake};
 use crate::cmd::bench::measurement::{FUTEX_SIZE, Kind, Measurement, Transport};
 use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{FUTEX_PING, FUTEX_PONG, FUTEX_STOP, PeerTransport};
+use crate::cmd::signals;
 
 /// Times round trips of the futex words in a file beside the plan's
 /// segment, as many as the segment's 32 B round trips: this side writes
@@ -42,7 +43,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
                 if seen == number {
                     break;
                 }
-                if start.elapsed() > STALL {
+                if start.elapsed() > STALL || signals::received().is_some() {
                     bail!("the futex floor's peer stopped answering");
                 }
                 futex_wait(pong, seen, Duration::from_millis(100));

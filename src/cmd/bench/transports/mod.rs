@@ -26,8 +26,10 @@ pub mod stream;
 /// Where a transport reports its progress, so that measuring stays apart
 /// from drawing (and a run without a terminal draws nothing).
 pub trait Progress {
-    /// A step starts; `what` names it for a person watching.
-    fn begin(&self, what: String);
+    /// A step starts; `what` names it for a person watching. Fails once a
+    /// termination signal has arrived, so that a run stops between steps
+    /// (and its files and peers go the way they go after any error).
+    fn begin(&self, what: String) -> anyhow::Result<()>;
     /// The current step is done.
     fn done(&self);
 }

@@ -80,7 +80,7 @@ fn run(
             "{} stream {}",
             Transport::RingFloor,
             human_bytes(size as u64)
-        ));
+        ))?;
         let messages = plan.stream_messages(size);
         let depth = ring_depth(size) as u64;
         ring.stream(size, (messages / 10).max(depth))?;

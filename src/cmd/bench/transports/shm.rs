@@ -97,7 +97,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                 progress.begin(format!(
                     "{transport} round trip {}",
                     human_bytes(size as u64)
-                ));
+                ))?;
                 let rounds = plan.round_trips(size);
                 let mut samples = Vec::with_capacity(rounds as usize);
                 let inline = Frame::new(
@@ -157,7 +157,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
         )
         .map_err(|e| seg_err(path, e))?;
         for &size in &plan.sizes {
-            progress.begin(format!("shm stream {}", human_bytes(size as u64)));
+            progress.begin(format!("shm stream {}", human_bytes(size as u64)))?;
             results.push(stream(&mut host, peer_id, size, plan, Batching::Batched)?);
             progress.done();
             if size <= shmhub::INLINE_CAPACITY {
@@ -165,7 +165,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                     "{} stream {}",
                     Transport::ShmUnbatched,
                     human_bytes(size as u64)
-                ));
+                ))?;
                 results.push(stream(&mut host, peer_id, size, plan, Batching::Single)?);
                 progress.done();
             }

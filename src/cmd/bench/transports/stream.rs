@@ -101,7 +101,7 @@ pub fn measure(
         progress.begin(format!(
             "{transport} round trip {}",
             human_bytes(size as u64)
-        ));
+        ))?;
         let rounds = plan.round_trips(size);
         let mut message = header(size, ECHO).to_vec();
         message.resize(HEADER_LEN + size, 0x42);
@@ -127,7 +127,7 @@ pub fn measure(
         progress.done();
     }
     for &size in &plan.sizes {
-        progress.begin(format!("{transport} stream {}", human_bytes(size as u64)));
+        progress.begin(format!("{transport} stream {}", human_bytes(size as u64)))?;
         let messages = plan.stream_messages(size);
         let value = 7u8;
         let mut message = header(size, SINK).to_vec();
