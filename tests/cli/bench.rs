@@ -3,9 +3,7 @@
 
 use serde_json::Value;
 
-use std::time::Duration;
-
-use crate::common::{Env, assert_well_formed, cell_lines, tables, wait_until};
+use crate::common::{Env, assert_well_formed, cell_lines, tables};
 
 #[test]
 fn quick_bench_reports_every_transport_and_size_with_sane_values() {
@@ -202,6 +200,7 @@ fn tables_keep_rows_whole_on_narrow_terminals_and_ratios_say_faster_or_slower() 
 }
 
 /// Pids of the `bench-peer` processes whose command line names `dir`.
+#[cfg(target_os = "linux")]
 fn peers_in(dir: &std::path::Path) -> Vec<u32> {
     let dir = dir.to_string_lossy().into_owned();
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -221,6 +220,9 @@ fn peers_in(dir: &std::path::Path) -> Vec<u32> {
 #[test]
 #[cfg(target_os = "linux")]
 fn a_signal_stops_the_run_and_leaves_no_file_and_no_peer() {
+    use crate::common::wait_until;
+    use std::time::Duration;
+
     for (signal, name) in [(libc::SIGINT, "SIGINT"), (libc::SIGHUP, "SIGHUP")] {
         let env = Env::new();
         // Long enough that the signal lands mid-run, with a peer running.
