@@ -134,8 +134,9 @@ impl SharedFile {
 /// Spins until `word` holds a value `ready` accepts, as a floor's side
 /// does between two messages, and returns it; `None` if none came within
 /// [`STALL`], or once a termination signal has arrived (only the
-/// measuring side catches them). The clock is read only every few thousand spins, so that a
-/// wait that ends at once costs one load and nothing else.
+/// measuring side catches them). The clock and the signal flag are read
+/// only every few thousand spins, so that a wait that ends at once costs
+/// one load and nothing else.
 pub fn spin_until(word: &AtomicU64, ready: impl Fn(u64) -> bool) -> Option<u64> {
     let mut deadline = None;
     let mut spins = 0u32;
