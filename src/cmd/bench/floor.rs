@@ -16,6 +16,7 @@ use anyhow::Context;
 use memmap2::{MmapOptions, MmapRaw};
 use shmhub::{FileMode, MmapRegion};
 
+use crate::cmd::bench::protocol::CACHELINE_LINES;
 use crate::cmd::common::seg_err;
 use crate::cmd::signals;
 
@@ -129,6 +130,15 @@ impl SharedFile {
         // caller's guarantee. Any byte value is a valid u8.
         unsafe { std::slice::from_raw_parts(ptr, len) }
     }
+}
+
+/// The cache-line floor's words in `file`, one at the start of each of its
+/// [`CACHELINE_LINES`] lines; round trip `n` bounces word
+/// `n % CACHELINE_LINES`. Both sides take them from here.
+pub fn cacheline_words(file: &SharedFile) -> Vec<&AtomicU64> {
+    (0..CACHELINE_LINES)
+        .map(|line| file.u64_at(line * 64))
+        .collect()
 }
 
 /// Spins until `word` holds a value `ready` accepts, as a floor's side

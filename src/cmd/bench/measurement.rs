@@ -3,7 +3,7 @@
 //! and the report only read them, so this file sits below all three.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use shmhub::WaitStrategy;
@@ -193,6 +193,26 @@ impl Measurement {
             bytes_per_s: per_s * size as f64,
         }
     }
+}
+
+/// Times `rounds` round trips, each one call of `round` (given its number,
+/// counting from 0, and the instant its timing started), in nanoseconds.
+/// Before them, a tenth as many go untimed: they pay for the cold start
+/// (caches, first page touches, the peer getting going).
+pub fn time_round_trips(
+    rounds: u64,
+    mut round: impl FnMut(u64, Instant) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<u64>> {
+    let warm_up = rounds / 10;
+    let mut samples = Vec::with_capacity(rounds as usize);
+    for i in 0..warm_up + rounds {
+        let start = Instant::now();
+        round(i, start)?;
+        if i >= warm_up {
+            samples.push(start.elapsed().as_nanos() as u64);
+        }
+    }
+    Ok(samples)
 }
 
 /// The nearest-rank percentile `p` (0 to 100) of sorted samples; 0 when

@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shmhub::{Frame, MmapRegion, Received, ShmGuest, WaitStrategy, sys};
+use shmhub::{Frame, Received, ShmGuest, WaitStrategy, sys};
 
-use super::floor::{SharedFile, spin_until};
+use super::floor::{SharedFile, cacheline_words, spin_until};
 use super::protocol::{
     CACHELINE_LINES, CACHELINE_STOP, ECHO, EXIT, HEADER_LEN, MAX_RING_DEPTH, PeerTransport,
     RECV_MODE, REPORT, REPORT_LEN, RING_BUFFERS, RING_COMMAND, RING_REPLY, RING_SEQS, RING_STOP,
-    SET_WAIT, SINK, cacheline_offset, header, parse_header, report, ring_stride, wait_strategy,
+    SET_WAIT, SINK, header, parse_header, report, ring_stride, wait_strategy,
 };
 use crate::cmd::common::{parse_peer_id, seg_err};
 use crate::cmd::guest_echo::parse_strategy;
@@ -217,13 +217,11 @@ fn serve_stream(input: impl Read, output: impl Write) -> anyhow::Result<Outcome>
 /// the word of line `n % CACHELINE_LINES` is odd, then makes it even.
 fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
     let path = shared_path(args)?;
-    let map = MmapRegion::attach(&path).map_err(|e| seg_err(&path, e))?;
-    let region = map.region();
-    let words = (0..CACHELINE_LINES)
-        .map(|line| region.atomic_u64(cacheline_offset(line)))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| seg_err(&path, e.into()))?;
-    for word in words.iter().cycle() {
+    let file = SharedFile::open(&path)?;
+    let words = cacheline_words(&file);
+    let mut round = 0usize;
+    loop {
+        let word = words[round % CACHELINE_LINES];
         // Odd: this side's turn. A measuring side that went away (killed,
         // say) leaves the word as it was: give up after a stall rather
         // than spin on as an orphan.
@@ -232,8 +230,8 @@ fn serve_cacheline(args: &Args) -> anyhow::Result<Outcome> {
             Some(v) => word.store(v + 1, Ordering::Release),
             None => bail!("the cache-line floor's measuring side stopped"),
         }
+        round = round.wrapping_add(1);
     }
-    bail!("the cache-line floor has no lines")
 }
 
 /// The reader of the stream floor: for each command the measuring side

@@ -28,12 +28,9 @@ pub const CACHELINE_STOP: u64 = u64::MAX;
 /// steady for each line), and a ring's entries sample that spread, so the
 /// floor samples it too. 64 lines (one page) stay in the first-level
 /// cache of each side, as one line does.
-pub const CACHELINE_LINES: u64 = 64;
-
-/// Offset in the cache-line file of the word round trip `round` bounces.
-pub fn cacheline_offset(round: u64) -> u64 {
-    (round % CACHELINE_LINES) * 64
-}
+pub const CACHELINE_LINES: usize = 64;
+/// Length of the cache-line file: the lines, 64 bytes each.
+pub const CACHELINE_FILE_LEN: usize = CACHELINE_LINES * 64;
 
 /// The stream floor's file starts with a command line: the command's
 /// number (counting from 1; [`RING_STOP`] to exit), then the payload size,

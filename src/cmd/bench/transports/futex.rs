@@ -7,13 +7,13 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::bail;
 
 use super::spawn_floor_peer;
 use crate::cmd::bench::floor::{STALL, SharedFile, futex_wait, futex_wake};
-use crate::cmd::bench::measurement::{FUTEX_SIZE, Kind, Measurement, Transport};
+use crate::cmd::bench::measurement::{FUTEX_SIZE, Kind, Measurement, Transport, time_round_trips};
 use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{FUTEX_PING, FUTEX_PONG, FUTEX_STOP, PeerTransport};
 use crate::cmd::signals;
@@ -29,29 +29,21 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Measurement> {
     let result = (|| {
         let (ping, pong) = (file.u32_at(FUTEX_PING), file.u32_at(FUTEX_PONG));
         let peer = spawn_floor_peer(PeerTransport::Futex, plan, &path)?;
-        let rounds = plan.round_trips(32);
-        let mut samples = Vec::with_capacity(rounds as usize);
-        // The first tenth goes untimed: it pays for the cold start (the
-        // peer getting going, its first sleep).
-        for i in 0..rounds + rounds / 10 {
+        let samples = time_round_trips(plan.round_trips(32), |i, start| {
             let number = (i + 1) as u32;
-            let start = Instant::now();
             ping.store(number, Ordering::Release);
             futex_wake(ping);
             loop {
                 let seen = pong.load(Ordering::Acquire);
                 if seen == number {
-                    break;
+                    return Ok(());
                 }
                 if start.elapsed() > STALL || signals::received().is_some() {
                     bail!("the futex floor's peer stopped answering");
                 }
                 futex_wait(pong, seen, Duration::from_millis(100));
             }
-            if i >= rounds / 10 {
-                samples.push(start.elapsed().as_nanos() as u64);
-            }
-        }
+        })?;
         ping.store(FUTEX_STOP, Ordering::Release);
         futex_wake(ping);
         peer.finish(Transport::FutexFloor)?;

@@ -13,7 +13,7 @@ use shmhub::{
 };
 
 use super::{PeerProcess, Progress, check_report, peer_command};
-use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
+use crate::cmd::bench::measurement::{Kind, Measurement, Transport, time_round_trips};
 use crate::cmd::bench::plan::{Plan, WAIT_MODES};
 use crate::cmd::bench::protocol::{
     ECHO, EXIT, PeerTransport, RECV_MODE, REPORT, SET_WAIT, SINK, wait_id,
@@ -98,8 +98,6 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                     "{transport} round trip {}",
                     human_bytes(size as u64)
                 ))?;
-                let rounds = plan.round_trips(size);
-                let mut samples = Vec::with_capacity(rounds as usize);
                 let inline = Frame::new(
                     MsgDesc {
                         method_id: ECHO,
@@ -107,10 +105,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                     },
                     vec![0x42u8; size],
                 );
-                // The first tenth goes untimed: it pays for the cold start (caches,
-                // first page touches, the peer getting going).
-                for i in 0..rounds + rounds / 10 {
-                    let start = Instant::now();
+                let samples = time_round_trips(plan.round_trips(size), |i, _| {
                     if inline.fits_inline() {
                         host.send_timeout(peer_id, &inline, timeout)
                     } else {
@@ -132,11 +127,8 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                             echo.payload().len()
                         );
                     }
-                    drop(echo);
-                    if i >= rounds / 10 {
-                        samples.push(start.elapsed().as_nanos() as u64);
-                    }
-                }
+                    Ok(())
+                })?;
                 results.push(Measurement::from_samples(
                     Kind::RoundTrip,
                     transport,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use super::{PeerProcess, Progress, check_report, peer_command};
-use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
+use crate::cmd::bench::measurement::{Kind, Measurement, Transport, time_round_trips};
 use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{
     ECHO, EXIT, HEADER_LEN, PeerTransport, REPORT, REPORT_LEN, SINK, header,
@@ -102,22 +102,15 @@ pub fn measure(
             "{transport} round trip {}",
             human_bytes(size as u64)
         ))?;
-        let rounds = plan.round_trips(size);
         let mut message = header(size, ECHO).to_vec();
         message.resize(HEADER_LEN + size, 0x42);
         let mut echo = vec![0u8; HEADER_LEN + size];
-        let mut samples = Vec::with_capacity(rounds as usize);
-        // The first tenth goes untimed: it pays for the cold start (caches,
-        // first page touches, the peer getting going).
-        for i in 0..rounds + rounds / 10 {
-            let start = Instant::now();
+        let samples = time_round_trips(plan.round_trips(size), |i, _| {
             message[HEADER_LEN..].fill(i as u8);
             writer.write_all(&message)?;
             reader.read_exact(&mut echo)?;
-            if i >= rounds / 10 {
-                samples.push(start.elapsed().as_nanos() as u64);
-            }
-        }
+            Ok(())
+        })?;
         results.push(Measurement::from_samples(
             Kind::RoundTrip,
             transport,
