@@ -1,7 +1,8 @@
 //! Round trips of one 32-byte inline message between two threads pinned to
 //! two CPUs, both spinning, for profiling (`perf record -g`) and for quick
 //! before/after comparisons of the round-trip path: the host sends, the
-//! guest echoes what it received in place, the host receives in place.
+//! guest echoes what it received in place, the host reads the echo in
+//! place (`recv_from_with`, as `bench` does).
 //! Prints p50 and p99 of `COUNT` timed round trips, and the same for one
 //! cache line per round trip bounced between the same two threads (the
 //! floor, taking turns on 64 lines as `bench`'s does).
@@ -111,13 +112,14 @@ fn segment_round_trips(count: u64, legs: bool) -> Result<(Vec<u64>, Vec<[i64; 5]
         let start = Instant::now();
         host.send_with(peer, MsgDesc::new(1, i), &payload, None)?;
         let sent = if legs { since(clock) } else { 0 };
-        let back = host
-            .recv_from_in_place(peer, Some(Duration::from_secs(5)))?
+        let same = host
+            .recv_from_with(peer, Some(Duration::from_secs(5)), |back| {
+                back.payload() == payload
+            })?
             .ok_or("the echo did not come back")?;
-        if back.payload() != payload {
+        if !same {
             return Err("the echo came back changed".into());
         }
-        drop(back);
         if legs {
             let started = start.duration_since(clock).as_nanos() as i64;
             host_marks.push([started, sent, since(clock)]);

@@ -201,6 +201,71 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     assert_eq!(host_slots_used(&region), 1);
 }
 
+// shm[verify shm.recv.borrowed]
+#[test]
+fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let region = host.region();
+    let layout = *host.layout();
+    let mut guest = ShmGuest::attach(region.clone()).unwrap();
+    let p = guest.peer_id();
+
+    // Nothing queued: the time runs out and the function is not called.
+    let mut calls = 0;
+    let none = guest.recv_with(Duration::ZERO, |_| calls += 1).unwrap();
+    assert_eq!((none, calls), (None, 0));
+
+    // A slot payload is lent in place, and goes back as the function returns.
+    host.try_send(p, data(1, &[1; 300])).unwrap();
+    host.try_send(p, data(2, &[2; 300])).unwrap();
+    let got = guest
+        .recv_with(Duration::ZERO, |r| {
+            (r.desc().id, r.payload().to_vec(), host_slots_used(&region))
+        })
+        .unwrap();
+    assert_eq!(got, Some((1, vec![1; 300], 2)));
+    assert_eq!(host_slots_used(&region), 1);
+
+    // A forged descriptor is refused and never handed to the function; the
+    // next message comes through.
+    host.try_send(p, data(3, b"next")).unwrap();
+    let ring = layout.host_to_guest_ring(p);
+    let second = ring + shmhub::RING_HEADER_SIZE + 64;
+    region.write(second + 24, &[0x77, 0, 0, 0]).unwrap();
+    let err = guest.recv_with(Duration::ZERO, |_| calls += 1).unwrap_err();
+    assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
+    assert_eq!(calls, 0);
+    let next = guest.recv_with(Duration::ZERO, |r| r.payload().to_vec());
+    assert_eq!(next.unwrap(), Some(b"next".to_vec()));
+
+    // The host's form waits for a message sent while it waits, and, once
+    // the guest has left and everything was read, says so.
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        guest.send(data(4, &[4; 5000])).unwrap();
+        guest.detach().unwrap();
+    });
+    let got = host.recv_from_with(p, Duration::from_secs(10), |r| {
+        (
+            r.desc().id,
+            r.payload().len(),
+            r.payload().iter().all(|&b| b == 4),
+        )
+    });
+    assert_eq!(got.unwrap(), Some((4, 5000, true)));
+    sender.join().unwrap();
+    let gone = host.recv_from_with(p, Duration::from_secs(10), |r| r.desc().id);
+    assert!(
+        matches!(gone, Err(Error::PeerGone { peer_id }) if peer_id == p),
+        "{gone:?}"
+    );
+    // The guest's slot went back as the function returned; the host's pool
+    // still holds the slot of the forged descriptor, left alone.
+    let report = shmhub::inspect_region(&region, None).unwrap();
+    let used: Vec<u32> = report.pools.iter().map(|pool| pool.usage.used).collect();
+    assert_eq!(used[..2], [1, 0]);
+}
+
 /// Slots in use in the host's pool, as inspection reads them.
 fn host_slots_used(region: &shmhub::Region) -> u32 {
     shmhub::inspect_region(region, None).unwrap().pools[0]

@@ -82,11 +82,36 @@ impl Consumer {
     // every round trip.
     #[inline(always)]
     pub(crate) fn try_recv(&self) -> Result<Option<Received>> {
+        self.take(|received| received)
+    }
+
+    /// Takes the next message, if one is queued, and lends it, payload in
+    /// place, to `read`, which runs at most once: it is taken out of its
+    /// `Option` only when a message is there. Returns what `read` returned.
+    // The message stays in this frame and `read` gets a reference to it:
+    // nothing is copied on its way out (see `shm.recv.borrowed`).
+    #[inline(always)]
+    pub(crate) fn try_recv_with<T>(
+        &self,
+        read: &mut Option<impl FnOnce(&Received) -> T>,
+    ) -> Result<Option<T>> {
+        // A message is taken once per call and `read` is there until then,
+        // so the inner `None` (no `read` left) never happens.
+        Ok(self
+            .take(|received| read.take().map(|read| read(&received)))?
+            .flatten())
+    }
+
+    /// Pops the next descriptor, if there is one, checks it, and hands the
+    /// message to `hand_over`.
+    #[inline(always)]
+    fn take<T>(&self, hand_over: impl FnOnce(Received) -> T) -> Result<Option<T>> {
         let mut bytes = [0u8; DESC_SIZE];
         if !self.ring().pop_raw_into(&mut bytes)? {
             return Ok(None);
         }
-        self.decode(MsgDesc::from_ring_bytes(&bytes)).map(Some)
+        let received = self.decode(MsgDesc::from_ring_bytes(&bytes))?;
+        Ok(Some(hand_over(received)))
     }
 
     #[inline(always)]
@@ -155,6 +180,19 @@ impl Consumer {
     ) -> Result<Option<Received>> {
         self.ring()
             .wait_to_take(self.strategy, deadline, stop, || self.try_recv())
+    }
+
+    /// [`Consumer::recv_waiting`] that lends the message to `read`
+    /// ([`Consumer::try_recv_with`]) instead of returning it.
+    #[inline(always)]
+    pub(crate) fn recv_waiting_with<T>(
+        &self,
+        deadline: &mut Deadline,
+        stop: Stop<'_>,
+        read: &mut Option<impl FnOnce(&Received) -> T>,
+    ) -> Result<Option<T>> {
+        self.ring()
+            .wait_to_take(self.strategy, deadline, stop, || self.try_recv_with(read))
     }
 
     /// Takes everything queued without reading it, freeing the slots the

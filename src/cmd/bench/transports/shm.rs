@@ -116,16 +116,12 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                         })
                     }
                     .map_err(|e| seg_err(path, e))?;
-                    let echo = host
-                        .recv_from_in_place(peer_id, timeout)
+                    let echoed = host
+                        .recv_from_with(peer_id, timeout, |echo| echo.payload().len())
                         .map_err(|e| seg_err(path, e))?
                         .context("the benchmark guest did not answer")?;
-                    if echo.payload().len() != size {
-                        bail!(
-                            "echo of {} bytes came back with {}",
-                            size,
-                            echo.payload().len()
-                        );
+                    if echoed != size {
+                        bail!("echo of {size} bytes came back with {echoed}");
                     }
                     Ok(())
                 })?;
