@@ -266,6 +266,61 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
     assert_eq!(used[..2], [1, 0]);
 }
 
+// shm[verify shm.recv.borrowed]
+// shm[verify shm.host.fair]
+#[test]
+fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() {
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let region = host.region();
+    let mut first = ShmGuest::attach(region.clone()).unwrap();
+    let mut second = ShmGuest::attach(region.clone()).unwrap();
+    let (p1, p2) = (first.peer_id(), second.peer_id());
+    for i in 0..2u8 {
+        first.send(data(u64::from(i), &[1; 700])).unwrap();
+        second.send(data(u64::from(i), &[2; 700])).unwrap();
+    }
+    let pool_used = |p: u8| {
+        shmhub::inspect_region(&region, None).unwrap().pools[usize::from(p)]
+            .usage
+            .used
+    };
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        let one = host.recv_with(Duration::ZERO, |from, r| {
+            // The slot is still the receiver's while it is lent.
+            let held = pool_used(from);
+            (from, r.desc().id, r.payload()[0], r.payload().len(), held)
+        });
+        got.push(one.unwrap().unwrap());
+    }
+    // One message from each guest in turn, each slot lent while `read` ran.
+    assert_eq!(
+        got,
+        [
+            (p1, 0, 1, 700, 2),
+            (p2, 0, 2, 700, 2),
+            (p1, 1, 1, 700, 1),
+            (p2, 1, 2, 700, 1)
+        ]
+    );
+    assert_eq!((pool_used(p1), pool_used(p2)), (0, 0));
+    let mut called = false;
+    let none = host.recv_with(Duration::from_millis(20), |_, _| called = true);
+    assert_eq!((none.unwrap(), called), (None, false));
+
+    // A message sent while the host waits wakes it.
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        second.send(data(9, b"late")).unwrap();
+        second
+    });
+    let late = host.recv_with(Duration::from_secs(10), |from, r| {
+        (from, r.payload().to_vec())
+    });
+    assert_eq!(late.unwrap(), Some((p2, b"late".to_vec())));
+    drop(sender.join().unwrap());
+}
+
 /// Slots in use in the host's pool, as inspection reads them.
 fn host_slots_used(region: &shmhub::Region) -> u32 {
     shmhub::inspect_region(region, None).unwrap().pools[0]

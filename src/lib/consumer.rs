@@ -82,14 +82,12 @@ impl Consumer {
     // every round trip.
     #[inline(always)]
     pub(crate) fn try_recv(&self) -> Result<Option<Received>> {
-        self.take(|received| received)
+        self.try_take(|received| received)
     }
 
     /// Takes the next message, if one is queued, and lends it, payload in
     /// place, to `read`, which runs at most once: it is taken out of its
     /// `Option` only when a message is there. Returns what `read` returned.
-    // The message stays in this frame and `read` gets a reference to it:
-    // nothing is copied on its way out (see `shm.recv.borrowed`).
     #[inline(always)]
     pub(crate) fn try_recv_with<T>(
         &self,
@@ -98,14 +96,17 @@ impl Consumer {
         // A message is taken once per call and `read` is there until then,
         // so the inner `None` (no `read` left) never happens.
         Ok(self
-            .take(|received| read.take().map(|read| read(&received)))?
+            .try_take(|received| read.take().map(|read| read(&received)))?
             .flatten())
     }
 
     /// Pops the next descriptor, if there is one, checks it, and hands the
-    /// message to `hand_over`.
+    /// message to `hand_over`, which is called only then.
+    // The message stays in this frame until `hand_over` has it: a borrowed
+    // receive (`shm.recv.borrowed`) reads it here, where a message moved
+    // out to a caller is copied on the way, across the stores that built it.
     #[inline(always)]
-    fn take<T>(&self, hand_over: impl FnOnce(Received) -> T) -> Result<Option<T>> {
+    pub(crate) fn try_take<T>(&self, hand_over: impl FnOnce(Received) -> T) -> Result<Option<T>> {
         let mut bytes = [0u8; DESC_SIZE];
         if !self.ring().pop_raw_into(&mut bytes)? {
             return Ok(None);

@@ -908,17 +908,27 @@ impl ShmHost {
     /// shm[impl shm.host.fair]
     pub fn try_recv(&mut self) -> Result<Option<(PeerId, Frame)>> {
         self.lock_all_receiving_ends(&mut Deadline::no_wait())?;
-        self.poll_all()
+        self.poll_all(|end, p| Ok(end.try_recv()?.map(|r| (p, r.into_frame()))))
     }
 
-    fn poll_all(&mut self) -> Result<Option<(PeerId, Frame)>> {
+    /// Looks at every guest's ring once, round-robin from where the last
+    /// look that found something left off, and returns what `take` took from
+    /// the first that had a message (`take` must take nothing, and return
+    /// `None`, from a ring that had none); finishes the goodbye of a
+    /// departed guest whose ring it found empty.
+    #[inline(always)]
+    fn poll_all<T>(
+        &mut self,
+        mut take: impl FnMut(&Consumer, PeerId) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         let guests = self.seg.layout.config.max_guests as u8;
         for i in 0..guests {
             let p = (self.next_peer - 1 + i) % guests + 1;
-            if let Some(received) = self.pop_in_place(p)? {
+            if let Some(found) = take(&self.from_guests[usize::from(p) - 1], p)? {
                 self.next_peer = p % guests + 1;
-                return Ok(Some((p, received.into_frame())));
+                return Ok(Some(found));
             }
+            self.finish_goodbye(p)?;
         }
         Ok(None)
     }
@@ -933,7 +943,62 @@ impl ShmHost {
         &mut self,
         timeout: impl Into<Option<Duration>>,
     ) -> Result<Option<(PeerId, Frame)>> {
-        let mut deadline = Deadline::after(timeout.into());
+        self.recv_any(timeout.into(), |end, p| {
+            Ok(end.try_recv()?.map(|r| (p, r.into_frame())))
+        })
+    }
+
+    /// Receives the next message from any guest, waiting up to `timeout`
+    /// (`None`: until one comes), and lends it, payload in place, to `read`
+    /// with the id of the guest that sent it; returns what `read` returned,
+    /// or `Ok(None)` when the time ran out (then `read` was not called). A
+    /// payload in a slot goes back to the guest's pool as `read` returns.
+    /// Guests are served round-robin, as by [`ShmHost::recv`].
+    ///
+    /// The in-place receive from any guest, and the fastest:
+    /// [`ShmHost::recv_from_with`] says why.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// guest.send(Frame::new(MsgDesc::default(), vec![3; 10_000]))?;
+    /// let wait = Some(Duration::from_secs(1));
+    /// let got = host.recv_with(wait, |from, m| (from, m.payload().len()))?;
+    /// assert_eq!(got, Some((guest.peer_id(), 10_000)));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::recv`]; `read` is not called for a message that fails
+    /// validation.
+    ///
+    /// shm[impl shm.recv.borrowed]
+    pub fn recv_with<T>(
+        &mut self,
+        timeout: impl Into<Option<Duration>>,
+        read: impl FnOnce(PeerId, &Received) -> T,
+    ) -> Result<Option<T>> {
+        let mut read = Some(read);
+        // A message is taken once and `read` is there until then, so the
+        // inner `None` (no `read` left) never happens.
+        let taken = self.recv_any(timeout.into(), |end, p| {
+            end.try_take(|received| read.take().map(|read| read(p, &received)))
+        })?;
+        Ok(taken.flatten())
+    }
+
+    /// The wait of the receives from any guest: [`ShmHost::poll_all`] with
+    /// `take` until it finds something or the time runs out.
+    fn recv_any<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        mut take: impl FnMut(&Consumer, PeerId) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let mut deadline = Deadline::after(timeout);
         self.lock_all_receiving_ends(&mut deadline)?;
         let region = self.seg.region.clone();
         let bell = region.atomic_u32(header::field::HOST_DOORBELL)?;
@@ -941,7 +1006,7 @@ impl ShmHost {
         let mut backoff = Backoff::new(self.strategy);
         loop {
             let seen = bell.load(Ordering::Acquire);
-            if let Some(found) = self.poll_all()? {
+            if let Some(found) = self.poll_all(&mut take)? {
                 return Ok(Some(found));
             }
             match backoff.next_step(&mut deadline) {
