@@ -7,7 +7,7 @@ use shmhub::WaitStrategy;
 
 #[cfg(target_os = "linux")]
 use super::measurement::FUTEX_SIZE;
-use super::measurement::{CACHELINE_SIZE, Kind, Measurement, Transport, find};
+use super::measurement::{CACHELINE_SIZE, FloorHalves, Kind, Measurement, Transport, find};
 use super::plan::{CREATE_HUGE, CREATE_SMALL, LIST_SEGMENTS};
 
 /// A target from the performance issue, judged on this run.
@@ -21,6 +21,10 @@ pub struct Target {
     pub needed: String,
     /// Whether this run met it.
     pub met: bool,
+    /// Why this run cannot say, when it cannot (the target is then not
+    /// met); absent from the JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Which way a target's ratio must go.
@@ -44,6 +48,18 @@ impl Need {
             ratio,
             needed,
             met,
+            note: None,
+        }
+    }
+}
+
+impl Target {
+    /// This target, not met whatever its ratio, because of `why`.
+    fn unjudged(self, why: String) -> Target {
+        Target {
+            met: false,
+            note: Some(why),
+            ..self
         }
     }
 }
@@ -89,8 +105,10 @@ const STREAM_TARGETS: [(&str, Transport, u64, Need); 5] = [
 /// without futexes leaves out the blocking one. Every ratio but the
 /// listing budget and creation is over a floor measured in the same run on
 /// the same two CPUs. Divisors are floored so that a zero measurement
-/// cannot make a ratio infinite.
-pub fn judge(results: &[Measurement]) -> Vec<Target> {
+/// cannot make a ratio infinite. The spinning round trip is held against
+/// the cache-line floor only if the floor's two halves (`halves`, timed
+/// before and after the segment's round trips) agree.
+pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
     let mut targets = Vec::new();
     let line = |kind, transport, size| find(results, kind, transport, size);
     let p50 = |kind, transport, size| line(kind, transport, size).and_then(|m| m.p50_ns);
@@ -100,10 +118,19 @@ pub fn judge(results: &[Measurement]) -> Vec<Target> {
         spin.and_then(|m| m.p50_ns),
         p50(Kind::RoundTrip, Transport::Cacheline, CACHELINE_SIZE),
     ) {
-        targets.push(Need::AtMost(1.6).target(
+        let target = Need::AtMost(1.6).target(
             "32 B round trip p50, spin / cache-line floor",
             spin / floor.max(1.0),
-        ));
+        );
+        targets.push(if halves.steady() {
+            target
+        } else {
+            target.unjudged(format!(
+                "the floor moved during the run ({:.0} ns before the segment's round trips, \
+                 {:.0} ns after): the CPUs were moved, as a virtual machine's can be; run again",
+                halves.before_ns, halves.after_ns
+            ))
+        });
     }
     if let Some((p50, p99)) = spin.and_then(|m| m.p50_ns.zip(m.p99_ns)) {
         targets
@@ -192,10 +219,15 @@ mod tests {
             line(Kind::Stream, Transport::RingFloor, 4096, 0.0, 1e6),
             line(Kind::Stream, spin, 4096, 0.0, 0.79e6),
         ];
-        let targets = judge(&results);
+        let steady = FloorHalves {
+            before_ns: 190.0,
+            after_ns: 210.0,
+            samples: FloorHalves::ENOUGH,
+        };
+        let targets = judge(&results, steady);
         let found = |name: &str| targets.iter().find(|t| t.name == name).unwrap();
         let floor = found("32 B round trip p50, spin / cache-line floor");
-        assert_eq!((floor.ratio, floor.met), (1.6, true));
+        assert_eq!((floor.ratio, floor.met, &floor.note), (1.6, true, &None));
         assert_eq!(floor.needed, "<= 1.6");
         assert!(found("32 B round trip p99 / p50, spin").met);
         assert!(!found("32 B round trip p50, adaptive / spin").met);
@@ -204,5 +236,30 @@ mod tests {
         assert_eq!(stream.needed, ">= 0.8");
         // No 32 B or 1 MiB stream, no futex floor, no creation, no listing.
         assert_eq!(targets.len(), 4, "{targets:?}");
+
+        // A floor whose halves disagree judges nothing: the same ratio is
+        // not met, and the note says why, with both halves.
+        let moved = FloorHalves {
+            before_ns: 41.0,
+            after_ns: 212.0,
+            samples: FloorHalves::ENOUGH,
+        };
+        assert!(!moved.steady() && steady.steady());
+        // A `--quick` run's few round trips cannot tell.
+        let short = FloorHalves {
+            samples: FloorHalves::ENOUGH - 1,
+            ..moved
+        };
+        assert!(short.steady());
+        let targets = judge(&results, moved);
+        let floor = targets.iter().find(|t| t.name == floor.name).unwrap();
+        assert_eq!((floor.ratio, floor.met), (1.6, false));
+        let note = floor.note.as_deref().unwrap();
+        assert!(
+            note.contains("41 ns before") && note.contains("212 ns after"),
+            "{note}"
+        );
+        // The others do not lean on that floor.
+        assert!(targets.iter().filter(|t| t.note.is_some()).count() == 1);
     }
 }

@@ -215,6 +215,52 @@ pub fn time_round_trips(
     Ok(samples)
 }
 
+/// The median of `samples` (sorted in place), as a line's p50 is taken.
+pub fn median(samples: &mut [u64]) -> f64 {
+    samples.sort_unstable();
+    percentile(samples, 50.0)
+}
+
+/// The cache-line floor's p50 over the round trips timed before the
+/// segment's and over those timed after them. On a virtual machine the
+/// two CPUs can be moved while a run goes on (onto two threads of one
+/// core, where a line costs a fifth as much): then the two differ, and
+/// the floor says nothing about the round trips between them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FloorHalves {
+    /// p50 of the half timed before the segment's round trips.
+    pub before_ns: f64,
+    /// p50 of the half timed after them.
+    pub after_ns: f64,
+    /// Round trips timed in the smaller half.
+    pub samples: usize,
+}
+
+impl FloorHalves {
+    /// The most the larger half may be over the smaller for the floor to
+    /// stand under what was timed between them; quiet runs differ by a few
+    /// percent.
+    pub const STEADY: f64 = 1.25;
+
+    /// Round trips a half needs for its p50 to say whether the floor moved
+    /// (a `--quick` run times a few dozen, whose p50s differ by a third).
+    pub const ENOUGH: usize = 1000;
+
+    /// Whether the two halves agree (within [`FloorHalves::STEADY`]), or
+    /// are too short to tell.
+    pub fn steady(self) -> bool {
+        if self.samples < Self::ENOUGH {
+            return true;
+        }
+        let (low, high) = if self.before_ns <= self.after_ns {
+            (self.before_ns, self.after_ns)
+        } else {
+            (self.after_ns, self.before_ns)
+        };
+        high <= low.max(1.0) * Self::STEADY
+    }
+}
+
 /// The nearest-rank percentile `p` (0 to 100) of sorted samples; 0 when
 /// there are none, so that an empty run reports rather than panics.
 fn percentile(sorted: &[u64], p: f64) -> f64 {

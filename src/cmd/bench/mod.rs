@@ -24,7 +24,7 @@ use shmhub::sys;
 use super::common::{Interrupted, human_bytes, parse_size, progress_bar};
 use super::{Outcome, signals};
 use judge::judge;
-use measurement::Measurement;
+use measurement::{FloorHalves, Measurement};
 use plan::Plan;
 use transports::stream::Stream;
 use transports::{Progress, cacheline, create, listing, memcpy, ring, shm, stream};
@@ -79,14 +79,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if let Some(cpu) = plan.host_cpu() {
         sys::pin_to_cpu(cpu);
     }
-    let results = measure(&plan).map_err(|e| match signals::received() {
+    let (results, floor_halves) = measure(&plan).map_err(|e| match signals::received() {
         // What failed then (a peer that took the same signal from the
         // terminal, or a step that was refused) is the signal's doing.
         Some(signal) => anyhow::Error::new(Interrupted(signal))
             .context(format!("{}: benchmark stopped", plan.segment.display())),
         None => e,
     })?;
-    let targets = judge(&results);
+    let targets = judge(&results, floor_halves);
     if args.json {
         report::print_json(&results, &targets, &plan)?;
     } else {
@@ -96,8 +96,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// Every measurement of the plan, in the order the report lists them,
-/// with a progress bar on a terminal since a full run takes a while.
-fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
+/// with a progress bar on a terminal since a full run takes a while; and
+/// the cache-line floor's two halves, timed before and after the segment's
+/// round trips.
+fn measure(plan: &Plan) -> anyhow::Result<(Vec<Measurement>, FloorHalves)> {
     let bar = progress_bar(plan.phases(), "benchmarking");
     let mut results = Vec::new();
     for &size in &plan.sizes {
@@ -111,7 +113,8 @@ fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     bar.begin("listing segments".into())?;
     results.extend(listing::measure(plan)?);
     bar.begin("cache line floor".into())?;
-    results.push(cacheline::measure(plan)?);
+    let floor_at = results.len();
+    let floor_before = cacheline::time_half(plan)?;
     bar.done();
     #[cfg(target_os = "linux")]
     {
@@ -121,11 +124,15 @@ fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     }
     results.extend(ring::measure(plan, &bar)?);
     results.extend(shm::measure(plan, &bar)?);
+    bar.begin("cache line floor, again".into())?;
+    let (floor, halves) = cacheline::line(floor_before, cacheline::time_half(plan)?);
+    results.insert(floor_at, floor);
+    bar.done();
     for transport in Stream::ALL {
         results.extend(stream::measure(transport, plan, &bar)?);
     }
     bar.finish_and_clear();
-    Ok(results)
+    Ok((results, halves))
 }
 
 /// The transports tell their steps to the bar, which draws them only on a

@@ -147,7 +147,8 @@ impl Plan {
             .iter()
             .filter(|&&s| s <= shmhub::INLINE_CAPACITY)
             .count() as u64;
-        let floors = if cfg!(target_os = "linux") { 2 } else { 1 };
+        // The cache line's two halves, and the futex's.
+        let floors = if cfg!(target_os = "linux") { 3 } else { 2 };
         self.sizes.len() as u64 * per_size + inline + floors
     }
 

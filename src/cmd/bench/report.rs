@@ -154,7 +154,13 @@ pub fn print_tables(
             },
         ]);
     }
-    table::print(t)
+    table::print(t)?;
+    for target in targets {
+        if let Some(note) = &target.note {
+            print_line(format_args!("{}: {note}", target.name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints the run as one line of JSON, with the machine it ran on, since
