@@ -127,7 +127,8 @@ pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
         } else {
             target.unjudged(format!(
                 "the floor moved during the run ({:.0} ns before the segment's round trips, \
-                 {:.0} ns after): the CPUs were moved, as a virtual machine's can be; run again",
+                 {:.0} ns after): something changed under the two CPUs (a virtual machine's \
+                 can be moved, other work can come and go); run again",
                 halves.before_ns, halves.after_ns
             ))
         });
