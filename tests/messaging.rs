@@ -171,10 +171,7 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     for i in 0..3u8 {
         host.try_send(p, data(u64::from(i), &[i; 200])).unwrap();
     }
-    // Forge the second descriptor's generation.
-    let ring = layout.host_to_guest_ring(p);
-    let second = ring + shmhub::RING_HEADER_SIZE + 64;
-    region.write(second + 24, &[0x77, 0, 0, 0]).unwrap();
+    forge_generation(&region, &layout, p, 1);
     let mut got = Vec::new();
     let err = guest
         .recv_batch(8, Some(Duration::ZERO), |r| {
@@ -229,9 +226,7 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
     // A forged descriptor is refused and never handed to the function; the
     // next message comes through.
     host.try_send(p, data(3, b"next")).unwrap();
-    let ring = layout.host_to_guest_ring(p);
-    let second = ring + shmhub::RING_HEADER_SIZE + 64;
-    region.write(second + 24, &[0x77, 0, 0, 0]).unwrap();
+    forge_generation(&region, &layout, p, 1);
     let err = guest.recv_with(Duration::ZERO, |_| calls += 1).unwrap_err();
     assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
     assert_eq!(calls, 0);
@@ -319,6 +314,13 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
     });
     assert_eq!(late.unwrap(), Some((p2, b"late".to_vec())));
     drop(sender.join().unwrap());
+}
+
+/// Forges the slot generation in the descriptor at `position` of the host's
+/// ring to guest `p` (counting from the ring's first entry).
+fn forge_generation(region: &shmhub::Region, layout: &shmhub::SegmentLayout, p: u8, position: u64) {
+    let entry = layout.host_to_guest_ring(p) + shmhub::RING_HEADER_SIZE + 64 * position;
+    region.write(entry + 24, &[0x77, 0, 0, 0]).unwrap();
 }
 
 /// Slots in use in the host's pool, as inspection reads them.

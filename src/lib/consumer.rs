@@ -172,28 +172,17 @@ impl Consumer {
     }
 
     /// Waits until a message comes, `stop` fails, or `deadline` passes,
-    /// and takes it, payload in place, in the same look that sees it.
+    /// and takes it with `take` (this end's [`Consumer::try_recv`] or
+    /// [`Consumer::try_recv_with`]) in the same look that sees it.
     #[inline(always)]
-    pub(crate) fn recv_waiting(
+    pub(crate) fn wait_to_take<T>(
         &self,
         deadline: &mut Deadline,
         stop: Stop<'_>,
-    ) -> Result<Option<Received>> {
-        self.ring()
-            .wait_to_take(self.strategy, deadline, stop, || self.try_recv())
-    }
-
-    /// [`Consumer::recv_waiting`] that lends the message to `read`
-    /// ([`Consumer::try_recv_with`]) instead of returning it.
-    #[inline(always)]
-    pub(crate) fn recv_waiting_with<T>(
-        &self,
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
-        read: &mut Option<impl FnOnce(&Received) -> T>,
+        take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         self.ring()
-            .wait_to_take(self.strategy, deadline, stop, || self.try_recv_with(read))
+            .wait_to_take(self.strategy, deadline, stop, take)
     }
 
     /// Takes everything queued without reading it, freeing the slots the

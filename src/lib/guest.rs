@@ -574,20 +574,7 @@ impl ShmGuest {
         &mut self,
         timeout: impl Into<Option<Duration>>,
     ) -> Result<Option<Received>> {
-        let mut deadline = Deadline::after(timeout.into());
-        self.lock_receiving_end(&mut deadline)?;
-        // The result goes back whole, not taken apart and rebuilt: a
-        // message moved between two layouts is copied across the stores
-        // that just built it, and waits for them.
-        match self.pop() {
-            Ok(None) => {}
-            taken => return taken,
-        }
-        // The entry was just found ours; while this waits, the wait's
-        // checks look at it again between naps (`Waiter::check`).
-        let mut waiter = Waiter::new(&self.seg, self.peer_id, self.epoch, &mut self.clocks);
-        self.from_host
-            .recv_waiting(&mut deadline, &mut || waiter.check())
+        self.recv_taking(timeout.into(), Consumer::try_recv)
     }
 
     /// Receives the next message, waiting up to `timeout` (`None`: until
@@ -625,16 +612,34 @@ impl ShmGuest {
         timeout: impl Into<Option<Duration>>,
         read: impl FnOnce(&Received) -> T,
     ) -> Result<Option<T>> {
-        let mut deadline = Deadline::after(timeout.into());
-        self.lock_receiving_end(&mut deadline)?;
         let mut read = Some(read);
+        self.recv_taking(timeout.into(), |end| end.try_recv_with(&mut read))
+    }
+
+    /// The waiting receives: one look with `take`, which takes the message
+    /// off the host's ring end the way the caller wants it, then a wait
+    /// whose every look is `take`.
+    #[inline(always)]
+    fn recv_taking<T>(
+        &mut self,
+        timeout: Option<Duration>,
+        mut take: impl FnMut(&Consumer) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let mut deadline = Deadline::after(timeout);
+        self.lock_receiving_end(&mut deadline)?;
         self.check_before_pop()?;
-        if let Some(value) = self.from_host.try_recv_with(&mut read)? {
-            return Ok(Some(value));
+        // The result goes back whole, not taken apart and rebuilt: a
+        // message moved between two layouts is copied across the stores
+        // that just built it, and waits for them.
+        match take(&self.from_host) {
+            Ok(None) => {}
+            taken => return taken,
         }
+        // The entry was just found ours; while this waits, the wait's
+        // checks look at it again between naps (`Waiter::check`).
         let mut waiter = Waiter::new(&self.seg, self.peer_id, self.epoch, &mut self.clocks);
-        self.from_host
-            .recv_waiting_with(&mut deadline, &mut || waiter.check(), &mut read)
+        let end = &self.from_host;
+        end.wait_to_take(&mut deadline, &mut || waiter.check(), || take(end))
     }
 
     /// Receives up to `max` queued messages at once (one index update for

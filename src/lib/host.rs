@@ -692,15 +692,7 @@ impl ShmHost {
         peer_id: PeerId,
         timeout: impl Into<Option<Duration>>,
     ) -> Result<Option<Received>> {
-        let p = self.seg.guest_id(peer_id)?;
-        let mut deadline = Deadline::after(timeout.into());
-        self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
-        self.refuse_empty_entry(p)?;
-        if let Some(received) = self.pop_in_place(p)? {
-            return Ok(Some(received));
-        }
-        let (end, seg, mut watch) = self.receiving_from(p)?;
-        end.recv_waiting(&mut deadline, &mut || watch.check(seg, false))
+        self.recv_from_taking(peer_id, timeout.into(), Consumer::try_recv)
     }
 
     /// Receives the next message from guest `peer_id`, waiting up to
@@ -742,17 +734,30 @@ impl ShmHost {
         timeout: impl Into<Option<Duration>>,
         read: impl FnOnce(&Received) -> T,
     ) -> Result<Option<T>> {
+        let mut read = Some(read);
+        self.recv_from_taking(peer_id, timeout.into(), |end| end.try_recv_with(&mut read))
+    }
+
+    /// The receives from guest `peer_id`: one look with `take`, which takes
+    /// the message off the guest's ring end the way the caller wants it,
+    /// then a wait whose every look is `take`.
+    #[inline(always)]
+    fn recv_from_taking<T>(
+        &mut self,
+        peer_id: PeerId,
+        timeout: Option<Duration>,
+        mut take: impl FnMut(&Consumer) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
         let p = self.seg.guest_id(peer_id)?;
-        let mut deadline = Deadline::after(timeout.into());
+        let mut deadline = Deadline::after(timeout);
         self.lock_end(p, End::GuestToHostConsumer, &mut deadline)?;
         self.refuse_empty_entry(p)?;
-        let mut read = Some(read);
-        if let Some(value) = self.from_guests[usize::from(p) - 1].try_recv_with(&mut read)? {
-            return Ok(Some(value));
+        if let Some(found) = take(&self.from_guests[usize::from(p) - 1])? {
+            return Ok(Some(found));
         }
         self.finish_goodbye(p)?;
         let (end, seg, mut watch) = self.receiving_from(p)?;
-        end.recv_waiting_with(&mut deadline, &mut || watch.check(seg, false), &mut read)
+        end.wait_to_take(&mut deadline, &mut || watch.check(seg, false), || take(end))
     }
 
     /// Receives up to `max` queued messages from guest `peer_id` at once

@@ -252,11 +252,8 @@ impl FloorHalves {
         if self.samples < Self::ENOUGH {
             return true;
         }
-        let (low, high) = if self.before_ns <= self.after_ns {
-            (self.before_ns, self.after_ns)
-        } else {
-            (self.after_ns, self.before_ns)
-        };
+        let low = self.before_ns.min(self.after_ns);
+        let high = self.before_ns.max(self.after_ns);
         high <= low.max(1.0) * Self::STEADY
     }
 }
