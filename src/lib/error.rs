@@ -280,19 +280,138 @@ fn holders(host: bool, peers: &[u8]) -> String {
     }
 }
 
+/// What a caller can do about an [`Error`]: the error's kind.
+///
+/// The variants of [`Error`] say what went wrong, for a person; the kind
+/// says what a program does next, so that it never has to sort variants
+/// (or read messages) to decide.
+///
+/// ```
+/// use shmhub::{Error, ErrorKind};
+///
+/// let full = Error::Timeout;
+/// assert_eq!(full.kind(), ErrorKind::Retry);
+/// assert!(full.is_retryable());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Nothing is wrong, only not possible now: a full ring, no free
+    /// slot, a share used up, a time that ran out, a view that kept
+    /// changing. The same call may succeed later; nothing was done.
+    Retry,
+    /// Someone else has what the call needs: another process holds the
+    /// role or the entry, every entry is taken, or the entry is in another
+    /// state. Retrying helps only once they let go.
+    Busy,
+    /// The other side has left or died: the host said goodbye or its
+    /// process is gone, or a guest left or was reclaimed.
+    Gone,
+    /// The file is not a segment this build can use, or what the segment
+    /// holds breaks the protocol (a header, a state, an index, a
+    /// descriptor). Nothing was read through the bad value.
+    Corrupt,
+    /// The file itself: a system call failed, the file system is full, the
+    /// path is not a regular file or another user's, or the file changed
+    /// under the mapping.
+    Io,
+    /// The call's own arguments cannot work: a configuration that cannot
+    /// be laid out, a peer id out of range, a payload too large, an
+    /// operation this kind of segment does not support.
+    Invalid,
+}
+
 impl Error {
-    /// Whether trying the same operation later may succeed.
+    /// What a caller can do about this error.
+    pub fn kind(&self) -> ErrorKind {
+        use Error as E;
+        match self {
+            E::RingFull { .. }
+            | E::PoolExhausted { .. }
+            | E::ShareExhausted { .. }
+            | E::Timeout
+            | E::Changing { .. } => ErrorKind::Retry,
+            E::Busy { .. }
+            | E::HubFull { .. }
+            | E::PeerState { .. }
+            | E::StillAttached { .. }
+            | E::NotReady => ErrorKind::Busy,
+            E::HostGone | E::HostDied { .. } | E::PeerGone { .. } => ErrorKind::Gone,
+            E::NotASegment { .. }
+            | E::VersionMismatch { .. }
+            | E::CorruptHeader { .. }
+            | E::Corrupt(_)
+            | E::BadDescriptor { .. }
+            | E::TooSmall { .. } => ErrorKind::Corrupt,
+            E::Region(RegionError::Alloc(_)) => ErrorKind::Io,
+            E::Region(RegionError::ReadOnly | RegionError::Empty) => ErrorKind::Invalid,
+            E::Region(_) => ErrorKind::Corrupt,
+            E::Io { .. }
+            | E::Symlink { .. }
+            | E::ForeignOwner { .. }
+            | E::NotAFile { .. }
+            | E::TooLarge { .. }
+            | E::NoSpace { .. }
+            | E::Truncated { .. }
+            | E::Replaced { .. }
+            | E::Removed { .. } => ErrorKind::Io,
+            E::Layout(_)
+            | E::InvalidPeerId { .. }
+            | E::PayloadTooLarge { .. }
+            | E::Env { .. }
+            | E::Unsupported { .. } => ErrorKind::Invalid,
+        }
+    }
+
+    /// Whether trying the same operation later may succeed: the kind is
+    /// [`ErrorKind::Retry`].
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            Error::RingFull { .. }
-                | Error::PoolExhausted { .. }
-                | Error::ShareExhausted { .. }
-                | Error::Timeout
-                | Error::Changing { .. }
-        )
+        self.kind() == ErrorKind::Retry
     }
 }
 
 /// Short for `Result<T, shmhub::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The command turns kinds into exit codes (Retry: 3), and callers
+    // retry on Retry alone: each variant must land in the kind that says
+    // what can be done about it.
+    #[test]
+    fn each_error_has_the_kind_that_says_what_to_do() {
+        let cases = [
+            (Error::Timeout, ErrorKind::Retry),
+            (
+                Error::PoolExhausted {
+                    owner: "host".into(),
+                },
+                ErrorKind::Retry,
+            ),
+            (Error::Busy { what: "x".into() }, ErrorKind::Busy),
+            (Error::HubFull { max_guests: 8 }, ErrorKind::Busy),
+            (Error::HostDied { pid: 1 }, ErrorKind::Gone),
+            (Error::PeerGone { peer_id: 1 }, ErrorKind::Gone),
+            (Error::NotASegment { magic: 0 }, ErrorKind::Corrupt),
+            (Error::Corrupt("bad".into()), ErrorKind::Corrupt),
+            (
+                Error::Removed {
+                    path: PathBuf::from("/x"),
+                },
+                ErrorKind::Io,
+            ),
+            (
+                Error::PayloadTooLarge { len: 9, max: 8 },
+                ErrorKind::Invalid,
+            ),
+            (Error::Region(RegionError::Alloc(1)), ErrorKind::Io),
+            (Error::Region(RegionError::ReadOnly), ErrorKind::Invalid),
+        ];
+        for (error, kind) in cases {
+            assert_eq!(error.kind(), kind, "{error}");
+            assert_eq!(error.is_retryable(), kind == ErrorKind::Retry, "{error}");
+        }
+    }
+}

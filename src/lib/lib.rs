@@ -114,7 +114,7 @@ mod zerocopy;
 pub use desc::{
     DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type,
 };
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use events::{EntryLook, Event, Look, changes};
 pub use guest::ShmGuest;
 pub use header::{HeaderInfo, MAGIC, VERSION};
