@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::layout::{Direction, LayoutError};
-use crate::peer::PeerState;
+use crate::party::PeerState;
 use crate::region::RegionError;
 
 /// Everything that can go wrong with a segment.

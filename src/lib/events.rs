@@ -9,7 +9,7 @@
 
 use crate::inspect::SegmentReport;
 use crate::liveness::{HolderStatus, HostStatus};
-use crate::peer::{PeerId, PeerState};
+use crate::party::{PeerId, PeerState};
 
 /// One guest entry as a look saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

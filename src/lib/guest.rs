@@ -12,7 +12,7 @@ use crate::header::HeaderInfo;
 use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HostStatus};
 use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
-use crate::peer::{PeerId, PeerState};
+use crate::party::{PeerId, PeerState};
 use crate::producer::{Present, Producer};
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};

@@ -12,10 +12,12 @@ use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::mmap::{FileOwner, MmapRegion};
-use crate::peer::{self, Peer, PeerEntry, PeerState};
-use crate::pool::{Pool, PoolUsage, host_share};
+use crate::party::PeerState;
+use crate::peer::{self, Peer, PeerEntry};
+use crate::pool::{Pool, PoolUsage};
 use crate::region::Region;
 use crate::ring::{Ring, RingState};
+use crate::share::host_share;
 use crate::sys;
 
 /// One peer entry with its liveness and ring fill.

@@ -80,6 +80,7 @@ mod guest;
 #[doc(hidden)]
 pub mod header;
 mod host;
+mod host_slots;
 mod inspect;
 mod layout;
 mod listing;
@@ -89,6 +90,7 @@ mod locks;
 mod loom_tests;
 mod mmap;
 mod open;
+mod party;
 mod path;
 mod peek;
 #[doc(hidden)]
@@ -103,6 +105,7 @@ mod remove;
 #[doc(hidden)]
 pub mod ring;
 mod segment;
+mod share;
 mod slots;
 mod spawn;
 pub(crate) mod sync;
@@ -131,12 +134,13 @@ pub use listing::{
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, FileOwner, MmapRegion};
 pub use open::OpenOptions;
+pub use party::{PeerId, PeerState};
 pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
 pub use peek::{
     PREVIEW_BYTES, PeekOptions, PeekReport, Placement, Preview, QueuedMessage, RingPeek, SlotPlace,
     peek_path, peek_region,
 };
-pub use peer::{PeerEntry, PeerId, PeerState};
+pub use peer::PeerEntry;
 pub use pool::PoolUsage;
 pub use raw::{FieldStatus, RawDump, RawField, RawSection, inspect_raw};
 pub use reclaim::{ReclaimReport, SkipReason, Skipped};

@@ -12,7 +12,7 @@ use crate::inspect::{SegmentReport, inspect_path};
 use crate::layout::HEADER_SIZE;
 use crate::liveness::{HolderStatus, HostStatus};
 use crate::mmap::FileOwner;
-use crate::peer::PeerState;
+use crate::party::PeerState;
 use crate::remove::{RemoveReport, remove_unused_segment};
 
 /// How many guest entries of a segment are in each condition.

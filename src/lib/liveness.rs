@@ -10,7 +10,8 @@
 use std::fs::File;
 
 use crate::locks::{ByteLock, lock_byte};
-use crate::peer::{PeerEntry, PeerState};
+use crate::party::PeerState;
+use crate::peer::PeerEntry;
 use crate::sys::{self, Liveness};
 
 /// Who holds a peer entry, and whether they still live.

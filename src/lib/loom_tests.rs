@@ -32,10 +32,12 @@ use loom::thread;
 
 use crate::desc::DESC_SIZE;
 use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
-use crate::peer::{Peer, PeerState, Presence};
-use crate::pool::{Cap, Pool};
+use crate::party::PeerState;
+use crate::peer::{Peer, Presence};
+use crate::pool::{Gate, Pool};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
+use crate::share::HostShare;
 use crate::wait::{Deadline, WaitStrategy};
 
 /// Runs `f` under loom with `preemptions` as the default preemption bound
@@ -607,14 +609,11 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
         let (pool_mem, layout) = pool_region(2);
         let pool = Pool::new(&pool_mem, &layout, 0);
         let limit = || Ok(1);
-        let returned_seen = std::cell::Cell::new(0);
-        let cap = Cap {
-            receiver: 1,
-            floor: 1,
-            limit: &limit,
-            returned_seen: &returned_seen,
-        };
-        let alloc = || {
+        let mut returned_seen = 0;
+        let mut alloc = || {
+            let mut share = HostShare::of(&pool_mem, &layout, 1, 1, &limit, &mut returned_seen)
+                .unwrap()
+                .expect("a share of 1 in a pool of 2 can stop an allocation");
             let mut deadline = Deadline::after(None);
             pool.alloc(
                 0,
@@ -622,7 +621,7 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
                 WaitStrategy::Block,
                 &mut deadline,
                 &mut yield_then_go_on,
-                Some(&cap),
+                Some(&mut share as &mut dyn Gate),
             )
             .unwrap()
         };

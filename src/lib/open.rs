@@ -14,7 +14,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::guest::ShmGuest;
 use crate::host::ShmHost;
-use crate::peer::PeerId;
+use crate::party::PeerId;
 
 /// How to open an existing segment: the plain calls
 /// ([`ShmGuest::attach_path`], [`ShmHost::open`], ...) are

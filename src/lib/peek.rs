@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::header;
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::mmap::MmapRegion;
-use crate::peer::PeerId;
+use crate::party::PeerId;
 use crate::pool::Pool;
 use crate::region::Region;
 use crate::ring::Ring;

@@ -2,23 +2,19 @@
 //!
 //! shm[impl shm.peer.table]
 
-use std::fmt;
 use std::sync::atomic::Ordering;
 
 use crate::sync::atomic::AtomicU64;
 
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
+use crate::party::PeerState;
 use crate::region::Region;
-use crate::{ring, sys};
-
-/// A guest's id: `1..=max_guests` (the host has none). Pools and slot
-/// holders number the host 0, so a guest's id is also its party number.
-pub type PeerId = u8;
+use crate::{host_slots, sys};
 
 /// Byte offsets inside a peer entry.
 pub mod field {
-    /// `u32`: [`super::PeerState`].
+    /// `u32`: [`crate::PeerState`].
     pub const STATE: u64 = 0;
     /// `u32`: number of attaches this entry has seen.
     pub const EPOCH: u64 = 4;
@@ -41,57 +37,6 @@ pub const FLAG_HELD: u32 = 1;
 /// Entry flag: the holder also holds the entry's presence lock on the
 /// segment file, so the lock (not the pid) tells whether it lives.
 pub const FLAG_LOCKED: u32 = 2;
-
-/// The state of a peer entry.
-///
-/// shm[impl shm.peer.states]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
-#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
-pub enum PeerState {
-    /// Free: any guest may claim it.
-    Empty,
-    /// Set aside by the host for a guest it is about to spawn.
-    Reserved,
-    /// A guest is attached.
-    Attached,
-    /// The guest has left; the host may still read what it sent.
-    Goodbye,
-}
-
-impl PeerState {
-    /// The stored value.
-    pub fn to_u32(self) -> u32 {
-        match self {
-            PeerState::Empty => 0,
-            PeerState::Reserved => 1,
-            PeerState::Attached => 2,
-            PeerState::Goodbye => 3,
-        }
-    }
-
-    /// Parses a stored value; anything else is corruption.
-    pub fn from_u32(value: u32) -> Option<Self> {
-        Some(match value {
-            0 => PeerState::Empty,
-            1 => PeerState::Reserved,
-            2 => PeerState::Attached,
-            3 => PeerState::Goodbye,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for PeerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PeerState::Empty => "empty",
-            PeerState::Reserved => "reserved",
-            PeerState::Attached => "attached",
-            PeerState::Goodbye => "goodbye",
-        })
-    }
-}
 
 /// A snapshot of one peer entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +261,7 @@ impl<'a> Peer<'a> {
             heartbeat_ns: u64_at(field::HEARTBEAT_NS)?,
             start_time: u64_at(field::START_TIME)?,
             claimed_unix_ns: u64_at(field::CLAIMED_UNIX_NS)?,
-            host_slots_held: ring::host_slots_held(self.region, self.to_guest_ring)?,
+            host_slots_held: host_slots::held(self.region, self.to_guest_ring)?,
         })
     }
 }

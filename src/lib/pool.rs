@@ -12,13 +12,12 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::error::{Error, Result};
 use std::cell::Cell;
 
+use crate::error::{Error, Result};
+use crate::host_slots::Counters;
 use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
-use crate::peer::{Peer, PeerState};
 use crate::region::Region;
-use crate::ring::field as ring_field;
 use crate::sync::atomic::AtomicU32;
 use crate::wait::{Announce, Deadline, WaitStrategy, sleep_unless, wait_until, wake_sleepers};
 
@@ -82,49 +81,33 @@ pub(crate) struct SlotState {
     pub(crate) holder: u32,
 }
 
-/// The host's slots one guest may hold now: the fixed share if the header
-/// sets one, else the pool divided among the entries in use (attached,
-/// reserved, or leaving with messages unread), at least 1.
-///
-/// shm[impl shm.pool.share]
-pub(crate) fn host_share(region: &Region, layout: &SegmentLayout, fixed: u32) -> Result<u32> {
-    if fixed > 0 {
-        return Ok(fixed);
-    }
-    let mut in_use = 0u32;
-    for p in layout.guests() {
-        if Peer::new(region, layout, p).state()? != PeerState::Empty {
-            in_use += 1;
-        }
-    }
-    Ok((layout.config.slots_per_pool / in_use.max(1)).max(1))
+/// What may hold an allocation back while the pool still has free slots
+/// (the host's share per guest, `share.rs`): the pool itself allocates
+/// whatever is free.
+pub(crate) trait Gate {
+    /// Asked before each search: `true` holds the allocation back. Before
+    /// it reads anything that a free changes, it calls
+    /// [`Releases::mark`], so that a sleep after it is woken by the next
+    /// free.
+    fn holds_back(&mut self, releases: &Releases<'_>) -> Result<bool>;
+
+    /// The error for an allocation that the gate held back until its time
+    /// ran out while slots were free.
+    fn refusal(&self) -> Error;
 }
 
-/// The least share a guest can have: below it there is no need to look
-/// at the peer table.
-pub(crate) fn least_host_share(layout: &SegmentLayout, fixed: u32) -> u32 {
-    if fixed > 0 {
-        fixed
-    } else {
-        (layout.config.slots_per_pool / layout.config.max_guests.max(1)).max(1)
-    }
+/// The pool's count of frees, as a [`Gate`] sees it.
+pub(crate) struct Releases<'a> {
+    counter: &'a AtomicU32,
+    seen: &'a Cell<u32>,
 }
 
-/// A limit on how many of the host's slots one receiver may hold, so that
-/// a receiver that stops freeing cannot take the pool from the others.
-pub(crate) struct Cap<'a> {
-    /// The receiving guest.
-    pub(crate) receiver: u8,
-    /// A count below which the receiver is under any share it can have:
-    /// below it, [`Cap::limit`] is not asked (it may read the peer table).
-    pub(crate) floor: u32,
-    /// The receiver's share now.
-    pub(crate) limit: &'a dyn Fn() -> Result<u32>,
-    /// The receiver's count of returned slots as the sender last read it
-    /// (see [`crate::ring::field::HOST_SLOTS_RETURNED`]): the count only
-    /// grows, so with it the sender bounds what the receiver holds without
-    /// reading the receiver's cache line.
-    pub(crate) returned_seen: &'a Cell<u32>,
+impl Releases<'_> {
+    /// Notes the count of frees now: a sleep that follows lasts only until
+    /// it moves.
+    pub(crate) fn mark(&self) {
+        self.seen.set(self.counter.load(Ordering::SeqCst));
+    }
 }
 
 /// A view of one pool in a region. Pool 0 is the host's, pool `p` guest `p`'s.
@@ -240,46 +223,34 @@ impl<'a> Pool<'a> {
         Ok(None)
     }
 
-    /// The two words that count the host's slots guest `holder - 1`
-    /// holds (see [`Cap`]), handed and returned, in that guest's
-    /// host-to-guest ring; `None` for another pool, or a code that is no
+    /// The counters of the host's slots that guest `holder - 1` holds
+    /// (`host_slots.rs`); `None` for another pool, or a code that is no
     /// guest.
-    fn host_slot_counters(&self, holder: u32) -> Result<Option<(&AtomicU32, &AtomicU32)>> {
-        let Some(peer) = holder_party(holder) else {
-            return Ok(None);
-        };
-        if self.index != 0 || !self.layout.is_guest(peer) {
-            return Ok(None);
+    fn host_slot_counters(&self, holder: u32) -> Result<Option<Counters<'a>>> {
+        match holder_party(holder) {
+            Some(peer) if self.index == 0 && self.layout.is_guest(peer) => {
+                Ok(Some(Counters::of(self.region, self.layout, peer)?))
+            }
+            _ => Ok(None),
         }
-        let ring = self.layout.host_to_guest_ring(peer);
-        Ok(Some((
-            self.region
-                .atomic_u32(ring + ring_field::HOST_SLOTS_HANDED)?,
-            self.region
-                .atomic_u32(ring + ring_field::HOST_SLOTS_RETURNED)?,
-        )))
     }
 
     /// How many of the host's slots guest `peer` holds (0 for another
     /// pool). A count above the pool's size can only come from a damaged
-    /// counter and is read as 0: the share then lets sends through, never
-    /// blocks them for good, until the next recount.
+    /// counter and is read as 0.
     #[cfg(all(loom, test))]
     pub(crate) fn held(&self, peer: u8) -> Result<u32> {
         if self.index != 0 || !self.layout.is_guest(peer) {
             return Ok(0);
         }
-        let held = crate::ring::host_slots_held(self.region, self.layout.host_to_guest_ring(peer))?;
+        let held = crate::host_slots::held(self.region, self.layout.host_to_guest_ring(peer))?;
         Ok(if held > self.slots() { 0 } else { held })
     }
 
     /// Allocates a slot, waiting (per `strategy`) until `deadline` for one to
-    /// be freed. `stop` is polled while waiting and may end the wait. With a
-    /// `cap`, no slot is taken while its receiver holds its share: the
-    /// allocation waits for that receiver to free one, as it would for an
-    /// exhausted pool.
-    ///
-    /// shm[impl shm.pool.share]
+    /// be freed. `stop` is polled while waiting and may end the wait. A
+    /// `gate` may hold the allocation back while slots are free: it then
+    /// waits for a free as it would for an exhausted pool.
     pub(crate) fn alloc(
         &self,
         holder: u8,
@@ -287,7 +258,7 @@ impl<'a> Pool<'a> {
         strategy: WaitStrategy,
         deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
-        cap: Option<&Cap<'_>>,
+        mut gate: Option<&mut dyn Gate>,
     ) -> Result<(u32, u32)> {
         let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
         let waiters = self.region.atomic_u32(self.base + field::WAITERS)?;
@@ -295,53 +266,26 @@ impl<'a> Pool<'a> {
         // sleeper sleeps only while no slot has been freed since.
         let seen = Cell::new(0);
         let search_from = Cell::new(*hint);
-        // The share the receiver was found holding, when that stopped it.
-        let capped = Cell::new(None);
-        // A share as large as the pool never stops an allocation (the pool
-        // runs out first): then the receiver's count is not read at all.
-        let cap = cap.filter(|cap| cap.floor < self.slots());
-        let counters = match cap {
-            Some(cap) => self.host_slot_counters(holder_code(cap.receiver))?,
-            None => None,
-        };
+        let held_back = Cell::new(false);
         let ready = |may_sleep: bool| {
-            if let (Some(cap), Some((handed, returned))) = (cap, counters) {
-                // The host alone hands slots over, so `handed` is its own
-                // line; with the last `returned` it saw (never ahead of the
-                // real one) it bounds the receiver's count from above.
-                // Only at the least share the receiver could have is the
-                // receiver's line read: the release count first, then the
-                // count, so that a free after that look moves the release
-                // count, and no sleep follows.
-                let bound = handed
-                    .load(Ordering::Relaxed)
-                    .wrapping_sub(cap.returned_seen.get());
-                if bound >= cap.floor {
-                    seen.set(releases.load(Ordering::SeqCst));
-                    let now_returned = returned.load(Ordering::Acquire);
-                    cap.returned_seen.set(now_returned);
-                    let held = handed.load(Ordering::Acquire).wrapping_sub(now_returned);
-                    // Above the pool's size: a damaged counter, read as 0.
-                    if held >= cap.floor && held <= self.slots() {
-                        let limit = (cap.limit)()?;
-                        if held >= limit {
-                            capped.set(Some(limit));
-                            return Ok(None);
-                        }
-                    }
+            if let Some(gate) = gate.as_deref_mut() {
+                let marks = Releases {
+                    counter: releases,
+                    seen: &seen,
+                };
+                held_back.set(gate.holds_back(&marks)?);
+                if held_back.get() {
+                    return Ok(None);
                 }
-                capped.set(None);
             }
             let mut at = search_from.get();
             let mut found = self.try_alloc(holder, &mut at)?;
             if found.is_none() && may_sleep {
                 // Only a look that a sleep may follow reads the release
                 // counter (the value it sleeps on), so that neither an
-                // allocation that finds a slot nor a spinning one pulls the
-                // freer's cache line: a spinning sender polled it on every
-                // failed search, and the receiver, bumping it on every
-                // free, lost it each time (the 4 KiB stream gained about
-                // 10 %).
+                // allocation that finds a slot nor a spinning one pulls
+                // the freer's cache line, which the freer writes on every
+                // free.
                 seen.set(releases.load(Ordering::SeqCst));
                 found = self.try_alloc(holder, &mut at)?;
             }
@@ -352,21 +296,14 @@ impl<'a> Pool<'a> {
         let sleep = |nap| sleep_unless(Announce::Count(waiters), releases, nap, quiet);
         let found = wait_until(strategy, deadline, stop, ready, sleep);
         *hint = search_from.get();
-        let exhausted = || Error::PoolExhausted {
-            owner: party_name(self.index),
-        };
-        match (found?, capped.get(), cap) {
-            (Some(found), _, _) => Ok(found),
-            // The share is what stopped it only while free slots remain: a
-            // full pool (a lone guest's share is the whole pool) is said as
-            // such.
-            (None, Some(share), Some(cap)) if self.usage()?.free > 0 => {
-                Err(Error::ShareExhausted {
-                    peer_id: cap.receiver,
-                    share,
-                })
-            }
-            (None, _, _) => Err(exhausted()),
+        match (found?, gate) {
+            (Some(found), _) => Ok(found),
+            // The gate is what stopped it only while free slots remain: a
+            // full pool is said as such.
+            (None, Some(gate)) if held_back.get() && self.usage()?.free > 0 => Err(gate.refusal()),
+            (None, _) => Err(Error::PoolExhausted {
+                owner: party_name(self.index),
+            }),
         }
     }
 
@@ -379,8 +316,8 @@ impl<'a> Pool<'a> {
         let generation = generation_of(state.load(Ordering::Acquire));
         // Counted before the slot is the receiver's: the count may run
         // ahead of the slots a receiver holds, never behind.
-        if let Some((handed, _)) = self.host_slot_counters(holder_code(holder))? {
-            handed.fetch_add(1, Ordering::AcqRel);
+        if let Some(counters) = self.host_slot_counters(holder_code(holder))? {
+            counters.handed.fetch_add(1, Ordering::AcqRel);
         }
         state.store(pack(generation, holder_code(holder)), Ordering::Release);
         Ok(())
@@ -514,8 +451,8 @@ impl<'a> Pool<'a> {
         // The slot was this holder's: one fewer counts against its share
         // (before the bit goes, so that an allocator woken by the release
         // sees the count down).
-        if let Some((_, returned)) = self.host_slot_counters(holder_of(current))? {
-            returned.fetch_add(1, Ordering::AcqRel);
+        if let Some(counters) = self.host_slot_counters(holder_of(current))? {
+            counters.returned.fetch_add(1, Ordering::AcqRel);
         }
         Ok(true)
     }
@@ -554,7 +491,8 @@ impl<'a> Pool<'a> {
     /// counting it leaves the count one too high). Only while nobody
     /// hands `peer` a slot: its entry is being reclaimed or claimed anew.
     pub(crate) fn recount_held(&self, peer: u8) -> Result<()> {
-        let Some((handed, returned)) = self.host_slot_counters(holder_code(peer))? else {
+        let Some(Counters { handed, returned }) = self.host_slot_counters(holder_code(peer))?
+        else {
             return Ok(());
         };
         // A count of 0 is never too high; the scan reads every slot's

@@ -1,19 +1,19 @@
 //! The sending end of one ring: the ring, the sender's pool its larger
 //! payloads travel in, and what a sender remembers between sends.
 
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::codec;
 use crate::desc::{DESC_SIZE, Frame, INLINE_CAPACITY, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header;
+use crate::host_slots;
 use crate::layout::{Direction, SegmentLayout};
 use crate::peer::Presence;
-use crate::pool::{Cap, Pool, host_share, least_host_share};
+use crate::pool::{Gate, Pool};
 use crate::region::Region;
-use crate::ring::{Ring, field as ring_field};
+use crate::ring::Ring;
+use crate::share::{HostShare, host_share};
 use crate::wait::{Deadline, Stop, WaitStrategy};
 use crate::zerocopy::{Leases, SlotLoan};
 
@@ -60,7 +60,7 @@ pub(crate) struct Producer {
     /// the pool from the others.
     host_slots_per_guest: u32,
     /// For the host's sends: the guest's count of returned slots as last
-    /// read (see [`Cap::returned_seen`]).
+    /// read (see `share::HostShare`).
     host_slots_returned_seen: u32,
 }
 
@@ -104,10 +104,9 @@ impl Producer {
         if let Ok(state) = self.ring().state() {
             self.cached_head = state.head;
         }
-        if let Ok(returned) = self.region.load_u32(
-            self.ring_base + ring_field::HOST_SLOTS_RETURNED,
-            Ordering::Acquire,
-        ) {
+        if self.direction == Direction::HostToGuest
+            && let Ok(returned) = host_slots::returned(&self.region, &self.layout, self.guest)
+        {
             self.host_slots_returned_seen = returned;
         }
     }
@@ -181,19 +180,21 @@ impl Producer {
             );
         }
         let limit = || host_share(&self.region, &self.layout, self.host_slots_per_guest);
-        let cap = Cap {
-            receiver: self.guest,
-            floor: least_host_share(&self.layout, self.host_slots_per_guest),
-            limit: &limit,
-            returned_seen: Cell::from_mut(&mut self.host_slots_returned_seen),
-        };
+        let mut share = HostShare::of(
+            &self.region,
+            &self.layout,
+            self.guest,
+            self.host_slots_per_guest,
+            &limit,
+            &mut self.host_slots_returned_seen,
+        )?;
         pool.alloc(
             sender,
             &mut self.pool_hint,
             self.strategy,
             deadline,
             stop,
-            Some(&cap),
+            share.as_mut().map(|share| share as &mut dyn Gate),
         )
     }
 

@@ -19,12 +19,14 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::header::{self, field as hf};
+use crate::host_slots;
 use crate::layout::{
     Direction, HEADER_SIZE, MAX_GUESTS, PEER_ENTRY_SIZE, POOL_HEADER_SIZE, SLOT_META_SIZE,
     SegmentConfig, SegmentLayout, party_name,
 };
 use crate::mmap::MmapRegion;
-use crate::peer::{self, FLAG_HELD, FLAG_LOCKED, PeerState, field as pf};
+use crate::party::PeerState;
+use crate::peer::{self, FLAG_HELD, FLAG_LOCKED, field as pf};
 use crate::pool::{self, field as plf};
 use crate::ring::{RingState, field as rf};
 use crate::sys;
@@ -582,7 +584,7 @@ fn ring_section(
     });
     let to_guest = direction == Direction::HostToGuest;
     if to_guest {
-        f.u32(rf::HOST_SLOTS_HANDED, "host_slots_handed", |v| {
+        f.u32(host_slots::field::HANDED, "host_slots_handed", |v| {
             plain(format!(
                 "{} of the host's handed to the guest",
                 count(v, "slot")
@@ -593,7 +595,7 @@ fn ring_section(
         plain(format!("index {v} (at {} of {capacity})", v % capacity))
     });
     if to_guest {
-        f.u32(rf::HOST_SLOTS_RETURNED, "host_slots_returned", |v| {
+        f.u32(host_slots::field::RETURNED, "host_slots_returned", |v| {
             plain(format!("{} of those freed", count(v, "slot")))
         });
     }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::liveness::HolderStatus;
-use crate::peer::PeerId;
+use crate::party::PeerId;
 
 /// The outcome of [`crate::ShmHost::reclaim_dead_report`]: the entries it
 /// reclaimed, and every other entry that is not Empty with the reason it

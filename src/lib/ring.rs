@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use crate::desc::{DESC_SIZE, FLAG_PHASE};
 use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
-use crate::region::{Region, RegionError};
+use crate::region::Region;
 use crate::sys;
 use crate::wait::{
     Announce, Deadline, WaitStrategy, publish_unfenced, sleep_unless, wait_until, wake_sleepers,
@@ -32,34 +32,12 @@ use crate::wait::{
 pub mod field {
     /// `u32`: next index the producer writes (producer's cache line).
     pub const TAIL: u64 = 0;
-    /// `u32`, host-to-guest rings only: how many of the host's slots the
-    /// host has handed to this guest, ever (wrapping). On the producer's
-    /// line: only the host's sends write it.
-    pub const HOST_SLOTS_HANDED: u64 = 8;
     /// `u32`: next index the consumer reads (consumer's cache line).
     pub const HEAD: u64 = 64;
-    /// `u32`, host-to-guest rings only: how many of the host's slots held
-    /// by this guest were freed, ever (wrapping). On the consumer's line:
-    /// the guest, freeing what it received, writes it with its head.
-    pub const HOST_SLOTS_RETURNED: u64 = 72;
     /// `u32`: non-zero while the producer sleeps waiting for space.
     pub const PRODUCER_WAITING: u64 = 128;
     /// `u32`: non-zero while the consumer sleeps waiting for data.
     pub const CONSUMER_WAITING: u64 = 132;
-}
-
-/// How many of the host's slots a guest holds: handed minus returned
-/// (wrapping), from the two counters of its host-to-guest ring at
-/// `ring_base`, each on the cache line of the side that writes it, so
-/// that counting costs no cache-line transfer per message. Works on
-/// read-only regions.
-pub(crate) fn host_slots_held(
-    region: &Region,
-    ring_base: u64,
-) -> std::result::Result<u32, RegionError> {
-    let returned = region.load_u32(ring_base + field::HOST_SLOTS_RETURNED, Ordering::Acquire)?;
-    let handed = region.load_u32(ring_base + field::HOST_SLOTS_HANDED, Ordering::Acquire)?;
-    Ok(handed.wrapping_sub(returned))
 }
 
 /// The phase bit in a descriptor's first 32-bit word (bit 15 of its flags).

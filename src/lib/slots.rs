@@ -18,8 +18,8 @@ use crate::inspect::{BadPeer, SegmentReport, inspect_region};
 use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{HolderStatus, HostStatus};
 use crate::mmap::MmapRegion;
+use crate::party::PeerId;
 use crate::peek;
-use crate::peer::PeerId;
 use crate::pool::{self, Pool};
 use crate::region::Region;
 

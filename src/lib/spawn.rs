@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::guest::ShmGuest;
 use crate::host::ShmHost;
-use crate::peer::{PeerId, PeerState};
+use crate::party::{PeerId, PeerState};
 
 /// The environment variable that names the segment file (an absolute path).
 pub const SEGMENT_ENV: &str = "SHMHUB_SEGMENT";

@@ -1,0 +1,66 @@
+//! How many of the host's slots each guest holds: two counters per guest,
+//! kept by the host's pool as it hands slots over and takes them back.
+//!
+//! The counters live in the spare words of the guest's host-to-guest ring
+//! control block, each on the cache line of the side that writes it: the
+//! host, handing a slot over, bumps `handed` on its own (producer's) line;
+//! the guest, freeing what it received, bumps `returned` on its own
+//! (consumer's) line next to its head. Counting so costs no cache-line
+//! transfer per message. What the counts are for (a share per guest) is
+//! decided above, in `share.rs`; the ring itself never reads them.
+//!
+//! shm[impl shm.pool.share]
+
+use std::sync::atomic::Ordering;
+
+use crate::error::Result;
+use crate::layout::SegmentLayout;
+use crate::region::{Region, RegionError};
+use crate::sync::atomic::AtomicU32;
+
+/// Byte offsets of the counters from the start of a host-to-guest ring's
+/// control block.
+pub(crate) mod field {
+    /// `u32`: how many of the host's slots the host has handed to this
+    /// guest, ever (wrapping). On the producer's line.
+    pub(crate) const HANDED: u64 = 8;
+    /// `u32`: how many of the host's slots held by this guest were freed,
+    /// ever (wrapping). On the consumer's line.
+    pub(crate) const RETURNED: u64 = 72;
+}
+
+/// The two counters of one guest.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Counters<'a> {
+    /// Slots handed to the guest, ever.
+    pub(crate) handed: &'a AtomicU32,
+    /// Slots the guest held that were freed, ever.
+    pub(crate) returned: &'a AtomicU32,
+}
+
+impl<'a> Counters<'a> {
+    /// Guest `guest`'s counters in `region`.
+    pub(crate) fn of(region: &'a Region, layout: &SegmentLayout, guest: u8) -> Result<Self> {
+        let ring = layout.host_to_guest_ring(guest);
+        Ok(Counters {
+            handed: region.atomic_u32(ring + field::HANDED)?,
+            returned: region.atomic_u32(ring + field::RETURNED)?,
+        })
+    }
+}
+
+/// How many of the host's slots a guest holds: handed minus returned
+/// (wrapping), from the counters in its host-to-guest ring at offset
+/// `ring`. Works on read-only regions.
+pub(crate) fn held(region: &Region, ring: u64) -> std::result::Result<u32, RegionError> {
+    let returned = region.load_u32(ring + field::RETURNED, Ordering::Acquire)?;
+    let handed = region.load_u32(ring + field::HANDED, Ordering::Acquire)?;
+    Ok(handed.wrapping_sub(returned))
+}
+
+/// The guest's count of returned slots, as a sender that starts afresh
+/// takes it up (see `share::HostShare::returned_seen`).
+pub(crate) fn returned(region: &Region, layout: &SegmentLayout, guest: u8) -> Result<u32> {
+    let ring = layout.host_to_guest_ring(guest);
+    Ok(region.load_u32(ring + field::RETURNED, Ordering::Acquire)?)
+}

@@ -1,0 +1,60 @@
+//! Who takes part in a segment: the guests' ids, and the states a guest's
+//! entry in the peer table moves through. The lowest floor of the
+//! library beside the layout: errors name both.
+
+use std::fmt;
+
+/// A guest's id: `1..=max_guests` (the host has none). Pools and slot
+/// holders number the host 0, so a guest's id is also its party number.
+pub type PeerId = u8;
+
+/// The state of a peer entry.
+///
+/// shm[impl shm.peer.states]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+pub enum PeerState {
+    /// Free: any guest may claim it.
+    Empty,
+    /// Set aside by the host for a guest it is about to spawn.
+    Reserved,
+    /// A guest is attached.
+    Attached,
+    /// The guest has left; the host may still read what it sent.
+    Goodbye,
+}
+
+impl PeerState {
+    /// The stored value.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            PeerState::Empty => 0,
+            PeerState::Reserved => 1,
+            PeerState::Attached => 2,
+            PeerState::Goodbye => 3,
+        }
+    }
+
+    /// Parses a stored value; anything else is corruption.
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            0 => PeerState::Empty,
+            1 => PeerState::Reserved,
+            2 => PeerState::Attached,
+            3 => PeerState::Goodbye,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PeerState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PeerState::Empty => "empty",
+            PeerState::Reserved => "reserved",
+            PeerState::Attached => "attached",
+            PeerState::Goodbye => "goodbye",
+        })
+    }
+}
