@@ -113,7 +113,9 @@ fn segment_round_trips(count: u64, legs: bool) -> Result<(Vec<u64>, Vec<[i64; 5]
         host.send_with(peer, MsgDesc::new(1, i), &payload, None)?;
         let sent = if legs { since(clock) } else { 0 };
         let same = host
-            .recv_from_with(peer, Some(Duration::from_secs(5)), |back| {
+            .receiver(peer)
+            .unwrap()
+            .recv_with(Some(Duration::from_secs(5)), |back| {
                 back.payload() == payload
             })?
             .ok_or("the echo did not come back")?;

@@ -1394,9 +1394,13 @@ impl GuestChaos {
                         taken.extend(received.map(|r| (p, r.into_frame())));
                     })
                 } else {
-                    let n = self.host.recv_batch_from(p, RECV_BATCH, w, |r| {
-                        taken.push((p, r.into_frame()));
-                    });
+                    let n = self
+                        .host
+                        .receiver(p)
+                        .unwrap()
+                        .recv_batch(RECV_BATCH, w, |r| {
+                            taken.push((p, r.into_frame()));
+                        });
                     n.map(drop)
                 };
                 w = Duration::ZERO;
@@ -1970,16 +1974,19 @@ fn run_host_child(env: &ChildEnv) -> anyhow::Result<()> {
             let stream = host_chaos_stream(p);
             let next = &mut rx[usize::from(p) - 1];
             let mut bad = None;
-            host.recv_batch_from(p, RECV_BATCH, Duration::ZERO, |r| {
-                let problem = check_data(stream, G2H, r.desc(), r.payload())
-                    .err()
-                    .or_else(|| {
-                        (r.desc().id != *next).then(|| format!("id {} after {next}", r.desc().id))
-                    });
-                *next += 1;
-                bad = bad.take().or(problem);
-            })
-            .with_context(|| format!("receive from guest {p}"))?;
+            host.receiver(p)
+                .unwrap()
+                .recv_batch(RECV_BATCH, Duration::ZERO, |r| {
+                    let problem = check_data(stream, G2H, r.desc(), r.payload())
+                        .err()
+                        .or_else(|| {
+                            (r.desc().id != *next)
+                                .then(|| format!("id {} after {next}", r.desc().id))
+                        });
+                    *next += 1;
+                    bad = bad.take().or(problem);
+                })
+                .with_context(|| format!("receive from guest {p}"))?;
             if let Some(problem) = bad {
                 bail!("from guest {p}: {problem}");
             }

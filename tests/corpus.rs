@@ -927,7 +927,7 @@ fn drain<T>(mut f: impl FnMut() -> shmhub::Result<Option<T>>) {
 }
 
 fn host_session(host: &mut ShmHost) {
-    let guests = host.config().max_guests.min(255) as u8;
+    let guests = host.layout().config.max_guests.min(255) as u8;
     let _ = host.header();
     let _ = host.peers();
     drain(|| host.try_recv());
@@ -937,9 +937,12 @@ fn host_session(host: &mut ShmHost) {
     for p in 1..=guests {
         let _ = host.try_send(p, frame(1, b"inline"));
         let _ = host.try_send(p, frame(2, &payload(9, 100)));
-        let _ = host.recv_batch_from(p, 8, Some(Duration::ZERO), |r| {
-            let _ = r.payload().len();
-        });
+        let _ = host
+            .receiver(p)
+            .unwrap()
+            .recv_batch(8, Some(Duration::ZERO), |r| {
+                let _ = r.payload().len();
+            });
     }
     let _ = host.reclaim_dead();
     drain(|| host.try_recv());

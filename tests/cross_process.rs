@@ -899,7 +899,7 @@ fn roles_in_one_process_survive_other_handles_closing() {
     };
     let host = ShmHost::create(&path, config).unwrap();
     let mut guest = ShmGuest::attach_path(&path).unwrap();
-    guest.take_receiving_role(None).unwrap();
+    guest.receiver().take_role(None).unwrap();
     for _ in 0..3 {
         // Another guest of this process comes and goes (opening, locking,
         // unlocking and closing the file), and so does a read-only look.

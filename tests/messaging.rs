@@ -209,13 +209,17 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
 
     // Nothing queued: the time runs out and the function is not called.
     let mut calls = 0;
-    let none = guest.recv_with(Duration::ZERO, |_| calls += 1).unwrap();
+    let none = guest
+        .receiver()
+        .recv_with(Duration::ZERO, |_| calls += 1)
+        .unwrap();
     assert_eq!((none, calls), (None, 0));
 
     // A slot payload is lent in place, and goes back as the function returns.
     host.try_send(p, data(1, &[1; 300])).unwrap();
     host.try_send(p, data(2, &[2; 300])).unwrap();
     let got = guest
+        .receiver()
         .recv_with(Duration::ZERO, |r| {
             (r.desc().id, r.payload().to_vec(), host_slots_used(&region))
         })
@@ -227,10 +231,15 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
     // next message comes through.
     host.try_send(p, data(3, b"next")).unwrap();
     forge_generation(&region, &layout, p, 1);
-    let err = guest.recv_with(Duration::ZERO, |_| calls += 1).unwrap_err();
+    let err = guest
+        .receiver()
+        .recv_with(Duration::ZERO, |_| calls += 1)
+        .unwrap_err();
     assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
     assert_eq!(calls, 0);
-    let next = guest.recv_with(Duration::ZERO, |r| r.payload().to_vec());
+    let next = guest
+        .receiver()
+        .recv_with(Duration::ZERO, |r| r.payload().to_vec());
     assert_eq!(next.unwrap(), Some(b"next".to_vec()));
 
     // The host's form waits for a message sent while it waits, and, once
@@ -240,16 +249,22 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
         guest.send(data(4, &[4; 5000])).unwrap();
         guest.detach().unwrap();
     });
-    let got = host.recv_from_with(p, Duration::from_secs(10), |r| {
-        (
-            r.desc().id,
-            r.payload().len(),
-            r.payload().iter().all(|&b| b == 4),
-        )
-    });
+    let got = host
+        .receiver(p)
+        .unwrap()
+        .recv_with(Duration::from_secs(10), |r| {
+            (
+                r.desc().id,
+                r.payload().len(),
+                r.payload().iter().all(|&b| b == 4),
+            )
+        });
     assert_eq!(got.unwrap(), Some((4, 5000, true)));
     sender.join().unwrap();
-    let gone = host.recv_from_with(p, Duration::from_secs(10), |r| r.desc().id);
+    let gone = host
+        .receiver(p)
+        .unwrap()
+        .recv_with(Duration::from_secs(10), |r| r.desc().id);
     assert!(
         matches!(gone, Err(Error::PeerGone { peer_id }) if peer_id == p),
         "{gone:?}"
@@ -281,7 +296,7 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
     };
     let mut got = Vec::new();
     for _ in 0..4 {
-        let one = host.recv_with(Duration::ZERO, |from, r| {
+        let one = host.any_receiver().recv_with(Duration::ZERO, |from, r| {
             // The slot is still the receiver's while it is lent.
             let held = pool_used(from);
             (from, r.desc().id, r.payload()[0], r.payload().len(), held)
@@ -300,7 +315,9 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
     );
     assert_eq!((pool_used(p1), pool_used(p2)), (0, 0));
     let mut called = false;
-    let none = host.recv_with(Duration::from_millis(20), |_, _| called = true);
+    let none = host
+        .any_receiver()
+        .recv_with(Duration::from_millis(20), |_, _| called = true);
     assert_eq!((none.unwrap(), called), (None, false));
 
     // A message sent while the host waits wakes it.
@@ -309,9 +326,11 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
         second.send(data(9, b"late")).unwrap();
         second
     });
-    let late = host.recv_with(Duration::from_secs(10), |from, r| {
-        (from, r.payload().to_vec())
-    });
+    let late = host
+        .any_receiver()
+        .recv_with(Duration::from_secs(10), |from, r| {
+            (from, r.payload().to_vec())
+        });
     assert_eq!(late.unwrap(), Some((p2, b"late".to_vec())));
     drop(sender.join().unwrap());
 }
@@ -495,10 +514,17 @@ fn the_host_waits_for_a_message_from_any_guest_and_from_one() {
     });
     let (from, frame) = host.recv().unwrap();
     assert_eq!((from, frame.payload()), (p2, &b"from the second"[..]));
-    let frame = host.recv_from(p1).unwrap();
+    let frame = host
+        .receiver(p1)
+        .unwrap()
+        .recv(None)
+        .map(|r| r.unwrap().into_frame())
+        .unwrap();
     assert_eq!(frame.payload(), b"from the first");
     // The first guest has left and everything it sent was read.
-    assert!(matches!(host.recv_from(p1), Err(Error::PeerGone { peer_id }) if peer_id == p1));
+    assert!(
+        matches!(host.receiver(p1).unwrap().recv(None).map(|r| r.unwrap().into_frame()), Err(Error::PeerGone { peer_id }) if peer_id == p1)
+    );
     let _second = senders.join().unwrap();
     // A plain Duration is a timeout as well as an Option of one.
     assert!(

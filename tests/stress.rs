@@ -642,7 +642,9 @@ fn host_receive(
                 }
                 let checker = &mut rx[i];
                 let n = host
-                    .recv_batch_from(g, RECV_BATCH, Some(w), |received| {
+                    .receiver(g)
+                    .unwrap()
+                    .recv_batch(RECV_BATCH, Some(w), |received| {
                         checker.check(3, received.desc(), received.payload());
                         drop(received);
                         pacer.tick();

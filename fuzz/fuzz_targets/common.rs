@@ -22,7 +22,7 @@ fn frame(id: u64, len: usize) -> Frame {
 }
 
 fn host_session(host: &mut ShmHost) {
-    let guests = host.config().max_guests.min(255) as u8;
+    let guests = host.layout().config.max_guests.min(255) as u8;
     let _ = host.header();
     let _ = host.peers();
     for _ in 0..MAX_RECEIVES {
@@ -40,7 +40,7 @@ fn host_session(host: &mut ShmHost) {
                 _ => break,
             }
         }
-        let _ = host.recv_batch_from(p, 8, Some(Duration::ZERO), |r| {
+        let _ = host.receiver(p).unwrap().recv_batch(8, Some(Duration::ZERO), |r| {
             let _ = r.payload().iter().map(|&b| u32::from(b)).sum::<u32>();
         });
         let _ = host.try_send(p, frame(1, 5));

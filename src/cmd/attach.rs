@@ -60,7 +60,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.hold {
         // Receive as this guest from the moment its id is printed.
         guest
-            .take_receiving_role(Some(Duration::ZERO))
+            .receiver()
+            .take_role(Duration::ZERO)
             .map_err(|e| seg_err(&path, e))?;
     }
     let (peer_id, epoch) = (guest.peer_id(), guest.epoch());

@@ -153,7 +153,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     // segment that was just made.
     let host = if args.hold {
         // Receive as the host from the moment the segment is announced.
-        host.take_receiving_role(Some(Duration::ZERO))
+        host.any_receiver()
+            .take_roles(Duration::ZERO)
             .map_err(|e| seg_err(&path, e))?;
         Some(host)
     } else {

@@ -135,7 +135,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let peers = host.peers().map_err(|e| seg_err(&path, e))?;
         if let Some(from) = from {
             // The same answer whatever the timeout, and the same as `send --to`.
-            refuse_empty_entry(&peers, host.config().max_guests, *from)
+            refuse_empty_entry(&peers, host.layout().config.max_guests, *from)
                 .map_err(|e| seg_err(&path, e))?;
         }
     }

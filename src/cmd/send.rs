@@ -78,8 +78,8 @@ impl Sender {
 
     fn max_payload(&self) -> u32 {
         match self {
-            Sender::Host(host, _) => host.config().max_payload,
-            Sender::Guest(guest) => guest.config().max_payload,
+            Sender::Host(host, _) => host.layout().config.max_payload,
+            Sender::Guest(guest) => guest.layout().config.max_payload,
         }
     }
 

@@ -1,27 +1,27 @@
-//! A guest: claims a peer entry, then talks to the host over its two
-//! rings, a sending end ([`Producer`]) and a receiving end ([`Consumer`]).
+//! A guest: claims a peer entry and holds it for its life (release to
+//! scripts, detach), with a sending end ([`Sender`]) towards the host and
+//! a receiving end ([`Receiver`]) from it. Its send and receive methods
+//! are conveniences over those ends.
 
 use std::borrow::Borrow;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
-use crate::consumer::Consumer;
 use crate::desc::{Frame, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header::HeaderInfo;
-use crate::layout::{Direction, SegmentConfig, SegmentLayout};
+use crate::layout::{Direction, SegmentLayout};
 use crate::liveness::{self, HostStatus};
-use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
+use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::party::{PeerId, PeerState};
-use crate::producer::{Present, Producer};
+use crate::receiver::Receiver;
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};
+use crate::sender::Sender;
 use crate::sys;
-use crate::wait::{Deadline, Stop, WaitStrategy};
+use crate::wait::{Timeout, WaitStrategy};
+use crate::watch::check_still_mine;
 use crate::zerocopy::{Received, SlotLoan};
-
-/// How often a waiting guest checks whether the host process still lives.
-const HOST_CHECK_NS: u64 = 100_000_000;
 
 /// The guest side of a segment.
 ///
@@ -35,25 +35,14 @@ const HOST_CHECK_NS: u64 = 100_000_000;
 /// ```
 #[derive(Debug)]
 pub struct ShmGuest {
-    seg: Segment,
+    seg: Arc<Segment>,
     peer_id: u8,
     epoch: u32,
     /// Set when this guest claimed its entry: dropping it detaches.
     owned: bool,
-    locks: RoleLocks,
     _presence: Option<ByteLock>,
-    to_host: Producer,
-    from_host: Consumer,
-    clocks: Clocks,
-}
-
-/// When this guest last beat and last judged its host
-/// (`CLOCK_MONOTONIC` ns): kept across calls, so that a guest that waits
-/// in short calls still beats and still notices a dead host.
-#[derive(Debug)]
-struct Clocks {
-    last_beat_ns: u64,
-    last_host_check_ns: u64,
+    sender: Sender,
+    receiver: Receiver,
 }
 
 #[derive(Clone, Copy)]
@@ -141,19 +130,15 @@ impl ShmGuest {
     }
 
     fn new(seg: Segment, peer_id: u8, epoch: u32, owned: bool, presence: Option<ByteLock>) -> Self {
+        let seg = Arc::new(seg);
         ShmGuest {
-            locks: seg.role_locks(),
-            to_host: seg.producer(peer_id, Direction::GuestToHost),
-            from_host: seg.consumer(peer_id, Direction::HostToGuest),
+            sender: Sender::guest_to_host(&seg, peer_id, epoch),
+            receiver: Receiver::guest_from_host(&seg, peer_id, epoch),
             seg,
             peer_id,
             epoch,
             owned,
             _presence: presence,
-            clocks: Clocks {
-                last_beat_ns: sys::monotonic_ns(),
-                last_host_check_ns: 0,
-            },
         }
     }
 
@@ -276,11 +261,6 @@ impl ShmGuest {
         &self.seg.layout
     }
 
-    /// The segment's configuration.
-    pub fn config(&self) -> &SegmentConfig {
-        &self.seg.layout.config
-    }
-
     /// The segment file, if file-backed.
     pub fn path(&self) -> Option<&Path> {
         self.seg.path()
@@ -293,8 +273,8 @@ impl ShmGuest {
 
     /// Sets how this guest waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.to_host.set_strategy(strategy);
-        self.from_host.set_strategy(strategy);
+        self.sender.set_wait_strategy(strategy);
+        self.receiver.set_wait_strategy(strategy);
     }
 
     /// Whether the host is there, gone, or dead.
@@ -320,23 +300,22 @@ impl ShmGuest {
 
     /// Refreshes this guest's heartbeat.
     pub fn beat(&mut self) -> Result<()> {
-        self.clocks.last_beat_ns = sys::monotonic_ns();
-        self.seg.peer(self.peer_id).beat()
+        self.receiver.beat()
     }
 
-    /// Fails if this guest's entry was reclaimed or re-claimed by another.
-    #[inline]
-    fn check_still_mine(seg: &Segment, p: u8, epoch: u32) -> Result<()> {
-        if seg.peer(p).state_and_epoch()? != (PeerState::Attached, epoch) {
-            return Err(Error::PeerGone { peer_id: p });
-        }
-        Ok(())
+    /// This guest's sending end, towards the host.
+    pub fn sender(&mut self) -> &mut Sender {
+        &mut self.sender
     }
 
-    /// Sends `frame` to the host, waiting as long as it takes for room in
-    /// the ring and, for a payload larger than a descriptor's inline bytes,
-    /// a free slot of this guest's pool. The frame may be given by value or
-    /// by reference.
+    /// This guest's receiving end, from the host.
+    pub fn receiver(&mut self) -> &mut Receiver {
+        &mut self.receiver
+    }
+
+    /// Sends `frame` to the host, waiting as long as it takes for room
+    /// (until the host leaves): [`Sender::send`] with [`Timeout::Never`].
+    /// The frame may be given by value or by reference.
     ///
     /// ```
     /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
@@ -344,183 +323,90 @@ impl ShmGuest {
     /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
     /// let mut guest = ShmGuest::attach(host.region())?;
     /// guest.send(Frame::new(MsgDesc::default(), vec![5u8; 300]))?;
-    /// assert_eq!(host.recv_from(guest.peer_id())?.payload(), &[5u8; 300][..]);
+    /// let (from, frame) = host.recv()?;
+    /// assert_eq!((from, frame.payload()), (guest.peer_id(), &[5u8; 300][..]));
     /// # Ok::<(), shmhub::Error>(())
     /// ```
     ///
     /// # Errors
     ///
-    /// - [`Error::PayloadTooLarge`] before anything is written;
-    /// - [`Error::HostGone`] when the host has said goodbye,
-    ///   [`Error::HostDied`] when its process died while this waits;
-    ///   [`Error::PeerGone`] when this guest's entry was reclaimed or taken
-    ///   by another;
-    /// - [`Error::Busy`] at once when another process sends as this guest.
-    ///
-    /// shm[impl shm.send.backpressure]
+    /// As [`Sender::send`].
     pub fn send(&mut self, frame: impl Borrow<Frame>) -> Result<()> {
-        let frame = frame.borrow();
-        self.send_message(frame.desc, frame.payload(), &mut Deadline::after(None))
+        self.send_timeout(frame, Timeout::Never)
     }
 
-    /// Sends `frame` to the host without waiting.
+    /// Sends `frame` to the host without waiting: [`Sender::send`] with
+    /// [`Timeout::NoWait`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::send`], and the retryable [`Error::RingFull`] or
+    /// As [`Sender::send`]: the retryable [`Error::RingFull`] or
     /// [`Error::PoolExhausted`] (nothing sent) where `send` would wait.
     pub fn try_send(&mut self, frame: impl Borrow<Frame>) -> Result<()> {
-        let frame = frame.borrow();
-        self.send_message(frame.desc, frame.payload(), &mut Deadline::no_wait())
+        self.send_timeout(frame, Timeout::NoWait)
     }
 
-    /// Sends `frame` to the host, waiting up to `timeout` for room and a
-    /// free slot (`None`: as long as it takes; zero: not at all).
+    /// Sends `frame` to the host, waiting up to `timeout`:
+    /// [`Sender::send`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::try_send`]: [`Error::RingFull`] or
-    /// [`Error::PoolExhausted`] mean the time ran out and nothing was sent.
+    /// As [`Sender::send`].
     pub fn send_timeout(
         &mut self,
         frame: impl Borrow<Frame>,
-        timeout: impl Into<Option<Duration>>,
+        timeout: impl Into<Timeout>,
     ) -> Result<()> {
         let frame = frame.borrow();
-        let mut deadline = Deadline::after(timeout.into());
-        self.send_message(frame.desc, frame.payload(), &mut deadline)
+        self.sender.send(frame.desc, frame.payload(), timeout)
     }
 
-    /// Sends a message given as a descriptor and a borrowed payload (no
-    /// [`Frame`] to build), waiting up to `timeout` like
-    /// [`ShmGuest::send_timeout`].
+    /// Sends a descriptor and a borrowed payload to the host:
+    /// [`Sender::send`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::send_timeout`].
+    /// As [`Sender::send`].
     pub fn send_with(
         &mut self,
         desc: MsgDesc,
         payload: &[u8],
-        timeout: impl Into<Option<Duration>>,
+        timeout: impl Into<Timeout>,
     ) -> Result<()> {
-        self.send_message(desc, payload, &mut Deadline::after(timeout.into()))
+        self.sender.send(desc, payload, timeout)
     }
 
-    fn send_message(
-        &mut self,
-        desc: MsgDesc,
-        payload: &[u8],
-        deadline: &mut Deadline,
-    ) -> Result<()> {
-        self.sending(deadline, |end, deadline, stop, present| {
-            end.send(desc, payload, deadline, stop, present)
-        })
-    }
-
-    /// Runs a send operation as this guest: takes the sending role (waited
-    /// for within the deadline, never without one), checks the entry is
-    /// still this guest's and the host is there, and hands `op` the sending
-    /// end and a stop check for its waits.
-    #[inline]
-    fn sending<T>(
-        &mut self,
-        deadline: &mut Deadline,
-        op: impl FnOnce(&mut Producer, &mut Deadline, Stop<'_>, Present<'_>) -> Result<T>,
-    ) -> Result<T> {
-        let p = self.peer_id;
-        let what = || format!("the sending end of peer {p}");
-        let byte = lock_byte::ring_end(p, End::GuestToHostProducer);
-        if deadline.is_unlimited() {
-            self.locks.ensure(byte, &mut Deadline::no_wait(), what)?;
-        } else {
-            self.locks.ensure(byte, deadline, what)?;
-        }
-        Self::check_still_mine(&self.seg, p, self.epoch)?;
-        if self.seg.host_goodbye()? {
-            return Err(Error::HostGone);
-        }
-        self.beat_if_due()?;
-        let mut waiter = Waiter::new(&self.seg, p, self.epoch, &mut self.clocks);
-        // The host does not move away under a send as a guest can: nothing
-        // to look at around the publication.
-        op(&mut self.to_host, deadline, &mut || waiter.check(), None)
-    }
-
-    /// Sends `frames` to the host in order, publishing as many descriptors
-    /// at once as the ring has room for. Waits up to `timeout` for room and
-    /// slots (`None`: as long as it takes); returns how many were sent.
+    /// Sends `frames` to the host in order: [`Sender::send_batch`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::send_timeout`]; an oversized frame anywhere in the
-    /// batch is refused before anything is sent.
-    ///
-    /// shm[impl shm.send.batch]
-    pub fn send_batch(
-        &mut self,
-        frames: &[Frame],
-        timeout: impl Into<Option<Duration>>,
-    ) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout.into());
-        self.sending(&mut deadline, |end, deadline, stop, present| {
-            end.send_batch(frames, deadline, stop, present)
-        })
+    /// As [`Sender::send_batch`].
+    pub fn send_batch(&mut self, frames: &[Frame], timeout: impl Into<Timeout>) -> Result<usize> {
+        self.sender.send_batch(frames, timeout)
     }
 
-    /// Lends a slot of this guest's pool for a `len`-byte payload to the
-    /// host, once the ring has room; write the payload in place, then
-    /// [`ShmGuest::commit`]. Waits up to `timeout` (`None`: as long as it
-    /// takes).
+    /// Lends a slot of this guest's pool for a payload to the host:
+    /// [`Sender::loan`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::send_timeout`].
-    ///
-    /// shm[impl shm.send.zero-copy]
-    pub fn loan(&mut self, len: usize, timeout: impl Into<Option<Duration>>) -> Result<SlotLoan> {
-        let mut deadline = Deadline::after(timeout.into());
-        self.sending(&mut deadline, |end, deadline, stop, _| {
-            end.loan(len, deadline, stop)
-        })
+    /// As [`Sender::loan`].
+    pub fn loan(&mut self, len: usize, timeout: impl Into<Timeout>) -> Result<SlotLoan> {
+        self.sender.loan(len, timeout)
     }
 
-    /// Sends a loaned slot to the host.
+    /// Sends a loaned slot to the host: [`Sender::commit`].
     ///
     /// # Errors
     ///
-    /// [`Error::Corrupt`] for a loan made by another sender or segment;
-    /// [`Error::HostGone`] or [`Error::PeerGone`] as for a send (the slot
-    /// goes back to the pool).
+    /// As [`Sender::commit`].
     pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
-        self.sending(&mut Deadline::no_wait(), |end, _, _, present| {
-            end.commit(loan, present)
-        })
+        self.sender.commit(loan)
     }
 
-    /// Takes this guest's receiving role now rather than at the first
-    /// receive, so that no other process can receive as this guest from
-    /// here on; waits up to `timeout` for a process that holds it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Busy`] if another process still holds it when the time is up.
-    pub fn take_receiving_role(&mut self, timeout: impl Into<Option<Duration>>) -> Result<()> {
-        self.lock_receiving_end(&mut Deadline::after(timeout.into()))
-    }
-
-    /// Receives the next message if one is queued.
-    ///
-    /// # Errors
-    ///
-    /// As [`ShmGuest::recv`], but an empty ring is `Ok(None)` even after
-    /// the host has left.
-    pub fn try_recv(&mut self) -> Result<Option<Frame>> {
-        self.lock_receiving_end(&mut Deadline::no_wait())?;
-        Ok(self.pop()?.map(Received::into_frame))
-    }
-
-    /// Receives the next message, waiting as long as it takes.
+    /// Receives the next message, waiting as long as it takes, as a
+    /// [`Frame`] (the payload copied out): [`Receiver::recv`] with
+    /// [`Timeout::Never`].
     ///
     /// ```
     /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
@@ -538,197 +424,64 @@ impl ShmGuest {
     ///
     /// # Errors
     ///
-    /// [`Error::HostGone`] once the host has said goodbye and nothing is
-    /// queued, [`Error::HostDied`] once its process has died (checked at
-    /// most every 100 ms while waiting); [`Error::PeerGone`] if this guest's entry was reclaimed;
-    /// [`Error::BadDescriptor`] for a message that fails validation (it is
-    /// dropped, the next one can be received); [`Error::Busy`] when another
-    /// process receives as this guest.
+    /// As [`Receiver::recv`].
     pub fn recv(&mut self) -> Result<Frame> {
         loop {
-            if let Some(frame) = self.recv_timeout(None)? {
+            if let Some(frame) = self.recv_timeout(Timeout::Never)? {
                 return Ok(frame);
             }
         }
     }
 
-    /// Receives the next message, waiting up to `timeout` (`None`: until one
-    /// comes). `Ok(None)` when the time ran out.
+    /// Receives the next message if one is queued: [`Receiver::recv`] with
+    /// [`Timeout::NoWait`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::recv`].
-    pub fn recv_timeout(&mut self, timeout: impl Into<Option<Duration>>) -> Result<Option<Frame>> {
-        Ok(self.recv_in_place(timeout)?.map(Received::into_frame))
+    /// As [`Receiver::recv`].
+    pub fn try_recv(&mut self) -> Result<Option<Frame>> {
+        self.recv_timeout(Timeout::NoWait)
     }
 
-    /// Like [`ShmGuest::recv_timeout`], but the payload stays in its slot
-    /// until the returned value is dropped.
+    /// Receives the next message, waiting up to `timeout`:
+    /// [`Receiver::recv`], the payload copied out.
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::recv`].
-    ///
-    /// shm[impl shm.recv.zero-copy]
-    pub fn recv_in_place(
-        &mut self,
-        timeout: impl Into<Option<Duration>>,
-    ) -> Result<Option<Received>> {
-        self.recv_taking(timeout.into(), Consumer::try_recv)
+    /// As [`Receiver::recv`].
+    pub fn recv_timeout(&mut self, timeout: impl Into<Timeout>) -> Result<Option<Frame>> {
+        Ok(self.receiver.recv(timeout)?.map(Received::into_frame))
     }
 
-    /// Receives the next message, waiting up to `timeout` (`None`: until
-    /// one comes), and lends it, payload in place, to `read`; returns what
-    /// `read` returned, or `Ok(None)` when the time ran out (then `read` was
-    /// not called). A payload in a slot goes back to the host's pool as
-    /// `read` returns.
-    ///
-    /// The fastest way to look at a message: it is read in the call's own
-    /// frame, where [`ShmGuest::recv_in_place`] moves it out to the caller.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
-    ///
-    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
-    /// let mut guest = ShmGuest::attach(host.region())?;
-    /// host.send(guest.peer_id(), Frame::new(MsgDesc::new(2, 7), vec![1; 1000]))?;
-    /// let wait = Some(Duration::from_secs(1));
-    /// let sum = guest.recv_with(wait, |m| m.payload().iter().map(|&b| u64::from(b)).sum::<u64>());
-    /// assert_eq!(sum?, Some(1000));
-    /// // The slot went back as the closure returned.
-    /// assert_eq!(shmhub::inspect_region(&host.region(), None)?.pools[0].usage.used, 0);
-    /// # Ok::<(), shmhub::Error>(())
-    /// ```
+    /// Receives the next message, waiting up to `timeout`, its payload in
+    /// place: [`Receiver::recv`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::recv`]; `read` is not called for a message that fails
-    /// validation.
-    ///
-    /// shm[impl shm.recv.borrowed]
-    pub fn recv_with<T>(
-        &mut self,
-        timeout: impl Into<Option<Duration>>,
-        read: impl FnOnce(&Received) -> T,
-    ) -> Result<Option<T>> {
-        let mut read = Some(read);
-        self.recv_taking(timeout.into(), |end| end.try_recv_with(&mut read))
+    /// As [`Receiver::recv`].
+    pub fn recv_in_place(&mut self, timeout: impl Into<Timeout>) -> Result<Option<Received>> {
+        self.receiver.recv(timeout)
     }
 
-    /// The waiting receives: one look with `take`, which takes the message
-    /// off the host's ring end the way the caller wants it, then a wait
-    /// whose every look is `take`.
-    #[inline(always)]
-    fn recv_taking<T>(
-        &mut self,
-        timeout: Option<Duration>,
-        mut take: impl FnMut(&Consumer) -> Result<Option<T>>,
-    ) -> Result<Option<T>> {
-        let mut deadline = Deadline::after(timeout);
-        self.lock_receiving_end(&mut deadline)?;
-        self.check_before_pop()?;
-        // The result goes back whole, not taken apart and rebuilt: a
-        // message moved between two layouts is copied across the stores
-        // that just built it, and waits for them.
-        match take(&self.from_host) {
-            Ok(None) => {}
-            taken => return taken,
-        }
-        // The entry was just found ours; while this waits, the wait's
-        // checks look at it again between naps (`Waiter::check`).
-        let mut waiter = Waiter::new(&self.seg, self.peer_id, self.epoch, &mut self.clocks);
-        let end = &self.from_host;
-        end.wait_to_take(&mut deadline, &mut || waiter.check(), || take(end))
-    }
-
-    /// Receives up to `max` queued messages at once (one index update for
-    /// all of them), waiting up to `timeout` for the first; `handle` gets
-    /// each with its payload in place. Returns how many.
-    ///
-    /// The slots of messages `handle` drops (on this thread) go back to the
-    /// host's pool together as this returns, not one by one: the pool's
-    /// bitmap changes once per batch rather than once per message. A
-    /// message kept past the batch is freed when it is dropped, as always.
+    /// Receives up to `max` queued messages at once: [`Receiver::recv_batch`].
     ///
     /// # Errors
     ///
-    /// As [`ShmGuest::recv`]; a bad descriptor in the batch is reported
-    /// after the good ones were handed over.
+    /// As [`Receiver::recv_batch`].
     pub fn recv_batch(
         &mut self,
         max: usize,
-        timeout: impl Into<Option<Duration>>,
-        mut handle: impl FnMut(Received),
+        timeout: impl Into<Timeout>,
+        handle: impl FnMut(Received),
     ) -> Result<usize> {
-        let mut deadline = Deadline::after(timeout.into());
-        self.lock_receiving_end(&mut deadline)?;
-        loop {
-            Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
-            let n = self.from_host.recv_batch(max, &mut handle)?;
-            if n > 0 {
-                return Ok(n);
-            }
-            if !self.wait(&mut deadline)? {
-                return Ok(0);
-            }
-        }
-    }
-
-    /// Waits until the host-to-guest ring has something; false on timeout.
-    fn wait(&mut self, deadline: &mut Deadline) -> Result<bool> {
-        if self.from_host.has_data()? {
-            return Ok(true);
-        }
-        let mut waiter = Waiter::new(&self.seg, self.peer_id, self.epoch, &mut self.clocks);
-        self.from_host
-            .wait_for_data(deadline, &mut || waiter.check())
-    }
-
-    #[inline]
-    fn lock_receiving_end(&mut self, deadline: &mut Deadline) -> Result<()> {
-        let p = self.peer_id;
-        let what = || format!("the receiving end of peer {p}");
-        self.locks.ensure(
-            lock_byte::ring_end(p, End::HostToGuestConsumer),
-            deadline,
-            what,
-        )
-    }
-
-    /// With heartbeats on, refreshes the heartbeat once an interval has
-    /// passed, so a guest that is busy sending and receiving (and never
-    /// waits) still beats.
-    #[inline]
-    fn beat_if_due(&mut self) -> Result<()> {
-        let interval_ns = u64::from(self.seg.layout.config.heartbeat_interval_ms) * 1_000_000;
-        if interval_ns > 0
-            && sys::monotonic_ns().saturating_sub(self.clocks.last_beat_ns) >= interval_ns
-        {
-            self.beat()?;
-        }
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn pop(&mut self) -> Result<Option<Received>> {
-        self.check_before_pop()?;
-        self.from_host.try_recv()
-    }
-
-    /// What comes before a look at the ring that does not wait: the entry
-    /// is still this guest's, and a heartbeat if one is due.
-    #[inline(always)]
-    fn check_before_pop(&mut self) -> Result<()> {
-        Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
-        self.beat_if_due()
+        self.receiver.recv_batch(max, timeout, handle)
     }
 
     /// Leaves the entry Attached with no process holding it, so that later
     /// commands can act as this guest ([`ShmGuest::resume`]); returns the
     /// peer id and epoch.
     pub fn release_to_script(mut self) -> Result<(PeerId, u32)> {
-        Self::check_still_mine(&self.seg, self.peer_id, self.epoch)?;
+        check_still_mine(&self.seg, self.peer_id, self.epoch)?;
         self.seg.peer(self.peer_id).set_holder(None, false)?;
         self.owned = false;
         Ok((self.peer_id, self.epoch))
@@ -780,10 +533,10 @@ impl ShmGuest {
     /// resuming one claimed for scripts).
     fn detach_inner(&mut self, claimed: bool) -> Result<()> {
         let p = self.peer_id;
-        Self::check_still_mine(&self.seg, p, self.epoch)?;
-        let receiving = self.lock_receiving_end(&mut Deadline::no_wait()).is_ok();
+        check_still_mine(&self.seg, p, self.epoch)?;
+        let receiving = self.receiver.try_take_role();
         if receiving {
-            self.from_host.discard_all()?;
+            self.receiver.discard_all()?;
         }
         // Slots still lent out in this process (in-place receives, loans)
         // are freed by their owners when they drop. The host's slots held
@@ -810,8 +563,8 @@ impl ShmGuest {
         // sees the message and drops it (with its slot), or the host sees
         // the entry gone and frees the slot itself. The presence lock keeps
         // any new guest (and its receiving end) out meanwhile.
-        if receiving && self._presence.is_some() && !self.from_host.is_empty_after_move()? {
-            self.from_host.discard_all()?;
+        if receiving && self._presence.is_some() && !self.receiver.is_empty_after_move()? {
+            self.receiver.discard_all()?;
         }
         // The holder goes only now: a guest killed before the move leaves
         // its entry Attached to a dead holder, which the host reclaims; one
@@ -832,57 +585,11 @@ impl Drop for ShmGuest {
     }
 }
 
-/// What a waiting guest checks between naps: its entry is still its own,
-/// the host has not left or died, and its heartbeat is fresh.
-struct Waiter<'a> {
-    seg: &'a Segment,
-    peer_id: u8,
-    epoch: u32,
-    clocks: &'a mut Clocks,
-}
-
-impl<'a> Waiter<'a> {
-    fn new(seg: &'a Segment, peer_id: u8, epoch: u32, clocks: &'a mut Clocks) -> Self {
-        Waiter {
-            seg,
-            peer_id,
-            epoch,
-            clocks,
-        }
-    }
-
-    fn check(&mut self) -> Result<()> {
-        if self.seg.host_goodbye()? {
-            return Err(Error::HostGone);
-        }
-        ShmGuest::check_still_mine(self.seg, self.peer_id, self.epoch)?;
-        let now = sys::monotonic_ns();
-        let interval_ns = u64::from(self.seg.layout.config.heartbeat_interval_ms) * 1_000_000;
-        if interval_ns > 0 && now.saturating_sub(self.clocks.last_beat_ns) >= interval_ns {
-            self.clocks.last_beat_ns = now;
-            self.seg.peer(self.peer_id).beat()?;
-        }
-        if now.saturating_sub(self.clocks.last_host_check_ns) >= HOST_CHECK_NS {
-            self.clocks.last_host_check_ns = now;
-            let h = self.seg.header()?;
-            if liveness::judge_host(
-                h.host_goodbye,
-                h.host_pid,
-                h.host_start_time,
-                self.seg.file(),
-            ) == HostStatus::Dead
-            {
-                return Err(Error::HostDied { pid: h.host_pid });
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::host::ShmHost;
+    use crate::layout::SegmentConfig;
 
     // A reclaim holds the receiving role of the entry's host-to-guest ring
     // from its first step to its last and moves the entry through Goodbye

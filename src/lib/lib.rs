@@ -99,12 +99,14 @@ pub mod peer;
 pub mod pool;
 mod producer;
 mod raw;
+mod receiver;
 mod reclaim;
 mod region;
 mod remove;
 #[doc(hidden)]
 pub mod ring;
 mod segment;
+mod sender;
 mod share;
 mod slots;
 mod spawn;
@@ -112,6 +114,7 @@ pub(crate) mod sync;
 #[doc(hidden)]
 pub mod sys;
 mod wait;
+mod watch;
 mod zerocopy;
 
 pub use desc::{
@@ -134,7 +137,7 @@ pub use listing::{
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileIdentity, FileMode, FileOwner, MmapRegion};
 pub use open::OpenOptions;
-pub use party::{PeerId, PeerState};
+pub use party::{Party, PeerId, PeerState};
 pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
 pub use peek::{
     PREVIEW_BYTES, PeekOptions, PeekReport, Placement, Preview, QueuedMessage, RingPeek, SlotPlace,
@@ -143,14 +146,16 @@ pub use peek::{
 pub use peer::PeerEntry;
 pub use pool::PoolUsage;
 pub use raw::{FieldStatus, RawDump, RawField, RawSection, inspect_raw};
+pub use receiver::{AnyReceiver, Receiver};
 pub use reclaim::{ReclaimReport, SkipReason, Skipped};
 pub use region::{HeapRegion, Region, RegionError};
 pub use remove::{RemoveOptions, RemoveReport, remove_segment, remove_unused_segment};
 pub use ring::RingState;
 pub use segment::ShmBacking;
+pub use sender::Sender;
 pub use slots::{
     QueuedAt, SlotHolder, SlotReport, SlotsReport, inspect_slots, inspect_slots_region,
 };
 pub use spawn::{PEER_ID_ENV, SEGMENT_ENV, SpawnTicket};
-pub use wait::WaitStrategy;
+pub use wait::{Timeout, WaitStrategy};
 pub use zerocopy::{Received, SlotLoan};

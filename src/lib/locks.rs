@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,16 +40,6 @@ pub(crate) mod lock_byte {
 
     /// A process that holds the segment's host role (held while it lives).
     pub const HOST_PRESENCE: u64 = BASE;
-
-    /// How many role bytes there are (five kinds of 1024).
-    pub(crate) const COUNT: usize = 5 * KIND_STRIDE as usize;
-
-    /// The position of a role byte among [`COUNT`], if it is one.
-    pub(crate) fn index(byte: u64) -> Option<usize> {
-        byte.checked_sub(BASE)
-            .map(|i| i as usize)
-            .filter(|&i| i < COUNT)
-    }
 
     /// A process that holds guest `peer`'s entry (held while it lives).
     pub fn guest_presence(peer: u8) -> u64 {
@@ -197,79 +187,77 @@ impl Drop for ByteLock {
     }
 }
 
-/// The role locks one host or guest holds, taken on first use and kept
-/// until it is dropped.
+/// The segment file and its path, for the locks taken on it and the
+/// errors that name it.
+pub(crate) type LockFile<'a> = Option<(&'a Arc<SegmentFile>, &'a Path)>;
+
+/// One role (one end of one ring), taken on first use and kept until the
+/// end that plays it is dropped.
 #[derive(Debug)]
-pub(crate) struct RoleLocks {
-    /// The segment file and its path (for errors); `None` for heap and
-    /// caller-supplied regions, which live in one process whose `&mut self`
-    /// methods already serialize each role.
-    file: Option<(Arc<SegmentFile>, PathBuf)>,
-    /// The lock guards, kept for as long as the roles are held.
-    held: Vec<(u64, ByteLock)>,
-    /// One bit per role byte (`lock_byte::index`): the check made on every
-    /// send and receive.
-    held_bits: [u64; lock_byte::COUNT / 64],
+pub(crate) struct Role {
+    byte: u64,
+    /// Whether the role is held: by `lock` on a file-backed segment; on a
+    /// heap or caller-supplied region, which lives in one process whose
+    /// `&mut self` methods already serialize each role, as soon as it is
+    /// first asked for.
+    held: bool,
+    lock: Option<ByteLock>,
 }
 
-impl RoleLocks {
-    /// No roles yet, on `file` (if file-backed).
-    pub(crate) fn new(file: Option<(Arc<SegmentFile>, PathBuf)>) -> Self {
-        RoleLocks {
-            file,
-            held: Vec::new(),
-            held_bits: [0; lock_byte::COUNT / 64],
+impl Role {
+    /// The role of lock byte `byte`, not yet taken.
+    pub(crate) fn new(byte: u64) -> Self {
+        Role {
+            byte,
+            held: false,
+            lock: None,
         }
     }
 
+    /// Whether the role is held.
     #[inline]
-    fn holds(&self, byte: u64) -> bool {
-        match lock_byte::index(byte) {
-            Some(i) => self.held_bits[i / 64] & (1 << (i % 64)) != 0,
-            None => self.held.iter().any(|(b, _)| *b == byte),
-        }
+    pub(crate) fn is_held(&self) -> bool {
+        self.held
     }
 
-    /// Takes the lock on `byte` unless already held; waits until `deadline`
-    /// for another process to release it. `what` names the role for the
+    /// Takes the role unless already held; waits until `deadline` for
+    /// another process to release it. `what` names the role for the
     /// [`Error::Busy`] it fails with when the time is up.
-    // Every send and receive asks: the answer is nearly always yes, a bit
+    // Every send and receive asks: the answer is nearly always yes, one
     // test inlined into the caller; taking the lock is out of line.
     #[inline]
     pub(crate) fn ensure(
         &mut self,
-        byte: u64,
+        file: LockFile<'_>,
         deadline: &mut Deadline,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
-        if self.holds(byte) {
+        if self.held {
             return Ok(());
         }
-        self.take(byte, deadline, what)
+        self.take(file, deadline, what)
     }
 
-    /// [`RoleLocks::ensure`] for a role not yet held.
     #[cold]
     #[inline(never)]
     fn take(
         &mut self,
-        byte: u64,
+        file: LockFile<'_>,
         deadline: &mut Deadline,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
-        let Some((file, path)) = &self.file else {
+        let Some((file, path)) = file else {
+            self.held = true;
             return Ok(());
         };
         loop {
-            let taken = ByteLock::try_lock(file, byte).map_err(|cause| Error::Io {
-                path: path.clone(),
+            let taken = ByteLock::try_lock(file, self.byte).map_err(|cause| Error::Io {
+                path: path.to_path_buf(),
                 cause,
             })?;
             if let Some(lock) = taken {
-                self.held.push((byte, lock));
-                if let Some(i) = lock_byte::index(byte) {
-                    self.held_bits[i / 64] |= 1 << (i % 64);
-                }
+                self.lock = Some(lock);
+                self.held = true;
                 return Ok(());
             }
             if deadline.passed() {

@@ -58,3 +58,28 @@ impl fmt::Display for PeerState {
         })
     }
 }
+
+/// One side of a segment: the host, or a guest.
+///
+/// ```
+/// use shmhub::Party;
+///
+/// assert_eq!(Party::Host.to_string(), "host");
+/// assert_eq!(Party::Guest(3).to_string(), "peer 3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Party {
+    /// The host.
+    Host,
+    /// The guest with this id.
+    Guest(PeerId),
+}
+
+impl fmt::Display for Party {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Party::Host => f.write_str("host"),
+            Party::Guest(p) => write!(f, "peer {p}"),
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! pools, and their sending and receiving ends.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -11,9 +11,10 @@ use crate::consumer::Consumer;
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
-use crate::locks::{ByteLock, RoleLocks, lock_byte, lock_byte::End};
+use crate::locks::{ByteLock, LockFile, lock_byte, lock_byte::End};
 use crate::mmap::MmapRegion;
 use crate::party::PeerId;
+use crate::party::PeerState;
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::producer::Producer;
@@ -103,13 +104,26 @@ impl Segment {
         self.backing.mmap().map(|m| m.file())
     }
 
-    /// A fresh set of role locks on this segment's file.
-    pub(crate) fn role_locks(&self) -> RoleLocks {
-        RoleLocks::new(
-            self.backing
-                .mmap()
-                .map(|m| (m.segment_file().clone(), PathBuf::from(m.path()))),
-        )
+    /// The file roles are locked on, and its path for errors; `None` for
+    /// a heap or caller-supplied region.
+    pub(crate) fn lock_file(&self) -> LockFile<'_> {
+        self.backing.mmap().map(|m| (m.segment_file(), m.path()))
+    }
+
+    /// The heartbeat interval in nanoseconds (0: heartbeats off).
+    #[inline]
+    pub(crate) fn heartbeat_interval_ns(&self) -> u64 {
+        u64::from(self.layout.config.heartbeat_interval_ms) * 1_000_000
+    }
+
+    /// Once a departed guest's messages have all been read, its entry is
+    /// free for the next guest.
+    pub(crate) fn finish_goodbye(&self, p: u8) -> Result<()> {
+        let peer = self.peer(p);
+        if peer.state()? == PeerState::Goodbye {
+            peer.transition(PeerState::Goodbye, PeerState::Empty)?;
+        }
+        Ok(())
     }
 
     /// Checks that the segment file is still the one mapped, at full length.

@@ -67,6 +67,49 @@ impl std::str::FromStr for WaitStrategy {
     }
 }
 
+/// How long a send or a receive may wait: one argument for every call,
+/// where the standard library has a family (`try_recv`, `recv_timeout`,
+/// `recv`).
+///
+/// A `Duration` converts to `After` (zero does not wait), and an
+/// `Option<Duration>` too, `None` meaning `Never`, so `Some(d)` and
+/// `None` work wherever a timeout is asked for.
+///
+/// ```
+/// use std::time::Duration;
+/// use shmhub::Timeout;
+///
+/// assert_eq!(Timeout::from(Duration::from_millis(5)), Timeout::After(Duration::from_millis(5)));
+/// assert_eq!(Timeout::from(None), Timeout::Never);
+/// assert_eq!(Timeout::from(Duration::ZERO), Timeout::NoWait);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timeout {
+    /// Do not wait: if the call cannot go ahead now, it says so at once.
+    NoWait,
+    /// Wait up to this long.
+    After(Duration),
+    /// Wait as long as it takes: until the call can go ahead, or the other
+    /// side leaves.
+    Never,
+}
+
+impl From<Duration> for Timeout {
+    fn from(timeout: Duration) -> Self {
+        if timeout.is_zero() {
+            Timeout::NoWait
+        } else {
+            Timeout::After(timeout)
+        }
+    }
+}
+
+impl From<Option<Duration>> for Timeout {
+    fn from(timeout: Option<Duration>) -> Self {
+        timeout.map_or(Timeout::Never, Timeout::from)
+    }
+}
+
 /// Longest single sleep, so that waiters re-check goodbye flags and
 /// liveness even when no wake arrives.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
@@ -101,6 +144,15 @@ impl Deadline {
     /// Wait up to `timeout` (`None`: without limit).
     pub(crate) fn after(timeout: Option<Duration>) -> Self {
         Deadline { timeout, at: None }
+    }
+
+    /// Wait as `timeout` says.
+    pub(crate) fn of(timeout: Timeout) -> Self {
+        Deadline::after(match timeout {
+            Timeout::NoWait => Some(Duration::ZERO),
+            Timeout::After(d) => Some(d),
+            Timeout::Never => None,
+        })
     }
 
     /// Whether this deadline sets no limit at all.

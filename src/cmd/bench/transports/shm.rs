@@ -117,7 +117,8 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                     }
                     .map_err(|e| seg_err(path, e))?;
                     let echoed = host
-                        .recv_from_with(peer_id, timeout, |echo| echo.payload().len())
+                        .receiver(peer_id)
+                        .and_then(|rx| rx.recv_with(timeout, |echo| echo.payload().len()))
                         .map_err(|e| seg_err(path, e))?
                         .context("the benchmark guest did not answer")?;
                     if echoed != size {

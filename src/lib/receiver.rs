@@ -1,0 +1,515 @@
+//! The receiving ends as a caller holds them: one ring's
+//! ([`Receiver`]: a guest's from the host, or the host's from one guest),
+//! and the host's from every guest at once ([`AnyReceiver`]).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::consumer::Consumer;
+use crate::error::{Error, Result};
+use crate::header;
+use crate::layout::Direction;
+use crate::locks::{Role, lock_byte, lock_byte::End};
+use crate::party::{Party, PeerId, PeerState};
+use crate::segment::Segment;
+use crate::wait::{Announce, Backoff, Deadline, Step, Timeout, WaitStrategy, sleep_unless};
+use crate::watch::{EntryWatch, GuestWatch, HostWatch, Moving, OtherSide};
+use crate::zerocopy::Received;
+
+/// The receiving end of one ring: a guest's from the host
+/// ([`crate::ShmGuest::receiver`]), or the host's from one guest
+/// ([`crate::ShmHost::receiver`]).
+///
+/// It holds the ring's consuming side, the receiving role (a lock on the
+/// segment file, taken at the first receive, so that no other process
+/// receives from this ring meanwhile) and a watch on the sending side,
+/// which ends any wait once that side is gone and has nothing left to read.
+///
+/// A received message is checked before anything is read through it
+/// (`shm.recv.validate`), and its payload is lent where it lies: a slot
+/// goes back to the sender's pool when the message is dropped
+/// ([`Receiver::recv`]) or as the closure returns ([`Receiver::recv_with`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, Timeout};
+///
+/// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+/// let mut guest = ShmGuest::attach(host.region())?;
+/// host.send(guest.peer_id(), Frame::new(MsgDesc::new(2, 7), vec![1; 1000]))?;
+///
+/// let rx = guest.receiver();
+/// let sum = rx.recv_with(Duration::from_secs(1), |m| m.payload().iter().map(|&b| u64::from(b)).sum::<u64>());
+/// assert_eq!(sum?, Some(1000));
+/// // Nothing more is queued: the time runs out, the closure is not called.
+/// assert_eq!(rx.recv_with(Timeout::NoWait, |m| m.desc().id)?, None);
+/// # Ok::<(), shmhub::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Receiver {
+    seg: Arc<Segment>,
+    end: Consumer,
+    role: Role,
+    sender: OtherSide,
+}
+
+/// What one receive's waits check about the sending side.
+enum RecvChecks<'a> {
+    Host(&'a mut HostWatch, &'a Segment),
+    Guest(EntryWatch<'a>),
+}
+
+impl RecvChecks<'_> {
+    fn check(&mut self) -> Result<()> {
+        match self {
+            RecvChecks::Host(watch, seg) => watch.check(seg),
+            RecvChecks::Guest(entry) => entry.check(Moving::Receiving),
+        }
+    }
+}
+
+impl Receiver {
+    /// The host's receiving end from guest `guest`.
+    pub(crate) fn host_from(seg: &Arc<Segment>, guest: PeerId) -> Self {
+        Receiver {
+            end: seg.consumer(guest, Direction::GuestToHost),
+            role: Role::new(lock_byte::ring_end(guest, End::GuestToHostConsumer)),
+            sender: OtherSide::Guest(GuestWatch::new(guest)),
+            seg: seg.clone(),
+        }
+    }
+
+    /// Guest `guest`'s receiving end from the host, for its claim at
+    /// `epoch`.
+    pub(crate) fn guest_from_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Self {
+        Receiver {
+            end: seg.consumer(guest, Direction::HostToGuest),
+            role: Role::new(lock_byte::ring_end(guest, End::HostToGuestConsumer)),
+            sender: OtherSide::Host(HostWatch::new(guest, epoch)),
+            seg: seg.clone(),
+        }
+    }
+
+    /// Who sends what this end receives.
+    pub fn from(&self) -> Party {
+        self.sender.party()
+    }
+
+    /// Sets how this end waits (default: adaptive).
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.end.set_strategy(strategy);
+    }
+
+    /// Takes the receiving role now rather than at the first receive, so
+    /// that no other process receives from this ring from here on; waits up
+    /// to `timeout` for a process that holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] if another process still holds it when the time is up.
+    pub fn take_role(&mut self, timeout: impl Into<Timeout>) -> Result<()> {
+        self.ensure_role(&mut Deadline::of(timeout.into()))
+    }
+
+    #[inline]
+    fn ensure_role(&mut self, deadline: &mut Deadline) -> Result<()> {
+        if self.role.is_held() {
+            return Ok(());
+        }
+        let what = match &self.sender {
+            OtherSide::Host(watch) => format!("the receiving end of peer {}", watch.peer_id()),
+            OtherSide::Guest(watch) => {
+                format!("the host's receiving end for peer {}", watch.peer_id())
+            }
+        };
+        self.role.ensure(self.seg.lock_file(), deadline, || what)
+    }
+
+    /// Takes the receiving role without waiting, for a reclaim or a
+    /// detach; false if another process holds it.
+    pub(crate) fn try_take_role(&mut self) -> bool {
+        self.ensure_role(&mut Deadline::no_wait()).is_ok()
+    }
+
+    /// Receives the next message, waiting up to `timeout` for one, with
+    /// its payload in place until the returned value is dropped.
+    /// `Ok(None)` when the time ran out.
+    ///
+    /// # Errors
+    ///
+    /// - the sending side gone ([`crate::ErrorKind::Gone`]) once nothing it
+    ///   sent is left to read: the host said goodbye ([`Error::HostGone`];
+    ///   an empty ring without waiting is `Ok(None)` even then) or died
+    ///   ([`Error::HostDied`], judged every 100 ms while waiting), a guest
+    ///   left or died ([`Error::PeerGone`], at once for an entry that is
+    ///   Empty again); [`Error::PeerGone`] also when a guest's own entry
+    ///   was reclaimed; [`Error::PeerState`] at once for a guest entry
+    ///   nobody ever held;
+    /// - [`Error::BadDescriptor`] for a message that fails validation (it
+    ///   is dropped, the next one can be received);
+    /// - [`Error::Busy`] when another process receives from this ring.
+    ///
+    /// shm[impl shm.recv.zero-copy]
+    #[inline]
+    pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<Option<Received>> {
+        self.recv_taking(timeout.into(), Consumer::try_recv)
+    }
+
+    /// Receives the next message, waiting up to `timeout` for one, and
+    /// lends it, payload in place, to `read`; returns what `read` returned,
+    /// or `Ok(None)` when the time ran out (then `read` was not called). A
+    /// payload in a slot goes back to the sender's pool as `read` returns.
+    ///
+    /// The fastest receive: the message is read in the call's own frame,
+    /// where [`Receiver::recv`] moves it out to the caller.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`]; `read` is not called for a message that
+    /// fails validation.
+    ///
+    /// shm[impl shm.recv.borrowed]
+    #[inline]
+    pub fn recv_with<T>(
+        &mut self,
+        timeout: impl Into<Timeout>,
+        read: impl FnOnce(&Received) -> T,
+    ) -> Result<Option<T>> {
+        let mut read = Some(read);
+        self.recv_taking(timeout.into(), |end| end.try_recv_with(&mut read))
+    }
+
+    /// The receives: the checks before a look, one look with `take`, which
+    /// takes the message off the ring the way the caller wants it, then a
+    /// wait whose every look is `take`.
+    #[inline(always)]
+    fn recv_taking<T>(
+        &mut self,
+        timeout: Timeout,
+        mut take: impl FnMut(&Consumer) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let mut deadline = Deadline::of(timeout);
+        self.before(&mut deadline)?;
+        // The result goes back whole, not taken apart and rebuilt: a
+        // message moved between two layouts is copied across the stores
+        // that just built it, and waits for them.
+        match take(&self.end) {
+            Ok(None) => {}
+            taken => return taken,
+        }
+        self.found_empty()?;
+        let (end, mut checks) = self.checks()?;
+        end.wait_to_take(&mut deadline, &mut || checks.check(), || take(end))
+    }
+
+    /// Receives up to `max` queued messages at once (one index update for
+    /// all of them), waiting up to `timeout` for the first; `handle` gets
+    /// each with its payload in place. Returns how many (0: the time ran
+    /// out).
+    ///
+    /// The slots of messages `handle` drops (on this thread) go back to
+    /// the sender's pool together as this returns, not one by one; a
+    /// message kept past the batch is freed when it is dropped.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`]; a bad descriptor in the batch is reported
+    /// after the good ones were handed over.
+    pub fn recv_batch(
+        &mut self,
+        max: usize,
+        timeout: impl Into<Timeout>,
+        mut handle: impl FnMut(Received),
+    ) -> Result<usize> {
+        let mut deadline = Deadline::of(timeout.into());
+        self.before(&mut deadline)?;
+        loop {
+            let n = self.end.recv_batch(max, &mut handle)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            self.found_empty()?;
+            if self.end.has_data()? {
+                continue;
+            }
+            let (end, mut checks) = self.checks()?;
+            if !end.wait_for_data(&mut deadline, &mut || checks.check())? {
+                return Ok(0);
+            }
+            self.before(&mut Deadline::no_wait())?;
+        }
+    }
+
+    /// What comes before a look at the ring: the receiving role (waited for
+    /// within the deadline), then, for a guest, its entry still its own and
+    /// a heartbeat if due; for the host, a refusal to wait on an entry
+    /// nobody holds with nothing queued in it, which would only end with
+    /// its timeout.
+    #[inline(always)]
+    fn before(&mut self, deadline: &mut Deadline) -> Result<()> {
+        self.ensure_role(deadline)?;
+        match &mut self.sender {
+            OtherSide::Host(watch) => watch.before(&self.seg),
+            OtherSide::Guest(watch) => {
+                let p = watch.peer_id();
+                let (state, epoch) = self.seg.peer(p).state_and_epoch()?;
+                if state != PeerState::Empty || self.end.has_data()? {
+                    return Ok(());
+                }
+                // An entry a guest has held has seen it leave; one never
+                // held is just empty.
+                if epoch > 0 {
+                    return Err(Error::PeerGone { peer_id: p });
+                }
+                Err(Error::PeerState {
+                    peer_id: p,
+                    state,
+                    expected: "attached or reserved",
+                })
+            }
+        }
+    }
+
+    /// After a look that found nothing: the host finishes the goodbye of a
+    /// guest that left once everything it sent has been read.
+    fn found_empty(&self) -> Result<()> {
+        match &self.sender {
+            OtherSide::Host(_) => Ok(()),
+            OtherSide::Guest(watch) => self.seg.finish_goodbye(watch.peer_id()),
+        }
+    }
+
+    /// The consuming end, and the checks of a wait on it (for the host,
+    /// on the guest's entry as it is now).
+    fn checks(&mut self) -> Result<(&Consumer, RecvChecks<'_>)> {
+        let seg = &*self.seg;
+        let checks = match &mut self.sender {
+            OtherSide::Host(watch) => RecvChecks::Host(watch, seg),
+            OtherSide::Guest(watch) => RecvChecks::Guest(watch.begin(seg)?),
+        };
+        Ok((&self.end, checks))
+    }
+
+    /// Takes everything queued without reading it, freeing the slots the
+    /// descriptors name; how many were dropped.
+    pub(crate) fn discard_all(&self) -> Result<usize> {
+        self.end.discard_all()
+    }
+
+    /// Whether nothing is left to read, judged after the caller's own move
+    /// of its entry (see `Consumer::is_empty_after_move`).
+    pub(crate) fn is_empty_after_move(&self) -> Result<bool> {
+        self.end.is_empty_after_move()
+    }
+
+    /// The guest's watch, for its heartbeat (a guest's receiver only).
+    pub(crate) fn beat(&mut self) -> Result<()> {
+        match &mut self.sender {
+            OtherSide::Host(watch) => watch.beat(&self.seg),
+            OtherSide::Guest(_) => Ok(()),
+        }
+    }
+}
+
+/// The host's receiving end from every guest at once: a receive takes the
+/// next message from whichever guest has one, round-robin, so that a busy
+/// guest cannot starve the others. It holds the host's [`Receiver`] for
+/// each guest ([`AnyReceiver::from_guest`]); a receive from any guest
+/// takes the receiving role of every guest's ring.
+///
+/// ```
+/// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, Timeout};
+///
+/// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+/// let mut a = ShmGuest::attach(host.region())?;
+/// let mut b = ShmGuest::attach(host.region())?;
+/// b.send(Frame::new(MsgDesc::default(), b"from b".to_vec()))?;
+/// a.send(Frame::new(MsgDesc::default(), vec![1; 5000]))?;
+///
+/// let inbox = host.any_receiver();
+/// let mut got = Vec::new();
+/// while let Some((from, len)) = inbox.recv_with(Timeout::NoWait, |from, m| (from, m.payload().len()))? {
+///     got.push((from, len));
+/// }
+/// assert_eq!(got, [(a.peer_id(), 5000), (b.peer_id(), 6)]);
+/// # Ok::<(), shmhub::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct AnyReceiver {
+    seg: Arc<Segment>,
+    /// The receiving end from each guest (guest `p` at `p - 1`).
+    receivers: Vec<Receiver>,
+    /// Where the next look starts (round-robin).
+    next: PeerId,
+    strategy: WaitStrategy,
+    /// Whether every guest's receiving role is held already.
+    all_roles: bool,
+}
+
+impl AnyReceiver {
+    /// The host's receiving ends of `seg`, one per guest.
+    pub(crate) fn new(seg: &Arc<Segment>) -> Self {
+        AnyReceiver {
+            receivers: seg
+                .layout
+                .guests()
+                .map(|p| Receiver::host_from(seg, p))
+                .collect(),
+            seg: seg.clone(),
+            next: 1,
+            strategy: WaitStrategy::default(),
+            all_roles: false,
+        }
+    }
+
+    /// The receiving end from guest `peer_id` alone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPeerId`] for an id that is not a guest of this
+    /// segment.
+    pub fn from_guest(&mut self, peer_id: PeerId) -> Result<&mut Receiver> {
+        let p = self.seg.guest_id(peer_id)?;
+        Ok(&mut self.receivers[usize::from(p) - 1])
+    }
+
+    /// Sets how this end, and each guest's, waits (default: adaptive).
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.strategy = strategy;
+        for receiver in &mut self.receivers {
+            receiver.set_wait_strategy(strategy);
+        }
+    }
+
+    /// Takes the receiving role of every guest's ring now rather than at
+    /// the first receive, so that no other process receives as the host
+    /// from here on; waits up to `timeout` for a process that holds one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Busy`] if another process still holds one when the time is up.
+    pub fn take_roles(&mut self, timeout: impl Into<Timeout>) -> Result<()> {
+        self.ensure_roles(&mut Deadline::of(timeout.into()))
+    }
+
+    fn ensure_roles(&mut self, deadline: &mut Deadline) -> Result<()> {
+        if self.all_roles {
+            return Ok(());
+        }
+        for receiver in &mut self.receivers {
+            receiver.ensure_role(deadline)?;
+        }
+        self.all_roles = true;
+        Ok(())
+    }
+
+    /// Receives the next message from any guest, waiting up to `timeout`,
+    /// with the id of the guest that sent it; the payload stays in place
+    /// until the returned value is dropped. `Ok(None)` when the time ran
+    /// out.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadDescriptor`] for a message that fails validation (it is
+    /// dropped); [`Error::Busy`] when another process receives as the host.
+    ///
+    /// shm[impl shm.host.fair]
+    pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<Option<(PeerId, Received)>> {
+        self.recv_taking(timeout.into(), |end, p| Ok(end.try_recv()?.map(|r| (p, r))))
+    }
+
+    /// Receives the next message from any guest, waiting up to `timeout`,
+    /// and lends it, payload in place, to `read` with the id of the guest
+    /// that sent it; returns what `read` returned, or `Ok(None)` when the
+    /// time ran out (then `read` was not called). A payload in a slot goes
+    /// back to the guest's pool as `read` returns.
+    ///
+    /// # Errors
+    ///
+    /// As [`AnyReceiver::recv`]; `read` is not called for a message that
+    /// fails validation.
+    ///
+    /// shm[impl shm.recv.borrowed]
+    pub fn recv_with<T>(
+        &mut self,
+        timeout: impl Into<Timeout>,
+        read: impl FnOnce(PeerId, &Received) -> T,
+    ) -> Result<Option<T>> {
+        let mut read = Some(read);
+        // A message is taken once and `read` is there until then, so the
+        // inner `None` (no `read` left) never happens.
+        let taken = self.recv_taking(timeout.into(), |end, p| {
+            end.try_take(|received| read.take().map(|read| read(p, &received)))
+        })?;
+        Ok(taken.flatten())
+    }
+
+    /// The wait of the receives from any guest: a look at every ring with
+    /// `take` until one finds something or the time runs out. A sleep is
+    /// on the host's doorbell, which a guest rings when it publishes to a
+    /// host that said it sleeps.
+    fn recv_taking<T>(
+        &mut self,
+        timeout: Timeout,
+        mut take: impl FnMut(&Consumer, PeerId) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        let mut deadline = Deadline::of(timeout);
+        self.ensure_roles(&mut deadline)?;
+        let region = self.seg.region.clone();
+        let doorbell = region.atomic_u32(header::field::HOST_DOORBELL)?;
+        let host_waiting = region.atomic_u32(header::field::HOST_WAITING)?;
+        let mut backoff = Backoff::new(self.strategy);
+        loop {
+            let rung = doorbell.load(Ordering::Acquire);
+            if let Some(found) = self.look_at_every_ring(&mut take)? {
+                return Ok(Some(found));
+            }
+            match backoff.next_step(&mut deadline) {
+                Step::Again | Step::Check => {}
+                Step::Expired => return Ok(None),
+                Step::Sleep(nap) => {
+                    // One look at every ring after announcing the sleep: a
+                    // guest that published before it is seen; one that
+                    // publishes after it sees the announcement and rings
+                    // the doorbell (`header::wake_host`).
+                    let receivers = &self.receivers;
+                    let nothing_new = || {
+                        for receiver in receivers {
+                            if !receiver.end.is_empty_now()? {
+                                return Ok(None);
+                            }
+                        }
+                        Ok(Some(rung))
+                    };
+                    sleep_unless(Announce::Flag(host_waiting), doorbell, nap, nothing_new)?;
+                }
+            }
+        }
+    }
+
+    /// Looks at every guest's ring once, round-robin from where the last
+    /// look that found something left off, and returns what `take` took
+    /// from the first that had a message (`take` must take nothing, and
+    /// return `None`, from a ring that had none); finishes the goodbye of a
+    /// departed guest whose ring it found empty.
+    #[inline(always)]
+    fn look_at_every_ring<T>(
+        &mut self,
+        take: &mut impl FnMut(&Consumer, PeerId) -> Result<Option<T>>,
+    ) -> Result<Option<T>> {
+        // In usize: with 255 guests, a start past the first plus an offset
+        // does not fit a u8.
+        let guests = self.receivers.len();
+        let start = usize::from(self.next) - 1;
+        for i in 0..guests {
+            let index = (start + i) % guests;
+            let p = index as PeerId + 1;
+            if let Some(found) = take(&self.receivers[index].end, p)? {
+                self.next = ((index + 1) % guests) as PeerId + 1;
+                return Ok(Some(found));
+            }
+            self.seg.finish_goodbye(p)?;
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,282 @@
+//! The sending end of one ring, as a caller holds it: the host's towards
+//! one guest, or a guest's towards the host.
+
+use std::sync::Arc;
+
+use crate::desc::{Frame, MsgDesc};
+use crate::error::Result;
+use crate::layout::Direction;
+use crate::locks::{Role, lock_byte, lock_byte::End};
+use crate::party::{Party, PeerId};
+use crate::peer::Presence;
+use crate::producer::Producer;
+use crate::segment::Segment;
+use crate::wait::{Deadline, Timeout, WaitStrategy};
+use crate::watch::{EntryWatch, GuestWatch, HostWatch, Moving, OtherSide};
+use crate::zerocopy::SlotLoan;
+
+/// The sending end of one ring: the host's towards one guest
+/// ([`crate::ShmHost::sender`]), or a guest's towards the host
+/// ([`crate::ShmGuest::sender`]).
+///
+/// It holds the ring's producing side, the sender's pool (a payload larger
+/// than a descriptor's inline bytes travels in one of its slots), the
+/// sending role (a lock on the segment file, taken at the first send, so
+/// that no other process sends on this ring meanwhile) and a watch on the
+/// receiving side, which ends any wait once that side is gone.
+///
+/// Every call takes one [`Timeout`]: how long to wait for room in the
+/// ring and a free slot (`Timeout::NoWait`: not at all; a `Duration`; or
+/// `None`/`Timeout::Never`: as long as it takes).
+///
+/// ```
+/// use std::time::Duration;
+/// use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost, Timeout, msg_type};
+///
+/// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+/// let mut guest = ShmGuest::attach(host.region())?;
+/// let to_guest = host.sender(guest.peer_id())?;
+/// to_guest.send(MsgDesc::new(msg_type::DATA, 1), b"hello", Timeout::NoWait)?;
+/// to_guest.send(MsgDesc::new(msg_type::DATA, 2), &[7; 3000], Duration::from_secs(1))?;
+///
+/// let rx = guest.receiver();
+/// assert_eq!(rx.recv(Timeout::NoWait)?.unwrap().payload(), b"hello");
+/// assert_eq!(rx.recv(Timeout::NoWait)?.unwrap().payload().len(), 3000);
+/// # Ok::<(), shmhub::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Sender {
+    seg: Arc<Segment>,
+    end: Producer,
+    role: Role,
+    receiver: OtherSide,
+}
+
+/// What one send checks about the receiving side: between naps, and
+/// (sending to a guest, which can leave under a send) around publishing.
+enum SendChecks<'a> {
+    Host(&'a mut HostWatch, &'a Segment),
+    Guest(EntryWatch<'a>),
+}
+
+impl<'a> SendChecks<'a> {
+    fn check(&mut self) -> Result<()> {
+        match self {
+            SendChecks::Host(watch, seg) => watch.check(seg),
+            SendChecks::Guest(entry) => entry.check(Moving::Sending),
+        }
+    }
+
+    /// What a publication looks at just before and just after; `None` for
+    /// the host, which does not move away under a send as a guest can.
+    fn presence(&self) -> Result<Option<Presence<'a>>> {
+        match self {
+            SendChecks::Host(..) => Ok(None),
+            SendChecks::Guest(entry) => entry.presence().map(Some),
+        }
+    }
+}
+
+impl Sender {
+    /// The host's sending end towards guest `guest`.
+    pub(crate) fn host_to(seg: &Arc<Segment>, guest: PeerId) -> Self {
+        Sender {
+            end: seg.producer(guest, Direction::HostToGuest),
+            role: Role::new(lock_byte::ring_end(guest, End::HostToGuestProducer)),
+            receiver: OtherSide::Guest(GuestWatch::new(guest)),
+            seg: seg.clone(),
+        }
+    }
+
+    /// Guest `guest`'s sending end towards the host, for its claim at
+    /// `epoch`.
+    pub(crate) fn guest_to_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Self {
+        Sender {
+            end: seg.producer(guest, Direction::GuestToHost),
+            role: Role::new(lock_byte::ring_end(guest, End::GuestToHostProducer)),
+            receiver: OtherSide::Host(HostWatch::new(guest, epoch)),
+            seg: seg.clone(),
+        }
+    }
+
+    /// Who receives what this end sends.
+    pub fn to(&self) -> Party {
+        self.receiver.party()
+    }
+
+    /// Sets how this end waits (default: adaptive).
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.end.set_strategy(strategy);
+    }
+
+    /// Takes the sending role now rather than at the first send, waiting
+    /// up to `timeout` for another process that holds it.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Busy`] if another process still holds it when the
+    /// time is up.
+    pub fn take_role(&mut self, timeout: impl Into<Timeout>) -> Result<()> {
+        let what = self.role_name();
+        self.role.ensure(
+            self.seg.lock_file(),
+            &mut Deadline::of(timeout.into()),
+            || what,
+        )
+    }
+
+    fn role_name(&self) -> String {
+        match &self.receiver {
+            OtherSide::Host(watch) => format!("the sending end of peer {}", watch.peer_id()),
+            OtherSide::Guest(watch) => {
+                format!("the host's sending end for peer {}", watch.peer_id())
+            }
+        }
+    }
+
+    /// Sends one message: `desc` (type, id, method) with `payload`, copied
+    /// inline into the descriptor or into a slot of the sender's pool.
+    /// Waits up to `timeout` for room in the ring and, for a payload larger
+    /// than a descriptor's inline bytes, a free slot.
+    ///
+    /// # Errors
+    ///
+    /// - [`crate::Error::PayloadTooLarge`] before anything is written;
+    /// - the retryable [`crate::Error::RingFull`],
+    ///   [`crate::Error::PoolExhausted`] or [`crate::Error::ShareExhausted`]
+    ///   when the time ran out (nothing was sent);
+    /// - the receiving side gone ([`crate::ErrorKind::Gone`]): a guest that
+    ///   left or died while this waited, or a host that said goodbye or
+    ///   died; [`crate::Error::PeerState`] at once for an entry that is
+    ///   neither attached nor reserved;
+    /// - [`crate::Error::Busy`] when another process sends on this ring (a
+    ///   role another process keeps is waited for within the timeout, but
+    ///   not without one: it is not backpressure);
+    /// - a corrupt-segment error.
+    ///
+    /// shm[impl shm.send.backpressure]
+    #[inline]
+    pub fn send(
+        &mut self,
+        desc: MsgDesc,
+        payload: &[u8],
+        timeout: impl Into<Timeout>,
+    ) -> Result<()> {
+        let mut deadline = Deadline::of(timeout.into());
+        let (end, mut checks) = self.begin(&mut deadline)?;
+        let presence = checks.presence()?;
+        end.send(
+            desc,
+            payload,
+            &mut deadline,
+            &mut || checks.check(),
+            presence,
+        )
+    }
+
+    /// Sends `frames` in order, publishing as many descriptors at once as
+    /// the ring has room for (one index update and at most one wake per
+    /// round). Returns how many were sent: all, or fewer if the time ran
+    /// out first.
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`]; an oversized frame anywhere in the batch is
+    /// refused before anything is sent.
+    ///
+    /// shm[impl shm.send.batch]
+    pub fn send_batch(&mut self, frames: &[Frame], timeout: impl Into<Timeout>) -> Result<usize> {
+        let mut deadline = Deadline::of(timeout.into());
+        let (end, mut checks) = self.begin(&mut deadline)?;
+        let presence = checks.presence()?;
+        end.send_batch(frames, &mut deadline, &mut || checks.check(), presence)
+    }
+
+    /// Lends a slot of the sender's pool for a `len`-byte payload, once the
+    /// ring has room for its descriptor: write the payload in place, then
+    /// [`Sender::commit`]. A loan dropped without a commit gives its slot
+    /// back.
+    ///
+    /// ```
+    /// use shmhub::{SegmentConfig, ShmGuest, ShmHost, Timeout};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// let tx = guest.sender();
+    /// let mut loan = tx.loan(4096, Timeout::NoWait)?;
+    /// loan.as_mut_slice().fill(0xAB);
+    /// tx.commit(loan)?;
+    /// let (from, got) = host.any_receiver().recv(Timeout::NoWait)?.unwrap();
+    /// assert_eq!(from, guest.peer_id());
+    /// assert!(got.payload().iter().all(|&b| b == 0xAB));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::send`].
+    ///
+    /// shm[impl shm.send.zero-copy]
+    pub fn loan(&mut self, len: usize, timeout: impl Into<Timeout>) -> Result<SlotLoan> {
+        let mut deadline = Deadline::of(timeout.into());
+        let (end, mut checks) = self.begin(&mut deadline)?;
+        end.loan(len, &mut deadline, &mut || checks.check())
+    }
+
+    /// Sends a slot lent by [`Sender::loan`] on this end.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Corrupt`] for a loan made by another end or segment;
+    /// the receiving side gone, as for a send (the slot goes back to the
+    /// pool); [`crate::Error::RingFull`] only if the ring was filled
+    /// behind the loan's back.
+    pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
+        let mut deadline = Deadline::no_wait();
+        let (end, checks) = self.begin(&mut deadline)?;
+        let presence = checks.presence()?;
+        end.commit(loan, presence)
+    }
+
+    /// What every send does first: takes the sending role (waited for
+    /// within the deadline, but never without one) and checks that the
+    /// receiving side is there to send to; returns the producing end and
+    /// the checks for the send's waits.
+    #[inline]
+    fn begin(&mut self, deadline: &mut Deadline) -> Result<(&mut Producer, SendChecks<'_>)> {
+        if !self.role.is_held() {
+            let what = self.role_name();
+            let mut no_wait = Deadline::no_wait();
+            let wait = if deadline.is_unlimited() {
+                &mut no_wait
+            } else {
+                &mut *deadline
+            };
+            self.role.ensure(self.seg.lock_file(), wait, || what)?;
+        }
+        let seg = &*self.seg;
+        let checks = match &mut self.receiver {
+            OtherSide::Host(watch) => {
+                watch.before_sending(seg)?;
+                SendChecks::Host(watch, seg)
+            }
+            OtherSide::Guest(watch) => SendChecks::Guest(watch.begin(seg)?.accepting()?),
+        };
+        Ok((&mut self.end, checks))
+    }
+
+    /// Picks up the ring as it is now, after it was reset under this end
+    /// (reclaiming a dead guest does).
+    pub(crate) fn resync(&mut self) {
+        self.end.resync();
+    }
+
+    /// Takes the sending role without waiting, for a reclaim; false if
+    /// another process holds it.
+    pub(crate) fn try_take_role(&mut self) -> bool {
+        let what = self.role_name();
+        self.role
+            .ensure(self.seg.lock_file(), &mut Deadline::no_wait(), || what)
+            .is_ok()
+    }
+}

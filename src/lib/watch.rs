@@ -1,0 +1,264 @@
+//! What an end checks about the other side while it sends or receives:
+//! a guest's ends watch the host (there, not dead) and their own entry
+//! (still their claim); the host's ends watch one guest's entry (still
+//! the guest the operation began with, and its holder alive). Each check
+//! runs between naps of a wait, so a wait ends once the other side is
+//! gone, with that as the operation's result.
+
+use crate::error::{Error, Result};
+use crate::layout::Direction;
+use crate::liveness::{self, HolderStatus, HostStatus};
+use crate::party::{Party, PeerId, PeerState};
+use crate::peer::Presence;
+use crate::segment::Segment;
+use crate::sys;
+
+/// How often a waiting end judges whether the other side's process lives
+/// (a look at locks or `/proc`, dearer than a look at shared memory).
+const LIVENESS_EVERY_NS: u64 = 100_000_000;
+
+/// Which way an operation moves messages, for what counts as the other
+/// side being gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moving {
+    /// Sending to the other side: gone as soon as it left.
+    Sending,
+    /// Receiving from it: gone once it left and nothing it sent is left.
+    Receiving,
+}
+
+/// The other side an end watches.
+#[derive(Debug)]
+pub(crate) enum OtherSide {
+    /// A guest's end: the host.
+    Host(HostWatch),
+    /// One of the host's ends: a guest's entry.
+    Guest(GuestWatch),
+}
+
+impl OtherSide {
+    /// Who the other side is.
+    pub(crate) fn party(&self) -> Party {
+        match self {
+            OtherSide::Host(_) => Party::Host,
+            OtherSide::Guest(watch) => Party::Guest(watch.peer_id()),
+        }
+    }
+}
+
+/// What a guest's end watches: the host, and the guest's own entry. It
+/// also keeps the guest's heartbeat while it works and waits.
+#[derive(Debug)]
+pub(crate) struct HostWatch {
+    peer_id: PeerId,
+    epoch: u32,
+    /// When this end last beat and last judged the host
+    /// (`CLOCK_MONOTONIC` ns): kept across calls, so that a guest that
+    /// waits in short calls still beats and still notices a dead host.
+    last_beat_ns: u64,
+    last_host_check_ns: u64,
+}
+
+impl HostWatch {
+    /// The watch of guest `peer_id`'s ends, for its claim at `epoch`.
+    pub(crate) fn new(peer_id: PeerId, epoch: u32) -> Self {
+        HostWatch {
+            peer_id,
+            epoch,
+            last_beat_ns: sys::monotonic_ns(),
+            last_host_check_ns: 0,
+        }
+    }
+
+    /// The guest whose ends these are.
+    pub(crate) fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Before an operation: the entry is still this guest's, and, with
+    /// heartbeats on, a beat if one is due (a guest busy sending and
+    /// receiving, that never waits, still beats).
+    #[inline]
+    pub(crate) fn before(&mut self, seg: &Segment) -> Result<()> {
+        check_still_mine(seg, self.peer_id, self.epoch)?;
+        let interval_ns = seg.heartbeat_interval_ns();
+        if interval_ns > 0 {
+            self.beat_if_due(seg, sys::monotonic_ns(), interval_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Before a send: as [`HostWatch::before`], and the host has not said
+    /// goodbye (nobody would read what is sent).
+    #[inline]
+    pub(crate) fn before_sending(&mut self, seg: &Segment) -> Result<()> {
+        check_still_mine(seg, self.peer_id, self.epoch)?;
+        if seg.host_goodbye()? {
+            return Err(Error::HostGone);
+        }
+        let interval_ns = seg.heartbeat_interval_ns();
+        if interval_ns > 0 {
+            self.beat_if_due(seg, sys::monotonic_ns(), interval_ns)?;
+        }
+        Ok(())
+    }
+
+    /// Between naps: the host is there and alive (judged at most every
+    /// 100 ms), the entry is still this guest's, and the heartbeat fresh.
+    pub(crate) fn check(&mut self, seg: &Segment) -> Result<()> {
+        if seg.host_goodbye()? {
+            return Err(Error::HostGone);
+        }
+        check_still_mine(seg, self.peer_id, self.epoch)?;
+        let now = sys::monotonic_ns();
+        self.beat_if_due(seg, now, seg.heartbeat_interval_ns())?;
+        if now.saturating_sub(self.last_host_check_ns) >= LIVENESS_EVERY_NS {
+            self.last_host_check_ns = now;
+            let h = seg.header()?;
+            let status =
+                liveness::judge_host(h.host_goodbye, h.host_pid, h.host_start_time, seg.file());
+            if status == HostStatus::Dead {
+                return Err(Error::HostDied { pid: h.host_pid });
+            }
+        }
+        Ok(())
+    }
+
+    /// Refreshes the heartbeat now.
+    pub(crate) fn beat(&mut self, seg: &Segment) -> Result<()> {
+        self.last_beat_ns = sys::monotonic_ns();
+        seg.peer(self.peer_id).beat()
+    }
+
+    fn beat_if_due(&mut self, seg: &Segment, now: u64, interval_ns: u64) -> Result<()> {
+        if interval_ns > 0 && now.saturating_sub(self.last_beat_ns) >= interval_ns {
+            self.last_beat_ns = now;
+            seg.peer(self.peer_id).beat()?;
+        }
+        Ok(())
+    }
+}
+
+/// Fails with [`Error::PeerGone`] if guest `p`'s entry no longer holds
+/// its claim at `epoch` (reclaimed, or claimed again by another).
+#[inline]
+pub(crate) fn check_still_mine(seg: &Segment, p: PeerId, epoch: u32) -> Result<()> {
+    if seg.peer(p).state_and_epoch()? != (PeerState::Attached, epoch) {
+        return Err(Error::PeerGone { peer_id: p });
+    }
+    Ok(())
+}
+
+/// What the host's ends for one guest watch: that guest's entry. Kept
+/// across operations for when the holder was last judged alive.
+#[derive(Debug)]
+pub(crate) struct GuestWatch {
+    peer_id: PeerId,
+    /// When the holder was last judged (`CLOCK_MONOTONIC` ns, 0 = never):
+    /// kept across calls, so that a host waiting in short slices (as the
+    /// command does) still looks.
+    last_judged_ns: u64,
+}
+
+impl GuestWatch {
+    /// The watch of the host's ends for guest `peer_id`.
+    pub(crate) fn new(peer_id: PeerId) -> Self {
+        GuestWatch {
+            peer_id,
+            last_judged_ns: 0,
+        }
+    }
+
+    /// The guest watched.
+    pub(crate) fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// The watch of one operation, on the entry as it is now.
+    pub(crate) fn begin<'a>(&'a mut self, seg: &'a Segment) -> Result<EntryWatch<'a>> {
+        let (state, epoch) = seg.peer(self.peer_id).state_and_epoch()?;
+        Ok(EntryWatch {
+            seg,
+            peer_id: self.peer_id,
+            state,
+            epoch,
+            last_judged_ns: &mut self.last_judged_ns,
+        })
+    }
+}
+
+/// One operation's watch on a guest's entry: the guest it began with (or,
+/// for a Reserved entry, the guest that attaches to it, one epoch later)
+/// is still there, and every 100 ms its holder still lives.
+pub(crate) struct EntryWatch<'a> {
+    seg: &'a Segment,
+    peer_id: PeerId,
+    /// The state and epoch the operation began with.
+    state: PeerState,
+    epoch: u32,
+    last_judged_ns: &'a mut u64,
+}
+
+impl<'a> EntryWatch<'a> {
+    /// For a send: the entry must accept messages (Attached or Reserved).
+    pub(crate) fn accepting(self) -> Result<Self> {
+        if !matches!(self.state, PeerState::Attached | PeerState::Reserved) {
+            return Err(Error::PeerState {
+                peer_id: self.peer_id,
+                state: self.state,
+                expected: "attached or reserved",
+            });
+        }
+        Ok(self)
+    }
+
+    /// What a send looks at just before and just after it publishes.
+    pub(crate) fn presence(&self) -> Result<Presence<'a>> {
+        Presence::new(&self.seg.peer(self.peer_id), self.state, self.epoch)
+    }
+
+    /// Fails with [`Error::PeerGone`] once the guest has gone: for a
+    /// sender, as soon as the entry is neither Attached nor Reserved or was
+    /// claimed again; for a receiver, once also nothing is left to read. A
+    /// guest whose process died counts as gone either way.
+    pub(crate) fn check(&mut self, moving: Moving) -> Result<()> {
+        let seg = self.seg;
+        let p = self.peer_id;
+        let peer = seg.peer(p);
+        let (state, epoch) = peer.state_and_epoch()?;
+        if self.state == PeerState::Reserved
+            && state == PeerState::Attached
+            && epoch == self.epoch.wrapping_add(1)
+        {
+            self.state = state;
+            self.epoch = epoch;
+        }
+        let nothing_left = || -> Result<bool> {
+            Ok(moving == Moving::Sending || !seg.ring(p, Direction::GuestToHost).has_data()?)
+        };
+        let present =
+            matches!(state, PeerState::Attached | PeerState::Reserved) && epoch == self.epoch;
+        if !present {
+            return if nothing_left()? {
+                Err(Error::PeerGone { peer_id: p })
+            } else {
+                Ok(())
+            };
+        }
+        let now = sys::monotonic_ns();
+        if now.saturating_sub(*self.last_judged_ns) >= LIVENESS_EVERY_NS {
+            *self.last_judged_ns = now;
+            let entry = peer.snapshot()?;
+            let status = liveness::judge_peer(
+                &entry,
+                seg.file(),
+                seg.layout.config.heartbeat_interval_ms,
+                now,
+            );
+            if status == HolderStatus::Dead && nothing_left()? {
+                return Err(Error::PeerGone { peer_id: p });
+            }
+        }
+        Ok(())
+    }
+}
