@@ -27,7 +27,7 @@ pub(crate) struct Consumer {
     layout: SegmentLayout,
     guest: u8,
     direction: Direction,
-    ring_base: u64,
+    ring: Ring,
     strategy: WaitStrategy,
     leases: Arc<Leases>,
 }
@@ -40,30 +40,25 @@ impl Consumer {
         guest: u8,
         direction: Direction,
         leases: Arc<Leases>,
-    ) -> Self {
-        Consumer {
-            ring_base: layout.ring(guest, direction),
+    ) -> Result<Self> {
+        Ok(Consumer {
+            ring: Ring::open(
+                &region,
+                layout.ring(guest, direction),
+                layout.config.ring_capacity,
+            )?,
             region,
             layout,
             guest,
             direction,
             strategy: WaitStrategy::default(),
             leases,
-        }
+        })
     }
 
     /// Sets how this end waits.
     pub(crate) fn set_strategy(&mut self, strategy: WaitStrategy) {
         self.strategy = strategy;
-    }
-
-    #[inline(always)]
-    fn ring(&self) -> Ring<'_> {
-        Ring::new(
-            &self.region,
-            self.ring_base,
-            self.layout.config.ring_capacity,
-        )
     }
 
     /// The sender's pool, where slot payloads come from.
@@ -108,7 +103,7 @@ impl Consumer {
     #[inline(always)]
     pub(crate) fn try_take<T>(&self, hand_over: impl FnOnce(Received) -> T) -> Result<Option<T>> {
         let mut bytes = [0u8; DESC_SIZE];
-        if !self.ring().pop_raw_into(&mut bytes)? {
+        if !self.ring.pop_raw_into(&mut bytes) {
             return Ok(None);
         }
         let received = self.decode(MsgDesc::from_ring_bytes(&bytes))?;
@@ -128,9 +123,7 @@ impl Consumer {
     /// Returns how many descriptors were taken.
     pub(crate) fn recv_batch(&self, max: usize, handle: &mut dyn FnMut(Received)) -> Result<usize> {
         let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
-        let n = self
-            .ring()
-            .pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)])?;
+        let n = self.ring.pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)]);
         // The slots of messages the handler drops go back together when
         // this returns (a lone message's at once).
         let sender = self.direction.ends(self.guest).0;
@@ -146,21 +139,21 @@ impl Consumer {
     }
 
     /// Whether a new descriptor is at the head.
-    pub(crate) fn has_data(&self) -> Result<bool> {
-        self.ring().has_data()
+    pub(crate) fn has_data(&self) -> bool {
+        self.ring.has_data()
     }
 
     /// Whether nothing is there to read, judged with sequentially
     /// consistent loads (the host's sleep handshake across many rings).
-    pub(crate) fn is_empty_now(&self) -> Result<bool> {
-        self.ring().is_empty_now()
+    pub(crate) fn is_empty_now(&self) -> bool {
+        self.ring.is_empty_now()
     }
 
     /// [`Consumer::is_empty_now`] for a guest that has just moved its
     /// entry (leaving it, or claiming it): a producer may publish without
     /// a fence (`shm.ring.wake`), so the publishers' barrier runs first,
     /// where that producer's fence would have been.
-    pub(crate) fn is_empty_after_move(&self) -> Result<bool> {
+    pub(crate) fn is_empty_after_move(&self) -> bool {
         fence_publishers_or_wait();
         self.is_empty_now()
     }
@@ -168,7 +161,7 @@ impl Consumer {
     /// Waits until there is something to read, `stop` fails, or `deadline`
     /// passes; returns whether there is.
     pub(crate) fn wait_for_data(&self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<bool> {
-        self.ring().wait_for_data(self.strategy, deadline, stop)
+        self.ring.wait_for_data(self.strategy, deadline, stop)
     }
 
     /// Waits until a message comes, `stop` fails, or `deadline` passes,
@@ -181,8 +174,7 @@ impl Consumer {
         stop: Stop<'_>,
         take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        self.ring()
-            .wait_to_take(self.strategy, deadline, stop, take)
+        self.ring.wait_to_take(self.strategy, deadline, stop, take)
     }
 
     /// Takes everything queued without reading it, freeing the slots the
@@ -190,6 +182,6 @@ impl Consumer {
     /// Returns how many descriptors were dropped.
     pub(crate) fn discard_all(&self) -> Result<usize> {
         let pool = self.pool();
-        self.ring().drain(|desc| codec::discard(&pool, desc))
+        self.ring.drain(|desc| codec::discard(&pool, desc))
     }
 }

@@ -126,20 +126,26 @@ impl ShmGuest {
                 expected: "attached",
             });
         }
-        Ok(Self::new(seg, p, epoch, false, None))
+        Self::new(seg, p, epoch, false, None)
     }
 
-    fn new(seg: Segment, peer_id: u8, epoch: u32, owned: bool, presence: Option<ByteLock>) -> Self {
+    fn new(
+        seg: Segment,
+        peer_id: u8,
+        epoch: u32,
+        owned: bool,
+        presence: Option<ByteLock>,
+    ) -> Result<Self> {
         let seg = Arc::new(seg);
-        ShmGuest {
-            sender: Sender::guest_to_host(&seg, peer_id, epoch),
-            receiver: Receiver::guest_from_host(&seg, peer_id, epoch),
+        Ok(ShmGuest {
+            sender: Sender::guest_to_host(&seg, peer_id, epoch)?,
+            receiver: Receiver::guest_from_host(&seg, peer_id, epoch)?,
             seg,
             peer_id,
             epoch,
             owned,
             _presence: presence,
-        }
+        })
     }
 
     /// Claims an entry, holding its presence lock (file-backed segments).
@@ -233,7 +239,7 @@ impl ShmGuest {
                     drop(receiving);
                     seg.pool(0).recount_held(p)?;
                 }
-                return Ok(Self::new(seg, p, epoch, true, presence));
+                return Self::new(seg, p, epoch, true, presence);
             }
         }
         match claim {
@@ -563,7 +569,7 @@ impl ShmGuest {
         // sees the message and drops it (with its slot), or the host sees
         // the entry gone and frees the slot itself. The presence lock keeps
         // any new guest (and its receiving end) out meanwhile.
-        if receiving && self._presence.is_some() && !self.receiver.is_empty_after_move()? {
+        if receiving && self._presence.is_some() && !self.receiver.is_empty_after_move() {
             self.receiver.discard_all()?;
         }
         // The holder goes only now: a guest killed before the move leaves

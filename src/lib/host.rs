@@ -144,22 +144,22 @@ impl ShmHost {
         header::write(&region, &layout, sys::current_pid(), share)?;
         header::publish(&region)?;
         let seg = Segment::open(backing)?;
-        Ok(Self::with_segment(seg, true))
+        Self::with_segment(seg, true)
     }
 
-    fn with_segment(seg: Segment, owns_segment: bool) -> Self {
+    fn with_segment(seg: Segment, owns_segment: bool) -> Result<Self> {
         let seg = Arc::new(seg);
-        ShmHost {
+        Ok(ShmHost {
             senders: seg
                 .layout
                 .guests()
                 .map(|p| Sender::host_to(&seg, p))
-                .collect(),
-            inbox: AnyReceiver::new(&seg),
+                .collect::<Result<_>>()?,
+            inbox: AnyReceiver::new(&seg)?,
             seg,
             owns_segment,
             _presence: None,
-        }
+        })
     }
 
     /// Acts as the host of an existing segment without owning it: dropping
@@ -173,13 +173,13 @@ impl ShmHost {
     /// (see [`crate::OpenOptions`]).
     pub(crate) fn open_trusting(path: &Path, allow_foreign_owner: bool) -> Result<Self> {
         let seg = Segment::open_path(path, allow_foreign_owner)?;
-        Ok(Self::with_segment(seg, false))
+        Self::with_segment(seg, false)
     }
 
     /// Acts as host on a region supplied by the caller, without owning it.
     pub fn open_region(region: Region) -> Result<Self> {
         let seg = Segment::open(ShmBacking::Region(region))?;
-        Ok(Self::with_segment(seg, false))
+        Self::with_segment(seg, false)
     }
 
     /// Leaves the segment in place with no host process recorded, for
@@ -341,7 +341,9 @@ impl ShmHost {
         {
             // Messages sent ahead to the guest that never came are dropped,
             // so that the next guest of this entry does not get them.
-            self.seg.consumer(p, Direction::HostToGuest).discard_all()?;
+            self.seg
+                .consumer(p, Direction::HostToGuest)?
+                .discard_all()?;
             Ok(())
         } else {
             Err(Error::PeerState {
@@ -689,7 +691,9 @@ impl ShmHost {
         if !peer.transition_at(epoch, PeerState::Attached, PeerState::Goodbye)? {
             return Ok(Some(SkipReason::Changed));
         }
-        self.seg.consumer(p, Direction::HostToGuest).discard_all()?;
+        self.seg
+            .consumer(p, Direction::HostToGuest)?
+            .discard_all()?;
         self.inbox.from_guest(p)?.discard_all()?;
         for direction in [Direction::HostToGuest, Direction::GuestToHost] {
             self.seg.ring(p, direction).clear_waiting()?;

@@ -16,7 +16,7 @@ use crate::party::PeerState;
 use crate::peer::{self, Peer, PeerEntry};
 use crate::pool::{Pool, PoolUsage};
 use crate::region::Region;
-use crate::ring::{Ring, RingState};
+use crate::ring::{RingState, RingView};
 use crate::share::host_share;
 use crate::sys;
 
@@ -182,7 +182,7 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
     let mut bad_peers = Vec::new();
     for p in layout.guests() {
         let ring = |direction| {
-            Ring::new(
+            RingView::new(
                 region,
                 layout.ring(p, direction),
                 layout.config.ring_capacity,

@@ -71,7 +71,7 @@ fn desc(n: u8) -> [u8; DESC_SIZE] {
 
 /// Producer: pushes `batches` in order, retrying (after a yield) while the
 /// ring lacks room.
-fn produce(ring: &Ring<'_>, batches: &[Vec<[u8; DESC_SIZE]>]) {
+fn produce(ring: &Ring, batches: &[Vec<[u8; DESC_SIZE]>]) {
     let mut cached_head = 0;
     for batch in batches {
         while !ring.push_batch(&mut cached_head, batch).unwrap() {
@@ -82,11 +82,11 @@ fn produce(ring: &Ring<'_>, batches: &[Vec<[u8; DESC_SIZE]>]) {
 
 /// Consumer: pops (up to `batch` at a time, yielding when there is
 /// nothing) until `count` descriptors have arrived.
-fn consume(ring: &Ring<'_>, count: usize, batch: usize) -> Vec<[u8; DESC_SIZE]> {
+fn consume(ring: &Ring, count: usize, batch: usize) -> Vec<[u8; DESC_SIZE]> {
     let mut got = Vec::new();
     let mut out = vec![[0u8; DESC_SIZE]; batch];
     while got.len() < count {
-        let n = ring.pop_batch(&mut out).unwrap();
+        let n = ring.pop_batch(&mut out);
         if n == 0 {
             thread::yield_now();
         }
@@ -104,23 +104,23 @@ fn ring_transfer(batches: Vec<Vec<[u8; DESC_SIZE]>>, pop_batch: usize) {
     let expected: Vec<_> = batches.iter().flatten().copied().collect();
     let producer = {
         let region = region.clone();
-        thread::spawn(move || produce(&Ring::new(&region, 0, CAPACITY), &batches))
+        thread::spawn(move || produce(&Ring::open(&region, 0, CAPACITY).unwrap(), &batches))
     };
-    let ring = Ring::new(&region, 0, CAPACITY);
+    let ring = Ring::open(&region, 0, CAPACITY).unwrap();
     let got = consume(&ring, expected.len(), pop_batch);
     producer.join().unwrap();
     assert_eq!(got, expected);
-    assert_eq!(ring.pop().unwrap(), None);
+    assert_eq!(ring.pop(), None);
     let n = expected.len() as u32;
     assert_eq!(
-        ring.state().unwrap(),
+        ring.state(),
         RingState {
             head: n,
             tail: n,
             capacity: CAPACITY
         }
     );
-    assert!(ring.is_empty_now().unwrap());
+    assert!(ring.is_empty_now());
 }
 
 // shm[verify shm.ring.spsc]
@@ -162,7 +162,7 @@ fn loom_ring_refuses_to_overwrite_unread_descriptors() {
         let producer = {
             let region = region.clone();
             thread::spawn(move || {
-                let ring = Ring::new(&region, 0, CAPACITY);
+                let ring = Ring::open(&region, 0, CAPACITY).unwrap();
                 let mut cached_head = 0;
                 assert!(
                     ring.push_batch(&mut cached_head, &[desc(0), desc(1)])
@@ -171,7 +171,7 @@ fn loom_ring_refuses_to_overwrite_unread_descriptors() {
                 ring.push_batch(&mut cached_head, &[desc(2)]).unwrap()
             })
         };
-        let ring = Ring::new(&region, 0, CAPACITY);
+        let ring = Ring::open(&region, 0, CAPACITY).unwrap();
         let first = consume(&ring, 1, 1);
         let pushed = producer.join().unwrap();
         assert_eq!(first, vec![desc(0)]);
@@ -182,7 +182,7 @@ fn loom_ring_refuses_to_overwrite_unread_descriptors() {
             &[desc(1)]
         };
         assert_eq!(rest, expected);
-        assert_eq!(ring.pop().unwrap(), None);
+        assert_eq!(ring.pop(), None);
     });
 }
 
@@ -203,7 +203,7 @@ fn yield_then_go_on() -> crate::error::Result<()> {
 /// whose looks take the descriptor themselves (as `recv_in_place` waits),
 /// and `wait_for_data`, after which the descriptor is popped (as
 /// `recv_batch` waits).
-fn consume_blocking(ring: &Ring<'_>, count: usize) -> Vec<[u8; DESC_SIZE]> {
+fn consume_blocking(ring: &Ring, count: usize) -> Vec<[u8; DESC_SIZE]> {
     let mut got = Vec::new();
     while got.len() < count {
         let mut deadline = Deadline::after(None);
@@ -213,13 +213,13 @@ fn consume_blocking(ring: &Ring<'_>, count: usize) -> Vec<[u8; DESC_SIZE]> {
                     WaitStrategy::Block,
                     &mut deadline,
                     &mut yield_then_go_on,
-                    || ring.pop(),
+                    || Ok(ring.pop()),
                 )
                 .unwrap();
             got.push(taken.expect("a wait without a deadline ended empty"));
             continue;
         }
-        match ring.pop().unwrap() {
+        match ring.pop() {
             Some(d) => got.push(d),
             None => {
                 assert!(
@@ -244,7 +244,7 @@ fn ring_handshake(count: u8, producer_waits: bool) {
     let producer = {
         let region = region.clone();
         thread::spawn(move || {
-            let ring = Ring::new(&region, 0, CAPACITY);
+            let ring = Ring::open(&region, 0, CAPACITY).unwrap();
             let mut cached_head = 0;
             for n in 0..count {
                 while producer_waits && !ring.has_room(&mut cached_head, 1).unwrap() {
@@ -264,7 +264,10 @@ fn ring_handshake(count: u8, producer_waits: bool) {
             }
         })
     };
-    let got = consume_blocking(&Ring::new(&region, 0, CAPACITY), usize::from(count));
+    let got = consume_blocking(
+        &Ring::open(&region, 0, CAPACITY).unwrap(),
+        usize::from(count),
+    );
     producer.join().unwrap();
     assert_eq!(got, (0..count).map(desc).collect::<Vec<_>>());
     // Whoever slept put its flag down again.
@@ -520,7 +523,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
                 let mut d = desc(0);
                 d[4..8].copy_from_slice(&slot.to_le_bytes());
                 d[8..12].copy_from_slice(&generation.to_le_bytes());
-                produce(&Ring::new(&ring_mem, 0, CAPACITY), &[vec![d]]);
+                produce(&Ring::open(&ring_mem, 0, CAPACITY).unwrap(), &[vec![d]]);
                 generation
             })
         };
@@ -535,7 +538,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
             })
         };
         let pool = Pool::new(&pool_mem, &layout, 0);
-        let d = consume_blocking(&Ring::new(&ring_mem, 0, CAPACITY), 1)[0];
+        let d = consume_blocking(&Ring::open(&ring_mem, 0, CAPACITY).unwrap(), 1)[0];
         let slot = u32::from_le_bytes(d[4..8].try_into().unwrap());
         let generation = u32::from_le_bytes(d[8..12].try_into().unwrap());
         let at = pool

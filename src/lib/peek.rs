@@ -27,7 +27,7 @@ use crate::mmap::MmapRegion;
 use crate::party::PeerId;
 use crate::pool::Pool;
 use crate::region::Region;
-use crate::ring::Ring;
+use crate::ring::RingView;
 
 /// Most payload bytes a preview shows.
 pub const PREVIEW_BYTES: usize = 64;
@@ -288,7 +288,7 @@ fn look_with(
         limit,
         previews,
     } = which;
-    let ring = Ring::new(
+    let ring = RingView::new(
         region,
         layout.ring(guest, direction),
         layout.config.ring_capacity,

@@ -44,7 +44,7 @@ pub(crate) struct Producer {
     layout: SegmentLayout,
     guest: u8,
     direction: Direction,
-    ring_base: u64,
+    ring: Ring,
     /// The consumer's head as this producer last read it. It may be stale,
     /// but only behind: the consumer alone moves the head, and only
     /// forward. So the producer may think the ring fuller than it is (and
@@ -74,10 +74,14 @@ impl Producer {
         direction: Direction,
         leases: Arc<Leases>,
         host_slots_per_guest: u32,
-    ) -> Self {
+    ) -> Result<Self> {
         let mut producer = Producer {
             host_slots_per_guest,
-            ring_base: layout.ring(guest, direction),
+            ring: Ring::open(
+                &region,
+                layout.ring(guest, direction),
+                layout.config.ring_capacity,
+            )?,
             region,
             layout,
             guest,
@@ -89,7 +93,7 @@ impl Producer {
             host_slots_returned_seen: 0,
         };
         producer.resync();
-        producer
+        Ok(producer)
     }
 
     /// Sets how this end waits.
@@ -99,25 +103,14 @@ impl Producer {
 
     /// Re-reads the consumer's head (after the ring was reset under this
     /// producer, as reclaiming a dead guest does). An unreadable ring
-    /// leaves the copy at 0: the next send reads the head again anyway.
+    ///
     pub(crate) fn resync(&mut self) {
-        if let Ok(state) = self.ring().state() {
-            self.cached_head = state.head;
-        }
+        self.cached_head = self.ring.state().head;
         if self.direction == Direction::HostToGuest
             && let Ok(returned) = host_slots::returned(&self.region, &self.layout, self.guest)
         {
             self.host_slots_returned_seen = returned;
         }
-    }
-
-    #[inline(always)]
-    fn ring(&self) -> Ring<'_> {
-        Ring::new(
-            &self.region,
-            self.ring_base,
-            self.layout.config.ring_capacity,
-        )
     }
 
     /// The sender's pool.
@@ -147,13 +140,11 @@ impl Producer {
     /// Waits until the ring has room for one more descriptor.
     #[inline(never)]
     fn wait_for_room(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<()> {
-        let ring = Ring::new(
-            &self.region,
-            self.ring_base,
-            self.layout.config.ring_capacity,
-        );
-        while !ring.has_room(&mut self.cached_head, 1)? {
-            if !ring.wait_for_space(self.cached_head, self.strategy, deadline, stop)? {
+        while !self.ring.has_room(&mut self.cached_head, 1)? {
+            if !self
+                .ring
+                .wait_for_space(self.cached_head, self.strategy, deadline, stop)?
+            {
                 return Err(self.ring_full());
             }
         }
@@ -259,17 +250,12 @@ impl Producer {
         slots: &[(u32, u32)],
         present: Present<'_>,
     ) -> Result<()> {
-        let ring = Ring::new(
-            &self.region,
-            self.ring_base,
-            self.layout.config.ring_capacity,
-        );
         if let Err(e) = look(present, false) {
             self.free_slots(slots)?;
             return Err(e);
         }
-        let start = ring.tail()?;
-        let pushed = ring.push_batch(&mut self.cached_head, descs);
+        let start = self.ring.tail();
+        let pushed = self.ring.push_batch(&mut self.cached_head, descs);
         if !matches!(pushed, Ok(true)) {
             self.free_slots(slots)?;
             pushed?;
@@ -298,7 +284,7 @@ impl Producer {
     /// take, and fails with `gone` unless it took them all.
     #[cold]
     fn withdraw(&self, start: u32, descs: &[[u8; DESC_SIZE]], gone: Error) -> Result<()> {
-        let head = self.ring().state()?.head;
+        let head = self.ring.state().head;
         let taken = match head.wrapping_sub(start) {
             d if d as usize <= descs.len() => d as usize,
             _ => 0,
@@ -337,14 +323,14 @@ impl Producer {
         if payload.len() > INLINE_CAPACITY {
             return self.send_in_slot(desc, payload, deadline, stop, present);
         }
-        let mut tail = self.ring().tail()?;
-        if !self.ring().fits_one(tail, self.cached_head) {
+        let mut tail = self.ring.tail();
+        if !self.ring.fits_one(tail, self.cached_head) {
             self.wait_for_room(deadline, stop)?;
-            tail = self.ring().tail()?;
+            tail = self.ring.tail();
         }
         look(present, false)?;
         let bytes = codec::inline(desc, payload).to_bytes();
-        self.ring().push_one(tail, &bytes)?;
+        self.ring.push_one(tail, &bytes);
         self.published(tail, &[bytes], present)
     }
 
@@ -391,7 +377,7 @@ impl Producer {
                 Err(e) if e.is_retryable() && sent > 0 => return Ok(sent),
                 Err(e) => return Err(e),
             }
-            let state = self.ring().state()?;
+            let state = self.ring.state();
             let room = (state.capacity - state.len().unwrap_or(state.capacity)) as usize;
             descs.clear();
             slots.clear();

@@ -70,24 +70,24 @@ impl RecvChecks<'_> {
 
 impl Receiver {
     /// The host's receiving end from guest `guest`.
-    pub(crate) fn host_from(seg: &Arc<Segment>, guest: PeerId) -> Self {
-        Receiver {
-            end: seg.consumer(guest, Direction::GuestToHost),
+    pub(crate) fn host_from(seg: &Arc<Segment>, guest: PeerId) -> Result<Self> {
+        Ok(Receiver {
+            end: seg.consumer(guest, Direction::GuestToHost)?,
             role: Role::new(lock_byte::ring_end(guest, End::GuestToHostConsumer)),
             sender: OtherSide::Guest(GuestWatch::new(guest)),
             seg: seg.clone(),
-        }
+        })
     }
 
     /// Guest `guest`'s receiving end from the host, for its claim at
     /// `epoch`.
-    pub(crate) fn guest_from_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Self {
-        Receiver {
-            end: seg.consumer(guest, Direction::HostToGuest),
+    pub(crate) fn guest_from_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Result<Self> {
+        Ok(Receiver {
+            end: seg.consumer(guest, Direction::HostToGuest)?,
             role: Role::new(lock_byte::ring_end(guest, End::HostToGuestConsumer)),
             sender: OtherSide::Host(HostWatch::new(guest, epoch)),
             seg: seg.clone(),
-        }
+        })
     }
 
     /// Who sends what this end receives.
@@ -229,7 +229,7 @@ impl Receiver {
                 return Ok(n);
             }
             self.found_empty()?;
-            if self.end.has_data()? {
+            if self.end.has_data() {
                 continue;
             }
             let (end, mut checks) = self.checks()?;
@@ -253,7 +253,7 @@ impl Receiver {
             OtherSide::Guest(watch) => {
                 let p = watch.peer_id();
                 let (state, epoch) = self.seg.peer(p).state_and_epoch()?;
-                if state != PeerState::Empty || self.end.has_data()? {
+                if state != PeerState::Empty || self.end.has_data() {
                     return Ok(());
                 }
                 // An entry a guest has held has seen it leave; one never
@@ -298,7 +298,7 @@ impl Receiver {
 
     /// Whether nothing is left to read, judged after the caller's own move
     /// of its entry (see `Consumer::is_empty_after_move`).
-    pub(crate) fn is_empty_after_move(&self) -> Result<bool> {
+    pub(crate) fn is_empty_after_move(&self) -> bool {
         self.end.is_empty_after_move()
     }
 
@@ -348,18 +348,18 @@ pub struct AnyReceiver {
 
 impl AnyReceiver {
     /// The host's receiving ends of `seg`, one per guest.
-    pub(crate) fn new(seg: &Arc<Segment>) -> Self {
-        AnyReceiver {
+    pub(crate) fn new(seg: &Arc<Segment>) -> Result<Self> {
+        Ok(AnyReceiver {
             receivers: seg
                 .layout
                 .guests()
                 .map(|p| Receiver::host_from(seg, p))
-                .collect(),
+                .collect::<Result<_>>()?,
             seg: seg.clone(),
             next: 1,
             strategy: WaitStrategy::default(),
             all_roles: false,
-        }
+        })
     }
 
     /// The receiving end from guest `peer_id` alone.
@@ -475,7 +475,7 @@ impl AnyReceiver {
                     let receivers = &self.receivers;
                     let nothing_new = || {
                         for receiver in receivers {
-                            if !receiver.end.is_empty_now()? {
+                            if !receiver.end.is_empty_now() {
                                 return Ok(None);
                             }
                         }

@@ -91,7 +91,7 @@ impl Drop for HeapAlloc {
 ///
 /// let heap = HeapRegion::new_zeroed(4096).unwrap();
 /// let region = heap.region();
-/// region.atomic_u32(64).unwrap().store(7, Ordering::Release);
+/// region.store_u32(64, 7, Ordering::Release).unwrap();
 /// assert_eq!(region.load_u32(64, Ordering::Acquire).unwrap(), 7);
 /// assert!(region.load_u32(4096, Ordering::Acquire).is_err());
 /// ```
@@ -197,8 +197,7 @@ impl Region {
     ///
     /// Fails on a read-only region, out of bounds or misaligned.
     #[inline]
-    #[cfg_attr(loom, allow(private_interfaces))]
-    pub fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32, RegionError> {
+    pub(crate) fn atomic_u32(&self, offset: u64) -> Result<&AtomicU32, RegionError> {
         self.check_writable()?;
         let at = self.check(offset, 4, 4)?;
         // SAFETY: at..at+4 is inside the region and `at` is a multiple of 4
@@ -208,8 +207,7 @@ impl Region {
 
     /// The `AtomicU64` at `offset`, for reads and writes.
     #[inline]
-    #[cfg_attr(loom, allow(private_interfaces))]
-    pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64, RegionError> {
+    pub(crate) fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64, RegionError> {
         self.check_writable()?;
         let at = self.check(offset, 8, 8)?;
         // SAFETY: as in atomic_u32, with 8 bytes and 8-byte alignment.
@@ -301,6 +299,113 @@ impl Region {
         // SAFETY: the range is inside a writable region (checked).
         unsafe { self.fill_zero(at, len as usize) };
         Ok(())
+    }
+}
+
+/// A 32-bit word of a writable region, bounds- and alignment-checked once
+/// when it is made: reading or writing it afterwards cannot fail. It keeps
+/// the region's memory alive. What an end owns (its ring's indices and
+/// flags) it holds as words, so that its hot path carries no check that
+/// can fail for its own lines.
+#[derive(Clone)]
+pub(crate) struct Word {
+    region: Region,
+    at: usize,
+}
+
+impl fmt::Debug for Word {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Word").field("at", &self.at).finish()
+    }
+}
+
+impl Word {
+    /// The word at `offset` of `region`.
+    pub(crate) fn new(region: &Region, offset: u64) -> Result<Self, RegionError> {
+        region.check_writable()?;
+        let at = region.check(offset, 4, 4)?;
+        Ok(Word {
+            region: region.clone(),
+            at,
+        })
+    }
+
+    /// The word, as an atomic.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> &AtomicU32 {
+        // SAFETY: `at..at+4` was checked to lie inside the region, aligned
+        // to 4, and the region to be writable, when this was made; the
+        // region's length and mapping never change, and `self.region`
+        // keeps them alive as long as the returned reference.
+        unsafe { self.region.u32_at(self.at) }
+    }
+}
+
+/// `count` cells of `CELL` bytes each in a writable region (a ring's
+/// descriptor entries), checked once when made, addressed by a free-running
+/// index taken modulo the count (a power of two): no index can reach
+/// outside them, so no access can fail.
+#[derive(Clone)]
+pub(crate) struct Cells<const CELL: usize> {
+    region: Region,
+    at: usize,
+    mask: u32,
+}
+
+impl<const CELL: usize> fmt::Debug for Cells<CELL> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cells")
+            .field("at", &self.at)
+            .field("count", &(self.mask + 1))
+            .finish()
+    }
+}
+
+impl<const CELL: usize> Cells<CELL> {
+    /// The `count` cells at `offset` of `region`; `count` is a power of
+    /// two, `CELL` and `offset` multiples of 4.
+    pub(crate) fn new(region: &Region, offset: u64, count: u32) -> Result<Self, RegionError> {
+        assert!(count.is_power_of_two() && CELL % 4 == 0 && CELL >= 4);
+        region.check_writable()?;
+        let at = region.check(offset, u64::from(count) * CELL as u64, 4)?;
+        Ok(Cells {
+            region: region.clone(),
+            at,
+            mask: count - 1,
+        })
+    }
+
+    #[inline(always)]
+    fn start(&self, index: u32) -> usize {
+        self.at + (index & self.mask) as usize * CELL
+    }
+
+    /// The first 32-bit word of cell `index` (modulo the count), as an
+    /// atomic.
+    #[inline(always)]
+    pub(crate) fn first_word(&self, index: u32) -> &AtomicU32 {
+        // SAFETY: the cell starts inside the range checked when this was
+        // made (the index is masked to the count), 4-aligned (`at` and
+        // `CELL` are multiples of 4), in a writable region that `self`
+        // keeps alive.
+        unsafe { self.region.u32_at(self.start(index)) }
+    }
+
+    /// Copies cell `index` whole into `out`.
+    #[inline(always)]
+    pub(crate) fn read(&self, index: u32, out: &mut [u8; CELL]) {
+        // SAFETY: the cell lies inside the range checked when this was made.
+        unsafe { self.region.copy_out(self.start(index), out) };
+    }
+
+    /// Writes `bytes` into cell `index` from byte `from` on (`from +
+    /// bytes.len()` at most `CELL`).
+    #[inline(always)]
+    pub(crate) fn write_from(&self, index: u32, from: usize, bytes: &[u8]) {
+        assert!(from + bytes.len() <= CELL);
+        // SAFETY: `from..from+len` lies inside the cell (asserted), which
+        // lies inside the writable range checked when this was made.
+        unsafe { self.region.copy_in(self.start(index) + from, bytes) };
     }
 }
 

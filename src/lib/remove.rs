@@ -14,7 +14,7 @@ use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::locks::{ByteLock, lock_byte};
 use crate::mmap::MmapRegion;
 use crate::peer::Peer;
-use crate::ring::Ring;
+use crate::ring::RingView;
 use crate::sys;
 
 /// How [`remove_segment`] behaves.
@@ -273,7 +273,7 @@ fn wait_for_leavers(
 fn wake_everyone(region: &crate::Region, layout: &crate::SegmentLayout) -> Result<()> {
     for p in layout.guests() {
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
-            Ring::new(
+            RingView::new(
                 region,
                 layout.ring(p, direction),
                 layout.config.ring_capacity,

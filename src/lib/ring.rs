@@ -22,10 +22,11 @@ use std::sync::atomic::Ordering;
 use crate::desc::{DESC_SIZE, FLAG_PHASE};
 use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
-use crate::region::Region;
+use crate::region::{Cells, Region, RegionError, Word};
 use crate::sys;
 use crate::wait::{
-    Announce, Deadline, WaitStrategy, publish_unfenced, sleep_unless, wait_until, wake_sleepers,
+    Announce, Deadline, Stop, WaitStrategy, publish_unfenced, sleep_unless, wait_until,
+    wake_sleepers,
 };
 
 /// Byte offsets inside a ring's control block.
@@ -43,12 +44,26 @@ pub mod field {
 /// The phase bit in a descriptor's first 32-bit word (bit 15 of its flags).
 const PHASE_BIT: u32 = (FLAG_PHASE as u32) << 16;
 
-/// A view of one ring in a region.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Ring<'a> {
-    region: &'a Region,
-    base: u64,
-    capacity: u32,
+/// The phase bit a descriptor written at `index` carries: set on even
+/// laps (`index / capacity` even, which for a power of two is the
+/// capacity's bit of the index clear: a mask, not a division).
+#[inline(always)]
+fn phase(index: u32, capacity: u32) -> u32 {
+    if index & capacity == 0 { PHASE_BIT } else { 0 }
+}
+
+/// Whether `first`, the first word of the descriptor at `index`, carries
+/// that index's phase: whether the descriptor is new.
+#[inline(always)]
+fn carries_phase(first: u32, index: u32, capacity: u32) -> bool {
+    first & PHASE_BIT == phase(index, capacity)
+}
+
+/// Clears the phase bit of a descriptor copied out of a ring (the top bit
+/// of its first word's last byte).
+#[inline(always)]
+fn clear_phase(desc: &mut [u8; DESC_SIZE]) {
+    desc[3] &= !(PHASE_BIT >> 24) as u8;
 }
 
 /// Indices read from a ring, for inspection.
@@ -85,30 +100,39 @@ impl RingState {
     }
 }
 
-impl<'a> Ring<'a> {
-    /// `capacity` is a power of two (`SegmentLayout` refuses any other).
-    pub(crate) fn new(region: &'a Region, base: u64, capacity: u32) -> Self {
-        debug_assert!(capacity.is_power_of_two());
-        Ring {
-            region,
+/// One ring as its producer and its consumer work on it: its indices,
+/// waiting flags and entries, bounds-checked once when it is opened, so
+/// that neither side's look at its own index can fail. What the other
+/// side wrote (its index, a descriptor) is still checked every time.
+#[derive(Debug, Clone)]
+pub(crate) struct Ring {
+    base: u64,
+    capacity: u32,
+    tail: Word,
+    head: Word,
+    producer_waiting: Word,
+    consumer_waiting: Word,
+    entries: Cells<DESC_SIZE>,
+}
+
+impl Ring {
+    /// The ring at `base` of `region`, holding `capacity` descriptors (a
+    /// power of two: `SegmentLayout` refuses any other).
+    pub(crate) fn open(
+        region: &Region,
+        base: u64,
+        capacity: u32,
+    ) -> std::result::Result<Self, RegionError> {
+        let word = |field| Word::new(region, base + field);
+        Ok(Ring {
             base,
             capacity,
-        }
-    }
-
-    fn slot_offset(&self, index: u32) -> u64 {
-        self.base + RING_HEADER_SIZE + u64::from(index & (self.capacity - 1)) * DESC_SIZE as u64
-    }
-
-    /// The phase bit a descriptor written at `index` carries: set on even
-    /// laps (`index / capacity` even, which for a power of two is the
-    /// capacity's bit of the index clear: a mask, not a division).
-    fn phase(&self, index: u32) -> u32 {
-        if index & self.capacity == 0 {
-            PHASE_BIT
-        } else {
-            0
-        }
+            tail: word(field::TAIL)?,
+            head: word(field::HEAD)?,
+            producer_waiting: word(field::PRODUCER_WAITING)?,
+            consumer_waiting: word(field::CONSUMER_WAITING)?,
+            entries: Cells::new(region, base + RING_HEADER_SIZE, capacity)?,
+        })
     }
 
     fn corrupt(&self, head: u32, tail: u32) -> Error {
@@ -118,57 +142,45 @@ impl<'a> Ring<'a> {
         ))
     }
 
-    /// Reads both indices (works on read-only regions).
-    pub(crate) fn state(&self) -> Result<RingState> {
-        Ok(RingState {
-            head: self
-                .region
-                .load_u32(self.base + field::HEAD, Ordering::Acquire)?,
-            tail: self
-                .region
-                .load_u32(self.base + field::TAIL, Ordering::Acquire)?,
+    /// Both indices, as they are now.
+    pub(crate) fn state(&self) -> RingState {
+        RingState {
+            head: self.head.get().load(Ordering::Acquire),
+            tail: self.tail.get().load(Ordering::Acquire),
             capacity: self.capacity,
-        })
+        }
     }
 
     /// Producer: its own index, the next one it writes.
     #[inline(always)]
-    pub(crate) fn tail(&self) -> Result<u32> {
-        Ok(self
-            .region
-            .load_u32(self.base + field::TAIL, Ordering::Relaxed)?)
+    pub(crate) fn tail(&self) -> u32 {
+        self.tail.get().load(Ordering::Relaxed)
+    }
+
+    /// The consumer's own index, as the consumer reads it.
+    #[inline(always)]
+    fn consumer_head(&self) -> u32 {
+        self.head.get().load(Ordering::Relaxed)
+    }
+
+    /// Whether the descriptor at `index` is new.
+    #[inline(always)]
+    fn is_new(&self, index: u32) -> bool {
+        let first = self.entries.first_word(index).load(Ordering::Acquire);
+        carries_phase(first, index, self.capacity)
     }
 
     /// Consumer: whether the descriptor at the head is new.
-    pub(crate) fn has_data(&self) -> Result<bool> {
-        let head = self.consumer_head()?;
-        self.is_new(head)
-    }
-
-    /// Whether `first`, the first word of the descriptor at `index`,
-    /// carries that index's phase: whether the descriptor is new.
-    #[inline(always)]
-    fn carries_phase(&self, first: u32, index: u32) -> bool {
-        first & PHASE_BIT == self.phase(index)
-    }
-
-    fn is_new(&self, index: u32) -> Result<bool> {
-        let word = self
-            .region
-            .load_u32(self.slot_offset(index), Ordering::Acquire)?;
-        Ok(self.carries_phase(word, index))
+    #[inline]
+    pub(crate) fn has_data(&self) -> bool {
+        self.is_new(self.consumer_head())
     }
 
     /// Whether nothing is there to read, judged with sequentially
-    /// consistent loads (for the host's sleep handshake across many rings:
-    /// see `ShmHost::recv_timeout`).
-    pub(crate) fn is_empty_now(&self) -> Result<bool> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::SeqCst)?;
-        let tail = self
-            .region
-            .load_u32(self.base + field::TAIL, Ordering::SeqCst)?;
+    /// consistent loads (for the host's sleep handshake across many rings).
+    pub(crate) fn is_empty_now(&self) -> bool {
+        let head = self.head.get().load(Ordering::SeqCst);
+        let tail = self.tail.get().load(Ordering::SeqCst);
         // Inconsistent indices count as empty here: the phase decides.
         let queued = RingState {
             head,
@@ -177,30 +189,35 @@ impl<'a> Ring<'a> {
         }
         .len()
         .unwrap_or(0);
-        Ok(queued == 0 && !self.is_new(head)?)
+        queued == 0 && !self.is_new(head)
     }
 
     /// Producer: whether `wanted` more descriptors fit. `cached_head` is the
     /// producer's private copy of the consumer's index; the shared head is
-    /// read (and the copy refreshed) only when the copy says there is no room.
+    /// read (and the copy refreshed) only when the copy says there is no
+    /// room. A head more than a capacity away from the tail is corrupt.
     pub(crate) fn has_room(&self, cached_head: &mut u32, wanted: u32) -> Result<bool> {
         if wanted > self.capacity {
             return Ok(false);
         }
-        let tail = self
-            .region
-            .load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
+        let tail = self.tail();
         if tail.wrapping_sub(*cached_head) <= self.capacity - wanted {
             return Ok(true);
         }
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Acquire)?;
+        let head = self.head.get().load(Ordering::Acquire);
         if tail.wrapping_sub(head) > self.capacity {
             return Err(self.corrupt(head, tail));
         }
         *cached_head = head;
         Ok(tail.wrapping_sub(head) <= self.capacity - wanted)
+    }
+
+    /// Producer: whether one more descriptor fits after `tail` (the
+    /// producer's own index), judged by the producer's copy of the head
+    /// alone; `false` means look at the shared head ([`Ring::has_room`]).
+    #[inline(always)]
+    pub(crate) fn fits_one(&self, tail: u32, cached_head: u32) -> bool {
+        tail.wrapping_sub(cached_head) < self.capacity
     }
 
     /// Producer: appends descriptors if there is room for all of them. Each
@@ -217,55 +234,45 @@ impl<'a> Ring<'a> {
         if !self.has_room(cached_head, wanted)? {
             return Ok(false);
         }
-        let tail = self
-            .region
-            .load_u32(self.base + field::TAIL, Ordering::Relaxed)?;
+        let tail = self.tail();
         for (i, desc) in descs.iter().enumerate() {
-            self.put(tail.wrapping_add(i as u32), desc)?;
+            self.put(tail.wrapping_add(i as u32), desc);
         }
-        self.publish_index(
-            field::TAIL,
+        self.publish(
+            &self.tail,
             tail.wrapping_add(wanted),
-            field::CONSUMER_WAITING,
-        )?;
+            &self.consumer_waiting,
+        );
         Ok(true)
-    }
-
-    /// Producer: whether one more descriptor fits after `tail` (the
-    /// producer's own index), judged by the producer's copy of the head
-    /// alone; `false` means look at the shared head ([`Ring::has_room`]).
-    #[inline(always)]
-    pub(crate) fn fits_one(&self, tail: u32, cached_head: u32) -> bool {
-        tail.wrapping_sub(cached_head) < self.capacity
     }
 
     /// Producer: appends one descriptor at `tail`, which the caller has
     /// made sure has room ([`Ring::fits_one`] or [`Ring::has_room`]), and
     /// publishes it as [`Ring::push_batch`] does.
     #[inline(always)]
-    pub(crate) fn push_one(&self, tail: u32, desc: &[u8; DESC_SIZE]) -> Result<()> {
-        self.put(tail, desc)?;
-        self.publish_index(field::TAIL, tail.wrapping_add(1), field::CONSUMER_WAITING)
+    pub(crate) fn push_one(&self, tail: u32, desc: &[u8; DESC_SIZE]) {
+        self.put(tail, desc);
+        self.publish(&self.tail, tail.wrapping_add(1), &self.consumer_waiting);
     }
 
     /// Producer: writes `desc` into entry `index` with the phase of that
     /// index: bytes 4..64 first, then the first word with release
     /// ordering, which makes the entry new to the consumer.
     #[inline(always)]
-    fn put(&self, index: u32, desc: &[u8; DESC_SIZE]) -> Result<()> {
-        let at = self.slot_offset(index);
-        self.region.write(at + 4, &desc[4..])?;
+    fn put(&self, index: u32, desc: &[u8; DESC_SIZE]) {
+        self.entries.write_from(index, 4, &desc[4..]);
         let first = u32::from_le_bytes([desc[0], desc[1], desc[2], desc[3]]);
-        let first = (first & !PHASE_BIT) | self.phase(index);
-        self.region.store_u32(at, first, Ordering::Release)?;
-        Ok(())
+        let first = (first & !PHASE_BIT) | phase(index, self.capacity);
+        self.entries
+            .first_word(index)
+            .store(first, Ordering::Release);
     }
 
     /// Consumer: takes the descriptor at the head, if any.
     #[cfg(test)]
-    pub(crate) fn pop(&self) -> Result<Option<[u8; DESC_SIZE]>> {
+    pub(crate) fn pop(&self) -> Option<[u8; DESC_SIZE]> {
         let mut one = [[0u8; DESC_SIZE]; 1];
-        Ok((self.pop_batch(&mut one)? == 1).then_some(one[0]))
+        (self.pop_batch(&mut one) == 1).then_some(one[0])
     }
 
     /// Consumer: takes the descriptor at the head into `out` as the ring
@@ -274,114 +281,74 @@ impl<'a> Ring<'a> {
     /// in one piece, so that the descriptor built from it is read back
     /// from whole stores.
     #[inline(always)]
-    pub(crate) fn pop_raw_into(&self, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
-        let head = self.consumer_head()?;
-        if !self.read_raw_into(head, out)? {
-            return Ok(false);
+    pub(crate) fn pop_raw_into(&self, out: &mut [u8; DESC_SIZE]) -> bool {
+        let head = self.consumer_head();
+        if !self.read_raw_into(head, out) {
+            return false;
         }
-        self.advance(head, 1)?;
-        Ok(true)
+        self.advance(head, 1);
+        true
     }
 
     /// Whether the descriptor at `index` is new, and if so, copied whole
     /// into `out` as the ring holds it, phase bit included.
     #[inline(always)]
-    fn read_raw_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
-        let at = self.slot_offset(index);
-        let first = self.region.load_u32(at, Ordering::Acquire)?;
-        if !self.carries_phase(first, index) {
-            return Ok(false);
+    fn read_raw_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> bool {
+        if !self.is_new(index) {
+            return false;
         }
         // The first word is read again with the rest: the producer does
         // not touch this entry again until the head has moved past it.
-        self.region.read(at, out)?;
-        Ok(true)
-    }
-
-    /// The descriptor at `index`, copied out with its phase bit cleared, if
-    /// it is new (it carries the phase of its index); `None` otherwise. It
-    /// only reads, so it works on read-only regions: the consumer takes
-    /// descriptors through it, and inspection looks at them without taking
-    /// them.
-    pub(crate) fn read_new(&self, index: u32) -> Result<Option<[u8; DESC_SIZE]>> {
-        let mut desc = [0u8; DESC_SIZE];
-        Ok(self.read_new_into(index, &mut desc)?.then_some(desc))
-    }
-
-    /// [`Ring::read_new`] into `out`: whether the descriptor at `index` is
-    /// new, and if so, copied into `out`. The copy goes straight to its
-    /// place: through a returned array, the consumer's hot loop spent as
-    /// long shuffling the bytes on the stack as waiting for the line.
-    #[inline(always)]
-    fn read_new_into(&self, index: u32, out: &mut [u8; DESC_SIZE]) -> Result<bool> {
-        if !self.read_raw_into(index, out)? {
-            return Ok(false);
-        }
-        // The phase bit is the top bit of the first word's last byte.
-        out[3] &= !(PHASE_BIT >> 24) as u8;
-        Ok(true)
-    }
-
-    /// The consumer's index, loaded with acquire ordering (works on
-    /// read-only regions).
-    pub(crate) fn head(&self) -> Result<u32> {
-        Ok(self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Acquire)?)
-    }
-
-    /// Descriptors the ring holds.
-    pub(crate) fn capacity(&self) -> u32 {
-        self.capacity
+        self.entries.read(index, out);
+        true
     }
 
     /// Consumer: takes up to `out.len()` new descriptors, copying them out
     /// (phase bit cleared) and publishing the new head once. Returns how
     /// many were taken.
-    pub(crate) fn pop_batch(&self, out: &mut [[u8; DESC_SIZE]]) -> Result<usize> {
-        let (head, count) = self.peek_batch(out)?;
+    pub(crate) fn pop_batch(&self, out: &mut [[u8; DESC_SIZE]]) -> usize {
+        let (head, count) = self.peek_batch(out);
         if count > 0 {
             // The descriptors are copied out, so the producer may reuse their places.
-            self.advance(head, count)?;
+            self.advance(head, count);
         }
-        Ok(count)
+        count
     }
 
     /// Consumer: copies out up to `out.len()` new descriptors from the head
     /// (phase bit cleared) without taking them. Returns the head and how
     /// many were copied.
-    fn peek_batch(&self, out: &mut [[u8; DESC_SIZE]]) -> Result<(u32, usize)> {
-        let head = self.consumer_head()?;
+    fn peek_batch(&self, out: &mut [[u8; DESC_SIZE]]) -> (u32, usize) {
+        let head = self.consumer_head();
         let mut count = 0;
         for place in out.iter_mut() {
-            if !self.read_new_into(head.wrapping_add(count as u32), place)? {
+            if !self.read_raw_into(head.wrapping_add(count as u32), place) {
                 break;
             }
+            clear_phase(place);
             count += 1;
         }
-        Ok((head, count))
+        (head, count)
     }
 
     /// Consumer: takes the `count` descriptors from `head` on.
     #[inline(always)]
-    fn advance(&self, head: u32, count: usize) -> Result<()> {
-        self.publish_index(
-            field::HEAD,
+    fn advance(&self, head: u32, count: usize) {
+        self.publish(
+            &self.head,
             head.wrapping_add(count as u32),
-            field::PRODUCER_WAITING,
-        )
+            &self.producer_waiting,
+        );
     }
 
-    /// Publishes a new value of `index_field` and wakes the other side if
-    /// it said it sleeps: the index is written with [`publish_unfenced`]
-    /// and the flag read after it, the waking half of the handshake in
-    /// `wait.rs`.
+    /// Publishes a new value of `index` and wakes the other side if its
+    /// `waiting` flag says it sleeps: the index is written with
+    /// [`publish_unfenced`] and the flag read after it, the waking half of
+    /// the handshake in `wait.rs`.
     #[inline(always)]
-    fn publish_index(&self, index_field: u64, value: u32, flag_field: u64) -> Result<()> {
-        let index = self.region.atomic_u32(self.base + index_field)?;
-        publish_unfenced(index, value);
-        wake_sleepers(self.region.atomic_u32(self.base + flag_field)?, index);
-        Ok(())
+    fn publish(&self, index: &Word, value: u32, waiting: &Word) {
+        publish_unfenced(index.get(), value);
+        wake_sleepers(waiting.get(), index.get());
     }
 
     /// Consumer: waits until there is something to read, `stop` says to
@@ -390,11 +357,11 @@ impl<'a> Ring<'a> {
         &self,
         strategy: WaitStrategy,
         deadline: &mut Deadline,
-        stop: &mut dyn FnMut() -> Result<()>,
+        stop: Stop<'_>,
     ) -> Result<bool> {
-        let head = self.consumer_head()?;
+        let head = self.consumer_head();
         let seen = self.wait_at(head, strategy, deadline, stop, || {
-            Ok(self.is_new(head)?.then_some(()))
+            Ok(self.is_new(head).then_some(()))
         })?;
         Ok(seen.is_some())
     }
@@ -409,18 +376,10 @@ impl<'a> Ring<'a> {
         &self,
         strategy: WaitStrategy,
         deadline: &mut Deadline,
-        stop: &mut dyn FnMut() -> Result<()>,
+        stop: Stop<'_>,
         take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        self.wait_at(self.consumer_head()?, strategy, deadline, stop, take)
-    }
-
-    /// The consumer's own index, as the consumer reads it.
-    #[inline(always)]
-    fn consumer_head(&self) -> Result<u32> {
-        Ok(self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Relaxed)?)
+        self.wait_at(self.consumer_head(), strategy, deadline, stop, take)
     }
 
     /// The wait of [`Ring::wait_to_take`] for a consumer whose head is
@@ -431,10 +390,10 @@ impl<'a> Ring<'a> {
         head: u32,
         strategy: WaitStrategy,
         deadline: &mut Deadline,
-        stop: &mut dyn FnMut() -> Result<()>,
+        stop: Stop<'_>,
         mut take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        let tail = self.region.atomic_u32(self.base + field::TAIL)?;
+        let tail = self.tail.get();
         let capacity = self.capacity;
         // What to sleep on, if anything: the tail's current value, as long
         // as no publication has come in. A tail ahead of the head means one
@@ -442,18 +401,16 @@ impl<'a> Ring<'a> {
         // head means the consumer took descriptors a moment before the
         // producer published the tail that covers them: sleep until the
         // tail changes, which the next publication does.
-        let quiet = || -> Result<Option<u32>> {
-            if self.is_new(head)? {
+        let nothing_new = || -> Result<Option<u32>> {
+            if self.is_new(head) {
                 return Ok(None);
             }
             let now = tail.load(Ordering::SeqCst);
             let ahead = now.wrapping_sub(head);
             Ok((ahead == 0 || ahead > capacity).then_some(now))
         };
-        let flag = self
-            .region
-            .atomic_u32(self.base + field::CONSUMER_WAITING)?;
-        let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, quiet);
+        let flag = self.consumer_waiting.get();
+        let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, nothing_new);
         wait_until(strategy, deadline, stop, |_| take(), sleep)
     }
 
@@ -463,18 +420,16 @@ impl<'a> Ring<'a> {
         seen_head: u32,
         strategy: WaitStrategy,
         deadline: &mut Deadline,
-        stop: &mut dyn FnMut() -> Result<()>,
+        stop: Stop<'_>,
     ) -> Result<bool> {
-        let head = self.region.atomic_u32(self.base + field::HEAD)?;
-        let quiet = || -> Result<Option<u32>> {
+        let head = self.head.get();
+        let unmoved = || -> Result<Option<u32>> {
             Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
         };
-        let flag = self
-            .region
-            .atomic_u32(self.base + field::PRODUCER_WAITING)?;
-        let ready = |_| Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
-        let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, quiet);
-        Ok(wait_until(strategy, deadline, stop, ready, sleep)?.is_some())
+        let flag = self.producer_waiting.get();
+        let moved = |_| Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
+        let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, unmoved);
+        Ok(wait_until(strategy, deadline, stop, moved, sleep)?.is_some())
     }
 
     /// Consumer side: takes every new descriptor (when the peer is gone, or
@@ -489,24 +444,92 @@ impl<'a> Ring<'a> {
         let mut one = [[0u8; DESC_SIZE]; 1];
         let mut taken = 0;
         while taken < self.capacity as usize {
-            let (head, n) = self.peek_batch(&mut one)?;
+            let (head, n) = self.peek_batch(&mut one);
             if n == 0 {
                 break;
             }
             each(&one[0])?;
-            self.advance(head, 1)?;
+            self.advance(head, 1);
             taken += 1;
         }
         Ok(taken)
+    }
+}
+
+/// A view of one ring that checks every access: for inspection (it works
+/// on read-only regions) and for the upkeep a ring needs now and then
+/// (a reclaim, a goodbye), where no end holds the ring open.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RingView<'a> {
+    region: &'a Region,
+    base: u64,
+    capacity: u32,
+}
+
+impl<'a> RingView<'a> {
+    /// The ring at `base` of `region`, holding `capacity` descriptors.
+    pub(crate) fn new(region: &'a Region, base: u64, capacity: u32) -> Self {
+        RingView {
+            region,
+            base,
+            capacity,
+        }
+    }
+
+    /// Reads both indices (works on read-only regions).
+    pub(crate) fn state(&self) -> Result<RingState> {
+        Ok(RingState {
+            head: self.head()?,
+            tail: self
+                .region
+                .load_u32(self.base + field::TAIL, Ordering::Acquire)?,
+            capacity: self.capacity,
+        })
+    }
+
+    /// The consumer's index (works on read-only regions).
+    pub(crate) fn head(&self) -> Result<u32> {
+        Ok(self
+            .region
+            .load_u32(self.base + field::HEAD, Ordering::Acquire)?)
+    }
+
+    /// Descriptors the ring holds.
+    pub(crate) fn capacity(&self) -> u32 {
+        self.capacity
+    }
+
+    fn entry(&self, index: u32) -> u64 {
+        self.base + RING_HEADER_SIZE + u64::from(index & (self.capacity - 1)) * DESC_SIZE as u64
+    }
+
+    /// The descriptor at `index`, copied out with its phase bit cleared, if
+    /// it is new; `None` otherwise. It only reads, so inspection looks at
+    /// descriptors through it without taking them.
+    pub(crate) fn read_new(&self, index: u32) -> Result<Option<[u8; DESC_SIZE]>> {
+        let at = self.entry(index);
+        let first = self.region.load_u32(at, Ordering::Acquire)?;
+        if !carries_phase(first, index, self.capacity) {
+            return Ok(None);
+        }
+        let mut desc = [0u8; DESC_SIZE];
+        self.region.read(at, &mut desc)?;
+        clear_phase(&mut desc);
+        Ok(Some(desc))
+    }
+
+    /// Whether a new descriptor is at the head (works on read-only regions).
+    pub(crate) fn has_data(&self) -> Result<bool> {
+        let head = self.head()?;
+        let first = self.region.load_u32(self.entry(head), Ordering::Acquire)?;
+        Ok(carries_phase(first, head, self.capacity))
     }
 
     /// When the producer is dead: makes the tail agree with the head, so
     /// that the next producer starts where the consumer stands (a producer
     /// that died mid-batch may have left either one behind).
     pub(crate) fn settle_tail(&self) -> Result<()> {
-        let head = self
-            .region
-            .load_u32(self.base + field::HEAD, Ordering::Acquire)?;
+        let head = self.head()?;
         self.region
             .store_u32(self.base + field::TAIL, head, Ordering::Release)?;
         Ok(())
@@ -551,18 +574,18 @@ mod tests {
     #[test]
     fn fifo_until_full_then_refuses() {
         let region = ring_region(4);
-        let ring = Ring::new(&region, 0, 4);
+        let ring = Ring::open(&region, 0, 4).unwrap();
         let mut head_cache = 0;
         for n in 0..4 {
             assert!(ring.push_batch(&mut head_cache, &[desc(n)]).unwrap());
         }
         assert!(!ring.push_batch(&mut head_cache, &[desc(9)]).unwrap());
-        assert_eq!(ring.state().unwrap().len(), Some(4));
+        assert_eq!(ring.state().len(), Some(4));
         for n in 0..4 {
-            assert_eq!(ring.pop().unwrap(), Some(desc(n)));
+            assert_eq!(ring.pop(), Some(desc(n)));
         }
-        assert_eq!(ring.pop().unwrap(), None);
-        assert!(ring.is_empty_now().unwrap());
+        assert_eq!(ring.pop(), None);
+        assert!(ring.is_empty_now());
     }
 
     // shm[verify shm.ring.spsc]
@@ -577,13 +600,13 @@ mod tests {
             .unwrap();
         // Descriptors left by the lap before must not look new: write the
         // phase that lap had.
-        let ring = Ring::new(&region, 0, 2);
+        let ring = Ring::open(&region, 0, 2).unwrap();
         for i in 0..2u32 {
             let index = (u32::MAX - 5).wrapping_add(i).wrapping_sub(2);
             region
                 .store_u32(
-                    ring.slot_offset(index),
-                    ring.phase(index),
+                    RING_HEADER_SIZE + u64::from(index & 1) * DESC_SIZE as u64,
+                    phase(index, 2),
                     Ordering::Relaxed,
                 )
                 .unwrap();
@@ -595,9 +618,9 @@ mod tests {
                     .unwrap()
             );
             assert!(!ring.push_batch(&mut head_cache, &[desc(0)]).unwrap());
-            assert_eq!(ring.pop().unwrap(), Some(desc(round)));
-            assert_eq!(ring.pop().unwrap(), Some(desc(round + 100)));
-            assert_eq!(ring.pop().unwrap(), None);
+            assert_eq!(ring.pop(), Some(desc(round)));
+            assert_eq!(ring.pop(), Some(desc(round + 100)));
+            assert_eq!(ring.pop(), None);
         }
     }
 
@@ -605,7 +628,7 @@ mod tests {
     #[test]
     fn batch_larger_than_room_writes_nothing() {
         let region = ring_region(4);
-        let ring = Ring::new(&region, 0, 4);
+        let ring = Ring::open(&region, 0, 4).unwrap();
         let mut head_cache = 0;
         assert!(
             ring.push_batch(&mut head_cache, &[desc(1), desc(2), desc(3)])
@@ -617,9 +640,9 @@ mod tests {
                 .unwrap()
         );
         assert!(!ring.push_batch(&mut head_cache, &[desc(0); 5]).unwrap());
-        assert_eq!(ring.state().unwrap().tail, 3);
+        assert_eq!(ring.state().tail, 3);
         let mut out = [[0u8; DESC_SIZE]; 8];
-        assert_eq!(ring.pop_batch(&mut out).unwrap(), 3);
+        assert_eq!(ring.pop_batch(&mut out), 3);
         assert_eq!(&out[..3], &[desc(1), desc(2), desc(3)]);
     }
 
@@ -630,14 +653,14 @@ mod tests {
         region
             .store_u32(field::TAIL, 1000, Ordering::Relaxed)
             .unwrap();
-        let ring = Ring::new(&region, 0, 4);
+        let ring = Ring::open(&region, 0, 4).unwrap();
         assert!(matches!(
             ring.push_batch(&mut 0, &[desc(1)]),
             Err(Error::Corrupt(_))
         ));
-        assert_eq!(ring.state().unwrap().len(), None);
+        assert_eq!(ring.state().len(), None);
         // The consumer only trusts phases: nothing new is there.
-        assert_eq!(ring.pop().unwrap(), None);
+        assert_eq!(ring.pop(), None);
     }
 
     // shm[verify shm.ring.spsc]
@@ -666,7 +689,7 @@ mod tests {
     #[test]
     fn drain_hands_each_descriptor_over_before_taking_it() {
         let region = ring_region(4);
-        let ring = Ring::new(&region, 0, 4);
+        let ring = Ring::open(&region, 0, 4).unwrap();
         let mut cached = 0;
         assert!(
             ring.push_batch(&mut cached, &[desc(1), desc(2), desc(3)])
@@ -675,7 +698,7 @@ mod tests {
         let mut seen = Vec::new();
         let taken = ring
             .drain(|d| {
-                seen.push((d[4], ring.state()?.head));
+                seen.push((d[4], ring.state().head));
                 Ok(())
             })
             .unwrap();
@@ -689,21 +712,21 @@ mod tests {
             Ok(())
         });
         assert!(cut.is_err());
-        assert_eq!(ring.pop().unwrap(), Some(desc(5)));
+        assert_eq!(ring.pop(), Some(desc(5)));
     }
 
     // shm[verify shm.ring.spsc]
     #[test]
     fn settle_tail_realigns_after_a_dead_producer() {
         let region = ring_region(4);
-        let ring = Ring::new(&region, 0, 4);
+        let ring = Ring::open(&region, 0, 4).unwrap();
         assert!(ring.push_batch(&mut 0, &[desc(1), desc(2)]).unwrap());
         // The producer died after publishing a tail past what it wrote.
         region.store_u32(field::TAIL, 4, Ordering::Relaxed).unwrap();
         assert_eq!(ring.drain(|_| Ok(())).unwrap(), 2);
-        ring.settle_tail().unwrap();
+        RingView::new(&region, 0, 4).settle_tail().unwrap();
         assert_eq!(
-            ring.state().unwrap(),
+            ring.state(),
             RingState {
                 head: 2,
                 tail: 2,
@@ -711,7 +734,7 @@ mod tests {
             }
         );
         assert!(ring.push_batch(&mut 2, &[desc(3)]).unwrap());
-        assert_eq!(ring.pop().unwrap(), Some(desc(3)));
+        assert_eq!(ring.pop(), Some(desc(3)));
     }
 
     // shm[verify shm.ring.spsc]
@@ -720,13 +743,13 @@ mod tests {
         let region = ring_region(4);
         let consumer_region = region.clone();
         let waiter = std::thread::spawn(move || {
-            let ring = Ring::new(&consumer_region, 0, 4);
+            let ring = Ring::open(&consumer_region, 0, 4).unwrap();
             let mut deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
             ring.wait_for_data(WaitStrategy::Block, &mut deadline, &mut || Ok(()))
                 .unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
-        let ring = Ring::new(&region, 0, 4);
+        let ring = Ring::open(&region, 0, 4).unwrap();
         assert!(ring.push_batch(&mut 0, &[desc(1)]).unwrap());
         assert!(waiter.join().unwrap());
     }
@@ -735,7 +758,7 @@ mod tests {
     #[test]
     fn wait_times_out_when_nothing_comes() {
         let region = ring_region(4);
-        let ring = Ring::new(&region, 0, 4);
+        let ring = Ring::open(&region, 0, 4).unwrap();
         let mut deadline = Deadline::after(Some(std::time::Duration::from_millis(30)));
         assert!(
             !ring

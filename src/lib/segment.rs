@@ -19,7 +19,7 @@ use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::producer::Producer;
 use crate::region::{HeapRegion, Region, RegionError};
-use crate::ring::Ring;
+use crate::ring::RingView;
 use crate::zerocopy::Leases;
 
 /// [`Segment::try_take`] could not take a lock: another open file holds it
@@ -161,8 +161,8 @@ impl Segment {
         Peer::new(&self.region, &self.layout, peer_id)
     }
 
-    pub(crate) fn ring(&self, peer_id: u8, direction: Direction) -> Ring<'_> {
-        Ring::new(
+    pub(crate) fn ring(&self, peer_id: u8, direction: Direction) -> RingView<'_> {
+        RingView::new(
             &self.region,
             self.layout.ring(peer_id, direction),
             self.layout.config.ring_capacity,
@@ -174,7 +174,7 @@ impl Segment {
     }
 
     /// The sending end of guest `guest`'s ring in `direction`.
-    pub(crate) fn producer(&self, guest: u8, direction: Direction) -> Producer {
+    pub(crate) fn producer(&self, guest: u8, direction: Direction) -> Result<Producer> {
         Producer::new(
             self.region.clone(),
             self.layout,
@@ -186,7 +186,7 @@ impl Segment {
     }
 
     /// The receiving end of guest `guest`'s ring in `direction`.
-    pub(crate) fn consumer(&self, guest: u8, direction: Direction) -> Consumer {
+    pub(crate) fn consumer(&self, guest: u8, direction: Direction) -> Result<Consumer> {
         Consumer::new(
             self.region.clone(),
             self.layout,
@@ -233,11 +233,11 @@ impl Segment {
     /// [`Segment::drop_stale_to_guest`] for a caller that holds the
     /// receiving role already (or a segment without a file).
     pub(crate) fn drain_stale_to_guest(&self, p: u8) -> Result<usize> {
-        let end = self.consumer(p, Direction::HostToGuest);
+        let end = self.consumer(p, Direction::HostToGuest)?;
         // A sequentially consistent look first, after a barrier on every
         // publisher: it pairs with a host's look at the entry right after
         // it published (see `ShmHost::sending`).
-        if end.is_empty_after_move()? {
+        if end.is_empty_after_move() {
             return Ok(0);
         }
         end.discard_all()

@@ -79,24 +79,24 @@ impl<'a> SendChecks<'a> {
 
 impl Sender {
     /// The host's sending end towards guest `guest`.
-    pub(crate) fn host_to(seg: &Arc<Segment>, guest: PeerId) -> Self {
-        Sender {
-            end: seg.producer(guest, Direction::HostToGuest),
+    pub(crate) fn host_to(seg: &Arc<Segment>, guest: PeerId) -> Result<Self> {
+        Ok(Sender {
+            end: seg.producer(guest, Direction::HostToGuest)?,
             role: Role::new(lock_byte::ring_end(guest, End::HostToGuestProducer)),
             receiver: OtherSide::Guest(GuestWatch::new(guest)),
             seg: seg.clone(),
-        }
+        })
     }
 
     /// Guest `guest`'s sending end towards the host, for its claim at
     /// `epoch`.
-    pub(crate) fn guest_to_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Self {
-        Sender {
-            end: seg.producer(guest, Direction::GuestToHost),
+    pub(crate) fn guest_to_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Result<Self> {
+        Ok(Sender {
+            end: seg.producer(guest, Direction::GuestToHost)?,
             role: Role::new(lock_byte::ring_end(guest, End::GuestToHostProducer)),
             receiver: OtherSide::Host(HostWatch::new(guest, epoch)),
             seg: seg.clone(),
-        }
+        })
     }
 
     /// Who receives what this end sends.
