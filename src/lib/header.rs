@@ -175,9 +175,9 @@ pub(crate) fn publish(region: &Region) -> Result<()> {
 /// guest sending to an awake host writes nothing here.
 pub(crate) fn wake_host(region: &Region) -> Result<()> {
     if region.load_u32(field::HOST_WAITING, Ordering::SeqCst)? != 0 {
-        let bell = region.atomic_u32(field::HOST_DOORBELL)?;
-        bell.fetch_add(1, Ordering::Release);
-        sys::futex_wake_all(bell);
+        let doorbell = region.atomic_u32(field::HOST_DOORBELL)?;
+        doorbell.fetch_add(1, Ordering::Release);
+        sys::futex_wake_all(doorbell);
     }
     Ok(())
 }

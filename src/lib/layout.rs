@@ -20,8 +20,9 @@ pub const RING_HEADER_SIZE: u64 = 192;
 pub const POOL_HEADER_SIZE: u64 = 64;
 /// Size of one slot's metadata: its state word, alone on a cache line, so
 /// that a sender allocating one slot and a receiver checking or freeing
-/// the next never write the same line (format version 3; with four slots
-/// to a line, the 4 KiB stream lost about 5 % to that sharing).
+/// the next never write the same line (format version 3; four slots to a
+/// line made the two sides take the line from each other on every
+/// message: docs/benchmarks.md).
 pub const SLOT_META_SIZE: u64 = 64;
 /// Segments are sized in whole pages.
 pub const PAGE_SIZE: u64 = 4096;

@@ -33,7 +33,7 @@ use loom::thread;
 use crate::desc::DESC_SIZE;
 use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
 use crate::party::PeerState;
-use crate::peer::{Peer, Presence};
+use crate::peer::{Peer, Presence, Publication};
 use crate::pool::{Gate, Pool};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
@@ -705,7 +705,7 @@ fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
                 // the reservation was for, must still be there.
                 Presence::new(&peer, state, epoch)
                     .unwrap()
-                    .check(false)
+                    .check(Publication::Before)
                     .expect("the guest that had just attached was taken for another");
             })
         };

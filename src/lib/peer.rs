@@ -266,6 +266,16 @@ impl<'a> Peer<'a> {
     }
 }
 
+/// When a send asks whether its receiver is still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Publication {
+    /// Just before it publishes: the entry must still hold the guest.
+    Before,
+    /// Just after: only that guest's departure, with nobody in the entry
+    /// since, counts.
+    After,
+}
+
 /// What a send to a guest found in the guest's entry, to look at again
 /// just before and just after it publishes (`shm.send.placement`).
 #[derive(Debug, Clone, Copy)]
@@ -293,8 +303,8 @@ impl<'a> Presence<'a> {
     /// Fails with [`Error::PeerGone`] if the guest the send is for (the
     /// one it found, or, for a reservation, the guest that attaches to it,
     /// one epoch later) has left. Asked just before publishing, when the
-    /// entry must still hold that guest, and just after (`published`),
-    /// when only that guest's departure with nobody in the entry since
+    /// entry must still hold that guest, and just after, when only that
+    /// guest's departure with nobody in the entry since
     /// counts: a guest that claimed the entry in between may already read
     /// what was published. The load is sequentially consistent, and so are
     /// a departing guest's move of its entry and its look at its ring right
@@ -304,15 +314,14 @@ impl<'a> Presence<'a> {
     /// state and epoch together, so a claim (which moves both at once) is
     /// seen whole.
     #[inline(always)]
-    pub(crate) fn check(&self, published: bool) -> Result<()> {
+    pub(crate) fn check(&self, moment: Publication) -> Result<()> {
         let (now, now_epoch) = split(self.word.load(Ordering::SeqCst));
         let here = now == PeerState::Attached.to_u32() || now == PeerState::Reserved.to_u32();
         let ours = now_epoch == self.epoch
             || (self.state == PeerState::Reserved && now_epoch == self.epoch.wrapping_add(1));
-        let present = if published {
-            here || !ours
-        } else {
-            here && ours
+        let present = match moment {
+            Publication::Before => here && ours,
+            Publication::After => here || !ours,
         };
         if present && (here || PeerState::from_u32(now).is_some()) {
             Ok(())

@@ -292,8 +292,9 @@ impl<'a> Pool<'a> {
             search_from.set(at);
             Ok(found)
         };
-        let quiet = || Ok((releases.load(Ordering::SeqCst) == seen.get()).then_some(seen.get()));
-        let sleep = |nap| sleep_unless(Announce::Count(waiters), releases, nap, quiet);
+        let none_freed =
+            || Ok((releases.load(Ordering::SeqCst) == seen.get()).then_some(seen.get()));
+        let sleep = |nap| sleep_unless(Announce::Count(waiters), releases, nap, none_freed);
         let found = wait_until(strategy, deadline, stop, ready, sleep);
         *hint = search_from.get();
         match (found?, gate) {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::header;
 use crate::host_slots;
 use crate::layout::{Direction, SegmentLayout};
-use crate::peer::Presence;
+use crate::peer::{Presence, Publication};
 use crate::pool::{Gate, Pool};
 use crate::region::Region;
 use crate::ring::Ring;
@@ -17,18 +17,14 @@ use crate::share::{HostShare, host_share};
 use crate::wait::{Deadline, Stop, WaitStrategy};
 use crate::zerocopy::{Leases, SlotLoan};
 
-/// Whether the receiver of a publication is still there, asked just before
-/// (`false`) and just after (`true`) it: an error if not, which becomes the
-/// send's result. `None` for the host, which does not move away under a
-/// send as a guest can.
-pub(crate) type Present<'a> = Option<Presence<'a>>;
-
-/// Asks `present`, if there is one, whether the receiver is still there
-/// (`published`: after the publication).
+/// Asks the receiver's `presence`, if the send has one, whether the
+/// receiver is still there at `moment`: an error if not, which becomes the
+/// send's result. `None` for a send to the host, which does not move away
+/// under a send as a guest can.
 #[inline(always)]
-fn look(present: Present<'_>, published: bool) -> Result<()> {
-    match present {
-        Some(presence) => presence.check(published),
+fn check_receiver(presence: Option<Presence<'_>>, moment: Publication) -> Result<()> {
+    match presence {
+        Some(presence) => presence.check(moment),
         None => Ok(()),
     }
 }
@@ -194,8 +190,7 @@ impl Producer {
     /// if the descriptor cannot be published.
     // Inlined into the send loops, with the codec's builders and
     // `to_bytes`: a descriptor returned through memory was read back wider
-    // than its fields were written, a store-forwarding stall per message
-    // (single 32 B sends gained about 7 %).
+    // than its fields were written, a store-forwarding stall per message.
     #[inline(always)]
     fn encode(
         &mut self,
@@ -236,9 +231,9 @@ impl Producer {
 
     /// Publishes encoded descriptors; on failure frees their slots.
     ///
-    /// `present` is asked just before publishing (`false`), so that a
+    /// `presence` is asked just before publishing, so that a
     /// send that waited or copied a large payload does not publish to a
-    /// guest that has left meanwhile, and again just after (`true`): a
+    /// guest that has left meanwhile, and again just after: a
     /// guest that left in between, with nobody in its entry since, took
     /// what it took before leaving (or dropped it, leaving), and will never
     /// read the rest. The slots of descriptors it did not take (the head
@@ -248,9 +243,9 @@ impl Producer {
         &mut self,
         descs: &[[u8; DESC_SIZE]],
         slots: &[(u32, u32)],
-        present: Present<'_>,
+        presence: Option<Presence<'_>>,
     ) -> Result<()> {
-        if let Err(e) = look(present, false) {
+        if let Err(e) = check_receiver(presence, Publication::Before) {
             self.free_slots(slots)?;
             return Err(e);
         }
@@ -261,19 +256,24 @@ impl Producer {
             pushed?;
             return Err(self.ring_full());
         }
-        self.published(start, descs, present)
+        self.published(start, descs, presence)
     }
 
     /// After `descs` went out from ring index `start`: rings the host's
     /// doorbell for a guest's send (the host may sleep on all its rings at
-    /// once, not on this one), then asks `present` whether the receiver is
+    /// once, not on this one), then asks `presence` whether the receiver is
     /// still there, and if not, takes back what it did not take.
     #[inline(always)]
-    fn published(&self, start: u32, descs: &[[u8; DESC_SIZE]], present: Present<'_>) -> Result<()> {
+    fn published(
+        &self,
+        start: u32,
+        descs: &[[u8; DESC_SIZE]],
+        presence: Option<Presence<'_>>,
+    ) -> Result<()> {
         if self.direction == Direction::GuestToHost {
             header::wake_host(&self.region)?;
         }
-        match look(present, true) {
+        match check_receiver(presence, Publication::After) {
             Ok(()) => Ok(()),
             Err(gone) => self.withdraw(start, descs, gone),
         }
@@ -317,21 +317,21 @@ impl Producer {
         payload: &[u8],
         deadline: &mut Deadline,
         stop: Stop<'_>,
-        present: Present<'_>,
+        presence: Option<Presence<'_>>,
     ) -> Result<()> {
         self.check_len(payload.len())?;
         if payload.len() > INLINE_CAPACITY {
-            return self.send_in_slot(desc, payload, deadline, stop, present);
+            return self.send_in_slot(desc, payload, deadline, stop, presence);
         }
         let mut tail = self.ring.tail();
         if !self.ring.fits_one(tail, self.cached_head) {
             self.wait_for_room(deadline, stop)?;
             tail = self.ring.tail();
         }
-        look(present, false)?;
+        check_receiver(presence, Publication::Before)?;
         let bytes = codec::inline(desc, payload).to_bytes();
         self.ring.push_one(tail, &bytes);
-        self.published(tail, &[bytes], present)
+        self.published(tail, &[bytes], presence)
     }
 
     /// [`Producer::send`] of a payload that travels in a slot.
@@ -342,13 +342,13 @@ impl Producer {
         payload: &[u8],
         deadline: &mut Deadline,
         stop: Stop<'_>,
-        present: Present<'_>,
+        presence: Option<Presence<'_>>,
     ) -> Result<()> {
         // Room first, so that a slot is never taken for a message that
         // cannot be queued.
         self.wait_for_room(deadline, stop)?;
         let (desc, slot) = self.encode(desc, payload, deadline, stop)?;
-        self.publish(&[desc.to_bytes()], slot.as_slice(), present)
+        self.publish(&[desc.to_bytes()], slot.as_slice(), presence)
     }
 
     /// Sends `frames` in order, publishing as many descriptors at a time as
@@ -362,7 +362,7 @@ impl Producer {
         frames: &[Frame],
         deadline: &mut Deadline,
         stop: Stop<'_>,
-        present: Present<'_>,
+        presence: Option<Presence<'_>>,
     ) -> Result<usize> {
         for frame in frames {
             self.check_len(frame.payload().len())?;
@@ -406,7 +406,7 @@ impl Producer {
                     }
                 }
             }
-            self.publish(&descs, &slots, present)?;
+            self.publish(&descs, &slots, presence)?;
             sent += descs.len();
         }
         Ok(sent)
@@ -435,7 +435,11 @@ impl Producer {
     }
 
     /// Publishes a loaned slot to the receiver.
-    pub(crate) fn commit(&mut self, mut loan: SlotLoan, present: Present<'_>) -> Result<()> {
+    pub(crate) fn commit(
+        &mut self,
+        mut loan: SlotLoan,
+        presence: Option<Presence<'_>>,
+    ) -> Result<()> {
         let (sender, receiver) = self.direction.ends(self.guest);
         if loan.pool != sender || !Arc::ptr_eq(&loan.leases, &self.leases) {
             return Err(Error::Corrupt(format!(
@@ -448,6 +452,10 @@ impl Producer {
         // From here the loan's slot belongs to the receiver (or, if the
         // publication fails, is freed by `publish`).
         loan.committed = true;
-        self.publish(&[desc.to_bytes()], &[(loan.slot, loan.generation)], present)
+        self.publish(
+            &[desc.to_bytes()],
+            &[(loan.slot, loan.generation)],
+            presence,
+        )
     }
 }

@@ -116,15 +116,15 @@ const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Looks an adaptive waiter spins for before it sleeps. It does not yield
 /// in between: on a busy machine a waiter that yields stays runnable and
 /// takes the CPU from the very process it waits for, one time slice per
-/// yield (20 yields made the stress tests twelve times slower beside two
-/// busy loops: 198 s against 16 s), where a sleeper leaves it the CPU and
-/// is woken when there is something to do.
+/// yield (the stress tests beside two busy loops slowed to a crawl),
+/// where a sleeper leaves it the CPU and is woken when there is something
+/// to do.
 const SPIN_STEPS: u32 = 2000;
 /// While spinning, the clock and the stop check are consulted only every
 /// this many steps, the first time after this many: the spin loop itself
 /// only re-reads one index, and a wait that ends within them (a spinning
-/// round trip's) reads no clock at all (it read it, about 20 ns, on its
-/// first look; the round trip's p99 fell about 15 %).
+/// round trip's) reads no clock at all: a clock read costs as much as a
+/// look at the line.
 const CHECK_EVERY: u32 = 64;
 
 /// How long a wait may last. The clock starts at the first wait, so an
@@ -230,9 +230,8 @@ impl Backoff {
         };
         if spinning && self.step % CHECK_EVERY != 0 && !deadline.is_no_wait() {
             // The spin hint (PAUSE on x86) spaces the looks at the line
-            // being waited on, so that its writer loses it less often: the
-            // 4 KiB stream gained about 8 % and the round trip nothing
-            // measurable was lost (docs/benchmarks.md).
+            // being waited on, so that its writer loses it less often
+            // (docs/benchmarks.md has what it gains and costs).
             std::hint::spin_loop();
             return Step::Again;
         }
@@ -290,15 +289,15 @@ pub(crate) enum Announce<'a> {
     Count(&'a AtomicU32),
 }
 
-/// The sleeping half of the handshake: announces the sleeper, asks `quiet`
-/// whether nothing has happened since the caller last looked (it returns
+/// The sleeping half of the handshake: announces the sleeper, asks
+/// `nothing_new` whether nothing has happened since the caller last looked (it returns
 /// the value `word` must still hold to sleep, or `None` to go on at once),
 /// sleeps on `word` for at most `nap`, and withdraws the announcement.
 pub(crate) fn sleep_unless(
     announce: Announce<'_>,
     word: &AtomicU32,
     nap: Duration,
-    quiet: impl FnOnce() -> Result<Option<u32>>,
+    nothing_new: impl FnOnce() -> Result<Option<u32>>,
 ) -> Result<()> {
     match announce {
         Announce::Flag(flag) => {
@@ -318,7 +317,7 @@ pub(crate) fn sleep_unless(
         Announce::Count(_) => true,
     };
     let nap = if fenced { nap } else { nap.min(UNFENCED_NAP) };
-    let looked = quiet();
+    let looked = nothing_new();
     if let Ok(Some(expected)) = looked {
         sys::futex_wait(word, expected, Some(nap));
     }

@@ -157,7 +157,7 @@ pub(crate) struct GuestWatch {
     /// When the holder was last judged (`CLOCK_MONOTONIC` ns, 0 = never):
     /// kept across calls, so that a host waiting in short slices (as the
     /// command does) still looks.
-    last_judged_ns: u64,
+    last_liveness_check_ns: u64,
 }
 
 impl GuestWatch {
@@ -165,7 +165,7 @@ impl GuestWatch {
     pub(crate) fn new(peer_id: PeerId) -> Self {
         GuestWatch {
             peer_id,
-            last_judged_ns: 0,
+            last_liveness_check_ns: 0,
         }
     }
 
@@ -182,7 +182,7 @@ impl GuestWatch {
             peer_id: self.peer_id,
             state,
             epoch,
-            last_judged_ns: &mut self.last_judged_ns,
+            last_liveness_check_ns: &mut self.last_liveness_check_ns,
         })
     }
 }
@@ -196,7 +196,7 @@ pub(crate) struct EntryWatch<'a> {
     /// The state and epoch the operation began with.
     state: PeerState,
     epoch: u32,
-    last_judged_ns: &'a mut u64,
+    last_liveness_check_ns: &'a mut u64,
 }
 
 impl<'a> EntryWatch<'a> {
@@ -246,8 +246,8 @@ impl<'a> EntryWatch<'a> {
             };
         }
         let now = sys::monotonic_ns();
-        if now.saturating_sub(*self.last_judged_ns) >= LIVENESS_EVERY_NS {
-            *self.last_judged_ns = now;
+        if now.saturating_sub(*self.last_liveness_check_ns) >= LIVENESS_EVERY_NS {
+            *self.last_liveness_check_ns = now;
             let entry = peer.snapshot()?;
             let status = liveness::judge_peer(
                 &entry,

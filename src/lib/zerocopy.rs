@@ -21,8 +21,8 @@ use crate::region::Region;
 /// One mark (a byte) per slot, made for a pool at its first lease: marking
 /// and unmarking a slot is one plain atomic store to memory private to
 /// this process, with no lock, no hashing and no locked read-modify-write
-/// on the path of every message (a bitset's `fetch_or` cost the 4 KiB
-/// stream about 5 %). A slot is unmarked before it is freed, never after:
+/// on the path of every message (a bitset's locked `fetch_or` cost the
+/// 4 KiB stream measurably). A slot is unmarked before it is freed, never after:
 /// freed, it may come back to this process at once, in a new message
 /// whose mark must stay. It also keeps the mapping the slots lie in, so
 /// that a lease needs nothing but a reference to it (no allocation per
