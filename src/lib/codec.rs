@@ -8,7 +8,8 @@ use crate::desc::{DESC_SIZE, FLAG_SLOT, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc};
 use crate::error::{Error, Result};
 use crate::layout::party_name;
 use crate::pool::Pool;
-use crate::zerocopy::{Leases, Received, SlotRef};
+use crate::pool::SlotRef;
+use crate::zerocopy::{Leases, LentSlot, Received};
 
 /// `desc` carrying `payload` (at most [`INLINE_CAPACITY`] bytes) in its
 /// inline bytes. Every placement field is set, so nothing the application
@@ -29,18 +30,26 @@ pub(crate) fn inline(desc: MsgDesc, payload: &[u8]) -> MsgDesc {
     desc
 }
 
-/// `desc` naming `len` bytes at the start of slot `slot` (allocated at
-/// `generation`) of the sender's pool.
+/// `desc` naming `len` bytes at the start of `slot` of the sender's pool.
 #[inline(always)]
-pub(crate) fn in_slot(desc: MsgDesc, len: usize, slot: u32, generation: u32) -> MsgDesc {
+pub(crate) fn in_slot(desc: MsgDesc, len: usize, slot: SlotRef) -> MsgDesc {
     let mut desc = desc;
     desc.flags = FLAG_SLOT;
     desc.payload_len = len as u32;
-    desc.slot_index = slot;
-    desc.slot_generation = generation;
+    desc.slot_index = slot.index;
+    desc.slot_generation = slot.generation;
     desc.slot_offset = 0;
     desc.inline = [0; INLINE_CAPACITY];
     desc
+}
+
+/// The slot allocation a descriptor names (whether or not it has one).
+#[inline(always)]
+pub(crate) fn slot_of(desc: &MsgDesc) -> SlotRef {
+    SlotRef {
+        index: desc.slot_index,
+        generation: desc.slot_generation,
+    }
 }
 
 /// Where a descriptor that passed [`check`] has its payload.
@@ -99,18 +108,12 @@ pub(crate) fn check(
         }
         return Ok(Placement::Inline);
     }
-    pool.validate(
-        desc.slot_index,
-        desc.slot_generation,
-        receiver,
-        desc.slot_offset,
-        len,
-    )
-    .map(|offset| Placement::Slot { offset })
-    .map_err(|reason| Refusal {
-        reason,
-        by_slot: true,
-    })
+    pool.validate(slot_of(desc), receiver, desc.slot_offset, len)
+        .map(|offset| Placement::Slot { offset })
+        .map_err(|reason| Refusal {
+            reason,
+            by_slot: true,
+        })
 }
 
 /// Validates a descriptor that `receiver` took from a ring whose sender
@@ -153,7 +156,7 @@ fn decode_checked(
             if refusal.by_slot {
                 // A slot that is really this receiver's, named with a bad
                 // offset or length, goes back rather than leaking.
-                pool.free_if_held_by(desc.slot_index, desc.slot_generation, receiver)?;
+                pool.free_if_held_by(slot_of(&desc), receiver)?;
             }
             return Err(Error::BadDescriptor {
                 from: party_name(pool.index()),
@@ -161,10 +164,9 @@ fn decode_checked(
             });
         }
     };
-    let slot = SlotRef {
+    let slot = LentSlot {
         pool: pool.index(),
-        slot: desc.slot_index,
-        generation: desc.slot_generation,
+        slot: slot_of(&desc),
         offset,
     };
     Ok(Received::in_slot(desc, slot, leases.clone()))
@@ -176,7 +178,7 @@ fn decode_checked(
 pub(crate) fn discard(pool: &Pool<'_>, bytes: &[u8; DESC_SIZE]) -> Result<()> {
     let desc = MsgDesc::from_bytes(bytes);
     if desc.is_slot() {
-        pool.free(desc.slot_index, desc.slot_generation)?;
+        pool.free(slot_of(&desc))?;
     }
     Ok(())
 }

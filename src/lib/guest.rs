@@ -13,7 +13,9 @@ use crate::header::HeaderInfo;
 use crate::layout::{Direction, SegmentLayout};
 use crate::liveness::{self, HostStatus};
 use crate::locks::{ByteLock, lock_byte, lock_byte::End};
+use crate::mmap::OwnerCheck;
 use crate::party::{PeerId, PeerState};
+use crate::peer::Holder;
 use crate::receiver::Receiver;
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};
@@ -71,7 +73,10 @@ impl ShmGuest {
     ///
     /// shm[impl shm.file.attach]
     pub fn attach_path<P: AsRef<Path>>(path: P) -> Result<Self> {
-        Self::claim(Segment::open_path(path.as_ref(), false)?, Claim::AnyEmpty)
+        Self::claim(
+            Segment::open_path(path.as_ref(), OwnerCheck::Required)?,
+            Claim::AnyEmpty,
+        )
     }
 
     /// Maps the segment file at `path` and takes the entry `peer_id`, which
@@ -80,7 +85,7 @@ impl ShmGuest {
     /// shm[impl shm.peer.reserve]
     pub fn attach_path_with_id<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
         Self::claim(
-            Segment::open_path(path.as_ref(), false)?,
+            Segment::open_path(path.as_ref(), OwnerCheck::Required)?,
             Claim::Reserved(peer_id),
         )
     }
@@ -90,30 +95,29 @@ impl ShmGuest {
     /// detach. Each ring end is locked on first use, so two processes never
     /// send (or receive) as the same guest at once.
     pub fn resume<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
-        Self::resume_opened(Segment::open_path(path.as_ref(), false)?, peer_id)
+        Self::resume_opened(
+            Segment::open_path(path.as_ref(), OwnerCheck::Required)?,
+            peer_id,
+        )
     }
 
     /// [`ShmGuest::attach_path`] (or, with `peer_id`, [`ShmGuest::attach_path_with_id`])
-    /// with the owner check as `allow_foreign_owner` says (see [`crate::OpenOptions`]).
-    pub(crate) fn attach_path_trusting(
+    /// with the owner check `owner` (see [`crate::OpenOptions`]).
+    pub(crate) fn attach_path_with(
         path: &Path,
         peer_id: Option<PeerId>,
-        allow_foreign_owner: bool,
+        owner: OwnerCheck,
     ) -> Result<Self> {
-        let seg = Segment::open_path(path, allow_foreign_owner)?;
+        let seg = Segment::open_path(path, owner)?;
         match peer_id {
             Some(p) => Self::claim(seg, Claim::Reserved(p)),
             None => Self::claim(seg, Claim::AnyEmpty),
         }
     }
 
-    /// [`ShmGuest::resume`] with the owner check as `allow_foreign_owner` says.
-    pub(crate) fn resume_trusting(
-        path: &Path,
-        peer_id: PeerId,
-        allow_foreign_owner: bool,
-    ) -> Result<Self> {
-        Self::resume_opened(Segment::open_path(path, allow_foreign_owner)?, peer_id)
+    /// [`ShmGuest::resume`] with the owner check `owner`.
+    pub(crate) fn resume_with(path: &Path, peer_id: PeerId, owner: OwnerCheck) -> Result<Self> {
+        Self::resume_opened(Segment::open_path(path, owner)?, peer_id)
     }
 
     fn resume_opened(seg: Segment, peer_id: PeerId) -> Result<Self> {
@@ -212,7 +216,7 @@ impl ShmGuest {
                 // looking like a scripted claim. An entry that is not
                 // Attached is judged by nobody, and only a claim (which
                 // needs the presence lock we hold) makes it Attached.
-                peer.set_holder(Some(sys::current_pid()), true)?;
+                peer.set_holder(Holder::this_process(true))?;
             }
             let claimed = match claim {
                 Claim::Reserved(_) => peer.claim(PeerState::Reserved)?,
@@ -227,7 +231,7 @@ impl ShmGuest {
                 },
             };
             if let Some(epoch) = claimed {
-                peer.record_claim(Some(sys::current_pid()), presence.is_some())?;
+                peer.record_claim(Holder::this_process(presence.is_some()))?;
                 if let Claim::AnyEmpty = claim {
                     // Nothing in the host-to-guest ring of a free entry is
                     // for this guest (a reserved one keeps what the host
@@ -488,7 +492,7 @@ impl ShmGuest {
     /// peer id and epoch.
     pub fn release_to_script(mut self) -> Result<(PeerId, u32)> {
         check_still_mine(&self.seg, self.peer_id, self.epoch)?;
-        self.seg.peer(self.peer_id).set_holder(None, false)?;
+        self.seg.peer(self.peer_id).set_holder(Holder::Nobody)?;
         self.owned = false;
         Ok((self.peer_id, self.epoch))
     }
@@ -510,13 +514,9 @@ impl ShmGuest {
         Self::release_resumed(Self::resume(path, peer_id)?)
     }
 
-    /// [`ShmGuest::release`] with the owner check as `allow_foreign_owner` says.
-    pub(crate) fn release_trusting(
-        path: &Path,
-        peer_id: PeerId,
-        allow_foreign_owner: bool,
-    ) -> Result<()> {
-        Self::release_resumed(Self::resume_trusting(path, peer_id, allow_foreign_owner)?)
+    /// [`ShmGuest::release`] with the owner check `owner`.
+    pub(crate) fn release_with(path: &Path, peer_id: PeerId, owner: OwnerCheck) -> Result<()> {
+        Self::release_resumed(Self::resume_with(path, peer_id, owner)?)
     }
 
     fn release_resumed(guest: ShmGuest) -> Result<()> {
@@ -577,7 +577,7 @@ impl ShmGuest {
         // cleared before the move would look like a scripted claim, which
         // is never reclaimed. (The presence lock keeps a new guest, and so
         // a new holder, out until this one is gone.)
-        peer.set_holder(None, false)?;
+        peer.set_holder(Holder::Nobody)?;
         crate::header::wake_host(&self.seg.region)?;
         Ok(())
     }
@@ -614,7 +614,7 @@ mod tests {
         let _host = ShmHost::create(&path, config).unwrap();
         // Another open file (a reclaiming host's) midway through a reclaim
         // of guest 1.
-        let reclaimer = Segment::open_path(&path, false).unwrap();
+        let reclaimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
         assert!(
             reclaimer
                 .peer(1)

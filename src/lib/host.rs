@@ -14,9 +14,9 @@ use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, Role, lock_byte, lock_byte::End};
-use crate::mmap::{FileMode, MmapRegion};
+use crate::mmap::{FileMode, MmapRegion, OwnerCheck};
 use crate::party::{PeerId, PeerState};
-use crate::peer::PeerEntry;
+use crate::peer::{Holder, PeerEntry};
 use crate::receiver::{AnyReceiver, Receiver};
 use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 use crate::region::{HeapRegion, Region};
@@ -166,13 +166,13 @@ impl ShmHost {
     /// it neither says goodbye nor deletes the file. For tools that send,
     /// receive or clean up on a segment another process created.
     pub fn open<P: AsRef<Path>>(path: P) -> Result<Self> {
-        Self::open_trusting(path.as_ref(), false)
+        Self::open_with(path.as_ref(), OwnerCheck::Required)
     }
 
-    /// [`ShmHost::open`] with the owner check as `allow_foreign_owner` says
+    /// [`ShmHost::open`] with the owner check `owner`
     /// (see [`crate::OpenOptions`]).
-    pub(crate) fn open_trusting(path: &Path, allow_foreign_owner: bool) -> Result<Self> {
-        let seg = Segment::open_path(path, allow_foreign_owner)?;
+    pub(crate) fn open_with(path: &Path, owner: OwnerCheck) -> Result<Self> {
+        let seg = Segment::open_path(path, owner)?;
         Self::with_segment(seg, false)
     }
 
@@ -323,7 +323,7 @@ impl ShmHost {
         if !peer.transition(PeerState::Empty, PeerState::Reserved)? {
             return Ok(false);
         }
-        peer.set_holder(None, false)?;
+        peer.set_holder(Holder::Nobody)?;
         // What waits in the ring was sent to an earlier guest of the
         // entry; the guest to come gets only what is sent now.
         self.seg.drop_stale_to_guest(p)?;
@@ -713,7 +713,7 @@ impl ShmHost {
         self.seg.pool(p).clear_waiters()?;
         self.seg.pool(0).recount_held(p)?;
         self.senders[index].resync();
-        peer.set_holder(None, false)?;
+        peer.set_holder(Holder::Nobody)?;
         // A compare-and-swap like every other move: a plain claim cannot
         // take the entry while this holds its receiving role (see
         // `ShmGuest::claim`), and if anything else moved it, it stays.
@@ -773,7 +773,7 @@ mod tests {
             ..SegmentConfig::default()
         };
         let mut host = ShmHost::create(&path, config).unwrap();
-        let claimer = Segment::open_path(&path, false).unwrap();
+        let claimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
         let file = claimer.backing.mmap().unwrap().segment_file();
         let presence = ByteLock::try_lock(file, lock_byte::guest_presence(1))
             .unwrap()

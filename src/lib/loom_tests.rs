@@ -34,7 +34,7 @@ use crate::desc::DESC_SIZE;
 use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
 use crate::party::PeerState;
 use crate::peer::{Peer, Presence, Publication};
-use crate::pool::{Gate, Pool};
+use crate::pool::{Gate, Pool, SlotRef};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
 use crate::share::HostShare;
@@ -354,11 +354,32 @@ fn loom_pool_allocations_are_exclusive_and_bump_generations() {
             let pool = Pool::new(&region, &layout, 0);
             let mut generations = Vec::new();
             for _ in 0..2 {
-                if let Some((slot, generation)) = pool.try_alloc(who, &mut 0).unwrap() {
+                if let Some(SlotRef {
+                    index: slot,
+                    generation,
+                }) = pool.try_alloc(who, &mut 0).unwrap()
+                {
                     assert_eq!(slot, 0);
-                    assert!(pool.validate(slot, generation, who, 0, 64).is_ok());
+                    assert!(
+                        pool.validate(
+                            SlotRef {
+                                index: slot,
+                                generation
+                            },
+                            who,
+                            0,
+                            64
+                        )
+                        .is_ok()
+                    );
                     use_slot(&pool, &region, slot, who);
-                    assert!(pool.free(slot, generation).unwrap());
+                    assert!(
+                        pool.free(SlotRef {
+                            index: slot,
+                            generation
+                        })
+                        .unwrap()
+                    );
                     generations.push(generation);
                 }
             }
@@ -379,7 +400,13 @@ fn loom_pool_allocations_are_exclusive_and_bump_generations() {
         assert_eq!(generations, (1..=n).collect::<Vec<_>>());
         let pool = Pool::new(&region, &layout, 0);
         assert_eq!(pool.usage().unwrap().used, 0);
-        assert_eq!(pool.try_alloc(0, &mut 0).unwrap(), Some((0, n + 1)));
+        assert_eq!(
+            pool.try_alloc(0, &mut 0).unwrap(),
+            Some(SlotRef {
+                index: 0,
+                generation: n + 1
+            })
+        );
     });
 }
 
@@ -398,11 +425,44 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
         let pool = Pool::new(&region, &layout, 0);
         let mine = pool.try_alloc(1, &mut 0).unwrap().expect("a slot is free");
         let theirs = other.join().unwrap().expect("a slot is free");
-        assert_ne!(mine.0, theirs.0);
-        assert_eq!((mine.1, theirs.1), (1, 1));
-        assert!(pool.validate(mine.0, mine.1, 1, 0, 64).is_ok());
-        assert!(pool.validate(theirs.0, theirs.1, 2, 0, 64).is_ok());
-        assert!(pool.validate(theirs.0, theirs.1, 1, 0, 64).is_err());
+        assert_ne!(mine.index, theirs.index);
+        assert_eq!((mine.generation, theirs.generation), (1, 1));
+        assert!(
+            pool.validate(
+                SlotRef {
+                    index: mine.index,
+                    generation: mine.generation
+                },
+                1,
+                0,
+                64
+            )
+            .is_ok()
+        );
+        assert!(
+            pool.validate(
+                SlotRef {
+                    index: theirs.index,
+                    generation: theirs.generation
+                },
+                2,
+                0,
+                64
+            )
+            .is_ok()
+        );
+        assert!(
+            pool.validate(
+                SlotRef {
+                    index: theirs.index,
+                    generation: theirs.generation
+                },
+                1,
+                0,
+                64
+            )
+            .is_err()
+        );
         assert_eq!(pool.try_alloc(3, &mut 0).unwrap(), None);
     });
 }
@@ -418,17 +478,21 @@ fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
     check(None, || {
         let (region, layout) = pool_region(3);
         let pool = Pool::new(&region, &layout, 0);
-        let held: Vec<(u32, u32)> = (0..2)
+        let held: Vec<SlotRef> = (0..2)
             .map(|_| pool.try_alloc(1, &mut 0).unwrap().unwrap())
             .collect();
-        let (third, _) = pool.try_alloc(2, &mut 0).unwrap().unwrap();
+        let third = pool.try_alloc(2, &mut 0).unwrap().unwrap().index;
         let allocator = {
             let region = region.clone();
             thread::spawn(move || {
                 let pool = Pool::new(&region, &layout, 0);
                 let mut got = Vec::new();
                 for _ in 0..2 {
-                    if let Some((slot, generation)) = pool.try_alloc(2, &mut 0).unwrap() {
+                    if let Some(SlotRef {
+                        index: slot,
+                        generation,
+                    }) = pool.try_alloc(2, &mut 0).unwrap()
+                    {
                         use_slot(&pool, &region, slot, 2);
                         got.push((slot, generation));
                     }
@@ -436,7 +500,7 @@ fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
                 got
             })
         };
-        for &(slot, _) in &held {
+        for &SlotRef { index: slot, .. } in &held {
             use_slot(&pool, &region, slot, 1);
         }
         assert_eq!(pool.free_many(&held).unwrap(), 2);
@@ -461,16 +525,27 @@ fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
     check(None, || {
         let (region, layout) = pool_region(1);
         let pool = Pool::new(&region, &layout, 0);
-        let (slot, generation) = pool.try_alloc(0, &mut 0).unwrap().unwrap();
+        let SlotRef {
+            index: slot,
+            generation,
+        } = pool.try_alloc(0, &mut 0).unwrap().unwrap();
         let other = {
             let region = region.clone();
             thread::spawn(move || {
                 Pool::new(&region, &layout, 0)
-                    .free(slot, generation)
+                    .free(SlotRef {
+                        index: slot,
+                        generation,
+                    })
                     .unwrap()
             })
         };
-        let mine = pool.free(slot, generation).unwrap();
+        let mine = pool
+            .free(SlotRef {
+                index: slot,
+                generation,
+            })
+            .unwrap();
         let theirs = other.join().unwrap();
         assert!(
             mine ^ theirs,
@@ -480,7 +555,10 @@ fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
         assert_eq!(pool.usage().unwrap().used, 0);
         assert_eq!(
             pool.try_alloc(0, &mut 0).unwrap(),
-            Some((slot, generation + 1))
+            Some(SlotRef {
+                index: slot,
+                generation: generation + 1
+            })
         );
         assert_eq!(pool.try_alloc(0, &mut 0).unwrap(), None);
     });
@@ -508,7 +586,10 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
             thread::spawn(move || {
                 let pool = Pool::new(&pool_mem, &layout, 0);
                 let mut deadline = Deadline::after(None);
-                let (slot, generation) = pool
+                let SlotRef {
+                    index: slot,
+                    generation,
+                } = pool
                     .alloc(
                         0,
                         &mut 0,
@@ -519,7 +600,14 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
                     )
                     .unwrap();
                 pool_mem.write(pool.data_offset(slot), b"payload!").unwrap();
-                pool.set_holder(slot, 1).unwrap();
+                pool.set_holder(
+                    SlotRef {
+                        index: slot,
+                        generation,
+                    },
+                    1,
+                )
+                .unwrap();
                 let mut d = desc(0);
                 d[4..8].copy_from_slice(&slot.to_le_bytes());
                 d[8..12].copy_from_slice(&generation.to_le_bytes());
@@ -531,9 +619,18 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
             let pool_mem = pool_mem.clone();
             thread::spawn(move || {
                 let pool = Pool::new(&pool_mem, &layout, 0);
-                let (slot, generation) = pool.try_alloc(0, &mut 0).unwrap()?;
+                let SlotRef {
+                    index: slot,
+                    generation,
+                } = pool.try_alloc(0, &mut 0).unwrap()?;
                 use_slot(&pool, &pool_mem, slot, 3);
-                assert!(pool.free(slot, generation).unwrap());
+                assert!(
+                    pool.free(SlotRef {
+                        index: slot,
+                        generation
+                    })
+                    .unwrap()
+                );
                 Some(generation)
             })
         };
@@ -542,14 +639,37 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
         let slot = u32::from_le_bytes(d[4..8].try_into().unwrap());
         let generation = u32::from_le_bytes(d[8..12].try_into().unwrap());
         let at = pool
-            .validate(slot, generation, 1, 0, 8)
+            .validate(
+                SlotRef {
+                    index: slot,
+                    generation,
+                },
+                1,
+                0,
+                8,
+            )
             .expect("a sent slot validates");
         let mut payload = [0u8; 8];
         pool_mem.read(at, &mut payload).unwrap();
         assert_eq!(&payload, b"payload!");
-        assert!(pool.free(slot, generation).unwrap());
         assert!(
-            pool.validate(slot, generation, 1, 0, 8).is_err(),
+            pool.free(SlotRef {
+                index: slot,
+                generation
+            })
+            .unwrap()
+        );
+        assert!(
+            pool.validate(
+                SlotRef {
+                    index: slot,
+                    generation
+                },
+                1,
+                0,
+                8
+            )
+            .is_err(),
             "a freed slot does not validate"
         );
         assert_eq!(sender.join().unwrap(), generation);
@@ -570,13 +690,26 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
     check(None, || {
         let (region, layout) = pool_region(1);
         let pool = Pool::new(&region, &layout, 0);
-        let (slot, generation) = pool.try_alloc(0, &mut 0).unwrap().unwrap();
+        let SlotRef {
+            index: slot,
+            generation,
+        } = pool.try_alloc(0, &mut 0).unwrap().unwrap();
         let freer = {
             let region = region.clone();
             thread::spawn(move || {
                 let pool = Pool::new(&region, &layout, 0);
-                assert!(pool.free(slot, generation).unwrap());
-                pool.free(slot, generation).unwrap()
+                assert!(
+                    pool.free(SlotRef {
+                        index: slot,
+                        generation
+                    })
+                    .unwrap()
+                );
+                pool.free(SlotRef {
+                    index: slot,
+                    generation,
+                })
+                .unwrap()
             })
         };
         let again = loop {
@@ -586,7 +719,13 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
             }
         };
         let double_freed = freer.join().unwrap();
-        assert_eq!(again, (slot, generation + 1));
+        assert_eq!(
+            again,
+            SlotRef {
+                index: slot,
+                generation: generation + 1
+            }
+        );
         assert!(
             !double_freed,
             "the second free of generation {generation} freed something"
@@ -596,7 +735,18 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
             1,
             "the new allocation was freed"
         );
-        assert!(pool.validate(slot, generation + 1, 1, 0, 1).is_ok());
+        assert!(
+            pool.validate(
+                SlotRef {
+                    index: slot,
+                    generation: generation + 1
+                },
+                1,
+                0,
+                1
+            )
+            .is_ok()
+        );
     });
 }
 
@@ -628,17 +778,17 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
             )
             .unwrap()
         };
-        let (first, generation) = alloc();
+        let first = alloc();
         pool.set_holder(first, 1).unwrap();
         let receiver = {
             let pool_mem = pool_mem.clone();
             thread::spawn(move || {
                 let pool = Pool::new(&pool_mem, &layout, 0);
                 assert!(pool.held(1).unwrap() <= 1, "over its share");
-                assert!(pool.free(first, generation).unwrap());
+                assert!(pool.free(first).unwrap());
             })
         };
-        let (second, _) = alloc();
+        let second = alloc();
         assert_eq!(pool.held(1).unwrap(), 0, "allocated while at the share");
         pool.set_holder(second, 1).unwrap();
         assert_eq!(pool.held(1).unwrap(), 1);

@@ -44,6 +44,16 @@ struct MappedFile {
 }
 impl Backing for MappedFile {}
 
+/// Whether a segment file another user owns may be opened: one it does
+/// not own could be a squatter's (`shm.file.permissions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnerCheck {
+    /// Refuse a file another user controls.
+    Required,
+    /// Open it anyway (`OpenOptions::allow_foreign_owner`).
+    Skipped,
+}
+
 /// A file mapped `MAP_SHARED`, with the [`Region`] that views it.
 ///
 /// ```

@@ -14,6 +14,7 @@ use std::path::Path;
 use crate::error::Result;
 use crate::guest::ShmGuest;
 use crate::host::ShmHost;
+use crate::mmap::OwnerCheck;
 use crate::party::PeerId;
 
 /// How to open an existing segment: the plain calls
@@ -48,6 +49,14 @@ impl OpenOptions {
         self
     }
 
+    fn owner_check(&self) -> OwnerCheck {
+        if self.allow_foreign_owner {
+            OwnerCheck::Skipped
+        } else {
+            OwnerCheck::Required
+        }
+    }
+
     /// Whether a segment another user owns is opened.
     pub fn allows_foreign_owner(&self) -> bool {
         self.allow_foreign_owner
@@ -60,7 +69,7 @@ impl OpenOptions {
     /// As [`ShmGuest::attach_path`]; [`crate::Error::ForeignOwner`] unless
     /// allowed.
     pub fn attach<P: AsRef<Path>>(&self, path: P) -> Result<ShmGuest> {
-        ShmGuest::attach_path_trusting(path.as_ref(), None, self.allow_foreign_owner)
+        ShmGuest::attach_path_with(path.as_ref(), None, self.owner_check())
     }
 
     /// [`ShmGuest::attach_path_with_id`] with these options.
@@ -69,7 +78,7 @@ impl OpenOptions {
     ///
     /// As [`OpenOptions::attach`].
     pub fn attach_with_id<P: AsRef<Path>>(&self, path: P, peer_id: PeerId) -> Result<ShmGuest> {
-        ShmGuest::attach_path_trusting(path.as_ref(), Some(peer_id), self.allow_foreign_owner)
+        ShmGuest::attach_path_with(path.as_ref(), Some(peer_id), self.owner_check())
     }
 
     /// [`ShmGuest::resume`] with these options.
@@ -78,7 +87,7 @@ impl OpenOptions {
     ///
     /// As [`OpenOptions::attach`].
     pub fn resume<P: AsRef<Path>>(&self, path: P, peer_id: PeerId) -> Result<ShmGuest> {
-        ShmGuest::resume_trusting(path.as_ref(), peer_id, self.allow_foreign_owner)
+        ShmGuest::resume_with(path.as_ref(), peer_id, self.owner_check())
     }
 
     /// [`ShmGuest::release`] with these options.
@@ -87,7 +96,7 @@ impl OpenOptions {
     ///
     /// As [`OpenOptions::attach`].
     pub fn release<P: AsRef<Path>>(&self, path: P, peer_id: PeerId) -> Result<()> {
-        ShmGuest::release_trusting(path.as_ref(), peer_id, self.allow_foreign_owner)
+        ShmGuest::release_with(path.as_ref(), peer_id, self.owner_check())
     }
 
     /// [`ShmHost::open`] with these options.
@@ -96,6 +105,6 @@ impl OpenOptions {
     ///
     /// As [`OpenOptions::attach`].
     pub fn open_host<P: AsRef<Path>>(&self, path: P) -> Result<ShmHost> {
-        ShmHost::open_trusting(path.as_ref(), self.allow_foreign_owner)
+        ShmHost::open_with(path.as_ref(), self.owner_check())
     }
 }

@@ -469,7 +469,13 @@ mod tests {
         let pool = Pool::new(&region, &layout, 0);
         let named = look_once(&mut || {}).unwrap().messages[0].slot.unwrap();
         let void = look_once(&mut || {
-            assert!(pool.free(named.index, named.generation).unwrap());
+            assert!(
+                pool.free(crate::pool::SlotRef {
+                    index: named.index,
+                    generation: named.generation,
+                })
+                .unwrap()
+            );
             pool.try_alloc(0, &mut 0).unwrap().unwrap();
         });
         assert!(matches!(void, Err(Error::Changing { .. })), "{void:?}");

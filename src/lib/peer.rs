@@ -85,6 +85,32 @@ fn join(state: u32, epoch: u32) -> u64 {
     u64::from(state) | (u64::from(epoch) << 32)
 }
 
+/// Who holds an entry, as its holder record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// No process: an entry that is not Attached, or one claimed for
+    /// scripted use, which belongs to no process.
+    Nobody,
+    /// A running process, judged alive by its pid (a segment with no file
+    /// to lock).
+    Process(u32),
+    /// A running process that also keeps the entry's presence lock, which
+    /// (not the pid) tells whether it lives.
+    LockingProcess(u32),
+}
+
+impl Holder {
+    /// This process, with or without the presence lock.
+    pub(crate) fn this_process(locking: bool) -> Self {
+        let pid = sys::current_pid();
+        if locking {
+            Holder::LockingProcess(pid)
+        } else {
+            Holder::Process(pid)
+        }
+    }
+}
+
 /// A view of one peer entry.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer<'a> {
@@ -202,8 +228,8 @@ impl<'a> Peer<'a> {
 
     /// Records the claim just made ([`Peer::claim`]): the holder and the
     /// time.
-    pub(crate) fn record_claim(&self, holder: Option<u32>, locked: bool) -> Result<()> {
-        self.set_holder(holder, locked)?;
+    pub(crate) fn record_claim(&self, holder: Holder) -> Result<()> {
+        self.set_holder(holder)?;
         self.region.store_u64(
             self.base + field::CLAIMED_UNIX_NS,
             sys::unix_ns(),
@@ -212,17 +238,17 @@ impl<'a> Peer<'a> {
         Ok(())
     }
 
-    /// Records who holds the entry: `Some(pid)` for a running process,
-    /// `None` for a scripted claim that belongs to no process. `locked`
-    /// says the holder keeps the entry's presence lock.
-    pub(crate) fn set_holder(&self, holder: Option<u32>, locked: bool) -> Result<()> {
-        let (pid, flags, start) = match holder {
-            Some(pid) => (
-                pid,
-                FLAG_HELD | if locked { FLAG_LOCKED } else { 0 },
-                sys::process_start_time(pid),
-            ),
-            None => (0, 0, 0),
+    /// Records who holds the entry.
+    pub(crate) fn set_holder(&self, holder: Holder) -> Result<()> {
+        let (pid, flags) = match holder {
+            Holder::Nobody => (0, 0),
+            Holder::Process(pid) => (pid, FLAG_HELD),
+            Holder::LockingProcess(pid) => (pid, FLAG_HELD | FLAG_LOCKED),
+        };
+        let start = if pid == 0 {
+            0
+        } else {
+            sys::process_start_time(pid)
         };
         self.region
             .store_u32(self.base + field::PID, pid, Ordering::Relaxed)?;
@@ -381,7 +407,7 @@ mod tests {
         assert_eq!(peer.claim(PeerState::Empty).unwrap(), Some(1));
         assert_eq!(peer.claim(PeerState::Empty).unwrap(), None);
         assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Attached, 1));
-        peer.record_claim(Some(42), true).unwrap();
+        peer.record_claim(Holder::LockingProcess(42)).unwrap();
         assert!(peer.snapshot().unwrap().locked);
         // Moves keep the epoch; a move at an epoch the entry no longer
         // holds is refused.
@@ -400,7 +426,7 @@ mod tests {
         );
         assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Reserved, 1));
         assert_eq!(peer.claim(PeerState::Reserved).unwrap(), Some(2));
-        peer.record_claim(None, false).unwrap();
+        peer.record_claim(Holder::Nobody).unwrap();
         assert!(
             peer.transition(PeerState::Attached, PeerState::Empty)
                 .unwrap()

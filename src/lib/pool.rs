@@ -70,6 +70,18 @@ pub(crate) fn valid_bits(slots: u32, word: u32) -> u64 {
     }
 }
 
+/// One allocation of a slot: its index in its pool and the generation it
+/// was allocated at. Frees and checks name the allocation, not only the
+/// slot, so that a stale one (the slot freed and allocated again since)
+/// is told from the current one and does nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SlotRef {
+    /// The slot's index in its pool.
+    pub(crate) index: u32,
+    /// The generation of this allocation.
+    pub(crate) generation: u32,
+}
+
 /// One allocated slot as read from its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SlotState {
@@ -185,8 +197,8 @@ impl<'a> Pool<'a> {
     }
 
     /// Allocates a free slot for `holder` (a peer id, 0 = host), starting the
-    /// search at `*hint`. Returns the slot index and its new generation.
-    pub(crate) fn try_alloc(&self, holder: u8, hint: &mut u32) -> Result<Option<(u32, u32)>> {
+    /// search at `*hint`.
+    pub(crate) fn try_alloc(&self, holder: u8, hint: &mut u32) -> Result<Option<SlotRef>> {
         let words = self.words();
         let start = *hint % words;
         for i in 0..words {
@@ -214,7 +226,10 @@ impl<'a> Pool<'a> {
                             generation_of(state.load(Ordering::Acquire)).wrapping_add(1);
                         state.store(pack(generation, holder_code(holder)), Ordering::Release);
                         *hint = word_index;
-                        return Ok(Some((slot, generation)));
+                        return Ok(Some(SlotRef {
+                            index: slot,
+                            generation,
+                        }));
                     }
                     Err(now) => current = now,
                 }
@@ -259,7 +274,7 @@ impl<'a> Pool<'a> {
         deadline: &mut Deadline,
         stop: &mut dyn FnMut() -> Result<()>,
         mut gate: Option<&mut dyn Gate>,
-    ) -> Result<(u32, u32)> {
+    ) -> Result<SlotRef> {
         let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
         let waiters = self.region.atomic_u32(self.base + field::WAITERS)?;
         // The release count seen just before the last failed search: a
@@ -310,10 +325,10 @@ impl<'a> Pool<'a> {
 
     /// Hands a slot to `holder` (the receiver), before the descriptor that
     /// names it is published.
-    pub(crate) fn set_holder(&self, slot: u32, holder: u8) -> Result<()> {
+    pub(crate) fn set_holder(&self, slot: SlotRef, holder: u8) -> Result<()> {
         let state = self
             .region
-            .atomic_u64(self.meta_offset(slot) + field::SLOT_STATE)?;
+            .atomic_u64(self.meta_offset(slot.index) + field::SLOT_STATE)?;
         let generation = generation_of(state.load(Ordering::Acquire));
         // Counted before the slot is the receiver's: the count may run
         // ahead of the slots a receiver holds, never behind.
@@ -333,17 +348,20 @@ impl<'a> Pool<'a> {
         Ok((generation_of(state), holder_of(state)))
     }
 
-    /// Checks that `slot` at `generation` is allocated and held by
+    /// Checks that `slot` is allocated (at its generation) and held by
     /// `receiver`, and that `offset..offset+len` fits in it; returns the
     /// offset of its payload in the region.
     pub(crate) fn validate(
         &self,
-        slot: u32,
-        generation: u32,
+        slot: SlotRef,
         receiver: u8,
         offset: u32,
         len: u32,
     ) -> std::result::Result<u64, String> {
+        let SlotRef {
+            index: slot,
+            generation,
+        } = slot;
         if slot >= self.slots() {
             return Err(format!(
                 "slot index {slot} is outside the pool of {} slots",
@@ -381,13 +399,14 @@ impl<'a> Pool<'a> {
         Ok(self.data_offset(slot) + u64::from(offset))
     }
 
-    /// Returns a slot to the pool if it is still allocated at `generation`.
-    /// Returns whether it was freed (false: already freed or reallocated).
-    pub(crate) fn free(&self, slot: u32, generation: u32) -> Result<bool> {
-        if !self.claim(slot, generation)? {
+    /// Returns a slot to the pool if it is still allocated at its
+    /// generation. Returns whether it was freed (false: already freed or
+    /// reallocated).
+    pub(crate) fn free(&self, slot: SlotRef) -> Result<bool> {
+        if !self.claim(slot)? {
             return Ok(false);
         }
-        self.release_bit(slot)
+        self.release_bit(slot.index)
     }
 
     /// Returns several slots to the pool, each if it is still allocated at
@@ -398,14 +417,15 @@ impl<'a> Pool<'a> {
     /// run, not once per slot. Returns how many were freed.
     ///
     /// shm[impl shm.pool.batch-free]
-    pub(crate) fn free_many(&self, slots: &[(u32, u32)]) -> Result<u32> {
+    pub(crate) fn free_many(&self, slots: &[SlotRef]) -> Result<u32> {
         let mut freed = 0;
         let mut word = None;
         let mut mask = 0u64;
-        for &(slot, generation) in slots {
-            if !self.claim(slot, generation)? {
+        for &one in slots {
+            if !self.claim(one)? {
                 continue;
             }
+            let slot = one.index;
             if word != Some(slot / 64) {
                 if let Some(w) = word {
                     freed += self.release_bits(w, mask)?;
@@ -421,13 +441,17 @@ impl<'a> Pool<'a> {
         Ok(freed)
     }
 
-    /// Claims `slot` for freeing if it is allocated at `generation`: its
+    /// Claims `slot` for freeing if it is allocated at its generation: its
     /// state goes from (generation, some holder) to (generation, none), in
     /// one step, and the holder's count of the host's slots goes down.
     /// False if it was already freed (no holder) or allocated again (a
     /// newer generation): nothing to do. Its bit is still set afterwards:
     /// [`Pool::release_bits`] clears it.
-    fn claim(&self, slot: u32, generation: u32) -> Result<bool> {
+    fn claim(&self, slot: SlotRef) -> Result<bool> {
+        let SlotRef {
+            index: slot,
+            generation,
+        } = slot;
         if slot >= self.slots() {
             return Ok(false);
         }
@@ -520,17 +544,17 @@ impl<'a> Pool<'a> {
         Ok(())
     }
 
-    /// Frees `slot` if it is allocated at `generation` and held by `peer`
-    /// (a descriptor that named it was refused, but the slot is really the
-    /// receiver's).
-    pub(crate) fn free_if_held_by(&self, slot: u32, generation: u32, peer: u8) -> Result<bool> {
-        if slot >= self.slots() {
+    /// Frees `slot` if it is allocated at its generation and held by
+    /// `peer` (a descriptor that named it was refused, but the slot is
+    /// really the receiver's).
+    pub(crate) fn free_if_held_by(&self, slot: SlotRef, peer: u8) -> Result<bool> {
+        if slot.index >= self.slots() {
             return Ok(false);
         }
-        if self.state(slot)?.1 != holder_code(peer) {
+        if self.state(slot.index)?.1 != holder_code(peer) {
             return Ok(false);
         }
-        self.free(slot, generation)
+        self.free(slot)
     }
 
     /// Frees every allocated slot whose holder is `peer`, except those
@@ -545,7 +569,10 @@ impl<'a> Pool<'a> {
             if holder != holder_code(peer) {
                 continue;
             }
-            if self.free(slot, generation)? {
+            if self.free(SlotRef {
+                index: slot,
+                generation,
+            })? {
                 freed += 1;
             }
         }
@@ -566,7 +593,10 @@ impl<'a> Pool<'a> {
             let done = if holder == 0 {
                 self.release_bit(slot)?
             } else {
-                self.free(slot, generation)?
+                self.free(SlotRef {
+                    index: slot,
+                    generation,
+                })?
             };
             if done {
                 freed += 1;
@@ -660,23 +690,26 @@ mod tests {
         let (region, layout) = setup(70);
         let pool = Pool::new(&region, &layout, 0);
         let mut hint = 0;
-        let all: Vec<(u32, u32)> = (0..70)
+        let all: Vec<SlotRef> = (0..70)
             .map(|_| pool.try_alloc(0, &mut hint).unwrap().unwrap())
             .collect();
-        for &(slot, _) in &all {
+        for &slot in &all {
             pool.set_holder(slot, 1).unwrap();
         }
         let releases = || region.load_u32(layout.pool(0) + field::RELEASES, Ordering::SeqCst);
         // Slots of both bitmap words, out of order, one of them stale (a
         // generation it no longer has) and one already freed.
         let (gone, stale) = (all[5], all[6]);
-        assert!(pool.free(gone.0, gone.1).unwrap());
+        assert!(pool.free(gone).unwrap());
         let before = releases().unwrap();
         let batch = [
             all[3],
             all[65],
             all[4],
-            (stale.0, stale.1 + 1),
+            SlotRef {
+                generation: stale.generation + 1,
+                ..stale
+            },
             gone,
             all[69],
             all[0],
@@ -689,7 +722,10 @@ mod tests {
         for slot in [0, 3, 4, 5, 65, 69] {
             assert_eq!(pool.state(slot).unwrap().1, 0, "slot {slot} has no holder");
         }
-        assert_eq!(pool.state(stale.0).unwrap(), (stale.1, holder_code(1)));
+        assert_eq!(
+            pool.state(stale.index).unwrap(),
+            (stale.generation, holder_code(1))
+        );
         // One run for a whole word: one release for four slots.
         let before = releases().unwrap();
         assert_eq!(
@@ -699,7 +735,11 @@ mod tests {
         assert_eq!(releases().unwrap(), before + 1);
         assert_eq!(pool.usage().unwrap().used, 70 - 10);
         // Nothing to free: the count stays.
-        assert_eq!(pool.free_many(&[all[7], (999, 1)]).unwrap(), 0);
+        let outside = SlotRef {
+            index: 999,
+            generation: 1,
+        };
+        assert_eq!(pool.free_many(&[all[7], outside]).unwrap(), 0);
         assert_eq!(releases().unwrap(), before + 1);
     }
 
@@ -711,10 +751,10 @@ mod tests {
         let mut hint = 0;
         let mut seen = std::collections::HashSet::new();
         for _ in 0..70 {
-            let (slot, generation) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
-            assert!(slot < 70);
-            assert_eq!(generation, 1);
-            assert!(seen.insert(slot));
+            let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+            assert!(slot.index < 70);
+            assert_eq!(slot.generation, 1);
+            assert!(seen.insert(slot.index));
         }
         assert_eq!(pool.try_alloc(0, &mut hint).unwrap(), None);
         assert_eq!(
@@ -742,20 +782,21 @@ mod tests {
         let (region, layout) = setup(1);
         let pool = Pool::new(&region, &layout, 1);
         let mut hint = 0;
-        let (slot, g1) = pool.try_alloc(1, &mut hint).unwrap().unwrap();
+        let first = pool.try_alloc(1, &mut hint).unwrap().unwrap();
+        let wrong = SlotRef {
+            generation: first.generation + 1,
+            ..first
+        };
+        assert!(!pool.free(wrong).unwrap(), "wrong generation must not free");
+        assert!(pool.free(first).unwrap());
         assert!(
-            !pool.free(slot, g1 + 1).unwrap(),
-            "wrong generation must not free"
-        );
-        assert!(pool.free(slot, g1).unwrap());
-        assert!(
-            !pool.free(slot, g1).unwrap(),
+            !pool.free(first).unwrap(),
             "double free must not free twice"
         );
-        let (_, g2) = pool.try_alloc(1, &mut hint).unwrap().unwrap();
-        assert_eq!(g2, g1 + 1);
+        let second = pool.try_alloc(1, &mut hint).unwrap().unwrap();
+        assert_eq!(second.generation, first.generation + 1);
         assert!(
-            !pool.free(slot, g1).unwrap(),
+            !pool.free(first).unwrap(),
             "stale generation must not free the new allocation"
         );
     }
@@ -767,32 +808,27 @@ mod tests {
         let (region, layout) = setup(4);
         let pool = Pool::new(&region, &layout, 0);
         let mut hint = 0;
-        let (slot, generation) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+        let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
         pool.set_holder(slot, 3).unwrap();
-        assert!(pool.validate(slot, generation, 3, 0, 128).is_ok());
+        let other = |index, generation| SlotRef { index, generation };
+        assert!(pool.validate(slot, 3, 0, 128).is_ok());
+        assert!(pool.validate(slot, 3, 64, 65).is_err(), "past the slot end");
         assert!(
-            pool.validate(slot, generation, 3, 64, 65).is_err(),
-            "past the slot end"
-        );
-        assert!(
-            pool.validate(slot, generation, 3, u32::MAX, u32::MAX)
-                .is_err(),
+            pool.validate(slot, 3, u32::MAX, u32::MAX).is_err(),
             "overflow"
         );
         assert!(
-            pool.validate(slot, generation + 1, 3, 0, 1).is_err(),
+            pool.validate(other(slot.index, slot.generation + 1), 3, 0, 1)
+                .is_err(),
             "stale generation"
         );
+        assert!(pool.validate(slot, 2, 0, 1).is_err(), "wrong receiver");
         assert!(
-            pool.validate(slot, generation, 2, 0, 1).is_err(),
-            "wrong receiver"
-        );
-        assert!(
-            pool.validate(9, generation, 3, 0, 1).is_err(),
+            pool.validate(other(9, slot.generation), 3, 0, 1).is_err(),
             "index out of range"
         );
         assert!(
-            pool.validate(slot + 1, 0, 3, 0, 1).is_err(),
+            pool.validate(other(slot.index + 1, 0), 3, 0, 1).is_err(),
             "not allocated"
         );
     }
@@ -804,7 +840,7 @@ mod tests {
         let pool = Pool::new(&region, &layout, 0);
         let mut hint = 0;
         for _ in 0..3 {
-            let (slot, _) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+            let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
             pool.set_holder(slot, 5).unwrap();
         }
         pool.try_alloc(0, &mut hint).unwrap().unwrap();
@@ -818,7 +854,7 @@ mod tests {
         let (region, layout) = setup(1);
         let pool = Pool::new(&region, &layout, 0);
         let mut hint = 0;
-        let (slot, generation) = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+        let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
         let other = region.clone();
         let waiter = std::thread::spawn(move || {
             let pool = Pool::new(&other, &layout, 0);
@@ -834,7 +870,11 @@ mod tests {
             .unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(pool.free(slot, generation).unwrap());
-        assert_eq!(waiter.join().unwrap(), (slot, generation + 1));
+        assert!(pool.free(slot).unwrap());
+        let again = SlotRef {
+            generation: slot.generation + 1,
+            ..slot
+        };
+        assert_eq!(waiter.join().unwrap(), again);
     }
 }

@@ -10,7 +10,7 @@ use crate::header;
 use crate::host_slots;
 use crate::layout::{Direction, SegmentLayout};
 use crate::peer::{Presence, Publication};
-use crate::pool::{Gate, Pool};
+use crate::pool::{Gate, Pool, SlotRef};
 use crate::region::Region;
 use crate::ring::Ring;
 use crate::share::{HostShare, host_share};
@@ -149,7 +149,7 @@ impl Producer {
 
     /// Allocates a slot of the sender's pool, waiting until `deadline`;
     /// the host's sends also wait while the guest holds its share.
-    fn alloc(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<(u32, u32)> {
+    fn alloc(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<SlotRef> {
         let pool = Pool::new(
             &self.region,
             &self.layout,
@@ -198,33 +198,30 @@ impl Producer {
         payload: &[u8],
         deadline: &mut Deadline,
         stop: Stop<'_>,
-    ) -> Result<(MsgDesc, Option<(u32, u32)>)> {
+    ) -> Result<(MsgDesc, Option<SlotRef>)> {
         if payload.len() <= INLINE_CAPACITY {
             return Ok((codec::inline(desc, payload), None));
         }
-        let (slot, generation) = self.alloc(deadline, stop)?;
+        let slot = self.alloc(deadline, stop)?;
         let pool = self.pool();
         let receiver = self.direction.ends(self.guest).1;
         let written = self
             .region
-            .write(pool.data_offset(slot), payload)
+            .write(pool.data_offset(slot.index), payload)
             .map_err(Error::from)
             .and_then(|()| pool.set_holder(slot, receiver));
         if let Err(e) = written {
-            pool.free(slot, generation)?;
+            pool.free(slot)?;
             return Err(e);
         }
-        Ok((
-            codec::in_slot(desc, payload.len(), slot, generation),
-            Some((slot, generation)),
-        ))
+        Ok((codec::in_slot(desc, payload.len(), slot), Some(slot)))
     }
 
     /// Frees slots that were placed but will not be published.
-    fn free_slots(&self, slots: &[(u32, u32)]) -> Result<()> {
+    fn free_slots(&self, slots: &[SlotRef]) -> Result<()> {
         let pool = self.pool();
-        for &(slot, generation) in slots {
-            pool.free(slot, generation)?;
+        for &slot in slots {
+            pool.free(slot)?;
         }
         Ok(())
     }
@@ -242,7 +239,7 @@ impl Producer {
     fn publish(
         &mut self,
         descs: &[[u8; DESC_SIZE]],
-        slots: &[(u32, u32)],
+        slots: &[SlotRef],
         presence: Option<Presence<'_>>,
     ) -> Result<()> {
         if let Err(e) = check_receiver(presence, Publication::Before) {
@@ -424,14 +421,8 @@ impl Producer {
     ) -> Result<SlotLoan> {
         self.check_len(len)?;
         self.wait_for_room(deadline, stop)?;
-        let (slot, generation) = self.alloc(deadline, stop)?;
-        Ok(SlotLoan::new(
-            &self.pool(),
-            slot,
-            generation,
-            len,
-            self.leases.clone(),
-        ))
+        let slot = self.alloc(deadline, stop)?;
+        Ok(SlotLoan::new(&self.pool(), slot, len, self.leases.clone()))
     }
 
     /// Publishes a loaned slot to the receiver.
@@ -448,14 +439,10 @@ impl Producer {
             )));
         }
         self.pool().set_holder(loan.slot, receiver)?;
-        let desc = codec::in_slot(loan.desc, loan.len, loan.slot, loan.generation);
+        let desc = codec::in_slot(loan.desc, loan.len, loan.slot);
         // From here the loan's slot belongs to the receiver (or, if the
         // publication fails, is freed by `publish`).
         loan.committed = true;
-        self.publish(
-            &[desc.to_bytes()],
-            &[(loan.slot, loan.generation)],
-            presence,
-        )
+        self.publish(&[desc.to_bytes()], &[loan.slot], presence)
     }
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::locks::{ByteLock, LockFile, lock_byte, lock_byte::End};
-use crate::mmap::MmapRegion;
+use crate::mmap::{MmapRegion, OwnerCheck};
 use crate::party::PeerId;
 use crate::party::PeerState;
 use crate::peer::Peer;
@@ -87,10 +87,10 @@ impl Segment {
     }
 
     /// Maps the file at `path` read/write and validates it; refuses a file
-    /// another user owns unless `allow_foreign_owner`.
-    pub(crate) fn open_path(path: &Path, allow_foreign_owner: bool) -> Result<Self> {
+    /// another user owns unless `owner` says to skip that check.
+    pub(crate) fn open_path(path: &Path, owner: OwnerCheck) -> Result<Self> {
         let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
-        if !allow_foreign_owner {
+        if owner == OwnerCheck::Required {
             mmap.check_owner()?;
         }
         Self::open(ShmBacking::Mmap(mmap))

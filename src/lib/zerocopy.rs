@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::desc::{INLINE_CAPACITY, MsgDesc};
 use crate::layout::SegmentLayout;
-use crate::pool::Pool;
+use crate::pool::{Pool, SlotRef};
 use crate::region::Region;
 
 /// The slots this process has lent out (in-place receives not yet dropped,
@@ -86,12 +86,12 @@ impl Leases {
     }
 }
 
-/// Where a received payload lies in a slot.
+/// Where a received payload lies: the slot allocation, its pool, and the
+/// payload's offset in the region.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SlotRef {
+pub(crate) struct LentSlot {
     pub(crate) pool: u8,
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
+    pub(crate) slot: SlotRef,
     pub(crate) offset: u64,
 }
 
@@ -152,7 +152,7 @@ pub struct Received {
 /// A received slot: where it is, and the record (with the mapping) it is
 /// lent out in.
 struct Lease {
-    slot: SlotRef,
+    slot: LentSlot,
     leases: Arc<Leases>,
 }
 
@@ -172,8 +172,8 @@ impl Received {
     }
 
     /// A message whose payload lies in a slot, freed when this drops.
-    pub(crate) fn in_slot(desc: MsgDesc, slot: SlotRef, leases: Arc<Leases>) -> Self {
-        leases.add(slot.pool, slot.slot);
+    pub(crate) fn in_slot(desc: MsgDesc, slot: LentSlot, leases: Arc<Leases>) -> Self {
+        leases.add(slot.pool, slot.slot.index);
         Received {
             desc,
             lease: Some(Lease { slot, leases }),
@@ -217,9 +217,8 @@ impl Drop for Received {
             if !BatchFrees::put_off(leases, s) {
                 // Unmarked first: once freed, the slot may come back to this
                 // process in a new message, whose mark must not be undone.
-                leases.remove(s.pool, s.slot);
-                let _ =
-                    Pool::new(&leases.region, &leases.layout, s.pool).free(s.slot, s.generation);
+                leases.remove(s.pool, s.slot.index);
+                let _ = Pool::new(&leases.region, &leases.layout, s.pool).free(s.slot);
             }
         }
     }
@@ -234,8 +233,8 @@ struct PutOff {
     leases: *const Leases,
     /// The pool their slots belong to.
     pool: u8,
-    /// Each slot and its generation.
-    slots: [(u32, u32); PUT_OFF_MAX],
+    /// Each slot allocation.
+    slots: [SlotRef; PUT_OFF_MAX],
     len: usize,
 }
 
@@ -270,7 +269,10 @@ impl<'a> BatchFrees<'a> {
         let mine = PutOff {
             leases: Arc::as_ptr(leases),
             pool,
-            slots: [(0, 0); PUT_OFF_MAX],
+            slots: [SlotRef {
+                index: 0,
+                generation: 0,
+            }; PUT_OFF_MAX],
             len: 0,
         };
         let swapped = PUT_OFF.try_with(|cell| {
@@ -293,7 +295,7 @@ impl<'a> BatchFrees<'a> {
     /// Records the free of `slot` for the end of the batch running on this
     /// thread, if there is one for its pool and leases and it has room;
     /// false if the caller must free it now.
-    fn put_off(leases: &Arc<Leases>, slot: SlotRef) -> bool {
+    fn put_off(leases: &Arc<Leases>, slot: LentSlot) -> bool {
         PUT_OFF
             .try_with(|cell| {
                 let Ok(mut current) = cell.try_borrow_mut() else {
@@ -305,7 +307,7 @@ impl<'a> BatchFrees<'a> {
                             && p.pool == slot.pool
                             && p.len < PUT_OFF_MAX =>
                     {
-                        p.slots[p.len] = (slot.slot, slot.generation);
+                        p.slots[p.len] = slot.slot;
                         p.len += 1;
                         true
                     }
@@ -335,8 +337,8 @@ impl Drop for BatchFrees<'_> {
         };
         let slots = &mine.slots[..mine.len];
         let leases = self.leases;
-        for &(slot, _) in slots {
-            leases.remove(self.pool, slot);
+        for slot in slots {
+            leases.remove(self.pool, slot.index);
         }
         let _ = Pool::new(&leases.region, &leases.layout, self.pool).free_many(slots);
     }
@@ -354,8 +356,7 @@ impl Drop for BatchFrees<'_> {
 /// rely on reading back what was written.
 pub struct SlotLoan {
     pub(crate) pool: u8,
-    pub(crate) slot: u32,
-    pub(crate) generation: u32,
+    pub(crate) slot: SlotRef,
     pub(crate) data_offset: u64,
     pub(crate) len: usize,
     /// The descriptor to send (type, id, method); placement is filled in on commit.
@@ -368,28 +369,21 @@ impl fmt::Debug for SlotLoan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlotLoan")
             .field("pool", &self.pool)
-            .field("slot", &self.slot)
+            .field("slot", &self.slot.index)
             .field("len", &self.len)
             .finish()
     }
 }
 
 impl SlotLoan {
-    /// Lends `len` bytes of slot `slot` of `pool`, just allocated at
-    /// `generation`, and records the lease in `leases`.
-    pub(crate) fn new(
-        pool: &Pool<'_>,
-        slot: u32,
-        generation: u32,
-        len: usize,
-        leases: Arc<Leases>,
-    ) -> Self {
-        leases.add(pool.index(), slot);
+    /// Lends `len` bytes of `slot` of `pool`, just allocated, and records
+    /// the lease in `leases`.
+    pub(crate) fn new(pool: &Pool<'_>, slot: SlotRef, len: usize, leases: Arc<Leases>) -> Self {
+        leases.add(pool.index(), slot.index);
         SlotLoan {
             pool: pool.index(),
             slot,
-            generation,
-            data_offset: pool.data_offset(slot),
+            data_offset: pool.data_offset(slot.index),
             len,
             desc: MsgDesc::default(),
             committed: false,
@@ -431,10 +425,9 @@ impl SlotLoan {
 impl Drop for SlotLoan {
     fn drop(&mut self) {
         // Unmarked first, as for a received slot.
-        self.leases.remove(self.pool, self.slot);
+        self.leases.remove(self.pool, self.slot.index);
         if !self.committed {
-            let _ = Pool::new(&self.leases.region, &self.leases.layout, self.pool)
-                .free(self.slot, self.generation);
+            let _ = Pool::new(&self.leases.region, &self.leases.layout, self.pool).free(self.slot);
         }
     }
 }
