@@ -217,28 +217,57 @@ mod tests {
         }
     }
 
+    /// Each (before, after, events) case gives exactly those events.
+    fn assert_events(cases: Vec<(EntryLook, EntryLook, Vec<Event>)>) {
+        for (before, after, want) in cases {
+            let got = changes(
+                &look(HostStatus::Alive, vec![before]),
+                &look(HostStatus::Alive, vec![after]),
+            );
+            assert_eq!(got, want, "{before:?} -> {after:?}");
+        }
+    }
+
     #[test]
-    fn each_transition_is_one_event() {
+    fn each_arrival_is_one_event() {
         use HolderStatus::*;
         use PeerState::*;
         let empty = entry(Empty, 0, 0, NoProcess);
+        let reserved = entry(Reserved, 0, 0, NoProcess);
         let attached = entry(Attached, 1, 42, Alive);
         let dead = entry(Attached, 1, 42, Dead);
-        let cases = [
+        let arrived = |pid, epoch| Event::Attached {
+            peer: 1,
+            pid,
+            epoch,
+        };
+        assert_events(vec![
+            (empty, attached, vec![arrived(42, 1)]),
+            (empty, reserved, vec![Event::Reserved { peer: 1 }]),
+            (reserved, empty, vec![Event::Released { peer: 1 }]),
+            (
+                dead,
+                entry(Attached, 2, 7, Alive),
+                vec![Event::Reclaimed { peer: 1 }, arrived(7, 2)],
+            ),
+            (attached, attached, vec![]),
             (
                 empty,
-                attached,
-                vec![Event::Attached {
-                    peer: 1,
-                    pid: 42,
-                    epoch: 1,
-                }],
+                dead,
+                vec![arrived(42, 1), Event::HolderDied { peer: 1, pid: 42 }],
             ),
-            (
-                attached,
-                entry(Empty, 1, 0, NoProcess),
-                vec![Event::Detached { peer: 1 }],
-            ),
+        ]);
+    }
+
+    #[test]
+    fn each_departure_is_one_event() {
+        use HolderStatus::*;
+        use PeerState::*;
+        let attached = entry(Attached, 1, 42, Alive);
+        let dead = entry(Attached, 1, 42, Dead);
+        let gone = entry(Empty, 1, 0, NoProcess);
+        assert_events(vec![
+            (attached, gone, vec![Event::Detached { peer: 1 }]),
             (
                 attached,
                 entry(Goodbye, 1, 0, NoProcess),
@@ -250,54 +279,8 @@ mod tests {
                 entry(Attached, 1, 42, Stale),
                 vec![Event::HolderStale { peer: 1, pid: 42 }],
             ),
-            (
-                dead,
-                entry(Empty, 1, 0, NoProcess),
-                vec![Event::Reclaimed { peer: 1 }],
-            ),
-            (
-                empty,
-                entry(Reserved, 0, 0, NoProcess),
-                vec![Event::Reserved { peer: 1 }],
-            ),
-            (
-                entry(Reserved, 0, 0, NoProcess),
-                empty,
-                vec![Event::Released { peer: 1 }],
-            ),
-            (
-                dead,
-                entry(Attached, 2, 7, Alive),
-                vec![
-                    Event::Reclaimed { peer: 1 },
-                    Event::Attached {
-                        peer: 1,
-                        pid: 7,
-                        epoch: 2,
-                    },
-                ],
-            ),
-            (attached, attached, vec![]),
-            (
-                empty,
-                dead,
-                vec![
-                    Event::Attached {
-                        peer: 1,
-                        pid: 42,
-                        epoch: 1,
-                    },
-                    Event::HolderDied { peer: 1, pid: 42 },
-                ],
-            ),
-        ];
-        for (before, after, want) in cases {
-            let got = changes(
-                &look(HostStatus::Alive, vec![before]),
-                &look(HostStatus::Alive, vec![after]),
-            );
-            assert_eq!(got, want, "{before:?} -> {after:?}");
-        }
+            (dead, gone, vec![Event::Reclaimed { peer: 1 }]),
+        ]);
     }
 
     #[test]

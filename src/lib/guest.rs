@@ -156,13 +156,10 @@ impl ShmGuest {
     ///
     /// shm[impl shm.peer.claim]
     fn claim(seg: Segment, claim: Claim) -> Result<Self> {
-        let max_guests = seg.layout.config.max_guests;
         let candidates: Vec<u8> = match claim {
             Claim::AnyEmpty => seg.layout.guests().collect(),
-            Claim::Reserved(p) => vec![seg.guest_id(p)?],
-        };
-        for p in candidates {
-            if let Claim::Reserved(_) = claim {
+            Claim::Reserved(p) => {
+                let p = seg.guest_id(p)?;
                 let state = seg.peer(p).state()?;
                 if state != PeerState::Reserved {
                     return Err(Error::PeerState {
@@ -171,89 +168,105 @@ impl ShmGuest {
                         expected: "reserved",
                     });
                 }
+                vec![p]
             }
-            let presence = match seg.try_take(lock_byte::guest_presence(p)) {
-                Ok(lock) => lock,
-                Err(_) if matches!(claim, Claim::Reserved(_)) => {
-                    return Err(Error::Busy {
-                        what: format!("peer {p} (a live process still holds its entry)"),
-                    });
-                }
-                Err(_) => continue,
-            };
-            let peer = seg.peer(p);
-            // A plain claim takes the receiving role of the entry's
-            // host-to-guest ring first, to drop what waits there. A reclaim
-            // holds that role from its first step to its last, and moves
-            // the entry through Goodbye: a Goodbye entry whose role another
-            // process holds may be under reclaim, whose last step stores
-            // Empty over whatever claimed it, so it is skipped.
-            // (Only for an entry that may be claimed: a live or scripted
-            // guest's process may be about to take that role itself.)
-            let state = peer.state()?;
-            let receiving = match (claim, state) {
-                (Claim::AnyEmpty, PeerState::Empty | PeerState::Goodbye) => {
-                    seg.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer))
-                }
-                _ => Ok(None),
-            };
-            let role_free = receiving.is_ok();
-            let claimable = match (claim, state) {
-                (Claim::Reserved(_), state) => state == PeerState::Reserved,
-                (Claim::AnyEmpty, PeerState::Empty) => true,
-                (Claim::AnyEmpty, PeerState::Goodbye) => {
-                    role_free && seg.ring(p, Direction::GuestToHost).state()?.is_empty()
-                }
-                (Claim::AnyEmpty, _) => false,
-            };
-            if !claimable {
-                continue;
-            }
-            if presence.is_some() {
-                // Recorded before the entry is Attached, so that a guest
-                // killed right after the change is judged by its (then
-                // released) presence lock and reclaimed, instead of
-                // looking like a scripted claim. An entry that is not
-                // Attached is judged by nobody, and only a claim (which
-                // needs the presence lock we hold) makes it Attached.
-                peer.set_holder(Holder::this_process(true))?;
-            }
-            let claimed = match claim {
-                Claim::Reserved(_) => peer.claim(PeerState::Reserved)?,
-                Claim::AnyEmpty => match peer.claim(PeerState::Empty)? {
-                    Some(epoch) => Some(epoch),
-                    None if role_free
-                        && seg.ring(p, Direction::GuestToHost).state()?.is_empty() =>
-                    {
-                        peer.claim(PeerState::Goodbye)?
-                    }
-                    None => None,
-                },
-            };
-            if let Some(epoch) = claimed {
-                peer.record_claim(Holder::this_process(presence.is_some()))?;
-                if let Claim::AnyEmpty = claim {
-                    // Nothing in the host-to-guest ring of a free entry is
-                    // for this guest (a reserved one keeps what the host
-                    // sent ahead). Left as it is while another process
-                    // holds the ring's receiving role.
-                    if role_free {
-                        seg.drain_stale_to_guest(p)?;
-                    }
-                    drop(receiving);
-                    seg.pool(0).recount_held(p)?;
-                }
+        };
+        for p in candidates {
+            if let Some((epoch, presence)) = Self::try_claim(&seg, p, claim)? {
                 return Self::new(seg, p, epoch, true, presence);
             }
         }
         match claim {
-            Claim::AnyEmpty => Err(Error::HubFull { max_guests }),
+            Claim::AnyEmpty => Err(Error::HubFull {
+                max_guests: seg.layout.config.max_guests,
+            }),
             Claim::Reserved(p) => Err(Error::PeerState {
                 peer_id: p,
                 state: seg.peer(p).state()?,
                 expected: "reserved",
             }),
         }
+    }
+
+    /// Tries to claim entry `p`: its epoch and presence lock if this guest
+    /// now holds it, `None` to try the next candidate. A reserved claim
+    /// fails outright where a plain one passes on.
+    fn try_claim(seg: &Segment, p: u8, claim: Claim) -> Result<Option<(u32, Option<ByteLock>)>> {
+        let peer = seg.peer(p);
+        let presence = match seg.try_take(lock_byte::guest_presence(p)) {
+            Ok(lock) => lock,
+            Err(_) if matches!(claim, Claim::Reserved(_)) => {
+                return Err(Error::Busy {
+                    what: format!("peer {p} (a live process still holds its entry)"),
+                });
+            }
+            Err(_) => return Ok(None),
+        };
+        // A plain claim takes the receiving role of the entry's
+        // host-to-guest ring first, to drop what waits there. A reclaim
+        // holds that role from its first step to its last, and moves the
+        // entry through Goodbye: a Goodbye entry whose role another process
+        // holds may be under reclaim, whose last step stores Empty over
+        // whatever claimed it, so it is skipped. (Only for an entry that
+        // may be claimed: a live or scripted guest's process may be about
+        // to take that role itself.)
+        let state = peer.state()?;
+        let receiving = match (claim, state) {
+            (Claim::AnyEmpty, PeerState::Empty | PeerState::Goodbye) => {
+                seg.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer))
+            }
+            _ => Ok(None),
+        };
+        let role_free = receiving.is_ok();
+        // A Goodbye entry is free once its guest-to-host ring is empty and
+        // nobody is reclaiming it.
+        let goodbye_done =
+            || Ok::<_, Error>(role_free && seg.ring(p, Direction::GuestToHost).state()?.is_empty());
+        let claimable = match (claim, state) {
+            (Claim::Reserved(_), state) => state == PeerState::Reserved,
+            (Claim::AnyEmpty, PeerState::Empty) => true,
+            (Claim::AnyEmpty, PeerState::Goodbye) => goodbye_done()?,
+            (Claim::AnyEmpty, _) => false,
+        };
+        if !claimable {
+            return Ok(None);
+        }
+        if presence.is_some() {
+            // Recorded before the entry is Attached, so that a guest killed
+            // right after the change is judged by its (then released)
+            // presence lock and reclaimed, instead of looking like a
+            // scripted claim. An entry that is not Attached is judged by
+            // nobody, and only a claim (which needs the presence lock held
+            // here) makes it Attached.
+            peer.set_holder(Holder::this_process(true))?;
+        }
+        let claimed = match claim {
+            Claim::Reserved(_) => peer.claim(PeerState::Reserved)?,
+            Claim::AnyEmpty => match peer.claim(PeerState::Empty)? {
+                None if goodbye_done()? => peer.claim(PeerState::Goodbye)?,
+                claimed => claimed,
+            },
+        };
+        let Some(epoch) = claimed else {
+            // The entry moved under the claim (a goodbye finished): the
+            // record made for it goes, as the entry is not this guest's.
+            if presence.is_some() {
+                peer.set_holder(Holder::Nobody)?;
+            }
+            return Ok(None);
+        };
+        peer.record_claim(Holder::this_process(presence.is_some()))?;
+        if let Claim::AnyEmpty = claim {
+            // Nothing in the host-to-guest ring of a free entry is for this
+            // guest (a reserved one keeps what the host sent ahead). Left as
+            // it is while another process holds the ring's receiving role.
+            if role_free {
+                seg.drain_stale_to_guest(p)?;
+            }
+            drop(receiving);
+            seg.pool(0).recount_held(p)?;
+        }
+        Ok(Some((epoch, presence)))
     }
 
     /// This guest's id.

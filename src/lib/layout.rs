@@ -379,92 +379,33 @@ mod tests {
     #[test]
     fn every_limit_names_its_field() {
         let base = SegmentConfig::default();
+        let with = |change: fn(&mut SegmentConfig)| {
+            let mut config = base;
+            change(&mut config);
+            config
+        };
         let cases = [
+            (with(|c| c.max_guests = 0), "max_guests"),
+            (with(|c| c.max_guests = 256), "max_guests"),
+            (with(|c| c.ring_capacity = 100), "ring_capacity"),
+            (with(|c| c.ring_capacity = 1), "ring_capacity"),
+            (with(|c| c.ring_capacity = 1 << 17), "ring_capacity"),
+            (with(|c| c.slot_size = 100), "slot_size"),
+            (with(|c| c.slot_size = 0), "slot_size"),
+            (with(|c| c.slots_per_pool = 0), "slots_per_pool"),
+            (with(|c| c.max_payload = 0), "max_payload"),
+            (with(|c| c.max_payload = c.slot_size + 1), "max_payload"),
             (
-                SegmentConfig {
-                    max_guests: 0,
-                    ..base
-                },
-                "max_guests",
-            ),
-            (
-                SegmentConfig {
-                    max_guests: 256,
-                    ..base
-                },
-                "max_guests",
-            ),
-            (
-                SegmentConfig {
-                    ring_capacity: 100,
-                    ..base
-                },
-                "ring_capacity",
-            ),
-            (
-                SegmentConfig {
-                    ring_capacity: 1,
-                    ..base
-                },
-                "ring_capacity",
-            ),
-            (
-                SegmentConfig {
-                    ring_capacity: 1 << 17,
-                    ..base
-                },
-                "ring_capacity",
-            ),
-            (
-                SegmentConfig {
-                    slot_size: 100,
-                    ..base
-                },
-                "slot_size",
-            ),
-            (
-                SegmentConfig {
-                    slot_size: 0,
-                    ..base
-                },
-                "slot_size",
-            ),
-            (
-                SegmentConfig {
-                    slots_per_pool: 0,
-                    ..base
-                },
-                "slots_per_pool",
-            ),
-            (
-                SegmentConfig {
-                    max_payload: 0,
-                    ..base
-                },
-                "max_payload",
-            ),
-            (
-                SegmentConfig {
-                    max_payload: base.slot_size + 1,
-                    ..base
-                },
-                "max_payload",
-            ),
-            (
-                SegmentConfig {
-                    heartbeat_interval_ms: u32::MAX,
-                    ..base
-                },
+                with(|c| c.heartbeat_interval_ms = u32::MAX),
                 "heartbeat_interval_ms",
             ),
             (
-                SegmentConfig {
-                    max_guests: 255,
-                    slot_size: 1 << 30,
-                    max_payload: 1 << 30,
-                    slots_per_pool: 1 << 16,
-                    ..base
-                },
+                with(|c| {
+                    c.max_guests = 255;
+                    c.slot_size = 1 << 30;
+                    c.max_payload = 1 << 30;
+                    c.slots_per_pool = 1 << 16;
+                }),
                 "total_size",
             ),
         ];

@@ -586,10 +586,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
             thread::spawn(move || {
                 let pool = Pool::new(&pool_mem, &layout, 0);
                 let mut deadline = Deadline::after(None);
-                let SlotRef {
-                    index: slot,
-                    generation,
-                } = pool
+                let slot = pool
                     .alloc(
                         0,
                         &mut 0,
@@ -599,82 +596,45 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
                         None,
                     )
                     .unwrap();
-                pool_mem.write(pool.data_offset(slot), b"payload!").unwrap();
-                pool.set_holder(
-                    SlotRef {
-                        index: slot,
-                        generation,
-                    },
-                    1,
-                )
-                .unwrap();
+                pool_mem
+                    .write(pool.data_offset(slot.index), b"payload!")
+                    .unwrap();
+                pool.set_holder(slot, 1).unwrap();
                 let mut d = desc(0);
-                d[4..8].copy_from_slice(&slot.to_le_bytes());
-                d[8..12].copy_from_slice(&generation.to_le_bytes());
+                d[4..8].copy_from_slice(&slot.index.to_le_bytes());
+                d[8..12].copy_from_slice(&slot.generation.to_le_bytes());
                 produce(&Ring::open(&ring_mem, 0, CAPACITY).unwrap(), &[vec![d]]);
-                generation
+                slot.generation
             })
         };
         let third = {
             let pool_mem = pool_mem.clone();
             thread::spawn(move || {
                 let pool = Pool::new(&pool_mem, &layout, 0);
-                let SlotRef {
-                    index: slot,
-                    generation,
-                } = pool.try_alloc(0, &mut 0).unwrap()?;
-                use_slot(&pool, &pool_mem, slot, 3);
-                assert!(
-                    pool.free(SlotRef {
-                        index: slot,
-                        generation
-                    })
-                    .unwrap()
-                );
-                Some(generation)
+                let slot = pool.try_alloc(0, &mut 0).unwrap()?;
+                use_slot(&pool, &pool_mem, slot.index, 3);
+                assert!(pool.free(slot).unwrap());
+                Some(slot.generation)
             })
         };
         let pool = Pool::new(&pool_mem, &layout, 0);
         let d = consume_blocking(&Ring::open(&ring_mem, 0, CAPACITY).unwrap(), 1)[0];
-        let slot = u32::from_le_bytes(d[4..8].try_into().unwrap());
-        let generation = u32::from_le_bytes(d[8..12].try_into().unwrap());
-        let at = pool
-            .validate(
-                SlotRef {
-                    index: slot,
-                    generation,
-                },
-                1,
-                0,
-                8,
-            )
-            .expect("a sent slot validates");
+        let sent = SlotRef {
+            index: u32::from_le_bytes(d[4..8].try_into().unwrap()),
+            generation: u32::from_le_bytes(d[8..12].try_into().unwrap()),
+        };
+        let at = pool.validate(sent, 1, 0, 8).expect("a sent slot validates");
         let mut payload = [0u8; 8];
         pool_mem.read(at, &mut payload).unwrap();
         assert_eq!(&payload, b"payload!");
+        assert!(pool.free(sent).unwrap());
         assert!(
-            pool.free(SlotRef {
-                index: slot,
-                generation
-            })
-            .unwrap()
-        );
-        assert!(
-            pool.validate(
-                SlotRef {
-                    index: slot,
-                    generation
-                },
-                1,
-                0,
-                8
-            )
-            .is_err(),
+            pool.validate(sent, 1, 0, 8).is_err(),
             "a freed slot does not validate"
         );
-        assert_eq!(sender.join().unwrap(), generation);
+        assert_eq!(sender.join().unwrap(), sent.generation);
         if let Some(theirs) = third.join().unwrap() {
-            assert_ne!(theirs, generation);
+            assert_ne!(theirs, sent.generation);
         }
         assert_eq!(pool.usage().unwrap().used, 0);
     });

@@ -496,6 +496,23 @@ mod tests {
         ));
     }
 
+    /// Checks that a listing of a fresh ring shows what was sent: message
+    /// `id` at position `id`, with its own payload; returns how many.
+    fn assert_listed_as_sent(ring: &RingPeek) -> usize {
+        assert_eq!(ring.messages.len(), ring.queued as usize);
+        for (k, m) in ring.messages.iter().enumerate() {
+            assert_eq!(m.position, ring.head.wrapping_add(k as u32));
+            assert_eq!(m.id, u64::from(m.position), "{ring:?}");
+            assert_eq!(m.problem, None, "{ring:?}");
+            let want = payload(m.id);
+            let preview = m.preview.as_ref().unwrap();
+            let shown = &want[..want.len().min(PREVIEW_BYTES)];
+            assert_eq!(preview.text.as_deref().map(str::as_bytes), Some(shown));
+            assert_eq!(m.len as usize, want.len());
+        }
+        ring.messages.len()
+    }
+
     // A sender and a receiver in two threads keep one ring as busy as it
     // gets, while it is peeked at again and again: each look is either a
     // listing of what was really queued, in order, each message with its
@@ -556,21 +573,8 @@ mod tests {
             while Instant::now() < deadline {
                 match peek_region(&region, &options) {
                     Ok(report) => {
-                        let ring = &report.rings[0];
-                        assert_eq!(ring.messages.len(), ring.queued as usize);
-                        for (k, m) in ring.messages.iter().enumerate() {
-                            // Message `id` went to position `id` of the fresh ring.
-                            assert_eq!(m.position, ring.head.wrapping_add(k as u32));
-                            assert_eq!(m.id, u64::from(m.position), "{ring:?}");
-                            assert_eq!(m.problem, None, "{ring:?}");
-                            let want = payload(m.id);
-                            let preview = m.preview.as_ref().unwrap();
-                            let shown = &want[..want.len().min(PREVIEW_BYTES)];
-                            assert_eq!(preview.text.as_deref().map(str::as_bytes), Some(shown));
-                            assert_eq!(m.len as usize, want.len());
-                        }
+                        messages += assert_listed_as_sent(&report.rings[0]);
                         listed += 1;
-                        messages += ring.messages.len();
                     }
                     Err(Error::Changing { tries, .. }) => {
                         assert_eq!(tries, TRIES);

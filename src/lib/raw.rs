@@ -204,22 +204,31 @@ pub fn inspect_raw(path: &Path) -> Result<RawDump> {
             dump.sections.push(peer_section(&table, p, at));
         }
     }
-    let layout = match layout {
-        Ok(layout) => layout,
-        Err(e) => {
-            dump.notes.push(format!(
-                "the configuration is invalid ({e}): the rings and pools cannot be located"
-            ));
-            return Ok(dump);
-        }
-    };
+    match layout {
+        Ok(layout) => ring_and_pool_sections(&mut dump, &reader, &layout, guests).map_err(io)?,
+        Err(e) => dump.notes.push(format!(
+            "the configuration is invalid ({e}): the rings and pools cannot be located"
+        )),
+    }
+    Ok(dump)
+}
+
+/// The sections of every ring and pool of `layout` the file holds, and a
+/// note where the file ends before the segment does.
+fn ring_and_pool_sections(
+    dump: &mut RawDump,
+    reader: &Reader<'_>,
+    layout: &SegmentLayout,
+    guests: u8,
+) -> std::io::Result<()> {
+    let file_len = reader.file_len;
     for p in 1..=guests {
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
             let at = layout.ring(p, direction);
             if at < file_len {
-                let span = reader.span(at, rf::CONSUMER_WAITING + 4).map_err(io)?;
+                let span = reader.span(at, rf::CONSUMER_WAITING + 4)?;
                 dump.sections
-                    .push(ring_section(&span, &layout, p, direction, at));
+                    .push(ring_section(&span, layout, p, direction, at));
             }
         }
     }
@@ -227,21 +236,19 @@ pub fn inspect_raw(path: &Path) -> Result<RawDump> {
         let at = layout.pool(owner);
         if at < file_len {
             let words = u64::from(layout.config.slots_per_pool.div_ceil(64));
-            let span = reader
-                .span(at, layout.pool_bitmap_offset + words * 8)
-                .map_err(io)?;
-            dump.sections.push(pool_section(&span, &layout, owner, at));
+            let span = reader.span(at, layout.pool_bitmap_offset + words * 8)?;
+            dump.sections.push(pool_section(&span, layout, owner, at));
         }
     }
     if file_len < layout.total_size {
         dump.notes.push(format!(
             "the file ends at byte {file_len}, {}; a segment of this configuration is {} bytes: \
              what lies past the end is not shown",
-            locate(&layout, file_len),
+            locate(layout, file_len),
             layout.total_size
         ));
     }
-    Ok(dump)
+    Ok(())
 }
 
 /// The bytes of a file that a dump reads: only those it has.
@@ -416,25 +423,36 @@ fn plain<T: ToString>(v: T) -> (String, Check) {
     (v.to_string(), Check::Ok)
 }
 
+/// What a header field is checked against: the layout its configuration
+/// gives, or why there is none.
+type LayoutVerdict = std::result::Result<SegmentLayout, String>;
+
 fn header_section(
     span: &Span,
     file_len: u64,
     config: &std::result::Result<SegmentConfig, ()>,
     layout: &std::result::Result<std::result::Result<SegmentLayout, crate::LayoutError>, ()>,
 ) -> RawSection {
-    let layout_ok = match layout {
+    let layout_ok: LayoutVerdict = match layout {
         Ok(Ok(l)) => Ok(*l),
         Ok(Err(e)) => Err(format!("the configuration is invalid ({})", e.field)),
         Err(()) => Err("the file ends before the configuration".to_string()),
     };
-    let limits = config.map(|c| c.limit_errors()).unwrap_or_default();
-    let limit = |name: &str| {
-        limits
-            .iter()
-            .find(|e| e.field == name)
-            .map_or(Check::Ok, |e| Check::Invalid(e.reason.to_string()))
-    };
     let mut f = Fields::new(span, 0);
+    identity_fields(&mut f, file_len, layout, &layout_ok);
+    config_fields(&mut f, config);
+    stored_layout_fields(&mut f, &layout_ok);
+    host_fields(&mut f, &layout_ok);
+    f.into_section("header".into())
+}
+
+/// Magic, version and sizes: whether this is a segment this build reads.
+fn identity_fields(
+    f: &mut Fields<'_>,
+    file_len: u64,
+    layout: &std::result::Result<std::result::Result<SegmentLayout, crate::LayoutError>, ()>,
+    layout_ok: &LayoutVerdict,
+) {
     f.u64(hf::MAGIC, "magic", |v| {
         (magic_text(v), Check::of(header::check_magic(v)))
     });
@@ -448,7 +466,7 @@ fn header_section(
         )
     });
     f.u64(hf::TOTAL_SIZE, "total_size", |v| {
-        let against_layout = || match &layout_ok {
+        let against_layout = || match layout_ok {
             Ok(l) => Check::of(header::check_stored("total_size", v, l.total_size)),
             Err(_) => match layout {
                 Ok(Err(e)) if e.field == "total_size" => Check::Invalid(e.reason.to_string()),
@@ -460,6 +478,17 @@ fn header_section(
             Check::of(header::check_total_size(v, file_len)).and(against_layout),
         )
     });
+}
+
+/// The configuration, each field against its limits.
+fn config_fields(f: &mut Fields<'_>, config: &std::result::Result<SegmentConfig, ()>) {
+    let limits = config.map(|c| c.limit_errors()).unwrap_or_default();
+    let limit = |name: &str| {
+        limits
+            .iter()
+            .find(|e| e.field == name)
+            .map_or(Check::Ok, |e| Check::Invalid(e.reason.to_string()))
+    };
     let config_fields: [(u64, &str); 6] = [
         (hf::MAX_GUESTS, "max_guests"),
         (hf::RING_CAPACITY, "ring_capacity"),
@@ -479,18 +508,28 @@ fn header_section(
             (decoded, limit(name))
         });
     }
+}
+
+/// The stored offsets and sizes, each against what the configuration
+/// gives.
+fn stored_layout_fields(f: &mut Fields<'_>, layout_ok: &LayoutVerdict) {
     for (name, at, expected) in header::STORED_LAYOUT {
         if name == "total_size" {
             continue;
         }
         f.u64(at, name, |v| {
-            let check = match &layout_ok {
+            let check = match layout_ok {
                 Ok(l) => Check::of(header::check_stored(name, v, expected(l))),
                 Err(why) => Check::Unchecked(why.clone()),
             };
             (bytes_text(v), check)
         });
     }
+}
+
+/// Creation, the share, and the host's own words: who it is, whether it
+/// left, whether it sleeps.
+fn host_fields(f: &mut Fields<'_>, layout_ok: &LayoutVerdict) {
     f.u64(hf::CREATED_UNIX_NS, "created_unix_ns", |v| plain(utc(v)));
     f.u64(hf::NONCE, "nonce", |v| {
         plain(if v % 2 == 1 { "odd" } else { "even" })
@@ -501,7 +540,7 @@ fn header_section(
         } else {
             count(v, "slot")
         };
-        let check = match &layout_ok {
+        let check = match layout_ok {
             Ok(l) => Check::of(header::check_share(v, l)),
             Err(why) => Check::Unchecked(why.clone()),
         };
@@ -529,7 +568,6 @@ fn header_section(
     });
     f.u32(hf::HOST_WAITING, "host_waiting", |v| plain(waiting_text(v)));
     f.reserved(200..256);
-    f.into_section("header".into())
 }
 
 fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
