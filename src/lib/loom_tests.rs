@@ -332,7 +332,8 @@ fn pool_region(slots: u32) -> (Region, SegmentLayout) {
 /// Owner `who` uses a slot it holds: writes its name into the payload and
 /// reads it back. Two owners at once would race on these bytes (loom
 /// reports it) or read each other's name.
-fn use_slot(pool: &Pool<'_>, region: &Region, slot: u32, who: u8) {
+fn use_slot(pool: &Pool<'_>, region: &Region, slot: SlotRef, who: u8) {
+    let slot = slot.index;
     let at = pool.data_offset(slot);
     region.write(at, &[who; 8]).unwrap();
     let mut back = [0u8; 8];
@@ -354,33 +355,12 @@ fn loom_pool_allocations_are_exclusive_and_bump_generations() {
             let pool = Pool::new(&region, &layout, 0);
             let mut generations = Vec::new();
             for _ in 0..2 {
-                if let Some(SlotRef {
-                    index: slot,
-                    generation,
-                }) = pool.try_alloc(who, &mut 0).unwrap()
-                {
-                    assert_eq!(slot, 0);
-                    assert!(
-                        pool.validate(
-                            SlotRef {
-                                index: slot,
-                                generation
-                            },
-                            who,
-                            0,
-                            64
-                        )
-                        .is_ok()
-                    );
+                if let Some(slot) = pool.try_alloc(who, &mut 0).unwrap() {
+                    assert_eq!(slot.index, 0);
+                    assert!(pool.validate(slot, who, 0, 64).is_ok());
                     use_slot(&pool, &region, slot, who);
-                    assert!(
-                        pool.free(SlotRef {
-                            index: slot,
-                            generation
-                        })
-                        .unwrap()
-                    );
-                    generations.push(generation);
+                    assert!(pool.free(slot).unwrap());
+                    generations.push(slot.generation);
                 }
             }
             generations
@@ -488,19 +468,15 @@ fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
                 let pool = Pool::new(&region, &layout, 0);
                 let mut got = Vec::new();
                 for _ in 0..2 {
-                    if let Some(SlotRef {
-                        index: slot,
-                        generation,
-                    }) = pool.try_alloc(2, &mut 0).unwrap()
-                    {
+                    if let Some(slot) = pool.try_alloc(2, &mut 0).unwrap() {
                         use_slot(&pool, &region, slot, 2);
-                        got.push((slot, generation));
+                        got.push((slot.index, slot.generation));
                     }
                 }
                 got
             })
         };
-        for &SlotRef { index: slot, .. } in &held {
+        for &slot in &held {
             use_slot(&pool, &region, slot, 1);
         }
         assert_eq!(pool.free_many(&held).unwrap(), 2);
@@ -525,27 +501,12 @@ fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
     check(None, || {
         let (region, layout) = pool_region(1);
         let pool = Pool::new(&region, &layout, 0);
-        let SlotRef {
-            index: slot,
-            generation,
-        } = pool.try_alloc(0, &mut 0).unwrap().unwrap();
+        let slot = pool.try_alloc(0, &mut 0).unwrap().unwrap();
         let other = {
             let region = region.clone();
-            thread::spawn(move || {
-                Pool::new(&region, &layout, 0)
-                    .free(SlotRef {
-                        index: slot,
-                        generation,
-                    })
-                    .unwrap()
-            })
+            thread::spawn(move || Pool::new(&region, &layout, 0).free(slot).unwrap())
         };
-        let mine = pool
-            .free(SlotRef {
-                index: slot,
-                generation,
-            })
-            .unwrap();
+        let mine = pool.free(slot).unwrap();
         let theirs = other.join().unwrap();
         assert!(
             mine ^ theirs,
@@ -555,10 +516,7 @@ fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
         assert_eq!(pool.usage().unwrap().used, 0);
         assert_eq!(
             pool.try_alloc(0, &mut 0).unwrap(),
-            Some(SlotRef {
-                index: slot,
-                generation: generation + 1
-            })
+            Some(slot.next_generation())
         );
         assert_eq!(pool.try_alloc(0, &mut 0).unwrap(), None);
     });
@@ -612,7 +570,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
             thread::spawn(move || {
                 let pool = Pool::new(&pool_mem, &layout, 0);
                 let slot = pool.try_alloc(0, &mut 0).unwrap()?;
-                use_slot(&pool, &pool_mem, slot.index, 3);
+                use_slot(&pool, &pool_mem, slot, 3);
                 assert!(pool.free(slot).unwrap());
                 Some(slot.generation)
             })
@@ -650,26 +608,13 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
     check(None, || {
         let (region, layout) = pool_region(1);
         let pool = Pool::new(&region, &layout, 0);
-        let SlotRef {
-            index: slot,
-            generation,
-        } = pool.try_alloc(0, &mut 0).unwrap().unwrap();
+        let slot = pool.try_alloc(0, &mut 0).unwrap().unwrap();
         let freer = {
             let region = region.clone();
             thread::spawn(move || {
                 let pool = Pool::new(&region, &layout, 0);
-                assert!(
-                    pool.free(SlotRef {
-                        index: slot,
-                        generation
-                    })
-                    .unwrap()
-                );
-                pool.free(SlotRef {
-                    index: slot,
-                    generation,
-                })
-                .unwrap()
+                assert!(pool.free(slot).unwrap());
+                pool.free(slot).unwrap()
             })
         };
         let again = loop {
@@ -679,34 +624,18 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
             }
         };
         let double_freed = freer.join().unwrap();
-        assert_eq!(
-            again,
-            SlotRef {
-                index: slot,
-                generation: generation + 1
-            }
-        );
+        assert_eq!(again, slot.next_generation());
         assert!(
             !double_freed,
-            "the second free of generation {generation} freed something"
+            "the second free of generation {} freed something",
+            slot.generation
         );
         assert_eq!(
             pool.usage().unwrap().used,
             1,
             "the new allocation was freed"
         );
-        assert!(
-            pool.validate(
-                SlotRef {
-                    index: slot,
-                    generation: generation + 1
-                },
-                1,
-                0,
-                1
-            )
-            .is_ok()
-        );
+        assert!(pool.validate(slot.next_generation(), 1, 0, 1).is_ok());
     });
 }
 

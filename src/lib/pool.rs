@@ -82,6 +82,17 @@ pub(crate) struct SlotRef {
     pub(crate) generation: u32,
 }
 
+#[cfg(all(test, loom))]
+impl SlotRef {
+    /// The same slot's next allocation.
+    pub(crate) fn next_generation(self) -> SlotRef {
+        SlotRef {
+            generation: self.generation + 1,
+            ..self
+        }
+    }
+}
+
 /// One allocated slot as read from its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct SlotState {

@@ -57,6 +57,37 @@ mod loom_impl {
         if order == SeqCst { replacement } else { order }
     }
 
+    /// The one-value read-modify-writes, as `std`'s of the same name.
+    macro_rules! read_modify_write {
+        ($int:ty; $($op:ident),*) => {$(
+            #[doc = concat!("As `std`'s `", stringify!($op), "`.")]
+            #[track_caller]
+            pub fn $op(&self, value: $int, order: Ordering) -> $int {
+                self.rmw(order == SeqCst, |a| a.$op(value, weaken(order, AcqRel)))
+            }
+        )*};
+    }
+
+    /// The compare-and-swaps, as `std`'s of the same name (loom never
+    /// fails the weak one spuriously).
+    macro_rules! compare_exchanges {
+        ($int:ty; $($op:ident),*) => {$(
+            #[doc = concat!("As `std`'s `", stringify!($op), "`.")]
+            #[track_caller]
+            pub fn $op(
+                &self,
+                current: $int,
+                new: $int,
+                success: Ordering,
+                failure: Ordering,
+            ) -> Result<$int, $int> {
+                self.rmw(success == SeqCst || failure == SeqCst, |a| {
+                    a.$op(current, new, weaken(success, AcqRel), weaken(failure, Acquire))
+                })
+            }
+        )*};
+    }
+
     macro_rules! wrapper {
         ($name:ident, $int:ty) => {
             /// A loom atomic with `SeqCst` modelled with fences (see the
@@ -112,82 +143,9 @@ mod loom_impl {
                     result
                 }
 
-                /// As `std`'s `swap`.
-                #[track_caller]
-                pub fn swap(&self, value: $int, order: Ordering) -> $int {
-                    self.rmw(order == SeqCst, |a| a.swap(value, weaken(order, AcqRel)))
-                }
+                read_modify_write!($int; swap, fetch_add, fetch_sub, fetch_and, fetch_or);
 
-                /// As `std`'s `fetch_add`.
-                #[track_caller]
-                pub fn fetch_add(&self, value: $int, order: Ordering) -> $int {
-                    self.rmw(order == SeqCst, |a| {
-                        a.fetch_add(value, weaken(order, AcqRel))
-                    })
-                }
-
-                /// As `std`'s `fetch_sub`.
-                #[track_caller]
-                pub fn fetch_sub(&self, value: $int, order: Ordering) -> $int {
-                    self.rmw(order == SeqCst, |a| {
-                        a.fetch_sub(value, weaken(order, AcqRel))
-                    })
-                }
-
-                /// As `std`'s `fetch_and`.
-                #[track_caller]
-                pub fn fetch_and(&self, value: $int, order: Ordering) -> $int {
-                    self.rmw(order == SeqCst, |a| {
-                        a.fetch_and(value, weaken(order, AcqRel))
-                    })
-                }
-
-                /// As `std`'s `fetch_or`.
-                #[track_caller]
-                pub fn fetch_or(&self, value: $int, order: Ordering) -> $int {
-                    self.rmw(order == SeqCst, |a| {
-                        a.fetch_or(value, weaken(order, AcqRel))
-                    })
-                }
-
-                /// As `std`'s `compare_exchange`.
-                #[track_caller]
-                pub fn compare_exchange(
-                    &self,
-                    current: $int,
-                    new: $int,
-                    success: Ordering,
-                    failure: Ordering,
-                ) -> Result<$int, $int> {
-                    self.rmw(success == SeqCst || failure == SeqCst, |a| {
-                        a.compare_exchange(
-                            current,
-                            new,
-                            weaken(success, AcqRel),
-                            weaken(failure, Acquire),
-                        )
-                    })
-                }
-
-                /// As `std`'s `compare_exchange_weak` (loom never fails it
-                /// spuriously).
-                #[track_caller]
-                pub fn compare_exchange_weak(
-                    &self,
-                    current: $int,
-                    new: $int,
-                    success: Ordering,
-                    failure: Ordering,
-                ) -> Result<$int, $int> {
-                    self.rmw(success == SeqCst || failure == SeqCst, |a| {
-                        a.compare_exchange_weak(
-                            current,
-                            new,
-                            weaken(success, AcqRel),
-                            weaken(failure, Acquire),
-                        )
-                    })
-                }
+                compare_exchanges!($int; compare_exchange, compare_exchange_weak);
             }
         };
     }
