@@ -360,6 +360,7 @@ impl ShmHost {
     ///
     /// [`Error::InvalidPeerId`] for an id that is not a guest of this
     /// segment.
+    #[inline]
     pub fn sender(&mut self, peer_id: PeerId) -> Result<&mut Sender> {
         let p = self.seg.guest_id(peer_id)?;
         Ok(&mut self.senders[usize::from(p) - 1])

@@ -317,6 +317,7 @@ pub(crate) struct Presence<'a> {
 
 impl<'a> Presence<'a> {
     /// For a send that found `peer`'s entry `state` at `epoch`.
+    #[inline]
     pub(crate) fn new(peer: &Peer<'a>, state: PeerState, epoch: u32) -> Result<Self> {
         Ok(Presence {
             word: peer.pair()?,

@@ -146,6 +146,7 @@ impl Segment {
     }
 
     /// Checks that a caller-supplied guest id names a guest of this segment.
+    #[inline]
     pub(crate) fn guest_id(&self, peer_id: PeerId) -> Result<u8> {
         if self.layout.is_guest(peer_id) {
             Ok(peer_id)
@@ -157,6 +158,7 @@ impl Segment {
         }
     }
 
+    #[inline]
     pub(crate) fn peer(&self, peer_id: u8) -> Peer<'_> {
         Peer::new(&self.region, &self.layout, peer_id)
     }

@@ -69,6 +69,7 @@ impl<'a> SendChecks<'a> {
 
     /// What a publication looks at just before and just after; `None` for
     /// the host, which does not move away under a send as a guest can.
+    #[inline(always)]
     fn presence(&self) -> Result<Option<Presence<'a>>> {
         match self {
             SendChecks::Host(..) => Ok(None),
@@ -155,7 +156,7 @@ impl Sender {
     /// - a corrupt-segment error.
     ///
     /// shm[impl shm.send.backpressure]
-    #[inline]
+    #[inline(always)]
     pub fn send(
         &mut self,
         desc: MsgDesc,
@@ -242,7 +243,7 @@ impl Sender {
     /// within the deadline, but never without one) and checks that the
     /// receiving side is there to send to; returns the producing end and
     /// the checks for the send's waits.
-    #[inline]
+    #[inline(always)]
     fn begin(&mut self, deadline: &mut Deadline) -> Result<(&mut Producer, SendChecks<'_>)> {
         if !self.role.is_held() {
             let what = self.role_name();

@@ -78,7 +78,7 @@ impl HostWatch {
     /// Before an operation: the entry is still this guest's, and, with
     /// heartbeats on, a beat if one is due (a guest busy sending and
     /// receiving, that never waits, still beats).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn before(&mut self, seg: &Segment) -> Result<()> {
         check_still_mine(seg, self.peer_id, self.epoch)?;
         let interval_ns = seg.heartbeat_interval_ns();
@@ -90,7 +90,7 @@ impl HostWatch {
 
     /// Before a send: as [`HostWatch::before`], and the host has not said
     /// goodbye (nobody would read what is sent).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn before_sending(&mut self, seg: &Segment) -> Result<()> {
         check_still_mine(seg, self.peer_id, self.epoch)?;
         if seg.host_goodbye()? {
@@ -141,7 +141,7 @@ impl HostWatch {
 
 /// Fails with [`Error::PeerGone`] if guest `p`'s entry no longer holds
 /// its claim at `epoch` (reclaimed, or claimed again by another).
-#[inline]
+#[inline(always)]
 pub(crate) fn check_still_mine(seg: &Segment, p: PeerId, epoch: u32) -> Result<()> {
     if seg.peer(p).state_and_epoch()? != (PeerState::Attached, epoch) {
         return Err(Error::PeerGone { peer_id: p });
@@ -175,6 +175,7 @@ impl GuestWatch {
     }
 
     /// The watch of one operation, on the entry as it is now.
+    #[inline(always)]
     pub(crate) fn begin<'a>(&'a mut self, seg: &'a Segment) -> Result<EntryWatch<'a>> {
         let (state, epoch) = seg.peer(self.peer_id).state_and_epoch()?;
         Ok(EntryWatch {
@@ -201,6 +202,7 @@ pub(crate) struct EntryWatch<'a> {
 
 impl<'a> EntryWatch<'a> {
     /// For a send: the entry must accept messages (Attached or Reserved).
+    #[inline(always)]
     pub(crate) fn accepting(self) -> Result<Self> {
         if !matches!(self.state, PeerState::Attached | PeerState::Reserved) {
             return Err(Error::PeerState {
@@ -213,6 +215,7 @@ impl<'a> EntryWatch<'a> {
     }
 
     /// What a send looks at just before and just after it publishes.
+    #[inline(always)]
     pub(crate) fn presence(&self) -> Result<Presence<'a>> {
         Presence::new(&self.seg.peer(self.peer_id), self.state, self.epoch)
     }
