@@ -1138,3 +1138,30 @@ fn a_batch_larger_than_the_pool_goes_through_with_a_concurrent_receiver() {
     );
     assert_eq!(reader.join().unwrap(), (0..8).collect::<Vec<_>>());
 }
+
+// A guest split into its two ends keeps its entry while either lives, and
+// leaves it (Empty again, its unread messages dropped) once both are gone.
+// shm[verify shm.peer.detach]
+#[test]
+fn split_ends_keep_the_entry_until_both_are_dropped() {
+    let dir = tmp();
+    let path = dir.path().join("split.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let guest = ShmGuest::attach_path(&path).unwrap();
+    let p = guest.peer_id();
+    let (tx, mut rx) = guest.into_split();
+    host.send(p, data(1, b"read")).unwrap();
+    host.send(p, data(2, b"left unread")).unwrap();
+    let got = rx.recv(Duration::ZERO).unwrap().expect("queued");
+    assert_eq!(got.payload(), b"read");
+    drop(got);
+    drop(tx);
+    assert_eq!(host.peers().unwrap()[0].state, PeerState::Attached);
+    drop(rx);
+    let entry = host.peers().unwrap()[0];
+    assert_eq!((entry.state, entry.pid), (PeerState::Empty, 0));
+    // The unread message went with the guest: the next one gets nothing.
+    let mut next = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(next.peer_id(), p);
+    assert!(next.try_recv().unwrap().is_none());
+}

@@ -22,7 +22,7 @@ use crate::segment::{Segment, ShmBacking};
 use crate::sender::Sender;
 use crate::sys;
 use crate::wait::{Timeout, WaitStrategy};
-use crate::watch::check_still_mine;
+use crate::watch::{KeepAlive, check_still_mine};
 use crate::zerocopy::{Received, SlotLoan};
 
 /// The guest side of a segment.
@@ -37,14 +37,23 @@ use crate::zerocopy::{Received, SlotLoan};
 /// ```
 #[derive(Debug)]
 pub struct ShmGuest {
+    sender: Sender,
+    receiver: Receiver,
+    /// Declared last, so dropped last: the ends have let go of their roles
+    /// by the time it detaches.
+    membership: Membership,
+}
+
+/// A guest's hold on its entry, for as long as the guest (or, split, both
+/// of its ends) lives: dropped, an owned claim detaches.
+#[derive(Debug)]
+struct Membership {
     seg: Arc<Segment>,
     peer_id: u8,
     epoch: u32,
     /// Set when this guest claimed its entry: dropping it detaches.
     owned: bool,
     _presence: Option<ByteLock>,
-    sender: Sender,
-    receiver: Receiver,
 }
 
 #[derive(Clone, Copy)]
@@ -144,11 +153,13 @@ impl ShmGuest {
         Ok(ShmGuest {
             sender: Sender::guest_to_host(&seg, peer_id, epoch)?,
             receiver: Receiver::guest_from_host(&seg, peer_id, epoch)?,
-            seg,
-            peer_id,
-            epoch,
-            owned,
-            _presence: presence,
+            membership: Membership {
+                seg,
+                peer_id,
+                epoch,
+                owned,
+                _presence: presence,
+            },
         })
     }
 
@@ -271,27 +282,27 @@ impl ShmGuest {
 
     /// This guest's id.
     pub fn peer_id(&self) -> PeerId {
-        self.peer_id
+        self.membership.peer_id
     }
 
     /// The epoch of this guest's claim.
     pub fn epoch(&self) -> u32 {
-        self.epoch
+        self.membership.epoch
     }
 
     /// The segment's layout.
     pub fn layout(&self) -> &SegmentLayout {
-        &self.seg.layout
+        &self.membership.seg.layout
     }
 
     /// The segment file, if file-backed.
     pub fn path(&self) -> Option<&Path> {
-        self.seg.path()
+        self.membership.seg.path()
     }
 
     /// The header as it is now.
     pub fn header(&self) -> Result<HeaderInfo> {
-        self.seg.header()
+        self.membership.seg.header()
     }
 
     /// Sets how this guest waits (default: adaptive).
@@ -302,12 +313,12 @@ impl ShmGuest {
 
     /// Whether the host is there, gone, or dead.
     pub fn host_status(&self) -> Result<HostStatus> {
-        let h = self.seg.header()?;
+        let h = self.membership.seg.header()?;
         Ok(liveness::judge_host(
             h.host_goodbye,
             h.host_pid,
             h.host_start_time,
-            self.seg.file(),
+            self.membership.seg.file(),
         ))
     }
 
@@ -318,7 +329,7 @@ impl ShmGuest {
     /// [`Error::Truncated`], [`Error::Replaced`] or [`Error::Removed`] when
     /// another process changed the file; [`Error::Io`] if it cannot be read.
     pub fn check_file(&self) -> Result<()> {
-        self.seg.check_file()
+        self.membership.seg.check_file()
     }
 
     /// Refreshes this guest's heartbeat.
@@ -504,10 +515,11 @@ impl ShmGuest {
     /// commands can act as this guest ([`ShmGuest::resume`]); returns the
     /// peer id and epoch.
     pub fn release_to_script(mut self) -> Result<(PeerId, u32)> {
-        check_still_mine(&self.seg, self.peer_id, self.epoch)?;
-        self.seg.peer(self.peer_id).set_holder(Holder::Nobody)?;
-        self.owned = false;
-        Ok((self.peer_id, self.epoch))
+        let m = &mut self.membership;
+        check_still_mine(&m.seg, m.peer_id, m.epoch)?;
+        m.seg.peer(m.peer_id).set_holder(Holder::Nobody)?;
+        m.owned = false;
+        Ok((m.peer_id, m.epoch))
     }
 
     /// Detaches: drops what the host sent and this guest did not read
@@ -516,9 +528,48 @@ impl ShmGuest {
     /// what this guest sent). Dropping an owned guest does the same.
     ///
     /// shm[impl shm.peer.detach]
-    pub fn detach(mut self) -> Result<()> {
-        let claimed = std::mem::replace(&mut self.owned, false);
-        self.detach_inner(claimed)
+    pub fn detach(self) -> Result<()> {
+        let ShmGuest {
+            sender,
+            receiver,
+            mut membership,
+        } = self;
+        drop((sender, receiver));
+        let claimed = std::mem::replace(&mut membership.owned, false);
+        membership.detach(claimed)
+    }
+
+    /// Splits this guest into its two ends, to use apart (in two threads,
+    /// say). The entry stays this guest's until both are dropped; then an
+    /// owned claim detaches, as dropping the guest does.
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, Timeout};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let guest = ShmGuest::attach(host.region())?;
+    /// let id = guest.peer_id();
+    /// let (mut tx, mut rx) = guest.into_split();
+    /// let echo = std::thread::spawn(move || -> shmhub::Result<()> {
+    ///     let got = rx.recv(Timeout::Never)?.expect("a message");
+    ///     tx.send(*got.desc(), got.payload(), Timeout::Never)
+    /// });
+    /// host.send(id, Frame::new(MsgDesc::new(1, 9), b"ping".to_vec()))?;
+    /// echo.join().unwrap()?;
+    /// let (from, back) = host.recv()?;
+    /// assert_eq!((from, back.desc.id, back.payload()), (id, 9, &b"ping"[..]));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    pub fn into_split(self) -> (Sender, Receiver) {
+        let ShmGuest {
+            mut sender,
+            mut receiver,
+            membership,
+        } = self;
+        let membership = KeepAlive::new(Arc::new(membership));
+        sender.keep_alive(membership.clone());
+        receiver.keep_alive(membership);
+        (sender, receiver)
     }
 
     /// Detaches guest `peer_id` of the segment at `path`, an entry claimed
@@ -533,11 +584,12 @@ impl ShmGuest {
     }
 
     fn release_resumed(guest: ShmGuest) -> Result<()> {
-        let entry = guest.seg.peer(guest.peer_id).snapshot()?;
+        let seg = &guest.membership.seg;
+        let entry = seg.peer(guest.membership.peer_id).snapshot()?;
         let status = liveness::judge_peer(
             &entry,
-            guest.seg.file(),
-            guest.seg.layout.config.heartbeat_interval_ms,
+            seg.file(),
+            seg.layout.config.heartbeat_interval_ms,
             sys::monotonic_ns(),
         );
         if status == liveness::HolderStatus::Alive || status == liveness::HolderStatus::Stale {
@@ -547,15 +599,20 @@ impl ShmGuest {
         }
         guest.detach()
     }
+}
 
+impl Membership {
     /// `claimed`: this guest claimed the entry itself (rather than
     /// resuming one claimed for scripts).
-    fn detach_inner(&mut self, claimed: bool) -> Result<()> {
+    fn detach(&mut self, claimed: bool) -> Result<()> {
         let p = self.peer_id;
         check_still_mine(&self.seg, p, self.epoch)?;
-        let receiving = self.receiver.try_take_role();
+        // The ends have let go of the receiving role (they are dropped
+        // first): a fresh one takes it for the drain.
+        let mut receiver = Receiver::guest_from_host(&self.seg, p, self.epoch)?;
+        let receiving = receiver.try_take_role();
         if receiving {
-            self.receiver.discard_all()?;
+            receiver.discard_all()?;
         }
         // Slots still lent out in this process (in-place receives, loans)
         // are freed by their owners when they drop. The host's slots held
@@ -582,8 +639,8 @@ impl ShmGuest {
         // sees the message and drops it (with its slot), or the host sees
         // the entry gone and frees the slot itself. The presence lock keeps
         // any new guest (and its receiving end) out meanwhile.
-        if receiving && self._presence.is_some() && !self.receiver.is_empty_after_move() {
-            self.receiver.discard_all()?;
+        if receiving && self._presence.is_some() && !receiver.is_empty_after_move() {
+            receiver.discard_all()?;
         }
         // The holder goes only now: a guest killed before the move leaves
         // its entry Attached to a dead holder, which the host reclaims; one
@@ -596,10 +653,10 @@ impl ShmGuest {
     }
 }
 
-impl Drop for ShmGuest {
+impl Drop for Membership {
     fn drop(&mut self) {
         if self.owned {
-            let _ = self.detach_inner(true);
+            let _ = self.detach(true);
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::locks::{Role, lock_byte, lock_byte::End};
 use crate::party::{Party, PeerId, PeerState};
 use crate::segment::Segment;
 use crate::wait::{Announce, Backoff, Deadline, Step, Timeout, WaitStrategy, sleep_unless};
-use crate::watch::{EntryWatch, GuestWatch, HostWatch, Moving, OtherSide};
+use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
 use crate::zerocopy::Received;
 
 /// The receiving end of one ring: a guest's from the host
@@ -51,6 +51,8 @@ pub struct Receiver {
     end: Consumer,
     role: Role,
     sender: OtherSide,
+    /// A split guest's hold on its entry (see `ShmGuest::into_split`).
+    _membership: Option<KeepAlive>,
 }
 
 /// What one receive's waits check about the sending side.
@@ -76,6 +78,7 @@ impl Receiver {
             role: Role::new(lock_byte::ring_end(guest, End::GuestToHostConsumer)),
             sender: OtherSide::Guest(GuestWatch::new(guest)),
             seg: seg.clone(),
+            _membership: None,
         })
     }
 
@@ -87,6 +90,7 @@ impl Receiver {
             role: Role::new(lock_byte::ring_end(guest, End::HostToGuestConsumer)),
             sender: OtherSide::Host(HostWatch::new(guest, epoch)),
             seg: seg.clone(),
+            _membership: None,
         })
     }
 
@@ -288,6 +292,11 @@ impl Receiver {
             OtherSide::Guest(watch) => RecvChecks::Guest(watch.begin(seg)?),
         };
         Ok((&self.end, checks))
+    }
+
+    /// Keeps `membership` alive as long as this end.
+    pub(crate) fn keep_alive(&mut self, membership: KeepAlive) {
+        self._membership = Some(membership);
     }
 
     /// Takes everything queued without reading it, freeing the slots the

@@ -12,7 +12,7 @@ use crate::peer::Presence;
 use crate::producer::Producer;
 use crate::segment::Segment;
 use crate::wait::{Deadline, Timeout, WaitStrategy};
-use crate::watch::{EntryWatch, GuestWatch, HostWatch, Moving, OtherSide};
+use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
 use crate::zerocopy::SlotLoan;
 
 /// The sending end of one ring: the host's towards one guest
@@ -50,6 +50,8 @@ pub struct Sender {
     end: Producer,
     role: Role,
     receiver: OtherSide,
+    /// A split guest's hold on its entry (see `ShmGuest::into_split`).
+    _membership: Option<KeepAlive>,
 }
 
 /// What one send checks about the receiving side: between naps, and
@@ -86,6 +88,7 @@ impl Sender {
             role: Role::new(lock_byte::ring_end(guest, End::HostToGuestProducer)),
             receiver: OtherSide::Guest(GuestWatch::new(guest)),
             seg: seg.clone(),
+            _membership: None,
         })
     }
 
@@ -97,6 +100,7 @@ impl Sender {
             role: Role::new(lock_byte::ring_end(guest, End::GuestToHostProducer)),
             receiver: OtherSide::Host(HostWatch::new(guest, epoch)),
             seg: seg.clone(),
+            _membership: None,
         })
     }
 
@@ -264,6 +268,11 @@ impl Sender {
             OtherSide::Guest(watch) => SendChecks::Guest(watch.begin(seg)?.accepting()?),
         };
         Ok((&mut self.end, checks))
+    }
+
+    /// Keeps `membership` alive as long as this end.
+    pub(crate) fn keep_alive(&mut self, membership: KeepAlive) {
+        self._membership = Some(membership);
     }
 
     /// Picks up the ring as it is now, after it was reset under this end

@@ -5,6 +5,8 @@
 //! runs between naps of a wait, so a wait ends once the other side is
 //! gone, with that as the operation's result.
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::liveness::{self, HolderStatus, HostStatus};
@@ -25,6 +27,25 @@ pub(crate) enum Moving {
     Sending,
     /// Receiving from it: gone once it left and nothing it sent is left.
     Receiving,
+}
+
+/// Something an end keeps alive for as long as it lives: a split guest's
+/// hold on its entry, which detaches when the last end lets go.
+#[derive(Clone)]
+pub(crate) struct KeepAlive {
+    _held: Arc<dyn Send + Sync>,
+}
+
+impl KeepAlive {
+    pub(crate) fn new(held: Arc<dyn Send + Sync>) -> Self {
+        KeepAlive { _held: held }
+    }
+}
+
+impl std::fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepAlive")
+    }
 }
 
 /// The other side an end watches.
