@@ -1,17 +1,12 @@
 //! The receiving end of one ring: takes descriptors off it, checks them,
 //! and lends out their payloads.
 
-use std::sync::Arc;
-
 use crate::codec;
 use crate::desc::{DESC_SIZE, MsgDesc};
 use crate::error::Result;
-use crate::layout::{Direction, SegmentLayout};
-use crate::pool::Pool;
-use crate::region::Region;
-use crate::ring::Ring;
+use crate::ring_end::RingEnd;
 use crate::wait::{Deadline, Stop, WaitStrategy, fence_publishers_or_wait};
-use crate::zerocopy::{BatchFrees, Leases, Received};
+use crate::zerocopy::{BatchFrees, Received};
 
 /// Most descriptors taken from a ring in one batch.
 pub(crate) const RECV_BATCH: usize = 32;
@@ -23,52 +18,18 @@ pub(crate) const RECV_BATCH: usize = 32;
 /// at its head and never the producer's index.
 #[derive(Debug)]
 pub(crate) struct Consumer {
-    region: Region,
-    layout: SegmentLayout,
-    guest: u8,
-    direction: Direction,
-    ring: Ring,
-    strategy: WaitStrategy,
-    leases: Arc<Leases>,
+    end: RingEnd,
 }
 
 impl Consumer {
-    /// The receiving end of guest `guest`'s ring in `direction`.
-    pub(crate) fn new(
-        region: Region,
-        layout: SegmentLayout,
-        guest: u8,
-        direction: Direction,
-        leases: Arc<Leases>,
-    ) -> Result<Self> {
-        Ok(Consumer {
-            ring: Ring::open(
-                &region,
-                layout.ring(guest, direction),
-                layout.config.ring_capacity,
-            )?,
-            region,
-            layout,
-            guest,
-            direction,
-            strategy: WaitStrategy::default(),
-            leases,
-        })
+    /// The receiving end of the ring `end` opened.
+    pub(crate) fn new(end: RingEnd) -> Self {
+        Consumer { end }
     }
 
     /// Sets how this end waits.
     pub(crate) fn set_strategy(&mut self, strategy: WaitStrategy) {
-        self.strategy = strategy;
-    }
-
-    /// The sender's pool, where slot payloads come from.
-    #[inline(always)]
-    fn pool(&self) -> Pool<'_> {
-        Pool::new(
-            &self.region,
-            &self.layout,
-            self.direction.ends(self.guest).0,
-        )
+        self.end.strategy = strategy;
     }
 
     /// Takes the next message, if one is queued, payload in place.
@@ -103,7 +64,7 @@ impl Consumer {
     #[inline(always)]
     pub(crate) fn try_take<T>(&self, hand_over: impl FnOnce(Received) -> T) -> Result<Option<T>> {
         let mut bytes = [0u8; DESC_SIZE];
-        if !self.ring.pop_raw_into(&mut bytes) {
+        if !self.end.ring.pop_raw_into(&mut bytes) {
             return Ok(None);
         }
         let received = self.decode(MsgDesc::from_ring_bytes(&bytes))?;
@@ -112,8 +73,8 @@ impl Consumer {
 
     #[inline(always)]
     fn decode(&self, desc: MsgDesc) -> Result<Received> {
-        let receiver = self.direction.ends(self.guest).1;
-        codec::decode(&self.pool(), receiver, desc, &self.leases)
+        let receiver = self.end.receiver();
+        codec::decode(&self.end.sender_pool(), receiver, desc, &self.end.leases)
     }
 
     /// Takes up to `max` (at most [`RECV_BATCH`], at least one) new
@@ -123,11 +84,14 @@ impl Consumer {
     /// Returns how many descriptors were taken.
     pub(crate) fn recv_batch(&self, max: usize, handle: &mut dyn FnMut(Received)) -> Result<usize> {
         let mut batch = [[0u8; DESC_SIZE]; RECV_BATCH];
-        let n = self.ring.pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)]);
+        let n = self
+            .end
+            .ring
+            .pop_batch(&mut batch[..max.clamp(1, RECV_BATCH)]);
         // The slots of messages the handler drops go back together when
         // this returns (a lone message's at once).
-        let sender = self.direction.ends(self.guest).0;
-        let _frees = (n > 1).then(|| BatchFrees::start(&self.leases, sender));
+        let sender = self.end.sender();
+        let _frees = (n > 1).then(|| BatchFrees::start(&self.end.leases, sender));
         let mut first_error = None;
         for desc in &batch[..n] {
             match self.decode(MsgDesc::from_bytes(desc)) {
@@ -140,13 +104,13 @@ impl Consumer {
 
     /// Whether a new descriptor is at the head.
     pub(crate) fn has_data(&self) -> bool {
-        self.ring.has_data()
+        self.end.ring.has_data()
     }
 
     /// Whether nothing is there to read, judged with sequentially
     /// consistent loads (the host's sleep handshake across many rings).
     pub(crate) fn is_empty_now(&self) -> bool {
-        self.ring.is_empty_now()
+        self.end.ring.is_empty_now()
     }
 
     /// [`Consumer::is_empty_now`] for a guest that has just moved its
@@ -161,7 +125,9 @@ impl Consumer {
     /// Waits until there is something to read, `stop` fails, or `deadline`
     /// passes; returns whether there is.
     pub(crate) fn wait_for_data(&self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<bool> {
-        self.ring.wait_for_data(self.strategy, deadline, stop)
+        self.end
+            .ring
+            .wait_for_data(self.end.strategy, deadline, stop)
     }
 
     /// Waits until a message comes, `stop` fails, or `deadline` passes,
@@ -174,14 +140,16 @@ impl Consumer {
         stop: Stop<'_>,
         take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        self.ring.wait_to_take(self.strategy, deadline, stop, take)
+        self.end
+            .ring
+            .wait_to_take(self.end.strategy, deadline, stop, take)
     }
 
     /// Takes everything queued without reading it, freeing the slots the
     /// descriptors name (the receiver left, or the entry is being reset).
     /// Returns how many descriptors were dropped.
     pub(crate) fn discard_all(&self) -> Result<usize> {
-        let pool = self.pool();
-        self.ring.drain(|desc| codec::discard(&pool, desc))
+        let pool = self.end.sender_pool();
+        self.end.ring.drain(|desc| codec::discard(&pool, desc))
     }
 }

@@ -106,34 +106,14 @@ pub(crate) fn write(
     host_pid: u32,
     host_slots_per_guest: u32,
 ) -> Result<()> {
-    let c = &layout.config;
     region.store_u32(field::VERSION, VERSION, Ordering::Relaxed)?;
     region.store_u32(field::HEADER_SIZE, HEADER_SIZE as u32, Ordering::Relaxed)?;
-    region.store_u64(field::TOTAL_SIZE, layout.total_size, Ordering::Relaxed)?;
-    region.store_u32(field::MAX_GUESTS, c.max_guests, Ordering::Relaxed)?;
-    region.store_u32(field::RING_CAPACITY, c.ring_capacity, Ordering::Relaxed)?;
-    region.store_u32(field::SLOT_SIZE, c.slot_size, Ordering::Relaxed)?;
-    region.store_u32(field::SLOTS_PER_POOL, c.slots_per_pool, Ordering::Relaxed)?;
-    region.store_u32(field::MAX_PAYLOAD, c.max_payload, Ordering::Relaxed)?;
-    region.store_u32(
-        field::HEARTBEAT_MS,
-        c.heartbeat_interval_ms,
-        Ordering::Relaxed,
-    )?;
-    region.store_u64(
-        field::PEER_TABLE_OFFSET,
-        layout.peer_table_offset,
-        Ordering::Relaxed,
-    )?;
-    region.store_u64(field::RINGS_OFFSET, layout.rings_offset, Ordering::Relaxed)?;
-    region.store_u64(field::RING_SIZE, layout.ring_size, Ordering::Relaxed)?;
-    region.store_u64(field::POOLS_OFFSET, layout.pools_offset, Ordering::Relaxed)?;
-    region.store_u64(field::POOL_STRIDE, layout.pool_stride, Ordering::Relaxed)?;
-    region.store_u64(
-        field::POOL_DATA_OFFSET,
-        layout.pool_data_offset,
-        Ordering::Relaxed,
-    )?;
+    for (_, at, value) in CONFIG_FIELDS {
+        region.store_u32(at, value(&layout.config), Ordering::Relaxed)?;
+    }
+    for (_, at, value) in STORED_LAYOUT {
+        region.store_u64(at, value(layout), Ordering::Relaxed)?;
+    }
     let now = sys::unix_ns();
     region.store_u64(field::CREATED_UNIX_NS, now, Ordering::Relaxed)?;
     region.store_u64(field::NONCE, nonce(now), Ordering::Relaxed)?;
@@ -269,6 +249,24 @@ pub(crate) fn stored_config<E>(
         heartbeat_interval_ms: u32_at(field::HEARTBEAT_MS)?,
     })
 }
+
+/// A configuration field the header stores: its name, its offset, and
+/// its value in a configuration.
+pub(crate) type ConfigField = (&'static str, u64, fn(&SegmentConfig) -> u32);
+
+/// The configuration fields the header stores, in offset order.
+pub(crate) const CONFIG_FIELDS: [ConfigField; 6] = [
+    ("max_guests", field::MAX_GUESTS, |c| c.max_guests),
+    ("ring_capacity", field::RING_CAPACITY, |c| c.ring_capacity),
+    ("slot_size", field::SLOT_SIZE, |c| c.slot_size),
+    ("slots_per_pool", field::SLOTS_PER_POOL, |c| {
+        c.slots_per_pool
+    }),
+    ("max_payload", field::MAX_PAYLOAD, |c| c.max_payload),
+    ("heartbeat_interval_ms", field::HEARTBEAT_MS, |c| {
+        c.heartbeat_interval_ms
+    }),
+];
 
 /// A layout field the header stores: its name, its offset, and what the
 /// layout says it must be.

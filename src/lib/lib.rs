@@ -105,6 +105,7 @@ mod region;
 mod remove;
 #[doc(hidden)]
 pub mod ring;
+mod ring_end;
 mod segment;
 mod sender;
 mod share;

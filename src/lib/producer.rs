@@ -8,14 +8,13 @@ use crate::desc::{DESC_SIZE, Frame, INLINE_CAPACITY, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header;
 use crate::host_slots;
-use crate::layout::{Direction, SegmentLayout};
+use crate::layout::Direction;
 use crate::peer::{Presence, Publication};
 use crate::pool::{Gate, Pool, SlotRef};
-use crate::region::Region;
-use crate::ring::Ring;
+use crate::ring_end::RingEnd;
 use crate::share::{HostShare, host_share};
 use crate::wait::{Deadline, Stop, WaitStrategy};
-use crate::zerocopy::{Leases, SlotLoan};
+use crate::zerocopy::SlotLoan;
 
 /// Asks the receiver's `presence`, if the send has one, whether the
 /// receiver is still there at `moment`: an error if not, which becomes the
@@ -36,11 +35,7 @@ fn check_receiver(presence: Option<Presence<'_>>, moment: Publication) -> Result
 /// to it.
 #[derive(Debug)]
 pub(crate) struct Producer {
-    region: Region,
-    layout: SegmentLayout,
-    guest: u8,
-    direction: Direction,
-    ring: Ring,
+    end: RingEnd,
     /// The consumer's head as this producer last read it. It may be stale,
     /// but only behind: the consumer alone moves the head, and only
     /// forward. So the producer may think the ring fuller than it is (and
@@ -49,8 +44,6 @@ pub(crate) struct Producer {
     cached_head: u32,
     /// Where the last slot was found; the next search starts there.
     pool_hint: u32,
-    strategy: WaitStrategy,
-    leases: Arc<Leases>,
     /// For the host's sends: how many of its slots one guest may hold (0:
     /// the fair share), so that a guest that stops receiving cannot take
     /// the pool from the others.
@@ -61,65 +54,40 @@ pub(crate) struct Producer {
 }
 
 impl Producer {
-    /// The sending end of guest `guest`'s ring in `direction`, picking up
-    /// the consumer's head as it is now.
-    pub(crate) fn new(
-        region: Region,
-        layout: SegmentLayout,
-        guest: u8,
-        direction: Direction,
-        leases: Arc<Leases>,
-        host_slots_per_guest: u32,
-    ) -> Result<Self> {
+    /// The sending end of the ring `end` opened, picking up the
+    /// consumer's head as it is now; `host_slots_per_guest` is the
+    /// header's share (0: the fair share).
+    pub(crate) fn new(end: RingEnd, host_slots_per_guest: u32) -> Self {
         let mut producer = Producer {
+            end,
             host_slots_per_guest,
-            ring: Ring::open(
-                &region,
-                layout.ring(guest, direction),
-                layout.config.ring_capacity,
-            )?,
-            region,
-            layout,
-            guest,
-            direction,
             cached_head: 0,
             pool_hint: 0,
-            strategy: WaitStrategy::default(),
-            leases,
             host_slots_returned_seen: 0,
         };
         producer.resync();
-        Ok(producer)
+        producer
     }
 
     /// Sets how this end waits.
     pub(crate) fn set_strategy(&mut self, strategy: WaitStrategy) {
-        self.strategy = strategy;
+        self.end.strategy = strategy;
     }
 
     /// Re-reads the consumer's head (after the ring was reset under this
-    /// producer, as reclaiming a dead guest does). An unreadable ring
-    ///
+    /// producer, as reclaiming a dead guest does).
     pub(crate) fn resync(&mut self) {
-        self.cached_head = self.ring.state().head;
-        if self.direction == Direction::HostToGuest
-            && let Ok(returned) = host_slots::returned(&self.region, &self.layout, self.guest)
+        self.cached_head = self.end.ring.state().head;
+        if self.end.direction == Direction::HostToGuest
+            && let Ok(returned) =
+                host_slots::returned(&self.end.region, &self.end.layout, self.end.guest)
         {
             self.host_slots_returned_seen = returned;
         }
     }
 
-    /// The sender's pool.
-    fn pool(&self) -> Pool<'_> {
-        Pool::new(
-            &self.region,
-            &self.layout,
-            self.direction.ends(self.guest).0,
-        )
-    }
-
     fn check_len(&self, len: usize) -> Result<()> {
-        let max = self.layout.config.max_payload;
+        let max = self.end.layout.config.max_payload;
         if len > max as usize {
             return Err(Error::PayloadTooLarge { len, max });
         }
@@ -128,18 +96,19 @@ impl Producer {
 
     fn ring_full(&self) -> Error {
         Error::RingFull {
-            peer_id: self.guest,
-            direction: self.direction,
+            peer_id: self.end.guest,
+            direction: self.end.direction,
         }
     }
 
     /// Waits until the ring has room for one more descriptor.
     #[inline(never)]
     fn wait_for_room(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<()> {
-        while !self.ring.has_room(&mut self.cached_head, 1)? {
+        while !self.end.ring.has_room(&mut self.cached_head, 1)? {
             if !self
+                .end
                 .ring
-                .wait_for_space(self.cached_head, self.strategy, deadline, stop)?
+                .wait_for_space(self.cached_head, self.end.strategy, deadline, stop)?
             {
                 return Err(self.ring_full());
             }
@@ -150,27 +119,29 @@ impl Producer {
     /// Allocates a slot of the sender's pool, waiting until `deadline`;
     /// the host's sends also wait while the guest holds its share.
     fn alloc(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<SlotRef> {
-        let pool = Pool::new(
-            &self.region,
-            &self.layout,
-            self.direction.ends(self.guest).0,
-        );
+        let pool = Pool::new(&self.end.region, &self.end.layout, self.end.sender());
         let sender = pool.index();
-        if self.direction == Direction::GuestToHost {
+        if self.end.direction == Direction::GuestToHost {
             return pool.alloc(
                 sender,
                 &mut self.pool_hint,
-                self.strategy,
+                self.end.strategy,
                 deadline,
                 stop,
                 None,
             );
         }
-        let limit = || host_share(&self.region, &self.layout, self.host_slots_per_guest);
+        let limit = || {
+            host_share(
+                &self.end.region,
+                &self.end.layout,
+                self.host_slots_per_guest,
+            )
+        };
         let mut share = HostShare::of(
-            &self.region,
-            &self.layout,
-            self.guest,
+            &self.end.region,
+            &self.end.layout,
+            self.end.guest,
             self.host_slots_per_guest,
             &limit,
             &mut self.host_slots_returned_seen,
@@ -178,7 +149,7 @@ impl Producer {
         pool.alloc(
             sender,
             &mut self.pool_hint,
-            self.strategy,
+            self.end.strategy,
             deadline,
             stop,
             share.as_mut().map(|share| share as &mut dyn Gate),
@@ -203,9 +174,10 @@ impl Producer {
             return Ok((codec::inline(desc, payload), None));
         }
         let slot = self.alloc(deadline, stop)?;
-        let pool = self.pool();
-        let receiver = self.direction.ends(self.guest).1;
+        let pool = self.end.sender_pool();
+        let receiver = self.end.receiver();
         let written = self
+            .end
             .region
             .write(pool.data_offset(slot.index), payload)
             .map_err(Error::from)
@@ -219,7 +191,7 @@ impl Producer {
 
     /// Frees slots that were placed but will not be published.
     fn free_slots(&self, slots: &[SlotRef]) -> Result<()> {
-        let pool = self.pool();
+        let pool = self.end.sender_pool();
         for &slot in slots {
             pool.free(slot)?;
         }
@@ -246,8 +218,8 @@ impl Producer {
             self.free_slots(slots)?;
             return Err(e);
         }
-        let start = self.ring.tail();
-        let pushed = self.ring.push_batch(&mut self.cached_head, descs);
+        let start = self.end.ring.tail();
+        let pushed = self.end.ring.push_batch(&mut self.cached_head, descs);
         if !matches!(pushed, Ok(true)) {
             self.free_slots(slots)?;
             pushed?;
@@ -267,8 +239,8 @@ impl Producer {
         descs: &[[u8; DESC_SIZE]],
         presence: Option<Presence<'_>>,
     ) -> Result<()> {
-        if self.direction == Direction::GuestToHost {
-            header::wake_host(&self.region)?;
+        if self.end.direction == Direction::GuestToHost {
+            header::wake_host(&self.end.region)?;
         }
         match check_receiver(presence, Publication::After) {
             Ok(()) => Ok(()),
@@ -281,7 +253,7 @@ impl Producer {
     /// take, and fails with `gone` unless it took them all.
     #[cold]
     fn withdraw(&self, start: u32, descs: &[[u8; DESC_SIZE]], gone: Error) -> Result<()> {
-        let head = self.ring.state().head;
+        let head = self.end.ring.state().head;
         let taken = match head.wrapping_sub(start) {
             d if d as usize <= descs.len() => d as usize,
             _ => 0,
@@ -289,7 +261,7 @@ impl Producer {
         if taken == descs.len() {
             return Ok(());
         }
-        let pool = self.pool();
+        let pool = self.end.sender_pool();
         for desc in &descs[taken..] {
             codec::discard(&pool, desc)?;
         }
@@ -320,14 +292,14 @@ impl Producer {
         if payload.len() > INLINE_CAPACITY {
             return self.send_in_slot(desc, payload, deadline, stop, presence);
         }
-        let mut tail = self.ring.tail();
-        if !self.ring.fits_one(tail, self.cached_head) {
+        let mut tail = self.end.ring.tail();
+        if !self.end.ring.fits_one(tail, self.cached_head) {
             self.wait_for_room(deadline, stop)?;
-            tail = self.ring.tail();
+            tail = self.end.ring.tail();
         }
         check_receiver(presence, Publication::Before)?;
         let bytes = codec::inline(desc, payload).to_bytes();
-        self.ring.push_one(tail, &bytes);
+        self.end.ring.push_one(tail, &bytes);
         self.published(tail, &[bytes], presence)
     }
 
@@ -364,7 +336,7 @@ impl Producer {
         for frame in frames {
             self.check_len(frame.payload().len())?;
         }
-        let capacity = self.layout.config.ring_capacity as usize;
+        let capacity = self.end.layout.config.ring_capacity as usize;
         let mut descs = Vec::with_capacity(frames.len().min(capacity));
         let mut slots = Vec::new();
         let mut sent = 0;
@@ -374,7 +346,7 @@ impl Producer {
                 Err(e) if e.is_retryable() && sent > 0 => return Ok(sent),
                 Err(e) => return Err(e),
             }
-            let state = self.ring.state();
+            let state = self.end.ring.state();
             let room = (state.capacity - state.len().unwrap_or(state.capacity)) as usize;
             descs.clear();
             slots.clear();
@@ -422,7 +394,12 @@ impl Producer {
         self.check_len(len)?;
         self.wait_for_room(deadline, stop)?;
         let slot = self.alloc(deadline, stop)?;
-        Ok(SlotLoan::new(&self.pool(), slot, len, self.leases.clone()))
+        Ok(SlotLoan::new(
+            &self.end.sender_pool(),
+            slot,
+            len,
+            self.end.leases.clone(),
+        ))
     }
 
     /// Publishes a loaned slot to the receiver.
@@ -431,14 +408,14 @@ impl Producer {
         mut loan: SlotLoan,
         presence: Option<Presence<'_>>,
     ) -> Result<()> {
-        let (sender, receiver) = self.direction.ends(self.guest);
-        if loan.pool != sender || !Arc::ptr_eq(&loan.leases, &self.leases) {
+        let (sender, receiver) = self.end.direction.ends(self.end.guest);
+        if loan.pool != sender || !Arc::ptr_eq(&loan.leases, &self.end.leases) {
             return Err(Error::Corrupt(format!(
                 "a slot loan from pool {} of another sender or segment was committed on the {} ring of peer {}",
-                loan.pool, self.direction, self.guest
+                loan.pool, self.end.direction, self.end.guest
             )));
         }
-        self.pool().set_holder(loan.slot, receiver)?;
+        self.end.sender_pool().set_holder(loan.slot, receiver)?;
         let desc = codec::in_slot(loan.desc, loan.len, loan.slot);
         // From here the loan's slot belongs to the receiver (or, if the
         // publication fails, is freed by `publish`).

@@ -489,15 +489,7 @@ fn config_fields(f: &mut Fields<'_>, config: &std::result::Result<SegmentConfig,
             .find(|e| e.field == name)
             .map_or(Check::Ok, |e| Check::Invalid(e.reason.to_string()))
     };
-    let config_fields: [(u64, &str); 6] = [
-        (hf::MAX_GUESTS, "max_guests"),
-        (hf::RING_CAPACITY, "ring_capacity"),
-        (hf::SLOT_SIZE, "slot_size"),
-        (hf::SLOTS_PER_POOL, "slots_per_pool"),
-        (hf::MAX_PAYLOAD, "max_payload"),
-        (hf::HEARTBEAT_MS, "heartbeat_interval_ms"),
-    ];
-    for (at, name) in config_fields {
+    for (name, at, _) in header::CONFIG_FIELDS {
         f.u32(at, name, |v| {
             let decoded = match name {
                 "slot_size" | "max_payload" => bytes_text(v.into()),

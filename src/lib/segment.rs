@@ -20,6 +20,7 @@ use crate::pool::Pool;
 use crate::producer::Producer;
 use crate::region::{HeapRegion, Region, RegionError};
 use crate::ring::RingView;
+use crate::ring_end::RingEnd;
 use crate::zerocopy::Leases;
 
 /// [`Segment::try_take`] could not take a lock: another open file holds it
@@ -175,27 +176,21 @@ impl Segment {
         Pool::new(&self.region, &self.layout, index)
     }
 
+    /// Guest `guest`'s ring in `direction`, opened for one of its ends.
+    fn ring_end(&self, guest: u8, direction: Direction) -> Result<RingEnd> {
+        let (region, leases) = (self.region.clone(), self.leases.clone());
+        RingEnd::open(region, self.layout, guest, direction, leases)
+    }
+
     /// The sending end of guest `guest`'s ring in `direction`.
     pub(crate) fn producer(&self, guest: u8, direction: Direction) -> Result<Producer> {
-        Producer::new(
-            self.region.clone(),
-            self.layout,
-            guest,
-            direction,
-            self.leases.clone(),
-            self.host_slots_per_guest,
-        )
+        let end = self.ring_end(guest, direction)?;
+        Ok(Producer::new(end, self.host_slots_per_guest))
     }
 
     /// The receiving end of guest `guest`'s ring in `direction`.
     pub(crate) fn consumer(&self, guest: u8, direction: Direction) -> Result<Consumer> {
-        Consumer::new(
-            self.region.clone(),
-            self.layout,
-            guest,
-            direction,
-            self.leases.clone(),
-        )
+        Ok(Consumer::new(self.ring_end(guest, direction)?))
     }
 
     /// Drops whatever waits in guest `p`'s host-to-guest ring, freeing the

@@ -1,0 +1,69 @@
+//! What both ends of one ring hold: the segment's memory and layout,
+//! whose ring it is and which way it carries messages, the ring opened
+//! (its own words checked once), the leases of this process, and how the
+//! end waits. The producer and the consumer add what only they need.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::layout::{Direction, SegmentLayout};
+use crate::pool::Pool;
+use crate::region::Region;
+use crate::ring::Ring;
+use crate::wait::WaitStrategy;
+use crate::zerocopy::Leases;
+
+/// One end of guest `guest`'s ring in `direction`.
+#[derive(Debug)]
+pub(crate) struct RingEnd {
+    pub(crate) region: Region,
+    pub(crate) layout: SegmentLayout,
+    pub(crate) guest: u8,
+    pub(crate) direction: Direction,
+    pub(crate) ring: Ring,
+    pub(crate) leases: Arc<Leases>,
+    pub(crate) strategy: WaitStrategy,
+}
+
+impl RingEnd {
+    /// Opens guest `guest`'s ring in `direction` in `region`.
+    pub(crate) fn open(
+        region: Region,
+        layout: SegmentLayout,
+        guest: u8,
+        direction: Direction,
+        leases: Arc<Leases>,
+    ) -> Result<Self> {
+        Ok(RingEnd {
+            ring: Ring::open(
+                &region,
+                layout.ring(guest, direction),
+                layout.config.ring_capacity,
+            )?,
+            region,
+            layout,
+            guest,
+            direction,
+            leases,
+            strategy: WaitStrategy::default(),
+        })
+    }
+
+    /// The sending party (0: the host, `p`: guest `p`).
+    #[inline(always)]
+    pub(crate) fn sender(&self) -> u8 {
+        self.direction.ends(self.guest).0
+    }
+
+    /// The receiving party.
+    #[inline(always)]
+    pub(crate) fn receiver(&self) -> u8 {
+        self.direction.ends(self.guest).1
+    }
+
+    /// The sender's pool, where payloads too large for a descriptor travel.
+    #[inline(always)]
+    pub(crate) fn sender_pool(&self) -> Pool<'_> {
+        Pool::new(&self.region, &self.layout, self.sender())
+    }
+}
