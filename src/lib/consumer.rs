@@ -5,7 +5,7 @@ use crate::codec;
 use crate::desc::{DESC_SIZE, MsgDesc};
 use crate::error::Result;
 use crate::ring_end::RingEnd;
-use crate::wait::{Deadline, Stop, WaitStrategy, fence_publishers_or_wait};
+use crate::wait::{WaitStrategy, Waiting, fence_publishers_or_wait};
 use crate::zerocopy::{BatchFrees, Received};
 
 /// Most descriptors taken from a ring in one batch.
@@ -122,27 +122,27 @@ impl Consumer {
         self.is_empty_now()
     }
 
-    /// Waits until there is something to read, `stop` fails, or `deadline`
-    /// passes; returns whether there is.
-    pub(crate) fn wait_for_data(&self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<bool> {
-        self.end
-            .ring
-            .wait_for_data(self.end.strategy, deadline, stop)
+    /// Waits until there is something to read, or as `waiting` says;
+    /// returns whether there is.
+    pub(crate) fn wait_for_data(&self, waiting: &mut Waiting<'_>) -> Result<bool> {
+        self.end.ring.wait_for_data(waiting)
     }
 
-    /// Waits until a message comes, `stop` fails, or `deadline` passes,
+    /// Waits until a message comes, or as `waiting` says,
     /// and takes it with `take` (this end's [`Consumer::try_recv`] or
     /// [`Consumer::try_recv_with`]) in the same look that sees it.
     #[inline(always)]
     pub(crate) fn wait_to_take<T>(
         &self,
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
+        waiting: &mut Waiting<'_>,
         take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        self.end
-            .ring
-            .wait_to_take(self.end.strategy, deadline, stop, take)
+        self.end.ring.wait_to_take(waiting, take)
+    }
+
+    /// How this end waits.
+    pub(crate) fn strategy(&self) -> WaitStrategy {
+        self.end.strategy
     }
 
     /// Takes everything queued without reading it, freeing the slots the

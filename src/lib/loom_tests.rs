@@ -38,7 +38,7 @@ use crate::pool::{Gate, Pool, SlotRef};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
 use crate::share::HostShare;
-use crate::wait::{Deadline, WaitStrategy};
+use crate::wait::{Deadline, WaitStrategy, Waiting};
 
 /// Runs `f` under loom with `preemptions` as the default preemption bound
 /// (`None`: unbounded, an exhaustive check).
@@ -186,6 +186,15 @@ fn loom_ring_refuses_to_overwrite_unread_descriptors() {
     });
 }
 
+/// A blocking wait without a deadline, whose stop check yields.
+fn blocking(stop: &mut dyn FnMut() -> crate::error::Result<()>) -> Waiting<'_> {
+    Waiting {
+        strategy: WaitStrategy::Block,
+        deadline: Deadline::after(None),
+        stop,
+    }
+}
+
 /// The `stop` callback of the blocking waits: it is called before every
 /// sleep, and yields. Loom never preempts a thread that neither yields nor
 /// blocks, and a waiter may legitimately loop without sleeping: a consumer
@@ -206,26 +215,17 @@ fn yield_then_go_on() -> crate::error::Result<()> {
 fn consume_blocking(ring: &Ring, count: usize) -> Vec<[u8; DESC_SIZE]> {
     let mut got = Vec::new();
     while got.len() < count {
-        let mut deadline = Deadline::after(None);
+        let mut stop = yield_then_go_on;
+        let mut waiting = blocking(&mut stop);
         if got.len() % 2 == 0 {
-            let taken = ring
-                .wait_to_take(
-                    WaitStrategy::Block,
-                    &mut deadline,
-                    &mut yield_then_go_on,
-                    || Ok(ring.pop()),
-                )
-                .unwrap();
+            let taken = ring.wait_to_take(&mut waiting, || Ok(ring.pop())).unwrap();
             got.push(taken.expect("a wait without a deadline ended empty"));
             continue;
         }
         match ring.pop() {
             Some(d) => got.push(d),
             None => {
-                assert!(
-                    ring.wait_for_data(WaitStrategy::Block, &mut deadline, &mut yield_then_go_on)
-                        .unwrap()
-                );
+                assert!(ring.wait_for_data(&mut waiting).unwrap());
             }
         }
     }
@@ -249,15 +249,10 @@ fn ring_handshake(count: u8, producer_waits: bool) {
             for n in 0..count {
                 while producer_waits && !ring.has_room(&mut cached_head, 1).unwrap() {
                     let seen_head = cached_head;
-                    let mut deadline = Deadline::after(None);
+                    let mut stop = yield_then_go_on;
                     assert!(
-                        ring.wait_for_space(
-                            seen_head,
-                            WaitStrategy::Block,
-                            &mut deadline,
-                            &mut yield_then_go_on
-                        )
-                        .unwrap()
+                        ring.wait_for_space(seen_head, &mut blocking(&mut stop))
+                            .unwrap()
                     );
                 }
                 assert!(ring.push_batch(&mut cached_head, &[desc(n)]).unwrap());
@@ -543,16 +538,9 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
             let (pool_mem, ring_mem) = (pool_mem.clone(), ring_mem.clone());
             thread::spawn(move || {
                 let pool = Pool::new(&pool_mem, &layout, 0);
-                let mut deadline = Deadline::after(None);
+                let mut stop = yield_then_go_on;
                 let slot = pool
-                    .alloc(
-                        0,
-                        &mut 0,
-                        WaitStrategy::Block,
-                        &mut deadline,
-                        &mut yield_then_go_on,
-                        None,
-                    )
+                    .alloc(0, &mut 0, &mut blocking(&mut stop), None)
                     .unwrap();
                 pool_mem
                     .write(pool.data_offset(slot.index), b"payload!")
@@ -656,13 +644,11 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
             let mut share = HostShare::of(&pool_mem, &layout, 1, 1, &limit, &mut returned_seen)
                 .unwrap()
                 .expect("a share of 1 in a pool of 2 can stop an allocation");
-            let mut deadline = Deadline::after(None);
+            let mut stop = yield_then_go_on;
             pool.alloc(
                 0,
                 &mut 0,
-                WaitStrategy::Block,
-                &mut deadline,
-                &mut yield_then_go_on,
+                &mut blocking(&mut stop),
                 Some(&mut share as &mut dyn Gate),
             )
             .unwrap()

@@ -19,7 +19,7 @@ use crate::host_slots::Counters;
 use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
 use crate::region::Region;
 use crate::sync::atomic::AtomicU32;
-use crate::wait::{Announce, Deadline, WaitStrategy, sleep_unless, wait_until, wake_sleepers};
+use crate::wait::{Announce, Waiting, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets in a pool's control block and slot metadata.
 pub mod field {
@@ -273,17 +273,15 @@ impl<'a> Pool<'a> {
         Ok(if held > self.slots() { 0 } else { held })
     }
 
-    /// Allocates a slot, waiting (per `strategy`) until `deadline` for one to
-    /// be freed. `stop` is polled while waiting and may end the wait. A
-    /// `gate` may hold the allocation back while slots are free: it then
-    /// waits for a free as it would for an exhausted pool.
+    /// Allocates a slot for `holder`, starting the search at `*hint`, and
+    /// waiting as `waiting` says for one to be freed. A `gate` may hold the
+    /// allocation back while slots are free: it then waits for a free as
+    /// it would for an exhausted pool.
     pub(crate) fn alloc(
         &self,
         holder: u8,
         hint: &mut u32,
-        strategy: WaitStrategy,
-        deadline: &mut Deadline,
-        stop: &mut dyn FnMut() -> Result<()>,
+        waiting: &mut Waiting<'_>,
         mut gate: Option<&mut dyn Gate>,
     ) -> Result<SlotRef> {
         let releases = self.region.atomic_u32(self.base + field::RELEASES)?;
@@ -321,7 +319,7 @@ impl<'a> Pool<'a> {
         let none_freed =
             || Ok((releases.load(Ordering::SeqCst) == seen.get()).then_some(seen.get()));
         let sleep = |nap| sleep_unless(Announce::Count(waiters), releases, nap, none_freed);
-        let found = wait_until(strategy, deadline, stop, ready, sleep);
+        let found = wait_until(waiting, ready, sleep);
         *hint = search_from.get();
         match (found?, gate) {
             (Some(found), _) => Ok(found),
@@ -678,6 +676,7 @@ impl<'a> Pool<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wait::{Deadline, WaitStrategy};
     use crate::{HeapRegion, SegmentConfig};
 
     fn setup(slots: u32) -> (Region, SegmentLayout) {
@@ -776,14 +775,12 @@ mod tests {
                 free: 0
             }
         );
-        let err = pool.alloc(
-            0,
-            &mut hint,
-            WaitStrategy::Block,
-            &mut Deadline::no_wait(),
-            &mut || Ok(()),
-            None,
-        );
+        let mut no_wait = Waiting {
+            strategy: WaitStrategy::Block,
+            deadline: Deadline::no_wait(),
+            stop: &mut || Ok(()),
+        };
+        let err = pool.alloc(0, &mut hint, &mut no_wait, None);
         assert!(matches!(err, Err(Error::PoolExhausted { .. })));
     }
 
@@ -869,16 +866,12 @@ mod tests {
         let other = region.clone();
         let waiter = std::thread::spawn(move || {
             let pool = Pool::new(&other, &layout, 0);
-            let mut deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
-            pool.alloc(
-                0,
-                &mut 0,
-                WaitStrategy::Block,
-                &mut deadline,
-                &mut || Ok(()),
-                None,
-            )
-            .unwrap()
+            let mut waiting = Waiting {
+                strategy: WaitStrategy::Block,
+                deadline: Deadline::after(Some(std::time::Duration::from_secs(20))),
+                stop: &mut || Ok(()),
+            };
+            pool.alloc(0, &mut 0, &mut waiting, None).unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(pool.free(slot).unwrap());

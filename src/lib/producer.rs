@@ -13,7 +13,7 @@ use crate::peer::{Presence, Publication};
 use crate::pool::{Gate, Pool, SlotRef};
 use crate::ring_end::RingEnd;
 use crate::share::{HostShare, host_share};
-use crate::wait::{Deadline, Stop, WaitStrategy};
+use crate::wait::{WaitStrategy, Waiting};
 use crate::zerocopy::SlotLoan;
 
 /// Asks the receiver's `presence`, if the send has one, whether the
@@ -74,6 +74,11 @@ impl Producer {
         self.end.strategy = strategy;
     }
 
+    /// How this end waits.
+    pub(crate) fn strategy(&self) -> WaitStrategy {
+        self.end.strategy
+    }
+
     /// Re-reads the consumer's head (after the ring was reset under this
     /// producer, as reclaiming a dead guest does).
     pub(crate) fn resync(&mut self) {
@@ -103,13 +108,9 @@ impl Producer {
 
     /// Waits until the ring has room for one more descriptor.
     #[inline(never)]
-    fn wait_for_room(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<()> {
+    fn wait_for_room(&mut self, waiting: &mut Waiting<'_>) -> Result<()> {
         while !self.end.ring.has_room(&mut self.cached_head, 1)? {
-            if !self
-                .end
-                .ring
-                .wait_for_space(self.cached_head, self.end.strategy, deadline, stop)?
-            {
+            if !self.end.ring.wait_for_space(self.cached_head, waiting)? {
                 return Err(self.ring_full());
             }
         }
@@ -118,18 +119,11 @@ impl Producer {
 
     /// Allocates a slot of the sender's pool, waiting until `deadline`;
     /// the host's sends also wait while the guest holds its share.
-    fn alloc(&mut self, deadline: &mut Deadline, stop: Stop<'_>) -> Result<SlotRef> {
+    fn alloc(&mut self, waiting: &mut Waiting<'_>) -> Result<SlotRef> {
         let pool = Pool::new(&self.end.region, &self.end.layout, self.end.sender());
         let sender = pool.index();
         if self.end.direction == Direction::GuestToHost {
-            return pool.alloc(
-                sender,
-                &mut self.pool_hint,
-                self.end.strategy,
-                deadline,
-                stop,
-                None,
-            );
+            return pool.alloc(sender, &mut self.pool_hint, waiting, None);
         }
         let limit = || {
             host_share(
@@ -149,9 +143,7 @@ impl Producer {
         pool.alloc(
             sender,
             &mut self.pool_hint,
-            self.end.strategy,
-            deadline,
-            stop,
+            waiting,
             share.as_mut().map(|share| share as &mut dyn Gate),
         )
     }
@@ -167,13 +159,12 @@ impl Producer {
         &mut self,
         desc: MsgDesc,
         payload: &[u8],
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
+        waiting: &mut Waiting<'_>,
     ) -> Result<(MsgDesc, Option<SlotRef>)> {
         if payload.len() <= INLINE_CAPACITY {
             return Ok((codec::inline(desc, payload), None));
         }
-        let slot = self.alloc(deadline, stop)?;
+        let slot = self.alloc(waiting)?;
         let pool = self.end.sender_pool();
         let receiver = self.end.receiver();
         let written = self
@@ -284,17 +275,16 @@ impl Producer {
         &mut self,
         desc: MsgDesc,
         payload: &[u8],
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
+        waiting: &mut Waiting<'_>,
         presence: Option<Presence<'_>>,
     ) -> Result<()> {
         self.check_len(payload.len())?;
         if payload.len() > INLINE_CAPACITY {
-            return self.send_in_slot(desc, payload, deadline, stop, presence);
+            return self.send_in_slot(desc, payload, waiting, presence);
         }
         let mut tail = self.end.ring.tail();
         if !self.end.ring.fits_one(tail, self.cached_head) {
-            self.wait_for_room(deadline, stop)?;
+            self.wait_for_room(waiting)?;
             tail = self.end.ring.tail();
         }
         check_receiver(presence, Publication::Before)?;
@@ -309,14 +299,13 @@ impl Producer {
         &mut self,
         desc: MsgDesc,
         payload: &[u8],
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
+        waiting: &mut Waiting<'_>,
         presence: Option<Presence<'_>>,
     ) -> Result<()> {
         // Room first, so that a slot is never taken for a message that
         // cannot be queued.
-        self.wait_for_room(deadline, stop)?;
-        let (desc, slot) = self.encode(desc, payload, deadline, stop)?;
+        self.wait_for_room(waiting)?;
+        let (desc, slot) = self.encode(desc, payload, waiting)?;
         self.publish(&[desc.to_bytes()], slot.as_slice(), presence)
     }
 
@@ -329,8 +318,7 @@ impl Producer {
     pub(crate) fn send_batch(
         &mut self,
         frames: &[Frame],
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
+        waiting: &mut Waiting<'_>,
         presence: Option<Presence<'_>>,
     ) -> Result<usize> {
         for frame in frames {
@@ -341,7 +329,7 @@ impl Producer {
         let mut slots = Vec::new();
         let mut sent = 0;
         while sent < frames.len() {
-            match self.wait_for_room(deadline, stop) {
+            match self.wait_for_room(waiting) {
                 Ok(()) => {}
                 Err(e) if e.is_retryable() && sent > 0 => return Ok(sent),
                 Err(e) => return Err(e),
@@ -354,13 +342,12 @@ impl Producer {
                 // Only the first frame of a round may wait for a slot: the
                 // receiver frees slots only after it sees messages, so what
                 // is already placed is published before waiting for more.
-                let mut no_wait = Deadline::no_wait();
-                let wait: &mut Deadline = if descs.is_empty() {
-                    deadline
+                let placed = if descs.is_empty() {
+                    self.encode(frame.desc, frame.payload(), waiting)
                 } else {
-                    &mut no_wait
+                    self.encode(frame.desc, frame.payload(), &mut waiting.without_waiting())
                 };
-                match self.encode(frame.desc, frame.payload(), wait, stop) {
+                match placed {
                     Ok((desc, slot)) => {
                         descs.push(desc.to_bytes());
                         slots.extend(slot);
@@ -385,15 +372,10 @@ impl Producer {
     /// after making sure the ring has room for its descriptor.
     ///
     /// shm[impl shm.send.zero-copy]
-    pub(crate) fn loan(
-        &mut self,
-        len: usize,
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
-    ) -> Result<SlotLoan> {
+    pub(crate) fn loan(&mut self, len: usize, waiting: &mut Waiting<'_>) -> Result<SlotLoan> {
         self.check_len(len)?;
-        self.wait_for_room(deadline, stop)?;
-        let slot = self.alloc(deadline, stop)?;
+        self.wait_for_room(waiting)?;
+        let slot = self.alloc(waiting)?;
         Ok(SlotLoan::new(
             &self.end.sender_pool(),
             slot,

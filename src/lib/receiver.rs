@@ -12,7 +12,9 @@ use crate::layout::Direction;
 use crate::locks::{Role, lock_byte, lock_byte::End};
 use crate::party::{Party, PeerId, PeerState};
 use crate::segment::Segment;
-use crate::wait::{Announce, Backoff, Deadline, Step, Timeout, WaitStrategy, sleep_unless};
+use crate::wait::{
+    Announce, Backoff, Deadline, Step, Timeout, WaitStrategy, Waiting, sleep_unless,
+};
 use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
 use crate::zerocopy::Received;
 
@@ -203,7 +205,12 @@ impl Receiver {
         }
         self.found_empty()?;
         let (end, mut checks) = self.checks()?;
-        end.wait_to_take(&mut deadline, &mut || checks.check(), || take(end))
+        let mut waiting = Waiting {
+            strategy: end.strategy(),
+            deadline,
+            stop: &mut || checks.check(),
+        };
+        end.wait_to_take(&mut waiting, || take(end))
     }
 
     /// Receives up to `max` queued messages at once (one index update for
@@ -237,7 +244,14 @@ impl Receiver {
                 continue;
             }
             let (end, mut checks) = self.checks()?;
-            if !end.wait_for_data(&mut deadline, &mut || checks.check())? {
+            let mut waiting = Waiting {
+                strategy: end.strategy(),
+                deadline,
+                stop: &mut || checks.check(),
+            };
+            let arrived = end.wait_for_data(&mut waiting)?;
+            deadline = waiting.deadline;
+            if !arrived {
                 return Ok(0);
             }
             self.before(&mut Deadline::no_wait())?;

@@ -24,10 +24,7 @@ use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::{Cells, Region, RegionError, Word};
 use crate::sys;
-use crate::wait::{
-    Announce, Deadline, Stop, WaitStrategy, publish_unfenced, sleep_unless, wait_until,
-    wake_sleepers,
-};
+use crate::wait::{Announce, Waiting, publish_unfenced, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -353,16 +350,9 @@ impl Ring {
 
     /// Consumer: waits until there is something to read, `stop` says to
     /// stop, or `deadline` passes. Returns whether there is.
-    pub(crate) fn wait_for_data(
-        &self,
-        strategy: WaitStrategy,
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
-    ) -> Result<bool> {
+    pub(crate) fn wait_for_data(&self, waiting: &mut Waiting<'_>) -> Result<bool> {
         let head = self.consumer_head();
-        let seen = self.wait_at(head, strategy, deadline, stop, || {
-            Ok(self.is_new(head).then_some(()))
-        })?;
+        let seen = self.wait_at(head, waiting, || Ok(self.is_new(head).then_some(())))?;
         Ok(seen.is_some())
     }
 
@@ -374,12 +364,10 @@ impl Ring {
     #[inline(always)]
     pub(crate) fn wait_to_take<T>(
         &self,
-        strategy: WaitStrategy,
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
+        waiting: &mut Waiting<'_>,
         take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
-        self.wait_at(self.consumer_head(), strategy, deadline, stop, take)
+        self.wait_at(self.consumer_head(), waiting, take)
     }
 
     /// The wait of [`Ring::wait_to_take`] for a consumer whose head is
@@ -388,9 +376,7 @@ impl Ring {
     fn wait_at<T>(
         &self,
         head: u32,
-        strategy: WaitStrategy,
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
+        waiting: &mut Waiting<'_>,
         mut take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         let tail = self.tail.get();
@@ -411,17 +397,11 @@ impl Ring {
         };
         let flag = self.consumer_waiting.get();
         let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, nothing_new);
-        wait_until(strategy, deadline, stop, |_| take(), sleep)
+        wait_until(waiting, |_| take(), sleep)
     }
 
     /// Producer: waits until the head moves past `seen_head`.
-    pub(crate) fn wait_for_space(
-        &self,
-        seen_head: u32,
-        strategy: WaitStrategy,
-        deadline: &mut Deadline,
-        stop: Stop<'_>,
-    ) -> Result<bool> {
+    pub(crate) fn wait_for_space(&self, seen_head: u32, waiting: &mut Waiting<'_>) -> Result<bool> {
         let head = self.head.get();
         let unmoved = || -> Result<Option<u32>> {
             Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
@@ -429,7 +409,7 @@ impl Ring {
         let flag = self.producer_waiting.get();
         let moved = |_| Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
         let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, unmoved);
-        Ok(wait_until(strategy, deadline, stop, moved, sleep)?.is_some())
+        Ok(wait_until(waiting, moved, sleep)?.is_some())
     }
 
     /// Consumer side: takes every new descriptor (when the peer is gone, or
@@ -556,6 +536,7 @@ impl<'a> RingView<'a> {
 mod tests {
     use super::*;
     use crate::HeapRegion;
+    use crate::wait::{Deadline, WaitStrategy};
 
     fn ring_region(capacity: u32) -> Region {
         HeapRegion::new_zeroed((RING_HEADER_SIZE + u64::from(capacity) * 64) as usize)
@@ -744,9 +725,13 @@ mod tests {
         let consumer_region = region.clone();
         let waiter = std::thread::spawn(move || {
             let ring = Ring::open(&consumer_region, 0, 4).unwrap();
-            let mut deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
-            ring.wait_for_data(WaitStrategy::Block, &mut deadline, &mut || Ok(()))
-                .unwrap()
+            let deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
+            ring.wait_for_data(&mut Waiting {
+                strategy: WaitStrategy::Block,
+                deadline,
+                stop: &mut || Ok(()),
+            })
+            .unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         let ring = Ring::open(&region, 0, 4).unwrap();
@@ -759,10 +744,14 @@ mod tests {
     fn wait_times_out_when_nothing_comes() {
         let region = ring_region(4);
         let ring = Ring::open(&region, 0, 4).unwrap();
-        let mut deadline = Deadline::after(Some(std::time::Duration::from_millis(30)));
+        let deadline = Deadline::after(Some(std::time::Duration::from_millis(30)));
         assert!(
             !ring
-                .wait_for_data(WaitStrategy::Adaptive, &mut deadline, &mut || Ok(()))
+                .wait_for_data(&mut Waiting {
+                    strategy: WaitStrategy::Adaptive,
+                    deadline,
+                    stop: &mut || Ok(()),
+                })
                 .unwrap()
         );
     }

@@ -11,7 +11,7 @@ use crate::party::{Party, PeerId};
 use crate::peer::Presence;
 use crate::producer::Producer;
 use crate::segment::Segment;
-use crate::wait::{Deadline, Timeout, WaitStrategy};
+use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
 use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
 use crate::zerocopy::SlotLoan;
 
@@ -170,13 +170,12 @@ impl Sender {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
         let presence = checks.presence()?;
-        end.send(
-            desc,
-            payload,
-            &mut deadline,
-            &mut || checks.check(),
-            presence,
-        )
+        let mut waiting = Waiting {
+            strategy: end.strategy(),
+            deadline,
+            stop: &mut || checks.check(),
+        };
+        end.send(desc, payload, &mut waiting, presence)
     }
 
     /// Sends `frames` in order, publishing as many descriptors at once as
@@ -194,7 +193,12 @@ impl Sender {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
         let presence = checks.presence()?;
-        end.send_batch(frames, &mut deadline, &mut || checks.check(), presence)
+        let mut waiting = Waiting {
+            strategy: end.strategy(),
+            deadline,
+            stop: &mut || checks.check(),
+        };
+        end.send_batch(frames, &mut waiting, presence)
     }
 
     /// Lends a slot of the sender's pool for a `len`-byte payload, once the
@@ -225,7 +229,12 @@ impl Sender {
     pub fn loan(&mut self, len: usize, timeout: impl Into<Timeout>) -> Result<SlotLoan> {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
-        end.loan(len, &mut deadline, &mut || checks.check())
+        let mut waiting = Waiting {
+            strategy: end.strategy(),
+            deadline,
+            stop: &mut || checks.check(),
+        };
+        end.loan(len, &mut waiting)
     }
 
     /// Sends a slot lent by [`Sender::loan`] on this end.

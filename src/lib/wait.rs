@@ -251,29 +251,49 @@ impl Backoff {
 /// other side is gone, and its error becomes the operation's result.
 pub(crate) type Stop<'a> = &'a mut dyn FnMut() -> Result<()>;
 
-/// Waits until `ready` yields a value, the `deadline` passes (`Ok(None)`),
-/// or `stop` fails. `ready` is told whether a sleep may follow this look
-/// (see [`Backoff::may_sleep_next`]), so that it reads what a sleep needs
-/// only then. `sleep` is called to sleep for at most the given time once
-/// spinning is over; it should use [`sleep_unless`].
+/// How one operation waits: its strategy, until when, and the check that
+/// ends a wait once the other side is gone (whose error becomes the
+/// operation's result). One value carries all three through the calls of
+/// a send or a receive.
+pub(crate) struct Waiting<'a> {
+    pub(crate) strategy: WaitStrategy,
+    pub(crate) deadline: Deadline,
+    pub(crate) stop: Stop<'a>,
+}
+
+impl Waiting<'_> {
+    /// The same strategy and check, without waiting: for a step that must
+    /// not wait although the operation may.
+    pub(crate) fn without_waiting(&mut self) -> Waiting<'_> {
+        Waiting {
+            strategy: self.strategy,
+            deadline: Deadline::no_wait(),
+            stop: &mut *self.stop,
+        }
+    }
+}
+
+/// Waits until `ready` yields a value, the deadline passes (`Ok(None)`),
+/// or the stop check fails. `ready` is told whether a sleep may follow
+/// this look (see [`Backoff::may_sleep_next`]), so that it reads what a
+/// sleep needs only then. `sleep` is called to sleep for at most the given
+/// time once spinning is over; it should use [`sleep_unless`].
 pub(crate) fn wait_until<T>(
-    strategy: WaitStrategy,
-    deadline: &mut Deadline,
-    stop: Stop<'_>,
+    waiting: &mut Waiting<'_>,
     mut ready: impl FnMut(bool) -> Result<Option<T>>,
     mut sleep: impl FnMut(Duration) -> Result<()>,
 ) -> Result<Option<T>> {
-    let mut backoff = Backoff::new(strategy);
+    let mut backoff = Backoff::new(waiting.strategy);
     loop {
         if let Some(value) = ready(backoff.may_sleep_next())? {
             return Ok(Some(value));
         }
-        match backoff.next_step(deadline) {
+        match backoff.next_step(&mut waiting.deadline) {
             Step::Again => {}
-            Step::Check => stop()?,
+            Step::Check => (waiting.stop)()?,
             Step::Expired => return Ok(None),
             Step::Sleep(nap) => {
-                stop()?;
+                (waiting.stop)()?;
                 sleep(nap)?;
             }
         }
