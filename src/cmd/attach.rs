@@ -9,11 +9,15 @@ use shmhub::{
     Frame, HolderStatus, OpenOptions, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason,
 };
 
-use super::common::{Role, Trust, parse_peer_id, print_line, seg_err};
+use super::error::seg_err;
+use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
+use super::parse::{Role, parse_peer_id};
 use super::reclaim::scripted_hint;
-use super::{Outcome, segment_path, signals};
+use super::segment::{Trust, segment_path};
+use super::signals;
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -10,12 +10,14 @@ use shmhub::{
     ShmHost, sys,
 };
 
-use super::common::{
-    Role, UsageError, already_exists, existing, human_bytes, parse_size_u32, print_line, seg_err,
-};
+use super::error::{UsageError, seg_err};
+use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
-use super::{Outcome, segment_path, signals};
+use super::parse::{Role, parse_size_u32};
+use super::segment::{already_exists, existing, segment_path};
+use super::signals;
+use super::text::{human_bytes, print_line};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -7,8 +7,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use shmhub::{CreateOptions, Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
 
-use super::common::{already_exists, human_bytes, print_line, seg_err};
-use super::{Outcome, inspect, signals};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::segment::{already_exists, segment_path};
+use super::text::{human_bytes, print_line};
+use super::{inspect, signals};
 
 /// Arguments of `shmhub demo`.
 #[derive(Debug, clap::Args)]
@@ -35,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let name = args
         .segment
         .unwrap_or_else(|| format!("shmhub-demo-{}", std::process::id()));
-    let path = super::segment_path(&name)?;
+    let path = segment_path(&name)?;
     let config = SegmentConfig {
         max_guests: 4,
         ..SegmentConfig::default()

@@ -2,8 +2,12 @@
 
 use serde_json::json;
 
-use super::common::{Trust, parse_peer_id, print_line, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::parse::parse_peer_id;
+use super::segment::{Trust, segment_path};
+use super::signals;
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{Event, FileIdentity, Look};
 
-use super::common::{parse_duration, print_line, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::parse::parse_duration;
+use super::segment::segment_path;
+use super::signals;
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:

@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use shmhub::{ShmGuest, WaitStrategy};
 
-use super::common::{parse_peer_id, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::parse::{parse_peer_id, parse_strategy};
+use super::segment::segment_path;
+use super::signals;
 
 /// Arguments of `shmhub guest-echo`.
 #[derive(Debug, clap::Args)]
@@ -23,11 +26,6 @@ pub struct Args {
     /// How to wait: spin, block or adaptive.
     #[arg(long, default_value = "adaptive", value_parser = parse_strategy)]
     pub wait: WaitStrategy,
-}
-
-/// Parses a wait strategy name.
-pub fn parse_strategy(text: &str) -> Result<WaitStrategy, String> {
-    text.parse()
 }
 
 /// Runs `shmhub guest-echo`.

@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 
 use shmhub::Frame;
 
-use super::common::{Role, held_error, seg_err};
+use super::error::seg_err;
 use super::output::MessagePrinter;
-use super::signals;
+use super::parse::Role;
+use super::signals::{self, WAIT_SLICE};
 
-/// How long one receive waits before the loop looks at signals again.
-const SLICE: Duration = Duration::from_millis(100);
 /// How often the loop checks that the file is still the one mapped.
 const FILE_CHECK: Duration = Duration::from_millis(200);
 
@@ -80,8 +79,8 @@ pub fn receive_until_stopped(
             receiver.check_file().map_err(|e| seg_err(path, e))?;
         }
         let wait = match idle_limit {
-            Some(limit) => limit.saturating_sub(last_message.elapsed()).min(SLICE),
-            None => SLICE,
+            Some(limit) => limit.saturating_sub(last_message.elapsed()).min(WAIT_SLICE),
+            None => WAIT_SLICE,
         };
         match receiver.next(wait) {
             Ok(Some((from, frame))) => {
@@ -111,5 +110,15 @@ pub fn receive_until_stopped(
             }
             Err(e) => return Err(held_error(path, receiver.check_file(), e)),
         }
+    }
+}
+
+/// The error that ends a held command: when the segment file itself has
+/// changed (truncated, replaced, removed), that is the cause to report,
+/// whatever the operation that tripped over it said.
+fn held_error(path: &Path, file_check: shmhub::Result<()>, e: shmhub::Error) -> anyhow::Error {
+    match file_check {
+        Err(changed) => seg_err(path, changed),
+        Ok(()) => seg_err(path, e),
     }
 }

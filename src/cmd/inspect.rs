@@ -3,8 +3,12 @@
 use serde_json::json;
 use shmhub::{BadPeer, PeerState, RingState, SegmentReport};
 
-use super::common::{human_bytes, owner_text, parse_duration, print_line, seg_err};
-use super::{Outcome, segment_path, signals, table};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::parse::parse_duration;
+use super::segment::segment_path;
+use super::text::{human_bytes, owner_text, print_line};
+use super::{signals, table};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -7,8 +7,9 @@ use comfy_table::{Cell, CellAlignment};
 use serde_json::json;
 use shmhub::{HostStatus, Listing, SegmentSummary};
 
-use super::common::{human_bytes, owner_text, print_line};
-use super::{Outcome, table};
+use super::exit::Outcome;
+use super::table;
+use super::text::{human_bytes, owner_text, print_line};
 
 const EXAMPLES: &str = "\
 Examples:

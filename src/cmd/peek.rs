@@ -2,9 +2,12 @@
 
 use shmhub::{Direction, PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
 
-use super::common::{parse_peer_id, print_line};
+use super::exit::Outcome;
 use super::inspect::view_err;
-use super::{Outcome, segment_path, signals, table};
+use super::parse::parse_peer_id;
+use super::segment::segment_path;
+use super::text::print_line;
+use super::{signals, table};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -4,8 +4,11 @@
 use serde_json::json;
 use shmhub::{SkipReason, Skipped};
 
-use super::common::{Trust, print_line, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::segment::{Trust, segment_path};
+use super::signals;
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:

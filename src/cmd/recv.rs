@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use shmhub::{Frame, PeerEntry, PeerState, ShmGuest, ShmHost};
 
-use super::common::{
-    Interrupted, Role, Trust, WAIT_SLICE, parse_duration, parse_peer_id, parse_role, seg_err,
-    seg_err_timed,
-};
+use super::error::{Interrupted, seg_err, seg_err_timed};
+use super::exit::Outcome;
 use super::held::{self, Stopped};
 use super::output::MessagePrinter;
-use super::{Outcome, segment_path, signals};
+use super::parse::{Role, parse_duration, parse_peer_id, parse_role};
+use super::segment::{Trust, segment_path};
+use super::signals::{self, WAIT_SLICE};
 
 /// How long `recv` waits for each message unless told otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -6,8 +6,12 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::RemoveOptions;
 
-use super::common::{Trust, parse_duration, print_line, seg_err, spinner};
-use super::{Outcome, segment_path, signals};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::parse::parse_duration;
+use super::segment::{Trust, segment_path};
+use super::signals;
+use super::text::{print_line, spinner};
 
 const EXAMPLES: &str = "\
 Examples:

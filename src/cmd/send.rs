@@ -9,11 +9,12 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
 
-use super::common::{
-    Interrupted, Role, TimedOut, Trust, WAIT_SLICE, parse_duration, parse_msg_type, parse_peer_id,
-    parse_role, print_line, progress_bar, role_value, seg_err, seg_err_timed,
-};
-use super::{Outcome, segment_path, signals};
+use super::error::{Interrupted, TimedOut, seg_err, seg_err_timed};
+use super::exit::Outcome;
+use super::parse::{Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
+use super::segment::{Trust, segment_path};
+use super::signals::{self, WAIT_SLICE};
+use super::text::{print_line, progress_bar};
 
 const EXAMPLES: &str = "\
 Examples:

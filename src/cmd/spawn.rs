@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use shmhub::{HolderStatus, PeerState, ShmHost, SpawnTicket};
 
-use super::common::{Trust, WAIT_SLICE, parse_duration, parse_peer_id, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::seg_err;
+use super::exit::Outcome;
+use super::parse::{parse_duration, parse_peer_id};
+use super::segment::{Trust, segment_path};
+use super::signals::{self, WAIT_SLICE};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -9,7 +9,7 @@
 
 use comfy_table::{Cell, ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
 
-use super::common::print_line;
+use super::text::print_line;
 
 /// An empty table with `header`, in the command's style.
 pub fn new<T: Into<Cell>>(header: impl IntoIterator<Item = T>) -> Table {

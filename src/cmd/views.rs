@@ -6,10 +6,12 @@ use std::path::Path;
 use anyhow::anyhow;
 use shmhub::{FieldStatus, RawDump, SlotHolder, SlotReport, SlotsReport, party_name};
 
-use super::common::{print_line, seg_err};
+use super::error::seg_err;
+use super::exit::Outcome;
 use super::inspect::{bad_entries, view_err};
 use super::peek::ring_label;
-use super::{Outcome, table};
+use super::table;
+use super::text::print_line;
 
 /// Prints every allocated slot (`inspect --slots`); exit 1 after printing
 /// if some peer entry could not be read.

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{Event, Look, SegmentReport};
 
-use super::Outcome;
-use super::common::{print_line, seg_err};
+use super::error::seg_err;
 use super::events::describe;
+use super::exit::Outcome;
 use super::inspect::{Live, Part, tables, to_json};
+use super::text::print_line;
 use super::{signals, table};
 
 /// Watches the segment at `path` until a termination signal (exit 0), its

@@ -17,7 +17,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use shmhub::{FileMode, MmapRegion};
 
 use crate::cmd::bench::protocol::CACHELINE_LINES;
-use crate::cmd::common::seg_err;
+use crate::cmd::error::seg_err;
 use crate::cmd::signals;
 
 /// How long a floor waits for the other side before it takes it for dead:

@@ -19,9 +19,11 @@ use super::protocol::{
     RECV_MODE, REPORT, REPORT_LEN, RING_BUFFERS, RING_COMMAND, RING_REPLY, RING_SEQS, RING_STOP,
     SET_WAIT, SINK, header, parse_header, report, ring_stride, wait_strategy,
 };
-use crate::cmd::common::{parse_peer_id, seg_err};
-use crate::cmd::guest_echo::parse_strategy;
-use crate::cmd::{Outcome, segment_path, signals};
+use crate::cmd::error::seg_err;
+use crate::cmd::exit::Outcome;
+use crate::cmd::parse::{parse_peer_id, parse_strategy};
+use crate::cmd::segment::segment_path;
+use crate::cmd::signals;
 
 /// Arguments of `shmhub bench-peer`.
 #[derive(Debug, clap::Args)]

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use shmhub::{WaitStrategy, sys};
 
-use crate::cmd::common::already_exists;
-use crate::cmd::segment_path;
+use crate::cmd::segment::already_exists;
+use crate::cmd::segment::segment_path;
 
 /// The small one of the two segments whose creation is timed (1 MiB).
 pub const CREATE_SMALL: u64 = 1 << 20;

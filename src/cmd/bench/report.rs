@@ -7,8 +7,8 @@ use serde_json::json;
 use super::judge::Target;
 use super::measurement::{Kind, Measurement, Transport, find, floor_of};
 use super::plan::Plan;
-use crate::cmd::common::{human_bytes, print_line};
 use crate::cmd::table;
+use crate::cmd::text::{human_bytes, print_line};
 
 /// A time in the unit that keeps it readable; `-` where a line has none.
 fn ns(value: Option<f64>) -> String {

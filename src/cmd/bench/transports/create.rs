@@ -8,7 +8,7 @@ use shmhub::{SegmentConfig, ShmHost};
 
 use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
 use crate::cmd::bench::plan::{CREATE_HUGE, CREATE_SMALL, Plan};
-use crate::cmd::common::seg_err;
+use crate::cmd::error::seg_err;
 
 /// A configuration whose segment is `total` bytes plus a few pages of
 /// header, rings and metadata: two pools (the host's and one guest's)

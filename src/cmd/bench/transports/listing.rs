@@ -9,7 +9,7 @@ use shmhub::{SegmentConfig, ShmHost};
 
 use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
 use crate::cmd::bench::plan::{LIST_SEGMENTS, Plan};
-use crate::cmd::common::seg_err;
+use crate::cmd::error::seg_err;
 
 /// The smallest segment there is: a listing reads its header, peer table,
 /// rings and pools all the same.

@@ -18,7 +18,8 @@ use crate::cmd::bench::plan::{Plan, WAIT_MODES};
 use crate::cmd::bench::protocol::{
     ECHO, EXIT, PeerTransport, RECV_MODE, REPORT, SET_WAIT, SINK, wait_id,
 };
-use crate::cmd::common::{human_bytes, seg_err};
+use crate::cmd::error::seg_err;
+use crate::cmd::text::human_bytes;
 
 /// A payload-less request for the peer itself rather than a message to echo
 /// or sink.

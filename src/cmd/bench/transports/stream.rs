@@ -15,7 +15,7 @@ use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{
     ECHO, EXIT, HEADER_LEN, PeerTransport, REPORT, REPORT_LEN, SINK, header,
 };
-use crate::cmd::common::human_bytes;
+use crate::cmd::text::human_bytes;
 
 /// A byte-stream transport: only these two are measured this way, so a
 /// match over them needs no arm for the rest.

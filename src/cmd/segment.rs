@@ -1,0 +1,90 @@
+//! The segment a command works on: its path, whom to trust with it, and
+//! what is already at a path where one is to be created.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+
+/// A resolved SEGMENT argument.
+pub fn segment_path(arg: &str) -> anyhow::Result<PathBuf> {
+    Ok(shmhub::resolve_segment(arg)?)
+}
+
+/// The flag that says whom a command trusts, shared by every command that
+/// opens a segment to use it.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Trust {
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
+}
+
+impl Trust {
+    /// How to open the segment.
+    pub fn opener(&self) -> shmhub::OpenOptions {
+        shmhub::OpenOptions::new().allow_foreign_owner(self.allow_foreign_owner)
+    }
+}
+
+/// What is already at a path where a segment was to be created.
+pub struct Existing {
+    /// In words, following "PATH: already exists": `: a segment whose
+    /// host (pid 7) is alive`, ` and is not a regular file`, ...
+    pub what: String,
+    /// The `shmhub rm` that removes it, if it is a segment (one that
+    /// `create --force` replaces); `None`: shmhub never deletes it.
+    pub rm: Option<&'static str>,
+}
+
+/// Looks at what is at `path` (read-only, never blocking): a segment, and
+/// whether its host lives; a damaged segment; or something that is not a
+/// segment at all.
+pub fn existing(path: &Path) -> Existing {
+    use shmhub::{Error as E, HostStatus};
+    let report = shmhub::inspect_path(path).and_then(shmhub::SegmentReport::require_all_entries);
+    let (what, rm) = match report {
+        Ok(report) => {
+            let pid = report.header.host_pid;
+            let host = match report.host {
+                HostStatus::Alive => format!("whose host (pid {pid}) is alive"),
+                HostStatus::Dead => format!("whose host (pid {pid}) is dead"),
+                HostStatus::Gone => "whose host has left (goodbye)".to_string(),
+                HostStatus::NoProcess => "with no host process (a plain create)".to_string(),
+            };
+            (format!(": a segment {host}"), Some("rm"))
+        }
+        Err(e @ (E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. })) => {
+            (format!(": a damaged segment ({e})"), Some("rm --force"))
+        }
+        Err(E::Symlink { .. }) => (" and is a symbolic link".to_string(), None),
+        Err(E::NotAFile { .. }) => (" and is not a regular file".to_string(), None),
+        Err(E::TooSmall { len, .. }) => (
+            format!(" and is not a shmhub segment (a file of {len} bytes)"),
+            None,
+        ),
+        Err(e @ (E::NotASegment { .. } | E::NotReady)) => {
+            (format!(" and is not a shmhub segment ({e})"), None)
+        }
+        Err(E::Io { cause, .. }) => (format!(" ({cause})"), None),
+        Err(e) => (format!(" ({e})"), None),
+    };
+    Existing { what, rm }
+}
+
+/// The error for a path that a new segment cannot be created at because
+/// something is already there: what that is (see [`existing`]), then what
+/// to do: for `create`, `--force` and `rm` where they apply; for the
+/// commands that make a segment of their own, another name.
+pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
+    let shown = path.display();
+    let Existing { what, rm } = existing(path);
+    let advice = match (create, rm) {
+        (true, Some(rm)) => format!(
+            "--force replaces it (asking its host and guests to leave), `shmhub {rm} {shown}` removes it"
+        ),
+        (true, None) => "it is never replaced, not even with --force".to_string(),
+        (false, _) => "choose another --segment".to_string(),
+    };
+    anyhow!("{shown}: already exists{what}; {advice}")
+}
