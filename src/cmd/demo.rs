@@ -119,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
     print_line(format_args!("5. inspect while both are attached:"))?;
     let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
-    inspect::print_tables(&report, false)?;
+    inspect::tables::print_tables(&report, false)?;
 
     drop(host);
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -11,9 +11,9 @@ use shmhub::{Event, FileIdentity, Look};
 use super::error::seg_err;
 use super::exit::Outcome;
 use super::parse::parse_duration;
-use super::segment::segment_path;
+use super::segment::{inspect_every_entry, segment_path};
 use super::signals;
-use super::text::print_line;
+use super::text::{describe, print_line};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -109,13 +109,6 @@ fn look_again(
     }
 }
 
-/// Inspects the segment, requiring every entry to be readable: looks are
-/// compared entry by entry, so an entry missing from one would shift the
-/// comparison.
-pub fn inspect_every_entry(path: &Path) -> shmhub::Result<shmhub::SegmentReport> {
-    shmhub::inspect_path(path).and_then(shmhub::SegmentReport::require_all_entries)
-}
-
 /// Prints one event, with the time it was seen.
 fn tell(path: &Path, event: Event, as_json: bool) -> anyhow::Result<()> {
     let now = shmhub::sys::unix_ns();
@@ -139,26 +132,4 @@ fn clock(unix_ns: u64) -> String {
         secs % 60,
         ms % 1000
     )
-}
-
-/// An event in words.
-pub fn describe(event: Event) -> String {
-    match event {
-        Event::Attached { peer, pid: 0, .. } => format!("peer {peer} attached (scripted)"),
-        Event::Attached { peer, pid, .. } => format!("peer {peer} attached (pid {pid})"),
-        Event::Detached { peer } => format!("peer {peer} detached"),
-        Event::SaidGoodbye { peer } => {
-            format!("peer {peer} said goodbye (the host has its messages to read)")
-        }
-        Event::Reserved { peer } => format!("peer {peer} reserved by the host"),
-        Event::Released { peer } => format!("peer {peer} released (never attached)"),
-        Event::HolderDied { peer, pid } => format!("peer {peer} died (pid {pid})"),
-        Event::HolderStale { peer, pid } => {
-            format!("peer {peer} stale (pid {pid} runs but stopped beating)")
-        }
-        Event::Reclaimed { peer } => format!("peer {peer} reclaimed"),
-        Event::HostLeft => "the host said goodbye".to_string(),
-        Event::HostDied { pid } => format!("the host died (pid {pid})"),
-        Event::Removed => "the segment was removed".to_string(),
-    }
 }

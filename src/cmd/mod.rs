@@ -31,8 +31,6 @@ pub mod signals;
 pub mod spawn;
 pub mod table;
 pub mod text;
-pub mod views;
-pub mod watch;
 
 use exit::Outcome;
 

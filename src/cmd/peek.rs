@@ -3,10 +3,9 @@
 use shmhub::{Direction, PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
 
 use super::exit::Outcome;
-use super::inspect::view_err;
 use super::parse::parse_peer_id;
-use super::segment::segment_path;
-use super::text::print_line;
+use super::segment::{segment_path, view_err};
+use super::text::{print_line, ring_label};
 use super::{signals, table};
 
 const EXAMPLES: &str = "\
@@ -65,15 +64,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         print_text(&report, args.limit)?;
     }
     Ok(Outcome::Done)
-}
-
-/// A ring in a few words: `peer 1 to guest`.
-pub fn ring_label(peer: u8, direction: Direction) -> String {
-    let way = match direction {
-        Direction::GuestToHost => "to host",
-        Direction::HostToGuest => "to guest",
-    };
-    format!("peer {peer} {way}")
 }
 
 /// A ring in words, with who sends and who receives:

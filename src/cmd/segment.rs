@@ -1,9 +1,13 @@
-//! The segment a command works on: its path, whom to trust with it, and
-//! what is already at a path where one is to be created.
+//! The segment a command works on: its path, whom to trust with it, what
+//! is already at a path where one is to be created, and the errors of the
+//! read-only views (`inspect`, `peek`, `events`) of a damaged one.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
+use shmhub::BadPeer;
+
+use super::error::seg_err;
 
 /// A resolved SEGMENT argument.
 pub fn segment_path(arg: &str) -> anyhow::Result<PathBuf> {
@@ -87,4 +91,49 @@ pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
         (false, _) => "choose another --segment".to_string(),
     };
     anyhow!("{shown}: already exists{what}; {advice}")
+}
+
+/// Inspects the segment, requiring every entry to be readable: looks are
+/// compared entry by entry, so an entry missing from one would shift the
+/// comparison.
+pub fn inspect_every_entry(path: &Path) -> shmhub::Result<shmhub::SegmentReport> {
+    shmhub::inspect_path(path).and_then(shmhub::SegmentReport::require_all_entries)
+}
+
+/// Like [`seg_err`], for a read-only view refused by a damaged segment:
+/// says that `inspect --raw` still shows it.
+pub fn view_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
+    use shmhub::Error as E;
+    let damaged = matches!(
+        e,
+        E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. }
+    );
+    let e = seg_err(path, e);
+    if damaged {
+        anyhow::anyhow!(
+            "{e}; `shmhub inspect {} --raw` shows it field by field",
+            path.display()
+        )
+    } else {
+        e
+    }
+}
+
+/// The error that ends a look at a segment with entries that could not be
+/// read, after what could be read was printed: exit 1.
+pub fn bad_entries(path: &Path, bad: &[BadPeer]) -> anyhow::Result<()> {
+    let Some(first) = bad.first() else {
+        return Ok(());
+    };
+    let others = match bad.len() {
+        1 => String::new(),
+        n => format!(" and {} other entries", n - 1),
+    };
+    Err(anyhow::anyhow!(
+        "{}: corrupt segment: {}{others}; the entries that could be read are shown, \
+         `shmhub inspect {} --raw` shows every field",
+        path.display(),
+        first.reason,
+        path.display()
+    ))
 }

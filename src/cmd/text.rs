@@ -1,10 +1,12 @@
-//! Words and lines for people: printing, sizes, owners, progress.
+//! Words and lines for people: printing, sizes, owners, rings, events,
+//! progress.
 
 use std::fmt;
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use shmhub::{Direction, Event};
 
 /// Writes one line to standard output. A closed output (`| head`) comes
 /// back as an error that ends the command quietly, never as a panic.
@@ -97,6 +99,37 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A ring in a few words: `peer 1 to guest`.
+pub fn ring_label(peer: u8, direction: Direction) -> String {
+    let way = match direction {
+        Direction::GuestToHost => "to host",
+        Direction::HostToGuest => "to guest",
+    };
+    format!("peer {peer} {way}")
+}
+
+/// An event in words.
+pub fn describe(event: Event) -> String {
+    match event {
+        Event::Attached { peer, pid: 0, .. } => format!("peer {peer} attached (scripted)"),
+        Event::Attached { peer, pid, .. } => format!("peer {peer} attached (pid {pid})"),
+        Event::Detached { peer } => format!("peer {peer} detached"),
+        Event::SaidGoodbye { peer } => {
+            format!("peer {peer} said goodbye (the host has its messages to read)")
+        }
+        Event::Reserved { peer } => format!("peer {peer} reserved by the host"),
+        Event::Released { peer } => format!("peer {peer} released (never attached)"),
+        Event::HolderDied { peer, pid } => format!("peer {peer} died (pid {pid})"),
+        Event::HolderStale { peer, pid } => {
+            format!("peer {peer} stale (pid {pid} runs but stopped beating)")
+        }
+        Event::Reclaimed { peer } => format!("peer {peer} reclaimed"),
+        Event::HostLeft => "the host said goodbye".to_string(),
+        Event::HostDied { pid } => format!("the host died (pid {pid})"),
+        Event::Removed => "the segment was removed".to_string(),
     }
 }
 
