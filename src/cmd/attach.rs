@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use serde_json::json;
 use shmhub::{
     Frame, HolderStatus, OpenOptions, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason,
@@ -94,7 +94,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 fn attach_any(path: &Path, segment: &str, opener: OpenOptions) -> anyhow::Result<ShmGuest> {
     let full = match opener.attach(path) {
         Err(e @ shmhub::Error::HubFull { .. }) => e,
-        other => return other.map_err(|e| seg_err(path, e)),
+        other => return Ok(other.map_err(|e| seg_err(path, e))?),
     };
     let before = shmhub::inspect_path(path).map_err(|e| seg_err(path, e))?;
     // The host's role locks taken to reclaim are let go before attaching.
@@ -115,7 +115,7 @@ fn attach_any(path: &Path, segment: &str, opener: OpenOptions) -> anyhow::Result
         match opener.attach(path) {
             // Another process took the freed entries first.
             Err(e @ shmhub::Error::HubFull { .. }) => e,
-            other => return other.map_err(|e| seg_err(path, e)),
+            other => return Ok(other.map_err(|e| seg_err(path, e))?),
         }
     };
     let now = shmhub::inspect_path(path).map_err(|e| seg_err(path, e))?;
@@ -137,11 +137,8 @@ fn attach_any(path: &Path, segment: &str, opener: OpenOptions) -> anyhow::Result
     let hint = scripted_hint(segment, &scripted)
         .map(|h| format!("; {h}"))
         .unwrap_or_default();
-    Err(anyhow!(
-        "{}: {full}: {}{hint}",
-        path.display(),
-        holders.join(", ")
-    ))
+    let who_holds_what = format!(": {}{hint}", holders.join(", "));
+    Err(seg_err(path, full).followed_by(who_holds_what).into())
 }
 
 /// Who holds entry `id` in words: `scripted`, `pid N, alive`, `reserved`,

@@ -137,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 already_exists(&path, true)
             }
             shmhub::Error::NoSpace { needed, .. } => no_space(&path, needed, args.preallocate),
-            e => seg_err(&path, e),
+            e => seg_err(&path, e).into(),
         };
         if replaced {
             anyhow!("{e:#} (the segment --force replaced was removed)")

@@ -105,7 +105,7 @@ fn look_again(
         Err(shmhub::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
             None
         }
-        other => Some(other.map_err(|e| seg_err(path, e))),
+        other => Some(other.map_err(|e| seg_err(path, e).into())),
     }
 }
 

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .map_err(|e| seg_err(&path, e))?,
             Ok(None) => {}
             Err(shmhub::Error::HostGone) => return Ok(Outcome::Done),
-            Err(e) => return Err(seg_err(&path, e)),
+            Err(e) => return Err(seg_err(&path, e).into()),
         }
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shmhub::Frame;
 
-use super::error::seg_err;
+use super::error::{SegmentError, seg_err};
 use super::output::MessagePrinter;
 use super::parse::Role;
 use super::signals::{self, WAIT_SLICE};
@@ -97,7 +97,7 @@ pub fn receive_until_stopped(
             // A host that says goodbye removes its file, as it should.
             Err(shmhub::Error::HostGone) => match receiver.check_file() {
                 Ok(()) | Err(shmhub::Error::Removed { .. }) => return Ok(Stopped::HostLeft),
-                Err(changed) => return Err(seg_err(path, changed)),
+                Err(changed) => return Err(seg_err(path, changed).into()),
             },
             Err(shmhub::Error::PeerGone { peer_id }) => {
                 receiver
@@ -108,7 +108,7 @@ pub fn receive_until_stopped(
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
                 eprintln!("warning: {}: {e}", path.display())
             }
-            Err(e) => return Err(held_error(path, receiver.check_file(), e)),
+            Err(e) => return Err(held_error(path, receiver.check_file(), e).into()),
         }
     }
 }
@@ -116,7 +116,7 @@ pub fn receive_until_stopped(
 /// The error that ends a held command: when the segment file itself has
 /// changed (truncated, replaced, removed), that is the cause to report,
 /// whatever the operation that tripped over it said.
-fn held_error(path: &Path, file_check: shmhub::Result<()>, e: shmhub::Error) -> anyhow::Error {
+fn held_error(path: &Path, file_check: shmhub::Result<()>, e: shmhub::Error) -> SegmentError {
     match file_check {
         Err(changed) => seg_err(path, changed),
         Ok(()) => seg_err(path, e),

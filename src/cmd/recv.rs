@@ -164,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 break;
             }
             Err(shmhub::Error::HostGone | shmhub::Error::PeerGone { .. }) if received > 0 => break,
-            Err(e) => return Err(seg_err_timed(&path, e)),
+            Err(e) => return Err(seg_err_timed(&path, e).into()),
         }
     }
     Ok(if received == args.count {

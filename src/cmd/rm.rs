@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::RemoveOptions;
 
-use super::error::seg_err;
+use super::error::{SegmentError, seg_err};
 use super::exit::Outcome;
 use super::parse::parse_duration;
 use super::segment::{Trust, segment_path};
@@ -41,7 +41,7 @@ pub struct Args {
 }
 
 /// The error of a refused `rm`, with what the user can do about it.
-fn explain_refusal(path: &Path, e: shmhub::Error) -> anyhow::Error {
+fn explain_refusal(path: &Path, e: shmhub::Error) -> SegmentError {
     use shmhub::Error as E;
     let hint = match &e {
         E::StillAttached { .. } => "; --force deletes it anyway",
@@ -51,7 +51,7 @@ fn explain_refusal(path: &Path, e: shmhub::Error) -> anyhow::Error {
         }
         _ => "",
     };
-    anyhow::anyhow!("{:#}{hint}", seg_err(path, e))
+    seg_err(path, e).followed_by(hint)
 }
 
 /// Runs `shmhub rm`.

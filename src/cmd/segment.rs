@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use shmhub::BadPeer;
 
-use super::error::seg_err;
+use super::error::{SegmentError, seg_err};
 
 /// A resolved SEGMENT argument.
 pub fn segment_path(arg: &str) -> anyhow::Result<PathBuf> {
@@ -102,7 +102,7 @@ pub fn inspect_every_entry(path: &Path) -> shmhub::Result<shmhub::SegmentReport>
 
 /// Like [`seg_err`], for a read-only view refused by a damaged segment:
 /// says that `inspect --raw` still shows it.
-pub fn view_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
+pub fn view_err(path: &Path, e: shmhub::Error) -> SegmentError {
     use shmhub::Error as E;
     let damaged = matches!(
         e,
@@ -110,10 +110,10 @@ pub fn view_err(path: &Path, e: shmhub::Error) -> anyhow::Error {
     );
     let e = seg_err(path, e);
     if damaged {
-        anyhow::anyhow!(
-            "{e}; `shmhub inspect {} --raw` shows it field by field",
+        e.followed_by(format_args!(
+            "; `shmhub inspect {} --raw` shows it field by field",
             path.display()
-        )
+        ))
     } else {
         e
     }

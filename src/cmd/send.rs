@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
 
-use super::error::{Interrupted, TimedOut, seg_err, seg_err_timed};
+use super::error::{Interrupted, seg_err, seg_err_timed};
 use super::exit::Outcome;
 use super::parse::{Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
 use super::segment::{Trust, segment_path};
@@ -232,14 +232,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 let err = seg_err_timed(&path, e);
                 return Err(if sent > 0 {
                     // The path and cause first, then how far it got.
-                    let text = format!("{err:#} ({})", of_count(sent));
-                    match err.downcast::<TimedOut>() {
-                        Ok(_) => anyhow::Error::new(TimedOut(text)),
-                        Err(_) => anyhow::anyhow!(text),
-                    }
+                    err.followed_by(format_args!(" ({})", of_count(sent)))
                 } else {
                     err
-                });
+                }
+                .into());
             }
         }
         sent += 1;

@@ -144,7 +144,7 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
         match got {
             Ok(()) => {}
             Err(shmhub::Error::HostGone) => return Ok(Outcome::Done),
-            Err(e) => return Err(seg_err(&path, e)),
+            Err(e) => return Err(seg_err(&path, e).into()),
         }
         for r in pending.drain(..) {
             let desc = *r.desc();

@@ -41,7 +41,7 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
                 eprintln!("{}: the segment was removed", path.display());
                 return Ok(Outcome::Done);
             }
-            Err(e) => return Err(seg_err(path, e)),
+            Err(e) => return Err(seg_err(path, e).into()),
         };
         let now = Instant::now();
         let (rates, changes) = match &previous {
