@@ -10,12 +10,12 @@ use shmhub::{
     ShmHost, sys,
 };
 
-use super::error::{UsageError, seg_err};
+use super::error::{OnSegment, UsageError, seg_err};
 use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::{Role, parse_size_u32};
-use super::segment::{already_exists, existing, segment_path};
+use super::segment::{Segment, already_exists, existing};
 use super::signals;
 use super::text::{human_bytes, print_line};
 
@@ -82,7 +82,9 @@ pub struct Args {
 
 /// Runs `shmhub create`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
+    // A file already there is looked at (and, with --force, mapped to ask
+    // its users to leave): a fault on it names it.
+    let path = Segment::resolve(&args.segment)?.path;
     let config = SegmentConfig {
         max_guests: args.max_guests,
         ring_capacity: args.ring_size,
@@ -107,9 +109,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         FileMode::OwnerOnly
     };
-    // A file already there is looked at (and, with --force, mapped to ask
-    // its users to leave): a fault on it names it.
-    signals::guard_sigbus(&path);
     // What is in the way is said first (a file --force would not replace
     // either), then whether the segment fits.
     if std::fs::symlink_metadata(&path).is_ok() && !(args.force && existing(&path).rm.is_some()) {
@@ -156,10 +155,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let host = if args.hold {
         // Receive as the host from the moment the segment is announced.
         host.take_receiving_role(Some(Duration::ZERO))
-            .map_err(|e| seg_err(&path, e))?;
+            .on_segment(&path)?;
         Some(host)
     } else {
-        host.persist().map_err(|e| seg_err(&path, e))?;
+        host.persist().on_segment(&path)?;
         None
     };
     if args.json {
@@ -354,7 +353,7 @@ fn replace_existing(path: &Path) -> anyhow::Result<bool> {
                 timeout: Duration::from_secs(2),
             };
             shmhub::remove_segment(path, options, &mut |_| {})
-                .map_err(|e| seg_err(path, e))
+                .on_segment(path)
                 .with_context(|| "refusing to replace it")?;
             Ok(true)
         }
@@ -403,15 +402,11 @@ impl Receiver for HeldHost {
     /// `rm` applies without a host: while one stays, it serves on, and if
     /// `rm` gives up and takes the request back, it simply goes on.
     fn tend(&mut self, path: &Path) -> anyhow::Result<Option<&'static str>> {
-        if self
-            .host
-            .goodbye_requested()
-            .map_err(|e| seg_err(path, e))?
-        {
+        if self.host.goodbye_requested().on_segment(path)? {
             if matches!(self.host.check_file(), Err(shmhub::Error::Removed { .. })) {
                 return Ok(Some("removed by rm --force; leaving"));
             }
-            let live = self.live_guests().map_err(|e| seg_err(path, e))?;
+            let live = self.live_guests().on_segment(path)?;
             if live.is_empty() {
                 return Ok(Some("asked to leave (rm); cleaning up"));
             }
@@ -428,8 +423,8 @@ impl Receiver for HeldHost {
         }
         if self.last_housekeeping.elapsed() >= Duration::from_millis(500) {
             self.last_housekeeping = Instant::now();
-            self.host.beat().map_err(|e| seg_err(path, e))?;
-            let reclaimed = self.host.reclaim_dead().map_err(|e| seg_err(path, e))?;
+            self.host.beat().on_segment(path)?;
+            let reclaimed = self.host.reclaim_dead().on_segment(path)?;
             if !reclaimed.is_empty() {
                 eprintln!("{}: reclaimed dead peer(s) {reclaimed:?}", path.display());
             }

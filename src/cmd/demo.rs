@@ -5,13 +5,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shmhub::{CreateOptions, Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
+use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, msg_type};
 
-use super::error::seg_err;
+use super::error::OnSegment;
 use super::exit::Outcome;
-use super::segment::{already_exists, segment_path};
+use super::inspect;
+use super::segment::{create_owned, new_segment_path};
 use super::text::{human_bytes, print_line};
-use super::{inspect, signals};
 
 /// Arguments of `shmhub demo`.
 #[derive(Debug, clap::Args)]
@@ -38,23 +38,14 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let name = args
         .segment
         .unwrap_or_else(|| format!("shmhub-demo-{}", std::process::id()));
-    let path = segment_path(&name)?;
+    let path = new_segment_path(&name)?;
     let config = SegmentConfig {
         max_guests: 4,
         ..SegmentConfig::default()
     };
-    if std::fs::symlink_metadata(&path).is_ok() {
-        return Err(already_exists(&path, false));
-    }
-    // Reserve every page: a file system without room for the demo fails
-    // here, before the guest process starts, instead of faulting later.
-    let options = CreateOptions {
-        preallocate: true,
-        ..CreateOptions::default()
-    };
-    signals::guard_sigbus(&path);
-    let mut host = ShmHost::create_with(&path, config, options).map_err(|e| seg_err(&path, e))?;
-    signals::guard_sigbus_owned(&path);
+    // A file system without room for the demo fails here, before the
+    // guest process starts, instead of faulting later.
+    let mut host = create_owned(&path, config)?;
     print_line(format_args!(
         "1. created {} ({}) as host, pid {}",
         path.display(),
@@ -62,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         std::process::id()
     ))?;
 
-    let peer = host.reserve_peer().map_err(|e| seg_err(&path, e))?;
+    let peer = host.reserve_peer().on_segment(&path)?;
     let exe = std::env::current_exe().context("locating the shmhub binary")?;
     let child = Command::new(exe)
         .arg("guest-echo")
@@ -74,9 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .context("starting the guest process")?;
     let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peers().map_err(|e| seg_err(&path, e))?[usize::from(peer) - 1].state
-        != PeerState::Attached
-    {
+    while host.peers().on_segment(&path)?[usize::from(peer) - 1].state != PeerState::Attached {
         if let Some(status) = child.0.try_wait()? {
             bail!("the guest process exited early ({status})");
         }
@@ -96,10 +85,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let frame = Frame::new(MsgDesc::new(msg_type::REQUEST, i as u64), payload);
         let started = Instant::now();
         host.send_timeout(peer, &frame, Some(Duration::from_secs(5)))
-            .map_err(|e| seg_err(&path, e))?;
+            .on_segment(&path)?;
         let echoed = host
             .recv_from_timeout(peer, Some(Duration::from_secs(5)))
-            .map_err(|e| seg_err(&path, e))?
+            .on_segment(&path)?
             .context("the guest did not answer within 5s")?;
         if echoed.payload() != frame.payload() || echoed.desc.id != frame.desc.id {
             bail!("the echo of message {i} differs from what was sent");
@@ -118,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
 
     print_line(format_args!("5. inspect while both are attached:"))?;
-    let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
+    let report = shmhub::inspect_path(&path).on_segment(&path)?;
     inspect::tables::print_tables(&report, false)?;
 
     drop(host);

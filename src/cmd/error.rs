@@ -118,6 +118,19 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> SegmentError {
     SegmentError { text, kind }
 }
 
+/// A library result on a segment, made the command's: its error names the
+/// segment, as [`seg_err`] says it.
+pub trait OnSegment<T> {
+    /// The result, with an error that names the segment at `path`.
+    fn on_segment(self, path: &Path) -> Result<T, SegmentError>;
+}
+
+impl<T> OnSegment<T> for shmhub::Result<T> {
+    fn on_segment(self, path: &Path) -> Result<T, SegmentError> {
+        self.map_err(|e| seg_err(path, e))
+    }
+}
+
 /// Like [`seg_err`], for a command that waited up to its `--timeout`: a
 /// role that another process still held when the time was up is a time
 /// that ran out too (kind Retry, exit 3), so that scripts that retry on 3

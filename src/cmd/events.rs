@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{Event, FileIdentity, Look};
 
-use super::error::seg_err;
+use super::error::{OnSegment, seg_err};
 use super::exit::Outcome;
 use super::parse::parse_duration;
-use super::segment::{inspect_every_entry, segment_path};
+use super::segment::{Segment, inspect_every_entry};
 use super::signals;
 use super::text::{describe, print_line};
 
@@ -43,7 +43,8 @@ pub struct Args {
 
 /// Runs `shmhub events`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
+    let segment = Segment::resolve(&args.segment)?;
+    let path = segment.path.as_path();
     if args.count == Some(0) {
         crate::usage!("--count must be at least 1");
     }
@@ -51,9 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         crate::usage!("--interval must be more than 0");
     }
     signals::catch_termination();
-    signals::guard_sigbus(&path);
-    let first = inspect_every_entry(&path).map_err(|e| seg_err(&path, e))?;
-    let identity = identity_of(&path);
+    let first = inspect_every_entry(path).on_segment(path)?;
+    let identity = identity_of(path);
     let mut before = Look::of(&first);
     let mut told = 0u64;
     let mut last_event = Instant::now();
@@ -62,15 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             // A signal is the way to end a stream: not an error.
             return Ok(Outcome::Done);
         }
-        let after = match look_again(&path, identity) {
+        let after = match look_again(path, identity) {
             Some(report) => Look::of(&report?),
             None => {
-                tell(&path, Event::Removed, args.json)?;
+                tell(path, Event::Removed, args.json)?;
                 return Ok(Outcome::Done);
             }
         };
         for event in shmhub::changes(&before, &after) {
-            tell(&path, event, args.json)?;
+            tell(path, event, args.json)?;
             told += 1;
             last_event = Instant::now();
             if args.count == Some(told) {

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use shmhub::{ShmGuest, WaitStrategy};
 
-use super::error::seg_err;
+use super::error::{OnSegment, seg_err};
 use super::exit::Outcome;
 use super::parse::{parse_peer_id, parse_strategy};
-use super::segment::segment_path;
+use super::segment::Segment;
 use super::signals;
 
 /// Arguments of `shmhub guest-echo`.
@@ -32,10 +32,8 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (mut guest, path) = match (&args.segment, args.peer_id) {
         (Some(segment), Some(peer_id)) => {
-            let path = segment_path(segment)?;
-            signals::guard_sigbus(&path);
-            let guest =
-                ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
+            let path = Segment::resolve(segment)?.path;
+            let guest = ShmGuest::attach_path_with_id(&path, peer_id).on_segment(&path)?;
             (guest, path)
         }
         _ => {
@@ -50,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         match guest.recv_timeout(Some(Duration::from_secs(1))) {
             Ok(Some(frame)) => guest
                 .send_timeout(&frame, Some(Duration::from_secs(10)))
-                .map_err(|e| seg_err(&path, e))?,
+                .on_segment(&path)?,
             Ok(None) => {}
             Err(shmhub::Error::HostGone) => return Ok(Outcome::Done),
             Err(e) => return Err(seg_err(&path, e).into()),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use shmhub::Frame;
 
-use super::error::{SegmentError, seg_err};
+use super::error::{OnSegment, SegmentError, seg_err};
 use super::output::MessagePrinter;
 use super::parse::Role;
 use super::signals::{self, WAIT_SLICE};
@@ -76,7 +76,7 @@ pub fn receive_until_stopped(
         }
         if last_file_check.elapsed() >= FILE_CHECK {
             last_file_check = Instant::now();
-            receiver.check_file().map_err(|e| seg_err(path, e))?;
+            receiver.check_file().on_segment(path)?;
         }
         let wait = match idle_limit {
             Some(limit) => limit.saturating_sub(last_message.elapsed()).min(WAIT_SLICE),
@@ -100,9 +100,7 @@ pub fn receive_until_stopped(
                 Err(changed) => return Err(seg_err(path, changed).into()),
             },
             Err(shmhub::Error::PeerGone { peer_id }) => {
-                receiver
-                    .check_file()
-                    .map_err(|changed| seg_err(path, changed))?;
+                receiver.check_file().on_segment(path)?;
                 return Ok(Stopped::PeerLeft(peer_id));
             }
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {

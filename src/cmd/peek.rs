@@ -4,9 +4,9 @@ use shmhub::{Direction, PeekOptions, PeekReport, QueuedMessage, RingPeek, party_
 
 use super::exit::Outcome;
 use super::parse::parse_peer_id;
-use super::segment::{segment_path, view_err};
+use super::segment::Segment;
+use super::table;
 use super::text::{print_line, ring_label};
-use super::{signals, table};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -47,8 +47,7 @@ pub struct Args {
 
 /// Runs `shmhub peek`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
+    let segment = Segment::resolve(&args.segment)?;
     let options = PeekOptions {
         peer: args.peer,
         direction: args.direction.map(|way| match way {
@@ -57,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }),
         limit: args.limit,
     };
-    let report = shmhub::peek_path(&path, &options).map_err(|e| view_err(&path, e))?;
+    let report = segment.peek(&options)?;
     if args.json {
         print_line(serde_json::to_value(&report)?)?;
     } else {

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use shmhub::{WaitStrategy, sys};
 
-use crate::cmd::segment::already_exists;
-use crate::cmd::segment::segment_path;
+use crate::cmd::segment::new_segment_path;
 
 /// The small one of the two segments whose creation is timed (1 MiB).
 pub const CREATE_SMALL: u64 = 1 << 20;
@@ -73,10 +72,7 @@ impl Plan {
             || format!("shmhub-bench-{}", std::process::id()),
             str::to_owned,
         );
-        let segment = segment_path(&name)?;
-        if std::fs::symlink_metadata(&segment).is_ok() {
-            return Err(already_exists(&segment, false));
-        }
+        let segment = new_segment_path(&name)?;
         Ok(Plan {
             sizes: sizes.iter().map(|&s| s as usize).collect(),
             scale,

@@ -10,8 +10,7 @@ pub mod watch;
 
 use super::exit::Outcome;
 use super::parse::parse_duration;
-use super::segment::{bad_entries, segment_path, view_err};
-use super::signals;
+use super::segment::{Segment, bad_entries};
 use super::text::print_line;
 use json::to_json;
 use tables::print_tables;
@@ -58,24 +57,23 @@ pub struct Args {
 
 /// Runs `shmhub inspect`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
+    let segment = Segment::resolve(&args.segment)?;
     if args.watch {
         let interval = args.interval.unwrap_or(std::time::Duration::from_secs(1));
-        return watch::run(&path, interval, args.all, args.json);
+        return watch::run(&segment.path, interval, args.all, args.json);
     }
     if args.raw {
-        return raw::run(&path, args.json);
+        return raw::run(&segment, args.json);
     }
     if args.slots {
-        return slots::run(&path, args.json);
+        return slots::run(&segment, args.json);
     }
-    let report = shmhub::inspect_path(&path).map_err(|e| view_err(&path, e))?;
+    let report = segment.inspect()?;
     if args.json {
         print_line(to_json(&report))?;
     } else {
         print_tables(&report, args.all)?;
     }
-    bad_entries(&path, &report.bad_peers)?;
+    bad_entries(&segment.path, &report.bad_peers)?;
     Ok(Outcome::Done)
 }

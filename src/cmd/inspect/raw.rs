@@ -1,20 +1,18 @@
 //! `shmhub inspect --raw`: every field with its offset, raw and decoded
 //! value and whether it is valid; works on damaged and truncated files.
 
-use std::path::Path;
-
 use anyhow::anyhow;
 use shmhub::{FieldStatus, RawDump};
 
-use crate::cmd::error::seg_err;
 use crate::cmd::exit::Outcome;
+use crate::cmd::segment::Segment;
 use crate::cmd::table;
 use crate::cmd::text::print_line;
 
 /// Dumps every field (`inspect --raw`); exit 1 after printing if a field
 /// is invalid or the file is not whole.
-pub fn run(path: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let dump = shmhub::inspect_raw(path).map_err(|e| seg_err(path, e))?;
+pub fn run(segment: &Segment, json: bool) -> anyhow::Result<Outcome> {
+    let dump = segment.inspect_raw()?;
     if json {
         print_line(serde_json::to_value(&dump)?)?;
     } else {
@@ -42,7 +40,11 @@ pub fn run(path: &Path, json: bool) -> anyhow::Result<Outcome> {
         }
     }
     problems.extend(dump.notes.iter().cloned());
-    Err(anyhow!("{}: {}", path.display(), problems.join("; ")))
+    Err(anyhow!(
+        "{}: {}",
+        segment.path.display(),
+        problems.join("; ")
+    ))
 }
 
 fn print_raw(dump: &RawDump) -> anyhow::Result<()> {

@@ -1,25 +1,23 @@
 //! `shmhub inspect --slots`: every allocated slot of every pool, who
 //! holds it, the queued message naming it, and whether it looks leaked.
 
-use std::path::Path;
-
 use shmhub::{SlotHolder, SlotReport, SlotsReport, party_name};
 
 use crate::cmd::exit::Outcome;
-use crate::cmd::segment::{bad_entries, view_err};
+use crate::cmd::segment::{Segment, bad_entries};
 use crate::cmd::table;
 use crate::cmd::text::{print_line, ring_label};
 
 /// Prints every allocated slot (`inspect --slots`); exit 1 after printing
 /// if some peer entry could not be read.
-pub fn run(path: &Path, json: bool) -> anyhow::Result<Outcome> {
-    let report = shmhub::inspect_slots(path).map_err(|e| view_err(path, e))?;
+pub fn run(segment: &Segment, json: bool) -> anyhow::Result<Outcome> {
+    let report = segment.inspect_slots()?;
     if json {
         print_line(serde_json::to_value(&report)?)?;
     } else {
         print_slots(&report)?;
     }
-    bad_entries(path, &report.bad_peers)?;
+    bad_entries(&segment.path, &report.bad_peers)?;
     Ok(Outcome::Done)
 }
 

@@ -7,10 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shmhub::{
-    CreateOptions, Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, WaitStrategy,
-    msg_type,
-};
+use shmhub::{Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type};
 
 use super::{PeerProcess, Progress, check_report, peer_command};
 use crate::cmd::bench::measurement::{Kind, Measurement, Transport, time_round_trips};
@@ -18,7 +15,8 @@ use crate::cmd::bench::plan::{Plan, WAIT_MODES};
 use crate::cmd::bench::protocol::{
     ECHO, EXIT, PeerTransport, RECV_MODE, REPORT, SET_WAIT, SINK, wait_id,
 };
-use crate::cmd::error::seg_err;
+use crate::cmd::error::OnSegment;
+use crate::cmd::segment::create_owned;
 use crate::cmd::text::human_bytes;
 
 /// A payload-less request for the peer itself rather than a message to echo
@@ -54,16 +52,10 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
         max_payload: slot_size,
         heartbeat_interval_ms: 0,
     };
-    // Every page is written during the run: reserve them now, so that a
-    // file system without room fails here, cleanly, rather than faulting
-    // in the middle of a measurement.
-    let options = CreateOptions {
-        preallocate: true,
-        ..CreateOptions::default()
-    };
-    let mut host = ShmHost::create_with(path, config, options).map_err(|e| seg_err(path, e))?;
-    crate::cmd::signals::guard_sigbus_owned(path);
-    let peer_id = host.reserve_peer().map_err(|e| seg_err(path, e))?;
+    // Every page is written during the run: a file system without room
+    // fails here, cleanly, rather than in the middle of a measurement.
+    let mut host = create_owned(path, config)?;
+    let peer_id = host.reserve_peer().on_segment(path)?;
     let mut peer = PeerProcess(
         peer_command(PeerTransport::Shm, plan.peer_cpu())?
             .arg("--segment")
@@ -76,7 +68,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     );
     let results = peer.beside("segment", || {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while host.peers().map_err(|e| seg_err(path, e))?[0].state != PeerState::Attached {
+        while host.peers().on_segment(path)?[0].state != PeerState::Attached {
             if Instant::now() > deadline {
                 bail!("the benchmark guest did not attach");
             }
@@ -88,11 +80,11 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
         // with one receive call (`recv_in_place`), as an echo server would,
         // rather than asking for a batch that never holds more than one.
         host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
-            .map_err(|e| seg_err(path, e))?;
+            .on_segment(path)?;
         for mode in WAIT_MODES {
             host.set_wait_strategy(mode);
             host.send_timeout(peer_id, control(SET_WAIT, wait_id(mode)), timeout)
-                .map_err(|e| seg_err(path, e))?;
+                .on_segment(path)?;
             let transport = Transport::Shm(mode);
             for &size in &plan.sizes {
                 progress.begin(format!(
@@ -116,10 +108,10 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
                             host.commit(peer_id, loan)
                         })
                     }
-                    .map_err(|e| seg_err(path, e))?;
+                    .on_segment(path)?;
                     let echoed = host
                         .recv_from_with(peer_id, timeout, |echo| echo.payload().len())
-                        .map_err(|e| seg_err(path, e))?
+                        .on_segment(path)?
                         .context("the benchmark guest did not answer")?;
                     if echoed != size {
                         bail!("echo of {size} bytes came back with {echoed}");
@@ -136,7 +128,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
             }
         }
         host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
-            .map_err(|e| seg_err(path, e))?;
+            .on_segment(path)?;
         // One-way streaming, spinning on both sides.
         host.set_wait_strategy(WaitStrategy::Spin);
         host.send_timeout(
@@ -144,7 +136,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
             control(SET_WAIT, wait_id(WaitStrategy::Spin)),
             timeout,
         )
-        .map_err(|e| seg_err(path, e))?;
+        .on_segment(path)?;
         for &size in &plan.sizes {
             progress.begin(format!("shm stream {}", human_bytes(size as u64)))?;
             results.push(stream(&mut host, peer_id, size, plan, Batching::Batched)?);
@@ -160,7 +152,7 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
             }
         }
         host.send_timeout(peer_id, control(EXIT, 0), timeout)
-            .map_err(|e| seg_err(path, e))?;
+            .on_segment(path)?;
         Ok(results)
     })?;
     peer.finish("segment")?;
@@ -214,14 +206,14 @@ fn stream(
         // The report that follows comes back only once the peer has
         // switched, so no message of the stream is received in a batch.
         host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
-            .map_err(|e| seg_err(path, e))?;
+            .on_segment(path)?;
         sunk_report(host, peer_id, path)?;
     }
     let start = Instant::now();
     if single {
         for _ in 0..messages {
             host.send_timeout(peer_id, &sink, timeout)
-                .map_err(|e| seg_err(path, e))?;
+                .on_segment(path)?;
         }
     } else if inline {
         let mut sent = 0u64;
@@ -229,16 +221,14 @@ fn stream(
             let n = (messages - sent).min(batch.len() as u64) as usize;
             sent += host
                 .send_batch(peer_id, &batch[..n], timeout)
-                .map_err(|e| seg_err(path, e))? as u64;
+                .on_segment(path)? as u64;
         }
     } else {
         for _ in 0..messages {
-            let mut loan = host
-                .loan(peer_id, size, timeout)
-                .map_err(|e| seg_err(path, e))?;
+            let mut loan = host.loan(peer_id, size, timeout).on_segment(path)?;
             loan.as_mut_slice().fill(value);
             loan.desc.method_id = SINK;
-            host.commit(peer_id, loan).map_err(|e| seg_err(path, e))?;
+            host.commit(peer_id, loan).on_segment(path)?;
         }
     }
     let report = sunk_report(host, peer_id, path)?;
@@ -246,7 +236,7 @@ fn stream(
     check_report(report.payload(), messages, size, value)?;
     if single {
         host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
-            .map_err(|e| seg_err(path, e))?;
+            .on_segment(path)?;
     }
     let transport = if single {
         Transport::ShmUnbatched
@@ -261,8 +251,8 @@ fn stream(
 fn sunk_report(host: &mut ShmHost, peer_id: PeerId, path: &Path) -> anyhow::Result<Frame> {
     let timeout = Some(Duration::from_secs(30));
     host.send_timeout(peer_id, control(REPORT, 0), timeout)
-        .map_err(|e| seg_err(path, e))?;
+        .on_segment(path)?;
     host.recv_from_timeout(peer_id, timeout)
-        .map_err(|e| seg_err(path, e))?
+        .on_segment(path)?
         .context("the benchmark guest did not report")
 }
