@@ -12,7 +12,7 @@ use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
 use super::error::{Interrupted, OnSegment, seg_err_timed};
 use super::exit::Outcome;
 use super::parse::{Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
-use super::segment::SegmentArgs;
+use super::segment::{Segment, SegmentArgs};
 use super::signals::{self, WAIT_SLICE};
 use super::text::{print_line, progress_bar};
 
@@ -162,6 +162,37 @@ fn read_payload(args: &Args, max: u32, segment: &Path) -> anyhow::Result<Vec<u8>
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let segment = args.segment.resolve()?;
     let path = segment.path.as_path();
+    check_counts(&args)?;
+    let (to, mut sender) = open_sender(&args, &segment)?;
+    // Refuse an oversized payload before anything is written.
+    let payload = read_payload(&args, sender.max_payload(), path)?;
+    if let Sender::Host(host, to) = &sender {
+        refuse_dead_guest(host, *to, path)?;
+    }
+    signals::catch_termination();
+    let mut frame = Frame::new(
+        MsgDesc {
+            msg_type: args.msg_type,
+            method_id: args.method,
+            ..MsgDesc::default()
+        },
+        payload,
+    );
+    send_all(&mut sender, &mut frame, &args, path)?;
+    if args.json {
+        print_line(json!({
+            "from": role_value(args.role),
+            "to": role_value(to),
+            "sent": args.count,
+            "len": frame.payload().len(),
+            "placement": if frame.fits_inline() { "inline" } else { "slot" },
+        }))?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// Refuses a `--count` of 0, and ids that would run past the largest.
+fn check_counts(args: &Args) -> anyhow::Result<()> {
     if args.count == 0 {
         crate::usage!("--count must be at least 1");
     }
@@ -173,7 +204,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             u64::MAX
         );
     }
-    let (to, mut sender) = match (args.role, args.to) {
+    Ok(())
+}
+
+/// Opens the segment as the sender `--as` names; returns whom it sends
+/// to.
+fn open_sender(args: &Args, segment: &Segment) -> anyhow::Result<(Role, Sender)> {
+    Ok(match (args.role, args.to) {
         (Role::Host, Some(to)) => (
             Role::Guest(to),
             Sender::Host(Box::new(segment.open_host()?), to),
@@ -183,27 +220,23 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             crate::usage!("--to goes with --as host; a guest always sends to the host")
         }
         (Role::Guest(n), None) => (Role::Host, Sender::Guest(Box::new(segment.resume(n)?))),
-    };
-    // Refuse an oversized payload before anything is written.
-    let payload = read_payload(&args, sender.max_payload(), path)?;
-    if let Sender::Host(host, to) = &sender {
-        refuse_dead_guest(host, *to, path)?;
-    }
-    signals::catch_termination();
+    })
+}
+
+/// Sends `frame` `--count` times, its id counting up from `--id`, with a
+/// progress bar when there is more than one. An error, or a termination
+/// signal, says how many were sent.
+fn send_all(
+    sender: &mut Sender,
+    frame: &mut Frame,
+    args: &Args,
+    path: &Path,
+) -> anyhow::Result<()> {
     let bar = (args.count > 1).then(|| progress_bar(args.count, "sending"));
-    let mut sent = 0u64;
-    let mut frame = Frame::new(
-        MsgDesc {
-            msg_type: args.msg_type,
-            method_id: args.method,
-            ..MsgDesc::default()
-        },
-        payload,
-    );
     let of_count = |sent: u64| format!("sent {sent} of {} messages", args.count);
-    for i in 0..args.count {
-        frame.desc.id = args.id + i;
-        let outcome = sender.send_within(&frame, args.timeout);
+    for sent in 0..args.count {
+        frame.desc.id = args.id + sent;
+        let outcome = sender.send_within(frame, args.timeout);
         if !matches!(outcome, Ok(true)) {
             // The bar goes before any message, so the error has its own line.
             if let Some(bar) = &bar {
@@ -231,7 +264,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 .into());
             }
         }
-        sent += 1;
         if let Some(bar) = &bar {
             bar.inc(1);
         }
@@ -239,17 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let len = frame.payload().len();
-    if args.json {
-        print_line(json!({
-            "from": role_value(args.role),
-            "to": role_value(to),
-            "sent": sent,
-            "len": len,
-            "placement": if frame.fits_inline() { "inline" } else { "slot" },
-        }))?;
-    }
-    Ok(Outcome::Done)
+    Ok(())
 }
 
 /// Refuses to send to a guest whose holding process is dead: nobody would
