@@ -164,23 +164,25 @@ fn guests_text(s: &SegmentSummary) -> String {
 }
 
 fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
-    let mut t = table::new([
+    let columns = [
         "segment", "owner", "size", "age", "host", "guests", "queued", "slots",
-    ]);
-    for s in segments {
-        t.add_row(vec![
-            Cell::new(s.path.display()),
-            Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
-            Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
-            Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),
-            Cell::new(host_text(s)),
-            Cell::new(guests_text(s)),
-            Cell::new(s.queued).set_alignment(CellAlignment::Right),
-            Cell::new(format!("{}/{}", s.slots_used, s.slots_total))
-                .set_alignment(CellAlignment::Right),
-        ]);
-    }
-    table::print(t)
+    ];
+    table::print(table::of(columns, segments.iter().map(summary_row)))
+}
+
+/// One segment as table cells, numbers aligned right.
+fn summary_row(s: &SegmentSummary) -> Vec<Cell> {
+    vec![
+        Cell::new(s.path.display()),
+        Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
+        Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
+        Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),
+        Cell::new(host_text(s)),
+        Cell::new(guests_text(s)),
+        Cell::new(s.queued).set_alignment(CellAlignment::Right),
+        Cell::new(format!("{}/{}", s.slots_used, s.slots_total))
+            .set_alignment(CellAlignment::Right),
+    ]
 }
 
 #[cfg(test)]

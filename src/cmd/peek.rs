@@ -6,7 +6,7 @@ use super::exit::Outcome;
 use super::parse::parse_peer_id;
 use super::segment::Segment;
 use super::table;
-use super::text::{print_line, ring_label};
+use super::text::{print_line, print_report, ring_label};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -57,11 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         limit: args.limit,
     };
     let report = segment.peek(&options)?;
-    if args.json {
-        print_line(serde_json::to_value(&report)?)?;
-    } else {
-        print_text(&report, args.limit)?;
-    }
+    print_report(&report, args.json, |report| print_text(report, args.limit))?;
     Ok(Outcome::Done)
 }
 
@@ -97,7 +93,7 @@ fn print_ring(ring: &RingPeek, limit: Option<usize>) -> anyhow::Result<()> {
         ring.capacity
     ))?;
     if !ring.messages.is_empty() {
-        let mut t = table::new([
+        let columns = [
             "position",
             "id",
             "type",
@@ -106,11 +102,8 @@ fn print_ring(ring: &RingPeek, limit: Option<usize>) -> anyhow::Result<()> {
             "len",
             "placement",
             "preview",
-        ]);
-        for m in &ring.messages {
-            t.add_row(row(m));
-        }
-        table::print(t)?;
+        ];
+        table::print(table::of(columns, ring.messages.iter().map(row)))?;
     }
     let hidden = ring.queued as usize - ring.messages.len();
     if hidden > 0 {

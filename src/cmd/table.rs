@@ -19,6 +19,18 @@ pub fn new<T: Into<Cell>>(header: impl IntoIterator<Item = T>) -> Table {
     t
 }
 
+/// A table with `header` and `rows`, in the command's style.
+pub fn of<T: Into<Cell>, R: Into<Row>>(
+    header: impl IntoIterator<Item = T>,
+    rows: impl IntoIterator<Item = R>,
+) -> Table {
+    let mut t = new(header);
+    for row in rows {
+        t.add_row(row);
+    }
+    t
+}
+
 /// Lays `table` out for where it is going (see the module docs), then
 /// prints it.
 pub fn print(table: Table) -> anyhow::Result<()> {

@@ -18,6 +18,20 @@ pub fn print_line(text: impl fmt::Display) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints `report` as one JSON document when `json`, else as `text` lays
+/// it out for people.
+pub fn print_report<T: serde::Serialize>(
+    report: &T,
+    json: bool,
+    text: impl FnOnce(&T) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if json {
+        print_line(serde_json::to_value(report)?)
+    } else {
+        text(report)
+    }
+}
+
 /// Whether an error is standard output having been closed by its reader.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {

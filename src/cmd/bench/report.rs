@@ -141,20 +141,15 @@ pub fn print_tables(
         results_table.add_row(row);
     }
     table::print(results_table)?;
-    let mut t = table::new(["target", "ratio", "needed", "met"]);
-    for target in targets {
-        t.add_row(vec![
+    let rows = targets.iter().map(|target| {
+        [
             target.name.to_string(),
             format!("{:.2}", target.ratio),
             target.needed.to_string(),
-            if target.met {
-                "yes".into()
-            } else {
-                "no".into()
-            },
-        ]);
-    }
-    table::print(t)?;
+            if target.met { "yes" } else { "no" }.to_string(),
+        ]
+    });
+    table::print(table::of(["target", "ratio", "needed", "met"], rows))?;
     for target in targets {
         if let Some(note) = &target.note {
             print_line(format_args!("{}: {note}", target.name))?;

@@ -2,22 +2,18 @@
 //! value and whether it is valid; works on damaged and truncated files.
 
 use anyhow::anyhow;
-use shmhub::{FieldStatus, RawDump};
+use shmhub::{FieldStatus, RawDump, RawField};
 
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::Segment;
 use crate::cmd::table;
-use crate::cmd::text::print_line;
+use crate::cmd::text::{print_line, print_report};
 
 /// Dumps every field (`inspect --raw`); exit 1 after printing if a field
 /// is invalid or the file is not whole.
 pub fn run(segment: &Segment, json: bool) -> anyhow::Result<Outcome> {
     let dump = segment.inspect_raw()?;
-    if json {
-        print_line(serde_json::to_value(&dump)?)?;
-    } else {
-        print_raw(&dump)?;
-    }
+    print_report(&dump, json, print_raw)?;
     if dump.is_sound() {
         return Ok(Outcome::Done);
     }
@@ -47,6 +43,27 @@ pub fn run(segment: &Segment, json: bool) -> anyhow::Result<Outcome> {
     ))
 }
 
+/// One field as table cells: offset, `section.field`, raw, decoded, and
+/// its check.
+fn field_row(section: &str, f: &RawField) -> Vec<String> {
+    let check = match (f.status, &f.reason) {
+        (FieldStatus::Ok, _) => "ok".to_string(),
+        (FieldStatus::Invalid, reason) => {
+            format!("invalid: {}", reason.as_deref().unwrap_or_default())
+        }
+        (FieldStatus::Unchecked, reason) => {
+            format!("unchecked: {}", reason.as_deref().unwrap_or_default())
+        }
+    };
+    vec![
+        f.offset.to_string(),
+        format!("{section}.{}", f.name),
+        f.hex.clone(),
+        f.decoded.clone(),
+        check,
+    ]
+}
+
 fn print_raw(dump: &RawDump) -> anyhow::Result<()> {
     print_line(format!(
         "{}: {} bytes{}",
@@ -57,27 +74,11 @@ fn print_raw(dump: &RawDump) -> anyhow::Result<()> {
             _ => String::new(),
         }
     ))?;
-    let mut t = table::new(["offset", "field", "raw", "decoded", "check"]);
-    for section in &dump.sections {
-        for f in &section.fields {
-            let check = match (f.status, &f.reason) {
-                (FieldStatus::Ok, _) => "ok".to_string(),
-                (FieldStatus::Invalid, reason) => {
-                    format!("invalid: {}", reason.as_deref().unwrap_or_default())
-                }
-                (FieldStatus::Unchecked, reason) => {
-                    format!("unchecked: {}", reason.as_deref().unwrap_or_default())
-                }
-            };
-            t.add_row(vec![
-                f.offset.to_string(),
-                format!("{}.{}", section.name, f.name),
-                f.hex.clone(),
-                f.decoded.clone(),
-                check,
-            ]);
-        }
-    }
+    let rows = dump
+        .sections
+        .iter()
+        .flat_map(|section| section.fields.iter().map(|f| field_row(&section.name, f)));
+    let t = table::of(["offset", "field", "raw", "decoded", "check"], rows);
     if dump.sections.iter().any(|s| !s.fields.is_empty()) {
         table::print(t)?;
     }

@@ -6,17 +6,13 @@ use shmhub::{SlotHolder, SlotReport, SlotsReport, party_name};
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::{Segment, bad_entries};
 use crate::cmd::table;
-use crate::cmd::text::{print_line, ring_label};
+use crate::cmd::text::{print_line, print_report, ring_label};
 
 /// Prints every allocated slot (`inspect --slots`); exit 1 after printing
 /// if some peer entry could not be read.
 pub fn run(segment: &Segment, json: bool) -> anyhow::Result<Outcome> {
     let report = segment.inspect_slots()?;
-    if json {
-        print_line(serde_json::to_value(&report)?)?;
-    } else {
-        print_slots(&report)?;
-    }
+    print_report(&report, json, print_slots)?;
     bad_entries(&segment.path, &report.bad_peers)?;
     Ok(Outcome::Done)
 }
@@ -25,7 +21,7 @@ fn print_slots(report: &SlotsReport) -> anyhow::Result<()> {
     if report.slots.is_empty() {
         return print_line("no slot is allocated in any pool");
     }
-    let mut t = table::new([
+    let columns = [
         "pool",
         "slot",
         "generation",
@@ -33,11 +29,8 @@ fn print_slots(report: &SlotsReport) -> anyhow::Result<()> {
         "holder alive",
         "queued as",
         "leaked?",
-    ]);
-    for s in &report.slots {
-        t.add_row(slot_row(s));
-    }
-    table::print(t)?;
+    ];
+    table::print(table::of(columns, report.slots.iter().map(slot_row)))?;
     let leaked = report.slots.iter().filter(|s| s.leaked).count();
     print_line(format!(
         "{} allocated, {leaked} look leaked (held by nobody alive, named by no queued message)",
