@@ -219,9 +219,9 @@ pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
     anyhow!("{shown}: already exists{what}; {advice}")
 }
 
-/// Inspects the segment, requiring every entry to be readable: looks are
-/// compared entry by entry, so an entry missing from one would shift the
-/// comparison.
+/// Inspects the segment, requiring every entry to be readable: `events`
+/// and `inspect --watch` compare one report with the next entry by entry,
+/// and an entry missing from one would shift the comparison.
 pub fn inspect_every_entry(path: &Path) -> shmhub::Result<SegmentReport> {
     shmhub::inspect_path(path).and_then(SegmentReport::require_all_entries)
 }
