@@ -9,7 +9,7 @@ use shmhub::{HostStatus, Listing, SegmentSummary};
 
 use super::exit::Outcome;
 use super::table;
-use super::text::{human_bytes, owner_text, print_line};
+use super::text::{human_age, human_bytes, owner_text, print_line};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -122,16 +122,6 @@ fn age_secs(s: &SegmentSummary) -> u64 {
     shmhub::sys::unix_ns().saturating_sub(s.created_unix_ns) / 1_000_000_000
 }
 
-/// An age as people read it: `42s`, `17m`, `3h`, `5d`.
-fn human_age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 2 * 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}
-
 /// The host column: `alive (pid 42)`, `dead (pid 42)`, `none`, `goodbye`.
 fn host_text(s: &SegmentSummary) -> String {
     match s.host {
@@ -183,17 +173,4 @@ fn summary_row(s: &SegmentSummary) -> Vec<Cell> {
         Cell::new(format!("{}/{}", s.slots_used, s.slots_total))
             .set_alignment(CellAlignment::Right),
     ]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages() {
-        assert_eq!(human_age(5), "5s");
-        assert_eq!(human_age(600), "10m");
-        assert_eq!(human_age(3 * 3600), "3h");
-        assert_eq!(human_age(9 * 86400), "9d");
-    }
 }
