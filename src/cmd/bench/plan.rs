@@ -97,25 +97,25 @@ impl Plan {
     /// Round trips measured at `size` bytes: fewer for big payloads, whose
     /// round trips each take long enough to time well.
     pub fn round_trips(&self, size: usize) -> u64 {
-        let base = match size {
-            0..=64 => 20_000.0,
-            65..=8192 => 10_000.0,
-            8193..=131_072 => 2_000.0,
-            _ => 300.0,
-        };
-        self.count(base)
+        self.count_by_size(size, [20_000.0, 10_000.0, 2_000.0, 300.0])
     }
 
     /// Messages streamed at `size` bytes: many more than round trips, since
     /// only the total time of a stream is measured.
     pub fn stream_messages(&self, size: usize) -> u64 {
-        let base = match size {
-            0..=64 => 1_000_000.0,
-            65..=8192 => 100_000.0,
-            8193..=131_072 => 10_000.0,
-            _ => 1_000.0,
-        };
-        self.count(base)
+        self.count_by_size(size, [1_000_000.0, 100_000.0, 10_000.0, 1_000.0])
+    }
+
+    /// The count of `bases` for a payload of `size` bytes (up to 64 B, up
+    /// to 8 KiB, up to 128 KiB, larger), scaled as [`Plan::count`] says.
+    fn count_by_size(&self, size: usize, bases: [f64; 4]) -> u64 {
+        let [small, medium, large, huge] = bases;
+        self.count(match size {
+            0..=64 => small,
+            65..=8192 => medium,
+            8193..=131_072 => large,
+            _ => huge,
+        })
     }
 
     /// Copies timed at `size` bytes: as many as streamed messages, and at
