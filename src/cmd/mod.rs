@@ -1,6 +1,21 @@
 //! The `shmhub` command: argument definitions and dispatch. Each
-//! subcommand lives in its own file with its arguments, its calls into the
-//! library and its printing.
+//! subcommand lives in its own file (`inspect` and `bench` in folders of
+//! their own) with its arguments, its calls into the library and its
+//! printing.
+//!
+//! The files form floors, each naming only those below it, never one
+//! above nor one that names it back:
+//!
+//! 1. `signals` (the process's signals), `parse` (argument values) and
+//!    `text` (words and lines for people);
+//! 2. `error` (the errors that carry their exit code) and `exit` (the
+//!    outcome of a command and the exit code of each error);
+//! 3. `segment` (SEGMENT, whom to trust, opening it with errors that name
+//!    it), `table`, `output` and `held` (what several subcommands print
+//!    or run);
+//! 4. the subcommands, which may use one another's pieces (`demo` prints
+//!    `inspect`'s tables) but never in a loop;
+//! 5. this file, which names them all.
 
 use clap::{CommandFactory, Parser, Subcommand};
 

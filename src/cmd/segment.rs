@@ -1,6 +1,6 @@
 //! The segment a command works on: the SEGMENT argument and whom to trust
 //! with it, resolved to a path guarded against SIGBUS, and each way of
-//! opening it (as the host, as a guest, for a read-only look) with errors
+//! opening it (as the host, as a guest, for a read-only view) with errors
 //! that name it; and what is already at a path where one is to be created.
 
 use std::path::{Path, PathBuf};
@@ -90,8 +90,8 @@ pub struct Segment {
     pub name: String,
     /// The file.
     pub path: PathBuf,
-    /// Whom to trust when opening it to use it (read-only looks trust
-    /// nobody: they cannot change it).
+    /// Whom to trust when opening it to use it (the read-only views need
+    /// no trust: they cannot change it).
     opener: OpenOptions,
 }
 
@@ -137,12 +137,12 @@ impl Segment {
         self.opener.release(&self.path, peer).on_segment(&self.path)
     }
 
-    /// A read-only look at the header, peers, rings and pools.
+    /// A read-only view of the header, peers, rings and pools.
     pub fn inspect(&self) -> Result<SegmentReport, SegmentError> {
         shmhub::inspect_path(&self.path).map_err(|e| view_err(&self.path, e))
     }
 
-    /// A read-only look at every allocated slot.
+    /// A read-only view of every allocated slot.
     pub fn inspect_slots(&self) -> Result<SlotsReport, SegmentError> {
         shmhub::inspect_slots(&self.path).map_err(|e| view_err(&self.path, e))
     }
@@ -152,7 +152,7 @@ impl Segment {
         shmhub::inspect_raw(&self.path).on_segment(&self.path)
     }
 
-    /// A read-only look at the messages queued in its rings.
+    /// A read-only view of the messages queued in its rings.
     pub fn peek(&self, options: &PeekOptions) -> Result<PeekReport, SegmentError> {
         shmhub::peek_path(&self.path, options).map_err(|e| view_err(&self.path, e))
     }
@@ -245,7 +245,7 @@ fn view_err(path: &Path, e: shmhub::Error) -> SegmentError {
     }
 }
 
-/// The error that ends a look at a segment with entries that could not be
+/// The error that ends a view of a segment with entries that could not be
 /// read, after what could be read was printed: exit 1.
 pub fn bad_entries(path: &Path, bad: &[BadPeer]) -> anyhow::Result<()> {
     let Some(first) = bad.first() else {
