@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{Event, FileIdentity, Look};
 
-use super::error::{OnSegment, seg_err};
+use super::error::{OnSegment, SegmentError};
 use super::exit::Outcome;
 use super::parse::parse_duration;
 use super::segment::{Segment, inspect_every_entry};
@@ -92,12 +92,12 @@ fn identity_of(path: &Path) -> Option<FileIdentity> {
     })
 }
 
-/// Looks at the segment again; `None` once the file at the path is gone
+/// Inspects the segment again; `None` once the file at the path is gone
 /// or is another file.
 fn look_again(
     path: &Path,
     identity: Option<FileIdentity>,
-) -> Option<anyhow::Result<shmhub::SegmentReport>> {
+) -> Option<Result<shmhub::SegmentReport, SegmentError>> {
     if identity_of(path) != identity {
         return None;
     }
@@ -105,7 +105,7 @@ fn look_again(
         Err(shmhub::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
             None
         }
-        other => Some(other.map_err(|e| seg_err(path, e).into())),
+        other => Some(other.on_segment(path)),
     }
 }
 
