@@ -4,31 +4,22 @@ mod cmd;
 
 use clap::Parser;
 
-use cmd::common::{Interrupted, TimedOut, UsageError, is_broken_pipe};
+use cmd::exit::{self, EXIT_DONE, EXIT_USAGE};
 
 fn main() {
     let cli = cmd::Cli::parse();
     let code = match cmd::run(cli) {
-        Ok(cmd::Outcome::Done) => 0,
-        Ok(cmd::Outcome::TimedOut) => cmd::EXIT_TIMEOUT,
-        Ok(cmd::Outcome::Exit(code)) => code,
-        // The reader of our output went away (`shmhub inspect x | head -1`):
-        // nothing is wrong with the segment, and nobody is left to tell.
-        Err(e) if is_broken_pipe(&e) => 0,
+        Ok(outcome) => outcome.code(),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            if e.chain().any(|c| c.is::<UsageError>()) {
-                eprintln!("For more information, try '--help'.");
-                cmd::EXIT_USAGE
-            } else if e.chain().any(|c| c.is::<TimedOut>()) {
-                cmd::EXIT_TIMEOUT
-            } else if let Some(Interrupted(signal)) =
-                e.chain().find_map(|c| c.downcast_ref::<Interrupted>())
-            {
-                128 + signal
-            } else {
-                cmd::EXIT_ERROR
+            let code = exit::code(&e);
+            // Exit 0 is an output whose reader went away: nobody to tell.
+            if code != EXIT_DONE {
+                eprintln!("error: {e:#}");
             }
+            if code == EXIT_USAGE {
+                eprintln!("For more information, try '--help'.");
+            }
+            code
         }
     };
     std::process::exit(code);

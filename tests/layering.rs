@@ -192,6 +192,11 @@ fn the_library_modules_form_floors() {
     assert_floors("src/lib", "crate");
 }
 
+#[test]
+fn the_command_modules_form_floors() {
+    assert_floors("src/cmd", "crate::cmd");
+}
+
 // The checker itself: a loop written on purpose is found.
 #[test]
 fn a_loop_is_found() {

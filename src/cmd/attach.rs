@@ -3,17 +3,19 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use serde_json::json;
-use shmhub::{
-    Frame, HolderStatus, OpenOptions, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason,
-};
+use shmhub::{Frame, HolderStatus, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason};
 
-use super::common::{Role, Trust, parse_peer_id, print_line, seg_err};
+use super::error::{OnSegment, seg_err};
+use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
+use super::parse::{Role, parse_peer_id};
 use super::reclaim::scripted_hint;
-use super::{Outcome, segment_path, signals};
+use super::segment::{Segment, SegmentArgs};
+use super::signals;
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -25,8 +27,6 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path, or a bare name under /dev/shm.
-    pub segment: String,
     /// Take this entry, which the host must have reserved.
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: Option<u8>,
@@ -34,9 +34,9 @@ pub struct Args {
     /// printing what the host sends; then detach.
     #[arg(long)]
     pub hold: bool,
-    /// Whom to trust.
+    /// The segment, and whom to trust.
     #[command(flatten)]
-    pub trust: Trust,
+    pub segment: SegmentArgs,
     /// Print JSON: {"peer_id":N,"epoch":E}, then one object per message.
     #[arg(long)]
     pub json: bool,
@@ -44,25 +44,21 @@ pub struct Args {
 
 /// Runs `shmhub attach`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
+    let segment = args.segment.resolve()?;
+    let path = segment.path.as_path();
     if args.hold {
         signals::catch_termination();
     }
     let mut guest = match args.peer_id {
-        Some(id) => args
-            .trust
-            .opener()
-            .attach_with_id(&path, id)
-            .map_err(|e| seg_err(&path, e))?,
-        None => attach_any(&path, &args.segment, args.trust.opener())?,
+        Some(id) => segment.attach_with_id(id)?,
+        None => attach_any(&segment)?,
     };
     if args.hold {
         // Receive as this guest from the moment its id is printed.
         guest
             .receiver()
             .take_role(Duration::ZERO)
-            .map_err(|e| seg_err(&path, e))?;
+            .on_segment(path)?;
     }
     let (peer_id, epoch) = (guest.peer_id(), guest.epoch());
     // Leave the claim in place before printing, so that a closed standard
@@ -70,7 +66,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let guest = if args.hold {
         Some(guest)
     } else {
-        guest.release_to_script().map_err(|e| seg_err(&path, e))?;
+        guest.release_to_script().on_segment(path)?;
         None
     };
     if args.json {
@@ -81,24 +77,25 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let Some(guest) = guest else {
         return Ok(Outcome::Done);
     };
-    hold(guest, &path, args.json)
+    hold(guest, path, args.json)
 }
 
 /// Claims any free entry. On a full hub, first reclaims the entries whose
 /// holder died, as `shmhub reclaim` would (saying so on stderr); if none
 /// can be, the error names every entry's holder and how to free a
 /// scripted claim.
-fn attach_any(path: &Path, segment: &str, opener: OpenOptions) -> anyhow::Result<ShmGuest> {
+fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
+    let (path, opener) = (segment.path.as_path(), segment.opener());
     let full = match opener.attach(path) {
         Err(e @ shmhub::Error::HubFull { .. }) => e,
-        other => return other.map_err(|e| seg_err(path, e)),
+        other => return Ok(other.on_segment(path)?),
     };
-    let before = shmhub::inspect_path(path).map_err(|e| seg_err(path, e))?;
+    let before = shmhub::inspect_path(path).on_segment(path)?;
     // The host's role locks taken to reclaim are let go before attaching.
-    let report = opener
-        .open_host(path)
-        .and_then(|mut host| host.reclaim_dead_report())
-        .map_err(|e| seg_err(path, e))?;
+    let report = segment
+        .open_host()?
+        .reclaim_dead_report()
+        .on_segment(path)?;
     for &p in &report.reclaimed {
         eprintln!(
             "{}: the hub was full; reclaimed peer {p} ({})",
@@ -112,10 +109,10 @@ fn attach_any(path: &Path, segment: &str, opener: OpenOptions) -> anyhow::Result
         match opener.attach(path) {
             // Another process took the freed entries first.
             Err(e @ shmhub::Error::HubFull { .. }) => e,
-            other => return other.map_err(|e| seg_err(path, e)),
+            other => return Ok(other.on_segment(path)?),
         }
     };
-    let now = shmhub::inspect_path(path).map_err(|e| seg_err(path, e))?;
+    let now = shmhub::inspect_path(path).on_segment(path)?;
     let holders: Vec<String> = now
         .peers
         .iter()
@@ -131,14 +128,11 @@ fn attach_any(path: &Path, segment: &str, opener: OpenOptions) -> anyhow::Result
         .filter(|p| p.holder == HolderStatus::Scripted)
         .map(|p| p.entry.peer_id)
         .collect();
-    let hint = scripted_hint(segment, &scripted)
+    let hint = scripted_hint(&segment.name, &scripted)
         .map(|h| format!("; {h}"))
         .unwrap_or_default();
-    Err(anyhow!(
-        "{}: {full}: {}{hint}",
-        path.display(),
-        holders.join(", ")
-    ))
+    let who_holds_what = format!(": {}{hint}", holders.join(", "));
+    Err(seg_err(path, full).followed_by(who_holds_what).into())
 }
 
 /// Who holds entry `id` in words: `scripted`, `pid N, alive`, `reserved`,
@@ -197,6 +191,6 @@ fn hold(guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
         ),
         Stopped::Idle(_) | Stopped::Asked(_) => {}
     }
-    held.0.detach().map_err(|e| seg_err(path, e))?;
+    held.0.detach().on_segment(path)?;
     Ok(Outcome::Done)
 }

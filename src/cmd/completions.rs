@@ -2,10 +2,9 @@
 
 use std::io::Write;
 
-use clap::CommandFactory;
 use clap_complete::Shell;
 
-use super::{Cli, Outcome};
+use super::exit::Outcome;
 
 /// Arguments of `shmhub completions`.
 #[derive(Debug, clap::Args)]
@@ -15,9 +14,8 @@ pub struct Args {
     pub shell: Shell,
 }
 
-/// Runs `shmhub completions`.
-pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let mut cmd = Cli::command();
+/// Runs `shmhub completions` for `cmd`, the whole command's arguments.
+pub fn run(args: Args, mut cmd: clap::Command) -> anyhow::Result<Outcome> {
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "shmhub", &mut script);
     // Written here rather than by the generator, so that a closed standard

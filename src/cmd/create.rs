@@ -7,15 +7,17 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use shmhub::{
     CreateOptions, FileMode, Frame, HolderStatus, LayoutError, RemoveOptions, SegmentConfig,
-    ShmHost, sys,
+    SegmentLayout, ShmHost, sys,
 };
 
-use super::common::{
-    Role, UsageError, already_exists, existing, human_bytes, parse_size_u32, print_line, seg_err,
-};
+use super::error::{OnSegment, UsageError, seg_err};
+use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
-use super::{Outcome, segment_path, signals};
+use super::parse::{Role, parse_size_u32};
+use super::segment::{Segment, already_exists, existing};
+use super::signals;
+use super::text::{heartbeat, human_bytes, print_line};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -80,7 +82,37 @@ pub struct Args {
 
 /// Runs `shmhub create`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
+    // A file already there is looked at (and, with --force, mapped to ask
+    // its users to leave): a fault on it names it.
+    let path = Segment::resolve(&args.segment)?.path;
+    let (config, layout, options) = requested(&args)?;
+    let replaced = make_room(&args, &path, layout.total_size)?;
+    if args.hold {
+        signals::catch_termination();
+    }
+    let mut host = create_host(&path, config, options, replaced, args.hold)?;
+    // Persist before printing: a closed standard output must not cost the
+    // segment that was just made.
+    let host = if args.hold {
+        // Receive as the host from the moment the segment is announced.
+        host.any_receiver()
+            .take_roles(Duration::ZERO)
+            .on_segment(&path)?;
+        Some(host)
+    } else {
+        host.persist().on_segment(&path)?;
+        None
+    };
+    announce(&args, &path, &config, layout.total_size)?;
+    match host {
+        Some(host) => serve(host, &path, args.json),
+        None => Ok(Outcome::Done),
+    }
+}
+
+/// The segment the flags ask for and how to create it, refused (exit 2)
+/// before any file is touched if it cannot be laid out.
+fn requested(args: &Args) -> anyhow::Result<(SegmentConfig, SegmentLayout, CreateOptions)> {
     let config = SegmentConfig {
         max_guests: args.max_guests,
         ring_capacity: args.ring_size,
@@ -89,7 +121,6 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         max_payload: args.max_payload.unwrap_or(args.slot_size),
         heartbeat_interval_ms: args.heartbeat_ms,
     };
-    // Refuse a bad configuration before touching any file.
     let layout = config
         .layout()
         .map_err(|e| invalid_config(&config, args.max_payload.is_some(), e))?;
@@ -105,93 +136,96 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         FileMode::OwnerOnly
     };
-    // A file already there is looked at (and, with --force, mapped to ask
-    // its users to leave): a fault on it names it.
-    signals::guard_sigbus(&path);
-    // What is in the way is said first (a file --force would not replace
-    // either), then whether the segment fits.
-    if std::fs::symlink_metadata(&path).is_ok() && !(args.force && existing(&path).rm.is_some()) {
-        return Err(already_exists(&path, true));
-    }
-    if !args.sparse && !args.preallocate {
-        check_free_space(&path, layout.total_size, args.force)?;
-    }
-    let replaced = args.force && replace_existing(&path)?;
-    if args.hold {
-        signals::catch_termination();
-    }
-    // Now the new file, which does not exist yet.
-    signals::guard_sigbus(&path);
     let options = CreateOptions {
         mode,
         preallocate: args.preallocate,
         host_slots_per_guest: share,
     };
-    let mut host = ShmHost::create_with(&path, config, options).map_err(|e| {
-        let e = match e {
+    Ok((config, layout, options))
+}
+
+/// Makes sure a segment of `size` bytes can be created at `path`:
+/// nothing in the way, or a segment `--force` removes (returns whether it
+/// did), and room for it on the file system unless `--sparse` or
+/// `--preallocate` (which finds out itself).
+fn make_room(args: &Args, path: &Path, size: u64) -> anyhow::Result<bool> {
+    // What is in the way is said first (a file --force would not replace
+    // either), then whether the segment fits.
+    if std::fs::symlink_metadata(path).is_ok() && !(args.force && existing(path).rm.is_some()) {
+        return Err(already_exists(path, true));
+    }
+    if !args.sparse && !args.preallocate {
+        check_free_space(path, size, args.force)?;
+    }
+    Ok(args.force && replace_existing(path)?)
+}
+
+/// Creates the segment; a SIGBUS on it then names it, and a `hold`ing
+/// host's deletes it, as the host does when it ends. `replaced`: an error
+/// says the segment `--force` replaced is gone.
+fn create_host(
+    path: &Path,
+    config: SegmentConfig,
+    options: CreateOptions,
+    replaced: bool,
+    hold: bool,
+) -> anyhow::Result<ShmHost> {
+    // Now the new file, which does not exist yet.
+    signals::guard_sigbus(path);
+    let host = ShmHost::create_with(path, config, options).map_err(|e| {
+        let after = if replaced {
+            " (the segment --force replaced was removed)"
+        } else {
+            ""
+        };
+        match e {
             shmhub::Error::Io { cause, .. }
                 if cause.kind() == std::io::ErrorKind::AlreadyExists =>
             {
-                already_exists(&path, true)
+                anyhow!("{}{after}", already_exists(path, true))
             }
-            shmhub::Error::NoSpace { needed, .. } => no_space(&path, needed, args.preallocate),
-            e => seg_err(&path, e),
-        };
-        if replaced {
-            anyhow!("{e:#} (the segment --force replaced was removed)")
-        } else {
-            e
+            shmhub::Error::NoSpace { needed, .. } => {
+                anyhow!("{}{after}", no_space(path, needed, options.preallocate))
+            }
+            e => seg_err(path, e).followed_by(after).into(),
         }
     })?;
-    if args.hold {
-        // The held host deletes its file when it ends, by a fault too.
-        signals::guard_sigbus_owned(&path);
+    if hold {
+        signals::guard_sigbus_owned(path);
     } else {
-        signals::guard_sigbus(&path);
+        signals::guard_sigbus(path);
     }
-    // Persist before printing: a closed standard output must not cost the
-    // segment that was just made.
-    let host = if args.hold {
-        // Receive as the host from the moment the segment is announced.
-        host.any_receiver()
-            .take_roles(Duration::ZERO)
-            .map_err(|e| seg_err(&path, e))?;
-        Some(host)
-    } else {
-        host.persist().map_err(|e| seg_err(&path, e))?;
-        None
-    };
+    Ok(host)
+}
+
+/// Says what was created: one line, or one JSON object.
+fn announce(
+    args: &Args,
+    path: &Path,
+    config: &SegmentConfig,
+    total_size: u64,
+) -> anyhow::Result<()> {
     if args.json {
-        let value = json!({
+        return print_line(json!({
             "path": path,
-            "total_size": layout.total_size,
+            "total_size": total_size,
             "mode": format!("0{}", args.mode),
             "config": config,
             "hold": args.hold,
-        });
-        print_line(value)?;
-    } else {
-        print_line(format_args!(
-            "created {}: {}, {} guests, rings of {}, {} slots of {} per pool, max payload {}, heartbeat {}, mode 0{}",
-            path.display(),
-            human_bytes(layout.total_size),
-            config.max_guests,
-            config.ring_capacity,
-            config.slots_per_pool,
-            human_bytes(config.slot_size.into()),
-            human_bytes(config.max_payload.into()),
-            if config.heartbeat_interval_ms == 0 {
-                "off".to_string()
-            } else {
-                format!("{} ms", config.heartbeat_interval_ms)
-            },
-            args.mode
-        ))?;
+        }));
     }
-    match host {
-        Some(host) => serve(host, &path, args.json),
-        None => Ok(Outcome::Done),
-    }
+    print_line(format_args!(
+        "created {}: {}, {} guests, rings of {}, {} slots of {} per pool, max payload {}, heartbeat {}, mode 0{}",
+        path.display(),
+        human_bytes(total_size),
+        config.max_guests,
+        config.ring_capacity,
+        config.slots_per_pool,
+        human_bytes(config.slot_size.into()),
+        human_bytes(config.max_payload.into()),
+        heartbeat(config.heartbeat_interval_ms),
+        args.mode
+    ))
 }
 
 /// A configuration the library cannot lay out, as a usage error (exit 2)
@@ -353,7 +387,7 @@ fn replace_existing(path: &Path) -> anyhow::Result<bool> {
                 timeout: Duration::from_secs(2),
             };
             shmhub::remove_segment(path, options, &mut |_| {})
-                .map_err(|e| seg_err(path, e))
+                .on_segment(path)
                 .with_context(|| "refusing to replace it")?;
             Ok(true)
         }
@@ -402,15 +436,11 @@ impl Receiver for HeldHost {
     /// `rm` applies without a host: while one stays, it serves on, and if
     /// `rm` gives up and takes the request back, it simply goes on.
     fn tend(&mut self, path: &Path) -> anyhow::Result<Option<&'static str>> {
-        if self
-            .host
-            .goodbye_requested()
-            .map_err(|e| seg_err(path, e))?
-        {
+        if self.host.goodbye_requested().on_segment(path)? {
             if matches!(self.host.check_file(), Err(shmhub::Error::Removed { .. })) {
                 return Ok(Some("removed by rm --force; leaving"));
             }
-            let live = self.live_guests().map_err(|e| seg_err(path, e))?;
+            let live = self.live_guests().on_segment(path)?;
             if live.is_empty() {
                 return Ok(Some("asked to leave (rm); cleaning up"));
             }
@@ -427,8 +457,8 @@ impl Receiver for HeldHost {
         }
         if self.last_housekeeping.elapsed() >= Duration::from_millis(500) {
             self.last_housekeeping = Instant::now();
-            self.host.beat().map_err(|e| seg_err(path, e))?;
-            let reclaimed = self.host.reclaim_dead().map_err(|e| seg_err(path, e))?;
+            self.host.beat().on_segment(path)?;
+            let reclaimed = self.host.reclaim_dead().on_segment(path)?;
             if !reclaimed.is_empty() {
                 eprintln!("{}: reclaimed dead peer(s) {reclaimed:?}", path.display());
             }

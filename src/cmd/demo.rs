@@ -1,14 +1,18 @@
 //! `shmhub demo`: the whole system end to end on a temporary segment, with
 //! nothing set up beforehand.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shmhub::{CreateOptions, Frame, MsgDesc, PeerState, SegmentConfig, ShmHost, msg_type};
+use shmhub::{Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, msg_type};
 
-use super::common::{already_exists, human_bytes, print_line, seg_err};
-use super::{Outcome, inspect, signals};
+use super::error::OnSegment;
+use super::exit::Outcome;
+use super::inspect;
+use super::segment::{create_owned, new_segment_path};
+use super::text::{human_bytes, print_line};
 
 /// Arguments of `shmhub demo`.
 #[derive(Debug, clap::Args)]
@@ -30,40 +34,42 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs `shmhub demo`.
+/// Runs `shmhub demo`: each step prints a numbered line.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let name = args
         .segment
         .unwrap_or_else(|| format!("shmhub-demo-{}", std::process::id()));
-    let path = super::segment_path(&name)?;
+    let path = new_segment_path(&name)?;
     let config = SegmentConfig {
         max_guests: 4,
         ..SegmentConfig::default()
     };
-    if std::fs::symlink_metadata(&path).is_ok() {
-        return Err(already_exists(&path, false));
-    }
-    // Reserve every page: a file system without room for the demo fails
-    // here, before the guest process starts, instead of faulting later.
-    let options = CreateOptions {
-        preallocate: true,
-        ..CreateOptions::default()
-    };
-    signals::guard_sigbus(&path);
-    let mut host = ShmHost::create_with(&path, config, options).map_err(|e| seg_err(&path, e))?;
-    signals::guard_sigbus_owned(&path);
+    // A file system without room for the demo fails here, before the
+    // guest process starts, instead of faulting later.
+    let mut host = create_owned(&path, config)?;
     print_line(format_args!(
         "1. created {} ({}) as host, pid {}",
         path.display(),
         human_bytes(host.layout().total_size),
         std::process::id()
     ))?;
+    let (peer, child) = start_guest(&mut host, &path)?;
+    echo_both_ways(&mut host, peer, &path)?;
+    print_line(format_args!("5. inspect while both are attached:"))?;
+    let report = shmhub::inspect_path(&path).on_segment(&path)?;
+    inspect::tables::print_tables(&report, false)?;
+    say_goodbye(host, child, &path)?;
+    Ok(Outcome::Done)
+}
 
-    let peer = host.reserve_peer().map_err(|e| seg_err(&path, e))?;
+/// Reserves an entry and starts a guest process (`guest-echo`) on it;
+/// returns once it has attached.
+fn start_guest(host: &mut ShmHost, path: &Path) -> anyhow::Result<(PeerId, KillOnDrop)> {
+    let peer = host.reserve_peer().on_segment(path)?;
     let exe = std::env::current_exe().context("locating the shmhub binary")?;
     let child = Command::new(exe)
         .arg("guest-echo")
-        .arg(&path)
+        .arg(path)
         .arg("--peer-id")
         .arg(peer.to_string())
         .stdin(Stdio::null())
@@ -71,9 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         .context("starting the guest process")?;
     let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peers().map_err(|e| seg_err(&path, e))?[usize::from(peer) - 1].state
-        != PeerState::Attached
-    {
+    while host.peers().on_segment(path)?[usize::from(peer) - 1].state != PeerState::Attached {
         if let Some(status) = child.0.try_wait()? {
             bail!("the guest process exited early ({status})");
         }
@@ -86,17 +90,22 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         "2. guest process pid {} attached as peer {peer} (reserved entry)",
         child.0.id()
     ))?;
+    Ok((peer, child))
+}
 
+/// Sends the guest a message that fits in a descriptor and one that needs
+/// a slot, and checks that each comes back whole.
+fn echo_both_ways(host: &mut ShmHost, peer: PeerId, path: &Path) -> anyhow::Result<()> {
     let inline = b"hello from the host".to_vec();
     let slot: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
     for (i, payload) in [inline, slot].into_iter().enumerate() {
         let frame = Frame::new(MsgDesc::new(msg_type::REQUEST, i as u64), payload);
         let started = Instant::now();
         host.send_timeout(peer, &frame, Some(Duration::from_secs(5)))
-            .map_err(|e| seg_err(&path, e))?;
+            .on_segment(path)?;
         let echoed = host
             .recv_from_timeout(peer, Some(Duration::from_secs(5)))
-            .map_err(|e| seg_err(&path, e))?
+            .on_segment(path)?
             .context("the guest did not answer within 5s")?;
         if echoed.payload() != frame.payload() || echoed.desc.id != frame.desc.id {
             bail!("the echo of message {i} differs from what was sent");
@@ -113,11 +122,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             started.elapsed()
         ))?;
     }
+    Ok(())
+}
 
-    print_line(format_args!("5. inspect while both are attached:"))?;
-    let report = shmhub::inspect_path(&path).map_err(|e| seg_err(&path, e))?;
-    inspect::print_tables(&report, false)?;
-
+/// Drops the host, which says goodbye and deletes the file, then checks
+/// that the guest left cleanly and the file is gone.
+fn say_goodbye(host: ShmHost, mut child: KillOnDrop, path: &Path) -> anyhow::Result<()> {
     drop(host);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -138,6 +148,5 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     print_line(format_args!(
         "6. host said goodbye; the guest left ({status}); {} removed",
         path.display()
-    ))?;
-    Ok(Outcome::Done)
+    ))
 }

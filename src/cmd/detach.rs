@@ -2,8 +2,10 @@
 
 use serde_json::json;
 
-use super::common::{Trust, parse_peer_id, print_line, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::exit::Outcome;
+use super::parse::parse_peer_id;
+use super::segment::SegmentArgs;
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -15,14 +17,12 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path, or a bare name under /dev/shm.
-    pub segment: String,
     /// The entry to release (refused while a live process holds it).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: u8,
-    /// Whom to trust.
+    /// The segment, and whom to trust.
     #[command(flatten)]
-    pub trust: Trust,
+    pub segment: SegmentArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -30,12 +30,7 @@ pub struct Args {
 
 /// Runs `shmhub detach`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
-    args.trust
-        .opener()
-        .release(&path, args.peer_id)
-        .map_err(|e| seg_err(&path, e))?;
+    args.segment.resolve()?.release(args.peer_id)?;
     if args.json {
         print_line(json!({ "detached": args.peer_id }))?;
     }

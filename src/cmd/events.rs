@@ -8,8 +8,12 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{Event, FileIdentity, Look};
 
-use super::common::{parse_duration, print_line, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::{OnSegment, SegmentError};
+use super::exit::Outcome;
+use super::parse::parse_duration;
+use super::segment::{Segment, inspect_every_entry};
+use super::signals;
+use super::text::{describe, print_line};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,7 +43,8 @@ pub struct Args {
 
 /// Runs `shmhub events`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
+    let segment = Segment::resolve(&args.segment)?;
+    let path = segment.path.as_path();
     if args.count == Some(0) {
         crate::usage!("--count must be at least 1");
     }
@@ -47,9 +52,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         crate::usage!("--interval must be more than 0");
     }
     signals::catch_termination();
-    signals::guard_sigbus(&path);
-    let first = inspect_every_entry(&path).map_err(|e| seg_err(&path, e))?;
-    let identity = identity_of(&path);
+    let first = inspect_every_entry(path).on_segment(path)?;
+    let identity = identity_of(path);
     let mut before = Look::of(&first);
     let mut told = 0u64;
     let mut last_event = Instant::now();
@@ -58,15 +62,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             // A signal is the way to end a stream: not an error.
             return Ok(Outcome::Done);
         }
-        let after = match look_again(&path, identity) {
+        let after = match look_again(path, identity) {
             Some(report) => Look::of(&report?),
             None => {
-                tell(&path, Event::Removed, args.json)?;
+                tell(path, Event::Removed, args.json)?;
                 return Ok(Outcome::Done);
             }
         };
         for event in shmhub::changes(&before, &after) {
-            tell(&path, event, args.json)?;
+            tell(path, event, args.json)?;
             told += 1;
             last_event = Instant::now();
             if args.count == Some(told) {
@@ -88,12 +92,12 @@ fn identity_of(path: &Path) -> Option<FileIdentity> {
     })
 }
 
-/// Looks at the segment again; `None` once the file at the path is gone
+/// Inspects the segment again; `None` once the file at the path is gone
 /// or is another file.
 fn look_again(
     path: &Path,
     identity: Option<FileIdentity>,
-) -> Option<anyhow::Result<shmhub::SegmentReport>> {
+) -> Option<Result<shmhub::SegmentReport, SegmentError>> {
     if identity_of(path) != identity {
         return None;
     }
@@ -101,15 +105,8 @@ fn look_again(
         Err(shmhub::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
             None
         }
-        other => Some(other.map_err(|e| seg_err(path, e))),
+        other => Some(other.on_segment(path)),
     }
-}
-
-/// Inspects the segment, requiring every entry to be readable: looks are
-/// compared entry by entry, so an entry missing from one would shift the
-/// comparison.
-pub fn inspect_every_entry(path: &Path) -> shmhub::Result<shmhub::SegmentReport> {
-    shmhub::inspect_path(path).and_then(shmhub::SegmentReport::require_all_entries)
 }
 
 /// Prints one event, with the time it was seen.
@@ -135,26 +132,4 @@ fn clock(unix_ns: u64) -> String {
         secs % 60,
         ms % 1000
     )
-}
-
-/// An event in words.
-pub fn describe(event: Event) -> String {
-    match event {
-        Event::Attached { peer, pid: 0, .. } => format!("peer {peer} attached (scripted)"),
-        Event::Attached { peer, pid, .. } => format!("peer {peer} attached (pid {pid})"),
-        Event::Detached { peer } => format!("peer {peer} detached"),
-        Event::SaidGoodbye { peer } => {
-            format!("peer {peer} said goodbye (the host has its messages to read)")
-        }
-        Event::Reserved { peer } => format!("peer {peer} reserved by the host"),
-        Event::Released { peer } => format!("peer {peer} released (never attached)"),
-        Event::HolderDied { peer, pid } => format!("peer {peer} died (pid {pid})"),
-        Event::HolderStale { peer, pid } => {
-            format!("peer {peer} stale (pid {pid} runs but stopped beating)")
-        }
-        Event::Reclaimed { peer } => format!("peer {peer} reclaimed"),
-        Event::HostLeft => "the host said goodbye".to_string(),
-        Event::HostDied { pid } => format!("the host died (pid {pid})"),
-        Event::Removed => "the segment was removed".to_string(),
-    }
 }

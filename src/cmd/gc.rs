@@ -3,9 +3,9 @@
 use serde_json::json;
 use shmhub::Collected;
 
-use super::Outcome;
-use super::common::print_line;
+use super::exit::Outcome;
 use super::ls::{Dirs, list_all};
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:

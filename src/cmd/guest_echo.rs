@@ -8,8 +8,11 @@ use std::time::Duration;
 
 use shmhub::{ShmGuest, WaitStrategy};
 
-use super::common::{parse_peer_id, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::{OnSegment, seg_err};
+use super::exit::Outcome;
+use super::parse::{parse_peer_id, parse_strategy};
+use super::segment::Segment;
+use super::signals;
 
 /// Arguments of `shmhub guest-echo`.
 #[derive(Debug, clap::Args)]
@@ -25,19 +28,12 @@ pub struct Args {
     pub wait: WaitStrategy,
 }
 
-/// Parses a wait strategy name.
-pub fn parse_strategy(text: &str) -> Result<WaitStrategy, String> {
-    text.parse()
-}
-
 /// Runs `shmhub guest-echo`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (mut guest, path) = match (&args.segment, args.peer_id) {
         (Some(segment), Some(peer_id)) => {
-            let path = segment_path(segment)?;
-            signals::guard_sigbus(&path);
-            let guest =
-                ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
+            let path = Segment::resolve(segment)?.path;
+            let guest = ShmGuest::attach_path_with_id(&path, peer_id).on_segment(&path)?;
             (guest, path)
         }
         _ => {
@@ -52,10 +48,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         match guest.recv_timeout(Some(Duration::from_secs(1))) {
             Ok(Some(frame)) => guest
                 .send_timeout(&frame, Some(Duration::from_secs(10)))
-                .map_err(|e| seg_err(&path, e))?,
+                .on_segment(&path)?,
             Ok(None) => {}
             Err(shmhub::Error::HostGone) => return Ok(Outcome::Done),
-            Err(e) => return Err(seg_err(&path, e)),
+            Err(e) => return Err(seg_err(&path, e).into()),
         }
     }
 }

@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 
 use shmhub::Frame;
 
-use super::common::{Role, held_error, seg_err};
+use super::error::{OnSegment, SegmentError, seg_err};
 use super::output::MessagePrinter;
-use super::signals;
+use super::parse::Role;
+use super::signals::{self, WAIT_SLICE};
 
-/// How long one receive waits before the loop looks at signals again.
-const SLICE: Duration = Duration::from_millis(100);
 /// How often the loop checks that the file is still the one mapped.
 const FILE_CHECK: Duration = Duration::from_millis(200);
 
@@ -77,11 +76,11 @@ pub fn receive_until_stopped(
         }
         if last_file_check.elapsed() >= FILE_CHECK {
             last_file_check = Instant::now();
-            receiver.check_file().map_err(|e| seg_err(path, e))?;
+            receiver.check_file().on_segment(path)?;
         }
         let wait = match idle_limit {
-            Some(limit) => limit.saturating_sub(last_message.elapsed()).min(SLICE),
-            None => SLICE,
+            Some(limit) => limit.saturating_sub(last_message.elapsed()).min(WAIT_SLICE),
+            None => WAIT_SLICE,
         };
         match receiver.next(wait) {
             Ok(Some((from, frame))) => {
@@ -98,18 +97,26 @@ pub fn receive_until_stopped(
             // A host that says goodbye removes its file, as it should.
             Err(shmhub::Error::HostGone) => match receiver.check_file() {
                 Ok(()) | Err(shmhub::Error::Removed { .. }) => return Ok(Stopped::HostLeft),
-                Err(changed) => return Err(seg_err(path, changed)),
+                Err(changed) => return Err(seg_err(path, changed).into()),
             },
             Err(shmhub::Error::PeerGone { peer_id }) => {
-                receiver
-                    .check_file()
-                    .map_err(|changed| seg_err(path, changed))?;
+                receiver.check_file().on_segment(path)?;
                 return Ok(Stopped::PeerLeft(peer_id));
             }
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
                 eprintln!("warning: {}: {e}", path.display())
             }
-            Err(e) => return Err(held_error(path, receiver.check_file(), e)),
+            Err(e) => return Err(held_error(path, receiver.check_file(), e).into()),
         }
+    }
+}
+
+/// The error that ends a held command: when the segment file itself has
+/// changed (truncated, replaced, removed), that is the cause to report,
+/// whatever the operation that tripped over it said.
+fn held_error(path: &Path, file_check: shmhub::Result<()>, e: shmhub::Error) -> SegmentError {
+    match file_check {
+        Err(changed) => seg_err(path, changed),
+        Ok(()) => seg_err(path, e),
     }
 }

@@ -7,8 +7,9 @@ use comfy_table::{Cell, CellAlignment};
 use serde_json::json;
 use shmhub::{HostStatus, Listing, SegmentSummary};
 
-use super::common::{human_bytes, owner_text, print_line};
-use super::{Outcome, table};
+use super::exit::Outcome;
+use super::table;
+use super::text::{human_age, human_bytes, owner_text, print_line};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -121,16 +122,6 @@ fn age_secs(s: &SegmentSummary) -> u64 {
     shmhub::sys::unix_ns().saturating_sub(s.created_unix_ns) / 1_000_000_000
 }
 
-/// An age as people read it: `42s`, `17m`, `3h`, `5d`.
-fn human_age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 2 * 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}
-
 /// The host column: `alive (pid 42)`, `dead (pid 42)`, `none`, `goodbye`.
 fn host_text(s: &SegmentSummary) -> String {
     match s.host {
@@ -163,34 +154,23 @@ fn guests_text(s: &SegmentSummary) -> String {
 }
 
 fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
-    let mut t = table::new([
+    let columns = [
         "segment", "owner", "size", "age", "host", "guests", "queued", "slots",
-    ]);
-    for s in segments {
-        t.add_row(vec![
-            Cell::new(s.path.display()),
-            Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
-            Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
-            Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),
-            Cell::new(host_text(s)),
-            Cell::new(guests_text(s)),
-            Cell::new(s.queued).set_alignment(CellAlignment::Right),
-            Cell::new(format!("{}/{}", s.slots_used, s.slots_total))
-                .set_alignment(CellAlignment::Right),
-        ]);
-    }
-    table::print(t)
+    ];
+    table::print(table::of(columns, segments.iter().map(summary_row)))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ages() {
-        assert_eq!(human_age(5), "5s");
-        assert_eq!(human_age(600), "10m");
-        assert_eq!(human_age(3 * 3600), "3h");
-        assert_eq!(human_age(9 * 86400), "9d");
-    }
+/// One segment as table cells, numbers aligned right.
+fn summary_row(s: &SegmentSummary) -> Vec<Cell> {
+    vec![
+        Cell::new(s.path.display()),
+        Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
+        Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
+        Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),
+        Cell::new(host_text(s)),
+        Cell::new(guests_text(s)),
+        Cell::new(s.queued).set_alignment(CellAlignment::Right),
+        Cell::new(format!("{}/{}", s.slots_used, s.slots_total))
+            .set_alignment(CellAlignment::Right),
+    ]
 }

@@ -1,54 +1,53 @@
 //! The `shmhub` command: argument definitions and dispatch. Each
-//! subcommand lives in its own file with its arguments, its calls into the
-//! library and its printing.
+//! subcommand lives in its own file (`inspect` and `bench` in folders of
+//! their own) with its arguments, its calls into the library and its
+//! printing.
+//!
+//! The files form floors, each naming only those below it, never one
+//! above nor one that names it back:
+//!
+//! 1. `signals` (the process's signals), `parse` (argument values) and
+//!    `text` (words and lines for people);
+//! 2. `error` (the errors that carry their exit code) and `exit` (the
+//!    outcome of a command and the exit code of each error);
+//! 3. `segment` (SEGMENT, whom to trust, opening it with errors that name
+//!    it), `table`, `output` and `held` (what several subcommands print
+//!    or run);
+//! 4. the subcommands, which may use one another's pieces (`demo` prints
+//!    `inspect`'s tables) but never in a loop;
+//! 5. this file, which names them all.
 
-use std::path::PathBuf;
-
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 pub mod attach;
 pub mod bench;
 pub use bench::peer as bench_peer;
-pub mod common;
 pub mod completions;
 pub mod create;
 pub mod demo;
 pub mod detach;
+pub mod error;
 pub mod events;
+pub mod exit;
 pub mod gc;
 pub mod guest_echo;
 pub mod held;
 pub mod inspect;
 pub mod ls;
 pub mod output;
+pub mod parse;
 pub mod peek;
 pub mod reclaim;
 pub mod recv;
 pub mod rm;
+pub mod segment;
 pub mod send;
 pub mod signals;
 pub mod spawn;
 pub mod table;
-pub mod views;
-pub mod watch;
+pub mod text;
 
-/// How a command ended, beyond success and error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Exit 0.
-    Done,
-    /// Exit 3: timed out, or nothing to receive.
-    TimedOut,
-    /// Exit with this code (`spawn` passes on its program's status).
-    Exit(i32),
-}
-
-/// Exit code for errors.
-pub const EXIT_ERROR: i32 = 1;
-/// Exit code for usage errors (the argument parser uses it too).
-pub const EXIT_USAGE: i32 = 2;
-/// Exit code for timeouts and empty receives.
-pub const EXIT_TIMEOUT: i32 = 3;
+use exit::Outcome;
 
 const AFTER_HELP: &str = "\
 SEGMENT is a path (anything containing '/'), or a bare name that resolves to
@@ -145,13 +144,8 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Reclaim(args) => reclaim::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Completions(args) => completions::run(args),
+        Command::Completions(args) => completions::run(args, Cli::command()),
         Command::GuestEcho(args) => guest_echo::run(args),
         Command::BenchPeer(args) => bench_peer::run(args),
     }
-}
-
-/// A resolved SEGMENT argument.
-pub fn segment_path(arg: &str) -> anyhow::Result<PathBuf> {
-    Ok(shmhub::resolve_segment(arg)?)
 }

@@ -9,7 +9,7 @@ use anyhow::Context;
 use serde_json::json;
 use shmhub::Frame;
 
-use super::common::{Role, role_value};
+use super::parse::{Role, role_value};
 
 /// Where and how received messages are written.
 pub struct MessagePrinter {

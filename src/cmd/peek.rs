@@ -2,9 +2,11 @@
 
 use shmhub::{Direction, PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
 
-use super::common::{parse_peer_id, print_line};
-use super::inspect::view_err;
-use super::{Outcome, segment_path, signals, table};
+use super::exit::Outcome;
+use super::parse::parse_peer_id;
+use super::segment::Segment;
+use super::table;
+use super::text::{print_line, print_report, ring_label};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -45,8 +47,7 @@ pub struct Args {
 
 /// Runs `shmhub peek`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
+    let segment = Segment::resolve(&args.segment)?;
     let options = PeekOptions {
         peer: args.peer,
         direction: args.direction.map(|way| match way {
@@ -55,22 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }),
         limit: args.limit,
     };
-    let report = shmhub::peek_path(&path, &options).map_err(|e| view_err(&path, e))?;
-    if args.json {
-        print_line(serde_json::to_value(&report)?)?;
-    } else {
-        print_text(&report, args.limit)?;
-    }
+    let report = segment.peek(&options)?;
+    print_report(&report, args.json, |report| print_text(report, args.limit))?;
     Ok(Outcome::Done)
-}
-
-/// A ring in a few words: `peer 1 to guest`.
-pub fn ring_label(peer: u8, direction: Direction) -> String {
-    let way = match direction {
-        Direction::GuestToHost => "to host",
-        Direction::HostToGuest => "to guest",
-    };
-    format!("peer {peer} {way}")
 }
 
 /// A ring in words, with who sends and who receives:
@@ -105,7 +93,7 @@ fn print_ring(ring: &RingPeek, limit: Option<usize>) -> anyhow::Result<()> {
         ring.capacity
     ))?;
     if !ring.messages.is_empty() {
-        let mut t = table::new([
+        let columns = [
             "position",
             "id",
             "type",
@@ -114,11 +102,8 @@ fn print_ring(ring: &RingPeek, limit: Option<usize>) -> anyhow::Result<()> {
             "len",
             "placement",
             "preview",
-        ]);
-        for m in &ring.messages {
-            t.add_row(row(m));
-        }
-        table::print(t)?;
+        ];
+        table::print(table::of(columns, ring.messages.iter().map(row)))?;
     }
     let hidden = ring.queued as usize - ring.messages.len();
     if hidden > 0 {

@@ -4,8 +4,10 @@
 use serde_json::json;
 use shmhub::{SkipReason, Skipped};
 
-use super::common::{Trust, print_line, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::OnSegment;
+use super::exit::Outcome;
+use super::segment::SegmentArgs;
+use super::text::print_line;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -17,11 +19,9 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path, or a bare name under /dev/shm.
-    pub segment: String,
-    /// Whom to trust.
+    /// The segment, and whom to trust.
     #[command(flatten)]
-    pub trust: Trust,
+    pub segment: SegmentArgs,
     /// Print JSON: {"reclaimed":[ids],"skipped":[{"peer","holder","reason","code"}]}.
     #[arg(long)]
     pub json: bool,
@@ -29,14 +29,10 @@ pub struct Args {
 
 /// Runs `shmhub reclaim`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
-    let mut host = args
-        .trust
-        .opener()
-        .open_host(&path)
-        .map_err(|e| seg_err(&path, e))?;
-    let report = host.reclaim_dead_report().map_err(|e| seg_err(&path, e))?;
+    let segment = args.segment.resolve()?;
+    let path = &segment.path;
+    let mut host = segment.open_host()?;
+    let report = host.reclaim_dead_report().on_segment(path)?;
     if args.json {
         let skipped: Vec<_> = report.skipped.iter().map(skipped_json).collect();
         print_line(json!({ "reclaimed": report.reclaimed, "skipped": skipped }))?;
@@ -51,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .filter(|s| s.reason == SkipReason::Scripted)
             .map(|s| s.peer)
             .collect();
-        if let Some(hint) = scripted_hint(&args.segment, &scripted) {
+        if let Some(hint) = scripted_hint(&segment.name, &scripted) {
             eprintln!("{}: {hint}", path.display());
         }
         for p in report.reclaimed {

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 
 use shmhub::{Frame, PeerEntry, PeerState, ShmGuest, ShmHost};
 
-use super::common::{
-    Interrupted, Role, Trust, WAIT_SLICE, parse_duration, parse_peer_id, parse_role, seg_err,
-    seg_err_timed,
-};
+use super::error::{Interrupted, OnSegment, seg_err_timed};
+use super::exit::Outcome;
 use super::held::{self, Stopped};
 use super::output::MessagePrinter;
-use super::{Outcome, segment_path, signals};
+use super::parse::{Role, parse_duration, parse_peer_id, parse_role};
+use super::segment::SegmentArgs;
+use super::signals::{self, WAIT_SLICE};
 
 /// How long `recv` waits for each message unless told otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -27,8 +27,6 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path, or a bare name under /dev/shm.
-    pub segment: String,
     /// Receive as `host` or as guest N.
     #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
     pub role: Role,
@@ -49,9 +47,9 @@ pub struct Args {
     /// Write the payload bytes to this file instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// Whom to trust.
+    /// The segment, and whom to trust.
     #[command(flatten)]
-    pub trust: Trust,
+    pub segment: SegmentArgs,
     /// Print one JSON object per message.
     #[arg(long)]
     pub json: bool,
@@ -110,39 +108,32 @@ impl held::Receiver for Receiver {
 
 /// Runs `shmhub recv`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
+    let segment = args.segment.resolve()?;
+    let path = segment.path.as_path();
     if args.count == 0 {
         crate::usage!("--count must be at least 1");
     }
-    signals::guard_sigbus(&path);
-    let opener = args.trust.opener();
-    let opened = match (args.role, args.from) {
-        (Role::Host, from) => opener
-            .open_host(&path)
-            .map(|h| Receiver::Host(Box::new(h), from)),
+    let mut receiver = match (args.role, args.from) {
+        (Role::Host, from) => Receiver::Host(Box::new(segment.open_host()?), from),
         (Role::Guest(_), Some(_)) => {
             crate::usage!("--from goes with --as host; a guest receives from the host")
         }
-        (Role::Guest(n), None) => opener
-            .resume(&path, n)
-            .map(|g| Receiver::Guest(Box::new(g))),
+        (Role::Guest(n), None) => Receiver::Guest(Box::new(segment.resume(n)?)),
     };
-    let mut receiver = opened.map_err(|e| seg_err(&path, e))?;
     if let Receiver::Host(host, from) = &receiver {
         // Every entry is read, and a corrupt one refused, before any is
         // touched: receiving frees the entries of departed guests whose
         // messages are all read as it goes.
-        let peers = host.peers().map_err(|e| seg_err(&path, e))?;
+        let peers = host.peers().on_segment(path)?;
         if let Some(from) = from {
             // The same answer whatever the timeout, and the same as `send --to`.
-            refuse_empty_entry(&peers, host.layout().config.max_guests, *from)
-                .map_err(|e| seg_err(&path, e))?;
+            refuse_empty_entry(&peers, host.layout().config.max_guests, *from).on_segment(path)?;
         }
     }
-    let mut printer = MessagePrinter::new(&path, args.json, args.output.as_deref())?;
+    let mut printer = MessagePrinter::new(path, args.json, args.output.as_deref())?;
     if args.follow {
         signals::catch_termination();
-        return follow(&mut receiver, &mut printer, args.role, &path, args.timeout);
+        return follow(&mut receiver, &mut printer, args.role, path, args.timeout);
     }
     signals::catch_termination();
     let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -164,7 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 break;
             }
             Err(shmhub::Error::HostGone | shmhub::Error::PeerGone { .. }) if received > 0 => break,
-            Err(e) => return Err(seg_err_timed(&path, e)),
+            Err(e) => return Err(seg_err_timed(path, e).into()),
         }
     }
     Ok(if received == args.count {

@@ -6,8 +6,11 @@ use std::time::Duration;
 use serde_json::json;
 use shmhub::RemoveOptions;
 
-use super::common::{Trust, parse_duration, print_line, seg_err, spinner};
-use super::{Outcome, segment_path, signals};
+use super::error::{SegmentError, seg_err};
+use super::exit::Outcome;
+use super::parse::parse_duration;
+use super::segment::SegmentArgs;
+use super::text::{print_line, spinner};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -19,8 +22,6 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path, or a bare name under /dev/shm.
-    pub segment: String,
     /// Delete even if live guests are still attached after the timeout, or
     /// the header is damaged (a file that is not a segment is never deleted).
     #[arg(long)]
@@ -28,16 +29,16 @@ pub struct Args {
     /// How long to wait for live guests and a live host to leave.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
-    /// Whom to trust.
+    /// The segment, and whom to trust.
     #[command(flatten)]
-    pub trust: Trust,
+    pub segment: SegmentArgs,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
 }
 
 /// The error of a refused `rm`, with what the user can do about it.
-fn explain_refusal(path: &Path, e: shmhub::Error) -> anyhow::Error {
+fn explain_refusal(path: &Path, e: shmhub::Error) -> SegmentError {
     use shmhub::Error as E;
     let hint = match &e {
         E::StillAttached { .. } => "; --force deletes it anyway",
@@ -47,27 +48,27 @@ fn explain_refusal(path: &Path, e: shmhub::Error) -> anyhow::Error {
         }
         _ => "",
     };
-    anyhow::anyhow!("{:#}{hint}", seg_err(path, e))
+    seg_err(path, e).followed_by(hint)
 }
 
 /// Runs `shmhub rm`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
+    let segment = args.segment.resolve()?;
+    let path = segment.path.as_path();
     let options = RemoveOptions {
-        allow_foreign_owner: args.trust.allow_foreign_owner,
+        allow_foreign_owner: segment.opener().allows_foreign_owner(),
         force: args.force,
         timeout: args.timeout,
     };
     let mut bar = None;
-    let report = shmhub::remove_segment(&path, options, &mut |live| {
+    let report = shmhub::remove_segment(path, options, &mut |live| {
         let bar = bar.get_or_insert_with(|| spinner("waiting for guests to leave"));
         bar.set_message(format!(
             "waiting for {} live guest(s) to leave: {live:?}",
             live.len()
         ));
     })
-    .map_err(|e| explain_refusal(&path, e));
+    .map_err(|e| explain_refusal(path, e));
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

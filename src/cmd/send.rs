@@ -9,11 +9,12 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
 
-use super::common::{
-    Interrupted, Role, TimedOut, Trust, WAIT_SLICE, parse_duration, parse_msg_type, parse_peer_id,
-    parse_role, print_line, progress_bar, role_value, seg_err, seg_err_timed,
-};
-use super::{Outcome, segment_path, signals};
+use super::error::{Interrupted, OnSegment, seg_err_timed};
+use super::exit::Outcome;
+use super::parse::{Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
+use super::segment::{Segment, SegmentArgs};
+use super::signals::{self, WAIT_SLICE};
+use super::text::{print_line, progress_bar};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -26,17 +27,12 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path, or a bare name under /dev/shm.
-    pub segment: String,
     /// Send as `host` or as guest N.
     #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
     pub role: Role,
     /// The guest to send to (with --as host).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub to: Option<u8>,
-    /// The payload; `-` reads standard input.
-    #[arg(value_name = "MESSAGE", conflicts_with = "file")]
-    pub message: Option<String>,
     /// Read the payload from a file.
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
@@ -55,12 +51,16 @@ pub struct Args {
     /// How long to wait for room in a full ring or a free slot (then exit 3).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
-    /// Whom to trust.
+    /// The segment, and whom to trust.
     #[command(flatten)]
-    pub trust: Trust,
+    pub segment: SegmentArgs,
     /// Print a JSON summary.
     #[arg(long)]
     pub json: bool,
+    // Positional after SEGMENT, so declared after it.
+    /// The payload; `-` reads standard input.
+    #[arg(value_name = "MESSAGE", conflicts_with = "file")]
+    pub message: Option<String>,
 }
 
 enum Sender {
@@ -160,7 +160,39 @@ fn read_payload(args: &Args, max: u32, segment: &Path) -> anyhow::Result<Vec<u8>
 
 /// Runs `shmhub send`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
+    let segment = args.segment.resolve()?;
+    let path = segment.path.as_path();
+    check_counts(&args)?;
+    let (to, mut sender) = open_sender(&args, &segment)?;
+    // Refuse an oversized payload before anything is written.
+    let payload = read_payload(&args, sender.max_payload(), path)?;
+    if let Sender::Host(host, to) = &sender {
+        refuse_dead_guest(host, *to, path)?;
+    }
+    signals::catch_termination();
+    let mut frame = Frame::new(
+        MsgDesc {
+            msg_type: args.msg_type,
+            method_id: args.method,
+            ..MsgDesc::default()
+        },
+        payload,
+    );
+    send_all(&mut sender, &mut frame, &args, path)?;
+    if args.json {
+        print_line(json!({
+            "from": role_value(args.role),
+            "to": role_value(to),
+            "sent": args.count,
+            "len": frame.payload().len(),
+            "placement": if frame.fits_inline() { "inline" } else { "slot" },
+        }))?;
+    }
+    Ok(Outcome::Done)
+}
+
+/// Refuses a `--count` of 0, and ids that would run past the largest.
+fn check_counts(args: &Args) -> anyhow::Result<()> {
     if args.count == 0 {
         crate::usage!("--count must be at least 1");
     }
@@ -172,45 +204,39 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             u64::MAX
         );
     }
-    signals::guard_sigbus(&path);
-    let opener = args.trust.opener();
-    let (to, opened) = match (args.role, args.to) {
+    Ok(())
+}
+
+/// Opens the segment as the sender `--as` names; returns whom it sends
+/// to.
+fn open_sender(args: &Args, segment: &Segment) -> anyhow::Result<(Role, Sender)> {
+    Ok(match (args.role, args.to) {
         (Role::Host, Some(to)) => (
             Role::Guest(to),
-            opener
-                .open_host(&path)
-                .map(|h| Sender::Host(Box::new(h), to)),
+            Sender::Host(Box::new(segment.open_host()?), to),
         ),
         (Role::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),
         (Role::Guest(_), Some(_)) => {
             crate::usage!("--to goes with --as host; a guest always sends to the host")
         }
-        (Role::Guest(n), None) => (
-            Role::Host,
-            opener.resume(&path, n).map(|g| Sender::Guest(Box::new(g))),
-        ),
-    };
-    let mut sender = opened.map_err(|e| seg_err(&path, e))?;
-    // Refuse an oversized payload before anything is written.
-    let payload = read_payload(&args, sender.max_payload(), &path)?;
-    if let Sender::Host(host, to) = &sender {
-        refuse_dead_guest(host, *to, &path)?;
-    }
-    signals::catch_termination();
+        (Role::Guest(n), None) => (Role::Host, Sender::Guest(Box::new(segment.resume(n)?))),
+    })
+}
+
+/// Sends `frame` `--count` times, its id counting up from `--id`, with a
+/// progress bar when there is more than one. An error, or a termination
+/// signal, says how many were sent.
+fn send_all(
+    sender: &mut Sender,
+    frame: &mut Frame,
+    args: &Args,
+    path: &Path,
+) -> anyhow::Result<()> {
     let bar = (args.count > 1).then(|| progress_bar(args.count, "sending"));
-    let mut sent = 0u64;
-    let mut frame = Frame::new(
-        MsgDesc {
-            msg_type: args.msg_type,
-            method_id: args.method,
-            ..MsgDesc::default()
-        },
-        payload,
-    );
     let of_count = |sent: u64| format!("sent {sent} of {} messages", args.count);
-    for i in 0..args.count {
-        frame.desc.id = args.id + i;
-        let outcome = sender.send_within(&frame, args.timeout);
+    for sent in 0..args.count {
+        frame.desc.id = args.id + sent;
+        let outcome = sender.send_within(frame, args.timeout);
         if !matches!(outcome, Ok(true)) {
             // The bar goes before any message, so the error has its own line.
             if let Some(bar) = &bar {
@@ -228,20 +254,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 )));
             }
             Err(e) => {
-                let err = seg_err_timed(&path, e);
+                let err = seg_err_timed(path, e);
                 return Err(if sent > 0 {
                     // The path and cause first, then how far it got.
-                    let text = format!("{err:#} ({})", of_count(sent));
-                    match err.downcast::<TimedOut>() {
-                        Ok(_) => anyhow::Error::new(TimedOut(text)),
-                        Err(_) => anyhow::anyhow!(text),
-                    }
+                    err.followed_by(format_args!(" ({})", of_count(sent)))
                 } else {
                     err
-                });
+                }
+                .into());
             }
         }
-        sent += 1;
         if let Some(bar) = &bar {
             bar.inc(1);
         }
@@ -249,23 +271,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let len = frame.payload().len();
-    if args.json {
-        print_line(json!({
-            "from": role_value(args.role),
-            "to": role_value(to),
-            "sent": sent,
-            "len": len,
-            "placement": if frame.fits_inline() { "inline" } else { "slot" },
-        }))?;
-    }
-    Ok(Outcome::Done)
+    Ok(())
 }
 
 /// Refuses to send to a guest whose holding process is dead: nobody would
 /// ever read the message, and its slot would stay taken until a reclaim.
 fn refuse_dead_guest(host: &ShmHost, to: u8, path: &Path) -> anyhow::Result<()> {
-    if host.holder_status(to).map_err(|e| seg_err(path, e))? == HolderStatus::Dead {
+    if host.holder_status(to).on_segment(path)? == HolderStatus::Dead {
         let pid = host
             .peers()
             .ok()

@@ -16,11 +16,17 @@
 //! - SIGXFSZ (a file larger than `ulimit -f` allows) is ignored, so that
 //!   the call that would grow the file fails with an error instead.
 
+use std::io::IsTerminal;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::time::Duration;
+
+/// How long one wait lasts before a waiting command looks at signals
+/// again: short enough that Ctrl-C feels immediate.
+pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// The termination signal that arrived (0: none yet).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -193,7 +199,7 @@ pub fn catch_termination() {
 /// [`guard_sigbus`] for naming the file), and SIGXFSZ is ignored so that
 /// growing a file past `ulimit -f` is an error (EFBIG), not a death.
 pub fn catch_faults() {
-    STDERR_TERMINAL.store(super::common::stderr_is_terminal(), Ordering::Relaxed);
+    STDERR_TERMINAL.store(std::io::stderr().is_terminal(), Ordering::Relaxed);
     install(
         libc::SIGBUS,
         on_sigbus as extern "C" fn(libc::c_int) as usize,
@@ -214,16 +220,16 @@ pub fn terminate_requested() -> bool {
     received().is_some()
 }
 
-/// Sleeps for `duration`, looking for a termination signal every 100 ms;
-/// true if one came.
-pub fn sleep_unless_signalled(duration: std::time::Duration) -> bool {
+/// Sleeps for `duration`, looking for a termination signal every
+/// [`WAIT_SLICE`]; true if one came.
+pub fn sleep_unless_signalled(duration: Duration) -> bool {
     let start = std::time::Instant::now();
     while start.elapsed() < duration {
         if terminate_requested() {
             return true;
         }
         let left = duration.saturating_sub(start.elapsed());
-        std::thread::sleep(left.min(std::time::Duration::from_millis(100)));
+        std::thread::sleep(left.min(WAIT_SLICE));
     }
     terminate_requested()
 }

@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 
 use shmhub::{HolderStatus, PeerState, ShmHost, SpawnTicket};
 
-use super::common::{Trust, WAIT_SLICE, parse_duration, parse_peer_id, seg_err};
-use super::{Outcome, segment_path, signals};
+use super::error::OnSegment;
+use super::exit::Outcome;
+use super::parse::{parse_duration, parse_peer_id};
+use super::segment::SegmentArgs;
+use super::signals::{self, WAIT_SLICE};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -22,8 +25,6 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path, or a bare name under /dev/shm.
-    pub segment: String,
     /// Reserve this entry (it must be empty) instead of the first empty one.
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: Option<u8>,
@@ -31,9 +32,9 @@ pub struct Args {
     /// back (it keeps running).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub attach_timeout: Duration,
-    /// Whom to trust.
+    /// The segment, and whom to trust.
     #[command(flatten)]
-    pub trust: Trust,
+    pub segment: SegmentArgs,
     /// The program and its arguments; `{segment}` and `{peer}` in them are
     /// replaced by the segment's absolute path and the entry's id.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -46,18 +47,14 @@ pub struct Args {
 /// the program never claims is given back; an entry whose program died
 /// while attached is reclaimed.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let path = segment_path(&args.segment)?;
-    signals::guard_sigbus(&path);
-    let mut host = args
-        .trust
-        .opener()
-        .open_host(&path)
-        .map_err(|e| seg_err(&path, e))?;
+    let segment = args.segment.resolve()?;
+    let path = segment.path.as_path();
+    let mut host = segment.open_host()?;
     let ticket = match args.peer_id {
         Some(id) => host.spawn_ticket_with_id(id),
         None => host.spawn_ticket(),
     }
-    .map_err(|e| seg_err(&path, e))?;
+    .on_segment(path)?;
     let peer = ticket.peer_id();
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let child = Command::new(program)
@@ -74,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ),
     };
     signals::catch_termination();
-    let status = supervise(&mut child, ticket, &mut host, &path, args.attach_timeout)?;
+    let status = supervise(&mut child, ticket, &mut host, path, args.attach_timeout)?;
     Ok(match (status.code(), status.signal()) {
         (Some(0), _) => Outcome::Done,
         (Some(code), _) => Outcome::Exit(code),
@@ -119,7 +116,7 @@ fn supervise(
             unsafe { libc::kill(child.id() as libc::pid_t, signal) };
         }
         if let Some(t) = &ticket {
-            if t.claimed().map_err(|e| seg_err(path, e))? {
+            if t.claimed().on_segment(path)? {
                 ticket = None;
             } else if started.elapsed() >= attach_timeout {
                 eprintln!(
@@ -133,11 +130,11 @@ fn supervise(
     };
     // Not attached: dropping the ticket gives the reservation back.
     drop(ticket);
-    let entry = host.peers().map_err(|e| seg_err(path, e))?[usize::from(peer) - 1];
+    let entry = host.peers().on_segment(path)?[usize::from(peer) - 1];
     if entry.state == PeerState::Attached
-        && host.holder_status(peer).map_err(|e| seg_err(path, e))? == HolderStatus::Dead
+        && host.holder_status(peer).on_segment(path)? == HolderStatus::Dead
     {
-        let report = host.reclaim_dead_report().map_err(|e| seg_err(path, e))?;
+        let report = host.reclaim_dead_report().on_segment(path)?;
         if report.reclaimed.contains(&peer) {
             eprintln!(
                 "{}: the program died attached; entry {peer} reclaimed",

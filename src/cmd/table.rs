@@ -9,13 +9,25 @@
 
 use comfy_table::{Cell, ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
 
-use super::common::print_line;
+use super::text::print_line;
 
 /// An empty table with `header`, in the command's style.
 pub fn new<T: Into<Cell>>(header: impl IntoIterator<Item = T>) -> Table {
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED)
         .set_header(header.into_iter().map(Into::into).collect::<Vec<Cell>>());
+    t
+}
+
+/// A table with `header` and `rows`, in the command's style.
+pub fn of<T: Into<Cell>, R: Into<Row>>(
+    header: impl IntoIterator<Item = T>,
+    rows: impl IntoIterator<Item = R>,
+) -> Table {
+    let mut t = new(header);
+    for row in rows {
+        t.add_row(row);
+    }
     t
 }
 

@@ -17,7 +17,7 @@ use memmap2::{MmapOptions, MmapRaw};
 use shmhub::{FileMode, MmapRegion};
 
 use crate::cmd::bench::protocol::CACHELINE_LINES;
-use crate::cmd::common::seg_err;
+use crate::cmd::error::OnSegment;
 use crate::cmd::signals;
 
 /// How long a floor waits for the other side before it takes it for dead:
@@ -42,10 +42,7 @@ impl SharedFile {
         // The library's creation refuses an existing file or symlink and
         // reports a full file system in one line; its mapping is dropped at
         // once, since the floors need raw slices of the bytes.
-        drop(
-            MmapRegion::create_preallocated(path, len, FileMode::OwnerOnly)
-                .map_err(|e| seg_err(path, e))?,
-        );
+        drop(MmapRegion::create_preallocated(path, len, FileMode::OwnerOnly).on_segment(path)?);
         Self::open(path)
     }
 

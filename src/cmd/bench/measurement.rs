@@ -315,17 +315,20 @@ mod tests {
     /// same names as before kinds and transports became enums.
     #[test]
     fn names_in_json_match_the_table_and_the_old_strings() {
-        for (kind, name) in [
+        fn same_names<T: fmt::Display + serde::Serialize>(cases: &[(T, &str)]) {
+            for (value, name) in cases {
+                assert_eq!(value.to_string(), *name);
+                assert_eq!(serde_json::to_value(value).unwrap(), *name);
+            }
+        }
+        same_names(&[
             (Kind::RoundTrip, "round_trip"),
             (Kind::Stream, "stream"),
             (Kind::Copy, "copy"),
             (Kind::Create, "create"),
             (Kind::List, "list"),
-        ] {
-            assert_eq!(kind.to_string(), name);
-            assert_eq!(serde_json::to_value(kind).unwrap(), name);
-        }
-        for (transport, name) in [
+        ]);
+        same_names(&[
             (Transport::Memcpy, "memcpy"),
             (Transport::CreateSegment, "create segment"),
             (Transport::ListSegments, "ls segments"),
@@ -340,10 +343,7 @@ mod tests {
             (Transport::Shm(WaitStrategy::Adaptive), "shm adaptive"),
             (Transport::UnixSocket, "unix socket"),
             (Transport::Pipe, "pipe"),
-        ] {
-            assert_eq!(transport.to_string(), name);
-            assert_eq!(serde_json::to_value(transport).unwrap(), name);
-        }
+        ]);
     }
 
     /// Nearest rank on an odd count picks the middle sample, and an empty

@@ -21,8 +21,11 @@ mod transports;
 use indicatif::ProgressBar;
 use shmhub::sys;
 
-use super::common::{Interrupted, human_bytes, parse_size, progress_bar};
-use super::{Outcome, signals};
+use crate::cmd::error::Interrupted;
+use crate::cmd::exit::Outcome;
+use crate::cmd::parse::parse_size;
+use crate::cmd::signals;
+use crate::cmd::text::{human_bytes, progress_bar};
 use judge::judge;
 use measurement::{FloorHalves, Measurement};
 use plan::Plan;

@@ -19,9 +19,10 @@ use super::protocol::{
     RECV_MODE, REPORT, REPORT_LEN, RING_BUFFERS, RING_COMMAND, RING_REPLY, RING_SEQS, RING_STOP,
     SET_WAIT, SINK, header, parse_header, report, ring_stride, wait_strategy,
 };
-use crate::cmd::common::{parse_peer_id, seg_err};
-use crate::cmd::guest_echo::parse_strategy;
-use crate::cmd::{Outcome, segment_path, signals};
+use crate::cmd::error::{OnSegment, seg_err};
+use crate::cmd::exit::Outcome;
+use crate::cmd::parse::{parse_peer_id, parse_strategy};
+use crate::cmd::segment::Segment;
 
 /// Arguments of `shmhub bench-peer`.
 #[derive(Debug, clap::Args)]
@@ -109,9 +110,7 @@ fn shared_path(args: &Args) -> anyhow::Result<PathBuf> {
     let Some(segment) = &args.segment else {
         crate::usage!("--segment is required")
     };
-    let path = segment_path(segment)?;
-    signals::guard_sigbus(&path);
-    Ok(path)
+    Ok(Segment::resolve(segment)?.path)
 }
 
 /// Serves a segment as the reserved guest until told to exit or the host
@@ -122,7 +121,7 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
         crate::usage!("--peer-id is required")
     };
     let path = shared_path(args)?;
-    let mut guest = ShmGuest::attach_path_with_id(&path, peer_id).map_err(|e| seg_err(&path, e))?;
+    let mut guest = ShmGuest::attach_path_with_id(&path, peer_id).on_segment(&path)?;
     guest.set_wait_strategy(args.wait);
     let mut sunk = Sunk::default();
     let mut single = false;
@@ -142,31 +141,27 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
         match got {
             Ok(()) => {}
             Err(shmhub::Error::HostGone) => return Ok(Outcome::Done),
-            Err(e) => return Err(seg_err(&path, e)),
+            Err(e) => return Err(seg_err(&path, e).into()),
         }
         for r in pending.drain(..) {
             let desc = *r.desc();
             match desc.method_id {
                 ECHO if r.payload().len() <= shmhub::INLINE_CAPACITY => {
-                    guest
-                        .send_with(desc, r.payload(), None)
-                        .map_err(|e| seg_err(&path, e))?;
+                    guest.send_with(desc, r.payload(), None).on_segment(&path)?;
                 }
                 ECHO => {
-                    let mut loan = guest
-                        .loan(r.payload().len(), None)
-                        .map_err(|e| seg_err(&path, e))?;
+                    let mut loan = guest.loan(r.payload().len(), None).on_segment(&path)?;
                     loan.as_mut_slice().copy_from_slice(r.payload());
                     loan.desc = desc;
                     drop(r);
-                    guest.commit(loan).map_err(|e| seg_err(&path, e))?;
+                    guest.commit(loan).on_segment(&path)?;
                 }
                 REPORT => {
                     let payload = report(sunk.count, sunk.sum).to_vec();
                     sunk = Sunk::default();
                     guest
                         .send_timeout(Frame::new(desc, payload), None)
-                        .map_err(|e| seg_err(&path, e))?;
+                        .on_segment(&path)?;
                 }
                 SET_WAIT => {
                     guest.set_wait_strategy(wait_strategy(desc.id));

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 
 use shmhub::{WaitStrategy, sys};
 
-use crate::cmd::common::already_exists;
-use crate::cmd::segment_path;
+use crate::cmd::segment::new_segment_path;
 
 /// The small one of the two segments whose creation is timed (1 MiB).
 pub const CREATE_SMALL: u64 = 1 << 20;
@@ -73,10 +72,7 @@ impl Plan {
             || format!("shmhub-bench-{}", std::process::id()),
             str::to_owned,
         );
-        let segment = segment_path(&name)?;
-        if std::fs::symlink_metadata(&segment).is_ok() {
-            return Err(already_exists(&segment, false));
-        }
+        let segment = new_segment_path(&name)?;
         Ok(Plan {
             sizes: sizes.iter().map(|&s| s as usize).collect(),
             scale,
@@ -101,25 +97,25 @@ impl Plan {
     /// Round trips measured at `size` bytes: fewer for big payloads, whose
     /// round trips each take long enough to time well.
     pub fn round_trips(&self, size: usize) -> u64 {
-        let base = match size {
-            0..=64 => 20_000.0,
-            65..=8192 => 10_000.0,
-            8193..=131_072 => 2_000.0,
-            _ => 300.0,
-        };
-        self.count(base)
+        self.count_by_size(size, [20_000.0, 10_000.0, 2_000.0, 300.0])
     }
 
     /// Messages streamed at `size` bytes: many more than round trips, since
     /// only the total time of a stream is measured.
     pub fn stream_messages(&self, size: usize) -> u64 {
-        let base = match size {
-            0..=64 => 1_000_000.0,
-            65..=8192 => 100_000.0,
-            8193..=131_072 => 10_000.0,
-            _ => 1_000.0,
-        };
-        self.count(base)
+        self.count_by_size(size, [1_000_000.0, 100_000.0, 10_000.0, 1_000.0])
+    }
+
+    /// The count of `bases` for a payload of `size` bytes (up to 64 B, up
+    /// to 8 KiB, up to 128 KiB, larger), scaled as [`Plan::count`] says.
+    fn count_by_size(&self, size: usize, bases: [f64; 4]) -> u64 {
+        let [small, medium, large, huge] = bases;
+        self.count(match size {
+            0..=64 => small,
+            65..=8192 => medium,
+            8193..=131_072 => large,
+            _ => huge,
+        })
     }
 
     /// Copies timed at `size` bytes: as many as streamed messages, and at

@@ -24,9 +24,9 @@ pub const CACHELINE_STOP: u64 = u64::MAX;
 /// Lines the cache-line floor takes turns on, one per round trip, each a
 /// word at the start of its own 64 bytes of the file: how long a line
 /// takes to cross depends on where its address lands in the CPU's shared
-/// cache (180 to 250 ns per line on the machines this was measured on,
-/// steady for each line), and a ring's entries sample that spread, so the
-/// floor samples it too. 64 lines (one page) stay in the first-level
+/// cache (each line has a cost of its own, steady from one crossing to
+/// the next; docs/benchmarks.md has the spread), and a ring's entries
+/// sample that spread, so the floor samples it too. 64 lines (one page) stay in the first-level
 /// cache of each side, as one line does.
 pub const CACHELINE_LINES: usize = 64;
 /// Length of the cache-line file: the lines, 64 bytes each.

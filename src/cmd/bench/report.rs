@@ -7,8 +7,8 @@ use serde_json::json;
 use super::judge::Target;
 use super::measurement::{Kind, Measurement, Transport, find, floor_of};
 use super::plan::Plan;
-use crate::cmd::common::{human_bytes, print_line};
 use crate::cmd::table;
+use crate::cmd::text::{human_bytes, print_line};
 
 /// A time in the unit that keeps it readable; `-` where a line has none.
 fn ns(value: Option<f64>) -> String {
@@ -141,20 +141,15 @@ pub fn print_tables(
         results_table.add_row(row);
     }
     table::print(results_table)?;
-    let mut t = table::new(["target", "ratio", "needed", "met"]);
-    for target in targets {
-        t.add_row(vec![
+    let rows = targets.iter().map(|target| {
+        [
             target.name.to_string(),
             format!("{:.2}", target.ratio),
             target.needed.to_string(),
-            if target.met {
-                "yes".into()
-            } else {
-                "no".into()
-            },
-        ]);
-    }
-    table::print(t)?;
+            if target.met { "yes" } else { "no" }.to_string(),
+        ]
+    });
+    table::print(table::of(["target", "ratio", "needed", "met"], rows))?;
     for target in targets {
         if let Some(note) = &target.note {
             print_line(format_args!("{}: {note}", target.name))?;

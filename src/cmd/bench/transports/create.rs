@@ -8,7 +8,7 @@ use shmhub::{SegmentConfig, ShmHost};
 
 use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
 use crate::cmd::bench::plan::{CREATE_HUGE, CREATE_SMALL, Plan};
-use crate::cmd::common::seg_err;
+use crate::cmd::error::OnSegment;
 
 /// A configuration whose segment is `total` bytes plus a few pages of
 /// header, rings and metadata: two pools (the host's and one guest's)
@@ -38,7 +38,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
         let mut size = 0;
         for _ in 0..rounds {
             let start = Instant::now();
-            let host = ShmHost::create(&file, config).map_err(|e| seg_err(&file, e))?;
+            let host = ShmHost::create(&file, config).on_segment(&file)?;
             samples.push(start.elapsed().as_nanos() as u64);
             size = host.layout().total_size;
             drop(host);

@@ -9,7 +9,7 @@ use shmhub::{SegmentConfig, ShmHost};
 
 use crate::cmd::bench::measurement::{Kind, Measurement, Transport};
 use crate::cmd::bench::plan::{LIST_SEGMENTS, Plan};
-use crate::cmd::common::seg_err;
+use crate::cmd::error::OnSegment;
 
 /// The smallest segment there is: a listing reads its header, peer table,
 /// rings and pools all the same.
@@ -41,7 +41,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
         let path = dir.0.join(format!("seg-{i:03}"));
         ShmHost::create(&path, tiny())
             .and_then(ShmHost::persist)
-            .map_err(|e| seg_err(&path, e))?;
+            .on_segment(&path)?;
     }
     let rounds = plan.creations();
     let mut listing = Vec::with_capacity(rounds);

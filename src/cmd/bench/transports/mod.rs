@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::cmd::text::human_bytes;
+
+use super::measurement::{Kind, Measurement, Transport, time_round_trips};
 use super::plan::Plan;
 use super::protocol::{PeerTransport, parse_report};
 
@@ -111,6 +114,29 @@ pub fn spawn_floor_peer(
         .spawn()
         .with_context(|| format!("starting the {} floor's peer", transport.arg()))?;
     Ok(PeerProcess(child))
+}
+
+/// Times the plan's round trips of `size` bytes over `transport`, as one
+/// step of `progress`; `round_trip(i)` makes round trip number `i`.
+pub fn time_round_trips_at(
+    transport: Transport,
+    size: usize,
+    plan: &Plan,
+    progress: &dyn Progress,
+    mut round_trip: impl FnMut(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<Measurement> {
+    progress.begin(format!(
+        "{transport} round trip {}",
+        human_bytes(size as u64)
+    ))?;
+    let samples = time_round_trips(plan.round_trips(size), |i, _| round_trip(i))?;
+    progress.done();
+    Ok(Measurement::from_samples(
+        Kind::RoundTrip,
+        transport,
+        size,
+        samples,
+    ))
 }
 
 /// Checks the peer's report against what was sent: a stream is only

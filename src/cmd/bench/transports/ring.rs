@@ -19,7 +19,7 @@ use crate::cmd::bench::protocol::{
     MAX_RING_DEPTH, PeerTransport, RING_BUFFERS, RING_COMMAND, RING_REPLY, RING_SEQS, RING_STOP,
     report, ring_depth, ring_file_len, ring_stride,
 };
-use crate::cmd::common::human_bytes;
+use crate::cmd::text::human_bytes;
 
 /// The byte every payload is filled with, as in the segment's stream.
 const VALUE: u8 = 7;

@@ -7,18 +7,21 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use shmhub::{
-    CreateOptions, Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, WaitStrategy,
-    msg_type,
-};
+use shmhub::{Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, WaitStrategy, msg_type};
 
-use super::{PeerProcess, Progress, check_report, peer_command};
-use crate::cmd::bench::measurement::{Kind, Measurement, Transport, time_round_trips};
+use super::{PeerProcess, Progress, check_report, peer_command, time_round_trips_at};
+use crate::cmd::bench::measurement::{Measurement, Transport};
 use crate::cmd::bench::plan::{Plan, WAIT_MODES};
 use crate::cmd::bench::protocol::{
     ECHO, EXIT, PeerTransport, RECV_MODE, REPORT, SET_WAIT, SINK, wait_id,
 };
-use crate::cmd::common::{human_bytes, seg_err};
+use crate::cmd::error::{OnSegment, SegmentError};
+use crate::cmd::segment::create_owned;
+use crate::cmd::text::human_bytes;
+
+/// How long one send or receive of the run may wait: only a peer that
+/// died or hangs takes this long.
+const TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
 
 /// A payload-less request for the peer itself rather than a message to echo
 /// or sink.
@@ -34,35 +37,28 @@ fn control(method: u32, id: u64) -> Frame {
     )
 }
 
+/// Sends the peer the request `method` (see [`control`]).
+fn tell_peer(
+    host: &mut ShmHost,
+    peer_id: PeerId,
+    method: u32,
+    id: u64,
+    path: &Path,
+) -> Result<(), SegmentError> {
+    host.send_timeout(peer_id, control(method, id), TIMEOUT)
+        .on_segment(path)
+}
+
 /// Creates the plan's segment with slots for its largest size, starts the
 /// peer on a reserved entry, then times round trips under every wait mode
 /// and a spinning stream, at every size. One segment and one peer serve
 /// them all, so setup does not count.
 pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measurement>> {
     let path = plan.segment.as_path();
-    let largest = plan.sizes.iter().copied().max().unwrap_or(64);
-    let slot_size = (largest.div_ceil(64) * 64).max(64) as u32;
-    let config = SegmentConfig {
-        max_guests: 1,
-        ring_capacity: 1024,
-        slot_size,
-        // As many slots as the stream floor has buffers (64): the same
-        // number of messages can be in flight, so the comparison measures
-        // the per-message work, not a smaller window.
-        slots_per_pool: 64,
-        max_payload: slot_size,
-        heartbeat_interval_ms: 0,
-    };
-    // Every page is written during the run: reserve them now, so that a
-    // file system without room fails here, cleanly, rather than faulting
-    // in the middle of a measurement.
-    let options = CreateOptions {
-        preallocate: true,
-        ..CreateOptions::default()
-    };
-    let mut host = ShmHost::create_with(path, config, options).map_err(|e| seg_err(path, e))?;
-    crate::cmd::signals::guard_sigbus_owned(path);
-    let peer_id = host.reserve_peer().map_err(|e| seg_err(path, e))?;
+    // Every page is written during the run: a file system without room
+    // fails here, cleanly, rather than in the middle of a measurement.
+    let mut host = create_owned(path, segment_config(plan))?;
+    let peer_id = host.reserve_peer().on_segment(path)?;
     let mut peer = PeerProcess(
         peer_command(PeerTransport::Shm, plan.peer_cpu())?
             .arg("--segment")
@@ -75,96 +71,117 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     );
     let results = peer.beside("segment", || {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while host.peers().map_err(|e| seg_err(path, e))?[0].state != PeerState::Attached {
+        while host.peers().on_segment(path)?[0].state != PeerState::Attached {
             if Instant::now() > deadline {
                 bail!("the benchmark guest did not attach");
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let timeout = Some(Duration::from_secs(30));
-        let mut results = Vec::new();
-        // Round trips are answered one at a time: the peer takes each message
-        // with one receive call (`recv_in_place`), as an echo server would,
-        // rather than asking for a batch that never holds more than one.
-        host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
-            .map_err(|e| seg_err(path, e))?;
-        for mode in WAIT_MODES {
-            host.set_wait_strategy(mode);
-            host.send_timeout(peer_id, control(SET_WAIT, wait_id(mode)), timeout)
-                .map_err(|e| seg_err(path, e))?;
-            let transport = Transport::Shm(mode);
-            for &size in &plan.sizes {
-                progress.begin(format!(
-                    "{transport} round trip {}",
-                    human_bytes(size as u64)
-                ))?;
-                let inline = Frame::new(
-                    MsgDesc {
-                        method_id: ECHO,
-                        ..MsgDesc::default()
-                    },
-                    vec![0x42u8; size],
-                );
-                let samples = time_round_trips(plan.round_trips(size), |i, _| {
-                    if inline.fits_inline() {
-                        host.send_timeout(peer_id, &inline, timeout)
-                    } else {
-                        host.loan(peer_id, size, timeout).and_then(|mut loan| {
-                            loan.as_mut_slice().fill(i as u8);
-                            loan.desc.method_id = ECHO;
-                            host.commit(peer_id, loan)
-                        })
-                    }
-                    .map_err(|e| seg_err(path, e))?;
-                    let echoed = host
-                        .receiver(peer_id)
-                        .and_then(|rx| rx.recv_with(timeout, |echo| echo.payload().len()))
-                        .map_err(|e| seg_err(path, e))?
-                        .context("the benchmark guest did not answer")?;
-                    if echoed != size {
-                        bail!("echo of {size} bytes came back with {echoed}");
-                    }
-                    Ok(())
-                })?;
-                results.push(Measurement::from_samples(
-                    Kind::RoundTrip,
-                    transport,
-                    size,
-                    samples,
-                ));
-                progress.done();
-            }
-        }
-        host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
-            .map_err(|e| seg_err(path, e))?;
-        // One-way streaming, spinning on both sides.
-        host.set_wait_strategy(WaitStrategy::Spin);
-        host.send_timeout(
-            peer_id,
-            control(SET_WAIT, wait_id(WaitStrategy::Spin)),
-            timeout,
-        )
-        .map_err(|e| seg_err(path, e))?;
-        for &size in &plan.sizes {
-            progress.begin(format!("shm stream {}", human_bytes(size as u64)))?;
-            results.push(stream(&mut host, peer_id, size, plan, Batching::Batched)?);
-            progress.done();
-            if size <= shmhub::INLINE_CAPACITY {
-                progress.begin(format!(
-                    "{} stream {}",
-                    Transport::ShmUnbatched,
-                    human_bytes(size as u64)
-                ))?;
-                results.push(stream(&mut host, peer_id, size, plan, Batching::Single)?);
-                progress.done();
-            }
-        }
-        host.send_timeout(peer_id, control(EXIT, 0), timeout)
-            .map_err(|e| seg_err(path, e))?;
+        let mut results = round_trips(&mut host, peer_id, plan, progress)?;
+        results.extend(streams(&mut host, peer_id, plan, progress)?);
+        tell_peer(&mut host, peer_id, EXIT, 0, path)?;
         Ok(results)
     })?;
     peer.finish("segment")?;
     drop(host);
+    Ok(results)
+}
+
+/// One guest, and slots for the plan's largest size.
+fn segment_config(plan: &Plan) -> SegmentConfig {
+    let largest = plan.sizes.iter().copied().max().unwrap_or(64);
+    let slot_size = (largest.div_ceil(64) * 64).max(64) as u32;
+    SegmentConfig {
+        max_guests: 1,
+        ring_capacity: 1024,
+        slot_size,
+        // As many slots as the stream floor has buffers (64): the same
+        // number of messages can be in flight, so the comparison measures
+        // the per-message work, not a smaller window.
+        slots_per_pool: 64,
+        max_payload: slot_size,
+        heartbeat_interval_ms: 0,
+    }
+}
+
+/// Times round trips under every wait mode, at every size.
+fn round_trips(
+    host: &mut ShmHost,
+    peer_id: PeerId,
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> anyhow::Result<Vec<Measurement>> {
+    let path = plan.segment.as_path();
+    let mut results = Vec::new();
+    // Round trips are answered one at a time: the peer takes each message
+    // with one receive call (`recv_in_place`), as an echo server would,
+    // rather than asking for a batch that never holds more than one.
+    tell_peer(host, peer_id, RECV_MODE, 1, path)?;
+    for mode in WAIT_MODES {
+        host.set_wait_strategy(mode);
+        tell_peer(host, peer_id, SET_WAIT, wait_id(mode), path)?;
+        for &size in &plan.sizes {
+            let inline = Frame::new(
+                MsgDesc {
+                    method_id: ECHO,
+                    ..MsgDesc::default()
+                },
+                vec![0x42u8; size],
+            );
+            let line = time_round_trips_at(Transport::Shm(mode), size, plan, progress, |i| {
+                if inline.fits_inline() {
+                    host.send_timeout(peer_id, &inline, TIMEOUT)
+                } else {
+                    host.loan(peer_id, size, TIMEOUT).and_then(|mut loan| {
+                        loan.as_mut_slice().fill(i as u8);
+                        loan.desc.method_id = ECHO;
+                        host.commit(peer_id, loan)
+                    })
+                }
+                .on_segment(path)?;
+                let echoed = host
+                    .receiver(peer_id)
+                    .and_then(|rx| rx.recv_with(TIMEOUT, |echo| echo.payload().len()))
+                    .on_segment(path)?
+                    .context("the benchmark guest did not answer")?;
+                if echoed != size {
+                    bail!("echo of {size} bytes came back with {echoed}");
+                }
+                Ok(())
+            })?;
+            results.push(line);
+        }
+    }
+    tell_peer(host, peer_id, RECV_MODE, 0, path)?;
+    Ok(results)
+}
+
+/// Times one-way streams at every size, spinning on both sides: in
+/// batches, and one by one too for messages that fit in a descriptor.
+fn streams(
+    host: &mut ShmHost,
+    peer_id: PeerId,
+    plan: &Plan,
+    progress: &dyn Progress,
+) -> anyhow::Result<Vec<Measurement>> {
+    host.set_wait_strategy(WaitStrategy::Spin);
+    let spin = wait_id(WaitStrategy::Spin);
+    tell_peer(host, peer_id, SET_WAIT, spin, plan.segment.as_path())?;
+    let mut results = Vec::new();
+    for &size in &plan.sizes {
+        progress.begin(format!("shm stream {}", human_bytes(size as u64)))?;
+        results.push(stream(host, peer_id, size, plan, Batching::Batched)?);
+        progress.done();
+        if size <= shmhub::INLINE_CAPACITY {
+            progress.begin(format!(
+                "{} stream {}",
+                Transport::ShmUnbatched,
+                human_bytes(size as u64)
+            ))?;
+            results.push(stream(host, peer_id, size, plan, Batching::Single)?);
+            progress.done();
+        }
+    }
     Ok(results)
 }
 
@@ -190,7 +207,6 @@ fn stream(
     batching: Batching,
 ) -> anyhow::Result<Measurement> {
     let path = plan.segment.as_path();
-    let timeout = Some(Duration::from_secs(30));
     let messages = plan.stream_messages(size);
     let value = 7u8;
     let inline = size <= shmhub::INLINE_CAPACITY;
@@ -213,40 +229,36 @@ fn stream(
     if single {
         // The report that follows comes back only once the peer has
         // switched, so no message of the stream is received in a batch.
-        host.send_timeout(peer_id, control(RECV_MODE, 1), timeout)
-            .map_err(|e| seg_err(path, e))?;
+        tell_peer(host, peer_id, RECV_MODE, 1, path)?;
         sunk_report(host, peer_id, path)?;
     }
     let start = Instant::now();
     if single {
         for _ in 0..messages {
-            host.send_timeout(peer_id, &sink, timeout)
-                .map_err(|e| seg_err(path, e))?;
+            host.send_timeout(peer_id, &sink, TIMEOUT)
+                .on_segment(path)?;
         }
     } else if inline {
         let mut sent = 0u64;
         while sent < messages {
             let n = (messages - sent).min(batch.len() as u64) as usize;
             sent += host
-                .send_batch(peer_id, &batch[..n], timeout)
-                .map_err(|e| seg_err(path, e))? as u64;
+                .send_batch(peer_id, &batch[..n], TIMEOUT)
+                .on_segment(path)? as u64;
         }
     } else {
         for _ in 0..messages {
-            let mut loan = host
-                .loan(peer_id, size, timeout)
-                .map_err(|e| seg_err(path, e))?;
+            let mut loan = host.loan(peer_id, size, TIMEOUT).on_segment(path)?;
             loan.as_mut_slice().fill(value);
             loan.desc.method_id = SINK;
-            host.commit(peer_id, loan).map_err(|e| seg_err(path, e))?;
+            host.commit(peer_id, loan).on_segment(path)?;
         }
     }
     let report = sunk_report(host, peer_id, path)?;
     let elapsed = start.elapsed();
     check_report(report.payload(), messages, size, value)?;
     if single {
-        host.send_timeout(peer_id, control(RECV_MODE, 0), timeout)
-            .map_err(|e| seg_err(path, e))?;
+        tell_peer(host, peer_id, RECV_MODE, 0, path)?;
     }
     let transport = if single {
         Transport::ShmUnbatched
@@ -259,10 +271,8 @@ fn stream(
 /// Asks the peer for the count and sum of what it sank since the last
 /// report, and waits for the answer.
 fn sunk_report(host: &mut ShmHost, peer_id: PeerId, path: &Path) -> anyhow::Result<Frame> {
-    let timeout = Some(Duration::from_secs(30));
-    host.send_timeout(peer_id, control(REPORT, 0), timeout)
-        .map_err(|e| seg_err(path, e))?;
-    host.recv_from_timeout(peer_id, timeout)
-        .map_err(|e| seg_err(path, e))?
+    tell_peer(host, peer_id, REPORT, 0, path)?;
+    host.recv_from_timeout(peer_id, TIMEOUT)
+        .on_segment(path)?
         .context("the benchmark guest did not report")
 }

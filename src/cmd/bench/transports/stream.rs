@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use super::{PeerProcess, Progress, check_report, peer_command};
-use crate::cmd::bench::measurement::{Kind, Measurement, Transport, time_round_trips};
+use super::{PeerProcess, Progress, check_report, peer_command, time_round_trips_at};
+use crate::cmd::bench::measurement::{Measurement, Transport};
 use crate::cmd::bench::plan::Plan;
 use crate::cmd::bench::protocol::{
     ECHO, EXIT, HEADER_LEN, PeerTransport, REPORT, REPORT_LEN, SINK, header,
 };
-use crate::cmd::common::human_bytes;
+use crate::cmd::text::human_bytes;
 
 /// A byte-stream transport: only these two are measured this way, so a
 /// match over them needs no arm for the rest.
@@ -98,26 +98,16 @@ pub fn measure(
     } = stream.connect(plan)?;
     let mut results = Vec::new();
     for &size in &plan.sizes {
-        progress.begin(format!(
-            "{transport} round trip {}",
-            human_bytes(size as u64)
-        ))?;
         let mut message = header(size, ECHO).to_vec();
         message.resize(HEADER_LEN + size, 0x42);
         let mut echo = vec![0u8; HEADER_LEN + size];
-        let samples = time_round_trips(plan.round_trips(size), |i, _| {
+        let line = time_round_trips_at(transport, size, plan, progress, |i| {
             message[HEADER_LEN..].fill(i as u8);
             writer.write_all(&message)?;
             reader.read_exact(&mut echo)?;
             Ok(())
         })?;
-        results.push(Measurement::from_samples(
-            Kind::RoundTrip,
-            transport,
-            size,
-            samples,
-        ));
-        progress.done();
+        results.push(line);
     }
     for &size in &plan.sizes {
         progress.begin(format!("{transport} stream {}", human_bytes(size as u64)))?;

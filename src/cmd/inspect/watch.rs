@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{Event, Look, SegmentReport};
 
-use super::Outcome;
-use super::common::{print_line, seg_err};
-use super::events::describe;
-use super::inspect::{Live, Part, tables, to_json};
-use super::{signals, table};
+use super::json::to_json;
+use super::tables::{Live, Part, tables};
+use crate::cmd::error::seg_err;
+use crate::cmd::exit::Outcome;
+use crate::cmd::segment::inspect_every_entry;
+use crate::cmd::text::{describe, print_line};
+use crate::cmd::{signals, table};
 
 /// Watches the segment at `path` until a termination signal (exit 0), its
 /// removal (exit 0, with a note) or an error (exit 1).
@@ -31,7 +33,7 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
     let mut previous: Option<(SegmentReport, Instant)> = None;
     loop {
         // Frames are compared entry by entry: every entry must be readable.
-        let report = match super::events::inspect_every_entry(path) {
+        let report = match inspect_every_entry(path) {
             Ok(report) => report,
             Err(shmhub::Error::Io { cause, .. })
                 if cause.kind() == std::io::ErrorKind::NotFound && previous.is_some() =>
@@ -39,7 +41,7 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
                 eprintln!("{}: the segment was removed", path.display());
                 return Ok(Outcome::Done);
             }
-            Err(e) => return Err(seg_err(path, e)),
+            Err(e) => return Err(seg_err(path, e).into()),
         };
         let now = Instant::now();
         let (rates, changes) = match &previous {

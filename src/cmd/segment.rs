@@ -1,0 +1,265 @@
+//! The segment a command works on: the SEGMENT argument and whom to trust
+//! with it, resolved to a path guarded against SIGBUS, and each way of
+//! opening it (as the host, as a guest, for a read-only view) with errors
+//! that name it; and what is already at a path where one is to be created.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use shmhub::{
+    BadPeer, CreateOptions, OpenOptions, PeekOptions, PeekReport, PeerId, RawDump, SegmentConfig,
+    SegmentReport, ShmGuest, ShmHost, SlotsReport,
+};
+
+use super::error::{OnSegment, SegmentError, seg_err};
+use super::signals;
+
+/// SEGMENT, for a command that makes a segment of its own (`demo`,
+/// `bench`): its path, refused if anything is there already.
+pub fn new_segment_path(name: &str) -> anyhow::Result<PathBuf> {
+    let path = shmhub::resolve_segment(name)?;
+    if std::fs::symlink_metadata(&path).is_ok() {
+        return Err(already_exists(&path, false));
+    }
+    Ok(path)
+}
+
+/// Creates a segment that this process owns and deletes when it ends
+/// (`demo`, `bench`), with every page reserved now, so that a file system
+/// without room for it fails here rather than faulting later; a SIGBUS on
+/// it deletes it too (see [`signals::guard_sigbus_owned`]).
+pub fn create_owned(path: &Path, config: SegmentConfig) -> Result<ShmHost, SegmentError> {
+    let options = CreateOptions {
+        preallocate: true,
+        ..CreateOptions::default()
+    };
+    signals::guard_sigbus(path);
+    let host = ShmHost::create_with(path, config, options).on_segment(path)?;
+    signals::guard_sigbus_owned(path);
+    Ok(host)
+}
+
+/// The segment a command opens to use it: SEGMENT, and whom to trust.
+///
+/// A command flattens it after its own options, so that
+/// `--allow-foreign-owner` is listed after them in `--help`, as it always
+/// was; a positional argument of its own goes after it, so that SEGMENT
+/// stays the first.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SegmentArgs {
+    /// Segment path, or a bare name under /dev/shm.
+    pub segment: String,
+    /// Whom to trust.
+    #[command(flatten)]
+    pub trust: Trust,
+}
+
+impl SegmentArgs {
+    /// The segment, resolved and guarded (see [`Segment::resolve`]), to
+    /// be opened trusting whom `--allow-foreign-owner` says.
+    pub fn resolve(&self) -> anyhow::Result<Segment> {
+        let mut segment = Segment::resolve(&self.segment)?;
+        segment.opener = self.trust.opener();
+        Ok(segment)
+    }
+}
+
+/// The flag that says whom a command trusts, shared by every command that
+/// opens a segment to use it.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Trust {
+    /// Open the segment even if another user owns it (not root, nor a
+    /// 0660 file of one of your groups): for someone who really means it.
+    #[arg(long)]
+    pub allow_foreign_owner: bool,
+}
+
+impl Trust {
+    /// How to open the segment.
+    pub fn opener(&self) -> OpenOptions {
+        OpenOptions::new().allow_foreign_owner(self.allow_foreign_owner)
+    }
+}
+
+/// A segment named on the command line, ready to be opened: every way of
+/// opening it returns an error that names it (see [`seg_err`]), so a
+/// subcommand opens it with one call and a `?`.
+#[derive(Debug)]
+pub struct Segment {
+    /// SEGMENT as the user typed it, for the commands a message suggests.
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Whom to trust when opening it to use it (the read-only views need
+    /// no trust: they cannot change it).
+    opener: OpenOptions,
+}
+
+impl Segment {
+    /// Resolves SEGMENT `name` to its path and makes a SIGBUS on that file
+    /// an error naming it (see [`signals::guard_sigbus`]). A segment
+    /// resolved this way is opened refusing another user's file.
+    pub fn resolve(name: &str) -> anyhow::Result<Self> {
+        let path = shmhub::resolve_segment(name)?;
+        signals::guard_sigbus(&path);
+        Ok(Segment {
+            name: name.to_string(),
+            path,
+            opener: OpenOptions::new(),
+        })
+    }
+
+    /// How the segment is opened to be used: whom it trusts.
+    pub fn opener(&self) -> OpenOptions {
+        self.opener
+    }
+
+    /// Opens it as its host.
+    pub fn open_host(&self) -> Result<ShmHost, SegmentError> {
+        self.opener.open_host(&self.path).on_segment(&self.path)
+    }
+
+    /// Takes up guest `peer`'s entry, which this process or a script
+    /// claimed before.
+    pub fn resume(&self, peer: PeerId) -> Result<ShmGuest, SegmentError> {
+        self.opener.resume(&self.path, peer).on_segment(&self.path)
+    }
+
+    /// Claims guest entry `peer`, which the host reserved.
+    pub fn attach_with_id(&self, peer: PeerId) -> Result<ShmGuest, SegmentError> {
+        self.opener
+            .attach_with_id(&self.path, peer)
+            .on_segment(&self.path)
+    }
+
+    /// Releases guest entry `peer`, claimed for a script.
+    pub fn release(&self, peer: PeerId) -> Result<(), SegmentError> {
+        self.opener.release(&self.path, peer).on_segment(&self.path)
+    }
+
+    /// A read-only view of the header, peers, rings and pools.
+    pub fn inspect(&self) -> Result<SegmentReport, SegmentError> {
+        shmhub::inspect_path(&self.path).map_err(|e| view_err(&self.path, e))
+    }
+
+    /// A read-only view of every allocated slot.
+    pub fn inspect_slots(&self) -> Result<SlotsReport, SegmentError> {
+        shmhub::inspect_slots(&self.path).map_err(|e| view_err(&self.path, e))
+    }
+
+    /// Every field as stored, of a damaged file too.
+    pub fn inspect_raw(&self) -> Result<RawDump, SegmentError> {
+        shmhub::inspect_raw(&self.path).on_segment(&self.path)
+    }
+
+    /// A read-only view of the messages queued in its rings.
+    pub fn peek(&self, options: &PeekOptions) -> Result<PeekReport, SegmentError> {
+        shmhub::peek_path(&self.path, options).map_err(|e| view_err(&self.path, e))
+    }
+}
+
+/// What is already at a path where a segment was to be created.
+pub struct Existing {
+    /// In words, following "PATH: already exists": `: a segment whose
+    /// host (pid 7) is alive`, ` and is not a regular file`, ...
+    pub what: String,
+    /// The `shmhub rm` that removes it, if it is a segment (one that
+    /// `create --force` replaces); `None`: shmhub never deletes it.
+    pub rm: Option<&'static str>,
+}
+
+/// Looks at what is at `path` (read-only, never blocking): a segment, and
+/// whether its host lives; a damaged segment; or something that is not a
+/// segment at all.
+pub fn existing(path: &Path) -> Existing {
+    use shmhub::{Error as E, HostStatus};
+    let (what, rm) = match inspect_every_entry(path) {
+        Ok(report) => {
+            let pid = report.header.host_pid;
+            let host = match report.host {
+                HostStatus::Alive => format!("whose host (pid {pid}) is alive"),
+                HostStatus::Dead => format!("whose host (pid {pid}) is dead"),
+                HostStatus::Gone => "whose host has left (goodbye)".to_string(),
+                HostStatus::NoProcess => "with no host process (a plain create)".to_string(),
+            };
+            (format!(": a segment {host}"), Some("rm"))
+        }
+        Err(e @ (E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. })) => {
+            (format!(": a damaged segment ({e})"), Some("rm --force"))
+        }
+        Err(E::Symlink { .. }) => (" and is a symbolic link".to_string(), None),
+        Err(E::NotAFile { .. }) => (" and is not a regular file".to_string(), None),
+        Err(E::TooSmall { len, .. }) => (
+            format!(" and is not a shmhub segment (a file of {len} bytes)"),
+            None,
+        ),
+        Err(e @ (E::NotASegment { .. } | E::NotReady)) => {
+            (format!(" and is not a shmhub segment ({e})"), None)
+        }
+        Err(E::Io { cause, .. }) => (format!(" ({cause})"), None),
+        Err(e) => (format!(" ({e})"), None),
+    };
+    Existing { what, rm }
+}
+
+/// The error for a path that a new segment cannot be created at because
+/// something is already there: what that is (see [`existing`]), then what
+/// to do: for `create`, `--force` and `rm` where they apply; for the
+/// commands that make a segment of their own, another name.
+pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
+    let shown = path.display();
+    let Existing { what, rm } = existing(path);
+    let advice = match (create, rm) {
+        (true, Some(rm)) => format!(
+            "--force replaces it (asking its host and guests to leave), `shmhub {rm} {shown}` removes it"
+        ),
+        (true, None) => "it is never replaced, not even with --force".to_string(),
+        (false, _) => "choose another --segment".to_string(),
+    };
+    anyhow!("{shown}: already exists{what}; {advice}")
+}
+
+/// Inspects the segment, requiring every entry to be readable: `events`
+/// and `inspect --watch` compare one report with the next entry by entry,
+/// and an entry missing from one would shift the comparison.
+pub fn inspect_every_entry(path: &Path) -> shmhub::Result<SegmentReport> {
+    shmhub::inspect_path(path).and_then(SegmentReport::require_all_entries)
+}
+
+/// Like [`seg_err`], for a read-only view refused by a damaged segment:
+/// says that `inspect --raw` still shows it.
+fn view_err(path: &Path, e: shmhub::Error) -> SegmentError {
+    use shmhub::Error as E;
+    let damaged = matches!(
+        e,
+        E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. }
+    );
+    let e = seg_err(path, e);
+    if damaged {
+        e.followed_by(format_args!(
+            "; `shmhub inspect {} --raw` shows it field by field",
+            path.display()
+        ))
+    } else {
+        e
+    }
+}
+
+/// The error that ends a view of a segment with entries that could not be
+/// read, after what could be read was printed: exit 1.
+pub fn bad_entries(path: &Path, bad: &[BadPeer]) -> anyhow::Result<()> {
+    let Some(first) = bad.first() else {
+        return Ok(());
+    };
+    let others = match bad.len() {
+        1 => String::new(),
+        n => format!(" and {} other entries", n - 1),
+    };
+    Err(anyhow::anyhow!(
+        "{}: corrupt segment: {}{others}; the entries that could be read are shown, \
+         `shmhub inspect {} --raw` shows every field",
+        path.display(),
+        first.reason,
+        path.display()
+    ))
+}
