@@ -11,11 +11,12 @@ use super::error::{OnSegment, seg_err};
 use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
-use super::parse::{Role, parse_peer_id};
+use super::parse::parse_peer_id;
 use super::reclaim::scripted_hint;
 use super::segment::{Segment, SegmentArgs};
 use super::signals;
 use super::text::print_line;
+use shmhub::Party;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -161,8 +162,8 @@ fn holder_of(r: &SegmentReport, id: u8, report: Option<&ReclaimReport>) -> Strin
 struct HeldGuest(ShmGuest);
 
 impl Receiver for HeldGuest {
-    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
-        Ok(self.0.recv_timeout(wait)?.map(|frame| (Role::Host, frame)))
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
+        Ok(self.0.recv_timeout(wait)?.map(|frame| (Party::Host, frame)))
     }
 
     fn check_file(&self) -> shmhub::Result<()> {
@@ -174,7 +175,7 @@ impl Receiver for HeldGuest {
 /// host died, the file changed) the guest is dropped, which detaches too.
 fn hold(guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
     let mut printer = MessagePrinter::new(path, json, None)?;
-    let me = Role::Guest(guest.peer_id());
+    let me = Party::Guest(guest.peer_id());
     let mut held = HeldGuest(guest);
     match receive_until_stopped(&mut held, &mut printer, me, path, None)? {
         Stopped::HostLeft => {

@@ -14,10 +14,11 @@ use super::error::{OnSegment, UsageError, seg_err};
 use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
-use super::parse::{Role, parse_size_u32};
+use super::parse::parse_size_u32;
 use super::segment::{Segment, already_exists, existing};
 use super::signals;
 use super::text::{heartbeat, human_bytes, print_line};
+use shmhub::Party;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -420,11 +421,11 @@ impl HeldHost {
 }
 
 impl Receiver for HeldHost {
-    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
         Ok(self
             .host
             .recv_timeout(wait)?
-            .map(|(peer, frame)| (Role::Guest(peer), frame)))
+            .map(|(peer, frame)| (Party::Guest(peer), frame)))
     }
 
     fn check_file(&self) -> shmhub::Result<()> {
@@ -476,7 +477,7 @@ fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
         last_housekeeping: Instant::now(),
         waiting_for: Vec::new(),
     };
-    match receive_until_stopped(&mut held, &mut printer, Role::Host, path, None)? {
+    match receive_until_stopped(&mut held, &mut printer, Party::Host, path, None)? {
         Stopped::Asked(reason) => eprintln!("{}: {reason}", path.display()),
         Stopped::Signal(signal) => eprintln!(
             "{}: {} received; cleaning up",

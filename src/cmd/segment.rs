@@ -7,12 +7,53 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use shmhub::{
-    BadPeer, CreateOptions, OpenOptions, PeekOptions, PeekReport, PeerId, RawDump, SegmentConfig,
-    SegmentReport, ShmGuest, ShmHost, SlotsReport,
+    BadPeer, CreateOptions, OpenOptions, Party, PeekOptions, PeekReport, PeerId, RawDump,
+    SegmentConfig, SegmentLayout, SegmentReport, Sender, ShmGuest, ShmHost, SlotsReport,
 };
 
 use super::error::{OnSegment, SegmentError, seg_err};
 use super::signals;
+
+/// The side a command acts as on a segment it opened, which it holds
+/// open; the library's ends (`Sender`, `Receiver`, `AnyReceiver`) do the
+/// sending and receiving.
+#[derive(Debug)]
+pub enum Acting {
+    /// The host.
+    Host(Box<ShmHost>),
+    /// A guest.
+    Guest(Box<ShmGuest>),
+}
+
+impl Acting {
+    /// The sending end towards `to`: the host's towards guest `to`, or a
+    /// guest's towards the host.
+    pub fn sender(&mut self, to: Party) -> shmhub::Result<&mut Sender> {
+        match (self, to) {
+            (Acting::Host(host), Party::Guest(peer)) => host.sender(peer),
+            (Acting::Guest(guest), _) => Ok(guest.sender()),
+            (Acting::Host(_), Party::Host) => Err(shmhub::Error::Unsupported {
+                what: "the host sends to guests, not to itself",
+            }),
+        }
+    }
+
+    /// The segment's layout.
+    pub fn layout(&self) -> &SegmentLayout {
+        match self {
+            Acting::Host(host) => host.layout(),
+            Acting::Guest(guest) => guest.layout(),
+        }
+    }
+
+    /// Checks that the segment file is still the one mapped.
+    pub fn check_file(&self) -> shmhub::Result<()> {
+        match self {
+            Acting::Host(host) => host.check_file(),
+            Acting::Guest(guest) => guest.check_file(),
+        }
+    }
+}
 
 /// SEGMENT, for a command that makes a segment of its own (`demo`,
 /// `bench`): its path, refused if anything is there already.
@@ -123,6 +164,15 @@ impl Segment {
     /// claimed before.
     pub fn resume(&self, peer: PeerId) -> Result<ShmGuest, SegmentError> {
         self.opener.resume(&self.path, peer).on_segment(&self.path)
+    }
+
+    /// Opens it to act as `party`: as its host, or as guest N (an entry
+    /// claimed before, taken up).
+    pub fn act_as(&self, party: Party) -> Result<Acting, SegmentError> {
+        Ok(match party {
+            Party::Host => Acting::Host(Box::new(self.open_host()?)),
+            Party::Guest(n) => Acting::Guest(Box::new(self.resume(n)?)),
+        })
     }
 
     /// Claims guest entry `peer`, which the host reserved.
