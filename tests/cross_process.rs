@@ -13,9 +13,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use shmhub::admin::SegmentReport;
 use shmhub::{
-    Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, SegmentReport,
-    ShmGuest, ShmHost, WaitStrategy, msg_type,
+    Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest,
+    ShmHost, WaitStrategy, msg_type,
 };
 use support::{Child, ChildEnv, signal};
 
@@ -117,7 +118,7 @@ fn pools_used(report: &SegmentReport) -> Vec<(String, u32)> {
 }
 
 fn all_slots_free(path: &Path) -> anyhow::Result<()> {
-    let report = shmhub::inspect_path(path).context("inspect")?;
+    let report = shmhub::admin::inspect_path(path).context("inspect")?;
     let used = pools_used(&report);
     ensure!(used.is_empty(), "slots still in use: {used:?}");
     Ok(())
@@ -143,8 +144,8 @@ fn host_send(host: &mut ShmHost, peer: u8, f: &Frame, child: &mut Child) {
     }
 }
 
-fn peer_report(path: &Path, peer: u8) -> shmhub::PeerReport {
-    let report = shmhub::inspect_path(path).unwrap();
+fn peer_report(path: &Path, peer: u8) -> shmhub::admin::PeerReport {
+    let report = shmhub::admin::inspect_path(path).unwrap();
     report.peers[peer as usize - 1].clone()
 }
 
@@ -334,7 +335,7 @@ fn child_host(env: &ChildEnv) -> anyhow::Result<()> {
 /// Reports, from another process, how `inspect` judges the host and each
 /// guest: "host=alive 1=alive 2=-".
 fn child_judge(env: &ChildEnv) -> anyhow::Result<()> {
-    let report = shmhub::inspect_path(&env.path).context("inspect")?;
+    let report = shmhub::admin::inspect_path(&env.path).context("inspect")?;
     let mut verdict = format!("host={}", report.host);
     for peer in &report.peers {
         verdict.push_str(&format!(" {}={}", peer.entry.peer_id, peer.holder));
@@ -490,7 +491,7 @@ fn killed_guest_is_detected_and_reclaimed() {
         &mut child,
     );
 
-    let before = shmhub::inspect_path(&path).unwrap();
+    let before = shmhub::admin::inspect_path(&path).unwrap();
     let entry = &before.peers[peer as usize - 1];
     assert_eq!(entry.entry.state, PeerState::Attached);
     assert_eq!(entry.entry.pid, child.pid());
@@ -515,7 +516,7 @@ fn killed_guest_is_detected_and_reclaimed() {
 
     assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
 
-    let after = shmhub::inspect_path(&path).unwrap();
+    let after = shmhub::admin::inspect_path(&path).unwrap();
     assert!(pools_used(&after).is_empty(), "{:?}", pools_used(&after));
     let entry = &after.peers[peer as usize - 1];
     assert_eq!(entry.entry.state, PeerState::Empty, "{entry:?}");
@@ -575,7 +576,7 @@ fn killed_guest_is_detected_and_reclaimed() {
     );
     child.expect_success(WAIT);
 
-    let end = shmhub::inspect_path(&path).unwrap();
+    let end = shmhub::admin::inspect_path(&path).unwrap();
     assert!(pools_used(&end).is_empty(), "{:?}", pools_used(&end));
     assert_eq!(end.peers[peer as usize - 1].entry.state, PeerState::Empty);
 }
@@ -621,7 +622,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     std::thread::sleep(Duration::from_millis(1200));
     child.check_running();
     assert!(host.reclaim_dead().unwrap().is_empty());
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     let u = &report.peers[unowned as usize - 1];
     assert_eq!(
         (u.entry.state, u.entry.epoch, u.holder),
@@ -643,7 +644,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
         &mut child,
     );
     child.expect_success(WAIT);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(
         report.peers[live as usize - 1].entry.state,
         PeerState::Empty
@@ -655,7 +656,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     // The scripted entry goes only when released explicitly.
     assert!(host.reclaim_dead().unwrap().is_empty());
     ShmGuest::release(&path, unowned).unwrap();
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(
         report.peers[unowned as usize - 1].entry.state,
         PeerState::Empty
@@ -748,7 +749,7 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
         "recv returned after {waited:?}"
     );
     assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Dead);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.host, shmhub::HostStatus::Dead);
     // The crashed host's file stays behind, for cleanup to find.
     drop(guest);
@@ -904,7 +905,7 @@ fn roles_in_one_process_survive_other_handles_closing() {
         // Another guest of this process comes and goes (opening, locking,
         // unlocking and closing the file), and so does a read-only look.
         drop(ShmGuest::attach_path(&path).unwrap());
-        drop(shmhub::inspect_path(&path).unwrap());
+        drop(shmhub::admin::inspect_path(&path).unwrap());
         drop(ShmHost::open(&path).unwrap());
     }
     // A second handle in this process cannot take a role the first holds.

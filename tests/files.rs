@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
-use shmhub::{
-    Error, PeerState, SegmentConfig, ShmGuest, ShmHost, inspect_path, remove_segment,
-    resolve_segment, shm_dir,
-};
+use shmhub::admin::{inspect_path, remove_segment, shm_dir};
+use shmhub::{Error, PeerState, SegmentConfig, ShmGuest, ShmHost, resolve_segment};
 use support::fixtures::{data, remove_options, tmp, unix_ns};
 use support::{Child, ChildEnv};
 
@@ -261,7 +259,7 @@ fn remove_deletes_a_damaged_segment_only_with_force() {
     let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
     let copy = copy_to(&path, "v2.shm");
     let mut bytes = std::fs::read(&copy).unwrap();
-    let future = shmhub::VERSION + 1;
+    let future = shmhub::format::VERSION + 1;
     bytes[8..12].copy_from_slice(&future.to_le_bytes());
     std::fs::write(&copy, &bytes).unwrap();
     assert!(matches!(

@@ -8,10 +8,9 @@
 
 mod support;
 
-use shmhub::{
-    Error, MAGIC, PeerState, SegmentConfig, ShmGuest, ShmHost, VERSION, inspect_path,
-    remove_segment,
-};
+use shmhub::admin::{inspect_path, remove_segment};
+use shmhub::format::{MAGIC, VERSION};
+use shmhub::{Error, PeerState, SegmentConfig, ShmGuest, ShmHost};
 use support::fixtures::{data, remove_options, tmp, unix_ns};
 
 /// The little-endian `u32` at byte `at`.

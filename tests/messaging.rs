@@ -90,7 +90,7 @@ fn a_batch_with_an_oversized_frame_sends_nothing() {
     ));
     assert!(guest.try_recv().unwrap().is_none());
     assert!(host.try_recv().unwrap().is_none());
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert!(report.pools.iter().all(|p| p.usage.used == 0));
     // Without the oversized frame, all go, in order, in one round.
     assert_eq!(
@@ -98,7 +98,10 @@ fn a_batch_with_an_oversized_frame_sends_nothing() {
             .unwrap(),
         2
     );
-    let state = shmhub::inspect_region(&host.region(), None).unwrap().peers[0].to_guest;
+    let state = shmhub::admin::inspect_region(&host.region(), None)
+        .unwrap()
+        .peers[0]
+        .to_guest;
     assert_eq!((state.head, state.tail), (0, 2));
     assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 1);
     assert_eq!(
@@ -114,7 +117,9 @@ fn a_loan_is_committed_only_by_the_sender_whose_pool_lent_it() {
     let mut guest = ShmGuest::attach(host.region()).unwrap();
     let p = guest.peer_id();
     let used = |host: &ShmHost, pool: usize| {
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[pool]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[pool]
             .usage
             .used
     };
@@ -182,7 +187,7 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     assert_eq!(got, [(0, vec![0u8; 200]), (2, vec![2u8; 200])]);
     // The good slots went back when their Received values were dropped;
     // the forged descriptor's slot was not freed through it.
-    let report = shmhub::inspect_region(&region, None).unwrap();
+    let report = shmhub::admin::inspect_region(&region, None).unwrap();
     assert_eq!(report.pools[0].usage.used, 1);
     assert_eq!(report.peers[0].to_guest.len(), Some(0));
 
@@ -271,7 +276,7 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
     );
     // The guest's slot went back as the function returned; the host's pool
     // still holds the slot of the forged descriptor, left alone.
-    let report = shmhub::inspect_region(&region, None).unwrap();
+    let report = shmhub::admin::inspect_region(&region, None).unwrap();
     let used: Vec<u32> = report.pools.iter().map(|pool| pool.usage.used).collect();
     assert_eq!(used[..2], [1, 0]);
 }
@@ -290,7 +295,7 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
         second.send(data(u64::from(i), &[2; 700])).unwrap();
     }
     let pool_used = |p: u8| {
-        shmhub::inspect_region(&region, None).unwrap().pools[usize::from(p)]
+        shmhub::admin::inspect_region(&region, None).unwrap().pools[usize::from(p)]
             .usage
             .used
     };
@@ -338,13 +343,13 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
 /// Forges the slot generation in the descriptor at `position` of the host's
 /// ring to guest `p` (counting from the ring's first entry).
 fn forge_generation(region: &shmhub::Region, layout: &shmhub::SegmentLayout, p: u8, position: u64) {
-    let entry = layout.host_to_guest_ring(p) + shmhub::RING_HEADER_SIZE + 64 * position;
+    let entry = layout.host_to_guest_ring(p) + shmhub::format::RING_HEADER_SIZE + 64 * position;
     region.write(entry + 24, &[0x77, 0, 0, 0]).unwrap();
 }
 
 /// Slots in use in the host's pool, as inspection reads them.
 fn host_slots_used(region: &shmhub::Region) -> u32 {
-    shmhub::inspect_region(region, None).unwrap().pools[0]
+    shmhub::admin::inspect_region(region, None).unwrap().pools[0]
         .usage
         .used
 }
@@ -467,7 +472,7 @@ fn send_waits_for_room_and_slots_until_the_receiver_drains() {
         .map(|id| (id, if id % 2 == 0 { 200 } else { 3 }))
         .collect();
     assert_eq!(got, want);
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.pools[0].usage.used, 0);
 }
 
@@ -592,7 +597,7 @@ fn a_stalled_guest_holds_only_its_share_and_the_others_go_on() {
         host.send(p2, data(i, &[2u8; 200])).unwrap();
     }
     let _busy = receiver.join().unwrap();
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.host_slot_share, Some(4));
     let held: Vec<u32> = report
         .peers
@@ -602,7 +607,7 @@ fn a_stalled_guest_holds_only_its_share_and_the_others_go_on() {
     assert_eq!(held, [4, 0], "the stalled guest keeps its share, no more");
     assert_eq!(report.pools[0].usage.used, 4);
     drop(stalled);
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.pools[0].usage.used, 0, "its detach gave them back");
     assert_eq!(report.peers[0].entry.host_slots_held, 0);
 }
@@ -678,7 +683,7 @@ fn a_fixed_share_is_recorded_and_kept() {
         Err(Error::ShareExhausted { share: 2, .. })
     ));
     assert_eq!(
-        shmhub::inspect_path(&path).unwrap().host_slot_share,
+        shmhub::admin::inspect_path(&path).unwrap().host_slot_share,
         Some(2)
     );
 }

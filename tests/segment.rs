@@ -103,7 +103,7 @@ fn both_directions_inline_and_slot_up_to_max_payload() {
         assert_eq!(got.payload(), &payload[..], "guest->host len {len}");
     }
     // Every slot went back to its pool.
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(
         report.pools.iter().all(|p| p.usage.used == 0),
         "{:?}",
@@ -188,7 +188,7 @@ fn exhausted_pool_is_retryable_and_nothing_leaks() {
     host.send(guest.peer_id(), data(5, &[5u8; 100])).unwrap();
     let ids: Vec<u64> = (0..3).map(|_| guest.recv().unwrap().desc.id).collect();
     assert_eq!(ids, [2, 4, 5]);
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.pools[0].usage.used, 0);
 }
 
@@ -382,7 +382,7 @@ fn detach_frees_the_entry_and_its_slots_and_epoch_moves_on() {
     host.send(p, data(1, &[9u8; 500])).unwrap();
     host.send(p, data(2, &[9u8; 500])).unwrap();
     drop(guest);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.peers[0].entry.state, PeerState::Empty);
     assert_eq!(report.pools[0].usage.used, 0);
     let again = ShmGuest::attach_path(&path).unwrap();
@@ -426,7 +426,7 @@ fn host_reads_what_a_departed_guest_sent_then_entry_is_free() {
     );
     assert!(host.try_recv_from(p).unwrap().is_none());
     assert_eq!(host.peers().unwrap()[0].state, PeerState::Empty);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(report.pools.iter().all(|p| p.usage.used == 0));
 }
 
@@ -453,7 +453,7 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
         host.region()
             .store_u32(state, 0, std::sync::atomic::Ordering::Release)
             .unwrap();
-        let report = shmhub::inspect_path(&path).unwrap();
+        let report = shmhub::admin::inspect_path(&path).unwrap();
         assert_eq!(report.peers[usize::from(p) - 1].to_guest.len(), Some(2));
         assert_eq!(report.pools[0].usage.used, 1);
         p
@@ -462,7 +462,7 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
     let p = leave_behind(&mut host);
     let mut next = ShmGuest::attach_path(&path).unwrap();
     assert_eq!(next.peer_id(), p);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(report.peers[usize::from(p) - 1].to_guest.is_empty());
     assert_eq!(report.pools[0].usage.used, 0);
     assert!(next.try_recv().unwrap().is_none());
@@ -472,7 +472,12 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
     // So does a reservation; what the host sends ahead then is kept.
     let p = leave_behind(&mut host);
     assert_eq!(host.reserve_peer().unwrap(), p);
-    assert_eq!(shmhub::inspect_path(&path).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::admin::inspect_path(&path).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
     host.send(p, data(4, b"sent ahead")).unwrap();
     let mut reserved = ShmGuest::attach_path_with_id(&path, p).unwrap();
     assert_eq!(reserved.try_recv().unwrap().unwrap().desc.id, 4);
@@ -562,9 +567,14 @@ fn a_host_send_racing_a_detach_never_reaches_the_next_guest() {
     );
     // Whatever a send left in the last guest's ring holds no slot, and the
     // next claim drops it.
-    assert_eq!(shmhub::inspect_path(&path).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::admin::inspect_path(&path).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
     let _next = ShmGuest::attach_path(&path).unwrap();
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(report.peers[0].to_guest.is_empty(), "{report:?}");
     drop(host);
 }
@@ -637,19 +647,21 @@ fn never_attached_without_holder(watched: Watched) {
                 // records it before entering Attached.
                 let (state, flags) = match watched {
                     Watched::Attach => {
-                        let state = read(shmhub::peer::field::STATE);
-                        (state, read(shmhub::peer::field::FLAGS))
+                        let state = read(shmhub::format::peer::STATE);
+                        (state, read(shmhub::format::peer::FLAGS))
                     }
                     Watched::Detach => {
-                        let flags = read(shmhub::peer::field::FLAGS);
-                        (read(shmhub::peer::field::STATE), flags)
+                        let flags = read(shmhub::format::peer::FLAGS);
+                        (read(shmhub::format::peer::STATE), flags)
                     }
                 };
                 if cycle.load(SeqCst) != before {
                     continue;
                 }
                 looks.fetch_add(1, SeqCst);
-                if state == PeerState::Attached.to_u32() && flags & shmhub::peer::FLAG_HELD == 0 {
+                if state == PeerState::Attached.to_u32()
+                    && flags & shmhub::format::peer::FLAG_HELD == 0
+                {
                     seen.fetch_add(1, SeqCst);
                 }
             }
@@ -712,8 +724,9 @@ fn forged_descriptors_are_refused_without_reading() {
             .load_u32(ring, std::sync::atomic::Ordering::Acquire)
             .unwrap()
             .wrapping_sub(1);
-        let desc_at =
-            ring + shmhub::RING_HEADER_SIZE + u64::from(index % layout.config.ring_capacity) * 64;
+        let desc_at = ring
+            + shmhub::format::RING_HEADER_SIZE
+            + u64::from(index % layout.config.ring_capacity) * 64;
         region.write(desc_at + at as u64, bytes).unwrap();
         let err = guest.try_recv().unwrap_err();
         assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
@@ -760,7 +773,7 @@ fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
         .unwrap()
         .release_to_script()
         .unwrap();
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.peers[0].entry.state, PeerState::Attached);
     assert_eq!(report.peers[0].holder, shmhub::HolderStatus::Scripted);
     let mut as_host = ShmHost::open(&path).unwrap();
@@ -774,12 +787,16 @@ fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
     assert_eq!(as_guest.recv().unwrap().payload(), &[3u8; 900][..]);
     drop(as_guest);
     assert_eq!(
-        shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
+        shmhub::admin::inspect_path(&path).unwrap().peers[0]
+            .entry
+            .state,
         PeerState::Attached
     );
     ShmGuest::release(&path, p).unwrap();
     assert_eq!(
-        shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
+        shmhub::admin::inspect_path(&path).unwrap().peers[0]
+            .entry
+            .state,
         PeerState::Empty
     );
 }
@@ -843,14 +860,19 @@ fn loaned_slots_carry_payloads_written_in_place_both_ways() {
                 .enumerate()
                 .all(|(i, &b)| b == (i % 253) as u8)
         );
-        let usage = shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage;
+        let usage = shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
+            .usage;
         assert_eq!(
             usage.used, 1,
             "the slot stays lent while the payload is read in place"
         );
     }
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -859,14 +881,18 @@ fn loaned_slots_carry_payloads_written_in_place_both_ways() {
     // A loan dropped without commit gives its slot back and sends nothing.
     let dropped = guest.loan(500, None).unwrap();
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[1]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[1]
             .usage
             .used,
         1
     );
     drop(dropped);
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[1]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[1]
             .usage
             .used,
         0
@@ -938,7 +964,7 @@ fn batches_keep_order_and_wait_out_a_full_ring() {
         (sent as u64..20).collect::<Vec<_>>()
     );
     assert!(
-        shmhub::inspect_region(&region, None)
+        shmhub::admin::inspect_region(&region, None)
             .unwrap()
             .pools
             .iter()
@@ -958,9 +984,11 @@ fn application_flag_bits_are_the_library_s_and_never_strand_a_message() {
         .unwrap();
     let got = guest.try_recv().unwrap().unwrap();
     assert_eq!(got.payload(), &[1u8; 500][..]);
-    assert_eq!(got.desc.flags, shmhub::FLAG_SLOT);
+    assert_eq!(got.desc.flags, shmhub::format::FLAG_SLOT);
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -974,7 +1002,9 @@ fn releasing_a_reserved_entry_drops_what_was_sent_ahead() {
     host.send(p, data(1, &[2u8; 700])).unwrap();
     host.release_peer(p).unwrap();
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -1006,14 +1036,18 @@ fn a_payload_read_in_place_stays_put_after_its_guest_detaches() {
     assert!(held.payload().iter().all(|&b| b == 9));
     drop(held);
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         63
     );
     while next.try_recv().unwrap().is_some() {}
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -1056,11 +1090,14 @@ fn a_descriptor_with_a_bad_length_gives_its_real_slot_back() {
     let ring = layout.host_to_guest_ring(guest.peer_id());
     // Offset 28: the slot offset, pushed past the slot's end.
     region
-        .write(ring + shmhub::RING_HEADER_SIZE + 28, &[0xF0, 0, 0, 0])
+        .write(
+            ring + shmhub::format::RING_HEADER_SIZE + 28,
+            &[0xF0, 0, 0, 0],
+        )
         .unwrap();
     assert!(matches!(guest.try_recv(), Err(Error::BadDescriptor { .. })));
     assert_eq!(
-        shmhub::inspect_region(&region, None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&region, None).unwrap().pools[0]
             .usage
             .used,
         0

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serde_json::json;
-use shmhub::{Frame, HolderStatus, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason};
+use shmhub::admin::{ReclaimReport, SegmentReport, SkipReason};
+use shmhub::{Frame, HolderStatus, PeerState, ShmGuest};
 
 use super::error::{OnSegment, seg_err};
 use super::exit::Outcome;
@@ -91,7 +92,7 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
         Err(e @ shmhub::Error::HubFull { .. }) => e,
         other => return Ok(other.on_segment(path)?),
     };
-    let before = shmhub::inspect_path(path).on_segment(path)?;
+    let before = shmhub::admin::inspect_path(path).on_segment(path)?;
     // The host's role locks taken to reclaim are let go before attaching.
     let report = segment
         .open_host()?
@@ -113,7 +114,7 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
             other => return Ok(other.on_segment(path)?),
         }
     };
-    let now = shmhub::inspect_path(path).on_segment(path)?;
+    let now = shmhub::admin::inspect_path(path).on_segment(path)?;
     let holders: Vec<String> = now
         .peers
         .iter()

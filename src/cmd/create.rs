@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
+use shmhub::admin::RemoveOptions;
 use shmhub::{
-    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, RemoveOptions, SegmentConfig,
-    SegmentLayout, ShmHost, sys,
+    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, SegmentConfig, SegmentLayout,
+    ShmHost, sys,
 };
 
 use super::error::{OnSegment, UsageError, seg_err};
@@ -237,24 +238,24 @@ fn invalid_config(config: &SegmentConfig, payload_given: bool, e: LayoutError) -
         "max_guests" => format!(
             "--max-guests {}: must be from 1 to {}",
             e.value,
-            shmhub::MAX_GUESTS
+            shmhub::format::MAX_GUESTS
         ),
         "ring_capacity" => format!(
             "--ring-size {}: must be a power of two from 2 to {}",
             e.value,
-            shmhub::MAX_RING_CAPACITY
+            shmhub::format::MAX_RING_CAPACITY
         ),
         "slot_size" => format!(
             "--slot-size {}: must be a multiple of {} bytes from {} B to {}",
             size_value(e.value),
-            shmhub::MIN_SLOT_SIZE,
-            shmhub::MIN_SLOT_SIZE,
-            human_bytes(shmhub::MAX_SLOT_SIZE.into())
+            shmhub::format::MIN_SLOT_SIZE,
+            shmhub::format::MIN_SLOT_SIZE,
+            human_bytes(shmhub::format::MAX_SLOT_SIZE.into())
         ),
         "slots_per_pool" => format!(
             "--slots {}: must be from 1 to {}",
             e.value,
-            shmhub::MAX_SLOTS_PER_POOL
+            shmhub::format::MAX_SLOTS_PER_POOL
         ),
         "max_payload" if payload_given => format!(
             "--max-payload {}: must be from 1 byte to the slot size ({})",
@@ -280,7 +281,7 @@ fn invalid_config(config: &SegmentConfig, payload_given: bool, e: LayoutError) -
                 config.max_guests,
                 config.slots_per_pool,
                 size_value(config.slot_size.into()),
-                human_bytes(shmhub::MAX_TOTAL_SIZE)
+                human_bytes(shmhub::format::MAX_TOTAL_SIZE)
             )
         }
         field => format!("{field} = {}: {}", e.value, e.reason),
@@ -387,7 +388,7 @@ fn replace_existing(path: &Path) -> anyhow::Result<bool> {
                 force: true,
                 timeout: Duration::from_secs(2),
             };
-            shmhub::remove_segment(path, options, &mut |_| {})
+            shmhub::admin::remove_segment(path, options, &mut |_| {})
                 .on_segment(path)
                 .with_context(|| "refusing to replace it")?;
             Ok(true)

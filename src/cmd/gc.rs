@@ -1,7 +1,7 @@
 //! `shmhub gc`: remove the segments nobody can use any more.
 
 use serde_json::json;
-use shmhub::Collected;
+use shmhub::admin::Collected;
 
 use super::exit::Outcome;
 use super::ls::{Dirs, list_all};
@@ -36,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let listing = list_all(&args.dirs)?;
     let mut removed = Vec::new();
     let mut kept = Vec::new();
-    for outcome in shmhub::collect_garbage(&listing, args.dry_run) {
+    for outcome in shmhub::admin::collect_garbage(&listing, args.dry_run) {
         match outcome {
             Collected::Removed(report) => removed.push(report.path),
             Collected::Kept { path, error } => kept.push((path, error.to_string())),

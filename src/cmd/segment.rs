@@ -6,9 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
+use shmhub::admin::{BadPeer, PeekOptions, PeekReport, RawDump, SegmentReport, SlotsReport};
 use shmhub::{
-    BadPeer, CreateOptions, OpenOptions, Party, PeekOptions, PeekReport, PeerId, RawDump,
-    SegmentConfig, SegmentLayout, SegmentReport, Sender, ShmGuest, ShmHost, SlotsReport,
+    CreateOptions, OpenOptions, Party, PeerId, SegmentConfig, SegmentLayout, Sender, ShmGuest,
+    ShmHost,
 };
 
 use super::error::{OnSegment, SegmentError, seg_err};
@@ -189,22 +190,22 @@ impl Segment {
 
     /// A read-only view of the header, peers, rings and pools.
     pub fn inspect(&self) -> Result<SegmentReport, SegmentError> {
-        shmhub::inspect_path(&self.path).map_err(|e| view_err(&self.path, e))
+        shmhub::admin::inspect_path(&self.path).map_err(|e| view_err(&self.path, e))
     }
 
     /// A read-only view of every allocated slot.
     pub fn inspect_slots(&self) -> Result<SlotsReport, SegmentError> {
-        shmhub::inspect_slots(&self.path).map_err(|e| view_err(&self.path, e))
+        shmhub::admin::inspect_slots(&self.path).map_err(|e| view_err(&self.path, e))
     }
 
     /// Every field as stored, of a damaged file too.
     pub fn inspect_raw(&self) -> Result<RawDump, SegmentError> {
-        shmhub::inspect_raw(&self.path).on_segment(&self.path)
+        shmhub::admin::inspect_raw(&self.path).on_segment(&self.path)
     }
 
     /// A read-only view of the messages queued in its rings.
     pub fn peek(&self, options: &PeekOptions) -> Result<PeekReport, SegmentError> {
-        shmhub::peek_path(&self.path, options).map_err(|e| view_err(&self.path, e))
+        shmhub::admin::peek_path(&self.path, options).map_err(|e| view_err(&self.path, e))
     }
 }
 
@@ -273,7 +274,7 @@ pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
 /// and `inspect --watch` compare one report with the next entry by entry,
 /// and an entry missing from one would shift the comparison.
 pub fn inspect_every_entry(path: &Path) -> shmhub::Result<SegmentReport> {
-    shmhub::inspect_path(path).and_then(SegmentReport::require_all_entries)
+    shmhub::admin::inspect_path(path).and_then(SegmentReport::require_all_entries)
 }
 
 /// Like [`seg_err`], for a read-only view refused by a damaged segment:

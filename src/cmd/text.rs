@@ -6,7 +6,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shmhub::{Direction, Event};
+use shmhub::Direction;
+use shmhub::admin::Event;
 
 /// Writes one line to standard output. A closed output (`| head`) comes
 /// back as an error that ends the command quietly, never as a panic.
@@ -41,7 +42,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// The owner of a file as people read it: `alice:staff 0600`.
-pub fn owner_text(owner: &shmhub::FileOwner) -> String {
+pub fn owner_text(owner: &shmhub::admin::FileOwner) -> String {
     format!(
         "{}:{} {:04o}",
         account_name("/etc/passwd", owner.uid),

@@ -608,7 +608,8 @@ impl ShmHost {
     /// emptied safely under it.
     ///
     /// ```
-    /// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost, SkipReason, Skipped};
+    /// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost};
+    /// use shmhub::admin::{SkipReason, Skipped};
     ///
     /// let dir = tempfile::tempdir()?;
     /// let path = dir.path().join("why.shm");
