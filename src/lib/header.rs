@@ -173,6 +173,8 @@ pub(crate) fn publish(region: &Region) -> Result<()> {
 /// way before its last look at the rings (the handshake in `wait.rs`), so
 /// one of the two sees the other. The doorbell is bumped only then, so a
 /// guest sending to an awake host writes nothing here.
+///
+/// shm[impl shm.host.doorbell]
 pub(crate) fn wake_host(region: &Region) -> Result<()> {
     if region.load_u32(field::HOST_WAITING, Ordering::SeqCst)? != 0 {
         let doorbell = region.atomic_u32(field::HOST_DOORBELL)?;

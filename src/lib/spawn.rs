@@ -56,6 +56,8 @@ impl SpawnTicket {
 
     /// The environment the program needs: [`SEGMENT_ENV`] and
     /// [`PEER_ID_ENV`].
+    ///
+    /// shm[impl shm.peer.spawn]
     pub fn env(&self) -> [(&'static str, OsString); 2] {
         [
             (SEGMENT_ENV, self.segment.clone().into_os_string()),
@@ -151,6 +153,8 @@ impl ShmGuest {
     ///
     /// [`Error::Env`] when a variable is missing or malformed; then the
     /// errors of [`ShmGuest::attach_path_with_id`].
+    ///
+    /// shm[impl shm.peer.spawn]
     pub fn attach_from_env() -> Result<ShmGuest> {
         let segment = std::env::var_os(SEGMENT_ENV).ok_or(Error::Env {
             var: SEGMENT_ENV,
