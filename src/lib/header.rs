@@ -13,6 +13,7 @@ use crate::sys;
 /// The first eight bytes of every segment: `SHMHUB` followed by 0x00 0x01.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMHUB\x00\x01");
 /// The format version this build reads and writes.
+// shm[impl shm.header.version]
 pub const VERSION: u32 = 3;
 
 /// Byte offsets of the header fields.
