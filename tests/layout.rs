@@ -315,6 +315,12 @@ fn each_inconsistent_header_field_is_named() {
         &patched(128, &2u32.to_le_bytes()),
         "host_goodbye",
     );
+    // A share of the host's pool larger than the pool (64 slots).
+    expect_corrupt(
+        "share.shm",
+        &patched(112, &65u32.to_le_bytes()),
+        "host_slots_per_guest",
+    );
     // A configuration that lays out differently but is stored with the old
     // offsets: the offsets are checked against the configuration.
     expect_corrupt("cap.shm", &patched(28, &128u32.to_le_bytes()), "total_size");
