@@ -23,6 +23,7 @@ use support::{Child, ChildEnv, signal};
 const PEER_ENV: &str = "SHMHUB_TEST_PEER";
 const EPOCH_ENV: &str = "SHMHUB_TEST_EPOCH";
 const STRATEGY_ENV: &str = "SHMHUB_TEST_STRATEGY";
+const EXPECT_ENV: &str = "SHMHUB_TEST_EXPECT";
 
 /// How long any single wait (a message, a child's signal, its exit) may take.
 const WAIT: Duration = Duration::from_secs(5);
@@ -166,6 +167,8 @@ fn child_entry() {
         "host" => child_host(env),
         "judge" => child_judge(env),
         "hold_received" => child_hold_received(env),
+        "from_env" => child_from_env(),
+        "env_refused" => child_env_refused(env),
         other => bail!("unknown role {other}"),
     });
 }
@@ -175,6 +178,29 @@ fn recv_within(guest: &mut ShmGuest, what: &str) -> anyhow::Result<Frame> {
         .recv_timeout(Some(WAIT))
         .with_context(|| format!("receive {what}"))?
         .with_context(|| format!("timed out waiting for {what}"))
+}
+
+/// The spawned program: attaches where its environment says, takes what
+/// the host sent ahead and sends it back.
+fn child_from_env() -> anyhow::Result<()> {
+    let mut guest = ShmGuest::attach_from_env().context("attach from the environment")?;
+    let named: u8 = std::env::var(shmhub::SpawnTicket::PEER_ID_ENV)?.parse()?;
+    ensure!(guest.peer_id() == named, "attached as {}", guest.peer_id());
+    let got = recv_within(&mut guest, "what was sent ahead")?;
+    let echo = frame(msg_type::RESPONSE, got.desc.id, 0, got.into_payload());
+    guest.send_timeout(&echo, Some(WAIT)).context("echo")?;
+    guest.detach().context("detach")?;
+    Ok(())
+}
+
+/// A program started with a malformed environment: attaching fails with
+/// the `Env` error naming the variable in `SHMHUB_TEST_EXPECT`.
+fn child_env_refused(env: &ChildEnv) -> anyhow::Result<()> {
+    let expected = env.var(EXPECT_ENV)?;
+    match ShmGuest::attach_from_env() {
+        Err(Error::Env { var, .. }) if var == expected => Ok(()),
+        other => bail!("expected an Env error naming {expected}, got {other:?}"),
+    }
 }
 
 /// Test 1's guest: attaches in the reserved entry, checks every message and
@@ -1066,4 +1092,92 @@ fn a_slot_held_by_a_killed_receiver_is_leaked_until_reclaimed() {
     shmhub(d, &["gc", d.to_str().unwrap()], 0);
     assert_eq!(views(), before, "gc changed a segment it kept");
     drop(guest);
+}
+
+// A host reserves an entry and starts a program with the segment's
+// absolute path and the entry's id in its environment; the program
+// attaches to that entry and gets what was sent ahead. A malformed
+// environment is an error naming the variable.
+// shm[verify shm.peer.spawn]
+#[test]
+fn a_spawned_program_finds_its_segment_and_entry_in_its_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spawn.shm");
+    let config = SegmentConfig {
+        max_guests: 2,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let ticket = host.spawn_ticket().unwrap();
+    let peer = ticket.peer_id();
+    let env: Vec<(&str, String)> = ticket
+        .env()
+        .iter()
+        .map(|(k, v)| (*k, v.to_str().unwrap().to_string()))
+        .collect();
+    let segment = std::path::absolute(&path).unwrap();
+    assert_eq!(
+        env,
+        [
+            (
+                shmhub::SpawnTicket::SEGMENT_ENV,
+                segment.to_str().unwrap().to_string()
+            ),
+            (shmhub::SpawnTicket::PEER_ID_ENV, peer.to_string()),
+        ]
+    );
+    assert_eq!(
+        (
+            shmhub::SpawnTicket::SEGMENT_ENV,
+            shmhub::SpawnTicket::PEER_ID_ENV
+        ),
+        ("SHMHUB_SEGMENT", "SHMHUB_PEER_ID")
+    );
+    assert!(!ticket.claimed().unwrap());
+    let ahead = frame(msg_type::REQUEST, 77, 0, b"sent ahead".to_vec());
+    host.try_send(peer, &ahead).unwrap();
+
+    let mut child = Child::spawn("from_env", &path, dir.path(), &env);
+    let (from, echo) = host_recv(&mut host, &mut child);
+    assert_eq!(
+        (from, echo.desc.id, echo.payload()),
+        (peer, 77, &b"sent ahead"[..])
+    );
+    child.expect_success(WAIT);
+    assert!(ticket.claimed().unwrap());
+    drop(ticket);
+    assert_ne!(host.peers().unwrap()[0].state, PeerState::Reserved);
+
+    let segment = segment.to_str().unwrap().to_string();
+    for (name, value, expected) in [
+        (
+            shmhub::SpawnTicket::PEER_ID_ENV,
+            "0",
+            shmhub::SpawnTicket::PEER_ID_ENV,
+        ),
+        (
+            shmhub::SpawnTicket::PEER_ID_ENV,
+            "256",
+            shmhub::SpawnTicket::PEER_ID_ENV,
+        ),
+        (
+            shmhub::SpawnTicket::PEER_ID_ENV,
+            "one",
+            shmhub::SpawnTicket::PEER_ID_ENV,
+        ),
+        (
+            shmhub::SpawnTicket::SEGMENT_ENV,
+            "",
+            shmhub::SpawnTicket::SEGMENT_ENV,
+        ),
+    ] {
+        let mut env = vec![
+            (shmhub::SpawnTicket::SEGMENT_ENV, segment.clone()),
+            (shmhub::SpawnTicket::PEER_ID_ENV, "2".to_string()),
+            (EXPECT_ENV, expected.to_string()),
+        ];
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value.to_string()));
+        Child::spawn("env_refused", &path, dir.path(), &env).expect_success(WAIT);
+    }
 }

@@ -484,6 +484,109 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
     assert!(reserved.try_recv().unwrap().is_none());
 }
 
+// A plain claim reads an entry's state before it writes anything there:
+// the entries it passes over (scripted, held by a dead process, reserved)
+// keep every byte, and the dead one is still reclaimed as dead.
+// shm[verify shm.peer.claim]
+#[test]
+fn a_plain_claim_writes_nothing_in_the_entries_it_passes_over() {
+    let dir = tmp();
+    let path = dir.path().join("pass-over.shm");
+    let config = SegmentConfig {
+        max_guests: 4,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let region = host.region();
+    let table = host.layout().peer_table_offset;
+    let entry = |p: u8| table + (u64::from(p) - 1) * 64;
+    // 1: a scripted claim. 2: an entry whose holder kept the presence lock
+    // and died (its record says LOCKED; nobody holds the lock). 3: reserved.
+    let (scripted, _) = ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    let (dead, _) = ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    region
+        .store_u32(
+            entry(dead) + 8,
+            std::process::id(),
+            std::sync::atomic::Ordering::Relaxed,
+        )
+        .unwrap();
+    region
+        .store_u32(
+            entry(dead) + 12,
+            1 | 2,
+            std::sync::atomic::Ordering::Release,
+        )
+        .unwrap();
+    let reserved = host.reserve_peer().unwrap();
+    assert_eq!((scripted, dead, reserved), (1, 2, 3));
+    let bytes = |p: u8| region.read_array::<64>(entry(p)).unwrap();
+    let before = [bytes(1), bytes(2), bytes(3)];
+
+    let fourth = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(fourth.peer_id(), 4);
+    assert_eq!([bytes(1), bytes(2), bytes(3)], before);
+    assert_eq!(host.reclaim_dead().unwrap(), [dead]);
+    assert_eq!(host.peers().unwrap()[0].state, PeerState::Attached);
+    drop(fourth);
+}
+
+// A plain claim of an Empty entry whose host-to-guest receiving role
+// another process holds still claims it, but leaves its ring as it is.
+// shm[verify shm.peer.claim]
+#[test]
+fn a_plain_claim_leaves_the_ring_of_an_entry_whose_receiving_role_is_held() {
+    let dir = tmp();
+    let path = dir.path().join("role-held.shm");
+    let config = SegmentConfig {
+        max_guests: 1,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let first = ShmGuest::attach_path(&path).unwrap();
+    // Another open file acts as guest 1 and takes its receiving role.
+    let mut other = ShmGuest::resume(&path, 1).unwrap();
+    assert!(other.try_recv().unwrap().is_none());
+    host.send(1, data(1, b"for the first guest")).unwrap();
+    // The first guest cannot take its receiving role to drain: it leaves
+    // the message where it is.
+    first.detach().unwrap();
+    let next = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!((next.peer_id(), next.epoch()), (1, 2));
+    let report = shmhub::admin::inspect_path(&path).unwrap();
+    assert_eq!(report.peers[0].to_guest.len(), Some(1), "left as it is");
+    drop(other);
+    let mut next = next;
+    assert_eq!(next.try_recv().unwrap().unwrap().desc.id, 1);
+}
+
+// Attaching with an id takes no receiving role at claim time and drops
+// nothing: the role is taken at the first receive.
+// shm[verify shm.peer.reserve]
+#[test]
+fn an_attach_with_id_takes_its_receiving_role_at_its_first_receive() {
+    let dir = tmp();
+    let path = dir.path().join("reserved-role.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let p = host.reserve_peer().unwrap();
+    host.send(p, data(5, b"sent ahead")).unwrap();
+    let mut guest = ShmGuest::attach_path_with_id(&path, p).unwrap();
+    // The role is still free: another handle of the entry takes it and
+    // finds what was sent ahead.
+    let mut other = ShmGuest::resume(&path, p).unwrap();
+    assert_eq!(other.try_recv().unwrap().unwrap().desc.id, 5);
+    assert!(matches!(guest.try_recv(), Err(Error::Busy { .. })));
+    drop(other);
+    assert!(guest.try_recv().unwrap().is_none());
+    guest.detach().unwrap();
+}
+
 /// A host sending without pause to a guest that attaches, receives a
 /// little and detaches, over and over: no message whose send ended while
 /// one guest held the entry ever reaches the next one, none is refused as
@@ -1201,4 +1304,47 @@ fn split_ends_keep_the_entry_until_both_are_dropped() {
     let mut next = ShmGuest::attach_path(&path).unwrap();
     assert_eq!(next.peer_id(), p);
     assert!(next.try_recv().unwrap().is_none());
+}
+
+// An entry's epoch wraps: the claim after epoch u32::MAX gets 0, and
+// everything that compares epochs (sends, receives, detach, a reserved
+// entry's coming guest) works across it.
+// shm[verify shm.wrap]
+#[test]
+fn epochs_wrap_from_the_largest_to_zero() {
+    use std::sync::atomic::Ordering;
+    let config = SegmentConfig {
+        max_guests: 1,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let region = host.region();
+    let word = host.layout().peer_entry(1);
+    // Empty (0) at the last epoch.
+    region
+        .store_u64(word, u64::from(u32::MAX) << 32, Ordering::Release)
+        .unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    assert_eq!(guest.epoch(), 0);
+    host.try_send(1, data(1, &[1u8; 100])).unwrap();
+    assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 1);
+    guest.try_send(data(2, b"back")).unwrap();
+    assert_eq!(host.try_recv().unwrap().unwrap().1.desc.id, 2);
+    guest.detach().unwrap();
+    let entry = host.peers().unwrap()[0];
+    assert_eq!((entry.state, entry.epoch), (PeerState::Empty, 0));
+
+    // A reservation at the last epoch: what the host sends ahead reaches
+    // the guest that attaches to it, whose claim wraps the epoch.
+    region
+        .store_u64(word, u64::from(u32::MAX) << 32, Ordering::Release)
+        .unwrap();
+    assert_eq!(host.reserve_peer().unwrap(), 1);
+    host.try_send(1, data(3, b"ahead")).unwrap();
+    let mut guest = ShmGuest::attach_with_id(host.region(), 1).unwrap();
+    assert_eq!(guest.epoch(), 0);
+    assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 3);
+    host.try_send(1, data(4, b"after")).unwrap();
+    assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 4);
+    guest.detach().unwrap();
 }

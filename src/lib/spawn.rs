@@ -57,6 +57,8 @@ impl SpawnTicket {
 
     /// The environment the program needs: [`SpawnTicket::SEGMENT_ENV`] and
     /// [`SpawnTicket::PEER_ID_ENV`].
+    ///
+    /// shm[impl shm.peer.spawn]
     pub fn env(&self) -> [(&'static str, OsString); 2] {
         [
             (
@@ -155,6 +157,8 @@ impl ShmGuest {
     ///
     /// [`Error::Env`] when a variable is missing or malformed; then the
     /// errors of [`ShmGuest::attach_path_with_id`].
+    ///
+    /// shm[impl shm.peer.spawn]
     pub fn attach_from_env() -> Result<ShmGuest> {
         let segment = std::env::var_os(SpawnTicket::SEGMENT_ENV).ok_or(Error::Env {
             var: SpawnTicket::SEGMENT_ENV,
