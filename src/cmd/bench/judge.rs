@@ -6,9 +6,8 @@ use serde::Serialize;
 use shmhub::WaitStrategy;
 
 #[cfg(target_os = "linux")]
-use super::measurement::{
-    CACHELINE_SIZE, FUTEX_SIZE, FloorHalves, Kind, Measurement, Transport, find,
-};
+use super::measurement::FUTEX_SIZE;
+use super::measurement::{CACHELINE_SIZE, FloorHalves, Kind, Measurement, Transport, find};
 use super::plan::{CREATE_HUGE, CREATE_SMALL, LIST_SEGMENTS};
 
 /// A target from the performance issue, judged on this run.
