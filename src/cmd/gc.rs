@@ -3,9 +3,10 @@
 use serde_json::json;
 use shmhub::Collected;
 
+use super::error::library_text;
 use super::exit::Outcome;
 use super::ls::{Dirs, list_all};
-use super::text::print_line;
+use super::text::{path_json, print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,16 +40,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     for outcome in shmhub::collect_garbage(&listing, args.dry_run) {
         match outcome {
             Collected::Removed(report) => removed.push(report.path),
-            Collected::Kept { path, error } => kept.push((path, error.to_string())),
+            Collected::Kept { path, error } => kept.push((path, error)),
         }
     }
     if args.json {
         print_line(json!({
             "dry_run": args.dry_run,
-            "removed": removed,
+            "removed": removed.iter().map(|path| path_json(path)).collect::<Vec<_>>(),
             "kept": kept
                 .iter()
-                .map(|(path, reason)| json!({ "path": path, "reason": reason }))
+                .map(|(path, error)| json!({ "path": path_json(path), "reason": error.to_string() }))
                 .collect::<Vec<_>>(),
         }))?;
     } else {
@@ -58,10 +59,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             "removed"
         };
         for path in &removed {
-            print_line(format_args!("{verb} {}", path.display()))?;
+            print_line(format_args!("{verb} {}", shown(&path)))?;
         }
-        for (path, reason) in &kept {
-            eprintln!("kept {}: {reason}", path.display());
+        for (path, error) in &kept {
+            eprintln!("kept {}: {}", shown(path), library_text(error));
         }
     }
     Ok(Outcome::Done)

@@ -9,7 +9,7 @@ use shmhub::{HostStatus, Listing, SegmentSummary};
 
 use super::exit::Outcome;
 use super::table;
-use super::text::{human_age, human_bytes, owner_text, print_line};
+use super::text::{human_age, human_bytes, naming, owner_text, path_json, print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -77,7 +77,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.json {
         print_line(json!({
             "segments": listing.segments.iter().map(summary_json).collect::<Vec<_>>(),
-            "unlisted": listing.unlisted,
+            "unlisted": listing.unlisted.iter().map(|u| json!({
+                "path": path_json(&u.path),
+                "reason": u.reason,
+            })).collect::<Vec<_>>(),
         }))?;
         return Ok(Outcome::Done);
     }
@@ -89,7 +92,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if !listing.unlisted.is_empty() {
         if args.verbose {
             for u in &listing.unlisted {
-                eprintln!("not listed: {}: {}", u.path.display(), u.reason);
+                eprintln!(
+                    "not listed: {}: {}",
+                    shown(&u.path),
+                    naming(&u.reason, &u.path)
+                );
             }
         } else {
             eprintln!(
@@ -104,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// One segment as JSON.
 fn summary_json(s: &SegmentSummary) -> serde_json::Value {
     json!({
-        "path": s.path,
+        "path": path_json(&s.path),
         "size": s.size,
         "age_s": age_secs(s),
         "host": s.host,
@@ -163,7 +170,7 @@ fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
 /// One segment as table cells, numbers aligned right.
 fn summary_row(s: &SegmentSummary) -> Vec<Cell> {
     vec![
-        Cell::new(s.path.display()),
+        Cell::new(shown(&s.path)),
         Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
         Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
         Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),

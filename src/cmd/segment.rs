@@ -11,8 +11,9 @@ use shmhub::{
     SegmentReport, ShmGuest, ShmHost, SlotsReport,
 };
 
-use super::error::{OnSegment, SegmentError, seg_err};
+use super::error::{OnSegment, SegmentError, library_text, seg_err};
 use super::signals;
+use super::text::shown;
 
 /// SEGMENT, for a command that makes a segment of its own (`demo`,
 /// `bench`): its path, refused if anything is there already.
@@ -197,7 +198,7 @@ pub fn existing(path: &Path) -> Existing {
             (format!(" and is not a shmhub segment ({e})"), None)
         }
         Err(E::Io { cause, .. }) => (format!(" ({cause})"), None),
-        Err(e) => (format!(" ({e})"), None),
+        Err(e) => (format!(" ({})", library_text(&e)), None),
     };
     Existing { what, rm }
 }
@@ -207,7 +208,7 @@ pub fn existing(path: &Path) -> Existing {
 /// to do: for `create`, `--force` and `rm` where they apply; for the
 /// commands that make a segment of their own, another name.
 pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
-    let shown = path.display();
+    let shown = shown(path);
     let Existing { what, rm } = existing(path);
     let advice = match (create, rm) {
         (true, Some(rm)) => format!(
@@ -238,7 +239,7 @@ fn view_err(path: &Path, e: shmhub::Error) -> SegmentError {
     if damaged {
         e.followed_by(format_args!(
             "; `shmhub inspect {} --raw` shows it field by field",
-            path.display()
+            shown(&path)
         ))
     } else {
         e
@@ -258,8 +259,8 @@ pub fn bad_entries(path: &Path, bad: &[BadPeer]) -> anyhow::Result<()> {
     Err(anyhow::anyhow!(
         "{}: corrupt segment: {}{others}; the entries that could be read are shown, \
          `shmhub inspect {} --raw` shows every field",
-        path.display(),
+        shown(&path),
         first.reason,
-        path.display()
+        shown(&path)
     ))
 }

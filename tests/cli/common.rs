@@ -98,6 +98,14 @@ impl Env {
         Run::from_cmd(self.cmd().args(args), args)
     }
 
+    /// Runs the binary with `args` that need not be UTF-8 (a directory
+    /// whose name is not, say).
+    pub fn run_os(&self, args: &[&std::ffi::OsStr]) -> Run {
+        let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
+        let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
+        Run::from_cmd(self.cmd().args(args), &shown)
+    }
+
     /// Runs the binary with `args` and `stdin` as standard input.
     pub fn run_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> Run {
         Run::from_cmd(self.cmd().args(args).write_stdin(stdin.into()), args)
