@@ -9,7 +9,7 @@ use std::path::Path;
 use shmhub::ErrorKind;
 
 use super::signals;
-use super::text::{OneLine, account_name, human_bytes, naming, shown};
+use super::text::{OneLine, group_text, human_bytes, naming, shown, user_text};
 
 /// A termination signal (SIGINT, SIGTERM, SIGHUP) stopped a waiting
 /// command before it was done: exit code 128 + the signal number, as a
@@ -191,7 +191,7 @@ fn who_may_use(path: &Path) -> String {
     format!(
         " (mode {:04o}, owner {}, group {})",
         meta.mode() & 0o7777,
-        account_name("/etc/passwd", meta.uid()),
-        account_name("/etc/group", meta.gid()),
+        user_text(meta.uid()),
+        group_text(meta.gid()),
     )
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmhub::{Direction, Event};
 
+use super::accounts;
+
 /// Writes one line to standard output. A closed output (`| head`) comes
 /// back as an error that ends the command quietly, never as a panic.
 pub fn print_line(text: impl fmt::Display) -> anyhow::Result<()> {
@@ -158,30 +160,31 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The owner of a file as people read it: `alice:staff 0600`.
+/// The owner of a file as people read it: `alice:staff 0600`, each name
+/// from the system's user database ([`user_text`], [`group_text`]).
 pub fn owner_text(owner: &shmhub::FileOwner) -> String {
     format!(
         "{}:{} {:04o}",
-        account_name("/etc/passwd", owner.uid),
-        account_name("/etc/group", owner.gid),
+        user_text(owner.uid),
+        group_text(owner.gid),
         owner.mode
     )
 }
 
-/// The name of user or group `id` from a passwd-format file ([`shown`]),
-/// or the number where it has none.
-pub fn account_name(database: &str, id: u32) -> String {
-    let id_text = id.to_string();
-    std::fs::read_to_string(database)
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|line| {
-                let mut fields = line.split(':');
-                let name = fields.next()?;
-                (fields.nth(1)? == id_text).then(|| shown(name).to_string())
-            })
-        })
-        .unwrap_or(id_text)
+/// User `uid` as people read it: its name in the system's user database
+/// ([`shown`]), or the number where it has none.
+pub fn user_text(uid: u32) -> String {
+    account_text(accounts::user_name(uid), uid)
+}
+
+/// Group `gid` as people read it: its name in the system's group
+/// database ([`shown`]), or the number where it has none.
+pub fn group_text(gid: u32) -> String {
+    account_text(accounts::group_name(gid), gid)
+}
+
+fn account_text(name: Option<std::ffi::OsString>, id: u32) -> String {
+    name.map_or_else(|| id.to_string(), |name| shown(&name).to_string())
 }
 
 /// Whether progress should be drawn (stderr is a terminal).
