@@ -15,7 +15,7 @@ use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::{Role, parse_size_u32};
-use super::segment::{Segment, already_exists, existing};
+use super::segment::{Segment, already_exists, directory_of, existing};
 use super::signals;
 use super::text::{heartbeat, human_bytes, print_line, shown};
 
@@ -326,14 +326,6 @@ fn check_free_space(path: &Path, size: u64, replacing: bool) -> anyhow::Result<(
         );
     }
     Ok(())
-}
-
-/// The directory a segment file at `path` lives in.
-fn directory_of(path: &Path) -> std::path::PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    }
 }
 
 /// The free space of the file system a segment of `size` bytes would be

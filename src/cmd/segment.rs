@@ -1,7 +1,8 @@
 //! The segment a command works on: the SEGMENT argument and whom to trust
 //! with it, resolved to a path guarded against SIGBUS, and each way of
 //! opening it (as the host, as a guest, for a read-only view) with errors
-//! that name it; and what is already at a path where one is to be created.
+//! that name it; what is already at a path where one is to be created,
+//! and the directory a segment file lives in.
 
 use std::path::{Path, PathBuf};
 
@@ -218,6 +219,14 @@ pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
         (false, _) => "choose another --segment".to_string(),
     };
     anyhow!("{shown}: already exists{what}; {advice}")
+}
+
+/// The directory a segment file at `path` lives in.
+pub fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Inspects the segment, requiring every entry to be readable: `events`

@@ -180,7 +180,6 @@ impl Env {
     /// bytes on an idle segment then shows that nothing was written.
     pub fn run_unable_to_write(&self, path: &Path, args: &[&str]) -> (Run, bool) {
         use std::os::unix::fs::PermissionsExt;
-        use std::os::unix::process::CommandExt;
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return (self.run(args), false);
@@ -191,6 +190,18 @@ impl Env {
         };
         mode(self.dir(), 0o755);
         mode(path, 0o644);
+        (self.run_as_nobody(args).expect("root"), true)
+    }
+
+    /// Runs the binary with `args` as the unprivileged user 65534 (group
+    /// 65534), from `/`, in this environment; `None` unless this process
+    /// is root, which alone can start one so.
+    pub fn run_as_nobody(&self, args: &[&str]) -> Option<Run> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
         let mut c = std::process::Command::new(BIN);
         c.args(args)
             .env("SHMHUB_SHM_DIR", self.dir())
@@ -200,7 +211,7 @@ impl Env {
             .gid(65534);
         let mut cmd = assert_cmd::Command::from_std(c);
         cmd.timeout(CMD_TIMEOUT);
-        (Run::from_cmd(&mut cmd, args), true)
+        Some(Run::from_cmd(&mut cmd, args))
     }
 
     /// Runs the binary with `args` with its standard output on a
