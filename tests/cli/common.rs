@@ -41,6 +41,19 @@ pub fn slot_msg(tag: &str) -> String {
     )
 }
 
+/// `create NAME` with [`SMALL`]'s flags, except those `extra` sets (clap
+/// refuses repeats), and `extra`.
+pub fn small_args<'a>(name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["create", name];
+    for pair in SMALL.chunks(2) {
+        if !extra.contains(&pair[0]) {
+            args.extend_from_slice(pair);
+        }
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
 /// One test's private world: a temporary directory that bare segment
 /// names resolve in (`SHMHUB_SHM_DIR`) and that is the working directory
 /// of every invocation.
@@ -139,15 +152,7 @@ impl Env {
 
     /// Creates a small segment under bare name `name` (plus `extra` flags).
     pub fn small(&self, name: &str, extra: &[&str]) -> PathBuf {
-        let mut args = vec!["create", name];
-        // SMALL's flags, except those `extra` sets (clap refuses repeats).
-        for pair in SMALL.chunks(2) {
-            if !extra.contains(&pair[0]) {
-                args.extend_from_slice(pair);
-            }
-        }
-        args.extend_from_slice(extra);
-        self.ok(&args);
+        self.ok(&small_args(name, extra));
         let path = self.path(name);
         assert!(path.is_file(), "{} was not created", path.display());
         path

@@ -62,18 +62,7 @@ fn names_with_control_characters_are_printed_escaped() {
     let env = Env::new();
     for (name, shown) in [(RED, RED_SHOWN), (SPLIT, SPLIT_SHOWN)] {
         let path = shown_path(&env, shown);
-        let created = env.run(&[
-            "create",
-            name,
-            "--max-guests",
-            "1",
-            "--ring-size",
-            "8",
-            "--slot-size",
-            "4KiB",
-            "--slots",
-            "4",
-        ]);
+        let created = env.run(&small_args(name, &["--max-guests", "1"]));
         created.code(0);
         assert_printable(&created);
         assert_eq!(created.stdout.lines().count(), 1, "{created:?}");
