@@ -834,7 +834,10 @@ struct Peek {
 
 impl Peek {
     fn open(path: &Path) -> Self {
-        let layout = shmhub::inspect_path(path).expect("inspect").header.layout;
+        let layout = shmhub::admin::inspect_path(path)
+            .expect("inspect")
+            .header
+            .layout;
         Peek {
             file: File::open(path).expect("open the segment read-only"),
             layout,
@@ -919,7 +922,7 @@ impl Peek {
             self.file
                 .read_exact_at(&mut flags, desc + 2)
                 .expect("pread");
-            if u16::from_le_bytes(flags) & shmhub::FLAG_SLOT != 0 {
+            if u16::from_le_bytes(flags) & shmhub::format::FLAG_SLOT != 0 {
                 named.push((0, self.u32_at(desc + 20)));
             }
             i = i.wrapping_add(1);
@@ -1776,7 +1779,7 @@ impl GuestChaos {
                 _ => {}
             }
         }
-        let report = shmhub::inspect_path(&self.path).expect("inspect");
+        let report = shmhub::admin::inspect_path(&self.path).expect("inspect");
         for p in &report.peers {
             if !(p.to_guest.is_empty() && p.to_host.is_empty()) || p.entry.state != PeerState::Empty
             {
@@ -2163,7 +2166,7 @@ fn host_kill_round(
     // The crashed host's file is left: inspect says so, and the guests
     // have let go of their entries (Goodbye where they left messages the
     // host will never read).
-    let report = shmhub::inspect_path(path).expect("inspect the abandoned segment");
+    let report = shmhub::admin::inspect_path(path).expect("inspect the abandoned segment");
     assert_eq!(report.host, HostStatus::Dead);
     assert!(
         report

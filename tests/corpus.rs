@@ -43,13 +43,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use shmhub::header::field as hf;
-use shmhub::peer::{FLAG_HELD, FLAG_LOCKED, field as pf};
-use shmhub::pool::field as plf;
-use shmhub::ring::field as rf;
+use shmhub::format::header as hf;
+use shmhub::format::peer::{self as pf, FLAG_HELD, FLAG_LOCKED};
+use shmhub::format::pool as plf;
+use shmhub::format::ring as rf;
+use shmhub::format::{DESC_SIZE, FLAG_PHASE, FLAG_SLOT, RING_HEADER_SIZE, SLOT_META_SIZE};
 use shmhub::{
-    DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, HeapRegion, MsgDesc, RING_HEADER_SIZE, SLOT_META_SIZE,
-    SegmentConfig, SegmentLayout, ShmGuest, ShmHost, msg_type,
+    Frame, HeapRegion, MsgDesc, SegmentConfig, SegmentLayout, ShmGuest, ShmHost, msg_type,
 };
 use support::Child;
 
@@ -994,7 +994,7 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
     };
 
     run("inspect_path", &mut |p| {
-        let r = shmhub::inspect_path(p);
+        let r = shmhub::admin::inspect_path(p);
         if let Ok(report) = &r {
             count(&TALLY.inspected);
             let _ = serde_json::to_string(report);
@@ -1006,22 +1006,22 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
     });
     run("read-only views", &mut |p| {
         let mut seen = Vec::new();
-        let options = [None, Some(1), Some(5)].map(|peer| shmhub::PeekOptions {
+        let options = [None, Some(1), Some(5)].map(|peer| shmhub::admin::PeekOptions {
             peer,
             ..Default::default()
         });
         for o in &options {
-            if let Ok(report) = shmhub::peek_path(p, o) {
+            if let Ok(report) = shmhub::admin::peek_path(p, o) {
                 count(&TALLY.peeked);
                 let _ = serde_json::to_string(&report);
             }
         }
         seen.push(("peek_path", read_or_gone(p)));
-        if let Ok(report) = shmhub::inspect_slots(p) {
+        if let Ok(report) = shmhub::admin::inspect_slots(p) {
             let _ = serde_json::to_string(&report);
         }
         seen.push(("inspect_slots", read_or_gone(p)));
-        match shmhub::inspect_raw(p) {
+        match shmhub::admin::inspect_raw(p) {
             Ok(dump) => {
                 count(&TALLY.dumped);
                 let _ = serde_json::to_string(&dump);
@@ -1087,12 +1087,12 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
         },
     );
     run("remove_segment", &mut |p| {
-        let options = shmhub::RemoveOptions {
+        let options = shmhub::admin::RemoveOptions {
             allow_foreign_owner: false,
             force: false,
             timeout: Duration::ZERO,
         };
-        match shmhub::remove_segment(p, options, &mut |_| {}) {
+        match shmhub::admin::remove_segment(p, options, &mut |_| {}) {
             Ok(_) => None,
             Err(e) => {
                 // A refusal, even after giving up on live holders (`StillAttached`),
@@ -1114,9 +1114,9 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
         };
         let region = heap.region();
         region.write(0, bytes).expect("heap write");
-        let _ = shmhub::inspect_region(&region, None);
-        let _ = shmhub::peek_region(&region, &shmhub::PeekOptions::default());
-        let _ = shmhub::inspect_slots_region(&region, None);
+        let _ = shmhub::admin::inspect_region(&region, None);
+        let _ = shmhub::admin::peek_region(&region, &shmhub::admin::PeekOptions::default());
+        let _ = shmhub::admin::inspect_slots_region(&region, None);
         if let Ok(mut g) = ShmGuest::attach(region.clone()) {
             guest_session(&mut g);
         }
@@ -1169,7 +1169,7 @@ fn base_segment_is_valid() {
     let b = base();
     let path = b.work.join("valid.shm");
     write_file(&path, &b.bytes);
-    let report = shmhub::inspect_path(&path).expect("inspect base");
+    let report = shmhub::admin::inspect_path(&path).expect("inspect base");
     let states: Vec<String> = report
         .peers
         .iter()
@@ -1520,7 +1520,7 @@ fn fuzz_seeds_survive_the_library() {
     let mut problems = Vec::new();
     for (name, bytes) in &inputs {
         assert!(
-            shmhub::inspect_region(&region_copy(bytes), None).is_ok() || name.contains('/'),
+            shmhub::admin::inspect_region(&region_copy(bytes), None).is_ok() || name.contains('/'),
             "seed {name} is not a valid segment"
         );
         for p in library_checks(&path, bytes, &current) {

@@ -13,15 +13,17 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use shmhub::admin::SegmentReport;
 use shmhub::{
-    Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, SegmentReport,
-    ShmGuest, ShmHost, WaitStrategy, msg_type,
+    Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest,
+    ShmHost, WaitStrategy, msg_type,
 };
 use support::{Child, ChildEnv, signal};
 
 const PEER_ENV: &str = "SHMHUB_TEST_PEER";
 const EPOCH_ENV: &str = "SHMHUB_TEST_EPOCH";
 const STRATEGY_ENV: &str = "SHMHUB_TEST_STRATEGY";
+const EXPECT_ENV: &str = "SHMHUB_TEST_EXPECT";
 
 /// How long any single wait (a message, a child's signal, its exit) may take.
 const WAIT: Duration = Duration::from_secs(5);
@@ -117,7 +119,7 @@ fn pools_used(report: &SegmentReport) -> Vec<(String, u32)> {
 }
 
 fn all_slots_free(path: &Path) -> anyhow::Result<()> {
-    let report = shmhub::inspect_path(path).context("inspect")?;
+    let report = shmhub::admin::inspect_path(path).context("inspect")?;
     let used = pools_used(&report);
     ensure!(used.is_empty(), "slots still in use: {used:?}");
     Ok(())
@@ -143,8 +145,8 @@ fn host_send(host: &mut ShmHost, peer: u8, f: &Frame, child: &mut Child) {
     }
 }
 
-fn peer_report(path: &Path, peer: u8) -> shmhub::PeerReport {
-    let report = shmhub::inspect_path(path).unwrap();
+fn peer_report(path: &Path, peer: u8) -> shmhub::admin::PeerReport {
+    let report = shmhub::admin::inspect_path(path).unwrap();
     report.peers[peer as usize - 1].clone()
 }
 
@@ -165,6 +167,8 @@ fn child_entry() {
         "host" => child_host(env),
         "judge" => child_judge(env),
         "hold_received" => child_hold_received(env),
+        "from_env" => child_from_env(),
+        "env_refused" => child_env_refused(env),
         other => bail!("unknown role {other}"),
     });
 }
@@ -174,6 +178,29 @@ fn recv_within(guest: &mut ShmGuest, what: &str) -> anyhow::Result<Frame> {
         .recv_timeout(Some(WAIT))
         .with_context(|| format!("receive {what}"))?
         .with_context(|| format!("timed out waiting for {what}"))
+}
+
+/// The spawned program: attaches where its environment says, takes what
+/// the host sent ahead and sends it back.
+fn child_from_env() -> anyhow::Result<()> {
+    let mut guest = ShmGuest::attach_from_env().context("attach from the environment")?;
+    let named: u8 = std::env::var(shmhub::SpawnTicket::PEER_ID_ENV)?.parse()?;
+    ensure!(guest.peer_id() == named, "attached as {}", guest.peer_id());
+    let got = recv_within(&mut guest, "what was sent ahead")?;
+    let echo = frame(msg_type::RESPONSE, got.desc.id, 0, got.into_payload());
+    guest.send_timeout(&echo, Some(WAIT)).context("echo")?;
+    guest.detach().context("detach")?;
+    Ok(())
+}
+
+/// A program started with a malformed environment: attaching fails with
+/// the `Env` error naming the variable in `SHMHUB_TEST_EXPECT`.
+fn child_env_refused(env: &ChildEnv) -> anyhow::Result<()> {
+    let expected = env.var(EXPECT_ENV)?;
+    match ShmGuest::attach_from_env() {
+        Err(Error::Env { var, .. }) if var == expected => Ok(()),
+        other => bail!("expected an Env error naming {expected}, got {other:?}"),
+    }
 }
 
 /// Test 1's guest: attaches in the reserved entry, checks every message and
@@ -334,7 +361,7 @@ fn child_host(env: &ChildEnv) -> anyhow::Result<()> {
 /// Reports, from another process, how `inspect` judges the host and each
 /// guest: "host=alive 1=alive 2=-".
 fn child_judge(env: &ChildEnv) -> anyhow::Result<()> {
-    let report = shmhub::inspect_path(&env.path).context("inspect")?;
+    let report = shmhub::admin::inspect_path(&env.path).context("inspect")?;
     let mut verdict = format!("host={}", report.host);
     for peer in &report.peers {
         verdict.push_str(&format!(" {}={}", peer.entry.peer_id, peer.holder));
@@ -490,7 +517,7 @@ fn killed_guest_is_detected_and_reclaimed() {
         &mut child,
     );
 
-    let before = shmhub::inspect_path(&path).unwrap();
+    let before = shmhub::admin::inspect_path(&path).unwrap();
     let entry = &before.peers[peer as usize - 1];
     assert_eq!(entry.entry.state, PeerState::Attached);
     assert_eq!(entry.entry.pid, child.pid());
@@ -515,7 +542,7 @@ fn killed_guest_is_detected_and_reclaimed() {
 
     assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
 
-    let after = shmhub::inspect_path(&path).unwrap();
+    let after = shmhub::admin::inspect_path(&path).unwrap();
     assert!(pools_used(&after).is_empty(), "{:?}", pools_used(&after));
     let entry = &after.peers[peer as usize - 1];
     assert_eq!(entry.entry.state, PeerState::Empty, "{entry:?}");
@@ -575,7 +602,7 @@ fn killed_guest_is_detected_and_reclaimed() {
     );
     child.expect_success(WAIT);
 
-    let end = shmhub::inspect_path(&path).unwrap();
+    let end = shmhub::admin::inspect_path(&path).unwrap();
     assert!(pools_used(&end).is_empty(), "{:?}", pools_used(&end));
     assert_eq!(end.peers[peer as usize - 1].entry.state, PeerState::Empty);
 }
@@ -621,7 +648,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     std::thread::sleep(Duration::from_millis(1200));
     child.check_running();
     assert!(host.reclaim_dead().unwrap().is_empty());
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     let u = &report.peers[unowned as usize - 1];
     assert_eq!(
         (u.entry.state, u.entry.epoch, u.holder),
@@ -643,7 +670,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
         &mut child,
     );
     child.expect_success(WAIT);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(
         report.peers[live as usize - 1].entry.state,
         PeerState::Empty
@@ -655,7 +682,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     // The scripted entry goes only when released explicitly.
     assert!(host.reclaim_dead().unwrap().is_empty());
     ShmGuest::release(&path, unowned).unwrap();
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(
         report.peers[unowned as usize - 1].entry.state,
         PeerState::Empty
@@ -748,7 +775,7 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
         "recv returned after {waited:?}"
     );
     assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Dead);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.host, shmhub::HostStatus::Dead);
     // The crashed host's file stays behind, for cleanup to find.
     drop(guest);
@@ -904,7 +931,7 @@ fn roles_in_one_process_survive_other_handles_closing() {
         // Another guest of this process comes and goes (opening, locking,
         // unlocking and closing the file), and so does a read-only look.
         drop(ShmGuest::attach_path(&path).unwrap());
-        drop(shmhub::inspect_path(&path).unwrap());
+        drop(shmhub::admin::inspect_path(&path).unwrap());
         drop(ShmHost::open(&path).unwrap());
     }
     // A second handle in this process cannot take a role the first holds.
@@ -1065,4 +1092,92 @@ fn a_slot_held_by_a_killed_receiver_is_leaked_until_reclaimed() {
     shmhub(d, &["gc", d.to_str().unwrap()], 0);
     assert_eq!(views(), before, "gc changed a segment it kept");
     drop(guest);
+}
+
+// A host reserves an entry and starts a program with the segment's
+// absolute path and the entry's id in its environment; the program
+// attaches to that entry and gets what was sent ahead. A malformed
+// environment is an error naming the variable.
+// shm[verify shm.peer.spawn]
+#[test]
+fn a_spawned_program_finds_its_segment_and_entry_in_its_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spawn.shm");
+    let config = SegmentConfig {
+        max_guests: 2,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let ticket = host.spawn_ticket().unwrap();
+    let peer = ticket.peer_id();
+    let env: Vec<(&str, String)> = ticket
+        .env()
+        .iter()
+        .map(|(k, v)| (*k, v.to_str().unwrap().to_string()))
+        .collect();
+    let segment = std::path::absolute(&path).unwrap();
+    assert_eq!(
+        env,
+        [
+            (
+                shmhub::SpawnTicket::SEGMENT_ENV,
+                segment.to_str().unwrap().to_string()
+            ),
+            (shmhub::SpawnTicket::PEER_ID_ENV, peer.to_string()),
+        ]
+    );
+    assert_eq!(
+        (
+            shmhub::SpawnTicket::SEGMENT_ENV,
+            shmhub::SpawnTicket::PEER_ID_ENV
+        ),
+        ("SHMHUB_SEGMENT", "SHMHUB_PEER_ID")
+    );
+    assert!(!ticket.claimed().unwrap());
+    let ahead = frame(msg_type::REQUEST, 77, 0, b"sent ahead".to_vec());
+    host.try_send(peer, &ahead).unwrap();
+
+    let mut child = Child::spawn("from_env", &path, dir.path(), &env);
+    let (from, echo) = host_recv(&mut host, &mut child);
+    assert_eq!(
+        (from, echo.desc.id, echo.payload()),
+        (peer, 77, &b"sent ahead"[..])
+    );
+    child.expect_success(WAIT);
+    assert!(ticket.claimed().unwrap());
+    drop(ticket);
+    assert_ne!(host.peers().unwrap()[0].state, PeerState::Reserved);
+
+    let segment = segment.to_str().unwrap().to_string();
+    for (name, value, expected) in [
+        (
+            shmhub::SpawnTicket::PEER_ID_ENV,
+            "0",
+            shmhub::SpawnTicket::PEER_ID_ENV,
+        ),
+        (
+            shmhub::SpawnTicket::PEER_ID_ENV,
+            "256",
+            shmhub::SpawnTicket::PEER_ID_ENV,
+        ),
+        (
+            shmhub::SpawnTicket::PEER_ID_ENV,
+            "one",
+            shmhub::SpawnTicket::PEER_ID_ENV,
+        ),
+        (
+            shmhub::SpawnTicket::SEGMENT_ENV,
+            "",
+            shmhub::SpawnTicket::SEGMENT_ENV,
+        ),
+    ] {
+        let mut env = vec![
+            (shmhub::SpawnTicket::SEGMENT_ENV, segment.clone()),
+            (shmhub::SpawnTicket::PEER_ID_ENV, "2".to_string()),
+            (EXPECT_ENV, expected.to_string()),
+        ];
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value.to_string()));
+        Child::spawn("env_refused", &path, dir.path(), &env).expect_success(WAIT);
+    }
 }

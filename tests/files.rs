@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
-use shmhub::{
-    Error, PeerState, SegmentConfig, ShmGuest, ShmHost, inspect_path, remove_segment,
-    resolve_segment, shm_dir,
-};
+use shmhub::admin::{inspect_path, remove_segment, shm_dir};
+use shmhub::{Error, PeerState, SegmentConfig, ShmGuest, ShmHost, resolve_segment};
 use support::fixtures::{data, remove_options, tmp, unix_ns};
 use support::{Child, ChildEnv};
 
@@ -261,7 +259,7 @@ fn remove_deletes_a_damaged_segment_only_with_force() {
     let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
     let copy = copy_to(&path, "v2.shm");
     let mut bytes = std::fs::read(&copy).unwrap();
-    let future = shmhub::VERSION + 1;
+    let future = shmhub::format::VERSION + 1;
     bytes[8..12].copy_from_slice(&future.to_le_bytes());
     std::fs::write(&copy, &bytes).unwrap();
     assert!(matches!(
@@ -445,4 +443,93 @@ fn a_segment_another_user_owns_is_trusted_only_when_shared_or_allowed() {
         ShmGuest::attach_path(&path),
         Err(Error::ForeignOwner { .. })
     ));
+}
+
+/// One `fcntl` lock call of the shape `shm.lock.shape` gives, on `file`:
+/// `command` with `l_type` `kind` on byte `byte`, `l_pid` 0. Returns the
+/// call's result and the `flock` as the kernel left it.
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
+fn lock_call(
+    file: &std::fs::File,
+    command: libc::c_int,
+    kind: libc::c_int,
+    byte: u64,
+) -> (std::io::Result<()>, libc::flock) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock is plain data; all zeroes is a valid value (l_pid 0).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = byte as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: the lock commands read (and, for a test, rewrite) only the
+    // flock we own, for the duration of the call.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), command, &mut fl as *mut libc::flock) };
+    let result = if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    };
+    (result, fl)
+}
+
+// A lock taken as the spec writes it, from an open file of another
+// implementation, keeps the library out of that role, and the library's
+// own locks show to such a test: the two agree byte for byte.
+// shm[verify shm.lock.shape]
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
+#[test]
+fn role_locks_of_the_documented_shape_exclude_the_library_and_show_its_own() {
+    const BASE: u64 = 1 << 40;
+    let dir = tmp();
+    let path = dir.path().join("shape.shm");
+    let config = SegmentConfig {
+        max_guests: 2,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let foreign = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // The foreign process holds guest 1's presence: a claim passes it over.
+    let (taken, _) = lock_call(&foreign, libc::F_OFD_SETLK, libc::F_WRLCK, BASE + 1);
+    taken.unwrap();
+    let guest = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(guest.peer_id(), 2);
+    // The library's presence lock of entry 2 shows to a test, and refuses
+    // a take, from the foreign file.
+    let (tested, fl) = lock_call(&foreign, libc::F_OFD_GETLK, libc::F_WRLCK, BASE + 2);
+    tested.unwrap();
+    assert_eq!(fl.l_type, libc::F_WRLCK as libc::c_short);
+    let (refused, _) = lock_call(&foreign, libc::F_OFD_SETLK, libc::F_WRLCK, BASE + 2);
+    let code = refused.unwrap_err().raw_os_error();
+    assert!(
+        matches!(code, Some(libc::EAGAIN) | Some(libc::EACCES)),
+        "{code:?}"
+    );
+    // A free byte tests as free.
+    let (tested, fl) = lock_call(&foreign, libc::F_OFD_GETLK, libc::F_WRLCK, BASE + 3);
+    tested.unwrap();
+    assert_eq!(fl.l_type, libc::F_UNLCK as libc::c_short);
+    // The foreign guest-to-host consumer lock of guest 2 (kind 4) keeps
+    // the host from receiving as that guest's consumer.
+    let (taken, _) = lock_call(
+        &foreign,
+        libc::F_OFD_SETLK,
+        libc::F_WRLCK,
+        BASE + 4 * 1024 + 2,
+    );
+    taken.unwrap();
+    assert!(matches!(
+        host.recv_from_timeout(2, std::time::Duration::from_millis(20)),
+        Err(Error::Busy { .. })
+    ));
+    // Released, entry 1 is free to claim.
+    let (released, _) = lock_call(&foreign, libc::F_OFD_SETLK, libc::F_UNLCK, BASE + 1);
+    released.unwrap();
+    let first = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(first.peer_id(), 1);
+    drop((first, guest));
 }

@@ -8,10 +8,9 @@
 
 mod support;
 
-use shmhub::{
-    Error, MAGIC, PeerState, SegmentConfig, ShmGuest, ShmHost, VERSION, inspect_path,
-    remove_segment,
-};
+use shmhub::admin::{inspect_path, remove_segment};
+use shmhub::format::{MAGIC, VERSION};
+use shmhub::{Error, PeerState, SegmentConfig, ShmGuest, ShmHost};
 use support::fixtures::{data, remove_options, tmp, unix_ns};
 
 /// The little-endian `u32` at byte `at`.
@@ -315,6 +314,12 @@ fn each_inconsistent_header_field_is_named() {
         &patched(128, &2u32.to_le_bytes()),
         "host_goodbye",
     );
+    // A share of the host's pool larger than the pool (64 slots).
+    expect_corrupt(
+        "share.shm",
+        &patched(112, &65u32.to_le_bytes()),
+        "host_slots_per_guest",
+    );
     // A configuration that lays out differently but is stored with the old
     // offsets: the offsets are checked against the configuration.
     expect_corrupt("cap.shm", &patched(28, &128u32.to_le_bytes()), "total_size");
@@ -413,4 +418,85 @@ fn heap_guests_hold_their_entry_without_a_presence_lock() {
     assert_eq!(entry.state, PeerState::Attached);
     assert!(entry.held && !entry.locked);
     assert_eq!(entry.pid, std::process::id());
+}
+
+/// The pid of a process that has exited (and been reaped): judged dead.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+// Clearing a holder (detach, reservation, reclaim) zeroes pid, start time
+// and flags, leaves a fresh heartbeat rather than 0, and keeps the time of
+// the entry's last claim: neither of those two says whether the entry is
+// held.
+// shm[verify shm.peer.holder]
+#[test]
+fn clearing_a_holder_leaves_a_fresh_heartbeat_and_the_last_claim_time() {
+    use std::sync::atomic::Ordering;
+    let dir = tmp();
+    let path = dir.path().join("holder.shm");
+    let config = SegmentConfig {
+        max_guests: 2,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let guest = ShmGuest::attach_path(&path).unwrap();
+    let held = host.peers().unwrap()[0];
+    assert_eq!(
+        (held.pid, held.held, held.locked),
+        (std::process::id(), true, true)
+    );
+    assert!(held.heartbeat_ns != 0 && held.claimed_unix_ns != 0);
+
+    // Detach.
+    guest.detach().unwrap();
+    let left = host.peers().unwrap()[0];
+    assert_eq!(left.state, PeerState::Empty);
+    assert_eq!(
+        (left.pid, left.held, left.locked, left.start_time),
+        (0, false, false, 0)
+    );
+    assert!(left.heartbeat_ns >= held.heartbeat_ns, "a fresh heartbeat");
+    assert_eq!(left.claimed_unix_ns, held.claimed_unix_ns);
+
+    // A reservation clears the record the same way.
+    assert_eq!(host.reserve_peer().unwrap(), 1);
+    let reserved = host.peers().unwrap()[0];
+    assert_eq!(reserved.state, PeerState::Reserved);
+    assert_eq!((reserved.pid, reserved.held), (0, false));
+    assert!(reserved.heartbeat_ns >= left.heartbeat_ns);
+    assert_eq!(reserved.claimed_unix_ns, held.claimed_unix_ns);
+    // `release_peer` writes none of the record.
+    host.release_peer(1).unwrap();
+    let released = host.peers().unwrap()[0];
+    assert_eq!(
+        (released.heartbeat_ns, released.claimed_unix_ns),
+        (reserved.heartbeat_ns, reserved.claimed_unix_ns)
+    );
+
+    // A reclaim: an Attached entry whose recorded holder (no presence lock
+    // to judge it by) is a process that has exited.
+    let guest = ShmGuest::attach_path(&path).unwrap();
+    let claimed = host.peers().unwrap()[0];
+    assert!(claimed.claimed_unix_ns >= held.claimed_unix_ns);
+    guest.release_to_script().unwrap();
+    let region = host.region();
+    let entry = host.layout().peer_entry(1);
+    region
+        .store_u32(entry + 8, dead_pid(), Ordering::Relaxed)
+        .unwrap();
+    region.store_u32(entry + 12, 1, Ordering::Release).unwrap();
+    let before = host.peers().unwrap()[0];
+    assert_eq!(host.reclaim_dead().unwrap(), [1]);
+    let reclaimed = host.peers().unwrap()[0];
+    assert_eq!(reclaimed.state, PeerState::Empty);
+    assert_eq!(
+        (reclaimed.pid, reclaimed.held, reclaimed.start_time),
+        (0, false, 0)
+    );
+    assert!(reclaimed.heartbeat_ns >= before.heartbeat_ns);
+    assert_eq!(reclaimed.claimed_unix_ns, claimed.claimed_unix_ns);
 }

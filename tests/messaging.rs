@@ -90,7 +90,7 @@ fn a_batch_with_an_oversized_frame_sends_nothing() {
     ));
     assert!(guest.try_recv().unwrap().is_none());
     assert!(host.try_recv().unwrap().is_none());
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert!(report.pools.iter().all(|p| p.usage.used == 0));
     // Without the oversized frame, all go, in order, in one round.
     assert_eq!(
@@ -98,7 +98,10 @@ fn a_batch_with_an_oversized_frame_sends_nothing() {
             .unwrap(),
         2
     );
-    let state = shmhub::inspect_region(&host.region(), None).unwrap().peers[0].to_guest;
+    let state = shmhub::admin::inspect_region(&host.region(), None)
+        .unwrap()
+        .peers[0]
+        .to_guest;
     assert_eq!((state.head, state.tail), (0, 2));
     assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 1);
     assert_eq!(
@@ -114,7 +117,9 @@ fn a_loan_is_committed_only_by_the_sender_whose_pool_lent_it() {
     let mut guest = ShmGuest::attach(host.region()).unwrap();
     let p = guest.peer_id();
     let used = |host: &ShmHost, pool: usize| {
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[pool]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[pool]
             .usage
             .used
     };
@@ -182,7 +187,7 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     assert_eq!(got, [(0, vec![0u8; 200]), (2, vec![2u8; 200])]);
     // The good slots went back when their Received values were dropped;
     // the forged descriptor's slot was not freed through it.
-    let report = shmhub::inspect_region(&region, None).unwrap();
+    let report = shmhub::admin::inspect_region(&region, None).unwrap();
     assert_eq!(report.pools[0].usage.used, 1);
     assert_eq!(report.peers[0].to_guest.len(), Some(0));
 
@@ -271,7 +276,7 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
     );
     // The guest's slot went back as the function returned; the host's pool
     // still holds the slot of the forged descriptor, left alone.
-    let report = shmhub::inspect_region(&region, None).unwrap();
+    let report = shmhub::admin::inspect_region(&region, None).unwrap();
     let used: Vec<u32> = report.pools.iter().map(|pool| pool.usage.used).collect();
     assert_eq!(used[..2], [1, 0]);
 }
@@ -290,7 +295,7 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
         second.send(data(u64::from(i), &[2; 700])).unwrap();
     }
     let pool_used = |p: u8| {
-        shmhub::inspect_region(&region, None).unwrap().pools[usize::from(p)]
+        shmhub::admin::inspect_region(&region, None).unwrap().pools[usize::from(p)]
             .usage
             .used
     };
@@ -338,13 +343,13 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
 /// Forges the slot generation in the descriptor at `position` of the host's
 /// ring to guest `p` (counting from the ring's first entry).
 fn forge_generation(region: &shmhub::Region, layout: &shmhub::SegmentLayout, p: u8, position: u64) {
-    let entry = layout.host_to_guest_ring(p) + shmhub::RING_HEADER_SIZE + 64 * position;
+    let entry = layout.host_to_guest_ring(p) + shmhub::format::RING_HEADER_SIZE + 64 * position;
     region.write(entry + 24, &[0x77, 0, 0, 0]).unwrap();
 }
 
 /// Slots in use in the host's pool, as inspection reads them.
 fn host_slots_used(region: &shmhub::Region) -> u32 {
-    shmhub::inspect_region(region, None).unwrap().pools[0]
+    shmhub::admin::inspect_region(region, None).unwrap().pools[0]
         .usage
         .used
 }
@@ -467,7 +472,7 @@ fn send_waits_for_room_and_slots_until_the_receiver_drains() {
         .map(|id| (id, if id % 2 == 0 { 200 } else { 3 }))
         .collect();
     assert_eq!(got, want);
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.pools[0].usage.used, 0);
 }
 
@@ -592,7 +597,7 @@ fn a_stalled_guest_holds_only_its_share_and_the_others_go_on() {
         host.send(p2, data(i, &[2u8; 200])).unwrap();
     }
     let _busy = receiver.join().unwrap();
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.host_slot_share, Some(4));
     let held: Vec<u32> = report
         .peers
@@ -602,7 +607,7 @@ fn a_stalled_guest_holds_only_its_share_and_the_others_go_on() {
     assert_eq!(held, [4, 0], "the stalled guest keeps its share, no more");
     assert_eq!(report.pools[0].usage.used, 4);
     drop(stalled);
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.pools[0].usage.used, 0, "its detach gave them back");
     assert_eq!(report.peers[0].entry.host_slots_held, 0);
 }
@@ -678,7 +683,171 @@ fn a_fixed_share_is_recorded_and_kept() {
         Err(Error::ShareExhausted { share: 2, .. })
     ));
     assert_eq!(
-        shmhub::inspect_path(&path).unwrap().host_slot_share,
+        shmhub::admin::inspect_path(&path).unwrap().host_slot_share,
         Some(2)
     );
+}
+
+// ---------------------------------------------------------------------------
+// What "empty" means, the host's doorbell, and counters that wrap
+// ---------------------------------------------------------------------------
+
+// Judged by its indices, a ring is empty when they are equal or when the
+// consumer is up to a capacity ahead of the published tail; any other
+// pair than a fill of 1..=capacity is inconsistent, never empty.
+// shm[verify shm.ring.empty]
+#[test]
+fn a_ring_is_empty_by_its_indices_when_the_head_has_reached_the_tail_or_passed_it() {
+    use shmhub::admin::RingState;
+    let ring = |head: u32, tail: u32| RingState {
+        head,
+        tail,
+        capacity: 4,
+    };
+    for (head, tail, len) in [
+        (0, 0, Some(0)),
+        (7, 7, Some(0)),
+        (5, 3, Some(0)),
+        (7, 3, Some(0)),
+        (3, 4, Some(1)),
+        (3, 7, Some(4)),
+        (u32::MAX, 1, Some(2)),
+        (1, u32::MAX, Some(0)),
+        (3, 8, None),
+        (8, 3, None),
+    ] {
+        assert_eq!(ring(head, tail).len(), len, "head {head}, tail {tail}");
+        assert_eq!(ring(head, tail).is_empty(), len == Some(0));
+    }
+}
+
+// A guest leaving judges its outbound ring by its indices: a host that
+// took every message, even one whose tail the guest had not yet published
+// (the consumer ahead of the tail), leaves it Empty; a message left makes
+// it Goodbye, and the host's receive that then finds nothing new at the
+// head frees it.
+// shm[verify shm.ring.empty]
+// shm[verify shm.peer.detach]
+#[test]
+fn a_guest_leaves_empty_when_the_host_took_everything_and_goodbye_otherwise() {
+    use std::sync::atomic::Ordering;
+    let config = SegmentConfig {
+        max_guests: 1,
+        ring_capacity: 4,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let region = host.region();
+    let tail = host.layout().guest_to_host_ring(1);
+
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    guest.try_send(data(1, b"taken")).unwrap();
+    assert_eq!(host.try_recv().unwrap().unwrap().1.desc.id, 1);
+    // As if the guest had written the descriptor but not yet its tail.
+    region.store_u32(tail, 0, Ordering::Release).unwrap();
+    guest.detach().unwrap();
+    assert_eq!(host.peers().unwrap()[0].state, shmhub::PeerState::Empty);
+    // The late tail lands.
+    region.store_u32(tail, 1, Ordering::Release).unwrap();
+
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    guest.try_send(data(2, b"left for the host")).unwrap();
+    guest.detach().unwrap();
+    assert_eq!(host.peers().unwrap()[0].state, shmhub::PeerState::Goodbye);
+    assert_eq!(host.try_recv().unwrap().unwrap().1.desc.id, 2);
+    assert_eq!(host.peers().unwrap()[0].state, shmhub::PeerState::Goodbye);
+    assert!(host.try_recv().unwrap().is_none());
+    assert_eq!(host.peers().unwrap()[0].state, shmhub::PeerState::Empty);
+}
+
+// A guest rings the doorbell (one more, wrapping) after each publication
+// and when it leaves, but only while the host says it waits; otherwise it
+// writes nothing there.
+// shm[verify shm.host.doorbell]
+#[test]
+fn the_doorbell_moves_by_one_per_publication_only_while_the_host_waits() {
+    use std::sync::atomic::Ordering;
+    const DOORBELL: u64 = 192;
+    const HOST_WAITING: u64 = 196;
+    let mut host = ShmHost::create_heap(SegmentConfig::default()).unwrap();
+    let region = host.region();
+    let doorbell = || region.load_u32(DOORBELL, Ordering::Acquire).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+
+    guest.try_send(data(1, b"awake")).unwrap();
+    assert_eq!(doorbell(), 0, "nobody waits: nothing written");
+
+    region.store_u32(HOST_WAITING, 1, Ordering::SeqCst).unwrap();
+    guest.try_send(data(2, b"one")).unwrap();
+    assert_eq!(doorbell(), 1);
+    // A batch published in one round rings once.
+    let sent = guest
+        .send_batch(
+            &[data(3, b"a"), data(4, &[9u8; 100])],
+            shmhub::Timeout::NoWait,
+        )
+        .unwrap();
+    assert_eq!((sent, doorbell()), (2, 2));
+    region
+        .store_u32(DOORBELL, u32::MAX, Ordering::Release)
+        .unwrap();
+    guest.try_send(data(5, b"wraps")).unwrap();
+    assert_eq!(doorbell(), 0, "the doorbell wraps");
+    guest.detach().unwrap();
+    assert_eq!(doorbell(), 1, "leaving rings it too");
+
+    region.store_u32(HOST_WAITING, 0, Ordering::SeqCst).unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    guest.try_send(data(6, b"awake again")).unwrap();
+    guest.detach().unwrap();
+    assert_eq!(doorbell(), 1);
+    let mut ids = Vec::new();
+    while let Some((_, frame)) = host.try_recv().unwrap() {
+        ids.push(frame.desc.id);
+    }
+    ids.sort_unstable();
+    assert_eq!(ids, [1, 2, 3, 4, 5, 6]);
+}
+
+// A slot's generation wraps: the allocation after generation u32::MAX
+// gets 0, an ordinary generation the descriptor repeats and the receiver
+// checks; the next gets 1. Both directions.
+// shm[verify shm.wrap]
+#[test]
+fn slot_generations_wrap_from_the_largest_to_zero() {
+    use std::sync::atomic::Ordering;
+    let config = SegmentConfig {
+        max_guests: 1,
+        slots_per_pool: 1,
+        slot_size: 64,
+        max_payload: 64,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let region = host.region();
+    let layout = *host.layout();
+    let state = |pool: u8| layout.pool(pool) + layout.pool_meta_offset;
+    let generation = |pool: u8| region.load_u64(state(pool), Ordering::Acquire).unwrap() as u32;
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    for pool in [0u8, 1] {
+        // A free slot (no holder) at the last generation.
+        region
+            .store_u64(state(pool), u64::from(u32::MAX), Ordering::Release)
+            .unwrap();
+    }
+    for (round, expected) in [(0u8, 0u32), (1, 1)] {
+        let payload = [round; 40];
+        host.try_send(1, data(u64::from(round), &payload)).unwrap();
+        assert_eq!(generation(0), expected);
+        let received = guest.try_recv().unwrap().unwrap();
+        assert_eq!(received.desc.slot_generation, expected);
+        assert_eq!(received.payload(), payload);
+
+        guest.try_send(data(u64::from(round), &payload)).unwrap();
+        assert_eq!(generation(1), expected);
+        let (_, received) = host.try_recv().unwrap().unwrap();
+        assert_eq!(received.desc.slot_generation, expected);
+        assert_eq!(received.payload(), payload);
+    }
+    assert_eq!(host.peers().unwrap()[0].host_slots_held, 0);
 }

@@ -103,7 +103,7 @@ fn both_directions_inline_and_slot_up_to_max_payload() {
         assert_eq!(got.payload(), &payload[..], "guest->host len {len}");
     }
     // Every slot went back to its pool.
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(
         report.pools.iter().all(|p| p.usage.used == 0),
         "{:?}",
@@ -188,7 +188,7 @@ fn exhausted_pool_is_retryable_and_nothing_leaks() {
     host.send(guest.peer_id(), data(5, &[5u8; 100])).unwrap();
     let ids: Vec<u64> = (0..3).map(|_| guest.recv().unwrap().desc.id).collect();
     assert_eq!(ids, [2, 4, 5]);
-    let report = shmhub::inspect_region(&host.region(), None).unwrap();
+    let report = shmhub::admin::inspect_region(&host.region(), None).unwrap();
     assert_eq!(report.pools[0].usage.used, 0);
 }
 
@@ -382,7 +382,7 @@ fn detach_frees_the_entry_and_its_slots_and_epoch_moves_on() {
     host.send(p, data(1, &[9u8; 500])).unwrap();
     host.send(p, data(2, &[9u8; 500])).unwrap();
     drop(guest);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.peers[0].entry.state, PeerState::Empty);
     assert_eq!(report.pools[0].usage.used, 0);
     let again = ShmGuest::attach_path(&path).unwrap();
@@ -426,7 +426,7 @@ fn host_reads_what_a_departed_guest_sent_then_entry_is_free() {
     );
     assert!(host.try_recv_from(p).unwrap().is_none());
     assert_eq!(host.peers().unwrap()[0].state, PeerState::Empty);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(report.pools.iter().all(|p| p.usage.used == 0));
 }
 
@@ -453,7 +453,7 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
         host.region()
             .store_u32(state, 0, std::sync::atomic::Ordering::Release)
             .unwrap();
-        let report = shmhub::inspect_path(&path).unwrap();
+        let report = shmhub::admin::inspect_path(&path).unwrap();
         assert_eq!(report.peers[usize::from(p) - 1].to_guest.len(), Some(2));
         assert_eq!(report.pools[0].usage.used, 1);
         p
@@ -462,7 +462,7 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
     let p = leave_behind(&mut host);
     let mut next = ShmGuest::attach_path(&path).unwrap();
     assert_eq!(next.peer_id(), p);
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(report.peers[usize::from(p) - 1].to_guest.is_empty());
     assert_eq!(report.pools[0].usage.used, 0);
     assert!(next.try_recv().unwrap().is_none());
@@ -472,11 +472,119 @@ fn the_next_guest_of_an_entry_never_gets_what_was_sent_to_the_last() {
     // So does a reservation; what the host sends ahead then is kept.
     let p = leave_behind(&mut host);
     assert_eq!(host.reserve_peer().unwrap(), p);
-    assert_eq!(shmhub::inspect_path(&path).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::admin::inspect_path(&path).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
     host.send(p, data(4, b"sent ahead")).unwrap();
     let mut reserved = ShmGuest::attach_path_with_id(&path, p).unwrap();
     assert_eq!(reserved.try_recv().unwrap().unwrap().desc.id, 4);
     assert!(reserved.try_recv().unwrap().is_none());
+}
+
+// A plain claim reads an entry's state before it writes anything there:
+// the entries it passes over (scripted, held by a dead process, reserved)
+// keep every byte, and the dead one is still reclaimed as dead.
+// shm[verify shm.peer.claim]
+#[test]
+fn a_plain_claim_writes_nothing_in_the_entries_it_passes_over() {
+    let dir = tmp();
+    let path = dir.path().join("pass-over.shm");
+    let config = SegmentConfig {
+        max_guests: 4,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let region = host.region();
+    let table = host.layout().peer_table_offset;
+    let entry = |p: u8| table + (u64::from(p) - 1) * 64;
+    // 1: a scripted claim. 2: an entry whose holder kept the presence lock
+    // and died (its record says LOCKED; nobody holds the lock). 3: reserved.
+    let (scripted, _) = ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    let (dead, _) = ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    region
+        .store_u32(
+            entry(dead) + 8,
+            std::process::id(),
+            std::sync::atomic::Ordering::Relaxed,
+        )
+        .unwrap();
+    region
+        .store_u32(
+            entry(dead) + 12,
+            1 | 2,
+            std::sync::atomic::Ordering::Release,
+        )
+        .unwrap();
+    let reserved = host.reserve_peer().unwrap();
+    assert_eq!((scripted, dead, reserved), (1, 2, 3));
+    let bytes = |p: u8| region.read_array::<64>(entry(p)).unwrap();
+    let before = [bytes(1), bytes(2), bytes(3)];
+
+    let fourth = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(fourth.peer_id(), 4);
+    assert_eq!([bytes(1), bytes(2), bytes(3)], before);
+    assert_eq!(host.reclaim_dead().unwrap(), [dead]);
+    assert_eq!(host.peers().unwrap()[0].state, PeerState::Attached);
+    drop(fourth);
+}
+
+// A plain claim of an Empty entry whose host-to-guest receiving role
+// another process holds still claims it, but leaves its ring as it is.
+// shm[verify shm.peer.claim]
+#[test]
+fn a_plain_claim_leaves_the_ring_of_an_entry_whose_receiving_role_is_held() {
+    let dir = tmp();
+    let path = dir.path().join("role-held.shm");
+    let config = SegmentConfig {
+        max_guests: 1,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let first = ShmGuest::attach_path(&path).unwrap();
+    // Another open file acts as guest 1 and takes its receiving role.
+    let mut other = ShmGuest::resume(&path, 1).unwrap();
+    assert!(other.try_recv().unwrap().is_none());
+    host.send(1, data(1, b"for the first guest")).unwrap();
+    // The first guest cannot take its receiving role to drain: it leaves
+    // the message where it is.
+    first.detach().unwrap();
+    let next = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!((next.peer_id(), next.epoch()), (1, 2));
+    let report = shmhub::admin::inspect_path(&path).unwrap();
+    assert_eq!(report.peers[0].to_guest.len(), Some(1), "left as it is");
+    drop(other);
+    let mut next = next;
+    assert_eq!(next.try_recv().unwrap().unwrap().desc.id, 1);
+}
+
+// Attaching with an id takes no receiving role at claim time and drops
+// nothing: the role is taken at the first receive.
+// shm[verify shm.peer.reserve]
+#[test]
+fn an_attach_with_id_takes_its_receiving_role_at_its_first_receive() {
+    let dir = tmp();
+    let path = dir.path().join("reserved-role.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let p = host.reserve_peer().unwrap();
+    host.send(p, data(5, b"sent ahead")).unwrap();
+    let mut guest = ShmGuest::attach_path_with_id(&path, p).unwrap();
+    // The role is still free: another handle of the entry takes it and
+    // finds what was sent ahead.
+    let mut other = ShmGuest::resume(&path, p).unwrap();
+    assert_eq!(other.try_recv().unwrap().unwrap().desc.id, 5);
+    assert!(matches!(guest.try_recv(), Err(Error::Busy { .. })));
+    drop(other);
+    assert!(guest.try_recv().unwrap().is_none());
+    guest.detach().unwrap();
 }
 
 /// A host sending without pause to a guest that attaches, receives a
@@ -562,9 +670,14 @@ fn a_host_send_racing_a_detach_never_reaches_the_next_guest() {
     );
     // Whatever a send left in the last guest's ring holds no slot, and the
     // next claim drops it.
-    assert_eq!(shmhub::inspect_path(&path).unwrap().pools[0].usage.used, 0);
+    assert_eq!(
+        shmhub::admin::inspect_path(&path).unwrap().pools[0]
+            .usage
+            .used,
+        0
+    );
     let _next = ShmGuest::attach_path(&path).unwrap();
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(report.peers[0].to_guest.is_empty(), "{report:?}");
     drop(host);
 }
@@ -637,19 +750,21 @@ fn never_attached_without_holder(watched: Watched) {
                 // records it before entering Attached.
                 let (state, flags) = match watched {
                     Watched::Attach => {
-                        let state = read(shmhub::peer::field::STATE);
-                        (state, read(shmhub::peer::field::FLAGS))
+                        let state = read(shmhub::format::peer::STATE);
+                        (state, read(shmhub::format::peer::FLAGS))
                     }
                     Watched::Detach => {
-                        let flags = read(shmhub::peer::field::FLAGS);
-                        (read(shmhub::peer::field::STATE), flags)
+                        let flags = read(shmhub::format::peer::FLAGS);
+                        (read(shmhub::format::peer::STATE), flags)
                     }
                 };
                 if cycle.load(SeqCst) != before {
                     continue;
                 }
                 looks.fetch_add(1, SeqCst);
-                if state == PeerState::Attached.to_u32() && flags & shmhub::peer::FLAG_HELD == 0 {
+                if state == PeerState::Attached.to_u32()
+                    && flags & shmhub::format::peer::FLAG_HELD == 0
+                {
                     seen.fetch_add(1, SeqCst);
                 }
             }
@@ -712,8 +827,9 @@ fn forged_descriptors_are_refused_without_reading() {
             .load_u32(ring, std::sync::atomic::Ordering::Acquire)
             .unwrap()
             .wrapping_sub(1);
-        let desc_at =
-            ring + shmhub::RING_HEADER_SIZE + u64::from(index % layout.config.ring_capacity) * 64;
+        let desc_at = ring
+            + shmhub::format::RING_HEADER_SIZE
+            + u64::from(index % layout.config.ring_capacity) * 64;
         region.write(desc_at + at as u64, bytes).unwrap();
         let err = guest.try_recv().unwrap_err();
         assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
@@ -760,7 +876,7 @@ fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
         .unwrap()
         .release_to_script()
         .unwrap();
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.peers[0].entry.state, PeerState::Attached);
     assert_eq!(report.peers[0].holder, shmhub::HolderStatus::Scripted);
     let mut as_host = ShmHost::open(&path).unwrap();
@@ -774,12 +890,16 @@ fn persisted_segment_outlives_its_creator_and_resume_acts_as_a_claimed_guest() {
     assert_eq!(as_guest.recv().unwrap().payload(), &[3u8; 900][..]);
     drop(as_guest);
     assert_eq!(
-        shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
+        shmhub::admin::inspect_path(&path).unwrap().peers[0]
+            .entry
+            .state,
         PeerState::Attached
     );
     ShmGuest::release(&path, p).unwrap();
     assert_eq!(
-        shmhub::inspect_path(&path).unwrap().peers[0].entry.state,
+        shmhub::admin::inspect_path(&path).unwrap().peers[0]
+            .entry
+            .state,
         PeerState::Empty
     );
 }
@@ -843,14 +963,19 @@ fn loaned_slots_carry_payloads_written_in_place_both_ways() {
                 .enumerate()
                 .all(|(i, &b)| b == (i % 253) as u8)
         );
-        let usage = shmhub::inspect_region(&host.region(), None).unwrap().pools[0].usage;
+        let usage = shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
+            .usage;
         assert_eq!(
             usage.used, 1,
             "the slot stays lent while the payload is read in place"
         );
     }
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -859,14 +984,18 @@ fn loaned_slots_carry_payloads_written_in_place_both_ways() {
     // A loan dropped without commit gives its slot back and sends nothing.
     let dropped = guest.loan(500, None).unwrap();
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[1]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[1]
             .usage
             .used,
         1
     );
     drop(dropped);
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[1]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[1]
             .usage
             .used,
         0
@@ -938,7 +1067,7 @@ fn batches_keep_order_and_wait_out_a_full_ring() {
         (sent as u64..20).collect::<Vec<_>>()
     );
     assert!(
-        shmhub::inspect_region(&region, None)
+        shmhub::admin::inspect_region(&region, None)
             .unwrap()
             .pools
             .iter()
@@ -958,9 +1087,11 @@ fn application_flag_bits_are_the_library_s_and_never_strand_a_message() {
         .unwrap();
     let got = guest.try_recv().unwrap().unwrap();
     assert_eq!(got.payload(), &[1u8; 500][..]);
-    assert_eq!(got.desc.flags, shmhub::FLAG_SLOT);
+    assert_eq!(got.desc.flags, shmhub::format::FLAG_SLOT);
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -974,7 +1105,9 @@ fn releasing_a_reserved_entry_drops_what_was_sent_ahead() {
     host.send(p, data(1, &[2u8; 700])).unwrap();
     host.release_peer(p).unwrap();
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -1006,14 +1139,18 @@ fn a_payload_read_in_place_stays_put_after_its_guest_detaches() {
     assert!(held.payload().iter().all(|&b| b == 9));
     drop(held);
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         63
     );
     while next.try_recv().unwrap().is_some() {}
     assert_eq!(
-        shmhub::inspect_region(&host.region(), None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&host.region(), None)
+            .unwrap()
+            .pools[0]
             .usage
             .used,
         0
@@ -1056,11 +1193,14 @@ fn a_descriptor_with_a_bad_length_gives_its_real_slot_back() {
     let ring = layout.host_to_guest_ring(guest.peer_id());
     // Offset 28: the slot offset, pushed past the slot's end.
     region
-        .write(ring + shmhub::RING_HEADER_SIZE + 28, &[0xF0, 0, 0, 0])
+        .write(
+            ring + shmhub::format::RING_HEADER_SIZE + 28,
+            &[0xF0, 0, 0, 0],
+        )
         .unwrap();
     assert!(matches!(guest.try_recv(), Err(Error::BadDescriptor { .. })));
     assert_eq!(
-        shmhub::inspect_region(&region, None).unwrap().pools[0]
+        shmhub::admin::inspect_region(&region, None).unwrap().pools[0]
             .usage
             .used,
         0
@@ -1164,4 +1304,47 @@ fn split_ends_keep_the_entry_until_both_are_dropped() {
     let mut next = ShmGuest::attach_path(&path).unwrap();
     assert_eq!(next.peer_id(), p);
     assert!(next.try_recv().unwrap().is_none());
+}
+
+// An entry's epoch wraps: the claim after epoch u32::MAX gets 0, and
+// everything that compares epochs (sends, receives, detach, a reserved
+// entry's coming guest) works across it.
+// shm[verify shm.wrap]
+#[test]
+fn epochs_wrap_from_the_largest_to_zero() {
+    use std::sync::atomic::Ordering;
+    let config = SegmentConfig {
+        max_guests: 1,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create_heap(config).unwrap();
+    let region = host.region();
+    let word = host.layout().peer_entry(1);
+    // Empty (0) at the last epoch.
+    region
+        .store_u64(word, u64::from(u32::MAX) << 32, Ordering::Release)
+        .unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    assert_eq!(guest.epoch(), 0);
+    host.try_send(1, data(1, &[1u8; 100])).unwrap();
+    assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 1);
+    guest.try_send(data(2, b"back")).unwrap();
+    assert_eq!(host.try_recv().unwrap().unwrap().1.desc.id, 2);
+    guest.detach().unwrap();
+    let entry = host.peers().unwrap()[0];
+    assert_eq!((entry.state, entry.epoch), (PeerState::Empty, 0));
+
+    // A reservation at the last epoch: what the host sends ahead reaches
+    // the guest that attaches to it, whose claim wraps the epoch.
+    region
+        .store_u64(word, u64::from(u32::MAX) << 32, Ordering::Release)
+        .unwrap();
+    assert_eq!(host.reserve_peer().unwrap(), 1);
+    host.try_send(1, data(3, b"ahead")).unwrap();
+    let mut guest = ShmGuest::attach_with_id(host.region(), 1).unwrap();
+    assert_eq!(guest.epoch(), 0);
+    assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 3);
+    host.try_send(1, data(4, b"after")).unwrap();
+    assert_eq!(guest.try_recv().unwrap().unwrap().desc.id, 4);
+    guest.detach().unwrap();
 }

@@ -39,7 +39,7 @@
 //! and in order with intact payloads (the receiver's counts; each child
 //! reports its own as JSON and exits 0), that each side used every send and
 //! receive API, and at the end that every ring is empty, every entry Empty
-//! and every slot free (`shmhub::inspect_path`). The slow runs also check
+//! and every slot free (`shmhub::admin::inspect_path`). The slow runs also check
 //! that backpressure really happened and was waited out: a thread sampling
 //! the segment with `inspect_path` saw full rings and exhausted pools, and
 //! senders were refused (`RingFull`, `PoolExhausted`) and then got through
@@ -942,7 +942,7 @@ impl Monitor {
                 ..Observed::default()
             };
             while !flag.load(Ordering::Relaxed) {
-                match shmhub::inspect_path(&path) {
+                match shmhub::admin::inspect_path(&path) {
                     Ok(report) => {
                         seen.samples += 1;
                         let (mut to_guest_full, mut to_host_full) = (false, false);
@@ -1151,7 +1151,7 @@ fn run(profile: Profile) -> RunOutcome {
             f.desc.id
         );
     }
-    let report = shmhub::inspect_path(&path).unwrap();
+    let report = shmhub::admin::inspect_path(&path).unwrap();
     for p in &report.peers {
         assert!(
             p.to_guest.is_empty() && p.to_host.is_empty(),

@@ -70,15 +70,15 @@ fn guest_session(guest: &mut ShmGuest) {
 
 /// The read-only views: whatever the bytes, they report or refuse.
 fn look(region: &Region) {
-    let _ = shmhub::inspect_region(region, None);
-    let _ = shmhub::peek_region(region, &shmhub::PeekOptions::default());
-    let limited = shmhub::PeekOptions {
+    let _ = shmhub::admin::inspect_region(region, None);
+    let _ = shmhub::admin::peek_region(region, &shmhub::admin::PeekOptions::default());
+    let limited = shmhub::admin::PeekOptions {
         peer: Some(1),
         limit: Some(3),
-        ..shmhub::PeekOptions::default()
+        ..shmhub::admin::PeekOptions::default()
     };
-    let _ = shmhub::peek_region(region, &limited);
-    let _ = shmhub::inspect_slots_region(region, None);
+    let _ = shmhub::admin::peek_region(region, &limited);
+    let _ = shmhub::admin::inspect_slots_region(region, None);
 }
 
 pub fn exercise(region: Region) {

@@ -5,17 +5,19 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serde_json::json;
-use shmhub::{Frame, HolderStatus, PeerState, ReclaimReport, SegmentReport, ShmGuest, SkipReason};
+use shmhub::admin::{ReclaimReport, SegmentReport, SkipReason};
+use shmhub::{Frame, HolderStatus, PeerState, ShmGuest};
 
 use super::error::{OnSegment, seg_err};
 use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
-use super::parse::{Role, parse_peer_id};
+use super::parse::parse_peer_id;
 use super::reclaim::scripted_hint;
 use super::segment::{Segment, SegmentArgs};
 use super::signals;
 use super::text::{print_line, shown};
+use shmhub::Party;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -90,7 +92,7 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
         Err(e @ shmhub::Error::HubFull { .. }) => e,
         other => return Ok(other.on_segment(path)?),
     };
-    let before = shmhub::inspect_path(path).on_segment(path)?;
+    let before = shmhub::admin::inspect_path(path).on_segment(path)?;
     // The host's role locks taken to reclaim are let go before attaching.
     let report = segment
         .open_host()?
@@ -112,7 +114,7 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
             other => return Ok(other.on_segment(path)?),
         }
     };
-    let now = shmhub::inspect_path(path).on_segment(path)?;
+    let now = shmhub::admin::inspect_path(path).on_segment(path)?;
     let holders: Vec<String> = now
         .peers
         .iter()
@@ -161,8 +163,8 @@ fn holder_of(r: &SegmentReport, id: u8, report: Option<&ReclaimReport>) -> Strin
 struct HeldGuest(ShmGuest);
 
 impl Receiver for HeldGuest {
-    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
-        Ok(self.0.recv_timeout(wait)?.map(|frame| (Role::Host, frame)))
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
+        Ok(self.0.recv_timeout(wait)?.map(|frame| (Party::Host, frame)))
     }
 
     fn check_file(&self) -> shmhub::Result<()> {
@@ -174,7 +176,7 @@ impl Receiver for HeldGuest {
 /// host died, the file changed) the guest is dropped, which detaches too.
 fn hold(guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
     let mut printer = MessagePrinter::new(path, json, None)?;
-    let me = Role::Guest(guest.peer_id());
+    let me = Party::Guest(guest.peer_id());
     let mut held = HeldGuest(guest);
     match receive_until_stopped(&mut held, &mut printer, me, path, None)? {
         Stopped::HostLeft => {

@@ -5,19 +5,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
+use shmhub::admin::RemoveOptions;
 use shmhub::{
-    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, RemoveOptions, SegmentConfig,
-    SegmentLayout, ShmHost, sys,
+    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, SegmentConfig, SegmentLayout,
+    ShmHost, sys,
 };
 
 use super::error::{OnSegment, UsageError, seg_err};
 use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
-use super::parse::{Role, parse_size_u32};
+use super::parse::parse_size_u32;
 use super::segment::{Segment, already_exists, directory_of, existing};
 use super::signals;
 use super::text::{heartbeat, human_bytes, print_line, shown};
+use shmhub::Party;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -236,24 +238,24 @@ fn invalid_config(config: &SegmentConfig, payload_given: bool, e: LayoutError) -
         "max_guests" => format!(
             "--max-guests {}: must be from 1 to {}",
             e.value,
-            shmhub::MAX_GUESTS
+            shmhub::format::MAX_GUESTS
         ),
         "ring_capacity" => format!(
             "--ring-size {}: must be a power of two from 2 to {}",
             e.value,
-            shmhub::MAX_RING_CAPACITY
+            shmhub::format::MAX_RING_CAPACITY
         ),
         "slot_size" => format!(
             "--slot-size {}: must be a multiple of {} bytes from {} B to {}",
             size_value(e.value),
-            shmhub::MIN_SLOT_SIZE,
-            shmhub::MIN_SLOT_SIZE,
-            human_bytes(shmhub::MAX_SLOT_SIZE.into())
+            shmhub::format::MIN_SLOT_SIZE,
+            shmhub::format::MIN_SLOT_SIZE,
+            human_bytes(shmhub::format::MAX_SLOT_SIZE.into())
         ),
         "slots_per_pool" => format!(
             "--slots {}: must be from 1 to {}",
             e.value,
-            shmhub::MAX_SLOTS_PER_POOL
+            shmhub::format::MAX_SLOTS_PER_POOL
         ),
         "max_payload" if payload_given => format!(
             "--max-payload {}: must be from 1 byte to the slot size ({})",
@@ -279,7 +281,7 @@ fn invalid_config(config: &SegmentConfig, payload_given: bool, e: LayoutError) -
                 config.max_guests,
                 config.slots_per_pool,
                 size_value(config.slot_size.into()),
-                human_bytes(shmhub::MAX_TOTAL_SIZE)
+                human_bytes(shmhub::format::MAX_TOTAL_SIZE)
             )
         }
         field => format!("{field} = {}: {}", e.value, e.reason),
@@ -378,7 +380,7 @@ fn replace_existing(path: &Path) -> anyhow::Result<bool> {
                 force: true,
                 timeout: Duration::from_secs(2),
             };
-            shmhub::remove_segment(path, options, &mut |_| {})
+            shmhub::admin::remove_segment(path, options, &mut |_| {})
                 .on_segment(path)
                 .with_context(|| "refusing to replace it")?;
             Ok(true)
@@ -412,11 +414,11 @@ impl HeldHost {
 }
 
 impl Receiver for HeldHost {
-    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
         Ok(self
             .host
             .recv_timeout(wait)?
-            .map(|(peer, frame)| (Role::Guest(peer), frame)))
+            .map(|(peer, frame)| (Party::Guest(peer), frame)))
     }
 
     fn check_file(&self) -> shmhub::Result<()> {
@@ -468,7 +470,7 @@ fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
         last_housekeeping: Instant::now(),
         waiting_for: Vec::new(),
     };
-    match receive_until_stopped(&mut held, &mut printer, Role::Host, path, None)? {
+    match receive_until_stopped(&mut held, &mut printer, Party::Host, path, None)? {
         Stopped::Asked(reason) => eprintln!("{}: {reason}", shown(&path)),
         Stopped::Signal(signal) => eprintln!(
             "{}: {} received; cleaning up",

@@ -56,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let (peer, child) = start_guest(&mut host, &path)?;
     echo_both_ways(&mut host, peer, &path)?;
     print_line(format_args!("5. inspect while both are attached:"))?;
-    let report = shmhub::inspect_path(&path).on_segment(&path)?;
+    let report = shmhub::admin::inspect_path(&path).on_segment(&path)?;
     inspect::tables::print_tables(&report, false)?;
     say_goodbye(host, child, &path)?;
     Ok(Outcome::Done)

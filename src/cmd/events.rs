@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmhub::{Event, FileIdentity, Look};
+use shmhub::admin::{Event, FileIdentity, Snapshot};
 
 use super::error::{OnSegment, SegmentError};
 use super::exit::Outcome;
@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     signals::catch_termination();
     let first = inspect_every_entry(path).on_segment(path)?;
     let identity = identity_of(path);
-    let mut before = Look::of(&first);
+    let mut before = Snapshot::of(&first);
     let mut told = 0u64;
     let mut last_event = Instant::now();
     loop {
@@ -63,13 +63,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Done);
         }
         let after = match look_again(path, identity) {
-            Some(report) => Look::of(&report?),
+            Some(report) => Snapshot::of(&report?),
             None => {
                 tell(path, Event::Removed, args.json)?;
                 return Ok(Outcome::Done);
             }
         };
-        for event in shmhub::changes(&before, &after) {
+        for event in shmhub::admin::changes(&before, &after) {
             tell(path, event, args.json)?;
             told += 1;
             last_event = Instant::now();
@@ -97,7 +97,7 @@ fn identity_of(path: &Path) -> Option<FileIdentity> {
 fn look_again(
     path: &Path,
     identity: Option<FileIdentity>,
-) -> Option<Result<shmhub::SegmentReport, SegmentError>> {
+) -> Option<Result<shmhub::admin::SegmentReport, SegmentError>> {
     if identity_of(path) != identity {
         return None;
     }

@@ -3,7 +3,9 @@
 use std::path::Path;
 
 use serde_json::json;
-use shmhub::{Collected, HEADER_SIZE, Listing, MmapRegion};
+use shmhub::MmapRegion;
+use shmhub::admin::{Collected, Listing, RemoveReport, collect_garbage, inspect_region};
+use shmhub::format::HEADER_SIZE;
 
 use super::error::library_text;
 use super::exit::Outcome;
@@ -41,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let collected = if args.dry_run {
         dry_run(&listing)
     } else {
-        shmhub::collect_garbage(&listing, false)
+        collect_garbage(&listing, false)
     };
     let mut removed = Vec::new();
     let mut kept = Vec::new();
@@ -86,7 +88,7 @@ fn dry_run(listing: &Listing) -> Vec<Collected> {
         .iter()
         .filter(|s| s.is_orphaned())
         .map(|s| match removable(&s.path) {
-            Ok(()) => Collected::Removed(shmhub::RemoveReport {
+            Ok(()) => Collected::Removed(RemoveReport {
                 path: s.path.clone(),
                 removed_by_host: false,
                 abandoned: Vec::new(),
@@ -100,15 +102,15 @@ fn dry_run(listing: &Listing) -> Vec<Collected> {
         .collect()
 }
 
-/// Whether `shmhub::remove_unused_segment` would remove the orphaned
+/// Whether `admin::remove_unused_segment` would remove the orphaned
 /// segment at `path`, by its checks, in its order, without changing
 /// anything: the file opened for writing and mapped, its owner trusted,
-/// its header read (the listing already found no live holder), and the
-/// directory letting this process delete the file.
+/// its header and every entry read (the listing already found no live
+/// holder), and the directory letting this process delete the file.
 fn removable(path: &Path) -> shmhub::Result<()> {
     let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
     mmap.check_owner()?;
-    shmhub::header::read(&mmap.region())?;
+    inspect_region(&mmap.region(), Some(mmap.file()))?.require_all_entries()?;
     may_delete(path).map_err(|cause| shmhub::Error::Io {
         path: path.to_path_buf(),
         cause,

@@ -14,9 +14,9 @@ use shmhub::Frame;
 
 use super::error::{OnSegment, SegmentError, seg_err};
 use super::output::MessagePrinter;
-use super::parse::Role;
 use super::signals::{self, WAIT_SLICE};
 use super::text::shown;
+use shmhub::Party;
 
 /// How often the loop checks that the file is still the one mapped.
 const FILE_CHECK: Duration = Duration::from_millis(200);
@@ -24,7 +24,7 @@ const FILE_CHECK: Duration = Duration::from_millis(200);
 /// Something that receives messages for the loop.
 pub trait Receiver {
     /// The next message and who sent it, waiting up to `wait`.
-    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>>;
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>>;
 
     /// Checks that the segment file is still the one mapped.
     fn check_file(&self) -> shmhub::Result<()>;
@@ -60,7 +60,7 @@ pub enum Stopped {
 pub fn receive_until_stopped(
     receiver: &mut dyn Receiver,
     printer: &mut MessagePrinter,
-    me: Role,
+    me: Party,
     path: &Path,
     idle_limit: Option<Duration>,
 ) -> anyhow::Result<Stopped> {

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use comfy_table::{Cell, CellAlignment};
 use serde_json::json;
-use shmhub::{HostStatus, Listing, SegmentSummary};
+use shmhub::HostStatus;
+use shmhub::admin::{Listing, SegmentSummary};
 
 use super::exit::Outcome;
 use super::table;
@@ -48,7 +49,7 @@ impl Dirs {
     /// The directories given, or the segment directory.
     fn resolved(&self) -> Vec<PathBuf> {
         if self.dirs.is_empty() {
-            vec![shmhub::shm_dir()]
+            vec![shmhub::admin::shm_dir()]
         } else {
             self.dirs.clone()
         }
@@ -59,7 +60,7 @@ impl Dirs {
 pub fn list_all(dirs: &Dirs) -> anyhow::Result<Listing> {
     let mut all = Listing::default();
     for dir in dirs.resolved() {
-        let listing = shmhub::list_segments(&dir)?;
+        let listing = shmhub::admin::list_segments(&dir)?;
         all.segments.extend(listing.segments);
         all.unlisted.extend(listing.unlisted);
     }

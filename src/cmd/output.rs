@@ -9,8 +9,9 @@ use anyhow::Context;
 use serde_json::json;
 use shmhub::Frame;
 
-use super::parse::{Role, role_value};
+use super::parse::role_value;
 use super::text::shown;
+use shmhub::Party;
 
 /// Where and how received messages are written.
 pub struct MessagePrinter {
@@ -41,7 +42,7 @@ impl MessagePrinter {
 
     /// Writes one message. A failed write says which message was lost: it
     /// has already been taken off its ring.
-    pub fn print(&mut self, from: Role, to: Role, frame: &Frame) -> anyhow::Result<()> {
+    pub fn print(&mut self, from: Party, to: Party, frame: &Frame) -> anyhow::Result<()> {
         self.write(from, to, frame).map_err(|e| {
             anyhow::anyhow!(
                 "{}: message id {} ({} bytes) from {from} was received but could not be written out: {e}",
@@ -52,7 +53,7 @@ impl MessagePrinter {
         })
     }
 
-    fn write(&mut self, from: Role, to: Role, frame: &Frame) -> anyhow::Result<()> {
+    fn write(&mut self, from: Party, to: Party, frame: &Frame) -> anyhow::Result<()> {
         let payload = frame.payload();
         if let Some(file) = &mut self.output {
             file.write_all(payload).context("writing the output file")?;

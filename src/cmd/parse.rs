@@ -1,6 +1,6 @@
 //! Parsers for argument values, and the roles they name.
 
-use std::fmt;
+use shmhub::Party;
 use std::time::Duration;
 
 /// Parses a byte size: a whole number, optionally followed by a unit.
@@ -91,39 +91,21 @@ pub fn parse_strategy(text: &str) -> Result<shmhub::WaitStrategy, String> {
     text.parse()
 }
 
-/// Who a command acts as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// The host.
-    Host,
-    /// Guest N.
-    Guest(shmhub::PeerId),
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Role::Host => f.write_str("host"),
-            Role::Guest(n) => write!(f, "peer {n}"),
-        }
-    }
-}
-
 /// A role as JSON: `"host"` or the peer id.
-pub fn role_value(role: Role) -> serde_json::Value {
+pub fn role_value(role: Party) -> serde_json::Value {
     match role {
-        Role::Host => serde_json::json!("host"),
-        Role::Guest(n) => serde_json::json!(n),
+        Party::Host => serde_json::json!("host"),
+        Party::Guest(n) => serde_json::json!(n),
     }
 }
 
 /// Parses `--as`: `host` or a peer id.
-pub fn parse_role(text: &str) -> Result<Role, String> {
+pub fn parse_role(text: &str) -> Result<Party, String> {
     if text.eq_ignore_ascii_case("host") {
-        return Ok(Role::Host);
+        return Ok(Party::Host);
     }
     match text.parse::<shmhub::PeerId>() {
-        Ok(n) if n >= 1 => Ok(Role::Guest(n)),
+        Ok(n) if n >= 1 => Ok(Party::Guest(n)),
         _ => Err(format!(
             "{text:?} is not a role: use 'host' or a peer id 1..=255"
         )),
@@ -177,8 +159,8 @@ mod tests {
 
     #[test]
     fn roles_and_types() {
-        assert_eq!(parse_role("host"), Ok(Role::Host));
-        assert_eq!(parse_role("3"), Ok(Role::Guest(3)));
+        assert_eq!(parse_role("host"), Ok(Party::Host));
+        assert_eq!(parse_role("3"), Ok(Party::Guest(3)));
         assert!(parse_role("0").is_err());
         assert!(parse_role("256").is_err());
         assert_eq!(parse_msg_type("request"), Ok(2));

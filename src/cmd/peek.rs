@@ -1,6 +1,7 @@
 //! `shmhub peek`: the messages queued in rings, without taking them.
 
-use shmhub::{Direction, PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
+use shmhub::Direction;
+use shmhub::admin::{PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
 
 use super::exit::Outcome;
 use super::parse::parse_peer_id;

@@ -2,7 +2,7 @@
 //! say why every other entry was left alone.
 
 use serde_json::json;
-use shmhub::{SkipReason, Skipped};
+use shmhub::admin::{SkipReason, Skipped};
 
 use super::error::OnSegment;
 use super::exit::Outcome;

@@ -3,16 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmhub::{Frame, PeerEntry, PeerState, ShmGuest, ShmHost};
+use shmhub::{Frame, PeerEntry, PeerId, PeerState};
 
 use super::error::{Interrupted, OnSegment, seg_err_timed};
 use super::exit::Outcome;
 use super::held::{self, Stopped};
 use super::output::MessagePrinter;
-use super::parse::{Role, parse_duration, parse_peer_id, parse_role};
-use super::segment::SegmentArgs;
+use super::parse::{parse_duration, parse_peer_id, parse_role};
+use super::segment::{Acting, SegmentArgs};
 use super::signals::{self, WAIT_SLICE};
 use super::text::shown;
+use shmhub::Party;
 
 /// How long `recv` waits for each message unless told otherwise.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,7 +31,7 @@ Examples:
 pub struct Args {
     /// Receive as `host` or as guest N.
     #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
-    pub role: Role,
+    pub role: Party,
     /// With --as host: only from guest N (default: any guest, fairly).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub from: Option<u8>,
@@ -56,54 +57,38 @@ pub struct Args {
     pub json: bool,
 }
 
-enum Receiver {
-    Host(Box<ShmHost>, Option<u8>),
-    Guest(Box<ShmGuest>),
+/// What `recv` receives through: the side it acts as, and, for the host,
+/// the guest it receives from (`None`: any guest).
+struct Inbox {
+    acting: Acting,
+    from: Option<PeerId>,
 }
 
-impl Receiver {
+impl Inbox {
     /// The next message and who sent it; `None` if none came in `timeout`.
-    fn next(&mut self, timeout: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
-        let zero = timeout.is_zero();
-        match self {
-            Receiver::Host(host, Some(from)) => {
-                let frame = if zero {
-                    host.try_recv_from(*from)?
-                } else {
-                    host.recv_from_timeout(*from, Some(timeout))?
-                };
-                Ok(frame.map(|f| (Role::Guest(*from), f)))
-            }
-            Receiver::Host(host, None) => {
-                let got = if zero {
-                    host.try_recv()?
-                } else {
-                    host.recv_timeout(Some(timeout))?
-                };
-                Ok(got.map(|(p, f)| (Role::Guest(p), f)))
-            }
-            Receiver::Guest(guest) => {
-                let frame = if zero {
-                    guest.try_recv()?
-                } else {
-                    guest.recv_timeout(Some(timeout))?
-                };
-                Ok(frame.map(|f| (Role::Host, f)))
-            }
-        }
+    fn next(&mut self, timeout: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
+        let got = match (&mut self.acting, self.from) {
+            (Acting::Host(host), Some(from)) => host
+                .receiver(from)?
+                .recv(timeout)?
+                .map(|m| (Party::Guest(from), m)),
+            (Acting::Host(host), None) => host
+                .any_receiver()
+                .recv(timeout)?
+                .map(|(from, m)| (Party::Guest(from), m)),
+            (Acting::Guest(guest), _) => guest.receiver().recv(timeout)?.map(|m| (Party::Host, m)),
+        };
+        Ok(got.map(|(from, message)| (from, message.into_frame())))
     }
 }
 
-impl held::Receiver for Receiver {
-    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Role, Frame)>> {
-        Receiver::next(self, wait)
+impl held::Receiver for Inbox {
+    fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
+        Inbox::next(self, wait)
     }
 
     fn check_file(&self) -> shmhub::Result<()> {
-        match self {
-            Receiver::Host(host, _) => host.check_file(),
-            Receiver::Guest(guest) => guest.check_file(),
-        }
+        self.acting.check_file()
     }
 }
 
@@ -114,14 +99,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.count == 0 {
         crate::usage!("--count must be at least 1");
     }
-    let mut receiver = match (args.role, args.from) {
-        (Role::Host, from) => Receiver::Host(Box::new(segment.open_host()?), from),
-        (Role::Guest(_), Some(_)) => {
-            crate::usage!("--from goes with --as host; a guest receives from the host")
-        }
-        (Role::Guest(n), None) => Receiver::Guest(Box::new(segment.resume(n)?)),
+    if let (Party::Guest(_), Some(_)) = (args.role, args.from) {
+        crate::usage!("--from goes with --as host; a guest receives from the host")
+    }
+    let mut receiver = Inbox {
+        acting: segment.act_as(args.role)?,
+        from: args.from,
     };
-    if let Receiver::Host(host, from) = &receiver {
+    if let Inbox {
+        acting: Acting::Host(host),
+        from,
+    } = &receiver
+    {
         // Every entry is read, and a corrupt one refused, before any is
         // touched: receiving frees the entries of departed guests whose
         // messages are all read as it goes.
@@ -187,10 +176,7 @@ fn refuse_empty_entry(peers: &[PeerEntry], max_guests: u32, from: u8) -> shmhub:
 /// The next message within `timeout`, waiting in slices so that a
 /// termination signal is noticed; `None` when the time ran out or a signal
 /// arrived. A role still busy when the time is up is [`shmhub::Error::Busy`].
-fn next_within(
-    receiver: &mut Receiver,
-    timeout: Duration,
-) -> shmhub::Result<Option<(Role, Frame)>> {
+fn next_within(receiver: &mut Inbox, timeout: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
     let start = Instant::now();
     loop {
         if signals::terminate_requested() {
@@ -209,9 +195,9 @@ fn next_within(
 }
 
 fn follow(
-    receiver: &mut Receiver,
+    receiver: &mut Inbox,
     printer: &mut MessagePrinter,
-    me: Role,
+    me: Party,
     path: &Path,
     idle_limit: Option<Duration>,
 ) -> anyhow::Result<Outcome> {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use shmhub::RemoveOptions;
+use shmhub::admin::RemoveOptions;
 
 use super::error::{SegmentError, seg_err};
 use super::exit::Outcome;
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         timeout: args.timeout,
     };
     let mut bar = None;
-    let report = shmhub::remove_segment(path, options, &mut |live| {
+    let report = shmhub::admin::remove_segment(path, options, &mut |live| {
         let bar = bar.get_or_insert_with(|| spinner("waiting for guests to leave"));
         bar.set_message(format!(
             "waiting for {} live guest(s) to leave: {live:?}",

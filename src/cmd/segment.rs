@@ -7,14 +7,56 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
+use shmhub::admin::{BadPeer, PeekOptions, PeekReport, RawDump, SegmentReport, SlotsReport};
 use shmhub::{
-    BadPeer, CreateOptions, OpenOptions, PeekOptions, PeekReport, PeerId, RawDump, SegmentConfig,
-    SegmentReport, ShmGuest, ShmHost, SlotsReport,
+    CreateOptions, OpenOptions, Party, PeerId, SegmentConfig, SegmentLayout, Sender, ShmGuest,
+    ShmHost,
 };
 
 use super::error::{OnSegment, SegmentError, library_text, seg_err};
 use super::signals;
 use super::text::shown;
+
+/// The side a command acts as on a segment it opened, which it holds
+/// open; the library's ends (`Sender`, `Receiver`, `AnyReceiver`) do the
+/// sending and receiving.
+#[derive(Debug)]
+pub enum Acting {
+    /// The host.
+    Host(Box<ShmHost>),
+    /// A guest.
+    Guest(Box<ShmGuest>),
+}
+
+impl Acting {
+    /// The sending end towards `to`: the host's towards guest `to`, or a
+    /// guest's towards the host.
+    pub fn sender(&mut self, to: Party) -> shmhub::Result<&mut Sender> {
+        match (self, to) {
+            (Acting::Host(host), Party::Guest(peer)) => host.sender(peer),
+            (Acting::Guest(guest), _) => Ok(guest.sender()),
+            (Acting::Host(_), Party::Host) => Err(shmhub::Error::Unsupported {
+                what: "the host sends to guests, not to itself",
+            }),
+        }
+    }
+
+    /// The segment's layout.
+    pub fn layout(&self) -> &SegmentLayout {
+        match self {
+            Acting::Host(host) => host.layout(),
+            Acting::Guest(guest) => guest.layout(),
+        }
+    }
+
+    /// Checks that the segment file is still the one mapped.
+    pub fn check_file(&self) -> shmhub::Result<()> {
+        match self {
+            Acting::Host(host) => host.check_file(),
+            Acting::Guest(guest) => guest.check_file(),
+        }
+    }
+}
 
 /// SEGMENT, for a command that makes a segment of its own (`demo`,
 /// `bench`): its path, refused if anything is there already.
@@ -127,6 +169,15 @@ impl Segment {
         self.opener.resume(&self.path, peer).on_segment(&self.path)
     }
 
+    /// Opens it to act as `party`: as its host, or as guest N (an entry
+    /// claimed before, taken up).
+    pub fn act_as(&self, party: Party) -> Result<Acting, SegmentError> {
+        Ok(match party {
+            Party::Host => Acting::Host(Box::new(self.open_host()?)),
+            Party::Guest(n) => Acting::Guest(Box::new(self.resume(n)?)),
+        })
+    }
+
     /// Claims guest entry `peer`, which the host reserved.
     pub fn attach_with_id(&self, peer: PeerId) -> Result<ShmGuest, SegmentError> {
         self.opener
@@ -141,22 +192,22 @@ impl Segment {
 
     /// A read-only view of the header, peers, rings and pools.
     pub fn inspect(&self) -> Result<SegmentReport, SegmentError> {
-        shmhub::inspect_path(&self.path).map_err(|e| view_err(&self.path, e))
+        shmhub::admin::inspect_path(&self.path).map_err(|e| view_err(&self.path, e))
     }
 
     /// A read-only view of every allocated slot.
     pub fn inspect_slots(&self) -> Result<SlotsReport, SegmentError> {
-        shmhub::inspect_slots(&self.path).map_err(|e| view_err(&self.path, e))
+        shmhub::admin::inspect_slots(&self.path).map_err(|e| view_err(&self.path, e))
     }
 
     /// Every field as stored, of a damaged file too.
     pub fn inspect_raw(&self) -> Result<RawDump, SegmentError> {
-        shmhub::inspect_raw(&self.path).on_segment(&self.path)
+        shmhub::admin::inspect_raw(&self.path).on_segment(&self.path)
     }
 
     /// A read-only view of the messages queued in its rings.
     pub fn peek(&self, options: &PeekOptions) -> Result<PeekReport, SegmentError> {
-        shmhub::peek_path(&self.path, options).map_err(|e| view_err(&self.path, e))
+        shmhub::admin::peek_path(&self.path, options).map_err(|e| view_err(&self.path, e))
     }
 }
 
@@ -233,7 +284,7 @@ pub fn directory_of(path: &Path) -> PathBuf {
 /// and `inspect --watch` compare one report with the next entry by entry,
 /// and an entry missing from one would shift the comparison.
 pub fn inspect_every_entry(path: &Path) -> shmhub::Result<SegmentReport> {
-    shmhub::inspect_path(path).and_then(SegmentReport::require_all_entries)
+    shmhub::admin::inspect_path(path).and_then(SegmentReport::require_all_entries)
 }
 
 /// Like [`seg_err`], for a read-only view refused by a damaged segment:

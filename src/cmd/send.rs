@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{Frame, HolderStatus, MsgDesc, ShmGuest, ShmHost};
+use shmhub::{Frame, HolderStatus, MsgDesc, ShmHost};
 
 use super::error::{Interrupted, OnSegment, seg_err_timed};
 use super::exit::Outcome;
-use super::parse::{Role, parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
-use super::segment::{Segment, SegmentArgs};
+use super::parse::{parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
+use super::segment::{Acting, Segment, SegmentArgs};
 use super::signals::{self, WAIT_SLICE};
 use super::text::{print_line, progress_bar, shown};
+use shmhub::Party;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -29,7 +30,7 @@ Examples:
 pub struct Args {
     /// Send as `host` or as guest N.
     #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
-    pub role: Role,
+    pub role: Party,
     /// The guest to send to (with --as host).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub to: Option<u8>,
@@ -63,24 +64,15 @@ pub struct Args {
     pub message: Option<String>,
 }
 
-enum Sender {
-    Host(Box<ShmHost>, u8),
-    Guest(Box<ShmGuest>),
+/// What `send` sends through: the side it acts as, and whom it sends to.
+struct Outbox {
+    acting: Acting,
+    to: Party,
 }
 
-impl Sender {
-    fn send(&mut self, frame: &Frame, timeout: Duration) -> shmhub::Result<()> {
-        match self {
-            Sender::Host(host, to) => host.send_timeout(*to, frame, timeout),
-            Sender::Guest(guest) => guest.send_timeout(frame, timeout),
-        }
-    }
-
+impl Outbox {
     fn max_payload(&self) -> u32 {
-        match self {
-            Sender::Host(host, _) => host.layout().config.max_payload,
-            Sender::Guest(guest) => guest.layout().config.max_payload,
-        }
+        self.acting.layout().config.max_payload
     }
 
     /// Sends `frame`, waiting up to `timeout` in slices so that a signal is
@@ -94,7 +86,11 @@ impl Sender {
                 return Ok(false);
             }
             let left = timeout.saturating_sub(start.elapsed());
-            match self.send(frame, left.min(WAIT_SLICE)) {
+            let sent = self
+                .acting
+                .sender(self.to)
+                .and_then(|sender| sender.send(frame.desc, frame.payload(), left.min(WAIT_SLICE)));
+            match sent {
                 Ok(()) => return Ok(true),
                 Err(e) if waitable(&e) && left > WAIT_SLICE => {}
                 Err(e) => return Err(e),
@@ -162,11 +158,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let segment = args.segment.resolve()?;
     let path = segment.path.as_path();
     check_counts(&args)?;
-    let (to, mut sender) = open_sender(&args, &segment)?;
+    let mut outbox = open_outbox(&args, &segment)?;
     // Refuse an oversized payload before anything is written.
-    let payload = read_payload(&args, sender.max_payload(), path)?;
-    if let Sender::Host(host, to) = &sender {
-        refuse_dead_guest(host, *to, path)?;
+    let payload = read_payload(&args, outbox.max_payload(), path)?;
+    if let (Acting::Host(host), Party::Guest(to)) = (&outbox.acting, outbox.to) {
+        refuse_dead_guest(host, to, path)?;
     }
     signals::catch_termination();
     let mut frame = Frame::new(
@@ -177,11 +173,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         },
         payload,
     );
-    send_all(&mut sender, &mut frame, &args, path)?;
+    send_all(&mut outbox, &mut frame, &args, path)?;
     if args.json {
         print_line(json!({
             "from": role_value(args.role),
-            "to": role_value(to),
+            "to": role_value(outbox.to),
             "sent": args.count,
             "len": frame.payload().len(),
             "placement": if frame.fits_inline() { "inline" } else { "slot" },
@@ -206,19 +202,20 @@ fn check_counts(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the segment as the sender `--as` names; returns whom it sends
-/// to.
-fn open_sender(args: &Args, segment: &Segment) -> anyhow::Result<(Role, Sender)> {
-    Ok(match (args.role, args.to) {
-        (Role::Host, Some(to)) => (
-            Role::Guest(to),
-            Sender::Host(Box::new(segment.open_host()?), to),
-        ),
-        (Role::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),
-        (Role::Guest(_), Some(_)) => {
+/// Opens the segment as the side `--as` names, to send to the host or to
+/// the guest `--to` names.
+fn open_outbox(args: &Args, segment: &Segment) -> anyhow::Result<Outbox> {
+    let to = match (args.role, args.to) {
+        (Party::Host, Some(to)) => Party::Guest(to),
+        (Party::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),
+        (Party::Guest(_), Some(_)) => {
             crate::usage!("--to goes with --as host; a guest always sends to the host")
         }
-        (Role::Guest(n), None) => (Role::Host, Sender::Guest(Box::new(segment.resume(n)?))),
+        (Party::Guest(_), None) => Party::Host,
+    };
+    Ok(Outbox {
+        acting: segment.act_as(args.role)?,
+        to,
     })
 }
 
@@ -226,7 +223,7 @@ fn open_sender(args: &Args, segment: &Segment) -> anyhow::Result<(Role, Sender)>
 /// progress bar when there is more than one. An error, or a termination
 /// signal, says how many were sent.
 fn send_all(
-    sender: &mut Sender,
+    outbox: &mut Outbox,
     frame: &mut Frame,
     args: &Args,
     path: &Path,
@@ -235,7 +232,7 @@ fn send_all(
     let of_count = |sent: u64| format!("sent {sent} of {} messages", args.count);
     for sent in 0..args.count {
         frame.desc.id = args.id + sent;
-        let outcome = sender.send_within(frame, args.timeout);
+        let outcome = outbox.send_within(frame, args.timeout);
         if !matches!(outcome, Ok(true)) {
             // The bar goes before any message, so the error has its own line.
             if let Some(bar) = &bar {

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shmhub::{Direction, Event};
+use shmhub::Direction;
+use shmhub::admin::Event;
 
 use super::accounts;
 
@@ -162,7 +163,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// The owner of a file as people read it: `alice:staff 0600`, each name
 /// from the system's user database ([`user_text`], [`group_text`]).
-pub fn owner_text(owner: &shmhub::FileOwner) -> String {
+pub fn owner_text(owner: &shmhub::admin::FileOwner) -> String {
     format!(
         "{}:{} {:04o}",
         user_text(owner.uid),

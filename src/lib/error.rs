@@ -170,7 +170,7 @@ pub enum Error {
         what: String,
     },
     /// Live holders did not leave a segment that was asked to go
-    /// ([`crate::remove_segment`] without force).
+    /// ([`crate::admin::remove_segment`] without force).
     #[error("{} still attached after {waited:?}", holders(*host, peers))]
     StillAttached {
         /// How long removal waited.

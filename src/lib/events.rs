@@ -1,19 +1,20 @@
-//! What changed in a segment between two looks at it: a guest attached,
+//! What changed in a segment between two snapshots of it: a guest attached,
 //! detached, said goodbye or died, an entry was reserved or reclaimed, the
-//! host left or died. For `shmhub events`, which looks every interval.
+//! host left or died. For `shmhub events`, which takes a snapshot every
+//! interval.
 //!
-//! Looks are read-only ([`crate::inspect_path`]), so a watcher never
-//! changes what it watches. Between two looks several things can happen;
-//! each change is told from the states, epochs and holders the two looks
-//! saw (an entry claimed and left again within one interval is not seen).
+//! Snapshots are read-only ([`crate::admin::inspect_path`]), so a watcher
+//! never changes what it watches. Between two snapshots several things can
+//! happen; each change is told from the states, epochs and holders the two
+//! show (an entry claimed and left again within one interval is not seen).
 
 use crate::inspect::SegmentReport;
 use crate::liveness::{HolderStatus, HostStatus};
 use crate::party::{PeerId, PeerState};
 
-/// One guest entry as a look saw it.
+/// One guest entry in a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntryLook {
+pub struct EntrySnapshot {
     /// The entry's state.
     pub state: PeerState,
     /// How many times it has been claimed.
@@ -24,27 +25,27 @@ pub struct EntryLook {
     pub holder: HolderStatus,
 }
 
-/// A segment as a look saw it: the host and every guest entry.
+/// A snapshot of a segment: the host and every guest entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Look {
+pub struct Snapshot {
     /// Whether the host lives.
     pub host: HostStatus,
     /// The host's pid (0: none recorded).
     pub host_pid: u32,
     /// Every guest entry, guest `p` at `p - 1`.
-    pub entries: Vec<EntryLook>,
+    pub entries: Vec<EntrySnapshot>,
 }
 
-impl Look {
+impl Snapshot {
     /// What an inspection saw.
     pub fn of(report: &SegmentReport) -> Self {
-        Look {
+        Snapshot {
             host: report.host,
             host_pid: report.header.host_pid,
             entries: report
                 .peers
                 .iter()
-                .map(|p| EntryLook {
+                .map(|p| EntrySnapshot {
                     state: p.entry.state,
                     epoch: p.entry.epoch,
                     pid: p.entry.pid,
@@ -55,7 +56,7 @@ impl Look {
     }
 }
 
-/// A change between two looks.
+/// A change between two snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(
@@ -127,9 +128,9 @@ pub enum Event {
     Removed,
 }
 
-/// The changes from `before` to `after` (two looks at the same segment),
+/// The changes from `before` to `after` (two snapshots of the same segment),
 /// host first, then entries in order.
-pub fn changes(before: &Look, after: &Look) -> Vec<Event> {
+pub fn changes(before: &Snapshot, after: &Snapshot) -> Vec<Event> {
     let mut events = Vec::new();
     if before.host != after.host {
         match after.host {
@@ -147,7 +148,7 @@ pub fn changes(before: &Look, after: &Look) -> Vec<Event> {
     events
 }
 
-fn entry_changes(peer: PeerId, b: &EntryLook, a: &EntryLook, events: &mut Vec<Event>) {
+fn entry_changes(peer: PeerId, b: &EntrySnapshot, a: &EntrySnapshot, events: &mut Vec<Event>) {
     use PeerState::{Attached, Empty, Goodbye, Reserved};
     let occupied = |s: PeerState| matches!(s, Attached | Goodbye);
     let departure = |events: &mut Vec<Event>| {
@@ -168,7 +169,7 @@ fn entry_changes(peer: PeerId, b: &EntryLook, a: &EntryLook, events: &mut Vec<Ev
                 pid: a.pid,
                 epoch: a.epoch,
             });
-            // Attached and already dead (or silent) by this look.
+            // Attached and already dead (or silent) by this snapshot.
             holder_change(peer, HolderStatus::Alive, a, events);
         }
         return;
@@ -185,7 +186,7 @@ fn entry_changes(peer: PeerId, b: &EntryLook, a: &EntryLook, events: &mut Vec<Ev
 }
 
 /// The holder of an attached entry died or went stale since it was `was`.
-fn holder_change(peer: PeerId, was: HolderStatus, now: &EntryLook, events: &mut Vec<Event>) {
+fn holder_change(peer: PeerId, was: HolderStatus, now: &EntrySnapshot, events: &mut Vec<Event>) {
     if now.holder == was {
         return;
     }
@@ -200,8 +201,8 @@ fn holder_change(peer: PeerId, was: HolderStatus, now: &EntryLook, events: &mut 
 mod tests {
     use super::*;
 
-    fn entry(state: PeerState, epoch: u32, pid: u32, holder: HolderStatus) -> EntryLook {
-        EntryLook {
+    fn entry(state: PeerState, epoch: u32, pid: u32, holder: HolderStatus) -> EntrySnapshot {
+        EntrySnapshot {
             state,
             epoch,
             pid,
@@ -209,8 +210,8 @@ mod tests {
         }
     }
 
-    fn look(host: HostStatus, entries: Vec<EntryLook>) -> Look {
-        Look {
+    fn snapshot(host: HostStatus, entries: Vec<EntrySnapshot>) -> Snapshot {
+        Snapshot {
             host,
             host_pid: 10,
             entries,
@@ -218,11 +219,11 @@ mod tests {
     }
 
     /// Each (before, after, events) case gives exactly those events.
-    fn assert_events(cases: Vec<(EntryLook, EntryLook, Vec<Event>)>) {
+    fn assert_events(cases: Vec<(EntrySnapshot, EntrySnapshot, Vec<Event>)>) {
         for (before, after, want) in cases {
             let got = changes(
-                &look(HostStatus::Alive, vec![before]),
-                &look(HostStatus::Alive, vec![after]),
+                &snapshot(HostStatus::Alive, vec![before]),
+                &snapshot(HostStatus::Alive, vec![after]),
             );
             assert_eq!(got, want, "{before:?} -> {after:?}");
         }
@@ -285,13 +286,13 @@ mod tests {
 
     #[test]
     fn the_host_leaving_or_dying_is_told_apart() {
-        let alive = look(HostStatus::Alive, vec![]);
+        let alive = snapshot(HostStatus::Alive, vec![]);
         assert_eq!(
-            changes(&alive, &look(HostStatus::Gone, vec![])),
+            changes(&alive, &snapshot(HostStatus::Gone, vec![])),
             [Event::HostLeft]
         );
         assert_eq!(
-            changes(&alive, &look(HostStatus::Dead, vec![])),
+            changes(&alive, &snapshot(HostStatus::Dead, vec![])),
             [Event::HostDied { pid: 10 }]
         );
     }

@@ -13,6 +13,7 @@ use crate::sys;
 /// The first eight bytes of every segment: `SHMHUB` followed by 0x00 0x01.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMHUB\x00\x01");
 /// The format version this build reads and writes.
+// shm[impl shm.header.version]
 pub const VERSION: u32 = 3;
 
 /// Byte offsets of the header fields.
@@ -153,6 +154,8 @@ pub(crate) fn publish(region: &Region) -> Result<()> {
 /// way before its last look at the rings (the handshake in `wait.rs`), so
 /// one of the two sees the other. The doorbell is bumped only then, so a
 /// guest sending to an awake host writes nothing here.
+///
+/// shm[impl shm.host.doorbell]
 pub(crate) fn wake_host(region: &Region) -> Result<()> {
     if region.load_u32(field::HOST_WAITING, Ordering::SeqCst)? != 0 {
         let doorbell = region.atomic_u32(field::HOST_DOORBELL)?;

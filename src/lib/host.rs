@@ -340,10 +340,11 @@ impl ShmHost {
             .transition(PeerState::Reserved, PeerState::Empty)?
         {
             // Messages sent ahead to the guest that never came are dropped,
-            // so that the next guest of this entry does not get them.
-            self.seg
-                .consumer(p, Direction::HostToGuest)?
-                .discard_all()?;
+            // so that the next guest of this entry does not get them; not
+            // while another process holds the ring's receiving role (a
+            // guest claiming the entry the moment it became Empty, which
+            // drains the ring itself): two consumers would move one head.
+            self.seg.drop_stale_to_guest(p)?;
             Ok(())
         } else {
             Err(Error::PeerState {
@@ -608,7 +609,8 @@ impl ShmHost {
     /// emptied safely under it.
     ///
     /// ```
-    /// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost, SkipReason, Skipped};
+    /// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost};
+    /// use shmhub::admin::{SkipReason, Skipped};
     ///
     /// let dir = tempfile::tempdir()?;
     /// let path = dir.path().join("why.shm");
@@ -784,5 +786,37 @@ mod tests {
         drop(presence);
         host.release_peer(2).unwrap();
         assert_eq!(host.reserve_peer().unwrap(), 1);
+    }
+
+    // Releasing a reservation drops what was sent ahead, but never under a
+    // receiver another process is: that receiver (a guest claiming the
+    // entry as it turns Empty) drains the ring itself, and two consumers
+    // would each move the one head.
+    // shm[verify shm.peer.reserve]
+    #[test]
+    fn a_release_leaves_the_ring_to_a_receiver_another_process_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("release.shm");
+        let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+        let p = host.reserve_peer().unwrap();
+        host.try_send(p, Frame::new(MsgDesc::default(), b"ahead".to_vec()))
+            .unwrap();
+        let other = Segment::open_path(&path, OwnerCheck::Required).unwrap();
+        let role = other
+            .try_take(lock_byte::ring_end(p, End::HostToGuestConsumer))
+            .expect("the role is free");
+        host.release_peer(p).unwrap();
+        let queued = other.ring(p, Direction::HostToGuest).state().unwrap();
+        assert_eq!(
+            queued.len(),
+            Some(1),
+            "the release drained under a receiver"
+        );
+        drop(role);
+        // With nobody receiving, a reservation and its release drain it.
+        assert_eq!(host.reserve_peer().unwrap(), p);
+        host.release_peer(p).unwrap();
+        let queued = other.ring(p, Direction::HostToGuest).state().unwrap();
+        assert_eq!(queued.len(), Some(0));
     }
 }

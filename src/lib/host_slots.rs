@@ -23,10 +23,10 @@ use crate::sync::atomic::AtomicU32;
 pub(crate) mod field {
     /// `u32`: how many of the host's slots the host has handed to this
     /// guest, ever (wrapping). On the producer's line.
-    pub(crate) const HANDED: u64 = 8;
+    pub const HANDED: u64 = 8;
     /// `u32`: how many of the host's slots held by this guest were freed,
     /// ever (wrapping). On the consumer's line.
-    pub(crate) const RETURNED: u64 = 72;
+    pub const RETURNED: u64 = 72;
 }
 
 /// The two counters of one guest.

@@ -128,7 +128,8 @@ impl SegmentReport {
 /// opened and mapped read-only, so nothing in it can change.
 ///
 /// ```
-/// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost, inspect_path};
+/// use shmhub::{HolderStatus, SegmentConfig, ShmGuest, ShmHost};
+/// use shmhub::admin::inspect_path;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("look.shm");

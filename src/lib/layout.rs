@@ -143,8 +143,8 @@ impl std::fmt::Display for Direction {
 /// holders are numbered: 0 is `host`, `p` is `peer p`.
 ///
 /// ```
-/// assert_eq!(shmhub::party_name(0), "host");
-/// assert_eq!(shmhub::party_name(3), "peer 3");
+/// assert_eq!(shmhub::admin::party_name(0), "host");
+/// assert_eq!(shmhub::admin::party_name(3), "peer 3");
 /// ```
 pub fn party_name(party: u8) -> String {
     if party == 0 {

@@ -70,15 +70,16 @@ compile_error!(
     "shmhub maps segments with POSIX mmap (MAP_SHARED) and has no Windows (CreateFileMapping) backend"
 );
 
+pub mod admin;
 mod codec;
 mod consumer;
 mod desc;
 mod error;
 mod events;
 mod file;
+pub mod format;
 mod guest;
-#[doc(hidden)]
-pub mod header;
+mod header;
 mod host;
 mod host_slots;
 mod inspect;
@@ -93,18 +94,15 @@ mod open;
 mod party;
 mod path;
 mod peek;
-#[doc(hidden)]
-pub mod peer;
-#[doc(hidden)]
-pub mod pool;
+mod peer;
+mod pool;
 mod producer;
 mod raw;
 mod receiver;
 mod reclaim;
 mod region;
 mod remove;
-#[doc(hidden)]
-pub mod ring;
+mod ring;
 mod ring_end;
 mod segment;
 mod sender;
@@ -112,51 +110,31 @@ mod share;
 mod slots;
 mod spawn;
 pub(crate) mod sync;
-#[doc(hidden)]
+// System calls: the command and its benchmarks use some of them, so they
+// are public with the `cli` feature, and not part of the library's API.
+#[cfg(feature = "cli")]
 pub mod sys;
+#[cfg(not(feature = "cli"))]
+#[allow(dead_code)]
+mod sys;
 mod wait;
 mod watch;
 mod zerocopy;
 
-pub use desc::{
-    DESC_SIZE, FLAG_PHASE, FLAG_SLOT, Frame, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc, msg_type,
-};
+pub use desc::{Frame, INLINE_CAPACITY, MsgDesc, msg_type};
 pub use error::{Error, ErrorKind, Result};
-pub use events::{EntryLook, Event, Look, changes};
 pub use guest::ShmGuest;
-pub use header::{HeaderInfo, MAGIC, VERSION};
 pub use host::{CreateOptions, ShmHost};
-pub use inspect::{BadPeer, PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region};
-pub use layout::{
-    CACHE_LINE, Direction, HEADER_SIZE, LayoutError, MAX_GUESTS, MAX_RING_CAPACITY, MAX_SLOT_SIZE,
-    MAX_SLOTS_PER_POOL, MAX_TOTAL_SIZE, MIN_SLOT_SIZE, PAGE_SIZE, PEER_ENTRY_SIZE,
-    POOL_HEADER_SIZE, RING_HEADER_SIZE, SLOT_META_SIZE, SegmentConfig, SegmentLayout, party_name,
-};
-pub use listing::{
-    Collected, GuestCounts, Listing, SegmentSummary, Unlisted, collect_garbage, list_segments,
-};
+pub use layout::{Direction, LayoutError, SegmentConfig, SegmentLayout};
 pub use liveness::{HolderStatus, HostStatus};
-pub use mmap::{FileIdentity, FileMode, FileOwner, MmapRegion};
+pub use mmap::{FileMode, MmapRegion};
 pub use open::OpenOptions;
 pub use party::{Party, PeerId, PeerState};
-pub use path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
-pub use peek::{
-    PREVIEW_BYTES, PeekOptions, PeekReport, Placement, Preview, QueuedMessage, RingPeek, SlotPlace,
-    peek_path, peek_region,
-};
+pub use path::{NameError, resolve_segment};
 pub use peer::PeerEntry;
-pub use pool::PoolUsage;
-pub use raw::{FieldStatus, RawDump, RawField, RawSection, inspect_raw};
 pub use receiver::{AnyReceiver, Receiver};
-pub use reclaim::{ReclaimReport, SkipReason, Skipped};
 pub use region::{HeapRegion, Region, RegionError};
-pub use remove::{RemoveOptions, RemoveReport, remove_segment, remove_unused_segment};
-pub use ring::RingState;
-pub use segment::ShmBacking;
 pub use sender::Sender;
-pub use slots::{
-    QueuedAt, SlotHolder, SlotReport, SlotsReport, inspect_slots, inspect_slots_region,
-};
-pub use spawn::{PEER_ID_ENV, SEGMENT_ENV, SpawnTicket};
+pub use spawn::SpawnTicket;
 pub use wait::{Timeout, WaitStrategy};
 pub use zerocopy::{Received, SlotLoan};

@@ -122,7 +122,8 @@ pub struct Listing {
 /// changing nothing.
 ///
 /// ```
-/// use shmhub::{SegmentConfig, ShmHost, list_segments};
+/// use shmhub::{SegmentConfig, ShmHost};
+/// use shmhub::admin::list_segments;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let _host = ShmHost::create(dir.path().join("a.shm"), SegmentConfig::default())?;
@@ -208,7 +209,7 @@ pub enum Collected {
 
 /// Removes the orphaned segments of `listing` (see
 /// [`SegmentSummary::is_orphaned`]), each only if, looked at again, nobody
-/// can use it ([`crate::remove_unused_segment`]); with `dry_run`, removes
+/// can use it ([`crate::admin::remove_unused_segment`]); with `dry_run`, removes
 /// nothing and reports what it would remove.
 pub fn collect_garbage(listing: &Listing, dry_run: bool) -> Vec<Collected> {
     listing

@@ -73,7 +73,11 @@ pub(crate) struct ByteLock {
     byte: u64,
 }
 
-/// A `flock` request for one byte.
+/// A `flock` request for one byte: a write lock (or an unlock) of exactly
+/// that byte from the start of the file, `l_pid` 0 as open-file-description
+/// locks require.
+///
+/// shm[impl shm.lock.shape]
 fn one_byte(kind: libc::c_short, byte: u64) -> libc::flock {
     // SAFETY: flock is plain old data; all-zero is a valid value.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };

@@ -4,7 +4,7 @@
 //! Every way of opening an existing segment read/write (a guest attaching
 //! or resuming, a host opening it, `remove_segment`) refuses a file owned by
 //! another user unless it is root's, or a mode 0660 file of a group this
-//! process is in ([`crate::FileOwner::is_trusted`]): in a world-writable
+//! process is in ([`crate::admin::FileOwner::is_trusted`]): in a world-writable
 //! directory like `/dev/shm`, another local user could have made a file at
 //! the expected name and be waiting for guests to send it their data.
 //! [`OpenOptions`] lets a caller who really means it open such a file.

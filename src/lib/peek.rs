@@ -182,7 +182,8 @@ pub struct PeekReport {
 /// without taking them: the file is opened and mapped read-only.
 ///
 /// ```
-/// use shmhub::{Frame, MsgDesc, PeekOptions, SegmentConfig, ShmGuest, ShmHost, msg_type, peek_path};
+/// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, msg_type};
+/// use shmhub::admin::{PeekOptions, peek_path};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("peek.shm");
@@ -199,7 +200,7 @@ pub struct PeekReport {
 ///
 /// # Errors
 ///
-/// What [`crate::inspect_path`] refuses (a file that is not a valid
+/// What [`crate::admin::inspect_path`] refuses (a file that is not a valid
 /// segment, by its header); [`Error::InvalidPeerId`] for a guest the
 /// segment does not have; [`Error::Changing`] when a ring kept changing
 /// while it was read.

@@ -188,8 +188,11 @@ impl<'a> Peer<'a> {
     }
 
     /// Claims the entry: moves it from `from` to Attached and bumps the
-    /// epoch in the same compare-and-swap. Returns the new epoch, which
-    /// identifies this claim, or `None` if the entry was not `from`.
+    /// epoch (wrapping) in the same compare-and-swap. Returns the new
+    /// epoch, which identifies this claim, or `None` if the entry was not
+    /// `from`.
+    ///
+    /// shm[impl shm.wrap]
     pub(crate) fn claim(&self, from: PeerState) -> Result<Option<u32>> {
         let mut claimed = None;
         let moved = self.compare_and_move(from, None, PeerState::Attached, |epoch| {
@@ -228,6 +231,8 @@ impl<'a> Peer<'a> {
 
     /// Records the claim just made ([`Peer::claim`]): the holder and the
     /// time.
+    ///
+    /// shm[impl shm.peer.holder]
     pub(crate) fn record_claim(&self, holder: Holder) -> Result<()> {
         self.set_holder(holder)?;
         self.region.store_u64(
@@ -238,7 +243,10 @@ impl<'a> Peer<'a> {
         Ok(())
     }
 
-    /// Records who holds the entry.
+    /// Records who holds the entry; clearing it ([`Holder::Nobody`]) also
+    /// leaves a fresh heartbeat, and the claim time is never cleared.
+    ///
+    /// shm[impl shm.peer.holder]
     pub(crate) fn set_holder(&self, holder: Holder) -> Result<()> {
         let (pid, flags) = match holder {
             Holder::Nobody => (0, 0),

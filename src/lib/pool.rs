@@ -208,7 +208,9 @@ impl<'a> Pool<'a> {
     }
 
     /// Allocates a free slot for `holder` (a peer id, 0 = host), starting the
-    /// search at `*hint`.
+    /// search at `*hint`. The generation wraps: 0 follows `u32::MAX`.
+    ///
+    /// shm[impl shm.wrap]
     pub(crate) fn try_alloc(&self, holder: u8, hint: &mut u32) -> Result<Option<SlotRef>> {
         let words = self.words();
         let start = *hint % words;

@@ -124,12 +124,13 @@ impl RawDump {
 }
 
 /// Dumps the segment file at `path` field by field (see the module docs).
-/// It works on files that [`crate::inspect_path`] refuses: a wrong magic or
+/// It works on files that [`crate::admin::inspect_path`] refuses: a wrong magic or
 /// version, an inconsistent layout, a truncated file, an unknown peer
 /// state.
 ///
 /// ```
-/// use shmhub::{FieldStatus, SegmentConfig, ShmHost, inspect_raw};
+/// use shmhub::{SegmentConfig, ShmHost};
+/// use shmhub::admin::{FieldStatus, inspect_raw};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("raw.shm");

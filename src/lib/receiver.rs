@@ -471,6 +471,8 @@ impl AnyReceiver {
     /// `take` until one finds something or the time runs out. A sleep is
     /// on the host's doorbell, which a guest rings when it publishes to a
     /// host that said it sleeps.
+    ///
+    /// shm[impl shm.host.doorbell]
     fn recv_taking<T>(
         &mut self,
         timeout: Timeout,

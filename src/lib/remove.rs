@@ -83,7 +83,8 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
 /// each time it waits.
 ///
 /// ```
-/// use shmhub::{RemoveOptions, SegmentConfig, ShmHost, remove_segment};
+/// use shmhub::{SegmentConfig, ShmHost};
+/// use shmhub::admin::{RemoveOptions, remove_segment};
 /// use std::time::Duration;
 ///
 /// let dir = tempfile::tempdir()?;

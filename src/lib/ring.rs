@@ -43,7 +43,10 @@ const PHASE_BIT: u32 = (FLAG_PHASE as u32) << 16;
 
 /// The phase bit a descriptor written at `index` carries: set on even
 /// laps (`index / capacity` even, which for a power of two is the
-/// capacity's bit of the index clear: a mask, not a division).
+/// capacity's bit of the index clear: a mask, not a division). Indices
+/// wrap at 2^32, an even number of laps, so the phase runs on unbroken.
+///
+/// shm[impl shm.wrap]
 #[inline(always)]
 fn phase(index: u32, capacity: u32) -> u32 {
     if index & capacity == 0 { PHASE_BIT } else { 0 }
@@ -80,6 +83,8 @@ impl RingState {
     /// inconsistent. A head up to a capacity ahead of the tail counts as
     /// empty: the consumer may take descriptors a moment before the
     /// producer publishes the tail that covers them.
+    ///
+    /// shm[impl shm.ring.empty]
     pub fn len(&self) -> Option<u32> {
         let queued = self.tail.wrapping_sub(self.head);
         if queued <= self.capacity {
@@ -175,6 +180,8 @@ impl Ring {
 
     /// Whether nothing is there to read, judged with sequentially
     /// consistent loads (for the host's sleep handshake across many rings).
+    ///
+    /// shm[impl shm.ring.empty]
     pub(crate) fn is_empty_now(&self) -> bool {
         let head = self.head.get().load(Ordering::SeqCst);
         let tail = self.tail.get().load(Ordering::SeqCst);

@@ -30,7 +30,7 @@ pub(crate) struct HeldElsewhere;
 
 /// The memory a host or guest owns; the mapping lives as long as it does.
 #[derive(Debug)]
-pub enum ShmBacking {
+pub(crate) enum ShmBacking {
     /// Heap memory (one process; tests).
     Heap(HeapRegion),
     /// A shared file mapping.

@@ -4,7 +4,7 @@
 //!
 //! Read-only, like the rest of inspection: the file is opened and mapped
 //! read-only. The rings are looked at first (consistently, as
-//! [`crate::peek_path`] does), then the pools; under traffic a slot may be
+//! [`crate::admin::peek_path`] does), then the pools; under traffic a slot may be
 //! seen a moment after the message that named it was taken, so a verdict
 //! of `leaked` is a question to look into, not a certainty.
 //!
@@ -103,7 +103,8 @@ pub struct SlotsReport {
 /// file is opened and mapped read-only.
 ///
 /// ```
-/// use shmhub::{SegmentConfig, ShmGuest, ShmHost, SlotHolder, inspect_slots};
+/// use shmhub::{SegmentConfig, ShmGuest, ShmHost};
+/// use shmhub::admin::{SlotHolder, inspect_slots};
 ///
 /// let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("slots.shm");
@@ -120,7 +121,7 @@ pub struct SlotsReport {
 ///
 /// # Errors
 ///
-/// As [`crate::peek_path`].
+/// As [`crate::admin::peek_path`].
 pub fn inspect_slots(path: &Path) -> Result<SlotsReport> {
     let mmap = MmapRegion::open_read_only(path, HEADER_SIZE)?;
     let slots = inspect_slots_region(&mmap.region(), Some(mmap.file()))?;

@@ -25,11 +25,6 @@ use crate::guest::ShmGuest;
 use crate::host::ShmHost;
 use crate::party::{PeerId, PeerState};
 
-/// The environment variable that names the segment file (an absolute path).
-pub const SEGMENT_ENV: &str = "SHMHUB_SEGMENT";
-/// The environment variable that names the reserved entry.
-pub const PEER_ID_ENV: &str = "SHMHUB_PEER_ID";
-
 /// An entry reserved for a guest program about to start, and what that
 /// program needs to find it. Dropped while the entry is still reserved
 /// (the program never attached), it gives the entry back.
@@ -44,6 +39,12 @@ pub struct SpawnTicket {
 }
 
 impl SpawnTicket {
+    /// The environment variable that names the segment file (an absolute
+    /// path).
+    pub const SEGMENT_ENV: &'static str = "SHMHUB_SEGMENT";
+    /// The environment variable that names the reserved entry.
+    pub const PEER_ID_ENV: &'static str = "SHMHUB_PEER_ID";
+
     /// The reserved entry.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id
@@ -54,12 +55,17 @@ impl SpawnTicket {
         &self.segment
     }
 
-    /// The environment the program needs: [`SEGMENT_ENV`] and
-    /// [`PEER_ID_ENV`].
+    /// The environment the program needs: [`SpawnTicket::SEGMENT_ENV`] and
+    /// [`SpawnTicket::PEER_ID_ENV`].
+    ///
+    /// shm[impl shm.peer.spawn]
     pub fn env(&self) -> [(&'static str, OsString); 2] {
         [
-            (SEGMENT_ENV, self.segment.clone().into_os_string()),
-            (PEER_ID_ENV, self.peer_id.to_string().into()),
+            (
+                SpawnTicket::SEGMENT_ENV,
+                self.segment.clone().into_os_string(),
+            ),
+            (SpawnTicket::PEER_ID_ENV, self.peer_id.to_string().into()),
         ]
     }
 
@@ -144,26 +150,28 @@ impl ShmHost {
 
 impl ShmGuest {
     /// Attaches to the entry a host reserved for this program, as named by
-    /// the environment it was started with ([`SEGMENT_ENV`] and
-    /// [`PEER_ID_ENV`], set by [`SpawnTicket::env`] or `shmhub spawn`).
+    /// the environment it was started with ([`SpawnTicket::SEGMENT_ENV`] and
+    /// [`SpawnTicket::PEER_ID_ENV`], set by [`SpawnTicket::env`] or `shmhub spawn`).
     ///
     /// # Errors
     ///
     /// [`Error::Env`] when a variable is missing or malformed; then the
     /// errors of [`ShmGuest::attach_path_with_id`].
+    ///
+    /// shm[impl shm.peer.spawn]
     pub fn attach_from_env() -> Result<ShmGuest> {
-        let segment = std::env::var_os(SEGMENT_ENV).ok_or(Error::Env {
-            var: SEGMENT_ENV,
+        let segment = std::env::var_os(SpawnTicket::SEGMENT_ENV).ok_or(Error::Env {
+            var: SpawnTicket::SEGMENT_ENV,
             reason: "is not set (start this program with `shmhub spawn`)".to_string(),
         })?;
         if segment.is_empty() {
             return Err(Error::Env {
-                var: SEGMENT_ENV,
+                var: SpawnTicket::SEGMENT_ENV,
                 reason: "is empty".to_string(),
             });
         }
-        let raw = std::env::var_os(PEER_ID_ENV).ok_or(Error::Env {
-            var: PEER_ID_ENV,
+        let raw = std::env::var_os(SpawnTicket::PEER_ID_ENV).ok_or(Error::Env {
+            var: SpawnTicket::PEER_ID_ENV,
             reason: "is not set (start this program with `shmhub spawn`)".to_string(),
         })?;
         let peer_id = raw
@@ -171,7 +179,7 @@ impl ShmGuest {
             .and_then(|text| text.parse::<PeerId>().ok())
             .filter(|&id| id >= 1)
             .ok_or_else(|| Error::Env {
-                var: PEER_ID_ENV,
+                var: SpawnTicket::PEER_ID_ENV,
                 reason: format!("is {raw:?}, not a peer id 1..=255"),
             })?;
         ShmGuest::attach_path_with_id(PathBuf::from(segment), peer_id)

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use shmhub::{Frame, MsgDesc, RemoveOptions, msg_type};
+use shmhub::admin::RemoveOptions;
+use shmhub::{Frame, MsgDesc, msg_type};
 
 /// A fresh temporary directory for one test's segments.
 pub fn tmp() -> tempfile::TempDir {

@@ -1,7 +1,7 @@
 //! `shmhub inspect --json`: the report as one JSON document.
 
 use serde_json::json;
-use shmhub::{RingState, SegmentReport};
+use shmhub::admin::{RingState, SegmentReport};
 
 /// The report as `--json` prints it.
 pub fn to_json(r: &SegmentReport) -> serde_json::Value {

@@ -2,7 +2,7 @@
 //! value and whether it is valid; works on damaged and truncated files.
 
 use anyhow::anyhow;
-use shmhub::{FieldStatus, RawDump, RawField};
+use shmhub::admin::{FieldStatus, RawDump, RawField};
 
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::Segment;

@@ -1,7 +1,7 @@
 //! `shmhub inspect --slots`: every allocated slot of every pool, who
 //! holds it, the queued message naming it, and whether it looks leaked.
 
-use shmhub::{SlotHolder, SlotReport, SlotsReport, party_name};
+use shmhub::admin::{SlotHolder, SlotReport, SlotsReport, party_name};
 
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::{Segment, bad_entries};

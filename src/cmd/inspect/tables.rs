@@ -2,7 +2,8 @@
 //! rings, and the pools; `--watch` adds rates and colours.
 
 use comfy_table::{Cell, Table};
-use shmhub::{BadPeer, PeerReport, PeerState, RingState, SegmentReport};
+use shmhub::PeerState;
+use shmhub::admin::{BadPeer, PeerReport, RingState, SegmentReport};
 
 use crate::cmd::table;
 use crate::cmd::text::{heartbeat, human_bytes, owner_text, print_line, shown};

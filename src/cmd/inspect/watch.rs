@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmhub::{Event, Look, SegmentReport};
+use shmhub::admin::{Event, SegmentReport, Snapshot};
 
 use super::json::to_json;
 use super::tables::{Live, Part, tables};
@@ -47,7 +47,7 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
         let (rates, changes) = match &previous {
             Some((before, at)) => (
                 rates(before, &report, now.duration_since(*at)),
-                shmhub::changes(&Look::of(before), &Look::of(&report)),
+                shmhub::admin::changes(&Snapshot::of(before), &Snapshot::of(&report)),
             ),
             None => (vec![(0.0, 0.0); report.peers.len()], Vec::new()),
         };

@@ -15,7 +15,7 @@ use crate::cmd::error::OnSegment;
 /// carry nearly all of it.
 fn create_config(total: u64) -> SegmentConfig {
     let per_pool = total / 2;
-    let slot_size = per_pool.min(u64::from(shmhub::MAX_SLOT_SIZE)) as u32;
+    let slot_size = per_pool.min(u64::from(shmhub::format::MAX_SLOT_SIZE)) as u32;
     SegmentConfig {
         max_guests: 1,
         ring_capacity: 64,

@@ -48,7 +48,7 @@ pub fn measure(plan: &Plan) -> anyhow::Result<Vec<Measurement>> {
     let mut floor = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let start = Instant::now();
-        let found = shmhub::list_segments(&dir.0)?;
+        let found = shmhub::admin::list_segments(&dir.0)?;
         listing.push(start.elapsed().as_nanos() as u64);
         anyhow::ensure!(
             found.segments.len() == LIST_SEGMENTS,
