@@ -4,6 +4,7 @@ mod cmd;
 
 use clap::Parser;
 
+use cmd::error::error_line;
 use cmd::exit::{self, EXIT_DONE, EXIT_USAGE};
 
 fn main() {
@@ -13,8 +14,10 @@ fn main() {
         Err(e) => {
             let code = exit::code(&e);
             // Exit 0 is an output whose reader went away: nobody to tell.
+            // The line escapes whatever in the message is not printable:
+            // names that came from a file system anyone can write to.
             if code != EXIT_DONE {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_line(&e));
             }
             if code == EXIT_USAGE {
                 eprintln!("For more information, try '--help'.");

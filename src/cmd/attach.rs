@@ -16,7 +16,7 @@ use super::parse::parse_peer_id;
 use super::reclaim::scripted_hint;
 use super::segment::{Segment, SegmentArgs};
 use super::signals;
-use super::text::print_line;
+use super::text::{print_line, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -101,7 +101,7 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
     for &p in &report.reclaimed {
         eprintln!(
             "{}: the hub was full; reclaimed peer {p} ({})",
-            path.display(),
+            shown(&path),
             holder_of(&before, p, None)
         );
     }
@@ -180,15 +180,15 @@ fn hold(guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
     let mut held = HeldGuest(guest);
     match receive_until_stopped(&mut held, &mut printer, me, path, None)? {
         Stopped::HostLeft => {
-            eprintln!("{}: the host has left; detaching", path.display())
+            eprintln!("{}: the host has left; detaching", shown(&path))
         }
         Stopped::PeerLeft(peer) => bail!(
             "{}: peer {peer} is no longer this process's entry (reclaimed or released by another process)",
-            path.display()
+            shown(&path)
         ),
         Stopped::Signal(signal) => eprintln!(
             "{}: {} received; detaching",
-            path.display(),
+            shown(&path),
             signals::name(signal)
         ),
         Stopped::Idle(_) | Stopped::Asked(_) => {}

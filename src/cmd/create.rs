@@ -16,9 +16,9 @@ use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::parse_size_u32;
-use super::segment::{Segment, already_exists, existing};
+use super::segment::{Segment, already_exists, directory_of, existing};
 use super::signals;
-use super::text::{heartbeat, human_bytes, print_line};
+use super::text::{heartbeat, human_bytes, print_line, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -218,7 +218,7 @@ fn announce(
     }
     print_line(format_args!(
         "created {}: {}, {} guests, rings of {}, {} slots of {} per pool, max payload {}, heartbeat {}, mode 0{}",
-        path.display(),
+        shown(&path),
         human_bytes(total_size),
         config.max_guests,
         config.ring_capacity,
@@ -322,20 +322,12 @@ fn check_free_space(path: &Path, size: u64, replacing: bool) -> anyhow::Result<(
             "{}: the segment would be {}, more than the {} free on its file system; \
              a command touching a page beyond the free space would fail: make it smaller \
              (--max-guests, --slots, --slot-size), free some space, or create it anyway with --sparse",
-            path.display(),
+            shown(&path),
             human_bytes(size),
             human_bytes(free),
         );
     }
     Ok(())
-}
-
-/// The directory a segment file at `path` lives in.
-fn directory_of(path: &Path) -> std::path::PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    }
 }
 
 /// The free space of the file system a segment of `size` bytes would be
@@ -365,7 +357,7 @@ fn no_space(path: &Path, needed: u64, preallocate: bool) -> anyhow::Error {
     };
     anyhow!(
         "{}: no space left on the file system for {} ({what}; {free}); nothing was created",
-        path.display(),
+        shown(&path),
         human_bytes(needed)
     )
 }
@@ -375,11 +367,11 @@ fn no_space(path: &Path, needed: u64, preallocate: bool) -> anyhow::Error {
 fn replace_existing(path: &Path) -> anyhow::Result<bool> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("{}", path.display())),
+        Err(e) => Err(e).with_context(|| format!("{}", shown(&path))),
         Ok(meta) if meta.file_type().is_symlink() => {
             bail!(
                 "{}: is a symbolic link; refusing to replace it",
-                path.display()
+                shown(&path)
             )
         }
         Ok(_) => {
@@ -449,12 +441,12 @@ impl Receiver for HeldHost {
             if live != self.waiting_for {
                 eprintln!(
                     "{}: asked to leave (rm); waiting for live peer(s) {live:?} to leave first",
-                    path.display()
+                    shown(&path)
                 );
                 self.waiting_for = live;
             }
         } else if !self.waiting_for.is_empty() {
-            eprintln!("{}: rm gave up; serving on", path.display());
+            eprintln!("{}: rm gave up; serving on", shown(&path));
             self.waiting_for.clear();
         }
         if self.last_housekeeping.elapsed() >= Duration::from_millis(500) {
@@ -462,7 +454,7 @@ impl Receiver for HeldHost {
             self.host.beat().on_segment(path)?;
             let reclaimed = self.host.reclaim_dead().on_segment(path)?;
             if !reclaimed.is_empty() {
-                eprintln!("{}: reclaimed dead peer(s) {reclaimed:?}", path.display());
+                eprintln!("{}: reclaimed dead peer(s) {reclaimed:?}", shown(&path));
             }
         }
         Ok(None)
@@ -479,16 +471,16 @@ fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
         waiting_for: Vec::new(),
     };
     match receive_until_stopped(&mut held, &mut printer, Party::Host, path, None)? {
-        Stopped::Asked(reason) => eprintln!("{}: {reason}", path.display()),
+        Stopped::Asked(reason) => eprintln!("{}: {reason}", shown(&path)),
         Stopped::Signal(signal) => eprintln!(
             "{}: {} received; cleaning up",
-            path.display(),
+            shown(&path),
             signals::name(signal)
         ),
         // A host receives from every guest: guests leaving does not end it.
         Stopped::HostLeft | Stopped::PeerLeft(_) | Stopped::Idle(_) => {}
     }
     drop(held);
-    eprintln!("{}: goodbye; removed", path.display());
+    eprintln!("{}: goodbye; removed", shown(&path));
     Ok(Outcome::Done)
 }

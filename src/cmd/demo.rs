@@ -12,7 +12,7 @@ use super::error::OnSegment;
 use super::exit::Outcome;
 use super::inspect;
 use super::segment::{create_owned, new_segment_path};
-use super::text::{human_bytes, print_line};
+use super::text::{human_bytes, print_line, shown};
 
 /// Arguments of `shmhub demo`.
 #[derive(Debug, clap::Args)]
@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut host = create_owned(&path, config)?;
     print_line(format_args!(
         "1. created {} ({}) as host, pid {}",
-        path.display(),
+        shown(&path),
         human_bytes(host.layout().total_size),
         std::process::id()
     ))?;
@@ -143,10 +143,10 @@ fn say_goodbye(host: ShmHost, mut child: KillOnDrop, path: &Path) -> anyhow::Res
         bail!("the guest process failed ({status})");
     }
     if path.exists() {
-        bail!("{}: still exists after the host left", path.display());
+        bail!("{}: still exists after the host left", shown(&path));
     }
     print_line(format_args!(
         "6. host said goodbye; the guest left ({status}); {} removed",
-        path.display()
+        shown(&path)
     ))
 }

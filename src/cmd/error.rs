@@ -1,6 +1,7 @@
 //! The command's errors: the marks that give an error its own exit code
-//! (a usage error, an interruption), and a library error on a segment as
-//! one line naming the segment, with the library's kind kept.
+//! (a usage error, an interruption), a library error on a segment as one
+//! line naming the segment, with the library's kind kept, and the line
+//! that says an error, every name in it [`shown`].
 
 use std::fmt;
 use std::path::Path;
@@ -8,7 +9,7 @@ use std::path::Path;
 use shmhub::ErrorKind;
 
 use super::signals;
-use super::text::{account_name, human_bytes};
+use super::text::{OneLine, group_text, human_bytes, naming, shown, user_text};
 
 /// A termination signal (SIGINT, SIGTERM, SIGHUP) stopped a waiting
 /// command before it was done: exit code 128 + the signal number, as a
@@ -91,17 +92,17 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> SegmentError {
     let kind = e.kind();
     let text = match e {
         E::Io { path, cause } if cause.kind() == std::io::ErrorKind::PermissionDenied => {
-            format!("{}: {cause}{}", path.display(), who_may_use(&path))
+            format!("{}: {cause}{}", shown(&path), who_may_use(&path))
         }
         E::ForeignOwner { path, .. } => format!(
             "{}: owned by another user{}: refusing to trust a segment another user controls \
              (a squatter could be waiting for guests' data); --allow-foreign-owner opens it anyway",
-            path.display(),
+            shown(&path),
             who_may_use(&path)
         ),
         E::NoSpace { path, needed } => format!(
             "{}: no space left on the file system for {}",
-            path.display(),
+            shown(&path),
             human_bytes(needed)
         ),
         // These name the file themselves.
@@ -112,10 +113,46 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> SegmentError {
         | E::TooLarge { .. }
         | E::Truncated { .. }
         | E::Replaced { .. }
-        | E::Removed { .. } => e.to_string(),
-        e => format!("{}: {e}", path.display()),
+        | E::Removed { .. } => library_text(&e),
+        e => format!("{}: {}", shown(path), library_text(&e)),
     };
     SegmentError { text, kind }
+}
+
+/// A library error as the command prints it: its message, with the file
+/// it names [`shown`], as one line.
+pub fn library_text(e: &shmhub::Error) -> String {
+    use shmhub::Error as E;
+    let message = e.to_string();
+    match e {
+        E::Io { path, .. }
+        | E::Symlink { path, .. }
+        | E::ForeignOwner { path, .. }
+        | E::NotAFile { path, .. }
+        | E::TooSmall { path, .. }
+        | E::TooLarge { path, .. }
+        | E::NoSpace { path, .. }
+        | E::Truncated { path, .. }
+        | E::Replaced { path, .. }
+        | E::Removed { path, .. } => naming(&message, path),
+        _ => OneLine(&message).to_string(),
+    }
+}
+
+/// The line that says error `e`, after `error: `: the message of each
+/// error in its chain, outermost first, joined by `: ` (as `{:#}` writes
+/// them), the library's with the files they name [`shown`], and anything
+/// else that is not printable escaped as [`shown`] does (see [`OneLine`]):
+/// one line, whatever the names in it.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let messages: Vec<String> = e
+        .chain()
+        .map(|cause| match cause.downcast_ref::<shmhub::Error>() {
+            Some(library) => library_text(library),
+            None => OneLine(&cause.to_string()).to_string(),
+        })
+        .collect();
+    messages.join(": ")
 }
 
 /// A library result on a segment, made the command's: its error names the
@@ -154,7 +191,7 @@ fn who_may_use(path: &Path) -> String {
     format!(
         " (mode {:04o}, owner {}, group {})",
         meta.mode() & 0o7777,
-        account_name("/etc/passwd", meta.uid()),
-        account_name("/etc/group", meta.gid()),
+        user_text(meta.uid()),
+        group_text(meta.gid()),
     )
 }

@@ -15,6 +15,7 @@ use shmhub::Frame;
 use super::error::{OnSegment, SegmentError, seg_err};
 use super::output::MessagePrinter;
 use super::signals::{self, WAIT_SLICE};
+use super::text::shown;
 use shmhub::Party;
 
 /// How often the loop checks that the file is still the one mapped.
@@ -104,7 +105,7 @@ pub fn receive_until_stopped(
                 return Ok(Stopped::PeerLeft(peer_id));
             }
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
-                eprintln!("warning: {}: {e}", path.display())
+                eprintln!("warning: {}: {e}", shown(&path))
             }
             Err(e) => return Err(held_error(path, receiver.check_file(), e).into()),
         }

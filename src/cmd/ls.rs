@@ -10,7 +10,7 @@ use shmhub::admin::{Listing, SegmentSummary};
 
 use super::exit::Outcome;
 use super::table;
-use super::text::{human_age, human_bytes, owner_text, print_line};
+use super::text::{human_age, human_bytes, naming, owner_text, path_json, print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -78,7 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.json {
         print_line(json!({
             "segments": listing.segments.iter().map(summary_json).collect::<Vec<_>>(),
-            "unlisted": listing.unlisted,
+            "unlisted": listing.unlisted.iter().map(|u| json!({
+                "path": path_json(&u.path),
+                "reason": u.reason,
+            })).collect::<Vec<_>>(),
         }))?;
         return Ok(Outcome::Done);
     }
@@ -90,7 +93,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if !listing.unlisted.is_empty() {
         if args.verbose {
             for u in &listing.unlisted {
-                eprintln!("not listed: {}: {}", u.path.display(), u.reason);
+                eprintln!(
+                    "not listed: {}: {}",
+                    shown(&u.path),
+                    naming(&u.reason, &u.path)
+                );
             }
         } else {
             eprintln!(
@@ -105,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// One segment as JSON.
 fn summary_json(s: &SegmentSummary) -> serde_json::Value {
     json!({
-        "path": s.path,
+        "path": path_json(&s.path),
         "size": s.size,
         "age_s": age_secs(s),
         "host": s.host,
@@ -164,7 +171,7 @@ fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
 /// One segment as table cells, numbers aligned right.
 fn summary_row(s: &SegmentSummary) -> Vec<Cell> {
     vec![
-        Cell::new(s.path.display()),
+        Cell::new(shown(&s.path)),
         Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
         Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
         Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),

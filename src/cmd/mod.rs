@@ -6,8 +6,10 @@
 //! The files form floors, each naming only those below it, never one
 //! above nor one that names it back:
 //!
-//! 1. `signals` (the process's signals), `parse` (argument values) and
-//!    `text` (words and lines for people);
+//! 1. `signals` (the process's signals), `parse` (argument values),
+//!    `accounts` (user and group names, from the system's user database)
+//!    and `text` (words and lines for people, owners named through
+//!    `accounts`);
 //! 2. `error` (the errors that carry their exit code) and `exit` (the
 //!    outcome of a command and the exit code of each error);
 //! 3. `segment` (SEGMENT, whom to trust, opening it with errors that name
@@ -19,6 +21,7 @@
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+pub mod accounts;
 pub mod attach;
 pub mod bench;
 pub use bench::peer as bench_peer;

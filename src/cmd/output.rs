@@ -10,6 +10,7 @@ use serde_json::json;
 use shmhub::Frame;
 
 use super::parse::role_value;
+use super::text::shown;
 use shmhub::Party;
 
 /// Where and how received messages are written.
@@ -29,7 +30,7 @@ impl MessagePrinter {
     pub fn new(segment: &Path, json: bool, output: Option<&Path>) -> anyhow::Result<Self> {
         let output = output
             .map(|p| {
-                File::create(p).with_context(|| format!("{}: cannot open for writing", p.display()))
+                File::create(p).with_context(|| format!("{}: cannot open for writing", shown(&p)))
             })
             .transpose()?;
         Ok(MessagePrinter {
@@ -45,7 +46,7 @@ impl MessagePrinter {
         self.write(from, to, frame).map_err(|e| {
             anyhow::anyhow!(
                 "{}: message id {} ({} bytes) from {from} was received but could not be written out: {e}",
-                self.segment.display(),
+                shown(&self.segment),
                 frame.desc.id,
                 frame.payload().len()
             )

@@ -7,7 +7,7 @@ use shmhub::admin::{SkipReason, Skipped};
 use super::error::OnSegment;
 use super::exit::Outcome;
 use super::segment::SegmentArgs;
-use super::text::print_line;
+use super::text::{print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -39,7 +39,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         // Standard output stays the reclaimed ids alone, for scripts.
         for s in &report.skipped {
-            eprintln!("{}: skipped peer {}: {s}", path.display(), s.peer);
+            eprintln!("{}: skipped peer {}: {s}", shown(&path), s.peer);
         }
         let scripted: Vec<u8> = report
             .skipped
@@ -48,7 +48,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             .map(|s| s.peer)
             .collect();
         if let Some(hint) = scripted_hint(&segment.name, &scripted) {
-            eprintln!("{}: {hint}", path.display());
+            eprintln!("{}: {hint}", shown(&path));
         }
         for p in report.reclaimed {
             print_line(p)?;
@@ -85,15 +85,37 @@ pub fn scripted_hint(segment: &str, ids: &[u8]) -> Option<String> {
     }
 }
 
-/// `word` as one shell word: as it is when it needs no quoting.
+/// `word` as one shell word: as it is when it needs no quoting, between
+/// `$'` and `'` when it has characters [`shown`] escapes (which bash reads
+/// back), else between single quotes.
 fn shell_word(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./+:@,=%".contains(c));
+    let escaped = shown(word).to_string();
     if plain {
         word.to_string()
+    } else if escaped != word {
+        format!("$'{}'", escaped.replace('\'', "\\'"))
     } else {
         format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_read_back_as_the_name() {
+        for (name, word) in [
+            ("demo", "demo"),
+            ("my seg", "'my seg'"),
+            ("it's", "'it'\\''s'"),
+            ("esc\x1b[1m it's", "$'esc\\e[1m it\\'s'"),
+        ] {
+            assert_eq!(shell_word(name), word);
+        }
     }
 }

@@ -12,6 +12,7 @@ use super::output::MessagePrinter;
 use super::parse::{parse_duration, parse_peer_id, parse_role};
 use super::segment::{Acting, SegmentArgs};
 use super::signals::{self, WAIT_SLICE};
+use super::text::shown;
 use shmhub::Party;
 
 /// How long `recv` waits for each message unless told otherwise.
@@ -137,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 if let Some(signal) = signals::received() {
                     return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
                         "{}: received {received} of {} messages",
-                        path.display(),
+                        shown(&path),
                         args.count
                     )));
                 }
@@ -203,11 +204,11 @@ fn follow(
     Ok(
         match held::receive_until_stopped(receiver, printer, me, path, idle_limit)? {
             Stopped::HostLeft => {
-                eprintln!("{}: the host has left", path.display());
+                eprintln!("{}: the host has left", shown(&path));
                 Outcome::Done
             }
             Stopped::PeerLeft(peer) => {
-                eprintln!("{}: peer {peer} has left", path.display());
+                eprintln!("{}: peer {peer} has left", shown(&path));
                 Outcome::Done
             }
             Stopped::Idle(_) => Outcome::TimedOut,

@@ -10,7 +10,7 @@ use super::error::{SegmentError, seg_err};
 use super::exit::Outcome;
 use super::parse::parse_duration;
 use super::segment::SegmentArgs;
-use super::text::{print_line, spinner};
+use super::text::{print_line, shown, spinner};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -78,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else if !report.abandoned.is_empty() {
         eprintln!(
             "{}: removed; live guest(s) {:?} were still attached (--force)",
-            path.display(),
+            shown(&path),
             report.abandoned
         );
     }

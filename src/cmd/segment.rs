@@ -1,7 +1,8 @@
 //! The segment a command works on: the SEGMENT argument and whom to trust
 //! with it, resolved to a path guarded against SIGBUS, and each way of
 //! opening it (as the host, as a guest, for a read-only view) with errors
-//! that name it; and what is already at a path where one is to be created.
+//! that name it; what is already at a path where one is to be created,
+//! and the directory a segment file lives in.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +13,9 @@ use shmhub::{
     ShmHost,
 };
 
-use super::error::{OnSegment, SegmentError, seg_err};
+use super::error::{OnSegment, SegmentError, library_text, seg_err};
 use super::signals;
+use super::text::shown;
 
 /// The side a command acts as on a segment it opened, which it holds
 /// open; the library's ends (`Sender`, `Receiver`, `AnyReceiver`) do the
@@ -248,7 +250,7 @@ pub fn existing(path: &Path) -> Existing {
             (format!(" and is not a shmhub segment ({e})"), None)
         }
         Err(E::Io { cause, .. }) => (format!(" ({cause})"), None),
-        Err(e) => (format!(" ({e})"), None),
+        Err(e) => (format!(" ({})", library_text(&e)), None),
     };
     Existing { what, rm }
 }
@@ -258,7 +260,7 @@ pub fn existing(path: &Path) -> Existing {
 /// to do: for `create`, `--force` and `rm` where they apply; for the
 /// commands that make a segment of their own, another name.
 pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
-    let shown = path.display();
+    let shown = shown(path);
     let Existing { what, rm } = existing(path);
     let advice = match (create, rm) {
         (true, Some(rm)) => format!(
@@ -268,6 +270,14 @@ pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
         (false, _) => "choose another --segment".to_string(),
     };
     anyhow!("{shown}: already exists{what}; {advice}")
+}
+
+/// The directory a segment file at `path` lives in.
+pub fn directory_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Inspects the segment, requiring every entry to be readable: `events`
@@ -289,7 +299,7 @@ fn view_err(path: &Path, e: shmhub::Error) -> SegmentError {
     if damaged {
         e.followed_by(format_args!(
             "; `shmhub inspect {} --raw` shows it field by field",
-            path.display()
+            shown(&path)
         ))
     } else {
         e
@@ -309,8 +319,8 @@ pub fn bad_entries(path: &Path, bad: &[BadPeer]) -> anyhow::Result<()> {
     Err(anyhow::anyhow!(
         "{}: corrupt segment: {}{others}; the entries that could be read are shown, \
          `shmhub inspect {} --raw` shows every field",
-        path.display(),
+        shown(&path),
         first.reason,
-        path.display()
+        shown(&path)
     ))
 }

@@ -14,7 +14,7 @@ use super::exit::Outcome;
 use super::parse::{parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
 use super::segment::{Acting, Segment, SegmentArgs};
 use super::signals::{self, WAIT_SLICE};
-use super::text::{print_line, progress_bar};
+use super::text::{print_line, progress_bar, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -112,19 +112,18 @@ fn read_payload(args: &Args, max: u32, segment: &Path) -> anyhow::Result<Vec<u8>
     let too_large = |len: String| {
         anyhow::anyhow!(
             "{}: payload of {len} exceeds the segment's max payload of {max} bytes",
-            segment.display(),
+            shown(&segment),
         )
     };
     let limit = u64::from(max) + 1;
     let mut buf = Vec::new();
     if let Some(file) = &args.file {
-        let opened =
-            File::open(file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let opened = File::open(file).with_context(|| format!("{}: cannot read", shown(&file)))?;
         let meta = opened
             .metadata()
-            .with_context(|| format!("{}: cannot read", file.display()))?;
+            .with_context(|| format!("{}: cannot read", shown(&file)))?;
         if meta.is_dir() {
-            bail!("{}: cannot read: is a directory", file.display());
+            bail!("{}: cannot read: is a directory", shown(&file));
         }
         if meta.is_file() && meta.len() > u64::from(max) {
             return Err(too_large(format!("{} bytes", meta.len())));
@@ -132,7 +131,7 @@ fn read_payload(args: &Args, max: u32, segment: &Path) -> anyhow::Result<Vec<u8>
         opened
             .take(limit)
             .read_to_end(&mut buf)
-            .with_context(|| format!("{}: cannot read", file.display()))?;
+            .with_context(|| format!("{}: cannot read", shown(&file)))?;
     } else {
         match args.message.as_deref() {
             Some("-") => {
@@ -246,7 +245,7 @@ fn send_all(
                 let signal = signals::received().unwrap_or(libc::SIGINT);
                 return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
                     "{}: {}",
-                    path.display(),
+                    shown(&path),
                     of_count(sent)
                 )));
             }
@@ -282,8 +281,8 @@ fn refuse_dead_guest(host: &ShmHost, to: u8, path: &Path) -> anyhow::Result<()> 
             .unwrap_or(0);
         bail!(
             "{}: peer {to}'s process {pid} is dead: nothing would read the message; `shmhub reclaim {}` frees its entry",
-            path.display(),
-            path.display()
+            shown(&path),
+            shown(&path)
         );
     }
     Ok(())

@@ -14,6 +14,7 @@ use super::exit::Outcome;
 use super::parse::{parse_duration, parse_peer_id};
 use super::segment::SegmentArgs;
 use super::signals::{self, WAIT_SLICE};
+use super::text::shown;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -66,8 +67,8 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         // The ticket drops here: the reservation goes back.
         Err(e) => anyhow::bail!(
             "{}: cannot run {}: {e} (entry {peer} released)",
-            path.display(),
-            Path::new(program).display()
+            shown(&path),
+            shown(program)
         ),
     };
     signals::catch_termination();
@@ -121,7 +122,7 @@ fn supervise(
             } else if started.elapsed() >= attach_timeout {
                 eprintln!(
                     "{}: the program did not attach within {attach_timeout:?}; entry {peer} released",
-                    path.display()
+                    shown(&path)
                 );
                 ticket = None;
             }
@@ -138,7 +139,7 @@ fn supervise(
         if report.reclaimed.contains(&peer) {
             eprintln!(
                 "{}: the program died attached; entry {peer} reclaimed",
-                path.display()
+                shown(&path)
             );
         }
     }

@@ -1,13 +1,18 @@
-//! Words and lines for people: printing, sizes, owners, rings, events,
-//! progress.
+//! Words and lines for people: printing, names and paths, sizes,
+//! owners, rings, events, progress.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmhub::Direction;
 use shmhub::admin::Event;
+
+use super::accounts;
 
 /// Writes one line to standard output. A closed output (`| head`) comes
 /// back as an error that ends the command quietly, never as a panic.
@@ -33,6 +38,121 @@ pub fn print_report<T: serde::Serialize>(
     }
 }
 
+/// A name or a path as the command prints it for people (tables, lines,
+/// error messages): every byte that is not part of a printable character
+/// written as an escape, so that no name can move the cursor, recolour
+/// the terminal or split a line, and no two names print alike. See
+/// [`shown`].
+#[derive(Clone, Copy)]
+pub struct Shown<'a>(&'a OsStr);
+
+/// `name` (a segment name, a path, an account name) as the command prints
+/// it for people: as it is, except
+///
+/// - a backslash, written `\\`;
+/// - escape, newline, carriage return and tab, written `\e`, `\n`, `\r`
+///   and `\t`;
+/// - every other byte that is not part of a printable character: other
+///   control characters (C0, DEL, C1), the characters that reorder text
+///   or break a line (bidirectional controls, U+2028, U+2029), and bytes
+///   that are not UTF-8, written `\xNN`, byte by byte (a character by
+///   the bytes of its UTF-8 encoding).
+///
+/// An ordinary name prints as it is; bash reads the printed text between
+/// `$'` and `'` as the name again (a `'` in it written `\'`).
+///
+/// JSON keeps the exact name (see [`path_json`]).
+pub fn shown<P: AsRef<OsStr> + ?Sized>(name: &P) -> Shown<'_> {
+    Shown(name.as_ref())
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.as_bytes().utf8_chunks() {
+            escape(f, chunk.valid(), true)?;
+            for byte in chunk.invalid() {
+                write!(f, "\\x{byte:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A message as one line for a terminal: every character [`shown`]
+/// escapes written as it writes it, except the backslash, left as it is
+/// (the names in the message were [`shown`] already). For what the
+/// command prints that it did not write itself: the library's messages,
+/// the operating system's.
+pub struct OneLine<'a>(pub &'a str);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        escape(f, self.0, false)
+    }
+}
+
+/// A message that names `path` the way `Path::display` writes it (the
+/// library's messages do), with the path [`shown`], as one line
+/// ([`OneLine`]).
+pub fn naming(message: &str, path: &Path) -> String {
+    let raw = path.display().to_string();
+    let escaped = shown(path).to_string();
+    let message = if raw == escaped {
+        message.to_string()
+    } else {
+        message.replace(&raw, &escaped)
+    };
+    OneLine(&message).to_string()
+}
+
+/// `path` in JSON: the exact string, which JSON escapes itself; a path
+/// that is not UTF-8, which no JSON string can hold, as [`shown`] prints
+/// it.
+pub fn path_json(path: &Path) -> serde_json::Value {
+    match path.to_str() {
+        Some(text) => text.into(),
+        None => shown(path).to_string().into(),
+    }
+}
+
+/// Writes `text` with the characters [`shown`] escapes escaped, the
+/// backslash too when `backslash`.
+fn escape(out: &mut impl fmt::Write, text: &str, backslash: bool) -> fmt::Result {
+    let mut plain = 0;
+    for (at, c) in text.char_indices() {
+        let short = match c {
+            '\\' if backslash => "\\\\",
+            '\x1b' => "\\e",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            c if unprintable(c) => "",
+            _ => continue,
+        };
+        out.write_str(&text[plain..at])?;
+        plain = at + c.len_utf8();
+        if short.is_empty() {
+            for byte in text[at..plain].bytes() {
+                write!(out, "\\x{byte:02x}")?;
+            }
+        } else {
+            out.write_str(short)?;
+        }
+    }
+    out.write_str(&text[plain..])
+}
+
+/// Whether `c` does something to a terminal or to the text around it
+/// rather than print: a control character, a bidirectional control, a
+/// line or paragraph separator.
+fn unprintable(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
 /// Whether an error is standard output having been closed by its reader.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -41,30 +161,31 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The owner of a file as people read it: `alice:staff 0600`.
+/// The owner of a file as people read it: `alice:staff 0600`, each name
+/// from the system's user database ([`user_text`], [`group_text`]).
 pub fn owner_text(owner: &shmhub::admin::FileOwner) -> String {
     format!(
         "{}:{} {:04o}",
-        account_name("/etc/passwd", owner.uid),
-        account_name("/etc/group", owner.gid),
+        user_text(owner.uid),
+        group_text(owner.gid),
         owner.mode
     )
 }
 
-/// The name of user or group `id` from a passwd-format file, or the number
-/// where it has none.
-pub fn account_name(database: &str, id: u32) -> String {
-    let id_text = id.to_string();
-    std::fs::read_to_string(database)
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|line| {
-                let mut fields = line.split(':');
-                let name = fields.next()?;
-                (fields.nth(1)? == id_text).then(|| name.to_string())
-            })
-        })
-        .unwrap_or(id_text)
+/// User `uid` as people read it: its name in the system's user database
+/// ([`shown`]), or the number where it has none.
+pub fn user_text(uid: u32) -> String {
+    account_text(accounts::user_name(uid), uid)
+}
+
+/// Group `gid` as people read it: its name in the system's group
+/// database ([`shown`]), or the number where it has none.
+pub fn group_text(gid: u32) -> String {
+    account_text(accounts::group_name(gid), gid)
+}
+
+fn account_text(name: Option<std::ffi::OsString>, id: u32) -> String {
+    name.map_or_else(|| id.to_string(), |name| shown(&name).to_string())
 }
 
 /// Whether progress should be drawn (stderr is a terminal).
@@ -170,6 +291,41 @@ pub fn describe(event: Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_print_as_they_are_unless_they_would_not_print() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"demo-1.shm", "demo-1.shm"),
+            ("caf\u{e9} 2".as_bytes(), "caf\u{e9} 2"),
+            (b"a\\b", "a\\\\b"),
+            (b"esc\x1b[31mred", "esc\\e[31mred"),
+            (b"a\nb\rc\td", "a\\nb\\rc\\td"),
+            (b"bell\x07del\x7f", "bell\\x07del\\x7f"),
+            ("c1\u{85}".as_bytes(), "c1\\xc2\\x85"),
+            ("rtl\u{202e}".as_bytes(), "rtl\\xe2\\x80\\xae"),
+            (b"bad\xff\xfe.", "bad\\xff\\xfe."),
+        ];
+        for (name, printed) in cases {
+            assert_eq!(shown(OsStr::from_bytes(name)).to_string(), printed);
+        }
+    }
+
+    #[test]
+    fn library_messages_name_their_file_escaped_on_one_line() {
+        let path = Path::new("/dev/shm/x\x1b[2J");
+        let message = format!("{}: segment file was removed", path.display());
+        assert_eq!(
+            naming(&message, path),
+            "/dev/shm/x\\e[2J: segment file was removed"
+        );
+        // Already shown names keep their backslashes; controls are escaped.
+        assert_eq!(OneLine("a\\e\nb").to_string(), "a\\e\\nb");
+        assert_eq!(path_json(path), "/dev/shm/x\x1b[2J");
+        assert_eq!(
+            path_json(Path::new(OsStr::from_bytes(b"/x\xff"))),
+            "/x\\xff"
+        );
+    }
 
     #[test]
     fn sizes_and_ages_read_as_people_write_them() {

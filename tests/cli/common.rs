@@ -41,6 +41,19 @@ pub fn slot_msg(tag: &str) -> String {
     )
 }
 
+/// `create NAME` with [`SMALL`]'s flags, except those `extra` sets (clap
+/// refuses repeats), and `extra`.
+pub fn small_args<'a>(name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["create", name];
+    for pair in SMALL.chunks(2) {
+        if !extra.contains(&pair[0]) {
+            args.extend_from_slice(pair);
+        }
+    }
+    args.extend_from_slice(extra);
+    args
+}
+
 /// One test's private world: a temporary directory that bare segment
 /// names resolve in (`SHMHUB_SHM_DIR`) and that is the working directory
 /// of every invocation.
@@ -98,6 +111,14 @@ impl Env {
         Run::from_cmd(self.cmd().args(args), args)
     }
 
+    /// Runs the binary with `args` that need not be UTF-8 (a directory
+    /// whose name is not, say).
+    pub fn run_os(&self, args: &[&std::ffi::OsStr]) -> Run {
+        let shown: Vec<String> = args.iter().map(|a| a.to_string_lossy().into()).collect();
+        let shown: Vec<&str> = shown.iter().map(String::as_str).collect();
+        Run::from_cmd(self.cmd().args(args), &shown)
+    }
+
     /// Runs the binary with `args` and `stdin` as standard input.
     pub fn run_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> Run {
         Run::from_cmd(self.cmd().args(args).write_stdin(stdin.into()), args)
@@ -131,15 +152,7 @@ impl Env {
 
     /// Creates a small segment under bare name `name` (plus `extra` flags).
     pub fn small(&self, name: &str, extra: &[&str]) -> PathBuf {
-        let mut args = vec!["create", name];
-        // SMALL's flags, except those `extra` sets (clap refuses repeats).
-        for pair in SMALL.chunks(2) {
-            if !extra.contains(&pair[0]) {
-                args.extend_from_slice(pair);
-            }
-        }
-        args.extend_from_slice(extra);
-        self.ok(&args);
+        self.ok(&small_args(name, extra));
         let path = self.path(name);
         assert!(path.is_file(), "{} was not created", path.display());
         path
@@ -172,7 +185,6 @@ impl Env {
     /// bytes on an idle segment then shows that nothing was written.
     pub fn run_unable_to_write(&self, path: &Path, args: &[&str]) -> (Run, bool) {
         use std::os::unix::fs::PermissionsExt;
-        use std::os::unix::process::CommandExt;
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
             return (self.run(args), false);
@@ -183,6 +195,18 @@ impl Env {
         };
         mode(self.dir(), 0o755);
         mode(path, 0o644);
+        (self.run_as_nobody(args).expect("root"), true)
+    }
+
+    /// Runs the binary with `args` as the unprivileged user 65534 (group
+    /// 65534), from `/`, in this environment; `None` unless this process
+    /// is root, which alone can start one so.
+    pub fn run_as_nobody(&self, args: &[&str]) -> Option<Run> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return None;
+        }
         let mut c = std::process::Command::new(BIN);
         c.args(args)
             .env("SHMHUB_SHM_DIR", self.dir())
@@ -192,7 +216,7 @@ impl Env {
             .gid(65534);
         let mut cmd = assert_cmd::Command::from_std(c);
         cmd.timeout(CMD_TIMEOUT);
-        (Run::from_cmd(&mut cmd, args), true)
+        Some(Run::from_cmd(&mut cmd, args))
     }
 
     /// Runs the binary with `args` with its standard output on a

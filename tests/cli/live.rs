@@ -150,6 +150,76 @@ fn gc_removes_what_nobody_can_use_and_nothing_else() {
     assert_eq!(env.listing(), ["notes.txt"]);
 }
 
+/// Runs `gc --dry-run` (as text and as JSON), then `gc --json`, each
+/// with `run`, and requires the dry run to have said what the real one
+/// did: the same segments removed, the same kept with the same reasons.
+/// Returns the real run's JSON and the dry run's text.
+#[track_caller]
+fn dry_run_then_gc(run: impl Fn(&[&str]) -> Run) -> (Value, Run) {
+    let text = run(&["gc", "--dry-run"]);
+    text.code(0);
+    let dry = run(&["gc", "--dry-run", "--json"]);
+    dry.code(0);
+    let real = run(&["gc", "--json"]);
+    real.code(0);
+    let (dry, real) = (dry.json(), real.json());
+    assert_eq!(dry["removed"], real["removed"], "dry run {dry}, gc {real}");
+    assert_eq!(dry["kept"], real["kept"], "dry run {dry}, gc {real}");
+    (real, text)
+}
+
+#[test]
+fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    env.small("mine", &[]);
+    env.small("theirs", &[]);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: giving a segment to another user needs root");
+        return;
+    }
+    std::os::unix::fs::chown(env.path("theirs"), Some(65534), Some(65534)).unwrap();
+    let (real, dry) = dry_run_then_gc(|args| env.run(args));
+    assert_eq!(real["removed"], serde_json::json!([env.path("mine")]));
+    let theirs = env.path("theirs").display().to_string();
+    assert_eq!(real["kept"][0]["path"], theirs.as_str());
+    assert_eq!(
+        dry.stdout,
+        format!("would remove {}\n", env.path("mine").display())
+    );
+    assert!(
+        dry.stderr.starts_with(&format!(
+            "would keep {theirs}: {theirs}: owned by user 65534"
+        )),
+        "{dry:?}"
+    );
+    assert_eq!(env.listing(), ["theirs"]);
+
+    // As nobody, in a sticky directory open to all (as /dev/shm is): a
+    // segment of root's that anyone may write is trusted and opened, but
+    // only root may delete it; nobody's own is removed.
+    std::fs::set_permissions(env.dir(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    env.small("roots", &[]);
+    std::fs::set_permissions(env.path("roots"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (real, dry) = dry_run_then_gc(|args| env.run_as_nobody(args).unwrap());
+    assert_eq!(real["removed"], serde_json::json!([theirs]));
+    let roots = env.path("roots").display().to_string();
+    assert_eq!(
+        real["kept"],
+        serde_json::json!([{
+            "path": roots,
+            "reason": format!("{roots}: Operation not permitted (os error 1)"),
+        }])
+    );
+    assert_eq!(dry.stdout, format!("would remove {theirs}\n"));
+    assert_eq!(
+        dry.stderr,
+        format!("would keep {roots}: {roots}: Operation not permitted (os error 1)\n")
+    );
+    assert_eq!(env.listing(), ["roots"]);
+}
+
 #[test]
 fn watch_writes_json_lines_with_rates_and_changes_and_changes_nothing() {
     let env = Env::new();

@@ -21,6 +21,7 @@ mod held;
 mod inspect;
 mod inspect_views;
 mod live;
+mod names;
 mod new_user;
 mod ownership;
 mod peek;

@@ -6,6 +6,12 @@ use crate::common::*;
 
 /// Makes `name` belong to `nobody`, as a squatter's file would.
 fn give_to_nobody(env: &Env, name: &str) -> bool {
+    give_to(env, name, 65534, u32::MAX)
+}
+
+/// Makes `name` belong to user `uid` and group `gid` (`u32::MAX`: the
+/// group stays); false (the test skips the rest) when not root.
+fn give_to(env: &Env, name: &str, uid: u32, gid: u32) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: changing a file's owner needs root");
@@ -13,8 +19,157 @@ fn give_to_nobody(env: &Env, name: &str) -> bool {
     }
     let path = std::ffi::CString::new(env.path(name).to_str().unwrap()).unwrap();
     // SAFETY: chown reads the NUL-terminated path we own for the call.
-    assert_eq!(unsafe { libc::chown(path.as_ptr(), 65534, u32::MAX) }, 0);
+    assert_eq!(unsafe { libc::chown(path.as_ptr(), uid, gid) }, 0);
     true
+}
+
+/// What `ls` and `inspect` say owns `name`: the owner cell of its `ls`
+/// row and the owner row of `inspect`'s header table, which must agree.
+#[track_caller]
+fn owner_shown(env: &Env, name: &str) -> String {
+    let ls = env.ok(&["ls"]);
+    let path = env.path(name).display().to_string();
+    let row = tables(&ls.stdout)
+        .iter()
+        .flat_map(|t| cell_lines(t))
+        .find(|cells| cells[0] == path)
+        .unwrap_or_else(|| panic!("no row for {path} in\n{}", ls.stdout));
+    let inspected = env.ok(&["inspect", name]);
+    let header = cell_lines(&tables(&inspected.stdout)[0]);
+    let owner = header
+        .iter()
+        .find(|cells| cells[0] == "owner")
+        .unwrap_or_else(|| panic!("no owner row in\n{}", inspected.stdout));
+    assert_eq!(owner[1], row[1], "ls and inspect disagree");
+    row[1].clone()
+}
+
+/// What `getent DATABASE KEY` prints, if it finds an entry.
+fn getent(database: &str, key: &str) -> Option<String> {
+    let out = std::process::Command::new("getent")
+        .args([database, key])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A user and a group of their own, known only to systemd-userdb through
+/// drop-in records in /run/userdb (never /etc/passwd or /etc/group), as a
+/// directory service's users are; removed on drop.
+struct UserdbAccount {
+    files: Vec<std::path::PathBuf>,
+    made_dir: bool,
+}
+
+impl UserdbAccount {
+    const DIR: &str = "/run/userdb";
+
+    /// `name` with `id` as its uid and gid, if this machine's user
+    /// database reads drop-in records (root, and NSS through systemd);
+    /// else `None`, saying why.
+    fn add(name: &str, id: u32) -> Option<UserdbAccount> {
+        if getent("passwd", &id.to_string()).is_some() || getent("group", &id.to_string()).is_some()
+        {
+            eprintln!("skipped: id {id} is taken");
+            return None;
+        }
+        let dir = std::path::Path::new(Self::DIR);
+        let made_dir = !dir.exists();
+        if std::fs::create_dir_all(dir).is_err() {
+            eprintln!("skipped: cannot make {} (not root?)", Self::DIR);
+            return None;
+        }
+        let mut account = UserdbAccount {
+            files: Vec::new(),
+            made_dir,
+        };
+        for (kind, record) in [
+            (
+                "user",
+                format!(r#"{{"userName":"{name}","uid":{id},"gid":{id},"disposition":"regular"}}"#),
+            ),
+            ("group", format!(r#"{{"groupName":"{name}","gid":{id}}}"#)),
+        ] {
+            let file = dir.join(format!("{name}.{kind}"));
+            // Looked up by id through a link named after it.
+            let link = dir.join(format!("{id}.{kind}"));
+            account.files.push(file.clone());
+            std::fs::write(&file, record).ok()?;
+            account.files.push(link.clone());
+            std::os::unix::fs::symlink(format!("{name}.{kind}"), &link).ok()?;
+        }
+        let known = getent("passwd", &id.to_string()).is_some_and(|e| e.starts_with(name))
+            && getent("group", &id.to_string()).is_some_and(|e| e.starts_with(name));
+        if !known {
+            eprintln!(
+                "skipped: this machine's user database does not read {}",
+                Self::DIR
+            );
+            return None;
+        }
+        Some(account)
+    }
+}
+
+impl Drop for UserdbAccount {
+    fn drop(&mut self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+        if self.made_dir {
+            // Fails, harmlessly, if another test's records are there.
+            let _ = std::fs::remove_dir(Self::DIR);
+        }
+    }
+}
+
+#[test]
+fn owners_are_named_as_the_user_database_names_them() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let id = |flag: &str| {
+        let out = std::process::Command::new("id").arg(flag).output().unwrap();
+        assert!(out.status.success(), "id {flag}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(
+        owner_shown(&env, "seg"),
+        format!("{}:{} 0600", id("-un"), id("-gn"))
+    );
+    // An owner the database has no entry for is shown as its number.
+    let unknown = 2_000_000_000 + std::process::id() % 1_000_000;
+    if getent("passwd", &unknown.to_string()).is_some()
+        || getent("group", &unknown.to_string()).is_some()
+        || !give_to(&env, "seg", unknown, unknown)
+    {
+        return;
+    }
+    assert_eq!(
+        owner_shown(&env, "seg"),
+        format!("{unknown}:{unknown} 0600")
+    );
+}
+
+// A user from a directory service (LDAP, SSSD, systemd-userdb) is named
+// like one in /etc/passwd: this one exists only as a systemd-userdb
+// record, where the machine reads them.
+#[test]
+fn an_owner_outside_etc_passwd_is_named() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let pid = std::process::id();
+    let id = 2_100_000_000 + pid % 1_000_000;
+    let name = format!("shmhub-test-{pid}");
+    let Some(_account) = UserdbAccount::add(&name, id) else {
+        return;
+    };
+    assert!(give_to(&env, "seg", id, id));
+    assert_eq!(owner_shown(&env, "seg"), format!("{name}:{name} 0600"));
+    // The refusal names the owner too.
+    env.run(&["attach", "seg"])
+        .error(&[&format!("owner {name}, group {name}")]);
 }
 
 // shm[verify shm.file.owner]

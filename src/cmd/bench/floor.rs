@@ -19,6 +19,7 @@ use shmhub::{FileMode, MmapRegion};
 use crate::cmd::bench::protocol::CACHELINE_LINES;
 use crate::cmd::error::OnSegment;
 use crate::cmd::signals;
+use crate::cmd::text::shown;
 
 /// How long a floor waits for the other side before it takes it for dead:
 /// every wait of a floor is a message or two long, so this is only ever
@@ -52,10 +53,10 @@ impl SharedFile {
             .read(true)
             .write(true)
             .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .with_context(|| format!("opening {}", shown(&path)))?;
         let map = MmapOptions::new()
             .map_raw(&file)
-            .with_context(|| format!("mapping {}", path.display()))?;
+            .with_context(|| format!("mapping {}", shown(&path)))?;
         Ok(SharedFile { map })
     }
 

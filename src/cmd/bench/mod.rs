@@ -25,7 +25,7 @@ use crate::cmd::error::Interrupted;
 use crate::cmd::exit::Outcome;
 use crate::cmd::parse::parse_size;
 use crate::cmd::signals;
-use crate::cmd::text::{human_bytes, progress_bar};
+use crate::cmd::text::{human_bytes, progress_bar, shown};
 use judge::judge;
 use measurement::{FloorHalves, Measurement};
 use plan::Plan;
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         // What failed then (a peer that took the same signal from the
         // terminal, or a step that was refused) is the signal's doing.
         Some(signal) => anyhow::Error::new(Interrupted(signal))
-            .context(format!("{}: benchmark stopped", plan.segment.display())),
+            .context(format!("{}: benchmark stopped", shown(&plan.segment))),
         None => e,
     })?;
     let targets = judge(&results, floor_halves);

@@ -7,7 +7,7 @@ use shmhub::admin::{FieldStatus, RawDump, RawField};
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::Segment;
 use crate::cmd::table;
-use crate::cmd::text::{print_line, print_report};
+use crate::cmd::text::{print_line, print_report, shown};
 
 /// Dumps every field (`inspect --raw`); exit 1 after printing if a field
 /// is invalid or the file is not whole.
@@ -36,11 +36,7 @@ pub fn run(segment: &Segment, json: bool) -> anyhow::Result<Outcome> {
         }
     }
     problems.extend(dump.notes.iter().cloned());
-    Err(anyhow!(
-        "{}: {}",
-        segment.path.display(),
-        problems.join("; ")
-    ))
+    Err(anyhow!("{}: {}", shown(&segment.path), problems.join("; ")))
 }
 
 /// One field as table cells: offset, `section.field`, raw, decoded, and
@@ -67,7 +63,7 @@ fn field_row(section: &str, f: &RawField) -> Vec<String> {
 fn print_raw(dump: &RawDump) -> anyhow::Result<()> {
     print_line(format!(
         "{}: {} bytes{}",
-        dump.path.display(),
+        shown(&dump.path),
         dump.file_len,
         match dump.expected_len {
             Some(n) if n != dump.file_len => format!(" (its header describes a segment of {n})"),

@@ -6,7 +6,7 @@ use shmhub::PeerState;
 use shmhub::admin::{BadPeer, PeerReport, RingState, SegmentReport};
 
 use crate::cmd::table;
-use crate::cmd::text::{heartbeat, human_bytes, owner_text, print_line};
+use crate::cmd::text::{heartbeat, human_bytes, owner_text, print_line, shown};
 
 /// A ring's fill, `queued/capacity`, or its indices when they make no
 /// sense.
@@ -95,7 +95,7 @@ fn header_table(r: &SegmentReport) -> Table {
     };
     let total = h.layout.total_size;
     let rows: Vec<(&str, String)> = vec![
-        ("path", r.path.display().to_string()),
+        ("path", shown(&r.path).to_string()),
         (
             "owner",
             r.owner.as_ref().map_or_else(|| "-".into(), owner_text),

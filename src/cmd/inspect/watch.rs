@@ -17,7 +17,7 @@ use super::tables::{Live, Part, tables};
 use crate::cmd::error::seg_err;
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::inspect_every_entry;
-use crate::cmd::text::{describe, print_line};
+use crate::cmd::text::{describe, print_line, shown};
 use crate::cmd::{signals, table};
 
 /// Watches the segment at `path` until a termination signal (exit 0), its
@@ -38,7 +38,7 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
             Err(shmhub::Error::Io { cause, .. })
                 if cause.kind() == std::io::ErrorKind::NotFound && previous.is_some() =>
             {
-                eprintln!("{}: the segment was removed", path.display());
+                eprintln!("{}: the segment was removed", shown(&path));
                 return Ok(Outcome::Done);
             }
             Err(e) => return Err(seg_err(path, e).into()),
