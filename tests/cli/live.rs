@@ -218,6 +218,10 @@ fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
         format!("would keep {roots}: {roots}: Operation not permitted (os error 1)\n")
     );
     assert_eq!(env.listing(), ["roots"]);
+    // The segment gc kept is as it was: no goodbye left set on it, which
+    // would turn away every guest that attaches afterwards.
+    let header = env.run(&["inspect", "roots", "--json"]).json();
+    assert_eq!(header["header"]["host_goodbye"], false, "{header}");
 }
 
 #[test]
