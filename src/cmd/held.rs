@@ -47,6 +47,8 @@ pub enum Stopped {
     PeerLeft(u8),
     /// No message came for the idle limit.
     Idle(Duration),
+    /// Whoever read standard output went away (`| head`).
+    ReaderGone,
     /// The receiver's own reason (see [`Receiver::tend`]).
     Asked(&'static str),
 }
@@ -78,6 +80,9 @@ pub fn receive_until_stopped(
         if last_file_check.elapsed() >= FILE_CHECK {
             last_file_check = Instant::now();
             receiver.check_file().on_segment(path)?;
+        }
+        if printer.reader_gone() {
+            return Ok(Stopped::ReaderGone);
         }
         let wait = match idle_limit {
             Some(limit) => limit.saturating_sub(last_message.elapsed()).min(WAIT_SLICE),

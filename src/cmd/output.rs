@@ -41,16 +41,35 @@ impl MessagePrinter {
     }
 
     /// Writes one message. A failed write says which message was lost: it
-    /// has already been taken off its ring.
+    /// has already been taken off its ring. (A reader that went away keeps
+    /// its broken pipe in the error's chain, so the command ends quietly
+    /// with 0, as for every command whose reader leaves.)
     pub fn print(&mut self, from: Party, to: Party, frame: &Frame) -> anyhow::Result<()> {
-        self.write(from, to, frame).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: message id {} ({} bytes) from {from} was received but could not be written out: {e}",
+        self.write(from, to, frame).with_context(|| {
+            format!(
+                "{}: message id {} ({} bytes) from {from} was received but could not be written out",
                 shown(&self.segment),
                 frame.desc.id,
                 frame.payload().len()
             )
         })
+    }
+
+    /// Whether standard output is a pipe or socket whose reader has gone
+    /// (`| head` after its lines): then taking another message off its
+    /// ring would only lose it, so the caller stops first. A reader that
+    /// leaves between this look and the write still costs the message
+    /// being written.
+    pub fn reader_gone(&self) -> bool {
+        let mut out = libc::pollfd {
+            fd: libc::STDOUT_FILENO,
+            events: libc::POLLOUT,
+            revents: 0,
+        };
+        // SAFETY: `out` is one valid pollfd that lives across the call, and
+        // a timeout of 0 only asks, without waiting.
+        let ready = unsafe { libc::poll(&mut out, 1, 0) };
+        ready == 1 && out.revents & libc::POLLERR != 0
     }
 
     fn write(&mut self, from: Party, to: Party, frame: &Frame) -> anyhow::Result<()> {

@@ -129,6 +129,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut received = 0;
     while received < args.count {
+        if printer.reader_gone() {
+            // Nobody reads what would be printed: stop before taking a
+            // message that would only be lost.
+            return Ok(Outcome::Done);
+        }
         match next_within(&mut receiver, timeout) {
             Ok(Some((from, frame))) => {
                 printer.print(from, args.role, &frame)?;
@@ -212,7 +217,7 @@ fn follow(
                 Outcome::Done
             }
             Stopped::Idle(_) => Outcome::TimedOut,
-            Stopped::Signal(_) | Stopped::Asked(_) => Outcome::Done,
+            Stopped::Signal(_) | Stopped::Asked(_) | Stopped::ReaderGone => Outcome::Done,
         },
     )
 }

@@ -317,3 +317,25 @@ fn role_errors() {
         assert_eq!(std::fs::read(env.path(name)).unwrap(), before);
     }
 }
+
+// A reader that went away (`| head` after its lines, `| true`) ends a
+// receive with exit 0, as for every command, and before it takes a
+// message that could only be lost: what nobody read stays queued.
+#[test]
+fn a_departed_reader_ends_recv_with_0_and_takes_nothing_more() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    env.attach("seg");
+    env.ok(&[
+        "send", "seg", "--as", "host", "--to", "1", "m", "--count", "5",
+    ]);
+    // The reader (`true`) is gone well before recv starts writing.
+    for mode in ["--count 5", "--follow"] {
+        let r = env.shell(&format!(
+            "(sleep 0.3; \"$SHMHUB\" recv seg --as 1 {mode}; echo \"exit $?\" >&2) | true"
+        ));
+        assert!(r.stderr.ends_with("exit 0\n"), "{mode}: {r:?}");
+    }
+    let left = env.ok(&["recv", "seg", "--as", "1", "--count", "5"]);
+    assert_eq!(left.stdout, "m\n".repeat(5), "a message was taken and lost");
+}
