@@ -191,9 +191,12 @@ fn next_within(receiver: &mut Inbox, timeout: Duration) -> shmhub::Result<Option
         match receiver.next(left.min(WAIT_SLICE)) {
             Ok(Some(message)) => return Ok(Some(message)),
             Ok(None) if left <= WAIT_SLICE => return Ok(None),
-            Ok(None) => {}
+            // Between slices, the file is looked at too: a segment removed
+            // (or replaced) while this waits is the answer, not nothing
+            // received at the end of the timeout.
+            Ok(None) => receiver.acting.check_file()?,
             // A receiving role another process holds is waited out too.
-            Err(shmhub::Error::Busy { .. }) if left > WAIT_SLICE => {}
+            Err(shmhub::Error::Busy { .. }) if left > WAIT_SLICE => receiver.acting.check_file()?,
             Err(e) => return Err(e),
         }
     }

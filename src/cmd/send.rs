@@ -92,7 +92,10 @@ impl Outbox {
                 .and_then(|sender| sender.send(frame.desc, frame.payload(), left.min(WAIT_SLICE)));
             match sent {
                 Ok(()) => return Ok(true),
-                Err(e) if waitable(&e) && left > WAIT_SLICE => {}
+                // Between slices, the file is looked at too: a segment
+                // removed (or replaced) while this waits for room is the
+                // answer, not a full ring at the end of the timeout.
+                Err(e) if waitable(&e) && left > WAIT_SLICE => self.acting.check_file()?,
                 Err(e) => return Err(e),
             }
         }
@@ -251,8 +254,9 @@ fn send_all(
             }
             Err(e) => {
                 let err = seg_err_timed(path, e);
-                return Err(if sent > 0 {
-                    // The path and cause first, then how far it got.
+                return Err(if args.count > 1 {
+                    // The path and cause first, then how far a --count run
+                    // got, none sent included.
                     err.followed_by(format_args!(" ({})", of_count(sent)))
                 } else {
                     err

@@ -339,3 +339,30 @@ fn a_departed_reader_ends_recv_with_0_and_takes_nothing_more() {
     let left = env.ok(&["recv", "seg", "--as", "1", "--count", "5"]);
     assert_eq!(left.stdout, "m\n".repeat(5), "a message was taken and lost");
 }
+
+// A send or a receive that waits (for room, for a message) notices the
+// segment being removed under it and says so (exit 1), rather than
+// running out its timeout and saying the ring was full or nothing came.
+#[test]
+fn waiting_send_and_recv_notice_the_segment_removed() {
+    let env = Env::new();
+    for (name, waiting) in [
+        (
+            "full",
+            "\"$SHMHUB\" send full --as host --to 1 --count 30 --timeout 20s x",
+        ),
+        ("quiet", "\"$SHMHUB\" recv quiet --as host --timeout 20s"),
+    ] {
+        env.small(name, &["--ring-size", "4"]);
+        env.attach(name);
+        let r = env.shell(&format!(
+            "{waiting} & pid=$!; sleep 0.3; \"$SHMHUB\" rm {name} --force >/dev/null; \
+             wait $pid; echo \"exit $?\""
+        ));
+        assert_eq!(r.stdout, "exit 1\n", "{name}: {r:?}");
+        assert!(
+            r.stderr.contains("segment file was removed"),
+            "{name}: {r:?}"
+        );
+    }
+}

@@ -334,6 +334,22 @@ fn count_stops_at_a_full_ring_with_exit_3() {
     ]);
     r.code(3).error_line(&["2 of 5"]);
     assert_eq!(ring_len(&env.inspect("seg"), 1, "to_guest"), 2);
+    // The ring is full from the start: a --count run that sends nothing
+    // says so too.
+    let r = env.run(&[
+        "send",
+        "seg",
+        "--as",
+        "host",
+        "--to",
+        "1",
+        "m",
+        "--count",
+        "5",
+        "--timeout",
+        "50ms",
+    ]);
+    r.code(3).error_line(&["(sent 0 of 5 messages)"]);
 }
 
 #[test]
