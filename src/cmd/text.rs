@@ -193,14 +193,108 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// How many columns the terminal on stderr has, if it says (a terminal
+/// that reports 0, as some do, says nothing).
+fn stderr_columns() -> Option<u16> {
+    // SAFETY: all-zero is a valid winsize; TIOCGWINSZ only writes the
+    // winsize we own for the length of the call, and fails harmlessly on a
+    // descriptor that is not a terminal.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: as above: one valid, owned winsize.
+    let rc = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_col > 0).then_some(size.ws_col)
+}
+
+/// The progress line for a terminal `columns` wide: the parts that fit,
+/// the bar taking what is left, so that the line never wraps (a wrapped
+/// line is not cleared when the bar redraws, and leaves rows behind).
+fn progress_template(columns: Option<u16>) -> &'static str {
+    match columns {
+        Some(c) if c >= 80 => "{msg} {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        Some(c) if c >= 50 => "{msg} {wide_bar} {pos}/{len}",
+        Some(c) if c >= 30 => "{wide_bar} {pos}/{len}",
+        // Too narrow, or a terminal that will not say its width: the
+        // count alone, short enough for any line.
+        _ => "{pos}/{len}",
+    }
+}
+
+/// Standard error as a terminal of a width we measured ourselves: a
+/// terminal that reports 0 rows or 0 columns is taken by the terminal
+/// library for 80 columns, and a line padded to 80 wraps on a narrower
+/// one, leaving a row behind at every redraw.
+#[derive(Debug)]
+struct StderrTerminal {
+    columns: u16,
+}
+
+impl StderrTerminal {
+    fn write(&self, text: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+
+    fn moved(&self, n: usize, direction: char) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}{direction}"))
+    }
+}
+
+impl indicatif::TermLike for StderrTerminal {
+    fn width(&self) -> u16 {
+        self.columns
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'A')
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'B')
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'C')
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'D')
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write(&format!("{s}\n"))
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.write(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.write("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        std::io::stderr().flush()
+    }
+}
+
 /// A progress bar for `total` steps on stderr, hidden unless stderr is a
-/// terminal.
+/// terminal, and fitted to its width (a terminal that does not say its
+/// width gets the count alone, a line short enough for any).
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !stderr_is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})")
+    let columns = stderr_columns();
+    let terminal = StderrTerminal {
+        columns: columns.unwrap_or(20),
+    };
+    let target = ProgressDrawTarget::term_like(Box::new(terminal));
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    let style = ProgressStyle::with_template(progress_template(columns))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(what.to_string());

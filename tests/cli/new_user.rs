@@ -290,3 +290,56 @@ fn permission_denied_names_the_mode_and_the_owner() {
     }
     assert!(env.path("seg").is_file());
 }
+
+// Item 5: the progress bar fits the terminal, so a redraw never leaves a
+// wrapped row behind: at 60 columns, at 50 and 40 on a terminal that
+// reports 0 rows (the terminal library then assumes 80 columns), and on
+// one that reports no width at all (the count alone, in 20 columns).
+#[test]
+fn the_progress_bar_fits_the_terminal() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let id = env.attach("seg");
+    for (size, fits) in [
+        ("cols 60 rows 24", 60),
+        ("cols 50 rows 0", 50),
+        ("cols 40 rows 0", 40),
+        ("cols 0 rows 0", 20),
+    ] {
+        let Some(r) = in_terminal(
+            &env,
+            &format!(
+                "stty {size}; $SHMHUB send seg --as host --to {id} --count 100000 --timeout 500ms x"
+            ),
+        ) else {
+            return;
+        };
+        // Every state the bar was drawn in, each between two carriage
+        // returns or line ends, without escape sequences.
+        let raw = format!("{}{}", r.stdout, r.stderr);
+        let drawn: Vec<String> = raw
+            .split(['\r', '\n'])
+            .flat_map(rendered)
+            .filter(|line| line.contains("/100000"))
+            .collect();
+        assert!(!drawn.is_empty(), "{size}: no bar in {raw:?}");
+        for line in &drawn {
+            assert!(
+                line.chars().count() <= fits,
+                "{size}: {line:?} is wider than {fits}"
+            );
+        }
+        // Empty the ring for the next size.
+        let id = id.to_string();
+        env.run(&[
+            "recv",
+            "seg",
+            "--as",
+            &id,
+            "--count",
+            "1000",
+            "--timeout",
+            "100ms",
+        ]);
+    }
+}
