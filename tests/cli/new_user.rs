@@ -343,3 +343,35 @@ fn the_progress_bar_fits_the_terminal() {
         ]);
     }
 }
+
+// Item 4: `inspect --watch` on a terminal draws on the alternate screen,
+// which it leaves again when stopped, and each frame fits the terminal's
+// rows (what does not fit is counted on the last row): nothing scrolls
+// into the scrollback.
+#[test]
+fn watch_frames_fit_the_terminal_on_the_alternate_screen() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "40"]);
+    let Some(r) = in_terminal(
+        &env,
+        "stty rows 24 cols 80; timeout -s TERM 0.7 $SHMHUB inspect seg --watch --all --interval 100ms",
+    ) else {
+        return;
+    };
+    let raw = r.stdout;
+    assert!(raw.contains("\x1b[?1049h"), "no alternate screen: {raw:?}");
+    assert!(
+        raw.trim_end().ends_with("\x1b[?1049l"),
+        "the alternate screen was not left: {raw:?}"
+    );
+    let frames: Vec<&str> = raw.split("\x1b[H").skip(1).collect();
+    assert!(frames.len() >= 2, "{raw:?}");
+    for frame in &frames {
+        let rows = frame.split('\n').count();
+        assert!(rows <= 24, "a frame of {rows} rows: {frame:?}");
+    }
+    assert!(
+        raw.contains("more lines"),
+        "the rows that did not fit are not counted"
+    );
+}

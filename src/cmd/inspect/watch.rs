@@ -17,7 +17,7 @@ use super::tables::{Live, Part, tables};
 use crate::cmd::error::seg_err;
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::inspect_every_entry;
-use crate::cmd::text::{describe, print_line, shown};
+use crate::cmd::text::{describe, print_line, shown, terminal_size};
 use crate::cmd::{signals, table};
 
 /// Watches the segment at `path` until a termination signal (exit 0), its
@@ -31,6 +31,10 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
     let as_json = json || !terminal;
     let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut previous: Option<(SegmentReport, Instant)> = None;
+    // Frames go to the alternate screen, left again however this ends (a
+    // signal, an error, the segment removed), so that the scrollback keeps
+    // what was there before and no frames.
+    let _screen = (!as_json).then(AlternateScreen::enter).transpose()?;
     loop {
         // Frames are compared entry by entry: every entry must be readable.
         let report = match inspect_every_entry(path) {
@@ -98,22 +102,68 @@ fn frame_json(
     frame
 }
 
-/// Redraws the terminal in place: cursor home, the frame, clear the rest.
+/// The terminal's alternate screen, for as long as this lives.
+struct AlternateScreen;
+
+impl AlternateScreen {
+    fn enter() -> std::io::Result<Self> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(b"\x1b[?1049h")?;
+        out.flush()?;
+        Ok(AlternateScreen)
+    }
+}
+
+impl Drop for AlternateScreen {
+    fn drop(&mut self) {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(b"\x1b[?1049l");
+        let _ = out.flush();
+    }
+}
+
+/// The lines of a frame that fit `rows` rows (all of them where the
+/// terminal does not say): the last row that fits says how many more there
+/// are, so that a frame never scrolls the screen.
+fn fitted(mut lines: Vec<String>, rows: Option<u16>) -> Vec<String> {
+    let Some(rows) = rows.map(usize::from).filter(|&r| r > 0) else {
+        return lines;
+    };
+    if lines.len() > rows {
+        let hidden = lines.len() - (rows - 1);
+        lines.truncate(rows - 1);
+        lines.push(format!(
+            "... {hidden} more lines (a taller terminal shows them)"
+        ));
+    }
+    lines
+}
+
+/// Redraws the terminal in place: cursor home, the frame (as much of it as
+/// fits), clear the rest.
 fn draw(report: &SegmentReport, all: bool, live: Live, changes: &[Event]) -> anyhow::Result<()> {
-    let mut text = String::from("\x1b[H");
+    let mut lines = Vec::new();
     for part in tables(report, all, Some(&live)) {
         let block = match part {
             Part::Table(t) => table::render(*t),
             Part::Note(note) => note,
         };
-        // Each line clears what the last frame left to its right.
-        for line in block.lines() {
-            text.push_str(line);
-            text.push_str("\x1b[K\n");
-        }
+        lines.extend(block.lines().map(str::to_string));
     }
     for event in changes {
-        text.push_str(&format!("change: {}\x1b[K\n", describe(*event)));
+        lines.push(format!("change: {}", describe(*event)));
+    }
+    let rows = terminal_size(libc::STDOUT_FILENO).map(|(rows, _)| rows);
+    let mut text = String::from("\x1b[H");
+    // Each line clears what the last frame left to its right; no line
+    // ends the last row, which would scroll.
+    let lines = fitted(lines, rows);
+    for (i, line) in lines.iter().enumerate() {
+        text.push_str(line);
+        text.push_str("\x1b[K");
+        if i + 1 < lines.len() {
+            text.push('\n');
+        }
     }
     text.push_str("\x1b[J");
     let mut out = std::io::stdout().lock();
