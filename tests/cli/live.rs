@@ -408,4 +408,33 @@ fn spawn_runs_a_guest_program_on_a_reserved_entry() {
     env.run(&["spawn", "seg", "--", "/no/such/program"])
         .error(&[&seg, "/no/such/program", "released"]);
     assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+
+    // spawn itself killed before its program attached: the reservation
+    // would stay for good; `reclaim` releases it, its reserver being dead.
+    // (The program lets go of spawn's output, which it would otherwise
+    // keep open after spawn dies.)
+    let mut killed = env.spawn(&[
+        "spawn",
+        "seg",
+        "--",
+        "sh",
+        "-c",
+        "exec sleep 30 >/dev/null 2>&1",
+    ]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        peer(&env.inspect("seg"), 1)["state"] == "reserved"
+    }));
+    killed.signal(libc::SIGKILL);
+    killed.wait();
+    let reclaimed = env.ok(&["reclaim", "seg", "--json"]).json();
+    assert_eq!(
+        reclaimed["reclaimed"],
+        serde_json::json!([1]),
+        "{reclaimed}"
+    );
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+    // The program spawn started (never attached) outlives it: end it.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "^sleep 30$"])
+        .status();
 }
