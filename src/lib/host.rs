@@ -322,6 +322,9 @@ impl ShmHost {
             return Ok(false);
         };
         let peer = self.seg.peer(p);
+        // A guest that left with everything it sent read leaves the entry
+        // free to reserve, even if no receive has looked at it since.
+        self.seg.finish_read_goodbye(p)?;
         if !peer.transition(PeerState::Empty, PeerState::Reserved)? {
             return Ok(false);
         }
@@ -643,6 +646,9 @@ impl ShmHost {
             let skip = match (entry.state, holder) {
                 (PeerState::Empty, _) => continue,
                 (PeerState::Reserved, _) => self.release_if_reserver_died(p, &entry)?,
+                // Freed once everything its guest sent has been read: not
+                // a reclaim (its guest left as it should), so not listed.
+                (PeerState::Goodbye, _) if self.seg.finish_read_goodbye(p)? => continue,
                 (PeerState::Goodbye, _) => Some(SkipReason::Leaving),
                 (PeerState::Attached, HolderStatus::Dead | HolderStatus::Stale) => {
                     self.reclaim_one(p, entry.epoch, holder)?

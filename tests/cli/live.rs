@@ -438,3 +438,27 @@ fn spawn_runs_a_guest_program_on_a_reserved_entry() {
         .args(["-f", "^sleep 30$"])
         .status();
 }
+
+// Issue 32, item 2: a guest that detached while its last message was
+// unread leaves its entry Goodbye until that message is read; the receive
+// that read it may end without looking again, and the entry must not stay
+// Goodbye for good: a reservation (spawn) and a reclaim free it.
+#[test]
+fn a_read_goodbye_does_not_keep_its_entry() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "1"]);
+    for freer in [
+        &["spawn", "seg", "--peer-id", "1", "--", "true"][..],
+        &["reclaim", "seg"][..],
+    ] {
+        let id = env.attach("seg").to_string();
+        env.ok(&["send", "seg", "--as", &id, "bye"]);
+        env.ok(&["detach", "seg", "--peer-id", &id]);
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "goodbye");
+        let got = env.ok(&["recv", "seg", "--as", "host"]);
+        assert_eq!(got.stdout, "bye\n");
+        let r = env.run(freer);
+        assert!(!r.stderr.contains("hub is full"), "{freer:?}: {r:?}");
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty", "{freer:?}");
+    }
+}
