@@ -1234,3 +1234,28 @@ fn a_reclaim_releases_a_reservation_whose_reserver_died() {
     assert_eq!(pools[0].usage.used, 0);
     assert_eq!(peer_report(&path, mine).entry.state, PeerState::Reserved);
 }
+
+// A send to a side known dead fails at once, as a receive from it does,
+// rather than filling its ring for nobody: the host's first send to a
+// killed guest, and (through the command) a guest's first send to a
+// killed host.
+// shm[verify shm.send.backpressure]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_send_to_a_killed_guest_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("void.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut child = Child::spawn("idle", &path, dir.path(), &[]);
+    let peer: u8 = child.await_signal("idle", WAIT).parse().unwrap();
+    assert!(!child.kill().success());
+    let sent = host.try_send(peer, frame(msg_type::DATA, 1, 0, b"hello".to_vec()));
+    assert!(
+        matches!(sent, Err(Error::PeerGone { peer_id }) if peer_id == peer),
+        "{sent:?}"
+    );
+    // Every later send says the same, however it waits.
+    let again = host.send_timeout(peer, frame(msg_type::DATA, 2, 0, vec![1; 100]), WAIT);
+    assert!(matches!(again, Err(Error::PeerGone { .. })), "{again:?}");
+    assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
+}
