@@ -57,7 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     echo_both_ways(&mut host, peer, &path)?;
     print_line(format_args!("5. inspect while both are attached:"))?;
     let report = shmhub::admin::inspect_path(&path).on_segment(&path)?;
-    inspect::tables::print_tables(&report, false)?;
+    inspect::tables::print_tables(&report, false, super::clock::Zone::Local)?;
     say_goodbye(host, child, &path)?;
     Ok(Outcome::Done)
 }

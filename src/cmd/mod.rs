@@ -25,6 +25,7 @@ pub mod accounts;
 pub mod attach;
 pub mod bench;
 pub use bench::peer as bench_peer;
+pub mod clock;
 pub mod completions;
 pub mod create;
 pub mod demo;

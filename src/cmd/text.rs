@@ -324,16 +324,6 @@ pub fn spinner(what: &str) -> ProgressBar {
     bar
 }
 
-/// An age as people read it: `42s`, `17m`, `3h`, `5d`.
-pub fn human_age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 2 * 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
-    }
-}
-
 /// Human form of a byte count: `512 B`, `4.0 KiB`, `37.1 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -430,18 +420,9 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_ages_read_as_people_write_them() {
+    fn sizes_read_as_people_write_them() {
         for (bytes, text) in [(512, "512 B"), (4096, "4.0 KiB"), (3 << 20, "3.0 MiB")] {
             assert_eq!(human_bytes(bytes), text);
-        }
-        let (minute, hour, day) = (60, 3600, 86400);
-        for (secs, text) in [
-            (5, "5s"),
-            (10 * minute, "10m"),
-            (3 * hour, "3h"),
-            (9 * day, "9d"),
-        ] {
-            assert_eq!(human_age(secs), text);
         }
     }
 }

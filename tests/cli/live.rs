@@ -462,3 +462,57 @@ fn a_read_goodbye_does_not_keep_its_entry() {
         assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty", "{freer:?}");
     }
 }
+
+#[test]
+fn times_are_rfc3339_in_local_time_or_utc_and_always_utc_in_json() {
+    let env = Env::new();
+    idle_segment(&env, "seg");
+    let created = |args: &[&str], tz: &str| {
+        let out = env.cmd().args(args).env("TZ", tz).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let row = text.lines().find(|l| l.contains("created")).unwrap();
+        row.split('┆').nth(1).unwrap().trim().to_string()
+    };
+    // A POSIX TZ string: no time zone database needed.
+    let local = created(&["inspect", "seg"], "IST-5:30");
+    let utc = created(&["inspect", "seg", "--utc"], "IST-5:30");
+    assert!(local.contains("+05:30 ("), "{local}");
+    assert!(utc.contains("Z ("), "{utc}");
+    let report = env.inspect("seg");
+    let json_time = report["header"]["created"].as_str().unwrap();
+    assert!(json_time.ends_with('Z'), "{report}");
+    assert!(utc.starts_with(json_time), "{utc} vs {json_time}");
+    let ms = report["header"]["created_unix_ns"].as_u64().unwrap() / 1_000_000;
+    let secs = ms / 1000;
+    // The same instant: the local time is the UTC one moved 5:30 ahead.
+    let (utc_clock, local_clock) = (&utc[11..23], &local[11..23]);
+    let seconds_of_day = |clock: &str| -> u64 {
+        let parts: Vec<u64> = clock[..8].split(':').map(|p| p.parse().unwrap()).collect();
+        parts[0] * 3600 + parts[1] * 60 + parts[2]
+    };
+    assert_eq!(seconds_of_day(utc_clock), secs % 86_400, "{utc}");
+    assert_eq!(
+        seconds_of_day(local_clock),
+        (secs + 5 * 3600 + 1800) % 86_400,
+        "{local}"
+    );
+
+    // events: the same clock, --utc, and "time" in JSON.
+    let r = env.shell(
+        "TZ=IST-5:30 $SHMHUB events seg --count 1 --timeout 10s --interval 20ms > local.txt & \
+         TZ=IST-5:30 $SHMHUB events seg --count 1 --timeout 10s --interval 20ms --utc > utc.txt & \
+         $SHMHUB events seg --count 1 --timeout 10s --interval 20ms --json > json.txt & \
+         sleep 0.5; $SHMHUB attach seg >/dev/null; wait",
+    );
+    r.code(0);
+    let read = |name: &str| std::fs::read_to_string(env.dir().join(name)).unwrap();
+    let (local, utc, json) = (read("local.txt"), read("utc.txt"), read("json.txt"));
+    assert!(local.contains("+05:30 peer "), "{local}");
+    assert!(utc.contains("Z peer "), "{utc}");
+    let event: Value = serde_json::from_str(json.trim()).unwrap();
+    let time = event["time"].as_str().unwrap();
+    assert!(time.ends_with('Z') && time.starts_with("20"), "{event}");
+    let ms = event["time_unix_ms"].as_u64().unwrap();
+    assert_eq!(&time[20..23], format!("{:03}", ms % 1000), "{event}");
+}

@@ -3,6 +3,8 @@
 use serde_json::json;
 use shmhub::admin::{RingState, SegmentReport};
 
+use crate::cmd::clock;
+
 /// The report as `--json` prints it.
 pub fn to_json(r: &SegmentReport) -> serde_json::Value {
     let h = &r.header;
@@ -25,6 +27,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
             "ring_size": l.ring_size,
             "pools_offset": l.pools_offset,
             "pool_stride": l.pool_stride,
+            "created": clock::utc(h.created_unix_ns),
             "created_unix_ns": h.created_unix_ns,
             "host_pid": h.host_pid,
             "host_goodbye": h.host_goodbye,

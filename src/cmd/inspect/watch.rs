@@ -14,6 +14,7 @@ use shmhub::admin::{Event, SegmentReport, Snapshot};
 
 use super::json::to_json;
 use super::tables::{Live, Part, tables};
+use crate::cmd::clock::{self, Zone};
 use crate::cmd::error::seg_err;
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::inspect_every_entry;
@@ -22,7 +23,13 @@ use crate::cmd::{signals, table};
 
 /// Watches the segment at `path` until a termination signal (exit 0), its
 /// removal (exit 0, with a note) or an error (exit 1).
-pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Result<Outcome> {
+pub fn run(
+    path: &Path,
+    interval: Duration,
+    all: bool,
+    json: bool,
+    zone: Zone,
+) -> anyhow::Result<Outcome> {
     if interval.is_zero() {
         crate::usage!("--interval must be more than 0");
     }
@@ -58,7 +65,7 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
         if as_json {
             print_line(frame_json(&report, &rates, &changes))?;
         } else {
-            draw(&report, all, Live { rates, colour }, &changes)?;
+            draw(&report, all, zone, Live { rates, colour }, &changes)?;
         }
         previous = Some((report, now));
         if signals::sleep_unless_signalled(interval) {
@@ -92,7 +99,9 @@ fn frame_json(
     changes: &[Event],
 ) -> serde_json::Value {
     let mut frame = to_json(report);
-    frame["time_unix_ms"] = json!(shmhub::sys::unix_ns() / 1_000_000);
+    let now = clock::now_ns();
+    frame["time"] = json!(clock::utc(now));
+    frame["time_unix_ms"] = json!(now / 1_000_000);
     frame["rates"] = rates
         .iter()
         .enumerate()
@@ -141,9 +150,15 @@ fn fitted(mut lines: Vec<String>, rows: Option<u16>) -> Vec<String> {
 
 /// Redraws the terminal in place: cursor home, the frame (as much of it as
 /// fits), clear the rest.
-fn draw(report: &SegmentReport, all: bool, live: Live, changes: &[Event]) -> anyhow::Result<()> {
+fn draw(
+    report: &SegmentReport,
+    all: bool,
+    zone: Zone,
+    live: Live,
+    changes: &[Event],
+) -> anyhow::Result<()> {
     let mut lines = Vec::new();
-    for part in tables(report, all, Some(&live)) {
+    for part in tables(report, all, zone, Some(&live)) {
         let block = match part {
             Part::Table(t) => table::render(*t),
             Part::Note(note) => note,
