@@ -193,23 +193,13 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
-/// The rows and columns the terminal on descriptor `fd` reports (each 0
-/// where it reports none, as some do); `None` for a descriptor that is not
-/// a terminal.
-pub fn terminal_size(fd: libc::c_int) -> Option<(u16, u16)> {
-    // SAFETY: all-zero is a valid winsize; TIOCGWINSZ only writes the
-    // winsize we own for the length of the call, and fails harmlessly on a
-    // descriptor that is not a terminal.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: as above: one valid, owned winsize.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) };
-    (rc == 0).then_some((size.ws_row, size.ws_col))
-}
-
 /// How many columns the terminal on stderr has, if it says.
 fn stderr_columns() -> Option<u16> {
-    terminal_size(libc::STDERR_FILENO)
-        .map(|(_, columns)| columns)
+    // The controlling terminal's size: the bar is drawn only when stderr
+    // is a terminal, which is that one.
+    crossterm::terminal::size()
+        .ok()
+        .map(|(columns, _)| columns)
         .filter(|&columns| columns > 0)
 }
 

@@ -277,7 +277,7 @@ fn watch_on_a_terminal_redraws_in_place() {
         "script -qec 'timeout -s INT 1 $SHMHUB inspect seg --watch --interval 200ms' /dev/null",
     );
     // Several frames, each starting at the top left, none scrolling.
-    let homes = r.stdout.matches("\u{1b}[H").count();
+    let homes = r.stdout.matches("\u{1b}[1;1H").count();
     assert!(homes >= 3, "{homes} frames: {:?}", r.stdout);
     assert!(r.stdout.contains("to guest/s"), "{:?}", r.stdout);
 }

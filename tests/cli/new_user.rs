@@ -364,7 +364,7 @@ fn watch_frames_fit_the_terminal_on_the_alternate_screen() {
         raw.trim_end().ends_with("\x1b[?1049l"),
         "the alternate screen was not left: {raw:?}"
     );
-    let frames: Vec<&str> = raw.split("\x1b[H").skip(1).collect();
+    let frames: Vec<&str> = raw.split("\x1b[1;1H").skip(1).collect();
     assert!(frames.len() >= 2, "{raw:?}");
     for frame in &frames {
         let rows = frame.split('\n').count();
@@ -373,5 +373,33 @@ fn watch_frames_fit_the_terminal_on_the_alternate_screen() {
     assert!(
         raw.contains("more lines"),
         "the rows that did not fit are not counted"
+    );
+}
+
+// A resized terminal gets a frame fitted to its new size at once, not at
+// the next interval; and the cursor, hidden while watching, comes back.
+#[test]
+fn watch_redraws_at_once_when_the_terminal_is_resized() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "40"]);
+    let Some(r) = in_terminal(
+        &env,
+        "stty rows 40 cols 80; $SHMHUB inspect seg --watch --all --interval 30s & \
+         sleep 0.6; stty rows 12; sleep 0.6; kill -TERM $!; wait",
+    ) else {
+        return;
+    };
+    let raw = r.stdout;
+    let frames: Vec<&str> = raw.split("\x1b[1;1H").skip(1).collect();
+    assert_eq!(
+        frames.len(),
+        2,
+        "one frame, then one for the resize: {raw:?}"
+    );
+    let rows: Vec<usize> = frames.iter().map(|f| f.split('\n').count()).collect();
+    assert!(rows[0] > 12 && rows[1] <= 12, "rows per frame: {rows:?}");
+    assert!(
+        raw.contains("\x1b[?25l") && raw.contains("\x1b[?25h"),
+        "{raw:?}"
     );
 }

@@ -7,8 +7,13 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crossterm::cursor::{Hide, MoveTo, Show};
+use crossterm::style::Print;
+use crossterm::terminal::{Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen};
+use crossterm::{execute, queue};
 use serde_json::json;
 use shmhub::admin::{Event, SegmentReport, Snapshot};
 
@@ -18,7 +23,7 @@ use crate::cmd::clock::{self, Zone};
 use crate::cmd::error::seg_err;
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::inspect_every_entry;
-use crate::cmd::text::{describe, print_line, shown, terminal_size};
+use crate::cmd::text::{describe, print_line, shown};
 use crate::cmd::{signals, table};
 
 /// Watches the segment at `path` until a termination signal (exit 0), its
@@ -38,6 +43,7 @@ pub fn run(
     let as_json = json || !terminal;
     let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut previous: Option<(SegmentReport, Instant)> = None;
+    let mut frame = Vec::new();
     // Frames go to the alternate screen, left again however this ends (a
     // signal, an error, the segment removed), so that the scrollback keeps
     // what was there before and no frames.
@@ -65,10 +71,11 @@ pub fn run(
         if as_json {
             print_line(frame_json(&report, &rates, &changes))?;
         } else {
-            draw(&report, all, zone, Live { rates, colour }, &changes)?;
+            frame = frame_lines(&report, all, zone, Live { rates, colour }, &changes);
+            show(&frame)?;
         }
         previous = Some((report, now));
-        if signals::sleep_unless_signalled(interval) {
+        if wait_redrawing(interval, &frame)? {
             return Ok(Outcome::Done);
         }
     }
@@ -111,23 +118,55 @@ fn frame_json(
     frame
 }
 
-/// The terminal's alternate screen, for as long as this lives.
+/// The terminal's alternate screen, cursor hidden, for as long as this
+/// lives: left again, cursor shown, when it is dropped, which every way out
+/// of the watch does (a signal sets a flag that ends the loop; an error
+/// returns through it).
 struct AlternateScreen;
 
 impl AlternateScreen {
     fn enter() -> std::io::Result<Self> {
-        let mut out = std::io::stdout().lock();
-        out.write_all(b"\x1b[?1049h")?;
-        out.flush()?;
+        // Terminal size changes redraw the frame at once, not at the next
+        // interval. Registered once: a second watch in one process is not
+        // a thing, but a second registration would be harmless.
+        static REGISTERED: std::sync::Once = std::sync::Once::new();
+        REGISTERED.call_once(|| {
+            // Fails only for a signal that cannot be caught; SIGWINCH can.
+            let _ = signal_hook::flag::register(libc::SIGWINCH, &RESIZED);
+        });
+        execute!(std::io::stdout(), EnterAlternateScreen, Hide)?;
         Ok(AlternateScreen)
     }
 }
 
 impl Drop for AlternateScreen {
     fn drop(&mut self) {
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(b"\x1b[?1049l");
-        let _ = out.flush();
+        let _ = execute!(std::io::stdout(), Show, LeaveAlternateScreen);
+    }
+}
+
+/// Set by SIGWINCH: the terminal changed size since the last frame.
+static RESIZED: AtomicBool = AtomicBool::new(false);
+
+/// How often a wait between frames looks for a resize or a signal.
+const RESIZE_CHECK: Duration = Duration::from_millis(50);
+
+/// Waits out `interval`; redraws `frame` at once, fitted anew, when the
+/// terminal is resized meanwhile. True if a termination signal came.
+fn wait_redrawing(interval: Duration, frame: &[String]) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + interval;
+    loop {
+        if signals::terminate_requested() {
+            return Ok(true);
+        }
+        if RESIZED.swap(false, Ordering::Relaxed) {
+            show(frame)?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        std::thread::sleep(left.min(RESIZE_CHECK));
     }
 }
 
@@ -148,15 +187,14 @@ fn fitted(mut lines: Vec<String>, rows: Option<u16>) -> Vec<String> {
     lines
 }
 
-/// Redraws the terminal in place: cursor home, the frame (as much of it as
-/// fits), clear the rest.
-fn draw(
+/// The lines of one frame: the tables, then the changes seen.
+fn frame_lines(
     report: &SegmentReport,
     all: bool,
     zone: Zone,
     live: Live,
     changes: &[Event],
-) -> anyhow::Result<()> {
+) -> Vec<String> {
     let mut lines = Vec::new();
     for part in tables(report, all, zone, Some(&live)) {
         let block = match part {
@@ -168,21 +206,24 @@ fn draw(
     for event in changes {
         lines.push(format!("change: {}", describe(*event)));
     }
-    let rows = terminal_size(libc::STDOUT_FILENO).map(|(rows, _)| rows);
-    let mut text = String::from("\x1b[H");
-    // Each line clears what the last frame left to its right; no line
-    // ends the last row, which would scroll.
-    let lines = fitted(lines, rows);
+    lines
+}
+
+/// Draws `frame` over the last one: from the top left, as much as fits,
+/// each line clearing what the last frame left to its right, then the rest
+/// of the screen cleared. No line ends the last row, which would scroll.
+fn show(frame: &[String]) -> anyhow::Result<()> {
+    let rows = crossterm::terminal::size().ok().map(|(_, rows)| rows);
+    let lines = fitted(frame.to_vec(), rows);
+    let mut out = std::io::stdout().lock();
+    queue!(out, MoveTo(0, 0))?;
     for (i, line) in lines.iter().enumerate() {
-        text.push_str(line);
-        text.push_str("\x1b[K");
+        queue!(out, Print(line), Clear(ClearType::UntilNewLine))?;
         if i + 1 < lines.len() {
-            text.push('\n');
+            queue!(out, Print('\n'))?;
         }
     }
-    text.push_str("\x1b[J");
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    queue!(out, Clear(ClearType::FromCursorDown))?;
     out.flush()?;
     Ok(())
 }
