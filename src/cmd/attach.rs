@@ -191,7 +191,7 @@ fn hold(guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
             shown(&path),
             signals::name(signal)
         ),
-        Stopped::Idle(_) | Stopped::Asked(_) | Stopped::ReaderGone => {}
+        Stopped::Idle(_) | Stopped::Asked(_) | Stopped::ReaderGone | Stopped::Removed => {}
     }
     held.0.detach().on_segment(path)?;
     Ok(Outcome::Done)

@@ -478,7 +478,11 @@ fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
             signals::name(signal)
         ),
         // A host receives from every guest: guests leaving does not end it.
-        Stopped::HostLeft | Stopped::PeerLeft(_) | Stopped::Idle(_) | Stopped::ReaderGone => {}
+        Stopped::HostLeft
+        | Stopped::PeerLeft(_)
+        | Stopped::Idle(_)
+        | Stopped::ReaderGone
+        | Stopped::Removed => {}
     }
     drop(held);
     eprintln!("{}: goodbye; removed", shown(&path));

@@ -90,6 +90,10 @@ impl held::Receiver for Inbox {
     fn check_file(&self) -> shmhub::Result<()> {
         self.acting.check_file()
     }
+
+    fn follows(&self) -> bool {
+        true
+    }
 }
 
 /// Runs `shmhub recv`.
@@ -217,6 +221,10 @@ fn follow(
             }
             Stopped::PeerLeft(peer) => {
                 eprintln!("{}: peer {peer} has left", shown(&path));
+                Outcome::Done
+            }
+            Stopped::Removed => {
+                eprintln!("{}: the segment was removed", shown(&path));
                 Outcome::Done
             }
             Stopped::Idle(_) => Outcome::TimedOut,

@@ -366,3 +366,58 @@ fn waiting_send_and_recv_notice_the_segment_removed() {
         );
     }
 }
+
+// Every follower ends the same way when the segment is removed, by `rm`
+// or by anyone: exit 0, the end of what it followed, with a note (or, for
+// `events`, its event). `recv --as host --follow` used to exit 1.
+#[test]
+fn every_follower_ends_with_exit_0_when_the_segment_is_removed() {
+    let env = Env::new();
+    let rounds = [
+        ("shmhub rm", false),
+        ("rm(1)", false),
+        ("shmhub rm", true),
+        ("rm(1)", true),
+    ];
+    for (remove, from) in rounds {
+        env.small("seg", &[]);
+        let id = env.attach("seg").to_string();
+        let path = env.path("seg").display().to_string();
+        // One host receiver at a time: from any guest, or from this one.
+        let mut host = vec!["recv", "seg", "--as", "host", "--follow"];
+        if from {
+            host.extend(["--from", id.as_str()]);
+        }
+        let mut followers = vec![
+            env.spawn(&host),
+            env.spawn(&["recv", "seg", "--as", &id, "--follow"]),
+            env.spawn(&["events", "seg", "--interval", "50ms"]),
+            env.spawn(&["inspect", "seg", "--watch", "--interval", "50ms", "--json"]),
+        ];
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        match remove {
+            "shmhub rm" => {
+                env.ok(&["rm", "seg"]);
+            }
+            _ => std::fs::remove_file(env.path("seg")).unwrap(),
+        }
+        for follower in &mut followers {
+            let status = follower.wait();
+            let stderr = follower.stderr();
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "{remove}: shmhub {:?}: {status:?}; stderr {stderr:?}",
+                follower.args
+            );
+            assert!(!stderr.contains("error:"), "{remove}: {stderr:?}");
+            let said = stderr.contains(&format!("{path}: the segment was removed"))
+                || stderr.contains(&format!("{path}: the host has left"))
+                || follower
+                    .seen
+                    .iter()
+                    .any(|l| l.ends_with("the segment was removed"));
+            assert!(said, "{remove}: shmhub {:?}: {stderr:?}", follower.args);
+        }
+    }
+}
