@@ -324,6 +324,15 @@ pub fn spinner(what: &str) -> ProgressBar {
     bar
 }
 
+/// `n` things in words, singular for one: `1 guest`, `8 guests`,
+/// `1 entry`, `3 entries`.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    match n.into() {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
+}
+
 /// An age as people read it: `42s`, `17m`, `3h`, `5d`.
 pub fn human_age(secs: u64) -> String {
     match secs {

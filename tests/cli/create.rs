@@ -505,3 +505,82 @@ fn bad_flag_values_are_usage_errors() {
     }
     assert!(env.listing().is_empty());
 }
+
+// A segment whose magic is not written yet is one that another process is
+// creating (two `create`s of one name at once), or, long after, one whose
+// creation was interrupted: said so, never "not a shmhub segment"
+// (issue 32, item 7).
+#[test]
+fn a_segment_without_its_magic_is_one_being_created() {
+    use std::io::{Seek, Write};
+    let env = Env::new();
+    env.small("seg", &[]);
+    let unpublished = || {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(env.path("seg"))
+            .unwrap();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.write_all(&[0; 8]).unwrap();
+        file
+    };
+    let file = unpublished();
+    let before = std::fs::read(env.path("seg")).unwrap();
+    let path = env.path("seg").display().to_string();
+    for force in [false, true] {
+        let mut args = vec!["create", "seg"];
+        if force {
+            args.push("--force");
+        }
+        let r = env.run(&args);
+        r.error(&[
+            &path,
+            "already exists: a segment that another process is creating",
+        ]);
+        assert!(!r.stderr.contains("not a shmhub segment"), "{r:?}");
+    }
+    // An hour later it is no longer being created: it never will be.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    file.set_modified(hour_ago).unwrap();
+    let r = env.run(&["create", "seg"]);
+    r.error(&[
+        &path,
+        "already exists: a segment whose creation never finished",
+    ]);
+    assert!(!r.stderr.contains("not a shmhub segment"), "{r:?}");
+    assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
+}
+
+// Concurrent `create`s of one name: one makes it, every other says it
+// exists as what it is (a segment, or one being created), never that it
+// is not a segment.
+#[test]
+fn concurrent_creates_of_one_name_say_what_exists() {
+    let env = Env::new();
+    for round in 0..5 {
+        let r = env.shell(
+            "for i in 1 2 3 4 5 6; do \
+               (\"$SHMHUB\" create seg --max-guests 2 --ring-size 8 --slot-size 4KiB --slots 4 \
+                  >out.$i 2>err.$i; echo $? >code.$i) & \
+             done; wait",
+        );
+        r.code(0);
+        let mut made = 0;
+        for i in 1..=6 {
+            let read =
+                |what: &str| std::fs::read_to_string(env.path(&format!("{what}.{i}"))).unwrap();
+            let (err, code) = (read("err"), read("code"));
+            match code.trim() {
+                "0" => made += 1,
+                "1" => assert!(
+                    err.contains("already exists: a segment ")
+                        && !err.contains("not a shmhub segment"),
+                    "round {round}: {err:?}"
+                ),
+                other => panic!("round {round}: create exited {other}: {err:?}"),
+            }
+        }
+        assert_eq!(made, 1, "round {round}");
+        env.ok(&["rm", "seg"]);
+    }
+}
