@@ -203,6 +203,57 @@ fn completions_for_bash_zsh_and_fish() {
     env.run(&["completions"]).usage();
 }
 
+// Completion offers what `--help` lists, never the hidden, internal
+// commands (issue 32, item 8).
+#[test]
+fn completions_leave_out_the_hidden_commands() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = env.ok(&["completions", shell]).stdout;
+        for hidden in ["guest-echo", "guest__", "bench-peer", "bench__subcmd__peer"] {
+            assert!(
+                !script.contains(hidden),
+                "{shell} completions offer {hidden}"
+            );
+        }
+        assert!(script.contains("spawn"), "{shell} completions lack spawn");
+    }
+    // What bash offers after `shmhub `, as a user pressing Tab sees it.
+    if std::process::Command::new("bash")
+        .arg("-c")
+        .arg("true")
+        .status()
+        .is_err()
+    {
+        eprintln!("skipped the bash run: no bash");
+        return;
+    }
+    std::fs::write(
+        env.dir().join("c.bash"),
+        env.ok(&["completions", "bash"]).stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        env.dir().join("tab.bash"),
+        "source ./c.bash\n\
+         COMP_WORDS=(shmhub '')\n\
+         COMP_CWORD=1\n\
+         _shmhub shmhub '' shmhub\n\
+         printf '%s\\n' \"${COMPREPLY[@]}\"\n",
+    )
+    .unwrap();
+    let r = env.shell("bash ./tab.bash");
+    r.code(0);
+    let offered: Vec<&str> = r.stdout.lines().collect();
+    assert!(offered.contains(&"create"), "{offered:?}");
+    for hidden in ["guest-echo", "bench-peer"] {
+        assert!(
+            !offered.contains(&hidden),
+            "bash offers {hidden}: {offered:?}"
+        );
+    }
+}
+
 #[test]
 fn help_version_and_usage() {
     let env = Env::new();
