@@ -584,3 +584,20 @@ fn concurrent_creates_of_one_name_say_what_exists() {
         env.ok(&["rm", "seg"]);
     }
 }
+
+// A file's mode is one thing in every JSON document: the octal string
+// people read, `"0660"` (issue 32, item 10: `inspect` and `ls` gave 432).
+#[test]
+fn mode_is_the_same_octal_string_in_every_json_document() {
+    let env = Env::new();
+    let made = env
+        .ok(&small_args("seg", &["--mode", "660", "--json"]))
+        .json();
+    assert_eq!(made["mode"], "0660");
+    assert_eq!(env.inspect("seg")["owner"]["mode"], "0660");
+    let listed = env.ok(&["ls", "--json"]).json();
+    assert_eq!(listed["segments"][0]["owner"]["mode"], "0660", "{listed}");
+    let mut watch = env.spawn(&["inspect", "seg", "--watch", "--json"]);
+    let frame = watch.json_line();
+    assert_eq!(frame["owner"]["mode"], "0660", "{frame}");
+}
