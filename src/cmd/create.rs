@@ -18,7 +18,7 @@ use super::output::MessagePrinter;
 use super::parse::parse_size_u32;
 use super::segment::{Segment, already_exists, directory_of, existing};
 use super::signals;
-use super::text::{heartbeat, human_bytes, mode_text, print_line, shown};
+use super::text::{counted, heartbeat, human_bytes, mode_text, print_line, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -218,12 +218,12 @@ fn announce(
         }));
     }
     print_line(format_args!(
-        "created {}: {}, {} guests, rings of {}, {} slots of {} per pool, max payload {}, heartbeat {}, mode {}",
+        "created {}: {}, {}, rings of {}, {} of {} per pool, max payload {}, heartbeat {}, mode {}",
         shown(&path),
         human_bytes(total_size),
-        config.max_guests,
+        counted(config.max_guests, "guest", "guests"),
         config.ring_capacity,
-        config.slots_per_pool,
+        counted(config.slots_per_pool, "slot", "slots"),
         human_bytes(config.slot_size.into()),
         human_bytes(config.max_payload.into()),
         heartbeat(config.heartbeat_interval_ms),

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use shmhub::admin::{BadPeer, PeekOptions, PeekReport, RawDump, SegmentReport, SlotsReport};
 use shmhub::{
-    CreateOptions, OpenOptions, Party, PeerId, SegmentConfig, SegmentLayout, Sender, ShmGuest,
-    ShmHost,
+    CreateOptions, HolderStatus, OpenOptions, Party, PeerId, SegmentConfig, SegmentLayout, Sender,
+    ShmGuest, ShmHost,
 };
 
 use super::error::{OnSegment, SegmentError, library_text, seg_err};
@@ -210,6 +210,22 @@ impl Segment {
     pub fn peek(&self, options: &PeekOptions) -> Result<PeekReport, SegmentError> {
         shmhub::admin::peek_path(&self.path, options).map_err(|e| view_err(&self.path, e))
     }
+}
+
+/// The process id of guest `peer`'s holder when that process is dead (a
+/// guest killed without detaching: its entry stays until reclaimed; 0 if
+/// the entry cannot be read); `None` while it lives, or when no process
+/// holds the entry.
+pub fn dead_holder(host: &ShmHost, peer: PeerId) -> shmhub::Result<Option<u32>> {
+    if host.holder_status(peer)? != HolderStatus::Dead {
+        return Ok(None);
+    }
+    let pid = host
+        .peers()
+        .ok()
+        .and_then(|peers| peers.get(usize::from(peer) - 1).map(|e| e.pid))
+        .unwrap_or(0);
+    Ok(Some(pid))
 }
 
 /// What is already at a path where a segment was to be created.

@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{Frame, HolderStatus, MsgDesc, ShmHost};
+use shmhub::{Frame, MsgDesc, ShmHost};
 
 use super::error::{Interrupted, OnSegment, seg_err_timed};
 use super::exit::Outcome;
 use super::parse::{parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
-use super::segment::{Acting, Segment, SegmentArgs};
+use super::segment::{Acting, Segment, SegmentArgs, dead_holder};
 use super::signals::{self, WAIT_SLICE};
-use super::text::{print_line, progress_bar, shown};
+use super::text::{counted, print_line, progress_bar, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -232,7 +232,12 @@ fn send_all(
     path: &Path,
 ) -> anyhow::Result<()> {
     let bar = (args.count > 1).then(|| progress_bar(args.count, "sending"));
-    let of_count = |sent: u64| format!("sent {sent} of {} messages", args.count);
+    let of_count = |sent: u64| {
+        format!(
+            "sent {sent} of {}",
+            counted(args.count, "message", "messages")
+        )
+    };
     for sent in 0..args.count {
         frame.desc.id = args.id + sent;
         let outcome = outbox.send_within(frame, args.timeout);
@@ -277,12 +282,7 @@ fn send_all(
 /// Refuses to send to a guest whose holding process is dead: nobody would
 /// ever read the message, and its slot would stay taken until a reclaim.
 fn refuse_dead_guest(host: &ShmHost, to: u8, path: &Path) -> anyhow::Result<()> {
-    if host.holder_status(to).on_segment(path)? == HolderStatus::Dead {
-        let pid = host
-            .peers()
-            .ok()
-            .and_then(|peers| peers.get(usize::from(to) - 1).map(|e| e.pid))
-            .unwrap_or(0);
+    if let Some(pid) = dead_holder(host, to).on_segment(path)? {
         bail!(
             "{}: peer {to}'s process {pid} is dead: nothing would read the message; `shmhub reclaim {}` frees its entry",
             shown(&path),

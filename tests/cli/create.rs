@@ -601,3 +601,16 @@ fn mode_is_the_same_octal_string_in_every_json_document() {
     let frame = watch.json_line();
     assert_eq!(frame["owner"]["mode"], "0660", "{frame}");
 }
+
+// One of a thing is said in the singular (issue 32, item 11: "1 guests").
+#[test]
+fn one_guest_and_one_slot_are_said_in_the_singular() {
+    let env = Env::new();
+    let r = env.ok(&small_args("seg", &["--max-guests", "1", "--slots", "1"]));
+    assert!(
+        r.stdout
+            .contains(", 1 guest, rings of 8, 1 slot of 4.0 KiB per pool,"),
+        "{}",
+        r.stdout
+    );
+}
