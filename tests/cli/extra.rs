@@ -167,6 +167,30 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
     assert!(env.listing().is_empty(), "demo left {:?}", env.listing());
 }
 
+// `demo --json`: what each step did, as one document (issue 32, item 19).
+#[test]
+fn demo_json_says_what_each_step_did() {
+    let env = Env::new();
+    let r = env.ok(&["demo", "--json", "--segment", "d"]);
+    let v = r.json();
+    assert_eq!(v["path"], env.path("d").display().to_string());
+    assert!(v["total_size"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["guest"]["peer_id"], 1);
+    let trips = v["round_trips"].as_array().unwrap();
+    assert_eq!(trips.len(), 2, "{v}");
+    assert_eq!(trips[0]["placement"], "inline");
+    assert_eq!(trips[1]["placement"], "slot");
+    assert!(
+        trips
+            .iter()
+            .all(|t| t["intact"] == true && t["round_trip_ns"].as_u64().is_some())
+    );
+    assert_eq!(v["inspect"]["peers"][0]["state"], "attached");
+    assert_eq!(v["guest_exit_code"], 0);
+    assert_eq!(v["removed"], true);
+    assert!(env.listing().is_empty(), "demo left {:?}", env.listing());
+}
+
 #[test]
 fn demo_with_a_named_segment_removes_it_too() {
     let env = Env::new();

@@ -363,6 +363,62 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     one.wait_ok();
 }
 
+// A script that backgrounds `spawn` needs a sign that the entry is
+// reserved (then a send to it is queued, not refused), and to hear when the
+// program never attached; `--json` says both as JSON lines (issue 32,
+// items 12 and 19).
+#[test]
+fn spawn_says_when_the_entry_is_reserved_and_if_it_was_never_claimed() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let seg = env.path("seg").display().to_string();
+    // Never attaches, exits 0: spawn exits 0 too, and says so.
+    let r = env.ok(&["spawn", "seg", "--", "true"]);
+    assert!(r.stdout.is_empty(), "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].starts_with(&format!("{seg}: peer 1 reserved for true (pid ")),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{seg}: true (pid "))
+            && lines[1].ends_with(" ended (exit status: 0) without attaching; entry 1 released"),
+        "{r:?}"
+    );
+    // As JSON: reserved, then exited, with the program's status.
+    let r = env.run(&["spawn", "seg", "--json", "--", "sh", "-c", "exit 3"]);
+    r.code(3);
+    let events = r.json_lines();
+    assert_eq!(events.len(), 2, "{r:?}");
+    assert_eq!(events[0]["event"], "reserved");
+    assert_eq!(events[0]["peer_id"], 1);
+    assert_eq!(events[0]["segment"], seg.as_str());
+    let pid = events[0]["pid"].as_u64().unwrap();
+    assert_eq!(
+        events[1],
+        serde_json::json!({
+            "event": "exited", "segment": seg, "peer_id": 1, "pid": pid,
+            "attached": false, "exit_code": 3, "signal": null, "reclaimed": false,
+        })
+    );
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+    // The reserved line is the moment a script can send: the message waits
+    // for the program, which echoes it once it attaches.
+    let mut echo = env.spawn(&["spawn", "seg", "--json", "--", BIN, "guest-echo"]);
+    let reserved = echo.json_line();
+    assert_eq!(reserved["event"], "reserved");
+    env.send_as_host("seg", "1", "sent at once");
+    let back = env.ok(&["recv", "seg", "--as", "host", "--from", "1"]);
+    assert_eq!(back.stdout, "sent at once\n");
+    env.ok(&["rm", "seg"]);
+    echo.wait_ok();
+    let exited: Value = serde_json::from_str(echo.seen.last().unwrap()).unwrap();
+    assert_eq!(exited["event"], "exited");
+    assert_eq!(exited["attached"], true);
+    assert_eq!(exited["exit_code"], 0);
+}
+
 #[test]
 fn spawn_runs_a_guest_program_on_a_reserved_entry() {
     let env = Env::new();
