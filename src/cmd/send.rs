@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{Frame, MsgDesc, ShmHost};
 
-use super::error::{Interrupted, OnSegment, seg_err_timed};
+use super::error::{Interrupted, OnSegment, error_line, seg_err_timed};
 use super::exit::Outcome;
 use super::parse::{parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
 use super::segment::{Acting, Segment, SegmentArgs, dead_holder};
@@ -176,17 +176,36 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         },
         payload,
     );
-    send_all(&mut outbox, &mut frame, &args, path)?;
+    let sent = send_all(&mut outbox, &mut frame, &args, path);
     if args.json {
-        print_line(json!({
+        let mut summary = json!({
             "from": role_value(args.role),
             "to": role_value(outbox.to),
             "sent": args.count,
             "len": frame.payload().len(),
             "placement": if frame.fits_inline() { "inline" } else { "slot" },
-        }))?;
+        });
+        if let Err(failed) = &sent {
+            // A script reads how far the run got and why it stopped, as
+            // the error line on stderr says it.
+            summary["sent"] = json!(failed.sent);
+            summary["count"] = json!(args.count);
+            summary["error"] = json!(error_line(&failed.error));
+            // The send's error is the one to report, whatever became of
+            // this line.
+            let _ = print_line(summary);
+        } else {
+            print_line(summary)?;
+        }
     }
+    sent.map_err(|failed| failed.error)?;
     Ok(Outcome::Done)
+}
+
+/// A `--count` run that stopped before the end: how many it sent, and why.
+struct Failed {
+    sent: u64,
+    error: anyhow::Error,
 }
 
 /// Refuses a `--count` of 0, and ids that would run past the largest.
@@ -230,7 +249,7 @@ fn send_all(
     frame: &mut Frame,
     args: &Args,
     path: &Path,
-) -> anyhow::Result<()> {
+) -> Result<(), Failed> {
     let bar = (args.count > 1).then(|| progress_bar(args.count, "sending"));
     let of_count = |sent: u64| {
         format!(
@@ -251,22 +270,24 @@ fn send_all(
             Ok(true) => {}
             Ok(false) => {
                 let signal = signals::received().unwrap_or(libc::SIGINT);
-                return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
+                let error = anyhow::Error::new(Interrupted(signal)).context(format!(
                     "{}: {}",
                     shown(&path),
                     of_count(sent)
-                )));
+                ));
+                return Err(Failed { sent, error });
             }
             Err(e) => {
                 let err = seg_err_timed(path, e);
-                return Err(if args.count > 1 {
+                let error = if args.count > 1 {
                     // The path and cause first, then how far a --count run
                     // got, none sent included.
                     err.followed_by(format_args!(" ({})", of_count(sent)))
                 } else {
                     err
                 }
-                .into());
+                .into();
+                return Err(Failed { sent, error });
             }
         }
         if let Some(bar) = &bar {
