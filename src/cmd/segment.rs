@@ -14,7 +14,7 @@ use shmhub::{
     ShmGuest, ShmHost,
 };
 
-use super::error::{OnSegment, SegmentError, library_text, seg_err};
+use super::error::{OnSegment, SegmentError, UsageError, library_text, seg_err};
 use super::signals;
 use super::text::{counted, shown};
 
@@ -62,11 +62,18 @@ impl Acting {
 /// SEGMENT, for a command that makes a segment of its own (`demo`,
 /// `bench`): its path, refused if anything is there already.
 pub fn new_segment_path(name: &str) -> anyhow::Result<PathBuf> {
-    let path = shmhub::resolve_segment(name)?;
+    let path = resolve_name(name)?;
     if std::fs::symlink_metadata(&path).is_ok() {
         return Err(already_exists(&path, false));
     }
     Ok(path)
+}
+
+/// SEGMENT `name` resolved to its path (`shm.file.path`); a name that
+/// cannot be one (empty, `.`, `..`, too long, with a NUL) is a bad value
+/// of the argument: a usage error (exit 2), like any other.
+fn resolve_name(name: &str) -> Result<PathBuf, UsageError> {
+    shmhub::resolve_segment(name).map_err(|e| UsageError(e.to_string()))
 }
 
 /// Creates a segment that this process owns and deletes when it ends
@@ -145,7 +152,7 @@ impl Segment {
     /// an error naming it (see [`signals::guard_sigbus`]). A segment
     /// resolved this way is opened refusing another user's file.
     pub fn resolve(name: &str) -> anyhow::Result<Self> {
-        let path = shmhub::resolve_segment(name)?;
+        let path = resolve_name(name)?;
         signals::guard_sigbus(&path);
         Ok(Segment {
             name: name.to_string(),

@@ -264,12 +264,17 @@ fn bare_names_cannot_escape_the_shm_dir() {
                 .args(cmd)
                 .output()
                 .unwrap();
-            assert_eq!(r.status.code(), Some(1), "{cmd:?}: {r:?}");
+            // A name that cannot be one is a bad value: a usage error
+            // (issue 32, item 12), one line and the usage footer.
+            assert_eq!(r.status.code(), Some(2), "{cmd:?}: {r:?}");
             let err = String::from_utf8_lossy(&r.stderr);
             assert!(
-                err.starts_with("error: ") && err.lines().count() == 1,
+                err.starts_with("error: invalid segment name ")
+                    && err.lines().count() == 2
+                    && err.ends_with("\nFor more information, try '--help'.\n"),
                 "{cmd:?}: {err:?}"
             );
+            assert!(r.stdout.is_empty(), "{cmd:?}: {r:?}");
             assert!(
                 err.contains(&format!("\"{name}\"")),
                 "{cmd:?}: error does not name {name:?}: {err:?}"
@@ -278,8 +283,16 @@ fn bare_names_cannot_escape_the_shm_dir() {
     }
     assert!(listing(&inner).is_empty());
     assert_eq!(listing(env.dir()), before);
-    // The empty name is refused too.
-    env.run(&["create", ""]).error(&["empty"]);
+    // The empty name is refused too, as a usage error.
+    for cmd in [
+        &["create", ""][..],
+        &["inspect", ""],
+        &["demo", "--segment", ".."],
+    ] {
+        let r = env.run(cmd);
+        r.usage();
+        assert!(r.stderr.contains("invalid segment name"), "{r:?}");
+    }
 }
 
 #[test]
@@ -613,4 +626,40 @@ fn one_guest_and_one_slot_are_said_in_the_singular() {
         "{}",
         r.stdout
     );
+}
+
+// A name that starts with `-` reads as an option: the error says to put it
+// after `--`, also where it looks like one of the flags or like `-h`, which
+// used to print help and exit 0 having created nothing (issue 32, item 19).
+#[test]
+fn names_starting_with_a_dash_are_told_to_go_after_double_dash() {
+    let env = Env::new();
+    for name in ["-x", "--x", "--weird", "-hub", "-Vx"] {
+        let r = env.run(&["create", name]);
+        r.usage();
+        assert!(
+            r.stderr.contains(&format!(
+                "tip: to pass '{name}' as a value, use '-- {name}'"
+            )),
+            "{name}: {r:?}"
+        );
+    }
+    let r = env.run(&["send", "seg", "--as", "1", "-hello"]);
+    r.usage();
+    assert!(r.stderr.contains("use '-- -hello'"), "{r:?}");
+    assert!(env.listing().is_empty(), "{:?}", env.listing());
+    // After `--`, it is a name like any other.
+    env.ok(&["create", "--", "-hub"]);
+    assert_eq!(env.listing(), ["-hub"]);
+    // Help and version still work, and the command's own mistakes keep
+    // clap's words.
+    assert!(
+        env.ok(&["create", "-h"])
+            .stdout
+            .contains("Usage: shmhub create")
+    );
+    env.ok(&["-V"]);
+    let r = env.run(&["-x"]);
+    r.usage();
+    assert!(!r.stderr.contains("use '--"), "{r:?}");
 }
