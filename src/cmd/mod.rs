@@ -63,6 +63,8 @@ Exit codes:
   2  usage error
   3  timed out, nothing to receive, or (peek, inspect --slots) the segment
      changed while it was read: try again
+  128 + N  a waiting command (send, recv) or bench stopped by signal N
+     (SIGHUP 129, SIGINT 130, SIGTERM 143)
 
 Example session:
   shmhub create demo --slot-size 4KiB
