@@ -87,13 +87,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         shown(program),
         args.attach_timeout
     );
+    // The JSON lines `--json` prints: what happened, and to whom.
+    let event = |name: &str| json!({ "event": name, "segment": path_json(&absolute), "peer_id": peer, "pid": pid });
     if args.json {
-        print_line(json!({
-            "event": "reserved",
-            "segment": path_json(&absolute),
-            "peer_id": peer,
-            "pid": pid,
-        }))?;
+        print_line(event("reserved"))?;
     }
     let ended = supervise(&mut child, ticket, &mut host, path, args.attach_timeout)?;
     let status = ended.status;
@@ -105,16 +102,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         );
     }
     if args.json {
-        print_line(json!({
-            "event": "exited",
-            "segment": path_json(&absolute),
-            "peer_id": peer,
-            "pid": pid,
-            "attached": ended.attached,
-            "exit_code": status.code(),
-            "signal": status.signal(),
-            "reclaimed": ended.reclaimed,
-        }))?;
+        let mut exited = event("exited");
+        exited["attached"] = json!(ended.attached);
+        exited["exit_code"] = json!(status.code());
+        exited["signal"] = json!(status.signal());
+        exited["reclaimed"] = json!(ended.reclaimed);
+        print_line(exited)?;
     }
     Ok(match (status.code(), status.signal()) {
         (Some(0), _) => Outcome::Done,

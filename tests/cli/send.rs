@@ -441,21 +441,12 @@ fn json_says_how_many_were_sent_when_a_run_fails() {
     let env = Env::new();
     env.small("seg", &["--ring-size", "4"]);
     let id = env.attach("seg").to_string();
-    let args = [
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        &id,
-        "--count",
-        "9",
-        "--timeout",
-        "100ms",
-        "--json",
-        "x",
-    ];
-    let r = env.run(&args);
+    let send_json = |more: &[&str]| {
+        let mut args = vec!["send", "seg", "--as", "host", "--to", &id, "--json"];
+        args.extend_from_slice(more);
+        env.run(&args)
+    };
+    let r = send_json(&["--count", "9", "--timeout", "100ms", "x"]);
     r.code(3);
     r.error_line(&["ring of peer 1 is full (sent 4 of 9 messages)"]);
     let v = r.json();
@@ -466,18 +457,7 @@ fn json_says_how_many_were_sent_when_a_run_fails() {
     let error = v["error"].as_str().unwrap();
     assert_eq!(format!("error: {error}\n"), r.stderr);
     // A single message that cannot go: none of one sent.
-    let r = env.run(&[
-        "send",
-        "seg",
-        "--as",
-        "host",
-        "--to",
-        &id,
-        "--timeout",
-        "0",
-        "--json",
-        "y",
-    ]);
+    let r = send_json(&["--timeout", "0", "y"]);
     r.code(3);
     let v = r.json();
     assert_eq!(
@@ -487,11 +467,10 @@ fn json_says_how_many_were_sent_when_a_run_fails() {
     );
     // A run that succeeds prints what it always printed.
     env.ok(&["recv", "seg", "--as", &id, "--count", "4"]);
-    let v = env
-        .ok(&["send", "seg", "--as", "host", "--to", &id, "--json", "z"])
-        .json();
+    let v = send_json(&["z"]);
+    v.code(0);
     assert_eq!(
-        v,
+        v.json(),
         serde_json::json!({"from": "host", "to": 1, "sent": 1, "len": 1, "placement": "inline"})
     );
 }
