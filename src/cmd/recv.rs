@@ -10,9 +10,9 @@ use super::exit::Outcome;
 use super::held::{self, Stopped};
 use super::output::MessagePrinter;
 use super::parse::{parse_duration, parse_peer_id, parse_role};
-use super::segment::{Acting, SegmentArgs};
+use super::segment::{Acting, SegmentArgs, dead_holder};
 use super::signals::{self, WAIT_SLICE};
-use super::text::shown;
+use super::text::{counted, shown};
 use shmhub::Party;
 
 /// How long `recv` waits for each message unless told otherwise.
@@ -90,6 +90,10 @@ impl held::Receiver for Inbox {
     fn check_file(&self) -> shmhub::Result<()> {
         self.acting.check_file()
     }
+
+    fn follows(&self) -> bool {
+        true
+    }
 }
 
 /// Runs `shmhub recv`.
@@ -142,9 +146,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Ok(None) => {
                 if let Some(signal) = signals::received() {
                     return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
-                        "{}: received {received} of {} messages",
+                        "{}: received {received} of {}",
                         shown(&path),
-                        args.count
+                        counted(args.count, "message", "messages")
                     )));
                 }
                 break;
@@ -202,6 +206,22 @@ fn next_within(receiver: &mut Inbox, timeout: Duration) -> shmhub::Result<Option
     }
 }
 
+/// How guest `peer` went, in words: `peer 2 has left`, or, when its
+/// process was killed without detaching, `peer 2 died (pid 4242) without
+/// detaching; ...`, so that a crash does not read as a departure.
+fn departure(acting: &Acting, peer: PeerId, path: &Path) -> String {
+    match acting {
+        Acting::Host(host) => match dead_holder(host, peer) {
+            Ok(Some(pid)) => format!(
+                "peer {peer} died (pid {pid}) without detaching; `shmhub reclaim {}` frees its entry",
+                shown(&path)
+            ),
+            _ => format!("peer {peer} has left"),
+        },
+        Acting::Guest(_) => format!("peer {peer} has left"),
+    }
+}
+
 fn follow(
     receiver: &mut Inbox,
     printer: &mut MessagePrinter,
@@ -216,7 +236,15 @@ fn follow(
                 Outcome::Done
             }
             Stopped::PeerLeft(peer) => {
-                eprintln!("{}: peer {peer} has left", shown(&path));
+                eprintln!(
+                    "{}: {}",
+                    shown(&path),
+                    departure(&receiver.acting, peer, path)
+                );
+                Outcome::Done
+            }
+            Stopped::Removed => {
+                eprintln!("{}: the segment was removed", shown(&path));
                 Outcome::Done
             }
             Stopped::Idle(_) => Outcome::TimedOut,

@@ -14,6 +14,7 @@ mod chaos;
 mod create;
 mod dead_host;
 mod docs_flags;
+mod docs_sessions;
 mod error_classes;
 mod extra;
 mod full_fs;
