@@ -38,6 +38,7 @@ pub mod guest_echo;
 pub mod held;
 pub mod inspect;
 pub mod ls;
+pub mod man;
 pub mod output;
 pub mod parse;
 pub mod peek;
@@ -120,6 +121,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Print shell completions.
     Completions(completions::Args),
+    /// Print the manual pages, or install them into a directory.
+    Man(man::Args),
     /// Internal: a guest that echoes every message back (used by demo and bench).
     #[command(hide = true)]
     GuestEcho(guest_echo::Args),
@@ -232,6 +235,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Completions(args) => completions::run(args, Cli::command()),
+        Command::Man(args) => man::run(args, Cli::command()),
         Command::GuestEcho(args) => guest_echo::run(args),
         Command::BenchPeer(args) => bench_peer::run(args),
     }

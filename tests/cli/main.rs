@@ -22,6 +22,7 @@ mod held;
 mod inspect;
 mod inspect_views;
 mod live;
+mod man;
 mod names;
 mod new_user;
 mod ownership;
