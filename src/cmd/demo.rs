@@ -121,7 +121,7 @@ fn start_guest(
         .context("starting the guest process")?;
     let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peers().on_segment(path)?[usize::from(peer) - 1].state != PeerState::Attached {
+    while host.peer(peer).on_segment(path)?.state != PeerState::Attached {
         if let Some(status) = child.0.try_wait()? {
             bail!("the guest process exited early ({status})");
         }

@@ -118,10 +118,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         // Every entry is read, and a corrupt one refused, before any is
         // touched: receiving frees the entries of departed guests whose
         // messages are all read as it goes.
-        let peers = host.peers().on_segment(path)?;
+        host.peers().on_segment(path)?;
         if let Some(from) = from {
             // The same answer whatever the timeout, and the same as `send --to`.
-            refuse_empty_entry(&peers, host.layout().config.max_guests, *from).on_segment(path)?;
+            let entry = host.peer(*from).on_segment(path)?;
+            refuse_empty_entry(entry, *from).on_segment(path)?;
         }
     }
     let mut printer = MessagePrinter::new(path, args.json, args.output.as_deref())?;
@@ -165,13 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// Refuses to receive from an Empty entry (nothing can come from it).
-fn refuse_empty_entry(peers: &[PeerEntry], max_guests: u32, from: u8) -> shmhub::Result<()> {
-    let Some(entry) = peers.get(usize::from(from) - 1) else {
-        return Err(shmhub::Error::InvalidPeerId {
-            peer_id: from,
-            max_guests,
-        });
-    };
+fn refuse_empty_entry(entry: PeerEntry, from: u8) -> shmhub::Result<()> {
     if entry.state == PeerState::Empty {
         return Err(shmhub::Error::PeerState {
             peer_id: from,

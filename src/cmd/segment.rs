@@ -227,11 +227,7 @@ pub fn dead_holder(host: &ShmHost, peer: PeerId) -> shmhub::Result<Option<u32>> 
     if host.holder_status(peer)? != HolderStatus::Dead {
         return Ok(None);
     }
-    let pid = host
-        .peers()
-        .ok()
-        .and_then(|peers| peers.get(usize::from(peer) - 1).map(|e| e.pid))
-        .unwrap_or(0);
+    let pid = host.peer(peer).map_or(0, |e| e.pid);
     Ok(Some(pid))
 }
 

@@ -184,7 +184,7 @@ fn supervise(
     // Not attached: dropping the ticket gives the reservation back.
     drop(ticket);
     let mut reclaimed = false;
-    let entry = host.peers().on_segment(path)?[usize::from(peer) - 1];
+    let entry = host.peer(peer).on_segment(path)?;
     if entry.state == PeerState::Attached
         && host.holder_status(peer).on_segment(path)? == HolderStatus::Dead
     {
