@@ -38,7 +38,6 @@ static int guest(const char *path, int id) {
     shmhub_guest *g = shmhub_guest_attach_id(path, (uint8_t)id);
     if (g == NULL) return fail("guest");
     printf("guest %d: attached\n", id);
-    fflush(stdout);
     int status = 0;
     for (;;) {
         int64_t n = shmhub_guest_recv(g, buf, sizeof buf, -1);
@@ -62,6 +61,7 @@ static int guest(const char *path, int id) {
 
 /* The host. */
 int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* the two processes' lines in order */
     if (argc == 4 && strcmp(argv[1], "guest") == 0) return guest(argv[2], atoi(argv[3]));
 
     const char *dir = getenv("SHMHUB_EXAMPLE_DIR");
@@ -75,7 +75,6 @@ int main(int argc, char **argv) {
     int id = shmhub_host_reserve_peer(h);
     if (id < 0) return fail("host");
     printf("host: created %s, reserved guest %d\n", path, id);
-    fflush(stdout);
 
     /* This program again, as the guest. */
     char id_text[16];
