@@ -45,8 +45,9 @@ impl HostState {
         Failure::library(&self.path, e)
     }
 
-    /// The next message from any guest: the oldest held one, else one off
-    /// the rings (round-robin), waiting up to `timeout`.
+    /// The next message from any guest, held: the oldest held one, else
+    /// one off the rings (round-robin), waiting up to `timeout`. Returns
+    /// where in `held` it is.
     fn recv_any(&mut self, timeout: Timeout) -> Result<usize, Failure> {
         if self.held.is_empty() {
             let (from, received) = loop {
@@ -62,8 +63,9 @@ impl HostState {
         Ok(0)
     }
 
-    /// The next message from guest `peer`: the one held from it, else one
-    /// off its ring, waiting up to `timeout`.
+    /// The next message from guest `peer`, held: the one held from it,
+    /// else one off its ring, waiting up to `timeout`. Returns where in
+    /// `held` it is.
     fn recv_from(&mut self, peer: u8, timeout: Timeout) -> Result<usize, Failure> {
         if let Some(at) = self.held.iter().position(|(from, _)| *from == peer) {
             return Ok(at);
