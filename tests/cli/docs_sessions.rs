@@ -62,12 +62,10 @@ fn matches_elided(shown: &str, actual: &str) -> bool {
     true
 }
 
-/// Runs `steps` in a fresh environment holding a copy of the package's
-/// Cargo.toml (the sessions send it), and returns each mismatch.
+/// Runs `steps` in a fresh, empty environment (the sessions make the
+/// files they send) and returns each mismatch.
 fn run_session(steps: &[Step]) -> Vec<String> {
     let env = Env::new();
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(manifest.join("Cargo.toml"), env.path("Cargo.toml")).unwrap();
     let bin_dir = Path::new(BIN).parent().unwrap().display().to_string();
     let dir = format!("{}/", env.dir().display());
     let mut problems = Vec::new();
@@ -121,17 +119,17 @@ fn cli_md_worked_session_prints_what_it_shows() {
         "docs/cli.md:\n{}",
         problems.join("\n\n")
     );
-    // The comment on the file sent says its size.
-    let len = std::fs::metadata(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
-        .unwrap()
-        .len();
+    // The comment on the file sent says its size: the size of what the
+    // session's own `seq` wrote.
+    let env = Env::new();
+    let len = env.shell("seq 1000 | wc -c").stdout.trim().to_string();
     let send = steps
         .iter()
-        .find(|s| s.command.contains("--file Cargo.toml"))
-        .expect("the session sends Cargo.toml");
+        .find(|s| s.command.contains("--file numbers.txt"))
+        .expect("the session sends numbers.txt");
     assert!(
         send.command.contains(&format!("# {len} bytes")),
-        "Cargo.toml is {len} bytes: {:?}",
+        "numbers.txt is {len} bytes: {:?}",
         send.command
     );
 }
