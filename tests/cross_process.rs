@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use shmhub::admin::SegmentReport;
+use shmhub::admin::{SegmentReport, SkipReason};
 use shmhub::{
     Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest,
     ShmHost, WaitStrategy, msg_type,
@@ -169,6 +169,7 @@ fn child_entry() {
         "hold_received" => child_hold_received(env),
         "from_env" => child_from_env(),
         "env_refused" => child_env_refused(env),
+        "reserver" => child_reserver(env),
         other => bail!("unknown role {other}"),
     });
 }
@@ -295,6 +296,15 @@ fn child_idle(env: &ChildEnv) -> anyhow::Result<()> {
     let quit = recv_within(&mut guest, "the quit message")?;
     check_frame(&quit, msg_type::DATA, DONE_ID, 0, b"quit")?;
     guest.detach().context("detach")?;
+    Ok(())
+}
+
+/// A process that reserves an entry for a program it never starts, and
+/// ends without releasing it (as a `shmhub spawn` killed by SIGKILL).
+fn child_reserver(env: &ChildEnv) -> anyhow::Result<()> {
+    let mut host = ShmHost::open(&env.path).context("open as host")?;
+    let reserved = host.reserve_peer().context("reserve")?;
+    signal(&env.dir, "reserved", &reserved.to_string())?;
     Ok(())
 }
 
@@ -1180,4 +1190,72 @@ fn a_spawned_program_finds_its_segment_and_entry_in_its_environment() {
         env.push((name, value.to_string()));
         Child::spawn("env_refused", &path, dir.path(), &env).expect_success(WAIT);
     }
+}
+
+// A reservation whose reserving process died (nobody will start its
+// program, nobody will release it) is released by a reclaim, and its
+// messages sent ahead dropped; one whose reserver lives is left alone.
+// shm[verify shm.peer.reclaim]
+// shm[verify shm.peer.reserve]
+#[test]
+fn a_reclaim_releases_a_reservation_whose_reserver_died() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reserver.shm");
+    let config = SegmentConfig {
+        max_guests: 3,
+        ..SegmentConfig::default()
+    };
+    let mut host = ShmHost::create(&path, config).unwrap();
+    let mine = host.reserve_peer().unwrap();
+    let mut child = Child::spawn("reserver", &path, dir.path(), &[]);
+    let theirs: u8 = child.await_signal("reserved", WAIT).parse().unwrap();
+    let child_pid = child.pid();
+    child.expect_success(WAIT);
+    assert_ne!(mine, theirs);
+    host.try_send(theirs, frame(msg_type::DATA, 1, 0, vec![7; 500]))
+        .unwrap();
+    let entry = peer_report(&path, theirs).entry;
+    assert_eq!((entry.state, entry.pid), (PeerState::Reserved, child_pid));
+
+    let report = host.reclaim_dead_report().unwrap();
+    assert_eq!(report.reclaimed, [theirs]);
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert_eq!(
+        (report.skipped[0].peer, report.skipped[0].reason),
+        (mine, SkipReason::Reserved)
+    );
+    let entry = peer_report(&path, theirs).entry;
+    assert_eq!(
+        (entry.state, entry.pid, entry.held),
+        (PeerState::Empty, 0, false)
+    );
+    // The message sent ahead went with the reservation, slot and all.
+    let pools = shmhub::admin::inspect_path(&path).unwrap().pools;
+    assert_eq!(pools[0].usage.used, 0);
+    assert_eq!(peer_report(&path, mine).entry.state, PeerState::Reserved);
+}
+
+// A send to a side known dead fails at once, as a receive from it does,
+// rather than filling its ring for nobody: the host's first send to a
+// killed guest, and (through the command) a guest's first send to a
+// killed host.
+// shm[verify shm.send.backpressure]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_send_to_a_killed_guest_fails_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("void.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut child = Child::spawn("idle", &path, dir.path(), &[]);
+    let peer: u8 = child.await_signal("idle", WAIT).parse().unwrap();
+    assert!(!child.kill().success());
+    let sent = host.try_send(peer, frame(msg_type::DATA, 1, 0, b"hello".to_vec()));
+    assert!(
+        matches!(sent, Err(Error::PeerGone { peer_id }) if peer_id == peer),
+        "{sent:?}"
+    );
+    // Every later send says the same, however it waits.
+    let again = host.send_timeout(peer, frame(msg_type::DATA, 2, 0, vec![1; 100]), WAIT);
+    assert!(matches!(again, Err(Error::PeerGone { .. })), "{again:?}");
+    assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
 }

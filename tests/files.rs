@@ -533,3 +533,39 @@ fn role_locks_of_the_documented_shape_exclude_the_library_and_show_its_own() {
     assert_eq!(first.peer_id(), 1);
     drop((first, guest));
 }
+
+// A slot is called leaked only when nothing alive can free it: a command
+// acting as a scripted guest (which belongs to no process) and holding a
+// message it received is alive in that guest's receiving role, so the
+// slot is not leaked; once nobody acts as the guest, the same slot is.
+// shm[verify shm.inspect.slots]
+#[test]
+fn a_slot_held_in_a_live_role_of_a_scripted_guest_is_not_leaked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("roles.shm");
+    let mut host = shmhub::ShmHost::create(&path, shmhub::SegmentConfig::default()).unwrap();
+    let (p, _) = shmhub::ShmGuest::attach_path(&path)
+        .unwrap()
+        .release_to_script()
+        .unwrap();
+    let payload = vec![7u8; 500];
+    host.send(p, shmhub::Frame::new(shmhub::MsgDesc::default(), payload))
+        .unwrap();
+    let mut acting = shmhub::ShmGuest::resume(&path, p).unwrap();
+    let held = acting
+        .recv_in_place(std::time::Duration::ZERO)
+        .unwrap()
+        .expect("queued");
+    let report = shmhub::admin::inspect_slots(&path).unwrap();
+    let slot = &report.slots[0];
+    assert_eq!(
+        (slot.holder_party, slot.holder_alive, slot.leaked),
+        (Some(p), Some(false), false),
+        "{slot:?}"
+    );
+    // Nobody acts as the guest any more, and nobody will free the slot.
+    std::mem::forget(held);
+    drop(acting);
+    let report = shmhub::admin::inspect_slots(&path).unwrap();
+    assert!(report.slots[0].leaked, "{:?}", report.slots[0]);
+}

@@ -462,11 +462,15 @@ fn clearing_a_holder_leaves_a_fresh_heartbeat_and_the_last_claim_time() {
     assert!(left.heartbeat_ns >= held.heartbeat_ns, "a fresh heartbeat");
     assert_eq!(left.claimed_unix_ns, held.claimed_unix_ns);
 
-    // A reservation clears the record the same way.
+    // A reservation records its reserver (no presence lock: it keeps
+    // none), so that a reclaim can tell when it died.
     assert_eq!(host.reserve_peer().unwrap(), 1);
     let reserved = host.peers().unwrap()[0];
     assert_eq!(reserved.state, PeerState::Reserved);
-    assert_eq!((reserved.pid, reserved.held), (0, false));
+    assert_eq!(
+        (reserved.pid, reserved.held, reserved.locked),
+        (std::process::id(), true, false)
+    );
     assert!(reserved.heartbeat_ns >= left.heartbeat_ns);
     assert_eq!(reserved.claimed_unix_ns, held.claimed_unix_ns);
     // `release_peer` writes none of the record.

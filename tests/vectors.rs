@@ -1453,7 +1453,9 @@ fn expect_left(goodbye: &Seg, scripted: &Seg, reserved: &Seg) {
     let sent = &queued(scripted, "guest_to_host")[0].4;
     assert_eq!(sent, b"from a scripted guest");
 
-    assert_eq!(entry_one(reserved), (1, 0, 0, 0));
+    // Reserved, epoch 0, its reserver recorded (HELD, no presence lock),
+    // the pid masked as every pid is.
+    assert_eq!(entry_one(reserved), (1, 0, 0x7FFF_FFFF, 1));
     let lengths: Vec<usize> = queued(reserved, "host_to_guest")
         .iter()
         .map(|m| m.4.len())

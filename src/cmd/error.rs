@@ -106,14 +106,7 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> SegmentError {
             human_bytes(needed)
         ),
         // These name the file themselves.
-        E::Io { .. }
-        | E::Symlink { .. }
-        | E::NotAFile { .. }
-        | E::TooSmall { .. }
-        | E::TooLarge { .. }
-        | E::Truncated { .. }
-        | E::Replaced { .. }
-        | E::Removed { .. } => library_text(&e),
+        e if e.path().is_some() => library_text(&e),
         e => format!("{}: {}", shown(path), library_text(&e)),
     };
     SegmentError { text, kind }
@@ -122,20 +115,10 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> SegmentError {
 /// A library error as the command prints it: its message, with the file
 /// it names [`shown`], as one line.
 pub fn library_text(e: &shmhub::Error) -> String {
-    use shmhub::Error as E;
     let message = e.to_string();
-    match e {
-        E::Io { path, .. }
-        | E::Symlink { path, .. }
-        | E::ForeignOwner { path, .. }
-        | E::NotAFile { path, .. }
-        | E::TooSmall { path, .. }
-        | E::TooLarge { path, .. }
-        | E::NoSpace { path, .. }
-        | E::Truncated { path, .. }
-        | E::Replaced { path, .. }
-        | E::Removed { path, .. } => naming(&message, path),
-        _ => OneLine(&message).to_string(),
+    match e.path() {
+        Some(path) => naming(&message, path),
+        None => OneLine(&message).to_string(),
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::admin::{Event, FileIdentity, Snapshot};
 
+use super::clock::{self, Zone};
 use super::error::{OnSegment, SegmentError};
 use super::exit::Outcome;
 use super::parse::parse_duration;
@@ -18,6 +19,7 @@ use super::text::{describe, print_line};
 const EXAMPLES: &str = "\
 Examples:
   shmhub events demo                        # until Ctrl-C
+  shmhub events demo --utc                  # times in UTC, not local
   shmhub events demo --json | jq -c 'select(.event == \"holder_died\")'
   shmhub events demo --count 1 --timeout 30s   # wait for the next event (exit 3 if none)";
 
@@ -39,6 +41,9 @@ pub struct Args {
     /// Print one JSON object per event.
     #[arg(long)]
     pub json: bool,
+    /// Show times in UTC, not in the local time zone (JSON always has UTC).
+    #[arg(long)]
+    pub utc: bool,
 }
 
 /// Runs `shmhub events`.
@@ -65,12 +70,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         let after = match look_again(path, identity) {
             Some(report) => Snapshot::of(&report?),
             None => {
-                tell(path, Event::Removed, args.json)?;
+                tell(path, Event::Removed, &args)?;
                 return Ok(Outcome::Done);
             }
         };
         for event in shmhub::admin::changes(&before, &after) {
-            tell(path, event, args.json)?;
+            tell(path, event, &args)?;
             told += 1;
             last_event = Instant::now();
             if args.count == Some(told) {
@@ -109,27 +114,21 @@ fn look_again(
     }
 }
 
-/// Prints one event, with the time it was seen.
-fn tell(path: &Path, event: Event, as_json: bool) -> anyhow::Result<()> {
-    let now = shmhub::sys::unix_ns();
-    if as_json {
+/// Prints one event, with the time it was seen: RFC 3339 in the zone
+/// chosen, always UTC in JSON.
+fn tell(path: &Path, event: Event, args: &Args) -> anyhow::Result<()> {
+    let now = clock::now_ns();
+    if args.json {
         let mut value = json!(event);
+        value["time"] = json!(clock::utc(now));
         value["time_unix_ms"] = json!(now / 1_000_000);
         value["segment"] = json!(path);
         return print_line(value);
     }
-    print_line(format_args!("{} {}", clock(now), describe(event)))
-}
-
-/// `hh:mm:ss.mmm` (UTC) of a Unix time in ns.
-fn clock(unix_ns: u64) -> String {
-    let ms = unix_ns / 1_000_000;
-    let secs = ms / 1000;
-    format!(
-        "{:02}:{:02}:{:02}.{:03}",
-        secs / 3600 % 24,
-        secs / 60 % 60,
-        secs % 60,
-        ms % 1000
-    )
+    let zone = Zone::chosen(args.utc);
+    print_line(format_args!(
+        "{} {}",
+        clock::rfc3339(now, zone),
+        describe(event)
+    ))
 }

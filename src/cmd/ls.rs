@@ -8,9 +8,10 @@ use serde_json::json;
 use shmhub::HostStatus;
 use shmhub::admin::{Listing, SegmentSummary};
 
+use super::clock::{age_secs, human_age};
 use super::exit::Outcome;
 use super::table;
-use super::text::{human_age, human_bytes, naming, owner_text, path_json, print_line, shown};
+use super::text::{human_bytes, naming, owner_json, owner_text, path_json, print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -114,20 +115,16 @@ fn summary_json(s: &SegmentSummary) -> serde_json::Value {
     json!({
         "path": path_json(&s.path),
         "size": s.size,
-        "age_s": age_secs(s),
+        "age_s": age_secs(s.created_unix_ns),
         "host": s.host,
         "host_pid": s.host_pid,
         "guests": s.guests,
         "queued": s.queued,
         "slots_used": s.slots_used,
         "slots_total": s.slots_total,
-        "owner": s.owner,
+        "owner": s.owner.as_ref().map(owner_json),
         "orphaned": s.is_orphaned(),
     })
-}
-
-fn age_secs(s: &SegmentSummary) -> u64 {
-    shmhub::sys::unix_ns().saturating_sub(s.created_unix_ns) / 1_000_000_000
 }
 
 /// The host column: `alive (pid 42)`, `dead (pid 42)`, `none`, `goodbye`.
@@ -174,7 +171,7 @@ fn summary_row(s: &SegmentSummary) -> Vec<Cell> {
         Cell::new(shown(&s.path)),
         Cell::new(s.owner.as_ref().map(owner_text).unwrap_or_default()),
         Cell::new(human_bytes(s.size)).set_alignment(CellAlignment::Right),
-        Cell::new(human_age(age_secs(s))).set_alignment(CellAlignment::Right),
+        Cell::new(human_age(age_secs(s.created_unix_ns))).set_alignment(CellAlignment::Right),
         Cell::new(host_text(s)),
         Cell::new(guests_text(s)),
         Cell::new(s.queued).set_alignment(CellAlignment::Right),

@@ -1,7 +1,7 @@
 //! Process signals for the commands.
 //!
 //! - SIGINT, SIGTERM and SIGHUP (a closed terminal, a dropped ssh session)
-//!   set a flag instead of killing the process, so that a held or waiting
+//!   set a flag (through `signal-hook`) instead of killing the process, so that a held or waiting
 //!   command stops at its next check and cleans up: a held host deletes its
 //!   file, a held guest releases its entry, a send never leaves a slot
 //!   half-sent.
@@ -21,15 +21,20 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, Ordering};
+use std::sync::Once;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// How long one wait lasts before a waiting command looks at signals
 /// again: short enough that Ctrl-C feels immediate.
 pub const WAIT_SLICE: Duration = Duration::from_millis(100);
 
-/// The termination signal that arrived (0: none yet).
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// The termination signal that arrived (0: none yet), set by
+/// `signal-hook`'s handler.
+static SIGNAL: AtomicUsize = AtomicUsize::new(0);
+
+/// The signals that ask a command to stop.
+const TERMINATION: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
 /// What the SIGBUS handler needs to report on one segment file. Set up
 /// before the file is mapped and never freed (a replaced one is leaked), so
@@ -53,10 +58,6 @@ static BUS_GUARD: AtomicPtr<BusGuard> = AtomicPtr::new(std::ptr::null_mut());
 /// Whether stderr is a terminal (a progress bar may be drawn on it), told
 /// before any fault: the handler then clears the bar's line first.
 static STDERR_TERMINAL: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_terminate(signal: libc::c_int) {
-    SIGNAL.store(signal, Ordering::SeqCst);
-}
 
 /// A line built on the stack: the SIGBUS handler may not allocate.
 struct Line {
@@ -174,10 +175,14 @@ fn remove_owned(guard: &BusGuard) -> bool {
     }
 }
 
+/// Installs a handler of our own for SIGBUS, or ignores SIGXFSZ: the
+/// termination signals go through `signal-hook`, but no crate offers a
+/// handler that reports the faulting file and ends the process from inside
+/// the handler (returning from a SIGBUS handler faults again).
 fn install(signal: libc::c_int, handler: libc::sighandler_t) {
     // SAFETY: sigaction is given a zero-initialized, then filled, sigaction
-    // struct that lives for the call; the handlers only touch an atomic, or
-    // call async-signal-safe functions.
+    // struct that lives for the call; the SIGBUS handler calls only
+    // async-signal-safe functions.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = handler;
@@ -190,9 +195,14 @@ fn install(signal: libc::c_int, handler: libc::sighandler_t) {
 /// Makes SIGINT, SIGTERM and SIGHUP set a flag (see [`received`]) instead
 /// of killing the process, so that held and waiting commands can clean up.
 pub fn catch_termination() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        install(signal, on_terminate as extern "C" fn(libc::c_int) as usize);
-    }
+    static REGISTERED: Once = Once::new();
+    REGISTERED.call_once(|| {
+        for signal in TERMINATION {
+            let value = usize::try_from(signal).unwrap_or(usize::MAX);
+            // Fails only for a signal that cannot be caught; these can.
+            let _ = signal_hook::flag::register_usize(signal, &SIGNAL, value);
+        }
+    });
 }
 
 /// Installed for every command before it runs: a SIGBUS is reported (see
@@ -211,7 +221,7 @@ pub fn catch_faults() {
 pub fn received() -> Option<i32> {
     match SIGNAL.load(Ordering::SeqCst) {
         0 => None,
-        signal => Some(signal),
+        signal => Some(i32::try_from(signal).unwrap_or(i32::MAX)),
     }
 }
 

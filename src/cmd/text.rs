@@ -165,11 +165,28 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// from the system's user database ([`user_text`], [`group_text`]).
 pub fn owner_text(owner: &shmhub::admin::FileOwner) -> String {
     format!(
-        "{}:{} {:04o}",
+        "{}:{} {}",
         user_text(owner.uid),
         group_text(owner.gid),
-        owner.mode
+        mode_text(owner.mode)
     )
+}
+
+/// A file's permission bits as people write them, in octal: `0600`,
+/// `0660`. JSON gives a mode as this string too, wherever it appears
+/// (`create --json`, the `owner` of `inspect --json` and `ls --json`).
+pub fn mode_text(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+/// The owner of a file in JSON: `{"uid","gid","mode"}`, the mode as
+/// [`mode_text`] writes it.
+pub fn owner_json(owner: &shmhub::admin::FileOwner) -> serde_json::Value {
+    serde_json::json!({
+        "uid": owner.uid,
+        "gid": owner.gid,
+        "mode": mode_text(owner.mode),
+    })
 }
 
 /// User `uid` as people read it: its name in the system's user database
@@ -193,14 +210,106 @@ pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
 }
 
+/// How many columns the terminal on stderr has, if it says.
+fn stderr_columns() -> Option<u16> {
+    // The controlling terminal's size: the bar is drawn only when stderr
+    // is a terminal, which is that one.
+    crossterm::terminal::size()
+        .ok()
+        .map(|(columns, _)| columns)
+        .filter(|&columns| columns > 0)
+}
+
+/// The progress line for a terminal `columns` wide: the parts that fit,
+/// the bar taking what is left, so that the line never wraps (a wrapped
+/// line is not cleared when the bar redraws, and leaves rows behind).
+fn progress_template(columns: Option<u16>) -> &'static str {
+    match columns {
+        Some(c) if c >= 80 => "{msg} {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        Some(c) if c >= 50 => "{msg} {wide_bar} {pos}/{len}",
+        Some(c) if c >= 30 => "{wide_bar} {pos}/{len}",
+        // Too narrow, or a terminal that will not say its width: the
+        // count alone, short enough for any line.
+        _ => "{pos}/{len}",
+    }
+}
+
+/// Standard error as a terminal of a width we measured ourselves: a
+/// terminal that reports 0 rows or 0 columns is taken by the terminal
+/// library for 80 columns, and a line padded to 80 wraps on a narrower
+/// one, leaving a row behind at every redraw.
+#[derive(Debug)]
+struct StderrTerminal {
+    columns: u16,
+}
+
+impl StderrTerminal {
+    fn write(&self, text: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+
+    fn moved(&self, n: usize, direction: char) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}{direction}"))
+    }
+}
+
+impl indicatif::TermLike for StderrTerminal {
+    fn width(&self) -> u16 {
+        self.columns
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'A')
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'B')
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'C')
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.moved(n, 'D')
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write(&format!("{s}\n"))
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.write(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.write("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        std::io::stderr().flush()
+    }
+}
+
 /// A progress bar for `total` steps on stderr, hidden unless stderr is a
-/// terminal.
+/// terminal, and fitted to its width (a terminal that does not say its
+/// width gets the count alone, a line short enough for any).
 pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
     if !stderr_is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} ({per_sec}, eta {eta})")
+    let columns = stderr_columns();
+    let terminal = StderrTerminal {
+        columns: columns.unwrap_or(20),
+    };
+    let target = ProgressDrawTarget::term_like(Box::new(terminal));
+    let bar = ProgressBar::with_draw_target(Some(total), target);
+    let style = ProgressStyle::with_template(progress_template(columns))
         .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.set_message(what.to_string());
@@ -222,13 +331,12 @@ pub fn spinner(what: &str) -> ProgressBar {
     bar
 }
 
-/// An age as people read it: `42s`, `17m`, `3h`, `5d`.
-pub fn human_age(secs: u64) -> String {
-    match secs {
-        s if s < 120 => format!("{s}s"),
-        s if s < 2 * 3600 => format!("{}m", s / 60),
-        s if s < 2 * 86400 => format!("{}h", s / 3600),
-        s => format!("{}d", s / 86400),
+/// `n` things in words, singular for one: `1 guest`, `8 guests`,
+/// `1 entry`, `3 entries`.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    match n.into() {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
     }
 }
 
@@ -328,18 +436,9 @@ mod tests {
     }
 
     #[test]
-    fn sizes_and_ages_read_as_people_write_them() {
+    fn sizes_read_as_people_write_them() {
         for (bytes, text) in [(512, "512 B"), (4096, "4.0 KiB"), (3 << 20, "3.0 MiB")] {
             assert_eq!(human_bytes(bytes), text);
-        }
-        let (minute, hour, day) = (60, 3600, 86400);
-        for (secs, text) in [
-            (5, "5s"),
-            (10 * minute, "10m"),
-            (3 * hour, "3h"),
-            (9 * day, "9d"),
-        ] {
-            assert_eq!(human_age(secs), text);
         }
     }
 }

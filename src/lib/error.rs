@@ -363,6 +363,36 @@ impl Error {
         }
     }
 
+    /// The file this error's message names, for the errors that name one
+    /// (a failed system call on it, a file that is not a segment's, one
+    /// that changed under the mapping); `None` for the others, whose
+    /// message a caller prefixes with the path it was working on.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use shmhub::Error;
+    ///
+    /// let e = Error::Removed { path: "/dev/shm/gone".into() };
+    /// assert_eq!(e.path(), Some(Path::new("/dev/shm/gone")));
+    /// assert_eq!(Error::Timeout.path(), None);
+    /// ```
+    pub fn path(&self) -> Option<&std::path::Path> {
+        use Error as E;
+        match self {
+            E::Io { path, .. }
+            | E::Symlink { path }
+            | E::ForeignOwner { path, .. }
+            | E::NotAFile { path }
+            | E::TooSmall { path, .. }
+            | E::TooLarge { path, .. }
+            | E::NoSpace { path, .. }
+            | E::Truncated { path, .. }
+            | E::Replaced { path }
+            | E::Removed { path } => Some(path),
+            _ => None,
+        }
+    }
+
     /// Whether trying the same operation later may succeed: the kind is
     /// [`ErrorKind::Retry`].
     pub fn is_retryable(&self) -> bool {

@@ -258,6 +258,17 @@ impl ShmHost {
             .collect()
     }
 
+    /// A snapshot of guest `peer_id`'s entry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPeerId`] for an id the segment has no entry for, or
+    /// a corrupt-segment error for an entry that cannot be read.
+    pub fn peer(&self, peer_id: PeerId) -> Result<PeerEntry> {
+        let p = self.seg.guest_id(peer_id)?;
+        self.seg.peer(p).snapshot()
+    }
+
     /// Whether the holder of guest `peer_id`'s entry lives, judged as
     /// [`ShmHost::reclaim_dead`] judges it.
     ///
@@ -311,19 +322,24 @@ impl ShmHost {
         })
     }
 
-    /// Moves entry `p` from Empty to Reserved; false if it was not Empty,
-    /// or if another process holds its presence lock: a guest in the middle
-    /// of claiming it, whose holder record the reservation would clear.
+    /// Moves entry `p` from Empty to Reserved, recording this process as
+    /// the reserver (so that a reservation whose process died can be
+    /// released by a reclaim); false if it was not Empty, or if another
+    /// process holds its presence lock: a guest in the middle of claiming
+    /// it, whose holder record the reservation would overwrite.
     pub(crate) fn try_reserve(&mut self, p: PeerId) -> Result<bool> {
         let p = self.seg.guest_id(p)?;
         let Ok(_presence) = self.seg.try_take(lock_byte::guest_presence(p)) else {
             return Ok(false);
         };
         let peer = self.seg.peer(p);
+        // A guest that left with everything it sent read leaves the entry
+        // free to reserve, even if no receive has looked at it since.
+        self.seg.finish_read_goodbye(p)?;
         if !peer.transition(PeerState::Empty, PeerState::Reserved)? {
             return Ok(false);
         }
-        peer.set_holder(Holder::Nobody)?;
+        peer.set_holder(Holder::Process(sys::current_pid()))?;
         // What waits in the ring was sent to an earlier guest of the
         // entry; the guest to come gets only what is sent now.
         self.seg.drop_stale_to_guest(p)?;
@@ -640,7 +656,10 @@ impl ShmHost {
                 liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
             let skip = match (entry.state, holder) {
                 (PeerState::Empty, _) => continue,
-                (PeerState::Reserved, _) => Some(SkipReason::Reserved),
+                (PeerState::Reserved, _) => self.release_if_reserver_died(p, &entry)?,
+                // Freed once everything its guest sent has been read: not
+                // a reclaim (its guest left as it should), so not listed.
+                (PeerState::Goodbye, _) if self.seg.finish_read_goodbye(p)? => continue,
                 (PeerState::Goodbye, _) => Some(SkipReason::Leaving),
                 (PeerState::Attached, HolderStatus::Dead | HolderStatus::Stale) => {
                     self.reclaim_one(p, entry.epoch, holder)?
@@ -660,6 +679,31 @@ impl ShmHost {
             }
         }
         Ok(report)
+    }
+
+    /// Returns Reserved entry `p` to Empty if the process that reserved it
+    /// has died (a `shmhub spawn` killed before its program attached, say):
+    /// nobody would ever release it. `Some(Reserved)` while the reserver
+    /// lives, or while a guest is claiming the entry (it holds the
+    /// presence lock), or if the entry moved meanwhile.
+    fn release_if_reserver_died(&mut self, p: u8, entry: &PeerEntry) -> Result<Option<SkipReason>> {
+        let reserver_dead = entry.held
+            && entry.pid != 0
+            && sys::process_liveness(entry.pid, entry.start_time) == sys::Liveness::Dead;
+        if !reserver_dead {
+            return Ok(Some(SkipReason::Reserved));
+        }
+        let Ok(_presence) = self.seg.try_take(lock_byte::guest_presence(p)) else {
+            return Ok(Some(SkipReason::Reserved));
+        };
+        let peer = self.seg.peer(p);
+        if !peer.transition_at(entry.epoch, PeerState::Reserved, PeerState::Empty)? {
+            return Ok(Some(SkipReason::Reserved));
+        }
+        // As a release does: what was sent ahead is for nobody now.
+        self.seg.drop_stale_to_guest(p)?;
+        peer.set_holder(Holder::Nobody)?;
+        Ok(None)
     }
 
     /// Reclaims guest `p`, judged dead or stale (`holder`) at `epoch`;

@@ -35,6 +35,12 @@ pub mod field {
     pub const SLOT_STATE: u64 = 0;
 }
 
+/// The state word of a slot allocated at `generation` and held by
+/// `holder` (a holder code), as [`Pool::slot_word`] returns it.
+pub(crate) fn state_word(generation: u32, holder: u32) -> u64 {
+    pack(generation, holder)
+}
+
 fn pack(generation: u32, holder: u32) -> u64 {
     u64::from(generation) | (u64::from(holder) << 32)
 }

@@ -206,16 +206,24 @@ pub fn remove_unused_segment(path: &Path) -> Result<RemoveReport> {
     // look below; either way the file is deleted only with nobody in it.
     let was_goodbye = info.host_goodbye;
     region.store_u32(header::field::HOST_GOODBYE, 1, Ordering::Release)?;
-    if let Err(e) = refuse(live_holders(&region, mmap.file())?) {
+    // A segment this call keeps is left as it found it: the flag goes
+    // back if a holder came, or if the file cannot be deleted after all
+    // (a sticky directory that lets only its owner delete it, say).
+    let take_back = || {
         if !was_goodbye {
             region.store_u32(header::field::HOST_GOODBYE, 0, Ordering::Release)?;
         }
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = refuse(live_holders(&region, mmap.file())?) {
+        take_back()?;
         return Err(e);
     }
     let removed_by_host = match std::fs::remove_file(path) {
         Ok(()) => false,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(cause) => {
+            take_back()?;
             return Err(Error::Io {
                 path: path.to_path_buf(),
                 cause,

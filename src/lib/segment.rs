@@ -131,6 +131,28 @@ impl Segment {
         Ok(())
     }
 
+    /// Frees a Goodbye entry whose guest has left and whose messages have
+    /// all been read, for a caller that is not receiving from it (a
+    /// reservation, a reclaim): the receive that read the last message may
+    /// have ended without looking again. Left as it is while another
+    /// process holds the entry's host-to-guest receiving role (a reclaim
+    /// under way holds it throughout) or while its guest-to-host ring, by
+    /// its indices, still holds anything. Returns whether it freed it.
+    pub(crate) fn finish_read_goodbye(&self, p: u8) -> Result<bool> {
+        let peer = self.peer(p);
+        let (state, epoch) = peer.state_and_epoch()?;
+        if state != PeerState::Goodbye {
+            return Ok(false);
+        }
+        let Ok(_receiving) = self.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer)) else {
+            return Ok(false);
+        };
+        if !self.ring(p, Direction::GuestToHost).state()?.is_empty() {
+            return Ok(false);
+        }
+        peer.transition_at(epoch, PeerState::Goodbye, PeerState::Empty)
+    }
+
     /// Checks that the segment file is still the one mapped, at full length.
     pub(crate) fn check_file(&self) -> Result<()> {
         match self.backing.mmap() {

@@ -170,11 +170,8 @@ impl Sender {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
         let presence = checks.presence()?;
-        let mut waiting = Waiting {
-            strategy: end.strategy(),
-            deadline,
-            stop: &mut || checks.check(),
-        };
+        let mut stop = || checks.check();
+        let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         end.send(desc, payload, &mut waiting, presence)
     }
 
@@ -193,11 +190,8 @@ impl Sender {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
         let presence = checks.presence()?;
-        let mut waiting = Waiting {
-            strategy: end.strategy(),
-            deadline,
-            stop: &mut || checks.check(),
-        };
+        let mut stop = || checks.check();
+        let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         end.send_batch(frames, &mut waiting, presence)
     }
 
@@ -229,11 +223,8 @@ impl Sender {
     pub fn loan(&mut self, len: usize, timeout: impl Into<Timeout>) -> Result<SlotLoan> {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
-        let mut waiting = Waiting {
-            strategy: end.strategy(),
-            deadline,
-            stop: &mut || checks.check(),
-        };
+        let mut stop = || checks.check();
+        let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         end.loan(len, &mut waiting)
     }
 

@@ -4,9 +4,13 @@
 //!
 //! Read-only, like the rest of inspection: the file is opened and mapped
 //! read-only. The rings are looked at first (consistently, as
-//! [`crate::admin::peek_path`] does), then the pools; under traffic a slot may be
-//! seen a moment after the message that named it was taken, so a verdict
-//! of `leaked` is a question to look into, not a certainty.
+//! [`crate::admin::peek_path`] does), then the pools. Under traffic a slot
+//! may be seen a moment after the message that named it was taken, or in
+//! the middle of its allocation or its free; so a slot is called leaked
+//! only when a second look, a moment later, finds it unchanged, and
+//! nothing alive can free it: no live holder, and no process acting in a
+//! role that frees it (a command receiving as a scripted guest holds that
+//! guest's receiving role, not its entry).
 //!
 //! shm[impl shm.inspect.slots]
 
@@ -17,6 +21,7 @@ use crate::error::Result;
 use crate::inspect::{BadPeer, SegmentReport, inspect_region};
 use crate::layout::{Direction, HEADER_SIZE, party_name};
 use crate::liveness::{HolderStatus, HostStatus};
+use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::mmap::MmapRegion;
 use crate::party::PeerId;
 use crate::peek;
@@ -165,6 +170,7 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
         }
     }
     let mut slots = Vec::new();
+    let mut candidates = Vec::new();
     for owner in 0..=layout.config.max_guests.min(u32::from(u8::MAX)) as u8 {
         for s in Pool::new(region, &layout, owner).allocated()? {
             let party = pool::holder_party(s.holder).filter(|&p| p == 0 || layout.is_guest(p));
@@ -180,6 +186,12 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
                 SlotHolder::Sender | SlotHolder::Receiver => party.and_then(|p| alive(&report, p)),
             };
             let queued = named.get(&(owner, s.slot, s.generation)).copied();
+            let suspect = queued.is_none()
+                && holder_alive == Some(false)
+                && !freer_at_work(file, &layout, owner, party);
+            if suspect {
+                candidates.push((slots.len(), owner, s.slot, s.generation, s.holder));
+            }
             slots.push(SlotReport {
                 pool: owner,
                 pool_name: party_name(owner),
@@ -189,9 +201,22 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
                 holder,
                 holder_party: party,
                 holder_alive,
-                leaked: queued.is_none() && holder_alive == Some(false),
+                leaked: false,
                 queued,
             });
+        }
+    }
+    // A second look a moment later: a slot caught in the middle of its
+    // allocation, its free or its journey from one side to the other has
+    // moved on by then; a leaked one has not.
+    if !candidates.is_empty() {
+        std::thread::sleep(SECOND_LOOK);
+        for (i, owner, slot, generation, holder) in candidates {
+            let word = Pool::new(region, &layout, owner).slot_word(slot)?;
+            let unchanged = word.is_some_and(|(allocated, state)| {
+                allocated && state == pool::state_word(generation, holder)
+            });
+            slots[i].leaked = unchanged;
         }
     }
     Ok(SlotsReport {
@@ -199,6 +224,39 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
         slots,
         bad_peers: report.bad_peers,
     })
+}
+
+/// How long the second look at a suspect slot waits: far longer than any
+/// allocation, free or hand-over takes.
+const SECOND_LOOK: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether a process is acting in a role that would free a slot of pool
+/// `owner` held by `holder` (a receiver frees what it was sent; a sender
+/// frees what it allocated and could not send): its ring-end lock is held.
+/// A scripted entry belongs to no process, but a command receiving or
+/// sending as it holds these. Without a file there are no locks to ask.
+fn freer_at_work(
+    file: Option<&std::fs::File>,
+    layout: &crate::layout::SegmentLayout,
+    owner: u8,
+    holder: Option<u8>,
+) -> bool {
+    let Some(file) = file else {
+        return false;
+    };
+    let held = |peer: u8, end: End| {
+        ByteLock::is_locked(file, lock_byte::ring_end(peer, end)).unwrap_or(false)
+    };
+    match (owner, holder) {
+        // A guest's slot, held by the host (receiving) or the guest.
+        (g, Some(0)) if g != 0 => held(g, End::GuestToHostConsumer),
+        (g, Some(h)) if g != 0 && h == g => held(g, End::GuestToHostProducer),
+        // The host's slot, held by guest `h` (receiving) or the host,
+        // which may be sending to any guest.
+        (0, Some(h)) if h != 0 => held(h, End::HostToGuestConsumer),
+        (0, Some(0)) => layout.guests().any(|g| held(g, End::HostToGuestProducer)),
+        _ => false,
+    }
 }
 
 /// Whether party `party` (0 = the host) has a live process, per `report`;

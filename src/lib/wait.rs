@@ -261,7 +261,16 @@ pub(crate) struct Waiting<'a> {
     pub(crate) stop: Stop<'a>,
 }
 
-impl Waiting<'_> {
+impl<'a> Waiting<'a> {
+    /// Waiting per `strategy` until `deadline`, stopped by `stop`.
+    pub(crate) fn new(strategy: WaitStrategy, deadline: Deadline, stop: Stop<'a>) -> Self {
+        Waiting {
+            strategy,
+            deadline,
+            stop,
+        }
+    }
+
     /// The same strategy and check, without waiting: for a step that must
     /// not wait although the operation may.
     pub(crate) fn without_waiting(&mut self) -> Waiting<'_> {

@@ -78,6 +78,9 @@ pub(crate) struct HostWatch {
     /// waits in short calls still beats and still notices a dead host.
     last_beat_ns: u64,
     last_host_check_ns: u64,
+    /// The host's pid, once a look found its process dead: every later
+    /// send fails at once, as every receive does.
+    host_died: Option<u32>,
 }
 
 impl HostWatch {
@@ -88,6 +91,7 @@ impl HostWatch {
             epoch,
             last_beat_ns: sys::monotonic_ns(),
             last_host_check_ns: 0,
+            host_died: None,
         }
     }
 
@@ -110,12 +114,19 @@ impl HostWatch {
     }
 
     /// Before a send: as [`HostWatch::before`], and the host has not said
-    /// goodbye (nobody would read what is sent).
+    /// goodbye and is not known dead (nobody would read what is sent). An
+    /// end's first send judges the host's process, so that a send into a
+    /// segment whose host was killed fails as a receive would, rather than
+    /// filling the ring for nobody; after that it is judged while a send
+    /// waits.
     #[inline(always)]
     pub(crate) fn before_sending(&mut self, seg: &Segment) -> Result<()> {
         check_still_mine(seg, self.peer_id, self.epoch)?;
         if seg.host_goodbye()? {
             return Err(Error::HostGone);
+        }
+        if self.last_host_check_ns == 0 || self.host_died.is_some() {
+            self.judge_host(seg, sys::monotonic_ns())?;
         }
         let interval_ns = seg.heartbeat_interval_ns();
         if interval_ns > 0 {
@@ -134,13 +145,25 @@ impl HostWatch {
         let now = sys::monotonic_ns();
         self.beat_if_due(seg, now, seg.heartbeat_interval_ns())?;
         if now.saturating_sub(self.last_host_check_ns) >= LIVENESS_EVERY_NS {
-            self.last_host_check_ns = now;
-            let h = seg.header()?;
-            let status =
-                liveness::judge_host(h.host_goodbye, h.host_pid, h.host_start_time, seg.file());
-            if status == HostStatus::Dead {
-                return Err(Error::HostDied { pid: h.host_pid });
-            }
+            self.judge_host(seg, now)?;
+        }
+        Ok(())
+    }
+
+    /// Judges the host's process now: [`Error::HostDied`] if it is dead
+    /// (and remembered: it does not come back).
+    #[cold]
+    fn judge_host(&mut self, seg: &Segment, now: u64) -> Result<()> {
+        self.last_host_check_ns = now.max(1);
+        if let Some(pid) = self.host_died {
+            return Err(Error::HostDied { pid });
+        }
+        let h = seg.header()?;
+        let status =
+            liveness::judge_host(h.host_goodbye, h.host_pid, h.host_start_time, seg.file());
+        if status == HostStatus::Dead {
+            self.host_died = Some(h.host_pid);
+            return Err(Error::HostDied { pid: h.host_pid });
         }
         Ok(())
     }
@@ -175,10 +198,19 @@ pub(crate) fn check_still_mine(seg: &Segment, p: PeerId, epoch: u32) -> Result<(
 #[derive(Debug)]
 pub(crate) struct GuestWatch {
     peer_id: PeerId,
+    judged: Judged,
+}
+
+/// What the host's ends remember of a guest's holder between operations.
+#[derive(Debug, Default)]
+pub(crate) struct Judged {
     /// When the holder was last judged (`CLOCK_MONOTONIC` ns, 0 = never):
     /// kept across calls, so that a host waiting in short slices (as the
     /// command does) still looks.
-    last_liveness_check_ns: u64,
+    last_check_ns: u64,
+    /// The epoch of the claim whose holder a look found dead: sends to it
+    /// fail at once from then on, as its receives do.
+    dead_at_epoch: Option<u32>,
 }
 
 impl GuestWatch {
@@ -186,7 +218,7 @@ impl GuestWatch {
     pub(crate) fn new(peer_id: PeerId) -> Self {
         GuestWatch {
             peer_id,
-            last_liveness_check_ns: 0,
+            judged: Judged::default(),
         }
     }
 
@@ -204,7 +236,7 @@ impl GuestWatch {
             peer_id: self.peer_id,
             state,
             epoch,
-            last_liveness_check_ns: &mut self.last_liveness_check_ns,
+            judged: &mut self.judged,
         })
     }
 }
@@ -218,13 +250,17 @@ pub(crate) struct EntryWatch<'a> {
     /// The state and epoch the operation began with.
     state: PeerState,
     epoch: u32,
-    last_liveness_check_ns: &'a mut u64,
+    judged: &'a mut Judged,
 }
 
 impl<'a> EntryWatch<'a> {
-    /// For a send: the entry must accept messages (Attached or Reserved).
+    /// For a send: the entry must accept messages (Attached or Reserved),
+    /// and its guest must not be known dead. An end's first send judges
+    /// the holder, so that a send to a guest that was killed fails as a
+    /// receive would, rather than filling the ring for nobody; after that
+    /// it is judged while a send waits.
     #[inline(always)]
-    pub(crate) fn accepting(self) -> Result<Self> {
+    pub(crate) fn accepting(mut self) -> Result<Self> {
         if !matches!(self.state, PeerState::Attached | PeerState::Reserved) {
             return Err(Error::PeerState {
                 peer_id: self.peer_id,
@@ -232,7 +268,38 @@ impl<'a> EntryWatch<'a> {
                 expected: "attached or reserved",
             });
         }
+        if self.judged.last_check_ns == 0 || self.judged.dead_at_epoch == Some(self.epoch) {
+            self.judge_holder(Moving::Sending, sys::monotonic_ns())?;
+        }
         Ok(self)
+    }
+
+    /// Judges the holder now: [`Error::PeerGone`] once it is dead and, for
+    /// a receiver, nothing it sent is left (a death is remembered for the
+    /// claim it ended).
+    #[cold]
+    fn judge_holder(&mut self, moving: Moving, now: u64) -> Result<()> {
+        self.judged.last_check_ns = now.max(1);
+        let seg = self.seg;
+        let p = self.peer_id;
+        let dead = self.judged.dead_at_epoch == Some(self.epoch) || {
+            let entry = seg.peer(p).snapshot()?;
+            let status = liveness::judge_peer(
+                &entry,
+                seg.file(),
+                seg.layout.config.heartbeat_interval_ms,
+                now,
+            );
+            status == HolderStatus::Dead && entry.epoch == self.epoch
+        };
+        if !dead {
+            return Ok(());
+        }
+        self.judged.dead_at_epoch = Some(self.epoch);
+        if moving == Moving::Sending || !seg.ring(p, Direction::GuestToHost).has_data()? {
+            return Err(Error::PeerGone { peer_id: p });
+        }
+        Ok(())
     }
 
     /// What a send looks at just before and just after it publishes.
@@ -270,18 +337,8 @@ impl<'a> EntryWatch<'a> {
             };
         }
         let now = sys::monotonic_ns();
-        if now.saturating_sub(*self.last_liveness_check_ns) >= LIVENESS_EVERY_NS {
-            *self.last_liveness_check_ns = now;
-            let entry = peer.snapshot()?;
-            let status = liveness::judge_peer(
-                &entry,
-                seg.file(),
-                seg.layout.config.heartbeat_interval_ms,
-                now,
-            );
-            if status == HolderStatus::Dead && nothing_left()? {
-                return Err(Error::PeerGone { peer_id: p });
-            }
+        if now.saturating_sub(self.judged.last_check_ns) >= LIVENESS_EVERY_NS {
+            self.judge_holder(moving, now)?;
         }
         Ok(())
     }

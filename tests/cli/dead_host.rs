@@ -71,3 +71,17 @@ fn create_force_replaces_a_segment_whose_host_died() {
     assert_eq!(report["header"]["max_guests"], 3);
     assert_eq!(report["host"], "no_process");
 }
+
+// Issue 32, item 17: after the host was killed, a guest's send went into
+// the void and exited 0. It fails as a receive does: exit 1, naming the
+// dead process, and nothing is queued.
+#[test]
+fn a_send_to_a_killed_host_fails_as_a_receive_does() {
+    let env = Env::new();
+    killed_host(&env, "seg");
+    let id = env.attach("seg").to_string();
+    let r = env.run(&["send", "seg", "--as", &id, "hi"]);
+    r.code(1).error_line(&["died without saying goodbye"]);
+    let report = env.inspect("seg");
+    assert_eq!(report["peers"][0]["to_host"]["len"], 0, "{report}");
+}

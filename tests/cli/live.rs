@@ -168,6 +168,18 @@ fn dry_run_then_gc(run: impl Fn(&[&str]) -> Run) -> (Value, Run) {
     (real, text)
 }
 
+/// The name of user `uid` in the system's user database (as `id -nu`
+/// finds it), else the number.
+fn user_name(uid: u32) -> String {
+    std::process::Command::new("id")
+        .args(["-nu", &uid.to_string()])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|| uid.to_string())
+}
+
 #[test]
 fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
     use std::os::unix::fs::PermissionsExt;
@@ -188,11 +200,15 @@ fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
         dry.stdout,
         format!("would remove {}\n", env.path("mine").display())
     );
-    assert!(
-        dry.stderr.starts_with(&format!(
-            "would keep {theirs}: {theirs}: owned by user 65534"
-        )),
-        "{dry:?}"
+    // The reason follows the path once, and names the owner as the user
+    // database does (issue 32, item 11: the path twice, "user 65534").
+    assert_eq!(
+        dry.stderr,
+        format!(
+            "would keep {theirs}: owned by user {} (mode 0600), not by this user: \
+             gc never removes another user's segment\n",
+            user_name(65534)
+        ),
     );
     assert_eq!(env.listing(), ["theirs"]);
 
@@ -209,15 +225,19 @@ fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
         real["kept"],
         serde_json::json!([{
             "path": roots,
-            "reason": format!("{roots}: Operation not permitted (os error 1)"),
+            "reason": "Operation not permitted (os error 1)",
         }])
     );
     assert_eq!(dry.stdout, format!("would remove {theirs}\n"));
     assert_eq!(
         dry.stderr,
-        format!("would keep {roots}: {roots}: Operation not permitted (os error 1)\n")
+        format!("would keep {roots}: Operation not permitted (os error 1)\n")
     );
     assert_eq!(env.listing(), ["roots"]);
+    // The segment gc kept is as it was: no goodbye left set on it, which
+    // would turn away every guest that attaches afterwards.
+    let header = env.run(&["inspect", "roots", "--json"]).json();
+    assert_eq!(header["header"]["host_goodbye"], false, "{header}");
 }
 
 #[test]
@@ -273,7 +293,7 @@ fn watch_on_a_terminal_redraws_in_place() {
         "script -qec 'timeout -s INT 1 $SHMHUB inspect seg --watch --interval 200ms' /dev/null",
     );
     // Several frames, each starting at the top left, none scrolling.
-    let homes = r.stdout.matches("\u{1b}[H").count();
+    let homes = r.stdout.matches("\u{1b}[1;1H").count();
     assert!(homes >= 3, "{homes} frames: {:?}", r.stdout);
     assert!(r.stdout.contains("to guest/s"), "{:?}", r.stdout);
 }
@@ -343,6 +363,62 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     one.wait_ok();
 }
 
+// A script that backgrounds `spawn` needs a sign that the entry is
+// reserved (then a send to it is queued, not refused), and to hear when the
+// program never attached; `--json` says both as JSON lines (issue 32,
+// items 12 and 19).
+#[test]
+fn spawn_says_when_the_entry_is_reserved_and_if_it_was_never_claimed() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let seg = env.path("seg").display().to_string();
+    // Never attaches, exits 0: spawn exits 0 too, and says so.
+    let r = env.ok(&["spawn", "seg", "--", "true"]);
+    assert!(r.stdout.is_empty(), "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].starts_with(&format!("{seg}: peer 1 reserved for true (pid ")),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{seg}: true (pid "))
+            && lines[1].ends_with(" ended (exit status: 0) without attaching; entry 1 released"),
+        "{r:?}"
+    );
+    // As JSON: reserved, then exited, with the program's status.
+    let r = env.run(&["spawn", "seg", "--json", "--", "sh", "-c", "exit 3"]);
+    r.code(3);
+    let events = r.json_lines();
+    assert_eq!(events.len(), 2, "{r:?}");
+    assert_eq!(events[0]["event"], "reserved");
+    assert_eq!(events[0]["peer_id"], 1);
+    assert_eq!(events[0]["segment"], seg.as_str());
+    let pid = events[0]["pid"].as_u64().unwrap();
+    assert_eq!(
+        events[1],
+        serde_json::json!({
+            "event": "exited", "segment": seg, "peer_id": 1, "pid": pid,
+            "attached": false, "exit_code": 3, "signal": null, "reclaimed": false,
+        })
+    );
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+    // The reserved line is the moment a script can send: the message waits
+    // for the program, which echoes it once it attaches.
+    let mut echo = env.spawn(&["spawn", "seg", "--json", "--", BIN, "guest-echo"]);
+    let reserved = echo.json_line();
+    assert_eq!(reserved["event"], "reserved");
+    env.send_as_host("seg", "1", "sent at once");
+    let back = env.ok(&["recv", "seg", "--as", "host", "--from", "1"]);
+    assert_eq!(back.stdout, "sent at once\n");
+    env.ok(&["rm", "seg"]);
+    echo.wait_ok();
+    let exited: Value = serde_json::from_str(echo.seen.last().unwrap()).unwrap();
+    assert_eq!(exited["event"], "exited");
+    assert_eq!(exited["attached"], true);
+    assert_eq!(exited["exit_code"], 0);
+}
+
 #[test]
 fn spawn_runs_a_guest_program_on_a_reserved_entry() {
     let env = Env::new();
@@ -404,4 +480,111 @@ fn spawn_runs_a_guest_program_on_a_reserved_entry() {
     env.run(&["spawn", "seg", "--", "/no/such/program"])
         .error(&[&seg, "/no/such/program", "released"]);
     assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+
+    // spawn itself killed before its program attached: the reservation
+    // would stay for good; `reclaim` releases it, its reserver being dead.
+    // (The program lets go of spawn's output, which it would otherwise
+    // keep open after spawn dies.)
+    let mut killed = env.spawn(&[
+        "spawn",
+        "seg",
+        "--",
+        "sh",
+        "-c",
+        "exec sleep 30 >/dev/null 2>&1",
+    ]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        peer(&env.inspect("seg"), 1)["state"] == "reserved"
+    }));
+    killed.signal(libc::SIGKILL);
+    killed.wait();
+    let reclaimed = env.ok(&["reclaim", "seg", "--json"]).json();
+    assert_eq!(
+        reclaimed["reclaimed"],
+        serde_json::json!([1]),
+        "{reclaimed}"
+    );
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+    // The program spawn started (never attached) outlives it: end it.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "^sleep 30$"])
+        .status();
+}
+
+// Issue 32, item 2: a guest that detached while its last message was
+// unread leaves its entry Goodbye until that message is read; the receive
+// that read it may end without looking again, and the entry must not stay
+// Goodbye for good: a reservation (spawn) and a reclaim free it.
+#[test]
+fn a_read_goodbye_does_not_keep_its_entry() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "1"]);
+    for freer in [
+        &["spawn", "seg", "--peer-id", "1", "--", "true"][..],
+        &["reclaim", "seg"][..],
+    ] {
+        let id = env.attach("seg").to_string();
+        env.ok(&["send", "seg", "--as", &id, "bye"]);
+        env.ok(&["detach", "seg", "--peer-id", &id]);
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "goodbye");
+        let got = env.ok(&["recv", "seg", "--as", "host"]);
+        assert_eq!(got.stdout, "bye\n");
+        let r = env.run(freer);
+        assert!(!r.stderr.contains("hub is full"), "{freer:?}: {r:?}");
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty", "{freer:?}");
+    }
+}
+
+#[test]
+fn times_are_rfc3339_in_local_time_or_utc_and_always_utc_in_json() {
+    let env = Env::new();
+    idle_segment(&env, "seg");
+    let created = |args: &[&str], tz: &str| {
+        let out = env.cmd().args(args).env("TZ", tz).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let row = text.lines().find(|l| l.contains("created")).unwrap();
+        row.split('┆').nth(1).unwrap().trim().to_string()
+    };
+    // A POSIX TZ string: no time zone database needed.
+    let local = created(&["inspect", "seg"], "IST-5:30");
+    let utc = created(&["inspect", "seg", "--utc"], "IST-5:30");
+    assert!(local.contains("+05:30 ("), "{local}");
+    assert!(utc.contains("Z ("), "{utc}");
+    let report = env.inspect("seg");
+    let json_time = report["header"]["created"].as_str().unwrap();
+    assert!(json_time.ends_with('Z'), "{report}");
+    assert!(utc.starts_with(json_time), "{utc} vs {json_time}");
+    let ms = report["header"]["created_unix_ns"].as_u64().unwrap() / 1_000_000;
+    let secs = ms / 1000;
+    // The same instant: the local time is the UTC one moved 5:30 ahead.
+    let (utc_clock, local_clock) = (&utc[11..23], &local[11..23]);
+    let seconds_of_day = |clock: &str| -> u64 {
+        let parts: Vec<u64> = clock[..8].split(':').map(|p| p.parse().unwrap()).collect();
+        parts[0] * 3600 + parts[1] * 60 + parts[2]
+    };
+    assert_eq!(seconds_of_day(utc_clock), secs % 86_400, "{utc}");
+    assert_eq!(
+        seconds_of_day(local_clock),
+        (secs + 5 * 3600 + 1800) % 86_400,
+        "{local}"
+    );
+
+    // events: the same clock, --utc, and "time" in JSON.
+    let r = env.shell(
+        "TZ=IST-5:30 $SHMHUB events seg --count 1 --timeout 10s --interval 20ms > local.txt & \
+         TZ=IST-5:30 $SHMHUB events seg --count 1 --timeout 10s --interval 20ms --utc > utc.txt & \
+         $SHMHUB events seg --count 1 --timeout 10s --interval 20ms --json > json.txt & \
+         sleep 0.5; $SHMHUB attach seg >/dev/null; wait",
+    );
+    r.code(0);
+    let read = |name: &str| std::fs::read_to_string(env.dir().join(name)).unwrap();
+    let (local, utc, json) = (read("local.txt"), read("utc.txt"), read("json.txt"));
+    assert!(local.contains("+05:30 peer "), "{local}");
+    assert!(utc.contains("Z peer "), "{utc}");
+    let event: Value = serde_json::from_str(json.trim()).unwrap();
+    let time = event["time"].as_str().unwrap();
+    assert!(time.ends_with('Z') && time.starts_with("20"), "{event}");
+    let ms = event["time_unix_ms"].as_u64().unwrap();
+    assert_eq!(&time[20..23], format!("{:03}", ms % 1000), "{event}");
 }

@@ -290,3 +290,116 @@ fn permission_denied_names_the_mode_and_the_owner() {
     }
     assert!(env.path("seg").is_file());
 }
+
+// Item 5: the progress bar fits the terminal, so a redraw never leaves a
+// wrapped row behind: at 60 columns, at 50 and 40 on a terminal that
+// reports 0 rows (the terminal library then assumes 80 columns), and on
+// one that reports no width at all (the count alone, in 20 columns).
+#[test]
+fn the_progress_bar_fits_the_terminal() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let id = env.attach("seg");
+    for (size, fits) in [
+        ("cols 60 rows 24", 60),
+        ("cols 50 rows 0", 50),
+        ("cols 40 rows 0", 40),
+        ("cols 0 rows 0", 20),
+    ] {
+        let Some(r) = in_terminal(
+            &env,
+            &format!(
+                "stty {size}; $SHMHUB send seg --as host --to {id} --count 100000 --timeout 500ms x"
+            ),
+        ) else {
+            return;
+        };
+        // Every state the bar was drawn in, each between two carriage
+        // returns or line ends, without escape sequences.
+        let raw = format!("{}{}", r.stdout, r.stderr);
+        let drawn: Vec<String> = raw
+            .split(['\r', '\n'])
+            .flat_map(rendered)
+            .filter(|line| line.contains("/100000"))
+            .collect();
+        assert!(!drawn.is_empty(), "{size}: no bar in {raw:?}");
+        for line in &drawn {
+            assert!(
+                line.chars().count() <= fits,
+                "{size}: {line:?} is wider than {fits}"
+            );
+        }
+        // Empty the ring for the next size.
+        let id = id.to_string();
+        env.run(&[
+            "recv",
+            "seg",
+            "--as",
+            &id,
+            "--count",
+            "1000",
+            "--timeout",
+            "100ms",
+        ]);
+    }
+}
+
+// Item 4: `inspect --watch` on a terminal draws on the alternate screen,
+// which it leaves again when stopped, and each frame fits the terminal's
+// rows (what does not fit is counted on the last row): nothing scrolls
+// into the scrollback.
+#[test]
+fn watch_frames_fit_the_terminal_on_the_alternate_screen() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "40"]);
+    let Some(r) = in_terminal(
+        &env,
+        "stty rows 24 cols 80; timeout -s TERM 0.7 $SHMHUB inspect seg --watch --all --interval 100ms",
+    ) else {
+        return;
+    };
+    let raw = r.stdout;
+    assert!(raw.contains("\x1b[?1049h"), "no alternate screen: {raw:?}");
+    assert!(
+        raw.trim_end().ends_with("\x1b[?1049l"),
+        "the alternate screen was not left: {raw:?}"
+    );
+    let frames: Vec<&str> = raw.split("\x1b[1;1H").skip(1).collect();
+    assert!(frames.len() >= 2, "{raw:?}");
+    for frame in &frames {
+        let rows = frame.split('\n').count();
+        assert!(rows <= 24, "a frame of {rows} rows: {frame:?}");
+    }
+    assert!(
+        raw.contains("more lines"),
+        "the rows that did not fit are not counted"
+    );
+}
+
+// A resized terminal gets a frame fitted to its new size at once, not at
+// the next interval; and the cursor, hidden while watching, comes back.
+#[test]
+fn watch_redraws_at_once_when_the_terminal_is_resized() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "40"]);
+    let Some(r) = in_terminal(
+        &env,
+        "stty rows 40 cols 80; $SHMHUB inspect seg --watch --all --interval 30s & \
+         sleep 0.6; stty rows 12; sleep 0.6; kill -TERM $!; wait",
+    ) else {
+        return;
+    };
+    let raw = r.stdout;
+    let frames: Vec<&str> = raw.split("\x1b[1;1H").skip(1).collect();
+    assert_eq!(
+        frames.len(),
+        2,
+        "one frame, then one for the resize: {raw:?}"
+    );
+    let rows: Vec<usize> = frames.iter().map(|f| f.split('\n').count()).collect();
+    assert!(rows[0] > 12 && rows[1] <= 12, "rows per frame: {rows:?}");
+    assert!(
+        raw.contains("\x1b[?25l") && raw.contains("\x1b[?25h"),
+        "{raw:?}"
+    );
+}

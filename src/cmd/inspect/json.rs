@@ -3,13 +3,16 @@
 use serde_json::json;
 use shmhub::admin::{RingState, SegmentReport};
 
+use crate::cmd::clock;
+use crate::cmd::text::owner_json;
+
 /// The report as `--json` prints it.
 pub fn to_json(r: &SegmentReport) -> serde_json::Value {
     let h = &r.header;
     let l = &h.layout;
     json!({
         "path": r.path,
-        "owner": r.owner,
+        "owner": r.owner.as_ref().map(owner_json),
         "header": {
             "version": h.version,
             "total_size": l.total_size,
@@ -25,6 +28,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
             "ring_size": l.ring_size,
             "pools_offset": l.pools_offset,
             "pool_stride": l.pool_stride,
+            "created": clock::utc(h.created_unix_ns),
             "created_unix_ns": h.created_unix_ns,
             "host_pid": h.host_pid,
             "host_goodbye": h.host_goodbye,

@@ -8,6 +8,7 @@ pub mod slots;
 pub mod tables;
 pub mod watch;
 
+use super::clock::Zone;
 use super::exit::Outcome;
 use super::parse::parse_duration;
 use super::segment::{Segment, bad_entries};
@@ -53,14 +54,18 @@ pub struct Args {
     /// works on damaged and truncated files (exit 1 if anything is wrong).
     #[arg(long, conflicts_with_all = ["all", "watch"])]
     pub raw: bool,
+    /// Show times in UTC, not in the local time zone (JSON always has UTC).
+    #[arg(long)]
+    pub utc: bool,
 }
 
 /// Runs `shmhub inspect`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let segment = Segment::resolve(&args.segment)?;
+    let zone = Zone::chosen(args.utc);
     if args.watch {
         let interval = args.interval.unwrap_or(std::time::Duration::from_secs(1));
-        return watch::run(&segment.path, interval, args.all, args.json);
+        return watch::run(&segment.path, interval, args.all, args.json, zone);
     }
     if args.raw {
         return raw::run(&segment, args.json);
@@ -72,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.json {
         print_line(to_json(&report))?;
     } else {
-        print_tables(&report, args.all)?;
+        print_tables(&report, args.all, zone)?;
     }
     bad_entries(&segment.path, &report.bad_peers)?;
     Ok(Outcome::Done)

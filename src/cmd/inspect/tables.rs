@@ -5,6 +5,7 @@ use comfy_table::{Cell, Table};
 use shmhub::PeerState;
 use shmhub::admin::{BadPeer, PeerReport, RingState, SegmentReport};
 
+use crate::cmd::clock::{self, Zone};
 use crate::cmd::table;
 use crate::cmd::text::{heartbeat, human_bytes, owner_text, print_line, shown};
 
@@ -17,9 +18,10 @@ fn fill(ring: &RingState) -> String {
     }
 }
 
-/// Prints `r` as tables (`all`: empty entries and idle pools too).
-pub fn print_tables(r: &SegmentReport, all: bool) -> anyhow::Result<()> {
-    for part in tables(r, all, None) {
+/// Prints `r` as tables (`all`: empty entries and idle pools too), with
+/// times in `zone`.
+pub fn print_tables(r: &SegmentReport, all: bool, zone: Zone) -> anyhow::Result<()> {
+    for part in tables(r, all, zone, None) {
         match part {
             Part::Table(t) => table::print(*t)?,
             Part::Note(note) => print_line(note)?,
@@ -57,11 +59,12 @@ fn holder_cell(status: shmhub::HolderStatus, colour: bool) -> Cell {
     }
 }
 
-/// `r` as tables and notes, with rates and colours when `live`.
-pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
+/// `r` as tables and notes, times in `zone`, with rates and colours when
+/// `live`.
+pub fn tables(r: &SegmentReport, all: bool, zone: Zone, live: Option<&Live>) -> Vec<Part> {
     let (peers, hidden) = peer_table(r, all, live);
     let mut parts = vec![
-        Part::Table(Box::new(header_table(r))),
+        Part::Table(Box::new(header_table(r, zone))),
         Part::Table(Box::new(peers)),
     ];
     for b in &r.bad_peers {
@@ -81,13 +84,14 @@ pub fn tables(r: &SegmentReport, all: bool, live: Option<&Live>) -> Vec<Part> {
 }
 
 /// The header's fields, as people read them.
-fn header_table(r: &SegmentReport) -> Table {
+fn header_table(r: &SegmentReport, zone: Zone) -> Table {
     let h = &r.header;
     let c = &h.layout.config;
-    let created = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(h.created_unix_ns);
-    let age = std::time::SystemTime::now()
-        .duration_since(created)
-        .unwrap_or_default();
+    let created = format!(
+        "{} ({} ago)",
+        clock::rfc3339(h.created_unix_ns, zone),
+        clock::human_age(clock::age_secs(h.created_unix_ns))
+    );
     let host = if h.host_pid == 0 {
         r.host.to_string()
     } else {
@@ -105,7 +109,7 @@ fn header_table(r: &SegmentReport) -> Table {
             "total size",
             format!("{} ({total} bytes)", human_bytes(total)),
         ),
-        ("created", format!("{}s ago", age.as_secs())),
+        ("created", created),
         ("host", host),
         ("max guests", c.max_guests.to_string()),
         ("ring capacity", c.ring_capacity.to_string()),

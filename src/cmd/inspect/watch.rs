@@ -7,13 +7,19 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crossterm::cursor::{Hide, MoveTo, Show};
+use crossterm::style::Print;
+use crossterm::terminal::{Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen};
+use crossterm::{execute, queue};
 use serde_json::json;
 use shmhub::admin::{Event, SegmentReport, Snapshot};
 
 use super::json::to_json;
 use super::tables::{Live, Part, tables};
+use crate::cmd::clock::{self, Zone};
 use crate::cmd::error::seg_err;
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::inspect_every_entry;
@@ -22,7 +28,13 @@ use crate::cmd::{signals, table};
 
 /// Watches the segment at `path` until a termination signal (exit 0), its
 /// removal (exit 0, with a note) or an error (exit 1).
-pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Result<Outcome> {
+pub fn run(
+    path: &Path,
+    interval: Duration,
+    all: bool,
+    json: bool,
+    zone: Zone,
+) -> anyhow::Result<Outcome> {
     if interval.is_zero() {
         crate::usage!("--interval must be more than 0");
     }
@@ -31,6 +43,11 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
     let as_json = json || !terminal;
     let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let mut previous: Option<(SegmentReport, Instant)> = None;
+    let mut frame = Vec::new();
+    // Frames go to the alternate screen, left again however this ends (a
+    // signal, an error, the segment removed), so that the scrollback keeps
+    // what was there before and no frames.
+    let _screen = (!as_json).then(AlternateScreen::enter).transpose()?;
     loop {
         // Frames are compared entry by entry: every entry must be readable.
         let report = match inspect_every_entry(path) {
@@ -54,10 +71,11 @@ pub fn run(path: &Path, interval: Duration, all: bool, json: bool) -> anyhow::Re
         if as_json {
             print_line(frame_json(&report, &rates, &changes))?;
         } else {
-            draw(&report, all, Live { rates, colour }, &changes)?;
+            frame = frame_lines(&report, all, zone, Live { rates, colour }, &changes);
+            show(&frame)?;
         }
         previous = Some((report, now));
-        if signals::sleep_unless_signalled(interval) {
+        if wait_redrawing(interval, &frame)? {
             return Ok(Outcome::Done);
         }
     }
@@ -88,7 +106,9 @@ fn frame_json(
     changes: &[Event],
 ) -> serde_json::Value {
     let mut frame = to_json(report);
-    frame["time_unix_ms"] = json!(shmhub::sys::unix_ns() / 1_000_000);
+    let now = clock::now_ns();
+    frame["time"] = json!(clock::utc(now));
+    frame["time_unix_ms"] = json!(now / 1_000_000);
     frame["rates"] = rates
         .iter()
         .enumerate()
@@ -98,26 +118,112 @@ fn frame_json(
     frame
 }
 
-/// Redraws the terminal in place: cursor home, the frame, clear the rest.
-fn draw(report: &SegmentReport, all: bool, live: Live, changes: &[Event]) -> anyhow::Result<()> {
-    let mut text = String::from("\x1b[H");
-    for part in tables(report, all, Some(&live)) {
+/// The terminal's alternate screen, cursor hidden, for as long as this
+/// lives: left again, cursor shown, when it is dropped, which every way out
+/// of the watch does (a signal sets a flag that ends the loop; an error
+/// returns through it).
+struct AlternateScreen;
+
+impl AlternateScreen {
+    fn enter() -> std::io::Result<Self> {
+        // Terminal size changes redraw the frame at once, not at the next
+        // interval. Registered once: a second watch in one process is not
+        // a thing, but a second registration would be harmless.
+        static REGISTERED: std::sync::Once = std::sync::Once::new();
+        REGISTERED.call_once(|| {
+            // Fails only for a signal that cannot be caught; SIGWINCH can.
+            let _ = signal_hook::flag::register(libc::SIGWINCH, &RESIZED);
+        });
+        execute!(std::io::stdout(), EnterAlternateScreen, Hide)?;
+        Ok(AlternateScreen)
+    }
+}
+
+impl Drop for AlternateScreen {
+    fn drop(&mut self) {
+        let _ = execute!(std::io::stdout(), Show, LeaveAlternateScreen);
+    }
+}
+
+/// Set by SIGWINCH: the terminal changed size since the last frame.
+static RESIZED: AtomicBool = AtomicBool::new(false);
+
+/// How often a wait between frames looks for a resize or a signal.
+const RESIZE_CHECK: Duration = Duration::from_millis(50);
+
+/// Waits out `interval`; redraws `frame` at once, fitted anew, when the
+/// terminal is resized meanwhile. True if a termination signal came.
+fn wait_redrawing(interval: Duration, frame: &[String]) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + interval;
+    loop {
+        if signals::terminate_requested() {
+            return Ok(true);
+        }
+        if RESIZED.swap(false, Ordering::Relaxed) {
+            show(frame)?;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(false);
+        }
+        std::thread::sleep(left.min(RESIZE_CHECK));
+    }
+}
+
+/// The lines of a frame that fit `rows` rows (all of them where the
+/// terminal does not say): the last row that fits says how many more there
+/// are, so that a frame never scrolls the screen.
+fn fitted(mut lines: Vec<String>, rows: Option<u16>) -> Vec<String> {
+    let Some(rows) = rows.map(usize::from).filter(|&r| r > 0) else {
+        return lines;
+    };
+    if lines.len() > rows {
+        let hidden = lines.len() - (rows - 1);
+        lines.truncate(rows - 1);
+        lines.push(format!(
+            "... {hidden} more lines (a taller terminal shows them)"
+        ));
+    }
+    lines
+}
+
+/// The lines of one frame: the tables, then the changes seen.
+fn frame_lines(
+    report: &SegmentReport,
+    all: bool,
+    zone: Zone,
+    live: Live,
+    changes: &[Event],
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    for part in tables(report, all, zone, Some(&live)) {
         let block = match part {
             Part::Table(t) => table::render(*t),
             Part::Note(note) => note,
         };
-        // Each line clears what the last frame left to its right.
-        for line in block.lines() {
-            text.push_str(line);
-            text.push_str("\x1b[K\n");
-        }
+        lines.extend(block.lines().map(str::to_string));
     }
     for event in changes {
-        text.push_str(&format!("change: {}\x1b[K\n", describe(*event)));
+        lines.push(format!("change: {}", describe(*event)));
     }
-    text.push_str("\x1b[J");
+    lines
+}
+
+/// Draws `frame` over the last one: from the top left, as much as fits,
+/// each line clearing what the last frame left to its right, then the rest
+/// of the screen cleared. No line ends the last row, which would scroll.
+fn show(frame: &[String]) -> anyhow::Result<()> {
+    let rows = crossterm::terminal::size().ok().map(|(_, rows)| rows);
+    let lines = fitted(frame.to_vec(), rows);
     let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
+    queue!(out, MoveTo(0, 0))?;
+    for (i, line) in lines.iter().enumerate() {
+        queue!(out, Print(line), Clear(ClearType::UntilNewLine))?;
+        if i + 1 < lines.len() {
+            queue!(out, Print('\n'))?;
+        }
+    }
+    queue!(out, Clear(ClearType::FromCursorDown))?;
     out.flush()?;
     Ok(())
 }
