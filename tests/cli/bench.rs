@@ -19,6 +19,8 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         ("round_trip", "shm spin"),
         ("round_trip", "shm block"),
         ("round_trip", "shm adaptive"),
+        ("round_trip", "shm any guest, 1 entry"),
+        ("round_trip", "shm any guest, 255 entries"),
         ("stream", "shm spin"),
         ("stream", "shm spin (unbatched)"),
         ("round_trip", "unix socket"),
@@ -65,8 +67,9 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
     let targets = report["targets"].as_array().unwrap();
     // Against the floors: four 32 B round-trip targets (spin over the
     // cache line, spin's p99 over its p50, block over the futex floor
-    // where there are futexes, adaptive over spin) and four streams over
-    // the ring floor (32 B batched and unbatched, 4 KiB, 64 KiB); plus
+    // where there are futexes, adaptive over spin), the round trip from
+    // any guest with 255 entries over 1 entry, and four streams over the
+    // ring floor (32 B batched and unbatched, 4 KiB, 64 KiB); plus
     // creation (4 GiB vs 1 MiB) and the listing budget. The 1 MiB stream
     // target needs a 1 MiB size, which this run leaves out, so it is left
     // out too.
@@ -74,7 +77,7 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    let expected = if cfg!(target_os = "linux") { 10 } else { 9 };
+    let expected = if cfg!(target_os = "linux") { 11 } else { 10 };
     assert_eq!(targets.len(), expected, "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with("1 MiB")), "{names:?}");
     assert_eq!(results.iter().filter(|r| r["kind"] == "create").count(), 2);

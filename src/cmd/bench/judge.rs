@@ -8,7 +8,7 @@ use shmhub::WaitStrategy;
 #[cfg(target_os = "linux")]
 use super::measurement::FUTEX_SIZE;
 use super::measurement::{CACHELINE_SIZE, FloorHalves, Kind, Measurement, Transport, find};
-use super::plan::{CREATE_HUGE, CREATE_SMALL, LIST_SEGMENTS};
+use super::plan::{ANY_GUEST_ENTRIES, CREATE_HUGE, CREATE_SMALL, LIST_SEGMENTS};
 
 /// A target from the performance issue, judged on this run.
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +156,14 @@ pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
             adaptive / spin.max(1.0),
         ));
     }
+    let [one, full] =
+        ANY_GUEST_ENTRIES.map(|entries| p50(Kind::RoundTrip, Transport::ShmAnyGuest(entries), 32));
+    if let (Some(one), Some(full)) = (one, full) {
+        targets.push(Need::AtMost(1.2).target(
+            "32 B round trip p50 from any guest, 255 entries / 1 entry",
+            full / one.max(1.0),
+        ));
+    }
     for (name, transport, size, need) in STREAM_TARGETS {
         if let (Some(shm), Some(floor)) = (
             line(Kind::Stream, transport, size),
@@ -219,6 +227,8 @@ mod tests {
             ),
             line(Kind::Stream, Transport::RingFloor, 4096, 0.0, 1e6),
             line(Kind::Stream, spin, 4096, 0.0, 0.79e6),
+            line(Kind::RoundTrip, Transport::ShmAnyGuest(1), 32, 300.0, 0.0),
+            line(Kind::RoundTrip, Transport::ShmAnyGuest(255), 32, 360.0, 0.0),
         ];
         let steady = FloorHalves {
             before_ns: 190.0,
@@ -235,8 +245,14 @@ mod tests {
         let stream = found("4 KiB stream bytes/s, spin / ring floor");
         assert!(!stream.met && (stream.ratio - 0.79).abs() < 1e-9);
         assert_eq!(stream.needed, ">= 0.8");
+        // The table's size, at its limit.
+        let any = found("32 B round trip p50 from any guest, 255 entries / 1 entry");
+        assert_eq!(
+            (any.ratio, any.met, any.needed.as_str()),
+            (1.2, true, "<= 1.2")
+        );
         // No 32 B or 1 MiB stream, no futex floor, no creation, no listing.
-        assert_eq!(targets.len(), 4, "{targets:?}");
+        assert_eq!(targets.len(), 5, "{targets:?}");
 
         // A floor whose halves disagree judges nothing: the same ratio is
         // not met, and the note says why, with both halves.

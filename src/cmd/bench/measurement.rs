@@ -72,6 +72,9 @@ pub enum Transport {
     /// A shmhub segment, spinning, with one send and one receive per
     /// message where [`Transport::Shm`] streams small messages in batches.
     ShmUnbatched,
+    /// A shmhub segment of this many peer-table entries, spinning, one
+    /// guest talking, the host receiving from any guest.
+    ShmAnyGuest(u32),
     /// A Unix stream socket pair.
     UnixSocket,
     /// A pair of pipes.
@@ -93,6 +96,8 @@ impl fmt::Display for Transport {
             Transport::FutexFloor => f.write_str("futex (floor)"),
             Transport::Shm(strategy) => write!(f, "shm {}", strategy.name()),
             Transport::ShmUnbatched => f.write_str("shm spin (unbatched)"),
+            Transport::ShmAnyGuest(1) => f.write_str("shm any guest, 1 entry"),
+            Transport::ShmAnyGuest(entries) => write!(f, "shm any guest, {entries} entries"),
             Transport::UnixSocket => f.write_str("unix socket"),
             Transport::Pipe => f.write_str("pipe"),
         }
@@ -281,9 +286,8 @@ pub fn floor_of(kind: Kind, transport: Transport, size: u64) -> Option<(Transpor
     match kind {
         Kind::Stream => Some((Transport::RingFloor, size)),
         Kind::RoundTrip if size <= shmhub::INLINE_CAPACITY as u64 => match transport {
-            Transport::Shm(WaitStrategy::Spin | WaitStrategy::Adaptive) => {
-                Some((Transport::Cacheline, CACHELINE_SIZE))
-            }
+            Transport::Shm(WaitStrategy::Spin | WaitStrategy::Adaptive)
+            | Transport::ShmAnyGuest(_) => Some((Transport::Cacheline, CACHELINE_SIZE)),
             #[cfg(target_os = "linux")]
             Transport::Shm(WaitStrategy::Block) | Transport::UnixSocket | Transport::Pipe => {
                 Some((Transport::FutexFloor, FUTEX_SIZE))
@@ -339,6 +343,8 @@ mod tests {
             (Transport::FutexFloor, "futex (floor)"),
             (Transport::Shm(WaitStrategy::Spin), "shm spin"),
             (Transport::ShmUnbatched, "shm spin (unbatched)"),
+            (Transport::ShmAnyGuest(1), "shm any guest, 1 entry"),
+            (Transport::ShmAnyGuest(255), "shm any guest, 255 entries"),
             (Transport::Shm(WaitStrategy::Block), "shm block"),
             (Transport::Shm(WaitStrategy::Adaptive), "shm adaptive"),
             (Transport::UnixSocket, "unix socket"),

@@ -30,7 +30,7 @@ use judge::judge;
 use measurement::{FloorHalves, Measurement};
 use plan::Plan;
 use transports::stream::Stream;
-use transports::{Progress, cacheline, create, listing, memcpy, ring, shm, stream};
+use transports::{Progress, any_guest, cacheline, create, listing, memcpy, ring, shm, stream};
 
 /// Shown after `--help`: the runs people reach for first.
 const EXAMPLES: &str = "\
@@ -127,6 +127,7 @@ fn measure(plan: &Plan) -> anyhow::Result<(Vec<Measurement>, FloorHalves)> {
     }
     results.extend(ring::measure(plan, &bar)?);
     results.extend(shm::measure(plan, &bar)?);
+    results.extend(any_guest::measure(plan, &bar)?);
     bar.begin("cache line floor, again".into())?;
     let (floor, halves) = cacheline::line(floor_before, cacheline::time_half(plan)?);
     results.insert(floor_at, floor);

@@ -27,6 +27,10 @@ pub const WAIT_MODES: [WaitStrategy; 3] = [
     WaitStrategy::Adaptive,
 ];
 
+/// The table sizes (peer-table entries) the round trips received from any
+/// guest are measured at: one, and every entry a segment can have.
+pub const ANY_GUEST_ENTRIES: [u32; 2] = [1, shmhub::format::MAX_GUESTS];
+
 /// Largest payload size accepted. The benchmark segment holds four slots of
 /// the largest size in each of its two pools, so this keeps it within 2 GiB.
 const MAX_SIZE: u64 = 256 << 20;
@@ -134,8 +138,9 @@ impl Plan {
     /// wait mode, the segment stream, the ring floor's stream, and a round
     /// trip and a stream over the socket and over the pipe; per size that
     /// fits in a descriptor, the unbatched segment stream; then the cache
-    /// line and (on Linux) the futex floor once each. (Segment creation and
-    /// listing are quick and not counted.)
+    /// line and (on Linux) the futex floor once each, and the round trips
+    /// received from any guest, in two halves per table size. (Segment
+    /// creation and listing are quick and not counted.)
     pub fn phases(&self) -> u64 {
         let per_size = 1 + WAIT_MODES.len() as u64 + 1 + 1 + 2 + 2;
         let inline = self
@@ -145,7 +150,8 @@ impl Plan {
             .count() as u64;
         // The cache line's two halves, and the futex's.
         let floors = if cfg!(target_os = "linux") { 3 } else { 2 };
-        self.sizes.len() as u64 * per_size + inline + floors
+        let any_guest = 2 * ANY_GUEST_ENTRIES.len() as u64;
+        self.sizes.len() as u64 * per_size + inline + floors + any_guest
     }
 
     /// Scales a base count, never below five iterations (nor, when quick,

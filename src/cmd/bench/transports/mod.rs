@@ -16,6 +16,7 @@ use super::measurement::{Kind, Measurement, Transport, time_round_trips};
 use super::plan::Plan;
 use super::protocol::{PeerTransport, parse_report};
 
+pub mod any_guest;
 pub mod cacheline;
 pub mod create;
 #[cfg(target_os = "linux")]
