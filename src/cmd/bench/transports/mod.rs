@@ -19,6 +19,7 @@ use super::protocol::{PeerTransport, parse_report};
 pub mod any_guest;
 pub mod cacheline;
 pub mod create;
+pub mod fan;
 #[cfg(target_os = "linux")]
 pub mod futex;
 pub mod listing;
