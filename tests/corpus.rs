@@ -269,6 +269,10 @@ const HEADER_FIELDS: &[(&str, u64, usize)] = &[
     ("host_start_time", hf::HOST_START_TIME, 8),
     ("host_doorbell", hf::HOST_DOORBELL, 4),
     ("host_waiting", hf::HOST_WAITING, 4),
+    ("ready[0]", hf::READY, 8),
+    ("ready[1]", hf::READY + 8, 8),
+    ("ready[2]", hf::READY + 16, 8),
+    ("ready[3]", hf::READY + 24, 8),
 ];
 
 /// Writes a complete, self-consistent header for `layout` (the fields the

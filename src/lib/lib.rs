@@ -98,6 +98,7 @@ mod peer;
 mod pool;
 mod producer;
 mod raw;
+mod ready;
 mod receiver;
 mod reclaim;
 mod region;

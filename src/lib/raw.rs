@@ -560,7 +560,46 @@ fn host_fields(f: &mut Fields<'_>, layout_ok: &LayoutVerdict) {
         plain(format!("rung {}", count(v, "time")))
     });
     f.u32(hf::HOST_WAITING, "host_waiting", |v| plain(waiting_text(v)));
-    f.reserved(200..256);
+    f.reserved(200..224);
+    for w in 0..4 {
+        f.u64(hf::READY + 8 * w, &format!("ready[{w}]"), |v| {
+            ready_word(v, w, layout_ok)
+        });
+    }
+}
+
+/// Word `w` of the ready summary: the guests whose bit is set. A bit of
+/// no guest (past `max_guests`) is never looked at; only a hostile guest
+/// sets one.
+fn ready_word(v: u64, w: u64, layout_ok: &LayoutVerdict) -> (String, Check) {
+    let guests: Vec<u64> = (0..64)
+        .filter(|b| v & (1 << b) != 0)
+        .map(|b| 64 * w + b + 1)
+        .collect();
+    let decoded = match guests.as_slice() {
+        [] => "no guest marked".to_string(),
+        [one] => format!("guest {one} marked"),
+        many => format!(
+            "guests {} marked",
+            many.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let check = match layout_ok {
+        // No bit set is right whatever the table.
+        _ if guests.is_empty() => Check::Ok,
+        Ok(l) => match guests.iter().find(|&&p| p > u64::from(l.config.max_guests)) {
+            Some(p) => Check::Invalid(format!(
+                "guest {p} is past max_guests {}: its bit names no ring",
+                l.config.max_guests
+            )),
+            None => Check::Ok,
+        },
+        Err(why) => Check::Unchecked(why.clone()),
+    };
+    (decoded, check)
 }
 
 fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {

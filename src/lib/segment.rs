@@ -118,10 +118,14 @@ impl Segment {
     }
 
     /// Once a departed guest's messages have all been read, its entry is
-    /// free for the next guest.
+    /// free for the next guest. The state is read first: its acquire load
+    /// shows everything the guest published before it left, so a ring
+    /// found empty after it holds nothing more.
     pub(crate) fn finish_goodbye(&self, p: u8) -> Result<()> {
         let peer = self.peer(p);
-        if peer.state()? == PeerState::Goodbye {
+        if peer.state()? == PeerState::Goodbye
+            && !self.ring(p, Direction::GuestToHost).has_data()?
+        {
             peer.transition(PeerState::Goodbye, PeerState::Empty)?;
         }
         Ok(())
@@ -207,7 +211,7 @@ impl Segment {
     /// The sending end of guest `guest`'s ring in `direction`.
     pub(crate) fn producer(&self, guest: u8, direction: Direction) -> Result<Producer> {
         let end = self.ring_end(guest, direction)?;
-        Ok(Producer::new(end, self.host_slots_per_guest))
+        Producer::new(end, self.host_slots_per_guest)
     }
 
     /// The receiving end of guest `guest`'s ring in `direction`.
