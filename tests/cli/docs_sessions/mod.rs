@@ -123,16 +123,92 @@ fn check_sessions(file: &str) {
         not_run.len()
     );
     assert!(!to_run.is_empty(), "{file} has no console block to run");
-    let failures: Vec<String> = sessions(&to_run)
-        .iter()
-        .flat_map(|blocks| run_session(blocks))
-        .collect();
+    let failures = run_blocks(&to_run);
     assert!(
         failures.is_empty(),
         "{} difference(s) between {file}'s console sessions and what the command prints; \
          fix the docs (or the command, if it is wrong):\n\n{}",
         failures.len(),
         failures.join("\n\n")
+    );
+}
+
+/// Runs `blocks`, each session in an environment of its own; returns the
+/// failures.
+fn run_blocks(blocks: &[&Block]) -> Vec<String> {
+    sessions(blocks)
+        .iter()
+        .flat_map(|blocks| run_session(blocks))
+        .collect()
+}
+
+// The runner itself: a session whose docs drifted from the command fails,
+// naming the line of each difference, in text and in a table; the values
+// that vary (the pid, the owner, the times) do not count.
+#[test]
+fn a_drifted_session_fails_at_the_lines_that_drifted() {
+    let doc = "\
+<!-- session: drift -->
+```console
+$ shmhub create drift --max-guests 2 --ring-size 8 --slot-size 4KiB --slots 8
+created /dev/shm/drift: 112.0 KiB, 3 guests, rings of 8, 8 slots of 4.0 KiB per pool, max payload 4.0 KiB, heartbeat off, mode 0600
+$ shmhub attach drift --hold &
+[1] 4242
+1
+```
+
+<!-- session: drift -->
+```console
+$ shmhub inspect drift
+┌──────────────────────┬────────────────────────────────────────┐
+│ header               ┆ value                                  │
+╞══════════════════════╪════════════════════════════════════════╡
+│ path                 ┆ /dev/shm/drift                         │
+│ owner                ┆ alice:staff 0600                       │
+│ version              ┆ 3                                      │
+│ total size           ┆ 112.0 KiB (114688 bytes)               │
+│ created              ┆ 2026-12-05T11:20:17.204+00:00 (9m ago) │
+│ host                 ┆ no process                             │
+│ max guests           ┆ 2                                      │
+│ ring capacity        ┆ 8                                      │
+│ slot size            ┆ 4.0 KiB                                │
+│ slots per pool       ┆ 8                                      │
+│ max payload          ┆ 4.0 KiB                                │
+│ host slots per guest ┆ 8 (the fair share)                     │
+│ heartbeat            ┆ off                                    │
+└──────────────────────┴────────────────────────────────────────┘
+┌──────┬──────────┬───────┬────────────┬────────┬───────────────┬─────────┬──────────┬────────────┐
+│ peer ┆ state    ┆ epoch ┆ holder pid ┆ holder ┆ heartbeat age ┆ to host ┆ to guest ┆ host slots │
+╞══════╪══════════╪═══════╪════════════╪════════╪═══════════════╪═════════╪══════════╪════════════╡
+│ 1    ┆ attached ┆ 1     ┆ 4242       ┆ alive  ┆               ┆ 0/8     ┆ 0/8      ┆ 0/6        │
+└──────┴──────────┴───────┴────────────┴────────┴───────────────┴─────────┴──────────┴────────────┘
+(1 empty entry hidden; --all shows them)
+┌────────┬───────────┬──────┬──────┐
+│ pool   ┆ slot size ┆ used ┆ free │
+╞════════╪═══════════╪══════╪══════╡
+│ host   ┆ 4.0 KiB   ┆ 0    ┆ 8    │
+│ peer 1 ┆ 4.0 KiB   ┆ 0    ┆ 8    │
+└────────┴───────────┴──────┴──────┘
+$ kill %1
+```
+";
+    let blocks = blocks::console_blocks("drift.md", doc).expect("well-formed");
+    let failures = run_blocks(&blocks.iter().collect::<Vec<_>>());
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    assert!(
+        failures[0].starts_with("drift.md:3: $ shmhub create drift ")
+            && failures[0].contains("differs from the docs at line 4")
+            && failures[0].contains("printed: \"created /dev/shm/drift: 112.0 KiB, 2 guests,"),
+        "{}",
+        failures[0]
+    );
+    assert!(
+        failures[1].starts_with("drift.md:12: $ shmhub inspect drift")
+            && failures[1].contains("differs from the docs at line 33")
+            && failures[1]
+                .contains("printed: \"│ 1 ┆ attached ┆ 1 ┆ [PID] ┆ alive ┆  ┆ 0/8 ┆ 0/8 ┆ 0/8 │\""),
+        "{}",
+        failures[1]
     );
 }
 
@@ -312,6 +388,12 @@ impl Session {
         let actual = redact::normalize(actual_text.lines());
         if let Some(at) = redact::first_difference(&expected, &actual) {
             problems.push(difference(shown, &expected, &actual, at));
+            if printed.timed_out && printed.status.is_some() {
+                problems.push(format!(
+                    "  (it ended, but background jobs of the session ran: the test waited \
+                     {COMMAND_TIMEOUT:?} for the lines the docs show)"
+                ));
+            }
         }
         let shows_error = whole.iter().any(|(_, l)| l.starts_with("error:"));
         match printed.status {

@@ -56,6 +56,9 @@ pub struct Printed {
     pub text: String,
     /// Its exit status; `None` while it runs.
     pub status: Option<i32>,
+    /// Whether the read gave up waiting, after [`COMMAND_TIMEOUT`], for
+    /// its end or for lines a background job might still print.
+    pub timed_out: bool,
 }
 
 /// One bash, driven through its standard input.
@@ -158,10 +161,15 @@ impl Terminal {
                 Some(End { jobs, .. }) => enough || jobs == 0,
                 None => enough && !to_the_end,
             };
-            if done || stream.closed || started.elapsed() >= COMMAND_TIMEOUT {
+            let timed_out = started.elapsed() >= COMMAND_TIMEOUT;
+            if done || stream.closed || timed_out {
                 self.taken = stream.bytes.len();
                 let status = end.map(|e| e.status);
-                return Printed { text, status };
+                return Printed {
+                    text,
+                    status,
+                    timed_out: timed_out && !done,
+                };
             }
             let wait = Duration::from_millis(50);
             stream = news.wait_timeout(stream, wait).expect("stream lock").0;
