@@ -32,7 +32,8 @@
 //! the command it is printed under. A command that exits with a status
 //! other than 0 must show an `error:` line (`$ cmd; echo "exit $?"` shows
 //! a status on purpose). Sessions write nowhere but in their own
-//! directories. Nothing here waits for a time to pass: a command is read
+//! directories (and `cargo` in its target directory, should the example
+//! not be built yet). Nothing here waits for a time to pass: a command is read
 //! when it has ended and printed what the docs show (at once if no
 //! background job could print more), and [`COMMAND_TIMEOUT`] only bounds
 //! how long a failing comparison waits.
@@ -58,8 +59,8 @@
 //!
 //! **Other blocks.** `sh` blocks are commands to type, with no output
 //! shown, and are not run (`sudo shmhub man --out-dir ...` installs into
-//! the system). The claims the docs make in prose about what the command
-//! prints are checked in [`claims`].
+//! the system). A few claims the docs make in words about what the
+//! command prints (sizes, exit codes) are checked in [`claims`].
 
 mod blocks;
 mod claims;
