@@ -908,10 +908,17 @@ fn count(counter: &AtomicUsize) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A guest's bad descriptor or entry, met by the host, comes as the
+/// guest's quarantine (`shm.peer.quarantine`) and counts as what it found.
 fn count_error(e: &shmhub::Error) {
+    use shmhub::QuarantineReason as Q;
     match e {
-        shmhub::Error::BadDescriptor { .. } => count(&TALLY.bad_descriptors),
-        shmhub::Error::Corrupt(_) => count(&TALLY.corrupt),
+        shmhub::Error::BadDescriptor { .. }
+        | shmhub::Error::Quarantined {
+            reason: Q::Descriptor,
+            ..
+        } => count(&TALLY.bad_descriptors),
+        shmhub::Error::Corrupt(_) | shmhub::Error::Quarantined { .. } => count(&TALLY.corrupt),
         _ => count(&TALLY.other_errors),
     }
 }

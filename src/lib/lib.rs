@@ -73,6 +73,7 @@ compile_error!(
 pub mod admin;
 mod codec;
 mod consumer;
+mod cut_off;
 mod desc;
 mod error;
 mod events;
@@ -130,7 +131,7 @@ pub use layout::{Direction, LayoutError, SegmentConfig, SegmentLayout};
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileMode, MmapRegion};
 pub use open::OpenOptions;
-pub use party::{Party, PeerId, PeerState};
+pub use party::{Party, PeerId, PeerState, QuarantineReason};
 pub use path::{NameError, resolve_segment};
 pub use peer::PeerEntry;
 pub use receiver::{AnyReceiver, Receiver};

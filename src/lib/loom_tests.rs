@@ -799,6 +799,10 @@ impl Inbox for ModelInbox {
     fn finish_goodbye(&self, _: u8) -> crate::error::Result<()> {
         Ok(())
     }
+
+    fn cut_off(&self) -> [u64; crate::ready::WORDS] {
+        [0; crate::ready::WORDS]
+    }
 }
 
 /// Guests `1..=sends.len()` each send their messages (guest `p` those of

@@ -263,9 +263,9 @@ impl Producer {
         if taken == descs.len() {
             return Ok(());
         }
-        let pool = self.end.sender_pool();
+        let (pool, receiver) = (self.end.sender_pool(), self.end.receiver());
         for desc in &descs[taken..] {
-            codec::discard(&pool, desc)?;
+            codec::discard(&pool, receiver, desc)?;
         }
         Err(gone)
     }

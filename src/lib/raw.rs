@@ -25,7 +25,7 @@ use crate::layout::{
     SegmentConfig, SegmentLayout, party_name,
 };
 use crate::mmap::MmapRegion;
-use crate::party::PeerState;
+use crate::party::{PeerState, QuarantineReason};
 use crate::peer::{self, FLAG_HELD, FLAG_LOCKED, field as pf};
 use crate::pool::{self, field as plf};
 use crate::ring::{RingState, field as rf};
@@ -618,7 +618,17 @@ fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
     f.u64(pf::CLAIMED_UNIX_NS, "claimed_unix_ns", |v| {
         plain(if v == 0 { "never".into() } else { utc(v) })
     });
-    f.reserved(40..PEER_ENTRY_SIZE);
+    f.u32(pf::QUARANTINE, "quarantine", |v| match (v, QuarantineReason::from_u32(v)) {
+        (0, _) => plain("none".to_string()),
+        (_, Some(reason)) => plain(format!("cut off: {reason}")),
+        (_, None) => (
+            "unknown".into(),
+            Check::Invalid(format!(
+                "unknown quarantine reason {v} (known: 1 entry, 2 ring, 3 descriptor, 4 evicted)"
+            )),
+        ),
+    });
+    f.reserved(44..PEER_ENTRY_SIZE);
     f.into_section(format!("peer {p}"))
 }
 

@@ -32,9 +32,15 @@ const SWEEP_EVERY: u32 = 64;
 const SWEEP_ENTRIES: usize = 8;
 /// Guest `p`'s word and its bit in it.
 #[inline(always)]
-fn place(p: PeerId) -> (usize, u64) {
+pub(crate) fn place(p: PeerId) -> (usize, u64) {
     let i = usize::from(p.max(1)) - 1;
     (i / 64, 1 << (i % 64))
+}
+
+/// Whether guest `p`'s bit is set in `bits`.
+fn is_set(bits: [u64; WORDS], p: PeerId) -> bool {
+    let (w, bit) = place(p);
+    bits[w] & bit != 0
 }
 
 /// The summary word that holds guest `p`'s bit.
@@ -106,13 +112,15 @@ impl Summary {
     }
 
     /// The bits as they are now (acquire: a set bit's ring shows what
-    /// was published before the bit), to be taken out round-robin from
-    /// guest `from` on.
+    /// was published before the bit), but those of the guests `cut_off`,
+    /// to be taken out round-robin from guest `from` on.
     #[inline(always)]
-    fn load(&self, from: PeerId) -> Ready {
+    fn load(&self, from: PeerId, cut_off: [u64; WORDS]) -> Ready {
         let mut now = [0; WORDS];
-        for ((bits, word), valid) in now.iter_mut().zip(&self.words).zip(self.valid) {
-            *bits = word.get().load(Ordering::Acquire) & valid;
+        for (((bits, word), valid), cut) in
+            now.iter_mut().zip(&self.words).zip(self.valid).zip(cut_off)
+        {
+            *bits = word.get().load(Ordering::Acquire) & valid & !cut;
         }
         Ready::split(now, usize::from(from.max(1)) - 1)
     }
@@ -160,6 +168,10 @@ pub(crate) trait Inbox {
     /// Frees guest `p`'s entry if it has left and nothing it sent is
     /// left to read.
     fn finish_goodbye(&self, p: PeerId) -> Result<()>;
+
+    /// The guests the host has cut off (`shm.peer.quarantine`), one bit
+    /// each as in the summary: never looked at.
+    fn cut_off(&self) -> [u64; WORDS];
 }
 
 /// The host's side of the summary: which ring its receive from any guest
@@ -266,7 +278,7 @@ impl Picker {
     /// shm[impl shm.host.fair]
     #[inline(always)]
     pub(crate) fn look<I: Inbox>(&mut self, inbox: &mut I) -> Result<Option<I::Taken>> {
-        for p in self.summary.load(self.next) {
+        for p in self.summary.load(self.next, inbox.cut_off()) {
             if let Some(found) = inbox.take(p)? {
                 return Ok(Some(self.served(p, found)));
             }
@@ -325,10 +337,13 @@ impl Picker {
     /// sleeps still finds, in time, a message whose bit was lost.
     #[cold]
     fn sweep<I: Inbox>(&mut self, inbox: &I) -> Result<()> {
+        let cut_off = inbox.cut_off();
         for _ in 0..SWEEP_ENTRIES.min(self.guests) {
             let p = self.sweep_at;
             self.sweep_at = (usize::from(p) % self.guests) as PeerId + 1;
-            self.recheck(p, inbox)?;
+            if !is_set(cut_off, p) {
+                self.recheck(p, inbox)?;
+            }
         }
         Ok(())
     }
@@ -337,9 +352,12 @@ impl Picker {
     /// sleep; whether any ring holds something.
     fn look_at_every_ring<I: Inbox>(&mut self, inbox: &I) -> Result<bool> {
         self.hot = 0;
+        let cut_off = inbox.cut_off();
         let mut found = false;
         for p in 1..=self.guests {
-            found |= self.recheck(p as PeerId, inbox)?;
+            if !is_set(cut_off, p as PeerId) {
+                found |= self.recheck(p as PeerId, inbox)?;
+            }
         }
         Ok(found)
     }
@@ -422,17 +440,20 @@ mod tests {
         for p in [1, 2, 64, 65, 130, 200, 255] {
             Mark::new(&region, p).unwrap().set();
         }
-        let all: Vec<_> = summary.load(1).collect();
+        let all: Vec<_> = summary.load(1, [0; WORDS]).collect();
         assert_eq!(all, [1, 2, 64, 65, 130, 200, 255]);
-        let from_65: Vec<_> = summary.load(65).collect();
+        let from_65: Vec<_> = summary.load(65, [0; WORDS]).collect();
         assert_eq!(from_65, [65, 130, 200, 255, 1, 2, 64]);
-        let from_66: Vec<_> = summary.load(66).collect();
+        let from_66: Vec<_> = summary.load(66, [0; WORDS]).collect();
         assert_eq!(from_66, [130, 200, 255, 1, 2, 64, 65]);
-        let from_255: Vec<_> = summary.load(255).collect();
+        let from_255: Vec<_> = summary.load(255, [0; WORDS]).collect();
         assert_eq!(from_255, [255, 1, 2, 64, 65, 130, 200]);
         summary.clear(65);
         summary.clear(1);
-        assert_eq!(summary.load(1).collect::<Vec<_>>(), [2, 64, 130, 200, 255]);
+        assert_eq!(
+            summary.load(1, [0; WORDS]).collect::<Vec<_>>(),
+            [2, 64, 130, 200, 255]
+        );
     }
 
     // A bit set past the table (only a hostile guest sets one) is never
@@ -447,12 +468,12 @@ mod tests {
         region
             .store_u64(header::field::READY + 8, u64::MAX, Ordering::Relaxed)
             .unwrap();
-        assert_eq!(summary.load(2).collect::<Vec<_>>(), [2, 3, 1]);
+        assert_eq!(summary.load(2, [0; WORDS]).collect::<Vec<_>>(), [2, 3, 1]);
         let (region, summary) = made(64);
         region
             .store_u64(header::field::READY + 8, u64::MAX, Ordering::Relaxed)
             .unwrap();
-        assert_eq!(summary.load(1).next(), None);
+        assert_eq!(summary.load(1, [0; WORDS]).next(), None);
     }
 
     // A guest whose bit is set writes nothing: its line stays as it was.
@@ -462,7 +483,7 @@ mod tests {
         let (region, summary) = made(8);
         let mark = Mark::new(&region, 5).unwrap();
         mark.set();
-        assert_eq!(summary.load(1).collect::<Vec<_>>(), [5]);
+        assert_eq!(summary.load(1, [0; WORDS]).collect::<Vec<_>>(), [5]);
         mark.set();
         mark.force();
         assert_eq!(
@@ -472,9 +493,9 @@ mod tests {
             1 << 4
         );
         summary.clear(5);
-        assert_eq!(summary.load(1).next(), None);
+        assert_eq!(summary.load(1, [0; WORDS]).next(), None);
         summary.set(5);
-        assert_eq!(summary.load(3).collect::<Vec<_>>(), [5]);
+        assert_eq!(summary.load(3, [0; WORDS]).collect::<Vec<_>>(), [5]);
     }
 }
 
@@ -493,6 +514,7 @@ mod picker_tests {
         left: Vec<bool>,
         freed: RefCell<Vec<PeerId>>,
         looks: RefCell<usize>,
+        cut: [u64; WORDS],
     }
 
     impl Queues {
@@ -502,6 +524,7 @@ mod picker_tests {
                 left: vec![false; guests],
                 freed: RefCell::new(Vec::new()),
                 looks: RefCell::new(0),
+                cut: [0; WORDS],
             }
         }
     }
@@ -528,6 +551,10 @@ mod picker_tests {
                 self.freed.borrow_mut().push(p);
             }
             Ok(())
+        }
+
+        fn cut_off(&self) -> [u64; WORDS] {
+            self.cut
         }
     }
 
@@ -558,8 +585,34 @@ mod picker_tests {
         }
 
         fn bits(&self) -> Vec<PeerId> {
-            self.picker.summary.load(1).collect()
+            self.picker.summary.load(1, [0; WORDS]).collect()
         }
+    }
+
+    // A guest cut off is never looked at, however much it has queued and
+    // whatever its bit says, and keeps no sleep from happening.
+    // shm[verify shm.peer.quarantine]
+    #[test]
+    fn a_guest_cut_off_is_never_looked_at() {
+        let mut host = Host::new(130);
+        host.send(2, 1);
+        host.send(129, 2);
+        host.send(129, 3);
+        host.inbox.cut[2] = 1; // guest 129
+        assert_eq!(host.look(), Some((2, 1)));
+        let looks = *host.inbox.looks.borrow();
+        assert_eq!(host.look(), None);
+        assert_eq!(host.inbox.queues[128].len(), 2, "its messages stay");
+        // One look at guest 2's ring (empty), one after its clear: none
+        // at guest 129's.
+        assert!(*host.inbox.looks.borrow() - looks <= 2);
+        assert!(!host.picker.look_at_every_ring(&host.inbox).unwrap());
+        for _ in 0..3 * SWEEP_EVERY {
+            assert_eq!(host.look(), None);
+        }
+        host.inbox.cut = [0; WORDS];
+        assert!(host.picker.look_at_every_ring(&host.inbox).unwrap());
+        assert_eq!(host.look(), Some((129, 2)));
     }
 
     // Round-robin over the guests with something queued: a guest with a

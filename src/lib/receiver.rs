@@ -8,8 +8,8 @@ use crate::consumer::Consumer;
 use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::locks::{Role, lock_byte, lock_byte::End};
-use crate::party::{Party, PeerId, PeerState};
-use crate::ready::{Inbox, Picker};
+use crate::party::{Party, PeerId, PeerState, QuarantineReason};
+use crate::ready::{Inbox, Picker, WORDS};
 use crate::segment::Segment;
 use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
 use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
@@ -198,7 +198,8 @@ impl Receiver {
         // that just built it, and waits for them.
         match take(&self.end) {
             Ok(None) => {}
-            taken => return taken,
+            Ok(found) => return Ok(found),
+            Err(e) => return Err(self.broken(e)),
         }
         self.found_empty()?;
         let (end, mut checks) = self.checks()?;
@@ -207,7 +208,21 @@ impl Receiver {
             deadline,
             stop: &mut || checks.check(),
         };
-        end.wait_to_take(&mut waiting, || take(end))
+        let taken = end.wait_to_take(&mut waiting, || take(end));
+        taken.map_err(|e| self.broken(e))
+    }
+
+    /// An error from a look at the ring: for the host, one that the guest's
+    /// own writes caused cuts the guest off (`shm.peer.quarantine`).
+    #[cold]
+    fn broken(&self, e: Error) -> Error {
+        match &self.sender {
+            OtherSide::Guest(watch) => {
+                self.seg
+                    .cut_off_for(watch.peer_id(), QuarantineReason::Ring, e)
+            }
+            OtherSide::Host(_) => e,
+        }
     }
 
     /// Receives up to `max` queued messages at once (one index update for
@@ -232,7 +247,10 @@ impl Receiver {
         let mut deadline = Deadline::of(timeout.into());
         self.before(&mut deadline)?;
         loop {
-            let n = self.end.recv_batch(max, &mut handle)?;
+            let n = self
+                .end
+                .recv_batch(max, &mut handle)
+                .map_err(|e| self.broken(e))?;
             if n > 0 {
                 return Ok(n);
             }
@@ -267,7 +285,14 @@ impl Receiver {
             OtherSide::Host(watch) => watch.before(&self.seg),
             OtherSide::Guest(watch) => {
                 let p = watch.peer_id();
-                let (state, epoch) = self.seg.peer(p).state_and_epoch()?;
+                if self.seg.cut_off.contains(p) {
+                    return Err(self.seg.quarantined(p));
+                }
+                let (state, epoch) = match self.seg.peer(p).state_and_epoch() {
+                    Ok((PeerState::Quarantined, _)) => return Err(self.seg.found_quarantined(p)),
+                    Ok(found) => found,
+                    Err(e) => return Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+                };
                 if state != PeerState::Empty || self.end.has_data() {
                     return Ok(());
                 }
@@ -373,6 +398,12 @@ pub struct AnyReceiver {
 impl AnyReceiver {
     /// The host's receiving ends of `seg`, one per guest.
     pub(crate) fn new(seg: &Arc<Segment>) -> Result<Self> {
+        // Entries another host process cut off stay cut off here.
+        for p in seg.layout.guests() {
+            if seg.peer(p).raw_state()? == PeerState::Quarantined.to_u32() {
+                seg.cut_off.insert(p);
+            }
+        }
         Ok(AnyReceiver {
             receivers: seg
                 .layout
@@ -507,13 +538,16 @@ impl<F> Rings<'_, F> {
     }
 }
 
+// What a look at a guest's ring or entry finds broken there is the
+// guest's own doing: the guest is cut off (`shm.peer.quarantine`), the
+// error says so once, and the receive goes on with the others after it.
 impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F> {
     type Taken = T;
 
     #[inline(always)]
     fn take(&mut self, p: PeerId) -> Result<Option<T>> {
         let end = &self.receivers[usize::from(p) - 1].end;
-        (self.take)(end, p)
+        (self.take)(end, p).map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))
     }
 
     fn is_empty_now(&self, p: PeerId) -> bool {
@@ -521,10 +555,21 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
     }
 
     fn has_left(&self, p: PeerId) -> Result<bool> {
-        Ok(self.seg.peer(p).state()? == PeerState::Goodbye)
+        match self.seg.peer(p).state() {
+            Ok(PeerState::Quarantined) => Err(self.seg.found_quarantined(p)),
+            Ok(state) => Ok(state == PeerState::Goodbye),
+            Err(e) => Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+        }
     }
 
     fn finish_goodbye(&self, p: PeerId) -> Result<()> {
-        self.seg.finish_goodbye(p)
+        self.seg
+            .finish_goodbye(p)
+            .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e))
+    }
+
+    #[inline(always)]
+    fn cut_off(&self) -> [u64; WORDS] {
+        self.seg.cut_off.words()
     }
 }
