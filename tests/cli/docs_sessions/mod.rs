@@ -166,7 +166,7 @@ $ shmhub inspect drift
 ╞══════════════════════╪════════════════════════════════════════╡
 │ path                 ┆ /dev/shm/drift                         │
 │ owner                ┆ alice:staff 0600                       │
-│ version              ┆ 3                                      │
+│ version              ┆ 4                                      │
 │ total size           ┆ 112.0 KiB (114688 bytes)               │
 │ created              ┆ 2026-12-05T11:20:17.204+00:00 (9m ago) │
 │ host                 ┆ no process                             │
