@@ -242,6 +242,7 @@ impl Picker {
         loop {
             let rung = self.doorbell.get().load(Ordering::Acquire);
             if let Some(found) = self.look(inbox)? {
+                backoff.done();
                 return Ok(Some(found));
             }
             match backoff.next_step(deadline) {

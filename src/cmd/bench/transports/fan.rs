@@ -184,7 +184,7 @@ fn fairness(host: &mut ShmHost, ids: &[PeerId], path: &Path) -> anyhow::Result<f
 
 /// Messages the fan-out hands one guest at a time, as one batch (one
 /// publication, at most one wake): as many as the guest takes per receive.
-const BURST: usize = 32;
+const BURST: usize = 256;
 
 /// Sends every guest of `ids` `per` messages, going round the guests in
 /// bursts of up to [`BURST`] without waiting while any has room (and

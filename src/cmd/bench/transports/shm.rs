@@ -74,8 +74,14 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
 /// Reserves an entry of `host`, the plan's segment, and starts the
 /// benchmark guest on it in a second process.
 pub fn start_guest(host: &mut ShmHost, plan: &Plan) -> anyhow::Result<(PeerId, PeerProcess)> {
+    let peer_id = host.reserve_peer().on_segment(plan.segment.as_path())?;
+    Ok((peer_id, spawn_guest(plan, peer_id)?))
+}
+
+/// Starts the benchmark guest on entry `peer_id` of the plan's segment,
+/// reserved for it, in a second process.
+pub fn spawn_guest(plan: &Plan, peer_id: PeerId) -> anyhow::Result<PeerProcess> {
     let path = plan.segment.as_path();
-    let peer_id = host.reserve_peer().on_segment(path)?;
     let peer = PeerProcess(
         peer_command(PeerTransport::Shm, plan.peer_cpu())?
             .arg("--segment")
@@ -86,7 +92,7 @@ pub fn start_guest(host: &mut ShmHost, plan: &Plan) -> anyhow::Result<(PeerId, P
             .spawn()
             .context("starting the segment benchmark peer")?,
     );
-    Ok((peer_id, peer))
+    Ok(peer)
 }
 
 /// Waits up to 10 s for the benchmark guest to attach to entry `peer_id`.
