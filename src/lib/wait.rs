@@ -246,8 +246,12 @@ impl SpinBudget {
     }
 }
 
-/// The spin budget of this process's adaptive waits.
+/// The spin budget of this process's adaptive waits on one ring or pool.
 static SPIN_BUDGET: SpinBudget = SpinBudget::new();
+
+/// The budget of waits that always spin their full count: it is never
+/// recorded into.
+static FULL_SPINS: SpinBudget = SpinBudget::new();
 
 /// One waiter's progress through spinning and sleeping.
 #[derive(Debug)]
@@ -264,6 +268,13 @@ pub(crate) struct Backoff {
 impl Backoff {
     pub(crate) fn new(strategy: WaitStrategy) -> Self {
         Backoff::with_budget(strategy, &SPIN_BUDGET)
+    }
+
+    /// A waiter whose adaptive spins are always [`SPIN_STEPS`] and teach
+    /// nothing: the host's wait for any guest, whose guests publish one
+    /// after another, each ringing the doorbell of a host that sleeps.
+    pub(crate) fn full(strategy: WaitStrategy) -> Self {
+        Backoff::with_budget(strategy, &FULL_SPINS)
     }
 
     /// A waiter whose adaptive spins follow `budget`.
@@ -284,7 +295,8 @@ impl Backoff {
     /// learns whether its spins paid (a wait that never waited teaches
     /// nothing).
     pub(crate) fn done(self) {
-        if self.strategy == WaitStrategy::Adaptive && self.step > 0 {
+        let learns = !std::ptr::eq(self.budget, &FULL_SPINS);
+        if learns && self.strategy == WaitStrategy::Adaptive && self.step > 0 {
             self.budget.record(self.slept);
         }
     }
