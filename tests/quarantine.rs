@@ -291,6 +291,44 @@ fn a_forged_drain_frees_no_other_guests_slot() {
     assert_eq!(host.header().map(|_| ()).ok(), Some(()));
 }
 
+// A guest that keeps its host-to-guest ring's `returned` counter equal to
+// `handed` (as if it had freed every slot it holds) still holds no more
+// than its share: the host judges the share by its own record of what it
+// handed out, not by the counters the guest can write.
+// shm[verify shm.pool.share]
+#[test]
+fn a_guest_forging_its_returned_counter_holds_no_more_than_its_share() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("share.shm");
+    let options = shmhub::CreateOptions {
+        host_slots_per_guest: 2,
+        ..Default::default()
+    };
+    let mut host = ShmHost::create_with(&path, config(), options).unwrap();
+    let hoarder = ShmGuest::attach_path(&path).unwrap();
+    let mut other = ShmGuest::attach_path(&path).unwrap();
+    let ring = host.layout().host_to_guest_ring(hoarder.peer_id());
+    let region = host.region();
+    let ord = std::sync::atomic::Ordering::SeqCst;
+    // The counters' offsets in the ring's control block (spec: the
+    // host→guest ring's `host_slots_handed` and `host_slots_returned`).
+    let (handed_at, returned_at) = (ring + 8, ring + 72);
+    let mut sent = 0;
+    for id in 0..8 {
+        match host.try_send(hoarder.peer_id(), frame(id, &[1; 100])) {
+            Ok(()) => sent += 1,
+            Err(Error::ShareExhausted { share: 2, .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+        let handed = region.load_u32(handed_at, ord).unwrap();
+        region.store_u32(returned_at, handed, ord).unwrap();
+    }
+    assert_eq!(sent, 2, "the hoarder got more than its share of 2");
+    // The others still get slots.
+    host.send(other.peer_id(), frame(9, &[2; 100])).unwrap();
+    assert_eq!(other.try_recv().unwrap().unwrap().payload(), &[2; 100][..]);
+}
+
 // ---------------------------------------------------------------------------
 // A live hostile guest process among honest ones
 // ---------------------------------------------------------------------------
