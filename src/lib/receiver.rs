@@ -563,9 +563,17 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
     }
 
     fn finish_goodbye(&self, p: PeerId) -> Result<()> {
-        self.seg
-            .finish_goodbye(p)
-            .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e))
+        // An entry another process marked (an eviction, say) is cut off
+        // here too, once its ring is found empty.
+        match self.seg.peer(p).state() {
+            Ok(PeerState::Goodbye) => self
+                .seg
+                .finish_goodbye(p)
+                .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+            Ok(PeerState::Quarantined) => Err(self.seg.found_quarantined(p)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+        }
     }
 
     #[inline(always)]

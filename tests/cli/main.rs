@@ -17,6 +17,7 @@ mod dead_host;
 mod docs_flags;
 mod docs_sessions;
 mod error_classes;
+mod evict;
 mod extra;
 mod full_fs;
 mod held;
