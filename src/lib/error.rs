@@ -267,6 +267,16 @@ pub enum Error {
         /// What the host found, when this error reports the finding.
         detail: Option<String>,
     },
+    /// This guest found the host breaking the protocol in the guest's
+    /// host-to-guest ring (a descriptor that fails validation, say) and
+    /// has stopped: every later send and receive of this guest fails with
+    /// this error (`shm.peer.quarantine`), rather than reading on through
+    /// whatever else the host writes. The guest should detach and go.
+    #[error("the host broke the protocol ({finding}); this guest has stopped")]
+    HostBroke {
+        /// What the guest found, as the error that reported it said.
+        finding: String,
+    },
     /// A read-only view found what it was reading change under it, every
     /// time it tried, and shows nothing rather than a mix of before and
     /// after (retryable).
@@ -376,6 +386,7 @@ impl Error {
             | E::CorruptHeader { .. }
             | E::Corrupt(_)
             | E::BadDescriptor { .. }
+            | E::HostBroke { .. }
             | E::TooSmall { .. } => ErrorKind::Corrupt,
             E::Region(RegionError::Alloc(_)) => ErrorKind::Io,
             E::Region(RegionError::ReadOnly | RegionError::Empty) => ErrorKind::Invalid,

@@ -148,8 +148,10 @@ impl Receiver {
     ///   Empty again); [`Error::PeerGone`] also when a guest's own entry
     ///   was reclaimed; [`Error::PeerState`] at once for a guest entry
     ///   nobody ever held;
-    /// - [`Error::BadDescriptor`] for a message that fails validation (it
-    ///   is dropped, the next one can be received);
+    /// - for a message that fails validation (`shm.peer.quarantine`), on
+    ///   the host's end [`Error::Quarantined`]: the guest is cut off; on a
+    ///   guest's end [`Error::BadDescriptor`], after which the guest has
+    ///   stopped and every later call fails with [`Error::HostBroke`];
     /// - [`Error::Busy`] when another process receives from this ring.
     ///
     /// shm[impl shm.recv.zero-copy]
@@ -221,7 +223,7 @@ impl Receiver {
                 self.seg
                     .cut_off_for(watch.peer_id(), QuarantineReason::Ring, e)
             }
-            OtherSide::Host(_) => e,
+            OtherSide::Host(_) => self.seg.host_broke(e),
         }
     }
 

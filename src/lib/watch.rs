@@ -105,6 +105,7 @@ impl HostWatch {
     /// receiving, that never waits, still beats).
     #[inline(always)]
     pub(crate) fn before(&mut self, seg: &Segment) -> Result<()> {
+        seg.host_broke_check()?;
         check_still_mine(seg, self.peer_id, self.epoch)?;
         let interval_ns = seg.heartbeat_interval_ns();
         if interval_ns > 0 {
@@ -121,6 +122,7 @@ impl HostWatch {
     /// waits.
     #[inline(always)]
     pub(crate) fn before_sending(&mut self, seg: &Segment) -> Result<()> {
+        seg.host_broke_check()?;
         check_still_mine(seg, self.peer_id, self.epoch)?;
         if seg.host_goodbye()? {
             return Err(Error::HostGone);
