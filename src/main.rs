@@ -2,13 +2,11 @@
 
 mod cmd;
 
-use clap::Parser;
-
 use cmd::error::error_line;
 use cmd::exit::{self, EXIT_DONE, EXIT_USAGE};
 
 fn main() {
-    let cli = cmd::Cli::parse();
+    let cli = cmd::parse();
     let code = match cmd::run(cli) {
         Ok(outcome) => outcome.code(),
         Err(e) => {

@@ -14,7 +14,7 @@ use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::parse_peer_id;
 use super::reclaim::scripted_hint;
-use super::segment::{Segment, SegmentArgs};
+use super::segment::{Segment, SegmentArgs, inspect_every_entry};
 use super::signals;
 use super::text::{print_line, shown};
 use shmhub::Party;
@@ -82,18 +82,51 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     hold(guest, path, args.json)
 }
 
+/// How many times `attach` goes round when the hub looked full but an
+/// entry came free before it could be named: other processes claiming and
+/// freeing entries at the same moment (racing attaches reclaiming the same
+/// dead entries).
+const FULL_HUB_TRIES: usize = 50;
+
 /// Claims any free entry. On a full hub, first reclaims the entries whose
 /// holder died, as `shmhub reclaim` would (saying so on stderr); if none
 /// can be, the error names every entry's holder and how to free a
-/// scripted claim.
+/// scripted claim. The names come from one look at the peer table in
+/// which every entry is taken: a look that finds one free (another
+/// process freed it meanwhile) tries to claim it instead, so the error
+/// never names fewer entries than the hub has.
 fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
     let (path, opener) = (segment.path.as_path(), segment.opener());
-    let full = match opener.attach(path) {
-        Err(e @ shmhub::Error::HubFull { .. }) => e,
-        other => return Ok(other.on_segment(path)?),
-    };
+    let mut reclaim: Option<ReclaimReport> = None;
+    let mut tries = 0;
+    loop {
+        let full = match opener.attach(path) {
+            Err(e @ shmhub::Error::HubFull { .. }) => e,
+            other => return Ok(other.on_segment(path)?),
+        };
+        tries += 1;
+        if reclaim.is_none() {
+            let report = reclaim_for_room(segment)?;
+            let reclaimed = !report.reclaimed.is_empty();
+            reclaim = Some(report);
+            if reclaimed {
+                continue;
+            }
+        }
+        let now = inspect_every_entry(path).on_segment(path)?;
+        let taken = now.peers.iter().all(|p| p.entry.state != PeerState::Empty);
+        if taken || tries >= FULL_HUB_TRIES {
+            return Err(hub_full(segment, full, &now, reclaim.as_ref()));
+        }
+    }
+}
+
+/// Reclaims the entries whose holder died, as `shmhub reclaim` would,
+/// saying so on stderr; the host's role locks taken for it are let go
+/// before it returns.
+fn reclaim_for_room(segment: &Segment) -> anyhow::Result<ReclaimReport> {
+    let path = segment.path.as_path();
     let before = shmhub::admin::inspect_path(path).on_segment(path)?;
-    // The host's role locks taken to reclaim are let go before attaching.
     let report = segment
         .open_host()?
         .reclaim_dead_report()
@@ -105,23 +138,23 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
             holder_of(&before, p, None)
         );
     }
-    let full = if report.reclaimed.is_empty() {
-        full
-    } else {
-        match opener.attach(path) {
-            // Another process took the freed entries first.
-            Err(e @ shmhub::Error::HubFull { .. }) => e,
-            other => return Ok(other.on_segment(path)?),
-        }
-    };
-    let now = shmhub::admin::inspect_path(path).on_segment(path)?;
+    Ok(report)
+}
+
+/// The hub-full error: every entry of the look `now` with its holder, and
+/// how to free the scripted claims.
+fn hub_full(
+    segment: &Segment,
+    full: shmhub::Error,
+    now: &SegmentReport,
+    reclaim: Option<&ReclaimReport>,
+) -> anyhow::Error {
     let holders: Vec<String> = now
         .peers
         .iter()
-        .filter(|p| p.entry.state != PeerState::Empty)
         .map(|p| {
             let id = p.entry.peer_id;
-            format!("peer {id} ({})", holder_of(&now, id, Some(&report)))
+            format!("peer {id} ({})", holder_of(now, id, reclaim))
         })
         .collect();
     let scripted: Vec<u8> = now
@@ -134,7 +167,9 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
         .map(|h| format!("; {h}"))
         .unwrap_or_default();
     let who_holds_what = format!(": {}{hint}", holders.join(", "));
-    Err(seg_err(path, full).followed_by(who_holds_what).into())
+    seg_err(&segment.path, full)
+        .followed_by(who_holds_what)
+        .into()
 }
 
 /// Who holds entry `id` in words: `scripted`, `pid N, alive`, `reserved`,
@@ -191,7 +226,7 @@ fn hold(guest: ShmGuest, path: &Path, json: bool) -> anyhow::Result<Outcome> {
             shown(&path),
             signals::name(signal)
         ),
-        Stopped::Idle(_) | Stopped::Asked(_) | Stopped::ReaderGone => {}
+        Stopped::Idle(_) | Stopped::Asked(_) | Stopped::ReaderGone | Stopped::Removed => {}
     }
     held.0.detach().on_segment(path)?;
     Ok(Outcome::Done)

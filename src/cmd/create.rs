@@ -18,7 +18,7 @@ use super::output::MessagePrinter;
 use super::parse::parse_size_u32;
 use super::segment::{Segment, already_exists, directory_of, existing};
 use super::signals;
-use super::text::{heartbeat, human_bytes, print_line, shown};
+use super::text::{counted, heartbeat, human_bytes, mode_text, print_line, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -105,7 +105,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         host.persist().on_segment(&path)?;
         None
     };
-    announce(&args, &path, &config, layout.total_size)?;
+    announce(&args, &path, &config, options.mode, layout.total_size)?;
     match host {
         Some(host) => serve(host, &path, args.json),
         None => Ok(Outcome::Done),
@@ -205,28 +205,29 @@ fn announce(
     args: &Args,
     path: &Path,
     config: &SegmentConfig,
+    mode: FileMode,
     total_size: u64,
 ) -> anyhow::Result<()> {
     if args.json {
         return print_line(json!({
             "path": path,
             "total_size": total_size,
-            "mode": format!("0{}", args.mode),
+            "mode": mode_text(mode.bits()),
             "config": config,
             "hold": args.hold,
         }));
     }
     print_line(format_args!(
-        "created {}: {}, {} guests, rings of {}, {} slots of {} per pool, max payload {}, heartbeat {}, mode 0{}",
+        "created {}: {}, {}, rings of {}, {} of {} per pool, max payload {}, heartbeat {}, mode {}",
         shown(&path),
         human_bytes(total_size),
-        config.max_guests,
+        counted(config.max_guests, "guest", "guests"),
         config.ring_capacity,
-        config.slots_per_pool,
+        counted(config.slots_per_pool, "slot", "slots"),
         human_bytes(config.slot_size.into()),
         human_bytes(config.max_payload.into()),
         heartbeat(config.heartbeat_interval_ms),
-        args.mode
+        mode_text(mode.bits())
     ))
 }
 
@@ -478,7 +479,11 @@ fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
             signals::name(signal)
         ),
         // A host receives from every guest: guests leaving does not end it.
-        Stopped::HostLeft | Stopped::PeerLeft(_) | Stopped::Idle(_) | Stopped::ReaderGone => {}
+        Stopped::HostLeft
+        | Stopped::PeerLeft(_)
+        | Stopped::Idle(_)
+        | Stopped::ReaderGone
+        | Stopped::Removed => {}
     }
     drop(held);
     eprintln!("{}: goodbye; removed", shown(&path));

@@ -6,13 +6,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use serde_json::json;
 use shmhub::{Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, msg_type};
 
 use super::error::OnSegment;
 use super::exit::Outcome;
 use super::inspect;
 use super::segment::{create_owned, new_segment_path};
-use super::text::{human_bytes, print_line, shown};
+use super::text::{counted, human_bytes, path_json, print_line, shown};
 
 /// Arguments of `shmhub demo`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +22,29 @@ pub struct Args {
     /// Segment to use (default: a fresh name under /dev/shm, removed at the end).
     #[arg(long, value_name = "SEGMENT")]
     pub segment: Option<String>,
+    /// Print one JSON document at the end instead of the numbered steps.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where the numbered steps go: printed as they happen, or kept (`--json`)
+/// for one document at the end.
+struct Steps {
+    json: bool,
+    /// The document `--json` prints, filled in step by step.
+    report: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Steps {
+    /// Prints a step's line, unless the steps go into JSON.
+    fn say(&self, line: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+        if self.json { Ok(()) } else { print_line(line) }
+    }
+
+    /// Records `value` under `key` in the JSON document.
+    fn record(&mut self, key: &str, value: serde_json::Value) {
+        self.report.insert(key.to_string(), value);
+    }
 }
 
 struct KillOnDrop(Child);
@@ -34,7 +58,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Runs `shmhub demo`: each step prints a numbered line.
+/// Runs `shmhub demo`: each step prints a numbered line (with `--json`,
+/// one document at the end says what each step did).
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let name = args
         .segment
@@ -44,27 +69,46 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         max_guests: 4,
         ..SegmentConfig::default()
     };
+    let mut steps = Steps {
+        json: args.json,
+        report: serde_json::Map::new(),
+    };
     // A file system without room for the demo fails here, before the
     // guest process starts, instead of faulting later.
     let mut host = create_owned(&path, config)?;
-    print_line(format_args!(
+    let total_size = host.layout().total_size;
+    steps.say(format_args!(
         "1. created {} ({}) as host, pid {}",
         shown(&path),
-        human_bytes(host.layout().total_size),
+        human_bytes(total_size),
         std::process::id()
     ))?;
-    let (peer, child) = start_guest(&mut host, &path)?;
-    echo_both_ways(&mut host, peer, &path)?;
-    print_line(format_args!("5. inspect while both are attached:"))?;
+    steps.record("path", path_json(&path));
+    steps.record("total_size", json!(total_size));
+    steps.record("host_pid", json!(std::process::id()));
+    let (peer, child) = start_guest(&mut host, &path, &mut steps)?;
+    echo_both_ways(&mut host, peer, &path, &mut steps)?;
+    steps.say(format_args!("5. inspect while both are attached:"))?;
     let report = shmhub::admin::inspect_path(&path).on_segment(&path)?;
-    inspect::tables::print_tables(&report, false, super::clock::Zone::Local)?;
-    say_goodbye(host, child, &path)?;
+    if args.json {
+        steps.record("inspect", inspect::json::to_json(&report));
+    } else {
+        inspect::tables::print_tables(&report, false, super::clock::Zone::Local)?;
+    }
+    say_goodbye(host, child, &path, &mut steps)?;
+    if args.json {
+        print_line(serde_json::Value::Object(steps.report))?;
+    }
     Ok(Outcome::Done)
 }
 
 /// Reserves an entry and starts a guest process (`guest-echo`) on it;
 /// returns once it has attached.
-fn start_guest(host: &mut ShmHost, path: &Path) -> anyhow::Result<(PeerId, KillOnDrop)> {
+fn start_guest(
+    host: &mut ShmHost,
+    path: &Path,
+    steps: &mut Steps,
+) -> anyhow::Result<(PeerId, KillOnDrop)> {
     let peer = host.reserve_peer().on_segment(path)?;
     let exe = std::env::current_exe().context("locating the shmhub binary")?;
     let child = Command::new(exe)
@@ -77,7 +121,7 @@ fn start_guest(host: &mut ShmHost, path: &Path) -> anyhow::Result<(PeerId, KillO
         .context("starting the guest process")?;
     let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peers().on_segment(path)?[usize::from(peer) - 1].state != PeerState::Attached {
+    while host.peer(peer).on_segment(path)?.state != PeerState::Attached {
         if let Some(status) = child.0.try_wait()? {
             bail!("the guest process exited early ({status})");
         }
@@ -86,18 +130,25 @@ fn start_guest(host: &mut ShmHost, path: &Path) -> anyhow::Result<(PeerId, KillO
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    print_line(format_args!(
+    steps.say(format_args!(
         "2. guest process pid {} attached as peer {peer} (reserved entry)",
         child.0.id()
     ))?;
+    steps.record("guest", json!({ "pid": child.0.id(), "peer_id": peer }));
     Ok((peer, child))
 }
 
 /// Sends the guest a message that fits in a descriptor and one that needs
 /// a slot, and checks that each comes back whole.
-fn echo_both_ways(host: &mut ShmHost, peer: PeerId, path: &Path) -> anyhow::Result<()> {
+fn echo_both_ways(
+    host: &mut ShmHost,
+    peer: PeerId,
+    path: &Path,
+    steps: &mut Steps,
+) -> anyhow::Result<()> {
     let inline = b"hello from the host".to_vec();
     let slot: Vec<u8> = (0..48 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut round_trips = Vec::new();
     for (i, payload) in [inline, slot].into_iter().enumerate() {
         let frame = Frame::new(MsgDesc::new(msg_type::REQUEST, i as u64), payload);
         let started = Instant::now();
@@ -107,27 +158,40 @@ fn echo_both_ways(host: &mut ShmHost, peer: PeerId, path: &Path) -> anyhow::Resu
             .recv_from_timeout(peer, Some(Duration::from_secs(5)))
             .on_segment(path)?
             .context("the guest did not answer within 5s")?;
+        let elapsed = started.elapsed();
         if echoed.payload() != frame.payload() || echoed.desc.id != frame.desc.id {
             bail!("the echo of message {i} differs from what was sent");
         }
-        print_line(format_args!(
-            "{}. {} bytes host -> guest -> host ({}), intact, round trip {:?}",
+        let inline = frame.fits_inline();
+        steps.say(format_args!(
+            "{}. {} host -> guest -> host ({}), intact, round trip {elapsed:?}",
             3 + i,
-            frame.payload().len(),
-            if frame.fits_inline() {
+            counted(frame.payload().len() as u64, "byte", "bytes"),
+            if inline {
                 "inline in the descriptor"
             } else {
                 "through a slot of each side's pool"
             },
-            started.elapsed()
         ))?;
+        round_trips.push(json!({
+            "len": frame.payload().len(),
+            "placement": if inline { "inline" } else { "slot" },
+            "intact": true,
+            "round_trip_ns": u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+        }));
     }
+    steps.record("round_trips", json!(round_trips));
     Ok(())
 }
 
 /// Drops the host, which says goodbye and deletes the file, then checks
 /// that the guest left cleanly and the file is gone.
-fn say_goodbye(host: ShmHost, mut child: KillOnDrop, path: &Path) -> anyhow::Result<()> {
+fn say_goodbye(
+    host: ShmHost,
+    mut child: KillOnDrop,
+    path: &Path,
+    steps: &mut Steps,
+) -> anyhow::Result<()> {
     drop(host);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -145,7 +209,9 @@ fn say_goodbye(host: ShmHost, mut child: KillOnDrop, path: &Path) -> anyhow::Res
     if path.exists() {
         bail!("{}: still exists after the host left", shown(&path));
     }
-    print_line(format_args!(
+    steps.record("guest_exit_code", json!(status.code()));
+    steps.record("removed", json!(true));
+    steps.say(format_args!(
         "6. host said goodbye; the guest left ({status}); {} removed",
         shown(&path)
     ))

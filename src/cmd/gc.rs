@@ -11,7 +11,7 @@ use super::error::library_text;
 use super::exit::Outcome;
 use super::ls::{Dirs, list_all};
 use super::segment::directory_of;
-use super::text::{path_json, print_line, shown};
+use super::text::{mode_text, naming, path_json, print_line, shown, user_text};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             "removed": removed.iter().map(|path| path_json(path)).collect::<Vec<_>>(),
             "kept": kept
                 .iter()
-                .map(|(path, error)| json!({ "path": path_json(path), "reason": error.to_string() }))
+                .map(|(path, error)| json!({ "path": path_json(path), "reason": kept_reason(path, error) }))
                 .collect::<Vec<_>>(),
         }))?;
     } else {
@@ -72,10 +72,28 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             print_line(format_args!("{verb} {}", shown(path)))?;
         }
         for (path, error) in &kept {
-            eprintln!("{keep} {}: {}", shown(path), library_text(error));
+            eprintln!("{keep} {}: {}", shown(path), kept_reason(path, error));
         }
     }
     Ok(Outcome::Done)
+}
+
+/// Why `gc` kept the segment at `path`, in words that follow its path
+/// (never repeating it): the error its removal gave, with the owner of
+/// another user's segment named as the system's user database names it.
+fn kept_reason(path: &Path, error: &shmhub::Error) -> String {
+    if let shmhub::Error::ForeignOwner { uid, mode, .. } = error {
+        return format!(
+            "owned by user {} (mode {}), not by this user: gc never removes another user's segment",
+            user_text(*uid),
+            mode_text(*mode)
+        );
+    }
+    let message = error.to_string();
+    match message.strip_prefix(&format!("{}: ", path.display())) {
+        Some(cause) => naming(cause, path),
+        None => library_text(error),
+    }
 }
 
 /// What `gc` would do with each orphaned segment of `listing`, changing

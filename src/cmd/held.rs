@@ -5,14 +5,15 @@
 //! SIGHUP), the other side leaving, an idle limit, or a reason of the
 //! receiver's own (`rm` asked the host to leave). A file that changed under
 //! it (truncated, replaced, removed) is reported as the cause of whatever
-//! error it led to.
+//! error it led to, except the file removed under a receiver that follows
+//! the segment ([`Receiver::follows`]): that is the end of what it followed.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shmhub::Frame;
 
-use super::error::{OnSegment, SegmentError, seg_err};
+use super::error::seg_err;
 use super::output::MessagePrinter;
 use super::signals::{self, WAIT_SLICE};
 use super::text::shown;
@@ -28,6 +29,15 @@ pub trait Receiver {
 
     /// Checks that the segment file is still the one mapped.
     fn check_file(&self) -> shmhub::Result<()>;
+
+    /// Whether the receiver only follows the segment (`recv --follow`),
+    /// so that the segment removed ends the loop with [`Stopped::Removed`]
+    /// rather than an error, as it ends `events` and `inspect --watch`.
+    /// The held commands, which own a claim or the segment itself and have
+    /// cleanup to do, report it as an error.
+    fn follows(&self) -> bool {
+        false
+    }
 
     /// Work between receives (called every round); `Some(reason)` ends the
     /// loop with [`Stopped::Asked`].
@@ -47,6 +57,8 @@ pub enum Stopped {
     PeerLeft(u8),
     /// No message came for the idle limit.
     Idle(Duration),
+    /// The segment file was removed under a receiver that follows it.
+    Removed,
     /// Whoever read standard output went away (`| head`).
     ReaderGone,
     /// The receiver's own reason (see [`Receiver::tend`]).
@@ -79,7 +91,9 @@ pub fn receive_until_stopped(
         }
         if last_file_check.elapsed() >= FILE_CHECK {
             last_file_check = Instant::now();
-            receiver.check_file().on_segment(path)?;
+            if let Err(changed) = receiver.check_file() {
+                return file_changed(receiver, path, changed);
+            }
         }
         if printer.reader_gone() {
             return Ok(Stopped::ReaderGone);
@@ -103,26 +117,40 @@ pub fn receive_until_stopped(
             // A host that says goodbye removes its file, as it should.
             Err(shmhub::Error::HostGone) => match receiver.check_file() {
                 Ok(()) | Err(shmhub::Error::Removed { .. }) => return Ok(Stopped::HostLeft),
-                Err(changed) => return Err(seg_err(path, changed).into()),
+                Err(changed) => return file_changed(receiver, path, changed),
             },
             Err(shmhub::Error::PeerGone { peer_id }) => {
-                receiver.check_file().on_segment(path)?;
+                if let Err(changed) = receiver.check_file() {
+                    return file_changed(receiver, path, changed);
+                }
                 return Ok(Stopped::PeerLeft(peer_id));
             }
             Err(e @ shmhub::Error::BadDescriptor { .. }) => {
                 eprintln!("warning: {}: {e}", shown(&path))
             }
-            Err(e) => return Err(held_error(path, receiver.check_file(), e).into()),
+            // When the segment file itself has changed (truncated,
+            // replaced, removed), that is the cause to report, whatever
+            // the operation that tripped over it said.
+            Err(e) => {
+                return match receiver.check_file() {
+                    Err(changed) => file_changed(receiver, path, changed),
+                    Ok(()) => Err(seg_err(path, e).into()),
+                };
+            }
         }
     }
 }
 
-/// The error that ends a held command: when the segment file itself has
-/// changed (truncated, replaced, removed), that is the cause to report,
-/// whatever the operation that tripped over it said.
-fn held_error(path: &Path, file_check: shmhub::Result<()>, e: shmhub::Error) -> SegmentError {
-    match file_check {
-        Err(changed) => seg_err(path, changed),
-        Ok(()) => seg_err(path, e),
+/// How the loop ends when the segment file has changed under it: removed,
+/// the end of what a follower followed ([`Stopped::Removed`]); otherwise
+/// (or for a held command) an error saying what happened to the file.
+fn file_changed(
+    receiver: &dyn Receiver,
+    path: &Path,
+    changed: shmhub::Error,
+) -> anyhow::Result<Stopped> {
+    match changed {
+        shmhub::Error::Removed { .. } if receiver.follows() => Ok(Stopped::Removed),
+        changed => Err(seg_err(path, changed).into()),
     }
 }

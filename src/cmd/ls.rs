@@ -11,7 +11,7 @@ use shmhub::admin::{Listing, SegmentSummary};
 use super::clock::{age_secs, human_age};
 use super::exit::Outcome;
 use super::table;
-use super::text::{human_bytes, naming, owner_text, path_json, print_line, shown};
+use super::text::{human_bytes, naming, owner_json, owner_text, path_json, print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -122,7 +122,7 @@ fn summary_json(s: &SegmentSummary) -> serde_json::Value {
         "queued": s.queued,
         "slots_used": s.slots_used,
         "slots_total": s.slots_total,
-        "owner": s.owner,
+        "owner": s.owner.as_ref().map(owner_json),
         "orphaned": s.is_orphaned(),
     })
 }

@@ -38,6 +38,7 @@ pub mod guest_echo;
 pub mod held;
 pub mod inspect;
 pub mod ls;
+pub mod man;
 pub mod output;
 pub mod parse;
 pub mod peek;
@@ -64,6 +65,8 @@ Exit codes:
   2  usage error
   3  timed out, nothing to receive, or (peek, inspect --slots) the segment
      changed while it was read: try again
+  128 + N  a waiting command (send, recv) or bench stopped by signal N
+     (SIGHUP 129, SIGINT 130, SIGTERM 143)
 
 Example session:
   shmhub create demo --slot-size 4KiB
@@ -118,12 +121,95 @@ pub enum Command {
     Bench(bench::Args),
     /// Print shell completions.
     Completions(completions::Args),
+    /// Print the manual pages, or install them into a directory.
+    Man(man::Args),
     /// Internal: a guest that echoes every message back (used by demo and bench).
     #[command(hide = true)]
     GuestEcho(guest_echo::Args),
     /// Internal: the second process of `bench`.
     #[command(hide = true)]
     BenchPeer(bench_peer::Args),
+}
+
+/// The command line, parsed as clap parses it, except that a name (or
+/// any value) that starts with `-` and so reads as an option gets an error
+/// that says to put it after `--`: clap says so of `-x` but not of a
+/// `--name` that looks like one of the command's flags, and takes `-hub`
+/// for `-h` (help, exit 0) where the user meant a segment named `-hub`.
+/// Exits as clap does on a usage error (2) or on `--help` (0).
+pub fn parse() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut error = match Cli::try_parse_from(&args) {
+        Ok(cli) => return cli,
+        Err(error) => error,
+    };
+    let subcommand = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .filter(|a| !a.starts_with('-'));
+    let mut cmd = Cli::command();
+    cmd.build();
+    let takes_values = subcommand
+        .and_then(|name| cmd.find_subcommand(name))
+        .is_some_and(|sub| sub.get_positionals().next().is_some());
+    if takes_values {
+        use clap::error::ErrorKind;
+        match error.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                if let Some(word) = short_flag_lookalike(&args[2..]) {
+                    let sub = cmd
+                        .find_subcommand_mut(subcommand.unwrap_or_default())
+                        .expect("found above");
+                    error = sub.error(
+                        ErrorKind::UnknownArgument,
+                        format!(
+                            "unexpected argument '{word}' found (-h and -V are the only short \
+                             options)\n\n  tip: to pass '{word}' as a value, use '-- {word}'"
+                        ),
+                    );
+                }
+            }
+            ErrorKind::UnknownArgument => add_dash_dash_tip(&mut error),
+            _ => {}
+        }
+    }
+    error.exit()
+}
+
+/// The first argument before `--` that clap would read as `-h` or `-V`
+/// followed by more letters (`-hub`, `-Vx`): the command has no other
+/// short options, so it was meant as a value.
+fn short_flag_lookalike(args: &[std::ffi::OsString]) -> Option<String> {
+    args.iter()
+        .map_while(|a| a.to_str().filter(|a| *a != "--"))
+        .find(|a| a.len() > 2 && (a.starts_with("-h") || a.starts_with("-V")))
+        .map(str::to_string)
+}
+
+/// Adds clap's own tip for a value that reads as an option (`use '--
+/// --name'`) to an unknown-argument error that lacks it: clap leaves it
+/// out when the argument looks like one of the command's flags.
+fn add_dash_dash_tip(error: &mut clap::Error) {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(word)) = error.get(ContextKind::InvalidArg) else {
+        return;
+    };
+    if !word.starts_with('-') {
+        return;
+    }
+    let tip = format!("to pass '{word}' as a value, use '-- {word}'");
+    let mut tips = match error.get(ContextKind::Suggested) {
+        Some(ContextValue::StyledStrs(tips)) => tips.clone(),
+        _ => Vec::new(),
+    };
+    if tips
+        .iter()
+        .any(|t| t.to_string().contains("as a value, use '--"))
+    {
+        return;
+    }
+    tips.push(tip.into());
+    error.insert(ContextKind::Suggested, ContextValue::StyledStrs(tips));
 }
 
 /// Runs the parsed command.
@@ -149,6 +235,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Completions(args) => completions::run(args, Cli::command()),
+        Command::Man(args) => man::run(args, Cli::command()),
         Command::GuestEcho(args) => guest_echo::run(args),
         Command::BenchPeer(args) => bench_peer::run(args),
     }

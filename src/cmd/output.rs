@@ -3,21 +3,22 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde_json::json;
 use shmhub::Frame;
 
 use super::parse::role_value;
-use super::text::shown;
+use super::text::{counted, shown};
 use shmhub::Party;
 
 /// Where and how received messages are written.
 pub struct MessagePrinter {
     json: bool,
-    output: Option<File>,
-    segment: std::path::PathBuf,
+    /// The `--output` file, and its path for the errors that name it.
+    output: Option<(File, PathBuf)>,
+    segment: PathBuf,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -30,7 +31,9 @@ impl MessagePrinter {
     pub fn new(segment: &Path, json: bool, output: Option<&Path>) -> anyhow::Result<Self> {
         let output = output
             .map(|p| {
-                File::create(p).with_context(|| format!("{}: cannot open for writing", shown(&p)))
+                File::create(p)
+                    .map(|file| (file, p.to_path_buf()))
+                    .with_context(|| format!("{}: cannot open for writing", shown(&p)))
             })
             .transpose()?;
         Ok(MessagePrinter {
@@ -40,18 +43,19 @@ impl MessagePrinter {
         })
     }
 
-    /// Writes one message. A failed write says which message was lost: it
-    /// has already been taken off its ring. (A reader that went away keeps
+    /// Writes one message. A failed write says which message was lost (it
+    /// has already been taken off its ring), where it was being written,
+    /// and the operating system's cause. (A reader that went away keeps
     /// its broken pipe in the error's chain, so the command ends quietly
     /// with 0, as for every command whose reader leaves.)
     pub fn print(&mut self, from: Party, to: Party, frame: &Frame) -> anyhow::Result<()> {
-        self.write(from, to, frame).with_context(|| {
-            format!(
-                "{}: message id {} ({} bytes) from {from} was received but could not be written out",
+        self.write(from, to, frame).map_err(|(target, cause)| {
+            anyhow::Error::new(cause).context(format!(
+                "{}: message id {} ({}) from {from} was received but could not be written to {target}",
                 shown(&self.segment),
                 frame.desc.id,
-                frame.payload().len()
-            )
+                counted(frame.payload().len() as u64, "byte", "bytes")
+            ))
         })
     }
 
@@ -72,11 +76,20 @@ impl MessagePrinter {
         ready == 1 && out.revents & libc::POLLERR != 0
     }
 
-    fn write(&mut self, from: Party, to: Party, frame: &Frame) -> anyhow::Result<()> {
+    /// Writes one message; an error says where it was being written (the
+    /// `--output` file, or standard output) and why.
+    fn write(
+        &mut self,
+        from: Party,
+        to: Party,
+        frame: &Frame,
+    ) -> Result<(), (String, std::io::Error)> {
         let payload = frame.payload();
-        if let Some(file) = &mut self.output {
-            file.write_all(payload).context("writing the output file")?;
+        if let Some((file, path)) = &mut self.output {
+            file.write_all(payload)
+                .map_err(|e| (shown(path).to_string(), e))?;
         }
+        let stdout = |e| ("standard output".to_string(), e);
         let mut out = std::io::stdout().lock();
         if self.json {
             let d = &frame.desc;
@@ -94,12 +107,11 @@ impl MessagePrinter {
             if let Ok(text) = std::str::from_utf8(payload) {
                 obj["payload_utf8"] = json!(text);
             }
-            writeln!(out, "{obj}")?;
+            writeln!(out, "{obj}").map_err(stdout)?;
         } else if self.output.is_none() {
-            out.write_all(payload)?;
-            out.write_all(b"\n")?;
+            out.write_all(payload).map_err(stdout)?;
+            out.write_all(b"\n").map_err(stdout)?;
         }
-        out.flush()?;
-        Ok(())
+        out.flush().map_err(stdout)
     }
 }

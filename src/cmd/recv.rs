@@ -10,9 +10,9 @@ use super::exit::Outcome;
 use super::held::{self, Stopped};
 use super::output::MessagePrinter;
 use super::parse::{parse_duration, parse_peer_id, parse_role};
-use super::segment::{Acting, SegmentArgs};
+use super::segment::{Acting, SegmentArgs, dead_holder};
 use super::signals::{self, WAIT_SLICE};
-use super::text::shown;
+use super::text::{counted, shown};
 use shmhub::Party;
 
 /// How long `recv` waits for each message unless told otherwise.
@@ -90,6 +90,10 @@ impl held::Receiver for Inbox {
     fn check_file(&self) -> shmhub::Result<()> {
         self.acting.check_file()
     }
+
+    fn follows(&self) -> bool {
+        true
+    }
 }
 
 /// Runs `shmhub recv`.
@@ -114,10 +118,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         // Every entry is read, and a corrupt one refused, before any is
         // touched: receiving frees the entries of departed guests whose
         // messages are all read as it goes.
-        let peers = host.peers().on_segment(path)?;
+        host.peers().on_segment(path)?;
         if let Some(from) = from {
             // The same answer whatever the timeout, and the same as `send --to`.
-            refuse_empty_entry(&peers, host.layout().config.max_guests, *from).on_segment(path)?;
+            let entry = host.peer(*from).on_segment(path)?;
+            refuse_empty_entry(entry, *from).on_segment(path)?;
         }
     }
     let mut printer = MessagePrinter::new(path, args.json, args.output.as_deref())?;
@@ -142,9 +147,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Ok(None) => {
                 if let Some(signal) = signals::received() {
                     return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
-                        "{}: received {received} of {} messages",
+                        "{}: received {received} of {}",
                         shown(&path),
-                        args.count
+                        counted(args.count, "message", "messages")
                     )));
                 }
                 break;
@@ -161,13 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// Refuses to receive from an Empty entry (nothing can come from it).
-fn refuse_empty_entry(peers: &[PeerEntry], max_guests: u32, from: u8) -> shmhub::Result<()> {
-    let Some(entry) = peers.get(usize::from(from) - 1) else {
-        return Err(shmhub::Error::InvalidPeerId {
-            peer_id: from,
-            max_guests,
-        });
-    };
+fn refuse_empty_entry(entry: PeerEntry, from: u8) -> shmhub::Result<()> {
     if entry.state == PeerState::Empty {
         return Err(shmhub::Error::PeerState {
             peer_id: from,
@@ -202,6 +201,22 @@ fn next_within(receiver: &mut Inbox, timeout: Duration) -> shmhub::Result<Option
     }
 }
 
+/// How guest `peer` went, in words: `peer 2 has left`, or, when its
+/// process was killed without detaching, `peer 2 died (pid 4242) without
+/// detaching; ...`, so that a crash does not read as a departure.
+fn departure(acting: &Acting, peer: PeerId, path: &Path) -> String {
+    match acting {
+        Acting::Host(host) => match dead_holder(host, peer) {
+            Ok(Some(pid)) => format!(
+                "peer {peer} died (pid {pid}) without detaching; `shmhub reclaim {}` frees its entry",
+                shown(&path)
+            ),
+            _ => format!("peer {peer} has left"),
+        },
+        Acting::Guest(_) => format!("peer {peer} has left"),
+    }
+}
+
 fn follow(
     receiver: &mut Inbox,
     printer: &mut MessagePrinter,
@@ -216,7 +231,15 @@ fn follow(
                 Outcome::Done
             }
             Stopped::PeerLeft(peer) => {
-                eprintln!("{}: peer {peer} has left", shown(&path));
+                eprintln!(
+                    "{}: {}",
+                    shown(&path),
+                    departure(&receiver.acting, peer, path)
+                );
+                Outcome::Done
+            }
+            Stopped::Removed => {
+                eprintln!("{}: the segment was removed", shown(&path));
                 Outcome::Done
             }
             Stopped::Idle(_) => Outcome::TimedOut,

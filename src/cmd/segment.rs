@@ -5,17 +5,18 @@
 //! and the directory a segment file lives in.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use shmhub::admin::{BadPeer, PeekOptions, PeekReport, RawDump, SegmentReport, SlotsReport};
 use shmhub::{
-    CreateOptions, OpenOptions, Party, PeerId, SegmentConfig, SegmentLayout, Sender, ShmGuest,
-    ShmHost,
+    CreateOptions, HolderStatus, OpenOptions, Party, PeerId, SegmentConfig, SegmentLayout, Sender,
+    ShmGuest, ShmHost,
 };
 
-use super::error::{OnSegment, SegmentError, library_text, seg_err};
+use super::error::{OnSegment, SegmentError, UsageError, library_text, seg_err};
 use super::signals;
-use super::text::shown;
+use super::text::{counted, shown};
 
 /// The side a command acts as on a segment it opened, which it holds
 /// open; the library's ends (`Sender`, `Receiver`, `AnyReceiver`) do the
@@ -61,11 +62,18 @@ impl Acting {
 /// SEGMENT, for a command that makes a segment of its own (`demo`,
 /// `bench`): its path, refused if anything is there already.
 pub fn new_segment_path(name: &str) -> anyhow::Result<PathBuf> {
-    let path = shmhub::resolve_segment(name)?;
+    let path = resolve_name(name)?;
     if std::fs::symlink_metadata(&path).is_ok() {
         return Err(already_exists(&path, false));
     }
     Ok(path)
+}
+
+/// SEGMENT `name` resolved to its path (`shm.file.path`); a name that
+/// cannot be one (empty, `.`, `..`, too long, with a NUL) is a bad value
+/// of the argument: a usage error (exit 2), like any other.
+fn resolve_name(name: &str) -> Result<PathBuf, UsageError> {
+    shmhub::resolve_segment(name).map_err(|e| UsageError(e.to_string()))
 }
 
 /// Creates a segment that this process owns and deletes when it ends
@@ -144,7 +152,7 @@ impl Segment {
     /// an error naming it (see [`signals::guard_sigbus`]). A segment
     /// resolved this way is opened refusing another user's file.
     pub fn resolve(name: &str) -> anyhow::Result<Self> {
-        let path = shmhub::resolve_segment(name)?;
+        let path = resolve_name(name)?;
         signals::guard_sigbus(&path);
         Ok(Segment {
             name: name.to_string(),
@@ -211,6 +219,18 @@ impl Segment {
     }
 }
 
+/// The process id of guest `peer`'s holder when that process is dead (a
+/// guest killed without detaching: its entry stays until reclaimed; 0 if
+/// the entry cannot be read); `None` while it lives, or when no process
+/// holds the entry.
+pub fn dead_holder(host: &ShmHost, peer: PeerId) -> shmhub::Result<Option<u32>> {
+    if host.holder_status(peer)? != HolderStatus::Dead {
+        return Ok(None);
+    }
+    let pid = host.peer(peer).map_or(0, |e| e.pid);
+    Ok(Some(pid))
+}
+
 /// What is already at a path where a segment was to be created.
 pub struct Existing {
     /// In words, following "PATH: already exists": `: a segment whose
@@ -219,13 +239,28 @@ pub struct Existing {
     /// The `shmhub rm` that removes it, if it is a segment (one that
     /// `create --force` replaces); `None`: shmhub never deletes it.
     pub rm: Option<&'static str>,
+    /// Whether it is a segment that another process is creating right
+    /// now: its magic not written yet (see [`being_created`]).
+    pub being_created: bool,
 }
 
+/// How recently a segment without its magic must have changed to be taken
+/// for one that another process is creating, rather than one whose
+/// creation was interrupted: creating writes the magic within
+/// milliseconds, after sizing the file (reserving every page first, with
+/// `--preallocate`, can take seconds on a large one).
+const CREATION_WINDOW: Duration = Duration::from_secs(10);
+
+/// How long [`already_exists`] gives a segment another process is
+/// creating to be published before it says what is there.
+const CREATION_GRACE: Duration = Duration::from_secs(1);
+
 /// Looks at what is at `path` (read-only, never blocking): a segment, and
-/// whether its host lives; a damaged segment; or something that is not a
-/// segment at all.
+/// whether its host lives; a segment another process is creating; a
+/// damaged segment; or something that is not a segment at all.
 pub fn existing(path: &Path) -> Existing {
     use shmhub::{Error as E, HostStatus};
+    let mut being_created = false;
     let (what, rm) = match inspect_every_entry(path) {
         Ok(report) => {
             let pid = report.header.host_pid;
@@ -237,32 +272,85 @@ pub fn existing(path: &Path) -> Existing {
             };
             (format!(": a segment {host}"), Some("rm"))
         }
+        Err(E::NotReady) if changed_within(path, CREATION_WINDOW) => {
+            being_created = true;
+            (
+                ": a segment that another process is creating (its magic is not written yet)"
+                    .to_string(),
+                None,
+            )
+        }
+        Err(E::NotReady) => (
+            ": a segment whose creation never finished (no magic: its creator stopped \
+             before publishing it; rm(1) deletes it)"
+                .to_string(),
+            None,
+        ),
         Err(e @ (E::CorruptHeader { .. } | E::Corrupt(_) | E::VersionMismatch { .. })) => {
             (format!(": a damaged segment ({e})"), Some("rm --force"))
         }
         Err(E::Symlink { .. }) => (" and is a symbolic link".to_string(), None),
         Err(E::NotAFile { .. }) => (" and is not a regular file".to_string(), None),
         Err(E::TooSmall { len, .. }) => (
-            format!(" and is not a shmhub segment (a file of {len} bytes)"),
+            format!(
+                " and is not a shmhub segment (a file of {})",
+                counted(len, "byte", "bytes")
+            ),
             None,
         ),
-        Err(e @ (E::NotASegment { .. } | E::NotReady)) => {
-            (format!(" and is not a shmhub segment ({e})"), None)
-        }
+        Err(e @ E::NotASegment { .. }) => (format!(" and is not a shmhub segment ({e})"), None),
         Err(E::Io { cause, .. }) => (format!(" ({cause})"), None),
         Err(e) => (format!(" ({})", library_text(&e)), None),
     };
-    Existing { what, rm }
+    Existing {
+        what,
+        rm,
+        being_created,
+    }
+}
+
+/// Whether the file at `path` is one that another process may be creating
+/// right now: changed within `window`, and either empty (created, not yet
+/// sized) or a segment without its magic.
+fn being_created(path: &Path, window: Duration) -> bool {
+    changed_within(path, window)
+        && match shmhub::admin::inspect_path(path) {
+            Err(shmhub::Error::NotReady) => true,
+            Err(shmhub::Error::TooSmall { len, .. }) => len == 0,
+            _ => false,
+        }
+}
+
+/// Whether the file at `path` (not followed if a link) was modified less
+/// than `window` ago.
+fn changed_within(path: &Path, window: Duration) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|meta| meta.modified())
+        .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < window))
 }
 
 /// The error for a path that a new segment cannot be created at because
 /// something is already there: what that is (see [`existing`]), then what
 /// to do: for `create`, `--force` and `rm` where they apply; for the
-/// commands that make a segment of their own, another name.
+/// commands that make a segment of their own, another name. A file that
+/// another process has just begun to create (two `create`s of one name at
+/// once) is given a moment to be published first, so that what is said
+/// about it is what it became.
 pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
+    let start = Instant::now();
+    while start.elapsed() < CREATION_GRACE && being_created(path, CREATION_WINDOW) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let shown = shown(path);
-    let Existing { what, rm } = existing(path);
+    let Existing {
+        what,
+        rm,
+        being_created,
+    } = existing(path);
     let advice = match (create, rm) {
+        (true, _) if being_created => {
+            "try again once it is made (then --force replaces it)".to_string()
+        }
         (true, Some(rm)) => format!(
             "--force replaces it (asking its host and guests to leave), `shmhub {rm} {shown}` removes it"
         ),

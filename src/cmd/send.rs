@@ -7,14 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{Frame, HolderStatus, MsgDesc, ShmHost};
+use shmhub::{Frame, MsgDesc, ShmHost};
 
-use super::error::{Interrupted, OnSegment, seg_err_timed};
+use super::error::{Interrupted, OnSegment, error_line, seg_err_timed};
 use super::exit::Outcome;
 use super::parse::{parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
-use super::segment::{Acting, Segment, SegmentArgs};
+use super::segment::{Acting, Segment, SegmentArgs, dead_holder};
 use super::signals::{self, WAIT_SLICE};
-use super::text::{print_line, progress_bar, shown};
+use super::text::{counted, print_line, progress_bar, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -176,17 +176,36 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         },
         payload,
     );
-    send_all(&mut outbox, &mut frame, &args, path)?;
+    let sent = send_all(&mut outbox, &mut frame, &args, path);
     if args.json {
-        print_line(json!({
+        let mut summary = json!({
             "from": role_value(args.role),
             "to": role_value(outbox.to),
             "sent": args.count,
             "len": frame.payload().len(),
             "placement": if frame.fits_inline() { "inline" } else { "slot" },
-        }))?;
+        });
+        if let Err(failed) = &sent {
+            // A script reads how far the run got and why it stopped, as
+            // the error line on stderr says it.
+            summary["sent"] = json!(failed.sent);
+            summary["count"] = json!(args.count);
+            summary["error"] = json!(error_line(&failed.error));
+            // The send's error is the one to report, whatever became of
+            // this line.
+            let _ = print_line(summary);
+        } else {
+            print_line(summary)?;
+        }
     }
+    sent.map_err(|failed| failed.error)?;
     Ok(Outcome::Done)
+}
+
+/// A `--count` run that stopped before the end: how many it sent, and why.
+struct Failed {
+    sent: u64,
+    error: anyhow::Error,
 }
 
 /// Refuses a `--count` of 0, and ids that would run past the largest.
@@ -230,9 +249,14 @@ fn send_all(
     frame: &mut Frame,
     args: &Args,
     path: &Path,
-) -> anyhow::Result<()> {
+) -> Result<(), Failed> {
     let bar = (args.count > 1).then(|| progress_bar(args.count, "sending"));
-    let of_count = |sent: u64| format!("sent {sent} of {} messages", args.count);
+    let of_count = |sent: u64| {
+        format!(
+            "sent {sent} of {}",
+            counted(args.count, "message", "messages")
+        )
+    };
     for sent in 0..args.count {
         frame.desc.id = args.id + sent;
         let outcome = outbox.send_within(frame, args.timeout);
@@ -246,22 +270,24 @@ fn send_all(
             Ok(true) => {}
             Ok(false) => {
                 let signal = signals::received().unwrap_or(libc::SIGINT);
-                return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
+                let error = anyhow::Error::new(Interrupted(signal)).context(format!(
                     "{}: {}",
                     shown(&path),
                     of_count(sent)
-                )));
+                ));
+                return Err(Failed { sent, error });
             }
             Err(e) => {
                 let err = seg_err_timed(path, e);
-                return Err(if args.count > 1 {
+                let error = if args.count > 1 {
                     // The path and cause first, then how far a --count run
                     // got, none sent included.
                     err.followed_by(format_args!(" ({})", of_count(sent)))
                 } else {
                     err
                 }
-                .into());
+                .into();
+                return Err(Failed { sent, error });
             }
         }
         if let Some(bar) = &bar {
@@ -277,12 +303,7 @@ fn send_all(
 /// Refuses to send to a guest whose holding process is dead: nobody would
 /// ever read the message, and its slot would stay taken until a reclaim.
 fn refuse_dead_guest(host: &ShmHost, to: u8, path: &Path) -> anyhow::Result<()> {
-    if host.holder_status(to).on_segment(path)? == HolderStatus::Dead {
-        let pid = host
-            .peers()
-            .ok()
-            .and_then(|peers| peers.get(usize::from(to) - 1).map(|e| e.pid))
-            .unwrap_or(0);
+    if let Some(pid) = dead_holder(host, to).on_segment(path)? {
         bail!(
             "{}: peer {to}'s process {pid} is dead: nothing would read the message; `shmhub reclaim {}` frees its entry",
             shown(&path),

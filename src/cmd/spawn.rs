@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
 use shmhub::{HolderStatus, PeerState, ShmHost, SpawnTicket};
 
 use super::error::OnSegment;
@@ -14,7 +15,7 @@ use super::exit::Outcome;
 use super::parse::{parse_duration, parse_peer_id};
 use super::segment::SegmentArgs;
 use super::signals::{self, WAIT_SLICE};
-use super::text::shown;
+use super::text::{path_json, print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -36,6 +37,10 @@ pub struct Args {
     /// The segment, and whom to trust.
     #[command(flatten)]
     pub segment: SegmentArgs,
+    /// Print JSON lines on stdout: {"event":"reserved",...} once the
+    /// program runs, {"event":"exited",...} when it ends.
+    #[arg(long)]
+    pub json: bool,
     /// The program and its arguments; `{segment}` and `{peer}` in them are
     /// replaced by the segment's absolute path and the entry's id.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -43,10 +48,11 @@ pub struct Args {
 }
 
 /// Runs `shmhub spawn`: reserves an entry, runs the program with
-/// `SHMHUB_SEGMENT` and `SHMHUB_PEER_ID` in its environment, waits for it
-/// and exits with its status (128 + N if signal N ended it). A reservation
-/// the program never claims is given back; an entry whose program died
-/// while attached is reclaimed.
+/// `SHMHUB_SEGMENT` and `SHMHUB_PEER_ID` in its environment (saying so on
+/// stderr), waits for it and exits with its status (128 + N if signal N
+/// ended it), whether or not it attached (a program that never did is
+/// named on stderr). A reservation the program never claims is given
+/// back; an entry whose program died while attached is reclaimed.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let segment = args.segment.resolve()?;
     let path = segment.path.as_path();
@@ -56,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         None => host.spawn_ticket(),
     }
     .on_segment(path)?;
-    let peer = ticket.peer_id();
+    let (peer, absolute) = (ticket.peer_id(), ticket.segment().to_path_buf());
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let child = Command::new(program)
         .args(rest.iter().map(|arg| fill_in(arg, &ticket)))
@@ -72,7 +78,37 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         ),
     };
     signals::catch_termination();
-    let status = supervise(&mut child, ticket, &mut host, path, args.attach_timeout)?;
+    let pid = child.id();
+    // The sign a script waits for: from here a send to the entry is taken
+    // (a reserved entry queues what the host sends it).
+    eprintln!(
+        "{}: peer {peer} reserved for {} (pid {pid}); it has {:?} to attach",
+        shown(&path),
+        shown(program),
+        args.attach_timeout
+    );
+    // The JSON lines `--json` prints: what happened, and to whom.
+    let event = |name: &str| json!({ "event": name, "segment": path_json(&absolute), "peer_id": peer, "pid": pid });
+    if args.json {
+        print_line(event("reserved"))?;
+    }
+    let ended = supervise(&mut child, ticket, &mut host, path, args.attach_timeout)?;
+    let status = ended.status;
+    if !ended.attached {
+        eprintln!(
+            "{}: {} (pid {pid}) ended ({status}) without attaching; entry {peer} released",
+            shown(&path),
+            shown(program)
+        );
+    }
+    if args.json {
+        let mut exited = event("exited");
+        exited["attached"] = json!(ended.attached);
+        exited["exit_code"] = json!(status.code());
+        exited["signal"] = json!(status.signal());
+        exited["reclaimed"] = json!(ended.reclaimed);
+        print_line(exited)?;
+    }
     Ok(match (status.code(), status.signal()) {
         (Some(0), _) => Outcome::Done,
         (Some(code), _) => Outcome::Exit(code),
@@ -92,6 +128,16 @@ fn fill_in(arg: &OsString, ticket: &SpawnTicket) -> OsString {
     }
 }
 
+/// How the program ended.
+struct Ended {
+    /// Its exit status.
+    status: std::process::ExitStatus,
+    /// Whether it ever claimed its entry.
+    attached: bool,
+    /// Whether its entry was reclaimed (it died attached).
+    reclaimed: bool,
+}
+
 /// Waits for the child, passing termination signals on to it; gives the
 /// reservation back if the child does not claim it in time, and reclaims
 /// the entry if the child dies holding it.
@@ -101,10 +147,11 @@ fn supervise(
     host: &mut ShmHost,
     path: &Path,
     attach_timeout: Duration,
-) -> anyhow::Result<std::process::ExitStatus> {
+) -> anyhow::Result<Ended> {
     let peer = ticket.peer_id();
     let started = Instant::now();
     let mut ticket = Some(ticket);
+    let mut attached = false;
     let mut forwarded = false;
     let status = loop {
         if let Some(status) = child.try_wait()? {
@@ -118,6 +165,7 @@ fn supervise(
         }
         if let Some(t) = &ticket {
             if t.claimed().on_segment(path)? {
+                attached = true;
                 ticket = None;
             } else if started.elapsed() >= attach_timeout {
                 eprintln!(
@@ -129,19 +177,29 @@ fn supervise(
         }
         std::thread::sleep(WAIT_SLICE.min(Duration::from_millis(20)));
     };
+    // A program that attached (and perhaps left) since the last look.
+    if let Some(t) = &ticket {
+        attached |= t.claimed().on_segment(path)?;
+    }
     // Not attached: dropping the ticket gives the reservation back.
     drop(ticket);
-    let entry = host.peers().on_segment(path)?[usize::from(peer) - 1];
+    let mut reclaimed = false;
+    let entry = host.peer(peer).on_segment(path)?;
     if entry.state == PeerState::Attached
         && host.holder_status(peer).on_segment(path)? == HolderStatus::Dead
     {
         let report = host.reclaim_dead_report().on_segment(path)?;
         if report.reclaimed.contains(&peer) {
+            reclaimed = true;
             eprintln!(
                 "{}: the program died attached; entry {peer} reclaimed",
                 shown(&path)
             );
         }
     }
-    Ok(status)
+    Ok(Ended {
+        status,
+        attached,
+        reclaimed,
+    })
 }

@@ -165,11 +165,28 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// from the system's user database ([`user_text`], [`group_text`]).
 pub fn owner_text(owner: &shmhub::admin::FileOwner) -> String {
     format!(
-        "{}:{} {:04o}",
+        "{}:{} {}",
         user_text(owner.uid),
         group_text(owner.gid),
-        owner.mode
+        mode_text(owner.mode)
     )
+}
+
+/// A file's permission bits as people write them, in octal: `0600`,
+/// `0660`. JSON gives a mode as this string too, wherever it appears
+/// (`create --json`, the `owner` of `inspect --json` and `ls --json`).
+pub fn mode_text(mode: u32) -> String {
+    format!("{mode:04o}")
+}
+
+/// The owner of a file in JSON: `{"uid","gid","mode"}`, the mode as
+/// [`mode_text`] writes it.
+pub fn owner_json(owner: &shmhub::admin::FileOwner) -> serde_json::Value {
+    serde_json::json!({
+        "uid": owner.uid,
+        "gid": owner.gid,
+        "mode": mode_text(owner.mode),
+    })
 }
 
 /// User `uid` as people read it: its name in the system's user database
@@ -312,6 +329,15 @@ pub fn spinner(what: &str) -> ProgressBar {
     bar.set_message(what.to_string());
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
+}
+
+/// `n` things in words, singular for one: `1 guest`, `8 guests`,
+/// `1 entry`, `3 entries`.
+pub fn counted(n: impl Into<u64>, one: &str, many: &str) -> String {
+    match n.into() {
+        1 => format!("1 {one}"),
+        n => format!("{n} {many}"),
+    }
 }
 
 /// Human form of a byte count: `512 B`, `4.0 KiB`, `37.1 MiB`.

@@ -258,6 +258,17 @@ impl ShmHost {
             .collect()
     }
 
+    /// A snapshot of guest `peer_id`'s entry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPeerId`] for an id the segment has no entry for, or
+    /// a corrupt-segment error for an entry that cannot be read.
+    pub fn peer(&self, peer_id: PeerId) -> Result<PeerEntry> {
+        let p = self.seg.guest_id(peer_id)?;
+        self.seg.peer(p).snapshot()
+    }
+
     /// Whether the holder of guest `peer_id`'s entry lives, judged as
     /// [`ShmHost::reclaim_dead`] judges it.
     ///

@@ -137,7 +137,7 @@ impl SegmentReport {
 /// let guest = ShmGuest::attach_path(&path)?;
 ///
 /// let report = inspect_path(&path)?;
-/// let entry = &report.peers[usize::from(guest.peer_id()) - 1];
+/// let entry = report.peer(guest.peer_id()).expect("an entry per guest");
 /// assert_eq!(entry.holder, HolderStatus::Alive);
 /// assert_eq!(report.pools[0].usage.used, 0);
 /// # drop((guest, host));

@@ -76,7 +76,7 @@ impl SpawnTicket {
     ///
     /// A corrupt-segment error if the entry cannot be read.
     pub fn claimed(&self) -> Result<bool> {
-        let entry = &self.host.peers()?[usize::from(self.peer_id) - 1];
+        let entry = self.host.peer(self.peer_id)?;
         Ok(entry.epoch != self.epoch)
     }
 }
@@ -131,7 +131,7 @@ impl ShmHost {
     }
 
     fn ticket(&mut self, peer_id: PeerId, segment: PathBuf) -> Result<SpawnTicket> {
-        let epoch = self.peers()?[usize::from(peer_id) - 1].epoch;
+        let epoch = self.peer(peer_id)?.epoch;
         let host = match ShmHost::open_region(self.region()) {
             Ok(host) => host,
             Err(e) => {
@@ -192,7 +192,7 @@ impl ShmHost {
         if self.try_reserve(peer_id)? {
             return Ok(());
         }
-        let state = self.peers()?[usize::from(peer_id) - 1].state;
+        let state = self.peer(peer_id)?.state;
         if state == PeerState::Empty {
             // Empty, but a guest is in the middle of claiming it.
             return Err(Error::Busy {

@@ -208,3 +208,49 @@ fn a_held_attach_on_a_full_hub_reclaims_too() {
     let said = held.stderr();
     assert!(said.contains("reclaimed peer 1"), "{said:?}");
 }
+
+// Racing attaches on a full hub: each loser's error names every entry, from
+// one look at the peer table in which all are taken, never `taken: ` with
+// nothing after it or a partial list (issue 32, item 7).
+#[test]
+fn racing_attaches_on_a_full_hub_name_every_entry() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "2"]);
+    for round in 0..8 {
+        // Both entries held by dead processes: every racer reclaims.
+        env.attach_then_kill("seg");
+        env.attach_then_kill("seg");
+        let r = env.shell(
+            "for i in 1 2 3 4 5 6; do \
+               (\"$SHMHUB\" attach seg >out.$i 2>err.$i; echo $? >code.$i) & \
+             done; wait",
+        );
+        r.code(0);
+        let mut won = Vec::new();
+        for i in 1..=6 {
+            let read =
+                |what: &str| std::fs::read_to_string(env.path(&format!("{what}.{i}"))).unwrap();
+            let (out, err, code) = (read("out"), read("err"), read("code"));
+            match code.trim() {
+                "0" => won.push(out.trim().to_string()),
+                "1" => {
+                    let line = err
+                        .lines()
+                        .find(|l| l.starts_with("error:"))
+                        .unwrap_or_else(|| panic!("round {round}: {err:?}"));
+                    assert!(
+                        line.contains("hub is full: all 2 guest entries are taken: peer 1 (")
+                            && line.contains(", peer 2 ("),
+                        "round {round}: {line:?}"
+                    );
+                }
+                other => panic!("round {round}: attach exited {other}: {err:?}"),
+            }
+        }
+        won.sort();
+        assert_eq!(won, ["1", "2"], "round {round}");
+        for id in ["1", "2"] {
+            env.ok(&["detach", "seg", "--peer-id", id]);
+        }
+    }
+}

@@ -264,12 +264,17 @@ fn bare_names_cannot_escape_the_shm_dir() {
                 .args(cmd)
                 .output()
                 .unwrap();
-            assert_eq!(r.status.code(), Some(1), "{cmd:?}: {r:?}");
+            // A name that cannot be one is a bad value: a usage error
+            // (issue 32, item 12), one line and the usage footer.
+            assert_eq!(r.status.code(), Some(2), "{cmd:?}: {r:?}");
             let err = String::from_utf8_lossy(&r.stderr);
             assert!(
-                err.starts_with("error: ") && err.lines().count() == 1,
+                err.starts_with("error: invalid segment name ")
+                    && err.lines().count() == 2
+                    && err.ends_with("\nFor more information, try '--help'.\n"),
                 "{cmd:?}: {err:?}"
             );
+            assert!(r.stdout.is_empty(), "{cmd:?}: {r:?}");
             assert!(
                 err.contains(&format!("\"{name}\"")),
                 "{cmd:?}: error does not name {name:?}: {err:?}"
@@ -278,8 +283,16 @@ fn bare_names_cannot_escape_the_shm_dir() {
     }
     assert!(listing(&inner).is_empty());
     assert_eq!(listing(env.dir()), before);
-    // The empty name is refused too.
-    env.run(&["create", ""]).error(&["empty"]);
+    // The empty name is refused too, as a usage error.
+    for cmd in [
+        &["create", ""][..],
+        &["inspect", ""],
+        &["demo", "--segment", ".."],
+    ] {
+        let r = env.run(cmd);
+        r.usage();
+        assert!(r.stderr.contains("invalid segment name"), "{r:?}");
+    }
 }
 
 #[test]
@@ -504,4 +517,149 @@ fn bad_flag_values_are_usage_errors() {
         env.run(args).usage();
     }
     assert!(env.listing().is_empty());
+}
+
+// A segment whose magic is not written yet is one that another process is
+// creating (two `create`s of one name at once), or, long after, one whose
+// creation was interrupted: said so, never "not a shmhub segment"
+// (issue 32, item 7).
+#[test]
+fn a_segment_without_its_magic_is_one_being_created() {
+    use std::io::{Seek, Write};
+    let env = Env::new();
+    env.small("seg", &[]);
+    let unpublished = || {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(env.path("seg"))
+            .unwrap();
+        file.seek(std::io::SeekFrom::Start(0)).unwrap();
+        file.write_all(&[0; 8]).unwrap();
+        file
+    };
+    let file = unpublished();
+    let before = std::fs::read(env.path("seg")).unwrap();
+    let path = env.path("seg").display().to_string();
+    for force in [false, true] {
+        let mut args = vec!["create", "seg"];
+        if force {
+            args.push("--force");
+        }
+        let r = env.run(&args);
+        r.error(&[
+            &path,
+            "already exists: a segment that another process is creating",
+        ]);
+        assert!(!r.stderr.contains("not a shmhub segment"), "{r:?}");
+    }
+    // An hour later it is no longer being created: it never will be.
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    file.set_modified(hour_ago).unwrap();
+    let r = env.run(&["create", "seg"]);
+    r.error(&[
+        &path,
+        "already exists: a segment whose creation never finished",
+    ]);
+    assert!(!r.stderr.contains("not a shmhub segment"), "{r:?}");
+    assert_eq!(std::fs::read(env.path("seg")).unwrap(), before);
+}
+
+// Concurrent `create`s of one name: one makes it, every other says it
+// exists as what it is (a segment, or one being created), never that it
+// is not a segment.
+#[test]
+fn concurrent_creates_of_one_name_say_what_exists() {
+    let env = Env::new();
+    for round in 0..5 {
+        let r = env.shell(
+            "for i in 1 2 3 4 5 6; do \
+               (\"$SHMHUB\" create seg --max-guests 2 --ring-size 8 --slot-size 4KiB --slots 4 \
+                  >out.$i 2>err.$i; echo $? >code.$i) & \
+             done; wait",
+        );
+        r.code(0);
+        let mut made = 0;
+        for i in 1..=6 {
+            let read =
+                |what: &str| std::fs::read_to_string(env.path(&format!("{what}.{i}"))).unwrap();
+            let (err, code) = (read("err"), read("code"));
+            match code.trim() {
+                "0" => made += 1,
+                "1" => assert!(
+                    err.contains("already exists: a segment ")
+                        && !err.contains("not a shmhub segment"),
+                    "round {round}: {err:?}"
+                ),
+                other => panic!("round {round}: create exited {other}: {err:?}"),
+            }
+        }
+        assert_eq!(made, 1, "round {round}");
+        env.ok(&["rm", "seg"]);
+    }
+}
+
+// A file's mode is one thing in every JSON document: the octal string
+// people read, `"0660"` (issue 32, item 10: `inspect` and `ls` gave 432).
+#[test]
+fn mode_is_the_same_octal_string_in_every_json_document() {
+    let env = Env::new();
+    let made = env
+        .ok(&small_args("seg", &["--mode", "660", "--json"]))
+        .json();
+    assert_eq!(made["mode"], "0660");
+    assert_eq!(env.inspect("seg")["owner"]["mode"], "0660");
+    let listed = env.ok(&["ls", "--json"]).json();
+    assert_eq!(listed["segments"][0]["owner"]["mode"], "0660", "{listed}");
+    let mut watch = env.spawn(&["inspect", "seg", "--watch", "--json"]);
+    let frame = watch.json_line();
+    assert_eq!(frame["owner"]["mode"], "0660", "{frame}");
+}
+
+// One of a thing is said in the singular (issue 32, item 11: "1 guests").
+#[test]
+fn one_guest_and_one_slot_are_said_in_the_singular() {
+    let env = Env::new();
+    let r = env.ok(&small_args("seg", &["--max-guests", "1", "--slots", "1"]));
+    assert!(
+        r.stdout
+            .contains(", 1 guest, rings of 8, 1 slot of 4.0 KiB per pool,"),
+        "{}",
+        r.stdout
+    );
+}
+
+// A name that starts with `-` reads as an option: the error says to put it
+// after `--`, also where it looks like one of the flags or like `-h`, which
+// used to print help and exit 0 having created nothing (issue 32, item 19).
+#[test]
+fn names_starting_with_a_dash_are_told_to_go_after_double_dash() {
+    let env = Env::new();
+    for name in ["-x", "--x", "--weird", "-hub", "-Vx"] {
+        let r = env.run(&["create", name]);
+        r.usage();
+        assert!(
+            r.stderr.contains(&format!(
+                "tip: to pass '{name}' as a value, use '-- {name}'"
+            )),
+            "{name}: {r:?}"
+        );
+    }
+    let r = env.run(&["send", "seg", "--as", "1", "-hello"]);
+    r.usage();
+    assert!(r.stderr.contains("use '-- -hello'"), "{r:?}");
+    assert!(env.listing().is_empty(), "{:?}", env.listing());
+    // After `--`, it is a name like any other.
+    env.ok(&["create", "--", "-hub"]);
+    assert_eq!(env.listing(), ["-hub"]);
+    // Help and version still work, and the command's own mistakes keep
+    // clap's words.
+    assert!(
+        env.ok(&["create", "-h"])
+            .stdout
+            .contains("Usage: shmhub create")
+    );
+    env.ok(&["-V"]);
+    let r = env.run(&["-x"]);
+    r.usage();
+    assert!(!r.stderr.contains("use '--"), "{r:?}");
 }

@@ -167,6 +167,30 @@ fn demo_runs_end_to_end_and_leaves_nothing_behind() {
     assert!(env.listing().is_empty(), "demo left {:?}", env.listing());
 }
 
+// `demo --json`: what each step did, as one document (issue 32, item 19).
+#[test]
+fn demo_json_says_what_each_step_did() {
+    let env = Env::new();
+    let r = env.ok(&["demo", "--json", "--segment", "d"]);
+    let v = r.json();
+    assert_eq!(v["path"], env.path("d").display().to_string());
+    assert!(v["total_size"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["guest"]["peer_id"], 1);
+    let trips = v["round_trips"].as_array().unwrap();
+    assert_eq!(trips.len(), 2, "{v}");
+    assert_eq!(trips[0]["placement"], "inline");
+    assert_eq!(trips[1]["placement"], "slot");
+    assert!(
+        trips
+            .iter()
+            .all(|t| t["intact"] == true && t["round_trip_ns"].as_u64().is_some())
+    );
+    assert_eq!(v["inspect"]["peers"][0]["state"], "attached");
+    assert_eq!(v["guest_exit_code"], 0);
+    assert_eq!(v["removed"], true);
+    assert!(env.listing().is_empty(), "demo left {:?}", env.listing());
+}
+
 #[test]
 fn demo_with_a_named_segment_removes_it_too() {
     let env = Env::new();
@@ -201,6 +225,57 @@ fn completions_for_bash_zsh_and_fish() {
     }
     env.run(&["completions", "tcsh"]).usage();
     env.run(&["completions"]).usage();
+}
+
+// Completion offers what `--help` lists, never the hidden, internal
+// commands (issue 32, item 8).
+#[test]
+fn completions_leave_out_the_hidden_commands() {
+    let env = Env::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = env.ok(&["completions", shell]).stdout;
+        for hidden in ["guest-echo", "guest__", "bench-peer", "bench__subcmd__peer"] {
+            assert!(
+                !script.contains(hidden),
+                "{shell} completions offer {hidden}"
+            );
+        }
+        assert!(script.contains("spawn"), "{shell} completions lack spawn");
+    }
+    // What bash offers after `shmhub `, as a user pressing Tab sees it.
+    if std::process::Command::new("bash")
+        .arg("-c")
+        .arg("true")
+        .status()
+        .is_err()
+    {
+        eprintln!("skipped the bash run: no bash");
+        return;
+    }
+    std::fs::write(
+        env.dir().join("c.bash"),
+        env.ok(&["completions", "bash"]).stdout,
+    )
+    .unwrap();
+    std::fs::write(
+        env.dir().join("tab.bash"),
+        "source ./c.bash\n\
+         COMP_WORDS=(shmhub '')\n\
+         COMP_CWORD=1\n\
+         _shmhub shmhub '' shmhub\n\
+         printf '%s\\n' \"${COMPREPLY[@]}\"\n",
+    )
+    .unwrap();
+    let r = env.shell("bash ./tab.bash");
+    r.code(0);
+    let offered: Vec<&str> = r.stdout.lines().collect();
+    assert!(offered.contains(&"create"), "{offered:?}");
+    for hidden in ["guest-echo", "bench-peer"] {
+        assert!(
+            !offered.contains(&hidden),
+            "bash offers {hidden}: {offered:?}"
+        );
+    }
 }
 
 #[test]

@@ -168,6 +168,18 @@ fn dry_run_then_gc(run: impl Fn(&[&str]) -> Run) -> (Value, Run) {
     (real, text)
 }
 
+/// The name of user `uid` in the system's user database (as `id -nu`
+/// finds it), else the number.
+fn user_name(uid: u32) -> String {
+    std::process::Command::new("id")
+        .args(["-nu", &uid.to_string()])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .unwrap_or_else(|| uid.to_string())
+}
+
 #[test]
 fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
     use std::os::unix::fs::PermissionsExt;
@@ -188,11 +200,15 @@ fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
         dry.stdout,
         format!("would remove {}\n", env.path("mine").display())
     );
-    assert!(
-        dry.stderr.starts_with(&format!(
-            "would keep {theirs}: {theirs}: owned by user 65534"
-        )),
-        "{dry:?}"
+    // The reason follows the path once, and names the owner as the user
+    // database does (issue 32, item 11: the path twice, "user 65534").
+    assert_eq!(
+        dry.stderr,
+        format!(
+            "would keep {theirs}: owned by user {} (mode 0600), not by this user: \
+             gc never removes another user's segment\n",
+            user_name(65534)
+        ),
     );
     assert_eq!(env.listing(), ["theirs"]);
 
@@ -209,13 +225,13 @@ fn gc_dry_run_keeps_what_gc_keeps_and_says_why() {
         real["kept"],
         serde_json::json!([{
             "path": roots,
-            "reason": format!("{roots}: Operation not permitted (os error 1)"),
+            "reason": "Operation not permitted (os error 1)",
         }])
     );
     assert_eq!(dry.stdout, format!("would remove {theirs}\n"));
     assert_eq!(
         dry.stderr,
-        format!("would keep {roots}: {roots}: Operation not permitted (os error 1)\n")
+        format!("would keep {roots}: Operation not permitted (os error 1)\n")
     );
     assert_eq!(env.listing(), ["roots"]);
     // The segment gc kept is as it was: no goodbye left set on it, which
@@ -345,6 +361,62 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     env.attach("next");
     assert!(one.line().contains("attached (scripted)"));
     one.wait_ok();
+}
+
+// A script that backgrounds `spawn` needs a sign that the entry is
+// reserved (then a send to it is queued, not refused), and to hear when the
+// program never attached; `--json` says both as JSON lines (issue 32,
+// items 12 and 19).
+#[test]
+fn spawn_says_when_the_entry_is_reserved_and_if_it_was_never_claimed() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let seg = env.path("seg").display().to_string();
+    // Never attaches, exits 0: spawn exits 0 too, and says so.
+    let r = env.ok(&["spawn", "seg", "--", "true"]);
+    assert!(r.stdout.is_empty(), "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
+    assert!(
+        lines[0].starts_with(&format!("{seg}: peer 1 reserved for true (pid ")),
+        "{r:?}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{seg}: true (pid "))
+            && lines[1].ends_with(" ended (exit status: 0) without attaching; entry 1 released"),
+        "{r:?}"
+    );
+    // As JSON: reserved, then exited, with the program's status.
+    let r = env.run(&["spawn", "seg", "--json", "--", "sh", "-c", "exit 3"]);
+    r.code(3);
+    let events = r.json_lines();
+    assert_eq!(events.len(), 2, "{r:?}");
+    assert_eq!(events[0]["event"], "reserved");
+    assert_eq!(events[0]["peer_id"], 1);
+    assert_eq!(events[0]["segment"], seg.as_str());
+    let pid = events[0]["pid"].as_u64().unwrap();
+    assert_eq!(
+        events[1],
+        serde_json::json!({
+            "event": "exited", "segment": seg, "peer_id": 1, "pid": pid,
+            "attached": false, "exit_code": 3, "signal": null, "reclaimed": false,
+        })
+    );
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
+    // The reserved line is the moment a script can send: the message waits
+    // for the program, which echoes it once it attaches.
+    let mut echo = env.spawn(&["spawn", "seg", "--json", "--", BIN, "guest-echo"]);
+    let reserved = echo.json_line();
+    assert_eq!(reserved["event"], "reserved");
+    env.send_as_host("seg", "1", "sent at once");
+    let back = env.ok(&["recv", "seg", "--as", "host", "--from", "1"]);
+    assert_eq!(back.stdout, "sent at once\n");
+    env.ok(&["rm", "seg"]);
+    echo.wait_ok();
+    let exited: Value = serde_json::from_str(echo.seen.last().unwrap()).unwrap();
+    assert_eq!(exited["event"], "exited");
+    assert_eq!(exited["attached"], true);
+    assert_eq!(exited["exit_code"], 0);
 }
 
 #[test]

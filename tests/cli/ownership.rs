@@ -211,7 +211,7 @@ fn a_segment_another_user_owns_is_refused_unless_allowed() {
     // Looking is fine, and shows whose it is.
     let report = env.inspect("seg");
     assert_eq!(report["owner"]["uid"], 65534);
-    assert_eq!(report["owner"]["mode"], 0o600);
+    assert_eq!(report["owner"]["mode"], "0600");
     let ls = env.ok(&["ls"]);
     assert!(ls.stdout.contains("nobody:"), "{}", ls.stdout);
     // Someone who really means it.

@@ -366,3 +366,107 @@ fn waiting_send_and_recv_notice_the_segment_removed() {
         );
     }
 }
+
+// Every follower ends the same way when the segment is removed, by `rm`
+// or by anyone: exit 0, the end of what it followed, with a note (or, for
+// `events`, its event). `recv --as host --follow` used to exit 1.
+#[test]
+fn every_follower_ends_with_exit_0_when_the_segment_is_removed() {
+    let env = Env::new();
+    let rounds = [
+        ("shmhub rm", false),
+        ("rm(1)", false),
+        ("shmhub rm", true),
+        ("rm(1)", true),
+    ];
+    for (remove, from) in rounds {
+        env.small("seg", &[]);
+        let id = env.attach("seg").to_string();
+        let path = env.path("seg").display().to_string();
+        // One host receiver at a time: from any guest, or from this one.
+        let mut host = vec!["recv", "seg", "--as", "host", "--follow"];
+        if from {
+            host.extend(["--from", id.as_str()]);
+        }
+        let mut followers = vec![
+            env.spawn(&host),
+            env.spawn(&["recv", "seg", "--as", &id, "--follow"]),
+            env.spawn(&["events", "seg", "--interval", "50ms"]),
+            env.spawn(&["inspect", "seg", "--watch", "--interval", "50ms", "--json"]),
+        ];
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        match remove {
+            "shmhub rm" => {
+                env.ok(&["rm", "seg"]);
+            }
+            _ => std::fs::remove_file(env.path("seg")).unwrap(),
+        }
+        for follower in &mut followers {
+            let status = follower.wait();
+            let stderr = follower.stderr();
+            assert_eq!(
+                status.code(),
+                Some(0),
+                "{remove}: shmhub {:?}: {status:?}; stderr {stderr:?}",
+                follower.args
+            );
+            assert!(!stderr.contains("error:"), "{remove}: {stderr:?}");
+            let said = stderr.contains(&format!("{path}: the segment was removed"))
+                || stderr.contains(&format!("{path}: the host has left"))
+                || follower
+                    .seen
+                    .iter()
+                    .any(|l| l.ends_with("the segment was removed"));
+            assert!(said, "{remove}: shmhub {:?}: {stderr:?}", follower.args);
+        }
+    }
+}
+
+// A message that could not be written out says where it was going and
+// the operating system's cause, in words that count right (issue 32,
+// item 11: "(1 bytes)", "writing the output file").
+#[test]
+fn a_failed_write_names_its_target_and_the_cause() {
+    let env = Env::new();
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    env.small("seg", &[]);
+    let id = env.attach("seg").to_string();
+    env.send_as_host("seg", &id, "x");
+    env.run(&["recv", "seg", "--as", &id, "--output", "/dev/full"])
+        .error(&[
+            "message id 0 (1 byte) from host was received but could not be written to /dev/full: ",
+            "No space left on device",
+        ]);
+    env.send_as_host("seg", &id, "xy");
+    let r = env.shell(&format!("\"$SHMHUB\" recv seg --as {id} --json >/dev/full"));
+    r.error(&[
+        "(2 bytes) from host was received but could not be written to standard output: ",
+        "No space left on device",
+    ]);
+}
+
+// A guest killed without detaching is not one that left: a host following
+// it says it died, with its pid (issue 32, item 11).
+#[test]
+fn a_killed_guest_is_said_to_have_died_not_left() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let mut guest = env.spawn(&["attach", "seg", "--hold"]);
+    let id = guest.line();
+    let mut host = env.spawn(&["recv", "seg", "--as", "host", "--from", &id, "--follow"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    guest.signal(libc::SIGKILL);
+    guest.wait();
+    host.wait_ok();
+    let said = host.stderr();
+    assert!(
+        said.contains(&format!(
+            "peer {id} died (pid {}) without detaching",
+            guest.pid()
+        )) && !said.contains("has left"),
+        "{said:?}"
+    );
+}

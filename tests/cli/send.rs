@@ -433,3 +433,44 @@ fn role_combination_errors_are_usage_errors() {
         env.run(args).usage();
     }
 }
+
+// `send --json` that stops before the end prints how far it got and why,
+// as JSON, besides the error line (issue 32, item 12).
+#[test]
+fn json_says_how_many_were_sent_when_a_run_fails() {
+    let env = Env::new();
+    env.small("seg", &["--ring-size", "4"]);
+    let id = env.attach("seg").to_string();
+    let send_json = |more: &[&str]| {
+        let mut args = vec!["send", "seg", "--as", "host", "--to", &id, "--json"];
+        args.extend_from_slice(more);
+        env.run(&args)
+    };
+    let r = send_json(&["--count", "9", "--timeout", "100ms", "x"]);
+    r.code(3);
+    r.error_line(&["ring of peer 1 is full (sent 4 of 9 messages)"]);
+    let v = r.json();
+    assert_eq!(v["sent"], 4, "{v}");
+    assert_eq!(v["count"], 9, "{v}");
+    assert_eq!(v["from"], "host");
+    assert_eq!(v["to"], 1);
+    let error = v["error"].as_str().unwrap();
+    assert_eq!(format!("error: {error}\n"), r.stderr);
+    // A single message that cannot go: none of one sent.
+    let r = send_json(&["--timeout", "0", "y"]);
+    r.code(3);
+    let v = r.json();
+    assert_eq!(
+        (v["sent"].as_u64(), v["count"].as_u64()),
+        (Some(0), Some(1)),
+        "{v}"
+    );
+    // A run that succeeds prints what it always printed.
+    env.ok(&["recv", "seg", "--as", &id, "--count", "4"]);
+    let v = send_json(&["z"]);
+    v.code(0);
+    assert_eq!(
+        v.json(),
+        serde_json::json!({"from": "host", "to": 1, "sent": 1, "len": 1, "placement": "inline"})
+    );
+}

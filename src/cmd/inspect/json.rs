@@ -4,6 +4,7 @@ use serde_json::json;
 use shmhub::admin::{RingState, SegmentReport};
 
 use crate::cmd::clock;
+use crate::cmd::text::owner_json;
 
 /// The report as `--json` prints it.
 pub fn to_json(r: &SegmentReport) -> serde_json::Value {
@@ -11,7 +12,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
     let l = &h.layout;
     json!({
         "path": r.path,
-        "owner": r.owner,
+        "owner": r.owner.as_ref().map(owner_json),
         "header": {
             "version": h.version,
             "total_size": l.total_size,

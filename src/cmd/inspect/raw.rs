@@ -7,7 +7,7 @@ use shmhub::admin::{FieldStatus, RawDump, RawField};
 use crate::cmd::exit::Outcome;
 use crate::cmd::segment::Segment;
 use crate::cmd::table;
-use crate::cmd::text::{print_line, print_report, shown};
+use crate::cmd::text::{counted, print_line, print_report, shown};
 
 /// Dumps every field (`inspect --raw`); exit 1 after printing if a field
 /// is invalid or the file is not whole.
@@ -62,9 +62,9 @@ fn field_row(section: &str, f: &RawField) -> Vec<String> {
 
 fn print_raw(dump: &RawDump) -> anyhow::Result<()> {
     print_line(format!(
-        "{}: {} bytes{}",
+        "{}: {}{}",
         shown(&dump.path),
-        dump.file_len,
+        counted(dump.file_len, "byte", "bytes"),
         match dump.expected_len {
             Some(n) if n != dump.file_len => format!(" (its header describes a segment of {n})"),
             _ => String::new(),

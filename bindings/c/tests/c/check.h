@@ -1,0 +1,67 @@
+/* Checks for the C test programs: a failed one prints where, what, and
+ * the library's last error, and exits with status 1. */
+#ifndef SHMHUB_TEST_CHECK_H
+#define SHMHUB_TEST_CHECK_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shmhub.h"
+
+#define FAIL(...)                                                                    \
+    do {                                                                             \
+        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                              \
+        fprintf(stderr, __VA_ARGS__);                                                \
+        fprintf(stderr, " (last error %d: %s)\n", shmhub_last_error_code(),          \
+                shmhub_last_error());                                                \
+        exit(1);                                                                     \
+    } while (0)
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) FAIL("check failed: %s", #cond);                                \
+    } while (0)
+
+/* Two integers equal. */
+#define CHECK_EQ(got, want)                                                          \
+    do {                                                                             \
+        long long got_ = (long long)(got), want_ = (long long)(want);                \
+        if (got_ != want_) FAIL("%s is %lld, not %lld", #got, got_, want_);          \
+    } while (0)
+
+/* The last failure on this thread was `code`, with exactly `text` as its line. */
+#define CHECK_LAST(code, text)                                                       \
+    do {                                                                             \
+        CHECK_EQ(shmhub_last_error_code(), code);                                    \
+        if (strcmp(shmhub_last_error(), (text)) != 0)                                \
+            FAIL("last error is \"%s\", not \"%s\"", shmhub_last_error(), (text));   \
+    } while (0)
+
+/* The last failure on this thread was `code`, its line containing `part`. */
+#define CHECK_LAST_HAS(code, part)                                                   \
+    do {                                                                             \
+        CHECK_EQ(shmhub_last_error_code(), code);                                    \
+        if (strstr(shmhub_last_error(), (part)) == NULL)                             \
+            FAIL("last error \"%s\" does not say \"%s\"", shmhub_last_error(), (part)); \
+    } while (0)
+
+static inline long long now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* `len` bytes of a pattern that differs with `seed`. */
+static inline void fill(unsigned char *buf, size_t len, unsigned seed) {
+    for (size_t i = 0; i < len; i++) buf[i] = (unsigned char)(i * seed + seed);
+}
+
+static inline int matches(const unsigned char *buf, size_t len, unsigned seed) {
+    for (size_t i = 0; i < len; i++)
+        if (buf[i] != (unsigned char)(i * seed + seed)) return 0;
+    return 1;
+}
+
+#endif
