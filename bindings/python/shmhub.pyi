@@ -28,7 +28,9 @@ class Host:
     garbage-collected, or leaves a ``with`` block.
 
     One call runs at a time on a host: a call from another thread waits its
-    turn, which a waiting call gives up every 20 ms.
+    turn, which a waiting call gives up every 20 ms. In a child process
+    forked from its creator, a host is closed: calls raise ValueError, and
+    closing it there does nothing.
     """
 
     @staticmethod
@@ -63,7 +65,8 @@ class Host:
         """The largest payload a message may carry, in bytes."""
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` has run (the file is gone)."""
+        """Whether :meth:`close` has run (the file is gone); True in a forked
+        child."""
     def send(self, peer_id: int, data: Buffer, timeout: Optional[float] = None) -> None:
         """Sends ``data`` to guest ``peer_id``, waiting up to ``timeout``
         seconds for room. Raises :class:`Full` (a TimeoutError) when there
@@ -91,7 +94,8 @@ class Host:
     def peers(self) -> list["Peer"]:
         """The entries in use (not empty), in id order."""
     def close(self) -> None:
-        """Says goodbye to the guests and deletes the segment file."""
+        """Says goodbye to the guests and deletes the segment file. Closing
+        again, or in a forked child, does nothing."""
     def __enter__(self) -> Self: ...
     def __exit__(
         self,
@@ -104,7 +108,9 @@ class Guest:
     """A guest of a segment: holds one peer entry, sends to the host and
     receives from it; detaches on :meth:`detach`, when garbage-collected, or
     at the end of a ``with`` block. One thread may wait in :meth:`recv`
-    while another sends.
+    while another sends. In a child process forked from the one that
+    attached it, a guest is detached: calls raise ValueError, and detaching
+    it there does nothing.
     """
 
     @staticmethod
@@ -123,7 +129,7 @@ class Guest:
         """The largest payload a message may carry, in bytes."""
     @property
     def closed(self) -> bool:
-        """Whether :meth:`detach` has run."""
+        """Whether :meth:`detach` has run; True in a forked child."""
     def send(self, data: Buffer, timeout: Optional[float] = None) -> None:
         """Sends ``data`` to the host, waiting up to ``timeout`` seconds for
         room. Raises :class:`Full`, :class:`TooLarge`, :class:`HostGone`."""
@@ -136,7 +142,8 @@ class Guest:
         """The next message, its payload lent in place as a read-only
         memoryview (see :meth:`Host.recv_view`)."""
     def detach(self) -> None:
-        """Leaves the segment; the entry is freed."""
+        """Leaves the segment; the entry is freed. Detaching again, or in a
+        forked child, does nothing."""
     def __enter__(self) -> Self: ...
     def __exit__(
         self,

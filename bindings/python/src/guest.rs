@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -14,7 +14,7 @@ use crate::buffer::{to_bytes, with_bytes};
 use crate::errors::{self, to_py};
 use crate::host::{data_desc, retry_send};
 use crate::lent::lend;
-use crate::wait::{Failed, Patience, in_slices};
+use crate::wait::{Failed, Owner, Patience, in_slices};
 
 /// A guest of a segment: holds one peer entry, sends to the host and
 /// receives from it. Make one with :meth:`Guest.attach`; it detaches when
@@ -22,9 +22,13 @@ use crate::wait::{Failed, Patience, in_slices};
 /// leaves a ``with`` block.
 ///
 /// Sending and receiving are separate: one thread may wait in
-/// :meth:`recv` while another sends.
+/// :meth:`recv` while another sends. In a child process forked from the
+/// one that attached it, a guest is detached (calls raise ``ValueError``)
+/// and detaching it there does nothing.
 #[pyclass(module = "shmhub", frozen)]
 pub(crate) struct Guest {
+    /// The process that attached it.
+    owner: Owner,
     /// The sending end; `None` once detached.
     tx: Mutex<Option<Sender>>,
     /// The receiving end; `None` once detached. The entry is this guest's
@@ -35,17 +39,18 @@ pub(crate) struct Guest {
     max_payload: u32,
 }
 
-/// Locks an end; call with the GIL released (see `in_slices`).
-fn lock<T>(end: &Mutex<Option<T>>) -> MutexGuard<'_, Option<T>> {
-    end.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Guest {
+    /// Locks an end; call with the GIL released (see `in_slices`).
+    fn lock<'a, T>(&self, end: &'a Mutex<Option<T>>) -> Result<MutexGuard<'a, Option<T>>, Failed> {
+        self.owner.lock(end)
+    }
+
     /// A failure as the exception to raise.
     fn error(&self, py: Python<'_>, failed: Failed) -> PyErr {
         match failed {
             Failed::Lib(e) => to_py(py, &self.path, e),
             Failed::Closed => PyValueError::new_err("the guest is detached"),
+            Failed::Forked(owner) => PyValueError::new_err(Owner::forked_message("guest", owner)),
             Failed::Py(e) => e,
         }
     }
@@ -55,7 +60,7 @@ impl Guest {
     fn recv_in_slices(&self, py: Python<'_>, patience: Patience) -> PyResult<Received> {
         let mut busy = None;
         let got = in_slices(py, patience, |timeout| {
-            let mut guard = lock(&self.rx);
+            let mut guard = self.lock(&self.rx)?;
             let rx = guard.as_mut().ok_or(Failed::Closed)?;
             match rx.recv(timeout) {
                 // A receiving role another process holds is waited out.
@@ -115,6 +120,7 @@ impl Guest {
         let (peer_id, max_payload) = (guest.peer_id(), guest.layout().config.max_payload);
         let (tx, rx) = guest.into_split();
         Ok(Guest {
+            owner: Owner::this_process(),
             tx: Mutex::new(Some(tx)),
             rx: Mutex::new(Some(rx)),
             path,
@@ -141,10 +147,10 @@ impl Guest {
         self.max_payload
     }
 
-    /// Whether :meth:`detach` has run.
+    /// Whether :meth:`detach` has run; always True in a forked child.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
-        py.detach(|| lock(&self.rx).is_none())
+        py.detach(|| self.lock(&self.rx).map_or(true, |rx| rx.is_none()))
     }
 
     /// Sends ``data`` (any bytes-like object) to the host, waiting up to
@@ -162,7 +168,7 @@ impl Guest {
         with_bytes(data, |payload| {
             let mut full = None;
             let sent = in_slices(py, patience, |timeout| {
-                let mut guard = lock(&self.tx);
+                let mut guard = self.lock(&self.tx)?;
                 let tx = guard.as_mut().ok_or(Failed::Closed)?;
                 match tx.send(data_desc(), payload, timeout) {
                     Ok(()) => Ok(Some(())),
@@ -205,7 +211,7 @@ impl Guest {
     /// (even once the host has left: ``recv`` says that).
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let got = py
-            .detach(|| match lock(&self.rx).as_mut() {
+            .detach(|| match self.lock(&self.rx)?.as_mut() {
                 Some(rx) => rx.recv(Timeout::NoWait).map_err(Failed::Lib),
                 None => Err(Failed::Closed),
             })
@@ -232,11 +238,13 @@ impl Guest {
 
     /// Leaves the segment: what the host sent and this guest did not read
     /// is dropped, and the entry is freed. Later calls raise
-    /// ``ValueError``; detaching again does nothing.
+    /// ``ValueError``; detaching again, or in a forked child, does
+    /// nothing.
     fn detach(&self, py: Python<'_>) {
         py.detach(|| {
-            let ends = (lock(&self.tx).take(), lock(&self.rx).take());
-            drop(ends);
+            let tx = self.lock(&self.tx).ok().and_then(|mut tx| tx.take());
+            let rx = self.lock(&self.rx).ok().and_then(|mut rx| rx.take());
+            drop((tx, rx));
         });
     }
 
@@ -260,5 +268,12 @@ impl Guest {
             self.path.display().to_string(),
             self.peer_id
         )
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.owner.forget_in_child(&mut self.tx);
+        self.owner.forget_in_child(&mut self.rx);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -17,7 +17,7 @@ use crate::buffer::{to_bytes, with_bytes};
 use crate::errors::{self, to_py};
 use crate::lent::lend;
 use crate::peer::Peer;
-use crate::wait::{Failed, Patience, in_slices};
+use crate::wait::{Failed, Owner, Patience, in_slices};
 
 /// The host of a segment: creates the file, sends to each guest and
 /// receives from all of them, and deletes the file when it is closed,
@@ -25,11 +25,14 @@ use crate::wait::{Failed, Patience, in_slices};
 ///
 /// Make one with :meth:`Host.create`. One call runs at a time on a host:
 /// a call from another thread waits its turn, which a waiting call gives
-/// up every 20 ms.
+/// up every 20 ms. In a child process forked from its creator, a host is
+/// closed (calls raise ``ValueError``) and closing it there does nothing.
 #[pyclass(module = "shmhub", frozen)]
 pub(crate) struct Host {
     /// `None` once closed.
     inner: Mutex<Option<ShmHost>>,
+    /// The process that created it.
+    owner: Owner,
     path: PathBuf,
     max_guests: u32,
     max_payload: u32,
@@ -42,8 +45,8 @@ pub(crate) fn data_desc() -> MsgDesc {
 
 impl Host {
     /// The host, locked; call with the GIL released (see `in_slices`).
-    fn lock(&self) -> MutexGuard<'_, Option<ShmHost>> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> Result<MutexGuard<'_, Option<ShmHost>>, Failed> {
+        self.owner.lock(&self.inner)
     }
 
     /// Runs `call` on the open host with the GIL released.
@@ -52,7 +55,7 @@ impl Host {
         py: Python<'_>,
         call: impl FnOnce(&mut ShmHost) -> shmhub::Result<T> + Send,
     ) -> PyResult<T> {
-        py.detach(|| match self.lock().as_mut() {
+        py.detach(|| match self.lock()?.as_mut() {
             Some(host) => call(host).map_err(Failed::Lib),
             None => Err(Failed::Closed),
         })
@@ -64,6 +67,7 @@ impl Host {
         match failed {
             Failed::Lib(e) => to_py(py, &self.path, e),
             Failed::Closed => PyValueError::new_err("the host is closed"),
+            Failed::Forked(owner) => PyValueError::new_err(Owner::forked_message("host", owner)),
             Failed::Py(e) => e,
         }
     }
@@ -94,7 +98,7 @@ impl Host {
     ) -> PyResult<T> {
         let mut busy = None;
         let got = in_slices(py, patience, |timeout| {
-            let mut guard = self.lock();
+            let mut guard = self.lock()?;
             let host = guard.as_mut().ok_or(Failed::Closed)?;
             match recv(host, timeout) {
                 // A receiving role another process holds is waited out.
@@ -193,6 +197,7 @@ impl Host {
             .map_err(|e| to_py(py, &path, e))?;
         Ok(Host {
             inner: Mutex::new(Some(host)),
+            owner: Owner::this_process(),
             max_guests: config.max_guests,
             max_payload: config.max_payload,
             path,
@@ -217,10 +222,11 @@ impl Host {
         self.max_payload
     }
 
-    /// Whether :meth:`close` has run (the file is gone).
+    /// Whether :meth:`close` has run (the file is gone); always True in a
+    /// forked child.
     #[getter]
     fn closed(&self, py: Python<'_>) -> bool {
-        py.detach(|| self.lock().is_none())
+        py.detach(|| self.lock().map_or(true, |host| host.is_none()))
     }
 
     /// Sends ``data`` (any bytes-like object) to guest ``peer_id``,
@@ -245,7 +251,7 @@ impl Host {
         with_bytes(data, |payload| {
             let mut full = None;
             let sent = in_slices(py, patience, |timeout| {
-                let mut guard = self.lock();
+                let mut guard = self.lock()?;
                 let host = guard.as_mut().ok_or(Failed::Closed)?;
                 match host.send_with(peer, data_desc(), payload, timeout) {
                     Ok(()) => Ok(Some(())),
@@ -381,9 +387,10 @@ impl Host {
     }
 
     /// Says goodbye to the guests and deletes the segment file. Later
-    /// calls raise ``ValueError``; closing again does nothing.
+    /// calls raise ``ValueError``; closing again, or in a forked child,
+    /// does nothing.
     fn close(&self, py: Python<'_>) {
-        let host = py.detach(|| self.lock().take());
+        let host = py.detach(|| self.lock().ok().and_then(|mut host| host.take()));
         py.detach(move || drop(host));
     }
 
@@ -402,6 +409,12 @@ impl Host {
             "<shmhub.Host {:?} {state}>",
             self.path.display().to_string()
         )
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.owner.forget_in_child(&mut self.inner);
     }
 }
 

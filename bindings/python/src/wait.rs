@@ -7,6 +7,7 @@
 //! `KeyboardInterrupt` ends a wait within [`SLICE`], and other Python
 //! threads (and, for a host, other calls on it) get their turn.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyValueError;
@@ -74,6 +75,58 @@ impl Patience {
     }
 }
 
+/// The process that made a `Host` or `Guest`: the only one that may use
+/// it.
+///
+/// A child forked while the object exists has a copy of it, whose host or
+/// guest is its parent's: in the child the object acts as closed. A call
+/// raises `ValueError`, closing or detaching does nothing, and when the
+/// child drops the object its library handle is forgotten, not dropped,
+/// so that the child neither says goodbye for the parent, nor detaches
+/// its entry, nor deletes its file. The object's locks are not touched in
+/// the child either: a lock another thread held at the fork stays held
+/// there for ever.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner(u32);
+
+impl Owner {
+    /// The calling process.
+    pub(crate) fn this_process() -> Self {
+        Owner(std::process::id())
+    }
+
+    /// Whether the calling process is the owner.
+    pub(crate) fn is_this_process(self) -> bool {
+        self.0 == std::process::id()
+    }
+
+    /// `end`, locked, in the owner; `Failed::Forked` in a forked child.
+    /// Call with the GIL released (see `in_slices`).
+    pub(crate) fn lock<T>(self, end: &Mutex<T>) -> Result<MutexGuard<'_, T>, Failed> {
+        if !self.is_this_process() {
+            return Err(Failed::Forked(self.0));
+        }
+        Ok(end.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// In a forked child, forgets what `end` holds (see above); in the
+    /// owner, does nothing, and `end` is dropped as usual.
+    pub(crate) fn forget_in_child<T>(self, end: &mut Mutex<Option<T>>) {
+        if !self.is_this_process() {
+            let held = end.get_mut().unwrap_or_else(PoisonError::into_inner);
+            std::mem::forget(held.take());
+        }
+    }
+
+    /// The message of `Failed::Forked` for a `what` (a host, a guest).
+    pub(crate) fn forked_message(what: &str, owner: u32) -> String {
+        format!(
+            "this {what} belongs to process {owner}, and this is a child it forked: \
+             create or attach anew here"
+        )
+    }
+}
+
 /// Why a wait stopped without what it waited for.
 #[derive(Debug)]
 pub(crate) enum Failed {
@@ -82,6 +135,9 @@ pub(crate) enum Failed {
     /// The object was closed (a host) or detached (a guest), perhaps by
     /// another thread during the wait.
     Closed,
+    /// The object belongs to the process with this id, and this is a
+    /// child it forked (see `Owner`).
+    Forked(u32),
     /// A Python signal handler raised (Ctrl-C: `KeyboardInterrupt`).
     Py(PyErr),
 }

@@ -358,3 +358,45 @@ def test_every_error_is_a_shmhub_error_with_a_kind():
     for item in [shmhub.Host, shmhub.Guest, shmhub.Peer, shmhub.Host.create, shmhub.Host.send,
                  shmhub.Host.recv, shmhub.Guest.attach, shmhub.Guest.recv_view]:
         assert item.__doc__, item
+
+
+def test_a_forked_child_leaves_its_parents_host_and_guest_alone(seg_path):
+    # A child forked while the parent holds a host and a guest has copies
+    # of both objects. They are closed for the child: a call raises, and
+    # neither leaving a `with` block, close(), detach() nor the child's
+    # garbage collection says goodbye, detaches or deletes the file.
+    with shmhub.Host.create(seg_path) as host, shmhub.Guest.attach(seg_path) as guest:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report on the pipe, never return into pytest
+            status = 1
+            try:
+                seen = [host.closed, guest.closed]
+                for call in [lambda: host.send(guest.peer_id, b"x"), lambda: guest.recv(timeout=1),
+                             host.peers, lambda: guest.send(b"x")]:
+                    try:
+                        call()
+                        seen.append("no error")
+                    except ValueError as e:
+                        seen.append("forked" in str(e))
+                host.close()
+                guest.detach()
+                with host, guest:
+                    pass
+                del host, guest
+                gc.collect()
+                os.write(write, repr(seen).encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(read) as child_saw:
+            assert (os.waitstatus_to_exitcode(status), child_saw.read()) == (0, repr([True] * 6))
+        assert os.path.exists(seg_path) and not host.closed and not guest.closed
+        assert [(p.peer_id, p.state, p.pid) for p in host.peers()] == [
+            (guest.peer_id, "attached", os.getpid())]
+        host.send(guest.peer_id, b"still here")
+        assert guest.recv(timeout=1) == b"still here"
+        guest.send(b"so am I")
+        assert host.recv(timeout=1) == (guest.peer_id, b"so am I")
