@@ -30,6 +30,9 @@ struct LentObject {
     /// The message, boxed; null in an instance made from Python
     /// (`type(view.obj)()`), which lends nothing.
     received: *mut Received,
+    /// The process that received it; in a child it forked, the message is
+    /// forgotten rather than dropped (see `Owner`).
+    owner: u32,
 }
 
 static LENT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -81,7 +84,10 @@ pub(crate) fn lend<'py>(py: Python<'py>, received: Received) -> PyResult<Bound<'
     // SAFETY: `owner` is a fresh instance of the owner type, laid out as
     // `LentObject` (its basicsize), zeroed by the allocator; nothing else
     // refers to it yet.
-    unsafe { (*this).received = Box::into_raw(Box::new(received)) };
+    unsafe {
+        (*this).received = Box::into_raw(Box::new(received));
+        (*this).owner = std::process::id();
+    }
     PyMemoryView::from(&owner)
 }
 
@@ -109,14 +115,21 @@ unsafe extern "C" fn get_buffer(obj: *mut PyObject, view: *mut PyBuffer, flags: 
 }
 
 /// `tp_dealloc`: drops the message (freeing its slot), then the object.
+/// In a forked child, the message is forgotten: its slot is still lent to
+/// the parent, which reads it and frees it.
 unsafe extern "C" fn dealloc(obj: *mut PyObject) {
     // SAFETY: CPython calls this once, with the GIL held, when the last
     // reference (and so the last export) is gone; the box came from `lend`.
     unsafe {
-        let received =
-            std::mem::replace(&mut (*obj.cast::<LentObject>()).received, ptr::null_mut());
+        let this = obj.cast::<LentObject>();
+        let received = std::mem::replace(&mut (*this).received, ptr::null_mut());
         if !received.is_null() {
-            drop(Box::from_raw(received));
+            let received = Box::from_raw(received);
+            if (*this).owner == std::process::id() {
+                drop(received);
+            } else {
+                std::mem::forget(received);
+            }
         }
         let ty = ffi::Py_TYPE(obj);
         let free = ffi::PyType_GetSlot(ty, ffi::Py_tp_free);

@@ -242,6 +242,18 @@ def test_a_view_kept_past_its_block_keeps_its_slot_until_it_goes(seg_path):
         assert guest.recv(timeout=1) == b"x" * 100
 
 
+def test_a_view_outlives_its_host_and_guest(seg_path):
+    host = shmhub.Host.create(seg_path, slot_size=4096)
+    guest = shmhub.Guest.attach(seg_path)
+    host.send(guest.peer_id, b"v" * 1000)
+    view = guest.recv_view(timeout=1)
+    host.close()
+    guest.detach()
+    assert not os.path.exists(seg_path)
+    with view:
+        assert bytes(view) == b"v" * 1000
+
+
 def test_a_guest_receives_in_one_thread_while_another_sends(seg_path):
     with shmhub.Host.create(seg_path) as host, shmhub.Guest.attach(seg_path) as guest:
         got = []
@@ -361,11 +373,15 @@ def test_every_error_is_a_shmhub_error_with_a_kind():
 
 
 def test_a_forked_child_leaves_its_parents_host_and_guest_alone(seg_path):
-    # A child forked while the parent holds a host and a guest has copies
-    # of both objects. They are closed for the child: a call raises, and
-    # neither leaving a `with` block, close(), detach() nor the child's
-    # garbage collection says goodbye, detaches or deletes the file.
-    with shmhub.Host.create(seg_path) as host, shmhub.Guest.attach(seg_path) as guest:
+    # A child forked while the parent holds a host, a guest and a lent view
+    # has copies of them. The host and guest are closed for the child: a
+    # call raises, and neither leaving a `with` block, close(), detach()
+    # nor the child's garbage collection says goodbye, detaches or deletes
+    # the file; nor does collecting the view there free its slot.
+    with shmhub.Host.create(seg_path, slot_size=4096, slots_per_pool=1) as host, \
+            shmhub.Guest.attach(seg_path) as guest:
+        host.send(guest.peer_id, b"lent" * 100)
+        view = guest.recv_view(timeout=1)
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: report on the pipe, never return into pytest
@@ -383,7 +399,8 @@ def test_a_forked_child_leaves_its_parents_host_and_guest_alone(seg_path):
                 guest.detach()
                 with host, guest:
                     pass
-                del host, guest
+                view.release()
+                del host, guest, view
                 gc.collect()
                 os.write(write, repr(seen).encode())
                 status = 0
@@ -394,6 +411,11 @@ def test_a_forked_child_leaves_its_parents_host_and_guest_alone(seg_path):
         with os.fdopen(read) as child_saw:
             assert (os.waitstatus_to_exitcode(status), child_saw.read()) == (0, repr([True] * 6))
         assert os.path.exists(seg_path) and not host.closed and not guest.closed
+        # The host's only slot is still lent to this process's view.
+        with pytest.raises(shmhub.Full):
+            host.send(guest.peer_id, b"x" * 100, timeout=0)
+        with view:
+            assert bytes(view) == b"lent" * 100
         assert [(p.peer_id, p.state, p.pid) for p in host.peers()] == [
             (guest.peer_id, "attached", os.getpid())]
         host.send(guest.peer_id, b"still here")
