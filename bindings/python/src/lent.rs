@@ -22,6 +22,7 @@ use pyo3::types::{PyBytes, PyMemoryView, PyType};
 use shmhub::Received;
 
 use crate::buffer::{PyBuffer, PyBuffer_FillInfo};
+use crate::wait::Owner;
 
 /// The instance layout of the owner type.
 #[repr(C)]
@@ -32,7 +33,7 @@ struct LentObject {
     received: *mut Received,
     /// The process that received it; in a child it forked, the message is
     /// forgotten rather than dropped (see `Owner`).
-    owner: u32,
+    owner: Owner,
 }
 
 static LENT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -86,7 +87,7 @@ pub(crate) fn lend<'py>(py: Python<'py>, received: Received) -> PyResult<Bound<'
     // refers to it yet.
     unsafe {
         (*this).received = Box::into_raw(Box::new(received));
-        (*this).owner = std::process::id();
+        (*this).owner = Owner::this_process();
     }
     PyMemoryView::from(&owner)
 }
@@ -125,7 +126,7 @@ unsafe extern "C" fn dealloc(obj: *mut PyObject) {
         let received = std::mem::replace(&mut (*this).received, ptr::null_mut());
         if !received.is_null() {
             let received = Box::from_raw(received);
-            if (*this).owner == std::process::id() {
+            if (*this).owner.is_this_process() {
                 drop(received);
             } else {
                 std::mem::forget(received);

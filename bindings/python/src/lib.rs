@@ -30,6 +30,7 @@ use pyo3::prelude::*;
 #[pyo3(name = "shmhub")]
 fn shmhub_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    wait::watch_forks()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("INLINE_CAPACITY", shmhub::INLINE_CAPACITY)?;
     m.add_class::<host::Host>()?;

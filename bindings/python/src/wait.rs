@@ -7,10 +7,11 @@
 //! `KeyboardInterrupt` ends a wait within [`SLICE`], and other Python
 //! threads (and, for a host, other calls on it) get their turn.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use shmhub::{Error, Timeout};
 
@@ -89,15 +90,46 @@ impl Patience {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Owner(u32);
 
+/// The id of this process, kept here because `getpid` is a system call
+/// (glibc caches it no more) and every call on a host or guest asks:
+/// set by [`watch_forks`], and again in the child of every fork.
+static THIS_PROCESS: AtomicU32 = AtomicU32::new(0);
+
+/// `pthread_atfork`'s child handler: runs in the child, in the only
+/// thread there is, before `fork` returns.
+extern "C" fn after_fork_in_child() {
+    THIS_PROCESS.store(std::process::id(), Ordering::Relaxed);
+}
+
+/// Records this process's id and keeps it up to date across forks; called
+/// when the module is loaded (the first call does the work).
+pub(crate) fn watch_forks() -> PyResult<()> {
+    static WATCHING: Once = Once::new();
+    let mut failed = 0;
+    WATCHING.call_once(|| {
+        THIS_PROCESS.store(std::process::id(), Ordering::Relaxed);
+        // SAFETY: registers a handler that only stores the result of
+        // `getpid` (async-signal-safe) in an atomic; it lives as long as
+        // the process (an extension module is never unloaded).
+        failed = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+    });
+    if failed != 0 {
+        return Err(PyOSError::new_err(format!(
+            "pthread_atfork failed (error {failed}): shmhub cannot follow forks"
+        )));
+    }
+    Ok(())
+}
+
 impl Owner {
     /// The calling process.
     pub(crate) fn this_process() -> Self {
-        Owner(std::process::id())
+        Owner(THIS_PROCESS.load(Ordering::Relaxed))
     }
 
     /// Whether the calling process is the owner.
     pub(crate) fn is_this_process(self) -> bool {
-        self.0 == std::process::id()
+        self.0 == THIS_PROCESS.load(Ordering::Relaxed)
     }
 
     /// `end`, locked, in the owner; `Failed::Forked` in a forked child.
