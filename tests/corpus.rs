@@ -269,6 +269,10 @@ const HEADER_FIELDS: &[(&str, u64, usize)] = &[
     ("host_start_time", hf::HOST_START_TIME, 8),
     ("host_doorbell", hf::HOST_DOORBELL, 4),
     ("host_waiting", hf::HOST_WAITING, 4),
+    ("ready[0]", hf::READY, 8),
+    ("ready[1]", hf::READY + 8, 8),
+    ("ready[2]", hf::READY + 16, 8),
+    ("ready[3]", hf::READY + 24, 8),
 ];
 
 /// Writes a complete, self-consistent header for `layout` (the fields the
@@ -904,10 +908,17 @@ fn count(counter: &AtomicUsize) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// A guest's bad descriptor or entry, met by the host, comes as the
+/// guest's quarantine (`shm.peer.quarantine`) and counts as what it found.
 fn count_error(e: &shmhub::Error) {
+    use shmhub::QuarantineReason as Q;
     match e {
-        shmhub::Error::BadDescriptor { .. } => count(&TALLY.bad_descriptors),
-        shmhub::Error::Corrupt(_) => count(&TALLY.corrupt),
+        shmhub::Error::BadDescriptor { .. }
+        | shmhub::Error::Quarantined {
+            reason: Q::Descriptor,
+            ..
+        } => count(&TALLY.bad_descriptors),
+        shmhub::Error::Corrupt(_) | shmhub::Error::Quarantined { .. } => count(&TALLY.corrupt),
         _ => count(&TALLY.other_errors),
     }
 }

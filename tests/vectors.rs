@@ -39,19 +39,19 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors");
 const WRITE_ENV: &str = "SHMHUB_WRITE_VECTORS";
 
 // ---------------------------------------------------------------------------
-// The byte tables of docs/spec.md, for format version 3
+// The byte tables of docs/spec.md, for format version 4
 // ---------------------------------------------------------------------------
 
 /// The format version whose tables this reader follows. A new version
 /// needs these tables read again against the spec.
-const TABLES_VERSION: u32 = 3;
+const TABLES_VERSION: u32 = 4;
 
 /// A field of a table: name, offset in its structure, size in bytes.
 type Field = (&'static str, usize, usize);
 
 /// Section Header: every field of the 256-byte header, in offset order
-/// (the reserved ranges 116..128, 152..192 and 200..256 are not fields).
-const HEADER: [Field; 25] = [
+/// (the reserved ranges 116..128, 152..192 and 200..224 are not fields).
+const HEADER: [Field; 29] = [
     ("magic", 0, 8),
     ("version", 8, 4),
     ("header_size", 12, 4),
@@ -77,7 +77,24 @@ const HEADER: [Field; 25] = [
     ("host_start_time", 144, 8),
     ("host_doorbell", 192, 4),
     ("host_waiting", 196, 4),
+    ("ready[0]", 224, 8),
+    ("ready[1]", 232, 8),
+    ("ready[2]", 240, 8),
+    ("ready[3]", 248, 8),
 ];
+
+/// Section Host, `shm.host.ready`: the guests whose bit is set, guest `p`
+/// being bit `(p - 1) mod 64` of word `(p - 1) / 64`.
+fn ready_guests(header: &Rec) -> Vec<u64> {
+    (0..4u64)
+        .flat_map(|w| {
+            let word = header.get(&format!("ready[{w}]"));
+            (0..64)
+                .filter(move |b| word & (1 << b) != 0)
+                .map(move |b| 64 * w + b + 1)
+        })
+        .collect()
+}
 
 /// `SHMHUB` then 0x00 0x01, as a little-endian u64.
 const MAGIC: u64 = 0x0100_4255_484D_4853;
@@ -772,6 +789,10 @@ fn segment_json(v: &Vector, seg: &Seg) -> J {
         ("size", J::N(seg.size as u64)),
         ("varies", J::A(varies(seg).into_iter().map(J::S).collect())),
         ("header", J::O(header)),
+        (
+            "ready_guests",
+            J::A(ready_guests(&seg.header).into_iter().map(J::N).collect()),
+        ),
         ("layout", J::O(rec_fields(&seg.layout))),
         (
             "peers",

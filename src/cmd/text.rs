@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use shmhub::Direction;
 use shmhub::admin::Event;
+use shmhub::{Direction, QuarantineReason};
 
 use super::accounts;
 
@@ -388,6 +388,17 @@ pub fn describe(event: Event) -> String {
         Event::HolderDied { peer, pid } => format!("peer {peer} died (pid {pid})"),
         Event::HolderStale { peer, pid } => {
             format!("peer {peer} stale (pid {pid} runs but stopped beating)")
+        }
+        Event::Quarantined {
+            peer,
+            reason: Some(QuarantineReason::Evicted),
+        } => format!("peer {peer} evicted by the host (cut off)"),
+        Event::Quarantined {
+            peer,
+            reason: Some(reason),
+        } => format!("peer {peer} cut off for breaking the protocol ({reason})"),
+        Event::Quarantined { peer, reason: None } => {
+            format!("peer {peer} cut off for breaking the protocol")
         }
         Event::Reclaimed { peer } => format!("peer {peer} reclaimed"),
         Event::HostLeft => "the host said goodbye".to_string(),

@@ -173,12 +173,15 @@ fn decode_checked(
 }
 
 /// Frees the slot a descriptor names, without reading it (a ring drained
-/// because its receiver left or died). A descriptor naming a slot that is
-/// not allocated at its generation frees nothing.
-pub(crate) fn discard(pool: &Pool<'_>, bytes: &[u8; DESC_SIZE]) -> Result<()> {
+/// because its receiver left or died), if the pool's own record says the
+/// slot is held by `receiver`, the ring's: a descriptor in a ring is
+/// memory its receiver can write, so one naming a slot in flight to
+/// someone else (a forged drain, `shm.peer.quarantine`), or not allocated
+/// at its generation, frees nothing.
+pub(crate) fn discard(pool: &Pool<'_>, receiver: u8, bytes: &[u8; DESC_SIZE]) -> Result<()> {
     let desc = MsgDesc::from_bytes(bytes);
     if desc.is_slot() {
-        pool.free(slot_of(&desc))?;
+        pool.free_if_held_by(slot_of(&desc), receiver)?;
     }
     Ok(())
 }

@@ -149,7 +149,9 @@ impl Consumer {
     /// descriptors name (the receiver left, or the entry is being reset).
     /// Returns how many descriptors were dropped.
     pub(crate) fn discard_all(&self) -> Result<usize> {
-        let pool = self.end.sender_pool();
-        self.end.ring.drain(|desc| codec::discard(&pool, desc))
+        let (pool, receiver) = (self.end.sender_pool(), self.end.receiver());
+        self.end
+            .ring
+            .drain(|desc| codec::discard(&pool, receiver, desc))
     }
 }

@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::layout::{Direction, LayoutError};
-use crate::party::PeerState;
+use crate::party::{PeerState, QuarantineReason};
 use crate::region::RegionError;
 
 /// Everything that can go wrong with a segment.
@@ -252,6 +252,21 @@ pub enum Error {
     /// Waiting ran out of time (retryable).
     #[error("timed out")]
     Timeout,
+    /// The host cut this guest off for breaking the protocol
+    /// (`shm.peer.quarantine`), or evicted it. The segment and every
+    /// other guest go on: a receive from any guest reports a guest it
+    /// cuts off once, with what it found (`detail`), and serves the others
+    /// from then on; every later send to it, receive from it, and its own
+    /// sends and receives, fail with this error (`detail` `None`).
+    #[error("{}", cut_off(*peer_id, *reason, detail.as_deref()))]
+    Quarantined {
+        /// The guest cut off.
+        peer_id: u8,
+        /// Which part of its memory broke the protocol, or an eviction.
+        reason: QuarantineReason,
+        /// What the host found, when this error reports the finding.
+        detail: Option<String>,
+    },
     /// A read-only view found what it was reading change under it, every
     /// time it tried, and shows nothing rather than a mix of before and
     /// after (retryable).
@@ -262,6 +277,19 @@ pub enum Error {
         /// How many times it was read.
         tries: u32,
     },
+}
+
+/// The message of [`Error::Quarantined`].
+fn cut_off(peer_id: u8, reason: QuarantineReason, detail: Option<&str>) -> String {
+    match (reason, detail) {
+        (QuarantineReason::Evicted, _) => format!("peer {peer_id} is cut off: evicted by the host"),
+        (reason, Some(detail)) => {
+            format!("peer {peer_id} broke the protocol ({reason}: {detail}) and is cut off")
+        }
+        (reason, None) => {
+            format!("peer {peer_id} is cut off for breaking the protocol ({reason})")
+        }
+    }
 }
 
 /// "the host and peers 1, 2", for [`Error::StillAttached`].
@@ -307,6 +335,11 @@ pub enum ErrorKind {
     /// The other side has left or died: the host said goodbye or its
     /// process is gone, or a guest left or was reclaimed.
     Gone,
+    /// One guest broke the protocol in its own part of the segment and the
+    /// host cut it off ([`Error::Quarantined`]): the segment and the other
+    /// guests are fine; that guest is gone for good (its entry is freed
+    /// once its process is).
+    CutOff,
     /// The file is not a segment this build can use, or what the segment
     /// holds breaks the protocol (a header, a state, an index, a
     /// descriptor). Nothing was read through the bad value.
@@ -337,6 +370,7 @@ impl Error {
             | E::StillAttached { .. }
             | E::NotReady => ErrorKind::Busy,
             E::HostGone | E::HostDied { .. } | E::PeerGone { .. } => ErrorKind::Gone,
+            E::Quarantined { .. } => ErrorKind::CutOff,
             E::NotASegment { .. }
             | E::VersionMismatch { .. }
             | E::CorruptHeader { .. }

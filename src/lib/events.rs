@@ -10,7 +10,7 @@
 
 use crate::inspect::SegmentReport;
 use crate::liveness::{HolderStatus, HostStatus};
-use crate::party::{PeerId, PeerState};
+use crate::party::{PeerId, PeerState, QuarantineReason};
 
 /// One guest entry in a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub struct EntrySnapshot {
     pub pid: u32,
     /// Whether its holder lives.
     pub holder: HolderStatus,
+    /// Why the host cut its guest off, when it is Quarantined.
+    pub quarantine: Option<QuarantineReason>,
 }
 
 /// A snapshot of a segment: the host and every guest entry.
@@ -50,6 +52,7 @@ impl Snapshot {
                     epoch: p.entry.epoch,
                     pid: p.entry.pid,
                     holder: p.holder,
+                    quarantine: p.entry.quarantine,
                 })
                 .collect(),
         }
@@ -112,6 +115,15 @@ pub enum Event {
         /// The silent process.
         pid: u32,
     },
+    /// The host cut a guest off for breaking the protocol, or evicted it
+    /// (`shm.peer.quarantine`); its entry is freed once its process is
+    /// gone (then [`Event::Reclaimed`]).
+    Quarantined {
+        /// The entry.
+        peer: PeerId,
+        /// Why, as the entry says.
+        reason: Option<QuarantineReason>,
+    },
     /// The entry of a dead guest was reclaimed and is free again.
     Reclaimed {
         /// The entry.
@@ -149,8 +161,8 @@ pub fn changes(before: &Snapshot, after: &Snapshot) -> Vec<Event> {
 }
 
 fn entry_changes(peer: PeerId, b: &EntrySnapshot, a: &EntrySnapshot, events: &mut Vec<Event>) {
-    use PeerState::{Attached, Empty, Goodbye, Reserved};
-    let occupied = |s: PeerState| matches!(s, Attached | Goodbye);
+    use PeerState::{Attached, Empty, Goodbye, Quarantined, Reserved};
+    let occupied = |s: PeerState| matches!(s, Attached | Goodbye | Quarantined);
     let departure = |events: &mut Vec<Event>| {
         events.push(if b.holder == HolderStatus::Dead {
             Event::Reclaimed { peer }
@@ -179,6 +191,11 @@ fn entry_changes(peer: PeerId, b: &EntrySnapshot, a: &EntrySnapshot, events: &mu
         (Reserved, Empty) => events.push(Event::Released { peer }),
         (Attached, Goodbye) if b.holder == HolderStatus::Dead => {}
         (Attached, Goodbye) => events.push(Event::SaidGoodbye { peer }),
+        (Quarantined, Empty) => events.push(Event::Reclaimed { peer }),
+        (before, Quarantined) if before != Quarantined => events.push(Event::Quarantined {
+            peer,
+            reason: a.quarantine,
+        }),
         (Attached | Goodbye, Empty) => departure(events),
         (Attached, Attached) => holder_change(peer, b.holder, a, events),
         _ => {}
@@ -207,6 +224,7 @@ mod tests {
             epoch,
             pid,
             holder,
+            quarantine: None,
         }
     }
 

@@ -16,6 +16,7 @@ use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::mmap::OwnerCheck;
 use crate::party::{PeerId, PeerState};
 use crate::peer::Holder;
+use crate::ready::Mark;
 use crate::receiver::Receiver;
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};
@@ -632,6 +633,12 @@ impl Membership {
             PeerState::Goodbye
         };
         peer.transition(PeerState::Attached, next)?;
+        if next == PeerState::Goodbye {
+            // The host may have read the ring empty and let this guest's
+            // bit go between the look above and the move: the bit, set
+            // after the move, has it look once more and free the entry.
+            Mark::new(&self.seg.region, p)?.force();
+        }
         // A host send that found the entry Attached just before the move
         // may have published after the drain above. Its sender looks at
         // the entry right after publishing and this looks at the ring

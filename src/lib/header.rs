@@ -14,7 +14,7 @@ use crate::sys;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMHUB\x00\x01");
 /// The format version this build reads and writes.
 // shm[impl shm.header.version]
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Byte offsets of the header fields.
 pub mod field {
@@ -72,6 +72,12 @@ pub mod field {
     /// `u32`: non-zero while the host sleeps waiting for any guest; read by
     /// guests after every send, written by the host only when it sleeps.
     pub const HOST_WAITING: u64 = 196;
+    /// `u64[4]`: the ready summary, one bit per guest (bit `(p - 1) % 64`
+    /// of word `(p - 1) / 64`): set by a guest that has published to its
+    /// guest-to-host ring, cleared by the host once it finds that ring
+    /// empty (`ready.rs`). On the doorbell's line, which a guest reads
+    /// after every send anyway.
+    pub const READY: u64 = 224;
 }
 
 /// Everything the header says, validated.

@@ -15,7 +15,7 @@ use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, Role, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion, OwnerCheck};
-use crate::party::{PeerId, PeerState};
+use crate::party::{PeerId, PeerState, QuarantineReason};
 use crate::peer::{Holder, PeerEntry};
 use crate::receiver::{AnyReceiver, Receiver};
 use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
@@ -651,7 +651,26 @@ impl ShmHost {
         let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
         let mut report = ReclaimReport::default();
         for p in self.seg.layout.guests() {
-            let entry = self.seg.peer(p).snapshot()?;
+            let entry = match self.seg.peer(p).snapshot() {
+                Ok(entry) => entry,
+                // A bad entry is its guest's doing: it is cut off, and the
+                // scan goes on (`shm.peer.quarantine`).
+                Err(e @ Error::Corrupt(_)) => {
+                    self.seg.cut_off_for(p, QuarantineReason::Entry, e);
+                    match self.seg.peer(p).snapshot() {
+                        Ok(entry) => entry,
+                        Err(_) => {
+                            report.skipped.push(Skipped {
+                                peer: p,
+                                holder: HolderStatus::NoProcess,
+                                reason: SkipReason::Quarantined,
+                            });
+                            continue;
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            };
             let holder =
                 liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
             let skip = match (entry.state, holder) {
@@ -668,6 +687,10 @@ impl ShmHost {
                 (PeerState::Attached, HolderStatus::Alive) => Some(SkipReason::Alive),
                 // An Attached entry is never judged vacant.
                 (PeerState::Attached, HolderStatus::NoProcess) => Some(SkipReason::Changed),
+                (PeerState::Quarantined, HolderStatus::Alive | HolderStatus::Stale) => {
+                    Some(SkipReason::Quarantined)
+                }
+                (PeerState::Quarantined, _) => self.free_quarantined(p, entry.epoch)?,
             };
             match skip {
                 None => report.reclaimed.push(p),
@@ -706,16 +729,16 @@ impl ShmHost {
         Ok(None)
     }
 
-    /// Reclaims guest `p`, judged dead or stale (`holder`) at `epoch`;
-    /// `Some(reason)` when it has to be left alone.
-    fn reclaim_one(
+    /// Takes every role lock on guest `p`'s rings, the guest's ends and
+    /// the host's, without waiting, so that nobody acts as either side of
+    /// them while they are emptied; the guest's locks come back, to be
+    /// held meanwhile. Why not, if one is held elsewhere (`holder`: how
+    /// the guest's holder was judged).
+    fn take_roles_of(
         &mut self,
         p: u8,
-        epoch: u32,
         holder: HolderStatus,
-    ) -> Result<Option<SkipReason>> {
-        // Hold both of the guest's ring ends so no other process acts as
-        // that guest while its rings are emptied; skip it if one does.
+    ) -> Result<std::result::Result<[Role; 2], SkipReason>> {
         let mut guest_ends = [End::GuestToHostProducer, End::HostToGuestConsumer]
             .map(|end| Role::new(lock_byte::ring_end(p, end)));
         for role in &mut guest_ends {
@@ -724,7 +747,7 @@ impl ShmHost {
                 .is_err()
             {
                 // A stale holder lives: the locks are most likely its own.
-                return Ok(Some(match holder {
+                return Ok(Err(match holder {
                     HolderStatus::Stale => SkipReason::StaleHoldsRoles,
                     _ => SkipReason::DeadRolesInUse,
                 }));
@@ -732,8 +755,24 @@ impl ShmHost {
         }
         let index = usize::from(p) - 1;
         if !self.inbox.from_guest(p)?.try_take_role() || !self.senders[index].try_take_role() {
-            return Ok(Some(SkipReason::HostRolesInUse));
+            return Ok(Err(SkipReason::HostRolesInUse));
         }
+        Ok(Ok(guest_ends))
+    }
+
+    /// Reclaims guest `p`, judged dead or stale (`holder`) at `epoch`;
+    /// `Some(reason)` when it has to be left alone.
+    fn reclaim_one(
+        &mut self,
+        p: u8,
+        epoch: u32,
+        holder: HolderStatus,
+    ) -> Result<Option<SkipReason>> {
+        let _guest_ends = match self.take_roles_of(p, holder)? {
+            Ok(roles) => roles,
+            Err(reason) => return Ok(Some(reason)),
+        };
+        let index = usize::from(p) - 1;
         let peer = self.seg.peer(p);
         if !peer.transition_at(epoch, PeerState::Attached, PeerState::Goodbye)? {
             return Ok(Some(SkipReason::Changed));
@@ -766,6 +805,108 @@ impl ShmHost {
         // `ShmGuest::claim`), and if anything else moved it, it stays.
         peer.transition_at(epoch, PeerState::Goodbye, PeerState::Empty)?;
         Ok(None)
+    }
+
+    /// Frees Quarantined entry `p`, whose holder is gone, at `epoch`. Its
+    /// rings start over, zeroed: nothing in them is read, since the guest
+    /// may have written anything there (a descriptor naming another
+    /// guest's slot, say). The host's slots go back as the host pool's
+    /// own records of who holds each say, and so does the guest's own
+    /// pool, but for what this process still reads. An entry that cannot
+    /// be cleaned stays Quarantined.
+    ///
+    /// shm[impl shm.peer.quarantine]
+    fn free_quarantined(&mut self, p: u8, epoch: u32) -> Result<Option<SkipReason>> {
+        let _guest_ends = match self.take_roles_of(p, HolderStatus::Dead)? {
+            Ok(roles) => roles,
+            Err(reason) => return Ok(Some(reason)),
+        };
+        let seg = &*self.seg;
+        let cleaned = (|| -> Result<()> {
+            for direction in [Direction::HostToGuest, Direction::GuestToHost] {
+                seg.ring(p, direction).reset()?;
+            }
+            seg.free_slots_held_by(p, 0..=seg.layout.config.max_guests as u8)?;
+            let leases = &seg.leases;
+            seg.pool(p).free_all(&|slot| leases.contains(p, slot))?;
+            seg.pool(p).clear_waiters()
+        })();
+        if cleaned.is_err() {
+            return Ok(Some(SkipReason::Quarantined));
+        }
+        self.senders[usize::from(p) - 1].resync();
+        let peer = self.seg.peer(p);
+        peer.set_holder(Holder::Nobody)?;
+        if !peer.release_quarantined(epoch)? {
+            return Ok(Some(SkipReason::Changed));
+        }
+        self.seg.cut_off.remove(p);
+        Ok(None)
+    }
+
+    /// Cuts guest `peer_id` off now (`shm.peer.quarantine`, reason
+    /// [`QuarantineReason::Evicted`]): from here on no receive looks at
+    /// its ring and every send to it, receive from it, and its own sends
+    /// and receives, fail with [`Error::Quarantined`]. Its entry is freed
+    /// at once if its holder is gone (dead, or none), and otherwise by the
+    /// first [`ShmHost::reclaim_dead`] after it is: a process that lives
+    /// may still write to the entry, which no other guest may have
+    /// meanwhile. Returns whether the entry was freed.
+    ///
+    /// An entry that is Quarantined already is only freed, if it can be.
+    ///
+    /// ```
+    /// use shmhub::{Error, Frame, MsgDesc, PeerState, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// let id = guest.peer_id();
+    /// // This process holds the guest, so its entry stays until it is gone.
+    /// assert!(!host.evict(id)?);
+    /// assert_eq!(host.peer(id)?.state, PeerState::Quarantined);
+    /// let refused = guest.send(Frame::new(MsgDesc::default(), b"hi".to_vec()));
+    /// assert!(matches!(refused, Err(Error::Quarantined { .. })));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidPeerId`] for an id that is not a guest of this
+    /// segment; [`Error::PeerState`] for an entry nobody holds (Empty or
+    /// Reserved).
+    ///
+    /// shm[impl shm.peer.quarantine]
+    pub fn evict(&mut self, peer_id: PeerId) -> Result<bool> {
+        let p = self.seg.guest_id(peer_id)?;
+        let peer = self.seg.peer(p);
+        match peer.state() {
+            Ok(PeerState::Empty | PeerState::Reserved) => {
+                return Err(Error::PeerState {
+                    peer_id: p,
+                    state: peer.state()?,
+                    expected: "attached, goodbye or quarantined",
+                });
+            }
+            Ok(PeerState::Quarantined) => {
+                self.seg.cut_off.insert(p);
+            }
+            _ => {
+                self.seg.cut_off.insert(p);
+                peer.quarantine(QuarantineReason::Evicted)?;
+                for direction in [Direction::GuestToHost, Direction::HostToGuest] {
+                    self.seg.ring(p, direction).wake_all()?;
+                }
+            }
+        }
+        let entry = peer.snapshot()?;
+        let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
+        let holder = liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
+        if entry.state != PeerState::Quarantined
+            || matches!(holder, HolderStatus::Alive | HolderStatus::Stale)
+        {
+            return Ok(false);
+        }
+        Ok(self.free_quarantined(p, entry.epoch)?.is_none())
     }
 
     /// Says goodbye: guests see the host has left once they have read what

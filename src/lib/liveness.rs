@@ -67,7 +67,9 @@ pub fn judge_peer(
     heartbeat_interval_ms: u32,
     now_ns: u64,
 ) -> HolderStatus {
-    if !matches!(entry.state, PeerState::Attached) {
+    // A quarantined entry keeps the record of the holder it had: it is
+    // freed once that holder is gone.
+    if !matches!(entry.state, PeerState::Attached | PeerState::Quarantined) {
         return HolderStatus::NoProcess;
     }
     if !entry.held {

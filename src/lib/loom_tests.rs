@@ -31,10 +31,11 @@ use std::sync::atomic::Ordering;
 use loom::thread;
 
 use crate::desc::DESC_SIZE;
-use crate::layout::{PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
+use crate::layout::{HEADER_SIZE, PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
 use crate::party::PeerState;
 use crate::peer::{Peer, Presence, Publication};
 use crate::pool::{Gate, Pool, SlotRef};
+use crate::ready::{Inbox, Mark, Picker};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
 use crate::share::HostShare;
@@ -737,5 +738,182 @@ fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
         assert_eq!(peer.claim(PeerState::Reserved).unwrap(), Some(1));
         host.join().unwrap();
         assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Attached, 1));
+    });
+}
+
+// ---------------------------------------------------------------- readiness
+
+/// Bytes of one ring of [`CAPACITY`] descriptors.
+const RING_LEN: u64 = RING_HEADER_SIZE + CAPACITY as u64 * DESC_SIZE as u64;
+
+/// A header's worth of bytes (the doorbell, the waiting flag and the
+/// ready summary at their real offsets), then the guest-to-host rings of
+/// `guests` guests: what the host's receive from any guest and the
+/// guests' sends touch, and nothing more.
+fn ready_region(guests: u8) -> Region {
+    let len = HEADER_SIZE + u64::from(guests) * RING_LEN;
+    HeapRegion::new_zeroed(len as usize).unwrap().region()
+}
+
+/// Guest `p`'s ring in a [`ready_region`].
+fn ready_ring(region: &Region, p: u8) -> Ring {
+    Ring::open(region, HEADER_SIZE + u64::from(p - 1) * RING_LEN, CAPACITY).unwrap()
+}
+
+/// Guest `p` sends `messages` one at a time as a guest's `Producer` does:
+/// publishes, sets its bit, rings the doorbell if the host says it sleeps.
+fn ready_guest(region: &Region, p: u8, messages: &[u8]) {
+    let ring = ready_ring(region, p);
+    let mark = Mark::new(region, p).unwrap();
+    let mut cached_head = 0;
+    for &n in messages {
+        while !ring.push_batch(&mut cached_head, &[desc(n)]).unwrap() {
+            thread::yield_now();
+        }
+        mark.set();
+        crate::header::wake_host(region).unwrap();
+    }
+}
+
+/// The rings of a [`ready_region`] as the host's receive sees them;
+/// nobody leaves.
+struct ModelInbox {
+    rings: Vec<Ring>,
+}
+
+impl Inbox for ModelInbox {
+    type Taken = (u8, [u8; DESC_SIZE]);
+
+    fn take(&mut self, p: u8) -> crate::error::Result<Option<Self::Taken>> {
+        Ok(self.rings[usize::from(p) - 1].pop().map(|d| (p, d)))
+    }
+
+    fn is_empty_now(&self, p: u8) -> bool {
+        self.rings[usize::from(p) - 1].is_empty_now()
+    }
+
+    fn has_left(&self, _: u8) -> crate::error::Result<bool> {
+        Ok(false)
+    }
+
+    fn finish_goodbye(&self, _: u8) -> crate::error::Result<()> {
+        Ok(())
+    }
+
+    fn cut_off(&self) -> [u64; crate::ready::WORDS] {
+        [0; crate::ready::WORDS]
+    }
+}
+
+/// Guests `1..=sends.len()` each send their messages (guest `p` those of
+/// `sends[p - 1]`) while the host receives them all from any guest with
+/// `receive`, which gets the picker and the inbox. Every message arrives
+/// once, intact, in order per guest.
+fn ready_transfer(
+    sends: Vec<Vec<u8>>,
+    picker: impl FnOnce(Picker) -> Picker,
+    mut receive: impl FnMut(&mut Picker, &mut ModelInbox) -> (u8, [u8; DESC_SIZE]),
+) {
+    let guests = sends.len() as u8;
+    let region = ready_region(guests);
+    let threads: Vec<_> = (1..=guests)
+        .zip(sends.clone())
+        .map(|(p, messages)| {
+            let region = region.clone();
+            thread::spawn(move || ready_guest(&region, p, &messages))
+        })
+        .collect();
+    let mut picker = picker(Picker::new(&region, usize::from(guests)).unwrap());
+    let mut inbox = ModelInbox {
+        rings: (1..=guests).map(|p| ready_ring(&region, p)).collect(),
+    };
+    let total: usize = sends.iter().map(Vec::len).sum();
+    let mut got = vec![Vec::new(); sends.len()];
+    for _ in 0..total {
+        let (p, d) = receive(&mut picker, &mut inbox);
+        got[usize::from(p) - 1].push(d);
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let expected: Vec<Vec<_>> = sends
+        .iter()
+        .map(|m| m.iter().map(|&n| desc(n)).collect())
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        region
+            .load_u32(crate::header::field::HOST_WAITING, Ordering::Relaxed)
+            .unwrap(),
+        0
+    );
+}
+
+// The race of the summary: a guest publishes and reads its bit as set
+// while the host, having found the ring empty, clears it. The host then
+// looks again, sequentially consistent, so one of the two sees the other:
+// a host that only ever looks where the bits point (no sweep, no sleep,
+// no scan) still gets every message. Guest 1's message makes guest 2 lose
+// its place as the host's hot guest, so that the host clears guest 2's bit
+// while guest 2 sends its second. A message left behind a cleared bit
+// would leave the host looking for ever (loom: too many branches).
+// shm[verify shm.host.ready]
+#[test]
+fn loom_ready_a_bit_cleared_as_its_guest_publishes_loses_nothing() {
+    check(Some(4), || {
+        ready_transfer(
+            vec![vec![1], vec![2, 3]],
+            Picker::without_sweeps,
+            |picker, inbox| loop {
+                if let Some(found) = picker.look(inbox).unwrap() {
+                    return found;
+                }
+                thread::yield_now();
+            },
+        );
+    });
+}
+
+// The host's sleep on its doorbell: it announces itself, re-derives every
+// bit from the rings, and sleeps only if none holds anything; a guest
+// that publishes after the announcement rings the doorbell. A lost
+// wake-up leaves the host asleep for ever (loom: a deadlock).
+// shm[verify shm.host.ready]
+// shm[verify shm.host.doorbell]
+#[test]
+fn loom_ready_a_sleeping_host_is_always_woken() {
+    check(Some(4), || {
+        ready_transfer(
+            vec![vec![1, 2]],
+            |picker| picker,
+            |picker, inbox| {
+                let mut forever = Deadline::after(None);
+                picker
+                    .receive(inbox, WaitStrategy::Block, &mut forever)
+                    .unwrap()
+                    .expect("a wait without a deadline ended empty")
+            },
+        );
+    });
+}
+
+// Two guests at once, the host sleeping between messages: each sleep
+// re-derives the bits and clears the hot guest's, so bits are cleared as
+// both guests publish.
+// shm[verify shm.host.ready]
+#[test]
+fn loom_ready_two_guests_and_a_sleeping_host() {
+    check(Some(3), || {
+        ready_transfer(
+            vec![vec![1], vec![2, 3]],
+            |picker| picker,
+            |picker, inbox| {
+                let mut forever = Deadline::after(None);
+                picker
+                    .receive(inbox, WaitStrategy::Block, &mut forever)
+                    .unwrap()
+                    .expect("a wait without a deadline ended empty")
+            },
+        );
     });
 }

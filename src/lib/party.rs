@@ -23,6 +23,10 @@ pub enum PeerState {
     Attached,
     /// The guest has left; the host may still read what it sent.
     Goodbye,
+    /// The host cut the guest off for breaking the protocol
+    /// (`shm.peer.quarantine`): nobody sends to it or receives from it;
+    /// the entry is freed once its holder is gone.
+    Quarantined,
 }
 
 impl PeerState {
@@ -33,6 +37,7 @@ impl PeerState {
             PeerState::Reserved => 1,
             PeerState::Attached => 2,
             PeerState::Goodbye => 3,
+            PeerState::Quarantined => 4,
         }
     }
 
@@ -43,6 +48,7 @@ impl PeerState {
             1 => PeerState::Reserved,
             2 => PeerState::Attached,
             3 => PeerState::Goodbye,
+            4 => PeerState::Quarantined,
             _ => return None,
         })
     }
@@ -55,6 +61,67 @@ impl fmt::Display for PeerState {
             PeerState::Reserved => "reserved",
             PeerState::Attached => "attached",
             PeerState::Goodbye => "goodbye",
+            PeerState::Quarantined => "quarantined",
+        })
+    }
+}
+
+/// Why the host cut a guest off (`shm.peer.quarantine`): which part of
+/// the guest's own memory broke the protocol, or an eviction. Stored in
+/// the entry's `quarantine` field, so that every process can say why.
+///
+/// ```
+/// use shmhub::QuarantineReason;
+///
+/// assert_eq!(QuarantineReason::from_u32(2), Some(QuarantineReason::Ring));
+/// assert_eq!(QuarantineReason::Ring.to_string(), "its ring's indices");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
+pub enum QuarantineReason {
+    /// Its entry's state word held no state the protocol knows.
+    Entry,
+    /// Its guest-to-host ring's indices were more than the ring's
+    /// capacity apart.
+    Ring,
+    /// It sent a descriptor that failed validation (`shm.recv.validate`).
+    Descriptor,
+    /// The host evicted it ([`crate::ShmHost::evict`]).
+    Evicted,
+}
+
+impl QuarantineReason {
+    /// The stored value.
+    pub fn to_u32(self) -> u32 {
+        match self {
+            QuarantineReason::Entry => 1,
+            QuarantineReason::Ring => 2,
+            QuarantineReason::Descriptor => 3,
+            QuarantineReason::Evicted => 4,
+        }
+    }
+
+    /// Parses a stored value; `None` for any other (0: no reason written).
+    pub fn from_u32(value: u32) -> Option<Self> {
+        Some(match value {
+            1 => QuarantineReason::Entry,
+            2 => QuarantineReason::Ring,
+            3 => QuarantineReason::Descriptor,
+            4 => QuarantineReason::Evicted,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for QuarantineReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            QuarantineReason::Entry => "its entry's state",
+            QuarantineReason::Ring => "its ring's indices",
+            QuarantineReason::Descriptor => "a descriptor it sent",
+            QuarantineReason::Evicted => "evicted by the host",
         })
     }
 }

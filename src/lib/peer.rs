@@ -8,7 +8,7 @@ use crate::sync::atomic::AtomicU64;
 
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
-use crate::party::PeerState;
+use crate::party::{PeerState, QuarantineReason};
 use crate::region::Region;
 use crate::{host_slots, sys};
 
@@ -28,6 +28,10 @@ pub mod field {
     pub const START_TIME: u64 = 24;
     /// `u64`: when the entry was last claimed, ns since the Unix epoch.
     pub const CLAIMED_UNIX_NS: u64 = 32;
+    /// `u32`: why the host cut the guest off ([`crate::QuarantineReason`];
+    /// 0 = never), written by the host before it moves the entry to
+    /// Quarantined.
+    pub const QUARANTINE: u64 = 40;
 }
 
 /// Entry flag: a running process holds the entry (and its pid is recorded).
@@ -63,13 +67,15 @@ pub struct PeerEntry {
     /// How many of the host's slots the guest holds (counted in its
     /// host-to-guest ring, `shm.pool.share`).
     pub host_slots_held: u32,
+    /// Why the host cut the guest off, for a Quarantined entry.
+    pub quarantine: Option<QuarantineReason>,
 }
 
 /// The error for entry `peer_id` holding state `raw`, which is none the
 /// protocol knows (`shm.peer.states`).
 pub(crate) fn unknown_state(peer_id: u8, raw: u32) -> Error {
     Error::Corrupt(format!(
-        "peer {peer_id} has unknown state {raw} (known: 0 empty, 1 reserved, 2 attached, 3 goodbye)"
+        "peer {peer_id} has unknown state {raw} (known: 0 empty, 1 reserved, 2 attached, 3 goodbye, 4 quarantined)"
     ))
 }
 
@@ -296,7 +302,58 @@ impl<'a> Peer<'a> {
             start_time: u64_at(field::START_TIME)?,
             claimed_unix_ns: u64_at(field::CLAIMED_UNIX_NS)?,
             host_slots_held: host_slots::held(self.region, self.to_guest_ring)?,
+            quarantine: match state {
+                PeerState::Quarantined => self.quarantine_reason()?,
+                _ => None,
+            },
         })
+    }
+
+    /// Why the guest was cut off, as the entry's `quarantine` field says.
+    pub(crate) fn quarantine_reason(&self) -> Result<Option<QuarantineReason>> {
+        let raw = self
+            .region
+            .load_u32(self.base + field::QUARANTINE, Ordering::Acquire)?;
+        Ok(QuarantineReason::from_u32(raw))
+    }
+
+    /// Marks the entry Quarantined for `reason`, whatever state it holds
+    /// (even one the protocol does not know), keeping its epoch: the
+    /// reason first, then the state word, compared and swapped from the
+    /// value read. A guest writing its own state word at the same time
+    /// can make every swap fail; after a few tries the mark is given up
+    /// (the host's own record of the quarantine is what keeps the guest
+    /// cut off). Whether the entry is now marked.
+    ///
+    /// shm[impl shm.peer.quarantine]
+    pub(crate) fn quarantine(&self, reason: QuarantineReason) -> Result<bool> {
+        self.region.store_u32(
+            self.base + field::QUARANTINE,
+            reason.to_u32(),
+            Ordering::Release,
+        )?;
+        let pair = self.pair()?;
+        let mut current = pair.load(Ordering::Acquire);
+        for _ in 0..8 {
+            let (state, epoch) = split(current);
+            if state == PeerState::Quarantined.to_u32() {
+                return Ok(true);
+            }
+            let wanted = join(PeerState::Quarantined.to_u32(), epoch);
+            match pair.compare_exchange(current, wanted, Ordering::SeqCst, Ordering::Acquire) {
+                Ok(_) => return Ok(true),
+                Err(found) => current = found,
+            }
+        }
+        Ok(false)
+    }
+
+    /// Frees a Quarantined entry whose holder is gone, at the epoch it was
+    /// judged: the reason cleared, then back to Empty. False if it moved.
+    pub(crate) fn release_quarantined(&self, epoch: u32) -> Result<bool> {
+        self.region
+            .store_u32(self.base + field::QUARANTINE, 0, Ordering::Relaxed)?;
+        self.transition_at(epoch, PeerState::Quarantined, PeerState::Empty)
     }
 }
 

@@ -11,6 +11,7 @@ use crate::host_slots;
 use crate::layout::Direction;
 use crate::peer::{Presence, Publication};
 use crate::pool::{Gate, Pool, SlotRef};
+use crate::ready::Mark;
 use crate::ring_end::RingEnd;
 use crate::share::{HostShare, host_share};
 use crate::wait::{WaitStrategy, Waiting};
@@ -51,22 +52,30 @@ pub(crate) struct Producer {
     /// For the host's sends: the guest's count of returned slots as last
     /// read (see `share::HostShare`).
     host_slots_returned_seen: u32,
+    /// For a guest's sends: its bit in the ready summary, set after each
+    /// publication so that the host looks at this ring.
+    ready: Option<Mark>,
 }
 
 impl Producer {
     /// The sending end of the ring `end` opened, picking up the
     /// consumer's head as it is now; `host_slots_per_guest` is the
     /// header's share (0: the fair share).
-    pub(crate) fn new(end: RingEnd, host_slots_per_guest: u32) -> Self {
+    pub(crate) fn new(end: RingEnd, host_slots_per_guest: u32) -> Result<Self> {
+        let ready = match end.direction {
+            Direction::GuestToHost => Some(Mark::new(&end.region, end.guest)?),
+            Direction::HostToGuest => None,
+        };
         let mut producer = Producer {
             end,
             host_slots_per_guest,
             cached_head: 0,
             pool_hint: 0,
             host_slots_returned_seen: 0,
+            ready,
         };
         producer.resync();
-        producer
+        Ok(producer)
     }
 
     /// Sets how this end waits.
@@ -219,9 +228,10 @@ impl Producer {
         self.published(start, descs, presence)
     }
 
-    /// After `descs` went out from ring index `start`: rings the host's
-    /// doorbell for a guest's send (the host may sleep on all its rings at
-    /// once, not on this one), then asks `presence` whether the receiver is
+    /// After `descs` went out from ring index `start`: for a guest's send,
+    /// marks the guest ready and rings the host's doorbell (the host looks
+    /// where the summary points and may sleep on all its rings at once,
+    /// not on this one), then asks `presence` whether the receiver is
     /// still there, and if not, takes back what it did not take.
     #[inline(always)]
     fn published(
@@ -230,7 +240,8 @@ impl Producer {
         descs: &[[u8; DESC_SIZE]],
         presence: Option<Presence<'_>>,
     ) -> Result<()> {
-        if self.end.direction == Direction::GuestToHost {
+        if let Some(ready) = &self.ready {
+            ready.set();
             header::wake_host(&self.end.region)?;
         }
         match check_receiver(presence, Publication::After) {
@@ -252,9 +263,9 @@ impl Producer {
         if taken == descs.len() {
             return Ok(());
         }
-        let pool = self.end.sender_pool();
+        let (pool, receiver) = (self.end.sender_pool(), self.end.receiver());
         for desc in &descs[taken..] {
-            codec::discard(&pool, desc)?;
+            codec::discard(&pool, receiver, desc)?;
         }
         Err(gone)
     }

@@ -25,7 +25,7 @@ use crate::layout::{
     SegmentConfig, SegmentLayout, party_name,
 };
 use crate::mmap::MmapRegion;
-use crate::party::PeerState;
+use crate::party::{PeerState, QuarantineReason};
 use crate::peer::{self, FLAG_HELD, FLAG_LOCKED, field as pf};
 use crate::pool::{self, field as plf};
 use crate::ring::{RingState, field as rf};
@@ -560,7 +560,46 @@ fn host_fields(f: &mut Fields<'_>, layout_ok: &LayoutVerdict) {
         plain(format!("rung {}", count(v, "time")))
     });
     f.u32(hf::HOST_WAITING, "host_waiting", |v| plain(waiting_text(v)));
-    f.reserved(200..256);
+    f.reserved(200..224);
+    for w in 0..4 {
+        f.u64(hf::READY + 8 * w, &format!("ready[{w}]"), |v| {
+            ready_word(v, w, layout_ok)
+        });
+    }
+}
+
+/// Word `w` of the ready summary: the guests whose bit is set. A bit of
+/// no guest (past `max_guests`) is never looked at; only a hostile guest
+/// sets one.
+fn ready_word(v: u64, w: u64, layout_ok: &LayoutVerdict) -> (String, Check) {
+    let guests: Vec<u64> = (0..64)
+        .filter(|b| v & (1 << b) != 0)
+        .map(|b| 64 * w + b + 1)
+        .collect();
+    let decoded = match guests.as_slice() {
+        [] => "no guest marked".to_string(),
+        [one] => format!("guest {one} marked"),
+        many => format!(
+            "guests {} marked",
+            many.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let check = match layout_ok {
+        // No bit set is right whatever the table.
+        _ if guests.is_empty() => Check::Ok,
+        Ok(l) => match guests.iter().find(|&&p| p > u64::from(l.config.max_guests)) {
+            Some(p) => Check::Invalid(format!(
+                "guest {p} is past max_guests {}: its bit names no ring",
+                l.config.max_guests
+            )),
+            None => Check::Ok,
+        },
+        Err(why) => Check::Unchecked(why.clone()),
+    };
+    (decoded, check)
 }
 
 fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
@@ -579,7 +618,17 @@ fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
     f.u64(pf::CLAIMED_UNIX_NS, "claimed_unix_ns", |v| {
         plain(if v == 0 { "never".into() } else { utc(v) })
     });
-    f.reserved(40..PEER_ENTRY_SIZE);
+    f.u32(pf::QUARANTINE, "quarantine", |v| match (v, QuarantineReason::from_u32(v)) {
+        (0, _) => plain("none".to_string()),
+        (_, Some(reason)) => plain(format!("cut off: {reason}")),
+        (_, None) => (
+            "unknown".into(),
+            Check::Invalid(format!(
+                "unknown quarantine reason {v} (known: 1 entry, 2 ring, 3 descriptor, 4 evicted)"
+            )),
+        ),
+    });
+    f.reserved(44..PEER_ENTRY_SIZE);
     f.into_section(format!("peer {p}"))
 }
 

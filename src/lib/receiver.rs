@@ -3,18 +3,15 @@
 //! and the host's from every guest at once ([`AnyReceiver`]).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::consumer::Consumer;
 use crate::error::{Error, Result};
-use crate::header;
 use crate::layout::Direction;
 use crate::locks::{Role, lock_byte, lock_byte::End};
-use crate::party::{Party, PeerId, PeerState};
+use crate::party::{Party, PeerId, PeerState, QuarantineReason};
+use crate::ready::{Inbox, Picker, WORDS};
 use crate::segment::Segment;
-use crate::wait::{
-    Announce, Backoff, Deadline, Step, Timeout, WaitStrategy, Waiting, sleep_unless,
-};
+use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
 use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
 use crate::zerocopy::Received;
 
@@ -201,7 +198,8 @@ impl Receiver {
         // that just built it, and waits for them.
         match take(&self.end) {
             Ok(None) => {}
-            taken => return taken,
+            Ok(found) => return Ok(found),
+            Err(e) => return Err(self.broken(e)),
         }
         self.found_empty()?;
         let (end, mut checks) = self.checks()?;
@@ -210,7 +208,21 @@ impl Receiver {
             deadline,
             stop: &mut || checks.check(),
         };
-        end.wait_to_take(&mut waiting, || take(end))
+        let taken = end.wait_to_take(&mut waiting, || take(end));
+        taken.map_err(|e| self.broken(e))
+    }
+
+    /// An error from a look at the ring: for the host, one that the guest's
+    /// own writes caused cuts the guest off (`shm.peer.quarantine`).
+    #[cold]
+    fn broken(&self, e: Error) -> Error {
+        match &self.sender {
+            OtherSide::Guest(watch) => {
+                self.seg
+                    .cut_off_for(watch.peer_id(), QuarantineReason::Ring, e)
+            }
+            OtherSide::Host(_) => e,
+        }
     }
 
     /// Receives up to `max` queued messages at once (one index update for
@@ -235,7 +247,10 @@ impl Receiver {
         let mut deadline = Deadline::of(timeout.into());
         self.before(&mut deadline)?;
         loop {
-            let n = self.end.recv_batch(max, &mut handle)?;
+            let n = self
+                .end
+                .recv_batch(max, &mut handle)
+                .map_err(|e| self.broken(e))?;
             if n > 0 {
                 return Ok(n);
             }
@@ -270,7 +285,14 @@ impl Receiver {
             OtherSide::Host(watch) => watch.before(&self.seg),
             OtherSide::Guest(watch) => {
                 let p = watch.peer_id();
-                let (state, epoch) = self.seg.peer(p).state_and_epoch()?;
+                if self.seg.cut_off.contains(p) {
+                    return Err(self.seg.quarantined(p));
+                }
+                let (state, epoch) = match self.seg.peer(p).state_and_epoch() {
+                    Ok((PeerState::Quarantined, _)) => return Err(self.seg.found_quarantined(p)),
+                    Ok(found) => found,
+                    Err(e) => return Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+                };
                 if state != PeerState::Empty || self.end.has_data() {
                     return Ok(());
                 }
@@ -340,6 +362,10 @@ impl Receiver {
 /// each guest ([`AnyReceiver::from_guest`]); a receive from any guest
 /// takes the receiving role of every guest's ring.
 ///
+/// It looks only at the rings of the guests the header's ready summary
+/// names (a guest sets its bit when it sends), so a receive costs the same
+/// with 1 entry as with 255.
+///
 /// ```
 /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, Timeout};
 ///
@@ -362,8 +388,8 @@ pub struct AnyReceiver {
     seg: Arc<Segment>,
     /// The receiving end from each guest (guest `p` at `p - 1`).
     receivers: Vec<Receiver>,
-    /// Where the next look starts (round-robin).
-    next: PeerId,
+    /// Which ring to look at next (the header's ready summary).
+    picker: Picker,
     strategy: WaitStrategy,
     /// Whether every guest's receiving role is held already.
     all_roles: bool,
@@ -372,14 +398,20 @@ pub struct AnyReceiver {
 impl AnyReceiver {
     /// The host's receiving ends of `seg`, one per guest.
     pub(crate) fn new(seg: &Arc<Segment>) -> Result<Self> {
+        // Entries another host process cut off stay cut off here.
+        for p in seg.layout.guests() {
+            if seg.peer(p).raw_state()? == PeerState::Quarantined.to_u32() {
+                seg.cut_off.insert(p);
+            }
+        }
         Ok(AnyReceiver {
             receivers: seg
                 .layout
                 .guests()
                 .map(|p| Receiver::host_from(seg, p))
                 .collect::<Result<_>>()?,
+            picker: Picker::new(&seg.region, seg.layout.config.max_guests as usize)?,
             seg: seg.clone(),
-            next: 1,
             strategy: WaitStrategy::default(),
             all_roles: false,
         })
@@ -467,74 +499,77 @@ impl AnyReceiver {
         Ok(taken.flatten())
     }
 
-    /// The wait of the receives from any guest: a look at every ring with
-    /// `take` until one finds something or the time runs out. A sleep is
-    /// on the host's doorbell, which a guest rings when it publishes to a
-    /// host that said it sleeps.
+    /// The receives from any guest: a look at the rings the ready summary
+    /// names, each with `take`, until one finds something or the time runs
+    /// out (`Picker::receive`).
     ///
-    /// shm[impl shm.host.doorbell]
+    /// shm[impl shm.host.ready]
+    #[inline(always)]
     fn recv_taking<T>(
         &mut self,
         timeout: Timeout,
-        mut take: impl FnMut(&Consumer, PeerId) -> Result<Option<T>>,
+        take: impl FnMut(&Consumer, PeerId) -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         let mut deadline = Deadline::of(timeout);
         self.ensure_roles(&mut deadline)?;
-        let region = self.seg.region.clone();
-        let doorbell = region.atomic_u32(header::field::HOST_DOORBELL)?;
-        let host_waiting = region.atomic_u32(header::field::HOST_WAITING)?;
-        let mut backoff = Backoff::new(self.strategy);
-        loop {
-            let rung = doorbell.load(Ordering::Acquire);
-            if let Some(found) = self.look_at_every_ring(&mut take)? {
-                return Ok(Some(found));
-            }
-            match backoff.next_step(&mut deadline) {
-                Step::Again | Step::Check => {}
-                Step::Expired => return Ok(None),
-                Step::Sleep(nap) => {
-                    // One look at every ring after announcing the sleep: a
-                    // guest that published before it is seen; one that
-                    // publishes after it sees the announcement and rings
-                    // the doorbell (`header::wake_host`).
-                    let receivers = &self.receivers;
-                    let nothing_new = || {
-                        for receiver in receivers {
-                            if !receiver.end.is_empty_now() {
-                                return Ok(None);
-                            }
-                        }
-                        Ok(Some(rung))
-                    };
-                    sleep_unless(Announce::Flag(host_waiting), doorbell, nap, nothing_new)?;
-                }
-            }
+        let mut rings = Rings {
+            seg: &self.seg,
+            receivers: &self.receivers,
+            take,
+        };
+        self.picker
+            .receive(&mut rings, self.strategy, &mut deadline)
+    }
+}
+
+/// The guests' rings and entries as a receive from any guest sees them:
+/// `take` takes a message off a ring the way the caller wants it.
+struct Rings<'a, F> {
+    seg: &'a Segment,
+    receivers: &'a [Receiver],
+    take: F,
+}
+
+impl<F> Rings<'_, F> {
+    /// Guest `p`'s ring (the summary names only guests of the segment).
+    #[inline(always)]
+    fn end(&self, p: PeerId) -> &Consumer {
+        &self.receivers[usize::from(p) - 1].end
+    }
+}
+
+// What a look at a guest's ring or entry finds broken there is the
+// guest's own doing: the guest is cut off (`shm.peer.quarantine`), the
+// error says so once, and the receive goes on with the others after it.
+impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F> {
+    type Taken = T;
+
+    #[inline(always)]
+    fn take(&mut self, p: PeerId) -> Result<Option<T>> {
+        let end = &self.receivers[usize::from(p) - 1].end;
+        (self.take)(end, p).map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))
+    }
+
+    fn is_empty_now(&self, p: PeerId) -> bool {
+        self.end(p).is_empty_now()
+    }
+
+    fn has_left(&self, p: PeerId) -> Result<bool> {
+        match self.seg.peer(p).state() {
+            Ok(PeerState::Quarantined) => Err(self.seg.found_quarantined(p)),
+            Ok(state) => Ok(state == PeerState::Goodbye),
+            Err(e) => Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
         }
     }
 
-    /// Looks at every guest's ring once, round-robin from where the last
-    /// look that found something left off, and returns what `take` took
-    /// from the first that had a message (`take` must take nothing, and
-    /// return `None`, from a ring that had none); finishes the goodbye of a
-    /// departed guest whose ring it found empty.
+    fn finish_goodbye(&self, p: PeerId) -> Result<()> {
+        self.seg
+            .finish_goodbye(p)
+            .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e))
+    }
+
     #[inline(always)]
-    fn look_at_every_ring<T>(
-        &mut self,
-        take: &mut impl FnMut(&Consumer, PeerId) -> Result<Option<T>>,
-    ) -> Result<Option<T>> {
-        // In usize: with 255 guests, a start past the first plus an offset
-        // does not fit a u8.
-        let guests = self.receivers.len();
-        let start = usize::from(self.next) - 1;
-        for i in 0..guests {
-            let index = (start + i) % guests;
-            let p = index as PeerId + 1;
-            if let Some(found) = take(&self.receivers[index].end, p)? {
-                self.next = ((index + 1) % guests) as PeerId + 1;
-                return Ok(Some(found));
-            }
-            self.seg.finish_goodbye(p)?;
-        }
-        Ok(None)
+    fn cut_off(&self) -> [u64; WORDS] {
+        self.seg.cut_off.words()
     }
 }

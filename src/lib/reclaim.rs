@@ -65,6 +65,10 @@ pub enum SkipReason {
     HostRolesInUse,
     /// It changed while being reclaimed (released, or claimed again).
     Changed,
+    /// The host cut its guest off for breaking the protocol, and its
+    /// process still lives (or its entry could not be cleaned): it is
+    /// freed once that process is gone.
+    Quarantined,
 }
 
 impl fmt::Display for SkipReason {
@@ -86,6 +90,9 @@ impl fmt::Display for SkipReason {
                 f.write_str("another process holds the host's role locks for it")
             }
             SkipReason::Changed => f.write_str("changed while being reclaimed"),
+            SkipReason::Quarantined => {
+                f.write_str("cut off for breaking the protocol; freed once its process is gone")
+            }
         }
     }
 }

@@ -302,42 +302,90 @@ impl Region {
     }
 }
 
-/// A 32-bit word of a writable region, bounds- and alignment-checked once
-/// when it is made: reading or writing it afterwards cannot fail. It keeps
-/// the region's memory alive. What an end owns (its ring's indices and
-/// flags) it holds as words, so that its hot path carries no check that
-/// can fail for its own lines.
-#[derive(Clone)]
-pub(crate) struct Word {
-    region: Region,
-    at: usize,
+/// An atomic a [`Word`] can be: 32 or 64 bits wide.
+pub(crate) trait Atomic {
+    /// Its size, which is also its alignment.
+    const SIZE: u64;
+
+    /// The atomic at byte `at` of `region`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Region::u32_at`], with `SIZE` bytes and `SIZE`-byte
+    /// alignment.
+    unsafe fn at(region: &Region, at: usize) -> &Self;
 }
 
-impl fmt::Debug for Word {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Word").field("at", &self.at).finish()
+impl Atomic for AtomicU32 {
+    const SIZE: u64 = 4;
+
+    #[inline(always)]
+    unsafe fn at(region: &Region, at: usize) -> &Self {
+        // SAFETY: the caller's guarantee is `u32_at`'s.
+        unsafe { region.u32_at(at) }
     }
 }
 
-impl Word {
+impl Atomic for AtomicU64 {
+    const SIZE: u64 = 8;
+
+    #[inline(always)]
+    unsafe fn at(region: &Region, at: usize) -> &Self {
+        // SAFETY: the caller's guarantee is `u64_at`'s.
+        unsafe { region.u64_at(at) }
+    }
+}
+
+/// A word (32 bits unless said otherwise) of a writable region, bounds-
+/// and alignment-checked once when it is made: reading or writing it
+/// afterwards cannot fail. It keeps the region's memory alive. What an
+/// end owns (its ring's indices and flags) it holds as words, so that its
+/// hot path carries no check that can fail for its own lines.
+pub(crate) struct Word<A: Atomic = AtomicU32> {
+    region: Region,
+    at: usize,
+    atomic: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<A: Atomic> Clone for Word<A> {
+    fn clone(&self) -> Self {
+        Word {
+            region: self.region.clone(),
+            at: self.at,
+            atomic: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<A: Atomic> fmt::Debug for Word<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Word")
+            .field("at", &self.at)
+            .field("size", &A::SIZE)
+            .finish()
+    }
+}
+
+impl<A: Atomic> Word<A> {
     /// The word at `offset` of `region`.
     pub(crate) fn new(region: &Region, offset: u64) -> Result<Self, RegionError> {
         region.check_writable()?;
-        let at = region.check(offset, 4, 4)?;
+        let at = region.check(offset, A::SIZE, A::SIZE)?;
         Ok(Word {
             region: region.clone(),
             at,
+            atomic: std::marker::PhantomData,
         })
     }
 
     /// The word, as an atomic.
     #[inline(always)]
-    pub(crate) fn get(&self) -> &AtomicU32 {
-        // SAFETY: `at..at+4` was checked to lie inside the region, aligned
-        // to 4, and the region to be writable, when this was made; the
-        // region's length and mapping never change, and `self.region`
-        // keeps them alive as long as the returned reference.
-        unsafe { self.region.u32_at(self.at) }
+    pub(crate) fn get(&self) -> &A {
+        // SAFETY: `at..at+SIZE` was checked to lie inside the region,
+        // aligned to SIZE, and the region to be writable, when this was
+        // made; the region's length and mapping never change, and
+        // `self.region` keeps them alive as long as the returned reference.
+        unsafe { A::at(&self.region, self.at) }
     }
 }
 

@@ -522,6 +522,15 @@ impl<'a> RingView<'a> {
         Ok(())
     }
 
+    /// Zeroes the whole ring, control block and descriptors, as a new
+    /// segment has it: for an entry freed after a quarantine, whose ring
+    /// the guest may have written anything into (nothing in it is read).
+    pub(crate) fn reset(&self) -> Result<()> {
+        let len = RING_HEADER_SIZE + u64::from(self.capacity) * DESC_SIZE as u64;
+        self.region.zero(self.base, len)?;
+        Ok(())
+    }
+
     /// Clears both waiting flags (a dead process may have left one set).
     pub(crate) fn clear_waiting(&self) -> Result<()> {
         self.region

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::consumer::Consumer;
+use crate::cut_off::CutOff;
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::locks::{ByteLock, LockFile, lock_byte, lock_byte::End};
 use crate::mmap::{MmapRegion, OwnerCheck};
-use crate::party::PeerId;
-use crate::party::PeerState;
+use crate::party::{PeerId, PeerState, QuarantineReason};
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::producer::Producer;
@@ -68,6 +68,8 @@ pub(crate) struct Segment {
     pub(crate) leases: Arc<Leases>,
     /// The header's host-slot share per guest (0: the fair share).
     pub(crate) host_slots_per_guest: u32,
+    /// The guests this process, as the host, has cut off.
+    pub(crate) cut_off: CutOff,
 }
 
 impl Segment {
@@ -84,6 +86,7 @@ impl Segment {
             region,
             layout: info.layout,
             host_slots_per_guest: info.host_slots_per_guest,
+            cut_off: CutOff::default(),
         })
     }
 
@@ -118,10 +121,14 @@ impl Segment {
     }
 
     /// Once a departed guest's messages have all been read, its entry is
-    /// free for the next guest.
+    /// free for the next guest. The state is read first: its acquire load
+    /// shows everything the guest published before it left, so a ring
+    /// found empty after it holds nothing more.
     pub(crate) fn finish_goodbye(&self, p: u8) -> Result<()> {
         let peer = self.peer(p);
-        if peer.state()? == PeerState::Goodbye {
+        if peer.state()? == PeerState::Goodbye
+            && !self.ring(p, Direction::GuestToHost).has_data()?
+        {
             peer.transition(PeerState::Goodbye, PeerState::Empty)?;
         }
         Ok(())
@@ -147,6 +154,69 @@ impl Segment {
             return Ok(false);
         }
         peer.transition_at(epoch, PeerState::Goodbye, PeerState::Empty)
+    }
+
+    /// The host cuts guest `p` off for `reason`, having found `finding`
+    /// (`shm.peer.quarantine`): records it in this process, so that no
+    /// receive looks at the guest's ring again, marks its entry
+    /// Quarantined with the reason, and wakes whoever waits on its rings
+    /// (the guest, to notice). Returns the error that reports it.
+    ///
+    /// shm[impl shm.peer.quarantine]
+    #[cold]
+    pub(crate) fn cut_off(&self, p: PeerId, reason: QuarantineReason, finding: &Error) -> Error {
+        self.cut_off.insert(p);
+        // The record in this process is what keeps the guest out; the mark
+        // in the file only tells the others, so failing to write it (the
+        // guest racing the swap) changes nothing here.
+        let _ = self.peer(p).quarantine(reason);
+        for direction in [Direction::GuestToHost, Direction::HostToGuest] {
+            let _ = self.ring(p, direction).wake_all();
+        }
+        Error::Quarantined {
+            peer_id: p,
+            reason,
+            detail: Some(finding.to_string()),
+        }
+    }
+
+    /// Cuts guest `p` off if `e`, from a look at its own part of the
+    /// segment (`reason` says which), is one the guest's own writes can
+    /// cause (a bad state, index or descriptor); any other error goes back
+    /// as it is.
+    #[cold]
+    pub(crate) fn cut_off_for(&self, p: PeerId, reason: QuarantineReason, e: Error) -> Error {
+        match (&e, reason) {
+            (Error::BadDescriptor { .. }, _) => self.cut_off(p, QuarantineReason::Descriptor, &e),
+            (Error::Corrupt(_), reason) => self.cut_off(p, reason, &e),
+            _ => e,
+        }
+    }
+
+    /// For a guest whose entry is found marked Quarantined (by another
+    /// host process before this one, or by the guest itself): this process
+    /// cuts it off too, and the error says so.
+    #[cold]
+    pub(crate) fn found_quarantined(&self, p: PeerId) -> Error {
+        self.cut_off.insert(p);
+        self.quarantined(p)
+    }
+
+    /// The error for a guest found cut off: by this process (its own
+    /// record), or by the mark in its entry.
+    #[cold]
+    pub(crate) fn quarantined(&self, p: PeerId) -> Error {
+        let reason = self
+            .peer(p)
+            .quarantine_reason()
+            .ok()
+            .flatten()
+            .unwrap_or(QuarantineReason::Entry);
+        Error::Quarantined {
+            peer_id: p,
+            reason,
+            detail: None,
+        }
     }
 
     /// Checks that the segment file is still the one mapped, at full length.
@@ -207,7 +277,7 @@ impl Segment {
     /// The sending end of guest `guest`'s ring in `direction`.
     pub(crate) fn producer(&self, guest: u8, direction: Direction) -> Result<Producer> {
         let end = self.ring_end(guest, direction)?;
-        Ok(Producer::new(end, self.host_slots_per_guest))
+        Producer::new(end, self.host_slots_per_guest)
     }
 
     /// The receiving end of guest `guest`'s ring in `direction`.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::liveness::{self, HolderStatus, HostStatus};
-use crate::party::{Party, PeerId, PeerState};
+use crate::party::{Party, PeerId, PeerState, QuarantineReason};
 use crate::peer::Presence;
 use crate::segment::Segment;
 use crate::sys;
@@ -187,10 +187,13 @@ impl HostWatch {
 /// its claim at `epoch` (reclaimed, or claimed again by another).
 #[inline(always)]
 pub(crate) fn check_still_mine(seg: &Segment, p: PeerId, epoch: u32) -> Result<()> {
-    if seg.peer(p).state_and_epoch()? != (PeerState::Attached, epoch) {
-        return Err(Error::PeerGone { peer_id: p });
+    match seg.peer(p).state_and_epoch()? {
+        (PeerState::Attached, e) if e == epoch => Ok(()),
+        // The host cut this guest off (`shm.peer.quarantine`): it says so,
+        // and stops, rather than going on as if it had been reclaimed.
+        (PeerState::Quarantined, e) if e == epoch => Err(seg.quarantined(p)),
+        _ => Err(Error::PeerGone { peer_id: p }),
     }
-    Ok(())
 }
 
 /// What the host's ends for one guest watch: that guest's entry. Kept
@@ -230,7 +233,13 @@ impl GuestWatch {
     /// The watch of one operation, on the entry as it is now.
     #[inline(always)]
     pub(crate) fn begin<'a>(&'a mut self, seg: &'a Segment) -> Result<EntryWatch<'a>> {
-        let (state, epoch) = seg.peer(self.peer_id).state_and_epoch()?;
+        let p = self.peer_id;
+        let (state, epoch) = match seg.peer(p).state_and_epoch() {
+            _ if seg.cut_off.contains(p) => return Err(seg.quarantined(p)),
+            Ok((PeerState::Quarantined, _)) => return Err(seg.found_quarantined(p)),
+            Ok(found) => found,
+            Err(e) => return Err(seg.cut_off_for(p, QuarantineReason::Entry, e)),
+        };
         Ok(EntryWatch {
             seg,
             peer_id: self.peer_id,
@@ -316,7 +325,12 @@ impl<'a> EntryWatch<'a> {
         let seg = self.seg;
         let p = self.peer_id;
         let peer = seg.peer(p);
-        let (state, epoch) = peer.state_and_epoch()?;
+        let (state, epoch) = match peer.state_and_epoch() {
+            _ if seg.cut_off.contains(p) => return Err(seg.quarantined(p)),
+            Ok((PeerState::Quarantined, _)) => return Err(seg.found_quarantined(p)),
+            Ok(found) => found,
+            Err(e) => return Err(seg.cut_off_for(p, QuarantineReason::Entry, e)),
+        };
         if self.state == PeerState::Reserved
             && state == PeerState::Attached
             && epoch == self.epoch.wrapping_add(1)

@@ -26,11 +26,20 @@
 //! So prose may point at another command's flags freely, as long as it says
 //! whose they are.
 //!
+//! The document is read as GitHub renders it (pulldown-cmark, tables on),
+//! so a code span that a line break cuts in the source is still one span,
+//! and HTML comments (the directives of `docs_sessions`) and link targets
+//! are not text.
+//!
 //! Every mismatch is collected before failing, so one run lists them all.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+
+use pulldown_cmark::{Event, HeadingLevel, Tag, TagEnd};
 
 use crate::common::Env;
+use crate::markdown::{self, LineIndex};
 
 /// The flags every clap command has, which the docs need not repeat.
 const AUTOMATIC_FLAGS: &[&str] = &["--help", "--version"];
@@ -116,9 +125,10 @@ fn help_flags(help: &str) -> BTreeSet<String> {
     flags
 }
 
-/// Every `--flag` in `text`: two dashes not preceded by a word character
-/// or a dash, then a lowercase name (so `|---|` rows and `a--b` are not).
-fn flags_in(text: &str) -> Vec<String> {
+/// Every `--flag` in `text`, with its byte offset there: two dashes not
+/// preceded by a word character or a dash, then a lowercase name (so
+/// `|---|` rows and `a--b` are not).
+fn flags_in(text: &str) -> Vec<(usize, String)> {
     let bytes = text.as_bytes();
     let mut flags = Vec::new();
     let mut i = 0;
@@ -130,94 +140,155 @@ fn flags_in(text: &str) -> Vec<String> {
             .count();
         let name = text[at + 2..at + 2 + name_len].trim_end_matches('-');
         if boundary && name.starts_with(|c: char| c.is_ascii_lowercase()) {
-            flags.push(format!("--{name}"));
+            flags.push((at, format!("--{name}")));
         }
         i = at + 2 + name_len;
     }
     flags
 }
 
-/// `line` cut into prose and code spans, each with whether it is code.
-fn spans(line: &str) -> impl Iterator<Item = (&str, bool)> {
-    line.split('`')
-        .enumerate()
-        .map(|(i, part)| (part, i % 2 == 1))
+/// A run of the document's source read as one unit: a stretch of prose, a
+/// code span (without its backticks) or one line of a fenced block.
+struct Part<'a> {
+    /// Byte offset of `text` in the document.
+    offset: usize,
+    text: &'a str,
+    is_code: bool,
 }
 
-/// A heading's level and title, if `line` is one.
-fn heading(line: &str) -> Option<(usize, &str)> {
-    let level = line.bytes().take_while(|&b| b == b'#').count();
-    let title = line[level..].strip_prefix(' ')?;
-    (1..=6).contains(&level).then_some((level, title))
+/// The words of `part` with their offsets in the document: a code span's
+/// whitespace-separated words, or a stretch of prose as a single word.
+fn words<'a>(part: &Part<'a>) -> Vec<(usize, &'a str)> {
+    if !part.is_code {
+        return vec![(part.offset, part.text)];
+    }
+    let base = part.text.as_ptr() as usize;
+    part.text
+        .split_whitespace()
+        .map(|w| (part.offset + (w.as_ptr() as usize - base), w))
+        .collect()
 }
 
-/// The command a heading title names: `shmhub CMD` in its first code span.
-fn heading_command(title: &str) -> Option<String> {
-    let (code, _) = spans(title).find(|&(_, is_code)| is_code)?;
+/// The command a heading names: `shmhub CMD` in its first code span.
+/// `events` start just after the heading's start.
+fn heading_command(events: &[(Event<'_>, Range<usize>)]) -> Option<String> {
+    let code = events.iter().find_map(|(event, _)| match event {
+        Event::Code(code) => Some(Some(code)),
+        Event::End(TagEnd::Heading(_)) => Some(None),
+        _ => None,
+    })??;
     match code.split_whitespace().collect::<Vec<_>>()[..] {
         ["shmhub", command, ..] => Some(command.to_owned()),
         _ => None,
     }
 }
 
+/// The parts `event` (at `range` of `text`) holds, if it holds any: a
+/// fenced block's text is a code span per line.
+fn parts<'a>(
+    text: &'a str,
+    event: &Event<'_>,
+    range: &Range<usize>,
+    in_fence: bool,
+) -> Vec<Part<'a>> {
+    let raw = &text[range.clone()];
+    match event {
+        Event::Text(_) if in_fence => raw
+            .split_inclusive('\n')
+            .scan(range.start, |offset, line| {
+                let part = Part {
+                    offset: *offset,
+                    text: line,
+                    is_code: true,
+                };
+                *offset += line.len();
+                Some(part)
+            })
+            .collect(),
+        Event::Text(_) => vec![Part {
+            offset: range.start,
+            text: raw,
+            is_code: false,
+        }],
+        Event::Code(_) => {
+            let inner = raw.trim_start_matches('`');
+            let offset = range.start + (raw.len() - inner.len());
+            vec![Part {
+                offset,
+                text: inner.trim_end_matches('`'),
+                is_code: true,
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Records the flags `part` mentions, each tied to the command the part
+/// names before it, else to `section`'s.
+fn record_mentions(
+    doc: &mut Doc,
+    part: &Part<'_>,
+    section: Option<&str>,
+    commands: &BTreeSet<String>,
+    lines: &LineIndex,
+) {
+    let words = words(part);
+    let mut named: Option<&str> = None;
+    for (w, &(offset, word)) in words.iter().enumerate() {
+        if part.is_code && w == 0 && commands.contains(word) {
+            named = Some(word);
+        }
+        if part.is_code && word == "shmhub" {
+            if let Some(&(_, next)) = words.get(w + 1).filter(|(_, n)| !n.starts_with('-')) {
+                named = Some(next);
+            }
+        }
+        for (at, flag) in flags_in(word) {
+            let Some(command) = named.or(section) else {
+                continue;
+            };
+            doc.mentions.push(Mention {
+                line: lines.line(offset + at),
+                command: command.to_owned(),
+                flag,
+                documents: Some(command) == section,
+            });
+        }
+    }
+}
+
 /// Reads docs/cli.md per the module's convention; `commands` are those
 /// help lists, so that a code span's first word can be told to be one.
 fn parse_doc(text: &str, commands: &BTreeSet<String>) -> Doc {
+    let lines = LineIndex::new(text);
+    let events: Vec<(Event<'_>, Range<usize>)> =
+        markdown::parser(text).into_offset_iter().collect();
     let mut doc = Doc::default();
     // Open headings, outermost first: level and the command they name.
-    let mut open: Vec<(usize, Option<String>)> = Vec::new();
+    let mut open: Vec<(HeadingLevel, Option<String>)> = Vec::new();
     let mut in_fence = false;
-    for (i, line) in text.lines().enumerate() {
-        let number = i + 1;
-        if line.trim_start().starts_with("```") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if let Some((level, title)) = heading(line).filter(|_| !in_fence) {
-            while open.last().is_some_and(|&(l, _)| l >= level) {
-                open.pop();
+    for (i, (event, range)) in events.iter().enumerate() {
+        match event {
+            Event::Start(Tag::Heading { level, .. }) => {
+                while open.last().is_some_and(|(l, _)| l >= level) {
+                    open.pop();
+                }
+                let command = heading_command(&events[i + 1..]);
+                if let Some(c) = &command {
+                    doc.sections
+                        .entry(c.clone())
+                        .or_default()
+                        .push(lines.line(range.start));
+                }
+                open.push((*level, command));
             }
-            let command = heading_command(title);
-            if let Some(c) = &command {
-                doc.sections.entry(c.clone()).or_default().push(number);
-            }
-            open.push((level, command));
+            Event::Start(Tag::CodeBlock(_)) => in_fence = true,
+            Event::End(TagEnd::CodeBlock) => in_fence = false,
+            _ => {}
         }
         let section = open.iter().rev().find_map(|(_, c)| c.as_deref());
-        // A fenced line is one span of code; elsewhere backticks delimit.
-        let parts: Vec<(&str, bool)> = if in_fence {
-            vec![(line, true)]
-        } else {
-            spans(line).collect()
-        };
-        for (part, is_code) in parts {
-            let words: Vec<&str> = if is_code {
-                part.split_whitespace().collect()
-            } else {
-                vec![part]
-            };
-            let mut named: Option<&str> = None;
-            for (w, word) in words.iter().enumerate() {
-                if is_code && w == 0 && commands.contains(*word) {
-                    named = Some(word);
-                }
-                if is_code && *word == "shmhub" {
-                    if let Some(next) = words.get(w + 1).filter(|n| !n.starts_with('-')) {
-                        named = Some(next);
-                    }
-                }
-                for flag in flags_in(word) {
-                    let Some(command) = named.or(section) else {
-                        continue;
-                    };
-                    doc.mentions.push(Mention {
-                        line: number,
-                        command: command.to_owned(),
-                        flag,
-                        documents: Some(command) == section,
-                    });
-                }
-            }
+        for part in parts(text, event, range, in_fence) {
+            record_mentions(&mut doc, &part, section, commands, &lines);
         }
     }
     doc
@@ -402,6 +473,30 @@ $ shmhub create demo --hold
             (17, "send", "--id", true),
             (21, "send", "--method", true),
             (26, "create", "--hold", false),
+        ]
+    );
+}
+
+#[test]
+fn doc_parser_reads_a_code_span_cut_by_a_line_break_as_one() {
+    let doc = "\
+## `shmhub rm SEGMENT`
+
+Run `shmhub
+send SEGMENT --count 2` or `--force`
+<!-- not a mention: --id -->
+";
+    let commands = ["rm", "send"].map(String::from).into();
+    let got: Vec<(usize, String, String, bool)> = parse_doc(doc, &commands)
+        .mentions
+        .into_iter()
+        .map(|m| (m.line, m.command, m.flag, m.documents))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (4, "send".into(), "--count".into(), false),
+            (4, "rm".into(), "--force".into(), true),
         ]
     );
 }

@@ -7,6 +7,7 @@
 //! and held processes are killed if a test fails.
 
 mod common;
+mod markdown;
 
 mod attach;
 mod bench;

@@ -89,6 +89,14 @@ typedef enum shmhub_code {
    * this build does not know.
    */
   SHMHUB_ERR_INTERNAL = -10,
+  /**
+   * The host cut this guest off for breaking the protocol in its own part
+   * of the segment, or evicted it: every send to it and receive from it
+   * fails with this code, and so do the guest's own. The segment and the
+   * other guests go on; a host's receive from any guest reports a guest
+   * it cuts off once and serves the others from its next call.
+   */
+  SHMHUB_ERR_CUT_OFF = -11,
 } shmhub_code;
 
 /**
@@ -143,7 +151,7 @@ typedef struct shmhub_config {
 /**
  * Every code, `SHMHUB_OK` first.
  */
-#define shmhub_code_ALL { SHMHUB_OK, SHMHUB_ERR_TIMED_OUT, SHMHUB_ERR_FULL, SHMHUB_ERR_PEER_GONE, SHMHUB_ERR_TOO_LARGE, SHMHUB_ERR_BUFFER_TOO_SMALL, SHMHUB_ERR_INVALID, SHMHUB_ERR_BUSY, SHMHUB_ERR_CORRUPT, SHMHUB_ERR_IO, SHMHUB_ERR_INTERNAL, }
+#define shmhub_code_ALL { SHMHUB_OK, SHMHUB_ERR_TIMED_OUT, SHMHUB_ERR_FULL, SHMHUB_ERR_PEER_GONE, SHMHUB_ERR_TOO_LARGE, SHMHUB_ERR_BUFFER_TOO_SMALL, SHMHUB_ERR_INVALID, SHMHUB_ERR_BUSY, SHMHUB_ERR_CORRUPT, SHMHUB_ERR_IO, SHMHUB_ERR_INTERNAL, SHMHUB_ERR_CUT_OFF, }
 
 #ifdef __cplusplus
 extern "C" {

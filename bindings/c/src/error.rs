@@ -96,6 +96,7 @@ pub(crate) fn code_of(e: &Error) -> shmhub_code {
             ErrorKind::Retry => SHMHUB_ERR_TIMED_OUT,
             ErrorKind::Busy => SHMHUB_ERR_BUSY,
             ErrorKind::Gone => SHMHUB_ERR_PEER_GONE,
+            ErrorKind::CutOff => SHMHUB_ERR_CUT_OFF,
             ErrorKind::Corrupt => SHMHUB_ERR_CORRUPT,
             ErrorKind::Io => SHMHUB_ERR_IO,
             ErrorKind::Invalid => SHMHUB_ERR_INVALID,
@@ -227,6 +228,7 @@ pub extern "C" fn shmhub_strerror(code: c_int) -> *const c_char {
         SHMHUB_ERR_CORRUPT => c"not a usable segment, or a corrupt one",
         SHMHUB_ERR_IO => c"file or system error",
         SHMHUB_ERR_INTERNAL => c"internal error (a bug in shmhub)",
+        SHMHUB_ERR_CUT_OFF => c"cut off: the host quarantined this guest",
     };
     text.as_ptr()
 }

@@ -108,13 +108,19 @@ pub enum shmhub_code {
     /// it struck is unusable from then on), or the library reported an error
     /// this build does not know.
     SHMHUB_ERR_INTERNAL = -10,
+    /// The host cut this guest off for breaking the protocol in its own part
+    /// of the segment, or evicted it: every send to it and receive from it
+    /// fails with this code, and so do the guest's own. The segment and the
+    /// other guests go on; a host's receive from any guest reports a guest
+    /// it cuts off once and serves the others from its next call.
+    SHMHUB_ERR_CUT_OFF = -11,
 }
 
 pub use shmhub_code::*;
 
 impl shmhub_code {
     /// Every code, `SHMHUB_OK` first.
-    pub const ALL: [shmhub_code; 11] = [
+    pub const ALL: [shmhub_code; 12] = [
         SHMHUB_OK,
         SHMHUB_ERR_TIMED_OUT,
         SHMHUB_ERR_FULL,
@@ -126,6 +132,7 @@ impl shmhub_code {
         SHMHUB_ERR_CORRUPT,
         SHMHUB_ERR_IO,
         SHMHUB_ERR_INTERNAL,
+        SHMHUB_ERR_CUT_OFF,
     ];
 
     /// The code whose value is `value`, if one is.

@@ -37,6 +37,7 @@ pub fn to_json(r: &SegmentReport) -> serde_json::Value {
         "peers": r.peers.iter().map(|p| json!({
             "peer_id": p.entry.peer_id,
             "state": p.entry.state,
+            "quarantine": p.entry.quarantine,
             "epoch": p.entry.epoch,
             "pid": p.entry.pid,
             "held": p.entry.held,

@@ -216,7 +216,10 @@ fn peer_row(
     let e = &p.entry;
     let mut row = vec![
         Cell::new(e.peer_id),
-        Cell::new(e.state),
+        Cell::new(match e.quarantine {
+            Some(reason) => format!("{} ({reason})", e.state),
+            None => e.state.to_string(),
+        }),
         Cell::new(e.epoch),
         Cell::new(if e.pid == 0 {
             "-".into()
