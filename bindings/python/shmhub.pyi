@@ -20,7 +20,7 @@ INLINE_CAPACITY: int
 """Payloads up to this many bytes travel inside the message descriptor."""
 
 _Path = Union[str, "os.PathLike[str]"]
-_Kind = Literal["retry", "busy", "gone", "corrupt", "io", "invalid"]
+_Kind = Literal["retry", "busy", "gone", "cut_off", "corrupt", "io", "invalid"]
 
 class Host:
     """The host of a segment: creates the file, sends to each guest and
@@ -89,6 +89,10 @@ class Host:
         attaches with ``Guest.attach(path, peer_id=...)``); returns its id."""
     def release_peer(self, peer_id: int) -> None:
         """Returns a reserved entry to empty."""
+    def evict(self, peer_id: int) -> bool:
+        """Cuts guest ``peer_id`` off: every later call to or from it raises
+        :class:`CutOff`. Returns whether its entry was freed (at once if its
+        process is gone, else by a later :meth:`reclaim_dead`)."""
     def reclaim_dead(self) -> list[int]:
         """Reclaims the entries of guests whose process died; returns their ids."""
     def peers(self) -> list["Peer"]:
@@ -185,6 +189,14 @@ class PeerGone(Gone):
     """The guest left or died, or this guest's own entry was reclaimed."""
 
     peer_id: int
+
+class CutOff(Gone):
+    """The host cut a guest off: it broke the protocol in its own part of
+    the segment, or the host evicted it. The segment and the other guests
+    go on."""
+
+    peer_id: int
+    reason: Literal["entry", "ring", "descriptor", "evicted"]
 
 class Busy(Error):
     """Someone else has what the call needs (a role, an entry, every entry)."""

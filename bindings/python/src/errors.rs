@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyException, PyOSError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyTuple, PyType};
-use shmhub::{Error, ErrorKind};
+use shmhub::{Error, ErrorKind, QuarantineReason};
 
 /// Every class of the hierarchy, made once per interpreter.
 pub(crate) struct Classes {
@@ -22,6 +22,7 @@ pub(crate) struct Classes {
     gone: Py<PyType>,
     host_gone: Py<PyType>,
     peer_gone: Py<PyType>,
+    cut_off: Py<PyType>,
     busy: Py<PyType>,
     corrupt: Py<PyType>,
     file_error: Py<PyType>,
@@ -36,7 +37,8 @@ const ERROR_DOC: &str = "Base class of every error shmhub raises about a segment
 Attributes:
     kind: what a caller can do about it: \"retry\" (the same call may
         succeed later), \"busy\" (someone else holds what it needs),
-        \"gone\" (the other side left or died), \"corrupt\" (the segment
+        \"gone\" (the other side left or died), \"cut_off\" (a guest
+        broke the protocol or was evicted), \"corrupt\" (the segment
         breaks the protocol), \"io\" (the file itself), \"invalid\" (the
         call's own arguments).
     path: the segment file the call was working on, or None.
@@ -61,6 +63,17 @@ const PEER_GONE_DOC: &str = "The guest left or died, or this guest's own entry w
 
 Attributes:
     peer_id: the guest.";
+
+const CUT_OFF_DOC: &str = "The host cut a guest off: it broke the protocol in its own part of
+the segment (its entry, its ring, a descriptor it sent), or the host
+evicted it (Host.evict). The segment and every other guest go on; that
+guest is gone for good. A host's receive from any guest raises this once
+for a guest it cuts off, then serves the others; every later call to or
+from that guest raises it again.
+
+Attributes:
+    peer_id: the guest cut off.
+    reason: \"entry\", \"ring\", \"descriptor\" or \"evicted\".";
 
 const BUSY_DOC: &str = "Someone else has what the call needs: another process holds the
 role or the entry, every entry is taken, or the entry is in another
@@ -109,6 +122,7 @@ impl Classes {
         Ok(Classes {
             host_gone: make_class(py, "HostGone", &[&gone], HOST_GONE_DOC)?.unbind(),
             peer_gone: make_class(py, "PeerGone", &[&gone], PEER_GONE_DOC)?.unbind(),
+            cut_off: make_class(py, "CutOff", &[&gone], CUT_OFF_DOC)?.unbind(),
             busy: make_class(py, "Busy", &[&error], BUSY_DOC)?.unbind(),
             corrupt: make_class(py, "Corrupt", &[&error], CORRUPT_DOC)?.unbind(),
             file_error: make_class(
@@ -128,7 +142,7 @@ impl Classes {
     }
 
     /// Every class, to add to the module.
-    pub(crate) fn all(&self) -> [&Py<PyType>; 11] {
+    pub(crate) fn all(&self) -> [&Py<PyType>; 12] {
         [
             &self.error,
             &self.timed_out,
@@ -136,6 +150,7 @@ impl Classes {
             &self.gone,
             &self.host_gone,
             &self.peer_gone,
+            &self.cut_off,
             &self.busy,
             &self.corrupt,
             &self.file_error,
@@ -157,6 +172,7 @@ impl Classes {
                 ErrorKind::Retry => &self.timed_out,
                 ErrorKind::Busy => &self.busy,
                 ErrorKind::Gone => &self.gone,
+                ErrorKind::CutOff => &self.cut_off,
                 ErrorKind::Corrupt => &self.corrupt,
                 ErrorKind::Io => &self.file_error,
                 ErrorKind::Invalid => &self.invalid,
@@ -227,6 +243,12 @@ fn raise(
     error.setattr("path", e.path().unwrap_or(path).as_os_str())?;
     match e {
         Error::PeerGone { peer_id } => error.setattr("peer_id", peer_id)?,
+        Error::Quarantined {
+            peer_id, reason, ..
+        } => {
+            error.setattr("peer_id", peer_id)?;
+            error.setattr("reason", reason_name(*reason))?;
+        }
         Error::PayloadTooLarge { len, max } => {
             error.setattr("size", len)?;
             error.setattr("max_payload", max)?;
@@ -259,9 +281,21 @@ fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Retry => "retry",
         ErrorKind::Busy => "busy",
         ErrorKind::Gone => "gone",
+        ErrorKind::CutOff => "cut_off",
         ErrorKind::Corrupt => "corrupt",
         ErrorKind::Io => "io",
         ErrorKind::Invalid => "invalid",
+        _ => "other",
+    }
+}
+
+/// The name of why a guest was cut off, as `CutOff.reason` gives it.
+fn reason_name(reason: QuarantineReason) -> &'static str {
+    match reason {
+        QuarantineReason::Entry => "entry",
+        QuarantineReason::Ring => "ring",
+        QuarantineReason::Descriptor => "descriptor",
+        QuarantineReason::Evicted => "evicted",
         _ => "other",
     }
 }

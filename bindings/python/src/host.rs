@@ -362,6 +362,19 @@ impl Host {
         self.with_host(py, |host| host.release_peer(peer))
     }
 
+    /// Cuts guest ``peer_id`` off: from now on every call to or from it
+    /// (its own included) raises :class:`CutOff`, and what it sent and was
+    /// not received is dropped. Its entry is freed at once if its process
+    /// is gone, else by the first :meth:`reclaim_dead` after it is.
+    /// Returns whether the entry was freed.
+    ///
+    /// Raises:
+    ///     shmhub.Busy: nobody holds the entry (empty or reserved).
+    fn evict(&self, py: Python<'_>, peer_id: i64) -> PyResult<bool> {
+        let peer = self.guest(py, peer_id)?;
+        self.with_host(py, |host| host.evict(peer))
+    }
+
     /// Reclaims the entries of guests whose process died: their rings are
     /// emptied, their slots returned, their entries empty again. Returns
     /// the ids reclaimed.

@@ -350,12 +350,51 @@ def test_a_guest_killed_by_sigkill_is_reclaimed(seg_path, child):
             assert host.recv(timeout=1) == (peer, b"fresh")
 
 
+def test_an_evicted_guest_is_cut_off_and_the_others_go_on(seg_path, child):
+    code = """
+        import sys, shmhub
+        with shmhub.Guest.attach(sys.argv[1]) as guest:
+            guest.send(b"before")
+            print(guest.peer_id, flush=True)
+            try:
+                guest.recv(timeout=30)
+            except shmhub.CutOff as e:
+                print(e.peer_id, e.reason, e.kind, str(e), flush=True)
+            try:
+                guest.send(b"after")
+            except shmhub.CutOff as e:
+                print("send:", e.reason, flush=True)
+    """
+    with shmhub.Host.create(seg_path, max_guests=2) as host, \
+            shmhub.Guest.attach(seg_path) as good:
+        evicted = child(code, seg_path)
+        peer = int(evicted.line())
+        assert host.recv_from(peer, timeout=5) == b"before"
+        assert host.evict(peer) is False  # its process lives: the entry waits
+        assert evicted.line() == f"{peer} evicted cut_off {seg_path}: peer {peer} is cut off: evicted by the host"
+        assert evicted.line() == "send: evicted"
+        assert evicted.wait() == 0, evicted.err
+        for call in [lambda: host.send(peer, b"x"), lambda: host.recv_from(peer, timeout=0)]:
+            with pytest.raises(shmhub.CutOff) as caught:
+                call()
+            assert (caught.value.peer_id, caught.value.reason) == (peer, "evicted")
+            assert isinstance(caught.value, shmhub.Gone) and caught.value.kind == "cut_off"
+        good.send(b"still here")
+        assert host.recv(timeout=5) == (good.peer_id, b"still here")
+        host.send(good.peer_id, b"so is the host")
+        assert good.recv(timeout=5) == b"so is the host"
+        assert host.reclaim_dead() == [peer]  # its process is gone now
+        with pytest.raises(shmhub.Busy, match="empty"):
+            host.evict(peer)
+
+
 def test_every_error_is_a_shmhub_error_with_a_kind():
     hierarchy = {
         shmhub.TimedOut: (shmhub.Error, TimeoutError),
         shmhub.Full: (shmhub.TimedOut,),
         shmhub.HostGone: (shmhub.Gone,),
         shmhub.PeerGone: (shmhub.Gone,),
+        shmhub.CutOff: (shmhub.Gone,),
         shmhub.Gone: (shmhub.Error,),
         shmhub.Busy: (shmhub.Error,),
         shmhub.Corrupt: (shmhub.Error,),
