@@ -160,7 +160,7 @@ class Peer:
     """One guest entry as it was when :meth:`Host.peers` looked."""
 
     peer_id: int
-    state: Literal["reserved", "attached", "goodbye"]
+    state: Literal["reserved", "attached", "goodbye", "quarantined"]
     holder: Literal["alive", "dead", "stale", "scripted", "no process"]
     pid: Optional[int]
     epoch: int

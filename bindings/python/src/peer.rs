@@ -8,8 +8,9 @@ use shmhub::{HolderStatus, PeerEntry};
 ///
 /// Attributes:
 ///     peer_id: the guest's id.
-///     state: ``"reserved"``, ``"attached"`` or ``"goodbye"`` (left, with
-///         messages the host has not read yet).
+///     state: ``"reserved"``, ``"attached"``, ``"goodbye"`` (left, with
+///         messages the host has not read yet) or ``"quarantined"`` (cut
+///         off, see :class:`CutOff`).
 ///     holder: ``"alive"``, ``"dead"`` (reclaimable), ``"stale"``,
 ///         ``"scripted"`` (claimed by a command, held by no process) or
 ///         ``"no process"``.

@@ -374,6 +374,8 @@ def test_an_evicted_guest_is_cut_off_and_the_others_go_on(seg_path, child):
         assert evicted.line() == f"{peer} evicted cut_off {seg_path}: peer {peer} is cut off: evicted by the host"
         assert evicted.line() == "send: evicted"
         assert evicted.wait() == 0, evicted.err
+        states = {p.peer_id: p.state for p in host.peers()}
+        assert states == {good.peer_id: "attached", peer: "quarantined"}
         for call in [lambda: host.send(peer, b"x"), lambda: host.recv_from(peer, timeout=0)]:
             with pytest.raises(shmhub.CutOff) as caught:
                 call()
