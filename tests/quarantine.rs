@@ -341,7 +341,8 @@ const MODE: &str = "SHMHUB_TEST_ATTACK";
 const RUN_MS: &str = "SHMHUB_TEST_RUN_MS";
 /// How long any one wait may last: only a lost message reaches it.
 const WAIT: Duration = Duration::from_secs(30);
-/// The file the parent writes to stop the hostile guest.
+/// The files the parent writes to start and to stop the hostile guest.
+const GO: &str = "go";
 const STOP: &str = "stop";
 /// Offset of the flags of a peer entry (bit 0: held) and of its pid.
 const PID: u64 = 8;
@@ -460,6 +461,14 @@ fn hostile_guest(env: &ChildEnv) -> anyhow::Result<()> {
         "hostile",
         &guest.as_ref().unwrap().peer_id().to_string(),
     )?;
+    // The attack starts once the honest guests are there: a guest alone
+    // may take the whole host pool as its share (docs/reliability.md).
+    let go = env.dir.join(GO);
+    let until = Instant::now() + WAIT;
+    while !go.exists() {
+        ensure!(Instant::now() < until, "never told to go");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let ord = std::sync::atomic::Ordering::SeqCst;
     let exited = {
         let mut child = std::process::Command::new("true").spawn()?;
@@ -615,6 +624,8 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
     let dir = support::fixtures::tmp();
     let path = dir.path().join("hostile.shm");
     let mut host = ShmHost::create(&path, config()).unwrap();
+    // Guests come, go and are cut off: the host serves whoever is there.
+    host.any_receiver().wait_for_guests(true);
     let mut hostile = Child::spawn(
         "hostile",
         &path,
@@ -626,6 +637,25 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
     let mut honest: Vec<Child> = (0..2)
         .map(|_| Child::spawn("honest", &path, dir.path(), &[(RUN_MS, ms.clone())]))
         .collect();
+    let until = Instant::now() + WAIT;
+    while host
+        .peers()
+        .unwrap()
+        .iter()
+        .filter(|p| p.state == PeerState::Attached)
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < until,
+            "{attack:?}: the honest guests never attached"
+        );
+        for child in &mut honest {
+            child.check_not_failed().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    support::signal(dir.path(), GO, "").unwrap();
     let mut cut = Vec::new();
     let deadline = Instant::now() + run + Duration::from_secs(120);
     let mut last_reclaim = Instant::now();
@@ -636,9 +666,12 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
                 // Whatever it "sent", it gets nothing back that matters.
                 let _ = host.try_send(from, f);
             }
-            Ok(Some((from, f))) => host
-                .send_timeout(from, f, WAIT)
-                .unwrap_or_else(|e| panic!("{attack:?}: an echo to honest guest {from}: {e}")),
+            Ok(Some((from, f))) => host.send_timeout(from, f, WAIT).unwrap_or_else(|e| {
+                let slots = shmhub::admin::inspect_slots(&path)
+                    .map(|r| format!("{:?}", r.slots))
+                    .unwrap_or_else(|e| e.to_string());
+                panic!("{attack:?}: an echo to honest guest {from}: {e}; slots: {slots}")
+            }),
             Ok(None) => {}
             Err(e @ Error::Quarantined { .. }) => cut.push(e),
             Err(e) => panic!("{attack:?}: the host's receive failed: {e}"),
@@ -709,7 +742,14 @@ fn every_attack(run: Duration) {
         .unwrap_or_else(|| support::fixtures::unix_ns() ^ u64::from(std::process::id()));
     eprintln!("seed {seed} (set {SEED} to replay)");
     let mut base = 0.0;
+    let only = std::env::var("SHMHUB_TEST_ONLY").ok();
     for attack in Attack::ALL {
+        if only
+            .as_ref()
+            .is_some_and(|o| *o != attack.name() && attack != Attack::None)
+        {
+            continue;
+        }
         let out = scenario(attack, seed, run);
         let slowest = out.rates.iter().copied().fold(f64::INFINITY, f64::min);
         if attack == Attack::None {

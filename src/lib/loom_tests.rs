@@ -813,6 +813,10 @@ impl Inbox for ModelInbox {
     fn cut_off(&self) -> [u64; crate::ready::WORDS] {
         [0; crate::ready::WORDS]
     }
+
+    fn has_guests(&self) -> crate::error::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// Guests `1..=sends.len()` each send their messages (guest `p` those of

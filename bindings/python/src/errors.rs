@@ -166,7 +166,7 @@ impl Classes {
                 &self.full
             }
             Error::HostGone | Error::HostDied { .. } => &self.host_gone,
-            Error::PeerGone { .. } => &self.peer_gone,
+            Error::PeerGone { .. } | Error::PeerDied { .. } => &self.peer_gone,
             Error::PayloadTooLarge { .. } => &self.too_large,
             e => match e.kind() {
                 ErrorKind::Retry => &self.timed_out,
@@ -243,6 +243,10 @@ fn raise(
     error.setattr("path", e.path().unwrap_or(path).as_os_str())?;
     match e {
         Error::PeerGone { peer_id } => error.setattr("peer_id", peer_id)?,
+        Error::PeerDied { peer_id, pid } => {
+            error.setattr("peer_id", peer_id)?;
+            error.setattr("pid", pid)?;
+        }
         Error::Quarantined {
             peer_id, reason, ..
         } => {
