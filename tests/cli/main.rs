@@ -33,3 +33,4 @@ mod recv;
 mod rm;
 mod send;
 mod session;
+mod smoke;
