@@ -243,6 +243,47 @@ fn a_bad_descriptor_cuts_its_sender_off() {
     );
 }
 
+// A guest that moves its host-to-guest ring's head (its own index) far
+// past the tail is cut off by the host's next send to it, which reads
+// that head; the other guest's sends go on.
+// shm[verify shm.peer.quarantine]
+#[test]
+fn a_flipped_head_cuts_its_guest_off_at_the_hosts_next_send() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("head.shm");
+    let mut host = ShmHost::create(&path, config()).unwrap();
+    let flipper = ShmGuest::attach_path(&path).unwrap();
+    let mut other = ShmGuest::attach_path(&path).unwrap();
+    // Fill the ring so that the host must read the head again.
+    let mut sent = 0;
+    while host.try_send(flipper.peer_id(), frame(sent, b"x")).is_ok() {
+        sent += 1;
+    }
+    let ring = host.layout().host_to_guest_ring(flipper.peer_id());
+    host.region()
+        .store_u32(ring + 64, 0x8000_0000, std::sync::atomic::Ordering::SeqCst)
+        .unwrap();
+    let cut = host.try_send(flipper.peer_id(), frame(99, b"y"));
+    assert!(
+        matches!(
+            cut,
+            Err(Error::Quarantined {
+                reason: QuarantineReason::Ring,
+                detail: Some(_),
+                ..
+            })
+        ),
+        "{cut:?}"
+    );
+    let again = host.try_send(flipper.peer_id(), frame(100, b"z"));
+    assert!(
+        matches!(again, Err(Error::Quarantined { detail: None, .. })),
+        "{again:?}"
+    );
+    host.send(other.peer_id(), frame(1, b"fine")).unwrap();
+    assert_eq!(other.try_recv().unwrap().unwrap().payload(), b"fine");
+}
+
 // A forged drain: a guest fills its own host-to-guest ring with a copy of
 // a descriptor in flight to another guest, then makes its entry look held
 // by a dead process. The reclaim that follows frees only what the host's
@@ -376,10 +417,25 @@ enum Attack {
     /// host-to-guest ring, makes its entry look held by a dead process,
     /// waits for the host's reclaim, attaches again: over and over.
     FakeDeath,
+    /// Random bytes in the header and the whole peer table: memory that is
+    /// not its own, which breaks the segment for everyone, as it may.
+    Scribble,
 }
 
 impl Attack {
-    const ALL: [Attack; 6] = [
+    const ALL: [Attack; 7] = [
+        Attack::None,
+        Attack::Random,
+        Attack::Forge,
+        Attack::Flip,
+        Attack::Hoard,
+        Attack::FakeDeath,
+        Attack::Scribble,
+    ];
+
+    /// The attacks on a guest's own memory, which the honest guests must
+    /// not feel.
+    const OWN_MEMORY: [Attack; 6] = [
         Attack::None,
         Attack::Random,
         Attack::Forge,
@@ -553,6 +609,13 @@ fn hostile_guest(env: &ChildEnv) -> anyhow::Result<()> {
                 let _ = me.try_send(frame(rounds, &[7; 150]));
                 let handed = region.load_u32(to_guest + HANDED, ord)?;
                 region.store_u32(to_guest + RETURNED, handed, ord)?;
+            }
+            Attack::Scribble => {
+                let table_end = layout.peer_table_offset + u64::from(layout.config.max_guests) * 64;
+                for _ in 0..1000 {
+                    let at = rng.below(table_end / 4) * 4;
+                    region.store_u32(at, rng.next_u64() as u32, ord)?;
+                }
             }
             Attack::FakeDeath => {
                 let capacity = layout.config.ring_capacity;
@@ -743,7 +806,7 @@ fn every_attack(run: Duration) {
     eprintln!("seed {seed} (set {SEED} to replay)");
     let mut base = 0.0;
     let only = std::env::var("SHMHUB_TEST_ONLY").ok();
-    for attack in Attack::ALL {
+    for attack in Attack::OWN_MEMORY {
         if only
             .as_ref()
             .is_some_and(|o| *o != attack.name() && attack != Attack::None)
@@ -783,6 +846,56 @@ fn every_attack(run: Duration) {
 #[test]
 fn live_hostile_guests_cut_off_and_the_honest_ones_lose_nothing() {
     every_attack(Duration::from_millis(1500));
+}
+
+// A process that writes random bytes over the header and the whole peer
+// table breaks the segment, as any writer of the file can: the host's
+// calls fail with typed errors (or cut guests off), but the host never
+// dies by a signal, never panics and never hangs, and a reclaim never
+// fails for it. The honest guests may fail; nothing is asserted of them.
+// shm[verify shm.peer.quarantine]
+#[test]
+fn a_scribbler_on_the_header_and_the_table_breaks_nothing_but_the_segment() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("scribble.shm");
+    let mut host = ShmHost::create(&path, config()).unwrap();
+    host.any_receiver().wait_for_guests(true);
+    let seed = support::fixtures::unix_ns();
+    let mut scribbler = Child::spawn(
+        "hostile",
+        &path,
+        dir.path(),
+        &[(SEED, seed.to_string()), (MODE, Attack::Scribble.name())],
+    );
+    scribbler.await_signal("hostile", WAIT);
+    let mut honest: Vec<Child> = (0..2)
+        .map(|_| Child::spawn("honest", &path, dir.path(), &[(RUN_MS, "1000".into())]))
+        .collect();
+    support::signal(dir.path(), GO, "").unwrap();
+    let started = Instant::now();
+    let (mut received, mut errors) = (0u64, 0u64);
+    while started.elapsed() < Duration::from_millis(1500) {
+        match host.recv_timeout(Duration::from_millis(2)) {
+            Ok(Some((from, f))) => {
+                received += 1;
+                let _ = host.try_send(from, f);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                errors += 1;
+                assert!(!e.to_string().is_empty());
+            }
+        }
+        if host.reclaim_dead().is_err() {
+            errors += 1;
+        }
+    }
+    support::signal(dir.path(), STOP, "").unwrap();
+    scribbler.wait(WAIT);
+    for child in &mut honest {
+        child.kill();
+    }
+    eprintln!("scribbled on: {received} messages received, {errors} errors, no signal");
 }
 
 // The same for minutes (`cargo test --release --test quarantine -- --ignored`).
