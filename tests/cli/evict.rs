@@ -68,3 +68,23 @@ fn what_cannot_be_evicted_is_refused_and_nothing_changes() {
     env.run(&["evict", "missing", "--peer-id", "1"])
         .error_line(&["missing"]);
 }
+
+// `ls` counts a quarantined entry as such, whatever its holder.
+#[test]
+fn ls_counts_quarantined_entries() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let mut held = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(held.line(), "1");
+    held.freeze();
+    env.ok(&["evict", "seg", "--peer-id", "1"]);
+    let listed = env.ok(&["ls", "--json"]).json();
+    assert_eq!(
+        listed["segments"][0]["guests"]["quarantined"], 1,
+        "{listed}"
+    );
+    let table = env.ok(&["ls"]).stdout;
+    assert!(table.contains("1 quarantined"), "{table}");
+    held.thaw();
+    held.wait();
+}
