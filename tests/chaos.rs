@@ -1173,6 +1173,8 @@ impl GuestChaos {
         let path = dir.join("chaos.shm");
         let mut host = ShmHost::create(&path, config(0)).expect("create the segment");
         host.set_wait_strategy(WaitStrategy::Block);
+        // Guests die and come back: the host serves whoever is there.
+        host.any_receiver().wait_for_guests(true);
         let peek = Peek::open(&path);
         let mut rng = Rng::new(seed);
         let events = schedule(&mut rng, rounds);

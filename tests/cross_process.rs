@@ -560,12 +560,13 @@ fn killed_guest_is_detected_and_reclaimed() {
     assert!(entry.to_host.is_empty(), "{entry:?}");
     assert!(entry.to_guest.is_empty(), "{entry:?}");
     assert_eq!(entry.entry.epoch, old_epoch, "the epoch moves on at attach");
-    // Nothing is left for the host to read, and nobody to send to.
+    // Nothing is left for the host to read, and nobody to send to: the
+    // guest it held has gone, as a receive would say.
     assert!(host.try_recv().unwrap().is_none());
     let err = host
         .try_send(peer, frame(msg_type::DATA, 9, 0, b"x".to_vec()))
         .unwrap_err();
-    assert!(matches!(err, Error::PeerState { .. }), "{err}");
+    assert!(matches!(err, Error::PeerGone { .. }), "{err}");
     // A second sweep finds nothing more.
     assert!(host.reclaim_dead().unwrap().is_empty());
 
@@ -831,7 +832,7 @@ fn a_send_waiting_for_room_ends_when_the_receiver_process_dies() {
     });
     assert!(!status.success());
     assert!(
-        matches!(outcome, Err(Error::PeerGone { peer_id }) if peer_id == peer),
+        matches!(outcome, Err(Error::PeerDied { peer_id, .. }) if peer_id == peer),
         "send after the guest was killed: {outcome:?}"
     );
     assert!(waited < WAIT, "send returned after {waited:?}");
@@ -863,7 +864,7 @@ fn a_host_waiting_in_short_slices_notices_a_dead_guest() {
             }
         };
         assert!(
-            matches!(error, Some(Error::PeerGone { peer_id }) if peer_id == peer)
+            matches!(error, Some(Error::PeerDied { peer_id, .. }) if peer_id == peer)
                 && started.elapsed() < Duration::from_secs(1),
             "{what} in slices after the guest died: {error:?} after {:?}",
             started.elapsed()
@@ -1248,14 +1249,58 @@ fn a_send_to_a_killed_guest_fails_at_once() {
     let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
     let mut child = Child::spawn("idle", &path, dir.path(), &[]);
     let peer: u8 = child.await_signal("idle", WAIT).parse().unwrap();
+    let child_pid = child.pid();
     assert!(!child.kill().success());
+    // Killed, not left: the error says which, with the pid.
     let sent = host.try_send(peer, frame(msg_type::DATA, 1, 0, b"hello".to_vec()));
     assert!(
-        matches!(sent, Err(Error::PeerGone { peer_id }) if peer_id == peer),
+        matches!(sent, Err(Error::PeerDied { peer_id, pid }) if peer_id == peer && pid == child_pid),
         "{sent:?}"
+    );
+    assert_eq!(
+        sent.unwrap_err().to_string(),
+        format!("peer {peer} died (pid {child_pid}) without detaching")
     );
     // Every later send says the same, however it waits.
     let again = host.send_timeout(peer, frame(msg_type::DATA, 2, 0, vec![1; 100]), WAIT);
-    assert!(matches!(again, Err(Error::PeerGone { .. })), "{again:?}");
+    assert!(matches!(again, Err(Error::PeerDied { .. })), "{again:?}");
     assert_eq!(host.reclaim_dead().unwrap(), vec![peer]);
+}
+
+// A receive from any guest ends once every guest has gone, killed or
+// detached, as an mpsc receive ends once every sender is gone; before the
+// first guest it waits, and a host that serves whoever comes says so.
+// shm[verify shm.host.no-guests]
+#[test]
+fn a_receive_from_any_guest_ends_once_every_guest_has_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nobody.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let short = Duration::from_millis(300);
+    // Before any guest: it waits for the first.
+    assert!(host.recv_timeout(short).unwrap().is_none());
+    let mut killed = Child::spawn("idle", &path, dir.path(), &[]);
+    killed.await_signal("idle", WAIT);
+    let left = ShmGuest::attach_path(&path).unwrap();
+    assert!(host.recv_timeout(short).unwrap().is_none());
+    // One killed, one still there: it waits.
+    assert!(!killed.kill().success());
+    assert!(host.recv_timeout(short).unwrap().is_none());
+    // The last one leaves: a receive with no end in time ends.
+    left.detach().unwrap();
+    let started = Instant::now();
+    let ended = host.recv();
+    assert!(matches!(ended, Err(Error::NoGuests)), "{ended:?}");
+    assert!(started.elapsed() < WAIT, "{:?}", started.elapsed());
+    assert_eq!(
+        Error::NoGuests.to_string(),
+        "every guest has gone: none is attached, reserved or leaving"
+    );
+    // A host that serves whoever comes waits for the next instead.
+    host.any_receiver().wait_for_guests(true);
+    assert!(host.recv_timeout(short).unwrap().is_none());
+    let mut next = ShmGuest::attach_path(&path).unwrap();
+    next.send(frame(msg_type::DATA, 1, 0, b"back".to_vec()))
+        .unwrap();
+    assert_eq!(host.recv().unwrap().1.payload(), b"back");
 }

@@ -191,16 +191,34 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     assert_eq!(report.pools[0].usage.used, 1);
     assert_eq!(report.peers[0].to_guest.len(), Some(0));
 
-    // In place: the slot stays allocated while the Received lives.
+    // The host broke the protocol: this guest stops (`shm.peer.quarantine`),
+    // both ways, rather than read on through what else the host writes.
     host.try_send(p, data(5, &[5u8; 300])).unwrap();
+    let stopped = guest.recv_in_place(Some(Duration::from_secs(5)));
+    assert!(
+        matches!(stopped, Err(Error::HostBroke { .. })),
+        "{stopped:?}"
+    );
+    let stopped = guest.send(data(6, b"no"));
+    assert!(
+        matches!(stopped, Err(Error::HostBroke { .. })),
+        "{stopped:?}"
+    );
+
+    // In place, on a guest the host keeps to the rules: the slot stays
+    // allocated while the Received lives.
+    let mut guest = ShmGuest::attach(region.clone()).unwrap();
+    let before = host_slots_used(&region);
+    host.try_send(guest.peer_id(), data(5, &[5u8; 300]))
+        .unwrap();
     let received = guest
         .recv_in_place(Some(Duration::from_secs(5)))
         .unwrap()
         .unwrap();
     assert_eq!(received.payload(), &[5u8; 300][..]);
-    assert_eq!(host_slots_used(&region), 2);
+    assert_eq!(host_slots_used(&region), before + 1);
     drop(received);
-    assert_eq!(host_slots_used(&region), 1);
+    assert_eq!(host_slots_used(&region), before);
 }
 
 // shm[verify shm.recv.borrowed]
@@ -232,20 +250,24 @@ fn a_borrowed_receive_lends_each_message_once_and_frees_its_slot_as_it_returns()
     assert_eq!(got, Some((1, vec![1; 300], 2)));
     assert_eq!(host_slots_used(&region), 1);
 
-    // A forged descriptor is refused and never handed to the function; the
-    // next message comes through.
-    host.try_send(p, data(3, b"next")).unwrap();
-    forge_generation(&region, &layout, p, 1);
-    let err = guest
-        .receiver()
-        .recv_with(Duration::ZERO, |_| calls += 1)
-        .unwrap_err();
-    assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
-    assert_eq!(calls, 0);
-    let next = guest
-        .receiver()
-        .recv_with(Duration::ZERO, |r| r.payload().to_vec());
-    assert_eq!(next.unwrap(), Some(b"next".to_vec()));
+    // A forged descriptor is refused and never handed to the function;
+    // then the guest stops (`shm.peer.quarantine`): the next message is
+    // not read either.
+    {
+        let mut forged = ShmGuest::attach(region.clone()).unwrap();
+        let f = forged.peer_id();
+        host.try_send(f, data(3, &[3; 300])).unwrap();
+        host.try_send(f, data(3, b"next")).unwrap();
+        forge_generation(&region, &layout, f, 0);
+        let err = forged
+            .receiver()
+            .recv_with(Duration::ZERO, |_| calls += 1)
+            .unwrap_err();
+        assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
+        let next = forged.receiver().recv_with(Duration::ZERO, |_| calls += 1);
+        assert!(matches!(next, Err(Error::HostBroke { .. })), "{next:?}");
+        assert_eq!(calls, 0);
+    }
 
     // The host's form waits for a message sent while it waits, and, once
     // the guest has left and everything was read, says so.

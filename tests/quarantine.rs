@@ -243,6 +243,47 @@ fn a_bad_descriptor_cuts_its_sender_off() {
     );
 }
 
+// A guest that moves its host-to-guest ring's head (its own index) far
+// past the tail is cut off by the host's next send to it, which reads
+// that head; the other guest's sends go on.
+// shm[verify shm.peer.quarantine]
+#[test]
+fn a_flipped_head_cuts_its_guest_off_at_the_hosts_next_send() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("head.shm");
+    let mut host = ShmHost::create(&path, config()).unwrap();
+    let flipper = ShmGuest::attach_path(&path).unwrap();
+    let mut other = ShmGuest::attach_path(&path).unwrap();
+    // Fill the ring so that the host must read the head again.
+    let mut sent = 0;
+    while host.try_send(flipper.peer_id(), frame(sent, b"x")).is_ok() {
+        sent += 1;
+    }
+    let ring = host.layout().host_to_guest_ring(flipper.peer_id());
+    host.region()
+        .store_u32(ring + 64, 0x8000_0000, std::sync::atomic::Ordering::SeqCst)
+        .unwrap();
+    let cut = host.try_send(flipper.peer_id(), frame(99, b"y"));
+    assert!(
+        matches!(
+            cut,
+            Err(Error::Quarantined {
+                reason: QuarantineReason::Ring,
+                detail: Some(_),
+                ..
+            })
+        ),
+        "{cut:?}"
+    );
+    let again = host.try_send(flipper.peer_id(), frame(100, b"z"));
+    assert!(
+        matches!(again, Err(Error::Quarantined { detail: None, .. })),
+        "{again:?}"
+    );
+    host.send(other.peer_id(), frame(1, b"fine")).unwrap();
+    assert_eq!(other.try_recv().unwrap().unwrap().payload(), b"fine");
+}
+
 // A forged drain: a guest fills its own host-to-guest ring with a copy of
 // a descriptor in flight to another guest, then makes its entry look held
 // by a dead process. The reclaim that follows frees only what the host's
@@ -291,22 +332,126 @@ fn a_forged_drain_frees_no_other_guests_slot() {
     assert_eq!(host.header().map(|_| ()).ok(), Some(()));
 }
 
+// A guest that keeps its host-to-guest ring's `returned` counter equal to
+// `handed` (as if it had freed every slot it holds) still holds no more
+// than its share: the host judges the share by its own record of what it
+// handed out, not by the counters the guest can write.
+// shm[verify shm.pool.share]
+#[test]
+fn a_guest_forging_its_returned_counter_holds_no_more_than_its_share() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("share.shm");
+    let options = shmhub::CreateOptions {
+        host_slots_per_guest: 2,
+        ..Default::default()
+    };
+    let mut host = ShmHost::create_with(&path, config(), options).unwrap();
+    let hoarder = ShmGuest::attach_path(&path).unwrap();
+    let mut other = ShmGuest::attach_path(&path).unwrap();
+    let ring = host.layout().host_to_guest_ring(hoarder.peer_id());
+    let region = host.region();
+    let ord = std::sync::atomic::Ordering::SeqCst;
+    // The counters' offsets in the ring's control block (spec: the
+    // host→guest ring's `host_slots_handed` and `host_slots_returned`).
+    let (handed_at, returned_at) = (ring + 8, ring + 72);
+    let mut sent = 0;
+    for id in 0..8 {
+        match host.try_send(hoarder.peer_id(), frame(id, &[1; 100])) {
+            Ok(()) => sent += 1,
+            Err(Error::ShareExhausted { share: 2, .. }) => break,
+            Err(e) => panic!("{e}"),
+        }
+        let handed = region.load_u32(handed_at, ord).unwrap();
+        region.store_u32(returned_at, handed, ord).unwrap();
+    }
+    assert_eq!(sent, 2, "the hoarder got more than its share of 2");
+    // The others still get slots.
+    host.send(other.peer_id(), frame(9, &[2; 100])).unwrap();
+    assert_eq!(other.try_recv().unwrap().unwrap().payload(), &[2; 100][..]);
+}
+
 // ---------------------------------------------------------------------------
-// A live hostile guest process among honest ones
+// Live hostile guest processes among honest ones
 // ---------------------------------------------------------------------------
 
-/// The seed of the hostile writer's bytes.
+/// The seed of the hostile guest's choices.
 const SEED: &str = "SHMHUB_TEST_SEED";
-/// Round trips each honest guest makes.
-const ROUND_TRIPS: u64 = 2000;
-/// How long the hostile guest writes.
-const ATTACK: Duration = Duration::from_secs(3);
+/// What the hostile guest does ([`Attack`]'s name).
+const MODE: &str = "SHMHUB_TEST_ATTACK";
+/// How long each honest guest makes round trips, in milliseconds.
+const RUN_MS: &str = "SHMHUB_TEST_RUN_MS";
 /// How long any one wait may last: only a lost message reaches it.
 const WAIT: Duration = Duration::from_secs(30);
+/// The files the parent writes to start and to stop the hostile guest.
+const GO: &str = "go";
+const STOP: &str = "stop";
+/// Offset of the flags of a peer entry (bit 0: held) and of its pid.
+const PID: u64 = 8;
+const FLAGS: u64 = 12;
+/// The ring control block's `host_slots_handed` and `host_slots_returned`.
+const HANDED: u64 = 8;
+const RETURNED: u64 = 72;
+/// A ring's head (the consumer's index).
+const RING_HEAD: u64 = 64;
+/// A descriptor's phase bit, in its first word.
+const PHASE_BIT: u32 = 1 << 31;
+
+/// What a hostile guest does, writing only its own memory (its entry, its
+/// two rings, its pool), over and over until told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attack {
+    /// Nothing that breaks a rule, as busily as the others: the honest
+    /// guests' rate without an attacker, on a machine as loaded.
+    None,
+    /// Random bytes anywhere in its entry, rings and pool.
+    Random,
+    /// Descriptors of its own making, naming slots at random, and copies
+    /// of the honest guests' descriptors, published on its ring.
+    Forge,
+    /// Extreme values in its rings' indices.
+    Flip,
+    /// Takes the host's slots and never frees them, keeping its
+    /// `returned` counter equal to `handed`.
+    Hoard,
+    /// Copies descriptors in flight to the honest guests into its own
+    /// host-to-guest ring, makes its entry look held by a dead process,
+    /// waits for the host's reclaim, attaches again: over and over.
+    FakeDeath,
+    /// Random bytes in the header and the whole peer table: memory that is
+    /// not its own, which breaks the segment for everyone, as it may.
+    Scribble,
+}
+
+impl Attack {
+    const ALL: [Attack; 7] = [
+        Attack::None,
+        Attack::Random,
+        Attack::Forge,
+        Attack::Flip,
+        Attack::Hoard,
+        Attack::FakeDeath,
+        Attack::Scribble,
+    ];
+
+    /// The attacks on a guest's own memory, which the honest guests must
+    /// not feel.
+    const OWN_MEMORY: [Attack; 6] = [
+        Attack::None,
+        Attack::Random,
+        Attack::Forge,
+        Attack::Flip,
+        Attack::Hoard,
+        Attack::FakeDeath,
+    ];
+
+    fn name(self) -> String {
+        format!("{self:?}")
+    }
+}
 
 #[test]
 fn child_entry() {
-    support::child_main(Duration::from_secs(120), |role, env| match role {
+    support::child_main(Duration::from_secs(300), |role, env| match role {
         "honest" => honest_guest(env),
         "hostile" => hostile_guest(env),
         other => bail!("unknown role {other}"),
@@ -321,14 +466,16 @@ fn request(p: u8, seq: u64) -> Vec<u8> {
     bytes
 }
 
-/// Sends [`ROUND_TRIPS`] requests, each answered by its echo before the
-/// next, checking that every echo is its own request; reports its rate.
+/// Makes round trips for [`RUN_MS`], each request answered by its echo
+/// before the next, checking that every echo is its own request; reports
+/// how many it made.
 fn honest_guest(env: &ChildEnv) -> anyhow::Result<()> {
     let mut guest = ShmGuest::attach_path(&env.path).context("attach")?;
     let p = guest.peer_id();
-    support::signal(&env.dir, &format!("honest-{p}"), "ready")?;
+    let run = Duration::from_millis(env.parse(RUN_MS)?);
     let started = Instant::now();
-    for seq in 0..ROUND_TRIPS {
+    let mut seq = 0;
+    while started.elapsed() < run {
         let sent = request(p, seq);
         guest.send_timeout(frame(seq, &sent), WAIT)?;
         let echo = guest
@@ -343,91 +490,265 @@ fn honest_guest(env: &ChildEnv) -> anyhow::Result<()> {
             echo.payload() == &sent[..],
             "request {seq} came back changed"
         );
+        seq += 1;
     }
-    let rate = ROUND_TRIPS as f64 / started.elapsed().as_secs_f64();
+    let rate = seq as f64 / started.elapsed().as_secs_f64();
     support::signal(&env.dir, &format!("rate-{p}"), &format!("{rate:.0}"))?;
     guest.detach()?;
     Ok(())
 }
 
-/// Writes random bytes into its own entry, rings and pool, as fast as it
-/// can, for [`ATTACK`]; then exits without a goodbye.
+/// The hostile guest: attacks as [`MODE`] says until the parent writes
+/// [`STOP`], then exits holding its entry.
 fn hostile_guest(env: &ChildEnv) -> anyhow::Result<()> {
-    let guest = ShmGuest::attach_path(&env.path).context("attach")?;
-    let p = guest.peer_id();
-    let layout = *guest.layout();
+    let mode = env.var(MODE)?;
+    let mode = Attack::ALL
+        .into_iter()
+        .find(|a| a.name() == mode)
+        .with_context(|| format!("no attack {mode}"))?;
+    let mut rng = Rng::new(env.parse(SEED)?);
     let mapped = MmapRegion::attach(&env.path)?;
     let region: Region = mapped.region();
-    let mut rng = Rng::new(env.parse(SEED)?);
-    // Its own memory: the entry, both rings, its pool.
-    let parts = [
-        (layout.peer_entry(p), 64),
-        (layout.guest_to_host_ring(p), layout.ring_size),
-        (layout.host_to_guest_ring(p), layout.ring_size),
-        (layout.pool(p), layout.pool_stride),
-    ];
-    support::signal(&env.dir, "hostile", &p.to_string())?;
-    let started = Instant::now();
-    let mut writes = 0u64;
-    while started.elapsed() < ATTACK {
-        let (base, len) = parts[rng.below(parts.len() as u64) as usize];
-        let at = base + rng.below(len / 4) * 4;
-        region.store_u32(
-            at,
-            rng.next_u64() as u32,
-            std::sync::atomic::Ordering::Relaxed,
-        )?;
-        writes += 1;
+    let stop = env.dir.join(STOP);
+    let mut guest = Some(ShmGuest::attach_path(&env.path).context("attach")?);
+    let layout = *guest.as_ref().unwrap().layout();
+    support::signal(
+        &env.dir,
+        "hostile",
+        &guest.as_ref().unwrap().peer_id().to_string(),
+    )?;
+    // The attack starts once the honest guests are there: a guest alone
+    // may take the whole host pool as its share (docs/reliability.md).
+    let go = env.dir.join(GO);
+    let until = Instant::now() + WAIT;
+    while !go.exists() {
+        ensure!(Instant::now() < until, "never told to go");
+        std::thread::sleep(Duration::from_millis(1));
     }
-    support::signal(&env.dir, "writes", &writes.to_string())?;
+    let ord = std::sync::atomic::Ordering::SeqCst;
+    let exited = {
+        let mut child = std::process::Command::new("true").spawn()?;
+        let pid = child.id();
+        child.wait()?;
+        pid
+    };
+    let mut rounds = 0u64;
+    while !stop.exists() {
+        rounds += 1;
+        let Some(me) = guest.as_mut() else { break };
+        let p = me.peer_id();
+        let entry = layout.peer_entry(p);
+        let to_host = layout.guest_to_host_ring(p);
+        let to_guest = layout.host_to_guest_ring(p);
+        match mode {
+            // As busy as an attacker, writing where nobody reads: the
+            // data of its own pool's last slot, which it never sends.
+            Attack::None => {
+                let last = layout.pool(p) + layout.pool_stride - 64;
+                for _ in 0..1000 {
+                    region.store_u32(last + rng.below(16) * 4, rng.next_u64() as u32, ord)?;
+                }
+            }
+            Attack::Random => {
+                let parts = [
+                    (entry, 64),
+                    (to_host, layout.ring_size),
+                    (to_guest, layout.ring_size),
+                    (layout.pool(p), layout.pool_stride),
+                ];
+                for _ in 0..1000 {
+                    let (base, len) = parts[rng.below(parts.len() as u64) as usize];
+                    let at = base + rng.below(len / 4) * 4;
+                    region.store_u32(at, rng.next_u64() as u32, ord)?;
+                }
+            }
+            Attack::Forge => {
+                // A descriptor at the ring's tail, phase and all: its own
+                // making, or a copy of an honest guest's head descriptor.
+                let tail = region.load_u32(to_host, ord)?;
+                let capacity = layout.config.ring_capacity;
+                let mut desc = [0u8; 64];
+                if rng.below(2) == 0 {
+                    let other = 1 + rng.below(u64::from(layout.config.max_guests)) as u8;
+                    let ring = layout.host_to_guest_ring(other);
+                    let head = region.load_u32(ring + RING_HEAD, ord)?;
+                    region.read(
+                        ring + RING_HEADER + u64::from(head % capacity) * 64,
+                        &mut desc,
+                    )?;
+                } else {
+                    rng_fill(&mut rng, &mut desc);
+                }
+                let mut first = u32::from_le_bytes(desc[..4].try_into().unwrap());
+                first = (first & !PHASE_BIT) | if tail & capacity == 0 { PHASE_BIT } else { 0 };
+                desc[..4].copy_from_slice(&first.to_le_bytes());
+                region.write(
+                    to_host + RING_HEADER + u64::from(tail % capacity) * 64,
+                    &desc,
+                )?;
+                region.store_u32(to_host, tail.wrapping_add(1), ord)?;
+                // A real send too, so that its bit says "look here".
+                let _ = me.try_send(frame(rounds, b"and a real one"));
+            }
+            Attack::Flip => {
+                let values = [u32::MAX, 0, 1 << 31, layout.config.ring_capacity * 7];
+                for (ring, field) in [
+                    (to_host, 0),
+                    (to_host, RING_HEAD),
+                    (to_guest, 0),
+                    (to_guest, RING_HEAD),
+                ] {
+                    let v = values[rng.below(values.len() as u64) as usize];
+                    region.store_u32(ring + field, v, ord)?;
+                }
+                let _ = me.try_send(frame(rounds, &[9; 100]));
+            }
+            Attack::Hoard => {
+                // Slot-sized requests, so that the host echoes in its
+                // slots; nothing is ever received.
+                let _ = me.try_send(frame(rounds, &[7; 150]));
+                let handed = region.load_u32(to_guest + HANDED, ord)?;
+                region.store_u32(to_guest + RETURNED, handed, ord)?;
+            }
+            Attack::Scribble => {
+                let table_end = layout.peer_table_offset + u64::from(layout.config.max_guests) * 64;
+                for _ in 0..1000 {
+                    let at = rng.below(table_end / 4) * 4;
+                    region.store_u32(at, rng.next_u64() as u32, ord)?;
+                }
+            }
+            Attack::FakeDeath => {
+                let capacity = layout.config.ring_capacity;
+                let mut tail = region.load_u32(to_guest, ord)?;
+                for other in 1..=layout.config.max_guests as u8 {
+                    if other == p {
+                        continue;
+                    }
+                    let ring = layout.host_to_guest_ring(other);
+                    let head = region.load_u32(ring + RING_HEAD, ord)?;
+                    let mut desc = [0u8; 64];
+                    region.read(
+                        ring + RING_HEADER + u64::from(head % capacity) * 64,
+                        &mut desc,
+                    )?;
+                    let mut first = u32::from_le_bytes(desc[..4].try_into().unwrap());
+                    first = (first & !PHASE_BIT) | if tail & capacity == 0 { PHASE_BIT } else { 0 };
+                    desc[..4].copy_from_slice(&first.to_le_bytes());
+                    region.write(
+                        to_guest + RING_HEADER + u64::from(tail % capacity) * 64,
+                        &desc,
+                    )?;
+                    tail = tail.wrapping_add(1);
+                }
+                region.store_u32(to_guest, tail, ord)?;
+                region.store_u32(entry + PID, exited, ord)?;
+                region.store_u32(entry + FLAGS, 1, ord)?;
+                let epoch = me.epoch();
+                let until = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < until && !stop.exists() {
+                    let now = region.load_u64(entry, ord)?;
+                    if (now >> 32) as u32 != epoch || now as u32 != 2 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                // Reclaimed (or stopped): come back for another round.
+                drop(guest.take());
+                guest = ShmGuest::attach_path(&env.path).ok();
+            }
+        }
+    }
+    support::signal(&env.dir, "rounds", &rounds.to_string())?;
     // Dies as it is, holding the entry.
     std::process::exit(0);
 }
 
-// A live hostile guest: while two honest guest processes echo through the
-// host, inline and in slots, a third writes random bytes into its own
-// entry, rings and pool. The honest guests lose nothing and get only their
-// own data back; the host reports the hostile guest once, never fails
-// otherwise, and frees its entry once it has exited.
-// shm[verify shm.peer.quarantine]
-#[test]
-fn a_live_hostile_guest_is_cut_off_and_the_honest_ones_lose_nothing() {
+fn rng_fill(rng: &mut Rng, bytes: &mut [u8]) {
+    for chunk in bytes.chunks_mut(8) {
+        let word = rng.next_u64().to_le_bytes();
+        chunk.copy_from_slice(&word[..chunk.len()]);
+    }
+}
+
+/// What one scenario found: the honest guests' round trips per second,
+/// and the quarantines the host reported.
+struct Outcome {
+    rates: Vec<f64>,
+    cut: Vec<Error>,
+    hostile: u8,
+}
+
+/// Runs `attack` for `run`: a host echoing, two honest guest processes
+/// making round trips, one hostile guest process. Asserts what must hold
+/// whatever the attack: the honest guests lose nothing and get back only
+/// their own data, and the host's receive fails only to report the
+/// hostile guest cut off.
+fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
     let dir = support::fixtures::tmp();
     let path = dir.path().join("hostile.shm");
     let mut host = ShmHost::create(&path, config()).unwrap();
-    let seed = support::fixtures::unix_ns() ^ u64::from(std::process::id());
-    eprintln!("seed {seed} (set {SEED} to replay)");
-    let seed = std::env::var(SEED)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(seed);
-    let mut hostile = Child::spawn("hostile", &path, dir.path(), &[(SEED, seed.to_string())]);
+    // Guests come, go and are cut off: the host serves whoever is there.
+    host.any_receiver().wait_for_guests(true);
+    let mut hostile = Child::spawn(
+        "hostile",
+        &path,
+        dir.path(),
+        &[(SEED, seed.to_string()), (MODE, attack.name())],
+    );
     let hostile_id: u8 = hostile.await_signal("hostile", WAIT).parse().unwrap();
+    let ms = run.as_millis().to_string();
     let mut honest: Vec<Child> = (0..2)
-        .map(|_| Child::spawn("honest", &path, dir.path(), &[]))
+        .map(|_| Child::spawn("honest", &path, dir.path(), &[(RUN_MS, ms.clone())]))
         .collect();
+    let until = Instant::now() + WAIT;
+    while host
+        .peers()
+        .unwrap()
+        .iter()
+        .filter(|p| p.state == PeerState::Attached)
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < until,
+            "{attack:?}: the honest guests never attached"
+        );
+        for child in &mut honest {
+            child.check_not_failed().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    support::signal(dir.path(), GO, "").unwrap();
     let mut cut = Vec::new();
-    let mut echoed = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let deadline = Instant::now() + run + Duration::from_secs(120);
+    let mut last_reclaim = Instant::now();
     loop {
-        assert!(Instant::now() < deadline, "the run did not end");
-        match host.recv_timeout(Duration::from_millis(5)) {
+        assert!(Instant::now() < deadline, "{attack:?}: the run did not end");
+        match host.recv_timeout(Duration::from_millis(2)) {
             Ok(Some((from, f))) if from == hostile_id => {
                 // Whatever it "sent", it gets nothing back that matters.
                 let _ = host.try_send(from, f);
             }
-            Ok(Some((from, f))) => {
-                host.send_timeout(from, f, WAIT)
-                    .expect("an echo to an honest guest");
-                echoed += 1;
-            }
+            Ok(Some((from, f))) => host.send_timeout(from, f, WAIT).unwrap_or_else(|e| {
+                let slots = shmhub::admin::inspect_slots(&path)
+                    .map(|r| format!("{:?}", r.slots))
+                    .unwrap_or_else(|e| e.to_string());
+                panic!("{attack:?}: an echo to honest guest {from}: {e}; slots: {slots}")
+            }),
             Ok(None) => {}
             Err(e @ Error::Quarantined { .. }) => cut.push(e),
-            Err(e) => panic!("the host's receive failed: {e}"),
+            Err(e) => panic!("{attack:?}: the host's receive failed: {e}"),
+        }
+        if last_reclaim.elapsed() > Duration::from_millis(20) {
+            host.reclaim_dead()
+                .unwrap_or_else(|e| panic!("{attack:?}: a reclaim failed: {e}"));
+            last_reclaim = Instant::now();
         }
         let mut running = false;
         for child in &mut honest {
-            child.check_not_failed().unwrap();
+            if let Err(e) = child.check_not_failed() {
+                panic!("{attack:?}: {e:#}");
+            }
             running |= child.poll().is_none();
         }
         if !running {
@@ -437,34 +758,149 @@ fn a_live_hostile_guest_is_cut_off_and_the_honest_ones_lose_nothing() {
     for child in &mut honest {
         child.expect_success(WAIT);
     }
-    assert_eq!(echoed, 2 * ROUND_TRIPS);
-    hostile.wait(WAIT);
-    let writes = std::fs::read_to_string(dir.path().join("writes")).unwrap_or_default();
-    let rates: Vec<String> = std::fs::read_dir(dir.path())
+    support::signal(dir.path(), STOP, "").unwrap();
+    hostile.expect_success(WAIT);
+    let rates = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
-            name.starts_with("rate-")
-                .then(|| std::fs::read_to_string(dir.path().join(&name)).unwrap_or_default())
+            name.starts_with("rate-").then(|| {
+                std::fs::read_to_string(dir.path().join(&name))
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
         })
         .collect();
-    eprintln!(
-        "hostile guest {hostile_id}: {writes} writes; honest round trips/s {rates:?}; \
-         reported {cut:?}"
-    );
-    // Reported at most once, and only the hostile guest.
-    assert!(cut.len() <= 1, "{cut:?}");
     for e in &cut {
-        assert!(matches!(e, Error::Quarantined { peer_id, .. } if *peer_id == hostile_id));
+        assert!(
+            matches!(e, Error::Quarantined { peer_id, .. } if *peer_id == hostile_id),
+            "{attack:?}: {e}"
+        );
     }
-    // Once it has exited its entry is freed, whatever it wrote.
+    // Once it has exited its entry is freed, whatever it wrote, and a
+    // newcomer gets a clean entry that works.
     host.evict(hostile_id).ok();
-    let _ = host.reclaim_dead_report().unwrap();
+    host.reclaim_dead_report().unwrap();
     let entry = host.peer(hostile_id).unwrap();
-    assert_eq!(entry.state, PeerState::Empty, "{entry:?}");
-    // And a newcomer gets a clean entry that works.
+    assert_eq!(entry.state, PeerState::Empty, "{attack:?}: {entry:?}");
     let mut newcomer = ShmGuest::attach_path(&path).unwrap();
-    newcomer.send(frame(1, b"hello")).unwrap();
+    newcomer.send(frame(1, &[5; 150])).unwrap();
     let (from, f) = host.recv_timeout(WAIT).unwrap().unwrap();
-    assert_eq!((from, f.payload()), (newcomer.peer_id(), &b"hello"[..]));
+    assert_eq!((from, f.payload()), (newcomer.peer_id(), &[5; 150][..]));
+    Outcome {
+        rates,
+        cut,
+        hostile: hostile_id,
+    }
+}
+
+/// Every attack in turn, with the honest guests' rate without one first;
+/// prints a table of rates (a figure, not an assertion: the machine is
+/// shared).
+fn every_attack(run: Duration) {
+    let seed = std::env::var(SEED)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| support::fixtures::unix_ns() ^ u64::from(std::process::id()));
+    eprintln!("seed {seed} (set {SEED} to replay)");
+    let mut base = 0.0;
+    let only = std::env::var("SHMHUB_TEST_ONLY").ok();
+    for attack in Attack::OWN_MEMORY {
+        if only
+            .as_ref()
+            .is_some_and(|o| *o != attack.name() && attack != Attack::None)
+        {
+            continue;
+        }
+        let out = scenario(attack, seed, run);
+        let slowest = out.rates.iter().copied().fold(f64::INFINITY, f64::min);
+        if attack == Attack::None {
+            base = slowest;
+        }
+        eprintln!(
+            "{attack:?}: honest round trips/s {:?}, slowest {:.2} of the unattacked; \
+             hostile guest {} reported {} time(s){}",
+            out.rates,
+            slowest / base,
+            out.hostile,
+            out.cut.len(),
+            out.cut
+                .first()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default(),
+        );
+        // Reported at most once: it never attaches again but in FakeDeath,
+        // where it breaks no rule the host can see.
+        assert!(out.cut.len() <= 1, "{attack:?}: {:?}", out.cut);
+    }
+}
+
+// Live hostile guests, one attack at a time, while two honest guest
+// processes echo through the host, inline and in slots: the honest guests
+// lose nothing and get back only their own data; the host reports the
+// hostile guest at most once, never fails otherwise, never dies by a
+// signal, and frees the hostile guest's entry once it has exited. The
+// rates printed are a figure, the same attacks without the attacker first.
+// shm[verify shm.peer.quarantine]
+#[test]
+fn live_hostile_guests_cut_off_and_the_honest_ones_lose_nothing() {
+    every_attack(Duration::from_millis(1500));
+}
+
+// A process that writes random bytes over the header and the whole peer
+// table breaks the segment, as any writer of the file can: the host's
+// calls fail with typed errors (or cut guests off), but the host never
+// dies by a signal, never panics and never hangs, and a reclaim never
+// fails for it. The honest guests may fail; nothing is asserted of them.
+// shm[verify shm.peer.quarantine]
+#[test]
+fn a_scribbler_on_the_header_and_the_table_breaks_nothing_but_the_segment() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("scribble.shm");
+    let mut host = ShmHost::create(&path, config()).unwrap();
+    host.any_receiver().wait_for_guests(true);
+    let seed = support::fixtures::unix_ns();
+    let mut scribbler = Child::spawn(
+        "hostile",
+        &path,
+        dir.path(),
+        &[(SEED, seed.to_string()), (MODE, Attack::Scribble.name())],
+    );
+    scribbler.await_signal("hostile", WAIT);
+    let mut honest: Vec<Child> = (0..2)
+        .map(|_| Child::spawn("honest", &path, dir.path(), &[(RUN_MS, "1000".into())]))
+        .collect();
+    support::signal(dir.path(), GO, "").unwrap();
+    let started = Instant::now();
+    let (mut received, mut errors) = (0u64, 0u64);
+    while started.elapsed() < Duration::from_millis(1500) {
+        match host.recv_timeout(Duration::from_millis(2)) {
+            Ok(Some((from, f))) => {
+                received += 1;
+                let _ = host.try_send(from, f);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                errors += 1;
+                assert!(!e.to_string().is_empty());
+            }
+        }
+        if host.reclaim_dead().is_err() {
+            errors += 1;
+        }
+    }
+    support::signal(dir.path(), STOP, "").unwrap();
+    scribbler.wait(WAIT);
+    for child in &mut honest {
+        child.kill();
+    }
+    eprintln!("scribbled on: {received} messages received, {errors} errors, no signal");
+}
+
+// The same for minutes (`cargo test --release --test quarantine -- --ignored`).
+#[test]
+#[ignore = "a soak of minutes"]
+fn soak_live_hostile_guests() {
+    every_attack(Duration::from_secs(30));
 }

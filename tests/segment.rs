@@ -801,6 +801,7 @@ fn never_attached_without_holder(watched: Watched) {
 }
 
 // shm[verify shm.recv.validate]
+// shm[verify shm.peer.quarantine]
 #[test]
 fn forged_descriptors_are_refused_without_reading() {
     let mut host = ShmHost::create_heap(SegmentConfig {
@@ -810,10 +811,9 @@ fn forged_descriptors_are_refused_without_reading() {
     })
     .unwrap();
     let region = host.region();
-    let mut guest = ShmGuest::attach(region.clone()).unwrap();
     let layout = *host.layout();
-    let ring = layout.host_to_guest_ring(guest.peer_id());
-    // Send a real slot message, then corrupt its descriptor in place.
+    // Send a real slot message, then corrupt its descriptor in place; each
+    // on a guest of its own, since a guest that meets one stops.
     let corruptions: [(usize, &[u8]); 5] = [
         (2, &[0x80]),             // unknown flag (bit 15 of the flags is the ring's phase)
         (4, &[0xFF, 0xFF, 0, 0]), // length over max payload
@@ -822,6 +822,8 @@ fn forged_descriptors_are_refused_without_reading() {
         (28, &[0xF0, 0, 0, 0]),   // offset past the slot
     ];
     for (at, bytes) in corruptions {
+        let mut guest = ShmGuest::attach(region.clone()).unwrap();
+        let ring = layout.host_to_guest_ring(guest.peer_id());
         host.send(guest.peer_id(), data(1, &[1u8; 200])).unwrap();
         let index = region
             .load_u32(ring, std::sync::atomic::Ordering::Acquire)
@@ -833,10 +835,14 @@ fn forged_descriptors_are_refused_without_reading() {
         region.write(desc_at + at as u64, bytes).unwrap();
         let err = guest.try_recv().unwrap_err();
         assert!(matches!(err, Error::BadDescriptor { .. }), "{err}");
+        // It stops, both ways, rather than read on (`shm.peer.quarantine`).
+        let err = guest.try_recv().unwrap_err();
+        assert!(matches!(err, Error::HostBroke { .. }), "{err}");
+        assert!(err.to_string().contains("this guest has stopped"), "{err}");
+        let err = guest.send(data(2, b"no")).unwrap_err();
+        assert!(matches!(err, Error::HostBroke { .. }), "{err}");
+        guest.detach().unwrap();
     }
-    // The guest keeps working after refusing them.
-    host.send(guest.peer_id(), data(2, b"fine")).unwrap();
-    assert_eq!(guest.try_recv().unwrap().unwrap().payload(), b"fine");
 }
 
 // shm[verify shm.file.magic-last]

@@ -96,7 +96,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     // Persist before printing: a closed standard output must not cost the
     // segment that was just made.
     let host = if args.hold {
-        // Receive as the host from the moment the segment is announced.
+        // Receive as the host from the moment the segment is announced,
+        // serving whoever attaches, for as long as it is held.
+        host.any_receiver().wait_for_guests(true);
         host.any_receiver()
             .take_roles(Duration::ZERO)
             .on_segment(&path)?;

@@ -119,7 +119,7 @@ pub fn receive_until_stopped(
                 Ok(()) | Err(shmhub::Error::Removed { .. }) => return Ok(Stopped::HostLeft),
                 Err(changed) => return file_changed(receiver, path, changed),
             },
-            Err(shmhub::Error::PeerGone { peer_id }) => {
+            Err(shmhub::Error::PeerGone { peer_id } | shmhub::Error::PeerDied { peer_id, .. }) => {
                 if let Err(changed) = receiver.check_file() {
                     return file_changed(receiver, path, changed);
                 }

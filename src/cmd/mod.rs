@@ -32,6 +32,7 @@ pub mod demo;
 pub mod detach;
 pub mod error;
 pub mod events;
+pub mod evict;
 pub mod exit;
 pub mod gc;
 pub mod guest_echo;
@@ -115,6 +116,8 @@ pub enum Command {
     Spawn(spawn::Args),
     /// Reclaim the entries of guests whose process died.
     Reclaim(reclaim::Args),
+    /// Cut a guest off; its entry is freed once its process is gone.
+    Evict(evict::Args),
     /// Show everything working end to end on a temporary segment.
     Demo(demo::Args),
     /// Measure round trips and throughput against sockets, pipes and memcpy.
@@ -232,6 +235,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Events(args) => events::run(args),
         Command::Spawn(args) => spawn::run(args),
         Command::Reclaim(args) => reclaim::run(args),
+        Command::Evict(args) => evict::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Completions(args) => completions::run(args, Cli::command()),

@@ -72,10 +72,15 @@ impl Inbox {
                 .receiver(from)?
                 .recv(timeout)?
                 .map(|m| (Party::Guest(from), m)),
-            (Acting::Host(host), None) => host
-                .any_receiver()
-                .recv(timeout)?
-                .map(|(from, m)| (Party::Guest(from), m)),
+            // The command waits its whole timeout for messages, from
+            // whichever guests come and go meanwhile.
+            (Acting::Host(host), None) => {
+                let inbox = host.any_receiver();
+                inbox.wait_for_guests(true);
+                inbox
+                    .recv(timeout)?
+                    .map(|(from, m)| (Party::Guest(from), m))
+            }
             (Acting::Guest(guest), _) => guest.receiver().recv(timeout)?.map(|m| (Party::Host, m)),
         };
         Ok(got.map(|(from, message)| (from, message.into_frame())))
@@ -154,7 +159,11 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
                 }
                 break;
             }
-            Err(shmhub::Error::HostGone | shmhub::Error::PeerGone { .. }) if received > 0 => break,
+            Err(
+                shmhub::Error::HostGone
+                | shmhub::Error::PeerGone { .. }
+                | shmhub::Error::PeerDied { .. },
+            ) if received > 0 => break,
             Err(e) => return Err(seg_err_timed(path, e).into()),
         }
     }

@@ -229,12 +229,28 @@ pub enum Error {
         /// The host's process id, as recorded in the header.
         pid: u32,
     },
-    /// The guest has left or died.
+    /// The guest has left (detached, or its entry was reclaimed).
     #[error("peer {peer_id} has left the segment")]
     PeerGone {
         /// The guest.
         peer_id: u8,
     },
+    /// The guest's process died without detaching (it crashed or was
+    /// killed): told from [`Error::PeerGone`] while its entry is not yet
+    /// reclaimed, as [`Error::HostDied`] is from [`Error::HostGone`].
+    #[error("peer {peer_id} died (pid {pid}) without detaching")]
+    PeerDied {
+        /// The guest.
+        peer_id: u8,
+        /// Its process id, as its entry records it.
+        pid: u32,
+    },
+    /// A receive from any guest waited while no guest could send any
+    /// more: every guest has gone (none attached, reserved or leaving),
+    /// after at least one was there (`shm.host.no-guests`;
+    /// [`crate::AnyReceiver::wait_for_guests`] waits for new ones instead).
+    #[error("every guest has gone: none is attached, reserved or leaving")]
+    NoGuests,
     /// An environment variable the library reads is missing or malformed.
     #[error("{var} {reason}")]
     Env {
@@ -266,6 +282,16 @@ pub enum Error {
         reason: QuarantineReason,
         /// What the host found, when this error reports the finding.
         detail: Option<String>,
+    },
+    /// This guest found the host breaking the protocol in the guest's
+    /// host-to-guest ring (a descriptor that fails validation, say) and
+    /// has stopped: every later send and receive of this guest fails with
+    /// this error (`shm.peer.quarantine`), rather than reading on through
+    /// whatever else the host writes. The guest should detach and go.
+    #[error("the host broke the protocol ({finding}); this guest has stopped")]
+    HostBroke {
+        /// What the guest found, as the error that reported it said.
+        finding: String,
     },
     /// A read-only view found what it was reading change under it, every
     /// time it tried, and shows nothing rather than a mix of before and
@@ -369,13 +395,18 @@ impl Error {
             | E::PeerState { .. }
             | E::StillAttached { .. }
             | E::NotReady => ErrorKind::Busy,
-            E::HostGone | E::HostDied { .. } | E::PeerGone { .. } => ErrorKind::Gone,
+            E::HostGone
+            | E::HostDied { .. }
+            | E::PeerGone { .. }
+            | E::PeerDied { .. }
+            | E::NoGuests => ErrorKind::Gone,
             E::Quarantined { .. } => ErrorKind::CutOff,
             E::NotASegment { .. }
             | E::VersionMismatch { .. }
             | E::CorruptHeader { .. }
             | E::Corrupt(_)
             | E::BadDescriptor { .. }
+            | E::HostBroke { .. }
             | E::TooSmall { .. } => ErrorKind::Corrupt,
             E::Region(RegionError::Alloc(_)) => ErrorKind::Io,
             E::Region(RegionError::ReadOnly | RegionError::Empty) => ErrorKind::Invalid,

@@ -661,8 +661,10 @@ impl Membership {
 }
 
 impl Drop for Membership {
+    /// Detaches, in the process that claimed the entry; a copy of it made
+    /// by `fork` leaves the entry to that process (`shm.file.fork`).
     fn drop(&mut self) {
-        if self.owned {
+        if self.owned && self.seg.leases.in_opening_process() {
             let _ = self.detach(true);
         }
     }

@@ -936,8 +936,11 @@ impl Drop for ShmHost {
     /// The host that created the segment says goodbye and deletes its file.
     ///
     /// shm[impl shm.file.cleanup]
+    /// shm[impl shm.file.fork]
     fn drop(&mut self) {
-        if !self.owns_segment {
+        // A copy of this process made by `fork` leaves the segment to the
+        // process that created it (`shm.file.fork`).
+        if !self.owns_segment || !self.seg.leases.in_opening_process() {
             return;
         }
         let _ = self.shutdown();

@@ -57,10 +57,3 @@ pub(crate) fn held(region: &Region, ring: u64) -> std::result::Result<u32, Regio
     let handed = region.load_u32(ring + field::HANDED, Ordering::Acquire)?;
     Ok(handed.wrapping_sub(returned))
 }
-
-/// The guest's count of returned slots, as a sender that starts afresh
-/// takes it up (see `share::HostShare::returned_seen`).
-pub(crate) fn returned(region: &Region, layout: &SegmentLayout, guest: u8) -> Result<u32> {
-    let ring = layout.host_to_guest_ring(guest);
-    Ok(region.load_u32(ring + field::RETURNED, Ordering::Acquire)?)
-}

@@ -29,6 +29,9 @@ pub struct GuestCounts {
     pub scripted: u32,
     /// Set aside by the host for a guest about to start.
     pub reserved: u32,
+    /// Cut off by the host for breaking the protocol, or evicted
+    /// (`shm.peer.quarantine`), whatever its holder.
+    pub quarantined: u32,
 }
 
 /// One segment as `ls` shows it.
@@ -65,6 +68,7 @@ impl SegmentSummary {
         for peer in &report.peers {
             match (peer.entry.state, peer.holder) {
                 (PeerState::Reserved, _) => guests.reserved += 1,
+                (PeerState::Quarantined, _) => guests.quarantined += 1,
                 (_, HolderStatus::Alive) => guests.live += 1,
                 (_, HolderStatus::Dead) => guests.dead += 1,
                 (_, HolderStatus::Stale) => guests.stale += 1,

@@ -72,6 +72,17 @@ pub fn judge_peer(
     if !matches!(entry.state, PeerState::Attached | PeerState::Quarantined) {
         return HolderStatus::NoProcess;
     }
+    // A quarantined guest may have written its own holder record (a dead
+    // pid, no flags) to look gone and have its entry freed under it: its
+    // presence lock, which no write to the file can forge, is asked
+    // whatever the flags say, and a live pid counts too.
+    if entry.state == PeerState::Quarantined
+        && (lock_says_alive(file, lock_byte::guest_presence(entry.peer_id)) == Some(true)
+            || entry.pid != 0
+                && sys::process_liveness(entry.pid, entry.start_time) == Liveness::Alive)
+    {
+        return HolderStatus::Alive;
+    }
     if !entry.held {
         return HolderStatus::Scripted;
     }

@@ -71,6 +71,10 @@ pub(crate) mod lock_byte {
 pub(crate) struct ByteLock {
     file: Arc<SegmentFile>,
     byte: u64,
+    /// `sys::forks()` when taken: an open-file-description lock is shared
+    /// with a copy of this process made by `fork`, whose drop must not
+    /// release it under this process (`shm.file.fork`).
+    forks: u32,
 }
 
 /// A `flock` request for one byte: a write lock (or an unlock) of exactly
@@ -152,6 +156,7 @@ impl ByteLock {
         Ok(Some(ByteLock {
             file: file.clone(),
             byte,
+            forks: crate::sys::forks(),
         }))
     }
 
@@ -176,6 +181,9 @@ impl ByteLock {
 
 impl Drop for ByteLock {
     fn drop(&mut self) {
+        if crate::sys::forks() != self.forks {
+            return;
+        }
         #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
         let mut table = process_locks::table();
         let mut fl = one_byte(libc::F_UNLCK as libc::c_short, self.byte);

@@ -38,7 +38,7 @@ use crate::pool::{Gate, Pool, SlotRef};
 use crate::ready::{Inbox, Mark, Picker};
 use crate::region::{HeapRegion, Region};
 use crate::ring::{Ring, RingState, field};
-use crate::share::HostShare;
+use crate::share::{HandedSlots, HostShare};
 use crate::wait::{Deadline, WaitStrategy, Waiting};
 
 /// Runs `f` under loom with `preemptions` as the default preemption bound
@@ -640,11 +640,20 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
         let (pool_mem, layout) = pool_region(2);
         let pool = Pool::new(&pool_mem, &layout, 0);
         let limit = || Ok(1);
-        let mut returned_seen = 0;
-        let mut alloc = || {
-            let mut share = HostShare::of(&pool_mem, &layout, 1, 1, &limit, &mut returned_seen)
-                .unwrap()
-                .expect("a share of 1 in a pool of 2 can stop an allocation");
+        let handed = std::cell::RefCell::new(
+            HandedSlots::for_share(&layout, 1)
+                .expect("a share of 1 in a pool of 2 can stop an allocation"),
+        );
+        let alloc = || {
+            let mut handed = handed.borrow_mut();
+            let mut share = HostShare::new(
+                Pool::new(&pool_mem, &layout, 0),
+                &layout,
+                1,
+                1,
+                &limit,
+                &mut handed,
+            );
             let mut stop = yield_then_go_on;
             pool.alloc(
                 0,
@@ -656,6 +665,7 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
         };
         let first = alloc();
         pool.set_holder(first, 1).unwrap();
+        handed.borrow_mut().push(first);
         let receiver = {
             let pool_mem = pool_mem.clone();
             thread::spawn(move || {
@@ -802,6 +812,10 @@ impl Inbox for ModelInbox {
 
     fn cut_off(&self) -> [u64; crate::ready::WORDS] {
         [0; crate::ready::WORDS]
+    }
+
+    fn has_guests(&self) -> crate::error::Result<bool> {
+        Ok(true)
     }
 }
 

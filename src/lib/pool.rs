@@ -574,6 +574,40 @@ impl<'a> Pool<'a> {
         self.free(slot)
     }
 
+    /// Whether `slot` is still `peer`'s, as the pool's own records say:
+    /// allocated (its bit set) at its generation, held by `peer` or on its
+    /// way back (a free has taken the holder but not yet cleared the bit,
+    /// and not yet counted it returned either). False once the bit is
+    /// clear or the generation moved (allocated again).
+    pub(crate) fn still_held_by(&self, slot: SlotRef, peer: u8) -> Result<bool> {
+        if slot.index >= self.slots() {
+            return Ok(false);
+        }
+        let (generation, holder) = self.state(slot.index)?;
+        if generation != slot.generation || (holder != holder_code(peer) && holder != 0) {
+            return Ok(false);
+        }
+        let word = self
+            .region
+            .load_u64(self.word_offset(slot.index / 64), Ordering::Acquire)?;
+        Ok(word & (1 << (slot.index % 64)) != 0)
+    }
+
+    /// Every slot of this pool held by `peer` now, by the slots' states.
+    pub(crate) fn held_by(&self, peer: u8) -> Result<Vec<SlotRef>> {
+        let mut held = Vec::new();
+        for slot in 0..self.slots() {
+            let (generation, holder) = self.state(slot)?;
+            if holder == holder_code(peer) {
+                held.push(SlotRef {
+                    index: slot,
+                    generation,
+                });
+            }
+        }
+        Ok(held)
+    }
+
     /// Frees every allocated slot whose holder is `peer`, except those
     /// `keep` names (lent out in this process); returns how many.
     pub(crate) fn free_held_by(&self, peer: u8, keep: &dyn Fn(u32) -> bool) -> Result<u32> {

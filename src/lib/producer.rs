@@ -7,13 +7,12 @@ use crate::codec;
 use crate::desc::{DESC_SIZE, Frame, INLINE_CAPACITY, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header;
-use crate::host_slots;
 use crate::layout::Direction;
 use crate::peer::{Presence, Publication};
 use crate::pool::{Gate, Pool, SlotRef};
 use crate::ready::Mark;
 use crate::ring_end::RingEnd;
-use crate::share::{HostShare, host_share};
+use crate::share::{HandedSlots, HostShare, host_share};
 use crate::wait::{WaitStrategy, Waiting};
 use crate::zerocopy::SlotLoan;
 
@@ -49,9 +48,9 @@ pub(crate) struct Producer {
     /// the fair share), so that a guest that stops receiving cannot take
     /// the pool from the others.
     host_slots_per_guest: u32,
-    /// For the host's sends: the guest's count of returned slots as last
-    /// read (see `share::HostShare`).
-    host_slots_returned_seen: u32,
+    /// For the host's sends, where a share can stop one: the slots handed
+    /// to the guest, by the host's own record (see `share::HostShare`).
+    host_slots_handed: Option<HandedSlots>,
     /// For a guest's sends: its bit in the ready summary, set after each
     /// publication so that the host looks at this ring.
     ready: Option<Mark>,
@@ -66,12 +65,16 @@ impl Producer {
             Direction::GuestToHost => Some(Mark::new(&end.region, end.guest)?),
             Direction::HostToGuest => None,
         };
+        let host_slots_handed = match end.direction {
+            Direction::HostToGuest => HandedSlots::for_share(&end.layout, host_slots_per_guest),
+            Direction::GuestToHost => None,
+        };
         let mut producer = Producer {
             end,
             host_slots_per_guest,
             cached_head: 0,
             pool_hint: 0,
-            host_slots_returned_seen: 0,
+            host_slots_handed,
             ready,
         };
         producer.resync();
@@ -92,11 +95,8 @@ impl Producer {
     /// producer, as reclaiming a dead guest does).
     pub(crate) fn resync(&mut self) {
         self.cached_head = self.end.ring.state().head;
-        if self.end.direction == Direction::HostToGuest
-            && let Ok(returned) =
-                host_slots::returned(&self.end.region, &self.end.layout, self.end.guest)
-        {
-            self.host_slots_returned_seen = returned;
+        if let Some(handed) = &mut self.host_slots_handed {
+            handed.reset();
         }
     }
 
@@ -131,9 +131,9 @@ impl Producer {
     fn alloc(&mut self, waiting: &mut Waiting<'_>) -> Result<SlotRef> {
         let pool = Pool::new(&self.end.region, &self.end.layout, self.end.sender());
         let sender = pool.index();
-        if self.end.direction == Direction::GuestToHost {
+        let Some(handed) = &mut self.host_slots_handed else {
             return pool.alloc(sender, &mut self.pool_hint, waiting, None);
-        }
+        };
         let limit = || {
             host_share(
                 &self.end.region,
@@ -141,19 +141,19 @@ impl Producer {
                 self.host_slots_per_guest,
             )
         };
-        let mut share = HostShare::of(
-            &self.end.region,
+        let mut share = HostShare::new(
+            pool,
             &self.end.layout,
             self.end.guest,
             self.host_slots_per_guest,
             &limit,
-            &mut self.host_slots_returned_seen,
-        )?;
+            handed,
+        );
         pool.alloc(
             sender,
             &mut self.pool_hint,
             waiting,
-            share.as_mut().map(|share| share as &mut dyn Gate),
+            Some(&mut share as &mut dyn Gate),
         )
     }
 
@@ -185,6 +185,9 @@ impl Producer {
         if let Err(e) = written {
             pool.free(slot)?;
             return Err(e);
+        }
+        if let Some(handed) = &mut self.host_slots_handed {
+            handed.push(slot);
         }
         Ok((codec::in_slot(desc, payload.len(), slot), Some(slot)))
     }
@@ -409,6 +412,9 @@ impl Producer {
             )));
         }
         self.end.sender_pool().set_holder(loan.slot, receiver)?;
+        if let Some(handed) = &mut self.host_slots_handed {
+            handed.push(loan.slot);
+        }
         let desc = codec::in_slot(loan.desc, loan.len, loan.slot);
         // From here the loan's slot belongs to the receiver (or, if the
         // publication fails, is freed by `publish`).

@@ -15,8 +15,9 @@
 //! shm[impl shm.host.ready]
 
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::header;
 use crate::party::PeerId;
 use crate::region::{Region, RegionError, Word};
@@ -30,6 +31,8 @@ pub(crate) const WORDS: usize = 4;
 const SWEEP_EVERY: u32 = 64;
 /// Entries one sweep looks at.
 const SWEEP_ENTRIES: usize = 8;
+/// How often a waiting receive counts the guests (`Picker::check_guests`).
+const COUNT_GUESTS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 /// Guest `p`'s word and its bit in it.
 #[inline(always)]
 pub(crate) fn place(p: PeerId) -> (usize, u64) {
@@ -172,6 +175,10 @@ pub(crate) trait Inbox {
     /// The guests the host has cut off (`shm.peer.quarantine`), one bit
     /// each as in the summary: never looked at.
     fn cut_off(&self) -> [u64; WORDS];
+
+    /// Whether any guest could still send: an entry attached, reserved or
+    /// leaving, and not cut off.
+    fn has_guests(&self) -> Result<bool>;
 }
 
 /// The host's side of the summary: which ring its receive from any guest
@@ -199,6 +206,13 @@ pub(crate) struct Picker {
     sweep_every: u32,
     /// The entry the next sweep starts at.
     sweep_at: PeerId,
+    /// Whether a guest has been seen since this picker began: only then
+    /// can every guest have gone (`shm.host.no-guests`).
+    seen_guest: bool,
+    /// Whether a receive waits on when no guest is left, for new ones.
+    waits_for_guests: bool,
+    /// When the guests were last counted, while waiting.
+    guests_counted: Option<Instant>,
 }
 
 impl Picker {
@@ -214,6 +228,9 @@ impl Picker {
             idle: 0,
             sweep_every: SWEEP_EVERY,
             sweep_at: 1,
+            seen_guest: false,
+            waits_for_guests: false,
+            guests_counted: None,
         })
     }
 
@@ -223,6 +240,39 @@ impl Picker {
     pub(crate) fn without_sweeps(mut self) -> Self {
         self.sweep_every = u32::MAX;
         self
+    }
+
+    /// Whether a receive waits on when every guest has gone, for new ones
+    /// to come (default: no, it fails with [`Error::NoGuests`]).
+    pub(crate) fn wait_for_guests(&mut self, yes: bool) {
+        self.waits_for_guests = yes;
+    }
+
+    /// While a receive waits: fails with [`Error::NoGuests`] once no guest
+    /// could send anything any more (none attached, reserved or leaving)
+    /// after one was seen, unless the receive waits for new guests. The
+    /// guests are counted at most every [`COUNT_GUESTS_EVERY`], so that a
+    /// spinning receive stays on its rings.
+    ///
+    /// shm[impl shm.host.no-guests]
+    #[cold]
+    fn check_guests<I: Inbox>(&mut self, inbox: &I) -> Result<()> {
+        if self.waits_for_guests
+            || self
+                .guests_counted
+                .is_some_and(|at| at.elapsed() < COUNT_GUESTS_EVERY)
+        {
+            return Ok(());
+        }
+        self.guests_counted = Some(Instant::now());
+        if inbox.has_guests()? {
+            self.seen_guest = true;
+            return Ok(());
+        }
+        if self.seen_guest {
+            return Err(Error::NoGuests);
+        }
+        Ok(())
     }
 
     /// Receives from any guest: looks at the rings the summary names with
@@ -245,9 +295,13 @@ impl Picker {
                 return Ok(Some(found));
             }
             match backoff.next_step(deadline) {
-                Step::Again | Step::Check => {}
+                Step::Again => {}
+                Step::Check => self.check_guests(inbox)?,
                 Step::Expired => return Ok(None),
-                Step::Sleep(nap) => self.sleep(inbox, rung, nap)?,
+                Step::Sleep(nap) => {
+                    self.check_guests(inbox)?;
+                    self.sleep(inbox, rung, nap)?;
+                }
             }
         }
     }
@@ -303,6 +357,7 @@ impl Picker {
         self.next = (usize::from(p) % self.guests) as PeerId + 1;
         self.hot = p;
         self.idle = 0;
+        self.seen_guest = true;
         found
     }
 
@@ -555,6 +610,10 @@ mod picker_tests {
 
         fn cut_off(&self) -> [u64; WORDS] {
             self.cut
+        }
+
+        fn has_guests(&self) -> Result<bool> {
+            Ok(true)
         }
     }
 

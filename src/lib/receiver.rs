@@ -7,10 +7,12 @@ use std::sync::Arc;
 use crate::consumer::Consumer;
 use crate::error::{Error, Result};
 use crate::layout::Direction;
+use crate::liveness::{self, HolderStatus};
 use crate::locks::{Role, lock_byte, lock_byte::End};
 use crate::party::{Party, PeerId, PeerState, QuarantineReason};
 use crate::ready::{Inbox, Picker, WORDS};
 use crate::segment::Segment;
+use crate::sys;
 use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
 use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
 use crate::zerocopy::Received;
@@ -148,8 +150,10 @@ impl Receiver {
     ///   Empty again); [`Error::PeerGone`] also when a guest's own entry
     ///   was reclaimed; [`Error::PeerState`] at once for a guest entry
     ///   nobody ever held;
-    /// - [`Error::BadDescriptor`] for a message that fails validation (it
-    ///   is dropped, the next one can be received);
+    /// - for a message that fails validation (`shm.peer.quarantine`), on
+    ///   the host's end [`Error::Quarantined`]: the guest is cut off; on a
+    ///   guest's end [`Error::BadDescriptor`], after which the guest has
+    ///   stopped and every later call fails with [`Error::HostBroke`];
     /// - [`Error::Busy`] when another process receives from this ring.
     ///
     /// shm[impl shm.recv.zero-copy]
@@ -221,7 +225,7 @@ impl Receiver {
                 self.seg
                     .cut_off_for(watch.peer_id(), QuarantineReason::Ring, e)
             }
-            OtherSide::Host(_) => e,
+            OtherSide::Host(_) => self.seg.host_broke(e),
         }
     }
 
@@ -436,6 +440,19 @@ impl AnyReceiver {
         }
     }
 
+    /// Whether a receive from any guest waits on once every guest has gone
+    /// (none attached, reserved or leaving), for new guests to come: a
+    /// host that serves whoever attaches says yes. By default (no) such a
+    /// receive fails with [`Error::NoGuests`], as a `std::sync::mpsc`
+    /// receive fails once every sender is gone, so that `recv()` never
+    /// blocks for good on an empty table. Before any guest was seen, a
+    /// receive waits either way (for the first).
+    ///
+    /// shm[impl shm.host.no-guests]
+    pub fn wait_for_guests(&mut self, yes: bool) {
+        self.picker.wait_for_guests(yes);
+    }
+
     /// Takes the receiving role of every guest's ring now rather than at
     /// the first receive, so that no other process receives as the host
     /// from here on; waits up to `timeout` for a process that holds one.
@@ -465,8 +482,13 @@ impl AnyReceiver {
     ///
     /// # Errors
     ///
-    /// [`Error::BadDescriptor`] for a message that fails validation (it is
-    /// dropped); [`Error::Busy`] when another process receives as the host.
+    /// - [`Error::Quarantined`] once for a guest found breaking the
+    ///   protocol (a message that fails validation, a bad entry): it is cut
+    ///   off, and the next call serves the others;
+    /// - [`Error::NoGuests`] while waiting once every guest has gone, after
+    ///   one was there, unless [`AnyReceiver::wait_for_guests`] says to
+    ///   wait for new ones;
+    /// - [`Error::Busy`] when another process receives as the host.
     ///
     /// shm[impl shm.host.fair]
     pub fn recv(&mut self, timeout: impl Into<Timeout>) -> Result<Option<(PeerId, Received)>> {
@@ -563,13 +585,50 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
     }
 
     fn finish_goodbye(&self, p: PeerId) -> Result<()> {
-        self.seg
-            .finish_goodbye(p)
-            .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e))
+        // An entry another process marked (an eviction, say) is cut off
+        // here too, once its ring is found empty.
+        match self.seg.peer(p).state() {
+            Ok(PeerState::Goodbye) => self
+                .seg
+                .finish_goodbye(p)
+                .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+            Ok(PeerState::Quarantined) => Err(self.seg.found_quarantined(p)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+        }
     }
 
     #[inline(always)]
     fn cut_off(&self) -> [u64; WORDS] {
         self.seg.cut_off.words()
+    }
+
+    fn has_guests(&self) -> Result<bool> {
+        let seg = self.seg;
+        for p in seg.layout.guests() {
+            if seg.cut_off.contains(p) {
+                continue;
+            }
+            let sends = match PeerState::from_u32(seg.peer(p).raw_state()?) {
+                Some(PeerState::Reserved | PeerState::Goodbye) => true,
+                // An attached guest whose process died sends nothing more
+                // (what it sent before is found by the looks).
+                Some(PeerState::Attached) => {
+                    let entry = seg.peer(p).snapshot()?;
+                    let status = liveness::judge_peer(
+                        &entry,
+                        seg.file(),
+                        seg.layout.config.heartbeat_interval_ms,
+                        sys::monotonic_ns(),
+                    );
+                    status != HolderStatus::Dead || !self.end(p).is_empty_now()
+                }
+                _ => false,
+            };
+            if sends {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }

@@ -70,6 +70,9 @@ pub(crate) struct Segment {
     pub(crate) host_slots_per_guest: u32,
     /// The guests this process, as the host, has cut off.
     pub(crate) cut_off: CutOff,
+    /// What this process, as a guest, found the host doing against the
+    /// protocol (`shm.peer.quarantine`): once set, the guest stops.
+    pub(crate) host_broke: std::sync::OnceLock<String>,
 }
 
 impl Segment {
@@ -87,6 +90,7 @@ impl Segment {
             layout: info.layout,
             host_slots_per_guest: info.host_slots_per_guest,
             cut_off: CutOff::default(),
+            host_broke: std::sync::OnceLock::new(),
         })
     }
 
@@ -190,6 +194,29 @@ impl Segment {
             (Error::BadDescriptor { .. }, _) => self.cut_off(p, QuarantineReason::Descriptor, &e),
             (Error::Corrupt(_), reason) => self.cut_off(p, reason, &e),
             _ => e,
+        }
+    }
+
+    /// A guest found the host breaking the protocol (`e`, a bad
+    /// descriptor or index in the host-to-guest ring): it remembers, and
+    /// stops from here on (`Segment::host_broke_check`). Returns `e`.
+    #[cold]
+    pub(crate) fn host_broke(&self, e: Error) -> Error {
+        if matches!(e, Error::BadDescriptor { .. } | Error::Corrupt(_)) {
+            let _ = self.host_broke.set(e.to_string());
+        }
+        e
+    }
+
+    /// Fails with [`Error::HostBroke`] once this guest has found the host
+    /// breaking the protocol.
+    #[inline(always)]
+    pub(crate) fn host_broke_check(&self) -> Result<()> {
+        match self.host_broke.get() {
+            None => Ok(()),
+            Some(finding) => Err(Error::HostBroke {
+                finding: finding.clone(),
+            }),
         }
     }
 

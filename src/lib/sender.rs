@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use crate::desc::{Frame, MsgDesc};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::locks::{Role, lock_byte, lock_byte::End};
-use crate::party::{Party, PeerId};
+use crate::party::{Party, PeerId, QuarantineReason};
 use crate::peer::Presence;
 use crate::producer::Producer;
 use crate::segment::Segment;
@@ -172,7 +172,8 @@ impl Sender {
         let presence = checks.presence()?;
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
-        end.send(desc, payload, &mut waiting, presence)
+        let sent = end.send(desc, payload, &mut waiting, presence);
+        sent.map_err(|e| self.broken(e))
     }
 
     /// Sends `frames` in order, publishing as many descriptors at once as
@@ -192,7 +193,8 @@ impl Sender {
         let presence = checks.presence()?;
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
-        end.send_batch(frames, &mut waiting, presence)
+        let sent = end.send_batch(frames, &mut waiting, presence);
+        sent.map_err(|e| self.broken(e))
     }
 
     /// Lends a slot of the sender's pool for a `len`-byte payload, once the
@@ -225,7 +227,8 @@ impl Sender {
         let (end, mut checks) = self.begin(&mut deadline)?;
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
-        end.loan(len, &mut waiting)
+        let lent = end.loan(len, &mut waiting);
+        lent.map_err(|e| self.broken(e))
     }
 
     /// Sends a slot lent by [`Sender::loan`] on this end.
@@ -241,6 +244,21 @@ impl Sender {
         let (end, checks) = self.begin(&mut deadline)?;
         let presence = checks.presence()?;
         end.commit(loan, presence)
+    }
+
+    /// An error from the ring or pool: for the host, one that the guest's
+    /// own writes caused (its head index, say) cuts the guest off
+    /// (`shm.peer.quarantine`); for a guest, one in the host's part stops
+    /// it, as a receive does.
+    #[cold]
+    fn broken(&self, e: Error) -> Error {
+        match &self.receiver {
+            OtherSide::Guest(watch) => {
+                self.seg
+                    .cut_off_for(watch.peer_id(), QuarantineReason::Ring, e)
+            }
+            OtherSide::Host(_) => self.seg.host_broke(e),
+        }
     }
 
     /// What every send does first: takes the sending role (waited for

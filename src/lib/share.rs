@@ -2,19 +2,17 @@
 //! hold at once, so that a guest that stops receiving cannot take the
 //! whole pool from the others. A policy over the pool (it holds an
 //! allocation back through the pool's [`Gate`]), the peer table (the fair
-//! share divides the pool among the entries in use) and the counters of
-//! `host_slots.rs`.
+//! share divides the pool among the entries in use) and the host's own
+//! record of what it handed out ([`HandedSlots`]); the counters of
+//! `host_slots.rs`, which the guest can write, only inform.
 //!
 //! shm[impl shm.pool.share]
 
-use std::sync::atomic::Ordering;
-
 use crate::error::{Error, Result};
-use crate::host_slots::Counters;
 use crate::layout::SegmentLayout;
 use crate::party::PeerState;
 use crate::peer::Peer;
-use crate::pool::{Gate, Releases};
+use crate::pool::{Gate, Pool, Releases, SlotRef};
 use crate::region::Region;
 
 /// The host's slots one guest may hold now: the fixed share if the header
@@ -26,7 +24,10 @@ pub(crate) fn host_share(region: &Region, layout: &SegmentLayout, fixed: u32) ->
     }
     let mut in_use = 0u32;
     for p in layout.guests() {
-        if Peer::new(region, layout, p).state()? != PeerState::Empty {
+        // A state no state is an entry in use (its guest is cut off when
+        // an operation on it meets it): one bad entry does not fail the
+        // sends to every other guest.
+        if Peer::new(region, layout, p).raw_state()? != PeerState::Empty.to_u32() {
             in_use += 1;
         }
     }
@@ -43,77 +44,125 @@ pub(crate) fn least_host_share(layout: &SegmentLayout, fixed: u32) -> u32 {
     }
 }
 
+/// The host's own record of the slots it has handed to one guest and not
+/// seen come back: the count its share is judged by. It lives in the
+/// sending process, never in the file, so that nothing the guest writes
+/// (the counters in its ring, say) makes it hold more than its share
+/// (`shm.pool.share`).
+#[derive(Debug, Default)]
+pub(crate) struct HandedSlots {
+    /// The slots handed, some of which may have come back since.
+    slots: Vec<SlotRef>,
+    /// Whether `slots` has been filled from the pool's records yet (at the
+    /// first send that asks): what an earlier host process handed out.
+    known: bool,
+}
+
+impl HandedSlots {
+    /// The record of a host that hands slots to a guest of `layout` whose
+    /// header share is `fixed`; `None` when no share can stop an
+    /// allocation there (see [`HostShare::of`]): nothing is recorded.
+    pub(crate) fn for_share(layout: &SegmentLayout, fixed: u32) -> Option<Self> {
+        (least_host_share(layout, fixed) < layout.config.slots_per_pool).then(Self::default)
+    }
+
+    /// Records `slot`, handed to the guest.
+    #[inline]
+    pub(crate) fn push(&mut self, slot: SlotRef) {
+        self.slots.push(slot);
+    }
+
+    /// Forgets everything (the guest's entry was reset): the next look
+    /// starts from the pool's records.
+    pub(crate) fn reset(&mut self) {
+        self.slots.clear();
+        self.known = false;
+    }
+
+    /// How many are recorded, some perhaps back already: a bound from
+    /// above on what the guest holds, read without touching shared memory.
+    fn bound(&self) -> usize {
+        if self.known {
+            self.slots.len()
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// Drops the slots that came back (freed, or allocated again), after
+    /// filling the record from `pool` if this process never has; how many
+    /// the guest holds now.
+    fn recount(&mut self, pool: &Pool<'_>, guest: u8) -> Result<u32> {
+        if !self.known {
+            self.slots = pool.held_by(guest)?;
+            self.known = true;
+        }
+        let mut failed = None;
+        self.slots
+            .retain(|&slot| match pool.still_held_by(slot, guest) {
+                Ok(held) => held,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                    true
+                }
+            });
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(self.slots.len() as u32),
+        }
+    }
+}
+
 /// The share of one receiving guest, as a gate on the host's pool.
 pub(crate) struct HostShare<'a> {
     receiver: u8,
-    counters: Counters<'a>,
+    pool: Pool<'a>,
     /// A count below which the receiver is under any share it can have:
     /// below it, `limit` is not asked (it may read the peer table).
     floor: u32,
     /// The receiver's share now.
     limit: &'a dyn Fn() -> Result<u32>,
-    /// The receiver's count of returned slots as the sender last read it:
-    /// the count only grows, so with it the sender bounds what the
-    /// receiver holds without reading the receiver's cache line.
-    returned_seen: &'a mut u32,
-    /// The pool's size: a count above it can only come from a damaged
-    /// counter, and is read as 0 (the share then lets sends through, never
-    /// blocks them for good, until the next recount).
-    slots: u32,
+    /// What the host has handed to the receiver, by its own record.
+    handed: &'a mut HandedSlots,
     /// The share the receiver was found holding, when that held it back.
     capped: u32,
 }
 
 impl<'a> HostShare<'a> {
-    /// The share of guest `receiver` of the host's pool in `region`;
-    /// `None` when no share can stop an allocation (a share as large as
-    /// the pool: the pool runs out first), so that the receiver's count is
-    /// not read at all.
-    pub(crate) fn of(
-        region: &'a Region,
+    /// The share of guest `receiver` of the host's pool `pool`, judged by
+    /// `handed` (made by [`HandedSlots::for_share`], which says whether a
+    /// share can stop an allocation at all).
+    pub(crate) fn new(
+        pool: Pool<'a>,
         layout: &'a SegmentLayout,
         receiver: u8,
         fixed: u32,
         limit: &'a dyn Fn() -> Result<u32>,
-        returned_seen: &'a mut u32,
-    ) -> Result<Option<Self>> {
-        let floor = least_host_share(layout, fixed);
-        let slots = layout.config.slots_per_pool;
-        if floor >= slots {
-            return Ok(None);
-        }
-        Ok(Some(HostShare {
+        handed: &'a mut HandedSlots,
+    ) -> Self {
+        HostShare {
             receiver,
-            counters: Counters::of(region, layout, receiver)?,
-            floor,
+            pool,
+            floor: least_host_share(layout, fixed),
             limit,
-            returned_seen,
-            slots,
+            handed,
             capped: 0,
-        }))
+        }
     }
 }
 
 impl Gate for HostShare<'_> {
     fn holds_back(&mut self, releases: &Releases<'_>) -> Result<bool> {
-        // The host alone hands slots over, so `handed` is its own line;
-        // with the last `returned` it saw (never ahead of the real one) it
-        // bounds the receiver's count from above. Only at the least share
-        // the receiver could have is the receiver's line read: the release
-        // count first, then the count, so that a free after that look
-        // moves the release count, and no sleep follows.
-        let handed = self.counters.handed;
-        let bound = handed
-            .load(Ordering::Relaxed)
-            .wrapping_sub(*self.returned_seen);
-        if bound < self.floor {
+        // While the host's own record holds fewer slots than the least
+        // share the receiver could have, nothing shared is read. Past it,
+        // the release count first, then the slots' states, so that a free
+        // after that look moves the release count, and no sleep follows.
+        if self.handed.bound() < self.floor as usize {
             return Ok(false);
         }
         releases.mark();
-        let returned = self.counters.returned.load(Ordering::Acquire);
-        *self.returned_seen = returned;
-        let held = handed.load(Ordering::Acquire).wrapping_sub(returned);
-        if held < self.floor || held > self.slots {
+        let held = self.handed.recount(&self.pool, self.receiver)?;
+        if held < self.floor {
             return Ok(false);
         }
         let limit = (self.limit)()?;

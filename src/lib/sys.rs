@@ -35,6 +35,31 @@ pub fn unix_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Forks this process has gone through, counted in the child by a
+/// `pthread_atfork` handler: a value that a copy of this process made by
+/// `fork` reads differently from the process that took it, at the cost of
+/// one load (where `getpid` is a system call).
+static FORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn counted_fork_in_child() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many forks made this process from the one that first asked
+/// (`shm.file.fork`): a handle keeps the value it was made with, and does
+/// nothing on drop in a forked copy, whose drop would otherwise say
+/// goodbye, detach or free slots for the process it was copied from.
+pub(crate) fn forks() -> u32 {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic, which is
+        // async-signal-safe as a child handler must be; the prepare and
+        // parent handlers are none.
+        unsafe { libc::pthread_atfork(None, None, Some(counted_fork_in_child)) };
+    });
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// This process's id.
 pub fn current_pid() -> u32 {
     std::process::id()

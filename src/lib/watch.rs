@@ -105,6 +105,7 @@ impl HostWatch {
     /// receiving, that never waits, still beats).
     #[inline(always)]
     pub(crate) fn before(&mut self, seg: &Segment) -> Result<()> {
+        seg.host_broke_check()?;
         check_still_mine(seg, self.peer_id, self.epoch)?;
         let interval_ns = seg.heartbeat_interval_ns();
         if interval_ns > 0 {
@@ -121,6 +122,7 @@ impl HostWatch {
     /// waits.
     #[inline(always)]
     pub(crate) fn before_sending(&mut self, seg: &Segment) -> Result<()> {
+        seg.host_broke_check()?;
         check_still_mine(seg, self.peer_id, self.epoch)?;
         if seg.host_goodbye()? {
             return Err(Error::HostGone);
@@ -211,9 +213,9 @@ pub(crate) struct Judged {
     /// kept across calls, so that a host waiting in short slices (as the
     /// command does) still looks.
     last_check_ns: u64,
-    /// The epoch of the claim whose holder a look found dead: sends to it
-    /// fail at once from then on, as its receives do.
-    dead_at_epoch: Option<u32>,
+    /// The epoch of the claim whose holder a look found dead, and its pid:
+    /// sends to it fail at once from then on, as its receives do.
+    died: Option<(u32, u32)>,
 }
 
 impl GuestWatch {
@@ -270,6 +272,13 @@ impl<'a> EntryWatch<'a> {
     /// it is judged while a send waits.
     #[inline(always)]
     pub(crate) fn accepting(mut self) -> Result<Self> {
+        // An entry a guest has held and left (Empty again, or Goodbye) has
+        // seen that guest go: said as a receive from it says it.
+        if matches!(self.state, PeerState::Empty | PeerState::Goodbye) && self.epoch > 0 {
+            return Err(Error::PeerGone {
+                peer_id: self.peer_id,
+            });
+        }
         if !matches!(self.state, PeerState::Attached | PeerState::Reserved) {
             return Err(Error::PeerState {
                 peer_id: self.peer_id,
@@ -277,7 +286,12 @@ impl<'a> EntryWatch<'a> {
                 expected: "attached or reserved",
             });
         }
-        if self.judged.last_check_ns == 0 || self.judged.dead_at_epoch == Some(self.epoch) {
+        if self.judged.last_check_ns == 0
+            || self
+                .judged
+                .died
+                .is_some_and(|(epoch, _)| epoch == self.epoch)
+        {
             self.judge_holder(Moving::Sending, sys::monotonic_ns())?;
         }
         Ok(self)
@@ -291,22 +305,25 @@ impl<'a> EntryWatch<'a> {
         self.judged.last_check_ns = now.max(1);
         let seg = self.seg;
         let p = self.peer_id;
-        let dead = self.judged.dead_at_epoch == Some(self.epoch) || {
-            let entry = seg.peer(p).snapshot()?;
-            let status = liveness::judge_peer(
-                &entry,
-                seg.file(),
-                seg.layout.config.heartbeat_interval_ms,
-                now,
-            );
-            status == HolderStatus::Dead && entry.epoch == self.epoch
+        let died = match self.judged.died {
+            Some((epoch, pid)) if epoch == self.epoch => Some(pid),
+            _ => {
+                let entry = seg.peer(p).snapshot()?;
+                let status = liveness::judge_peer(
+                    &entry,
+                    seg.file(),
+                    seg.layout.config.heartbeat_interval_ms,
+                    now,
+                );
+                (status == HolderStatus::Dead && entry.epoch == self.epoch).then_some(entry.pid)
+            }
         };
-        if !dead {
+        let Some(pid) = died else {
             return Ok(());
-        }
-        self.judged.dead_at_epoch = Some(self.epoch);
+        };
+        self.judged.died = Some((self.epoch, pid));
         if moving == Moving::Sending || !seg.ring(p, Direction::GuestToHost).has_data()? {
-            return Err(Error::PeerGone { peer_id: p });
+            return Err(Error::PeerDied { peer_id: p, pid });
         }
         Ok(())
     }

@@ -33,6 +33,9 @@ pub(crate) struct Leases {
     layout: SegmentLayout,
     slots_per_pool: u32,
     pools: Box<[OnceLock<Box<[AtomicBool]>>]>,
+    /// `sys::forks()` when the segment was opened: a copy of this process
+    /// made by `fork` frees nothing on drop (`shm.file.fork`).
+    forks: u32,
 }
 
 impl Leases {
@@ -45,7 +48,15 @@ impl Leases {
             pools: (0..=layout.config.max_guests)
                 .map(|_| OnceLock::new())
                 .collect(),
+            forks: crate::sys::forks(),
         }
+    }
+
+    /// Whether this is the process that opened the segment, not a copy
+    /// made by `fork` since (`shm.file.fork`).
+    #[inline]
+    pub(crate) fn in_opening_process(&self) -> bool {
+        crate::sys::forks() == self.forks
     }
 
     /// The mark of slot `slot` of pool `pool`, making the pool's marks if
@@ -213,6 +224,10 @@ impl Received {
 impl Drop for Received {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
+            // A forked copy's message is still the parent's to free.
+            if !lease.leases.in_opening_process() {
+                return;
+            }
             let (s, leases) = (lease.slot, &lease.leases);
             if !BatchFrees::put_off(leases, s) {
                 // Unmarked first: once freed, the slot may come back to this
@@ -337,6 +352,9 @@ impl Drop for BatchFrees<'_> {
         };
         let slots = &mine.slots[..mine.len];
         let leases = self.leases;
+        if !leases.in_opening_process() {
+            return;
+        }
         for slot in slots {
             leases.remove(self.pool, slot.index);
         }
