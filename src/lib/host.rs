@@ -329,10 +329,17 @@ impl ShmHost {
     /// it, whose holder record the reservation would overwrite.
     pub(crate) fn try_reserve(&mut self, p: PeerId) -> Result<bool> {
         let p = self.seg.guest_id(p)?;
+        let peer = self.seg.peer(p);
+        // An entry that cannot become Reserved is passed over without its
+        // presence lock: the guest of a Reserved entry may be claiming it
+        // this very moment, and would fail as Busy if it found the lock
+        // taken by a reservation of a later entry that looked at it.
+        if !matches!(peer.state()?, PeerState::Empty | PeerState::Goodbye) {
+            return Ok(false);
+        }
         let Ok(_presence) = self.seg.try_take(lock_byte::guest_presence(p)) else {
             return Ok(false);
         };
-        let peer = self.seg.peer(p);
         // A guest that left with everything it sent read leaves the entry
         // free to reserve, even if no receive has looked at it since.
         self.seg.finish_read_goodbye(p)?;

@@ -288,7 +288,7 @@ impl Picker {
         strategy: WaitStrategy,
         deadline: &mut Deadline,
     ) -> Result<Option<I::Taken>> {
-        let mut backoff = Backoff::new(strategy);
+        let mut backoff = Backoff::full(strategy);
         loop {
             let rung = self.doorbell.get().load(Ordering::Acquire);
             if let Some(found) = self.look(inbox)? {

@@ -198,16 +198,107 @@ pub(crate) enum Step {
     Expired,
 }
 
+/// Looks an adaptive waiter spins for at the least: one stretch between
+/// two clock reads, so that a waiter whose spins stopped paying off can
+/// still find out that they pay again.
+const MIN_SPIN_STEPS: u32 = CHECK_EVERY;
+
+/// How many looks this process's adaptive waiters spin for before they
+/// sleep, learnt from how their waits end: halved (down to
+/// [`MIN_SPIN_STEPS`]) after a wait that had to sleep, doubled (up to
+/// [`SPIN_STEPS`]) after one that ended while spinning. A process whose
+/// waits are answered within the spin (a round trip with a peer on
+/// another CPU) keeps spinning as long as ever; one whose waits outlast
+/// it (a guest among a crowd that shares a CPU, woken once per burst)
+/// soon spins for a few microseconds only, and leaves the CPU to the
+/// processes that have work. A hint, shared by the process's threads and
+/// read and written relaxed; under loom it stays at [`SPIN_STEPS`], so
+/// that every run of a model spins alike.
+#[derive(Debug)]
+pub(crate) struct SpinBudget(std::sync::atomic::AtomicU32);
+
+impl SpinBudget {
+    /// A budget of [`SPIN_STEPS`].
+    pub(crate) const fn new() -> Self {
+        SpinBudget(std::sync::atomic::AtomicU32::new(SPIN_STEPS))
+    }
+
+    /// The looks the next adaptive wait spins for.
+    fn get(&self) -> u32 {
+        if cfg!(loom) {
+            return SPIN_STEPS;
+        }
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// A wait ended: after `slept` (its spins did not pay), or while
+    /// spinning.
+    fn record(&self, slept: bool) {
+        let now = self.get();
+        let next = if slept {
+            (now / 2).max(MIN_SPIN_STEPS)
+        } else {
+            now.saturating_mul(2).min(SPIN_STEPS)
+        };
+        if next != now && !cfg!(loom) {
+            self.0.store(next, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The spin budget of this process's adaptive waits on one ring or pool.
+static SPIN_BUDGET: SpinBudget = SpinBudget::new();
+
+/// The budget of waits that always spin their full count: it is never
+/// recorded into.
+static FULL_SPINS: SpinBudget = SpinBudget::new();
+
 /// One waiter's progress through spinning and sleeping.
 #[derive(Debug)]
 pub(crate) struct Backoff {
     strategy: WaitStrategy,
     step: u32,
+    /// Looks to spin for before sleeping (adaptive).
+    spins: u32,
+    /// Whether this wait has come to sleeping.
+    slept: bool,
+    budget: &'static SpinBudget,
 }
 
 impl Backoff {
     pub(crate) fn new(strategy: WaitStrategy) -> Self {
-        Backoff { strategy, step: 0 }
+        Backoff::with_budget(strategy, &SPIN_BUDGET)
+    }
+
+    /// A waiter whose adaptive spins are always [`SPIN_STEPS`] and teach
+    /// nothing: the host's wait for any guest, whose guests publish one
+    /// after another, each ringing the doorbell of a host that sleeps.
+    pub(crate) fn full(strategy: WaitStrategy) -> Self {
+        Backoff::with_budget(strategy, &FULL_SPINS)
+    }
+
+    /// A waiter whose adaptive spins follow `budget`.
+    fn with_budget(strategy: WaitStrategy, budget: &'static SpinBudget) -> Self {
+        Backoff {
+            strategy,
+            step: 0,
+            spins: match strategy {
+                WaitStrategy::Adaptive => budget.get(),
+                _ => 0,
+            },
+            slept: false,
+            budget,
+        }
+    }
+
+    /// The wait is over, its condition met: an adaptive waiter's budget
+    /// learns whether its spins paid (a wait that never waited teaches
+    /// nothing).
+    pub(crate) fn done(self) {
+        let learns = !std::ptr::eq(self.budget, &FULL_SPINS);
+        if learns && self.strategy == WaitStrategy::Adaptive && self.step > 0 {
+            self.budget.record(self.slept);
+        }
     }
 
     /// Whether the step after the current look may be a sleep: what a
@@ -216,7 +307,7 @@ impl Backoff {
         match self.strategy {
             WaitStrategy::Spin => false,
             WaitStrategy::Block => true,
-            WaitStrategy::Adaptive => self.step.wrapping_add(1) > SPIN_STEPS,
+            WaitStrategy::Adaptive => self.step.wrapping_add(1) > self.spins,
         }
     }
 
@@ -226,7 +317,7 @@ impl Backoff {
         let spinning = match self.strategy {
             WaitStrategy::Spin => true,
             WaitStrategy::Block => false,
-            WaitStrategy::Adaptive => self.step <= SPIN_STEPS,
+            WaitStrategy::Adaptive => self.step <= self.spins,
         };
         if spinning && self.step % CHECK_EVERY != 0 && !deadline.is_no_wait() {
             // The spin hint (PAUSE on x86) spaces the looks at the line
@@ -242,6 +333,7 @@ impl Backoff {
         if spinning {
             Step::Check
         } else {
+            self.slept = true;
             Step::Sleep(remaining.min(MAX_SLEEP))
         }
     }
@@ -295,6 +387,7 @@ pub(crate) fn wait_until<T>(
     let mut backoff = Backoff::new(waiting.strategy);
     loop {
         if let Some(value) = ready(backoff.may_sleep_next())? {
+            backoff.done();
             return Ok(Some(value));
         }
         match backoff.next_step(&mut waiting.deadline) {
@@ -429,7 +522,9 @@ mod tests {
     // shm[verify shm.ring.spsc]
     #[test]
     fn adaptive_spins_then_sleeps() {
-        let mut b = Backoff::new(WaitStrategy::Adaptive);
+        // A budget of its own: the process's moves with the other tests.
+        static FULL: SpinBudget = SpinBudget::new();
+        let mut b = Backoff::with_budget(WaitStrategy::Adaptive, &FULL);
         let mut forever = Deadline::after(None);
         let mut checks = 0;
         for _ in 0..SPIN_STEPS {
@@ -448,8 +543,9 @@ mod tests {
     // shm[verify shm.ring.spsc]
     #[test]
     fn every_sleep_is_announced_by_the_look_before_it() {
+        static FULL: SpinBudget = SpinBudget::new();
         for s in WaitStrategy::ALL {
-            let mut b = Backoff::new(s);
+            let mut b = Backoff::with_budget(s, &FULL);
             let mut forever = Deadline::after(None);
             let mut sleeps = 0;
             for _ in 0..3 * SPIN_STEPS {
@@ -461,6 +557,52 @@ mod tests {
             }
             assert_eq!(sleeps > 0, s != WaitStrategy::Spin, "{s:?}");
         }
+    }
+
+    /// Waits `steps` looks with a waiter of `budget`, then ends it; how
+    /// it ended: whether it slept.
+    fn wait_for(budget: &'static SpinBudget, steps: u32) -> bool {
+        let mut b = Backoff::with_budget(WaitStrategy::Adaptive, budget);
+        let mut forever = Deadline::after(None);
+        for _ in 0..steps {
+            b.next_step(&mut forever);
+        }
+        let slept = b.slept;
+        b.done();
+        slept
+    }
+
+    // An adaptive waiter whose waits outlast its spins spins less and
+    // less, down to one stretch between clock reads; one whose waits end
+    // while it spins spins more again, up to the full count. A wait that
+    // never waited changes nothing.
+    // shm[verify shm.ring.spsc]
+    #[test]
+    fn adaptive_spins_less_after_waits_that_slept_and_more_after_ones_that_did_not() {
+        static LEARNING: SpinBudget = SpinBudget::new();
+        assert_eq!(LEARNING.get(), SPIN_STEPS);
+        assert!(wait_for(&LEARNING, SPIN_STEPS + 1));
+        assert_eq!(LEARNING.get(), SPIN_STEPS / 2);
+        for _ in 0..10 {
+            assert!(wait_for(&LEARNING, SPIN_STEPS + 1));
+        }
+        assert_eq!(LEARNING.get(), MIN_SPIN_STEPS);
+        // Spinning for its budget and no more: the next look sleeps.
+        let mut b = Backoff::with_budget(WaitStrategy::Adaptive, &LEARNING);
+        let mut forever = Deadline::after(None);
+        for _ in 0..MIN_SPIN_STEPS {
+            assert!(!matches!(b.next_step(&mut forever), Step::Sleep(_)));
+        }
+        assert!(b.may_sleep_next());
+        assert!(matches!(b.next_step(&mut forever), Step::Sleep(_)));
+        assert!(!wait_for(&LEARNING, 0));
+        assert_eq!(LEARNING.get(), MIN_SPIN_STEPS);
+        assert!(!wait_for(&LEARNING, 10));
+        assert_eq!(LEARNING.get(), 2 * MIN_SPIN_STEPS);
+        for _ in 0..10 {
+            assert!(!wait_for(&LEARNING, 10));
+        }
+        assert_eq!(LEARNING.get(), SPIN_STEPS);
     }
 
     // shm[verify shm.ring.spsc]

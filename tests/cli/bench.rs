@@ -9,7 +9,15 @@ use crate::common::{Env, assert_well_formed, cell_lines, tables};
 fn quick_bench_reports_every_transport_and_size_with_sane_values() {
     let env = Env::new();
     let report = env
-        .ok(&["bench", "--quick", "--json", "--sizes", "32,4KiB,64KiB"])
+        .ok(&[
+            "bench",
+            "--quick",
+            "--json",
+            "--sizes",
+            "32,4KiB,64KiB",
+            "--guests",
+            "1,8",
+        ])
         .json();
     let results = report["results"].as_array().unwrap();
     let mut lines = vec![
@@ -19,12 +27,18 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         ("round_trip", "shm spin"),
         ("round_trip", "shm block"),
         ("round_trip", "shm adaptive"),
+        ("round_trip", "shm any guest, 1 entry"),
+        ("round_trip", "shm any guest, 255 entries"),
         ("stream", "shm spin"),
         ("stream", "shm spin (unbatched)"),
         ("round_trip", "unix socket"),
         ("stream", "unix socket"),
         ("round_trip", "pipe"),
         ("stream", "pipe"),
+        ("stream", "shm fan-in, 1 guest"),
+        ("stream", "shm fan-out, 1 guest"),
+        ("stream", "shm fan-in, 8 guests"),
+        ("stream", "shm fan-out, 8 guests"),
     ];
     // The blocking floor is two futex wakes: Linux has the only futex.
     if cfg!(target_os = "linux") {
@@ -62,19 +76,36 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
         .collect();
     assert_eq!(unbatched.len(), 1, "{unbatched:?}");
     assert_eq!(unbatched[0]["size"], 32);
+    // Many guests: the host's share of a CPU, and fairness where there is more than one guest.
+    for r in results
+        .iter()
+        .filter(|r| r["transport"].as_str().unwrap().starts_with("shm fan-"))
+    {
+        let cpu = r["host_cpu"].as_f64().unwrap();
+        assert!(cpu > 0.0 && cpu < 1.5, "{r}");
+        let fair = r["transport"] == "shm fan-in, 8 guests";
+        assert_eq!(r.get("least_served").is_some(), fair, "{r}");
+        if fair {
+            let least = r["least_served"].as_f64().unwrap();
+            assert!(least > 0.0 && least <= 1.0, "{r}");
+        }
+    }
     let targets = report["targets"].as_array().unwrap();
     // Against the floors: four 32 B round-trip targets (spin over the
     // cache line, spin's p99 over its p50, block over the futex floor
-    // where there are futexes, adaptive over spin) and four streams over
-    // the ring floor (32 B batched and unbatched, 4 KiB, 64 KiB); plus
-    // creation (4 GiB vs 1 MiB) and the listing budget. The 1 MiB stream
-    // target needs a 1 MiB size, which this run leaves out, so it is left
-    // out too.
+    // where there are futexes, adaptive over spin), the round trip from
+    // any guest with 255 entries over 1 entry, and four streams over the
+    // ring floor (32 B batched and unbatched, 4 KiB, 64 KiB); plus
+    // creation (4 GiB vs 1 MiB) and the listing budget; and, for 8
+    // guests, fan-in and fan-out over 1 guest and fan-in's fairness (the
+    // targets of 64 and 255 guests need those counts, which this run
+    // leaves out). The 1 MiB stream target needs a 1 MiB size, which this
+    // run leaves out, so it is left out too.
     let names: Vec<&str> = targets
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    let expected = if cfg!(target_os = "linux") { 10 } else { 9 };
+    let expected = if cfg!(target_os = "linux") { 14 } else { 13 };
     assert_eq!(targets.len(), expected, "{names:?}");
     assert!(names.iter().all(|n| !n.starts_with("1 MiB")), "{names:?}");
     assert_eq!(results.iter().filter(|r| r["kind"] == "create").count(), 2);
@@ -99,13 +130,14 @@ fn quick_bench_reports_every_transport_and_size_with_sane_values() {
 fn quick_bench_prints_tables_and_refuses_bad_sizes() {
     let env = Env::new();
     let out = env
-        .ok(&["bench", "--quick", "--sizes", "32"])
+        .ok(&["bench", "--quick", "--sizes", "32", "--guests", "1,2"])
         .stdout
         .clone();
     for line in [
         "cache line (floor)",
         "ring (floor)",
         "unix socket",
+        "shm fan-in, 2 guests",
         "target",
     ] {
         assert!(out.contains(line), "no {line:?} in\n{out}");
@@ -113,6 +145,8 @@ fn quick_bench_prints_tables_and_refuses_bad_sizes() {
     env.run(&["bench", "--sizes", "0"]).usage();
     env.run(&["bench", "--sizes", "lots"]).usage();
     env.run(&["bench", "--scale", "0"]).usage();
+    env.run(&["bench", "--guests", "0"]).usage();
+    env.run(&["bench", "--guests", "256"]).usage();
 }
 
 /// Whether `label`, a "vs socket" or "vs floor" cell, says what its number

@@ -8,7 +8,8 @@ use shmhub::WaitStrategy;
 #[cfg(target_os = "linux")]
 use super::measurement::FUTEX_SIZE;
 use super::measurement::{CACHELINE_SIZE, FloorHalves, Kind, Measurement, Transport, find};
-use super::plan::{CREATE_HUGE, CREATE_SMALL, LIST_SEGMENTS};
+use super::plan::{ANY_GUEST_ENTRIES, CREATE_HUGE, CREATE_SMALL, LIST_SEGMENTS};
+use super::protocol::FAN_SIZE;
 
 /// A target from the performance issue, judged on this run.
 #[derive(Debug, Clone, Serialize)]
@@ -100,6 +101,31 @@ const STREAM_TARGETS: [(&str, Transport, u64, Need); 5] = [
     ),
 ];
 
+/// The fan targets, per guest count: fan-in's and fan-out's messages per
+/// second over the same with one guest of the same run (at least half),
+/// and fan-in's fairness (the least-served guest at half-time over the
+/// mean, at least half).
+const FAN_TARGETS: [(u32, &str, &str, &str); 3] = [
+    (
+        8,
+        "fan-in msgs/s, 8 guests / 1 guest",
+        "fan-out msgs/s, 8 guests / 1 guest",
+        "fan-in least-served guest / mean, 8 guests",
+    ),
+    (
+        64,
+        "fan-in msgs/s, 64 guests / 1 guest",
+        "fan-out msgs/s, 64 guests / 1 guest",
+        "fan-in least-served guest / mean, 64 guests",
+    ),
+    (
+        255,
+        "fan-in msgs/s, 255 guests / 1 guest",
+        "fan-out msgs/s, 255 guests / 1 guest",
+        "fan-in least-served guest / mean, 255 guests",
+    ),
+];
+
 /// Every target whose lines the run has; a run without, say, a 1 MiB size
 /// leaves the 1 MiB target out rather than failing it, and a system
 /// without futexes leaves out the blocking one. Every ratio but the
@@ -156,12 +182,35 @@ pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
             adaptive / spin.max(1.0),
         ));
     }
+    let [one, full] =
+        ANY_GUEST_ENTRIES.map(|entries| p50(Kind::RoundTrip, Transport::ShmAnyGuest(entries), 32));
+    if let (Some(one), Some(full)) = (one, full) {
+        targets.push(Need::AtMost(1.2).target(
+            "32 B round trip p50 from any guest, 255 entries / 1 entry",
+            full / one.max(1.0),
+        ));
+    }
     for (name, transport, size, need) in STREAM_TARGETS {
         if let (Some(shm), Some(floor)) = (
             line(Kind::Stream, transport, size),
             line(Kind::Stream, Transport::RingFloor, size),
         ) {
             targets.push(need.target(name, shm.msgs_per_s / floor.msgs_per_s.max(1e-9)));
+        }
+    }
+    let fan = |transport| line(Kind::Stream, transport, FAN_SIZE as u64);
+    for (guests, fan_in, fan_out, fair) in FAN_TARGETS {
+        for (name, one, many) in [
+            (fan_in, Transport::FanIn(1), Transport::FanIn(guests)),
+            (fan_out, Transport::FanOut(1), Transport::FanOut(guests)),
+        ] {
+            if let (Some(one), Some(many)) = (fan(one), fan(many)) {
+                let ratio = many.msgs_per_s / one.msgs_per_s.max(1e-9);
+                targets.push(Need::AtLeast(0.5).target(name, ratio));
+            }
+        }
+        if let Some(least) = fan(Transport::FanIn(guests)).and_then(|m| m.least_served) {
+            targets.push(Need::AtLeast(0.5).target(fair, least));
         }
     }
     // A created segment is a little larger than asked (header, rings), so
@@ -199,7 +248,45 @@ mod tests {
             p999_ns: Some(p50 * 4.0),
             msgs_per_s: rate,
             bytes_per_s: rate * size as f64,
+            host_cpu: None,
+            least_served: None,
         }
+    }
+
+    /// Many guests are held against one guest of the same run, and a
+    /// guest count the run left out leaves its targets out.
+    #[test]
+    fn fan_targets_are_ratios_to_one_guest() {
+        let fan_in = |guests, rate, least| Measurement {
+            least_served: least,
+            ..line(Kind::Stream, Transport::FanIn(guests), 32, 0.0, rate)
+        };
+        let results = [
+            fan_in(1, 1e6, None),
+            fan_in(8, 0.5e6, Some(0.9)),
+            line(Kind::Stream, Transport::FanOut(1), 32, 0.0, 1e6),
+            line(Kind::Stream, Transport::FanOut(8), 32, 0.0, 0.4e6),
+            // 64 guests without a fan-out line: only the fan-in targets.
+            fan_in(64, 0.2e6, Some(0.3)),
+        ];
+        let steady = FloorHalves {
+            before_ns: 200.0,
+            after_ns: 200.0,
+            samples: 0,
+        };
+        let targets = judge(&results, steady);
+        let judged: Vec<(&str, f64, bool)> =
+            targets.iter().map(|t| (t.name, t.ratio, t.met)).collect();
+        assert_eq!(
+            judged,
+            [
+                ("fan-in msgs/s, 8 guests / 1 guest", 0.5, true),
+                ("fan-out msgs/s, 8 guests / 1 guest", 0.4, false),
+                ("fan-in least-served guest / mean, 8 guests", 0.9, true),
+                ("fan-in msgs/s, 64 guests / 1 guest", 0.2, false),
+                ("fan-in least-served guest / mean, 64 guests", 0.3, false),
+            ]
+        );
     }
 
     /// Ratios are over the floors of the same run, limits are inclusive,
@@ -219,6 +306,8 @@ mod tests {
             ),
             line(Kind::Stream, Transport::RingFloor, 4096, 0.0, 1e6),
             line(Kind::Stream, spin, 4096, 0.0, 0.79e6),
+            line(Kind::RoundTrip, Transport::ShmAnyGuest(1), 32, 300.0, 0.0),
+            line(Kind::RoundTrip, Transport::ShmAnyGuest(255), 32, 360.0, 0.0),
         ];
         let steady = FloorHalves {
             before_ns: 190.0,
@@ -235,8 +324,14 @@ mod tests {
         let stream = found("4 KiB stream bytes/s, spin / ring floor");
         assert!(!stream.met && (stream.ratio - 0.79).abs() < 1e-9);
         assert_eq!(stream.needed, ">= 0.8");
+        // The table's size, at its limit.
+        let any = found("32 B round trip p50 from any guest, 255 entries / 1 entry");
+        assert_eq!(
+            (any.ratio, any.met, any.needed.as_str()),
+            (1.2, true, "<= 1.2")
+        );
         // No 32 B or 1 MiB stream, no futex floor, no creation, no listing.
-        assert_eq!(targets.len(), 4, "{targets:?}");
+        assert_eq!(targets.len(), 5, "{targets:?}");
 
         // A floor whose halves disagree judges nothing: the same ratio is
         // not met, and the note says why, with both halves.

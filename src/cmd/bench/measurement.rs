@@ -72,6 +72,15 @@ pub enum Transport {
     /// A shmhub segment, spinning, with one send and one receive per
     /// message where [`Transport::Shm`] streams small messages in batches.
     ShmUnbatched,
+    /// A shmhub segment of this many peer-table entries, spinning, one
+    /// guest talking, the host receiving from any guest.
+    ShmAnyGuest(u32),
+    /// This many guest processes sending to the host at once, the host
+    /// receiving from any guest; both sides in the default wait strategy.
+    FanIn(u32),
+    /// The host sending each of this many guest processes a stream of its
+    /// own; both sides in the default wait strategy.
+    FanOut(u32),
     /// A Unix stream socket pair.
     UnixSocket,
     /// A pair of pipes.
@@ -93,6 +102,12 @@ impl fmt::Display for Transport {
             Transport::FutexFloor => f.write_str("futex (floor)"),
             Transport::Shm(strategy) => write!(f, "shm {}", strategy.name()),
             Transport::ShmUnbatched => f.write_str("shm spin (unbatched)"),
+            Transport::ShmAnyGuest(1) => f.write_str("shm any guest, 1 entry"),
+            Transport::ShmAnyGuest(entries) => write!(f, "shm any guest, {entries} entries"),
+            Transport::FanIn(1) => f.write_str("shm fan-in, 1 guest"),
+            Transport::FanIn(guests) => write!(f, "shm fan-in, {guests} guests"),
+            Transport::FanOut(1) => f.write_str("shm fan-out, 1 guest"),
+            Transport::FanOut(guests) => write!(f, "shm fan-out, {guests} guests"),
             Transport::UnixSocket => f.write_str("unix socket"),
             Transport::Pipe => f.write_str("pipe"),
         }
@@ -146,6 +161,15 @@ pub struct Measurement {
     pub msgs_per_s: f64,
     /// Payload bytes per second.
     pub bytes_per_s: f64,
+    /// The host's time on a CPU over the line's wall time, where it was
+    /// measured (fan-in and fan-out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<f64>,
+    /// Fairness, where it was measured (fan-in): when half the messages
+    /// had arrived, the messages received from the least-served guest
+    /// still sending over the mean per guest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub least_served: Option<f64>,
 }
 
 impl Measurement {
@@ -174,6 +198,8 @@ impl Measurement {
             p999_ns: Some(percentile(&samples, 99.9)),
             msgs_per_s: per_s,
             bytes_per_s: per_s * size as f64,
+            host_cpu: None,
+            least_served: None,
         }
     }
 
@@ -191,6 +217,8 @@ impl Measurement {
             p999_ns: None,
             msgs_per_s: per_s,
             bytes_per_s: per_s * size as f64,
+            host_cpu: None,
+            least_served: None,
         }
     }
 }
@@ -279,11 +307,12 @@ pub fn floor_of(kind: Kind, transport: Transport, size: u64) -> Option<(Transpor
         return None;
     }
     match kind {
+        // Many guests at once are held against one guest, not a floor.
+        Kind::Stream if matches!(transport, Transport::FanIn(_) | Transport::FanOut(_)) => None,
         Kind::Stream => Some((Transport::RingFloor, size)),
         Kind::RoundTrip if size <= shmhub::INLINE_CAPACITY as u64 => match transport {
-            Transport::Shm(WaitStrategy::Spin | WaitStrategy::Adaptive) => {
-                Some((Transport::Cacheline, CACHELINE_SIZE))
-            }
+            Transport::Shm(WaitStrategy::Spin | WaitStrategy::Adaptive)
+            | Transport::ShmAnyGuest(_) => Some((Transport::Cacheline, CACHELINE_SIZE)),
             #[cfg(target_os = "linux")]
             Transport::Shm(WaitStrategy::Block) | Transport::UnixSocket | Transport::Pipe => {
                 Some((Transport::FutexFloor, FUTEX_SIZE))
@@ -339,6 +368,12 @@ mod tests {
             (Transport::FutexFloor, "futex (floor)"),
             (Transport::Shm(WaitStrategy::Spin), "shm spin"),
             (Transport::ShmUnbatched, "shm spin (unbatched)"),
+            (Transport::ShmAnyGuest(1), "shm any guest, 1 entry"),
+            (Transport::ShmAnyGuest(255), "shm any guest, 255 entries"),
+            (Transport::FanIn(1), "shm fan-in, 1 guest"),
+            (Transport::FanIn(64), "shm fan-in, 64 guests"),
+            (Transport::FanOut(1), "shm fan-out, 1 guest"),
+            (Transport::FanOut(255), "shm fan-out, 255 guests"),
             (Transport::Shm(WaitStrategy::Block), "shm block"),
             (Transport::Shm(WaitStrategy::Adaptive), "shm adaptive"),
             (Transport::UnixSocket, "unix socket"),

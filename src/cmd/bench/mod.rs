@@ -30,7 +30,7 @@ use judge::judge;
 use measurement::{FloorHalves, Measurement};
 use plan::Plan;
 use transports::stream::Stream;
-use transports::{Progress, cacheline, create, listing, memcpy, ring, shm, stream};
+use transports::{Progress, any_guest, cacheline, create, fan, listing, memcpy, ring, shm, stream};
 
 /// Shown after `--help`: the runs people reach for first.
 const EXAMPLES: &str = "\
@@ -58,6 +58,10 @@ pub struct Args {
     /// Do not pin the two processes to separate CPUs.
     #[arg(long)]
     pub no_pin: bool,
+    /// Guest processes of each fan-in and fan-out, comma-separated (1 to
+    /// 255 each; the ratios need 1).
+    #[arg(long, default_value = "1,8,64,255", value_delimiter = ',')]
+    pub guests: Vec<u32>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -71,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         args.quick,
         args.segment.as_deref(),
         args.no_pin,
+        &args.guests,
     )?;
     // The segment does not exist yet; a fault on it (or on the scratch
     // files beside it, on the same file system) is a full file system.
@@ -127,6 +132,7 @@ fn measure(plan: &Plan) -> anyhow::Result<(Vec<Measurement>, FloorHalves)> {
     }
     results.extend(ring::measure(plan, &bar)?);
     results.extend(shm::measure(plan, &bar)?);
+    results.extend(any_guest::measure(plan, &bar)?);
     bar.begin("cache line floor, again".into())?;
     let (floor, halves) = cacheline::line(floor_before, cacheline::time_half(plan)?);
     results.insert(floor_at, floor);
@@ -134,6 +140,7 @@ fn measure(plan: &Plan) -> anyhow::Result<(Vec<Measurement>, FloorHalves)> {
     for transport in Stream::ALL {
         results.extend(stream::measure(transport, plan, &bar)?);
     }
+    results.extend(fan::measure(plan, &bar)?);
     bar.finish_and_clear();
     Ok((results, halves))
 }

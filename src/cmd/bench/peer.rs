@@ -11,13 +11,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shmhub::{Frame, Received, ShmGuest, WaitStrategy, sys};
+use shmhub::{Frame, MsgDesc, Received, ShmGuest, WaitStrategy, sys};
 
 use super::floor::{SharedFile, cacheline_words, spin_until};
 use super::protocol::{
-    CACHELINE_LINES, CACHELINE_STOP, ECHO, EXIT, HEADER_LEN, MAX_RING_DEPTH, PeerTransport,
-    RECV_MODE, REPORT, REPORT_LEN, RING_BUFFERS, RING_COMMAND, RING_REPLY, RING_SEQS, RING_STOP,
-    SET_WAIT, SINK, header, parse_header, report, ring_stride, wait_strategy,
+    CACHELINE_LINES, CACHELINE_STOP, ECHO, EXIT, FAN_BYTE, FAN_SIZE, HEADER_LEN, MAX_RING_DEPTH,
+    PeerTransport, RECV_MODE, REPORT, REPORT_LEN, RING_BUFFERS, RING_COMMAND, RING_REPLY,
+    RING_SEQS, RING_STOP, SEND, SET_WAIT, SINK, header, parse_header, report, ring_stride,
+    wait_strategy,
 };
 use crate::cmd::error::{OnSegment, seg_err};
 use crate::cmd::exit::Outcome;
@@ -167,6 +168,17 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
                     guest.set_wait_strategy(wait_strategy(desc.id));
                 }
                 RECV_MODE => single = desc.id == 1,
+                SEND => {
+                    let payload = [FAN_BYTE; FAN_SIZE];
+                    for id in 0..desc.id {
+                        let message = MsgDesc {
+                            method_id: SINK,
+                            id,
+                            ..MsgDesc::default()
+                        };
+                        guest.send_with(message, &payload, None).on_segment(&path)?;
+                    }
+                }
                 EXIT => return Ok(Outcome::Done),
                 other => bail!("unknown benchmark method {other}"),
             }

@@ -27,6 +27,10 @@ pub const WAIT_MODES: [WaitStrategy; 3] = [
     WaitStrategy::Adaptive,
 ];
 
+/// The table sizes (peer-table entries) the round trips received from any
+/// guest are measured at: one, and every entry a segment can have.
+pub const ANY_GUEST_ENTRIES: [u32; 2] = [1, shmhub::format::MAX_GUESTS];
+
 /// Largest payload size accepted. The benchmark segment holds four slots of
 /// the largest size in each of its two pools, so this keeps it within 2 GiB.
 const MAX_SIZE: u64 = 256 << 20;
@@ -48,6 +52,8 @@ pub struct Plan {
     /// Whether the two processes get a CPU each: without two CPUs, pinning
     /// would put both on one and measure the scheduler.
     pub pinned: bool,
+    /// Guest processes of each fan-in and fan-out, in the order measured.
+    pub guests: Vec<u32>,
 }
 
 impl Plan {
@@ -60,9 +66,17 @@ impl Plan {
         quick: bool,
         segment: Option<&str>,
         no_pin: bool,
+        guests: &[u32],
     ) -> anyhow::Result<Plan> {
         if sizes.is_empty() || sizes.iter().any(|&s| s == 0 || s > MAX_SIZE) {
             crate::usage!("--sizes must be between 1 byte and 256MiB each");
+        }
+        if guests.is_empty()
+            || guests
+                .iter()
+                .any(|&g| g == 0 || g > shmhub::format::MAX_GUESTS)
+        {
+            crate::usage!("--guests must be between 1 and 255 each");
         }
         if !(scale > 0.0 && scale <= 1000.0) {
             crate::usage!("--scale must be in (0, 1000]");
@@ -80,6 +94,7 @@ impl Plan {
             segment,
             cpus,
             pinned: !no_pin && cpus >= 2,
+            guests: guests.to_vec(),
         })
     }
 
@@ -118,6 +133,11 @@ impl Plan {
         })
     }
 
+    /// Messages of one fan-in or fan-out, over all its guests.
+    pub fn fan_messages(&self) -> u64 {
+        self.count(200_000.0)
+    }
+
     /// Copies timed at `size` bytes: as many as streamed messages, and at
     /// least enough for the percentiles to mean something.
     pub fn copies(&self, size: usize) -> u64 {
@@ -134,8 +154,10 @@ impl Plan {
     /// wait mode, the segment stream, the ring floor's stream, and a round
     /// trip and a stream over the socket and over the pipe; per size that
     /// fits in a descriptor, the unbatched segment stream; then the cache
-    /// line and (on Linux) the futex floor once each. (Segment creation and
-    /// listing are quick and not counted.)
+    /// line and (on Linux) the futex floor once each, and the round trips
+    /// received from any guest, in two halves per table size; then per
+    /// guest count, a fan-in and a fan-out. (Segment creation and listing
+    /// are quick and not counted.)
     pub fn phases(&self) -> u64 {
         let per_size = 1 + WAIT_MODES.len() as u64 + 1 + 1 + 2 + 2;
         let inline = self
@@ -145,7 +167,9 @@ impl Plan {
             .count() as u64;
         // The cache line's two halves, and the futex's.
         let floors = if cfg!(target_os = "linux") { 3 } else { 2 };
-        self.sizes.len() as u64 * per_size + inline + floors
+        let any_guest = 2 * ANY_GUEST_ENTRIES.len() as u64;
+        let fans = 2 * self.guests.len() as u64;
+        self.sizes.len() as u64 * per_size + inline + floors + any_guest + fans
     }
 
     /// Scales a base count, never below five iterations (nor, when quick,

@@ -19,6 +19,15 @@ pub const EXIT: u32 = 5;
 /// batches again (id 0), so that a stream can be timed without batching on
 /// either side.
 pub const RECV_MODE: u32 = 6;
+/// Method id: send the host as many messages as the id says, as fast as
+/// the ring allows: [`FAN_SIZE`] bytes of [`FAN_BYTE`] each, method
+/// [`SINK`], numbered from 0 in their ids (a fan-in's guest).
+pub const SEND: u32 = 7;
+/// Payload bytes of each message of a fan-in or fan-out: one that fits in
+/// a descriptor.
+pub const FAN_SIZE: usize = 32;
+/// The byte every payload of a fan-in or fan-out is made of.
+pub const FAN_BYTE: u8 = 0x5a;
 /// Value that stops the cache-line bouncer.
 pub const CACHELINE_STOP: u64 = u64::MAX;
 /// Lines the cache-line floor takes turns on, one per round trip, each a

@@ -89,6 +89,22 @@ fn speed(better: f64, worse: f64) -> String {
     }
 }
 
+/// What a line of many guests measured beside its rate: the host's share
+/// of a CPU, and how fairly the guests were served; `None` for a line
+/// that measured neither.
+fn crowd_note(m: &Measurement) -> Option<String> {
+    let cpu = m
+        .host_cpu
+        .map(|share| format!("host on a CPU {:.0}% of the time", share * 100.0));
+    let fair = m
+        .least_served
+        .map(|least| format!("least-served guest at half-time {least:.2} of the mean"));
+    match (cpu, fair) {
+        (Some(cpu), Some(fair)) => Some(format!("{cpu}; {fair}")),
+        (one, other) => one.or(other),
+    }
+}
+
 /// Prints the results table and the targets table.
 pub fn print_tables(
     results: &[Measurement],
@@ -141,6 +157,11 @@ pub fn print_tables(
         results_table.add_row(row);
     }
     table::print(results_table)?;
+    for m in results {
+        if let Some(note) = crowd_note(m) {
+            print_line(format_args!("{}: {note}", m.transport))?;
+        }
+    }
     let rows = targets.iter().map(|target| {
         [
             target.name.to_string(),

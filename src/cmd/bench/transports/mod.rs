@@ -16,8 +16,10 @@ use super::measurement::{Kind, Measurement, Transport, time_round_trips};
 use super::plan::Plan;
 use super::protocol::{PeerTransport, parse_report};
 
+pub mod any_guest;
 pub mod cacheline;
 pub mod create;
+pub mod fan;
 #[cfg(target_os = "linux")]
 pub mod futex;
 pub mod listing;

@@ -21,7 +21,7 @@ use crate::cmd::text::human_bytes;
 
 /// How long one send or receive of the run may wait: only a peer that
 /// died or hangs takes this long.
-const TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
+pub const TIMEOUT: Option<Duration> = Some(Duration::from_secs(30));
 
 /// A payload-less request for the peer itself rather than a message to echo
 /// or sink.
@@ -38,7 +38,7 @@ fn control(method: u32, id: u64) -> Frame {
 }
 
 /// Sends the peer the request `method` (see [`control`]).
-fn tell_peer(
+pub fn tell_peer(
     host: &mut ShmHost,
     peer_id: PeerId,
     method: u32,
@@ -58,8 +58,31 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
     // Every page is written during the run: a file system without room
     // fails here, cleanly, rather than in the middle of a measurement.
     let mut host = create_owned(path, segment_config(plan))?;
-    let peer_id = host.reserve_peer().on_segment(path)?;
-    let mut peer = PeerProcess(
+    let (peer_id, mut peer) = start_guest(&mut host, plan)?;
+    let results = peer.beside("segment", || {
+        wait_attached(&host, peer_id, path)?;
+        let mut results = round_trips(&mut host, peer_id, plan, progress)?;
+        results.extend(streams(&mut host, peer_id, plan, progress)?);
+        tell_peer(&mut host, peer_id, EXIT, 0, path)?;
+        Ok(results)
+    })?;
+    peer.finish("segment")?;
+    drop(host);
+    Ok(results)
+}
+
+/// Reserves an entry of `host`, the plan's segment, and starts the
+/// benchmark guest on it in a second process.
+pub fn start_guest(host: &mut ShmHost, plan: &Plan) -> anyhow::Result<(PeerId, PeerProcess)> {
+    let peer_id = host.reserve_peer().on_segment(plan.segment.as_path())?;
+    Ok((peer_id, spawn_guest(plan, peer_id)?))
+}
+
+/// Starts the benchmark guest on entry `peer_id` of the plan's segment,
+/// reserved for it, in a second process.
+pub fn spawn_guest(plan: &Plan, peer_id: PeerId) -> anyhow::Result<PeerProcess> {
+    let path = plan.segment.as_path();
+    let peer = PeerProcess(
         peer_command(PeerTransport::Shm, plan.peer_cpu())?
             .arg("--segment")
             .arg(path)
@@ -69,22 +92,20 @@ pub fn measure(plan: &Plan, progress: &dyn Progress) -> anyhow::Result<Vec<Measu
             .spawn()
             .context("starting the segment benchmark peer")?,
     );
-    let results = peer.beside("segment", || {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while host.peers().on_segment(path)?[0].state != PeerState::Attached {
-            if Instant::now() > deadline {
-                bail!("the benchmark guest did not attach");
-            }
-            std::thread::sleep(Duration::from_millis(2));
+    Ok(peer)
+}
+
+/// Waits up to 10 s for the benchmark guest to attach to entry `peer_id`.
+pub fn wait_attached(host: &ShmHost, peer_id: PeerId, path: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let entry = usize::from(peer_id) - 1;
+    while host.peers().on_segment(path)?[entry].state != PeerState::Attached {
+        if Instant::now() > deadline {
+            bail!("the benchmark guest did not attach");
         }
-        let mut results = round_trips(&mut host, peer_id, plan, progress)?;
-        results.extend(streams(&mut host, peer_id, plan, progress)?);
-        tell_peer(&mut host, peer_id, EXIT, 0, path)?;
-        Ok(results)
-    })?;
-    peer.finish("segment")?;
-    drop(host);
-    Ok(results)
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
 }
 
 /// One guest, and slots for the plan's largest size.
