@@ -93,6 +93,13 @@ fn one_byte(kind: libc::c_short, byte: u64) -> libc::flock {
 }
 
 /// Runs `fcntl(file, command, &mut fl)`.
+///
+/// Through `libc`, not `rustix` (which `sys.rs` uses): rustix sets only
+/// whole-file locks (`fs::fcntl_lock`, a range of 0 from byte 0) and
+/// queries only POSIX record locks (`process::fcntl_getlk`), and has no
+/// open-file-description commands. A role is one byte, and on Linux must
+/// be an open-file-description lock so that two handles of one process
+/// exclude each other.
 fn fcntl_lock(file: &File, command: libc::c_int, fl: &mut libc::flock) -> std::io::Result<()> {
     // SAFETY: the lock commands only read (and, for a query, rewrite) the
     // flock we own for the duration of the call; the descriptor is open for

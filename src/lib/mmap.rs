@@ -211,21 +211,10 @@ fn open_regular(path: &Path, writable: bool) -> Result<File, Error> {
 
 /// Clears `O_NONBLOCK` on an open file.
 fn clear_nonblocking(file: &File) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: F_GETFL only reads the status flags of `fd`, which `file`
-    // keeps open for the call.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if flags & libc::O_NONBLOCK != 0 {
-        // SAFETY: F_SETFL changes only the status flags of `fd`, open for
-        // the call; no memory is passed.
-        let rc = unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+    use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+    let flags = fcntl_getfl(file)?;
+    if flags.contains(OFlags::NONBLOCK) {
+        fcntl_setfl(file, flags - OFlags::NONBLOCK)?;
     }
     Ok(())
 }
@@ -236,6 +225,9 @@ fn clear_nonblocking(file: &File) -> io::Result<()> {
 fn allocate(file: &File, len: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // posix_fallocate rather than rustix's fallocate, which on Linux is the
+    // bare system call: where a file system has no fallocate, the C library
+    // reserves the space by writing to it instead of failing.
     loop {
         // SAFETY: posix_fallocate works on the descriptor `file` keeps open
         // for the call; no memory is passed. It returns an error number
@@ -567,12 +559,12 @@ mod tests {
     // shm[verify shm.file.attach]
     #[test]
     fn special_files_are_refused_without_blocking() {
-        use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let c_fifo = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        // SAFETY: mkfifo reads a NUL-terminated path that outlives the call.
-        assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+        // The mkfifo command rather than the call, which rustix does not
+        // offer on macOS.
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success());
         let socket = dir.path().join("socket");
         let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
         let (done, finished) = std::sync::mpsc::channel();
@@ -604,11 +596,8 @@ mod tests {
             MmapRegion::attach(&path).unwrap(),
             MmapRegion::open_read_only(&path, 1).unwrap(),
         ] {
-            use std::os::fd::AsRawFd;
-            // SAFETY: F_GETFL only reads the flags of a descriptor `opened`
-            // keeps open.
-            let flags = unsafe { libc::fcntl(opened.file().as_raw_fd(), libc::F_GETFL) };
-            assert_eq!(flags & libc::O_NONBLOCK, 0);
+            let flags = rustix::fs::fcntl_getfl(opened.file()).unwrap();
+            assert!(!flags.contains(rustix::fs::OFlags::NONBLOCK));
         }
     }
 
@@ -621,11 +610,10 @@ mod tests {
             (FileMode::OwnerAndGroup, 0o660),
         ] {
             let path = dir.path().join(format!("{bits:o}.shm"));
-            // SAFETY: umask only changes this process's file-creation mask.
-            let old = unsafe { libc::umask(0o077) };
+            use rustix::fs::Mode;
+            let old = rustix::process::umask(Mode::from_raw_mode(0o077));
             let created = MmapRegion::create_with_mode(&path, 4096, mode);
-            // SAFETY: as above, restoring the previous mask.
-            unsafe { libc::umask(old) };
+            rustix::process::umask(old);
             created.unwrap();
             let got = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(got, bits);

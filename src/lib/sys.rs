@@ -1,6 +1,12 @@
 //! Thin, documented wrappers over the operating-system calls the segment
 //! protocol needs: clocks, process liveness, futexes and CPU affinity (the
 //! advisory locks are in `locks.rs`).
+//!
+//! The calls go through `rustix`, whose wrappers take references and
+//! typed values; on Linux rustix makes the system calls itself (measured
+//! no dearer than libc's wrappers). What it does not offer, or does not do
+//! under valgrind, stays on `libc`: the monotonic clock, `pthread_atfork`,
+//! macOS's `proc_pidinfo`, and the byte-range locks of `locks.rs`.
 
 #[cfg(not(loom))]
 use std::sync::atomic::AtomicU32;
@@ -11,8 +17,13 @@ use crate::sync::atomic::AtomicU32;
 
 /// Nanoseconds on `CLOCK_MONOTONIC`, which on Linux is one clock for every
 /// process of the machine, so heartbeats written by one process can be
-/// compared with the time read by another.
+/// compared with the time read by another. (`Instant` reads the same clock
+/// but does not show its value, which other processes must compare.)
 pub fn monotonic_ns() -> u64 {
+    // Through libc, not rustix: on Linux rustix reads this clock through
+    // the vDSO, which it finds by parsing the auxiliary vector, and under
+    // valgrind that parse reads unmapped memory and the process dies
+    // (rustix issue 1559); the C bindings' tests run under valgrind.
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -67,29 +78,15 @@ pub fn current_pid() -> u32 {
 
 /// This process's effective user id.
 pub fn effective_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Whether this process is in group `gid` (its effective group or one of
 /// its supplementary groups).
 pub fn in_group(gid: u32) -> bool {
-    // SAFETY: getegid has no preconditions and cannot fail.
-    if unsafe { libc::getegid() } == gid {
-        return true;
-    }
-    // SAFETY: with a size of 0, getgroups writes nothing and returns how
-    // many supplementary groups there are.
-    let count = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
-    let Ok(len) = usize::try_from(count) else {
-        return false;
-    };
-    let mut groups: Vec<libc::gid_t> = vec![0; len];
-    // SAFETY: the buffer holds `count` gid_t values, and getgroups writes
-    // at most that many (returning how many it wrote).
-    let written = unsafe { libc::getgroups(count, groups.as_mut_ptr()) };
-    let written = usize::try_from(written).unwrap_or(0).min(len);
-    groups[..written].contains(&gid)
+    use rustix::process::{getegid, getgroups};
+    getegid().as_raw() == gid
+        || getgroups().is_ok_and(|groups| groups.iter().any(|g| g.as_raw() == gid))
 }
 
 /// When process `pid` started, or 0 where that cannot be read. Stored
@@ -168,13 +165,20 @@ pub fn process_liveness(pid: u32, start_time: u64) -> Liveness {
     if pid == 0 {
         return Liveness::NoProcess;
     }
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+    // A pid past i32::MAX would be negative as a pid_t, which kill takes
+    // for a process group: it cannot be the process that was recorded.
+    let Some(target) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return Liveness::Dead;
     };
-    // SAFETY: kill with signal 0 sends nothing; it only reports whether the
-    // pid exists and may be signalled.
-    let rc = unsafe { libc::kill(pid_t, 0) };
-    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // Signal 0 sends nothing; EPERM means the pid exists but belongs to
+    // another user.
+    let exists = match rustix::process::test_kill_process(target) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
+    };
     if !exists {
         return Liveness::Dead;
     }
@@ -194,35 +198,23 @@ pub fn process_liveness(pid: u32, start_time: u64) -> Liveness {
 /// processes, and wakes must reach them all.
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
-    let ts_ptr = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `word` is a valid, aligned 4-byte atomic for the duration of
-    // the call; FUTEX_WAIT only reads it and compares with `expected`; the
-    // timespec (if any) outlives the call. Spurious returns are harmless.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            ts_ptr,
-        );
-    }
+    use rustix::thread::futex;
+    // A timeout too long for a timespec (about 292 billion years) is as
+    // good as none.
+    let ts = timeout.and_then(|d| futex::Timespec::try_from(d).ok());
+    // Every outcome (woken, value already changed, timed out, interrupted)
+    // sends the caller back to re-check the word, so the result says
+    // nothing it needs.
+    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
 }
 
 /// Wakes every process sleeping in [`futex_wait`] on `word`.
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 pub fn futex_wake_all(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE only uses the address as a key; it does not access
-    // memory. `word` is valid for the duration of the call.
-    unsafe {
-        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
-    }
+    use rustix::thread::futex;
+    // The kernel reads the count as a signed int: u32::MAX would be -1 and
+    // wake only one sleeper.
+    let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
 }
 
 /// Where there is no futex (macOS, and Linux built with
@@ -278,22 +270,7 @@ pub fn futex_wake_all(word: &AtomicU32) {
 mod membarrier {
     use std::sync::OnceLock;
 
-    const QUERY: libc::c_long = 0;
-    const GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
-    const REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
-
-    fn call(cmd: libc::c_long) -> libc::c_long {
-        // SAFETY: membarrier takes two integers (command, flags) and a CPU
-        // id that these commands ignore; it touches no memory of ours.
-        unsafe {
-            libc::syscall(
-                libc::SYS_membarrier,
-                cmd,
-                0 as libc::c_long,
-                0 as libc::c_long,
-            )
-        }
-    }
+    use rustix::thread::{MembarrierCommand as Command, MembarrierQuery as Query};
 
     /// The kernel's answer to `QUERY`, asked once: whether the two
     /// commands are there (a seccomp filter or an old kernel may refuse).
@@ -305,19 +282,21 @@ mod membarrier {
             if std::env::var_os(super::NO_MEMBARRIER_ENV).is_some_and(|v| v == "1") {
                 return false;
             }
-            let both = GLOBAL_EXPEDITED | REGISTER_GLOBAL_EXPEDITED;
-            let commands = call(QUERY);
-            commands >= 0 && commands & both == both
+            // A refused query reads as no command at all.
+            rustix::thread::membarrier_query()
+                .contains(Query::GLOBAL_EXPEDITED | Query::REGISTER_GLOBAL_EXPEDITED)
         })
     }
 
     pub(super) fn registered() -> bool {
         static REGISTERED: OnceLock<bool> = OnceLock::new();
-        *REGISTERED.get_or_init(|| supported() && call(REGISTER_GLOBAL_EXPEDITED) == 0)
+        *REGISTERED.get_or_init(|| {
+            supported() && rustix::thread::membarrier(Command::RegisterGlobalExpedited).is_ok()
+        })
     }
 
     pub(super) fn fence_publishers() -> bool {
-        supported() && call(GLOBAL_EXPEDITED) == 0
+        supported() && rustix::thread::membarrier(Command::GlobalExpedited).is_ok()
     }
 }
 
@@ -379,38 +358,23 @@ pub fn available_cpus() -> usize {
 /// A segment file larger than this is sparse beyond what its file system
 /// can hold: touching its last pages would fail (SIGBUS on tmpfs).
 pub fn available_space(path: &std::path::Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statvfs is plain data, so all zeroes is a valid value.
-    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a NUL-terminated string and `stats` a valid,
-    // owned statvfs that the call fills in; both outlive the call.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // Both are 32 bits wide on some targets, 64 on others.
-    #[allow(clippy::useless_conversion)]
-    let (blocks, block_size) = (u64::from(stats.f_bavail), u64::from(stats.f_frsize));
-    Ok(blocks.saturating_mul(block_size))
+    let stats = rustix::fs::statvfs(path)?;
+    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
 }
 
 /// Pins the calling thread to `cpu` (benchmarks keep each process on its own
 /// core). Returns false if the kernel refused.
 #[cfg(all(target_os = "linux", not(shmhub_portable)))]
 pub fn pin_to_cpu(cpu: usize) -> bool {
-    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside
-    // the set we own, and sched_setaffinity reads it for the call (pid 0 is
-    // the calling thread).
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_ZERO(&mut set);
-        if cpu >= libc::CPU_SETSIZE as usize {
-            return false;
-        }
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    use rustix::thread::{CpuSet, sched_setaffinity};
+    // A CPU past the set's end would panic in `CpuSet::set`.
+    if cpu >= CpuSet::MAX_CPU {
+        return false;
     }
+    let mut set = CpuSet::new();
+    set.set(cpu);
+    // No pid: the calling thread.
+    sched_setaffinity(None, &set).is_ok()
 }
 
 /// Where there is no affinity call, pinning does nothing.
@@ -432,6 +396,91 @@ mod tests {
         assert_eq!(process_liveness(pid, t), Liveness::Alive);
         assert_eq!(process_liveness(pid, t + 1), Liveness::Dead);
         assert_eq!(process_liveness(0, 0), Liveness::NoProcess);
+    }
+
+    // A pid that kill would take for a process group (past i32::MAX) is
+    // never the recorded process.
+    #[test]
+    fn pids_past_the_signed_range_are_dead() {
+        assert_eq!(process_liveness(i32::MAX as u32 + 1, 0), Liveness::Dead);
+        assert_eq!(process_liveness(u32::MAX, 0), Liveness::Dead);
+    }
+
+    #[test]
+    fn own_user_and_group_are_recognised() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mine");
+        std::fs::write(&path, b"").unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(effective_uid(), meta.uid());
+        assert!(in_group(rustix::process::getegid().as_raw()));
+        // (gid_t)-2 is nobody's group.
+        assert!(!in_group(u32::MAX - 1));
+    }
+
+    /// Pinning keeps a thread on the one CPU asked for; a CPU number past
+    /// any CPU set is refused rather than a panic.
+    #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+    #[test]
+    fn pinning_leaves_one_cpu() {
+        use rustix::thread::sched_getaffinity;
+        std::thread::spawn(|| {
+            let allowed = sched_getaffinity(None).unwrap();
+            let cpu = (0..rustix::thread::CpuSet::MAX_CPU)
+                .find(|&c| allowed.is_set(c))
+                .unwrap();
+            assert!(pin_to_cpu(cpu));
+            let now = sched_getaffinity(None).unwrap();
+            assert_eq!(now.count(), 1);
+            assert!(now.is_set(cpu));
+            assert!(!pin_to_cpu(usize::MAX));
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// One wake reaches every sleeper on the word (the count is the
+    /// kernel's signed "all"; as -1 it would wake one). Each thread is
+    /// asleep in the kernel (state S) before the wake, and sleeps with a
+    /// timeout of a minute, so only the wake returns it within the test's
+    /// half-minute margin.
+    #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+    #[test]
+    fn futex_wake_all_wakes_every_sleeper() {
+        use std::sync::Arc;
+        use std::sync::atomic::Ordering;
+        let word = Arc::new(AtomicU32::new(0));
+        let (tids, asleep) = std::sync::mpsc::channel();
+        let sleepers: Vec<_> = (0..3)
+            .map(|_| {
+                let (word, tids) = (word.clone(), tids.clone());
+                std::thread::spawn(move || {
+                    tids.send(rustix::thread::gettid().as_raw_nonzero().get())
+                        .unwrap();
+                    let start = std::time::Instant::now();
+                    futex_wait(&word, 0, Some(Duration::from_secs(60)));
+                    start.elapsed()
+                })
+            })
+            .collect();
+        for _ in 0..3 {
+            let tid = asleep.recv().unwrap();
+            let stat = format!("/proc/self/task/{tid}/stat");
+            // The state follows the command name's closing parenthesis.
+            while !std::fs::read_to_string(&stat)
+                .unwrap()
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('S'))
+            {
+                std::thread::yield_now();
+            }
+        }
+        word.store(1, Ordering::Release);
+        futex_wake_all(&word);
+        for sleeper in sleepers {
+            assert!(sleeper.join().unwrap() < Duration::from_secs(30));
+        }
     }
 
     #[test]
