@@ -44,6 +44,18 @@ fn frame(id: u64, payload: &[u8]) -> Frame {
     Frame::new(MsgDesc::new(1, id), payload.to_vec())
 }
 
+/// A host on a fresh segment named `name`, and two guests attached to it
+/// from this process, in attach order; the directory lives as long as
+/// the first value.
+fn host_and_two_guests(name: &str) -> (tempfile::TempDir, ShmHost, ShmGuest, ShmGuest) {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join(name);
+    let host = ShmHost::create(&path, config()).unwrap();
+    let first = ShmGuest::attach_path(&path).unwrap();
+    let second = ShmGuest::attach_path(&path).unwrap();
+    (dir, host, first, second)
+}
+
 /// Receives from any guest without waiting until nothing is left,
 /// `rounds` times over (a guest whose entry alone is bad is found by the
 /// receive's sweeps, which come every so many empty looks): the messages,
@@ -67,11 +79,7 @@ fn drain_any(host: &mut ShmHost, rounds: usize) -> (Vec<(u8, Vec<u8>)>, Vec<Erro
 // shm[verify shm.peer.quarantine]
 #[test]
 fn a_guest_that_writes_an_unknown_state_is_cut_off_and_the_other_served() {
-    let dir = support::fixtures::tmp();
-    let path = dir.path().join("state.shm");
-    let mut host = ShmHost::create(&path, config()).unwrap();
-    let mut bad = ShmGuest::attach_path(&path).unwrap();
-    let mut good = ShmGuest::attach_path(&path).unwrap();
+    let (_dir, mut host, mut bad, mut good) = host_and_two_guests("state.shm");
     let region = host.region();
     let entry = host.layout().peer_entry(bad.peer_id());
     bad.send(frame(1, b"before")).unwrap();
@@ -193,11 +201,7 @@ fn a_bad_entry_does_not_stop_a_reclaim() {
 // shm[verify shm.peer.quarantine]
 #[test]
 fn a_bad_descriptor_cuts_its_sender_off() {
-    let dir = support::fixtures::tmp();
-    let path = dir.path().join("desc.shm");
-    let mut host = ShmHost::create(&path, config()).unwrap();
-    let mut bad = ShmGuest::attach_path(&path).unwrap();
-    let mut good = ShmGuest::attach_path(&path).unwrap();
+    let (_dir, mut host, mut bad, mut good) = host_and_two_guests("desc.shm");
     // A slot message whose descriptor then claims more bytes than a slot
     // holds: the length is the descriptor's u32 at byte 4.
     bad.send(frame(1, &[7; 200])).unwrap();
@@ -249,11 +253,7 @@ fn a_bad_descriptor_cuts_its_sender_off() {
 // shm[verify shm.peer.quarantine]
 #[test]
 fn a_flipped_head_cuts_its_guest_off_at_the_hosts_next_send() {
-    let dir = support::fixtures::tmp();
-    let path = dir.path().join("head.shm");
-    let mut host = ShmHost::create(&path, config()).unwrap();
-    let flipper = ShmGuest::attach_path(&path).unwrap();
-    let mut other = ShmGuest::attach_path(&path).unwrap();
+    let (_dir, mut host, flipper, mut other) = host_and_two_guests("head.shm");
     // Fill the ring so that the host must read the head again.
     let mut sent = 0;
     while host.try_send(flipper.peer_id(), frame(sent, b"x")).is_ok() {
@@ -805,14 +805,7 @@ fn every_attack(run: Duration) {
         .unwrap_or_else(|| support::fixtures::unix_ns() ^ u64::from(std::process::id()));
     eprintln!("seed {seed} (set {SEED} to replay)");
     let mut base = 0.0;
-    let only = std::env::var("SHMHUB_TEST_ONLY").ok();
     for attack in Attack::OWN_MEMORY {
-        if only
-            .as_ref()
-            .is_some_and(|o| *o != attack.name() && attack != Attack::None)
-        {
-            continue;
-        }
         let out = scenario(attack, seed, run);
         let slowest = out.rates.iter().copied().fold(f64::INFINITY, f64::min);
         if attack == Attack::None {

@@ -21,7 +21,6 @@ use crate::receiver::Receiver;
 use crate::region::Region;
 use crate::segment::{Segment, ShmBacking};
 use crate::sender::Sender;
-use crate::sys;
 use crate::wait::{Timeout, WaitStrategy};
 use crate::watch::{KeepAlive, check_still_mine};
 use crate::zerocopy::{Received, SlotLoan};
@@ -587,12 +586,7 @@ impl ShmGuest {
     fn release_resumed(guest: ShmGuest) -> Result<()> {
         let seg = &guest.membership.seg;
         let entry = seg.peer(guest.membership.peer_id).snapshot()?;
-        let status = liveness::judge_peer(
-            &entry,
-            seg.file(),
-            seg.layout.config.heartbeat_interval_ms,
-            sys::monotonic_ns(),
-        );
+        let status = seg.judge(&entry);
         if status == liveness::HolderStatus::Alive || status == liveness::HolderStatus::Stale {
             return Err(Error::Busy {
                 what: format!("peer {} (held by pid {})", entry.peer_id, entry.pid),

@@ -12,7 +12,7 @@ use crate::desc::{Frame, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, SegmentConfig, SegmentLayout};
-use crate::liveness::{self, HolderStatus};
+use crate::liveness::HolderStatus;
 use crate::locks::{ByteLock, Role, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion, OwnerCheck};
 use crate::party::{PeerId, PeerState, QuarantineReason};
@@ -278,13 +278,7 @@ impl ShmHost {
     /// that cannot be read.
     pub fn holder_status(&self, peer_id: PeerId) -> Result<HolderStatus> {
         let p = self.seg.guest_id(peer_id)?;
-        let entry = self.seg.peer(p).snapshot()?;
-        Ok(liveness::judge_peer(
-            &entry,
-            self.seg.file(),
-            self.seg.layout.config.heartbeat_interval_ms,
-            sys::monotonic_ns(),
-        ))
+        Ok(self.seg.judge(&self.seg.peer(p).snapshot()?))
     }
 
     /// Sets an Empty entry aside for a guest the host is about to start;
@@ -655,7 +649,6 @@ impl ShmHost {
     ///
     /// shm[impl shm.peer.reclaim]
     pub fn reclaim_dead_report(&mut self) -> Result<ReclaimReport> {
-        let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
         let mut report = ReclaimReport::default();
         for p in self.seg.layout.guests() {
             let entry = match self.seg.peer(p).snapshot() {
@@ -678,8 +671,7 @@ impl ShmHost {
                 }
                 Err(e) => return Err(e),
             };
-            let holder =
-                liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
+            let holder = self.seg.judge(&entry);
             let skip = match (entry.state, holder) {
                 (PeerState::Empty, _) => continue,
                 (PeerState::Reserved, _) => self.release_if_reserver_died(p, &entry)?,
@@ -794,16 +786,7 @@ impl ShmHost {
         // The dead guest produced on this ring: it may have died between
         // writing descriptors and publishing the tail.
         self.seg.ring(p, Direction::GuestToHost).settle_tail()?;
-        self.seg
-            .free_slots_held_by(p, 0..=self.seg.layout.config.max_guests as u8)?;
-        // Whatever is still allocated in the dead guest's own pool was
-        // either taken by it and never sent, or sent and already read by
-        // the host: all of it goes back.
-        let leases = &self.seg.leases;
-        self.seg
-            .pool(p)
-            .free_all(&|slot| leases.contains(p, slot))?;
-        self.seg.pool(p).clear_waiters()?;
+        self.seg.free_guest_slots(p)?;
         self.seg.pool(0).recount_held(p)?;
         self.senders[index].resync();
         peer.set_holder(Holder::Nobody)?;
@@ -833,10 +816,7 @@ impl ShmHost {
             for direction in [Direction::HostToGuest, Direction::GuestToHost] {
                 seg.ring(p, direction).reset()?;
             }
-            seg.free_slots_held_by(p, 0..=seg.layout.config.max_guests as u8)?;
-            let leases = &seg.leases;
-            seg.pool(p).free_all(&|slot| leases.contains(p, slot))?;
-            seg.pool(p).clear_waiters()
+            seg.free_guest_slots(p)
         })();
         if cleaned.is_err() {
             return Ok(Some(SkipReason::Quarantined));
@@ -906,8 +886,7 @@ impl ShmHost {
             }
         }
         let entry = peer.snapshot()?;
-        let heartbeat = self.seg.layout.config.heartbeat_interval_ms;
-        let holder = liveness::judge_peer(&entry, self.seg.file(), heartbeat, sys::monotonic_ns());
+        let holder = self.seg.judge(&entry);
         if entry.state != PeerState::Quarantined
             || matches!(holder, HolderStatus::Alive | HolderStatus::Stale)
         {

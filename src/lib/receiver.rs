@@ -7,12 +7,11 @@ use std::sync::Arc;
 use crate::consumer::Consumer;
 use crate::error::{Error, Result};
 use crate::layout::Direction;
-use crate::liveness::{self, HolderStatus};
+use crate::liveness::HolderStatus;
 use crate::locks::{Role, lock_byte, lock_byte::End};
 use crate::party::{Party, PeerId, PeerState, QuarantineReason};
 use crate::ready::{Inbox, Picker, WORDS};
 use crate::segment::Segment;
-use crate::sys;
 use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
 use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
 use crate::zerocopy::Received;
@@ -289,14 +288,7 @@ impl Receiver {
             OtherSide::Host(watch) => watch.before(&self.seg),
             OtherSide::Guest(watch) => {
                 let p = watch.peer_id();
-                if self.seg.cut_off.contains(p) {
-                    return Err(self.seg.quarantined(p));
-                }
-                let (state, epoch) = match self.seg.peer(p).state_and_epoch() {
-                    Ok((PeerState::Quarantined, _)) => return Err(self.seg.found_quarantined(p)),
-                    Ok(found) => found,
-                    Err(e) => return Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
-                };
+                let (state, epoch) = self.seg.guest_state(p)?;
                 if state != PeerState::Empty || self.end.has_data() {
                     return Ok(());
                 }
@@ -577,25 +569,18 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
     }
 
     fn has_left(&self, p: PeerId) -> Result<bool> {
-        match self.seg.peer(p).state() {
-            Ok(PeerState::Quarantined) => Err(self.seg.found_quarantined(p)),
-            Ok(state) => Ok(state == PeerState::Goodbye),
-            Err(e) => Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
-        }
+        Ok(self.seg.guest_state(p)?.0 == PeerState::Goodbye)
     }
 
     fn finish_goodbye(&self, p: PeerId) -> Result<()> {
         // An entry another process marked (an eviction, say) is cut off
         // here too, once its ring is found empty.
-        match self.seg.peer(p).state() {
-            Ok(PeerState::Goodbye) => self
-                .seg
-                .finish_goodbye(p)
-                .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
-            Ok(PeerState::Quarantined) => Err(self.seg.found_quarantined(p)),
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.seg.cut_off_for(p, QuarantineReason::Entry, e)),
+        if self.seg.guest_state(p)?.0 != PeerState::Goodbye {
+            return Ok(());
         }
+        self.seg
+            .finish_goodbye(p)
+            .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Entry, e))
     }
 
     #[inline(always)]
@@ -615,13 +600,7 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
                 // (what it sent before is found by the looks).
                 Some(PeerState::Attached) => {
                     let entry = seg.peer(p).snapshot()?;
-                    let status = liveness::judge_peer(
-                        &entry,
-                        seg.file(),
-                        seg.layout.config.heartbeat_interval_ms,
-                        sys::monotonic_ns(),
-                    );
-                    status != HolderStatus::Dead || !self.end(p).is_empty_now()
+                    seg.judge(&entry) != HolderStatus::Dead || !self.end(p).is_empty_now()
                 }
                 _ => false,
             };

@@ -12,15 +12,17 @@ use crate::cut_off::CutOff;
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
+use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, LockFile, lock_byte, lock_byte::End};
 use crate::mmap::{MmapRegion, OwnerCheck};
 use crate::party::{PeerId, PeerState, QuarantineReason};
-use crate::peer::Peer;
+use crate::peer::{Peer, PeerEntry};
 use crate::pool::Pool;
 use crate::producer::Producer;
 use crate::region::{HeapRegion, Region, RegionError};
 use crate::ring::RingView;
 use crate::ring_end::RingEnd;
+use crate::sys;
 use crate::zerocopy::Leases;
 
 /// [`Segment::try_take`] could not take a lock: another open file holds it
@@ -158,6 +160,38 @@ impl Segment {
             return Ok(false);
         }
         peer.transition_at(epoch, PeerState::Goodbye, PeerState::Empty)
+    }
+
+    /// How `entry`'s holder is judged now (`shm.peer.liveness`), by this
+    /// segment's file and heartbeat interval.
+    pub(crate) fn judge(&self, entry: &PeerEntry) -> HolderStatus {
+        self.judge_at(entry, sys::monotonic_ns())
+    }
+
+    /// [`Segment::judge`] at monotonic time `now_ns`.
+    pub(crate) fn judge_at(&self, entry: &PeerEntry, now_ns: u64) -> HolderStatus {
+        liveness::judge_peer(
+            entry,
+            self.file(),
+            self.layout.config.heartbeat_interval_ms,
+            now_ns,
+        )
+    }
+
+    /// Guest `p`'s state and epoch as the host's ends see them
+    /// (`shm.peer.quarantine`): [`Error::Quarantined`] for a guest this
+    /// process cut off, or one whose entry says Quarantined (cut off here
+    /// too from then on); a state no state cuts the guest off.
+    #[inline(always)]
+    pub(crate) fn guest_state(&self, p: PeerId) -> Result<(PeerState, u32)> {
+        if self.cut_off.contains(p) {
+            return Err(self.quarantined(p));
+        }
+        match self.peer(p).state_and_epoch() {
+            Ok((PeerState::Quarantined, _)) => Err(self.found_quarantined(p)),
+            Ok(found) => Ok(found),
+            Err(e) => Err(self.cut_off_for(p, QuarantineReason::Entry, e)),
+        }
     }
 
     /// The host cuts guest `p` off for `reason`, having found `finding`
@@ -372,5 +406,18 @@ impl Segment {
                 .free_held_by(party, &|slot| leases.contains(pool, slot))?;
         }
         Ok(())
+    }
+
+    /// Gives back everything guest `p` has in the pools once nobody acts
+    /// as it (a reclaim, a freed quarantine): every slot of every pool
+    /// the pools' own records say it holds, then every slot still
+    /// allocated in its own pool (taken and never sent, or sent and read
+    /// already), all but those lent out in this process; and its pool's
+    /// waiter count, which a process that died asleep leaves set.
+    pub(crate) fn free_guest_slots(&self, p: PeerId) -> Result<()> {
+        self.free_slots_held_by(p, 0..=self.layout.config.max_guests as u8)?;
+        let leases = &self.leases;
+        self.pool(p).free_all(&|slot| leases.contains(p, slot))?;
+        self.pool(p).clear_waiters()
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::liveness::{self, HolderStatus, HostStatus};
-use crate::party::{Party, PeerId, PeerState, QuarantineReason};
+use crate::party::{Party, PeerId, PeerState};
 use crate::peer::Presence;
 use crate::segment::Segment;
 use crate::sys;
@@ -235,13 +235,7 @@ impl GuestWatch {
     /// The watch of one operation, on the entry as it is now.
     #[inline(always)]
     pub(crate) fn begin<'a>(&'a mut self, seg: &'a Segment) -> Result<EntryWatch<'a>> {
-        let p = self.peer_id;
-        let (state, epoch) = match seg.peer(p).state_and_epoch() {
-            _ if seg.cut_off.contains(p) => return Err(seg.quarantined(p)),
-            Ok((PeerState::Quarantined, _)) => return Err(seg.found_quarantined(p)),
-            Ok(found) => found,
-            Err(e) => return Err(seg.cut_off_for(p, QuarantineReason::Entry, e)),
-        };
+        let (state, epoch) = seg.guest_state(self.peer_id)?;
         Ok(EntryWatch {
             seg,
             peer_id: self.peer_id,
@@ -309,13 +303,8 @@ impl<'a> EntryWatch<'a> {
             Some((epoch, pid)) if epoch == self.epoch => Some(pid),
             _ => {
                 let entry = seg.peer(p).snapshot()?;
-                let status = liveness::judge_peer(
-                    &entry,
-                    seg.file(),
-                    seg.layout.config.heartbeat_interval_ms,
-                    now,
-                );
-                (status == HolderStatus::Dead && entry.epoch == self.epoch).then_some(entry.pid)
+                let dead = seg.judge_at(&entry, now) == HolderStatus::Dead;
+                (dead && entry.epoch == self.epoch).then_some(entry.pid)
             }
         };
         let Some(pid) = died else {
@@ -341,13 +330,7 @@ impl<'a> EntryWatch<'a> {
     pub(crate) fn check(&mut self, moving: Moving) -> Result<()> {
         let seg = self.seg;
         let p = self.peer_id;
-        let peer = seg.peer(p);
-        let (state, epoch) = match peer.state_and_epoch() {
-            _ if seg.cut_off.contains(p) => return Err(seg.quarantined(p)),
-            Ok((PeerState::Quarantined, _)) => return Err(seg.found_quarantined(p)),
-            Ok(found) => found,
-            Err(e) => return Err(seg.cut_off_for(p, QuarantineReason::Entry, e)),
-        };
+        let (state, epoch) = seg.guest_state(p)?;
         if self.state == PeerState::Reserved
             && state == PeerState::Attached
             && epoch == self.epoch.wrapping_add(1)
