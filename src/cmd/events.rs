@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmhub::admin::{Event, FileIdentity, Snapshot};
+use shmhub::admin::{Event, FileIdentity, SegmentReport, Snapshot};
 
 use super::clock::{self, Zone};
 use super::error::{OnSegment, SegmentError};
@@ -29,7 +29,8 @@ Examples:
 pub struct Args {
     /// Segment path, or a bare name under /dev/shm.
     pub segment: String,
-    /// How often to look at the segment.
+    /// How often to look at the segment (a process that ends is seen at
+    /// once, on Linux).
     #[arg(long, default_value = "100ms", value_parser = parse_duration, value_name = "DUR")]
     pub interval: Duration,
     /// Stop after this many events (exit 0).
@@ -60,15 +61,21 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let first = inspect_every_entry(path).on_segment(path)?;
     let identity = identity_of(path);
     let mut before = Snapshot::of(&first);
+    let mut deaths = Deaths::new();
+    deaths.watch(&first);
     let mut told = 0u64;
     let mut last_event = Instant::now();
     loop {
-        if signals::sleep_unless_signalled(args.interval) {
+        if deaths.wait_unless_signalled(args.interval) {
             // A signal is the way to end a stream: not an error.
             return Ok(Outcome::Done);
         }
         let after = match look_again(path, identity) {
-            Some(report) => Snapshot::of(&report?),
+            Some(report) => {
+                let report = report?;
+                deaths.watch(&report);
+                Snapshot::of(&report)
+            }
             None => {
                 tell(path, Event::Removed, &args)?;
                 return Ok(Outcome::Done);
@@ -86,6 +93,68 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         if args.timeout.is_some_and(|t| last_event.elapsed() >= t) {
             return Ok(Outcome::TimedOut);
         }
+    }
+}
+
+/// The processes of the segment (its host's, its guests'), for a look
+/// the moment one ends rather than at the next interval. Where there are
+/// no pidfds (off Linux, the portable build), the looks alone.
+struct Deaths {
+    #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+    watch: Option<shmhub::admin::ProcessWatch>,
+}
+
+impl Deaths {
+    fn new() -> Self {
+        Deaths {
+            // Without a watch (no epoll descriptor to be had), the looks
+            // still see every death, one interval later.
+            #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+            watch: shmhub::admin::ProcessWatch::new().ok(),
+        }
+    }
+
+    /// Watches the processes `report` names.
+    fn watch(&mut self, report: &SegmentReport) {
+        #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+        if let Some(watch) = &mut self.watch {
+            let h = &report.header;
+            let host = (!h.host_goodbye).then_some((h.host_pid, h.host_start_time));
+            let guests = report
+                .peers
+                .iter()
+                .filter(|p| p.entry.held)
+                .map(|p| (p.entry.pid, p.entry.start_time));
+            watch.watch(host.into_iter().chain(guests));
+        }
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        let _ = report;
+    }
+
+    /// Waits `interval`, less if a watched process ends; true if a
+    /// termination signal came.
+    fn wait_unless_signalled(&mut self, interval: Duration) -> bool {
+        #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+        if let Some(watch) = &mut self.watch {
+            let start = Instant::now();
+            while !signals::terminate_requested() {
+                let left = interval.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return false;
+                }
+                match watch.wait(left.min(signals::WAIT_SLICE)) {
+                    Ok(false) => {}
+                    Ok(true) => return false,
+                    // The watch broke: the looks alone from here on.
+                    Err(_) => {
+                        self.watch = None;
+                        return signals::sleep_unless_signalled(left);
+                    }
+                }
+            }
+            return true;
+        }
+        signals::sleep_unless_signalled(interval)
     }
 }
 

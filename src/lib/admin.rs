@@ -43,6 +43,8 @@ pub use crate::peek::{
 };
 pub use crate::pool::PoolUsage;
 pub use crate::raw::{FieldStatus, RawDump, RawField, RawSection, inspect_raw};
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+pub use crate::readiness::ProcessWatch;
 pub use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 pub use crate::remove::{RemoveOptions, RemoveReport, remove_segment, remove_unused_segment};
 pub use crate::ring::RingState;

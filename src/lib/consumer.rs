@@ -27,6 +27,11 @@ impl Consumer {
         Consumer { end }
     }
 
+    /// The ring this end takes from.
+    pub(crate) fn ring(&self) -> &crate::ring::Ring {
+        &self.end.ring
+    }
+
     /// Sets how this end waits.
     pub(crate) fn set_strategy(&mut self, strategy: WaitStrategy) {
         self.end.strategy = strategy;

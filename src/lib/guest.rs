@@ -337,6 +337,18 @@ impl ShmGuest {
         self.receiver.beat()
     }
 
+    /// A file descriptor that becomes readable when a message comes from
+    /// the host or the host's process ends, for an event loop to wait on:
+    /// [`Receiver::readiness`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::readiness`].
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub fn readiness(&self) -> Result<crate::Readiness> {
+        self.receiver.readiness()
+    }
+
     /// This guest's sending end, towards the host.
     pub fn sender(&mut self) -> &mut Sender {
         &mut self.sender

@@ -394,6 +394,18 @@ impl ShmHost {
         self.inbox.from_guest(peer_id)
     }
 
+    /// A file descriptor that becomes readable when a message comes from
+    /// any guest or a guest's process ends, for an event loop to wait on:
+    /// [`AnyReceiver::readiness`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AnyReceiver::readiness`].
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub fn readiness(&self) -> Result<crate::Readiness> {
+        self.inbox.readiness()
+    }
+
     /// The host's receiving end from every guest at once, round-robin.
     pub fn any_receiver(&mut self) -> &mut AnyReceiver {
         &mut self.inbox

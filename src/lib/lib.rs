@@ -49,6 +49,8 @@
 //!   struct it is laid out as (little-endian targets);
 //! - `zerocopy.rs`: lending a received slot ([`Received::payload`]) or a
 //!   loaned one ([`SlotLoan::as_mut_slice`]) as a slice;
+//! - `tokio.rs` (feature `tokio`): registering a readiness descriptor
+//!   with tokio, which cannot check that the descriptor stays open;
 //! - `sys.rs` and `locks.rs`: system calls (clocks, `kill(pid, 0)`, futexes,
 //!   CPU affinity, `fcntl` record locks);
 //! - in the command, not the library: `src/cmd/signals.rs` (signal handlers).
@@ -99,6 +101,8 @@ mod peer;
 mod pool;
 mod producer;
 mod raw;
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+mod readiness;
 mod ready;
 mod receiver;
 mod reclaim;
@@ -112,6 +116,13 @@ mod share;
 mod slots;
 mod spawn;
 pub(crate) mod sync;
+#[cfg(all(
+    feature = "tokio",
+    target_os = "linux",
+    not(shmhub_portable),
+    not(loom)
+))]
+pub mod tokio;
 // System calls: the command and its benchmarks use some of them, so they
 // are public with the `cli` feature, and not part of the library's API.
 #[cfg(feature = "cli")]
@@ -134,6 +145,8 @@ pub use open::OpenOptions;
 pub use party::{Party, PeerId, PeerState, QuarantineReason};
 pub use path::{NameError, resolve_segment};
 pub use peer::PeerEntry;
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+pub use readiness::{Ended, Readiness, RoomMark};
 pub use receiver::{AnyReceiver, Receiver};
 pub use region::{HeapRegion, Region, RegionError};
 pub use sender::Sender;

@@ -17,9 +17,9 @@ use std::cell::Cell;
 use crate::error::{Error, Result};
 use crate::host_slots::Counters;
 use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
-use crate::region::Region;
+use crate::region::{Region, Word};
 use crate::sync::atomic::AtomicU32;
-use crate::wait::{Announce, Waiting, sleep_unless, wait_until, wake_sleepers};
+use crate::wait::{Announce, Vigil, Waiting, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets in a pool's control block and slot metadata.
 pub mod field {
@@ -279,6 +279,19 @@ impl<'a> Pool<'a> {
         }
         let held = crate::host_slots::held(self.region, self.layout.host_to_guest_ring(peer))?;
         Ok(if held > self.slots() { 0 } else { held })
+    }
+
+    /// What a waiter for a free slot sleeps on ([`Vigil`]): the release
+    /// count as it is now, which every free bumps.
+    pub(crate) fn release_vigil(&self) -> Result<Vigil> {
+        let releases: Word = Word::new(self.region, self.base + field::RELEASES)?;
+        let now = releases.get().load(Ordering::SeqCst);
+        Ok(Vigil {
+            word: releases,
+            sleepers: Word::new(self.region, self.base + field::WAITERS)?,
+            unfenced: false,
+            unchanged: Some(now),
+        })
     }
 
     /// Allocates a slot for `holder`, starting the search at `*hint`, and

@@ -10,6 +10,8 @@ use crate::layout::Direction;
 use crate::liveness::HolderStatus;
 use crate::locks::{Role, lock_byte, lock_byte::End};
 use crate::party::{Party, PeerId, PeerState, QuarantineReason};
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+use crate::readiness::Readiness;
 use crate::ready::{Inbox, Picker, WORDS};
 use crate::segment::Segment;
 use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
@@ -102,6 +104,19 @@ impl Receiver {
     /// Sets how this end waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.end.set_strategy(strategy);
+    }
+
+    /// A file descriptor that becomes readable when a message comes to
+    /// this end or the sender's process ends, for an event loop to wait
+    /// on ([`Readiness`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the descriptors or the waker thread cannot be
+    /// made; a corrupt-segment error.
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub fn readiness(&self) -> Result<Readiness> {
+        Readiness::ring(&self.seg, self.end.ring().clone(), self.from())
     }
 
     /// Takes the receiving role now rather than at the first receive, so
@@ -422,6 +437,19 @@ impl AnyReceiver {
     pub fn from_guest(&mut self, peer_id: PeerId) -> Result<&mut Receiver> {
         let p = self.seg.guest_id(peer_id)?;
         Ok(&mut self.receivers[usize::from(p) - 1])
+    }
+
+    /// A file descriptor that becomes readable when a message comes from
+    /// any guest or a guest's process ends, for an event loop to wait on
+    /// ([`Readiness`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the descriptors or the waker thread cannot be
+    /// made; a corrupt-segment error.
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub fn readiness(&self) -> Result<Readiness> {
+        Readiness::host(&self.seg)
     }
 
     /// Sets how this end, and each guest's, waits (default: adaptive).

@@ -24,7 +24,9 @@ use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::{Cells, Region, RegionError, Word};
 use crate::sys;
-use crate::wait::{Announce, Waiting, publish_unfenced, sleep_unless, wait_until, wake_sleepers};
+use crate::wait::{
+    Announce, Vigil, Waiting, publish_unfenced, sleep_unless, wait_until, wake_sleepers,
+};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -387,24 +389,57 @@ impl Ring {
         mut take: impl FnMut() -> Result<Option<T>>,
     ) -> Result<Option<T>> {
         let tail = self.tail.get();
-        let capacity = self.capacity;
-        // What to sleep on, if anything: the tail's current value, as long
-        // as no publication has come in. A tail ahead of the head means one
-        // has (its phase shows up at once): no sleep. A tail behind the
-        // head means the consumer took descriptors a moment before the
-        // producer published the tail that covers them: sleep until the
-        // tail changes, which the next publication does.
-        let nothing_new = || -> Result<Option<u32>> {
-            if self.is_new(head) {
-                return Ok(None);
-            }
-            let now = tail.load(Ordering::SeqCst);
-            let ahead = now.wrapping_sub(head);
-            Ok((ahead == 0 || ahead > capacity).then_some(now))
-        };
+        let nothing_new = || Ok(self.tail_while_nothing_new(head));
         let flag = self.consumer_waiting.get();
         let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, nothing_new);
         wait_until(waiting, |_| take(), sleep)
+    }
+
+    /// What a consumer whose head is `head` sleeps on: the tail's current
+    /// value, as long as no publication has come in; `None` if one has.
+    /// A tail ahead of the head means one has (its phase shows up at
+    /// once): no sleep. A tail behind the head means the consumer took
+    /// descriptors a moment before the producer published the tail that
+    /// covers them: sleep until the tail changes, which the next
+    /// publication does.
+    fn tail_while_nothing_new(&self, head: u32) -> Option<u32> {
+        if self.is_new(head) {
+            return None;
+        }
+        let now = self.tail.get().load(Ordering::SeqCst);
+        let ahead = now.wrapping_sub(head);
+        (ahead == 0 || ahead > self.capacity).then_some(now)
+    }
+
+    /// The count of consumers asleep on this ring.
+    pub(crate) fn consumer_sleepers(&self) -> &Word {
+        &self.consumer_waiting
+    }
+
+    /// For a waker that sleeps in the consumer's stead (`readiness.rs`),
+    /// in another thread than the consumer's: a sleep on the tail, judged
+    /// at the consumer's head as it stands now.
+    pub(crate) fn consumer_vigil(&self) -> Vigil {
+        let head = self.head.get().load(Ordering::SeqCst);
+        Vigil {
+            word: self.tail.clone(),
+            sleepers: self.consumer_waiting.clone(),
+            unfenced: true,
+            unchanged: self.tail_while_nothing_new(head),
+        }
+    }
+
+    /// For a waker that sleeps in the producer's stead: a sleep on the
+    /// head, until it moves from where it is now.
+    pub(crate) fn producer_vigil(&self) -> Vigil {
+        let head = self.head.get().load(Ordering::SeqCst);
+        Vigil {
+            word: self.head.clone(),
+            sleepers: self.producer_waiting.clone(),
+            // The consumer publishes the head as the producer the tail.
+            unfenced: true,
+            unchanged: Some(head),
+        }
     }
 
     /// Producer: waits until the head moves past `seen_head`.

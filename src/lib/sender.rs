@@ -109,6 +109,21 @@ impl Sender {
         self.receiver.party()
     }
 
+    /// What this end sees of its ring and pool now, taken just before a
+    /// send that may find no room: given to
+    /// [`crate::Readiness::tell_when_room`] after such a send, it makes
+    /// the readiness descriptor readable once room comes.
+    ///
+    /// # Errors
+    ///
+    /// A corrupt-segment error.
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub fn room_mark(&self) -> Result<crate::readiness::RoomMark> {
+        Ok(crate::readiness::RoomMark {
+            vigils: self.end.room_vigils()?,
+        })
+    }
+
     /// Sets how this end waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.end.set_strategy(strategy);

@@ -95,18 +95,34 @@ pub fn in_group(gid: u32) -> bool {
 /// `/proc/PID/stat`).
 #[cfg(all(target_os = "linux", not(shmhub_portable)))]
 pub fn process_start_time(pid: u32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    // The command name (field 2) is in parentheses and may contain spaces;
-    // the fields after the last ')' are plain numbers.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return 0;
-    };
-    rest.split_whitespace()
-        .nth(19)
-        .and_then(|f| f.parse().ok())
+    stat_fields(pid)
+        .and_then(|fields| fields.get(19)?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The fields of `/proc/PID/stat` after the command name, from field 3
+/// (the state) on.
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces;
+    // the fields after the last ')' are plain.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether process `pid` has ended and waits to be reaped by its parent
+/// (a zombie): it holds no lock and runs no code, but still answers to
+/// `kill(pid, 0)`.
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
+fn has_exited(pid: u32) -> bool {
+    stat_fields(pid)
+        .is_some_and(|fields| matches!(fields.first().map(String::as_str), Some("Z" | "X")))
+}
+
+#[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+fn has_exited(_pid: u32) -> bool {
+    false
 }
 
 /// When process `pid` started, or 0 where that cannot be read. On macOS:
@@ -179,7 +195,7 @@ pub fn process_liveness(pid: u32, start_time: u64) -> Liveness {
         Ok(()) => true,
         Err(e) => e == rustix::io::Errno::PERM,
     };
-    if !exists {
+    if !exists || has_exited(pid) {
         return Liveness::Dead;
     }
     if start_time != 0 {
@@ -215,6 +231,52 @@ pub fn futex_wake_all(word: &AtomicU32) {
     // The kernel reads the count as a signed int: u32::MAX would be -1 and
     // wake only one sleeper.
     let _ = futex::wake(word, futex::Flags::empty(), i32::MAX as u32);
+}
+
+/// Sleeps until one of `words` no longer holds the value paired with it,
+/// a wake on one of them, or `timeout` passes: `futex_waitv` (Linux 5.16
+/// and later). A word marked private is this process's own memory; the
+/// others may be shared. Where the kernel lacks the call, naps at most a
+/// millisecond on the first word, so that the caller, which re-checks
+/// every word, sees a change on the others within that.
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+pub fn futex_wait_any(words: &[(&AtomicU32, u32, bool)], timeout: Duration) {
+    use rustix::thread::futex;
+    let waits: Vec<futex::Wait> = words
+        .iter()
+        .map(|&(word, value, private)| {
+            let mut wait = futex::Wait::new();
+            wait.val = u64::from(value);
+            wait.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
+            wait.flags = if private {
+                futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE
+            } else {
+                futex::WaitFlags::SIZE_U32
+            };
+            wait
+        })
+        .collect();
+    // The timeout of futex_waitv is a point in time, on the clock named.
+    let at = monotonic_ns().saturating_add(u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX));
+    let at = futex::Timespec {
+        tv_sec: (at / 1_000_000_000) as i64,
+        tv_nsec: (at % 1_000_000_000) as _,
+    };
+    let clock = futex::ClockId::Monotonic;
+    if let Err(rustix::io::Errno::NOSYS) =
+        futex::waitv(&waits, futex::WaitvFlags::empty(), Some(&at), clock)
+        && let Some(&(word, value, _)) = words.first()
+    {
+        futex_wait(word, value, Some(timeout.min(Duration::from_millis(1))));
+    }
+}
+
+/// Wakes every thread of this process sleeping on `word`, a word of its
+/// own memory, in [`futex_wait_any`] as a private word.
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+pub fn futex_wake_private(word: &AtomicU32) {
+    use rustix::thread::futex;
+    let _ = futex::wake(word, futex::Flags::PRIVATE, i32::MAX as u32);
 }
 
 /// Where there is no futex (macOS, and Linux built with

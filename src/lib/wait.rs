@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::region::Word;
 use crate::sync::atomic::AtomicU32;
 use crate::sys;
 
@@ -112,7 +113,7 @@ impl From<Option<Duration>> for Timeout {
 
 /// Longest single sleep, so that waiters re-check goodbye flags and
 /// liveness even when no wake arrives.
-const MAX_SLEEP: Duration = Duration::from_millis(50);
+pub(crate) const MAX_SLEEP: Duration = Duration::from_millis(50);
 /// Looks an adaptive waiter spins for before it sleeps. It does not yield
 /// in between: on a busy machine a waiter that yields stays runnable and
 /// takes the CPU from the very process it waits for, one time slice per
@@ -402,13 +403,87 @@ pub(crate) fn wait_until<T>(
     }
 }
 
-/// How a sleeper tells the other side that it sleeps.
+/// How a sleeper tells the other side that it sleeps: both are counts of
+/// sleepers, since even a word one party sleeps on (a ring end's, the
+/// host's doorbell) may have two sleepers in that party's process, a
+/// blocking call and the waker thread of a readiness descriptor
+/// (`readiness.rs`). The other side only asks whether the count is 0.
 #[derive(Clone, Copy)]
 pub(crate) enum Announce<'a> {
-    /// A flag that only one sleeper ever sets (a ring end, the host).
+    /// Sleepers on a word published without a fence (a ring index, the
+    /// host's doorbell): the barrier that stands in for the fence runs.
     Flag(&'a AtomicU32),
-    /// A count of sleepers, for words many may sleep on (a pool).
+    /// Sleepers on a word bumped by a read-modify-write (a pool's
+    /// releases), a fence of its own.
     Count(&'a AtomicU32),
+}
+
+impl Announce<'_> {
+    /// Counts the sleeper in; whether the other side's publications are
+    /// ordered before the look that follows (see [`sleep_unless`]).
+    pub(crate) fn announce(self) -> bool {
+        match self {
+            Announce::Flag(count) => {
+                count.fetch_add(1, Ordering::SeqCst);
+                // The words a flag announces a sleeper on are published by
+                // `publish_unfenced`, which may leave out the store-load
+                // fence: this barrier stands in for it.
+                sys::fence_publishers()
+            }
+            Announce::Count(count) => {
+                count.fetch_add(1, Ordering::SeqCst);
+                true
+            }
+        }
+    }
+
+    /// Counts the sleeper out. Saturating: a reclaim zeroes the counts
+    /// of an entry whose sleepers may still be on their way out, and a
+    /// count wrapped to u32::MAX would cost every later publication a
+    /// wake call.
+    pub(crate) fn withdraw(self) {
+        let (Announce::Flag(count) | Announce::Count(count)) = self;
+        let mut n = count.load(Ordering::SeqCst);
+        while n > 0 {
+            match count.compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+    }
+}
+
+/// A sleep that a thread other than the party's own may take in its
+/// stead (the waker of a readiness descriptor, `readiness.rs`): the word
+/// to sleep on, where to announce the sleep, and what the word holds as
+/// long as nothing has happened (`None`: something has already).
+#[derive(Debug, Clone)]
+pub(crate) struct Vigil {
+    /// The word the other side changes, then wakes sleepers on.
+    pub(crate) word: Word,
+    /// The count of sleepers on `word`.
+    pub(crate) sleepers: Word,
+    /// Whether `word` is published without a fence ([`Announce::Flag`]).
+    pub(crate) unfenced: bool,
+    /// What `word` holds while nothing has happened; `None`: something has.
+    pub(crate) unchanged: Option<u32>,
+}
+
+impl Vigil {
+    /// The announcement of a sleep on this vigil's word.
+    pub(crate) fn announce(&self) -> Announce<'_> {
+        if self.unfenced {
+            Announce::Flag(self.sleepers.get())
+        } else {
+            Announce::Count(self.sleepers.get())
+        }
+    }
+
+    /// Whether the word has moved from what it held when this was made.
+    pub(crate) fn moved(&self) -> bool {
+        self.unchanged
+            .is_none_or(|v| self.word.get().load(Ordering::SeqCst) != v)
+    }
 }
 
 /// The sleeping half of the handshake: announces the sleeper, asks
@@ -421,42 +496,20 @@ pub(crate) fn sleep_unless(
     nap: Duration,
     nothing_new: impl FnOnce() -> Result<Option<u32>>,
 ) -> Result<()> {
-    match announce {
-        Announce::Flag(flag) => {
-            flag.swap(1, Ordering::SeqCst);
-        }
-        Announce::Count(count) => {
-            count.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    // The words a flag announces a sleeper on (ring indices, the host's
-    // doorbell) are published by `publish_unfenced`, which may leave out
-    // the store-load fence: this barrier stands in for it. A count's word
-    // (a pool's `releases`) is bumped by a sequentially consistent
-    // read-modify-write, a full fence of its own, and needs no stand-in.
-    let fenced = match announce {
-        Announce::Flag(_) => sys::fence_publishers(),
-        Announce::Count(_) => true,
-    };
+    let fenced = announce.announce();
     let nap = if fenced { nap } else { nap.min(UNFENCED_NAP) };
     let looked = nothing_new();
     if let Ok(Some(expected)) = looked {
         sys::futex_wait(word, expected, Some(nap));
     }
-    match announce {
-        // Nobody else writes a one-sleeper flag: a plain store will do.
-        Announce::Flag(flag) => flag.store(0, Ordering::Relaxed),
-        Announce::Count(count) => {
-            count.fetch_sub(1, Ordering::SeqCst);
-        }
-    }
+    announce.withdraw();
     looked.map(drop)
 }
 
 /// How long a sleeper naps at most when the kernel refused the barrier
 /// that stands in for publishers' fences: a wake-up it may miss then costs
 /// it this long at most.
-const UNFENCED_NAP: Duration = Duration::from_millis(1);
+pub(crate) const UNFENCED_NAP: Duration = Duration::from_millis(1);
 
 /// Publishes `value` in `word` for a side that may sleep on it (a ring
 /// index) and then reads what says whether that side sleeps. The two need

@@ -369,6 +369,57 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     one.wait_ok();
 }
 
+// A death is told when the process ends, not at the next look: with
+// looks a minute apart, a SIGKILLed holder and then a SIGKILLed host are
+// each told at once (on Linux, through their pidfds).
+// shm[verify shm.ready.death]
+#[cfg(all(target_os = "linux", not(shmhub_portable)))]
+#[test]
+fn events_tells_a_death_at_once_whatever_the_interval() {
+    let env = Env::new();
+    let mut host = env.spawn(&["create", "seg", "--hold", "--max-guests", "2"]);
+    assert!(host.line().starts_with("created "));
+    let mut guest = env.spawn(&["attach", "seg", "--hold"]);
+    let held: u64 = guest.line().parse().unwrap();
+    let mut events = env.spawn(&["events", "seg", "--json", "--interval", "60s"]);
+    // The first look must have seen the guest: wait until `events` has
+    // opened its pidfd, then kill.
+    let pidfds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", events.pid()))
+            .map(|fds| {
+                fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+                    .filter(|target| target.to_string_lossy().contains("pidfd"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while pidfds() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "events never watched both processes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    guest.signal(libc::SIGKILL);
+    guest.wait();
+    let died = events.json_line();
+    assert_eq!(died["event"], "holder_died", "{died}");
+    assert_eq!(died["peer"], held, "{died}");
+    host.signal(libc::SIGKILL);
+    host.wait();
+    // The host's own reclaim of the guest may come first, if it ran.
+    let mut next = events.json_line();
+    while next["event"] != "host_died" {
+        assert!(
+            ["reclaimed", "detached"].contains(&next["event"].as_str().unwrap_or("")),
+            "{next}"
+        );
+        next = events.json_line();
+    }
+    assert_eq!(next["pid"], host.pid(), "{next}");
+}
+
 // A script that backgrounds `spawn` needs a sign that the entry is
 // reserved (then a send to it is queued, not refused), and to hear when the
 // program never attached; `--json` says both as JSON lines (issue 32,

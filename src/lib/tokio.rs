@@ -1,0 +1,391 @@
+//! Async send and receive on tokio's reactor (feature `tokio`): a host
+//! ([`AsyncHost`]) or a guest ([`AsyncGuest`]) that waits inside an event
+//! loop instead of parking a thread.
+//!
+//! Each wraps its endpoint and a [`Readiness`] descriptor registered with
+//! tokio through `AsyncFd`; a task that waits holds no thread. A waiting
+//! call first spins for a moment (the spin of [`AsyncHost::set_spin`],
+//! 20 µs by default: a reply that comes within it costs no system call
+//! and no trip through the reactor), then awaits the descriptor.
+//!
+//! **Cancellation.** Every future here is cancel-safe: a message is taken
+//! off a ring or put on one only inside one synchronous call, never
+//! across an `.await`, so a future dropped at any await point (a
+//! `tokio::select!` whose other branch won, a timeout) has received
+//! nothing that is lost, and a send has either been sent whole or not at
+//! all (the payload is borrowed: the caller still has it).
+//!
+//! ```
+//! use shmhub::tokio::{AsyncGuest, AsyncHost};
+//! use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+//! let mut host = AsyncHost::new(ShmHost::create_heap(SegmentConfig::default())?)?;
+//! let mut guest = AsyncGuest::new(ShmGuest::attach(host.get_ref().region())?)?;
+//! let id = guest.get_ref().peer_id();
+//!
+//! guest.send(MsgDesc::new(2, 1), b"ping").await?;
+//! let (from, msg) = host.recv().await?;
+//! assert_eq!((from, msg.payload()), (id, &b"ping"[..]));
+//! drop(msg);
+//! host.send(id, MsgDesc::new(2, 2), b"pong").await?;
+//! assert_eq!(guest.recv().await?.payload(), b"pong");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! shm[impl shm.ready.async]
+
+use std::path::Path;
+use std::time::Duration;
+
+use ::tokio::io::Interest;
+use ::tokio::io::unix::AsyncFd;
+
+use crate::desc::MsgDesc;
+use crate::error::{Error, Result};
+use crate::guest::ShmGuest;
+use crate::host::ShmHost;
+use crate::liveness::HostStatus;
+use crate::party::{Party, PeerId};
+use crate::readiness::{Ended, Readiness};
+use crate::sender::Sender;
+use crate::wait::Timeout;
+use crate::zerocopy::Received;
+
+/// How long a waiting call spins before it awaits the descriptor, unless
+/// set otherwise.
+const SPIN: Duration = Duration::from_micros(20);
+
+/// The descriptor as tokio watches it, with what a drain reported that a
+/// call has not yet.
+#[derive(Debug)]
+struct Waiter {
+    fd: AsyncFd<Readiness>,
+    /// Processes on the other side found ended, not yet reported.
+    ended: Vec<Ended>,
+    spin: Duration,
+}
+
+impl Waiter {
+    fn new(readiness: Readiness, path: Option<&Path>) -> Result<Self> {
+        // SAFETY: `Readiness` owns its epoll descriptor (an `OwnedFd` it
+        // never replaces) and closes it only when dropped, which the
+        // `AsyncFd` does first; `as_raw_fd` returns that same descriptor
+        // every time.
+        let fd = unsafe { AsyncFd::register_with_interest(readiness, Interest::READABLE) }
+            .map_err(|e| io_error(path, e.into()))?;
+        Ok(Waiter {
+            fd,
+            ended: Vec::new(),
+            spin: SPIN,
+        })
+    }
+
+    /// How long the first attempt of a waiting call may spin.
+    fn first(&self) -> Timeout {
+        Timeout::from(self.spin)
+    }
+
+    /// Waits until the descriptor is readable, then drains it: what comes
+    /// after the drain makes it readable again, so an attempt made after
+    /// this returns and a message published after that attempt are never
+    /// both missed.
+    async fn next(&mut self, path: Option<&Path>) -> Result<()> {
+        let mut guard = self
+            .fd
+            .readable()
+            .await
+            .map_err(|cause| io_error(path, cause))?;
+        guard.clear_ready();
+        let ended = self.fd.get_ref().drain()?;
+        self.ended.extend(ended);
+        Ok(())
+    }
+
+    /// The ended process of `party`, if one was found and not reported.
+    fn take_ended(&mut self, party: Party) -> Option<Ended> {
+        let i = self.ended.iter().position(|e| e.party == party)?;
+        Some(self.ended.remove(i))
+    }
+}
+
+fn io_error(path: Option<&Path>, cause: std::io::Error) -> Error {
+    Error::Io {
+        path: path.map_or_else(|| "(segment in memory)".into(), Path::to_path_buf),
+        cause,
+    }
+}
+
+/// Whether a send failed only for want of room (nothing was sent).
+fn no_room(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::RingFull { .. } | Error::PoolExhausted { .. } | Error::ShareExhausted { .. }
+    )
+}
+
+/// A send on `sender` that awaits room: tries at once, and after a send
+/// that found none, awaits the descriptor, told to become readable once
+/// room comes. `Ok(Some(_))` (nothing sent) once the process of
+/// `receiver` is found ended.
+async fn send_on(
+    sender: &mut Sender,
+    waiter: &mut Waiter,
+    path: Option<&Path>,
+    (desc, payload): (MsgDesc, &[u8]),
+    receiver: Party,
+) -> Result<Option<Ended>> {
+    loop {
+        let mark = sender.room_mark()?;
+        match sender.send(desc, payload, Timeout::NoWait) {
+            Err(e) if no_room(&e) => {}
+            done => return done.map(|()| None),
+        }
+        if let Some(ended) = waiter.take_ended(receiver) {
+            return Ok(Some(ended));
+        }
+        waiter.fd.get_ref().tell_when_room(mark);
+        waiter.next(path).await?;
+    }
+}
+
+/// A host whose sends and receives are `async`, for a tokio runtime.
+///
+/// Made inside a runtime (tokio's reactor must be running); the host
+/// stays reachable through [`AsyncHost::get_mut`] for what is not async
+/// (reserving entries, reclaiming dead guests).
+#[derive(Debug)]
+pub struct AsyncHost {
+    host: ShmHost,
+    waiter: Waiter,
+}
+
+impl AsyncHost {
+    /// Wraps `host`, registering its readiness descriptor with the
+    /// current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the descriptor cannot be made or registered.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with its I/O driver enabled (as tokio's
+    /// `AsyncFd` does).
+    pub fn new(host: ShmHost) -> Result<Self> {
+        let waiter = Waiter::new(host.readiness()?, host.path())?;
+        Ok(AsyncHost { host, waiter })
+    }
+
+    /// How long a waiting call spins before it awaits the descriptor
+    /// (default 20 µs; zero: never). A spin holds the runtime's thread.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.waiter.spin = spin;
+    }
+
+    /// The host.
+    pub fn get_ref(&self) -> &ShmHost {
+        &self.host
+    }
+
+    /// The host, for what is not async.
+    pub fn get_mut(&mut self) -> &mut ShmHost {
+        &mut self.host
+    }
+
+    /// The host, unwrapped.
+    pub fn into_inner(self) -> ShmHost {
+        self.host
+    }
+
+    /// Receives the next message from any guest, with the id of the guest
+    /// that sent it; waits as long as it takes (for new guests too, when
+    /// none is attached). Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::AnyReceiver::recv`]; and [`Error::PeerDied`], once per
+    /// guest process that ended while this host watched (found by its
+    /// pidfd, within milliseconds), reported once nothing is queued: its
+    /// entry is then for [`ShmHost::reclaim_dead`].
+    pub async fn recv(&mut self) -> Result<(PeerId, Received)> {
+        let path = self.host.path().map(Path::to_path_buf);
+        let mut timeout = self.waiter.first();
+        loop {
+            if let Some(found) = self.host.any_receiver().recv(timeout)? {
+                return Ok(found);
+            }
+            timeout = Timeout::NoWait;
+            if let Some(i) = self
+                .waiter
+                .ended
+                .iter()
+                .position(|e| e.party != Party::Host)
+            {
+                let ended = self.waiter.ended.remove(i);
+                if let Party::Guest(peer_id) = ended.party {
+                    return Err(Error::PeerDied {
+                        peer_id,
+                        pid: ended.pid,
+                    });
+                }
+            }
+            self.waiter.next(path.as_deref()).await?;
+        }
+    }
+
+    /// Receives the next message from guest `peer_id`. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Receiver::recv`]; [`Error::PeerDied`] once the guest's
+    /// process is found ended with nothing of it left to read.
+    pub async fn recv_from(&mut self, peer_id: PeerId) -> Result<Received> {
+        let path = self.host.path().map(Path::to_path_buf);
+        let mut timeout = self.waiter.first();
+        loop {
+            if let Some(found) = self.host.receiver(peer_id)?.recv(timeout)? {
+                return Ok(found);
+            }
+            timeout = Timeout::NoWait;
+            if let Some(ended) = self.waiter.take_ended(Party::Guest(peer_id)) {
+                return Err(Error::PeerDied {
+                    peer_id,
+                    pid: ended.pid,
+                });
+            }
+            self.waiter.next(path.as_deref()).await?;
+        }
+    }
+
+    /// Sends `desc` with `payload` to guest `peer_id`, awaiting room in
+    /// its ring (or a slot) as long as it takes. Cancel-safe: dropped, it
+    /// has sent the message whole or not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Sender::send`]; [`Error::PeerDied`] if the guest's
+    /// process is found ended while this awaits room.
+    pub async fn send(&mut self, peer_id: PeerId, desc: MsgDesc, payload: &[u8]) -> Result<()> {
+        let path = self.host.path().map(Path::to_path_buf);
+        let sender = self.host.sender(peer_id)?;
+        let receiver = Party::Guest(peer_id);
+        match send_on(
+            sender,
+            &mut self.waiter,
+            path.as_deref(),
+            (desc, payload),
+            receiver,
+        )
+        .await?
+        {
+            None => Ok(()),
+            Some(ended) => Err(Error::PeerDied {
+                peer_id,
+                pid: ended.pid,
+            }),
+        }
+    }
+}
+
+/// A guest whose sends and receives are `async`, for a tokio runtime.
+#[derive(Debug)]
+pub struct AsyncGuest {
+    guest: ShmGuest,
+    waiter: Waiter,
+}
+
+impl AsyncGuest {
+    /// Wraps `guest`, registering its readiness descriptor with the
+    /// current tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the descriptor cannot be made or registered.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime with its I/O driver enabled.
+    pub fn new(guest: ShmGuest) -> Result<Self> {
+        let waiter = Waiter::new(guest.readiness()?, guest.path())?;
+        Ok(AsyncGuest { guest, waiter })
+    }
+
+    /// How long a waiting call spins before it awaits the descriptor
+    /// (default 20 µs; zero: never). A spin holds the runtime's thread.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.waiter.spin = spin;
+    }
+
+    /// The guest.
+    pub fn get_ref(&self) -> &ShmGuest {
+        &self.guest
+    }
+
+    /// The guest, for what is not async.
+    pub fn get_mut(&mut self) -> &mut ShmGuest {
+        &mut self.guest
+    }
+
+    /// The guest, unwrapped.
+    pub fn into_inner(self) -> ShmGuest {
+        self.guest
+    }
+
+    /// The error for a host whose process ended: gone if it said goodbye.
+    fn host_ended(&self, ended: Ended) -> Error {
+        match self.guest.host_status() {
+            Ok(HostStatus::Gone) => Error::HostGone,
+            _ => Error::HostDied { pid: ended.pid },
+        }
+    }
+
+    /// Receives the next message from the host. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Receiver::recv`]; [`Error::HostDied`] once the host's
+    /// process is found ended (by its pidfd, within milliseconds) with
+    /// nothing of it left to read.
+    pub async fn recv(&mut self) -> Result<Received> {
+        let path = self.guest.path().map(Path::to_path_buf);
+        let mut timeout = self.waiter.first();
+        loop {
+            if let Some(found) = self.guest.receiver().recv(timeout)? {
+                return Ok(found);
+            }
+            timeout = Timeout::NoWait;
+            if let Some(ended) = self.waiter.take_ended(Party::Host) {
+                return Err(self.host_ended(ended));
+            }
+            self.waiter.next(path.as_deref()).await?;
+        }
+    }
+
+    /// Sends `desc` with `payload` to the host, awaiting room as long as
+    /// it takes. Cancel-safe: dropped, it has sent the message whole or
+    /// not at all.
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Sender::send`]; [`Error::HostDied`] if the host's
+    /// process is found ended while this awaits room.
+    pub async fn send(&mut self, desc: MsgDesc, payload: &[u8]) -> Result<()> {
+        let path = self.guest.path().map(Path::to_path_buf);
+        let sender = self.guest.sender();
+        match send_on(
+            sender,
+            &mut self.waiter,
+            path.as_deref(),
+            (desc, payload),
+            Party::Host,
+        )
+        .await?
+        {
+            None => Ok(()),
+            Some(ended) => Err(self.host_ended(ended)),
+        }
+    }
+}
