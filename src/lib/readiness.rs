@@ -173,7 +173,15 @@ impl Inbound {
     /// it): `unchanged` is `None` if something is queued.
     fn vigil(&self, seg: &Segment) -> Vigil {
         match self {
-            Inbound::Ring(ring, _) => ring.consumer_vigil(),
+            Inbound::Ring(ring, from) => {
+                let mut vigil = ring.consumer_vigil();
+                // The host's goodbye (it wakes the ring's sleepers) is
+                // news for a receive, which then fails with `HostGone`.
+                if *from == Party::Host && seg.host_goodbye().unwrap_or(false) {
+                    vigil.unchanged = None;
+                }
+                vigil
+            }
             Inbound::Host {
                 rings,
                 doorbell,
@@ -377,6 +385,12 @@ impl Readiness {
         plan.receive = true;
         drop(plan);
         shared.poke();
+        // A process that left its entry (or, the host, said goodbye)
+        // before it ended did not die on this side: not reported.
+        if !ended.is_empty() {
+            let named = shared.inbound.processes(&shared.seg)?;
+            ended.retain(|e| named.iter().any(|&(party, pid, _)| (party, pid) == (e.party, e.pid)));
+        }
         Ok(ended)
     }
 
@@ -539,16 +553,17 @@ impl Shared {
                 continue;
             }
             match open_pidfd(pid, start_time) {
-                Some(pidfd) => {
+                Pidfd::Open(pidfd) => {
                     let data = epoll::EventData::new_u64(tag(party, pid));
                     if epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN).is_ok() {
                         plan.watched.push(Watched { party, pid, pidfd });
                     }
                 }
-                None => {
+                Pidfd::Ended => {
                     plan.found_ended.push((party, pid));
                     told = true;
                 }
+                Pidfd::Unwatchable => {}
             }
         }
         if told {
@@ -558,18 +573,36 @@ impl Shared {
     }
 }
 
+/// What became of a process to be watched.
+enum Pidfd {
+    /// It runs: its pidfd.
+    Open(OwnedFd),
+    /// It has ended (or its pid names a process started at another time).
+    Ended,
+    /// It cannot be watched (a kernel without `pidfd_open`, no descriptor
+    /// left): the looks alone tell of its end.
+    Unwatchable,
+}
+
 /// A pidfd for process `pid` if it is still the process that started at
 /// `start_time` (the entry's, or the header's: a pid reused by another
-/// process is not it); `None` if that process has ended.
-fn open_pidfd(pid: u32, start_time: u64) -> Option<OwnedFd> {
-    let pidfd = pidfd_open(Pid::from_raw(pid as i32)?, PidfdFlags::empty()).ok()?;
+/// process is not it; 0: unknown).
+fn open_pidfd(pid: u32, start_time: u64) -> Pidfd {
+    let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Pidfd::Ended;
+    };
+    let pidfd = match pidfd_open(target, PidfdFlags::empty()) {
+        Ok(pidfd) => pidfd,
+        Err(rustix::io::Errno::SRCH) => return Pidfd::Ended,
+        Err(_) => return Pidfd::Unwatchable,
+    };
     // Judged after the pidfd is held: it names the process the pid named
     // at that moment, whose start time is then the one read.
     let now = sys::process_start_time(pid);
     if start_time != 0 && now != 0 && now != start_time {
-        return None;
+        return Pidfd::Ended;
     }
-    Some(pidfd)
+    Pidfd::Open(pidfd)
 }
 
 /// Processes watched through pidfds, for an observer that is no party of
@@ -631,13 +664,14 @@ impl ProcessWatch {
                 continue;
             }
             match open_pidfd(pid, start_time) {
-                Some(pidfd) => {
+                Pidfd::Open(pidfd) => {
                     let data = epoll::EventData::new_u64(u64::from(pid));
                     if epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN).is_ok() {
                         self.watched.push((pid, pidfd));
                     }
                 }
-                None => self.ended = true,
+                Pidfd::Ended => self.ended = true,
+                Pidfd::Unwatchable => {}
             }
         }
     }

@@ -174,8 +174,11 @@ impl AsyncHost {
     ///
     /// Outside a tokio runtime with its I/O driver enabled (as tokio's
     /// `AsyncFd` does).
-    pub fn new(host: ShmHost) -> Result<Self> {
+    pub fn new(mut host: ShmHost) -> Result<Self> {
         let waiter = Waiter::new(host.readiness()?, host.path())?;
+        // A server in an event loop serves whoever attaches next: its
+        // receive from any guest never fails for an empty table.
+        host.any_receiver().wait_for_guests(true);
         Ok(AsyncHost { host, waiter })
     }
 
@@ -359,6 +362,9 @@ impl AsyncGuest {
             timeout = Timeout::NoWait;
             if let Some(ended) = self.waiter.take_ended(Party::Host) {
                 return Err(self.host_ended(ended));
+            }
+            if self.guest.host_status()? == HostStatus::Gone {
+                return Err(Error::HostGone);
             }
             self.waiter.next(path.as_deref()).await?;
         }
