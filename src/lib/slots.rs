@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::inspect::{BadPeer, SegmentReport, inspect_region};
-use crate::layout::{Direction, HEADER_SIZE, party_name};
+use crate::layout::{Direction, HEADER_SIZE, SegmentLayout, party_name};
 use crate::liveness::{HolderStatus, HostStatus};
 use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::mmap::MmapRegion;
@@ -136,16 +136,13 @@ pub fn inspect_slots(path: &Path) -> Result<SlotsReport> {
     })
 }
 
-/// [`inspect_slots`] on a segment in `region`; `file` (if any) is used to
-/// test the liveness locks.
-///
-/// # Errors
-///
-/// As [`inspect_slots`].
-pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Result<SlotsReport> {
-    let report = inspect_region(region, file)?;
-    let layout = report.header.layout;
-    let mut named: HashMap<(u8, u32, u32), QueuedAt> = HashMap::new();
+/// The slots that descriptors queued in the rings name, by pool, slot
+/// and generation, with where each is queued.
+fn slots_named_by_rings(
+    region: &Region,
+    layout: &SegmentLayout,
+) -> Result<HashMap<(u8, u32, u32), QueuedAt>> {
+    let mut named = HashMap::new();
     for guest in layout.guests() {
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
             let which = peek::Which {
@@ -154,7 +151,7 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
                 limit: usize::MAX,
                 previews: false,
             };
-            let ring = peek::look(region, &layout, which)?;
+            let ring = peek::look(region, layout, which)?;
             for m in &ring.messages {
                 if let Some(slot) = m.slot {
                     named.insert(
@@ -169,6 +166,19 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
             }
         }
     }
+    Ok(named)
+}
+
+/// [`inspect_slots`] on a segment in `region`; `file` (if any) is used to
+/// test the liveness locks.
+///
+/// # Errors
+///
+/// As [`inspect_slots`].
+pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Result<SlotsReport> {
+    let report = inspect_region(region, file)?;
+    let layout = report.header.layout;
+    let named = slots_named_by_rings(region, &layout)?;
     let mut slots = Vec::new();
     let mut candidates = Vec::new();
     for owner in 0..=layout.config.max_guests.min(u32::from(u8::MAX)) as u8 {

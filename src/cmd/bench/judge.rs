@@ -135,6 +135,15 @@ const FAN_TARGETS: [(u32, &str, &str, &str); 3] = [
 /// the cache-line floor only if the floor's two halves (`halves`, timed
 /// before and after the segment's round trips) agree.
 pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
+    let mut targets = round_trip_targets(results, halves);
+    targets.extend(stream_targets(results));
+    targets.extend(life_cycle_targets(results));
+    targets
+}
+
+/// The round trips' targets: over the cache-line and futex floors, and
+/// against each other.
+fn round_trip_targets(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
     let mut targets = Vec::new();
     let line = |kind, transport, size| find(results, kind, transport, size);
     let p50 = |kind, transport, size| line(kind, transport, size).and_then(|m| m.p50_ns);
@@ -190,6 +199,14 @@ pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
             full / one.max(1.0),
         ));
     }
+    targets
+}
+
+/// The streams' targets: over the ring floor, and fan-in and fan-out
+/// with many guests against one.
+fn stream_targets(results: &[Measurement]) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let line = |kind, transport, size| find(results, kind, transport, size);
     for (name, transport, size, need) in STREAM_TARGETS {
         if let (Some(shm), Some(floor)) = (
             line(Kind::Stream, transport, size),
@@ -213,6 +230,12 @@ pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
             targets.push(Need::AtLeast(0.5).target(fair, least));
         }
     }
+    targets
+}
+
+/// Creating segments and listing them.
+fn life_cycle_targets(results: &[Measurement]) -> Vec<Target> {
+    let mut targets = Vec::new();
     // A created segment is a little larger than asked (header, rings), so
     // its line is found by the size it was asked for, within a tenth.
     let created = |size: u64| {
@@ -224,7 +247,13 @@ pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
     if let (Some(small), Some(huge)) = (created(CREATE_SMALL), created(CREATE_HUGE)) {
         targets.push(Need::AtMost(3.0).target("create p50, 4 GiB / 1 MiB", huge / small.max(1.0)));
     }
-    if let Some(list) = p50(Kind::List, Transport::ListSegments, LIST_SEGMENTS as u64) {
+    let list = find(
+        results,
+        Kind::List,
+        Transport::ListSegments,
+        LIST_SEGMENTS as u64,
+    );
+    if let Some(list) = list.and_then(|m| m.p50_ns) {
         // A budget, not a ratio of two lines: `ls` of this many segments
         // is held to 50 ms (its floor, reading the headers, is in the table).
         targets.push(Need::AtMost(1.0).target("ls of 100 segments p50 / 50 ms", list / 50e6));
