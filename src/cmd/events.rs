@@ -100,7 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// the moment one ends rather than at the next interval. Where there are
 /// no pidfds (off Linux, the portable build), the looks alone.
 struct Deaths {
-    #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     watch: Option<shmhub::admin::ProcessWatch>,
 }
 
@@ -109,14 +109,14 @@ impl Deaths {
         Deaths {
             // Without a watch (no epoll descriptor to be had), the looks
             // still see every death, one interval later.
-            #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+            #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
             watch: shmhub::admin::ProcessWatch::new().ok(),
         }
     }
 
     /// Watches the processes `report` names.
     fn watch(&mut self, report: &SegmentReport) {
-        #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+        #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
         if let Some(watch) = &mut self.watch {
             let h = &report.header;
             let host = (!h.host_goodbye).then_some((h.host_pid, h.host_start_time));
@@ -127,14 +127,14 @@ impl Deaths {
                 .map(|p| (p.entry.pid, p.entry.start_time));
             watch.watch(host.into_iter().chain(guests));
         }
-        #[cfg(not(all(target_os = "linux", not(shmhub_portable))))]
+        #[cfg(not(all(target_os = "linux", not(shmhub_portable), not(loom))))]
         let _ = report;
     }
 
     /// Waits `interval`, less if a watched process ends; true if a
     /// termination signal came.
     fn wait_unless_signalled(&mut self, interval: Duration) -> bool {
-        #[cfg(all(target_os = "linux", not(shmhub_portable)))]
+        #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
         if let Some(watch) = &mut self.watch {
             let start = Instant::now();
             while !signals::terminate_requested() {

@@ -879,7 +879,7 @@ fn loom_ready_a_bit_cleared_as_its_guest_publishes_loses_nothing() {
             vec![vec![1], vec![2, 3]],
             Picker::without_sweeps,
             |picker, inbox| loop {
-                if let Some(found) = picker.look(inbox).unwrap() {
+                if let Some(found) = picker.take_ready(inbox).unwrap() {
                     return found;
                 }
                 thread::yield_now();

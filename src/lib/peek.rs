@@ -244,7 +244,7 @@ pub fn peek_region(region: &Region, options: &PeekOptions) -> Result<PeekReport>
                 limit,
                 previews: true,
             };
-            let ring = look(region, &layout, which)?;
+            let ring = peek_ring(region, &layout, which)?;
             if options.peer.is_some() || ring.queued > 0 {
                 rings.push(ring);
             }
@@ -270,7 +270,7 @@ pub(crate) struct Which {
 }
 
 /// Reads a ring consistently (see the module docs).
-pub(crate) fn look(region: &Region, layout: &SegmentLayout, which: Which) -> Result<RingPeek> {
+pub(crate) fn peek_ring(region: &Region, layout: &SegmentLayout, which: Which) -> Result<RingPeek> {
     look_with(region, layout, which, TRIES, &mut || {})
 }
 
@@ -492,7 +492,7 @@ mod tests {
         .unwrap();
         assert_eq!((ids(&ring), ring.head), (vec![3, 4], 2));
         assert!(matches!(
-            look(&region, &layout, TO_GUEST),
+            peek_ring(&region, &layout, TO_GUEST),
             Ok(RingPeek { queued: 2, .. })
         ));
     }

@@ -17,9 +17,9 @@ use std::cell::Cell;
 use crate::error::{Error, Result};
 use crate::host_slots::Counters;
 use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
-use crate::region::{Region, Word};
+use crate::region::Region;
 use crate::sync::atomic::AtomicU32;
-use crate::wait::{Announce, Vigil, Waiting, sleep_unless, wait_until, wake_sleepers};
+use crate::wait::{Announce, Waiting, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets in a pool's control block and slot metadata.
 pub mod field {
@@ -283,10 +283,12 @@ impl<'a> Pool<'a> {
 
     /// What a waiter for a free slot sleeps on ([`Vigil`]): the release
     /// count as it is now, which every free bumps.
-    pub(crate) fn release_vigil(&self) -> Result<Vigil> {
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub(crate) fn release_vigil(&self) -> Result<crate::wait::Vigil> {
+        use crate::region::Word;
         let releases: Word = Word::new(self.region, self.base + field::RELEASES)?;
         let now = releases.get().load(Ordering::SeqCst);
-        Ok(Vigil {
+        Ok(crate::wait::Vigil {
             word: releases,
             sleepers: Word::new(self.region, self.base + field::WAITERS)?,
             unfenced: false,

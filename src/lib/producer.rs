@@ -13,7 +13,7 @@ use crate::pool::{Gate, Pool, SlotRef};
 use crate::ready::Mark;
 use crate::ring_end::RingEnd;
 use crate::share::{HandedSlots, HostShare, host_share};
-use crate::wait::{Vigil, WaitStrategy, Waiting};
+use crate::wait::{WaitStrategy, Waiting};
 use crate::zerocopy::SlotLoan;
 
 /// Asks the receiver's `presence`, if the send has one, whether the
@@ -102,7 +102,8 @@ impl Producer {
 
     /// What a sender waiting for room sleeps on: the consumer's head and
     /// the sender's pool's release count, as they are now.
-    pub(crate) fn room_vigils(&self) -> Result<Vec<Vigil>> {
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub(crate) fn room_vigils(&self) -> Result<Vec<crate::wait::Vigil>> {
         Ok(vec![
             self.end.ring.producer_vigil(),
             self.end.sender_pool().release_vigil()?,

@@ -389,7 +389,11 @@ impl Readiness {
         // before it ended did not die on this side: not reported.
         if !ended.is_empty() {
             let named = shared.inbound.processes(&shared.seg)?;
-            ended.retain(|e| named.iter().any(|&(party, pid, _)| (party, pid) == (e.party, e.pid)));
+            ended.retain(|e| {
+                named
+                    .iter()
+                    .any(|&(party, pid, _)| (party, pid) == (e.party, e.pid))
+            });
         }
         Ok(ended)
     }

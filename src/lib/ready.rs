@@ -27,7 +27,7 @@ use crate::wait::{Announce, Backoff, Deadline, Step, WaitStrategy, sleep_unless}
 /// Words of the summary: 256 bits, one for each possible guest.
 pub(crate) const WORDS: usize = 4;
 
-/// Looks that found nothing between two sweeps ([`Picker::look`]).
+/// Looks that found nothing between two sweeps ([`Picker::take_ready`]).
 const SWEEP_EVERY: u32 = 64;
 /// Entries one sweep looks at.
 const SWEEP_ENTRIES: usize = 8;
@@ -276,7 +276,7 @@ impl Picker {
     }
 
     /// Receives from any guest: looks at the rings the summary names with
-    /// [`Picker::look`] until one holds something, waiting as `strategy`
+    /// [`Picker::take_ready`] until one holds something, waiting as `strategy`
     /// says until `deadline`. A sleep is on the host's doorbell, which a
     /// guest rings when it publishes to a host that said it sleeps.
     ///
@@ -291,7 +291,7 @@ impl Picker {
         let mut backoff = Backoff::full(strategy);
         loop {
             let rung = self.doorbell.get().load(Ordering::Acquire);
-            if let Some(found) = self.look(inbox)? {
+            if let Some(found) = self.take_ready(inbox)? {
                 return Ok(Some(found));
             }
             match backoff.next_step(deadline) {
@@ -331,7 +331,7 @@ impl Picker {
     ///
     /// shm[impl shm.host.fair]
     #[inline(always)]
-    pub(crate) fn look<I: Inbox>(&mut self, inbox: &mut I) -> Result<Option<I::Taken>> {
+    pub(crate) fn take_ready<I: Inbox>(&mut self, inbox: &mut I) -> Result<Option<I::Taken>> {
         for p in self.summary.load(self.next, inbox.cut_off()) {
             if let Some(found) = inbox.take(p)? {
                 return Ok(Some(self.served(p, found)));
@@ -639,8 +639,8 @@ mod picker_tests {
             Mark::new(&self.region, p).unwrap().set();
         }
 
-        fn look(&mut self) -> Option<(PeerId, u32)> {
-            self.picker.look(&mut self.inbox).unwrap()
+        fn take_ready(&mut self) -> Option<(PeerId, u32)> {
+            self.picker.take_ready(&mut self.inbox).unwrap()
         }
 
         fn bits(&self) -> Vec<PeerId> {
@@ -658,20 +658,20 @@ mod picker_tests {
         host.send(129, 2);
         host.send(129, 3);
         host.inbox.cut[2] = 1; // guest 129
-        assert_eq!(host.look(), Some((2, 1)));
+        assert_eq!(host.take_ready(), Some((2, 1)));
         let looks = *host.inbox.looks.borrow();
-        assert_eq!(host.look(), None);
+        assert_eq!(host.take_ready(), None);
         assert_eq!(host.inbox.queues[128].len(), 2, "its messages stay");
         // One look at guest 2's ring (empty), one after its clear: none
         // at guest 129's.
         assert!(*host.inbox.looks.borrow() - looks <= 2);
         assert!(!host.picker.look_at_every_ring(&host.inbox).unwrap());
         for _ in 0..3 * SWEEP_EVERY {
-            assert_eq!(host.look(), None);
+            assert_eq!(host.take_ready(), None);
         }
         host.inbox.cut = [0; WORDS];
         assert!(host.picker.look_at_every_ring(&host.inbox).unwrap());
-        assert_eq!(host.look(), Some((129, 2)));
+        assert_eq!(host.take_ready(), Some((129, 2)));
     }
 
     // Round-robin over the guests with something queued: a guest with a
@@ -686,7 +686,7 @@ mod picker_tests {
             host.send(200, 100 + m);
         }
         host.send(77, 1000);
-        let order: Vec<_> = (0..11).map(|_| host.look().unwrap()).collect();
+        let order: Vec<_> = (0..11).map(|_| host.take_ready().unwrap()).collect();
         assert_eq!(
             order,
             [
@@ -703,7 +703,7 @@ mod picker_tests {
                 (200, 104),
             ]
         );
-        assert_eq!(host.look(), None);
+        assert_eq!(host.take_ready(), None);
     }
 
     // A look costs what the summary names, not the table: with one guest
@@ -714,8 +714,8 @@ mod picker_tests {
         let mut host = Host::new(255);
         for m in 0..100 {
             host.send(150, m);
-            assert_eq!(host.look(), Some((150, m)));
-            assert_eq!(host.look(), None);
+            assert_eq!(host.take_ready(), Some((150, m)));
+            assert_eq!(host.take_ready(), None);
         }
         // Two looks per round: the take and the empty look after it.
         assert_eq!(*host.inbox.looks.borrow(), 200);
@@ -729,18 +729,18 @@ mod picker_tests {
     fn the_hot_guest_keeps_its_bit_until_another_is_served_or_it_idles() {
         let mut host = Host::new(8);
         host.send(2, 1);
-        assert_eq!(host.look(), Some((2, 1)));
-        assert_eq!(host.look(), None);
+        assert_eq!(host.take_ready(), Some((2, 1)));
+        assert_eq!(host.take_ready(), None);
         assert_eq!(host.bits(), [2]);
         host.send(5, 2);
-        assert_eq!(host.look(), Some((5, 2)));
+        assert_eq!(host.take_ready(), Some((5, 2)));
         // Guest 2 is not hot any more: found empty, its bit goes.
-        assert_eq!(host.look(), None);
+        assert_eq!(host.take_ready(), None);
         assert_eq!(host.bits(), [5]);
         for _ in 0..SWEEP_EVERY {
-            assert_eq!(host.look(), None);
+            assert_eq!(host.take_ready(), None);
         }
-        assert_eq!(host.look(), None);
+        assert_eq!(host.take_ready(), None);
         assert_eq!(host.bits(), Vec::<PeerId>::new());
     }
 
@@ -756,7 +756,7 @@ mod picker_tests {
         let mut looks = 0;
         let found = loop {
             looks += 1;
-            if let Some(found) = host.look() {
+            if let Some(found) = host.take_ready() {
                 break found;
             }
         };
@@ -768,7 +768,7 @@ mod picker_tests {
         assert!(host.picker.look_at_every_ring(&host.inbox).unwrap());
         // Guest 31's bit stays until a look finds its ring empty.
         assert_eq!(host.bits(), [10, 31]);
-        assert_eq!(host.look(), Some((10, 8)));
+        assert_eq!(host.take_ready(), Some((10, 8)));
     }
 
     // A guest that leaves sets its bit; the host, finding its ring empty,
@@ -780,9 +780,9 @@ mod picker_tests {
         host.send(4, 1);
         host.inbox.left[3] = true;
         Mark::new(&host.region, 4).unwrap().force();
-        assert_eq!(host.look(), Some((4, 1)));
+        assert_eq!(host.take_ready(), Some((4, 1)));
         assert!(host.inbox.freed.borrow().is_empty());
-        assert_eq!(host.look(), None);
+        assert_eq!(host.take_ready(), None);
         assert_eq!(*host.inbox.freed.borrow(), [4]);
         assert_eq!(host.bits(), Vec::<PeerId>::new());
     }

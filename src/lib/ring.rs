@@ -24,9 +24,7 @@ use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::{Cells, Region, RegionError, Word};
 use crate::sys;
-use crate::wait::{
-    Announce, Vigil, Waiting, publish_unfenced, sleep_unless, wait_until, wake_sleepers,
-};
+use crate::wait::{Announce, Waiting, publish_unfenced, sleep_unless, wait_until, wake_sleepers};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -412,6 +410,7 @@ impl Ring {
     }
 
     /// The count of consumers asleep on this ring.
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     pub(crate) fn consumer_sleepers(&self) -> &Word {
         &self.consumer_waiting
     }
@@ -419,9 +418,10 @@ impl Ring {
     /// For a waker that sleeps in the consumer's stead (`readiness.rs`),
     /// in another thread than the consumer's: a sleep on the tail, judged
     /// at the consumer's head as it stands now.
-    pub(crate) fn consumer_vigil(&self) -> Vigil {
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub(crate) fn consumer_vigil(&self) -> crate::wait::Vigil {
         let head = self.head.get().load(Ordering::SeqCst);
-        Vigil {
+        crate::wait::Vigil {
             word: self.tail.clone(),
             sleepers: self.consumer_waiting.clone(),
             unfenced: true,
@@ -431,9 +431,10 @@ impl Ring {
 
     /// For a waker that sleeps in the producer's stead: a sleep on the
     /// head, until it moves from where it is now.
-    pub(crate) fn producer_vigil(&self) -> Vigil {
+    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+    pub(crate) fn producer_vigil(&self) -> crate::wait::Vigil {
         let head = self.head.get().load(Ordering::SeqCst);
-        Vigil {
+        crate::wait::Vigil {
             word: self.head.clone(),
             sleepers: self.producer_waiting.clone(),
             // The consumer publishes the head as the producer the tail.

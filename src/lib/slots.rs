@@ -151,7 +151,7 @@ fn slots_named_by_rings(
                 limit: usize::MAX,
                 previews: false,
             };
-            let ring = peek::look(region, layout, which)?;
+            let ring = peek::peek_ring(region, layout, which)?;
             for m in &ring.messages {
                 if let Some(slot) = m.slot {
                     named.insert(

@@ -19,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
-use crate::region::Word;
 use crate::sync::atomic::AtomicU32;
 use crate::sys;
 
@@ -457,18 +456,20 @@ impl Announce<'_> {
 /// stead (the waker of a readiness descriptor, `readiness.rs`): the word
 /// to sleep on, where to announce the sleep, and what the word holds as
 /// long as nothing has happened (`None`: something has already).
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 #[derive(Debug, Clone)]
 pub(crate) struct Vigil {
     /// The word the other side changes, then wakes sleepers on.
-    pub(crate) word: Word,
+    pub(crate) word: crate::region::Word,
     /// The count of sleepers on `word`.
-    pub(crate) sleepers: Word,
+    pub(crate) sleepers: crate::region::Word,
     /// Whether `word` is published without a fence ([`Announce::Flag`]).
     pub(crate) unfenced: bool,
     /// What `word` holds while nothing has happened; `None`: something has.
     pub(crate) unchanged: Option<u32>,
 }
 
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 impl Vigil {
     /// The announcement of a sleep on this vigil's word.
     pub(crate) fn announce(&self) -> Announce<'_> {

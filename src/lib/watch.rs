@@ -203,12 +203,12 @@ pub(crate) fn check_still_mine(seg: &Segment, p: PeerId, epoch: u32) -> Result<(
 #[derive(Debug)]
 pub(crate) struct GuestWatch {
     peer_id: PeerId,
-    judged: Judged,
+    holder: HolderRecord,
 }
 
 /// What the host's ends remember of a guest's holder between operations.
 #[derive(Debug, Default)]
-pub(crate) struct Judged {
+pub(crate) struct HolderRecord {
     /// When the holder was last judged (`CLOCK_MONOTONIC` ns, 0 = never):
     /// kept across calls, so that a host waiting in short slices (as the
     /// command does) still looks.
@@ -223,7 +223,7 @@ impl GuestWatch {
     pub(crate) fn new(peer_id: PeerId) -> Self {
         GuestWatch {
             peer_id,
-            judged: Judged::default(),
+            holder: HolderRecord::default(),
         }
     }
 
@@ -241,7 +241,7 @@ impl GuestWatch {
             peer_id: self.peer_id,
             state,
             epoch,
-            judged: &mut self.judged,
+            holder: &mut self.holder,
         })
     }
 }
@@ -255,7 +255,7 @@ pub(crate) struct EntryWatch<'a> {
     /// The state and epoch the operation began with.
     state: PeerState,
     epoch: u32,
-    judged: &'a mut Judged,
+    holder: &'a mut HolderRecord,
 }
 
 impl<'a> EntryWatch<'a> {
@@ -280,9 +280,9 @@ impl<'a> EntryWatch<'a> {
                 expected: "attached or reserved",
             });
         }
-        if self.judged.last_check_ns == 0
+        if self.holder.last_check_ns == 0
             || self
-                .judged
+                .holder
                 .died
                 .is_some_and(|(epoch, _)| epoch == self.epoch)
         {
@@ -296,10 +296,10 @@ impl<'a> EntryWatch<'a> {
     /// claim it ended).
     #[cold]
     fn judge_holder(&mut self, moving: Moving, now: u64) -> Result<()> {
-        self.judged.last_check_ns = now.max(1);
+        self.holder.last_check_ns = now.max(1);
         let seg = self.seg;
         let p = self.peer_id;
-        let died = match self.judged.died {
+        let died = match self.holder.died {
             Some((epoch, pid)) if epoch == self.epoch => Some(pid),
             _ => {
                 let entry = seg.peer(p).snapshot()?;
@@ -310,7 +310,7 @@ impl<'a> EntryWatch<'a> {
         let Some(pid) = died else {
             return Ok(());
         };
-        self.judged.died = Some((self.epoch, pid));
+        self.holder.died = Some((self.epoch, pid));
         if moving == Moving::Sending || !seg.ring(p, Direction::GuestToHost).has_data()? {
             return Err(Error::PeerDied { peer_id: p, pid });
         }
@@ -351,7 +351,7 @@ impl<'a> EntryWatch<'a> {
             };
         }
         let now = sys::monotonic_ns();
-        if now.saturating_sub(self.judged.last_check_ns) >= LIVENESS_EVERY_NS {
+        if now.saturating_sub(self.holder.last_check_ns) >= LIVENESS_EVERY_NS {
             self.judge_holder(moving, now)?;
         }
         Ok(())
