@@ -360,9 +360,11 @@ impl Readiness {
         )
         .map_err(|e| io_error(&shared.seg, "epoll_wait", e.into()))?;
         let mut plan = shared.plan();
-        let mut ended: Vec<Ended> = plan
-            .found_ended
-            .drain(..)
+        // Reported once: the waker must not find them again.
+        let found = std::mem::take(&mut plan.found_ended);
+        plan.ended.extend(&found);
+        let mut ended: Vec<Ended> = found
+            .into_iter()
             .map(|(party, pid)| Ended { party, pid })
             .collect();
         for event in ready {
@@ -427,7 +429,14 @@ impl Readiness {
     /// # Ok::<(), shmhub::Error>(())
     /// ```
     pub fn tell_when_room(&self, mark: RoomMark) {
-        self.shared.plan().rooms.extend(mark.vigils);
+        let mut plan = self.shared.plan();
+        // One sender per ring: its newer mark on a word stands for the
+        // older ones (a sender that gave up waiting and tries again would
+        // otherwise pile up marks while its receiver is stuck).
+        plan.rooms
+            .retain(|old| !mark.vigils.iter().any(|new| new.same_word(old)));
+        plan.rooms.extend(mark.vigils);
+        drop(plan);
         self.shared.poke();
     }
 }

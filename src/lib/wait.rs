@@ -480,6 +480,11 @@ impl Vigil {
         }
     }
 
+    /// Whether `other` sleeps on the same word.
+    pub(crate) fn same_word(&self, other: &Vigil) -> bool {
+        std::ptr::eq(self.word.get(), other.word.get())
+    }
+
     /// Whether the word has moved from what it held when this was made.
     pub(crate) fn moved(&self) -> bool {
         self.unchanged
