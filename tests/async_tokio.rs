@@ -1093,7 +1093,8 @@ fn descriptor_turns_readable_when_a_guest_process_is_killed() {
         ended,
         [Ended {
             party: Party::Guest(peer),
-            pid
+            pid,
+            goodbye: false,
         }]
     );
     println!("readable {latency:?} after the SIGKILL");
@@ -1122,7 +1123,8 @@ fn a_guest_dead_before_the_descriptor_is_reported_once() {
         ready.drain().unwrap(),
         [Ended {
             party: Party::Guest(peer),
-            pid
+            pid,
+            goodbye: false,
         }]
     );
     // Longer than the waker's look for processes (50 ms), a few times.

@@ -45,14 +45,17 @@ const EVENTS: u64 = u64::MAX;
 /// nothing wakes it (a guest's attach wakes a host that waits at once).
 const LOOK_FOR_PROCESSES_EVERY: Duration = Duration::from_millis(50);
 
-/// A process on the other side that ended, as [`Readiness::drain`]
-/// reports it.
+/// A party on the other side that is gone, as [`Readiness::drain`]
+/// reports it: its process ended, or (the host) it said goodbye.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ended {
-    /// The party whose process it was.
+    /// The party.
     pub party: Party,
-    /// Its process id.
+    /// Its process id (0 for a host that said goodbye with no process).
     pub pid: u32,
+    /// Whether it said goodbye (the host: `shm.host.goodbye`); its
+    /// process may still run. Otherwise its process ended.
+    pub goodbye: bool,
 }
 
 /// What a sender saw of its ring and pool just before a send that found
@@ -137,6 +140,10 @@ struct Plan {
     /// Processes found ended before a pidfd could be had: reported by the
     /// next drain.
     found_ended: Vec<(Party, u32)>,
+    /// The host's goodbye, once found.
+    goodbye: Option<Ended>,
+    /// Whether that goodbye was reported.
+    goodbye_told: bool,
 }
 
 #[derive(Debug)]
@@ -173,15 +180,7 @@ impl Inbound {
     /// it): `unchanged` is `None` if something is queued.
     fn vigil(&self, seg: &Segment) -> Vigil {
         match self {
-            Inbound::Ring(ring, from) => {
-                let mut vigil = ring.consumer_vigil();
-                // The host's goodbye (it wakes the ring's sleepers) is
-                // news for a receive, which then fails with `HostGone`.
-                if *from == Party::Host && seg.host_goodbye().unwrap_or(false) {
-                    vigil.unchanged = None;
-                }
-                vigil
-            }
+            Inbound::Ring(ring, _) => ring.consumer_vigil(),
             Inbound::Host {
                 rings,
                 doorbell,
@@ -363,10 +362,8 @@ impl Readiness {
         // Reported once: the waker must not find them again.
         let found = std::mem::take(&mut plan.found_ended);
         plan.ended.extend(&found);
-        let mut ended: Vec<Ended> = found
-            .into_iter()
-            .map(|(party, pid)| Ended { party, pid })
-            .collect();
+        let mut ended: Vec<Ended> = Vec::new();
+        let mut fired: Vec<Ended> = Vec::new();
         for event in ready {
             let data = event.data.u64();
             if data == EVENTS {
@@ -381,22 +378,38 @@ impl Readiness {
                 let gone = plan.watched.swap_remove(i);
                 let _ = epoll::delete(&shared.epoll, &gone.pidfd);
                 plan.ended.push((party, pid));
-                ended.push(Ended { party, pid });
+                fired.push(Ended {
+                    party,
+                    pid,
+                    goodbye: false,
+                });
             }
+        }
+        if !plan.goodbye_told
+            && let Some(goodbye) = plan.goodbye
+        {
+            plan.goodbye_told = true;
+            ended.push(goodbye);
         }
         plan.receive = true;
         drop(plan);
         shared.poke();
         // A process that left its entry (or, the host, said goodbye)
         // before it ended did not die on this side: not reported.
-        if !ended.is_empty() {
+        if !fired.is_empty() {
             let named = shared.inbound.processes(&shared.seg)?;
-            ended.retain(|e| {
+            fired.retain(|e| {
                 named
                     .iter()
                     .any(|&(party, pid, _)| (party, pid) == (e.party, e.pid))
             });
         }
+        ended.extend(found.into_iter().map(|(party, pid)| Ended {
+            party,
+            pid,
+            goodbye: false,
+        }));
+        ended.extend(fired);
         Ok(ended)
     }
 
@@ -521,6 +534,7 @@ impl Shared {
             for room in &rooms {
                 room.announce().withdraw();
             }
+            self.look_for_goodbye();
             if queued || roomy {
                 let mut plan = self.plan();
                 plan.receive &= !queued;
@@ -536,6 +550,29 @@ impl Shared {
                 // A segment that fails to read is the receive's to report.
                 let _ = self.look_for_processes();
             }
+        }
+    }
+
+    /// For a guest's descriptor: the host's goodbye (which wakes the
+    /// ring's sleepers, the waker among them) is told once, through the
+    /// next drain, as the host gone.
+    fn look_for_goodbye(&self) {
+        let Inbound::Ring(_, Party::Host) = self.inbound else {
+            return;
+        };
+        if self.plan().goodbye.is_some() {
+            return;
+        }
+        let Ok(h) = self.seg.header() else {
+            return;
+        };
+        if h.host_goodbye {
+            self.plan().goodbye = Some(Ended {
+                party: Party::Host,
+                pid: h.host_pid,
+                goodbye: true,
+            });
+            self.tell();
         }
     }
 

@@ -339,6 +339,9 @@ impl AsyncGuest {
 
     /// The error for a host whose process ended: gone if it said goodbye.
     fn host_ended(&self, ended: Ended) -> Error {
+        if ended.goodbye {
+            return Error::HostGone;
+        }
         match self.guest.host_status() {
             Ok(HostStatus::Gone) => Error::HostGone,
             _ => Error::HostDied { pid: ended.pid },

@@ -5,7 +5,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
+use pyo3::PyTraverseError;
 use pyo3::exceptions::PyValueError;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 use shmhub::{Error, PeerId, Received, Receiver, Sender, ShmGuest, Timeout};
@@ -14,6 +16,7 @@ use crate::buffer::{to_bytes, with_bytes};
 use crate::errors::{self, to_py};
 use crate::host::{data_desc, retry_send};
 use crate::lent::lend;
+use crate::ready::{self, AsyncSlot, Ended, Readiness};
 use crate::wait::{Failed, Owner, Patience, in_slices};
 
 /// A guest of a segment: holds one peer entry, sends to the host and
@@ -34,6 +37,8 @@ pub(crate) struct Guest {
     /// The receiving end; `None` once detached. The entry is this guest's
     /// until both ends are dropped.
     rx: Mutex<Option<Receiver>>,
+    /// What `recv_async` waits with.
+    aio: AsyncSlot,
     path: PathBuf,
     peer_id: PeerId,
     max_payload: u32,
@@ -123,6 +128,7 @@ impl Guest {
             owner: Owner::this_process(),
             tx: Mutex::new(Some(tx)),
             rx: Mutex::new(Some(rx)),
+            aio: AsyncSlot::default(),
             path,
             peer_id,
             max_payload,
@@ -236,16 +242,61 @@ impl Guest {
         lend(py, received)
     }
 
+    /// A descriptor for an event loop, readable when a message from the
+    /// host is queued or the host's process ended: see :class:`Readiness`
+    /// for how to use it. Each call makes a new one; close it when done.
+    ///
+    /// Raises:
+    ///     shmhub.FileError: the descriptor or its thread cannot be made.
+    ///     shmhub.Invalid: not on Linux.
+    fn readiness(&self, py: Python<'_>) -> PyResult<Readiness> {
+        let inner = py
+            .detach(|| match self.lock(&self.rx)?.as_ref() {
+                Some(rx) => ready::of_guest(rx).map_err(Failed::Lib),
+                None => Err(Failed::Closed),
+            })
+            .map_err(|f| self.error(py, f))?;
+        Ok(Readiness::new(inner, &self.path, Some(self.peer_id)))
+    }
+
+    /// Receives the next message from the host in an asyncio task:
+    /// ``payload = await guest.recv_async()``. The task waits in the event
+    /// loop (``loop.add_reader`` on a :class:`Readiness` the guest makes at
+    /// the first call and closes when it detaches), holding no thread.
+    /// Cancelling it loses no message.
+    ///
+    /// Returns:
+    ///     the payload, a new ``bytes``.
+    ///
+    /// Raises:
+    ///     shmhub.HostGone: the host's process ended while the guest
+    ///         waited, and nothing it sent is left to read (``e.kind`` is
+    ///         ``"gone"``).
+    ///     ValueError: the guest is detached (also while a task awaits).
+    fn recv_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let guest = slf.get();
+        guest.aio.recv(slf.as_any(), || guest.readiness(slf.py()))
+    }
+
+    /// The exception `recv_async` raises for the host's process that ended.
+    fn _ended_error(&self, py: Python<'_>, ended: &Ended) -> Py<PyAny> {
+        ended.error(py, &self.path).into_value(py).into_any()
+    }
+
     /// Leaves the segment: what the host sent and this guest did not read
     /// is dropped, and the entry is freed. Later calls raise
     /// ``ValueError``; detaching again, or in a forked child, does
     /// nothing.
     fn detach(&self, py: Python<'_>) {
+        if !self.owner.is_this_process() {
+            return;
+        }
         py.detach(|| {
             let tx = self.lock(&self.tx).ok().and_then(|mut tx| tx.take());
             let rx = self.lock(&self.rx).ok().and_then(|mut rx| rx.take());
             drop((tx, rx));
         });
+        self.aio.close(py);
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -255,6 +306,14 @@ impl Guest {
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) {
         self.detach(py);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.aio.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.aio.clear();
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

@@ -5,7 +5,9 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
+use pyo3::PyTraverseError;
 use pyo3::exceptions::PyValueError;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyMemoryView, PyTuple};
 use shmhub::{
@@ -17,6 +19,7 @@ use crate::buffer::{to_bytes, with_bytes};
 use crate::errors::{self, to_py};
 use crate::lent::lend;
 use crate::peer::Peer;
+use crate::ready::{self, AsyncSlot, Ended, Readiness};
 use crate::wait::{Failed, Owner, Patience, in_slices};
 
 /// The host of a segment: creates the file, sends to each guest and
@@ -33,6 +36,8 @@ pub(crate) struct Host {
     inner: Mutex<Option<ShmHost>>,
     /// The process that created it.
     owner: Owner,
+    /// What `recv_async` waits with.
+    aio: AsyncSlot,
     path: PathBuf,
     max_guests: u32,
     max_payload: u32,
@@ -198,6 +203,7 @@ impl Host {
         Ok(Host {
             inner: Mutex::new(Some(host)),
             owner: Owner::this_process(),
+            aio: AsyncSlot::default(),
             max_guests: config.max_guests,
             max_payload: config.max_payload,
             path,
@@ -346,6 +352,44 @@ impl Host {
         Ok((from, lend(py, received)?))
     }
 
+    /// A descriptor for an event loop, readable when a message from any
+    /// guest is queued or a guest's process ended: see :class:`Readiness`
+    /// for how to use it. Each call makes a new one; close it when done
+    /// (it does not keep the file from being deleted when the host closes).
+    ///
+    /// Raises:
+    ///     shmhub.FileError: the descriptor or its thread cannot be made.
+    ///     shmhub.Invalid: not on Linux.
+    fn readiness(&self, py: Python<'_>) -> PyResult<Readiness> {
+        let inner = self.with_host(py, |host| ready::of_host(host))?;
+        Ok(Readiness::new(inner, &self.path, None))
+    }
+
+    /// Receives the next message from any guest in an asyncio task:
+    /// ``peer_id, payload = await host.recv_async()``. The task waits in
+    /// the event loop (``loop.add_reader`` on a :class:`Readiness` the host
+    /// makes at the first call and closes with itself), holding no thread;
+    /// any number of tasks may await it at once. Cancelling it loses no
+    /// message.
+    ///
+    /// Returns:
+    ///     ``(peer_id, payload)``, the payload a new ``bytes``.
+    ///
+    /// Raises:
+    ///     shmhub.PeerGone: once for each guest whose process ended while
+    ///         the host waited, when nothing is left to read (``e.peer_id``,
+    ///         ``e.pid``); reclaim its entry with :meth:`reclaim_dead`.
+    ///     ValueError: the host is closed (also while a task awaits).
+    fn recv_async<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let host = slf.get();
+        host.aio.recv(slf.as_any(), || host.readiness(slf.py()))
+    }
+
+    /// The exception `recv_async` raises for a guest's process that ended.
+    fn _ended_error(&self, py: Python<'_>, ended: &Ended) -> Py<PyAny> {
+        ended.error(py, &self.path).into_value(py).into_any()
+    }
+
     /// Sets an empty entry aside for a guest about to be started, which
     /// attaches with ``Guest.attach(path, peer_id=...)``; returns its id.
     /// Messages sent to it meanwhile wait in its ring.
@@ -401,10 +445,16 @@ impl Host {
 
     /// Says goodbye to the guests and deletes the segment file. Later
     /// calls raise ``ValueError``; closing again, or in a forked child,
-    /// does nothing.
+    /// does nothing. Tasks awaiting :meth:`recv_async` raise
+    /// ``ValueError``; descriptors from :meth:`readiness` stay open until
+    /// closed themselves.
     fn close(&self, py: Python<'_>) {
+        if !self.owner.is_this_process() {
+            return;
+        }
         let host = py.detach(|| self.lock().ok().and_then(|mut host| host.take()));
         py.detach(move || drop(host));
+        self.aio.close(py);
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -414,6 +464,14 @@ impl Host {
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) {
         self.close(py);
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        self.aio.traverse(&visit)
+    }
+
+    fn __clear__(&self) {
+        self.aio.clear();
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {

@@ -5,7 +5,8 @@
 //! modules here: `host` and `guest` (the classes), `wait` (timeouts in
 //! seconds, the GIL released and Ctrl-C noticed while waiting), `buffer`
 //! (bytes-like payloads in, `bytes` out), `lent` (payloads lent in place
-//! as memoryviews), `errors` (the exceptions) and `peer`.
+//! as memoryviews), `errors` (the exceptions), `peer`, and `ready` (the
+//! readiness descriptor for event loops, and what `recv_async` keeps).
 
 mod buffer;
 mod errors;
@@ -13,6 +14,7 @@ mod guest;
 mod host;
 mod lent;
 mod peer;
+mod ready;
 mod wait;
 
 use pyo3::prelude::*;
@@ -36,6 +38,8 @@ fn shmhub_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<host::Host>()?;
     m.add_class::<guest::Guest>()?;
     m.add_class::<peer::Peer>()?;
+    m.add_class::<ready::Readiness>()?;
+    m.add_class::<ready::Ended>()?;
     for class in errors::Classes::get(py)?.all() {
         let class = class.bind(py);
         m.add(class.name()?, class)?;

@@ -1,7 +1,7 @@
 """The Python examples of the documentation, run as they are written:
-the first ``python`` block of the "## Python" section of docs/bindings.md,
-and the one of bindings/python/README.md. Each runs as a script in a
-process of its own, its segment path swapped for a fresh one."""
+every ``python`` block of the "## Python" section of docs/bindings.md and
+of bindings/python/README.md. Each runs as a script in a process of its
+own, its segment path swapped for a fresh one."""
 
 import os
 import re
@@ -38,12 +38,25 @@ def run_example(code, seg_path, tmp_path):
     assert not os.path.exists(seg_path)
 
 
-@pytest.mark.parametrize("doc, heading", [("docs/bindings.md", "## Python"),
-                                          ("bindings/python/README.md", None)])
-def test_the_documented_example_runs(doc, heading, seg_path, tmp_path):
+def blocks_of(doc, heading):
+    """The python blocks of `doc` (under `heading`, if given)."""
     markdown = (REPO / doc).read_text()
     if heading:
         markdown = section(markdown, heading)
-    blocks = python_blocks(markdown)
-    assert blocks, f"no python block in {doc}"
-    run_example(blocks[0], seg_path, tmp_path)
+    return python_blocks(markdown)
+
+
+DOCS = [("docs/bindings.md", "## Python"), ("bindings/python/README.md", None)]
+
+
+@pytest.mark.parametrize("doc, heading", DOCS)
+def test_the_documentation_has_examples(doc, heading):
+    # The Python section has the blocking example, then the two of asyncio.
+    assert len(blocks_of(doc, heading)) >= (3 if heading else 2), doc
+
+
+@pytest.mark.parametrize("doc, heading, index", [
+    (doc, heading, index) for doc, heading in DOCS
+    for index in range(len(blocks_of(doc, heading)))])
+def test_the_documented_example_runs(doc, heading, index, seg_path, tmp_path):
+    run_example(blocks_of(doc, heading)[index], seg_path, tmp_path)

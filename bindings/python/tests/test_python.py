@@ -354,7 +354,7 @@ def test_a_guest_killed_by_sigkill_is_reclaimed(seg_path, child):
 
 def test_an_evicted_guest_is_cut_off_and_the_others_go_on(seg_path, child):
     code = """
-        import sys, shmhub
+        import os, sys, time, shmhub
         with shmhub.Guest.attach(sys.argv[1]) as guest:
             guest.send(b"before")
             print(guest.peer_id, flush=True)
@@ -366,13 +366,20 @@ def test_an_evicted_guest_is_cut_off_and_the_others_go_on(seg_path, child):
                 guest.send(b"after")
             except shmhub.CutOff as e:
                 print("send:", e.reason, flush=True)
+            # Alive until the host has judged it so: the eviction wakes it,
+            # and a process that has exited is judged gone.
+            deadline = time.monotonic() + 10
+            while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
+                time.sleep(0.01)
     """
+    go = f"{seg_path}.go"
     with shmhub.Host.create(seg_path, max_guests=2) as host, \
             shmhub.Guest.attach(seg_path) as good:
-        evicted = child(code, seg_path)
+        evicted = child(code, seg_path, go)
         peer = int(evicted.line())
         assert host.recv_from(peer, timeout=5) == b"before"
         assert host.evict(peer) is False  # its process lives: the entry waits
+        open(go, "w").close()
         assert evicted.line() == f"{peer} evicted cut_off {seg_path}: peer {peer} is cut off: evicted by the host"
         assert evicted.line() == "send: evicted"
         assert evicted.wait() == 0, evicted.err

@@ -1,4 +1,5 @@
-"""The type stubs (shmhub.pyi) and the module name the same things."""
+"""The type stubs (python/shmhub/__init__.pyi) and the module name the
+same things."""
 
 import ast
 
@@ -9,11 +10,12 @@ from conftest import REPO
 
 def stub_names():
     """{name: set of member names, or None} for each top-level name."""
-    tree = ast.parse((REPO / "bindings/python/shmhub.pyi").read_text())
+    tree = ast.parse((REPO / "bindings/python/python/shmhub/__init__.pyi").read_text())
     names = {}
     for node in tree.body:
         if isinstance(node, ast.ClassDef):
-            names[node.name] = {n.name for n in node.body if isinstance(n, ast.FunctionDef)} | {
+            names[node.name] = {n.name for n in node.body
+                               if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))} | {
                 n.target.id for n in node.body if isinstance(n, ast.AnnAssign)}
         elif isinstance(node, ast.AnnAssign):
             names[node.target.id] = None
@@ -28,5 +30,5 @@ def test_the_stubs_name_what_the_module_has():
     stubs = stub_names()
     # `shmhub.shmhub` is the extension module the package re-exports.
     assert public(stubs) == public(dir(shmhub)) - {"shmhub"}
-    for name in ["Host", "Guest", "Peer"]:
+    for name in ["Host", "Guest", "Peer", "Readiness", "Ended"]:
         assert public(stubs[name]) == public(dir(getattr(shmhub, name))), name

@@ -7,6 +7,11 @@ object, copied once into shared memory; they come out as ``bytes``, or lent
 in place as a ``memoryview`` (``recv_view``). Timeouts are in seconds, None
 to wait as long as it takes; failures are exceptions of the :class:`Error`
 hierarchy.
+
+Event loops: :meth:`Host.readiness` and :meth:`Guest.readiness` give a
+file descriptor (:class:`Readiness`) for ``select``, ``selectors`` or
+``loop.add_reader``; in asyncio, ``await host.recv_async()`` and ``await
+guest.recv_async()`` wait on one without a thread.
 """
 
 import os
@@ -84,6 +89,13 @@ class Host:
         """The next message from any guest, its payload lent in place as a
         read-only memoryview: use it in a ``with`` block, which frees its
         slot at the end (or once the last view made from it is released)."""
+    def readiness(self) -> "Readiness":
+        """A new descriptor, readable when a message from any guest is
+        queued or a guest's process ended (see :class:`Readiness`)."""
+    async def recv_async(self) -> Tuple[int, bytes]:
+        """The next message from any guest, awaited in the running asyncio
+        loop. Raises :class:`PeerGone` once per guest process that ended
+        (when nothing is queued); ValueError once the host is closed."""
     def reserve_peer(self) -> int:
         """Sets an empty entry aside for a guest about to be started (which
         attaches with ``Guest.attach(path, peer_id=...)``); returns its id."""
@@ -145,6 +157,13 @@ class Guest:
     def recv_view(self, timeout: Optional[float] = None) -> memoryview:
         """The next message, its payload lent in place as a read-only
         memoryview (see :meth:`Host.recv_view`)."""
+    def readiness(self) -> "Readiness":
+        """A new descriptor, readable when a message from the host is
+        queued or the host's process ended (see :class:`Readiness`)."""
+    async def recv_async(self) -> bytes:
+        """The next message from the host, awaited in the running asyncio
+        loop. Raises :class:`HostGone` once the host's process ended and
+        nothing is queued; ValueError once the guest is detached."""
     def detach(self) -> None:
         """Leaves the segment; the entry is freed. Detaching again, or in a
         forked child, does nothing."""
@@ -155,6 +174,46 @@ class Guest:
         exc: Optional[BaseException],
         tb: Optional[TracebackType],
     ) -> None: ...
+
+class Readiness:
+    """A file descriptor that becomes readable when its host or guest has
+    a message queued or a process on the other side ended.
+
+    Level-triggered: wait until it is readable, call :meth:`drain` once,
+    then ``try_recv()`` until None. It stays readable until drained, and is
+    readable again at once after a drain if something is still queued.
+    Close it (or use ``with``); closing the host still deletes the file
+    while one is open.
+    """
+
+    def fileno(self) -> int:
+        """The descriptor's number; ValueError once closed."""
+    def drain(self) -> list["Ended"]:
+        """Re-arms the descriptor; returns the processes on the other side
+        that ended since the last drain, each once."""
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has run; True in a forked child."""
+    def close(self) -> None:
+        """Closes the descriptor (remove it from event loops first)."""
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class Ended:
+    """A party on the other side that is gone, as :meth:`Readiness.drain`
+    reports it: its process ended, or the host said goodbye. Equal to
+    another with the same fields; hashable."""
+
+    peer_id: Optional[int]
+    """The guest whose process it was; None for the host."""
+    pid: int
+    goodbye: bool
+    """True for a host that said goodbye (its process may still run)."""
 
 class Peer:
     """One guest entry as it was when :meth:`Host.peers` looked."""
