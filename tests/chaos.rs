@@ -1,9 +1,9 @@
 //! Chaos under load: processes die (SIGKILL) and leave at random moments
-//! while a host and four guests exchange messages both ways through a
-//! small segment, and nothing is lost, duplicated, corrupted or delivered
-//! to the wrong guest; every slot, ring and waiting flag comes back.
+//! while a host and its guests exchange messages through a small segment,
+//! and nothing is lost, duplicated, corrupted or delivered to the wrong
+//! guest; every slot, ring and waiting flag comes back.
 //!
-//! Two tests, one at a time (each loads both cores of a small machine):
+//! Four tests, one at a time (each loads both cores of a small machine):
 //!
 //! - **Guest chaos** ([`killed_and_departing_guests_lose_nothing_and_leave_nothing_behind`]).
 //!   The test process is the host; four guest processes (this binary
@@ -49,13 +49,37 @@
 //!   Then `shmhub create --force` on the same path gives a working segment
 //!   (attach, messages both ways).
 //!
+//! - **Fan chaos** ([`a_third_of_the_guests_killed_during_fan_in_lose_nothing_else`],
+//!   [`a_third_of_the_guests_killed_during_fan_out_lose_nothing_else`]).
+//!   The test process hosts [`FAN_GUESTS`] guest processes, one per
+//!   reserved entry, each with a numbered stream of [`FAN_MESSAGES`]
+//!   messages of [`FAN_SMALL`] (inline) or [`FAN_LARGE`] (slot) bytes and
+//!   an end message. Fan-in: every guest sends its stream as fast as it
+//!   can, the host receives from any guest. Fan-out: the host sends every
+//!   guest its stream round-robin, without waiting while any guest has
+//!   room, and waits a moment on one guest when none has; each guest
+//!   checks its stream as it comes and reports its count. A random third
+//!   of the guests, each at a random point of its stream, is killed with
+//!   SIGKILL, and the host reclaims the dead (`reclaim_dead`) a random
+//!   moment later, as it goes (in the fan-in, half the victims die after
+//!   the host stopped receiving a moment, and are reclaimed at once, with
+//!   their messages still queued). Every survivor's stream arrives whole,
+//!   once, in order; every victim's arrived part is a gapless prefix; each
+//!   reclaim lists exactly the guests killed since the last, leaves their
+//!   entries Empty, their rings empty and their waiting flags and pool
+//!   waiter count clear, and after it no slot is held by or for them and
+//!   none anywhere looks leaked (`inspect_slots`); every host send to a
+//!   killed guest ends in a `Gone` error, never a hang; at the end every
+//!   pool is unused and every entry Empty.
+//!
 //! The controller's choices (victims, kinds, delays) come from a seeded
 //! RNG: the seed is printed, and `CHAOS_SEED=N` replays the same choices
 //! (the interleavings are the machine's). `CHAOS_ROUNDS=N` runs N rounds
 //! (default 1): N x [`KILLS_PER_ROUND`] kills and N x [`LEAVES_PER_ROUND`]
-//! departures in one continuous guest run, N x 4 host kills.
+//! departures in one continuous guest run, N x 4 host kills, N fan-in and
+//! N fan-out runs.
 //!
-//! Nothing waits without a bound: every library wait is at most a second,
+//! Nothing waits without a bound: every library wait has a deadline,
 //! a run that makes no progress for [`STALL`] or outlasts its deadline
 //! fails, children arm a watchdog, and the parent kills its children when
 //! it fails.
@@ -65,6 +89,7 @@ mod support;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -73,7 +98,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use shmhub::{
     Error, Frame, HolderStatus, HostStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig,
-    SegmentLayout, ShmGuest, ShmHost, WaitStrategy, msg_type,
+    SegmentLayout, ShmGuest, ShmHost, Timeout, WaitStrategy, msg_type,
 };
 use support::traffic::{HostTo, Rng, Sender, fill_seeded, fnv1a};
 use support::{BIN, Child, ChildEnv, fail_all, signal};
@@ -524,6 +549,8 @@ fn child_entry() {
         "guest" => run_chaos_guest(env),
         "host" => run_host_child(env),
         "host-guest" => run_host_chaos_guest(env),
+        "fan-in" => run_fan_in_guest(env),
+        "fan-out" => run_fan_out_guest(env),
         other => bail!("unknown role {other}"),
     });
 }
@@ -2251,6 +2278,980 @@ fn replace_and_use(dir: &Path, path: &Path) {
 }
 
 // ---------------------------------------------------------------------------
+// Fan chaos: a third of a crowd of guests killed in a fan-in and a fan-out
+// ---------------------------------------------------------------------------
+
+/// Guest processes of a fan test, one per entry.
+const FAN_GUESTS: u8 = 24;
+/// How many of them are killed: a third.
+const FAN_KILLS: usize = FAN_GUESTS as usize / 3;
+/// Data messages in each guest's stream (then an end message).
+const FAN_MESSAGES: u64 = 2000;
+/// Descriptors per ring: few, so that the rings of a crowd stay full.
+const FAN_RING: u32 = 16;
+/// Slots per pool: fewer than a ring holds, so that a fan-in guest's pool
+/// runs out too, and fewer than there are guests, so that the host's are
+/// shared out one per guest (`shm.pool.share`) and those a killed guest
+/// holds are missed by the others until it is reclaimed.
+const FAN_SLOTS: u32 = 12;
+const FAN_SLOT_SIZE: u32 = 1024;
+/// The two sizes of a stream's messages: inline, and in a slot.
+const FAN_SMALL: usize = 8;
+const FAN_LARGE: usize = 1000;
+/// The longest any one library call of a fan test waits: far past what a
+/// loaded machine needs, so that only a lost message or wake reaches it.
+const FAN_WAIT: Duration = Duration::from_secs(10);
+/// How long the host of a fan-out waits on one guest when no guest has
+/// room, before it goes round the others again.
+const FAN_OUT_NAP: Duration = Duration::from_millis(20);
+/// How long the host of a fan-in waits for a message from any guest
+/// before it looks at its kills and reclaims again.
+const FAN_IN_NAP: Duration = Duration::from_millis(5);
+/// The most a reclaim comes after the kill that calls for it.
+const FAN_RECLAIM_DELAY_MS: u64 = 40;
+/// How long one fan run may take at most.
+const FAN_DEADLINE: Duration = Duration::from_secs(120);
+
+const FAN_GO: u16 = 0x4600;
+const FAN_DATA: u16 = 0x4601;
+const FAN_END: u16 = 0x4602;
+
+fn fan_config() -> SegmentConfig {
+    SegmentConfig {
+        max_guests: u32::from(FAN_GUESTS),
+        ring_capacity: FAN_RING,
+        slot_size: FAN_SLOT_SIZE,
+        max_payload: FAN_SLOT_SIZE,
+        slots_per_pool: FAN_SLOTS,
+        heartbeat_interval_ms: 0,
+    }
+}
+
+fn fan_seed(p: u8, seq: u64) -> u64 {
+    (u64::from(p) << 40) ^ seq ^ 0x46A1_0000_0000_0000
+}
+
+/// Message `seq` of guest `p`'s stream: a third in slots, the rest inline,
+/// in a seeded order; the bytes seeded by `(p, seq)`.
+fn fan_frame(p: u8, seq: u64) -> Frame {
+    let len = if Rng::new(fan_seed(p, seq)).below(3) == 0 {
+        FAN_LARGE
+    } else {
+        FAN_SMALL
+    };
+    let mut payload = vec![0; len];
+    fill_seeded(fan_seed(p, seq), &mut payload);
+    let desc = MsgDesc {
+        msg_type: FAN_DATA,
+        id: seq,
+        method_id: u32::from(p),
+        ..MsgDesc::default()
+    };
+    Frame::new(desc, payload)
+}
+
+/// The end of guest `p`'s stream, after `count` data messages.
+fn fan_end(p: u8, count: u64) -> Frame {
+    let desc = MsgDesc {
+        msg_type: FAN_END,
+        id: count,
+        method_id: u32::from(p),
+        ..MsgDesc::default()
+    };
+    Frame::new(desc, Vec::new())
+}
+
+/// Checks the messages of guest `p`'s stream in the order they arrive:
+/// each the next data message, intact and placed by its size, then the end
+/// message, then nothing.
+#[derive(Debug)]
+struct FanStream {
+    p: u8,
+    /// Data messages taken so far: the next one due.
+    next: u64,
+    ended: bool,
+}
+
+impl FanStream {
+    fn new(p: u8) -> Self {
+        FanStream {
+            p,
+            next: 0,
+            ended: false,
+        }
+    }
+
+    /// Takes one message; what is wrong with it, if anything.
+    fn take(&mut self, desc: &MsgDesc, payload: &[u8]) -> Result<(), String> {
+        let p = self.p;
+        if desc.method_id != u32::from(p) {
+            return Err(format!(
+                "message {} of guest {}'s stream reached guest {p}'s",
+                desc.id, desc.method_id
+            ));
+        }
+        if self.ended {
+            return Err(format!(
+                "guest {p}: message {} (type {:#x}) after the end",
+                desc.id, desc.msg_type
+            ));
+        }
+        match desc.msg_type {
+            FAN_END if desc.id == self.next && self.next == FAN_MESSAGES => {
+                self.ended = true;
+                Ok(())
+            }
+            FAN_END => Err(format!(
+                "guest {p}: the end says {} after {} messages of {FAN_MESSAGES}",
+                desc.id, self.next
+            )),
+            FAN_DATA if desc.id != self.next => Err(format!(
+                "guest {p}: message {} where {} was due (lost or repeated)",
+                desc.id, self.next
+            )),
+            FAN_DATA => {
+                let expected = fan_frame(p, desc.id);
+                if payload != expected.payload() {
+                    return Err(format!(
+                        "guest {p}: message {} arrived changed ({} bytes, {} sent)",
+                        desc.id,
+                        payload.len(),
+                        expected.payload().len()
+                    ));
+                }
+                if desc.is_slot() != (payload.len() > INLINE_CAPACITY) {
+                    return Err(format!(
+                        "guest {p}: message {} of {} bytes arrived placed wrong",
+                        desc.id,
+                        payload.len()
+                    ));
+                }
+                self.next += 1;
+                Ok(())
+            }
+            other => Err(format!("guest {p}: message {} of type {other:#x}", desc.id)),
+        }
+    }
+}
+
+/// A fan guest attaches to the entry its host reserved for it; mostly it
+/// sleeps on a futex when it waits, now and then it spins first.
+fn attach_fan_guest(env: &ChildEnv) -> anyhow::Result<(ShmGuest, u8, Rng)> {
+    let p: u8 = env.parse(PEER_ENV)?;
+    let mut rng = Rng::new(env.parse(RNG_ENV)?);
+    let mut guest = ShmGuest::attach_path_with_id(&env.path, p).context("attach")?;
+    guest.set_wait_strategy(if rng.chance(1, 4) {
+        WaitStrategy::Adaptive
+    } else {
+        WaitStrategy::Block
+    });
+    Ok((guest, p, rng))
+}
+
+/// A fan-in guest: once the host says go, sends its stream as fast as it
+/// can (single sends and batches up to two rings long, each waiting for
+/// room), then the end message, and detaches at once (what it sent is read
+/// after it left).
+fn run_fan_in_guest(env: &ChildEnv) -> anyhow::Result<()> {
+    let (mut guest, p, mut rng) = attach_fan_guest(env)?;
+    let go = guest
+        .recv_timeout(FAN_WAIT)
+        .context("wait for go")?
+        .with_context(|| format!("no go within {FAN_WAIT:?}"))?;
+    ensure!(go.desc.msg_type == FAN_GO, "expected go, got {:?}", go.desc);
+    let mut next = 0;
+    while next < FAN_MESSAGES {
+        if rng.chance(1, 3) {
+            let n = rng
+                .between(2, 2 * u64::from(FAN_RING))
+                .min(FAN_MESSAGES - next);
+            let frames: Vec<Frame> = (next..next + n).map(|s| fan_frame(p, s)).collect();
+            let sent = guest
+                .send_batch(&frames, FAN_WAIT)
+                .with_context(|| format!("send_batch of {n} from message {next}"))?;
+            next += sent as u64;
+        } else {
+            guest
+                .send_timeout(fan_frame(p, next), FAN_WAIT)
+                .with_context(|| format!("send message {next}"))?;
+            next += 1;
+        }
+    }
+    guest
+        .send_timeout(fan_end(p, next), FAN_WAIT)
+        .context("send the end")?;
+    guest.detach().context("detach")
+}
+
+/// A fan-out guest: receives its stream (copied, in place, and in
+/// batches, in turn), checking each message as it comes and writing its
+/// count to `fan-out-P.count` after each receive (the count of a killed
+/// guest stays there); at the end message it reports the count in
+/// `fan-out-done-P` and detaches. A wrong message fails it at once, so a
+/// guest that was to be killed is found to have exited first.
+fn run_fan_out_guest(env: &ChildEnv) -> anyhow::Result<()> {
+    let (mut guest, p, mut rng) = attach_fan_guest(env)?;
+    let count_path = env.dir.join(format!("fan-out-{p}.count"));
+    let count = File::create(&count_path).with_context(|| format!("create {count_path:?}"))?;
+    let mut stream = FanStream::new(p);
+    let mut wrong = None;
+    while !stream.ended {
+        let before = stream.next;
+        let got = match rng.below(3) {
+            0 => guest.recv_timeout(FAN_WAIT).map(|m| {
+                m.map(|f| wrong = wrong.take().or(stream.take(&f.desc, f.payload()).err()))
+                    .is_some()
+            }),
+            1 => guest.recv_in_place(FAN_WAIT).map(|m| {
+                m.map(|r| wrong = wrong.take().or(stream.take(r.desc(), r.payload()).err()))
+                    .is_some()
+            }),
+            _ => guest
+                .recv_batch(FAN_RING as usize, FAN_WAIT, |r| {
+                    wrong = wrong.take().or(stream.take(r.desc(), r.payload()).err());
+                })
+                .map(|n| n > 0),
+        };
+        let got = got.with_context(|| format!("receive after message {before}"))?;
+        if let Some(wrong) = wrong {
+            bail!(wrong);
+        }
+        ensure!(
+            got,
+            "nothing from the host within {FAN_WAIT:?} after message {before}"
+        );
+        count
+            .write_all_at(&stream.next.to_le_bytes(), 0)
+            .context("write the count")?;
+    }
+    signal(
+        &env.dir,
+        &format!("fan-out-done-{p}"),
+        &stream.next.to_string(),
+    )?;
+    guest.detach().context("detach")
+}
+
+/// What became of one guest of a fan test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FanFate {
+    Running,
+    /// Killed, not yet reclaimed.
+    Killed,
+    Reclaimed,
+    /// Ended its stream and exited cleanly.
+    Done,
+}
+
+/// What one reclaim found of a guest killed before it.
+#[derive(Debug, Clone)]
+struct FanReclaim {
+    p: u8,
+    /// How long after the kill it came.
+    after_kill: Duration,
+    /// Whether it died asleep: a waiting flag of its rings or the waiter
+    /// count of its pool was still set.
+    asleep: bool,
+    /// Messages waiting in the dead guest's rings (both ways), dropped.
+    queued: u32,
+    /// Slots of its own pool in use (its queued or half-sent messages).
+    own_slots: usize,
+    /// Slots of the host's pool it held (the host's messages to it).
+    host_slots: usize,
+}
+
+/// One fan run: the host (this process) and [`FAN_GUESTS`] guest
+/// processes, the victims, their kills and the reclaims.
+struct FanChaos {
+    name: &'static str,
+    host: ShmHost,
+    path: PathBuf,
+    dir: PathBuf,
+    seed: u64,
+    rng: Rng,
+    /// Guest `p` at `p - 1`.
+    children: Vec<Child>,
+    /// The point of its stream (messages the host received from it, or
+    /// sent to it) at which each victim is killed; `None` for a survivor.
+    kill_at: Vec<Option<u64>>,
+    /// The victims before whose kill the host stops receiving a moment,
+    /// and which it reclaims at once after: they die with messages
+    /// waiting, which the reclaim drops (fan-in).
+    held: Vec<bool>,
+    peek: Peek,
+    fate: Vec<FanFate>,
+    killed_at: Vec<Option<Instant>>,
+    /// When the next reclaim is due: some moment after a kill.
+    reclaim_due: Option<Instant>,
+    reclaims: Vec<FanReclaim>,
+    started: Instant,
+}
+
+impl FanChaos {
+    /// Creates the segment, reserves every entry for a guest process in
+    /// `role`, picks the victims and where in their streams they die (and,
+    /// with `hold`, every other victim to die with messages waiting), and
+    /// waits until every guest has attached.
+    fn start(name: &'static str, role: &str, seed: u64, dir: &Path, hold: bool) -> Self {
+        let path = dir.join(format!("{name}.shm"));
+        let mut host = ShmHost::create(&path, fan_config()).expect("create the segment");
+        host.set_wait_strategy(WaitStrategy::Block);
+        // The last guests' end may come after every guest has gone, some
+        // killed: the loop ends the run, not NoGuests.
+        host.any_receiver().wait_for_guests(true);
+        let mut rng = Rng::new(seed);
+        let mut children = Vec::new();
+        for p in 1..=FAN_GUESTS {
+            let got = host.reserve_peer().expect("reserve an entry");
+            assert_eq!(got, p, "entries are reserved in order");
+            let env = [
+                (PEER_ENV, p.to_string()),
+                (RNG_ENV, rng.next_u64().to_string()),
+            ];
+            children.push(Child::spawn(role, &path, dir, &env).named(format!("{name} guest {p}")));
+        }
+        let mut order: Vec<usize> = (0..usize::from(FAN_GUESTS)).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        // Far enough from the end that a killed guest's ring fills before
+        // the rest of its stream could go: a fan-in victim is still
+        // sending, and a fan-out host cannot finish a victim's stream.
+        let latest = FAN_MESSAGES - 2 * u64::from(FAN_RING) - 2;
+        let mut kill_at = vec![None; usize::from(FAN_GUESTS)];
+        let mut held = vec![false; usize::from(FAN_GUESTS)];
+        for (k, &i) in order[..FAN_KILLS].iter().enumerate() {
+            kill_at[i] = Some(rng.between(0, latest));
+            held[i] = hold && k % 2 == 0;
+        }
+        let peek = Peek::open(&path);
+        let mut fan = FanChaos {
+            name,
+            host,
+            path,
+            dir: dir.to_path_buf(),
+            seed,
+            rng,
+            children,
+            kill_at,
+            held,
+            peek,
+            fate: vec![FanFate::Running; usize::from(FAN_GUESTS)],
+            killed_at: vec![None; usize::from(FAN_GUESTS)],
+            reclaim_due: None,
+            reclaims: Vec::new(),
+            started: Instant::now(),
+        };
+        fan.await_attached();
+        fan
+    }
+
+    fn await_attached(&mut self) {
+        let deadline = Instant::now() + FAN_WAIT;
+        loop {
+            let peers = self.host.peers().expect("peers");
+            if peers.iter().all(|e| e.state == PeerState::Attached) {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail("not every guest attached");
+            }
+            if let Some(c) = self.children.iter_mut().find_map(|c| c.poll().and(Some(c))) {
+                let msg = format!("a guest exited before every guest attached\n{}", c.output());
+                self.fail(&msg);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Kills every child and fails with `msg`, the seed, the fates and the
+    /// output of a few children that said something.
+    fn fail(&mut self, msg: &str) -> ! {
+        for c in &mut self.children {
+            c.stop();
+        }
+        let outputs: Vec<String> = self
+            .children
+            .iter()
+            .filter(|c| !c.stderr().is_empty())
+            .take(4)
+            .map(Child::output)
+            .collect();
+        panic!(
+            "{} (seed {:#x}, {SEED_ENV} replays it): {msg}\nvictims {:?}\nfates {:?}\n{}",
+            self.name,
+            self.seed,
+            self.kill_at,
+            self.fate,
+            outputs.join("\n")
+        );
+    }
+
+    /// Kills guest `p` if it is a victim whose point has come (`progress`
+    /// of its stream done).
+    fn kill_if_due(&mut self, p: u8, progress: u64) {
+        let i = usize::from(p) - 1;
+        if self.fate[i] != FanFate::Running || self.kill_at[i].is_none_or(|at| progress < at) {
+            return;
+        }
+        if self.held[i] {
+            self.let_queue(p);
+        }
+        let status = self.children[i].kill();
+        if status.signal() != Some(libc::SIGKILL) {
+            let msg = format!(
+                "guest {p} exited with {status} before it was killed\n{}",
+                self.children[i].output()
+            );
+            self.fail(&msg);
+        }
+        let now = Instant::now();
+        self.fate[i] = FanFate::Killed;
+        self.killed_at[i] = Some(now);
+        // Now and then at once, while what it was sending or being sent
+        // is still queued; otherwise once the host has gone on a while
+        // (and other guests may have died meanwhile).
+        let delay = if self.held[i] || self.rng.chance(1, 3) {
+            Duration::ZERO
+        } else {
+            self.rng.millis(1, FAN_RECLAIM_DELAY_MS)
+        };
+        let due = now + delay;
+        self.reclaim_due = Some(self.reclaim_due.map_or(due, |d| d.min(due)));
+    }
+
+    /// Stops the host's traffic a moment before victim `p` is killed, so
+    /// that it dies with messages waiting in its ring: until the ring is
+    /// full, or a random few milliseconds have passed.
+    fn let_queue(&mut self, p: u8) {
+        let until = Instant::now() + self.rng.millis(2, 20);
+        while self.peek.ring_fill(p, G2H) < FAN_RING && Instant::now() < until {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Whether a waiting flag of guest `p`'s rings or the waiter count of
+    /// its pool is set.
+    fn waits_marked(&self, p: u8) -> bool {
+        [G2H, H2G].iter().any(|&dir| {
+            self.peek.producer_waiting(p, dir) != 0 || self.peek.consumer_waiting(p, dir) != 0
+        }) || self.peek.pool_waiters(p) != 0
+    }
+
+    /// Reclaims the dead if a reclaim is due.
+    fn reclaim_if_due(&mut self) {
+        if self.reclaim_due.is_some_and(|due| Instant::now() >= due) {
+            self.reclaim_due = None;
+            self.reclaim();
+        }
+    }
+
+    /// Every slot of every pool, retrying a look that found the segment
+    /// changing under it.
+    fn slots(&mut self) -> shmhub::admin::SlotsReport {
+        let mut tries = 0;
+        loop {
+            match shmhub::admin::inspect_slots(&self.path) {
+                Ok(report) => return report,
+                Err(e) if e.is_retryable() && tries < 100 => tries += 1,
+                Err(e) => self.fail(&format!("inspect_slots: {e}")),
+            }
+        }
+    }
+
+    fn inspect(&mut self) -> shmhub::admin::SegmentReport {
+        match shmhub::admin::inspect_path(&self.path) {
+            Ok(report) => report,
+            Err(e) => self.fail(&format!("inspect: {e}")),
+        }
+    }
+
+    /// `reclaim_dead` now: it must reclaim exactly the guests killed since
+    /// the last reclaim (their holders are dead: each was reaped), and leave
+    /// of them nothing behind: entries Empty, rings empty, no slot of their
+    /// pools in use, none of the host's held for them; and with every dead
+    /// guest reclaimed, no slot anywhere looks leaked.
+    fn reclaim(&mut self) {
+        let dead: Vec<u8> = (1..=FAN_GUESTS)
+            .filter(|&p| self.fate[usize::from(p) - 1] == FanFate::Killed)
+            .collect();
+        // The dead cannot change anything, and this process is the only
+        // other user of their parts: what is seen now is what the reclaim
+        // finds.
+        let report = self.inspect();
+        let slots = self.slots();
+        let mut seen = Vec::new();
+        for &p in &dead {
+            let entry = report.peer(p).expect("every entry reads");
+            let queued = entry.to_host.len().unwrap_or(0) + entry.to_guest.len().unwrap_or(0);
+            let own_slots = slots.slots.iter().filter(|s| s.pool == p).count();
+            let host_slots = slots
+                .slots
+                .iter()
+                .filter(|s| s.pool == 0 && s.holder_party == Some(p))
+                .count();
+            let killed_at = self.killed_at[usize::from(p) - 1].expect("killed");
+            seen.push(FanReclaim {
+                p,
+                after_kill: killed_at.elapsed(),
+                asleep: self.waits_marked(p),
+                queued,
+                own_slots,
+                host_slots,
+            });
+        }
+        let mut reclaimed = match self.host.reclaim_dead() {
+            Ok(r) => r,
+            Err(e) => self.fail(&format!("reclaim_dead: {e}")),
+        };
+        reclaimed.sort_unstable();
+        if reclaimed != dead {
+            self.fail(&format!(
+                "reclaim_dead reclaimed {reclaimed:?}; the guests killed since the last reclaim are {dead:?}"
+            ));
+        }
+        let report = self.inspect();
+        let slots = self.slots();
+        let mut wrong = Vec::new();
+        for &p in &dead {
+            let entry = report.peer(p).expect("every entry reads");
+            if entry.entry.state != PeerState::Empty {
+                wrong.push(format!("entry {p} is {:?}", entry.entry.state));
+            }
+            if !(entry.to_host.is_empty() && entry.to_guest.is_empty()) {
+                wrong.push(format!(
+                    "guest {p}'s rings hold {:?} and {:?}",
+                    entry.to_host, entry.to_guest
+                ));
+            }
+            let held: Vec<_> = slots
+                .slots
+                .iter()
+                .filter(|s| s.pool == p || s.holder_party == Some(p))
+                .collect();
+            if !held.is_empty() {
+                wrong.push(format!("slots of or for guest {p} still in use: {held:?}"));
+            }
+            if self.waits_marked(p) {
+                wrong.push(format!(
+                    "a waiting flag or waiter count of guest {p} is set"
+                ));
+            }
+            self.fate[usize::from(p) - 1] = FanFate::Reclaimed;
+        }
+        let leaked: Vec<_> = slots.slots.iter().filter(|s| s.leaked).collect();
+        if !leaked.is_empty() {
+            wrong.push(format!("leaked slots after the reclaim: {leaked:?}"));
+        }
+        if !wrong.is_empty() {
+            self.fail(&format!("after reclaiming {dead:?}: {}", wrong.join("; ")));
+        }
+        self.reclaims.extend(seen);
+    }
+
+    fn victims(&self) -> impl Iterator<Item = u8> + '_ {
+        (1..=FAN_GUESTS).filter(|&p| self.kill_at[usize::from(p) - 1].is_some())
+    }
+
+    fn survivors(&self) -> impl Iterator<Item = u8> + '_ {
+        (1..=FAN_GUESTS).filter(|&p| self.kill_at[usize::from(p) - 1].is_none())
+    }
+
+    fn all_reclaimed(&self) -> bool {
+        self.victims()
+            .all(|p| self.fate[usize::from(p) - 1] == FanFate::Reclaimed)
+    }
+
+    /// Fails the run if a guest that is to go on running has failed.
+    fn check_running(&mut self) {
+        for p in 1..=FAN_GUESTS {
+            let i = usize::from(p) - 1;
+            if self.fate[i] != FanFate::Running {
+                continue;
+            }
+            if let Err(e) = self.children[i].check_not_failed() {
+                let msg = format!("{e:#}\n{}", self.children[i].output());
+                self.fail(&msg);
+            }
+        }
+    }
+
+    /// Fails the run once it makes no progress for [`STALL`] or outlasts
+    /// [`FAN_DEADLINE`].
+    fn check_time(&mut self, last_progress: Instant) {
+        if last_progress.elapsed() > STALL {
+            self.fail(&format!("nothing moved for {STALL:?}"));
+        }
+        if self.started.elapsed() > FAN_DEADLINE {
+            self.fail(&format!("the run outlasted {FAN_DEADLINE:?}"));
+        }
+    }
+
+    /// The end of a run: every survivor exits cleanly; nothing is left to
+    /// read; a last reclaim finds nobody (and frees the entries of
+    /// survivors that left with messages the host has read since); every
+    /// entry is Empty, every ring empty, every pool unused, and no slot is
+    /// allocated anywhere.
+    fn finish(&mut self) {
+        let deadline = Instant::now() + FAN_WAIT;
+        for p in self.survivors().collect::<Vec<_>>() {
+            let i = usize::from(p) - 1;
+            match self.children[i].wait_until(deadline) {
+                Ok(status) if status.success() => self.fate[i] = FanFate::Done,
+                Ok(status) => {
+                    let msg = format!(
+                        "guest {p} exited with {status}\n{}",
+                        self.children[i].output()
+                    );
+                    self.fail(&msg);
+                }
+                Err(e) => self.fail(&format!("{e:#}")),
+            }
+        }
+        match self.host.try_recv() {
+            Ok(None) => {}
+            Ok(Some((p, f))) => {
+                let msg = format!("message {} from guest {p} after the end", f.desc.id);
+                self.fail(&msg);
+            }
+            Err(e) => self.fail(&format!("last try_recv: {e}")),
+        }
+        match self.host.reclaim_dead() {
+            Ok(r) if r.is_empty() => {}
+            other => self.fail(&format!("the last reclaim_dead: {other:?}")),
+        }
+        let report = self.inspect();
+        let mut wrong = Vec::new();
+        for p in &report.peers {
+            if p.entry.state != PeerState::Empty || !p.to_host.is_empty() || !p.to_guest.is_empty()
+            {
+                wrong.push(format!("{p:?}"));
+            }
+        }
+        for pool in &report.pools {
+            if pool.usage.used != 0 {
+                wrong.push(format!(
+                    "{} uses {} slots",
+                    pool.owner_name, pool.usage.used
+                ));
+            }
+        }
+        let slots = self.slots();
+        if !slots.slots.is_empty() {
+            wrong.push(format!("slots still allocated: {:?}", slots.slots));
+        }
+        if !wrong.is_empty() {
+            self.fail(&format!("at the end: {}", wrong.join("\n")));
+        }
+    }
+
+    /// Something of the reclaims for the summary: each victim's point, how
+    /// long after its kill it was reclaimed, and what the reclaim dropped
+    /// and freed.
+    fn reclaim_summary(&self) -> String {
+        self.reclaims
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: killed at {}{}, reclaimed after {:.0?} ({} queued, {} own slots, {} host slots)",
+                    r.p,
+                    self.kill_at[usize::from(r.p) - 1].unwrap_or(0),
+                    if r.asleep { " asleep" } else { "" },
+                    r.after_kill,
+                    r.queued,
+                    r.own_slots,
+                    r.host_slots
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n    ")
+    }
+}
+
+/// A fan-in run: the host tells every guest to go and receives from any
+/// guest, checking each message against its guest's stream, killing each
+/// victim once its point of the stream has arrived and reclaiming the dead
+/// a random moment later, until every survivor's end has come and every
+/// victim is reclaimed.
+fn fan_in_run(seed: u64, dir: &Path) {
+    let mut fan = FanChaos::start("fan-in", "fan-in", seed, dir, true);
+    let go = Frame::new(MsgDesc::new(FAN_GO, 0), Vec::new());
+    for p in 1..=FAN_GUESTS {
+        if let Err(e) = fan.host.send_timeout(p, &go, FAN_WAIT) {
+            fan.fail(&format!("go to guest {p}: {e}"));
+        }
+    }
+    let mut streams: Vec<FanStream> = (1..=FAN_GUESTS).map(FanStream::new).collect();
+    let mut last_progress = Instant::now();
+    for turn in 0u64.. {
+        for p in 1..=FAN_GUESTS {
+            fan.kill_if_due(p, streams[usize::from(p) - 1].next);
+        }
+        fan.reclaim_if_due();
+        let got = fan.host.any_receiver().recv(FAN_IN_NAP);
+        match got {
+            Ok(Some((p, m))) => {
+                let i = usize::from(p) - 1;
+                let checked = if fan.fate[i] == FanFate::Reclaimed {
+                    Err(format!(
+                        "message {} from guest {p} after its reclaim",
+                        m.desc().id
+                    ))
+                } else {
+                    streams[i].take(m.desc(), m.payload())
+                };
+                drop(m);
+                if let Err(e) = checked {
+                    fan.fail(&e);
+                }
+                last_progress = Instant::now();
+            }
+            Ok(None) => {}
+            Err(e) => fan.fail(&format!("receive from any guest: {e}")),
+        }
+        if turn % 64 == 0 {
+            fan.check_running();
+        }
+        let survivors_ended = fan.survivors().all(|p| streams[usize::from(p) - 1].ended);
+        if survivors_ended && fan.all_reclaimed() {
+            break;
+        }
+        fan.check_time(last_progress);
+    }
+    for p in fan.victims().collect::<Vec<_>>() {
+        if streams[usize::from(p) - 1].ended {
+            fan.fail(&format!(
+                "victim {p}'s whole stream arrived: it died too late"
+            ));
+        }
+    }
+    fan.finish();
+    // The run must have tested what it claims: some reclaim dropped
+    // messages a dead guest had queued, in slots of its pool.
+    if !fan.reclaims.iter().any(|r| r.queued > 0 && r.own_slots > 0) {
+        fan.fail("no reclaim found a dead guest's messages queued");
+    }
+    let received: Vec<u64> = streams.iter().map(|s| s.next).collect();
+    println!(
+        "fan-in (seed {:#x}): {} guests, {} killed, {} messages received, {:.2?}\n  victims (guest: messages received):  {}\n  reclaims:\n    {}",
+        seed,
+        FAN_GUESTS,
+        FAN_KILLS,
+        received.iter().sum::<u64>(),
+        fan.started.elapsed(),
+        fan.victims()
+            .map(|p| format!("{p}: {}", received[usize::from(p) - 1]))
+            .collect::<Vec<_>>()
+            .join(", "),
+        fan.reclaim_summary()
+    );
+}
+
+/// The host's side of one guest's stream in a fan-out.
+#[derive(Debug)]
+struct FanOutStream {
+    /// Data messages sent.
+    sent: u64,
+    /// How many more the last, failed, send may have sent.
+    unsure: u64,
+    end_sent: bool,
+    /// The error that ended the sends to a killed guest.
+    gone: Option<Error>,
+}
+
+impl FanOutStream {
+    fn open(&self) -> bool {
+        !self.end_sent && self.gone.is_none()
+    }
+}
+
+/// One send of a fan-out to guest `p`, whose stream is `stream`: the next
+/// `burst` messages (one, or a batch), or its end message once they have
+/// all gone, waiting up to `wait`. A retryable error sends nothing; any
+/// other ends the sends, and must be a victim's, after its kill, and of
+/// kind `Gone`. Returns whether anything went.
+fn fan_out_send(
+    fan: &mut FanChaos,
+    s: &mut FanOutStream,
+    p: u8,
+    stream: &[Frame],
+    burst: u64,
+    wait: Timeout,
+) -> bool {
+    let i = usize::from(p) - 1;
+    let end = [fan_end(p, FAN_MESSAGES)];
+    let frames = if s.sent == FAN_MESSAGES {
+        if fan.kill_at[i].is_some() {
+            fan.fail(&format!(
+                "the host sent victim {p}'s whole stream (killed {:?})",
+                fan.fate[i]
+            ));
+        }
+        &end[..]
+    } else {
+        let to = (s.sent + burst).min(FAN_MESSAGES);
+        &stream[s.sent as usize..to as usize]
+    };
+    let result = if frames.len() == 1 {
+        fan.host.send_timeout(p, &frames[0], wait).map(|()| 1)
+    } else {
+        fan.host.send_batch(p, frames, wait)
+    };
+    let went = match result {
+        Ok(_) if s.sent == FAN_MESSAGES => {
+            s.end_sent = true;
+            true
+        }
+        Ok(n) => {
+            s.sent += n as u64;
+            true
+        }
+        Err(e) if e.is_retryable() => false,
+        Err(e) => {
+            let fate = fan.fate[i];
+            if fan.kill_at[i].is_none() || fate == FanFate::Running {
+                fan.fail(&format!("send to guest {p} ({fate:?}): {e}"));
+            }
+            if e.kind() != shmhub::ErrorKind::Gone {
+                fan.fail(&format!(
+                    "send to killed guest {p} ({fate:?}): {e} ({:?}), not a 'gone' error",
+                    e.kind()
+                ));
+            }
+            s.unsure = frames.len() as u64;
+            s.gone = Some(e);
+            false
+        }
+    };
+    fan.kill_if_due(p, s.sent);
+    went
+}
+
+/// A fan-out run: the host goes round the guests sending each the next
+/// burst of its stream without waiting, and when no guest took anything
+/// waits a moment on one (in turn); each victim is killed once its point
+/// of the stream has been sent, and the dead are reclaimed a random moment
+/// later; the run ends when every survivor's end has gone, every victim's
+/// sends have failed and every victim is reclaimed.
+fn fan_out_run(seed: u64, dir: &Path) {
+    let mut fan = FanChaos::start("fan-out", "fan-out", seed, dir, false);
+    let mut streams: Vec<FanOutStream> = (0..FAN_GUESTS)
+        .map(|_| FanOutStream {
+            sent: 0,
+            unsure: 0,
+            end_sent: false,
+            gone: None,
+        })
+        .collect();
+    let guests = usize::from(FAN_GUESTS);
+    // Made once: the host goes round the guests far more often than it
+    // finds room.
+    let frames: Vec<Vec<Frame>> = (1..=FAN_GUESTS)
+        .map(|p| (0..FAN_MESSAGES).map(|seq| fan_frame(p, seq)).collect())
+        .collect();
+    let mut last_progress = Instant::now();
+    for turn in 0usize.. {
+        let mut moved = false;
+        for k in 0..guests {
+            let i = (turn + k) % guests;
+            if !streams[i].open() {
+                continue;
+            }
+            let burst = fan.rng.between(1, u64::from(FAN_RING));
+            let p = i as u8 + 1;
+            moved |= fan_out_send(
+                &mut fan,
+                &mut streams[i],
+                p,
+                &frames[i],
+                burst,
+                Timeout::NoWait,
+            );
+        }
+        fan.reclaim_if_due();
+        let open: Vec<usize> = (0..guests).filter(|&i| streams[i].open()).collect();
+        if !moved && !open.is_empty() {
+            // Every ring full or share held: wait on one guest, each in
+            // turn, so that a dead one is judged (its send fails) and a
+            // live one's room is waited for rather than spun on.
+            let i = open[turn % open.len()];
+            let nap = Timeout::from(FAN_OUT_NAP);
+            moved = fan_out_send(&mut fan, &mut streams[i], i as u8 + 1, &frames[i], 1, nap);
+        }
+        if moved {
+            last_progress = Instant::now();
+        }
+        if turn % 16 == 0 {
+            fan.check_running();
+        }
+        // A victim's stream may close (its death judged by a send)
+        // before its reclaim, which its kill has made due.
+        if open.is_empty() && fan.all_reclaimed() {
+            break;
+        }
+        fan.check_time(last_progress);
+    }
+    fan.finish();
+    let mut reported = Vec::new();
+    let mut wrong = Vec::new();
+    let (mut died, mut gone) = (0, 0);
+    for p in 1..=FAN_GUESTS {
+        let s = &streams[usize::from(p) - 1];
+        let count_file = fan.dir.join(format!("fan-out-{p}.count"));
+        let count = std::fs::read(&count_file)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes);
+        if fan.kill_at[usize::from(p) - 1].is_some() {
+            match &s.gone {
+                Some(Error::PeerDied { .. }) => died += 1,
+                Some(_) => gone += 1,
+                None => wrong.push(format!("no send to victim {p} failed")),
+            }
+            if count > s.sent + s.unsure {
+                wrong.push(format!(
+                    "victim {p} counted {count} messages; the host sent {} (and perhaps {} more)",
+                    s.sent, s.unsure
+                ));
+            }
+        } else {
+            let done = std::fs::read_to_string(fan.dir.join(format!("fan-out-done-{p}")));
+            let done: Option<u64> = done.ok().and_then(|t| t.trim().parse().ok());
+            if done != Some(FAN_MESSAGES) || count != FAN_MESSAGES {
+                wrong.push(format!(
+                    "survivor {p} reported {done:?} (count {count}), not {FAN_MESSAGES}"
+                ));
+            }
+        }
+        reported.push(count);
+    }
+    if !wrong.is_empty() {
+        fan.fail(&wrong.join("\n"));
+    }
+    // The run must have tested what it claims: some killed guest held the
+    // host's slots when it was reclaimed, and they came back.
+    if fan.reclaims.iter().all(|r| r.host_slots == 0) {
+        fan.fail("no killed guest held any of the host's slots when it was reclaimed");
+    }
+    println!(
+        "fan-out (seed {:#x}): {} guests, {} killed, {} messages sent, {:.2?}\n  victims (guest: received of sent):  {}\n  sends to the killed ended by PeerDied {died}, by PeerGone (after the reclaim) {gone}\n  reclaims:\n    {}",
+        seed,
+        FAN_GUESTS,
+        FAN_KILLS,
+        streams.iter().map(|s| s.sent).sum::<u64>(),
+        fan.started.elapsed(),
+        fan.victims()
+            .map(|p| {
+                let i = usize::from(p) - 1;
+                format!("{p}: {} of {}", reported[i], streams[i].sent)
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        fan.reclaim_summary()
+    );
+}
+
+// ---------------------------------------------------------------------------
 // The tests
 // ---------------------------------------------------------------------------
 
@@ -2327,5 +3328,43 @@ fn guests_notice_a_killed_host_from_whatever_call_they_are_in() {
                 .map(|(p, call, _, after)| format!("{p}: {call} after {after:.0?}"))
                 .collect::<Vec<_>>()
         );
+    }
+}
+
+/// A third of [`FAN_GUESTS`] guest processes killed at random points of
+/// their streams while all of them send to the host as fast as they can,
+/// and reclaimed as the host goes: every survivor's stream arrives whole,
+/// once, in order, every victim's a gapless prefix, and no slot or entry
+/// of the dead is left behind.
+// shm[verify shm.peer.reclaim]
+// shm[verify shm.peer.liveness]
+#[test]
+fn a_third_of_the_guests_killed_during_fan_in_lose_nothing_else() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let seed = run_seed();
+    println!("fan-in chaos: seed {seed:#x} ({SEED_ENV}={seed:#x} replays it)");
+    let mut rng = Rng::new(seed ^ 0x4641_4E49);
+    for _ in 0..rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        fan_in_run(rng.next_u64(), dir.path());
+    }
+}
+
+/// A third of [`FAN_GUESTS`] guest processes killed at random points of
+/// the streams the host sends them round-robin: the host's sends to each
+/// killed guest end in a `Gone` error (its death judged by a waiting send,
+/// or its entry reclaimed), never a hang; every survivor receives its whole
+/// stream; the host's slots the dead held come back.
+// shm[verify shm.peer.reclaim]
+// shm[verify shm.send.backpressure]
+#[test]
+fn a_third_of_the_guests_killed_during_fan_out_lose_nothing_else() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let seed = run_seed();
+    println!("fan-out chaos: seed {seed:#x} ({SEED_ENV}={seed:#x} replays it)");
+    let mut rng = Rng::new(seed ^ 0x4641_4E4F);
+    for _ in 0..rounds() {
+        let dir = tempfile::tempdir().unwrap();
+        fan_out_run(rng.next_u64(), dir.path());
     }
 }
