@@ -341,6 +341,29 @@ impl Readiness {
     ///
     /// [`Error::Io`] if a system call on the descriptors fails.
     pub fn drain(&self) -> Result<Vec<Ended>> {
+        let ended = self.take_events()?;
+        self.arm();
+        Ok(ended)
+    }
+
+    /// Has the waker tell of the next message again (at once if one is
+    /// queued), unless it is armed already. [`Readiness::drain`] does this;
+    /// a caller that takes the events first ([`Readiness::take_events`])
+    /// and receives before it arms spares the waker a wake for a message
+    /// it is about to take anyway: it arms just before it waits, and
+    /// receives once more after arming.
+    pub(crate) fn arm(&self) {
+        let mut plan = self.shared.plan();
+        if !plan.receive {
+            plan.receive = true;
+            drop(plan);
+            self.shared.poke();
+        }
+    }
+
+    /// A drain that leaves the receive disarmed: the eventfd read, the
+    /// ended processes taken.
+    pub(crate) fn take_events(&self) -> Result<Vec<Ended>> {
         let shared = &*self.shared;
         let mut counter = [0u8; 8];
         match rustix::io::read(&shared.events, &mut counter) {
@@ -391,9 +414,7 @@ impl Readiness {
             plan.goodbye_told = true;
             ended.push(goodbye);
         }
-        plan.receive = true;
         drop(plan);
-        shared.poke();
         // A process that left its entry (or, the host, said goodbye)
         // before it ended did not die on this side: not reported.
         if !fired.is_empty() {

@@ -37,7 +37,7 @@
 //!
 //! shm[impl shm.ready.async]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ::tokio::io::Interest;
@@ -63,9 +63,19 @@ const SPIN: Duration = Duration::from_micros(20);
 #[derive(Debug)]
 struct Waiter {
     fd: AsyncFd<Readiness>,
-    /// Processes on the other side found ended, not yet reported.
+    /// The segment's file, for errors.
+    path: Option<PathBuf>,
+    /// Parties on the other side found gone, not yet reported (the host's
+    /// end stays: it is reported to every later call).
     ended: Vec<Ended>,
     spin: Duration,
+}
+
+/// What a waiting call came to: what it waited for, or the other side
+/// gone.
+enum Outcome<T> {
+    Got(T),
+    Gone(Ended),
 }
 
 impl Waiter {
@@ -78,37 +88,72 @@ impl Waiter {
             .map_err(|e| io_error(path, e.into()))?;
         Ok(Waiter {
             fd,
+            path: path.map(Path::to_path_buf),
             ended: Vec::new(),
             spin: SPIN,
         })
     }
 
-    /// How long the first attempt of a waiting call may spin.
-    fn first(&self) -> Timeout {
-        Timeout::from(self.spin)
-    }
-
-    /// Waits until the descriptor is readable, then drains it: what comes
-    /// after the drain makes it readable again, so an attempt made after
-    /// this returns and a message published after that attempt are never
-    /// both missed.
-    async fn next(&mut self, path: Option<&Path>) -> Result<()> {
+    /// Waits until the descriptor is readable, then takes its events
+    /// (leaving the receive disarmed: see [`Waiter::until`]).
+    async fn next(&mut self) -> Result<()> {
         let mut guard = self
             .fd
             .readable()
             .await
-            .map_err(|cause| io_error(path, cause))?;
+            .map_err(|cause| io_error(self.path.as_deref(), cause))?;
         guard.clear_ready();
-        let ended = self.fd.get_ref().drain()?;
+        let ended = self.fd.get_ref().take_events()?;
         self.ended.extend(ended);
         Ok(())
     }
 
-    /// The ended process of `party`, if one was found and not reported.
-    fn take_ended(&mut self, party: Party) -> Option<Ended> {
-        let i = self.ended.iter().position(|e| e.party == party)?;
-        Some(self.ended.remove(i))
+    /// Runs `attempt` until it gets something: once spinning up to the
+    /// spin time, then without waiting, awaiting the descriptor between
+    /// attempts; or until `gone` finds, among the ended parties, the one
+    /// the call waits on.
+    ///
+    /// The receive is armed only when a wait is next, and an attempt
+    /// follows the arming: a message published before the waker looks is
+    /// taken by that attempt, one published after it makes the
+    /// descriptor readable. Armed at every drain instead, the waker would
+    /// tell again of the message the attempt after the drain takes.
+    async fn until<T>(
+        &mut self,
+        mut attempt: impl FnMut(Timeout) -> Result<Option<T>>,
+        gone: impl Fn(&mut Vec<Ended>) -> Option<Ended>,
+    ) -> Result<Outcome<T>> {
+        if let Some(found) = attempt(Timeout::from(self.spin))? {
+            return Ok(Outcome::Got(found));
+        }
+        loop {
+            self.fd.get_ref().arm();
+            if let Some(found) = attempt(Timeout::NoWait)? {
+                return Ok(Outcome::Got(found));
+            }
+            if let Some(ended) = gone(&mut self.ended) {
+                return Ok(Outcome::Gone(ended));
+            }
+            self.next().await?;
+        }
     }
+}
+
+/// Takes the ended process of guest `peer` out of `ended`.
+fn guest_ended(ended: &mut Vec<Ended>, peer: PeerId) -> Option<Ended> {
+    let i = ended.iter().position(|e| e.party == Party::Guest(peer))?;
+    Some(ended.remove(i))
+}
+
+/// The host's end, if found: left in `ended`, for every later call.
+fn host_end(ended: &[Ended]) -> Option<Ended> {
+    ended.iter().find(|e| e.party == Party::Host).copied()
+}
+
+/// The end of any guest, taken out of `ended`.
+fn any_guest_ended(ended: &mut Vec<Ended>) -> Option<Ended> {
+    let i = ended.iter().position(|e| e.party != Party::Host)?;
+    Some(ended.remove(i))
 }
 
 fn io_error(path: Option<&Path>, cause: std::io::Error) -> Error {
@@ -128,26 +173,32 @@ fn no_room(e: &Error) -> bool {
 
 /// A send on `sender` that awaits room: tries at once, and after a send
 /// that found none, awaits the descriptor, told to become readable once
-/// room comes. `Ok(Some(_))` (nothing sent) once the process of
-/// `receiver` is found ended.
+/// room comes. `Gone` (nothing sent) once `gone` finds the receiving
+/// side's end.
 async fn send_on(
     sender: &mut Sender,
     waiter: &mut Waiter,
-    path: Option<&Path>,
     (desc, payload): (MsgDesc, &[u8]),
-    receiver: Party,
-) -> Result<Option<Ended>> {
+    gone: impl Fn(&mut Vec<Ended>) -> Option<Ended>,
+) -> Result<Outcome<()>> {
     loop {
         let mark = sender.room_mark()?;
         match sender.send(desc, payload, Timeout::NoWait) {
             Err(e) if no_room(&e) => {}
-            done => return done.map(|()| None),
+            done => return done.map(Outcome::Got),
         }
-        if let Some(ended) = waiter.take_ended(receiver) {
-            return Ok(Some(ended));
+        if let Some(ended) = gone(&mut waiter.ended) {
+            return Ok(Outcome::Gone(ended));
         }
         waiter.fd.get_ref().tell_when_room(mark);
-        waiter.next(path).await?;
+        waiter.next().await?;
+    }
+}
+
+fn peer_died(peer_id: PeerId, ended: Ended) -> Error {
+    Error::PeerDied {
+        peer_id,
+        pid: ended.pid,
     }
 }
 
@@ -214,28 +265,17 @@ impl AsyncHost {
     /// pidfd, within milliseconds), reported once nothing is queued: its
     /// entry is then for [`ShmHost::reclaim_dead`].
     pub async fn recv(&mut self) -> Result<(PeerId, Received)> {
-        let path = self.host.path().map(Path::to_path_buf);
-        let mut timeout = self.waiter.first();
-        loop {
-            if let Some(found) = self.host.any_receiver().recv(timeout)? {
-                return Ok(found);
-            }
-            timeout = Timeout::NoWait;
-            if let Some(i) = self
-                .waiter
-                .ended
-                .iter()
-                .position(|e| e.party != Party::Host)
-            {
-                let ended = self.waiter.ended.remove(i);
-                if let Party::Guest(peer_id) = ended.party {
-                    return Err(Error::PeerDied {
-                        peer_id,
-                        pid: ended.pid,
-                    });
-                }
-            }
-            self.waiter.next(path.as_deref()).await?;
+        let receiver = self.host.any_receiver();
+        let got = self
+            .waiter
+            .until(|t| receiver.recv(t), any_guest_ended)
+            .await?;
+        match got {
+            Outcome::Got(found) => Ok(found),
+            Outcome::Gone(ended) => match ended.party {
+                Party::Guest(peer_id) => Err(peer_died(peer_id, ended)),
+                Party::Host => unreachable!("any_guest_ended takes guests only"),
+            },
         }
     }
 
@@ -246,20 +286,11 @@ impl AsyncHost {
     /// As [`crate::Receiver::recv`]; [`Error::PeerDied`] once the guest's
     /// process is found ended with nothing of it left to read.
     pub async fn recv_from(&mut self, peer_id: PeerId) -> Result<Received> {
-        let path = self.host.path().map(Path::to_path_buf);
-        let mut timeout = self.waiter.first();
-        loop {
-            if let Some(found) = self.host.receiver(peer_id)?.recv(timeout)? {
-                return Ok(found);
-            }
-            timeout = Timeout::NoWait;
-            if let Some(ended) = self.waiter.take_ended(Party::Guest(peer_id)) {
-                return Err(Error::PeerDied {
-                    peer_id,
-                    pid: ended.pid,
-                });
-            }
-            self.waiter.next(path.as_deref()).await?;
+        let receiver = self.host.receiver(peer_id)?;
+        let gone = |ended: &mut Vec<Ended>| guest_ended(ended, peer_id);
+        match self.waiter.until(|t| receiver.recv(t), gone).await? {
+            Outcome::Got(found) => Ok(found),
+            Outcome::Gone(ended) => Err(peer_died(peer_id, ended)),
         }
     }
 
@@ -272,23 +303,11 @@ impl AsyncHost {
     /// As [`crate::Sender::send`]; [`Error::PeerDied`] if the guest's
     /// process is found ended while this awaits room.
     pub async fn send(&mut self, peer_id: PeerId, desc: MsgDesc, payload: &[u8]) -> Result<()> {
-        let path = self.host.path().map(Path::to_path_buf);
         let sender = self.host.sender(peer_id)?;
-        let receiver = Party::Guest(peer_id);
-        match send_on(
-            sender,
-            &mut self.waiter,
-            path.as_deref(),
-            (desc, payload),
-            receiver,
-        )
-        .await?
-        {
-            None => Ok(()),
-            Some(ended) => Err(Error::PeerDied {
-                peer_id,
-                pid: ended.pid,
-            }),
+        let gone = |ended: &mut Vec<Ended>| guest_ended(ended, peer_id);
+        match send_on(sender, &mut self.waiter, (desc, payload), gone).await? {
+            Outcome::Got(()) => Ok(()),
+            Outcome::Gone(ended) => Err(peer_died(peer_id, ended)),
         }
     }
 }
@@ -356,20 +375,11 @@ impl AsyncGuest {
     /// process is found ended (by its pidfd, within milliseconds) with
     /// nothing of it left to read.
     pub async fn recv(&mut self) -> Result<Received> {
-        let path = self.guest.path().map(Path::to_path_buf);
-        let mut timeout = self.waiter.first();
-        loop {
-            if let Some(found) = self.guest.receiver().recv(timeout)? {
-                return Ok(found);
-            }
-            timeout = Timeout::NoWait;
-            if let Some(ended) = self.waiter.take_ended(Party::Host) {
-                return Err(self.host_ended(ended));
-            }
-            if self.guest.host_status()? == HostStatus::Gone {
-                return Err(Error::HostGone);
-            }
-            self.waiter.next(path.as_deref()).await?;
+        let receiver = self.guest.receiver();
+        let gone = |ended: &mut Vec<Ended>| host_end(ended);
+        match self.waiter.until(|t| receiver.recv(t), gone).await? {
+            Outcome::Got(found) => Ok(found),
+            Outcome::Gone(ended) => Err(self.host_ended(ended)),
         }
     }
 
@@ -382,19 +392,11 @@ impl AsyncGuest {
     /// As [`crate::Sender::send`]; [`Error::HostDied`] if the host's
     /// process is found ended while this awaits room.
     pub async fn send(&mut self, desc: MsgDesc, payload: &[u8]) -> Result<()> {
-        let path = self.guest.path().map(Path::to_path_buf);
         let sender = self.guest.sender();
-        match send_on(
-            sender,
-            &mut self.waiter,
-            path.as_deref(),
-            (desc, payload),
-            Party::Host,
-        )
-        .await?
-        {
-            None => Ok(()),
-            Some(ended) => Err(self.host_ended(ended)),
+        let gone = |ended: &mut Vec<Ended>| host_end(ended);
+        match send_on(sender, &mut self.waiter, (desc, payload), gone).await? {
+            Outcome::Got(()) => Ok(()),
+            Outcome::Gone(ended) => Err(self.host_ended(ended)),
         }
     }
 }
