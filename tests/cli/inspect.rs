@@ -65,6 +65,49 @@ fn tables_show_header_peers_and_pools() {
     assert!(r.stderr.is_empty(), "{:?}", r.stderr);
 }
 
+// With hundreds of plugins the table shows the guests doing something:
+// past 16 entries in use, the quiet ones are one line of ids (issue 25).
+#[test]
+fn many_quiet_guests_are_summed_up_in_one_line() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "40"]);
+    for _ in 0..20 {
+        env.attach("seg");
+    }
+    env.send_as_host("seg", "7", "to seven");
+    env.ok(&["send", "seg", "--as", "12", "from twelve"]);
+    let out = env.ok(&["inspect", "seg"]).stdout;
+    let peer_rows: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with('│') && l.contains("attached"))
+        .collect();
+    assert_eq!(peer_rows.len(), 2, "{out}");
+    assert!(peer_rows[0].starts_with("│ 7 "), "{out}");
+    assert!(peer_rows[1].starts_with("│ 12 "), "{out}");
+    assert!(
+        out.contains("(18 quiet guests hidden, peers 1-6, 8-11, 13-20: attached, alive or scripted, nothing queued, no host slot held; --all shows them)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(20 empty entries hidden; --all shows them)"),
+        "{out}"
+    );
+    // --all lists them all; 16 in use or fewer are always listed.
+    let all = env.ok(&["inspect", "seg", "--all"]).stdout;
+    let rows = |s: &str| {
+        s.lines()
+            .filter(|l| l.starts_with('│') && l.contains("attached"))
+            .count()
+    };
+    assert_eq!(rows(&all), 20, "{all}");
+    for p in 17..=20 {
+        env.ok(&["detach", "seg", "--peer-id", &p.to_string()]);
+    }
+    let out = env.ok(&["inspect", "seg"]).stdout;
+    assert_eq!(rows(&out), 16, "{out}");
+    assert!(!out.contains("quiet"), "{out}");
+}
+
 #[test]
 fn json_is_one_document_with_header_peers_pools_and_host() {
     let env = Env::new();

@@ -62,7 +62,12 @@ fn holder_cell(status: shmhub::HolderStatus, colour: bool) -> Cell {
 /// `r` as tables and notes, times in `zone`, with rates and colours when
 /// `live`.
 pub fn tables(r: &SegmentReport, all: bool, zone: Zone, live: Option<&Live>) -> Vec<Part> {
-    let (peers, hidden) = peer_table(r, all, live);
+    let quiet = if all {
+        Vec::new()
+    } else {
+        quiet_guests(r, live)
+    };
+    let (peers, hidden) = peer_table(r, all, live, &quiet);
     let mut parts = vec![
         Part::Table(Box::new(header_table(r, zone))),
         Part::Table(Box::new(peers)),
@@ -79,8 +84,73 @@ pub fn tables(r: &SegmentReport, all: bool, zone: Zone, live: Option<&Live>) -> 
             "({hidden} empty {entries} hidden; --all shows them)"
         )));
     }
-    parts.push(Part::Table(Box::new(pool_table(r, all))));
+    if !quiet.is_empty() {
+        parts.push(Part::Note(format!(
+            "({} quiet guests hidden, peers {}: attached, alive or scripted, nothing queued, no host slot held; --all shows them)",
+            quiet.len(),
+            id_ranges(&quiet)
+        )));
+    }
+    parts.push(Part::Table(Box::new(pool_table(r, all, &quiet))));
     parts
+}
+
+/// Rows past which quiet guests are summarized rather than listed.
+const MANY_ROWS: usize = 16;
+
+/// With more than [`MANY_ROWS`] entries in use, the guests with nothing
+/// to show (attached, their holder alive or a script's, both rings empty,
+/// none of the host's slots held, no traffic while watching), so that a
+/// table of hundreds of plugins shows the few that are doing something.
+/// Fewer, every entry in use is listed.
+fn quiet_guests(r: &SegmentReport, live: Option<&Live>) -> Vec<u8> {
+    let in_use = r
+        .peers
+        .iter()
+        .filter(|p| p.entry.state != PeerState::Empty)
+        .count()
+        + r.bad_peers.len();
+    if in_use <= MANY_ROWS {
+        return Vec::new();
+    }
+    r.peers
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            let rates = live.map_or((0.0, 0.0), |l| l.rates.get(*i).copied().unwrap_or_default());
+            p.entry.state == PeerState::Attached
+                && matches!(
+                    p.holder,
+                    shmhub::HolderStatus::Alive | shmhub::HolderStatus::Scripted
+                )
+                && p.to_host.is_empty()
+                && p.to_guest.is_empty()
+                && p.entry.host_slots_held == 0
+                && rates == (0.0, 0.0)
+        })
+        .map(|(_, p)| p.entry.peer_id)
+        .collect()
+}
+
+/// Ids as ranges: `1-3, 7, 9-12`.
+fn id_ranges(ids: &[u8]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ids.len() {
+        let start = ids[i];
+        let mut end = start;
+        while i + 1 < ids.len() && ids[i + 1] == end.wrapping_add(1) {
+            i += 1;
+            end = ids[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    parts.join(", ")
 }
 
 /// The header's fields, as people read them.
@@ -141,7 +211,7 @@ fn host_share(r: &SegmentReport) -> String {
 /// One row per peer entry, by peer id (the entries that could not be
 /// read too), with rates when `live`; and how many empty entries were
 /// left out (all are shown when `all`).
-fn peer_table(r: &SegmentReport, all: bool, live: Option<&Live>) -> (Table, usize) {
+fn peer_table(r: &SegmentReport, all: bool, live: Option<&Live>, quiet: &[u8]) -> (Table, usize) {
     let mut columns = vec![
         "peer",
         "state",
@@ -167,6 +237,9 @@ fn peer_table(r: &SegmentReport, all: bool, live: Option<&Live>) -> (Table, usiz
             p.entry.state == PeerState::Empty && p.to_host.is_empty() && p.to_guest.is_empty();
         if idle && !all {
             hidden += 1;
+            continue;
+        }
+        if quiet.contains(&p.entry.peer_id) {
             continue;
         }
         // Rates are kept by position in `peers`: every entry is there
@@ -249,8 +322,9 @@ fn peer_row(
     row
 }
 
-/// Every pool's use; those of empty entries, idle, only when `all`.
-fn pool_table(r: &SegmentReport, all: bool) -> Table {
+/// Every pool's use; those of empty entries, idle, only when `all`, and
+/// those of `quiet` guests only when in use.
+fn pool_table(r: &SegmentReport, all: bool, quiet: &[u8]) -> Table {
     let mut pools = table::new(["pool", "slot size", "used", "free"]);
     for p in &r.pools {
         let owner_idle = p.owner != 0
@@ -258,7 +332,7 @@ fn pool_table(r: &SegmentReport, all: bool) -> Table {
             && r.peers
                 .iter()
                 .any(|e| e.entry.peer_id == p.owner && e.entry.state == PeerState::Empty);
-        if owner_idle && !all {
+        if (owner_idle || (quiet.contains(&p.owner) && p.usage.used == 0)) && !all {
             continue;
         }
         pools.add_row(vec![
