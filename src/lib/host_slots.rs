@@ -52,8 +52,26 @@ impl<'a> Counters<'a> {
 /// How many of the host's slots a guest holds: handed minus returned
 /// (wrapping), from the counters in its host-to-guest ring at offset
 /// `ring`. Works on read-only regions.
+///
+/// Two processes write the two counters, so a reader preempted between
+/// its two loads could pair an old `returned` with a newer `handed` and
+/// report more than the guest ever held (a stress test's monitor saw 5
+/// with a share of 2). So `handed` is read on both sides of `returned`:
+/// unchanged, nothing was handed meanwhile, and the difference is what
+/// the guest held at the moment `returned` was read.
 pub(crate) fn held(region: &Region, ring: u64) -> std::result::Result<u32, RegionError> {
-    let returned = region.load_u32(ring + field::RETURNED, Ordering::Acquire)?;
-    let handed = region.load_u32(ring + field::HANDED, Ordering::Acquire)?;
-    Ok(handed.wrapping_sub(returned))
+    let load = |f| region.load_u32(ring + f, Ordering::Acquire);
+    let mut handed = load(field::HANDED)?;
+    for _ in 0..16 {
+        let returned = load(field::RETURNED)?;
+        let again = load(field::HANDED)?;
+        if again == handed {
+            return Ok(handed.wrapping_sub(returned));
+        }
+        handed = again;
+    }
+    // A host handing slots faster than this can look: the count of the
+    // last look, which may run ahead.
+    let returned = load(field::RETURNED)?;
+    Ok(load(field::HANDED)?.wrapping_sub(returned))
 }
