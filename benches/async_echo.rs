@@ -420,9 +420,9 @@ fn segment_path() -> PathBuf {
     }
 }
 
-/// Sends `payload` to `peer` and waits for its echo, `warmup + count`
-/// times; the times of the last `count`.
-async fn shm_round_trips(plan: Plan, spin: Option<Duration>) -> BenchResult<Vec<u64>> {
+/// A fresh segment's async host, its file registered for removal, with
+/// `spin` if given.
+fn shm_host(spin: Option<Duration>) -> BenchResult<(PathBuf, AsyncHost)> {
     let path = segment_path();
     let host = ShmHost::create(&path, SegmentConfig::default())?;
     register_file(&path);
@@ -430,6 +430,13 @@ async fn shm_round_trips(plan: Plan, spin: Option<Duration>) -> BenchResult<Vec<
     if let Some(spin) = spin {
         host.set_spin(spin);
     }
+    Ok((path, host))
+}
+
+/// Sends `payload` to `peer` and waits for its echo, `warmup + count`
+/// times; the times of the last `count`.
+async fn shm_round_trips(plan: Plan, spin: Option<Duration>) -> BenchResult<Vec<u64>> {
+    let (path, mut host) = shm_host(spin)?;
     let child = spawn_child("shm-echo", &path, spin, 0)?;
     let peer = shm_hello(&mut host).await?;
     let mut samples = Vec::with_capacity(plan.round_trips);
@@ -458,13 +465,7 @@ async fn shm_round_trips(plan: Plan, spin: Option<Duration>) -> BenchResult<Vec<
 /// Has the child stream `plan.stream` messages and receives them all;
 /// messages per second from the go to the last message.
 async fn shm_stream(plan: Plan, spin: Option<Duration>) -> BenchResult<f64> {
-    let path = segment_path();
-    let host = ShmHost::create(&path, SegmentConfig::default())?;
-    register_file(&path);
-    let mut host = AsyncHost::new(host)?;
-    if let Some(spin) = spin {
-        host.set_spin(spin);
-    }
+    let (path, mut host) = shm_host(spin)?;
     let child = spawn_child("shm-stream", &path, spin, plan.stream)?;
     let peer = shm_hello(&mut host).await?;
     let mut expected = [0u8; MSG];
