@@ -698,6 +698,9 @@ fn open_pidfd(pid: u32, start_time: u64) -> Pidfd {
 pub struct ProcessWatch {
     epoll: OwnedFd,
     watched: Vec<(u32, OwnedFd)>,
+    /// Processes seen to end, still named by the caller: told once, not
+    /// watched again (a dead holder stays in its entry until reclaimed).
+    gone: Vec<u32>,
     /// A process found ended when it was to be watched.
     ended: bool,
 }
@@ -712,6 +715,7 @@ impl ProcessWatch {
         Ok(ProcessWatch {
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
             watched: Vec::new(),
+            gone: Vec::new(),
             ended: false,
         })
     }
@@ -722,6 +726,8 @@ impl ProcessWatch {
     /// another time) makes the next [`ProcessWatch::wait`] return at once.
     pub fn watch(&mut self, processes: impl IntoIterator<Item = (u32, u64)>) {
         let wanted: Vec<(u32, u64)> = processes.into_iter().collect();
+        self.gone
+            .retain(|pid| wanted.iter().any(|&(p, _)| p == *pid));
         let epoll = &self.epoll;
         self.watched.retain(|(pid, pidfd)| {
             let stays = wanted.iter().any(|&(p, _)| p == *pid);
@@ -731,7 +737,7 @@ impl ProcessWatch {
             stays
         });
         for (pid, start_time) in wanted {
-            if pid == 0 || self.watched.iter().any(|(p, _)| *p == pid) {
+            if pid == 0 || self.watched.iter().any(|(p, _)| *p == pid) || self.gone.contains(&pid) {
                 continue;
             }
             match open_pidfd(pid, start_time) {
@@ -741,7 +747,10 @@ impl ProcessWatch {
                         self.watched.push((pid, pidfd));
                     }
                 }
-                Pidfd::Ended => self.ended = true,
+                Pidfd::Ended => {
+                    self.gone.push(pid);
+                    self.ended = true;
+                }
                 Pidfd::Unwatchable => {}
             }
         }
@@ -770,6 +779,7 @@ impl ProcessWatch {
             Err(e) => return Err(e.into()),
         }
         let ended: Vec<u32> = ready.iter().map(|e| e.data.u64() as u32).collect();
+        self.gone.extend(&ended);
         let epoll = &self.epoll;
         self.watched.retain(|(pid, pidfd)| {
             let stays = !ended.contains(pid);
