@@ -603,6 +603,9 @@ impl Shared {
         let now = self.inbound.processes(&self.seg)?;
         let mut plan = self.plan();
         let plan = &mut *plan;
+        // Ends told of are remembered only while the segment names them.
+        plan.ended
+            .retain(|&(party, pid)| now.iter().any(|&(p, q, _)| (p, q) == (party, pid)));
         plan.watched.retain(|w| {
             let stays = now
                 .iter()
