@@ -133,24 +133,13 @@ struct Plan {
     receive: bool,
     /// Room asked about by senders: told once each, then forgotten.
     rooms: Vec<Vigil>,
-    /// The processes watched, with their pidfds in the epoll set.
-    watched: Vec<Watched>,
-    /// Processes already reported ended: never watched again.
-    ended: Vec<(Party, u32)>,
-    /// Processes found ended before a pidfd could be had: reported by the
-    /// next drain.
-    found_ended: Vec<(Party, u32)>,
-    /// The host's goodbye, once found.
-    goodbye: Option<Ended>,
-    /// Whether that goodbye was reported.
-    goodbye_told: bool,
-}
-
-#[derive(Debug)]
-struct Watched {
-    party: Party,
-    pid: u32,
-    pidfd: OwnedFd,
+    /// The processes on the other side, by [`tag`].
+    processes: Pidfds,
+    /// Ends found by the waker (a process ended before it could be
+    /// watched, the host's goodbye): reported by the next drain.
+    pending: Vec<Ended>,
+    /// Whether the host's goodbye was found (it is told once).
+    goodbye_seen: bool,
 }
 
 /// What this side receives from.
@@ -382,38 +371,21 @@ impl Readiness {
         )
         .map_err(|e| io_error(&shared.seg, "epoll_wait", e.into()))?;
         let mut plan = shared.plan();
-        // Reported once: the waker must not find them again.
-        let found = std::mem::take(&mut plan.found_ended);
-        plan.ended.extend(&found);
-        let mut ended: Vec<Ended> = Vec::new();
-        let mut fired: Vec<Ended> = Vec::new();
-        for event in ready {
-            let data = event.data.u64();
-            if data == EVENTS {
-                continue;
-            }
-            let (party, pid) = untag(data);
-            if let Some(i) = plan
-                .watched
-                .iter()
-                .position(|w| (w.party, w.pid) == (party, pid))
-            {
-                let gone = plan.watched.swap_remove(i);
-                let _ = epoll::delete(&shared.epoll, &gone.pidfd);
-                plan.ended.push((party, pid));
-                fired.push(Ended {
+        let mut ended = std::mem::take(&mut plan.pending);
+        let fired = ready.iter().map(|e| e.data.u64()).filter(|&k| k != EVENTS);
+        let mut fired: Vec<Ended> = plan
+            .processes
+            .ended(&shared.epoll, fired)
+            .into_iter()
+            .map(|key| {
+                let (party, pid) = untag(key);
+                Ended {
                     party,
                     pid,
                     goodbye: false,
-                });
-            }
-        }
-        if !plan.goodbye_told
-            && let Some(goodbye) = plan.goodbye
-        {
-            plan.goodbye_told = true;
-            ended.push(goodbye);
-        }
+                }
+            })
+            .collect();
         drop(plan);
         // A process that left its entry (or, the host, said goodbye)
         // before it ended did not die on this side: not reported.
@@ -425,11 +397,6 @@ impl Readiness {
                     .any(|&(party, pid, _)| (party, pid) == (e.party, e.pid))
             });
         }
-        ended.extend(found.into_iter().map(|(party, pid)| Ended {
-            party,
-            pid,
-            goodbye: false,
-        }));
         ended.extend(fired);
         Ok(ended)
     }
@@ -531,7 +498,7 @@ impl Shared {
                 fenced &= Announce::Flag(sleepers.get()).announce();
             }
             for room in &rooms {
-                fenced &= room.announce().announce();
+                fenced &= room.announcement().announce();
             }
             // Looked at only after the announcements: either these looks
             // see what the other side published, or it sees a sleeper and
@@ -553,7 +520,7 @@ impl Shared {
                 Announce::Flag(sleepers.get()).withdraw();
             }
             for room in &rooms {
-                room.announce().withdraw();
+                room.announcement().withdraw();
             }
             self.look_for_goodbye();
             if queued || roomy {
@@ -581,69 +548,112 @@ impl Shared {
         let Inbound::Ring(_, Party::Host) = self.inbound else {
             return;
         };
-        if self.plan().goodbye.is_some() {
+        // One load of the flag per wake; the header only once it is set.
+        if self.plan().goodbye_seen || !self.seg.host_goodbye().unwrap_or(false) {
             return;
         }
-        let Ok(h) = self.seg.header() else {
-            return;
-        };
-        if h.host_goodbye {
-            self.plan().goodbye = Some(Ended {
-                party: Party::Host,
-                pid: h.host_pid,
-                goodbye: true,
-            });
-            self.tell();
-        }
+        let pid = self.seg.header().map_or(0, |h| h.host_pid);
+        let mut plan = self.plan();
+        plan.goodbye_seen = true;
+        plan.pending.push(Ended {
+            party: Party::Host,
+            pid,
+            goodbye: true,
+        });
+        drop(plan);
+        self.tell();
     }
 
     /// Watches the processes now on the other side that are not watched
     /// yet, and forgets those that left.
     fn look_for_processes(&self) -> Result<()> {
-        let now = self.inbound.processes(&self.seg)?;
+        let now: Vec<(u64, u32, u64)> = self
+            .inbound
+            .processes(&self.seg)?
+            .into_iter()
+            .map(|(party, pid, start_time)| (tag(party, pid), pid, start_time))
+            .collect();
         let mut plan = self.plan();
-        let plan = &mut *plan;
-        // Ends told of are remembered only while the segment names them.
-        plan.ended
-            .retain(|&(party, pid)| now.iter().any(|&(p, q, _)| (p, q) == (party, pid)));
-        plan.watched.retain(|w| {
-            let stays = now
-                .iter()
-                .any(|&(party, pid, _)| (party, pid) == (w.party, w.pid));
+        let found = plan.processes.watch(&self.epoll, &now);
+        if found.is_empty() {
+            return Ok(());
+        }
+        plan.pending.extend(found.into_iter().map(|key| {
+            let (party, pid) = untag(key);
+            Ended {
+                party,
+                pid,
+                goodbye: false,
+            }
+        }));
+        drop(plan);
+        self.tell();
+        Ok(())
+    }
+}
+
+/// Processes watched through pidfds in an epoll set, each under a key of
+/// its owner's (its epoll data, which names the process: [`Readiness`]
+/// keys by party and pid, [`ProcessWatch`] by pid). Each end is told
+/// once, and remembered while the owner still names the process (a dead
+/// holder stays in its entry until reclaimed), so that it is not found
+/// again at every look.
+#[derive(Debug, Default)]
+struct Pidfds {
+    watched: Vec<(u64, OwnedFd)>,
+    told: Vec<u64>,
+}
+
+impl Pidfds {
+    /// Watches exactly `wanted` (key, pid, start time or 0): those not
+    /// watched yet are added, the others dropped. Returns the keys of the
+    /// processes found ended already, told from now on.
+    fn watch(&mut self, epoll: &OwnedFd, wanted: &[(u64, u32, u64)]) -> Vec<u64> {
+        let named = |key: u64| wanted.iter().any(|&(k, ..)| k == key);
+        self.told.retain(|&key| named(key));
+        self.watched.retain(|(key, pidfd)| {
+            let stays = named(*key);
             if !stays {
-                let _ = epoll::delete(&self.epoll, &w.pidfd);
+                let _ = epoll::delete(epoll, pidfd);
             }
             stays
         });
-        let mut told = false;
-        for (party, pid, start_time) in now {
-            let known = plan
-                .watched
-                .iter()
-                .any(|w| (w.party, w.pid) == (party, pid))
-                || plan.ended.contains(&(party, pid))
-                || plan.found_ended.contains(&(party, pid));
-            if known {
+        let mut ended = Vec::new();
+        for &(key, pid, start_time) in wanted {
+            let known = self.told.contains(&key) || self.watched.iter().any(|(k, _)| *k == key);
+            if pid == 0 || known {
                 continue;
             }
             match open_pidfd(pid, start_time) {
                 Pidfd::Open(pidfd) => {
-                    let data = epoll::EventData::new_u64(tag(party, pid));
-                    if epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN).is_ok() {
-                        plan.watched.push(Watched { party, pid, pidfd });
+                    let data = epoll::EventData::new_u64(key);
+                    if epoll::add(epoll, &pidfd, data, epoll::EventFlags::IN).is_ok() {
+                        self.watched.push((key, pidfd));
                     }
                 }
                 Pidfd::Ended => {
-                    plan.found_ended.push((party, pid));
-                    told = true;
+                    self.told.push(key);
+                    ended.push(key);
                 }
                 Pidfd::Unwatchable => {}
             }
         }
-        if told {
-            self.tell();
+        ended
+    }
+
+    /// Of `fired` (the epoll data of readable pidfds), the keys watched
+    /// here: watched no more, told from now on.
+    fn ended(&mut self, epoll: &OwnedFd, fired: impl IntoIterator<Item = u64>) -> Vec<u64> {
+        let mut ended = Vec::new();
+        for key in fired {
+            if let Some(i) = self.watched.iter().position(|(k, _)| *k == key) {
+                let (_, pidfd) = self.watched.swap_remove(i);
+                let _ = epoll::delete(epoll, &pidfd);
+                self.told.push(key);
+                ended.push(key);
+            }
         }
-        Ok(())
+        ended
     }
 }
 
@@ -700,10 +710,8 @@ fn open_pidfd(pid: u32, start_time: u64) -> Pidfd {
 #[derive(Debug)]
 pub struct ProcessWatch {
     epoll: OwnedFd,
-    watched: Vec<(u32, OwnedFd)>,
-    /// Processes seen to end, still named by the caller: told once, not
-    /// watched again (a dead holder stays in its entry until reclaimed).
-    gone: Vec<u32>,
+    /// By pid.
+    processes: Pidfds,
     /// A process found ended when it was to be watched.
     ended: bool,
 }
@@ -717,8 +725,7 @@ impl ProcessWatch {
     pub fn new() -> std::io::Result<Self> {
         Ok(ProcessWatch {
             epoll: epoll::create(epoll::CreateFlags::CLOEXEC)?,
-            watched: Vec::new(),
-            gone: Vec::new(),
+            processes: Pidfds::default(),
             ended: false,
         })
     }
@@ -728,35 +735,11 @@ impl ProcessWatch {
     /// that has ended already (or whose pid now names a process started at
     /// another time) makes the next [`ProcessWatch::wait`] return at once.
     pub fn watch(&mut self, processes: impl IntoIterator<Item = (u32, u64)>) {
-        let wanted: Vec<(u32, u64)> = processes.into_iter().collect();
-        self.gone
-            .retain(|pid| wanted.iter().any(|&(p, _)| p == *pid));
-        let epoll = &self.epoll;
-        self.watched.retain(|(pid, pidfd)| {
-            let stays = wanted.iter().any(|&(p, _)| p == *pid);
-            if !stays {
-                let _ = epoll::delete(epoll, pidfd);
-            }
-            stays
-        });
-        for (pid, start_time) in wanted {
-            if pid == 0 || self.watched.iter().any(|(p, _)| *p == pid) || self.gone.contains(&pid) {
-                continue;
-            }
-            match open_pidfd(pid, start_time) {
-                Pidfd::Open(pidfd) => {
-                    let data = epoll::EventData::new_u64(u64::from(pid));
-                    if epoll::add(&self.epoll, &pidfd, data, epoll::EventFlags::IN).is_ok() {
-                        self.watched.push((pid, pidfd));
-                    }
-                }
-                Pidfd::Ended => {
-                    self.gone.push(pid);
-                    self.ended = true;
-                }
-                Pidfd::Unwatchable => {}
-            }
-        }
+        let wanted: Vec<(u64, u32, u64)> = processes
+            .into_iter()
+            .map(|(pid, start_time)| (u64::from(pid), pid, start_time))
+            .collect();
+        self.ended |= !self.processes.watch(&self.epoll, &wanted).is_empty();
     }
 
     /// Waits up to `timeout` for a watched process to end; whether one
@@ -781,16 +764,8 @@ impl ProcessWatch {
             Err(rustix::io::Errno::INTR) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        let ended: Vec<u32> = ready.iter().map(|e| e.data.u64() as u32).collect();
-        self.gone.extend(&ended);
-        let epoll = &self.epoll;
-        self.watched.retain(|(pid, pidfd)| {
-            let stays = !ended.contains(pid);
-            if !stays {
-                let _ = epoll::delete(epoll, pidfd);
-            }
-            stays
-        });
+        let fired = ready.iter().map(|e| e.data.u64());
+        let ended = self.processes.ended(&self.epoll, fired);
         Ok(!ended.is_empty())
     }
 }

@@ -472,7 +472,7 @@ pub(crate) struct Vigil {
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 impl Vigil {
     /// The announcement of a sleep on this vigil's word.
-    pub(crate) fn announce(&self) -> Announce<'_> {
+    pub(crate) fn announcement(&self) -> Announce<'_> {
         if self.unfenced {
             Announce::Flag(self.sleepers.get())
         } else {
