@@ -91,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     steps.say(format_args!("5. inspect while both are attached:"))?;
     let report = shmhub::admin::inspect_path(&path).on_segment(&path)?;
     if args.json {
-        steps.record("inspect", inspect::json::to_json(&report));
+        steps.record("inspect", inspect::json::to_json(&report)?);
     } else {
         inspect::tables::print_tables(&report, false, super::clock::Zone::Local)?;
     }

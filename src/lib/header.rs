@@ -88,6 +88,7 @@ pub struct HeaderInfo {
     pub version: u32,
     /// The layout, recomputed from the configuration and checked against
     /// every stored offset.
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub layout: SegmentLayout,
     /// Creation time, ns since the Unix epoch.
     pub created_unix_ns: u64,

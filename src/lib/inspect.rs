@@ -76,6 +76,10 @@ pub struct BadPeer {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentReport {
     /// The file.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::path::serialize_lossy")
+    )]
     pub path: PathBuf,
     /// The header.
     pub header: HeaderInfo,

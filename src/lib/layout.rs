@@ -159,6 +159,7 @@ pub fn party_name(party: u8) -> String {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentLayout {
     /// The configuration this layout was computed from.
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub config: SegmentConfig,
     /// Offset of the peer table.
     pub peer_table_offset: u64,

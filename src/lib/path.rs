@@ -64,6 +64,17 @@ pub fn resolve_segment(arg: &str) -> Result<PathBuf, NameError> {
     Ok(shm_dir().join(arg))
 }
 
+/// Writes a path as a string, replacing what is not UTF-8, so that a report
+/// naming a file with such a name still serializes (serde's own impl
+/// refuses it).
+#[cfg(feature = "serde")]
+pub(crate) fn serialize_lossy<S: serde::Serializer>(
+    path: &std::path::Path,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&path.to_string_lossy())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,9 +66,10 @@ fn clear_phase(desc: &mut [u8; DESC_SIZE]) {
     desc[3] &= !(PHASE_BIT >> 24) as u8;
 }
 
-/// Indices read from a ring, for inspection.
+/// Indices read from a ring, for inspection. Serialized with its
+/// [`len`](RingState::len) beside the indices, so that a reader of the
+/// JSON need not redo the wrapping arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct RingState {
     /// Next index the consumer reads.
     pub head: u32,
@@ -76,6 +77,22 @@ pub struct RingState {
     pub tail: u32,
     /// Descriptors the ring holds.
     pub capacity: u32,
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for RingState {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut ring = serializer.serialize_struct("RingState", 4)?;
+        ring.serialize_field("head", &self.head)?;
+        ring.serialize_field("tail", &self.tail)?;
+        ring.serialize_field("capacity", &self.capacity)?;
+        ring.serialize_field("len", &self.len())?;
+        ring.end()
+    }
 }
 
 impl RingState {

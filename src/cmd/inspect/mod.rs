@@ -75,7 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let report = segment.inspect()?;
     if args.json {
-        print_line(to_json(&report))?;
+        print_line(to_json(&report)?)?;
     } else {
         print_tables(&report, args.all, zone)?;
     }

@@ -69,7 +69,7 @@ pub fn run(
             None => (vec![(0.0, 0.0); report.peers.len()], Vec::new()),
         };
         if as_json {
-            print_line(frame_json(&report, &rates, &changes))?;
+            print_line(frame_json(&report, &rates, &changes)?)?;
         } else {
             frame = frame_lines(&report, all, zone, Live { rates, colour }, &changes);
             show(&frame)?;
@@ -104,8 +104,8 @@ fn frame_json(
     report: &SegmentReport,
     rates: &[(f64, f64)],
     changes: &[Event],
-) -> serde_json::Value {
-    let mut frame = to_json(report);
+) -> serde_json::Result<serde_json::Value> {
+    let mut frame = to_json(report)?;
     let now = clock::now_ns();
     frame["time"] = json!(clock::utc(now));
     frame["time_unix_ms"] = json!(now / 1_000_000);
@@ -115,7 +115,7 @@ fn frame_json(
         .map(|(i, (up, down))| json!({ "peer_id": i + 1, "to_host_per_s": up, "to_guest_per_s": down }))
         .collect();
     frame["changes"] = json!(changes);
-    frame
+    Ok(frame)
 }
 
 /// The terminal's alternate screen, cursor hidden, for as long as this
