@@ -26,6 +26,8 @@ use std::io;
 use std::ops::Deref;
 use std::os::unix::fs::MetadataExt;
 
+use crate::region::Access;
+
 /// A file's identity: device and inode numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct FileKey {
@@ -56,16 +58,16 @@ pub(crate) struct SegmentFile {
     /// Always `Some` until dropped.
     file: Option<File>,
     key: FileKey,
-    writable: bool,
+    access: Access,
 }
 
 impl SegmentFile {
-    /// Wraps a file just opened (`writable`: for reading and writing).
-    pub(crate) fn new(file: File, writable: bool) -> io::Result<Self> {
+    /// Wraps a file just opened with `access`.
+    pub(crate) fn new(file: File, access: Access) -> io::Result<Self> {
         Ok(SegmentFile {
             key: FileKey::of(&file)?,
             file: Some(file),
-            writable,
+            access,
         })
     }
 
@@ -77,15 +79,14 @@ impl SegmentFile {
     }
 
     /// A descriptor of the file at `key` that this process parked, open
-    /// for writing if `writable` (for reading at least otherwise), to use
-    /// instead of opening the file again. Always `None` where descriptors
-    /// are never parked.
-    pub(crate) fn reuse(key: FileKey, writable: bool) -> Option<SegmentFile> {
-        let (file, was_writable) = process_locks::take_parked(key, writable)?;
+    /// with an access that serves `access`, to use instead of opening the
+    /// file again. Always `None` where descriptors are never parked.
+    pub(crate) fn reuse(key: FileKey, access: Access) -> Option<SegmentFile> {
+        let (file, opened_with) = process_locks::take_parked(key, access)?;
         Some(SegmentFile {
             file: Some(file),
             key,
-            writable: was_writable,
+            access: opened_with,
         })
     }
 }
@@ -104,7 +105,7 @@ impl Deref for SegmentFile {
 impl Drop for SegmentFile {
     fn drop(&mut self) {
         if let Some(file) = self.file.take() {
-            process_locks::close_or_park(self.key, file, self.writable);
+            process_locks::close_or_park(self.key, file, self.access);
         }
     }
 }
@@ -116,7 +117,7 @@ pub(crate) mod process_locks {
     use std::fs::File;
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
-    use super::FileKey;
+    use super::{Access, FileKey};
 
     /// What the process has of one file.
     #[derive(Debug, Default)]
@@ -125,7 +126,7 @@ pub(crate) mod process_locks {
         pub(crate) locked: BTreeSet<u64>,
         /// Descriptors waiting to be closed until no lock is held, and
         /// whether each is open for writing.
-        parked: Vec<(File, bool)>,
+        parked: Vec<(File, Access)>,
     }
 
     static INODES: Mutex<Option<HashMap<FileKey, Inode>>> = Mutex::new(None);
@@ -153,7 +154,7 @@ pub(crate) mod process_locks {
         table: &mut MutexGuard<'static, Option<HashMap<FileKey, Inode>>>,
         key: FileKey,
         byte: u64,
-    ) -> Vec<(File, bool)> {
+    ) -> Vec<(File, Access)> {
         let Some(map) = table.as_mut() else {
             return Vec::new();
         };
@@ -170,10 +171,10 @@ pub(crate) mod process_locks {
     }
 
     /// Closes `file`, unless this process holds a lock on it: then parks it.
-    pub(crate) fn close_or_park(key: FileKey, file: File, writable: bool) {
+    pub(crate) fn close_or_park(key: FileKey, file: File, access: Access) {
         let mut table = table();
         match table.as_mut().and_then(|map| map.get_mut(&key)) {
-            Some(inode) if !inode.locked.is_empty() => inode.parked.push((file, writable)),
+            Some(inode) if !inode.locked.is_empty() => inode.parked.push((file, access)),
             _ => {
                 drop(table);
                 drop(file);
@@ -181,11 +182,14 @@ pub(crate) mod process_locks {
         }
     }
 
-    /// Takes a parked descriptor of `key` (writable if `writable`).
-    pub(crate) fn take_parked(key: FileKey, writable: bool) -> Option<(File, bool)> {
+    /// Takes a parked descriptor of `key` that serves `access`.
+    pub(crate) fn take_parked(key: FileKey, access: Access) -> Option<(File, Access)> {
         let mut table = table();
         let inode = table.as_mut()?.get_mut(&key)?;
-        let at = inode.parked.iter().position(|(_, w)| *w || !writable)?;
+        let at = inode
+            .parked
+            .iter()
+            .position(|(_, opened)| opened.serves(access))?;
         Some(inode.parked.swap_remove(at))
     }
 }
@@ -196,15 +200,15 @@ pub(crate) mod process_locks {
 pub(crate) mod process_locks {
     use std::fs::File;
 
-    use super::FileKey;
+    use super::{Access, FileKey};
 
     /// Closes `file`.
-    pub(crate) fn close_or_park(_key: FileKey, file: File, _writable: bool) {
+    pub(crate) fn close_or_park(_key: FileKey, file: File, _access: Access) {
         drop(file);
     }
 
     /// Nothing is ever parked.
-    pub(crate) fn take_parked(_key: FileKey, _writable: bool) -> Option<(File, bool)> {
+    pub(crate) fn take_parked(_key: FileKey, _access: Access) -> Option<(File, Access)> {
         None
     }
 }

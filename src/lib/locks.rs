@@ -299,7 +299,7 @@ mod tests {
             .write(true)
             .open(path)
             .unwrap();
-        Arc::new(SegmentFile::new(file, true).unwrap())
+        Arc::new(SegmentFile::new(file, crate::region::Access::ReadWrite).unwrap())
     }
 
     /// Whether another process finds `byte` of `path` locked: a POSIX lock
@@ -366,12 +366,12 @@ mod tests {
         );
         // A parked descriptor is used again rather than a new one opened.
         let key = holder.key();
-        if let Some(reused) = SegmentFile::reuse(key, true) {
+        if let Some(reused) = SegmentFile::reuse(key, crate::region::Access::ReadWrite) {
             assert_eq!(reused.key(), key);
         }
         drop(held);
         assert!(!locked_elsewhere(&path, FAR));
         // Nothing is parked once no lock is held.
-        assert!(SegmentFile::reuse(key, false).is_none());
+        assert!(SegmentFile::reuse(key, crate::region::Access::ReadOnly).is_none());
     }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::file::{FileKey, SegmentFile};
-use crate::region::{Backing, Region};
+use crate::region::{Access, Backing, Region};
 
 /// File permission bits for a new segment file.
 ///
@@ -143,18 +143,18 @@ impl FileIdentity {
 }
 
 /// Opens the existing file at `path` (never through a symlink), for
-/// writing too if `writable`; where this process has parked a descriptor
+/// writing too if `access` says so; where this process has parked a descriptor
 /// of that very file (see `file.rs`), that one is used instead.
-fn open_existing(path: &Path, writable: bool) -> Result<SegmentFile, Error> {
+fn open_existing(path: &Path, access: Access) -> Result<SegmentFile, Error> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.file_type().is_file() {
-            if let Some(file) = SegmentFile::reuse(FileKey::of_meta(&meta), writable) {
+            if let Some(file) = SegmentFile::reuse(FileKey::of_meta(&meta), access) {
                 return Ok(file);
             }
         }
     }
-    let file = open_regular(path, writable)?;
-    SegmentFile::new(file, writable).map_err(|e| io_error(path, e))
+    let file = open_regular(path, access)?;
+    SegmentFile::new(file, access).map_err(|e| io_error(path, e))
 }
 
 fn io_error(path: &Path, cause: io::Error) -> Error {
@@ -179,13 +179,13 @@ fn io_error(path: &Path, cause: io::Error) -> Error {
 /// so the descriptor behaves exactly as one opened without it.
 ///
 /// shm[impl shm.file.attach]
-fn open_regular(path: &Path, writable: bool) -> Result<File, Error> {
+fn open_regular(path: &Path, access: Access) -> Result<File, Error> {
     let not_a_file = || Error::NotAFile {
         path: path.to_path_buf(),
     };
     let file = OpenOptions::new()
         .read(true)
-        .write(writable)
+        .write(access.writes())
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| {
@@ -344,9 +344,9 @@ impl MmapRegion {
             let _ = std::fs::remove_file(path);
             return Err(e);
         }
-        let mapped = SegmentFile::new(file, true)
+        let mapped = SegmentFile::new(file, Access::ReadWrite)
             .map_err(|e| io_error(path, e))
-            .and_then(|file| Self::map(file, path, size, true));
+            .and_then(|file| Self::map(file, path, size, Access::ReadWrite));
         match mapped {
             Ok(region) => Ok(region),
             Err(e) => {
@@ -362,8 +362,8 @@ impl MmapRegion {
     /// Fails if the file is not a regular file (at once: a FIFO or a device
     /// is never waited on) or is smaller than `min_len` bytes.
     pub fn attach_min(path: &Path, min_len: u64) -> Result<Self, Error> {
-        let file = open_existing(path, true)?;
-        Self::map_existing(file, path, min_len, true)
+        let file = open_existing(path, Access::ReadWrite)?;
+        Self::map_existing(file, path, min_len, Access::ReadWrite)
     }
 
     /// Opens an existing file read/write and maps it shared.
@@ -376,22 +376,22 @@ impl MmapRegion {
     /// Opens an existing file read-only and maps it read-only: for looking
     /// at a segment without any chance of changing it.
     pub fn open_read_only(path: &Path, min_len: u64) -> Result<Self, Error> {
-        let file = open_existing(path, false)?;
-        Self::map_existing(file, path, min_len, false)
+        let file = open_existing(path, Access::ReadOnly)?;
+        Self::map_existing(file, path, min_len, Access::ReadOnly)
     }
 
     /// Opens an existing file read-only without mapping it, for reading
     /// with `pread` only the bytes it really has (never through a symlink;
     /// anything but a regular file is refused at once).
     pub(crate) fn open_unmapped(path: &Path) -> Result<SegmentFile, Error> {
-        open_existing(path, false)
+        open_existing(path, Access::ReadOnly)
     }
 
     fn map_existing(
         file: SegmentFile,
         path: &Path,
         min_len: u64,
-        writable: bool,
+        access: Access,
     ) -> Result<Self, Error> {
         let meta = file.metadata().map_err(|e| io_error(path, e))?;
         let len = meta.len();
@@ -406,14 +406,14 @@ impl MmapRegion {
             path: path.to_path_buf(),
             len,
         })?;
-        Self::map(file, path, size, writable)
+        Self::map(file, path, size, access)
     }
 
-    fn map(file: SegmentFile, path: &Path, size: usize, writable: bool) -> Result<Self, Error> {
+    fn map(file: SegmentFile, path: &Path, size: usize, access: Access) -> Result<Self, Error> {
         let meta = file.metadata().map_err(|e| io_error(path, e))?;
         let mut options = memmap2::MmapOptions::new();
         options.len(size);
-        let map = if writable {
+        let map = if access.writes() {
             options.map_raw(&*file)
         } else {
             options.map_raw_read_only(&*file)
@@ -423,9 +423,9 @@ impl MmapRegion {
             .ok_or_else(|| io_error(path, io::Error::other("mmap returned a null pointer")))?;
         let backing: Arc<dyn Backing> = Arc::new(MappedFile { _map: map });
         // SAFETY: memmap2 mapped exactly `size` bytes at `ptr`, shared, with
-        // write access iff `writable`; the mapping is unmapped only when the
+        // write access iff `access` writes; the mapping is unmapped only when the
         // MappedFile drops, which happens after the last Region clone drops.
-        let region = unsafe { Region::from_backing(backing, ptr, size, writable) };
+        let region = unsafe { Region::from_backing(backing, ptr, size, access) };
         Ok(MmapRegion {
             region,
             file: Arc::new(file),

@@ -79,6 +79,30 @@ impl Drop for HeapAlloc {
     }
 }
 
+/// What a mapping (or an open file) allows: reading only, or reading and
+/// writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Loads only; stores and read-modify-write atomics are refused.
+    ReadOnly,
+    /// Loads and stores.
+    ReadWrite,
+}
+
+impl Access {
+    /// Whether this access lets one write.
+    pub(crate) fn writes(self) -> bool {
+        self == Access::ReadWrite
+    }
+
+    /// Whether a file opened with this access serves a caller that needs
+    /// `needed` (descriptors are parked only on the POSIX-lock path).
+    #[cfg_attr(all(target_os = "linux", not(shmhub_portable)), allow(dead_code))]
+    pub(crate) fn serves(self, needed: Access) -> bool {
+        self.writes() || !needed.writes()
+    }
+}
+
 /// A bounds-checked view of `len` bytes of shared (or heap) memory.
 ///
 /// Cloning a `Region` is cheap and keeps the memory alive. Accessors take
@@ -102,7 +126,7 @@ pub struct Region {
     #[cfg_attr(loom, allow(dead_code))]
     ptr: NonNull<u8>,
     len: usize,
-    writable: bool,
+    access: Access,
     /// Under loom, the model of the memory that every access goes to.
     #[cfg(loom)]
     shadow: Arc<shadow::Shadow>,
@@ -118,7 +142,7 @@ impl fmt::Debug for Region {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Region")
             .field("len", &self.len)
-            .field("writable", &self.writable)
+            .field("access", &self.access)
             .finish()
     }
 }
@@ -128,14 +152,14 @@ impl Region {
     ///
     /// # Safety
     ///
-    /// `ptr..ptr+len` must be valid for reads (and for writes when
-    /// `writable`) for as long as `backing` lives, and must stay mapped while
-    /// any clone of the returned region exists.
+    /// `ptr..ptr+len` must be valid for reads (and for writes when `access`
+    /// is [`Access::ReadWrite`]) for as long as `backing` lives, and must
+    /// stay mapped while any clone of the returned region exists.
     pub(crate) unsafe fn from_backing(
         backing: Arc<dyn Backing>,
         ptr: NonNull<u8>,
         len: usize,
-        writable: bool,
+        access: Access,
     ) -> Self {
         Region {
             // SAFETY: the caller guarantees ptr..ptr+len is readable now.
@@ -144,7 +168,7 @@ impl Region {
             _backing: backing,
             ptr,
             len,
-            writable,
+            access,
         }
     }
 
@@ -160,7 +184,7 @@ impl Region {
 
     /// Whether writes (and read-modify-write atomics) are allowed.
     pub fn is_writable(&self) -> bool {
-        self.writable
+        self.access.writes()
     }
 
     /// Checks that `offset..offset+len` lies inside the region and that
@@ -186,7 +210,7 @@ impl Region {
 
     #[inline]
     fn check_writable(&self) -> Result<(), RegionError> {
-        if self.writable {
+        if self.access.writes() {
             Ok(())
         } else {
             Err(RegionError::ReadOnly)
@@ -830,7 +854,7 @@ impl HeapRegion {
         let backing: Arc<dyn Backing> = Arc::new(HeapAlloc { ptr, layout });
         // SAFETY: the allocation is len bytes, readable and writable, and is
         // freed only when the last Arc (held by every Region clone) drops.
-        let region = unsafe { Region::from_backing(backing, ptr, len, true) };
+        let region = unsafe { Region::from_backing(backing, ptr, len, Access::ReadWrite) };
         Ok(HeapRegion { region })
     }
 
