@@ -16,7 +16,7 @@
 //! of 1 and 255 entries)
 use std::time::{Duration, Instant};
 
-use shmhub::{MsgDesc, SegmentConfig, ShmGuest, ShmHost, WaitStrategy, sys};
+use shmhub::{MsgDesc, PeerId, SegmentConfig, ShmGuest, ShmHost, WaitStrategy, sys};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -31,7 +31,7 @@ fn percentiles(mut samples: Vec<u64>) -> (u64, u64) {
 
 /// A segment of `entries` guests, its host spinning, and the entry
 /// reserved for the guest; and the segment's path.
-fn segment(entries: u32) -> Result<(ShmHost, u8, std::path::PathBuf), Error> {
+fn segment(entries: u32) -> Result<(ShmHost, PeerId, std::path::PathBuf), Error> {
     let path = std::env::temp_dir().join(format!(
         "any-guest-profile-{}-{entries}.shm",
         std::process::id()
@@ -51,7 +51,7 @@ fn segment(entries: u32) -> Result<(ShmHost, u8, std::path::PathBuf), Error> {
 }
 
 /// Waits until the guest has attached to entry `peer`.
-fn attached(host: &ShmHost, peer: u8) -> Result<(), Error> {
+fn attached(host: &ShmHost, peer: PeerId) -> Result<(), Error> {
     while host.peers()?[usize::from(peer) - 1].state != shmhub::PeerState::Attached {
         std::thread::yield_now();
     }

@@ -100,6 +100,7 @@ use shmhub::{
     Error, Frame, HolderStatus, HostStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig,
     SegmentLayout, ShmGuest, ShmHost, Timeout, WaitStrategy, msg_type,
 };
+use support::fixtures::{id, pool_owner};
 use support::traffic::{HostTo, Rng, Sender, fill_seeded, fnv1a};
 use support::{BIN, Child, ChildEnv, fail_all, signal};
 
@@ -886,9 +887,9 @@ impl Peek {
     /// Guest `p`'s ring in direction `dir`.
     fn ring(&self, p: u8, dir: u8) -> u64 {
         if dir == G2H {
-            self.layout.guest_to_host_ring(p)
+            self.layout.guest_to_host_ring(id(p))
         } else {
-            self.layout.host_to_guest_ring(p)
+            self.layout.host_to_guest_ring(id(p))
         }
     }
 
@@ -907,11 +908,11 @@ impl Peek {
     }
 
     fn pool_waiters(&self, pool: u8) -> u32 {
-        self.u32_at(self.layout.pool(pool) + POOL_WAITERS)
+        self.u32_at(self.layout.pool(pool_owner(pool)) + POOL_WAITERS)
     }
 
     fn pool_used(&self, pool: u8) -> u32 {
-        let base = self.layout.pool(pool) + self.layout.pool_bitmap_offset;
+        let base = self.layout.pool(pool_owner(pool)) + self.layout.pool_bitmap_offset;
         (0..SLOTS.div_ceil(64))
             .map(|w| self.u64_at(base + 8 * u64::from(w)).count_ones())
             .sum()
@@ -921,7 +922,7 @@ impl Peek {
     fn held_by(&self, p: u8) -> Vec<(u8, u32)> {
         let mut held = Vec::new();
         for pool in 0..=GUESTS {
-            let meta = self.layout.pool(pool) + self.layout.pool_meta_offset;
+            let meta = self.layout.pool(pool_owner(pool)) + self.layout.pool_meta_offset;
             for slot in 0..SLOTS {
                 let state = self.u64_at(meta + SLOT_META * u64::from(slot));
                 if (state >> 32) as u32 == u32::from(p) + 1 {
@@ -933,7 +934,7 @@ impl Peek {
     }
 
     fn entry_state(&self, p: u8) -> u32 {
-        self.u32_at(self.layout.peer_entry(p) + ENTRY_STATE)
+        self.u32_at(self.layout.peer_entry(id(p)) + ENTRY_STATE)
     }
 
     /// The host slots named by the descriptors waiting in guest `p`'s
@@ -1410,7 +1411,7 @@ impl GuestChaos {
                 };
                 w = Duration::ZERO;
                 match next {
-                    Ok(Some(m)) => taken.push(m),
+                    Ok(Some((p, frame))) => taken.push((p.get(), frame)),
                     Ok(None) => break,
                     Err(e) => return Err(format!("host receive: {e}")),
                 }

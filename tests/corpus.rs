@@ -49,9 +49,10 @@ use shmhub::format::pool as plf;
 use shmhub::format::ring as rf;
 use shmhub::format::{DESC_SIZE, FLAG_PHASE, FLAG_SLOT, RING_HEADER_SIZE, SLOT_META_SIZE};
 use shmhub::{
-    Frame, HeapRegion, MsgDesc, SegmentConfig, SegmentLayout, ShmGuest, ShmHost, msg_type,
+    Frame, HeapRegion, MsgDesc, Party, SegmentConfig, SegmentLayout, ShmGuest, ShmHost, msg_type,
 };
 use support::Child;
+use support::fixtures::{id, pool_owner};
 
 /// The base segment: five guests (one of each state, and a free entry),
 /// 8-entry rings, 66 slots of 128 bytes per pool (two bitmap words, the
@@ -130,7 +131,10 @@ fn build_base(path: &Path) -> Vec<u8> {
     let mut g1 = ShmGuest::attach_path(path).expect("attach 1");
     let mut g2 = ShmGuest::attach_path(path).expect("attach 2");
     let mut g3 = ShmGuest::attach_path(path).expect("attach 3");
-    assert_eq!((g1.peer_id(), g2.peer_id(), g3.peer_id()), (1, 2, 3));
+    assert_eq!(
+        (g1.peer_id().get(), g2.peer_id().get(), g3.peer_id().get()),
+        (1, 2, 3)
+    );
     assert_eq!(host.reserve_peer().expect("reserve"), 4);
 
     // Peer 2's rings go round more than once.
@@ -181,7 +185,7 @@ fn build_base(path: &Path) -> Vec<u8> {
     put_u64(&mut bytes, hf::NONCE, 0x1234_5678_9ABC_DEF1);
     put_u64(&mut bytes, hf::HOST_HEARTBEAT_NS, 1_000_000_000);
     for p in 1..=CONFIG.max_guests as u8 {
-        let e = layout.peer_entry(p);
+        let e = layout.peer_entry(id(p));
         if get_u64(&bytes, e + pf::HEARTBEAT_NS) != 0 {
             put_u64(&mut bytes, e + pf::HEARTBEAT_NS, 1_000_000_000);
         }
@@ -478,12 +482,12 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
         layout.peer_table_offset + u64::from(c.max_guests) * 64,
         layout.rings_offset,
         layout.rings_offset + layout.ring_size / 2,
-        layout.host_to_guest_ring(1) + RING_HEADER_SIZE + 10,
+        layout.host_to_guest_ring(id(1)) + RING_HEADER_SIZE + 10,
         layout.pools_offset - 1,
         layout.pools_offset,
         layout.pools_offset + layout.pool_stride / 2,
-        layout.pool(2) + layout.pool_data_offset + 5,
-        layout.pool(c.max_guests as u8),
+        layout.pool(pool_owner(2)) + layout.pool_data_offset + 5,
+        layout.pool(pool_owner(c.max_guests as u8)),
         len - 4096,
         len - 1,
     ];
@@ -515,7 +519,7 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
     // Peer entries: invalid states, and valid states with garbage.
     let me = std::process::id();
     for p in 1..=guests {
-        let e = layout.peer_entry(p);
+        let e = layout.peer_entry(id(p));
         for bad in [4u32, 7, 0x8000_0002, u32::MAX] {
             m.add(format!("peer {p} state {bad}"), p <= 2 && bad == 4, |b| {
                 put_u32(b, e + pf::STATE, bad)
@@ -557,8 +561,8 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
     let cap = c.ring_capacity;
     for p in 1..=guests {
         for (dir, ring) in [
-            ("to-host", layout.guest_to_host_ring(p)),
-            ("to-guest", layout.host_to_guest_ring(p)),
+            ("to-host", layout.guest_to_host_ring(id(p))),
+            ("to-guest", layout.host_to_guest_ring(id(p))),
         ] {
             let head = get_u32(base, ring + rf::HEAD);
             let tail = get_u32(base, ring + rf::TAIL);
@@ -623,8 +627,8 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
     };
     for p in 1..=guests {
         for (dir, ring) in [
-            ("to-host", layout.guest_to_host_ring(p)),
-            ("to-guest", layout.host_to_guest_ring(p)),
+            ("to-host", layout.guest_to_host_ring(id(p))),
+            ("to-guest", layout.host_to_guest_ring(id(p))),
         ] {
             let (queued, next) = ring_descs(base, ring, cap);
             for (k, &d) in queued.iter().enumerate() {
@@ -712,7 +716,7 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
                     |b| {
                         put_u32(b, d + SLOT_INDEX, 0);
                         let sender = if dir == "to-host" { p } else { 0 };
-                        let meta = layout.pool(sender) + layout.pool_meta_offset;
+                        let meta = layout.pool(pool_owner(sender)) + layout.pool_meta_offset;
                         let g0 = get_u32(b, meta + plf::SLOT_STATE);
                         put_u32(b, d + SLOT_GEN, g0);
                     },
@@ -752,7 +756,7 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
     // control words garbage.
     let words = c.slots_per_pool.div_ceil(64) as u64;
     for pool in 0..=guests {
-        let base_at = layout.pool(pool);
+        let base_at = layout.pool(pool_owner(pool));
         let bitmap = base_at + layout.pool_bitmap_offset;
         m.add(format!("pool {pool} bitmap all ones"), pool <= 1, |b| {
             for w in 0..words {
@@ -810,8 +814,8 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
         let mut v = vec![(layout.peer_table_offset, layout.pools_offset)];
         for pool in 0..=guests {
             v.push((
-                layout.pool(pool),
-                layout.pool(pool) + layout.pool_data_offset,
+                layout.pool(pool_owner(pool)),
+                layout.pool(pool_owner(pool)) + layout.pool_data_offset,
             ));
         }
         v
@@ -1018,7 +1022,7 @@ fn library_checks(path: &Path, bytes: &[u8], current: &Mutex<String>) -> Vec<Str
     run("read-only views", &mut |p| {
         let mut seen = Vec::new();
         let options = [None, Some(1), Some(5)].map(|peer| shmhub::admin::PeekOptions {
-            peer,
+            peer: peer.map(id),
             ..Default::default()
         });
         for o in &options {
@@ -1193,7 +1197,7 @@ fn base_segment_is_valid() {
     let mut host = ShmHost::open(&path).expect("open base");
     let mut got = Vec::new();
     while let Some((p, f)) = host.try_recv().expect("recv") {
-        got.push((p, f.desc.id, f.payload().len()));
+        got.push((p.get(), f.desc.id, f.payload().len()));
     }
     got.sort();
     assert_eq!(
@@ -1215,7 +1219,7 @@ fn base_segment_is_valid() {
     }
     assert_eq!(ids, [(100, 19), (101, 100), (102, 128), (103, 0)]);
     // The message in the second bitmap word is there.
-    let host_bitmap = b.layout.pool(0) + b.layout.pool_bitmap_offset;
+    let host_bitmap = b.layout.pool(Party::Host) + b.layout.pool_bitmap_offset;
     assert_ne!(
         get_u64(&b.bytes, host_bitmap + 8) & 1,
         0,
@@ -1476,7 +1480,7 @@ fn fuzz_seeds() -> Vec<(String, Vec<u8>)> {
             let mut g = ShmGuest::attach(region.clone()).expect("attach");
             let p = g.peer_id();
             let _ = host.try_send(p, frame(u64::from(p), b"hi"));
-            let _ = host.try_send(p, frame(u64::from(p) + 10, &payload(p, 40)));
+            let _ = host.try_send(p, frame(u64::from(p) + 10, &payload(p.get(), 40)));
             let _ = g.try_send(frame(20, &payload(i as u8, 50)));
             let _ = g.try_send(frame(21, b"inline"));
             attached.push(g);

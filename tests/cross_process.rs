@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use shmhub::admin::{SegmentReport, SkipReason};
 use shmhub::{
-    Error, Frame, HolderStatus, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest,
-    ShmHost, WaitStrategy, msg_type,
+    Error, Frame, HolderStatus, INLINE_CAPACITY, IntoPeerId, MsgDesc, PeerId, PeerState,
+    SegmentConfig, ShmGuest, ShmHost, WaitStrategy, msg_type,
 };
 use support::{Child, ChildEnv, signal};
 
@@ -131,7 +131,7 @@ fn all_slots_free(path: &Path) -> anyhow::Result<()> {
 
 /// Receives one message on the host, failing (with the child's output)
 /// after [`WAIT`].
-fn host_recv(host: &mut ShmHost, child: &mut Child) -> (u8, Frame) {
+fn host_recv(host: &mut ShmHost, child: &mut Child) -> (PeerId, Frame) {
     match host.recv_timeout(Some(WAIT)) {
         Ok(Some(m)) => m,
         Ok(None) => child.fail("host: no message from the child in time"),
@@ -139,15 +139,15 @@ fn host_recv(host: &mut ShmHost, child: &mut Child) -> (u8, Frame) {
     }
 }
 
-fn host_send(host: &mut ShmHost, peer: u8, f: &Frame, child: &mut Child) {
+fn host_send(host: &mut ShmHost, peer: impl IntoPeerId, f: &Frame, child: &mut Child) {
     if let Err(e) = host.send_timeout(peer, f, Some(WAIT)) {
         child.fail(&format!("host: send of message {} failed: {e}", f.desc.id));
     }
 }
 
-fn peer_report(path: &Path, peer: u8) -> shmhub::admin::PeerReport {
+fn peer_report(path: &Path, peer: impl IntoPeerId) -> shmhub::admin::PeerReport {
     let report = shmhub::admin::inspect_path(path).unwrap();
-    report.peers[peer as usize - 1].clone()
+    report.peer(peer).expect("an entry of the segment").clone()
 }
 
 // ---------------------------------------------------------------------------
@@ -436,7 +436,7 @@ fn exchange_with_echo_child(child_env: &[(&str, String)]) {
     // Send everything, draining echoes whenever the ring or the pool is
     // full, so neither side waits for the other forever.
     let mut next_echo = 0u64;
-    let check_echo = |next_echo: &mut u64, from: u8, got: Frame, child: &mut Child| {
+    let check_echo = |next_echo: &mut u64, from: PeerId, got: Frame, child: &mut Child| {
         if from != peer {
             child.fail(&format!("echo from peer {from}, expected {peer}"));
         }
@@ -660,12 +660,12 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     child.check_running();
     assert!(host.reclaim_dead().unwrap().is_empty());
     let report = shmhub::admin::inspect_path(&path).unwrap();
-    let u = &report.peers[unowned as usize - 1];
+    let u = &report.peers[usize::from(unowned) - 1];
     assert_eq!(
         (u.entry.state, u.entry.epoch, u.holder),
         (PeerState::Attached, epoch, HolderStatus::Scripted)
     );
-    let l = &report.peers[live as usize - 1];
+    let l = &report.peers[usize::from(live) - 1];
     assert_eq!(
         (l.entry.state, l.holder),
         (PeerState::Attached, HolderStatus::Alive),
@@ -683,11 +683,11 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     child.expect_success(WAIT);
     let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(
-        report.peers[live as usize - 1].entry.state,
+        report.peers[usize::from(live) - 1].entry.state,
         PeerState::Empty
     );
     assert_eq!(
-        report.peers[unowned as usize - 1].holder,
+        report.peers[usize::from(unowned) - 1].holder,
         HolderStatus::Scripted
     );
     // The scripted entry goes only when released explicitly.
@@ -695,7 +695,7 @@ fn live_guest_is_not_reclaimed_and_unowned_entry_is_left_alone() {
     ShmGuest::release(&path, unowned).unwrap();
     let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(
-        report.peers[unowned as usize - 1].entry.state,
+        report.peers[usize::from(unowned) - 1].entry.state,
         PeerState::Empty
     );
 }

@@ -560,7 +560,7 @@ fn a_slot_held_in_a_live_role_of_a_scripted_guest_is_not_leaked() {
     let slot = &report.slots[0];
     assert_eq!(
         (slot.holder_party, slot.holder_alive, slot.leaked),
-        (Some(p), Some(false), false),
+        (Some(p.get()), Some(false), false),
         "{slot:?}"
     );
     // Nobody acts as the guest any more, and nobody will free the slot.

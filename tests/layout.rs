@@ -11,7 +11,7 @@ mod support;
 use shmhub::admin::{inspect_path, remove_segment};
 use shmhub::format::{MAGIC, VERSION};
 use shmhub::{Error, PeerState, SegmentConfig, ShmGuest, ShmHost};
-use support::fixtures::{data, remove_options, tmp, unix_ns};
+use support::fixtures::{data, guest_party, id, remove_options, tmp, unix_ns};
 
 /// The little-endian `u32` at byte `at`.
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -134,8 +134,8 @@ fn header_fields_sit_at_their_documented_offsets() {
         ),
         (64, meta, data_off, stride, total)
     );
-    assert_eq!(l.host_to_guest_ring(2), rings + 3 * ring_size);
-    assert_eq!(l.pool(3), pools + 3 * stride);
+    assert_eq!(l.host_to_guest_ring(id(2)), rings + 3 * ring_size);
+    assert_eq!(l.pool(guest_party(3)), pools + 3 * stride);
     let h = host.header().unwrap();
     assert_eq!(h.created_unix_ns, created);
     assert_eq!(h.nonce, u64_at(&bytes, 104));
@@ -172,9 +172,9 @@ fn every_region_is_cache_line_aligned_and_the_pools_and_slot_data_page_aligned()
         assert_eq!(l.rings_offset, 256 + 64 * g, "{config:?}");
         assert_eq!(l.ring_size, 192 + 64 * u64::from(config.ring_capacity));
         assert_eq!(l.pools_offset % 4096, 0);
-        assert!(l.pools_offset >= l.host_to_guest_ring(config.max_guests as u8) + l.ring_size);
+        assert!(l.pools_offset >= l.host_to_guest_ring(id(config.max_guests as u8)) + l.ring_size);
         assert_eq!(l.total_size % 4096, 0);
-        assert!(l.total_size >= l.pool(config.max_guests as u8) + l.pool_stride);
+        assert!(l.total_size >= l.pool(guest_party(config.max_guests as u8)) + l.pool_stride);
         assert_eq!(l.rings_offset % 64, 0, "{config:?}");
         assert_eq!(l.pool_meta_offset % 64, 0, "{config:?}");
         // Every pool, and the data of each, starts on a page.
@@ -348,7 +348,7 @@ fn peer_entries_are_64_bytes_one_per_guest_from_peer_id_1() {
     let g1 = ShmGuest::attach_path(&path).unwrap();
     let g2 = ShmGuest::attach_path(&path).unwrap();
     let after = unix_ns();
-    assert_eq!((g1.peer_id(), g2.peer_id()), (1, 2));
+    assert_eq!((g1.peer_id().get(), g2.peer_id().get()), (1, 2));
     let bytes = std::fs::read(&path).unwrap();
     let table = host.layout().peer_table_offset as usize;
     assert_eq!(table, 256);
@@ -488,7 +488,7 @@ fn clearing_a_holder_leaves_a_fresh_heartbeat_and_the_last_claim_time() {
     assert!(claimed.claimed_unix_ns >= held.claimed_unix_ns);
     guest.release_to_script().unwrap();
     let region = host.region();
-    let entry = host.layout().peer_entry(1);
+    let entry = host.layout().peer_entry(id(1));
     region
         .store_u32(entry + 8, dead_pid(), Ordering::Relaxed)
         .unwrap();

@@ -77,7 +77,8 @@ fn message(p: u8, seq: u64) -> Frame {
 
 /// What is wrong with a message of guest `p`'s stream that was expected
 /// to be number `seq`, if anything.
-fn check(p: u8, seq: u64, desc: &MsgDesc, payload: &[u8]) -> Option<String> {
+fn check(p: impl Into<u8>, seq: u64, desc: &MsgDesc, payload: &[u8]) -> Option<String> {
+    let p: u8 = p.into();
     let expected = message(p, seq);
     if desc.id != seq {
         return Some(format!(

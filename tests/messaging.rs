@@ -9,8 +9,8 @@ mod support;
 
 use std::time::Duration;
 
-use shmhub::{Error, MsgDesc, SegmentConfig, ShmGuest, ShmHost, msg_type};
-use support::fixtures::data;
+use shmhub::{Error, MsgDesc, Party, PeerId, SegmentConfig, ShmGuest, ShmHost, msg_type};
+use support::fixtures::{data, guest_party, id};
 
 // ---------------------------------------------------------------------------
 // Fairness
@@ -29,13 +29,13 @@ fn host_serves_guests_round_robin() {
         .collect();
     for g in &mut guests {
         for i in 0..5 {
-            g.try_send(data(i, &[g.peer_id(); 40])).unwrap();
+            g.try_send(data(i, &[g.peer_id().get(); 40])).unwrap();
         }
     }
     let mut order = Vec::new();
     while let Some((from, frame)) = host.try_recv().unwrap() {
         assert_eq!(frame.payload(), &[from; 40][..]);
-        order.push((from, frame.desc.id));
+        order.push((from.get(), frame.desc.id));
     }
     let expected: Vec<(u8, u64)> = (0..5).flat_map(|i| [(1, i), (2, i), (3, i)]).collect();
     assert_eq!(order, expected);
@@ -316,7 +316,7 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
         first.send(data(u64::from(i), &[1; 700])).unwrap();
         second.send(data(u64::from(i), &[2; 700])).unwrap();
     }
-    let pool_used = |p: u8| {
+    let pool_used = |p: PeerId| {
         shmhub::admin::inspect_region(&region, None).unwrap().pools[usize::from(p)]
             .usage
             .used
@@ -364,7 +364,12 @@ fn the_hosts_borrowed_receive_from_any_guest_names_the_sender_and_takes_turns() 
 
 /// Forges the slot generation in the descriptor at `position` of the host's
 /// ring to guest `p` (counting from the ring's first entry).
-fn forge_generation(region: &shmhub::Region, layout: &shmhub::SegmentLayout, p: u8, position: u64) {
+fn forge_generation(
+    region: &shmhub::Region,
+    layout: &shmhub::SegmentLayout,
+    p: PeerId,
+    position: u64,
+) {
     let entry = layout.host_to_guest_ring(p) + shmhub::format::RING_HEADER_SIZE + 64 * position;
     region.write(entry + 24, &[0x77, 0, 0, 0]).unwrap();
 }
@@ -760,7 +765,7 @@ fn a_guest_leaves_empty_when_the_host_took_everything_and_goodbye_otherwise() {
     };
     let mut host = ShmHost::create_heap(config).unwrap();
     let region = host.region();
-    let tail = host.layout().guest_to_host_ring(1);
+    let tail = host.layout().guest_to_host_ring(id(1));
 
     let mut guest = ShmGuest::attach(host.region()).unwrap();
     guest.try_send(data(1, b"taken")).unwrap();
@@ -848,10 +853,10 @@ fn slot_generations_wrap_from_the_largest_to_zero() {
     let mut host = ShmHost::create_heap(config).unwrap();
     let region = host.region();
     let layout = *host.layout();
-    let state = |pool: u8| layout.pool(pool) + layout.pool_meta_offset;
-    let generation = |pool: u8| region.load_u64(state(pool), Ordering::Acquire).unwrap() as u32;
+    let state = |pool: Party| layout.pool(pool) + layout.pool_meta_offset;
+    let generation = |pool: Party| region.load_u64(state(pool), Ordering::Acquire).unwrap() as u32;
     let mut guest = ShmGuest::attach(host.region()).unwrap();
-    for pool in [0u8, 1] {
+    for pool in [Party::Host, guest_party(1)] {
         // A free slot (no holder) at the last generation.
         region
             .store_u64(state(pool), u64::from(u32::MAX), Ordering::Release)
@@ -860,16 +865,57 @@ fn slot_generations_wrap_from_the_largest_to_zero() {
     for (round, expected) in [(0u8, 0u32), (1, 1)] {
         let payload = [round; 40];
         host.try_send(1, data(u64::from(round), &payload)).unwrap();
-        assert_eq!(generation(0), expected);
+        assert_eq!(generation(Party::Host), expected);
         let received = guest.try_recv().unwrap().unwrap();
         assert_eq!(received.desc.slot_generation, expected);
         assert_eq!(received.payload(), payload);
 
         guest.try_send(data(u64::from(round), &payload)).unwrap();
-        assert_eq!(generation(1), expected);
+        assert_eq!(generation(guest_party(1)), expected);
         let (_, received) = host.try_recv().unwrap().unwrap();
         assert_eq!(received.desc.slot_generation, expected);
         assert_eq!(received.payload(), payload);
     }
     assert_eq!(host.peers().unwrap()[0].host_slots_held, 0);
+}
+
+// A guest is named 1..=max_guests; 0 names nobody (the host has no id),
+// and a call that takes a guest refuses it as it refuses an id past the
+// table, with the number it was given.
+#[test]
+fn peer_id_0_is_refused_as_invalid() {
+    let mut host = ShmHost::create_heap(SegmentConfig {
+        max_guests: 4,
+        ..SegmentConfig::default()
+    })
+    .unwrap();
+    let mut guest = ShmGuest::attach(host.region()).unwrap();
+    assert_eq!(guest.peer_id(), 1);
+    for wrong in [0u8, 5] {
+        let refused = |e: Error| {
+            matches!(
+                e,
+                Error::InvalidPeerId { peer_id, max_guests: 4 } if peer_id == wrong
+            )
+        };
+        let frame = data(1, b"to nobody");
+        assert!(refused(host.send(wrong, &frame).unwrap_err()));
+        assert!(refused(host.try_recv_from(wrong).unwrap_err()));
+        assert!(refused(host.peer(wrong).unwrap_err()));
+        assert!(refused(host.evict(wrong).unwrap_err()));
+        assert!(refused(host.release_peer(wrong).unwrap_err()));
+        assert!(refused(host.any_receiver().from_guest(wrong).unwrap_err()));
+        assert!(refused(
+            ShmGuest::attach_with_id(host.region(), wrong).unwrap_err()
+        ));
+    }
+    // A checked id and its number are one guest.
+    let id = shmhub::PeerId::new(1).unwrap();
+    host.send(id, data(1, b"by id")).unwrap();
+    host.send(1, data(2, b"by number")).unwrap();
+    assert_eq!(guest.try_recv().unwrap().unwrap().payload(), b"by id");
+    assert_eq!(guest.try_recv().unwrap().unwrap().payload(), b"by number");
+    assert_eq!(host.layout().guest(0), None);
+    assert_eq!(host.layout().guest(4), shmhub::PeerId::new(4));
+    assert_eq!(host.layout().guest(5), None);
 }

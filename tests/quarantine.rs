@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use shmhub::admin::SkipReason;
 use shmhub::{
-    Error, ErrorKind, Frame, MmapRegion, MsgDesc, PeerState, QuarantineReason, Region,
-    SegmentConfig, ShmGuest, ShmHost,
+    Error, ErrorKind, Frame, MmapRegion, MsgDesc, Party, PeerId, PeerState, QuarantineReason,
+    Region, SegmentConfig, ShmGuest, ShmHost,
 };
 use support::traffic::{Rng, fill_seeded};
 use support::{Child, ChildEnv};
@@ -60,7 +60,7 @@ fn host_and_two_guests(name: &str) -> (tempfile::TempDir, ShmHost, ShmGuest, Shm
 /// `rounds` times over (a guest whose entry alone is bad is found by the
 /// receive's sweeps, which come every so many empty looks): the messages,
 /// and the quarantines reported.
-fn drain_any(host: &mut ShmHost, rounds: usize) -> (Vec<(u8, Vec<u8>)>, Vec<Error>) {
+fn drain_any(host: &mut ShmHost, rounds: usize) -> (Vec<(PeerId, Vec<u8>)>, Vec<Error>) {
     let (mut got, mut cut) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         match host.try_recv() {
@@ -460,7 +460,7 @@ fn child_entry() {
 
 /// Request `seq` of guest `p`: inline and slot sizes in turn, its bytes
 /// seeded by both.
-fn request(p: u8, seq: u64) -> Vec<u8> {
+fn request(p: PeerId, seq: u64) -> Vec<u8> {
     let mut bytes = vec![0; if seq % 2 == 0 { 24 } else { 200 }];
     fill_seeded((u64::from(p) << 32) | seq, &mut bytes);
     bytes
@@ -544,7 +544,7 @@ fn hostile_guest(env: &ChildEnv) -> anyhow::Result<()> {
             // As busy as an attacker, writing where nobody reads: the
             // data of its own pool's last slot, which it never sends.
             Attack::None => {
-                let last = layout.pool(p) + layout.pool_stride - 64;
+                let last = layout.pool(Party::Guest(p)) + layout.pool_stride - 64;
                 for _ in 0..1000 {
                     region.store_u32(last + rng.below(16) * 4, rng.next_u64() as u32, ord)?;
                 }
@@ -554,7 +554,7 @@ fn hostile_guest(env: &ChildEnv) -> anyhow::Result<()> {
                     (entry, 64),
                     (to_host, layout.ring_size),
                     (to_guest, layout.ring_size),
-                    (layout.pool(p), layout.pool_stride),
+                    (layout.pool(Party::Guest(p)), layout.pool_stride),
                 ];
                 for _ in 0..1000 {
                     let (base, len) = parts[rng.below(parts.len() as u64) as usize];
@@ -570,7 +570,7 @@ fn hostile_guest(env: &ChildEnv) -> anyhow::Result<()> {
                 let mut desc = [0u8; 64];
                 if rng.below(2) == 0 {
                     let other = 1 + rng.below(u64::from(layout.config.max_guests)) as u8;
-                    let ring = layout.host_to_guest_ring(other);
+                    let ring = layout.host_to_guest_ring(layout.guest(other).unwrap());
                     let head = region.load_u32(ring + RING_HEAD, ord)?;
                     region.read(
                         ring + RING_HEADER + u64::from(head % capacity) * 64,
@@ -620,7 +620,7 @@ fn hostile_guest(env: &ChildEnv) -> anyhow::Result<()> {
             Attack::FakeDeath => {
                 let capacity = layout.config.ring_capacity;
                 let mut tail = region.load_u32(to_guest, ord)?;
-                for other in 1..=layout.config.max_guests as u8 {
+                for other in layout.guests() {
                     if other == p {
                         continue;
                     }

@@ -209,7 +209,7 @@ fn several_guests_each_get_their_own_messages_and_host_is_fair() {
     let mut guests: Vec<ShmGuest> = (0..4)
         .map(|_| ShmGuest::attach_path(&path).unwrap())
         .collect();
-    let ids: Vec<u8> = guests.iter().map(|g| g.peer_id()).collect();
+    let ids: Vec<u8> = guests.iter().map(|g| g.peer_id().get()).collect();
     assert_eq!(ids, [1, 2, 3, 4]);
     assert!(matches!(
         ShmGuest::attach_path(&path),
@@ -217,7 +217,7 @@ fn several_guests_each_get_their_own_messages_and_host_is_fair() {
     ));
     for g in &guests {
         let p = g.peer_id();
-        host.send(p, data(u64::from(p), &[p; 100])).unwrap();
+        host.send(p, data(u64::from(p), &[p.get(); 100])).unwrap();
     }
     for g in &mut guests {
         let got = g.recv().unwrap();
@@ -233,7 +233,7 @@ fn several_guests_each_get_their_own_messages_and_host_is_fair() {
         g.send(data(0, b"one")).unwrap();
     }
     let first_four: Vec<u8> = (0..4)
-        .map(|_| host.try_recv().unwrap().unwrap().0)
+        .map(|_| host.try_recv().unwrap().unwrap().0.get())
         .collect();
     let mut sorted = first_four.clone();
     sorted.sort();
@@ -255,10 +255,10 @@ fn reserved_id_attach_takes_only_a_reserved_entry() {
     // Not reserved: refused, naming the state.
     match ShmGuest::attach_path_with_id(&path, 3) {
         Err(Error::PeerState {
-            peer_id: 3,
+            peer_id,
             state: PeerState::Empty,
             expected: "reserved",
-        }) => {}
+        }) if peer_id == 3 => {}
         other => panic!("{other:?}"),
     }
     match ShmGuest::attach_path_with_id(&path, 2) {
@@ -512,20 +512,20 @@ fn a_plain_claim_writes_nothing_in_the_entries_it_passes_over() {
         .unwrap();
     region
         .store_u32(
-            entry(dead) + 8,
+            entry(dead.get()) + 8,
             std::process::id(),
             std::sync::atomic::Ordering::Relaxed,
         )
         .unwrap();
     region
         .store_u32(
-            entry(dead) + 12,
+            entry(dead.get()) + 12,
             1 | 2,
             std::sync::atomic::Ordering::Release,
         )
         .unwrap();
     let reserved = host.reserve_peer().unwrap();
-    assert_eq!((scripted, dead, reserved), (1, 2, 3));
+    assert_eq!((scripted.get(), dead.get(), reserved.get()), (1, 2, 3));
     let bytes = |p: u8| region.read_array::<64>(entry(p)).unwrap();
     let before = [bytes(1), bytes(2), bytes(3)];
 
@@ -558,7 +558,7 @@ fn a_plain_claim_leaves_the_ring_of_an_entry_whose_receiving_role_is_held() {
     // the message where it is.
     first.detach().unwrap();
     let next = ShmGuest::attach_path(&path).unwrap();
-    assert_eq!((next.peer_id(), next.epoch()), (1, 2));
+    assert_eq!((next.peer_id().get(), next.epoch()), (1, 2));
     let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.peers[0].to_guest.len(), Some(1), "left as it is");
     drop(other);
@@ -731,7 +731,10 @@ fn never_attached_without_holder(watched: Watched) {
     let dir = tmp();
     let path = dir.path().join(format!("{word}ing.shm"));
     let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
-    let (region, entry) = (host.region(), host.layout().peer_entry(1));
+    let (region, entry) = (
+        host.region(),
+        host.layout().peer_entry(shmhub::PeerId::new(1).unwrap()),
+    );
     let cycle = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (seen, looks) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
@@ -1325,7 +1328,7 @@ fn epochs_wrap_from_the_largest_to_zero() {
     };
     let mut host = ShmHost::create_heap(config).unwrap();
     let region = host.region();
-    let word = host.layout().peer_entry(1);
+    let word = host.layout().peer_entry(shmhub::PeerId::new(1).unwrap());
     // Empty (0) at the last epoch.
     region
         .store_u64(word, u64::from(u32::MAX) << 32, Ordering::Release)

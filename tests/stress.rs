@@ -58,7 +58,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use shmhub::{Error, Frame, INLINE_CAPACITY, MsgDesc, PeerState, SegmentConfig, ShmGuest, ShmHost};
+use shmhub::{
+    Error, Frame, INLINE_CAPACITY, MsgDesc, PeerId, PeerState, SegmentConfig, ShmGuest, ShmHost,
+};
 use support::traffic::{HostTo, Sender, fill_seeded, fnv1a, splitmix};
 use support::{Child, ChildEnv, fail_all, signal};
 
@@ -580,13 +582,13 @@ impl TxStream {
 /// per turn; only the first receive may wait (`wait`). Returns how many.
 fn host_receive(
     host: &mut ShmHost,
-    guests: &[u8],
+    guests: &[PeerId],
     rx: &mut [Checker],
     pacer: &mut Pacer,
     turn: u64,
     wait: Duration,
 ) -> anyhow::Result<u64> {
-    let index = |from: u8| {
+    let index = |from: PeerId| {
         guests
             .iter()
             .position(|&g| g == from)
@@ -670,12 +672,18 @@ struct HostOutcome {
 fn run_host(
     host: &mut ShmHost,
     profile: &Profile,
-    guests: &[u8],
+    guests: &[PeerId],
     watch: &mut dyn FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<HostOutcome> {
     let n = profile.per_guest;
-    let mut tx: Vec<TxStream> = guests.iter().map(|&g| TxStream::new(g, H2G, n)).collect();
-    let mut rx: Vec<Checker> = guests.iter().map(|&g| Checker::new(g, G2H, n)).collect();
+    let mut tx: Vec<TxStream> = guests
+        .iter()
+        .map(|&g| TxStream::new(g.get(), H2G, n))
+        .collect();
+    let mut rx: Vec<Checker> = guests
+        .iter()
+        .map(|&g| Checker::new(g.get(), G2H, n))
+        .collect();
     let mut pacer = Pacer::new(profile.host_pause);
     let started = Instant::now();
     let mut last_progress = started;
@@ -688,7 +696,7 @@ fn run_host(
             if !tx[i].done() {
                 let mut to = HostTo {
                     host: &mut *host,
-                    peer: guests[i],
+                    peer: guests[i].get(),
                 };
                 progress += tx[i].pump(&mut to, profile.host_send_wait)?;
             }
@@ -1057,7 +1065,7 @@ fn run(profile: Profile) -> RunOutcome {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{}.shm", profile.name));
     let mut host = ShmHost::create(&path, config()).unwrap();
-    let guests: Vec<u8> = (0..GUESTS).map(|_| host.reserve_peer().unwrap()).collect();
+    let guests: Vec<PeerId> = (0..GUESTS).map(|_| host.reserve_peer().unwrap()).collect();
     let mut children: Vec<Child> = guests
         .iter()
         .map(|&g| {

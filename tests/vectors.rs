@@ -30,7 +30,8 @@ use std::sync::Mutex;
 use shmhub::admin::PeekOptions;
 use shmhub::format::VERSION;
 use shmhub::{
-    Direction, Frame, HeapRegion, MsgDesc, Region, SegmentConfig, ShmGuest, ShmHost, msg_type,
+    Direction, Frame, HeapRegion, MsgDesc, PeerId, Region, SegmentConfig, ShmGuest, ShmHost,
+    msg_type,
 };
 
 /// Where the vectors live.
@@ -1121,13 +1122,13 @@ fn wrapped(path: &Path) -> Vec<u8> {
     let capacity = CONFIG.ring_capacity;
     start_ring_at(
         &region,
-        layout.host_to_guest_ring(1),
+        layout.host_to_guest_ring(PeerId::new(1).unwrap()),
         capacity,
         u32::MAX - 1,
     );
     start_ring_at(
         &region,
-        layout.guest_to_host_ring(1),
+        layout.guest_to_host_ring(PeerId::new(1).unwrap()),
         capacity,
         u32::MAX - 2,
     );

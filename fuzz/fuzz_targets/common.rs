@@ -73,7 +73,7 @@ fn look(region: &Region) {
     let _ = shmhub::admin::inspect_region(region, None);
     let _ = shmhub::admin::peek_region(region, &shmhub::admin::PeekOptions::default());
     let limited = shmhub::admin::PeekOptions {
-        peer: Some(1),
+        peer: shmhub::PeerId::new(1),
         limit: Some(3),
         ..shmhub::admin::PeekOptions::default()
     };

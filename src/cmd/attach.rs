@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::bail;
 use serde_json::json;
 use shmhub::admin::{ReclaimReport, SegmentReport, SkipReason};
-use shmhub::{Frame, HolderStatus, PeerState, ShmGuest};
+use shmhub::{Frame, HolderStatus, PeerId, PeerState, ShmGuest};
 
 use super::error::{OnSegment, seg_err};
 use super::exit::Outcome;
@@ -31,7 +31,7 @@ Examples:
 pub struct Args {
     /// Take this entry, which the host must have reserved.
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub peer_id: Option<u8>,
+    pub peer_id: Option<PeerId>,
     /// Stay attached until SIGINT, SIGTERM or SIGHUP (or the host leaves),
     /// printing what the host sends; then detach.
     #[arg(long)]
@@ -157,7 +157,7 @@ fn hub_full(
             format!("peer {id} ({})", holder_of(now, id, reclaim))
         })
         .collect();
-    let scripted: Vec<u8> = now
+    let scripted: Vec<PeerId> = now
         .peers
         .iter()
         .filter(|p| p.holder == HolderStatus::Scripted)
@@ -175,7 +175,7 @@ fn hub_full(
 /// Who holds entry `id` in words: `scripted`, `pid N, alive`, `reserved`,
 /// ... With a reclaim `report`, an entry it left alone for a reason other
 /// than being scripted or alive says that reason instead.
-fn holder_of(r: &SegmentReport, id: u8, report: Option<&ReclaimReport>) -> String {
+fn holder_of(r: &SegmentReport, id: PeerId, report: Option<&ReclaimReport>) -> String {
     let Some(p) = r.peers.iter().find(|p| p.entry.peer_id == id) else {
         return "gone".into();
     };

@@ -7,8 +7,8 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 use shmhub::admin::RemoveOptions;
 use shmhub::{
-    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, SegmentConfig, SegmentLayout,
-    ShmHost, sys,
+    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, PeerId, SegmentConfig,
+    SegmentLayout, ShmHost, sys,
 };
 
 use super::error::{OnSegment, UsageError, seg_err};
@@ -398,13 +398,13 @@ struct HeldHost {
     host: ShmHost,
     last_housekeeping: Instant,
     /// Live guests named in the last "waiting for ... to leave" line.
-    waiting_for: Vec<u8>,
+    waiting_for: Vec<PeerId>,
 }
 
 impl HeldHost {
     /// Guests whose holding process still runs (stale ones too: alive but
     /// silent), which `rm` waits for as well.
-    fn live_guests(&self) -> shmhub::Result<Vec<u8>> {
+    fn live_guests(&self) -> shmhub::Result<Vec<PeerId>> {
         let mut live = Vec::new();
         for entry in self.host.peers()? {
             let status = self.host.holder_status(entry.peer_id)?;

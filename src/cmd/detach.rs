@@ -1,6 +1,7 @@
 //! `shmhub detach`: release a guest entry claimed for scripted use.
 
 use serde_json::json;
+use shmhub::PeerId;
 
 use super::exit::Outcome;
 use super::parse::parse_peer_id;
@@ -19,7 +20,7 @@ Examples:
 pub struct Args {
     /// The entry to release (refused while a live process holds it).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub peer_id: u8,
+    pub peer_id: PeerId,
     /// The segment, and whom to trust.
     #[command(flatten)]
     pub segment: SegmentArgs,

@@ -2,6 +2,7 @@
 //! process is gone.
 
 use serde_json::json;
+use shmhub::PeerId;
 
 use super::error::OnSegment;
 use super::exit::Outcome;
@@ -22,7 +23,7 @@ Examples:
 pub struct Args {
     /// The guest to cut off (an attached, leaving or quarantined entry).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub peer_id: u8,
+    pub peer_id: PeerId,
     /// The segment, and whom to trust.
     #[command(flatten)]
     pub segment: SegmentArgs,

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use shmhub::{ShmGuest, WaitStrategy};
+use shmhub::{PeerId, ShmGuest, WaitStrategy};
 
 use super::error::{OnSegment, seg_err};
 use super::exit::Outcome;
@@ -22,7 +22,7 @@ pub struct Args {
     pub segment: Option<String>,
     /// The reserved entry to take.
     #[arg(long, value_parser = parse_peer_id)]
-    pub peer_id: Option<u8>,
+    pub peer_id: Option<PeerId>,
     /// How to wait: spin, block or adaptive.
     #[arg(long, default_value = "adaptive", value_parser = parse_strategy)]
     pub wait: WaitStrategy,

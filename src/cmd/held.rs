@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shmhub::Frame;
+use shmhub::{Frame, PeerId};
 
 use super::error::seg_err;
 use super::output::MessagePrinter;
@@ -54,7 +54,7 @@ pub enum Stopped {
     /// The host said goodbye and everything it sent was read.
     HostLeft,
     /// The guest received from (or this guest's own entry) is gone.
-    PeerLeft(u8),
+    PeerLeft(PeerId),
     /// No message came for the idle limit.
     Idle(Duration),
     /// The segment file was removed under a receiver that follows it.

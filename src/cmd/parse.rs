@@ -1,6 +1,6 @@
 //! Parsers for argument values, and the roles they name.
 
-use shmhub::Party;
+use shmhub::{Party, PeerId};
 use std::time::Duration;
 
 /// Parses a byte size: a whole number, optionally followed by a unit.
@@ -104,20 +104,19 @@ pub fn parse_role(text: &str) -> Result<Party, String> {
     if text.eq_ignore_ascii_case("host") {
         return Ok(Party::Host);
     }
-    match text.parse::<shmhub::PeerId>() {
-        Ok(n) if n >= 1 => Ok(Party::Guest(n)),
-        _ => Err(format!(
+    match text.parse::<PeerId>() {
+        Ok(n) => Ok(Party::Guest(n)),
+        Err(_) => Err(format!(
             "{text:?} is not a role: use 'host' or a peer id 1..=255"
         )),
     }
 }
 
-/// Parses a peer id `1..=255`.
-pub fn parse_peer_id(text: &str) -> Result<u8, String> {
-    match text.parse::<u8>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!("{text:?} is not a peer id (1..=255)")),
-    }
+/// Parses a peer id `1..=255`: 0 names no guest, and is refused as any
+/// other number out of range is.
+pub fn parse_peer_id(text: &str) -> Result<PeerId, String> {
+    text.parse::<PeerId>()
+        .map_err(|_| format!("{text:?} is not a peer id (1..=255)"))
 }
 
 #[cfg(test)]
@@ -160,9 +159,16 @@ mod tests {
     #[test]
     fn roles_and_types() {
         assert_eq!(parse_role("host"), Ok(Party::Host));
-        assert_eq!(parse_role("3"), Ok(Party::Guest(3)));
+        assert_eq!(parse_role("3"), Ok(Party::Guest(PeerId::new(3).unwrap())));
         assert!(parse_role("0").is_err());
         assert!(parse_role("256").is_err());
+        assert_eq!(parse_peer_id("255"), Ok(PeerId::new(255).unwrap()));
+        for wrong in ["0", "256", "-1", "x"] {
+            assert_eq!(
+                parse_peer_id(wrong),
+                Err(format!("{wrong:?} is not a peer id (1..=255)"))
+            );
+        }
         assert_eq!(parse_msg_type("request"), Ok(2));
         assert_eq!(parse_msg_type("700"), Ok(700));
         assert!(parse_msg_type("nope").is_err());

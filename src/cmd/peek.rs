@@ -1,7 +1,7 @@
 //! `shmhub peek`: the messages queued in rings, without taking them.
 
-use shmhub::Direction;
-use shmhub::admin::{PeekOptions, PeekReport, QueuedMessage, RingPeek, party_name};
+use shmhub::admin::{PeekOptions, PeekReport, QueuedMessage, RingPeek};
+use shmhub::{Direction, PeerId};
 
 use super::exit::Outcome;
 use super::parse::parse_peer_id;
@@ -33,7 +33,7 @@ pub struct Args {
     /// Only guest N's rings, shown even when empty (default: every ring
     /// that holds something).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub peer: Option<u8>,
+    pub peer: Option<PeerId>,
     /// Only the rings carrying messages this way (default: both).
     #[arg(long, value_enum, value_name = "to-host|to-guest")]
     pub direction: Option<Way>,
@@ -64,14 +64,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 
 /// A ring in words, with who sends and who receives:
 /// `peer 1 to guest (host -> peer 1)`.
-fn ring_name(peer: u8, direction: Direction) -> String {
+fn ring_name(peer: PeerId, direction: Direction) -> String {
     let (from, to) = direction.ends(peer);
-    format!(
-        "{} ({} -> {})",
-        ring_label(peer, direction),
-        party_name(from),
-        party_name(to)
-    )
+    format!("{} ({from} -> {to})", ring_label(peer, direction))
 }
 
 fn print_text(report: &PeekReport, limit: Option<usize>) -> anyhow::Result<()> {

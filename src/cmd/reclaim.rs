@@ -2,6 +2,7 @@
 //! say why every other entry was left alone.
 
 use serde_json::json;
+use shmhub::PeerId;
 use shmhub::admin::{SkipReason, Skipped};
 
 use super::error::OnSegment;
@@ -41,7 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         for s in &report.skipped {
             eprintln!("{}: skipped peer {}: {s}", shown(&path), s.peer);
         }
-        let scripted: Vec<u8> = report
+        let scripted: Vec<PeerId> = report
             .skipped
             .iter()
             .filter(|s| s.reason == SkipReason::Scripted)
@@ -70,13 +71,13 @@ fn skipped_json(s: &Skipped) -> serde_json::Value {
 /// How to free the scripted claims `ids` of `segment` (as the user named
 /// it), if there are any, such as: free the scripted claim with
 /// `shmhub detach SEGMENT --peer-id 1`.
-pub fn scripted_hint(segment: &str, ids: &[u8]) -> Option<String> {
+pub fn scripted_hint(segment: &str, ids: &[PeerId]) -> Option<String> {
     let detach = format!("shmhub detach {} --peer-id", shell_word(segment));
     match ids {
         [] => None,
         [one] => Some(format!("free the scripted claim with `{detach} {one}`")),
         many => {
-            let ids: Vec<String> = many.iter().map(u8::to_string).collect();
+            let ids: Vec<String> = many.iter().map(PeerId::to_string).collect();
             Some(format!(
                 "free a scripted claim with `{detach} N` (N = {})",
                 ids.join(", ")

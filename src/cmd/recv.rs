@@ -34,7 +34,7 @@ pub struct Args {
     pub role: Party,
     /// With --as host: only from guest N (default: any guest, fairly).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub from: Option<u8>,
+    pub from: Option<PeerId>,
     /// How many messages to receive (exit 3 if fewer arrive in time).
     #[arg(long, default_value_t = 1, value_name = "K", conflicts_with = "follow")]
     pub count: u64,
@@ -175,7 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 }
 
 /// Refuses to receive from an Empty entry (nothing can come from it).
-fn refuse_empty_entry(entry: PeerEntry, from: u8) -> shmhub::Result<()> {
+fn refuse_empty_entry(entry: PeerEntry, from: PeerId) -> shmhub::Result<()> {
     if entry.state == PeerState::Empty {
         return Err(shmhub::Error::PeerState {
             peer_id: from,

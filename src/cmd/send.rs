@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{Frame, MsgDesc, ShmHost};
+use shmhub::{Frame, MsgDesc, PeerId, ShmHost};
 
 use super::error::{Interrupted, OnSegment, error_line, seg_err_timed};
 use super::exit::Outcome;
@@ -33,7 +33,7 @@ pub struct Args {
     pub role: Party,
     /// The guest to send to (with --as host).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub to: Option<u8>,
+    pub to: Option<PeerId>,
     /// Read the payload from a file.
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
@@ -302,7 +302,7 @@ fn send_all(
 
 /// Refuses to send to a guest whose holding process is dead: nobody would
 /// ever read the message, and its slot would stay taken until a reclaim.
-fn refuse_dead_guest(host: &ShmHost, to: u8, path: &Path) -> anyhow::Result<()> {
+fn refuse_dead_guest(host: &ShmHost, to: PeerId, path: &Path) -> anyhow::Result<()> {
     if let Some(pid) = dead_holder(host, to).on_segment(path)? {
         bail!(
             "{}: peer {to}'s process {pid} is dead: nothing would read the message; `shmhub reclaim {}` frees its entry",

@@ -8,7 +8,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmhub::{HolderStatus, PeerState, ShmHost, SpawnTicket};
+use shmhub::{HolderStatus, PeerId, PeerState, ShmHost, SpawnTicket};
 
 use super::error::OnSegment;
 use super::exit::Outcome;
@@ -29,7 +29,7 @@ Examples:
 pub struct Args {
     /// Reserve this entry (it must be empty) instead of the first empty one.
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub peer_id: Option<u8>,
+    pub peer_id: Option<PeerId>,
     /// How long the program has to attach before its reservation is given
     /// back (it keeps running).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]

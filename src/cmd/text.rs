@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shmhub::admin::Event;
-use shmhub::{Direction, QuarantineReason};
+use shmhub::{Direction, PeerId, QuarantineReason};
 
 use super::accounts;
 
@@ -366,7 +366,7 @@ pub fn heartbeat(interval_ms: u32) -> String {
 }
 
 /// A ring in a few words: `peer 1 to guest`.
-pub fn ring_label(peer: u8, direction: Direction) -> String {
+pub fn ring_label(peer: PeerId, direction: Direction) -> String {
     let way = match direction {
         Direction::GuestToHost => "to host",
         Direction::HostToGuest => "to guest",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::desc::{DESC_SIZE, FLAG_SLOT, INLINE_CAPACITY, KNOWN_FLAGS, MsgDesc};
 use crate::error::{Error, Result};
-use crate::layout::party_name;
+use crate::party::Party;
 use crate::pool::Pool;
 use crate::pool::SlotRef;
 use crate::zerocopy::{Leases, LentSlot, Received};
@@ -83,7 +83,7 @@ pub(crate) struct Refusal {
 /// shm[impl shm.recv.validate]
 pub(crate) fn check(
     pool: &Pool<'_>,
-    receiver: u8,
+    receiver: Party,
     desc: &MsgDesc,
 ) -> std::result::Result<Placement, Refusal> {
     let refuse = |reason: String| Refusal {
@@ -129,7 +129,7 @@ pub(crate) fn check(
 #[inline(always)]
 pub(crate) fn decode(
     pool: &Pool<'_>,
-    receiver: u8,
+    receiver: Party,
     desc: MsgDesc,
     leases: &Arc<Leases>,
 ) -> Result<Received> {
@@ -145,7 +145,7 @@ pub(crate) fn decode(
 #[inline(never)]
 fn decode_checked(
     pool: &Pool<'_>,
-    receiver: u8,
+    receiver: Party,
     desc: MsgDesc,
     leases: &Arc<Leases>,
 ) -> Result<Received> {
@@ -159,13 +159,13 @@ fn decode_checked(
                 pool.free_if_held_by(slot_of(&desc), receiver)?;
             }
             return Err(Error::BadDescriptor {
-                from: party_name(pool.index()),
+                from: pool.owner().to_string(),
                 reason: refusal.reason,
             });
         }
     };
     let slot = LentSlot {
-        pool: pool.index(),
+        pool: pool.owner(),
         slot: slot_of(&desc),
         offset,
     };
@@ -178,7 +178,7 @@ fn decode_checked(
 /// memory its receiver can write, so one naming a slot in flight to
 /// someone else (a forged drain, `shm.peer.quarantine`), or not allocated
 /// at its generation, frees nothing.
-pub(crate) fn discard(pool: &Pool<'_>, receiver: u8, bytes: &[u8; DESC_SIZE]) -> Result<()> {
+pub(crate) fn discard(pool: &Pool<'_>, receiver: Party, bytes: &[u8; DESC_SIZE]) -> Result<()> {
     let desc = MsgDesc::from_bytes(bytes);
     if desc.is_slot() {
         pool.free_if_held_by(slot_of(&desc), receiver)?;

@@ -46,19 +46,20 @@ impl CutOff {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::party::id;
 
     #[test]
     fn guests_go_in_and_out_one_bit_each() {
         let set = CutOff::default();
-        assert!(set.insert(1));
-        assert!(!set.insert(1), "already cut off");
-        assert!(set.insert(65));
-        assert!(set.insert(255));
-        assert!(set.contains(1) && set.contains(65) && set.contains(255));
-        assert!(!set.contains(2) && !set.contains(64));
+        assert!(set.insert(id(1)));
+        assert!(!set.insert(id(1)), "already cut off");
+        assert!(set.insert(id(65)));
+        assert!(set.insert(id(255)));
+        assert!(set.contains(id(1)) && set.contains(id(65)) && set.contains(id(255)));
+        assert!(!set.contains(id(2)) && !set.contains(id(64)));
         assert_eq!(set.words(), [1, 1, 0, 1 << 62]);
-        set.remove(65);
-        assert!(!set.contains(65));
+        set.remove(id(65));
+        assert!(!set.contains(id(65)));
         assert_eq!(set.words(), [1, 0, 0, 1 << 62]);
     }
 }

@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::layout::{Direction, LayoutError};
-use crate::party::{PeerState, QuarantineReason};
+use crate::party::{PeerId, PeerState, QuarantineReason};
 use crate::region::RegionError;
 
 /// Everything that can go wrong with a segment.
@@ -157,7 +157,7 @@ pub enum Error {
     #[error("peer {peer_id} is {state}, not {expected}")]
     PeerState {
         /// The peer.
-        peer_id: u8,
+        peer_id: PeerId,
         /// What it is.
         state: PeerState,
         /// What it had to be.
@@ -178,7 +178,7 @@ pub enum Error {
         /// Whether the host process was still there.
         host: bool,
         /// The live guests that stayed.
-        peers: Vec<u8>,
+        peers: Vec<PeerId>,
     },
     /// The payload is larger than the segment's max payload.
     #[error("payload of {len} bytes exceeds the max payload of {max} bytes")]
@@ -192,7 +192,7 @@ pub enum Error {
     #[error("{direction} ring of peer {peer_id} is full")]
     RingFull {
         /// The guest the ring belongs to.
-        peer_id: u8,
+        peer_id: PeerId,
         /// Which of its two rings.
         direction: Direction,
     },
@@ -207,7 +207,7 @@ pub enum Error {
     #[error("peer {peer_id} holds its share of the host's slots ({share})")]
     ShareExhausted {
         /// The receiving guest.
-        peer_id: u8,
+        peer_id: PeerId,
         /// Its share.
         share: u32,
     },
@@ -233,7 +233,7 @@ pub enum Error {
     #[error("peer {peer_id} has left the segment")]
     PeerGone {
         /// The guest.
-        peer_id: u8,
+        peer_id: PeerId,
     },
     /// The guest's process died without detaching (it crashed or was
     /// killed): told from [`Error::PeerGone`] while its entry is not yet
@@ -241,7 +241,7 @@ pub enum Error {
     #[error("peer {peer_id} died (pid {pid}) without detaching")]
     PeerDied {
         /// The guest.
-        peer_id: u8,
+        peer_id: PeerId,
         /// Its process id, as its entry records it.
         pid: u32,
     },
@@ -277,7 +277,7 @@ pub enum Error {
     #[error("{}", cut_off(*peer_id, *reason, detail.as_deref()))]
     Quarantined {
         /// The guest cut off.
-        peer_id: u8,
+        peer_id: PeerId,
         /// Which part of its memory broke the protocol, or an eviction.
         reason: QuarantineReason,
         /// What the host found, when this error reports the finding.
@@ -306,7 +306,7 @@ pub enum Error {
 }
 
 /// The message of [`Error::Quarantined`].
-fn cut_off(peer_id: u8, reason: QuarantineReason, detail: Option<&str>) -> String {
+fn cut_off(peer_id: PeerId, reason: QuarantineReason, detail: Option<&str>) -> String {
     match (reason, detail) {
         (QuarantineReason::Evicted, _) => format!("peer {peer_id} is cut off: evicted by the host"),
         (reason, Some(detail)) => {
@@ -319,8 +319,8 @@ fn cut_off(peer_id: u8, reason: QuarantineReason, detail: Option<&str>) -> Strin
 }
 
 /// "the host and peers 1, 2", for [`Error::StillAttached`].
-fn holders(host: bool, peers: &[u8]) -> String {
-    let ids: Vec<String> = peers.iter().map(u8::to_string).collect();
+fn holders(host: bool, peers: &[PeerId]) -> String {
+    let ids: Vec<String> = peers.iter().map(PeerId::to_string).collect();
     let guests = match ids.len() {
         0 => String::new(),
         1 => format!("peer {}", ids[0]),
@@ -471,6 +471,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::party::id;
 
     // The command turns kinds into exit codes (Retry: 3), and callers
     // retry on Retry alone: each variant must land in the kind that says
@@ -488,7 +489,7 @@ mod tests {
             (Error::Busy { what: "x".into() }, ErrorKind::Busy),
             (Error::HubFull { max_guests: 8 }, ErrorKind::Busy),
             (Error::HostDied { pid: 1 }, ErrorKind::Gone),
-            (Error::PeerGone { peer_id: 1 }, ErrorKind::Gone),
+            (Error::PeerGone { peer_id: id(1) }, ErrorKind::Gone),
             (Error::NotASegment { magic: 0 }, ErrorKind::Corrupt),
             (Error::Corrupt("bad".into()), ErrorKind::Corrupt),
             (

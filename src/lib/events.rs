@@ -154,7 +154,7 @@ pub fn changes(before: &Snapshot, after: &Snapshot) -> Vec<Event> {
         }
     }
     for (i, (b, a)) in before.entries.iter().zip(&after.entries).enumerate() {
-        let peer = (i + 1) as PeerId;
+        let peer = PeerId::at_index(i);
         entry_changes(peer, b, a, &mut events);
     }
     events
@@ -217,6 +217,7 @@ fn holder_change(peer: PeerId, was: HolderStatus, now: &EntrySnapshot, events: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::party::id;
 
     fn entry(state: PeerState, epoch: u32, pid: u32, holder: HolderStatus) -> EntrySnapshot {
         EntrySnapshot {
@@ -256,24 +257,30 @@ mod tests {
         let attached = entry(Attached, 1, 42, Alive);
         let dead = entry(Attached, 1, 42, Dead);
         let arrived = |pid, epoch| Event::Attached {
-            peer: 1,
+            peer: id(1),
             pid,
             epoch,
         };
         assert_events(vec![
             (empty, attached, vec![arrived(42, 1)]),
-            (empty, reserved, vec![Event::Reserved { peer: 1 }]),
-            (reserved, empty, vec![Event::Released { peer: 1 }]),
+            (empty, reserved, vec![Event::Reserved { peer: id(1) }]),
+            (reserved, empty, vec![Event::Released { peer: id(1) }]),
             (
                 dead,
                 entry(Attached, 2, 7, Alive),
-                vec![Event::Reclaimed { peer: 1 }, arrived(7, 2)],
+                vec![Event::Reclaimed { peer: id(1) }, arrived(7, 2)],
             ),
             (attached, attached, vec![]),
             (
                 empty,
                 dead,
-                vec![arrived(42, 1), Event::HolderDied { peer: 1, pid: 42 }],
+                vec![
+                    arrived(42, 1),
+                    Event::HolderDied {
+                        peer: id(1),
+                        pid: 42,
+                    },
+                ],
             ),
         ]);
     }
@@ -286,19 +293,29 @@ mod tests {
         let dead = entry(Attached, 1, 42, Dead);
         let gone = entry(Empty, 1, 0, NoProcess);
         assert_events(vec![
-            (attached, gone, vec![Event::Detached { peer: 1 }]),
+            (attached, gone, vec![Event::Detached { peer: id(1) }]),
             (
                 attached,
                 entry(Goodbye, 1, 0, NoProcess),
-                vec![Event::SaidGoodbye { peer: 1 }],
+                vec![Event::SaidGoodbye { peer: id(1) }],
             ),
-            (attached, dead, vec![Event::HolderDied { peer: 1, pid: 42 }]),
+            (
+                attached,
+                dead,
+                vec![Event::HolderDied {
+                    peer: id(1),
+                    pid: 42,
+                }],
+            ),
             (
                 attached,
                 entry(Attached, 1, 42, Stale),
-                vec![Event::HolderStale { peer: 1, pid: 42 }],
+                vec![Event::HolderStale {
+                    peer: id(1),
+                    pid: 42,
+                }],
             ),
-            (dead, gone, vec![Event::Reclaimed { peer: 1 }]),
+            (dead, gone, vec![Event::Reclaimed { peer: id(1) }]),
         ]);
     }
 

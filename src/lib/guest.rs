@@ -14,7 +14,7 @@ use crate::layout::{Direction, SegmentLayout};
 use crate::liveness::{self, HostStatus};
 use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::mmap::OwnerCheck;
-use crate::party::{PeerId, PeerState};
+use crate::party::{IntoPeerId, Party, PeerId, PeerState};
 use crate::peer::Holder;
 use crate::ready::Mark;
 use crate::receiver::Receiver;
@@ -49,7 +49,7 @@ pub struct ShmGuest {
 #[derive(Debug)]
 struct Membership {
     seg: Arc<Segment>,
-    peer_id: u8,
+    peer_id: PeerId,
     epoch: u32,
     /// Set when this guest claimed its entry: dropping it detaches.
     owned: bool,
@@ -59,7 +59,8 @@ struct Membership {
 #[derive(Clone, Copy)]
 enum Claim {
     AnyEmpty,
-    Reserved(u8),
+    /// The entry of this guest, checked to be one of the segment's.
+    Reserved(PeerId),
 }
 
 impl ShmGuest {
@@ -70,11 +71,8 @@ impl ShmGuest {
     }
 
     /// Attaches to the segment in `region` in the entry the host reserved.
-    pub fn attach_with_id(region: Region, peer_id: PeerId) -> Result<Self> {
-        Self::claim(
-            Segment::open(ShmBacking::Region(region))?,
-            Claim::Reserved(peer_id),
-        )
+    pub fn attach_with_id(region: Region, peer_id: impl IntoPeerId) -> Result<Self> {
+        Self::claim_reserved(Segment::open(ShmBacking::Region(region))?, peer_id)
     }
 
     /// Maps the segment file at `path`, validates it, and claims the first
@@ -92,10 +90,10 @@ impl ShmGuest {
     /// the host must have reserved ([`crate::ShmHost::reserve_peer`]).
     ///
     /// shm[impl shm.peer.reserve]
-    pub fn attach_path_with_id<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
-        Self::claim(
+    pub fn attach_path_with_id<P: AsRef<Path>>(path: P, peer_id: impl IntoPeerId) -> Result<Self> {
+        Self::claim_reserved(
             Segment::open_path(path.as_ref(), OwnerCheck::Required)?,
-            Claim::Reserved(peer_id),
+            peer_id,
         )
     }
 
@@ -103,7 +101,7 @@ impl ShmGuest {
     /// earlier for scripted use), without owning it: dropping it does not
     /// detach. Each ring end is locked on first use, so two processes never
     /// send (or receive) as the same guest at once.
-    pub fn resume<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<Self> {
+    pub fn resume<P: AsRef<Path>>(path: P, peer_id: impl IntoPeerId) -> Result<Self> {
         Self::resume_opened(
             Segment::open_path(path.as_ref(), OwnerCheck::Required)?,
             peer_id,
@@ -114,22 +112,26 @@ impl ShmGuest {
     /// with the owner check `owner` (see [`crate::OpenOptions`]).
     pub(crate) fn attach_path_with(
         path: &Path,
-        peer_id: Option<PeerId>,
+        peer_id: Option<impl IntoPeerId>,
         owner: OwnerCheck,
     ) -> Result<Self> {
         let seg = Segment::open_path(path, owner)?;
         match peer_id {
-            Some(p) => Self::claim(seg, Claim::Reserved(p)),
+            Some(p) => Self::claim_reserved(seg, p),
             None => Self::claim(seg, Claim::AnyEmpty),
         }
     }
 
     /// [`ShmGuest::resume`] with the owner check `owner`.
-    pub(crate) fn resume_with(path: &Path, peer_id: PeerId, owner: OwnerCheck) -> Result<Self> {
+    pub(crate) fn resume_with(
+        path: &Path,
+        peer_id: impl IntoPeerId,
+        owner: OwnerCheck,
+    ) -> Result<Self> {
         Self::resume_opened(Segment::open_path(path, owner)?, peer_id)
     }
 
-    fn resume_opened(seg: Segment, peer_id: PeerId) -> Result<Self> {
+    fn resume_opened(seg: Segment, peer_id: impl IntoPeerId) -> Result<Self> {
         let p = seg.guest_id(peer_id)?;
         let (state, epoch) = seg.peer(p).state_and_epoch()?;
         if state != PeerState::Attached {
@@ -144,7 +146,7 @@ impl ShmGuest {
 
     fn new(
         seg: Segment,
-        peer_id: u8,
+        peer_id: PeerId,
         epoch: u32,
         owned: bool,
         presence: Option<ByteLock>,
@@ -163,14 +165,20 @@ impl ShmGuest {
         })
     }
 
+    /// Claims the entry `peer_id`, which the host reserved, once the id is
+    /// checked to name a guest of `seg`.
+    fn claim_reserved(seg: Segment, peer_id: impl IntoPeerId) -> Result<Self> {
+        let p = seg.guest_id(peer_id)?;
+        Self::claim(seg, Claim::Reserved(p))
+    }
+
     /// Claims an entry, holding its presence lock (file-backed segments).
     ///
     /// shm[impl shm.peer.claim]
     fn claim(seg: Segment, claim: Claim) -> Result<Self> {
-        let candidates: Vec<u8> = match claim {
+        let candidates: Vec<PeerId> = match claim {
             Claim::AnyEmpty => seg.layout.guests().collect(),
             Claim::Reserved(p) => {
-                let p = seg.guest_id(p)?;
                 let state = seg.peer(p).state()?;
                 if state != PeerState::Reserved {
                     return Err(Error::PeerState {
@@ -202,7 +210,11 @@ impl ShmGuest {
     /// Tries to claim entry `p`: its epoch and presence lock if this guest
     /// now holds it, `None` to try the next candidate. A reserved claim
     /// fails outright where a plain one passes on.
-    fn try_claim(seg: &Segment, p: u8, claim: Claim) -> Result<Option<(u32, Option<ByteLock>)>> {
+    fn try_claim(
+        seg: &Segment,
+        p: PeerId,
+        claim: Claim,
+    ) -> Result<Option<(u32, Option<ByteLock>)>> {
         let peer = seg.peer(p);
         let presence = match seg.try_take(lock_byte::guest_presence(p)) {
             Ok(lock) => lock,
@@ -275,7 +287,7 @@ impl ShmGuest {
                 seg.drain_stale_to_guest(p)?;
             }
             drop(receiving);
-            seg.pool(0).recount_held(p)?;
+            seg.pool(Party::Host).recount_held(p)?;
         }
         Ok(Some((epoch, presence)))
     }
@@ -586,12 +598,16 @@ impl ShmGuest {
 
     /// Detaches guest `peer_id` of the segment at `path`, an entry claimed
     /// for scripted use; refused while a live process holds it.
-    pub fn release<P: AsRef<Path>>(path: P, peer_id: PeerId) -> Result<()> {
+    pub fn release<P: AsRef<Path>>(path: P, peer_id: impl IntoPeerId) -> Result<()> {
         Self::release_resumed(Self::resume(path, peer_id)?)
     }
 
     /// [`ShmGuest::release`] with the owner check `owner`.
-    pub(crate) fn release_with(path: &Path, peer_id: PeerId, owner: OwnerCheck) -> Result<()> {
+    pub(crate) fn release_with(
+        path: &Path,
+        peer_id: impl IntoPeerId,
+        owner: OwnerCheck,
+    ) -> Result<()> {
         Self::release_resumed(Self::resume_with(path, peer_id, owner)?)
     }
 
@@ -629,8 +645,13 @@ impl Membership {
         // the whole detach and the next claim), so they are left alone. An
         // entry used by scripts may hold some that a killed command never
         // freed.
-        let pools: &[u8] = if claimed { &[p] } else { &[0, p] };
-        self.seg.free_slots_held_by(p, pools.iter().copied())?;
+        let guest = Party::Guest(p);
+        let pools: &[Party] = if claimed {
+            &[guest]
+        } else {
+            &[Party::Host, guest]
+        };
+        self.seg.free_slots_held_by(guest, pools.iter().copied())?;
         let peer = self.seg.peer(p);
         let outbound_empty = self.seg.ring(p, Direction::GuestToHost).state()?.is_empty();
         let next = if outbound_empty {
@@ -681,6 +702,7 @@ mod tests {
     use super::*;
     use crate::host::ShmHost;
     use crate::layout::SegmentConfig;
+    use crate::party::id;
 
     // A reclaim holds the receiving role of the entry's host-to-guest ring
     // from its first step to its last and moves the entry through Goodbye
@@ -702,16 +724,16 @@ mod tests {
         let reclaimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
         assert!(
             reclaimer
-                .peer(1)
+                .peer(id(1))
                 .transition(PeerState::Empty, PeerState::Goodbye)
                 .unwrap()
         );
         let role = reclaimer
-            .try_take(lock_byte::ring_end(1, End::HostToGuestConsumer))
+            .try_take(lock_byte::ring_end(id(1), End::HostToGuestConsumer))
             .expect("the role is free");
         let second = ShmGuest::attach_path(&path).unwrap();
         assert_eq!(second.peer_id(), 2, "the entry under reclaim was claimed");
-        assert_eq!(reclaimer.peer(1).state().unwrap(), PeerState::Goodbye);
+        assert_eq!(reclaimer.peer(id(1)).state().unwrap(), PeerState::Goodbye);
         // Once the role is let go, the Goodbye entry with nothing left to
         // read is free to claim again.
         drop(role);

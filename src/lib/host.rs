@@ -15,7 +15,7 @@ use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::HolderStatus;
 use crate::locks::{ByteLock, Role, lock_byte, lock_byte::End};
 use crate::mmap::{FileMode, MmapRegion, OwnerCheck};
-use crate::party::{PeerId, PeerState, QuarantineReason};
+use crate::party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
 use crate::peer::{Holder, PeerEntry};
 use crate::receiver::{AnyReceiver, Receiver};
 use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
@@ -258,13 +258,19 @@ impl ShmHost {
             .collect()
     }
 
+    /// Guest `peer_id` of this segment, checked: [`Error::InvalidPeerId`]
+    /// for 0 or an id above `max_guests`.
+    pub(crate) fn guest_id(&self, peer_id: impl IntoPeerId) -> Result<PeerId> {
+        self.seg.guest_id(peer_id)
+    }
+
     /// A snapshot of guest `peer_id`'s entry.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidPeerId`] for an id the segment has no entry for, or
     /// a corrupt-segment error for an entry that cannot be read.
-    pub fn peer(&self, peer_id: PeerId) -> Result<PeerEntry> {
+    pub fn peer(&self, peer_id: impl IntoPeerId) -> Result<PeerEntry> {
         let p = self.seg.guest_id(peer_id)?;
         self.seg.peer(p).snapshot()
     }
@@ -276,7 +282,7 @@ impl ShmHost {
     ///
     /// [`Error::InvalidPeerId`], or a corrupt-segment error for an entry
     /// that cannot be read.
-    pub fn holder_status(&self, peer_id: PeerId) -> Result<HolderStatus> {
+    pub fn holder_status(&self, peer_id: impl IntoPeerId) -> Result<HolderStatus> {
         let p = self.seg.guest_id(peer_id)?;
         Ok(self.seg.judge(&self.seg.peer(p).snapshot()?))
     }
@@ -344,12 +350,12 @@ impl ShmHost {
         // What waits in the ring was sent to an earlier guest of the
         // entry; the guest to come gets only what is sent now.
         self.seg.drop_stale_to_guest(p)?;
-        self.seg.pool(0).recount_held(p)?;
+        self.seg.pool(Party::Host).recount_held(p)?;
         Ok(true)
     }
 
     /// Returns a Reserved entry to Empty (the guest was never started).
-    pub fn release_peer(&mut self, peer_id: PeerId) -> Result<()> {
+    pub fn release_peer(&mut self, peer_id: impl IntoPeerId) -> Result<()> {
         let p = self.seg.guest_id(peer_id)?;
         if self
             .seg
@@ -379,9 +385,9 @@ impl ShmHost {
     /// [`Error::InvalidPeerId`] for an id that is not a guest of this
     /// segment.
     #[inline]
-    pub fn sender(&mut self, peer_id: PeerId) -> Result<&mut Sender> {
+    pub fn sender(&mut self, peer_id: impl IntoPeerId) -> Result<&mut Sender> {
         let p = self.seg.guest_id(peer_id)?;
-        Ok(&mut self.senders[usize::from(p) - 1])
+        Ok(&mut self.senders[p.index()])
     }
 
     /// The host's receiving end from guest `peer_id` alone.
@@ -390,7 +396,7 @@ impl ShmHost {
     ///
     /// [`Error::InvalidPeerId`] for an id that is not a guest of this
     /// segment.
-    pub fn receiver(&mut self, peer_id: PeerId) -> Result<&mut Receiver> {
+    pub fn receiver(&mut self, peer_id: impl IntoPeerId) -> Result<&mut Receiver> {
         self.inbox.from_guest(peer_id)
     }
 
@@ -430,7 +436,7 @@ impl ShmHost {
     /// # Errors
     ///
     /// As [`Sender::send`], and [`Error::InvalidPeerId`].
-    pub fn send(&mut self, peer_id: PeerId, frame: impl Borrow<Frame>) -> Result<()> {
+    pub fn send(&mut self, peer_id: impl IntoPeerId, frame: impl Borrow<Frame>) -> Result<()> {
         self.send_timeout(peer_id, frame, Timeout::Never)
     }
 
@@ -441,7 +447,7 @@ impl ShmHost {
     ///
     /// As [`Sender::send`]: the retryable [`Error::RingFull`] or
     /// [`Error::PoolExhausted`] (nothing sent) where `send` would wait.
-    pub fn try_send(&mut self, peer_id: PeerId, frame: impl Borrow<Frame>) -> Result<()> {
+    pub fn try_send(&mut self, peer_id: impl IntoPeerId, frame: impl Borrow<Frame>) -> Result<()> {
         self.send_timeout(peer_id, frame, Timeout::NoWait)
     }
 
@@ -453,7 +459,7 @@ impl ShmHost {
     /// As [`Sender::send`].
     pub fn send_timeout(
         &mut self,
-        peer_id: PeerId,
+        peer_id: impl IntoPeerId,
         frame: impl Borrow<Frame>,
         timeout: impl Into<Timeout>,
     ) -> Result<()> {
@@ -470,7 +476,7 @@ impl ShmHost {
     /// As [`Sender::send`].
     pub fn send_with(
         &mut self,
-        peer_id: PeerId,
+        peer_id: impl IntoPeerId,
         desc: MsgDesc,
         payload: &[u8],
         timeout: impl Into<Timeout>,
@@ -485,7 +491,7 @@ impl ShmHost {
     /// As [`Sender::send_batch`].
     pub fn send_batch(
         &mut self,
-        peer_id: PeerId,
+        peer_id: impl IntoPeerId,
         frames: &[Frame],
         timeout: impl Into<Timeout>,
     ) -> Result<usize> {
@@ -500,7 +506,7 @@ impl ShmHost {
     /// As [`Sender::loan`].
     pub fn loan(
         &mut self,
-        peer_id: PeerId,
+        peer_id: impl IntoPeerId,
         len: usize,
         timeout: impl Into<Timeout>,
     ) -> Result<SlotLoan> {
@@ -512,7 +518,7 @@ impl ShmHost {
     /// # Errors
     ///
     /// As [`Sender::commit`].
-    pub fn commit(&mut self, peer_id: PeerId, loan: SlotLoan) -> Result<()> {
+    pub fn commit(&mut self, peer_id: impl IntoPeerId, loan: SlotLoan) -> Result<()> {
         self.sender(peer_id)?.commit(loan)
     }
 
@@ -571,7 +577,7 @@ impl ShmHost {
     /// # Errors
     ///
     /// As [`Receiver::recv`].
-    pub fn try_recv_from(&mut self, peer_id: PeerId) -> Result<Option<Frame>> {
+    pub fn try_recv_from(&mut self, peer_id: impl IntoPeerId) -> Result<Option<Frame>> {
         self.recv_from_timeout(peer_id, Timeout::NoWait)
     }
 
@@ -583,7 +589,7 @@ impl ShmHost {
     /// As [`Receiver::recv`].
     pub fn recv_from_timeout(
         &mut self,
-        peer_id: PeerId,
+        peer_id: impl IntoPeerId,
         timeout: impl Into<Timeout>,
     ) -> Result<Option<Frame>> {
         Ok(self
@@ -600,7 +606,7 @@ impl ShmHost {
     /// As [`Receiver::recv`].
     pub fn recv_from_in_place(
         &mut self,
-        peer_id: PeerId,
+        peer_id: impl IntoPeerId,
         timeout: impl Into<Timeout>,
     ) -> Result<Option<Received>> {
         self.receiver(peer_id)?.recv(timeout)
@@ -720,7 +726,11 @@ impl ShmHost {
     /// nobody would ever release it. `Some(Reserved)` while the reserver
     /// lives, or while a guest is claiming the entry (it holds the
     /// presence lock), or if the entry moved meanwhile.
-    fn release_if_reserver_died(&mut self, p: u8, entry: &PeerEntry) -> Result<Option<SkipReason>> {
+    fn release_if_reserver_died(
+        &mut self,
+        p: PeerId,
+        entry: &PeerEntry,
+    ) -> Result<Option<SkipReason>> {
         let reserver_dead = entry.held
             && entry.pid != 0
             && sys::process_liveness(entry.pid, entry.start_time) == sys::Liveness::Dead;
@@ -747,7 +757,7 @@ impl ShmHost {
     /// the guest's holder was judged).
     fn take_roles_of(
         &mut self,
-        p: u8,
+        p: PeerId,
         holder: HolderStatus,
     ) -> Result<std::result::Result<[Role; 2], SkipReason>> {
         let mut guest_ends = [End::GuestToHostProducer, End::HostToGuestConsumer]
@@ -764,7 +774,7 @@ impl ShmHost {
                 }));
             }
         }
-        let index = usize::from(p) - 1;
+        let index = p.index();
         if !self.inbox.from_guest(p)?.try_take_role() || !self.senders[index].try_take_role() {
             return Ok(Err(SkipReason::HostRolesInUse));
         }
@@ -775,7 +785,7 @@ impl ShmHost {
     /// `Some(reason)` when it has to be left alone.
     fn reclaim_one(
         &mut self,
-        p: u8,
+        p: PeerId,
         epoch: u32,
         holder: HolderStatus,
     ) -> Result<Option<SkipReason>> {
@@ -783,7 +793,7 @@ impl ShmHost {
             Ok(roles) => roles,
             Err(reason) => return Ok(Some(reason)),
         };
-        let index = usize::from(p) - 1;
+        let index = p.index();
         let peer = self.seg.peer(p);
         if !peer.transition_at(epoch, PeerState::Attached, PeerState::Goodbye)? {
             return Ok(Some(SkipReason::Changed));
@@ -799,7 +809,7 @@ impl ShmHost {
         // writing descriptors and publishing the tail.
         self.seg.ring(p, Direction::GuestToHost).settle_tail()?;
         self.seg.free_guest_slots(p)?;
-        self.seg.pool(0).recount_held(p)?;
+        self.seg.pool(Party::Host).recount_held(p)?;
         self.senders[index].resync();
         peer.set_holder(Holder::Nobody)?;
         // A compare-and-swap like every other move: a plain claim cannot
@@ -818,7 +828,7 @@ impl ShmHost {
     /// be cleaned stays Quarantined.
     ///
     /// shm[impl shm.peer.quarantine]
-    fn free_quarantined(&mut self, p: u8, epoch: u32) -> Result<Option<SkipReason>> {
+    fn free_quarantined(&mut self, p: PeerId, epoch: u32) -> Result<Option<SkipReason>> {
         let _guest_ends = match self.take_roles_of(p, HolderStatus::Dead)? {
             Ok(roles) => roles,
             Err(reason) => return Ok(Some(reason)),
@@ -833,7 +843,7 @@ impl ShmHost {
         if cleaned.is_err() {
             return Ok(Some(SkipReason::Quarantined));
         }
-        self.senders[usize::from(p) - 1].resync();
+        self.senders[p.index()].resync();
         let peer = self.seg.peer(p);
         peer.set_holder(Holder::Nobody)?;
         if !peer.release_quarantined(epoch)? {
@@ -875,7 +885,7 @@ impl ShmHost {
     /// Reserved).
     ///
     /// shm[impl shm.peer.quarantine]
-    pub fn evict(&mut self, peer_id: PeerId) -> Result<bool> {
+    pub fn evict(&mut self, peer_id: impl IntoPeerId) -> Result<bool> {
         let p = self.seg.guest_id(peer_id)?;
         let peer = self.seg.peer(p);
         match peer.state() {
@@ -948,6 +958,7 @@ impl Drop for ShmHost {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::party::id;
 
     // A guest in the middle of claiming an Empty entry holds its presence
     // lock and has recorded itself as holder; a reservation of that entry
@@ -964,11 +975,11 @@ mod tests {
         let mut host = ShmHost::create(&path, config).unwrap();
         let claimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
         let file = claimer.backing.mmap().unwrap().segment_file();
-        let presence = ByteLock::try_lock(file, lock_byte::guest_presence(1))
+        let presence = ByteLock::try_lock(file, lock_byte::guest_presence(id(1)))
             .unwrap()
             .expect("the lock is free");
         assert_eq!(host.reserve_peer().unwrap(), 2);
-        assert_eq!(claimer.peer(1).state().unwrap(), PeerState::Empty);
+        assert_eq!(claimer.peer(id(1)).state().unwrap(), PeerState::Empty);
         drop(presence);
         host.release_peer(2).unwrap();
         assert_eq!(host.reserve_peer().unwrap(), 1);

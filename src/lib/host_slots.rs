@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 
 use crate::error::Result;
 use crate::layout::SegmentLayout;
+use crate::party::PeerId;
 use crate::region::{Region, RegionError};
 use crate::sync::atomic::AtomicU32;
 
@@ -40,7 +41,7 @@ pub(crate) struct Counters<'a> {
 
 impl<'a> Counters<'a> {
     /// Guest `guest`'s counters in `region`.
-    pub(crate) fn of(region: &'a Region, layout: &SegmentLayout, guest: u8) -> Result<Self> {
+    pub(crate) fn of(region: &'a Region, layout: &SegmentLayout, guest: PeerId) -> Result<Self> {
         let ring = layout.host_to_guest_ring(guest);
         Ok(Counters {
             handed: region.atomic_u32(ring + field::HANDED)?,

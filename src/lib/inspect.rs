@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
-use crate::layout::{Direction, HEADER_SIZE, party_name};
+use crate::layout::{Direction, HEADER_SIZE};
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::mmap::{FileOwner, MmapRegion};
-use crate::party::PeerState;
+use crate::party::{IntoPeerId, PeerId, PeerState};
 use crate::peer::{self, Peer, PeerEntry};
 use crate::pool::{Pool, PoolUsage};
 use crate::region::Region;
@@ -45,7 +45,7 @@ pub struct PeerReport {
 pub struct PoolReport {
     /// Whose pool: 0 for the host's, `N` for guest `N`'s.
     pub owner: u8,
-    /// The same owner in words: "host" or "peer N" ([`party_name`]).
+    /// The same owner in words: "host" or "peer N" ([`crate::admin::party_name`]).
     pub owner_name: String,
     /// Bytes per slot.
     pub slot_size: u32,
@@ -60,7 +60,7 @@ pub struct PoolReport {
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct BadPeer {
     /// The guest the entry belongs to.
-    pub peer_id: u8,
+    pub peer_id: PeerId,
     /// The state word as stored.
     pub raw_state: u32,
     /// What is wrong with it.
@@ -106,7 +106,8 @@ pub struct SegmentReport {
 impl SegmentReport {
     /// The entry of guest `peer_id`, unless it is missing from `peers`
     /// (out of range, or listed in `bad_peers`).
-    pub fn peer(&self, peer_id: u8) -> Option<&PeerReport> {
+    pub fn peer(&self, peer_id: impl IntoPeerId) -> Option<&PeerReport> {
+        let peer_id = peer_id.into_peer_id()?;
         self.peers.iter().find(|p| p.entry.peer_id == peer_id)
     }
 
@@ -222,12 +223,12 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         });
     }
     let mut pools = Vec::new();
-    for index in 0..=layout.config.max_guests as u8 {
+    for owner in layout.parties() {
         pools.push(PoolReport {
-            owner: index,
-            owner_name: party_name(index),
+            owner: owner.number(),
+            owner_name: owner.to_string(),
             slot_size: layout.config.slot_size,
-            usage: Pool::new(region, &layout, index).usage()?,
+            usage: Pool::new(region, &layout, owner).usage()?,
         });
     }
     // A bad entry makes the fair share unknowable; the fixed one stands.

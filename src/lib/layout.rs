@@ -6,6 +6,7 @@
 //! what the header claims with what the configuration implies.
 
 use crate::desc::DESC_SIZE;
+use crate::party::{IntoPeerId, Party, PeerId};
 
 /// Alignment of every region: one cache line.
 pub const CACHE_LINE: u64 = 64;
@@ -120,12 +121,11 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// The sender and the receiver of guest `guest`'s ring this way, as
-    /// party numbers (0 = the host, `p` = guest `p`).
-    pub fn ends(self, guest: u8) -> (u8, u8) {
+    /// The sender and the receiver of guest `guest`'s ring this way.
+    pub fn ends(self, guest: PeerId) -> (Party, Party) {
         match self {
-            Direction::GuestToHost => (guest, 0),
-            Direction::HostToGuest => (0, guest),
+            Direction::GuestToHost => (Party::Guest(guest), Party::Host),
+            Direction::HostToGuest => (Party::Host, Party::Guest(guest)),
         }
     }
 }
@@ -313,48 +313,63 @@ impl SegmentConfig {
 
 impl SegmentLayout {
     /// Offset of guest `peer_id`'s peer-table entry (`peer_id` in `1..=max_guests`).
-    pub fn peer_entry(&self, peer_id: u8) -> u64 {
-        self.peer_table_offset + u64::from(peer_id - 1) * PEER_ENTRY_SIZE
+    pub fn peer_entry(&self, peer_id: PeerId) -> u64 {
+        self.peer_table_offset + peer_id.index() as u64 * PEER_ENTRY_SIZE
     }
 
     /// Offset of the ring guest `peer_id` sends to the host on.
-    pub fn guest_to_host_ring(&self, peer_id: u8) -> u64 {
-        self.rings_offset + u64::from(peer_id - 1) * self.ring_pair_stride
+    pub fn guest_to_host_ring(&self, peer_id: PeerId) -> u64 {
+        self.rings_offset + peer_id.index() as u64 * self.ring_pair_stride
     }
 
     /// Offset of the ring the host sends to guest `peer_id` on.
-    pub fn host_to_guest_ring(&self, peer_id: u8) -> u64 {
+    pub fn host_to_guest_ring(&self, peer_id: PeerId) -> u64 {
         self.guest_to_host_ring(peer_id) + self.ring_size
     }
 
     /// Offset of guest `peer_id`'s ring that carries messages `direction`.
-    pub fn ring(&self, peer_id: u8, direction: Direction) -> u64 {
+    pub fn ring(&self, peer_id: PeerId, direction: Direction) -> u64 {
         match direction {
             Direction::GuestToHost => self.guest_to_host_ring(peer_id),
             Direction::HostToGuest => self.host_to_guest_ring(peer_id),
         }
     }
 
-    /// Offset of pool `index` (0 = the host's, `p` = guest `p`'s).
-    pub fn pool(&self, index: u8) -> u64 {
-        self.pools_offset + u64::from(index) * self.pool_stride
+    /// Offset of `owner`'s pool.
+    pub fn pool(&self, owner: Party) -> u64 {
+        self.pools_offset + u64::from(owner.number()) * self.pool_stride
     }
 
     /// Whether `peer_id` names a guest of this segment.
-    pub fn is_guest(&self, peer_id: u8) -> bool {
-        (1..=self.config.max_guests).contains(&u32::from(peer_id))
+    pub fn is_guest(&self, peer_id: impl IntoPeerId) -> bool {
+        self.guest(peer_id).is_some()
     }
 
-    /// The guests' ids, `1..=max_guests`.
-    pub fn guests(&self) -> std::ops::RangeInclusive<u8> {
+    /// The guest numbered `peer_id`, if this segment has it (`None` for
+    /// 0, and for a number above `max_guests`).
+    pub fn guest(&self, peer_id: impl IntoPeerId) -> Option<PeerId> {
+        peer_id
+            .into_peer_id()
+            .filter(|p| u32::from(p.get()) <= self.config.max_guests)
+    }
+
+    /// The guests' ids, `1..=max_guests`, in order.
+    pub fn guests(&self) -> impl DoubleEndedIterator<Item = PeerId> + Clone + use<> {
         // max_guests was validated to be at most 255 when this layout was made.
-        1..=self.config.max_guests.min(u32::from(u8::MAX)) as u8
+        PeerId::up_to(self.config.max_guests.min(u32::from(u8::MAX)) as u8)
+    }
+
+    /// The host, then the guests in order: the owners of the pools, in
+    /// the order they lie in.
+    pub(crate) fn parties(&self) -> impl Iterator<Item = Party> + Clone + use<> {
+        std::iter::once(Party::Host).chain(self.guests().map(Party::Guest))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::party::{guest, id};
 
     // shm[verify shm.header.layout]
     #[test]
@@ -372,8 +387,8 @@ mod tests {
         }
         assert!(l.peer_table_offset >= HEADER_SIZE);
         assert!(l.rings_offset >= l.peer_table_offset + 8 * PEER_ENTRY_SIZE);
-        assert!(l.pools_offset >= l.host_to_guest_ring(8) + l.ring_size);
-        assert!(l.total_size >= l.pool(8) + l.pool_stride);
+        assert!(l.pools_offset >= l.host_to_guest_ring(id(8)) + l.ring_size);
+        assert!(l.total_size >= l.pool(guest(8)) + l.pool_stride);
     }
 
     // shm[verify shm.header.validate]

@@ -36,6 +36,16 @@
 //! the file before touching anything else. `docs/spec.md` gives the byte
 //! layout and the rules.
 //!
+//! # Who is who
+//!
+//! A guest is named by its [`PeerId`], `1..=255`, never 0. The host has
+//! no id: where either side may be meant (a ring's ends, a pool's owner,
+//! a process that ended) it is [`Party::Host`], beside
+//! [`Party::Guest`]. Calls that take a guest accept a `PeerId` or its
+//! number ([`IntoPeerId`]), so `host.send(1, frame)` reads as it looks; a
+//! number that names no guest of the segment (0, or one above
+//! `max_guests`) is refused with [`Error::InvalidPeerId`].
+//!
 //! # Safety
 //!
 //! All access to shared memory goes through [`Region`], which checks every
@@ -142,7 +152,7 @@ pub use layout::{Direction, LayoutError, SegmentConfig, SegmentLayout};
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileMode, MmapRegion};
 pub use open::OpenOptions;
-pub use party::{Party, PeerId, PeerState, QuarantineReason};
+pub use party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
 pub use path::{NameError, resolve_segment};
 pub use peer::PeerEntry;
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]

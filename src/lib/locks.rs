@@ -22,6 +22,8 @@ use crate::wait::Deadline;
 
 /// Byte numbers of the advisory locks that stand for roles.
 pub(crate) mod lock_byte {
+    use crate::party::PeerId;
+
     const BASE: u64 = 1 << 40;
     const KIND_STRIDE: u64 = 1024;
 
@@ -42,12 +44,12 @@ pub(crate) mod lock_byte {
     pub const HOST_PRESENCE: u64 = BASE;
 
     /// A process that holds guest `peer`'s entry (held while it lives).
-    pub fn guest_presence(peer: u8) -> u64 {
+    pub fn guest_presence(peer: PeerId) -> u64 {
         BASE + u64::from(peer)
     }
 
     /// One end of one of guest `peer`'s rings.
-    pub fn ring_end(peer: u8, end: End) -> u64 {
+    pub fn ring_end(peer: PeerId, end: End) -> u64 {
         let kind = match end {
             End::HostToGuestProducer => 1,
             End::HostToGuestConsumer => 2,

@@ -32,7 +32,7 @@ use loom::thread;
 
 use crate::desc::DESC_SIZE;
 use crate::layout::{HEADER_SIZE, PEER_ENTRY_SIZE, RING_HEADER_SIZE, SegmentConfig, SegmentLayout};
-use crate::party::PeerState;
+use crate::party::{Party, PeerId, PeerState, id};
 use crate::peer::{Peer, Presence, Publication};
 use crate::pool::{Gate, Pool, SlotRef};
 use crate::ready::{Inbox, Mark, Picker};
@@ -325,6 +325,11 @@ fn pool_region(slots: u32) -> (Region, SegmentLayout) {
     (region, layout)
 }
 
+/// Party number `n` (0: the host), as these models name the owners.
+fn party(n: u8) -> Party {
+    Party::from_number(n)
+}
+
 /// Owner `who` uses a slot it holds: writes its name into the payload and
 /// reads it back. Two owners at once would race on these bytes (loom
 /// reports it) or read each other's name.
@@ -348,12 +353,12 @@ fn loom_pool_allocations_are_exclusive_and_bump_generations() {
     check(None, || {
         let (region, layout) = pool_region(1);
         let worker = move |region: Region, who: u8| {
-            let pool = Pool::new(&region, &layout, 0);
+            let pool = Pool::new(&region, &layout, Party::Host);
             let mut generations = Vec::new();
             for _ in 0..2 {
-                if let Some(slot) = pool.try_alloc(who, &mut 0).unwrap() {
+                if let Some(slot) = pool.try_alloc(party(who), &mut 0).unwrap() {
                     assert_eq!(slot.index, 0);
-                    assert!(pool.validate(slot, who, 0, 64).is_ok());
+                    assert!(pool.validate(slot, party(who), 0, 64).is_ok());
                     use_slot(&pool, &region, slot, who);
                     assert!(pool.free(slot).unwrap());
                     generations.push(slot.generation);
@@ -374,10 +379,10 @@ fn loom_pool_allocations_are_exclusive_and_bump_generations() {
             "each thread finds the slot free at least once it is alone"
         );
         assert_eq!(generations, (1..=n).collect::<Vec<_>>());
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, Party::Host);
         assert_eq!(pool.usage().unwrap().used, 0);
         assert_eq!(
-            pool.try_alloc(0, &mut 0).unwrap(),
+            pool.try_alloc(party(0), &mut 0).unwrap(),
             Some(SlotRef {
                 index: 0,
                 generation: n + 1
@@ -396,10 +401,17 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
         let (region, layout) = pool_region(2);
         let other = {
             let region = region.clone();
-            thread::spawn(move || Pool::new(&region, &layout, 0).try_alloc(2, &mut 0).unwrap())
+            thread::spawn(move || {
+                Pool::new(&region, &layout, Party::Host)
+                    .try_alloc(party(2), &mut 0)
+                    .unwrap()
+            })
         };
-        let pool = Pool::new(&region, &layout, 0);
-        let mine = pool.try_alloc(1, &mut 0).unwrap().expect("a slot is free");
+        let pool = Pool::new(&region, &layout, Party::Host);
+        let mine = pool
+            .try_alloc(party(1), &mut 0)
+            .unwrap()
+            .expect("a slot is free");
         let theirs = other.join().unwrap().expect("a slot is free");
         assert_ne!(mine.index, theirs.index);
         assert_eq!((mine.generation, theirs.generation), (1, 1));
@@ -409,7 +421,7 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
                     index: mine.index,
                     generation: mine.generation
                 },
-                1,
+                party(1),
                 0,
                 64
             )
@@ -421,7 +433,7 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
                     index: theirs.index,
                     generation: theirs.generation
                 },
-                2,
+                party(2),
                 0,
                 64
             )
@@ -433,13 +445,13 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
                     index: theirs.index,
                     generation: theirs.generation
                 },
-                1,
+                party(1),
                 0,
                 64
             )
             .is_err()
         );
-        assert_eq!(pool.try_alloc(3, &mut 0).unwrap(), None);
+        assert_eq!(pool.try_alloc(party(3), &mut 0).unwrap(), None);
     });
 }
 
@@ -453,18 +465,18 @@ fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
     // free), and afterwards the pool accounts for every slot.
     check(None, || {
         let (region, layout) = pool_region(3);
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, Party::Host);
         let held: Vec<SlotRef> = (0..2)
-            .map(|_| pool.try_alloc(1, &mut 0).unwrap().unwrap())
+            .map(|_| pool.try_alloc(party(1), &mut 0).unwrap().unwrap())
             .collect();
-        let third = pool.try_alloc(2, &mut 0).unwrap().unwrap().index;
+        let third = pool.try_alloc(party(2), &mut 0).unwrap().unwrap().index;
         let allocator = {
             let region = region.clone();
             thread::spawn(move || {
-                let pool = Pool::new(&region, &layout, 0);
+                let pool = Pool::new(&region, &layout, Party::Host);
                 let mut got = Vec::new();
                 for _ in 0..2 {
-                    if let Some(slot) = pool.try_alloc(2, &mut 0).unwrap() {
+                    if let Some(slot) = pool.try_alloc(party(2), &mut 0).unwrap() {
                         use_slot(&pool, &region, slot, 2);
                         got.push((slot.index, slot.generation));
                     }
@@ -496,11 +508,11 @@ fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
     // at the next generation.
     check(None, || {
         let (region, layout) = pool_region(1);
-        let pool = Pool::new(&region, &layout, 0);
-        let slot = pool.try_alloc(0, &mut 0).unwrap().unwrap();
+        let pool = Pool::new(&region, &layout, Party::Host);
+        let slot = pool.try_alloc(party(0), &mut 0).unwrap().unwrap();
         let other = {
             let region = region.clone();
-            thread::spawn(move || Pool::new(&region, &layout, 0).free(slot).unwrap())
+            thread::spawn(move || Pool::new(&region, &layout, Party::Host).free(slot).unwrap())
         };
         let mine = pool.free(slot).unwrap();
         let theirs = other.join().unwrap();
@@ -511,10 +523,10 @@ fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
         );
         assert_eq!(pool.usage().unwrap().used, 0);
         assert_eq!(
-            pool.try_alloc(0, &mut 0).unwrap(),
+            pool.try_alloc(party(0), &mut 0).unwrap(),
             Some(slot.next_generation())
         );
-        assert_eq!(pool.try_alloc(0, &mut 0).unwrap(), None);
+        assert_eq!(pool.try_alloc(party(0), &mut 0).unwrap(), None);
     });
 }
 
@@ -538,15 +550,15 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
         let sender = {
             let (pool_mem, ring_mem) = (pool_mem.clone(), ring_mem.clone());
             thread::spawn(move || {
-                let pool = Pool::new(&pool_mem, &layout, 0);
+                let pool = Pool::new(&pool_mem, &layout, Party::Host);
                 let mut stop = yield_then_go_on;
                 let slot = pool
-                    .alloc(0, &mut 0, &mut blocking(&mut stop), None)
+                    .alloc(Party::Host, &mut 0, &mut blocking(&mut stop), None)
                     .unwrap();
                 pool_mem
                     .write(pool.data_offset(slot.index), b"payload!")
                     .unwrap();
-                pool.set_holder(slot, 1).unwrap();
+                pool.set_holder(slot, party(1)).unwrap();
                 let mut d = desc(0);
                 d[4..8].copy_from_slice(&slot.index.to_le_bytes());
                 d[8..12].copy_from_slice(&slot.generation.to_le_bytes());
@@ -557,26 +569,28 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
         let third = {
             let pool_mem = pool_mem.clone();
             thread::spawn(move || {
-                let pool = Pool::new(&pool_mem, &layout, 0);
-                let slot = pool.try_alloc(0, &mut 0).unwrap()?;
+                let pool = Pool::new(&pool_mem, &layout, Party::Host);
+                let slot = pool.try_alloc(party(0), &mut 0).unwrap()?;
                 use_slot(&pool, &pool_mem, slot, 3);
                 assert!(pool.free(slot).unwrap());
                 Some(slot.generation)
             })
         };
-        let pool = Pool::new(&pool_mem, &layout, 0);
+        let pool = Pool::new(&pool_mem, &layout, Party::Host);
         let d = consume_blocking(&Ring::open(&ring_mem, 0, CAPACITY).unwrap(), 1)[0];
         let sent = SlotRef {
             index: u32::from_le_bytes(d[4..8].try_into().unwrap()),
             generation: u32::from_le_bytes(d[8..12].try_into().unwrap()),
         };
-        let at = pool.validate(sent, 1, 0, 8).expect("a sent slot validates");
+        let at = pool
+            .validate(sent, party(1), 0, 8)
+            .expect("a sent slot validates");
         let mut payload = [0u8; 8];
         pool_mem.read(at, &mut payload).unwrap();
         assert_eq!(&payload, b"payload!");
         assert!(pool.free(sent).unwrap());
         assert!(
-            pool.validate(sent, 1, 0, 8).is_err(),
+            pool.validate(sent, party(1), 0, 8).is_err(),
             "a freed slot does not validate"
         );
         assert_eq!(sender.join().unwrap(), sent.generation);
@@ -596,18 +610,18 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
     // the new allocation.
     check(None, || {
         let (region, layout) = pool_region(1);
-        let pool = Pool::new(&region, &layout, 0);
-        let slot = pool.try_alloc(0, &mut 0).unwrap().unwrap();
+        let pool = Pool::new(&region, &layout, Party::Host);
+        let slot = pool.try_alloc(party(0), &mut 0).unwrap().unwrap();
         let freer = {
             let region = region.clone();
             thread::spawn(move || {
-                let pool = Pool::new(&region, &layout, 0);
+                let pool = Pool::new(&region, &layout, Party::Host);
                 assert!(pool.free(slot).unwrap());
                 pool.free(slot).unwrap()
             })
         };
         let again = loop {
-            match pool.try_alloc(1, &mut 0).unwrap() {
+            match pool.try_alloc(party(1), &mut 0).unwrap() {
                 Some(found) => break found,
                 None => thread::yield_now(),
             }
@@ -624,7 +638,10 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
             1,
             "the new allocation was freed"
         );
-        assert!(pool.validate(slot.next_generation(), 1, 0, 1).is_ok());
+        assert!(
+            pool.validate(slot.next_generation(), party(1), 0, 1)
+                .is_ok()
+        );
     });
 }
 
@@ -638,7 +655,7 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
     // deadlock). The count never exceeds the share.
     check(Some(3), || {
         let (pool_mem, layout) = pool_region(2);
-        let pool = Pool::new(&pool_mem, &layout, 0);
+        let pool = Pool::new(&pool_mem, &layout, Party::Host);
         let limit = || Ok(1);
         let handed = std::cell::RefCell::new(
             HandedSlots::for_share(&layout, 1)
@@ -647,16 +664,16 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
         let alloc = || {
             let mut handed = handed.borrow_mut();
             let mut share = HostShare::new(
-                Pool::new(&pool_mem, &layout, 0),
+                Pool::new(&pool_mem, &layout, Party::Host),
                 &layout,
-                1,
+                id(1),
                 1,
                 &limit,
                 &mut handed,
             );
             let mut stop = yield_then_go_on;
             pool.alloc(
-                0,
+                Party::Host,
                 &mut 0,
                 &mut blocking(&mut stop),
                 Some(&mut share as &mut dyn Gate),
@@ -664,22 +681,22 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
             .unwrap()
         };
         let first = alloc();
-        pool.set_holder(first, 1).unwrap();
+        pool.set_holder(first, party(1)).unwrap();
         handed.borrow_mut().push(first);
         let receiver = {
             let pool_mem = pool_mem.clone();
             thread::spawn(move || {
-                let pool = Pool::new(&pool_mem, &layout, 0);
-                assert!(pool.held(1).unwrap() <= 1, "over its share");
+                let pool = Pool::new(&pool_mem, &layout, Party::Host);
+                assert!(pool.held(id(1)).unwrap() <= 1, "over its share");
                 assert!(pool.free(first).unwrap());
             })
         };
         let second = alloc();
-        assert_eq!(pool.held(1).unwrap(), 0, "allocated while at the share");
-        pool.set_holder(second, 1).unwrap();
-        assert_eq!(pool.held(1).unwrap(), 1);
+        assert_eq!(pool.held(id(1)).unwrap(), 0, "allocated while at the share");
+        pool.set_holder(second, party(1)).unwrap();
+        assert_eq!(pool.held(id(1)).unwrap(), 1);
         receiver.join().unwrap();
-        assert_eq!(pool.held(1).unwrap(), 1);
+        assert_eq!(pool.held(id(1)).unwrap(), 1);
     });
 }
 
@@ -720,7 +737,7 @@ fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
     // guest that had just attached).
     check(None, || {
         let (region, layout) = peer_region();
-        let peer = Peer::new(&region, &layout, 1);
+        let peer = Peer::new(&region, &layout, id(1));
         assert!(
             peer.transition(PeerState::Empty, PeerState::Reserved)
                 .unwrap()
@@ -728,7 +745,7 @@ fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
         let host = {
             let region = region.clone();
             thread::spawn(move || {
-                let peer = Peer::new(&region, &layout, 1);
+                let peer = Peer::new(&region, &layout, id(1));
                 let (state, epoch) = peer.state_and_epoch().unwrap();
                 assert!(
                     matches!(
@@ -766,13 +783,13 @@ fn ready_region(guests: u8) -> Region {
 }
 
 /// Guest `p`'s ring in a [`ready_region`].
-fn ready_ring(region: &Region, p: u8) -> Ring {
-    Ring::open(region, HEADER_SIZE + u64::from(p - 1) * RING_LEN, CAPACITY).unwrap()
+fn ready_ring(region: &Region, p: PeerId) -> Ring {
+    Ring::open(region, HEADER_SIZE + p.index() as u64 * RING_LEN, CAPACITY).unwrap()
 }
 
 /// Guest `p` sends `messages` one at a time as a guest's `Producer` does:
 /// publishes, sets its bit, rings the doorbell if the host says it sleeps.
-fn ready_guest(region: &Region, p: u8, messages: &[u8]) {
+fn ready_guest(region: &Region, p: PeerId, messages: &[u8]) {
     let ring = ready_ring(region, p);
     let mark = Mark::new(region, p).unwrap();
     let mut cached_head = 0;
@@ -792,21 +809,21 @@ struct ModelInbox {
 }
 
 impl Inbox for ModelInbox {
-    type Taken = (u8, [u8; DESC_SIZE]);
+    type Taken = (PeerId, [u8; DESC_SIZE]);
 
-    fn take(&mut self, p: u8) -> crate::error::Result<Option<Self::Taken>> {
-        Ok(self.rings[usize::from(p) - 1].pop().map(|d| (p, d)))
+    fn take(&mut self, p: PeerId) -> crate::error::Result<Option<Self::Taken>> {
+        Ok(self.rings[p.index()].pop().map(|d| (p, d)))
     }
 
-    fn is_empty_now(&self, p: u8) -> bool {
-        self.rings[usize::from(p) - 1].is_empty_now()
+    fn is_empty_now(&self, p: PeerId) -> bool {
+        self.rings[p.index()].is_empty_now()
     }
 
-    fn has_left(&self, _: u8) -> crate::error::Result<bool> {
+    fn has_left(&self, _: PeerId) -> crate::error::Result<bool> {
         Ok(false)
     }
 
-    fn finish_goodbye(&self, _: u8) -> crate::error::Result<()> {
+    fn finish_goodbye(&self, _: PeerId) -> crate::error::Result<()> {
         Ok(())
     }
 
@@ -826,11 +843,11 @@ impl Inbox for ModelInbox {
 fn ready_transfer(
     sends: Vec<Vec<u8>>,
     picker: impl FnOnce(Picker) -> Picker,
-    mut receive: impl FnMut(&mut Picker, &mut ModelInbox) -> (u8, [u8; DESC_SIZE]),
+    mut receive: impl FnMut(&mut Picker, &mut ModelInbox) -> (PeerId, [u8; DESC_SIZE]),
 ) {
     let guests = sends.len() as u8;
     let region = ready_region(guests);
-    let threads: Vec<_> = (1..=guests)
+    let threads: Vec<_> = PeerId::up_to(guests)
         .zip(sends.clone())
         .map(|(p, messages)| {
             let region = region.clone();
@@ -839,13 +856,15 @@ fn ready_transfer(
         .collect();
     let mut picker = picker(Picker::new(&region, usize::from(guests)).unwrap());
     let mut inbox = ModelInbox {
-        rings: (1..=guests).map(|p| ready_ring(&region, p)).collect(),
+        rings: PeerId::up_to(guests)
+            .map(|p| ready_ring(&region, p))
+            .collect(),
     };
     let total: usize = sends.iter().map(Vec::len).sum();
     let mut got = vec![Vec::new(); sends.len()];
     for _ in 0..total {
         let (p, d) = receive(&mut picker, &mut inbox);
-        got[usize::from(p) - 1].push(d);
+        got[p.index()].push(d);
     }
     for t in threads {
         t.join().unwrap();

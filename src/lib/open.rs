@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::guest::ShmGuest;
 use crate::host::ShmHost;
 use crate::mmap::OwnerCheck;
-use crate::party::PeerId;
+use crate::party::{IntoPeerId, PeerId};
 
 /// How to open an existing segment: the plain calls
 /// ([`ShmGuest::attach_path`], [`ShmHost::open`], ...) are
@@ -69,7 +69,7 @@ impl OpenOptions {
     /// As [`ShmGuest::attach_path`]; [`crate::Error::ForeignOwner`] unless
     /// allowed.
     pub fn attach<P: AsRef<Path>>(&self, path: P) -> Result<ShmGuest> {
-        ShmGuest::attach_path_with(path.as_ref(), None, self.owner_check())
+        ShmGuest::attach_path_with(path.as_ref(), None::<PeerId>, self.owner_check())
     }
 
     /// [`ShmGuest::attach_path_with_id`] with these options.
@@ -77,7 +77,11 @@ impl OpenOptions {
     /// # Errors
     ///
     /// As [`OpenOptions::attach`].
-    pub fn attach_with_id<P: AsRef<Path>>(&self, path: P, peer_id: PeerId) -> Result<ShmGuest> {
+    pub fn attach_with_id<P: AsRef<Path>>(
+        &self,
+        path: P,
+        peer_id: impl IntoPeerId,
+    ) -> Result<ShmGuest> {
         ShmGuest::attach_path_with(path.as_ref(), Some(peer_id), self.owner_check())
     }
 
@@ -86,7 +90,7 @@ impl OpenOptions {
     /// # Errors
     ///
     /// As [`OpenOptions::attach`].
-    pub fn resume<P: AsRef<Path>>(&self, path: P, peer_id: PeerId) -> Result<ShmGuest> {
+    pub fn resume<P: AsRef<Path>>(&self, path: P, peer_id: impl IntoPeerId) -> Result<ShmGuest> {
         ShmGuest::resume_with(path.as_ref(), peer_id, self.owner_check())
     }
 
@@ -95,7 +99,7 @@ impl OpenOptions {
     /// # Errors
     ///
     /// As [`OpenOptions::attach`].
-    pub fn release<P: AsRef<Path>>(&self, path: P, peer_id: PeerId) -> Result<()> {
+    pub fn release<P: AsRef<Path>>(&self, path: P, peer_id: impl IntoPeerId) -> Result<()> {
         ShmGuest::release_with(path.as_ref(), peer_id, self.owner_check())
     }
 

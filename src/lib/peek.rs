@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::header;
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::mmap::MmapRegion;
-use crate::party::PeerId;
+use crate::party::{Party, PeerId};
 use crate::pool::Pool;
 use crate::region::Region;
 use crate::ring::RingView;
@@ -224,7 +224,7 @@ pub fn peek_region(region: &Region, options: &PeekOptions) -> Result<PeekReport>
         Some(p) if layout.is_guest(p) => vec![p],
         Some(p) => {
             return Err(Error::InvalidPeerId {
-                peer_id: p,
+                peer_id: p.get(),
                 max_guests: layout.config.max_guests,
             });
         }
@@ -329,8 +329,8 @@ fn look_with(
             return Ok(RingPeek {
                 peer: guest,
                 direction,
-                sender,
-                receiver,
+                sender: sender.number(),
+                receiver: receiver.number(),
                 head,
                 tail,
                 capacity: ring.capacity(),
@@ -350,7 +350,7 @@ fn look_with(
 /// out and `preview` asks for it.
 fn message(
     pool: &Pool<'_>,
-    receiver: u8,
+    receiver: Party,
     position: u32,
     desc: &MsgDesc,
     preview: bool,
@@ -393,6 +393,7 @@ fn message(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::party::id;
     use crate::{Frame, SegmentConfig, ShmGuest, ShmHost};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
@@ -427,7 +428,7 @@ mod tests {
     }
 
     const TO_GUEST: Which = Which {
-        guest: 1,
+        guest: id(1),
         direction: Direction::HostToGuest,
         limit: usize::MAX,
         previews: true,
@@ -467,7 +468,7 @@ mod tests {
 
         // A slot a listed message names is freed and allocated again
         // without the head moving (a broken or dying process): void.
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, Party::Host);
         let named = look_once(&mut || {}).unwrap().messages[0].slot.unwrap();
         let void = look_once(&mut || {
             assert!(
@@ -477,7 +478,7 @@ mod tests {
                 })
                 .unwrap()
             );
-            pool.try_alloc(0, &mut 0).unwrap().unwrap();
+            pool.try_alloc(Party::Host, &mut 0).unwrap().unwrap();
         });
         assert!(matches!(void, Err(Error::Changing { .. })), "{void:?}");
 
@@ -534,7 +535,7 @@ mod tests {
         let mut guest = ShmGuest::attach(region.clone()).unwrap();
         let stop = AtomicBool::new(false);
         let options = PeekOptions {
-            peer: Some(1),
+            peer: Some(id(1)),
             direction: Some(Direction::HostToGuest),
             limit: None,
         };

@@ -8,7 +8,7 @@ use crate::sync::atomic::AtomicU64;
 
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
-use crate::party::{PeerState, QuarantineReason};
+use crate::party::{PeerId, PeerState, QuarantineReason};
 use crate::region::Region;
 use crate::{host_slots, sys};
 
@@ -47,7 +47,7 @@ pub const FLAG_LOCKED: u32 = 2;
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PeerEntry {
     /// The guest's id (1-based).
-    pub peer_id: u8,
+    pub peer_id: PeerId,
     /// Its state.
     pub state: PeerState,
     /// How many times the entry has been claimed.
@@ -73,7 +73,7 @@ pub struct PeerEntry {
 
 /// The error for entry `peer_id` holding state `raw`, which is none the
 /// protocol knows (`shm.peer.states`).
-pub(crate) fn unknown_state(peer_id: u8, raw: u32) -> Error {
+pub(crate) fn unknown_state(peer_id: PeerId, raw: u32) -> Error {
     Error::Corrupt(format!(
         "peer {peer_id} has unknown state {raw} (known: 0 empty, 1 reserved, 2 attached, 3 goodbye, 4 quarantined)"
     ))
@@ -125,11 +125,11 @@ pub(crate) struct Peer<'a> {
     /// The guest's host-to-guest ring, where the host's slots it holds
     /// are counted.
     to_guest_ring: u64,
-    peer_id: u8,
+    peer_id: PeerId,
 }
 
 impl<'a> Peer<'a> {
-    pub(crate) fn new(region: &'a Region, layout: &SegmentLayout, peer_id: u8) -> Self {
+    pub(crate) fn new(region: &'a Region, layout: &SegmentLayout, peer_id: PeerId) -> Self {
         Peer {
             region,
             base: layout.peer_entry(peer_id),
@@ -373,7 +373,7 @@ pub(crate) enum Publication {
 pub(crate) struct Presence<'a> {
     /// The entry's state-and-epoch word, bounds-checked once per send.
     word: &'a AtomicU64,
-    peer_id: u8,
+    peer_id: PeerId,
     /// The state the send found: Attached or Reserved.
     state: PeerState,
     /// The epoch it found.
@@ -426,7 +426,7 @@ impl<'a> Presence<'a> {
 /// Why [`Presence::check`] said no: the guest left, or its entry holds no
 /// state at all.
 #[cold]
-fn not_there(peer_id: u8, state: u32) -> Error {
+fn not_there(peer_id: PeerId, state: u32) -> Error {
     match PeerState::from_u32(state) {
         Some(_) => Error::PeerGone { peer_id },
         None => unknown_state(peer_id, state),
@@ -436,6 +436,7 @@ fn not_there(peer_id: u8, state: u32) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::party::id;
     use crate::{HeapRegion, SegmentConfig};
 
     // shm[verify shm.peer.states]
@@ -453,10 +454,10 @@ mod tests {
         let region = HeapRegion::new_zeroed(layout.total_size as usize)
             .unwrap()
             .region();
-        let peer = Peer::new(&region, &layout, 2);
+        let peer = Peer::new(&region, &layout, id(2));
         assert_eq!(peer.state().unwrap(), PeerState::Empty);
         region
-            .store_u32(layout.peer_entry(2), 77, Ordering::Relaxed)
+            .store_u32(layout.peer_entry(id(2)), 77, Ordering::Relaxed)
             .unwrap();
         assert!(matches!(peer.state(), Err(Error::Corrupt(_))));
     }
@@ -469,7 +470,7 @@ mod tests {
         let region = HeapRegion::new_zeroed(layout.total_size as usize)
             .unwrap()
             .region();
-        let peer = Peer::new(&region, &layout, 1);
+        let peer = Peer::new(&region, &layout, id(1));
         assert_eq!(peer.claim(PeerState::Empty).unwrap(), Some(1));
         assert_eq!(peer.claim(PeerState::Empty).unwrap(), None);
         assert_eq!(peer.state_and_epoch().unwrap(), (PeerState::Attached, 1));

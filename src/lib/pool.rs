@@ -16,7 +16,8 @@ use std::cell::Cell;
 
 use crate::error::{Error, Result};
 use crate::host_slots::Counters;
-use crate::layout::{SLOT_META_SIZE, SegmentLayout, party_name};
+use crate::layout::{SLOT_META_SIZE, SegmentLayout};
+use crate::party::{Party, PeerId};
 use crate::region::Region;
 use crate::sync::atomic::AtomicU32;
 use crate::wait::{Announce, Waiting, sleep_unless, wait_until, wake_sleepers};
@@ -53,15 +54,18 @@ fn holder_of(state: u64) -> u32 {
     (state >> 32) as u32
 }
 
-/// Who must free a slot, as stored in its metadata.
-pub(crate) fn holder_code(peer: u8) -> u32 {
-    u32::from(peer) + 1
+/// Who must free a slot, as stored in its metadata: 1 + the holder's
+/// party number (1 = the host, `1 + p` = guest `p`).
+pub(crate) fn holder_code(holder: Party) -> u32 {
+    u32::from(holder.number()) + 1
 }
 
-/// The party a stored holder code names (0 = the host, `p` = guest `p`);
-/// `None` for 0 (no holder) and for codes no party has.
-pub(crate) fn holder_party(code: u32) -> Option<u8> {
-    code.checked_sub(1).and_then(|p| u8::try_from(p).ok())
+/// The party a stored holder code names; `None` for 0 (no holder) and
+/// for codes no party has.
+pub(crate) fn holder_party(code: u32) -> Option<Party> {
+    code.checked_sub(1)
+        .and_then(|n| u8::try_from(n).ok())
+        .map(Party::from_number)
 }
 
 /// Bits of bitmap word `word` that stand for real slots of a pool of
@@ -139,12 +143,12 @@ impl Releases<'_> {
     }
 }
 
-/// A view of one pool in a region. Pool 0 is the host's, pool `p` guest `p`'s.
+/// A view of one pool in a region: the host's, or a guest's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pool<'a> {
     region: &'a Region,
     layout: &'a SegmentLayout,
-    index: u8,
+    owner: Party,
     base: u64,
 }
 
@@ -161,12 +165,12 @@ pub struct PoolUsage {
 }
 
 impl<'a> Pool<'a> {
-    pub(crate) fn new(region: &'a Region, layout: &'a SegmentLayout, index: u8) -> Self {
+    pub(crate) fn new(region: &'a Region, layout: &'a SegmentLayout, owner: Party) -> Self {
         Pool {
             region,
             layout,
-            index,
-            base: layout.pool(index),
+            owner,
+            base: layout.pool(owner),
         }
     }
 
@@ -180,9 +184,9 @@ impl<'a> Pool<'a> {
         self.layout
     }
 
-    /// Whose pool this is (0 = the host's, `p` = guest `p`'s).
-    pub(crate) fn index(&self) -> u8 {
-        self.index
+    /// Whose pool this is.
+    pub(crate) fn owner(&self) -> Party {
+        self.owner
     }
 
     fn slots(&self) -> u32 {
@@ -213,11 +217,11 @@ impl<'a> Pool<'a> {
         valid_bits(self.slots(), word)
     }
 
-    /// Allocates a free slot for `holder` (a peer id, 0 = host), starting the
-    /// search at `*hint`. The generation wraps: 0 follows `u32::MAX`.
+    /// Allocates a free slot for `holder`, starting the search at `*hint`.
+    /// The generation wraps: 0 follows `u32::MAX`.
     ///
     /// shm[impl shm.wrap]
-    pub(crate) fn try_alloc(&self, holder: u8, hint: &mut u32) -> Result<Option<SlotRef>> {
+    pub(crate) fn try_alloc(&self, holder: Party, hint: &mut u32) -> Result<Option<SlotRef>> {
         let words = self.words();
         let start = *hint % words;
         for i in 0..words {
@@ -257,12 +261,12 @@ impl<'a> Pool<'a> {
         Ok(None)
     }
 
-    /// The counters of the host's slots that guest `holder - 1` holds
-    /// (`host_slots.rs`); `None` for another pool, or a code that is no
-    /// guest.
+    /// The counters of the host's slots that the guest holder code
+    /// `holder` names holds (`host_slots.rs`); `None` for another pool, or
+    /// a code that is no guest.
     fn host_slot_counters(&self, holder: u32) -> Result<Option<Counters<'a>>> {
         match holder_party(holder) {
-            Some(peer) if self.index == 0 && self.layout.is_guest(peer) => {
+            Some(Party::Guest(peer)) if self.owner == Party::Host && self.layout.is_guest(peer) => {
                 Ok(Some(Counters::of(self.region, self.layout, peer)?))
             }
             _ => Ok(None),
@@ -273,8 +277,8 @@ impl<'a> Pool<'a> {
     /// pool). A count above the pool's size can only come from a damaged
     /// counter and is read as 0.
     #[cfg(all(loom, test))]
-    pub(crate) fn held(&self, peer: u8) -> Result<u32> {
-        if self.index != 0 || !self.layout.is_guest(peer) {
+    pub(crate) fn held(&self, peer: PeerId) -> Result<u32> {
+        if self.owner != Party::Host || !self.layout.is_guest(peer) {
             return Ok(0);
         }
         let held = crate::host_slots::held(self.region, self.layout.host_to_guest_ring(peer))?;
@@ -302,7 +306,7 @@ impl<'a> Pool<'a> {
     /// it would for an exhausted pool.
     pub(crate) fn alloc(
         &self,
-        holder: u8,
+        holder: Party,
         hint: &mut u32,
         waiting: &mut Waiting<'_>,
         mut gate: Option<&mut dyn Gate>,
@@ -350,14 +354,14 @@ impl<'a> Pool<'a> {
             // full pool is said as such.
             (None, Some(gate)) if held_back.get() && self.usage()?.free > 0 => Err(gate.refusal()),
             (None, _) => Err(Error::PoolExhausted {
-                owner: party_name(self.index),
+                owner: self.owner.to_string(),
             }),
         }
     }
 
     /// Hands a slot to `holder` (the receiver), before the descriptor that
     /// names it is published.
-    pub(crate) fn set_holder(&self, slot: SlotRef, holder: u8) -> Result<()> {
+    pub(crate) fn set_holder(&self, slot: SlotRef, holder: Party) -> Result<()> {
         let state = self
             .region
             .atomic_u64(self.meta_offset(slot.index) + field::SLOT_STATE)?;
@@ -386,7 +390,7 @@ impl<'a> Pool<'a> {
     pub(crate) fn validate(
         &self,
         slot: SlotRef,
-        receiver: u8,
+        receiver: Party,
         offset: u32,
         len: u32,
     ) -> std::result::Result<u64, String> {
@@ -412,10 +416,7 @@ impl<'a> Pool<'a> {
             .load_u64(self.word_offset(slot / 64), Ordering::Acquire)
             .map_err(|e| e.to_string())?;
         if word & (1 << (slot % 64)) == 0 {
-            return Err(format!(
-                "slot {slot} of {} is not allocated",
-                party_name(self.index)
-            ));
+            return Err(format!("slot {slot} of {} is not allocated", self.owner));
         }
         let (current, holder) = self.state(slot).map_err(|e| e.to_string())?;
         if current != generation {
@@ -547,9 +548,9 @@ impl<'a> Pool<'a> {
     /// slots' holders say (a process killed between freeing a slot and
     /// counting it leaves the count one too high). Only while nobody
     /// hands `peer` a slot: its entry is being reclaimed or claimed anew.
-    pub(crate) fn recount_held(&self, peer: u8) -> Result<()> {
-        let Some(Counters { handed, returned }) = self.host_slot_counters(holder_code(peer))?
-        else {
+    pub(crate) fn recount_held(&self, peer: PeerId) -> Result<()> {
+        let code = holder_code(Party::Guest(peer));
+        let Some(Counters { handed, returned }) = self.host_slot_counters(code)? else {
             return Ok(());
         };
         // A count of 0 is never too high; the scan reads every slot's
@@ -560,7 +561,7 @@ impl<'a> Pool<'a> {
         }
         let mut count = 0u32;
         for slot in 0..self.slots() {
-            if self.state(slot)?.1 == holder_code(peer) {
+            if self.state(slot)?.1 == code {
                 count += 1;
             }
         }
@@ -577,29 +578,29 @@ impl<'a> Pool<'a> {
     }
 
     /// Frees `slot` if it is allocated at its generation and held by
-    /// `peer` (a descriptor that named it was refused, but the slot is
+    /// `holder` (a descriptor that named it was refused, but the slot is
     /// really the receiver's).
-    pub(crate) fn free_if_held_by(&self, slot: SlotRef, peer: u8) -> Result<bool> {
+    pub(crate) fn free_if_held_by(&self, slot: SlotRef, holder: Party) -> Result<bool> {
         if slot.index >= self.slots() {
             return Ok(false);
         }
-        if self.state(slot.index)?.1 != holder_code(peer) {
+        if self.state(slot.index)?.1 != holder_code(holder) {
             return Ok(false);
         }
         self.free(slot)
     }
 
-    /// Whether `slot` is still `peer`'s, as the pool's own records say:
-    /// allocated (its bit set) at its generation, held by `peer` or on its
-    /// way back (a free has taken the holder but not yet cleared the bit,
-    /// and not yet counted it returned either). False once the bit is
+    /// Whether `slot` is still `holder`'s, as the pool's own records say:
+    /// allocated (its bit set) at its generation, held by `holder` or on
+    /// its way back (a free has taken the holder but not yet cleared the
+    /// bit, and not yet counted it returned either). False once the bit is
     /// clear or the generation moved (allocated again).
-    pub(crate) fn still_held_by(&self, slot: SlotRef, peer: u8) -> Result<bool> {
+    pub(crate) fn still_held_by(&self, slot: SlotRef, holder: Party) -> Result<bool> {
         if slot.index >= self.slots() {
             return Ok(false);
         }
-        let (generation, holder) = self.state(slot.index)?;
-        if generation != slot.generation || (holder != holder_code(peer) && holder != 0) {
+        let (generation, code) = self.state(slot.index)?;
+        if generation != slot.generation || (code != holder_code(holder) && code != 0) {
             return Ok(false);
         }
         let word = self
@@ -608,12 +609,13 @@ impl<'a> Pool<'a> {
         Ok(word & (1 << (slot.index % 64)) != 0)
     }
 
-    /// Every slot of this pool held by `peer` now, by the slots' states.
-    pub(crate) fn held_by(&self, peer: u8) -> Result<Vec<SlotRef>> {
+    /// Every slot of this pool held by `holder` now, by the slots' states.
+    pub(crate) fn held_by(&self, holder: Party) -> Result<Vec<SlotRef>> {
+        let code = holder_code(holder);
         let mut held = Vec::new();
         for slot in 0..self.slots() {
-            let (generation, holder) = self.state(slot)?;
-            if holder == holder_code(peer) {
+            let (generation, now) = self.state(slot)?;
+            if now == code {
                 held.push(SlotRef {
                     index: slot,
                     generation,
@@ -623,16 +625,17 @@ impl<'a> Pool<'a> {
         Ok(held)
     }
 
-    /// Frees every allocated slot whose holder is `peer`, except those
+    /// Frees every allocated slot whose holder is `holder`, except those
     /// `keep` names (lent out in this process); returns how many.
-    pub(crate) fn free_held_by(&self, peer: u8, keep: &dyn Fn(u32) -> bool) -> Result<u32> {
+    pub(crate) fn free_held_by(&self, holder: Party, keep: &dyn Fn(u32) -> bool) -> Result<u32> {
+        let code = holder_code(holder);
         let mut freed = 0;
         for slot in 0..self.slots() {
             if keep(slot) {
                 continue;
             }
-            let (generation, holder) = self.state(slot)?;
-            if holder != holder_code(peer) {
+            let (generation, now) = self.state(slot)?;
+            if now != code {
                 continue;
             }
             if self.free(SlotRef {
@@ -733,8 +736,11 @@ impl<'a> Pool<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::party::guest;
     use crate::wait::{Deadline, WaitStrategy};
     use crate::{HeapRegion, SegmentConfig};
+
+    const HOST: Party = Party::Host;
 
     fn setup(slots: u32) -> (Region, SegmentLayout) {
         let config = SegmentConfig {
@@ -755,15 +761,15 @@ mod tests {
     #[test]
     fn a_batch_free_clears_each_word_once_and_skips_stale_slots() {
         let (region, layout) = setup(70);
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, HOST);
         let mut hint = 0;
         let all: Vec<SlotRef> = (0..70)
-            .map(|_| pool.try_alloc(0, &mut hint).unwrap().unwrap())
+            .map(|_| pool.try_alloc(HOST, &mut hint).unwrap().unwrap())
             .collect();
         for &slot in &all {
-            pool.set_holder(slot, 1).unwrap();
+            pool.set_holder(slot, guest(1)).unwrap();
         }
-        let releases = || region.load_u32(layout.pool(0) + field::RELEASES, Ordering::SeqCst);
+        let releases = || region.load_u32(layout.pool(HOST) + field::RELEASES, Ordering::SeqCst);
         // Slots of both bitmap words, out of order, one of them stale (a
         // generation it no longer has) and one already freed.
         let (gone, stale) = (all[5], all[6]);
@@ -791,7 +797,7 @@ mod tests {
         }
         assert_eq!(
             pool.state(stale.index).unwrap(),
-            (stale.generation, holder_code(1))
+            (stale.generation, holder_code(guest(1)))
         );
         // One run for a whole word: one release for four slots.
         let before = releases().unwrap();
@@ -814,16 +820,16 @@ mod tests {
     #[test]
     fn allocates_every_slot_once_then_reports_exhaustion() {
         let (region, layout) = setup(70);
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, HOST);
         let mut hint = 0;
         let mut seen = std::collections::HashSet::new();
         for _ in 0..70 {
-            let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+            let slot = pool.try_alloc(HOST, &mut hint).unwrap().unwrap();
             assert!(slot.index < 70);
             assert_eq!(slot.generation, 1);
             assert!(seen.insert(slot.index));
         }
-        assert_eq!(pool.try_alloc(0, &mut hint).unwrap(), None);
+        assert_eq!(pool.try_alloc(HOST, &mut hint).unwrap(), None);
         assert_eq!(
             pool.usage().unwrap(),
             PoolUsage {
@@ -837,7 +843,7 @@ mod tests {
             deadline: Deadline::no_wait(),
             stop: &mut || Ok(()),
         };
-        let err = pool.alloc(0, &mut hint, &mut no_wait, None);
+        let err = pool.alloc(HOST, &mut hint, &mut no_wait, None);
         assert!(matches!(err, Err(Error::PoolExhausted { .. })));
     }
 
@@ -845,9 +851,9 @@ mod tests {
     #[test]
     fn generation_is_bumped_on_each_allocation_and_checked_on_free() {
         let (region, layout) = setup(1);
-        let pool = Pool::new(&region, &layout, 1);
+        let pool = Pool::new(&region, &layout, guest(1));
         let mut hint = 0;
-        let first = pool.try_alloc(1, &mut hint).unwrap().unwrap();
+        let first = pool.try_alloc(guest(1), &mut hint).unwrap().unwrap();
         let wrong = SlotRef {
             generation: first.generation + 1,
             ..first
@@ -858,7 +864,7 @@ mod tests {
             !pool.free(first).unwrap(),
             "double free must not free twice"
         );
-        let second = pool.try_alloc(1, &mut hint).unwrap().unwrap();
+        let second = pool.try_alloc(guest(1), &mut hint).unwrap().unwrap();
         assert_eq!(second.generation, first.generation + 1);
         assert!(
             !pool.free(first).unwrap(),
@@ -871,29 +877,37 @@ mod tests {
     #[test]
     fn validate_refuses_bad_descriptors() {
         let (region, layout) = setup(4);
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, HOST);
         let mut hint = 0;
-        let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
-        pool.set_holder(slot, 3).unwrap();
+        let slot = pool.try_alloc(HOST, &mut hint).unwrap().unwrap();
+        pool.set_holder(slot, guest(3)).unwrap();
         let other = |index, generation| SlotRef { index, generation };
-        assert!(pool.validate(slot, 3, 0, 128).is_ok());
-        assert!(pool.validate(slot, 3, 64, 65).is_err(), "past the slot end");
+        assert!(pool.validate(slot, guest(3), 0, 128).is_ok());
         assert!(
-            pool.validate(slot, 3, u32::MAX, u32::MAX).is_err(),
+            pool.validate(slot, guest(3), 64, 65).is_err(),
+            "past the slot end"
+        );
+        assert!(
+            pool.validate(slot, guest(3), u32::MAX, u32::MAX).is_err(),
             "overflow"
         );
         assert!(
-            pool.validate(other(slot.index, slot.generation + 1), 3, 0, 1)
+            pool.validate(other(slot.index, slot.generation + 1), guest(3), 0, 1)
                 .is_err(),
             "stale generation"
         );
-        assert!(pool.validate(slot, 2, 0, 1).is_err(), "wrong receiver");
         assert!(
-            pool.validate(other(9, slot.generation), 3, 0, 1).is_err(),
+            pool.validate(slot, guest(2), 0, 1).is_err(),
+            "wrong receiver"
+        );
+        assert!(
+            pool.validate(other(9, slot.generation), guest(3), 0, 1)
+                .is_err(),
             "index out of range"
         );
         assert!(
-            pool.validate(other(slot.index + 1, 0), 3, 0, 1).is_err(),
+            pool.validate(other(slot.index + 1, 0), guest(3), 0, 1)
+                .is_err(),
             "not allocated"
         );
     }
@@ -902,14 +916,14 @@ mod tests {
     #[test]
     fn free_held_by_returns_only_that_holders_slots() {
         let (region, layout) = setup(8);
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, HOST);
         let mut hint = 0;
         for _ in 0..3 {
-            let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
-            pool.set_holder(slot, 5).unwrap();
+            let slot = pool.try_alloc(HOST, &mut hint).unwrap().unwrap();
+            pool.set_holder(slot, guest(5)).unwrap();
         }
-        pool.try_alloc(0, &mut hint).unwrap().unwrap();
-        assert_eq!(pool.free_held_by(5, &|_| false).unwrap(), 3);
+        pool.try_alloc(HOST, &mut hint).unwrap().unwrap();
+        assert_eq!(pool.free_held_by(guest(5), &|_| false).unwrap(), 3);
         assert_eq!(pool.usage().unwrap().used, 1);
     }
 
@@ -917,18 +931,18 @@ mod tests {
     #[test]
     fn waiting_allocator_gets_the_freed_slot() {
         let (region, layout) = setup(1);
-        let pool = Pool::new(&region, &layout, 0);
+        let pool = Pool::new(&region, &layout, HOST);
         let mut hint = 0;
-        let slot = pool.try_alloc(0, &mut hint).unwrap().unwrap();
+        let slot = pool.try_alloc(HOST, &mut hint).unwrap().unwrap();
         let other = region.clone();
         let waiter = std::thread::spawn(move || {
-            let pool = Pool::new(&other, &layout, 0);
+            let pool = Pool::new(&other, &layout, HOST);
             let mut waiting = Waiting {
                 strategy: WaitStrategy::Block,
                 deadline: Deadline::after(Some(std::time::Duration::from_secs(20))),
                 stop: &mut || Ok(()),
             };
-            pool.alloc(0, &mut 0, &mut waiting, None).unwrap()
+            pool.alloc(HOST, &mut 0, &mut waiting, None).unwrap()
         });
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(pool.free(slot).unwrap());

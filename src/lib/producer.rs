@@ -140,7 +140,7 @@ impl Producer {
     /// the host's sends also wait while the guest holds its share.
     fn alloc(&mut self, waiting: &mut Waiting<'_>) -> Result<SlotRef> {
         let pool = Pool::new(&self.end.region, &self.end.layout, self.end.sender());
-        let sender = pool.index();
+        let sender = pool.owner();
         let Some(handed) = &mut self.host_slots_handed else {
             return pool.alloc(sender, &mut self.pool_hint, waiting, None);
         };
@@ -418,7 +418,9 @@ impl Producer {
         if loan.pool != sender || !Arc::ptr_eq(&loan.leases, &self.end.leases) {
             return Err(Error::Corrupt(format!(
                 "a slot loan from pool {} of another sender or segment was committed on the {} ring of peer {}",
-                loan.pool, self.end.direction, self.end.guest
+                loan.pool.number(),
+                self.end.direction,
+                self.end.guest
             )));
         }
         self.end.sender_pool().set_holder(loan.slot, receiver)?;

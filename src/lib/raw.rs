@@ -22,10 +22,10 @@ use crate::header::{self, field as hf};
 use crate::host_slots;
 use crate::layout::{
     Direction, HEADER_SIZE, MAX_GUESTS, PEER_ENTRY_SIZE, POOL_HEADER_SIZE, SLOT_META_SIZE,
-    SegmentConfig, SegmentLayout, party_name,
+    SegmentConfig, SegmentLayout,
 };
 use crate::mmap::MmapRegion;
-use crate::party::{PeerState, QuarantineReason};
+use crate::party::{Party, PeerId, PeerState, QuarantineReason};
 use crate::peer::{self, FLAG_HELD, FLAG_LOCKED, field as pf};
 use crate::pool::{self, field as plf};
 use crate::ring::{RingState, field as rf};
@@ -199,8 +199,8 @@ pub fn inspect_raw(path: &Path) -> Result<RawDump> {
     let table = reader
         .span(HEADER_SIZE, u64::from(guests) * PEER_ENTRY_SIZE)
         .map_err(io)?;
-    for p in 1..=guests {
-        let at = HEADER_SIZE + u64::from(p - 1) * PEER_ENTRY_SIZE;
+    for p in PeerId::up_to(guests) {
+        let at = HEADER_SIZE + p.index() as u64 * PEER_ENTRY_SIZE;
         if at < file_len {
             dump.sections.push(peer_section(&table, p, at));
         }
@@ -223,7 +223,7 @@ fn ring_and_pool_sections(
     guests: u8,
 ) -> std::io::Result<()> {
     let file_len = reader.file_len;
-    for p in 1..=guests {
+    for p in PeerId::up_to(guests) {
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
             let at = layout.ring(p, direction);
             if at < file_len {
@@ -233,7 +233,7 @@ fn ring_and_pool_sections(
             }
         }
     }
-    for owner in 0..=guests {
+    for owner in std::iter::once(Party::Host).chain(PeerId::up_to(guests).map(Party::Guest)) {
         let at = layout.pool(owner);
         if at < file_len {
             let words = u64::from(layout.config.slots_per_pool.div_ceil(64));
@@ -602,7 +602,7 @@ fn ready_word(v: u64, w: u64, layout_ok: &LayoutVerdict) -> (String, Check) {
     (decoded, check)
 }
 
-fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
+fn peer_section(span: &Span, p: PeerId, at: u64) -> RawSection {
     let mut f = Fields::new(span, at);
     f.u32(pf::STATE, "state", |v| match PeerState::from_u32(v) {
         Some(state) => plain(state),
@@ -635,7 +635,7 @@ fn peer_section(span: &Span, p: u8, at: u64) -> RawSection {
 fn ring_section(
     span: &Span,
     layout: &SegmentLayout,
-    p: u8,
+    p: PeerId,
     direction: Direction,
     at: u64,
 ) -> RawSection {
@@ -692,7 +692,7 @@ fn ring_section(
     f.into_section(format!("peer {p} {way}"))
 }
 
-fn pool_section(span: &Span, layout: &SegmentLayout, owner: u8, at: u64) -> RawSection {
+fn pool_section(span: &Span, layout: &SegmentLayout, owner: Party, at: u64) -> RawSection {
     let slots = layout.config.slots_per_pool;
     let words = slots.div_ceil(64);
     let mut f = Fields::new(span, at);
@@ -729,12 +729,7 @@ fn pool_section(span: &Span, layout: &SegmentLayout, owner: u8, at: u64) -> RawS
             (decoded, check)
         });
     }
-    let name = if owner == 0 {
-        "host pool".to_string()
-    } else {
-        format!("{} pool", party_name(owner))
-    };
-    f.into_section(name)
+    f.into_section(format!("{owner} pool"))
 }
 
 /// Where offset `at` lies in a segment of `layout`, in words.

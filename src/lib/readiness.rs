@@ -180,7 +180,7 @@ impl Inbound {
                 // doorbell, so the sleep does not begin.
                 let rung = doorbell.get().load(Ordering::SeqCst);
                 let queued = rings.iter().enumerate().any(|(i, ring)| {
-                    !seg.cut_off.contains((i + 1) as PeerId) && !ring.is_empty_now()
+                    !seg.cut_off.contains(PeerId::at_index(i)) && !ring.is_empty_now()
                 });
                 Vigil {
                     word: doorbell.clone(),
@@ -226,21 +226,13 @@ fn guest_process(seg: &Segment, p: PeerId) -> Result<Option<(Party, u32, u64)>> 
     )))
 }
 
-/// A pidfd's epoll data: the party (0: the host) and the pid.
+/// A pidfd's epoll data: the party's number (0: the host) and the pid.
 fn tag(party: Party, pid: u32) -> u64 {
-    let code = match party {
-        Party::Host => 0,
-        Party::Guest(p) => u64::from(p),
-    };
-    (u64::from(pid) << 8) | code
+    (u64::from(pid) << 8) | u64::from(party.number())
 }
 
 fn untag(data: u64) -> (Party, u32) {
-    let party = match (data & 0xff) as u8 {
-        0 => Party::Host,
-        p => Party::Guest(p),
-    };
-    (party, (data >> 8) as u32)
+    (Party::from_number((data & 0xff) as u8), (data >> 8) as u32)
 }
 
 /// A failed system call of a readiness descriptor, as an error on the

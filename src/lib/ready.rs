@@ -36,7 +36,7 @@ const COUNT_GUESTS_EVERY: std::time::Duration = std::time::Duration::from_millis
 /// Guest `p`'s word and its bit in it.
 #[inline(always)]
 pub(crate) fn place(p: PeerId) -> (usize, u64) {
-    let i = usize::from(p.max(1)) - 1;
+    let i = p.index();
     (i / 64, 1 << (i % 64))
 }
 
@@ -109,7 +109,7 @@ impl Summary {
             };
         }
         let words = (0..guests.div_ceil(64))
-            .map(|w| word_of(region, (64 * w + 1) as PeerId))
+            .map(|w| word_of(region, PeerId::at_index(64 * w)))
             .collect::<Result<_, _>>()?;
         Ok(Summary { words, valid })
     }
@@ -125,7 +125,7 @@ impl Summary {
         {
             *bits = word.get().load(Ordering::Acquire) & valid & !cut;
         }
-        Ready::split(now, usize::from(from.max(1)) - 1)
+        Ready::split(now, from.index())
     }
 
     /// Clears guest `p`'s bit, sequentially consistent: a look at its
@@ -193,13 +193,13 @@ pub(crate) struct Picker {
     guests: usize,
     /// Where the next look starts (round-robin).
     next: PeerId,
-    /// The guest served last (0: none yet, or none since the last sweep).
+    /// The guest served last (none yet, or none since the last sweep).
     /// Its bit is left set when its ring is found empty, so that a guest
     /// in a conversation with the host, answering each message, writes
     /// nothing to the summary; the host looks at its ring at each pass
     /// instead, until it serves another guest, finds that this one has
     /// left, or has found nothing for a while.
-    hot: PeerId,
+    hot: Option<PeerId>,
     /// Looks that found nothing since the last sweep.
     idle: u32,
     /// Looks that find nothing between two sweeps.
@@ -223,11 +223,11 @@ impl Picker {
             doorbell: Word::new(region, header::field::HOST_DOORBELL)?,
             host_waiting: Word::new(region, header::field::HOST_WAITING)?,
             guests,
-            next: 1,
-            hot: 0,
+            next: PeerId::at_index(0),
+            hot: None,
             idle: 0,
             sweep_every: SWEEP_EVERY,
-            sweep_at: 1,
+            sweep_at: PeerId::at_index(0),
             seen_guest: false,
             waits_for_guests: false,
             guests_counted: None,
@@ -338,7 +338,7 @@ impl Picker {
             }
             // The hot guest keeps its bit, unless it has left: then its
             // goodbye is finished at once.
-            if p == self.hot && !inbox.has_left(p)? {
+            if self.hot == Some(p) && !inbox.has_left(p)? {
                 continue;
             }
             if let Some(found) = self.let_go(p, inbox)? {
@@ -353,9 +353,9 @@ impl Picker {
     /// `p` is the hot guest.
     #[inline(always)]
     fn served<T>(&mut self, p: PeerId, found: T) -> T {
-        // In usize: with 255 guests, 255 + 1 does not fit a u8.
-        self.next = (usize::from(p) % self.guests) as PeerId + 1;
-        self.hot = p;
+        // The entry after p's: p's id is that entry's index.
+        self.next = PeerId::at_index(usize::from(p) % self.guests);
+        self.hot = Some(p);
         self.idle = 0;
         self.seen_guest = true;
         found
@@ -383,7 +383,7 @@ impl Picker {
             return Ok(());
         }
         self.idle = 0;
-        self.hot = 0;
+        self.hot = None;
         self.sweep(inbox)
     }
 
@@ -395,7 +395,7 @@ impl Picker {
         let cut_off = inbox.cut_off();
         for _ in 0..SWEEP_ENTRIES.min(self.guests) {
             let p = self.sweep_at;
-            self.sweep_at = (usize::from(p) % self.guests) as PeerId + 1;
+            self.sweep_at = PeerId::at_index(usize::from(p) % self.guests);
             if !is_set(cut_off, p) {
                 self.recheck(p, inbox)?;
             }
@@ -406,12 +406,12 @@ impl Picker {
     /// Re-derives every bit from the rings ([`Picker::recheck`]) before a
     /// sleep; whether any ring holds something.
     fn look_at_every_ring<I: Inbox>(&mut self, inbox: &I) -> Result<bool> {
-        self.hot = 0;
+        self.hot = None;
         let cut_off = inbox.cut_off();
         let mut found = false;
-        for p in 1..=self.guests {
-            if !is_set(cut_off, p as PeerId) {
-                found |= self.recheck(p as PeerId, inbox)?;
+        for p in (0..self.guests).map(PeerId::at_index) {
+            if !is_set(cut_off, p) {
+                found |= self.recheck(p, inbox)?;
             }
         }
         Ok(found)
@@ -469,8 +469,8 @@ impl Iterator for Ready {
             if *bits != 0 {
                 let bit = bits.trailing_zeros() as usize;
                 *bits &= *bits - 1;
-                // At most 255: a summary has a bit for no more guests.
-                return Some((64 * (w % WORDS) + bit + 1) as PeerId);
+                // Below 255: a summary has a bit for no more guests.
+                return Some(PeerId::at_index(64 * (w % WORDS) + bit));
             }
         }
         None
@@ -481,6 +481,7 @@ impl Iterator for Ready {
 mod tests {
     use super::*;
     use crate::HeapRegion;
+    use crate::party::id;
 
     fn made(max_guests: usize) -> (Region, Summary) {
         let region = HeapRegion::new_zeroed(4096).unwrap().region();
@@ -493,20 +494,20 @@ mod tests {
     fn bits_come_out_round_robin_from_the_starting_guest() {
         let (region, summary) = made(255);
         for p in [1, 2, 64, 65, 130, 200, 255] {
-            Mark::new(&region, p).unwrap().set();
+            Mark::new(&region, id(p)).unwrap().set();
         }
-        let all: Vec<_> = summary.load(1, [0; WORDS]).collect();
+        let all: Vec<_> = summary.load(id(1), [0; WORDS]).collect();
         assert_eq!(all, [1, 2, 64, 65, 130, 200, 255]);
-        let from_65: Vec<_> = summary.load(65, [0; WORDS]).collect();
+        let from_65: Vec<_> = summary.load(id(65), [0; WORDS]).collect();
         assert_eq!(from_65, [65, 130, 200, 255, 1, 2, 64]);
-        let from_66: Vec<_> = summary.load(66, [0; WORDS]).collect();
+        let from_66: Vec<_> = summary.load(id(66), [0; WORDS]).collect();
         assert_eq!(from_66, [130, 200, 255, 1, 2, 64, 65]);
-        let from_255: Vec<_> = summary.load(255, [0; WORDS]).collect();
+        let from_255: Vec<_> = summary.load(id(255), [0; WORDS]).collect();
         assert_eq!(from_255, [255, 1, 2, 64, 65, 130, 200]);
-        summary.clear(65);
-        summary.clear(1);
+        summary.clear(id(65));
+        summary.clear(id(1));
         assert_eq!(
-            summary.load(1, [0; WORDS]).collect::<Vec<_>>(),
+            summary.load(id(1), [0; WORDS]).collect::<Vec<_>>(),
             [2, 64, 130, 200, 255]
         );
     }
@@ -523,12 +524,15 @@ mod tests {
         region
             .store_u64(header::field::READY + 8, u64::MAX, Ordering::Relaxed)
             .unwrap();
-        assert_eq!(summary.load(2, [0; WORDS]).collect::<Vec<_>>(), [2, 3, 1]);
+        assert_eq!(
+            summary.load(id(2), [0; WORDS]).collect::<Vec<_>>(),
+            [2, 3, 1]
+        );
         let (region, summary) = made(64);
         region
             .store_u64(header::field::READY + 8, u64::MAX, Ordering::Relaxed)
             .unwrap();
-        assert_eq!(summary.load(1, [0; WORDS]).next(), None);
+        assert_eq!(summary.load(id(1), [0; WORDS]).next(), None);
     }
 
     // A guest whose bit is set writes nothing: its line stays as it was.
@@ -536,9 +540,9 @@ mod tests {
     #[test]
     fn a_set_bit_is_not_written_again() {
         let (region, summary) = made(8);
-        let mark = Mark::new(&region, 5).unwrap();
+        let mark = Mark::new(&region, id(5)).unwrap();
         mark.set();
-        assert_eq!(summary.load(1, [0; WORDS]).collect::<Vec<_>>(), [5]);
+        assert_eq!(summary.load(id(1), [0; WORDS]).collect::<Vec<_>>(), [5]);
         mark.set();
         mark.force();
         assert_eq!(
@@ -547,10 +551,10 @@ mod tests {
                 .unwrap(),
             1 << 4
         );
-        summary.clear(5);
-        assert_eq!(summary.load(1, [0; WORDS]).next(), None);
-        summary.set(5);
-        assert_eq!(summary.load(3, [0; WORDS]).collect::<Vec<_>>(), [5]);
+        summary.clear(id(5));
+        assert_eq!(summary.load(id(1), [0; WORDS]).next(), None);
+        summary.set(id(5));
+        assert_eq!(summary.load(id(3), [0; WORDS]).collect::<Vec<_>>(), [5]);
     }
 }
 
@@ -561,6 +565,7 @@ mod picker_tests {
 
     use super::*;
     use crate::HeapRegion;
+    use crate::party::id;
 
     /// Queues in memory for rings, and entries that may have left; counts
     /// every look at a ring.
@@ -589,20 +594,20 @@ mod picker_tests {
 
         fn take(&mut self, p: PeerId) -> Result<Option<(PeerId, u32)>> {
             *self.looks.borrow_mut() += 1;
-            Ok(self.queues[usize::from(p) - 1].pop_front().map(|m| (p, m)))
+            Ok(self.queues[p.index()].pop_front().map(|m| (p, m)))
         }
 
         fn is_empty_now(&self, p: PeerId) -> bool {
             *self.looks.borrow_mut() += 1;
-            self.queues[usize::from(p) - 1].is_empty()
+            self.queues[p.index()].is_empty()
         }
 
         fn has_left(&self, p: PeerId) -> Result<bool> {
-            Ok(self.left[usize::from(p) - 1])
+            Ok(self.left[p.index()])
         }
 
         fn finish_goodbye(&self, p: PeerId) -> Result<()> {
-            if self.left[usize::from(p) - 1] && self.queues[usize::from(p) - 1].is_empty() {
+            if self.left[p.index()] && self.queues[p.index()].is_empty() {
                 self.freed.borrow_mut().push(p);
             }
             Ok(())
@@ -634,17 +639,20 @@ mod picker_tests {
         }
 
         /// Guest `p` sends `m`, as a guest's producer does.
-        fn send(&mut self, p: PeerId, m: u32) {
-            self.inbox.queues[usize::from(p) - 1].push_back(m);
+        fn send(&mut self, p: u8, m: u32) {
+            let p = id(p);
+            self.inbox.queues[p.index()].push_back(m);
             Mark::new(&self.region, p).unwrap().set();
         }
 
-        fn take_ready(&mut self) -> Option<(PeerId, u32)> {
-            self.picker.take_ready(&mut self.inbox).unwrap()
+        /// The guest's number and the message.
+        fn take_ready(&mut self) -> Option<(u8, u32)> {
+            let taken = self.picker.take_ready(&mut self.inbox).unwrap();
+            taken.map(|(p, m)| (p.get(), m))
         }
 
         fn bits(&self) -> Vec<PeerId> {
-            self.picker.summary.load(1, [0; WORDS]).collect()
+            self.picker.summary.load(id(1), [0; WORDS]).collect()
         }
     }
 
@@ -779,7 +787,7 @@ mod picker_tests {
         let mut host = Host::new(8);
         host.send(4, 1);
         host.inbox.left[3] = true;
-        Mark::new(&host.region, 4).unwrap().force();
+        Mark::new(&host.region, id(4)).unwrap().force();
         assert_eq!(host.take_ready(), Some((4, 1)));
         assert!(host.inbox.freed.borrow().is_empty());
         assert_eq!(host.take_ready(), None);

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::liveness::HolderStatus;
 use crate::locks::{Role, lock_byte, lock_byte::End};
-use crate::party::{Party, PeerId, PeerState, QuarantineReason};
+use crate::party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 use crate::readiness::Readiness;
 use crate::ready::{Inbox, Picker, WORDS};
@@ -434,9 +434,9 @@ impl AnyReceiver {
     ///
     /// [`Error::InvalidPeerId`] for an id that is not a guest of this
     /// segment.
-    pub fn from_guest(&mut self, peer_id: PeerId) -> Result<&mut Receiver> {
+    pub fn from_guest(&mut self, peer_id: impl IntoPeerId) -> Result<&mut Receiver> {
         let p = self.seg.guest_id(peer_id)?;
-        Ok(&mut self.receivers[usize::from(p) - 1])
+        Ok(&mut self.receivers[p.index()])
     }
 
     /// A file descriptor that becomes readable when a message comes from
@@ -576,7 +576,7 @@ impl<F> Rings<'_, F> {
     /// Guest `p`'s ring (the summary names only guests of the segment).
     #[inline(always)]
     fn end(&self, p: PeerId) -> &Consumer {
-        &self.receivers[usize::from(p) - 1].end
+        &self.receivers[p.index()].end
     }
 }
 
@@ -588,7 +588,7 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
 
     #[inline(always)]
     fn take(&mut self, p: PeerId) -> Result<Option<T>> {
-        let end = &self.receivers[usize::from(p) - 1].end;
+        let end = &self.receivers[p.index()].end;
         (self.take)(end, p).map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))
     }
 

@@ -13,6 +13,7 @@ use crate::layout::HEADER_SIZE;
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::locks::{ByteLock, lock_byte};
 use crate::mmap::MmapRegion;
+use crate::party::PeerId;
 use crate::peer::Peer;
 use crate::ring::RingView;
 use crate::sys;
@@ -51,14 +52,14 @@ pub struct RemoveReport {
     /// to by this call).
     pub removed_by_host: bool,
     /// Live guests still attached when it was deleted (only with force).
-    pub abandoned: Vec<u8>,
+    pub abandoned: Vec<PeerId>,
     /// How long it waited.
     pub waited_ms: u64,
 }
 
 /// Live holders of a segment: guests whose process runs, and the host if
 /// its process runs.
-fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>, bool)> {
+fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<PeerId>, bool)> {
     let h = header::read(region)?;
     let layout = h.layout;
     let now = sys::monotonic_ns();
@@ -107,7 +108,7 @@ fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<u8>
 pub fn remove_segment(
     path: &Path,
     options: RemoveOptions,
-    on_wait: &mut dyn FnMut(&[u8]),
+    on_wait: &mut dyn FnMut(&[PeerId]),
 ) -> Result<RemoveReport> {
     let mmap = MmapRegion::attach_min(path, HEADER_SIZE)?;
     if !options.allow_foreign_owner {
@@ -190,7 +191,7 @@ pub fn remove_unused_segment(path: &Path) -> Result<RemoveReport> {
     mmap.check_owner()?;
     let region = mmap.region();
     let info = header::read(&region)?;
-    let refuse = |(peers, host): (Vec<u8>, bool)| -> Result<()> {
+    let refuse = |(peers, host): (Vec<PeerId>, bool)| -> Result<()> {
         if host || !peers.is_empty() {
             return Err(Error::StillAttached {
                 waited: Duration::ZERO,
@@ -246,7 +247,7 @@ fn wait_for_leavers(
     options: RemoveOptions,
     start: Instant,
     report: &mut RemoveReport,
-    on_wait: &mut dyn FnMut(&[u8]),
+    on_wait: &mut dyn FnMut(&[PeerId]),
 ) -> Result<bool> {
     let deadline = start + options.timeout;
     loop {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::layout::{Direction, SegmentLayout};
+use crate::party::{Party, PeerId};
 use crate::pool::Pool;
 use crate::region::Region;
 use crate::ring::Ring;
@@ -18,7 +19,7 @@ use crate::zerocopy::Leases;
 pub(crate) struct RingEnd {
     pub(crate) region: Region,
     pub(crate) layout: SegmentLayout,
-    pub(crate) guest: u8,
+    pub(crate) guest: PeerId,
     pub(crate) direction: Direction,
     pub(crate) ring: Ring,
     pub(crate) leases: Arc<Leases>,
@@ -30,7 +31,7 @@ impl RingEnd {
     pub(crate) fn open(
         region: Region,
         layout: SegmentLayout,
-        guest: u8,
+        guest: PeerId,
         direction: Direction,
         leases: Arc<Leases>,
     ) -> Result<Self> {
@@ -49,15 +50,15 @@ impl RingEnd {
         })
     }
 
-    /// The sending party (0: the host, `p`: guest `p`).
+    /// The sending party.
     #[inline(always)]
-    pub(crate) fn sender(&self) -> u8 {
+    pub(crate) fn sender(&self) -> Party {
         self.direction.ends(self.guest).0
     }
 
     /// The receiving party.
     #[inline(always)]
-    pub(crate) fn receiver(&self) -> u8 {
+    pub(crate) fn receiver(&self) -> Party {
         self.direction.ends(self.guest).1
     }
 

@@ -15,7 +15,7 @@ use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, LockFile, lock_byte, lock_byte::End};
 use crate::mmap::{MmapRegion, OwnerCheck};
-use crate::party::{PeerId, PeerState, QuarantineReason};
+use crate::party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
 use crate::peer::{Peer, PeerEntry};
 use crate::pool::Pool;
 use crate::producer::Producer;
@@ -130,7 +130,7 @@ impl Segment {
     /// free for the next guest. The state is read first: its acquire load
     /// shows everything the guest published before it left, so a ring
     /// found empty after it holds nothing more.
-    pub(crate) fn finish_goodbye(&self, p: u8) -> Result<()> {
+    pub(crate) fn finish_goodbye(&self, p: PeerId) -> Result<()> {
         let peer = self.peer(p);
         if peer.state()? == PeerState::Goodbye
             && !self.ring(p, Direction::GuestToHost).has_data()?
@@ -147,7 +147,7 @@ impl Segment {
     /// process holds the entry's host-to-guest receiving role (a reclaim
     /// under way holds it throughout) or while its guest-to-host ring, by
     /// its indices, still holds anything. Returns whether it freed it.
-    pub(crate) fn finish_read_goodbye(&self, p: u8) -> Result<bool> {
+    pub(crate) fn finish_read_goodbye(&self, p: PeerId) -> Result<bool> {
         let peer = self.peer(p);
         let (state, epoch) = peer.state_and_epoch()?;
         if state != PeerState::Goodbye {
@@ -299,25 +299,25 @@ impl Segment {
             != 0)
     }
 
-    /// Checks that a caller-supplied guest id names a guest of this segment.
+    /// Checks that a caller-supplied guest id names a guest of this
+    /// segment: [`Error::InvalidPeerId`] for 0 or a number above
+    /// `max_guests`.
     #[inline]
-    pub(crate) fn guest_id(&self, peer_id: PeerId) -> Result<u8> {
-        if self.layout.is_guest(peer_id) {
-            Ok(peer_id)
-        } else {
-            Err(Error::InvalidPeerId {
-                peer_id,
+    pub(crate) fn guest_id(&self, peer_id: impl IntoPeerId) -> Result<PeerId> {
+        let id = peer_id.into_peer_id();
+        id.filter(|&p| self.layout.is_guest(p))
+            .ok_or(Error::InvalidPeerId {
+                peer_id: id.map_or(0, PeerId::get),
                 max_guests: self.layout.config.max_guests,
             })
-        }
     }
 
     #[inline]
-    pub(crate) fn peer(&self, peer_id: u8) -> Peer<'_> {
+    pub(crate) fn peer(&self, peer_id: PeerId) -> Peer<'_> {
         Peer::new(&self.region, &self.layout, peer_id)
     }
 
-    pub(crate) fn ring(&self, peer_id: u8, direction: Direction) -> RingView<'_> {
+    pub(crate) fn ring(&self, peer_id: PeerId, direction: Direction) -> RingView<'_> {
         RingView::new(
             &self.region,
             self.layout.ring(peer_id, direction),
@@ -325,24 +325,24 @@ impl Segment {
         )
     }
 
-    pub(crate) fn pool(&self, index: u8) -> Pool<'_> {
-        Pool::new(&self.region, &self.layout, index)
+    pub(crate) fn pool(&self, owner: Party) -> Pool<'_> {
+        Pool::new(&self.region, &self.layout, owner)
     }
 
     /// Guest `guest`'s ring in `direction`, opened for one of its ends.
-    fn ring_end(&self, guest: u8, direction: Direction) -> Result<RingEnd> {
+    fn ring_end(&self, guest: PeerId, direction: Direction) -> Result<RingEnd> {
         let (region, leases) = (self.region.clone(), self.leases.clone());
         RingEnd::open(region, self.layout, guest, direction, leases)
     }
 
     /// The sending end of guest `guest`'s ring in `direction`.
-    pub(crate) fn producer(&self, guest: u8, direction: Direction) -> Result<Producer> {
+    pub(crate) fn producer(&self, guest: PeerId, direction: Direction) -> Result<Producer> {
         let end = self.ring_end(guest, direction)?;
         Producer::new(end, self.host_slots_per_guest)
     }
 
     /// The receiving end of guest `guest`'s ring in `direction`.
-    pub(crate) fn consumer(&self, guest: u8, direction: Direction) -> Result<Consumer> {
+    pub(crate) fn consumer(&self, guest: PeerId, direction: Direction) -> Result<Consumer> {
         Ok(Consumer::new(self.ring_end(guest, direction)?))
     }
 
@@ -356,7 +356,7 @@ impl Segment {
     /// The receiving role is taken only for the drain, on this segment's
     /// own open file: the caller must not hold it through that file
     /// already (releasing the drain's lock would release the caller's).
-    pub(crate) fn drop_stale_to_guest(&self, p: u8) -> Result<usize> {
+    pub(crate) fn drop_stale_to_guest(&self, p: PeerId) -> Result<usize> {
         let Ok(_receiving) = self.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer)) else {
             return Ok(0);
         };
@@ -382,7 +382,7 @@ impl Segment {
 
     /// [`Segment::drop_stale_to_guest`] for a caller that holds the
     /// receiving role already (or a segment without a file).
-    pub(crate) fn drain_stale_to_guest(&self, p: u8) -> Result<usize> {
+    pub(crate) fn drain_stale_to_guest(&self, p: PeerId) -> Result<usize> {
         let end = self.consumer(p, Direction::HostToGuest)?;
         // A sequentially consistent look first, after a barrier on every
         // publisher: it pairs with a host's look at the entry right after
@@ -393,12 +393,12 @@ impl Segment {
         end.discard_all()
     }
 
-    /// Frees every slot `party` holds in any pool, except those lent out
-    /// in this process (their owners free them when they drop).
+    /// Frees every slot `party` holds in any of `pools`, except those lent
+    /// out in this process (their owners free them when they drop).
     pub(crate) fn free_slots_held_by(
         &self,
-        party: u8,
-        pools: impl Iterator<Item = u8>,
+        party: Party,
+        pools: impl Iterator<Item = Party>,
     ) -> Result<()> {
         for pool in pools {
             let leases = &self.leases;
@@ -415,9 +415,11 @@ impl Segment {
     /// already), all but those lent out in this process; and its pool's
     /// waiter count, which a process that died asleep leaves set.
     pub(crate) fn free_guest_slots(&self, p: PeerId) -> Result<()> {
-        self.free_slots_held_by(p, 0..=self.layout.config.max_guests as u8)?;
+        let guest = Party::Guest(p);
+        self.free_slots_held_by(guest, self.layout.parties())?;
         let leases = &self.leases;
-        self.pool(p).free_all(&|slot| leases.contains(p, slot))?;
-        self.pool(p).clear_waiters()
+        self.pool(guest)
+            .free_all(&|slot| leases.contains(guest, slot))?;
+        self.pool(guest).clear_waiters()
     }
 }

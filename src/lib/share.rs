@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
-use crate::party::PeerState;
+use crate::party::{Party, PeerId, PeerState};
 use crate::peer::Peer;
 use crate::pool::{Gate, Pool, Releases, SlotRef};
 use crate::region::Region;
@@ -92,20 +92,21 @@ impl HandedSlots {
     /// Drops the slots that came back (freed, or allocated again), after
     /// filling the record from `pool` if this process never has; how many
     /// the guest holds now.
-    fn recount(&mut self, pool: &Pool<'_>, guest: u8) -> Result<u32> {
+    fn recount(&mut self, pool: &Pool<'_>, guest: PeerId) -> Result<u32> {
         if !self.known {
-            self.slots = pool.held_by(guest)?;
+            self.slots = pool.held_by(Party::Guest(guest))?;
             self.known = true;
         }
         let mut failed = None;
-        self.slots
-            .retain(|&slot| match pool.still_held_by(slot, guest) {
+        self.slots.retain(
+            |&slot| match pool.still_held_by(slot, Party::Guest(guest)) {
                 Ok(held) => held,
                 Err(e) => {
                     failed.get_or_insert(e);
                     true
                 }
-            });
+            },
+        );
         match failed {
             Some(e) => Err(e),
             None => Ok(self.slots.len() as u32),
@@ -115,7 +116,7 @@ impl HandedSlots {
 
 /// The share of one receiving guest, as a gate on the host's pool.
 pub(crate) struct HostShare<'a> {
-    receiver: u8,
+    receiver: PeerId,
     pool: Pool<'a>,
     /// A count below which the receiver is under any share it can have:
     /// below it, `limit` is not asked (it may read the peer table).
@@ -135,7 +136,7 @@ impl<'a> HostShare<'a> {
     pub(crate) fn new(
         pool: Pool<'a>,
         layout: &'a SegmentLayout,
-        receiver: u8,
+        receiver: PeerId,
         fixed: u32,
         limit: &'a dyn Fn() -> Result<u32>,
         handed: &'a mut HandedSlots,

@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::inspect::{BadPeer, SegmentReport, inspect_region};
-use crate::layout::{Direction, HEADER_SIZE, SegmentLayout, party_name};
+use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::liveness::{HolderStatus, HostStatus};
 use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::mmap::MmapRegion;
-use crate::party::PeerId;
+use crate::party::{Party, PeerId};
 use crate::peek;
 use crate::pool::{self, Pool};
 use crate::region::Region;
@@ -181,9 +181,12 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
     let named = slots_named_by_rings(region, &layout)?;
     let mut slots = Vec::new();
     let mut candidates = Vec::new();
-    for owner in 0..=layout.config.max_guests.min(u32::from(u8::MAX)) as u8 {
+    for owner in layout.parties() {
         for s in Pool::new(region, &layout, owner).allocated()? {
-            let party = pool::holder_party(s.holder).filter(|&p| p == 0 || layout.is_guest(p));
+            let party = pool::holder_party(s.holder).filter(|&p| match p {
+                Party::Host => true,
+                Party::Guest(g) => layout.is_guest(g),
+            });
             let holder = match (s.holder, party) {
                 (0, _) => SlotHolder::None,
                 (_, Some(p)) if p == owner => SlotHolder::Sender,
@@ -195,7 +198,7 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
                 SlotHolder::Unknown => Some(false),
                 SlotHolder::Sender | SlotHolder::Receiver => party.and_then(|p| alive(&report, p)),
             };
-            let queued = named.get(&(owner, s.slot, s.generation)).copied();
+            let queued = named.get(&(owner.number(), s.slot, s.generation)).copied();
             let suspect = queued.is_none()
                 && holder_alive == Some(false)
                 && !freer_at_work(file, &layout, owner, party);
@@ -203,13 +206,13 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
                 candidates.push((slots.len(), owner, s.slot, s.generation, s.holder));
             }
             slots.push(SlotReport {
-                pool: owner,
-                pool_name: party_name(owner),
+                pool: owner.number(),
+                pool_name: owner.to_string(),
                 slot: s.slot,
                 generation: s.generation,
                 holder_code: s.holder,
                 holder,
-                holder_party: party,
+                holder_party: party.map(Party::number),
                 holder_alive,
                 leaked: false,
                 queued,
@@ -248,34 +251,36 @@ const SECOND_LOOK: std::time::Duration = std::time::Duration::from_millis(20);
 fn freer_at_work(
     file: Option<&std::fs::File>,
     layout: &crate::layout::SegmentLayout,
-    owner: u8,
-    holder: Option<u8>,
+    owner: Party,
+    holder: Option<Party>,
 ) -> bool {
     let Some(file) = file else {
         return false;
     };
-    let held = |peer: u8, end: End| {
+    let held = |peer: PeerId, end: End| {
         ByteLock::is_locked(file, lock_byte::ring_end(peer, end)).unwrap_or(false)
     };
     match (owner, holder) {
         // A guest's slot, held by the host (receiving) or the guest.
-        (g, Some(0)) if g != 0 => held(g, End::GuestToHostConsumer),
-        (g, Some(h)) if g != 0 && h == g => held(g, End::GuestToHostProducer),
+        (Party::Guest(g), Some(Party::Host)) => held(g, End::GuestToHostConsumer),
+        (Party::Guest(g), Some(h)) if h == owner => held(g, End::GuestToHostProducer),
         // The host's slot, held by guest `h` (receiving) or the host,
         // which may be sending to any guest.
-        (0, Some(h)) if h != 0 => held(h, End::HostToGuestConsumer),
-        (0, Some(0)) => layout.guests().any(|g| held(g, End::HostToGuestProducer)),
+        (Party::Host, Some(Party::Guest(h))) => held(h, End::HostToGuestConsumer),
+        (Party::Host, Some(Party::Host)) => {
+            layout.guests().any(|g| held(g, End::HostToGuestProducer))
+        }
         _ => false,
     }
 }
 
-/// Whether party `party` (0 = the host) has a live process, per `report`;
-/// `None` when its entry could not be read.
-fn alive(report: &SegmentReport, party: u8) -> Option<bool> {
-    if party == 0 {
-        return Some(report.host == HostStatus::Alive);
+/// Whether `party` has a live process, per `report`; `None` when its
+/// entry could not be read.
+fn alive(report: &SegmentReport, party: Party) -> Option<bool> {
+    match party {
+        Party::Host => Some(report.host == HostStatus::Alive),
+        Party::Guest(p) => report
+            .peer(p)
+            .map(|p| matches!(p.holder, HolderStatus::Alive | HolderStatus::Stale)),
     }
-    report
-        .peer(party)
-        .map(|p| matches!(p.holder, HolderStatus::Alive | HolderStatus::Stale))
 }

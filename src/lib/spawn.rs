@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::guest::ShmGuest;
 use crate::host::ShmHost;
-use crate::party::{PeerId, PeerState};
+use crate::party::{IntoPeerId, PeerId, PeerState};
 
 /// An entry reserved for a guest program about to start, and what that
 /// program needs to find it. Dropped while the entry is still reserved
@@ -114,8 +114,9 @@ impl ShmHost {
     ///
     /// [`Error::PeerState`] if the entry is not Empty; as
     /// [`ShmHost::spawn_ticket`] otherwise.
-    pub fn spawn_ticket_with_id(&mut self, peer_id: PeerId) -> Result<SpawnTicket> {
+    pub fn spawn_ticket_with_id(&mut self, peer_id: impl IntoPeerId) -> Result<SpawnTicket> {
         let path = self.spawnable_path()?;
+        let peer_id = self.guest_id(peer_id)?;
         self.reserve_peer_id(peer_id)?;
         self.ticket(peer_id, path)
     }
@@ -177,7 +178,6 @@ impl ShmGuest {
         let peer_id = raw
             .to_str()
             .and_then(|text| text.parse::<PeerId>().ok())
-            .filter(|&id| id >= 1)
             .ok_or_else(|| Error::Env {
                 var: SpawnTicket::PEER_ID_ENV,
                 reason: format!("is {raw:?}, not a peer id 1..=255"),

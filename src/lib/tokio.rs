@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::guest::ShmGuest;
 use crate::host::ShmHost;
 use crate::liveness::HostStatus;
-use crate::party::{Party, PeerId};
+use crate::party::{IntoPeerId, Party, PeerId};
 use crate::readiness::{Ended, Readiness};
 use crate::sender::Sender;
 use crate::wait::Timeout;
@@ -285,7 +285,8 @@ impl AsyncHost {
     ///
     /// As [`crate::Receiver::recv`]; [`Error::PeerDied`] once the guest's
     /// process is found ended with nothing of it left to read.
-    pub async fn recv_from(&mut self, peer_id: PeerId) -> Result<Received> {
+    pub async fn recv_from(&mut self, peer_id: impl IntoPeerId) -> Result<Received> {
+        let peer_id = self.host.guest_id(peer_id)?;
         let receiver = self.host.receiver(peer_id)?;
         let gone = |ended: &mut Vec<Ended>| guest_ended(ended, peer_id);
         match self.waiter.until(|t| receiver.recv(t), gone).await? {
@@ -302,7 +303,13 @@ impl AsyncHost {
     ///
     /// As [`crate::Sender::send`]; [`Error::PeerDied`] if the guest's
     /// process is found ended while this awaits room.
-    pub async fn send(&mut self, peer_id: PeerId, desc: MsgDesc, payload: &[u8]) -> Result<()> {
+    pub async fn send(
+        &mut self,
+        peer_id: impl IntoPeerId,
+        desc: MsgDesc,
+        payload: &[u8],
+    ) -> Result<()> {
+        let peer_id = self.host.guest_id(peer_id)?;
         let sender = self.host.sender(peer_id)?;
         let gone = |ended: &mut Vec<Ended>| guest_ended(ended, peer_id);
         match send_on(sender, &mut self.waiter, (desc, payload), gone).await? {

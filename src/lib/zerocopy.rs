@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::desc::{INLINE_CAPACITY, MsgDesc};
 use crate::layout::SegmentLayout;
+use crate::party::Party;
 use crate::pool::{Pool, SlotRef};
 use crate::region::Region;
 
@@ -61,11 +62,11 @@ impl Leases {
 
     /// The mark of slot `slot` of pool `pool`, making the pool's marks if
     /// `make`; `None` for a slot outside the layout (or not yet made).
-    fn mark(&self, pool: u8, slot: u32, make: bool) -> Option<&AtomicBool> {
+    fn mark(&self, pool: Party, slot: u32, make: bool) -> Option<&AtomicBool> {
         if slot >= self.slots_per_pool {
             return None;
         }
-        let cell = self.pools.get(usize::from(pool))?;
+        let cell = self.pools.get(usize::from(pool.number()))?;
         let marks = match cell.get() {
             Some(marks) => marks,
             None if make => cell.get_or_init(|| {
@@ -78,20 +79,20 @@ impl Leases {
         marks.get(slot as usize)
     }
 
-    fn add(&self, pool: u8, slot: u32) {
+    fn add(&self, pool: Party, slot: u32) {
         if let Some(mark) = self.mark(pool, slot, true) {
             mark.store(true, Ordering::Relaxed);
         }
     }
 
-    fn remove(&self, pool: u8, slot: u32) {
+    fn remove(&self, pool: Party, slot: u32) {
         if let Some(mark) = self.mark(pool, slot, false) {
             mark.store(false, Ordering::Relaxed);
         }
     }
 
     /// Whether slot `slot` of pool `pool` is lent out in this process.
-    pub(crate) fn contains(&self, pool: u8, slot: u32) -> bool {
+    pub(crate) fn contains(&self, pool: Party, slot: u32) -> bool {
         self.mark(pool, slot, false)
             .is_some_and(|mark| mark.load(Ordering::Relaxed))
     }
@@ -101,7 +102,7 @@ impl Leases {
 /// payload's offset in the region.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LentSlot {
-    pub(crate) pool: u8,
+    pub(crate) pool: Party,
     pub(crate) slot: SlotRef,
     pub(crate) offset: u64,
 }
@@ -247,7 +248,7 @@ struct PutOff {
     /// Whose leases they are (only compared, never followed).
     leases: *const Leases,
     /// The pool their slots belong to.
-    pool: u8,
+    pool: Party,
     /// Each slot allocation.
     slots: [SlotRef; PUT_OFF_MAX],
     len: usize,
@@ -269,7 +270,7 @@ thread_local! {
 /// shm[impl shm.pool.batch-free]
 pub(crate) struct BatchFrees<'a> {
     leases: &'a Leases,
-    pool: u8,
+    pool: Party,
     /// Whether this batch's record was put in place (a thread being torn
     /// down has none to put it in: then nothing is put off).
     started: bool,
@@ -280,7 +281,7 @@ pub(crate) struct BatchFrees<'a> {
 
 impl<'a> BatchFrees<'a> {
     /// Starts putting off frees of `pool`'s slots lent through `leases`.
-    pub(crate) fn start(leases: &'a Arc<Leases>, pool: u8) -> Self {
+    pub(crate) fn start(leases: &'a Arc<Leases>, pool: Party) -> Self {
         let mine = PutOff {
             leases: Arc::as_ptr(leases),
             pool,
@@ -373,7 +374,7 @@ impl Drop for BatchFrees<'_> {
 /// "Shared memory" on [`Received`]). Write the payload, commit, and do not
 /// rely on reading back what was written.
 pub struct SlotLoan {
-    pub(crate) pool: u8,
+    pub(crate) pool: Party,
     pub(crate) slot: SlotRef,
     pub(crate) data_offset: u64,
     pub(crate) len: usize,
@@ -397,9 +398,9 @@ impl SlotLoan {
     /// Lends `len` bytes of `slot` of `pool`, just allocated, and records
     /// the lease in `leases`.
     pub(crate) fn new(pool: &Pool<'_>, slot: SlotRef, len: usize, leases: Arc<Leases>) -> Self {
-        leases.add(pool.index(), slot.index);
+        leases.add(pool.owner(), slot.index);
         SlotLoan {
-            pool: pool.index(),
+            pool: pool.owner(),
             slot,
             data_offset: pool.data_offset(slot.index),
             len,

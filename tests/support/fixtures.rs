@@ -32,3 +32,20 @@ pub fn remove_options(force: bool, timeout_ms: u64) -> RemoveOptions {
         timeout: Duration::from_millis(timeout_ms),
     }
 }
+
+/// Guest `n`'s id (a test's ids are never 0).
+pub fn id(n: u8) -> shmhub::PeerId {
+    shmhub::PeerId::new(n).expect("a guest id is not 0")
+}
+
+/// Guest `n` as a party: its pool, or a slot it holds.
+pub fn guest_party(n: u8) -> shmhub::Party {
+    shmhub::Party::Guest(id(n))
+}
+
+/// The owner of pool `n` as the format numbers pools (the layout's pool
+/// order): the host's is 0, guest `p`'s is `p`. For tests that walk the
+/// file's bytes pool by pool.
+pub fn pool_owner(n: u8) -> shmhub::Party {
+    shmhub::PeerId::new(n).map_or(shmhub::Party::Host, shmhub::Party::Guest)
+}

@@ -284,7 +284,12 @@ mod tests {
         let codes = [
             (Error::HubFull { max_guests: 1 }, SHMHUB_ERR_BUSY),
             (Error::HostGone, SHMHUB_ERR_PEER_GONE),
-            (Error::PeerGone { peer_id: 1 }, SHMHUB_ERR_PEER_GONE),
+            (
+                Error::PeerGone {
+                    peer_id: shmhub::PeerId::new(1).unwrap(),
+                },
+                SHMHUB_ERR_PEER_GONE,
+            ),
             (Error::NotASegment { magic: 0 }, SHMHUB_ERR_CORRUPT),
             (
                 Error::PayloadTooLarge { len: 2, max: 1 },

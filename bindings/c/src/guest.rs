@@ -105,7 +105,7 @@ pub unsafe extern "C" fn shmhub_guest_peer_id(guest: *mut shmhub_guest) -> c_int
     call(|| {
         // SAFETY: passed on from this function's contract.
         let guest = unsafe { handle::handle(guest, "guest") }?;
-        guest.with(|g| Ok(c_int::from(g.guest.peer_id())))
+        guest.with(|g| Ok(c_int::from(g.guest.peer_id().get())))
     })
 }
 

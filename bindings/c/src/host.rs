@@ -58,7 +58,7 @@ impl HostState {
                     Err(e) => return Err(self.fail(e)),
                 }
             };
-            self.held.push_back((from, received));
+            self.held.push_back((from.get(), received));
         }
         Ok(0)
     }
@@ -318,7 +318,7 @@ pub unsafe extern "C" fn shmhub_host_reserve_peer(host: *mut shmhub_host) -> c_i
         // SAFETY: passed on from this function's contract.
         let host = unsafe { handle::handle(host, "host") }?;
         let id = host.with(|h| h.host.reserve_peer().map_err(|e| h.fail(e)))?;
-        Ok(c_int::from(id))
+        Ok(c_int::from(id.get()))
     })
 }
 

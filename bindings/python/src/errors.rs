@@ -242,15 +242,15 @@ fn raise(
     error.setattr("kind", kind_name(kind))?;
     error.setattr("path", e.path().unwrap_or(path).as_os_str())?;
     match e {
-        Error::PeerGone { peer_id } => error.setattr("peer_id", peer_id)?,
+        Error::PeerGone { peer_id } => error.setattr("peer_id", peer_id.get())?,
         Error::PeerDied { peer_id, pid } => {
-            error.setattr("peer_id", peer_id)?;
+            error.setattr("peer_id", peer_id.get())?;
             error.setattr("pid", pid)?;
         }
         Error::Quarantined {
             peer_id, reason, ..
         } => {
-            error.setattr("peer_id", peer_id)?;
+            error.setattr("peer_id", peer_id.get())?;
             error.setattr("reason", reason_name(*reason))?;
         }
         Error::PayloadTooLarge { len, max } => {

@@ -104,7 +104,7 @@ impl Guest {
     fn attach(py: Python<'_>, path: PathBuf, peer_id: Option<i64>) -> PyResult<Guest> {
         let peer_id = peer_id
             .map(|id| {
-                PeerId::try_from(id).map_err(|_| {
+                u8::try_from(id).map_err(|_| {
                     errors::invalid(
                         py,
                         Some(&path),
@@ -143,8 +143,8 @@ impl Guest {
 
     /// This guest's id, 1 to 255.
     #[getter]
-    fn peer_id(&self) -> PeerId {
-        self.peer_id
+    fn peer_id(&self) -> u8 {
+        self.peer_id.get()
     }
 
     /// The largest payload a message may carry, in bytes.

@@ -79,8 +79,8 @@ impl Host {
 
     /// `peer_id` as a guest id of this segment, or `shmhub.Invalid`.
     fn guest(&self, py: Python<'_>, peer_id: i64) -> PyResult<PeerId> {
-        match PeerId::try_from(peer_id) {
-            Ok(p) if p >= 1 && u32::from(p) <= self.max_guests => Ok(p),
+        match u8::try_from(peer_id).ok().and_then(PeerId::new) {
+            Some(p) if u32::from(p) <= self.max_guests => Ok(p),
             _ => Err(errors::invalid(
                 py,
                 Some(&self.path),
@@ -294,19 +294,19 @@ impl Host {
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
-    ) -> PyResult<(PeerId, Bound<'py, PyBytes>)> {
+    ) -> PyResult<(u8, Bound<'py, PyBytes>)> {
         let patience = Patience::from_seconds(timeout)?;
         let (from, received) = self.recv_in_slices(py, patience, |host, timeout| {
             host.any_receiver().recv(timeout)
         })?;
-        Ok((from, to_bytes(py, received.payload())?))
+        Ok((from.get(), to_bytes(py, received.payload())?))
     }
 
     /// The next message from any guest if one is queued, as
     /// ``(peer_id, payload)``; None if nothing is.
-    fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<(PeerId, Bound<'py, PyBytes>)>> {
+    fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<(u8, Bound<'py, PyBytes>)>> {
         let got = self.with_host(py, |host| host.any_receiver().recv(Timeout::NoWait))?;
-        got.map(|(from, received)| Ok((from, to_bytes(py, received.payload())?)))
+        got.map(|(from, received)| Ok((from.get(), to_bytes(py, received.payload())?)))
             .transpose()
     }
 
@@ -344,12 +344,12 @@ impl Host {
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
-    ) -> PyResult<(PeerId, Bound<'py, PyMemoryView>)> {
+    ) -> PyResult<(u8, Bound<'py, PyMemoryView>)> {
         let patience = Patience::from_seconds(timeout)?;
         let (from, received) = self.recv_in_slices(py, patience, |host, timeout| {
             host.any_receiver().recv(timeout)
         })?;
-        Ok((from, lend(py, received)?))
+        Ok((from.get(), lend(py, received)?))
     }
 
     /// A descriptor for an event loop, readable when a message from any
@@ -396,8 +396,8 @@ impl Host {
     ///
     /// Raises:
     ///     shmhub.Busy: every entry is taken.
-    fn reserve_peer(&self, py: Python<'_>) -> PyResult<PeerId> {
-        self.with_host(py, ShmHost::reserve_peer)
+    fn reserve_peer(&self, py: Python<'_>) -> PyResult<u8> {
+        self.with_host(py, ShmHost::reserve_peer).map(PeerId::get)
     }
 
     /// Returns a reserved entry to empty (its guest was never started).

@@ -30,7 +30,7 @@ pub(crate) struct Peer {
 impl Peer {
     pub(crate) fn new(entry: &PeerEntry, holder: HolderStatus) -> Self {
         Peer {
-            peer_id: entry.peer_id,
+            peer_id: entry.peer_id.get(),
             state: entry.state.to_string(),
             holder: holder.to_string(),
             pid: (entry.pid != 0).then_some(entry.pid),

@@ -256,11 +256,13 @@ impl Drop for Readiness {
 ///     pid: its process id.
 ///     goodbye: True for a host that said goodbye (its process may still
 ///         run), False for a process that ended.
-#[pyclass(module = "shmhub", frozen, get_all, eq, hash)]
+#[pyclass(module = "shmhub", frozen, eq, hash)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Ended {
     peer_id: Option<PeerId>,
+    #[pyo3(get)]
     pid: u32,
+    #[pyo3(get)]
     goodbye: bool,
 }
 
@@ -284,6 +286,11 @@ impl Ended {
 
 #[pymethods]
 impl Ended {
+    #[getter]
+    fn peer_id(&self) -> Option<u8> {
+        self.peer_id.map(PeerId::get)
+    }
+
     fn __repr__(&self) -> String {
         let peer_id = self.peer_id.map_or("None".to_string(), |p| p.to_string());
         format!(

@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use shmhub::{Frame, MsgDesc, Received, ShmGuest, WaitStrategy, sys};
+use shmhub::{Frame, MsgDesc, PeerId, Received, ShmGuest, WaitStrategy, sys};
 
 use super::floor::{SharedFile, cacheline_words, spin_until};
 use super::protocol::{
@@ -36,7 +36,7 @@ pub struct Args {
     pub segment: Option<String>,
     /// Reserved entry to take (shm).
     #[arg(long, value_parser = parse_peer_id)]
-    pub peer_id: Option<u8>,
+    pub peer_id: Option<PeerId>,
     /// Initial wait strategy (shm).
     #[arg(long, default_value = "adaptive", value_parser = parse_strategy)]
     pub wait: WaitStrategy,

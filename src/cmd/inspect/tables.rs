@@ -2,8 +2,8 @@
 //! rings, and the pools; `--watch` adds rates and colours.
 
 use comfy_table::{Cell, Table};
-use shmhub::PeerState;
 use shmhub::admin::{BadPeer, PeerReport, RingState, SegmentReport};
+use shmhub::{PeerId, PeerState};
 
 use crate::cmd::clock::{self, Zone};
 use crate::cmd::table;
@@ -103,7 +103,7 @@ const MANY_ROWS: usize = 16;
 /// none of the host's slots held, no traffic while watching), so that a
 /// table of hundreds of plugins shows the few that are doing something.
 /// Fewer, every entry in use is listed.
-fn quiet_guests(r: &SegmentReport, live: Option<&Live>) -> Vec<u8> {
+fn quiet_guests(r: &SegmentReport, live: Option<&Live>) -> Vec<PeerId> {
     let in_use = r
         .peers
         .iter()
@@ -133,13 +133,13 @@ fn quiet_guests(r: &SegmentReport, live: Option<&Live>) -> Vec<u8> {
 }
 
 /// Ids as ranges: `1-3, 7, 9-12`.
-fn id_ranges(ids: &[u8]) -> String {
+fn id_ranges(ids: &[PeerId]) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut i = 0;
     while i < ids.len() {
         let start = ids[i];
         let mut end = start;
-        while i + 1 < ids.len() && ids[i + 1] == end.wrapping_add(1) {
+        while i + 1 < ids.len() && ids[i + 1].get() == end.get().wrapping_add(1) {
             i += 1;
             end = ids[i];
         }
@@ -211,7 +211,12 @@ fn host_share(r: &SegmentReport) -> String {
 /// One row per peer entry, by peer id (the entries that could not be
 /// read too), with rates when `live`; and how many empty entries were
 /// left out (all are shown when `all`).
-fn peer_table(r: &SegmentReport, all: bool, live: Option<&Live>, quiet: &[u8]) -> (Table, usize) {
+fn peer_table(
+    r: &SegmentReport,
+    all: bool,
+    live: Option<&Live>,
+    quiet: &[PeerId],
+) -> (Table, usize) {
     let mut columns = vec![
         "peer",
         "state",
@@ -226,7 +231,7 @@ fn peer_table(r: &SegmentReport, all: bool, live: Option<&Live>, quiet: &[u8]) -
     if live.is_some() {
         columns.extend(["to host/s", "to guest/s"]);
     }
-    let mut rows: Vec<(u8, Vec<Cell>)> = r
+    let mut rows: Vec<(PeerId, Vec<Cell>)> = r
         .bad_peers
         .iter()
         .map(|b| (b.peer_id, bad_peer_row(b, live.is_some())))
@@ -324,7 +329,7 @@ fn peer_row(
 
 /// Every pool's use; those of empty entries, idle, only when `all`, and
 /// those of `quiet` guests only when in use.
-fn pool_table(r: &SegmentReport, all: bool, quiet: &[u8]) -> Table {
+fn pool_table(r: &SegmentReport, all: bool, quiet: &[PeerId]) -> Table {
     let mut pools = table::new(["pool", "slot size", "used", "free"]);
     for p in &r.pools {
         let owner_idle = p.owner != 0
@@ -332,7 +337,8 @@ fn pool_table(r: &SegmentReport, all: bool, quiet: &[u8]) -> Table {
             && r.peers
                 .iter()
                 .any(|e| e.entry.peer_id == p.owner && e.entry.state == PeerState::Empty);
-        if (owner_idle || (quiet.contains(&p.owner) && p.usage.used == 0)) && !all {
+        let quiet_owner = quiet.iter().any(|&q| q == p.owner);
+        if (owner_idle || (quiet_owner && p.usage.used == 0)) && !all {
             continue;
         }
         pools.add_row(vec![
