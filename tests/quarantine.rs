@@ -370,6 +370,39 @@ fn a_guest_forging_its_returned_counter_holds_no_more_than_its_share() {
     assert_eq!(other.try_recv().unwrap().unwrap().payload(), &[2; 100][..]);
 }
 
+// A guest that does not count its frees in `host_slots_returned`, which a
+// guest of another implementation may leave out (docs/spec.md,
+// "Implementing a guest"), is still sent slot messages past its share:
+// the host judges the share by its own record, and only the count that
+// inspect shows grows.
+// shm[verify shm.pool.share]
+#[test]
+fn a_guest_that_does_not_count_its_frees_still_gets_slot_messages() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("uncounted.shm");
+    let options = shmhub::CreateOptions {
+        host_slots_per_guest: 2,
+        ..Default::default()
+    };
+    let mut host = ShmHost::create_with(&path, config(), options).unwrap();
+    let mut guest = ShmGuest::attach_path(&path).unwrap();
+    let region = host.region();
+    // The ring control block's `host_slots_returned`.
+    let returned_at = host.layout().host_to_guest_ring(guest.peer_id()) + 72;
+    for id in 0..6 {
+        host.try_send(guest.peer_id(), frame(id, &[5; 100]))
+            .unwrap_or_else(|e| panic!("slot message {id}: {e}"));
+        let got = guest.try_recv().unwrap().unwrap();
+        assert_eq!(got.payload(), &[5; 100][..]);
+        drop(got);
+        // What this library's guest counted as it freed the slot, undone.
+        let ord = std::sync::atomic::Ordering::SeqCst;
+        region.store_u32(returned_at, 0, ord).unwrap();
+    }
+    let entry = host.peer(guest.peer_id()).unwrap();
+    assert_eq!(entry.host_slots_held, 6, "every slot handed, counted held");
+}
+
 // ---------------------------------------------------------------------------
 // Live hostile guest processes among honest ones
 // ---------------------------------------------------------------------------

@@ -11,6 +11,9 @@
 //!   (the fields that vary from run to run masked);
 //! - each vector decodes, by those tables, exactly as its `.json` says,
 //!   and every byte that is not zero lies in a field the tables name;
+//! - those tables are the byte tables of `docs/spec.md`, parsed from it:
+//!   every field at the same offset and size, the values of `state` and
+//!   `quarantine` and the flag bits named alike;
 //! - each decoding says what its scenario did (hand-written expectations);
 //! - the library's own views (header, inspection, peek, slots) read the
 //!   vectors as the tables do;
@@ -100,8 +103,8 @@ fn ready_guests(header: &Rec) -> Vec<u64> {
 /// `SHMHUB` then 0x00 0x01, as a little-endian u64.
 const MAGIC: u64 = 0x0100_4255_484D_4853;
 
-/// Section Peer table: a 64-byte entry (40..64 reserved).
-const ENTRY: [Field; 7] = [
+/// Section Peer table: a 64-byte entry (44..64 reserved).
+const ENTRY: [Field; 8] = [
     ("state", 0, 4),
     ("epoch", 4, 4),
     ("pid", 8, 4),
@@ -109,9 +112,13 @@ const ENTRY: [Field; 7] = [
     ("heartbeat_ns", 16, 8),
     ("start_time", 24, 8),
     ("claimed_unix_ns", 32, 8),
+    ("quarantine", 40, 4),
 ];
 const ENTRY_SIZE: usize = 64;
-const STATES: [&str; 4] = ["empty", "reserved", "attached", "goodbye"];
+/// The values of `state`, in order.
+const STATES: [&str; 5] = ["empty", "reserved", "attached", "goodbye", "quarantined"];
+/// The values of `quarantine`, in order (0: never cut off).
+const REASONS: [&str; 5] = ["never", "entry", "ring", "descriptor", "evicted"];
 const FLAG_HELD: u64 = 1;
 const FLAG_LOCKED: u64 = 2;
 
@@ -144,10 +151,83 @@ const FLAG_SLOT: u64 = 1;
 const FLAG_PHASE: u64 = 0x8000;
 
 /// Section Slot pools: the control block, then the bitmap at 64, then 64
-/// bytes of metadata per slot (its state word first).
+/// bytes of metadata per slot.
 const POOL: [Field; 2] = [("releases", 0, 4), ("waiters", 4, 4)];
 const POOL_BITMAP: usize = 64;
+const SLOT_META: [Field; 1] = [("state", 0, 8)];
 const SLOT_META_SIZE: usize = 64;
+
+/// The header's size.
+const HEADER_SIZE: usize = 256;
+
+/// One of the tables above and the byte table of docs/spec.md it writes
+/// down (`the_tables_here_are_the_tables_of_the_spec` holds them to it).
+struct Mapping {
+    /// The spec's section (its `##` heading)...
+    section: &'static str,
+    /// ...and which of that section's byte tables, counting from 0.
+    nth: usize,
+    /// The table here, by name, for messages.
+    ours: &'static str,
+    /// Its fields as the spec lists them: an array's elements (`ready[0]`
+    /// to `ready[3]`) as one field (`ready`).
+    fields: Vec<Field>,
+    /// The bytes the spec's rows, reserved ones included, cover from 0.
+    size: usize,
+    /// The `size` cell of a last row that repeats past `size` (the ring's
+    /// descriptors), if the table ends with one.
+    then: Option<String>,
+}
+
+/// Every table above, with the spec's table it follows.
+fn mappings() -> Vec<Mapping> {
+    let mut desc = DESC.to_vec();
+    desc.push(("inline", INLINE_AT, INLINE_SIZE));
+    let map = |section, nth, ours, fields, size| Mapping {
+        section,
+        nth,
+        ours,
+        fields,
+        size,
+        then: None,
+    };
+    vec![
+        map("Header", 0, "HEADER", as_one(&HEADER), HEADER_SIZE),
+        map("Peer table", 0, "ENTRY", ENTRY.to_vec(), ENTRY_SIZE),
+        Mapping {
+            then: Some(format!("{DESC_SIZE} · C")),
+            ..map("Rings", 0, "RING", RING.to_vec(), RING_HEADER)
+        },
+        map(
+            "Message descriptor",
+            0,
+            "DESC and INLINE_AT",
+            desc,
+            DESC_SIZE,
+        ),
+        map("Slot pools", 0, "POOL", POOL.to_vec(), POOL_BITMAP),
+        map(
+            "Slot pools",
+            1,
+            "SLOT_META",
+            SLOT_META.to_vec(),
+            SLOT_META_SIZE,
+        ),
+    ]
+}
+
+/// `table` with each run of array elements `name[k]` as one field `name`.
+fn as_one(table: &[Field]) -> Vec<Field> {
+    let mut out: Vec<Field> = Vec::new();
+    for &(name, at, size) in table {
+        let base = name.split('[').next().unwrap();
+        match out.last_mut() {
+            Some(last) if base != name && last.0 == base && last.1 + last.2 == at => last.2 += size,
+            _ => out.push((base, at, size)),
+        }
+    }
+    out
+}
 
 /// `align(x, n)` of the spec's Conventions.
 fn align(x: usize, n: usize) -> usize {
@@ -471,7 +551,7 @@ fn decode_segment(bytes: &[u8]) -> Seg {
     let header = r.record(&HEADER, 0, "header");
     assert_eq!(header.get("magic"), MAGIC, "magic");
     assert_eq!(header.get("version"), u64::from(TABLES_VERSION), "version");
-    assert_eq!(header.get("header_size"), 256, "header_size");
+    assert_eq!(header.get("header_size"), HEADER_SIZE as u64, "header_size");
     assert_eq!(header.get("total_size"), bytes.len() as u64, "total_size");
     let geo = Geometry::of(&header);
     let layout = geo.rec();
@@ -591,7 +671,8 @@ fn decode_pool(r: &mut Reader<'_>, geo: &Geometry, i: usize) -> PoolD {
     let slots = (0..geo.slots)
         .map(|slot| {
             let at = offset + geo.pool_meta_offset + slot * SLOT_META_SIZE;
-            let state = le(r.take(at, 8, format!("{prefix}.slots[{slot}].state")));
+            let meta = r.record(&SLOT_META, at, &format!("{prefix}.slots[{slot}]"));
+            let state = meta.get("state");
             let at = offset + geo.pool_data_offset + slot * geo.slot_size;
             let data = r.take(at, geo.slot_size, format!("{prefix}.slots[{slot}].data"));
             SlotD {
@@ -818,6 +899,9 @@ fn peer_json((i, (at, rec)): (usize, &(usize, Rec))) -> J {
     let flags = rec.get("flags");
     fields.push(("held".into(), J::B(flags & FLAG_HELD != 0)));
     fields.push(("locked".into(), J::B(flags & FLAG_LOCKED != 0)));
+    let reason = REASONS.get(rec.get("quarantine") as usize);
+    let reason = reason.unwrap_or(&"unknown").to_string();
+    fields.push(("quarantine_name".into(), J::S(reason)));
     J::O(fields)
 }
 
@@ -999,6 +1083,11 @@ fn vectors() -> Vec<Vector> {
             kind: Kind::Segment(reserved),
         },
         Vector {
+            name: "quarantined",
+            about: "guest 1 attached; the host sent it a 40-byte slot message and it sent an inline message, both queued; then the host evicted it (reason 4): Quarantined, its holder (alive) and everything else left as they were",
+            kind: Kind::Segment(quarantined),
+        },
+        Vector {
             name: "wrapped",
             about: "ring indices across 2^32: the host-to-guest ring started at 2^32-2 (3 sent, 1 read), the guest-to-host ring at 2^32-3 (4 sent, 2 read); both now have head 4294967295 and tail 1",
             kind: Kind::Segment(wrapped),
@@ -1096,6 +1185,24 @@ fn reserved(path: &Path) -> Vec<u8> {
     host.try_send(1, frame(msg_type::DATA, 2, 0, &filled("sent ahead; ", 50)))
         .unwrap();
     segment_bytes(&host)
+}
+
+fn quarantined(path: &Path) -> Vec<u8> {
+    let mut host = ShmHost::create(path, CONFIG).unwrap();
+    let mut guest = ShmGuest::attach_path(path).unwrap();
+    host.try_send(
+        guest.peer_id(),
+        frame(msg_type::DATA, 1, 0, &filled("sent before; ", 40)),
+    )
+    .unwrap();
+    guest
+        .try_send(frame(msg_type::DATA, 2, 0, b"before the eviction"))
+        .unwrap();
+    // This process holds the guest, so its entry is not freed.
+    assert!(!host.evict(guest.peer_id()).unwrap());
+    let bytes = segment_bytes(&host);
+    drop(guest);
+    bytes
 }
 
 /// Makes a fresh ring of the segment start at index `start`: both indices
@@ -1389,6 +1496,7 @@ fn each_decoding_says_what_its_scenario_did() {
     expect_created(&seg("created"));
     expect_exchange(&seg("exchange"));
     expect_left(&seg("goodbye"), &seg("scripted"), &seg("reserved"));
+    expect_quarantined(&seg("quarantined"));
     expect_wrapped(&seg("wrapped"));
     let odd = load("desc-odd-lap");
     assert_eq!(le(&odd[2..4]) & FLAG_PHASE, 0, "an odd lap's phase is 0");
@@ -1465,6 +1573,23 @@ fn expect_left(goodbye: &Seg, scripted: &Seg, reserved: &Seg) {
     assert_eq!(slot(reserved, 0, 0), (true, 1, 2));
     let handed = ring_word(reserved, "host_to_guest", "host_slots_handed");
     assert_eq!(handed, 1);
+}
+
+/// Evicted while its holder lives: Quarantined for reason 4, nothing
+/// else touched (what it holds is freed only once its holder is gone).
+fn expect_quarantined(quarantined: &Seg) {
+    let held = (4, 1, PID_MASK, FLAG_HELD | FLAG_LOCKED);
+    assert_eq!(entry_one(quarantined), held);
+    assert_eq!(quarantined.peers[0].1.get("quarantine"), 4);
+    let lengths = |direction| -> Vec<usize> {
+        queued(quarantined, direction)
+            .iter()
+            .map(|m| m.4.len())
+            .collect()
+    };
+    assert_eq!(lengths("host_to_guest"), [40]);
+    assert_eq!(lengths("guest_to_host"), [19]);
+    assert_eq!(slot(quarantined, 0, 0), (true, 1, 2));
 }
 
 fn expect_wrapped(wrapped: &Seg) {
@@ -1578,6 +1703,16 @@ fn library_agrees_on_entries_and_rings(name: &str, seg: &Seg, region: &Region) {
             ("heartbeat_ns", entry.heartbeat_ns, e.get("heartbeat_ns")),
             ("start_time", entry.start_time, e.get("start_time")),
             ("claimed", entry.claimed_unix_ns, e.get("claimed_unix_ns")),
+            // Meaningful only in a Quarantined entry.
+            (
+                "quarantine",
+                entry.quarantine.map_or(0, |r| u64::from(r.to_u32())),
+                if e.get("state") == 4 {
+                    e.get("quarantine")
+                } else {
+                    0
+                },
+            ),
         ] {
             assert_eq!(value, mine, "{name}: peers[{i}].{field}");
         }
@@ -1707,4 +1842,335 @@ fn the_spec_the_library_the_tables_and_the_vectors_name_one_version() {
             assert_eq!(le(&load(v.name)[8..12]), u64::from(VERSION), "{}", v.name);
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The tables here against the byte tables of docs/spec.md
+// ---------------------------------------------------------------------------
+
+/// The columns of every byte table of docs/spec.md.
+const SPEC_COLUMNS: [&str; 5] = ["offset", "size", "type", "field", "meaning"];
+
+/// A byte table of docs/spec.md: its section, the line it starts on, and
+/// each row's line and cells (code spans kept in backquotes).
+struct SpecTable {
+    section: String,
+    line: usize,
+    rows: Vec<(usize, Vec<String>)>,
+}
+
+impl SpecTable {
+    /// The cells of the row of field `name`.
+    fn row(&self, name: &str) -> Option<&(usize, Vec<String>)> {
+        let cell = format!("`{name}`");
+        self.rows.iter().find(|(_, cells)| cells[3] == cell)
+    }
+}
+
+/// Every table of `spec` whose columns are [`SPEC_COLUMNS`], in order, each
+/// with the `##` section it is in.
+fn spec_byte_tables(spec: &str) -> Vec<SpecTable> {
+    use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+    let line_of = |at: usize| spec[..at].matches('\n').count() + 1;
+    let (mut tables, mut section, mut in_section_heading) = (Vec::new(), String::new(), false);
+    let mut rows: Vec<(usize, Vec<String>)> = Vec::new();
+    let (mut table_line, mut cell) = (0, None::<String>);
+    for (event, range) in Parser::new_ext(spec, Options::ENABLE_TABLES).into_offset_iter() {
+        match event {
+            Event::Start(Tag::Heading {
+                level: HeadingLevel::H2,
+                ..
+            }) => {
+                in_section_heading = true;
+                section.clear();
+            }
+            Event::End(TagEnd::Heading(HeadingLevel::H2)) => in_section_heading = false,
+            Event::Start(Tag::Table(_)) => {
+                table_line = line_of(range.start);
+                rows.clear();
+            }
+            Event::Start(Tag::TableHead | Tag::TableRow) => {
+                rows.push((line_of(range.start), Vec::new()));
+            }
+            Event::Start(Tag::TableCell) => cell = Some(String::new()),
+            Event::End(TagEnd::TableCell) => {
+                let text = cell.take().unwrap_or_default();
+                rows.last_mut().unwrap().1.push(text.trim().to_string());
+            }
+            Event::Text(_) | Event::Code(_) => {
+                let text = match &event {
+                    Event::Code(code) => format!("`{code}`"),
+                    Event::Text(text) => text.to_string(),
+                    _ => unreachable!(),
+                };
+                match &mut cell {
+                    Some(cell) => cell.push_str(&text),
+                    None if in_section_heading => section.push_str(&text),
+                    None => {}
+                }
+            }
+            Event::End(TagEnd::Table) if rows.first().is_some_and(|r| r.1 == SPEC_COLUMNS) => {
+                // A row short of cells reads as if they were empty.
+                let padded = rows.drain(1..).map(|(line, mut cells)| {
+                    cells.resize(SPEC_COLUMNS.len(), String::new());
+                    (line, cells)
+                });
+                tables.push(SpecTable {
+                    section: section.clone(),
+                    line: table_line,
+                    rows: padded.collect(),
+                });
+            }
+            _ => {}
+        }
+    }
+    tables
+}
+
+/// The bytes a scalar or array type of the spec's `type` column takes
+/// (`u32`, `u64[4]`); `None` for any other (`—`, `MsgDesc[C]`).
+fn type_size(ty: &str) -> Option<usize> {
+    let (scalar, count) = match ty.split_once('[') {
+        Some((scalar, count)) => (scalar, count.strip_suffix(']')?.parse().ok()?),
+        None => (ty, 1),
+    };
+    let bits: usize = scalar.strip_prefix('u')?.parse().ok()?;
+    Some(bits / 8 * count)
+}
+
+/// Where `table` and the table `m` maps to it disagree, one line each,
+/// naming the field.
+fn check_table(m: &Mapping, table: &SpecTable) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (mut next, mut repeats) = (0, false);
+    let mut listed = Vec::new();
+    for (line, cells) in &table.rows {
+        let here = format!("docs/spec.md:{line} ({}, {})", m.section, m.ours);
+        let [offset, size, ty, field] = [0, 1, 2, 3].map(|i| cells[i].as_str());
+        let Ok(offset) = offset.parse::<usize>() else {
+            problems.push(format!("{here}: offset {offset:?} is not a number"));
+            continue;
+        };
+        if offset != next || repeats {
+            problems.push(format!(
+                "{here}: {field} starts at {offset}, where the rows before end at {next}"
+            ));
+        }
+        let Ok(size) = size.parse::<usize>() else {
+            // A last row that repeats to the end of the structure.
+            if m.then.as_deref() != Some(size) || offset != m.size {
+                problems.push(format!(
+                    "{here}: {field} of {size} bytes at {offset}; {} ends at {} with {:?}",
+                    m.ours, m.size, m.then
+                ));
+            }
+            repeats = true;
+            continue;
+        };
+        next = offset + size;
+        if field == "reserved" {
+            continue;
+        }
+        let Some(name) = field.strip_prefix('`').and_then(|f| f.strip_suffix('`')) else {
+            problems.push(format!(
+                "{here}: field {field:?} is neither `a name` nor reserved"
+            ));
+            continue;
+        };
+        listed.push(name.to_string());
+        if type_size(ty).is_some_and(|bytes| bytes != size) {
+            problems.push(format!("{here}: field `{name}` is a {ty} but {size} bytes"));
+        }
+        match m.fields.iter().find(|f| f.0 == name) {
+            None => problems.push(format!(
+                "{here}: field `{name}` (offset {offset}, {size} bytes) is missing from {} \
+                 in tests/vectors.rs",
+                m.ours
+            )),
+            Some(&(_, at, bytes)) if (at, bytes) != (offset, size) => problems.push(format!(
+                "{here}: field `{name}` is at offset {offset}, {size} bytes; {} in \
+                 tests/vectors.rs has it at offset {at}, {bytes} bytes",
+                m.ours
+            )),
+            Some(_) => {}
+        }
+    }
+    if !repeats && (next != m.size || m.then.is_some()) {
+        problems.push(format!(
+            "docs/spec.md:{} ({}): the rows end at {next}; {} is {} bytes{}",
+            table.line,
+            m.section,
+            m.ours,
+            m.size,
+            m.then
+                .as_ref()
+                .map_or(String::new(), |t| format!(", then {t}"))
+        ));
+    }
+    for (name, at, bytes) in &m.fields {
+        if !listed.iter().any(|l| l == name) {
+            problems.push(format!(
+                "{}'s field `{name}` (offset {at}, {bytes} bytes) is not in the table at \
+                 docs/spec.md:{} ({})",
+                m.ours, table.line, m.section
+            ));
+        }
+    }
+    problems
+}
+
+/// The values a meaning cell names as `N Name` (`0 Empty, 1 Reserved`),
+/// the names lowercased.
+fn named_values(meaning: &str) -> Vec<(usize, String)> {
+    meaning
+        .split([',', ';', ':', '(', ')'])
+        .filter_map(|piece| {
+            let (value, name) = piece.trim().split_once(' ')?;
+            let alphabetic = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphabetic());
+            Some((value.parse().ok()?, name.to_lowercase())).filter(|_| alphabetic)
+        })
+        .collect()
+}
+
+/// Where the values and flag bits the peer table and the descriptor name
+/// differ from those this file names (`STATES`, `REASONS`, the `FLAG_`s).
+fn check_named(tables: &[SpecTable]) -> Vec<String> {
+    let mut problems = Vec::new();
+    // (section, field, the names here, the value of the first name)
+    let named = [
+        ("Peer table", "state", "STATES", &STATES[..], 0),
+        ("Peer table", "quarantine", "REASONS", &REASONS[1..], 1),
+    ];
+    let bits = [
+        ("Peer table", "flags", "HELD", FLAG_HELD),
+        ("Peer table", "flags", "LOCKED", FLAG_LOCKED),
+        ("Message descriptor", "flags", "FLAG_SLOT", FLAG_SLOT),
+        ("Message descriptor", "flags", "FLAG_PHASE", FLAG_PHASE),
+    ];
+    let row = |section: &str, field: &str| {
+        tables
+            .iter()
+            .filter(|t| t.section == section)
+            .find_map(|t| t.row(field))
+    };
+    for (section, field, ours, names, first) in named {
+        let Some((line, cells)) = row(section, field) else {
+            problems.push(format!("docs/spec.md ({section}) has no row `{field}`"));
+            continue;
+        };
+        let spec = named_values(&cells[4]);
+        let expected: Vec<(usize, String)> =
+            (first..).zip(names.iter().map(|n| n.to_string())).collect();
+        if spec != expected {
+            problems.push(format!(
+                "docs/spec.md:{line} ({section}): `{field}` names {spec:?}; {ours} in \
+                 tests/vectors.rs names {expected:?}"
+            ));
+        }
+    }
+    for (section, field, name, value) in bits {
+        let bit = format!("bit {} `{name}`", value.trailing_zeros());
+        if !row(section, field).is_some_and(|(_, cells)| cells[4].contains(&bit)) {
+            problems.push(format!(
+                "docs/spec.md ({section}): `{field}` does not say \"{bit}\" as tests/vectors.rs does"
+            ));
+        }
+    }
+    problems
+}
+
+/// Every disagreement between the tables here and the byte tables of
+/// `spec`: each mapped table, every table of the spec mapped, and the
+/// values named.
+fn disagreements(spec: &str, mappings: &[Mapping]) -> Vec<String> {
+    let tables = spec_byte_tables(spec);
+    let mut problems = Vec::new();
+    for m in mappings {
+        let mut in_section = tables.iter().filter(|t| t.section == m.section);
+        match in_section.nth(m.nth) {
+            Some(table) => problems.extend(check_table(m, table)),
+            None => problems.push(format!(
+                "docs/spec.md has no byte table {} in section {} (for {})",
+                m.nth + 1,
+                m.section,
+                m.ours
+            )),
+        }
+    }
+    for (i, t) in tables.iter().enumerate() {
+        let nth = tables[..i]
+            .iter()
+            .filter(|u| u.section == t.section)
+            .count();
+        if !mappings
+            .iter()
+            .any(|m| m.section == t.section && m.nth == nth)
+        {
+            problems.push(format!(
+                "docs/spec.md:{}: a byte table of section {} that no table of \
+                 tests/vectors.rs follows",
+                t.line, t.section
+            ));
+        }
+    }
+    problems.extend(check_named(&tables));
+    problems
+}
+
+fn spec_text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/spec.md")).unwrap()
+}
+
+// The byte tables this reader decodes by (HEADER, ENTRY, RING, DESC,
+// POOL, SLOT_META) are those of docs/spec.md, parsed from it as `mappings`
+// pairs them: every field at the same offset and size in both, the spec's
+// rows (reserved ones too) covering each structure with no gap or
+// overlap, every byte table of the spec followed here, and the values of
+// `state` and `quarantine` and the flag bits named alike. A field the
+// format gains without these tables fails here, named.
+// shm[verify shm.header.version]
+// shm[verify shm.peer.table]
+#[test]
+fn the_tables_here_are_the_tables_of_the_spec() {
+    let problems = disagreements(&spec_text(), &mappings());
+    assert!(
+        problems.is_empty(),
+        "tests/vectors.rs and docs/spec.md disagree:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+// The check above fails, naming the field, on the drifts it is for: a
+// field the spec has and a table here lacks (the entry's `quarantine`
+// before this file knew it), a row moved, and a state the spec does not
+// list.
+#[test]
+fn the_check_against_the_spec_names_what_drifted() {
+    let spec = spec_text();
+    let mut old = mappings();
+    old[1].fields.retain(|f| f.0 != "quarantine");
+    let problems = disagreements(&spec, &old);
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("field `quarantine` (offset 40, 4 bytes) is missing from ENTRY"),
+        "{}",
+        problems[0]
+    );
+
+    let row = "| 16 | 8 | u64 | `heartbeat_ns` |";
+    let moved = spec.replacen(row, "| 20 | 8 | u64 | `heartbeat_ns` |", 1);
+    assert_ne!(moved, spec, "the row {row}");
+    let problems = disagreements(&moved, &mappings()).join("\n");
+    assert!(
+        problems.contains("`heartbeat_ns` is at offset 20, 8 bytes; ENTRY"),
+        "{problems}"
+    );
+    assert!(problems.contains("starts at 20, where the rows before end at 16"));
+
+    let states = "0 Empty, 1 Reserved, 2 Attached, 3 Goodbye, 4 Quarantined |";
+    let four = spec.replacen(states, "0 Empty, 1 Reserved, 2 Attached, 3 Goodbye |", 1);
+    assert_ne!(four, spec, "the state row");
+    let problems = disagreements(&four, &mappings());
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(problems[0].contains("`state` names"), "{}", problems[0]);
 }

@@ -838,7 +838,11 @@ impl ShmHost {
             for direction in [Direction::HostToGuest, Direction::GuestToHost] {
                 seg.ring(p, direction).reset()?;
             }
-            seg.free_guest_slots(p)
+            seg.free_guest_slots(p)?;
+            // The frees counted the host's slots returned into the ring
+            // just zeroed: without a recount the entry would show
+            // 2^32 - n of them held until its next claim.
+            seg.pool(0).recount_held(p)
         })();
         if cleaned.is_err() {
             return Ok(Some(SkipReason::Quarantined));

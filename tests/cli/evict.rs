@@ -53,6 +53,37 @@ fn a_live_guest_is_cut_off_and_its_entry_freed_once_it_is_gone() {
     assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty");
 }
 
+// A guest killed while it held the host's slots, cut off before: the
+// reclaim that frees its entry gives the slots back and counts none held.
+// The frees count `host_slots_returned` up after the rings were zeroed,
+// so the count is taken again (without that, 2 slots freed showed as
+// 4294967294 held by an Empty entry until its next claim).
+// shm[verify shm.peer.quarantine]
+// shm[verify shm.pool.share]
+#[test]
+fn a_freed_quarantined_entry_holds_none_of_the_hosts_slots() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let mut held = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(held.line(), "1");
+    // Stopped, it reads nothing: the two slot messages stay its to free.
+    held.freeze();
+    for tag in ["one", "two"] {
+        env.send_as_host("seg", "1", &slot_msg(tag));
+    }
+    assert_eq!(peer(&env.inspect("seg"), 1)["host_slots_held"], 2);
+    let r = env.ok(&["evict", "seg", "--peer-id", "1", "--json"]);
+    assert_eq!(r.json(), serde_json::json!({"evicted": 1, "freed": false}));
+    held.signal(libc::SIGKILL);
+    held.wait();
+    assert_eq!(env.ok(&["reclaim", "seg"]).stdout, "1\n");
+    let report = env.inspect("seg");
+    let p = peer(&report, 1);
+    assert_eq!(p["state"], "empty");
+    assert_eq!(p["host_slots_held"], 0, "{p}");
+    assert_eq!(pool(&report, "host")["used"], 0);
+}
+
 #[test]
 fn what_cannot_be_evicted_is_refused_and_nothing_changes() {
     let env = Env::new();
