@@ -114,7 +114,7 @@ fn waitable(e: &shmhub::Error) -> bool {
 fn read_payload(args: &Args, max: u32, segment: &Path) -> anyhow::Result<Vec<u8>> {
     let too_large = |len: String| {
         anyhow::anyhow!(
-            "{}: payload of {len} exceeds the segment's max payload of {max} bytes",
+            "{}: payload of {len} exceeds the max payload of {max} bytes",
             shown(&segment),
         )
     };

@@ -435,6 +435,24 @@ int shmhub_host_release_peer(struct shmhub_host *host, uint8_t peer);
 int shmhub_host_reclaim_dead(struct shmhub_host *host);
 
 /**
+ * Cuts guest `peer` off now (an eviction): from here on every send to
+ * it and receive from it, and the guest's own sends and receives, fail
+ * with `SHMHUB_ERR_CUT_OFF`, while the other guests go on. Its entry is
+ * freed at once if no process holds it, and otherwise by the first
+ * `shmhub_host_reclaim_dead()` after its process is gone (a process that
+ * lives may still write to it).
+ *
+ * Returns 1 if the entry was freed, 0 if it waits for its process to go,
+ * or a negative code: `SHMHUB_ERR_INVALID` (`peer` out of range),
+ * `SHMHUB_ERR_BUSY` (the entry is empty or only reserved), ...
+ *
+ * # Safety
+ *
+ * `host` is NULL or a live handle.
+ */
+int shmhub_host_evict(struct shmhub_host *host, uint8_t peer);
+
+/**
  * Writes the segment's sizes to `*cfg_out` (every field filled in).
  * Returns `SHMHUB_OK`, or `SHMHUB_ERR_INVALID` for a NULL argument.
  *

@@ -362,6 +362,30 @@ pub unsafe extern "C" fn shmhub_host_reclaim_dead(host: *mut shmhub_host) -> c_i
     })
 }
 
+/// Cuts guest `peer` off now (an eviction): from here on every send to
+/// it and receive from it, and the guest's own sends and receives, fail
+/// with `SHMHUB_ERR_CUT_OFF`, while the other guests go on. Its entry is
+/// freed at once if no process holds it, and otherwise by the first
+/// `shmhub_host_reclaim_dead()` after its process is gone (a process that
+/// lives may still write to it).
+///
+/// Returns 1 if the entry was freed, 0 if it waits for its process to go,
+/// or a negative code: `SHMHUB_ERR_INVALID` (`peer` out of range),
+/// `SHMHUB_ERR_BUSY` (the entry is empty or only reserved), ...
+///
+/// # Safety
+///
+/// `host` is NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmhub_host_evict(host: *mut shmhub_host, peer: u8) -> c_int {
+    call(|| {
+        // SAFETY: passed on from this function's contract.
+        let host = unsafe { handle::handle(host, "host") }?;
+        let freed = host.with(|h| h.host.evict(peer).map_err(|e| h.fail(e)))?;
+        Ok(c_int::from(freed))
+    })
+}
+
 /// Writes the segment's sizes to `*cfg_out` (every field filled in).
 /// Returns `SHMHUB_OK`, or `SHMHUB_ERR_INVALID` for a NULL argument.
 ///

@@ -1,15 +1,16 @@
 //! The C programs in `tests/c/`, compiled with the system C compiler (`cc`,
 //! or `$CC`) against the libraries this test build made, and run: a host
 //! and a guest in two processes (one linked with `libshmhub_c.a`, the
-//! other with `libshmhub_c.so`), every error code in one process, the
-//! example in `examples/`, and the error program again under valgrind.
+//! other with `libshmhub_c.so`), a host evicting a guest of another
+//! process, every error code in one process, the example in `examples/`,
+//! and the error program and both kinds of guest again under valgrind.
 //!
 //! Valgrind missing is a visible skip, unless `SHMHUB_REQUIRE_VALGRIND` is
 //! set (CI sets it), when it fails.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -145,21 +146,15 @@ fn wait_within(mut child: Child, limit: Duration) -> Output {
     }
 }
 
-// A host process and a guest process, built against the two libraries:
-// inline and slot payloads both ways, a short buffer, timeouts, leaving.
-#[test]
-fn a_c_host_and_a_c_guest_talk_across_two_processes() {
-    let dir = scratch();
-    let host_exe = dir.path().join("pair-static");
-    let guest_exe = dir.path().join("pair-shared");
-    compile("tests/c/pair.c", &host_exe, Link::Static);
-    compile("tests/c/pair.c", &guest_exe, Link::Shared);
-    let segment = dir.path().join("pair.shm");
-
-    let mut host = Command::new(&host_exe)
+/// Starts `exe host SEGMENT` (with `env` set), its standard streams
+/// piped, and waits for it to say "ready"; its standard output from then
+/// on.
+fn start_host(exe: &Path, segment: &Path, env: &[(&str, &str)]) -> (Child, BufReader<ChildStdout>) {
+    let mut host = Command::new(exe)
         .arg("host")
-        .arg(&segment)
-        .stdin(Stdio::null())
+        .arg(segment)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -177,11 +172,11 @@ fn a_c_host_and_a_c_guest_talk_across_two_processes() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    let guest = run_ok(
-        Command::new(&guest_exe).arg("guest").arg(&segment),
-        "guest ok",
-        Duration::from_secs(60),
-    );
+    (host, host_out)
+}
+
+/// Waits for `host` to exit 0 with "host ok" as the rest of `host_out`.
+fn host_ends_ok(host: Child, mut host_out: BufReader<ChildStdout>, guest: &Output) {
     let host_output = wait_within(host, Duration::from_secs(60));
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut host_out, &mut rest).expect("the host's last words");
@@ -192,7 +187,68 @@ fn a_c_host_and_a_c_guest_talk_across_two_processes() {
         String::from_utf8_lossy(&host_output.stderr),
         String::from_utf8_lossy(&guest.stderr)
     );
+}
+
+/// `tests/c/evict.c`: the host started from `host_exe`, the guest run by
+/// `guest` (to its end), then the host told the guest's process is gone.
+/// The guest's output.
+fn eviction(host_exe: &Path, guest: &mut Command, segment: &Path, env: &[(&str, &str)]) -> Output {
+    let (mut host, host_out) = start_host(host_exe, segment, env);
+    let guest = run_ok(
+        guest.arg("guest").arg(segment).envs(env.iter().copied()),
+        "guest ok",
+        Duration::from_secs(300),
+    );
+    host.stdin
+        .take()
+        .expect("the host's stdin")
+        .write_all(b"gone\n")
+        .expect("the host is told the guest has gone");
+    host_ends_ok(host, host_out, &guest);
     assert!(!segment.exists(), "the host's destroy removes the file");
+    guest
+}
+
+// A host process and a guest process, built against the two libraries:
+// inline and slot payloads both ways, a short buffer, timeouts, leaving.
+#[test]
+fn a_c_host_and_a_c_guest_talk_across_two_processes() {
+    let dir = scratch();
+    let host_exe = dir.path().join("pair-static");
+    let guest_exe = dir.path().join("pair-shared");
+    compile("tests/c/pair.c", &host_exe, Link::Static);
+    compile("tests/c/pair.c", &guest_exe, Link::Shared);
+    let segment = dir.path().join("pair.shm");
+
+    let (host, host_out) = start_host(&host_exe, &segment, &[]);
+    let guest = run_ok(
+        Command::new(&guest_exe).arg("guest").arg(&segment),
+        "guest ok",
+        Duration::from_secs(60),
+    );
+    host_ends_ok(host, host_out, &guest);
+    assert!(!segment.exists(), "the host's destroy removes the file");
+}
+
+// A host evicts a guest of another process (the host linked with
+// `libshmhub_c.a`, the guest with `libshmhub_c.so`): the guest's waiting
+// receive ends with SHMHUB_ERR_CUT_OFF, and its send, the host's send to it
+// and receive from it fail so too, each with the library's line; the host's
+// own guest goes on, and the entry is reclaimed once the guest's process
+// has gone.
+#[test]
+fn an_evicted_c_guest_is_cut_off_in_its_own_process() {
+    let dir = scratch();
+    let host_exe = dir.path().join("evict-static");
+    let guest_exe = dir.path().join("evict-shared");
+    compile("tests/c/evict.c", &host_exe, Link::Static);
+    compile("tests/c/evict.c", &guest_exe, Link::Shared);
+    eviction(
+        &host_exe,
+        &mut Command::new(&guest_exe),
+        &dir.path().join("evict.shm"),
+        &[],
+    );
 }
 
 // Every error code but the internal one, with its message.
@@ -256,8 +312,8 @@ const VALGRIND: &[&str] = &[
 ];
 
 // Every error path again under valgrind (linked statically, so that every
-// byte of the library is checked), and a guest of the two-process test:
-// no invalid access, no uninitialized read, no leak.
+// byte of the library is checked), a guest of the two-process test, and an
+// evicted guest: no invalid access, no uninitialized read, no leak.
 #[test]
 fn valgrind_finds_no_errors_and_no_leaks() {
     let Some(valgrind) = valgrind() else { return };
@@ -281,18 +337,7 @@ fn valgrind_finds_no_errors_and_no_leaks() {
     let pair = dir.path().join("pair");
     compile("tests/c/pair.c", &pair, Link::Static);
     let segment = dir.path().join("pair.shm");
-    let mut host = Command::new(&pair)
-        .arg("host")
-        .arg(&segment)
-        .env("SHMHUB_NO_MEMBARRIER", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the host starts");
-    let mut host_out = BufReader::new(host.stdout.take().expect("the host's stdout"));
-    let mut ready = String::new();
-    host_out.read_line(&mut ready).expect("the host is ready");
-    assert_eq!(ready, "ready\n");
+    let (host, _host_out) = start_host(&pair, &segment, &[("SHMHUB_NO_MEMBARRIER", "1")]);
     let output = run_ok(
         Command::new(valgrind)
             .args(VALGRIND)
@@ -306,4 +351,15 @@ fn valgrind_finds_no_errors_and_no_leaks() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.trim().is_empty(), "valgrind said:\n{stderr}");
     assert!(wait_within(host, Duration::from_secs(60)).status.success());
+
+    let evict = dir.path().join("evict");
+    compile("tests/c/evict.c", &evict, Link::Static);
+    let output = eviction(
+        &evict,
+        Command::new(valgrind).args(VALGRIND).arg(&evict),
+        &dir.path().join("evict.shm"),
+        &[("SHMHUB_NO_MEMBARRIER", "1")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.trim().is_empty(), "valgrind said:\n{stderr}");
 }

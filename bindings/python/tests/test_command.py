@@ -121,7 +121,7 @@ def test_errors_read_as_the_commands_lines(cli, seg_path, tmp_path):
         shmhub.Guest.attach(not_a_segment)
     assert str(caught.value) == command_error(run(cli, "attach", str(not_a_segment), check=False))
 
-    with shmhub.Host.create(seg_path, max_guests=1) as host:
+    with shmhub.Host.create(seg_path, max_guests=1, slot_size=4096) as host:
         with pytest.raises(shmhub.Busy) as caught:
             host.recv_from(1, timeout=0)
         command = run(cli, "recv", seg_path, "--as", "host", "--from", "1", check=False)
@@ -132,4 +132,15 @@ def test_errors_read_as_the_commands_lines(cli, seg_path, tmp_path):
             shmhub.Guest.attach(seg_path)
         # The command goes on to name who holds each entry.
         assert command_error(run(cli, "attach", seg_path, check=False)).startswith(str(caught.value))
+
+        # A payload over the max payload, from the host here and from the
+        # command's guest (the same entry) there.
+        big = tmp_path / "big.bin"
+        big.write_bytes(bytes(5000))
+        with pytest.raises(shmhub.TooLarge) as caught:
+            host.send(int(peer), bytes(5000))
+        command = run(cli, "send", seg_path, "--as", peer, "--file", str(big), check=False)
+        assert str(caught.value) == command_error(command)
+        assert str(caught.value) == (
+            f"{seg_path}: payload of 5000 bytes exceeds the max payload of 4096 bytes")
         run(cli, "detach", seg_path, "--peer-id", peer)

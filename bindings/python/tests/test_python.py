@@ -352,7 +352,7 @@ def test_a_guest_killed_by_sigkill_is_reclaimed(seg_path, child):
             assert host.recv(timeout=1) == (peer, b"fresh")
 
 
-def test_an_evicted_guest_is_cut_off_and_the_others_go_on(seg_path, child):
+def test_an_evicted_guest_is_cut_off_and_the_others_go_on(seg_path, child, tmp_path):
     code = """
         import os, sys, time, shmhub
         with shmhub.Guest.attach(sys.argv[1]) as guest:
@@ -372,7 +372,7 @@ def test_an_evicted_guest_is_cut_off_and_the_others_go_on(seg_path, child):
             while not os.path.exists(sys.argv[2]) and time.monotonic() < deadline:
                 time.sleep(0.01)
     """
-    go = f"{seg_path}.go"
+    go = tmp_path / "go"  # made when the child may go; removed with tmp_path
     with shmhub.Host.create(seg_path, max_guests=2) as host, \
             shmhub.Guest.attach(seg_path) as good:
         evicted = child(code, seg_path, go)

@@ -1,6 +1,7 @@
 /* Every error code a C program can meet, in one process (`errors DIR`,
  * segments made in DIR), with the line shmhub_last_error gives for it;
- * and the calls around them: reservations, reclaims, sizes, strerror.
+ * and the calls around them: reservations, reclaims, evictions, sizes,
+ * strerror.
  * SHMHUB_ERR_INTERNAL (a caught panic) cannot be caused from C: the
  * crate's Rust tests cover it. */
 #define _POSIX_C_SOURCE 200809L
@@ -32,6 +33,7 @@ static void invalid_arguments(void) {
     CHECK_EQ(shmhub_host_reserve_peer(NULL), SHMHUB_ERR_INVALID);
     CHECK_EQ(shmhub_host_release_peer(NULL, 1), SHMHUB_ERR_INVALID);
     CHECK_EQ(shmhub_host_reclaim_dead(NULL), SHMHUB_ERR_INVALID);
+    CHECK_EQ(shmhub_host_evict(NULL, 1), SHMHUB_ERR_INVALID);
     CHECK_EQ(shmhub_host_config(NULL, NULL), SHMHUB_ERR_INVALID);
     CHECK_EQ(shmhub_guest_send(NULL, buf, 1, 0), SHMHUB_ERR_INVALID);
     CHECK_LAST(SHMHUB_ERR_INVALID, "guest is NULL");
@@ -255,10 +257,46 @@ static void leaving_and_reserving(void) {
     CHECK(access(other, F_OK) != 0);
 }
 
+/* A guest the host evicts (here, in the same process: tests/c/evict.c does
+ * it across two): every call to it, from it and its own is cut off. */
+static void evicting(void) {
+    shmhub_host *h = shmhub_host_create(other, NULL);
+    CHECK(h != NULL);
+    CHECK_EQ(shmhub_host_evict(h, 1), SHMHUB_ERR_BUSY);
+    snprintf(expected, sizeof expected,
+             "%s: peer 1 is empty, not attached, goodbye or quarantined", other);
+    CHECK_LAST(SHMHUB_ERR_BUSY, expected);
+    CHECK_EQ(shmhub_host_evict(h, 9), SHMHUB_ERR_INVALID);
+    snprintf(expected, sizeof expected,
+             "%s: peer id 9 is out of range (this segment has guests 1..=8)", other);
+    CHECK_LAST(SHMHUB_ERR_INVALID, expected);
+
+    shmhub_guest *g = shmhub_guest_attach(other);
+    CHECK(g != NULL);
+    CHECK_EQ(shmhub_guest_send(g, (const uint8_t *)"queued", 6, 0), SHMHUB_OK);
+    /* This process holds the guest: its entry waits until it is gone. */
+    CHECK_EQ(shmhub_host_evict(h, 1), 0);
+    snprintf(expected, sizeof expected, "%s: peer 1 is cut off: evicted by the host", other);
+    CHECK_EQ(shmhub_guest_send(g, (const uint8_t *)"x", 1, 0), SHMHUB_ERR_CUT_OFF);
+    CHECK_LAST(SHMHUB_ERR_CUT_OFF, expected);
+    CHECK_EQ(shmhub_guest_recv(g, buf, sizeof buf, 0), SHMHUB_ERR_CUT_OFF);
+    CHECK_LAST(SHMHUB_ERR_CUT_OFF, expected);
+    CHECK_EQ(shmhub_host_send(h, 1, (const uint8_t *)"x", 1, 0), SHMHUB_ERR_CUT_OFF);
+    CHECK_LAST(SHMHUB_ERR_CUT_OFF, expected);
+    /* What it sent before is not received either. */
+    CHECK_EQ(shmhub_host_recv_from(h, 1, buf, sizeof buf, 0), SHMHUB_ERR_CUT_OFF);
+    CHECK_LAST(SHMHUB_ERR_CUT_OFF, expected);
+    CHECK_EQ(shmhub_host_recv(h, NULL, buf, sizeof buf, 0), SHMHUB_ERR_TIMED_OUT);
+    shmhub_guest_detach(g);
+    shmhub_host_destroy(h);
+    CHECK(access(other, F_OK) != 0);
+}
+
 static void descriptions(void) {
     int codes[] = {SHMHUB_OK, SHMHUB_ERR_TIMED_OUT, SHMHUB_ERR_FULL, SHMHUB_ERR_PEER_GONE,
                    SHMHUB_ERR_TOO_LARGE, SHMHUB_ERR_BUFFER_TOO_SMALL, SHMHUB_ERR_INVALID,
-                   SHMHUB_ERR_BUSY, SHMHUB_ERR_CORRUPT, SHMHUB_ERR_IO, SHMHUB_ERR_INTERNAL};
+                   SHMHUB_ERR_BUSY, SHMHUB_ERR_CORRUPT, SHMHUB_ERR_IO, SHMHUB_ERR_INTERNAL,
+                   SHMHUB_ERR_CUT_OFF};
     size_t n = sizeof codes / sizeof codes[0];
     for (size_t i = 0; i < n; i++) {
         CHECK(strcmp(shmhub_strerror(codes[i]), "unknown error code") != 0);
@@ -266,6 +304,7 @@ static void descriptions(void) {
             CHECK(strcmp(shmhub_strerror(codes[i]), shmhub_strerror(codes[j])) != 0);
     }
     CHECK(strcmp(shmhub_strerror(SHMHUB_ERR_TIMED_OUT), "timed out") == 0);
+    CHECK(strcmp(shmhub_strerror(SHMHUB_ERR_CUT_OFF), "cut off: the host quarantined this guest") == 0);
     CHECK(strcmp(shmhub_strerror(1), "unknown error code") == 0);
     CHECK(strlen(shmhub_version()) > 0);
 }
@@ -287,6 +326,7 @@ int main(int argc, char **argv) {
     files();
     one_guest();
     leaving_and_reserving();
+    evicting();
     descriptions();
     printf("errors ok\n");
     return 0;
