@@ -842,7 +842,7 @@ impl ShmHost {
             // The frees counted the host's slots returned into the ring
             // just zeroed: without a recount the entry would show
             // 2^32 - n of them held until its next claim.
-            seg.pool(0).recount_held(p)
+            seg.pool(Party::Host).recount_held(p)
         })();
         if cleaned.is_err() {
             return Ok(Some(SkipReason::Quarantined));
