@@ -407,7 +407,7 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     let mut host = env.spawn(&["create", "seg", "--hold", "--max-guests", "2"]);
     assert!(host.line().starts_with("created "));
     let mut events = env.spawn(&["events", "seg", "--json", "--interval", "50ms"]);
-    std::thread::sleep(Duration::from_millis(200));
+    watching(&events, "seg");
     let scripted = env.attach("seg");
     let mut guest = env.spawn(&["attach", "seg", "--hold"]);
     let held: u64 = guest.line().parse().unwrap();
@@ -447,7 +447,7 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     // --count: the next event, then exit 0.
     idle_segment(&env, "next");
     let mut one = env.spawn(&["events", "next", "--count", "1", "--timeout", "10s"]);
-    std::thread::sleep(Duration::from_millis(500));
+    watching(&one, "next");
     let attached = env.attach("next");
     // As above: the look may fall in the moment the attaching command
     // still holds the entry, so it names that pid or says "scripted".
@@ -457,6 +457,18 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
         "{line:?}"
     );
     one.wait_ok();
+}
+
+/// Waits until `events` says on stderr that it watches `name`: what
+/// happens from then on is told (what it saw first is where it starts).
+#[track_caller]
+fn watching(events: &Held, name: &str) {
+    let note = format!("{name}: watching for events from now on");
+    assert!(
+        wait_until(HELD_TIMEOUT, || events.stderr().contains(&note)),
+        "events never said it was watching: {:?}",
+        events.stderr()
+    );
 }
 
 // A death is told when the process ends, not at the next look: with
