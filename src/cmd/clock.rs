@@ -1,6 +1,8 @@
 //! Points in time as the commands print them: RFC 3339 with the offset
 //! (`2026-12-05T18:40:01.123+01:00`), in local time for people unless they
-//! ask for UTC, always in UTC (`...Z`) in JSON.
+//! ask for UTC, always in UTC (`...Z`) in JSON. And ages and durations in
+//! words (`17m`, `0.3s`, `250 ms`), all here so that one quantity is
+//! written one way everywhere.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -64,6 +66,22 @@ pub fn human_age(secs: u64) -> String {
     }
 }
 
+/// A heartbeat interval in words: `off` (0: no heartbeats) or `N ms`.
+pub fn heartbeat_interval(interval_ms: u32) -> String {
+    if interval_ms == 0 {
+        "off".into()
+    } else {
+        format!("{interval_ms} ms")
+    }
+}
+
+/// A heartbeat's age in seconds with one decimal, `0.3s`: ages are
+/// compared with an interval of milliseconds, so whole seconds (as
+/// [`human_age`] gives) would hide what matters.
+pub fn heartbeat_age(age_ms: u64) -> String {
+    format!("{:.1}s", age_ms as f64 / 1000.0)
+}
+
 /// Whole seconds from `unix_ns` to now (0 for a time in the future).
 pub fn age_secs(unix_ns: u64) -> u64 {
     now_ns().saturating_sub(unix_ns) / 1_000_000_000
@@ -105,6 +123,29 @@ mod tests {
             (172_800, "2d"),
         ] {
             assert_eq!(human_age(secs), text);
+        }
+    }
+
+    #[test]
+    fn heartbeat_intervals_are_off_or_milliseconds() {
+        assert_eq!(heartbeat_interval(0), "off");
+        assert_eq!(heartbeat_interval(1), "1 ms");
+        assert_eq!(heartbeat_interval(250), "250 ms");
+        assert_eq!(heartbeat_interval(u32::MAX), "4294967295 ms");
+    }
+
+    #[test]
+    fn heartbeat_ages_are_seconds_with_one_decimal() {
+        for (ms, text) in [
+            (0, "0.0s"),
+            (49, "0.0s"),
+            (51, "0.1s"),
+            (250, "0.2s"),
+            (1000, "1.0s"),
+            (12_345, "12.3s"),
+            (3_600_000, "3600.0s"),
+        ] {
+            assert_eq!(heartbeat_age(ms), text, "{ms} ms");
         }
     }
 }

@@ -11,6 +11,7 @@ use shmhub::{
     SegmentLayout, ShmHost, sys,
 };
 
+use super::clock::heartbeat_interval;
 use super::error::{OnSegment, UsageError, seg_err};
 use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
@@ -18,7 +19,7 @@ use super::output::MessagePrinter;
 use super::parse::parse_size_u32;
 use super::segment::{Segment, already_exists, directory_of, existing};
 use super::signals;
-use super::text::{counted, heartbeat, human_bytes, mode_text, print_line, shown};
+use super::text::{counted, human_bytes, mode_text, print_line, shown};
 use shmhub::Party;
 
 const EXAMPLES: &str = "\
@@ -228,7 +229,7 @@ fn announce(
         counted(config.slots_per_pool, "slot", "slots"),
         human_bytes(config.slot_size.into()),
         human_bytes(config.max_payload.into()),
-        heartbeat(config.heartbeat_interval_ms),
+        heartbeat_interval(config.heartbeat_interval_ms),
         mode_text(mode.bits())
     ))
 }

@@ -14,7 +14,7 @@ use super::exit::Outcome;
 use super::parse::parse_duration;
 use super::segment::{Segment, inspect_every_entry};
 use super::signals;
-use super::text::{describe, print_line};
+use super::text::{describe, print_line, shown};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -63,6 +63,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut before = Snapshot::of(&first);
     let mut deaths = Deaths::new();
     deaths.watch(&first);
+    // What the first look saw is where the stream starts, never told: a
+    // script that runs this in the background waits for this line before
+    // it acts, or its first changes could fall before that look.
+    eprintln!("{}: watching for events from now on", shown(&path));
     let mut told = 0u64;
     let mut last_event = Instant::now();
     loop {

@@ -356,15 +356,6 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
-/// A heartbeat interval in words: `off` or `N ms`.
-pub fn heartbeat(interval_ms: u32) -> String {
-    if interval_ms == 0 {
-        "off".into()
-    } else {
-        format!("{interval_ms} ms")
-    }
-}
-
 /// A ring in a few words: `peer 1 to guest`.
 pub fn ring_label(peer: PeerId, direction: Direction) -> String {
     let way = match direction {

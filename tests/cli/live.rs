@@ -290,12 +290,102 @@ fn watch_on_a_terminal_redraws_in_place() {
     let env = Env::new();
     idle_segment(&env, "seg");
     let r = env.shell(
-        "script -qec 'timeout -s INT 1 $SHMHUB inspect seg --watch --interval 200ms' /dev/null",
+        "script -qec 'timeout --preserve-status -s INT 1 $SHMHUB inspect seg --watch --interval 200ms' /dev/null",
     );
     // Several frames, each starting at the top left, none scrolling.
     let homes = r.stdout.matches("\u{1b}[1;1H").count();
     assert!(homes >= 3, "{homes} frames: {:?}", r.stdout);
     assert!(r.stdout.contains("to guest/s"), "{:?}", r.stdout);
+    // SIGINT ends it with the terminal as it was: after the last frame,
+    // the cursor is shown again and the alternate screen left.
+    r.code(0);
+    let after_frames = &r.stdout[r.stdout.rfind("\u{1b}[1;1H").unwrap()..];
+    assert!(after_frames.contains(SHOW_CURSOR), "{:?}", r.stdout);
+    assert!(after_frames.contains(LEAVE_SCREEN), "{:?}", r.stdout);
+}
+
+/// What leaves the alternate screen, and what shows the cursor again.
+const LEAVE_SCREEN: &str = "\u{1b}[?1049l";
+const SHOW_CURSOR: &str = "\u{1b}[?25h";
+
+/// Runs `inspect seg --watch` on a pseudo-terminal (util-linux `script`)
+/// in `env`, waits for its first frame, runs `then` (a shell command on
+/// `seg`), and returns the run once the watch has ended: the terminal's
+/// output (stdout and stderr both) with the watch's exit status. `None`
+/// where `script` is missing.
+fn watch_on_a_terminal_then(env: &Env, then: &str) -> Option<Run> {
+    let found = std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        eprintln!("skipped: the `script` tool is not installed");
+        return None;
+    }
+    // `script -f` writes the terminal's output to `typescript` as it comes:
+    // a frame is there once drawn. The wait is bounded (15 s, under the
+    // command's timeout) so that a watch that never draws fails the test
+    // rather than hanging it.
+    let inner = format!(
+        "$SHMHUB inspect seg --watch --interval 100ms & \
+         i=0; until grep -q 'to guest/s' typescript || [ $i -ge 300 ]; do sleep 0.05; i=$((i+1)); done; \
+         {then}; wait $!"
+    );
+    let quoted = inner.replace('\'', r"'\''");
+    Some(env.shell(&format!("script -qfec '{quoted}' typescript")))
+}
+
+// The note of a removal outlives the alternate screen: it is written once
+// the screen is left, so it stays on the terminal (the scrollback) and the
+// watch ends with exit 0.
+#[test]
+fn watch_on_a_terminal_says_the_segment_was_removed_after_leaving_the_screen() {
+    let env = Env::new();
+    idle_segment(&env, "seg");
+    let Some(r) = watch_on_a_terminal_then(&env, "rm seg") else {
+        return;
+    };
+    r.code(0);
+    let raw = &r.stdout;
+    assert!(raw.contains("to guest/s"), "no frame: {raw:?}");
+    let left = raw
+        .rfind(LEAVE_SCREEN)
+        .expect("the alternate screen was left");
+    let note = raw.rfind("seg: the segment was removed").expect("the note");
+    assert!(
+        left < note,
+        "the note was said on the alternate screen: {raw:?}"
+    );
+    let after_frames = &raw[raw.rfind("\u{1b}[1;1H").unwrap()..];
+    assert!(after_frames.contains(SHOW_CURSOR), "{raw:?}");
+}
+
+// An error while watching (here the file's magic overwritten) is said
+// after the alternate screen is left, with exit 1.
+#[test]
+fn watch_on_a_terminal_says_an_error_after_leaving_the_screen() {
+    let env = Env::new();
+    idle_segment(&env, "seg");
+    let corrupt = "printf NOTSHMHB | dd of=seg bs=8 count=1 conv=notrunc 2>/dev/null";
+    let Some(r) = watch_on_a_terminal_then(&env, corrupt) else {
+        return;
+    };
+    r.code(1);
+    let raw = &r.stdout;
+    assert!(raw.contains("to guest/s"), "no frame: {raw:?}");
+    let left = raw
+        .rfind(LEAVE_SCREEN)
+        .expect("the alternate screen was left");
+    let error = raw.rfind("error: ").expect("an error line");
+    assert!(
+        left < error,
+        "the error was said on the alternate screen: {raw:?}"
+    );
+    assert!(
+        raw[error..].contains("not a shmhub segment"),
+        "{:?}",
+        &raw[error..]
+    );
 }
 
 #[test]
@@ -317,7 +407,7 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     let mut host = env.spawn(&["create", "seg", "--hold", "--max-guests", "2"]);
     assert!(host.line().starts_with("created "));
     let mut events = env.spawn(&["events", "seg", "--json", "--interval", "50ms"]);
-    std::thread::sleep(Duration::from_millis(200));
+    watching(&events, "seg");
     let scripted = env.attach("seg");
     let mut guest = env.spawn(&["attach", "seg", "--hold"]);
     let held: u64 = guest.line().parse().unwrap();
@@ -357,7 +447,7 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     // --count: the next event, then exit 0.
     idle_segment(&env, "next");
     let mut one = env.spawn(&["events", "next", "--count", "1", "--timeout", "10s"]);
-    std::thread::sleep(Duration::from_millis(500));
+    watching(&one, "next");
     let attached = env.attach("next");
     // As above: the look may fall in the moment the attaching command
     // still holds the entry, so it names that pid or says "scripted".
@@ -367,6 +457,18 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
         "{line:?}"
     );
     one.wait_ok();
+}
+
+/// Waits until `events` says on stderr that it watches `name`: what
+/// happens from then on is told (what it saw first is where it starts).
+#[track_caller]
+fn watching(events: &Held, name: &str) {
+    let note = format!("{name}: watching for events from now on");
+    assert!(
+        wait_until(HELD_TIMEOUT, || events.stderr().contains(&note)),
+        "events never said it was watching: {:?}",
+        events.stderr()
+    );
 }
 
 // A death is told when the process ends, not at the next look: with

@@ -125,6 +125,89 @@ impl Drop for UserdbAccount {
     }
 }
 
+/// A user and a group of their own added with groupadd and useradd, where
+/// this machine has them and the test runs as root: in /etc/passwd and
+/// /etc/group then, but made for the test, so found through the user
+/// database like any other; both deleted on drop, also when the test
+/// fails.
+struct AddedAccount {
+    name: String,
+    user: bool,
+}
+
+impl AddedAccount {
+    /// `name` with `id` as its uid and gid; `None`, saying why, where
+    /// the tools are missing, this is not root, or they fail.
+    fn add(name: &str, id: u32) -> Option<AddedAccount> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: adding a user needs root");
+            return None;
+        }
+        let run = |tool: &str, args: &[&str]| match std::process::Command::new(tool)
+            .args(args)
+            .output()
+        {
+            Ok(out) if out.status.success() => true,
+            Ok(out) => {
+                let said = String::from_utf8_lossy(&out.stderr);
+                eprintln!("skipped: {tool} {args:?} failed: {}", said.trim());
+                false
+            }
+            Err(e) => {
+                eprintln!("skipped: {tool} cannot run: {e}");
+                false
+            }
+        };
+        let id = id.to_string();
+        if !run("groupadd", &["--gid", &id, name]) {
+            return None;
+        }
+        let mut account = AddedAccount {
+            name: name.to_owned(),
+            user: false,
+        };
+        // No home, no group of its own (it has the one above), and no
+        // lastlog or faillog record, which for an id this large would be
+        // a sparse file of hundreds of gigabytes.
+        let user_args = [
+            "--uid",
+            &id,
+            "--gid",
+            &id,
+            "--no-create-home",
+            "--no-user-group",
+            "--no-log-init",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ];
+        account.user = run("useradd", &user_args);
+        account.user.then_some(account)
+    }
+}
+
+impl Drop for AddedAccount {
+    fn drop(&mut self) {
+        let quiet = |tool: &str| {
+            let _ = std::process::Command::new(tool).arg(&self.name).output();
+        };
+        if self.user {
+            quiet("userdel");
+        }
+        quiet("groupdel");
+    }
+}
+
+/// A user and group known only to the test: a systemd-userdb record, or,
+/// where the machine does not read those, an account added with useradd.
+/// Held only to be dropped (which removes it), never read.
+#[expect(dead_code, reason = "held for its Drop")]
+enum TestAccount {
+    Userdb(UserdbAccount),
+    Added(AddedAccount),
+}
+
 #[test]
 fn owners_are_named_as_the_user_database_names_them() {
     let env = Env::new();
@@ -154,7 +237,8 @@ fn owners_are_named_as_the_user_database_names_them() {
 
 // A user from a directory service (LDAP, SSSD, systemd-userdb) is named
 // like one in /etc/passwd: this one exists only as a systemd-userdb
-// record, where the machine reads them.
+// record, where the machine reads them; elsewhere it is a user added for
+// the test (useradd, as root), still looked up through the user database.
 #[test]
 fn an_owner_outside_etc_passwd_is_named() {
     let env = Env::new();
@@ -162,7 +246,11 @@ fn an_owner_outside_etc_passwd_is_named() {
     let pid = std::process::id();
     let id = 2_100_000_000 + pid % 1_000_000;
     let name = format!("shmhub-test-{pid}");
-    let Some(_account) = UserdbAccount::add(&name, id) else {
+    let account = UserdbAccount::add(&name, id)
+        .map(TestAccount::Userdb)
+        .or_else(|| AddedAccount::add(&name, id).map(TestAccount::Added));
+    let Some(_account) = account else {
+        eprintln!("skipped: no user could be made for the test (reasons above)");
         return;
     };
     assert!(give_to(&env, "seg", id, id));

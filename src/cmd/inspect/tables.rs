@@ -5,9 +5,9 @@ use comfy_table::{Cell, Table};
 use shmhub::admin::{BadPeer, PeerReport, RingState, SegmentReport};
 use shmhub::{PeerId, PeerState};
 
-use crate::cmd::clock::{self, Zone};
+use crate::cmd::clock::{self, Zone, heartbeat_interval};
 use crate::cmd::table;
-use crate::cmd::text::{heartbeat, human_bytes, owner_text, print_line, shown};
+use crate::cmd::text::{human_bytes, owner_text, print_line, shown};
 
 /// A ring's fill, `queued/capacity`, or its indices when they make no
 /// sense.
@@ -187,7 +187,7 @@ fn header_table(r: &SegmentReport, zone: Zone) -> Table {
         ("slots per pool", c.slots_per_pool.to_string()),
         ("max payload", human_bytes(c.max_payload.into())),
         ("host slots per guest", host_share(r)),
-        ("heartbeat", heartbeat(c.heartbeat_interval_ms)),
+        ("heartbeat", heartbeat_interval(c.heartbeat_interval_ms)),
     ];
     let mut header = table::new(["header", "value"]);
     for (k, v) in rows {
@@ -308,7 +308,7 @@ fn peer_row(
         // Blank where nobody beats: heartbeats off, or no process.
         Cell::new(
             p.heartbeat_age_ms
-                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                .map(clock::heartbeat_age)
                 .unwrap_or_default(),
         ),
         Cell::new(fill(&p.to_host)),

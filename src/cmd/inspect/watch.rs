@@ -42,12 +42,39 @@ pub fn run(
     let terminal = std::io::stdout().is_terminal();
     let as_json = json || !terminal;
     let colour = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // Frames go to the alternate screen, so that the scrollback keeps what
+    // was there before and no frames. It is left before anything else is
+    // said (the removal's note here, an error by `main` once this returns):
+    // said on the alternate screen, it would vanish with it.
+    let screen = (!as_json).then(AlternateScreen::enter).transpose()?;
+    let end = frames(path, interval, all, as_json, zone, colour);
+    drop(screen);
+    if let Ok(End::Removed) = end {
+        eprintln!("{}: the segment was removed", shown(&path));
+    }
+    end.map(|_| Outcome::Done)
+}
+
+/// How a watch ended, other than by an error.
+enum End {
+    /// A termination signal came.
+    Stopped,
+    /// The segment was removed after the first frame.
+    Removed,
+}
+
+/// Draws a frame every `interval` (a JSON line if `as_json`) until a
+/// signal, the segment's removal or an error.
+fn frames(
+    path: &Path,
+    interval: Duration,
+    all: bool,
+    as_json: bool,
+    zone: Zone,
+    colour: bool,
+) -> anyhow::Result<End> {
     let mut previous: Option<(SegmentReport, Instant)> = None;
     let mut frame = Vec::new();
-    // Frames go to the alternate screen, left again however this ends (a
-    // signal, an error, the segment removed), so that the scrollback keeps
-    // what was there before and no frames.
-    let _screen = (!as_json).then(AlternateScreen::enter).transpose()?;
     loop {
         // Frames are compared entry by entry: every entry must be readable.
         let report = match inspect_every_entry(path) {
@@ -55,8 +82,7 @@ pub fn run(
             Err(shmhub::Error::Io { cause, .. })
                 if cause.kind() == std::io::ErrorKind::NotFound && previous.is_some() =>
             {
-                eprintln!("{}: the segment was removed", shown(&path));
-                return Ok(Outcome::Done);
+                return Ok(End::Removed);
             }
             Err(e) => return Err(seg_err(path, e).into()),
         };
@@ -76,7 +102,7 @@ pub fn run(
         }
         previous = Some((report, now));
         if wait_redrawing(interval, &frame)? {
-            return Ok(Outcome::Done);
+            return Ok(End::Stopped);
         }
     }
 }

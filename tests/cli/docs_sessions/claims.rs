@@ -1,7 +1,8 @@
 //! What the docs say in words about the command's output, beside their
 //! sessions: the size a session's comment gives for the file it sends,
 //! the size docs/cli.md quotes for `demo`'s segment, and the exit codes
-//! `--help` lists. (Issue 32, item 9: each of these had drifted.)
+//! `--help` lists, and the crates README names as the command's. (Issue
+//! 32, item 9, and issue 29: each of these had drifted.)
 
 use std::path::Path;
 
@@ -96,6 +97,39 @@ fn help_lists_every_documented_exit_code() {
             "--help does not list exit code {code}:\n{listed}"
         );
     }
+}
+
+// README lists the command's dependencies, those the library alone goes
+// without: every crate the `cli` feature brings in (its `dep:` entries in
+// Cargo.toml), and no other.
+#[test]
+fn readme_names_every_dependency_of_the_command() {
+    let manifest = read("Cargo.toml");
+    let cli = &manifest[manifest.find("\ncli = [").expect("a cli feature")..];
+    let cli = &cli[..cli.find(']').expect("the feature's end")];
+    let mut brought: Vec<&str> = cli
+        .split('"')
+        .filter_map(|word| word.strip_prefix("dep:"))
+        .collect();
+    // The `serde` feature it enables brings serde.
+    if cli.contains("\"serde\"") {
+        brought.push("serde");
+    }
+    brought.sort_unstable();
+    let readme = read("README.md");
+    let start = "The command's dependencies (";
+    let listed = &readme[readme.find(start).expect("README lists them") + start.len()..];
+    let listed = &listed[..listed.find(')').expect("the list's end")];
+    let mut named: Vec<&str> = listed
+        .split(',')
+        .map(|name| name.trim().trim_start_matches("and "))
+        .collect();
+    named.sort_unstable();
+    assert!(brought.len() >= 10, "{brought:?}");
+    assert_eq!(
+        named, brought,
+        "README names these; Cargo.toml's cli feature brings those"
+    );
 }
 
 #[test]

@@ -148,7 +148,10 @@ impl Terminal {
     /// or it ended while no background job of the shell ran (nothing more
     /// can come); or, unless `to_the_end`, as soon as `lines` lines are
     /// in while it still runs; or whatever is there after
-    /// [`COMMAND_TIMEOUT`].
+    /// [`COMMAND_TIMEOUT`]. A line is in once its newline is: a program
+    /// may write one line in several pieces (Rust's `eprintln!` writes
+    /// each argument as it formats it), and the first piece is not the
+    /// line.
     pub fn read(&mut self, id: u64, lines: usize, to_the_end: bool) -> Printed {
         let marker = format!("{MARKER}{id} exit ");
         let started = Instant::now();
@@ -156,7 +159,7 @@ impl Terminal {
         let mut stream = lock.lock().expect("stream lock");
         loop {
             let (text, end) = split_marker(&stream.bytes[self.taken..], &marker);
-            let enough = text.lines().count() >= lines;
+            let enough = text.matches('\n').count() >= lines;
             let done = match end {
                 Some(End { jobs, .. }) => enough || jobs == 0,
                 None => enough && !to_the_end,
@@ -285,6 +288,27 @@ mod tests {
         assert_eq!((text.as_str(), end), ("no newline", Some(ended)));
         let (text, end) = split_marker(b"@@docs-session 33 exit 0 jobs 0@@\n", marker);
         assert_eq!(end, None, "{text}");
+    }
+
+    // A background job that writes its line in two pieces is read once
+    // the whole line is in, not after its first piece.
+    #[test]
+    fn a_line_written_in_pieces_is_read_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut terminal = Terminal::start(dir.path(), &[], &[]);
+        // The pause only makes the two writes two reads; the read below
+        // waits for the newline however long the pieces take.
+        let id = terminal.type_command("sh -c 'printf half; sleep 0.3; printf \", whole\\n\"' &");
+        let printed = terminal.read(id, 2, false);
+        let job_line = printed.text.lines().next().unwrap_or_default();
+        assert!(job_line.starts_with("[1] "), "{:?}", printed.text);
+        assert_eq!(
+            printed.text.lines().nth(1),
+            Some("half, whole"),
+            "{:?}",
+            printed.text
+        );
+        terminal.close();
     }
 
     #[test]
