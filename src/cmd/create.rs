@@ -5,16 +5,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
-use shmhub::admin::RemoveOptions;
+use shmhub::admin::{RemoveOptions, SkipReason};
 use shmhub::{
-    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, PeerId, SegmentConfig,
-    SegmentLayout, ShmHost, sys,
+    CreateOptions, FileMode, Frame, HolderStatus, LayoutError, PeerId, QuarantineReason,
+    SegmentConfig, SegmentLayout, ShmHost, sys,
 };
 
 use super::clock::heartbeat_interval;
 use super::error::{OnSegment, UsageError, seg_err};
 use super::exit::Outcome;
-use super::held::{Receiver, Stopped, receive_until_stopped};
+use super::held::{CutOffNotices, Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::parse_size_u32;
 use super::segment::{Segment, already_exists, directory_of, existing};
@@ -394,12 +394,14 @@ fn replace_existing(path: &Path) -> anyhow::Result<bool> {
 
 /// A held host, as the receive loop sees it: receives from any guest,
 /// and between receives notices `rm`'s goodbye request, beats, and
-/// reclaims dead guests.
+/// reclaims dead guests. A guest cut off (`shm.peer.quarantine`), found
+/// by a receive or a reclaim, is reported once and the others served on.
 struct HeldHost {
     host: ShmHost,
     last_housekeeping: Instant,
     /// Live guests named in the last "waiting for ... to leave" line.
     waiting_for: Vec<PeerId>,
+    cut_off: CutOffNotices,
 }
 
 impl HeldHost {
@@ -415,14 +417,45 @@ impl HeldHost {
         }
         Ok(live)
     }
+
+    /// Reclaims dead guests, and frees the entries of guests cut off
+    /// whose process is gone; reports a guest found cut off (by this
+    /// reclaim, or by another process: `shmhub evict`) that no receive
+    /// has reported yet.
+    fn reclaim(&mut self, path: &Path) -> anyhow::Result<()> {
+        let report = self.host.reclaim_dead_report().on_segment(path)?;
+        for &p in &report.reclaimed {
+            self.cut_off.forget(p);
+        }
+        if !report.reclaimed.is_empty() {
+            eprintln!(
+                "{}: reclaimed dead peer(s) {:?}",
+                shown(&path),
+                report.reclaimed
+            );
+        }
+        for skipped in report.skipped {
+            if skipped.reason == SkipReason::Quarantined {
+                let reason = self.host.peer(skipped.peer).ok().and_then(|e| e.quarantine);
+                let e = shmhub::Error::Quarantined {
+                    peer_id: skipped.peer,
+                    reason: reason.unwrap_or(QuarantineReason::Entry),
+                    detail: None,
+                };
+                self.cut_off.report(skipped.peer, &e);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Receiver for HeldHost {
     fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
-        Ok(self
-            .host
-            .recv_timeout(wait)?
-            .map(|(peer, frame)| (Party::Guest(peer), frame)))
+        let host = &mut self.host;
+        let received = self
+            .cut_off
+            .serving_the_others(|| host.recv_timeout(wait))?;
+        Ok(received.map(|(peer, frame)| (Party::Guest(peer), frame)))
     }
 
     fn check_file(&self) -> shmhub::Result<()> {
@@ -456,10 +489,7 @@ impl Receiver for HeldHost {
         if self.last_housekeeping.elapsed() >= Duration::from_millis(500) {
             self.last_housekeeping = Instant::now();
             self.host.beat().on_segment(path)?;
-            let reclaimed = self.host.reclaim_dead().on_segment(path)?;
-            if !reclaimed.is_empty() {
-                eprintln!("{}: reclaimed dead peer(s) {reclaimed:?}", shown(&path));
-            }
+            self.reclaim(path)?;
         }
         Ok(None)
     }
@@ -473,6 +503,7 @@ fn serve(host: ShmHost, path: &Path, json: bool) -> anyhow::Result<Outcome> {
         host,
         last_housekeeping: Instant::now(),
         waiting_for: Vec::new(),
+        cut_off: CutOffNotices::new(path),
     };
     match receive_until_stopped(&mut held, &mut printer, Party::Host, path, None)? {
         Stopped::Asked(reason) => eprintln!("{}: {reason}", shown(&path)),

@@ -8,12 +8,12 @@
 //! error it led to, except the file removed under a receiver that follows
 //! the segment ([`Receiver::follows`]): that is the end of what it followed.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shmhub::{Frame, PeerId};
 
-use super::error::seg_err;
+use super::error::{library_text, seg_err};
 use super::output::MessagePrinter;
 use super::signals::{self, WAIT_SLICE};
 use super::text::shown;
@@ -152,5 +152,63 @@ fn file_changed(
     match changed {
         shmhub::Error::Removed { .. } if receiver.follows() => Ok(Stopped::Removed),
         changed => Err(seg_err(path, changed).into()),
+    }
+}
+
+/// The guests that a receive from any guest found cut off
+/// (`shm.peer.quarantine`), each reported once on stderr: a guest that
+/// broke the protocol in its own memory is its own fault, so a receiver
+/// serving several guests warns and goes on with the others rather than
+/// ending (and a held host deleting the segment under them).
+#[derive(Debug)]
+pub struct CutOffNotices {
+    path: PathBuf,
+    reported: Vec<PeerId>,
+}
+
+impl CutOffNotices {
+    /// No guest reported yet, on the segment at `path`.
+    pub fn new(path: &Path) -> Self {
+        CutOffNotices {
+            path: path.to_path_buf(),
+            reported: Vec::new(),
+        }
+    }
+
+    /// Reports guest `peer` cut off, as `e` says, unless it was already.
+    pub fn report(&mut self, peer: PeerId, e: &shmhub::Error) {
+        if !self.reported.contains(&peer) {
+            self.reported.push(peer);
+            eprintln!(
+                "warning: {}: {}; serving the other guests",
+                shown(&self.path),
+                library_text(e)
+            );
+        }
+    }
+
+    /// Forgets guest `peer`, whose entry was freed: a guest that claims it
+    /// next and is cut off in turn is reported anew.
+    pub fn forget(&mut self, peer: PeerId) {
+        self.reported.retain(|&p| p != peer);
+    }
+
+    /// `receive`, a receive from any guest, tried again past each guest it
+    /// reports cut off (reported here): the library reports a guest once
+    /// and serves the others at the next call, so a message another guest
+    /// has queued is not left behind for a guest's fault. `T::default()`
+    /// (nothing received) if every try reports one.
+    pub fn serving_the_others<T: Default>(
+        &mut self,
+        mut receive: impl FnMut() -> shmhub::Result<T>,
+    ) -> shmhub::Result<T> {
+        // Each guest is cut off once: as many tries as there can be guests.
+        for _ in 0..=u8::MAX {
+            match receive() {
+                Err(e @ shmhub::Error::Quarantined { peer_id, .. }) => self.report(peer_id, &e),
+                other => return other,
+            }
+        }
+        Ok(T::default())
     }
 }

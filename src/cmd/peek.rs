@@ -1,7 +1,7 @@
 //! `shmhub peek`: the messages queued in rings, without taking them.
 
 use shmhub::admin::{PeekOptions, PeekReport, QueuedMessage, RingPeek};
-use shmhub::{Direction, PeerId};
+use shmhub::{Direction, PeerId, PeerState};
 
 use super::exit::Outcome;
 use super::parse::parse_peer_id;
@@ -81,12 +81,13 @@ fn print_text(report: &PeekReport, limit: Option<usize>) -> anyhow::Result<()> {
 
 fn print_ring(ring: &RingPeek, limit: Option<usize>) -> anyhow::Result<()> {
     print_line(format!(
-        "{}: {} queued (head {}, tail {}, capacity {})",
+        "{}: {} queued (head {}, tail {}, capacity {}){}",
         ring_name(ring.peer, ring.direction),
         ring.queued,
         ring.head,
         ring.tail,
-        ring.capacity
+        ring.capacity,
+        cut_off(ring)
     ))?;
     if !ring.messages.is_empty() {
         let columns = [
@@ -109,6 +110,26 @@ fn print_ring(ring: &RingPeek, limit: Option<usize>) -> anyhow::Result<()> {
         ))?;
     }
     Ok(())
+}
+
+/// What a ring's line adds when its guest is cut off
+/// (`shm.peer.quarantine`), or about to be: whoever would receive its
+/// messages never will, which a listing of them alone would hide.
+fn cut_off(ring: &RingPeek) -> String {
+    let peer = ring.peer;
+    match (ring.state, ring.quarantine) {
+        (Some(PeerState::Quarantined), reason) => {
+            let why = reason.map_or_else(|| "no reason recorded".to_string(), |r| r.to_string());
+            format!(
+                "; peer {peer} (quarantined: {why}) is cut off: nothing on this ring is received"
+            )
+        }
+        (None, _) => format!(
+            "; peer {peer}'s entry holds no known state ({}): a host cuts it off when it looks",
+            ring.raw_state
+        ),
+        _ => String::new(),
+    }
 }
 
 /// One message as table cells.

@@ -3,11 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmhub::{Frame, PeerEntry, PeerId, PeerState};
+use shmhub::{ErrorKind, Frame, PeerEntry, PeerId, PeerState};
 
-use super::error::{Interrupted, OnSegment, seg_err_timed};
+use super::error::{Interrupted, OnSegment, seg_err, seg_err_timed};
 use super::exit::Outcome;
-use super::held::{self, Stopped};
+use super::held::{self, CutOffNotices, Stopped};
 use super::output::MessagePrinter;
 use super::parse::{parse_duration, parse_peer_id, parse_role};
 use super::segment::{Acting, SegmentArgs, dead_holder};
@@ -58,10 +58,11 @@ pub struct Args {
 }
 
 /// What `recv` receives through: the side it acts as, and, for the host,
-/// the guest it receives from (`None`: any guest).
+/// the guest it receives from (`None`: any guest, past those cut off).
 struct Inbox {
     acting: Acting,
     from: Option<PeerId>,
+    cut_off: CutOffNotices,
 }
 
 impl Inbox {
@@ -77,8 +78,8 @@ impl Inbox {
             (Acting::Host(host), None) => {
                 let inbox = host.any_receiver();
                 inbox.wait_for_guests(true);
-                inbox
-                    .recv(timeout)?
+                self.cut_off
+                    .serving_the_others(|| inbox.recv(timeout))?
                     .map(|(from, m)| (Party::Guest(from), m))
             }
             (Acting::Guest(guest), _) => guest.receiver().recv(timeout)?.map(|m| (Party::Host, m)),
@@ -114,20 +115,19 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut receiver = Inbox {
         acting: segment.act_as(args.role)?,
         from: args.from,
+        cut_off: CutOffNotices::new(path),
     };
-    if let Inbox {
-        acting: Acting::Host(host),
-        from,
-    } = &receiver
-    {
-        // Every entry is read, and a corrupt one refused, before any is
-        // touched: receiving frees the entries of departed guests whose
-        // messages are all read as it goes.
-        host.peers().on_segment(path)?;
-        if let Some(from) = from {
-            // The same answer whatever the timeout, and the same as `send --to`.
-            let entry = host.peer(*from).on_segment(path)?;
-            refuse_empty_entry(entry, *from).on_segment(path)?;
+    if let (Acting::Host(host), Some(from)) = (&receiver.acting, args.from) {
+        // The same answer whatever the timeout, and the same as `send --to`.
+        // An entry that cannot be read is the guest's doing, not the
+        // segment's: the receive from it cuts it off and says so
+        // (`shm.peer.quarantine`). A bad entry of another guest is none
+        // of this receive's business, nor of one from any guest, which
+        // cuts that guest off and serves the others.
+        match host.peer(from) {
+            Ok(entry) => refuse_empty_entry(entry, from).on_segment(path)?,
+            Err(e) if e.kind() == ErrorKind::Corrupt => {}
+            Err(e) => return Err(seg_err(path, e).into()),
         }
     }
     let mut printer = MessagePrinter::new(path, args.json, args.output.as_deref())?;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
-use shmhub::{Frame, MsgDesc, PeerId, ShmHost};
+use shmhub::{ErrorKind, Frame, MsgDesc, PeerId, PeerState, ShmHost};
 
 use super::error::{Interrupted, OnSegment, error_line, seg_err_timed};
 use super::exit::Outcome;
@@ -302,7 +302,15 @@ fn send_all(
 
 /// Refuses to send to a guest whose holding process is dead: nobody would
 /// ever read the message, and its slot would stay taken until a reclaim.
+/// A guest cut off, or one whose entry cannot be read (its own doing),
+/// is left to the library's send, which cuts it off and says so with
+/// its own error (`shm.peer.quarantine`), dead or alive.
 fn refuse_dead_guest(host: &ShmHost, to: PeerId, path: &Path) -> anyhow::Result<()> {
+    match host.peer(to) {
+        Ok(entry) if entry.state == PeerState::Quarantined => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(()),
+        _ => {}
+    }
     if let Some(pid) = dead_holder(host, to).on_segment(path)? {
         bail!(
             "{}: peer {to}'s process {pid} is dead: nothing would read the message; `shmhub reclaim {}` frees its entry",

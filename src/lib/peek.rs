@@ -24,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::header;
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::mmap::MmapRegion;
-use crate::party::{Party, PeerId};
+use crate::party::{Party, PeerId, PeerState, QuarantineReason};
+use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::region::Region;
 use crate::ring::RingView;
@@ -156,6 +157,16 @@ pub struct RingPeek {
     pub sender: u8,
     /// Who receives from it, likewise.
     pub receiver: u8,
+    /// The state of the guest's entry, read with the ring; `None` when
+    /// its state word holds no state the protocol knows (`raw_state`
+    /// says what): a host that looks at the guest cuts it off.
+    pub state: Option<PeerState>,
+    /// The guest's state word as stored.
+    pub raw_state: u32,
+    /// Why the host cut the guest off, for a Quarantined entry
+    /// (`shm.peer.quarantine`): nothing on its rings is received, by
+    /// either side.
+    pub quarantine: Option<QuarantineReason>,
     /// The consumer's index: the next message to be read.
     pub head: u32,
     /// The producer's published index (it may lag the messages by a batch).
@@ -326,11 +337,15 @@ fn look_with(
             unchanged &= pool.slot_word(*slot)? == *before;
         }
         if unchanged {
+            let (state, raw_state, quarantine) = entry_state(&Peer::new(region, layout, guest))?;
             return Ok(RingPeek {
                 peer: guest,
                 direction,
                 sender: sender.number(),
                 receiver: receiver.number(),
+                state,
+                raw_state,
+                quarantine,
                 head,
                 tail,
                 capacity: ring.capacity(),
@@ -344,6 +359,19 @@ fn look_with(
         what: format!("the {direction} ring of peer {guest}"),
         tries,
     })
+}
+
+/// A guest's entry as a ring's listing shows it: its state (`None` for a
+/// word the protocol does not know), the word, and why the guest was cut
+/// off if it was.
+fn entry_state(peer: &Peer<'_>) -> Result<(Option<PeerState>, u32, Option<QuarantineReason>)> {
+    let raw = peer.raw_state()?;
+    let state = PeerState::from_u32(raw);
+    let quarantine = match state {
+        Some(PeerState::Quarantined) => peer.quarantine_reason()?,
+        _ => None,
+    };
+    Ok((state, raw, quarantine))
 }
 
 /// One descriptor as a listed message: judged, and previewed if it checks

@@ -517,6 +517,14 @@ impl Held {
         }
     }
 
+    /// The next stdout line if one comes within `wait`: for a test that
+    /// makes a change again until a watcher has told one, not a deadline.
+    pub fn line_within(&mut self, wait: Duration) -> Option<String> {
+        let line = self.lines.recv_timeout(wait).ok()?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
     /// The next stdout line as JSON.
     #[track_caller]
     pub fn json_line(&mut self) -> Value {

@@ -29,6 +29,7 @@ mod names;
 mod new_user;
 mod ownership;
 mod peek;
+mod quarantine;
 mod recv;
 mod rm;
 mod send;
