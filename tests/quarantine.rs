@@ -403,6 +403,126 @@ fn a_guest_that_does_not_count_its_frees_still_gets_slot_messages() {
     assert_eq!(entry.host_slots_held, 6, "every slot handed, counted held");
 }
 
+/// A state word the protocol does not know, as a hostile guest's one
+/// 4-byte write leaves it (the figure of issue 30).
+const GARBAGE: u32 = 509_305_860;
+
+/// Guest id `p`.
+fn id(p: u8) -> PeerId {
+    PeerId::new(p).expect("a guest id")
+}
+
+/// Writes [`GARBAGE`] over the state word of guest `p`'s entry.
+fn spoil_state(host: &ShmHost, p: u8) {
+    let entry = host.layout().peer_entry(id(p));
+    host.region()
+        .store_u32(entry + STATE, GARBAGE, std::sync::atomic::Ordering::Release)
+        .unwrap();
+}
+
+// An entry whose state word is garbage is no more claimable than a taken
+// one: a plain attach goes on to the next free entry, a reservation (and
+// so a spawn ticket) too, and an attach to that entry by id fails naming
+// the entry and its word.
+// shm[verify shm.peer.quarantine]
+// shm[verify shm.peer.claim]
+// shm[verify shm.peer.reserve]
+#[test]
+fn a_bad_entry_is_passed_over_by_attach_and_reserve() {
+    let dir = support::fixtures::tmp();
+    let path = dir.path().join("claim.shm");
+    let mut host = ShmHost::create(&path, config()).unwrap();
+    // Entry 1, free, gets a stray write; entry 2 is a live guest's, whose
+    // own write spoils it.
+    spoil_state(&host, 1);
+    let spoiled = ShmGuest::attach_path(&path).expect("a plain attach passes over entry 1");
+    assert_eq!(spoiled.peer_id(), 2);
+    spoil_state(&host, 2);
+    let next = ShmGuest::attach_path(&path).expect("and over entry 2");
+    assert_eq!(next.peer_id(), 3);
+    for p in [1, 2] {
+        match ShmGuest::attach_path_with_id(&path, p) {
+            Err(e @ Error::Corrupt(_)) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("peer {p} has unknown state {GARBAGE}")),
+                    "{text}"
+                );
+            }
+            other => panic!("attach to bad entry {p} by id: {other:?}"),
+        }
+    }
+    assert_eq!(
+        host.reserve_peer().unwrap(),
+        4,
+        "a reservation passes over both"
+    );
+    host.release_peer(4).unwrap();
+    let ticket = host.spawn_ticket().unwrap();
+    assert_eq!(ticket.peer_id(), 4);
+    drop(ticket);
+    match host.spawn_ticket_with_id(1) {
+        Err(e @ Error::Corrupt(_)) => {
+            assert!(
+                e.to_string()
+                    .contains(&format!("peer 1 has unknown state {GARBAGE}")),
+                "{e}"
+            );
+        }
+        other => panic!("a ticket for bad entry 1: {other:?}"),
+    }
+    // Nothing was changed by looking: the words are as written.
+    for p in [1, 2] {
+        let word = host
+            .region()
+            .load_u32(
+                host.layout().peer_entry(id(p)),
+                std::sync::atomic::Ordering::Acquire,
+            )
+            .unwrap();
+        assert_eq!(word, GARBAGE);
+    }
+    // With every other entry taken, a plain attach finds the hub full.
+    let last = ShmGuest::attach_path(&path).unwrap();
+    assert_eq!(last.peer_id(), 4);
+    assert!(
+        matches!(ShmGuest::attach_path(&path), Err(Error::HubFull { .. })),
+        "a full hub with bad entries is full, not corrupt"
+    );
+    drop((spoiled, next, last));
+}
+
+// The host's look at its peer table leaves a bad entry out of `peers`
+// instead of failing, and `peer_table` lists it apart, with its word and
+// whether a process holds its presence lock.
+// shm[verify shm.peer.quarantine]
+#[test]
+fn peers_leaves_a_bad_entry_out_and_peer_table_lists_it() {
+    let (_dir, host, bad, good) = host_and_two_guests("table.shm");
+    spoil_state(&host, bad.peer_id().get());
+    // A free entry spoiled too: nobody holds its presence lock.
+    spoil_state(&host, 4);
+    let peers = host.peers().expect("a bad entry does not fail the look");
+    let ids: Vec<u8> = peers.iter().map(|p| p.peer_id.get()).collect();
+    assert_eq!(ids, [good.peer_id().get(), 3]);
+    assert_eq!(peers[0].state, PeerState::Attached);
+    let table = host.peer_table().unwrap();
+    assert_eq!(table.peers, peers);
+    let bad_ones: Vec<(u8, u32, bool)> = table
+        .bad_peers
+        .iter()
+        .map(|b| (b.peer_id.get(), b.raw_state, b.presence_locked))
+        .collect();
+    assert_eq!(
+        bad_ones,
+        [(bad.peer_id().get(), GARBAGE, true), (4, GARBAGE, false)],
+        "{:?}",
+        table.bad_peers
+    );
+    assert!(table.bad_peers[0].reason.contains("unknown state"));
+    drop((bad, good));
+}
+
 // ---------------------------------------------------------------------------
 // Live hostile guest processes among honest ones
 // ---------------------------------------------------------------------------

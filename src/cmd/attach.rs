@@ -14,7 +14,7 @@ use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::parse_peer_id;
 use super::reclaim::scripted_hint;
-use super::segment::{Segment, SegmentArgs, inspect_every_entry};
+use super::segment::{Segment, SegmentArgs};
 use super::signals;
 use super::text::{print_line, shown};
 use shmhub::Party;
@@ -113,7 +113,7 @@ fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
                 continue;
             }
         }
-        let now = inspect_every_entry(path).on_segment(path)?;
+        let now = shmhub::admin::inspect_path(path).on_segment(path)?;
         let taken = now.peers.iter().all(|p| p.entry.state != PeerState::Empty);
         if taken || tries >= FULL_HUB_TRIES {
             return Err(hub_full(segment, full, &now, reclaim.as_ref()));
@@ -149,13 +149,19 @@ fn hub_full(
     now: &SegmentReport,
     reclaim: Option<&ReclaimReport>,
 ) -> anyhow::Error {
-    let holders: Vec<String> = now
+    let mut holders: Vec<(PeerId, String)> = now
         .peers
         .iter()
-        .map(|p| {
-            let id = p.entry.peer_id;
-            format!("peer {id} ({})", holder_of(now, id, reclaim))
-        })
+        .map(|p| (p.entry.peer_id, holder_of(now, p.entry.peer_id, reclaim)))
+        .chain(now.bad_peers.iter().map(|b| {
+            let word = format!("a bad state word {}", b.raw_state);
+            (b.peer_id, word)
+        }))
+        .collect();
+    holders.sort_by_key(|(id, _)| *id);
+    let holders: Vec<String> = holders
+        .into_iter()
+        .map(|(id, holder)| format!("peer {id} ({holder})"))
         .collect();
     let scripted: Vec<PeerId> = now
         .peers

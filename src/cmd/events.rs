@@ -12,7 +12,7 @@ use super::clock::{self, Zone};
 use super::error::{OnSegment, SegmentError};
 use super::exit::Outcome;
 use super::parse::parse_duration;
-use super::segment::{Segment, inspect_every_entry};
+use super::segment::Segment;
 use super::signals;
 use super::text::{describe, print_line, shown};
 
@@ -58,7 +58,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         crate::usage!("--interval must be more than 0");
     }
     signals::catch_termination();
-    let first = inspect_every_entry(path).on_segment(path)?;
+    // An entry whose state word is bad hides only itself: it is told as
+    // an event of its own (`bad_state`), and the rest followed as ever.
+    let first = shmhub::admin::inspect_path(path).on_segment(path)?;
     let identity = identity_of(path);
     let mut before = Snapshot::of(&first);
     let mut deaths = Deaths::new();
@@ -179,7 +181,7 @@ fn look_again(
     if identity_of(path) != identity {
         return None;
     }
-    match inspect_every_entry(path) {
+    match shmhub::admin::inspect_path(path) {
         Err(shmhub::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
             None
         }

@@ -147,6 +147,7 @@ fn guests_text(s: &SegmentSummary) -> String {
         (g.scripted, "scripted"),
         (g.reserved, "reserved"),
         (g.quarantined, "quarantined"),
+        (g.bad, "bad"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)

@@ -261,7 +261,9 @@ const CREATION_GRACE: Duration = Duration::from_secs(1);
 pub fn existing(path: &Path) -> Existing {
     use shmhub::{Error as E, HostStatus};
     let mut being_created = false;
-    let (what, rm) = match inspect_every_entry(path) {
+    // A bad entry does not stop `rm` (it judges that entry by its
+    // presence lock), so it is not what is said about the segment.
+    let (what, rm) = match shmhub::admin::inspect_path(path) {
         Ok(report) => {
             let pid = report.header.host_pid;
             let host = match report.host {
@@ -368,9 +370,9 @@ pub fn directory_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Inspects the segment, requiring every entry to be readable: `events`
-/// and `inspect --watch` compare one report with the next entry by entry,
-/// and an entry missing from one would shift the comparison.
+/// Inspects the segment, requiring every entry to be readable:
+/// `inspect --watch` compares one report's rings with the next one's by
+/// position, and an entry missing from one would shift the comparison.
 pub fn inspect_every_entry(path: &Path) -> shmhub::Result<SegmentReport> {
     shmhub::admin::inspect_path(path).and_then(SegmentReport::require_all_entries)
 }

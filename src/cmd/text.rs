@@ -394,6 +394,9 @@ pub fn describe(event: Event) -> String {
         Event::Reclaimed { peer } => format!("peer {peer} reclaimed"),
         Event::HostLeft => "the host said goodbye".to_string(),
         Event::HostDied { pid } => format!("the host died (pid {pid})"),
+        Event::BadState { peer, raw_state } => {
+            format!("peer {peer} has a bad state word {raw_state}")
+        }
         Event::Removed => "the segment was removed".to_string(),
     }
 }

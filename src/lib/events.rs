@@ -34,27 +34,34 @@ pub struct Snapshot {
     pub host: HostStatus,
     /// The host's pid (0: none recorded).
     pub host_pid: u32,
-    /// Every guest entry, guest `p` at `p - 1`.
-    pub entries: Vec<EntrySnapshot>,
+    /// Every guest entry, guest `p` at `p - 1`: as read, or, for an entry
+    /// whose state word is none the protocol knows (`shm.peer.states`),
+    /// that word as stored.
+    pub entries: Vec<Result<EntrySnapshot, u32>>,
 }
 
 impl Snapshot {
-    /// What an inspection saw.
+    /// What an inspection saw, its bad entries ([`SegmentReport::bad_peers`])
+    /// in their places among the others.
     pub fn of(report: &SegmentReport) -> Self {
+        let mut entries: Vec<Result<EntrySnapshot, u32>> =
+            vec![Err(0); report.header.layout.config.max_guests as usize];
+        for p in &report.peers {
+            entries[usize::from(p.entry.peer_id) - 1] = Ok(EntrySnapshot {
+                state: p.entry.state,
+                epoch: p.entry.epoch,
+                pid: p.entry.pid,
+                holder: p.holder,
+                quarantine: p.entry.quarantine,
+            });
+        }
+        for bad in &report.bad_peers {
+            entries[usize::from(bad.peer_id) - 1] = Err(bad.raw_state);
+        }
         Snapshot {
             host: report.host,
             host_pid: report.header.host_pid,
-            entries: report
-                .peers
-                .iter()
-                .map(|p| EntrySnapshot {
-                    state: p.entry.state,
-                    epoch: p.entry.epoch,
-                    pid: p.entry.pid,
-                    holder: p.holder,
-                    quarantine: p.entry.quarantine,
-                })
-                .collect(),
+            entries,
         }
     }
 }
@@ -136,6 +143,16 @@ pub enum Event {
         /// The dead process.
         pid: u32,
     },
+    /// A guest entry's state word holds a value the protocol does not know
+    /// (`shm.peer.states`): a stray or hostile write. Told once, when it
+    /// goes bad; the host cuts that guest off when its receive or reclaim
+    /// meets the entry (then [`Event::Quarantined`]).
+    BadState {
+        /// The entry.
+        peer: PeerId,
+        /// The state word as stored.
+        raw_state: u32,
+    },
     /// The segment file was removed (or replaced by another file).
     Removed,
 }
@@ -155,9 +172,30 @@ pub fn changes(before: &Snapshot, after: &Snapshot) -> Vec<Event> {
     }
     for (i, (b, a)) in before.entries.iter().zip(&after.entries).enumerate() {
         let peer = PeerId::at_index(i);
-        entry_changes(peer, b, a, &mut events);
+        match (b, a) {
+            (Ok(b), Ok(a)) => entry_changes(peer, b, a, &mut events),
+            (Ok(_), &Err(raw_state)) => events.push(Event::BadState { peer, raw_state }),
+            // Told once, whatever else is written there meanwhile.
+            (Err(_), Err(_)) => {}
+            (Err(_), Ok(a)) => after_bad_state(peer, a, &mut events),
+        }
     }
     events
+}
+
+/// An entry whose state word was bad holds a known state again: cut off
+/// by the host, or freed (cut off and reclaimed within one look). Any
+/// other state is the guest writing its word back, which changes nothing:
+/// a host that met the bad word has cut it off already.
+fn after_bad_state(peer: PeerId, a: &EntrySnapshot, events: &mut Vec<Event>) {
+    match a.state {
+        PeerState::Quarantined => events.push(Event::Quarantined {
+            peer,
+            reason: a.quarantine,
+        }),
+        PeerState::Empty => events.push(Event::Reclaimed { peer }),
+        _ => {}
+    }
 }
 
 fn entry_changes(peer: PeerId, b: &EntrySnapshot, a: &EntrySnapshot, events: &mut Vec<Event>) {
@@ -229,7 +267,7 @@ mod tests {
         }
     }
 
-    fn snapshot(host: HostStatus, entries: Vec<EntrySnapshot>) -> Snapshot {
+    fn snapshot(host: HostStatus, entries: Vec<Result<EntrySnapshot, u32>>) -> Snapshot {
         Snapshot {
             host,
             host_pid: 10,
@@ -241,8 +279,8 @@ mod tests {
     fn assert_events(cases: Vec<(EntrySnapshot, EntrySnapshot, Vec<Event>)>) {
         for (before, after, want) in cases {
             let got = changes(
-                &snapshot(HostStatus::Alive, vec![before]),
-                &snapshot(HostStatus::Alive, vec![after]),
+                &snapshot(HostStatus::Alive, vec![Ok(before)]),
+                &snapshot(HostStatus::Alive, vec![Ok(after)]),
             );
             assert_eq!(got, want, "{before:?} -> {after:?}");
         }
@@ -317,6 +355,50 @@ mod tests {
             ),
             (dead, gone, vec![Event::Reclaimed { peer: id(1) }]),
         ]);
+    }
+
+    // shm[verify shm.peer.quarantine]
+    #[test]
+    fn a_bad_state_word_is_told_once_then_its_cut_off() {
+        use HolderStatus::*;
+        use PeerState::*;
+        let attached = entry(Attached, 1, 42, Alive);
+        let look = |entries| snapshot(HostStatus::Alive, entries);
+        let steps = [
+            look(vec![Ok(attached), Ok(attached)]),
+            look(vec![Ok(attached), Err(509_305_860)]),
+            look(vec![Ok(attached), Err(77)]),
+            look(vec![
+                Ok(attached),
+                Ok(EntrySnapshot {
+                    quarantine: Some(QuarantineReason::Entry),
+                    ..entry(Quarantined, 1, 42, Alive)
+                }),
+            ]),
+        ];
+        let told: Vec<Vec<Event>> = steps.windows(2).map(|w| changes(&w[0], &w[1])).collect();
+        assert_eq!(
+            told,
+            [
+                vec![Event::BadState {
+                    peer: id(2),
+                    raw_state: 509_305_860
+                }],
+                vec![],
+                vec![Event::Quarantined {
+                    peer: id(2),
+                    reason: Some(QuarantineReason::Entry)
+                }],
+            ]
+        );
+        // Cut off and freed within one look: the entry is free again.
+        assert_eq!(
+            changes(
+                &steps[1],
+                &look(vec![Ok(attached), Ok(entry(Empty, 1, 0, NoProcess))])
+            ),
+            [Event::Reclaimed { peer: id(2) }]
+        );
     }
 
     #[test]

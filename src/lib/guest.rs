@@ -232,8 +232,15 @@ impl ShmGuest {
         // holds may be under reclaim, whose last step stores Empty over
         // whatever claimed it, so it is skipped. (Only for an entry that
         // may be claimed: a live or scripted guest's process may be about
-        // to take that role itself.)
-        let state = peer.state()?;
+        // to take that role itself.) An entry whose state word is garbage
+        // is no more claimable than a taken one: a plain claim passes on
+        // to the next (`shm.peer.quarantine`), a reserved one fails
+        // naming the entry and its word.
+        let state = match peer.state() {
+            Ok(state) => state,
+            Err(Error::Corrupt(_)) if matches!(claim, Claim::AnyEmpty) => return Ok(None),
+            Err(e) => return Err(e),
+        };
         let receiving = match (claim, state) {
             (Claim::AnyEmpty, PeerState::Empty | PeerState::Goodbye) => {
                 seg.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer))

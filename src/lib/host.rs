@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use crate::desc::{Frame, MsgDesc};
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
+use crate::inspect::{BadPeer, PeerTable};
 use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::HolderStatus;
 use crate::locks::{ByteLock, Role, lock_byte, lock_byte::End};
@@ -249,13 +250,60 @@ impl ShmHost {
         Ok(())
     }
 
-    /// A snapshot of every peer entry.
+    /// A snapshot of every peer entry that can be read, in peer order. An
+    /// entry whose state word is none the protocol knows (a guest's stray
+    /// or hostile write, `shm.peer.states`) is left out rather than
+    /// failing the whole look: [`ShmHost::peer_table`] lists it apart.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Region`] if the peer table lies outside the mapping (a
+    /// segment that shrank under it).
     pub fn peers(&self) -> Result<Vec<PeerEntry>> {
-        self.seg
-            .layout
-            .guests()
-            .map(|p| self.seg.peer(p).snapshot())
-            .collect()
+        Ok(self.peer_table()?.peers)
+    }
+
+    /// Every peer entry, split as [`crate::admin::SegmentReport`] splits
+    /// them: those that can be read, and those whose state word is none
+    /// the protocol knows, each with its stored word, whether a process
+    /// holds its presence lock, and its rings' indices. Nothing is
+    /// changed: a bad entry is cut off only by a receive or a reclaim
+    /// that meets it (`shm.peer.quarantine`).
+    ///
+    /// ```
+    /// use shmhub::{SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let guest = ShmGuest::attach(host.region())?;
+    /// let entry = host.layout().peer_entry(guest.peer_id());
+    /// // A stray write of a state the protocol does not know.
+    /// host.region().store_u32(entry, 77, std::sync::atomic::Ordering::Release)?;
+    /// let table = host.peer_table()?;
+    /// assert_eq!(table.bad_peers[0].peer_id, guest.peer_id());
+    /// assert_eq!(table.bad_peers[0].raw_state, 77);
+    /// assert!(table.peers.iter().all(|p| p.peer_id != guest.peer_id()));
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`ShmHost::peers`].
+    pub fn peer_table(&self) -> Result<PeerTable> {
+        let mut table = PeerTable::default();
+        for p in self.seg.layout.guests() {
+            match self.seg.peer(p).snapshot() {
+                Ok(entry) => table.peers.push(entry),
+                Err(Error::Corrupt(reason)) => table.bad_peers.push(BadPeer::read(
+                    &self.seg.region,
+                    &self.seg.layout,
+                    self.seg.file(),
+                    p,
+                    reason,
+                )?),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(table)
     }
 
     /// Guest `peer_id` of this segment, checked: [`Error::InvalidPeerId`]
@@ -333,9 +381,13 @@ impl ShmHost {
         // An entry that cannot become Reserved is passed over without its
         // presence lock: the guest of a Reserved entry may be claiming it
         // this very moment, and would fail as Busy if it found the lock
-        // taken by a reservation of a later entry that looked at it.
-        if !matches!(peer.state()?, PeerState::Empty | PeerState::Goodbye) {
-            return Ok(false);
+        // taken by a reservation of a later entry that looked at it. An
+        // entry whose state word is garbage is not free either, and is
+        // passed over like any other taken entry (`shm.peer.quarantine`).
+        match peer.state() {
+            Ok(PeerState::Empty | PeerState::Goodbye) => {}
+            Ok(_) | Err(Error::Corrupt(_)) => return Ok(false),
+            Err(e) => return Err(e),
         }
         let Ok(_presence) = self.seg.try_take(lock_byte::guest_presence(p)) else {
             return Ok(false);

@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
-use crate::layout::{Direction, HEADER_SIZE};
+use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::liveness::{self, HolderStatus, HostStatus};
+use crate::locks::{ByteLock, lock_byte};
 use crate::mmap::{FileOwner, MmapRegion};
 use crate::party::{IntoPeerId, PeerId, PeerState};
 use crate::peer::{self, Peer, PeerEntry};
@@ -65,10 +66,64 @@ pub struct BadPeer {
     pub raw_state: u32,
     /// What is wrong with it.
     pub reason: String,
+    /// Whether a process holds the entry's presence lock
+    /// (`shm.peer.liveness`), the one sign of a holder that no write to
+    /// the file can forge: such an entry counts as in use (`ls`, `gc`,
+    /// `rm`). False for a segment with no file to lock; true when the
+    /// lock cannot be tested.
+    pub presence_locked: bool,
     /// The guest-to-host ring.
     pub to_host: RingState,
     /// The host-to-guest ring.
     pub to_guest: RingState,
+}
+
+impl BadPeer {
+    /// Entry `p` of the segment in `region`, whose snapshot failed with
+    /// `reason`: its stored state word, whether its presence lock is held
+    /// (on `file`, if any) and its rings' indices, which are read as they
+    /// are whatever the entry holds.
+    pub(crate) fn read(
+        region: &Region,
+        layout: &SegmentLayout,
+        file: Option<&std::fs::File>,
+        p: PeerId,
+        reason: String,
+    ) -> Result<Self> {
+        let ring = |direction| {
+            RingView::new(
+                region,
+                layout.ring(p, direction),
+                layout.config.ring_capacity,
+            )
+            .state()
+        };
+        Ok(BadPeer {
+            peer_id: p,
+            raw_state: Peer::new(region, layout, p).raw_state()?,
+            reason,
+            // A lock that cannot be tested counts as held: the entry is
+            // then kept as in use rather than deleted under its holder.
+            presence_locked: file.is_some_and(|f| {
+                ByteLock::is_locked(f, lock_byte::guest_presence(p)).unwrap_or(true)
+            }),
+            to_host: ring(Direction::GuestToHost)?,
+            to_guest: ring(Direction::HostToGuest)?,
+        })
+    }
+}
+
+/// Every peer entry of a segment, as [`crate::ShmHost::peer_table`] reads
+/// them: a guest that writes garbage into its own state word hides only
+/// its own entry, never the others.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct PeerTable {
+    /// Every entry that could be read, in peer order.
+    pub peers: Vec<PeerEntry>,
+    /// The entries whose state word is none the protocol knows
+    /// (`shm.peer.states`), in peer order; empty for a sound table.
+    pub bad_peers: Vec<BadPeer>,
 }
 
 /// Everything `inspect` shows.
@@ -199,13 +254,7 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         let entry = match peer.snapshot() {
             Ok(entry) => entry,
             Err(Error::Corrupt(reason)) => {
-                bad_peers.push(BadPeer {
-                    peer_id: p,
-                    raw_state: peer.raw_state()?,
-                    reason,
-                    to_host: ring(Direction::GuestToHost)?,
-                    to_guest: ring(Direction::HostToGuest)?,
-                });
+                bad_peers.push(BadPeer::read(region, &layout, file, p, reason)?);
                 continue;
             }
             Err(e) => return Err(e),

@@ -148,6 +148,7 @@ pub use desc::{Frame, INLINE_CAPACITY, MsgDesc, msg_type};
 pub use error::{Error, ErrorKind, Result};
 pub use guest::ShmGuest;
 pub use host::{CreateOptions, ShmHost};
+pub use inspect::PeerTable;
 pub use layout::{Direction, LayoutError, SegmentConfig, SegmentLayout};
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileMode, MmapRegion};

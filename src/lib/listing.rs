@@ -32,6 +32,9 @@ pub struct GuestCounts {
     /// Cut off by the host for breaking the protocol, or evicted
     /// (`shm.peer.quarantine`), whatever its holder.
     pub quarantined: u32,
+    /// Whose state word is none the protocol knows (`shm.peer.states`),
+    /// whatever holds them: [`crate::admin::SegmentReport::bad_peers`].
+    pub bad: u32,
 }
 
 /// One segment as `ls` shows it.
@@ -58,6 +61,9 @@ pub struct SegmentSummary {
     pub slots_total: u64,
     /// Who owns the file, and its mode.
     pub owner: Option<FileOwner>,
+    /// How many of the `bad` entries have their presence lock held by a
+    /// live process: in use, whatever their state word says.
+    pub bad_in_use: u32,
 }
 
 impl SegmentSummary {
@@ -79,6 +85,12 @@ impl SegmentSummary {
                 queued += u64::from(ring.len().unwrap_or(0));
             }
         }
+        for bad in &report.bad_peers {
+            guests.bad += 1;
+            for ring in [bad.to_host, bad.to_guest] {
+                queued += u64::from(ring.len().unwrap_or(0));
+            }
+        }
         SegmentSummary {
             path: report.path.clone(),
             size: report.header.layout.total_size,
@@ -90,14 +102,23 @@ impl SegmentSummary {
             slots_used: report.pools.iter().map(|p| u64::from(p.usage.used)).sum(),
             slots_total: report.pools.iter().map(|p| u64::from(p.usage.slots)).sum(),
             owner: report.owner,
+            bad_in_use: report
+                .bad_peers
+                .iter()
+                .filter(|b| b.presence_locked)
+                .count() as u32,
         }
     }
 
     /// Whether nobody can use the segment any more: its host is dead,
-    /// absent or gone, and no guest is live (or stale: alive but silent).
+    /// absent or gone, no guest is live (or stale: alive but silent), and
+    /// no entry whose state word is bad has a live process holding it.
     /// Such a segment is what `gc` removes.
     pub fn is_orphaned(&self) -> bool {
-        self.host != HostStatus::Alive && self.guests.live == 0 && self.guests.stale == 0
+        self.host != HostStatus::Alive
+            && self.guests.live == 0
+            && self.guests.stale == 0
+            && self.bad_in_use == 0
     }
 }
 
@@ -186,9 +207,9 @@ pub fn list_segments(dir: &Path) -> Result<Listing> {
                 .push(skip("smaller than a segment header".to_string()));
             continue;
         }
-        // A segment with an entry that cannot be read is damaged: listed
-        // with the reason, not summed up as if that entry were empty.
-        match inspect_path(&path).and_then(SegmentReport::require_all_entries) {
+        // An entry that cannot be read hides only itself: the segment is
+        // listed, that entry counted as bad (`GuestCounts::bad`).
+        match inspect_path(&path) {
             Ok(report) => listing.segments.push(SegmentSummary::of(&report)),
             Err(Error::Removed { .. }) => {}
             Err(e) => listing.unlisted.push(skip(e.to_string())),

@@ -58,17 +58,26 @@ pub struct RemoveReport {
 }
 
 /// Live holders of a segment: guests whose process runs, and the host if
-/// its process runs.
+/// its process runs. An entry whose state word is none the protocol knows
+/// is judged by its presence lock alone, which no write to the file can
+/// forge: held, it is a live guest; free, nobody is there to wait for.
 fn live_holders(region: &crate::Region, file: &std::fs::File) -> Result<(Vec<PeerId>, bool)> {
     let h = header::read(region)?;
     let layout = h.layout;
     let now = sys::monotonic_ns();
     let mut guests = Vec::new();
     for p in layout.guests() {
-        let entry = Peer::new(region, &layout, p).snapshot()?;
-        let status =
-            liveness::judge_peer(&entry, Some(file), layout.config.heartbeat_interval_ms, now);
-        if matches!(status, HolderStatus::Alive | HolderStatus::Stale) {
+        let live = match Peer::new(region, &layout, p).snapshot() {
+            Ok(entry) => matches!(
+                liveness::judge_peer(&entry, Some(file), layout.config.heartbeat_interval_ms, now),
+                HolderStatus::Alive | HolderStatus::Stale
+            ),
+            Err(Error::Corrupt(_)) => {
+                ByteLock::is_locked(file, lock_byte::guest_presence(p)).unwrap_or(true)
+            }
+            Err(e) => return Err(e),
+        };
+        if live {
             guests.push(p);
         }
     }

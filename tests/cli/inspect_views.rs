@@ -451,9 +451,11 @@ fn inspect_shows_the_entries_it_can_read_and_marks_the_bad_one() {
         (
             &bad[0]["peer_id"],
             &bad[0]["raw_state"],
-            &bad[0]["to_host"]["len"]
+            &bad[0]["to_host"]["len"],
+            &bad[0]["presence_locked"]
         ),
-        (&2.into(), &77.into(), &1.into())
+        (&2.into(), &77.into(), &1.into(), &false.into()),
+        "a scripted claim holds no presence lock"
     );
     // --all and --slots too; and nothing was changed.
     env.run(&["inspect", "seg", "--all"]).code(1);

@@ -10,6 +10,7 @@ mod common;
 mod markdown;
 
 mod attach;
+mod bad_entry;
 mod bench;
 mod chaos;
 mod create;

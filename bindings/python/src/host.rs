@@ -428,13 +428,20 @@ impl Host {
         Ok(reclaimed.into_iter().map(u32::from).collect())
     }
 
-    /// The entries in use (not empty), in id order.
+    /// The entries in use (not empty), in id order. An entry whose state
+    /// word holds no state the protocol knows (a stray or hostile write)
+    /// is left out rather than raising: ``shmhub inspect`` shows it.
     fn peers(&self, py: Python<'_>) -> PyResult<Vec<Peer>> {
         let entries = self.with_host(py, |host| {
             host.peers()?
                 .into_iter()
                 .filter(|entry| entry.state != PeerState::Empty)
-                .map(|entry| Ok((entry, host.holder_status(entry.peer_id)?)))
+                .filter_map(|entry| match host.holder_status(entry.peer_id) {
+                    Ok(holder) => Some(Ok((entry, holder))),
+                    // Gone bad since the first look: left out as well.
+                    Err(shmhub::Error::Corrupt(_)) => None,
+                    Err(e) => Some(Err(e)),
+                })
                 .collect::<shmhub::Result<Vec<_>>>()
         })?;
         Ok(entries

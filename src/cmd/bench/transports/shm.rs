@@ -98,8 +98,7 @@ pub fn spawn_guest(plan: &Plan, peer_id: PeerId) -> anyhow::Result<PeerProcess> 
 /// Waits up to 10 s for the benchmark guest to attach to entry `peer_id`.
 pub fn wait_attached(host: &ShmHost, peer_id: PeerId, path: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let entry = usize::from(peer_id) - 1;
-    while host.peers().on_segment(path)?[entry].state != PeerState::Attached {
+    while host.peer(peer_id).on_segment(path)?.state != PeerState::Attached {
         if Instant::now() > deadline {
             bail!("the benchmark guest did not attach");
         }
