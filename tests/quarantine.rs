@@ -824,11 +824,52 @@ fn rng_fill(rng: &mut Rng, bytes: &mut [u8]) {
 }
 
 /// What one scenario found: the honest guests' round trips per second,
-/// and the quarantines the host reported.
+/// the quarantines the host reported, and what the host saw of the
+/// attack otherwise.
 struct Outcome {
     rates: Vec<f64>,
     cut: Vec<Error>,
     hostile: u8,
+    seen: Seen,
+}
+
+/// What the host saw of the hostile guest while serving, from its own
+/// calls: the proof that an attack took effect.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The host's sends to it refused as over its share of host slots.
+    share_refusals: u64,
+    /// Reclaims that freed its entry (its faked deaths).
+    reclaimed: u64,
+    /// Whether the host had cut it off by the end: a send to it then
+    /// fails with `Quarantined` (the host's own record, which nothing the
+    /// guest writes changes).
+    cut_off: bool,
+}
+
+impl Seen {
+    /// Whether `attack` has had the effect it must have: the guest cut
+    /// off for breaking a rule, its hoard met by refusals, its faked
+    /// death reclaimed. An attack that breaks no rule has nothing to see.
+    fn took_effect(&self, attack: Attack, cut: &[Error]) -> bool {
+        match attack {
+            Attack::Random | Attack::Forge | Attack::Flip => !cut.is_empty() || self.cut_off,
+            Attack::Hoard => self.share_refusals > 0,
+            Attack::FakeDeath => self.reclaimed > 0,
+            Attack::None | Attack::Scribble => true,
+        }
+    }
+}
+
+/// Whether the host has cut guest `p` off, by its own record (which
+/// nothing the guest writes changes), asked by a send it then refuses; a
+/// guest not cut off gets a small message it may never read (or the send
+/// finds its ring indices broken, and cuts it off then).
+fn probe_cut_off(host: &mut ShmHost, p: u8) -> bool {
+    matches!(
+        host.try_send(p, frame(0, b"are you cut off?")),
+        Err(Error::Quarantined { .. })
+    )
 }
 
 /// Runs `attack` for `run`: a host echoing, two honest guest processes
@@ -873,14 +914,22 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
     }
     support::signal(dir.path(), GO, "").unwrap();
     let mut cut = Vec::new();
+    let mut seen = Seen::default();
     let deadline = Instant::now() + run + Duration::from_secs(120);
     let mut last_reclaim = Instant::now();
     loop {
-        assert!(Instant::now() < deadline, "{attack:?}: the run did not end");
+        assert!(
+            Instant::now() < deadline,
+            "{attack:?}: the run did not end, or the attack never took effect: {seen:?}"
+        );
         match host.recv_timeout(Duration::from_millis(2)) {
             Ok(Some((from, f))) if from == hostile_id => {
                 // Whatever it "sent", it gets nothing back that matters.
-                let _ = host.try_send(from, f);
+                match host.try_send(from, f) {
+                    Err(Error::ShareExhausted { .. }) => seen.share_refusals += 1,
+                    Err(Error::Quarantined { .. }) => seen.cut_off = true,
+                    _ => {}
+                }
             }
             Ok(Some((from, f))) => host.send_timeout(from, f, WAIT).unwrap_or_else(|e| {
                 let slots = shmhub::admin::inspect_slots(&path)
@@ -893,8 +942,10 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
             Err(e) => panic!("{attack:?}: the host's receive failed: {e}"),
         }
         if last_reclaim.elapsed() > Duration::from_millis(20) {
-            host.reclaim_dead()
+            let reclaimed = host
+                .reclaim_dead()
                 .unwrap_or_else(|e| panic!("{attack:?}: a reclaim failed: {e}"));
+            seen.reclaimed += reclaimed.iter().filter(|&&p| p == hostile_id).count() as u64;
             last_reclaim = Instant::now();
         }
         let mut running = false;
@@ -904,13 +955,24 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
             }
             running |= child.poll().is_none();
         }
-        if !running {
+        if running {
+            continue;
+        }
+        // The hostile guest goes on after the honest ones are done, until
+        // its attack has shown (a slow machine may take long to show it).
+        // A guest that breaks a rule may have been cut off by a reclaim,
+        // which reports nothing: the host's own record is asked.
+        if matches!(attack, Attack::Random | Attack::Forge | Attack::Flip) {
+            seen.cut_off |= probe_cut_off(&mut host, hostile_id);
+        }
+        if seen.took_effect(attack, &cut) {
             break;
         }
     }
     for child in &mut honest {
         child.expect_success(WAIT);
     }
+    seen.cut_off |= probe_cut_off(&mut host, hostile_id);
     support::signal(dir.path(), STOP, "").unwrap();
     hostile.expect_success(WAIT);
     let rates = std::fs::read_dir(dir.path())
@@ -945,18 +1007,26 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
         rates,
         cut,
         hostile: hostile_id,
+        seen,
     }
+}
+
+/// The seed of a scenario's random choices: [`SEED`] from the
+/// environment to replay a run, else a new one; printed either way.
+fn seed() -> u64 {
+    let seed = std::env::var(SEED)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| support::fixtures::unix_ns() ^ u64::from(std::process::id()));
+    eprintln!("seed {seed} ({SEED}={seed} replays it)");
+    seed
 }
 
 /// Every attack in turn, with the honest guests' rate without one first;
 /// prints a table of rates (a figure, not an assertion: the machine is
 /// shared).
 fn every_attack(run: Duration) {
-    let seed = std::env::var(SEED)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| support::fixtures::unix_ns() ^ u64::from(std::process::id()));
-    eprintln!("seed {seed} (set {SEED} to replay)");
+    let seed = seed();
     let mut base = 0.0;
     for attack in Attack::OWN_MEMORY {
         let out = scenario(attack, seed, run);
@@ -966,7 +1036,7 @@ fn every_attack(run: Duration) {
         }
         eprintln!(
             "{attack:?}: honest round trips/s {:?}, slowest {:.2} of the unattacked; \
-             hostile guest {} reported {} time(s){}",
+             hostile guest {} reported {} time(s){}; {:?}",
             out.rates,
             slowest / base,
             out.hostile,
@@ -975,10 +1045,34 @@ fn every_attack(run: Duration) {
                 .first()
                 .map(|e| format!(": {e}"))
                 .unwrap_or_default(),
+            out.seen,
         );
         // Reported at most once: it never attaches again but in FakeDeath,
         // where it breaks no rule the host can see.
         assert!(out.cut.len() <= 1, "{attack:?}: {:?}", out.cut);
+        // Each attack did what it sets out to do, and the host answered as
+        // it must (the loop above waits for it): cut off for breaking a
+        // rule, refused past its share, reclaimed when it fakes its death;
+        // and a guest that breaks no rule is never cut off.
+        let seen = &out.seen;
+        match attack {
+            Attack::Random | Attack::Forge | Attack::Flip => {
+                assert!(seen.cut_off, "{attack:?}: never cut off: {seen:?}")
+            }
+            Attack::Hoard => {
+                assert!(seen.share_refusals > 0, "{attack:?}: {seen:?}");
+                assert!(!seen.cut_off && out.cut.is_empty(), "{attack:?}: {seen:?}");
+            }
+            Attack::FakeDeath => {
+                assert!(seen.reclaimed > 0, "{attack:?}: {seen:?}");
+                assert!(!seen.cut_off && out.cut.is_empty(), "{attack:?}: {seen:?}");
+            }
+            Attack::None => {
+                assert!(!seen.cut_off && out.cut.is_empty(), "{attack:?}: {seen:?}");
+                assert_eq!((seen.share_refusals, seen.reclaimed), (0, 0), "{seen:?}");
+            }
+            Attack::Scribble => unreachable!("not an attack on its own memory"),
+        }
     }
 }
 
@@ -1006,7 +1100,7 @@ fn a_scribbler_on_the_header_and_the_table_breaks_nothing_but_the_segment() {
     let path = dir.path().join("scribble.shm");
     let mut host = ShmHost::create(&path, config()).unwrap();
     host.any_receiver().wait_for_guests(true);
-    let seed = support::fixtures::unix_ns();
+    let seed = seed();
     let mut scribbler = Child::spawn(
         "hostile",
         &path,
