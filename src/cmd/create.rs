@@ -406,15 +406,29 @@ struct HeldHost {
 
 impl HeldHost {
     /// Guests whose holding process still runs (stale ones too: alive but
-    /// silent), which `rm` waits for as well.
+    /// silent), which `rm` waits for as well; an entry whose state word is
+    /// bad is judged as `rm` judges it, by its presence lock alone.
     fn live_guests(&self) -> shmhub::Result<Vec<PeerId>> {
-        let mut live = Vec::new();
-        for entry in self.host.peers()? {
-            let status = self.host.holder_status(entry.peer_id)?;
-            if matches!(status, HolderStatus::Alive | HolderStatus::Stale) {
+        let table = self.host.peer_table()?;
+        let mut live: Vec<PeerId> = table
+            .bad_peers
+            .iter()
+            .filter(|bad| bad.presence_locked)
+            .map(|bad| bad.peer_id)
+            .collect();
+        for entry in table.peers {
+            // An entry gone bad since the look above counts as live until
+            // the next look judges it.
+            let live_now = match self.host.holder_status(entry.peer_id) {
+                Ok(status) => matches!(status, HolderStatus::Alive | HolderStatus::Stale),
+                Err(e) if e.kind() == shmhub::ErrorKind::Corrupt => true,
+                Err(e) => return Err(e),
+            };
+            if live_now {
                 live.push(entry.peer_id);
             }
         }
+        live.sort();
         Ok(live)
     }
 

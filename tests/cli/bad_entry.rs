@@ -129,6 +129,30 @@ fn rm_judges_a_bad_entry_by_its_presence_lock() {
     assert!(!held.exists());
 }
 
+// A held host asked to leave waits for a live guest whose entry went bad
+// as it waits for any live guest: `rm` is refused and the host serves on;
+// `--force` removes the file and the host leaves.
+#[test]
+fn a_held_host_waits_for_a_live_guest_whose_entry_is_bad() {
+    let env = Env::new();
+    let path = env.path("seg");
+    let mut host = env.spawn(&["create", "seg", "--hold", "--max-guests", "2"]);
+    assert!(host.line().starts_with("created "));
+    let _guest = stopped_guest(&env, "seg", "1");
+    spoil(&path, 1, GARBAGE);
+    env.run(&["rm", "seg", "--timeout", "300ms"]).error(&[
+        "seg",
+        "peer 1",
+        "still attached",
+        "--force",
+    ]);
+    assert!(path.is_file(), "refused, the file stays");
+    assert!(host.exited().is_none(), "the held host serves on");
+    env.ok(&["rm", "seg", "--timeout", "200ms", "--force"]);
+    assert!(!path.exists());
+    host.wait_ok();
+}
+
 // A plain `attach` passes over a bad entry to the next free one, and so
 // does `spawn`'s reservation; `attach --peer-id` of the bad entry fails
 // naming it and its word.
