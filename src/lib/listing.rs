@@ -29,6 +29,9 @@ pub struct GuestCounts {
     pub scripted: u32,
     /// Set aside by the host for a guest about to start.
     pub reserved: u32,
+    /// Left by its guest with messages the host has not read yet; free
+    /// again once they are read (`shm.peer.detach`).
+    pub goodbye: u32,
     /// Cut off by the host for breaking the protocol, or evicted
     /// (`shm.peer.quarantine`), whatever its holder.
     pub quarantined: u32,
@@ -68,6 +71,7 @@ impl SegmentSummary {
         for peer in &report.peers {
             match (peer.entry.state, peer.holder) {
                 (PeerState::Reserved, _) => guests.reserved += 1,
+                (PeerState::Goodbye, _) => guests.goodbye += 1,
                 (PeerState::Quarantined, _) => guests.quarantined += 1,
                 (_, HolderStatus::Alive) => guests.live += 1,
                 (_, HolderStatus::Dead) => guests.dead += 1,

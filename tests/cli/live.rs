@@ -569,26 +569,37 @@ fn spawn_runs_a_guest_program_on_a_reserved_entry() {
 }
 
 // Issue 32, item 2: a guest that detached while its last message was
-// unread leaves its entry Goodbye until that message is read; the receive
-// that read it may end without looking again, and the entry must not stay
-// Goodbye for good: a reservation (spawn) and a reclaim free it.
+// unread leaves its entry Goodbye until that message is read, and `ls`
+// counts it so; the `recv --as host` that reads the last message frees
+// the entry before it exits, whether it receives from any guest or from
+// that one, so that `spawn --peer-id` can take it at once.
+// shm[verify shm.peer.detach]
 #[test]
 fn a_read_goodbye_does_not_keep_its_entry() {
     let env = Env::new();
     env.small("seg", &["--max-guests", "1"]);
-    for freer in [
-        &["spawn", "seg", "--peer-id", "1", "--", "true"][..],
-        &["reclaim", "seg"][..],
+    for recv in [
+        &["recv", "seg", "--as", "host"][..],
+        &["recv", "seg", "--as", "host", "--from", "1"][..],
     ] {
         let id = env.attach("seg").to_string();
+        env.ok(&["send", "seg", "--as", &id, "first"]);
         env.ok(&["send", "seg", "--as", &id, "bye"]);
         env.ok(&["detach", "seg", "--peer-id", &id]);
         assert_eq!(peer(&env.inspect("seg"), 1)["state"], "goodbye");
-        let got = env.ok(&["recv", "seg", "--as", "host"]);
-        assert_eq!(got.stdout, "bye\n");
-        let r = env.run(freer);
-        assert!(!r.stderr.contains("hub is full"), "{freer:?}: {r:?}");
-        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty", "{freer:?}");
+        let listed = env.ok(&["ls", "--json"]).json();
+        assert_eq!(listed["segments"][0]["guests"]["goodbye"], 1, "{listed}");
+        let table = env.ok(&["ls"]).stdout;
+        assert!(table.contains("1 goodbye"), "{table}");
+        // A message is left: the entry stays Goodbye.
+        assert_eq!(env.ok(recv).stdout, "first\n");
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "goodbye", "{recv:?}");
+        // The last one read: free, as the receive that read it exits.
+        assert_eq!(env.ok(recv).stdout, "bye\n");
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty", "{recv:?}");
+        let listed = env.ok(&["ls", "--json"]).json();
+        assert_eq!(listed["segments"][0]["guests"]["goodbye"], 0, "{listed}");
+        env.ok(&["spawn", "seg", "--peer-id", "1", "--", "true"]);
     }
 }
 
