@@ -170,6 +170,7 @@ fn child_entry() {
         "from_env" => child_from_env(),
         "env_refused" => child_env_refused(env),
         "reserver" => child_reserver(env),
+        "come_and_go" => child_come_and_go(env),
         other => bail!("unknown role {other}"),
     });
 }
@@ -305,6 +306,13 @@ fn child_reserver(env: &ChildEnv) -> anyhow::Result<()> {
     let mut host = ShmHost::open(&env.path).context("open as host")?;
     let reserved = host.reserve_peer().context("reserve")?;
     signal(&env.dir, "reserved", &reserved.to_string())?;
+    Ok(())
+}
+
+/// A guest that attaches and leaves at once, before the host looks.
+fn child_come_and_go(env: &ChildEnv) -> anyhow::Result<()> {
+    let guest = ShmGuest::attach_path(&env.path).context("attach")?;
+    guest.detach().context("detach")?;
     Ok(())
 }
 
@@ -1303,4 +1311,30 @@ fn a_receive_from_any_guest_ends_once_every_guest_has_gone() {
     next.send(frame(msg_type::DATA, 1, 0, b"back".to_vec()))
         .unwrap();
     assert_eq!(host.recv().unwrap().1.payload(), b"back");
+}
+
+// Issue 32, item 18: a guest that attached and left before the host's
+// first receive was never counted, and `recv()` then waited for good. An
+// entry claimed since the host began counts as a guest seen.
+// shm[verify shm.host.no-guests]
+#[test]
+fn a_receive_from_any_guest_ends_after_a_guest_that_left_before_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("brief.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut guest = Child::spawn("come_and_go", &path, dir.path(), &[]);
+    guest.expect_success(WAIT);
+    assert_eq!(host.peer(1).unwrap().state, PeerState::Empty);
+    assert_eq!(host.peer(1).unwrap().epoch, 1, "the child claimed entry 1");
+    // In a thread, so that a receive that never returns fails the test
+    // instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(host.recv().map(|_| ()));
+    });
+    let ended = rx.recv_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(ended, Ok(Err(Error::NoGuests))),
+        "the host's recv() after a guest came and went: {ended:?}"
+    );
 }

@@ -439,6 +439,10 @@ pub struct AnyReceiver {
     strategy: WaitStrategy,
     /// Whether every guest's receiving role is held already.
     all_roles: bool,
+    /// Each entry's epoch when this end was made (guest `p` at `p - 1`):
+    /// one that moved since was claimed, by a guest that counts as seen
+    /// even if it left before any count (`shm.host.no-guests`).
+    epochs: Vec<u32>,
 }
 
 impl AnyReceiver {
@@ -460,6 +464,11 @@ impl AnyReceiver {
             seg: seg.clone(),
             strategy: WaitStrategy::default(),
             all_roles: false,
+            epochs: seg
+                .layout
+                .guests()
+                .map(|p| Ok(seg.peer(p).raw_state_and_epoch()?.1))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -501,7 +510,9 @@ impl AnyReceiver {
     /// receive fails with [`Error::NoGuests`], as a `std::sync::mpsc`
     /// receive fails once every sender is gone, so that `recv()` never
     /// blocks for good on an empty table. Before any guest was seen, a
-    /// receive waits either way (for the first).
+    /// receive waits either way (for the first); a guest that claimed an
+    /// entry since this end was made (with its host) counts as seen, even
+    /// one that left before the first receive.
     ///
     /// shm[impl shm.host.no-guests]
     pub fn wait_for_guests(&mut self, yes: bool) {
@@ -592,6 +603,7 @@ impl AnyReceiver {
         let mut rings = Rings {
             seg: &self.seg,
             receivers: &self.receivers,
+            epochs: &self.epochs,
             take,
         };
         self.picker
@@ -604,6 +616,8 @@ impl AnyReceiver {
 struct Rings<'a, F> {
     seg: &'a Segment,
     receivers: &'a [Receiver],
+    /// The entries' epochs when the receiving end was made.
+    epochs: &'a [u32],
     take: F,
 }
 
@@ -675,6 +689,15 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
                 _ => false,
             };
             if sends {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn claimed_since_start(&self) -> Result<bool> {
+        for (p, &then) in self.seg.layout.guests().zip(self.epochs) {
+            if self.seg.peer(p).raw_state_and_epoch()?.1 != then {
                 return Ok(true);
             }
         }
