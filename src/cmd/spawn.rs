@@ -80,13 +80,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     signals::catch_termination();
     let pid = child.id();
     // The sign a script waits for: from here a send to the entry is taken
-    // (a reserved entry queues what the host sends it).
-    eprintln!(
-        "{}: peer {peer} reserved for {} (pid {pid}); it has {:?} to attach",
+    // (a reserved entry queues what the host sends it). Written at once,
+    // newline included, so that a reader of the pipe never sees half of it.
+    let reserved = format!(
+        "{}: peer {peer} reserved for {} (pid {pid}); it has {:?} to attach\n",
         shown(&path),
         shown(program),
         args.attach_timeout
     );
+    eprint!("{reserved}");
     // The JSON lines `--json` prints: what happened, and to whom.
     let event = |name: &str| json!({ "event": name, "segment": path_json(&absolute), "peer_id": peer, "pid": pid });
     if args.json {
