@@ -169,6 +169,17 @@ pub enum Error {
         /// The role, in words.
         what: String,
     },
+    /// A guest's ring end is taken, and the guest's entry is held by a
+    /// live process (a held guest) that keeps its ends while it runs: a
+    /// wait for the role would only end with its timeout, so it is refused
+    /// at once.
+    #[error("{what} is in use by process {pid}, which holds the entry (a held guest) and keeps it while it runs")]
+    HeldByGuest {
+        /// The role, in words.
+        what: String,
+        /// The process that holds the entry, as the entry records it.
+        pid: u32,
+    },
     /// Live holders did not leave a segment that was asked to go
     /// ([`crate::admin::remove_segment`] without force).
     #[error("{} still attached after {waited:?}", holders(*host, peers))]
@@ -391,6 +402,7 @@ impl Error {
             | E::Timeout
             | E::Changing { .. } => ErrorKind::Retry,
             E::Busy { .. }
+            | E::HeldByGuest { .. }
             | E::HubFull { .. }
             | E::PeerState { .. }
             | E::StillAttached { .. }
@@ -486,6 +498,13 @@ mod tests {
                 ErrorKind::Retry,
             ),
             (Error::Busy { what: "x".into() }, ErrorKind::Busy),
+            (
+                Error::HeldByGuest {
+                    what: "x".into(),
+                    pid: 1,
+                },
+                ErrorKind::Busy,
+            ),
             (Error::HubFull { max_guests: 8 }, ErrorKind::Busy),
             (Error::HostDied { pid: 1 }, ErrorKind::Gone),
             (Error::PeerGone { peer_id: 1 }, ErrorKind::Gone),

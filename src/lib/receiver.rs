@@ -135,12 +135,31 @@ impl Receiver {
         if self.role.is_held() {
             return Ok(());
         }
+        self.take_the_role(deadline)
+    }
+
+    #[cold]
+    fn take_the_role(&mut self, deadline: &mut Deadline) -> Result<()> {
         let what = match &self.sender {
             OtherSide::Host(watch) => format!("the receiving end of peer {}", watch.peer_id()),
             OtherSide::Guest(watch) => {
                 format!("the host's receiving end for peer {}", watch.peer_id())
             }
         };
+        if let OtherSide::Host(watch) = &self.sender {
+            let p = watch.peer_id();
+            let lock_file = self.seg.lock_file();
+            match self.role.ensure(lock_file, &mut Deadline::no_wait(), String::new) {
+                Err(Error::Busy { .. }) => {}
+                done => return done,
+            }
+            // A live process that holds the guest's entry (a held guest)
+            // keeps its receiving role while it runs: waiting for it would
+            // only end with the timeout.
+            if let Some(pid) = self.seg.held_by_another_process(p) {
+                return Err(Error::HeldByGuest { what, pid });
+            }
+        }
         self.role.ensure(self.seg.lock_file(), deadline, || what)
     }
 
