@@ -1338,3 +1338,60 @@ fn a_receive_from_any_guest_ends_after_a_guest_that_left_before_it_looked() {
         "the host's recv() after a guest came and went: {ended:?}"
     );
 }
+
+// Issue 32, item 12: creating a segment where one is says what is there
+// and how to remove it, naming the path: the stale segment a killed host
+// left (`remove_unused_segment` removes it, and the create then works), a
+// segment whose host lives, and a file that is no segment.
+// shm[verify shm.file.create]
+#[test]
+fn a_create_over_an_existing_file_says_what_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crashed.shm");
+    let mut crashed = Child::spawn("host", &path, dir.path(), &[]);
+    crashed.await_signal("hosting", WAIT);
+    let pid = crashed.pid();
+
+    // While the host lives: a segment in use.
+    let live = ShmHost::create(&path, SegmentConfig::default()).unwrap_err();
+    assert!(matches!(live, Error::AlreadyExists { .. }), "{live:?}");
+    assert_eq!(live.path(), Some(path.as_path()));
+    assert_eq!(
+        live.to_string(),
+        format!(
+            "{p}: already exists: a shmhub segment in use (its host, pid {pid}, is alive): \
+             `shmhub rm {p}` asks everyone to leave and removes it (or \
+             `shmhub::admin::remove_segment`)",
+            p = path.display()
+        )
+    );
+
+    // Killed: the segment it leaves is stale.
+    assert!(!crashed.kill().success());
+    let stale = ShmHost::create(&path, SegmentConfig::default()).unwrap_err();
+    assert_eq!(
+        stale.to_string(),
+        format!(
+            "{p}: already exists: a stale shmhub segment (its host, pid {pid}, is dead and no \
+             guest lives): remove it with `shmhub rm {p}` (or \
+             `shmhub::admin::remove_unused_segment`), then create it again",
+            p = path.display()
+        )
+    );
+    assert_eq!(stale.kind(), shmhub::ErrorKind::Io);
+    shmhub::admin::remove_unused_segment(&path).unwrap();
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    drop(host);
+
+    // Not a segment: left alone, and said so.
+    std::fs::write(&path, b"notes").unwrap();
+    let other = ShmHost::create(&path, SegmentConfig::default()).unwrap_err();
+    assert_eq!(
+        other.to_string(),
+        format!(
+            "{}: already exists: not a shmhub segment (a file of 5 bytes)",
+            path.display()
+        )
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"notes");
+}

@@ -22,6 +22,17 @@ pub enum Error {
         /// What the OS said.
         cause: io::Error,
     },
+    /// A segment is to be created where a file already is (a creation
+    /// never replaces one): `found` says what it is (a stale segment a
+    /// crash left, a segment in use, or no segment) and how to remove it
+    /// first, when shmhub may.
+    #[error("{}: already exists: {found}", path.display())]
+    AlreadyExists {
+        /// The path asked for.
+        path: PathBuf,
+        /// What is there, and what removes it.
+        found: String,
+    },
     /// The path is a symbolic link; segments are never opened through one.
     #[error("{}: is a symbolic link; refusing to follow it", path.display())]
     Symlink {
@@ -424,6 +435,7 @@ impl Error {
             E::Region(RegionError::ReadOnly | RegionError::Empty) => ErrorKind::Invalid,
             E::Region(_) => ErrorKind::Corrupt,
             E::Io { .. }
+            | E::AlreadyExists { .. }
             | E::Symlink { .. }
             | E::ForeignOwner { .. }
             | E::NotAFile { .. }
@@ -457,6 +469,7 @@ impl Error {
         use Error as E;
         match self {
             E::Io { path, .. }
+            | E::AlreadyExists { path, .. }
             | E::Symlink { path }
             | E::ForeignOwner { path, .. }
             | E::NotAFile { path }

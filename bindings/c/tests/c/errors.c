@@ -89,7 +89,11 @@ static void one_guest(void) {
 
     /* The file exists now. */
     CHECK(shmhub_host_create(path, NULL) == NULL);
-    snprintf(expected, sizeof expected, "%s: File exists (os error 17)", path);
+    snprintf(expected, sizeof expected,
+             "%s: already exists: a shmhub segment in use (its host, pid %d, is alive): "
+             "`shmhub rm %s` asks everyone to leave and removes it (or "
+             "`shmhub::admin::remove_segment`)",
+             path, (int)getpid(), path);
     CHECK_LAST(SHMHUB_ERR_IO, expected);
 
     /* Nobody attached as guest 1 yet; there is no guest 2. */
