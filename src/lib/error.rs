@@ -10,7 +10,35 @@ use crate::region::RegionError;
 /// Everything that can go wrong with a segment.
 ///
 /// Errors that a caller may simply retry later (a full ring, an exhausted
-/// pool, a timeout) answer true to [`Error::is_retryable`].
+/// pool, a timeout) answer true to [`Error::is_retryable`]. [`Error::kind`]
+/// sorts every error by what a caller can do about it ([`ErrorKind`]), so
+/// that a caller matches the few variants it cares about and the kind of
+/// the rest:
+///
+/// ```
+/// use shmhub::{Error, ErrorKind, Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+///
+/// let config = SegmentConfig { ring_capacity: 2, ..SegmentConfig::default() };
+/// let mut host = ShmHost::create_heap(config)?;
+/// let guest = ShmGuest::attach(host.region())?;
+/// let hi = Frame::new(MsgDesc::default(), b"hi".to_vec());
+/// host.try_send(guest.peer_id(), &hi)?;
+/// host.try_send(guest.peer_id(), &hi)?;
+///
+/// // The guest has read nothing: its ring is full, for now.
+/// let full = host.try_send(guest.peer_id(), &hi).unwrap_err();
+/// assert!(matches!(full, Error::RingFull { .. }));
+/// assert!(full.is_retryable());
+///
+/// // No such guest: a mistake of the caller's, never worth a retry.
+/// let wrong = host.try_send(200, &hi).unwrap_err();
+/// assert_eq!(wrong.kind(), ErrorKind::Invalid);
+/// assert_eq!(
+///     wrong.to_string(),
+///     "peer id 200 is out of range (this segment has guests 1..=8)"
+/// );
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
