@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{HolderStatus, PeerState, ShmHost, SpawnTicket};
 
+use super::attach::with_room;
 use super::error::OnSegment;
 use super::exit::Outcome;
 use super::parse::{parse_duration, parse_peer_id};
@@ -57,11 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let segment = args.segment.resolve()?;
     let path = segment.path.as_path();
     let mut host = segment.open_host()?;
+    // On a full hub, as `attach`: dead holders and reservations are
+    // reclaimed first, and the error says how to free each entry.
     let ticket = match args.peer_id {
-        Some(id) => host.spawn_ticket_with_id(id),
-        None => host.spawn_ticket(),
-    }
-    .on_segment(path)?;
+        Some(id) => host.spawn_ticket_with_id(id).on_segment(path)?,
+        None => with_room(&segment, || host.spawn_ticket())?,
+    };
     let (peer, absolute) = (ticket.peer_id(), ticket.segment().to_path_buf());
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let child = Command::new(program)

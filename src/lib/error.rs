@@ -179,7 +179,7 @@ pub enum Error {
     #[error("corrupt segment: {0}")]
     Corrupt(String),
     /// Every peer entry is taken.
-    #[error("hub is full: all {max_guests} guest entries are taken")]
+    #[error("hub is full: {}", entries_taken(*max_guests))]
     HubFull {
         /// How many guests the segment allows.
         max_guests: u32,
@@ -369,6 +369,15 @@ fn cut_off(peer_id: u8, reason: QuarantineReason, detail: Option<&str>) -> Strin
 }
 
 /// "the host and peers 1, 2", for [`Error::StillAttached`].
+/// How many entries a full hub has, all taken: `all 8 guest entries are
+/// taken`, `the 1 guest entry is taken`.
+fn entries_taken(max_guests: u32) -> String {
+    match max_guests {
+        1 => "the 1 guest entry is taken".to_string(),
+        n => format!("all {n} guest entries are taken"),
+    }
+}
+
 fn holders(host: bool, peers: &[u8]) -> String {
     let ids: Vec<String> = peers.iter().map(u8::to_string).collect();
     let guests = match ids.len() {

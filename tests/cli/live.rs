@@ -476,6 +476,53 @@ fn spawn_says_when_the_entry_is_reserved_and_if_it_was_never_claimed() {
     assert_eq!(exited["exit_code"], 0);
 }
 
+// Issue 32, item 14: `spawn` on a full hub does what `attach` does: it
+// reclaims a dead guest's entry and releases a reservation whose `spawn`
+// was killed, saying so; when nothing can be freed it names every entry
+// and how to free each kind, and the hint it gives works.
+#[test]
+fn spawn_on_a_full_hub_frees_dead_entries_and_says_how_to_free_the_rest() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "1"]);
+
+    // A dead attached guest.
+    let (_, pid) = env.attach_then_kill("seg");
+    let r = env.ok(&["spawn", "seg", "--", "true"]);
+    let said = format!("the hub was full; reclaimed peer 1 (pid {pid}, dead)");
+    assert!(r.stderr.contains(&said), "{:?}", r.stderr);
+
+    // A reservation whose spawn was killed (its program ends on its own).
+    let mut killed = env.spawn(&["spawn", "seg", "--json", "--", "sleep", "1"]);
+    assert_eq!(killed.json_line()["event"], "reserved");
+    killed.signal(libc::SIGKILL);
+    killed.wait();
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "reserved");
+    let r = env.ok(&["spawn", "seg", "--", "true"]);
+    let said = format!("reclaimed peer 1 (pid {}, reserved)", killed.pid());
+    assert!(r.stderr.contains(&said), "{:?}", r.stderr);
+
+    // A guest that left a message unread: nothing to reclaim.
+    let id = env.attach("seg").to_string();
+    env.ok(&["send", "seg", "--as", &id, "left behind"]);
+    env.ok(&["detach", "seg", "--peer-id", &id]);
+    env.run(&["spawn", "seg", "--", "true"]).error(&[
+        "hub is full: the 1 guest entry is taken: peer 1 (goodbye)",
+        "; `shmhub recv seg --as host --from 1` reads what its guest left, which frees it",
+    ]);
+    assert_eq!(
+        env.ok(&["recv", "seg", "--as", "host", "--from", "1"]).stdout,
+        "left behind\n"
+    );
+    env.ok(&["spawn", "seg", "--", "true"]);
+
+    // A scripted claim.
+    env.attach("seg");
+    env.run(&["spawn", "seg", "--", "true"]).error(&[
+        "hub is full: the 1 guest entry is taken: peer 1 (scripted); \
+         free the scripted claim with `shmhub detach seg --peer-id 1`",
+    ]);
+}
+
 #[test]
 fn spawn_runs_a_guest_program_on_a_reserved_entry() {
     let env = Env::new();
