@@ -206,9 +206,8 @@ fn freeing_hints(segment: &str, now: &SegmentReport) -> Vec<String> {
         )),
     };
     let scripted = ids(&|s, h| s == PeerState::Attached && h == HolderStatus::Scripted);
-    let held = |s, h| {
-        s == PeerState::Attached && matches!(h, HolderStatus::Alive | HolderStatus::Stale)
-    };
+    let held =
+        |s, h| s == PeerState::Attached && matches!(h, HolderStatus::Alive | HolderStatus::Stale);
     [
         scripted_hint(segment, &scripted),
         leaving,

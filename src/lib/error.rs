@@ -212,7 +212,9 @@ pub enum Error {
     /// live process (a held guest) that keeps its ends while it runs: a
     /// wait for the role would only end with its timeout, so it is refused
     /// at once.
-    #[error("{what} is in use by process {pid}, which holds the entry (a held guest) and keeps it while it runs")]
+    #[error(
+        "{what} is in use by process {pid}, which holds the entry (a held guest) and keeps it while it runs"
+    )]
     HeldByGuest {
         /// The role, in words.
         what: String,

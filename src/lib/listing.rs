@@ -146,7 +146,10 @@ pub(crate) fn already_exists(path: &Path) -> Error {
         Err(Error::NotAFile { .. }) => "not a regular file".to_string(),
         Err(Error::Symlink { .. }) => "a symbolic link".to_string(),
         Err(e @ (Error::CorruptHeader { .. } | Error::VersionMismatch { .. })) => {
-            format!("a damaged shmhub segment ({e}): {} removes it", rm("--force "))
+            format!(
+                "a damaged shmhub segment ({e}): {} removes it",
+                rm("--force ")
+            )
         }
         Err(Error::Io { cause, .. }) => format!("a file that cannot be read ({cause})"),
         Err(e) => format!("a file that cannot be read as a segment ({e})"),

@@ -149,7 +149,10 @@ impl Receiver {
         if let OtherSide::Host(watch) = &self.sender {
             let p = watch.peer_id();
             let lock_file = self.seg.lock_file();
-            match self.role.ensure(lock_file, &mut Deadline::no_wait(), String::new) {
+            match self
+                .role
+                .ensure(lock_file, &mut Deadline::no_wait(), String::new)
+            {
                 Err(Error::Busy { .. }) => {}
                 done => return done,
             }

@@ -196,7 +196,10 @@ fn a_receive_as_a_held_guest_is_refused_at_once() {
     r.code(1);
     r.error_line(&[
         "seg: the receiving end of peer 1 is in use by process",
-        &format!("process {}, which holds the entry (a held guest)", guest.pid()),
+        &format!(
+            "process {}, which holds the entry (a held guest)",
+            guest.pid()
+        ),
     ]);
     // The held guest is untouched: it still receives.
     env.send_as_host("seg", "1", "still mine");

@@ -587,10 +587,10 @@ fn slots_in_flight_between_live_processes_are_never_leaked() {
     let id = env.attach("seg").to_string();
     let mut receiver = env.spawn(&["recv", "seg", "--as", &id, "--follow"]);
     let payload = slot_msg("in flight");
-    let mut sender = env.spawn(&[
-        "send", "seg", "--as", "host", "--to", &id, "--count", "1000000", "--timeout", "1h",
-        &payload,
-    ]);
+    let send = [
+        "send", "seg", "--as", "host", "--to", &id, "--count", "1000000",
+    ];
+    let mut sender = env.spawn(&[&send[..], &["--timeout", "1h", &payload]].concat());
     assert_eq!(receiver.line(), payload, "the pair is under way");
     let (mut snapshots, mut with_slots, mut retried) = (0, 0, 0);
     while snapshots < 30 {

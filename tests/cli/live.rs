@@ -510,7 +510,8 @@ fn spawn_on_a_full_hub_frees_dead_entries_and_says_how_to_free_the_rest() {
         "; `shmhub recv seg --as host --from 1` reads what its guest left, which frees it",
     ]);
     assert_eq!(
-        env.ok(&["recv", "seg", "--as", "host", "--from", "1"]).stdout,
+        env.ok(&["recv", "seg", "--as", "host", "--from", "1"])
+            .stdout,
         "left behind\n"
     );
     env.ok(&["spawn", "seg", "--", "true"]);
