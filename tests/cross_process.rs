@@ -170,6 +170,7 @@ fn child_entry() {
         "from_env" => child_from_env(),
         "env_refused" => child_env_refused(env),
         "reserver" => child_reserver(env),
+        "come_and_go" => child_come_and_go(env),
         other => bail!("unknown role {other}"),
     });
 }
@@ -305,6 +306,13 @@ fn child_reserver(env: &ChildEnv) -> anyhow::Result<()> {
     let mut host = ShmHost::open(&env.path).context("open as host")?;
     let reserved = host.reserve_peer().context("reserve")?;
     signal(&env.dir, "reserved", &reserved.to_string())?;
+    Ok(())
+}
+
+/// A guest that attaches and leaves at once, before the host looks.
+fn child_come_and_go(env: &ChildEnv) -> anyhow::Result<()> {
+    let guest = ShmGuest::attach_path(&env.path).context("attach")?;
+    guest.detach().context("detach")?;
     Ok(())
 }
 
@@ -1303,4 +1311,87 @@ fn a_receive_from_any_guest_ends_once_every_guest_has_gone() {
     next.send(frame(msg_type::DATA, 1, 0, b"back".to_vec()))
         .unwrap();
     assert_eq!(host.recv().unwrap().1.payload(), b"back");
+}
+
+// Issue 32, item 18: a guest that attached and left before the host's
+// first receive was never counted, and `recv()` then waited for good. An
+// entry claimed since the host began counts as a guest seen.
+// shm[verify shm.host.no-guests]
+#[test]
+fn a_receive_from_any_guest_ends_after_a_guest_that_left_before_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("brief.shm");
+    let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    let mut guest = Child::spawn("come_and_go", &path, dir.path(), &[]);
+    guest.expect_success(WAIT);
+    assert_eq!(host.peer(1).unwrap().state, PeerState::Empty);
+    assert_eq!(host.peer(1).unwrap().epoch, 1, "the child claimed entry 1");
+    // In a thread, so that a receive that never returns fails the test
+    // instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(host.recv().map(|_| ()));
+    });
+    let ended = rx.recv_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(ended, Ok(Err(Error::NoGuests))),
+        "the host's recv() after a guest came and went: {ended:?}"
+    );
+}
+
+// Issue 32, item 12: creating a segment where one is says what is there
+// and how to remove it, naming the path: the stale segment a killed host
+// left (`remove_unused_segment` removes it, and the create then works), a
+// segment whose host lives, and a file that is no segment.
+// shm[verify shm.file.create]
+#[test]
+fn a_create_over_an_existing_file_says_what_is_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crashed.shm");
+    let mut crashed = Child::spawn("host", &path, dir.path(), &[]);
+    crashed.await_signal("hosting", WAIT);
+    let pid = crashed.pid();
+
+    // While the host lives: a segment in use.
+    let live = ShmHost::create(&path, SegmentConfig::default()).unwrap_err();
+    assert!(matches!(live, Error::AlreadyExists { .. }), "{live:?}");
+    assert_eq!(live.path(), Some(path.as_path()));
+    assert_eq!(
+        live.to_string(),
+        format!(
+            "{p}: already exists: a shmhub segment in use (its host, pid {pid}, is alive): \
+             `shmhub rm {p}` asks everyone to leave and removes it (or \
+             `shmhub::admin::remove_segment`)",
+            p = path.display()
+        )
+    );
+
+    // Killed: the segment it leaves is stale.
+    assert!(!crashed.kill().success());
+    let stale = ShmHost::create(&path, SegmentConfig::default()).unwrap_err();
+    assert_eq!(
+        stale.to_string(),
+        format!(
+            "{p}: already exists: a stale shmhub segment (its host, pid {pid}, is dead and no \
+             guest lives): remove it with `shmhub rm {p}` (or \
+             `shmhub::admin::remove_unused_segment`), then create it again",
+            p = path.display()
+        )
+    );
+    assert_eq!(stale.kind(), shmhub::ErrorKind::Io);
+    shmhub::admin::remove_unused_segment(&path).unwrap();
+    let host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
+    drop(host);
+
+    // Not a segment: left alone, and said so.
+    std::fs::write(&path, b"notes").unwrap();
+    let other = ShmHost::create(&path, SegmentConfig::default()).unwrap_err();
+    assert_eq!(
+        other.to_string(),
+        format!(
+            "{}: already exists: not a shmhub segment (a file of 5 bytes)",
+            path.display()
+        )
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), b"notes");
 }

@@ -751,8 +751,8 @@ fn a_ring_is_empty_by_its_indices_when_the_head_has_reached_the_tail_or_passed_i
 // A guest leaving judges its outbound ring by its indices: a host that
 // took every message, even one whose tail the guest had not yet published
 // (the consumer ahead of the tail), leaves it Empty; a message left makes
-// it Goodbye, and the host's receive that then finds nothing new at the
-// head frees it.
+// it Goodbye, and the host's receive that takes that last message frees
+// it (issue 32, item 2).
 // shm[verify shm.ring.empty]
 // shm[verify shm.peer.detach]
 #[test]
@@ -782,9 +782,8 @@ fn a_guest_leaves_empty_when_the_host_took_everything_and_goodbye_otherwise() {
     guest.detach().unwrap();
     assert_eq!(host.peers().unwrap()[0].state, shmhub::PeerState::Goodbye);
     assert_eq!(host.try_recv().unwrap().unwrap().1.desc.id, 2);
-    assert_eq!(host.peers().unwrap()[0].state, shmhub::PeerState::Goodbye);
-    assert!(host.try_recv().unwrap().is_none());
     assert_eq!(host.peers().unwrap()[0].state, shmhub::PeerState::Empty);
+    assert!(host.try_recv().unwrap().is_none());
 }
 
 // A guest rings the doorbell (one more, wrapping) after each publication

@@ -424,8 +424,11 @@ fn host_reads_what_a_departed_guest_sent_then_entry_is_free() {
         host.try_recv_from(p).unwrap().unwrap().payload(),
         &[4u8; 300][..]
     );
-    assert!(host.try_recv_from(p).unwrap().is_none());
+    // The receive that took the last message freed the entry, and the
+    // next one says the guest has gone.
     assert_eq!(host.peers().unwrap()[0].state, PeerState::Empty);
+    let next = host.try_recv_from(p);
+    assert!(matches!(next, Err(Error::PeerGone { .. })), "{next:?}");
     let report = shmhub::admin::inspect_path(&path).unwrap();
     assert!(report.pools.iter().all(|p| p.usage.used == 0));
 }

@@ -13,7 +13,7 @@ use super::exit::Outcome;
 use super::held::{Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::parse_peer_id;
-use super::reclaim::scripted_hint;
+use super::reclaim::{scripted_hint, shell_word};
 use super::segment::{Segment, SegmentArgs};
 use super::signals;
 use super::text::{print_line, shown};
@@ -88,19 +88,29 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// dead entries).
 const FULL_HUB_TRIES: usize = 50;
 
-/// Claims any free entry. On a full hub, first reclaims the entries whose
-/// holder died, as `shmhub reclaim` would (saying so on stderr); if none
-/// can be, the error names every entry's holder and how to free a
-/// scripted claim. The names come from one look at the peer table in
-/// which every entry is taken: a look that finds one free (another
-/// process freed it meanwhile) tries to claim it instead, so the error
-/// never names fewer entries than the hub has.
+/// Claims any free entry, making room as [`with_room`] says.
 fn attach_any(segment: &Segment) -> anyhow::Result<ShmGuest> {
     let (path, opener) = (segment.path.as_path(), segment.opener());
+    with_room(segment, || opener.attach(path))
+}
+
+/// Takes any free entry with `take` (an attach, or `spawn`'s
+/// reservation). On a full hub, first reclaims the entries whose holder
+/// died and the reservations whose reserver died, as `shmhub reclaim`
+/// would (saying so on stderr); if none can be, the error names every
+/// entry's holder and how to free each kind of entry. The names come from
+/// one look at the peer table in which every entry is taken: a look that
+/// finds one free (another process freed it meanwhile) tries to take it
+/// instead, so the error never names fewer entries than the hub has.
+pub fn with_room<T>(
+    segment: &Segment,
+    mut take: impl FnMut() -> shmhub::Result<T>,
+) -> anyhow::Result<T> {
+    let path = segment.path.as_path();
     let mut reclaim: Option<ReclaimReport> = None;
     let mut tries = 0;
     loop {
-        let full = match opener.attach(path) {
+        let full = match take() {
             Err(e @ shmhub::Error::HubFull { .. }) => e,
             other => return Ok(other.on_segment(path)?),
         };
@@ -142,7 +152,7 @@ fn reclaim_for_room(segment: &Segment) -> anyhow::Result<ReclaimReport> {
 }
 
 /// The hub-full error: every entry of the look `now` with its holder, and
-/// how to free the scripted claims.
+/// how to free each kind of entry it found.
 fn hub_full(
     segment: &Segment,
     full: shmhub::Error,
@@ -163,19 +173,73 @@ fn hub_full(
         .into_iter()
         .map(|(id, holder)| format!("peer {id} ({holder})"))
         .collect();
-    let scripted: Vec<PeerId> = now
-        .peers
+    let hints: String = freeing_hints(&segment.name, now)
         .iter()
-        .filter(|p| p.holder == HolderStatus::Scripted)
-        .map(|p| p.entry.peer_id)
-        .collect();
-    let hint = scripted_hint(&segment.name, &scripted)
         .map(|h| format!("; {h}"))
-        .unwrap_or_default();
-    let who_holds_what = format!(": {}{hint}", holders.join(", "));
+        .collect();
+    let who_holds_what = format!(": {}{hints}", holders.join(", "));
     seg_err(&segment.path, full)
         .followed_by(who_holds_what)
         .into()
+}
+
+/// How to free each kind of entry in `now`, a look at a full hub after
+/// its dead holders were reclaimed, for the kinds it holds: a scripted
+/// claim (`detach`), a guest that left with messages unread (the host
+/// reads them), a live or silent guest (its process ends), a reservation
+/// (its program comes and goes, or its reserver ends) and a guest cut off
+/// (its process ends).
+fn freeing_hints(segment: &str, now: &SegmentReport) -> Vec<String> {
+    let ids = |kind: &dyn Fn(PeerState, HolderStatus) -> bool| -> Vec<PeerId> {
+        now.peers
+            .iter()
+            .filter(|p| kind(p.entry.state, p.holder))
+            .map(|p| p.entry.peer_id)
+            .collect()
+    };
+    let any = |kind: &dyn Fn(PeerState, HolderStatus) -> bool, hint: &str| {
+        (!ids(kind).is_empty()).then(|| hint.to_string())
+    };
+    let recv = format!("shmhub recv {} --as host --from", shell_word(segment));
+    let leaving = match ids(&|s, _| s == PeerState::Goodbye).as_slice() {
+        [] => None,
+        [one] => Some(format!(
+            "`{recv} {one}` reads what its guest left, which frees it"
+        )),
+        many => Some(format!(
+            "`{recv} N` (N = {}) reads what a guest left, which frees its entry",
+            joined(many)
+        )),
+    };
+    let scripted = ids(&|s, h| s == PeerState::Attached && h == HolderStatus::Scripted);
+    let held =
+        |s, h| s == PeerState::Attached && matches!(h, HolderStatus::Alive | HolderStatus::Stale);
+    [
+        scripted_hint(segment, &scripted),
+        leaving,
+        any(
+            &held,
+            "a held guest's entry is freed when its process detaches or ends",
+        ),
+        any(
+            &|s, _| s == PeerState::Reserved,
+            "a reserved entry is freed when its program attaches and leaves, \
+             or when the process that reserved it ends",
+        ),
+        any(
+            &|s, _| s == PeerState::Quarantined,
+            "a guest cut off is freed once its process is gone (`shmhub reclaim`)",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// `ids` as a comma-separated list.
+fn joined(ids: &[PeerId]) -> String {
+    let ids: Vec<String> = ids.iter().map(PeerId::to_string).collect();
+    ids.join(", ")
 }
 
 /// Who holds entry `id` in words: `scripted`, `pid N, alive`, `reserved`,

@@ -15,8 +15,8 @@ pub struct Args {
 }
 
 /// Runs `shmhub completions` for `cmd`, the whole command's arguments:
-/// a script that completes what `--help` lists, never the hidden commands
-/// (`guest-echo`, `bench-peer`: internal, for `demo` and `bench`).
+/// a script that completes what `--help` lists, never the hidden command
+/// (`bench-peer`: internal, for `bench`).
 pub fn run(args: Args, cmd: clap::Command) -> anyhow::Result<Outcome> {
     let mut cmd = without_hidden_commands(&cmd);
     let mut script = Vec::new();

@@ -184,9 +184,7 @@ fn create_host(
             ""
         };
         match e {
-            shmhub::Error::Io { cause, .. }
-                if cause.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
+            shmhub::Error::AlreadyExists { .. } => {
                 anyhow!("{}{after}", already_exists(path, true))
             }
             shmhub::Error::NoSpace { needed, .. } => {

@@ -1,7 +1,8 @@
-//! `shmhub guest-echo` (hidden): a guest process that sends every message
-//! it receives straight back, until the host leaves. `demo` and `bench`
-//! spawn it as their second process; without a segment it attaches from
-//! the environment `shmhub spawn` gives it.
+//! `shmhub guest-echo`: a guest process that sends every message it
+//! receives straight back, until the host leaves: the other end a shell
+//! script talks to (`shmhub spawn SEGMENT -- shmhub guest-echo`). `demo`
+//! and `bench` spawn it as their second process too. Without a segment it
+//! attaches from the environment `shmhub spawn` gives it.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,14 +15,22 @@ use super::parse::{parse_peer_id, parse_strategy};
 use super::segment::Segment;
 use super::signals;
 
+const EXAMPLES: &str = "\
+Examples:
+  shmhub spawn demo -- shmhub guest-echo &     # an echo guest on a reserved entry
+  shmhub send demo --as host --to 1 ping
+  shmhub recv demo --as host --from 1          # prints ping";
+
 /// Arguments of `shmhub guest-echo`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Segment path (default: $SHMHUB_SEGMENT, with $SHMHUB_PEER_ID).
+    /// The segment, a name or a path (default: $SHMHUB_SEGMENT, with
+    /// $SHMHUB_PEER_ID, as `spawn` sets them).
     #[arg(requires = "peer_id")]
     pub segment: Option<String>,
     /// The reserved entry to take.
-    #[arg(long, value_parser = parse_peer_id)]
+    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: Option<PeerId>,
     /// How to wait: spin, block or adaptive.
     #[arg(long, default_value = "adaptive", value_parser = parse_strategy)]

@@ -146,6 +146,7 @@ fn guests_text(s: &SegmentSummary) -> String {
         (g.stale, "stale"),
         (g.scripted, "scripted"),
         (g.reserved, "reserved"),
+        (g.goodbye, "goodbye"),
         (g.quarantined, "quarantined"),
         (g.bad, "bad"),
     ]

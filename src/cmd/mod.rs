@@ -114,6 +114,8 @@ pub enum Command {
     Events(events::Args),
     /// Run a guest program on an entry reserved for it.
     Spawn(spawn::Args),
+    /// A guest that sends every message back, for scripts (run it with spawn).
+    GuestEcho(guest_echo::Args),
     /// Reclaim the entries of guests whose process died.
     Reclaim(reclaim::Args),
     /// Cut a guest off; its entry is freed once its process is gone.
@@ -126,9 +128,6 @@ pub enum Command {
     Completions(completions::Args),
     /// Print the manual pages, or install them into a directory.
     Man(man::Args),
-    /// Internal: a guest that echoes every message back (used by demo and bench).
-    #[command(hide = true)]
-    GuestEcho(guest_echo::Args),
     /// Internal: the second process of `bench`.
     #[command(hide = true)]
     BenchPeer(bench_peer::Args),

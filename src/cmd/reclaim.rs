@@ -89,7 +89,7 @@ pub fn scripted_hint(segment: &str, ids: &[PeerId]) -> Option<String> {
 /// `word` as one shell word: as it is when it needs no quoting, between
 /// `$'` and `'` when it has characters [`shown`] escapes (which bash reads
 /// back), else between single quotes.
-fn shell_word(word: &str) -> String {
+pub fn shell_word(word: &str) -> String {
     let plain = !word.is_empty()
         && word
             .chars()

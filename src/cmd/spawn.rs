@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use shmhub::{HolderStatus, PeerId, PeerState, ShmHost, SpawnTicket};
 
+use super::attach::with_room;
 use super::error::OnSegment;
 use super::exit::Outcome;
 use super::parse::{parse_duration, parse_peer_id};
@@ -57,11 +58,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let segment = args.segment.resolve()?;
     let path = segment.path.as_path();
     let mut host = segment.open_host()?;
+    // On a full hub, as `attach`: dead holders and reservations are
+    // reclaimed first, and the error says how to free each entry.
     let ticket = match args.peer_id {
-        Some(id) => host.spawn_ticket_with_id(id),
-        None => host.spawn_ticket(),
-    }
-    .on_segment(path)?;
+        Some(id) => host.spawn_ticket_with_id(id).on_segment(path)?,
+        None => with_room(&segment, || host.spawn_ticket())?,
+    };
     let (peer, absolute) = (ticket.peer_id(), ticket.segment().to_path_buf());
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let child = Command::new(program)
@@ -80,13 +82,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     signals::catch_termination();
     let pid = child.id();
     // The sign a script waits for: from here a send to the entry is taken
-    // (a reserved entry queues what the host sends it).
-    eprintln!(
-        "{}: peer {peer} reserved for {} (pid {pid}); it has {:?} to attach",
+    // (a reserved entry queues what the host sends it). Written at once,
+    // newline included, so that a reader of the pipe never sees half of it.
+    let reserved = format!(
+        "{}: peer {peer} reserved for {} (pid {pid}); it has {:?} to attach\n",
         shown(&path),
         shown(program),
         args.attach_timeout
     );
+    eprint!("{reserved}");
     // The JSON lines `--json` prints: what happened, and to whom.
     let event = |name: &str| json!({ "event": name, "segment": path_json(&absolute), "peer_id": peer, "pid": pid });
     if args.json {

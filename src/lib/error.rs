@@ -10,7 +10,35 @@ use crate::region::RegionError;
 /// Everything that can go wrong with a segment.
 ///
 /// Errors that a caller may simply retry later (a full ring, an exhausted
-/// pool, a timeout) answer true to [`Error::is_retryable`].
+/// pool, a timeout) answer true to [`Error::is_retryable`]. [`Error::kind`]
+/// sorts every error by what a caller can do about it ([`ErrorKind`]), so
+/// that a caller matches the few variants it cares about and the kind of
+/// the rest:
+///
+/// ```
+/// use shmhub::{Error, ErrorKind, Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+///
+/// let config = SegmentConfig { ring_capacity: 2, ..SegmentConfig::default() };
+/// let mut host = ShmHost::create_heap(config)?;
+/// let guest = ShmGuest::attach(host.region())?;
+/// let hi = Frame::new(MsgDesc::default(), b"hi".to_vec());
+/// host.try_send(guest.peer_id(), &hi)?;
+/// host.try_send(guest.peer_id(), &hi)?;
+///
+/// // The guest has read nothing: its ring is full, for now.
+/// let full = host.try_send(guest.peer_id(), &hi).unwrap_err();
+/// assert!(matches!(full, Error::RingFull { .. }));
+/// assert!(full.is_retryable());
+///
+/// // No such guest: a mistake of the caller's, never worth a retry.
+/// let wrong = host.try_send(200, &hi).unwrap_err();
+/// assert_eq!(wrong.kind(), ErrorKind::Invalid);
+/// assert_eq!(
+///     wrong.to_string(),
+///     "peer id 200 is out of range (this segment has guests 1..=8)"
+/// );
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -21,6 +49,17 @@ pub enum Error {
         path: PathBuf,
         /// What the OS said.
         cause: io::Error,
+    },
+    /// A segment is to be created where a file already is (a creation
+    /// never replaces one): `found` says what it is (a stale segment a
+    /// crash left, a segment in use, or no segment) and how to remove it
+    /// first, when shmhub may.
+    #[error("{}: already exists: {found}", path.display())]
+    AlreadyExists {
+        /// The path asked for.
+        path: PathBuf,
+        /// What is there, and what removes it.
+        found: String,
     },
     /// The path is a symbolic link; segments are never opened through one.
     #[error("{}: is a symbolic link; refusing to follow it", path.display())]
@@ -140,7 +179,7 @@ pub enum Error {
     #[error("corrupt segment: {0}")]
     Corrupt(String),
     /// Every peer entry is taken.
-    #[error("hub is full: all {max_guests} guest entries are taken")]
+    #[error("hub is full: {}", entries_taken(*max_guests))]
     HubFull {
         /// How many guests the segment allows.
         max_guests: u32,
@@ -168,6 +207,19 @@ pub enum Error {
     Busy {
         /// The role, in words.
         what: String,
+    },
+    /// A guest's ring end is taken, and the guest's entry is held by a
+    /// live process (a held guest) that keeps its ends while it runs: a
+    /// wait for the role would only end with its timeout, so it is refused
+    /// at once.
+    #[error(
+        "{what} is in use by process {pid}, which holds the entry (a held guest) and keeps it while it runs"
+    )]
+    HeldByGuest {
+        /// The role, in words.
+        what: String,
+        /// The process that holds the entry, as the entry records it.
+        pid: u32,
     },
     /// Live holders did not leave a segment that was asked to go
     /// ([`crate::admin::remove_segment`] without force).
@@ -319,6 +371,15 @@ fn cut_off(peer_id: PeerId, reason: QuarantineReason, detail: Option<&str>) -> S
 }
 
 /// "the host and peers 1, 2", for [`Error::StillAttached`].
+/// How many entries a full hub has, all taken: `all 8 guest entries are
+/// taken`, `the 1 guest entry is taken`.
+fn entries_taken(max_guests: u32) -> String {
+    match max_guests {
+        1 => "the 1 guest entry is taken".to_string(),
+        n => format!("all {n} guest entries are taken"),
+    }
+}
+
 fn holders(host: bool, peers: &[PeerId]) -> String {
     let ids: Vec<String> = peers.iter().map(PeerId::to_string).collect();
     let guests = match ids.len() {
@@ -391,6 +452,7 @@ impl Error {
             | E::Timeout
             | E::Changing { .. } => ErrorKind::Retry,
             E::Busy { .. }
+            | E::HeldByGuest { .. }
             | E::HubFull { .. }
             | E::PeerState { .. }
             | E::StillAttached { .. }
@@ -412,6 +474,7 @@ impl Error {
             E::Region(RegionError::ReadOnly | RegionError::Empty) => ErrorKind::Invalid,
             E::Region(_) => ErrorKind::Corrupt,
             E::Io { .. }
+            | E::AlreadyExists { .. }
             | E::Symlink { .. }
             | E::ForeignOwner { .. }
             | E::NotAFile { .. }
@@ -445,6 +508,7 @@ impl Error {
         use Error as E;
         match self {
             E::Io { path, .. }
+            | E::AlreadyExists { path, .. }
             | E::Symlink { path }
             | E::ForeignOwner { path, .. }
             | E::NotAFile { path }
@@ -487,6 +551,13 @@ mod tests {
                 ErrorKind::Retry,
             ),
             (Error::Busy { what: "x".into() }, ErrorKind::Busy),
+            (
+                Error::HeldByGuest {
+                    what: "x".into(),
+                    pid: 1,
+                },
+                ErrorKind::Busy,
+            ),
             (Error::HubFull { max_guests: 8 }, ErrorKind::Busy),
             (Error::HostDied { pid: 1 }, ErrorKind::Gone),
             (Error::PeerGone { peer_id: id(1) }, ErrorKind::Gone),

@@ -82,6 +82,32 @@ impl ShmHost {
     /// Creates a file-backed segment at `path` (which must not exist) and
     /// becomes its host. Dropping the host deletes the file.
     ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] when a file is at `path`, saying what it
+    /// is: a stale segment (its host dead and no guest alive, as a crash
+    /// leaves one), which [`crate::admin::remove_unused_segment`] (or
+    /// `shmhub rm`) removes, a segment in use, which
+    /// [`crate::admin::remove_segment`] asks to empty and removes, or a
+    /// file that is no segment, left alone; [`Error::Layout`] for a
+    /// configuration that cannot be laid out; [`Error::NoSpace`] or
+    /// [`Error::Io`] when the file cannot be made.
+    ///
+    /// ```
+    /// use shmhub::{Error, SegmentConfig, ShmHost};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("app.shm");
+    /// // A host that crashed: its segment stays behind.
+    /// ShmHost::create(&path, SegmentConfig::default())?.persist()?;
+    /// let again = ShmHost::create(&path, SegmentConfig::default());
+    /// assert!(matches!(again, Err(Error::AlreadyExists { .. })));
+    /// shmhub::admin::remove_unused_segment(&path)?;
+    /// let host = ShmHost::create(&path, SegmentConfig::default())?;
+    /// # drop(host);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// shm[impl shm.file.create]
     pub fn create<P: AsRef<Path>>(path: P, config: SegmentConfig) -> Result<Self> {
         Self::create_with(path, config, CreateOptions::default())
@@ -110,10 +136,16 @@ impl ShmHost {
         })?;
         let path = path.as_ref();
         let mmap = if options.preallocate {
-            MmapRegion::create_preallocated(path, size, options.mode)?
+            MmapRegion::create_preallocated(path, size, options.mode)
         } else {
-            MmapRegion::create_with_mode(path, size, options.mode)?
-        };
+            MmapRegion::create_with_mode(path, size, options.mode)
+        }
+        .map_err(|e| match e {
+            Error::Io { cause, .. } if cause.kind() == std::io::ErrorKind::AlreadyExists => {
+                crate::listing::already_exists(path)
+            }
+            e => e,
+        })?;
         let presence = ByteLock::try_lock(mmap.segment_file(), lock_byte::HOST_PRESENCE)
             .ok()
             .flatten();

@@ -1,6 +1,12 @@
 //! Shared-memory IPC segments: one host and up to 255 guests talking
 //! through one memory-mapped file.
 //!
+//! The examples in these docs make their segments in a temporary
+//! directory with the [`tempfile`](https://docs.rs/tempfile) crate, a
+//! dev-dependency of shmhub's, not a dependency: to run one in your own
+//! project, add it (`cargo add --dev tempfile`) or put the segment
+//! anywhere else, such as `/dev/shm/NAME`.
+//!
 //! ```
 //! use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, msg_type};
 //!

@@ -29,6 +29,9 @@ pub struct GuestCounts {
     pub scripted: u32,
     /// Set aside by the host for a guest about to start.
     pub reserved: u32,
+    /// Left by its guest with messages the host has not read yet; free
+    /// again once they are read (`shm.peer.detach`).
+    pub goodbye: u32,
     /// Cut off by the host for breaking the protocol, or evicted
     /// (`shm.peer.quarantine`), whatever its holder.
     pub quarantined: u32,
@@ -74,6 +77,7 @@ impl SegmentSummary {
         for peer in &report.peers {
             match (peer.entry.state, peer.holder) {
                 (PeerState::Reserved, _) => guests.reserved += 1,
+                (PeerState::Goodbye, _) => guests.goodbye += 1,
                 (PeerState::Quarantined, _) => guests.quarantined += 1,
                 (_, HolderStatus::Alive) => guests.live += 1,
                 (_, HolderStatus::Dead) => guests.dead += 1,
@@ -119,6 +123,61 @@ impl SegmentSummary {
             && self.guests.live == 0
             && self.guests.stale == 0
             && self.bad_in_use == 0
+    }
+}
+
+/// The error of a creation that found `path` taken: what is there, judged
+/// as `ls` and `gc` judge it, and how to remove it first. A stale segment
+/// (nobody alive in it, as a crash leaves one) is the common case.
+pub(crate) fn already_exists(path: &Path) -> Error {
+    let rm = |force: &str| format!("`shmhub rm {force}{}`", path.display());
+    let found = match crate::inspect::inspect_path(path) {
+        Ok(report) => {
+            let summary = SegmentSummary::of(&report);
+            let host = match (summary.host, summary.host_pid) {
+                (HostStatus::Alive, pid) => format!("its host, pid {pid}, is alive"),
+                (HostStatus::Dead, pid) => format!("its host, pid {pid}, is dead"),
+                (HostStatus::Gone, _) => "its host has left".to_string(),
+                (HostStatus::NoProcess, _) => "it has no host process".to_string(),
+            };
+            let live = match summary.guests.live + summary.guests.stale {
+                0 => String::new(),
+                1 => ", 1 live guest".to_string(),
+                n => format!(", {n} live guests"),
+            };
+            if summary.is_orphaned() {
+                format!(
+                    "a stale shmhub segment ({host} and no guest lives): remove it with {} \
+                     (or `shmhub::admin::remove_unused_segment`), then create it again",
+                    rm("")
+                )
+            } else {
+                format!(
+                    "a shmhub segment in use ({host}{live}): {} asks everyone \
+                     to leave and removes it (or `shmhub::admin::remove_segment`)",
+                    rm("")
+                )
+            }
+        }
+        Err(Error::NotReady) => "a shmhub segment that another process is creating, \
+             or whose creation never finished"
+            .to_string(),
+        Err(Error::TooSmall { len, .. }) => format!("not a shmhub segment (a file of {len} bytes)"),
+        Err(Error::NotASegment { .. }) => "not a shmhub segment".to_string(),
+        Err(Error::NotAFile { .. }) => "not a regular file".to_string(),
+        Err(Error::Symlink { .. }) => "a symbolic link".to_string(),
+        Err(e @ (Error::CorruptHeader { .. } | Error::VersionMismatch { .. })) => {
+            format!(
+                "a damaged shmhub segment ({e}): {} removes it",
+                rm("--force ")
+            )
+        }
+        Err(Error::Io { cause, .. }) => format!("a file that cannot be read ({cause})"),
+        Err(e) => format!("a file that cannot be read as a segment ({e})"),
+    };
+    Error::AlreadyExists {
+        path: path.to_path_buf(),
+        found,
     }
 }
 

@@ -834,6 +834,10 @@ impl Inbox for ModelInbox {
     fn has_guests(&self) -> crate::error::Result<bool> {
         Ok(true)
     }
+
+    fn claimed_since_start(&self) -> crate::error::Result<bool> {
+        Ok(true)
+    }
 }
 
 /// Guests `1..=sends.len()` each send their messages (guest `p` those of

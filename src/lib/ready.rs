@@ -179,6 +179,10 @@ pub(crate) trait Inbox {
     /// Whether any guest could still send: an entry attached, reserved or
     /// leaving, and not cut off.
     fn has_guests(&self) -> Result<bool>;
+
+    /// Whether a guest has claimed an entry since the receiving end was
+    /// made (its epoch moved), even one that has left again since.
+    fn claimed_since_start(&self) -> Result<bool>;
 }
 
 /// The host's side of the summary: which ring its receive from any guest
@@ -206,8 +210,9 @@ pub(crate) struct Picker {
     sweep_every: u32,
     /// The entry the next sweep starts at.
     sweep_at: PeerId,
-    /// Whether a guest has been seen since this picker began: only then
-    /// can every guest have gone (`shm.host.no-guests`).
+    /// Whether a guest has been seen since this picker began (a message
+    /// from one, one counted, or an entry claimed since): only then can
+    /// every guest have gone (`shm.host.no-guests`).
     seen_guest: bool,
     /// Whether a receive waits on when no guest is left, for new ones.
     waits_for_guests: bool,
@@ -269,7 +274,10 @@ impl Picker {
             self.seen_guest = true;
             return Ok(());
         }
-        if self.seen_guest {
+        // A guest that came and went between two counts (before the
+        // first, say) was never counted, but moved its entry's epoch.
+        if self.seen_guest || inbox.claimed_since_start()? {
+            self.seen_guest = true;
             return Err(Error::NoGuests);
         }
         Ok(())
@@ -618,6 +626,10 @@ mod picker_tests {
         }
 
         fn has_guests(&self) -> Result<bool> {
+            Ok(true)
+        }
+
+        fn claimed_since_start(&self) -> Result<bool> {
             Ok(true)
         }
     }

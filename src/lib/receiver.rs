@@ -135,12 +135,34 @@ impl Receiver {
         if self.role.is_held() {
             return Ok(());
         }
+        self.take_the_role(deadline)
+    }
+
+    #[cold]
+    fn take_the_role(&mut self, deadline: &mut Deadline) -> Result<()> {
         let what = match &self.sender {
             OtherSide::Host(watch) => format!("the receiving end of peer {}", watch.peer_id()),
             OtherSide::Guest(watch) => {
                 format!("the host's receiving end for peer {}", watch.peer_id())
             }
         };
+        if let OtherSide::Host(watch) = &self.sender {
+            let p = watch.peer_id();
+            let lock_file = self.seg.lock_file();
+            match self
+                .role
+                .ensure(lock_file, &mut Deadline::no_wait(), String::new)
+            {
+                Err(Error::Busy { .. }) => {}
+                done => return done,
+            }
+            // A live process that holds the guest's entry (a held guest)
+            // keeps its receiving role while it runs: waiting for it would
+            // only end with the timeout.
+            if let Some(pid) = self.seg.held_by_another_process(p) {
+                return Err(Error::HeldByGuest { what, pid });
+            }
+        }
         self.role.ensure(self.seg.lock_file(), deadline, || what)
     }
 
@@ -216,7 +238,10 @@ impl Receiver {
         // that just built it, and waits for them.
         match take(&self.end) {
             Ok(None) => {}
-            Ok(found) => return Ok(found),
+            Ok(found) => {
+                self.took();
+                return Ok(found);
+            }
             Err(e) => return Err(self.broken(e)),
         }
         self.found_empty()?;
@@ -227,7 +252,11 @@ impl Receiver {
             stop: &mut || checks.check(),
         };
         let taken = end.wait_to_take(&mut waiting, || take(end));
-        taken.map_err(|e| self.broken(e))
+        let taken = taken.map_err(|e| self.broken(e))?;
+        if taken.is_some() {
+            self.took();
+        }
+        Ok(taken)
     }
 
     /// An error from a look at the ring: for the host, one that the guest's
@@ -270,6 +299,7 @@ impl Receiver {
                 .recv_batch(max, &mut handle)
                 .map_err(|e| self.broken(e))?;
             if n > 0 {
+                self.took();
                 return Ok(n);
             }
             self.found_empty()?;
@@ -330,6 +360,19 @@ impl Receiver {
         }
     }
 
+    /// After a take: the host finishes the goodbye of a guest that left
+    /// once the take left its ring empty, so that the receive that reads a
+    /// departed guest's last message frees its entry (a caller that reads
+    /// once and ends would otherwise leave it Goodbye for good).
+    #[inline(always)]
+    fn took(&self) {
+        if let OtherSide::Guest(watch) = &self.sender {
+            if !self.end.has_data() {
+                finish_taken_goodbye(&self.seg, watch.peer_id());
+            }
+        }
+    }
+
     /// The consuming end, and the checks of a wait on it (for the host,
     /// on the guest's entry as it is now).
     fn checks(&mut self) -> Result<(&Consumer, RecvChecks<'_>)> {
@@ -364,6 +407,20 @@ impl Receiver {
             OtherSide::Host(watch) => watch.beat(&self.seg),
             OtherSide::Guest(_) => Ok(()),
         }
+    }
+}
+
+/// Finishes the goodbye of guest `p` after a take that left its ring
+/// empty by its head, if the guest has left (`shm.peer.detach`). The
+/// message taken is the caller's whatever happens here: an entry found
+/// broken is left for the next look at it, which cuts the guest off and
+/// says so (`shm.peer.quarantine`), rather than failing a receive that
+/// already holds a message.
+///
+/// shm[impl shm.peer.detach]
+fn finish_taken_goodbye(seg: &Segment, p: PeerId) {
+    if !seg.cut_off.contains(p) {
+        let _ = seg.finish_goodbye(p);
     }
 }
 
@@ -404,6 +461,10 @@ pub struct AnyReceiver {
     strategy: WaitStrategy,
     /// Whether every guest's receiving role is held already.
     all_roles: bool,
+    /// Each entry's epoch when this end was made (guest `p` at `p - 1`):
+    /// one that moved since was claimed, by a guest that counts as seen
+    /// even if it left before any count (`shm.host.no-guests`).
+    epochs: Vec<u32>,
 }
 
 impl AnyReceiver {
@@ -425,6 +486,11 @@ impl AnyReceiver {
             seg: seg.clone(),
             strategy: WaitStrategy::default(),
             all_roles: false,
+            epochs: seg
+                .layout
+                .guests()
+                .map(|p| Ok(seg.peer(p).raw_state_and_epoch()?.1))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -466,7 +532,9 @@ impl AnyReceiver {
     /// receive fails with [`Error::NoGuests`], as a `std::sync::mpsc`
     /// receive fails once every sender is gone, so that `recv()` never
     /// blocks for good on an empty table. Before any guest was seen, a
-    /// receive waits either way (for the first).
+    /// receive waits either way (for the first); a guest that claimed an
+    /// entry since this end was made (with its host) counts as seen, even
+    /// one that left before the first receive.
     ///
     /// shm[impl shm.host.no-guests]
     pub fn wait_for_guests(&mut self, yes: bool) {
@@ -557,6 +625,7 @@ impl AnyReceiver {
         let mut rings = Rings {
             seg: &self.seg,
             receivers: &self.receivers,
+            epochs: &self.epochs,
             take,
         };
         self.picker
@@ -569,6 +638,8 @@ impl AnyReceiver {
 struct Rings<'a, F> {
     seg: &'a Segment,
     receivers: &'a [Receiver],
+    /// The entries' epochs when the receiving end was made.
+    epochs: &'a [u32],
     take: F,
 }
 
@@ -589,7 +660,14 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
     #[inline(always)]
     fn take(&mut self, p: PeerId) -> Result<Option<T>> {
         let end = &self.receivers[p.index()].end;
-        (self.take)(end, p).map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))
+        let taken =
+            (self.take)(end, p).map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))?;
+        // The receive that reads a departed guest's last message frees
+        // its entry, as `Receiver::took` does.
+        if taken.is_some() && !end.has_data() {
+            finish_taken_goodbye(self.seg, p);
+        }
+        Ok(taken)
     }
 
     fn is_empty_now(&self, p: PeerId) -> bool {
@@ -637,5 +715,99 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
             }
         }
         Ok(false)
+    }
+
+    fn claimed_since_start(&self) -> Result<bool> {
+        for (p, &then) in self.seg.layout.guests().zip(self.epochs) {
+            if self.seg.peer(p).raw_state_and_epoch()?.1 != then {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::mmap::OwnerCheck;
+    use crate::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+
+    fn frame(text: &str) -> Frame {
+        Frame::new(MsgDesc::default(), text.as_bytes().to_vec())
+    }
+
+    /// A host and guest 1, which sent `messages` and left with them unread.
+    fn left_with(messages: &[&str]) -> (tempfile::TempDir, ShmHost) {
+        let dir = tempfile::tempdir().unwrap();
+        let host = ShmHost::create(dir.path().join("seg"), SegmentConfig::default()).unwrap();
+        let mut guest = ShmGuest::attach(host.region()).unwrap();
+        for m in messages {
+            guest.send(frame(m)).unwrap();
+        }
+        guest.detach().unwrap();
+        assert_eq!(host.peer(1).unwrap().state, PeerState::Goodbye);
+        (dir, host)
+    }
+
+    // Each receive that takes a departed guest's last message frees its
+    // entry: one from that guest (each form) and one from any guest.
+    // shm[verify shm.peer.detach]
+    #[test]
+    fn the_receive_that_takes_the_last_message_of_a_goodbye_frees_the_entry() {
+        let state = |host: &ShmHost| host.peer(1).unwrap().state;
+        let (_dir, mut host) = left_with(&["a", "b"]);
+        let first = host.receiver(1).unwrap().recv(Timeout::NoWait).unwrap();
+        assert_eq!(first.unwrap().payload(), b"a");
+        assert_eq!(state(&host), PeerState::Goodbye, "a message is left");
+        let last = host.receiver(1).unwrap().recv(Timeout::NoWait).unwrap();
+        assert_eq!(last.unwrap().payload(), b"b");
+        assert_eq!(state(&host), PeerState::Empty);
+
+        let (_dir, mut host) = left_with(&["a", "b"]);
+        let mut got = Vec::new();
+        let n = host
+            .receiver(1)
+            .unwrap()
+            .recv_batch(8, Timeout::NoWait, |m| got.push(m.payload().to_vec()))
+            .unwrap();
+        assert_eq!((n, got), (2, vec![b"a".to_vec(), b"b".to_vec()]));
+        assert_eq!(state(&host), PeerState::Empty);
+
+        let (_dir, mut host) = left_with(&["a", "b"]);
+        let inbox = host.any_receiver();
+        let read = |inbox: &mut AnyReceiver| {
+            inbox
+                .recv_with(Timeout::NoWait, |p, m| (p.get(), m.payload().to_vec()))
+                .unwrap()
+        };
+        assert_eq!(read(inbox), Some((1, b"a".to_vec())));
+        assert_eq!(read(inbox), Some((1, b"b".to_vec())));
+        assert_eq!(state(&host), PeerState::Empty);
+    }
+
+    // A Goodbye entry whose last message was taken by a receive that did
+    // not finish the goodbye (the take came just before the guest's move,
+    // or the receiving process died after it) is freed by a reservation
+    // and by a reclaim, which does not list it.
+    // shm[verify shm.peer.reclaim]
+    #[test]
+    fn a_goodbye_left_with_nothing_to_read_is_freed_by_a_reservation_or_a_reclaim() {
+        for by_reservation in [true, false] {
+            let (dir, mut host) = left_with(&["bye"]);
+            // A take that looks no further, as a receive cut short does.
+            let other = Segment::open_path(&dir.path().join("seg"), OwnerCheck::Required).unwrap();
+            let taken = other
+                .consumer(PeerId::at_index(0), Direction::GuestToHost)
+                .unwrap();
+            assert_eq!(taken.try_recv().unwrap().unwrap().payload(), b"bye");
+            assert_eq!(host.peer(1).unwrap().state, PeerState::Goodbye);
+            if by_reservation {
+                assert_eq!(host.reserve_peer().unwrap(), 1);
+            } else {
+                assert_eq!(host.reclaim_dead().unwrap(), Vec::<PeerId>::new());
+                assert_eq!(host.peer(1).unwrap().state, PeerState::Empty);
+            }
+        }
     }
 }

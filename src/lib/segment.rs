@@ -162,6 +162,19 @@ impl Segment {
         peer.transition_at(epoch, PeerState::Goodbye, PeerState::Empty)
     }
 
+    /// The pid of the live process other than this one that holds guest
+    /// `p`'s entry (Attached, with its presence lock held), if any: a
+    /// held guest, which keeps its ring ends while it runs.
+    pub(crate) fn held_by_another_process(&self, p: PeerId) -> Option<u32> {
+        let entry = self.peer(p).snapshot().ok()?;
+        let elsewhere = entry.held && entry.pid != 0 && entry.pid != std::process::id();
+        let lives = matches!(
+            self.judge(&entry),
+            HolderStatus::Alive | HolderStatus::Stale
+        );
+        (entry.state == PeerState::Attached && elsewhere && lives).then_some(entry.pid)
+    }
+
     /// How `entry`'s holder is judged now (`shm.peer.liveness`), by this
     /// segment's file and heartbeat interval.
     pub(crate) fn judge(&self, entry: &PeerEntry) -> HolderStatus {

@@ -28,6 +28,32 @@ use crate::party::{IntoPeerId, PeerId, PeerState};
 /// An entry reserved for a guest program about to start, and what that
 /// program needs to find it. Dropped while the entry is still reserved
 /// (the program never attached), it gives the entry back.
+///
+/// ```
+/// use std::process::Command;
+/// use shmhub::{PeerState, SegmentConfig, ShmHost};
+///
+/// let dir = tempfile::tempdir()?;
+/// let mut host = ShmHost::create(dir.path().join("app.shm"), SegmentConfig::default())?;
+/// let ticket = host.spawn_ticket()?;
+/// let id = ticket.peer_id();
+/// assert_eq!(host.peer(id)?.state, PeerState::Reserved);
+///
+/// // The program finds the segment and its entry in its environment
+/// // (`ShmGuest::attach_from_env` reads them); `sh` only prints them.
+/// let out = Command::new("sh")
+///     .args(["-c", "echo \"$SHMHUB_PEER_ID $SHMHUB_SEGMENT\""])
+///     .envs(ticket.env())
+///     .output()?;
+/// let expected = format!("{id} {}\n", ticket.segment().display());
+/// assert_eq!(String::from_utf8(out.stdout)?, expected);
+///
+/// // It never attached: dropping the ticket gives the entry back.
+/// assert!(!ticket.claimed()?);
+/// drop(ticket);
+/// assert_eq!(host.peer(id)?.state, PeerState::Empty);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct SpawnTicket {
     /// A host handle of its own, to give the entry back with.
@@ -95,6 +121,25 @@ impl ShmHost {
     /// Reserves an Empty entry for a guest program about to start, and
     /// returns what the program needs to attach to it
     /// ([`SpawnTicket::env`], read by [`ShmGuest::attach_from_env`]).
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, PeerState, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let mut host = ShmHost::create(dir.path().join("app.shm"), SegmentConfig::default())?;
+    /// let ticket = host.spawn_ticket()?;
+    /// // Queued for the program until it attaches.
+    /// host.send(ticket.peer_id(), Frame::new(MsgDesc::default(), b"welcome".to_vec()))?;
+    ///
+    /// // What the program does with its environment (`attach_from_env`),
+    /// // here in this process, with the same two values:
+    /// let mut guest = ShmGuest::attach_path_with_id(ticket.segment(), ticket.peer_id())?;
+    /// assert_eq!(guest.recv()?.payload(), b"welcome");
+    /// assert!(ticket.claimed()?);
+    /// drop(ticket); // the entry is the program's now: left alone
+    /// assert_eq!(host.peer(guest.peer_id())?.state, PeerState::Attached);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -23,6 +23,26 @@ use crate::sync::atomic::AtomicU32;
 use crate::sys;
 
 /// How to wait for the other side of a ring or pool.
+///
+/// Set on a whole host or guest, or on one of their ends; it changes how
+/// long a wait takes to notice a message and what it costs meanwhile,
+/// never what is received.
+///
+/// ```
+/// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost, WaitStrategy};
+///
+/// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+/// // A host that must answer at once spins; a guest that is mostly idle
+/// // sleeps until a message comes.
+/// host.set_wait_strategy(WaitStrategy::Spin);
+/// let mut guest = ShmGuest::attach(host.region())?;
+/// guest.set_wait_strategy("block".parse()?);
+/// assert_eq!(WaitStrategy::default(), WaitStrategy::Adaptive);
+///
+/// host.send(guest.peer_id(), Frame::new(MsgDesc::default(), b"wake".to_vec()))?;
+/// assert_eq!(guest.recv()?.payload(), b"wake");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]

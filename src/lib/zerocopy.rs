@@ -373,6 +373,26 @@ impl Drop for BatchFrees<'_> {
 /// protocol reads or writes the slot, but one that breaks it can (see
 /// "Shared memory" on [`Received`]). Write the payload, commit, and do not
 /// rely on reading back what was written.
+///
+/// ```
+/// use shmhub::{SegmentConfig, ShmGuest, ShmHost, Timeout};
+///
+/// let mut host = ShmHost::create_heap(SegmentConfig::default())?;
+/// let mut guest = ShmGuest::attach(host.region())?;
+/// let id = guest.peer_id();
+///
+/// // The payload is written where the guest reads it: no copy.
+/// let mut loan = host.loan(id, 5000, Timeout::NoWait)?;
+/// loan.as_mut_slice().fill(b'x');
+/// loan.truncate(4000); // less than was asked for
+/// host.commit(id, loan)?;
+/// assert_eq!(guest.recv()?.payload(), &[b'x'; 4000][..]);
+///
+/// // A loan dropped without a commit sends nothing; its slot goes back.
+/// drop(host.loan(id, 5000, Timeout::NoWait)?);
+/// assert!(guest.try_recv()?.is_none());
+/// # Ok::<(), shmhub::Error>(())
+/// ```
 pub struct SlotLoan {
     pub(crate) pool: Party,
     pub(crate) slot: SlotRef,

@@ -2,7 +2,7 @@
 //! every subcommand, so neither can drift from the other.
 //!
 //! The commands are those `shmhub --help` lists (clap's `help` aside;
-//! hidden internal commands such as `guest-echo` are not listed, so they
+//! hidden internal commands such as `bench-peer` are not listed, so they
 //! need no section). Every one of them must have exactly one section in
 //! docs/cli.md, and every command section must name a listed command.
 //!

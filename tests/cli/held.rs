@@ -182,6 +182,32 @@ fn attach_hold_json_and_sigterm_detaches() {
     attach_hold_receives_live_then_detaches_on(libc::SIGTERM, true);
 }
 
+// Issue 32, item 12: while `attach --hold` holds peer 1 (and its
+// receiving end, which it keeps while it runs), `recv --as 1` is refused
+// at once, naming the process, rather than after its whole timeout (an
+// hour here: the command's deadline would end it first).
+#[test]
+fn a_receive_as_a_held_guest_is_refused_at_once() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let mut guest = env.spawn(&["attach", "seg", "--hold"]);
+    assert_eq!(guest.line(), "1");
+    let r = env.run(&["recv", "seg", "--as", "1", "--timeout", "1h"]);
+    r.code(1);
+    r.error_line(&[
+        "seg: the receiving end of peer 1 is in use by process",
+        &format!(
+            "process {}, which holds the entry (a held guest)",
+            guest.pid()
+        ),
+    ]);
+    // The held guest is untouched: it still receives.
+    env.send_as_host("seg", "1", "still mine");
+    assert_eq!(guest.line(), "still mine");
+    guest.signal(libc::SIGTERM);
+    guest.wait_ok();
+}
+
 #[test]
 fn held_host_and_held_guest_talk_and_the_guest_leaves_when_the_host_does() {
     let env = Env::new();
@@ -306,10 +332,11 @@ fn a_receiving_end_in_use_by_a_live_process_is_not_shared() {
     let path = env.path("seg").display().to_string();
     // Each ring has a single consumer: the held guest and the held host own
     // theirs, so a second receiver is refused instead of racing them: a
-    // role still busy when its --timeout is up is a timeout (exit 3).
+    // role still busy when its --timeout is up is a timeout (exit 3); one
+    // the held guest keeps while it runs is refused at once (exit 1).
     env.run(&["recv", "seg", "--as", "1", "--timeout", "0"])
-        .code(3)
-        .error_line(&[&path, "in use by another process"]);
+        .code(1)
+        .error_line(&[&path, "which holds the entry (a held guest)"]);
     env.run(&["recv", "seg", "--as", "host", "--timeout", "0"])
         .code(3)
         .error_line(&[&path, "in use by another process"]);

@@ -578,6 +578,54 @@ fn spawn_says_when_the_entry_is_reserved_and_if_it_was_never_claimed() {
     assert_eq!(exited["exit_code"], 0);
 }
 
+// Issue 32, item 14: `spawn` on a full hub does what `attach` does: it
+// reclaims a dead guest's entry and releases a reservation whose `spawn`
+// was killed, saying so; when nothing can be freed it names every entry
+// and how to free each kind, and the hint it gives works.
+#[test]
+fn spawn_on_a_full_hub_frees_dead_entries_and_says_how_to_free_the_rest() {
+    let env = Env::new();
+    env.small("seg", &["--max-guests", "1"]);
+
+    // A dead attached guest.
+    let (_, pid) = env.attach_then_kill("seg");
+    let r = env.ok(&["spawn", "seg", "--", "true"]);
+    let said = format!("the hub was full; reclaimed peer 1 (pid {pid}, dead)");
+    assert!(r.stderr.contains(&said), "{:?}", r.stderr);
+
+    // A reservation whose spawn was killed (its program ends on its own).
+    let mut killed = env.spawn(&["spawn", "seg", "--json", "--", "sleep", "1"]);
+    assert_eq!(killed.json_line()["event"], "reserved");
+    killed.signal(libc::SIGKILL);
+    killed.wait();
+    assert_eq!(peer(&env.inspect("seg"), 1)["state"], "reserved");
+    let r = env.ok(&["spawn", "seg", "--", "true"]);
+    let said = format!("reclaimed peer 1 (pid {}, reserved)", killed.pid());
+    assert!(r.stderr.contains(&said), "{:?}", r.stderr);
+
+    // A guest that left a message unread: nothing to reclaim.
+    let id = env.attach("seg").to_string();
+    env.ok(&["send", "seg", "--as", &id, "left behind"]);
+    env.ok(&["detach", "seg", "--peer-id", &id]);
+    env.run(&["spawn", "seg", "--", "true"]).error(&[
+        "hub is full: the 1 guest entry is taken: peer 1 (goodbye)",
+        "; `shmhub recv seg --as host --from 1` reads what its guest left, which frees it",
+    ]);
+    assert_eq!(
+        env.ok(&["recv", "seg", "--as", "host", "--from", "1"])
+            .stdout,
+        "left behind\n"
+    );
+    env.ok(&["spawn", "seg", "--", "true"]);
+
+    // A scripted claim.
+    env.attach("seg");
+    env.run(&["spawn", "seg", "--", "true"]).error(&[
+        "hub is full: the 1 guest entry is taken: peer 1 (scripted); \
+         free the scripted claim with `shmhub detach seg --peer-id 1`",
+    ]);
+}
+
 #[test]
 fn spawn_runs_a_guest_program_on_a_reserved_entry() {
     let env = Env::new();
@@ -671,26 +719,37 @@ fn spawn_runs_a_guest_program_on_a_reserved_entry() {
 }
 
 // Issue 32, item 2: a guest that detached while its last message was
-// unread leaves its entry Goodbye until that message is read; the receive
-// that read it may end without looking again, and the entry must not stay
-// Goodbye for good: a reservation (spawn) and a reclaim free it.
+// unread leaves its entry Goodbye until that message is read, and `ls`
+// counts it so; the `recv --as host` that reads the last message frees
+// the entry before it exits, whether it receives from any guest or from
+// that one, so that `spawn --peer-id` can take it at once.
+// shm[verify shm.peer.detach]
 #[test]
 fn a_read_goodbye_does_not_keep_its_entry() {
     let env = Env::new();
     env.small("seg", &["--max-guests", "1"]);
-    for freer in [
-        &["spawn", "seg", "--peer-id", "1", "--", "true"][..],
-        &["reclaim", "seg"][..],
+    for recv in [
+        &["recv", "seg", "--as", "host"][..],
+        &["recv", "seg", "--as", "host", "--from", "1"][..],
     ] {
         let id = env.attach("seg").to_string();
+        env.ok(&["send", "seg", "--as", &id, "first"]);
         env.ok(&["send", "seg", "--as", &id, "bye"]);
         env.ok(&["detach", "seg", "--peer-id", &id]);
         assert_eq!(peer(&env.inspect("seg"), 1)["state"], "goodbye");
-        let got = env.ok(&["recv", "seg", "--as", "host"]);
-        assert_eq!(got.stdout, "bye\n");
-        let r = env.run(freer);
-        assert!(!r.stderr.contains("hub is full"), "{freer:?}: {r:?}");
-        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty", "{freer:?}");
+        let listed = env.ok(&["ls", "--json"]).json();
+        assert_eq!(listed["segments"][0]["guests"]["goodbye"], 1, "{listed}");
+        let table = env.ok(&["ls"]).stdout;
+        assert!(table.contains("1 goodbye"), "{table}");
+        // A message is left: the entry stays Goodbye.
+        assert_eq!(env.ok(recv).stdout, "first\n");
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "goodbye", "{recv:?}");
+        // The last one read: free, as the receive that read it exits.
+        assert_eq!(env.ok(recv).stdout, "bye\n");
+        assert_eq!(peer(&env.inspect("seg"), 1)["state"], "empty", "{recv:?}");
+        let listed = env.ok(&["ls", "--json"]).json();
+        assert_eq!(listed["segments"][0]["guests"]["goodbye"], 0, "{listed}");
+        env.ok(&["spawn", "seg", "--peer-id", "1", "--", "true"]);
     }
 }
 

@@ -37,14 +37,12 @@ fn the_committed_pages_are_what_the_command_makes() {
             "docs/man/{name} differs from what the command makes: run `cargo run -- man --out-dir docs/man`"
         );
     }
-    // One page per command --help lists, and none for the internal ones.
+    // One page per command --help lists (guest-echo among them), and none
+    // for the internal one.
     assert!(made.contains(&"shmhub.1".to_string()));
     assert!(made.contains(&"shmhub-send.1".to_string()));
-    assert!(
-        !made
-            .iter()
-            .any(|n| n.contains("guest-echo") || n.contains("bench-peer"))
-    );
+    assert!(made.contains(&"shmhub-guest-echo.1".to_string()));
+    assert!(!made.iter().any(|n| n.contains("bench-peer")));
 }
 
 #[test]

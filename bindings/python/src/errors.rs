@@ -262,6 +262,7 @@ fn raise(
                 error.setattr("errno", errno)?;
             }
         }
+        Error::AlreadyExists { .. } => error.setattr("errno", libc::EEXIST)?,
         _ => {}
     }
     Ok(PyErr::from_value(error))

@@ -187,8 +187,9 @@ def test_file_errors_carry_errno_and_name_the_file(seg_path):
     assert caught.value.errno == 2 and isinstance(caught.value, OSError)
     assert str(caught.value).startswith(f"{seg_path}: No such file")
     with shmhub.Host.create(seg_path):
-        with pytest.raises(shmhub.FileError, match="exists"):
+        with pytest.raises(shmhub.FileError, match="already exists: a shmhub segment in use") as caught:
             shmhub.Host.create(seg_path)
+        assert caught.value.errno == 17
     with open(seg_path, "wb") as f:
         f.write(b"not a segment" * 100)
     with pytest.raises(shmhub.Corrupt, match="not a shmhub segment"):

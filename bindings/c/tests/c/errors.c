@@ -10,7 +10,7 @@
 #include "check.h"
 
 static unsigned char buf[8192];
-static char path[4096], other[4096], junk[4096], missing[4096], expected[8192];
+static char path[4096], other[4096], junk[4096], missing[4096], expected[16384];
 
 static void invalid_arguments(void) {
     CHECK(shmhub_host_create(NULL, NULL) == NULL);
@@ -91,7 +91,11 @@ static void one_guest(void) {
 
     /* The file exists now. */
     CHECK(shmhub_host_create(path, NULL) == NULL);
-    snprintf(expected, sizeof expected, "%s: File exists (os error 17)", path);
+    snprintf(expected, sizeof expected,
+             "%s: already exists: a shmhub segment in use (its host, pid %d, is alive): "
+             "`shmhub rm %s` asks everyone to leave and removes it (or "
+             "`shmhub::admin::remove_segment`)",
+             path, (int)getpid(), path);
     CHECK_LAST(SHMHUB_ERR_IO, expected);
 
     /* Nobody attached as guest 1 yet; there is no guest 2. */
@@ -113,7 +117,7 @@ static void one_guest(void) {
 
     /* The only entry is taken. */
     CHECK(shmhub_guest_attach(path) == NULL);
-    snprintf(expected, sizeof expected, "%s: hub is full: all 1 guest entries are taken", path);
+    snprintf(expected, sizeof expected, "%s: hub is full: the 1 guest entry is taken", path);
     CHECK_LAST(SHMHUB_ERR_BUSY, expected);
     CHECK_EQ(shmhub_host_reserve_peer(h), SHMHUB_ERR_BUSY);
     CHECK(shmhub_guest_attach_id(path, 1) == NULL);
