@@ -49,7 +49,7 @@ fn ls_lists_a_segment_with_a_bad_entry_and_counts_it() {
     let seg = &listed["segments"][0];
     assert_eq!(
         seg["guests"],
-        json!({"live": 0, "dead": 0, "stale": 0, "scripted": 1, "reserved": 0, "quarantined": 0, "bad": 1}),
+        json!({"live": 0, "dead": 0, "stale": 0, "scripted": 1, "reserved": 0, "goodbye": 0, "quarantined": 0, "bad": 1}),
         "{listed}"
     );
     assert_eq!(seg["orphaned"], true, "{listed}");
