@@ -137,12 +137,30 @@ impl Sender {
     /// [`crate::Error::Busy`] if another process still holds it when the
     /// time is up.
     pub fn take_role(&mut self, timeout: impl Into<Timeout>) -> Result<()> {
+        self.take_the_role(&mut Deadline::of(timeout.into()))
+    }
+
+    /// Takes the sending role, waiting within `deadline` for a process
+    /// that holds it, except a held guest's: a live process that holds the
+    /// guest's entry keeps its sending end while it runs, so waiting for
+    /// it would only end with the timeout ([`Error::HeldByGuest`]).
+    #[cold]
+    fn take_the_role(&mut self, deadline: &mut Deadline) -> Result<()> {
         let what = self.role_name();
-        self.role.ensure(
-            self.seg.lock_file(),
-            &mut Deadline::of(timeout.into()),
-            || what,
-        )
+        if let OtherSide::Host(watch) = &self.receiver {
+            let p = watch.peer_id();
+            match self
+                .role
+                .ensure(self.seg.lock_file(), &mut Deadline::no_wait(), String::new)
+            {
+                Err(Error::Busy { .. }) => {}
+                done => return done,
+            }
+            if let Some(pid) = self.seg.held_by_another_process(p) {
+                return Err(Error::HeldByGuest { what, pid });
+            }
+        }
+        self.role.ensure(self.seg.lock_file(), deadline, || what)
     }
 
     fn role_name(&self) -> String {
@@ -283,14 +301,13 @@ impl Sender {
     #[inline(always)]
     fn begin(&mut self, deadline: &mut Deadline) -> Result<(&mut Producer, SendChecks<'_>)> {
         if !self.role.is_held() {
-            let what = self.role_name();
             let mut no_wait = Deadline::no_wait();
             let wait = if deadline.is_unlimited() {
                 &mut no_wait
             } else {
                 &mut *deadline
             };
-            self.role.ensure(self.seg.lock_file(), wait, || what)?;
+            self.take_the_role(wait)?;
         }
         let seg = &*self.seg;
         let checks = match &mut self.receiver {

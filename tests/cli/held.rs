@@ -208,6 +208,35 @@ fn a_receive_as_a_held_guest_is_refused_at_once() {
     guest.wait_ok();
 }
 
+// Issue 32, item 12, the sending side: an echo guest keeps its sending
+// end once it has echoed, for as long as it runs, so `send --as 1` is
+// refused at once, naming it, rather than after its whole timeout.
+#[test]
+fn a_send_as_a_guest_that_keeps_its_sending_end_is_refused_at_once() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let mut echo = env.spawn(&["spawn", "seg", "--", BIN, "guest-echo"]);
+    assert!(wait_until(Duration::from_secs(10), || {
+        env.inspect("seg")["peers"][0]["state"] == "attached"
+    }));
+    let program = env.inspect("seg")["peers"][0]["pid"].clone();
+    env.send_as_host("seg", "1", "ping");
+    let back = env.ok(&["recv", "seg", "--as", "host", "--from", "1"]);
+    assert_eq!(back.stdout, "ping\n", "the echo took its sending end");
+    let r = env.run(&["send", "seg", "--as", "1", "hi", "--timeout", "1h"]);
+    r.code(1);
+    r.error_line(&[
+        "seg: the sending end of peer 1 is in use by process",
+        &format!("process {program}, which holds the entry (a held guest)"),
+    ]);
+    // The echo guest is untouched: it still answers.
+    env.send_as_host("seg", "1", "again");
+    let back = env.ok(&["recv", "seg", "--as", "host", "--from", "1"]);
+    assert_eq!(back.stdout, "again\n");
+    env.ok(&["rm", "seg"]);
+    echo.wait_ok();
+}
+
 #[test]
 fn held_host_and_held_guest_talk_and_the_guest_leaves_when_the_host_does() {
     let env = Env::new();
