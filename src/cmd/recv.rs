@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmhub::{ErrorKind, Frame, PeerEntry, PeerId, PeerState};
+use shmhub::{ErrorKind, Frame, HostStatus, PeerEntry, PeerId, PeerState};
 
 use super::error::{Interrupted, OnSegment, seg_err, seg_err_timed};
 use super::exit::Outcome;
@@ -85,6 +85,30 @@ impl Inbox {
             (Acting::Guest(guest), _) => guest.receiver().recv(timeout)?.map(|m| (Party::Host, m)),
         };
         Ok(got.map(|(from, message)| (from, message.into_frame())))
+    }
+}
+
+impl Inbox {
+    /// Fails as a longer wait would have, with [`shmhub::Error::PeerDied`]
+    /// or [`shmhub::Error::HostDied`], when the one side received from is
+    /// known dead: a receive whose time ran out before the library judged
+    /// the sender (`--timeout 0` looks once, without waiting) must not
+    /// pass a crash off as nothing sent yet. A receive from any guest
+    /// waits for whichever guests come: one dead guest is not the answer.
+    fn sender_alive(&self) -> shmhub::Result<()> {
+        match (&self.acting, self.from) {
+            (Acting::Host(host), Some(from)) => match dead_holder(host, from)? {
+                Some(pid) => Err(shmhub::Error::PeerDied { peer_id: from, pid }),
+                None => Ok(()),
+            },
+            (Acting::Host(_), None) => Ok(()),
+            (Acting::Guest(guest), _) => match guest.host_status()? {
+                HostStatus::Dead => Err(shmhub::Error::HostDied {
+                    pid: guest.header()?.host_pid,
+                }),
+                _ => Ok(()),
+            },
+        }
     }
 }
 
@@ -198,7 +222,7 @@ fn next_within(receiver: &mut Inbox, timeout: Duration) -> shmhub::Result<Option
         let left = timeout.saturating_sub(start.elapsed());
         match receiver.next(left.min(WAIT_SLICE)) {
             Ok(Some(message)) => return Ok(Some(message)),
-            Ok(None) if left <= WAIT_SLICE => return Ok(None),
+            Ok(None) if left <= WAIT_SLICE => return receiver.sender_alive().map(|()| None),
             // Between slices, the file is looked at too: a segment removed
             // (or replaced) while this waits is the answer, not nothing
             // received at the end of the timeout.

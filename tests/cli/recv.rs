@@ -470,3 +470,45 @@ fn a_killed_guest_is_said_to_have_died_not_left() {
         "{said:?}"
     );
 }
+
+// Issue 32, item 17: a guest killed without detaching is said to have died
+// in the same words by a send to it and a receive from it, and a receive
+// that only looks (`--timeout 0`) says so too rather than exiting 3 as if
+// nothing had been sent yet.
+#[test]
+fn a_killed_guest_is_told_alike_to_a_send_and_any_receive_from_it() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let (id, pid) = env.attach_then_kill("seg");
+    let id = id.to_string();
+    let sent = env.run(&["send", "seg", "--as", "host", "--to", &id, "hi"]);
+    let waited = env.run(&[
+        "recv",
+        "seg",
+        "--as",
+        "host",
+        "--from",
+        &id,
+        "--timeout",
+        "1s",
+    ]);
+    let looked = env.run(&[
+        "recv",
+        "seg",
+        "--as",
+        "host",
+        "--from",
+        &id,
+        "--timeout",
+        "0",
+    ]);
+    let said = format!(
+        "peer {id} died (pid {pid}) without detaching; `shmhub reclaim {}` frees its entry",
+        env.path("seg").display()
+    );
+    for r in [&sent, &waited, &looked] {
+        r.error(&[&said]);
+    }
+    assert_eq!(sent.stderr, looked.stderr);
+    assert_eq!(waited.stderr, looked.stderr);
+}
