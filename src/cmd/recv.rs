@@ -8,7 +8,7 @@ use shmhub::{ErrorKind, Frame, HostStatus, PeerEntry, PeerId, PeerState};
 use super::error::{Interrupted, OnSegment, seg_err, seg_err_timed};
 use super::exit::Outcome;
 use super::held::{self, CutOffNotices, Stopped};
-use super::output::MessagePrinter;
+use super::output::{MessagePrinter, Reader};
 use super::parse::{parse_duration, parse_peer_id, parse_role};
 use super::segment::{Acting, SegmentArgs, dead_holder};
 use super::signals::{self, WAIT_SLICE};
@@ -160,26 +160,44 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         return follow(&mut receiver, &mut printer, args.role, path, args.timeout);
     }
     signals::catch_termination();
+    receive_count(&mut receiver, &mut printer, &args, path)
+}
+
+/// Receives and prints `--count` messages, each within `--timeout`.
+fn receive_count(
+    receiver: &mut Inbox,
+    printer: &mut MessagePrinter,
+    args: &Args,
+    path: &Path,
+) -> anyhow::Result<Outcome> {
     let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let interrupted = |signal, received| {
+        anyhow::Error::new(Interrupted(signal)).context(format!(
+            "{}: received {received} of {}",
+            shown(&path),
+            counted(args.count, "message", "messages")
+        ))
+    };
     let mut received = 0;
     while received < args.count {
-        if printer.reader_gone() {
+        match printer.reader(WAIT_SLICE) {
             // Nobody reads what would be printed: stop before taking a
             // message that would only be lost.
-            return Ok(Outcome::Done);
+            Reader::Gone => return Ok(Outcome::Done),
+            Reader::Behind => match signals::received() {
+                Some(signal) => return Err(interrupted(signal, received)),
+                None => continue,
+            },
+            Reader::CaughtUp => {}
         }
-        match next_within(&mut receiver, timeout) {
+        match next_within(receiver, timeout) {
             Ok(Some((from, frame))) => {
                 printer.print(from, args.role, &frame)?;
                 received += 1;
             }
             Ok(None) => {
                 if let Some(signal) = signals::received() {
-                    return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
-                        "{}: received {received} of {}",
-                        shown(&path),
-                        counted(args.count, "message", "messages")
-                    )));
+                    return Err(interrupted(signal, received));
                 }
                 break;
             }
