@@ -261,7 +261,7 @@ fn a_send_to_a_guest_whose_process_died_is_refused() {
     guest.signal(libc::SIGKILL);
     guest.wait();
     env.run(&["send", "seg", "--as", "host", "--to", "1", "x"])
-        .error(&[&pid, "dead", "shmhub reclaim"]);
+        .error(&[&format!("peer 1 died (pid {pid})"), "shmhub reclaim"]);
     assert_eq!(ring_len(&env.inspect("seg"), 1, "to_guest"), 0);
 }
 
