@@ -105,6 +105,14 @@ pub fn seg_err(path: &Path, e: shmhub::Error) -> SegmentError {
             shown(&path),
             human_bytes(needed)
         ),
+        // A crash leaves the entry taken until a reclaim: say how, for a
+        // send to the dead guest and a receive from it alike.
+        e @ E::PeerDied { .. } => format!(
+            "{}: {}; `shmhub reclaim {}` frees its entry",
+            shown(path),
+            library_text(&e),
+            shown(path)
+        ),
         // These name the file themselves.
         e if e.path().is_some() => library_text(&e),
         e => format!("{}: {}", shown(path), library_text(&e)),

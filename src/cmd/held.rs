@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use shmhub::{Frame, PeerId};
 
 use super::error::{library_text, seg_err};
-use super::output::MessagePrinter;
+use super::output::{MessagePrinter, Reader};
 use super::signals::{self, WAIT_SLICE};
 use super::text::shown;
 use shmhub::Party;
@@ -95,8 +95,14 @@ pub fn receive_until_stopped(
                 return file_changed(receiver, path, changed);
             }
         }
-        if printer.reader_gone() {
-            return Ok(Stopped::ReaderGone);
+        match printer.reader(WAIT_SLICE) {
+            Reader::Gone => return Ok(Stopped::ReaderGone),
+            // The reader is slow, not the sender silent: no idle time.
+            Reader::Behind => {
+                last_message = Instant::now();
+                continue;
+            }
+            Reader::CaughtUp => {}
         }
         let wait = match idle_limit {
             Some(limit) => limit.saturating_sub(last_message.elapsed()).min(WAIT_SLICE),

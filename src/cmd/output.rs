@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
@@ -19,6 +20,22 @@ pub struct MessagePrinter {
     /// The `--output` file, and its path for the errors that name it.
     output: Option<(File, PathBuf)>,
     segment: PathBuf,
+    /// Whether messages go to standard output and it is a pipe: then the
+    /// next message is taken only once its reader has read the last one
+    /// (see [`MessagePrinter::reader`]).
+    waits_for_reader: bool,
+}
+
+/// Where the reader of standard output is, before a message is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// It has read everything written to it (or standard output is not a
+    /// pipe, whose reader cannot be waited for).
+    CaughtUp,
+    /// It has not read it all yet, after the wait allowed.
+    Behind,
+    /// It went away (`| head` after its lines).
+    Gone,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -36,10 +53,14 @@ impl MessagePrinter {
                     .with_context(|| format!("{}: cannot open for writing", shown(&p)))
             })
             .transpose()?;
+        let to_stdout = json || output.is_none();
+        let pipe = rustix::fs::fstat(std::io::stdout())
+            .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_fifo());
         Ok(MessagePrinter {
             json,
             output,
             segment: segment.to_path_buf(),
+            waits_for_reader: to_stdout && pipe,
         })
     }
 
@@ -59,12 +80,37 @@ impl MessagePrinter {
         })
     }
 
-    /// Whether standard output is a pipe or socket whose reader has gone
-    /// (`| head` after its lines): then taking another message off its
-    /// ring would only lose it, so the caller stops first. A reader that
-    /// leaves between this look and the write still costs the message
-    /// being written.
-    pub fn reader_gone(&self) -> bool {
+    /// Where the reader of standard output is, waiting up to `wait` for it
+    /// to read what was written: the caller takes another message off its
+    /// ring only once it has ([`Reader::CaughtUp`]). A message written
+    /// into a pipe and not yet read is lost with the pipe when its reader
+    /// leaves (`| head -2` stops reading at its second line), so, on a
+    /// pipe, no more than the one message written after the reader's last
+    /// read is ever at stake; the rest stays queued. [`Reader::Gone`]: the
+    /// reader left, and taking another message would only lose it.
+    pub fn reader(&self, wait: Duration) -> Reader {
+        let start = Instant::now();
+        // Most readers read at once: look again soon, then less often.
+        let mut pause = Duration::from_micros(20);
+        loop {
+            if self.reader_gone() {
+                return Reader::Gone;
+            }
+            let unread = || rustix::io::ioctl_fionread(std::io::stdout()).unwrap_or(0);
+            if !self.waits_for_reader || unread() == 0 {
+                return Reader::CaughtUp;
+            }
+            let left = wait.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Reader::Behind;
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Whether standard output is a pipe or socket whose reader has gone.
+    fn reader_gone(&self) -> bool {
         let mut out = libc::pollfd {
             fd: libc::STDOUT_FILENO,
             events: libc::POLLOUT,

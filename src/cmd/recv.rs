@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shmhub::{ErrorKind, Frame, PeerEntry, PeerId, PeerState};
+use shmhub::{ErrorKind, Frame, HostStatus, PeerEntry, PeerId, PeerState};
 
 use super::error::{Interrupted, OnSegment, seg_err, seg_err_timed};
 use super::exit::Outcome;
 use super::held::{self, CutOffNotices, Stopped};
-use super::output::MessagePrinter;
+use super::output::{MessagePrinter, Reader};
 use super::parse::{parse_duration, parse_peer_id, parse_role};
 use super::segment::{Acting, SegmentArgs, dead_holder};
 use super::signals::{self, WAIT_SLICE};
@@ -88,6 +88,30 @@ impl Inbox {
     }
 }
 
+impl Inbox {
+    /// Fails as a longer wait would have, with [`shmhub::Error::PeerDied`]
+    /// or [`shmhub::Error::HostDied`], when the one side received from is
+    /// known dead: a receive whose time ran out before the library judged
+    /// the sender (`--timeout 0` looks once, without waiting) must not
+    /// pass a crash off as nothing sent yet. A receive from any guest
+    /// waits for whichever guests come: one dead guest is not the answer.
+    fn sender_alive(&self) -> shmhub::Result<()> {
+        match (&self.acting, self.from) {
+            (Acting::Host(host), Some(from)) => match dead_holder(host, from)? {
+                Some(pid) => Err(shmhub::Error::PeerDied { peer_id: from, pid }),
+                None => Ok(()),
+            },
+            (Acting::Host(_), None) => Ok(()),
+            (Acting::Guest(guest), _) => match guest.host_status()? {
+                HostStatus::Dead => Err(shmhub::Error::HostDied {
+                    pid: guest.header()?.host_pid,
+                }),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
 impl held::Receiver for Inbox {
     fn next(&mut self, wait: Duration) -> shmhub::Result<Option<(Party, Frame)>> {
         Inbox::next(self, wait)
@@ -136,26 +160,44 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         return follow(&mut receiver, &mut printer, args.role, path, args.timeout);
     }
     signals::catch_termination();
+    receive_count(&mut receiver, &mut printer, &args, path)
+}
+
+/// Receives and prints `--count` messages, each within `--timeout`.
+fn receive_count(
+    receiver: &mut Inbox,
+    printer: &mut MessagePrinter,
+    args: &Args,
+    path: &Path,
+) -> anyhow::Result<Outcome> {
     let timeout = args.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let interrupted = |signal, received| {
+        anyhow::Error::new(Interrupted(signal)).context(format!(
+            "{}: received {received} of {}",
+            shown(&path),
+            counted(args.count, "message", "messages")
+        ))
+    };
     let mut received = 0;
     while received < args.count {
-        if printer.reader_gone() {
+        match printer.reader(WAIT_SLICE) {
             // Nobody reads what would be printed: stop before taking a
             // message that would only be lost.
-            return Ok(Outcome::Done);
+            Reader::Gone => return Ok(Outcome::Done),
+            Reader::Behind => match signals::received() {
+                Some(signal) => return Err(interrupted(signal, received)),
+                None => continue,
+            },
+            Reader::CaughtUp => {}
         }
-        match next_within(&mut receiver, timeout) {
+        match next_within(receiver, timeout) {
             Ok(Some((from, frame))) => {
                 printer.print(from, args.role, &frame)?;
                 received += 1;
             }
             Ok(None) => {
                 if let Some(signal) = signals::received() {
-                    return Err(anyhow::Error::new(Interrupted(signal)).context(format!(
-                        "{}: received {received} of {}",
-                        shown(&path),
-                        counted(args.count, "message", "messages")
-                    )));
+                    return Err(interrupted(signal, received));
                 }
                 break;
             }
@@ -198,7 +240,7 @@ fn next_within(receiver: &mut Inbox, timeout: Duration) -> shmhub::Result<Option
         let left = timeout.saturating_sub(start.elapsed());
         match receiver.next(left.min(WAIT_SLICE)) {
             Ok(Some(message)) => return Ok(Some(message)),
-            Ok(None) if left <= WAIT_SLICE => return Ok(None),
+            Ok(None) if left <= WAIT_SLICE => return receiver.sender_alive().map(|()| None),
             // Between slices, the file is looked at too: a segment removed
             // (or replaced) while this waits is the answer, not nothing
             // received at the end of the timeout.

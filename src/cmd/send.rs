@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{ErrorKind, Frame, MsgDesc, PeerId, PeerState, ShmHost};
 
-use super::error::{Interrupted, OnSegment, error_line, seg_err_timed};
+use super::error::{Interrupted, OnSegment, error_line, seg_err, seg_err_timed};
 use super::exit::Outcome;
 use super::parse::{parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
 use super::segment::{Acting, Segment, SegmentArgs, dead_holder};
@@ -311,12 +311,9 @@ fn refuse_dead_guest(host: &ShmHost, to: PeerId, path: &Path) -> anyhow::Result<
         Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(()),
         _ => {}
     }
+    // Said as a receive from it says it: one crash, one message.
     if let Some(pid) = dead_holder(host, to).on_segment(path)? {
-        bail!(
-            "{}: peer {to}'s process {pid} is dead: nothing would read the message; `shmhub reclaim {}` frees its entry",
-            shown(&path),
-            shown(&path)
-        );
+        return Err(seg_err(path, shmhub::Error::PeerDied { peer_id: to, pid }).into());
     }
     Ok(())
 }

@@ -85,3 +85,19 @@ fn a_send_to_a_killed_host_fails_as_a_receive_does() {
     let report = env.inspect("seg");
     assert_eq!(report["peers"][0]["to_host"]["len"], 0, "{report}");
 }
+
+// Issue 32, item 17: a guest's receive that looks only once (`--timeout
+// 0`) after the host was killed exited 3 silently, as if nothing had been
+// sent yet, while a longer wait said the host died: both say it, exit 1.
+#[test]
+fn a_receive_without_waiting_from_a_killed_host_says_it_died() {
+    let env = Env::new();
+    killed_host(&env, "seg");
+    let id = env.attach("seg").to_string();
+    let waited = env.run(&["recv", "seg", "--as", &id, "--timeout", "1s"]);
+    let looked = env.run(&["recv", "seg", "--as", &id, "--timeout", "0"]);
+    for r in [&waited, &looked] {
+        r.error(&["died without saying goodbye"]);
+    }
+    assert_eq!(waited.stderr, looked.stderr);
+}

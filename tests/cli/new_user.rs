@@ -261,7 +261,7 @@ fn a_send_to_a_guest_whose_process_died_is_refused() {
     guest.signal(libc::SIGKILL);
     guest.wait();
     env.run(&["send", "seg", "--as", "host", "--to", "1", "x"])
-        .error(&[&pid, "dead", "shmhub reclaim"]);
+        .error(&[&format!("peer 1 died (pid {pid})"), "shmhub reclaim"]);
     assert_eq!(ring_len(&env.inspect("seg"), 1, "to_guest"), 0);
 }
 
@@ -369,7 +369,17 @@ fn watch_frames_fit_the_terminal_on_the_alternate_screen() {
     for frame in &frames {
         let rows = frame.split('\n').count();
         assert!(rows <= 24, "a frame of {rows} rows: {frame:?}");
+        // A line wider than the terminal wraps onto the next row, which
+        // the count above does not see: the peer table is far wider.
+        for line in rendered(frame) {
+            let width = line.chars().count();
+            assert!(width <= 80, "a line of {width} columns: {line:?}");
+        }
     }
+    assert!(
+        frames[0].contains('…'),
+        "the lines cut at the width are not marked: {raw:?}"
+    );
     assert!(
         raw.contains("more lines"),
         "the rows that did not fit are not counted"

@@ -340,6 +340,58 @@ fn a_departed_reader_ends_recv_with_0_and_takes_nothing_more() {
     assert_eq!(left.stdout, "m\n".repeat(5), "a message was taken and lost");
 }
 
+// Issue 32, item 16: `recv --count 10 | head -2` took all ten messages
+// into the pipe before `head` read its two, and the eight it never read
+// were gone. On a pipe the next message is taken only once the reader has
+// read the last one, so at most one is lost (the one written after the
+// reader's last read), and the command still ends with exit 0, which a
+// `set -o pipefail` script sees.
+#[test]
+fn recv_into_head_loses_at_most_one_message() {
+    let env = Env::new();
+    env.small("seg", &["--ring-size", "16"]);
+    env.attach("seg");
+    for mode in ["", "--json"] {
+        env.ok(&[
+            "send", "seg", "--as", "host", "--to", "1", "m", "--count", "10",
+        ]);
+        let r = env.shell(&format!(
+            "(set -o pipefail) 2>/dev/null && set -o pipefail; \
+             {{ \"$SHMHUB\" recv seg --as 1 --count 10 {mode}; echo \"recv exit $?\" >&2; }} \
+             | head -2; echo \"pipeline exit $?\" >&2"
+        ));
+        assert_eq!(r.stdout.lines().count(), 2, "{mode}: {r:?}");
+        assert_eq!(r.stderr, "recv exit 0\npipeline exit 0\n", "{mode}: {r:?}");
+        // What is left, by id: the ten were sent with ids 0 to 9.
+        let left = env.run(&[
+            "recv",
+            "seg",
+            "--as",
+            "1",
+            "--count",
+            "10",
+            "--timeout",
+            "0",
+            "--json",
+        ]);
+        left.code(3);
+        let ids: Vec<u64> = left
+            .stdout
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        let first = ids.first().copied().unwrap_or(10);
+        assert!(
+            (2..=3).contains(&first) && ids == (first..10).collect::<Vec<_>>(),
+            "{mode}: left queued after `| head -2`: ids {ids:?}"
+        );
+    }
+}
+
 // A send or a receive that waits (for room, for a message) notices the
 // segment being removed under it and says so (exit 1), rather than
 // running out its timeout and saying the ring was full or nothing came.
@@ -469,4 +521,46 @@ fn a_killed_guest_is_said_to_have_died_not_left() {
         )) && !said.contains("has left"),
         "{said:?}"
     );
+}
+
+// Issue 32, item 17: a guest killed without detaching is said to have died
+// in the same words by a send to it and a receive from it, and a receive
+// that only looks (`--timeout 0`) says so too rather than exiting 3 as if
+// nothing had been sent yet.
+#[test]
+fn a_killed_guest_is_told_alike_to_a_send_and_any_receive_from_it() {
+    let env = Env::new();
+    env.small("seg", &[]);
+    let (id, pid) = env.attach_then_kill("seg");
+    let id = id.to_string();
+    let sent = env.run(&["send", "seg", "--as", "host", "--to", &id, "hi"]);
+    let waited = env.run(&[
+        "recv",
+        "seg",
+        "--as",
+        "host",
+        "--from",
+        &id,
+        "--timeout",
+        "1s",
+    ]);
+    let looked = env.run(&[
+        "recv",
+        "seg",
+        "--as",
+        "host",
+        "--from",
+        &id,
+        "--timeout",
+        "0",
+    ]);
+    let said = format!(
+        "peer {id} died (pid {pid}) without detaching; `shmhub reclaim {}` frees its entry",
+        env.path("seg").display()
+    );
+    for r in [&sent, &waited, &looked] {
+        r.error(&[&said]);
+    }
+    assert_eq!(sent.stderr, looked.stderr);
+    assert_eq!(waited.stderr, looked.stderr);
 }

@@ -196,21 +196,70 @@ fn wait_redrawing(interval: Duration, frame: &[String]) -> anyhow::Result<bool> 
     }
 }
 
-/// The lines of a frame that fit `rows` rows (all of them where the
-/// terminal does not say): the last row that fits says how many more there
-/// are, so that a frame never scrolls the screen.
-fn fitted(mut lines: Vec<String>, rows: Option<u16>) -> Vec<String> {
-    let Some(rows) = rows.map(usize::from).filter(|&r| r > 0) else {
+/// The lines of a frame that fit a terminal of `size` (columns, rows;
+/// all of them where the terminal does not say): the last row that fits
+/// says how many more there are, and each line is cut at the width, so
+/// that no line wraps onto a second row and a frame never scrolls the
+/// screen.
+fn fitted(mut lines: Vec<String>, size: Option<(u16, u16)>) -> Vec<String> {
+    let Some((columns, rows)) = size else {
         return lines;
     };
-    if lines.len() > rows {
+    let rows = usize::from(rows);
+    if rows > 0 && lines.len() > rows {
         let hidden = lines.len() - (rows - 1);
         lines.truncate(rows - 1);
         lines.push(format!(
             "... {hidden} more lines (a taller terminal shows them)"
         ));
     }
+    if columns > 0 {
+        for line in &mut lines {
+            clip(line, usize::from(columns));
+        }
+    }
     lines
+}
+
+/// Cuts `line` to `columns` display columns, its last one a `…` when
+/// anything was cut. Escape sequences (colours) take no column and are
+/// kept; a colour cut off in its middle is reset, so that it does not
+/// run on into the cleared rest of the row.
+fn clip(line: &mut String, columns: usize) {
+    use unicode_width::UnicodeWidthChar;
+    let mut used = 0;
+    let mut escaped = false;
+    let mut in_escape = false;
+    // Where the line is cut if it does not fit: after the last character
+    // that leaves a column for the `…`.
+    let mut cut = None;
+    for (at, c) in line.char_indices() {
+        if in_escape {
+            in_escape = !(c.is_ascii_alphabetic() || c == '~');
+            continue;
+        }
+        if c == '\x1b' {
+            escaped = true;
+            in_escape = true;
+            continue;
+        }
+        let width = c.width().unwrap_or(0);
+        if used + width > columns.saturating_sub(1) && cut.is_none() {
+            cut = Some(at);
+        }
+        used += width;
+        if used > columns {
+            break;
+        }
+    }
+    if used <= columns {
+        return;
+    }
+    line.truncate(cut.unwrap_or(0));
+    line.push('…');
+    if escaped {
+        line.push_str("\x1b[0m");
+    }
 }
 
 /// The lines of one frame: the tables, then the changes seen.
@@ -236,15 +285,16 @@ fn frame_lines(
 }
 
 /// Draws `frame` over the last one: from the top left, as much as fits,
-/// each line clearing what the last frame left to its right, then the rest
-/// of the screen cleared. No line ends the last row, which would scroll.
+/// each row cleared before its line is drawn (after it, the clear would
+/// erase a line as wide as the row: the cursor stays on its last column),
+/// then the rest of the screen cleared. No line ends the last row, which
+/// would scroll.
 fn show(frame: &[String]) -> anyhow::Result<()> {
-    let rows = crossterm::terminal::size().ok().map(|(_, rows)| rows);
-    let lines = fitted(frame.to_vec(), rows);
+    let lines = fitted(frame.to_vec(), crossterm::terminal::size().ok());
     let mut out = std::io::stdout().lock();
     queue!(out, MoveTo(0, 0))?;
     for (i, line) in lines.iter().enumerate() {
-        queue!(out, Print(line), Clear(ClearType::UntilNewLine))?;
+        queue!(out, Clear(ClearType::UntilNewLine), Print(line))?;
         if i + 1 < lines.len() {
             queue!(out, Print('\n'))?;
         }
@@ -252,4 +302,31 @@ fn show(frame: &[String]) -> anyhow::Result<()> {
     queue!(out, Clear(ClearType::FromCursorDown))?;
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    fn clipped(line: &str, columns: usize) -> String {
+        let mut line = line.to_string();
+        clip(&mut line, columns);
+        line
+    }
+
+    #[test]
+    fn a_line_that_fits_is_kept_whole() {
+        assert_eq!(clipped("abcd", 4), "abcd");
+        assert_eq!(clipped("\x1b[31mabcd\x1b[0m", 4), "\x1b[31mabcd\x1b[0m");
+    }
+
+    #[test]
+    fn a_wider_line_is_cut_at_the_width_in_display_columns() {
+        assert_eq!(clipped("abcdef", 4), "abc…");
+        // Each of these takes two columns.
+        assert_eq!(clipped("日本語です", 6), "日本…");
+        assert_eq!(clipped("日本語です", 7), "日本語…");
+        // Colours take no column, and one cut off is reset.
+        assert_eq!(clipped("\x1b[31mabcdef", 4), "\x1b[31mabc…\x1b[0m");
+    }
 }
