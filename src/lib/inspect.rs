@@ -90,14 +90,7 @@ impl BadPeer {
         p: PeerId,
         reason: String,
     ) -> Result<Self> {
-        let ring = |direction| {
-            RingView::new(
-                region,
-                layout.ring(p, direction),
-                layout.config.ring_capacity,
-            )
-            .state()
-        };
+        let ring = |direction| ring_state(region, layout, p, direction);
         Ok(BadPeer {
             peer_id: p,
             raw_state: Peer::new(region, layout, p).raw_state()?,
@@ -242,14 +235,7 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
     let mut peers = Vec::new();
     let mut bad_peers = Vec::new();
     for p in layout.guests() {
-        let ring = |direction| {
-            RingView::new(
-                region,
-                layout.ring(p, direction),
-                layout.config.ring_capacity,
-            )
-            .state()
-        };
+        let ring = |direction| ring_state(region, &layout, p, direction);
         let peer = Peer::new(region, &layout, p);
         let entry = match peer.snapshot() {
             Ok(entry) => entry,
@@ -292,4 +278,18 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         owner: None,
         host_slot_share,
     })
+}
+/// The indices of guest `p`'s ring that carries messages `direction`.
+fn ring_state(
+    region: &Region,
+    layout: &SegmentLayout,
+    p: PeerId,
+    direction: Direction,
+) -> Result<RingState> {
+    RingView::new(
+        region,
+        layout.ring(p, direction),
+        layout.config.ring_capacity,
+    )
+    .state()
 }
