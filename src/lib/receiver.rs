@@ -146,24 +146,13 @@ impl Receiver {
                 format!("the host's receiving end for peer {}", watch.peer_id())
             }
         };
-        if let OtherSide::Host(watch) = &self.sender {
-            let p = watch.peer_id();
-            let lock_file = self.seg.lock_file();
-            match self
-                .role
-                .ensure(lock_file, &mut Deadline::no_wait(), String::new)
-            {
-                Err(Error::Busy { .. }) => {}
-                done => return done,
+        match &self.sender {
+            OtherSide::Host(watch) => {
+                let p = watch.peer_id();
+                self.seg.take_guest_role(&mut self.role, p, what, deadline)
             }
-            // A live process that holds the guest's entry (a held guest)
-            // keeps its receiving role while it runs: waiting for it would
-            // only end with the timeout.
-            if let Some(pid) = self.seg.held_by_another_process(p) {
-                return Err(Error::HeldByGuest { what, pid });
-            }
+            OtherSide::Guest(_) => self.role.ensure(self.seg.lock_file(), deadline, || what),
         }
-        self.role.ensure(self.seg.lock_file(), deadline, || what)
     }
 
     /// Takes the receiving role without waiting, for a reclaim or a

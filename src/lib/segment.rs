@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::layout::{Direction, HEADER_SIZE, SegmentLayout};
 use crate::liveness::{self, HolderStatus};
-use crate::locks::{ByteLock, LockFile, lock_byte, lock_byte::End};
+use crate::locks::{ByteLock, LockFile, Role, lock_byte, lock_byte::End};
 use crate::mmap::{MmapRegion, OwnerCheck};
 use crate::party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
 use crate::peer::{Peer, PeerEntry};
@@ -23,6 +23,7 @@ use crate::region::{HeapRegion, Region, RegionError};
 use crate::ring::RingView;
 use crate::ring_end::RingEnd;
 use crate::sys;
+use crate::wait::Deadline;
 use crate::zerocopy::Leases;
 
 /// [`Segment::try_take`] could not take a lock: another open file holds it
@@ -160,6 +161,28 @@ impl Segment {
             return Ok(false);
         }
         peer.transition_at(epoch, PeerState::Goodbye, PeerState::Empty)
+    }
+
+    /// Takes `role`, one of guest `p`'s ring ends on the guest's side,
+    /// waiting within `deadline` for a process that holds it, except a held
+    /// guest: a live process other than this one that holds the guest's
+    /// entry keeps its ends while it runs, so waiting for it would only end
+    /// with the timeout ([`Error::HeldByGuest`], at once).
+    pub(crate) fn take_guest_role(
+        &self,
+        role: &mut Role,
+        p: PeerId,
+        what: String,
+        deadline: &mut Deadline,
+    ) -> Result<()> {
+        match role.ensure(self.lock_file(), &mut Deadline::no_wait(), String::new) {
+            Err(Error::Busy { .. }) => {}
+            done => return done,
+        }
+        if let Some(pid) = self.held_by_another_process(p) {
+            return Err(Error::HeldByGuest { what, pid });
+        }
+        role.ensure(self.lock_file(), deadline, || what)
     }
 
     /// The pid of the live process other than this one that holds guest

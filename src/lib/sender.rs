@@ -147,20 +147,13 @@ impl Sender {
     #[cold]
     fn take_the_role(&mut self, deadline: &mut Deadline) -> Result<()> {
         let what = self.role_name();
-        if let OtherSide::Host(watch) = &self.receiver {
-            let p = watch.peer_id();
-            match self
-                .role
-                .ensure(self.seg.lock_file(), &mut Deadline::no_wait(), String::new)
-            {
-                Err(Error::Busy { .. }) => {}
-                done => return done,
+        match &self.receiver {
+            OtherSide::Host(watch) => {
+                let p = watch.peer_id();
+                self.seg.take_guest_role(&mut self.role, p, what, deadline)
             }
-            if let Some(pid) = self.seg.held_by_another_process(p) {
-                return Err(Error::HeldByGuest { what, pid });
-            }
+            OtherSide::Guest(_) => self.role.ensure(self.seg.lock_file(), deadline, || what),
         }
-        self.role.ensure(self.seg.lock_file(), deadline, || what)
     }
 
     fn role_name(&self) -> String {
