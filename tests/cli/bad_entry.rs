@@ -183,7 +183,9 @@ fn events_tells_a_bad_state_word_once_and_follows_on() {
     let _guest = stopped_guest(&env, "seg", "1");
     let mut json = env.spawn(&["events", "seg", "--json", "--interval", "20ms"]);
     let mut text = env.spawn(&["events", "seg", "--interval", "20ms"]);
-    // An attach both tell proves their first look is done.
+    // What happens once both say they watch is told by both.
+    watching(&json, "seg");
+    watching(&text, "seg");
     assert_eq!(env.attach("seg"), 2);
     let told = json.json_line();
     assert_eq!(

@@ -799,3 +799,15 @@ fn digits_as_n(word: &str) -> String {
     }
     out
 }
+
+/// Waits until `events` says on stderr that it watches `name`: what
+/// happens from then on is told (what it saw first is where it starts).
+#[track_caller]
+pub fn watching(events: &Held, name: &str) {
+    let note = format!("{name}: watching for events from now on");
+    assert!(
+        wait_until(HELD_TIMEOUT, || events.stderr().contains(&note)),
+        "events never said it was watching: {:?}",
+        events.stderr()
+    );
+}

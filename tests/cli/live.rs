@@ -459,18 +459,6 @@ fn events_tell_attaches_deaths_reclaims_and_removal() {
     one.wait_ok();
 }
 
-/// Waits until `events` says on stderr that it watches `name`: what
-/// happens from then on is told (what it saw first is where it starts).
-#[track_caller]
-fn watching(events: &Held, name: &str) {
-    let note = format!("{name}: watching for events from now on");
-    assert!(
-        wait_until(HELD_TIMEOUT, || events.stderr().contains(&note)),
-        "events never said it was watching: {:?}",
-        events.stderr()
-    );
-}
-
 // A death is told when the process ends, not at the next look: with
 // looks a minute apart, a SIGKILLed holder and then a SIGKILLed host are
 // each told at once (on Linux, through their pidfds).
