@@ -756,8 +756,8 @@ fn loom_a_claimed_entry_is_never_seen_with_the_epoch_before_the_claim() {
                 );
                 // The look before publishing: the guest found, or the one
                 // the reservation was for, must still be there.
-                Presence::new(&peer, state, epoch)
-                    .unwrap()
+                let word = peer.state_word().unwrap();
+                Presence::new(&word, state, epoch)
                     .check(Publication::Before)
                     .expect("the guest that had just attached was taken for another");
             })

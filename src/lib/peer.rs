@@ -9,7 +9,7 @@ use crate::sync::atomic::AtomicU64;
 use crate::error::{Error, Result};
 use crate::layout::SegmentLayout;
 use crate::party::{PeerId, PeerState, QuarantineReason};
-use crate::region::Region;
+use crate::region::{Region, Word};
 use crate::{host_slots, sys};
 
 /// Byte offsets inside a peer entry.
@@ -147,6 +147,15 @@ impl<'a> Peer<'a> {
         Ok(self.region.atomic_u64(self.base + field::STATE)?)
     }
 
+    /// The entry's state-and-epoch word, bounds-checked once, for an end
+    /// that looks at it on every operation (the region must be writable).
+    pub(crate) fn state_word(&self) -> Result<StateWord> {
+        Ok(StateWord {
+            word: Word::new(self.region, self.base + field::STATE)?,
+            peer_id: self.peer_id,
+        })
+    }
+
     /// The stored state word, whatever it holds, and the epoch, loaded
     /// together (works on read-only regions).
     #[inline]
@@ -175,8 +184,7 @@ impl<'a> Peer<'a> {
     #[inline]
     pub(crate) fn state_and_epoch(&self) -> Result<(PeerState, u32)> {
         let (raw, epoch) = self.raw_state_and_epoch()?;
-        let state = PeerState::from_u32(raw).ok_or_else(|| unknown_state(self.peer_id, raw))?;
-        Ok((state, epoch))
+        parse_state(self.peer_id, raw, epoch)
     }
 
     /// Atomically moves the entry from `from` to `to`, at whatever epoch it
@@ -367,11 +375,56 @@ pub(crate) enum Publication {
     After,
 }
 
+/// One entry's state-and-epoch word, checked to lie in the region when
+/// made, so that the host's ends read it on every operation without a
+/// bounds check; what it holds is the guest's to write, and is still
+/// parsed every time.
+#[derive(Debug, Clone)]
+pub(crate) struct StateWord {
+    word: Word<AtomicU64>,
+    peer_id: PeerId,
+}
+
+impl StateWord {
+    /// The state and epoch (one load); an unknown state is corruption.
+    #[inline(always)]
+    pub(crate) fn state_and_epoch(&self) -> Result<(PeerState, u32)> {
+        let (raw, epoch) = split(self.word.get().load(Ordering::Acquire));
+        parse_state(self.peer_id, raw, epoch)
+    }
+
+    /// The guest whose entry this is.
+    pub(crate) fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    /// Whether the entry holds `state` now: one load, nothing parsed.
+    #[inline(always)]
+    pub(crate) fn holds(&self, state: PeerState) -> bool {
+        split(self.word.get().load(Ordering::Acquire)).0 == state.to_u32()
+    }
+
+    /// The word itself, for a send's looks around its publication.
+    #[inline(always)]
+    pub(crate) fn atomic(&self) -> &AtomicU64 {
+        self.word.get()
+    }
+}
+
+/// A stored state read with its epoch; an unknown value is corruption.
+#[inline(always)]
+fn parse_state(peer_id: PeerId, raw: u32, epoch: u32) -> Result<(PeerState, u32)> {
+    match PeerState::from_u32(raw) {
+        Some(state) => Ok((state, epoch)),
+        None => Err(unknown_state(peer_id, raw)),
+    }
+}
+
 /// What a send to a guest found in the guest's entry, to look at again
 /// just before and just after it publishes (`shm.send.placement`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Presence<'a> {
-    /// The entry's state-and-epoch word, bounds-checked once per send.
+    /// The entry's state-and-epoch word.
     word: &'a AtomicU64,
     peer_id: PeerId,
     /// The state the send found: Attached or Reserved.
@@ -381,15 +434,15 @@ pub(crate) struct Presence<'a> {
 }
 
 impl<'a> Presence<'a> {
-    /// For a send that found `peer`'s entry `state` at `epoch`.
-    #[inline]
-    pub(crate) fn new(peer: &Peer<'a>, state: PeerState, epoch: u32) -> Result<Self> {
-        Ok(Presence {
-            word: peer.pair()?,
-            peer_id: peer.peer_id,
+    /// For a send that found the entry of `word` `state` at `epoch`.
+    #[inline(always)]
+    pub(crate) fn new(word: &'a StateWord, state: PeerState, epoch: u32) -> Self {
+        Presence {
+            word: word.atomic(),
+            peer_id: word.peer_id,
             state,
             epoch,
-        })
+        }
     }
 
     /// Fails with [`Error::PeerGone`] if the guest the send is for (the

@@ -78,7 +78,7 @@ impl Receiver {
         Ok(Receiver {
             end: seg.consumer(guest, Direction::GuestToHost)?,
             role: Role::new(lock_byte::ring_end(guest, End::GuestToHostConsumer)),
-            sender: OtherSide::Guest(GuestWatch::new(guest)),
+            sender: OtherSide::Guest(GuestWatch::new(seg, guest)?),
             seg: seg.clone(),
             _membership: None,
         })
@@ -322,7 +322,7 @@ impl Receiver {
             OtherSide::Host(watch) => watch.before(&self.seg),
             OtherSide::Guest(watch) => {
                 let p = watch.peer_id();
-                let (state, epoch) = self.seg.guest_state(p)?;
+                let (state, epoch) = watch.state(&self.seg)?;
                 if state != PeerState::Empty || self.end.has_data() {
                     return Ok(());
                 }
@@ -356,7 +356,7 @@ impl Receiver {
     #[inline(always)]
     fn took(&self) {
         if let OtherSide::Guest(watch) = &self.sender {
-            if !self.end.has_data() {
+            if watch.has_left() && !self.end.has_data() {
                 finish_taken_goodbye(&self.seg, watch.peer_id());
             }
         }
@@ -648,13 +648,11 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
 
     #[inline(always)]
     fn take(&mut self, p: PeerId) -> Result<Option<T>> {
-        let end = &self.receivers[p.index()].end;
-        let taken =
-            (self.take)(end, p).map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))?;
-        // The receive that reads a departed guest's last message frees
-        // its entry, as `Receiver::took` does.
-        if taken.is_some() && !end.has_data() {
-            finish_taken_goodbye(self.seg, p);
+        let receiver = &self.receivers[p.index()];
+        let taken = (self.take)(&receiver.end, p)
+            .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))?;
+        if taken.is_some() {
+            receiver.took();
         }
         Ok(taken)
     }

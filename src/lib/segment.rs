@@ -16,7 +16,7 @@ use crate::liveness::{self, HolderStatus};
 use crate::locks::{ByteLock, LockFile, Role, lock_byte, lock_byte::End};
 use crate::mmap::{MmapRegion, OwnerCheck};
 use crate::party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
-use crate::peer::{Peer, PeerEntry};
+use crate::peer::{Peer, PeerEntry, StateWord};
 use crate::pool::Pool;
 use crate::producer::Producer;
 use crate::region::{HeapRegion, Region, RegionError};
@@ -220,10 +220,25 @@ impl Segment {
     /// too from then on); a state no state cuts the guest off.
     #[inline(always)]
     pub(crate) fn guest_state(&self, p: PeerId) -> Result<(PeerState, u32)> {
+        self.judged_state(p, || self.peer(p).state_and_epoch())
+    }
+
+    /// [`Segment::guest_state`] through the entry's word, checked once.
+    #[inline(always)]
+    pub(crate) fn guest_state_in(&self, word: &StateWord) -> Result<(PeerState, u32)> {
+        self.judged_state(word.peer_id(), || word.state_and_epoch())
+    }
+
+    #[inline(always)]
+    fn judged_state(
+        &self,
+        p: PeerId,
+        read: impl FnOnce() -> Result<(PeerState, u32)>,
+    ) -> Result<(PeerState, u32)> {
         if self.cut_off.contains(p) {
             return Err(self.quarantined(p));
         }
-        match self.peer(p).state_and_epoch() {
+        match read() {
             Ok((PeerState::Quarantined, _)) => Err(self.found_quarantined(p)),
             Ok(found) => Ok(found),
             Err(e) => Err(self.cut_off_for(p, QuarantineReason::Entry, e)),

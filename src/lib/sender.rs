@@ -72,10 +72,10 @@ impl<'a> SendChecks<'a> {
     /// What a publication looks at just before and just after; `None` for
     /// the host, which does not move away under a send as a guest can.
     #[inline(always)]
-    fn presence(&self) -> Result<Option<Presence<'a>>> {
+    fn presence(&self) -> Option<Presence<'a>> {
         match self {
-            SendChecks::Host(..) => Ok(None),
-            SendChecks::Guest(entry) => entry.presence().map(Some),
+            SendChecks::Host(..) => None,
+            SendChecks::Guest(entry) => Some(entry.presence()),
         }
     }
 }
@@ -86,7 +86,7 @@ impl Sender {
         Ok(Sender {
             end: seg.producer(guest, Direction::HostToGuest)?,
             role: Role::new(lock_byte::ring_end(guest, End::HostToGuestProducer)),
-            receiver: OtherSide::Guest(GuestWatch::new(guest)),
+            receiver: OtherSide::Guest(GuestWatch::new(seg, guest)?),
             seg: seg.clone(),
             _membership: None,
         })
@@ -195,7 +195,7 @@ impl Sender {
     ) -> Result<()> {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
-        let presence = checks.presence()?;
+        let presence = checks.presence();
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         let sent = end.send(desc, payload, &mut waiting, presence);
@@ -216,7 +216,7 @@ impl Sender {
     pub fn send_batch(&mut self, frames: &[Frame], timeout: impl Into<Timeout>) -> Result<usize> {
         let mut deadline = Deadline::of(timeout.into());
         let (end, mut checks) = self.begin(&mut deadline)?;
-        let presence = checks.presence()?;
+        let presence = checks.presence();
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         let sent = end.send_batch(frames, &mut waiting, presence);
@@ -268,7 +268,7 @@ impl Sender {
     pub fn commit(&mut self, loan: SlotLoan) -> Result<()> {
         let mut deadline = Deadline::no_wait();
         let (end, checks) = self.begin(&mut deadline)?;
-        let presence = checks.presence()?;
+        let presence = checks.presence();
         end.commit(loan, presence)
     }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::party::{Party, PeerId, PeerState};
-use crate::peer::Presence;
+use crate::peer::{Presence, StateWord};
 use crate::segment::Segment;
 use crate::sys;
 
@@ -203,6 +203,8 @@ pub(crate) fn check_still_mine(seg: &Segment, p: PeerId, epoch: u32) -> Result<(
 #[derive(Debug)]
 pub(crate) struct GuestWatch {
     peer_id: PeerId,
+    /// The guest's state-and-epoch word, looked at on every operation.
+    entry: StateWord,
     holder: HolderRecord,
 }
 
@@ -219,12 +221,13 @@ pub(crate) struct HolderRecord {
 }
 
 impl GuestWatch {
-    /// The watch of the host's ends for guest `peer_id`.
-    pub(crate) fn new(peer_id: PeerId) -> Self {
-        GuestWatch {
+    /// The watch of the host's ends for guest `peer_id` of `seg`.
+    pub(crate) fn new(seg: &Segment, peer_id: PeerId) -> Result<Self> {
+        Ok(GuestWatch {
             peer_id,
+            entry: seg.peer(peer_id).state_word()?,
             holder: HolderRecord::default(),
-        }
+        })
     }
 
     /// The guest watched.
@@ -232,13 +235,28 @@ impl GuestWatch {
         self.peer_id
     }
 
+    /// The guest's state and epoch as the host's ends see them
+    /// ([`Segment::guest_state`]).
+    #[inline(always)]
+    pub(crate) fn state(&self, seg: &Segment) -> Result<(PeerState, u32)> {
+        seg.guest_state_in(&self.entry)
+    }
+
+    /// Whether the guest has said goodbye: one load, for the look after
+    /// every take.
+    #[inline(always)]
+    pub(crate) fn has_left(&self) -> bool {
+        self.entry.holds(PeerState::Goodbye)
+    }
+
     /// The watch of one operation, on the entry as it is now.
     #[inline(always)]
     pub(crate) fn begin<'a>(&'a mut self, seg: &'a Segment) -> Result<EntryWatch<'a>> {
-        let (state, epoch) = seg.guest_state(self.peer_id)?;
+        let (state, epoch) = seg.guest_state_in(&self.entry)?;
         Ok(EntryWatch {
             seg,
             peer_id: self.peer_id,
+            entry: &self.entry,
             state,
             epoch,
             holder: &mut self.holder,
@@ -252,6 +270,7 @@ impl GuestWatch {
 pub(crate) struct EntryWatch<'a> {
     seg: &'a Segment,
     peer_id: PeerId,
+    entry: &'a StateWord,
     /// The state and epoch the operation began with.
     state: PeerState,
     epoch: u32,
@@ -319,8 +338,8 @@ impl<'a> EntryWatch<'a> {
 
     /// What a send looks at just before and just after it publishes.
     #[inline(always)]
-    pub(crate) fn presence(&self) -> Result<Presence<'a>> {
-        Presence::new(&self.seg.peer(self.peer_id), self.state, self.epoch)
+    pub(crate) fn presence(&self) -> Presence<'a> {
+        Presence::new(self.entry, self.state, self.epoch)
     }
 
     /// Fails with [`Error::PeerGone`] once the guest has gone: for a
@@ -330,7 +349,7 @@ impl<'a> EntryWatch<'a> {
     pub(crate) fn check(&mut self, moving: Moving) -> Result<()> {
         let seg = self.seg;
         let p = self.peer_id;
-        let (state, epoch) = seg.guest_state(p)?;
+        let (state, epoch) = seg.guest_state_in(self.entry)?;
         if self.state == PeerState::Reserved
             && state == PeerState::Attached
             && epoch == self.epoch.wrapping_add(1)
