@@ -233,22 +233,30 @@ fn consume_blocking(ring: &Ring, count: usize) -> Vec<[u8; DESC_SIZE]> {
     got
 }
 
+/// Whether the producer of [`ring_handshake`] sleeps for room, or pushes
+/// `count` descriptors that the ring always has room for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Producer {
+    Sleeps,
+    NeverFull,
+}
+
 /// The real blocking waits: the consumer sleeps in `wait_to_take` or
-/// `wait_for_data` and,
-/// with `producer_waits`, the producer in `wait_for_space` (as
-/// `Segment::wait_for_room` does), both with `WaitStrategy::Block` and no
-/// deadline, which go straight to the flag-and-futex handshake without
-/// reading the clock. With the futex model, a lost wake-up leaves a side
-/// asleep for ever and loom reports a deadlock.
-fn ring_handshake(count: u8, producer_waits: bool) {
+/// `wait_for_data` and, where `producer` says it sleeps, the producer in
+/// `wait_for_space` (as `Segment::wait_for_room` does), both with
+/// `WaitStrategy::Block` and no deadline, which go straight to the
+/// flag-and-futex handshake without reading the clock. With the futex
+/// model, a lost wake-up leaves a side asleep for ever and loom reports a
+/// deadlock.
+fn ring_handshake(count: u8, producer: Producer) {
     let region = ring_region();
-    let producer = {
+    let producing = {
         let region = region.clone();
         thread::spawn(move || {
             let ring = Ring::open(&region, 0, CAPACITY).unwrap();
             let mut cached_head = 0;
             for n in 0..count {
-                while producer_waits && !ring.has_room(&mut cached_head, 1).unwrap() {
+                while producer == Producer::Sleeps && !ring.has_room(&mut cached_head, 1).unwrap() {
                     let seen_head = cached_head;
                     let mut stop = yield_then_go_on;
                     assert!(
@@ -264,7 +272,7 @@ fn ring_handshake(count: u8, producer_waits: bool) {
         &Ring::open(&region, 0, CAPACITY).unwrap(),
         usize::from(count),
     );
-    producer.join().unwrap();
+    producing.join().unwrap();
     assert_eq!(got, (0..count).map(desc).collect::<Vec<_>>());
     // Whoever slept put its flag down again.
     assert_eq!(
@@ -284,7 +292,7 @@ fn ring_handshake(count: u8, producer_waits: bool) {
 // shm[verify shm.ring.spsc]
 #[test]
 fn loom_ring_sleeping_consumer_is_always_woken() {
-    check(None, || ring_handshake(2, false));
+    check(None, || ring_handshake(2, Producer::NeverFull));
 }
 
 // shm[verify shm.ring.spsc]
@@ -292,7 +300,7 @@ fn loom_ring_sleeping_consumer_is_always_woken() {
 fn loom_ring_sleeping_producer_and_consumer_are_always_woken() {
     // Three descriptors through two places: the producer has to wait for
     // space once, the consumer for data up to three times.
-    check(Some(4), || ring_handshake(3, true));
+    check(Some(4), || ring_handshake(3, Producer::Sleeps));
 }
 
 // ---------------------------------------------------------------- pools
