@@ -91,12 +91,14 @@ pub fn create_owned(path: &Path, config: SegmentConfig) -> Result<ShmHost, Segme
     Ok(host)
 }
 
-/// The segment a command opens to use it: SEGMENT, and whom to trust.
+/// What every command that opens a segment to use it ends its arguments
+/// with: SEGMENT, whom to trust, and `--json`.
 ///
 /// A command flattens it after its own options, so that
-/// `--allow-foreign-owner` is listed after them in `--help`, as it always
-/// was; a positional argument of its own goes after it, so that SEGMENT
-/// stays the first.
+/// `--allow-foreign-owner` and `--json` are listed after them in
+/// `--help`, as they always were; a positional argument of its own goes
+/// after it, so that SEGMENT stays the first. A command whose JSON has a
+/// shape worth naming names it in `--json`'s help (with `mut_arg`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SegmentArgs {
     /// Segment path, or a bare name under /dev/shm.
@@ -104,6 +106,9 @@ pub struct SegmentArgs {
     /// Whom to trust.
     #[command(flatten)]
     pub trust: Trust,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl SegmentArgs {
@@ -113,6 +118,14 @@ impl SegmentArgs {
         let mut segment = Segment::resolve(&self.segment)?;
         segment.opener = self.trust.opener();
         Ok(segment)
+    }
+
+    /// The segment, resolved (see [`SegmentArgs::resolve`]) and opened as
+    /// its host.
+    pub fn open_host(&self) -> anyhow::Result<(Segment, ShmHost)> {
+        let segment = self.resolve()?;
+        let host = segment.open_host()?;
+        Ok((segment, host))
     }
 }
 
