@@ -761,9 +761,8 @@ impl Drop for Membership {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::host::ShmHost;
-    use crate::layout::SegmentConfig;
     use crate::party::id;
+    use crate::testing::TwoOpenings;
 
     // A reclaim holds the receiving role of the entry's host-to-guest ring
     // from its first step to its last and moves the entry through Goodbye
@@ -773,16 +772,11 @@ mod tests {
     // shm[verify shm.peer.claim]
     #[test]
     fn a_plain_claim_leaves_a_goodbye_entry_whose_receiving_role_is_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("claim.shm");
-        let config = SegmentConfig {
-            max_guests: 2,
-            ..SegmentConfig::default()
-        };
-        let _host = ShmHost::create(&path, config).unwrap();
-        // Another open file (a reclaiming host's) midway through a reclaim
-        // of guest 1.
-        let reclaimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
+        let openings = TwoOpenings::new("claim.shm");
+        let path = &openings.path;
+        // The other opening is a reclaiming host's, midway through a
+        // reclaim of guest 1.
+        let reclaimer = &openings.other;
         assert!(
             reclaimer
                 .peer(id(1))
@@ -792,13 +786,13 @@ mod tests {
         let role = reclaimer
             .try_take(lock_byte::ring_end(id(1), End::HostToGuestConsumer))
             .expect("the role is free");
-        let second = ShmGuest::attach_path(&path).unwrap();
+        let second = ShmGuest::attach_path(path).unwrap();
         assert_eq!(second.peer_id(), 2, "the entry under reclaim was claimed");
         assert_eq!(reclaimer.peer(id(1)).state().unwrap(), PeerState::Goodbye);
         // Once the role is let go, the Goodbye entry with nothing left to
         // read is free to claim again.
         drop(role);
-        let first = ShmGuest::attach_path(&path).unwrap();
+        let first = ShmGuest::attach_path(path).unwrap();
         assert_eq!(first.peer_id(), 1);
         drop((first, second));
     }

@@ -1058,6 +1058,7 @@ impl Drop for ShmHost {
 mod tests {
     use super::*;
     use crate::party::id;
+    use crate::testing::TwoOpenings;
 
     // A guest in the middle of claiming an Empty entry holds its presence
     // lock and has recorded itself as holder; a reservation of that entry
@@ -1065,14 +1066,8 @@ mod tests {
     // shm[verify shm.peer.reserve]
     #[test]
     fn a_reservation_leaves_an_entry_whose_presence_lock_is_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reserve.shm");
-        let config = SegmentConfig {
-            max_guests: 2,
-            ..SegmentConfig::default()
-        };
-        let mut host = ShmHost::create(&path, config).unwrap();
-        let claimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
+        let mut openings = TwoOpenings::new("reserve.shm");
+        let (host, claimer) = (&mut openings.host, &openings.other);
         let file = claimer.backing.mmap().unwrap().segment_file();
         let presence = ByteLock::try_lock(file, lock_byte::guest_presence(id(1)))
             .unwrap()
