@@ -27,7 +27,7 @@ Examples:
 
 /// Arguments of `shmhub attach`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
     /// Take this entry, which the host must have reserved.
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
@@ -36,13 +36,13 @@ pub struct Args {
     /// printing what the host sends; then detach.
     #[arg(long)]
     pub hold: bool,
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print JSON: {"peer_id":N,"epoch":E}, then one object per message.
-    #[arg(long)]
-    pub json: bool,
 }
+
+/// What `--json` prints.
+const JSON: &str = r#"Print JSON: {"peer_id":N,"epoch":E}, then one object per message"#;
 
 /// Runs `shmhub attach`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
@@ -71,7 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         guest.release_to_script().on_segment(path)?;
         None
     };
-    if args.json {
+    if args.segment.json {
         print_line(json!({ "peer_id": peer_id, "epoch": epoch }))?;
     } else {
         print_line(peer_id)?;
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let Some(guest) = guest else {
         return Ok(Outcome::Done);
     };
-    hold(guest, path, args.json)
+    hold(guest, path, args.segment.json)
 }
 
 /// How many times `attach` goes round when the hub looked full but an

@@ -17,7 +17,7 @@ use super::exit::Outcome;
 use super::held::{CutOffNotices, Receiver, Stopped, receive_until_stopped};
 use super::output::MessagePrinter;
 use super::parse::parse_size_u32;
-use super::segment::{Segment, already_exists, directory_of, existing};
+use super::segment::{Maker, Segment, already_exists, directory_of, existing};
 use super::signals;
 use super::text::{counted, human_bytes, mode_text, print_line, shown};
 use shmhub::Party;
@@ -157,7 +157,7 @@ fn make_room(args: &Args, path: &Path, size: u64) -> anyhow::Result<bool> {
     // What is in the way is said first (a file --force would not replace
     // either), then whether the segment fits.
     if std::fs::symlink_metadata(path).is_ok() && !(args.force && existing(path).rm.is_some()) {
-        return Err(already_exists(path, true));
+        return Err(already_exists(path, Maker::Create));
     }
     if !args.sparse && !args.preallocate {
         check_free_space(path, size, args.force)?;
@@ -185,7 +185,7 @@ fn create_host(
         };
         match e {
             shmhub::Error::AlreadyExists { .. } => {
-                anyhow!("{}{after}", already_exists(path, true))
+                anyhow!("{}{after}", already_exists(path, Maker::Create))
             }
             shmhub::Error::NoSpace { needed, .. } => {
                 anyhow!("{}{after}", no_space(path, needed, options.preallocate))

@@ -21,18 +21,15 @@ pub struct Args {
     /// The entry to release (refused while a live process holds it).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: PeerId,
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `shmhub detach`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     args.segment.resolve()?.release(args.peer_id)?;
-    if args.json {
+    if args.segment.json {
         print_line(json!({ "detached": args.peer_id }))?;
     }
     Ok(Outcome::Done)

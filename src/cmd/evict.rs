@@ -19,26 +19,25 @@ Examples:
 
 /// Arguments of `shmhub evict`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
     /// The guest to cut off (an attached, leaving or quarantined entry).
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
     pub peer_id: PeerId,
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print JSON: {"evicted":N,"freed":bool}.
-    #[arg(long)]
-    pub json: bool,
 }
+
+/// What `--json` prints.
+const JSON: &str = r#"Print JSON: {"evicted":N,"freed":bool}"#;
 
 /// Runs `shmhub evict`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let segment = args.segment.resolve()?;
+    let (segment, mut host) = args.segment.open_host()?;
     let path = &segment.path;
-    let mut host = segment.open_host()?;
     let freed = host.evict(args.peer_id).on_segment(path)?;
-    if args.json {
+    if args.segment.json {
         print_line(json!({ "evicted": args.peer_id, "freed": freed }))?;
     } else if !freed {
         eprintln!(

@@ -18,23 +18,23 @@ Examples:
 
 /// Arguments of `shmhub reclaim`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print JSON: {"reclaimed":[ids],"skipped":[{"peer","holder","reason","code"}]}.
-    #[arg(long)]
-    pub json: bool,
 }
+
+/// What `--json` prints.
+const JSON: &str =
+    r#"Print JSON: {"reclaimed":[ids],"skipped":[{"peer","holder","reason","code"}]}"#;
 
 /// Runs `shmhub reclaim`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let segment = args.segment.resolve()?;
+    let (segment, mut host) = args.segment.open_host()?;
     let path = &segment.path;
-    let mut host = segment.open_host()?;
     let report = host.reclaim_dead_report().on_segment(path)?;
-    if args.json {
+    if args.segment.json {
         let skipped: Vec<_> = report.skipped.iter().map(skipped_json).collect();
         print_line(json!({ "reclaimed": report.reclaimed, "skipped": skipped }))?;
     } else {

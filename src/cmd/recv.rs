@@ -27,7 +27,7 @@ Examples:
 
 /// Arguments of `shmhub recv`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
     /// Receive as `host` or as guest N.
     #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
@@ -49,13 +49,13 @@ pub struct Args {
     /// Write the payload bytes to this file instead of standard output.
     #[arg(long, value_name = "PATH")]
     pub output: Option<PathBuf>,
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print one JSON object per message.
-    #[arg(long)]
-    pub json: bool,
 }
+
+/// What `--json` prints.
+const JSON: &str = "Print one JSON object per message";
 
 /// What `recv` receives through: the side it acts as, and, for the host,
 /// the guest it receives from (`None`: any guest, past those cut off).
@@ -154,7 +154,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Err(e) => return Err(seg_err(path, e).into()),
         }
     }
-    let mut printer = MessagePrinter::new(path, args.json, args.output.as_deref())?;
+    let mut printer = MessagePrinter::new(path, args.segment.json, args.output.as_deref())?;
     if args.follow {
         signals::catch_termination();
         return follow(&mut receiver, &mut printer, args.role, path, args.timeout);

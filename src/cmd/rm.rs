@@ -20,7 +20,7 @@ Examples:
 
 /// Arguments of `shmhub rm`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
     /// Delete even if live guests are still attached after the timeout, or
     /// the header is damaged (a file that is not a segment is never deleted).
@@ -29,13 +29,13 @@ pub struct Args {
     /// How long to wait for live guests and a live host to leave.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print a JSON summary.
-    #[arg(long)]
-    pub json: bool,
 }
+
+/// What `--json` prints.
+const JSON: &str = "Print a JSON summary";
 
 /// The error of a refused `rm`, with what the user can do about it.
 fn explain_refusal(path: &Path, e: shmhub::Error) -> SegmentError {
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         bar.finish_and_clear();
     }
     let report = report?;
-    if args.json {
+    if args.segment.json {
         print_line(json!(report))?;
     } else if !report.abandoned.is_empty() {
         eprintln!(

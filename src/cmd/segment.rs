@@ -64,7 +64,7 @@ impl Acting {
 pub fn new_segment_path(name: &str) -> anyhow::Result<PathBuf> {
     let path = resolve_name(name)?;
     if std::fs::symlink_metadata(&path).is_ok() {
-        return Err(already_exists(&path, false));
+        return Err(already_exists(&path, Maker::OwnSegment));
     }
     Ok(path)
 }
@@ -91,12 +91,14 @@ pub fn create_owned(path: &Path, config: SegmentConfig) -> Result<ShmHost, Segme
     Ok(host)
 }
 
-/// The segment a command opens to use it: SEGMENT, and whom to trust.
+/// What every command that opens a segment to use it ends its arguments
+/// with: SEGMENT, whom to trust, and `--json`.
 ///
 /// A command flattens it after its own options, so that
-/// `--allow-foreign-owner` is listed after them in `--help`, as it always
-/// was; a positional argument of its own goes after it, so that SEGMENT
-/// stays the first.
+/// `--allow-foreign-owner` and `--json` are listed after them in
+/// `--help`, as they always were; a positional argument of its own goes
+/// after it, so that SEGMENT stays the first. A command whose JSON has a
+/// shape worth naming names it in `--json`'s help (with `mut_arg`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SegmentArgs {
     /// Segment path, or a bare name under /dev/shm.
@@ -104,6 +106,9 @@ pub struct SegmentArgs {
     /// Whom to trust.
     #[command(flatten)]
     pub trust: Trust,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl SegmentArgs {
@@ -113,6 +118,14 @@ impl SegmentArgs {
         let mut segment = Segment::resolve(&self.segment)?;
         segment.opener = self.trust.opener();
         Ok(segment)
+    }
+
+    /// The segment, resolved (see [`SegmentArgs::resolve`]) and opened as
+    /// its host.
+    pub fn open_host(&self) -> anyhow::Result<(Segment, ShmHost)> {
+        let segment = self.resolve()?;
+        let host = segment.open_host()?;
+        Ok((segment, host))
     }
 }
 
@@ -331,14 +344,23 @@ fn changed_within(path: &Path, window: Duration) -> bool {
         .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < window))
 }
 
+/// The command that meant to make a segment where one already is, which
+/// decides what [`already_exists`] advises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Maker {
+    /// `create`, which `--force` and `rm` can help.
+    Create,
+    /// A command that makes a segment of its own (`demo`, `bench`), which
+    /// can only be given another name.
+    OwnSegment,
+}
+
 /// The error for a path that a new segment cannot be created at because
 /// something is already there: what that is (see [`existing`]), then what
-/// to do: for `create`, `--force` and `rm` where they apply; for the
-/// commands that make a segment of their own, another name. A file that
-/// another process has just begun to create (two `create`s of one name at
-/// once) is given a moment to be published first, so that what is said
-/// about it is what it became.
-pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
+/// `maker` can do about it. A file that another process has just begun to
+/// create (two `create`s of one name at once) is given a moment to be
+/// published first, so that what is said about it is what it became.
+pub fn already_exists(path: &Path, maker: Maker) -> anyhow::Error {
     let start = Instant::now();
     while start.elapsed() < CREATION_GRACE && being_created(path, CREATION_WINDOW) {
         std::thread::sleep(Duration::from_millis(10));
@@ -349,15 +371,15 @@ pub fn already_exists(path: &Path, create: bool) -> anyhow::Error {
         rm,
         being_created,
     } = existing(path);
-    let advice = match (create, rm) {
-        (true, _) if being_created => {
+    let advice = match (maker, rm) {
+        (Maker::Create, _) if being_created => {
             "try again once it is made (then --force replaces it)".to_string()
         }
-        (true, Some(rm)) => format!(
+        (Maker::Create, Some(rm)) => format!(
             "--force replaces it (asking its host and guests to leave), `shmhub {rm} {shown}` removes it"
         ),
-        (true, None) => "it is never replaced, not even with --force".to_string(),
-        (false, _) => "choose another --segment".to_string(),
+        (Maker::Create, None) => "it is never replaced, not even with --force".to_string(),
+        (Maker::OwnSegment, _) => "choose another --segment".to_string(),
     };
     anyhow!("{shown}: already exists{what}; {advice}")
 }

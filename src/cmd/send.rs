@@ -26,7 +26,7 @@ Examples:
 
 /// Arguments of `shmhub send`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
     /// Send as `host` or as guest N.
     #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
@@ -52,17 +52,17 @@ pub struct Args {
     /// How long to wait for room in a full ring or a free slot (then exit 3).
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DUR")]
     pub timeout: Duration,
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print a JSON summary.
-    #[arg(long)]
-    pub json: bool,
     // Positional after SEGMENT, so declared after it.
     /// The payload; `-` reads standard input.
     #[arg(value_name = "MESSAGE", conflicts_with = "file")]
     pub message: Option<String>,
 }
+
+/// What `--json` prints.
+const JSON: &str = "Print a JSON summary";
 
 /// What `send` sends through: the side it acts as, and whom it sends to.
 struct Outbox {
@@ -177,7 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         payload,
     );
     let sent = send_all(&mut outbox, &mut frame, &args, path);
-    if args.json {
+    if args.segment.json {
         let mut summary = json!({
             "from": role_value(args.role),
             "to": role_value(outbox.to),

@@ -263,17 +263,25 @@ pub fn name(signal: i32) -> &'static str {
 /// The file is opened here (`O_PATH`: no access to its contents, no effect
 /// on a FIFO or a device) and kept open for the handler's `fstat`.
 pub fn guard_sigbus(path: &Path) {
-    arm(path, false);
+    arm(path, AfterFault::KeepFile);
 }
 
 /// [`guard_sigbus`] for a segment this process created and deletes when it
 /// ends (`create --hold`, `demo`, `bench`): the handler deletes the file
 /// too, if the path still names it, so that a fault leaves nothing behind.
 pub fn guard_sigbus_owned(path: &Path) {
-    arm(path, true);
+    arm(path, AfterFault::DeleteFile);
 }
 
-fn arm(path: &Path, owned: bool) {
+/// What the SIGBUS handler does with the segment file once it has said
+/// what happened: only this process's own segment is deleted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterFault {
+    KeepFile,
+    DeleteFile,
+}
+
+fn arm(path: &Path, after: AfterFault) {
     catch_faults();
     let mut prefix = b"error: ".to_vec();
     prefix.extend_from_slice(path.as_os_str().as_bytes());
@@ -292,7 +300,7 @@ fn arm(path: &Path, owned: bool) {
         Err(_) => (-1, 0),
     };
     let mut remove = Vec::new();
-    if owned {
+    if after == AfterFault::DeleteFile {
         remove.extend_from_slice(path.as_os_str().as_bytes());
         remove.push(0);
     }

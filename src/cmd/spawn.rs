@@ -26,7 +26,7 @@ Examples:
 
 /// Arguments of `shmhub spawn`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
     /// Reserve this entry (it must be empty) instead of the first empty one.
     #[arg(long, value_parser = parse_peer_id, value_name = "N")]
@@ -35,18 +35,17 @@ pub struct Args {
     /// back (it keeps running).
     #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DUR")]
     pub attach_timeout: Duration,
-    /// The segment, and whom to trust.
+    /// The segment, whom to trust, and `--json`.
     #[command(flatten)]
     pub segment: SegmentArgs,
-    /// Print JSON lines on stdout: {"event":"reserved",...} once the
-    /// program runs, {"event":"exited",...} when it ends.
-    #[arg(long)]
-    pub json: bool,
     /// The program and its arguments; `{segment}` and `{peer}` in them are
     /// replaced by the segment's absolute path and the entry's id.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
+
+/// What `--json` prints.
+const JSON: &str = r#"Print JSON lines on stdout: {"event":"reserved",...} once the program runs, {"event":"exited",...} when it ends"#;
 
 /// Runs `shmhub spawn`: reserves an entry, runs the program with
 /// `SHMHUB_SEGMENT` and `SHMHUB_PEER_ID` in its environment (saying so on
@@ -55,9 +54,8 @@ pub struct Args {
 /// named on stderr). A reservation the program never claims is given
 /// back; an entry whose program died while attached is reclaimed.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let segment = args.segment.resolve()?;
+    let (segment, mut host) = args.segment.open_host()?;
     let path = segment.path.as_path();
-    let mut host = segment.open_host()?;
     // On a full hub, as `attach`: dead holders and reservations are
     // reclaimed first, and the error says how to free each entry.
     let ticket = match args.peer_id {
@@ -93,7 +91,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     eprint!("{reserved}");
     // The JSON lines `--json` prints: what happened, and to whom.
     let event = |name: &str| json!({ "event": name, "segment": path_json(&absolute), "peer_id": peer, "pid": pid });
-    if args.json {
+    if args.segment.json {
         print_line(event("reserved"))?;
     }
     let ended = supervise(&mut child, ticket, &mut host, path, args.attach_timeout)?;
@@ -105,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             shown(program)
         );
     }
-    if args.json {
+    if args.segment.json {
         let mut exited = event("exited");
         exited["attached"] = json!(ended.attached);
         exited["exit_code"] = json!(status.code());

@@ -69,7 +69,7 @@ pub fn shown<P: AsRef<OsStr> + ?Sized>(name: &P) -> Shown<'_> {
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for chunk in self.0.as_bytes().utf8_chunks() {
-            escape(f, chunk.valid(), true)?;
+            escape(f, chunk.valid(), Backslash::Escaped)?;
             for byte in chunk.invalid() {
                 write!(f, "\\x{byte:02x}")?;
             }
@@ -87,7 +87,7 @@ pub struct OneLine<'a>(pub &'a str);
 
 impl fmt::Display for OneLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        escape(f, self.0, false)
+        escape(f, self.0, Backslash::AsIs)
     }
 }
 
@@ -115,13 +115,22 @@ pub fn path_json(path: &Path) -> serde_json::Value {
     }
 }
 
+/// Whether [`escape`] escapes the backslash: it does in a name, so that
+/// the text reads back as the name; a message whose names were escaped
+/// already keeps its backslashes as they are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Backslash {
+    Escaped,
+    AsIs,
+}
+
 /// Writes `text` with the characters [`shown`] escapes escaped, the
-/// backslash too when `backslash`.
-fn escape(out: &mut impl fmt::Write, text: &str, backslash: bool) -> fmt::Result {
+/// backslash as `backslash` says.
+fn escape(out: &mut impl fmt::Write, text: &str, backslash: Backslash) -> fmt::Result {
     let mut plain = 0;
     for (at, c) in text.char_indices() {
         let short = match c {
-            '\\' if backslash => "\\\\",
+            '\\' if backslash == Backslash::Escaped => "\\\\",
             '\x1b' => "\\e",
             '\n' => "\\n",
             '\r' => "\\r",

@@ -15,11 +15,11 @@ use crate::liveness::{self, HostStatus};
 use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::mmap::OwnerCheck;
 use crate::party::{IntoPeerId, Party, PeerId, PeerState};
-use crate::peer::Holder;
+use crate::peer::{Holder, PresenceLock};
 use crate::ready::Mark;
 use crate::receiver::Receiver;
 use crate::region::Region;
-use crate::segment::{Segment, ShmBacking};
+use crate::segment::{HeldElsewhere, Segment, ShmBacking};
 use crate::sender::Sender;
 use crate::wait::{Timeout, WaitStrategy};
 use crate::watch::{KeepAlive, check_still_mine};
@@ -51,10 +51,26 @@ struct Membership {
     seg: Arc<Segment>,
     peer_id: PeerId,
     epoch: u32,
-    /// Set when this guest claimed its entry: dropping it detaches.
-    owned: bool,
+    /// Whose claim the entry is: dropping this guest's own detaches.
+    owner: Owner,
     _presence: Option<ByteLock>,
 }
+
+/// Whose claim a guest's entry is, which decides whether dropping the
+/// guest detaches and which pools detaching frees slots in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// This guest claimed it.
+    ThisGuest,
+    /// It was claimed for scripts: taken up by this guest, or handed over
+    /// to them ([`ShmGuest::release_to_script`]).
+    Scripts,
+}
+
+/// The receiving role of an entry's host-to-guest ring as a claim took
+/// it: `Ok(None)` on a segment without a file, `Err` while another
+/// process holds it.
+type RoleTaken = std::result::Result<Option<ByteLock>, HeldElsewhere>;
 
 #[derive(Clone, Copy)]
 enum Claim {
@@ -141,14 +157,14 @@ impl ShmGuest {
                 expected: "attached",
             });
         }
-        Self::new(seg, p, epoch, false, None)
+        Self::new(seg, p, epoch, Owner::Scripts, None)
     }
 
     fn new(
         seg: Segment,
         peer_id: PeerId,
         epoch: u32,
-        owned: bool,
+        owner: Owner,
         presence: Option<ByteLock>,
     ) -> Result<Self> {
         let seg = Arc::new(seg);
@@ -159,7 +175,7 @@ impl ShmGuest {
                 seg,
                 peer_id,
                 epoch,
-                owned,
+                owner,
                 _presence: presence,
             },
         })
@@ -192,7 +208,7 @@ impl ShmGuest {
         };
         for p in candidates {
             if let Some((epoch, presence)) = Self::try_claim(&seg, p, claim)? {
-                return Self::new(seg, p, epoch, true, presence);
+                return Self::new(seg, p, epoch, Owner::ThisGuest, presence);
             }
         }
         match claim {
@@ -215,88 +231,126 @@ impl ShmGuest {
         p: PeerId,
         claim: Claim,
     ) -> Result<Option<(u32, Option<ByteLock>)>> {
-        let peer = seg.peer(p);
-        let presence = match seg.try_take(lock_byte::guest_presence(p)) {
-            Ok(lock) => lock,
-            Err(_) if matches!(claim, Claim::Reserved(_)) => {
-                return Err(Error::Busy {
+        let Ok(presence) = seg.try_take(lock_byte::guest_presence(p)) else {
+            return match claim {
+                Claim::Reserved(_) => Err(Error::Busy {
                     what: format!("peer {p} (a live process still holds its entry)"),
-                });
-            }
-            Err(_) => return Ok(None),
+                }),
+                Claim::AnyEmpty => Ok(None),
+            };
         };
-        // A plain claim takes the receiving role of the entry's
-        // host-to-guest ring first, to drop what waits there. A reclaim
-        // holds that role from its first step to its last, and moves the
-        // entry through Goodbye: a Goodbye entry whose role another process
-        // holds may be under reclaim, whose last step stores Empty over
-        // whatever claimed it, so it is skipped. (Only for an entry that
-        // may be claimed: a live or scripted guest's process may be about
-        // to take that role itself.) An entry whose state word is garbage
-        // is no more claimable than a taken one: a plain claim passes on
-        // to the next (`shm.peer.quarantine`), a reserved one fails
-        // naming the entry and its word.
-        let state = match peer.state() {
+        // An entry whose state word is garbage is no more claimable than a
+        // taken one: a plain claim passes on to the next
+        // (`shm.peer.quarantine`), a reserved one fails naming the entry
+        // and its word.
+        let state = match seg.peer(p).state() {
             Ok(state) => state,
             Err(Error::Corrupt(_)) if matches!(claim, Claim::AnyEmpty) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let receiving = match (claim, state) {
-            (Claim::AnyEmpty, PeerState::Empty | PeerState::Goodbye) => {
-                seg.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer))
-            }
-            _ => Ok(None),
-        };
-        let role_free = receiving.is_ok();
-        // A Goodbye entry is free once its guest-to-host ring is empty and
-        // nobody is reclaiming it.
-        let goodbye_done =
-            || Ok::<_, Error>(role_free && seg.ring(p, Direction::GuestToHost).state()?.is_empty());
-        let claimable = match (claim, state) {
-            (Claim::Reserved(_), state) => state == PeerState::Reserved,
-            (Claim::AnyEmpty, PeerState::Empty) => true,
-            (Claim::AnyEmpty, PeerState::Goodbye) => goodbye_done()?,
-            (Claim::AnyEmpty, _) => false,
-        };
-        if !claimable {
+        let receiving = Self::receiving_role(seg, p, claim, state);
+        if !Self::claimable(seg, p, claim, state, &receiving)? {
             return Ok(None);
         }
-        if presence.is_some() {
-            // Recorded before the entry is Attached, so that a guest killed
-            // right after the change is judged by its (then released)
-            // presence lock and reclaimed, instead of looking like a
-            // scripted claim. An entry that is not Attached is judged by
-            // nobody, and only a claim (which needs the presence lock held
-            // here) makes it Attached.
-            peer.set_holder(Holder::this_process(true))?;
-        }
-        let claimed = match claim {
-            Claim::Reserved(_) => peer.claim(PeerState::Reserved)?,
-            Claim::AnyEmpty => match peer.claim(PeerState::Empty)? {
-                None if goodbye_done()? => peer.claim(PeerState::Goodbye)?,
-                claimed => claimed,
-            },
+        let lock = match presence {
+            Some(_) => PresenceLock::Kept,
+            None => PresenceLock::NotKept,
         };
-        let Some(epoch) = claimed else {
-            // The entry moved under the claim (a goodbye finished): the
-            // record made for it goes, as the entry is not this guest's.
-            if presence.is_some() {
-                peer.set_holder(Holder::Nobody)?;
-            }
+        let Some(epoch) = Self::take_entry(seg, p, claim, lock, &receiving)? else {
             return Ok(None);
         };
-        peer.record_claim(Holder::this_process(presence.is_some()))?;
         if let Claim::AnyEmpty = claim {
             // Nothing in the host-to-guest ring of a free entry is for this
             // guest (a reserved one keeps what the host sent ahead). Left as
             // it is while another process holds the ring's receiving role.
-            if role_free {
+            if receiving.is_ok() {
                 seg.drain_stale_to_guest(p)?;
             }
             drop(receiving);
             seg.pool(Party::Host).recount_held(p)?;
         }
         Ok(Some((epoch, presence)))
+    }
+
+    /// The receiving role of entry `p`'s host-to-guest ring, for a claim
+    /// of the entry found in `state`.
+    ///
+    /// A plain claim takes it first, to drop what waits there. A reclaim
+    /// holds that role from its first step to its last, and moves the
+    /// entry through Goodbye: a Goodbye entry whose role another process
+    /// holds may be under reclaim, whose last step stores Empty over
+    /// whatever claimed it, so it is skipped. (Only for an entry that may
+    /// be claimed: a live or scripted guest's process may be about to take
+    /// that role itself.)
+    fn receiving_role(seg: &Segment, p: PeerId, claim: Claim, state: PeerState) -> RoleTaken {
+        match (claim, state) {
+            (Claim::AnyEmpty, PeerState::Empty | PeerState::Goodbye) => {
+                seg.try_take(lock_byte::ring_end(p, End::HostToGuestConsumer))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Whether `claim` may take entry `p`, found in `state`.
+    fn claimable(
+        seg: &Segment,
+        p: PeerId,
+        claim: Claim,
+        state: PeerState,
+        receiving: &RoleTaken,
+    ) -> Result<bool> {
+        Ok(match (claim, state) {
+            (Claim::Reserved(_), state) => state == PeerState::Reserved,
+            (Claim::AnyEmpty, PeerState::Empty) => true,
+            (Claim::AnyEmpty, PeerState::Goodbye) => Self::goodbye_done(seg, p, receiving)?,
+            (Claim::AnyEmpty, _) => false,
+        })
+    }
+
+    /// Whether Goodbye entry `p` is free: its guest-to-host ring is empty
+    /// and nobody is reclaiming it (this claim holds the receiving role a
+    /// reclaim would).
+    fn goodbye_done(seg: &Segment, p: PeerId, receiving: &RoleTaken) -> Result<bool> {
+        Ok(receiving.is_ok() && seg.ring(p, Direction::GuestToHost).state()?.is_empty())
+    }
+
+    /// Moves entry `p` to Attached as `claim` says, with this process as
+    /// its holder: the new epoch, or `None` if the entry moved under the
+    /// claim.
+    fn take_entry(
+        seg: &Segment,
+        p: PeerId,
+        claim: Claim,
+        presence: PresenceLock,
+        receiving: &RoleTaken,
+    ) -> Result<Option<u32>> {
+        let peer = seg.peer(p);
+        if presence == PresenceLock::Kept {
+            // Recorded before the entry is Attached, so that a guest killed
+            // right after the change is judged by its (then released)
+            // presence lock and reclaimed, instead of looking like a
+            // scripted claim. An entry that is not Attached is judged by
+            // nobody, and only a claim (which needs the presence lock held
+            // here) makes it Attached.
+            peer.set_holder(Holder::this_process(PresenceLock::Kept))?;
+        }
+        let claimed = match claim {
+            Claim::Reserved(_) => peer.claim(PeerState::Reserved)?,
+            Claim::AnyEmpty => match peer.claim(PeerState::Empty)? {
+                None if Self::goodbye_done(seg, p, receiving)? => peer.claim(PeerState::Goodbye)?,
+                claimed => claimed,
+            },
+        };
+        let Some(epoch) = claimed else {
+            // The entry moved under the claim (a goodbye finished): the
+            // record made for it goes, as the entry is not this guest's.
+            if presence == PresenceLock::Kept {
+                peer.set_holder(Holder::Nobody)?;
+            }
+            return Ok(None);
+        };
+        peer.record_claim(Holder::this_process(presence))?;
+        Ok(Some(epoch))
     }
 
     /// This guest's id.
@@ -549,7 +603,7 @@ impl ShmGuest {
         let m = &mut self.membership;
         check_still_mine(&m.seg, m.peer_id, m.epoch)?;
         m.seg.peer(m.peer_id).set_holder(Holder::Nobody)?;
-        m.owned = false;
+        m.owner = Owner::Scripts;
         Ok((m.peer_id, m.epoch))
     }
 
@@ -566,8 +620,10 @@ impl ShmGuest {
             mut membership,
         } = self;
         drop((sender, receiver));
-        let claimed = std::mem::replace(&mut membership.owned, false);
-        membership.detach(claimed)
+        // Detached here, the entry is not detached again when the
+        // membership drops.
+        let owner = std::mem::replace(&mut membership.owner, Owner::Scripts);
+        membership.detach(owner)
     }
 
     /// Splits this guest into its two ends, to use apart (in two threads,
@@ -632,9 +688,8 @@ impl ShmGuest {
 }
 
 impl Membership {
-    /// `claimed`: this guest claimed the entry itself (rather than
-    /// resuming one claimed for scripts).
-    fn detach(&mut self, claimed: bool) -> Result<()> {
+    /// `owner`: whose claim the entry was until now.
+    fn detach(&mut self, owner: Owner) -> Result<()> {
         let p = self.peer_id;
         check_still_mine(&self.seg, p, self.epoch)?;
         // The ends have let go of the receiving role (they are dropped
@@ -653,10 +708,9 @@ impl Membership {
         // entry used by scripts may hold some that a killed command never
         // freed.
         let guest = Party::Guest(p);
-        let pools: &[Party] = if claimed {
-            &[guest]
-        } else {
-            &[Party::Host, guest]
+        let pools: &[Party] = match owner {
+            Owner::ThisGuest => &[guest],
+            Owner::Scripts => &[Party::Host, guest],
         };
         self.seg.free_slots_held_by(guest, pools.iter().copied())?;
         let peer = self.seg.peer(p);
@@ -698,8 +752,8 @@ impl Drop for Membership {
     /// Detaches, in the process that claimed the entry; a copy of it made
     /// by `fork` leaves the entry to that process (`shm.file.fork`).
     fn drop(&mut self) {
-        if self.owned && self.seg.leases.in_opening_process() {
-            let _ = self.detach(true);
+        if self.owner == Owner::ThisGuest && self.seg.leases.in_opening_process() {
+            let _ = self.detach(Owner::ThisGuest);
         }
     }
 }
@@ -707,9 +761,8 @@ impl Drop for Membership {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
-    use crate::host::ShmHost;
-    use crate::layout::SegmentConfig;
     use crate::party::id;
+    use crate::testing::TwoOpenings;
 
     // A reclaim holds the receiving role of the entry's host-to-guest ring
     // from its first step to its last and moves the entry through Goodbye
@@ -719,16 +772,11 @@ mod tests {
     // shm[verify shm.peer.claim]
     #[test]
     fn a_plain_claim_leaves_a_goodbye_entry_whose_receiving_role_is_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("claim.shm");
-        let config = SegmentConfig {
-            max_guests: 2,
-            ..SegmentConfig::default()
-        };
-        let _host = ShmHost::create(&path, config).unwrap();
-        // Another open file (a reclaiming host's) midway through a reclaim
-        // of guest 1.
-        let reclaimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
+        let openings = TwoOpenings::new("claim.shm");
+        let path = &openings.path;
+        // The other opening is a reclaiming host's, midway through a
+        // reclaim of guest 1.
+        let reclaimer = &openings.other;
         assert!(
             reclaimer
                 .peer(id(1))
@@ -738,13 +786,13 @@ mod tests {
         let role = reclaimer
             .try_take(lock_byte::ring_end(id(1), End::HostToGuestConsumer))
             .expect("the role is free");
-        let second = ShmGuest::attach_path(&path).unwrap();
+        let second = ShmGuest::attach_path(path).unwrap();
         assert_eq!(second.peer_id(), 2, "the entry under reclaim was claimed");
         assert_eq!(reclaimer.peer(id(1)).state().unwrap(), PeerState::Goodbye);
         // Once the role is let go, the Goodbye entry with nothing left to
         // read is free to claim again.
         drop(role);
-        let first = ShmGuest::attach_path(&path).unwrap();
+        let first = ShmGuest::attach_path(path).unwrap();
         assert_eq!(first.peer_id(), 1);
         drop((first, second));
     }

@@ -377,8 +377,9 @@ mod tests {
     use super::*;
     use crate::HeapRegion;
 
-    fn fresh(config: SegmentConfig) -> Region {
-        let layout = config.layout().unwrap();
+    /// A header of the default layout, written but not published.
+    fn fresh() -> Region {
+        let layout = SegmentConfig::default().layout().unwrap();
         let region = HeapRegion::new_zeroed(layout.total_size as usize)
             .unwrap()
             .region();
@@ -386,10 +387,19 @@ mod tests {
         region
     }
 
+    /// A published header whose u32 field at `offset` was then changed to
+    /// `value`.
+    fn published_with_u32(offset: u64, value: u32) -> Region {
+        let region = fresh();
+        publish(&region).unwrap();
+        region.store_u32(offset, value, Ordering::Relaxed).unwrap();
+        region
+    }
+
     // shm[verify shm.file.magic-last]
     #[test]
     fn header_without_magic_is_not_ready() {
-        let region = fresh(SegmentConfig::default());
+        let region = fresh();
         assert!(matches!(read(&region), Err(Error::NotReady)));
         publish(&region).unwrap();
         let info = read(&region).unwrap();
@@ -400,11 +410,7 @@ mod tests {
     // shm[verify shm.header.validate]
     #[test]
     fn wrong_magic_and_version_are_named() {
-        let region = fresh(SegmentConfig::default());
-        publish(&region).unwrap();
-        region
-            .store_u32(field::VERSION, 9, Ordering::Relaxed)
-            .unwrap();
+        let region = published_with_u32(field::VERSION, 9);
         assert!(matches!(
             read(&region),
             Err(Error::VersionMismatch {
@@ -434,7 +440,7 @@ mod tests {
             field::POOL_DATA_OFFSET,
         ];
         for off in offsets {
-            let region = fresh(SegmentConfig::default());
+            let region = fresh();
             publish(&region).unwrap();
             let was = region.load_u64(off, Ordering::Relaxed).unwrap();
             region.store_u64(off, was + 64, Ordering::Relaxed).unwrap();
@@ -448,12 +454,7 @@ mod tests {
     // shm[verify shm.header.validate]
     #[test]
     fn config_limits_are_checked() {
-        let region = fresh(SegmentConfig::default());
-        publish(&region).unwrap();
-        region
-            .store_u32(field::RING_CAPACITY, 3, Ordering::Relaxed)
-            .unwrap();
-        match read(&region) {
+        match read(&published_with_u32(field::RING_CAPACITY, 3)) {
             Err(Error::CorruptHeader { field, value, .. }) => {
                 assert_eq!((field, value), ("ring_capacity", 3));
             }

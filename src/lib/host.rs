@@ -44,14 +44,25 @@ use crate::zerocopy::{Received, SlotLoan};
 #[derive(Debug)]
 pub struct ShmHost {
     seg: Arc<Segment>,
-    /// Set when this host created the file: dropping it says goodbye and
-    /// deletes the file.
-    owns_segment: bool,
+    /// Whether this host created the segment: dropping such a host says
+    /// goodbye and deletes the file.
+    ownership: Ownership,
     _presence: Option<ByteLock>,
     /// The sending end towards each guest (guest `p` at `p - 1`).
     senders: Vec<Sender>,
     /// The receiving ends, from each guest and from all at once.
     inbox: AnyReceiver,
+}
+
+/// Whether a host owns its segment, which decides what dropping it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// It created the segment: dropped, it says goodbye and deletes the
+    /// file.
+    Owned,
+    /// It opened one another process created (or persisted its own):
+    /// dropped, it leaves the segment as it is.
+    Opened,
 }
 
 /// Options for [`ShmHost::create_with`].
@@ -177,10 +188,10 @@ impl ShmHost {
         header::write(&region, &layout, sys::current_pid(), share)?;
         header::publish(&region)?;
         let seg = Segment::open(backing)?;
-        Self::with_segment(seg, true)
+        Self::with_segment(seg, Ownership::Owned)
     }
 
-    fn with_segment(seg: Segment, owns_segment: bool) -> Result<Self> {
+    fn with_segment(seg: Segment, ownership: Ownership) -> Result<Self> {
         let seg = Arc::new(seg);
         Ok(ShmHost {
             senders: seg
@@ -190,7 +201,7 @@ impl ShmHost {
                 .collect::<Result<_>>()?,
             inbox: AnyReceiver::new(&seg)?,
             seg,
-            owns_segment,
+            ownership,
             _presence: None,
         })
     }
@@ -206,13 +217,13 @@ impl ShmHost {
     /// (see [`crate::OpenOptions`]).
     pub(crate) fn open_with(path: &Path, owner: OwnerCheck) -> Result<Self> {
         let seg = Segment::open_path(path, owner)?;
-        Self::with_segment(seg, false)
+        Self::with_segment(seg, Ownership::Opened)
     }
 
     /// Acts as host on a region supplied by the caller, without owning it.
     pub fn open_region(region: Region) -> Result<Self> {
         let seg = Segment::open(ShmBacking::Region(region))?;
-        Self::with_segment(seg, false)
+        Self::with_segment(seg, Ownership::Opened)
     }
 
     /// Leaves the segment in place with no host process recorded, for
@@ -224,7 +235,7 @@ impl ShmHost {
         self.seg
             .region
             .store_u64(header::field::HOST_START_TIME, 0, Ordering::Release)?;
-        self.owns_segment = false;
+        self.ownership = Ownership::Opened;
         Ok(self.path().map(Path::to_path_buf))
     }
 
@@ -1029,7 +1040,7 @@ impl Drop for ShmHost {
     fn drop(&mut self) {
         // A copy of this process made by `fork` leaves the segment to the
         // process that created it (`shm.file.fork`).
-        if !self.owns_segment || !self.seg.leases.in_opening_process() {
+        if self.ownership == Ownership::Opened || !self.seg.leases.in_opening_process() {
             return;
         }
         let _ = self.shutdown();
@@ -1047,6 +1058,7 @@ impl Drop for ShmHost {
 mod tests {
     use super::*;
     use crate::party::id;
+    use crate::testing::TwoOpenings;
 
     // A guest in the middle of claiming an Empty entry holds its presence
     // lock and has recorded itself as holder; a reservation of that entry
@@ -1054,14 +1066,8 @@ mod tests {
     // shm[verify shm.peer.reserve]
     #[test]
     fn a_reservation_leaves_an_entry_whose_presence_lock_is_held() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reserve.shm");
-        let config = SegmentConfig {
-            max_guests: 2,
-            ..SegmentConfig::default()
-        };
-        let mut host = ShmHost::create(&path, config).unwrap();
-        let claimer = Segment::open_path(&path, OwnerCheck::Required).unwrap();
+        let mut openings = TwoOpenings::new("reserve.shm");
+        let (host, claimer) = (&mut openings.host, &openings.other);
         let file = claimer.backing.mmap().unwrap().segment_file();
         let presence = ByteLock::try_lock(file, lock_byte::guest_presence(id(1)))
             .unwrap()

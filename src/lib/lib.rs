@@ -146,6 +146,8 @@ pub mod sys;
 #[cfg(not(feature = "cli"))]
 #[allow(dead_code)]
 mod sys;
+#[cfg(all(test, not(loom)))]
+mod testing;
 mod wait;
 mod watch;
 mod zerocopy;

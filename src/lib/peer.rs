@@ -106,15 +106,23 @@ pub(crate) enum Holder {
 }
 
 impl Holder {
-    /// This process, with or without the presence lock.
-    pub(crate) fn this_process(locking: bool) -> Self {
+    /// This process, keeping the presence lock or not as `presence` says.
+    pub(crate) fn this_process(presence: PresenceLock) -> Self {
         let pid = sys::current_pid();
-        if locking {
-            Holder::LockingProcess(pid)
-        } else {
-            Holder::Process(pid)
+        match presence {
+            PresenceLock::Kept => Holder::LockingProcess(pid),
+            PresenceLock::NotKept => Holder::Process(pid),
         }
     }
+}
+
+/// Whether a holder keeps its entry's presence lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PresenceLock {
+    /// It does: the lock tells whether it lives.
+    Kept,
+    /// It does not (a segment with no file to lock): its pid tells.
+    NotKept,
 }
 
 /// A view of one peer entry.

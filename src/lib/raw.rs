@@ -494,8 +494,7 @@ fn config_fields(f: &mut Fields<'_>, config: &std::result::Result<SegmentConfig,
         f.u32(at, name, |v| {
             let decoded = match name {
                 "slot_size" | "max_payload" => bytes_text(v.into()),
-                "heartbeat_interval_ms" if v == 0 => "off".into(),
-                "heartbeat_interval_ms" => format!("{v} ms"),
+                "heartbeat_interval_ms" => unless_zero(v, "off", |v| format!("{v} ms")),
                 _ => v.to_string(),
             };
             (decoded, limit(name))
@@ -528,11 +527,7 @@ fn host_fields(f: &mut Fields<'_>, layout_ok: &LayoutVerdict) {
         plain(if v % 2 == 1 { "odd" } else { "even" })
     });
     f.u32(hf::HOST_SLOTS_PER_GUEST, "host_slots_per_guest", |v| {
-        let decoded = if v == 0 {
-            "the fair share".to_string()
-        } else {
-            count(v, "slot")
-        };
+        let decoded = unless_zero(v, "the fair share", |v| count(v, "slot"));
         let check = match layout_ok {
             Ok(l) => Check::of(header::check_share(v, l)),
             Err(why) => Check::Unchecked(why.clone()),
@@ -616,7 +611,7 @@ fn peer_section(span: &Span, p: PeerId, at: u64) -> RawSection {
     });
     f.u64(pf::START_TIME, "start_time", |v| plain(start_time_text(v)));
     f.u64(pf::CLAIMED_UNIX_NS, "claimed_unix_ns", |v| {
-        plain(if v == 0 { "never".into() } else { utc(v) })
+        plain(unless_zero(v, "never", utc))
     });
     f.u32(pf::QUARANTINE, "quarantine", |v| match (v, QuarantineReason::from_u32(v)) {
         (0, _) => plain("none".to_string()),
@@ -826,28 +821,22 @@ fn count(n: u32, noun: &str) -> String {
     }
 }
 
+/// `zero` for a field whose 0 stands for nothing there (no process, no
+/// time, no setting), else its value as `text` words it.
+fn unless_zero<T: Copy + Into<u64>>(v: T, zero: &str, text: impl FnOnce(T) -> String) -> String {
+    if v.into() == 0 { zero.into() } else { text(v) }
+}
+
 fn pid_text(v: u32) -> String {
-    if v == 0 {
-        "none".into()
-    } else {
-        format!("pid {v}")
-    }
+    unless_zero(v, "none", |v| format!("pid {v}"))
 }
 
 fn waiting_text(v: u32) -> String {
-    if v == 0 {
-        "no".into()
-    } else {
-        "yes (asleep)".into()
-    }
+    unless_zero(v, "no", |_| "yes (asleep)".into())
 }
 
 fn start_time_text(v: u64) -> String {
-    if v == 0 {
-        "unknown".into()
-    } else {
-        format!("{v} clock ticks after boot")
-    }
+    unless_zero(v, "unknown", |v| format!("{v} clock ticks after boot"))
 }
 
 fn flags_text(v: u32) -> String {
@@ -871,15 +860,14 @@ fn flags_text(v: u32) -> String {
 
 /// A `CLOCK_MONOTONIC` time as an age.
 fn monotonic_text(v: u64) -> String {
-    if v == 0 {
-        return "never".into();
-    }
-    let now = sys::monotonic_ns();
-    if v <= now {
-        format!("{:.1}s ago", (now - v) as f64 / 1e9)
-    } else {
-        format!("{:.1}s in the future", (v - now) as f64 / 1e9)
-    }
+    unless_zero(v, "never", |v| {
+        let now = sys::monotonic_ns();
+        if v <= now {
+            format!("{:.1}s ago", (now - v) as f64 / 1e9)
+        } else {
+            format!("{:.1}s in the future", (v - now) as f64 / 1e9)
+        }
+    })
 }
 
 /// Nanoseconds since the Unix epoch as a UTC date and time.

@@ -202,6 +202,35 @@ fn peer_died(peer_id: PeerId, ended: Ended) -> Error {
     }
 }
 
+/// The methods [`AsyncHost`] and [`AsyncGuest`] share over the end each
+/// wraps (its field `$end`, of type `$ty`, called `$name` in the docs): a
+/// macro, as a function cannot give two types methods, and a generic
+/// wrapper would change both types.
+macro_rules! wrapper_methods {
+    ($end:ident: $ty:ty, $name:literal) => {
+        /// How long a waiting call spins before it awaits the descriptor
+        /// (default 20 µs; zero: never). A spin holds the runtime's thread.
+        pub fn set_spin(&mut self, spin: Duration) {
+            self.waiter.spin = spin;
+        }
+
+        #[doc = concat!("The ", $name, ".")]
+        pub fn get_ref(&self) -> &$ty {
+            &self.$end
+        }
+
+        #[doc = concat!("The ", $name, ", for what is not async.")]
+        pub fn get_mut(&mut self) -> &mut $ty {
+            &mut self.$end
+        }
+
+        #[doc = concat!("The ", $name, ", unwrapped.")]
+        pub fn into_inner(self) -> $ty {
+            self.$end
+        }
+    };
+}
+
 /// A host whose sends and receives are `async`, for a tokio runtime.
 ///
 /// Made inside a runtime (tokio's reactor must be running); the host
@@ -233,26 +262,7 @@ impl AsyncHost {
         Ok(AsyncHost { host, waiter })
     }
 
-    /// How long a waiting call spins before it awaits the descriptor
-    /// (default 20 µs; zero: never). A spin holds the runtime's thread.
-    pub fn set_spin(&mut self, spin: Duration) {
-        self.waiter.spin = spin;
-    }
-
-    /// The host.
-    pub fn get_ref(&self) -> &ShmHost {
-        &self.host
-    }
-
-    /// The host, for what is not async.
-    pub fn get_mut(&mut self) -> &mut ShmHost {
-        &mut self.host
-    }
-
-    /// The host, unwrapped.
-    pub fn into_inner(self) -> ShmHost {
-        self.host
-    }
+    wrapper_methods!(host: ShmHost, "host");
 
     /// Receives the next message from any guest, with the id of the guest
     /// that sent it; waits as long as it takes (for new guests too, when
@@ -342,26 +352,7 @@ impl AsyncGuest {
         Ok(AsyncGuest { guest, waiter })
     }
 
-    /// How long a waiting call spins before it awaits the descriptor
-    /// (default 20 µs; zero: never). A spin holds the runtime's thread.
-    pub fn set_spin(&mut self, spin: Duration) {
-        self.waiter.spin = spin;
-    }
-
-    /// The guest.
-    pub fn get_ref(&self) -> &ShmGuest {
-        &self.guest
-    }
-
-    /// The guest, for what is not async.
-    pub fn get_mut(&mut self) -> &mut ShmGuest {
-        &mut self.guest
-    }
-
-    /// The guest, unwrapped.
-    pub fn into_inner(self) -> ShmGuest {
-        self.guest
-    }
+    wrapper_methods!(guest: ShmGuest, "guest");
 
     /// The error for a host whose process ended: gone if it said goodbye.
     fn host_ended(&self, ended: Ended) -> Error {

@@ -39,6 +39,15 @@ pub(crate) struct Leases {
     forks: u32,
 }
 
+/// What looking up a mark does with a pool whose marks are not made yet:
+/// a lease makes them; an unmarking or a look finds no lease there, and
+/// leaves the memory unspent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unmade {
+    Make,
+    Leave,
+}
+
 impl Leases {
     /// Room for the slots of every pool of `layout`, which lie in `region`.
     pub(crate) fn new(region: Region, layout: SegmentLayout) -> Self {
@@ -60,16 +69,17 @@ impl Leases {
         crate::sys::forks() == self.forks
     }
 
-    /// The mark of slot `slot` of pool `pool`, making the pool's marks if
-    /// `make`; `None` for a slot outside the layout (or not yet made).
-    fn mark(&self, pool: Party, slot: u32, make: bool) -> Option<&AtomicBool> {
+    /// The mark of slot `slot` of pool `pool`, making the pool's marks
+    /// first where `unmade` says so; `None` for a slot outside the layout
+    /// (or not yet made).
+    fn mark(&self, pool: Party, slot: u32, unmade: Unmade) -> Option<&AtomicBool> {
         if slot >= self.slots_per_pool {
             return None;
         }
         let cell = self.pools.get(usize::from(pool.number()))?;
         let marks = match cell.get() {
             Some(marks) => marks,
-            None if make => cell.get_or_init(|| {
+            None if unmade == Unmade::Make => cell.get_or_init(|| {
                 (0..self.slots_per_pool)
                     .map(|_| AtomicBool::new(false))
                     .collect()
@@ -80,20 +90,20 @@ impl Leases {
     }
 
     fn add(&self, pool: Party, slot: u32) {
-        if let Some(mark) = self.mark(pool, slot, true) {
+        if let Some(mark) = self.mark(pool, slot, Unmade::Make) {
             mark.store(true, Ordering::Relaxed);
         }
     }
 
     fn remove(&self, pool: Party, slot: u32) {
-        if let Some(mark) = self.mark(pool, slot, false) {
+        if let Some(mark) = self.mark(pool, slot, Unmade::Leave) {
             mark.store(false, Ordering::Relaxed);
         }
     }
 
     /// Whether slot `slot` of pool `pool` is lent out in this process.
     pub(crate) fn contains(&self, pool: Party, slot: u32) -> bool {
-        self.mark(pool, slot, false)
+        self.mark(pool, slot, Unmade::Leave)
             .is_some_and(|mark| mark.load(Ordering::Relaxed))
     }
 }
