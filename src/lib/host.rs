@@ -956,10 +956,13 @@ impl ShmHost {
     /// [`QuarantineReason::Evicted`]): from here on no receive looks at
     /// its ring and every send to it, receive from it, and its own sends
     /// and receives, fail with [`Error::Quarantined`]. Its entry is freed
-    /// at once if its holder is gone (dead, or none), and otherwise by the
-    /// first [`ShmHost::reclaim_dead`] after it is: a process that lives
-    /// may still write to the entry, which no other guest may have
-    /// meanwhile. Returns whether the entry was freed.
+    /// at once if its holder was gone (dead, or none) when the call began,
+    /// and otherwise by the first [`ShmHost::reclaim_dead`] after it is: a
+    /// process that lives may still write to the entry, which no other
+    /// guest may have meanwhile. Returns whether the entry was freed. (A
+    /// holder that lived when it was cut off keeps the entry through this
+    /// call even if, woken by it, it ends at once: what the call returns
+    /// does not race that process's exit.)
     ///
     /// An entry that is Quarantined already is only freed, if it can be.
     ///
@@ -999,10 +1002,21 @@ impl ShmHost {
                 self.seg.cut_off.insert(p);
             }
             _ => {
+                // Judged before the guest is woken to notice, which it may
+                // do by ending at once.
+                let lived = peer.snapshot().is_ok_and(|entry| {
+                    matches!(
+                        self.seg.judge(&entry),
+                        HolderStatus::Alive | HolderStatus::Stale
+                    )
+                });
                 self.seg.cut_off.insert(p);
                 peer.quarantine(QuarantineReason::Evicted)?;
                 for direction in [Direction::GuestToHost, Direction::HostToGuest] {
                     self.seg.ring(p, direction).wake_all()?;
+                }
+                if lived {
+                    return Ok(false);
                 }
             }
         }
