@@ -134,18 +134,6 @@ impl Consumer {
         self.end.ring.wait_for_data(waiting)
     }
 
-    /// Waits until a message comes, or as `waiting` says,
-    /// and takes it with `take` (this end's [`Consumer::try_recv`] or
-    /// [`Consumer::try_recv_with`]) in the same look that sees it.
-    #[inline(always)]
-    pub(crate) fn wait_to_take<T>(
-        &self,
-        waiting: &mut Waiting<'_>,
-        take: impl FnMut() -> Result<Option<T>>,
-    ) -> Result<Option<T>> {
-        self.end.ring.wait_to_take(waiting, take)
-    }
-
     /// How this end waits.
     pub(crate) fn strategy(&self) -> WaitStrategy {
         self.end.strategy

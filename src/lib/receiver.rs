@@ -240,7 +240,9 @@ impl Receiver {
             deadline,
             stop: &mut || checks.check(),
         };
-        let taken = end.wait_to_take(&mut waiting, || take(end));
+        // `take` is this end's `Consumer::try_recv` or `try_recv_with`,
+        // so the look that sees a message takes it.
+        let taken = end.ring().wait_to_take(&mut waiting, || take(end));
         let taken = taken.map_err(|e| self.broken(e))?;
         if taken.is_some() {
             self.took();

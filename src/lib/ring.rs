@@ -620,6 +620,18 @@ mod tests {
         d
     }
 
+    /// A ring of 4 holding descriptors 1, 2 and 3, and its producer's
+    /// copy of the head.
+    fn holding_three() -> (Ring, u32) {
+        let ring = Ring::open(&ring_region(4), 0, 4).unwrap();
+        let mut cached_head = 0;
+        assert!(
+            ring.push_batch(&mut cached_head, &[desc(1), desc(2), desc(3)])
+                .unwrap()
+        );
+        (ring, cached_head)
+    }
+
     // shm[verify shm.ring.spsc]
     #[test]
     fn fifo_until_full_then_refuses() {
@@ -677,13 +689,7 @@ mod tests {
     // shm[verify shm.ring.spsc]
     #[test]
     fn batch_larger_than_room_writes_nothing() {
-        let region = ring_region(4);
-        let ring = Ring::open(&region, 0, 4).unwrap();
-        let mut head_cache = 0;
-        assert!(
-            ring.push_batch(&mut head_cache, &[desc(1), desc(2), desc(3)])
-                .unwrap()
-        );
+        let (ring, mut head_cache) = holding_three();
         assert!(
             !ring
                 .push_batch(&mut head_cache, &[desc(4), desc(5)])
@@ -738,13 +744,7 @@ mod tests {
     // shm[verify shm.peer.detach]
     #[test]
     fn drain_hands_each_descriptor_over_before_taking_it() {
-        let region = ring_region(4);
-        let ring = Ring::open(&region, 0, 4).unwrap();
-        let mut cached = 0;
-        assert!(
-            ring.push_batch(&mut cached, &[desc(1), desc(2), desc(3)])
-                .unwrap()
-        );
+        let (ring, mut cached) = holding_three();
         let mut seen = Vec::new();
         let taken = ring
             .drain(|d| {
