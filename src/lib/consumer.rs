@@ -28,7 +28,6 @@ impl Consumer {
     }
 
     /// The ring this end takes from.
-    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     pub(crate) fn ring(&self) -> &crate::ring::Ring {
         &self.end.ring
     }
