@@ -150,6 +150,21 @@ impl Env {
         self.ok(&["send", seg, "--as", "host", "--to", peer, payload])
     }
 
+    /// `shmhub recv SEG --as host --from PEER --timeout TIMEOUT`, however
+    /// it ends.
+    pub fn recv_as_host_from(&self, seg: &str, peer: &str, timeout: &str) -> Run {
+        self.run(&[
+            "recv",
+            seg,
+            "--as",
+            "host",
+            "--from",
+            peer,
+            "--timeout",
+            timeout,
+        ])
+    }
+
     /// Creates a small segment under bare name `name` (plus `extra` flags).
     pub fn small(&self, name: &str, extra: &[&str]) -> PathBuf {
         self.ok(&small_args(name, extra));

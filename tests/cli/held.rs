@@ -369,18 +369,9 @@ fn a_receiving_end_in_use_by_a_live_process_is_not_shared() {
     env.run(&["recv", "seg", "--as", "host", "--timeout", "0"])
         .code(3)
         .error_line(&[&path, "in use by another process"]);
-    env.run(&[
-        "recv",
-        "seg",
-        "--as",
-        "host",
-        "--from",
-        "1",
-        "--timeout",
-        "0",
-    ])
-    .code(3)
-    .error_line(&[&path, "in use by another process"]);
+    env.recv_as_host_from("seg", "1", "0")
+        .code(3)
+        .error_line(&[&path, "in use by another process"]);
     // Nothing was taken from them.
     env.send_as_host("seg", "1", "for the guest");
     assert_eq!(guest.line(), "for the guest");

@@ -158,16 +158,7 @@ fn recv_from_an_empty_entry_is_refused_like_send_to_it() {
     env.small("seg", &[]);
     let seg = env.path("seg").display().to_string();
     for timeout in ["0", "1s"] {
-        let r = env.run(&[
-            "recv",
-            "seg",
-            "--as",
-            "host",
-            "--from",
-            "3",
-            "--timeout",
-            timeout,
-        ]);
+        let r = env.recv_as_host_from("seg", "3", timeout);
         r.error(&[&seg, "peer 3 is empty"]);
         assert!(
             r.elapsed < Duration::from_secs(1),

@@ -16,6 +16,13 @@ use serde_json::Value;
 
 use crate::common::*;
 
+/// A small segment "seg" with guests 1 and 2 attached (scripted).
+fn two_guests(env: &Env) {
+    env.small("seg", &[]);
+    env.attach("seg");
+    env.attach("seg");
+}
+
 /// Writes four bytes that are no state into guest `peer`'s state word,
 /// the first word of its entry in the peer table (docs/spec.md).
 fn scribble_state(env: &Env, seg: &str, peer: u64) {
@@ -140,9 +147,7 @@ fn a_held_host_serves_on_when_one_of_its_guests_is_evicted() {
 #[test]
 fn a_send_to_a_guest_with_a_bad_state_cuts_it_off() {
     let env = Env::new();
-    env.small("seg", &[]);
-    env.attach("seg");
-    env.attach("seg");
+    two_guests(&env);
     scribble_state(&env, "seg", 2);
     let r = env.run(&["send", "seg", "--as", "host", "--to", "2", "hi"]);
     r.code(1).error_line(&[
@@ -190,9 +195,7 @@ fn a_send_to_an_evicted_guest_whose_process_died_says_it_is_cut_off() {
 #[test]
 fn receives_as_the_host_go_on_past_a_guest_with_a_bad_state() {
     let env = Env::new();
-    env.small("seg", &[]);
-    env.attach("seg");
-    env.attach("seg");
+    two_guests(&env);
     env.ok(&["send", "seg", "--as", "1", "one"]);
     env.ok(&["send", "seg", "--as", "1", "two"]);
     scribble_state(&env, "seg", 2);
@@ -233,18 +236,9 @@ fn receives_as_the_host_go_on_past_a_guest_with_a_bad_state() {
         r.stderr
     );
     assert_eq!(peer(&env.inspect("seg"), 2)["state"], "quarantined");
-    env.run(&[
-        "recv",
-        "seg",
-        "--as",
-        "host",
-        "--from",
-        "2",
-        "--timeout",
-        "0",
-    ])
-    .code(1)
-    .error_line(&["seg: peer 2 is cut off for breaking the protocol (its entry's state)"]);
+    env.recv_as_host_from("seg", "2", "0")
+        .code(1)
+        .error_line(&["seg: peer 2 is cut off for breaking the protocol (its entry's state)"]);
 }
 
 // The same with the bad entry found by a receive from the bad guest
@@ -252,22 +246,9 @@ fn receives_as_the_host_go_on_past_a_guest_with_a_bad_state() {
 #[test]
 fn a_receive_from_a_guest_with_a_bad_state_cuts_it_off() {
     let env = Env::new();
-    env.small("seg", &[]);
-    env.attach("seg");
-    env.attach("seg");
+    two_guests(&env);
     scribble_state(&env, "seg", 2);
-    env.run(&[
-        "recv",
-        "seg",
-        "--as",
-        "host",
-        "--from",
-        "2",
-        "--timeout",
-        "0",
-    ])
-    .code(1)
-    .error_line(&[
+    env.recv_as_host_from("seg", "2", "0").code(1).error_line(&[
         "seg: peer 2 broke the protocol (its entry's state: ",
         "is cut off",
     ]);
@@ -291,9 +272,7 @@ fn ring<'a>(report: &'a Value, peer: u64, direction: &str) -> &'a Value {
 #[test]
 fn peek_shows_a_guest_cut_off_and_why() {
     let env = Env::new();
-    env.small("seg", &[]);
-    env.attach("seg");
-    env.attach("seg");
+    two_guests(&env);
     env.ok(&["send", "seg", "--as", "1", "from one"]);
     env.ok(&["send", "seg", "--as", "2", "from two"]);
     env.send_as_host("seg", "2", "to two");
@@ -365,9 +344,7 @@ fn peek_shows_a_guest_cut_off_and_why() {
 #[test]
 fn inspect_raw_shows_a_quarantined_entry_and_its_reason() {
     let env = Env::new();
-    env.small("seg", &[]);
-    env.attach("seg");
-    env.attach("seg");
+    two_guests(&env);
     scribble_state(&env, "seg", 2);
     env.run(&["send", "seg", "--as", "host", "--to", "2", "hi"])
         .code(1);

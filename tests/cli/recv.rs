@@ -240,17 +240,7 @@ fn host_receives_from_any_guest_or_only_from_one() {
         "--from 2 left guest 1's message alone"
     );
     assert_eq!(ring_len(&report, 2, "to_host"), 0);
-    env.run(&[
-        "recv",
-        "seg",
-        "--as",
-        "host",
-        "--from",
-        "2",
-        "--timeout",
-        "0",
-    ])
-    .code(3);
+    env.recv_as_host_from("seg", "2", "0").code(3);
     env.ok(&["send", "seg", "--as", "2", "again"]);
     let got = env
         .ok(&["recv", "seg", "--as", "host", "--count", "2", "--json"])
@@ -534,26 +524,8 @@ fn a_killed_guest_is_told_alike_to_a_send_and_any_receive_from_it() {
     let (id, pid) = env.attach_then_kill("seg");
     let id = id.to_string();
     let sent = env.run(&["send", "seg", "--as", "host", "--to", &id, "hi"]);
-    let waited = env.run(&[
-        "recv",
-        "seg",
-        "--as",
-        "host",
-        "--from",
-        &id,
-        "--timeout",
-        "1s",
-    ]);
-    let looked = env.run(&[
-        "recv",
-        "seg",
-        "--as",
-        "host",
-        "--from",
-        &id,
-        "--timeout",
-        "0",
-    ]);
+    let waited = env.recv_as_host_from("seg", &id, "1s");
+    let looked = env.recv_as_host_from("seg", &id, "0");
     let said = format!(
         "peer {id} died (pid {pid}) without detaching; `shmhub reclaim {}` frees its entry",
         env.path("seg").display()

@@ -64,4 +64,15 @@ static inline int matches(const unsigned char *buf, size_t len, unsigned seed) {
     return 1;
 }
 
+/* The main() of a program run once as the host (`NAME host PATH`) and once
+ * as a guest (`NAME guest PATH`) of the segment at PATH: it calls the
+ * program's host() or guest(). */
+#define HOST_AND_GUEST_MAIN(name)                                                    \
+    int main(int argc, char **argv) {                                                \
+        if (argc == 3 && strcmp(argv[1], "host") == 0) return host(argv[2]);        \
+        if (argc == 3 && strcmp(argv[1], "guest") == 0) return guest(argv[2]);      \
+        fprintf(stderr, "usage: " name " host|guest PATH\n");                      \
+        return 2;                                                                    \
+    }
+
 #endif

@@ -95,9 +95,4 @@ static int guest(const char *path) {
     return 0;
 }
 
-int main(int argc, char **argv) {
-    if (argc == 3 && strcmp(argv[1], "host") == 0) return host(argv[2]);
-    if (argc == 3 && strcmp(argv[1], "guest") == 0) return guest(argv[2]);
-    fprintf(stderr, "usage: pair host|guest PATH\n");
-    return 2;
-}
+HOST_AND_GUEST_MAIN("pair")
