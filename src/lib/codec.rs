@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::party::Party;
 use crate::pool::Pool;
 use crate::pool::SlotRef;
+use crate::region::Mode;
 use crate::zerocopy::{Leases, LentSlot, Received};
 
 /// `desc` carrying `payload` (at most [`INLINE_CAPACITY`] bytes) in its
@@ -81,8 +82,8 @@ pub(crate) struct Refusal {
 /// ([`decode`]), and inspection shows it.
 ///
 /// shm[impl shm.recv.validate]
-pub(crate) fn check(
-    pool: &Pool<'_>,
+pub(crate) fn check<M: Mode>(
+    pool: &Pool<M>,
     receiver: Party,
     desc: &MsgDesc,
 ) -> std::result::Result<Placement, Refusal> {
@@ -128,7 +129,7 @@ pub(crate) fn check(
 // the receive call; everything else goes through `decode_checked`.
 #[inline(always)]
 pub(crate) fn decode(
-    pool: &Pool<'_>,
+    pool: &Pool,
     receiver: Party,
     desc: MsgDesc,
     leases: &Arc<Leases>,
@@ -144,7 +145,7 @@ pub(crate) fn decode(
 /// [`decode`] of any descriptor: [`check`], then the message.
 #[inline(never)]
 fn decode_checked(
-    pool: &Pool<'_>,
+    pool: &Pool,
     receiver: Party,
     desc: MsgDesc,
     leases: &Arc<Leases>,
@@ -156,7 +157,7 @@ fn decode_checked(
             if refusal.by_slot {
                 // A slot that is really this receiver's, named with a bad
                 // offset or length, goes back rather than leaking.
-                pool.free_if_held_by(slot_of(&desc), receiver)?;
+                pool.free_if_held_by(slot_of(&desc), receiver);
             }
             return Err(Error::BadDescriptor {
                 from: pool.owner().to_string(),
@@ -178,10 +179,9 @@ fn decode_checked(
 /// memory its receiver can write, so one naming a slot in flight to
 /// someone else (a forged drain, `shm.peer.quarantine`), or not allocated
 /// at its generation, frees nothing.
-pub(crate) fn discard(pool: &Pool<'_>, receiver: Party, bytes: &[u8; DESC_SIZE]) -> Result<()> {
+pub(crate) fn discard(pool: &Pool, receiver: Party, bytes: &[u8; DESC_SIZE]) {
     let desc = MsgDesc::from_bytes(bytes);
     if desc.is_slot() {
-        pool.free_if_held_by(slot_of(&desc), receiver)?;
+        pool.free_if_held_by(slot_of(&desc), receiver);
     }
-    Ok(())
 }

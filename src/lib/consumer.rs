@@ -79,7 +79,7 @@ impl Consumer {
     #[inline(always)]
     fn decode(&self, desc: MsgDesc) -> Result<Received> {
         let receiver = self.end.receiver();
-        codec::decode(&self.end.sender_pool(), receiver, desc, &self.end.leases)
+        codec::decode(&self.end.pool, receiver, desc, &self.end.leases)
     }
 
     /// Takes up to `max` (at most [`RECV_BATCH`], at least one) new
@@ -142,9 +142,10 @@ impl Consumer {
     /// descriptors name (the receiver left, or the entry is being reset).
     /// Returns how many descriptors were dropped.
     pub(crate) fn discard_all(&self) -> Result<usize> {
-        let (pool, receiver) = (self.end.sender_pool(), self.end.receiver());
-        self.end
-            .ring
-            .drain(|desc| codec::discard(&pool, receiver, desc))
+        let (pool, receiver) = (&self.end.pool, self.end.receiver());
+        self.end.ring.drain(|desc| {
+            codec::discard(pool, receiver, desc);
+            Ok(())
+        })
     }
 }

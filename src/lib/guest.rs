@@ -267,7 +267,7 @@ impl ShmGuest {
                 seg.drain_stale_to_guest(p)?;
             }
             drop(receiving);
-            seg.pool(Party::Host).recount_held(p)?;
+            seg.pool(Party::Host)?.recount_held(p);
         }
         Ok(Some((epoch, presence)))
     }

@@ -445,7 +445,7 @@ impl ShmHost {
         // What waits in the ring was sent to an earlier guest of the
         // entry; the guest to come gets only what is sent now.
         self.seg.drop_stale_to_guest(p)?;
-        self.seg.pool(Party::Host).recount_held(p)?;
+        self.seg.pool(Party::Host)?.recount_held(p);
         Ok(true)
     }
 
@@ -904,7 +904,7 @@ impl ShmHost {
         // writing descriptors and publishing the tail.
         self.seg.ring(p, Direction::GuestToHost).settle_tail()?;
         self.seg.free_guest_slots(p)?;
-        self.seg.pool(Party::Host).recount_held(p)?;
+        self.seg.pool(Party::Host)?.recount_held(p);
         self.senders[index].resync();
         peer.set_holder(Holder::Nobody)?;
         // A compare-and-swap like every other move: a plain claim cannot
@@ -937,7 +937,8 @@ impl ShmHost {
             // The frees counted the host's slots returned into the ring
             // just zeroed: without a recount the entry would show
             // 2^32 - n of them held until its next claim.
-            seg.pool(Party::Host).recount_held(p)
+            seg.pool(Party::Host)?.recount_held(p);
+            Ok(())
         })();
         if cleaned.is_err() {
             return Ok(Some(SkipReason::Quarantined));

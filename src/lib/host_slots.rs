@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use crate::error::Result;
 use crate::layout::SegmentLayout;
 use crate::party::PeerId;
-use crate::region::{Region, RegionError};
+use crate::region::{Atomics, Mode, Region, RegionError, Writing};
 use crate::sync::atomic::AtomicU32;
 
 /// Byte offsets of the counters from the start of a host-to-guest ring's
@@ -30,23 +30,41 @@ pub(crate) mod field {
     pub const RETURNED: u64 = 72;
 }
 
-/// The two counters of one guest.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Counters<'a> {
-    /// Slots handed to the guest, ever.
-    pub(crate) handed: &'a AtomicU32,
-    /// Slots the guest held that were freed, ever.
-    pub(crate) returned: &'a AtomicU32,
+/// The two counters of every guest of a segment, checked once: what the
+/// host's pool keeps as it hands slots over and takes them back.
+#[derive(Debug, Clone)]
+pub(crate) struct Counters<M: Mode = Writing> {
+    /// Slots handed to each guest, ever (index: the guest's table index).
+    handed: Atomics<AtomicU32, M>,
+    /// Slots each guest held that were freed, ever.
+    returned: Atomics<AtomicU32, M>,
 }
 
-impl<'a> Counters<'a> {
-    /// Guest `guest`'s counters in `region`.
-    pub(crate) fn of(region: &'a Region, layout: &SegmentLayout, guest: PeerId) -> Result<Self> {
-        let ring = layout.host_to_guest_ring(guest);
+impl<M: Mode> Counters<M> {
+    /// The counters of every guest of `layout` in `region`.
+    pub(crate) fn open(region: &Region, layout: &SegmentLayout) -> Result<Self> {
+        // The first guest's host-to-guest ring: the second of its pair.
+        let first = layout.rings_offset + layout.ring_size;
+        let (count, stride) = (layout.config.max_guests, layout.ring_pair_stride);
         Ok(Counters {
-            handed: region.atomic_u32(ring + field::HANDED)?,
-            returned: region.atomic_u32(ring + field::RETURNED)?,
+            handed: Atomics::new(region, first + field::HANDED, count, stride)?,
+            returned: Atomics::new(region, first + field::RETURNED, count, stride)?,
         })
+    }
+}
+
+impl Counters<Writing> {
+    /// Guest `guest`'s count of slots handed to it; `None` for a guest
+    /// past the table.
+    #[inline]
+    pub(crate) fn handed(&self, guest: PeerId) -> Option<&AtomicU32> {
+        self.handed.get(guest.index() as u32)
+    }
+
+    /// Guest `guest`'s count of slots it held that were freed.
+    #[inline]
+    pub(crate) fn returned(&self, guest: PeerId) -> Option<&AtomicU32> {
+        self.returned.get(guest.index() as u32)
     }
 }
 

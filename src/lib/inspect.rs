@@ -16,7 +16,7 @@ use crate::mmap::{FileOwner, MmapRegion};
 use crate::party::{IntoPeerId, PeerId, PeerState};
 use crate::peer::{self, Peer, PeerEntry};
 use crate::pool::{Pool, PoolUsage};
-use crate::region::Region;
+use crate::region::{Reading, Region};
 use crate::ring::{RingState, RingView};
 use crate::share::host_share;
 use crate::sys;
@@ -263,7 +263,7 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
             owner: owner.number(),
             owner_name: owner.to_string(),
             slot_size: layout.config.slot_size,
-            usage: Pool::new(region, &layout, owner).usage()?,
+            usage: Pool::<Reading>::open(region, &layout, owner)?.usage(),
         });
     }
     // A bad entry makes the fair share unknowable; the fixed one stands.

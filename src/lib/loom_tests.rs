@@ -344,7 +344,7 @@ fn party(n: u8) -> Party {
 /// Owner `who` uses a slot it holds: writes its name into the payload and
 /// reads it back. Two owners at once would race on these bytes (loom
 /// reports it) or read each other's name.
-fn use_slot(pool: &Pool<'_>, region: &Region, slot: SlotRef, who: u8) {
+fn use_slot(pool: &Pool, region: &Region, slot: SlotRef, who: u8) {
     let slot = slot.index;
     let at = pool.data_offset(slot);
     region.write(at, &[who; 8]).unwrap();
@@ -356,9 +356,9 @@ fn use_slot(pool: &Pool<'_>, region: &Region, slot: SlotRef, who: u8) {
 /// A pool of one slot (see [`pool_region`]), held by party 0.
 fn one_slot_held() -> (Region, SegmentLayout, SlotRef) {
     let (region, layout) = pool_region(1);
-    let slot = Pool::new(&region, &layout, Party::Host)
-        .try_alloc(party(0), &mut 0)
+    let slot = Pool::open(&region, &layout, Party::Host)
         .unwrap()
+        .try_alloc(party(0), &mut 0)
         .unwrap();
     (region, layout, slot)
 }
@@ -368,10 +368,10 @@ fn one_slot_held() -> (Region, SegmentLayout, SlotRef) {
 fn spawn_on_pool<T: 'static>(
     region: &Region,
     layout: SegmentLayout,
-    body: impl FnOnce(&Pool<'_>, &Region) -> T + 'static,
+    body: impl FnOnce(&Pool, &Region) -> T + 'static,
 ) -> thread::JoinHandle<T> {
     spawn_on(region, move |region| {
-        body(&Pool::new(&region, &layout, Party::Host), &region)
+        body(&Pool::open(&region, &layout, Party::Host).unwrap(), &region)
     })
 }
 
@@ -386,14 +386,14 @@ fn loom_pool_allocations_are_exclusive_and_bump_generations() {
     check(None, || {
         let (region, layout) = pool_region(1);
         let worker = move |region: Region, who: u8| {
-            let pool = Pool::new(&region, &layout, Party::Host);
+            let pool = Pool::open(&region, &layout, Party::Host).unwrap();
             let mut generations = Vec::new();
             for _ in 0..2 {
-                if let Some(slot) = pool.try_alloc(party(who), &mut 0).unwrap() {
+                if let Some(slot) = pool.try_alloc(party(who), &mut 0) {
                     assert_eq!(slot.index, 0);
                     assert!(pool.validate(slot, party(who), 0, 64).is_ok());
                     use_slot(&pool, &region, slot, who);
-                    assert!(pool.free(slot).unwrap());
+                    assert!(pool.free(slot));
                     generations.push(slot.generation);
                 }
             }
@@ -409,10 +409,10 @@ fn loom_pool_allocations_are_exclusive_and_bump_generations() {
             "each thread finds the slot free at least once it is alone"
         );
         assert_eq!(generations, (1..=n).collect::<Vec<_>>());
-        let pool = Pool::new(&region, &layout, Party::Host);
-        assert_eq!(pool.usage().unwrap().used, 0);
+        let pool = Pool::open(&region, &layout, Party::Host).unwrap();
+        assert_eq!(pool.usage().used, 0);
         assert_eq!(
-            pool.try_alloc(party(0), &mut 0).unwrap(),
+            pool.try_alloc(party(0), &mut 0),
             Some(SlotRef {
                 index: 0,
                 generation: n + 1
@@ -429,14 +429,9 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
     // allocation then finds nothing.
     check(None, || {
         let (region, layout) = pool_region(2);
-        let other = spawn_on_pool(&region, layout, |pool, _| {
-            pool.try_alloc(party(2), &mut 0).unwrap()
-        });
-        let pool = Pool::new(&region, &layout, Party::Host);
-        let mine = pool
-            .try_alloc(party(1), &mut 0)
-            .unwrap()
-            .expect("a slot is free");
+        let other = spawn_on_pool(&region, layout, |pool, _| pool.try_alloc(party(2), &mut 0));
+        let pool = Pool::open(&region, &layout, Party::Host).unwrap();
+        let mine = pool.try_alloc(party(1), &mut 0).expect("a slot is free");
         let theirs = other.join().unwrap().expect("a slot is free");
         assert_ne!(mine.index, theirs.index);
         assert_eq!((mine.generation, theirs.generation), (1, 1));
@@ -444,7 +439,7 @@ fn loom_pool_concurrent_allocations_get_distinct_slots() {
         assert!(valid(mine, 1));
         assert!(valid(theirs, 2));
         assert!(!valid(theirs, 1));
-        assert_eq!(pool.try_alloc(party(3), &mut 0).unwrap(), None);
+        assert_eq!(pool.try_alloc(party(3), &mut 0), None);
     });
 }
 
@@ -458,15 +453,15 @@ fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
     // free), and afterwards the pool accounts for every slot.
     check(None, || {
         let (region, layout) = pool_region(3);
-        let pool = Pool::new(&region, &layout, Party::Host);
+        let pool = Pool::open(&region, &layout, Party::Host).unwrap();
         let held: Vec<SlotRef> = (0..2)
-            .map(|_| pool.try_alloc(party(1), &mut 0).unwrap().unwrap())
+            .map(|_| pool.try_alloc(party(1), &mut 0).unwrap())
             .collect();
-        let third = pool.try_alloc(party(2), &mut 0).unwrap().unwrap().index;
+        let third = pool.try_alloc(party(2), &mut 0).unwrap().index;
         let allocator = spawn_on_pool(&region, layout, |pool, region| {
             let mut got = Vec::new();
             for _ in 0..2 {
-                if let Some(slot) = pool.try_alloc(party(2), &mut 0).unwrap() {
+                if let Some(slot) = pool.try_alloc(party(2), &mut 0) {
                     use_slot(pool, region, slot, 2);
                     got.push((slot.index, slot.generation));
                 }
@@ -476,7 +471,7 @@ fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
         for &slot in &held {
             use_slot(&pool, &region, slot, 1);
         }
-        assert_eq!(pool.free_many(&held).unwrap(), 2);
+        assert_eq!(pool.free_many(&held), 2);
         let got = allocator.join().unwrap();
         for &(slot, generation) in &got {
             assert_ne!(slot, third, "the allocator's own slot was handed out again");
@@ -485,7 +480,7 @@ fn loom_pool_batch_free_racing_an_allocator_hands_each_slot_out_once() {
                 "slot {slot} came back at its next generation"
             );
         }
-        assert_eq!(pool.usage().unwrap().used, 1 + got.len() as u32);
+        assert_eq!(pool.usage().used, 1 + got.len() as u32);
     });
 }
 
@@ -497,21 +492,21 @@ fn loom_pool_racing_frees_of_one_allocation_free_it_once() {
     // at the next generation.
     check(None, || {
         let (region, layout, slot) = one_slot_held();
-        let pool = Pool::new(&region, &layout, Party::Host);
-        let other = spawn_on_pool(&region, layout, move |pool, _| pool.free(slot).unwrap());
-        let mine = pool.free(slot).unwrap();
+        let pool = Pool::open(&region, &layout, Party::Host).unwrap();
+        let other = spawn_on_pool(&region, layout, move |pool, _| pool.free(slot));
+        let mine = pool.free(slot);
         let theirs = other.join().unwrap();
         assert!(
             mine ^ theirs,
             "freed {} times",
             u8::from(mine) + u8::from(theirs)
         );
-        assert_eq!(pool.usage().unwrap().used, 0);
+        assert_eq!(pool.usage().used, 0);
         assert_eq!(
-            pool.try_alloc(party(0), &mut 0).unwrap(),
+            pool.try_alloc(party(0), &mut 0),
             Some(slot.next_generation())
         );
-        assert_eq!(pool.try_alloc(party(0), &mut 0).unwrap(), None);
+        assert_eq!(pool.try_alloc(party(0), &mut 0), None);
     });
 }
 
@@ -535,7 +530,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
         let sender = {
             let (pool_mem, ring_mem) = (pool_mem.clone(), ring_mem.clone());
             thread::spawn(move || {
-                let pool = Pool::new(&pool_mem, &layout, Party::Host);
+                let pool = Pool::open(&pool_mem, &layout, Party::Host).unwrap();
                 let mut stop = yield_then_go_on;
                 let slot = pool
                     .alloc(Party::Host, &mut 0, &mut blocking(&mut stop), None)
@@ -543,7 +538,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
                 pool_mem
                     .write(pool.data_offset(slot.index), b"payload!")
                     .unwrap();
-                pool.set_holder(slot, party(1)).unwrap();
+                pool.set_holder(slot, party(1));
                 let mut d = desc(0);
                 d[4..8].copy_from_slice(&slot.index.to_le_bytes());
                 d[8..12].copy_from_slice(&slot.generation.to_le_bytes());
@@ -552,12 +547,12 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
             })
         };
         let third = spawn_on_pool(&pool_mem, layout, |pool, pool_mem| {
-            let slot = pool.try_alloc(party(0), &mut 0).unwrap()?;
+            let slot = pool.try_alloc(party(0), &mut 0)?;
             use_slot(pool, pool_mem, slot, 3);
-            assert!(pool.free(slot).unwrap());
+            assert!(pool.free(slot));
             Some(slot.generation)
         });
-        let pool = Pool::new(&pool_mem, &layout, Party::Host);
+        let pool = Pool::open(&pool_mem, &layout, Party::Host).unwrap();
         let d = consume_blocking(&Ring::open(&ring_mem, 0, CAPACITY).unwrap(), 1)[0];
         let sent = SlotRef {
             index: u32::from_le_bytes(d[4..8].try_into().unwrap()),
@@ -569,7 +564,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
         let mut payload = [0u8; 8];
         pool_mem.read(at, &mut payload).unwrap();
         assert_eq!(&payload, b"payload!");
-        assert!(pool.free(sent).unwrap());
+        assert!(pool.free(sent));
         assert!(
             pool.validate(sent, party(1), 0, 8).is_err(),
             "a freed slot does not validate"
@@ -578,7 +573,7 @@ fn loom_pool_send_validate_free_beside_another_allocation() {
         if let Some(theirs) = third.join().unwrap() {
             assert_ne!(theirs, sent.generation);
         }
-        assert_eq!(pool.usage().unwrap().used, 0);
+        assert_eq!(pool.usage().used, 0);
     });
 }
 
@@ -591,13 +586,13 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
     // the new allocation.
     check(None, || {
         let (region, layout, slot) = one_slot_held();
-        let pool = Pool::new(&region, &layout, Party::Host);
+        let pool = Pool::open(&region, &layout, Party::Host).unwrap();
         let freer = spawn_on_pool(&region, layout, move |pool, _| {
-            assert!(pool.free(slot).unwrap());
-            pool.free(slot).unwrap()
+            assert!(pool.free(slot));
+            pool.free(slot)
         });
         let again = loop {
-            match pool.try_alloc(party(1), &mut 0).unwrap() {
+            match pool.try_alloc(party(1), &mut 0) {
                 Some(found) => break found,
                 None => thread::yield_now(),
             }
@@ -609,11 +604,7 @@ fn loom_pool_stale_free_racing_a_reallocation_frees_nothing() {
             "the second free of generation {} freed something",
             slot.generation
         );
-        assert_eq!(
-            pool.usage().unwrap().used,
-            1,
-            "the new allocation was freed"
-        );
+        assert_eq!(pool.usage().used, 1, "the new allocation was freed");
         assert!(
             pool.validate(slot.next_generation(), party(1), 0, 1)
                 .is_ok()
@@ -631,7 +622,7 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
     // deadlock). The count never exceeds the share.
     check(Some(3), || {
         let (pool_mem, layout) = pool_region(2);
-        let pool = Pool::new(&pool_mem, &layout, Party::Host);
+        let pool = Pool::open(&pool_mem, &layout, Party::Host).unwrap();
         let limit = || Ok(1);
         let handed = std::cell::RefCell::new(
             HandedSlots::for_share(&layout, 1)
@@ -639,14 +630,7 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
         );
         let alloc = || {
             let mut handed = handed.borrow_mut();
-            let mut share = HostShare::new(
-                Pool::new(&pool_mem, &layout, Party::Host),
-                &layout,
-                id(1),
-                1,
-                &limit,
-                &mut handed,
-            );
+            let mut share = HostShare::new(&pool, &layout, id(1), 1, &limit, &mut handed);
             let mut stop = yield_then_go_on;
             pool.alloc(
                 Party::Host,
@@ -657,15 +641,15 @@ fn loom_a_receiver_at_its_share_wakes_the_waiting_sender_when_it_frees() {
             .unwrap()
         };
         let first = alloc();
-        pool.set_holder(first, party(1)).unwrap();
+        pool.set_holder(first, party(1));
         handed.borrow_mut().push(first);
         let receiver = spawn_on_pool(&pool_mem, layout, move |pool, _| {
             assert!(pool.held(id(1)).unwrap() <= 1, "over its share");
-            assert!(pool.free(first).unwrap());
+            assert!(pool.free(first));
         });
         let second = alloc();
         assert_eq!(pool.held(id(1)).unwrap(), 0, "allocated while at the share");
-        pool.set_holder(second, party(1)).unwrap();
+        pool.set_holder(second, party(1));
         assert_eq!(pool.held(id(1)).unwrap(), 1);
         receiver.join().unwrap();
         assert_eq!(pool.held(id(1)).unwrap(), 1);

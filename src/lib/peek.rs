@@ -27,7 +27,7 @@ use crate::mmap::MmapRegion;
 use crate::party::{Party, PeerId, PeerState, QuarantineReason};
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::region::Region;
+use crate::region::{Reading, Region};
 use crate::ring::RingView;
 
 /// Most payload bytes a preview shows.
@@ -306,7 +306,7 @@ fn look_with(
         layout.config.ring_capacity,
     );
     let (sender, receiver) = direction.ends(guest);
-    let pool = Pool::new(region, layout, sender);
+    let pool = Pool::<Reading>::open(region, layout, sender)?;
     for _ in 0..tries {
         let head = ring.head()?;
         let tail = ring.state()?.tail;
@@ -327,14 +327,14 @@ fn look_with(
         for (position, bytes) in &taken {
             let desc = MsgDesc::from_bytes(bytes);
             if desc.is_slot() {
-                slots_seen.push((desc.slot_index, pool.slot_word(desc.slot_index)?));
+                slots_seen.push((desc.slot_index, pool.slot_word(desc.slot_index)));
             }
             messages.push(message(&pool, receiver, *position, &desc, previews)?);
         }
         meanwhile();
         let mut unchanged = ring.head()? == head;
         for (slot, before) in &slots_seen {
-            unchanged &= pool.slot_word(*slot)? == *before;
+            unchanged &= pool.slot_word(*slot) == *before;
         }
         if unchanged {
             let (state, raw_state, quarantine) = entry_state(&Peer::new(region, layout, guest))?;
@@ -377,7 +377,7 @@ fn entry_state(peer: &Peer<'_>) -> Result<(Option<PeerState>, u32, Option<Quaran
 /// One descriptor as a listed message: judged, and previewed if it checks
 /// out and `preview` asks for it.
 fn message(
-    pool: &Pool<'_>,
+    pool: &Pool<Reading>,
     receiver: Party,
     position: u32,
     desc: &MsgDesc,
@@ -496,17 +496,14 @@ mod tests {
 
         // A slot a listed message names is freed and allocated again
         // without the head moving (a broken or dying process): void.
-        let pool = Pool::new(&region, &layout, Party::Host);
+        let pool: Pool = Pool::open(&region, &layout, Party::Host).unwrap();
         let named = look_once(&mut || {}).unwrap().messages[0].slot.unwrap();
         let void = look_once(&mut || {
-            assert!(
-                pool.free(crate::pool::SlotRef {
-                    index: named.index,
-                    generation: named.generation,
-                })
-                .unwrap()
-            );
-            pool.try_alloc(Party::Host, &mut 0).unwrap().unwrap();
+            assert!(pool.free(crate::pool::SlotRef {
+                index: named.index,
+                generation: named.generation,
+            }));
+            pool.try_alloc(Party::Host, &mut 0).unwrap();
         });
         assert!(matches!(void, Err(Error::Changing { .. })), "{void:?}");
 

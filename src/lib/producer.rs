@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::header;
 use crate::layout::Direction;
 use crate::peer::{Presence, Publication};
-use crate::pool::{Gate, Pool, SlotRef};
+use crate::pool::{Gate, SlotRef};
 use crate::ready::Mark;
 use crate::ring_end::RingEnd;
 use crate::share::{HandedSlots, HostShare, host_share};
@@ -106,7 +106,7 @@ impl Producer {
     pub(crate) fn room_vigils(&self) -> Result<Vec<crate::wait::Vigil>> {
         Ok(vec![
             self.end.ring.producer_vigil(),
-            self.end.sender_pool().release_vigil()?,
+            self.end.pool.release_vigil(),
         ])
     }
 
@@ -139,7 +139,7 @@ impl Producer {
     /// Allocates a slot of the sender's pool, waiting until `deadline`;
     /// the host's sends also wait while the guest holds its share.
     fn alloc(&mut self, waiting: &mut Waiting<'_>) -> Result<SlotRef> {
-        let pool = Pool::new(&self.end.region, &self.end.layout, self.end.sender());
+        let pool = &self.end.pool;
         let sender = pool.owner();
         let Some(handed) = &mut self.host_slots_handed else {
             return pool.alloc(sender, &mut self.pool_hint, waiting, None);
@@ -184,18 +184,12 @@ impl Producer {
             return Ok((codec::inline(desc, payload), None));
         }
         let slot = self.alloc(waiting)?;
-        let pool = self.end.sender_pool();
-        let receiver = self.end.receiver();
-        let written = self
-            .end
-            .region
-            .write(pool.data_offset(slot.index), payload)
-            .map_err(Error::from)
-            .and_then(|()| pool.set_holder(slot, receiver));
-        if let Err(e) = written {
-            pool.free(slot)?;
-            return Err(e);
+        let pool = &self.end.pool;
+        if let Err(e) = self.end.region.write(pool.data_offset(slot.index), payload) {
+            pool.free(slot);
+            return Err(e.into());
         }
+        pool.set_holder(slot, self.end.receiver());
         if let Some(handed) = &mut self.host_slots_handed {
             handed.push(slot);
         }
@@ -204,9 +198,8 @@ impl Producer {
 
     /// Frees slots that were placed but will not be published.
     fn free_slots(&self, slots: &[SlotRef]) -> Result<()> {
-        let pool = self.end.sender_pool();
         for &slot in slots {
-            pool.free(slot)?;
+            self.end.pool.free(slot);
         }
         Ok(())
     }
@@ -276,9 +269,9 @@ impl Producer {
         if taken == descs.len() {
             return Ok(());
         }
-        let (pool, receiver) = (self.end.sender_pool(), self.end.receiver());
+        let (pool, receiver) = (&self.end.pool, self.end.receiver());
         for desc in &descs[taken..] {
-            codec::discard(&pool, receiver, desc)?;
+            codec::discard(pool, receiver, desc);
         }
         Err(gone)
     }
@@ -401,7 +394,7 @@ impl Producer {
         self.wait_for_room(waiting)?;
         let slot = self.alloc(waiting)?;
         Ok(SlotLoan::new(
-            &self.end.sender_pool(),
+            &self.end.pool,
             slot,
             len,
             self.end.leases.clone(),
@@ -423,7 +416,7 @@ impl Producer {
                 self.end.guest
             )));
         }
-        self.end.sender_pool().set_holder(loan.slot, receiver)?;
+        self.end.pool.set_holder(loan.slot, receiver);
         if let Some(handed) = &mut self.host_slots_handed {
             handed.push(loan.slot);
         }

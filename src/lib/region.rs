@@ -331,6 +331,9 @@ pub(crate) trait Atomic {
     /// Its size, which is also its alignment.
     const SIZE: u64;
 
+    /// The integer it holds.
+    type Value: Copy;
+
     /// The atomic at byte `at` of `region`.
     ///
     /// # Safety
@@ -338,40 +341,113 @@ pub(crate) trait Atomic {
     /// As for [`Region::u32_at`], with `SIZE` bytes and `SIZE`-byte
     /// alignment.
     unsafe fn at(region: &Region, at: usize) -> &Self;
+
+    /// Loads its value.
+    fn load_value(&self, order: Ordering) -> Self::Value;
 }
 
 impl Atomic for AtomicU32 {
     const SIZE: u64 = 4;
+    type Value = u32;
 
     #[inline(always)]
     unsafe fn at(region: &Region, at: usize) -> &Self {
         // SAFETY: the caller's guarantee is `u32_at`'s.
         unsafe { region.u32_at(at) }
     }
+
+    #[inline(always)]
+    fn load_value(&self, order: Ordering) -> u32 {
+        self.load(order)
+    }
 }
 
 impl Atomic for AtomicU64 {
     const SIZE: u64 = 8;
+    type Value = u64;
 
     #[inline(always)]
     unsafe fn at(region: &Region, at: usize) -> &Self {
         // SAFETY: the caller's guarantee is `u64_at`'s.
         unsafe { region.u64_at(at) }
     }
+
+    #[inline(always)]
+    fn load_value(&self, order: Ordering) -> u64 {
+        self.load(order)
+    }
 }
 
-/// A word (32 bits unless said otherwise) of a writable region, bounds-
-/// and alignment-checked once when it is made: reading or writing it
+/// What a checked view of a region's lines ([`Word`], [`Atomics`]) may
+/// do: [`Writing`] (loads, stores and read-modify-writes, on a writable
+/// region only) or [`Reading`] (loads only, on any region: what
+/// inspection uses on a read-only mapping).
+pub(crate) trait Mode {
+    /// The access the region must allow.
+    const ACCESS: Access;
+}
+
+/// Loads only (see [`Mode`]).
+#[derive(Debug)]
+pub(crate) enum Reading {}
+
+/// Loads, stores and read-modify-writes (see [`Mode`]).
+#[derive(Debug)]
+pub(crate) enum Writing {}
+
+impl Mode for Reading {
+    const ACCESS: Access = Access::ReadOnly;
+}
+
+impl Mode for Writing {
+    const ACCESS: Access = Access::ReadWrite;
+}
+
+impl Region {
+    /// Checks that the region allows `M`'s access, and that `count`
+    /// atomics of type `A` spaced `stride` bytes apart from `offset` lie
+    /// inside it, each aligned to its size; returns `offset` as `usize`.
+    fn check_lines<A: Atomic, M: Mode>(
+        &self,
+        offset: u64,
+        count: u32,
+        stride: u64,
+    ) -> Result<usize, RegionError> {
+        if M::ACCESS.writes() {
+            self.check_writable()?;
+        }
+        if stride % A::SIZE != 0 {
+            return Err(RegionError::Misaligned {
+                offset: stride,
+                align: A::SIZE,
+            });
+        }
+        let span = u64::from(count.saturating_sub(1))
+            .checked_mul(stride)
+            .and_then(|last| last.checked_add(if count == 0 { 0 } else { A::SIZE }))
+            .ok_or(RegionError::OutOfBounds {
+                offset,
+                len: u64::MAX,
+                region_len: self.len as u64,
+            })?;
+        self.check(offset, span, A::SIZE)
+    }
+}
+
+/// A word (32 bits unless said otherwise) of a region, bounds- and
+/// alignment-checked once when it is made: reading or writing it
 /// afterwards cannot fail. It keeps the region's memory alive. What an
-/// end owns (its ring's indices and flags) it holds as words, so that its
-/// hot path carries no check that can fail for its own lines.
-pub(crate) struct Word<A: Atomic = AtomicU32> {
+/// end owns (its ring's indices and flags, its pool's counts) it holds as
+/// words, so that its hot path carries no check that can fail for its own
+/// lines. A `Word<_, Reading>` only loads, and may lie in a read-only
+/// region.
+pub(crate) struct Word<A: Atomic = AtomicU32, M: Mode = Writing> {
     region: Region,
     at: usize,
-    atomic: std::marker::PhantomData<fn() -> A>,
+    atomic: std::marker::PhantomData<fn() -> (A, M)>,
 }
 
-impl<A: Atomic> Clone for Word<A> {
+impl<A: Atomic, M: Mode> Clone for Word<A, M> {
     fn clone(&self) -> Self {
         Word {
             region: self.region.clone(),
@@ -381,7 +457,7 @@ impl<A: Atomic> Clone for Word<A> {
     }
 }
 
-impl<A: Atomic> fmt::Debug for Word<A> {
+impl<A: Atomic, M: Mode> fmt::Debug for Word<A, M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Word")
             .field("at", &self.at)
@@ -390,18 +466,19 @@ impl<A: Atomic> fmt::Debug for Word<A> {
     }
 }
 
-impl<A: Atomic> Word<A> {
+impl<A: Atomic, M: Mode> Word<A, M> {
     /// The word at `offset` of `region`.
     pub(crate) fn new(region: &Region, offset: u64) -> Result<Self, RegionError> {
-        region.check_writable()?;
-        let at = region.check(offset, A::SIZE, A::SIZE)?;
+        let at = region.check_lines::<A, M>(offset, 1, A::SIZE)?;
         Ok(Word {
             region: region.clone(),
             at,
             atomic: std::marker::PhantomData,
         })
     }
+}
 
+impl<A: Atomic> Word<A, Writing> {
     /// The word, as an atomic.
     #[inline(always)]
     pub(crate) fn get(&self) -> &A {
@@ -410,6 +487,96 @@ impl<A: Atomic> Word<A> {
         // made; the region's length and mapping never change, and
         // `self.region` keeps them alive as long as the returned reference.
         unsafe { A::at(&self.region, self.at) }
+    }
+}
+
+/// `count` atomics of one width, `stride` bytes apart, in a region (a
+/// pool's bitmap words, its slots' state words, one counter in each
+/// guest's ring), bounds- and alignment-checked once when made. An index
+/// is checked against the count, the only check left: an index from the
+/// shared file that is past the end is `None`, never an access outside.
+/// `Atomics<_, Reading>` only loads, and may lie in a read-only region.
+pub(crate) struct Atomics<A: Atomic, M: Mode = Writing> {
+    region: Region,
+    at: usize,
+    count: u32,
+    stride: usize,
+    atomic: std::marker::PhantomData<fn() -> (A, M)>,
+}
+
+impl<A: Atomic, M: Mode> Clone for Atomics<A, M> {
+    fn clone(&self) -> Self {
+        Atomics {
+            region: self.region.clone(),
+            at: self.at,
+            count: self.count,
+            stride: self.stride,
+            atomic: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<A: Atomic, M: Mode> fmt::Debug for Atomics<A, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Atomics")
+            .field("at", &self.at)
+            .field("count", &self.count)
+            .field("stride", &self.stride)
+            .finish()
+    }
+}
+
+impl<A: Atomic, M: Mode> Atomics<A, M> {
+    /// The `count` atomics at `offset`, `offset + stride`, … of `region`.
+    pub(crate) fn new(
+        region: &Region,
+        offset: u64,
+        count: u32,
+        stride: u64,
+    ) -> Result<Self, RegionError> {
+        let at = region.check_lines::<A, M>(offset, count, stride)?;
+        Ok(Atomics {
+            region: region.clone(),
+            at,
+            count,
+            // At most the checked span, which fits in the region's usize.
+            stride: stride as usize,
+            atomic: std::marker::PhantomData,
+        })
+    }
+
+    /// How many there are.
+    #[inline(always)]
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The byte where atomic `index` starts, if there is one.
+    #[inline(always)]
+    fn place(&self, index: u32) -> Option<usize> {
+        (index < self.count).then(|| self.at + index as usize * self.stride)
+    }
+
+    /// Loads atomic `index`; `None` past the end.
+    #[inline(always)]
+    pub(crate) fn load(&self, index: u32, order: Ordering) -> Option<A::Value> {
+        let at = self.place(index)?;
+        // SAFETY: an index below the count lies inside the span checked
+        // when this was made, aligned (`at` and `stride` are multiples of
+        // SIZE); `self.region` keeps the memory alive. A load writes
+        // nothing, so a read-only mapping serves it.
+        Some(unsafe { A::at(&self.region, at) }.load_value(order))
+    }
+}
+
+impl<A: Atomic> Atomics<A, Writing> {
+    /// Atomic `index`, for reads and writes; `None` past the end.
+    #[inline(always)]
+    pub(crate) fn get(&self, index: u32) -> Option<&A> {
+        let at = self.place(index)?;
+        // SAFETY: as in `load`, and the region was checked to be writable
+        // when this was made.
+        Some(unsafe { A::at(&self.region, at) })
     }
 }
 

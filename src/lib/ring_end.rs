@@ -22,6 +22,8 @@ pub(crate) struct RingEnd {
     pub(crate) guest: PeerId,
     pub(crate) direction: Direction,
     pub(crate) ring: Ring,
+    /// The sender's pool, where payloads too large for a descriptor travel.
+    pub(crate) pool: Pool,
     pub(crate) leases: Arc<Leases>,
     pub(crate) strategy: WaitStrategy,
 }
@@ -36,6 +38,7 @@ impl RingEnd {
         leases: Arc<Leases>,
     ) -> Result<Self> {
         Ok(RingEnd {
+            pool: Pool::open(&region, &layout, direction.ends(guest).0)?,
             ring: Ring::open(
                 &region,
                 layout.ring(guest, direction),
@@ -60,11 +63,5 @@ impl RingEnd {
     #[inline(always)]
     pub(crate) fn receiver(&self) -> Party {
         self.direction.ends(self.guest).1
-    }
-
-    /// The sender's pool, where payloads too large for a descriptor travel.
-    #[inline(always)]
-    pub(crate) fn sender_pool(&self) -> Pool<'_> {
-        Pool::new(&self.region, &self.layout, self.sender())
     }
 }

@@ -376,8 +376,8 @@ impl Segment {
         )
     }
 
-    pub(crate) fn pool(&self, owner: Party) -> Pool<'_> {
-        Pool::new(&self.region, &self.layout, owner)
+    pub(crate) fn pool(&self, owner: Party) -> Result<Pool> {
+        Pool::open(&self.region, &self.layout, owner)
     }
 
     /// Guest `guest`'s ring in `direction`, opened for one of its ends.
@@ -453,8 +453,8 @@ impl Segment {
     ) -> Result<()> {
         for pool in pools {
             let leases = &self.leases;
-            self.pool(pool)
-                .free_held_by(party, &|slot| leases.contains(pool, slot))?;
+            self.pool(pool)?
+                .free_held_by(party, &|slot| leases.contains(pool, slot));
         }
         Ok(())
     }
@@ -469,8 +469,9 @@ impl Segment {
         let guest = Party::Guest(p);
         self.free_slots_held_by(guest, self.layout.parties())?;
         let leases = &self.leases;
-        self.pool(guest)
-            .free_all(&|slot| leases.contains(guest, slot))?;
-        self.pool(guest).clear_waiters()
+        let pool = self.pool(guest)?;
+        pool.free_all(&|slot| leases.contains(guest, slot));
+        pool.clear_waiters();
+        Ok(())
     }
 }

@@ -92,32 +92,21 @@ impl HandedSlots {
     /// Drops the slots that came back (freed, or allocated again), after
     /// filling the record from `pool` if this process never has; how many
     /// the guest holds now.
-    fn recount(&mut self, pool: &Pool<'_>, guest: PeerId) -> Result<u32> {
+    fn recount(&mut self, pool: &Pool, guest: PeerId) -> u32 {
         if !self.known {
-            self.slots = pool.held_by(Party::Guest(guest))?;
+            self.slots = pool.held_by(Party::Guest(guest));
             self.known = true;
         }
-        let mut failed = None;
-        self.slots.retain(
-            |&slot| match pool.still_held_by(slot, Party::Guest(guest)) {
-                Ok(held) => held,
-                Err(e) => {
-                    failed.get_or_insert(e);
-                    true
-                }
-            },
-        );
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(self.slots.len() as u32),
-        }
+        self.slots
+            .retain(|&slot| pool.still_held_by(slot, Party::Guest(guest)));
+        self.slots.len() as u32
     }
 }
 
 /// The share of one receiving guest, as a gate on the host's pool.
 pub(crate) struct HostShare<'a> {
     receiver: PeerId,
-    pool: Pool<'a>,
+    pool: &'a Pool,
     /// A count below which the receiver is under any share it can have:
     /// below it, `limit` is not asked (it may read the peer table).
     floor: u32,
@@ -134,7 +123,7 @@ impl<'a> HostShare<'a> {
     /// `handed` (made by [`HandedSlots::for_share`], which says whether a
     /// share can stop an allocation at all).
     pub(crate) fn new(
-        pool: Pool<'a>,
+        pool: &'a Pool,
         layout: &'a SegmentLayout,
         receiver: PeerId,
         fixed: u32,
@@ -162,7 +151,7 @@ impl Gate for HostShare<'_> {
             return Ok(false);
         }
         releases.mark();
-        let held = self.handed.recount(&self.pool, self.receiver)?;
+        let held = self.handed.recount(self.pool, self.receiver);
         if held < self.floor {
             return Ok(false);
         }

@@ -26,7 +26,7 @@ use crate::mmap::MmapRegion;
 use crate::party::{Party, PeerId};
 use crate::peek;
 use crate::pool::{self, Pool};
-use crate::region::Region;
+use crate::region::{Reading, Region};
 
 /// Who holds a slot, from its pool's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,7 +182,7 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
     let mut slots = Vec::new();
     let mut candidates = Vec::new();
     for owner in layout.parties() {
-        for s in Pool::new(region, &layout, owner).allocated()? {
+        for s in Pool::<Reading>::open(region, &layout, owner)?.allocated() {
             let party = pool::holder_party(s.holder).filter(|&p| match p {
                 Party::Host => true,
                 Party::Guest(g) => layout.is_guest(g),
@@ -225,7 +225,7 @@ pub fn inspect_slots_region(region: &Region, file: Option<&std::fs::File>) -> Re
     if !candidates.is_empty() {
         std::thread::sleep(SECOND_LOOK);
         for (i, owner, slot, generation, holder) in candidates {
-            let word = Pool::new(region, &layout, owner).slot_word(slot)?;
+            let word = Pool::<Reading>::open(region, &layout, owner)?.slot_word(slot);
             let unchanged = word.is_some_and(|(allocated, state)| {
                 allocated && state == pool::state_word(generation, holder)
             });

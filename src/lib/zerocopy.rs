@@ -34,6 +34,9 @@ pub(crate) struct Leases {
     layout: SegmentLayout,
     slots_per_pool: u32,
     pools: Box<[OnceLock<Box<[AtomicBool]>>]>,
+    /// Each pool's lines, opened at the first free into it: what a
+    /// dropped message or loan frees its slot through.
+    lines: Box<[OnceLock<Option<Pool>>]>,
     /// `sys::forks()` when the segment was opened: a copy of this process
     /// made by `fork` frees nothing on drop (`shm.file.fork`).
     forks: u32,
@@ -56,6 +59,9 @@ impl Leases {
             layout,
             slots_per_pool: layout.config.slots_per_pool,
             pools: (0..=layout.config.max_guests)
+                .map(|_| OnceLock::new())
+                .collect(),
+            lines: (0..=layout.config.max_guests)
                 .map(|_| OnceLock::new())
                 .collect(),
             forks: crate::sys::forks(),
@@ -87,6 +93,22 @@ impl Leases {
             None => return None,
         };
         marks.get(slot as usize)
+    }
+
+    /// `owner`'s pool, opened at the first call; `None` where it cannot
+    /// be (a layout that does not fit the region: nothing is freed).
+    fn pool(&self, owner: Party) -> Option<&Pool> {
+        self.lines
+            .get(usize::from(owner.number()))?
+            .get_or_init(|| Pool::open(&self.region, &self.layout, owner).ok())
+            .as_ref()
+    }
+
+    /// Frees `slot` of `owner`'s pool (see [`Pool::free`]).
+    fn free(&self, owner: Party, slot: SlotRef) {
+        if let Some(pool) = self.pool(owner) {
+            pool.free(slot);
+        }
     }
 
     fn add(&self, pool: Party, slot: u32) {
@@ -244,7 +266,7 @@ impl Drop for Received {
                 // Unmarked first: once freed, the slot may come back to this
                 // process in a new message, whose mark must not be undone.
                 leases.remove(s.pool, s.slot.index);
-                let _ = Pool::new(&leases.region, &leases.layout, s.pool).free(s.slot);
+                leases.free(s.pool, s.slot);
             }
         }
     }
@@ -369,7 +391,9 @@ impl Drop for BatchFrees<'_> {
         for slot in slots {
             leases.remove(self.pool, slot.index);
         }
-        let _ = Pool::new(&leases.region, &leases.layout, self.pool).free_many(slots);
+        if let Some(pool) = leases.pool(self.pool) {
+            pool.free_many(slots);
+        }
     }
 }
 
@@ -427,7 +451,7 @@ impl fmt::Debug for SlotLoan {
 impl SlotLoan {
     /// Lends `len` bytes of `slot` of `pool`, just allocated, and records
     /// the lease in `leases`.
-    pub(crate) fn new(pool: &Pool<'_>, slot: SlotRef, len: usize, leases: Arc<Leases>) -> Self {
+    pub(crate) fn new(pool: &Pool, slot: SlotRef, len: usize, leases: Arc<Leases>) -> Self {
         leases.add(pool.owner(), slot.index);
         SlotLoan {
             pool: pool.owner(),
@@ -476,7 +500,7 @@ impl Drop for SlotLoan {
         // Unmarked first, as for a received slot.
         self.leases.remove(self.pool, self.slot.index);
         if !self.committed {
-            let _ = Pool::new(&self.leases.region, &self.leases.layout, self.pool).free(self.slot);
+            self.leases.free(self.pool, self.slot);
         }
     }
 }
