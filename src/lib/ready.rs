@@ -241,7 +241,7 @@ impl Picker {
 
     /// The same without sweeps: a model's, to show that the clear and the
     /// look after it lose nothing on their own.
-    #[cfg(loom)]
+    #[cfg(all(loom, test))]
     pub(crate) fn without_sweeps(mut self) -> Self {
         self.sweep_every = u32::MAX;
         self
