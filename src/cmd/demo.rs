@@ -2,13 +2,14 @@
 //! nothing set up beforehand.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde_json::json;
 use shmhub::{Frame, MsgDesc, PeerId, PeerState, SegmentConfig, ShmHost, msg_type};
 
+use super::child::this_binary;
 use super::error::OnSegment;
 use super::exit::Outcome;
 use super::inspect;
@@ -110,13 +111,10 @@ fn start_guest(
     steps: &mut Steps,
 ) -> anyhow::Result<(PeerId, KillOnDrop)> {
     let peer = host.reserve_peer().on_segment(path)?;
-    let exe = std::env::current_exe().context("locating the shmhub binary")?;
-    let child = Command::new(exe)
-        .arg("guest-echo")
+    let child = this_binary("guest-echo")?
         .arg(path)
         .arg("--peer-id")
         .arg(peer.to_string())
-        .stdin(Stdio::null())
         .spawn()
         .context("starting the guest process")?;
     let mut child = KillOnDrop(child);

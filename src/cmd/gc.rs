@@ -9,7 +9,7 @@ use shmhub::format::HEADER_SIZE;
 
 use super::error::library_text;
 use super::exit::Outcome;
-use super::ls::{Dirs, list_all};
+use super::ls::{ListingArgs, list_all};
 use super::segment::directory_of;
 use super::text::{mode_text, naming, path_json, print_line, shown, user_text};
 
@@ -21,25 +21,25 @@ Examples:
 
 /// Arguments of `shmhub gc`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES)]
+#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
-    /// Where to look.
-    #[command(flatten)]
-    pub dirs: Dirs,
     /// Say what would be removed and what kept, and why; remove nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print one JSON document: {"removed":[paths],"kept":[{"path","reason"}]}.
-    #[arg(long)]
-    pub json: bool,
+    /// Where to look, and `--json`.
+    #[command(flatten)]
+    pub listing: ListingArgs,
 }
+
+/// What `--json` prints.
+const JSON: &str = r#"Print one JSON document: {"removed":[paths],"kept":[{"path","reason"}]}"#;
 
 /// Runs `shmhub gc`: removes every segment whose host is dead, absent or
 /// gone and whose guests are all dead or scripted, each only after looking
 /// again that nobody uses it. Files that are not segments are never
 /// touched.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let listing = list_all(&args.dirs)?;
+    let listing = list_all(&args.listing)?;
     let collected = if args.dry_run {
         dry_run(&listing)
     } else {
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             Collected::Kept { path, error } => kept.push((path, error)),
         }
     }
-    if args.json {
+    if args.listing.json {
         print_line(json!({
             "dry_run": args.dry_run,
             "removed": removed.iter().map(|path| path_json(path)).collect::<Vec<_>>(),

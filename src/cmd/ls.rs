@@ -23,30 +23,35 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Where to look.
-    #[command(flatten)]
-    pub dirs: Dirs,
     /// Only segments whose host is dead or absent.
     #[arg(long)]
     pub dead: bool,
     /// Name every file that was not listed, and why.
     #[arg(long)]
     pub verbose: bool,
+    /// Where to look, and `--json`.
+    #[command(flatten)]
+    pub listing: ListingArgs,
+}
+
+/// What `ls` and `gc` end their arguments with: the directories they look
+/// in, and `--json`.
+///
+/// A command flattens it after its own options, so that `--json` is
+/// listed after them in `--help`, as it always was. A command whose JSON
+/// has a shape worth naming names it in `--json`'s help (with `mut_arg`).
+#[derive(Debug, clap::Args)]
+pub struct ListingArgs {
+    /// Directories to look in (default: the segment directory,
+    /// $SHMHUB_SHM_DIR or /dev/shm).
+    #[arg(value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
     /// Print one JSON document.
     #[arg(long)]
     pub json: bool,
 }
 
-/// The directories `ls` and `gc` look in.
-#[derive(Debug, clap::Args)]
-pub struct Dirs {
-    /// Directories to look in (default: the segment directory,
-    /// $SHMHUB_SHM_DIR or /dev/shm).
-    #[arg(value_name = "DIR")]
-    pub dirs: Vec<PathBuf>,
-}
-
-impl Dirs {
+impl ListingArgs {
     /// The directories given, or the segment directory.
     fn resolved(&self) -> Vec<PathBuf> {
         if self.dirs.is_empty() {
@@ -57,10 +62,10 @@ impl Dirs {
     }
 }
 
-/// Lists every directory of `dirs` into one listing.
-pub fn list_all(dirs: &Dirs) -> anyhow::Result<Listing> {
+/// Lists every directory `args` names into one listing.
+pub fn list_all(args: &ListingArgs) -> anyhow::Result<Listing> {
     let mut all = Listing::default();
-    for dir in dirs.resolved() {
+    for dir in args.resolved() {
         let listing = shmhub::admin::list_segments(&dir)?;
         all.segments.extend(listing.segments);
         all.unlisted.extend(listing.unlisted);
@@ -70,13 +75,13 @@ pub fn list_all(dirs: &Dirs) -> anyhow::Result<Listing> {
 
 /// Runs `shmhub ls`.
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let mut listing = list_all(&args.dirs)?;
+    let mut listing = list_all(&args.listing)?;
     if args.dead {
         listing
             .segments
             .retain(|s| matches!(s.host, HostStatus::Dead | HostStatus::NoProcess));
     }
-    if args.json {
+    if args.listing.json {
         print_line(json!({
             "segments": listing.segments.iter().map(summary_json).collect::<Vec<_>>(),
             "unlisted": listing.unlisted.iter().map(|u| json!({

@@ -7,9 +7,9 @@
 //! above nor one that names it back:
 //!
 //! 1. `signals` (the process's signals), `parse` (argument values),
-//!    `accounts` (user and group names, from the system's user database)
-//!    and `text` (words and lines for people, owners named through
-//!    `accounts`);
+//!    `accounts` (user and group names, from the system's user database),
+//!    `text` (words and lines for people, owners named through
+//!    `accounts`) and `child` (this binary run again as a child process);
 //! 2. `error` (the errors that carry their exit code) and `exit` (the
 //!    outcome of a command and the exit code of each error);
 //! 3. `segment` (SEGMENT, whom to trust, opening it with errors that name
@@ -25,6 +25,7 @@ pub mod accounts;
 pub mod attach;
 pub mod bench;
 pub use bench::peer as bench_peer;
+pub mod child;
 pub mod clock;
 pub mod completions;
 pub mod create;

@@ -9,8 +9,8 @@ use super::error::{Interrupted, OnSegment, seg_err, seg_err_timed};
 use super::exit::Outcome;
 use super::held::{self, CutOffNotices, Stopped};
 use super::output::{MessagePrinter, Reader};
-use super::parse::{parse_duration, parse_peer_id, parse_role};
-use super::segment::{Acting, SegmentArgs, dead_holder};
+use super::parse::parse_duration;
+use super::segment::{Acting, SegmentArgs, SidesArgs, dead_holder, recv_words};
 use super::signals::{self, WAIT_SLICE};
 use super::text::{counted, shown};
 use shmhub::Party;
@@ -27,14 +27,11 @@ Examples:
 
 /// Arguments of `shmhub recv`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
+#[command(after_help = EXAMPLES, mut_args(recv_words), mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
-    /// Receive as `host` or as guest N.
-    #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
-    pub role: Party,
-    /// With --as host: only from guest N (default: any guest, fairly).
-    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub from: Option<PeerId>,
+    /// Who receives (`--as`), and from whom (`--from`).
+    #[command(flatten)]
+    pub sides: SidesArgs,
     /// How many messages to receive (exit 3 if fewer arrive in time).
     #[arg(long, default_value_t = 1, value_name = "K", conflicts_with = "follow")]
     pub count: u64,
@@ -133,15 +130,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.count == 0 {
         crate::usage!("--count must be at least 1");
     }
-    if let (Party::Guest(_), Some(_)) = (args.role, args.from) {
+    if let (Party::Guest(_), Some(_)) = (args.sides.role, args.sides.guest) {
         crate::usage!("--from goes with --as host; a guest receives from the host")
     }
     let mut receiver = Inbox {
-        acting: segment.act_as(args.role)?,
-        from: args.from,
+        acting: segment.act_as(args.sides.role)?,
+        from: args.sides.guest,
         cut_off: CutOffNotices::new(path),
     };
-    if let (Acting::Host(host), Some(from)) = (&receiver.acting, args.from) {
+    if let (Acting::Host(host), Some(from)) = (&receiver.acting, args.sides.guest) {
         // The same answer whatever the timeout, and the same as `send --to`.
         // An entry that cannot be read is the guest's doing, not the
         // segment's: the receive from it cuts it off and says so
@@ -157,7 +154,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mut printer = MessagePrinter::new(path, args.segment.json, args.output.as_deref())?;
     if args.follow {
         signals::catch_termination();
-        return follow(&mut receiver, &mut printer, args.role, path, args.timeout);
+        return follow(
+            &mut receiver,
+            &mut printer,
+            args.sides.role,
+            path,
+            args.timeout,
+        );
     }
     signals::catch_termination();
     receive_count(&mut receiver, &mut printer, &args, path)
@@ -192,7 +195,7 @@ fn receive_count(
         }
         match next_within(receiver, timeout) {
             Ok(Some((from, frame))) => {
-                printer.print(from, args.role, &frame)?;
+                printer.print(from, args.sides.role, &frame)?;
                 received += 1;
             }
             Ok(None) => {

@@ -1,13 +1,15 @@
 //! The segment a command works on: the SEGMENT argument and whom to trust
 //! with it, resolved to a path guarded against SIGBUS, and each way of
 //! opening it (as the host, as a guest, for a read-only view) with errors
-//! that name it; what is already at a path where one is to be created,
-//! and the directory a segment file lives in.
+//! that name it; the side `send` and `recv` act as on it; what is already
+//! at a path where one is to be created, and the directory a segment file
+//! lives in.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
+use clap::Arg;
 use shmhub::admin::{BadPeer, PeekOptions, PeekReport, RawDump, SegmentReport, SlotsReport};
 use shmhub::{
     CreateOptions, HolderStatus, OpenOptions, Party, PeerId, SegmentConfig, SegmentLayout, Sender,
@@ -15,6 +17,7 @@ use shmhub::{
 };
 
 use super::error::{OnSegment, SegmentError, UsageError, library_text, seg_err};
+use super::parse::{parse_peer_id, parse_role};
 use super::signals;
 use super::text::{counted, shown};
 
@@ -55,6 +58,72 @@ impl Acting {
         match self {
             Acting::Host(host) => host.check_file(),
             Acting::Guest(guest) => guest.check_file(),
+        }
+    }
+}
+
+/// What `send` and `recv` begin their arguments with: the side to act
+/// as, and, for the host, the guest at the other end.
+///
+/// Each command words them for what it does ([`send_words`],
+/// [`recv_words`]), so that its `--help` reads as it always did.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct SidesArgs {
+    /// The side to act as: `host` or guest N.
+    #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
+    pub role: Party,
+    /// With --as host: the guest at the other end.
+    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
+    pub guest: Option<PeerId>,
+}
+
+/// How a command words [`SidesArgs`]: `--as`'s help, and the name and
+/// help of the guest's option.
+struct SidesWording {
+    /// `--as`'s help.
+    role: &'static str,
+    /// The guest's option's long name.
+    guest: &'static str,
+    /// The guest's option's help.
+    guest_help: &'static str,
+}
+
+/// `send`'s: it sends as `--as`, to the host or to the guest `--to` names.
+const SEND_WORDING: SidesWording = SidesWording {
+    role: "Send as `host` or as guest N",
+    guest: "to",
+    guest_help: "The guest to send to (with --as host)",
+};
+/// `recv`'s: it receives as `--as`, from the host or from the guest
+/// `--from` names (any guest without it).
+const RECV_WORDING: SidesWording = SidesWording {
+    role: "Receive as `host` or as guest N",
+    guest: "from",
+    guest_help: "With --as host: only from guest N (default: any guest, fairly)",
+};
+
+/// `arg` as `send` words it, if it is one of [`SidesArgs`]'s (for its
+/// `mut_args`).
+pub fn send_words(arg: Arg) -> Arg {
+    SEND_WORDING.word(arg)
+}
+
+/// `arg` as `recv` words it, if it is one of [`SidesArgs`]'s (for its
+/// `mut_args`).
+pub fn recv_words(arg: Arg) -> Arg {
+    RECV_WORDING.word(arg)
+}
+
+impl SidesWording {
+    /// `arg` in these words, if it is one of [`SidesArgs`]'s. A command
+    /// applies it to every argument in place (`mut_args`; `mut_arg` would
+    /// move the argument last), so that the shell completions keep
+    /// listing `--as` first.
+    fn word(&self, arg: Arg) -> Arg {
+        match arg.get_id().as_str() {
+            "role" => arg.help(self.role),
+            "guest" => arg.long(self.guest).help(self.guest_help),
+            _ => arg,
         }
     }
 }

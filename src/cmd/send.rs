@@ -11,8 +11,8 @@ use shmhub::{ErrorKind, Frame, MsgDesc, PeerId, PeerState, ShmHost};
 
 use super::error::{Interrupted, OnSegment, error_line, seg_err, seg_err_timed};
 use super::exit::Outcome;
-use super::parse::{parse_duration, parse_msg_type, parse_peer_id, parse_role, role_value};
-use super::segment::{Acting, Segment, SegmentArgs, dead_holder};
+use super::parse::{parse_duration, parse_msg_type, role_value};
+use super::segment::{Acting, Segment, SegmentArgs, SidesArgs, dead_holder, send_words};
 use super::signals::{self, WAIT_SLICE};
 use super::text::{counted, print_line, progress_bar, shown};
 use shmhub::Party;
@@ -26,14 +26,11 @@ Examples:
 
 /// Arguments of `shmhub send`.
 #[derive(Debug, clap::Args)]
-#[command(after_help = EXAMPLES, mut_arg("json", |json| json.help(JSON)))]
+#[command(after_help = EXAMPLES, mut_args(send_words), mut_arg("json", |json| json.help(JSON)))]
 pub struct Args {
-    /// Send as `host` or as guest N.
-    #[arg(long = "as", value_parser = parse_role, value_name = "host|N")]
-    pub role: Party,
-    /// The guest to send to (with --as host).
-    #[arg(long, value_parser = parse_peer_id, value_name = "N")]
-    pub to: Option<PeerId>,
+    /// Who sends (`--as`), and to whom (`--to`).
+    #[command(flatten)]
+    pub sides: SidesArgs,
     /// Read the payload from a file.
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
@@ -179,7 +176,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let sent = send_all(&mut outbox, &mut frame, &args, path);
     if args.segment.json {
         let mut summary = json!({
-            "from": role_value(args.role),
+            "from": role_value(args.sides.role),
             "to": role_value(outbox.to),
             "sent": args.count,
             "len": frame.payload().len(),
@@ -227,7 +224,7 @@ fn check_counts(args: &Args) -> anyhow::Result<()> {
 /// Opens the segment as the side `--as` names, to send to the host or to
 /// the guest `--to` names.
 fn open_outbox(args: &Args, segment: &Segment) -> anyhow::Result<Outbox> {
-    let to = match (args.role, args.to) {
+    let to = match (args.sides.role, args.sides.guest) {
         (Party::Host, Some(to)) => Party::Guest(to),
         (Party::Host, None) => crate::usage!("--as host needs --to N (the guest to send to)"),
         (Party::Guest(_), Some(_)) => {
@@ -236,7 +233,7 @@ fn open_outbox(args: &Args, segment: &Segment) -> anyhow::Result<Outbox> {
         (Party::Guest(_), None) => Party::Host,
     };
     Ok(Outbox {
-        acting: segment.act_as(args.role)?,
+        acting: segment.act_as(args.sides.role)?,
         to,
     })
 }

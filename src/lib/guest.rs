@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::desc::{Frame, MsgDesc};
+use crate::end_core::Side;
 use crate::error::{Error, Result};
 use crate::header::HeaderInfo;
 use crate::layout::{Direction, SegmentLayout};
@@ -169,8 +170,8 @@ impl ShmGuest {
     ) -> Result<Self> {
         let seg = Arc::new(seg);
         Ok(ShmGuest {
-            sender: Sender::guest_to_host(&seg, peer_id, epoch)?,
-            receiver: Receiver::guest_from_host(&seg, peer_id, epoch)?,
+            sender: Sender::new(&seg, peer_id, Side::Guest { epoch })?,
+            receiver: Receiver::new(&seg, peer_id, Side::Guest { epoch })?,
             membership: Membership {
                 seg,
                 peer_id,
@@ -694,7 +695,7 @@ impl Membership {
         check_still_mine(&self.seg, p, self.epoch)?;
         // The ends have let go of the receiving role (they are dropped
         // first): a fresh one takes it for the drain.
-        let mut receiver = Receiver::guest_from_host(&self.seg, p, self.epoch)?;
+        let mut receiver = Receiver::new(&self.seg, p, Side::Guest { epoch: self.epoch })?;
         let receiving = receiver.try_take_role();
         if receiving {
             receiver.discard_all()?;

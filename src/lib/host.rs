@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::desc::{Frame, MsgDesc};
+use crate::end_core::Side;
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo};
 use crate::inspect::{BadPeer, PeerTable};
@@ -197,7 +198,7 @@ impl ShmHost {
             senders: seg
                 .layout
                 .guests()
-                .map(|p| Sender::host_to(&seg, p))
+                .map(|p| Sender::new(&seg, p, Side::Host))
                 .collect::<Result<_>>()?,
             inbox: AnyReceiver::new(&seg)?,
             seg,

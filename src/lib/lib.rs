@@ -93,6 +93,7 @@ mod codec;
 mod consumer;
 mod cut_off;
 mod desc;
+mod end_core;
 mod error;
 mod events;
 mod file;

@@ -5,17 +5,16 @@
 use std::sync::Arc;
 
 use crate::consumer::Consumer;
+use crate::end_core::{Checks, EndCore, Side};
 use crate::error::{Error, Result};
-use crate::layout::Direction;
 use crate::liveness::HolderStatus;
-use crate::locks::{Role, lock_byte, lock_byte::End};
 use crate::party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 use crate::readiness::Readiness;
 use crate::ready::{Inbox, Picker, WORDS};
 use crate::segment::Segment;
 use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
-use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
+use crate::watch::{KeepAlive, Moving, OtherSide};
 use crate::zerocopy::Received;
 
 /// The receiving end of one ring: a guest's from the host
@@ -49,61 +48,27 @@ use crate::zerocopy::Received;
 /// ```
 #[derive(Debug)]
 pub struct Receiver {
-    seg: Arc<Segment>,
-    end: Consumer,
-    role: Role,
-    sender: OtherSide,
-    /// A split guest's hold on its entry (see `ShmGuest::into_split`).
-    _membership: Option<KeepAlive>,
-}
-
-/// What one receive's waits check about the sending side.
-enum RecvChecks<'a> {
-    Host(&'a mut HostWatch, &'a Segment),
-    Guest(EntryWatch<'a>),
-}
-
-impl RecvChecks<'_> {
-    fn check(&mut self) -> Result<()> {
-        match self {
-            RecvChecks::Host(watch, seg) => watch.check(seg),
-            RecvChecks::Guest(entry) => entry.check(Moving::Receiving),
-        }
-    }
+    /// The ring's consuming side, the receiving role, and the watch on
+    /// the sender (`core.other`).
+    core: EndCore<Consumer>,
 }
 
 impl Receiver {
-    /// The host's receiving end from guest `guest`.
-    pub(crate) fn host_from(seg: &Arc<Segment>, guest: PeerId) -> Result<Self> {
-        Ok(Receiver {
-            end: seg.consumer(guest, Direction::GuestToHost)?,
-            role: Role::new(lock_byte::ring_end(guest, End::GuestToHostConsumer)),
-            sender: OtherSide::Guest(GuestWatch::new(seg, guest)?),
-            seg: seg.clone(),
-            _membership: None,
-        })
-    }
-
-    /// Guest `guest`'s receiving end from the host, for its claim at
-    /// `epoch`.
-    pub(crate) fn guest_from_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Result<Self> {
-        Ok(Receiver {
-            end: seg.consumer(guest, Direction::HostToGuest)?,
-            role: Role::new(lock_byte::ring_end(guest, End::HostToGuestConsumer)),
-            sender: OtherSide::Host(HostWatch::new(guest, epoch)),
-            seg: seg.clone(),
-            _membership: None,
-        })
+    /// The receiving end on `side` of guest `guest`'s ring: the host's
+    /// from the guest, or the guest's from the host.
+    pub(crate) fn new(seg: &Arc<Segment>, guest: PeerId, side: Side) -> Result<Self> {
+        let core = EndCore::open(seg, guest, side, Moving::Receiving, Segment::consumer)?;
+        Ok(Receiver { core })
     }
 
     /// Who sends what this end receives.
     pub fn from(&self) -> Party {
-        self.sender.party()
+        self.core.other.party()
     }
 
     /// Sets how this end waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.end.set_strategy(strategy);
+        self.core.end.set_strategy(strategy);
     }
 
     /// A file descriptor that becomes readable when a message comes to
@@ -116,7 +81,7 @@ impl Receiver {
     /// made; a corrupt-segment error.
     #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     pub fn readiness(&self) -> Result<Readiness> {
-        Readiness::ring(&self.seg, self.end.ring().clone(), self.from())
+        Readiness::ring(&self.core.seg, self.core.end.ring().clone(), self.from())
     }
 
     /// Takes the receiving role now rather than at the first receive, so
@@ -132,27 +97,10 @@ impl Receiver {
 
     #[inline]
     fn ensure_role(&mut self, deadline: &mut Deadline) -> Result<()> {
-        if self.role.is_held() {
+        if self.core.role.is_held() {
             return Ok(());
         }
-        self.take_the_role(deadline)
-    }
-
-    #[cold]
-    fn take_the_role(&mut self, deadline: &mut Deadline) -> Result<()> {
-        let what = match &self.sender {
-            OtherSide::Host(watch) => format!("the receiving end of peer {}", watch.peer_id()),
-            OtherSide::Guest(watch) => {
-                format!("the host's receiving end for peer {}", watch.peer_id())
-            }
-        };
-        match &self.sender {
-            OtherSide::Host(watch) => {
-                let p = watch.peer_id();
-                self.seg.take_guest_role(&mut self.role, p, what, deadline)
-            }
-            OtherSide::Guest(_) => self.role.ensure(self.seg.lock_file(), deadline, || what),
-        }
+        self.core.take_the_role(deadline)
     }
 
     /// Takes the receiving role without waiting, for a reclaim or a
@@ -225,13 +173,13 @@ impl Receiver {
         // The result goes back whole, not taken apart and rebuilt: a
         // message moved between two layouts is copied across the stores
         // that just built it, and waits for them.
-        match take(&self.end) {
+        match take(&self.core.end) {
             Ok(None) => {}
             Ok(found) => {
                 self.took();
                 return Ok(found);
             }
-            Err(e) => return Err(self.broken(e)),
+            Err(e) => return Err(self.core.broken(e)),
         }
         self.found_empty()?;
         let (end, mut checks) = self.checks()?;
@@ -243,24 +191,11 @@ impl Receiver {
         // `take` is this end's `Consumer::try_recv` or `try_recv_with`,
         // so the look that sees a message takes it.
         let taken = end.ring().wait_to_take(&mut waiting, || take(end));
-        let taken = taken.map_err(|e| self.broken(e))?;
+        let taken = taken.map_err(|e| self.core.broken(e))?;
         if taken.is_some() {
             self.took();
         }
         Ok(taken)
-    }
-
-    /// An error from a look at the ring: for the host, one that the guest's
-    /// own writes caused cuts the guest off (`shm.peer.quarantine`).
-    #[cold]
-    fn broken(&self, e: Error) -> Error {
-        match &self.sender {
-            OtherSide::Guest(watch) => {
-                self.seg
-                    .cut_off_for(watch.peer_id(), QuarantineReason::Ring, e)
-            }
-            OtherSide::Host(_) => self.seg.host_broke(e),
-        }
     }
 
     /// Receives up to `max` queued messages at once (one index update for
@@ -286,15 +221,16 @@ impl Receiver {
         self.before(&mut deadline)?;
         loop {
             let n = self
+                .core
                 .end
                 .recv_batch(max, &mut handle)
-                .map_err(|e| self.broken(e))?;
+                .map_err(|e| self.core.broken(e))?;
             if n > 0 {
                 self.took();
                 return Ok(n);
             }
             self.found_empty()?;
-            if self.end.has_data() {
+            if self.core.end.has_data() {
                 continue;
             }
             let (end, mut checks) = self.checks()?;
@@ -320,12 +256,12 @@ impl Receiver {
     #[inline(always)]
     fn before(&mut self, deadline: &mut Deadline) -> Result<()> {
         self.ensure_role(deadline)?;
-        match &mut self.sender {
-            OtherSide::Host(watch) => watch.before(&self.seg),
+        match &mut self.core.other {
+            OtherSide::Host(watch) => watch.before(&self.core.seg),
             OtherSide::Guest(watch) => {
                 let p = watch.peer_id();
-                let (state, epoch) = watch.state(&self.seg)?;
-                if state != PeerState::Empty || self.end.has_data() {
+                let (state, epoch) = watch.state(&self.core.seg)?;
+                if state != PeerState::Empty || self.core.end.has_data() {
                     return Ok(());
                 }
                 // An entry a guest has held has seen it leave; one never
@@ -345,9 +281,9 @@ impl Receiver {
     /// After a look that found nothing: the host finishes the goodbye of a
     /// guest that left once everything it sent has been read.
     fn found_empty(&self) -> Result<()> {
-        match &self.sender {
+        match &self.core.other {
             OtherSide::Host(_) => Ok(()),
-            OtherSide::Guest(watch) => self.seg.finish_goodbye(watch.peer_id()),
+            OtherSide::Guest(watch) => self.core.seg.finish_goodbye(watch.peer_id()),
         }
     }
 
@@ -357,45 +293,45 @@ impl Receiver {
     /// once and ends would otherwise leave it Goodbye for good).
     #[inline(always)]
     fn took(&self) {
-        if let OtherSide::Guest(watch) = &self.sender {
-            if watch.has_left() && !self.end.has_data() {
-                finish_taken_goodbye(&self.seg, watch.peer_id());
+        if let OtherSide::Guest(watch) = &self.core.other {
+            if watch.has_left() && !self.core.end.has_data() {
+                finish_taken_goodbye(&self.core.seg, watch.peer_id());
             }
         }
     }
 
     /// The consuming end, and the checks of a wait on it (for the host,
     /// on the guest's entry as it is now).
-    fn checks(&mut self) -> Result<(&Consumer, RecvChecks<'_>)> {
-        let seg = &*self.seg;
-        let checks = match &mut self.sender {
-            OtherSide::Host(watch) => RecvChecks::Host(watch, seg),
-            OtherSide::Guest(watch) => RecvChecks::Guest(watch.begin(seg)?),
+    fn checks(&mut self) -> Result<(&Consumer, Checks<'_>)> {
+        let seg = &*self.core.seg;
+        let checks = match &mut self.core.other {
+            OtherSide::Host(watch) => Checks::Host(watch, seg),
+            OtherSide::Guest(watch) => Checks::Guest(watch.begin(seg)?, Moving::Receiving),
         };
-        Ok((&self.end, checks))
+        Ok((&self.core.end, checks))
     }
 
     /// Keeps `membership` alive as long as this end.
     pub(crate) fn keep_alive(&mut self, membership: KeepAlive) {
-        self._membership = Some(membership);
+        self.core.keep_alive(membership);
     }
 
     /// Takes everything queued without reading it, freeing the slots the
     /// descriptors name; how many were dropped.
     pub(crate) fn discard_all(&self) -> Result<usize> {
-        self.end.discard_all()
+        self.core.end.discard_all()
     }
 
     /// Whether nothing is left to read, judged after the caller's own move
     /// of its entry (see `Consumer::is_empty_after_move`).
     pub(crate) fn is_empty_after_move(&self) -> bool {
-        self.end.is_empty_after_move()
+        self.core.end.is_empty_after_move()
     }
 
     /// The guest's watch, for its heartbeat (a guest's receiver only).
     pub(crate) fn beat(&mut self) -> Result<()> {
-        match &mut self.sender {
-            OtherSide::Host(watch) => watch.beat(&self.seg),
+        match &mut self.core.other {
+            OtherSide::Host(watch) => watch.beat(&self.core.seg),
             OtherSide::Guest(_) => Ok(()),
         }
     }
@@ -471,7 +407,7 @@ impl AnyReceiver {
             receivers: seg
                 .layout
                 .guests()
-                .map(|p| Receiver::host_from(seg, p))
+                .map(|p| Receiver::new(seg, p, Side::Host))
                 .collect::<Result<_>>()?,
             picker: Picker::new(&seg.region, seg.layout.config.max_guests as usize)?,
             seg: seg.clone(),
@@ -638,7 +574,7 @@ impl<F> Rings<'_, F> {
     /// Guest `p`'s ring (the summary names only guests of the segment).
     #[inline(always)]
     fn end(&self, p: PeerId) -> &Consumer {
-        &self.receivers[p.index()].end
+        &self.receivers[p.index()].core.end
     }
 }
 
@@ -651,7 +587,7 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
     #[inline(always)]
     fn take(&mut self, p: PeerId) -> Result<Option<T>> {
         let receiver = &self.receivers[p.index()];
-        let taken = (self.take)(&receiver.end, p)
+        let taken = (self.take)(&receiver.core.end, p)
             .map_err(|e| self.seg.cut_off_for(p, QuarantineReason::Ring, e))?;
         if taken.is_some() {
             receiver.took();
@@ -719,6 +655,7 @@ impl<T, F: FnMut(&Consumer, PeerId) -> Result<Option<T>>> Inbox for Rings<'_, F>
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::layout::Direction;
     use crate::mmap::OwnerCheck;
     use crate::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
 

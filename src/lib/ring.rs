@@ -438,12 +438,8 @@ impl Ring {
     #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     pub(crate) fn consumer_vigil(&self) -> crate::wait::Vigil {
         let head = self.head.get().load(Ordering::SeqCst);
-        crate::wait::Vigil {
-            word: self.tail.clone(),
-            sleepers: self.consumer_waiting.clone(),
-            unfenced: true,
-            unchanged: self.tail_while_nothing_new(head),
-        }
+        let unchanged = self.tail_while_nothing_new(head);
+        index_vigil(&self.tail, &self.consumer_waiting, unchanged)
     }
 
     /// For a waker that sleeps in the producer's stead: a sleep on the
@@ -451,13 +447,7 @@ impl Ring {
     #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     pub(crate) fn producer_vigil(&self) -> crate::wait::Vigil {
         let head = self.head.get().load(Ordering::SeqCst);
-        crate::wait::Vigil {
-            word: self.head.clone(),
-            sleepers: self.producer_waiting.clone(),
-            // The consumer publishes the head as the producer the tail.
-            unfenced: true,
-            unchanged: Some(head),
-        }
+        index_vigil(&self.head, &self.producer_waiting, Some(head))
     }
 
     /// Producer: waits until the head moves past `seen_head`.
@@ -493,6 +483,20 @@ impl Ring {
             taken += 1;
         }
         Ok(taken)
+    }
+}
+
+/// A sleep on one of a ring's indexes (`index`), announced on the other
+/// side's `sleepers`, and judged at `unchanged`. Unfenced: each side
+/// publishes its index as [`Ring::publish`] does, without a fence, the
+/// consumer the head as the producer the tail.
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+fn index_vigil(index: &Word, sleepers: &Word, unchanged: Option<u32>) -> crate::wait::Vigil {
+    crate::wait::Vigil {
+        word: index.clone(),
+        sleepers: sleepers.clone(),
+        unfenced: true,
+        unchanged,
     }
 }
 

@@ -4,15 +4,13 @@
 use std::sync::Arc;
 
 use crate::desc::{Frame, MsgDesc};
-use crate::error::{Error, Result};
-use crate::layout::Direction;
-use crate::locks::{Role, lock_byte, lock_byte::End};
-use crate::party::{Party, PeerId, QuarantineReason};
-use crate::peer::Presence;
+use crate::end_core::{Checks, EndCore, Side};
+use crate::error::Result;
+use crate::party::{Party, PeerId};
 use crate::producer::Producer;
 use crate::segment::Segment;
 use crate::wait::{Deadline, Timeout, WaitStrategy, Waiting};
-use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
+use crate::watch::{KeepAlive, Moving, OtherSide};
 use crate::zerocopy::SlotLoan;
 
 /// The sending end of one ring: the host's towards one guest
@@ -46,67 +44,22 @@ use crate::zerocopy::SlotLoan;
 /// ```
 #[derive(Debug)]
 pub struct Sender {
-    seg: Arc<Segment>,
-    end: Producer,
-    role: Role,
-    receiver: OtherSide,
-    /// A split guest's hold on its entry (see `ShmGuest::into_split`).
-    _membership: Option<KeepAlive>,
-}
-
-/// What one send checks about the receiving side: between naps, and
-/// (sending to a guest, which can leave under a send) around publishing.
-enum SendChecks<'a> {
-    Host(&'a mut HostWatch, &'a Segment),
-    Guest(EntryWatch<'a>),
-}
-
-impl<'a> SendChecks<'a> {
-    fn check(&mut self) -> Result<()> {
-        match self {
-            SendChecks::Host(watch, seg) => watch.check(seg),
-            SendChecks::Guest(entry) => entry.check(Moving::Sending),
-        }
-    }
-
-    /// What a publication looks at just before and just after; `None` for
-    /// the host, which does not move away under a send as a guest can.
-    #[inline(always)]
-    fn presence(&self) -> Option<Presence<'a>> {
-        match self {
-            SendChecks::Host(..) => None,
-            SendChecks::Guest(entry) => Some(entry.presence()),
-        }
-    }
+    /// The ring's producing side, the sending role, and the watch on the
+    /// receiver (`core.other`).
+    core: EndCore<Producer>,
 }
 
 impl Sender {
-    /// The host's sending end towards guest `guest`.
-    pub(crate) fn host_to(seg: &Arc<Segment>, guest: PeerId) -> Result<Self> {
-        Ok(Sender {
-            end: seg.producer(guest, Direction::HostToGuest)?,
-            role: Role::new(lock_byte::ring_end(guest, End::HostToGuestProducer)),
-            receiver: OtherSide::Guest(GuestWatch::new(seg, guest)?),
-            seg: seg.clone(),
-            _membership: None,
-        })
-    }
-
-    /// Guest `guest`'s sending end towards the host, for its claim at
-    /// `epoch`.
-    pub(crate) fn guest_to_host(seg: &Arc<Segment>, guest: PeerId, epoch: u32) -> Result<Self> {
-        Ok(Sender {
-            end: seg.producer(guest, Direction::GuestToHost)?,
-            role: Role::new(lock_byte::ring_end(guest, End::GuestToHostProducer)),
-            receiver: OtherSide::Host(HostWatch::new(guest, epoch)),
-            seg: seg.clone(),
-            _membership: None,
-        })
+    /// The sending end on `side` of guest `guest`'s ring: the host's
+    /// towards the guest, or the guest's towards the host.
+    pub(crate) fn new(seg: &Arc<Segment>, guest: PeerId, side: Side) -> Result<Self> {
+        let core = EndCore::open(seg, guest, side, Moving::Sending, Segment::producer)?;
+        Ok(Sender { core })
     }
 
     /// Who receives what this end sends.
     pub fn to(&self) -> Party {
-        self.receiver.party()
+        self.core.other.party()
     }
 
     /// What this end sees of its ring and pool now, taken just before a
@@ -120,13 +73,13 @@ impl Sender {
     #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     pub fn room_mark(&self) -> Result<crate::readiness::RoomMark> {
         Ok(crate::readiness::RoomMark {
-            vigils: self.end.room_vigils()?,
+            vigils: self.core.end.room_vigils()?,
         })
     }
 
     /// Sets how this end waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
-        self.end.set_strategy(strategy);
+        self.core.end.set_strategy(strategy);
     }
 
     /// Takes the sending role now rather than at the first send, waiting
@@ -137,32 +90,7 @@ impl Sender {
     /// [`crate::Error::Busy`] if another process still holds it when the
     /// time is up.
     pub fn take_role(&mut self, timeout: impl Into<Timeout>) -> Result<()> {
-        self.take_the_role(&mut Deadline::of(timeout.into()))
-    }
-
-    /// Takes the sending role, waiting within `deadline` for a process
-    /// that holds it, except a held guest's: a live process that holds the
-    /// guest's entry keeps its sending end while it runs, so waiting for
-    /// it would only end with the timeout ([`Error::HeldByGuest`]).
-    #[cold]
-    fn take_the_role(&mut self, deadline: &mut Deadline) -> Result<()> {
-        let what = self.role_name();
-        match &self.receiver {
-            OtherSide::Host(watch) => {
-                let p = watch.peer_id();
-                self.seg.take_guest_role(&mut self.role, p, what, deadline)
-            }
-            OtherSide::Guest(_) => self.role.ensure(self.seg.lock_file(), deadline, || what),
-        }
-    }
-
-    fn role_name(&self) -> String {
-        match &self.receiver {
-            OtherSide::Host(watch) => format!("the sending end of peer {}", watch.peer_id()),
-            OtherSide::Guest(watch) => {
-                format!("the host's sending end for peer {}", watch.peer_id())
-            }
-        }
+        self.core.take_the_role(&mut Deadline::of(timeout.into()))
     }
 
     /// Sends one message: `desc` (type, id, method) with `payload`, copied
@@ -199,7 +127,7 @@ impl Sender {
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         let sent = end.send(desc, payload, &mut waiting, presence);
-        sent.map_err(|e| self.broken(e))
+        sent.map_err(|e| self.core.broken(e))
     }
 
     /// Sends `frames` in order, publishing as many descriptors at once as
@@ -220,7 +148,7 @@ impl Sender {
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         let sent = end.send_batch(frames, &mut waiting, presence);
-        sent.map_err(|e| self.broken(e))
+        sent.map_err(|e| self.core.broken(e))
     }
 
     /// Lends a slot of the sender's pool for a `len`-byte payload, once the
@@ -254,7 +182,7 @@ impl Sender {
         let mut stop = || checks.check();
         let mut waiting = Waiting::new(end.strategy(), deadline, &mut stop);
         let lent = end.loan(len, &mut waiting);
-        lent.map_err(|e| self.broken(e))
+        lent.map_err(|e| self.core.broken(e))
     }
 
     /// Sends a slot lent by [`Sender::loan`] on this end.
@@ -272,64 +200,52 @@ impl Sender {
         end.commit(loan, presence)
     }
 
-    /// An error from the ring or pool: for the host, one that the guest's
-    /// own writes caused (its head index, say) cuts the guest off
-    /// (`shm.peer.quarantine`); for a guest, one in the host's part stops
-    /// it, as a receive does.
-    #[cold]
-    fn broken(&self, e: Error) -> Error {
-        match &self.receiver {
-            OtherSide::Guest(watch) => {
-                self.seg
-                    .cut_off_for(watch.peer_id(), QuarantineReason::Ring, e)
-            }
-            OtherSide::Host(_) => self.seg.host_broke(e),
-        }
-    }
-
     /// What every send does first: takes the sending role (waited for
     /// within the deadline, but never without one) and checks that the
     /// receiving side is there to send to; returns the producing end and
     /// the checks for the send's waits.
     #[inline(always)]
-    fn begin(&mut self, deadline: &mut Deadline) -> Result<(&mut Producer, SendChecks<'_>)> {
-        if !self.role.is_held() {
+    fn begin(&mut self, deadline: &mut Deadline) -> Result<(&mut Producer, Checks<'_>)> {
+        if !self.core.role.is_held() {
             let mut no_wait = Deadline::no_wait();
             let wait = if deadline.is_unlimited() {
                 &mut no_wait
             } else {
                 &mut *deadline
             };
-            self.take_the_role(wait)?;
+            self.core.take_the_role(wait)?;
         }
-        let seg = &*self.seg;
-        let checks = match &mut self.receiver {
+        let seg = &*self.core.seg;
+        let checks = match &mut self.core.other {
             OtherSide::Host(watch) => {
                 watch.before_sending(seg)?;
-                SendChecks::Host(watch, seg)
+                Checks::Host(watch, seg)
             }
-            OtherSide::Guest(watch) => SendChecks::Guest(watch.begin(seg)?.accepting()?),
+            OtherSide::Guest(watch) => {
+                Checks::Guest(watch.begin(seg)?.accepting()?, Moving::Sending)
+            }
         };
-        Ok((&mut self.end, checks))
+        Ok((&mut self.core.end, checks))
     }
 
     /// Keeps `membership` alive as long as this end.
     pub(crate) fn keep_alive(&mut self, membership: KeepAlive) {
-        self._membership = Some(membership);
+        self.core.keep_alive(membership);
     }
 
     /// Picks up the ring as it is now, after it was reset under this end
     /// (reclaiming a dead guest does).
     pub(crate) fn resync(&mut self) {
-        self.end.resync();
+        self.core.end.resync();
     }
 
     /// Takes the sending role without waiting, for a reclaim; false if
     /// another process holds it.
     pub(crate) fn try_take_role(&mut self) -> bool {
-        let what = self.role_name();
-        self.role
-            .ensure(self.seg.lock_file(), &mut Deadline::no_wait(), || what)
+        let what = self.core.role_name();
+        self.core
+            .role
+            .ensure(self.core.seg.lock_file(), &mut Deadline::no_wait(), || what)
             .is_ok()
     }
 }

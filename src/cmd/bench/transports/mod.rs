@@ -5,11 +5,12 @@
 
 use std::fmt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::cmd::child::this_binary;
 use crate::cmd::text::human_bytes;
 
 use super::measurement::{Kind, Measurement, Transport, time_round_trips};
@@ -92,10 +93,11 @@ impl PeerProcess {
 }
 
 /// The command that starts this same binary as the peer for `transport`,
-/// on `cpu` if given; the caller adds what its transport needs.
+/// on `cpu` if given, its standard input closed (see [`this_binary`]);
+/// the caller adds what its transport needs.
 pub fn peer_command(transport: PeerTransport, cpu: Option<usize>) -> anyhow::Result<Command> {
-    let mut cmd = Command::new(std::env::current_exe().context("locating the shmhub binary")?);
-    cmd.arg("bench-peer").arg(transport.arg());
+    let mut cmd = this_binary("bench-peer")?;
+    cmd.arg(transport.arg());
     if let Some(cpu) = cpu {
         cmd.arg("--cpu").arg(cpu.to_string());
     }
@@ -112,7 +114,6 @@ pub fn spawn_floor_peer(
     let child = peer_command(transport, plan.peer_cpu())?
         .arg("--segment")
         .arg(path)
-        .stdin(Stdio::null())
         .spawn()
         .with_context(|| format!("starting the {} floor's peer", transport.arg()))?;
     Ok(PeerProcess(child))

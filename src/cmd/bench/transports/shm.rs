@@ -3,7 +3,6 @@
 //! batches and one by one.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -88,7 +87,6 @@ pub fn spawn_guest(plan: &Plan, peer_id: PeerId) -> anyhow::Result<PeerProcess> 
             .arg(path)
             .arg("--peer-id")
             .arg(peer_id.to_string())
-            .stdin(Stdio::null())
             .spawn()
             .context("starting the segment benchmark peer")?,
     );
