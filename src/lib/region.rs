@@ -346,37 +346,30 @@ pub(crate) trait Atomic {
     fn load_value(&self, order: Ordering) -> Self::Value;
 }
 
-impl Atomic for AtomicU32 {
-    const SIZE: u64 = 4;
-    type Value = u32;
+/// The two widths as [`Atomic`]s: the same impl but for the type, its
+/// size and the region's accessor of that width.
+macro_rules! atomic_of_width {
+    ($atomic:ty, $value:ty, $size:expr, $accessor:ident) => {
+        impl Atomic for $atomic {
+            const SIZE: u64 = $size;
+            type Value = $value;
 
-    #[inline(always)]
-    unsafe fn at(region: &Region, at: usize) -> &Self {
-        // SAFETY: the caller's guarantee is `u32_at`'s.
-        unsafe { region.u32_at(at) }
-    }
+            #[inline(always)]
+            unsafe fn at(region: &Region, at: usize) -> &Self {
+                // SAFETY: the caller's guarantee is the accessor's.
+                unsafe { region.$accessor(at) }
+            }
 
-    #[inline(always)]
-    fn load_value(&self, order: Ordering) -> u32 {
-        self.load(order)
-    }
+            #[inline(always)]
+            fn load_value(&self, order: Ordering) -> $value {
+                self.load(order)
+            }
+        }
+    };
 }
 
-impl Atomic for AtomicU64 {
-    const SIZE: u64 = 8;
-    type Value = u64;
-
-    #[inline(always)]
-    unsafe fn at(region: &Region, at: usize) -> &Self {
-        // SAFETY: the caller's guarantee is `u64_at`'s.
-        unsafe { region.u64_at(at) }
-    }
-
-    #[inline(always)]
-    fn load_value(&self, order: Ordering) -> u64 {
-        self.load(order)
-    }
-}
+atomic_of_width!(AtomicU32, u32, 4, u32_at);
+atomic_of_width!(AtomicU64, u64, 8, u64_at);
 
 /// What a checked view of a region's lines ([`Word`], [`Atomics`]) may
 /// do: [`Writing`] (loads, stores and read-modify-writes, on a writable
@@ -441,39 +434,26 @@ impl Region {
 /// words, so that its hot path carries no check that can fail for its own
 /// lines. A `Word<_, Reading>` only loads, and may lie in a read-only
 /// region.
+#[derive(Debug)]
 pub(crate) struct Word<A: Atomic = AtomicU32, M: Mode = Writing> {
-    region: Region,
-    at: usize,
-    atomic: std::marker::PhantomData<fn() -> (A, M)>,
+    /// One atomic: its place checked as any array's is.
+    line: Atomics<A, M>,
 }
 
+// By hand: a derive would ask the atomic and the mode to be `Clone`.
 impl<A: Atomic, M: Mode> Clone for Word<A, M> {
     fn clone(&self) -> Self {
         Word {
-            region: self.region.clone(),
-            at: self.at,
-            atomic: std::marker::PhantomData,
+            line: self.line.clone(),
         }
-    }
-}
-
-impl<A: Atomic, M: Mode> fmt::Debug for Word<A, M> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Word")
-            .field("at", &self.at)
-            .field("size", &A::SIZE)
-            .finish()
     }
 }
 
 impl<A: Atomic, M: Mode> Word<A, M> {
     /// The word at `offset` of `region`.
     pub(crate) fn new(region: &Region, offset: u64) -> Result<Self, RegionError> {
-        let at = region.check_lines::<A, M>(offset, 1, A::SIZE)?;
         Ok(Word {
-            region: region.clone(),
-            at,
-            atomic: std::marker::PhantomData,
+            line: Atomics::new(region, offset, 1, A::SIZE)?,
         })
     }
 }
@@ -482,11 +462,11 @@ impl<A: Atomic> Word<A, Writing> {
     /// The word, as an atomic.
     #[inline(always)]
     pub(crate) fn get(&self) -> &A {
-        // SAFETY: `at..at+SIZE` was checked to lie inside the region,
-        // aligned to SIZE, and the region to be writable, when this was
-        // made; the region's length and mapping never change, and
-        // `self.region` keeps them alive as long as the returned reference.
-        unsafe { A::at(&self.region, self.at) }
+        // SAFETY: `line` holds one atomic at `at`, checked to lie inside
+        // the region, aligned to SIZE, and the region to be writable, when
+        // it was made; the region's length and mapping never change, and
+        // `line.region` keeps them alive as long as the returned reference.
+        unsafe { A::at(&self.line.region, self.line.at) }
     }
 }
 
