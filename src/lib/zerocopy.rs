@@ -33,13 +33,20 @@ pub(crate) struct Leases {
     region: Region,
     layout: SegmentLayout,
     slots_per_pool: u32,
-    pools: Box<[OnceLock<Box<[AtomicBool]>>]>,
-    /// Each pool's lines, opened at the first free into it: what a
-    /// dropped message or loan frees its slot through.
-    lines: Box<[OnceLock<Option<Pool>>]>,
+    pools: Box<[PoolLeases]>,
     /// `sys::forks()` when the segment was opened: a copy of this process
     /// made by `fork` frees nothing on drop (`shm.file.fork`).
     forks: u32,
+}
+
+/// One pool as [`Leases`] sees it, each part made at its first use.
+#[derive(Debug, Default)]
+struct PoolLeases {
+    /// A mark per slot: lent out in this process.
+    marks: OnceLock<Box<[AtomicBool]>>,
+    /// The pool's lines, opened at the first free into it: what a dropped
+    /// message or loan frees its slot through.
+    lines: OnceLock<Option<Pool>>,
 }
 
 /// What looking up a mark does with a pool whose marks are not made yet:
@@ -59,10 +66,7 @@ impl Leases {
             layout,
             slots_per_pool: layout.config.slots_per_pool,
             pools: (0..=layout.config.max_guests)
-                .map(|_| OnceLock::new())
-                .collect(),
-            lines: (0..=layout.config.max_guests)
-                .map(|_| OnceLock::new())
+                .map(|_| PoolLeases::default())
                 .collect(),
             forks: crate::sys::forks(),
         }
@@ -82,7 +86,7 @@ impl Leases {
         if slot >= self.slots_per_pool {
             return None;
         }
-        let cell = self.pools.get(usize::from(pool.number()))?;
+        let cell = &self.pools.get(usize::from(pool.number()))?.marks;
         let marks = match cell.get() {
             Some(marks) => marks,
             None if unmade == Unmade::Make => cell.get_or_init(|| {
@@ -98,8 +102,9 @@ impl Leases {
     /// `owner`'s pool, opened at the first call; `None` where it cannot
     /// be (a layout that does not fit the region: nothing is freed).
     fn pool(&self, owner: Party) -> Option<&Pool> {
-        self.lines
+        self.pools
             .get(usize::from(owner.number()))?
+            .lines
             .get_or_init(|| Pool::open(&self.region, &self.layout, owner).ok())
             .as_ref()
     }

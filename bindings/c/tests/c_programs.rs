@@ -64,6 +64,17 @@ enum Link {
     Shared,
 }
 
+/// Compiles `source` twice into `dir`, as `NAME-static` (the host's
+/// program, linked with `libshmhub_c.a`) and `NAME-shared` (the guest's,
+/// with `libshmhub_c.so`): a pair of processes covers both libraries.
+fn compile_both(source: &str, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let host = dir.join(format!("{name}-static"));
+    let guest = dir.join(format!("{name}-shared"));
+    compile(source, &host, Link::Static);
+    compile(source, &guest, Link::Shared);
+    (host, guest)
+}
+
 /// Compiles `source` (relative to the crate) into `out`, warnings as
 /// errors, linked with the static or the shared library.
 fn compile(source: &str, out: &Path, link: Link) {
@@ -214,10 +225,7 @@ fn eviction(host_exe: &Path, guest: &mut Command, segment: &Path, env: &[(&str, 
 #[test]
 fn a_c_host_and_a_c_guest_talk_across_two_processes() {
     let dir = scratch();
-    let host_exe = dir.path().join("pair-static");
-    let guest_exe = dir.path().join("pair-shared");
-    compile("tests/c/pair.c", &host_exe, Link::Static);
-    compile("tests/c/pair.c", &guest_exe, Link::Shared);
+    let (host_exe, guest_exe) = compile_both("tests/c/pair.c", dir.path(), "pair");
     let segment = dir.path().join("pair.shm");
 
     let (host, host_out) = start_host(&host_exe, &segment, &[]);
@@ -239,10 +247,7 @@ fn a_c_host_and_a_c_guest_talk_across_two_processes() {
 #[test]
 fn an_evicted_c_guest_is_cut_off_in_its_own_process() {
     let dir = scratch();
-    let host_exe = dir.path().join("evict-static");
-    let guest_exe = dir.path().join("evict-shared");
-    compile("tests/c/evict.c", &host_exe, Link::Static);
-    compile("tests/c/evict.c", &guest_exe, Link::Shared);
+    let (host_exe, guest_exe) = compile_both("tests/c/evict.c", dir.path(), "evict");
     eviction(
         &host_exe,
         &mut Command::new(&guest_exe),

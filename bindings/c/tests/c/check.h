@@ -47,6 +47,19 @@
             FAIL("last error \"%s\" does not say \"%s\"", shmhub_last_error(), (part)); \
     } while (0)
 
+/* Evicting guest `peer` of the segment at `path` is refused: its entry
+ * holds no guest to cut off (empty, not attached, goodbye or quarantined).
+ * A macro, so that a failure names the line that asked. */
+#define CHECK_EVICT_REFUSED(host, peer, path)                                        \
+    do {                                                                             \
+        char line_[4096 + 128];                                                      \
+        CHECK_EQ(shmhub_host_evict((host), (peer)), SHMHUB_ERR_BUSY);                \
+        snprintf(line_, sizeof line_,                                                \
+                 "%s: peer %d is empty, not attached, goodbye or quarantined",       \
+                 (path), (int)(peer));                                               \
+        CHECK_LAST(SHMHUB_ERR_BUSY, line_);                                          \
+    } while (0)
+
 static inline long long now_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
