@@ -702,7 +702,9 @@ mod tests {
 
     const HOST: Party = Party::Host;
 
-    fn setup(slots: u32) -> (Region, SegmentLayout) {
+    /// A region of one guest's segment with pools of `slots` slots, and
+    /// `owner`'s pool in it, opened.
+    fn setup(slots: u32, owner: Party) -> (Region, SegmentLayout, Pool) {
         let config = SegmentConfig {
             max_guests: 1,
             slots_per_pool: slots,
@@ -714,14 +716,21 @@ mod tests {
         let region = HeapRegion::new_zeroed(layout.total_size as usize)
             .unwrap()
             .region();
-        (region, layout)
+        let pool = Pool::open(&region, &layout, owner).unwrap();
+        (region, layout, pool)
+    }
+
+    /// A slot of the host's `pool` allocated and handed to `holder`.
+    fn lent(pool: &Pool, hint: &mut u32, holder: Party) -> SlotRef {
+        let slot = pool.try_alloc(HOST, hint).unwrap();
+        pool.set_holder(slot, holder);
+        slot
     }
 
     // shm[verify shm.pool.batch-free]
     #[test]
     fn a_batch_free_clears_each_word_once_and_skips_stale_slots() {
-        let (region, layout) = setup(70);
-        let pool = Pool::open(&region, &layout, HOST).unwrap();
+        let (region, layout, pool) = setup(70, HOST);
         let mut hint = 0;
         let all: Vec<SlotRef> = (0..70)
             .map(|_| pool.try_alloc(HOST, &mut hint).unwrap())
@@ -776,8 +785,7 @@ mod tests {
     // shm[verify shm.pool.bitmap]
     #[test]
     fn allocates_every_slot_once_then_reports_exhaustion() {
-        let (region, layout) = setup(70);
-        let pool = Pool::open(&region, &layout, HOST).unwrap();
+        let (_, _, pool) = setup(70, HOST);
         let mut hint = 0;
         let mut seen = std::collections::HashSet::new();
         for _ in 0..70 {
@@ -807,8 +815,7 @@ mod tests {
     // shm[verify shm.pool.bitmap]
     #[test]
     fn generation_is_bumped_on_each_allocation_and_checked_on_free() {
-        let (region, layout) = setup(1);
-        let pool = Pool::open(&region, &layout, guest(1)).unwrap();
+        let (_, _, pool) = setup(1, guest(1));
         let mut hint = 0;
         let first = pool.try_alloc(guest(1), &mut hint).unwrap();
         let wrong = SlotRef {
@@ -830,11 +837,9 @@ mod tests {
     // shm[verify shm.recv.validate]
     #[test]
     fn validate_refuses_bad_descriptors() {
-        let (region, layout) = setup(4);
-        let pool = Pool::open(&region, &layout, HOST).unwrap();
+        let (_, _, pool) = setup(4, HOST);
         let mut hint = 0;
-        let slot = pool.try_alloc(HOST, &mut hint).unwrap();
-        pool.set_holder(slot, guest(3));
+        let slot = lent(&pool, &mut hint, guest(3));
         let other = |index, generation| SlotRef { index, generation };
         assert!(pool.validate(slot, guest(3), 0, 128).is_ok());
         assert!(
@@ -869,12 +874,10 @@ mod tests {
     // shm[verify shm.pool.bitmap]
     #[test]
     fn free_held_by_returns_only_that_holders_slots() {
-        let (region, layout) = setup(8);
-        let pool = Pool::open(&region, &layout, HOST).unwrap();
+        let (_, _, pool) = setup(8, HOST);
         let mut hint = 0;
         for _ in 0..3 {
-            let slot = pool.try_alloc(HOST, &mut hint).unwrap();
-            pool.set_holder(slot, guest(5));
+            lent(&pool, &mut hint, guest(5));
         }
         pool.try_alloc(HOST, &mut hint).unwrap();
         assert_eq!(pool.free_held_by(guest(5), &|_| false), 3);
@@ -884,8 +887,7 @@ mod tests {
     // shm[verify shm.pool.bitmap]
     #[test]
     fn waiting_allocator_gets_the_freed_slot() {
-        let (region, layout) = setup(1);
-        let pool = Pool::open(&region, &layout, HOST).unwrap();
+        let (region, layout, pool) = setup(1, HOST);
         let mut hint = 0;
         let slot = pool.try_alloc(HOST, &mut hint).unwrap();
         let other = region.clone();

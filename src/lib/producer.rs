@@ -297,7 +297,8 @@ impl Producer {
     ) -> Result<()> {
         self.check_len(payload.len())?;
         if payload.len() > INLINE_CAPACITY {
-            return self.send_in_slot(desc, payload, waiting, presence);
+            let (desc, slot) = self.place_in_slot(desc, payload, waiting)?;
+            return self.publish(&[desc], slot.as_slice(), presence);
         }
         let mut tail = self.end.ring.tail();
         if !self.end.ring.fits_one(tail, self.cached_head) {
@@ -310,20 +311,20 @@ impl Producer {
         self.published(tail, &[bytes], presence)
     }
 
-    /// [`Producer::send`] of a payload that travels in a slot.
+    /// For [`Producer::send`] of a payload that travels in a slot: waits
+    /// for room first, so that a slot is never taken for a message that
+    /// cannot be queued, then copies the payload into a slot; the
+    /// descriptor comes back encoded, ready to publish.
     #[inline(never)]
-    fn send_in_slot(
+    fn place_in_slot(
         &mut self,
         desc: MsgDesc,
         payload: &[u8],
         waiting: &mut Waiting<'_>,
-        presence: Option<Presence<'_>>,
-    ) -> Result<()> {
-        // Room first, so that a slot is never taken for a message that
-        // cannot be queued.
+    ) -> Result<([u8; DESC_SIZE], Option<SlotRef>)> {
         self.wait_for_room(waiting)?;
         let (desc, slot) = self.encode(desc, payload, waiting)?;
-        self.publish(&[desc.to_bytes()], slot.as_slice(), presence)
+        Ok((desc.to_bytes(), slot))
     }
 
     /// Sends `frames` in order, publishing as many descriptors at a time as

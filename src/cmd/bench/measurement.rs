@@ -350,13 +350,15 @@ mod tests {
                 assert_eq!(serde_json::to_value(value).unwrap(), *name);
             }
         }
-        same_names(&[
-            (Kind::RoundTrip, "round_trip"),
-            (Kind::Stream, "stream"),
-            (Kind::Copy, "copy"),
-            (Kind::Create, "create"),
-            (Kind::List, "list"),
-        ]);
+        let kinds = [
+            Kind::RoundTrip,
+            Kind::Stream,
+            Kind::Copy,
+            Kind::Create,
+            Kind::List,
+        ];
+        let names = ["round_trip", "stream", "copy", "create", "list"];
+        same_names(&std::array::from_fn::<_, 5, _>(|i| (kinds[i], names[i])));
         same_names(&[
             (Transport::Memcpy, "memcpy"),
             (Transport::CreateSegment, "create segment"),
