@@ -2041,7 +2041,7 @@ fn run_host_chaos_guest(env: &ChildEnv) -> anyhow::Result<()> {
     };
     let mut run = GuestRun::attach(env, waits)?;
     let p = run.guest.peer_id();
-    let host_pid = run.guest.header()?.host_pid;
+    let host_pid = run.guest.status().header()?.host_pid;
     signal(&env.dir, &format!("attached-{p}"), "")?;
     let failure = loop {
         if let Err(e) = run.send_turn().and_then(|_| run.recv_turn().map(drop)) {

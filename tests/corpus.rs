@@ -944,7 +944,7 @@ fn drain<T>(mut f: impl FnMut() -> shmhub::Result<Option<T>>) {
 
 fn host_session(host: &mut ShmHost) {
     let guests = host.layout().config.max_guests.min(255) as u8;
-    let _ = host.header();
+    let _ = host.status().header();
     let _ = host.peers();
     drain(|| host.try_recv());
     for p in 0..=guests.saturating_add(1) {
@@ -965,8 +965,8 @@ fn host_session(host: &mut ShmHost) {
 }
 
 fn guest_session(guest: &mut ShmGuest) {
-    let _ = guest.header();
-    let _ = guest.host_status();
+    let _ = guest.status().header();
+    let _ = guest.status().host_status();
     drain(|| guest.try_recv());
     let _ = guest.try_send(frame(1, b"inline"));
     let _ = guest.try_send(frame(2, &payload(8, 100)));

@@ -351,9 +351,9 @@ fn child_sleeper(env: &ChildEnv) -> anyhow::Result<()> {
         ),
     }
     ensure!(
-        guest.host_status()? == shmhub::HostStatus::Gone,
+        guest.status().host_status()? == shmhub::HostStatus::Gone,
         "host status is {}",
-        guest.host_status()?
+        guest.status().host_status()?
     );
     drop(guest);
     Ok(())
@@ -771,7 +771,10 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
     child.await_signal("hosting", WAIT);
     let mut guest = ShmGuest::attach_path(&path).unwrap();
     guest.set_wait_strategy(WaitStrategy::Block);
-    assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Alive);
+    assert_eq!(
+        guest.status().host_status().unwrap(),
+        shmhub::HostStatus::Alive
+    );
     let status_pid = child.pid();
 
     // Kill the host while this guest sleeps in recv.
@@ -793,7 +796,10 @@ fn guest_blocked_in_recv_notices_a_killed_host() {
         waited >= Duration::from_millis(50) && waited < Duration::from_secs(2),
         "recv returned after {waited:?}"
     );
-    assert_eq!(guest.host_status().unwrap(), shmhub::HostStatus::Dead);
+    assert_eq!(
+        guest.status().host_status().unwrap(),
+        shmhub::HostStatus::Dead
+    );
     let report = shmhub::admin::inspect_path(&path).unwrap();
     assert_eq!(report.host, shmhub::HostStatus::Dead);
     // The crashed host's file stays behind, for cleanup to find.
@@ -1324,8 +1330,12 @@ fn a_receive_from_any_guest_ends_after_a_guest_that_left_before_it_looked() {
     let mut host = ShmHost::create(&path, SegmentConfig::default()).unwrap();
     let mut guest = Child::spawn("come_and_go", &path, dir.path(), &[]);
     guest.expect_success(WAIT);
-    assert_eq!(host.peer(1).unwrap().state, PeerState::Empty);
-    assert_eq!(host.peer(1).unwrap().epoch, 1, "the child claimed entry 1");
+    assert_eq!(host.status().peer(1).unwrap().state, PeerState::Empty);
+    assert_eq!(
+        host.status().peer(1).unwrap().epoch,
+        1,
+        "the child claimed entry 1"
+    );
     // In a thread, so that a receive that never returns fails the test
     // instead of hanging it.
     let (tx, rx) = std::sync::mpsc::channel();

@@ -239,7 +239,7 @@ fn remove_lets_a_live_host_delete_its_own_file() {
     // The host is alive (presence lock and pid): the remover waits, and
     // has asked it to leave.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !host.header().unwrap().host_goodbye {
+    while !host.status().header().unwrap().host_goodbye {
         assert!(Instant::now() < deadline, "the remover never said goodbye");
         std::thread::sleep(Duration::from_millis(5));
     }

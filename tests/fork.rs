@@ -58,8 +58,11 @@ fn forker(env: &ChildEnv) -> anyhow::Result<()> {
         env.path.exists(),
         "the forked copy of the host deleted the file"
     );
-    ensure!(!host.header()?.host_goodbye, "the forked copy said goodbye");
-    let entry = host.peer(guest.peer_id())?;
+    ensure!(
+        !host.status().header()?.host_goodbye,
+        "the forked copy said goodbye"
+    );
+    let entry = host.status().peer(guest.peer_id())?;
     ensure!(
         entry.state == PeerState::Attached,
         "the forked copy detached: {entry:?}"

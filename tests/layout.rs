@@ -136,7 +136,7 @@ fn header_fields_sit_at_their_documented_offsets() {
     );
     assert_eq!(l.host_to_guest_ring(id(2)), rings + 3 * ring_size);
     assert_eq!(l.pool(guest_party(3)), pools + 3 * stride);
-    let h = host.header().unwrap();
+    let h = host.status().header().unwrap();
     assert_eq!(h.created_unix_ns, created);
     assert_eq!(h.nonce, u64_at(&bytes, 104));
     assert_eq!(h.host_pid, std::process::id());

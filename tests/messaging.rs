@@ -700,7 +700,7 @@ fn a_fixed_share_is_recorded_and_kept() {
     };
     let mut host = ShmHost::create_with(&path, config, options).unwrap();
     let guest = ShmGuest::attach_path(&path).unwrap();
-    assert_eq!(host.header().unwrap().host_slots_per_guest, 2);
+    assert_eq!(host.status().header().unwrap().host_slots_per_guest, 2);
     host.try_send(guest.peer_id(), data(1, &[0u8; 100]))
         .unwrap();
     host.try_send(guest.peer_id(), data(2, &[0u8; 100]))
@@ -900,7 +900,7 @@ fn peer_id_0_is_refused_as_invalid() {
         let frame = data(1, b"to nobody");
         assert!(refused(host.send(wrong, &frame).unwrap_err()));
         assert!(refused(host.try_recv_from(wrong).unwrap_err()));
-        assert!(refused(host.peer(wrong).unwrap_err()));
+        assert!(refused(host.status().peer(wrong).unwrap_err()));
         assert!(refused(host.evict(wrong).unwrap_err()));
         assert!(refused(host.release_peer(wrong).unwrap_err()));
         assert!(refused(host.any_receiver().from_guest(wrong).unwrap_err()));

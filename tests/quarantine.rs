@@ -115,7 +115,7 @@ fn a_guest_that_writes_an_unknown_state_is_cut_off_and_the_other_served() {
     }
     assert_eq!(cut[0].kind(), ErrorKind::CutOff);
     // Everyone sees it, with the reason.
-    let entry_now = host.peer(bad.peer_id()).unwrap();
+    let entry_now = host.status().peer(bad.peer_id()).unwrap();
     assert_eq!(entry_now.state, PeerState::Quarantined);
     assert_eq!(entry_now.quarantine, Some(QuarantineReason::Entry));
     // Sends to it, receives from it and its own operations are refused.
@@ -191,7 +191,7 @@ fn a_bad_entry_does_not_stop_a_reclaim() {
     assert_eq!(report.reclaimed.len(), 1, "{report:?}");
     assert_ne!(report.reclaimed[0], bad.peer_id());
     assert_eq!(
-        host.peer(bad.peer_id()).unwrap().state,
+        host.status().peer(bad.peer_id()).unwrap().state,
         PeerState::Quarantined
     );
 }
@@ -329,7 +329,7 @@ fn a_forged_drain_frees_no_other_guests_slot() {
         .expect("its message is there");
     assert_eq!(got.payload(), &payload[..]);
     drop(got);
-    assert_eq!(host.header().map(|_| ()).ok(), Some(()));
+    assert_eq!(host.status().header().map(|_| ()).ok(), Some(()));
 }
 
 // A guest that keeps its host-to-guest ring's `returned` counter equal to
@@ -399,7 +399,7 @@ fn a_guest_that_does_not_count_its_frees_still_gets_slot_messages() {
         let ord = std::sync::atomic::Ordering::SeqCst;
         region.store_u32(returned_at, 0, ord).unwrap();
     }
-    let entry = host.peer(guest.peer_id()).unwrap();
+    let entry = host.status().peer(guest.peer_id()).unwrap();
     assert_eq!(entry.host_slots_held, 6, "every slot handed, counted held");
 }
 
@@ -506,7 +506,7 @@ fn peers_leaves_a_bad_entry_out_and_peer_table_lists_it() {
     let ids: Vec<u8> = peers.iter().map(|p| p.peer_id.get()).collect();
     assert_eq!(ids, [good.peer_id().get(), 3]);
     assert_eq!(peers[0].state, PeerState::Attached);
-    let table = host.peer_table().unwrap();
+    let table = host.status().peer_table().unwrap();
     assert_eq!(table.peers, peers);
     let bad_ones: Vec<(u8, u32, bool)> = table
         .bad_peers
@@ -997,7 +997,7 @@ fn scenario(attack: Attack, seed: u64, run: Duration) -> Outcome {
     // newcomer gets a clean entry that works.
     host.evict(hostile_id).ok();
     host.reclaim_dead_report().unwrap();
-    let entry = host.peer(hostile_id).unwrap();
+    let entry = host.status().peer(hostile_id).unwrap();
     assert_eq!(entry.state, PeerState::Empty, "{attack:?}: {entry:?}");
     let mut newcomer = ShmGuest::attach_path(&path).unwrap();
     newcomer.send(frame(1, &[5; 150])).unwrap();

@@ -853,7 +853,7 @@ fn run_guest(env: &ChildEnv) -> anyhow::Result<()> {
             // Receives that find a message and sends that find room never
             // look at the host; a guest must not outlive its test.
             last_host_check = now;
-            let status = guest.host_status().context("host status")?;
+            let status = guest.status().host_status().context("host status")?;
             ensure!(
                 status == shmhub::HostStatus::Alive,
                 "guest {peer}: the host is {status}"

@@ -23,7 +23,7 @@ fn frame(id: u64, len: usize) -> Frame {
 
 fn host_session(host: &mut ShmHost) {
     let guests = host.layout().config.max_guests.min(255) as u8;
-    let _ = host.header();
+    let _ = host.status().header();
     let _ = host.peers();
     for _ in 0..MAX_RECEIVES {
         match host.try_recv() {
@@ -51,8 +51,8 @@ fn host_session(host: &mut ShmHost) {
 }
 
 fn guest_session(guest: &mut ShmGuest) {
-    let _ = guest.header();
-    let _ = guest.host_status();
+    let _ = guest.status().header();
+    let _ = guest.status().host_status();
     for _ in 0..MAX_RECEIVES {
         match guest.try_recv() {
             Ok(Some(f)) => {

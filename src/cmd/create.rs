@@ -407,7 +407,7 @@ impl HeldHost {
     /// silent), which `rm` waits for as well; an entry whose state word is
     /// bad is judged as `rm` judges it, by its presence lock alone.
     fn live_guests(&self) -> shmhub::Result<Vec<PeerId>> {
-        let table = self.host.peer_table()?;
+        let table = self.host.status().peer_table()?;
         let mut live: Vec<PeerId> = table
             .bad_peers
             .iter()
@@ -417,7 +417,7 @@ impl HeldHost {
         for entry in table.peers {
             // An entry gone bad since the look above counts as live until
             // the next look judges it.
-            let live_now = match self.host.holder_status(entry.peer_id) {
+            let live_now = match self.host.status().holder_status(entry.peer_id) {
                 Ok(status) => matches!(status, HolderStatus::Alive | HolderStatus::Stale),
                 Err(e) if e.kind() == shmhub::ErrorKind::Corrupt => true,
                 Err(e) => return Err(e),
@@ -448,7 +448,12 @@ impl HeldHost {
         }
         for skipped in report.skipped {
             if skipped.reason == SkipReason::Quarantined {
-                let reason = self.host.peer(skipped.peer).ok().and_then(|e| e.quarantine);
+                let reason = self
+                    .host
+                    .status()
+                    .peer(skipped.peer)
+                    .ok()
+                    .and_then(|e| e.quarantine);
                 let e = shmhub::Error::Quarantined {
                     peer_id: skipped.peer,
                     reason: reason.unwrap_or(QuarantineReason::Entry),
@@ -479,7 +484,7 @@ impl Receiver for HeldHost {
     /// `rm` applies without a host: while one stays, it serves on, and if
     /// `rm` gives up and takes the request back, it simply goes on.
     fn tend(&mut self, path: &Path) -> anyhow::Result<Option<&'static str>> {
-        if self.host.goodbye_requested().on_segment(path)? {
+        if self.host.status().goodbye_requested().on_segment(path)? {
             if matches!(self.host.check_file(), Err(shmhub::Error::Removed { .. })) {
                 return Ok(Some("removed by rm --force; leaving"));
             }

@@ -119,7 +119,7 @@ fn start_guest(
         .context("starting the guest process")?;
     let mut child = KillOnDrop(child);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peer(peer).on_segment(path)?.state != PeerState::Attached {
+    while host.status().peer(peer).on_segment(path)?.state != PeerState::Attached {
         if let Some(status) = child.0.try_wait()? {
             bail!("the guest process exited early ({status})");
         }

@@ -99,9 +99,9 @@ impl Inbox {
                 None => Ok(()),
             },
             (Acting::Host(_), None) => Ok(()),
-            (Acting::Guest(guest), _) => match guest.host_status()? {
+            (Acting::Guest(guest), _) => match guest.status().host_status()? {
                 HostStatus::Dead => Err(shmhub::Error::HostDied {
-                    pid: guest.header()?.host_pid,
+                    pid: guest.status().header()?.host_pid,
                 }),
                 _ => Ok(()),
             },
@@ -145,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         // (`shm.peer.quarantine`). A bad entry of another guest is none
         // of this receive's business, nor of one from any guest, which
         // cuts that guest off and serves the others.
-        match host.peer(from) {
+        match host.status().peer(from) {
             Ok(entry) => refuse_empty_entry(entry, from).on_segment(path)?,
             Err(e) if e.kind() == ErrorKind::Corrupt => {}
             Err(e) => return Err(seg_err(path, e).into()),

@@ -306,10 +306,10 @@ impl Segment {
 /// the entry cannot be read); `None` while it lives, or when no process
 /// holds the entry.
 pub fn dead_holder(host: &ShmHost, peer: PeerId) -> shmhub::Result<Option<u32>> {
-    if host.holder_status(peer)? != HolderStatus::Dead {
+    if host.status().holder_status(peer)? != HolderStatus::Dead {
         return Ok(None);
     }
-    let pid = host.peer(peer).map_or(0, |e| e.pid);
+    let pid = host.status().peer(peer).map_or(0, |e| e.pid);
     Ok(Some(pid))
 }
 

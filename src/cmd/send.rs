@@ -303,7 +303,7 @@ fn send_all(
 /// is left to the library's send, which cuts it off and says so with
 /// its own error (`shm.peer.quarantine`), dead or alive.
 fn refuse_dead_guest(host: &ShmHost, to: PeerId, path: &Path) -> anyhow::Result<()> {
-    match host.peer(to) {
+    match host.status().peer(to) {
         Ok(entry) if entry.state == PeerState::Quarantined => return Ok(()),
         Err(e) if e.kind() == ErrorKind::Corrupt => return Ok(()),
         _ => {}

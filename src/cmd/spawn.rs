@@ -186,9 +186,9 @@ fn supervise(
     // Not attached: dropping the ticket gives the reservation back.
     drop(ticket);
     let mut reclaimed = false;
-    let entry = host.peer(peer).on_segment(path)?;
+    let entry = host.status().peer(peer).on_segment(path)?;
     if entry.state == PeerState::Attached
-        && host.holder_status(peer).on_segment(path)? == HolderStatus::Dead
+        && host.status().holder_status(peer).on_segment(path)? == HolderStatus::Dead
     {
         let report = host.reclaim_dead_report().on_segment(path)?;
         if report.reclaimed.contains(&peer) {

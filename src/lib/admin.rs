@@ -10,8 +10,10 @@
 //!   [`collect_garbage`], and removing one: [`remove_segment`].
 //! - What happens to a segment over time: two [`Snapshot`]s and the
 //!   [`changes`] between them.
-//! - What [`crate::ShmHost::reclaim_dead_report`] reports, and the header
-//!   as [`crate::ShmHost::header`] reads it.
+//! - What [`crate::ShmHost::reclaim_dead_report`] reports, and what a
+//!   host or guest reads of its segment's status ([`SegmentStatus`], from
+//!   [`crate::ShmHost::status`] and [`crate::ShmGuest::status`]), the
+//!   header ([`HeaderInfo`]) among it.
 //!
 //! ```
 //! use shmhub::{SegmentConfig, ShmGuest, ShmHost, admin};
@@ -51,3 +53,4 @@ pub use crate::ring::RingState;
 pub use crate::slots::{
     QueuedAt, SlotHolder, SlotReport, SlotsReport, inspect_slots, inspect_slots_region,
 };
+pub use crate::status::SegmentStatus;

@@ -10,9 +10,8 @@ use std::sync::Arc;
 use crate::desc::{Frame, MsgDesc};
 use crate::end_core::Side;
 use crate::error::{Error, Result};
-use crate::header::HeaderInfo;
 use crate::layout::{Direction, SegmentLayout};
-use crate::liveness::{self, HostStatus};
+use crate::liveness;
 use crate::locks::{ByteLock, lock_byte, lock_byte::End};
 use crate::mmap::OwnerCheck;
 use crate::party::{IntoPeerId, Party, PeerId, PeerState};
@@ -22,6 +21,7 @@ use crate::receiver::Receiver;
 use crate::region::Region;
 use crate::segment::{HeldElsewhere, Segment, ShmBacking};
 use crate::sender::Sender;
+use crate::status::SegmentStatus;
 use crate::wait::{Timeout, WaitStrategy};
 use crate::watch::{KeepAlive, check_still_mine};
 use crate::zerocopy::{Received, SlotLoan};
@@ -374,26 +374,26 @@ impl ShmGuest {
         self.membership.seg.path()
     }
 
-    /// The header as it is now.
-    pub fn header(&self) -> Result<HeaderInfo> {
-        self.membership.seg.header()
+    /// What the segment says about itself now: its header, whether the
+    /// host is there, its peer entries and their holders
+    /// ([`SegmentStatus`]).
+    ///
+    /// ```
+    /// use shmhub::{HostStatus, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let guest = ShmGuest::attach(host.region())?;
+    /// assert_eq!(guest.status().host_status()?, HostStatus::Alive);
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    pub fn status(&self) -> SegmentStatus<'_> {
+        SegmentStatus::new(&self.membership.seg)
     }
 
     /// Sets how this guest waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.sender.set_wait_strategy(strategy);
         self.receiver.set_wait_strategy(strategy);
-    }
-
-    /// Whether the host is there, gone, or dead.
-    pub fn host_status(&self) -> Result<HostStatus> {
-        let h = self.membership.seg.header()?;
-        Ok(liveness::judge_host(
-            h.host_goodbye,
-            h.host_pid,
-            h.host_start_time,
-            self.membership.seg.file(),
-        ))
     }
 
     /// Checks that the segment file is still the one mapped, at full length.

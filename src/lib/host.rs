@@ -11,8 +11,7 @@ use std::sync::atomic::Ordering;
 use crate::desc::{Frame, MsgDesc};
 use crate::end_core::Side;
 use crate::error::{Error, Result};
-use crate::header::{self, HeaderInfo};
-use crate::inspect::{BadPeer, PeerTable};
+use crate::header;
 use crate::layout::{Direction, SegmentConfig, SegmentLayout};
 use crate::liveness::HolderStatus;
 use crate::locks::{ByteLock, Role, lock_byte, lock_byte::End};
@@ -24,6 +23,7 @@ use crate::reclaim::{ReclaimReport, SkipReason, Skipped};
 use crate::region::{HeapRegion, Region};
 use crate::segment::{Segment, ShmBacking};
 use crate::sender::Sender;
+use crate::status::SegmentStatus;
 use crate::sys;
 use crate::wait::{Deadline, Timeout, WaitStrategy};
 use crate::zerocopy::{Received, SlotLoan};
@@ -255,15 +255,20 @@ impl ShmHost {
         self.seg.region.clone()
     }
 
-    /// The header as it is now.
-    pub fn header(&self) -> Result<HeaderInfo> {
-        self.seg.header()
-    }
-
-    /// Whether the goodbye flag is set: another process (such as `rm`) has
-    /// asked the host to leave. One load, unlike [`ShmHost::header`].
-    pub fn goodbye_requested(&self) -> Result<bool> {
-        self.seg.host_goodbye()
+    /// What the segment says about itself now: its header, the host's
+    /// goodbye, its peer entries and their holders ([`SegmentStatus`]).
+    ///
+    /// ```
+    /// use shmhub::{PeerState, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let host = ShmHost::create_heap(SegmentConfig::default())?;
+    /// let guest = ShmGuest::attach(host.region())?;
+    /// assert!(!host.status().goodbye_requested()?);
+    /// assert_eq!(host.status().peer(guest.peer_id())?.state, PeerState::Attached);
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    pub fn status(&self) -> SegmentStatus<'_> {
+        SegmentStatus::new(&self.seg)
     }
 
     /// Sets how this host waits (default: adaptive).
@@ -294,89 +299,24 @@ impl ShmHost {
         Ok(())
     }
 
-    /// A snapshot of every peer entry that can be read, in peer order. An
-    /// entry whose state word is none the protocol knows (a guest's stray
-    /// or hostile write, `shm.peer.states`) is left out rather than
-    /// failing the whole look: [`ShmHost::peer_table`] lists it apart.
+    /// A snapshot of every peer entry that can be read, in peer order:
+    /// [`SegmentStatus::peers`]. An entry whose state word is none the
+    /// protocol knows (a guest's stray or hostile write, `shm.peer.states`)
+    /// is left out rather than failing the whole look:
+    /// [`SegmentStatus::peer_table`] lists it apart.
     ///
     /// # Errors
     ///
     /// [`Error::Region`] if the peer table lies outside the mapping (a
     /// segment that shrank under it).
     pub fn peers(&self) -> Result<Vec<PeerEntry>> {
-        Ok(self.peer_table()?.peers)
-    }
-
-    /// Every peer entry, split as [`crate::admin::SegmentReport`] splits
-    /// them: those that can be read, and those whose state word is none
-    /// the protocol knows, each with its stored word, whether a process
-    /// holds its presence lock, and its rings' indices. Nothing is
-    /// changed: a bad entry is cut off only by a receive or a reclaim
-    /// that meets it (`shm.peer.quarantine`).
-    ///
-    /// ```
-    /// use shmhub::{SegmentConfig, ShmGuest, ShmHost};
-    ///
-    /// let host = ShmHost::create_heap(SegmentConfig::default())?;
-    /// let guest = ShmGuest::attach(host.region())?;
-    /// let entry = host.layout().peer_entry(guest.peer_id());
-    /// // A stray write of a state the protocol does not know.
-    /// host.region().store_u32(entry, 77, std::sync::atomic::Ordering::Release)?;
-    /// let table = host.peer_table()?;
-    /// assert_eq!(table.bad_peers[0].peer_id, guest.peer_id());
-    /// assert_eq!(table.bad_peers[0].raw_state, 77);
-    /// assert!(table.peers.iter().all(|p| p.peer_id != guest.peer_id()));
-    /// # Ok::<(), shmhub::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`ShmHost::peers`].
-    pub fn peer_table(&self) -> Result<PeerTable> {
-        let mut table = PeerTable::default();
-        for p in self.seg.layout.guests() {
-            match self.seg.peer(p).snapshot() {
-                Ok(entry) => table.peers.push(entry),
-                Err(Error::Corrupt(reason)) => table.bad_peers.push(BadPeer::read(
-                    &self.seg.region,
-                    &self.seg.layout,
-                    self.seg.file(),
-                    p,
-                    reason,
-                )?),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(table)
+        self.status().peers()
     }
 
     /// Guest `peer_id` of this segment, checked: [`Error::InvalidPeerId`]
     /// for 0 or an id above `max_guests`.
     pub(crate) fn guest_id(&self, peer_id: impl IntoPeerId) -> Result<PeerId> {
         self.seg.guest_id(peer_id)
-    }
-
-    /// A snapshot of guest `peer_id`'s entry.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidPeerId`] for an id the segment has no entry for, or
-    /// a corrupt-segment error for an entry that cannot be read.
-    pub fn peer(&self, peer_id: impl IntoPeerId) -> Result<PeerEntry> {
-        let p = self.seg.guest_id(peer_id)?;
-        self.seg.peer(p).snapshot()
-    }
-
-    /// Whether the holder of guest `peer_id`'s entry lives, judged as
-    /// [`ShmHost::reclaim_dead`] judges it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidPeerId`], or a corrupt-segment error for an entry
-    /// that cannot be read.
-    pub fn holder_status(&self, peer_id: impl IntoPeerId) -> Result<HolderStatus> {
-        let p = self.seg.guest_id(peer_id)?;
-        Ok(self.seg.judge(&self.seg.peer(p).snapshot()?))
     }
 
     /// Sets an Empty entry aside for a guest the host is about to start;
@@ -976,7 +916,7 @@ impl ShmHost {
     /// let id = guest.peer_id();
     /// // This process holds the guest, so its entry stays until it is gone.
     /// assert!(!host.evict(id)?);
-    /// assert_eq!(host.peer(id)?.state, PeerState::Quarantined);
+    /// assert_eq!(host.status().peer(id)?.state, PeerState::Quarantined);
     /// let refused = guest.send(Frame::new(MsgDesc::default(), b"hi".to_vec()));
     /// assert!(matches!(refused, Err(Error::Quarantined { .. })));
     /// # Ok::<(), shmhub::Error>(())

@@ -106,9 +106,10 @@ impl BadPeer {
     }
 }
 
-/// Every peer entry of a segment, as [`crate::ShmHost::peer_table`] reads
-/// them: a guest that writes garbage into its own state word hides only
-/// its own entry, never the others.
+/// Every peer entry of a segment, as
+/// [`crate::admin::SegmentStatus::peer_table`] reads them: a guest that
+/// writes garbage into its own state word hides only its own entry, never
+/// the others.
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PeerTable {

@@ -132,6 +132,7 @@ mod sender;
 mod share;
 mod slots;
 mod spawn;
+mod status;
 pub(crate) mod sync;
 #[cfg(all(
     feature = "tokio",

@@ -672,7 +672,7 @@ mod tests {
             guest.send(frame(m)).unwrap();
         }
         guest.detach().unwrap();
-        assert_eq!(host.peer(1).unwrap().state, PeerState::Goodbye);
+        assert_eq!(host.status().peer(1).unwrap().state, PeerState::Goodbye);
         (dir, host)
     }
 
@@ -681,7 +681,7 @@ mod tests {
     // shm[verify shm.peer.detach]
     #[test]
     fn the_receive_that_takes_the_last_message_of_a_goodbye_frees_the_entry() {
-        let state = |host: &ShmHost| host.peer(1).unwrap().state;
+        let state = |host: &ShmHost| host.status().peer(1).unwrap().state;
         let (_dir, mut host) = left_with(&["a", "b"]);
         let first = host.receiver(1).unwrap().recv(Timeout::NoWait).unwrap();
         assert_eq!(first.unwrap().payload(), b"a");
@@ -727,12 +727,12 @@ mod tests {
                 .consumer(PeerId::at_index(0), Direction::GuestToHost)
                 .unwrap();
             assert_eq!(taken.try_recv().unwrap().unwrap().payload(), b"bye");
-            assert_eq!(host.peer(1).unwrap().state, PeerState::Goodbye);
+            assert_eq!(host.status().peer(1).unwrap().state, PeerState::Goodbye);
             if by_reservation {
                 assert_eq!(host.reserve_peer().unwrap(), 1);
             } else {
                 assert_eq!(host.reclaim_dead().unwrap(), Vec::<PeerId>::new());
-                assert_eq!(host.peer(1).unwrap().state, PeerState::Empty);
+                assert_eq!(host.status().peer(1).unwrap().state, PeerState::Empty);
             }
         }
     }

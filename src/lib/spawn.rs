@@ -37,7 +37,7 @@ use crate::party::{IntoPeerId, PeerId, PeerState};
 /// let mut host = ShmHost::create(dir.path().join("app.shm"), SegmentConfig::default())?;
 /// let ticket = host.spawn_ticket()?;
 /// let id = ticket.peer_id();
-/// assert_eq!(host.peer(id)?.state, PeerState::Reserved);
+/// assert_eq!(host.status().peer(id)?.state, PeerState::Reserved);
 ///
 /// // The program finds the segment and its entry in its environment
 /// // (`ShmGuest::attach_from_env` reads them); `sh` only prints them.
@@ -51,7 +51,7 @@ use crate::party::{IntoPeerId, PeerId, PeerState};
 /// // It never attached: dropping the ticket gives the entry back.
 /// assert!(!ticket.claimed()?);
 /// drop(ticket);
-/// assert_eq!(host.peer(id)?.state, PeerState::Empty);
+/// assert_eq!(host.status().peer(id)?.state, PeerState::Empty);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
@@ -102,7 +102,7 @@ impl SpawnTicket {
     ///
     /// A corrupt-segment error if the entry cannot be read.
     pub fn claimed(&self) -> Result<bool> {
-        let entry = self.host.peer(self.peer_id)?;
+        let entry = self.host.status().peer(self.peer_id)?;
         Ok(entry.epoch != self.epoch)
     }
 }
@@ -137,7 +137,7 @@ impl ShmHost {
     /// assert_eq!(guest.recv()?.payload(), b"welcome");
     /// assert!(ticket.claimed()?);
     /// drop(ticket); // the entry is the program's now: left alone
-    /// assert_eq!(host.peer(guest.peer_id())?.state, PeerState::Attached);
+    /// assert_eq!(host.status().peer(guest.peer_id())?.state, PeerState::Attached);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -177,7 +177,7 @@ impl ShmHost {
     }
 
     fn ticket(&mut self, peer_id: PeerId, segment: PathBuf) -> Result<SpawnTicket> {
-        let epoch = self.peer(peer_id)?.epoch;
+        let epoch = self.status().peer(peer_id)?.epoch;
         let host = match ShmHost::open_region(self.region()) {
             Ok(host) => host,
             Err(e) => {
@@ -237,7 +237,7 @@ impl ShmHost {
         if self.try_reserve(peer_id)? {
             return Ok(());
         }
-        let state = self.peer(peer_id)?.state;
+        let state = self.status().peer(peer_id)?.state;
         if state == PeerState::Empty {
             // Empty, but a guest is in the middle of claiming it.
             return Err(Error::Busy {

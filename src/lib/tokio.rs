@@ -359,7 +359,7 @@ impl AsyncGuest {
         if ended.goodbye {
             return Error::HostGone;
         }
-        match self.guest.host_status() {
+        match self.guest.status().host_status() {
             Ok(HostStatus::Gone) => Error::HostGone,
             _ => Error::HostDied { pid: ended.pid },
         }

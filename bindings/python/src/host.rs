@@ -436,7 +436,7 @@ impl Host {
             host.peers()?
                 .into_iter()
                 .filter(|entry| entry.state != PeerState::Empty)
-                .filter_map(|entry| match host.holder_status(entry.peer_id) {
+                .filter_map(|entry| match host.status().holder_status(entry.peer_id) {
                     Ok(holder) => Some(Ok((entry, holder))),
                     // Gone bad since the first look: left out as well.
                     Err(shmhub::Error::Corrupt(_)) => None,

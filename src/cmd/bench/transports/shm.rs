@@ -96,7 +96,7 @@ pub fn spawn_guest(plan: &Plan, peer_id: PeerId) -> anyhow::Result<PeerProcess> 
 /// Waits up to 10 s for the benchmark guest to attach to entry `peer_id`.
 pub fn wait_attached(host: &ShmHost, peer_id: PeerId, path: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while host.peer(peer_id).on_segment(path)?.state != PeerState::Attached {
+    while host.status().peer(peer_id).on_segment(path)?.state != PeerState::Attached {
         if Instant::now() > deadline {
             bail!("the benchmark guest did not attach");
         }
