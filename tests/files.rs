@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
+use shmhub::admin::resolve_segment;
 use shmhub::admin::{inspect_path, remove_segment, shm_dir};
-use shmhub::{Error, PeerState, SegmentConfig, ShmGuest, ShmHost, resolve_segment};
+use shmhub::{Error, PeerState, SegmentConfig, ShmGuest, ShmHost};
 use support::fixtures::{data, remove_options, tmp, unix_ns};
 use support::{Child, ChildEnv};
 

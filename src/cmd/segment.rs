@@ -142,7 +142,7 @@ pub fn new_segment_path(name: &str) -> anyhow::Result<PathBuf> {
 /// cannot be one (empty, `.`, `..`, too long, with a NUL) is a bad value
 /// of the argument: a usage error (exit 2), like any other.
 fn resolve_name(name: &str) -> Result<PathBuf, UsageError> {
-    shmhub::resolve_segment(name).map_err(|e| UsageError(e.to_string()))
+    shmhub::admin::resolve_segment(name).map_err(|e| UsageError(e.to_string()))
 }
 
 /// Creates a segment that this process owns and deletes when it ends

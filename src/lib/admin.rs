@@ -31,14 +31,14 @@
 pub use crate::events::{EntrySnapshot, Event, Snapshot, changes};
 pub use crate::header::HeaderInfo;
 pub use crate::inspect::{
-    BadPeer, PeerReport, PoolReport, SegmentReport, inspect_path, inspect_region,
+    BadPeer, PeerReport, PeerTable, PoolReport, SegmentReport, inspect_path, inspect_region,
 };
 pub use crate::layout::party_name;
 pub use crate::listing::{
     Collected, GuestCounts, Listing, SegmentSummary, Unlisted, collect_garbage, list_segments,
 };
 pub use crate::mmap::{FileIdentity, FileOwner};
-pub use crate::path::{SHM_DIR_ENV, shm_dir};
+pub use crate::path::{NameError, SHM_DIR_ENV, resolve_segment, shm_dir};
 pub use crate::peek::{
     PREVIEW_BYTES, PeekOptions, PeekReport, Placement, Preview, QueuedMessage, RingPeek, SlotPlace,
     peek_path, peek_region,

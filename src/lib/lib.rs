@@ -158,13 +158,11 @@ pub use desc::{Frame, INLINE_CAPACITY, MsgDesc, msg_type};
 pub use error::{Error, ErrorKind, Result};
 pub use guest::ShmGuest;
 pub use host::{CreateOptions, ShmHost};
-pub use inspect::PeerTable;
 pub use layout::{Direction, LayoutError, SegmentConfig, SegmentLayout};
 pub use liveness::{HolderStatus, HostStatus};
 pub use mmap::{FileMode, MmapRegion};
 pub use open::OpenOptions;
 pub use party::{IntoPeerId, Party, PeerId, PeerState, QuarantineReason};
-pub use path::{NameError, resolve_segment};
 pub use peer::PeerEntry;
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 pub use readiness::{Ended, Readiness, RoomMark};

@@ -306,6 +306,31 @@ fn loom_ring_sleeping_producer_and_consumer_are_always_woken() {
     check(Some(4), || ring_handshake(3, Producer::Sleeps));
 }
 
+/// With publications unfenced (release stores) and the barrier refused, a
+/// sleeper that did not see its publisher fencing only naps, and its nap
+/// ends at once; one that saw it fencing sleeps without the barrier, and
+/// must be woken. The publisher starts unfenced, fences from the
+/// publication that finds a sleeper and stops after a quiet one
+/// (`FENCED_QUIET_RUN` is 1 under loom), so the models go through every
+/// turn.
+fn ring_handshake_unfenced(count: u8, producer: Producer) {
+    crate::sys::model_unfenced_publications(true);
+    ring_handshake(count, producer);
+    crate::sys::model_unfenced_publications(false);
+}
+
+// shm[verify shm.ring.wake]
+#[test]
+fn loom_ring_consumer_sleeping_without_the_barrier_is_always_woken() {
+    check(Some(3), || ring_handshake_unfenced(2, Producer::NeverFull));
+}
+
+// shm[verify shm.ring.wake]
+#[test]
+fn loom_ring_both_sides_sleeping_without_the_barrier_are_always_woken() {
+    check(Some(3), || ring_handshake_unfenced(3, Producer::Sleeps));
+}
+
 // ---------------------------------------------------------------- pools
 
 /// A region holding only pool 0 of a segment with `slots` slots of 64

@@ -416,6 +416,7 @@ impl Pool<Writing> {
             word: self.releases.clone(),
             sleepers: self.waiters.clone(),
             unfenced: false,
+            fences: None,
             unchanged: Some(self.releases.get().load(Ordering::SeqCst)),
         }
     }

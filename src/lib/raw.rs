@@ -680,6 +680,12 @@ fn ring_section(
     f.u32(rf::CONSUMER_WAITING, "consumer_waiting", |v| {
         plain(waiting_text(v))
     });
+    f.u32(rf::PRODUCER_FENCES, "producer_fences", |v| {
+        plain(fences_text(v))
+    });
+    f.u32(rf::CONSUMER_FENCES, "consumer_fences", |v| {
+        plain(fences_text(v))
+    });
     let way = match direction {
         Direction::GuestToHost => "to host",
         Direction::HostToGuest => "to guest",
@@ -833,6 +839,12 @@ fn pid_text(v: u32) -> String {
 
 fn waiting_text(v: u32) -> String {
     unless_zero(v, "no", |_| "yes (asleep)".into())
+}
+
+fn fences_text(v: u32) -> String {
+    unless_zero(v, "no (publishes without a fence)", |_| {
+        "yes (publishes fenced)".into()
+    })
 }
 
 fn start_time_text(v: u64) -> String {

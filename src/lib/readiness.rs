@@ -146,7 +146,7 @@ struct Plan {
 #[derive(Debug)]
 enum Inbound {
     /// One ring, from this party.
-    Ring(Ring, Party),
+    Ring(Box<Ring>, Party),
     /// Every guest's ring to the host, with the host's doorbell and its
     /// count of sleepers (`shm.host.doorbell`).
     Host {
@@ -157,11 +157,11 @@ enum Inbound {
 }
 
 impl Inbound {
-    /// The count to announce a sleep in, before [`Inbound::vigil`] looks.
-    fn sleepers(&self) -> &Word {
+    /// How to announce a sleep, before [`Inbound::vigil`] looks.
+    fn announcement(&self) -> Announce<'_> {
         match self {
-            Inbound::Ring(ring, _) => ring.consumer_sleepers(),
-            Inbound::Host { sleepers, .. } => sleepers,
+            Inbound::Ring(ring, _) => ring.consumer_announcement(),
+            Inbound::Host { sleepers, .. } => Announce::Flag(sleepers.get(), None),
         }
     }
 
@@ -186,6 +186,7 @@ impl Inbound {
                     word: doorbell.clone(),
                     sleepers: sleepers.clone(),
                     unfenced: true,
+                    fences: None,
                     unchanged: (!queued).then_some(rung),
                 }
             }
@@ -249,7 +250,7 @@ fn io_error(seg: &Segment, what: &str, e: std::io::Error) -> Error {
 impl Readiness {
     /// The readiness of one receiving end: `ring` of `seg`, fed by `from`.
     pub(crate) fn ring(seg: &Arc<Segment>, ring: Ring, from: Party) -> Result<Self> {
-        Self::start(seg, Inbound::Ring(ring, from))
+        Self::start(seg, Inbound::Ring(Box::new(ring), from))
     }
 
     /// The readiness of the host of `seg`, for what any guest sends.
@@ -485,9 +486,9 @@ impl Shared {
                 (plan.receive, plan.rooms.clone())
             };
             let mut fenced = true;
-            let sleepers = self.inbound.sleepers();
+            let announce = self.inbound.announcement();
             if receive {
-                fenced &= Announce::Flag(sleepers.get()).announce();
+                fenced &= announce.announce();
             }
             for room in &rooms {
                 fenced &= room.announcement().announce();
@@ -509,7 +510,7 @@ impl Shared {
                 sys::futex_wait_any(&words, nap.min(LOOK_FOR_PROCESSES_EVERY));
             }
             if receive {
-                Announce::Flag(sleepers.get()).withdraw();
+                announce.withdraw();
             }
             for room in &rooms {
                 room.announcement().withdraw();

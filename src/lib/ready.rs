@@ -325,7 +325,7 @@ impl Picker {
         let (doorbell, host_waiting) = (self.doorbell.clone(), self.host_waiting.clone());
         let nothing_new = || Ok((!self.look_at_every_ring(inbox)?).then_some(rung));
         sleep_unless(
-            Announce::Flag(host_waiting.get()),
+            Announce::Flag(host_waiting.get(), None),
             doorbell.get(),
             nap,
             nothing_new,

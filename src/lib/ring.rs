@@ -3,7 +3,9 @@
 //! A ring is a control block of three cache lines followed by `capacity`
 //! 64-byte descriptors. The producer's line holds the tail (next index to
 //! write), the consumer's line the head (next index to read), and the third
-//! line the two waiting flags, written only by a side about to sleep.
+//! line the two waiting flags, written only by a side about to sleep, and
+//! each side's word saying whether it publishes fenced for now (a sleeper
+//! then needs no barrier, `wait::publish_advertised`).
 //! Indices are free-running `u32`s.
 //!
 //! A descriptor says itself whether it is new: bit 15 of its flags is a
@@ -24,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::{Cells, Region, RegionError, Word};
 use crate::sys;
-use crate::wait::{Announce, Waiting, publish_unfenced, sleep_unless, wait_until, wake_sleepers};
+use crate::wait::{Announce, Waiting, publish_advertised, sleep_unless, wait_until};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -36,6 +38,10 @@ pub mod field {
     pub const PRODUCER_WAITING: u64 = 128;
     /// `u32`: non-zero while the consumer sleeps waiting for data.
     pub const CONSUMER_WAITING: u64 = 132;
+    /// `u32`: non-zero while the producer publishes the tail fenced.
+    pub const PRODUCER_FENCES: u64 = 136;
+    /// `u32`: non-zero while the consumer publishes the head fenced.
+    pub const CONSUMER_FENCES: u64 = 140;
 }
 
 /// The phase bit in a descriptor's first 32-bit word (bit 15 of its flags).
@@ -131,6 +137,8 @@ pub(crate) struct Ring {
     head: Word,
     producer_waiting: Word,
     consumer_waiting: Word,
+    producer_fences: Word,
+    consumer_fences: Word,
     entries: Cells<DESC_SIZE>,
 }
 
@@ -150,6 +158,8 @@ impl Ring {
             head: word(field::HEAD)?,
             producer_waiting: word(field::PRODUCER_WAITING)?,
             consumer_waiting: word(field::CONSUMER_WAITING)?,
+            producer_fences: word(field::PRODUCER_FENCES)?,
+            consumer_fences: word(field::CONSUMER_FENCES)?,
             entries: Cells::new(region, base + RING_HEADER_SIZE, capacity)?,
         })
     }
@@ -263,6 +273,7 @@ impl Ring {
             &self.tail,
             tail.wrapping_add(wanted),
             &self.consumer_waiting,
+            &self.producer_fences,
         );
         Ok(true)
     }
@@ -273,7 +284,12 @@ impl Ring {
     #[inline(always)]
     pub(crate) fn push_one(&self, tail: u32, desc: &[u8; DESC_SIZE]) {
         self.put(tail, desc);
-        self.publish(&self.tail, tail.wrapping_add(1), &self.consumer_waiting);
+        self.publish(
+            &self.tail,
+            tail.wrapping_add(1),
+            &self.consumer_waiting,
+            &self.producer_fences,
+        );
     }
 
     /// Producer: writes `desc` into entry `index` with the phase of that
@@ -359,17 +375,18 @@ impl Ring {
             &self.head,
             head.wrapping_add(count as u32),
             &self.producer_waiting,
+            &self.consumer_fences,
         );
     }
 
     /// Publishes a new value of `index` and wakes the other side if its
-    /// `waiting` flag says it sleeps: the index is written with
-    /// [`publish_unfenced`] and the flag read after it, the waking half of
-    /// the handshake in `wait.rs`.
+    /// `waiting` flag says it sleeps: the index is written with or without
+    /// a fence as this side's `fences` word says, and the flag read after
+    /// it ([`publish_advertised`]), the waking half of the handshake in
+    /// `wait.rs`.
     #[inline(always)]
-    fn publish(&self, index: &Word, value: u32, waiting: &Word) {
-        publish_unfenced(index.get(), value);
-        wake_sleepers(waiting.get(), index.get());
+    fn publish(&self, index: &Word, value: u32, waiting: &Word, fences: &Word) {
+        publish_advertised(index.get(), value, waiting.get(), fences.get());
     }
 
     /// Consumer: waits until there is something to read, `stop` says to
@@ -405,8 +422,8 @@ impl Ring {
     ) -> Result<Option<T>> {
         let tail = self.tail.get();
         let nothing_new = || Ok(self.tail_while_nothing_new(head));
-        let flag = self.consumer_waiting.get();
-        let sleep = |nap| sleep_unless(Announce::Flag(flag), tail, nap, nothing_new);
+        let announce = self.consumer_announcement();
+        let sleep = |nap| sleep_unless(announce, tail, nap, nothing_new);
         wait_until(waiting, |_| take(), sleep)
     }
 
@@ -426,10 +443,14 @@ impl Ring {
         (ahead == 0 || ahead > self.capacity).then_some(now)
     }
 
-    /// The count of consumers asleep on this ring.
-    #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
-    pub(crate) fn consumer_sleepers(&self) -> &Word {
-        &self.consumer_waiting
+    /// How a consumer about to sleep on this ring's tail says so: in the
+    /// consumer's count of sleepers, and with a barrier only if the
+    /// producer does not say that it fences.
+    pub(crate) fn consumer_announcement(&self) -> Announce<'_> {
+        Announce::Flag(
+            self.consumer_waiting.get(),
+            Some(self.producer_fences.get()),
+        )
     }
 
     /// For a waker that sleeps in the consumer's stead (`readiness.rs`),
@@ -439,7 +460,12 @@ impl Ring {
     pub(crate) fn consumer_vigil(&self) -> crate::wait::Vigil {
         let head = self.head.get().load(Ordering::SeqCst);
         let unchanged = self.tail_while_nothing_new(head);
-        index_vigil(&self.tail, &self.consumer_waiting, unchanged)
+        index_vigil(
+            &self.tail,
+            &self.consumer_waiting,
+            &self.producer_fences,
+            unchanged,
+        )
     }
 
     /// For a waker that sleeps in the producer's stead: a sleep on the
@@ -447,7 +473,12 @@ impl Ring {
     #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
     pub(crate) fn producer_vigil(&self) -> crate::wait::Vigil {
         let head = self.head.get().load(Ordering::SeqCst);
-        index_vigil(&self.head, &self.producer_waiting, Some(head))
+        index_vigil(
+            &self.head,
+            &self.producer_waiting,
+            &self.consumer_fences,
+            Some(head),
+        )
     }
 
     /// Producer: waits until the head moves past `seen_head`.
@@ -457,8 +488,9 @@ impl Ring {
             Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
         };
         let flag = self.producer_waiting.get();
+        let fences = Some(self.consumer_fences.get());
         let moved = |_| Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
-        let sleep = |nap| sleep_unless(Announce::Flag(flag), head, nap, unmoved);
+        let sleep = |nap| sleep_unless(Announce::Flag(flag, fences), head, nap, unmoved);
         Ok(wait_until(waiting, moved, sleep)?.is_some())
     }
 
@@ -491,11 +523,17 @@ impl Ring {
 /// publishes its index as [`Ring::publish`] does, without a fence, the
 /// consumer the head as the producer the tail.
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
-fn index_vigil(index: &Word, sleepers: &Word, unchanged: Option<u32>) -> crate::wait::Vigil {
+fn index_vigil(
+    index: &Word,
+    sleepers: &Word,
+    fences: &Word,
+    unchanged: Option<u32>,
+) -> crate::wait::Vigil {
     crate::wait::Vigil {
         word: index.clone(),
         sleepers: sleepers.clone(),
         unfenced: true,
+        fences: Some(fences.clone()),
         unchanged,
     }
 }

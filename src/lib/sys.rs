@@ -304,12 +304,23 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
 #[cfg(all(any(not(target_os = "linux"), shmhub_portable), not(loom)))]
 pub fn futex_wake_all(_word: &AtomicU32) {}
 
+/// How long a sleeper naps at most when the kernel refused the barrier
+/// that stands in for publishers' fences: a wake-up it may miss then costs
+/// it this long at most.
+pub(crate) const UNFENCED_NAP: Duration = Duration::from_millis(1);
+
 /// Under loom: a model of the futex (see `sync::futex_wait`). The caller
 /// sleeps until [`futex_wake_all`] on the same word if it holds `expected`;
-/// the timeout is not modelled, so a lost wake-up is a loom deadlock.
+/// the timeout is not modelled, so a lost wake-up is a loom deadlock. The
+/// one exception: while publications are unfenced
+/// ([`model_unfenced_publications`]), a nap of a sleeper without the
+/// barrier (at most [`UNFENCED_NAP`]) ends at once.
 #[cfg(loom)]
 #[allow(private_interfaces)]
-pub fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+pub fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+    if publishes_without_fence() && timeout.is_some_and(|t| t <= UNFENCED_NAP) {
+        return;
+    }
     crate::sync::futex_wait(word, expected);
 }
 
@@ -396,18 +407,48 @@ pub(crate) fn fence_publishers() -> bool {
     membarrier::fence_publishers()
 }
 
-/// Elsewhere (and under loom, which models the fenced protocol) every
-/// publication is fenced.
-#[cfg(not(all(target_os = "linux", not(shmhub_portable), not(loom))))]
+/// Elsewhere every publication is fenced.
+#[cfg(all(any(not(target_os = "linux"), shmhub_portable), not(loom)))]
 #[inline]
 pub(crate) fn publishes_without_fence() -> bool {
     false
 }
 
 /// Elsewhere nobody publishes without a fence: nothing to do.
-#[cfg(not(all(target_os = "linux", not(shmhub_portable), not(loom))))]
+#[cfg(all(any(not(target_os = "linux"), shmhub_portable), not(loom)))]
 pub(crate) fn fence_publishers() -> bool {
     true
+}
+
+#[cfg(loom)]
+std::thread_local! {
+    /// Under loom: whether the model publishes without the fence. Loom
+    /// runs a model's threads on the thread that checks it, so this is
+    /// the model's alone.
+    static UNFENCED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Under loom: makes this thread's models publish ring indices with a
+/// plain release store, and treat the barrier as refused: a sleeper that
+/// would need it naps, and its nap ends at once ([`futex_wait`]), so the
+/// models check the sleeps that go without it (`shm.ring.wake`, a
+/// publisher that says it fences). Off, every publication is fenced.
+#[cfg(loom)]
+pub(crate) fn model_unfenced_publications(on: bool) {
+    UNFENCED.with(|u| u.set(on));
+}
+
+/// Under loom: as [`model_unfenced_publications`] set it.
+#[cfg(loom)]
+pub(crate) fn publishes_without_fence() -> bool {
+    UNFENCED.with(std::cell::Cell::get)
+}
+
+/// Under loom: no barrier to model; refused while publications are
+/// unfenced, a no-op otherwise.
+#[cfg(loom)]
+pub(crate) fn fence_publishers() -> bool {
+    !publishes_without_fence()
 }
 
 /// Number of CPUs this process may run on.

@@ -430,8 +430,10 @@ pub(crate) fn wait_until<T>(
 #[derive(Clone, Copy)]
 pub(crate) enum Announce<'a> {
     /// Sleepers on a word published without a fence (a ring index, the
-    /// host's doorbell): the barrier that stands in for the fence runs.
-    Flag(&'a AtomicU32),
+    /// host's doorbell): the barrier that stands in for the fence runs,
+    /// unless the publisher's word (a ring side's `fences`, if the word
+    /// has one) says it fences every publication for now.
+    Flag(&'a AtomicU32, Option<&'a AtomicU32>),
     /// Sleepers on a word bumped by a read-modify-write (a pool's
     /// releases), a fence of its own.
     Count(&'a AtomicU32),
@@ -442,8 +444,14 @@ impl Announce<'_> {
     /// ordered before the look that follows (see [`sleep_unless`]).
     pub(crate) fn announce(self) -> bool {
         match self {
-            Announce::Flag(count) => {
+            Announce::Flag(count, fences) => {
                 count.fetch_add(1, Ordering::SeqCst);
+                // A publisher that says it fences needs no barrier: the
+                // look after this read sees its publications, or its read
+                // after them sees this sleeper (`publish_advertised`).
+                if fences.is_some_and(|f| f.load(Ordering::SeqCst) != 0) {
+                    return true;
+                }
                 // The words a flag announces a sleeper on are published by
                 // `publish_unfenced`, which may leave out the store-load
                 // fence: this barrier stands in for it.
@@ -461,7 +469,7 @@ impl Announce<'_> {
     /// count wrapped to u32::MAX would cost every later publication a
     /// wake call.
     pub(crate) fn withdraw(self) {
-        let (Announce::Flag(count) | Announce::Count(count)) = self;
+        let (Announce::Flag(count, _) | Announce::Count(count)) = self;
         let mut n = count.load(Ordering::SeqCst);
         while n > 0 {
             match count.compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst) {
@@ -485,6 +493,8 @@ pub(crate) struct Vigil {
     pub(crate) sleepers: crate::region::Word,
     /// Whether `word` is published without a fence ([`Announce::Flag`]).
     pub(crate) unfenced: bool,
+    /// Where the publisher of `word` says whether it fences for now.
+    pub(crate) fences: Option<crate::region::Word>,
     /// What `word` holds while nothing has happened; `None`: something has.
     pub(crate) unchanged: Option<u32>,
 }
@@ -494,7 +504,7 @@ impl Vigil {
     /// The announcement of a sleep on this vigil's word.
     pub(crate) fn announcement(&self) -> Announce<'_> {
         if self.unfenced {
-            Announce::Flag(self.sleepers.get())
+            Announce::Flag(self.sleepers.get(), self.fences.as_ref().map(|f| f.get()))
         } else {
             Announce::Count(self.sleepers.get())
         }
@@ -532,10 +542,7 @@ pub(crate) fn sleep_unless(
     looked.map(drop)
 }
 
-/// How long a sleeper naps at most when the kernel refused the barrier
-/// that stands in for publishers' fences: a wake-up it may miss then costs
-/// it this long at most.
-pub(crate) const UNFENCED_NAP: Duration = Duration::from_millis(1);
+pub(crate) use crate::sys::UNFENCED_NAP;
 
 /// Publishes `value` in `word` for a side that may sleep on it (a ring
 /// index) and then reads what says whether that side sleeps. The two need
@@ -555,6 +562,51 @@ pub(crate) fn publish_unfenced(word: &AtomicU32, value: u32) {
         std::sync::atomic::compiler_fence(Ordering::SeqCst);
     } else {
         word.swap(value, Ordering::SeqCst);
+    }
+}
+
+/// Publications in a row that find nobody asleep after which a publisher
+/// that fences goes back to publishing without a fence. (One under loom,
+/// so that a model of a few publications goes through every turn.)
+#[cfg(not(loom))]
+const FENCED_QUIET_RUN: u32 = 64;
+#[cfg(loom)]
+const FENCED_QUIET_RUN: u32 = 1;
+
+/// Publishes `value` in `word`, a ring index, and wakes its `sleepers`,
+/// fenced or not as the publisher's `fences` word says, which it alone
+/// writes: 0, unfenced ([`publish_unfenced`]); `n > 0`, every publication
+/// fenced, `n - 1` of them in a row having found nobody asleep. A
+/// publication that finds a sleeper (it makes a wake call anyway) turns
+/// fencing on, so that the next sleeper, seeing the word set, needs no
+/// barrier; [`FENCED_QUIET_RUN`] quiet ones turn it off again. Both
+/// turns are sequentially consistent swaps: a sleeper that read the word
+/// set before it was cleared counted itself in before this side's next
+/// read of its count.
+///
+/// shm[impl shm.ring.wake]
+#[inline(always)]
+pub(crate) fn publish_advertised(
+    word: &AtomicU32,
+    value: u32,
+    sleepers: &AtomicU32,
+    fences: &AtomicU32,
+) {
+    let advertised = fences.load(Ordering::Relaxed);
+    if advertised == 0 {
+        publish_unfenced(word, value);
+    } else {
+        word.swap(value, Ordering::SeqCst);
+    }
+    if sleepers.load(Ordering::SeqCst) != 0 {
+        if advertised != 1 {
+            fences.swap(1, Ordering::SeqCst);
+        }
+        sys::futex_wake_all(word);
+    } else if advertised >= FENCED_QUIET_RUN {
+        fences.swap(0, Ordering::SeqCst);
+    } else if advertised != 0 {
+        fences.store(advertised + 1, Ordering::Relaxed);
     }
 }
 
@@ -596,6 +648,29 @@ mod tests {
         let word = AtomicU32::new(0);
         publish_unfenced(&word, 7);
         assert_eq!(word.load(Ordering::Acquire), 7);
+    }
+
+    // A publication that finds a sleeper turns fencing on, and a run of
+    // quiet ones turns it off; meanwhile a sleeper goes without the
+    // barrier.
+    // shm[verify shm.ring.wake]
+    #[test]
+    fn a_publisher_fences_from_a_sleeper_found_until_a_quiet_run() {
+        let (index, sleepers, fences) = (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));
+        publish_advertised(&index, 1, &sleepers, &fences);
+        assert_eq!(fences.load(Ordering::SeqCst), 0, "nobody asleep: no fence");
+        sleepers.store(1, Ordering::SeqCst);
+        publish_advertised(&index, 2, &sleepers, &fences);
+        assert_eq!(fences.load(Ordering::SeqCst), 1);
+        assert!(Announce::Flag(&sleepers, Some(&fences)).announce());
+        Announce::Flag(&sleepers, Some(&fences)).withdraw();
+        sleepers.store(0, Ordering::SeqCst);
+        for n in 0..FENCED_QUIET_RUN {
+            assert_ne!(fences.load(Ordering::SeqCst), 0, "after {n} quiet");
+            publish_advertised(&index, 3 + n, &sleepers, &fences);
+        }
+        assert_eq!(fences.load(Ordering::SeqCst), 0);
+        assert_eq!(index.load(Ordering::SeqCst), 2 + FENCED_QUIET_RUN);
     }
 
     // shm[verify shm.ring.spsc]
