@@ -186,7 +186,7 @@ fn recv_within(guest: &mut ShmGuest, what: &str) -> anyhow::Result<Frame> {
 /// the host sent ahead and sends it back.
 fn child_from_env() -> anyhow::Result<()> {
     let mut guest = ShmGuest::attach_from_env().context("attach from the environment")?;
-    let named: u8 = std::env::var(shmhub::SpawnTicket::PEER_ID_ENV)?.parse()?;
+    let named: u8 = std::env::var(shmhub::admin::SpawnTicket::PEER_ID_ENV)?.parse()?;
     ensure!(guest.peer_id() == named, "attached as {}", guest.peer_id());
     let got = recv_within(&mut guest, "what was sent ahead")?;
     let echo = frame(msg_type::RESPONSE, got.desc.id, 0, got.into_payload());
@@ -1145,16 +1145,16 @@ fn a_spawned_program_finds_its_segment_and_entry_in_its_environment() {
         env,
         [
             (
-                shmhub::SpawnTicket::SEGMENT_ENV,
+                shmhub::admin::SpawnTicket::SEGMENT_ENV,
                 segment.to_str().unwrap().to_string()
             ),
-            (shmhub::SpawnTicket::PEER_ID_ENV, peer.to_string()),
+            (shmhub::admin::SpawnTicket::PEER_ID_ENV, peer.to_string()),
         ]
     );
     assert_eq!(
         (
-            shmhub::SpawnTicket::SEGMENT_ENV,
-            shmhub::SpawnTicket::PEER_ID_ENV
+            shmhub::admin::SpawnTicket::SEGMENT_ENV,
+            shmhub::admin::SpawnTicket::PEER_ID_ENV
         ),
         ("SHMHUB_SEGMENT", "SHMHUB_PEER_ID")
     );
@@ -1176,29 +1176,29 @@ fn a_spawned_program_finds_its_segment_and_entry_in_its_environment() {
     let segment = segment.to_str().unwrap().to_string();
     for (name, value, expected) in [
         (
-            shmhub::SpawnTicket::PEER_ID_ENV,
+            shmhub::admin::SpawnTicket::PEER_ID_ENV,
             "0",
-            shmhub::SpawnTicket::PEER_ID_ENV,
+            shmhub::admin::SpawnTicket::PEER_ID_ENV,
         ),
         (
-            shmhub::SpawnTicket::PEER_ID_ENV,
+            shmhub::admin::SpawnTicket::PEER_ID_ENV,
             "256",
-            shmhub::SpawnTicket::PEER_ID_ENV,
+            shmhub::admin::SpawnTicket::PEER_ID_ENV,
         ),
         (
-            shmhub::SpawnTicket::PEER_ID_ENV,
+            shmhub::admin::SpawnTicket::PEER_ID_ENV,
             "one",
-            shmhub::SpawnTicket::PEER_ID_ENV,
+            shmhub::admin::SpawnTicket::PEER_ID_ENV,
         ),
         (
-            shmhub::SpawnTicket::SEGMENT_ENV,
+            shmhub::admin::SpawnTicket::SEGMENT_ENV,
             "",
-            shmhub::SpawnTicket::SEGMENT_ENV,
+            shmhub::admin::SpawnTicket::SEGMENT_ENV,
         ),
     ] {
         let mut env = vec![
-            (shmhub::SpawnTicket::SEGMENT_ENV, segment.clone()),
-            (shmhub::SpawnTicket::PEER_ID_ENV, "2".to_string()),
+            (shmhub::admin::SpawnTicket::SEGMENT_ENV, segment.clone()),
+            (shmhub::admin::SpawnTicket::PEER_ID_ENV, "2".to_string()),
             (EXPECT_ENV, expected.to_string()),
         ];
         env.retain(|(k, _)| *k != name);

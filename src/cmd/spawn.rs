@@ -8,7 +8,8 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmhub::{HolderStatus, PeerId, PeerState, ShmHost, SpawnTicket};
+use shmhub::admin::SpawnTicket;
+use shmhub::{HolderStatus, PeerId, PeerState, ShmHost};
 
 use super::attach::with_room;
 use super::error::OnSegment;

@@ -7,7 +7,9 @@
 //!   messages queued in rings, without taking them) and [`inspect_slots`]
 //!   (who holds each slot, and which are leaked).
 //! - The segments of a machine: [`list_segments`] and
-//!   [`collect_garbage`], and removing one: [`remove_segment`].
+//!   [`collect_garbage`], and removing one: [`remove_segment`]; where a
+//!   name leads ([`resolve_segment`], under [`shm_dir`]), and what a
+//!   spawned guest is told ([`SpawnTicket`]).
 //! - What happens to a segment over time: two [`Snapshot`]s and the
 //!   [`changes`] between them.
 //! - What [`crate::ShmHost::reclaim_dead_report`] reports, and what a
@@ -53,4 +55,5 @@ pub use crate::ring::RingState;
 pub use crate::slots::{
     QueuedAt, SlotHolder, SlotReport, SlotsReport, inspect_slots, inspect_slots_region,
 };
+pub use crate::spawn::SpawnTicket;
 pub use crate::status::SegmentStatus;

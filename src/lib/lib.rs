@@ -169,6 +169,5 @@ pub use readiness::{Ended, Readiness, RoomMark};
 pub use receiver::{AnyReceiver, Receiver};
 pub use region::{HeapRegion, Region, RegionError};
 pub use sender::Sender;
-pub use spawn::SpawnTicket;
 pub use wait::{Timeout, WaitStrategy};
 pub use zerocopy::{Received, SlotLoan};

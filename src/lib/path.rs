@@ -35,7 +35,7 @@ pub fn shm_dir() -> PathBuf {
 /// given; a bare name resolves inside [`shm_dir`] and cannot leave it.
 ///
 /// ```
-/// use shmhub::resolve_segment;
+/// use shmhub::admin::resolve_segment;
 ///
 /// assert_eq!(resolve_segment("./x.shm").unwrap(), std::path::PathBuf::from("./x.shm"));
 /// assert!(resolve_segment("demo").unwrap().ends_with("demo"));
