@@ -485,14 +485,16 @@ impl Shared {
                 let plan = self.plan();
                 (plan.receive, plan.rooms.clone())
             };
-            let mut fenced = true;
+            // Every count first, then one barrier for all of them.
+            let mut needs_barrier = false;
             let announce = self.inbound.announcement();
             if receive {
-                fenced &= announce.announce();
+                needs_barrier |= announce.count_in();
             }
             for room in &rooms {
-                fenced &= room.announcement().announce();
+                needs_barrier |= room.announcement().count_in();
             }
+            let fenced = !needs_barrier || sys::fence_publishers();
             // Looked at only after the announcements: either these looks
             // see what the other side published, or it sees a sleeper and
             // wakes the word.

@@ -443,23 +443,26 @@ impl Announce<'_> {
     /// Counts the sleeper in; whether the other side's publications are
     /// ordered before the look that follows (see [`sleep_unless`]).
     pub(crate) fn announce(self) -> bool {
+        !self.count_in() || sys::fence_publishers()
+    }
+
+    /// Counts the sleeper in and says whether the look that follows still
+    /// needs the barrier that stands in for the publisher's fence: one
+    /// barrier after several counts-in serves them all.
+    pub(crate) fn count_in(self) -> bool {
         match self {
             Announce::Flag(count, fences) => {
                 count.fetch_add(1, Ordering::SeqCst);
                 // A publisher that says it fences needs no barrier: the
                 // look after this read sees its publications, or its read
                 // after them sees this sleeper (`publish_advertised`).
-                if fences.is_some_and(|f| f.load(Ordering::SeqCst) != 0) {
-                    return true;
-                }
-                // The words a flag announces a sleeper on are published by
-                // `publish_unfenced`, which may leave out the store-load
-                // fence: this barrier stands in for it.
-                sys::fence_publishers()
+                // Otherwise the word was published by `publish_unfenced`,
+                // which may leave out the store-load fence.
+                fences.is_none_or(|f| f.load(Ordering::SeqCst) == 0)
             }
             Announce::Count(count) => {
                 count.fetch_add(1, Ordering::SeqCst);
-                true
+                false
             }
         }
     }
