@@ -170,7 +170,7 @@ fn print_table(segments: &[SegmentSummary]) -> anyhow::Result<()> {
     let columns = [
         "segment", "owner", "size", "age", "host", "guests", "queued", "slots",
     ];
-    table::print(table::of(columns, segments.iter().map(summary_row)))
+    table::print_stacking(table::of(columns, segments.iter().map(summary_row)))
 }
 
 /// One segment as table cells, numbers aligned right.

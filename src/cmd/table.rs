@@ -5,7 +5,11 @@
 //! wide as its longest word, the table is fitted to the terminal: cells
 //! wrap between words only. Otherwise (a narrow terminal, one that reports
 //! 0 columns as `docker exec -t` and some CI runners do, or output that is
-//! not a terminal) it is printed at its natural width, with no limit.
+//! not a terminal) it is printed at its natural width, with no limit; a
+//! table whose rows read as well one below the other ([`print_stacking`],
+//! `ls`'s) stacks them on a narrow terminal instead: each row a block of
+//! `column  value` lines, so that nothing runs past the edge but a value
+//! longer than the line.
 
 use comfy_table::{Cell, ColumnConstraint, ContentArrangement, Row, Table, Width, presets};
 
@@ -37,16 +41,36 @@ pub fn print(table: Table) -> anyhow::Result<()> {
     print_line(render(table))
 }
 
+/// As [`print`], but on a terminal too narrow for the table its rows are
+/// [`stacked`].
+pub fn print_stacking(table: Table) -> anyhow::Result<()> {
+    print_line(render_stacking(table))
+}
+
 /// Lays `table` out for where it is going (see the module docs) and
 /// renders it.
 pub fn render(mut table: Table) -> String {
-    fit(&mut table);
+    if !fit(&mut table) {
+        table.set_content_arrangement(ContentArrangement::Disabled);
+    }
     table.to_string()
 }
 
+/// As [`render`], but on a terminal too narrow for the table its rows are
+/// [`stacked`].
+fn render_stacking(mut table: Table) -> String {
+    if fit(&mut table) {
+        table.to_string()
+    } else {
+        stacked(&table)
+    }
+}
+
 /// Chooses the layout: fitted to the terminal when it is wide enough to
-/// keep every word whole, otherwise no width limit.
-fn fit(table: &mut Table) {
+/// keep every word whole, no width limit when the width is unknown; false
+/// when the terminal is too narrow for the table (no width limit either,
+/// or its rows [`stacked`]).
+fn fit(table: &mut Table) -> bool {
     let lower: Vec<u16> = longest_words(table)
         .into_iter()
         .zip(table.column_iter())
@@ -61,11 +85,60 @@ fn fit(table: &mut Table) {
             for (column, &min) in table.column_iter_mut().zip(&lower) {
                 column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(min)));
             }
+            true
         }
+        Some(width) if width > 0 => false,
         _ => {
             table.set_content_arrangement(ContentArrangement::Disabled);
+            true
         }
     }
+}
+
+/// The rows of `table` one below the other, for a terminal too narrow for
+/// it: each row a block of lines, the column's name, then its value (a
+/// value of several lines goes on below itself), the names padded to the
+/// longest; a blank line between blocks. Empty cells are left out, as an
+/// empty cell of the table says nothing either.
+fn stacked(table: &Table) -> String {
+    let names: Vec<String> = table
+        .header()
+        .map(|h| h.cell_iter().map(Cell::content).collect())
+        .unwrap_or_default();
+    let rows: Vec<Vec<String>> = table
+        .row_iter()
+        .map(|row| row.cell_iter().map(Cell::content).collect())
+        .collect();
+    let blocks: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let pairs: Vec<(&str, &str)> = names
+                .iter()
+                .map(String::as_str)
+                .zip(row.iter().map(String::as_str))
+                .collect();
+            name_value_lines(&pairs).join("\n")
+        })
+        .collect();
+    blocks.join("\n\n")
+}
+
+/// `name  value` lines, the names padded to the longest, a value of
+/// several lines going on below itself, empty values left out.
+fn name_value_lines(pairs: &[(&str, &str)]) -> Vec<String> {
+    let pad = pairs
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lines = Vec::new();
+    for (name, value) in pairs {
+        for (n, line) in value.lines().enumerate() {
+            let label = if n == 0 { *name } else { "" };
+            lines.push(format!("{label:pad$}  {line}").trim_end().to_string());
+        }
+    }
+    lines
 }
 
 /// The display width of the longest word (text between spaces, where a
@@ -117,24 +190,67 @@ mod tests {
     }
 
     #[test]
-    fn no_width_or_a_narrow_one_means_no_limit_and_whole_words() {
+    fn a_narrow_terminal_gets_the_natural_width_or_stacked_rows() {
         let natural = {
             let mut t = sample();
             t.set_content_arrangement(ContentArrangement::Disabled);
             t.to_string()
         };
-        for width in [0, 1, 20, 40, 41, 45, 50, 60, 200] {
+        for width in [0, 1, 20, 41] {
             let mut t = sample();
             t.set_width(width);
-            fit(&mut t);
-            let text = t.to_string();
-            assert_eq!(words(&text), words(&natural), "width {width}:\n{text}");
+            assert_eq!(render(t), natural, "width {width}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_width_means_no_limit_and_a_known_one_is_kept() {
+        let natural = {
+            let mut t = sample();
+            t.set_content_arrangement(ContentArrangement::Disabled);
+            t.to_string()
+        };
+        for width in [0, 1, 20, 40, 41, 42, 45, 50, 60, 200] {
+            let mut t = sample();
+            t.set_width(width);
+            let text = render_stacking(t);
+            // Every word of every cell is there, whole (the stacked rows
+            // name the columns once a row, the table once in all).
+            let names = ["peer", "state", "holder", "heartbeat", "age"];
+            let cells = |text: &str| -> Vec<String> {
+                let mut w = words(text);
+                w.retain(|w| !names.contains(&w.as_str()));
+                w
+            };
+            assert_eq!(cells(&text), cells(&natural), "width {width}:\n{text}");
             let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
-            if width >= 42 {
-                assert!(widest <= usize::from(width), "width {width}:\n{text}");
-            } else {
-                assert_eq!(text, natural, "width {width}");
+            match width {
+                0 => assert_eq!(text, natural),
+                1..42 => {
+                    assert!(!text.contains('│'), "width {width}:\n{text}");
+                    // The longest name, two spaces, the longest value.
+                    assert!(widest <= 13 + 2 + 10, "width {width}:\n{text}");
+                }
+                _ => assert!(widest <= usize::from(width), "width {width}:\n{text}"),
             }
         }
+    }
+
+    #[test]
+    fn stacked_rows_are_blocks_of_names_and_values() {
+        let mut t = new(["segment", "owner", "guests"]);
+        t.add_row(vec!["/dev/shm/a", "root:root 0600", "2 live\n1 dead"]);
+        t.add_row(vec!["/dev/shm/b", "root:root 0600", ""]);
+        t.set_width(30);
+        assert_eq!(
+            render_stacking(t),
+            "segment  /dev/shm/a\n\
+             owner    root:root 0600\n\
+             guests   2 live\n\
+             \x20        1 dead\n\
+             \n\
+             segment  /dev/shm/b\n\
+             owner    root:root 0600"
+        );
     }
 }

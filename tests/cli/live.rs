@@ -794,3 +794,40 @@ fn times_are_rfc3339_in_local_time_or_utc_and_always_utc_in_json() {
     let ms = event["time_unix_ms"].as_u64().unwrap();
     assert_eq!(&time[20..23], format!("{:03}", ms % 1000), "{event}");
 }
+
+// A terminal too narrow for `ls`'s table gets each segment as a block of
+// `column  value` lines; one that reports 0 columns, the table as it is.
+#[test]
+fn ls_stacks_its_rows_on_a_narrow_terminal() {
+    let env = Env::new();
+    env.small("one", &[]);
+    env.small("two", &[]);
+    let narrow = env.in_terminal(60, &["ls"]);
+    narrow.code(0);
+    let text = narrow.stdout.replace('\r', "");
+    assert!(!text.contains('│'), "{text}");
+    let blocks: Vec<&str> = text.trim_end().split("\n\n").collect();
+    assert_eq!(blocks.len(), 2, "{text}");
+    for (block, name) in blocks.iter().zip(["one", "two"]) {
+        let lines: Vec<&str> = block.lines().collect();
+        assert!(
+            lines[0].starts_with("segment  ") && lines[0].ends_with(name),
+            "{block}"
+        );
+        let names: Vec<&str> = lines
+            .iter()
+            .map(|l| l.split("  ").next().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "segment", "owner", "size", "age", "host", "guests", "queued", "slots"
+            ],
+            "{block}"
+        );
+        assert!(lines.iter().all(|l| l.chars().count() <= 60), "{block}");
+    }
+    let widthless = env.in_terminal(0, &["ls"]);
+    widthless.code(0);
+    assert!(widthless.stdout.contains('│'), "{}", widthless.stdout);
+}
