@@ -189,27 +189,25 @@ mod tests {
         assert_eq!(longest_words(&sample()), [4, 8, 8, 9]);
     }
 
+    /// The sample at its natural width, with no limit.
+    fn natural() -> String {
+        let mut t = sample();
+        t.set_content_arrangement(ContentArrangement::Disabled);
+        t.to_string()
+    }
+
     #[test]
-    fn a_narrow_terminal_gets_the_natural_width_or_stacked_rows() {
-        let natural = {
-            let mut t = sample();
-            t.set_content_arrangement(ContentArrangement::Disabled);
-            t.to_string()
-        };
+    fn a_terminal_too_narrow_for_whole_words_gets_the_natural_width() {
         for width in [0, 1, 20, 41] {
             let mut t = sample();
             t.set_width(width);
-            assert_eq!(render(t), natural, "width {width}");
+            assert_eq!(render(t), natural(), "width {width}");
         }
     }
 
     #[test]
-    fn an_unknown_width_means_no_limit_and_a_known_one_is_kept() {
-        let natural = {
-            let mut t = sample();
-            t.set_content_arrangement(ContentArrangement::Disabled);
-            t.to_string()
-        };
+    fn stacking_tables_keep_a_known_width_and_no_limit_without_one() {
+        let natural = natural();
         for width in [0, 1, 20, 40, 41, 42, 45, 50, 60, 200] {
             let mut t = sample();
             t.set_width(width);
