@@ -50,9 +50,7 @@ pub fn print_stacking(table: Table) -> anyhow::Result<()> {
 /// Lays `table` out for where it is going (see the module docs) and
 /// renders it.
 pub fn render(mut table: Table) -> String {
-    if !fit(&mut table) {
-        table.set_content_arrangement(ContentArrangement::Disabled);
-    }
+    fit(&mut table);
     table.to_string()
 }
 
@@ -60,16 +58,15 @@ pub fn render(mut table: Table) -> String {
 /// [`stacked`].
 fn render_stacking(mut table: Table) -> String {
     if fit(&mut table) {
-        table.to_string()
-    } else {
         stacked(&table)
+    } else {
+        table.to_string()
     }
 }
 
 /// Chooses the layout: fitted to the terminal when it is wide enough to
-/// keep every word whole, no width limit when the width is unknown; false
-/// when the terminal is too narrow for the table (no width limit either,
-/// or its rows [`stacked`]).
+/// keep every word whole, otherwise no width limit. Returns whether the
+/// terminal's width is known and too narrow for the table.
 fn fit(table: &mut Table) -> bool {
     let lower: Vec<u16> = longest_words(table)
         .into_iter()
@@ -85,12 +82,11 @@ fn fit(table: &mut Table) -> bool {
             for (column, &min) in table.column_iter_mut().zip(&lower) {
                 column.set_constraint(ColumnConstraint::LowerBoundary(Width::Fixed(min)));
             }
-            true
+            false
         }
-        Some(width) if width > 0 => false,
-        _ => {
+        width => {
             table.set_content_arrangement(ContentArrangement::Disabled);
-            true
+            width.is_some_and(|w| w > 0)
         }
     }
 }
@@ -105,40 +101,21 @@ fn stacked(table: &Table) -> String {
         .header()
         .map(|h| h.cell_iter().map(Cell::content).collect())
         .unwrap_or_default();
-    let rows: Vec<Vec<String>> = table
+    let pad = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let blocks: Vec<String> = table
         .row_iter()
-        .map(|row| row.cell_iter().map(Cell::content).collect())
-        .collect();
-    let blocks: Vec<String> = rows
-        .iter()
         .map(|row| {
-            let pairs: Vec<(&str, &str)> = names
-                .iter()
-                .map(String::as_str)
-                .zip(row.iter().map(String::as_str))
-                .collect();
-            name_value_lines(&pairs).join("\n")
+            let mut lines = Vec::new();
+            for (name, cell) in names.iter().zip(row.cell_iter()) {
+                for (n, line) in cell.content().lines().enumerate() {
+                    let label = if n == 0 { name.as_str() } else { "" };
+                    lines.push(format!("{label:pad$}  {line}").trim_end().to_string());
+                }
+            }
+            lines.join("\n")
         })
         .collect();
     blocks.join("\n\n")
-}
-
-/// `name  value` lines, the names padded to the longest, a value of
-/// several lines going on below itself, empty values left out.
-fn name_value_lines(pairs: &[(&str, &str)]) -> Vec<String> {
-    let pad = pairs
-        .iter()
-        .map(|(n, _)| n.chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut lines = Vec::new();
-    for (name, value) in pairs {
-        for (n, line) in value.lines().enumerate() {
-            let label = if n == 0 { *name } else { "" };
-            lines.push(format!("{label:pad$}  {line}").trim_end().to_string());
-        }
-    }
-    lines
 }
 
 /// The display width of the longest word (text between spaces, where a

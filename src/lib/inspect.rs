@@ -120,6 +120,28 @@ pub struct PeerTable {
     pub bad_peers: Vec<BadPeer>,
 }
 
+impl PeerTable {
+    /// Every entry of the segment in `region`, read one by one; `file`
+    /// (if any) is used to test the presence locks of bad entries.
+    pub(crate) fn read(
+        region: &Region,
+        layout: &SegmentLayout,
+        file: Option<&std::fs::File>,
+    ) -> Result<Self> {
+        let mut table = PeerTable::default();
+        for p in layout.guests() {
+            match Peer::new(region, layout, p).snapshot() {
+                Ok(entry) => table.peers.push(entry),
+                Err(Error::Corrupt(reason)) => table
+                    .bad_peers
+                    .push(BadPeer::read(region, layout, file, p, reason)?),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(table)
+    }
+}
+
 /// Everything `inspect` shows.
 #[derive(Debug, Clone)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -233,19 +255,11 @@ pub fn inspect_region(region: &Region, file: Option<&std::fs::File>) -> Result<S
         header.host_start_time,
         file,
     );
-    let mut peers = Vec::new();
-    let mut bad_peers = Vec::new();
-    for p in layout.guests() {
-        let ring = |direction| ring_state(region, &layout, p, direction);
-        let peer = Peer::new(region, &layout, p);
-        let entry = match peer.snapshot() {
-            Ok(entry) => entry,
-            Err(Error::Corrupt(reason)) => {
-                bad_peers.push(BadPeer::read(region, &layout, file, p, reason)?);
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
+    let table = PeerTable::read(region, &layout, file)?;
+    let bad_peers = table.bad_peers;
+    let mut peers = Vec::with_capacity(table.peers.len());
+    for entry in table.peers {
+        let ring = |direction| ring_state(region, &layout, entry.peer_id, direction);
         peers.push(PeerReport {
             holder: liveness::judge_peer(&entry, file, layout.config.heartbeat_interval_ms, now),
             heartbeat_age_ms: (layout.config.heartbeat_interval_ms != 0

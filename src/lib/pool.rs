@@ -160,7 +160,7 @@ pub(crate) struct Pool<M: Mode = Writing> {
     releases: Word<AtomicU32, M>,
     waiters: Word<AtomicU32, M>,
     /// The guests' counts of the host's slots (`host_slots.rs`); the host's
-    /// pool only.
+    /// pool only, opened for writing.
     counters: Option<Counters<M>>,
 }
 
@@ -199,9 +199,11 @@ impl<M: Mode> Pool<M> {
             )?,
             releases: Word::new(region, base + field::RELEASES)?,
             waiters: Word::new(region, base + field::WAITERS)?,
+            // Only the host's ends, which hand its slots out, count them;
+            // a reading pool never touches them.
             counters: match owner {
-                Party::Host => Some(Counters::open(region, layout)?),
-                Party::Guest(_) => None,
+                Party::Host if M::ACCESS.writes() => Some(Counters::open(region, layout)?),
+                _ => None,
             },
         })
     }
@@ -415,8 +417,7 @@ impl Pool<Writing> {
         crate::wait::Vigil {
             word: self.releases.clone(),
             sleepers: self.waiters.clone(),
-            unfenced: false,
-            fences: None,
+            publisher: crate::wait::Publisher::Fenced,
             unchanged: Some(self.releases.get().load(Ordering::SeqCst)),
         }
     }

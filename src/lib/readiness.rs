@@ -37,7 +37,7 @@ use crate::region::Word;
 use crate::ring::Ring;
 use crate::segment::Segment;
 use crate::sys;
-use crate::wait::{Announce, MAX_SLEEP, UNFENCED_NAP, Vigil};
+use crate::wait::{Announce, MAX_SLEEP, Publisher, UNFENCED_NAP, Vigil};
 
 /// The epoll data of the eventfd; a pidfd's is its party and pid.
 const EVENTS: u64 = u64::MAX;
@@ -185,8 +185,7 @@ impl Inbound {
                 Vigil {
                     word: doorbell.clone(),
                     sleepers: sleepers.clone(),
-                    unfenced: true,
-                    fences: None,
+                    publisher: Publisher::Unfenced(None),
                     unchanged: (!queued).then_some(rung),
                 }
             }

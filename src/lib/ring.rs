@@ -453,6 +453,15 @@ impl Ring {
         )
     }
 
+    /// The same for a producer about to sleep on the head, waiting for
+    /// room.
+    fn producer_announcement(&self) -> Announce<'_> {
+        Announce::Flag(
+            self.producer_waiting.get(),
+            Some(self.consumer_fences.get()),
+        )
+    }
+
     /// For a waker that sleeps in the consumer's stead (`readiness.rs`),
     /// in another thread than the consumer's: a sleep on the tail, judged
     /// at the consumer's head as it stands now.
@@ -487,10 +496,9 @@ impl Ring {
         let unmoved = || -> Result<Option<u32>> {
             Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
         };
-        let flag = self.producer_waiting.get();
-        let fences = Some(self.consumer_fences.get());
+        let announce = self.producer_announcement();
         let moved = |_| Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
-        let sleep = |nap| sleep_unless(Announce::Flag(flag, fences), head, nap, unmoved);
+        let sleep = |nap| sleep_unless(announce, head, nap, unmoved);
         Ok(wait_until(waiting, moved, sleep)?.is_some())
     }
 
@@ -519,9 +527,9 @@ impl Ring {
 }
 
 /// A sleep on one of a ring's indexes (`index`), announced on the other
-/// side's `sleepers`, and judged at `unchanged`. Unfenced: each side
-/// publishes its index as [`Ring::publish`] does, without a fence, the
-/// consumer the head as the producer the tail.
+/// side's `sleepers`, and judged at `unchanged`. Each side publishes its
+/// index as [`Ring::publish`] does, without a fence unless its `fences`
+/// word says otherwise, the consumer the head as the producer the tail.
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 fn index_vigil(
     index: &Word,
@@ -532,8 +540,7 @@ fn index_vigil(
     crate::wait::Vigil {
         word: index.clone(),
         sleepers: sleepers.clone(),
-        unfenced: true,
-        fences: Some(fences.clone()),
+        publisher: crate::wait::Publisher::Unfenced(Some(fences.clone())),
         unchanged,
     }
 }

@@ -4,9 +4,11 @@
 //! [`crate::ShmGuest::status`]), so that they keep to their life cycle
 //! and their ends.
 
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::header::HeaderInfo;
-use crate::inspect::{BadPeer, PeerTable};
+use crate::inspect::PeerTable;
 use crate::liveness::{self, HolderStatus, HostStatus};
 use crate::party::IntoPeerId;
 use crate::peer::PeerEntry;
@@ -103,22 +105,7 @@ impl<'a> SegmentStatus<'a> {
     ///
     /// As [`SegmentStatus::peers`].
     pub fn peer_table(&self) -> Result<PeerTable> {
-        let seg = self.seg;
-        let mut table = PeerTable::default();
-        for p in seg.layout.guests() {
-            match seg.peer(p).snapshot() {
-                Ok(entry) => table.peers.push(entry),
-                Err(Error::Corrupt(reason)) => table.bad_peers.push(BadPeer::read(
-                    &seg.region,
-                    &seg.layout,
-                    seg.file(),
-                    p,
-                    reason,
-                )?),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(table)
+        PeerTable::read(&self.seg.region, &self.seg.layout, self.seg.file())
     }
 
     /// A snapshot of guest `peer_id`'s entry.

@@ -494,22 +494,35 @@ pub(crate) struct Vigil {
     pub(crate) word: crate::region::Word,
     /// The count of sleepers on `word`.
     pub(crate) sleepers: crate::region::Word,
-    /// Whether `word` is published without a fence ([`Announce::Flag`]).
-    pub(crate) unfenced: bool,
-    /// Where the publisher of `word` says whether it fences for now.
-    pub(crate) fences: Option<crate::region::Word>,
+    /// How `word` is published, which says how a sleep on it is
+    /// announced.
+    pub(crate) publisher: Publisher,
     /// What `word` holds while nothing has happened; `None`: something has.
     pub(crate) unchanged: Option<u32>,
+}
+
+/// How the word of a [`Vigil`] is published.
+#[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
+#[derive(Debug, Clone)]
+pub(crate) enum Publisher {
+    /// By a read-modify-write (a pool's releases), a fence of its own
+    /// ([`Announce::Count`]).
+    Fenced,
+    /// Perhaps without a fence (a ring index, the host's doorbell); for a
+    /// ring index, the publisher's word that says whether it fences for
+    /// now ([`Announce::Flag`]).
+    Unfenced(Option<crate::region::Word>),
 }
 
 #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]
 impl Vigil {
     /// The announcement of a sleep on this vigil's word.
     pub(crate) fn announcement(&self) -> Announce<'_> {
-        if self.unfenced {
-            Announce::Flag(self.sleepers.get(), self.fences.as_ref().map(|f| f.get()))
-        } else {
-            Announce::Count(self.sleepers.get())
+        match &self.publisher {
+            Publisher::Fenced => Announce::Count(self.sleepers.get()),
+            Publisher::Unfenced(fences) => {
+                Announce::Flag(self.sleepers.get(), fences.as_ref().map(|f| f.get()))
+            }
         }
     }
 
