@@ -68,7 +68,9 @@ fn stream(entries: u32, count: u64) -> Result<f64, Error> {
         guest.set_wait_strategy(WaitStrategy::Spin);
         let payload = [0x42u8; 32];
         for i in 0..count {
-            guest.send_with(MsgDesc::new(1, i), &payload, Some(Duration::from_secs(5)))?;
+            guest
+                .sender()
+                .send(MsgDesc::new(1, i), &payload, Some(Duration::from_secs(5)))?;
         }
         Ok(())
     });
@@ -99,11 +101,11 @@ fn round_trips(entries: u32, count: u64) -> Result<Vec<u64>, Error> {
         let mut guest = ShmGuest::attach_path_with_id(&path, peer)?;
         guest.set_wait_strategy(WaitStrategy::Spin);
         for _ in 0..total {
-            let Some(r) = guest.recv_in_place(Some(Duration::from_secs(5)))? else {
+            let Some(r) = guest.receiver().recv(Some(Duration::from_secs(5)))? else {
                 return Err(shmhub::Error::Timeout);
             };
             let desc = *r.desc();
-            guest.send_with(desc, r.payload(), None)?;
+            guest.sender().send(desc, r.payload(), None)?;
         }
         Ok(())
     });

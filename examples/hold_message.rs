@@ -18,7 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut guest = ShmGuest::attach_path(&path)?;
     println!("{}", guest.peer_id());
     let received = loop {
-        if let Some(received) = guest.recv_in_place(Some(Duration::from_secs(1)))? {
+        if let Some(received) = guest.receiver().recv(Some(Duration::from_secs(1)))? {
             break received;
         }
     };

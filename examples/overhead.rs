@@ -78,7 +78,7 @@ fn main() -> Result<(), Error> {
 fn receive(guest: &mut ShmGuest, count: u64) -> Result<Duration, Error> {
     let start = Instant::now();
     for _ in 0..count {
-        let received = guest.recv_in_place(None)?.ok_or("nothing queued")?;
+        let received = guest.receiver().recv(None)?.ok_or("nothing queued")?;
         std::hint::black_box(received.payload().first());
     }
     Ok(start.elapsed())

@@ -89,12 +89,12 @@ fn segment_round_trips(count: u64, legs: bool) -> Result<(Vec<u64>, Vec<[i64; 5]
         guest.set_wait_strategy(WaitStrategy::Spin);
         let mut marks = Vec::with_capacity(if legs { total as usize } else { 0 });
         for _ in 0..total {
-            let Some(r) = guest.recv_in_place(Some(Duration::from_secs(5)))? else {
+            let Some(r) = guest.receiver().recv(Some(Duration::from_secs(5)))? else {
                 return Err(shmhub::Error::Timeout);
             };
             let got = if legs { since(clock) } else { 0 };
             let desc = *r.desc();
-            guest.send_with(desc, r.payload(), None)?;
+            guest.sender().send(desc, r.payload(), None)?;
             if legs {
                 marks.push([got, since(clock)]);
             }

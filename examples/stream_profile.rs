@@ -49,16 +49,18 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let mut got = 0;
         while got < count {
             if batched {
-                let n = guest.recv_batch(32, Duration::from_secs(5), |r| {
-                    sum = sum.wrapping_add(byte_sum(r.payload()));
-                })?;
+                let n = guest
+                    .receiver()
+                    .recv_batch(32, Duration::from_secs(5), |r| {
+                        sum = sum.wrapping_add(byte_sum(r.payload()));
+                    })?;
                 if n == 0 {
                     return Err(shmhub::Error::Timeout);
                 }
                 got += n as u64;
                 continue;
             }
-            let Some(r) = guest.recv_in_place(Duration::from_secs(5))? else {
+            let Some(r) = guest.receiver().recv(Duration::from_secs(5))? else {
                 return Err(shmhub::Error::Timeout);
             };
             sum = sum.wrapping_add(byte_sum(r.payload()));

@@ -710,9 +710,12 @@ impl GuestRun {
             0 => {
                 self.state.set(S_RECV, "recv_batch");
                 let mut frames = Vec::new();
-                let n = self.guest.recv_batch(RECV_BATCH, wait, |received| {
-                    frames.push(received.into_frame());
-                });
+                let n = self
+                    .guest
+                    .receiver()
+                    .recv_batch(RECV_BATCH, wait, |received| {
+                        frames.push(received.into_frame());
+                    });
                 n.map_err(|e| self.failed(e))?;
                 self.state.set(S_OTHER, "");
                 for f in frames {
@@ -729,7 +732,7 @@ impl GuestRun {
                         }
                         2 => {
                             self.state.set(S_RECV, "recv_in_place");
-                            let received = self.guest.recv_in_place(w);
+                            let received = self.guest.receiver().recv(w);
                             // The check reads the payload where it lies.
                             match received {
                                 Ok(Some(r)) => {
@@ -2503,11 +2506,12 @@ fn run_fan_out_guest(env: &ChildEnv) -> anyhow::Result<()> {
                 m.map(|f| wrong = wrong.take().or(stream.take(&f.desc, f.payload()).err()))
                     .is_some()
             }),
-            1 => guest.recv_in_place(FAN_WAIT).map(|m| {
+            1 => guest.receiver().recv(FAN_WAIT).map(|m| {
                 m.map(|r| wrong = wrong.take().or(stream.take(r.desc(), r.payload()).err()))
                     .is_some()
             }),
             _ => guest
+                .receiver()
                 .recv_batch(FAN_RING as usize, FAN_WAIT, |r| {
                     wrong = wrong.take().or(stream.take(r.desc(), r.payload()).err());
                 })

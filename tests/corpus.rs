@@ -970,7 +970,7 @@ fn guest_session(guest: &mut ShmGuest) {
     drain(|| guest.try_recv());
     let _ = guest.try_send(frame(1, b"inline"));
     let _ = guest.try_send(frame(2, &payload(8, 100)));
-    let _ = guest.recv_batch(8, Some(Duration::ZERO), |r| {
+    let _ = guest.receiver().recv_batch(8, Some(Duration::ZERO), |r| {
         let _ = r.payload().len();
     });
 }

@@ -393,7 +393,8 @@ fn child_hold_received(env: &ChildEnv) -> anyhow::Result<()> {
     let mut guest = ShmGuest::attach_path(&env.path).context("attach")?;
     signal(&env.dir, "attached", &guest.peer_id().to_string())?;
     let received = guest
-        .recv_in_place(Some(WAIT))
+        .receiver()
+        .recv(Some(WAIT))
         .context("receive")?
         .context("no message in time")?;
     signal(&env.dir, "holding", &received.payload().len().to_string())?;

@@ -554,7 +554,8 @@ fn a_slot_held_in_a_live_role_of_a_scripted_guest_is_not_leaked() {
         .unwrap();
     let mut acting = shmhub::ShmGuest::resume(&path, p).unwrap();
     let held = acting
-        .recv_in_place(std::time::Duration::ZERO)
+        .receiver()
+        .recv(std::time::Duration::ZERO)
         .unwrap()
         .expect("queued");
     let report = shmhub::admin::inspect_slots(&path).unwrap();

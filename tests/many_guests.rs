@@ -149,7 +149,8 @@ fn run_receiver(guest: &mut ShmGuest, p: u8) -> anyhow::Result<()> {
     for seq in 0..MESSAGES {
         let wrong = if seq % 2 == 0 {
             let got = guest
-                .recv_in_place(WAIT)
+                .receiver()
+                .recv(WAIT)
                 .with_context(|| format!("receiving message {seq}"))?
                 .with_context(|| format!("message {seq} did not come within {WAIT:?}"))?;
             check(p, seq, got.desc(), got.payload())

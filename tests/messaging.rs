@@ -85,7 +85,7 @@ fn a_batch_with_an_oversized_frame_sends_nothing() {
         Err(Error::PayloadTooLarge { len: 1001, .. })
     ));
     assert!(matches!(
-        guest.send_batch(&frames, None),
+        guest.sender().send_batch(&frames, None),
         Err(Error::PayloadTooLarge { len: 1001, .. })
     ));
     assert!(guest.try_recv().unwrap().is_none());
@@ -179,6 +179,7 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     forge_generation(&region, &layout, p, 1);
     let mut got = Vec::new();
     let err = guest
+        .receiver()
         .recv_batch(8, Some(Duration::ZERO), |r| {
             got.push((r.desc().id, r.payload().to_vec()))
         })
@@ -194,7 +195,7 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     // The host broke the protocol: this guest stops (`shm.peer.quarantine`),
     // both ways, rather than read on through what else the host writes.
     host.try_send(p, data(5, &[5u8; 300])).unwrap();
-    let stopped = guest.recv_in_place(Some(Duration::from_secs(5)));
+    let stopped = guest.receiver().recv(Some(Duration::from_secs(5)));
     assert!(
         matches!(stopped, Err(Error::HostBroke { .. })),
         "{stopped:?}"
@@ -212,7 +213,8 @@ fn a_batch_receive_hands_over_the_good_messages_and_reports_the_bad_one() {
     host.try_send(guest.peer_id(), data(5, &[5u8; 300]))
         .unwrap();
     let received = guest
-        .recv_in_place(Some(Duration::from_secs(5)))
+        .receiver()
+        .recv(Some(Duration::from_secs(5)))
         .unwrap()
         .unwrap();
     assert_eq!(received.payload(), &[5u8; 300][..]);
@@ -392,11 +394,16 @@ fn a_batch_frees_the_slots_dropped_in_its_handler_when_it_returns() {
         host.try_send(p, data(u64::from(i), &[i; 200])).unwrap();
     }
     // A message taken in an earlier receive, dropped inside the handler.
-    let earlier = guest.recv_in_place(Some(Duration::ZERO)).unwrap().unwrap();
+    let earlier = guest
+        .receiver()
+        .recv(Some(Duration::ZERO))
+        .unwrap()
+        .unwrap();
     let mut earlier = Some(earlier);
     let mut kept = Vec::new();
     let mut used_in_handler = Vec::new();
     let taken = guest
+        .receiver()
         .recv_batch(8, Some(Duration::ZERO), |r| {
             match r.desc().id {
                 // Kept past the batch: freed only when it is dropped.
@@ -434,10 +441,12 @@ fn a_batch_frees_the_slots_dropped_in_its_handler_when_it_returns() {
     }
     let mut seen = Vec::new();
     guest
+        .receiver()
         .recv_batch(8, Some(Duration::ZERO), |r| {
             drop(r);
             if seen.is_empty() {
                 other_guest
+                    .receiver()
                     .recv_batch(8, Some(Duration::ZERO), drop)
                     .unwrap();
             }
@@ -451,6 +460,7 @@ fn a_batch_frees_the_slots_dropped_in_its_handler_when_it_returns() {
     host.try_send(p, data(9, &[9u8; 200])).unwrap();
     let mut used = None;
     guest
+        .receiver()
         .recv_batch(8, Some(Duration::ZERO), |r| {
             drop(r);
             used = Some(host_slots_used(&region));
@@ -808,6 +818,7 @@ fn the_doorbell_moves_by_one_per_publication_only_while_the_host_waits() {
     assert_eq!(doorbell(), 1);
     // A batch published in one round rings once.
     let sent = guest
+        .sender()
         .send_batch(
             &[data(3, b"a"), data(4, &[9u8; 100])],
             shmhub::Timeout::NoWait,

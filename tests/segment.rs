@@ -963,7 +963,8 @@ fn loaned_slots_carry_payloads_written_in_place_both_ways() {
     host.commit(p, loan).unwrap();
     {
         let received = guest
-            .recv_in_place(Some(Duration::from_secs(1)))
+            .receiver()
+            .recv(Some(Duration::from_secs(1)))
             .unwrap()
             .unwrap();
         assert_eq!(received.desc().id, 77);
@@ -1049,6 +1050,7 @@ fn batches_keep_order_and_wait_out_a_full_ring() {
     assert!(sent > 0 && sent <= 8, "sent {sent}");
     let mut ids = Vec::new();
     while guest
+        .receiver()
         .recv_batch(5, Some(Duration::ZERO), |r| ids.push(r.desc().id))
         .unwrap()
         > 0
@@ -1061,6 +1063,7 @@ fn batches_keep_order_and_wait_out_a_full_ring() {
         let mut got = Vec::new();
         while got.len() < 20 - sent {
             guest
+                .receiver()
                 .recv_batch(32, Some(Duration::from_secs(10)), |r| {
                     assert!(r.payload().iter().all(|&b| b == r.desc().id as u8));
                     got.push(r.desc().id)
@@ -1139,7 +1142,8 @@ fn a_payload_read_in_place_stays_put_after_its_guest_detaches() {
     let p = guest.peer_id();
     host.send(p, data(1, &[9u8; 4000])).unwrap();
     let held = guest
-        .recv_in_place(Some(Duration::from_secs(1)))
+        .receiver()
+        .recv(Some(Duration::from_secs(1)))
         .unwrap()
         .unwrap();
     drop(guest);

@@ -798,7 +798,8 @@ fn guest_receive(
         2 => {
             while got < BUDGET {
                 let w = if got == 0 { wait } else { Duration::ZERO };
-                let Some(received) = guest.recv_in_place(Some(w)).context("recv_in_place")? else {
+                let Some(received) = guest.receiver().recv(Some(w)).context("recv_in_place")?
+                else {
                     break;
                 };
                 rx.check(2, received.desc(), received.payload());
@@ -809,6 +810,7 @@ fn guest_receive(
         }
         _ => {
             let n = guest
+                .receiver()
                 .recv_batch(RECV_BATCH, Some(wait), |received| {
                     rx.check(3, received.desc(), received.payload());
                     drop(received);

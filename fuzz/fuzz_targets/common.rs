@@ -61,7 +61,7 @@ fn guest_session(guest: &mut ShmGuest) {
             _ => break,
         }
     }
-    let _ = guest.recv_batch(8, Some(Duration::ZERO), |r| {
+    let _ = guest.receiver().recv_batch(8, Some(Duration::ZERO), |r| {
         let _ = r.payload().iter().map(|&b| u32::from(b)).sum::<u32>();
     });
     let _ = guest.try_send(frame(3, 7));

@@ -7,11 +7,13 @@
 
 use std::sync::Arc;
 
+use crate::consumer::Consumer;
 use crate::error::{Error, Result};
 use crate::layout::Direction;
 use crate::locks::{Role, lock_byte, lock_byte::End};
 use crate::party::{PeerId, QuarantineReason};
 use crate::peer::Presence;
+use crate::producer::Producer;
 use crate::segment::Segment;
 use crate::wait::Deadline;
 use crate::watch::{EntryWatch, GuestWatch, HostWatch, KeepAlive, Moving, OtherSide};
@@ -45,19 +47,40 @@ pub(crate) struct EndCore<E> {
     _membership: Option<KeepAlive>,
 }
 
-impl<E> EndCore<E> {
-    /// The end on `side` of guest `guest`'s ring that moves messages as
-    /// `moving` says: the ring's side opened with `open` (the segment's
-    /// consumer or producer), then the watch on the other side.
-    pub(crate) fn open(
-        seg: &Arc<Segment>,
-        guest: PeerId,
-        side: Side,
-        moving: Moving,
-        open: impl FnOnce(&Segment, PeerId, Direction) -> Result<E>,
-    ) -> Result<Self> {
+/// A ring's side as an end holds it: the producer sends, the consumer
+/// receives. Tying the two together keeps an end from opening one side
+/// and taking the other's role.
+pub(crate) trait RingSide: Sized {
+    /// Which way this side moves messages.
+    const MOVING: Moving;
+
+    /// Opens this side of guest `guest`'s ring in `direction`.
+    fn open(seg: &Segment, guest: PeerId, direction: Direction) -> Result<Self>;
+}
+
+impl RingSide for Producer {
+    const MOVING: Moving = Moving::Sending;
+
+    fn open(seg: &Segment, guest: PeerId, direction: Direction) -> Result<Self> {
+        seg.producer(guest, direction)
+    }
+}
+
+impl RingSide for Consumer {
+    const MOVING: Moving = Moving::Receiving;
+
+    fn open(seg: &Segment, guest: PeerId, direction: Direction) -> Result<Self> {
+        seg.consumer(guest, direction)
+    }
+}
+
+impl<E: RingSide> EndCore<E> {
+    /// The end on `side` of guest `guest`'s ring that `E` moves messages
+    /// on: the ring's side, then the watch on the other side.
+    pub(crate) fn open(seg: &Arc<Segment>, guest: PeerId, side: Side) -> Result<Self> {
+        let moving = E::MOVING;
         let direction = direction(side, moving);
-        let end = open(seg, guest, direction)?;
+        let end = E::open(seg, guest, direction)?;
         let other = match side {
             Side::Host => OtherSide::Guest(GuestWatch::new(seg, guest)?),
             Side::Guest { epoch } => OtherSide::Host(HostWatch::new(guest, epoch)),
@@ -71,7 +94,9 @@ impl<E> EndCore<E> {
             _membership: None,
         })
     }
+}
 
+impl<E> EndCore<E> {
     /// Takes the role, waiting within `deadline` for a process that holds
     /// it, except a held guest's: a live process that holds the guest's
     /// entry keeps its ends while it runs, so waiting for it would only

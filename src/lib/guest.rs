@@ -7,7 +7,7 @@ use std::borrow::Borrow;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::desc::{Frame, MsgDesc};
+use crate::desc::Frame;
 use crate::end_core::Side;
 use crate::error::{Error, Result};
 use crate::layout::{Direction, SegmentLayout};
@@ -481,30 +481,6 @@ impl ShmGuest {
         self.sender.send(frame.desc, frame.payload(), timeout)
     }
 
-    /// Sends a descriptor and a borrowed payload to the host:
-    /// [`Sender::send`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Sender::send`].
-    pub fn send_with(
-        &mut self,
-        desc: MsgDesc,
-        payload: &[u8],
-        timeout: impl Into<Timeout>,
-    ) -> Result<()> {
-        self.sender.send(desc, payload, timeout)
-    }
-
-    /// Sends `frames` to the host in order: [`Sender::send_batch`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Sender::send_batch`].
-    pub fn send_batch(&mut self, frames: &[Frame], timeout: impl Into<Timeout>) -> Result<usize> {
-        self.sender.send_batch(frames, timeout)
-    }
-
     /// Lends a slot of this guest's pool for a payload to the host:
     /// [`Sender::loan`].
     ///
@@ -571,30 +547,6 @@ impl ShmGuest {
     /// As [`Receiver::recv`].
     pub fn recv_timeout(&mut self, timeout: impl Into<Timeout>) -> Result<Option<Frame>> {
         Ok(self.receiver.recv(timeout)?.map(Received::into_frame))
-    }
-
-    /// Receives the next message, waiting up to `timeout`, its payload in
-    /// place: [`Receiver::recv`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Receiver::recv`].
-    pub fn recv_in_place(&mut self, timeout: impl Into<Timeout>) -> Result<Option<Received>> {
-        self.receiver.recv(timeout)
-    }
-
-    /// Receives up to `max` queued messages at once: [`Receiver::recv_batch`].
-    ///
-    /// # Errors
-    ///
-    /// As [`Receiver::recv_batch`].
-    pub fn recv_batch(
-        &mut self,
-        max: usize,
-        timeout: impl Into<Timeout>,
-        handle: impl FnMut(Received),
-    ) -> Result<usize> {
-        self.receiver.recv_batch(max, timeout, handle)
     }
 
     /// Leaves the entry Attached with no process holding it, so that later

@@ -216,7 +216,7 @@ fn yield_then_go_on() -> crate::error::Result<()> {
 
 /// Consumer: takes `count` descriptors one at a time, waiting (`Block`
 /// strategy, no deadline) with the real waits in turn: `wait_to_take`,
-/// whose looks take the descriptor themselves (as `recv_in_place` waits),
+/// whose looks take the descriptor themselves (as `Receiver::recv` waits),
 /// and `wait_for_data`, after which the descriptor is popped (as
 /// `recv_batch` waits).
 fn consume_blocking(ring: &Ring, count: usize) -> Vec<[u8; DESC_SIZE]> {

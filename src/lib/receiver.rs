@@ -57,8 +57,9 @@ impl Receiver {
     /// The receiving end on `side` of guest `guest`'s ring: the host's
     /// from the guest, or the guest's from the host.
     pub(crate) fn new(seg: &Arc<Segment>, guest: PeerId, side: Side) -> Result<Self> {
-        let core = EndCore::open(seg, guest, side, Moving::Receiving, Segment::consumer)?;
-        Ok(Receiver { core })
+        Ok(Receiver {
+            core: EndCore::open(seg, guest, side)?,
+        })
     }
 
     /// Who sends what this end receives.

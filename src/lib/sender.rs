@@ -53,8 +53,9 @@ impl Sender {
     /// The sending end on `side` of guest `guest`'s ring: the host's
     /// towards the guest, or the guest's towards the host.
     pub(crate) fn new(seg: &Arc<Segment>, guest: PeerId, side: Side) -> Result<Self> {
-        let core = EndCore::open(seg, guest, side, Moving::Sending, Segment::producer)?;
-        Ok(Sender { core })
+        Ok(Sender {
+            core: EndCore::open(seg, guest, side)?,
+        })
     }
 
     /// Who receives what this end sends.

@@ -184,7 +184,7 @@ pub(crate) struct LentSlot {
 /// loan.as_mut_slice().fill(7);
 /// host.commit(guest.peer_id(), loan).unwrap();
 ///
-/// let received = guest.recv_in_place(Some(Duration::from_secs(1))).unwrap().unwrap();
+/// let received = guest.receiver().recv(Some(Duration::from_secs(1))).unwrap().unwrap();
 /// assert!(received.payload().iter().all(|&b| b == 7));
 /// ```
 // Aligned to 16 bytes, so that the 16-byte moves that carry it out of a

@@ -89,7 +89,8 @@ fn slots_name_their_holder_and_the_message_that_names_them() {
     }
 
     let received = guest
-        .recv_in_place(Some(std::time::Duration::from_secs(5)))
+        .receiver()
+        .recv(Some(std::time::Duration::from_secs(5)))
         .unwrap()
         .expect("the loaned message");
     let s = slots(&env, "seg");

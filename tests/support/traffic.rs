@@ -114,10 +114,10 @@ impl Sender for ShmGuest {
         ShmGuest::send_timeout(self, frame, Some(wait))
     }
     fn send_with(&mut self, desc: MsgDesc, payload: &[u8], wait: Duration) -> shmhub::Result<()> {
-        ShmGuest::send_with(self, desc, payload, Some(wait))
+        self.sender().send(desc, payload, Some(wait))
     }
     fn send_batch(&mut self, frames: &[Frame], wait: Duration) -> shmhub::Result<usize> {
-        ShmGuest::send_batch(self, frames, Some(wait))
+        self.sender().send_batch(frames, Some(wait))
     }
     fn loan(&mut self, len: usize, wait: Duration) -> shmhub::Result<SlotLoan> {
         ShmGuest::loan(self, len, Some(wait))

@@ -146,11 +146,11 @@ pub fn judge(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
 fn round_trip_targets(results: &[Measurement], halves: FloorHalves) -> Vec<Target> {
     let mut targets = Vec::new();
     let line = |kind, transport, size| find(results, kind, transport, size);
-    let p50 = |kind, transport, size| line(kind, transport, size).and_then(|m| m.p50_ns);
+    let p50 = |kind, transport, size| line(kind, transport, size).and_then(|m| m.p50_ns());
     let spin_shm = Transport::Shm(WaitStrategy::Spin);
     let spin = line(Kind::RoundTrip, spin_shm, 32);
     if let (Some(spin), Some(floor)) = (
-        spin.and_then(|m| m.p50_ns),
+        spin.and_then(|m| m.p50_ns()),
         p50(Kind::RoundTrip, Transport::Cacheline, CACHELINE_SIZE),
     ) {
         let target = Need::AtMost(1.6).target(
@@ -168,7 +168,7 @@ fn round_trip_targets(results: &[Measurement], halves: FloorHalves) -> Vec<Targe
             ))
         });
     }
-    if let Some((p50, p99)) = spin.and_then(|m| m.p50_ns.zip(m.p99_ns)) {
+    if let Some((p50, p99)) = spin.and_then(|m| m.latency.map(|l| (l.p50_ns, l.p99_ns))) {
         targets
             .push(Need::AtMost(3.0).target("32 B round trip p99 / p50, spin", p99 / p50.max(1.0)));
     }
@@ -184,7 +184,7 @@ fn round_trip_targets(results: &[Measurement], halves: FloorHalves) -> Vec<Targe
     }
     if let (Some(adaptive), Some(spin)) = (
         p50(Kind::RoundTrip, Transport::Shm(WaitStrategy::Adaptive), 32),
-        spin.and_then(|m| m.p50_ns),
+        spin.and_then(|m| m.p50_ns()),
     ) {
         targets.push(Need::AtMost(1.2).target(
             "32 B round trip p50, adaptive / spin",
@@ -242,7 +242,7 @@ fn life_cycle_targets(results: &[Measurement]) -> Vec<Target> {
         results
             .iter()
             .find(|m| m.kind == Kind::Create && (m.size as f64 / size as f64 - 1.0).abs() < 0.1)
-            .and_then(|m| m.p50_ns)
+            .and_then(|m| m.p50_ns())
     };
     if let (Some(small), Some(huge)) = (created(CREATE_SMALL), created(CREATE_HUGE)) {
         targets.push(Need::AtMost(3.0).target("create p50, 4 GiB / 1 MiB", huge / small.max(1.0)));
@@ -253,7 +253,7 @@ fn life_cycle_targets(results: &[Measurement]) -> Vec<Target> {
         Transport::ListSegments,
         LIST_SEGMENTS as u64,
     );
-    if let Some(list) = list.and_then(|m| m.p50_ns) {
+    if let Some(list) = list.and_then(|m| m.p50_ns()) {
         // A budget, not a ratio of two lines: `ls` of this many segments
         // is held to 50 ms (its floor, reading the headers, is in the table).
         targets.push(Need::AtMost(1.0).target("ls of 100 segments p50 / 50 ms", list / 50e6));
@@ -263,6 +263,7 @@ fn life_cycle_targets(results: &[Measurement]) -> Vec<Target> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::measurement::Latency;
     use super::*;
 
     /// A line with only what the judge reads.
@@ -272,9 +273,11 @@ mod tests {
             transport,
             size,
             iterations: 1,
-            p50_ns: Some(p50),
-            p99_ns: Some(p50 * 2.0),
-            p999_ns: Some(p50 * 4.0),
+            latency: Some(Latency {
+                p50_ns: p50,
+                p99_ns: p50 * 2.0,
+                p999_ns: p50 * 4.0,
+            }),
             msgs_per_s: rate,
             bytes_per_s: rate * size as f64,
             host_cpu: None,

@@ -151,12 +151,10 @@ pub struct Measurement {
     pub size: u64,
     /// Iterations measured.
     pub iterations: u64,
-    /// Round-trip (or copy) percentiles, in nanoseconds.
-    pub p50_ns: Option<f64>,
-    /// 99th percentile.
-    pub p99_ns: Option<f64>,
-    /// 99.9th percentile.
-    pub p999_ns: Option<f64>,
+    /// Round-trip (or copy) percentiles; `None` for a stream, whose
+    /// messages overlap in flight.
+    #[serde(flatten)]
+    pub latency: Option<Latency>,
     /// Messages (or copies) per second.
     pub msgs_per_s: f64,
     /// Payload bytes per second.
@@ -172,7 +170,23 @@ pub struct Measurement {
     pub least_served: Option<f64>,
 }
 
+/// A line's percentiles, in nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latency {
+    /// The median.
+    pub p50_ns: f64,
+    /// The 99th percentile.
+    pub p99_ns: f64,
+    /// The 99.9th percentile.
+    pub p999_ns: f64,
+}
+
 impl Measurement {
+    /// The median, for a line that has percentiles.
+    pub fn p50_ns(&self) -> Option<f64> {
+        self.latency.map(|l| l.p50_ns)
+    }
+
     /// A line from one timing per iteration, in nanoseconds: percentiles
     /// need every sample, not just the total.
     pub fn from_samples(
@@ -193,9 +207,11 @@ impl Measurement {
             transport,
             size: size as u64,
             iterations: samples.len() as u64,
-            p50_ns: Some(percentile(&samples, 50.0)),
-            p99_ns: Some(percentile(&samples, 99.0)),
-            p999_ns: Some(percentile(&samples, 99.9)),
+            latency: Some(Latency {
+                p50_ns: percentile(&samples, 50.0),
+                p99_ns: percentile(&samples, 99.0),
+                p999_ns: percentile(&samples, 99.9),
+            }),
             msgs_per_s: per_s,
             bytes_per_s: per_s * size as f64,
             host_cpu: None,
@@ -212,9 +228,7 @@ impl Measurement {
             transport,
             size: size as u64,
             iterations: messages,
-            p50_ns: None,
-            p99_ns: None,
-            p999_ns: None,
+            latency: None,
             msgs_per_s: per_s,
             bytes_per_s: per_s * size as f64,
             host_cpu: None,

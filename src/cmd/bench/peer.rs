@@ -131,11 +131,13 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
     loop {
         let got = if single {
             guest
-                .recv_in_place(wait)
+                .receiver()
+                .recv(wait)
                 .map(|r| r.map(|r| sunk.take(r, &mut pending)))
                 .map(|_| ())
         } else {
             guest
+                .receiver()
                 .recv_batch(32, wait, |r| sunk.take(r, &mut pending))
                 .map(|_| ())
         };
@@ -148,7 +150,10 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
             let desc = *r.desc();
             match desc.method_id {
                 ECHO if r.payload().len() <= shmhub::INLINE_CAPACITY => {
-                    guest.send_with(desc, r.payload(), None).on_segment(&path)?;
+                    guest
+                        .sender()
+                        .send(desc, r.payload(), None)
+                        .on_segment(&path)?;
                 }
                 ECHO => {
                     let mut loan = guest.loan(r.payload().len(), None).on_segment(&path)?;
@@ -176,7 +181,10 @@ fn serve_shm(args: &Args) -> anyhow::Result<Outcome> {
                             id,
                             ..MsgDesc::default()
                         };
-                        guest.send_with(message, &payload, None).on_segment(&path)?;
+                        guest
+                            .sender()
+                            .send(message, &payload, None)
+                            .on_segment(&path)?;
                     }
                 }
                 EXIT => return Ok(Outcome::Done),

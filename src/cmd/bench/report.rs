@@ -55,7 +55,7 @@ fn versus_floor(m: &Measurement, results: &[Measurement]) -> String {
 fn versus(m: &Measurement, base: Option<&Measurement>) -> String {
     match (m.kind, base) {
         // A round trip is faster when it takes less time than the base's.
-        (Kind::RoundTrip, Some(b)) => match (b.p50_ns, m.p50_ns) {
+        (Kind::RoundTrip, Some(b)) => match (b.p50_ns(), m.p50_ns()) {
             (Some(base_ns), Some(ns)) => speed(base_ns, ns),
             _ => "-".into(),
         },
@@ -141,9 +141,9 @@ pub fn print_tables(
                 _ => human_bytes(m.size),
             })
             .set_alignment(CellAlignment::Right),
-            Cell::new(ns(m.p50_ns)).set_alignment(CellAlignment::Right),
-            Cell::new(ns(m.p99_ns)).set_alignment(CellAlignment::Right),
-            Cell::new(ns(m.p999_ns)).set_alignment(CellAlignment::Right),
+            Cell::new(ns(m.latency.map(|l| l.p50_ns))).set_alignment(CellAlignment::Right),
+            Cell::new(ns(m.latency.map(|l| l.p99_ns))).set_alignment(CellAlignment::Right),
+            Cell::new(ns(m.latency.map(|l| l.p999_ns))).set_alignment(CellAlignment::Right),
             Cell::new(rate_text(m.msgs_per_s)).set_alignment(CellAlignment::Right),
             // Creating a segment moves no bytes: its size is not a payload.
             Cell::new(match m.kind {

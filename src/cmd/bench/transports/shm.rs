@@ -132,7 +132,7 @@ fn round_trips(
     let path = plan.segment.as_path();
     let mut results = Vec::new();
     // Round trips are answered one at a time: the peer takes each message
-    // with one receive call (`recv_in_place`), as an echo server would,
+    // with one receive call (`Receiver::recv`), as an echo server would,
     // rather than asking for a batch that never holds more than one.
     tell_peer(host, peer_id, RECV_MODE, 1, path)?;
     for mode in WAIT_MODES {
