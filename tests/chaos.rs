@@ -830,6 +830,8 @@ const RING_TAIL: u64 = 0;
 const RING_HEAD: u64 = 64;
 const RING_PRODUCER_WAITING: u64 = 128;
 const RING_CONSUMER_WAITING: u64 = 132;
+/// The producer's sleepers that wait for room to reach `room_at`.
+const RING_ROOM_SLEEPERS: u64 = 144;
 /// The descriptors, 64 bytes each, after the control block.
 const RING_DESCS: u64 = 192;
 /// Pool control block: the count of sleeping allocators.
@@ -900,8 +902,12 @@ impl Peek {
         self.u32_at(self.ring(p, dir) + RING_CONSUMER_WAITING)
     }
 
+    /// The producer's sleepers of both kinds: those woken by any move of
+    /// the head, and a send waiting for room (`shm.ring.room`).
     fn producer_waiting(&self, p: u8, dir: u8) -> u32 {
-        self.u32_at(self.ring(p, dir) + RING_PRODUCER_WAITING)
+        let base = self.ring(p, dir);
+        self.u32_at(base + RING_PRODUCER_WAITING)
+            .saturating_add(self.u32_at(base + RING_ROOM_SLEEPERS))
     }
 
     fn ring_fill(&self, p: u8, dir: u8) -> u32 {

@@ -595,6 +595,7 @@ fn mutations(base: &[u8], layout: &SegmentLayout) -> Vec<Mutation> {
                 |b| {
                     put_u32(b, ring + rf::PRODUCER_WAITING, u32::MAX);
                     put_u32(b, ring + rf::CONSUMER_WAITING, u32::MAX);
+                    put_u32(b, ring + rf::ROOM_SLEEPERS, u32::MAX);
                 },
             );
             m.add(

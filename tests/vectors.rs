@@ -48,7 +48,7 @@ const WRITE_ENV: &str = "SHMHUB_WRITE_VECTORS";
 
 /// The format version whose tables this reader follows. A new version
 /// needs these tables read again against the spec.
-const TABLES_VERSION: u32 = 5;
+const TABLES_VERSION: u32 = 6;
 
 /// A field of a table: name, offset in its structure, size in bytes.
 type Field = (&'static str, usize, usize);
@@ -123,7 +123,7 @@ const FLAG_HELD: u64 = 1;
 const FLAG_LOCKED: u64 = 2;
 
 /// Section Rings: the 192-byte control block.
-const RING: [Field; 8] = [
+const RING: [Field; 10] = [
     ("tail", 0, 4),
     ("host_slots_handed", 8, 4),
     ("head", 64, 4),
@@ -132,6 +132,8 @@ const RING: [Field; 8] = [
     ("consumer_waiting", 132, 4),
     ("producer_fences", 136, 4),
     ("consumer_fences", 140, 4),
+    ("room_sleepers", 144, 4),
+    ("room_at", 148, 4),
 ];
 const RING_HEADER: usize = 192;
 

@@ -14,7 +14,7 @@ use crate::sys;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMHUB\x00\x01");
 /// The format version this build reads and writes.
 // shm[impl shm.header.version]
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Byte offsets of the header fields.
 pub mod field {

@@ -290,6 +290,12 @@ fn ring_handshake(count: u8, producer: Producer) {
             .unwrap(),
         0
     );
+    assert_eq!(
+        region
+            .load_u32(field::ROOM_SLEEPERS, Ordering::Relaxed)
+            .unwrap(),
+        0
+    );
 }
 
 // shm[verify shm.ring.spsc]
@@ -299,10 +305,13 @@ fn loom_ring_sleeping_consumer_is_always_woken() {
 }
 
 // shm[verify shm.ring.spsc]
+// shm[verify shm.ring.room]
 #[test]
 fn loom_ring_sleeping_producer_and_consumer_are_always_woken() {
     // Three descriptors through two places: the producer has to wait for
-    // space once, the consumer for data up to three times.
+    // space once, the consumer for data up to three times. The producer
+    // asks for the whole ring (`Ring::room_batch` under loom): the
+    // consumer's first take leaves it asleep, its second wakes it.
     check(Some(4), || ring_handshake(3, Producer::Sleeps));
 }
 
@@ -326,6 +335,7 @@ fn loom_ring_consumer_sleeping_without_the_barrier_is_always_woken() {
 }
 
 // shm[verify shm.ring.wake]
+// shm[verify shm.ring.room]
 #[test]
 fn loom_ring_both_sides_sleeping_without_the_barrier_are_always_woken() {
     check(Some(3), || ring_handshake_unfenced(3, Producer::Sleeps));

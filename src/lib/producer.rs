@@ -100,6 +100,11 @@ impl Producer {
         }
     }
 
+    /// How many more descriptors the ring has room for now.
+    pub(crate) fn room(&mut self) -> Result<u32> {
+        self.end.ring.room(&mut self.cached_head)
+    }
+
     /// What a sender waiting for room sleeps on: the consumer's head and
     /// the sender's pool's release count, as they are now.
     #[cfg(all(target_os = "linux", not(shmhub_portable), not(loom)))]

@@ -227,7 +227,7 @@ fn ring_and_pool_sections(
         for direction in [Direction::GuestToHost, Direction::HostToGuest] {
             let at = layout.ring(p, direction);
             if at < file_len {
-                let span = reader.span(at, rf::CONSUMER_WAITING + 4)?;
+                let span = reader.span(at, rf::ROOM_AT + 4)?;
                 dump.sections
                     .push(ring_section(&span, layout, p, direction, at));
             }
@@ -685,6 +685,12 @@ fn ring_section(
     });
     f.u32(rf::CONSUMER_FENCES, "consumer_fences", |v| {
         plain(fences_text(v))
+    });
+    f.u32(rf::ROOM_SLEEPERS, "room_sleepers", |v| {
+        plain(waiting_text(v))
+    });
+    f.u32(rf::ROOM_AT, "room_at", |v| {
+        plain(format!("wake a room sleeper at head {v}"))
     });
     let way = match direction {
         Direction::GuestToHost => "to host",

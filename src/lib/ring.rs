@@ -20,13 +20,16 @@
 //! shm[impl shm.ring.spsc]
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use crate::desc::{DESC_SIZE, FLAG_PHASE};
 use crate::error::{Error, Result};
 use crate::layout::RING_HEADER_SIZE;
 use crate::region::{Cells, Region, RegionError, Word};
 use crate::sys;
-use crate::wait::{Announce, Waiting, publish_advertised, sleep_unless, wait_until};
+use crate::wait::{
+    Announce, Asleep, Waiting, any_asleep, publish_advertised, sleep_unless, wait_until,
+};
 
 /// Byte offsets inside a ring's control block.
 pub mod field {
@@ -42,6 +45,24 @@ pub mod field {
     pub const PRODUCER_FENCES: u64 = 136;
     /// `u32`: non-zero while the consumer publishes the head fenced.
     pub const CONSUMER_FENCES: u64 = 140;
+    /// `u32`: non-zero while the producer sleeps until the head reaches
+    /// [`ROOM_AT`].
+    pub const ROOM_SLEEPERS: u64 = 144;
+    /// `u32`: the head a producer counted in [`ROOM_SLEEPERS`] waits for.
+    pub const ROOM_AT: u64 = 148;
+}
+
+/// Longest sleep of a producer waiting for room: woken only once the
+/// head reaches its `room_at`, it would otherwise sleep through a
+/// consumer that took a few descriptors and then stopped (waiting, say,
+/// for this very producer elsewhere) as long as a sleep may last.
+const ROOM_NAP: Duration = Duration::from_millis(10);
+
+/// Whether moving the head `moved` places on from `old` brings it to
+/// `room_at` or past it, in wrapping indices (`shm.ring.room`, rule 2).
+#[inline(always)]
+fn brings_head_to(room_at: u32, old: u32, moved: u32) -> bool {
+    room_at.wrapping_sub(old).wrapping_sub(1) < moved
 }
 
 /// The phase bit in a descriptor's first 32-bit word (bit 15 of its flags).
@@ -139,6 +160,8 @@ pub(crate) struct Ring {
     consumer_waiting: Word,
     producer_fences: Word,
     consumer_fences: Word,
+    room_sleepers: Word,
+    room_at: Word,
     entries: Cells<DESC_SIZE>,
 }
 
@@ -160,6 +183,8 @@ impl Ring {
             consumer_waiting: word(field::CONSUMER_WAITING)?,
             producer_fences: word(field::PRODUCER_FENCES)?,
             consumer_fences: word(field::CONSUMER_FENCES)?,
+            room_sleepers: word(field::ROOM_SLEEPERS)?,
+            room_at: word(field::ROOM_AT)?,
             entries: Cells::new(region, base + RING_HEADER_SIZE, capacity)?,
         })
     }
@@ -243,6 +268,14 @@ impl Ring {
         Ok(tail.wrapping_sub(head) <= self.capacity - wanted)
     }
 
+    /// Producer: how many more descriptors fit now, the head read afresh
+    /// (and `cached_head` refreshed) unless the copy says the ring is
+    /// empty. A head more than a capacity away from the tail is corrupt.
+    pub(crate) fn room(&self, cached_head: &mut u32) -> Result<u32> {
+        self.has_room(cached_head, self.capacity)?;
+        Ok(self.capacity - self.tail().wrapping_sub(*cached_head))
+    }
+
     /// Producer: whether one more descriptor fits after `tail` (the
     /// producer's own index), judged by the producer's copy of the head
     /// alone; `false` means look at the shared head ([`Ring::has_room`]).
@@ -269,12 +302,7 @@ impl Ring {
         for (i, desc) in descs.iter().enumerate() {
             self.put(tail.wrapping_add(i as u32), desc);
         }
-        self.publish(
-            &self.tail,
-            tail.wrapping_add(wanted),
-            &self.consumer_waiting,
-            &self.producer_fences,
-        );
+        self.publish_tail(tail.wrapping_add(wanted));
         Ok(true)
     }
 
@@ -284,12 +312,7 @@ impl Ring {
     #[inline(always)]
     pub(crate) fn push_one(&self, tail: u32, desc: &[u8; DESC_SIZE]) {
         self.put(tail, desc);
-        self.publish(
-            &self.tail,
-            tail.wrapping_add(1),
-            &self.consumer_waiting,
-            &self.producer_fences,
-        );
+        self.publish_tail(tail.wrapping_add(1));
     }
 
     /// Producer: writes `desc` into entry `index` with the phase of that
@@ -368,25 +391,47 @@ impl Ring {
         (head, count)
     }
 
-    /// Consumer: takes the `count` descriptors from `head` on.
+    /// Producer: publishes a new tail and wakes the consumer if it
+    /// sleeps: the tail is written with or without a fence as
+    /// `producer_fences` says, and the consumer's count of sleepers read
+    /// after it ([`publish_advertised`]), the waking half of the
+    /// handshake in `wait.rs`.
     #[inline(always)]
-    fn advance(&self, head: u32, count: usize) {
-        self.publish(
-            &self.head,
-            head.wrapping_add(count as u32),
-            &self.producer_waiting,
-            &self.consumer_fences,
-        );
+    fn publish_tail(&self, tail: u32) {
+        let sleepers = self.consumer_waiting.get();
+        publish_advertised(self.tail.get(), tail, self.producer_fences.get(), || {
+            any_asleep(sleepers)
+        });
     }
 
-    /// Publishes a new value of `index` and wakes the other side if its
-    /// `waiting` flag says it sleeps: the index is written with or without
-    /// a fence as this side's `fences` word says, and the flag read after
-    /// it ([`publish_advertised`]), the waking half of the handshake in
-    /// `wait.rs`.
+    /// Consumer: takes the `count` descriptors from `head` on, publishing
+    /// the new head as [`Ring::publish_tail`] does the tail, and wakes the
+    /// producer's sleepers that wait for any move, or the one that waits
+    /// for room once the head reaches its `room_at`.
+    ///
+    /// shm[impl shm.ring.room]
     #[inline(always)]
-    fn publish(&self, index: &Word, value: u32, waiting: &Word, fences: &Word) {
-        publish_advertised(index.get(), value, waiting.get(), fences.get());
+    fn advance(&self, head: u32, count: usize) {
+        let moved = count as u32;
+        publish_advertised(
+            self.head.get(),
+            head.wrapping_add(moved),
+            self.consumer_fences.get(),
+            || match any_asleep(self.producer_waiting.get()) {
+                Asleep::Nobody if self.room_sleepers.get().load(Ordering::SeqCst) != 0 => {
+                    // The count's acquire orders this read after the
+                    // sleeper's write of `room_at`, made before it counted
+                    // itself in.
+                    let at = self.room_at.get().load(Ordering::Relaxed);
+                    if brings_head_to(at, head, moved) {
+                        Asleep::Wake
+                    } else {
+                        Asleep::NotYet
+                    }
+                }
+                found => found,
+            },
+        );
     }
 
     /// Consumer: waits until there is something to read, `stop` says to
@@ -453,13 +498,24 @@ impl Ring {
         )
     }
 
-    /// The same for a producer about to sleep on the head, waiting for
-    /// room.
-    fn producer_announcement(&self) -> Announce<'_> {
-        Announce::Flag(
-            self.producer_waiting.get(),
-            Some(self.consumer_fences.get()),
-        )
+    /// The same for a producer about to sleep on the head until it
+    /// reaches `room_at`.
+    fn room_announcement(&self) -> Announce<'_> {
+        Announce::Flag(self.room_sleepers.get(), Some(self.consumer_fences.get()))
+    }
+
+    /// How far past the head a producer that sleeps for room asks to be
+    /// woken: a quarter of the ring, so that a crowd of producers on one
+    /// CPU is woken once per quarter ring each rather than once per
+    /// message the consumer takes, and each refills a quarter when it
+    /// runs. Under loom the whole ring, so that a model's ring of two
+    /// places has a publication that does not wake the sleeper.
+    fn room_batch(&self) -> u32 {
+        if cfg!(loom) {
+            self.capacity
+        } else {
+            (self.capacity / 4).max(1)
+        }
     }
 
     /// For a waker that sleeps in the consumer's stead (`readiness.rs`),
@@ -490,15 +546,26 @@ impl Ring {
         )
     }
 
-    /// Producer: waits until the head moves past `seen_head`.
+    /// Producer: waits until the head moves past `seen_head`. Spinning,
+    /// any move ends the wait; asleep, the producer asks to be woken once
+    /// the head has moved [`Ring::room_batch`] places (`room_at`), and
+    /// naps at most [`ROOM_NAP`] in case the consumer stops short of it.
+    ///
+    /// shm[impl shm.ring.room]
     pub(crate) fn wait_for_space(&self, seen_head: u32, waiting: &mut Waiting<'_>) -> Result<bool> {
         let head = self.head.get();
         let unmoved = || -> Result<Option<u32>> {
             Ok((head.load(Ordering::SeqCst) == seen_head).then_some(seen_head))
         };
-        let announce = self.producer_announcement();
+        let announce = self.room_announcement();
         let moved = |_| Ok((head.load(Ordering::Acquire) != seen_head).then_some(()));
-        let sleep = |nap| sleep_unless(announce, head, nap, unmoved);
+        let sleep = |nap: Duration| {
+            // Written before the sleeper counts itself in: a consumer that
+            // sees the count sees this.
+            let at = seen_head.wrapping_add(self.room_batch());
+            self.room_at.get().store(at, Ordering::Relaxed);
+            sleep_unless(announce, head, nap.min(ROOM_NAP), unmoved)
+        };
         Ok(wait_until(waiting, moved, sleep)?.is_some())
     }
 
@@ -633,10 +700,13 @@ impl<'a> RingView<'a> {
         Ok(())
     }
 
-    /// Clears both waiting flags (a dead process may have left one set).
+    /// Clears the counts of sleepers (a dead process may have left one
+    /// set).
     pub(crate) fn clear_waiting(&self) -> Result<()> {
         self.region
             .store_u32(self.base + field::PRODUCER_WAITING, 0, Ordering::Relaxed)?;
+        self.region
+            .store_u32(self.base + field::ROOM_SLEEPERS, 0, Ordering::Relaxed)?;
         self.region
             .store_u32(self.base + field::CONSUMER_WAITING, 0, Ordering::Relaxed)?;
         Ok(())
@@ -855,6 +925,60 @@ mod tests {
         let ring = Ring::open(&region, 0, 4).unwrap();
         assert!(ring.push_batch(&mut 0, &[desc(1)]).unwrap());
         assert!(waiter.join().unwrap());
+    }
+
+    // shm[verify shm.ring.room]
+    #[test]
+    fn a_publication_wakes_the_room_sleeper_when_it_reaches_room_at() {
+        // From 10, asking for 12: moves of 1 do not reach it, 2 do, and
+        // so does anything longer; indices wrap.
+        assert!(!brings_head_to(12, 10, 1));
+        assert!(brings_head_to(12, 10, 2));
+        assert!(brings_head_to(12, 10, 200));
+        assert!(!brings_head_to(12, 11, 0));
+        assert!(brings_head_to(12, 11, 1));
+        // Already passed (a stale value): no wake from this move.
+        assert!(!brings_head_to(9, 10, 5));
+        assert!(brings_head_to(2, u32::MAX - 1, 4));
+        assert!(!brings_head_to(2, u32::MAX - 1, 3));
+    }
+
+    // A producer asleep for room asks for a quarter of the ring, counts
+    // itself in room_sleepers (not producer_waiting, whose sleepers any
+    // move wakes), and is woken once the consumer has taken that much.
+    // shm[verify shm.ring.room]
+    #[test]
+    fn a_producer_asleep_for_room_asks_for_a_quarter_of_the_ring() {
+        let region = ring_region(8);
+        let ring = Ring::open(&region, 0, 8).unwrap();
+        let full: Vec<_> = (0..8).map(desc).collect();
+        assert!(ring.push_batch(&mut 0, &full).unwrap());
+        let producer_region = region.clone();
+        let producer = std::thread::spawn(move || {
+            let ring = Ring::open(&producer_region, 0, 8).unwrap();
+            let deadline = Deadline::after(Some(std::time::Duration::from_secs(20)));
+            ring.wait_for_space(
+                0,
+                &mut Waiting {
+                    strategy: WaitStrategy::Block,
+                    deadline,
+                    stop: &mut || Ok(()),
+                },
+            )
+            .unwrap()
+        });
+        let word = |at| region.load_u32(at, Ordering::SeqCst).unwrap();
+        let since = std::time::Instant::now();
+        while word(field::ROOM_SLEEPERS) == 0 {
+            assert!(since.elapsed().as_secs() < 20, "the producer never slept");
+            std::thread::yield_now();
+        }
+        assert_eq!(word(field::ROOM_AT), 2);
+        assert_eq!(word(field::PRODUCER_WAITING), 0);
+        assert_eq!(ring.pop(), Some(desc(0)));
+        assert_eq!(ring.pop(), Some(desc(1)));
+        assert!(producer.join().unwrap());
+        assert_eq!(word(field::ROOM_SLEEPERS), 0);
     }
 
     // shm[verify shm.ring.spsc]

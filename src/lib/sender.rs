@@ -78,6 +78,38 @@ impl Sender {
         })
     }
 
+    /// How many more messages the ring has room for now: a
+    /// [`Sender::send_batch`] of that many inline messages (up to
+    /// [`crate::INLINE_CAPACITY`] bytes each) does not wait for the ring;
+    /// larger payloads also need free slots in the pool. The receiver may
+    /// take more at any moment, so the room only grows until this end
+    /// sends. A sender with many receivers can use it to send to each in
+    /// batches, and so wake each once per batch.
+    ///
+    /// ```
+    /// use shmhub::{Frame, MsgDesc, SegmentConfig, ShmGuest, ShmHost};
+    ///
+    /// let config = SegmentConfig { ring_capacity: 8, ..SegmentConfig::default() };
+    /// let mut host = ShmHost::create_heap(config)?;
+    /// let mut guest = ShmGuest::attach(host.region())?;
+    /// let tx = host.sender(guest.peer_id())?;
+    /// assert_eq!(tx.room()?, 8);
+    /// tx.send(MsgDesc::default(), b"one", None)?;
+    /// assert_eq!(tx.room()?, 7);
+    /// guest.recv()?;
+    /// assert_eq!(host.sender(guest.peer_id())?.room()?, 8);
+    /// # Ok::<(), shmhub::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A corrupt-segment error: the receiver's index is more than a ring
+    /// away from this end's.
+    pub fn room(&mut self) -> Result<usize> {
+        let room = self.core.end.room().map_err(|e| self.core.broken(e))?;
+        Ok(room as usize)
+    }
+
     /// Sets how this end waits (default: adaptive).
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.core.end.set_strategy(strategy);

@@ -589,24 +589,48 @@ const FENCED_QUIET_RUN: u32 = 64;
 #[cfg(loom)]
 const FENCED_QUIET_RUN: u32 = 1;
 
-/// Publishes `value` in `word`, a ring index, and wakes its `sleepers`,
-/// fenced or not as the publisher's `fences` word says, which it alone
-/// writes: 0, unfenced ([`publish_unfenced`]); `n > 0`, every publication
-/// fenced, `n - 1` of them in a row having found nobody asleep. A
-/// publication that finds a sleeper (it makes a wake call anyway) turns
-/// fencing on, so that the next sleeper, seeing the word set, needs no
-/// barrier; [`FENCED_QUIET_RUN`] quiet ones turn it off again. Both
-/// turns are sequentially consistent swaps: a sleeper that read the word
-/// set before it was cleared counted itself in before this side's next
-/// read of its count.
+/// What a publisher found of the other side's sleepers after its
+/// publication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Asleep {
+    /// Nobody sleeps.
+    Nobody,
+    /// Somebody sleeps, but waits for more than this publication brought
+    /// (a producer waiting for room to reach its `room_at`).
+    NotYet,
+    /// Somebody sleeps whom this publication must wake.
+    Wake,
+}
+
+/// Whether anybody counted in `sleepers` sleeps: they are woken by any
+/// publication.
+#[inline(always)]
+pub(crate) fn any_asleep(sleepers: &AtomicU32) -> Asleep {
+    if sleepers.load(Ordering::SeqCst) != 0 {
+        Asleep::Wake
+    } else {
+        Asleep::Nobody
+    }
+}
+
+/// Publishes `value` in `word`, a ring index, and wakes the other side's
+/// sleepers if `asleep`, read after the publication, says so; fenced or
+/// not as the publisher's `fences` word says, which it alone writes: 0,
+/// unfenced ([`publish_unfenced`]); `n > 0`, every publication fenced,
+/// `n - 1` of them in a row having found nobody asleep. A publication that
+/// finds a sleeper turns fencing on, so that the next sleeper, seeing the
+/// word set, needs no barrier; [`FENCED_QUIET_RUN`] quiet ones turn it off
+/// again. Both turns are sequentially consistent swaps: a sleeper that
+/// read the word set before it was cleared counted itself in before this
+/// side's next read of its count.
 ///
 /// shm[impl shm.ring.wake]
 #[inline(always)]
 pub(crate) fn publish_advertised(
     word: &AtomicU32,
     value: u32,
-    sleepers: &AtomicU32,
     fences: &AtomicU32,
+    asleep: impl FnOnce() -> Asleep,
 ) {
     let advertised = fences.load(Ordering::Relaxed);
     if advertised == 0 {
@@ -614,11 +638,14 @@ pub(crate) fn publish_advertised(
     } else {
         word.swap(value, Ordering::SeqCst);
     }
-    if sleepers.load(Ordering::SeqCst) != 0 {
+    let found = asleep();
+    if found != Asleep::Nobody {
         if advertised != 1 {
             fences.swap(1, Ordering::SeqCst);
         }
-        sys::futex_wake_all(word);
+        if found == Asleep::Wake {
+            sys::futex_wake_all(word);
+        }
     } else if advertised >= FENCED_QUIET_RUN {
         fences.swap(0, Ordering::SeqCst);
     } else if advertised != 0 {
@@ -673,17 +700,17 @@ mod tests {
     #[test]
     fn a_publisher_fences_from_a_sleeper_found_until_a_quiet_run() {
         let (index, sleepers, fences) = (AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0));
-        publish_advertised(&index, 1, &sleepers, &fences);
+        publish_advertised(&index, 1, &fences, || any_asleep(&sleepers));
         assert_eq!(fences.load(Ordering::SeqCst), 0, "nobody asleep: no fence");
         sleepers.store(1, Ordering::SeqCst);
-        publish_advertised(&index, 2, &sleepers, &fences);
+        publish_advertised(&index, 2, &fences, || any_asleep(&sleepers));
         assert_eq!(fences.load(Ordering::SeqCst), 1);
         assert!(Announce::Flag(&sleepers, Some(&fences)).announce());
         Announce::Flag(&sleepers, Some(&fences)).withdraw();
         sleepers.store(0, Ordering::SeqCst);
         for n in 0..FENCED_QUIET_RUN {
             assert_ne!(fences.load(Ordering::SeqCst), 0, "after {n} quiet");
-            publish_advertised(&index, 3 + n, &sleepers, &fences);
+            publish_advertised(&index, 3 + n, &fences, || any_asleep(&sleepers));
         }
         assert_eq!(fences.load(Ordering::SeqCst), 0);
         assert_eq!(index.load(Ordering::SeqCst), 2 + FENCED_QUIET_RUN);
