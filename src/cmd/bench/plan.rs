@@ -133,9 +133,12 @@ impl Plan {
         })
     }
 
-    /// Messages of one fan-in or fan-out, over all its guests.
+    /// Messages of one fan-in or fan-out, over all its guests: enough
+    /// that 255 guests each take some 30 rings' worth, and the start (the
+    /// first wake of every guest, their first touch of their rings) is a
+    /// small part of the line.
     pub fn fan_messages(&self) -> u64 {
-        self.count(200_000.0)
+        self.count(2_000_000.0)
     }
 
     /// Copies timed at `size` bytes: as many as streamed messages, and at

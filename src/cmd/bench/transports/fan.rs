@@ -186,10 +186,26 @@ fn fairness(host: &mut ShmHost, ids: &[PeerId], path: &Path) -> anyhow::Result<f
 /// publication, at most one wake): as many as the guest takes per receive.
 const BURST: usize = 256;
 
+/// Room a guest's ring must have before the fan-out sends to it (unless
+/// fewer are left for it): a guest that drains its ring as fast as it
+/// fills goes to sleep after each batch, and a batch of one message would
+/// cost a wake call and a process switch per message.
+const LEAST_BATCH: usize = BURST / 4;
+
+/// How long the fan-out goes round the guests finding none with room for
+/// a batch before it sleeps in a send to the one with the most: about the
+/// time the guests' CPU takes to drain a few rings, so that a host whose
+/// guests keep up keeps going, and bounded, so that one whose guests have
+/// stopped does not spin.
+const SPIN_FOR: Duration = Duration::from_micros(200);
+
 /// Sends every guest of `ids` `per` messages, going round the guests in
-/// bursts of up to [`BURST`] without waiting while any has room (and
-/// waiting on one only when none has), then asks each for its report and
-/// checks that it received them all, whole.
+/// bursts of up to [`BURST`] to each whose ring has room for at least
+/// [`LEAST_BATCH`] of them ([`send_round`]). When none has, it goes round
+/// again for up to [`SPIN_FOR`], then sleeps in a send to the guest with
+/// the most room. The fan-out ends when every guest has taken its last
+/// message; then each is asked for its report, which must show that it
+/// received them all, whole.
 fn fan_out(
     host: &mut ShmHost,
     ids: &[PeerId],
@@ -206,26 +222,26 @@ fn fan_out(
     let burst = vec![message; BURST];
     let mut sent = vec![0u64; 256];
     let mut open: Vec<PeerId> = ids.to_vec();
+    let mut idle_since = None;
     let clock = HostClock::start();
     while !open.is_empty() {
         open.retain(|&p| sent[usize::from(p)] < per);
-        let mut any = false;
-        for &p in &open {
-            let left = (per - sent[usize::from(p)]).min(BURST as u64) as usize;
-            match host.send_batch(p, &burst[..left], Timeout::NoWait) {
-                Ok(n) => {
-                    sent[usize::from(p)] += n as u64;
-                    any |= n > 0;
-                }
-                Err(e) if e.is_retryable() => {}
-                Err(e) => return Err(e).on_segment(path)?,
-            }
+        let Some(roomiest) = send_round(host, &open, &burst, &mut sent, per, path)? else {
+            idle_since = None;
+            continue;
+        };
+        let since = *idle_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < SPIN_FOR {
+            std::thread::yield_now();
+            continue;
         }
-        if !any && let Some(&p) = open.first() {
-            host.send_timeout(p, &burst[0], TIMEOUT).on_segment(path)?;
-            sent[usize::from(p)] += 1;
-        }
+        host.send_timeout(roomiest, &burst[0], TIMEOUT)
+            .on_segment(path)?;
+        sent[usize::from(roomiest)] += 1;
+        idle_since = None;
     }
+    wait_drained(host, ids, path)?;
+    let (elapsed, host_cpu) = clock.stop();
     for &p in ids {
         tell_peer(host, p, REPORT, 0, path)?;
     }
@@ -237,7 +253,6 @@ fn fan_out(
         check_report(report.payload(), per, FAN_SIZE, FAN_BYTE)
             .with_context(|| format!("fan-out guest {from}"))?;
     }
-    let (elapsed, host_cpu) = clock.stop();
     let mut line = Measurement::stream(
         Transport::FanOut(ids.len() as u32),
         FAN_SIZE,
@@ -246,6 +261,61 @@ fn fan_out(
     );
     line.host_cpu = host_cpu;
     Ok(line)
+}
+
+/// One round of the fan-out: sends each guest of `open` as many of its
+/// messages left (`per` less what `sent` counts) as fit, up to a burst,
+/// if at least [`LEAST_BATCH`] of them fit (or all it has left). Returns
+/// `None` if it sent anything, else the guest whose ring had the most
+/// room.
+fn send_round(
+    host: &mut ShmHost,
+    open: &[PeerId],
+    burst: &[Frame],
+    sent: &mut [u64],
+    per: u64,
+    path: &Path,
+) -> anyhow::Result<Option<PeerId>> {
+    let mut any = false;
+    let mut roomiest = None;
+    let mut most = 0;
+    for &p in open {
+        let left = (per - sent[usize::from(p)]).min(burst.len() as u64) as usize;
+        let tx = host.sender(p).on_segment(path)?;
+        let room = tx.room().on_segment(path)?;
+        if room < left.min(LEAST_BATCH) {
+            if roomiest.is_none() || room > most {
+                (roomiest, most) = (Some(p), room);
+            }
+            continue;
+        }
+        match tx.send_batch(&burst[..left.min(room)], Timeout::NoWait) {
+            Ok(n) => {
+                sent[usize::from(p)] += n as u64;
+                any |= n > 0;
+            }
+            Err(e) if e.is_retryable() => {}
+            Err(e) => return Err(e).on_segment(path)?,
+        }
+    }
+    Ok(if any { None } else { roomiest })
+}
+
+/// Waits until every guest of `ids` has taken all it was sent off its
+/// ring: the end of a fan-out. The reports that then check what each
+/// received are bookkeeping, one round trip per guest, and not timed.
+fn wait_drained(host: &mut ShmHost, ids: &[PeerId], path: &Path) -> anyhow::Result<()> {
+    let capacity = host.layout().config.ring_capacity as usize;
+    let since = Instant::now();
+    for &p in ids {
+        while host.sender(p).on_segment(path)?.room().on_segment(path)? < capacity {
+            if TIMEOUT.is_some_and(|limit| since.elapsed() > limit) {
+                bail!("fan-out guest {p} stopped taking its messages");
+            }
+            std::thread::yield_now();
+        }
+    }
+    Ok(())
 }
 
 /// Wall time and this thread's time on a CPU since it started.
