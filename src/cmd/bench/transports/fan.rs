@@ -199,9 +199,9 @@ const LEAST_BATCH: usize = BURST / 4;
 /// stopped does not spin.
 const SPIN_FOR: Duration = Duration::from_micros(200);
 
-/// Sends every guest of `ids` `per` messages, going round the guests in
-/// bursts of up to [`BURST`] to each whose ring has room for at least
-/// [`LEAST_BATCH`] of them ([`send_round`]). When none has, it goes round
+/// Sends every guest of `ids` `per` messages, going round the guests and
+/// sending each bursts of up to [`BURST`] while its ring has room for at
+/// least [`LEAST_BATCH`] of them ([`send_round`]). When none has, it goes round
 /// again for up to [`SPIN_FOR`], then sleeps in a send to the guest with
 /// the most room. The fan-out ends when every guest has taken its last
 /// message; then each is asked for its report, which must show that it
@@ -263,11 +263,12 @@ fn fan_out(
     Ok(line)
 }
 
-/// One round of the fan-out: sends each guest of `open` as many of its
-/// messages left (`per` less what `sent` counts) as fit, up to a burst,
-/// if at least [`LEAST_BATCH`] of them fit (or all it has left). Returns
-/// `None` if it sent anything, else the guest whose ring had the most
-/// room.
+/// One round of the fan-out: sends each guest of `open` its messages
+/// left (`per` less what `sent` counts) in bursts, for as long as its ring
+/// has room for at least [`LEAST_BATCH`] of them (or all it has left): a
+/// guest that keeps taking them is the one its CPU is running, and feeding
+/// it costs no wake. Returns `None` if it sent anything, else the guest
+/// whose ring had the most room.
 fn send_round(
     host: &mut ShmHost,
     open: &[PeerId],
@@ -280,22 +281,24 @@ fn send_round(
     let mut roomiest = None;
     let mut most = 0;
     for &p in open {
-        let left = (per - sent[usize::from(p)]).min(burst.len() as u64) as usize;
         let tx = host.sender(p).on_segment(path)?;
-        let room = tx.room().on_segment(path)?;
-        if room < left.min(LEAST_BATCH) {
-            if roomiest.is_none() || room > most {
-                (roomiest, most) = (Some(p), room);
+        loop {
+            let left = (per - sent[usize::from(p)]).min(burst.len() as u64) as usize;
+            let room = tx.room().on_segment(path)?;
+            if left == 0 || room < left.min(LEAST_BATCH) {
+                if !any && (roomiest.is_none() || room > most) {
+                    (roomiest, most) = (Some(p), room);
+                }
+                break;
             }
-            continue;
-        }
-        match tx.send_batch(&burst[..left.min(room)], Timeout::NoWait) {
-            Ok(n) => {
-                sent[usize::from(p)] += n as u64;
-                any |= n > 0;
+            match tx.send_batch(&burst[..left.min(room)], Timeout::NoWait) {
+                Ok(n) => {
+                    sent[usize::from(p)] += n as u64;
+                    any |= n > 0;
+                }
+                Err(e) if e.is_retryable() => break,
+                Err(e) => return Err(e).on_segment(path)?,
             }
-            Err(e) if e.is_retryable() => {}
-            Err(e) => return Err(e).on_segment(path)?,
         }
     }
     Ok(if any { None } else { roomiest })
