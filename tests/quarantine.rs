@@ -284,6 +284,39 @@ fn a_flipped_head_cuts_its_guest_off_at_the_hosts_next_send() {
     assert_eq!(other.try_recv().unwrap().unwrap().payload(), b"fine");
 }
 
+// The same head read by `Sender::room` (a host asking how much fits before
+// it sends): the flipper is cut off there, and the other's room is whole.
+// shm[verify shm.peer.quarantine]
+#[test]
+fn a_flipped_head_cuts_its_guest_off_when_the_host_asks_for_room() {
+    let (_dir, mut host, flipper, other) = host_and_two_guests("room.shm");
+    let capacity = host.layout().config.ring_capacity as usize;
+    host.send(flipper.peer_id(), frame(0, b"x")).unwrap();
+    assert_eq!(
+        host.sender(flipper.peer_id()).unwrap().room().unwrap(),
+        capacity - 1
+    );
+    let ring = host.layout().host_to_guest_ring(flipper.peer_id());
+    host.region()
+        .store_u32(ring + 64, 0x8000_0000, std::sync::atomic::Ordering::SeqCst)
+        .unwrap();
+    let cut = host.sender(flipper.peer_id()).unwrap().room();
+    assert!(
+        matches!(
+            cut,
+            Err(Error::Quarantined {
+                reason: QuarantineReason::Ring,
+                ..
+            })
+        ),
+        "{cut:?}"
+    );
+    assert_eq!(
+        host.sender(other.peer_id()).unwrap().room().unwrap(),
+        capacity
+    );
+}
+
 // A forged drain: a guest fills its own host-to-guest ring with a copy of
 // a descriptor in flight to another guest, then makes its entry look held
 // by a dead process. The reclaim that follows frees only what the host's
