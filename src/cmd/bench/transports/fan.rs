@@ -201,11 +201,11 @@ const SPIN_FOR: Duration = Duration::from_micros(200);
 
 /// Sends every guest of `ids` `per` messages, going round the guests and
 /// sending each bursts of up to [`BURST`] while its ring has room for at
-/// least [`LEAST_BATCH`] of them ([`send_round`]). When none has, it goes round
-/// again for up to [`SPIN_FOR`], then sleeps in a send to the guest with
-/// the most room. The fan-out ends when every guest has taken its last
-/// message; then each is asked for its report, which must show that it
-/// received them all, whole.
+/// least [`LEAST_BATCH`] of them ([`send_round`]). When none has, it goes
+/// round again for up to [`SPIN_FOR`], then sleeps in a send to the guest
+/// with the most room. The fan-out ends when every guest has taken its
+/// last message; then each is asked for its report, which must show that
+/// it received them all, whole.
 fn fan_out(
     host: &mut ShmHost,
     ids: &[PeerId],
