@@ -33,7 +33,9 @@ use crate::region::{Reading, Region};
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 pub enum SlotHolder {
-    /// Nobody: the slot is being allocated (or its allocator died doing it).
+    /// Nobody: the slot is being allocated or freed (or the process doing
+    /// it died: a guest killed while freeing a host slot leaves it so for
+    /// good, see docs/reliability.md).
     None,
     /// The pool's owner, who allocated it: a payload being written (a
     /// loan), or a send under way.
