@@ -37,7 +37,7 @@ use crate::region::Word;
 use crate::ring::Ring;
 use crate::segment::Segment;
 use crate::sys;
-use crate::wait::{Announce, MAX_SLEEP, Publisher, UNFENCED_NAP, Vigil};
+use crate::wait::{Announce, MAX_SLEEP, Publisher, Vigil};
 
 /// The epoll data of the eventfd; a pidfd's is its party and pid.
 const EVENTS: u64 = u64::MAX;
@@ -507,7 +507,7 @@ impl Shared {
                         words.push((vigil.word.get(), unchanged, false));
                     }
                 }
-                let nap = if fenced { MAX_SLEEP } else { UNFENCED_NAP };
+                let nap = if fenced { MAX_SLEEP } else { sys::UNFENCED_NAP };
                 sys::futex_wait_any(&words, nap.min(LOOK_FOR_PROCESSES_EVERY));
             }
             if receive {

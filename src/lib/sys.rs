@@ -433,7 +433,7 @@ std::thread_local! {
 /// would need it naps, and its nap ends at once ([`futex_wait`]), so the
 /// models check the sleeps that go without it (`shm.ring.wake`, a
 /// publisher that says it fences). Off, every publication is fenced.
-#[cfg(loom)]
+#[cfg(all(loom, test))]
 pub(crate) fn model_unfenced_publications(on: bool) {
     UNFENCED.with(|u| u.set(on));
 }

@@ -549,7 +549,11 @@ pub(crate) fn sleep_unless(
     nothing_new: impl FnOnce() -> Result<Option<u32>>,
 ) -> Result<()> {
     let fenced = announce.announce();
-    let nap = if fenced { nap } else { nap.min(UNFENCED_NAP) };
+    let nap = if fenced {
+        nap
+    } else {
+        nap.min(sys::UNFENCED_NAP)
+    };
     let looked = nothing_new();
     if let Ok(Some(expected)) = looked {
         sys::futex_wait(word, expected, Some(nap));
@@ -557,8 +561,6 @@ pub(crate) fn sleep_unless(
     announce.withdraw();
     looked.map(drop)
 }
-
-pub(crate) use crate::sys::UNFENCED_NAP;
 
 /// Publishes `value` in `word` for a side that may sleep on it (a ring
 /// index) and then reads what says whether that side sleeps. The two need
@@ -661,7 +663,7 @@ pub(crate) fn publish_advertised(
 /// (store buffers drain in microseconds) before the caller looks.
 pub(crate) fn fence_publishers_or_wait() {
     if !sys::fence_publishers() {
-        std::thread::sleep(UNFENCED_NAP);
+        std::thread::sleep(sys::UNFENCED_NAP);
     }
 }
 

@@ -224,9 +224,13 @@ fn fan_out(
     let mut open: Vec<PeerId> = ids.to_vec();
     let mut idle_since = None;
     let clock = HostClock::start();
-    while !open.is_empty() {
+    loop {
         open.retain(|&p| sent[usize::from(p)] < per);
-        let Some(roomiest) = send_round(host, &open, &burst, &mut sent, per, path)? else {
+        if open.is_empty() {
+            break;
+        }
+        let Round::NoRoom { roomiest } = send_round(host, &open, &burst, &mut sent, per, path)?
+        else {
             idle_since = None;
             continue;
         };
@@ -263,12 +267,19 @@ fn fan_out(
     Ok(line)
 }
 
-/// One round of the fan-out: sends each guest of `open` its messages
-/// left (`per` less what `sent` counts) in bursts, for as long as its ring
-/// has room for at least [`LEAST_BATCH`] of them (or all it has left): a
-/// guest that keeps taking them is the one its CPU is running, and feeding
-/// it costs no wake. Returns `None` if it sent anything, else the guest
-/// whose ring had the most room.
+/// What one round of the fan-out did.
+enum Round {
+    /// It sent something.
+    Sent,
+    /// No guest's ring had room for a batch; `roomiest`'s had the most.
+    NoRoom { roomiest: PeerId },
+}
+
+/// One round of the fan-out: sends each guest of `open` (not empty) its
+/// messages left (`per` less what `sent` counts) in bursts, for as long
+/// as its ring has room for at least [`LEAST_BATCH`] of them (or all it
+/// has left): a guest that keeps taking them is the one its CPU is
+/// running, and feeding it costs no wake.
 fn send_round(
     host: &mut ShmHost,
     open: &[PeerId],
@@ -276,18 +287,17 @@ fn send_round(
     sent: &mut [u64],
     per: u64,
     path: &Path,
-) -> anyhow::Result<Option<PeerId>> {
+) -> anyhow::Result<Round> {
     let mut any = false;
-    let mut roomiest = None;
-    let mut most = 0;
+    let (mut roomiest, mut most) = (open[0], 0);
     for &p in open {
         let tx = host.sender(p).on_segment(path)?;
         loop {
             let left = (per - sent[usize::from(p)]).min(burst.len() as u64) as usize;
             let room = tx.room().on_segment(path)?;
             if left == 0 || room < left.min(LEAST_BATCH) {
-                if !any && (roomiest.is_none() || room > most) {
-                    (roomiest, most) = (Some(p), room);
+                if room > most {
+                    (roomiest, most) = (p, room);
                 }
                 break;
             }
@@ -301,7 +311,11 @@ fn send_round(
             }
         }
     }
-    Ok(if any { None } else { roomiest })
+    Ok(if any {
+        Round::Sent
+    } else {
+        Round::NoRoom { roomiest }
+    })
 }
 
 /// Waits until every guest of `ids` has taken all it was sent off its
